@@ -1,0 +1,115 @@
+"""The Flask app factory, health endpoints and the operator's CLI commands."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Mapping
+
+import click
+from flask import Flask, Response, jsonify
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from models.db import Database
+from services import context
+from services.logs import configure_logging
+from services.redis_conn import connect
+from settings import Settings, check_settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
+    """Build the app from the environment; `config` (a dict of setting names, or Settings) wins."""
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    configure_logging(settings.LOG_LEVEL)
+    check_settings(settings)
+    if not settings.is_production and settings.WHATSAPP_APP_SECRET == Settings.WHATSAPP_APP_SECRET:
+        log.warning("WHATSAPP_APP_SECRET is the development default: webhooks signed by Meta will be refused "
+                    "and anyone who knows the default can sign one. Set it before exposing this service.")
+
+    app = Flask(__name__)
+    app.config.update(TESTING=settings.TESTING, MAX_CONTENT_LENGTH=3 * 1024 * 1024, JSON_SORT_KEYS=False)
+    app.extensions["settings"] = settings
+    app.extensions["db"] = Database(settings.database_url)
+    app.extensions["redis"] = connect(settings.REDIS_URL)
+
+    from webhooks.whatsapp import bp as whatsapp_bp
+
+    app.register_blueprint(whatsapp_bp)
+    _register_health(app)
+    _register_errors(app)
+    _register_cli(app)
+    return app
+
+
+def _register_health(app: Flask) -> None:
+    @app.get("/health/live")
+    def live() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/health/ready")
+    def ready() -> tuple[Response, int]:
+        from services.whatsapp.outbox import AUTH_ALERT_KEY
+
+        checks: dict[str, dict[str, str]] = {}
+        try:
+            with context.db().reader() as session:
+                session.execute(text("SELECT 1"))
+            checks["database"] = {"status": "ok"}
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            checks["database"] = {"status": "error", "error": type(exc).__name__}
+        try:
+            redis = context.redis()
+            redis.ping()
+            checks["redis"] = {"status": "ok"}
+            auth_error = redis.get(AUTH_ALERT_KEY)
+            checks["whatsapp_token"] = (
+                {"status": "error", "error": auth_error.decode()} if auth_error else {"status": "ok"}
+            )
+        except RedisError as exc:
+            checks["redis"] = {"status": "error", "error": type(exc).__name__}
+        ok = all(c["status"] == "ok" for c in checks.values())
+        return jsonify({"status": "ok" if ok else "error", "checks": checks}), 200 if ok else 503
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        response = jsonify({"type": "about:blank", "title": exc.name, "status": status, "detail": exc.description})
+        response.mimetype = "application/problem+json"
+        return response, status
+
+
+def _register_cli(app: Flask) -> None:
+    @app.cli.command("worker")
+    @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+    @click.option("--queue", "queues", multiple=True, help="Queue(s) to listen on, in priority order.")
+    def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
+        """Run an RQ worker inside the app's settings."""
+        from services.queue import QUEUE_NAMES
+        from services.worker import make_worker
+
+        make_worker(app, queues or QUEUE_NAMES).work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+    @app.cli.command("scheduler")
+    def scheduler_command() -> None:
+        """Run periodic jobs (the sweeper). Run exactly one; a second one waits for the lock."""
+        from services.scheduler import run_scheduler
+
+        stop = threading.Event()
+        try:
+            run_scheduler(app, stop)
+        except KeyboardInterrupt:
+            stop.set()
+
+    @app.cli.command("sweep")
+    @click.option("--grace", default=None, type=int, help="Only messages older than this many seconds.")
+    def sweep_command(grace: int | None) -> None:
+        """Enqueue committed-but-unqueued messages once, now."""
+        from services.sweeper import sweep_unqueued
+
+        click.echo(f"queued {sweep_unqueued(grace)}")

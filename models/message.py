@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, utcnow
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class MessageStatus(enum.StrEnum):
+    """Inbound: received -> processed | failed. Outbound: pending -> accepted -> sent -> delivered -> read, or failed."""
+
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+# Outbound statuses only ever move forward; Meta may deliver `read` before `delivered`.
+OUTBOUND_RANK = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.ACCEPTED: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.READ: 4,
+    MessageStatus.FAILED: 5,
+}
+
+
+class Message(Base):
+    """One WhatsApp message, in or out: the log support reads and the outbox workers send from."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_phone_created", "phone", "created_at"),
+        Index("ix_messages_unprocessed", "direction", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3))
+    wamid: Mapped[str | None] = mapped_column(String(200), unique=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    farmer_id: Mapped[int | None] = mapped_column(ForeignKey("farmers.id", ondelete="SET NULL"), index=True)
+    type: Mapped[str] = mapped_column(String(30))
+    text: Mapped[str | None] = mapped_column(Text)
+    media_id: Mapped[str | None] = mapped_column(String(100))
+    mime_type: Mapped[str | None] = mapped_column(String(100))
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    template_params: Mapped[list[Any] | None]
+    context_wamid: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any] | None]  # inbound: Meta's message object; outbound: the body we POST
+    fallback: Mapped[dict[str, Any] | None]  # outbound: the template to send instead if outside 24 h (131047)
+    status: Mapped[str] = mapped_column(String(20))
+    error_code: Mapped[int | None]
+    error_title: Mapped[str | None] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    analysis_id: Mapped[int | None] = mapped_column(index=True)  # FK added with the analyses table
+    meta_timestamp: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+
+    @property
+    def job_id(self) -> str:
+        """RQ job ids allow only [A-Za-z0-9_-], so they are built from our id, never the wamid."""
+        prefix = "inbound" if self.direction == Direction.INBOUND else "outbound"
+        return f"{prefix}-{self.id}"
+
+
+class MessageStatusEvent(Base):
+    """Every status webhook, kept as received; `(wamid, status)` makes a re-delivery a no-op."""
+
+    __tablename__ = "message_status_events"
+    __table_args__ = (UniqueConstraint("wamid", "status", name="uq_message_status_events_wamid_status"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    wamid: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str | None] = mapped_column(String(20))
+    meta_timestamp: Mapped[datetime | None]
+    error_code: Mapped[int | None]
+    error_title: Mapped[str | None] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any] | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UnhandledWebhook(Base):
+    """A signed body (or part of one) we could not understand: kept for support, never lost."""
+
+    __tablename__ = "unhandled_webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

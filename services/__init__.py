@@ -1,0 +1,1 @@
+"""Domain logic and integrations: everything that talks to the database, Redis or the outside world."""

@@ -1,0 +1,83 @@
+"""Structured JSON logs with a correlation id, and phone numbers masked on the way out.
+
+Support reads these logs next to the message log: the correlation id is the wamid of the message
+being handled or the RQ job id, so one grep follows a message from the webhook to its reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import re
+import sys
+from datetime import datetime, timezone
+from typing import Iterator
+
+_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+
+# 11-15 digits, optionally with a leading "+", not part of a longer digit run: a phone number.
+_PHONE_RE = re.compile(r"(?<![\w.])(\+?)(\d{2,5})(\d{3,8})(\d{2})(?!\d)")
+
+
+def mask_phone(text: str) -> str:
+    """`+905321234567` -> `+90532*****67`: enough for support to tell farmers apart, not to call them."""
+
+    def _mask(m: re.Match[str]) -> str:
+        plus, head, middle, tail = m.groups()
+        if len(head) + len(middle) + len(tail) < 11:  # epoch seconds (10 digits) stay readable
+            return m.group(0)
+        return f"{plus}{head}{'*' * len(middle)}{tail}"
+
+    return _PHONE_RE.sub(_mask, text)
+
+
+def get_correlation_id() -> str | None:
+    return _correlation_id.get()
+
+
+@contextlib.contextmanager
+def correlation(cid: str | None) -> Iterator[None]:
+    token = _correlation_id.set(cid)
+    try:
+        yield
+    finally:
+        _correlation_id.reset(token)
+
+
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        cid = get_correlation_id()
+        if cid:
+            data["correlation_id"] = cid
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return mask_phone(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One JSON handler on the root logger; idempotent so tests and CLI can call it freely."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "_ziraai", False):
+            handler.setLevel(level)
+            root.setLevel(level)
+            return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler._ziraai = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,20 @@
+"""WhatsApp Cloud API: message builders, the HTTP client, and the outbox that logs and sends."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from services import context
+from services.ratelimit import SlidingWindowLimiter
+from services.whatsapp.client import WhatsAppClient
+
+
+def client() -> WhatsAppClient:
+    """The current process's client, sharing the send rate limit with every other process."""
+    ext = current_app.extensions
+    if "whatsapp" not in ext:
+        s = context.settings()
+        limiter = SlidingWindowLimiter(context.redis(), f"ziraai:whatsapp:mps:{s.WHATSAPP_PHONE_NUMBER_ID}",
+                                       s.WHATSAPP_MAX_MPS)
+        ext["whatsapp"] = WhatsAppClient(s.WHATSAPP_API_BASE, s.WHATSAPP_TOKEN, s.WHATSAPP_PHONE_NUMBER_ID, limiter)
+    return ext["whatsapp"]

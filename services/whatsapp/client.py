@@ -1,0 +1,139 @@
+"""HTTP client for the WhatsApp Cloud API (Graph API): send, mark read, download media.
+
+Every POST first takes a slot from the shared rate limiter. Errors come back as `GraphAPIError`
+carrying the policy of WHATSAPP.md; the caller decides what to do with it. The token is sent as a
+header and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from services.ratelimit import SlidingWindowLimiter
+from services.whatsapp.errors import GraphAPIError, MediaError
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+TIMEOUT = (5, 20)  # connect, read
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    id: str
+    url: str
+    mime_type: str | None
+    sha256: str | None
+    file_size: int | None
+
+
+@dataclass(frozen=True)
+class DownloadedMedia:
+    content: bytes
+    mime_type: str | None
+    sha256: str
+
+
+class WhatsAppClient:
+    def __init__(self, api_base: str, token: str, phone_number_id: str,
+                 limiter: SlidingWindowLimiter | None = None, session: requests.Session | None = None) -> None:
+        self.api_base = api_base.rstrip("/")
+        self.phone_number_id = phone_number_id
+        self.limiter = limiter
+        self.http = session or requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    @property
+    def messages_url(self) -> str:
+        return f"{self.api_base}/{self.phone_number_id}/messages"
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.http.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.RequestException as exc:
+            raise GraphAPIError(None, f"network error: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response
+
+    def _post_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        response = self._request("POST", self.messages_url, json=body)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GraphAPIError(None, "response is not JSON", response.status_code) from exc
+
+    def send(self, body: dict[str, Any]) -> str:
+        """POST a message body built by `services.whatsapp.messages`; returns the new wamid."""
+        data = self._post_message(body)
+        try:
+            return str(data["messages"][0]["id"])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise GraphAPIError(None, "no message id in the response", 200) from exc
+
+    def mark_read(self, wamid: str, *, typing: bool = True) -> None:
+        """Blue ticks for the farmer's message, and the typing bubble while we work on the answer."""
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        self._post_message(body)
+
+    def media_info(self, media_id: str) -> MediaInfo:
+        """Step one of a download: the short-lived URL (5 minutes) and what Meta knows of the file."""
+        data = self._request("GET", f"{self.api_base}/{media_id}").json()
+        if not isinstance(data, dict) or not data.get("url"):
+            raise MediaError(f"media {media_id}: no download URL in the response")
+        size = data.get("file_size")
+        return MediaInfo(
+            id=str(data.get("id", media_id)),
+            url=str(data["url"]),
+            mime_type=data.get("mime_type"),
+            sha256=data.get("sha256"),
+            file_size=int(size) if isinstance(size, int | str) and str(size).isdigit() else None,
+        )
+
+    def download_media(self, media_id: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> DownloadedMedia:
+        """Both steps at once (the URL expires quickly), with the bearer token, bounded in size."""
+        info = self.media_info(media_id)
+        if info.file_size is not None and info.file_size > max_bytes:
+            raise MediaError(f"media {media_id} is {info.file_size} bytes, limit {max_bytes}")
+        response = self._request("GET", info.url, stream=True)
+        digest = hashlib.sha256()
+        chunks: list[bytes] = []
+        received = 0
+        with response:
+            for chunk in response.iter_content(64 * 1024):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise MediaError(f"media {media_id} is larger than {max_bytes} bytes")
+                digest.update(chunk)
+                chunks.append(chunk)
+        sha = digest.hexdigest()
+        if info.sha256 and info.sha256.lower() != sha:
+            raise MediaError(f"media {media_id}: checksum mismatch")
+        return DownloadedMedia(b"".join(chunks), info.mime_type or response.headers.get("Content-Type"), sha)
+
+
+def _error_from(response: requests.Response) -> GraphAPIError:
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        error = {}
+    if not isinstance(error, dict):
+        error = {}
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    details = error.get("error_data", {}).get("details") if isinstance(error.get("error_data"), dict) else None
+    return GraphAPIError(
+        code,
+        str(error.get("message") or error.get("title") or response.reason or "error")[:300],
+        response.status_code,
+        error.get("error_subcode") if isinstance(error.get("error_subcode"), int) else None,
+        details,
+    )

@@ -1,0 +1,82 @@
+"""Typed WhatsApp errors and the policy table of WHATSAPP.md, keyed by Graph API error code."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Policy(enum.StrEnum):
+    RETRY = "retry"  # throughput limits and transient errors: back off and try again
+    RETRY_PAIR = "retry_pair"  # 131056: same farmer too fast; 4^n s backoff
+    TEMPLATE = "template"  # 131047: outside the 24 h window; send the matching template instead
+    MEDIA = "media"  # 131052/131053: ask the farmer to send the photo again
+    FAIL = "fail"  # undeliverable, unsupported: no retry, visible to support
+    ALERT = "alert"  # spam limits, template problems: no retry, an operator must look
+    AUTH = "auth"  # token invalid/expired: no retry, alert loudly, readiness goes red
+
+
+POLICY_BY_CODE: dict[int, Policy] = {
+    130429: Policy.RETRY,
+    4: Policy.RETRY,
+    80007: Policy.RETRY,
+    131056: Policy.RETRY_PAIR,
+    131000: Policy.RETRY,
+    131016: Policy.RETRY,
+    131057: Policy.RETRY,
+    131047: Policy.TEMPLATE,
+    131026: Policy.FAIL,
+    131051: Policy.FAIL,
+    131048: Policy.ALERT,
+    131049: Policy.ALERT,
+    131052: Policy.MEDIA,
+    131053: Policy.MEDIA,
+    **{code: Policy.ALERT for code in (132000, 132001, 132005, 132007, 132012, 132015, 132016)},
+    0: Policy.AUTH,
+    190: Policy.AUTH,
+}
+
+
+def policy_for(code: int | None, http_status: int | None) -> Policy:
+    if code is not None and code in POLICY_BY_CODE:
+        return POLICY_BY_CODE[code]
+    if http_status is None or http_status >= 500 or http_status == 429:
+        return Policy.RETRY  # network errors, 5xx and unknown throttling are transient
+    return Policy.FAIL  # any other 4xx: our request is wrong; retrying will not help
+
+
+class WhatsAppError(Exception):
+    """Base for everything the WhatsApp client raises."""
+
+
+class LimitError(WhatsAppError, ValueError):
+    """A message breaks one of Meta's limits; raised before any HTTP call."""
+
+    def __init__(self, field: str, limit: str, actual: object) -> None:
+        super().__init__(f"{field}: {limit} (got {actual!r})")
+        self.field = field
+        self.limit = limit
+        self.actual = actual
+
+
+class GraphAPIError(WhatsAppError):
+    def __init__(self, code: int | None, title: str, http_status: int | None = None,
+                 subcode: int | None = None, details: str | None = None) -> None:
+        super().__init__(f"Graph API error {code} (HTTP {http_status}): {title}")
+        self.code = code
+        self.title = title
+        self.http_status = http_status
+        self.subcode = subcode
+        self.details = details
+        self.policy = policy_for(code, http_status)
+
+    @property
+    def retryable(self) -> bool:
+        return self.policy in (Policy.RETRY, Policy.RETRY_PAIR)
+
+    @property
+    def needs_template(self) -> bool:
+        return self.policy is Policy.TEMPLATE
+
+
+class MediaError(WhatsAppError):
+    """A media file could not be fetched or is not acceptable (too large, checksum mismatch)."""

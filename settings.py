@@ -1,0 +1,158 @@
+"""Typed settings read from the environment.
+
+The process environment always wins over `.env` (python-dotenv never overrides a variable that is
+already set). `load_settings()` is the only place that reads `os.environ`; everything else receives
+a `Settings` object, so tests build one from a plain dict.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+# Development values: fine on a laptop, refused in production.
+DEV_SECRETS = {
+    "WHATSAPP_TOKEN": "dev-whatsapp-token",
+    "WHATSAPP_VERIFY_TOKEN": "dev-verify-token",
+    "WHATSAPP_APP_SECRET": "dev-app-secret",
+    "N8N_SECRET": "dev-n8n-secret",
+    "JWT_SECRET": "dev-jwt-secret-change-me-in-production",
+}
+SECRET_NAMES = tuple(DEV_SECRETS)
+WEAK_SECRET_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-")
+MIN_SECRET_LENGTH = {"JWT_SECRET": 32, "WHATSAPP_APP_SECRET": 16, "N8N_SECRET": 16}
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot run safely; the message lists every problem."""
+
+
+def _bool(value: str | bool | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    APP_ENV: str = "development"
+    PORT: int = 8000
+    DATABASE_URL: str = ""
+    REDIS_URL: str = ""  # empty: embedded fakeredis + in-process worker thread
+    WHATSAPP_API_BASE: str = "https://graph.facebook.com/v21.0"
+    WHATSAPP_TOKEN: str = DEV_SECRETS["WHATSAPP_TOKEN"]
+    WHATSAPP_PHONE_NUMBER_ID: str = "106540352242922"
+    WHATSAPP_VERIFY_TOKEN: str = DEV_SECRETS["WHATSAPP_VERIFY_TOKEN"]
+    WHATSAPP_APP_SECRET: str = DEV_SECRETS["WHATSAPP_APP_SECRET"]
+    WHATSAPP_MAX_MPS: int = 80
+    N8N_WEBHOOK_URL: str = ""
+    N8N_MODE: str = "sync"
+    N8N_SECRET: str = DEV_SECRETS["N8N_SECRET"]
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+    JWT_SECRET: str = DEV_SECRETS["JWT_SECRET"]
+    # Operational knobs (not secrets).
+    DEV_TOOLS: bool = True
+    LOG_LEVEL: str = "INFO"
+    SWEEP_INTERVAL_SECONDS: int = 30
+    SWEEP_GRACE_SECONDS: int = 10
+    RETRY_BACKOFF_BASE: int = 4  # outbound retries wait base**n seconds (4, 16, 64, 256)
+    EMBEDDED_WORKER: bool = True
+    TESTING: bool = False
+    # Names of settings the environment did not provide (used for the production check).
+    missing: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def is_production(self) -> bool:
+        return self.APP_ENV == "production"
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{INSTANCE_DIR / 'ziraai.sqlite3'}"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.REDIS_URL
+
+    def problems(self) -> list[str]:
+        """Everything that makes this configuration unsafe for production."""
+        if not self.is_production:
+            return []
+        found = []
+        for name in SECRET_NAMES:
+            value = getattr(self, name)
+            if name in self.missing or not value:
+                found.append(f"{name} is not set")
+            elif value == DEV_SECRETS[name] or any(m in value.lower() for m in WEAK_SECRET_MARKERS):
+                found.append(f"{name} is a default or placeholder value")
+            elif len(value) < MIN_SECRET_LENGTH.get(name, 1):
+                found.append(f"{name} must be at least {MIN_SECRET_LENGTH[name]} characters")
+        for name in ("DATABASE_URL", "REDIS_URL", "WHATSAPP_PHONE_NUMBER_ID", "PUBLIC_BASE_URL"):
+            if name in self.missing or not getattr(self, name):
+                found.append(f"{name} is not set")
+        if self.DATABASE_URL.startswith("sqlite"):
+            found.append("DATABASE_URL must point to PostgreSQL in production")
+        if self.PUBLIC_BASE_URL and not self.PUBLIC_BASE_URL.startswith("https://"):
+            found.append("PUBLIC_BASE_URL must be https in production")
+        if self.DEV_TOOLS:
+            found.append("DEV_TOOLS must be off in production")
+        if self.N8N_MODE not in {"sync", "callback"}:
+            found.append("N8N_MODE must be 'sync' or 'callback'")
+        return found
+
+
+def _coerce(name: str, raw: object, default: object) -> object:
+    if isinstance(default, bool):
+        return _bool(raw, default)  # type: ignore[arg-type]
+    if isinstance(default, int):
+        try:
+            return int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    return str(raw).strip()
+
+
+def load_settings(overrides: Mapping[str, object] | None = None, *, environ: Mapping[str, str] | None = None,
+                  dotenv_path: Path | None = PROJECT_ROOT / ".env") -> Settings:
+    """Build settings from `.env`, then the process environment (which wins), then explicit overrides.
+
+    `environ` replaces the process environment (tests pass `{}` to ignore the machine's variables);
+    `dotenv_path=None` skips the `.env` file.
+    """
+    file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path else {}
+    environ = {**file_values, **(os.environ if environ is None else environ)}
+    overrides = dict(overrides or {})
+    production = str(overrides.get("APP_ENV", environ.get("APP_ENV", "development"))) == "production"
+    values: dict[str, object] = {}
+    missing = set()
+    for f in fields(Settings):
+        if f.name == "missing":
+            continue
+        default = f.default
+        if f.name == "DEV_TOOLS" and production:
+            default = False  # production never turns the dev tools on by itself
+        if f.name in overrides:
+            raw = overrides[f.name]
+        elif environ.get(f.name, "") != "":
+            raw = environ[f.name]
+        else:
+            missing.add(f.name)
+            values[f.name] = default
+            continue
+        values[f.name] = _coerce(f.name, raw, default)
+    return Settings(**values, missing=frozenset(missing))  # type: ignore[arg-type]
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse to start a production process with an unsafe configuration."""
+    problems = settings.problems()
+    if problems:
+        raise SettingsError("refusing to start in production: " + "; ".join(problems))

@@ -1,0 +1,349 @@
+"""POST/GET /webhooks/whatsapp: authentication, storage of every fixture, idempotency, Redis outages."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, UnhandledWebhook
+from services.queue import INBOUND
+from services.redis_conn import connect
+from services.sweeper import sweep_unqueued
+from tests.conftest import (
+    FIXTURES,
+    VERIFY_TOKEN,
+    fixture_bytes,
+    fixture_json,
+    make_settings,
+    post_webhook,
+    queued_job_ids,
+    run_jobs,
+    sign,
+)
+
+FARMER = "+905321234567"
+
+
+def messages(session, direction: str = "in") -> list[Message]:  # type: ignore[no-untyped-def]
+    return list(session.scalars(select(Message).where(Message.direction == direction).order_by(Message.id)))
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+def test_verification_answers_the_challenge(client):
+    r = client.get("/webhooks/whatsapp", query_string={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN,
+                                                       "hub.challenge": "1158201444"})
+    assert r.status_code == 200
+    assert r.data == b"1158201444"
+    assert r.mimetype == "text/plain"
+
+
+@pytest.mark.parametrize("mode,token", [("subscribe", "wrong"), ("unsubscribe", VERIFY_TOKEN), ("", ""),
+                                        ("subscribe", "")])
+def test_verification_refused(client, mode, token):
+    r = client.get("/webhooks/whatsapp", query_string={"hub.mode": mode, "hub.verify_token": token,
+                                                       "hub.challenge": "x"})
+    assert r.status_code == 403
+    assert b"x" not in r.data
+
+
+# --- authentication and malformed bodies ---------------------------------------------------------
+
+
+def test_unsigned_is_401(client, session):
+    r = client.post("/webhooks/whatsapp", data=fixture_bytes("text.json"), content_type="application/json")
+    assert r.status_code == 401
+    assert r.mimetype == "application/problem+json"
+    assert messages(session) == []
+
+
+def test_wrong_signature_is_403(client, session):
+    raw = fixture_bytes("text.json")
+    r = client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
+                    headers={"X-Hub-Signature-256": sign(raw, "another-secret")})
+    assert r.status_code == 403
+    assert messages(session) == []
+
+
+def test_signature_over_reserialised_body_is_403(client, session):
+    raw = fixture_bytes("text.json")
+    reserialised = json.dumps(json.loads(raw), separators=(",", ":")).encode()
+    assert reserialised != raw
+    r = client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
+                    headers={"X-Hub-Signature-256": sign(reserialised)})
+    assert r.status_code == 403
+    assert messages(session) == []
+
+
+def test_malformed_json_is_400(client):
+    raw = fixture_bytes("text.json")[:-40]  # truncated
+    r = client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
+                    headers={"X-Hub-Signature-256": sign(raw)})
+    assert r.status_code == 400
+    raw = b"\xff\xfe not json"
+    r = client.post("/webhooks/whatsapp", data=raw, headers={"X-Hub-Signature-256": sign(raw)})
+    assert r.status_code == 400
+
+
+def test_body_over_3_mb_is_413(client, session):
+    raw = b'{"object":"whatsapp_business_account","entry":[],"pad":"' + b"a" * (3 * 1024 * 1024) + b'"}'
+    r = client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
+                    headers={"X-Hub-Signature-256": sign(raw)})
+    assert r.status_code == 413
+    assert session.scalar(select(func.count()).select_from(UnhandledWebhook)) == 0
+
+
+def test_signed_json_of_unknown_shape_is_200_and_kept(client, session):
+    for body in ({"hello": "world"}, [1, 2, 3], {"object": "page", "entry": [{"changes": [{"field": "feed"}]}]}, 42):
+        assert post_webhook(client, json.dumps(body).encode()).status_code == 200
+    reasons = session.scalars(select(UnhandledWebhook.reason)).all()
+    assert len(reasons) >= 4
+    assert any("no entry list" in r for r in reasons)
+    assert any("'feed' not handled" in r for r in reasons)
+
+
+def test_message_missing_fields_is_kept_not_crashed(client, session):
+    body = fixture_json("text.json")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["messages"].append({"type": "text", "text": {"body": "no id, no sender"}})
+    assert post_webhook(client, body).status_code == 200
+    assert len(messages(session)) == 1
+    assert session.scalar(select(UnhandledWebhook.reason)) == "message without a usable id or sender"
+
+
+# --- every fixture ----------------------------------------------------------------------------
+
+EXPECTED = {
+    # fixture: (type, text, reply_id, media_id)
+    "text.json": ("text", "Merhaba", None, None),
+    "text_turkish_upper.json": ("text", "KALAN HAKKIM NE KADAR?", None, None),
+    "image_with_caption.json": ("image", "domates yaprakları sararıyor", None, "1234567890123456"),
+    "image_no_caption_with_url.json": ("image", None, None, "2345678901234567"),
+    "button_reply.json": ("button_reply", "Analiz gönder", "menu:analyze", None),
+    "list_reply.json": ("list_reply", "Domates", "crop:domates", None),
+    "template_quick_reply.json": ("button", "Detaylar", "result:details", None),
+    "location_chosen.json": ("location", None, None, None),
+    "location_current.json": ("location", None, None, None),
+    "voice.json": ("audio", None, None, "3456789012345678"),
+    "sticker.json": ("sticker", None, None, "4567890123456789"),
+    "reaction.json": ("reaction", "👍", None, None),
+    "document.json": ("document", "toprak analizi", None, "5678901234567890"),
+    "unsupported.json": ("unsupported", None, None, None),
+    "contact_without_profile.json": ("text", "selam", None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_message_fixture_is_stored(client, session, app, name):
+    r = post_webhook(client, fixture_bytes(name))
+    assert r.status_code == 200
+    [row] = messages(session)
+    raw_message = fixture_json(name)["entry"][0]["changes"][0]["value"]["messages"][0]
+    kind, text, reply_id, media_id = EXPECTED[name]
+    assert (row.type, row.text, row.media_id) == (kind, text, media_id)
+    assert row.wamid == raw_message["id"]
+    assert row.phone == FARMER
+    assert row.status == MessageStatus.RECEIVED
+    assert row.payload == raw_message  # the raw message, for support
+    assert row.meta_timestamp == datetime.fromtimestamp(int(raw_message["timestamp"]), timezone.utc)
+    if reply_id:
+        assert row.payload and reply_id in json.dumps(row.payload)
+    farmer = session.scalar(select(Farmer).where(Farmer.phone == FARMER))
+    assert row.farmer_id == farmer.id
+    assert farmer.last_inbound_at == row.meta_timestamp
+    assert farmer.locale == "tr"
+    assert queued_job_ids(app, INBOUND) == [f"inbound-{row.id}"]
+
+
+def test_profile_name_kept_and_not_erased_by_contact_without_profile(client, session):
+    post_webhook(client, fixture_bytes("text.json"))
+    post_webhook(client, fixture_bytes("contact_without_profile.json"))
+    farmer = session.scalar(select(Farmer))
+    assert farmer.profile_name == "Mehmet Yılmaz"
+    assert farmer.last_inbound_at == datetime.fromtimestamp(1763780840, timezone.utc)
+
+
+def test_last_inbound_never_moves_back(client, session):
+    post_webhook(client, fixture_bytes("contact_without_profile.json"))  # ts 1763780840
+    post_webhook(client, fixture_bytes("text.json"))  # older: ts 1763780000
+    assert session.scalar(select(Farmer.last_inbound_at)) == datetime.fromtimestamp(1763780840, timezone.utc)
+
+
+def test_two_messages_in_one_change_both_stored_and_queued_in_order(client, session, app):
+    assert post_webhook(client, fixture_bytes("two_messages_one_change.json")).status_code == 200
+    rows = messages(session)
+    assert [r.text for r in rows] == ["menü", "kota"]
+    assert queued_job_ids(app, INBOUND) == [f"inbound-{r.id}" for r in rows]
+
+
+def test_two_entries_two_farmers(client, session):
+    assert post_webhook(client, fixture_bytes("two_entries.json")).status_code == 200
+    rows = messages(session)
+    assert {(r.phone, r.text) for r in rows} == {(FARMER, "yardım"), ("+905339876543", "Merhaba")}
+    names = dict(session.execute(select(Farmer.phone, Farmer.profile_name)).all())
+    assert names == {FARMER: "Mehmet Yılmaz", "+905339876543": "Ayşe Demir"}
+
+
+def test_location_fields(client, session):
+    post_webhook(client, fixture_bytes("location_chosen.json"))
+    [row] = messages(session)
+    assert row.payload["location"] == {"latitude": 36.8969, "longitude": 30.7133, "name": "Serada",
+                                       "address": "Muratpaşa, Antalya"}
+
+
+def test_unsupported_keeps_error_code(client, session):
+    post_webhook(client, fixture_bytes("unsupported.json"))
+    [row] = messages(session)
+    assert (row.error_code, row.error_title) == (131051, "Message type unknown")
+
+
+# --- idempotency ------------------------------------------------------------------------------
+
+
+def test_redelivery_is_acknowledged_and_does_nothing(client, session, app):
+    for _ in range(3):
+        assert post_webhook(client, fixture_bytes("text.json")).status_code == 200
+    assert len(messages(session)) == 1
+    assert len(queued_job_ids(app, INBOUND)) == 1
+
+
+def test_same_body_three_times_concurrently_one_row_one_job(app, session):
+    raw = fixture_bytes("image_with_caption.json")
+    barrier = threading.Barrier(3)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(post_webhook(client, raw).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200, 200, 200]
+    assert len(messages(session)) == 1
+    assert session.scalar(select(func.count()).select_from(Farmer)) == 1
+    assert len(queued_job_ids(app, INBOUND)) == 1
+
+
+# --- statuses ---------------------------------------------------------------------------------
+
+OUTGOING = "wamid.HBgMOTA1MzIxMjM0NTY3FQIAEhggT1VUR09JTkcwMDAx"
+
+
+def _outbound(session, wamid: str = OUTGOING) -> Message:  # type: ignore[no-untyped-def]
+    row = Message(direction=Direction.OUTBOUND.value, wamid=wamid, phone=FARMER, type="text", text="Merhaba",
+                  status=MessageStatus.ACCEPTED.value)
+    session.add(row)
+    session.commit()
+    return row
+
+
+def test_statuses_move_forward(client, session):
+    row = _outbound(session)
+    post_webhook(client, fixture_bytes("status_sent.json"))
+    session.refresh(row)
+    assert row.status == "sent" and row.sent_at is not None
+    post_webhook(client, fixture_bytes("status_delivered.json"))
+    session.refresh(row)
+    assert row.status == "delivered"
+    post_webhook(client, fixture_bytes("status_read.json"))
+    session.refresh(row)
+    assert row.status == "read"
+    assert row.read_at == datetime.fromtimestamp(1763780990, timezone.utc)
+
+
+def test_statuses_out_of_order_never_move_back(client, session):
+    row = _outbound(session)
+    post_webhook(client, fixture_bytes("status_read.json"))
+    post_webhook(client, fixture_bytes("status_delivered.json"))
+    post_webhook(client, fixture_bytes("status_sent.json"))
+    session.refresh(row)
+    assert row.status == "read"
+    assert row.sent_at and row.delivered_at and row.read_at  # every timestamp still recorded
+    assert session.scalar(select(func.count()).select_from(MessageStatusEvent)) == 3
+
+
+def test_status_redelivery_is_a_no_op(client, session):
+    _outbound(session)
+    for _ in range(3):
+        assert post_webhook(client, fixture_bytes("status_delivered.json")).status_code == 200
+    assert session.scalar(select(func.count()).select_from(MessageStatusEvent)) == 1
+
+
+@pytest.mark.parametrize("name,code,title", [
+    ("status_failed_window.json", 131047, "Re-engagement message"),
+    ("status_failed_undeliverable.json", 131026, "Message undeliverable"),
+])
+def test_failed_status_records_error(client, session, name, code, title):
+    wamid = fixture_json(name)["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
+    row = _outbound(session, wamid)
+    assert post_webhook(client, fixture_bytes(name)).status_code == 200
+    session.refresh(row)
+    assert (row.status, row.error_code, row.error_title) == ("failed", code, title)
+    assert row.failed_at is not None
+
+
+def test_status_for_unknown_message_is_kept_and_applied_later(client, session):
+    post_webhook(client, fixture_bytes("status_delivered.json"))
+    event = session.scalar(select(MessageStatusEvent))
+    assert (event.wamid, event.status, event.recipient) == (OUTGOING, "delivered", FARMER)
+
+    from services.inbox import apply_recorded_statuses
+
+    row = _outbound(session)
+    apply_recorded_statuses(session, OUTGOING)
+    session.commit()
+    session.refresh(row)
+    assert row.status == "delivered"
+
+
+def test_every_fixture_file_is_accepted(client):
+    for path in sorted((FIXTURES / "whatsapp").glob("*.json")):
+        assert post_webhook(client, path.read_bytes()).status_code == 200, path.name
+
+
+# --- Redis outage -----------------------------------------------------------------------------
+
+
+def test_redis_down_webhook_still_200_then_sweeper_enqueues(app, session, database_url):
+    from app import create_app
+
+    broken = create_app(make_settings(database_url, REDIS_URL="redis://127.0.0.1:1/0"))
+    r = post_webhook(broken.test_client(), fixture_bytes("two_messages_one_change.json"))
+    assert r.status_code == 200
+    rows = messages(session)
+    assert len(rows) == 2 and all(row.status == "received" for row in rows)
+    assert queued_job_ids(app, INBOUND) == []
+
+    # Redis is back: the scheduler's sweeper finds the committed-but-unqueued messages.
+    with app.app_context():
+        assert sweep_unqueued(grace_seconds=0) == 2
+        assert sweep_unqueued(grace_seconds=0) == 0  # already queued: not twice
+    assert queued_job_ids(app, INBOUND) == [f"inbound-{row.id}" for row in rows]
+    run_jobs(app)
+    session.expire_all()
+    assert [row.status for row in messages(session)] == ["processed", "processed"]
+    broken.extensions["db"].engine.dispose()
+
+
+def test_sweeper_leaves_recent_messages_to_the_webhook(app, session, database_url):
+    from app import create_app
+
+    broken = create_app(make_settings(database_url, REDIS_URL="redis://127.0.0.1:1/0"))
+    post_webhook(broken.test_client(), fixture_bytes("text.json"))
+    assert sweep_unqueued(grace_seconds=3600) == 0
+    broken.extensions["db"].engine.dispose()
+
+
+def test_unreachable_redis_url_connects_lazily():
+    conn = connect("redis://127.0.0.1:1/0")
+    with pytest.raises(Exception):
+        conn.ping()

@@ -1,0 +1,248 @@
+"""Parse a WhatsApp Cloud API webhook body into typed, frozen updates.
+
+The parser never raises on shape: Meta adds fields and message types over time, and a signed body
+we do not understand must still be acknowledged (and kept). Unknown enum values map to UNKNOWN;
+anything we cannot use is reported in `problems` with the part of the body it came from.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+class MessageType(enum.StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    BUTTON_REPLY = "button_reply"  # interactive reply button
+    LIST_REPLY = "list_reply"  # interactive list row
+    BUTTON = "button"  # template quick-reply button
+    LOCATION = "location"
+    AUDIO = "audio"
+    VIDEO = "video"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    REACTION = "reaction"
+    CONTACTS = "contacts"
+    UNSUPPORTED = "unsupported"
+    SYSTEM = "system"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: object) -> MessageType:
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.UNKNOWN
+
+
+class StatusKind(enum.StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: object) -> StatusKind:
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.UNKNOWN
+
+
+_MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    wamid: str
+    phone: str  # E.164 with "+"
+    type: MessageType
+    timestamp: datetime | None
+    profile_name: str | None = None
+    text: str | None = None  # body, caption, button/list title or reaction emoji
+    reply_id: str | None = None  # id of the tapped button / list row / template payload
+    media_id: str | None = None
+    mime_type: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    location_name: str | None = None
+    location_address: str | None = None
+    context_wamid: str | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    wamid: str
+    status: StatusKind
+    timestamp: datetime | None
+    recipient: str | None
+    error_code: int | None = None
+    error_title: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    part: Any
+
+
+@dataclass(frozen=True)
+class ParsedWebhook:
+    messages: list[InboundMessage]
+    statuses: list[StatusUpdate]
+    problems: list[Problem]
+
+
+_NON_DIGITS = re.compile(r"\D")
+
+
+def normalize_phone(value: object) -> str | None:
+    """Any WhatsApp id or typed number -> E.164 with '+' (`905321234567` -> `+905321234567`)."""
+    if value is None:
+        return None
+    digits = _NON_DIGITS.sub("", str(value))
+    if digits.startswith("00"):
+        digits = digits[2:]
+    if not 8 <= len(digits) <= 15:
+        return None
+    return "+" + digits
+
+
+def _timestamp(value: object) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(str(value)), timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _first_error(errors: object) -> tuple[int | None, str | None]:
+    first = _dict(_list(errors)[0]) if _list(errors) else {}
+    code = first.get("code")
+    return (code if isinstance(code, int) and not isinstance(code, bool) else None), _str(first.get("title"))
+
+
+def _parse_message(raw: dict[str, Any], names: dict[str, str]) -> InboundMessage | Problem:
+    wamid = _str(raw.get("id"))
+    phone = normalize_phone(raw.get("from"))
+    if not wamid or not phone:
+        return Problem("message without a usable id or sender", raw)
+    meta_type = str(raw.get("type", ""))
+    fields: dict[str, Any] = {}
+    if meta_type == "text":
+        fields["text"] = _str(_dict(raw.get("text")).get("body"))
+    elif meta_type in _MEDIA_TYPES:
+        media = _dict(raw.get(meta_type))
+        fields.update(media_id=_str(media.get("id")), mime_type=_str(media.get("mime_type")),
+                      text=_str(media.get("caption")))
+    elif meta_type == "interactive":
+        interactive = _dict(raw.get("interactive"))
+        meta_type = str(interactive.get("type", "unknown"))
+        reply = _dict(interactive.get(meta_type))
+        fields.update(reply_id=_str(reply.get("id")), text=_str(reply.get("title")))
+    elif meta_type == "button":
+        button = _dict(raw.get("button"))
+        fields.update(reply_id=_str(button.get("payload")), text=_str(button.get("text")))
+    elif meta_type == "location":
+        loc = _dict(raw.get("location"))
+        fields.update(latitude=_float(loc.get("latitude")), longitude=_float(loc.get("longitude")),
+                      location_name=_str(loc.get("name")), location_address=_str(loc.get("address")))
+    elif meta_type == "reaction":
+        reaction = _dict(raw.get("reaction"))
+        fields.update(text=_str(reaction.get("emoji")), context_wamid=_str(reaction.get("message_id")))
+    elif meta_type == "system":
+        fields["text"] = _str(_dict(raw.get("system")).get("body"))
+    code, title = _first_error(raw.get("errors"))
+    context = _dict(raw.get("context"))
+    fields.setdefault("context_wamid", _str(context.get("id")))
+    return InboundMessage(
+        wamid=wamid,
+        phone=phone,
+        type=MessageType.parse(meta_type),
+        timestamp=_timestamp(raw.get("timestamp")),
+        profile_name=names.get(phone),
+        error_code=code,
+        error_title=title,
+        raw=raw,
+        **fields,
+    )
+
+
+def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
+    wamid = _str(raw.get("id"))
+    if not wamid:
+        return Problem("status without an id", raw)
+    code, title = _first_error(raw.get("errors"))
+    return StatusUpdate(
+        wamid=wamid,
+        status=StatusKind.parse(raw.get("status")),
+        timestamp=_timestamp(raw.get("timestamp")),
+        recipient=normalize_phone(raw.get("recipient_id")),
+        error_code=code,
+        error_title=title,
+        raw=raw,
+    )
+
+
+def parse_webhook(body: Any) -> ParsedWebhook:
+    """Every entry x change x message/status, in order. Never raises."""
+    messages: list[InboundMessage] = []
+    statuses: list[StatusUpdate] = []
+    problems: list[Problem] = []
+    if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
+        return ParsedWebhook([], [], [Problem("body is not a WhatsApp webhook (no entry list)", body)])
+    if body.get("object") != "whatsapp_business_account":
+        problems.append(Problem(f"unexpected object {str(body.get('object'))[:50]!r}", {"object": body.get("object")}))
+    for entry in body["entry"]:
+        changes = _dict(entry).get("changes")
+        if not isinstance(changes, list):
+            problems.append(Problem("entry without a changes list", entry))
+            continue
+        for change in changes:
+            change = _dict(change)
+            value = _dict(change.get("value"))
+            if change.get("field") != "messages" or not (value.get("messages") or value.get("statuses")):
+                problems.append(Problem(f"change field {str(change.get('field'))[:50]!r} not handled", change))
+                continue
+            names = {}
+            for contact in _list(value.get("contacts")):
+                phone = normalize_phone(_dict(contact).get("wa_id"))
+                name = _str(_dict(_dict(contact).get("profile")).get("name"))
+                if phone and name:
+                    names[phone] = name
+            for raw in _list(value.get("messages")):
+                parsed = _parse_message(_dict(raw), names) if isinstance(raw, dict) else Problem("message is not an object", raw)
+                (problems if isinstance(parsed, Problem) else messages).append(parsed)  # type: ignore[arg-type]
+            for raw in _list(value.get("statuses")):
+                parsed_status = _parse_status(raw) if isinstance(raw, dict) else Problem("status is not an object", raw)
+                (problems if isinstance(parsed_status, Problem) else statuses).append(parsed_status)  # type: ignore[arg-type]
+    return ParsedWebhook(messages, statuses, problems)
