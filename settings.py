@@ -8,9 +8,9 @@ a `Settings` object, so tests build one from a plain dict.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 
 from dotenv import dotenv_values
 

@@ -16,7 +16,8 @@ class Direction(enum.StrEnum):
 
 
 class MessageStatus(enum.StrEnum):
-    """Inbound: received -> processed | failed. Outbound: pending -> accepted -> sent -> delivered -> read, or failed."""
+    """Inbound: received -> processed | failed.
+    Outbound: pending -> accepted -> sent -> delivered -> read, or failed."""
 
     RECEIVED = "received"
     PROCESSED = "processed"

@@ -24,15 +24,17 @@ if redis.call('ZCARD', key) < limit then
   redis.call('ZADD', key, now, now .. '-' .. seq)
   redis.call('PEXPIRE', key, math.ceil(window / 1000) + 1000)
   redis.call('PEXPIRE', key .. ':seq', math.ceil(window / 1000) + 1000)
-  return 0
+  return {0, now}
 end
 local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+return {1, math.max(1, tonumber(oldest[2]) + window - now)}
 """
 
 
 class SlidingWindowLimiter:
-    def __init__(self, redis: Redis, key: str, limit: int, window_seconds: float = 1.0) -> None:
+    def __init__(self, redis: Redis, key: str, limit: int, window_seconds: float = 1.05) -> None:
+        """The default window is 5% longer than Meta's second, so network jitter between us and
+        Meta cannot squeeze `limit + 1` sends into one of Meta's seconds."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.key = key
@@ -40,17 +42,19 @@ class SlidingWindowLimiter:
         self.window_us = int(window_seconds * 1_000_000)
         self._script = redis.register_script(_SCRIPT)
 
-    def try_acquire(self) -> float:
-        """0 if a slot was taken now, otherwise the seconds to wait before trying again."""
-        wait_us = int(self._script(keys=[self.key], args=[self.limit, self.window_us]))
-        return wait_us / 1_000_000
+    def try_acquire(self) -> tuple[bool, float]:
+        """(True, admission time in Redis seconds) if a slot was taken, else (False, seconds to wait)."""
+        full, value = self._script(keys=[self.key], args=[self.limit, self.window_us])
+        return not full, int(value) / 1_000_000
 
-    def acquire(self, timeout: float = 30.0) -> None:
+    def acquire(self, timeout: float = 30.0) -> float:
+        """Block until a slot is free; returns the admission time (Redis clock, seconds)."""
         deadline = time.monotonic() + timeout
         while True:
-            wait = self.try_acquire()
-            if wait == 0:
-                return
+            admitted, value = self.try_acquire()
+            if admitted:
+                return value
+            wait = value
             if time.monotonic() + wait > deadline:
                 raise TimeoutError(f"rate limit {self.key} still full after {timeout} s")
             time.sleep(wait)

@@ -7,8 +7,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from flask import Flask
 from redis.exceptions import RedisError
@@ -58,7 +58,7 @@ def tick(tasks: list[Periodic], me: str, lock_ttl: int) -> None:
         task.next_run = now + task.every
         try:
             task.func()
-        except Exception:  # noqa: BLE001 - a failing task must not stop the others
+        except Exception:
             log.exception("periodic task %s failed", task.name)
 
 

@@ -12,6 +12,7 @@ import threading
 
 from flask import Flask
 from rq import SimpleWorker, Worker
+from rq.timeouts import TimerDeathPenalty
 
 from services.queue import QUEUE_NAMES, get_queue
 from services.scheduler import periodic_tasks, tick
@@ -26,7 +27,10 @@ def make_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES, *, simple: bo
 
 
 class ThreadWorker(SimpleWorker):
-    """RQ installs signal handlers, which Python allows only in the main thread."""
+    """RQ uses signals (stop requests, SIGALRM job timeouts), which Python allows only in the main
+    thread: no handlers, and a timer thread enforces job timeouts instead."""
+
+    death_penalty_class = TimerDeathPenalty
 
     def _install_signal_handlers(self) -> None:
         pass
@@ -45,7 +49,7 @@ def start_embedded_worker(app: Flask, poll: float = 0.2) -> threading.Event:
                 try:
                     worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
                     tick(tasks, f"embedded:{threading.get_ident()}", 30)
-                except Exception:  # noqa: BLE001 - the thread must survive a bad job or tick
+                except Exception:
                     log.exception("embedded worker loop error")
                 stop.wait(poll)
 

@@ -11,8 +11,9 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from alembic import command

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, UnhandledWebhook
@@ -150,7 +151,7 @@ def test_each_message_fixture_is_stored(client, session, app, name):
     assert row.phone == FARMER
     assert row.status == MessageStatus.RECEIVED
     assert row.payload == raw_message  # the raw message, for support
-    assert row.meta_timestamp == datetime.fromtimestamp(int(raw_message["timestamp"]), timezone.utc)
+    assert row.meta_timestamp == datetime.fromtimestamp(int(raw_message["timestamp"]), UTC)
     if reply_id:
         assert row.payload and reply_id in json.dumps(row.payload)
     farmer = session.scalar(select(Farmer).where(Farmer.phone == FARMER))
@@ -165,13 +166,13 @@ def test_profile_name_kept_and_not_erased_by_contact_without_profile(client, ses
     post_webhook(client, fixture_bytes("contact_without_profile.json"))
     farmer = session.scalar(select(Farmer))
     assert farmer.profile_name == "Mehmet Yılmaz"
-    assert farmer.last_inbound_at == datetime.fromtimestamp(1763780840, timezone.utc)
+    assert farmer.last_inbound_at == datetime.fromtimestamp(1763780840, UTC)
 
 
 def test_last_inbound_never_moves_back(client, session):
     post_webhook(client, fixture_bytes("contact_without_profile.json"))  # ts 1763780840
     post_webhook(client, fixture_bytes("text.json"))  # older: ts 1763780000
-    assert session.scalar(select(Farmer.last_inbound_at)) == datetime.fromtimestamp(1763780840, timezone.utc)
+    assert session.scalar(select(Farmer.last_inbound_at)) == datetime.fromtimestamp(1763780840, UTC)
 
 
 def test_two_messages_in_one_change_both_stored_and_queued_in_order(client, session, app):
@@ -257,7 +258,7 @@ def test_statuses_move_forward(client, session):
     post_webhook(client, fixture_bytes("status_read.json"))
     session.refresh(row)
     assert row.status == "read"
-    assert row.read_at == datetime.fromtimestamp(1763780990, timezone.utc)
+    assert row.read_at == datetime.fromtimestamp(1763780990, UTC)
 
 
 def test_statuses_out_of_order_never_move_back(client, session):
@@ -345,5 +346,5 @@ def test_sweeper_leaves_recent_messages_to_the_webhook(app, session, database_ur
 
 def test_unreachable_redis_url_connects_lazily():
     conn = connect("redis://127.0.0.1:1/0")
-    with pytest.raises(Exception):
+    with pytest.raises(RedisError):
         conn.ping()

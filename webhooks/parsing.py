@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -119,7 +119,7 @@ def normalize_phone(value: object) -> str | None:
 
 def _timestamp(value: object) -> datetime | None:
     try:
-        return datetime.fromtimestamp(int(str(value)), timezone.utc)
+        return datetime.fromtimestamp(int(str(value)), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
@@ -240,9 +240,15 @@ def parse_webhook(body: Any) -> ParsedWebhook:
                 if phone and name:
                     names[phone] = name
             for raw in _list(value.get("messages")):
-                parsed = _parse_message(_dict(raw), names) if isinstance(raw, dict) else Problem("message is not an object", raw)
-                (problems if isinstance(parsed, Problem) else messages).append(parsed)  # type: ignore[arg-type]
+                message = _parse_message(raw, names) if isinstance(raw, dict) else Problem("message not an object", raw)
+                if isinstance(message, Problem):
+                    problems.append(message)
+                else:
+                    messages.append(message)
             for raw in _list(value.get("statuses")):
-                parsed_status = _parse_status(raw) if isinstance(raw, dict) else Problem("status is not an object", raw)
-                (problems if isinstance(parsed_status, Problem) else statuses).append(parsed_status)  # type: ignore[arg-type]
+                status = _parse_status(raw) if isinstance(raw, dict) else Problem("status not an object", raw)
+                if isinstance(status, Problem):
+                    problems.append(status)
+                else:
+                    statuses.append(status)
     return ParsedWebhook(messages, statuses, problems)

@@ -6,8 +6,9 @@ Pure functions: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from services.whatsapp.errors import LimitError
 
@@ -161,6 +162,8 @@ def template(to: str, name: str, params: Sequence[str], *, language: str = "tr",
         raise LimitError(f"template {name} parameters", f"exactly {expected_params}", len(params))
     for i, value in enumerate(params):
         _check_len(f"template {name} parameter {i + 1}", value, 1024)
+        if "\n" in value or "\t" in value or "     " in value:
+            raise LimitError(f"template {name} parameter {i + 1}", "no newlines, tabs or 5+ spaces in a row", value)
     content: dict[str, Any] = {"name": name, "language": {"code": language}}
     if params:
         content["components"] = [{"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}]

@@ -9,6 +9,7 @@ sends the row's fallback template, the rest mark the row failed where support se
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -125,8 +126,8 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
         log.critical("WhatsApp token rejected: every send will fail until it is replaced", extra=extra)
         _set_auth_alert(exc)
     elif exc.policy is Policy.ALERT:
-        log.error("send refused by Meta; an operator must look", extra={**extra, "template": row.template_name,
-                                                                          "template_params": row.template_params})
+        log.error("send refused by Meta; an operator must look",
+                  extra={**extra, "template": row.template_name, "template_params": row.template_params})
     else:
         log.warning("send failed, not retried", extra=extra)
     return "failed"
@@ -137,24 +138,20 @@ def _send_fallback(row: Message, extra: dict[str, Any]) -> str:
         log.warning("outside the 24-hour window and no template to fall back to", extra=extra)
         return "needs_template"
     fb = row.fallback
+    template = Outbound(fb["type"], fb["body"], fb.get("text"), fb.get("template_name"),
+                        fb.get("template_params") or [])
     with context.db().session() as session, session.begin():
-        new = queue_message(session, row.phone, Outbound(fb["type"], fb["body"], fb.get("text"), fb.get("template_name"),
-                                                         fb.get("template_params") or []),
-                            farmer_id=row.farmer_id, analysis_id=row.analysis_id)
+        new = queue_message(session, row.phone, template, farmer_id=row.farmer_id, analysis_id=row.analysis_id)
     enqueue_delivery(context.redis(), new.id)
     log.info("outside the 24-hour window: template queued instead", extra={**extra, "fallback_id": new.id})
     return "template"
 
 
 def _set_auth_alert(exc: GraphAPIError) -> None:
-    try:
+    with contextlib.suppress(RedisError):
         context.redis().set(AUTH_ALERT_KEY, f"{exc.code}: {exc.title}")
-    except RedisError:
-        pass
 
 
 def _clear_auth_alert() -> None:
-    try:
+    with contextlib.suppress(RedisError):
         context.redis().delete(AUTH_ALERT_KEY)
-    except RedisError:
-        pass

@@ -1,0 +1,78 @@
+"""Health endpoints, JSON logs with a correlation id, and phone numbers masked in logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from app import create_app
+from services.logs import JsonFormatter, correlation, mask_phone
+from tests.conftest import fixture_bytes, make_settings, post_webhook
+
+
+def test_live(client):
+    r = client.get("/health/live")
+    assert r.status_code == 200 and r.json == {"status": "ok"}
+
+
+def test_ready_reports_each_check(client):
+    r = client.get("/health/ready")
+    assert r.status_code == 200
+    assert r.json["checks"]["database"] == {"status": "ok"}
+    assert r.json["checks"]["redis"] == {"status": "ok"}
+
+
+def test_ready_is_503_when_redis_is_unreachable(database_url):
+    app = create_app(make_settings(database_url, REDIS_URL="redis://127.0.0.1:1/0"))
+    r = app.test_client().get("/health/ready")
+    assert r.status_code == 503
+    assert r.json["checks"]["redis"]["status"] == "error"
+    assert r.json["checks"]["database"]["status"] == "ok"
+    app.extensions["db"].engine.dispose()
+
+
+def test_ready_is_503_when_the_database_is_unreachable():
+    app = create_app(make_settings("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    r = app.test_client().get("/health/ready")
+    assert r.status_code == 503
+    assert r.json["checks"]["database"]["status"] == "error"
+
+
+def test_unknown_route_is_problem_json(client):
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.mimetype == "application/problem+json"
+    assert r.json["status"] == 404
+
+
+def test_mask_phone():
+    assert mask_phone("farmer +905321234567 wrote") == "farmer +90532*****67 wrote"
+    assert mask_phone("wa_id 905321234567") == "wa_id 90532*****67"
+    assert mask_phone("ts 1763780000 id 42") == "ts 1763780000 id 42"
+
+
+def test_json_formatter_masks_and_carries_the_correlation_id():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "from %s", ("+905321234567",), None)
+    record.phone = "+905339876543"
+    with correlation("inbound-7"):
+        line = JsonFormatter().format(record)
+    data = json.loads(line)
+    assert data["msg"] == "from +90532*****67"
+    assert data["phone"] == "+90533*****43"
+    assert data["correlation_id"] == "inbound-7"
+    assert "905321234567" not in line and "905339876543" not in line
+
+
+def test_webhook_logs_never_show_a_full_phone_number(client):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    try:
+        post_webhook(client, fixture_bytes("two_entries.json"))
+        post_webhook(client, b"not json")  # a refusal is logged too
+    finally:
+        logging.getLogger().removeHandler(handler)
+    out = stream.getvalue()
+    assert "webhook accepted" in out
+    assert "5321234567" not in out and "5339876543" not in out

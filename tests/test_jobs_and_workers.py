@@ -1,0 +1,129 @@
+"""RQ jobs, the worker entry point (a real worker process where Redis is real), the embedded
+worker thread, the scheduler's single leader, and the shared send-rate limit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import fakeredis
+import pytest
+from sqlalchemy import select
+
+from models import Message
+from services.jobs import handle_inbound
+from services.queue import INBOUND, backoff_intervals
+from services.ratelimit import SlidingWindowLimiter
+from services.scheduler import LOCK_KEY, Periodic, tick
+from services.worker import start_embedded_worker
+from settings import PROJECT_ROOT
+from tests.conftest import (
+    APP_SECRET,
+    REAL_REDIS,
+    TEST_REDIS_URL,
+    fixture_bytes,
+    post_webhook,
+    queued_job_ids,
+    run_jobs,
+)
+
+
+def statuses(session) -> list[str]:  # type: ignore[no-untyped-def]
+    return list(session.scalars(select(Message.status).order_by(Message.id)))
+
+
+def test_inbound_job_marks_processed_and_is_safe_twice(app, client, session):
+    post_webhook(client, fixture_bytes("two_messages_one_change.json"))
+    run_jobs(app)
+    assert statuses(session) == ["processed", "processed"]
+    first = session.scalar(select(Message).order_by(Message.id))
+    assert handle_inbound(first.id) == "already processed"
+    assert handle_inbound(999999) == "missing"
+
+
+def test_backoff_is_four_to_the_n():
+    assert backoff_intervals(4, 4) == [4, 16, 64, 256]
+    assert backoff_intervals(0, 3) == [0, 0, 0]
+
+
+def test_embedded_worker_thread_runs_jobs(app, client, session):
+    stop = start_embedded_worker(app, poll=0.05)
+    try:
+        post_webhook(client, fixture_bytes("text.json"))
+        deadline = time.monotonic() + 30
+        while statuses(session) != ["processed"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+    assert statuses(session) == ["processed"]
+
+
+def test_only_one_scheduler_runs_periodic_work(app):
+    runs: list[str] = []
+    a = [Periodic("a", lambda: runs.append("a"), every=0)]
+    b = [Periodic("b", lambda: runs.append("b"), every=0)]
+    tick(a, "scheduler-a", 30)
+    tick(b, "scheduler-b", 30)  # a holds the lock: b waits
+    tick(a, "scheduler-a", 30)
+    assert runs == ["a", "a"]
+    app.extensions["redis"].delete(LOCK_KEY)  # a died and its lock expired
+    tick(b, "scheduler-b", 30)
+    assert runs == ["a", "a", "b"]
+
+
+def test_a_failing_periodic_task_does_not_stop_the_others(app):
+    runs: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    tick([Periodic("boom", boom, 0), Periodic("ok", lambda: runs.append("ok"), 0)], "s", 30)
+    assert runs == ["ok"]
+
+
+def test_rate_limit_is_shared_and_never_exceeded_in_any_second():
+    """Several threads (standing in for worker processes) share one limit of 20/s."""
+    server = fakeredis.FakeServer()
+    limit, per_thread, threads = 20, 15, 4
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        limiter = SlidingWindowLimiter(fakeredis.FakeRedis(server=server), "test:mps", limit)
+        for _ in range(per_thread):
+            admitted_at = limiter.acquire()  # the shared clock of the Redis server
+            with lock:
+                stamps.append(admitted_at)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    stamps.sort()
+    assert len(stamps) == per_thread * threads
+    # Count admissions in every window of one second that starts at an admission.
+    busiest = max(sum(1 for s in stamps[i:] if s - start < 1.0) for i, start in enumerate(stamps))
+    assert busiest <= limit
+    assert busiest >= limit // 2  # and it does let traffic through
+
+
+def test_rate_limiter_rejects_a_zero_limit():
+    with pytest.raises(ValueError):
+        SlidingWindowLimiter(fakeredis.FakeRedis(), "k", 0)
+
+
+@pytest.mark.skipif(not REAL_REDIS, reason="a separate worker process needs a real Redis (TEST_REDIS_URL)")
+def test_real_worker_process_handles_the_queue(app, client, session, database_url):
+    post_webhook(client, fixture_bytes("two_entries.json"))
+    assert len(queued_job_ids(app, INBOUND)) == 2
+    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
+           "WHATSAPP_APP_SECRET": APP_SECRET, "LOG_LEVEL": "WARNING"}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app", "worker", "--burst"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert statuses(session) == ["processed", "processed"]
+    assert queued_job_ids(app, INBOUND) == []

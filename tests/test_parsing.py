@@ -1,0 +1,83 @@
+"""The webhook parser: typed updates from every shape, never an exception."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tests.conftest import FIXTURES, fixture_json
+from webhooks.parsing import MessageType, StatusKind, normalize_phone, parse_webhook
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("905321234567", "+905321234567"),
+    ("+90 532 123 45 67", "+905321234567"),
+    ("0090 532 123 4567", "+905321234567"),
+    ("12345", None),
+    ("", None),
+    (None, None),
+    ("1" * 16, None),
+])
+def test_normalize_phone(raw, expected):
+    assert normalize_phone(raw) == expected
+
+
+def test_interactive_and_template_replies():
+    [button] = parse_webhook(fixture_json("button_reply.json")).messages
+    assert (button.type, button.reply_id, button.text) == (MessageType.BUTTON_REPLY, "menu:analyze", "Analiz gönder")
+    assert button.context_wamid == "wamid.HBgMOTA1MzIxMjM0NTY3FQIAEhggT1VUR09JTkcwMDAx"
+    [row] = parse_webhook(fixture_json("list_reply.json")).messages
+    assert (row.type, row.reply_id) == (MessageType.LIST_REPLY, "crop:domates")
+    [quick] = parse_webhook(fixture_json("template_quick_reply.json")).messages
+    assert (quick.type, quick.reply_id, quick.text) == (MessageType.BUTTON, "result:details", "Detaylar")
+
+
+def test_location_and_image():
+    [loc] = parse_webhook(fixture_json("location_current.json")).messages
+    assert (loc.latitude, loc.longitude, loc.location_name) == (38.4192, 27.1287, None)
+    [img] = parse_webhook(fixture_json("image_with_caption.json")).messages
+    assert (img.type, img.media_id, img.mime_type, img.text) == (
+        MessageType.IMAGE, "1234567890123456", "image/jpeg", "domates yaprakları sararıyor")
+
+
+def test_statuses():
+    [failed] = parse_webhook(fixture_json("status_failed_window.json")).statuses
+    assert (failed.status, failed.error_code, failed.recipient) == (StatusKind.FAILED, 131047, "+905321234567")
+
+
+def test_unknown_values_fall_back_to_unknown():
+    body = fixture_json("text.json")
+    msg = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    msg["type"] = "hologram"
+    [parsed] = parse_webhook(body).messages
+    assert parsed.type is MessageType.UNKNOWN
+    body = fixture_json("status_read.json")
+    body["entry"][0]["changes"][0]["value"]["statuses"][0]["status"] = "teleported"
+    assert parse_webhook(body).statuses[0].status is StatusKind.UNKNOWN
+
+
+def _mutations(value, rng):  # type: ignore[no-untyped-def]
+    """Replace one node of a JSON document with something of another shape."""
+    junk = [None, 0, -1, 1.5, "", "x", [], {}, [None], {"a": None}, True]
+    if isinstance(value, dict) and value:
+        key = rng.choice(list(value))
+        copy = dict(value)
+        copy[key] = rng.choice(junk) if rng.random() < 0.4 else _mutations(value[key], rng)
+        return copy
+    if isinstance(value, list) and value:
+        i = rng.randrange(len(value))
+        copy = list(value)
+        copy[i] = rng.choice(junk) if rng.random() < 0.4 else _mutations(value[i], rng)
+        return copy
+    return rng.choice(junk)
+
+
+def test_parser_never_raises_on_damaged_fixtures():
+    rng = random.Random(1234)
+    bodies = [json.loads(p.read_text()) for p in sorted((FIXTURES / "whatsapp").glob("*.json"))]
+    for _ in range(3000):
+        parsed = parse_webhook(_mutations(rng.choice(bodies), rng))
+        for m in parsed.messages:
+            assert m.wamid and m.phone and m.phone.startswith("+")

@@ -1,0 +1,305 @@
+"""The outbound WhatsApp client and outbox, against a Graph API mocked with `responses`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from models import Message
+from services import whatsapp
+from services.queue import OUTBOUND
+from services.whatsapp import messages as wa
+from services.whatsapp.client import WhatsAppClient
+from services.whatsapp.errors import GraphAPIError, LimitError, MediaError, Policy, policy_for
+from services.whatsapp.outbox import AUTH_ALERT_KEY, deliver, enqueue_delivery, queue_message
+from tests.conftest import GRAPH, PHONE_NUMBER_ID, queued_job_ids, run_jobs
+
+TO = "+905321234567"
+MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
+
+
+def ok(wamid: str = "wamid.OUT1") -> dict:
+    return {"messaging_product": "whatsapp", "contacts": [{"input": TO, "wa_id": TO[1:]}],
+            "messages": [{"id": wamid}]}
+
+
+def graph_error(code: int, message: str = "error", status: int = 400) -> dict:
+    return {"status": status, "json": {"error": {"message": message, "type": "OAuthException", "code": code,
+                                                 "error_data": {"messaging_product": "whatsapp", "details": message},
+                                                 "fbtrace_id": "A1"}}}
+
+
+@pytest.fixture
+def graph():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def sent_bodies(graph) -> list[dict]:
+    return [json.loads(c.request.body) for c in graph.calls if c.request.url == MESSAGES_URL]
+
+
+# --- building messages and Meta's limits -------------------------------------------------------
+
+
+def test_each_send_kind(app, graph):
+    graph.post(MESSAGES_URL, json=ok())
+    client = whatsapp.client()
+    client.send(wa.text(TO, "Merhaba", reply_to="wamid.IN").body)
+    client.send(wa.buttons(TO, "Ne yapmak istersiniz?", [("menu:analyze", "Analiz gönder"),
+                                                          ("menu:quota", "Kalan hakkım")], footer="ZiraAI").body)
+    client.send(wa.list_message(TO, "Ürününüzü seçin", "Ürünler",
+                                [wa.Section("Sebze", [wa.Row("crop:domates", "Domates", "Sebze"),
+                                                      wa.Row("crop:biber", "Biber")])]).body)
+    client.send(wa.image(TO, link="https://example.test/a.jpg", caption="Sonuç").body)
+    client.send(wa.template(TO, "analysis_complete_tr", ["Mehmet", "Domates", "7/10"], expected_params=3).body)
+    client.mark_read("wamid.IN", typing=True)
+    text, buttons, lst, image, template, read = sent_bodies(graph)
+    assert text == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": TO, "type": "text",
+                    "text": {"body": "Merhaba", "preview_url": False}, "context": {"message_id": "wamid.IN"}}
+    assert [b["reply"] for b in buttons["interactive"]["action"]["buttons"]] == [
+        {"id": "menu:analyze", "title": "Analiz gönder"}, {"id": "menu:quota", "title": "Kalan hakkım"}]
+    assert buttons["interactive"]["footer"] == {"text": "ZiraAI"}
+    assert lst["interactive"]["action"]["sections"][0]["rows"][1] == {"id": "crop:biber", "title": "Biber"}
+    assert image["image"] == {"link": "https://example.test/a.jpg", "caption": "Sonuç"}
+    assert template["template"] == {
+        "name": "analysis_complete_tr", "language": {"code": "tr"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Mehmet"},
+                                                        {"type": "text", "text": "Domates"},
+                                                        {"type": "text", "text": "7/10"}]}]}
+    assert read == {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN",
+                    "typing_indicator": {"type": "text"}}
+    assert all(c.request.headers["Authorization"] == "Bearer test-token-abc" for c in graph.calls)
+
+
+ROWS = [wa.Row(f"r{i}", f"Row {i}") for i in range(11)]
+
+
+@pytest.mark.parametrize("build", [
+    lambda: wa.text(TO, "x" * 4097),
+    lambda: wa.text(TO, ""),
+    lambda: wa.buttons(TO, "body", [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]),
+    lambda: wa.buttons(TO, "body", []),
+    lambda: wa.buttons(TO, "body", [("a", "x" * 21)]),
+    lambda: wa.buttons(TO, "body", [("a", "A"), ("a", "B")]),
+    lambda: wa.buttons(TO, "body", [("x" * 257, "A")]),
+    lambda: wa.buttons(TO, "x" * 1025, [("a", "A")]),
+    lambda: wa.buttons(TO, "body", [("a", "A")], header="h" * 61),
+    lambda: wa.list_message(TO, "body", "b" * 21, [wa.Section(None, ROWS[:2])]),
+    lambda: wa.list_message(TO, "body", "Seç", [wa.Section("A", ROWS[:6]), wa.Section("B", ROWS[6:])]),
+    lambda: wa.list_message(TO, "body", "Seç", [wa.Section(None, [wa.Row("a", "t" * 25)])]),
+    lambda: wa.list_message(TO, "body", "Seç", [wa.Section(None, [wa.Row("a", "t", "d" * 73)])]),
+    lambda: wa.list_message(TO, "body", "Seç", [wa.Section(None, [wa.Row("x" * 201, "t")])]),
+    lambda: wa.list_message(TO, "body", "Seç", [wa.Section(None, ROWS[:2])], footer="f" * 61),
+    lambda: wa.image(TO),
+    lambda: wa.template(TO, "analysis_complete_tr", ["a", "b"], expected_params=3),
+    lambda: wa.template(TO, "sponsor_message_tr", ["line one\nline two"]),
+])
+def test_limit_violations_raise_before_any_http_call(app, graph, build):
+    with pytest.raises(LimitError):
+        whatsapp.client().send(build().body)
+    assert len(graph.calls) == 0
+
+
+def test_limits_at_the_edge_are_accepted():
+    wa.text(TO, "x" * 4096)
+    wa.buttons(TO, "x" * 1024, [("a", "x" * 20), ("b", "B"), ("c", "C")])
+    wa.list_message(TO, "body", "b" * 20, [wa.Section("A", ROWS[:5]), wa.Section("B", ROWS[5:10])])
+
+
+# --- the error policy table --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code,policy", [
+    (130429, Policy.RETRY), (4, Policy.RETRY), (80007, Policy.RETRY), (131056, Policy.RETRY_PAIR),
+    (131000, Policy.RETRY), (131016, Policy.RETRY), (131057, Policy.RETRY), (131047, Policy.TEMPLATE),
+    (131026, Policy.FAIL), (131051, Policy.FAIL), (131048, Policy.ALERT), (131049, Policy.ALERT),
+    (131052, Policy.MEDIA), (131053, Policy.MEDIA), (132000, Policy.ALERT), (132001, Policy.ALERT),
+    (132005, Policy.ALERT), (132007, Policy.ALERT), (132012, Policy.ALERT), (132015, Policy.ALERT),
+    (132016, Policy.ALERT), (0, Policy.AUTH), (190, Policy.AUTH),
+])
+def test_policy_table(code, policy):
+    assert policy_for(code, 400) is policy
+
+
+def test_unknown_codes_by_http_status():
+    assert policy_for(None, None) is Policy.RETRY  # network error
+    assert policy_for(999999, 503) is Policy.RETRY
+    assert policy_for(999999, 400) is Policy.FAIL
+
+
+def test_network_error_is_retryable(app, graph):
+    import requests
+
+    graph.post(MESSAGES_URL, body=requests.ConnectionError("refused"))
+    with pytest.raises(GraphAPIError) as info:
+        whatsapp.client().send(wa.text(TO, "hi").body)
+    assert info.value.retryable
+
+
+# --- the outbox: logged before sending, retried, fallen back, never retried on auth -----------
+
+
+def _queue(app, out=None, fallback=None) -> int:  # type: ignore[no-untyped-def]
+    with app.extensions["db"].session() as s, s.begin():
+        row = queue_message(s, TO, out or wa.text(TO, "Analiziniz hazır"), fallback=fallback)
+    return row.id
+
+
+def _row(session, message_id: int) -> Message:  # type: ignore[no-untyped-def]
+    return session.scalar(select(Message).where(Message.id == message_id).execution_options(populate_existing=True))
+
+
+def test_logged_before_sending_then_wamid_stored(app, graph, session):
+    message_id = _queue(app)
+    row = _row(session, message_id)
+    assert (row.direction, row.status, row.wamid, row.text) == ("out", "pending", None, "Analiziniz hazır")
+    assert row.payload["text"]["body"] == "Analiziniz hazır"
+    graph.post(MESSAGES_URL, json=ok("wamid.SENT1"))
+    assert enqueue_delivery(app.extensions["redis"], message_id)
+    assert queued_job_ids(app, OUTBOUND) == [f"outbound-{message_id}"]
+    run_jobs(app)
+    row = _row(session, message_id)
+    assert (row.status, row.wamid, row.attempts) == ("accepted", "wamid.SENT1", 1)
+    assert deliver(message_id) == "already sent"  # safe to run twice
+    assert len(graph.calls) == 1
+
+
+def test_130429_is_retried_then_sent(app, graph, session):
+    graph.post(MESSAGES_URL, **graph_error(130429, "Rate limit hit", 429))
+    graph.post(MESSAGES_URL, json=ok("wamid.SENT2"))
+    message_id = _queue(app)
+    enqueue_delivery(app.extensions["redis"], message_id)
+    run_jobs(app)  # backoff base 0 in tests: the retry is queued at once
+    row = _row(session, message_id)
+    assert (row.status, row.wamid, row.attempts, row.error_code) == ("accepted", "wamid.SENT2", 2, None)
+    assert len(graph.calls) == 2
+
+
+def test_retryable_error_gives_up_after_the_retries(app, graph, session):
+    graph.post(MESSAGES_URL, **graph_error(131056, "Pair rate limit", 400))
+    message_id = _queue(app)
+    enqueue_delivery(app.extensions["redis"], message_id)
+    run_jobs(app)
+    row = _row(session, message_id)
+    assert (row.status, row.error_code, row.attempts) == ("failed", 131056, 5)  # 1 try + 4 retries
+    assert len(graph.calls) == 5
+    from rq.registry import FailedJobRegistry
+
+    from services.queue import get_queue
+
+    assert f"outbound-{message_id}" in FailedJobRegistry(queue=get_queue(OUTBOUND, app.extensions["redis"]))
+
+
+def test_131047_needs_a_template_and_is_never_retried(app, graph, session):
+    graph.post(MESSAGES_URL, **graph_error(131047, "Re-engagement message"))
+    message_id = _queue(app)
+    assert deliver(message_id) == "needs_template"
+    row = _row(session, message_id)
+    assert (row.status, row.error_code) == ("failed", 131047)
+    assert len(graph.calls) == 1
+
+
+def test_131047_sends_the_fallback_template(app, graph, session):
+    graph.post(MESSAGES_URL, **graph_error(131047, "Re-engagement message"))
+    graph.post(MESSAGES_URL, json=ok("wamid.TEMPLATE1"))
+    fallback = wa.template(TO, "analysis_complete_tr", ["Mehmet", "Domates", "7/10"])
+    message_id = _queue(app, fallback=fallback)
+    enqueue_delivery(app.extensions["redis"], message_id)
+    run_jobs(app)
+    rows = session.scalars(select(Message).order_by(Message.id).execution_options(populate_existing=True)).all()
+    assert [(r.type, r.status) for r in rows] == [("text", "failed"), ("template", "accepted")]
+    assert rows[1].template_name == "analysis_complete_tr"
+    assert rows[1].template_params == ["Mehmet", "Domates", "7/10"]
+    assert sent_bodies(graph)[1]["type"] == "template"
+
+
+def test_190_is_not_retried_and_turns_readiness_red(app, graph, session, client):
+    graph.post(MESSAGES_URL, **graph_error(190, "Error validating access token", 401))
+    message_id = _queue(app)
+    enqueue_delivery(app.extensions["redis"], message_id)
+    run_jobs(app)
+    row = _row(session, message_id)
+    assert (row.status, row.error_code) == ("failed", 190)
+    assert len(graph.calls) == 1
+    assert app.extensions["redis"].get(AUTH_ALERT_KEY)
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["whatsapp_token"]["status"] == "error"
+
+    graph.replace(responses.POST, MESSAGES_URL, json=ok("wamid.AFTER"))  # a new token works again
+    deliver(_queue(app))
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_status_that_arrived_before_the_wamid_is_applied(app, graph, session, client):
+    from tests.conftest import post_webhook
+
+    body = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"phone_number_id": PHONE_NUMBER_ID},
+        "statuses": [{"id": "wamid.EARLY", "status": "delivered", "timestamp": "1763780962",
+                      "recipient_id": TO[1:]}]}}]}]}
+    assert post_webhook(client, body).status_code == 200
+    graph.post(MESSAGES_URL, json=ok("wamid.EARLY"))
+    message_id = _queue(app)
+    deliver(message_id)
+    assert _row(session, message_id).status == "delivered"
+
+
+# --- media download ----------------------------------------------------------------------------
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200 + b"\xff\xd9"
+
+
+def _media(graph, content: bytes = JPEG, sha: str | None = None, size: int | None = None) -> None:
+    import hashlib
+
+    graph.get(f"{GRAPH}/1234567890123456", json={
+        "messaging_product": "whatsapp", "url": "https://lookaside.test/media?mid=1", "mime_type": "image/jpeg",
+        "sha256": sha or hashlib.sha256(content).hexdigest(), "file_size": size or len(content),
+        "id": "1234567890123456"})
+    graph.get("https://lookaside.test/media?mid=1", body=content, content_type="image/jpeg")
+
+
+def test_media_download_two_steps_with_bearer(app, graph):
+    _media(graph)
+    media = whatsapp.client().download_media("1234567890123456")
+    assert media.content == JPEG and media.mime_type == "image/jpeg"
+    assert [c.request.url for c in graph.calls] == [f"{GRAPH}/1234567890123456", "https://lookaside.test/media?mid=1"]
+    assert all(c.request.headers["Authorization"] == "Bearer test-token-abc" for c in graph.calls)
+
+
+def test_media_too_large_refused(app, graph):
+    _media(graph, size=6 * 1024 * 1024)
+    with pytest.raises(MediaError):
+        whatsapp.client().download_media("1234567890123456")
+    assert len(graph.calls) == 1  # the file itself was never fetched
+
+
+def test_media_larger_than_announced_refused(app, graph):
+    _media(graph, content=JPEG * 10, size=10)
+    with pytest.raises(MediaError):
+        whatsapp.client().download_media("1234567890123456", max_bytes=len(JPEG) * 5)
+
+
+def test_media_checksum_mismatch_refused(app, graph):
+    _media(graph, sha="0" * 64)
+    with pytest.raises(MediaError):
+        whatsapp.client().download_media("1234567890123456")
+
+
+def test_client_never_logs_the_token(app, graph, caplog):
+    graph.post(MESSAGES_URL, **graph_error(190, "Error validating access token", 401))
+    with caplog.at_level("DEBUG"):
+        deliver(_queue(app))
+    assert "test-token-abc" not in caplog.text
+
+
+def test_client_is_built_from_settings(app):
+    client = whatsapp.client()
+    assert isinstance(client, WhatsAppClient)
+    assert client.messages_url == MESSAGES_URL
+    assert client.limiter is not None and client.limiter.limit == 80
