@@ -1,5 +1,6 @@
 """SQLAlchemy 2 typed models. Import from here: `from models import Farmer, Message`."""
 
+from models.analysis import Analysis, AnalysisStatus
 from models.base import Base, utcnow
 from models.conversation import Conversation
 from models.farmer import Farmer
@@ -11,16 +12,30 @@ from models.message import (
     MessageStatusEvent,
     UnhandledWebhook,
 )
+from models.sponsorship import CodeStatus, Sponsor, SponsorCode, SponsorPurchase
+from models.subscription import LedgerKind, Subscription, SubscriptionStatus, Tier, UsageCounter, UsageLedger
 
 __all__ = [
     "OUTBOUND_RANK",
+    "Analysis",
+    "AnalysisStatus",
     "Base",
+    "CodeStatus",
     "Conversation",
     "Direction",
     "Farmer",
+    "LedgerKind",
     "Message",
     "MessageStatus",
     "MessageStatusEvent",
+    "Sponsor",
+    "SponsorCode",
+    "SponsorPurchase",
+    "Subscription",
+    "SubscriptionStatus",
+    "Tier",
     "UnhandledWebhook",
+    "UsageCounter",
+    "UsageLedger",
     "utcnow",
 ]

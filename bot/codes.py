@@ -1,0 +1,40 @@
+"""Sponsor codes as a farmer types them: recognising and normalising them is pure text work, shared by
+the conversation (is this message a code attempt?) and `services.sponsorship` (which code is it?)."""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "AGRI"
+# No 0/O, 1/I/L: nothing a farmer could misread when typing a code from a leaflet.
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+_SEP = r"[\s\-\u2010-\u2015_.]"
+_GROUP = f"[{ALPHABET}]{{4}}"
+_EXACT = re.compile(f"{PREFIX}({_GROUP})({_GROUP})")
+_IN_TEXT = re.compile(f"(?<![A-Z0-9]){PREFIX}{_SEP}*({_GROUP}){_SEP}*({_GROUP})(?![A-Z0-9])")
+_LOOSE = re.compile(f"{PREFIX}(?=[A-Z0-9]*[0-9])[A-Z0-9]{{6,10}}")  # a mistyped code still "looks like" one
+
+
+def _upper(text: str) -> str:
+    # Turkish keyboards: `İ` (dotted capital) and `ı` must both read as I.
+    return text.replace("İ", "I").replace("\u0307", "").upper()
+
+
+def normalize_code(text: str | None) -> str | None:
+    """The canonical `AGRI-7KQ3-M9XP` for a message that is (or contains) a code, whatever its case,
+    spaces or dashes (`agri 7kq3 m9xp`, `AGRI7KQ3M9XP`, `Kodum: agri-7kq3-m9xp`); None otherwise."""
+    if not text:
+        return None
+    upper = _upper(text)
+    match = _EXACT.fullmatch(re.sub(f"{_SEP}+", "", upper)) or _IN_TEXT.search(upper)
+    return f"{PREFIX}-{match.group(1)}-{match.group(2)}" if match else None
+
+
+def looks_like_code(text: str | None) -> bool:
+    """True for a message the conversation should treat as a code attempt in any state: a valid
+    code, or `AGRI` followed by 6-10 letters/digits with at least one digit (a mistyped code, to be
+    answered "unknown" rather than taken for a crop or a place such as "Agri merkez")."""
+    if not text:
+        return False
+    return normalize_code(text) is not None or bool(_LOOSE.fullmatch(re.sub(f"{_SEP}+", "", _upper(text))))

@@ -1,0 +1,63 @@
+"""A plant analysis as the conversation submits it; the pipeline (issue 4) moves it forward."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+
+class AnalysisStatus(enum.StrEnum):
+    """received -> queued -> processing -> completed | failed."""
+
+    RECEIVED = "received"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Analysis(Base):
+    """One photo submitted for analysis. `subscription_id` / `sponsor_id` record who paid at submission
+    time (attribution), `charge_ledger_id` the quota charge to refund if we fail."""
+
+    __tablename__ = "analyses"
+    __table_args__ = (
+        Index("ix_analyses_farmer_created", "farmer_id", "created_at"),
+        Index("ix_analyses_sponsor_created", "sponsor_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    farmer_id: Mapped[int] = mapped_column(ForeignKey("farmers.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("messages.id", ondelete="SET NULL"), index=True
+    )
+    media_id: Mapped[str | None] = mapped_column(String(100))
+    crop: Mapped[str | None] = mapped_column(String(100))
+    notes: Mapped[str | None] = mapped_column(Text)
+    location_text: Mapped[str | None] = mapped_column(String(300))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default=AnalysisStatus.RECEIVED.value,
+                                        server_default=AnalysisStatus.RECEIVED.value)
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"),
+                                                        index=True)
+    sponsor_id: Mapped[int | None] = mapped_column(ForeignKey("sponsors.id", ondelete="SET NULL"))
+    charge_ledger_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("usage_ledger.id", ondelete="SET NULL")
+    )
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None]
+    processing_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None]
+    health_score: Mapped[int | None]
+    primary_concern: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

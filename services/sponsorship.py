@@ -1,0 +1,250 @@
+"""Sponsor codes: generating them in bulk, recognising them in a farmer's message, redeeming, revoking.
+
+Every state change of a code (`unused -> redeemed | expired | revoked`) is one conditional UPDATE
+on `status = 'unused'`, so two farmers racing for one code cannot both win. Functions never commit:
+the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import String, bindparam, func, literal, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from bot.codes import ALPHABET, PREFIX, normalize_code
+from models import (
+    CodeStatus,
+    Sponsor,
+    SponsorCode,
+    SponsorPurchase,
+    Subscription,
+    SubscriptionStatus,
+    Tier,
+    utcnow,
+)
+from services.inbox import insert_ignoring_conflicts
+from services.quota import TRIAL, current_subscription, lock_farmer, queued_subscriptions, tier_by_code
+
+MAX_QUANTITY = 10_000
+
+
+class RedeemOutcome(enum.StrEnum):
+    OK = "ok"  # active now (replacing a Trial, if any)
+    QUEUED = "queued"  # starts when the current subscription ends
+    UNKNOWN = "unknown"  # not a code, or no such code
+    USED = "used"  # redeemed already (by anyone)
+    EXPIRED = "expired"  # past its validity
+    REVOKED = "revoked"  # withdrawn by the sponsor or an admin
+    NOT_NOW = "not_now"  # the farmer already has a queued subscription; the code stays unused
+
+
+@dataclass(frozen=True)
+class RedeemResult:
+    """For `ok`/`queued`: the new subscription. For `not_now`: the subscription already queued.
+    Otherwise only `outcome` (and `code` when the text was a well-formed code)."""
+
+    outcome: RedeemOutcome
+    code: str | None = None
+    tier_code: str | None = None
+    tier_name: str | None = None
+    daily_limit: int | None = None
+    monthly_limit: int | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    sponsor_name: str | None = None
+    subscription_id: int | None = None
+
+
+# --- codes as text ---------------------------------------------------------------------------------
+
+
+def generate_code() -> str:
+    """`AGRI-XXXX-XXXX` from `secrets`: 31^8 (about 8.5e11) possibilities."""
+    chars = "".join(secrets.choice(ALPHABET) for _ in range(8))
+    return f"{PREFIX}-{chars[:4]}-{chars[4:]}"
+
+
+# --- sponsors and purchases -------------------------------------------------------------------------
+
+
+def create_sponsor(session: Session, name: str, now: datetime | None = None, *, logo_url: str | None = None,
+                   contact_email: str | None = None, contact_phone: str | None = None) -> Sponsor:
+    """A sponsor company (`now` defaults to the current time: a sponsor's creation is not quota logic)."""
+    sponsor = Sponsor(name=name.strip(), logo_url=logo_url, contact_email=contact_email,
+                      contact_phone=contact_phone, created_at=now or utcnow())
+    session.add(sponsor)
+    session.flush()
+    return sponsor
+
+
+def create_purchase(session: Session, sponsor_id: int, tier_code: str, quantity: int, code_valid_days: int,
+                    subscription_days: int, now: datetime) -> tuple[SponsorPurchase, list[str]]:
+    """A purchase and its `quantity` codes, written with one bulk INSERT (a collision with an existing
+    code is skipped by the database and replaced by a fresh code in another round)."""
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise ValueError(f"quantity must be 1..{MAX_QUANTITY}")
+    if code_valid_days < 1 or subscription_days < 1:
+        raise ValueError("code_valid_days and subscription_days must be at least 1")
+    tier = tier_by_code(session, tier_code)
+    if tier is None or tier.code == TRIAL or not tier.active:
+        raise ValueError(f"no purchasable tier {tier_code!r}")
+    if session.get(Sponsor, sponsor_id) is None:
+        raise LookupError(f"no sponsor {sponsor_id}")
+    purchase = SponsorPurchase(sponsor_id=sponsor_id, tier_id=tier.id, quantity=quantity,
+                               code_valid_days=code_valid_days, subscription_days=subscription_days, created_at=now)
+    session.add(purchase)
+    session.flush()
+
+    shared = {"purchase_id": purchase.id, "sponsor_id": sponsor_id, "tier_id": tier.id,
+              "status": CodeStatus.UNUSED.value, "expires_at": now + timedelta(days=code_valid_days),
+              "created_at": now}
+    created: list[str] = []
+    for _ in range(10):
+        batch: set[str] = set()
+        while len(batch) < quantity - len(created):
+            batch.add(generate_code())
+        created.extend(_insert_codes(session, sorted(batch), shared))
+        if len(created) == quantity:
+            return purchase, created
+    raise RuntimeError("could not generate unique codes")  # 10 rounds of collisions: not chance
+
+
+def _insert_codes(session: Session, codes: list[str], shared: dict[str, object]) -> list[str]:
+    """Insert codes that do not exist yet; returns those inserted. PostgreSQL gets one
+    `INSERT ... SELECT unnest(:codes)` with one array parameter (10,000 codes: about 0.3 s of database
+    work here, a third of what batched multi-row VALUES take); SQLite gets an executemany (in-process)."""
+    table = SponsorCode.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        source = select(
+            func.unnest(bindparam("codes", codes, type_=postgresql.ARRAY(String))),
+            *(literal(value, table.c[name].type) for name, value in shared.items()),
+        )
+        stmt = (postgresql.insert(table).from_select(["code", *shared], source)
+                .on_conflict_do_nothing(index_elements=["code"]).returning(table.c.code))
+        return list(session.scalars(stmt))
+    stmt = insert_ignoring_conflicts(session, SponsorCode, ["code"]).returning(SponsorCode.code)
+    return list(session.scalars(stmt, [{"code": c, **shared} for c in codes]))
+
+
+def revoke_code(session: Session, code: str, now: datetime) -> bool:
+    """Withdraw an unused code. False if there is no such code or it is no longer unused."""
+    normalized = normalize_code(code)
+    if normalized is None:
+        return False
+    revoked = session.execute(
+        update(SponsorCode)
+        .where(SponsorCode.code == normalized, SponsorCode.status == CodeStatus.UNUSED.value)
+        .values(status=CodeStatus.REVOKED.value, revoked_at=now)
+        .returning(SponsorCode.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return revoked is not None
+
+
+def expire_codes(session: Session, now: datetime) -> int:
+    """Mark every unused code past its validity `expired` (for statistics; `redeem` does it lazily too)."""
+    result = session.execute(
+        update(SponsorCode)
+        .where(SponsorCode.status == CodeStatus.UNUSED.value, SponsorCode.expires_at <= now)
+        .values(status=CodeStatus.EXPIRED.value)
+        .returning(SponsorCode.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(result.all())
+
+
+# --- redeeming ------------------------------------------------------------------------------------
+
+
+def _refusal(session: Session, code_id: int, status: str, expires_at: datetime, now: datetime) -> RedeemOutcome | None:
+    """Why this code cannot be redeemed now, or None. An unused code past its date is marked expired."""
+    if status == CodeStatus.REVOKED.value:
+        return RedeemOutcome.REVOKED
+    if status == CodeStatus.REDEEMED.value:
+        return RedeemOutcome.USED
+    if status == CodeStatus.EXPIRED.value:
+        return RedeemOutcome.EXPIRED
+    if expires_at <= now:
+        session.execute(
+            update(SponsorCode)
+            .where(SponsorCode.id == code_id, SponsorCode.status == CodeStatus.UNUSED.value)
+            .values(status=CodeStatus.EXPIRED.value)
+            .execution_options(synchronize_session=False)
+        )
+        return RedeemOutcome.EXPIRED
+    return None
+
+
+def _result(session: Session, outcome: RedeemOutcome, code: str, sub: Subscription) -> RedeemResult:
+    tier = session.get_one(Tier, sub.tier_id)
+    sponsor_name = session.scalar(select(Sponsor.name).where(Sponsor.id == sub.sponsor_id)) if sub.sponsor_id else None
+    return RedeemResult(outcome=outcome, code=code, tier_code=tier.code, tier_name=tier.name,
+                        daily_limit=tier.daily_limit, monthly_limit=tier.monthly_limit, starts_at=sub.starts_at,
+                        ends_at=sub.ends_at, sponsor_name=sponsor_name, subscription_id=sub.id)
+
+
+def redeem(session: Session, farmer_id: int, text: str, now: datetime) -> RedeemResult:
+    """Redeem the code in `text` for the farmer. No subscription or a Trial: the new one is active now
+    (the Trial is cancelled). Another active subscription: the new one is queued to start when it ends.
+    Already one queued: `not_now`, and the code stays unused for later."""
+    code = normalize_code(text)
+    if code is None:
+        return RedeemResult(RedeemOutcome.UNKNOWN)
+    found = session.execute(
+        select(SponsorCode.id, SponsorCode.status, SponsorCode.expires_at, SponsorCode.purchase_id)
+        .where(SponsorCode.code == code)
+    ).first()
+    if found is None:
+        return RedeemResult(RedeemOutcome.UNKNOWN, code=code)
+    refusal = _refusal(session, found.id, found.status, found.expires_at, now)
+    if refusal is not None:
+        return RedeemResult(refusal, code=code)
+
+    lock_farmer(session, farmer_id)  # one subscription change per farmer at a time
+    active = current_subscription(session, farmer_id, now)
+    waiting = queued_subscriptions(session, farmer_id)
+    if waiting:
+        return _result(session, RedeemOutcome.NOT_NOW, code, waiting[0])
+
+    claimed = session.execute(
+        update(SponsorCode)
+        .where(SponsorCode.id == found.id, SponsorCode.status == CodeStatus.UNUSED.value, SponsorCode.expires_at > now)
+        .values(status=CodeStatus.REDEEMED.value, redeemed_by_farmer_id=farmer_id, redeemed_at=now)
+        .returning(SponsorCode.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if claimed is None:  # someone else changed it since we looked: say what it is now
+        status, expires_at = session.execute(
+            select(SponsorCode.status, SponsorCode.expires_at).where(SponsorCode.id == found.id)
+        ).one()
+        return RedeemResult(_refusal(session, found.id, status, expires_at, now) or RedeemOutcome.USED, code=code)
+
+    purchase = session.get_one(SponsorPurchase, found.purchase_id)
+    duration = timedelta(days=purchase.subscription_days)
+    replaces_trial = active is not None and session.get_one(Tier, active.tier_id).code == TRIAL
+    if active is not None and replaces_trial:
+        session.execute(
+            update(Subscription)
+            .where(Subscription.id == active.id, Subscription.status == SubscriptionStatus.ACTIVE.value)
+            .values(status=SubscriptionStatus.CANCELLED.value, ends_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.expire(active)
+    if active is None or replaces_trial:
+        outcome, status, starts_at = RedeemOutcome.OK, SubscriptionStatus.ACTIVE, now
+    else:
+        outcome, status, starts_at = RedeemOutcome.QUEUED, SubscriptionStatus.QUEUED, active.ends_at
+    sub = Subscription(farmer_id=farmer_id, tier_id=purchase.tier_id, status=status.value, starts_at=starts_at,
+                       ends_at=starts_at + duration, sponsor_id=purchase.sponsor_id, code_id=found.id, created_at=now)
+    session.add(sub)
+    session.flush()
+    session.execute(
+        update(SponsorCode).where(SponsorCode.id == found.id).values(subscription_id=sub.id)
+        .execution_options(synchronize_session=False)
+    )
+    return _result(session, outcome, code, sub)
