@@ -47,3 +47,19 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Translations: extract every gettext(locale, ...) / ngettext / _(locale, ...) / N_ string into
+# translations/messages.pot, merge it into the tr and en catalogs, and keep Turkish's two plural forms
+# (pybabel writes nplurals=1 for tr). Then fill the empty Turkish msgstr and run `make check-messages`.
+# The keywords must match translations/check.py's KEYWORDS.
+.PHONY: messages check-messages
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg --no-default-keywords -k gettext:2 -k ngettext:2,3 -k _:2 -k N_ \
+	  --add-comments=TRANSLATORS: --strip-comments --no-location --sort-output \
+	  --project="ZiraAI WhatsApp bot" -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations -D messages \
+	  --no-fuzzy-matching --ignore-pot-creation-date
+	$(BIN)/python -m translations.fix_headers
+
+check-messages: install
+	$(BIN)/python -m translations.check
