@@ -114,3 +114,59 @@ def _register_cli(app: Flask) -> None:
         from services.sweeper import sweep_unqueued
 
         click.echo(f"queued {sweep_unqueued(grace)}")
+
+    @app.cli.command("sponsor-codes")
+    @click.option("--sponsor", "sponsor_name", required=True, help="Sponsor name; created if no sponsor has it.")
+    @click.option("--tier", "tier_code", required=True, help="Tier code: S, M, L or XL.")
+    @click.option("--quantity", required=True, type=click.IntRange(1, 10_000))
+    @click.option("--valid-days", default=90, show_default=True, type=click.IntRange(min=1),
+                  help="Days a code can be redeemed.")
+    @click.option("--duration-days", default=30, show_default=True, type=click.IntRange(min=1),
+                  help="Days of subscription a code gives.")
+    def sponsor_codes_command(sponsor_name: str, tier_code: str, quantity: int, valid_days: int,
+                              duration_days: int) -> None:
+        """Create a sponsor purchase and print its codes, one per line."""
+        from sqlalchemy import select
+
+        from models import Sponsor, utcnow
+        from services.quota import seed_tiers
+        from services.sponsorship import create_purchase, create_sponsor
+
+        now = utcnow()
+        with app.extensions["db"].session() as session, session.begin():
+            seed_tiers(session)
+            sponsor = session.scalars(select(Sponsor).where(Sponsor.name == sponsor_name.strip())
+                                      .order_by(Sponsor.id)).first()
+            if sponsor is None:
+                sponsor = create_sponsor(session, sponsor_name, now)
+            try:
+                _, codes = create_purchase(session, sponsor.id, tier_code, quantity, valid_days, duration_days, now)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from exc
+        click.echo("\n".join(codes))
+
+    @app.cli.command("templates")
+    @click.option("--json", "as_json", is_flag=True, help="The JSON of Meta's template-creation API.")
+    def templates_command(as_json: bool) -> None:
+        """Print the WhatsApp template definitions to register at Meta."""
+        import json
+
+        from translations.templates import TEMPLATES
+
+        if as_json:
+            click.echo(json.dumps([t.to_meta() for t in TEMPLATES.values()], ensure_ascii=False, indent=2))
+        else:
+            click.echo("\n\n".join(t.describe() for t in TEMPLATES.values()))
+
+    @app.cli.command("chat")
+    @click.option("--url", default=None, help="The running app (default: http://127.0.0.1:PORT).")
+    @click.option("--phone", default="+905321234567", show_default=True, help="The farmer's number.")
+    @click.option("--name", default="Mehmet Yılmaz", show_default=True, help="The farmer's WhatsApp name.")
+    def chat_command(url: str | None, phone: str, name: str) -> None:
+        """Chat as a farmer with the running app (same settings): real signed webhooks, replies from the log."""
+        from services.terminal_chat import TerminalFarmer, run
+
+        s = app.extensions["settings"]
+        farmer = TerminalFarmer(url or f"http://127.0.0.1:{s.PORT}", s.WHATSAPP_APP_SECRET, app.extensions["db"],
+                                phone, name, s.WHATSAPP_PHONE_NUMBER_ID)
+        run(farmer)

@@ -26,7 +26,7 @@ from models import (
     UnhandledWebhook,
     utcnow,
 )
-from webhooks.parsing import InboundMessage, ParsedWebhook, StatusKind, StatusUpdate
+from services.whatsapp.updates import InboundMessage, ParsedWebhook, StatusKind, StatusUpdate
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,6 @@ from typing import Any, TypeVar
 from flask import Flask, has_app_context
 from rq import get_current_job
 
-from models import Direction, Message, MessageStatus, utcnow
-from services import context
 from services.logs import correlation
 
 log = logging.getLogger(__name__)
@@ -50,16 +48,7 @@ def app_job(func: F) -> F:
 
 @app_job
 def handle_inbound(message_id: int) -> str:
-    """Handle one inbound message. Until the conversation exists it only marks the message processed."""
-    with context.db().session() as session, session.begin():
-        message = session.get(Message, message_id)
-        if message is None or message.direction != Direction.INBOUND:
-            log.warning("inbound job for an unknown message", extra={"message_id": message_id})
-            return "missing"
-        if message.processed_at is not None:
-            return "already processed"
-        message.attempts += 1
-        message.status = MessageStatus.PROCESSED.value
-        message.processed_at = utcnow()
-        log.info("inbound message processed", extra={"message_id": message_id, "type": message.type})
-    return "processed"
+    """The `inbound` job: run the conversation for this farmer's waiting messages, in order."""
+    from services.conversation import handle_inbound as run  # late: conversation imports outbox, outbox imports jobs
+
+    return run(message_id)

@@ -11,6 +11,7 @@ import time
 
 import fakeredis
 import pytest
+import responses
 from sqlalchemy import select
 
 from models import Message
@@ -20,6 +21,7 @@ from services.ratelimit import SlidingWindowLimiter
 from services.scheduler import LOCK_KEY, Periodic, tick
 from services.worker import start_embedded_worker
 from settings import PROJECT_ROOT
+from tests.chat import GraphStub
 from tests.conftest import (
     APP_SECRET,
     REAL_REDIS,
@@ -32,15 +34,26 @@ from tests.conftest import (
 
 
 def statuses(session) -> list[str]:  # type: ignore[no-untyped-def]
-    return list(session.scalars(select(Message.status).order_by(Message.id)))
+    """Statuses of the farmers' (inbound) messages, oldest first."""
+    return list(session.scalars(select(Message.status).where(Message.direction == "in").order_by(Message.id)))
 
 
-def test_inbound_job_marks_processed_and_is_safe_twice(app, client, session):
+@pytest.fixture
+def graph():
+    """The inbound job now answers the farmer: record what it sends instead of calling Meta."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield GraphStub(mock)
+
+
+def test_inbound_job_marks_processed_and_is_safe_twice(app, client, session, graph):
     post_webhook(client, fixture_bytes("two_messages_one_change.json"))
     run_jobs(app)
     assert statuses(session) == ["processed", "processed"]
+    sent = len(graph.sent)
+    assert sent >= 2  # the farmer got answers
     first = session.scalar(select(Message).order_by(Message.id))
     assert handle_inbound(first.id) == "already processed"
+    assert len(graph.sent) == sent  # and nothing twice
     assert handle_inbound(999999) == "missing"
 
 
@@ -49,7 +62,7 @@ def test_backoff_is_four_to_the_n():
     assert backoff_intervals(0, 3) == [0, 0, 0]
 
 
-def test_embedded_worker_thread_runs_jobs(app, client, session):
+def test_embedded_worker_thread_runs_jobs(app, client, session, graph):
     stop = start_embedded_worker(app, poll=0.05)
     try:
         post_webhook(client, fixture_bytes("text.json"))

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from services.whatsapp.updates import MessageType, StatusKind, normalize_phone, parse_webhook
 from tests.conftest import FIXTURES, fixture_json
-from webhooks.parsing import MessageType, StatusKind, normalize_phone, parse_webhook
 
 
 @pytest.mark.parametrize("raw,expected", [

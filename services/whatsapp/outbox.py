@@ -73,7 +73,13 @@ def _is_final_attempt() -> bool:
 
 @app_job
 def deliver(message_id: int) -> str:
-    """Send one pending outbound message. Safe to run twice: a row with a wamid is not sent again."""
+    """The `outbound` job: send one pending message; the last RQ attempt marks a retryable failure final."""
+    return send_pending(message_id, final=_is_final_attempt())
+
+
+def send_pending(message_id: int, *, final: bool) -> str:
+    """Send one pending outbound message. Safe to run twice: a row with a wamid is not sent again.
+    A retryable error is raised; with `final=False` the row stays `pending` for a later attempt."""
     db = context.db()
     with db.session() as session, session.begin():
         row = session.get(Message, message_id)
@@ -87,7 +93,7 @@ def deliver(message_id: int) -> str:
     try:
         wamid = whatsapp.client().send(body)
     except GraphAPIError as exc:
-        return _handle_error(message_id, exc)
+        return _handle_error(message_id, exc, final=final)
     with db.session() as session, session.begin():
         row = session.get_one(Message, message_id)
         row.wamid = wamid
@@ -111,11 +117,10 @@ def _mark_failed(message_id: int, exc: GraphAPIError, *, final: bool) -> Message
         return row
 
 
-def _handle_error(message_id: int, exc: GraphAPIError) -> str:
+def _handle_error(message_id: int, exc: GraphAPIError, *, final: bool) -> str:
     extra = {"message_id": message_id, "error_code": exc.code, "http_status": exc.http_status,
              "policy": exc.policy.value}
     if exc.retryable:
-        final = _is_final_attempt()
         _mark_failed(message_id, exc, final=final)
         log.warning("send failed, %s", "giving up" if final else "will retry", extra=extra)
         raise exc

@@ -1,4 +1,4 @@
-"""Parse a WhatsApp Cloud API webhook body into typed, frozen updates.
+"""Parse a WhatsApp Cloud API webhook body into typed, frozen updates (pure: no I/O).
 
 The parser never raises on shape: Meta adds fields and message types over time, and a signed body
 we do not understand must still be acknowledged (and kept). Unknown enum values map to UNKNOWN;
@@ -151,7 +151,9 @@ def _first_error(errors: object) -> tuple[int | None, str | None]:
     return (code if isinstance(code, int) and not isinstance(code, bool) else None), _str(first.get("title"))
 
 
-def _parse_message(raw: dict[str, Any], names: dict[str, str]) -> InboundMessage | Problem:
+def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> InboundMessage | Problem:
+    """One `messages[]` item; also used by the job to read the stored raw message again."""
+    names = names or {}
     wamid = _str(raw.get("id"))
     phone = normalize_phone(raw.get("from"))
     if not wamid or not phone:
@@ -240,7 +242,7 @@ def parse_webhook(body: Any) -> ParsedWebhook:
                 if phone and name:
                     names[phone] = name
             for raw in _list(value.get("messages")):
-                message = _parse_message(raw, names) if isinstance(raw, dict) else Problem("message not an object", raw)
+                message = parse_message(raw, names) if isinstance(raw, dict) else Problem("message not an object", raw)
                 if isinstance(message, Problem):
                     problems.append(message)
                 else:

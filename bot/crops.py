@@ -1,0 +1,45 @@
+"""The crops offered in the list, and the names farmers type for them (folded, Turkish and English)."""
+
+from __future__ import annotations
+
+from bot.normalize import fold
+from translations import N_
+
+# (key, display name to translate, other names farmers write). The first ten fit one WhatsApp list
+# (10 rows at most, "Diğer" included); the rest are still understood when typed or in a caption.
+CROPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("domates", N_("Tomato"), ("domates", "tomato", "domatesler")),
+    ("biber", N_("Pepper"), ("biber", "pepper", "biberler")),
+    ("salatalik", N_("Cucumber"), ("salatalik", "hiyar", "cucumber")),
+    ("patlican", N_("Eggplant"), ("patlican", "eggplant", "aubergine")),
+    ("bugday", N_("Wheat"), ("bugday", "wheat")),
+    ("misir", N_("Maize"), ("misir", "maize", "corn")),
+    ("pamuk", N_("Cotton"), ("pamuk", "cotton")),
+    ("uzum", N_("Grape"), ("uzum", "asma", "bag", "grape", "vine")),
+    ("zeytin", N_("Olive"), ("zeytin", "olive")),
+    ("findik", N_("Hazelnut"), ("findik", "hazelnut")),
+    ("elma", N_("Apple"), ("elma", "apple")),
+    ("narenciye", N_("Citrus"), ("narenciye", "portakal", "limon", "mandalina", "citrus", "orange", "lemon")),
+)
+LIST_CROPS = CROPS[:9]
+OTHER = "diger"
+_BY_KEY = {key: name for key, name, _ in CROPS}
+_ALIASES = {alias: key for key, _, aliases in CROPS for alias in aliases}
+
+
+def display_name(key: str) -> str | None:
+    """The msgid of a known crop's name (translate it), or None for a farmer's own free text."""
+    return _BY_KEY.get(key)
+
+
+def find_crop(text: str | None) -> str | None:
+    """The crop named anywhere in the text: `domates yaprakları sararıyor` -> `domates`."""
+    words = fold(text).split()
+    for word in words:
+        if word in _ALIASES:
+            return _ALIASES[word]
+        # Turkish suffixes: "domatesimde", "biberlerin" start with the crop's name.
+        for alias, key in _ALIASES.items():
+            if len(alias) >= 4 and word.startswith(alias):
+                return key
+    return None

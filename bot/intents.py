@@ -1,0 +1,77 @@
+"""What a farmer's free text means. Matching is on `fold()`ed text: case, Turkish dotted/dotless i,
+diacritics, punctuation and extra spaces do not matter."""
+
+from __future__ import annotations
+
+import enum
+
+from bot.normalize import fold
+
+
+class Intent(enum.StrEnum):
+    MENU = "menu"
+    CANCEL = "cancel"
+    HELP = "help"
+    QUOTA = "quota"
+    LANGUAGE = "language"
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    DELETE_DATA = "delete_data"
+    HISTORY = "history"
+    ANALYZE = "analyze"
+    CODE = "code"
+
+
+# Whole-message matches (folded). Short words only match alone, so "dur" inside a sentence is not
+# an opt-out and "kota" as a village name in a location would need to be the whole message.
+_EXACT: dict[str, Intent] = {
+    **dict.fromkeys(["menu", "ana menu", "0", "merhaba", "selam", "selamlar", "hello", "hi"], Intent.MENU),
+    **dict.fromkeys(["iptal", "vazgec", "vazgectim", "cancel", "iptal et"], Intent.CANCEL),
+    **dict.fromkeys(["yardim", "help", "nasil", "yardim lazim"], Intent.HELP),
+    **dict.fromkeys(["kota", "hakkim", "haklarim", "kalan", "quota", "kalan hak", "kac hakkim var"], Intent.QUOTA),
+    **dict.fromkeys(["dil", "language", "lang", "dil language", "english", "ingilizce", "turkce", "turkish"],
+                    Intent.LANGUAGE),
+    **dict.fromkeys(["dur", "stop", "abonelikten cik", "unsubscribe"], Intent.OPT_OUT),
+    **dict.fromkeys(["basla", "start", "devam"], Intent.OPT_IN),
+    **dict.fromkeys(["son analizlerim", "analizlerim", "gecmis", "history", "my analyses"], Intent.HISTORY),
+    **dict.fromkeys(["analiz", "analiz gonder", "yeni analiz", "analyze", "analysis", "new analysis"],
+                    Intent.ANALYZE),
+    **dict.fromkeys(["kod", "kod kullan", "code", "use a code", "kupon"], Intent.CODE),
+}
+# Phrases that mean the same wherever they appear in the message.
+_CONTAINS: tuple[tuple[str, Intent], ...] = (
+    ("verilerimi sil", Intent.DELETE_DATA),
+    ("delete my data", Intent.DELETE_DATA),
+    ("kalan hakkim", Intent.QUOTA),
+    ("kalan kota", Intent.QUOTA),
+    ("remaining quota", Intent.QUOTA),
+)
+
+YES = {"evet", "kabul", "kabul ediyorum", "onay", "onayliyorum", "tamam", "olur", "yes", "ok", "okay", "accept",
+       "i accept", "gonder", "send"}
+NO = {"hayir", "kabul etmiyorum", "etmiyorum", "istemiyorum", "red", "reddet", "no", "decline", "i decline"}
+SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
+
+
+def match(text: str | None) -> Intent | None:
+    folded = fold(text)
+    if not folded:
+        return None
+    if folded in _EXACT:
+        return _EXACT[folded]
+    for phrase, intent in _CONTAINS:
+        if phrase in folded:
+            return intent
+    return None
+
+
+def is_yes(text: str | None) -> bool:
+    return fold(text) in YES
+
+
+def is_no(text: str | None) -> bool:
+    return fold(text) in NO
+
+
+def is_skip(text: str | None) -> bool:
+    return fold(text) in SKIP

@@ -1,0 +1,364 @@
+"""The farmer's conversation as one table of (state, event kind) -> handler, with global intents
+and fallbacks. Pure: it takes the conversation and an event and returns the next state and the
+actions for the job to carry out; it reads no database and sends nothing.
+
+Order of decisions for each event (see `step`):
+1. an expired conversation starts again from the menu;
+2. before consent only the privacy question, language and opt-out/in are possible;
+3. global intents (menu, cancel, help, quota, language, opt-out/in, data deletion), a photo
+   (always starts a submission), a sponsor code, a tapped `Gönder` of any pending submission;
+4. the table for the current state;
+5. the state's fallback: a hint of what is expected now, and the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import codes, crops, intents, replies
+from bot.intents import Intent
+from bot.types import (
+    Action,
+    Conversation,
+    Event,
+    EventKind,
+    RecordConsent,
+    RedeemCode,
+    RequestDeletion,
+    Send,
+    SetLocale,
+    SetOptOut,
+    ShowAnalysis,
+    ShowHistory,
+    ShowQuota,
+    State,
+    Step,
+    Submit,
+)
+
+IDLE_TIMEOUT = timedelta(minutes=30)
+MAX_PENDING = 25  # submissions waiting for `Gönder`, kept so an older button still works
+
+Handler = Callable[[Conversation, Event], Step]
+
+
+def _step(conv: Conversation, state: State, *actions: Action, data: dict[str, Any] | None = None) -> Step:
+    return Step(state, conv.data if data is None else data, tuple(actions))
+
+
+def _say(conv: Conversation, state: State, *reply_makers: replies.Reply, data: dict[str, Any] | None = None,
+         before: tuple[Action, ...] = ()) -> Step:
+    return _step(conv, state, *before, *(Send(r) for r in reply_makers), data=data)
+
+
+def _menu(conv: Conversation, *prefix: replies.Reply, locale: str | None = None,
+          before: tuple[Action, ...] = ()) -> Step:
+    loc = locale or conv.locale
+    return _say(conv, State.MENU, *prefix, replies.menu(loc), data=_keep_pending(conv.data), before=before)
+
+
+def _keep_pending(data: dict[str, Any]) -> dict[str, Any]:
+    """Leaving a flow forgets the half-finished draft but keeps submissions waiting for `Gönder`."""
+    return {"pending": data["pending"]} if data.get("pending") else {}
+
+
+# --- consent ------------------------------------------------------------------------------------
+
+
+def ask_consent(conv: Conversation, event: Event) -> Step:
+    return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale))
+
+
+def on_consent_reply(conv: Conversation, event: Event) -> Step:
+    answer = event.reply_id or ""
+    if answer == "consent:yes" or (event.kind is EventKind.TEXT and intents.is_yes(event.text)):
+        return _menu(conv, replies.welcome(conv.locale), before=(RecordConsent(True),))
+    if answer == "consent:no" or (event.kind is EventKind.TEXT and intents.is_no(event.text)):
+        return _say(conv, State.START, replies.consent_refused(conv.locale), before=(RecordConsent(False),), data={})
+    return _say(conv, State.AWAIT_CONSENT, replies.consent_hint(conv.locale))
+
+
+# --- menu ---------------------------------------------------------------------------------------
+
+MENU_CHOICES = {"1": "menu:analyze", "2": "menu:quota", "3": "menu:code", "4": "menu:history", "5": "menu:help",
+                "6": "menu:language"}
+
+
+def on_menu_choice(conv: Conversation, event: Event) -> Step:
+    choice = event.reply_id or MENU_CHOICES.get((event.text or "").strip().rstrip(".)"), "")
+    if choice == "menu:analyze":
+        return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
+    if choice == "menu:quota":
+        return _step(conv, State.MENU, ShowQuota())
+    if choice == "menu:code":
+        return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale), data=_keep_pending(conv.data))
+    if choice == "menu:history":
+        return _step(conv, State.HISTORY, ShowHistory(), data=_keep_pending(conv.data))
+    if choice == "menu:help":
+        return _say(conv, State.MENU, replies.help_text(conv.locale))
+    if choice == "menu:language":
+        return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
+    if choice == "result:new":
+        return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
+    if choice == "result:menu":
+        return _menu(conv)
+    return menu_fallback(conv, event)
+
+
+def menu_fallback(conv: Conversation, event: Event) -> Step:
+    return _menu(conv, replies.not_understood(conv.locale))
+
+
+# --- submission: photo -> crop -> location -> confirm --------------------------------------------
+
+
+def on_photo(conv: Conversation, event: Event) -> Step:
+    """A photo in any state starts (or restarts) a submission; a caption naming a crop skips a question."""
+    draft = {"photo_message_id": event.message_id, "media_id": event.media_id, "notes": event.text, "crop": None}
+    crop = crops.find_crop(event.text)
+    data = {**_keep_pending(conv.data), "draft": draft}
+    if crop:
+        draft["crop"] = crop
+        return _say(conv, State.AWAIT_LOCATION, replies.photo_received_with_crop(conv.locale, crop),
+                    replies.ask_location(conv.locale), data=data)
+    return _say(conv, State.AWAIT_CROP, replies.ask_crop(conv.locale), data=data)
+
+
+def on_crop(conv: Conversation, event: Event) -> Step:
+    reply_id = event.reply_id or ""
+    if reply_id == f"crop:{crops.OTHER}":
+        return _say(conv, State.AWAIT_CROP_TEXT, replies.ask_crop_text(conv.locale))
+    crop = reply_id.removeprefix("crop:") if reply_id.startswith("crop:") else crops.find_crop(event.text)
+    if not crop or crops.display_name(crop) is None:
+        return _say(conv, State.AWAIT_CROP, replies.crop_hint(conv.locale), replies.ask_crop(conv.locale))
+    return _with_crop(conv, crop)
+
+
+def on_crop_text(conv: Conversation, event: Event) -> Step:
+    text = (event.text or "").strip()
+    if not text or len(text) > 60:
+        return _say(conv, State.AWAIT_CROP_TEXT, replies.crop_text_hint(conv.locale))
+    return _with_crop(conv, crops.find_crop(text) or text)
+
+
+def _with_crop(conv: Conversation, crop: str) -> Step:
+    data = {**conv.data, "draft": {**conv.data.get("draft", {}), "crop": crop}}
+    return _say(conv, State.AWAIT_LOCATION, replies.ask_location(conv.locale), data=data)
+
+
+def on_location(conv: Conversation, event: Event) -> Step:
+    draft = dict(conv.data.get("draft", {}))
+    if event.kind is EventKind.LOCATION:
+        draft.update(latitude=event.latitude, longitude=event.longitude,
+                     location_text=", ".join(p for p in (event.location_name, event.location_address) if p) or None)
+    elif event.reply_id == "location:skip" or intents.is_skip(event.text):
+        draft.update(latitude=None, longitude=None, location_text=None)
+    elif event.kind is EventKind.TEXT and event.text and len(event.text.strip()) <= 100:
+        draft.update(latitude=None, longitude=None, location_text=event.text.strip())
+    else:
+        return _say(conv, State.AWAIT_LOCATION, replies.location_hint(conv.locale), replies.ask_location(conv.locale))
+    pending = dict(conv.data.get("pending", {}))
+    pending[str(draft["photo_message_id"])] = draft
+    while len(pending) > MAX_PENDING:  # forget the oldest
+        pending.pop(next(iter(pending)))
+    data = {"pending": pending, "draft": draft}
+    return _say(conv, State.CONFIRM, replies.confirm(conv.locale, draft), data=data)
+
+
+def on_confirm_text(conv: Conversation, event: Event) -> Step:
+    draft = conv.data.get("draft")
+    if draft and intents.is_yes(event.text):
+        return _submit(conv, str(draft["photo_message_id"]))
+    if intents.is_no(event.text):
+        return cancel(conv, event)
+    return _say(conv, State.CONFIRM, replies.confirm_hint(conv.locale))
+
+
+def on_send_button(conv: Conversation, event: Event) -> Step:
+    """`submit:<photo message id>`: works for any submission still waiting, from any state."""
+    key = (event.reply_id or "").removeprefix("submit:")
+    if key not in conv.data.get("pending", {}):
+        return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+    return _submit(conv, key)
+
+
+def _submit(conv: Conversation, key: str) -> Step:
+    pending = dict(conv.data.get("pending", {}))
+    draft = pending.pop(key)
+    current = conv.data.get("draft")
+    data = {"pending": pending} if pending else {}
+    if current and str(current.get("photo_message_id")) != key and conv.state is not State.CONFIRM:
+        data["draft"] = current  # a tap on an older button does not lose the flow in progress
+    submit = Submit(
+        photo_message_id=int(key),
+        media_id=draft["media_id"],
+        crop=draft["crop"],
+        notes=draft.get("notes"),
+        location_text=draft.get("location_text"),
+        latitude=draft.get("latitude"),
+        longitude=draft.get("longitude"),
+    )
+    state = conv.state if "draft" in data else State.MENU
+    return Step(state, data, (submit,))
+
+
+# --- codes, history, language ------------------------------------------------------------------
+
+
+def on_code_text(conv: Conversation, event: Event) -> Step:
+    text = (event.text or "").strip()
+    if not text:
+        return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale))
+    return _step(conv, State.MENU, RedeemCode(text), data=_keep_pending(conv.data))
+
+
+def on_history_choice(conv: Conversation, event: Event) -> Step:
+    reply_id = event.reply_id or ""
+    if reply_id.startswith("history:") and reply_id.removeprefix("history:").isdigit():
+        return _step(conv, State.MENU, ShowAnalysis(int(reply_id.removeprefix("history:"))),
+                     data=_keep_pending(conv.data))
+    return on_menu_choice(conv, event)
+
+
+def on_language_choice(conv: Conversation, event: Event) -> Step:
+    choice = (event.reply_id or "").removeprefix("lang:") or _language_from_text(event.text)
+    if choice not in replies.LANGUAGES:
+        return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
+    return _menu(conv, replies.language_set(choice), locale=choice, before=(SetLocale(choice),))
+
+
+def _language_from_text(text: str | None) -> str:
+    folded = intents.fold(text)
+    if folded in {"turkce", "turkish", "tr", "1"}:
+        return "tr"
+    if folded in {"english", "ingilizce", "en", "2"}:
+        return "en"
+    return ""
+
+
+# --- global intents ----------------------------------------------------------------------------
+
+
+def cancel(conv: Conversation, event: Event) -> Step:
+    return _menu(conv, replies.cancelled(conv.locale))
+
+
+def show_help(conv: Conversation, event: Event) -> Step:
+    return _say(conv, conv.state, replies.help_text(conv.locale), *replies.reprompt(conv.state, conv.locale, conv.data))
+
+
+GLOBAL: dict[Intent, Handler] = {
+    Intent.MENU: lambda conv, event: _menu(conv),
+    Intent.CANCEL: cancel,
+    Intent.HELP: show_help,
+    Intent.QUOTA: lambda conv, event: _step(conv, conv.state, ShowQuota()),
+    Intent.LANGUAGE: lambda conv, event: _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale),
+                                              data=_keep_pending(conv.data)),
+    Intent.OPT_OUT: lambda conv, event: _say(conv, conv.state, replies.opted_out(conv.locale),
+                                             before=(SetOptOut(True),)),
+    Intent.OPT_IN: lambda conv, event: _say(conv, conv.state, replies.opted_in(conv.locale),
+                                            before=(SetOptOut(False),)),
+    Intent.DELETE_DATA: lambda conv, event: _say(conv, conv.state, replies.deletion_requested(conv.locale),
+                                                 before=(RequestDeletion(),)),
+    Intent.HISTORY: lambda conv, event: _step(conv, State.HISTORY, ShowHistory(), data=_keep_pending(conv.data)),
+    Intent.ANALYZE: lambda conv, event: _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale),
+                                             data=_keep_pending(conv.data)),
+    Intent.CODE: lambda conv, event: _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale),
+                                          data=_keep_pending(conv.data)),
+}
+# Before consent: only what does not process personal data.
+BEFORE_CONSENT = {Intent.LANGUAGE, Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP}
+
+
+def unsupported(conv: Conversation, event: Event) -> Step:
+    return _say(conv, conv.state, replies.unsupported(conv.locale, event.message_type),
+                *replies.reprompt(conv.state, conv.locale, conv.data))
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+TABLE: dict[tuple[State, EventKind], Handler] = {
+    (State.START, EventKind.TEXT): ask_consent,
+    (State.START, EventKind.REPLY): on_consent_reply,
+    (State.AWAIT_CONSENT, EventKind.TEXT): on_consent_reply,
+    (State.AWAIT_CONSENT, EventKind.REPLY): on_consent_reply,
+    (State.MENU, EventKind.TEXT): on_menu_choice,
+    (State.MENU, EventKind.REPLY): on_menu_choice,
+    (State.AWAIT_CROP, EventKind.TEXT): on_crop,
+    (State.AWAIT_CROP, EventKind.REPLY): on_crop,
+    (State.AWAIT_CROP_TEXT, EventKind.TEXT): on_crop_text,
+    (State.AWAIT_LOCATION, EventKind.TEXT): on_location,
+    (State.AWAIT_LOCATION, EventKind.REPLY): on_location,
+    (State.AWAIT_LOCATION, EventKind.LOCATION): on_location,
+    (State.CONFIRM, EventKind.TEXT): on_confirm_text,
+    (State.AWAIT_CODE, EventKind.TEXT): on_code_text,
+    (State.HISTORY, EventKind.REPLY): on_history_choice,
+    (State.HISTORY, EventKind.TEXT): on_menu_choice,
+    (State.AWAIT_LANGUAGE, EventKind.TEXT): on_language_choice,
+    (State.AWAIT_LANGUAGE, EventKind.REPLY): on_language_choice,
+}
+
+
+def fallback(conv: Conversation, event: Event) -> Step:
+    """Anything the state does not expect: a short hint of what is expected now, and the way out."""
+    if conv.state in (State.MENU, State.HISTORY):
+        return menu_fallback(conv, event)
+    return _say(conv, conv.state, replies.not_understood(conv.locale),
+                *replies.reprompt(conv.state, conv.locale, conv.data))
+
+
+def step(conv: Conversation, event: Event, now: datetime) -> Step:
+    """Decide what happens with one message. The caller stores `Step.state`/`data` and runs the actions."""
+    notice: tuple[Action, ...] = ()
+    if conv.consented and conv.expires_at is not None and now >= conv.expires_at and conv.state is not State.MENU:
+        notice = (Send(replies.expired(conv.locale)),)
+        conv = Conversation(State.MENU, {}, conv.locale, conv.consented, None)
+    result = _decide(conv, event)
+    return Step(result.state, result.data, notice + result.actions) if notice else result
+
+
+def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> Step:
+    """Only the privacy question, language, help and opt-out/in: no personal data is processed."""
+    reply_id = event.reply_id or ""
+    if intent is Intent.LANGUAGE:
+        return _say(conv, State.AWAIT_CONSENT, replies.ask_language(conv.locale))
+    if reply_id.startswith("lang:") and reply_id.removeprefix("lang:") in replies.LANGUAGES:
+        choice = reply_id.removeprefix("lang:")
+        return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(choice), before=(SetLocale(choice),))
+    if intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP):
+        return GLOBAL[intent](conv, event)
+    if conv.state is State.AWAIT_CONSENT or reply_id.startswith("consent:"):
+        return on_consent_reply(conv, event)
+    return ask_consent(conv, event)
+
+
+# Buttons and list rows stay tappable in old messages: these work whatever the current state.
+GLOBAL_REPLIES: dict[str, Handler] = {
+    "submit": on_send_button,
+    "confirm": lambda conv, event: cancel(conv, event),  # confirm:cancel, the İptal of a confirmation
+    "menu": on_menu_choice,
+    "result": on_menu_choice,
+    "history": on_history_choice,
+    "lang": on_language_choice,
+    "consent": lambda conv, event: _menu(conv),  # consent already given
+}
+
+
+def _decide(conv: Conversation, event: Event) -> Step:
+    intent = intents.match(event.text) if event.kind is EventKind.TEXT else None
+    if not conv.consented:
+        return _before_consent(conv, event, intent)
+    if event.kind is EventKind.PHOTO:
+        return on_photo(conv, event)
+    if event.kind is EventKind.UNSUPPORTED:
+        return unsupported(conv, event)
+    prefix = (event.reply_id or "").split(":", 1)[0]
+    if event.kind is EventKind.REPLY and prefix in GLOBAL_REPLIES:
+        return GLOBAL_REPLIES[prefix](conv, event)
+    if intent is not None:
+        return GLOBAL[intent](conv, event)
+    if event.kind is EventKind.TEXT and codes.looks_like_code(event.text):
+        return _step(conv, State.MENU, RedeemCode(event.text or ""), data=_keep_pending(conv.data))
+    return TABLE.get((conv.state, event.kind), fallback)(conv, event)

@@ -1,0 +1,374 @@
+"""Every sentence the bot says, rendered in the farmer's language from the catalogs.
+
+Pure functions of plain values: the state machine calls the ones that need nothing from the
+database; the job calls the others with what it loaded (quota, code outcome, history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot import crops
+from bot.types import Button, ListRow, Reply, State
+from translations import N_, format_date, format_datetime, format_number, gettext, ngettext
+
+__all__ = ["LANGUAGES", "Reply"]
+
+LANGUAGES = {"tr": "Türkçe", "en": "English"}  # each language's own name: not translated
+PRIVACY_URL = "https://ziraai.com/kvkk"
+
+
+def _(locale: str, msgid: str, **params: Any) -> str:
+    return gettext(locale, msgid, **params)
+
+
+def tier_label(locale: str, code: str) -> str:
+    """Package names: the trial is translated, the paid packages keep their letters (S, M, L, XL)."""
+    return _(locale, "Trial") if code == "TRIAL" else code
+
+
+def crop_name(locale: str, crop: str) -> str:
+    """A known crop in the farmer's language; a crop they typed themselves, as they typed it."""
+    msgid = crops.display_name(crop)
+    return gettext(locale, msgid) if msgid else crop
+
+
+# --- onboarding ------------------------------------------------------------------------------------
+
+
+def privacy_notice(locale: str) -> Reply:
+    text = gettext(
+        locale,
+        "Hello! I am ZiraAI's plant health assistant. Send me a photo of a plant and I will tell you what is "
+        "wrong with it and what to do.\n\nPrivacy notice (KVKK): we store your phone number, your name on "
+        "WhatsApp, your messages and photos to analyse your plants and to answer you. Details: %(url)s\n\n"
+        "Do you accept?",
+        url=PRIVACY_URL,
+    )
+    return Reply(text, buttons=(Button("consent:yes", _(locale, "I accept")),
+                                Button("consent:no", _(locale, "I do not accept"))))
+
+
+def consent_hint(locale: str) -> Reply:
+    return Reply(_(locale, "Please tap one of the buttons: do you accept the privacy notice?"),
+                 buttons=(Button("consent:yes", _(locale, "I accept")),
+                          Button("consent:no", _(locale, "I do not accept"))))
+
+
+def consent_refused(locale: str) -> Reply:
+    return Reply(_(locale, "All right, I will not process any of your data. If you change your mind, just write "
+                           "'Merhaba' and you will see the notice again."))
+
+
+def welcome(locale: str) -> Reply:
+    return Reply(_(locale, "Thank you! Your free trial has started: 1 analysis a day for 30 days."))
+
+
+# --- menu, help ------------------------------------------------------------------------------------
+
+
+def menu(locale: str) -> Reply:
+    items = (
+        ListRow("menu:analyze", _(locale, "Send analysis"), _(locale, "Send a photo of your plant")),
+        ListRow("menu:quota", _(locale, "My remaining quota"), _(locale, "Analyses left today and this month")),
+        ListRow("menu:code", _(locale, "Use a code"), _(locale, "Redeem a sponsor code")),
+        ListRow("menu:history", _(locale, "My recent analyses"), _(locale, "Your last 5 analyses")),
+        ListRow("menu:help", _(locale, "Help"), None),
+        ListRow("menu:language", "Dil / Language", "Türkçe, English"),
+    )
+    rows = tuple(ListRow(row.id, f"{n}. {row.title}", row.description) for n, row in enumerate(items, 1))
+    return Reply(_(locale, "What would you like to do? Choose from the list, type its number, or simply send a "
+                           "photo of your plant."), rows=rows, list_button=_(locale, "Menu"))
+
+
+def help_text(locale: str) -> Reply:
+    return Reply(_(locale, "How it works: send a photo of the sick leaf, fruit or stem, tell me the crop and, if "
+                           "you like, the place; I will send the diagnosis in a few minutes.\n\nYou can write at any "
+                           "time: 'menü' for the menu, 'iptal' to cancel, 'kota' for your remaining analyses, "
+                           "a sponsor code to redeem it, 'dil' to change the language, 'DUR' to stop messages."))
+
+
+def not_understood(locale: str) -> Reply:
+    return Reply(_(locale, "Sorry, I did not understand that."))
+
+
+def cancelled(locale: str) -> Reply:
+    return Reply(_(locale, "Cancelled. Nothing was sent and nothing was charged."))
+
+
+def expired(locale: str) -> Reply:
+    return Reply(_(locale, "Your previous request timed out after 30 minutes, so we are starting again."))
+
+
+def unsupported(locale: str, message_type: str | None) -> Reply:
+    if message_type in ("audio", "voice"):
+        text = _(locale, "I cannot listen to voice messages yet. Please write to me, or send a photo of your plant.")
+    elif message_type == "reaction":
+        text = _(locale, "Thank you! Send a photo whenever you want a new analysis.")
+    else:
+        text = _(locale, "I can only read text messages and photos (JPEG or PNG). Please send a photo of your plant "
+                         "or write 'menü'.")
+    return Reply(text)
+
+
+# --- submission --------------------------------------------------------------------------------------
+
+
+def ask_photo(locale: str) -> Reply:
+    return Reply(_(locale, "Please send a clear photo of the affected leaves, fruit or stem, in daylight."))
+
+
+def crop_rows(locale: str) -> tuple[ListRow, ...]:
+    rows = tuple(ListRow(f"crop:{key}", gettext(locale, name)) for key, name, _aliases in crops.LIST_CROPS)
+    return (*rows, ListRow(f"crop:{crops.OTHER}", _(locale, "Other"), _(locale, "I will type it")))
+
+
+def ask_crop(locale: str) -> Reply:
+    return Reply(_(locale, "Which crop is it? Choose from the list or type its name (for example: fındık, elma)."),
+                 rows=crop_rows(locale), list_button=_(locale, "Crops"))
+
+
+def crop_hint(locale: str) -> Reply:
+    return Reply(_(locale, "I do not know that crop."))
+
+
+def ask_crop_text(locale: str) -> Reply:
+    return Reply(_(locale, "Please type the name of the crop."))
+
+
+def crop_text_hint(locale: str) -> Reply:
+    return Reply(_(locale, "Please type just the crop's name, in a few words."))
+
+
+def photo_received_with_crop(locale: str, crop: str) -> Reply:
+    return Reply(_(locale, "Photo received: %(crop)s.", crop=crop_name(locale, crop)))
+
+
+def ask_location(locale: str) -> Reply:
+    return Reply(_(locale, "Where is the field? Share your location with 📎 > Location, type the province and "
+                           "district, or tap 'Skip'."),
+                 buttons=(Button("location:skip", _(locale, "Skip")),))
+
+
+def location_hint(locale: str) -> Reply:
+    return Reply(_(locale, "I could not read that location."))
+
+
+def confirm(locale: str, draft: dict[str, Any]) -> Reply:
+    lines = [_(locale, "Please check before I send it:"), _(locale, "Crop: %(crop)s", crop=crop_name(locale,
+                                                                                                     draft["crop"]))]
+    if draft.get("location_text") or draft.get("latitude") is not None:
+        place = draft.get("location_text") or f"{draft['latitude']:.4f}, {draft['longitude']:.4f}"
+        lines.append(_(locale, "Location: %(place)s", place=place))
+    else:
+        lines.append(_(locale, "Location: not given"))
+    if draft.get("notes"):
+        lines.append(_(locale, "Your note: %(notes)s", notes=draft["notes"]))
+    lines.append(_(locale, "This uses 1 analysis from your quota."))
+    return Reply("\n".join(lines), buttons=(Button(f"submit:{draft['photo_message_id']}", _(locale, "Send")),
+                                            Button("confirm:cancel", _(locale, "Cancel"))))
+
+
+def confirm_hint(locale: str) -> Reply:
+    return Reply(_(locale, "Tap 'Send' to send the photo for analysis, or 'Cancel'."))
+
+
+def submission_not_pending(locale: str) -> Reply:
+    return Reply(_(locale, "That request was already sent or cancelled. Send a new photo for a new analysis."))
+
+
+def submitted(locale: str) -> Reply:
+    return Reply(_(locale, "Your analysis is in the queue; the result will arrive in a few minutes."))
+
+
+def already_submitted(locale: str) -> Reply:
+    return Reply(_(locale, "This photo is already in the queue; you were charged only once."))
+
+
+def quota_exhausted(locale: str, which: str | None, resets_at: datetime | None) -> Reply:
+    """`which`: `daily`, `monthly`, or `no_subscription`."""
+    if which == "daily" and resets_at:
+        text = _(locale, "Your daily analyses are used up; they renew on %(when)s.", when=format_datetime(resets_at,
+                                                                                                        locale))
+    elif which == "monthly" and resets_at:
+        text = _(locale, "Your monthly analyses are used up; they renew on %(when)s.", when=format_datetime(resets_at,
+                                                                                                          locale))
+    else:
+        text = _(locale, "You have no active package at the moment.")
+    return Reply(text + "\n" + _(locale, "To get more, redeem a sponsor code: just write the code here."))
+
+
+# --- quota, codes, history ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    tier_code: str
+    daily_used: int
+    daily_limit: int
+    monthly_used: int
+    monthly_limit: int
+    day_resets_at: datetime
+    month_resets_at: datetime
+    ends_at: datetime | None
+    sponsor_name: str | None
+    queued: tuple[tuple[str, datetime], ...] = ()  # (tier code, starts_at)
+
+
+def quota(locale: str, view: QuotaView | None) -> Reply:
+    if view is None:
+        return quota_exhausted(locale, "no_subscription", None)
+    n = format_number
+    lines = [
+        _(locale, "Package: %(tier)s", tier=tier_label(locale, view.tier_code)),
+        _(locale, "Today: %(used)s of %(limit)s used (renews %(when)s)", used=n(view.daily_used, locale),
+          limit=n(view.daily_limit, locale), when=format_datetime(view.day_resets_at, locale)),
+        _(locale, "This month: %(used)s of %(limit)s used (renews %(when)s)", used=n(view.monthly_used, locale),
+          limit=n(view.monthly_limit, locale), when=format_date(view.month_resets_at, locale)),
+    ]
+    left = max(0, min(view.daily_limit - view.daily_used, view.monthly_limit - view.monthly_used))
+    lines.append(ngettext(locale, "You can send %(num)s more analysis today.",
+                          "You can send %(num)s more analyses today.", left, num=n(left, locale)))
+    if view.ends_at:
+        lines.append(_(locale, "Valid until: %(date)s", date=format_date(view.ends_at, locale)))
+    if view.sponsor_name:
+        lines.append(_(locale, "Sponsored by: %(sponsor)s", sponsor=view.sponsor_name))
+    for tier, starts in view.queued:
+        lines.append(_(locale, "Next package: %(tier)s from %(date)s", tier=tier_label(locale, tier),
+                       date=format_date(starts, locale)))
+    return Reply("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class RedeemView:
+    outcome: str  # ok, queued, unknown, used, expired, revoked, not_now
+    tier_code: str | None = None
+    daily_limit: int | None = None
+    monthly_limit: int | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    sponsor_name: str | None = None
+
+
+def ask_code(locale: str) -> Reply:
+    return Reply(_(locale, "Please type your sponsor code (for example AGRI-7KQ3-M9XP)."))
+
+
+def redeem(locale: str, view: RedeemView) -> Reply:
+    if view.outcome in ("ok", "queued"):
+        details = _(locale, "%(tier)s package from %(sponsor)s: %(daily)s analyses a day, %(monthly)s a month, "
+                            "until %(end)s.", tier=tier_label(locale, view.tier_code or ""),
+                    sponsor=view.sponsor_name or "ZiraAI",
+                    daily=format_number(view.daily_limit or 0, locale),
+                    monthly=format_number(view.monthly_limit or 0, locale),
+                    end=format_date(view.ends_at, locale) if view.ends_at else "-")
+        if view.outcome == "ok":
+            return Reply(_(locale, "Code accepted! %(details)s", details=details))
+        return Reply(_(locale, "Code accepted! It starts on %(date)s, when your current package ends. %(details)s",
+                       date=format_date(view.starts_at, locale) if view.starts_at else "-", details=details))
+    messages = {
+        "unknown": N_("I could not find this code. Please check it and try again, letters and digits exactly as "
+                      "written."),
+        "used": N_("This code has already been used. Each code works once; please ask your sponsor for a new one."),
+        "expired": N_("This code has expired. Please ask your sponsor for a new one."),
+        "revoked": N_("This code has been cancelled by its sponsor. Please ask your sponsor for a new one."),
+        "not_now": N_("You already have a package waiting to start. You can redeem this code after it has "
+                      "started; the code stays valid until then."),
+    }
+    return Reply(gettext(locale, messages.get(view.outcome, messages["unknown"])))
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    analysis_id: int
+    created_at: datetime
+    crop: str
+    status: str
+    health_score: int | None
+
+
+STATUS_NAMES = {
+    "received": N_("waiting"),
+    "queued": N_("in the queue"),
+    "processing": N_("being analysed"),
+    "completed": N_("done"),
+    "failed": N_("failed"),
+}
+
+
+def history(locale: str, items: list[HistoryItem]) -> Reply:
+    if not items:
+        return Reply(_(locale, "You have no analyses yet. Send a photo of your plant to start."))
+    rows = []
+    for item in items[:5]:
+        score = f"{item.health_score}/10" if item.health_score is not None else gettext(locale,
+                                                                                         STATUS_NAMES[item.status])
+        rows.append(ListRow(f"history:{item.analysis_id}", crop_name(locale, item.crop)[:24],
+                            f"{format_date(item.created_at, locale)} · {score}"[:72]))
+    return Reply(_(locale, "Your last analyses. Choose one to see its summary."), rows=tuple(rows),
+                 list_button=_(locale, "Analyses"))
+
+
+def analysis_summary(locale: str, item: HistoryItem | None, concern: str | None = None) -> Reply:
+    if item is None:
+        return Reply(_(locale, "I could not find that analysis."))
+    lines = [_(locale, "Analysis of %(date)s: %(crop)s", date=format_date(item.created_at, locale),
+               crop=crop_name(locale, item.crop)),
+             _(locale, "Status: %(status)s", status=gettext(locale, STATUS_NAMES[item.status]))]
+    if item.health_score is not None:
+        lines.append(_(locale, "Health score: %(score)s/10", score=item.health_score))
+    if concern:
+        lines.append(_(locale, "Main problem: %(concern)s", concern=concern))
+    return Reply("\n".join(lines))
+
+
+# --- language, opt-out, deletion --------------------------------------------------------------------
+
+
+def ask_language(locale: str) -> Reply:
+    return Reply("Dil seçin / Choose your language",
+                 buttons=tuple(Button(f"lang:{code}", name) for code, name in LANGUAGES.items()))
+
+
+def language_set(locale: str) -> Reply:
+    return Reply(_(locale, "Language changed: I will write to you in English."))
+
+
+def opted_out(locale: str) -> Reply:
+    return Reply(_(locale, "You will not receive any more notifications from us. You can still write to me at any "
+                           "time. To receive them again, write 'BAŞLA'."))
+
+
+def opted_in(locale: str) -> Reply:
+    return Reply(_(locale, "Welcome back! You will receive notifications again. Write 'DUR' to stop them."))
+
+
+def deletion_requested(locale: str) -> Reply:
+    return Reply(_(locale, "Your request to delete your data has been recorded. Our support team will complete it "
+                           "and let you know."))
+
+
+# --- what to ask again after a help text or an unexpected message ------------------------------------
+
+
+def reprompt(state: State, locale: str, data: dict[str, Any]) -> tuple[Reply, ...]:
+    """The question the farmer still has to answer in `state` (none when idle)."""
+    if state in (State.START, State.AWAIT_CONSENT):
+        return (privacy_notice(locale),)
+    if state is State.AWAIT_PHOTO:
+        return (ask_photo(locale),)
+    if state is State.AWAIT_CROP:
+        return (ask_crop(locale),)
+    if state is State.AWAIT_CROP_TEXT:
+        return (ask_crop_text(locale),)
+    if state is State.AWAIT_LOCATION:
+        return (ask_location(locale),)
+    if state is State.CONFIRM and data.get("draft"):
+        return (confirm(locale, data["draft"]),)
+    if state is State.AWAIT_CODE:
+        return (ask_code(locale),)
+    if state is State.AWAIT_LANGUAGE:
+        return (ask_language(locale),)
+    return ()

@@ -1,0 +1,157 @@
+"""What the conversation takes in (events) and gives back (actions, replies). Frozen and typed."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class State(enum.StrEnum):
+    START = "start"  # never consented (or refused): only the privacy notice is shown
+    AWAIT_CONSENT = "await_consent"
+    MENU = "menu"  # idle: the menu was shown, anything may come
+    AWAIT_PHOTO = "await_photo"
+    AWAIT_CROP = "await_crop"
+    AWAIT_CROP_TEXT = "await_crop_text"
+    AWAIT_LOCATION = "await_location"
+    CONFIRM = "confirm"
+    AWAIT_CODE = "await_code"
+    HISTORY = "history"
+    AWAIT_LANGUAGE = "await_language"
+
+    @classmethod
+    def parse(cls, value: str | None) -> State:
+        try:
+            return cls(value or "")
+        except ValueError:
+            return cls.MENU  # a state from an older release: start again from the menu
+
+
+class EventKind(enum.StrEnum):
+    TEXT = "text"
+    PHOTO = "photo"
+    REPLY = "reply"  # tapped reply button, list row or template quick reply
+    LOCATION = "location"
+    UNSUPPORTED = "unsupported"  # audio, video, document, sticker, reaction, contacts, ...
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    message_id: int
+    text: str | None = None  # text body, caption, or the tapped title
+    reply_id: str | None = None
+    media_id: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    location_name: str | None = None
+    location_address: str | None = None
+    message_type: str | None = None  # Meta's type, for unsupported messages
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The farmer's conversation as the state machine sees it (loaded from the database by the job)."""
+
+    state: State
+    data: dict[str, Any]
+    locale: str
+    consented: bool
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Button:
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ListRow:
+    id: str
+    title: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message to the farmer, already in their language. Buttons XOR list rows."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+    rows: tuple[ListRow, ...] = ()
+    list_button: str | None = None
+
+
+# --- actions: what the job must do after the state machine has decided ----------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class RecordConsent:
+    given: bool
+
+
+@dataclass(frozen=True)
+class SetLocale:
+    locale: str
+
+
+@dataclass(frozen=True)
+class SetOptOut:
+    opted_out: bool
+
+
+@dataclass(frozen=True)
+class RequestDeletion:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowQuota:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowHistory:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowAnalysis:
+    analysis_id: int
+
+
+@dataclass(frozen=True)
+class RedeemCode:
+    text: str
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Charge one analysis and queue it. Keyed by the photo's message id: a second tap is a no-op."""
+
+    photo_message_id: int
+    media_id: str
+    crop: str
+    notes: str | None
+    location_text: str | None
+    latitude: float | None
+    longitude: float | None
+
+
+Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | ShowQuota | ShowHistory | ShowAnalysis
+          | RedeemCode | Submit)
+
+
+@dataclass(frozen=True)
+class Step:
+    state: State
+    data: dict[str, Any]
+    actions: tuple[Action, ...] = field(default_factory=tuple)

@@ -1,0 +1,265 @@
+"""The inbound job's work: run the state machine for a farmer's message and carry out its actions.
+
+One farmer's messages are handled one at a time and in order, whatever the number of workers:
+the job locks the farmer's conversation row (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite
+every write transaction is `BEGIN IMMEDIATE`), then handles every earlier message of that farmer
+still waiting, oldest first, before its own. State, quota, codes and the replies (as `pending`
+outbound rows) are written in one transaction; the replies are sent after it commits. Running
+the job twice for a message does nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import machine, replies
+from bot.types import (
+    Conversation as ConversationView,
+)
+from bot.types import (
+    Event,
+    EventKind,
+    RecordConsent,
+    RedeemCode,
+    Reply,
+    RequestDeletion,
+    Send,
+    SetLocale,
+    SetOptOut,
+    ShowAnalysis,
+    ShowHistory,
+    ShowQuota,
+    State,
+    Submit,
+)
+from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, utcnow
+from services import context, quota, sponsorship, whatsapp
+from services.inbox import insert_ignoring_conflicts
+from services.queue import ANALYSIS, try_enqueue_unique
+from services.whatsapp import messages as wa
+from services.whatsapp.errors import GraphAPIError, WhatsAppError
+from services.whatsapp.outbox import enqueue_delivery, queue_message, send_pending
+from services.whatsapp.updates import InboundMessage, MessageType, parse_message
+
+log = logging.getLogger(__name__)
+
+CONSENT_VERSION = "2026-11"
+RUN_ANALYSIS = "services.analysis.run_analysis"
+_EVENT_KIND = {
+    MessageType.TEXT: EventKind.TEXT,
+    MessageType.IMAGE: EventKind.PHOTO,
+    MessageType.BUTTON_REPLY: EventKind.REPLY,
+    MessageType.LIST_REPLY: EventKind.REPLY,
+    MessageType.BUTTON: EventKind.REPLY,
+    MessageType.LOCATION: EventKind.LOCATION,
+}
+
+
+def event_from(message: Message) -> Event:
+    """The stored raw message, read again into the bot's event."""
+    parsed = parse_message(message.payload or {})
+    if not isinstance(parsed, InboundMessage):
+        return Event(EventKind.UNSUPPORTED, message.id, message_type=message.type)
+    kind = _EVENT_KIND.get(parsed.type, EventKind.UNSUPPORTED)
+    return Event(kind, message.id, text=parsed.text, reply_id=parsed.reply_id, media_id=parsed.media_id,
+                 latitude=parsed.latitude, longitude=parsed.longitude, location_name=parsed.location_name,
+                 location_address=parsed.location_address, message_type=parsed.type.value)
+
+
+@dataclass
+class Outcome:
+    reply_ids: list[int]
+    analyses_to_queue: list[int]
+    last_wamid: str | None
+
+
+def handle_inbound(message_id: int) -> str:
+    """Entry point of the `inbound` job (see `services.jobs`)."""
+    db = context.db()
+    with db.session() as session, session.begin():
+        message = session.get(Message, message_id)
+        if message is None or message.direction != Direction.INBOUND or message.farmer_id is None:
+            log.warning("inbound job for an unknown message", extra={"message_id": message_id})
+            return "missing"
+        if message.processed_at is not None:
+            return "already processed"
+        outcome = _handle_waiting(session, message.farmer_id, message_id)
+    _after_commit(outcome)
+    return "processed"
+
+
+def _lock_conversation(session: Session, farmer_id: int) -> Conversation:
+    session.execute(insert_ignoring_conflicts(session, Conversation, ["farmer_id"]),
+                    [{"farmer_id": farmer_id, "state": State.START.value, "data": {}, "updated_at": utcnow()}])
+    return session.scalars(
+        select(Conversation).where(Conversation.farmer_id == farmer_id).with_for_update()
+    ).one()
+
+
+def _handle_waiting(session: Session, farmer_id: int, up_to: int) -> Outcome:
+    conv = _lock_conversation(session, farmer_id)
+    farmer = session.get_one(Farmer, farmer_id)
+    waiting = session.scalars(
+        select(Message)
+        .where(Message.farmer_id == farmer_id, Message.direction == Direction.INBOUND.value,
+               Message.status == MessageStatus.RECEIVED.value, Message.id <= up_to)
+        .order_by(Message.meta_timestamp, Message.id)
+    ).all()
+    outcome = Outcome([], [], None)
+    for message in waiting:
+        _handle_one(session, farmer, conv, message, outcome)
+        outcome.last_wamid = message.wamid
+    return outcome
+
+
+def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:
+    now = utcnow()
+    view = ConversationView(State.parse(conv.state), dict(conv.data or {}), farmer.locale, farmer.has_consented,
+                            conv.expires_at)
+    step = machine.step(view, event_from(message), now)
+    out: list[Reply] = []
+    for action in step.actions:
+        match action:
+            case Send(reply=reply):
+                out.append(reply)
+            case RecordConsent(given=True):
+                farmer.consent_at, farmer.consent_version = now, CONSENT_VERSION
+                quota.start_trial(session, farmer.id, now)
+            case RecordConsent(given=False):
+                farmer.consent_at = None
+            case SetLocale(locale=locale):
+                farmer.locale = locale
+            case SetOptOut(opted_out=opted_out):
+                farmer.opted_out_at = now if opted_out else None
+            case RequestDeletion():
+                farmer.deletion_requested_at = farmer.deletion_requested_at or now
+                log.warning("farmer asked for their data to be deleted", extra={"farmer_id": farmer.id})
+            case ShowQuota():
+                out.append(replies.quota(farmer.locale, quota_view(session, farmer.id, now)))
+            case ShowHistory():
+                out.append(replies.history(farmer.locale, history_items(session, farmer.id)))
+            case ShowAnalysis(analysis_id=analysis_id):
+                out.append(_analysis_summary(session, farmer, analysis_id))
+            case RedeemCode(text=text):
+                out.append(replies.redeem(farmer.locale, redeem_view(session, farmer.id, text, now)))
+            case Submit():
+                out.append(_submit(session, farmer, action, now, outcome))
+    conv.state = step.state.value
+    conv.data = step.data
+    conv.expires_at = now + machine.IDLE_TIMEOUT
+    conv.last_message_id = message.id
+    message.status = MessageStatus.PROCESSED.value
+    message.processed_at = now
+    message.attempts += 1
+    for reply in out:
+        row = queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id)
+        outcome.reply_ids.append(row.id)
+
+
+def to_outbound(phone: str, reply: Reply) -> wa.Outbound:
+    if reply.buttons:
+        return wa.buttons(phone, reply.text, [(b.id, b.title) for b in reply.buttons])
+    if reply.rows:
+        rows = [wa.Row(r.id, r.title, r.description) for r in reply.rows]
+        return wa.list_message(phone, reply.text, reply.list_button or "Menü", [wa.Section(None, rows)])
+    return wa.text(phone, reply.text)
+
+
+# --- effects that need the database ----------------------------------------------------------------
+
+
+def quota_view(session: Session, farmer_id: int, now: datetime) -> replies.QuotaView | None:
+    status = quota.quota_status(session, farmer_id, now)
+    if status is None:
+        return None
+    return replies.QuotaView(
+        tier_code=status.tier_code, daily_used=status.daily_used, daily_limit=status.daily_limit,
+        monthly_used=status.monthly_used, monthly_limit=status.monthly_limit, day_resets_at=status.day_resets_at,
+        month_resets_at=status.month_resets_at, ends_at=status.ends_at, sponsor_name=status.sponsor_name,
+        queued=tuple((q.tier_code, q.starts_at) for q in status.queued),
+    )
+
+
+def redeem_view(session: Session, farmer_id: int, text: str, now: datetime) -> replies.RedeemView:
+    result = sponsorship.redeem(session, farmer_id, text, now)
+    return replies.RedeemView(outcome=result.outcome.value, tier_code=result.tier_code,
+                              daily_limit=result.daily_limit, monthly_limit=result.monthly_limit,
+                              starts_at=result.starts_at, ends_at=result.ends_at, sponsor_name=result.sponsor_name)
+
+
+def history_items(session: Session, farmer_id: int, limit: int = 5) -> list[replies.HistoryItem]:
+    rows = session.scalars(
+        select(Analysis).where(Analysis.farmer_id == farmer_id, Analysis.status != "received")
+        .order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit)
+    )
+    return [_history_item(a) for a in rows]
+
+
+def _history_item(a: Analysis) -> replies.HistoryItem:
+    return replies.HistoryItem(a.id, a.created_at, a.crop or "", a.status, a.health_score)
+
+
+def _analysis_summary(session: Session, farmer: Farmer, analysis_id: int) -> Reply:
+    analysis = session.get(Analysis, analysis_id)
+    if analysis is None or analysis.farmer_id != farmer.id:  # never another farmer's analysis
+        return replies.analysis_summary(farmer.locale, None)
+    return replies.analysis_summary(farmer.locale, _history_item(analysis), analysis.primary_concern)
+
+
+def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, outcome: Outcome) -> Reply:
+    """Charge once per photo: the farmer's lock serialises this check and the charge."""
+    existing = session.scalar(select(Analysis.id).where(Analysis.message_id == action.photo_message_id,
+                                                        Analysis.farmer_id == farmer.id))
+    if existing is not None:
+        return replies.already_submitted(farmer.locale)
+    savepoint = session.begin_nested()
+    analysis = Analysis(
+        farmer_id=farmer.id, message_id=action.photo_message_id, media_id=action.media_id, crop=action.crop,
+        notes=action.notes, location_text=action.location_text, latitude=action.latitude,
+        longitude=action.longitude, status="queued", received_at=now, queued_at=now, created_at=now,
+    )
+    session.add(analysis)
+    session.flush()
+    charge = quota.charge(session, farmer.id, now, analysis_id=analysis.id)
+    if not charge.ok:
+        savepoint.rollback()
+        return replies.quota_exhausted(farmer.locale, charge.reason, charge.resets_at)
+    savepoint.commit()
+    analysis.subscription_id = charge.subscription_id
+    analysis.sponsor_id = charge.sponsor_id  # attribution: whoever paid at submission time
+    analysis.charge_ledger_id = charge.ledger_id
+    outcome.analyses_to_queue.append(analysis.id)
+    return replies.submitted(farmer.locale)
+
+
+# --- after commit: queue the analyses, send the replies in order -------------------------------------
+
+
+def _after_commit(outcome: Outcome) -> None:
+    redis = context.redis()
+    for analysis_id in outcome.analyses_to_queue:
+        try_enqueue_unique(redis, ANALYSIS, RUN_ANALYSIS, f"analysis-{analysis_id}", analysis_id)
+    if outcome.last_wamid:
+        _mark_read(outcome.last_wamid)
+    for i, reply_id in enumerate(outcome.reply_ids):
+        try:
+            send_pending(reply_id, final=False)
+        except GraphAPIError:
+            # Retryable: hand this reply and the ones after it to the outbound queue (RQ retries with backoff).
+            for later in outcome.reply_ids[i:]:
+                enqueue_delivery(redis, later)
+            return
+
+
+def _mark_read(wamid: str) -> None:
+    """Blue ticks for the farmer. Best effort: a failure here must not cost them their answer."""
+    try:
+        whatsapp.client().mark_read(wamid, typing=False)
+    except (WhatsAppError, RedisError, TimeoutError) as exc:
+        log.info("mark-read failed", extra={"reason": repr(exc)[:200]})

@@ -1,0 +1,115 @@
+"""A farmer in a test: sends real signed webhooks, runs the real jobs, reads what the Graph API got."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import Any
+
+import responses
+from flask import Flask
+
+from services.terminal_chat import describe as render
+from tests.conftest import GRAPH, PHONE_NUMBER_ID, post_webhook, run_jobs
+
+MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
+_ids = itertools.count(1)
+
+
+class GraphStub:
+    """Records every message the bot sends and answers like Meta does."""
+
+    def __init__(self, mock: responses.RequestsMock) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.reads: list[str] = []
+        mock.add_callback(responses.POST, MESSAGES_URL, callback=self._on_post, content_type="application/json")
+
+    def _on_post(self, request: Any) -> tuple[int, dict[str, str], str]:
+        body = json.loads(request.body)
+        if body.get("status") == "read":
+            self.reads.append(body["message_id"])
+            return 200, {}, json.dumps({"success": True})
+        self.sent.append(body)
+        return 200, {}, json.dumps({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.OUT{next(_ids)}"}]})
+
+
+class Farmer:
+    def __init__(self, app: Flask, graph: GraphStub, phone: str = "905321234567", name: str = "Mehmet Yılmaz"):
+        self.app = app
+        self.client = app.test_client()
+        self.graph = graph
+        self.phone = phone
+        self.name = name
+        self.timestamp = 1763780000
+        self.last_bodies: list[dict[str, Any]] = []
+
+    def _message(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
+        self.timestamp += 1
+        return {"from": self.phone, "id": f"wamid.IN{next(_ids)}", "timestamp": str(self.timestamp), "type": kind,
+                kind: content}
+
+    def body(self, *messages: dict[str, Any]) -> dict[str, Any]:
+        return {"object": "whatsapp_business_account", "entry": [{"id": "211497375401331", "changes": [{
+            "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "908502221133", "phone_number_id": PHONE_NUMBER_ID},
+                "contacts": [{"profile": {"name": self.name}, "wa_id": self.phone}],
+                "messages": list(messages)}}]}]}
+
+    def deliver(self, *messages: dict[str, Any], run: bool = True) -> list[str]:
+        before = len(self.graph.sent)
+        response = post_webhook(self.client, self.body(*messages))
+        assert response.status_code == 200
+        if run:
+            run_jobs(self.app)
+        self.last_bodies = self.graph.sent[before:]
+        return [render(b) for b in self.last_bodies]
+
+    # What a farmer can do.
+    def says(self, text: str) -> list[str]:
+        return self.deliver(self.text(text))
+
+    def text(self, text: str) -> dict[str, Any]:
+        return self._message("text", {"body": text})
+
+    def photo(self, caption: str | None = None, media_id: str = "1234567890123456") -> list[str]:
+        content = {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media_id}
+        if caption:
+            content["caption"] = caption
+        return self.deliver(self._message("image", content))
+
+    def taps(self, title_or_id: str) -> list[str]:
+        """Tap a button or list row of the bot's last message, by its title or id."""
+        for body in reversed(self.graph.sent):
+            if body["type"] != "interactive":
+                continue
+            interactive = body["interactive"]
+            if interactive["type"] == "button":
+                choices = [(b["reply"]["id"], b["reply"]["title"]) for b in interactive["action"]["buttons"]]
+                kind = "button_reply"
+            else:
+                choices = [(r["id"], r["title"]) for s in interactive["action"]["sections"] for r in s["rows"]]
+                kind = "list_reply"
+            for choice_id, title in choices:
+                if title_or_id in (choice_id, title) or re.sub(r"^\d+\. ", "", title) == title_or_id:
+                    return self.deliver(self._message("interactive", {
+                        "type": kind, kind: {"id": choice_id, "title": title}}))
+        raise AssertionError(f"no button or row {title_or_id!r} in the bot's messages")
+
+    def tap_id(self, reply_id: str, title: str = "") -> list[str]:
+        return self.deliver(self._message("interactive", {"type": "button_reply",
+                                                          "button_reply": {"id": reply_id, "title": title}}))
+
+    def location(self, lat: float, lng: float, name: str | None = None, address: str | None = None) -> list[str]:
+        content: dict[str, Any] = {"latitude": lat, "longitude": lng}
+        if name:
+            content.update(name=name, address=address)
+        return self.deliver(self._message("location", content))
+
+    def sends(self, kind: str) -> list[str]:
+        return self.deliver(self._message(kind, {"id": "999", "mime_type": "x/y"}))
+
+    def onboard(self) -> None:
+        self.says("Merhaba")
+        self.taps("consent:yes")

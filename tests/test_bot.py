@@ -1,0 +1,161 @@
+"""The state machine on its own: pure, no database, no HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot import codes, intents, machine
+from bot.normalize import fold
+from bot.types import (
+    Conversation,
+    Event,
+    EventKind,
+    RecordConsent,
+    RedeemCode,
+    Send,
+    SetLocale,
+    SetOptOut,
+    ShowQuota,
+    State,
+    Submit,
+)
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def conv(state: State = State.MENU, data: dict | None = None, consented: bool = True, locale: str = "tr",
+         expires_at: datetime | None = None) -> Conversation:
+    return Conversation(state, data or {}, locale, consented, expires_at or NOW + timedelta(minutes=10))
+
+
+def text(t: str, mid: int = 1) -> Event:
+    return Event(EventKind.TEXT, mid, text=t)
+
+
+def tap(reply_id: str, mid: int = 1) -> Event:
+    return Event(EventKind.REPLY, mid, reply_id=reply_id)
+
+
+def photo(caption: str | None = None, mid: int = 7) -> Event:
+    return Event(EventKind.PHOTO, mid, text=caption, media_id="m1", message_type="image")
+
+
+def sent(step) -> list[str]:  # type: ignore[no-untyped-def]
+    return [a.reply.text for a in step.actions if isinstance(a, Send)]
+
+
+@pytest.mark.parametrize("raw,folded", [("İPTAL", "iptal"), ("Iptal", "iptal"), ("iptal", "iptal"),
+                                        ("KOTA", "kota"), ("Kalan hakkım", "kalan hakkim"), ("yardim", "yardim"),
+                                        ("  Menü!! ", "menu"), ("BAŞLA", "basla"), ("ÇİFTÇİ", "ciftci")])
+def test_fold(raw, folded):
+    assert fold(raw) == folded
+
+
+@pytest.mark.parametrize("raw,intent", [
+    ("İPTAL", intents.Intent.CANCEL), ("Iptal", intents.Intent.CANCEL), ("iptal", intents.Intent.CANCEL),
+    ("KOTA", intents.Intent.QUOTA), ("Kalan hakkım", intents.Intent.QUOTA),
+    ("KALAN HAKKIM NE KADAR?", intents.Intent.QUOTA), ("yardim", intents.Intent.HELP),
+    ("Yardım", intents.Intent.HELP), ("menü", intents.Intent.MENU), ("MENU", intents.Intent.MENU),
+    ("DUR", intents.Intent.OPT_OUT), ("STOP", intents.Intent.OPT_OUT), ("BAŞLA", intents.Intent.OPT_IN),
+    ("Verilerimi sil lütfen", intents.Intent.DELETE_DATA), ("dil", intents.Intent.LANGUAGE),
+    ("domates", None), ("durum nasıl", None),
+])
+def test_intents(raw, intent):
+    assert intents.match(raw) is intent
+
+
+@pytest.mark.parametrize("raw,ok", [("AGRI-7KQ3-M9XP", True), ("agri 7kq3 m9xp", True), ("AGRI7KQ3M9XP", True),
+                                    ("AGRI-7KQ3-M9X0", True), ("AGRI-7KQ", False), ("merhaba", False)])
+def test_looks_like_code(raw, ok):
+    """A mistyped code (`0` is not in the alphabet) still counts as a code attempt: answered "unknown"."""
+    assert codes.looks_like_code(raw) is ok
+
+
+def test_first_contact_asks_consent_and_processes_nothing():
+    step = machine.step(conv(State.START, consented=False), text("Merhaba"), NOW)
+    assert step.state is State.AWAIT_CONSENT
+    assert "KVKK" in sent(step)[0]
+    assert all(isinstance(a, Send) for a in step.actions)
+
+
+def test_photo_before_consent_is_not_analysed():
+    step = machine.step(conv(State.AWAIT_CONSENT, consented=False), photo("domates"), NOW)
+    assert step.state is State.AWAIT_CONSENT
+    assert not any(isinstance(a, Submit) for a in step.actions)
+
+
+def test_consent_yes_and_no():
+    yes = machine.step(conv(State.AWAIT_CONSENT, consented=False), tap("consent:yes"), NOW)
+    assert RecordConsent(True) in yes.actions and yes.state is State.MENU
+    no = machine.step(conv(State.AWAIT_CONSENT, consented=False), text("Kabul etmiyorum"), NOW)
+    assert RecordConsent(False) in no.actions and no.state is State.START
+
+
+def test_submission_with_caption_skips_the_crop_question():
+    step = machine.step(conv(), photo("domates yaprakları sararıyor"), NOW)
+    assert step.state is State.AWAIT_LOCATION
+    assert step.data["draft"]["crop"] == "domates"
+    step = machine.step(conv(step.state, step.data), text("Geç"), NOW)
+    assert step.state is State.CONFIRM
+    step = machine.step(conv(step.state, step.data), tap("submit:7"), NOW)
+    [submit] = [a for a in step.actions if isinstance(a, Submit)]
+    assert (submit.crop, submit.notes, submit.location_text, submit.photo_message_id) == (
+        "domates", "domates yaprakları sararıyor", None, 7)
+    assert step.state is State.MENU and "pending" not in step.data
+
+
+def test_a_second_tap_on_the_same_send_button_submits_nothing():
+    step = machine.step(conv(), photo("biber"), NOW)
+    step = machine.step(conv(step.state, step.data), text("Antalya Kumluca"), NOW)
+    first = machine.step(conv(step.state, step.data), tap("submit:7"), NOW)
+    second = machine.step(conv(first.state, first.data), tap("submit:7"), NOW)
+    assert not any(isinstance(a, Submit) for a in second.actions)
+
+
+def test_global_intents_work_in_every_state():
+    for state in State:
+        if state in (State.START, State.AWAIT_CONSENT):
+            continue
+        c = conv(state, {"draft": {"photo_message_id": 7, "media_id": "m", "crop": "domates"}})
+        assert machine.step(c, text("İPTAL"), NOW).state is State.MENU, state
+        assert machine.step(c, text("menü"), NOW).state is State.MENU, state
+        assert any(isinstance(a, ShowQuota) for a in machine.step(c, text("KOTA"), NOW).actions), state
+        assert sent(machine.step(c, text("yardim"), NOW)), state
+        assert SetOptOut(True) in machine.step(c, text("DUR"), NOW).actions, state
+        assert machine.step(c, photo(), NOW).state in (State.AWAIT_CROP, State.AWAIT_LOCATION), state
+
+
+def test_code_in_any_state_and_photo_in_the_code_flow():
+    step = machine.step(conv(State.AWAIT_LOCATION, {"draft": {"photo_message_id": 1}}), text("agri 7kq3 m9xp"), NOW)
+    assert RedeemCode("agri 7kq3 m9xp") in step.actions
+    step = machine.step(conv(State.AWAIT_CODE), photo(), NOW)
+    assert step.state is State.AWAIT_CROP
+
+
+def test_expiry_starts_again_from_the_menu():
+    old = conv(State.AWAIT_LOCATION, {"draft": {"photo_message_id": 1}}, expires_at=NOW - timedelta(minutes=1))
+    step = machine.step(old, text("Antalya"), NOW)
+    assert step.state is State.MENU
+    assert "30" in sent(step)[0]
+
+
+def test_language_switch():
+    step = machine.step(conv(State.AWAIT_LANGUAGE), tap("lang:en"), NOW)
+    assert SetLocale("en") in step.actions
+    assert "English" in sent(step)[0]  # the confirmation is already in the new language
+    assert step.state is State.MENU
+
+
+def test_unexpected_input_gets_a_hint_and_keeps_the_state():
+    step = machine.step(conv(State.AWAIT_CROP, {"draft": {"photo_message_id": 1}}), tap("location:skip"), NOW)
+    assert step.state is State.AWAIT_CROP
+    assert len(sent(step)) >= 2
+
+
+def test_unsupported_types_get_a_kind_answer():
+    for kind in ("audio", "video", "document", "sticker", "reaction", "contacts", "unsupported"):
+        step = machine.step(conv(), Event(EventKind.UNSUPPORTED, 1, message_type=kind), NOW)
+        assert sent(step), kind
+        assert step.state is State.MENU
