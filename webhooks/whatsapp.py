@@ -19,7 +19,7 @@ from services.inbox import record_webhook
 from services.logs import correlation
 from services.queue import INBOUND, try_enqueue_unique
 from services.sweeper import HANDLE_INBOUND
-from webhooks.parsing import parse_webhook
+from services.whatsapp.updates import parse_webhook
 
 log = logging.getLogger(__name__)
 bp = Blueprint("whatsapp_webhook", __name__)
