@@ -141,7 +141,8 @@ def session(app: Flask) -> Iterator[Any]:
 def run_jobs(app: Flask) -> None:
     """Run every queued job the way a worker would (same process, no fork), until the queues are empty."""
     redis = app.extensions["redis"]
-    SimpleWorker([get_queue(q, redis) for q in QUEUE_NAMES], connection=redis).work(burst=True)
+    with app.app_context():  # the jobs run in this app's settings, even inside another app's context
+        SimpleWorker([get_queue(q, redis) for q in QUEUE_NAMES], connection=redis).work(burst=True)
 
 
 def queued_job_ids(app: Flask, queue: str) -> list[str]:
