@@ -42,6 +42,7 @@ from models import Analysis, Conversation, Direction, Farmer, Message, MessageSt
 from services import context, quota, sponsorship, whatsapp
 from services.inbox import insert_ignoring_conflicts
 from services.queue import ANALYSIS, try_enqueue_unique
+from services.sweeper import RUN_ANALYSIS
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import GraphAPIError, WhatsAppError
 from services.whatsapp.outbox import enqueue_delivery, queue_message, send_pending
@@ -50,7 +51,6 @@ from services.whatsapp.updates import InboundMessage, MessageType, parse_message
 log = logging.getLogger(__name__)
 
 CONSENT_VERSION = "2026-11"
-RUN_ANALYSIS = "services.analysis.run_analysis"
 _EVENT_KIND = {
     MessageType.TEXT: EventKind.TEXT,
     MessageType.IMAGE: EventKind.PHOTO,

@@ -1,4 +1,5 @@
-"""Re-enqueue messages that were committed but never queued (Redis was down when they arrived).
+"""Re-enqueue work that was committed but never queued (Redis was down at the time): inbound
+messages, pending outbound messages, and charged analyses.
 
 Runs periodically in the one scheduler process. A message whose job still exists in RQ (queued,
 running, scheduled for retry, or failed and waiting for support) is left alone; `unique=True`
@@ -13,13 +14,14 @@ from datetime import timedelta
 from rq.job import Job
 from sqlalchemy import select
 
-from models import Direction, Message, MessageStatus, utcnow
+from models import Analysis, Direction, Message, MessageStatus, utcnow
 from services import context
-from services.queue import INBOUND, enqueue_unique
+from services.queue import ANALYSIS, INBOUND, enqueue_unique
 
 log = logging.getLogger(__name__)
 
 HANDLE_INBOUND = "services.jobs.handle_inbound"
+RUN_ANALYSIS = "services.analysis.run_analysis"
 BATCH = 500
 
 
@@ -52,6 +54,20 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
             queued += enqueue_unique(redis, INBOUND, HANDLE_INBOUND, job_id, message_id)
         else:
             queued += enqueue_delivery(redis, message_id)
+    queued += _sweep_analyses(redis, cutoff)
     if queued:
-        log.warning("sweeper queued %d message(s) that had no job", queued)
+        log.warning("sweeper queued %d job(s) that were missing", queued)
+    return queued
+
+
+def _sweep_analyses(redis, cutoff) -> int:  # type: ignore[no-untyped-def]
+    """Analyses charged and `queued` whose `run_analysis` job never reached Redis (or was lost)."""
+    with context.db().reader() as session:
+        ids = session.scalars(select(Analysis.id).where(Analysis.status == "queued", Analysis.queued_at <= cutoff)
+                              .order_by(Analysis.id).limit(BATCH)).all()
+    queued = 0
+    for analysis_id in ids:
+        job_id = f"analysis-{analysis_id}"
+        if not Job.exists(job_id, connection=redis):
+            queued += enqueue_unique(redis, ANALYSIS, RUN_ANALYSIS, job_id, analysis_id)
     return queued

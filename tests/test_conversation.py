@@ -299,3 +299,21 @@ def test_five_messages_in_one_second_are_handled_in_order(onboarded, session, ap
     processed = session.scalars(select(Message.processed_at).where(Message.direction == "in")
                                 .order_by(Message.id)).all()
     assert all(processed) and processed == sorted(processed)
+
+
+def test_analysis_queued_while_redis_was_down_is_swept(onboarded, session, app):
+    from services.sweeper import sweep_unqueued
+
+    onboarded.photo("domates")
+    onboarded.taps("Geç")
+    onboarded.deliver(onboarded._message("interactive", {"type": "button_reply", "button_reply": {
+        "id": f"submit:{session.scalar(select(func.max(Message.id)).where(Message.type == 'image'))}",
+        "title": "Gönder"}}), run=False)
+    from tests.conftest import run_jobs
+
+    redis = app.extensions["redis"]
+    run_jobs(app)  # charges and enqueues the analysis job, which then runs
+    analysis_id = session.scalar(select(Analysis.id))
+    redis.delete(f"rq:job:analysis-{analysis_id}")  # as if the enqueue had never reached Redis
+    assert sweep_unqueued(grace_seconds=0) == 1
+    assert Job.fetch(f"analysis-{analysis_id}", connection=redis).args == (analysis_id,)
