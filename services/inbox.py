@@ -7,6 +7,7 @@ written sorted by key so two concurrent deliveries lock in the same order (no de
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,8 +34,7 @@ log = logging.getLogger(__name__)
 
 def insert_ignoring_conflicts(session: Session, model: type, index_elements: list[str]) -> Any:
     """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(model).on_conflict_do_nothing(index_elements=index_elements)
+    return _dialect_insert(session, model).on_conflict_do_nothing(index_elements=index_elements)
 
 
 @dataclass(frozen=True)
@@ -45,30 +45,50 @@ class Recorded:
     unhandled: int
 
 
+def _dialect_insert(session: Session, table: Any) -> Any:
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+@functools.cache
+def _farmer_upsert(dialect_name: str) -> Any:
+    """Insert new farmers; for known ones refresh the name and `last_inbound_at` (never backwards)."""
+    farmers = Farmer.__table__
+    stmt = (postgresql if dialect_name == "postgresql" else sqlite).insert(farmers)
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[farmers.c.phone],
+        set_={
+            "profile_name": func.coalesce(new.profile_name, farmers.c.profile_name),
+            "last_inbound_at": case(
+                (farmers.c.last_inbound_at.is_(None) | (farmers.c.last_inbound_at < new.last_inbound_at),
+                 new.last_inbound_at),
+                else_=farmers.c.last_inbound_at,
+            ),
+            "updated_at": new.updated_at,
+        },
+    ).returning(farmers.c.phone, farmers.c.id)
+
+
+@functools.cache
+def _message_insert(dialect_name: str) -> Any:
+    messages = Message.__table__
+    stmt = (postgresql if dialect_name == "postgresql" else sqlite).insert(messages)
+    return stmt.on_conflict_do_nothing(index_elements=["wamid"]).returning(messages.c.id, messages.c.wamid)
+
+
 def _upsert_farmers(session: Session, messages: list[InboundMessage]) -> dict[str, int]:
+    """One statement for all senders, returning every id. The webhook's hot path: built once, Core not ORM."""
     latest: dict[str, InboundMessage] = {}
     for m in sorted(messages, key=lambda m: (m.phone, m.timestamp or utcnow())):
         latest[m.phone] = m
     if not latest:
         return {}
-    session.execute(insert_ignoring_conflicts(session, Farmer, ["phone"]),
-                    [{"phone": p, "locale": "tr", "created_at": utcnow(), "updated_at": utcnow()} for p in latest])
-    for phone, m in latest.items():
-        seen = m.timestamp or utcnow()
-        session.execute(
-            update(Farmer)
-            .where(Farmer.phone == phone)
-            .values(
-                profile_name=func.coalesce(m.profile_name, Farmer.profile_name),
-                last_inbound_at=case(
-                    (Farmer.last_inbound_at.is_(None) | (Farmer.last_inbound_at < seen), seen),
-                    else_=Farmer.last_inbound_at,
-                ),
-                updated_at=utcnow(),
-            )
-        )
-    rows = session.execute(select(Farmer.phone, Farmer.id).where(Farmer.phone.in_(list(latest))))
-    return {phone: fid for phone, fid in rows}
+    now = utcnow()
+    rows = [{"phone": phone, "profile_name": m.profile_name, "locale": "tr", "last_inbound_at": m.timestamp or now,
+             "created_at": now, "updated_at": now} for phone, m in latest.items()]
+    conn = session.connection()
+    return {phone: fid for phone, fid in conn.execute(_farmer_upsert(conn.dialect.name), rows)}
 
 
 def _message_row(m: InboundMessage, farmer_id: int | None) -> dict[str, Any]:
@@ -166,12 +186,11 @@ def record_webhook(session: Session, parsed: ParsedWebhook) -> Recorded:
     farmer_ids = _upsert_farmers(session, parsed.messages)
     new_ids: list[int] = []
     unique = {m.wamid: m for m in parsed.messages}  # one body may repeat a message
-    ordered = sorted(unique.values(), key=lambda m: m.wamid)
-    stmt = insert_ignoring_conflicts(session, Message, ["wamid"]).returning(Message.id, Message.wamid)
     created: dict[str, int] = {}
-    for m in ordered:
-        for row_id, wamid in session.execute(stmt.values(**_message_row(m, farmer_ids.get(m.phone)))):
-            created[wamid] = row_id
+    if unique:
+        rows = [_message_row(m, farmer_ids.get(m.phone)) for m in sorted(unique.values(), key=lambda m: m.wamid)]
+        conn = session.connection()
+        created = {wamid: row_id for row_id, wamid in conn.execute(_message_insert(conn.dialect.name), rows)}
     # Enqueue in the order Meta sent them (timestamp, then position in the body).
     for m in parsed.messages:
         if m.wamid in created and created[m.wamid] not in new_ids:
@@ -180,4 +199,4 @@ def record_webhook(session: Session, parsed: ParsedWebhook) -> Recorded:
     for problem in parsed.problems:
         log.warning("webhook part not understood: %s", problem.reason)
         session.add(UnhandledWebhook(reason=problem.reason[:300], payload=problem.part))
-    return Recorded(new_ids, len(ordered) - len(created), new_statuses, len(parsed.problems))
+    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(parsed.problems))

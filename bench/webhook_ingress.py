@@ -1,0 +1,593 @@
+"""Webhook ingress benchmark: our `POST /webhooks/whatsapp` against a bare Flask baseline, in one run.
+
+QUALITY.md sets the ingress bars as a ratio against a bare Flask endpoint on the same gunicorn
+settings, so both servers are started here with the same command line (only the app module
+differs) and driven by the same load generator, one after the other:
+
+1. throughput: a closed loop of C keep-alive connections for D seconds after a warm-up -> requests/s;
+2. latency: an open loop at R requests/s for S seconds, each latency measured from the time the
+   request was *scheduled*, so a slow server cannot slow the client down and hide its queueing.
+
+The load generator is this process: asyncio and raw HTTP/1.1 over `asyncio.open_connection`, with
+every body and signature computed before the load starts. It prints figures and writes them to
+bench/results/webhook_ingress.json; it asserts nothing about time. It exits 1 only when a request
+failed or the database does not hold one message row per 200 the app returned (2: it could not run).
+
+    .venv/bin/python bench/webhook_ingress.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import http.client
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+FIXTURE = ROOT / "tests" / "fixtures" / "whatsapp" / "text.json"
+GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_bench.py"
+READY_MARKER = "bench-worker-ready"  # logged by GUNICORN_CONFIG once a worker has loaded the app
+BIN = Path(sys.executable).parent  # the virtualenv running this script also holds gunicorn and alembic
+
+HOST = "127.0.0.1"
+ROUTE = "/webhooks/whatsapp"
+APP_SECRET = "bench-app-secret-0123456789"
+TABLES = "farmers, messages, message_status_events, unhandled_webhooks, conversations"
+SERVERS = {"bare": "bench.bare_app:app", "app": "wsgi:app"}
+
+# QUALITY.md, "Performance (one 2-core machine)".
+TARGET_RATIO = 0.5
+TARGET_P50_MS = 10.0
+TARGET_P99_MS = 50.0
+
+REQUEST_TIMEOUT_S = 30.0
+MAX_IDLE_S = 1.0  # below gunicorn's 2 s keep-alive: never reuse a connection the server may be closing
+# A keep-alive connection stays with the gunicorn worker that accepted it, and a burst of connects
+# tends to be accepted by one worker; spreading the first connects (inside the warm-up) spreads the load.
+CONNECT_STAGGER_S = 0.02
+PREOPENED = 4  # open-loop connections opened before the schedule starts
+FAILURES = (OSError, EOFError, TimeoutError, asyncio.LimitOverrunError, ValueError)  # ProtocolError is a ValueError
+
+
+class ProtocolError(ValueError):
+    """The server answered something this small HTTP/1.1 client does not handle."""
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (a server did not start, a migration failed): no figures."""
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection sending pre-encoded requests, one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.last_used = time.perf_counter()
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        return cls(reader, writer)
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes, bool]:
+        """Send one request, read one response: (status, body, whether the server closes the connection)."""
+        self.writer.write(request)
+        await self.writer.drain()
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        version, _, rest = head[0].partition(" ")
+        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+            raise ProtocolError(f"bad status line {head[0][:80]!r}")
+        length, close = 0, version == "HTTP/1.0"
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection":
+                close = value == "close"
+            elif name == "transfer-encoding" and value != "identity":
+                raise ProtocolError(f"transfer-encoding {value!r} not supported")
+        body = await self.reader.readexactly(length)
+        self.last_used = time.perf_counter()
+        return int(rest[:3]), body, close
+
+    def reusable(self, now: float) -> bool:
+        return not self.reader.at_eof() and not self.writer.is_closing() and now - self.last_used < MAX_IDLE_S
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Tally:
+    """Every answer and failure one phase saw, plus the 200 latencies it measured (seconds)."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    samples: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.statuses[status] += 1
+        if status != 200:
+            self._sample(f"HTTP {status}: {body[:300].decode('utf-8', 'replace').strip()}")
+
+    def failure(self, exc: BaseException) -> None:
+        self.failures[type(exc).__name__] += 1
+        self._sample(f"{type(exc).__name__}: {exc}")
+
+    def _sample(self, line: str) -> None:
+        """Keep the first few distinct errors verbatim, for the report."""
+        if len(self.samples) < 5 and line not in self.samples:
+            self.samples.append(line)
+
+    @property
+    def errors(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status != 200) + sum(self.failures.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"statuses": {str(k): v for k, v in sorted(self.statuses.items())}, "failures": dict(self.failures),
+                "errors": self.errors, "error_samples": self.samples}
+
+
+async def closed_loop(port: int, requests: list[bytes], concurrency: int, warmup: float,
+                      duration: float) -> dict[str, Any]:
+    """C connections each sending its next request as soon as the previous answer arrives: the
+    server's capacity. Only 200s completed inside [warm-up end, warm-up end + D] count."""
+    feed = iter(requests)
+    tally = Tally()
+    exhausted = False
+    window_start = time.perf_counter() + warmup
+    window_end = window_start + duration
+
+    async def worker(k: int) -> None:
+        nonlocal exhausted
+        conn: Connection | None = None
+        await asyncio.sleep(k * CONNECT_STAGGER_S)
+        while time.perf_counter() < window_end:
+            request = next(feed, None)
+            if request is None:
+                exhausted = True
+                break
+            sent = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = await Connection.open(port)
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    status, body, close = await conn.exchange(request)
+            except FAILURES as exc:
+                tally.failure(exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+                continue
+            done = time.perf_counter()
+            tally.answer(status, body)
+            if status == 200 and window_start <= done <= window_end:
+                tally.latencies.append(done - sent)
+            if close:
+                conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    if exhausted:
+        raise BenchError(f"ran out of the {len(requests)} precomputed requests: raise --max-rps")
+    return {"requests_per_s": round(len(tally.latencies) / duration, 1), "measured_requests": len(tally.latencies),
+            "sent_requests": sum(tally.statuses.values()) + sum(tally.failures.values()),
+            "closed_loop_latency_ms": percentiles(tally.latencies), **tally.as_dict()}
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float) -> dict[str, Any]:
+    """Request i is sent at start + i/R whatever the server is doing, on an idle connection if one
+    is free, else on a new one; latency runs from the scheduled time (no coordinated omission)."""
+    tally = Tally()
+    idle = [await Connection.open(port) for _ in range(PREOPENED)]
+    opened = len(idle)
+    lags: list[float] = []
+
+    async def one(request: bytes, scheduled: float) -> None:
+        nonlocal opened
+        conn: Connection | None = None
+        now = time.perf_counter()
+        while idle and conn is None:
+            candidate = idle.pop()  # most recently used first: the others may go idle and be dropped
+            if candidate.reusable(now):
+                conn = candidate
+            else:
+                candidate.close()
+        try:
+            if conn is None:
+                conn = await Connection.open(port)
+                opened += 1
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                status, body, close = await conn.exchange(request)
+        except FAILURES as exc:
+            tally.failure(exc)
+            if conn is not None:
+                conn.close()
+            return
+        if status == 200:
+            tally.latencies.append(time.perf_counter() - scheduled)
+        tally.answer(status, body)
+        if close:
+            conn.close()
+        else:
+            idle.append(conn)
+
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for i, request in enumerate(requests):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lags.append(time.perf_counter() - scheduled)
+        tasks.append(asyncio.create_task(one(request, scheduled)))
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.close()
+    return {"rate": rate, "sent_requests": len(requests), "latency_ms": percentiles(tally.latencies),
+            "send_lag_ms": percentiles(lags), "connections_opened": opened, **tally.as_dict()}
+
+
+def percentiles(seconds: list[float]) -> dict[str, float | None]:
+    """Nearest-rank p50/p90/p99 and max, in milliseconds."""
+    if not seconds:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(seconds)
+
+    def rank(p: float) -> float:
+        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000, 2)
+
+    return {"p50": rank(50), "p90": rank(90), "p99": rank(99), "max": round(ordered[-1] * 1000, 2)}
+
+
+def request_label(run_id: str, server: str) -> str:
+    """The start of every wamid this run sends to `server`: unique per run, and countable afterwards."""
+    return f"wamid.bench-{run_id}-{server}-"
+
+
+def build_requests(label: str, count: int, farmers: int, port: int) -> list[bytes]:
+    """`count` complete signed requests, wamid `label` + n, senders cycling over `farmers`:
+    done before the load so the client spends its CPU on sending, not on JSON and HMAC."""
+    template = json.loads(FIXTURE.read_bytes())
+    value = template["entry"][0]["changes"][0]["value"]
+    message, contact = value["messages"][0], value["contacts"][0]
+    message["timestamp"] = str(int(time.time()))
+    secret = APP_SECRET.encode()
+    requests = []
+    for n in range(count):
+        phone = f"9053200{n % farmers:05d}"
+        message["id"] = f"{label}{n}"
+        message["from"] = contact["wa_id"] = phone
+        body = json.dumps(template, ensure_ascii=False).encode()
+        signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        head = (f"POST {ROUTE} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nX-Hub-Signature-256: sha256={signature}\r\n\r\n")
+        requests.append(head.encode() + body)
+    return requests
+
+
+# --------------------------------------------------------------------------- servers and stores
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def gunicorn_command(module: str, bind: str, workers: int, threads: int) -> list[str]:
+    """The one command line both servers share; only `module` (and the free port) differ."""
+    return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONFIG.relative_to(ROOT)), "-w", str(workers),
+            "-k", "gthread", "--threads", str(threads), "-b", bind, "--log-level", "warning", module]
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, workers: int, log_path: Path,
+               timeout: float = 60.0) -> None:
+    """Wait until every worker has loaded the app (else the first one up takes all the keep-alive
+    connections) and `GET /health/live` answers 200; fail at once if gunicorn dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"gunicorn exited with {proc.returncode} before it was ready:\n{log_tail(log_path)}")
+        if log_path.read_text(errors="replace").count(READY_MARKER) >= workers:
+            conn = http.client.HTTPConnection(HOST, port, timeout=1)  # not urllib: no proxy from the environment
+            try:
+                conn.request("GET", "/health/live")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                conn.close()
+        time.sleep(0.1)
+    raise BenchError(f"gunicorn not ready after {timeout:.0f} s:\n{log_tail(log_path)}")
+
+
+@contextlib.contextmanager
+def gunicorn(module: str, port: int, args: argparse.Namespace, env: dict[str, str],
+             log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run gunicorn until the block ends, then SIGTERM it and wait, whatever happened inside."""
+    with log_path.open("wb") as log:
+        command = gunicorn_command(module, f"{HOST}:{port}", args.workers, args.threads)
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # Ctrl-C reaches us only; we stop it below
+        try:
+            wait_ready(proc, port, args.workers, log_path)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=35)  # gunicorn's graceful timeout is 30 s
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """The same environment for both servers; the bare app simply ignores it."""
+    return {**os.environ, "APP_ENV": "development", "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url,
+            "WHATSAPP_APP_SECRET": APP_SECRET, "LOG_LEVEL": "WARNING"}
+
+
+def migrate(env: dict[str, str]) -> None:
+    done = subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, capture_output=True)
+    if done.returncode != 0:
+        raise BenchError(f"alembic upgrade head failed:\n{done.stdout.decode()}{done.stderr.decode()}")
+
+
+def reset_stores(database_url: str, redis_url: str) -> None:
+    """Start from empty tables and an empty Redis db, so the row count afterwards is this run's."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+    with Redis.from_url(redis_url) as redis:
+        redis.flushdb()
+
+
+def count_stored(database_url: str, redis_url: str, wamid_prefix: str) -> dict[str, int]:
+    """This run's message rows (by wamid prefix, so another writer cannot inflate them), all rows,
+    farmers and queued inbound jobs; the last three only help explain a mismatch."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            ours = conn.execute(text("SELECT count(*) FROM messages WHERE wamid LIKE :p"), {"p": wamid_prefix + "%"})
+            messages = int(ours.scalar_one())
+            all_messages = int(conn.execute(text("SELECT count(*) FROM messages")).scalar_one())
+            farmers = int(conn.execute(text("SELECT count(*) FROM farmers")).scalar_one())
+    finally:
+        engine.dispose()
+    with Redis.from_url(redis_url) as redis:
+        queued = int(redis.llen("rq:queue:inbound"))
+    return {"messages": messages, "all_messages": all_messages, "farmers": farmers, "queued_inbound_jobs": queued}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
+    """CPU seconds used so far by each child of the gunicorn master (Linux /proc; empty elsewhere).
+    The client shares the machine, so CPU per request says more than requests/s alone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, ..., utime, stime
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == master_pid:
+            used[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+async def measure(port: int, master_pid: int, closed_requests: list[bytes], open_requests: list[bytes],
+                  args: argparse.Namespace) -> dict[str, Any]:
+    before, client_before = worker_cpu_seconds(master_pid), time.process_time()
+    throughput = await closed_loop(port, closed_requests, args.concurrency, args.warmup, args.duration)
+    after, client_cpu = worker_cpu_seconds(master_pid), time.process_time() - client_before
+    throughput["client_cpu_s"] = round(client_cpu, 2)  # the load generator shares the machine's cores
+    cpu = {str(pid): round(after[pid] - before.get(pid, 0.0), 2) for pid in after}
+    throughput["worker_cpu_s"] = cpu  # whole phase, warm-up included; a lopsided split means unbalanced load
+    sent = throughput["sent_requests"]
+    throughput["worker_cpu_ms_per_request"] = round(1000 * sum(cpu.values()) / sent, 3) if cpu and sent else None
+    await asyncio.sleep(0.5)  # let the server drain before the latency phase
+    latency = await open_loop(port, open_requests, args.rate)
+    return {"throughput": throughput, "latency": latency}
+
+
+def run_server(name: str, run_id: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    port = free_port()
+    closed_count = int((args.warmup + args.duration) * args.max_rps)
+    label = request_label(run_id, name)
+    closed_requests = build_requests(f"{label}tp-", closed_count, args.farmers, port)
+    open_requests = build_requests(f"{label}lat-", int(args.rate * args.rate_duration), args.farmers, port)
+    log_path = RESULTS_DIR / f"gunicorn-{name}.log"
+    print(f"[{name}] {SERVERS[name]} on port {port}; {len(closed_requests) + len(open_requests)} requests "
+          f"precomputed; log {log_path.relative_to(ROOT)}", flush=True)
+    with gunicorn(SERVERS[name], port, args, env, log_path) as proc:
+        result = asyncio.run(measure(port, proc.pid, closed_requests, open_requests, args))
+    result["log"] = str(log_path.relative_to(ROOT))
+    result["log_tail"] = log_tail(log_path) if result["throughput"]["errors"] or result["latency"]["errors"] else ""
+    return result
+
+
+def machine_info() -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "machine": platform.machine(), "git_commit": commit.stdout.strip()}
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def report(results: dict[str, Any]) -> None:
+    p, m = results["parameters"], results["machine"]
+    print(f"\nmachine: {m['cpu_count']} CPUs, Python {m['python']}, {m['platform']}, "
+          f"1-min load average before the run {m['loadavg_1_5_15_before'][0]:.2f}")
+    print(f"webhook ingress: {' '.join(p['gunicorn'])}\n"
+          f"throughput: {p['concurrency']} connections, closed loop, {p['duration']} s after {p['warmup']} s warm-up; "
+          f"latency: open loop at {p['rate']} req/s for {p['rate_duration']} s\n")
+    print(f"{'server':<8}{'requests/s':>12}{'errors':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'worker CPU ms/req':>19}")
+    for name, server in results["servers"].items():
+        lat = server["latency"]["latency_ms"]
+        errors = server["throughput"]["errors"] + server["latency"]["errors"]
+        print(f"{name:<8}{server['throughput']['requests_per_s']:>12.1f}{errors:>8}"
+              f"{fmt(lat['p50']):>9}{fmt(lat['p90']):>9}{fmt(lat['p99']):>9}{fmt(lat['max']):>9}"
+              f"{fmt(server['throughput']['worker_cpu_ms_per_request']):>19}")
+    print(f"\n{'QUALITY.md target':<36}{'measured':>10}  result")
+    for target in results["targets"]:
+        print(f"{target['name']:<36}{fmt(target['measured']):>10}  {'PASS' if target['pass'] else 'MISS'}")
+    lags = ", ".join(f"{name} p50 {fmt(lag['p50'])} / p99 {fmt(lag['p99'])}"
+                     for name, lag in ((n, s["latency"]["send_lag_ms"]) for n, s in results["servers"].items()))
+    print(f"\nopen-loop client send lag, ms (already inside the latencies above): {lags}")
+    cpu = ", ".join(f"{name} workers {sum(s['throughput']['worker_cpu_s'].values()):.1f} s / client "
+                    f"{s['throughput']['client_cpu_s']:.1f} s" for name, s in results["servers"].items())
+    print(f"CPU used in the throughput phase ({p['warmup'] + p['duration']:g} s wall): {cpu}")
+    check = results["database_check"]
+    print(f"\nthis run's messages in the database: {check['messages']}; 200 responses from the app: "
+          f"{check['app_200']} -> {'OK, nothing lost' if check['equal'] else 'MISMATCH'}  (all message rows "
+          f"{check['all_messages']}, farmers {check['farmers']}, inbound jobs queued {check['queued_inbound_jobs']})")
+    if not check["equal"] or check["all_messages"] != check["messages"]:
+        print("  something else used the database or Redis db during the run (the test suite with TEST_DATABASE_URL, "
+              "another benchmark?) or rows were lost: rerun with --database-url / --redis-url of your own")
+    for name, server in results["servers"].items():
+        phases = [server["throughput"], server["latency"]]
+        if any(phase["errors"] for phase in phases):
+            samples = dict.fromkeys(line for phase in phases for line in phase["error_samples"])
+            print(f"\n[{name}] statuses {[phase['statuses'] for phase in phases]}, "
+                  f"failures {[phase['failures'] for phase in phases]}; first distinct errors:")
+            print("\n".join(f"  {line}" for line in samples))
+            print(f"[{name}] gunicorn log tail ({server['log']}):\n{server['log_tail']}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, help="throughput phase seconds (default 10, 3 with --quick)")
+    parser.add_argument("--warmup", type=float, help="uncounted seconds before it (default 2, 1 with --quick)")
+    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop connections (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s (default %(default)s)")
+    parser.add_argument("--rate-duration", type=float, help="open-loop seconds (default 10, 3 with --quick)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both servers (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (default %(default)s)")
+    parser.add_argument("--farmers", type=int, default=1000, help="distinct senders cycled over (default %(default)s)")
+    parser.add_argument("--max-rps", type=int, default=8000,
+                        help="ceiling used to size the precomputed closed-loop requests (default %(default)s)")
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                        help="PostgreSQL the app writes to; its tables are TRUNCATED (default %(default)s)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5",
+                        help="Redis db the app uses; FLUSHED (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="short phases for CI")
+    args = parser.parse_args(argv)
+    if args.duration is None:
+        args.duration = 3.0 if args.quick else 10.0
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 2.0
+    if args.rate_duration is None:
+        args.rate_duration = 3.0 if args.quick else 10.0
+    if not 1 <= args.farmers <= 100_000:
+        parser.error("--farmers must be between 1 and 100000")
+    return args
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """A CI job killed with SIGTERM still runs the `finally` blocks that stop the servers."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    env = server_env(args)
+    load_before = os.getloadavg()  # other work on the machine skews every figure: record it
+    try:
+        migrate(env)
+        servers = {"bare": run_server("bare", run_id, args, env)}
+        reset_stores(args.database_url, args.redis_url)
+        servers["app"] = run_server("app", run_id, args, env)
+        stored = count_stored(args.database_url, args.redis_url, request_label(run_id, "app"))
+    except BenchError as exc:
+        print(f"benchmark could not run: {exc}", file=sys.stderr)
+        return 2
+
+    app_200 = sum(servers["app"][phase]["statuses"].get("200", 0) for phase in ("throughput", "latency"))
+    bare_rps = servers["bare"]["throughput"]["requests_per_s"]
+    ratio = round(servers["app"]["throughput"]["requests_per_s"] / bare_rps, 3) if bare_rps else None
+    app_latency = servers["app"]["latency"]["latency_ms"]
+    targets = [
+        {"name": f"throughput app/bare >= {TARGET_RATIO}", "measured": ratio,
+         "pass": ratio is not None and ratio >= TARGET_RATIO},
+        {"name": f"app p50 at {args.rate:g} req/s < {TARGET_P50_MS:g} ms", "measured": app_latency["p50"],
+         "pass": app_latency["p50"] is not None and app_latency["p50"] < TARGET_P50_MS},
+        {"name": f"app p99 at {args.rate:g} req/s < {TARGET_P99_MS:g} ms", "measured": app_latency["p99"],
+         "pass": app_latency["p99"] is not None and app_latency["p99"] < TARGET_P99_MS},
+    ]
+    errors = sum(s[phase]["errors"] for s in servers.values() for phase in ("throughput", "latency"))
+    check = {**stored, "app_200": app_200, "equal": stored["messages"] == app_200}
+    results = {
+        "benchmark": "webhook_ingress",
+        "run_id": run_id,
+        "machine": {**machine_info(), "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()},
+        "parameters": {
+            "duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency, "rate": args.rate,
+            "rate_duration": args.rate_duration, "workers": args.workers, "threads": args.threads,
+            "farmers": args.farmers, "quick": args.quick, "database_url": args.database_url,
+            "redis_url": args.redis_url,
+            "gunicorn": gunicorn_command("<module>", f"{HOST}:<port>", args.workers, args.threads),
+        },
+        "servers": servers,
+        "ratio": ratio,
+        "targets": targets,
+        "errors": errors,
+        "database_check": check,
+        "ok": errors == 0 and check["equal"],
+    }
+    report(results)
+    out = RESULTS_DIR / "webhook_ingress.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten {out.relative_to(ROOT)}")
+    return 0 if results["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
