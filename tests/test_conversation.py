@@ -317,3 +317,14 @@ def test_analysis_queued_while_redis_was_down_is_swept(onboarded, session, app):
     redis.delete(f"rq:job:analysis-{analysis_id}")  # as if the enqueue had never reached Redis
     assert sweep_unqueued(grace_seconds=0) == 1
     assert Job.fetch(f"analysis-{analysis_id}", connection=redis).args == (analysis_id,)
+
+
+def test_two_photos_in_a_row_the_second_one_counts(onboarded, session):
+    onboarded.photo(media_id="111")
+    [crop_question] = onboarded.photo(media_id="222")  # restarts the submission with the new photo
+    assert "(Domates)" in crop_question
+    onboarded.taps("Biber")
+    onboarded.taps("Geç")
+    onboarded.taps("Gönder")
+    assert session.scalar(select(Analysis.media_id)) == "222"
+    assert session.scalar(select(func.count()).select_from(Analysis)) == 1
