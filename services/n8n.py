@@ -1,0 +1,261 @@
+"""The N8N contract (ANALYSIS.md step 5): the request body, its HMAC signature, and the HTTP client.
+
+The body is serialised once and those exact bytes are signed and sent, so N8N can verify the HMAC
+over the raw body it received. The client never retries: the RQ job retries with backoff on
+`N8NTransientError` (a `CircuitOpen` among them, which makes no HTTP call at all). It never logs
+the secret, the signature or the (capability-bearing) image URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from redis.exceptions import RedisError
+
+from services.circuit import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-ZiraAI-Signature"
+MODES = ("sync", "callback")
+CONNECT_TIMEOUT = 5.0
+_BODY_SNIPPET = 200
+# A farmer reference that is only digits, `+`, spaces, dashes and brackets, with 7 or more digits,
+# is a phone number, which must never reach N8N (ANALYSIS.md: pseudonymous, never the phone).
+_PHONE_LIKE = re.compile(r"^[+\d\s().-]*$")
+
+
+class N8NError(Exception):
+    """Base of the client's errors. `status` is the HTTP status when there was a response."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class N8NTransientError(N8NError):
+    """Timeout, connection error, HTTP 5xx, 408 or 429: retry later. `retry_after` (seconds) is the
+    server's Retry-After when it sent one (or the breaker's wait for `CircuitOpen`), else None."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class N8NPermanentError(N8NError):
+    """Any other 4xx (and 3xx), or a sync answer that is not a JSON object: retrying will not help."""
+
+
+class CircuitOpen(N8NTransientError):
+    """The shared breaker denied the call; no HTTP request was made."""
+
+
+def build_request(
+    *,
+    analysis_id: int,
+    image_url: str,
+    farmer_ref: str,
+    crop_type: str | None,
+    location: str | None,
+    lat: float | None,
+    lng: float | None,
+    notes: str | None,
+    urgency_level: str = "normal",
+    callback_url: str | None = None,
+    language: str = "tr",
+) -> dict[str, Any]:
+    """The snake_case body N8N receives. `farmer_ref` is a pseudonymous reference (ValueError if it
+    looks like a phone number); `gps_coordinates` is null unless both lat and lng are given;
+    `callback_url` is present only when given (callback mode)."""
+    if not image_url:
+        raise ValueError("image_url must not be empty")
+    if not farmer_ref:
+        raise ValueError("farmer_ref must not be empty")
+    if _PHONE_LIKE.match(farmer_ref) and sum(c.isdigit() for c in farmer_ref) >= 7:
+        raise ValueError("farmer_ref looks like a phone number; N8N gets a pseudonymous reference only")
+    gps = {"lat": float(lat), "lng": float(lng)} if lat is not None and lng is not None else None
+    body: dict[str, Any] = {
+        "analysis_id": analysis_id,
+        "image_url": image_url,
+        "farmer_id": farmer_ref,
+        "crop_type": crop_type,
+        "location": location,
+        "gps_coordinates": gps,
+        "notes": notes,
+        "language": language,
+        "urgency_level": urgency_level,
+    }
+    if callback_url:
+        body["callback_url"] = callback_url
+    return body
+
+
+def serialise(body: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON (Turkish letters as themselves, not `\\u` escapes)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def signature(raw: bytes, secret: str) -> str:
+    """`sha256=<hex of HMAC-SHA256(secret, raw)>`."""
+    if not secret:
+        raise ValueError("the N8N secret must not be empty")
+    return "sha256=" + hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+
+
+def verify(raw: bytes, header: str | None, secret: str) -> bool:
+    """Constant-time check of an `X-ZiraAI-Signature` header over the raw body. False for a missing
+    header or an empty secret (fail closed)."""
+    if not header or not secret:
+        return False
+    expected = signature(raw, secret).encode("ascii")
+    given = header.strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(expected, given)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None or when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
+        return None
+    return max(0.0, seconds)
+
+
+def _snippet(response: requests.Response) -> str:
+    text = response.content[:_BODY_SNIPPET].decode("utf-8", "replace")
+    return " ".join(text.split())
+
+
+class N8NClient:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        mode: str = "sync",
+        timeout: float = 120.0,
+        breaker: CircuitBreaker | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not url:
+            raise ValueError("the N8N webhook URL must not be empty")
+        if not secret:
+            raise ValueError("the N8N secret must not be empty")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.url = url
+        self.mode = mode
+        self.timeout = timeout
+        self.breaker = breaker
+        self.session = session or requests.Session()
+        self._secret = secret
+
+    def __repr__(self) -> str:
+        return f"N8NClient(url={self.url!r}, mode={self.mode!r}, timeout={self.timeout!r})"
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """POST the body. Sync mode: the parsed JSON object. Callback mode: None on any 2xx.
+        Raises `CircuitOpen` (no HTTP call), `N8NTransientError` or `N8NPermanentError`."""
+        raw = serialise(body)
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Accept": "application/json",
+            SIGNATURE_HEADER: signature(raw, self._secret),
+        }
+        ref = {"analysis_id": body.get("analysis_id"), "n8n_mode": self.mode}
+        self._check_breaker(ref)
+        started = time.monotonic()
+        try:
+            response = self.session.post(
+                self.url, data=raw, headers=headers, timeout=(CONNECT_TIMEOUT, self.timeout), allow_redirects=False
+            )
+        except requests.Timeout as exc:
+            self._failed(ref)
+            raise N8NTransientError(f"N8N timed out ({type(exc).__name__})") from exc
+        except requests.ConnectionError as exc:
+            self._failed(ref)
+            raise N8NTransientError(f"N8N connection failed ({type(exc).__name__})") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as exc:
+            raise N8NPermanentError(f"N8N webhook URL is invalid ({type(exc).__name__})") from exc
+        except requests.RequestException as exc:
+            self._failed(ref)
+            raise N8NTransientError(f"N8N request failed ({type(exc).__name__})") from exc
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        return self._handle(response, {**ref, "status": response.status_code, "elapsed_ms": elapsed_ms})
+
+    def _handle(self, response: requests.Response, ref: dict[str, Any]) -> dict[str, Any] | None:
+        status = response.status_code
+        if status >= 500 or status in (408, 429):
+            self._failed(ref)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise N8NTransientError(
+                f"N8N answered HTTP {status}: {_snippet(response)}", status=status, retry_after=retry_after
+            )
+        # Any other answer means N8N is up: the breaker only tracks availability.
+        self._succeeded(ref)
+        if not 200 <= status < 300:
+            log.warning("n8n refused the request", extra=ref)
+            raise N8NPermanentError(f"N8N answered HTTP {status}: {_snippet(response)}", status=status)
+        if self.mode == "callback":
+            log.info("n8n accepted the analysis; the result will be called back", extra=ref)
+            return None
+        try:
+            result = json.loads(response.content)
+        except ValueError as exc:
+            raise N8NPermanentError(f"N8N answered {status} with a body that is not JSON: {_snippet(response)}",
+                                    status=status) from exc
+        if not isinstance(result, dict):
+            raise N8NPermanentError(f"N8N answered {status} with JSON that is not an object "
+                                    f"({type(result).__name__})", status=status)
+        log.info("n8n returned a result", extra=ref)
+        return result
+
+    def _check_breaker(self, ref: dict[str, Any]) -> None:
+        if self.breaker is None:
+            return
+        try:
+            allowed, wait = self.breaker.acquire()
+        except RedisError:
+            # The breaker protects N8N; it must not become a second point of failure.
+            log.warning("circuit breaker unavailable (Redis); calling N8N anyway", extra=ref, exc_info=True)
+            return
+        if not allowed:
+            log.info("n8n circuit open; not calling", extra={**ref, "retry_after": wait})
+            raise CircuitOpen(f"N8N circuit {self.breaker.name} is open; retry in {wait:.1f} s", retry_after=wait)
+
+    def _failed(self, ref: dict[str, Any]) -> None:
+        log.warning("n8n call failed (transient)", extra=ref)
+        if self.breaker is not None:
+            try:
+                self.breaker.record_failure()
+            except RedisError:
+                log.warning("could not record the failure in the circuit breaker", extra=ref, exc_info=True)
+
+    def _succeeded(self, ref: dict[str, Any]) -> None:
+        if self.breaker is not None:
+            try:
+                self.breaker.record_success()
+            except RedisError:
+                log.warning("could not record the success in the circuit breaker", extra=ref, exc_info=True)
