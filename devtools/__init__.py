@@ -1,0 +1,30 @@
+"""Development tools: stand-ins for outside services, so the whole flow runs on a fresh machine.
+
+They exist for development and demos only. They are NOT part of the product and make no product
+claim: the app factory registers them only when `settings.DEV_TOOLS` is on and the app is not in
+production (`APP_ENV=production` refuses to start with `DEV_TOOLS` on).
+
+- `devtools.local_analyser`: a local stand-in for the N8N plant-analysis webhook
+  (`POST /dev/n8n/analyze`). It speaks the same HTTP contract as the real workflow (HMAC header
+  `X-ZiraAI-Signature`, sync and callback modes, see `ANALYSIS.md`), so the production client code
+  is what runs against it. Its result has the real result's schema but is computed from the photo's
+  own colours (shares of healthy green, yellowed and browned leaf area). Every result it produces is
+  marked `processing_metadata.source == "local-estimate"`, and its `farmer_friendly_summary` says in
+  Turkish that it is an automatic local estimate. Point `N8N_WEBHOOK_URL` at
+  `<base URL>/dev/n8n/analyze` to use it.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    """Register the development blueprints on `app` (a second call is a no-op).
+
+    The caller decides whether development tools are allowed; this function does not check.
+    """
+    from devtools.local_analyser import bp
+
+    if bp.name not in app.blueprints:
+        app.register_blueprint(bp)

@@ -1,0 +1,548 @@
+"""Local stand-in for the N8N plant-analysis webhook (development tool, not a product claim).
+
+`POST /dev/n8n/analyze` accepts exactly what our service sends to N8N (ANALYSIS.md step 5):
+JSON `analysis_id, image_url, farmer_id, crop_type, location, gps_coordinates, notes, language,
+urgency_level, callback_url?`, signed with `X-ZiraAI-Signature: sha256=<hex HMAC-SHA256(N8N_SECRET,
+raw body)>`. It fetches the photo from `image_url`, and answers with a result in the schema of a real
+N8N result (`tests/fixtures/n8n/result_full_tr.json`):
+
+- no `callback_url` (sync mode): the result is the response body (200);
+- with `callback_url` (callback mode): `202 {"accepted": true}` at once, then the result is POSTed
+  to `callback_url` from a background thread, signed the same way over the exact posted bytes
+  (3 attempts with a short backoff; 4xx other than 429 is not retried).
+
+The result is computed by `estimate(image_bytes, request)` (pure, no HTTP) from the photo's own
+colours: each pixel of a small copy of the image is classified in HSV as healthy green, yellowed
+(chlorosis), browned (necrosis) or background (sky, white, grey, very dark, red/blue/purple, and
+dull brown regions connected to the image border, which are taken as soil). The health score
+compares the green share of the leaf area with the yellowed and browned shares. It knows nothing
+about species, pests or real diseases: every result says so. `processing_metadata.source` is
+`"local-estimate"` and `farmer_friendly_summary` begins with `LOCAL_ESTIMATE_NOTE`.
+
+A photo that cannot be fetched or decoded, or shows almost no leaf, gives a failed result in the
+shape of `tests/fixtures/n8n/result_failed.json` (`success: false`, `error_message` in Turkish,
+`error_type`). Only Turkish results are produced, whatever `language` says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from flask import Blueprint, Response, current_app, jsonify, request
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("dev_local_analyser", __name__)
+
+SIGNATURE_HEADER = "X-ZiraAI-Signature"
+SOURCE = "local-estimate"
+AI_MODEL = "local-pixel-estimator"
+WORKFLOW_VERSION = "dev"
+LOCAL_ESTIMATE_NOTE = "Bu sonuç, fotoğraftaki renklere dayalı otomatik bir yerel tahmindir"
+UNKNOWN_SPECIES = "Bilinmiyor (yerel tahmin)"
+
+CONCERN_NONE = "Belirgin bir sorun görülmedi"
+CONCERN_YELLOW = "Yapraklarda sararma (olası besin eksikliği)"
+CONCERN_BROWN = "Kahverengi lekeler (olası fungal hastalık)"
+
+MAX_REQUEST_BYTES = 64 * 1024
+FETCH_TIMEOUT_SECONDS = 10
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+SAMPLE_SIDE = 160  # pixels are classified on a copy at most this wide and high
+MIN_LEAF_SHARE = 0.03  # below this share of leaf-coloured pixels the photo is refused
+CALLBACK_ATTEMPTS = 3
+CALLBACK_BACKOFF_SECONDS = (0.5, 1.5)  # waits before the 2nd and 3rd attempts
+CALLBACK_TIMEOUT_SECONDS = 10
+
+# Pixel classes.
+GREEN, YELLOW, BROWN, DULL_BROWN, SOIL, BACKGROUND = range(6)
+
+_NUTRIENTS = ("nitrogen", "phosphorus", "potassium", "calcium", "magnesium", "sulfur", "iron", "zinc",
+              "manganese", "boron", "copper", "molybdenum", "chlorine", "nickel")
+_NOT_ASSESSED = "değerlendirilmedi"
+_UNKNOWN = "bilinmiyor"
+
+
+class ImageProblem(Exception):
+    """The photo cannot be analysed; `message` is Turkish, for the failed result."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------
+# Signature and HTTP helpers
+
+
+def sign(raw: bytes, secret: str) -> str:
+    """The `X-ZiraAI-Signature` value for `raw`: `sha256=<hex HMAC-SHA256>`."""
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def signature_ok(raw: bytes, header: str, secret: str) -> bool:
+    """Constant-time check of a `X-ZiraAI-Signature` header over the raw bytes."""
+    if not secret or not header:
+        return False
+    return hmac.compare_digest(header.strip().lower().encode(), sign(raw, secret).encode())
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+def fetch_image(url: str) -> bytes:
+    """Download the photo (10 s timeout, at most 5 MB, streamed); ImageProblem if that fails."""
+    try:
+        with requests.get(url, timeout=FETCH_TIMEOUT_SECONDS, stream=True) as response:
+            if response.status_code != 200:
+                raise ImageProblem("image_fetch_failed", f"Görsel indirilemedi: HTTP {response.status_code}")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:
+                raise ImageProblem("image_too_large", "Görsel çok büyük: 5 MB sınırı aşıldı")
+            body = bytearray()
+            for chunk in response.iter_content(chunk_size=64 * 1024):
+                body.extend(chunk)
+                if len(body) > MAX_IMAGE_BYTES:
+                    raise ImageProblem("image_too_large", "Görsel çok büyük: 5 MB sınırı aşıldı")
+            return bytes(body)
+    except requests.Timeout as exc:
+        raise ImageProblem("image_fetch_failed", "Görsel indirilemedi: zaman aşımı") from exc
+    except requests.RequestException as exc:
+        raise ImageProblem("image_fetch_failed", "Görsel indirilemedi: bağlantı hatası") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixels
+
+
+def _classify(hue: int, saturation: int, value: int) -> int:
+    """One HSV pixel (Pillow's 0-255 scales) -> a pixel class."""
+    if value < 35 or saturation < 45:  # very dark, or white / grey / washed out
+        return BACKGROUND
+    degrees = hue * 360 / 255
+    if 72 <= degrees < 170:
+        return GREEN
+    if 45 <= degrees < 72:
+        return YELLOW
+    if 8 <= degrees < 45:
+        # Soil is usually a duller brown than dead leaf tissue; dull brown may become soil below.
+        return DULL_BROWN if saturation < 120 else BROWN
+    return BACKGROUND  # red, blue, purple: fruit, flowers, sky, tools
+
+
+def _decode(image_bytes: bytes) -> Image.Image:
+    if not image_bytes:
+        raise ImageProblem("image_invalid", "Görsel boş")
+    if len(image_bytes) > MAX_IMAGE_BYTES:
+        raise ImageProblem("image_too_large", "Görsel çok büyük: 5 MB sınırı aşıldı")
+    try:
+        image = Image.open(io.BytesIO(image_bytes), formats=ALLOWED_FORMATS)
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ImageProblem("image_too_large", "Görsel çözünürlüğü çok yüksek")
+        if width < 8 or height < 8:
+            raise ImageProblem("image_invalid", "Görsel çok küçük")
+        image.draft("RGB", (SAMPLE_SIDE * 2, SAMPLE_SIDE * 2))  # JPEG: decode at reduced size
+        image.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE))
+        return image.convert("RGBA")
+    except ImageProblem:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageProblem("image_invalid", "Görsel açılamadı: geçerli bir JPEG, PNG veya WebP değil") from exc
+
+
+def pixel_counts(image_bytes: bytes) -> dict[str, int]:
+    """How many sampled pixels are healthy green, yellowed, browned, soil-like and background.
+
+    Raises ImageProblem when the bytes are not a usable JPEG, PNG or WebP image.
+    """
+    rgba = _decode(image_bytes)
+    width, height = rgba.size
+    alpha = rgba.getchannel("A").tobytes()
+    hsv = rgba.convert("RGB").convert("HSV").tobytes()
+    classes = bytearray(width * height)
+    for i in range(width * height):
+        if alpha[i] < 128:
+            classes[i] = BACKGROUND
+        else:
+            classes[i] = _classify(hsv[3 * i], hsv[3 * i + 1], hsv[3 * i + 2])
+
+    # Dull brown regions that reach the edge of the photo are taken as soil (4-connected flood fill).
+    border = list(range(width)) + [(height - 1) * width + x for x in range(width)]
+    border += [y * width for y in range(height)] + [y * width + width - 1 for y in range(height)]
+    queue: deque[int] = deque()
+    for i in border:
+        if classes[i] == DULL_BROWN:
+            classes[i] = SOIL
+            queue.append(i)
+    while queue:
+        i = queue.popleft()
+        x, y = i % width, i // width
+        for n, inside in ((i - 1, x > 0), (i + 1, x < width - 1), (i - width, y > 0), (i + width, y < height - 1)):
+            if inside and classes[n] == DULL_BROWN:
+                classes[n] = SOIL
+                queue.append(n)
+
+    return {
+        "healthy_green": classes.count(GREEN),
+        "yellowed": classes.count(YELLOW),
+        "browned": classes.count(BROWN) + classes.count(DULL_BROWN),
+        "soil_like": classes.count(SOIL),
+        "background": classes.count(BACKGROUND),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The result
+
+
+def _round(x: float) -> int:
+    return int(x + 0.5)
+
+
+def _percent(x: float) -> int:
+    return _round(100 * x)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _metadata(started: float, **extra: Any) -> dict[str, Any]:
+    return {"source": SOURCE, "ai_model": AI_MODEL, "workflow_version": WORKFLOW_VERSION,
+            "processing_time_ms": _round((time.monotonic() - started) * 1000), **extra}
+
+
+def failed_result(req: dict[str, Any], error_type: str, error_message: str) -> dict[str, Any]:
+    """A failed result in the shape of a real failed N8N result (`result_failed.json`)."""
+    return {
+        "success": False,
+        "analysis_id": req.get("analysis_id"),
+        "timestamp": _now(),
+        "error": True,
+        "error_message": error_message,
+        "error_type": error_type,
+        "plant_identification": {"species": "Belirlenemedi", "confidence": 0},
+        "summary": {"overall_health_score": 0, "primary_concern": "Analiz edilemedi", "prognosis": "Bilinmiyor"},
+        "farmer_friendly_summary": "Sistem hatası",
+        "processing_metadata": _metadata(time.monotonic()),
+    }
+
+
+def _recommendation(action: str, details: str, timeline: str, priority: str) -> dict[str, str]:
+    return {"action": action, "details": details, "timeline": timeline, "priority": priority}
+
+
+_ADVICE = {
+    CONCERN_NONE: {
+        "immediate": [],
+        "short_term": [],
+        "preventive": [_recommendation(
+            "Bitkinizi düzenli gözlemleyin",
+            "Haftada bir yaprakların rengine ve alt yapraklara bakın; değişiklik görürseniz yeni bir fotoğraf "
+            "gönderin.", "sürekli", "düşük")],
+    },
+    CONCERN_YELLOW: {
+        "immediate": [_recommendation(
+            "Sulamayı ve toprağın nemini kontrol edin",
+            "Sararma aşırı ya da yetersiz sulamadan da olabilir; toprağın çok ıslak veya çok kuru olmadığından "
+            "emin olun.", "bugün", "yüksek")],
+        "short_term": [_recommendation(
+            "Toprak veya yaprak analizi yaptırın",
+            "Gübrelemeyi analiz sonucuna göre ve bir ziraat mühendisine danışarak planlayın (çoğu zaman azot "
+            "veya magnezyum eksikliği).", "1 hafta", "orta")],
+        "preventive": [_recommendation(
+            "Dengeli gübreleme programı uygulayın",
+            "Gübreyi bölerek ve bitkinin gelişme dönemine göre verin.", "sürekli", "orta")],
+    },
+    CONCERN_BROWN: {
+        "immediate": [_recommendation(
+            "Lekeli yaprakları toplayıp imha edin",
+            "Yaprakları tarlada bırakmayın; ilaç kullanmadan önce bir ziraat mühendisine veya ilçe tarım "
+            "müdürlüğüne danışın.", "bugün", "yüksek")],
+        "short_term": [_recommendation(
+            "Teşhisi bir uzmana doğrulatın",
+            "Lekeli yaprakları yakından gösteren fotoğrafları bir ziraat mühendisine gösterin.", "1-3 gün",
+            "orta")],
+        "preventive": [_recommendation(
+            "Yaprakları ıslatmadan sulayın",
+            "Sabah saatlerinde dipten sulayın ve bitkiler arasında hava dolaşımını sağlayın.", "sürekli", "orta")],
+    },
+}
+
+_FINDING = {
+    CONCERN_NONE: "Fotoğraftaki yaprak alanının yaklaşık %{green} kadarı sağlıklı yeşil görünüyor; belirgin bir "
+                  "sorun görülmedi. Bitkinizi düzenli gözlemlemeye devam edin.",
+    CONCERN_YELLOW: "Yaprak alanının yaklaşık %{yellow} kadarı sararmış görünüyor; bu çoğu zaman besin (özellikle "
+                    "azot) eksikliğinin ya da sulama sorununun işaretidir. Sulamayı kontrol edin ve gübrelemeyi bir "
+                    "ziraat mühendisine danışarak planlayın.",
+    CONCERN_BROWN: "Yaprak alanının yaklaşık %{brown} kadarında kahverengi lekeler görünüyor; bu bir mantar "
+                   "hastalığının işareti olabilir. Lekeli yaprakları toplayın ve ilaç kullanmadan önce bir ziraat "
+                   "mühendisine danışın.",
+}
+
+_ALSO = {
+    CONCERN_YELLOW: "Ayrıca yaprakların bir kısmında sararma da görülüyor.",
+    CONCERN_BROWN: "Ayrıca bazı yerlerde kahverengi lekeler de görülüyor.",
+}
+
+
+def estimate(image_bytes: bytes, req: dict[str, Any]) -> dict[str, Any]:
+    """The local estimate for one photo and the request that came with it (pure: no HTTP, no app).
+
+    Returns a result in the schema of a real N8N result; a failed result when the bytes are not a
+    usable image or show almost no leaf.
+    """
+    started = time.monotonic()
+    try:
+        counts = pixel_counts(image_bytes)
+    except ImageProblem as problem:
+        return failed_result(req, problem.error_type, problem.message)
+    total = sum(counts.values())
+    green, yellow, brown = counts["healthy_green"], counts["yellowed"], counts["browned"]
+    leaf = green + yellow + brown
+    pixel_shares = {name: round(count / total, 4) for name, count in counts.items()}
+    if leaf < max(MIN_LEAF_SHARE * total, 1):
+        result = failed_result(req, "no_plant_detected", "Fotoğrafta yeterli yaprak alanı bulunamadı")
+        result["processing_metadata"] = _metadata(started, pixel_shares=pixel_shares)
+        return result
+
+    green_part, yellow_part, brown_part = green / leaf, yellow / leaf, brown / leaf
+    # Browned tissue weighs more than yellowed: it is dead, yellowed tissue may still recover.
+    healthy_ratio = green_part / (green_part + yellow_part + 1.5 * brown_part)
+    score = max(1, min(10, _round(1 + 9 * healthy_ratio)))
+    severity = "düşük" if score >= 7 else "orta" if score >= 4 else "yüksek"
+    yellow_issue, brown_issue = yellow_part >= 0.10, brown_part >= 0.05
+    if brown_issue and (brown_part * 1.5 >= yellow_part or not yellow_issue):
+        concern = CONCERN_BROWN
+        secondary = [CONCERN_YELLOW] if yellow_issue else []
+    elif yellow_issue:
+        concern = CONCERN_YELLOW
+        secondary = [CONCERN_BROWN] if brown_issue else []
+    else:
+        concern, secondary = CONCERN_NONE, []
+    damaged = _percent(yellow_part + brown_part)
+    leaf_share = leaf / total
+    confidence = _round(30 + 30 * min(1.0, leaf_share / 0.5))  # 30-60: colours alone are weak evidence
+    crop = str(req.get("crop_type") or "").strip()
+    percents = {"green": _percent(green_part), "yellow": _percent(yellow_part), "brown": _percent(brown_part)}
+
+    stress_indicators = [f"yapraklarda sararma (yaprak alanında %{percents['yellow']})"] if yellow_issue else []
+    disease_symptoms = [f"kahverengi lekeler (yaprak alanında %{percents['brown']})"] if brown_issue else []
+    diseases = [{
+        "type": "Kahverengi yaprak lekeleri (olası fungal hastalık, renk tahmini)",
+        "category": "fungal (olası)",
+        "severity": severity,
+        "affected_parts": ["yaprak"],
+        "confidence": min(confidence, 40),
+    }] if brown_issue else []
+    nutrients: dict[str, Any] = dict.fromkeys(_NUTRIENTS, _NOT_ASSESSED)
+    if yellow_issue:
+        nutrients.update(nitrogen="olası eksik", magnesium="olası eksik", primary_deficiency="azot (olası)",
+                         secondary_deficiencies=["magnezyum (olası)"],
+                         severity=severity)  # never above the overall severity: "yüksek" makes it urgent
+    else:
+        nutrients.update(primary_deficiency="görülmedi", secondary_deficiencies=[], severity="düşük")
+
+    leaf_color = ("çoğunlukla yeşil" if concern == CONCERN_NONE
+                  else f"yeşil %{percents['green']}, sarı %{percents['yellow']}, kahverengi %{percents['brown']}")
+    advice = _ADVICE[concern]
+    finding = _FINDING[concern].format(**percents)
+    if secondary:
+        finding += " " + _ALSO[secondary[0]]
+    summary_text = f"{LOCAL_ESTIMATE_NOTE}, bir uzman incelemesinin yerini tutmaz. {finding}"
+
+    return {
+        "success": True,
+        "analysis_id": req.get("analysis_id"),
+        "timestamp": _now(),
+        "farmer_id": req.get("farmer_id"),
+        "crop_type": req.get("crop_type"),
+        "location": req.get("location"),
+        "gps_coordinates": req.get("gps_coordinates"),
+        "image_url": req.get("image_url"),
+        "plant_identification": {
+            "species": crop or UNKNOWN_SPECIES,
+            "variety": _UNKNOWN,
+            "growth_stage": _UNKNOWN,
+            "identifying_features": [],
+            "visible_parts": ["yaprak"],
+        },
+        "health_assessment": {
+            "vigor_score": score,
+            "leaf_color": leaf_color,
+            "leaf_texture": _NOT_ASSESSED,
+            "growth_pattern": _NOT_ASSESSED,
+            "structural_integrity": _NOT_ASSESSED,
+            "stress_indicators": stress_indicators,
+            "disease_symptoms": disease_symptoms,
+            "severity": severity,
+        },
+        "nutrient_status": nutrients,
+        "pest_disease": {
+            "pests_detected": [],
+            "diseases_detected": diseases,
+            "damage_pattern": _NOT_ASSESSED,
+            "affected_area_percentage": damaged,
+            "spread_risk": severity if brown_issue else "düşük",
+            "primary_issue": concern,
+        },
+        "environmental_stress": {
+            "water_status": _NOT_ASSESSED,
+            "temperature_stress": _NOT_ASSESSED,
+            "light_stress": _NOT_ASSESSED,
+            "physical_damage": _NOT_ASSESSED,
+            "chemical_damage": _NOT_ASSESSED,
+            "soil_indicators": _NOT_ASSESSED,
+            "primary_stressor": concern,
+        },
+        "cross_factor_insights": [],
+        "risk_assessment": {
+            "yield_loss_probability": severity,
+            "timeline_to_worsen": _UNKNOWN,
+            "spread_potential": "lokal" if brown_issue else "düşük",
+        },
+        "recommendations": {
+            # The app treats a high-priority immediate step as urgent: only for a low score.
+            "immediate": [{**r, "priority": "yüksek" if severity == "yüksek" else "orta"} for r in advice["immediate"]],
+            "short_term": list(advice["short_term"]),
+            "preventive": list(advice["preventive"]),
+            "monitoring": [{
+                "parameter": "yaprak rengi ve lekeler",
+                "frequency": "haftada bir" if concern == CONCERN_NONE else "2-3 günde bir",
+                "threshold": "sararma veya lekeler yayılırsa bir ziraat mühendisine danışın",
+            }],
+            "resource_estimation": {
+                "water_required_liters": _NOT_ASSESSED,
+                "fertilizer_cost_estimate_usd": _NOT_ASSESSED,
+                "labor_hours_estimate": _NOT_ASSESSED,
+            },
+            "localized_recommendations": {
+                "region": str(req.get("location") or ""),
+                "preferred_practices": [],
+                "restricted_methods": [],
+            },
+        },
+        "summary": {
+            "overall_health_score": score,
+            "primary_concern": concern,
+            "secondary_concerns": secondary,
+            "critical_issues_count": 1 if severity == "yüksek" else 0,
+            "confidence_level": confidence,
+            "prognosis": {"düşük": "iyi", "orta": "orta", "yüksek": "dikkat gerekli"}[severity],
+            "estimated_yield_impact": severity,
+        },
+        "confidence_notes": [
+            {"aspect": "tür", "confidence": 0.0 if not crop else 0.5,
+             "reason": "Tür fotoğraftan tanınmadı; çiftçinin bildirdiği ürün adı kullanıldı." if crop
+             else "Tür fotoğraftan tanınmadı ve ürün adı bildirilmedi."},
+            {"aspect": "genel", "confidence": round(confidence / 100, 2),
+             "reason": "Sonuç yalnızca piksel renklerinden hesaplandı; hastalık ve zararlı teşhisi yapılmadı."},
+        ],
+        "farmer_friendly_summary": summary_text,
+        "processing_metadata": _metadata(started, pixel_shares=pixel_shares, sampled_pixels=total),
+    }
+
+
+def analyse_url(req: dict[str, Any]) -> dict[str, Any]:
+    """Fetch `req["image_url"]` and estimate; always a result (a failed one if the fetch fails)."""
+    started = time.monotonic()
+    try:
+        image_bytes = fetch_image(str(req.get("image_url") or ""))
+    except ImageProblem as problem:
+        log.warning("local analyser: image not fetched",
+                    extra={"analysis_id": req.get("analysis_id"), "error_type": problem.error_type})
+        return failed_result(req, problem.error_type, problem.message)
+    result = estimate(image_bytes, req)
+    result["processing_metadata"]["processing_time_ms"] = _round((time.monotonic() - started) * 1000)
+    return result
+
+
+def post_callback(callback_url: str, result: dict[str, Any], secret: str) -> bool:
+    """POST the signed result; 3 attempts, retrying connection errors, 429 and 5xx. True when 2xx."""
+    body = json.dumps(result, ensure_ascii=False).encode("utf-8")
+    headers = {"Content-Type": "application/json; charset=utf-8", SIGNATURE_HEADER: sign(body, secret)}
+    for attempt in range(1, CALLBACK_ATTEMPTS + 1):
+        try:
+            response = requests.post(callback_url, data=body, headers=headers, timeout=CALLBACK_TIMEOUT_SECONDS)
+        except requests.RequestException as exc:
+            outcome = type(exc).__name__
+        else:
+            if 200 <= response.status_code < 300:
+                return True
+            outcome = f"HTTP {response.status_code}"
+            if response.status_code < 500 and response.status_code != 429:
+                log.warning("local analyser: callback refused, not retried",
+                            extra={"analysis_id": result.get("analysis_id"), "outcome": outcome})
+                return False
+        log.warning("local analyser: callback attempt failed",
+                    extra={"analysis_id": result.get("analysis_id"), "attempt": attempt, "outcome": outcome})
+        if attempt < CALLBACK_ATTEMPTS:
+            time.sleep(CALLBACK_BACKOFF_SECONDS[min(attempt - 1, len(CALLBACK_BACKOFF_SECONDS) - 1)])
+    return False
+
+
+def _callback_worker(req: dict[str, Any], callback_url: str, secret: str) -> None:
+    try:
+        post_callback(callback_url, analyse_url(req), secret)
+    except Exception:  # a background thread has nobody else to report to
+        log.exception("local analyser: callback mode failed", extra={"analysis_id": req.get("analysis_id")})
+
+
+# ---------------------------------------------------------------------------------------------
+# The route
+
+
+def _problem(status: int, title: str) -> tuple[Response, int]:
+    response = jsonify({"type": "about:blank", "title": title, "status": status})
+    response.mimetype = "application/problem+json"
+    return response, status
+
+
+@bp.post("/dev/n8n/analyze")
+def analyze() -> tuple[Response, int]:
+    if (request.content_length or 0) > MAX_REQUEST_BYTES:
+        return _problem(413, "body larger than 64 KB")
+    raw = request.get_data(cache=True)
+    settings = current_app.extensions.get("settings")
+    secret = str(getattr(settings, "N8N_SECRET", "") or "")
+    if not secret:
+        log.error("local analyser: N8N_SECRET is not configured")
+    if not signature_ok(raw, request.headers.get(SIGNATURE_HEADER, ""), secret):
+        log.warning("local analyser: request refused, missing or wrong signature")
+        return _problem(403, "invalid signature")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _problem(400, "body is not valid JSON")
+    if not isinstance(body, dict):
+        return _problem(400, "body must be a JSON object")
+    if not _is_http_url(body.get("image_url")):
+        return _problem(400, "image_url (an http or https URL) is required")
+    callback_url = body.get("callback_url")
+    if callback_url:
+        if not _is_http_url(callback_url):
+            return _problem(400, "callback_url must be an http or https URL")
+        threading.Thread(target=_callback_worker, args=(body, callback_url, secret),
+                         name=f"local-analyser-{body.get('analysis_id')}", daemon=True).start()
+        return jsonify({"accepted": True}), 202
+    result = analyse_url(body)
+    return Response(json.dumps(result, ensure_ascii=False), mimetype="application/json"), 200

@@ -1,0 +1,352 @@
+"""The local N8N stand-in (devtools.local_analyser): a development tool, tested on its own tiny app."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image, ImageDraw
+
+from devtools import local_analyser, register
+from devtools.local_analyser import (
+    CONCERN_BROWN,
+    CONCERN_NONE,
+    CONCERN_YELLOW,
+    LOCAL_ESTIMATE_NOTE,
+    SIGNATURE_HEADER,
+    UNKNOWN_SPECIES,
+    estimate,
+    post_callback,
+    sign,
+)
+
+SECRET = "s3cret-0123456789"
+IMAGE_URL = "https://bot.test/media/SIGNED-TOKEN"
+CALLBACK_URL = "https://bot.test/webhooks/n8n/an-1"
+ROUTE = "/dev/n8n/analyze"
+FULL_RESULT = json.loads((Path(__file__).parent / "fixtures" / "n8n" / "result_full_tr.json").read_text("utf-8"))
+WAIT_SECONDS = 10  # an upper bound for background work, never a timing assertion
+
+
+def leaf_image(fill: tuple[int, int, int], spots: list[tuple[tuple[int, int, int, int], tuple[int, int, int]]] = (),
+               background: tuple[int, int, int] = (245, 245, 245), fmt: str = "PNG") -> bytes:
+    """A leaf-shaped ellipse with spots, on a plain background."""
+    image = Image.new("RGB", (400, 300), background)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 30, 360, 270), fill=fill)
+    for box, colour in spots:
+        draw.ellipse(box, fill=colour)
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+GREEN_LEAF = leaf_image((60, 140, 50), [((100, 100, 125, 125), (200, 190, 60))], fmt="JPEG")
+SICK_LEAF = leaf_image((200, 185, 50), [((60, 60, 200, 200), (120, 70, 30)), ((220, 120, 330, 240), (95, 60, 25)),
+                                        ((150, 50, 230, 110), (70, 130, 50))])
+YELLOW_LEAF = leaf_image((205, 190, 60), [((120, 80, 260, 220), (60, 140, 50))])
+
+
+def request_body(**changes: Any) -> dict[str, Any]:
+    body = {
+        "analysis_id": "an-1", "image_url": IMAGE_URL, "farmer_id": "F0042", "crop_type": "domates",
+        "location": "Muratpaşa, Antalya", "gps_coordinates": {"lat": 36.8969, "lng": 30.7133}, "notes": "",
+        "language": "tr", "urgency_level": "normal",
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.fixture
+def app() -> Flask:
+    app = Flask(__name__)
+    app.extensions["settings"] = types.SimpleNamespace(N8N_SECRET=SECRET)
+    register(app)
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def call(client: FlaskClient, body: dict[str, Any] | bytes, secret: str | None = SECRET):  # type: ignore[no-untyped-def]
+    raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    headers = {} if secret is None else {SIGNATURE_HEADER: sign(raw, secret)}
+    return client.post(ROUTE, data=raw, content_type="application/json", headers=headers)
+
+
+def serve_image(rsps: responses.RequestsMock, image: bytes, content_type: str = "image/jpeg") -> None:
+    rsps.add(responses.GET, IMAGE_URL, body=image, status=200, content_type=content_type)
+
+
+def assert_local_result(result: dict[str, Any]) -> None:
+    """The schema of a real N8N result, plus the local-estimate marker."""
+    assert result["success"] is True
+    missing = set(FULL_RESULT) - set(result) - {"token_usage"}  # no tokens are spent locally
+    assert not missing
+    for section, keys in FULL_RESULT.items():
+        if isinstance(keys, dict) and section not in {"token_usage", "gps_coordinates"}:
+            expected = set(keys) - {"confidence"} if section == "plant_identification" else set(keys)
+            assert expected <= set(result[section]), section
+    score = result["summary"]["overall_health_score"]
+    assert isinstance(score, int) and 1 <= score <= 10
+    assert result["health_assessment"]["severity"] in {"düşük", "orta", "yüksek"}
+    recommendations = result["recommendations"]
+    assert isinstance(recommendations["immediate"], list)
+    advice = recommendations["immediate"] + recommendations["short_term"] + recommendations["preventive"]
+    assert 1 <= len(advice) <= 3
+    assert all(set(a) == {"action", "details", "timeline", "priority"} for a in advice)
+    assert result["farmer_friendly_summary"].startswith(LOCAL_ESTIMATE_NOTE)
+    metadata = result["processing_metadata"]
+    assert metadata["source"] == "local-estimate"
+    assert metadata["ai_model"] == "local-pixel-estimator"
+    assert metadata["workflow_version"] == "dev"
+    assert isinstance(metadata["processing_time_ms"], int)
+    assert result["gps_coordinates"] is None or set(result["gps_coordinates"]) == {"lat", "lng"}
+    assert abs(sum(metadata["pixel_shares"].values()) - 1) < 0.01
+    assert result["plant_identification"]["species"] != "Belirlenemedi"
+    assert "Belirlenemedi" not in json.dumps(result, ensure_ascii=False)
+
+
+# --- the sync route ------------------------------------------------------------------------------
+
+
+def test_green_leaf_scores_high_and_echoes_the_request(client: FlaskClient) -> None:
+    with responses.RequestsMock() as rsps:
+        serve_image(rsps, GREEN_LEAF)
+        response = call(client, request_body())
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    result = json.loads(response.data.decode("utf-8"))
+    assert_local_result(result)
+    assert result["summary"]["overall_health_score"] >= 7
+    assert result["summary"]["primary_concern"] == CONCERN_NONE
+    assert result["health_assessment"]["severity"] == "düşük"
+    assert result["analysis_id"] == "an-1"
+    assert result["crop_type"] == "domates"
+    assert result["location"] == "Muratpaşa, Antalya"
+    assert result["gps_coordinates"] == {"lat": 36.8969, "lng": 30.7133}
+    assert result["plant_identification"]["species"] == "domates"
+
+
+def test_yellow_and_brown_leaf_scores_low_with_a_concern(client: FlaskClient) -> None:
+    with responses.RequestsMock() as rsps:
+        serve_image(rsps, SICK_LEAF, "image/png")
+        response = call(client, request_body(gps_coordinates=None, crop_type=""))
+    result = response.get_json()
+    assert response.status_code == 200
+    assert_local_result(result)
+    assert result["summary"]["overall_health_score"] <= 4
+    concerns = [result["summary"]["primary_concern"], *result["summary"]["secondary_concerns"]]
+    assert any("sararma" in c or "leke" in c for c in concerns)
+    assert result["health_assessment"]["severity"] in {"orta", "yüksek"}
+    assert result["recommendations"]["immediate"]
+    assert result["gps_coordinates"] is None
+    assert result["plant_identification"]["species"] == UNKNOWN_SPECIES
+
+
+@pytest.mark.parametrize("secret", [None, "wrong-secret-0123456789"])
+def test_missing_or_wrong_signature_is_403(client: FlaskClient, secret: str | None) -> None:
+    with responses.RequestsMock():  # nothing may be fetched
+        response = call(client, request_body(), secret=secret)
+    assert response.status_code == 403
+    assert response.mimetype == "application/problem+json"
+
+
+def test_signature_is_checked_over_the_raw_bytes(client: FlaskClient) -> None:
+    raw = json.dumps(request_body()).encode()
+    reserialised = json.dumps(json.loads(raw), indent=1).encode()  # same JSON, other bytes
+    with responses.RequestsMock():
+        response = client.post(ROUTE, data=reserialised, content_type="application/json",
+                               headers={SIGNATURE_HEADER: sign(raw, SECRET)})
+    assert response.status_code == 403
+
+
+def test_unconfigured_secret_refuses_everything(app: Flask, client: FlaskClient) -> None:
+    app.extensions["settings"] = types.SimpleNamespace(N8N_SECRET="")
+    with responses.RequestsMock():
+        assert call(client, request_body(), secret="").status_code == 403
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", json.dumps(request_body(image_url=None)).encode(),
+                                 json.dumps({"analysis_id": "an-1"}).encode(),
+                                 json.dumps(request_body(callback_url="ftp://x")).encode()])
+def test_bad_requests_are_400(client: FlaskClient, raw: bytes) -> None:
+    with responses.RequestsMock():
+        response = call(client, raw)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(("serve", "error_type", "message"), [
+    ({"status": 404, "body": b"gone"}, "image_fetch_failed", "Görsel indirilemedi: HTTP 404"),
+    ({"body": requests.Timeout("slow")}, "image_fetch_failed", "Görsel indirilemedi: zaman aşımı"),
+    ({"body": requests.ConnectionError("down")}, "image_fetch_failed", "Görsel indirilemedi: bağlantı hatası"),
+    ({"status": 200, "body": b"<html>not an image</html>"}, "image_invalid", "Görsel açılamadı"),
+    ({"status": 200, "body": b"\0" * (5 * 1024 * 1024 + 1)}, "image_too_large", "Görsel çok büyük"),
+])
+def test_unusable_image_gives_a_failed_result(client: FlaskClient, serve: dict[str, Any], error_type: str,
+                                              message: str) -> None:
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, IMAGE_URL, **serve)
+        response = call(client, request_body())
+    assert response.status_code == 200
+    result = response.get_json()
+    assert result["success"] is False
+    assert result["error"] is True
+    assert result["analysis_id"] == "an-1"
+    assert result["error_type"] == error_type
+    assert result["error_message"].startswith(message)
+    assert result["summary"]["overall_health_score"] == 0
+    assert result["processing_metadata"]["source"] == "local-estimate"
+    failed_fixture = json.loads((Path(__file__).parent / "fixtures" / "n8n" / "result_failed.json").read_text("utf-8"))
+    assert set(failed_fixture) <= set(result)
+
+
+# --- callback mode -------------------------------------------------------------------------------
+
+
+def test_callback_mode_answers_202_at_once_and_posts_a_signed_result(client: FlaskClient) -> None:
+    release_image = threading.Event()
+    delivered = threading.Event()
+    received: list[Any] = []
+
+    def slow_image(request: Any) -> tuple[int, dict[str, str], bytes]:
+        release_image.wait(WAIT_SECONDS)
+        return 200, {"Content-Type": "image/png"}, SICK_LEAF
+
+    def callback(request: Any) -> tuple[int, dict[str, str], str]:
+        received.append(request)
+        delivered.set()
+        return 200, {}, '{"status": "ok"}'
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.GET, IMAGE_URL, callback=slow_image)
+        rsps.add_callback(responses.POST, CALLBACK_URL, callback=callback)
+        response = call(client, request_body(callback_url=CALLBACK_URL))
+        assert response.status_code == 202
+        assert response.get_json() == {"accepted": True}
+        assert not delivered.is_set()  # the answer came while the image fetch was still held back
+        release_image.set()
+        assert delivered.wait(WAIT_SECONDS)
+
+    assert len(received) == 1
+    posted = received[0]
+    raw = posted.body if isinstance(posted.body, bytes) else posted.body.encode()
+    assert posted.headers[SIGNATURE_HEADER] == sign(raw, SECRET)
+    assert posted.headers["Content-Type"].startswith("application/json")
+    result = json.loads(raw.decode("utf-8"))
+    assert_local_result(result)
+    assert result["analysis_id"] == "an-1"
+    assert result["summary"]["overall_health_score"] <= 4
+
+
+def test_callback_mode_posts_a_failed_result_when_the_image_is_gone(client: FlaskClient) -> None:
+    delivered = threading.Event()
+    received: list[Any] = []
+
+    def callback(request: Any) -> tuple[int, dict[str, str], str]:
+        received.append(request)
+        delivered.set()
+        return 200, {}, "{}"
+
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, IMAGE_URL, status=404)
+        rsps.add_callback(responses.POST, CALLBACK_URL, callback=callback)
+        assert call(client, request_body(callback_url=CALLBACK_URL)).status_code == 202
+        assert delivered.wait(WAIT_SECONDS)
+    raw = received[0].body
+    assert received[0].headers[SIGNATURE_HEADER] == sign(raw, SECRET)
+    result = json.loads(raw)
+    assert result["success"] is False
+    assert result["error_type"] == "image_fetch_failed"
+
+
+@pytest.mark.parametrize(("statuses", "delivered", "calls"), [
+    ([503, 429, 200], True, 3),
+    ([500, 500, 500], False, 3),
+    ([404], False, 1),
+    ([200], True, 1),
+])
+def test_callback_retries_transient_failures(monkeypatch: pytest.MonkeyPatch, statuses: list[int], delivered: bool,
+                                             calls: int) -> None:
+    monkeypatch.setattr(local_analyser, "CALLBACK_BACKOFF_SECONDS", (0, 0))
+    answers = iter(statuses)
+    result = {"success": True, "analysis_id": "an-1", "farmer_friendly_summary": "Türkçe ğüşıöç"}
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, CALLBACK_URL, callback=lambda request: (next(answers), {}, ""))
+        assert post_callback(CALLBACK_URL, result, SECRET) is delivered
+        assert len(rsps.calls) == calls
+        posted = [call.request for call in rsps.calls]
+    assert {request.body for request in posted} == {posted[0].body}  # every attempt posts the same bytes
+    assert json.loads(posted[0].body) == result
+    assert all(request.headers[SIGNATURE_HEADER] == sign(posted[0].body, SECRET) for request in posted)
+
+
+# --- the pure estimate ---------------------------------------------------------------------------
+
+
+def test_estimate_is_pure_and_tells_yellowing_from_browning() -> None:
+    yellow = estimate(YELLOW_LEAF, {"analysis_id": "a", "crop_type": "buğday"})
+    assert_local_result(yellow)
+    assert yellow["summary"]["primary_concern"] == CONCERN_YELLOW
+    assert yellow["nutrient_status"]["primary_deficiency"] == "azot (olası)"
+    assert "sararmış" in yellow["farmer_friendly_summary"]
+
+    brown = estimate(leaf_image((60, 140, 50), [((80, 60, 220, 240), (110, 65, 30))]), {"analysis_id": "b"})
+    assert_local_result(brown)
+    assert brown["summary"]["primary_concern"] == CONCERN_BROWN
+    assert brown["pest_disease"]["diseases_detected"]
+    assert "kahverengi lekeler" in brown["farmer_friendly_summary"]
+
+
+def test_soil_around_the_plant_is_background_but_dull_spots_on_the_leaf_are_not() -> None:
+    on_soil = estimate(leaf_image((60, 140, 50), background=(120, 95, 70)), {})
+    assert on_soil["processing_metadata"]["pixel_shares"]["soil_like"] > 0.3
+    assert on_soil["summary"]["overall_health_score"] >= 7
+
+    dull_spots = estimate(leaf_image((60, 140, 50), [((100, 80, 200, 220), (120, 95, 70))]), {})
+    assert dull_spots["processing_metadata"]["pixel_shares"]["soil_like"] == 0
+    assert dull_spots["processing_metadata"]["pixel_shares"]["browned"] > 0.05
+
+
+@pytest.mark.parametrize(("image", "error_type"), [
+    (b"", "image_invalid"),
+    (b"GIF89a-not-allowed", "image_invalid"),
+    (leaf_image((250, 250, 250)), "no_plant_detected"),  # a white sheet: no leaf to judge
+])
+def test_estimate_refuses_unusable_images(image: bytes, error_type: str) -> None:
+    result = estimate(image, {"analysis_id": "x"})
+    assert result["success"] is False
+    assert result["error_type"] == error_type
+    assert result["analysis_id"] == "x"
+
+
+def test_register_twice_is_harmless(app: Flask) -> None:
+    register(app)
+    assert [rule.rule for rule in app.url_map.iter_rules()].count(ROUTE) == 1
+
+
+def test_the_apps_normaliser_reads_local_results_as_completed_local_estimates() -> None:
+    normalise = pytest.importorskip("services.analysis_result").normalise
+    healthy = normalise(estimate(GREEN_LEAF, {"analysis_id": "a", "crop_type": "domates"}))
+    assert (healthy.ok, healthy.urgent, healthy.is_local_estimate) == (True, False, True)
+    assert healthy.species == "domates"
+    spotted = estimate(leaf_image((60, 140, 50), [((100, 80, 220, 200), (110, 65, 30))]), {"analysis_id": "b"})
+    assert spotted["summary"]["primary_concern"] == CONCERN_BROWN
+    assert spotted["summary"]["overall_health_score"] >= 4
+    assert normalise(spotted).urgent is False  # a moderate finding is not an emergency
+    sick = normalise(estimate(SICK_LEAF, {"analysis_id": "c"}))
+    assert (sick.ok, sick.urgent, sick.species) == (True, True, UNKNOWN_SPECIES)
+    failed = normalise(estimate(b"junk", {"analysis_id": "d"}))
+    assert failed.ok is False
