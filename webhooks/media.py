@@ -1,0 +1,66 @@
+"""`GET /media/<token>`: the signed, expiring photo links N8N fetches (ANALYSIS.md step 4).
+
+The token is the storage key signed by `services.storage.sign_media`; nothing else is served, so
+keys cannot be guessed, enumerated or walked out of the store (`/media/` alone is no route, and a
+`/` or `..` in the path never reaches storage). Expired: 410. Not ours: 403. Ours but no longer
+stored: 404.
+
+The app factory provides, in `app.extensions`: `storage` (a `services.storage.Storage`),
+`media_secret` (str) and optionally `media_max_age` (seconds, default 3600).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from services.storage import (
+    MEDIA_MAX_AGE,
+    InvalidKey,
+    MediaLinkExpired,
+    MediaLinkInvalid,
+    Storage,
+    content_type_for,
+    unsign_media,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("media", __name__)
+
+CACHE_CONTROL = "private, max-age=300"
+
+
+def _error(status: int, title: str) -> tuple[Response, int]:
+    response = jsonify({"type": "about:blank", "title": title, "status": status})
+    response.mimetype = "application/problem+json"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response, status
+
+
+@bp.get("/media/<token>")
+def serve(token: str) -> Response | tuple[Response, int]:
+    secret: str = current_app.extensions["media_secret"]
+    max_age = int(current_app.extensions.get("media_max_age", MEDIA_MAX_AGE))
+    storage: Storage = current_app.extensions["storage"]
+    try:
+        key = unsign_media(token, secret, max_age)
+    except MediaLinkExpired:
+        return _error(410, "media link expired")
+    except MediaLinkInvalid:
+        log.warning("media link refused: bad signature", extra={"token_chars": len(token)})
+        return _error(403, "media link invalid")
+    try:
+        data = storage.get(key)
+    except (KeyError, InvalidKey):
+        log.info("media link to a missing object", extra={"kind": key.split("/", 1)[0]})
+        return _error(404, "media not found")
+    except Exception:
+        log.exception("media storage unavailable")
+        return _error(503, "media storage unavailable")
+    response = Response(data, mimetype=content_type_for(key))
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = "inline"
+    return response
