@@ -17,6 +17,7 @@ from models.db import Database
 from services import context
 from services.logs import configure_logging
 from services.redis_conn import connect
+from services.storage import LocalStorage
 from settings import Settings, check_settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,21 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     app.extensions["db"] = Database(settings.database_url)
     app.extensions["redis"] = connect(settings.REDIS_URL)
+    app.extensions["storage"] = LocalStorage(settings.media_dir)
+    app.extensions["media_secret"] = settings.JWT_SECRET
+    app.extensions["media_max_age"] = settings.MEDIA_URL_MAX_AGE
 
+    from webhooks.media import bp as media_bp
+    from webhooks.n8n import bp as n8n_bp
     from webhooks.whatsapp import bp as whatsapp_bp
 
     app.register_blueprint(whatsapp_bp)
+    app.register_blueprint(n8n_bp)
+    app.register_blueprint(media_bp)
+    if settings.DEV_TOOLS and not settings.is_production:
+        import devtools
+
+        devtools.register(app)
     _register_health(app)
     _register_errors(app)
     _register_cli(app)

@@ -65,6 +65,13 @@ class Settings:
     SWEEP_INTERVAL_SECONDS: int = 30
     SWEEP_GRACE_SECONDS: int = 10
     RETRY_BACKOFF_BASE: int = 4  # outbound retries wait base**n seconds (4, 16, 64, 256)
+    N8N_TIMEOUT_SECONDS: int = 120
+    ANALYSIS_RETRY_SECONDS: int = 30  # N8N transient errors: retried after 30, 60, 120 s
+    ANALYSIS_DEADLINE_MINUTES: int = 15  # no result by then: the farmer is told it is delayed
+    CIRCUIT_FAILURES: int = 5  # consecutive N8N failures that open the circuit
+    CIRCUIT_COOLDOWN_SECONDS: int = 60
+    MEDIA_DIR: str = ""  # empty: instance/media
+    MEDIA_URL_MAX_AGE: int = 3600  # signed image links handed to N8N expire after this many seconds
     EMBEDDED_WORKER: bool = True
     TESTING: bool = False
     # Names of settings the environment did not provide (used for the production check).
@@ -77,6 +84,17 @@ class Settings:
     @property
     def database_url(self) -> str:
         return self.DATABASE_URL or f"sqlite:///{INSTANCE_DIR / 'ziraai.sqlite3'}"
+
+    @property
+    def media_dir(self) -> Path:
+        return Path(self.MEDIA_DIR) if self.MEDIA_DIR else INSTANCE_DIR / "media"
+
+    @property
+    def n8n_url(self) -> str:
+        """N8N's webhook; in development without one, the local analyser of the dev tools."""
+        if self.N8N_WEBHOOK_URL or not self.DEV_TOOLS or self.is_production:
+            return self.N8N_WEBHOOK_URL
+        return self.PUBLIC_BASE_URL.rstrip("/") + "/dev/n8n/analyze"
 
     @property
     def embedded_redis(self) -> bool:
@@ -95,7 +113,7 @@ class Settings:
                 found.append(f"{name} is a default or placeholder value")
             elif len(value) < MIN_SECRET_LENGTH.get(name, 1):
                 found.append(f"{name} must be at least {MIN_SECRET_LENGTH[name]} characters")
-        for name in ("DATABASE_URL", "REDIS_URL", "WHATSAPP_PHONE_NUMBER_ID", "PUBLIC_BASE_URL"):
+        for name in ("DATABASE_URL", "REDIS_URL", "WHATSAPP_PHONE_NUMBER_ID", "PUBLIC_BASE_URL", "N8N_WEBHOOK_URL"):
             if name in self.missing or not getattr(self, name):
                 found.append(f"{name} is not set")
         if self.DATABASE_URL.startswith("sqlite"):

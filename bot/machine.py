@@ -31,6 +31,7 @@ from bot.types import (
     SetLocale,
     SetOptOut,
     ShowAnalysis,
+    ShowDetails,
     ShowHistory,
     ShowQuota,
     State,
@@ -100,6 +101,9 @@ def on_menu_choice(conv: Conversation, event: Event) -> Step:
         return _say(conv, State.MENU, replies.help_text(conv.locale))
     if choice == "menu:language":
         return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
+    if choice.startswith("result:details"):
+        key = choice.removeprefix("result:details").lstrip(":")
+        return _step(conv, conv.state, ShowDetails(int(key) if key.isdigit() else None))
     if choice == "result:new":
         return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
     if choice == "result:menu":

@@ -372,3 +372,91 @@ def reprompt(state: State, locale: str, data: dict[str, Any]) -> tuple[Reply, ..
     if state is State.AWAIT_LANGUAGE:
         return (ask_language(locale),)
     return ()
+
+
+# --- analysis results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """What the farmer sees of a completed analysis (values from N8N are already Turkish)."""
+
+    analysis_id: int
+    crop: str
+    health_score: int | None
+    primary_concern: str | None
+    urgent: bool
+    urgent_actions: tuple[str, ...]
+    summary: str | None
+    local_estimate: bool = False
+    findings: tuple[str, ...] = ()  # diseases and pests, "name (severity)"
+    nutrients: tuple[str, ...] = ()
+    short_term: tuple[str, ...] = ()
+    preventive: tuple[str, ...] = ()
+    monitoring: tuple[str, ...] = ()
+
+
+def result_buttons(locale: str, analysis_id: int) -> tuple[Button, ...]:
+    return (Button(f"result:details:{analysis_id}", _(locale, "Details")),
+            Button("result:new", _(locale, "New analysis")),
+            Button("result:menu", _(locale, "Menu")))
+
+
+def analysis_result(locale: str, view: ResultView) -> Reply:
+    lines = []
+    if view.urgent:
+        lines.append(_(locale, "⚠️ URGENT: this needs action now."))
+    lines.append(_(locale, "Your analysis is ready: %(crop)s", crop=crop_name(locale, view.crop)))
+    if view.health_score is not None:
+        lines.append(_(locale, "Health score: %(score)s/10", score=view.health_score))
+    if view.primary_concern:
+        lines.append(_(locale, "Main problem: %(concern)s", concern=view.primary_concern))
+    if view.urgent_actions:
+        lines.append(_(locale, "What to do first:"))
+        lines.extend(f"{n}. {action}" for n, action in enumerate(view.urgent_actions[:3], 1))
+    if view.summary:
+        lines.append("")
+        lines.append(view.summary)
+    if view.local_estimate:
+        lines.append(_(locale, "(Automatic local estimate from the photo's colours, not an expert diagnosis.)"))
+    text = "\n".join(lines)
+    if len(text) > 1000:  # Meta's limit for a message with buttons is 1024 characters
+        text = text[:997] + "..."
+    return Reply(text, buttons=result_buttons(locale, view.analysis_id))
+
+
+def analysis_details(locale: str, view: ResultView) -> list[Reply]:
+    """The rest of the result in readable parts, one message per topic that has something to say."""
+    parts = []
+    if view.findings:
+        parts.append(_(locale, "Diseases and pests:") + "\n" + "\n".join(f"• {f}" for f in view.findings))
+    if view.nutrients:
+        parts.append(_(locale, "Nutrients:") + "\n" + "\n".join(f"• {n}" for n in view.nutrients))
+    if view.short_term:
+        parts.append(_(locale, "In the coming days:") + "\n" + "\n".join(f"• {r}" for r in view.short_term))
+    if view.preventive:
+        parts.append(_(locale, "Prevention:") + "\n" + "\n".join(f"• {r}" for r in view.preventive))
+    if view.monitoring:
+        parts.append(_(locale, "Keep an eye on:") + "\n" + "\n".join(f"• {m}" for m in view.monitoring))
+    if not parts:
+        parts.append(_(locale, "There are no further details for this analysis."))
+    return [Reply(p[:4000]) for p in parts]
+
+
+def analysis_failed(locale: str, photo_problem: bool) -> Reply:
+    if photo_problem:
+        text = _(locale, "I could not read your photo. Please send it again as a clear photo (JPEG or PNG, under "
+                         "5 MB). Nothing was charged for this one.")
+    else:
+        text = _(locale, "Sorry, the analysis could not be completed because of a problem on our side. Nothing was "
+                         "charged; please send the photo again in a little while.")
+    return Reply(text)
+
+
+def analysis_delayed(locale: str) -> Reply:
+    return Reply(_(locale, "Your analysis is taking longer than usual. It is still in progress and the result will "
+                           "come here as soon as it is ready."))
+
+
+def no_result_yet(locale: str) -> Reply:
+    return Reply(_(locale, "There is no completed analysis to show yet."))

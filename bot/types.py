@@ -129,6 +129,13 @@ class ShowAnalysis:
 
 
 @dataclass(frozen=True)
+class ShowDetails:
+    """The rest of an analysis result; None: the farmer's latest completed one (template button)."""
+
+    analysis_id: int | None
+
+
+@dataclass(frozen=True)
 class RedeemCode:
     text: str
 
@@ -147,7 +154,7 @@ class Submit:
 
 
 Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | ShowQuota | ShowHistory | ShowAnalysis
-          | RedeemCode | Submit)
+          | ShowDetails | RedeemCode | Submit)
 
 
 @dataclass(frozen=True)

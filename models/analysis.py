@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -57,7 +58,20 @@ class Analysis(Base):
     processing_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
-    result: Mapped[dict[str, Any] | None]
-    health_score: Mapped[int | None]
+    result: Mapped[dict[str, Any] | None]  # the raw JSON N8N returned, kept whole for support
+    health_score: Mapped[int | None]  # 1-10
     primary_concern: Mapped[str | None] = mapped_column(String(300))
+    species: Mapped[str | None] = mapped_column(String(200))
+    severity: Mapped[str | None] = mapped_column(String(50))
+    prognosis: Mapped[str | None] = mapped_column(String(100))
+    diseases: Mapped[list[Any] | None]
+    pests: Mapped[list[Any] | None]
+    urgent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    token_usage: Mapped[int | None]
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    image_key: Mapped[str | None] = mapped_column(String(200))  # optimised JPEG sent to N8N
+    original_key: Mapped[str | None] = mapped_column(String(200))  # the farmer's photo, private, for support
+    n8n_requested_at: Mapped[datetime | None]
+    delay_notice_at: Mapped[datetime | None]  # when the farmer was told the result is late
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,17 +1,366 @@
-"""The analysis job. The pipeline itself (media download, image checks and optimisation, N8N, the
-result message) is issue 4 and is NOT built yet: until then a queued analysis stays `queued`."""
+"""The analysis pipeline: photo -> checked, optimised, stored -> N8N -> normalised result -> the farmer.
+
+`run_analysis` (an RQ job, safe to run twice) moves an analysis `queued -> processing`, prepares
+the image once (download within minutes of receipt, validate, optimise, store original and
+optimised under unguessable keys), and hands N8N a signed, expiring link. In sync mode the result
+comes back in the response; in callback mode it arrives at `POST /webhooks/n8n/<id>` and
+`finish_analysis` completes it. Transient N8N errors are retried by RQ (30, 60, 120 s); while the
+shared circuit breaker is open the job re-schedules itself for after the cool-down instead of
+burning a retry. Anything that ends an analysis as `failed` refunds the charge through the ledger,
+tells the farmer kindly, and leaves the job in RQ's failed registry for support.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+from flask import current_app
+from redis import Redis
+from rq import Retry, get_current_job
+from sqlalchemy import select, update
+
+from bot import replies
+from models import Analysis, AnalysisStatus, Farmer, utcnow
+from services import context, quota, whatsapp
+from services.analysis_result import AnalysisResult, normalise, queryable_columns
+from services.circuit import CircuitBreaker
+from services.images import ImageRejected, optimise, validate
 from services.jobs import app_job
+from services.n8n import CircuitOpen, N8NClient, N8NPermanentError, N8NTransientError, build_request
+from services.queue import ANALYSIS, DEFAULT, get_queue, try_enqueue_unique
+from services.storage import Storage, content_type_for, new_key, sign_media
+from services.whatsapp.errors import GraphAPIError, MediaError
+from services.whatsapp.messages import Outbound
+from services.whatsapp.outbox import enqueue_delivery, queue_message
+from translations.templates import build as build_template
 
 log = logging.getLogger(__name__)
+
+RUN_ANALYSIS = "services.analysis.run_analysis"
+FINISH_ANALYSIS = "services.analysis.finish_analysis"
+CHECK_DEADLINE = "services.analysis.check_deadline"
+WINDOW = timedelta(hours=24)
+DONE = (AnalysisStatus.COMPLETED.value, AnalysisStatus.FAILED.value)
+
+
+class AnalysisFailed(Exception):
+    """Raised after an analysis was marked failed, so the job lands in RQ's failed registry."""
+
+
+# --- queueing ---------------------------------------------------------------------------------------
+
+
+def retry_policy() -> Retry:
+    base = context.settings().ANALYSIS_RETRY_SECONDS
+    return Retry(max=3, interval=[base, base * 2, base * 4])
+
+
+def enqueue_analysis(redis: Redis, analysis_id: int) -> bool:
+    """Queue the pipeline for an analysis, and the check that tells the farmer if it runs late."""
+    queued = try_enqueue_unique(redis, ANALYSIS, RUN_ANALYSIS, f"analysis-{analysis_id}", analysis_id,
+                                retry=retry_policy())
+    deadline = timedelta(minutes=context.settings().ANALYSIS_DEADLINE_MINUTES)
+    try:
+        get_queue(DEFAULT, redis).enqueue_in(deadline, CHECK_DEADLINE, analysis_id,
+                                             job_id=f"deadline-{analysis_id}")
+    except Exception as exc:
+        log.warning("could not schedule the delay notice", extra={"analysis_id": analysis_id, "reason": repr(exc)})
+    return queued
+
+
+def _final_attempt() -> bool:
+    job = get_current_job()
+    return job is None or not job.retries_left
+
+
+def _no_more_retries() -> None:
+    """A permanent failure: RQ must not retry it, but should keep it in the failed registry."""
+    job = get_current_job()
+    if job is not None:
+        job.retries_left = 0
+
+
+# --- the job ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    id: int
+    farmer_id: int
+    media_id: str | None
+    image_key: str | None
+    crop: str | None
+    notes: str | None
+    location_text: str | None
+    latitude: float | None
+    longitude: float | None
 
 
 @app_job
 def run_analysis(analysis_id: int) -> str:
-    log.warning("analysis pipeline not built yet (issue 4): analysis stays queued",
-                extra={"analysis_id": analysis_id})
-    return "pipeline not built"
+    db = context.db()
+    with db.session() as session, session.begin():
+        a = session.get(Analysis, analysis_id)
+        if a is None:
+            log.warning("analysis job for an unknown analysis", extra={"analysis_id": analysis_id})
+            return "missing"
+        if a.status in DONE:
+            return f"already {a.status}"
+        if a.status == AnalysisStatus.PROCESSING and a.n8n_requested_at and context.settings().N8N_MODE == "callback":
+            return "awaiting callback"
+        a.status = AnalysisStatus.PROCESSING.value
+        a.processing_at = a.processing_at or utcnow()
+        a.attempts += 1
+        snap = _Snapshot(a.id, a.farmer_id, a.media_id, a.image_key, a.crop, a.notes, a.location_text, a.latitude,
+                         a.longitude)
+    try:
+        image_key = snap.image_key or _prepare_image(snap)
+        raw = _call_n8n(snap, image_key)
+    except ImageRejected as exc:
+        return _fail_now(analysis_id, f"image rejected: {exc.reason}", photo_problem=True)
+    except MediaError as exc:
+        return _fail_now(analysis_id, f"media download failed: {exc}", photo_problem=True)
+    except GraphAPIError as exc:
+        if exc.retryable and not _final_attempt():
+            raise
+        return _fail_now(analysis_id, f"media download failed: Graph API {exc.code} {exc.title}", photo_problem=True)
+    except CircuitOpen as exc:
+        return _wait_for_circuit(analysis_id, exc.retry_after)
+    except N8NTransientError as exc:
+        if _final_attempt():
+            _fail(analysis_id, f"N8N unavailable after retries: {exc}")
+        raise
+    except N8NPermanentError as exc:
+        return _fail_now(analysis_id, f"N8N refused the request: {exc}")
+    if raw is None:  # callback mode: N8N accepted it and will post the result
+        with db.session() as session, session.begin():
+            session.execute(update(Analysis).where(Analysis.id == analysis_id)
+                            .values(n8n_requested_at=utcnow()))
+        return "awaiting callback"
+    return complete(analysis_id, raw)
+
+
+def _prepare_image(snap: _Snapshot) -> str:
+    """Download (two steps, bearer token), check the real content, optimise, store both copies."""
+    if not snap.media_id:
+        raise MediaError("the analysis has no media id")
+    media = whatsapp.client().download_media(snap.media_id)
+    info = validate(media.content, decode=False)  # headers, size and pixel bounds; optimise() decodes it
+    small = optimise(media.content)
+    storage: Storage = current_app.extensions["storage"]
+    original_key = new_key("original", {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}.get(info.format, "bin"))
+    image_key = new_key("analysis", "jpg")
+    storage.put(original_key, media.content, content_type_for(original_key))  # from the bytes, not Meta's MIME
+    storage.put(image_key, small.data, "image/jpeg")
+    with context.db().session() as session, session.begin():
+        session.execute(update(Analysis).where(Analysis.id == snap.id)
+                        .values(image_key=image_key, original_key=original_key))
+    log.info("image prepared", extra={"analysis_id": snap.id, "bytes": len(small.data), "quality": small.quality,
+                                      "original_bytes": len(media.content)})
+    return image_key
+
+
+def farmer_ref(farmer_id: int) -> str:
+    """A stable pseudonym for N8N: never the phone number."""
+    secret = context.settings().JWT_SECRET.encode()
+    return "F" + hmac.new(secret, f"farmer:{farmer_id}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def n8n_client() -> N8NClient:
+    ext = current_app.extensions
+    if "n8n" not in ext:
+        s = context.settings()
+        breaker = CircuitBreaker(context.redis(), "n8n", failure_threshold=s.CIRCUIT_FAILURES,
+                                 cooldown_seconds=s.CIRCUIT_COOLDOWN_SECONDS)
+        ext["n8n"] = N8NClient(s.n8n_url, s.N8N_SECRET, mode=s.N8N_MODE, timeout=s.N8N_TIMEOUT_SECONDS,
+                               breaker=breaker)
+    return ext["n8n"]
+
+
+def _call_n8n(snap: _Snapshot, image_key: str) -> dict[str, Any] | None:
+    s = context.settings()
+    base = s.PUBLIC_BASE_URL.rstrip("/")
+    body = build_request(
+        analysis_id=snap.id,
+        image_url=sign_media(image_key, current_app.extensions["media_secret"], base),
+        farmer_ref=farmer_ref(snap.farmer_id),
+        crop_type=snap.crop,
+        location=snap.location_text,
+        lat=snap.latitude,
+        lng=snap.longitude,
+        notes=snap.notes,
+        callback_url=f"{base}/webhooks/n8n/{snap.id}" if s.N8N_MODE == "callback" else None,
+    )
+    return n8n_client().submit(body)
+
+
+def _wait_for_circuit(analysis_id: int, retry_after: float) -> str:
+    """N8N is known to be down: wait for the cool-down without using up one of the retries."""
+    delay = timedelta(seconds=max(1.0, retry_after))
+    get_queue(ANALYSIS, context.redis()).enqueue_in(
+        delay, RUN_ANALYSIS, analysis_id, retry=retry_policy(),
+        job_id=f"analysis-{analysis_id}-wait-{int(utcnow().timestamp())}")
+    log.warning("N8N circuit open: analysis waits", extra={"analysis_id": analysis_id, "seconds": delay.seconds})
+    return "waiting for the circuit"
+
+
+# --- completing ---------------------------------------------------------------------------------------
+
+
+@app_job
+def finish_analysis(analysis_id: int) -> str:
+    """Callback mode: the result was stored by `POST /webhooks/n8n/<id>`; complete the analysis with it."""
+    with context.db().reader() as session:
+        raw = session.scalar(select(Analysis.result).where(Analysis.id == analysis_id))
+    if raw is None:
+        return "no result"
+    return complete(analysis_id, raw)
+
+
+def complete(analysis_id: int, raw: Any) -> str:
+    """Store the result (or the failure), refund a failure, answer the farmer. A finished analysis is left alone."""
+    result = normalise(raw)
+    replies_to_send: list[int] = []
+    with context.db().session() as session, session.begin():
+        a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
+        if a is None or a.status in DONE:
+            return "ignored"
+        farmer = session.get_one(Farmer, a.farmer_id)
+        a.result = raw if isinstance(raw, dict) else {"raw": raw}
+        now = utcnow()
+        if result.ok:
+            for column, value in queryable_columns(result).items():
+                setattr(a, column, value)
+            a.status = AnalysisStatus.COMPLETED.value
+            a.completed_at = now
+            replies_to_send.append(_queue_result(session, farmer, a, result).id)
+        else:
+            _mark_failed(session, a, farmer, result.failure_reason or "invalid result", photo_problem=False,
+                         out=replies_to_send)
+    _send(replies_to_send)
+    if not result.ok:
+        _no_more_retries()
+        raise AnalysisFailed(result.failure_reason)
+    log.info("analysis completed", extra={"analysis_id": analysis_id, "health_score": result.health_score})
+    return "completed"
+
+
+def result_view(a: Analysis, result: AnalysisResult) -> replies.ResultView:
+    def rec(r: Any) -> str:
+        return f"{r.action} ({r.timeline})" if r.timeline else r.action
+
+    findings = tuple(f"{f.name} ({f.severity})" if f.severity else f.name for f in (*result.diseases, *result.pests))
+    nutrients = tuple(x for x in (result.nutrients.primary_deficiency, *result.nutrients.secondary_deficiencies) if x)
+    return replies.ResultView(
+        analysis_id=a.id,
+        crop=a.crop or result.crop_type or "",
+        health_score=result.health_score,
+        primary_concern=result.primary_concern,
+        urgent=result.urgent,
+        urgent_actions=tuple(rec(r) for r in result.recommendations.immediate[:3]),
+        summary=result.farmer_summary,
+        local_estimate=result.is_local_estimate,
+        findings=findings,
+        nutrients=nutrients,
+        short_term=tuple(rec(r) for r in result.recommendations.short_term),
+        preventive=tuple(rec(r) for r in result.recommendations.preventive),
+        monitoring=tuple(f"{m.parameter}: {m.frequency}" + (f" ({m.threshold})" if m.threshold else "")
+                         for m in result.recommendations.monitoring),
+    )
+
+
+def _in_window(farmer: Farmer) -> bool:
+    return farmer.last_inbound_at is not None and utcnow() - farmer.last_inbound_at < WINDOW
+
+
+def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Outbound:
+    crop = replies.crop_name("tr", a.crop or "")
+    if result.urgent and result.recommendations.immediate:
+        return build_template("urgent_health_alert_tr", farmer.phone,
+                              [crop, result.primary_concern or "-", result.recommendations.immediate[0].action])
+    score = f"{result.health_score}/10" if result.health_score is not None else "-"
+    return build_template("analysis_complete_tr", farmer.phone,
+                          [farmer.profile_name or "Çiftçimiz", crop, score, result.primary_concern or "-"])
+
+
+def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisResult) -> Any:
+    """Free text inside the 24-hour window (with the template as fallback), the template outside it."""
+    from services.conversation import to_outbound
+
+    template = _result_template(farmer, a, result)
+    if not _in_window(farmer):
+        return queue_message(session, farmer.phone, template, farmer_id=farmer.id, analysis_id=a.id)
+    reply = replies.analysis_result(farmer.locale, result_view(a, result))
+    return queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id,
+                         fallback=template, analysis_id=a.id)
+
+
+# --- failing ------------------------------------------------------------------------------------------
+
+
+def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, photo_problem: bool,
+                 out: list[int]) -> None:
+    from services.conversation import to_outbound
+
+    now = utcnow()
+    a.status = AnalysisStatus.FAILED.value
+    a.failed_at = now
+    a.failure_reason = reason[:300]
+    if a.charge_ledger_id is not None:
+        quota.refund(session, a.charge_ledger_id, now)
+    reply = replies.analysis_failed(farmer.locale, photo_problem)
+    out.append(queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id,
+                             analysis_id=a.id).id)
+    log.warning("analysis failed", extra={"analysis_id": a.id, "reason": reason[:300]})
+
+
+def _fail(analysis_id: int, reason: str, *, photo_problem: bool = False) -> bool:
+    """Mark failed (refund, tell the farmer) unless already finished. True if it was this call."""
+    replies_to_send: list[int] = []
+    with context.db().session() as session, session.begin():
+        a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
+        if a is None or a.status in DONE:
+            return False
+        _mark_failed(session, a, session.get_one(Farmer, a.farmer_id), reason, photo_problem=photo_problem,
+                     out=replies_to_send)
+    _send(replies_to_send)
+    return True
+
+
+def _fail_now(analysis_id: int, reason: str, *, photo_problem: bool = False) -> str:
+    _fail(analysis_id, reason, photo_problem=photo_problem)
+    _no_more_retries()
+    raise AnalysisFailed(reason)
+
+
+def _send(message_ids: list[int]) -> None:
+    redis = context.redis()
+    for message_id in message_ids:
+        enqueue_delivery(redis, message_id)
+
+
+# --- the late result notice ---------------------------------------------------------------------------
+
+
+@app_job
+def check_deadline(analysis_id: int) -> str:
+    """Still no result after the deadline: say so once, so the farmer is never left wondering."""
+    from services.conversation import to_outbound
+
+    sent: list[int] = []
+    with context.db().session() as session, session.begin():
+        a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
+        if a is None or a.status in DONE or a.delay_notice_at is not None:
+            return "nothing to say"
+        farmer = session.get_one(Farmer, a.farmer_id)
+        a.delay_notice_at = utcnow()
+        reply = replies.analysis_delayed(farmer.locale)
+        sent.append(queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id,
+                                  analysis_id=a.id).id)
+    _send(sent)
+    return "notice sent"

@@ -33,6 +33,7 @@ from bot.types import (
     SetLocale,
     SetOptOut,
     ShowAnalysis,
+    ShowDetails,
     ShowHistory,
     ShowQuota,
     State,
@@ -41,8 +42,6 @@ from bot.types import (
 from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, utcnow
 from services import context, quota, sponsorship, whatsapp
 from services.inbox import insert_ignoring_conflicts
-from services.queue import ANALYSIS, try_enqueue_unique
-from services.sweeper import RUN_ANALYSIS
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import GraphAPIError, WhatsAppError
 from services.whatsapp.outbox import enqueue_delivery, queue_message, send_pending
@@ -146,6 +145,8 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
                 out.append(replies.history(farmer.locale, history_items(session, farmer.id)))
             case ShowAnalysis(analysis_id=analysis_id):
                 out.append(_analysis_summary(session, farmer, analysis_id))
+            case ShowDetails(analysis_id=analysis_id):
+                out.extend(_analysis_details(session, farmer, analysis_id))
             case RedeemCode(text=text):
                 out.append(replies.redeem(farmer.locale, redeem_view(session, farmer.id, text, now)))
             case Submit():
@@ -212,6 +213,20 @@ def _analysis_summary(session: Session, farmer: Farmer, analysis_id: int) -> Rep
     return replies.analysis_summary(farmer.locale, _history_item(analysis), analysis.primary_concern)
 
 
+def _analysis_details(session: Session, farmer: Farmer, analysis_id: int | None) -> list[Reply]:
+    """The rest of a completed result; without an id (a template's button), the latest one."""
+    from services.analysis import result_view
+    from services.analysis_result import normalise
+
+    query = select(Analysis).where(Analysis.farmer_id == farmer.id, Analysis.status == "completed")
+    if analysis_id is not None:
+        query = query.where(Analysis.id == analysis_id)
+    analysis = session.scalars(query.order_by(Analysis.completed_at.desc(), Analysis.id.desc())).first()
+    if analysis is None or analysis.result is None:
+        return [replies.no_result_yet(farmer.locale)]
+    return replies.analysis_details(farmer.locale, result_view(analysis, normalise(analysis.result)))
+
+
 def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, outcome: Outcome) -> Reply:
     """Charge once per photo: the farmer's lock serialises this check and the charge."""
     existing = session.scalar(select(Analysis.id).where(Analysis.message_id == action.photo_message_id,
@@ -242,9 +257,11 @@ def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, out
 
 
 def _after_commit(outcome: Outcome) -> None:
+    from services.analysis import enqueue_analysis  # late: the pipeline imports this module's to_outbound
+
     redis = context.redis()
     for analysis_id in outcome.analyses_to_queue:
-        try_enqueue_unique(redis, ANALYSIS, RUN_ANALYSIS, f"analysis-{analysis_id}", analysis_id)
+        enqueue_analysis(redis, analysis_id)
     if outcome.last_wamid:
         _mark_read(outcome.last_wamid)
     for i, reply_id in enumerate(outcome.reply_ids):

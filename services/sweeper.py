@@ -21,7 +21,6 @@ from services.queue import ANALYSIS, INBOUND, enqueue_unique
 log = logging.getLogger(__name__)
 
 HANDLE_INBOUND = "services.jobs.handle_inbound"
-RUN_ANALYSIS = "services.analysis.run_analysis"
 BATCH = 500
 
 
@@ -61,13 +60,21 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
 
 
 def _sweep_analyses(redis, cutoff) -> int:  # type: ignore[no-untyped-def]
-    """Analyses charged and `queued` whose `run_analysis` job never reached Redis (or was lost)."""
+    """Analyses charged and `queued` whose `run_analysis` job never reached Redis (or was lost), and
+    callback results stored while Redis was down."""
+    from services.analysis import FINISH_ANALYSIS, enqueue_analysis
+
     with context.db().reader() as session:
-        ids = session.scalars(select(Analysis.id).where(Analysis.status == "queued", Analysis.queued_at <= cutoff)
-                              .order_by(Analysis.id).limit(BATCH)).all()
+        waiting = session.scalars(select(Analysis.id).where(Analysis.status == "queued", Analysis.queued_at <= cutoff)
+                                  .order_by(Analysis.id).limit(BATCH)).all()
+        answered = session.scalars(select(Analysis.id).where(Analysis.status == "processing",
+                                                             Analysis.result.is_not(None))
+                                   .order_by(Analysis.id).limit(BATCH)).all()
     queued = 0
-    for analysis_id in ids:
-        job_id = f"analysis-{analysis_id}"
-        if not Job.exists(job_id, connection=redis):
-            queued += enqueue_unique(redis, ANALYSIS, RUN_ANALYSIS, job_id, analysis_id)
+    for analysis_id in waiting:
+        if not Job.exists(f"analysis-{analysis_id}", connection=redis):
+            queued += enqueue_analysis(redis, analysis_id)
+    for analysis_id in answered:
+        if not Job.exists(f"finish-{analysis_id}", connection=redis):
+            queued += enqueue_unique(redis, ANALYSIS, FINISH_ANALYSIS, f"finish-{analysis_id}", analysis_id)
     return queued

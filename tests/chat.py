@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from typing import Any
 
 import responses
 from flask import Flask
 
+from services.queue import QUEUE_NAMES
 from services.terminal_chat import describe as render
 from tests.conftest import GRAPH, PHONE_NUMBER_ID, post_webhook, run_jobs
 
@@ -35,14 +37,16 @@ class GraphStub:
 
 
 class Farmer:
-    def __init__(self, app: Flask, graph: GraphStub, phone: str = "905321234567", name: str = "Mehmet Yılmaz"):
+    def __init__(self, app: Flask, graph: GraphStub, phone: str = "905321234567", name: str = "Mehmet Yılmaz",
+                 queues: tuple[str, ...] = QUEUE_NAMES):
         self.app = app
         self.client = app.test_client()
         self.graph = graph
         self.phone = phone
         self.name = name
-        self.timestamp = 1763780000
+        self.timestamp = int(time.time()) - 3600  # recent: inside the 24-hour window
         self.last_bodies: list[dict[str, Any]] = []
+        self.queues = queues  # which workers run after each message (conversation tests leave analyses queued)
 
     def _message(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
         self.timestamp += 1
@@ -62,7 +66,7 @@ class Farmer:
         response = post_webhook(self.client, self.body(*messages))
         assert response.status_code == 200
         if run:
-            run_jobs(self.app)
+            run_jobs(self.app, self.queues)
         self.last_bodies = self.graph.sent[before:]
         return [render(b) for b in self.last_bodies]
 

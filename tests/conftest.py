@@ -11,7 +11,9 @@ import hashlib
 import hmac
 import json
 import os
+import tempfile
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ APP_SECRET = "test-app-secret-0123456789"
 VERIFY_TOKEN = "test-verify-token"
 GRAPH = "https://graph.test/v21.0"
 PHONE_NUMBER_ID = "106540352242922"
+N8N_URL = "https://n8n.test/webhook/plant-analysis"
+N8N_SECRET = "test-n8n-secret-0123456789"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 REAL_REDIS = bool(TEST_REDIS_URL)
@@ -81,6 +85,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@cache
+def _media_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="ziraai-media-"))
+
+
 def make_settings(database_url: str, **overrides: Any):  # type: ignore[no-untyped-def]
     base = {
         "APP_ENV": "test",
@@ -94,6 +103,11 @@ def make_settings(database_url: str, **overrides: Any):  # type: ignore[no-untyp
         "TESTING": True,
         "EMBEDDED_WORKER": False,
         "RETRY_BACKOFF_BASE": 0,
+        "ANALYSIS_RETRY_SECONDS": 0,
+        "N8N_WEBHOOK_URL": N8N_URL,
+        "N8N_SECRET": N8N_SECRET,
+        "PUBLIC_BASE_URL": "https://bot.test",
+        "MEDIA_DIR": str(_media_dir()),
         "SWEEP_GRACE_SECONDS": 0,
         "LOG_LEVEL": "INFO",
     }
@@ -138,11 +152,11 @@ def session(app: Flask) -> Iterator[Any]:
         yield s
 
 
-def run_jobs(app: Flask) -> None:
-    """Run every queued job the way a worker would (same process, no fork), until the queues are empty."""
+def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> None:
+    """Run the queued jobs the way a worker would (same process, no fork), until the queues are empty."""
     redis = app.extensions["redis"]
     with app.app_context():  # the jobs run in this app's settings, even inside another app's context
-        SimpleWorker([get_queue(q, redis) for q in QUEUE_NAMES], connection=redis).work(burst=True)
+        SimpleWorker([get_queue(q, redis) for q in queues], connection=redis).work(burst=True)
 
 
 def queued_job_ids(app: Flask, queue: str) -> list[str]:

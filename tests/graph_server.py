@@ -14,6 +14,7 @@ from typing import Any
 class GraphServer:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.media: dict[str, bytes] = {}  # media id -> file, served by the two-step download
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         server = self
@@ -28,6 +29,24 @@ class GraphServer:
                 answer = json.dumps({"messaging_product": "whatsapp", "messages": [{"id": wamid}]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def do_GET(self) -> None:  # media download: /v21.0/<id> (metadata), then /files/<id> (bytes)
+                media_id = self.path.rstrip("/").rsplit("/", 1)[-1]
+                if media_id not in server.media:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                if "/files/" in self.path:
+                    answer, kind = server.media[media_id], "image/jpeg"
+                else:
+                    url = f"http://127.0.0.1:{server.httpd.server_address[1]}/files/{media_id}"
+                    answer, kind = json.dumps({"url": url, "mime_type": "image/jpeg", "id": media_id}).encode(), \
+                        "application/json"
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)

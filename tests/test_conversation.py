@@ -15,6 +15,8 @@ from services import quota, sponsorship
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
 
+CONVERSATION_QUEUES = ("inbound", "outbound")  # the analysis pipeline has tests of its own
+
 
 @pytest.fixture
 def graph():
@@ -26,7 +28,7 @@ def graph():
 def farmer(app, graph):
     with app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
-    return ChatFarmer(app, graph)
+    return ChatFarmer(app, graph, queues=CONVERSATION_QUEUES)
 
 
 @pytest.fixture
@@ -189,7 +191,7 @@ def test_code_outcomes(onboarded, app, session):
     assert "başlayacak" in queued or "başlar" in queued
     [not_now] = onboarded.says(third)
     assert "bekleyen" in not_now
-    other = ChatFarmer(app, onboarded.graph, phone="905339876543", name="Ayşe Demir")
+    other = ChatFarmer(app, onboarded.graph, phone="905339876543", name="Ayşe Demir", queues=CONVERSATION_QUEUES)
     other.onboard()
     assert "kullanılmış" in other.says(first)[0]
     with app.extensions["db"].session() as s, s.begin():
@@ -292,7 +294,7 @@ def test_five_messages_in_one_second_are_handled_in_order(onboarded, session, ap
         f.deliver(m, run=False)
     from tests.conftest import run_jobs
 
-    run_jobs(app)
+    run_jobs(app, CONVERSATION_QUEUES)
     assert session.scalar(select(Analysis.crop)) == "Kivi"
     assert session.scalar(select(Analysis.location_text)) == "Rize"
     assert session.scalar(select(Conversation.state)) == "menu"
@@ -312,7 +314,7 @@ def test_analysis_queued_while_redis_was_down_is_swept(onboarded, session, app):
     from tests.conftest import run_jobs
 
     redis = app.extensions["redis"]
-    run_jobs(app)  # charges and enqueues the analysis job, which then runs
+    run_jobs(app, CONVERSATION_QUEUES)  # charges and enqueues the analysis job
     analysis_id = session.scalar(select(Analysis.id))
     redis.delete(f"rq:job:analysis-{analysis_id}")  # as if the enqueue had never reached Redis
     assert sweep_unqueued(grace_seconds=0) == 1

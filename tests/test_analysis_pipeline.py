@@ -1,0 +1,279 @@
+"""Photo to diagnosis end to end: the real webhook and jobs, the Graph API and N8N mocked over HTTP
+(`responses`), for a full result, one with drifted keys, and a failed one (sync and callback)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import responses
+from PIL import Image, ImageDraw
+from rq.registry import FailedJobRegistry
+from sqlalchemy import func, select
+
+from models import Analysis, UsageLedger
+from services import quota
+from services.n8n import signature
+from services.queue import ANALYSIS, get_queue
+from tests.chat import Farmer, GraphStub
+from tests.conftest import FIXTURES, GRAPH, N8N_SECRET, N8N_URL, make_settings, run_jobs
+
+MEDIA_ID = "1234567890123456"
+MEDIA_URL = "https://lookaside.test/whatsapp/media?mid=1"
+
+
+def leaf_jpeg() -> bytes:
+    image = Image.new("RGB", (1600, 1200), (60, 140, 50))
+    draw = ImageDraw.Draw(image)
+    for i in range(40):
+        draw.ellipse((40 * i, 30 * i, 40 * i + 60, 30 * i + 50), fill=(200, 180, 40))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def n8n_result(name: str, analysis_id: int) -> dict:
+    return json.loads((FIXTURES / "n8n" / name).read_text().replace("{{analysis_id}}", str(analysis_id)))
+
+
+@pytest.fixture
+def mock():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as m:
+        photo = leaf_jpeg()
+        m.get(f"{GRAPH}/{MEDIA_ID}", json={"url": MEDIA_URL, "mime_type": "image/jpeg", "id": MEDIA_ID,
+                                           "sha256": hashlib.sha256(photo).hexdigest(), "file_size": len(photo)})
+        m.get(MEDIA_URL, body=photo, content_type="image/jpeg")
+        yield m
+
+
+@pytest.fixture
+def farmer(app, mock):
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    f = Farmer(app, GraphStub(mock))
+    f.onboard()
+    return f
+
+
+def submit(farmer: Farmer) -> list[str]:
+    farmer.photo("domates yaprakları sararıyor", media_id=MEDIA_ID)
+    farmer.taps("Geç")
+    return farmer.taps("Gönder")  # runs the jobs: the analysis too
+
+
+def sent_to_n8n(mock) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [c for c in mock.calls if c.request.url == N8N_URL]
+
+
+def test_full_result_sync(farmer, mock, session, app):
+    mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
+        200, {}, json.dumps(n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"]))))
+    replies = submit(farmer)
+    assert "sıraya alındı" in replies[0]
+    [call] = sent_to_n8n(mock)
+    body = json.loads(call.request.body)
+    assert call.request.headers["X-ZiraAI-Signature"] == signature(call.request.body, N8N_SECRET)
+    assert body["image_url"].startswith("https://bot.test/media/") and "+90" not in call.request.body.decode()
+    assert body["crop_type"] == "domates" and body["language"] == "tr" and body["gps_coordinates"] is None
+    assert len(call.request.body) < 1024  # a link, not the image
+    analysis = session.scalar(select(Analysis))
+    assert (analysis.status, analysis.health_score, analysis.urgent) == ("completed", 6, True)
+    assert analysis.primary_concern == "Erken yanıklık (fungal)"
+    assert analysis.result["summary"]["overall_health_score"] == 6  # raw JSON kept
+    summary = farmer.graph.sent[-1]
+    text = summary["interactive"]["body"]["text"]
+    assert "6/10" in text and "/100" not in text and "ACİL" in text and "Hastalıklı alt yaprakları" in text
+    assert [b["reply"]["title"] for b in summary["interactive"]["action"]["buttons"]] == ["Detaylar", "Yeni analiz",
+                                                                                          "Menü"]
+    details = farmer.taps("Detaylar")
+    assert any("Erken yanıklık" in d for d in details) and any("Ekim nöbeti" in d for d in details)
+    assert any("azot" in d for d in details)
+
+
+def test_image_is_optimised_and_stored(farmer, mock, session, app):
+    mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
+        200, {}, json.dumps(n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"]))))
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    storage = app.extensions["storage"]
+    small = Image.open(io.BytesIO(storage.get(analysis.image_key)))
+    assert small.size[0] <= 800 and small.size[1] <= 600 and len(storage.get(analysis.image_key)) <= 100_000
+    assert storage.get(analysis.original_key) == leaf_jpeg()
+    # N8N fetches the signed link from us.
+    link = json.loads(sent_to_n8n(mock)[0].request.body)["image_url"]
+    response = app.test_client().get(link.removeprefix("https://bot.test"))
+    assert response.status_code == 200 and response.data == storage.get(analysis.image_key)
+
+
+def test_drifted_keys_are_normalised(farmer, mock, session):
+    mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
+        200, {}, json.dumps(n8n_result("result_drifted_keys.json", json.loads(req.body)["analysis_id"]))))
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert (analysis.status, analysis.health_score, analysis.urgent) == ("completed", 3, True)
+    assert "Yaprak biti (Aphididae)" in json.dumps(analysis.pests, ensure_ascii=False)
+    assert "3/10" in farmer.graph.sent[-1]["interactive"]["body"]["text"]
+
+
+def test_failed_result_refunds_and_tells_the_farmer(farmer, mock, session, app):
+    mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
+        200, {}, json.dumps(n8n_result("result_failed.json", json.loads(req.body)["analysis_id"]))))
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "failed" and "Görsel indirilemedi" in analysis.failure_reason
+    kinds = session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all()
+    assert kinds == ["charge", "refund"]
+    assert "hakkınızdan düşülmedi" in farmer.graph.sent[-1]["text"]["body"].lower()
+    failed = FailedJobRegistry(queue=get_queue(ANALYSIS, app.extensions["redis"]))
+    assert f"analysis-{analysis.id}" in failed.get_job_ids()
+
+
+def test_callback_mode(app, mock, session, database_url):
+    from app import create_app
+
+    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
+    with callback_app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    farmer = Farmer(callback_app, GraphStub(mock))
+    farmer.onboard()
+    mock.post(N8N_URL, status=202, json={"accepted": True})
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "processing" and analysis.n8n_requested_at is not None
+    body = json.loads(sent_to_n8n(mock)[0].request.body)
+    assert body["callback_url"] == f"https://bot.test/webhooks/n8n/{analysis.id}"
+
+    client = callback_app.test_client()
+    raw = json.dumps(n8n_result("result_full_tr.json", analysis.id)).encode()
+    url = f"/webhooks/n8n/{analysis.id}"
+    assert client.post(url, data=raw, headers={"X-ZiraAI-Signature": "sha256=" + "0" * 64}).status_code == 403
+    assert client.post("/webhooks/n8n/999999", data=raw,
+                       headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)}).status_code == 404
+    assert client.post(url, data=raw, headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)}).json == {
+        "status": "accepted"}
+    assert client.post(url, data=raw, headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)}).json == {
+        "status": "ignored"}  # accepted once
+    run_jobs(callback_app)
+    session.expire_all()
+    assert session.scalar(select(Analysis.status)) == "completed"
+    assert "6/10" in farmer.graph.sent[-1]["interactive"]["body"]["text"]
+    callback_app.extensions["db"].engine.dispose()
+
+
+def test_callback_for_a_failed_analysis_is_ignored(app, mock, session, database_url):
+    from app import create_app
+
+    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
+    with callback_app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    farmer = Farmer(callback_app, GraphStub(mock))
+    farmer.onboard()
+    mock.post(N8N_URL, status=400, json={"error": "bad request"})  # permanent: the analysis fails
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "failed"
+    raw = json.dumps(n8n_result("result_full_tr.json", analysis.id)).encode()
+    response = callback_app.test_client().post(f"/webhooks/n8n/{analysis.id}", data=raw,
+                                               headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)})
+    assert response.json == {"status": "ignored"}
+    assert session.scalar(select(Analysis.status)) == "failed"
+    callback_app.extensions["db"].engine.dispose()
+
+
+@pytest.mark.parametrize("make_response,retried", [
+    (lambda m: m.post(N8N_URL, body=__import__("requests").exceptions.ReadTimeout("slow")), True),
+    (lambda m: m.post(N8N_URL, body=__import__("requests").exceptions.ConnectionError("refused")), True),
+    (lambda m: m.post(N8N_URL, status=500, body="oops"), True),
+    (lambda m: m.post(N8N_URL, status=429, body="slow down"), True),
+    (lambda m: m.post(N8N_URL, status=200, body="<html>not json</html>"), False),
+    (lambda m: m.post(N8N_URL, status=404, body="no such workflow"), False),
+])
+def test_n8n_errors_retry_only_when_transient(farmer, mock, session, make_response, retried):
+    make_response(mock)
+    submit(farmer)
+    calls = len(sent_to_n8n(mock))
+    assert calls == (4 if retried else 1)  # 1 try + 3 retries (intervals 0 in tests)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "failed"
+    assert session.scalar(select(func.count()).select_from(UsageLedger).where(UsageLedger.kind == "refund")) == 1
+    assert "hakkınızdan düşülmedi" in farmer.graph.sent[-1]["text"]["body"].lower()
+
+
+def test_unreadable_photo_is_refunded_with_a_photo_message(app, session):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as m:
+        m.get(f"{GRAPH}/{MEDIA_ID}", json={"url": MEDIA_URL, "mime_type": "image/jpeg", "id": MEDIA_ID})
+        m.get(MEDIA_URL, body=b"this is not a jpeg at all" * 10, content_type="image/jpeg")
+        with app.extensions["db"].session() as s, s.begin():
+            quota.seed_tiers(s)
+        farmer = Farmer(app, GraphStub(m))
+        farmer.onboard()
+        submit(farmer)
+        analysis = session.scalar(select(Analysis))
+        assert analysis.status == "failed" and "not_an_image" in analysis.failure_reason
+        assert "Fotoğrafınızı okuyamadım" in farmer.graph.sent[-1]["text"]["body"]
+        assert not [c for c in m.calls if c.request.url == N8N_URL]
+
+
+def test_circuit_opens_and_analyses_wait(farmer, mock, session, app):
+    from services.analysis import n8n_client
+
+    mock.post(N8N_URL, status=503, body="down")
+    breaker = n8n_client().breaker
+    for _ in range(5):
+        breaker.record_failure()
+    assert breaker.state() == "open"
+    submit(farmer)
+    assert sent_to_n8n(mock) == []  # no call while open
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "processing"  # waiting, not failed, no retry used
+    scheduled = get_queue(ANALYSIS, app.extensions["redis"]).scheduled_job_registry.get_job_ids()
+    assert any(job_id.startswith(f"analysis-{analysis.id}-wait-") for job_id in scheduled)
+
+
+def test_delay_notice_once(farmer, mock, session, app):
+    from services.analysis import check_deadline
+
+    mock.post(N8N_URL, status=202, json={})  # sync mode but nothing useful: treated below directly
+    with app.extensions["db"].session() as s, s.begin():
+        s.add(Analysis(farmer_id=1, crop="domates", status="processing", media_id=MEDIA_ID))
+    analysis_id = session.scalar(select(Analysis.id))
+    with app.app_context():
+        assert check_deadline(analysis_id) == "notice sent"
+        assert check_deadline(analysis_id) == "nothing to say"
+    run_jobs(app)
+    assert "uzun sürüyor" in farmer.graph.sent[-1]["text"]["body"]
+
+
+def test_result_outside_the_window_uses_the_template(farmer, mock, session, app):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models import Farmer as FarmerRow
+    from models import utcnow
+
+    mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
+        200, {}, json.dumps(n8n_result("result_drifted_keys.json", json.loads(req.body)["analysis_id"]))))
+    farmer.photo("biber", media_id=MEDIA_ID)
+    farmer.taps("Geç")
+    farmer.deliver(farmer._message("interactive", {"type": "button_reply", "button_reply": {
+        "id": farmer.last_bodies[-1]["interactive"]["action"]["buttons"][0]["reply"]["id"], "title": "Gönder"}}),
+        run=False)
+    run_jobs(app)  # the submission is handled... then the farmer goes quiet for a day
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(FarmerRow).values(last_inbound_at=utcnow() - timedelta(hours=25)))
+        s.execute(update(Analysis).values(status="queued", health_score=None))
+    from services.analysis import run_analysis
+
+    with app.app_context():
+        run_analysis(session.scalar(select(Analysis.id)))
+    run_jobs(app)
+    last = farmer.graph.sent[-1]
+    assert last["type"] == "template" and last["template"]["name"] == "urgent_health_alert_tr"
+
+
+def test_pipeline_fixtures_exist():
+    assert Path(FIXTURES / "n8n" / "result_full_tr.json").exists()
