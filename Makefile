@@ -43,7 +43,9 @@ check-migrations: install
 	$(BIN)/alembic check
 
 bench: install
+	-$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python bench/webhook_ingress.py
+	$(BIN)/python bench/image_pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

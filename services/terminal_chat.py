@@ -120,10 +120,12 @@ class TerminalFarmer:
         return response.status_code
 
     def replies(self, quiet: float = 1.5, limit: float = 20.0) -> list[dict[str, Any]]:
-        """Outbound messages to this farmer since the last call, waiting until the bot goes quiet."""
+        """Outbound messages to this farmer since the last call: waits for the first one (up to `limit`),
+        then until the bot has been quiet for `quiet` seconds."""
         found: list[dict[str, Any]] = []
-        start = last_new = time.monotonic()
-        while time.monotonic() - last_new < quiet and time.monotonic() - start < limit:
+        start = time.monotonic()
+        last_new: float | None = None
+        while time.monotonic() - start < limit and (last_new is None or time.monotonic() - last_new < quiet):
             with self.db.reader() as session:
                 rows = session.scalars(
                     select(Message).where(Message.id > self.seen, Message.direction == Direction.OUTBOUND.value,
