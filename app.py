@@ -17,7 +17,7 @@ from models.db import Database
 from services import context
 from services.logs import configure_logging
 from services.redis_conn import connect
-from services.storage import LocalStorage
+from services.storage import storage_from_settings
 from settings import Settings, check_settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     app.extensions["db"] = Database(settings.database_url)
     app.extensions["redis"] = connect(settings.REDIS_URL)
-    app.extensions["storage"] = LocalStorage(settings.media_dir)
+    app.extensions["storage"] = storage_from_settings(settings.media_dir, settings.MEDIA_S3_BUCKET,
+                                                      settings.MEDIA_S3_ENDPOINT)
     app.extensions["media_secret"] = settings.JWT_SECRET
     app.extensions["media_max_age"] = settings.MEDIA_URL_MAX_AGE
 

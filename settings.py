@@ -72,6 +72,8 @@ class Settings:
     CIRCUIT_COOLDOWN_SECONDS: int = 60
     MEDIA_DIR: str = ""  # empty: instance/media
     MEDIA_URL_MAX_AGE: int = 3600  # signed image links handed to N8N expire after this many seconds
+    MEDIA_S3_BUCKET: str = ""  # optional S3-compatible primary store (needs boto3); MEDIA_DIR is then the fallback
+    MEDIA_S3_ENDPOINT: str = ""
     EMBEDDED_WORKER: bool = True
     TESTING: bool = False
     # Names of settings the environment did not provide (used for the production check).

@@ -249,3 +249,12 @@ def unsign_media(token: str, secret: str, max_age: int = MEDIA_MAX_AGE) -> str:
     if not isinstance(key, str) or KEY_RE.fullmatch(key) is None:
         raise MediaLinkInvalid("media link invalid")
     return key
+
+
+def storage_from_settings(local_dir: Path, s3_bucket: str = "", s3_endpoint: str = "") -> Storage:
+    """Local files by default. With a bucket: S3 first, the local directory as the secondary store
+    that keeps photos when the bucket is unreachable (as the source system does)."""
+    local = LocalStorage(local_dir)
+    if not s3_bucket:
+        return local
+    return FallbackStorage(S3Storage(s3_bucket, endpoint_url=s3_endpoint or None), local)

@@ -534,3 +534,15 @@ def test_route_reads_a_fallback_store(media_app: Flask, media_client: FlaskClien
     _, path = stored_link(secondary, b"from the old store")
     response = media_client.get(path)
     assert response.status_code == 200 and response.data == b"from the old store"
+
+
+def test_storage_from_settings(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from services.storage import FallbackStorage, LocalStorage, storage_from_settings
+
+    assert isinstance(storage_from_settings(tmp_path), LocalStorage)
+    fake_boto3 = types.SimpleNamespace(client=lambda service, endpoint_url=None: object())
+    monkeypatch.setitem(sys.modules, "boto3", fake_boto3)
+    assert isinstance(storage_from_settings(tmp_path, "photos", "https://s3.example.test"), FallbackStorage)
