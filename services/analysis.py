@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import current_app
 from redis import Redis
-from rq import Retry, get_current_job
+from rq import Callback, Retry, get_current_job
 from sqlalchemy import select, update
 
 from bot import replies
@@ -63,7 +63,7 @@ def retry_policy() -> Retry:
 def enqueue_analysis(redis: Redis, analysis_id: int) -> bool:
     """Queue the pipeline for an analysis, and the check that tells the farmer if it runs late."""
     queued = try_enqueue_unique(redis, ANALYSIS, RUN_ANALYSIS, f"analysis-{analysis_id}", analysis_id,
-                                retry=retry_policy())
+                                retry=retry_policy(), on_failure=ON_FAILURE)
     deadline = timedelta(minutes=context.settings().ANALYSIS_DEADLINE_MINUTES)
     try:
         get_queue(DEFAULT, redis).enqueue_in(deadline, CHECK_DEADLINE, analysis_id,
@@ -71,6 +71,19 @@ def enqueue_analysis(redis: Redis, analysis_id: int) -> bool:
     except Exception as exc:
         log.warning("could not schedule the delay notice", extra={"analysis_id": analysis_id, "reason": repr(exc)})
     return queued
+
+
+@app_job
+def on_run_failed(job: Any, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
+    """RQ calls this after every failed attempt, also for a job that timed out or whose worker died.
+    When no retry is left and the pipeline did not already end the analysis, end it: failed,
+    refunded, farmer told. (An `AnalysisFailed` was handled before it was raised.)"""
+    if job.retries_left or isinstance(exc_value, AnalysisFailed):
+        return
+    _fail(int(job.args[0]), f"job failed: {exc_type.__name__}: {exc_value}"[:300])
+
+
+ON_FAILURE = Callback("services.analysis.on_run_failed")
 
 
 def _final_attempt() -> bool:
@@ -203,7 +216,7 @@ def _wait_for_circuit(analysis_id: int, retry_after: float) -> str:
     """N8N is known to be down: wait for the cool-down without using up one of the retries."""
     delay = timedelta(seconds=max(1.0, retry_after))
     get_queue(ANALYSIS, context.redis()).enqueue_in(
-        delay, RUN_ANALYSIS, analysis_id, retry=retry_policy(),
+        delay, RUN_ANALYSIS, analysis_id, retry=retry_policy(), on_failure=ON_FAILURE,
         job_id=f"analysis-{analysis_id}-wait-{int(utcnow().timestamp())}")
     log.warning("N8N circuit open: analysis waits", extra={"analysis_id": analysis_id, "seconds": delay.seconds})
     return "waiting for the circuit"

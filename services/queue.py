@@ -12,7 +12,7 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,18 @@ def retry_policy(base: int, retries: int = 4) -> Retry:
     return Retry(max=retries, interval=backoff_intervals(base, retries))
 
 
+def inbound_retry() -> Retry:
+    """A farmer's message whose handling failed (database hiccup, deploy) is tried again, soon."""
+    return Retry(max=3, interval=[5, 30, 120])
+
+
 def enqueue_unique(connection: Redis, queue: str, func: str, job_id: str, *args: Any,
-                   retry: Retry | None = None) -> bool:
+                   retry: Retry | None = None, on_failure: Callback | None = None) -> bool:
     """Enqueue once. True if queued now, False if already there. RedisError propagates."""
     try:
         get_queue(queue, connection).enqueue(
-            func, *args, job_id=job_id, unique=True, retry=retry, result_ttl=3600, failure_ttl=30 * 86400
+            func, *args, job_id=job_id, unique=True, retry=retry, on_failure=on_failure, result_ttl=3600,
+            failure_ttl=30 * 86400,
         )
     except DuplicateJobError:
         return False
@@ -54,10 +60,10 @@ def enqueue_unique(connection: Redis, queue: str, func: str, job_id: str, *args:
 
 
 def try_enqueue_unique(connection: Redis, queue: str, func: str, job_id: str, *args: Any,
-                       retry: Retry | None = None) -> bool:
+                       retry: Retry | None = None, on_failure: Callback | None = None) -> bool:
     """Like `enqueue_unique`, but a Redis outage is logged, not raised: the sweeper catches up."""
     try:
-        return enqueue_unique(connection, queue, func, job_id, *args, retry=retry)
+        return enqueue_unique(connection, queue, func, job_id, *args, retry=retry, on_failure=on_failure)
     except RedisError as exc:
         log.warning("redis unavailable, job %s left for the sweeper", job_id, extra={"reason": repr(exc)})
         return False

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from models import Analysis, Direction, Message, MessageStatus, utcnow
 from services import context
-from services.queue import ANALYSIS, INBOUND, enqueue_unique
+from services.queue import ANALYSIS, INBOUND, enqueue_unique, inbound_retry
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
         if Job.exists(job_id, connection=redis):
             continue
         if inbound:
-            queued += enqueue_unique(redis, INBOUND, HANDLE_INBOUND, job_id, message_id)
+            queued += enqueue_unique(redis, INBOUND, HANDLE_INBOUND, job_id, message_id, retry=inbound_retry())
         else:
             queued += enqueue_delivery(redis, message_id)
     queued += _sweep_analyses(redis, cutoff)

@@ -277,3 +277,16 @@ def test_result_outside_the_window_uses_the_template(farmer, mock, session, app)
 
 def test_pipeline_fixtures_exist():
     assert Path(FIXTURES / "n8n" / "result_full_tr.json").exists()
+
+
+def test_unexpected_error_after_the_last_retry_still_ends_failed_and_refunded(farmer, mock, session, app,
+                                                                               monkeypatch):
+    def broken_put(key: str, data: bytes, content_type: str) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(app.extensions["storage"], "put", broken_put)
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "failed" and "disk full" in analysis.failure_reason
+    assert session.scalar(select(func.count()).select_from(UsageLedger).where(UsageLedger.kind == "refund")) == 1
+    assert "hakkınızdan düşülmedi" in farmer.graph.sent[-1]["text"]["body"].lower()

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from services import context
 from services.inbox import record_webhook
 from services.logs import correlation
-from services.queue import INBOUND, try_enqueue_unique
+from services.queue import INBOUND, inbound_retry, try_enqueue_unique
 from services.sweeper import HANDLE_INBOUND
 from services.whatsapp.updates import parse_webhook
 
@@ -75,7 +75,8 @@ def receive() -> tuple[Response, int]:
     redis = context.redis()
     for message_id in recorded.new_message_ids:
         with correlation(f"inbound-{message_id}"):
-            try_enqueue_unique(redis, INBOUND, HANDLE_INBOUND, f"inbound-{message_id}", message_id)
+            try_enqueue_unique(redis, INBOUND, HANDLE_INBOUND, f"inbound-{message_id}", message_id,
+                               retry=inbound_retry())
     if recorded.new_message_ids or recorded.new_statuses or recorded.unhandled:
         log.info("webhook accepted", extra={
             "new_messages": len(recorded.new_message_ids), "duplicates": recorded.duplicate_messages,
