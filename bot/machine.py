@@ -316,9 +316,10 @@ def fallback(conv: Conversation, event: Event) -> Step:
 def step(conv: Conversation, event: Event, now: datetime) -> Step:
     """Decide what happens with one message. The caller stores `Step.state`/`data` and runs the actions."""
     notice: tuple[Action, ...] = ()
-    if conv.consented and conv.expires_at is not None and now >= conv.expires_at and conv.state is not State.MENU:
-        notice = (Send(replies.expired(conv.locale)),)
-        conv = Conversation(State.MENU, {}, conv.locale, conv.consented, None)
+    if conv.consented and conv.expires_at is not None and now >= conv.expires_at:
+        if conv.state is not State.MENU:  # a question was left open: say why we start again
+            notice = (Send(replies.expired(conv.locale)),)
+        conv = Conversation(State.MENU, {}, conv.locale, conv.consented, None)  # old drafts expire too
     result = _decide(conv, event)
     return Step(result.state, result.data, notice + result.actions) if notice else result
 

@@ -159,3 +159,11 @@ def test_unsupported_types_get_a_kind_answer():
         step = machine.step(conv(), Event(EventKind.UNSUPPORTED, 1, message_type=kind), NOW)
         assert sent(step), kind
         assert step.state is State.MENU
+
+
+def test_expiry_also_forgets_confirmations_waiting_in_the_menu():
+    pending = {"pending": {"7": {"photo_message_id": 7, "media_id": "m", "crop": "domates"}}}
+    old = conv(State.MENU, pending, expires_at=NOW - timedelta(minutes=1))
+    step = machine.step(old, tap("submit:7"), NOW)
+    assert not any(isinstance(a, Submit) for a in step.actions)
+    assert sent(step) and "expired" not in step.data
