@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 from collections.abc import Mapping
@@ -39,9 +41,12 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["redis"] = connect(settings.REDIS_URL)
     app.extensions["storage"] = storage_from_settings(settings.media_dir, settings.MEDIA_S3_BUCKET,
                                                       settings.MEDIA_S3_ENDPOINT)
-    app.extensions["media_secret"] = settings.JWT_SECRET
+    # Its own key for media links, derived so the JWT signing key is never used for anything else.
+    app.extensions["media_secret"] = hmac.new(settings.JWT_SECRET.encode(), b"ziraai-media-links",
+                                              hashlib.sha256).hexdigest()
     app.extensions["media_max_age"] = settings.MEDIA_URL_MAX_AGE
 
+    from admin import bp as admin_bp
     from webhooks.media import bp as media_bp
     from webhooks.n8n import bp as n8n_bp
     from webhooks.whatsapp import bp as whatsapp_bp
@@ -49,6 +54,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(whatsapp_bp)
     app.register_blueprint(n8n_bp)
     app.register_blueprint(media_bp)
+    app.register_blueprint(admin_bp)
     if settings.DEV_TOOLS and not settings.is_production:
         import devtools
 
@@ -183,3 +189,20 @@ def _register_cli(app: Flask) -> None:
         farmer = TerminalFarmer(url or f"http://127.0.0.1:{s.PORT}", s.WHATSAPP_APP_SECRET, app.extensions["db"],
                                 phone, name, s.WHATSAPP_PHONE_NUMBER_ID)
         run(farmer)
+
+    @app.cli.command("create-staff")
+    @click.option("--email", required=True, help="Login email (stored lower-cased).")
+    @click.option("--role", required=True, type=click.Choice(["admin", "sponsor", "support"]))
+    @click.option("--sponsor-id", type=int, default=None, help="The sponsor a sponsor user belongs to.")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+                  help="Prompted for when not given (give it only in scripts).")
+    def create_staff_command(email: str, role: str, sponsor_id: int | None, password: str) -> None:
+        """Create a staff user of the admin API."""
+        from admin.auth import create_staff_user
+
+        with app.extensions["db"].session() as session, session.begin():
+            try:
+                user = create_staff_user(session, email, password, role, sponsor_id)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from exc
+        click.echo(f"created {user.role} {user.email} (id {user.id})")

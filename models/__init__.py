@@ -39,3 +39,7 @@ __all__ = [
     "UsageLedger",
     "utcnow",
 ]
+
+from models.staff import AuditLog, RefreshToken, StaffRole, StaffUser
+
+__all__ += ["AuditLog", "RefreshToken", "StaffRole", "StaffUser"]

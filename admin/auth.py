@@ -1,0 +1,341 @@
+"""Staff authentication: passwords, access JWTs, rotating refresh tokens, roles and rate limits.
+
+- Access token: JWT, HS256 only (pinned on decode), 15 minutes, claims `sub`, `role`, `sponsor_id`,
+  `iat`, `exp`, `iss`, `aud`; every request also re-reads the user, so a deactivated account or a
+  changed role stops working at once.
+- Refresh token: 32 random bytes, 30 days, stored as its SHA-256 only. Each use marks it used and
+  issues the next token of the same family; presenting a used token again (someone copied it)
+  revokes the whole family.
+- Rate limits (Redis fixed windows, shared by every process): failed logins per account and per IP,
+  and requests per user on every authenticated route; over the limit -> 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+import jwt
+from flask import Response, current_app, g, jsonify, request
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from admin import bp
+from admin.audit import audit, client_ip
+from admin.errors import ApiError
+from admin.validation import Body
+from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
+from services import context
+
+ISSUER = "ziraai"
+AUDIENCE = "ziraai-admin"
+ALGORITHM = "HS256"
+ACCESS_TOKEN_SECONDS = 15 * 60
+REFRESH_TOKEN_DAYS = 30
+PASSWORD_METHOD = "scrypt"
+MIN_PASSWORD_LENGTH = 10
+
+LOGIN_WINDOW_SECONDS = 5 * 60
+LOGIN_FAILURES_PER_ACCOUNT = 5
+LOGIN_FAILURES_PER_IP = 20
+USER_REQUESTS_PER_MINUTE = 100
+
+ROLES = tuple(r.value for r in StaffRole)
+INVALID_CREDENTIALS = "Invalid email or password."
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# --- passwords and accounts ---------------------------------------------------------------------
+
+_dummy_hash: str | None = None
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=PASSWORD_METHOD)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant work whether or not the account exists: an unknown email is checked against a dummy hash."""
+    global _dummy_hash
+    if password_hash is None:
+        if _dummy_hash is None:
+            _dummy_hash = hash_password(secrets.token_urlsafe(16))
+        check_password_hash(_dummy_hash, password)
+        return False
+    return check_password_hash(password_hash, password)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create_staff_user(session: Session, email: str, password: str, role: str,
+                      sponsor_id: int | None = None) -> StaffUser:
+    """Create a staff account; ValueError names what is wrong (a sponsor user needs an existing sponsor)."""
+    email = normalize_email(email)
+    if "@" not in email or len(email) > 254:
+        raise ValueError("email must be an email address")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if role == StaffRole.SPONSOR:
+        if sponsor_id is None:
+            raise ValueError("a sponsor user needs --sponsor-id")
+        if session.get(Sponsor, sponsor_id) is None:
+            raise ValueError(f"no sponsor with id {sponsor_id}")
+    elif sponsor_id is not None:
+        raise ValueError("only sponsor users belong to a sponsor")
+    if session.scalars(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
+        raise ValueError(f"a staff user with email {email} already exists")
+    user = StaffUser(email=email, password_hash=hash_password(password), role=role, sponsor_id=sponsor_id,
+                     active=True, created_at=utcnow())
+    session.add(user)
+    session.flush()
+    return user
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def _secret() -> str:
+    return current_app.extensions["settings"].JWT_SECRET
+
+
+def issue_access_token(user: StaffUser, now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "sub": str(user.id),
+        "role": user.role,
+        "sponsor_id": user.sponsor_id,
+        "iat": issued,
+        "exp": issued + ACCESS_TOKEN_SECONDS,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, _secret(), algorithm=ALGORITHM)
+
+
+def _unauthorized(detail: str = "A valid access token is required.") -> ApiError:
+    return ApiError(401, detail, headers={"WWW-Authenticate": 'Bearer realm="ziraai-admin"'})
+
+
+def decode_access_token(token: str) -> dict[str, Any]:
+    """The verified claims, or ApiError 401 (bad signature, other algorithm, expired, wrong iss/aud...)."""
+    try:
+        return jwt.decode(token, _secret(), algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                          options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized("The access token is invalid or expired.") from exc
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_refresh_token(session: Session, user_id: int, family_id: str | None = None,
+                        now: datetime | None = None) -> str:
+    """A new opaque refresh token (returned once; only its hash is stored), in `family_id` or a new family."""
+    now = now or utcnow()
+    token = secrets.token_urlsafe(32)
+    session.add(RefreshToken(user_id=user_id, family_id=family_id or secrets.token_hex(16),
+                             token_hash=hash_refresh_token(token), issued_at=now,
+                             expires_at=now + timedelta(days=REFRESH_TOKEN_DAYS)))
+    return token
+
+
+def revoke_family(session: Session, family_id: str, now: datetime | None = None) -> None:
+    session.execute(update(RefreshToken)
+                    .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now or utcnow()))
+
+
+def _token_pair(access: str, refresh: str) -> Response:
+    response = jsonify({"access_token": access, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS,
+                        "refresh_token": refresh, "refresh_expires_in": REFRESH_TOKEN_DAYS * 86400})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- rate limits --------------------------------------------------------------------------------
+
+_COUNT_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+"""
+
+
+def _too_many(retry_after: int, detail: str) -> ApiError:
+    return ApiError(429, detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+def count_in_window(key: str, window_seconds: int) -> tuple[int, int]:
+    """Add one to a fixed-window counter: (count in this window, seconds until the window ends)."""
+    try:
+        n, ttl = context.redis().register_script(_COUNT_SCRIPT)(keys=[key], args=[window_seconds])
+    except RedisError as exc:
+        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
+    return int(n), int(ttl)
+
+
+_REFUND_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+def refund_in_window(key: str) -> None:
+    """Take back one count from a window that still exists (never creates a key without expiry)."""
+    try:
+        context.redis().register_script(_REFUND_SCRIPT)(keys=[key])
+    except RedisError as exc:
+        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
+
+
+def _login_keys(email: str) -> tuple[str, str]:
+    account = hashlib.sha256(email.encode("utf-8")).hexdigest()
+    return f"admin:login-fail:account:{account}", f"admin:login-fail:ip:{client_ip() or 'unknown'}"
+
+
+def _enforce_user_rate(user_id: int) -> None:
+    count, ttl = count_in_window(f"admin:requests:user:{user_id}", 60)
+    if count > USER_REQUESTS_PER_MINUTE:
+        raise _too_many(ttl, "Too many requests; slow down.")
+
+
+# --- the current user ---------------------------------------------------------------------------
+
+
+def authenticate() -> tuple[StaffUser, dict[str, Any]]:
+    """The user of the request's bearer token (re-read from the database), or ApiError 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized()
+    claims = decode_access_token(token.strip())
+    try:
+        user_id = int(claims["sub"])
+    except (TypeError, ValueError) as exc:
+        raise _unauthorized("The access token is invalid or expired.") from exc
+    with context.db().reader() as session:
+        user = session.get(StaffUser, user_id)
+    if (user is None or not user.active or claims.get("role") != user.role
+            or claims.get("sponsor_id") != user.sponsor_id):
+        raise _unauthorized("The access token is invalid or expired.")
+    return user, claims
+
+
+def require_roles(*roles: str) -> Callable[[F], F]:
+    """Only these roles may call the view: no or bad token -> 401, other role -> 403, too fast -> 429.
+    Puts the user on `g.staff_user` and the token's claims on `g.jwt_claims`."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user, claims = authenticate()
+            _enforce_user_rate(user.id)
+            if user.role not in roles:
+                raise ApiError(403, "Your role may not use this endpoint.")
+            g.staff_user = user
+            g.jwt_claims = claims
+            return view(*args, **kwargs)
+
+        wrapper.required_roles = roles  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+# --- endpoints ----------------------------------------------------------------------------------
+
+
+@bp.post("/auth/login")
+def login() -> Response:
+    body = Body.load()
+    email = body.string("email", max_length=254)
+    password = body.string("password", max_length=1024)
+    body.raise_if_errors()
+    assert email is not None and password is not None
+    email = normalize_email(email)
+    # Each attempt takes a slot before the password is checked, so parallel guesses cannot overrun the
+    # limit; a successful login gives its slots back, so only failures count.
+    account_key, ip_key = _login_keys(email)
+    ip_count, ip_wait = count_in_window(ip_key, LOGIN_WINDOW_SECONDS)
+    account_count, account_wait = count_in_window(account_key, LOGIN_WINDOW_SECONDS)
+    if ip_count > LOGIN_FAILURES_PER_IP or account_count > LOGIN_FAILURES_PER_ACCOUNT:
+        refund_in_window(account_key)  # no password was checked: the attempt does not count
+        refund_in_window(ip_key)
+        waits = [w for n, limit, w in ((ip_count, LOGIN_FAILURES_PER_IP, ip_wait),
+                                       (account_count, LOGIN_FAILURES_PER_ACCOUNT, account_wait)) if n > limit]
+        raise _too_many(max(waits), "Too many failed logins; try again later.")
+
+    with context.db().reader() as session:  # the slow hash check holds no write lock
+        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
+        raise _unauthorized(INVALID_CREDENTIALS)
+    with context.db().session() as session, session.begin():
+        refresh = issue_refresh_token(session, user.id)
+        audit("auth.login", "staff_user", user.id, user_id=user.id, session=session)
+    access = issue_access_token(user)
+    refund_in_window(account_key)
+    refund_in_window(ip_key)
+    return _token_pair(access, refresh)
+
+
+def _refresh_body() -> str:
+    body = Body.load()
+    token = body.string("refresh_token", max_length=200)
+    body.raise_if_errors()
+    assert token is not None
+    return token
+
+
+@bp.post("/auth/refresh")
+def refresh() -> Response:
+    token_hash = hash_refresh_token(_refresh_body())
+    now = utcnow()
+    access = new_token = None
+    with context.db().session() as session, session.begin():
+        row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
+        if row is not None and row.revoked_at is None and row.expires_at > now:
+            taken = session.execute(update(RefreshToken)
+                                    .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None),
+                                           RefreshToken.revoked_at.is_(None))
+                                    .values(used_at=now))
+            if taken.rowcount != 1:  # used before: the token was copied, so no token of this login is safe
+                revoke_family(session, row.family_id, now)
+                audit("auth.refresh_reuse", "staff_user", row.user_id, {"family_id": row.family_id},
+                      user_id=row.user_id, session=session)
+            else:
+                user = session.get(StaffUser, row.user_id)
+                if user is not None and user.active:
+                    new_token = issue_refresh_token(session, user.id, row.family_id, now)
+                    access = issue_access_token(user)
+    if access is None or new_token is None:
+        raise _unauthorized("The refresh token is invalid, expired or revoked.")
+    return _token_pair(access, new_token)
+
+
+@bp.post("/auth/logout")
+def logout() -> tuple[str, int]:
+    token_hash = hash_refresh_token(_refresh_body())
+    with context.db().session() as session, session.begin():
+        row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
+        if row is not None:
+            revoke_family(session, row.family_id)
+            audit("auth.logout", "staff_user", row.user_id, user_id=row.user_id, session=session)
+    return "", 204

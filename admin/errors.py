@@ -1,0 +1,87 @@
+"""Every error of the admin API is an RFC 9457 `application/problem+json` body.
+
+Raise `ApiError(status, detail, errors=...)` anywhere in a view; `errors` lists field-level problems
+as `{"field": ..., "message": ...}`. Unexpected exceptions become a bare 500 that names nothing of
+the internals (the traceback goes to the log only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MIMETYPE = "application/problem+json"
+HANDLED_STATUSES = (400, 401, 403, 404, 405, 409, 413, 422, 429)
+
+
+class ApiError(Exception):
+    """A problem to answer with: status, a human-readable detail, optional field errors and headers."""
+
+    def __init__(self, status: int, detail: str | None = None, *, title: str | None = None,
+                 errors: Iterable[Mapping[str, str]] | None = None, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail or title or HTTP_STATUS_CODES.get(status, "Error"))
+        self.status = status
+        self.detail = detail
+        self.title = title
+        self.errors = [dict(e) for e in errors] if errors is not None else None
+        self.headers = dict(headers or {})
+
+
+def problem(status: int, detail: str | None = None, *, title: str | None = None,
+            errors: list[dict[str, str]] | None = None, headers: Mapping[str, str] | None = None) -> Response:
+    """The problem+json response for `status` (the body's `type` is `about:blank`: the status says it all)."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail or HTTP_STATUS_CODES.get(status, "Error"),
+    }
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_MIMETYPE
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def field_error(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def register_error_handlers(bp: Blueprint) -> None:
+    @bp.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return problem(exc.status, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers)
+
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status >= 500:
+            return problem(500, "The server could not complete the request.")
+        headers = {}
+        if status == 405 and exc.response is None:
+            allowed = getattr(exc, "valid_methods", None)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+        retry_after = getattr(exc, "retry_after", None)
+        if status == 429 and retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        return problem(status, exc.description, headers=headers)
+
+    for status in HANDLED_STATUSES:
+        bp.register_error_handler(status, _http_error)
+
+    @bp.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):  # statuses without their own handler (e.g. 406, 415)
+            return _http_error(exc)
+        log.exception("admin API: unhandled error")
+        return problem(500, "The server could not complete the request.")

@@ -1,0 +1,115 @@
+"""Query-string parsing with field-level errors, and the page envelope every list answers with.
+
+    args = QueryArgs(request.args)
+    page, per_page = page_args(args)
+    since = args.datetime("since")
+    args.raise_if_errors()            # 400 problem+json listing every bad field at once
+    return jsonify(paginate(session, stmt, page, per_page, serialize))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from admin.errors import ApiError, field_error
+
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 20
+MAX_TEXT_LENGTH = 200
+MAX_PAGE = 1_000_000  # keeps OFFSET within a 64-bit integer
+
+T = TypeVar("T")
+
+
+class QueryArgs:
+    """Reads typed values from a query string, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, args: Mapping[str, str]) -> None:
+        self.args = args
+        self.errors: list[dict[str, str]] = []
+
+    def _raw(self, name: str) -> str | None:
+        value = self.args.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def integer(self, name: str, default: int | None = None, *, minimum: int | None = None,
+                maximum: int | None = None) -> int | None:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.lstrip("-").isdigit()) or len(raw) > 18:
+            self.errors.append(field_error(name, "must be an integer"))
+            return default
+        value = int(raw)
+        if minimum is not None and value < minimum:
+            self.errors.append(field_error(name, f"must be at least {minimum}"))
+            return default
+        if maximum is not None and value > maximum:
+            self.errors.append(field_error(name, f"must be at most {maximum}"))
+            return default
+        return value
+
+    def text(self, name: str, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+        raw = self._raw(name)
+        if raw is not None and len(raw) > max_length:
+            self.errors.append(field_error(name, f"must be at most {max_length} characters"))
+            return None
+        return raw
+
+    def choice(self, name: str, allowed: Collection[str]) -> str | None:
+        raw = self._raw(name)
+        if raw is not None and raw not in allowed:
+            self.errors.append(field_error(name, "must be one of: " + ", ".join(sorted(allowed))))
+            return None
+        return raw
+
+    def datetime(self, name: str) -> datetime | None:
+        """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            self.errors.append(field_error(name, "must be an ISO 8601 date-time, e.g. 2026-11-22T08:30:00Z"))
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def converted(self, name: str, convert: Callable[[str], T | None], message: str) -> T | None:
+        """`convert` returns None for a value it refuses; the field error then says `message`."""
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        value = convert(raw)
+        if value is None:
+            self.errors.append(field_error(name, message))
+        return value
+
+    def add_error(self, name: str, message: str) -> None:
+        self.errors.append(field_error(name, message))
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise ApiError(400, "Some query parameters are invalid.", errors=self.errors)
+
+
+def page_args(args: QueryArgs) -> tuple[int, int]:
+    """`page` >= 1 (default 1) and `per_page` 1..100 (default 20; larger values are capped at 100)."""
+    page = args.integer("page", 1, minimum=1, maximum=MAX_PAGE) or 1
+    per_page = args.integer("per_page", DEFAULT_PER_PAGE, minimum=1) or DEFAULT_PER_PAGE
+    return page, min(per_page, MAX_PER_PAGE)
+
+
+def paginate(session: Session, stmt: Select[Any], page: int, per_page: int,
+             serialize: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """`{"items", "page", "per_page", "total"}` for an ordered `select(Model)` statement."""
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    return {"items": [serialize(r) for r in rows], "page": page, "per_page": per_page, "total": total}

@@ -1,0 +1,352 @@
+"""Admin API authentication: login, JWT checks, refresh rotation and reuse, logout, rate limits, CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from sqlalchemy import select
+
+import admin.auth
+import admin.support
+from admin.auth import AUDIENCE, ISSUER, hash_refresh_token
+from models import AuditLog, RefreshToken, StaffUser
+from tests.admin_helpers import PASSWORD, bearer, login, make_sponsor, make_staff, token_for
+
+PROBLEM = "application/problem+json"
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(user_id: int, role: str = "support", **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {"sub": str(user_id), "role": role, "sponsor_id": None, "iat": now, "exp": now + 600,
+              "iss": ISSUER, "aud": AUDIENCE}
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not ...}
+
+
+def _secret(app) -> str:  # type: ignore[no-untyped-def]
+    return app.extensions["settings"].JWT_SECRET
+
+
+def _refresh(client, token: str):  # type: ignore[no-untyped-def]
+    return client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+def test_login_returns_a_pinned_short_lived_jwt_and_a_refresh_token(app, client, session):
+    sponsor_id = make_sponsor(app)
+    user_id = make_staff(app, "sponsor", "Sponsor@Agro.test", sponsor_id=sponsor_id)
+
+    response = login(client, "  sponsor@agro.TEST ")
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    header = jwt.get_unverified_header(body["access_token"])
+    assert header["alg"] == "HS256"
+    claims = jwt.decode(body["access_token"], _secret(app), algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
+    assert claims["sub"] == str(user_id) and claims["role"] == "sponsor" and claims["sponsor_id"] == sponsor_id
+    assert claims["exp"] - claims["iat"] == 900
+    # Only the token's hash is stored.
+    rows = session.scalars(select(RefreshToken)).all()
+    assert len(rows) == 1
+    assert rows[0].token_hash == hash_refresh_token(body["refresh_token"]) != body["refresh_token"]
+    assert (rows[0].expires_at - rows[0].issued_at).days == 30
+    user = session.get(StaffUser, user_id)
+    assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
+    assert [(a.action, a.user_id) for a in session.scalars(select(AuditLog))] == [("auth.login", user_id)]
+
+
+def test_wrong_password_and_unknown_email_get_the_same_401(app, client):
+    make_staff(app, "support")
+
+    wrong = login(client, "support@ziraai.test", "not the password")
+    unknown = login(client, "nobody@ziraai.test", "not the password")
+
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.mimetype == unknown.mimetype == PROBLEM
+    assert wrong.get_json() == unknown.get_json()
+    assert wrong.get_json()["detail"] == "Invalid email or password."
+
+
+def test_inactive_user_cannot_log_in_nor_use_an_earlier_token(app, client):
+    token = token_for(app, client, "support")
+    with app.extensions["db"].session() as s, s.begin():
+        s.scalars(select(StaffUser)).one().active = False
+
+    assert login(client, "support@ziraai.test").status_code == 401
+    assert client.get("/api/v1/messages", headers=bearer(token)).status_code == 401
+
+
+@pytest.mark.parametrize("body", [None, "not json", [], {"email": "a@b.test"}, {"email": 5, "password": []}])
+def test_login_body_is_validated_with_field_errors(client, body):
+    if body is None or isinstance(body, str):
+        response = client.post("/api/v1/auth/login", data=body or "", content_type="text/plain")
+    else:
+        response = client.post("/api/v1/auth/login", json=body)
+
+    assert response.status_code == 400
+    assert response.mimetype == PROBLEM
+    problem = response.get_json()
+    assert {"type", "title", "status", "detail"} <= problem.keys() and problem["status"] == 400
+    if isinstance(body, dict):
+        assert {e["field"] for e in problem["errors"]} == {"email", "password"} - set(
+            k for k, v in body.items() if isinstance(v, str))
+
+
+# --- JWT attacks --------------------------------------------------------------------------------
+
+
+def _attack_tokens(app, user_id: int, valid_token: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    secret = _secret(app)
+    header, payload, signature = valid_token.split(".")
+    tampered = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    tampered["role"] = "admin"
+    now = int(time.time())
+    return {
+        "alg_none": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(_claims(user_id)) + ".",
+        "alg_none_with_signature": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(_claims(user_id)) + "." + signature,
+        "wrong_key": jwt.encode(_claims(user_id), "another-secret-of-the-same-length-000000", algorithm="HS256"),
+        "hs512_right_key": jwt.encode(_claims(user_id), secret + "-padding-for-hs512-length-0123456789",
+                                      algorithm="HS512"),
+        "expired": jwt.encode(_claims(user_id, iat=now - 3600, exp=now - 60), secret, algorithm="HS256"),
+        "issued_in_the_future": jwt.encode(_claims(user_id, iat=now + 3600, exp=now + 4000), secret,
+                                           algorithm="HS256"),
+        "wrong_aud": jwt.encode(_claims(user_id, aud="someone-else"), secret, algorithm="HS256"),
+        "wrong_iss": jwt.encode(_claims(user_id, iss="evil"), secret, algorithm="HS256"),
+        "no_exp": jwt.encode(_claims(user_id, exp=...), secret, algorithm="HS256"),
+        "no_sub": jwt.encode(_claims(user_id, sub=...), secret, algorithm="HS256"),
+        "unknown_user": jwt.encode(_claims(user_id + 1000), secret, algorithm="HS256"),
+        "tampered_role": header + "." + _b64(tampered) + "." + signature,
+        "garbage": "not-a-jwt",
+    }
+
+
+def test_jwt_attacks_are_401(app, client):
+    sponsor_token = token_for(app, client, "sponsor")
+    support_id = make_staff(app, "support")
+    # The controls: the real sponsor token is forbidden (403) and a correctly signed support token works.
+    assert client.get("/api/v1/messages", headers=bearer(sponsor_token)).status_code == 403
+    good = jwt.encode(_claims(support_id), _secret(app), algorithm="HS256")
+    assert client.get("/api/v1/messages", headers=bearer(good)).status_code == 200
+
+    sponsor_id = jwt.decode(sponsor_token, options={"verify_signature": False})["sub"]
+    attacks = _attack_tokens(app, support_id, sponsor_token)
+    attacks["tampered_role"] = _attack_tokens(app, int(sponsor_id), sponsor_token)["tampered_role"]
+    for name, token in attacks.items():
+        response = client.get("/api/v1/messages", headers=bearer(token))
+        assert response.status_code == 401, name
+        assert response.mimetype == PROBLEM, name
+        assert response.headers["WWW-Authenticate"].startswith("Bearer"), name
+
+
+@pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc"])
+def test_missing_or_malformed_authorization_is_401(client, header):
+    response = client.get("/api/v1/messages", headers={"Authorization": header} if header else {})
+    assert response.status_code == 401
+    assert response.mimetype == PROBLEM
+
+
+def test_a_token_whose_role_changed_in_the_database_stops_working(app, client):
+    token = token_for(app, client, "support")
+    with app.extensions["db"].session() as s, s.begin():
+        s.scalars(select(StaffUser)).one().role = "admin"
+    assert client.get("/api/v1/messages", headers=bearer(token)).status_code == 401
+
+
+# --- refresh rotation, reuse, logout ------------------------------------------------------------
+
+
+def test_refresh_rotates_within_the_family(app, client, session):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+
+    second = _refresh(client, first["refresh_token"])
+
+    assert second.status_code == 200
+    pair = second.get_json()
+    assert pair["refresh_token"] != first["refresh_token"]
+    assert client.get("/api/v1/messages", headers=bearer(pair["access_token"])).status_code == 200
+    rows = {r.token_hash: r for r in session.scalars(select(RefreshToken))}
+    old, new = rows[hash_refresh_token(first["refresh_token"])], rows[hash_refresh_token(pair["refresh_token"])]
+    assert old.family_id == new.family_id
+    assert old.used_at is not None and new.used_at is None
+    assert old.revoked_at is None and new.revoked_at is None
+    third = _refresh(client, pair["refresh_token"])
+    assert third.status_code == 200
+
+
+def test_refresh_reuse_revokes_the_whole_family(app, client, session):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+    other_login = login(client, "support@ziraai.test").get_json()  # another device: another family
+    second = _refresh(client, first["refresh_token"]).get_json()
+
+    reuse = _refresh(client, first["refresh_token"])  # a thief replays the spent token
+
+    assert reuse.status_code == 401
+    assert reuse.mimetype == PROBLEM
+    assert _refresh(client, second["refresh_token"]).status_code == 401  # the legitimate holder is out too
+    assert _refresh(client, first["refresh_token"]).status_code == 401
+    family = session.scalars(select(RefreshToken).where(
+        RefreshToken.token_hash == hash_refresh_token(first["refresh_token"]))).one().family_id
+    rows = session.scalars(select(RefreshToken).where(RefreshToken.family_id == family)).all()
+    assert len(rows) == 2 and all(r.revoked_at is not None for r in rows)
+    assert "auth.refresh_reuse" in session.scalars(select(AuditLog.action)).all()
+    # The other family is untouched.
+    assert _refresh(client, other_login["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["unknown-token", "x" * 200])
+def test_unknown_refresh_token_is_401(client, token):
+    assert _refresh(client, token).status_code == 401
+
+
+def test_expired_refresh_token_is_401(app, client):
+    make_staff(app, "support")
+    pair = login(client, "support@ziraai.test").get_json()
+    with app.extensions["db"].session() as s, s.begin():
+        row = s.scalars(select(RefreshToken)).one()
+        row.expires_at = row.issued_at
+    assert _refresh(client, pair["refresh_token"]).status_code == 401
+
+
+def test_logout_revokes_the_family(app, client, session):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+    second = _refresh(client, first["refresh_token"]).get_json()
+
+    response = client.post("/api/v1/auth/logout", json={"refresh_token": second["refresh_token"]})
+
+    assert response.status_code == 204
+    assert _refresh(client, second["refresh_token"]).status_code == 401
+    assert all(r.revoked_at is not None for r in session.scalars(select(RefreshToken)))
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": "unknown"}).status_code == 204
+    assert client.post("/api/v1/auth/logout", json={}).status_code == 400
+
+
+# --- rate limits --------------------------------------------------------------------------------
+
+
+def test_login_brute_force_per_account_is_429_with_retry_after(app, client):
+    make_staff(app, "support")
+    for i in range(5):
+        assert login(client, "support@ziraai.test", f"guess {i}", ip=f"10.0.1.{i}").status_code == 401
+
+    blocked = login(client, "support@ziraai.test", ip="10.0.2.1")  # even the right password, from elsewhere
+
+    assert blocked.status_code == 429
+    assert blocked.mimetype == PROBLEM
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 300
+    make_staff(app, "admin")
+    assert login(client, "admin@ziraai.test", ip="10.0.2.1").status_code == 200  # other accounts are not locked
+
+
+def test_login_brute_force_per_ip_is_429(app, client):
+    make_staff(app, "support")
+    for i in range(20):
+        assert login(client, f"user{i}@ziraai.test", "guess", ip="10.9.9.9").status_code == 401
+
+    blocked = login(client, "support@ziraai.test", ip="10.9.9.9")
+
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) >= 1
+    assert login(client, "support@ziraai.test", ip="10.9.9.10").status_code == 200
+
+
+def test_a_few_failures_do_not_lock_the_account(app, client):
+    """Four failures then the right password: still allowed (the limit is five)."""
+    make_staff(app, "support")
+    for _ in range(4):
+        login(client, "support@ziraai.test", "wrong")
+    assert login(client, "support@ziraai.test").status_code == 200
+
+
+def test_authenticated_requests_are_limited_per_user(app, client, monkeypatch):
+    monkeypatch.setattr(admin.auth, "USER_REQUESTS_PER_MINUTE", 3)
+    token = token_for(app, client, "support")
+    other = token_for(app, client, "admin")
+    for _ in range(3):
+        assert client.get("/api/v1/messages", headers=bearer(token)).status_code == 200
+
+    limited = client.get("/api/v1/messages", headers=bearer(token))
+
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert client.get("/api/v1/messages", headers=bearer(other)).status_code == 200
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def test_unexpected_errors_are_a_bare_500_problem(app, client, monkeypatch):
+    token = token_for(app, client, "support")
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    monkeypatch.setattr(admin.support, "paginate", boom)
+    response = client.get("/api/v1/messages", headers=bearer(token))
+
+    assert response.status_code == 500
+    assert response.mimetype == PROBLEM
+    assert "secret" not in response.get_data(as_text=True)
+
+
+def test_wrong_method_and_unknown_route_are_problems(client):
+    wrong = client.get("/api/v1/auth/login")
+    assert wrong.status_code == 405 and wrong.mimetype == PROBLEM
+    missing = client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404 and missing.mimetype == PROBLEM
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def test_create_staff_cli(app, client, runner, session):
+    result = runner.invoke(args=["create-staff", "--email", "Ops@ZiraAI.test", "--role", "support"],
+                           input="a long password 1\na long password 1\n")
+    assert result.exit_code == 0, result.output
+    assert "a long password" not in result.output.split("Repeat for confirmation:")[-1]
+    assert login(client, "ops@ziraai.test", "a long password 1").status_code == 200
+
+    duplicate = runner.invoke(args=["create-staff", "--email", "ops@ziraai.test", "--role", "admin",
+                                    "--password", "another long one"])
+    assert duplicate.exit_code != 0 and "already exists" in duplicate.output
+
+    no_sponsor = runner.invoke(args=["create-staff", "--email", "s@agro.test", "--role", "sponsor",
+                                     "--password", "a long password 2"])
+    assert no_sponsor.exit_code != 0 and "--sponsor-id" in no_sponsor.output
+
+    sponsor_id = make_sponsor(app)
+    ok = runner.invoke(args=["create-staff", "--email", "s@agro.test", "--role", "sponsor",
+                             "--sponsor-id", str(sponsor_id), "--password", "a long password 2"])
+    assert ok.exit_code == 0, ok.output
+    user = session.scalars(select(StaffUser).where(StaffUser.email == "s@agro.test")).one()
+    assert user.role == "sponsor" and user.sponsor_id == sponsor_id
+
+    short = runner.invoke(args=["create-staff", "--email", "x@ziraai.test", "--role", "admin", "--password", "short"])
+    assert short.exit_code != 0 and "at least" in short.output
+
+
+def test_parallel_guesses_cannot_overrun_the_account_limit(app, client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    make_staff(app, "support")
+
+    def guess(i: int) -> int:
+        with app.app_context():
+            return login(app.test_client(), "support@ziraai.test", f"guess {i}", ip=f"10.3.0.{i}").status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = sorted(pool.map(guess, range(12)))
+
+    assert statuses == [401] * 5 + [429] * 7
