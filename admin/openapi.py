@@ -203,6 +203,11 @@ PATHS: dict[str, Any] = {
 
 
 def document() -> dict[str, Any]:
+    """The paths and schemas here, plus those each route module declares (`OPENAPI_PATHS`, `OPENAPI_SCHEMAS`)."""
+    from admin import operations, sponsors
+
+    paths = {**PATHS, **sponsors.OPENAPI_PATHS, **operations.OPENAPI_PATHS}
+    schemas = {**SCHEMAS, **sponsors.OPENAPI_SCHEMAS, **operations.OPENAPI_SCHEMAS}
     return {
         "openapi": "3.1.0",
         "info": {"title": "ZiraAI admin API", "version": "1.0.0",
@@ -210,11 +215,11 @@ def document() -> dict[str, Any]:
                                 "every list is paginated (`page`, `per_page` <= 100)."},
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "paths": PATHS,
+        "paths": paths,
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                                "description": "Access token from /api/v1/auth/login."}},
-            "schemas": SCHEMAS,
+            "schemas": schemas,
         },
     }
 
