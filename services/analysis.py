@@ -33,6 +33,7 @@ from services.images import ImageRejected, optimise, validate
 from services.jobs import app_job
 from services.n8n import CircuitOpen, N8NClient, N8NPermanentError, N8NTransientError, build_request
 from services.queue import ANALYSIS, DEFAULT, get_queue, try_enqueue_unique
+from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
 from services.whatsapp.messages import Outbound
@@ -246,6 +247,7 @@ def complete(analysis_id: int, raw: Any) -> str:
         if a is None or a.status in DONE:
             return "ignored"
         farmer = session.get_one(Farmer, a.farmer_id)
+        sponsor_id = a.sponsor_id
         a.result = raw if isinstance(raw, dict) else {"raw": raw}
         now = utcnow()
         if result.ok:
@@ -258,6 +260,7 @@ def complete(analysis_id: int, raw: Any) -> str:
             _mark_failed(session, a, farmer, result.failure_reason or "invalid result", photo_problem=False,
                          out=replies_to_send)
     _send(replies_to_send)
+    invalidate_stats(context.redis(), sponsor_id)
     if not result.ok:
         _no_more_retries()
         raise AnalysisFailed(result.failure_reason)

@@ -39,9 +39,10 @@ from bot.types import (
     State,
     Submit,
 )
-from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, utcnow
+from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, Subscription, utcnow
 from services import context, quota, sponsorship, whatsapp
 from services.inbox import insert_ignoring_conflicts
+from services.sponsor_stats import invalidate_stats
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import GraphAPIError, WhatsAppError
 from services.whatsapp.outbox import enqueue_delivery, queue_message, send_pending
@@ -189,6 +190,9 @@ def quota_view(session: Session, farmer_id: int, now: datetime) -> replies.Quota
 
 def redeem_view(session: Session, farmer_id: int, text: str, now: datetime) -> replies.RedeemView:
     result = sponsorship.redeem(session, farmer_id, text, now)
+    if result.outcome.value in ("ok", "queued") and result.subscription_id is not None:
+        sponsor_id = session.scalar(select(Subscription.sponsor_id).where(Subscription.id == result.subscription_id))
+        invalidate_stats(context.redis(), sponsor_id)  # before commit: at worst one needless recount
     return replies.RedeemView(outcome=result.outcome.value, tier_code=result.tier_code,
                               daily_limit=result.daily_limit, monthly_limit=result.monthly_limit,
                               starts_at=result.starts_at, ends_at=result.ends_at, sponsor_name=result.sponsor_name)

@@ -330,3 +330,14 @@ def test_two_photos_in_a_row_the_second_one_counts(onboarded, session):
     onboarded.taps("Gönder")
     assert session.scalar(select(Analysis.media_id)) == "222"
     assert session.scalar(select(func.count()).select_from(Analysis)) == 1
+
+
+def test_a_redemption_drops_the_sponsors_cached_statistics(onboarded, app, session):
+    from models import Sponsor
+    from services.sponsor_stats import stats_key
+
+    [code] = codes(app, "M")
+    sponsor_id = session.scalar(select(Sponsor.id))
+    app.extensions["redis"].set(stats_key(sponsor_id), "{}")
+    onboarded.says(code)
+    assert app.extensions["redis"].get(stats_key(sponsor_id)) is None

@@ -1,0 +1,459 @@
+"""Sponsor endpoints of the admin API: CRUD, purchases and codes, CSV export, revoke, statistics and
+the tier-filtered sponsored analyses (DOMAIN.md's visibility table, `admin.visibility`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from admin.sponsors import invalidate_stats, stats_key
+from admin.visibility import COLUMNS, analysis_view, mask_phone, sponsor_tier
+from models import Analysis, AuditLog, Farmer, SponsorCode, utcnow
+from services import quota, sponsorship
+from tests.admin_helpers import bearer, login, make_sponsor, make_staff
+
+PROBLEM = "application/problem+json"
+PHONE = "+905321234567"
+RESULT = {"plant_identification": {"species": "Solanum lycopersicum"},
+          "recommendations": {"immediate": [{"action": "Bakırlı ilaç uygula", "priority": "high"}],
+                              "preventive": ["Sulamayı sabah yap"]},
+          "summary": {"overall_health_score": 4}}
+
+
+@pytest.fixture(autouse=True)
+def tiers(app):  # type: ignore[no-untyped-def]
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+
+
+def sponsor_token(app, client, sponsor_id: int, email: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    make_staff(app, "sponsor", email, sponsor_id=sponsor_id)
+    response = login(client, email)
+    assert response.status_code == 200, response.get_json()
+    return bearer(response.get_json()["access_token"])
+
+
+def staff_token(app, client, role: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    email = f"{role}@ziraai.test"
+    make_staff(app, role, email)
+    return bearer(login(client, email).get_json()["access_token"])
+
+
+@pytest.fixture
+def world(app, client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Sponsors A and B, and tokens for admin, support, a user of A and a user of B."""
+    a = make_sponsor(app, "Anadolu Tohum")
+    b = make_sponsor(app, "Bereket Gübre")
+    return {"a": a, "b": b, "admin": staff_token(app, client, "admin"), "support": staff_token(app, client, "support"),
+            "sponsor_a": sponsor_token(app, client, a, "a@sponsor.test"),
+            "sponsor_b": sponsor_token(app, client, b, "b@sponsor.test"), None: {}}
+
+
+def buy(app, sponsor_id: int, tier: str = "M", quantity: int = 3, valid_days: int = 90) -> list[str]:  # type: ignore[no-untyped-def]
+    with app.extensions["db"].session() as s, s.begin():
+        _, codes = sponsorship.create_purchase(s, sponsor_id, tier, quantity, valid_days, 30, utcnow())
+    return sorted(codes)
+
+
+def add_farmer(app, phone: str = PHONE, name: str = "Mehmet Yılmaz") -> int:  # type: ignore[no-untyped-def]
+    with app.extensions["db"].session() as s, s.begin():
+        farmer = Farmer(phone=phone, profile_name=name, created_at=utcnow(), updated_at=utcnow())
+        s.add(farmer)
+        s.flush()
+        return farmer.id
+
+
+def add_analysis(app, sponsor_id: int | None, farmer_id: int, **fields: Any) -> int:  # type: ignore[no-untyped-def]
+    now = utcnow()
+    row = {"crop": "domates", "location_text": "Antalya", "status": "completed", "health_score": 4,
+           "primary_concern": "Erken yanıklık", "diseases": [{"type": "Alternaria solani"}], "pests": [],
+           "result": RESULT, "created_at": now, "received_at": now, "completed_at": now, **fields}
+    with app.extensions["db"].session() as s, s.begin():
+        analysis = Analysis(farmer_id=farmer_id, sponsor_id=sponsor_id, **row)
+        s.add(analysis)
+        s.flush()
+        return analysis.id
+
+
+def set_code(app, code: str, **values: Any) -> None:  # type: ignore[no-untyped-def]
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(SponsorCode).where(SponsorCode.code == code).values(**values))
+
+
+# --- the visibility table ---------------------------------------------------------------------------
+
+
+def test_mask_phone():
+    assert mask_phone("+905321234567") == "+90 532 *** ** 67"
+    assert mask_phone("+4915112345678") == "+49 *********78"
+    assert mask_phone(None) is None
+
+
+def test_a_sponsors_tier_is_its_highest_purchase(app, session):
+    sponsor = make_sponsor(app)
+    assert sponsor_tier(session, sponsor) is None
+    buy(app, sponsor, "S", 1)
+    assert sponsor_tier(session, sponsor) == "S"
+    buy(app, sponsor, "L", 1)
+    buy(app, sponsor, "M", 1)
+    assert sponsor_tier(session, sponsor) == "L"
+
+
+def test_analysis_view_is_none_for_s_and_no_tier(app, session):
+    farmer = session.get(Farmer, add_farmer(app))
+    analysis = session.get(Analysis, add_analysis(app, None, farmer.id))
+    assert analysis_view(analysis, farmer, "S") is None
+    assert analysis_view(analysis, farmer, None) is None
+    assert set(analysis_view(analysis, farmer, "XL") or {}) == set(COLUMNS["XL"])
+
+
+@pytest.mark.parametrize("tier", ["M", "L", "XL"])
+def test_each_tier_sees_exactly_its_columns(app, client, world, tier):
+    a = world["a"]
+    buy(app, a, tier, 1)
+    farmer = add_farmer(app)
+    analysis_id = add_analysis(app, a, farmer)
+    headers = world["sponsor_a"]
+
+    listing = client.get(f"/api/v1/sponsors/{a}/analyses", headers=headers)
+    detail = client.get(f"/api/v1/sponsors/{a}/analyses/{analysis_id}", headers=headers)
+
+    assert listing.status_code == 200 and detail.status_code == 200
+    [row] = listing.get_json()["items"]
+    assert listing.get_json()["tier"] == tier
+    assert set(row) == set(COLUMNS[tier])
+    assert set(detail.get_json()) == set(COLUMNS[tier]) | {"tier"}
+    assert (row["crop"], row["province"], row["health_score"], row["main_concern"]) == (
+        "domates", "Antalya", 4, "Erken yanıklık")
+    assert row["diseases"] == [{"type": "Alternaria solani"}] and row["pests"] == []
+    body = listing.get_data(as_text=True) + detail.get_data(as_text=True)
+    if tier == "M":
+        assert "Mehmet" not in body and "1234567" not in body and "+90 532" not in body
+    if tier == "L":
+        assert row["farmer_name"] == "Mehmet Yılmaz"
+        assert row["farmer_phone_masked"] == "+90 532 *** ** 67"
+        assert row["recommendations"] == RESULT["recommendations"] and row["can_message"] is True
+        assert PHONE not in body and "5321234567" not in body
+    if tier == "XL":
+        assert row["farmer_phone"] == PHONE and row["report"] == RESULT
+        assert row["farmer_phone_masked"] == "+90 532 *** ** 67"
+
+
+def test_tier_s_sees_totals_only(app, client, world):
+    a = world["a"]
+    buy(app, a, "S", 2)
+    analysis_id = add_analysis(app, a, add_farmer(app))
+    for path in (f"/api/v1/sponsors/{a}/analyses", f"/api/v1/sponsors/{a}/analyses/{analysis_id}"):
+        response = client.get(path, headers=world["sponsor_a"])
+        assert response.status_code == 403 and response.mimetype == PROBLEM
+        assert "totals only" in response.get_json()["detail"]
+    stats = client.get(f"/api/v1/sponsors/{a}/statistics", headers=world["sponsor_a"])
+    assert stats.status_code == 200 and stats.get_json()["analyses"]["total"] == 1
+
+
+def test_analyses_are_only_the_sponsors_own_and_completed(app, client, world):
+    a, b = world["a"], world["b"]
+    buy(app, a, "M", 1)
+    buy(app, b, "M", 1)
+    farmer = add_farmer(app)
+    mine = add_analysis(app, a, farmer)
+    theirs = add_analysis(app, b, farmer)
+    add_analysis(app, a, farmer, status="processing", completed_at=None)
+    add_analysis(app, None, farmer)
+
+    response = client.get(f"/api/v1/sponsors/{a}/analyses", headers=world["sponsor_a"])
+    assert [r["id"] for r in response.get_json()["items"]] == [mine]
+    assert client.get(f"/api/v1/sponsors/{a}/analyses/{theirs}", headers=world["sponsor_a"]).status_code == 404
+    assert client.get(f"/api/v1/sponsors/{a}/analyses/{theirs}", headers=world["admin"]).status_code == 404
+
+
+def test_reading_sponsored_analyses_is_audited(app, client, world, session):
+    a = world["a"]
+    buy(app, a, "L", 1)
+    analysis_id = add_analysis(app, a, add_farmer(app))
+    client.get(f"/api/v1/sponsors/{a}/analyses", headers=world["sponsor_a"])
+    client.get(f"/api/v1/sponsors/{a}/analyses/{analysis_id}", headers=world["sponsor_a"])
+    actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
+    assert "sponsor.analyses.read" in actions and "sponsor.analysis.read" in actions
+
+
+# --- role matrix --------------------------------------------------------------------------------------
+
+ROLES = (None, "admin", "sponsor_a", "sponsor_b", "support")
+
+
+def test_role_matrix(app, client, world):
+    a = world["a"]
+    codes = buy(app, a, "L", 5)
+    analysis_id = add_analysis(app, a, add_farmer(app))
+    admin_only = {None: 401, "admin": 200, "sponsor_a": 403, "sponsor_b": 403, "support": 403}
+    own = {None: 401, "admin": 200, "sponsor_a": 200, "sponsor_b": 404, "support": 403}
+    created = {**own, "admin": 201, "sponsor_a": 201}
+    revoke_code = dict(zip(ROLES, codes, strict=True))  # each role tries a different unused code
+    routes: list[tuple[str, str, Any, dict[Any, int]]] = [
+        ("post", "/api/v1/sponsors", {"name": "Yeni Sponsor"}, {**admin_only, "admin": 201}),
+        ("get", "/api/v1/sponsors", None, admin_only),
+        ("get", f"/api/v1/sponsors/{a}", None, admin_only),
+        ("patch", f"/api/v1/sponsors/{a}", {"contact_email": "info@anadolu.test"}, admin_only),
+        ("post", f"/api/v1/sponsors/{a}/purchases", {"tier": "M", "quantity": 2}, created),
+        ("get", f"/api/v1/sponsors/{a}/codes", None, own),
+        ("get", f"/api/v1/sponsors/{a}/codes.csv", None, own),
+        ("post", f"/api/v1/sponsors/{a}/codes/{{code}}/revoke", None, own),
+        ("get", f"/api/v1/sponsors/{a}/statistics", None, own),
+        ("get", f"/api/v1/sponsors/{a}/analyses", None, own),
+        ("get", f"/api/v1/sponsors/{a}/analyses/{analysis_id}", None, own),
+    ]
+    for method, path, body, expected in routes:
+        for role in ROLES:
+            url = path.replace("{code}", revoke_code[role])
+            response = getattr(client, method)(url, headers=world[role], json=body)
+            assert response.status_code == expected[role], (method, url, role, response.get_json(silent=True))
+            if expected[role] >= 400:
+                assert response.mimetype == PROBLEM
+
+
+def test_sponsor_b_never_sees_that_a_exists(app, client, world):
+    """Unknown and foreign ids answer alike (404), so ids cannot be probed."""
+    a, b = world["a"], world["b"]
+    for sponsor_id in (a, 999_999):
+        for suffix in ("/codes", "/statistics", "/analyses", "/codes.csv"):
+            response = client.get(f"/api/v1/sponsors/{sponsor_id}{suffix}", headers=world["sponsor_b"])
+            assert response.status_code == 404
+    assert client.get(f"/api/v1/sponsors/{b}/codes", headers=world["sponsor_b"]).status_code == 200
+
+
+# --- sponsors CRUD ----------------------------------------------------------------------------------------
+
+
+def test_create_list_get_and_update_a_sponsor(app, client, world, session):
+    headers = world["admin"]
+    created = client.post("/api/v1/sponsors", headers=headers, json={
+        "name": "  Tarım A.Ş. ", "logo_url": "https://cdn.test/logo.png", "contact_email": "a@tarim.test",
+        "contact_phone": "+90 212 555 00 00"})
+    assert created.status_code == 201, created.get_json()
+    sponsor = created.get_json()
+    assert sponsor["name"] == "Tarım A.Ş." and sponsor["logo_url"] == "https://cdn.test/logo.png"
+
+    listing = client.get("/api/v1/sponsors", headers=headers, query_string={"q": "tarım", "per_page": 100000})
+    assert [s["id"] for s in listing.get_json()["items"]] == [sponsor["id"]]
+    assert listing.get_json()["per_page"] == 100
+    assert client.get("/api/v1/sponsors", headers=headers).get_json()["total"] == 3
+
+    patched = client.patch(f"/api/v1/sponsors/{sponsor['id']}", headers=headers, json={"logo_url": None,
+                                                                                         "name": "Tarım"})
+    assert patched.status_code == 200 and patched.get_json()["logo_url"] is None
+    fetched = client.get(f"/api/v1/sponsors/{sponsor['id']}", headers=headers).get_json()
+    assert fetched["name"] == "Tarım" and fetched["contact_email"] == "a@tarim.test" and fetched["tier"] is None
+    assert client.get("/api/v1/sponsors/987654", headers=headers).status_code == 404
+    assert client.patch("/api/v1/sponsors/987654", headers=headers, json={"name": "x"}).status_code == 404
+    actions = session.scalars(select(AuditLog.action)).all()
+    assert "sponsor.create" in actions and "sponsor.update" in actions
+
+
+@pytest.mark.parametrize("body,fields", [
+    ({}, {"name"}),
+    ({"name": ""}, {"name"}),
+    ({"name": 42}, {"name"}),
+    ({"name": "x" * 201}, {"name"}),
+    ({"name": "ok", "logo_url": "javascript:alert(1)"}, {"logo_url"}),
+    ({"name": "ok", "contact_email": "not-an-email"}, {"contact_email"}),
+    ({"name": "ok", "contact_phone": "'; DROP TABLE sponsors; --"}, {"contact_phone"}),
+    ({"name": "ok", "contact_email": ["a@b.c"]}, {"contact_email"}),
+    ({"name": "ok", "is_admin": True}, {"is_admin"}),
+])
+def test_sponsor_field_errors(client, world, body, fields):
+    response = client.post("/api/v1/sponsors", headers=world["admin"], json=body)
+    assert response.status_code == 400 and response.mimetype == PROBLEM
+    assert {e["field"] for e in response.get_json()["errors"]} == fields
+
+
+def test_a_body_that_is_not_a_json_object_is_400(client, world):
+    for data in ("[1, 2]", "not json", '"name"'):
+        response = client.post("/api/v1/sponsors", headers=world["admin"], data=data, content_type="application/json")
+        assert response.status_code == 400
+    response = client.patch(f"/api/v1/sponsors/{world['a']}", headers=world["admin"], json={"name": None})
+    assert response.status_code == 400
+
+
+# --- purchases, codes, CSV --------------------------------------------------------------------------------
+
+
+def test_purchase_of_10000_codes_all_unique_and_the_csv_lists_exactly_them(app, client, world):
+    a = world["a"]
+    response = client.post(f"/api/v1/sponsors/{a}/purchases", headers=world["sponsor_a"],
+                           json={"tier": "m", "quantity": 10_000, "code_valid_days": 60, "subscription_days": 45})
+    assert response.status_code == 201, response.get_json()
+    purchase = response.get_json()
+    codes = purchase["codes"]
+    assert (purchase["tier"], purchase["quantity"], purchase["subscription_days"]) == ("M", 10_000, 45)
+    assert len(codes) == len(set(codes)) == 10_000
+
+    export = client.get(f"/api/v1/sponsors/{a}/codes.csv", headers=world["sponsor_a"])
+    assert export.status_code == 200 and export.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))
+    assert list(rows[0]) == ["code", "tier", "status", "expires_at", "redeemed_at"]
+    assert sorted(r["code"] for r in rows) == sorted(codes)
+    assert {(r["tier"], r["status"], r["redeemed_at"]) for r in rows} == {("M", "unused", "")}
+
+    listing = client.get(f"/api/v1/sponsors/{a}/codes", headers=world["sponsor_a"],
+                         query_string={"status": "unused", "per_page": 100})
+    assert listing.get_json()["total"] == 10_000 and len(listing.get_json()["items"]) == 100
+    assert client.get(f"/api/v1/sponsors/{world['b']}/codes.csv", headers=world["admin"]).get_data(
+        as_text=True).strip() == "code,tier,status,expires_at,redeemed_at"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"tier": "XXL", "quantity": 1}, "tier"),
+    ({"tier": "TRIAL", "quantity": 1}, "tier"),
+    ({"tier": 5, "quantity": 1}, "tier"),
+    ({"tier": "M", "quantity": 0}, "quantity"),
+    ({"tier": "M", "quantity": 10_001}, "quantity"),
+    ({"tier": "M", "quantity": "10"}, "quantity"),
+    ({"tier": "M", "quantity": True}, "quantity"),
+    ({"tier": "M", "quantity": 1.5}, "quantity"),
+    ({"tier": "M"}, "quantity"),
+    ({"tier": "M", "quantity": 1, "code_valid_days": 0}, "code_valid_days"),
+    ({"tier": "M", "quantity": 1, "subscription_days": "30; DROP TABLE tiers"}, "subscription_days"),
+])
+def test_purchase_field_errors(client, world, body, field):
+    response = client.post(f"/api/v1/sponsors/{world['a']}/purchases", headers=world["admin"], json=body)
+    assert response.status_code == 400 and response.mimetype == PROBLEM
+    assert field in {e["field"] for e in response.get_json()["errors"]}
+
+
+def test_codes_by_status_count_unused_past_expiry_as_expired(app, client, world):
+    a = world["a"]
+    codes = buy(app, a, "M", 4)
+    set_code(app, codes[0], status="redeemed", redeemed_at=utcnow())
+    set_code(app, codes[1], status="revoked", revoked_at=utcnow())
+    set_code(app, codes[2], expires_at=utcnow() - timedelta(days=1))  # still "unused" in the database
+    by_status = {}
+    for status in ("unused", "redeemed", "expired", "revoked"):
+        response = client.get(f"/api/v1/sponsors/{a}/codes", headers=world["sponsor_a"],
+                              query_string={"status": status})
+        by_status[status] = [(c["code"], c["status"]) for c in response.get_json()["items"]]
+    assert by_status == {"unused": [(codes[3], "unused")], "redeemed": [(codes[0], "redeemed")],
+                         "expired": [(codes[2], "expired")], "revoked": [(codes[1], "revoked")]}
+    assert all("farmer" not in key for key in response.get_json()["items"][0])
+
+
+# --- revoke -------------------------------------------------------------------------------------------------
+
+
+def test_revoke(app, client, world, session):
+    a, b = world["a"], world["b"]
+    codes = buy(app, a, "M", 3)
+    other = buy(app, b, "M", 1)[0]
+    set_code(app, codes[1], status="redeemed", redeemed_at=utcnow())
+    set_code(app, codes[2], expires_at=utcnow() - timedelta(days=1))
+    headers = world["sponsor_a"]
+    url = f"/api/v1/sponsors/{a}/codes/{{}}/revoke"
+
+    spaced = codes[0].lower().replace("-", " ")
+    first = client.post(url.format(spaced), headers=headers)
+    assert first.status_code == 200 and first.get_json()["status"] == "revoked"
+    assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == codes[0])) == "revoked"
+    assert client.post(url.format(codes[0]), headers=headers).status_code == 409  # revoked already
+    assert client.post(url.format(codes[1]), headers=headers).status_code == 409  # redeemed
+    assert client.post(url.format(codes[2]), headers=headers).status_code == 409  # expired
+    assert client.post(url.format(other), headers=headers).status_code == 404  # B's code under A
+    assert client.post(url.format("AGRI-ZZZZ-ZZZZ"), headers=headers).status_code == 404
+    assert client.post(url.format("' OR 1=1 --"), headers=headers).status_code == 404
+    assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == other)) == "unused"
+    assert "sponsor.code.revoke" in session.scalars(select(AuditLog.action)).all()
+
+
+# --- statistics ------------------------------------------------------------------------------------------
+
+
+def test_statistics_numbers(app, client, world):
+    a = world["a"]
+    codes = buy(app, a, "M", 5)
+    buy(app, world["b"], "XL", 7)
+    set_code(app, codes[0], status="redeemed", redeemed_at=utcnow())
+    set_code(app, codes[1], status="revoked", revoked_at=utcnow())
+    set_code(app, codes[2], expires_at=utcnow() - timedelta(days=1))
+    farmer = add_farmer(app)
+    now = utcnow()
+    recent = [now - timedelta(minutes=5), now - timedelta(days=2), now - timedelta(days=2, minutes=1)]
+    add_analysis(app, a, farmer, created_at=recent[0], crop="domates", health_score=4)
+    add_analysis(app, a, farmer, created_at=recent[1], crop="biber", health_score=9)
+    add_analysis(app, a, farmer, created_at=recent[2], crop="domates", health_score=4)
+    add_analysis(app, a, farmer, created_at=now - timedelta(days=40), crop="domates", health_score=None)
+    add_analysis(app, world["b"], farmer, created_at=now, crop="mısır", health_score=1)
+
+    stats = client.get(f"/api/v1/sponsors/{a}/statistics", headers=world["sponsor_a"]).get_json()
+
+    assert stats["tier"] == "M"
+    assert stats["codes"] == {"bought": 5, "unused": 2, "redeemed": 1, "expired": 1, "revoked": 1}
+    per_day = {d["date"]: d["count"] for d in stats["analyses"]["per_day"]}
+    assert len(per_day) == 30 and sum(per_day.values()) == 3
+    assert per_day[recent[0].date().isoformat()] >= 1
+    assert stats["analyses"]["total"] == 4
+    assert stats["analyses"]["crops"] == [{"crop": "domates", "count": 3}, {"crop": "biber", "count": 1}]
+    assert stats["analyses"]["health_scores"] == {**{str(i): 0 for i in range(1, 11)}, "4": 2, "9": 1}
+
+
+def test_statistics_are_cached_and_invalidated(app, client, world):
+    a = world["a"]
+    codes = buy(app, a, "M", 3)
+    redis = app.extensions["redis"]
+    url = f"/api/v1/sponsors/{a}/statistics"
+
+    assert client.get(url, headers=world["sponsor_a"]).get_json()["analyses"]["total"] == 0
+    assert 0 < redis.ttl(stats_key(a)) <= 60
+    add_analysis(app, a, add_farmer(app))
+    assert client.get(url, headers=world["admin"]).get_json()["analyses"]["total"] == 0  # cached
+
+    invalidate_stats(redis, a)
+    assert redis.get(stats_key(a)) is None
+    assert client.get(url, headers=world["sponsor_a"]).get_json()["analyses"]["total"] == 1
+
+    assert client.post(f"/api/v1/sponsors/{a}/codes/{codes[0]}/revoke", headers=world["sponsor_a"]).status_code == 200
+    assert client.get(url, headers=world["sponsor_a"]).get_json()["codes"]["revoked"] == 1  # revoke invalidates
+    client.post(f"/api/v1/sponsors/{a}/purchases", headers=world["admin"], json={"tier": "L", "quantity": 2})
+    stats = client.get(url, headers=world["sponsor_a"]).get_json()
+    assert (stats["codes"]["bought"], stats["tier"]) == (5, "L")  # a purchase invalidates too
+
+
+# --- hostile filters -----------------------------------------------------------------------------------------
+
+NASTY = ["' OR 1=1 --", "1; DROP TABLE sponsors", "%", "_", "\\", "%' --", "\x00", "ä" * 201, "[]", "{}", "-1",
+         "99999999999999999999999", "1e9", "null", "true"]
+
+
+def test_sql_metacharacters_and_wrong_types_in_filters_never_500(app, client, world):
+    a = world["a"]
+    buy(app, a, "XL", 1)
+    add_analysis(app, a, add_farmer(app))
+    redis = app.extensions["redis"]
+    checks = [
+        ("/api/v1/sponsors", world["admin"], ("q", "page", "per_page")),
+        (f"/api/v1/sponsors/{a}/codes", world["sponsor_a"], ("status", "page", "per_page")),
+        (f"/api/v1/sponsors/{a}/analyses", world["sponsor_a"], ("crop", "since", "until", "page", "per_page")),
+    ]
+    for path, headers, params in checks:
+        for param in params:
+            for key in redis.scan_iter("admin:requests:*"):  # stay under the per-user rate limit
+                redis.delete(key)
+            for value in NASTY:
+                response = client.get(path, headers=headers, query_string={param: value})
+                assert response.status_code in (200, 400), (path, param, value, response.status_code)
+                assert response.is_json
+    # every query above came back; the tables are intact
+    assert client.get("/api/v1/sponsors", headers=world["admin"]).get_json()["total"] == 2
+    for path in ("/api/v1/sponsors/99999999999999999999999", f"/api/v1/sponsors/{a}/analyses/99999999999999999999999",
+                 "/api/v1/sponsors/abc", f"/api/v1/sponsors/{a}/analyses/abc"):
+        assert client.get(path, headers=world["admin"]).status_code == 404, path
+
+
+def test_literal_matching_of_like_wildcards(app, client, world):
+    make_sponsor(app, "100% Organik")
+    listing = client.get("/api/v1/sponsors", headers=world["admin"], query_string={"q": "%"}).get_json()
+    assert [s["name"] for s in listing["items"]] == ["100% Organik"]
+    assert client.get("/api/v1/sponsors", headers=world["admin"], query_string={"q": "_"}).get_json()["total"] == 0
