@@ -37,6 +37,9 @@ class QueryArgs:
         value = self.args.get(name)
         if value is None or value.strip() == "":
             return None
+        if "\x00" in value:  # PostgreSQL can neither store nor compare NUL: a 400, never a 500
+            self.errors.append(field_error(name, "must not contain NUL characters"))
+            return None
         return value.strip()
 
     def integer(self, name: str, default: int | None = None, *, minimum: int | None = None,

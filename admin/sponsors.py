@@ -135,15 +135,6 @@ def _sponsor_fields(body: Body, *, creating: bool) -> dict[str, Any]:
     return fields
 
 
-def _text_arg(args: QueryArgs, name: str) -> str | None:
-    """A free-text filter; NUL characters are refused (PostgreSQL cannot store or compare them)."""
-    value = args.text(name)
-    if value is not None and "\x00" in value:
-        args.add_error(name, "must not contain NUL characters")
-        return None
-    return value
-
-
 def _int_field(body: Body, name: str, minimum: int, maximum: int, default: int | None = None) -> int | None:
     value = body.data.get(name)
     if value is None:
@@ -178,7 +169,7 @@ def create_sponsor_view() -> tuple[Response, int]:
 def list_sponsors() -> Response:
     args = QueryArgs(request.args)
     page, per_page = page_args(args)
-    q = _text_arg(args, "q")
+    q = args.text("q")
     args.raise_if_errors()
     stmt = select(Sponsor)
     if q is not None:
@@ -406,7 +397,7 @@ def _sponsored(sponsor_id: int) -> Any:
 def list_analyses(sponsor_id: int) -> Response:
     args = QueryArgs(request.args)
     page, per_page = page_args(args)
-    crop = _text_arg(args, "crop")
+    crop = args.text("crop")
     since = args.datetime("since")
     until = args.datetime("until")
     if since is not None and until is not None and since >= until:

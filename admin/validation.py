@@ -35,6 +35,9 @@ class Body:
         if len(value) > max_length:
             self.errors.append(field_error(name, f"must be at most {max_length} characters"))
             return None
+        if "\x00" in value:  # PostgreSQL cannot store NUL characters
+            self.errors.append(field_error(name, "must not contain NUL characters"))
+            return None
         return value
 
     def raise_if_errors(self) -> None:
