@@ -32,7 +32,7 @@ from services.circuit import CircuitBreaker
 from services.images import ImageRejected, optimise, validate
 from services.jobs import app_job
 from services.n8n import CircuitOpen, N8NClient, N8NPermanentError, N8NTransientError, build_request
-from services.queue import ANALYSIS, DEFAULT, get_queue, try_enqueue_unique
+from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_enqueue_unique
 from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
@@ -87,11 +87,6 @@ def on_run_failed(job: Any, connection: Any, exc_type: type, exc_value: BaseExce
 ON_FAILURE = Callback("services.analysis.on_run_failed")
 
 
-def _final_attempt() -> bool:
-    job = get_current_job()
-    return job is None or not job.retries_left
-
-
 def _no_more_retries() -> None:
     """A permanent failure: RQ must not retry it, but should keep it in the failed registry."""
     job = get_current_job()
@@ -140,13 +135,13 @@ def run_analysis(analysis_id: int) -> str:
     except MediaError as exc:
         return _fail_now(analysis_id, f"media download failed: {exc}", photo_problem=True)
     except GraphAPIError as exc:
-        if exc.retryable and not _final_attempt():
+        if exc.retryable and not is_final_attempt():
             raise
         return _fail_now(analysis_id, f"media download failed: Graph API {exc.code} {exc.title}", photo_problem=True)
     except CircuitOpen as exc:
         return _wait_for_circuit(analysis_id, exc.retry_after)
     except N8NTransientError as exc:
-        if _final_attempt():
+        if is_final_attempt():
             _fail(analysis_id, f"N8N unavailable after retries: {exc}")
         raise
     except N8NPermanentError as exc:

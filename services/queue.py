@@ -12,7 +12,7 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Callback, Queue, Retry
+from rq import Callback, Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,12 @@ def backoff_intervals(base: int, retries: int) -> list[int]:
 
 def retry_policy(base: int, retries: int = 4) -> Retry:
     return Retry(max=retries, interval=backoff_intervals(base, retries))
+
+
+def is_final_attempt() -> bool:
+    """Inside an RQ job: no retry is left (or no job at all), so a failure now is the last word."""
+    job = get_current_job()
+    return job is None or not job.retries_left
 
 
 def inbound_retry() -> Retry:

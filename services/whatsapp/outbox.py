@@ -15,14 +15,13 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from models import Direction, Message, MessageStatus, utcnow
 from services import context, whatsapp
 from services.inbox import apply_recorded_statuses
 from services.jobs import app_job
-from services.queue import OUTBOUND, retry_policy, try_enqueue_unique
+from services.queue import OUTBOUND, is_final_attempt, retry_policy, try_enqueue_unique
 from services.whatsapp.errors import GraphAPIError, Policy
 from services.whatsapp.messages import Outbound
 
@@ -66,15 +65,10 @@ def _outbound_to_dict(out: Outbound) -> dict[str, Any]:
             "template_params": out.template_params}
 
 
-def _is_final_attempt() -> bool:
-    job = get_current_job()
-    return job is None or not job.retries_left
-
-
 @app_job
 def deliver(message_id: int) -> str:
     """The `outbound` job: send one pending message; the last RQ attempt marks a retryable failure final."""
-    return send_pending(message_id, final=_is_final_attempt())
+    return send_pending(message_id, final=is_final_attempt())
 
 
 def send_pending(message_id: int, *, final: bool) -> str:
