@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
-PORT   ?= 8000
 
 .PHONY: install run test lint migrate check-migrations bench clean
 
@@ -17,19 +16,12 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/alembic upgrade head
 
-# Embedded defaults (no REDIS_URL): one web process with the queue and its worker inside it.
-# With REDIS_URL set: the web process plus a worker and the scheduler, stopped together by Ctrl-C.
-run: migrate
-	@redis_url="$${REDIS_URL:-$$(grep -s '^REDIS_URL=' .env | cut -d= -f2-)}"; \
-	echo "ZiraAI WhatsApp bot on http://127.0.0.1:$(PORT)  (webhook: /webhooks/whatsapp, health: /health/ready)"; \
-	if [ -z "$$redis_url" ]; then \
-	  exec $(BIN)/gunicorn wsgi:app --bind 127.0.0.1:$(PORT) --workers 1 --threads 8 --log-level info; \
-	else \
-	  trap 'kill 0' INT TERM EXIT; \
-	  $(BIN)/flask --app app:create_app worker & \
-	  $(BIN)/flask --app app:create_app scheduler & \
-	  $(BIN)/gunicorn wsgi:app --bind 127.0.0.1:$(PORT) --workers 2 --threads 8 --log-level info; \
-	fi
+# Migrate, seed the demo data, start everything, print the simulator's address and the admin login;
+# Ctrl-C stops it all (devtools/run.py). Embedded defaults (no REDIS_URL): one gunicorn process holding
+# the queue, its worker thread and the periodic tasks; with REDIS_URL: gunicorn + `flask worker` +
+# `flask scheduler`. The environment (or .env) wins: PORT, REDIS_URL, WHATSAPP_API_BASE, N8N_WEBHOOK_URL.
+run: install
+	@$(if $(filter command line,$(origin PORT)),PORT=$(PORT) )exec $(BIN)/python -m devtools.run
 
 # The whole suite. On SQLite + fakeredis by default; set TEST_DATABASE_URL / TEST_REDIS_URL
 # to run the same tests against real PostgreSQL and Redis (as CI does).

@@ -10,14 +10,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
+from flask_cors import CORS
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.db import Database
 from services import context
 from services.logs import configure_logging
+from services.queue import QUEUE_NAMES
 from services.redis_conn import connect
 from services.storage import storage_from_settings
 from settings import Settings, check_settings, load_settings
@@ -36,6 +39,13 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(TESTING=settings.TESTING, MAX_CONTENT_LENGTH=3 * 1024 * 1024, JSON_SORT_KEYS=False)
+    if settings.TRUSTED_PROXIES > 0:  # client IPs (login limits, audit log) from the trusted proxies' headers
+        n = settings.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
+    if settings.cors_origins:  # browsers on these origins only, and only the admin API
+        CORS(app, resources={r"/api/v1/*": {"origins": settings.cors_origins}}, supports_credentials=False,
+             allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After", "Content-Disposition"],
+             methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"], max_age=600)
     app.extensions["settings"] = settings
     app.extensions["db"] = Database(settings.database_url)
     app.extensions["redis"] = connect(settings.REDIS_URL)
@@ -47,21 +57,27 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["media_max_age"] = settings.MEDIA_URL_MAX_AGE
 
     from admin import bp as admin_bp
+    from admin.rq_dashboard import bp as rq_dashboard_bp
     from webhooks.media import bp as media_bp
     from webhooks.n8n import bp as n8n_bp
+    from webhooks.report import bp as report_bp
     from webhooks.whatsapp import bp as whatsapp_bp
 
     app.register_blueprint(whatsapp_bp)
     app.register_blueprint(n8n_bp)
     app.register_blueprint(media_bp)
+    app.register_blueprint(report_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(rq_dashboard_bp)
     if settings.DEV_TOOLS and not settings.is_production:
         import devtools
 
         devtools.register(app)
     _register_health(app)
+    _register_metrics(app)
     _register_errors(app)
     _register_cli(app)
+    _register_operator_cli(app)
     return app
 
 
@@ -95,12 +111,32 @@ def _register_health(app: Flask) -> None:
         return jsonify({"status": "ok" if ok else "error", "checks": checks}), 200 if ok else 503
 
 
+def _register_metrics(app: Flask) -> None:
+    @app.get("/metrics")
+    def metrics_view() -> Response | tuple[Response, int]:
+        """Prometheus exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        from services import metrics
+
+        token = app.extensions["settings"].METRICS_TOKEN
+        if token and not metrics.token_ok(request.headers.get("Authorization"), token):
+            response = jsonify({"type": "about:blank", "title": "Unauthorized", "status": 401,
+                                "detail": "A valid bearer token is required."})
+            response.mimetype = "application/problem+json"
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response, 401
+        body, content_type = metrics.render(context.redis(), request.headers.get("Accept"))
+        return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
+
+
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
         response = jsonify({"type": "about:blank", "title": exc.name, "status": status, "detail": exc.description})
         response.mimetype = "application/problem+json"
+        for name, value in exc.get_headers():  # e.g. `Allow` on a 405 (RFC 9110); the body is ours
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response, status
 
 
@@ -177,6 +213,16 @@ def _register_cli(app: Flask) -> None:
         else:
             click.echo("\n\n".join(t.describe() for t in TEMPLATES.values()))
 
+    @app.cli.command("seed-demo")
+    @click.option("--new-admin-password", is_flag=True, help="Give admin@ziraai.local a new random password.")
+    def seed_demo_command(new_admin_password: bool) -> None:
+        """Demo data (idempotent): tiers, sponsor Demo Tarım A.Ş. with 20 M-tier codes, an admin user."""
+        from devtools.demo import seed_demo
+
+        if app.extensions["settings"].is_production:
+            raise click.UsageError("seed-demo is for development; it refuses to run with APP_ENV=production")
+        click.echo("\n".join(seed_demo(app.extensions["db"], new_admin_password=new_admin_password).lines()))
+
     @app.cli.command("chat")
     @click.option("--url", default=None, help="The running app (default: http://127.0.0.1:PORT).")
     @click.option("--phone", default="+905321234567", show_default=True, help="The farmer's number.")
@@ -206,3 +252,57 @@ def _register_cli(app: Flask) -> None:
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
         click.echo(f"created {user.role} {user.email} (id {user.id})")
+
+
+def _register_operator_cli(app: Flask) -> None:
+    @app.cli.command("requeue-failed")
+    @click.option("--queue", type=click.Choice(QUEUE_NAMES), default=None, help="Only this queue's failed jobs.")
+    @click.option("--all", "requeue_all", is_flag=True, help="Every failed job (of --queue, or of all queues).")
+    @click.option("--force", is_flag=True, help="Also jobs of failed analyses, which were refunded (run for free).")
+    @click.argument("job_ids", nargs=-1)
+    def requeue_failed_command(queue: str | None, requeue_all: bool, force: bool, job_ids: tuple[str, ...]) -> None:
+        """Move jobs from RQ's failed registry back to their queue: --all, or the JOB_IDs given."""
+        from services.failed_jobs import Requeue, failed_ids, requeue
+
+        if requeue_all == bool(job_ids):
+            raise click.UsageError("give either --all or one or more JOB_IDs")
+        redis = app.extensions["redis"]
+        wanted = [job_id for _, job_id in failed_ids(redis, queue)] if requeue_all else list(job_ids)
+        done = missing = 0
+        for job_id in wanted:
+            outcome, found_in = requeue(redis, app.extensions["db"], job_id, queue=queue, force=force)
+            if outcome is Requeue.REQUEUED:
+                done += 1
+                click.echo(f"requeued {job_id} ({found_in})")
+            elif outcome is Requeue.REFUNDED:
+                click.echo(f"skipped {job_id} ({found_in}): its analysis failed and was refunded; --force runs it "
+                           "anyway, for free")
+            else:
+                missing += 1
+                click.echo(f"not found {job_id}: in no failed registry" + (f" of {queue}" if queue else ""))
+        click.echo(f"requeued {done} of {len(wanted)} job(s)")
+        if missing:
+            raise SystemExit(1)
+
+    @app.cli.command("purge-media")
+    @click.option("--older-than-days", required=True, type=click.IntRange(min=1),
+                  help="Delete photos stored more than this many days ago.")
+    @click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
+    def purge_media_command(older_than_days: int, dry_run: bool) -> None:
+        """Delete stored originals and optimised photos older than N days (analyses keep their rows)."""
+        from services.media_purge import purge_media
+
+        report = purge_media(app.extensions["storage"], app.extensions["db"], older_than_days, dry_run=dry_run)
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(f"photos stored before {report.cutoff:%Y-%m-%d %H:%M} UTC:")
+        for kind in report.files:
+            click.echo(f"  {kind}: {verb} {report.files[kind]} file(s), {report.bytes[kind]} bytes")
+        click.echo(f"total: {verb} {sum(report.files.values())} file(s), {sum(report.bytes.values())} bytes")
+        if not dry_run:
+            click.echo(f"photo keys cleared on analyses: {report.keys_cleared}")
+        for store in report.unreachable:
+            click.echo(f"could not list {store}; see the log")
+        if report.failed:
+            click.echo(f"could not delete {report.failed} file(s); see the log, they are tried again next time")
+        if report.failed or report.unreachable:
+            raise SystemExit(1)

@@ -8,6 +8,7 @@ a `Settings` object, so tests build one from a plain dict.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,6 +29,7 @@ DEV_SECRETS = {
 SECRET_NAMES = tuple(DEV_SECRETS)
 WEAK_SECRET_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-")
 MIN_SECRET_LENGTH = {"JWT_SECRET": 32, "WHATSAPP_APP_SECRET": 16, "N8N_SECRET": 16}
+MIN_METRICS_TOKEN_LENGTH = 16
 
 
 class SettingsError(RuntimeError):
@@ -72,8 +74,15 @@ class Settings:
     CIRCUIT_COOLDOWN_SECONDS: int = 60
     MEDIA_DIR: str = ""  # empty: instance/media
     MEDIA_URL_MAX_AGE: int = 3600  # signed image links handed to N8N expire after this many seconds
+    REPORT_URL_MAX_AGE: int = 7 * 24 * 3600  # the farmer's report page link (`Detaylar`) works this many seconds
     MEDIA_S3_BUCKET: str = ""  # optional S3-compatible primary store (needs boto3); MEDIA_DIR is then the fallback
     MEDIA_S3_ENDPOINT: str = ""
+    ADMIN_REQUESTS_PER_MINUTE: int = 100  # admin API: requests per staff user per minute, then 429
+    ADMIN_LOGIN_FAILURES_PER_ACCOUNT: int = 5  # failed logins per account in 5 minutes, then 429
+    ADMIN_LOGIN_FAILURES_PER_IP: int = 20  # failed logins per client IP in 5 minutes, then 429
+    CORS_ORIGINS: str = ""  # comma-separated browser origins allowed to call /api/v1 (empty: none)
+    TRUSTED_PROXIES: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto headers are believed
+    METRICS_TOKEN: str = ""  # bearer token for GET /metrics; empty: open (development only)
     EMBEDDED_WORKER: bool = True
     TESTING: bool = False
     # Names of settings the environment did not provide (used for the production check).
@@ -99,8 +108,19 @@ class Settings:
         return self.PUBLIC_BASE_URL.rstrip("/") + "/dev/n8n/analyze"
 
     @property
+    def whatsapp_api_base(self) -> str:
+        """The Graph API; in development with none in the environment, the dev tools' stand-in."""
+        if "WHATSAPP_API_BASE" not in self.missing or not self.DEV_TOOLS or self.is_production:
+            return self.WHATSAPP_API_BASE
+        return self.PUBLIC_BASE_URL.rstrip("/") + "/dev/graph/v21.0"
+
+    @property
     def embedded_redis(self) -> bool:
         return not self.REDIS_URL
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.CORS_ORIGINS.split(",") if o.strip()]
 
     def problems(self) -> list[str]:
         """Everything that makes this configuration unsafe for production."""
@@ -126,6 +146,13 @@ class Settings:
             found.append("DEV_TOOLS must be off in production")
         if self.N8N_MODE not in {"sync", "callback"}:
             found.append("N8N_MODE must be 'sync' or 'callback'")
+        if not self.METRICS_TOKEN:
+            found.append("METRICS_TOKEN is not set (GET /metrics would be open to anyone)")
+        elif len(self.METRICS_TOKEN) < MIN_METRICS_TOKEN_LENGTH:
+            found.append(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
+        for origin in self.cors_origins:
+            if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+                found.append(f"CORS_ORIGINS must list exact https origins (https://host[:port]), not {origin!r}")
         return found
 
 
@@ -168,6 +195,8 @@ def load_settings(overrides: Mapping[str, object] | None = None, *, environ: Map
             values[f.name] = default
             continue
         values[f.name] = _coerce(f.name, raw, default)
+    if "PUBLIC_BASE_URL" in missing and not production:
+        values["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{values['PORT']}"  # follows PORT in development
     return Settings(**values, missing=frozenset(missing))  # type: ignore[arg-type]
 
 

@@ -23,6 +23,6 @@ def _security_headers(response: Response) -> Response:
 
 
 # The route modules register themselves on `bp`.
-from admin import auth, openapi, operations, sponsors, support  # noqa: E402
+from admin import auth, openapi, operations, runtime_settings, sponsor_messages, sponsors, support  # noqa: E402
 
-__all__ = ["auth", "bp", "openapi", "operations", "sponsors", "support"]
+__all__ = ["auth", "bp", "openapi", "operations", "runtime_settings", "sponsor_messages", "sponsors", "support"]

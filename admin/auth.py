@@ -7,7 +7,9 @@
   issues the next token of the same family; presenting a used token again (someone copied it)
   revokes the whole family.
 - Rate limits (Redis fixed windows, shared by every process): failed logins per account and per IP,
-  and requests per user on every authenticated route; over the limit -> 429 with `Retry-After`.
+  and requests per user on every authenticated route; over the limit -> 429 with `Retry-After`. The
+  limits are settings (`ADMIN_LOGIN_FAILURES_PER_ACCOUNT`, `ADMIN_LOGIN_FAILURES_PER_IP`,
+  `ADMIN_REQUESTS_PER_MINUTE`), so a test or an operator can change them without touching the code.
 """
 
 from __future__ import annotations
@@ -43,9 +45,6 @@ PASSWORD_METHOD = "scrypt"
 MIN_PASSWORD_LENGTH = 10
 
 LOGIN_WINDOW_SECONDS = 5 * 60
-LOGIN_FAILURES_PER_ACCOUNT = 5
-LOGIN_FAILURES_PER_IP = 20
-USER_REQUESTS_PER_MINUTE = 100
 
 ROLES = tuple(r.value for r in StaffRole)
 INVALID_CREDENTIALS = "Invalid email or password."
@@ -210,7 +209,7 @@ def _login_keys(email: str) -> tuple[str, str]:
 
 def _enforce_user_rate(user_id: int) -> None:
     count, ttl = count_in_window(f"admin:requests:user:{user_id}", 60)
-    if count > USER_REQUESTS_PER_MINUTE:
+    if count > context.settings().ADMIN_REQUESTS_PER_MINUTE:
         raise _too_many(ttl, "Too many requests; slow down.")
 
 
@@ -274,13 +273,15 @@ def login() -> Response:
     # Each attempt takes a slot before the password is checked, so parallel guesses cannot overrun the
     # limit; a successful login gives its slots back, so only failures count.
     account_key, ip_key = _login_keys(email)
+    settings = context.settings()
+    ip_limit, account_limit = settings.ADMIN_LOGIN_FAILURES_PER_IP, settings.ADMIN_LOGIN_FAILURES_PER_ACCOUNT
     ip_count, ip_wait = count_in_window(ip_key, LOGIN_WINDOW_SECONDS)
     account_count, account_wait = count_in_window(account_key, LOGIN_WINDOW_SECONDS)
-    if ip_count > LOGIN_FAILURES_PER_IP or account_count > LOGIN_FAILURES_PER_ACCOUNT:
+    if ip_count > ip_limit or account_count > account_limit:
         refund_in_window(account_key)  # no password was checked: the attempt does not count
         refund_in_window(ip_key)
-        waits = [w for n, limit, w in ((ip_count, LOGIN_FAILURES_PER_IP, ip_wait),
-                                       (account_count, LOGIN_FAILURES_PER_ACCOUNT, account_wait)) if n > limit]
+        waits = [w for n, limit, w in ((ip_count, ip_limit, ip_wait), (account_count, account_limit, account_wait))
+                 if n > limit]
         raise _too_many(max(waits), "Too many failed logins; try again later.")
 
     with context.db().reader() as session:  # the slow hash check holds no write lock

@@ -36,15 +36,19 @@ _AUTHED_ERRORS = {
     "403": _problem("The role may not use this endpoint."),
     "429": _TOO_MANY,
 }
+# Every query parameter is optional, and an empty one (`?crop=`) is the same as leaving it out.
 _PAGE_PARAMS = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
-    {"name": "per_page", "in": "query", "description": f"Values above {MAX_PER_PAGE} are capped at {MAX_PER_PAGE}.",
+    {"name": "page", "in": "query", "allowEmptyValue": True,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
+    {"name": "per_page", "in": "query", "allowEmptyValue": True,
+     "description": f"Values above {MAX_PER_PAGE} are capped at {MAX_PER_PAGE}.",
      "schema": {"type": "integer", "minimum": 1, "default": DEFAULT_PER_PAGE}},
 ]
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    return {"name": name, "in": "query", "required": False, "allowEmptyValue": True, "schema": schema,
+            "description": description}
 
 
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
@@ -182,7 +186,8 @@ PATHS: dict[str, Any] = {
                                            "read", "failed"]}, "Message status."),
                 _query("error_code", {"type": "integer", "minimum": 0}, "Meta's error code of a failed message."),
                 _query("since", {"type": "string", "format": "date-time"}, "Created at or after (UTC if no offset)."),
-                _query("until", {"type": "string", "format": "date-time"}, "Created before (UTC if no offset)."),
+                _query("until", {"type": "string", "format": "date-time"},
+                       "Created before (UTC if no offset); later than `since`."),
                 _query("q", {"type": "string", "maxLength": 200}, "Text contains (case-insensitive, literal)."),
             ],
             "responses": {"200": _json("A page of messages.", _ref("MessagePage")), **_AUTHED_ERRORS},
@@ -194,7 +199,7 @@ PATHS: dict[str, Any] = {
             "summary": "A farmer's transcript, oldest first, with statuses and errors (roles: support, admin). "
                        "Audited.",
             "parameters": [{"name": "farmer_id", "in": "path", "required": True,
-                            "schema": {"type": "integer", "minimum": 0}}, *_PAGE_PARAMS],
+                            "schema": {"type": "integer", "minimum": 0}, "example": 1}, *_PAGE_PARAMS],
             "responses": {"200": _json("A page of messages.", _ref("MessagePage")), **_AUTHED_ERRORS,
                           "404": _problem("No farmer with this id.")},
         },
@@ -204,10 +209,11 @@ PATHS: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     """The paths and schemas here, plus those each route module declares (`OPENAPI_PATHS`, `OPENAPI_SCHEMAS`)."""
-    from admin import operations, sponsors
+    from admin import operations, runtime_settings, sponsor_messages, sponsors
 
-    paths = {**PATHS, **sponsors.OPENAPI_PATHS, **operations.OPENAPI_PATHS}
-    schemas = {**SCHEMAS, **sponsors.OPENAPI_SCHEMAS, **operations.OPENAPI_SCHEMAS}
+    modules = (sponsors, sponsor_messages, operations, runtime_settings)
+    paths = {**PATHS, **{p: ops for m in modules for p, ops in m.OPENAPI_PATHS.items()}}
+    schemas = {**SCHEMAS, **{n: s for m in modules for n, s in m.OPENAPI_SCHEMAS.items()}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "ZiraAI admin API", "version": "1.0.0",

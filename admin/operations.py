@@ -8,6 +8,7 @@ View functions are prefixed `ops_` so their endpoint names never collide with ot
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from admin import bp
@@ -26,7 +27,7 @@ from admin.auth import ROLES, create_staff_user, require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import _AUTHED_ERRORS, _PAGE_PARAMS, _json, _problem, _query, _ref
 from admin.pagination import MAX_PER_PAGE, QueryArgs, page_args, paginate
-from admin.validation import Body
+from admin.validation import MAX_ROW_ID, Body
 from models import (
     Analysis,
     AnalysisStatus,
@@ -41,7 +42,15 @@ from models import (
 )
 from services import context
 from services.queue import QUEUE_NAMES, get_queue
-from services.quota import TRIAL, current_subscription, lock_farmer, queued_subscriptions, quota_status, tier_by_code
+from services.quota import (
+    TRIAL,
+    add_subscription,
+    current_subscription,
+    lock_farmer,
+    queued_subscriptions,
+    quota_status,
+    tier_by_code,
+)
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _ANALYSIS_JOB = re.compile(r"analysis-(\d{1,18})")
@@ -71,7 +80,7 @@ def _phone_for_viewer(phone: str | None) -> str | None:
 
 
 def _int_path(value: int) -> int:
-    if value > 2**63 - 1:
+    if value > MAX_ROW_ID:
         raise ApiError(404, "Not found.")
     return value
 
@@ -127,7 +136,7 @@ def ops_list_analyses() -> Response:
     args = QueryArgs(request.args)
     page, per_page = page_args(args)
     status = args.choice("status", [s.value for s in AnalysisStatus])
-    farmer_id = args.integer("farmer_id", minimum=1, maximum=2**63 - 1)
+    farmer_id = args.integer("farmer_id", minimum=1, maximum=MAX_ROW_ID)
     since = args.datetime("since")
     until = args.datetime("until")
     crop = args.text("crop", max_length=100)
@@ -148,14 +157,15 @@ def ops_list_analyses() -> Response:
         stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
     stmt = stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc())
     with context.db().reader() as session:
-        phones: dict[int, str | None] = {}
+        phones: dict[int, str] = {}
 
-        def serialize(a: Analysis) -> dict[str, Any]:
-            if a.farmer_id not in phones:
-                phones[a.farmer_id] = session.scalar(select(Farmer.phone).where(Farmer.id == a.farmer_id))
-            return _analysis_json(a, phones[a.farmer_id])
+        def load_phones(rows: Sequence[Analysis]) -> None:  # one query per page
+            ids = {a.farmer_id for a in rows}
+            phones.update((fid, phone) for fid, phone in session.execute(
+                select(Farmer.id, Farmer.phone).where(Farmer.id.in_(ids))))
 
-        result = paginate(session, stmt, page, per_page, serialize)
+        result = paginate(session, stmt, page, per_page, lambda a: _analysis_json(a, phones.get(a.farmer_id)),
+                          load_phones)
     filters = {k: v for k, v in {"status": status, "farmer_id": farmer_id, "since": _iso(since),
                                  "until": _iso(until), "crop": crop}.items() if v is not None}
     audit("analyses.search", "analysis", None, {"filters": filters, "page": page, "total": result["total"]})
@@ -469,26 +479,10 @@ def ops_grant_subscription(farmer_id: int) -> tuple[Response, int]:
             raise ApiError(400, "Some fields of the request body are invalid.",
                            errors=[field_error("tier_code", "must be the code of an active paid tier")])
         lock_farmer(session, farmer_id)
-        active = current_subscription(session, farmer_id, now)
         if queued_subscriptions(session, farmer_id):
             raise ApiError(409, "The farmer already has a subscription queued; grant again after it starts.")
-        replaces_trial = active is not None and session.get_one(Tier, active.tier_id).code == TRIAL
-        if active is not None and replaces_trial:
-            session.execute(
-                update(Subscription)
-                .where(Subscription.id == active.id, Subscription.status == SubscriptionStatus.ACTIVE.value)
-                .values(status=SubscriptionStatus.CANCELLED.value, ends_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            session.expire(active)
-        if active is None or replaces_trial:
-            status, starts_at = SubscriptionStatus.ACTIVE, now
-        else:
-            status, starts_at = SubscriptionStatus.QUEUED, active.ends_at
-        sub = Subscription(farmer_id=farmer_id, tier_id=tier.id, status=status.value, starts_at=starts_at,
-                           ends_at=starts_at + timedelta(days=days), created_at=now)
-        session.add(sub)
-        session.flush()
+        sub = add_subscription(session, farmer_id, tier.id, timedelta(days=days), now)
+        status = SubscriptionStatus(sub.status)
         result = _subscription_json(sub, tier)
         audit("subscription.grant", "subscription", sub.id,
               {"farmer_id": farmer_id, "tier_code": tier.code, "days": days, "status": status.value},
@@ -573,7 +567,7 @@ def ops_audit_log() -> Response:
     """The audit log, newest first, filtered by user and action."""
     args = QueryArgs(request.args)
     page, per_page = page_args(args)
-    user_id = args.integer("user_id", minimum=1, maximum=2**63 - 1)
+    user_id = args.integer("user_id", minimum=1, maximum=MAX_ROW_ID)
     action = args.converted("action", _action, "must be an action name such as analysis.read")
     args.raise_if_errors()
     stmt = select(AuditLog)
@@ -589,8 +583,8 @@ def ops_audit_log() -> Response:
 # --- OpenAPI -------------------------------------------------------------------------------------
 
 
-def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": schema}
+def _path_param(name: str, schema: dict[str, Any], example: Any) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "example": example}
 
 
 def _page_of(item: str) -> dict[str, Any]:
@@ -691,12 +685,15 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "type": "object", "minProperties": 1, "additionalProperties": False,
         "properties": {"daily_limit": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
                        "monthly_limit": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
-                       "price_try": {"type": ["number", "string"], "description": "0 to 99999999.99, 2 decimals"},
+                       "price_try": {"type": ["number", "string"], "minimum": 0, "maximum": 99999999.99,
+                                     "pattern": "^[0-9]{1,8}([.][0-9]{1,2})?$",
+                                     "description": "0 to 99999999.99, at most 2 decimals, e.g. 99.99 or \"99.99\""},
                        "active": {"type": "boolean"}},
     },
     "SubscriptionGrant": {
-        "type": "object", "required": ["tier_code", "days"],
-        "properties": {"tier_code": {"type": "string", "maxLength": 10, "description": "An active paid tier."},
+        "type": "object", "required": ["tier_code", "days"], "examples": [{"tier_code": "M", "days": 30}],
+        "properties": {"tier_code": {"type": "string", "minLength": 1, "maxLength": 10,
+                                     "description": "An active paid tier."},
                        "days": {"type": "integer", "minimum": 1, "maximum": MAX_GRANT_DAYS}},
     },
     "StaffUser": {
@@ -710,7 +707,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "properties": {"email": {"type": "string", "format": "email", "maxLength": 254},
                        "password": {"type": "string", "minLength": 10, "maxLength": 1024},
                        "role": {"enum": list(ROLES)},
-                       "sponsor_id": {**_NINT, "description": "Required for, and only for, a sponsor user."}},
+                       "sponsor_id": {**_NINT, "minimum": 1, "maximum": 2**31 - 1,
+                                      "description": "Required for, and only for, a sponsor user."}},
     },
     "AuditEntry": {
         "type": "object", "required": ["id", "action", "at"],
@@ -722,7 +720,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "AuditPage": _page_of("AuditEntry"),
 }
 
-_FARMER = _path_param("farmer_id", _ID)
+_FARMER = _path_param("farmer_id", _ID, 1)
 _NO_FARMER = _problem("No farmer with this id.")
 
 OPENAPI_PATHS: dict[str, Any] = {
@@ -732,9 +730,11 @@ OPENAPI_PATHS: dict[str, Any] = {
         "parameters": [
             *_PAGE_PARAMS,
             _query("status", {"enum": _STATUSES}, "Analysis status."),
-            _query("farmer_id", {"type": "integer", "minimum": 1}, "Only this farmer's analyses."),
+            _query("farmer_id", {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                   "Only this farmer's analyses."),
             _query("since", {"type": "string", "format": "date-time"}, "Created at or after (UTC if no offset)."),
-            _query("until", {"type": "string", "format": "date-time"}, "Created before (UTC if no offset)."),
+            _query("until", {"type": "string", "format": "date-time"},
+                   "Created before (UTC if no offset); later than `since`."),
             _query("crop", {"type": "string", "maxLength": 100}, "Crop contains (case-insensitive, literal)."),
         ],
         "responses": {"200": _json("A page of analyses.", _ref("AnalysisPage")), **_AUTHED_ERRORS},
@@ -743,7 +743,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "operationId": "getAnalysis", "tags": ["support"],
         "summary": "One analysis with its raw result, failure reason and timestamps (roles: support, admin). "
                    "Audited.",
-        "parameters": [_path_param("analysis_id", _ID)],
+        "parameters": [_path_param("analysis_id", _ID, 1)],
         "responses": {"200": _json("The analysis.", _ref("AnalysisDetail")), **_AUTHED_ERRORS,
                       "404": _problem("No analysis with this id.")},
     }},
@@ -758,7 +758,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "operationId": "retryFailedJob", "tags": ["support"],
         "summary": "Requeue a failed job (roles: support, admin). A failed analysis's job is refused with 409 "
                    "(it was refunded: ask the farmer to resend) unless an admin passes force=true. Audited.",
-        "parameters": [_path_param("job_id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}),
+        "parameters": [_path_param("job_id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}, "analysis-2"),
                        _query("force", {"enum": ["true", "false"]}, "Admin only: retry a failed analysis anyway.")],
         "responses": {"200": _json("Requeued.", _ref("RequeuedJob")), **_AUTHED_ERRORS,
                       "404": _problem("No failed job with this id."),
@@ -797,7 +797,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/tiers/{code}": {"patch": {
         "operationId": "updateTier", "tags": ["admin"],
         "summary": "Change a tier's limits, price or active flag (role: admin). Audited.",
-        "parameters": [_path_param("code", {"type": "string", "maxLength": 10})],
+        "parameters": [_path_param("code", {"type": "string", "maxLength": 10}, "M")],
         "requestBody": _body("TierUpdate"),
         "responses": {"200": _json("The tier.", _ref("Tier")), **_AUTHED_ERRORS, **_BODY_ERRORS,
                       "404": _problem("No tier with this code.")},
@@ -817,7 +817,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/audit": {"get": {
         "operationId": "auditLog", "tags": ["admin"], "summary": "The audit log, newest first (role: admin).",
-        "parameters": [*_PAGE_PARAMS, _query("user_id", {"type": "integer", "minimum": 1}, "Only this staff user."),
+        "parameters": [*_PAGE_PARAMS, _query("user_id", {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                              "Only this staff user."),
                        _query("action", {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"}, "Only this action.")],
         "responses": {"200": _json("A page of audit rows.", _ref("AuditPage")), **_AUTHED_ERRORS},
     }},

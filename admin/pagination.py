@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -111,8 +111,12 @@ def page_args(args: QueryArgs) -> tuple[int, int]:
 
 
 def paginate(session: Session, stmt: Select[Any], page: int, per_page: int,
-             serialize: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """`{"items", "page", "per_page", "total"}` for an ordered `select(Model)` statement."""
+             serialize: Callable[[Any], dict[str, Any]],
+             prepare: Callable[[Sequence[Any]], None] | None = None) -> dict[str, Any]:
+    """`{"items", "page", "per_page", "total"}` for an ordered `select(Model)` statement. `prepare` sees
+    the page's rows before they are serialized (to load what they refer to in one query, not one each)."""
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)).all()
+    if prepare is not None:
+        prepare(rows)
     return {"items": [serialize(r) for r in rows], "page": page, "per_page": per_page, "total": total}

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import _AUTHED_ERRORS, _PAGE_PARAMS, _json, _problem, _query, _ref
 from admin.pagination import QueryArgs, page_args, paginate
-from admin.validation import Body
+from admin.validation import MAX_ROW_ID, Body
 from admin.visibility import COLUMNS, TIER_ORDER, analysis_view, sees_analyses, sponsor_tier
 from bot.codes import normalize_code
 from models import Analysis, AnalysisStatus, CodeStatus, Farmer, Sponsor, SponsorCode, Tier, utcnow
@@ -43,7 +44,7 @@ STATS_DAYS = 30
 MAX_DAYS = 3650
 CODE_STATUSES = tuple(s.value for s in CodeStatus)
 TOTALS_ONLY = "Your package shows totals only; see the statistics."
-MAX_ID = 2**63 - 1  # larger path ids match nothing (and must not reach the database driver)
+MAX_ID = MAX_ROW_ID  # larger path ids match nothing (and must not reach the database)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -414,14 +415,14 @@ def list_analyses(sponsor_id: int) -> Response:
         if until is not None:
             stmt = stmt.where(Analysis.created_at < until)
         stmt = stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc())
-        farmers: dict[int, Farmer | None] = {}
+        farmers: dict[int, Farmer] = {}
 
-        def serialize(a: Analysis) -> dict[str, Any]:
-            if a.farmer_id not in farmers:
-                farmers[a.farmer_id] = session.get(Farmer, a.farmer_id)
-            return analysis_view(a, farmers[a.farmer_id], tier) or {}
+        def load_farmers(rows: Sequence[Analysis]) -> None:  # one query per page
+            ids = {a.farmer_id for a in rows}
+            farmers.update((f.id, f) for f in session.scalars(select(Farmer).where(Farmer.id.in_(ids))))
 
-        result = paginate(session, stmt, page, per_page, serialize)
+        result = paginate(session, stmt, page, per_page,
+                          lambda a: analysis_view(a, farmers.get(a.farmer_id), tier) or {}, load_farmers)
     result["tier"] = tier
     audit("sponsor.analyses.read", "sponsor", sponsor_id,
           {"tier": tier, "page": page, "total": result["total"], "ids": [i["id"] for i in result["items"]]})
@@ -446,10 +447,13 @@ def get_analysis(sponsor_id: int, analysis_id: int) -> Response:
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
 
-_SPONSOR_ID = {"name": "sponsor_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+_SPONSOR_ID = {"name": "sponsor_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0},
+               "example": 1}
 _NOT_FOUND = _problem("No such sponsor (or another sponsor's: a sponsor user only sees its own).")
 _NULLABLE_STR = {"type": ["string", "null"]}
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_LOGO_URL = {**_NULLABLE_STR, "maxLength": 500, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+             "description": "An http(s) URL; null or \"\" clears it."}
 
 
 def _page_of(item: str) -> dict[str, Any]:
@@ -487,12 +491,12 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "SponsorPage": _page_of("Sponsor"),
     "SponsorCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
                       "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
-                                     "logo_url": {**_NULLABLE_STR, "maxLength": 500},
+                                     "logo_url": _LOGO_URL,
                                      "contact_email": {**_NULLABLE_STR, "maxLength": 254},
                                      "contact_phone": {**_NULLABLE_STR, "maxLength": 20}}},
     "SponsorUpdate": {"type": "object", "additionalProperties": False,
                       "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
-                                     "logo_url": {**_NULLABLE_STR, "maxLength": 500},
+                                     "logo_url": _LOGO_URL,
                                      "contact_email": {**_NULLABLE_STR, "maxLength": 254},
                                      "contact_phone": {**_NULLABLE_STR, "maxLength": 20}}},
     "PurchaseRequest": {"type": "object", "required": ["tier", "quantity"],
@@ -581,7 +585,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                      "404": _problem("No such sponsor or code."),
                      "409": _problem("The code is redeemed, expired or revoked already.")},
                     params=[_SPONSOR_ID, {"name": "code", "in": "path", "required": True,
-                                          "schema": {"type": "string", "maxLength": 40}}]),
+                                          "schema": {"type": "string", "maxLength": 40},
+                                          "example": "AGRI-7KQ3-M9XP"}]),
     },
     "/api/v1/sponsors/{sponsor_id}/statistics": {
         "get": _op("sponsorStatistics", "Totals every tier sees (cached 60 s).",
@@ -594,13 +599,14 @@ OPENAPI_PATHS: dict[str, Any] = {
                    params=[_SPONSOR_ID, *_PAGE_PARAMS,
                            _query("crop", {"type": "string", "maxLength": 200}, "Crop contains (literal)."),
                            _query("since", {"type": "string", "format": "date-time"}, "Created at or after."),
-                           _query("until", {"type": "string", "format": "date-time"}, "Created before.")]),
+                           _query("until", {"type": "string", "format": "date-time"},
+                                  "Created before; later than `since`.")]),
     },
     "/api/v1/sponsors/{sponsor_id}/analyses/{analysis_id}": {
         "get": _op("getSponsoredAnalysis", "One sponsored analysis, tier-filtered (S -> 403). Audited.",
                    {"200": _json("The analysis.", _ref("SponsoredAnalysis")),
                     "404": _problem("No such sponsor, or not this sponsor's analysis.")},
                    params=[_SPONSOR_ID, {"name": "analysis_id", "in": "path", "required": True,
-                                         "schema": {"type": "integer", "minimum": 0}}]),
+                                         "schema": {"type": "integer", "minimum": 0}, "example": 1}]),
     },
 }

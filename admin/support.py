@@ -13,6 +13,7 @@ from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError
 from admin.pagination import QueryArgs, page_args, paginate
+from admin.validation import MAX_ROW_ID
 from models import Direction, Farmer, Message, MessageStatus
 from services import context
 from services.whatsapp.updates import normalize_phone
@@ -61,7 +62,7 @@ def farmer_messages(farmer_id: int) -> Response:
     page, per_page = page_args(args)
     args.raise_if_errors()
     with context.db().reader() as session:
-        farmer = session.get(Farmer, farmer_id)
+        farmer = session.get(Farmer, farmer_id) if farmer_id <= MAX_ROW_ID else None
         if farmer is None:
             raise ApiError(404, "No farmer with this id.")
         stmt = (select(Message)

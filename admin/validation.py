@@ -8,6 +8,10 @@ from flask import request
 
 from admin.errors import ApiError, field_error
 
+# Row ids (farmers, sponsors, analyses, staff users...) are INTEGER columns on PostgreSQL: a larger id in a
+# path or a filter matches nothing and must not reach the database, which answers "integer out of range".
+MAX_ROW_ID = 2**31 - 1
+
 
 class Body:
     """`Body.load()` reads the JSON object of the request; `string(name)` etc. collect field errors."""

@@ -98,7 +98,7 @@ def analysis_view(analysis: Analysis, farmer: Farmer | None, tier: str | None) -
             "farmer_name": farmer.profile_name if farmer is not None else None,
             "farmer_phone_masked": mask_phone(phone),
             "recommendations": _recommendations(analysis.result),
-            "can_message": farmer is not None,
+            "can_message": farmer is not None and farmer.accepts_proactive,
         })
     if sees_full_report(tier):
         view.update({

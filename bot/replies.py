@@ -156,16 +156,22 @@ def location_hint(locale: str) -> Reply:
     return Reply(_(locale, "I could not read that location."))
 
 
+def _shorten(text: str, limit: int = 200) -> str:
+    """What the farmer wrote, shown back: a photo caption may be 1,024 characters, and with it the
+    confirmation would break Meta's limit of 1,024 for a message with buttons."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def confirm(locale: str, draft: dict[str, Any]) -> Reply:
     lines = [_(locale, "Please check before I send it:"), _(locale, "Crop: %(crop)s", crop=crop_name(locale,
                                                                                                      draft["crop"]))]
     if draft.get("location_text") or draft.get("latitude") is not None:
         place = draft.get("location_text") or f"{draft['latitude']:.4f}, {draft['longitude']:.4f}"
-        lines.append(_(locale, "Location: %(place)s", place=place))
+        lines.append(_(locale, "Location: %(place)s", place=_shorten(place)))
     else:
         lines.append(_(locale, "Location: not given"))
     if draft.get("notes"):
-        lines.append(_(locale, "Your note: %(notes)s", notes=draft["notes"]))
+        lines.append(_(locale, "Your note: %(notes)s", notes=_shorten(draft["notes"])))
     lines.append(_(locale, "This uses 1 analysis from your quota."))
     return Reply("\n".join(lines), buttons=(Button(f"submit:{draft['photo_message_id']}", _(locale, "Send")),
                                             Button("confirm:cancel", _(locale, "Cancel"))))
@@ -394,6 +400,9 @@ class ResultView:
     short_term: tuple[str, ...] = ()
     preventive: tuple[str, ...] = ()
     monitoring: tuple[str, ...] = ()
+    # The farmer's report page and until when its link works; made by services/ (the bot signs nothing).
+    report_url: str | None = None
+    report_expires_at: datetime | None = None
 
 
 def result_buttons(locale: str, analysis_id: int) -> tuple[Button, ...]:
@@ -438,8 +447,13 @@ def analysis_details(locale: str, view: ResultView) -> list[Reply]:
         parts.append(_(locale, "Prevention:") + "\n" + "\n".join(f"• {r}" for r in view.preventive))
     if view.monitoring:
         parts.append(_(locale, "Keep an eye on:") + "\n" + "\n".join(f"• {m}" for m in view.monitoring))
-    if not parts:
+    if not parts and not view.report_url:
         parts.append(_(locale, "There are no further details for this analysis."))
+    if view.report_url:
+        link = _(locale, "Full report: %(url)s", url=view.report_url)
+        if view.report_expires_at is not None:
+            link += "\n" + _(locale, "The link works until %(date)s.", date=format_date(view.report_expires_at, locale))
+        parts.append(link)
     return [Reply(p[:4000]) for p in parts]
 
 

@@ -12,13 +12,16 @@ from models.message import (
     MessageStatusEvent,
     UnhandledWebhook,
 )
+from models.runtime_setting import RuntimeSetting
 from models.sponsorship import CodeStatus, Sponsor, SponsorCode, SponsorPurchase
+from models.staff import AuditLog, RefreshToken, StaffRole, StaffUser
 from models.subscription import LedgerKind, Subscription, SubscriptionStatus, Tier, UsageCounter, UsageLedger
 
 __all__ = [
     "OUTBOUND_RANK",
     "Analysis",
     "AnalysisStatus",
+    "AuditLog",
     "Base",
     "CodeStatus",
     "Conversation",
@@ -28,9 +31,13 @@ __all__ = [
     "Message",
     "MessageStatus",
     "MessageStatusEvent",
+    "RefreshToken",
+    "RuntimeSetting",
     "Sponsor",
     "SponsorCode",
     "SponsorPurchase",
+    "StaffRole",
+    "StaffUser",
     "Subscription",
     "SubscriptionStatus",
     "Tier",
@@ -39,7 +46,3 @@ __all__ = [
     "UsageLedger",
     "utcnow",
 ]
-
-from models.staff import AuditLog, RefreshToken, StaffRole, StaffUser
-
-__all__ += ["AuditLog", "RefreshToken", "StaffRole", "StaffUser"]

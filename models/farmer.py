@@ -32,3 +32,8 @@ class Farmer(Base):
     @property
     def opted_out(self) -> bool:
         return self.opted_out_at is not None
+
+    @property
+    def accepts_proactive(self) -> bool:
+        """May we write first (a sponsor's message)? Not after `DUR`, nor after a deletion request."""
+        return self.opted_out_at is None and self.deletion_requested_at is None

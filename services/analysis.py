@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 
 from bot import replies
 from models import Analysis, AnalysisStatus, Farmer, utcnow
-from services import context, quota, whatsapp
+from services import context, quota, runtime_settings, whatsapp
 from services.analysis_result import AnalysisResult, normalise, queryable_columns
 from services.circuit import CircuitBreaker
 from services.images import ImageRejected, optimise, validate
@@ -159,8 +159,11 @@ def _prepare_image(snap: _Snapshot) -> str:
     if not snap.media_id:
         raise MediaError("the analysis has no media id")
     media = whatsapp.client().download_media(snap.media_id)
-    info = validate(media.content, decode=False)  # headers, size and pixel bounds; optimise() decodes it
-    small = optimise(media.content)
+    rs = runtime_settings.current()  # admins tune these while the service runs
+    # headers, size and pixel bounds; optimise() decodes it
+    info = validate(media.content, max_bytes=rs.image_max_upload_kb * 1024, decode=False)
+    small = optimise(media.content, max_width=rs.image_max_width, max_height=rs.image_max_height,
+                     target_bytes=rs.image_target_kb * 1000, start_quality=rs.image_quality)
     storage: Storage = current_app.extensions["storage"]
     original_key = new_key("original", {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}.get(info.format, "bin"))
     image_key = new_key("analysis", "jpg")
@@ -207,7 +210,7 @@ def _call_n8n(snap: _Snapshot, image_key: str) -> dict[str, Any] | None:
         notes=snap.notes,
         callback_url=f"{base}/webhooks/n8n/{snap.id}" if s.N8N_MODE == "callback" else None,
     )
-    return n8n_client().submit(body)
+    return n8n_client().submit(body, timeout=runtime_settings.current().n8n_timeout_seconds)
 
 
 def _wait_for_circuit(analysis_id: int, retry_after: float) -> str:

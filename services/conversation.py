@@ -11,8 +11,8 @@ the job twice for a message does nothing the second time.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -228,7 +228,16 @@ def _analysis_details(session: Session, farmer: Farmer, analysis_id: int | None)
     analysis = session.scalars(query.order_by(Analysis.completed_at.desc(), Analysis.id.desc())).first()
     if analysis is None or analysis.result is None:
         return [replies.no_result_yet(farmer.locale)]
-    return replies.analysis_details(farmer.locale, result_view(analysis, normalise(analysis.result)))
+    view = result_view(analysis, normalise(analysis.result))
+    return replies.analysis_details(farmer.locale, _with_report_link(view, analysis.id))
+
+
+def _with_report_link(view: replies.ResultView, analysis_id: int) -> replies.ResultView:
+    """The view plus a fresh signed link to the analysis's report page (made here: `bot/` signs nothing)."""
+    from webhooks.report import report_link
+
+    max_age = timedelta(seconds=context.settings().REPORT_URL_MAX_AGE)
+    return replace(view, report_url=report_link(analysis_id), report_expires_at=utcnow() + max_age)
 
 
 def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, outcome: Outcome) -> Reply:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, has_app_context
 from rq import get_current_job
 
+from services import metrics
 from services.logs import correlation
 
 log = logging.getLogger(__name__)
@@ -32,16 +34,29 @@ def _app() -> Flask:
 
 
 def app_job(func: F) -> F:
-    """Run the job inside an app context, with the RQ job id as the logs' correlation id."""
+    """Run the job inside an app context, with the RQ job id as the logs' correlation id, and count
+    the attempt in the job metrics (only when it is the job itself, not one of its callbacks)."""
+    name = f"{func.__module__}.{func.__qualname__}"
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         job = get_current_job()
-        with correlation(job.id if job else None):
-            if has_app_context():
-                return func(*args, **kwargs)
-            with _app().app_context():
-                return func(*args, **kwargs)
+        counted = job is not None and job.func_name == name
+        started = time.perf_counter()
+        try:
+            with correlation(job.id if job else None):
+                if has_app_context():
+                    result = func(*args, **kwargs)
+                else:
+                    with _app().app_context():
+                        result = func(*args, **kwargs)
+        except BaseException:
+            if counted:  # RQ retries while retries are left (a permanent failure sets them to 0 first)
+                metrics.job(job.origin, "retried" if job.retries_left else "failed", time.perf_counter() - started)
+            raise
+        if counted:
+            metrics.job(job.origin, "succeeded", time.perf_counter() - started)
+        return result
 
     return wrapper  # type: ignore[return-value]
 

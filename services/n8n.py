@@ -20,6 +20,7 @@ from typing import Any
 import requests
 from redis.exceptions import RedisError
 
+from services import metrics
 from services.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -174,9 +175,11 @@ class N8NClient:
     def __repr__(self) -> str:
         return f"N8NClient(url={self.url!r}, mode={self.mode!r}, timeout={self.timeout!r})"
 
-    def submit(self, body: dict[str, Any]) -> dict[str, Any] | None:
+    @metrics.timed_n8n_call
+    def submit(self, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any] | None:
         """POST the body. Sync mode: the parsed JSON object. Callback mode: None on any 2xx.
-        Raises `CircuitOpen` (no HTTP call), `N8NTransientError` or `N8NPermanentError`."""
+        Raises `CircuitOpen` (no HTTP call), `N8NTransientError` or `N8NPermanentError`.
+        `timeout` (seconds) overrides the client's for this call (a runtime setting)."""
         raw = serialise(body)
         headers = {
             "Content-Type": "application/json; charset=utf-8",
@@ -188,7 +191,8 @@ class N8NClient:
         started = time.monotonic()
         try:
             response = self.session.post(
-                self.url, data=raw, headers=headers, timeout=(CONNECT_TIMEOUT, self.timeout), allow_redirects=False
+                self.url, data=raw, headers=headers, timeout=(CONNECT_TIMEOUT, timeout or self.timeout),
+                allow_redirects=False
             )
         except requests.Timeout as exc:
             self._failed(ref)

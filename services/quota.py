@@ -31,6 +31,7 @@ from models import (
     UsageCounter,
     UsageLedger,
 )
+from services import metrics
 from services.inbox import insert_ignoring_conflicts
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -114,6 +115,11 @@ def day_key(now: datetime) -> str:
 def month_key(now: datetime) -> str:
     """`M2026-11`: the calendar month in Istanbul."""
     return f"M{_local(now):%Y-%m}"
+
+
+def day_start(now: datetime) -> datetime:
+    """The Istanbul midnight that began `now`'s day, returned in UTC."""
+    return _local_midnight_utc(_local(now).date())
 
 
 def next_day_start(now: datetime) -> datetime:
@@ -232,6 +238,32 @@ def current_subscription(session: Session, farmer_id: int, now: datetime) -> Sub
 # --- quota ---------------------------------------------------------------------------------------
 
 
+def add_subscription(session: Session, farmer_id: int, tier_id: int, duration: timedelta, now: datetime, *,
+                     sponsor_id: int | None = None, code_id: int | None = None) -> Subscription:
+    """A new subscription (a redeemed code, an admin's grant): active now, replacing a Trial, or queued
+    to start when the active paid subscription ends. The caller holds the farmer's lock (`lock_farmer`)
+    and has checked that none is queued already (a farmer has at most one waiting)."""
+    active = current_subscription(session, farmer_id, now)
+    replaces_trial = active is not None and session.get_one(Tier, active.tier_id).code == TRIAL
+    if active is not None and replaces_trial:
+        session.execute(
+            update(Subscription)
+            .where(Subscription.id == active.id, Subscription.status == SubscriptionStatus.ACTIVE.value)
+            .values(status=SubscriptionStatus.CANCELLED.value, ends_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.expire(active)
+    if active is None or replaces_trial:
+        status, starts_at = SubscriptionStatus.ACTIVE, now
+    else:
+        status, starts_at = SubscriptionStatus.QUEUED, active.ends_at
+    sub = Subscription(farmer_id=farmer_id, tier_id=tier_id, status=status.value, starts_at=starts_at,
+                       ends_at=starts_at + duration, sponsor_id=sponsor_id, code_id=code_id, created_at=now)
+    session.add(sub)
+    session.flush()
+    return sub
+
+
 def _used(session: Session, subscription_id: int, period_key: str) -> int:
     used = session.scalar(select(UsageCounter.used).where(UsageCounter.subscription_id == subscription_id,
                                                           UsageCounter.period_key == period_key))
@@ -277,12 +309,18 @@ def _increment(session: Session, subscription_id: int, period_key: str, limit: i
     ).scalar_one_or_none()
 
 
+def _refused(result: ChargeResult) -> ChargeResult:
+    """Count the refusal for the operators' metrics (`ziraai_quota_rejections_total`)."""
+    metrics.quota_rejection(str(result.reason))
+    return result
+
+
 def charge(session: Session, farmer_id: int, now: datetime, analysis_id: int | None = None) -> ChargeResult:
     """Take one analysis from the current subscription's day and month, atomically, and write a
     `charge` ledger row. A refusal says which limit (the month when both are spent) and when it resets."""
     sub = current_subscription(session, farmer_id, now)
     if sub is None:
-        return ChargeResult(ok=False, reason=QuotaReason.NO_SUBSCRIPTION)
+        return _refused(ChargeResult(ok=False, reason=QuotaReason.NO_SUBSCRIPTION))
     tier = session.get_one(Tier, sub.tier_id)
     day, month = day_key(now), month_key(now)
     # Both counter rows exist before anyone updates them (D... sorts before M...: one lock order for all).
@@ -294,11 +332,11 @@ def charge(session: Session, farmer_id: int, now: datetime, analysis_id: int | N
     if _increment(session, sub.id, day, tier.daily_limit) is None:
         savepoint.rollback()
         if _used(session, sub.id, month) >= tier.monthly_limit:
-            return ChargeResult(reason=QuotaReason.MONTHLY, resets_at=next_month_start(now), **refused)
-        return ChargeResult(reason=QuotaReason.DAILY, resets_at=next_day_start(now), **refused)
+            return _refused(ChargeResult(reason=QuotaReason.MONTHLY, resets_at=next_month_start(now), **refused))
+        return _refused(ChargeResult(reason=QuotaReason.DAILY, resets_at=next_day_start(now), **refused))
     if _increment(session, sub.id, month, tier.monthly_limit) is None:
         savepoint.rollback()  # gives the day's unit back
-        return ChargeResult(reason=QuotaReason.MONTHLY, resets_at=next_month_start(now), **refused)
+        return _refused(ChargeResult(reason=QuotaReason.MONTHLY, resets_at=next_month_start(now), **refused))
     ledger = UsageLedger(farmer_id=farmer_id, subscription_id=sub.id, analysis_id=analysis_id,
                          kind=LedgerKind.CHARGE.value, day_key=day, month_key=month, created_at=now)
     session.add(ledger)

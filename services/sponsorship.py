@@ -28,7 +28,7 @@ from models import (
     utcnow,
 )
 from services.inbox import insert_ignoring_conflicts
-from services.quota import TRIAL, current_subscription, lock_farmer, queued_subscriptions, tier_by_code
+from services.quota import TRIAL, add_subscription, lock_farmer, queued_subscriptions, tier_by_code
 
 MAX_QUANTITY = 10_000
 
@@ -206,7 +206,6 @@ def redeem(session: Session, farmer_id: int, text: str, now: datetime) -> Redeem
         return RedeemResult(refusal, code=code)
 
     lock_farmer(session, farmer_id)  # one subscription change per farmer at a time
-    active = current_subscription(session, farmer_id, now)
     waiting = queued_subscriptions(session, farmer_id)
     if waiting:
         return _result(session, RedeemOutcome.NOT_NOW, code, waiting[0])
@@ -225,24 +224,9 @@ def redeem(session: Session, farmer_id: int, text: str, now: datetime) -> Redeem
         return RedeemResult(_refusal(session, found.id, status, expires_at, now) or RedeemOutcome.USED, code=code)
 
     purchase = session.get_one(SponsorPurchase, found.purchase_id)
-    duration = timedelta(days=purchase.subscription_days)
-    replaces_trial = active is not None and session.get_one(Tier, active.tier_id).code == TRIAL
-    if active is not None and replaces_trial:
-        session.execute(
-            update(Subscription)
-            .where(Subscription.id == active.id, Subscription.status == SubscriptionStatus.ACTIVE.value)
-            .values(status=SubscriptionStatus.CANCELLED.value, ends_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        session.expire(active)
-    if active is None or replaces_trial:
-        outcome, status, starts_at = RedeemOutcome.OK, SubscriptionStatus.ACTIVE, now
-    else:
-        outcome, status, starts_at = RedeemOutcome.QUEUED, SubscriptionStatus.QUEUED, active.ends_at
-    sub = Subscription(farmer_id=farmer_id, tier_id=purchase.tier_id, status=status.value, starts_at=starts_at,
-                       ends_at=starts_at + duration, sponsor_id=purchase.sponsor_id, code_id=found.id, created_at=now)
-    session.add(sub)
-    session.flush()
+    sub = add_subscription(session, farmer_id, purchase.tier_id, timedelta(days=purchase.subscription_days), now,
+                           sponsor_id=purchase.sponsor_id, code_id=found.id)
+    outcome = RedeemOutcome.OK if sub.status == SubscriptionStatus.ACTIVE.value else RedeemOutcome.QUEUED
     session.execute(
         update(SponsorCode).where(SponsorCode.id == found.id).values(subscription_id=sub.id)
         .execution_options(synchronize_session=False)

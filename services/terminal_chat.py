@@ -7,18 +7,15 @@ see is exactly what the farmer would get, whether or not a Graph API is reachabl
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
-import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
 from sqlalchemy import func, select
 
+from devtools import webhook_bodies
 from models import Direction, Message
 from models.db import Database
 
@@ -68,7 +65,7 @@ class TerminalFarmer:
     def __init__(self, base_url: str, app_secret: str, db: Database, phone: str, name: str,
                  phone_number_id: str) -> None:
         self.url = base_url.rstrip("/") + "/webhooks/whatsapp"
-        self.secret = app_secret.encode()
+        self.secret = app_secret
         self.db = db
         self.phone = phone.lstrip("+")
         self.name = name
@@ -104,20 +101,12 @@ class TerminalFarmer:
 
     def _message(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
         wamid = f"wamid.CHAT{int(time.time() * 1000)}{next(self.counter)}"
-        return {"from": self.phone, "id": wamid, "timestamp": str(int(time.time())), "type": kind, kind: content}
+        return webhook_bodies.message(self.phone, kind, content, wamid=wamid)
 
     def send(self, message: dict[str, Any]) -> int:
-        body = {"object": "whatsapp_business_account", "entry": [{"id": "chat", "changes": [{
-            "field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "", "phone_number_id": self.phone_number_id},
-                "contacts": [{"profile": {"name": self.name}, "wa_id": self.phone}],
-                "messages": [message]}}]}]}
-        raw = json.dumps(body, ensure_ascii=False).encode()
-        signature = "sha256=" + hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
-        response = requests.post(self.url, data=raw, timeout=10,
-                                 headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature})
-        return response.status_code
+        body = webhook_bodies.messages_body([message], sender=self.phone, name=self.name,
+                                            phone_number_id=self.phone_number_id)
+        return webhook_bodies.post_signed(self.url, body, self.secret, timeout=10).status_code
 
     def replies(self, quiet: float = 1.5, limit: float = 20.0) -> list[dict[str, Any]]:
         """Outbound messages to this farmer since the last call: waits for the first one (up to `limit`),

@@ -11,18 +11,28 @@ import logging
 import threading
 
 from flask import Flask
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 
+from services.metrics import enter_work_horse
 from services.queue import QUEUE_NAMES, get_queue
 from services.scheduler import periodic_tasks, tick
 
 log = logging.getLogger(__name__)
 
 
+class AppWorker(Worker):
+    """RQ's forking worker, whose work-horses share one metrics file per worker (see services.metrics)."""
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        enter_work_horse()
+        super().main_work_horse(job, queue)
+
+
 def make_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES, *, simple: bool = False) -> Worker:
     redis = app.extensions["redis"]
-    cls = SimpleWorker if simple else Worker
+    cls = SimpleWorker if simple else AppWorker
     return cls([get_queue(q, redis) for q in queues], connection=redis)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import responses
 from flask import Flask
 
+from devtools import webhook_bodies
 from services.queue import QUEUE_NAMES
 from services.terminal_chat import describe as render
 from tests.conftest import GRAPH, PHONE_NUMBER_ID, post_webhook, run_jobs
@@ -50,16 +51,12 @@ class Farmer:
 
     def _message(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
         self.timestamp += 1
-        return {"from": self.phone, "id": f"wamid.IN{next(_ids)}", "timestamp": str(self.timestamp), "type": kind,
-                kind: content}
+        return webhook_bodies.message(self.phone, kind, content, wamid=f"wamid.IN{next(_ids)}",
+                                      timestamp=self.timestamp)
 
     def body(self, *messages: dict[str, Any]) -> dict[str, Any]:
-        return {"object": "whatsapp_business_account", "entry": [{"id": "211497375401331", "changes": [{
-            "field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "908502221133", "phone_number_id": PHONE_NUMBER_ID},
-                "contacts": [{"profile": {"name": self.name}, "wa_id": self.phone}],
-                "messages": list(messages)}}]}]}
+        return webhook_bodies.messages_body(list(messages), sender=self.phone, name=self.name,
+                                            phone_number_id=PHONE_NUMBER_ID)
 
     def deliver(self, *messages: dict[str, Any], run: bool = True) -> list[str]:
         before = len(self.graph.sent)

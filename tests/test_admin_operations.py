@@ -74,6 +74,8 @@ def test_role_matrix(app, client, tokens):
         ("GET", "/api/v1/staff", None, admin_only),
         ("GET", "/api/v1/audit", None, admin_only),
         ("PATCH", "/api/v1/tiers/S", {"active": True}, admin_only),
+        ("GET", "/api/v1/settings", None, admin_only),
+        ("PATCH", "/api/v1/settings", {"image_quality": 65}, admin_only),
     ]
     for method, path, body, expected in routes:
         for role, status in expected.items():

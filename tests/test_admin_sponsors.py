@@ -207,6 +207,8 @@ def test_role_matrix(app, client, world):
         ("get", f"/api/v1/sponsors/{a}/statistics", None, own),
         ("get", f"/api/v1/sponsors/{a}/analyses", None, own),
         ("get", f"/api/v1/sponsors/{a}/analyses/{analysis_id}", None, own),
+        ("post", f"/api/v1/sponsors/{a}/analyses/{analysis_id}/message", {"text": "Merhaba"},
+         {**own, "admin": 202, "sponsor_a": 202}),
     ]
     for method, path, body, expected in routes:
         for role in ROLES:

@@ -19,6 +19,7 @@ STRONG = {
     "JWT_SECRET": "Qm7rT2xW9zL4pK8vN3bH6jF1dS5gA0cY",
     "PUBLIC_BASE_URL": "https://bot.ziraai.example.com",
     "N8N_WEBHOOK_URL": "https://n8n.ziraai.example.com/webhook/plant-analysis",
+    "METRICS_TOKEN": "m3tr1cs-Zq8Lw2Xp7Rt4",
 }
 
 
@@ -49,7 +50,8 @@ def test_production_with_strong_secrets_starts():
 
 
 @pytest.mark.parametrize("name", ["WHATSAPP_TOKEN", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_APP_SECRET", "N8N_SECRET",
-                                  "JWT_SECRET", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "N8N_WEBHOOK_URL"])
+                                  "JWT_SECRET", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "N8N_WEBHOOK_URL",
+                                  "METRICS_TOKEN"])
 def test_production_refuses_a_missing_setting(name):
     env = {k: v for k, v in STRONG.items() if k != name}
     with pytest.raises(SettingsError, match=name):

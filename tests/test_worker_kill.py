@@ -77,13 +77,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def worker(database_url: str, graph_base: str, n8n_url: str, *, burst: bool) -> subprocess.Popen[str]:
+def worker(database_url: str, graph_base: str, n8n_url: str, *, burst: bool,
+           queues: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
            "WHATSAPP_APP_SECRET": APP_SECRET, "WHATSAPP_API_BASE": graph_base, "WHATSAPP_TOKEN": "test-token-abc",
            "N8N_WEBHOOK_URL": n8n_url, "N8N_SECRET": N8N_SECRET, "PUBLIC_BASE_URL": "https://bot.test",
            "ANALYSIS_RETRY_SECONDS": "0", "RETRY_BACKOFF_BASE": "0", "LOG_LEVEL": "WARNING",
            "MEDIA_DIR": make_settings(database_url).MEDIA_DIR}
     args = [sys.executable, "-m", "flask", "--app", "app:create_app", "worker"] + (["--burst"] if burst else [])
+    args += [f"--queue={q}" for q in queues]
     return subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
 

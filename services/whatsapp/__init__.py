@@ -16,5 +16,5 @@ def client() -> WhatsAppClient:
         s = context.settings()
         limiter = SlidingWindowLimiter(context.redis(), f"ziraai:whatsapp:mps:{s.WHATSAPP_PHONE_NUMBER_ID}",
                                        s.WHATSAPP_MAX_MPS)
-        ext["whatsapp"] = WhatsAppClient(s.WHATSAPP_API_BASE, s.WHATSAPP_TOKEN, s.WHATSAPP_PHONE_NUMBER_ID, limiter)
+        ext["whatsapp"] = WhatsAppClient(s.whatsapp_api_base, s.WHATSAPP_TOKEN, s.WHATSAPP_PHONE_NUMBER_ID, limiter)
     return ext["whatsapp"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from services import metrics
 from services.ratelimit import SlidingWindowLimiter
 from services.whatsapp.errors import GraphAPIError, MediaError
 
@@ -56,9 +57,12 @@ class WhatsAppClient:
         try:
             response = self.http.request(method, url, timeout=TIMEOUT, **kwargs)
         except requests.RequestException as exc:
+            metrics.graph_api_error(None, None)
             raise GraphAPIError(None, f"network error: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            raise _error_from(response)
+            error = _error_from(response)
+            metrics.graph_api_error(error.code, error.http_status)
+            raise error
         return response
 
     def _post_message(self, body: dict[str, Any]) -> dict[str, Any]:

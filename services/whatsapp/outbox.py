@@ -17,11 +17,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from models import Direction, Message, MessageStatus, utcnow
-from services import context, whatsapp
+from models import Direction, Farmer, Message, MessageStatus, utcnow
+from services import context, runtime_settings, whatsapp
 from services.inbox import apply_recorded_statuses
 from services.jobs import app_job
-from services.queue import OUTBOUND, is_final_attempt, retry_policy, try_enqueue_unique
+from services.queue import OUTBOUND, get_queue, is_final_attempt, retry_policy, try_enqueue_unique
 from services.whatsapp.errors import GraphAPIError, Policy
 from services.whatsapp.messages import Outbound
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 AUTH_ALERT_KEY = "ziraai:whatsapp:auth_error"
 DELIVER = "services.whatsapp.outbox.deliver"
+# Messages we write first rather than answers: checked again at delivery for opt-out and quiet hours.
+PROACTIVE_TEMPLATES = frozenset({"sponsor_message_tr"})
 
 
 def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int | None = None,
@@ -82,6 +84,10 @@ def send_pending(message_id: int, *, final: bool) -> str:
             return "missing"
         if row.wamid or row.status != MessageStatus.PENDING:
             return "already sent"
+        if row.template_name in PROACTIVE_TEMPLATES:
+            held = _hold_proactive(session, row)
+            if held is not None:
+                return held
         row.attempts += 1
         body = row.payload or {}
     try:
@@ -98,6 +104,30 @@ def send_pending(message_id: int, *, final: bool) -> str:
     _clear_auth_alert()
     log.info("outbound message accepted", extra={"message_id": message_id, "wamid": wamid})
     return "sent"
+
+
+def _hold_proactive(session: Session, row: Message) -> str | None:
+    """A message we write first is withheld from a farmer who opted out meanwhile, and waits out quiet hours."""
+    farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
+    if farmer is not None and not farmer.accepts_proactive:
+        row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+        row.error_title = "withheld: the farmer opted out before delivery"
+        log.info("proactive message withheld: farmer opted out", extra={"message_id": row.id})
+        return "withheld"
+    until = runtime_settings.current().quiet_until(utcnow())
+    if until is None:
+        return None
+    base = context.settings().RETRY_BACKOFF_BASE
+    try:  # a distinct job id: this job ("outbound-<id>") is still running
+        get_queue(OUTBOUND, context.redis()).enqueue_at(
+            until, DELIVER, row.id, job_id=f"outbound-{row.id}-after-{int(until.timestamp())}",
+            retry=retry_policy(base), result_ttl=3600, failure_ttl=30 * 86400)
+    except RedisError as exc:  # the row stays pending: the sweeper brings it back here later
+        log.warning("could not schedule a message after quiet hours", extra={"message_id": row.id,
+                                                                               "reason": repr(exc)})
+    log.info("proactive message waits for the end of quiet hours",
+             extra={"message_id": row.id, "until": until.isoformat()})
+    return "deferred"
 
 
 def _mark_failed(message_id: int, exc: GraphAPIError, *, final: bool) -> Message:

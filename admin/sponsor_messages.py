@@ -1,0 +1,112 @@
+"""A sponsor writes to the farmer of one of its sponsored analyses (L and XL packages).
+
+Sponsors know farmers only through their analyses (farmer ids are not theirs to see), so the message
+is addressed by analysis. The rules are `services.sponsor_messages`': never to an opted-out farmer
+(409), at most `sponsor_message_daily_cap` a day per farmer (429 with `Retry-After`), and held until
+quiet hours end (the answer's `send_after`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from admin import bp
+from admin.audit import audit
+from admin.auth import require_roles
+from admin.errors import ApiError, field_error
+from admin.openapi import _AUTHED_ERRORS, _json, _problem, _ref
+from admin.sponsors import MAX_ID, _own_sponsor, _sponsored, _tier_or_403
+from admin.validation import Body
+from admin.visibility import sees_identity
+from models import Analysis, utcnow
+from services import context, runtime_settings
+from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message
+from services.whatsapp.outbox import enqueue_delivery
+
+NOT_IN_PACKAGE = "Messaging farmers comes with the L and XL packages."
+
+
+@bp.post("/sponsors/<int:sponsor_id>/analyses/<int:analysis_id>/message")
+@require_roles("admin", "sponsor")
+def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
+    body = Body.load()
+    text = body.string("text", max_length=2000)
+    if text is not None and not 1 <= len(one_line(text)) <= MAX_TEXT:
+        body.errors.append(field_error("text", f"must be 1..{MAX_TEXT} characters (line breaks become spaces)"))
+    unknown = sorted(set(body.data) - {"text"})
+    body.errors.extend(field_error(name, "is not a known field") for name in unknown)
+    now = utcnow()
+    with context.db().session() as session, session.begin():
+        sponsor = _own_sponsor(session, sponsor_id)  # 404 before field errors: reveal nothing of others
+        analysis = None
+        if analysis_id <= MAX_ID:
+            analysis = session.scalars(_sponsored(sponsor_id).where(Analysis.id == analysis_id)).first()
+        if analysis is None:
+            raise ApiError(404, "This sponsor has no such analysis.")
+        tier = _tier_or_403(session, sponsor_id)
+        if not sees_identity(tier):
+            raise ApiError(403, NOT_IN_PACKAGE)
+        body.raise_if_errors()
+        assert text is not None
+        result = queue_sponsor_message(session, sponsor.name, analysis.farmer_id, text, now,
+                                       runtime_settings.current())
+        if result.refusal is Refusal.OPTED_OUT:
+            raise ApiError(409, "This farmer does not receive messages (opted out).")
+        if result.refusal is Refusal.DAILY_CAP:
+            assert result.retry_after is not None
+            wait = max(1, int((result.retry_after - now).total_seconds()))
+            raise ApiError(429, f"This farmer has had {result.daily_cap} sponsor messages today; try tomorrow.",
+                           headers={"Retry-After": str(wait)})
+        audit("sponsor.message.send", "message", result.message_id,
+              {"sponsor_id": sponsor_id, "analysis_id": analysis_id, "farmer_id": analysis.farmer_id,
+               "chars": len(one_line(text))}, session=session)
+    assert result.message_id is not None
+    enqueue_delivery(context.redis(), result.message_id)  # delivery waits out quiet hours by itself
+    return jsonify({
+        "message_id": result.message_id, "status": "pending", "template": "sponsor_message_tr",
+        "send_after": result.send_after.isoformat() if result.send_after else None,
+        "sent_today": result.sent_today, "daily_cap": result.daily_cap,
+    }), 202
+
+
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "SponsorMessageRequest": {
+        "type": "object", "required": ["text"], "additionalProperties": False,
+        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 2000,
+                                "description": f"1..{MAX_TEXT} characters once line breaks and runs of spaces "
+                                               "are collapsed (WhatsApp template parameters are one line)."}}},
+    "SponsorMessageQueued": {
+        "type": "object", "required": ["message_id", "status", "template", "sent_today", "daily_cap"],
+        "properties": {"message_id": {"type": "integer"}, "status": {"const": "pending"},
+                       "template": {"const": "sponsor_message_tr"},
+                       "send_after": {"type": ["string", "null"], "format": "date-time",
+                                      "description": "Written in quiet hours: sent when they end."},
+                       "sent_today": {"type": "integer"}, "daily_cap": {"type": "integer"}}},
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/sponsors/{sponsor_id}/analyses/{analysis_id}/message": {
+        "post": {
+            "operationId": "messageSponsoredFarmer", "tags": ["sponsors"],
+            "summary": "Message the farmer of a sponsored analysis with the `sponsor_message_tr` template "
+                       "(L and XL packages; admin, or the sponsor itself). Audited.",
+            "parameters": [{"name": "sponsor_id", "in": "path", "required": True, "example": 1,
+                            "schema": {"type": "integer", "minimum": 0}},
+                           {"name": "analysis_id", "in": "path", "required": True, "example": 1,
+                            "schema": {"type": "integer", "minimum": 0}}],
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("SponsorMessageRequest")}}},
+            "responses": {
+                "202": _json("Queued; sent at once, or when quiet hours end.", _ref("SponsorMessageQueued")),
+                **_AUTHED_ERRORS,
+                "403": _problem("The role may not use this endpoint, or the package is below L."),
+                "404": _problem("No such sponsor, or not this sponsor's analysis."),
+                "409": _problem("The farmer opted out of messages."),
+                "429": {**_AUTHED_ERRORS["429"], "description": "The farmer's daily cap of sponsor messages is "
+                        "reached (`Retry-After`: seconds to the next Istanbul midnight), or the request rate limit."},
+            },
+        },
+    },
+}

@@ -1,0 +1,414 @@
+"""`/dev/chat`: a WhatsApp-like page to chat with the bot as a farmer (development only).
+
+Every action on the page is a JSON call under `/dev/chat/api/`, which builds the Meta-shaped message
+(`devtools.webhook_bodies`), signs it with `WHATSAPP_APP_SECRET` and POSTs it over real HTTP to
+`PUBLIC_BASE_URL/webhooks/whatsapp`: the production path, nothing skipped. What the bot sends reaches
+the page through the Graph API stand-in (`devtools.graph_api`), which records it in the farmer's
+transcript in Redis (`devtools.store`) with the delivery statuses our webhook accepted.
+
+API (JSON in and out; bad input is a 400 problem document, a refused webhook a 502):
+- `GET  /dev/chat/api/config`: samples, provinces, recent farmers, which Graph API the bot uses.
+- `GET  /dev/chat/api/conversation?phone=...`: the farmer's and the bot's messages in order, each with
+  its delivery status and a view (`kind`, `text`, `buttons`, `list`, `image_url`, ...).
+- `POST /dev/chat/api/text` `{phone, name, text}`
+- `POST /dev/chat/api/photo` `{phone, name, caption?, sample}` or multipart with a `file`
+- `POST /dev/chat/api/location` `{phone, name, latitude, longitude, place?, address?}` or `{..., province}`
+- `POST /dev/chat/api/reply` `{phone, name, wamid?, id? | title?}`: tap a reply button, a list row or a
+  template's quick-reply button of a bot message (the newest one offering it unless `wamid` is given).
+- `POST /dev/chat/api/clear` `{phone}`: empty the page's transcript (the bot's message log stays).
+- `GET  /dev/chat/api/media/<id>`: a photo the farmer sent, for the page.
+
+Anyone who can reach these routes can sign webhooks as Meta: that is why the dev tools exist only
+outside production, and `make run` listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory, url_for
+from PIL import Image, UnidentifiedImageError
+from redis import Redis
+
+from devtools import store, webhook_bodies
+from devtools.make_samples import SAMPLES
+from translations.templates import TEMPLATES
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+bp = Blueprint("dev_chat", __name__, static_folder=str(STATIC_DIR), static_url_path="/dev/chat/static")
+
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+TEXT_MAX = 4096
+CAPTION_MAX = 1024
+NAME_MAX = 60
+PHONE_SHAPE = re.compile(r"\+?[\d\s().-]{8,24}")
+IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+DEFAULT_FARMER = {"phone": "905321234567", "name": "Mehmet Yılmaz"}
+
+# A few provinces (centre coordinates) for sharing a location.
+PROVINCES = {
+    "Antalya": (36.8969, 30.7133, "Muratpaşa, Antalya"),
+    "Adana": (37.0000, 35.3213, "Seyhan, Adana"),
+    "Konya": (37.8746, 32.4932, "Selçuklu, Konya"),
+    "İzmir": (38.4237, 27.1428, "Konak, İzmir"),
+    "Bursa": (40.1828, 29.0667, "Osmangazi, Bursa"),
+    "Şanlıurfa": (37.1591, 38.7969, "Haliliye, Şanlıurfa"),
+    "Mersin": (36.8121, 34.6415, "Yenişehir, Mersin"),
+    "Samsun": (41.2867, 36.3300, "İlkadım, Samsun"),
+}
+
+
+class BadInput(ValueError):
+    """The request cannot be used; the message says what to send instead."""
+
+
+def _problem(status: int, title: str, detail: str = "") -> tuple[Response, int]:
+    payload: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        payload["detail"] = detail
+    response = jsonify(payload)
+    response.mimetype = "application/problem+json"
+    return response, status
+
+
+@bp.errorhandler(BadInput)
+def _bad_input(exc: BadInput) -> tuple[Response, int]:
+    return _problem(400, "bad input", str(exc))
+
+
+def _redis() -> Redis:
+    return current_app.extensions["redis"]
+
+
+def _settings() -> Any:
+    return current_app.extensions["settings"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input
+
+
+def _input() -> dict[str, Any]:
+    if request.mimetype == "multipart/form-data" or request.mimetype == "application/x-www-form-urlencoded":
+        return request.form.to_dict()
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadInput("send a JSON object")
+    return data
+
+
+def _text_field(data: dict[str, Any], name: str, limit: int, *, required: bool) -> str:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadInput(f"{name} is required")
+        return ""
+    if not isinstance(value, str):
+        raise BadInput(f"{name} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise BadInput(f"{name} must not be blank")
+    if len(value) > limit:
+        raise BadInput(f"{name}: at most {limit} characters")
+    return value
+
+
+def _phone(data: dict[str, Any]) -> str:
+    value = data.get("phone")
+    if not isinstance(value, str) or not PHONE_SHAPE.fullmatch(value.strip()):
+        raise BadInput("phone: a number with country code, e.g. 905321234567 or +90 532 123 45 67")
+    wa_id = store.digits(value)
+    if not 8 <= len(wa_id) <= 15:
+        raise BadInput("phone: 8 to 15 digits with the country code")
+    return wa_id
+
+
+def _farmer(data: dict[str, Any]) -> tuple[str, str]:
+    return _phone(data), _text_field(data, "name", NAME_MAX, required=False)
+
+
+def _number(data: dict[str, Any], name: str, low: float, high: float) -> float:
+    value = data.get(name)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise BadInput(f"{name} must be a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise BadInput(f"{name} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _image_type(content: bytes) -> str:
+    """The photo's mime type, from its bytes (what WhatsApp would send on)."""
+    if not content:
+        raise BadInput("the photo is empty")
+    if len(content) > MAX_PHOTO_BYTES:
+        raise BadInput("the photo is larger than 5 MB (WhatsApp's limit)")
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            kind = image.format or ""
+    except (UnidentifiedImageError, OSError):
+        kind = ""
+    if kind not in IMAGE_TYPES:
+        raise BadInput("the photo must be a JPEG, PNG or WebP image")
+    return IMAGE_TYPES[kind]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending as the farmer
+
+
+def _deliver(wa_id: str, name: str, message: dict[str, Any]) -> tuple[Response, int]:
+    """Record the farmer's message, POST it signed to our webhook, and report what the webhook said."""
+    settings, redis = _settings(), _redis()
+    store.remember_farmer(redis, wa_id, name)
+    # In the transcript before the webhook sees it: the bot's answer can never come first.
+    store.append(redis, wa_id, "in", message["id"], message)
+    store.set_status(redis, message["id"], "pending")
+    body = webhook_bodies.messages_body([message], sender=wa_id, name=name or None,
+                                        phone_number_id=settings.WHATSAPP_PHONE_NUMBER_ID)
+    url = settings.PUBLIC_BASE_URL.rstrip("/") + "/webhooks/whatsapp"
+    try:
+        response = webhook_bodies.post_signed(url, body, settings.WHATSAPP_APP_SECRET, timeout=10)
+    except requests.RequestException as exc:
+        store.set_status(redis, message["id"], "failed")
+        log.warning("simulator: webhook not reachable", extra={"error": type(exc).__name__})
+        return _problem(502, "webhook not reachable",
+                        f"POST {url} failed ({type(exc).__name__}); is PUBLIC_BASE_URL this server's address?")
+    if response.status_code != 200:
+        store.set_status(redis, message["id"], "failed")
+        return _problem(502, "webhook refused the message", f"POST {url} answered {response.status_code}")
+    store.set_status(redis, message["id"], "delivered")  # the business received it; `read` comes from mark-read
+    return jsonify({"wamid": message["id"], "webhook_status": response.status_code}), 200
+
+
+@bp.post("/dev/chat/api/text")
+def send_text() -> tuple[Response, int]:
+    data = _input()
+    wa_id, name = _farmer(data)
+    body = _text_field(data, "text", TEXT_MAX, required=True)
+    return _deliver(wa_id, name, webhook_bodies.text(wa_id, body))
+
+
+@bp.post("/dev/chat/api/photo")
+def send_photo() -> tuple[Response, int]:
+    data = _input()
+    wa_id, name = _farmer(data)
+    caption = _text_field(data, "caption", CAPTION_MAX, required=False)
+    upload = request.files.get("file")
+    if upload is not None and upload.filename:
+        content = upload.read(MAX_PHOTO_BYTES + 1)
+    else:
+        sample = data.get("sample")
+        if not isinstance(sample, str) or sample not in SAMPLES:
+            raise BadInput(f"send a file, or a sample: one of {', '.join(SAMPLES)}")
+        content = (STATIC_DIR / "samples" / f"{sample}.jpg").read_bytes()
+    media = store.put_media(_redis(), content, _image_type(content))
+    message = webhook_bodies.image(wa_id, media.id, sha256=media.sha256, mime_type=media.mime_type,
+                                   caption=caption or None)
+    return _deliver(wa_id, name, message)
+
+
+@bp.post("/dev/chat/api/location")
+def send_location() -> tuple[Response, int]:
+    data = _input()
+    wa_id, name = _farmer(data)
+    province = data.get("province")
+    if province is not None:
+        if province not in PROVINCES:
+            raise BadInput(f"province: one of {', '.join(PROVINCES)}")
+        latitude, longitude, address = PROVINCES[province]
+        place = province
+    else:
+        latitude = _number(data, "latitude", -90, 90)
+        longitude = _number(data, "longitude", -180, 180)
+        place = _text_field(data, "place", 200, required=False)
+        address = _text_field(data, "address", 300, required=False)
+    message = webhook_bodies.location(wa_id, latitude, longitude, name=place or None, address=address or None)
+    return _deliver(wa_id, name, message)
+
+
+@bp.post("/dev/chat/api/reply")
+def send_reply() -> tuple[Response, int]:
+    data = _input()
+    wa_id, name = _farmer(data)
+    wamid = _text_field(data, "wamid", 200, required=False)
+    choice_id = _text_field(data, "id", 256, required=False)
+    title = _text_field(data, "title", 100, required=False)
+    if not choice_id and not title:
+        raise BadInput("give the id or the title of the button or list row to tap")
+    found = _find_choice(store.transcript(_redis(), wa_id), wamid, choice_id, title)
+    if found is None:
+        what = choice_id or title
+        raise BadInput(f"no bot message {'with id ' + wamid + ' ' if wamid else ''}offers {what!r} to tap")
+    bot_wamid, choice = found
+    if choice["kind"] == "template":
+        message = webhook_bodies.template_button(wa_id, choice["id"], choice["title"], context_id=bot_wamid)
+    else:
+        message = webhook_bodies.interactive_reply(wa_id, choice["kind"], choice["id"], choice["title"],
+                                                   description=choice.get("description"), context_id=bot_wamid)
+    return _deliver(wa_id, name, message)
+
+
+@bp.post("/dev/chat/api/clear")
+def clear() -> tuple[Response, int]:
+    store.clear(_redis(), _phone(_input()))
+    return jsonify({"cleared": True}), 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the conversation
+
+
+def _strip_number(title: str) -> str:
+    return re.sub(r"^\d+\.\s*", "", title)
+
+
+def _find_choice(entries: list[dict[str, Any]], wamid: str, choice_id: str,
+                 title: str) -> tuple[str, dict[str, Any]] | None:
+    """The newest bot message (or the one with `wamid`) offering this choice: (its wamid, the choice)."""
+    wanted = title.casefold()
+    for entry in reversed(entries):
+        if entry["dir"] != "out" or (wamid and entry["wamid"] != wamid):
+            continue
+        for choice in choices(entry["body"]):
+            if (choice_id and choice["id"] == choice_id) or (
+                    title and wanted in (choice["title"].casefold(), _strip_number(choice["title"]).casefold())):
+                return entry["wamid"], choice
+    return None
+
+
+def choices(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a farmer can tap in a bot message: `{kind, id, title[, description]}`; kind is `button_reply`,
+    `list_reply` or `template` (a quick-reply button, whose id is its payload)."""
+    kind = body.get("type")
+    if kind == "interactive":
+        interactive = body.get("interactive") or {}
+        action = interactive.get("action") or {}
+        if interactive.get("type") == "button":
+            return [{"kind": "button_reply", "id": b["reply"]["id"], "title": b["reply"]["title"]}
+                    for b in action.get("buttons", []) if isinstance(b.get("reply"), dict)]
+        if interactive.get("type") == "list":
+            return [{"kind": "list_reply", "id": r["id"], "title": r["title"],
+                     **({"description": r["description"]} if r.get("description") else {})}
+                    for s in action.get("sections", []) for r in s.get("rows", [])]
+    if kind == "template":
+        content = body.get("template") or {}
+        definition = TEMPLATES.get(str(content.get("name")))
+        found = []
+        for component in content.get("components", []):
+            if component.get("type") != "button" or component.get("sub_type") != "quick_reply":
+                continue
+            index = int(str(component.get("index", "0")))
+            payload = next((p.get("payload") for p in component.get("parameters", []) if p.get("type") == "payload"),
+                           None)
+            label = definition.buttons[index].text if definition and index < len(definition.buttons) else payload
+            if payload:
+                found.append({"kind": "template", "id": str(payload), "title": str(label)})
+        return found
+    return []
+
+
+def _template_text(content: dict[str, Any]) -> str:
+    params = [str(p.get("text", "")) for c in content.get("components", []) if c.get("type") == "body"
+              for p in c.get("parameters", [])]
+    definition = TEMPLATES.get(str(content.get("name")))
+    if definition is None:
+        return f"[template {content.get('name')}] " + " · ".join(params)
+    try:
+        return definition.render(params)
+    except IndexError:
+        return f"[template {definition.name}: {len(params)} parameters for {len(definition.param_names)}]"
+
+
+def _media_url(content: dict[str, Any]) -> str | None:
+    if content.get("link"):
+        return str(content["link"])
+    if content.get("id"):
+        return url_for("dev_chat.media", media_id=str(content["id"]))
+    return None
+
+
+def view(entry: dict[str, Any]) -> dict[str, Any]:
+    """One transcript entry as the page shows it."""
+    body = entry["body"]
+    kind = str(body.get("type", "unknown"))
+    shown: dict[str, Any] = {"seq": entry["seq"], "dir": entry["dir"], "wamid": entry["wamid"], "at": entry["at"],
+                             "status": entry.get("status"), "kind": kind, "text": ""}
+    content = body.get(kind) if isinstance(body.get(kind), dict) else {}
+    if kind == "text":
+        shown["text"] = content.get("body", "")
+    elif kind == "image":
+        shown.update(text=content.get("caption", ""), image_url=_media_url(content))
+    elif kind == "location":
+        shown.update(text=" · ".join(str(content[k]) for k in ("name", "address") if content.get(k)),
+                     location={"latitude": content.get("latitude"), "longitude": content.get("longitude")})
+    elif kind == "template":
+        shown.update(text=_template_text(content), template=content.get("name"), buttons=choices(body))
+    elif kind == "button":  # the farmer tapped a template's quick reply
+        shown["text"] = content.get("text", "")
+    elif kind == "interactive" and entry["dir"] == "in":
+        reply = content.get(content.get("type", ""), {})
+        shown.update(kind=content.get("type", "interactive"), text=reply.get("title", ""))
+    elif kind == "interactive":
+        shown.update(kind="list" if content.get("type") == "list" else "buttons",
+                     text=(content.get("body") or {}).get("text", ""),
+                     header=(content.get("header") or {}).get("text"),
+                     footer=(content.get("footer") or {}).get("text"))
+        if content.get("type") == "list":
+            action = content.get("action") or {}
+            shown["list"] = {"button": action.get("button", ""), "sections": [
+                {"title": s.get("title"), "rows": [{"id": r["id"], "title": r["title"],
+                                                    "description": r.get("description")} for r in s.get("rows", [])]}
+                for s in action.get("sections", [])]}
+        else:
+            shown["buttons"] = choices(body)
+    else:
+        shown["text"] = f"[{kind}]"
+    if isinstance(body.get("context"), dict):
+        shown["reply_to"] = body["context"].get("id") or body["context"].get("message_id")
+    return shown
+
+
+@bp.get("/dev/chat/api/conversation")
+def conversation() -> tuple[Response, int]:
+    wa_id = _phone(request.args.to_dict())
+    messages = [view(entry) for entry in store.transcript(_redis(), wa_id)]
+    return jsonify({"phone": wa_id, "messages": messages}), 200
+
+
+@bp.get("/dev/chat/api/media/<media_id>")
+def media(media_id: str) -> Response | tuple[Response, int]:
+    found = store.get_media(_redis(), media_id)
+    if found is None:
+        return _problem(404, "no such media", "photos are kept for a day")
+    return Response(found.content, mimetype=found.mime_type, headers={"Cache-Control": "private, max-age=86400"})
+
+
+@bp.get("/dev/chat/api/config")
+def config() -> tuple[Response, int]:
+    settings = _settings()
+    base = settings.whatsapp_api_base
+    stand_in = base.startswith(settings.PUBLIC_BASE_URL.rstrip("/") + "/dev/graph/")
+    return jsonify({
+        "default_farmer": DEFAULT_FARMER,
+        "farmers": store.farmers(_redis()),
+        "samples": [{"name": key, "label": label, "url": url_for("dev_chat.static", filename=f"samples/{key}.jpg")}
+                    for key, (label, _, _) in SAMPLES.items()],
+        "provinces": [{"name": name, "latitude": lat, "longitude": lng, "address": address}
+                      for name, (lat, lng, address) in PROVINCES.items()],
+        "graph_api": {"base": base, "stand_in": stand_in},
+        "webhook_url": settings.PUBLIC_BASE_URL.rstrip("/") + "/webhooks/whatsapp",
+    }), 200
+
+
+@bp.get("/dev/chat")
+def page() -> Response:
+    return send_from_directory(STATIC_DIR, "chat.html", max_age=0)

@@ -1,0 +1,124 @@
+"""Meta-shaped WhatsApp webhook bodies, built and signed in one place.
+
+Everything that plays Meta towards our own `/webhooks/whatsapp` uses these builders: the `/dev/chat`
+simulator, the Graph API stand-in's status callbacks, `flask chat` and the tests' `Farmer`. The shapes
+follow the real deliveries in `tests/fixtures/whatsapp/` (one entry, one change, `field: messages`).
+Phone numbers are Meta's `wa_id` form: digits, no `+`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+import requests
+
+WABA_ID = "211497375401331"  # the business account id in `entry[].id`
+DISPLAY_PHONE_NUMBER = "908502221133"  # the business number the farmer writes to, as Meta shows it
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+
+def new_wamid() -> str:
+    """A fresh id in the look of Meta's (`wamid.` + base64); unique enough for a development run."""
+    return "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x20" + secrets.token_bytes(18)).decode()
+
+
+def message(sender: str, kind: str, content: dict[str, Any], *, wamid: str | None = None,
+            timestamp: int | None = None, context_id: str | None = None) -> dict[str, Any]:
+    """One inbound message object (`value.messages[]`); `context_id` is the bot message a reply answers."""
+    msg: dict[str, Any] = {"from": sender, "id": wamid or new_wamid(),
+                           "timestamp": str(int(time.time()) if timestamp is None else timestamp),
+                           "type": kind, kind: content}
+    if context_id:
+        msg["context"] = {"from": DISPLAY_PHONE_NUMBER, "id": context_id}
+    return msg
+
+
+def text(sender: str, body: str, **kw: Any) -> dict[str, Any]:
+    return message(sender, "text", {"body": body}, **kw)
+
+
+def image(sender: str, media_id: str, *, sha256: str, mime_type: str = "image/jpeg", caption: str | None = None,
+          **kw: Any) -> dict[str, Any]:
+    content: dict[str, Any] = {"mime_type": mime_type, "sha256": sha256, "id": media_id}
+    if caption:
+        content["caption"] = caption
+    return message(sender, "image", content, **kw)
+
+
+def location(sender: str, latitude: float, longitude: float, *, name: str | None = None,
+             address: str | None = None, **kw: Any) -> dict[str, Any]:
+    content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+    if name:
+        content["name"] = name
+    if address:
+        content["address"] = address
+    return message(sender, "location", content, **kw)
+
+
+def interactive_reply(sender: str, kind: str, reply_id: str, title: str, *, description: str | None = None,
+                      **kw: Any) -> dict[str, Any]:
+    """A tapped reply button (`kind="button_reply"`) or list row (`kind="list_reply"`)."""
+    if kind not in ("button_reply", "list_reply"):
+        raise ValueError("kind must be button_reply or list_reply")
+    choice: dict[str, Any] = {"id": reply_id, "title": title}
+    if description and kind == "list_reply":
+        choice["description"] = description
+    return message(sender, "interactive", {"type": kind, kind: choice}, **kw)
+
+
+def template_button(sender: str, payload: str, title: str, **kw: Any) -> dict[str, Any]:
+    """A tapped quick-reply button of a template message (`type: button`)."""
+    return message(sender, "button", {"payload": payload, "text": title}, **kw)
+
+
+def messages_body(messages: list[dict[str, Any]], *, sender: str, name: str | None, phone_number_id: str,
+                  display_phone_number: str = DISPLAY_PHONE_NUMBER, waba_id: str = WABA_ID) -> dict[str, Any]:
+    """The whole delivery for messages of one farmer (`contacts[]` without `profile` when there is no name)."""
+    contact: dict[str, Any] = {"wa_id": sender}
+    if name:
+        contact["profile"] = {"name": name}
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
+             "contacts": [contact], "messages": list(messages)}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": waba_id, "changes": [{"field": "messages", "value": value}]}]}
+
+
+def status_body(wamid: str, status: str, recipient: str, *, phone_number_id: str, timestamp: int | None = None,
+                display_phone_number: str = DISPLAY_PHONE_NUMBER, waba_id: str = WABA_ID) -> dict[str, Any]:
+    """A `sent` / `delivered` / `read` status of one of our messages, as Meta reports it."""
+    now = int(time.time()) if timestamp is None else timestamp
+    event: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(now), "recipient_id": recipient}
+    if status == "sent":  # like Meta's: the conversation and its pricing come with `sent`
+        event["conversation"] = {"id": hashlib.md5(recipient.encode(), usedforsecurity=False).hexdigest(),
+                                 "expiration_timestamp": str(now + 24 * 3600), "origin": {"type": "service"}}
+        event["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service"}
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
+             "statuses": [event]}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": waba_id, "changes": [{"field": "messages", "value": value}]}]}
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """The exact bytes that are signed and sent (UTF-8, Turkish letters unescaped like Meta's)."""
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def signature(raw: bytes, app_secret: str) -> str:
+    """The `X-Hub-Signature-256` value: HMAC-SHA256 of the raw bytes with the Meta app secret."""
+    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def post_signed(url: str, body: dict[str, Any], app_secret: str, *, timeout: float = 10,
+                session: requests.Session | None = None) -> requests.Response:
+    """POST a body to a webhook URL over real HTTP, signed like Meta signs it."""
+    raw = encode(body)
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(raw, app_secret)}
+    return (session or requests).post(url, data=raw, headers=headers, timeout=timeout)

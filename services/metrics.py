@@ -1,0 +1,218 @@
+"""Prometheus metrics: the series operators watch, and what `GET /metrics` serves.
+
+Two modes, chosen from the process environment when this module is first imported (prometheus-client
+decides then, so `PROMETHEUS_MULTIPROC_DIR` must be in the environment, not only in `.env`):
+
+- Unset (embedded default, tests): plain in-process metrics, served by the process that counted them.
+- Set: every process of the machine (gunicorn workers, RQ workers and their work-horses, the
+  scheduler) writes its counts to files in that directory, and `/metrics` in any web process serves
+  their sum. Empty the directory before the machine's processes start, never while they run.
+
+RQ forks a work-horse per job. prometheus-client would give each horse its own file (one per pid, so
+one per job, without end); a horse instead reuses one file per parent worker (`enter_work_horse`),
+which is safe because a worker runs one horse at a time.
+
+Gauges of shared state (queue depths, failed-job registries, the N8N circuit) are read from Redis at
+scrape time, so they are right whichever process serves `/metrics`. No label holds personal data:
+queue names, outcomes, error codes and reasons only. Recording never raises: a metric must not cost a
+farmer an answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+N8N_CIRCUIT = "n8n"  # the breaker name services.analysis.n8n_client uses
+
+# --- multiprocess mode: one file per process, and one per RQ worker for all its work-horses ---------
+
+_horse_of: int | None = None
+
+
+def _process_identifier() -> str:
+    return f"{_horse_of}-horse" if _horse_of is not None else str(os.getpid())
+
+
+def enter_work_horse() -> None:
+    """Call first thing in a forked RQ work-horse: its counts go to its worker's horse file, which
+    the next horse of the same worker continues (prometheus-client re-reads the file on the switch)."""
+    global _horse_of
+    _horse_of = os.getppid()
+
+
+if MULTIPROC_DIR:
+    os.makedirs(MULTIPROC_DIR, exist_ok=True)
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)
+
+# --- the series --------------------------------------------------------------------------------------
+
+WEBHOOK_OUTCOMES = ("accepted", "duplicate", "unhandled", "unsigned", "bad_signature", "malformed", "too_large",
+                    "error")
+JOB_OUTCOMES = ("succeeded", "retried", "failed")
+
+WEBHOOKS = Counter("ziraai_webhooks_total", "WhatsApp webhook deliveries (POST), one outcome per request.",
+                   ["outcome"])
+JOBS = Counter("ziraai_jobs_total", "RQ job attempts by queue and outcome (retried: failed, RQ tries again).",
+               ["queue", "outcome"])
+JOB_DURATION = Histogram("ziraai_job_duration_seconds", "Time one RQ job attempt ran, by queue.", ["queue"],
+                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+N8N_DURATION = Histogram("ziraai_n8n_request_duration_seconds", "N8N webhook calls by outcome (no call while the "
+                         "circuit is open).", ["outcome"],
+                         buckets=(0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180))
+GRAPH_ERRORS = Counter("ziraai_graph_api_errors_total", "WhatsApp Graph API errors by Meta error code "
+                       "(http_<status> without one, network without a response).", ["code"])
+QUOTA_REJECTIONS = Counter("ziraai_quota_rejections_total", "Analysis charges refused by the quota, by reason.",
+                           ["reason"])
+
+
+def _quietly(record: Callable[[], None]) -> None:
+    try:
+        record()
+    except Exception:  # a full disk in multiprocess mode, say: log it, never break the caller
+        log.warning("could not record a metric", exc_info=True)
+
+
+def webhook(outcome: str) -> None:
+    """Count one POST /webhooks/whatsapp with one of WEBHOOK_OUTCOMES."""
+    _quietly(lambda: WEBHOOKS.labels(outcome).inc())
+
+
+def job(queue: str, outcome: str, seconds: float) -> None:
+    """Count one job attempt with one of JOB_OUTCOMES and its duration."""
+    def record() -> None:
+        JOBS.labels(queue, outcome).inc()
+        JOB_DURATION.labels(queue).observe(seconds)
+
+    _quietly(record)
+
+
+def graph_api_error(code: int | None, http_status: int | None) -> None:
+    """Count a Graph API error under Meta's code, else `http_<status>`, else `network`."""
+    label = str(code) if code is not None else f"http_{http_status}" if http_status else "network"
+    _quietly(lambda: GRAPH_ERRORS.labels(label).inc())
+
+
+def quota_rejection(reason: str) -> None:
+    _quietly(lambda: QUOTA_REJECTIONS.labels(str(reason)).inc())
+
+
+def n8n_outcome(exc: BaseException | None) -> str:
+    """ok | timeout | connection_error | http_4xx | http_5xx | invalid_response (2xx, not a JSON object) | error."""
+    if exc is None:
+        return "ok"
+    cause = exc.__cause__
+    if isinstance(cause, requests.Timeout):
+        return "timeout"
+    if isinstance(cause, requests.ConnectionError):
+        return "connection_error"
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return "invalid_response" if 200 <= status < 300 else f"http_{status // 100}xx"
+    return "error"
+
+
+def timed_n8n_call(func: F) -> F:
+    """Decorate the N8N client's submit: observe each call's duration by outcome. A call the open
+    circuit refused made no request and is not observed."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from services.n8n import CircuitOpen  # late: n8n imports this module
+
+        started = time.perf_counter()
+        try:
+            result = func(*args, **kwargs)
+        except CircuitOpen:
+            raise
+        except Exception as exc:
+            _observe_n8n(n8n_outcome(exc), time.perf_counter() - started)
+            raise
+        _observe_n8n("ok", time.perf_counter() - started)
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _observe_n8n(outcome: str, seconds: float) -> None:
+    _quietly(lambda: N8N_DURATION.labels(outcome).observe(seconds))
+
+
+# --- scrape time -------------------------------------------------------------------------------------
+
+
+class SharedStateCollector(Collector):
+    """Queue depths, failed-job registry sizes and the N8N circuit, read from Redis at each scrape.
+    `ziraai_redis_up` is 0 (and the others are left out) when Redis cannot be read."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from services.circuit import CLOSED, CircuitBreaker
+        from services.queue import QUEUE_NAMES, get_queue
+
+        up = GaugeMetricFamily("ziraai_redis_up", "1 when /metrics could read the queues from Redis.")
+        depth = GaugeMetricFamily("ziraai_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
+        failed = GaugeMetricFamily("ziraai_failed_jobs", "Jobs in each queue's RQ failed registry.", labels=["queue"])
+        circuit = GaugeMetricFamily("ziraai_n8n_circuit_open", "1 while the shared N8N circuit breaker is not "
+                                    "closed (open, or half-open waiting for its probe).")
+        try:
+            for name in QUEUE_NAMES:
+                queue = get_queue(name, self.redis)
+                depth.add_metric([name], queue.count)
+                failed.add_metric([name], queue.failed_job_registry.get_job_count(cleanup=False))
+            state = CircuitBreaker(self.redis, N8N_CIRCUIT).state()
+            circuit.add_metric([], 0 if state == CLOSED else 1)
+        except RedisError as exc:
+            log.warning("metrics: Redis unavailable", extra={"reason": type(exc).__name__})
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield from (up, depth, failed, circuit)
+
+
+class _Forward(Collector):
+    """The process's own registry as one collector of a per-scrape registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self.registry.collect())
+
+
+def render(redis: Redis, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition body and its content type (Prometheus text, or OpenMetrics when asked for)."""
+    registry = CollectorRegistry()
+    if MULTIPROC_DIR:
+        MultiProcessCollector(registry, path=MULTIPROC_DIR)
+    else:
+        registry.register(_Forward(REGISTRY))
+    registry.register(SharedStateCollector(redis))
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+def token_ok(authorization: str | None, token: str) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time."""
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())

@@ -1,0 +1,242 @@
+"""The admin API fuzzed against its own OpenAPI document (QUALITY.md: no 5xx for any input).
+
+Schemathesis loads `/api/v1/openapi.json` from the app itself (in-process WSGI, no server) and, for
+every documented operation, sends the document's examples, boundary and malformed values (the coverage
+phase: empty, too long, wrong type, NUL characters, huge integers...) and random valid and invalid
+requests (the fuzzing phase). Every response is checked: never a 5xx, and the status code, content
+type, headers and body are the ones the document promises; a protected operation is also replayed
+without a token (must be 401) and with undocumented methods (must be 405 with `Allow`). A failure
+prints a `curl` line that reproduces it.
+
+Each case is sent as every role its operation admits (admin; support and/or a sponsor user of sponsor
+1), a public operation without a token. Tokens come from the normal login, once; logout and refresh
+only ever see random refresh tokens, and nothing the API offers revokes an access token. The rate
+limits are raised through the settings. Seeded first, so the document's path examples (id 1, code
+AGRI-7KQ3-M9XP, job analysis-2, tier M) hit real rows: sponsors 1 (L package) and 2 (S package) with
+codes, farmer 1 with messages, a sponsored analysis, a charge and a redeemed code, a failed analysis
+with its failed job, and another failed job.
+
+Bounded for CI: `FUZZ_EXAMPLES` random cases per operation (default 8; the examples and coverage
+phases add their own), derandomized with a fixed seed (`FUZZ_SEED`), so every run sends the same
+requests. Longer locally: `FUZZ_EXAMPLES=500 .venv/bin/pytest tests/test_admin_fuzz.py -q`;
+`FUZZ_STATS=/tmp/fuzz.json` writes how many requests each operation, role and status got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import schemathesis
+from flask import Flask
+from rq import SimpleWorker
+from rq.registry import FailedJobRegistry
+from schemathesis.config import SchemathesisConfig
+from sqlalchemy import update
+
+from app import create_app
+from models import Analysis, AnalysisStatus, Farmer, Message, SponsorCode, utcnow
+from services import quota, sponsorship
+from services.queue import get_queue
+from tests.admin_helpers import bearer, login, make_staff
+from tests.conftest import _clean, make_settings
+
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
+FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
+NO_LIMITS = {"ADMIN_REQUESTS_PER_MINUTE": 10**9, "ADMIN_LOGIN_FAILURES_PER_ACCOUNT": 10**9,
+             "ADMIN_LOGIN_FAILURES_PER_IP": 10**9}
+PHONE = "+905321234567"
+EXAMPLE_CODE = "AGRI-7KQ3-M9XP"
+STATUSES: Counter[tuple[str, str, int]] = Counter()
+
+
+def always_fails(value: int) -> None:
+    """A job for the failed-job registry (RQ imports it by name)."""
+    raise RuntimeError(f"seeded failure {value}")
+
+
+def _fail_job(app: Flask, queue: str, job_id: str) -> None:
+    redis = app.extensions["redis"]
+    get_queue(queue, redis).enqueue("tests.test_admin_fuzz.always_fails", 1, job_id=job_id)
+    SimpleWorker([get_queue(queue, redis)], connection=redis).work(burst=True)
+    assert job_id in FailedJobRegistry(queue=get_queue(queue, redis))
+
+
+def seed(app: Flask) -> None:
+    """Sponsor 1 (L) and 2 (S) with codes; farmer 1 with messages, analyses, a charge and a redeemed code;
+    a failed analysis job and a failed plain job."""
+    now = utcnow()
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+        first = sponsorship.create_sponsor(s, "Anadolu Tohum", contact_email="info@anadolu.test")
+        second = sponsorship.create_sponsor(s, "Bereket Gübre")
+        _, codes = sponsorship.create_purchase(s, first.id, "L", 5, 90, 30, now)
+        sponsorship.create_purchase(s, second.id, "S", 3, 90, 30, now)
+        farmer = Farmer(phone=PHONE, profile_name="Mehmet Yılmaz", created_at=now, updated_at=now)
+        s.add(farmer)
+        s.flush()
+        quota.start_trial(s, farmer.id, now)
+        sponsorship.redeem(s, farmer.id, sorted(codes)[0], now)
+        inbound = Message(direction="in", wamid="wamid.fuzz-in", phone=PHONE, farmer_id=farmer.id, type="text",
+                          text="Merhaba, domatesimde leke var", status="processed", created_at=now)
+        outbound = Message(direction="out", wamid="wamid.fuzz-out", phone=PHONE, farmer_id=farmer.id, type="text",
+                           text="Fotoğraf gönderin", status="failed", error_code=131047,
+                           error_title="Re-engagement message", created_at=now + timedelta(seconds=1))
+        s.add_all([inbound, outbound])
+        s.flush()
+        completed = Analysis(farmer_id=farmer.id, sponsor_id=first.id, message_id=inbound.id, crop="domates",
+                             status=AnalysisStatus.COMPLETED.value, health_score=4, primary_concern="Erken yanıklık",
+                             diseases=[{"type": "Alternaria solani"}], pests=[],
+                             result={"summary": {"overall_health_score": 4}}, created_at=now, received_at=now,
+                             completed_at=now)
+        failed = Analysis(farmer_id=farmer.id, crop="biber", status=AnalysisStatus.FAILED.value,
+                          failure_reason="photo unreadable", created_at=now, received_at=now, failed_at=now)
+        s.add_all([completed, failed])
+        s.flush()
+        quota.charge(s, farmer.id, now, analysis_id=completed.id)
+        # The document's path examples name these rows: sponsor, farmer and analysis 1, code
+        # AGRI-7KQ3-M9XP, job analysis-2, tier M; the examples phase and the coverage phase start there.
+        assert (first.id, farmer.id, completed.id, failed.id) == (1, 1, 1, 2)
+        s.execute(update(SponsorCode).where(SponsorCode.code == sorted(codes)[1]).values(code=EXAMPLE_CODE))
+    _fail_job(app, "analysis", "analysis-2")
+    _fail_job(app, "default", "fuzz-failed-job")
+
+
+# An app only to read the OpenAPI document and the routes' roles from at collection time (no database).
+DOCUMENT_APP = create_app(make_settings("sqlite://"))
+
+
+def _roles_by_operation(app: Flask) -> dict[str, tuple[str, ...]]:
+    """`"GET /api/v1/sponsors/{sponsor_id}"` -> the roles its view admits (empty for a public one)."""
+    roles = {}
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods or ():
+            roles[f"{method} {path}"] = tuple(getattr(app.view_functions[rule.endpoint], "required_roles", ()))
+    return roles
+
+
+ROLES_BY_OPERATION = _roles_by_operation(DOCUMENT_APP)
+
+
+# Valid and invalid inputs ("all"); every check schemathesis has runs except the two that judge the
+# request schemas' precision: `positive_data_acceptance` (a 400 for input the document admits: our rules
+# that JSON Schema cannot say, e.g. `until` later than `since`, an active tier, a sponsor that exists) and
+# `negative_data_rejection` (a 2xx for input the document forbids: the API trims whitespace and takes
+# `1` for `1.0`). What matters here is the answer: never a 5xx, and the documented status, content
+# type, headers and body; plus 401 without a token and 405 with `Allow` for undocumented methods.
+CONFIG = SchemathesisConfig.from_dict({
+    "seed": FUZZ_SEED,
+    "generation": {"mode": "all", "max-examples": FUZZ_EXAMPLES, "deterministic": True, "database": "none"},
+    "phases": {"stateful": {"enabled": False}},
+    "checks": {"positive_data_acceptance": {"enabled": False}, "negative_data_rejection": {"enabled": False}},
+})
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", DOCUMENT_APP, config=CONFIG)
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(database_url: str) -> Iterator[Flask]:
+    """One seeded app for the whole module, with the rate limits out of the way (thousands of requests a
+    minute from one user and from one IP)."""
+    app = create_app(make_settings(database_url, **NO_LIMITS))
+    _clean(app)
+    with app.app_context():
+        seed(app)
+        yield app
+    app.extensions["db"].engine.dispose()
+    if os.environ.get("FUZZ_STATS"):  # where the fuzz went: operation, caller, status -> requests
+        rows = [{"operation": op, "caller": role, "status": status, "requests": n}
+                for (op, role, status), n in sorted(STATUSES.items())]
+        Path(os.environ["FUZZ_STATS"]).write_text(json.dumps(rows, indent=1))
+
+
+@pytest.fixture(scope="module")
+def tokens(fuzz_app: Flask) -> dict[str, dict[str, str]]:
+    """Bearer headers from the normal login, per role (the sponsor user belongs to sponsor 1)."""
+    headers: dict[str, dict[str, str]] = {"anonymous": {}}
+    for role in ("admin", "sponsor", "support"):
+        email = f"{role}@fuzz.test"
+        make_staff(fuzz_app, role, email, sponsor_id=1 if role == "sponsor" else None)
+        response = login(fuzz_app.test_client(), email)
+        assert response.status_code == 200, response.get_json()
+        headers[role] = bearer(response.get_json()["access_token"])
+    return headers
+
+
+def test_the_fuzzed_document_is_the_one_the_app_serves(fuzz_app: Flask) -> None:
+    served = fuzz_app.test_client().get("/api/v1/openapi.json").get_json()
+    assert served == schema.raw_schema
+
+
+@schema.parametrize()
+def test_api_answers_as_documented(case: schemathesis.Case, fuzz_app: Flask, tokens: dict[str, dict[str, str]]) -> None:
+    """Each case is sent as every role the operation admits (a public one: without a token). A role it
+    does not admit gets a 403 before the input is read (`test_role_matrix`), and schemathesis' `ignored_auth`
+    check replays protected cases without a token and with a wrong one (401)."""
+    for role in ROLES_BY_OPERATION[case.operation.label] or ("anonymous",):
+        response = case.call_and_validate(app=fuzz_app, headers=tokens[role])
+        STATUSES[(case.operation.label, role, response.status_code)] += 1
+
+
+def test_the_tokens_survived_the_fuzzing(fuzz_app: Flask, tokens: dict[str, dict[str, str]]) -> None:
+    """Runs after the fuzzing: had a fuzzed call revoked or outdated a token, the cases after it would
+    only have seen 401s."""
+    client = fuzz_app.test_client()
+    assert client.get("/api/v1/staff", headers=tokens["admin"]).status_code == 200
+    assert client.get("/api/v1/messages", headers=tokens["support"]).status_code == 200
+    assert client.get("/api/v1/sponsors/1/codes", headers=tokens["sponsor"]).status_code == 200
+
+
+# --- regressions: what the fuzzing found --------------------------------------------------------------
+
+BEYOND_INTEGER = 2**31  # one past PostgreSQL's INTEGER: these ids once reached the database -> 500
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/api/v1/analyses/{id}", None),
+    ("GET", "/api/v1/farmers/{id}/messages", None),
+    ("GET", "/api/v1/farmers/{id}/ledger", None),
+    ("GET", "/api/v1/farmers/{id}/subscription", None),
+    ("POST", "/api/v1/farmers/{id}/subscriptions", {"tier_code": "M", "days": 30}),
+    ("GET", "/api/v1/sponsors/{id}", None),
+    ("PATCH", "/api/v1/sponsors/{id}", {"name": "Yeni Ad"}),
+    ("POST", "/api/v1/sponsors/{id}/purchases", {"tier": "M", "quantity": 1}),
+    ("GET", "/api/v1/sponsors/{id}/codes", None),
+    ("GET", "/api/v1/sponsors/{id}/codes.csv", None),
+    ("POST", f"/api/v1/sponsors/{{id}}/codes/{EXAMPLE_CODE}/revoke", None),
+    ("GET", "/api/v1/sponsors/{id}/statistics", None),
+    ("GET", "/api/v1/sponsors/{id}/analyses", None),
+    ("GET", "/api/v1/sponsors/1/analyses/{id}", None),
+])
+@pytest.mark.parametrize("row_id", [BEYOND_INTEGER, 2**63 - 1, 2**64])
+def test_ids_beyond_the_integer_columns_are_404(fuzz_app: Flask, tokens: dict[str, dict[str, str]], method: str,
+                                                path: str, body: dict[str, object] | None, row_id: int) -> None:
+    """Found on PostgreSQL: an id above 2**31 - 1 in the path was a 500 ("integer out of range")."""
+    response = fuzz_app.test_client().open(path.format(id=row_id), method=method, json=body,
+                                           headers=tokens["admin"])
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(("path", "name"), [("/api/v1/analyses", "farmer_id"), ("/api/v1/audit", "user_id")])
+def test_id_filters_beyond_the_integer_columns_are_400(fuzz_app: Flask, tokens: dict[str, dict[str, str]], path: str,
+                                                        name: str) -> None:
+    response = fuzz_app.test_client().get(path, query_string={name: BEYOND_INTEGER}, headers=tokens["admin"])
+    assert response.status_code == 400
+    assert [e["field"] for e in response.get_json()["errors"]] == [name]
+    assert fuzz_app.test_client().get(path, query_string={name: BEYOND_INTEGER - 1},
+                                      headers=tokens["admin"]).get_json()["total"] == 0
+
+
+def test_an_undocumented_method_is_405_with_allow(fuzz_app: Flask, tokens: dict[str, dict[str, str]]) -> None:
+    """Found by the fuzzing: a 405 from routing (e.g. TRACE) had no `Allow` header (RFC 9110 requires one)."""
+    response = fuzz_app.test_client().open("/api/v1/sponsors", method="TRACE", headers=tokens["admin"])
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"
+    assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET", "POST"}

@@ -1,0 +1,191 @@
+"""A sponsor messages the farmer of a sponsored analysis: L/XL only, `sponsor_message_tr`, at most the
+daily cap per farmer over all sponsors, never to an opted-out farmer, held through quiet hours."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+import responses
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select, update
+
+from models import AuditLog, Farmer, Message, utcnow
+from services import runtime_settings
+from services.queue import OUTBOUND, get_queue
+from services.quota import ISTANBUL, next_day_start
+from tests import test_admin_sponsors as sponsors_tests
+from tests.conftest import GRAPH, PHONE_NUMBER_ID, run_jobs
+from tests.test_admin_sponsors import PROBLEM, add_analysis, add_farmer, buy
+
+MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
+tiers, world = sponsors_tests.tiers, sponsors_tests.world  # fixtures: tiers seeded, sponsors A/B and tokens
+
+
+def set_runtime(app, **values) -> None:  # type: ignore[no-untyped-def]
+    with app.app_context(), app.extensions["db"].session() as s, s.begin():
+        runtime_settings.save(s, values, None)
+    with app.app_context():
+        runtime_settings.announce()
+
+
+@pytest.fixture(autouse=True)
+def no_quiet_hours(app):  # type: ignore[no-untyped-def]
+    set_runtime(app, quiet_hours_start="00:00", quiet_hours_end="00:00")
+
+
+@pytest.fixture
+def graph():  # type: ignore[no-untyped-def]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post(MESSAGES_URL, json={"messaging_product": "whatsapp", "messages": [{"id": "wamid.SPONSOR1"}]})
+        yield mock
+
+
+def sent_bodies(graph) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    return [json.loads(c.request.body) for c in graph.calls if c.request.url == MESSAGES_URL]
+
+
+def url(sponsor_id: int, analysis_id: int) -> str:
+    return f"/api/v1/sponsors/{sponsor_id}/analyses/{analysis_id}/message"
+
+
+@pytest.fixture
+def sponsored(app, world):  # type: ignore[no-untyped-def]
+    """Sponsor A on the L package with one sponsored analysis of a farmer."""
+    buy(app, world["a"], "L", 1)
+    farmer_id = add_farmer(app)
+    return {"farmer": farmer_id, "analysis": add_analysis(app, world["a"], farmer_id)}
+
+
+def test_the_farmer_gets_the_template_with_the_sponsor_name(app, client, world, sponsored, graph, session):
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"],
+                           json={"text": "Bu hafta yağış bekleniyor;\n\nilaçlamayı   yağıştan sonraya bırakın."})
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body | {"message_id": 0} == {"message_id": 0, "status": "pending", "template": "sponsor_message_tr",
+                                        "send_after": None, "sent_today": 1, "daily_cap": 10}
+    run_jobs(app, (OUTBOUND,))
+    [sent] = sent_bodies(graph)
+    assert sent["to"] == "+905321234567" and sent["type"] == "template"
+    assert sent["template"]["name"] == "sponsor_message_tr"
+    params = [p["text"] for p in sent["template"]["components"][0]["parameters"]]
+    assert params == ["Anadolu Tohum", "Bu hafta yağış bekleniyor; ilaçlamayı yağıştan sonraya bırakın."]
+    row = session.get(Message, body["message_id"])
+    assert (row.farmer_id, row.status, row.wamid) == (sponsored["farmer"], "accepted", "wamid.SPONSOR1")
+    [audit] = session.scalars(select(AuditLog).where(AuditLog.action == "sponsor.message.send")).all()
+    assert audit.details["analysis_id"] == sponsored["analysis"] and audit.record_id == str(row.id)
+
+
+@pytest.mark.parametrize("tier", ["S", "M"])
+def test_below_l_is_refused(app, client, world, tier):
+    buy(app, world["a"], tier, 1)
+    analysis_id = add_analysis(app, world["a"], add_farmer(app))
+    response = client.post(url(world["a"], analysis_id), headers=world["sponsor_a"], json={"text": "Merhaba"})
+    assert response.status_code == 403 and response.mimetype == PROBLEM
+
+
+def test_other_sponsors_and_their_analyses_are_404(app, client, world, sponsored):
+    assert client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_b"],
+                       json={"text": "x"}).status_code == 404
+    buy(app, world["b"], "XL", 1)
+    assert client.post(url(world["b"], sponsored["analysis"]), headers=world["sponsor_b"],
+                       json={"text": "x"}).status_code == 404  # B's package, A's analysis
+    assert client.post(url(world["a"], 999_999), headers=world["sponsor_a"], json={"text": "x"}).status_code == 404
+    assert client.post(url(world["a"], sponsored["analysis"]), headers=world["support"],
+                       json={"text": "x"}).status_code == 403
+    assert client.post(url(world["a"], sponsored["analysis"]), json={"text": "x"}).status_code == 401
+    assert client.post(url(world["a"], sponsored["analysis"]), headers=world["admin"],
+                       json={"text": "Yönetici adına"}).status_code == 202
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "text"), ({"text": ""}, "text"), ({"text": "  \n "}, "text"), ({"text": 5}, "text"),
+    ({"text": "x" * 501}, "text"), ({"text": "ok", "to": "+905551112233"}, "to"), ({"text": "a\x00b"}, "text"),
+])
+def test_bad_bodies_are_field_errors(client, world, sponsored, body, field, session):
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json=body)
+    assert response.status_code == 400 and response.mimetype == PROBLEM
+    assert field in [e["field"] for e in response.get_json()["errors"]]
+    assert session.scalar(select(Message.id)) is None
+
+
+def test_never_to_an_opted_out_farmer(app, client, world, sponsored, session):
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Farmer).values(opted_out_at=utcnow()))
+    listing = client.get(f"/api/v1/sponsors/{world['a']}/analyses", headers=world["sponsor_a"]).get_json()
+    assert listing["items"][0]["can_message"] is False
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "Merhaba"})
+    assert response.status_code == 409 and "opted out" in response.get_json()["detail"]
+    assert session.scalar(select(Message.id)) is None
+
+
+def test_an_opt_out_before_delivery_withholds_the_message(app, client, world, sponsored, graph, session):
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "Merhaba"})
+    assert response.status_code == 202
+    with app.extensions["db"].session() as s, s.begin():  # the farmer writes DUR before the job runs
+        s.execute(update(Farmer).values(opted_out_at=utcnow()))
+    run_jobs(app, (OUTBOUND,))
+    assert sent_bodies(graph) == []
+    row = session.get(Message, response.get_json()["message_id"])
+    assert row.status == "failed" and "opted out" in row.error_title
+
+
+def test_at_most_the_daily_cap_per_farmer_over_all_sponsors(app, client, world, sponsored, session):
+    buy(app, world["b"], "XL", 1)
+    other = add_analysis(app, world["b"], sponsored["farmer"])  # the same farmer, sponsored by B too
+    for i in range(10):
+        sponsor, analysis, headers = ((world["a"], sponsored["analysis"], world["sponsor_a"]) if i % 2 else
+                                      (world["b"], other, world["sponsor_b"]))
+        response = client.post(url(sponsor, analysis), headers=headers, json={"text": f"Mesaj {i}"})
+        assert response.status_code == 202 and response.get_json()["sent_today"] == i + 1
+    refused = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "11"})
+    assert refused.status_code == 429 and refused.mimetype == PROBLEM
+    wait = int(refused.headers["Retry-After"])
+    expected = (next_day_start(utcnow()) - utcnow()).total_seconds()
+    assert abs(wait - expected) < 5
+    assert len(session.scalars(select(Message.id)).all()) == 10
+
+    # Yesterday's messages do not count.
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Message).values(created_at=utcnow() - timedelta(days=1)))
+    assert client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"],
+                       json={"text": "Yeni gün"}).status_code == 202
+
+
+def test_an_admin_lowers_the_cap_and_it_applies_at_once(app, client, world, sponsored):
+    assert client.patch("/api/v1/settings", headers=world["admin"],
+                        json={"sponsor_message_daily_cap": 1}).status_code == 200
+    first = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "Bir"})
+    second = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "İki"})
+    assert (first.status_code, second.status_code) == (202, 429)
+    assert first.get_json()["daily_cap"] == 1
+
+
+def test_written_in_quiet_hours_it_waits_until_they_end(app, client, world, sponsored, graph, session):
+    local = utcnow().astimezone(ISTANBUL)
+    start = (local - timedelta(hours=1)).strftime("%H:%M")
+    end = (local + timedelta(hours=1)).strftime("%H:%M")
+    set_runtime(app, quiet_hours_start=start, quiet_hours_end=end)
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "Gece"})
+    assert response.status_code == 202
+    send_after = response.get_json()["send_after"]
+    assert send_after is not None
+    run_jobs(app, (OUTBOUND,))
+    assert sent_bodies(graph) == []  # not sent in quiet hours
+    message_id = response.get_json()["message_id"]
+    assert session.get(Message, message_id).status == "pending"
+    registry = ScheduledJobRegistry(queue=get_queue(OUTBOUND, app.extensions["redis"]))
+    [job_id] = registry.get_job_ids()
+    assert job_id.startswith(f"outbound-{message_id}-after-")
+    scheduled = registry.get_scheduled_time(job_id)
+    assert abs((scheduled - utcnow()).total_seconds() - 3600) < 120
+    assert abs((scheduled - datetime.fromisoformat(send_after)).total_seconds()) < 1
+
+    # When the time comes (quiet hours over), the scheduled job sends it.
+    set_runtime(app, quiet_hours_start="00:00", quiet_hours_end="00:00")
+    get_queue(OUTBOUND, app.extensions["redis"]).enqueue_job(
+        get_queue(OUTBOUND, app.extensions["redis"]).fetch_job(job_id))
+    run_jobs(app, (OUTBOUND,))
+    assert len(sent_bodies(graph)) == 1
+    assert session.get(Message, message_id).status == "accepted"

@@ -1,0 +1,384 @@
+"""`GET /r/<token>`: one analysis as a small, server-rendered page for the farmer's phone.
+
+The `Detaylar` reply carries the link (`report_link`). The token is the analysis id signed with the
+same itsdangerous signer and key as the media links, under its own salt (`REPORT_SALT`), so a media
+token never opens a report and a report token never opens a photo. It expires after
+`REPORT_URL_MAX_AGE` seconds (7 days by default): an old link is a 410 page that says how to get a
+fresh one, anything else that is not ours a 404 page. Every page is HTML in the farmer's language.
+
+The page loads nothing from anywhere else: the CSS is inline and allowed by its hash in the
+Content-Security-Policy (so a `style="..."` attribute would be blocked: use a class), there is no
+JavaScript, and the photo is the optimised copy served by this server through a fresh `/media/` link.
+Values inside a result come from N8N in Turkish and are shown as they are; labels are translated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, url_for
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+
+from bot.normalize import fold
+from bot.replies import crop_name
+from models import Analysis, AnalysisStatus, Farmer
+from services import context
+from services.analysis_result import (
+    AnalysisResult,
+    Finding,
+    Recommendation,
+    Recommendations,
+    is_placeholder,
+    normalise,
+    snake_keys,
+)
+from services.storage import InvalidKey, sign_token
+from translations import N_, format_datetime, format_percent, gettext, resolve_locale
+
+log = logging.getLogger(__name__)
+bp = Blueprint("report", __name__, template_folder="templates")
+
+REPORT_SALT = "ziraai-report"
+CSS = (Path(__file__).parent / "templates" / "report" / "report.css").read_text(encoding="utf-8")
+_CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'self'; style-src 'sha256-{_CSS_HASH}'; img-src 'self'; script-src 'none'; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Cache-Control": "private, no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+
+class ReportLinkInvalid(Exception):
+    """Not a report token of ours (tampered, truncated, a media token, another key)."""
+
+
+class ReportLinkExpired(ReportLinkInvalid):
+    """Ours, but older than the allowed age; `analysis_id` says whose page it was."""
+
+    def __init__(self, analysis_id: int | None) -> None:
+        super().__init__("report link expired")
+        self.analysis_id = analysis_id
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    if not secret:
+        raise ValueError("report links need a secret")
+    return URLSafeTimedSerializer(secret, salt=REPORT_SALT)
+
+
+def sign_report(analysis_id: int, secret: str) -> str:
+    return str(_serializer(secret).dumps(int(analysis_id)))
+
+
+def _analysis_id(payload: Any) -> int | None:
+    return payload if isinstance(payload, int) and not isinstance(payload, bool) and payload > 0 else None
+
+
+def read_report_token(token: str, secret: str, max_age: int) -> int:
+    """The analysis id a token was signed for. Raises ReportLinkExpired or ReportLinkInvalid."""
+    serializer = _serializer(secret)
+    try:
+        payload = serializer.loads(token, max_age=max_age)
+    except SignatureExpired as exc:  # the signature is good, only the age is wrong
+        try:
+            expired_id = _analysis_id(serializer.load_payload(exc.payload)) if exc.payload else None
+        except BadData:
+            expired_id = None
+        raise ReportLinkExpired(expired_id) from None
+    except BadData:
+        raise ReportLinkInvalid("report link invalid") from None
+    analysis_id = _analysis_id(payload)
+    if analysis_id is None:
+        raise ReportLinkInvalid("report link invalid")
+    return analysis_id
+
+
+def _secret() -> str:
+    # The app's link-signing key (derived from JWT_SECRET in create_app); REPORT_SALT keeps the purposes apart.
+    return str(current_app.extensions["media_secret"])
+
+
+def report_link(analysis_id: int) -> str:
+    """The absolute link to an analysis's page (`PUBLIC_BASE_URL/r/<token>`), for the `Detaylar` reply."""
+    base = context.settings().PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}/r/{sign_report(analysis_id, _secret())}"
+
+
+# --- what the page shows --------------------------------------------------------------------------
+
+# Levels as N8N writes them (Turkish or English, compared folded), by rank: 0 is the most pressing.
+_LEVELS = (
+    ("kritik", "critical", "acil", "urgent", "cok yuksek", "very high"),
+    ("yuksek", "high"),
+    ("orta", "medium", "moderate"),
+    ("dusuk", "low", "hafif", "mild"),
+)
+_LEVEL_RANK = {word: rank for rank, words in enumerate(_LEVELS) for word in words}
+_LEVEL_CLASS = ("high", "high", "mid", "low")
+PRIORITY_TITLES = (
+    N_("Critical: do these first"),
+    N_("High priority"),
+    N_("Medium priority"),
+    N_("Low priority"),
+)
+# A step whose priority is missing or unreadable is ranked by the list N8N put it in.
+_SECTION_RANK = {"immediate": 1, "short_term": 2, "preventive": 3}
+SECTION_NAMES = {"immediate": N_("Now"), "short_term": N_("In the coming days"), "preventive": N_("Prevention")}
+SCORE_MEANINGS = (  # (lowest score, meaning), best first
+    (9, N_("Healthy: the plant is in good shape.")),
+    (7, N_("Mostly healthy: a few small problems to watch.")),
+    (5, N_("Needs care: treat the problems soon.")),
+    (3, N_("Poor: the plant needs treatment now.")),
+    (1, N_("Very poor: act today to save the plant.")),
+)
+NUTRIENT_NAMES = {
+    "nitrogen": N_("Nitrogen (N)"), "phosphorus": N_("Phosphorus (P)"), "potassium": N_("Potassium (K)"),
+    "calcium": N_("Calcium (Ca)"), "magnesium": N_("Magnesium (Mg)"), "sulfur": N_("Sulphur (S)"),
+    "iron": N_("Iron (Fe)"), "zinc": N_("Zinc (Zn)"), "manganese": N_("Manganese (Mn)"), "boron": N_("Boron (B)"),
+    "copper": N_("Copper (Cu)"), "molybdenum": N_("Molybdenum (Mo)"), "chlorine": N_("Chlorine (Cl)"),
+    "nickel": N_("Nickel (Ni)"),
+}
+STRESS_NAMES = (  # environmental_stress keys, in the order shown
+    ("water_status", N_("Water")),
+    ("temperature_stress", N_("Temperature")),
+    ("light_stress", N_("Light")),
+    ("physical_damage", N_("Physical damage")),
+    ("chemical_damage", N_("Chemical damage")),
+    ("soil_indicators", N_("Soil")),
+)
+PROBLEM_LABELS = {"disease": N_("Disease"), "pest": N_("Pest"), "nutrient": N_("Nutrient shortage")}
+_NO_PROBLEM = frozenset({"yok", "normal", "none", "no", "iyi", "good", "ok", "saglikli", "healthy", "yeterli", "uygun",
+                         "adequate", "sufficient", "optimal"})
+
+
+def level_rank(level: str | None) -> int | None:
+    """0 (critical) .. 3 (low) for a severity or priority N8N wrote; None when it is not one we know."""
+    return _LEVEL_RANK.get(fold(level)) if level else None
+
+
+def rank_class(rank: int) -> str:
+    """The CSS class (colour) of a level rank: high, mid or low."""
+    return _LEVEL_CLASS[rank]
+
+
+def level_class(level: str | None) -> str:
+    rank = level_rank(level)
+    return "" if rank is None else rank_class(rank)
+
+
+def is_no_problem(value: str) -> bool:
+    """`yok`, `normal`, `stres yok`, `no damage`: N8N saying there is nothing wrong with this aspect."""
+    words = fold(value).split()
+    return not words or " ".join(words) in _NO_PROBLEM or words[-1] == "yok" or words[0] in {"no", "none"}
+
+
+def score_meaning(score: int) -> str:
+    return next(text for lowest, text in SCORE_MEANINGS if score >= lowest)
+
+
+def score_class(score: int) -> str:
+    return "good" if score >= 7 else "mid" if score >= 5 else "bad"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One recommendation as the page lists it."""
+
+    action: str
+    details: str | None
+    timeline: str | None
+    section: str  # immediate | short_term | preventive
+
+
+@dataclass(frozen=True)
+class StepGroup:
+    rank: int  # index into PRIORITY_TITLES
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    label: str  # an untranslated msgid: PROBLEM_LABELS or a STRESS_NAMES label
+    name: str
+    severity: str | None = None
+    confidence: float | None = None  # 0-100
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    """Everything the completed page shows, read from the normalised result and the raw JSON."""
+
+    result: AnalysisResult
+    problems: tuple[Problem, ...] = ()
+    signs: tuple[str, ...] = ()
+    nutrient_statuses: tuple[tuple[str, str], ...] = ()  # (element key, status)
+    step_groups: tuple[StepGroup, ...] = ()
+    affected_area: float | None = None  # percent
+    spread_risk: str | None = None
+    worsens_within: str | None = None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    text = str(value).strip()
+    return None if not text or is_placeholder(text) else text
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    return tuple(t for t in (_text(v) for v in items) if t)
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _percent(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(str(value).strip().rstrip("%").replace(",", "."))
+    except ValueError:
+        return None
+    return number if 0 < number <= 100 else None
+
+
+def _problem(label: str, finding: Finding) -> Problem:
+    return Problem(label, finding.name, finding.severity, finding.confidence,
+                   tuple(p for p in (finding.category, *finding.affected_parts) if p))
+
+
+def _problems(result: AnalysisResult, stress: dict[str, Any]) -> tuple[Problem, ...]:
+    problems = [_problem(PROBLEM_LABELS["disease"], d) for d in result.diseases]
+    problems += [_problem(PROBLEM_LABELS["pest"], p) for p in result.pests]
+    for key, label in STRESS_NAMES:
+        value = _text(stress.get(key))
+        if value and not is_no_problem(value):
+            problems.append(Problem(label, value))
+    deficiencies = tuple(d for d in (result.nutrients.primary_deficiency, *result.nutrients.secondary_deficiencies)
+                         if d)
+    if deficiencies:
+        problems.append(Problem(PROBLEM_LABELS["nutrient"], ", ".join(deficiencies), result.nutrients.severity))
+    return tuple(problems)
+
+
+def _step_groups(recommendations: Recommendations) -> tuple[StepGroup, ...]:
+    ranked: dict[int, list[Step]] = {}
+    sections: tuple[tuple[str, tuple[Recommendation, ...]], ...] = (
+        ("immediate", recommendations.immediate),
+        ("short_term", recommendations.short_term),
+        ("preventive", recommendations.preventive),
+    )
+    for section, items in sections:
+        for item in items:
+            rank = level_rank(item.priority)
+            rank = _SECTION_RANK[section] if rank is None else rank
+            ranked.setdefault(rank, []).append(Step(item.action, item.details, item.timeline, section))
+    return tuple(StepGroup(rank, tuple(ranked[rank])) for rank in sorted(ranked))
+
+
+def build_page(analysis: Analysis, result: AnalysisResult) -> ReportPage:
+    """The completed page's content; parts the result does not have are simply empty."""
+    data = snake_keys(analysis.result) if isinstance(analysis.result, dict) else {}
+    health = _section(data, "health_assessment")
+    pest_disease = _section(data, "pest_disease")
+    risk = _section(data, "risk_assessment")
+    signs = tuple(dict.fromkeys(_texts(health.get("stress_indicators")) + _texts(health.get("disease_symptoms"))))
+    return ReportPage(
+        result=result,
+        problems=_problems(result, _section(data, "environmental_stress")),
+        signs=signs,
+        nutrient_statuses=result.nutrients.statuses,
+        step_groups=_step_groups(result.recommendations),
+        affected_area=_percent(pest_disease.get("affected_area_percentage")),
+        spread_risk=_text(pest_disease.get("spread_risk")),
+        worsens_within=_text(risk.get("timeline_to_worsen")),
+    )
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+def _render(template: str, status: int, locale: str, **values: Any) -> Response:
+    html = render_template(template, css=CSS, locale=locale, _=gettext, **values)
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers.update(HEADERS)
+    return response
+
+
+def _message(status: int, locale: str, kind: str) -> Response:
+    return _render("report/message.html", status, locale, kind=kind)
+
+
+def _locale_of(session: Any, analysis: Analysis | None) -> str:
+    farmer = session.get(Farmer, analysis.farmer_id) if analysis is not None else None
+    return resolve_locale(farmer.locale if farmer is not None else None)
+
+
+def _photo_url(analysis: Analysis) -> str | None:
+    """A fresh signed `/media/` link (relative: the same server, whatever host the page was opened on)."""
+    if not analysis.image_key:
+        return None
+    try:
+        return url_for("media.serve", token=sign_token(analysis.image_key, _secret()))
+    except InvalidKey:
+        return None
+
+
+@bp.get("/r/<path:token>")
+def show(token: str) -> Response:
+    max_age = context.settings().REPORT_URL_MAX_AGE
+    try:
+        analysis_id: int | None = read_report_token(token, _secret(), max_age)
+    except ReportLinkExpired as exc:
+        with context.db().reader() as session:
+            locale = _locale_of(session, session.get(Analysis, exc.analysis_id) if exc.analysis_id else None)
+        return _message(410, locale, "expired")
+    except ReportLinkInvalid:
+        log.info("report link refused: bad signature", extra={"token_chars": len(token)})
+        return _message(404, "tr", "not_found")
+
+    with context.db().reader() as session:
+        analysis = session.get(Analysis, analysis_id)
+        if analysis is None:
+            return _message(404, "tr", "not_found")
+        locale = _locale_of(session, analysis)
+        if analysis.status == AnalysisStatus.FAILED.value:
+            return _message(200, locale, "failed")
+        if analysis.status != AnalysisStatus.COMPLETED.value or analysis.result is None:
+            return _message(200, locale, "pending")
+        result = normalise(analysis.result)
+        if not result.ok:  # stored as completed but unusable: say so kindly rather than show an empty page
+            log.warning("completed analysis with an unusable result", extra={"analysis_id": analysis.id})
+            return _message(200, locale, "failed")
+        when: datetime = analysis.completed_at or analysis.created_at
+        return _render(
+            "report/page.html", 200, locale,
+            page=build_page(analysis, result),
+            analysis_id=analysis.id,
+            crop=crop_name(locale, analysis.crop or result.crop_type or "") or None,
+            date=format_datetime(when, locale),
+            photo_url=_photo_url(analysis),
+            score_meaning=score_meaning, score_class=score_class, level_class=level_class, rank_class=rank_class,
+            format_percent=lambda value: format_percent(value / 100, locale),
+            priority_titles=PRIORITY_TITLES, section_names=SECTION_NAMES, nutrient_names=NUTRIENT_NAMES,
+            stress_names=dict(STRESS_NAMES),
+        )
