@@ -42,6 +42,7 @@ from bot.types import (
 from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, Subscription, utcnow
 from services import context, quota, sponsorship, whatsapp
 from services.inbox import insert_ignoring_conflicts
+from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import GraphAPIError, WhatsAppError
@@ -234,8 +235,6 @@ def _analysis_details(session: Session, farmer: Farmer, analysis_id: int | None)
 
 def _with_report_link(view: replies.ResultView, analysis_id: int) -> replies.ResultView:
     """The view plus a fresh signed link to the analysis's report page (made here: `bot/` signs nothing)."""
-    from webhooks.report import report_link
-
     max_age = timedelta(seconds=context.settings().REPORT_URL_MAX_AGE)
     return replace(view, report_url=report_link(analysis_id), report_expires_at=utcnow() + max_age)
 

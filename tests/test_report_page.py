@@ -21,11 +21,12 @@ from PIL import Image
 from bot import replies
 from models import Analysis, Farmer
 from services import quota
+from services.report_links import read_report_token, sign_report
 from services.storage import new_key, sign_media
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
 from tests.conftest import FIXTURES
-from webhooks.report import CSS, read_report_token, sign_report
+from webhooks.report import CSS
 
 DONE_AT = datetime(2026, 11, 21, 10, 16, tzinfo=UTC)  # 13:16 in Istanbul
 DAY = 24 * 3600

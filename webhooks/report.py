@@ -1,6 +1,6 @@
 """`GET /r/<token>`: one analysis as a small, server-rendered page for the farmer's phone.
 
-The `Detaylar` reply carries the link (`report_link`). The token is the analysis id signed with the
+The `Detaylar` reply carries the link (`services.report_links`). The token is the analysis id signed with the
 same itsdangerous signer and key as the media links, under its own salt (`REPORT_SALT`), so a media
 token never opens a report and a report token never opens a photo. It expires after
 `REPORT_URL_MAX_AGE` seconds (7 days by default): an old link is a 410 page that says how to get a
@@ -22,8 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, url_for
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+from flask import Blueprint, Response, render_template, url_for
 
 from bot.normalize import fold
 from bot.replies import crop_name
@@ -38,13 +37,13 @@ from services.analysis_result import (
     normalise,
     snake_keys,
 )
+from services.report_links import ReportLinkExpired, ReportLinkInvalid, read_report_token, secret
 from services.storage import InvalidKey, sign_token
 from translations import N_, format_datetime, format_percent, gettext, resolve_locale
 
 log = logging.getLogger(__name__)
 bp = Blueprint("report", __name__, template_folder="templates")
 
-REPORT_SALT = "ziraai-report"
 CSS = (Path(__file__).parent / "templates" / "report" / "report.css").read_text(encoding="utf-8")
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 CONTENT_SECURITY_POLICY = (
@@ -58,65 +57,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
 }
-
-
-# --- links ---------------------------------------------------------------------------------------
-
-
-class ReportLinkInvalid(Exception):
-    """Not a report token of ours (tampered, truncated, a media token, another key)."""
-
-
-class ReportLinkExpired(ReportLinkInvalid):
-    """Ours, but older than the allowed age; `analysis_id` says whose page it was."""
-
-    def __init__(self, analysis_id: int | None) -> None:
-        super().__init__("report link expired")
-        self.analysis_id = analysis_id
-
-
-def _serializer(secret: str) -> URLSafeTimedSerializer:
-    if not secret:
-        raise ValueError("report links need a secret")
-    return URLSafeTimedSerializer(secret, salt=REPORT_SALT)
-
-
-def sign_report(analysis_id: int, secret: str) -> str:
-    return str(_serializer(secret).dumps(int(analysis_id)))
-
-
-def _analysis_id(payload: Any) -> int | None:
-    return payload if isinstance(payload, int) and not isinstance(payload, bool) and payload > 0 else None
-
-
-def read_report_token(token: str, secret: str, max_age: int) -> int:
-    """The analysis id a token was signed for. Raises ReportLinkExpired or ReportLinkInvalid."""
-    serializer = _serializer(secret)
-    try:
-        payload = serializer.loads(token, max_age=max_age)
-    except SignatureExpired as exc:  # the signature is good, only the age is wrong
-        try:
-            expired_id = _analysis_id(serializer.load_payload(exc.payload)) if exc.payload else None
-        except BadData:
-            expired_id = None
-        raise ReportLinkExpired(expired_id) from None
-    except BadData:
-        raise ReportLinkInvalid("report link invalid") from None
-    analysis_id = _analysis_id(payload)
-    if analysis_id is None:
-        raise ReportLinkInvalid("report link invalid")
-    return analysis_id
-
-
-def _secret() -> str:
-    # The app's link-signing key (derived from JWT_SECRET in create_app); REPORT_SALT keeps the purposes apart.
-    return str(current_app.extensions["media_secret"])
-
-
-def report_link(analysis_id: int) -> str:
-    """The absolute link to an analysis's page (`PUBLIC_BASE_URL/r/<token>`), for the `Detaylar` reply."""
-    base = context.settings().PUBLIC_BASE_URL.rstrip("/")
-    return f"{base}/r/{sign_report(analysis_id, _secret())}"
 
 
 # --- what the page shows --------------------------------------------------------------------------
@@ -338,7 +278,7 @@ def _photo_url(analysis: Analysis) -> str | None:
     if not analysis.image_key:
         return None
     try:
-        return url_for("media.serve", token=sign_token(analysis.image_key, _secret()))
+        return url_for("media.serve", token=sign_token(analysis.image_key, secret()))
     except InvalidKey:
         return None
 
@@ -347,7 +287,7 @@ def _photo_url(analysis: Analysis) -> str | None:
 def show(token: str) -> Response:
     max_age = context.settings().REPORT_URL_MAX_AGE
     try:
-        analysis_id: int | None = read_report_token(token, _secret(), max_age)
+        analysis_id: int | None = read_report_token(token, secret(), max_age)
     except ReportLinkExpired as exc:
         with context.db().reader() as session:
             locale = _locale_of(session, session.get(Analysis, exc.analysis_id) if exc.analysis_id else None)

@@ -1,0 +1,72 @@
+"""Links to an analysis's report page (`/r/<token>`, served by `webhooks.report`).
+
+The token is the analysis id signed with the same key as the media links but under its own salt,
+so a media token never opens a report and a report token never opens a photo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+
+from services import context
+
+REPORT_SALT = "ziraai-report"
+
+
+class ReportLinkInvalid(Exception):
+    """Not a report token of ours (tampered, truncated, a media token, another key)."""
+
+
+class ReportLinkExpired(ReportLinkInvalid):
+    """Ours, but older than the allowed age; `analysis_id` says whose page it was."""
+
+    def __init__(self, analysis_id: int | None) -> None:
+        super().__init__("report link expired")
+        self.analysis_id = analysis_id
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    if not secret:
+        raise ValueError("report links need a secret")
+    return URLSafeTimedSerializer(secret, salt=REPORT_SALT)
+
+
+def sign_report(analysis_id: int, secret: str) -> str:
+    return str(_serializer(secret).dumps(int(analysis_id)))
+
+
+def _analysis_id(payload: Any) -> int | None:
+    return payload if isinstance(payload, int) and not isinstance(payload, bool) and payload > 0 else None
+
+
+def read_report_token(token: str, secret: str, max_age: int) -> int:
+    """The analysis id a token was signed for. Raises ReportLinkExpired or ReportLinkInvalid."""
+    serializer = _serializer(secret)
+    try:
+        payload = serializer.loads(token, max_age=max_age)
+    except SignatureExpired as exc:  # the signature is good, only the age is wrong
+        try:
+            expired_id = _analysis_id(serializer.load_payload(exc.payload)) if exc.payload else None
+        except BadData:
+            expired_id = None
+        raise ReportLinkExpired(expired_id) from None
+    except BadData:
+        raise ReportLinkInvalid("report link invalid") from None
+    analysis_id = _analysis_id(payload)
+    if analysis_id is None:
+        raise ReportLinkInvalid("report link invalid")
+    return analysis_id
+
+
+def secret() -> str:
+    # The app's link-signing key (derived from JWT_SECRET in create_app); REPORT_SALT keeps the purposes apart.
+    return str(current_app.extensions["media_secret"])
+
+
+def report_link(analysis_id: int) -> str:
+    """The absolute link to an analysis's page (`PUBLIC_BASE_URL/r/<token>`), for the `Detaylar` reply."""
+    base = context.settings().PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}/r/{sign_report(analysis_id, secret())}"
