@@ -41,6 +41,7 @@ from bot.types import (
 
 IDLE_TIMEOUT = timedelta(minutes=30)
 MAX_PENDING = 25  # submissions waiting for `Gönder`, kept so an older button still works
+LOCATION_TEXT_MAX = 300  # a shared place's name and address, as the analysis keeps them
 
 Handler = Callable[[Conversation, Event], Step]
 
@@ -155,8 +156,9 @@ def _with_crop(conv: Conversation, crop: str) -> Step:
 def on_location(conv: Conversation, event: Event) -> Step:
     draft = dict(conv.data.get("draft", {}))
     if event.kind is EventKind.LOCATION:
+        place = ", ".join(p for p in (event.location_name, event.location_address) if p)
         draft.update(latitude=event.latitude, longitude=event.longitude,
-                     location_text=", ".join(p for p in (event.location_name, event.location_address) if p) or None)
+                     location_text=place[:LOCATION_TEXT_MAX] or None)
     elif event.reply_id == "location:skip" or intents.is_skip(event.text):
         draft.update(latitude=None, longitude=None, location_text=None)
     elif event.kind is EventKind.TEXT and event.text and len(event.text.strip()) <= 100:

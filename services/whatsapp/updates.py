@@ -8,6 +8,7 @@ anything we cannot use is reported in `problems` with the part of the body it ca
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,6 +104,13 @@ class ParsedWebhook:
 
 
 _NON_DIGITS = re.compile(r"\D")
+# What the message log can hold (column sizes); Meta's own ids are far shorter. An id beyond its
+# bound makes the item a problem (kept raw), another field beyond it is left out (the raw keeps it).
+MAX_ID = 200
+MAX_MEDIA_ID = 100
+MAX_NAME = 200
+MAX_ERROR_TITLE = 300
+_INT32 = 2**31
 
 
 def normalize_phone(value: object) -> str | None:
@@ -132,29 +140,36 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _str(value: object, max_len: int | None = None) -> str | None:
+    """A string, or None; with `max_len`, also None when longer (an id cut short would be another id)."""
+    if not isinstance(value, str) or (max_len is not None and len(value) > max_len):
+        return None
+    return value
 
 
 def _float(value: object) -> float | None:
+    """A finite number (NaN, infinities and ints too large for a float are not coordinates)."""
     if isinstance(value, bool):
         return None
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _first_error(errors: object) -> tuple[int | None, str | None]:
     first = _dict(_list(errors)[0]) if _list(errors) else {}
     code = first.get("code")
-    return (code if isinstance(code, int) and not isinstance(code, bool) else None), _str(first.get("title"))
+    usable = isinstance(code, int) and not isinstance(code, bool) and -_INT32 <= code < _INT32
+    title = _str(first.get("title"))
+    return (code if usable else None), (title[:MAX_ERROR_TITLE] if title is not None else None)
 
 
 def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> InboundMessage | Problem:
     """One `messages[]` item; also used by the job to read the stored raw message again."""
     names = names or {}
-    wamid = _str(raw.get("id"))
+    wamid = _str(raw.get("id"), MAX_ID)
     phone = normalize_phone(raw.get("from"))
     if not wamid or not phone:
         return Problem("message without a usable id or sender", raw)
@@ -164,8 +179,8 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
         fields["text"] = _str(_dict(raw.get("text")).get("body"))
     elif meta_type in _MEDIA_TYPES:
         media = _dict(raw.get(meta_type))
-        fields.update(media_id=_str(media.get("id")), mime_type=_str(media.get("mime_type")),
-                      text=_str(media.get("caption")))
+        fields.update(media_id=_str(media.get("id"), MAX_MEDIA_ID),
+                      mime_type=_str(media.get("mime_type"), MAX_MEDIA_ID), text=_str(media.get("caption")))
     elif meta_type == "interactive":
         interactive = _dict(raw.get("interactive"))
         meta_type = str(interactive.get("type", "unknown"))
@@ -180,12 +195,12 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
                       location_name=_str(loc.get("name")), location_address=_str(loc.get("address")))
     elif meta_type == "reaction":
         reaction = _dict(raw.get("reaction"))
-        fields.update(text=_str(reaction.get("emoji")), context_wamid=_str(reaction.get("message_id")))
+        fields.update(text=_str(reaction.get("emoji")), context_wamid=_str(reaction.get("message_id"), MAX_ID))
     elif meta_type == "system":
         fields["text"] = _str(_dict(raw.get("system")).get("body"))
     code, title = _first_error(raw.get("errors"))
     context = _dict(raw.get("context"))
-    fields.setdefault("context_wamid", _str(context.get("id")))
+    fields.setdefault("context_wamid", _str(context.get("id"), MAX_ID))
     return InboundMessage(
         wamid=wamid,
         phone=phone,
@@ -200,9 +215,9 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
 
 
 def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
-    wamid = _str(raw.get("id"))
+    wamid = _str(raw.get("id"), MAX_ID)
     if not wamid:
-        return Problem("status without an id", raw)
+        return Problem("status without a usable id", raw)
     code, title = _first_error(raw.get("errors"))
     return StatusUpdate(
         wamid=wamid,
@@ -229,18 +244,21 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         if not isinstance(changes, list):
             problems.append(Problem("entry without a changes list", entry))
             continue
-        for change in changes:
-            change = _dict(change)
+        for part in changes:
+            change = _dict(part)
             value = _dict(change.get("value"))
             if change.get("field") != "messages" or not (value.get("messages") or value.get("statuses")):
-                problems.append(Problem(f"change field {str(change.get('field'))[:50]!r} not handled", change))
+                problems.append(Problem(f"change field {str(change.get('field'))[:50]!r} not handled", part))
                 continue
+            for key in ("messages", "statuses"):
+                if value.get(key) and not isinstance(value.get(key), list):
+                    problems.append(Problem(f"{key} is not a list", {key: value.get(key)}))
             names = {}
             for contact in _list(value.get("contacts")):
                 phone = normalize_phone(_dict(contact).get("wa_id"))
                 name = _str(_dict(_dict(contact).get("profile")).get("name"))
                 if phone and name:
-                    names[phone] = name
+                    names[phone] = name[:MAX_NAME]
             for raw in _list(value.get("messages")):
                 message = parse_message(raw, names) if isinstance(raw, dict) else Problem("message not an object", raw)
                 if isinstance(message, Problem):
