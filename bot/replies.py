@@ -472,5 +472,10 @@ def analysis_delayed(locale: str) -> Reply:
                            "come here as soon as it is ready."))
 
 
+def handling_failed(locale: str) -> Reply:
+    return Reply(_(locale, "Sorry, something went wrong with your last message. Please send it again, or write "
+                           "Menü to start over."))
+
+
 def no_result_yet(locale: str) -> Reply:
     return Reply(_(locale, "There is no completed analysis to show yet."))

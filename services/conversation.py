@@ -42,6 +42,7 @@ from bot.types import (
 from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, Subscription, utcnow
 from services import context, quota, sponsorship, whatsapp
 from services.inbox import insert_ignoring_conflicts
+from services.queue import is_final_attempt
 from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats
 from services.whatsapp import messages as wa
@@ -90,7 +91,9 @@ def handle_inbound(message_id: int) -> str:
             return "missing"
         if message.processed_at is not None:
             return "already processed"
-        outcome = _handle_waiting(session, message.farmer_id, message_id)
+        # The last attempt handles each message on its own, so one message that always fails is marked
+        # failed (support sees it) and answered kindly, instead of blocking every later one of the farmer.
+        outcome = _handle_waiting(session, message.farmer_id, message_id, isolate=is_final_attempt())
     _after_commit(outcome)
     return "processed"
 
@@ -103,7 +106,7 @@ def _lock_conversation(session: Session, farmer_id: int) -> Conversation:
     ).one()
 
 
-def _handle_waiting(session: Session, farmer_id: int, up_to: int) -> Outcome:
+def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bool = False) -> Outcome:
     conv = _lock_conversation(session, farmer_id)
     farmer = session.get_one(Farmer, farmer_id)
     waiting = session.scalars(
@@ -114,9 +117,31 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int) -> Outcome:
     ).all()
     outcome = Outcome([], [], None)
     for message in waiting:
-        _handle_one(session, farmer, conv, message, outcome)
+        if not isolate:
+            _handle_one(session, farmer, conv, message, outcome)
+        else:
+            done = (len(outcome.reply_ids), len(outcome.analyses_to_queue))
+            try:
+                with session.begin_nested():
+                    _handle_one(session, farmer, conv, message, outcome)
+            except Exception as exc:
+                del outcome.reply_ids[done[0]:], outcome.analyses_to_queue[done[1]:]
+                _give_up(session, farmer, message, exc, outcome)
         outcome.last_wamid = message.wamid
     return outcome
+
+
+def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception, outcome: Outcome) -> None:
+    """A message that failed on every attempt: `failed` with the reason for support, and a kind word."""
+    log.exception("inbound message failed on every attempt; marked failed", extra={"message_id": message.id})
+    session.refresh(message)
+    message.status = MessageStatus.FAILED.value
+    message.failed_at = message.processed_at = utcnow()
+    message.error_title = f"handling failed: {type(exc).__name__}"[:300]
+    message.attempts += 1
+    row = queue_message(session, farmer.phone, to_outbound(farmer.phone, replies.handling_failed(farmer.locale)),
+                        farmer_id=farmer.id)
+    outcome.reply_ids.append(row.id)
 
 
 def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:

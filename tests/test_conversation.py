@@ -341,3 +341,47 @@ def test_a_redemption_drops_the_sponsors_cached_statistics(onboarded, app, sessi
     app.extensions["redis"].set(stats_key(sponsor_id), "{}")
     onboarded.says(code)
     assert app.extensions["redis"].get(stats_key(sponsor_id)) is None
+
+
+# --- a message that fails on every attempt -----------------------------------------------------------
+
+
+def test_a_message_that_always_fails_does_not_block_the_farmer(app, onboarded, session, monkeypatch):
+    """Its last attempt marks it failed (visible to support) with a kind answer; later messages go on."""
+    from bot import machine
+    from services import conversation
+
+    real_step = machine.step
+
+    def step(view, event, now):  # type: ignore[no-untyped-def]
+        if event.text == "BOOM":
+            raise RuntimeError("a bug this message always hits")
+        return real_step(view, event, now)
+
+    monkeypatch.setattr(machine, "step", step)
+    onboarded.deliver(onboarded.text("BOOM"), run=False)
+    onboarded.deliver(onboarded.text("Menü"), run=False)
+    boom, menu = session.scalars(select(Message.id).where(Message.direction == "in").order_by(Message.id.desc())
+                                 .limit(2)).all()[::-1]
+    sent_before = len(onboarded.graph.sent)
+
+    with app.app_context():
+        monkeypatch.setattr(conversation, "is_final_attempt", lambda: False)
+        with pytest.raises(RuntimeError):  # an earlier attempt: RQ retries the job, nothing is marked
+            conversation.handle_inbound(menu)
+        session.expire_all()
+        assert [session.get(Message, i).status for i in (boom, menu)] == ["received", "received"]
+
+        monkeypatch.setattr(conversation, "is_final_attempt", lambda: True)
+        assert conversation.handle_inbound(menu) == "processed"
+    session.expire_all()
+    failed = session.get(Message, boom)
+    assert failed.status == "failed" and failed.error_title == "handling failed: RuntimeError"
+    assert session.get(Message, menu).status == "processed"
+    from tests.conftest import run_jobs
+
+    run_jobs(app, ("outbound",))
+    texts = [b.get("text", {}).get("body") or b.get("interactive", {}).get("body", {}).get("text")
+             for b in onboarded.graph.sent[sent_before:]]
+    assert texts[0].startswith("Üzgünüz, son mesajınızı işlerken bir sorun oluştu")
+    assert len(texts) == 2  # the apology, then the menu the next message asked for
