@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint migrate check-migrations bench clean
+.PHONY: install run test lint migrate check-migrations bench bench-quick clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,10 +34,17 @@ lint: install
 check-migrations: install
 	$(BIN)/alembic check
 
+# All five benchmarks and one summary table (bench/README.md). They TRUNCATE the database and FLUSH the
+# Redis db they use: by default PostgreSQL `test` and Redis db 5; BENCH_DATABASE_URL / BENCH_REDIS_URL move them.
+BENCH_ARGS = $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL)) $(if $(BENCH_REDIS_URL),--redis-url $(BENCH_REDIS_URL))
+
 bench: install
 	-$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	$(BIN)/python bench/webhook_ingress.py
-	$(BIN)/python bench/image_pipeline.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+bench-quick: install
+	-$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python bench/run_all.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
