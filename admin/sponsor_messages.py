@@ -17,10 +17,10 @@ from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import _AUTHED_ERRORS, _json, _problem, _ref
-from admin.sponsors import MAX_ID, _own_sponsor, _sponsored, _tier_or_403
+from admin.sponsors import _own_sponsor, _tier_or_403, sponsored_analysis
 from admin.validation import Body
 from admin.visibility import sees_identity
-from models import Analysis, utcnow
+from models import utcnow
 from services import context, runtime_settings
 from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message
 from services.whatsapp.outbox import enqueue_delivery
@@ -40,11 +40,7 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
     now = utcnow()
     with context.db().session() as session, session.begin():
         sponsor = _own_sponsor(session, sponsor_id)  # 404 before field errors: reveal nothing of others
-        analysis = None
-        if analysis_id <= MAX_ID:
-            analysis = session.scalars(_sponsored(sponsor_id).where(Analysis.id == analysis_id)).first()
-        if analysis is None:
-            raise ApiError(404, "This sponsor has no such analysis.")
+        analysis = sponsored_analysis(session, sponsor_id, analysis_id)
         tier = _tier_or_403(session, sponsor_id)
         if not sees_identity(tier):
             raise ApiError(403, NOT_IN_PACKAGE)

@@ -393,6 +393,16 @@ def _sponsored(sponsor_id: int) -> Any:
                                   Analysis.status == AnalysisStatus.COMPLETED.value)
 
 
+def sponsored_analysis(session: Session, sponsor_id: int, analysis_id: int) -> Analysis:
+    """One completed analysis the sponsor paid for; 404 for any other (or an id beyond the columns)."""
+    analysis = None
+    if analysis_id <= MAX_ID:
+        analysis = session.scalars(_sponsored(sponsor_id).where(Analysis.id == analysis_id)).first()
+    if analysis is None:
+        raise ApiError(404, "This sponsor has no such analysis.")
+    return analysis
+
+
 @bp.get("/sponsors/<int:sponsor_id>/analyses")
 @require_roles("admin", "sponsor")
 def list_analyses(sponsor_id: int) -> Response:
@@ -434,11 +444,7 @@ def list_analyses(sponsor_id: int) -> Response:
 def get_analysis(sponsor_id: int, analysis_id: int) -> Response:
     with context.db().reader() as session:
         _own_sponsor(session, sponsor_id)
-        analysis = None
-        if analysis_id <= MAX_ID:
-            analysis = session.scalars(_sponsored(sponsor_id).where(Analysis.id == analysis_id)).first()
-        if analysis is None:
-            raise ApiError(404, "This sponsor has no such analysis.")
+        analysis = sponsored_analysis(session, sponsor_id, analysis_id)
         tier = _tier_or_403(session, sponsor_id)
         view = analysis_view(analysis, session.get(Farmer, analysis.farmer_id), tier) or {}
     audit("sponsor.analysis.read", "analysis", analysis_id, {"sponsor_id": sponsor_id, "tier": tier})

@@ -4,12 +4,9 @@ job, without a restart (real Redis and a real `flask worker`, as CI runs it)."""
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -20,35 +17,12 @@ from models import Analysis, Farmer, utcnow
 from services import quota
 from tests.admin_helpers import bearer, token_for
 from tests.chat import Farmer as ChatFarmer
-from tests.conftest import FIXTURES, REAL_REDIS, make_settings
+from tests.conftest import REAL_REDIS, make_settings
 from tests.graph_server import graph_server
 from tests.test_analysis_pipeline import leaf_jpeg
-from tests.test_worker_kill import worker
+from tests.test_worker_kill import SlowN8N, worker
 
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="a worker process needs a real Redis (TEST_REDIS_URL)")
-
-
-class N8N:
-    """Answers every analysis at once with the full fixture result."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                result = (FIXTURES / "n8n" / "result_full_tr.json").read_text()
-                answer = result.replace("{{analysis_id}}", str(body["analysis_id"])).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/plant-analysis"
 
 
 def wait_completed(session, analysis_id: int, process) -> Analysis:  # type: ignore[no-untyped-def]
@@ -64,7 +38,7 @@ def wait_completed(session, analysis_id: int, process) -> Analysis:  # type: ign
 
 
 def test_a_running_worker_uses_a_changed_setting_for_its_next_job(app, session, database_url):
-    n8n = N8N()
+    n8n = SlowN8N(first_delay=0)
     threading.Thread(target=n8n.httpd.serve_forever, daemon=True).start()
     process = None
     try:

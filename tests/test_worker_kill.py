@@ -33,9 +33,10 @@ pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="worker processes need a 
 
 
 class SlowN8N:
-    """N8N that takes its time on the first request (long enough to be killed in), then answers."""
+    """N8N that takes its time on the first request (long enough to be killed in), then answers;
+    with `first_delay=0` it answers every request at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_delay: float = 30) -> None:
         self.requests: list[dict[str, Any]] = []
         self.first_arrived = threading.Event()
         outer = self
@@ -46,7 +47,7 @@ class SlowN8N:
                 outer.requests.append(body)
                 if len(outer.requests) == 1:
                     outer.first_arrived.set()
-                    time.sleep(30)  # the worker calling us is killed meanwhile
+                    time.sleep(first_delay)  # the worker calling us is killed meanwhile
                 result = (FIXTURES / "n8n" / "result_full_tr.json").read_text()
                 answer = result.replace("{{analysis_id}}", str(body["analysis_id"])).encode()
                 self.send_response(200)
