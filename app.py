@@ -180,7 +180,10 @@ def _register_cli(app: Flask) -> None:
                   help="Days of subscription a code gives.")
     def sponsor_codes_command(sponsor_name: str, tier_code: str, quantity: int, valid_days: int,
                               duration_days: int) -> None:
-        """Create a sponsor purchase and print its codes, one per line."""
+        """Record a sponsor purchase and print its codes, one per line.
+
+        An operator's path, equivalent to an admin's: it records the purchase directly (no purchase
+        request), so run it only for a purchase that has been paid for."""
         from sqlalchemy import select
 
         from models import Sponsor, utcnow

@@ -23,6 +23,16 @@ def _security_headers(response: Response) -> Response:
 
 
 # The route modules register themselves on `bp`.
-from admin import auth, openapi, operations, runtime_settings, sponsor_messages, sponsors, support  # noqa: E402
+from admin import (  # noqa: E402
+    auth,
+    openapi,
+    operations,
+    purchase_requests,
+    runtime_settings,
+    sponsor_messages,
+    sponsors,
+    support,
+)
 
-__all__ = ["auth", "bp", "openapi", "operations", "runtime_settings", "sponsor_messages", "sponsors", "support"]
+__all__ = ["auth", "bp", "openapi", "operations", "purchase_requests", "runtime_settings", "sponsor_messages",
+           "sponsors", "support"]

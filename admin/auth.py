@@ -235,9 +235,9 @@ def authenticate() -> tuple[StaffUser, dict[str, Any]]:
     return user, claims
 
 
-def require_roles(*roles: str) -> Callable[[F], F]:
-    """Only these roles may call the view: no or bad token -> 401, other role -> 403, too fast -> 429.
-    Puts the user on `g.staff_user` and the token's claims on `g.jwt_claims`."""
+def require_roles(*roles: str, refusal: str = "Your role may not use this endpoint.") -> Callable[[F], F]:
+    """Only these roles may call the view: no or bad token -> 401, other role -> 403 saying `refusal`,
+    too fast -> 429. Puts the user on `g.staff_user` and the token's claims on `g.jwt_claims`."""
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}")
@@ -248,7 +248,7 @@ def require_roles(*roles: str) -> Callable[[F], F]:
             user, claims = authenticate()
             _enforce_user_rate(user.id)
             if user.role not in roles:
-                raise ApiError(403, "Your role may not use this endpoint.")
+                raise ApiError(403, refusal)
             g.staff_user = user
             g.jwt_claims = claims
             return view(*args, **kwargs)

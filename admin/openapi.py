@@ -209,9 +209,9 @@ PATHS: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     """The paths and schemas here, plus those each route module declares (`OPENAPI_PATHS`, `OPENAPI_SCHEMAS`)."""
-    from admin import operations, runtime_settings, sponsor_messages, sponsors
+    from admin import operations, purchase_requests, runtime_settings, sponsor_messages, sponsors
 
-    modules = (sponsors, sponsor_messages, operations, runtime_settings)
+    modules = (sponsors, sponsor_messages, purchase_requests, operations, runtime_settings)
     paths = {**PATHS, **{p: ops for m in modules for p, ops in m.OPENAPI_PATHS.items()}}
     schemas = {**SCHEMAS, **{n: s for m in modules for n, s in m.OPENAPI_SCHEMAS.items()}}
     return {

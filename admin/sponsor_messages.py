@@ -1,4 +1,5 @@
-"""A sponsor writes to the farmer of one of its sponsored analyses (L and XL packages).
+"""A sponsor writes to the farmer of one of its sponsored analyses, if an L or XL code paid for THAT
+analysis (`admin.visibility`: the same per-analysis tier as what the sponsor sees of it).
 
 Sponsors know farmers only through their analyses (farmer ids are not theirs to see), so the message
 is addressed by analysis. The rules are `services.sponsor_messages`': never to an opted-out farmer
@@ -17,7 +18,7 @@ from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import _AUTHED_ERRORS, _json, _problem, _ref
-from admin.sponsors import _own_sponsor, _tier_or_403, sponsored_analysis
+from admin.sponsors import own_sponsor, sponsored_analysis
 from admin.validation import Body
 from admin.visibility import sees_identity
 from models import utcnow
@@ -25,7 +26,8 @@ from services import context, runtime_settings
 from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message
 from services.whatsapp.outbox import enqueue_delivery
 
-NOT_IN_PACKAGE = "Messaging farmers comes with the L and XL packages."
+NOT_IN_PACKAGE = ("Messaging farmers comes with the L and XL packages; the code that paid for this analysis is from "
+                  "the {tier} package.")
 
 
 @bp.post("/sponsors/<int:sponsor_id>/analyses/<int:analysis_id>/message")
@@ -39,11 +41,10 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
     body.errors.extend(field_error(name, "is not a known field") for name in unknown)
     now = utcnow()
     with context.db().session() as session, session.begin():
-        sponsor = _own_sponsor(session, sponsor_id)  # 404 before field errors: reveal nothing of others
-        analysis = sponsored_analysis(session, sponsor_id, analysis_id)
-        tier = _tier_or_403(session, sponsor_id)
+        sponsor = own_sponsor(session, sponsor_id)  # 404 before field errors: reveal nothing of others
+        analysis, tier = sponsored_analysis(session, sponsor_id, analysis_id)
         if not sees_identity(tier):
-            raise ApiError(403, NOT_IN_PACKAGE)
+            raise ApiError(403, NOT_IN_PACKAGE.format(tier=tier))
         body.raise_if_errors()
         assert text is not None
         result = queue_sponsor_message(session, sponsor.name, analysis.farmer_id, text, now,
@@ -87,7 +88,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "post": {
             "operationId": "messageSponsoredFarmer", "tags": ["sponsors"],
             "summary": "Message the farmer of a sponsored analysis with the `sponsor_message_tr` template "
-                       "(L and XL packages; admin, or the sponsor itself). Audited.",
+                       "(when an L or XL code paid for that analysis; admin, or the sponsor itself). Audited.",
             "parameters": [{"name": "sponsor_id", "in": "path", "required": True, "example": 1,
                             "schema": {"type": "integer", "minimum": 0}},
                            {"name": "analysis_id", "in": "path", "required": True, "example": 1,
@@ -97,7 +98,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "202": _json("Queued; sent at once, or when quiet hours end.", _ref("SponsorMessageQueued")),
                 **_AUTHED_ERRORS,
-                "403": _problem("The role may not use this endpoint, or the package is below L."),
+                "403": _problem("The role may not use this endpoint, or the code that paid for this analysis is "
+                                "below L."),
                 "404": _problem("No such sponsor, or not this sponsor's analysis."),
                 "409": _problem("The farmer opted out of messages."),
                 "429": {**_AUTHED_ERRORS["429"], "description": "The farmer's daily cap of sponsor messages is "

@@ -1,9 +1,12 @@
 """Sponsors, their purchases, codes, statistics and sponsored analyses.
 
-Roles: sponsor CRUD is admin only. Everything under `/sponsors/<id>/...` is for admins and for a
-sponsor user of that very sponsor; a sponsor user asking about another sponsor gets 404 (never 403,
-which would confirm the id exists). What a sponsor sees of its analyses is `admin.visibility`'s tier
-table; admins see what the sponsor sees (their unfiltered view is the support analyses endpoint).
+Roles: sponsor CRUD is admin only, and so is recording a purchase (purchases are money: a sponsor
+user files a purchase request instead, `admin.purchase_requests`). Everything else under
+`/sponsors/<id>/...` is for admins and for a sponsor user of that very sponsor; a sponsor user asking
+about another sponsor gets 404 (never 403, which would confirm the id exists). What a sponsor sees of
+an analysis is `admin.visibility`'s tier table applied to the tier of the code that paid for that
+analysis; admins see what the sponsor sees (their unfiltered view is the support analyses endpoint).
+Totals and statistics count everything the sponsor's own purchases paid for.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,9 +34,17 @@ from admin.errors import ApiError, field_error
 from admin.openapi import _AUTHED_ERRORS, _PAGE_PARAMS, _json, _problem, _query, _ref
 from admin.pagination import QueryArgs, page_args, paginate
 from admin.validation import MAX_ROW_ID, Body
-from admin.visibility import COLUMNS, TIER_ORDER, analysis_view, sees_analyses, sponsor_tier
+from admin.visibility import (
+    ANALYSIS_TIERS,
+    COLUMNS,
+    TIER_ORDER,
+    analysis_view,
+    paying_tier,
+    paying_tiers,
+    sees_analyses,
+)
 from bot.codes import normalize_code
-from models import Analysis, AnalysisStatus, CodeStatus, Farmer, Sponsor, SponsorCode, Tier, utcnow
+from models import Analysis, AnalysisStatus, CodeStatus, Farmer, Sponsor, SponsorCode, SponsorPurchase, Tier, utcnow
 from services import context
 from services.sponsor_stats import invalidate_stats, stats_key
 from services.sponsorship import MAX_QUANTITY, create_purchase, create_sponsor, revoke_code
@@ -43,7 +55,10 @@ STATS_TTL_SECONDS = 60
 STATS_DAYS = 30
 MAX_DAYS = 3650
 CODE_STATUSES = tuple(s.value for s in CodeStatus)
-TOTALS_ONLY = "Your package shows totals only; see the statistics."
+TOTALS_ONLY = ("This analysis was not paid for by one of your M, L or XL codes, so you see it only in the totals; "
+               "see the statistics.")
+ADMINS_RECORD_PURCHASES = ("Purchases are money: only an admin records one, after payment. A sponsor user files a "
+                           "purchase request instead: POST /api/v1/sponsors/{sponsor_id}/purchase-requests.")
 MAX_ID = MAX_ROW_ID  # larger path ids match nothing (and must not reach the database)
 
 
@@ -75,7 +90,7 @@ def _status_filter(status: str, now: datetime) -> Any:
     return SponsorCode.status == status
 
 
-def _own_sponsor(session: Session, sponsor_id: int) -> Sponsor:
+def own_sponsor(session: Session, sponsor_id: int) -> Sponsor:
     """The sponsor, if the signed-in user may see it: admins any, a sponsor user only its own; else 404."""
     user = g.staff_user
     sponsor = session.get(Sponsor, sponsor_id) if sponsor_id <= MAX_ID else None
@@ -89,6 +104,13 @@ def _admin_sponsor(session: Session, sponsor_id: int) -> Sponsor:
     if sponsor is None:
         raise ApiError(404, "No sponsor with this id.")
     return sponsor
+
+
+def purchased_tiers(session: Session, sponsor_id: int) -> list[str]:
+    """The tiers the sponsor has bought, S..XL: commercial facts, never what it may see of an analysis."""
+    bought = set(session.scalars(select(Tier.code).join(SponsorPurchase, SponsorPurchase.tier_id == Tier.id)
+                                 .where(SponsorPurchase.sponsor_id == sponsor_id)))
+    return [t for t in TIER_ORDER if t in bought]
 
 
 def _optional_text(body: Body, name: str, max_length: int) -> tuple[bool, str | None]:
@@ -151,6 +173,31 @@ def _int_field(body: Body, name: str, minimum: int, maximum: int, default: int |
     return value
 
 
+@dataclass(frozen=True)
+class PurchaseTerms:
+    """What a purchase (or a purchase request) buys."""
+
+    tier: str
+    quantity: int
+    code_valid_days: int
+    subscription_days: int
+
+
+def purchase_terms(body: Body) -> PurchaseTerms | None:
+    """`tier`, `quantity` (1..10,000), `code_valid_days` (default 90) and `subscription_days` (default 30)
+    from the body; None, with the field errors in `body.errors`, when one is wrong."""
+    tier = body.data.get("tier")
+    if not isinstance(tier, str) or tier.strip().upper() not in TIER_ORDER:
+        body.errors.append(field_error("tier", "must be one of: " + ", ".join(TIER_ORDER)))
+        tier = None
+    quantity = _int_field(body, "quantity", 1, MAX_QUANTITY)
+    valid_days = _int_field(body, "code_valid_days", 1, MAX_DAYS, default=90)
+    days = _int_field(body, "subscription_days", 1, MAX_DAYS, default=30)
+    if tier is None or quantity is None or valid_days is None or days is None:
+        return None
+    return PurchaseTerms(tier.strip().upper(), quantity, valid_days, days)
+
+
 # --- sponsors (admin) -----------------------------------------------------------------------------
 
 
@@ -186,7 +233,7 @@ def get_sponsor(sponsor_id: int) -> Response:
     with context.db().reader() as session:
         sponsor = _admin_sponsor(session, sponsor_id)
         result = sponsor_json(sponsor)
-        result["tier"] = sponsor_tier(session, sponsor_id)
+        result["tiers"] = purchased_tiers(session, sponsor_id)
     return jsonify(result)
 
 
@@ -204,36 +251,29 @@ def update_sponsor(sponsor_id: int) -> Response:
     return jsonify(result)
 
 
-# --- purchases and codes (admin, or the sponsor itself) -----------------------------------------------
+# --- purchases (admin) and codes (admin, or the sponsor itself) ----------------------------------------
 
 
 @bp.post("/sponsors/<int:sponsor_id>/purchases")
-@require_roles("admin", "sponsor")
+@require_roles("admin", refusal=ADMINS_RECORD_PURCHASES)
 def create_purchase_view(sponsor_id: int) -> tuple[Response, int]:
     body = Body.load()
-    tier = body.data.get("tier")
-    if not isinstance(tier, str) or tier.strip().upper() not in TIER_ORDER:
-        body.errors.append(field_error("tier", "must be one of: " + ", ".join(TIER_ORDER)))
-    quantity = _int_field(body, "quantity", 1, MAX_QUANTITY)
-    valid_days = _int_field(body, "code_valid_days", 1, MAX_DAYS, default=90)
-    days = _int_field(body, "subscription_days", 1, MAX_DAYS, default=30)
+    terms = purchase_terms(body)
     with context.db().reader() as session:
-        _own_sponsor(session, sponsor_id)  # 404 before field errors: do not reveal another sponsor's id
+        _admin_sponsor(session, sponsor_id)
     body.raise_if_errors()
-    assert isinstance(tier, str) and quantity is not None and valid_days is not None and days is not None
+    assert terms is not None
     now = utcnow()
     with context.db().session() as session, session.begin():
         try:
-            purchase, codes = create_purchase(session, sponsor_id, tier.strip().upper(), quantity, valid_days, days,
-                                              now)
+            purchase, codes = create_purchase(session, sponsor_id, terms.tier, terms.quantity, terms.code_valid_days,
+                                              terms.subscription_days, now)
         except ValueError as exc:  # e.g. the tier was deactivated by an admin
             raise ApiError(400, str(exc), errors=[field_error("tier", str(exc))]) from exc
         audit("sponsor.purchase.create", "sponsor_purchase", purchase.id,
-              {"sponsor_id": sponsor_id, "tier": tier.strip().upper(), "quantity": quantity,
-               "code_valid_days": valid_days, "subscription_days": days}, session=session)
-        result = {"id": purchase.id, "sponsor_id": sponsor_id, "tier": tier.strip().upper(), "quantity": quantity,
-                  "code_valid_days": valid_days, "subscription_days": days, "created_at": _iso(now),
-                  "expires_at": _iso(now + timedelta(days=valid_days)), "codes": sorted(codes)}
+              {"sponsor_id": sponsor_id, **asdict(terms)}, session=session)
+        result = {"id": purchase.id, "sponsor_id": sponsor_id, **asdict(terms), "created_at": _iso(now),
+                  "expires_at": _iso(now + timedelta(days=terms.code_valid_days)), "codes": sorted(codes)}
     invalidate_stats(context.redis(), sponsor_id)
     return jsonify(result), 201
 
@@ -258,7 +298,7 @@ def list_codes(sponsor_id: int) -> Response:
     status = args.choice("status", CODE_STATUSES)
     now = utcnow()
     with context.db().reader() as session:
-        _own_sponsor(session, sponsor_id)
+        own_sponsor(session, sponsor_id)
         args.raise_if_errors()
         stmt = _code_rows(session, sponsor_id)
         if status is not None:
@@ -278,7 +318,7 @@ def export_codes(sponsor_id: int) -> Response:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["code", "tier", "status", "expires_at", "redeemed_at"])
     with context.db().reader() as session:
-        _own_sponsor(session, sponsor_id)
+        own_sponsor(session, sponsor_id)
         rows = session.execute(_code_rows(session, sponsor_id).order_by(SponsorCode.id)).all()
     for r in rows:
         writer.writerow([r.code, r.tier, effective_status(r.status, r.expires_at, now), _iso(r.expires_at),
@@ -295,7 +335,7 @@ def revoke_code_view(sponsor_id: int, code: str) -> Response:
     now = utcnow()
     normalized = normalize_code(code)
     with context.db().session() as session, session.begin():
-        _own_sponsor(session, sponsor_id)
+        own_sponsor(session, sponsor_id)
         row = None
         if normalized is not None:
             row = session.execute(select(SponsorCode.id, SponsorCode.status, SponsorCode.expires_at)
@@ -347,7 +387,7 @@ def compute_statistics(session: Session, sponsor_id: int, now: datetime) -> dict
                                     .where(Analysis.sponsor_id == sponsor_id)) or 0
     return {
         "sponsor_id": sponsor_id,
-        "tier": sponsor_tier(session, sponsor_id),
+        "tiers": purchased_tiers(session, sponsor_id),
         "codes": {"bought": sum(counts.values()), **{s: counts[s] for s in CODE_STATUSES}},
         "analyses": {"total": total_analyses,
                      "per_day": [{"date": d, "count": n} for d, n in per_day.items()],
@@ -362,7 +402,7 @@ def compute_statistics(session: Session, sponsor_id: int, now: datetime) -> dict
 def statistics(sponsor_id: int) -> Response:
     redis: Redis = current_app.extensions["redis"]
     with context.db().reader() as session:
-        _own_sponsor(session, sponsor_id)
+        own_sponsor(session, sponsor_id)
         try:
             cached = redis.get(stats_key(sponsor_id))
         except RedisError:
@@ -380,32 +420,30 @@ def statistics(sponsor_id: int) -> Response:
 # --- sponsored analyses (tier-filtered) -----------------------------------------------------------------
 
 
-def _tier_or_403(session: Session, sponsor_id: int) -> str:
-    tier = sponsor_tier(session, sponsor_id)
-    if not sees_analyses(tier):
-        raise ApiError(403, TOTALS_ONLY if tier is not None else "This sponsor has no package yet.")
-    assert tier is not None
-    return tier
-
-
 def _sponsored(sponsor_id: int) -> Any:
     return select(Analysis).where(Analysis.sponsor_id == sponsor_id,
                                   Analysis.status == AnalysisStatus.COMPLETED.value)
 
 
-def sponsored_analysis(session: Session, sponsor_id: int, analysis_id: int) -> Analysis:
-    """One completed analysis the sponsor paid for; 404 for any other (or an id beyond the columns)."""
-    analysis = None
+def sponsored_analysis(session: Session, sponsor_id: int, analysis_id: int) -> tuple[Analysis, str]:
+    """One completed analysis the sponsor paid for, and the tier of the code that paid for it: 404 for
+    any other analysis (or an id beyond the columns), 403 when that tier shows totals only."""
+    row = None
     if analysis_id <= MAX_ID:
-        analysis = session.scalars(_sponsored(sponsor_id).where(Analysis.id == analysis_id)).first()
-    if analysis is None:
+        row = session.execute(_sponsored(sponsor_id).add_columns(paying_tier())
+                              .where(Analysis.id == analysis_id)).first()
+    if row is None:
         raise ApiError(404, "This sponsor has no such analysis.")
-    return analysis
+    analysis, tier = row
+    if not sees_analyses(tier):
+        raise ApiError(403, TOTALS_ONLY)
+    return analysis, tier
 
 
 @bp.get("/sponsors/<int:sponsor_id>/analyses")
 @require_roles("admin", "sponsor")
 def list_analyses(sponsor_id: int) -> Response:
+    """The analyses paid for by the sponsor's M, L and XL codes, each as its own code's tier may see it."""
     args = QueryArgs(request.args)
     page, per_page = page_args(args)
     crop = args.text("crop")
@@ -414,10 +452,9 @@ def list_analyses(sponsor_id: int) -> Response:
     if since is not None and until is not None and since >= until:
         args.add_error("until", "must be later than since")
     with context.db().reader() as session:
-        _own_sponsor(session, sponsor_id)
+        own_sponsor(session, sponsor_id)
         args.raise_if_errors()
-        tier = _tier_or_403(session, sponsor_id)
-        stmt = _sponsored(sponsor_id)
+        stmt = _sponsored(sponsor_id).where(paying_tier().in_(ANALYSIS_TIERS))
         if crop is not None:
             stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
         if since is not None:
@@ -426,16 +463,18 @@ def list_analyses(sponsor_id: int) -> Response:
             stmt = stmt.where(Analysis.created_at < until)
         stmt = stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc())
         farmers: dict[int, Farmer] = {}
+        tiers: dict[int, str | None] = {}
 
-        def load_farmers(rows: Sequence[Analysis]) -> None:  # one query per page
+        def load_page(rows: Sequence[Analysis]) -> None:  # two queries per page, not two per row
             ids = {a.farmer_id for a in rows}
             farmers.update((f.id, f) for f in session.scalars(select(Farmer).where(Farmer.id.in_(ids))))
+            tiers.update(paying_tiers(session, [a.id for a in rows]))
 
         result = paginate(session, stmt, page, per_page,
-                          lambda a: analysis_view(a, farmers.get(a.farmer_id), tier) or {}, load_farmers)
-    result["tier"] = tier
+                          lambda a: analysis_view(a, farmers.get(a.farmer_id), tiers.get(a.id)) or {}, load_page)
     audit("sponsor.analyses.read", "sponsor", sponsor_id,
-          {"tier": tier, "page": page, "total": result["total"], "ids": [i["id"] for i in result["items"]]})
+          {"page": page, "total": result["total"], "ids": [i["id"] for i in result["items"]],
+           "tiers": [i["tier"] for i in result["items"]]})
     return jsonify(result)
 
 
@@ -443,12 +482,11 @@ def list_analyses(sponsor_id: int) -> Response:
 @require_roles("admin", "sponsor")
 def get_analysis(sponsor_id: int, analysis_id: int) -> Response:
     with context.db().reader() as session:
-        _own_sponsor(session, sponsor_id)
-        analysis = sponsored_analysis(session, sponsor_id, analysis_id)
-        tier = _tier_or_403(session, sponsor_id)
+        own_sponsor(session, sponsor_id)
+        analysis, tier = sponsored_analysis(session, sponsor_id, analysis_id)
         view = analysis_view(analysis, session.get(Farmer, analysis.farmer_id), tier) or {}
     audit("sponsor.analysis.read", "analysis", analysis_id, {"sponsor_id": sponsor_id, "tier": tier})
-    return jsonify({**view, "tier": tier})
+    return jsonify(view)
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
@@ -472,14 +510,17 @@ def _page_of(item: str) -> dict[str, Any]:
 def _op(op_id: str, summary: str, responses: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
         body: str | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": ["sponsors"],
-                          "parameters": params or [], "responses": {**responses, **_AUTHED_ERRORS}}
+                          "parameters": params or [], "responses": {**_AUTHED_ERRORS, **responses}}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
     return op
 
 
 _ANALYSIS_PROPS: dict[str, Any] = {
-    "id": {"type": "integer"}, "date": _TIMESTAMP, "crop": _NULLABLE_STR, "province": _NULLABLE_STR,
+    "id": {"type": "integer"},
+    "tier": {"enum": list(ANALYSIS_TIERS), "description": "The tier of the code that paid for this analysis: "
+             "it decides what is shown, not the sponsor's highest purchase."},
+    "date": _TIMESTAMP, "crop": _NULLABLE_STR, "province": _NULLABLE_STR,
     "health_score": {"type": ["integer", "null"]}, "main_concern": _NULLABLE_STR,
     "diseases": {"type": "array"}, "pests": {"type": "array"},
     "farmer_name": _NULLABLE_STR, "farmer_phone_masked": {**_NULLABLE_STR, "description": "e.g. +90 532 *** ** 67"},
@@ -493,7 +534,9 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                 "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "logo_url": _NULLABLE_STR,
                                "contact_email": _NULLABLE_STR, "contact_phone": _NULLABLE_STR,
                                "created_at": {"type": "string", "format": "date-time"},
-                               "tier": {"enum": [*TIER_ORDER, None], "description": "Highest purchased tier."}}},
+                               "tiers": {"type": "array", "items": {"enum": list(TIER_ORDER)},
+                                         "description": "The tiers the sponsor has bought (commercial; what it "
+                                                        "sees of an analysis follows that analysis' code)."}}},
     "SponsorPage": _page_of("Sponsor"),
     "SponsorCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
                       "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -505,13 +548,13 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                                      "logo_url": _LOGO_URL,
                                      "contact_email": {**_NULLABLE_STR, "maxLength": 254},
                                      "contact_phone": {**_NULLABLE_STR, "maxLength": 20}}},
-    "PurchaseRequest": {"type": "object", "required": ["tier", "quantity"],
-                        "properties": {"tier": {"enum": list(TIER_ORDER)},
-                                       "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
-                                       "code_valid_days": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,
-                                                           "default": 90},
-                                       "subscription_days": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,
-                                                             "default": 30}}},
+    "PurchaseTerms": {"type": "object", "required": ["tier", "quantity"],
+                      "properties": {"tier": {"enum": list(TIER_ORDER)},
+                                     "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
+                                     "code_valid_days": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,
+                                                         "default": 90},
+                                     "subscription_days": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,
+                                                           "default": 30}}},
     "Purchase": {"type": "object",
                  "required": ["id", "sponsor_id", "tier", "quantity", "code_valid_days", "subscription_days",
                               "created_at", "expires_at", "codes"],
@@ -530,7 +573,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "SponsorStatistics": {
         "type": "object", "required": ["sponsor_id", "codes", "analyses"],
         "properties": {
-            "sponsor_id": {"type": "integer"}, "tier": {"enum": [*TIER_ORDER, None]},
+            "sponsor_id": {"type": "integer"}, "tiers": {"type": "array", "items": {"enum": list(TIER_ORDER)}},
             "codes": {"type": "object", "properties": {k: {"type": "integer"} for k in ("bought", *CODE_STATUSES)}},
             "analyses": {"type": "object", "properties": {
                 "total": {"type": "integer"},
@@ -543,12 +586,11 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             "generated_at": {"type": "string", "format": "date-time"}}},
     "SponsoredAnalysis": {
         "type": "object", "required": list(COLUMNS["M"]), "properties": _ANALYSIS_PROPS,
-        "description": "M: id, date, crop, province, health_score, main_concern, diseases, pests. "
+        "description": "What the tier of the code that paid for this analysis shows. "
+                       "M: id, tier, date, crop, province, health_score, main_concern, diseases, pests. "
                        "L adds farmer_name, farmer_phone_masked, recommendations, can_message. "
                        "XL adds farmer_phone and report (the whole raw result)."},
-    "SponsoredAnalysisPage": {**_page_of("SponsoredAnalysis"),
-                              "properties": {**_page_of("SponsoredAnalysis")["properties"],
-                                             "tier": {"enum": list(TIER_ORDER)}}},
+    "SponsoredAnalysisPage": _page_of("SponsoredAnalysis"),
 }
 
 OPENAPI_PATHS: dict[str, Any] = {
@@ -560,16 +602,19 @@ OPENAPI_PATHS: dict[str, Any] = {
                                                  "Name contains (case-insensitive, literal).")]),
     },
     "/api/v1/sponsors/{sponsor_id}": {
-        "get": _op("getSponsor", "A sponsor and its highest purchased tier (admin).",
+        "get": _op("getSponsor", "A sponsor and the tiers it has bought (admin).",
                    {"200": _json("The sponsor.", _ref("Sponsor")), "404": _NOT_FOUND}, params=[_SPONSOR_ID]),
         "patch": _op("updateSponsor", "Change a sponsor's name or contact (admin). Audited.",
                      {"200": _json("The updated sponsor.", _ref("Sponsor")), "404": _NOT_FOUND},
                      params=[_SPONSOR_ID], body="SponsorUpdate"),
     },
     "/api/v1/sponsors/{sponsor_id}/purchases": {
-        "post": _op("createPurchase", "Buy codes (admin, or the sponsor itself): one bulk insert. Audited.",
-                    {"201": _json("The purchase and its codes.", _ref("Purchase")), "404": _NOT_FOUND},
-                    params=[_SPONSOR_ID], body="PurchaseRequest"),
+        "post": _op("createPurchase", "Record a purchase after payment (admin only: a sponsor user files a "
+                    "purchase request instead) and create its codes with one bulk insert. Audited.",
+                    {"201": _json("The purchase and its codes.", _ref("Purchase")),
+                     "403": _problem("Not an admin (a sponsor user is told to file a purchase request)."),
+                     "404": _problem("No such sponsor.")},
+                    params=[_SPONSOR_ID], body="PurchaseTerms"),
     },
     "/api/v1/sponsors/{sponsor_id}/codes": {
         "get": _op("listSponsorCodes", "The sponsor's codes by status (admin, or the sponsor itself). "
@@ -599,8 +644,9 @@ OPENAPI_PATHS: dict[str, Any] = {
                    {"200": _json("Statistics.", _ref("SponsorStatistics")), "404": _NOT_FOUND}, params=[_SPONSOR_ID]),
     },
     "/api/v1/sponsors/{sponsor_id}/analyses": {
-        "get": _op("listSponsoredAnalyses", "Sponsored analyses as the sponsor's tier may see them (M and above; "
-                   "S -> 403). Audited.",
+        "get": _op("listSponsoredAnalyses", "The analyses paid for by the sponsor's M, L and XL codes, each as "
+                   "the tier of its own code may see it (those paid for by S codes count in the statistics only). "
+                   "Audited.",
                    {"200": _json("A page of analyses.", _ref("SponsoredAnalysisPage")), "404": _NOT_FOUND},
                    params=[_SPONSOR_ID, *_PAGE_PARAMS,
                            _query("crop", {"type": "string", "maxLength": 200}, "Crop contains (literal)."),
@@ -609,8 +655,11 @@ OPENAPI_PATHS: dict[str, Any] = {
                                   "Created before; later than `since`.")]),
     },
     "/api/v1/sponsors/{sponsor_id}/analyses/{analysis_id}": {
-        "get": _op("getSponsoredAnalysis", "One sponsored analysis, tier-filtered (S -> 403). Audited.",
+        "get": _op("getSponsoredAnalysis", "One sponsored analysis as the tier of the code that paid for it may "
+                   "see it. Audited.",
                    {"200": _json("The analysis.", _ref("SponsoredAnalysis")),
+                    "403": _problem("The role may not use this endpoint, or an S code paid for this analysis "
+                                    "(totals only)."),
                     "404": _problem("No such sponsor, or not this sponsor's analysis.")},
                    params=[_SPONSOR_ID, {"name": "analysis_id", "in": "path", "required": True,
                                          "schema": {"type": "integer", "minimum": 0}, "example": 1}]),

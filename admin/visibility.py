@@ -7,23 +7,28 @@
 | L  | + farmer's name, masked phone (`+90 532 *** ** 67`), full recommendations; may message farmers |
 | XL | + full phone number and the whole raw report |
 
-A sponsor's tier is the highest tier among its purchases. The list, detail, export and statistics
-endpoints all go through `sponsor_tier`, `analysis_view` and `mask_phone` here.
+The tier that counts is the one of the code that paid for THAT analysis (`paying_tier`: the
+subscription charged at submission -> the code redeemed for it -> the code's purchase -> its tier),
+never the sponsor's highest purchase: buying an XL package later reveals nothing of the farmers who
+redeemed its S or M codes. The list, detail and messaging endpoints all go through `paying_tier`,
+`analysis_view` and `mask_phone` here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, select
 from sqlalchemy.orm import Session
 
-from models import Analysis, Farmer, SponsorPurchase, Tier
+from models import Analysis, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
 
 TIER_ORDER: tuple[str, ...] = ("S", "M", "L", "XL")
 
 # The keys of `analysis_view` for each tier (S sees no analysis at all).
-M_COLUMNS: tuple[str, ...] = ("id", "date", "crop", "province", "health_score", "main_concern", "diseases", "pests")
+M_COLUMNS: tuple[str, ...] = ("id", "tier", "date", "crop", "province", "health_score", "main_concern", "diseases",
+                              "pests")
 L_COLUMNS: tuple[str, ...] = (*M_COLUMNS, "farmer_name", "farmer_phone_masked", "recommendations", "can_message")
 XL_COLUMNS: tuple[str, ...] = (*L_COLUMNS, "farmer_phone", "report")
 COLUMNS: dict[str, tuple[str, ...]] = {"S": (), "M": M_COLUMNS, "L": L_COLUMNS, "XL": XL_COLUMNS}
@@ -47,14 +52,31 @@ def sees_full_report(tier: str | None) -> bool:
     return tier_rank(tier) >= tier_rank("XL")
 
 
-def sponsor_tier(session: Session, sponsor_id: int) -> str | None:
-    """The highest tier among the sponsor's purchases (S < M < L < XL); None without purchases."""
-    codes = session.scalars(
-        select(Tier.code).join(SponsorPurchase, SponsorPurchase.tier_id == Tier.id)
-        .where(SponsorPurchase.sponsor_id == sponsor_id).distinct()
-    ).all()
-    known = [c for c in codes if c in TIER_ORDER]
-    return max(known, key=TIER_ORDER.index) if known else None
+ANALYSIS_TIERS: tuple[str, ...] = tuple(t for t in TIER_ORDER if sees_analyses(t))  # M, L, XL
+
+
+def paying_tier() -> ScalarSelect[str]:
+    """The tier code of the code that paid for `Analysis`, as a correlated subquery (for WHERE and
+    SELECT alike); NULL when no code of the analysis' own sponsor paid for it."""
+    return (
+        select(Tier.code)
+        .select_from(Subscription)
+        .join(SponsorCode, SponsorCode.id == Subscription.code_id)
+        .join(SponsorPurchase, SponsorPurchase.id == SponsorCode.purchase_id)
+        .join(Tier, Tier.id == SponsorPurchase.tier_id)
+        .where(Subscription.id == Analysis.subscription_id, SponsorPurchase.sponsor_id == Analysis.sponsor_id)
+        .correlate(Analysis)
+        .scalar_subquery()
+    )
+
+
+def paying_tiers(session: Session, analysis_ids: Iterable[int]) -> dict[int, str | None]:
+    """analysis id -> the tier of the code that paid for it (None: no code of its sponsor did)."""
+    ids = list(analysis_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Analysis.id, paying_tier()).where(Analysis.id.in_(ids)))
+    return {analysis_id: tier for analysis_id, tier in rows}
 
 
 def mask_phone(e164: str | None) -> str | None:
@@ -78,12 +100,14 @@ def _recommendations(result: dict[str, Any] | None) -> Any:
 
 
 def analysis_view(analysis: Analysis, farmer: Farmer | None, tier: str | None) -> dict[str, Any] | None:
-    """The analysis as `tier` may see it (keys exactly `COLUMNS[tier]`), or None for S / no tier."""
+    """The analysis as `tier` (the tier of the code that paid for it) may see it, keys exactly
+    `COLUMNS[tier]`; None for S or no tier."""
     if not sees_analyses(tier):
         return None
     when = analysis.completed_at or analysis.created_at
     view: dict[str, Any] = {
         "id": analysis.id,
+        "tier": tier,
         "date": when.isoformat() if when is not None else None,
         "crop": analysis.crop,
         "province": analysis.location_text,

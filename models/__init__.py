@@ -13,7 +13,14 @@ from models.message import (
     UnhandledWebhook,
 )
 from models.runtime_setting import RuntimeSetting
-from models.sponsorship import CodeStatus, Sponsor, SponsorCode, SponsorPurchase
+from models.sponsorship import (
+    CodeStatus,
+    PurchaseRequest,
+    PurchaseRequestStatus,
+    Sponsor,
+    SponsorCode,
+    SponsorPurchase,
+)
 from models.staff import AuditLog, RefreshToken, StaffRole, StaffUser
 from models.subscription import LedgerKind, Subscription, SubscriptionStatus, Tier, UsageCounter, UsageLedger
 
@@ -31,6 +38,8 @@ __all__ = [
     "Message",
     "MessageStatus",
     "MessageStatusEvent",
+    "PurchaseRequest",
+    "PurchaseRequestStatus",
     "RefreshToken",
     "RuntimeSetting",
     "Sponsor",

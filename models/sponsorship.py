@@ -1,4 +1,4 @@
-"""Sponsors (companies), their purchases and the codes a purchase produces."""
+"""Sponsors (companies), their purchases, the codes a purchase produces, and their purchase requests."""
 
 from __future__ import annotations
 
@@ -69,3 +69,35 @@ class SponsorCode(Base):
     )
     revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PurchaseRequestStatus(enum.StrEnum):
+    """pending -> approved (the purchase and its codes are created then) | rejected (with a reason)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class PurchaseRequest(Base):
+    """A sponsor user's request for a purchase. Purchases are money, so only an admin turns one into a
+    purchase (`purchase_id`), after payment; or rejects it, saying why."""
+
+    __tablename__ = "purchase_requests"
+    __table_args__ = (Index("ix_purchase_requests_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sponsor_id: Mapped[int] = mapped_column(ForeignKey("sponsors.id"), index=True)
+    tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id"))
+    quantity: Mapped[int]
+    code_valid_days: Mapped[int]
+    subscription_days: Mapped[int]
+    note: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(10), default=PurchaseRequestStatus.PENDING.value,
+                                        server_default=PurchaseRequestStatus.PENDING.value)
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+    rejection_reason: Mapped[str | None] = mapped_column(String(500))
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("sponsor_purchases.id"), unique=True)

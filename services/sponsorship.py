@@ -1,4 +1,5 @@
-"""Sponsor codes: generating them in bulk, recognising them in a farmer's message, redeeming, revoking.
+"""Sponsor codes: generating them in bulk, recognising them in a farmer's message, redeeming, revoking;
+and purchase requests, which only an admin turns into a purchase (purchases are money).
 
 Every state change of a code (`unused -> redeemed | expired | revoked`) is one conditional UPDATE
 on `status = 'unused'`, so two farmers racing for one code cannot both win. Functions never commit:
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session
 from bot.codes import ALPHABET, PREFIX, normalize_code
 from models import (
     CodeStatus,
+    PurchaseRequest,
+    PurchaseRequestStatus,
     Sponsor,
     SponsorCode,
     SponsorPurchase,
@@ -82,10 +85,10 @@ def create_sponsor(session: Session, name: str, now: datetime | None = None, *, 
     return sponsor
 
 
-def create_purchase(session: Session, sponsor_id: int, tier_code: str, quantity: int, code_valid_days: int,
-                    subscription_days: int, now: datetime) -> tuple[SponsorPurchase, list[str]]:
-    """A purchase and its `quantity` codes, written with one bulk INSERT (a collision with an existing
-    code is skipped by the database and replaced by a fresh code in another round)."""
+def purchase_tier(session: Session, tier_code: str, quantity: int, code_valid_days: int,
+                  subscription_days: int) -> Tier:
+    """The tier of a purchase with these terms, or ValueError: 1..10,000 codes, days at least 1, an
+    active tier other than the Trial (an admin may have withdrawn one)."""
     if not 1 <= quantity <= MAX_QUANTITY:
         raise ValueError(f"quantity must be 1..{MAX_QUANTITY}")
     if code_valid_days < 1 or subscription_days < 1:
@@ -93,6 +96,14 @@ def create_purchase(session: Session, sponsor_id: int, tier_code: str, quantity:
     tier = tier_by_code(session, tier_code)
     if tier is None or tier.code == TRIAL or not tier.active:
         raise ValueError(f"no purchasable tier {tier_code!r}")
+    return tier
+
+
+def create_purchase(session: Session, sponsor_id: int, tier_code: str, quantity: int, code_valid_days: int,
+                    subscription_days: int, now: datetime) -> tuple[SponsorPurchase, list[str]]:
+    """A purchase and its `quantity` codes, written with one bulk INSERT (a collision with an existing
+    code is skipped by the database and replaced by a fresh code in another round)."""
+    tier = purchase_tier(session, tier_code, quantity, code_valid_days, subscription_days)
     if session.get(Sponsor, sponsor_id) is None:
         raise LookupError(f"no sponsor {sponsor_id}")
     purchase = SponsorPurchase(sponsor_id=sponsor_id, tier_id=tier.id, quantity=quantity,
@@ -156,6 +167,61 @@ def expire_codes(session: Session, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return len(result.all())
+
+
+# --- purchase requests ---------------------------------------------------------------------------
+
+
+def file_purchase_request(session: Session, sponsor_id: int, tier_code: str, quantity: int, code_valid_days: int,
+                          subscription_days: int, note: str | None, requested_by: int | None,
+                          now: datetime) -> PurchaseRequest:
+    """A pending request for a purchase; nothing is created until an admin approves it. Its terms are
+    checked like a purchase's (ValueError), so an approval fails only if the tier was withdrawn meanwhile."""
+    tier = purchase_tier(session, tier_code, quantity, code_valid_days, subscription_days)
+    request = PurchaseRequest(sponsor_id=sponsor_id, tier_id=tier.id, quantity=quantity,
+                              code_valid_days=code_valid_days, subscription_days=subscription_days, note=note,
+                              requested_by=requested_by, created_at=now)
+    session.add(request)
+    session.flush()
+    return request
+
+
+def _decide(session: Session, request_id: int, status: PurchaseRequestStatus, decided_by: int | None, now: datetime,
+            **values: object) -> bool:
+    """pending -> `status` as one conditional UPDATE: of two admins deciding at once, exactly one wins."""
+    decided = session.execute(
+        update(PurchaseRequest)
+        .where(PurchaseRequest.id == request_id, PurchaseRequest.status == PurchaseRequestStatus.PENDING.value)
+        .values(status=status.value, decided_by=decided_by, decided_at=now, **values)
+        .returning(PurchaseRequest.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return decided is not None
+
+
+def approve_purchase_request(session: Session, request_id: int, decided_by: int | None,
+                             now: datetime) -> tuple[SponsorPurchase, list[str]] | None:
+    """Approve a pending request: its purchase and codes are created in the caller's transaction.
+    None if the request is not pending (approved or rejected already); ValueError if its tier is no
+    longer sold (the caller rolls back, and the request stays pending)."""
+    if not _decide(session, request_id, PurchaseRequestStatus.APPROVED, decided_by, now):
+        return None
+    request = session.get_one(PurchaseRequest, request_id, populate_existing=True)  # as the UPDATE left it
+    tier = session.get_one(Tier, request.tier_id)
+    purchase, codes = create_purchase(session, request.sponsor_id, tier.code, request.quantity,
+                                      request.code_valid_days, request.subscription_days, now)
+    request.purchase_id = purchase.id
+    session.flush()
+    return purchase, codes
+
+
+def reject_purchase_request(session: Session, request_id: int, reason: str, decided_by: int | None,
+                            now: datetime) -> bool:
+    """Reject a pending request, saying why; False if it is not pending. Nothing is created."""
+    if not reason.strip():
+        raise ValueError("a rejection needs a reason")
+    return _decide(session, request_id, PurchaseRequestStatus.REJECTED, decided_by, now,
+                   rejection_reason=reason.strip())
 
 
 # --- redeeming ------------------------------------------------------------------------------------

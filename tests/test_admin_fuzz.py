@@ -13,8 +13,8 @@ Each case is sent as every role its operation admits (admin; support and/or a sp
 only ever see random refresh tokens, and nothing the API offers revokes an access token. The rate
 limits are raised through the settings. Seeded first, so the document's path examples (id 1, code
 AGRI-7KQ3-M9XP, job analysis-2, tier M) hit real rows: sponsors 1 (L package) and 2 (S package) with
-codes, farmer 1 with messages, a sponsored analysis, a charge and a redeemed code, a failed analysis
-with its failed job, and another failed job.
+codes, farmer 1 with messages, an analysis paid for by sponsor 1's redeemed code and its charge, a
+purchase request of sponsor 1, a failed analysis with its failed job, and another failed job.
 
 Bounded for CI: `FUZZ_EXAMPLES` random cases per operation (default 8; the examples and coverage
 phases add their own), derandomized with a fixed seed (`FUZZ_SEED`), so every run sends the same
@@ -82,7 +82,8 @@ def seed(app: Flask) -> None:
         s.add(farmer)
         s.flush()
         quota.start_trial(s, farmer.id, now)
-        sponsorship.redeem(s, farmer.id, sorted(codes)[0], now)
+        paid = sponsorship.redeem(s, farmer.id, sorted(codes)[0], now)
+        request = sponsorship.file_purchase_request(s, first.id, "XL", 2, 90, 30, "fuzz", None, now)
         inbound = Message(direction="in", wamid="wamid.fuzz-in", phone=PHONE, farmer_id=farmer.id, type="text",
                           text="Merhaba, domatesimde leke var", status="processed", created_at=now)
         outbound = Message(direction="out", wamid="wamid.fuzz-out", phone=PHONE, farmer_id=farmer.id, type="text",
@@ -90,7 +91,8 @@ def seed(app: Flask) -> None:
                            error_title="Re-engagement message", created_at=now + timedelta(seconds=1))
         s.add_all([inbound, outbound])
         s.flush()
-        completed = Analysis(farmer_id=farmer.id, sponsor_id=first.id, message_id=inbound.id, crop="domates",
+        completed = Analysis(farmer_id=farmer.id, sponsor_id=first.id, subscription_id=paid.subscription_id,
+                             message_id=inbound.id, crop="domates",
                              status=AnalysisStatus.COMPLETED.value, health_score=4, primary_concern="Erken yanıklık",
                              diseases=[{"type": "Alternaria solani"}], pests=[],
                              result={"summary": {"overall_health_score": 4}}, created_at=now, received_at=now,
@@ -102,7 +104,7 @@ def seed(app: Flask) -> None:
         quota.charge(s, farmer.id, now, analysis_id=completed.id)
         # The document's path examples name these rows: sponsor, farmer and analysis 1, code
         # AGRI-7KQ3-M9XP, job analysis-2, tier M; the examples phase and the coverage phase start there.
-        assert (first.id, farmer.id, completed.id, failed.id) == (1, 1, 1, 2)
+        assert (first.id, farmer.id, completed.id, failed.id, request.id) == (1, 1, 1, 2, 1)
         s.execute(update(SponsorCode).where(SponsorCode.code == sorted(codes)[1]).values(code=EXAMPLE_CODE))
     _fail_job(app, "analysis", "analysis-2")
     _fail_job(app, "default", "fuzz-failed-job")
@@ -207,6 +209,10 @@ BEYOND_INTEGER = 2**31  # one past PostgreSQL's INTEGER: these ids once reached 
     ("GET", "/api/v1/sponsors/{id}", None),
     ("PATCH", "/api/v1/sponsors/{id}", {"name": "Yeni Ad"}),
     ("POST", "/api/v1/sponsors/{id}/purchases", {"tier": "M", "quantity": 1}),
+    ("GET", "/api/v1/sponsors/{id}/purchase-requests", None),
+    ("GET", "/api/v1/sponsors/1/purchase-requests/{id}", None),
+    ("POST", "/api/v1/purchase-requests/{id}/approve", None),
+    ("POST", "/api/v1/purchase-requests/{id}/reject", {"reason": "Ödeme yok"}),
     ("GET", "/api/v1/sponsors/{id}/codes", None),
     ("GET", "/api/v1/sponsors/{id}/codes.csv", None),
     ("POST", f"/api/v1/sponsors/{{id}}/codes/{EXAMPLE_CODE}/revoke", None),

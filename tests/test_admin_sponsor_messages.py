@@ -1,5 +1,6 @@
-"""A sponsor messages the farmer of a sponsored analysis: L/XL only, `sponsor_message_tr`, at most the
-daily cap per farmer over all sponsors, never to an opted-out farmer, held through quiet hours."""
+"""A sponsor messages the farmer of a sponsored analysis: only when an L or XL code paid for that very
+analysis, `sponsor_message_tr`, at most the daily cap per farmer over all sponsors, never to an
+opted-out farmer, held through quiet hours."""
 
 from __future__ import annotations
 
@@ -52,10 +53,10 @@ def url(sponsor_id: int, analysis_id: int) -> str:
 
 @pytest.fixture
 def sponsored(app, world):  # type: ignore[no-untyped-def]
-    """Sponsor A on the L package with one sponsored analysis of a farmer."""
-    buy(app, world["a"], "L", 1)
+    """One analysis of a farmer, paid for by sponsor A's L code."""
+    [code] = buy(app, world["a"], "L", 1)
     farmer_id = add_farmer(app)
-    return {"farmer": farmer_id, "analysis": add_analysis(app, world["a"], farmer_id)}
+    return {"farmer": farmer_id, "analysis": add_analysis(app, world["a"], farmer_id, code=code)}
 
 
 def test_the_farmer_gets_the_template_with_the_sponsor_name(app, client, world, sponsored, graph, session):
@@ -78,11 +79,35 @@ def test_the_farmer_gets_the_template_with_the_sponsor_name(app, client, world, 
 
 
 @pytest.mark.parametrize("tier", ["S", "M"])
-def test_below_l_is_refused(app, client, world, tier):
-    buy(app, world["a"], tier, 1)
-    analysis_id = add_analysis(app, world["a"], add_farmer(app))
+def test_below_l_is_refused(app, client, world, tier, session):
+    [code] = buy(app, world["a"], tier, 1)
+    analysis_id = add_analysis(app, world["a"], add_farmer(app), code=code)
     response = client.post(url(world["a"], analysis_id), headers=world["sponsor_a"], json={"text": "Merhaba"})
     assert response.status_code == 403 and response.mimetype == PROBLEM
+    assert session.scalar(select(Message.id)) is None
+
+
+def test_an_l_analysis_may_be_messaged_and_the_same_sponsors_m_analyses_may_not(app, client, world, session):
+    a = world["a"]
+    m_codes = buy(app, a, "M", 2)
+    [l_code] = buy(app, a, "L", 1)
+    m_analyses = [add_analysis(app, a, add_farmer(app, f"+90533000000{i}", f"Çiftçi {i}"), code=code)
+                  for i, code in enumerate(m_codes)]
+    l_analysis = add_analysis(app, a, add_farmer(app, "+905330000009", "Ayşe Demir"), code=l_code)
+
+    listing = client.get(f"/api/v1/sponsors/{a}/analyses", headers=world["sponsor_a"]).get_json()
+    by_id = {row["id"]: row for row in listing["items"]}
+    assert by_id[l_analysis]["tier"] == "L" and by_id[l_analysis]["can_message"] is True
+    assert all(by_id[i]["tier"] == "M" and "can_message" not in by_id[i] for i in m_analyses)
+
+    for analysis_id in m_analyses:
+        refused = client.post(url(a, analysis_id), headers=world["sponsor_a"], json={"text": "Merhaba"})
+        assert refused.status_code == 403 and refused.mimetype == PROBLEM
+        assert "from the M package" in refused.get_json()["detail"]
+    sent = client.post(url(a, l_analysis), headers=world["sponsor_a"], json={"text": "Merhaba"})
+    assert sent.status_code == 202, sent.get_json()
+    [message] = session.scalars(select(Message)).all()
+    assert message.phone == "+905330000009"
 
 
 def test_other_sponsors_and_their_analyses_are_404(app, client, world, sponsored):
@@ -132,8 +157,8 @@ def test_an_opt_out_before_delivery_withholds_the_message(app, client, world, sp
 
 
 def test_at_most_the_daily_cap_per_farmer_over_all_sponsors(app, client, world, sponsored, session):
-    buy(app, world["b"], "XL", 1)
-    other = add_analysis(app, world["b"], sponsored["farmer"])  # the same farmer, sponsored by B too
+    [b_code] = buy(app, world["b"], "XL", 1)
+    other = add_analysis(app, world["b"], sponsored["farmer"], code=b_code)  # the same farmer, sponsored by B too
     for i in range(10):
         sponsor, analysis, headers = ((world["a"], sponsored["analysis"], world["sponsor_a"]) if i % 2 else
                                       (world["b"], other, world["sponsor_b"]))

@@ -256,3 +256,10 @@ def test_cli_refuses_an_unknown_tier(runner, session):
     result = runner.invoke(args=["sponsor-codes", "--sponsor", "X", "--tier", "XXL", "--quantity", "1"])
     assert result.exit_code == 2
     assert session.scalar(select(func.count()).select_from(SponsorCode)) == 0
+
+
+def test_the_cli_says_it_is_an_operators_path_that_records_a_paid_purchase(runner):
+    result = runner.invoke(args=["sponsor-codes", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "equivalent to an admin's" in text and "no purchase request" in text and "paid for" in text
