@@ -33,13 +33,14 @@ import requests
 import responses
 from PIL import Image
 
-from models import Analysis, Farmer
+from models import Analysis
 from services import signing
 from services.analysis_result import normalise
 from services.n8n import N8NClient, build_request, serialise
 from services.signing import Purpose, Refusal
 from settings import PROJECT_ROOT
 from tests.conftest import FIXTURES, N8N_SECRET, n8n_headers
+from tests.test_n8n_webhook import new_analysis
 
 WORKFLOW_PATH = PROJECT_ROOT / "n8n" / "plant-analysis.workflow.json"
 NODE = shutil.which("node")
@@ -589,14 +590,7 @@ def test_the_callback_is_signed_with_every_secret_of_a_rotation(tmp_path: Path) 
 
 @needs_node
 def test_the_callback_endpoint_accepts_the_signed_result(tmp_path: Path, app, client) -> None:  # type: ignore[no-untyped-def]
-    with app.extensions["db"].session() as s, s.begin():
-        farmer = Farmer(phone="+905321234567")
-        s.add(farmer)
-        s.flush()
-        analysis = Analysis(farmer_id=farmer.id, crop="domates", status="processing")
-        s.add(analysis)
-        s.flush()
-        analysis_id = analysis.id
+    analysis_id = new_analysis(app)
     result = result_for(analysis_id)
     signed = sign_callback(tmp_path, result)
     url = f"/webhooks/n8n/{analysis_id}"
@@ -750,14 +744,7 @@ def _post(url: str, body: dict[str, Any], **sign: Any) -> requests.Response:
 
 def test_the_workflow_in_a_real_n8n(real_n8n, app) -> None:  # type: ignore[no-untyped-def]
     url, base, stand_in = real_n8n
-    with app.extensions["db"].session() as s, s.begin():
-        farmer = Farmer(phone="+905321234567")
-        s.add(farmer)
-        s.flush()
-        analysis = Analysis(farmer_id=farmer.id, crop="domates", status="processing")
-        s.add(analysis)
-        s.flush()
-        analysis_id = analysis.id
+    analysis_id = new_analysis(app)
 
     # Sync mode, through our own client: its signed request in, a result our service completes out.
     client = N8NClient(url, (N8N_SECRET,), timeout=60)
