@@ -115,6 +115,12 @@ class Settings:
         return self.PUBLIC_BASE_URL.rstrip("/") + "/dev/graph/v21.0"
 
     @property
+    def n8n_secrets(self) -> tuple[str, ...]:
+        """`N8N_SECRET` as a list: during a rotation `new,old` (requests carry a signature by each, and a
+        result signed with either is accepted)."""
+        return tuple(s.strip() for s in self.N8N_SECRET.split(",") if s.strip())
+
+    @property
     def embedded_redis(self) -> bool:
         return not self.REDIS_URL
 
@@ -128,13 +134,17 @@ class Settings:
             return []
         found = []
         for name in SECRET_NAMES:
-            value = getattr(self, name)
-            if name in self.missing or not value:
+            # N8N_SECRET may list several (a rotation): each of them must be strong.
+            values = self.n8n_secrets if name == "N8N_SECRET" else (getattr(self, name),)
+            if name in self.missing or not any(values):
                 found.append(f"{name} is not set")
-            elif value == DEV_SECRETS[name] or any(m in value.lower() for m in WEAK_SECRET_MARKERS):
-                found.append(f"{name} is a default or placeholder value")
-            elif len(value) < MIN_SECRET_LENGTH.get(name, 1):
-                found.append(f"{name} must be at least {MIN_SECRET_LENGTH[name]} characters")
+                continue
+            for i, value in enumerate(values):
+                label = f"{name} (secret {i + 1} of {len(values)})" if len(values) > 1 else name
+                if value == DEV_SECRETS[name] or any(m in value.lower() for m in WEAK_SECRET_MARKERS):
+                    found.append(f"{label} is a default or placeholder value")
+                elif len(value) < MIN_SECRET_LENGTH.get(name, 1):
+                    found.append(f"{label} must be at least {MIN_SECRET_LENGTH[name]} characters")
         for name in ("DATABASE_URL", "REDIS_URL", "WHATSAPP_PHONE_NUMBER_ID", "PUBLIC_BASE_URL", "N8N_WEBHOOK_URL"):
             if name in self.missing or not getattr(self, name):
                 found.append(f"{name} is not set")

@@ -9,7 +9,7 @@ seconds (10; 2 with --quick):
 
 - sync mode: the result is the response body, `--delay` s after the request (the worker waits);
 - callback mode: `202` at once, and `--delay` s later the result is POSTed, signed with
-  `services.n8n.signature`, to the `callback_url` of the request (`/webhooks/n8n/<id>`).
+  `services.signing` (purpose `result`), to the `callback_url` of the request (`/webhooks/n8n/<id>`).
 
 The backlog is created directly, not through the chat: N consented farmers, each with one `queued`
 analysis of the same 12 MP-free sample photo (put in the Graph API stand-in's media store, so the
@@ -49,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import harness
 from devtools import store
 from devtools.chat import STATIC_DIR
-from services import n8n
+from services import n8n, signing
+from services.signing import Purpose
 
 NAME = "capacity"
 SAMPLE = STATIC_DIR / "samples" / "lekeli_yaprak.jpg"
@@ -90,11 +91,12 @@ class SlowN8N(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.count("requests")
-        if not n8n.verify(raw, self.headers.get(n8n.SIGNATURE_HEADER), harness.N8N_SECRET):
+        request = json.loads(raw)
+        if signing.verify(raw, self.headers.get(signing.HEADER), purpose=Purpose.REQUEST,
+                          analysis_id=request["analysis_id"], secrets=(harness.N8N_SECRET,), now=time.time()):
             self.count("bad_signature")
             self._answer(403, {"error": "invalid signature"})
             return
-        request = json.loads(raw)
         try:  # N8N fetches the photo from the signed link
             image = self.session().get(request["image_url"], timeout=30)
             image.raise_for_status()
@@ -109,13 +111,14 @@ class SlowN8N(BaseHTTPRequestHandler):
             self._answer(200, result)
             return
         self._answer(202, {"accepted": True})
-        threading.Timer(self.delay, self.call_back, (callback, result)).start()
+        threading.Timer(self.delay, self.call_back, (callback, request["analysis_id"], result)).start()
 
     @classmethod
-    def call_back(cls, url: str, result: dict[str, Any]) -> None:
+    def call_back(cls, url: str, analysis_id: int, result: dict[str, Any]) -> None:
         body = n8n.serialise(result)
         headers = {"Content-Type": "application/json; charset=utf-8",
-                   n8n.SIGNATURE_HEADER: n8n.signature(body, harness.N8N_SECRET)}
+                   signing.HEADER: signing.sign(body, purpose=Purpose.RESULT, analysis_id=analysis_id,
+                                                secrets=(harness.N8N_SECRET,), now=time.time())}
         try:
             ok = cls.session().post(url, data=body, headers=headers, timeout=30).status_code == 200
         except requests.RequestException:

@@ -5,8 +5,8 @@ claim: the app factory registers them only when `settings.DEV_TOOLS` is on and t
 production (`APP_ENV=production` refuses to start with `DEV_TOOLS` on).
 
 - `devtools.local_analyser`: a local stand-in for the N8N plant-analysis webhook
-  (`POST /dev/n8n/analyze`). It speaks the same HTTP contract as the real workflow (HMAC header
-  `X-ZiraAI-Signature`, sync and callback modes, see `ANALYSIS.md`), so the production client code
+  (`POST /dev/n8n/analyze`). It speaks the same HTTP contract as the real workflow (signature
+  version 2 in `X-ZiraAI-Signature`, sync and callback modes, see `docs/ANALYSIS.md`), so the production client code
   is what runs against it. Its result has the real result's schema but is computed from the photo's
   own colours (shares of healthy green, yellowed and browned leaf area). Every result it produces is
   marked `processing_metadata.source == "local-estimate"`, and its `farmer_friendly_summary` says in

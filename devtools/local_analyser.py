@@ -2,14 +2,15 @@
 
 `POST /dev/n8n/analyze` accepts exactly what our service sends to N8N (ANALYSIS.md step 5):
 JSON `analysis_id, image_url, farmer_id, crop_type, location, gps_coordinates, notes, language,
-urgency_level, callback_url?`, signed with `X-ZiraAI-Signature: sha256=<hex HMAC-SHA256(N8N_SECRET,
-raw body)>`. It fetches the photo from `image_url`, and answers with a result in the schema of a real
-N8N result (`tests/fixtures/n8n/result_full_tr.json`):
+urgency_level, callback_url?`, signed like N8N verifies it (`services.signing`, version 2: purpose
+`request`, the body's `analysis_id`, 5 minutes, any secret of `N8N_SECRET`'s list). It fetches the
+photo from `image_url`, and answers with a result in the schema of a real N8N result
+(`tests/fixtures/n8n/result_full_tr.json`), signed with purpose `result` for the same analysis:
 
-- no `callback_url` (sync mode): the result is the response body (200);
+- no `callback_url` (sync mode): the result is the response body (200), with its signature header;
 - with `callback_url` (callback mode): `202 {"accepted": true}` at once, then the result is POSTed
-  to `callback_url` from a background thread, signed the same way over the exact posted bytes
-  (3 attempts with a short backoff; 4xx other than 429 is not retried).
+  to `callback_url` from a background thread, signed over the exact posted bytes (3 attempts with a
+  short backoff; 4xx other than 429 is not retried).
 
 The result is computed by `estimate(image_bytes, request)` (pure, no HTTP) from the photo's own
 colours: each pixel of a small copy of the image is classified in HSV as healthy green, yellowed
@@ -26,8 +27,6 @@ shape of `tests/fixtures/n8n/result_failed.json` (`success: false`, `error_messa
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -42,10 +41,12 @@ import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 from PIL import Image, UnidentifiedImageError
 
+from services import signing
+from services.signing import Purpose
+
 log = logging.getLogger(__name__)
 bp = Blueprint("dev_local_analyser", __name__)
 
-SIGNATURE_HEADER = "X-ZiraAI-Signature"
 SOURCE = "local-estimate"
 AI_MODEL = "local-pixel-estimator"
 WORKFLOW_VERSION = "dev"
@@ -86,19 +87,7 @@ class ImageProblem(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Signature and HTTP helpers
-
-
-def sign(raw: bytes, secret: str) -> str:
-    """The `X-ZiraAI-Signature` value for `raw`: `sha256=<hex HMAC-SHA256>`."""
-    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-
-
-def signature_ok(raw: bytes, header: str, secret: str) -> bool:
-    """Constant-time check of a `X-ZiraAI-Signature` header over the raw bytes."""
-    if not secret or not header:
-        return False
-    return hmac.compare_digest(header.strip().lower().encode(), sign(raw, secret).encode())
+# HTTP helpers
 
 
 def _is_http_url(value: object) -> bool:
@@ -476,10 +465,17 @@ def analyse_url(req: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def post_callback(callback_url: str, result: dict[str, Any], secret: str) -> bool:
-    """POST the signed result; 3 attempts, retrying connection errors, 429 and 5xx. True when 2xx."""
+def _signed(result: dict[str, Any], analysis_id: int, secrets: tuple[str, ...]) -> tuple[bytes, dict[str, str]]:
+    """The result's bytes and the headers that carry them, signed as N8N's answer for this analysis."""
     body = json.dumps(result, ensure_ascii=False).encode("utf-8")
-    headers = {"Content-Type": "application/json; charset=utf-8", SIGNATURE_HEADER: sign(body, secret)}
+    return body, {"Content-Type": "application/json; charset=utf-8",
+                  signing.HEADER: signing.sign(body, purpose=Purpose.RESULT, analysis_id=analysis_id,
+                                               secrets=secrets, now=time.time())}
+
+
+def post_callback(callback_url: str, result: dict[str, Any], analysis_id: int, secrets: tuple[str, ...]) -> bool:
+    """POST the signed result; 3 attempts, retrying connection errors, 429 and 5xx. True when 2xx."""
+    body, headers = _signed(result, analysis_id, secrets)
     for attempt in range(1, CALLBACK_ATTEMPTS + 1):
         try:
             response = requests.post(callback_url, data=body, headers=headers, timeout=CALLBACK_TIMEOUT_SECONDS)
@@ -491,20 +487,20 @@ def post_callback(callback_url: str, result: dict[str, Any], secret: str) -> boo
             outcome = f"HTTP {response.status_code}"
             if response.status_code < 500 and response.status_code != 429:
                 log.warning("local analyser: callback refused, not retried",
-                            extra={"analysis_id": result.get("analysis_id"), "outcome": outcome})
+                            extra={"analysis_id": analysis_id, "outcome": outcome})
                 return False
         log.warning("local analyser: callback attempt failed",
-                    extra={"analysis_id": result.get("analysis_id"), "attempt": attempt, "outcome": outcome})
+                    extra={"analysis_id": analysis_id, "attempt": attempt, "outcome": outcome})
         if attempt < CALLBACK_ATTEMPTS:
             time.sleep(CALLBACK_BACKOFF_SECONDS[min(attempt - 1, len(CALLBACK_BACKOFF_SECONDS) - 1)])
     return False
 
 
-def _callback_worker(req: dict[str, Any], callback_url: str, secret: str) -> None:
+def _callback_worker(req: dict[str, Any], callback_url: str, analysis_id: int, secrets: tuple[str, ...]) -> None:
     try:
-        post_callback(callback_url, analyse_url(req), secret)
+        post_callback(callback_url, analyse_url(req), analysis_id, secrets)
     except Exception:  # a background thread has nobody else to report to
-        log.exception("local analyser: callback mode failed", extra={"analysis_id": req.get("analysis_id")})
+        log.exception("local analyser: callback mode failed", extra={"analysis_id": analysis_id})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,26 +519,34 @@ def analyze() -> tuple[Response, int]:
         return _problem(413, "body larger than 64 KB")
     raw = request.get_data(cache=True)
     settings = current_app.extensions.get("settings")
-    secret = str(getattr(settings, "N8N_SECRET", "") or "")
-    if not secret:
+    secrets = tuple(getattr(settings, "n8n_secrets", ()))
+    if not secrets:
         log.error("local analyser: N8N_SECRET is not configured")
-    if not signature_ok(raw, request.headers.get(SIGNATURE_HEADER, ""), secret):
-        log.warning("local analyser: request refused, missing or wrong signature")
-        return _problem(403, "invalid signature")
+        return _problem(503, "N8N_SECRET is not configured")
+    # The signature covers the analysis id the body names, so the body is read first (size-bounded above).
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return _problem(400, "body is not valid JSON")
     if not isinstance(body, dict):
         return _problem(400, "body must be a JSON object")
+    analysis_id = signing.body_id(body)
+    if analysis_id is None:
+        return _problem(400, "analysis_id (an integer) is required")
+    refusal = signing.verify(raw, request.headers.get(signing.HEADER), purpose=Purpose.REQUEST,
+                             analysis_id=analysis_id, secrets=secrets, now=time.time())
+    if refusal is not None:
+        log.warning("local analyser: request refused: signature", extra={"analysis_id": analysis_id,
+                                                                         "reason": refusal.value})
+        return _problem(403, "invalid signature")
     if not _is_http_url(body.get("image_url")):
         return _problem(400, "image_url (an http or https URL) is required")
     callback_url = body.get("callback_url")
     if callback_url:
         if not _is_http_url(callback_url):
             return _problem(400, "callback_url must be an http or https URL")
-        threading.Thread(target=_callback_worker, args=(body, callback_url, secret),
-                         name=f"local-analyser-{body.get('analysis_id')}", daemon=True).start()
+        threading.Thread(target=_callback_worker, args=(body, callback_url, analysis_id, secrets),
+                         name=f"local-analyser-{analysis_id}", daemon=True).start()
         return jsonify({"accepted": True}), 202
-    result = analyse_url(body)
-    return Response(json.dumps(result, ensure_ascii=False), mimetype="application/json"), 200
+    answer, headers = _signed(analyse_url(body), analysis_id, secrets)
+    return Response(answer, status=200, headers=headers)

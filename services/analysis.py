@@ -191,7 +191,7 @@ def n8n_client() -> N8NClient:
         breaker = CircuitBreaker(context.redis(), "n8n", failure_threshold=s.CIRCUIT_FAILURES,
                                  cooldown_seconds=s.CIRCUIT_COOLDOWN_SECONDS,
                                  probe_seconds=s.N8N_TIMEOUT_SECONDS + 10)
-        ext["n8n"] = N8NClient(s.n8n_url, s.N8N_SECRET, mode=s.N8N_MODE, timeout=s.N8N_TIMEOUT_SECONDS,
+        ext["n8n"] = N8NClient(s.n8n_url, s.n8n_secrets, mode=s.N8N_MODE, timeout=s.N8N_TIMEOUT_SECONDS,
                                breaker=breaker)
     return ext["n8n"]
 

@@ -1,37 +1,41 @@
-"""The N8N contract (ANALYSIS.md step 5): the request body, its HMAC signature, and the HTTP client.
+"""The N8N contract (ANALYSIS.md step 5): the request body, its signature, and the HTTP client.
 
-The body is serialised once and those exact bytes are signed and sent, so N8N can verify the HMAC
-over the raw body it received. The client never retries: the RQ job retries with backoff on
-`N8NTransientError` (a `CircuitOpen` among them, which makes no HTTP call at all). It never logs
-the secret, the signature or the (capability-bearing) image URL.
+The body is serialised once and those exact bytes are signed (`services.signing`, version 2: purpose
+`request`, this analysis) and sent, so N8N verifies the MAC over the raw body it received. A sync
+answer is parsed strictly (`parse_result`); if N8N signs it, the signature must be a `result` one for
+this analysis. The client never retries: the RQ job retries with backoff on `N8NTransientError` (a
+`CircuitOpen` among them, which makes no HTTP call at all). It never logs the secret, the signature or
+the (capability-bearing) image URL.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
+import math
 import re
 import time
+from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from redis.exceptions import RedisError
 
-from services import metrics
+from services import metrics, signing
 from services.circuit import CircuitBreaker
+from services.signing import Purpose
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-ZiraAI-Signature"
 MODES = ("sync", "callback")
 CONNECT_TIMEOUT = 5.0
 _BODY_SNIPPET = 200
 # A farmer reference that is only digits, `+`, spaces, dashes and brackets, with 7 or more digits,
 # is a phone number, which must never reach N8N (ANALYSIS.md: pseudonymous, never the phone).
 _PHONE_LIKE = re.compile(r"^[+\d\s().-]*$")
+MAX_RESULT_DEPTH = 64  # a real result nests about 5 levels
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # no database column holds NUL or a lone surrogate
 
 
 class N8NError(Exception):
@@ -104,21 +108,59 @@ def serialise(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def signature(raw: bytes, secret: str) -> str:
-    """`sha256=<hex of HMAC-SHA256(secret, raw)>`."""
-    if not secret:
-        raise ValueError("the N8N secret must not be empty")
-    return "sha256=" + hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+class InvalidResult(ValueError):
+    """A result body that is not one JSON object we can store; the message says why."""
 
 
-def verify(raw: bytes, header: str | None, secret: str) -> bool:
-    """Constant-time check of an `X-ZiraAI-Signature` header over the raw body. False for a missing
-    header or an empty secret (fail closed)."""
-    if not header or not secret:
-        return False
-    expected = signature(raw, secret).encode("ascii")
-    given = header.strip().lower().encode("utf-8", "replace")
-    return hmac.compare_digest(expected, given)
+def _refuse_constant(name: str) -> Any:
+    raise InvalidResult(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidResult(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _too_deep_or_unstorable(value: Any) -> str | None:
+    """Why the parsed value cannot be stored, or None; walked without recursion, whatever the depth."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return "a string holds NUL or a lone surrogate"
+        elif isinstance(item, dict | list):
+            if depth > MAX_RESULT_DEPTH:
+                return f"nested deeper than {MAX_RESULT_DEPTH} levels"
+            if isinstance(item, dict):
+                stack.extend((k, depth) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+    return None
+
+
+def parse_result(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a result (a callback or a sync answer), or InvalidResult: `NaN`, `Infinity`,
+    numbers beyond a float (`1e400`), NUL or lone surrogates in strings, deep nesting and anything but an
+    object are refused, never stored (PostgreSQL's jsonb holds none of them)."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+    except InvalidResult:
+        raise
+    except RecursionError:
+        raise InvalidResult(f"nested deeper than {MAX_RESULT_DEPTH} levels") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of too many digits
+        raise InvalidResult("not valid JSON" if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError)
+                            else "a number has too many digits") from None
+    if not isinstance(value, dict):
+        raise InvalidResult(f"JSON that is not an object ({type(value).__name__})")
+    problem = _too_deep_or_unstorable(value)
+    if problem:
+        raise InvalidResult(problem)
+    return value
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -143,14 +185,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def _snippet(response: requests.Response) -> str:
     text = response.content[:_BODY_SNIPPET].decode("utf-8", "replace")
-    return " ".join(text.split())
+    # It ends up in the analysis' failure reason: no NUL or other control character (PostgreSQL refuses NUL).
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 class N8NClient:
     def __init__(
         self,
         url: str,
-        secret: str,
+        secrets: Sequence[str],
         *,
         mode: str = "sync",
         timeout: float = 120.0,
@@ -159,8 +202,10 @@ class N8NClient:
     ) -> None:
         if not url:
             raise ValueError("the N8N webhook URL must not be empty")
-        if not secret:
-            raise ValueError("the N8N secret must not be empty")
+        if isinstance(secrets, str):
+            raise TypeError("secrets is a sequence (Settings.n8n_secrets), not one string")
+        if not secrets or not all(secrets):
+            raise ValueError("the N8N secrets must not be empty")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if timeout <= 0:
@@ -170,7 +215,7 @@ class N8NClient:
         self.timeout = timeout
         self.breaker = breaker
         self.session = session or requests.Session()
-        self._secret = secret
+        self._secrets = tuple(secrets)
 
     def __repr__(self) -> str:
         return f"N8NClient(url={self.url!r}, mode={self.mode!r}, timeout={self.timeout!r})"
@@ -181,13 +226,15 @@ class N8NClient:
         Raises `CircuitOpen` (no HTTP call), `N8NTransientError` or `N8NPermanentError`.
         `timeout` (seconds) overrides the client's for this call (a runtime setting)."""
         raw = serialise(body)
-        headers = {
+        analysis_id = int(body["analysis_id"])
+        ref = {"analysis_id": analysis_id, "n8n_mode": self.mode}
+        self._check_breaker(ref)
+        headers = {  # signed after the breaker's wait, just before sending
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "application/json",
-            SIGNATURE_HEADER: signature(raw, self._secret),
+            signing.HEADER: signing.sign(raw, purpose=Purpose.REQUEST, analysis_id=analysis_id,
+                                         secrets=self._secrets, now=time.time()),
         }
-        ref = {"analysis_id": body.get("analysis_id"), "n8n_mode": self.mode}
-        self._check_breaker(ref)
         started = time.monotonic()
         try:
             response = self.session.post(
@@ -207,9 +254,10 @@ class N8NClient:
             self._failed(ref)
             raise N8NTransientError(f"N8N request failed ({type(exc).__name__})") from exc
         elapsed_ms = round((time.monotonic() - started) * 1000)
-        return self._handle(response, {**ref, "status": response.status_code, "elapsed_ms": elapsed_ms})
+        return self._handle(response, analysis_id,
+                            {**ref, "status": response.status_code, "elapsed_ms": elapsed_ms})
 
-    def _handle(self, response: requests.Response, ref: dict[str, Any]) -> dict[str, Any] | None:
+    def _handle(self, response: requests.Response, analysis_id: int, ref: dict[str, Any]) -> dict[str, Any] | None:
         status = response.status_code
         if status >= 500 or status in (408, 429):
             self._failed(ref)
@@ -225,14 +273,20 @@ class N8NClient:
         if self.mode == "callback":
             log.info("n8n accepted the analysis; the result will be called back", extra=ref)
             return None
+        header = response.headers.get(signing.HEADER)
+        if header is not None:  # N8N signed its answer: it must be a result for this very analysis
+            refusal = signing.verify(response.content, header, purpose=Purpose.RESULT, analysis_id=analysis_id,
+                                     secrets=self._secrets, now=time.time())
+            if refusal is not None:
+                log.warning("n8n answer refused: signature", extra={**ref, "reason": refusal.value})
+                raise N8NPermanentError(f"N8N answered {status} with a refused signature ({refusal})", status=status)
         try:
-            result = json.loads(response.content)
-        except ValueError as exc:
-            raise N8NPermanentError(f"N8N answered {status} with a body that is not JSON: {_snippet(response)}",
+            result = parse_result(response.content)
+        except InvalidResult as exc:
+            raise N8NPermanentError(f"N8N answered {status} with an invalid result ({exc}): {_snippet(response)}",
                                     status=status) from exc
-        if not isinstance(result, dict):
-            raise N8NPermanentError(f"N8N answered {status} with JSON that is not an object "
-                                    f"({type(result).__name__})", status=status)
+        if header is not None and signing.check_body_id(result, analysis_id) is not None:
+            raise N8NPermanentError(f"N8N answered {status} with a signed result for another analysis", status=status)
         log.info("n8n returned a result", extra=ref)
         return result
 

@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -27,6 +28,7 @@ from sqlalchemy import text
 
 from app import create_app
 from models import Base
+from services import signing
 from services.queue import QUEUE_NAMES, get_queue
 from settings import PROJECT_ROOT, load_settings
 
@@ -52,6 +54,13 @@ def fixture_json(name: str) -> dict[str, Any]:
 
 def sign(raw: bytes, secret: str = APP_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def n8n_headers(raw: bytes, analysis_id: int, purpose: signing.Purpose = signing.Purpose.RESULT,
+                secret: str = N8N_SECRET, now: float | None = None) -> dict[str, str]:
+    """The `X-ZiraAI-Signature` header (version 2) N8N or the service would send with `raw`."""
+    return {signing.HEADER: signing.sign(raw, purpose=purpose, analysis_id=analysis_id, secrets=(secret,),
+                                         now=time.time() if now is None else now)}
 
 
 def post_webhook(client: FlaskClient, raw: bytes | dict[str, Any], secret: str = APP_SECRET):  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,11 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
 
 from models import Analysis, UsageLedger
-from services import quota
-from services.n8n import signature
+from services import quota, signing
 from services.queue import ANALYSIS, get_queue
+from services.signing import Purpose
 from tests.chat import Farmer, GraphStub
-from tests.conftest import FIXTURES, GRAPH, N8N_SECRET, N8N_URL, make_settings, run_jobs
+from tests.conftest import FIXTURES, GRAPH, N8N_SECRET, N8N_URL, make_settings, n8n_headers, run_jobs
 
 MEDIA_ID = "1234567890123456"
 MEDIA_URL = "https://lookaside.test/whatsapp/media?mid=1"
@@ -75,7 +76,8 @@ def test_full_result_sync(farmer, mock, session, app):
     assert "sıraya alındı" in replies[0]
     [call] = sent_to_n8n(mock)
     body = json.loads(call.request.body)
-    assert call.request.headers["X-ZiraAI-Signature"] == signature(call.request.body, N8N_SECRET)
+    assert signing.verify(call.request.body, call.request.headers["X-ZiraAI-Signature"], purpose=Purpose.REQUEST,
+                          analysis_id=body["analysis_id"], secrets=(N8N_SECRET,), now=time.time()) is None
     assert body["image_url"].startswith("https://bot.test/media/") and "+90" not in call.request.body.decode()
     assert body["crop_type"] == "domates" and body["language"] == "tr" and body["gps_coordinates"] is None
     assert len(call.request.body) < 1024  # a link, not the image
@@ -150,11 +152,10 @@ def test_callback_mode(app, mock, session, database_url):
     raw = json.dumps(n8n_result("result_full_tr.json", analysis.id)).encode()
     url = f"/webhooks/n8n/{analysis.id}"
     assert client.post(url, data=raw, headers={"X-ZiraAI-Signature": "sha256=" + "0" * 64}).status_code == 403
-    assert client.post("/webhooks/n8n/999999", data=raw,
-                       headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)}).status_code == 404
-    assert client.post(url, data=raw, headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)}).json == {
-        "status": "accepted"}
-    assert client.post(url, data=raw, headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)}).json == {
+    unknown = json.dumps(n8n_result("result_full_tr.json", 999999)).encode()
+    assert client.post("/webhooks/n8n/999999", data=unknown, headers=n8n_headers(unknown, 999999)).status_code == 404
+    assert client.post(url, data=raw, headers=n8n_headers(raw, analysis.id)).json == {"status": "accepted"}
+    assert client.post(url, data=raw, headers=n8n_headers(raw, analysis.id)).json == {
         "status": "ignored"}  # accepted once
     run_jobs(callback_app)
     session.expire_all()
@@ -177,7 +178,7 @@ def test_callback_for_a_failed_analysis_is_ignored(app, mock, session, database_
     assert analysis.status == "failed"
     raw = json.dumps(n8n_result("result_full_tr.json", analysis.id)).encode()
     response = callback_app.test_client().post(f"/webhooks/n8n/{analysis.id}", data=raw,
-                                               headers={"X-ZiraAI-Signature": signature(raw, N8N_SECRET)})
+                                               headers=n8n_headers(raw, analysis.id))
     assert response.json == {"status": "ignored"}
     assert session.scalar(select(Analysis.status)) == "failed"
     callback_app.extensions["db"].engine.dispose()

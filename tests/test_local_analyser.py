@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,18 @@ from devtools.local_analyser import (
     CONCERN_NONE,
     CONCERN_YELLOW,
     LOCAL_ESTIMATE_NOTE,
-    SIGNATURE_HEADER,
     UNKNOWN_SPECIES,
     estimate,
     post_callback,
-    sign,
 )
+from services import signing
+from services.signing import Purpose, Refusal
+from tests.conftest import n8n_headers
 
 SECRET = "s3cret-0123456789"
 IMAGE_URL = "https://bot.test/media/SIGNED-TOKEN"
-CALLBACK_URL = "https://bot.test/webhooks/n8n/an-1"
+ANALYSIS_ID = 41
+CALLBACK_URL = f"https://bot.test/webhooks/n8n/{ANALYSIS_ID}"
 ROUTE = "/dev/n8n/analyze"
 FULL_RESULT = json.loads((Path(__file__).parent / "fixtures" / "n8n" / "result_full_tr.json").read_text("utf-8"))
 WAIT_SECONDS = 10  # an upper bound for background work, never a timing assertion
@@ -58,7 +61,7 @@ YELLOW_LEAF = leaf_image((205, 190, 60), [((120, 80, 260, 220), (60, 140, 50))])
 
 def request_body(**changes: Any) -> dict[str, Any]:
     body = {
-        "analysis_id": "an-1", "image_url": IMAGE_URL, "farmer_id": "F0042", "crop_type": "domates",
+        "analysis_id": ANALYSIS_ID, "image_url": IMAGE_URL, "farmer_id": "F0042", "crop_type": "domates",
         "location": "Muratpaşa, Antalya", "gps_coordinates": {"lat": 36.8969, "lng": 30.7133}, "notes": "",
         "language": "tr", "urgency_level": "normal",
     }
@@ -69,7 +72,7 @@ def request_body(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def app() -> Flask:
     app = Flask(__name__)
-    app.extensions["settings"] = types.SimpleNamespace(N8N_SECRET=SECRET)
+    app.extensions["settings"] = types.SimpleNamespace(n8n_secrets=(SECRET,))
     register(app)
     return app
 
@@ -79,10 +82,18 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def call(client: FlaskClient, body: dict[str, Any] | bytes, secret: str | None = SECRET):  # type: ignore[no-untyped-def]
+def call(client: FlaskClient, body: dict[str, Any] | bytes, secret: str | None = SECRET,  # type: ignore[no-untyped-def]
+         purpose: Purpose = Purpose.REQUEST, now: float | None = None):
+    """POST the body as the service does: signed for `ANALYSIS_ID` with purpose `request` (or as told)."""
     raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    headers = {} if secret is None else {SIGNATURE_HEADER: sign(raw, secret)}
+    headers = {} if secret is None else n8n_headers(raw, ANALYSIS_ID, purpose, secret, now)
     return client.post(ROUTE, data=raw, content_type="application/json", headers=headers)
+
+
+def signed_by_the_analyser(raw: bytes, header: str | None) -> Refusal | None:
+    """Our service's check of what the analyser sends back: a `result` for `ANALYSIS_ID`."""
+    return signing.verify(raw, header, purpose=Purpose.RESULT, analysis_id=ANALYSIS_ID, secrets=(SECRET,),
+                          now=time.time())
 
 
 def serve_image(rsps: responses.RequestsMock, image: bytes, content_type: str = "image/jpeg") -> None:
@@ -127,12 +138,13 @@ def test_green_leaf_scores_high_and_echoes_the_request(client: FlaskClient) -> N
         response = call(client, request_body())
     assert response.status_code == 200
     assert response.mimetype == "application/json"
+    assert signed_by_the_analyser(response.data, response.headers.get(signing.HEADER)) is None  # a signed answer
     result = json.loads(response.data.decode("utf-8"))
     assert_local_result(result)
     assert result["summary"]["overall_health_score"] >= 7
     assert result["summary"]["primary_concern"] == CONCERN_NONE
     assert result["health_assessment"]["severity"] == "düşük"
-    assert result["analysis_id"] == "an-1"
+    assert result["analysis_id"] == ANALYSIS_ID
     assert result["crop_type"] == "domates"
     assert result["location"] == "Muratpaşa, Antalya"
     assert result["gps_coordinates"] == {"lat": 36.8969, "lng": 30.7133}
@@ -155,12 +167,28 @@ def test_yellow_and_brown_leaf_scores_low_with_a_concern(client: FlaskClient) ->
     assert result["plant_identification"]["species"] == UNKNOWN_SPECIES
 
 
-@pytest.mark.parametrize("secret", [None, "wrong-secret-0123456789"])
-def test_missing_or_wrong_signature_is_403(client: FlaskClient, secret: str | None) -> None:
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"secret": None}, Refusal.MISSING),
+    ({"secret": "wrong-secret-0123456789"}, Refusal.BAD_MAC),
+    ({"now": time.time() - 400}, Refusal.STALE),
+    ({"purpose": Purpose.RESULT}, Refusal.WRONG_PURPOSE),  # a result replayed to N8N as a request
+], ids=["missing", "other-secret", "stale", "result-purpose"])
+def test_a_request_not_signed_for_n8n_is_403(client: FlaskClient, caplog: pytest.LogCaptureFixture,
+                                            changes: dict[str, Any], reason: Refusal) -> None:
     with responses.RequestsMock():  # nothing may be fetched
-        response = call(client, request_body(), secret=secret)
+        response = call(client, request_body(), **changes)
     assert response.status_code == 403
     assert response.mimetype == "application/problem+json"
+    assert [r.reason for r in caplog.records if r.getMessage().startswith("local analyser: request refused")] == [
+        reason.value]
+
+
+def test_a_request_signed_for_another_analysis_is_403(client: FlaskClient) -> None:
+    raw = json.dumps(request_body(analysis_id=ANALYSIS_ID + 1)).encode()
+    with responses.RequestsMock():
+        response = client.post(ROUTE, data=raw, content_type="application/json",
+                               headers=n8n_headers(raw, ANALYSIS_ID, Purpose.REQUEST, SECRET))
+    assert response.status_code == 403
 
 
 def test_signature_is_checked_over_the_raw_bytes(client: FlaskClient) -> None:
@@ -168,18 +196,30 @@ def test_signature_is_checked_over_the_raw_bytes(client: FlaskClient) -> None:
     reserialised = json.dumps(json.loads(raw), indent=1).encode()  # same JSON, other bytes
     with responses.RequestsMock():
         response = client.post(ROUTE, data=reserialised, content_type="application/json",
-                               headers={SIGNATURE_HEADER: sign(raw, SECRET)})
+                               headers=n8n_headers(raw, ANALYSIS_ID, Purpose.REQUEST, SECRET))
     assert response.status_code == 403
 
 
 def test_unconfigured_secret_refuses_everything(app: Flask, client: FlaskClient) -> None:
-    app.extensions["settings"] = types.SimpleNamespace(N8N_SECRET="")
+    app.extensions["settings"] = types.SimpleNamespace(n8n_secrets=())
     with responses.RequestsMock():
-        assert call(client, request_body(), secret="").status_code == 403
+        assert call(client, request_body()).status_code == 503  # our misconfiguration: the service retries
+
+
+def test_any_secret_of_a_rotation_list_is_accepted(app: Flask, client: FlaskClient) -> None:
+    app.extensions["settings"] = types.SimpleNamespace(n8n_secrets=("new-secret-0123456789", SECRET))
+    with responses.RequestsMock() as rsps:
+        serve_image(rsps, GREEN_LEAF)
+        response = call(client, request_body())  # signed with the old secret only
+    assert response.status_code == 200
+    header = response.headers[signing.HEADER]
+    assert header.count("v1=") == 2  # the answer is signed by both: either side of the rotation accepts it
+    assert signed_by_the_analyser(response.data, header) is None
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", json.dumps(request_body(image_url=None)).encode(),
-                                 json.dumps({"analysis_id": "an-1"}).encode(),
+                                 json.dumps({"analysis_id": ANALYSIS_ID}).encode(),
+                                 json.dumps(request_body(analysis_id="an-1")).encode(),
                                  json.dumps(request_body(callback_url="ftp://x")).encode()])
 def test_bad_requests_are_400(client: FlaskClient, raw: bytes) -> None:
     with responses.RequestsMock():
@@ -204,7 +244,7 @@ def test_unusable_image_gives_a_failed_result(client: FlaskClient, serve: dict[s
     result = response.get_json()
     assert result["success"] is False
     assert result["error"] is True
-    assert result["analysis_id"] == "an-1"
+    assert result["analysis_id"] == ANALYSIS_ID
     assert result["error_type"] == error_type
     assert result["error_message"].startswith(message)
     assert result["summary"]["overall_health_score"] == 0
@@ -243,11 +283,11 @@ def test_callback_mode_answers_202_at_once_and_posts_a_signed_result(client: Fla
     assert len(received) == 1
     posted = received[0]
     raw = posted.body if isinstance(posted.body, bytes) else posted.body.encode()
-    assert posted.headers[SIGNATURE_HEADER] == sign(raw, SECRET)
+    assert signed_by_the_analyser(raw, posted.headers[signing.HEADER]) is None
     assert posted.headers["Content-Type"].startswith("application/json")
     result = json.loads(raw.decode("utf-8"))
     assert_local_result(result)
-    assert result["analysis_id"] == "an-1"
+    assert result["analysis_id"] == ANALYSIS_ID
     assert result["summary"]["overall_health_score"] <= 4
 
 
@@ -266,7 +306,7 @@ def test_callback_mode_posts_a_failed_result_when_the_image_is_gone(client: Flas
         assert call(client, request_body(callback_url=CALLBACK_URL)).status_code == 202
         assert delivered.wait(WAIT_SECONDS)
     raw = received[0].body
-    assert received[0].headers[SIGNATURE_HEADER] == sign(raw, SECRET)
+    assert signed_by_the_analyser(raw, received[0].headers[signing.HEADER]) is None
     result = json.loads(raw)
     assert result["success"] is False
     assert result["error_type"] == "image_fetch_failed"
@@ -282,15 +322,15 @@ def test_callback_retries_transient_failures(monkeypatch: pytest.MonkeyPatch, st
                                              calls: int) -> None:
     monkeypatch.setattr(local_analyser, "CALLBACK_BACKOFF_SECONDS", (0, 0))
     answers = iter(statuses)
-    result = {"success": True, "analysis_id": "an-1", "farmer_friendly_summary": "Türkçe ğüşıöç"}
+    result = {"success": True, "analysis_id": ANALYSIS_ID, "farmer_friendly_summary": "Türkçe ğüşıöç"}
     with responses.RequestsMock() as rsps:
         rsps.add_callback(responses.POST, CALLBACK_URL, callback=lambda request: (next(answers), {}, ""))
-        assert post_callback(CALLBACK_URL, result, SECRET) is delivered
+        assert post_callback(CALLBACK_URL, result, ANALYSIS_ID, (SECRET,)) is delivered
         assert len(rsps.calls) == calls
         posted = [call.request for call in rsps.calls]
     assert {request.body for request in posted} == {posted[0].body}  # every attempt posts the same bytes
     assert json.loads(posted[0].body) == result
-    assert all(request.headers[SIGNATURE_HEADER] == sign(posted[0].body, SECRET) for request in posted)
+    assert all(signed_by_the_analyser(posted[0].body, request.headers[signing.HEADER]) is None for request in posted)
 
 
 # --- the pure estimate ---------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def test_graph_errors_without_a_code_count_by_http_status_or_network(app, client
 def test_n8n_calls_observe_latency_by_outcome(app, client):
     redis = app.extensions["redis"]
     breaker = CircuitBreaker(redis, "metrics-test", failure_threshold=2, cooldown_seconds=60)
-    n8n = N8NClient(N8N_URL, N8N_SECRET, breaker=breaker)
+    n8n = N8NClient(N8N_URL, (N8N_SECRET,), breaker=breaker)
     body = build_request(analysis_id=1, image_url="https://bot.test/media/x", farmer_ref="Fabc", crop_type="domates",
                          location=None, lat=None, lng=None, notes=None)
     before = scrape(client)

@@ -1,9 +1,8 @@
-"""The N8N contract: request body, HMAC signature, and the client's error mapping and breaker use."""
+"""The N8N contract: request body, its signature (version 2), the strict reading of a result, and the
+client's error mapping and breaker use."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import socket
@@ -17,22 +16,25 @@ import pytest
 import requests
 import responses
 
+from services import signing
 from services.circuit import CircuitBreaker
 from services.n8n import (
-    SIGNATURE_HEADER,
     CircuitOpen,
+    InvalidResult,
     N8NClient,
     N8NPermanentError,
     N8NTransientError,
     build_request,
+    parse_result,
     parse_retry_after,
     serialise,
-    signature,
-    verify,
 )
+from services.signing import Purpose, Refusal
+from tests.conftest import n8n_headers
 
 URL = "https://n8n.test/webhook/ziraai-analyze"
 SECRET = "test-n8n-secret-0123456789"
+SECRETS = (SECRET,)
 
 
 def body(**overrides):  # type: ignore[no-untyped-def]
@@ -99,26 +101,32 @@ def test_serialise_is_compact_utf8() -> None:
     assert json.loads(raw) == body()
 
 
-# --- the signature ---------------------------------------------------------------------------
+# --- reading a result strictly ----------------------------------------------------------------
 
-def test_signature_and_verify() -> None:
-    raw = serialise(body())
-    header = signature(raw, SECRET)
-    assert header == "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
-    assert verify(raw, header, SECRET)
-    assert verify(raw, header.upper().replace("SHA256=", "sha256="), SECRET)  # hex case does not matter
-    assert not verify(raw + b" ", header, SECRET)
-    assert not verify(raw, header, "another-secret-0123456789")
-    assert not verify(raw, None, SECRET)
-    assert not verify(raw, "", SECRET)
-    assert not verify(raw, header[7:], SECRET)  # the prefix is part of the header
-    assert not verify(raw, "sha256=ğğğ", SECRET)  # non-ASCII garbage: False, not an exception
-    assert not verify(raw, header, "")
+@pytest.mark.parametrize(("raw", "why"), [
+    (b'{"analysis_id": 42, "score": NaN}', "NaN is not a JSON number"),
+    (b'{"analysis_id": 42, "score": Infinity}', "Infinity is not a JSON number"),
+    (b'{"analysis_id": 42, "score": -Infinity}', "-Infinity is not a JSON number"),
+    (b'{"analysis_id": 42, "score": 1e400}', "out of range"),
+    (b'{"analysis_id": 42, "score": ' + b"9" * 5000 + b"}", "too many digits"),
+    (b'{"analysis_id": 42, "note": "a\\u0000b"}', "NUL"),
+    (b'{"analysis_id": 42, "a\\u0000": 1}', "NUL"),  # in a key too
+    (b'{"analysis_id": 42, "note": "\\ud800"}', "lone surrogate"),
+    (b'{"a": ' * 65 + b"1" + b"}" * 65, "nested deeper than 64"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64"),  # deeper than Python parses
+    (b"[1, 2]", "not an object"),
+    (b"not json", "not valid JSON"),
+    (b'{"note": "\xff"}', "not valid JSON"),  # not UTF-8
+])
+def test_a_result_that_cannot_be_stored_is_invalid(raw: bytes, why: str) -> None:
+    with pytest.raises(InvalidResult, match=why):
+        parse_result(raw)
 
 
-def test_signature_refuses_an_empty_secret() -> None:
-    with pytest.raises(ValueError):
-        signature(b"{}", "")
+def test_a_real_result_reads_as_it_is() -> None:
+    raw = json.dumps(full_result(), ensure_ascii=False).encode()
+    assert parse_result(raw) == full_result()
+    assert parse_result(b'{"a": ' * 63 + b"1" + b"}" * 63)  # 64 levels deep is still fine
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -127,14 +135,19 @@ def test_signature_refuses_an_empty_secret() -> None:
 def test_sync_signs_the_exact_bytes_it_sends() -> None:
     responses.post(URL, json=full_result())
     request_body = body()
-    result = N8NClient(URL, SECRET, timeout=90).submit(request_body)
+    result = N8NClient(URL, SECRETS, timeout=90).submit(request_body)
     assert result == full_result()
     sent = responses.calls[0].request
     assert isinstance(sent.body, bytes)
     assert sent.body == serialise(request_body)
-    expected = "sha256=" + hmac.new(SECRET.encode(), sent.body, hashlib.sha256).hexdigest()
-    assert sent.headers[SIGNATURE_HEADER] == expected
-    assert verify(sent.body, sent.headers[SIGNATURE_HEADER], SECRET)
+    header = sent.headers[signing.HEADER]
+    assert signing.verify(sent.body, header, purpose=Purpose.REQUEST, analysis_id=42, secrets=SECRETS,
+                          now=time.time()) is None
+    # Our request is no result, and it is bound to analysis 42.
+    assert signing.verify(sent.body, header, purpose=Purpose.RESULT, analysis_id=42, secrets=SECRETS,
+                          now=time.time()) is Refusal.WRONG_PURPOSE
+    assert signing.verify(sent.body, header, purpose=Purpose.REQUEST, analysis_id=43, secrets=SECRETS,
+                          now=time.time()) is Refusal.WRONG_ID
     assert sent.headers["Content-Type"].startswith("application/json")
     assert sent.req_kwargs["timeout"] == (5.0, 90)
 
@@ -142,7 +155,7 @@ def test_sync_signs_the_exact_bytes_it_sends() -> None:
 @responses.activate
 def test_callback_mode_returns_none_on_202() -> None:
     responses.post(URL, status=202, body="")
-    client = N8NClient(URL, SECRET, mode="callback")
+    client = N8NClient(URL, SECRETS, mode="callback")
     assert client.submit(body(callback_url="https://bot.example.com/webhooks/n8n/42")) is None
     assert json.loads(responses.calls[0].request.body)["callback_url"].endswith("/webhooks/n8n/42")
 
@@ -150,14 +163,14 @@ def test_callback_mode_returns_none_on_202() -> None:
 @responses.activate
 def test_callback_mode_ignores_the_2xx_body() -> None:
     responses.post(URL, status=200, body="Workflow was started")
-    assert N8NClient(URL, SECRET, mode="callback").submit(body()) is None
+    assert N8NClient(URL, SECRETS, mode="callback").submit(body()) is None
 
 
 @responses.activate
 def test_read_timeout_is_transient() -> None:
     responses.post(URL, body=requests.exceptions.ReadTimeout("read timed out"))
     with pytest.raises(N8NTransientError) as caught:
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
     assert not isinstance(caught.value, CircuitOpen)
     assert "timed out" in str(caught.value)
     assert caught.value.retry_after is None
@@ -167,7 +180,7 @@ def test_read_timeout_is_transient() -> None:
 def test_connection_error_is_transient() -> None:
     responses.post(URL, body=requests.exceptions.ConnectionError("Connection refused"))
     with pytest.raises(N8NTransientError):
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
 
 
 def test_a_real_refused_connection_is_transient() -> None:
@@ -175,7 +188,7 @@ def test_a_real_refused_connection_is_transient() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(N8NTransientError, match="connection"):
-        N8NClient(f"http://127.0.0.1:{port}/webhook", SECRET).submit(body())
+        N8NClient(f"http://127.0.0.1:{port}/webhook", SECRETS).submit(body())
 
 
 @responses.activate
@@ -183,7 +196,7 @@ def test_a_real_refused_connection_is_transient() -> None:
 def test_server_errors_are_transient(status: int) -> None:
     responses.post(URL, status=status, body="upstream unavailable")
     with pytest.raises(N8NTransientError) as caught:
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
     assert caught.value.status == status
     assert str(status) in str(caught.value)
 
@@ -192,7 +205,7 @@ def test_server_errors_are_transient(status: int) -> None:
 def test_429_carries_retry_after() -> None:
     responses.post(URL, status=429, headers={"Retry-After": "7"}, json={"message": "slow down"})
     with pytest.raises(N8NTransientError) as caught:
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
     assert caught.value.status == 429
     assert caught.value.retry_after == 7.0
 
@@ -202,7 +215,7 @@ def test_503_with_an_http_date_retry_after() -> None:
     later = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 120, UTC)
     responses.post(URL, status=503, headers={"Retry-After": format_datetime(later, usegmt=True)})
     with pytest.raises(N8NTransientError) as caught:
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
     assert caught.value.retry_after is not None and 60 < caught.value.retry_after <= 120
 
 
@@ -223,8 +236,47 @@ def test_parse_retry_after() -> None:
 def test_sync_answer_that_is_not_a_json_object_is_permanent(payload: str) -> None:
     responses.post(URL, status=200, body=payload, content_type="application/json")
     with pytest.raises(N8NPermanentError) as caught:
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
     assert caught.value.status == 200
+
+
+@responses.activate
+@pytest.mark.parametrize("payload", [b'{"success": true, "score": NaN}', b'{"score": 1e400}', b'{"n": "\\u0000"}',
+                                     b'{"a": ' * 200 + b"1" + b"}" * 200, b"[" * 100_000 + b"]" * 100_000],
+                         ids=["nan", "1e400", "nul", "deep", "deeper-than-python"])
+def test_a_sync_answer_that_cannot_be_stored_is_an_invalid_result(payload: bytes) -> None:
+    responses.post(URL, status=200, body=payload, content_type="application/json")
+    with pytest.raises(N8NPermanentError, match="invalid result") as caught:
+        N8NClient(URL, SECRETS).submit(body())
+    assert caught.value.status == 200
+
+
+def _signed_answer(result: dict, **sign) -> dict:  # type: ignore[type-arg]
+    raw = json.dumps(result).encode()
+    headers = n8n_headers(raw, sign.pop("analysis_id", 42), sign.pop("purpose", Purpose.RESULT), **sign)
+    return {"status": 200, "body": raw, "content_type": "application/json", "headers": headers}
+
+
+@responses.activate
+def test_a_signed_sync_answer_for_this_analysis_is_accepted() -> None:
+    responses.post(URL, **_signed_answer(full_result()))
+    assert N8NClient(URL, SECRETS).submit(body()) == full_result()
+
+
+@responses.activate
+@pytest.mark.parametrize(("answer", "why"), [
+    (lambda: _signed_answer({**full_result(), "analysis_id": 43}, analysis_id=43), "wrong_id"),  # 43's result
+    (lambda: _signed_answer({**full_result(), "analysis_id": 43}, analysis_id=42), "another analysis"),
+    (lambda: _signed_answer(full_result(), purpose=Purpose.REQUEST), "wrong_purpose"),
+    (lambda: _signed_answer(full_result(), secret="another-secret-0123456789"), "bad_mac"),
+    (lambda: _signed_answer(full_result(), now=time.time() - 600), "stale"),
+    (lambda: {"status": 200, "json": full_result(), "headers": {signing.HEADER: "sha256=" + "0" * 64}}, "malformed"),
+], ids=["another-analysis-result", "body-names-another-analysis", "request-purpose", "other-secret", "stale",
+        "malformed"])
+def test_a_signed_sync_answer_with_a_refused_signature_is_permanent(answer, why: str) -> None:  # type: ignore[no-untyped-def]
+    responses.post(URL, **answer())
+    with pytest.raises(N8NPermanentError, match=why):
+        N8NClient(URL, SECRETS).submit(body())
 
 
 @responses.activate
@@ -232,7 +284,7 @@ def test_sync_answer_that_is_not_a_json_object_is_permanent(payload: str) -> Non
 def test_client_errors_are_permanent(status: int) -> None:
     responses.post(URL, status=status, json={"message": "Webhook not registered"})
     with pytest.raises(N8NPermanentError) as caught:
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
     assert caught.value.status == status
     assert not isinstance(caught.value, N8NTransientError)
 
@@ -241,14 +293,14 @@ def test_client_errors_are_permanent(status: int) -> None:
 def test_a_redirect_is_not_followed_and_is_permanent() -> None:
     responses.post(URL, status=302, headers={"Location": "https://elsewhere.test/"})
     with pytest.raises(N8NPermanentError):
-        N8NClient(URL, SECRET).submit(body())
+        N8NClient(URL, SECRETS).submit(body())
     assert len(responses.calls) == 1
 
 
 @responses.activate
 def test_breaker_opens_after_transient_failures_then_no_http_call() -> None:
     responses.post(URL, status=500)
-    client = N8NClient(URL, SECRET, breaker=breaker(threshold=3))
+    client = N8NClient(URL, SECRETS, breaker=breaker(threshold=3))
     for _ in range(3):
         with pytest.raises(N8NTransientError) as caught:
             client.submit(body())
@@ -267,7 +319,7 @@ def test_timeouts_and_connection_errors_count_for_the_breaker() -> None:
     responses.post(URL, body=requests.exceptions.ReadTimeout("read timed out"))
     responses.post(URL, body=requests.exceptions.ConnectionError("refused"))
     responses.post(URL, status=429)
-    client = N8NClient(URL, SECRET, breaker=breaker(threshold=3))
+    client = N8NClient(URL, SECRETS, breaker=breaker(threshold=3))
     for _ in range(3):
         with pytest.raises(N8NTransientError):
             client.submit(body())
@@ -280,7 +332,7 @@ def test_timeouts_and_connection_errors_count_for_the_breaker() -> None:
 def test_client_errors_do_not_open_the_breaker() -> None:
     responses.post(URL, status=400, json={"message": "bad body"})
     b = breaker(threshold=2)
-    client = N8NClient(URL, SECRET, breaker=b)
+    client = N8NClient(URL, SECRETS, breaker=b)
     for _ in range(5):
         with pytest.raises(N8NPermanentError):
             client.submit(body())
@@ -295,7 +347,7 @@ def test_a_success_between_failures_resets_the_count() -> None:
     responses.post(URL, json=full_result())
     responses.post(URL, status=500)
     b = breaker(threshold=3)
-    client = N8NClient(URL, SECRET, breaker=b)
+    client = N8NClient(URL, SECRETS, breaker=b)
     outcomes = []
     for _ in range(4):
         try:
@@ -311,7 +363,7 @@ def test_a_success_between_failures_resets_the_count() -> None:
 def test_half_open_probe_through_the_client_closes_on_success() -> None:
     responses.post(URL, status=503)
     b = breaker(threshold=1, cooldown=0.2)
-    client = N8NClient(URL, SECRET, breaker=b)
+    client = N8NClient(URL, SECRETS, breaker=b)
     with pytest.raises(N8NTransientError):
         client.submit(body())
     with pytest.raises(CircuitOpen):
@@ -330,7 +382,7 @@ def test_a_breaker_without_redis_does_not_block_calls() -> None:
     server.connected = False  # every Redis command now raises ConnectionError
     responses.post(URL, json={"success": True})
     responses.post(URL, status=500)
-    client = N8NClient(URL, SECRET, breaker=dead)
+    client = N8NClient(URL, SECRETS, breaker=dead)
     assert client.submit(body()) == {"success": True}
     with pytest.raises(N8NTransientError) as caught:  # the HTTP error, not a Redis error
         client.submit(body())
@@ -341,7 +393,7 @@ def test_a_breaker_without_redis_does_not_block_calls() -> None:
 def test_the_secret_is_never_logged_or_shown(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     responses.post(URL, status=500, body="error")
-    client = N8NClient(URL, SECRET, breaker=breaker(threshold=1))
+    client = N8NClient(URL, SECRETS, breaker=breaker(threshold=1))
     for _ in range(2):
         with pytest.raises(N8NTransientError) as caught:
             client.submit(body())
@@ -355,8 +407,12 @@ def test_the_secret_is_never_logged_or_shown(caplog: pytest.LogCaptureFixture) -
 @pytest.mark.parametrize("kwargs", [{"mode": "async"}, {"timeout": 0}])
 def test_client_rejects_bad_settings(kwargs) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError):
-        N8NClient(URL, SECRET, **kwargs)
+        N8NClient(URL, SECRETS, **kwargs)
     with pytest.raises(ValueError):
-        N8NClient(URL, "")
+        N8NClient(URL, ())
     with pytest.raises(ValueError):
-        N8NClient("", SECRET)
+        N8NClient(URL, ("",))
+    with pytest.raises(TypeError):  # one string is not a list of secrets: "new,old" would sign with both as one
+        N8NClient(URL, SECRET)
+    with pytest.raises(ValueError):
+        N8NClient("", SECRETS)

@@ -3,11 +3,12 @@
 The Code nodes' JavaScript is taken out of the JSON and run with Node.js inside a small harness
 that plays the part of n8n's Code node (an async function body with `$input`, `$env`, `$()`,
 `$runIndex` and `this.helpers.getBinaryDataBuffer`), so these tests exercise the shipped code
-against our own signing (`services.n8n`), result normaliser and callback endpoint. They are skipped
-when `node` is not installed.
+against our own signing (`services.signing`, version 2, through the real `N8NClient`), result
+normaliser and callback endpoint. They are skipped when `node` is not installed.
 
-The last test imports and runs the whole workflow in a real n8n; it runs only when `N8N_BIN` names
-an n8n executable (see the comment above it).
+The last test imports and runs the whole workflow in a real n8n, both directions of the signature
+included; it runs only when `N8N_BIN` names an n8n executable (see the comment above it). CI
+installs n8n and requires it to run.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ from typing import Any
 
 import pytest
 import requests
+import responses
 from PIL import Image
 
-from models import Analysis, Farmer
+from models import Analysis
+from services import signing
 from services.analysis_result import normalise
-from services.n8n import build_request, serialise, signature, verify
+from services.n8n import N8NClient, build_request, serialise
+from services.signing import Purpose, Refusal
 from settings import PROJECT_ROOT
-from tests.conftest import FIXTURES, N8N_SECRET
+from tests.conftest import FIXTURES, N8N_SECRET, n8n_headers
+from tests.test_n8n_webhook import new_analysis
 
 WORKFLOW_PATH = PROJECT_ROOT / "n8n" / "plant-analysis.workflow.json"
 NODE = shutil.which("node")
@@ -62,6 +67,7 @@ const fs = require('fs');
 const ctx = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const code = fs.readFileSync(process.argv[3], 'utf8');
 const items = ctx.items;
+if (ctx.now) Date.now = () => ctx.now * 1000;  // a fixed clock, for test vectors and stale signatures
 globalThis.$input = { first: () => items[0], all: () => items };
 globalThis.$env = ctx.env || {};
 globalThis.$runIndex = ctx.runIndex || 0;
@@ -100,7 +106,8 @@ def js_of(name: str) -> str:
 
 
 def run_js(tmp_path: Path, name: str, items: list[dict[str, Any]], *, env: dict[str, str] | None = None,
-           nodes: dict[str, Any] | None = None, run_index: int = 0) -> subprocess.CompletedProcess[str]:
+           nodes: dict[str, Any] | None = None, run_index: int = 0,
+           now: float | None = None) -> subprocess.CompletedProcess[str]:
     """Run Code node `name` on these input items with Node.js; stdout is its output items as JSON."""
     assert NODE is not None
     harness = tmp_path / "harness.js"
@@ -108,8 +115,8 @@ def run_js(tmp_path: Path, name: str, items: list[dict[str, Any]], *, env: dict[
     code = tmp_path / "code.js"
     code.write_text(js_of(name), encoding="utf-8")
     ctx = tmp_path / "ctx.json"
-    ctx.write_text(json.dumps({"items": items, "env": env or {}, "nodes": nodes or {}, "runIndex": run_index}),
-                   encoding="utf-8")
+    ctx.write_text(json.dumps({"items": items, "env": env or {}, "nodes": nodes or {}, "runIndex": run_index,
+                               "now": now}), encoding="utf-8")
     return subprocess.run([NODE, str(harness), str(ctx), str(code)], capture_output=True, text=True, timeout=30,
                           check=False)
 
@@ -258,65 +265,110 @@ def test_the_model_call_and_the_callback_are_http_request_nodes_without_secrets(
 
 # --- verifying our signature in n8n ---------------------------------------------------------------
 
+def signed(raw: bytes, analysis_id: int = 42, purpose: Purpose = Purpose.REQUEST, secret: str = N8N_SECRET,
+           now: float | None = None) -> str:
+    """An `X-ZiraAI-Signature` value (version 2) for `raw`."""
+    return n8n_headers(raw, analysis_id, purpose, secret, now)[signing.HEADER]
+
+
+def sent_by_our_client(body: dict[str, Any], secrets: tuple[str, ...] = (N8N_SECRET,)) -> tuple[bytes, str]:
+    """The exact bytes and signature header the service's N8NClient sends for `body`."""
+    with responses.RequestsMock() as rsps:
+        rsps.post("https://n8n.test/webhook/ziraai/plant-analysis", status=202)
+        N8NClient("https://n8n.test/webhook/ziraai/plant-analysis", secrets, mode="callback").submit(body)
+        sent = rsps.calls[0].request
+    return sent.body, sent.headers[signing.HEADER]
+
+
 @needs_node
 def test_the_verification_code_accepts_our_signed_request(tmp_path: Path) -> None:
     body = request_body()
-    raw = serialise(body)  # the exact bytes services/n8n.py sends (Turkish letters unescaped)
-    assert "ş".encode() in raw
-    out = verify_in_node(tmp_path, raw, signature(raw, N8N_SECRET))
+    raw, header = sent_by_our_client(body)
+    assert "ş".encode() in raw  # the exact bytes services/n8n.py sends (Turkish letters unescaped)
+    out = verify_in_node(tmp_path, raw, header)
     assert out["ok"] is True and out["callback"] is False
     assert out["request"] == body
 
 
 @needs_node
 def test_the_verification_code_sees_callback_mode(tmp_path: Path) -> None:
-    raw = serialise(request_body(callback_url="https://bot.test/webhooks/n8n/42"))
-    out = verify_in_node(tmp_path, raw, signature(raw, N8N_SECRET))
+    raw, header = sent_by_our_client(request_body(callback_url="https://bot.test/webhooks/n8n/42"))
+    out = verify_in_node(tmp_path, raw, header)
     assert out["ok"] is True and out["callback"] is True
     assert out["callback_url"] == "https://bot.test/webhooks/n8n/42"
 
 
+@pytest.mark.parametrize("tamper", [
+    lambda raw: raw.replace(b'"analysis_id":42', b'"analysis_id":43'),  # another analysis
+    lambda raw: raw.replace(b"SIGNED.TOKEN", b"OTHER.TOKEN"),  # another photo
+], ids=["analysis-id", "image-url"])
 @needs_node
-def test_the_verification_code_rejects_a_tampered_body(tmp_path: Path) -> None:
-    raw = serialise(request_body())
-    header = signature(raw, N8N_SECRET)
-    tampered = raw.replace(b'"analysis_id":42', b'"analysis_id":43')
+def test_the_verification_code_rejects_a_tampered_body(tmp_path: Path, tamper: Any) -> None:
+    raw, header = sent_by_our_client(request_body())
+    tampered = tamper(raw)
     assert tampered != raw
     out = verify_in_node(tmp_path, tampered, header)
-    assert out["ok"] is False and out["http_status"] == 401
-    assert out["problem"] == {"type": "about:blank", "title": "invalid signature", "status": 401}
+    assert out["ok"] is False and out["http_status"] == 403
+    assert out["problem"] == {"type": "about:blank", "title": "invalid signature", "status": 403}
 
 
-@pytest.mark.parametrize("header", [
-    signature(serialise(request_body()), "another-secret-0123456789"),  # signed with the wrong secret
-    "sha256=" + "0" * 64,
-    "sha256=",
-    "",
-    None,  # no header at all
-], ids=["other-secret", "zeros", "empty-hex", "empty", "missing"])
+RAW_REQUEST = serialise(request_body())
+
+
+# Headers are made when the test runs (not when it is collected): a signature's time is part of it.
+@pytest.mark.parametrize(("header", "title"), [
+    (lambda: signed(RAW_REQUEST, secret="another-secret-0123456789"), "invalid signature"),
+    (lambda: signed(RAW_REQUEST, analysis_id=43), "invalid signature"),  # signed for another analysis
+    (lambda: signed(RAW_REQUEST, purpose=Purpose.RESULT), "wrong signature purpose"),  # a result replayed
+    (lambda: f"t={int(time.time())},v1={'0' * 64}", "invalid signature"),
+    (lambda: signed(RAW_REQUEST, now=time.time() - 301), "stale signature"),
+    (lambda: signed(RAW_REQUEST, now=time.time() + 301), "stale signature"),
+    (lambda: "sha256=" + "0" * 64, "malformed signature"),  # version 1
+    (lambda: f"t={int(time.time())}", "malformed signature"),
+    (lambda: f"t=soon,v1={'0' * 64}", "malformed signature"),
+    (lambda: f"t={int(time.time())},v1=abc", "malformed signature"),
+    (lambda: "", "missing signature"),
+    (lambda: None, "missing signature"),
+], ids=["other-secret", "other-id", "result-purpose", "zeros", "stale", "future", "v1-format", "no-mac", "bad-t",
+        "short-mac", "empty", "missing"])
 @needs_node
-def test_the_verification_code_rejects_a_wrong_signature(tmp_path: Path, header: str | None) -> None:
-    out = verify_in_node(tmp_path, serialise(request_body()), header)
-    assert out["ok"] is False and out["http_status"] == 401
+def test_the_verification_code_rejects_a_wrong_signature(tmp_path: Path, header: Any, title: str) -> None:
+    out = verify_in_node(tmp_path, RAW_REQUEST, header())
+    assert (out["ok"], out["http_status"], out["problem"]["title"]) == (False, 403, title)
+
+
+@needs_node
+def test_the_verification_code_accepts_any_secret_and_any_mac_of_a_rotation(tmp_path: Path) -> None:
+    old, new = N8N_SECRET, "new-n8n-secret-9876543210"
+    # The service moved first (N8N_SECRET=new,old): its request carries a MAC by each; n8n knows only the old.
+    raw, header = sent_by_our_client(request_body(), secrets=(new, old))
+    assert header.count("v1=") == 2
+    assert verify_in_node(tmp_path, raw, header, env={"ZIRAAI_N8N_SECRET": old})["ok"] is True
+    # n8n moved first (ZIRAAI_N8N_SECRET=new,old) while the service still signs with the old one only.
+    raw, header = sent_by_our_client(request_body())
+    assert verify_in_node(tmp_path, raw, header, env={"ZIRAAI_N8N_SECRET": f"{new}, {old}"})["ok"] is True
+    # Neither of them: refused.
+    assert verify_in_node(tmp_path, raw, header, env={"ZIRAAI_N8N_SECRET": new})["ok"] is False
 
 
 @needs_node
 def test_the_verification_code_fails_closed_without_a_secret(tmp_path: Path) -> None:
     raw = serialise(request_body())
-    out = verify_in_node(tmp_path, raw, signature(raw, N8N_SECRET), env={})
+    out = verify_in_node(tmp_path, raw, signed(raw), env={})
     assert out["ok"] is False and out["http_status"] == 503  # our misconfiguration: the service retries later
 
 
 @pytest.mark.parametrize(("raw", "title"), [
     (b"[1, 2]", "body must be a JSON object"),
-    (b'{"image_url": "https://bot.test/media/x"}', "analysis_id is required"),
+    (b'{"image_url": "https://bot.test/media/x"}', "analysis_id (a positive integer) is required"),
+    (b'{"analysis_id": "42", "image_url": "https://bot.test/media/x"}', "analysis_id (a positive integer) is required"),
     (b'{"analysis_id": 1, "image_url": "file:///etc/passwd"}', "image_url must be an http or https URL"),
     (b'{"analysis_id": 1, "image_url": "https://bot.test/m/x", "callback_url": "ftp://x"}',
      "callback_url must be an http or https URL"),
 ])
 @needs_node
 def test_a_signed_but_unusable_body_is_a_400(tmp_path: Path, raw: bytes, title: str) -> None:
-    out = verify_in_node(tmp_path, raw, signature(raw, N8N_SECRET))
+    out = verify_in_node(tmp_path, raw, signed(raw, analysis_id=1))
     assert (out["ok"], out["http_status"], out["problem"]["title"]) == (False, 400, title)
 
 
@@ -483,37 +535,63 @@ def test_a_photo_failure_in_callback_mode_is_posted_as_failed(tmp_path: Path) ->
 
 def callback_item(result: dict[str, Any]) -> dict[str, Any]:
     """The "Make result" node's output in callback mode."""
-    return {"json": {"retry": False, "callback": True, "callback_url": "https://bot.test/webhooks/n8n/1",
+    return {"json": {"retry": False, "callback": True,
+                     "callback_url": f"https://bot.test/webhooks/n8n/{result['analysis_id']}",
                      "http_status": 200, "result": result}}
 
 
-def sign_callback(tmp_path: Path, result: dict[str, Any], env: dict[str, str] = ENV) -> dict[str, Any]:
-    [out] = run_code(tmp_path, "Sign callback", [callback_item(result)], env=env)
+def sign_callback(tmp_path: Path, result: dict[str, Any], env: dict[str, str] = ENV,
+                  now: float | None = None) -> dict[str, Any]:
+    """The "Sign callback" node's output for `result`, after a request for the same analysis."""
+    request = request_body(analysis_id=result["analysis_id"], callback_url="https://bot.test/webhooks/n8n/x")
+    [out] = run_code(tmp_path, "Sign callback", [callback_item(result)], env=env,
+                     nodes={"Verify signature": verified(request)}, now=now)
     return out["json"]
+
+
+def result_for(analysis_id: int) -> dict[str, Any]:
+    return json.loads(json.dumps(fixture("result_full_tr.json")).replace('"{{analysis_id}}"', str(analysis_id)))
+
+
+def accepted_by_our_service(raw: bytes, header: str, analysis_id: int,
+                            secrets: tuple[str, ...] = (N8N_SECRET,)) -> Refusal | None:
+    return signing.verify(raw, header, purpose=Purpose.RESULT, analysis_id=analysis_id, secrets=secrets,
+                          now=time.time())
+
+
+@needs_node
+def test_the_callback_signature_matches_the_worked_example(tmp_path: Path) -> None:
+    # secret s3cret, t 1767225600, purpose result, id 42, body {"analysis_id":42}
+    out = sign_callback(tmp_path, {"analysis_id": 42}, env={"ZIRAAI_N8N_SECRET": "s3cret"}, now=1767225600)
+    assert out["body"] == '{"analysis_id":42}'
+    assert out["signature"] == "t=1767225600,v1=f5ad3498e2ba74749d8af776b37ed192126d164effd03253777b28372b6413f6"
 
 
 @needs_node
 def test_the_callback_signature_is_one_our_service_accepts(tmp_path: Path) -> None:
-    result = json.loads(json.dumps(fixture("result_full_tr.json")).replace('"{{analysis_id}}"', "1"))
+    result = result_for(1)
     signed = sign_callback(tmp_path, result)
     raw = signed["body"].encode("utf-8")  # the bytes the raw-body HTTP Request node sends
     assert json.loads(raw) == result
-    assert verify(raw, signed["signature"], N8N_SECRET)
-    assert signed["signature"] == signature(raw, N8N_SECRET)
-    assert not verify(raw + b" ", signed["signature"], N8N_SECRET)
+    assert accepted_by_our_service(raw, signed["signature"], 1) is None
+    assert accepted_by_our_service(raw + b" ", signed["signature"], 1) is Refusal.BAD_MAC
+    assert accepted_by_our_service(raw, signed["signature"], 2) is Refusal.WRONG_ID  # posted to another analysis
+
+
+@needs_node
+def test_the_callback_is_signed_with_every_secret_of_a_rotation(tmp_path: Path) -> None:
+    old, new = N8N_SECRET, "new-n8n-secret-9876543210"
+    signed = sign_callback(tmp_path, result_for(1), env={"ZIRAAI_N8N_SECRET": f"{new},{old}"})
+    raw = signed["body"].encode("utf-8")
+    assert signed["signature"].count("v1=") == 2
+    assert accepted_by_our_service(raw, signed["signature"], 1, secrets=(old,)) is None  # the service not yet moved
+    assert accepted_by_our_service(raw, signed["signature"], 1, secrets=(new,)) is None  # the service moved
 
 
 @needs_node
 def test_the_callback_endpoint_accepts_the_signed_result(tmp_path: Path, app, client) -> None:  # type: ignore[no-untyped-def]
-    with app.extensions["db"].session() as s, s.begin():
-        farmer = Farmer(phone="+905321234567")
-        s.add(farmer)
-        s.flush()
-        analysis = Analysis(farmer_id=farmer.id, crop="domates", status="processing")
-        s.add(analysis)
-        s.flush()
-        analysis_id = analysis.id
-    result = json.loads(json.dumps(fixture("result_full_tr.json")).replace('"{{analysis_id}}"', str(analysis_id)))
+    analysis_id = new_analysis(app)
+    result = result_for(analysis_id)
     signed = sign_callback(tmp_path, result)
     url = f"/webhooks/n8n/{analysis_id}"
     headers = {"X-ZiraAI-Signature": signed["signature"]}
@@ -521,6 +599,10 @@ def test_the_callback_endpoint_accepts_the_signed_result(tmp_path: Path, app, cl
     wrong = sign_callback(tmp_path, result, env={"ZIRAAI_N8N_SECRET": "another-secret-0123456789"})
     refused = client.post(url, data=wrong["body"].encode(), content_type="application/json; charset=utf-8",
                           headers={"X-ZiraAI-Signature": wrong["signature"]})
+    assert refused.status_code == 403
+    stale = sign_callback(tmp_path, result, now=time.time() - 600)
+    refused = client.post(url, data=stale["body"].encode(), content_type="application/json; charset=utf-8",
+                          headers={"X-ZiraAI-Signature": stale["signature"]})
     assert refused.status_code == 403
 
     response = client.post(url, data=signed["body"].encode(), content_type="application/json; charset=utf-8",
@@ -532,16 +614,19 @@ def test_the_callback_endpoint_accepts_the_signed_result(tmp_path: Path, app, cl
 
 @needs_node
 def test_signing_without_a_secret_fails_the_execution(tmp_path: Path) -> None:
-    done = run_js(tmp_path, "Sign callback", [callback_item({"success": True})], env={})
+    done = run_js(tmp_path, "Sign callback", [callback_item({"success": True, "analysis_id": 1})], env={},
+                  nodes={"Verify signature": verified(request_body(analysis_id=1))})
     assert done.returncode != 0 and "ZIRAAI_N8N_SECRET is not configured" in done.stderr
 
 
 # --- the whole workflow in a real n8n (opt-in) ---------------------------------------------------------
 #
 # N8N_BIN=/path/to/node_modules/.bin/n8n pytest tests/test_n8n_workflow.py -k real_n8n
-# (n8n 1.88.0 installs with npm on Node.js 20; see ANALYSIS.md). About a minute: the n8n CLI imports a
-# credential and the workflow into a throw-away user folder, then serves it on a free local port. A
-# stand-in HTTP server plays the photo link, the vision model and our callback endpoint.
+# (n8n 1.88.0 installs with npm on Node.js 20: docs/OPERATIONS.md, section 5; CI installs it). About a
+# minute: the n8n CLI imports a credential and the workflow into a throw-away user folder, then serves it
+# on a free local port. A stand-in HTTP server plays the photo link and the vision model, and hands the
+# callback to our own webhook (`POST /webhooks/n8n/<id>` of the test app), so both directions of the
+# signature are checked by the real peer: n8n verifies what our N8NClient sends, we verify what n8n posts.
 
 N8N_BIN = os.environ.get("N8N_BIN", "")
 TEST_WORKFLOW_ID = "ZiraAITestFlow01"
@@ -554,12 +639,14 @@ def _free_port() -> int:
 
 
 class _StandIn(BaseHTTPRequestHandler):
-    """The photo (`GET /media/photo`), the model (`POST /v1/chat/completions`), our callback endpoint."""
+    """The photo (`GET /media/photo`), the model (`POST /v1/chat/completions`), and `POST /webhooks/n8n/<id>`
+    passed on to `service` (our app's test client)."""
 
     photo = jpeg()
     model_status = 200
     model_calls: list[dict[str, Any]] = []
-    callbacks: list[tuple[bool, dict[str, Any]]] = []
+    callbacks: list[tuple[int, dict[str, Any]]] = []  # (our webhook's status, the body n8n posted)
+    service: Any = None
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -586,18 +673,20 @@ class _StandIn(BaseHTTPRequestHandler):
                 return
             answer = model_answer(json.dumps(model_sections(), ensure_ascii=False))["json"]["body"]
             self._send(200, json.dumps(answer).encode())
-        elif self.path.startswith("/callback/"):
-            ok = verify(raw, self.headers.get("X-ZiraAI-Signature"), N8N_SECRET)
-            type(self).callbacks.append((ok, json.loads(raw)))
-            self._send(200 if ok else 403, b"{}")
+        elif self.path.startswith("/webhooks/n8n/"):
+            ours = self.service.post(self.path, data=raw, content_type=self.headers.get("Content-Type"),
+                                     headers={signing.HEADER: self.headers.get(signing.HEADER, "")})
+            type(self).callbacks.append((ours.status_code, json.loads(raw)))
+            self._send(ours.status_code, ours.data)
         else:
             self._send(404, b"{}")
 
 
 @pytest.fixture
-def real_n8n(tmp_path: Path) -> Iterator[tuple[str, str, type[_StandIn]]]:
+def real_n8n(tmp_path: Path, client) -> Iterator[tuple[str, str, type[_StandIn]]]:  # type: ignore[no-untyped-def]
     if not N8N_BIN:
         pytest.skip("set N8N_BIN to an n8n executable to run the workflow in a real n8n")
+    _StandIn.service = client
     stand_in = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
     threading.Thread(target=stand_in.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{stand_in.server_address[1]}"
@@ -625,7 +714,7 @@ def real_n8n(tmp_path: Path) -> Iterator[tuple[str, str, type[_StandIn]]]:
         deadline = time.monotonic() + 120
         while True:  # ready when the active workflow's webhook refuses an unsigned request
             try:
-                if requests.post(url, json={}, timeout=5).status_code == 401:
+                if requests.post(url, json={}, timeout=5).status_code == 403:
                     break
             except requests.ConnectionError:
                 pass
@@ -641,37 +730,63 @@ def real_n8n(tmp_path: Path) -> Iterator[tuple[str, str, type[_StandIn]]]:
             n8n.kill()
         log.close()
         stand_in.shutdown()
+        stand_in.server_close()
 
 
-def _post(url: str, body: dict[str, Any], secret: str = N8N_SECRET) -> requests.Response:
+def _post(url: str, body: dict[str, Any], **sign: Any) -> requests.Response:
+    """POST as our N8NClient would (its bytes), with a signature made by `n8n_headers(**sign)`."""
     raw = serialise(body)
+    headers = n8n_headers(raw, sign.pop("analysis_id", body["analysis_id"]), sign.pop("purpose", Purpose.REQUEST),
+                          **sign)
     return requests.post(url, data=raw, timeout=60, headers={"Content-Type": "application/json; charset=utf-8",
-                                                              "X-ZiraAI-Signature": signature(raw, secret)})
+                                                              **headers})
 
 
-def test_the_workflow_in_a_real_n8n(real_n8n) -> None:  # type: ignore[no-untyped-def]
+def test_the_workflow_in_a_real_n8n(real_n8n, app) -> None:  # type: ignore[no-untyped-def]
     url, base, stand_in = real_n8n
-    # Sync mode: our signed request in, a result our service completes out.
-    response = _post(url, request_body(image_url=f"{base}/media/photo"))
-    assert response.status_code == 200, response.text
-    result = normalise(response.json())
+    analysis_id = new_analysis(app)
+
+    # Sync mode, through our own client: its signed request in, a result our service completes out.
+    client = N8NClient(url, (N8N_SECRET,), timeout=60)
+    result = normalise(client.submit(request_body(analysis_id=analysis_id, image_url=f"{base}/media/photo")))
     assert result.ok and result.health_score == 6 and result.model == "gpt-4o-mini-2024-07-18"
     [call] = stand_in.model_calls
     assert call["authorization"] == "Bearer test-vision-key" and call["model"] == "stand-in-vision"
-    # Wrong secret: refused before anything is fetched.
-    assert _post(url, request_body(image_url=f"{base}/media/photo"), "another-secret-0123456789").status_code == 401
+
+    # Requests the workflow must refuse, before anything is fetched or asked.
+    photo = request_body(analysis_id=analysis_id, image_url=f"{base}/media/photo")
+    refused = {
+        "other secret": _post(url, photo, secret="another-secret-0123456789"),
+        "stale": _post(url, photo, now=time.time() - 400),
+        "from the future": _post(url, photo, now=time.time() + 400),
+        "a result, replayed as a request": _post(url, photo, purpose=Purpose.RESULT),
+        "signed for another analysis": _post(url, photo, analysis_id=analysis_id + 1),
+    }
+    raw = serialise(photo)
+    tampered = raw.replace(b"/media/photo", b"/media/other")
+    refused["tampered"] = requests.post(url, data=tampered, timeout=60, headers=n8n_headers(raw, analysis_id,
+                                                                                            Purpose.REQUEST))
+    assert {why: r.status_code for why, r in refused.items()} == dict.fromkeys(refused, 403)
+    assert refused["stale"].json()["title"] == "stale signature"
+    assert refused["a result, replayed as a request"].json()["title"] == "wrong signature purpose"
+    assert len(stand_in.model_calls) == 1
+
     # An expired photo link: a failed result, at once.
-    failed = _post(url, request_body(image_url=f"{base}/media/expired"))
+    failed = _post(url, request_body(analysis_id=analysis_id, image_url=f"{base}/media/expired"))
     assert failed.status_code == 200 and normalise(failed.json()).ok is False
     # Model down in sync mode: 503, which our client retries.
     stand_in.model_status = 503
-    assert _post(url, request_body(image_url=f"{base}/media/photo")).status_code == 503
-    # Callback mode: 202 at once, then the result posted back, signed so that our verify() accepts it.
+    assert _post(url, photo).status_code == 503
+
+    # Callback mode, through our own client: 202 at once, then n8n posts the result to our webhook, which
+    # checks its signature (purpose result, this analysis) and stores it.
     stand_in.model_status = 200
-    accepted = _post(url, request_body(image_url=f"{base}/media/photo", callback_url=f"{base}/callback/42"))
-    assert accepted.status_code == 202 and accepted.json() == {"accepted": True, "analysis_id": 42}
+    callback = N8NClient(url, (N8N_SECRET,), mode="callback", timeout=60)
+    assert callback.submit({**photo, "callback_url": f"{base}/webhooks/n8n/{analysis_id}"}) is None
     deadline = time.monotonic() + 30
     while not stand_in.callbacks and time.monotonic() < deadline:
         time.sleep(0.5)
-    [(signed_ok, posted)] = stand_in.callbacks
-    assert signed_ok and normalise(posted).ok and posted["analysis_id"] == 42
+    [(status, posted)] = stand_in.callbacks
+    assert status == 200 and normalise(posted).ok and posted["analysis_id"] == analysis_id
+    with app.extensions["db"].reader() as s:
+        assert s.get(Analysis, analysis_id).result == posted

@@ -1,26 +1,33 @@
 """`POST /webhooks/n8n/<analysis_id>`: N8N posting a result back (callback mode).
 
-Signed like our requests to N8N (`X-ZiraAI-Signature`, HMAC-SHA256 of the raw body). The result
-is accepted once: a conditional UPDATE stores it only on an analysis still in progress with no
-result yet; a repeat, or a result for an analysis that already ended, is a no-op 200. The work
-(normalising, replying, refunding) happens in the `finish_analysis` job.
+Signed with version 2 of `X-ZiraAI-Signature` (`services.signing`): purpose `result`, the analysis in
+the path, within 5 minutes; the body's `analysis_id` must be the path's. A bad, stale or misdirected
+signature is a 403 (the reason goes to the log), a body that is not a storable JSON object a 400, an
+id no analysis can have or has a 404. The result is accepted once: a conditional UPDATE stores it only
+on an analysis still in progress with no result yet; a repeat, or a result for an analysis that
+already ended, is a no-op 200. The work (normalising, replying, refunding) happens in the
+`finish_analysis` job.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select, update
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from models import Analysis, AnalysisStatus
-from services import context
-from services.n8n import verify
+from services import context, signing
+from services.n8n import InvalidResult, parse_result
 from services.queue import ANALYSIS, try_enqueue_unique
+from services.signing import Purpose
 
 log = logging.getLogger(__name__)
 bp = Blueprint("n8n_webhook", __name__)
+
+MAX_ANALYSIS_ID = 2**31 - 1  # analyses.id is a PostgreSQL integer: a larger id names no analysis
 
 
 def _problem(status: int, title: str) -> tuple[Response, int]:
@@ -31,14 +38,26 @@ def _problem(status: int, title: str) -> tuple[Response, int]:
 
 @bp.post("/webhooks/n8n/<int:analysis_id>")
 def receive_result(analysis_id: int) -> tuple[Response, int]:
-    raw = request.get_data(cache=True)
-    if not verify(raw, request.headers.get("X-ZiraAI-Signature"), context.settings().N8N_SECRET):
-        log.warning("N8N callback refused: bad signature", extra={"analysis_id": analysis_id})
+    ref = {"analysis_id": analysis_id}
+    if not 0 < analysis_id <= MAX_ANALYSIS_ID:
+        return _problem(404, "unknown analysis")
+    try:
+        raw = request.get_data(cache=True)  # Flask's MAX_CONTENT_LENGTH bounds the body
+    except RequestEntityTooLarge:
+        return _problem(413, "body too large")
+    refusal = signing.verify(raw, request.headers.get(signing.HEADER), purpose=Purpose.RESULT,
+                             analysis_id=analysis_id, secrets=context.settings().n8n_secrets, now=time.time())
+    if refusal is not None:
+        log.warning("N8N callback refused: signature", extra={**ref, "reason": refusal.value})
         return _problem(403, "invalid signature")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _problem(400, "body is not valid JSON")
+        body = parse_result(raw)
+    except InvalidResult as exc:
+        log.warning("N8N callback refused: invalid result", extra={**ref, "reason": str(exc)})
+        return _problem(400, f"invalid result: {exc}")
+    if signing.check_body_id(body, analysis_id) is not None:
+        log.warning("N8N callback refused: signature", extra={**ref, "reason": signing.Refusal.WRONG_ID.value})
+        return _problem(403, "invalid signature")
     db = context.db()
     with db.session() as session, session.begin():
         if session.scalar(select(Analysis.id).where(Analysis.id == analysis_id)) is None:
@@ -47,11 +66,11 @@ def receive_result(analysis_id: int) -> tuple[Response, int]:
             update(Analysis)
             .where(Analysis.id == analysis_id, Analysis.result.is_(None),
                    Analysis.status.in_([AnalysisStatus.QUEUED.value, AnalysisStatus.PROCESSING.value]))
-            .values(result=body if isinstance(body, dict) else {"raw": body})
+            .values(result=body)
             .execution_options(synchronize_session=False)
         ).rowcount
     if not stored:
-        log.info("N8N callback ignored: already answered or analysis ended", extra={"analysis_id": analysis_id})
+        log.info("N8N callback ignored: already answered or analysis ended", extra=ref)
         return jsonify({"status": "ignored"}), 200
     try_enqueue_unique(context.redis(), ANALYSIS, "services.analysis.finish_analysis", f"finish-{analysis_id}",
                        analysis_id)
