@@ -47,7 +47,7 @@ def test_a_running_worker_uses_a_changed_setting_for_its_next_job(app, session, 
             web = create_app(make_settings(database_url, WHATSAPP_API_BASE=graph.base, N8N_WEBHOOK_URL=n8n.url))
             with web.extensions["db"].session() as s, s.begin():
                 quota.seed_tiers(s)
-            farmer = ChatFarmer(web, graph, queues=("inbound", "outbound"))  # analyses are the worker's
+            farmer = ChatFarmer(web, graph, queues=("inbound",))  # analyses are the worker's
             farmer.onboard()
             with web.extensions["db"].session() as s, s.begin():  # room for two analyses today
                 farmer_id = s.scalar(select(Farmer.id))

@@ -100,7 +100,7 @@ def test_sigkill_mid_analysis_then_a_new_worker_completes_it(app, session, datab
             web = create_app(make_settings(database_url, WHATSAPP_API_BASE=graph.base, N8N_WEBHOOK_URL=n8n.url))
             with web.extensions["db"].session() as s, s.begin():
                 quota.seed_tiers(s)
-            farmer = Farmer(web, graph, queues=("inbound", "outbound"))
+            farmer = Farmer(web, graph, queues=("inbound",))
             farmer.onboard()
             farmer.photo("domates")
             farmer.taps("Geç")
