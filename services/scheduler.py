@@ -19,6 +19,7 @@ from flask import Flask
 from redis.exceptions import RedisError
 
 from services import context
+from services.redis_conn import quick
 from services.sweeper import EXPIRED_SWEEP_SECONDS, requeue_expired, sweep_unqueued
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ def periodic_tasks(app: Flask) -> list[Periodic]:
 
 def _hold_leadership(me: str, ttl: int) -> str | None:
     """`kept` (we were leader), `taken` (we became leader: at start, after the lock expired or Redis lost
-    it) or None (another scheduler leads)."""
-    redis = context.redis()
+    it) or None (another scheduler leads). Asked with short timeouts, so a Redis that hangs is noticed
+    (and caught up with once it answers) like one that is down."""
+    redis = quick(context.redis())
     if redis.set(LOCK_KEY, me, nx=True, ex=ttl):
         return "taken"
     if redis.get(LOCK_KEY) == me.encode():

@@ -29,7 +29,7 @@ from services.whatsapp.outbox import send_due
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MAX_SECONDS = 30.0
+RECONNECT_MAX_SECONDS = 10.0
 
 
 class AppWorker(Worker):
@@ -55,22 +55,23 @@ def make_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> AppWorker:
 
 
 def run_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES, *, burst: bool = False) -> None:
-    """`flask worker`: RQ's work loop, started again with backoff (1 s doubling to 30 s) whenever it
+    """`flask worker`: RQ's work loop, started again with backoff (1 s doubling to 10 s) whenever it
     ends without a stop request. RQ's loop ends or raises when Redis goes away while a job runs; a job
     in progress meanwhile finishes in its work-horse. SIGTERM/SIGINT stop it as RQ does."""
     delay = 1.0
     while True:
-        worker = make_worker(app, queues)
+        worker = None
         try:
+            worker = make_worker(app, queues)  # RQ asks Redis already here
             worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
             reason = "RQ's work loop ended"
         except StopRequested:
             return
         except (RedisError, OSError) as exc:
             reason = repr(exc)[:200]
-        if burst or worker.stop_requested:
+        if burst or (worker is not None and worker.stop_requested):
             return
-        log.warning("worker lost Redis; reconnecting in %.0f s", delay, extra={"reason": reason})
+        log.warning("worker: Redis unavailable; reconnecting in %.0f s", delay, extra={"reason": reason})
         try:
             time.sleep(delay)  # RQ's signal handlers are still installed: SIGTERM raises StopRequested here
         except StopRequested:
@@ -80,7 +81,7 @@ def run_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES, *, burst: bool
 
 def run_sender(app: Flask, stop: threading.Event, idle: float = 0.5) -> None:
     """`flask sender`: send the outbox's due messages until `stop` is set. A pass that finds nothing
-    waits `idle` seconds; Redis or the database failing makes it wait longer (1 s doubling to 30 s)."""
+    waits `idle` seconds; Redis or the database failing makes it wait longer (1 s doubling to 10 s)."""
     delay = 1.0
     log.info("sender started")
     with app.app_context():

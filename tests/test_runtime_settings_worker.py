@@ -18,9 +18,10 @@ from services import quota
 from tests.admin_helpers import bearer, token_for
 from tests.chat import Farmer as ChatFarmer
 from tests.conftest import REAL_REDIS, make_settings
+from tests.fault_helpers import SlowN8N
+from tests.fault_helpers import worker_process as worker
 from tests.graph_server import graph_server
 from tests.test_analysis_pipeline import leaf_jpeg
-from tests.test_worker_kill import SlowN8N, worker
 
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="a worker process needs a real Redis (TEST_REDIS_URL)")
 
