@@ -103,8 +103,8 @@ def test_a_second_run_keeps_the_data_and_does_not_show_the_password_again(tmp_pa
 
 
 @pytest.mark.skipif(not TEST_REDIS_URL, reason="needs TEST_REDIS_URL: with REDIS_URL, make run starts "
-                                               "gunicorn + flask worker + flask scheduler")
-def test_make_run_with_redis_starts_a_worker_and_the_scheduler(tmp_path):
+                                               "gunicorn + flask worker + flask sender + flask scheduler")
+def test_make_run_with_redis_starts_a_worker_a_sender_and_the_scheduler(tmp_path):
     # A fresh SQLite file numbers messages from 1 again: jobs (`inbound-<id>`) left in Redis by earlier
     # tests would make the new ones look like duplicates.
     Redis.from_url(TEST_REDIS_URL).flushdb()
@@ -115,6 +115,7 @@ def test_make_run_with_redis_starts_a_worker_and_the_scheduler(tmp_path):
         log = service.log()
     assert service.process.wait(timeout=30) == 0
     assert "Listening on" in log  # the RQ worker process
+    assert "sender started" in log  # the outbox's sender process
     assert "scheduler started" in log  # the scheduler process
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, aliased
 from models import Direction, Farmer, Message, MessageStatus, utcnow
 from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import apply_recorded_statuses
-from services.leases import claim, owner_name
+from services.leases import claim, lease_free, owner_name
 from services.redis_conn import quick
 from services.whatsapp.errors import GraphAPIError, Policy
 from services.whatsapp.messages import Outbound
@@ -116,8 +116,8 @@ def _sendable(now: datetime) -> list[ColumnElement[bool]]:
 
 
 def _due_ids(now: datetime, *, phone: str | None = None, limit: int = DUE_BATCH) -> list[int]:
-    """Rows that may be sent now (a row leased by a live sender is skipped when claimed)."""
-    query = select(Message.id).where(*_sendable(now))
+    """Rows that may be sent now and that no sender holds."""
+    query = select(Message.id).where(*_sendable(now), lease_free(Message, now))
     if phone is not None:
         query = query.where(Message.phone == phone)
     with context.db().reader() as session:
@@ -167,7 +167,8 @@ def send_pending(message_id: int) -> str:
             return _not_claimed(session, message_id)
         row = session.get_one(Message, message_id)
         key = sent_key(row)
-        known = quick(context.redis()).get(key)  # a RedisError here rolls the claim back
+        # Only a row tried before can have been sent; a RedisError here rolls the claim back.
+        known = quick(context.redis()).get(key) if row.attempts else None
         if known is not None:
             _accept(session, row, known.decode())
             log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": message_id})
