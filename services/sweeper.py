@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from models import Analysis, AnalysisStatus, Direction, Message, MessageStatus, utcnow
 from services import context
+from services.analysis import FINISH_ANALYSIS, enqueue_analysis
 from services.leases import LEASE_SECONDS, lease_free
 from services.queue import ANALYSIS, INBOUND, enqueue_unique, inbound_retry
 
@@ -64,8 +65,6 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
     redis = context.redis()
     queued = sum(_requeue_inbound(redis, i, now) for i in inbound)
     queued += sum(_requeue_analysis(redis, i, now) for i in analyses)
-    from services.analysis import FINISH_ANALYSIS  # late: the pipeline imports the outbox, which imports jobs
-
     for analysis_id in answered:
         if not Job.exists(f"finish-{analysis_id}", connection=redis):
             queued += enqueue_unique(redis, ANALYSIS, FINISH_ANALYSIS, f"finish-{analysis_id}", analysis_id)
@@ -103,8 +102,6 @@ def _requeue_inbound(redis: Redis, message_id: int, now: datetime) -> bool:
 
 
 def _requeue_analysis(redis: Redis, analysis_id: int, now: datetime) -> bool:
-    from services.analysis import enqueue_analysis  # late: see above
-
     return _requeue(redis, f"analysis-{analysis_id}", now, lambda: enqueue_analysis(redis, analysis_id))
 
 
