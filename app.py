@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import signal
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -145,11 +146,22 @@ def _register_cli(app: Flask) -> None:
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
     @click.option("--queue", "queues", multiple=True, help="Queue(s) to listen on, in priority order.")
     def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
-        """Run an RQ worker inside the app's settings."""
-        from services.queue import QUEUE_NAMES
-        from services.worker import make_worker
+        """Run an RQ worker inside the app's settings (it reconnects when Redis goes away)."""
+        from services.worker import run_worker
 
-        make_worker(app, queues or QUEUE_NAMES).work(burst=burst, with_scheduler=True, logging_level="INFO")
+        run_worker(app, queues or QUEUE_NAMES, burst=burst)
+
+    @app.cli.command("sender")
+    def sender_command() -> None:
+        """Send the outbox's due messages (run one or more; they share the send rate limit)."""
+        from services.worker import run_sender
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            run_sender(app, stop)
+        except KeyboardInterrupt:
+            stop.set()
 
     @app.cli.command("scheduler")
     def scheduler_command() -> None:

@@ -24,7 +24,6 @@ from admin.visibility import sees_identity
 from models import utcnow
 from services import context, runtime_settings
 from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message
-from services.whatsapp.outbox import enqueue_delivery
 
 NOT_IN_PACKAGE = ("Messaging farmers comes with the L and XL packages; the code that paid for this analysis is from "
                   "the {tier} package.")
@@ -59,8 +58,7 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
         audit("sponsor.message.send", "message", result.message_id,
               {"sponsor_id": sponsor_id, "analysis_id": analysis_id, "farmer_id": analysis.farmer_id,
                "chars": len(one_line(text))}, session=session)
-    assert result.message_id is not None
-    enqueue_delivery(context.redis(), result.message_id)  # delivery waits out quiet hours by itself
+    assert result.message_id is not None  # the outbox's senders deliver it (after quiet hours, if need be)
     return jsonify({
         "message_id": result.message_id, "status": "pending", "template": "sponsor_message_tr",
         "send_after": result.send_after.isoformat() if result.send_after else None,

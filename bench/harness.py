@@ -1,5 +1,6 @@
-"""What the end-to-end benchmarks share: the real processes (gunicorn + `flask worker`s) on PostgreSQL and
-Redis with the development stand-ins, clean stores, signed webhooks, percentiles and the results file.
+"""What the end-to-end benchmarks share: the real processes (gunicorn + `flask worker`s and `flask sender`s) on
+PostgreSQL and Redis with the development stand-ins, clean stores, signed webhooks, percentiles and the results
+file.
 
 `pipeline_latency.py`, `outbound_burst.py` and `capacity.py` start the service the way production runs it
 (one gunicorn web process, separate RQ worker processes), with DEV_TOOLS on so the Graph API stand-in and
@@ -216,10 +217,11 @@ def _http_ok(port: int, path: str) -> bool:
 
 
 @contextlib.contextmanager
-def service(env: dict[str, str], *, workers: int, web_workers: int = 2, web_threads: int = 8,
+def service(env: dict[str, str], *, workers: int, senders: int = 0, web_workers: int = 2, web_threads: int = 8,
             tag: str = "bench") -> Iterator[Service]:
-    """gunicorn (wsgi:app) + `workers` x `flask worker`, ready when `/health/live` answers and every RQ
-    worker has registered in Redis; everything is stopped when the block ends, whatever happened."""
+    """gunicorn (wsgi:app) + `workers` x `flask worker` + `senders` x `flask sender` (the outbox), ready
+    when `/health/live` answers and every RQ worker has registered in Redis; everything is stopped when
+    the block ends, whatever happened."""
     from rq import Worker
 
     port = int(env["PORT"])
@@ -234,6 +236,9 @@ def service(env: dict[str, str], *, workers: int, web_workers: int = 2, web_thre
         for k in range(workers):
             log = RESULTS_DIR / f"{tag}-worker{k + 1}.log"
             svc.procs.append((f"worker{k + 1}", _spawn(f"worker{k + 1}", flask, env, log), log))
+        for k in range(senders):
+            log = RESULTS_DIR / f"{tag}-sender{k + 1}.log"
+            svc.procs.append((f"sender{k + 1}", _spawn(f"sender{k + 1}", [*flask[:-1], "sender"], env, log), log))
         deadline = time.monotonic() + START_TIMEOUT_S
         with Redis.from_url(env["REDIS_URL"]) as redis:
             while not (_http_ok(port, "/health/live") and Worker.count(connection=redis) >= workers):

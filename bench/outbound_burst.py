@@ -1,17 +1,17 @@
-"""Outbound burst: 1,000 replies queued at once, sent by several worker processes under the shared rate limit.
+"""Outbound burst: 1,000 replies queued at once, sent by several sender processes under the shared rate limit.
 
 QUALITY.md: "outbound burst of 1,000 replies: never above the configured rate in any 1 s window
 (baseline: the configured 80/s)".
 
-The service runs as in production (gunicorn with the Graph API stand-in, `--workers` `flask worker`
-processes, PostgreSQL, Redis) with `WHATSAPP_MAX_MPS` set (default 80). Once every worker listens,
-this script does what the code does for a reply: one transaction writes N outbound text messages to
-the outbox (`queue_message`, status `pending`), then `enqueue_delivery` queues one `deliver` job per
-row. The workers send them through the client, which takes a slot of the shared sliding-window
-limiter in Redis before each POST. The stand-in records each message with its own arrival time; from
-those times the script computes the largest number of sends inside any 1-second window (every
-window that starts at an arrival, the worst case) against the limit, the total time from the first
-enqueue to the last arrival, and the effective rate.
+The service runs as in production (gunicorn with the Graph API stand-in, `--workers` `flask sender`
+processes, PostgreSQL, Redis) with `WHATSAPP_MAX_MPS` set (default 80). Once it is up, this script
+does what the code does for replies: one transaction writes N outbound text messages to the outbox
+(`queue_message`, status `pending`, due at once). The senders take them from the database (the first
+pending message of each recipient at a time) and send them through the client, which takes a slot
+of the shared sliding-window limiter in Redis before each POST. The stand-in records each message
+with its own arrival time; from those times the script computes the largest number of sends inside
+any 1-second window (every window that starts at an arrival, the worst case) against the limit, the
+total time from the first enqueue to the last arrival, and the effective rate.
 
 Nothing lost: N rows written, N messages recorded by the stand-in, each row's text exactly once, every
 row accepted with its own wamid; otherwise the exit code is 1 (2: it could not run).
@@ -51,20 +51,18 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
 
 
 def queue_burst(count: int, tag: str) -> list[int]:
-    """Write `count` pending outbound messages in one transaction, then enqueue one delivery job each,
-    the way the conversation and the analysis pipeline hand replies to the outbox."""
+    """Write `count` pending outbound messages in one transaction, the way the conversation and the
+    analysis pipeline hand replies to the outbox; the senders take it from there."""
     from app import create_app
     from services.whatsapp import messages
-    from services.whatsapp.outbox import enqueue_delivery, queue_message
+    from services.whatsapp.outbox import queue_message
 
     app = create_app()
     with app.app_context():
-        db, redis = app.extensions["db"], app.extensions["redis"]
+        db = app.extensions["db"]
         with db.session() as session, session.begin():
             ids = [queue_message(session, f"+9055600{n % PHONES:05d}",
                                  messages.text(f"9055600{n % PHONES:05d}", f"{tag} #{n}")).id for n in range(count)]
-        for message_id in ids:
-            enqueue_delivery(redis, message_id)
     db.engine.dispose()
     return ids
 
@@ -101,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "default %(default)s)")
     parser.add_argument("--binding-messages", type=int, default=100,
                         help="messages of that second run (default %(default)s)")
-    parser.add_argument("--workers", type=int, default=4, help="`flask worker` processes (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=4, help="`flask sender` processes (default %(default)s)")
     parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
                         help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
     parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
@@ -119,10 +117,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def report(results: dict[str, Any]) -> None:
     p = results["parameters"]
-    print(f"\noutbound burst: replies queued at once, {p['workers']} flask workers, Graph API stand-in in "
+    print(f"\noutbound burst: replies queued at once, {p['workers']} flask senders, Graph API stand-in in "
           "gunicorn 2x8, PostgreSQL + Redis")
     print(f"{'WHATSAPP_MAX_MPS':>16}{'messages':>10}{'max in 1 s':>12}{'total s':>9}{'sending s':>11}"
-          f"{'rate /s':>9}{'worker CPU ms/msg':>19}{'web CPU ms/msg':>16}  limit   nothing lost")
+          f"{'rate /s':>9}{'sender CPU ms/msg':>19}{'web CPU ms/msg':>16}  limit   nothing lost")
     for run in results["runs"]:
         r, cpu = run["figures"], run["figures"]["cpu_ms_per_message"]
         print(f"{run['mps']:>16}{run['messages']:>10}{r['max_in_any_1s_window']:>12}{r['total_s']:>9.2f}"
@@ -140,7 +138,8 @@ def run_phase(args: argparse.Namespace, messages: int, mps: int) -> dict[str, An
         env = harness.service_env(args.database_url, args.redis_url, harness.free_port(), Path(media_dir),
                                   WHATSAPP_MAX_MPS=str(mps))
         harness.prepare(env, args.database_url, args.redis_url)
-        with harness.service(env, workers=args.workers, tag=NAME) as svc, Redis.from_url(args.redis_url) as redis:
+        with harness.service(env, workers=0, senders=args.workers, tag=NAME) as svc, \
+                Redis.from_url(args.redis_url) as redis:
             print(f"queueing {messages} replies, WHATSAPP_MAX_MPS={mps} ...", flush=True)
             cpu_before = svc.cpu_seconds()
             started = time.time()
@@ -155,7 +154,7 @@ def run_phase(args: argparse.Namespace, messages: int, mps: int) -> dict[str, An
                     break
                 if count != last_count:
                     last_count, last_change = count, time.monotonic()
-                elif time.monotonic() - last_change > 40:  # beyond a limiter wait and one RQ retry
+                elif time.monotonic() - last_change > 40:  # beyond a limiter wait and one retry
                     break
                 svc.check_alive()
                 time.sleep(0.5)
@@ -169,8 +168,8 @@ def run_phase(args: argparse.Namespace, messages: int, mps: int) -> dict[str, An
     peak = max_in_window(times)
     first, last = (min(times), max(times)) if times else (started, started)
     sending = last - first
-    workers_cpu = sum(v for k, v in cpu_after.items() if k.startswith("worker")) - \
-        sum(v for k, v in cpu_before.items() if k.startswith("worker"))
+    workers_cpu = sum(v for k, v in cpu_after.items() if k.startswith("sender")) - \
+        sum(v for k, v in cpu_before.items() if k.startswith("sender"))
     web_cpu = cpu_after["web"] - cpu_before["web"]
     check = {**rows, "recorded": len(seen), "distinct_texts": len(texts),
              "sent_twice": sum(1 for n in texts.values() if n > 1)}

@@ -5,12 +5,15 @@ process environment, then `.env`, like every process of the app, so `PORT`, `RED
 `WHATSAPP_API_BASE` and `N8N_WEBHOOK_URL` set there win over the development stand-ins.
 
 - No `REDIS_URL` (embedded default): one gunicorn process (one worker, 8 threads) holding the
-  in-process Redis and the worker thread, which also runs the scheduler's periodic tasks.
-- `REDIS_URL` set: gunicorn (two workers) + `flask worker` + `flask scheduler`.
+  in-process Redis and the worker threads (jobs with the scheduler's periodic tasks, and the outbox).
+- `REDIS_URL` set: gunicorn (two workers) + `flask worker` + `flask sender` + `flask scheduler`.
 
 The banner with the simulator's address and the admin login is printed once `/health/live` answers.
-Ctrl-C or SIGTERM stops every child: each runs in its own process group, which gets SIGTERM, then
-SIGKILL after `STOP_GRACE_SECONDS`; nothing is left behind.
+From then on it supervises: a child that exits, whatever the reason, is started again after a pause
+(1 s, doubling up to 30 s while it keeps failing within a minute of starting) with a log line; the
+others keep running, so a dead worker never takes the web server down. Ctrl-C or SIGTERM stops every
+child: each runs in its own process group, which gets SIGTERM, then SIGKILL after
+`STOP_GRACE_SECONDS`; nothing is left behind.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 import requests
@@ -34,6 +38,9 @@ from settings import PROJECT_ROOT, Settings, load_settings
 
 START_TIMEOUT_SECONDS = 60
 STOP_GRACE_SECONDS = 10
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+HEALTHY_AFTER_SECONDS = 60.0  # a child that ran this long starts again after the first, short pause
 
 
 class Stop(Exception):
@@ -62,7 +69,8 @@ def commands(settings: Settings) -> list[tuple[str, list[str]]]:
     if settings.embedded_redis:
         return [("web", web)]
     flask = [python, "-m", "flask", "--app", "app:create_app"]
-    return [("web", web), ("worker", [*flask, "worker"]), ("scheduler", [*flask, "scheduler"])]
+    return [("web", web), ("worker", [*flask, "worker"]), ("sender", [*flask, "sender"]),
+            ("scheduler", [*flask, "scheduler"])]
 
 
 def banner(settings: Settings, admin_password: str | None, admin_email: str, codes: Sequence[str]) -> str:
@@ -112,12 +120,57 @@ def port_free(port: int) -> bool:
     return True
 
 
-def wait_until_up(url: str, children: Sequence[tuple[str, subprocess.Popen[bytes]]], timeout: float) -> None:
+@dataclass
+class Child:
+    """A supervised process: how to start it, and when to start it again after it exited."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    pause: float = RESTART_FIRST_SECONDS
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, cwd=PROJECT_ROOT, env=os.environ.copy(), start_new_session=True)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def check(self, now: float) -> None:
+        """Start it again when its pause is over; notice (and log) that it exited."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                print(f"supervisor: starting {self.name} again", file=sys.stderr, flush=True)
+                self.start()
+            return
+        assert self.process is not None
+        code = self.process.poll()
+        if code is None:
+            return
+        if now - self.started_at >= HEALTHY_AFTER_SECONDS:
+            self.pause = RESTART_FIRST_SECONDS
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        print(f"supervisor: {self.name} exited with {how}; restarting in {self.pause:.0f} s",
+              file=sys.stderr, flush=True)
+        self.restart_at = now + self.pause
+        self.pause = min(RESTART_MAX_SECONDS, self.pause * 2)
+
+
+def supervise(children: Sequence[Child], poll: float = 0.5) -> None:
+    """Keep every child running until a signal (Stop) ends it."""
+    while True:
+        now = time.monotonic()
+        for child in children:
+            child.check(now)
+        time.sleep(poll)
+
+
+def wait_until_up(url: str, children: Sequence[Child], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for name, child in children:
-            if child.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {child.returncode} while starting "
+        for child in children:
+            if child.process is not None and child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with code {child.process.returncode} while starting "
                                    "(is the port already in use? set PORT)")
         try:
             if requests.get(url, timeout=1).status_code == 200:
@@ -133,22 +186,23 @@ def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(child.pid, signum)  # each child leads its own process group (start_new_session)
 
 
-def stop(children: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
+def stop(children: Sequence[Child]) -> None:
     """SIGTERM to every child's process group; SIGKILL to whatever is left after the grace period.
 
     Only SIGTERM, once: gunicorn's threaded workers can deadlock when a terminal's SIGINT and their
     master's SIGQUIT arrive together, which is why the children do not share the terminal's group."""
-    for _, child in children:
-        if child.poll() is None:
-            _signal_group(child, signal.SIGTERM)
+    running = [(c.name, c.process) for c in children if c.process is not None]
+    for _, process in running:
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for name, child in children:
+    for name, process in running:
         try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"{name} did not stop in {STOP_GRACE_SECONDS} s: killed", file=sys.stderr)
-        _signal_group(child, signal.SIGKILL)  # also a worker process its master left behind
-        child.wait()
+        _signal_group(process, signal.SIGKILL)  # also a work-horse or gunicorn worker left behind
+        process.wait()
 
 
 def main() -> int:
@@ -175,22 +229,16 @@ def main() -> int:
                 print(f"demo data: {line}", flush=True)
         admin_password, admin_email, codes = seed.admin_password, seed.admin_email, seed.unused_codes
 
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children = [Child(name, argv) for name, argv in commands(settings)]
     # Both explicitly: a shell that starts us in the background would have left SIGINT ignored.
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     try:
-        for name, argv in commands(settings):
-            children.append((name, subprocess.Popen(argv, cwd=PROJECT_ROOT, env=os.environ.copy(),
-                                                    start_new_session=True)))
+        for child in children:
+            child.start()
         wait_until_up(f"http://127.0.0.1:{settings.PORT}/health/live", children, START_TIMEOUT_SECONDS)
         print(banner(settings, admin_password, admin_email, codes), flush=True)
-        while True:
-            for name, child in children:
-                if child.poll() is not None:
-                    print(f"{name} exited with code {child.returncode}: stopping the others", file=sys.stderr)
-                    return child.returncode or 1
-            time.sleep(0.5)
+        supervise(children)
     except Stop:
         print("\nstopping...", flush=True)
         return 0

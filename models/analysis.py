@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Te
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, utcnow
+from models.base import Base, Leased, utcnow
 
 
 class AnalysisStatus(enum.StrEnum):
@@ -23,14 +23,16 @@ class AnalysisStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class Analysis(Base):
+class Analysis(Leased, Base):
     """One photo submitted for analysis. `subscription_id` / `sponsor_id` record who paid at submission
-    time (attribution), `charge_ledger_id` the quota charge to refund if we fail."""
+    time (attribution), `charge_ledger_id` the quota charge to refund if we fail. A `processing` analysis
+    carries the lease of the worker running it."""
 
     __tablename__ = "analyses"
     __table_args__ = (
         Index("ix_analyses_farmer_created", "farmer_id", "created_at"),
         Index("ix_analyses_sponsor_created", "sponsor_id", "created_at"),
+        Index("ix_analyses_status_lease", "status", "lease_until"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType, utcnow
+from models.base import Base, JSONType, Leased, utcnow
 
 
 class Direction(enum.StrEnum):
@@ -40,13 +40,17 @@ OUTBOUND_RANK = {
 }
 
 
-class Message(Base):
-    """One WhatsApp message, in or out: the log support reads and the outbox workers send from."""
+class Message(Leased, Base):
+    """One WhatsApp message, in or out: the log support reads and the outbox senders send from.
+
+    Outbound rows leave in `seq` order per recipient (`phone`); `next_attempt_at` is when a pending one
+    may be tried (again). The lease marks an inbound message being handled or an outbound one being sent."""
 
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_phone_created", "phone", "created_at"),
         Index("ix_messages_unprocessed", "direction", "status", "created_at"),
+        Index("ix_messages_phone_seq", "phone", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -67,6 +71,8 @@ class Message(Base):
     error_code: Mapped[int | None]
     error_title: Mapped[str | None] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))  # outbound: order per phone
+    next_attempt_at: Mapped[datetime | None]  # outbound pending: not before this
     analysis_id: Mapped[int | None] = mapped_column(index=True)  # FK added with the analyses table
     meta_timestamp: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -75,12 +81,6 @@ class Message(Base):
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
-
-    @property
-    def job_id(self) -> str:
-        """RQ job ids allow only [A-Za-z0-9_-], so they are built from our id, never the wamid."""
-        prefix = "inbound" if self.direction == Direction.INBOUND else "outbound"
-        return f"{prefix}-{self.id}"
 
 
 class MessageStatusEvent(Base):

@@ -1,6 +1,8 @@
 """The analysis pipeline: photo -> checked, optimised, stored -> N8N -> normalised result -> the farmer.
 
-`run_analysis` (an RQ job, safe to run twice) moves an analysis `queued -> processing`, prepares
+`run_analysis` (an RQ job, safe to run twice) moves an analysis `queued -> processing` under the
+worker's lease (renewed while it runs: if the worker dies, the sweeper queues the analysis again once
+the lease has expired, and the farmer was charged once, at submission), prepares
 the image once (download within minutes of receipt, validate, optimise, store original and
 optimised under unguessable keys), and hands N8N a signed, expiring link. In sync mode the result
 comes back in the response; in callback mode it arrives at `POST /webhooks/n8n/<id>` and
@@ -22,11 +24,12 @@ from typing import Any
 from flask import current_app
 from redis import Redis
 from rq import Callback, Retry, get_current_job
-from sqlalchemy import select, update
+from rq.job import Job
+from sqlalchemy import func, select, update
 
 from bot import replies
 from models import Analysis, AnalysisStatus, Farmer, utcnow
-from services import context, quota, runtime_settings, whatsapp
+from services import context, leases, quota, runtime_settings, whatsapp
 from services.analysis_result import AnalysisResult, normalise, queryable_columns
 from services.circuit import CircuitBreaker
 from services.images import ImageRejected, optimise, validate
@@ -37,7 +40,7 @@ from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
 from services.whatsapp.messages import Outbound
-from services.whatsapp.outbox import enqueue_delivery, queue_message
+from services.whatsapp.outbox import queue_message, send_queued
 from translations.templates import build as build_template
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ FINISH_ANALYSIS = "services.analysis.finish_analysis"
 CHECK_DEADLINE = "services.analysis.check_deadline"
 WINDOW = timedelta(hours=24)
 DONE = (AnalysisStatus.COMPLETED.value, AnalysisStatus.FAILED.value)
+CIRCUIT_WAIT = "waiting for the N8N circuit"  # the lease's holder while the analysis waits for N8N
 
 
 class AnalysisFailed(Exception):
@@ -67,8 +71,9 @@ def enqueue_analysis(redis: Redis, analysis_id: int) -> bool:
                                 retry=retry_policy(), on_failure=ON_FAILURE)
     deadline = timedelta(minutes=context.settings().ANALYSIS_DEADLINE_MINUTES)
     try:
-        get_queue(DEFAULT, redis).enqueue_in(deadline, CHECK_DEADLINE, analysis_id,
-                                             job_id=f"deadline-{analysis_id}")
+        if not Job.exists(f"deadline-{analysis_id}", connection=redis):  # queued again: the first deadline holds
+            get_queue(DEFAULT, redis).enqueue_in(deadline, CHECK_DEADLINE, analysis_id,
+                                                 job_id=f"deadline-{analysis_id}")
     except Exception as exc:
         log.warning("could not schedule the delay notice", extra={"analysis_id": analysis_id, "reason": repr(exc)})
     return queued
@@ -113,6 +118,7 @@ class _Snapshot:
 @app_job
 def run_analysis(analysis_id: int) -> str:
     db = context.db()
+    owner = leases.owner_name()
     with db.session() as session, session.begin():
         a = session.get(Analysis, analysis_id)
         if a is None:
@@ -122,11 +128,19 @@ def run_analysis(analysis_id: int) -> str:
             return f"already {a.status}"
         if a.status == AnalysisStatus.PROCESSING and a.n8n_requested_at and context.settings().N8N_MODE == "callback":
             return "awaiting callback"
-        a.status = AnalysisStatus.PROCESSING.value
-        a.processing_at = a.processing_at or utcnow()
-        a.attempts += 1
+        if not leases.claim(session, Analysis, analysis_id, Analysis.status.not_in(DONE), owner=owner,
+                            taking_over=CIRCUIT_WAIT,
+                            values={"status": AnalysisStatus.PROCESSING.value, "attempts": Analysis.attempts + 1,
+                                    "processing_at": func.coalesce(Analysis.processing_at, utcnow())}):
+            return "running elsewhere"  # a live worker holds it; if that one dies, the sweeper steps in
         snap = _Snapshot(a.id, a.farmer_id, a.media_id, a.image_key, a.crop, a.notes, a.location_text, a.latitude,
                          a.longitude)
+    with leases.kept(db, Analysis, analysis_id, owner):
+        return _run(analysis_id, snap)
+
+
+def _run(analysis_id: int, snap: _Snapshot) -> str:
+    db = context.db()
     try:
         image_key = snap.image_key or _prepare_image(snap)
         raw = _call_n8n(snap, image_key)
@@ -214,11 +228,17 @@ def _call_n8n(snap: _Snapshot, image_key: str) -> dict[str, Any] | None:
 
 
 def _wait_for_circuit(analysis_id: int, retry_after: float) -> str:
-    """N8N is known to be down: wait for the cool-down without using up one of the retries."""
+    """N8N is known to be down: wait for the cool-down without using up one of the retries. The lease is
+    handed to the waiting job (it expires a lease's length after the wait is over), so the sweeper
+    leaves the analysis alone meanwhile."""
     delay = timedelta(seconds=max(1.0, retry_after))
     get_queue(ANALYSIS, context.redis()).enqueue_in(
         delay, RUN_ANALYSIS, analysis_id, retry=retry_policy(), on_failure=ON_FAILURE,
         job_id=f"analysis-{analysis_id}-wait-{int(utcnow().timestamp())}")
+    with context.db().session() as session, session.begin():
+        session.execute(update(Analysis).where(Analysis.id == analysis_id).values(
+            lease_owner=CIRCUIT_WAIT,
+            lease_until=utcnow() + delay + timedelta(seconds=leases.LEASE_SECONDS)))
     log.warning("N8N circuit open: analysis waits", extra={"analysis_id": analysis_id, "seconds": delay.seconds})
     return "waiting for the circuit"
 
@@ -239,7 +259,6 @@ def finish_analysis(analysis_id: int) -> str:
 def complete(analysis_id: int, raw: Any) -> str:
     """Store the result (or the failure), refund a failure, answer the farmer. A finished analysis is left alone."""
     result = normalise(raw)
-    replies_to_send: list[int] = []
     with context.db().session() as session, session.begin():
         a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
         if a is None or a.status in DONE:
@@ -253,11 +272,10 @@ def complete(analysis_id: int, raw: Any) -> str:
                 setattr(a, column, value)
             a.status = AnalysisStatus.COMPLETED.value
             a.completed_at = now
-            replies_to_send.append(_queue_result(session, farmer, a, result).id)
+            _queue_result(session, farmer, a, result)
         else:
-            _mark_failed(session, a, farmer, result.failure_reason or "invalid result", photo_problem=False,
-                         out=replies_to_send)
-    _send(replies_to_send)
+            _mark_failed(session, a, farmer, result.failure_reason or "invalid result", photo_problem=False)
+    send_queued(farmer.phone)
     invalidate_stats(context.redis(), sponsor_id)
     if not result.ok:
         _no_more_retries()
@@ -319,8 +337,7 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
 # --- failing ------------------------------------------------------------------------------------------
 
 
-def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, photo_problem: bool,
-                 out: list[int]) -> None:
+def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, photo_problem: bool) -> None:
     from services.conversation import to_outbound
 
     now = utcnow()
@@ -330,21 +347,19 @@ def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, phot
     if a.charge_ledger_id is not None:
         quota.refund(session, a.charge_ledger_id, now)
     reply = replies.analysis_failed(farmer.locale, photo_problem)
-    out.append(queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id,
-                             analysis_id=a.id).id)
+    queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id, analysis_id=a.id)
     log.warning("analysis failed", extra={"analysis_id": a.id, "reason": reason[:300]})
 
 
 def _fail(analysis_id: int, reason: str, *, photo_problem: bool = False) -> bool:
     """Mark failed (refund, tell the farmer) unless already finished. True if it was this call."""
-    replies_to_send: list[int] = []
     with context.db().session() as session, session.begin():
         a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
         if a is None or a.status in DONE:
             return False
-        _mark_failed(session, a, session.get_one(Farmer, a.farmer_id), reason, photo_problem=photo_problem,
-                     out=replies_to_send)
-    _send(replies_to_send)
+        farmer = session.get_one(Farmer, a.farmer_id)
+        _mark_failed(session, a, farmer, reason, photo_problem=photo_problem)
+    send_queued(farmer.phone)
     return True
 
 
@@ -352,12 +367,6 @@ def _fail_now(analysis_id: int, reason: str, *, photo_problem: bool = False) -> 
     _fail(analysis_id, reason, photo_problem=photo_problem)
     _no_more_retries()
     raise AnalysisFailed(reason)
-
-
-def _send(message_ids: list[int]) -> None:
-    redis = context.redis()
-    for message_id in message_ids:
-        enqueue_delivery(redis, message_id)
 
 
 # --- the late result notice ---------------------------------------------------------------------------
@@ -368,7 +377,6 @@ def check_deadline(analysis_id: int) -> str:
     """Still no result after the deadline: say so once, so the farmer is never left wondering."""
     from services.conversation import to_outbound
 
-    sent: list[int] = []
     with context.db().session() as session, session.begin():
         a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
         if a is None or a.status in DONE or a.delay_notice_at is not None:
@@ -376,7 +384,6 @@ def check_deadline(analysis_id: int) -> str:
         farmer = session.get_one(Farmer, a.farmer_id)
         a.delay_notice_at = utcnow()
         reply = replies.analysis_delayed(farmer.locale)
-        sent.append(queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id,
-                                  analysis_id=a.id).id)
-    _send(sent)
+        queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id, analysis_id=a.id)
+    send_queued(farmer.phone)
     return "notice sent"

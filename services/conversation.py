@@ -4,8 +4,9 @@ One farmer's messages are handled one at a time and in order, whatever the numbe
 the job locks the farmer's conversation row (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite
 every write transaction is `BEGIN IMMEDIATE`), then handles every earlier message of that farmer
 still waiting, oldest first, before its own. State, quota, codes and the replies (as `pending`
-outbound rows) are written in one transaction; the replies are sent after it commits. Running
-the job twice for a message does nothing the second time.
+outbound rows, in the farmer's line) are written in one transaction; the farmer's line is sent right
+after it commits. Running the job twice for a message does nothing the second time. While the job
+runs, its message carries the worker's lease: if the worker dies, the sweeper queues the job again.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ from bot.types import (
     Submit,
 )
 from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, Subscription, utcnow
-from services import context, quota, sponsorship, whatsapp
+from services import context, leases, quota, sponsorship, whatsapp
 from services.inbox import insert_ignoring_conflicts
 from services.queue import is_final_attempt
 from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats
 from services.whatsapp import messages as wa
-from services.whatsapp.errors import GraphAPIError, WhatsAppError
-from services.whatsapp.outbox import enqueue_delivery, queue_message, send_pending
+from services.whatsapp.errors import WhatsAppError
+from services.whatsapp.outbox import queue_message, send_queued
 from services.whatsapp.updates import InboundMessage, MessageType, parse_message
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def event_from(message: Message) -> Event:
 
 @dataclass
 class Outcome:
+    phone: str
     reply_ids: list[int]
     analyses_to_queue: list[int]
     last_wamid: str | None
@@ -84,13 +86,20 @@ class Outcome:
 def handle_inbound(message_id: int) -> str:
     """Entry point of the `inbound` job (see `services.jobs`)."""
     db = context.db()
+    owner = leases.owner_name()
     with db.session() as session, session.begin():
+        held = leases.claim(session, Message, message_id, Message.direction == Direction.INBOUND.value,
+                            Message.status == MessageStatus.RECEIVED.value, Message.farmer_id.is_not(None),
+                            owner=owner)
         message = session.get(Message, message_id)
-        if message is None or message.direction != Direction.INBOUND or message.farmer_id is None:
-            log.warning("inbound job for an unknown message", extra={"message_id": message_id})
-            return "missing"
-        if message.processed_at is not None:
-            return "already processed"
+    if message is None or message.direction != Direction.INBOUND or message.farmer_id is None:
+        log.warning("inbound job for an unknown message", extra={"message_id": message_id})
+        return "missing"
+    if message.processed_at is not None or message.status != MessageStatus.RECEIVED:
+        return "already processed"
+    if not held:  # another worker has it now; if that one dies, its lease expires and the sweeper steps in
+        return "handled elsewhere"
+    with leases.kept(db, Message, message_id, owner), db.session() as session, session.begin():
         # The last attempt handles each message on its own, so one message that always fails is marked
         # failed (support sees it) and answered kindly, instead of blocking every later one of the farmer.
         outcome = _handle_waiting(session, message.farmer_id, message_id, isolate=is_final_attempt())
@@ -115,7 +124,7 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
                Message.status == MessageStatus.RECEIVED.value, Message.id <= up_to)
         .order_by(Message.meta_timestamp, Message.id)
     ).all()
-    outcome = Outcome([], [], None)
+    outcome = Outcome(farmer.phone, [], [], None)
     for message in waiting:
         if not isolate:
             _handle_one(session, farmer, conv, message, outcome)
@@ -290,7 +299,7 @@ def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, out
     return replies.submitted(farmer.locale)
 
 
-# --- after commit: queue the analyses, send the replies in order -------------------------------------
+# --- after commit: queue the analyses, send the farmer's line ----------------------------------------
 
 
 def _after_commit(outcome: Outcome) -> None:
@@ -301,14 +310,8 @@ def _after_commit(outcome: Outcome) -> None:
         enqueue_analysis(redis, analysis_id)
     if outcome.last_wamid:
         _mark_read(outcome.last_wamid)
-    for i, reply_id in enumerate(outcome.reply_ids):
-        try:
-            send_pending(reply_id, final=False)
-        except GraphAPIError:
-            # Retryable: hand this reply and the ones after it to the outbound queue (RQ retries with backoff).
-            for later in outcome.reply_ids[i:]:
-                enqueue_delivery(redis, later)
-            return
+    if outcome.reply_ids:
+        send_queued(outcome.phone)
 
 
 def _mark_read(wamid: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from flask import Flask, has_app_context
 from rq import get_current_job
 
-from services import metrics
+from services import conversation, metrics
 from services.logs import correlation
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,4 @@ def app_job(func: F) -> F:
 @app_job
 def handle_inbound(message_id: int) -> str:
     """The `inbound` job: run the conversation for this farmer's waiting messages, in order."""
-    from services.conversation import handle_inbound as run  # late: conversation imports outbox, outbox imports jobs
-
-    return run(message_id)
+    return conversation.handle_inbound(message_id)

@@ -80,6 +80,8 @@ N8N_DURATION = Histogram("ziraai_n8n_request_duration_seconds", "N8N webhook cal
                          buckets=(0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180))
 GRAPH_ERRORS = Counter("ziraai_graph_api_errors_total", "WhatsApp Graph API errors by Meta error code "
                        "(http_<status> without one, network without a response).", ["code"])
+OUTBOUND_SENDS = Counter("ziraai_outbound_sends_total", "Outbound message send attempts by outcome: sent (Graph "
+                         "accepted it), retried (failed, due again later), failed (given up).", ["outcome"])
 QUOTA_REJECTIONS = Counter("ziraai_quota_rejections_total", "Analysis charges refused by the quota, by reason.",
                            ["reason"])
 
@@ -109,6 +111,11 @@ def graph_api_error(code: int | None, http_status: int | None) -> None:
     """Count a Graph API error under Meta's code, else `http_<status>`, else `network`."""
     label = str(code) if code is not None else f"http_{http_status}" if http_status else "network"
     _quietly(lambda: GRAPH_ERRORS.labels(label).inc())
+
+
+def outbound_send(outcome: str) -> None:
+    """Count one send attempt of the outbox: `sent`, `retried` or `failed`."""
+    _quietly(lambda: OUTBOUND_SENDS.labels(outcome).inc())
 
 
 def quota_rejection(reason: str) -> None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import fakeredis
-from redis import Redis
+from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+QUICK_TIMEOUT_SECONDS = 0.2
 
 _fake_server: fakeredis.FakeServer | None = None
 _fake_lock = threading.Lock()
+_quick: weakref.WeakKeyDictionary[ConnectionPool, Redis] = weakref.WeakKeyDictionary()
+_quick_lock = threading.Lock()
 
 
 def fake_server() -> fakeredis.FakeServer:
@@ -25,3 +32,20 @@ def connect(url: str) -> Redis:
     if not url:
         return fakeredis.FakeRedis(server=fake_server())
     return Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=2, health_check_interval=30)
+
+
+def quick(redis: Redis) -> Redis:
+    """The same server for calls that have another way when Redis does not answer (the sweeper queues
+    what an enqueue could not; a sent message's wamid also goes to the database): 200 ms to connect and
+    to answer, no retry. A frozen Redis then costs such a call 0.2 s instead of seconds."""
+    if isinstance(redis, fakeredis.FakeRedis):
+        return redis
+    pool = redis.connection_pool
+    with _quick_lock:
+        client = _quick.get(pool)
+        if client is None:
+            kwargs = {**pool.connection_kwargs, "socket_timeout": QUICK_TIMEOUT_SECONDS,
+                      "socket_connect_timeout": QUICK_TIMEOUT_SECONDS, "retry": Retry(NoBackoff(), 0)}
+            client = _quick[pool] = Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class,
+                                                                         **kwargs))
+        return client

@@ -1,4 +1,9 @@
-"""The one process that runs periodic work. A Redis lock makes a second scheduler wait, not double up."""
+"""The one process that runs periodic work. A Redis lock makes a second scheduler wait, not double up.
+
+After Redis failed to answer, or came back without our lock (restarted empty), every task runs at once
+and the sweep takes even the newest rows: what the webhook could not queue meanwhile is queued as soon
+as Redis answers, not a sweep interval later.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask
 from redis.exceptions import RedisError
 
 from services import context
-from services.sweeper import sweep_unqueued
+from services.redis_conn import quick
+from services.sweeper import EXPIRED_SWEEP_SECONDS, requeue_expired, sweep_unqueued
 
 log = logging.getLogger(__name__)
 
@@ -26,48 +32,67 @@ class Periodic:
     name: str
     func: Callable[[], object]
     every: float
+    catch_up: Callable[[], object] | None = None  # instead of `func` when Redis is back
     next_run: float = 0.0
 
 
+@dataclass
+class Schedule:
+    tasks: list[Periodic]
+    me: str
+    lock_ttl: int
+    catching_up: bool = field(default=True)  # at start, and after Redis failed or lost our lock
+
+    def tick(self) -> None:
+        """One pass: run every task that is due, if we are the leader. Errors are logged, never fatal."""
+        try:
+            leadership = _hold_leadership(self.me, self.lock_ttl)
+        except RedisError as exc:
+            log.warning("scheduler: redis unavailable, skipping this tick", extra={"reason": repr(exc)})
+            self.catching_up = True
+            return
+        if leadership is None:
+            return
+        catching_up = self.catching_up or leadership == "taken"
+        self.catching_up = False
+        now = time.monotonic()
+        for task in self.tasks:
+            if now < task.next_run and not catching_up:
+                continue
+            task.next_run = now + task.every
+            try:
+                (task.catch_up if catching_up and task.catch_up else task.func)()
+            except Exception:
+                log.exception("periodic task %s failed", task.name)
+
+
 def periodic_tasks(app: Flask) -> list[Periodic]:
-    return [Periodic("sweep_unqueued", sweep_unqueued, app.extensions["settings"].SWEEP_INTERVAL_SECONDS)]
+    every = app.extensions["settings"].SWEEP_INTERVAL_SECONDS
+    return [Periodic("sweep_unqueued", sweep_unqueued, every, catch_up=lambda: sweep_unqueued(grace_seconds=0)),
+            Periodic("requeue_expired", requeue_expired, EXPIRED_SWEEP_SECONDS)]
 
 
-def _hold_leadership(me: str, ttl: int) -> bool:
-    redis = context.redis()
+def _hold_leadership(me: str, ttl: int) -> str | None:
+    """`kept` (we were leader), `taken` (we became leader: at start, after the lock expired or Redis lost
+    it) or None (another scheduler leads). Asked with short timeouts, so a Redis that hangs is noticed
+    (and caught up with once it answers) like one that is down."""
+    redis = quick(context.redis())
     if redis.set(LOCK_KEY, me, nx=True, ex=ttl):
-        return True
+        return "taken"
     if redis.get(LOCK_KEY) == me.encode():
         redis.expire(LOCK_KEY, ttl)
-        return True
-    return False
+        return "kept"
+    return None
 
 
-def tick(tasks: list[Periodic], me: str, lock_ttl: int) -> None:
-    """One pass: run every task that is due, if we are the leader. Errors are logged, never fatal."""
-    try:
-        if not _hold_leadership(me, lock_ttl):
-            return
-    except RedisError as exc:
-        log.warning("scheduler: redis unavailable, skipping this tick", extra={"reason": repr(exc)})
-        return
-    now = time.monotonic()
-    for task in tasks:
-        if now < task.next_run:
-            continue
-        task.next_run = now + task.every
-        try:
-            task.func()
-        except Exception:
-            log.exception("periodic task %s failed", task.name)
+def scheduler_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 def run_scheduler(app: Flask, stop: threading.Event, poll: float = 1.0) -> None:
-    me = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-    tasks = periodic_tasks(app)
-    lock_ttl = int(max(10, 3 * poll))
-    log.info("scheduler started", extra={"tasks": [t.name for t in tasks]})
+    schedule = Schedule(periodic_tasks(app), scheduler_name(), int(max(10, 3 * poll)))
+    log.info("scheduler started", extra={"tasks": [t.name for t in schedule.tasks]})
     with app.app_context():
         while not stop.is_set():
-            tick(tasks, me, lock_ttl)
+            schedule.tick()
             stop.wait(poll)

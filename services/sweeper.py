@@ -1,80 +1,131 @@
-"""Re-enqueue work that was committed but never queued (Redis was down at the time): inbound
-messages, pending outbound messages, and charged analyses.
+"""Queue again the work nobody holds: committed but never queued (Redis was down, or lost it), or held by
+a worker that died (its lease expired). Runs in the one scheduler process.
 
-Runs periodically in the one scheduler process. A message whose job still exists in RQ (queued,
-running, scheduled for retry, or failed and waiting for support) is left alone; `unique=True`
-makes a race with the webhook harmless.
+- `sweep_unqueued` (every `SWEEP_INTERVAL_SECONDS`, and at once when Redis is back): inbound messages
+  not yet handled, charged analyses (`queued`, or `processing` without a live lease), and callback
+  results stored while Redis was down.
+- `requeue_expired` (every `EXPIRED_SWEEP_SECONDS`): rows whose lease expired, so a killed worker's
+  message or analysis runs again within a lease's length and a few seconds.
+
+A row's job is queued again only when RQ holds no live work for it: no job, a finished one, or one
+that started longer ago than a lease lasts (its worker, if alive, would have renewed the row's lease).
+A job waiting in RQ (queued, scheduled for a retry) is left alone, and so is a failed one (support's).
+`unique=True` makes a race with the webhook harmless. Outbound messages need no sweeping: the outbox's
+senders read them from the database.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from rq.job import Job
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
-from models import Analysis, Direction, Message, MessageStatus, utcnow
+from models import Analysis, AnalysisStatus, Direction, Message, MessageStatus, utcnow
 from services import context
+from services.analysis import FINISH_ANALYSIS, enqueue_analysis
+from services.leases import LEASE_SECONDS, lease_free
 from services.queue import ANALYSIS, INBOUND, enqueue_unique, inbound_retry
 
 log = logging.getLogger(__name__)
 
 HANDLE_INBOUND = "services.jobs.handle_inbound"
 BATCH = 500
+EXPIRED_SWEEP_SECONDS = 5
 
 
 def sweep_unqueued(grace_seconds: int | None = None) -> int:
-    """Enqueue inbound messages not yet processed and pending outbound messages without a job."""
-    from services.whatsapp.outbox import enqueue_delivery  # late: outbox imports jobs
-
+    """Queue inbound messages not yet handled and charged analyses whose job RQ does not hold."""
     settings = context.settings()
     grace = settings.SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
-    cutoff = utcnow() - timedelta(seconds=grace)
-    redis = context.redis()
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace)
     with context.db().reader() as session:
-        rows = session.execute(
-            select(Message.id, Message.direction)
-            .where(
-                ((Message.direction == Direction.INBOUND.value) & (Message.status == MessageStatus.RECEIVED.value))
-                | ((Message.direction == Direction.OUTBOUND.value) & (Message.status == MessageStatus.PENDING.value)),
-                Message.created_at <= cutoff,
-            )
-            .order_by(Message.id)
-            .limit(BATCH)
+        inbound = session.scalars(
+            select(Message.id)
+            .where(Message.direction == Direction.INBOUND.value, Message.status == MessageStatus.RECEIVED.value,
+                   Message.created_at <= cutoff, lease_free(Message, now))
+            .order_by(Message.id).limit(BATCH)
         ).all()
-    queued = 0
-    for message_id, direction in rows:
-        inbound = direction == Direction.INBOUND.value
-        job_id = f"{'inbound' if inbound else 'outbound'}-{message_id}"
-        if Job.exists(job_id, connection=redis):
-            continue
-        if inbound:
-            queued += enqueue_unique(redis, INBOUND, HANDLE_INBOUND, job_id, message_id, retry=inbound_retry())
-        else:
-            queued += enqueue_delivery(redis, message_id)
-    queued += _sweep_analyses(redis, cutoff)
+        analyses = session.scalars(
+            select(Analysis.id)
+            .where(((Analysis.status == AnalysisStatus.QUEUED.value) & (Analysis.queued_at <= cutoff))
+                   | ((Analysis.status == AnalysisStatus.PROCESSING.value) & Analysis.n8n_requested_at.is_(None)
+                      & Analysis.result.is_(None) & (Analysis.processing_at <= cutoff)),
+                   lease_free(Analysis, now))
+            .order_by(Analysis.id).limit(BATCH)
+        ).all()
+        answered = session.scalars(select(Analysis.id).where(Analysis.status == AnalysisStatus.PROCESSING.value,
+                                                             Analysis.result.is_not(None))
+                                   .order_by(Analysis.id).limit(BATCH)).all()
+    redis = context.redis()
+    queued = sum(_requeue_inbound(redis, i, now) for i in inbound)
+    queued += sum(_requeue_analysis(redis, i, now) for i in analyses)
+    for analysis_id in answered:
+        if not Job.exists(f"finish-{analysis_id}", connection=redis):
+            queued += enqueue_unique(redis, ANALYSIS, FINISH_ANALYSIS, f"finish-{analysis_id}", analysis_id)
     if queued:
         log.warning("sweeper queued %d job(s) that were missing", queued)
     return queued
 
 
-def _sweep_analyses(redis, cutoff) -> int:  # type: ignore[no-untyped-def]
-    """Analyses charged and `queued` whose `run_analysis` job never reached Redis (or was lost), and
-    callback results stored while Redis was down."""
-    from services.analysis import FINISH_ANALYSIS, enqueue_analysis
-
+def requeue_expired() -> int:
+    """Queue again the messages and analyses whose worker stopped renewing its lease (it died)."""
+    now = utcnow()
     with context.db().reader() as session:
-        waiting = session.scalars(select(Analysis.id).where(Analysis.status == "queued", Analysis.queued_at <= cutoff)
-                                  .order_by(Analysis.id).limit(BATCH)).all()
-        answered = session.scalars(select(Analysis.id).where(Analysis.status == "processing",
-                                                             Analysis.result.is_not(None))
-                                   .order_by(Analysis.id).limit(BATCH)).all()
-    queued = 0
-    for analysis_id in waiting:
-        if not Job.exists(f"analysis-{analysis_id}", connection=redis):
-            queued += enqueue_analysis(redis, analysis_id)
-    for analysis_id in answered:
-        if not Job.exists(f"finish-{analysis_id}", connection=redis):
-            queued += enqueue_unique(redis, ANALYSIS, FINISH_ANALYSIS, f"finish-{analysis_id}", analysis_id)
+        inbound = session.scalars(
+            select(Message.id).where(Message.direction == Direction.INBOUND.value,
+                                     Message.status == MessageStatus.RECEIVED.value,
+                                     Message.lease_owner.is_not(None), Message.lease_until < now)
+            .order_by(Message.id).limit(BATCH)).all()
+        analyses = session.scalars(
+            select(Analysis.id).where(Analysis.status.in_((AnalysisStatus.QUEUED.value,
+                                                           AnalysisStatus.PROCESSING.value)),
+                                      Analysis.lease_owner.is_not(None), Analysis.lease_until < now)
+            .order_by(Analysis.id).limit(BATCH)).all()
+    redis = context.redis()
+    queued = sum(_requeue_inbound(redis, i, now) for i in inbound)
+    queued += sum(_requeue_analysis(redis, i, now) for i in analyses)
+    if queued:
+        log.warning("sweeper queued %d job(s) whose worker stopped holding them", queued)
     return queued
+
+
+def _requeue_inbound(redis: Redis, message_id: int, now: datetime) -> bool:
+    job_id = f"inbound-{message_id}"
+    return _requeue(redis, job_id, now, lambda: enqueue_unique(redis, INBOUND, HANDLE_INBOUND, job_id, message_id,
+                                                               retry=inbound_retry()))
+
+
+def _requeue_analysis(redis: Redis, analysis_id: int, now: datetime) -> bool:
+    return _requeue(redis, f"analysis-{analysis_id}", now, lambda: enqueue_analysis(redis, analysis_id))
+
+
+def _requeue(redis: Redis, job_id: str, now: datetime, enqueue: Callable[[], bool]) -> bool:
+    try:
+        job: Job | None = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        job = None
+    if not abandoned(job, now):
+        return False
+    if job is not None:
+        job.delete()  # a dead worker's job: RQ would notice only minutes later
+        log.warning("job of a worker that stopped holding its lease queued again", extra={"job_id": job_id})
+    return enqueue()
+
+
+def abandoned(job: Job | None, now: datetime) -> bool:
+    """RQ holds no live work for this job id: none at all, a finished one, or one that started longer
+    ago than a lease lasts (a live worker would have renewed the row's lease, so it is not running)."""
+    if job is None:
+        return True
+    status = job.get_status(refresh=False)
+    if status == JobStatus.FINISHED:
+        return True
+    if status == JobStatus.STARTED:
+        return job.started_at is None or job.started_at < now - timedelta(seconds=LEASE_SECONDS)
+    return False  # waiting in RQ (queued, scheduled for a retry), or failed/stopped/canceled: support's

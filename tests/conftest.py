@@ -162,10 +162,23 @@ def session(app: Flask) -> Iterator[Any]:
 
 
 def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> None:
-    """Run the queued jobs the way a worker would (same process, no fork), until the queues are empty."""
+    """Run the queued jobs the way a worker would (same process, no fork), until the queues are empty,
+    then send what the outbox still holds due, as a sender would."""
     redis = app.extensions["redis"]
     with app.app_context():  # the jobs run in this app's settings, even inside another app's context
         SimpleWorker([get_queue(q, redis) for q in queues], connection=redis).work(burst=True)
+    send_outbox(app)
+
+
+def send_outbox(app: Flask) -> None:
+    """Sender passes until nothing is due (retries are due at once: the tests' backoff base is 0)."""
+    from services.whatsapp.outbox import send_due
+
+    with app.app_context():
+        for _ in range(100):
+            if not send_due():
+                return
+    raise AssertionError("the outbox still had due messages after 100 passes")
 
 
 def queued_job_ids(app: Flask, queue: str) -> list[str]:

@@ -1,9 +1,11 @@
 """Stand-ins and process control for the fault-injection tests (`tests/test_faults.py`).
 
 Each stand-in speaks real HTTP on its own port, so the code under test is the production client
-code in separate worker processes: a Graph API that answers from a script of errors, an N8N that
-can be slow, down (its port closed) or flapping, a private `redis-server` that can be stopped and
-started again, and `flask worker` / `flask sweep` / gunicorn processes with their logs kept.
+code in separate worker processes: a Graph API that answers from a script of errors (or refuses
+everything for a while, or lets the test act before it answers), an N8N that can be slow, down (its
+port closed) or flapping, a private `redis-server` that can be stopped, killed, frozen and started
+again, `flask worker` / `sender` / `scheduler` / `sweep` / gunicorn processes with their logs kept,
+and `make run`'s supervisor.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import redis
 
 from settings import PROJECT_ROOT, Settings
-from tests.conftest import FIXTURES
+from tests.conftest import APP_SECRET, FIXTURES, N8N_SECRET, TEST_REDIS_URL, make_settings
 
 
 def free_port() -> int:
@@ -95,11 +97,17 @@ def _digits(phone: str) -> str:
 
 class GraphStandIn:
     """The Graph API: each recipient's message sends are refused by its script first (in order, or
-    `always`), then accepted with a fresh wamid. Mark-as-read calls are always accepted."""
+    `always`; everybody's, in turn by `refuse_in_turn`, until `refuse_until` on the monotonic clock),
+    then accepted with a fresh wamid. `before_accepting(body)` runs before an accepted send is answered.
+    Mark-as-read calls are always accepted."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []  # accepted message bodies: what the farmers received
+        self.wamids: list[str] = []  # the wamid answered for each of `sent`
         self.refused: list[tuple[str, int, int | None]] = []  # (recipient digits, HTTP status, code)
+        self.refuse_until = 0.0
+        self.refuse_in_turn: list[GraphError] = [RATE_LIMIT, SERVICE_ERROR]
+        self.before_accepting: Callable[[dict[str, Any]], None] | None = None
         self.reads = 0
         self.media: dict[str, bytes] = {}
         self.scripts: dict[str, list[GraphError]] = {}
@@ -119,15 +127,21 @@ class GraphStandIn:
                         to = _digits(str(body.get("to", "")))
                         script = outer.scripts.get(to)
                         error = outer.always.get(to) or (script.pop(0) if script else None)
+                        if error is None and time.monotonic() < outer.refuse_until:
+                            error = outer.refuse_in_turn[len(outer.refused) % len(outer.refuse_in_turn)]
                         if error is not None:
                             outer.refused.append((to, error.http_status, error.code))
-                        else:
-                            outer.sent.append(body)
                     wamid = f"wamid.GRAPH{next(outer._ids)}"
                 if error is not None:
                     _answer(self, error.http_status, error.body(),
                             "application/json" if error.code is not None else "text/html")
                     return
+                if body.get("status") != "read":
+                    if outer.before_accepting is not None:
+                        outer.before_accepting(body)
+                    with outer._lock:
+                        outer.sent.append(body)
+                        outer.wamids.append(wamid)
                 _answer(self, 200, json.dumps({"messaging_product": "whatsapp", "messages": [{"id": wamid}]}).encode())
 
             def do_GET(self) -> None:  # media: /v21.0/<id> (metadata), then /files/<id> (bytes)
@@ -154,6 +168,12 @@ class GraphStandIn:
     def sent_to(self, phone: str) -> list[dict[str, Any]]:
         with self._lock:
             return [b for b in self.sent if _digits(str(b.get("to", ""))) == _digits(phone)]
+
+    def wamids_to(self, phone: str) -> list[str]:
+        """The wamids of the messages this farmer received, in the order they arrived."""
+        with self._lock:
+            return [w for w, b in zip(self.wamids, self.sent, strict=True) if _digits(str(b.get("to", ""))) ==
+                    _digits(phone)]
 
     def texts(self, phone: str | None = None) -> list[str]:
         from services.terminal_chat import describe
@@ -243,6 +263,31 @@ class N8NStandIn:
             return [r for r in self.requests if what is None or r[2] == what]
 
 
+class SlowN8N:
+    """N8N that takes its time on the first request, then answers; with `first_delay=0` it answers every
+    request at once. Serve it with `threading.Thread(target=n8n.httpd.serve_forever, daemon=True)`."""
+
+    def __init__(self, first_delay: float = 30) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.first_arrived = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                outer.requests.append(body)
+                if len(outer.requests) == 1:
+                    outer.first_arrived.set()
+                    time.sleep(first_delay)
+                _answer(self, 200, RESULT_OK.replace("{{analysis_id}}", str(body["analysis_id"])).encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhook/plant-analysis"
+
+
 @contextlib.contextmanager
 def n8n_stand_in() -> Iterator[N8NStandIn]:
     n8n = N8NStandIn()
@@ -273,9 +318,26 @@ class PrivateRedis:
 
     def stop(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen server cannot stop
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, everything in it lost."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+        self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a hung server, a saturated network)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
 
 def _pings(client: redis.Redis) -> bool:
@@ -307,7 +369,7 @@ def service_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -321,11 +383,11 @@ def _children(pid: int) -> list[int]:
 class Process:
     """A child process whose stderr (the JSON logs) is kept in a file the test can read."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], *, new_session: bool = False) -> None:
         self._log = tempfile.NamedTemporaryFile(prefix="ziraai-fault-", suffix=".log", delete=False)  # noqa: SIM115
         weakref.finalize(self, Path(self._log.name).unlink, missing_ok=True)  # the log lives as long as we do
-        self.process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
-                                        stderr=self._log)
+        self.process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=self._log if new_session else
+                                        subprocess.DEVNULL, stderr=self._log, start_new_session=new_session)
 
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")
@@ -340,7 +402,7 @@ class Process:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                for pid in (*_children(self.process.pid), self.process.pid):
+                for pid in (*children(self.process.pid), self.process.pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 self.process.wait(10)
@@ -354,11 +416,69 @@ def flask_command(env: dict[str, str], *args: str) -> Process:
 @contextlib.contextmanager
 def worker(env: dict[str, str], *queues: str) -> Iterator[Process]:
     """A long-running `flask worker` (with RQ's scheduler, which moves retries and delayed jobs back)."""
-    process = flask_command(env, "worker", *(f"--queue={q}" for q in queues))
+    with running(env, "worker", *(f"--queue={q}" for q in queues)) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def running(env: dict[str, str], *args: str) -> Iterator[Process]:
+    """A long-running `flask` command (`sender`, `scheduler`, ...), stopped when the block ends."""
+    process = flask_command(env, *args)
     try:
         yield process
     finally:
         process.stop()
+
+
+class Supervisor:
+    """`make run`'s launcher (`python -m devtools.run`) with REDIS_URL: gunicorn, worker, sender and
+    scheduler, restarted when they exit. Its log (and its children's) is kept."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = Process([sys.executable, "-m", "devtools.run"],
+                               {**env, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}, new_session=True)
+
+    def child(self, name: str) -> int | None:
+        """The pid of the running child whose command line ends with `name` (`worker`, `sender`...)."""
+        for pid in children(self.process.process.pid):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")[-1] == name.encode():
+                    return pid
+        return None
+
+    def stop(self) -> None:
+        """Ctrl-C: the supervisor stops its children itself."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.process.pid, signal.SIGINT)
+        self.process.stop(timeout=30)
+
+
+@contextlib.contextmanager
+def supervised(env: dict[str, str]) -> Iterator[Supervisor]:
+    supervisor = Supervisor(env)
+    try:
+        wait_until(lambda: "Ctrl-C stops everything" in supervisor.process.log()
+                   or supervisor.process.process.poll() is not None, 90, what="make run's banner")
+        assert supervisor.process.process.poll() is None, supervisor.process.log()[-3000:]
+        yield supervisor
+    finally:
+        supervisor.stop()
+
+
+def worker_process(database_url: str, graph_base: str, n8n_url: str, *, burst: bool,
+                   queues: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """A `flask worker` on the test's database and TEST_REDIS_URL, its log on `stderr` (a pipe)."""
+    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
+           "WHATSAPP_APP_SECRET": APP_SECRET, "WHATSAPP_API_BASE": graph_base, "WHATSAPP_TOKEN": "test-token-abc",
+           "N8N_WEBHOOK_URL": n8n_url, "N8N_SECRET": N8N_SECRET, "PUBLIC_BASE_URL": "https://bot.test",
+           "ANALYSIS_RETRY_SECONDS": "0", "RETRY_BACKOFF_BASE": "0", "LOG_LEVEL": "WARNING",
+           "MEDIA_DIR": make_settings(database_url).MEDIA_DIR}
+    args = [sys.executable, "-m", "flask", "--app", "app:create_app", "worker"] + (["--burst"] if burst else [])
+    args += [f"--queue={q}" for q in queues]
+    return subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def run_flask(env: dict[str, str], *args: str, timeout: float = 120) -> str:

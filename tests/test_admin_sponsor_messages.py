@@ -9,15 +9,13 @@ from datetime import datetime, timedelta
 
 import pytest
 import responses
-from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select, update
 
 from models import AuditLog, Farmer, Message, utcnow
 from services import runtime_settings
-from services.queue import OUTBOUND, get_queue
 from services.quota import ISTANBUL, next_day_start
 from tests import test_admin_sponsors as sponsors_tests
-from tests.conftest import GRAPH, PHONE_NUMBER_ID, run_jobs
+from tests.conftest import GRAPH, PHONE_NUMBER_ID, send_outbox
 from tests.test_admin_sponsors import PROBLEM, add_analysis, add_farmer, buy
 
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
@@ -66,7 +64,7 @@ def test_the_farmer_gets_the_template_with_the_sponsor_name(app, client, world, 
     body = response.get_json()
     assert body | {"message_id": 0} == {"message_id": 0, "status": "pending", "template": "sponsor_message_tr",
                                         "send_after": None, "sent_today": 1, "daily_cap": 10}
-    run_jobs(app, (OUTBOUND,))
+    send_outbox(app)
     [sent] = sent_bodies(graph)
     assert sent["to"] == "+905321234567" and sent["type"] == "template"
     assert sent["template"]["name"] == "sponsor_message_tr"
@@ -150,7 +148,7 @@ def test_an_opt_out_before_delivery_withholds_the_message(app, client, world, sp
     assert response.status_code == 202
     with app.extensions["db"].session() as s, s.begin():  # the farmer writes DUR before the job runs
         s.execute(update(Farmer).values(opted_out_at=utcnow()))
-    run_jobs(app, (OUTBOUND,))
+    send_outbox(app)
     assert sent_bodies(graph) == []
     row = session.get(Message, response.get_json()["message_id"])
     assert row.status == "failed" and "opted out" in row.error_title
@@ -196,21 +194,19 @@ def test_written_in_quiet_hours_it_waits_until_they_end(app, client, world, spon
     assert response.status_code == 202
     send_after = response.get_json()["send_after"]
     assert send_after is not None
-    run_jobs(app, (OUTBOUND,))
+    send_outbox(app)
     assert sent_bodies(graph) == []  # not sent in quiet hours
     message_id = response.get_json()["message_id"]
-    assert session.get(Message, message_id).status == "pending"
-    registry = ScheduledJobRegistry(queue=get_queue(OUTBOUND, app.extensions["redis"]))
-    [job_id] = registry.get_job_ids()
-    assert job_id.startswith(f"outbound-{message_id}-after-")
-    scheduled = registry.get_scheduled_time(job_id)
-    assert abs((scheduled - utcnow()).total_seconds() - 3600) < 120
-    assert abs((scheduled - datetime.fromisoformat(send_after)).total_seconds()) < 1
+    row = session.get(Message, message_id)
+    assert row.status == "pending" and row.attempts == 0
+    assert abs((row.next_attempt_at - utcnow()).total_seconds() - 3600) < 120
+    assert abs((row.next_attempt_at - datetime.fromisoformat(send_after)).total_seconds()) < 1
 
-    # When the time comes (quiet hours over), the scheduled job sends it.
+    # When the time comes (quiet hours over), a sender sends it.
     set_runtime(app, quiet_hours_start="00:00", quiet_hours_end="00:00")
-    get_queue(OUTBOUND, app.extensions["redis"]).enqueue_job(
-        get_queue(OUTBOUND, app.extensions["redis"]).fetch_job(job_id))
-    run_jobs(app, (OUTBOUND,))
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Message).values(next_attempt_at=utcnow()))
+    send_outbox(app)
     assert len(sent_bodies(graph)) == 1
+    session.expire_all()
     assert session.get(Message, message_id).status == "accepted"

@@ -15,7 +15,7 @@ from services import quota, sponsorship
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
 
-CONVERSATION_QUEUES = ("inbound", "outbound")  # the analysis pipeline has tests of its own
+CONVERSATION_QUEUES = ("inbound",)  # the analysis pipeline has tests of its own
 
 
 @pytest.fixture
@@ -378,9 +378,6 @@ def test_a_message_that_always_fails_does_not_block_the_farmer(app, onboarded, s
     failed = session.get(Message, boom)
     assert failed.status == "failed" and failed.error_title == "handling failed: RuntimeError"
     assert session.get(Message, menu).status == "processed"
-    from tests.conftest import run_jobs
-
-    run_jobs(app, ("outbound",))
     texts = [b.get("text", {}).get("body") or b.get("interactive", {}).get("body", {}).get("text")
              for b in onboarded.graph.sent[sent_before:]]
     assert texts[0].startswith("Üzgünüz, son mesajınızı işlerken bir sorun oluştu")

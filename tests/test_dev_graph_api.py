@@ -16,7 +16,7 @@ from models import Message, MessageStatus, MessageStatusEvent
 from services.whatsapp import messages
 from services.whatsapp.client import WhatsAppClient
 from services.whatsapp.errors import GraphAPIError, MediaError
-from services.whatsapp.outbox import enqueue_delivery, queue_message
+from services.whatsapp.outbox import queue_message
 from settings import load_settings
 from tests.conftest import PHONE_NUMBER_ID
 from tests.dev_live import live_app, wait_for
@@ -66,10 +66,9 @@ def test_a_send_is_recorded_answered_like_meta_and_followed_by_signed_statuses(l
 
 def test_the_outbox_sends_through_the_stand_in_and_the_message_log_ends_read(live):
     db, redis = live.app.extensions["db"], live.app.extensions["redis"]
-    with db.session() as s, s.begin():
+    with db.session() as s, s.begin():  # the embedded sender thread sends it
         row = queue_message(s, "+905321234567", messages.buttons("905321234567", "Devam?", [("yes", "Evet")]))
         message_id = row.id
-    enqueue_delivery(redis, message_id)
 
     def status() -> str | None:
         with db.reader() as s:

@@ -5,24 +5,32 @@ same four promises: nothing lost (every message and analysis reaches an end stat
 twice (the usage ledger), every farmer answered (by what the Graph API stand-in received), and
 every failure visible to support (message and analysis rows, RQ's failed registry, the logs).
 
-- Redis stopped during webhook traffic, then started again empty.
-- PostgreSQL connections of a running job terminated (`pg_terminate_backend`) mid-transaction.
+- A worker killed with SIGKILL mid-analysis under `make run`'s supervisor: restarted, the webhook
+  answering meanwhile, the analysis completed within 90 s and charged once.
+- Redis killed while a job runs and started again empty: the worker keeps running, the work completes.
+- Redis frozen (SIGSTOP): the webhook still answers quickly (p99 under 0.5 s), and once Redis is back
+  the scheduler queues what the webhook could not.
+- PostgreSQL connections of a running job terminated (`pg_terminate_backend`) mid-transaction, and
+  while replies are being recorded as sent: no reply twice.
 - N8N slow, then down (circuit breaker), then back; N8N flapping and failing.
-- Graph API 429 / 131056 / 5xx bursts.
+- Graph API 429 / 131056 / 5xx bursts, and everything refused for 20 s: each farmer's replies still
+  arrive in the order they were written.
 - The same webhook delivered 3 times at once, for 100 bodies, through a real gunicorn.
 
-A worker killed with SIGKILL in the middle of an analysis is `tests/test_worker_kill.py`.
-
-Marked `faults`; skipped unless `TEST_DATABASE_URL` (PostgreSQL) and `TEST_REDIS_URL` are set. The
-Redis-outage test starts a private `redis-server` on a free port and never touches the shared one.
+Marked `faults`; skipped unless `TEST_DATABASE_URL` (PostgreSQL) and `TEST_REDIS_URL` are set. Tests that
+stop, kill or freeze Redis start a private `redis-server` on a free port and never touch the shared one.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
+import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +48,7 @@ from devtools import webhook_bodies
 from models import Analysis, Farmer, Message, UsageLedger
 from services import quota
 from services.circuit import CircuitBreaker
-from services.queue import ANALYSIS, INBOUND, OUTBOUND, get_queue
+from services.queue import ANALYSIS, INBOUND, get_queue
 from services.whatsapp.outbox import send_pending
 from tests.chat import Farmer as FarmerChat
 from tests.conftest import PHONE_NUMBER_ID, TEST_DATABASE_URL, TEST_REDIS_URL, make_settings, sign
@@ -50,13 +58,15 @@ from tests.fault_helpers import (
     RATE_LIMIT,
     SERVICE_ERROR,
     Process,
+    children,
     flask_command,
     free_port,
     graph_stand_in,
     n8n_stand_in,
     private_redis,
-    run_flask,
+    running,
     service_env,
+    supervised,
     wait_until,
     worker,
 )
@@ -146,7 +156,7 @@ def ready_to_submit(web: Flask, graph: Any, i: int, crop: str = "domates") -> tu
     """A farmer who consented, sent a photo and is looking at the confirmation (all handled in this process)."""
     media_id = f"77000{i}"
     graph.media[media_id] = leaf_jpeg()
-    farmer = FarmerChat(web, graph, phone=phone(i), name=f"Çiftçi {i}", queues=(INBOUND, OUTBOUND))
+    farmer = FarmerChat(web, graph, phone=phone(i), name=f"Çiftçi {i}", queues=(INBOUND,))
     farmer.onboard()
     farmer.photo(crop, media_id=media_id)
     farmer.taps("Geç")
@@ -159,55 +169,146 @@ def analyses_done(session: Any, count: int) -> bool:
                           .where(Analysis.status.in_(("completed", "failed")))) == count
 
 
-# --- Redis ------------------------------------------------------------------------------------------------
+def consent_tap(sender: str, wamid: str) -> dict[str, Any]:
+    message = webhook_bodies.interactive_reply(sender, "button_reply", "consent:yes", "Kabul ediyorum", wamid=wamid)
+    return webhook_bodies.messages_body([message], sender=sender, name="Çiftçi", phone_number_id=PHONE_NUMBER_ID)
 
 
-@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs the redis-server program for a private server")
-def test_redis_stopped_during_webhook_traffic_then_restarted(app, session, database_url, web_apps, caplog):
-    """Webhooks answer 200 while Redis is down (the rows are committed), a running worker survives the
-    outage, the sweeper queues what Redis never got (or lost: it restarts empty), every farmer is answered
-    once per message, and the outage is in the logs."""
-    farmers = [phone(i) for i in range(4)]
+def all_sent(session: Any) -> bool:
+    rows = outbound_rows(session)
+    return bool(rows) and all(r.status == "accepted" for r in rows)
+
+
+needs_redis_server = pytest.mark.skipif(not shutil.which("redis-server"),
+                                        reason="needs the redis-server program for a private server")
+
+
+# --- processes and Redis ------------------------------------------------------------------------------------
+
+
+@needs_redis_server
+def test_a_worker_killed_mid_analysis_is_restarted_and_the_analysis_completes_within_90_s(
+        app, session, database_url, web_apps):
+    """SIGKILL to the worker and its work-horse while N8N works on an analysis, under `make run`'s
+    supervisor, nobody acting: the supervisor starts the worker again, the webhook answers meanwhile,
+    the analysis's lease expires, the sweeper queues it again and it completes, charged once, within
+    90 s of the kill (the deadline below). A message sent right after the kill is answered too."""
+    other = phone(2)
+    with private_redis() as red, graph_stand_in() as graph, n8n_stand_in() as n8n:
+        web, env = services(web_apps, database_url, REDIS_URL=red.url, WHATSAPP_API_BASE=graph.base,
+                            N8N_WEBHOOK_URL=n8n.url)
+        farmer, tap = ready_to_submit(web, graph, 1)
+        n8n.hold_next = True
+        with supervised(env) as run:
+            farmer.deliver(tap, run=False)  # stored and queued; the supervised worker takes it
+            assert n8n.arrived.wait(60), run.process.log()[-3000:]
+            worker_pid = run.child("worker")
+            assert worker_pid is not None
+            for pid in (*children(worker_pid), worker_pid):  # the work-horse runs in a session of its own
+                os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            n8n.release.set()  # its answer goes nowhere
+            raw = json.dumps(text_body(other, "Merhaba", "wamid.AFTER-KILL")).encode()
+            answer = requests.post(f"{run.base}/webhooks/whatsapp", data=raw, timeout=10,
+                                   headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(raw)})
+            assert answer.status_code == 200
+
+            wait_until(lambda: analyses_done(session, 1), killed_at + 90 - time.monotonic(),
+                       what="the analysis to complete within 90 s of the kill")
+            wait_until(lambda: any(RESULT in t for t in graph.texts(farmer.phone)), 30, what="the result")
+            wait_until(lambda: graph.sent_to(other), 30, what="the answer to the message sent after the kill")
+            log = run.process.log()
+            assert run.child("worker") not in (None, worker_pid)
+
+    assert "supervisor: worker exited with signal SIGKILL; restarting in 1 s" in log
+    assert "job of a worker that stopped holding its lease queued again" in log
+    analysis = session.scalar(select(Analysis))
+    assert (analysis.status, analysis.attempts) == ("completed", 2)
+    assert ledger(session) == (1, 0)
+    assert len(n8n.requests) == 2
+    assert_answered_once_each(session, graph, [farmer.phone, other])
+
+
+@needs_redis_server
+def test_redis_killed_mid_job_and_restarted_empty_the_worker_carries_on(app, session, database_url, web_apps):
+    """Redis is killed while a work-horse waits for N8N; the analysis ends while Redis is still gone (so RQ
+    cannot record it), and Redis comes back empty. The worker process keeps running (it reconnects),
+    `/health/ready` is red meanwhile, webhooks still store messages; the analysis is completed and its
+    result sent, and the scheduler queues the messages Redis never got: every farmer answered once,
+    charged once, nobody acting."""
+    farmers = [phone(i) for i in range(2, 5)]
+    with private_redis() as red, graph_stand_in() as graph, n8n_stand_in() as n8n:
+        web, env = services(web_apps, database_url, REDIS_URL=red.url, WHATSAPP_API_BASE=graph.base,
+                            N8N_WEBHOOK_URL=n8n.url)
+        client = web.test_client()
+        farmer, tap = ready_to_submit(web, graph, 1)
+        n8n.hold_next = True
+        with worker(env) as w, running(env, "sender"), running(env, "scheduler"):
+            farmer.deliver(tap, run=False)
+            assert n8n.arrived.wait(60), w.log()[-3000:]
+            red.kill()
+            ready = client.get("/health/ready")
+            assert ready.status_code == 503 and ready.json["checks"]["redis"]["status"] == "error"
+            for i, p in enumerate(farmers):
+                assert post(client, text_body(p, "Merhaba", f"wamid.K{i}")) == 200  # stored, left for the sweeper
+            n8n.release.set()
+            wait_until(lambda: analyses_done(session, 1), 30, what="the analysis that was running")
+            time.sleep(8)  # RQ tries to record the job's end, longer than redis-py's own reconnection attempts
+            red.start()  # empty: whatever was queued is gone
+            wait_until(lambda: inbound_statuses(session).get("received") is None, 60, what="the messages")
+            wait_until(lambda: all_sent(session), 30, what="every reply sent")
+            assert w.process.poll() is None  # the same worker process all along
+            assert client.get("/health/ready").status_code == 200
+            log = w.log()
+
+    assert "worker: Redis unavailable; reconnecting" in log
+    assert session.scalar(select(Analysis.status)) == "completed"
+    assert ledger(session) == (1, 0)
+    assert_answered_once_each(session, graph, [farmer.phone, *farmers])
+
+
+@needs_redis_server
+def test_redis_frozen_the_webhook_answers_within_half_a_second(app, session, database_url, web_apps):
+    """Redis stops answering (SIGSTOP) with its connections open: each webhook gives up its enqueue after
+    200 ms, the next ones at once for a second, so the p99 (measured, the issue's bound) stays under
+    0.5 s. Once Redis answers, the scheduler queues what the webhooks could not, and everyone is answered."""
+    farmers = [phone(i) for i in range(30)]
     with private_redis() as red, graph_stand_in() as graph:
         web, env = services(web_apps, database_url, REDIS_URL=red.url, WHATSAPP_API_BASE=graph.base)
         client = web.test_client()
-        with worker(env) as w:
-            for i, p in enumerate(farmers):
-                assert post(client, text_body(p, "Merhaba", f"wamid.R1-{i}")) == 200
-            wait_until(lambda: inbound_statuses(session) == {"processed": 4}, 60, what="the first messages")
-
-            red.stop()
-            for i, p in enumerate(farmers):
-                assert post(client, text_body(p, "yardım", f"wamid.R2-{i}")) == 200
-            assert post(client, text_body(farmers[0], "yardım", "wamid.R2-0")) == 200  # Meta re-delivers one
-            assert inbound_statuses(session) == {"processed": 4, "received": 4}  # committed, nothing lost
-            assert caplog.text.count("left for the sweeper") == 4
-
-            red.start()  # empty: whatever was queued before is gone too
-            run_flask(env, "sweep", "--grace", "0")
-            wait_until(lambda: inbound_statuses(session) == {"processed": 8}, 90, what="the swept messages")
-            wait_until(lambda: all(r.status == "accepted" for r in outbound_rows(session)), 30,
-                       what="every reply sent")
-        assert "could not connect to Redis" in w.log()  # the worker saw the outage and carried on
+        assert post(client, text_body(phone(99), "Merhaba", "wamid.F-WARM")) == 200  # Redis connections open
+        took: list[float] = []
+        with worker(env), running(env, "scheduler"):
+            red.freeze()
+            try:
+                for i, p in enumerate(farmers):
+                    started = time.perf_counter()
+                    assert post(client, text_body(p, "Merhaba", f"wamid.F{i}")) == 200
+                    took.append(time.perf_counter() - started)
+            finally:
+                red.thaw()
+            wait_until(lambda: inbound_statuses(session) == {"processed": len(farmers) + 1}, 60,
+                       what="the messages stored while Redis was frozen")
+            wait_until(lambda: all_sent(session), 30, what="every reply sent")
+    p99 = sorted(took)[math.ceil(0.99 * len(took)) - 1]
+    assert p99 < 0.5, [round(t, 3) for t in took]
     assert_answered_once_each(session, graph, farmers)
-    attempts = session.scalars(select(Message.attempts).where(Message.direction == "in")).all()
-    assert attempts == [1] * 8  # each message handled once
-    assert ledger(session) == (0, 0)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------------
 
 
-def _blocked_backend(observer: Any) -> int | None:
-    """The backend of ours that is waiting for a row lock (the job we are holding up)."""
+def _blocked_backend(observer: Any, statement: str) -> int | None:
+    """The backend of ours waiting for a row lock in a statement starting with `statement` (the job we are
+    holding up; not, say, a lease renewal that happens to touch the same row)."""
     return observer.execute(text(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        "AND wait_event_type = 'Lock'")).scalar()
+        "AND wait_event_type = 'Lock' AND query LIKE :statement"), {"statement": statement + "%"}).scalar()
 
 
-def _drop_when_blocked(observer: Any, blocker: Any) -> None:
+def _drop_when_blocked(observer: Any, blocker: Any, statement: str) -> None:
     """Terminate the waiting job's connection, then let go of the lock it was waiting for."""
-    pid = wait_until(lambda: _blocked_backend(observer), 60, 0.1, what="a job waiting for our row lock")
+    pid = wait_until(lambda: _blocked_backend(observer, statement), 60, 0.05, what="a job waiting for our lock")
     assert observer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
     blocker.rollback()
 
@@ -223,12 +324,19 @@ def test_postgres_connection_dropped_mid_job(app, session, database_url, web_app
 
         engine, locks = create_engine(database_url, isolation_level="AUTOCOMMIT"), create_engine(database_url)
         try:
-            with engine.connect() as observer, locks.connect() as holder, worker(env) as w:
+            with engine.connect() as observer, locks.connect() as holder, locks.connect() as gate, worker(env) as w:
                 # 1. Hold the tap's row: the job charges, then waits to mark it processed; drop it there.
+                #    (The farmer's conversation is held first, so the job has taken its lease on the tap
+                #    before we hold that row.)
+                opened = gate.begin()
+                gate.execute(text("SELECT id FROM conversations FOR UPDATE"))
+                wait_until(lambda: _blocked_backend(observer, "SELECT conversations"), 60, 0.05,
+                           what="the job waiting for the conversation")
                 blocker = holder.begin()
                 holder.execute(text("SELECT id FROM messages WHERE id = :id FOR UPDATE"), {"id": tap_id})
+                opened.rollback()
                 n8n.hold_next = True
-                _drop_when_blocked(observer, blocker)
+                _drop_when_blocked(observer, blocker, "UPDATE messages SET status")
                 # RQ retries it after 5 s (inbound_retry); it charges again from scratch, once.
                 assert n8n.arrived.wait(60), w.log()[-3000:]
 
@@ -237,7 +345,7 @@ def test_postgres_connection_dropped_mid_job(app, session, database_url, web_app
                 blocker = holder.begin()
                 holder.execute(text("SELECT id FROM analyses WHERE id = :id FOR UPDATE"), {"id": analysis_id})
                 n8n.release.set()
-                _drop_when_blocked(observer, blocker)
+                _drop_when_blocked(observer, blocker, "SELECT analyses")
                 wait_until(lambda: analyses_done(session, 1), 60, what="the analysis to end")
                 wait_until(lambda: any(RESULT in t for t in graph.texts(farmer.phone)), 30, what="the result")
                 log = w.log()
@@ -259,6 +367,58 @@ def test_postgres_connection_dropped_mid_job(app, session, database_url, web_app
         assert_answered_once_each(session, graph, [farmer.phone])
 
 
+def test_connections_terminated_while_replies_are_recorded_no_reply_is_sent_twice(app, session, database_url,
+                                                                                  web_apps):
+    """Graph accepts a reply, and the worker's write of its wamid finds its database connection
+    terminated: twice per farmer (the privacy notice, and the first of the two replies to the consent).
+    The wamid is kept in Redis and written again on a new connection: no reply sent twice, and the
+    second reply follows at once (the sweeper runs every 2 s meanwhile, as if minutes had passed)."""
+    farmers = [phone(i) for i in range(3)]
+    engine, locks = create_engine(database_url, isolation_level="AUTOCOMMIT"), create_engine(database_url)
+    to_drop = dict.fromkeys(farmers, 2)
+    dropped: list[str] = []
+
+    def drop_the_recording(body: dict[str, Any]) -> None:
+        """Called before the stand-in answers 200: hold the farmer's pending replies, so the write of the
+        wamid waits; then terminate the connection that waits, and let go."""
+        to = _digits_of(body)
+        if not to_drop.get(to):
+            return
+        to_drop[to] -= 1
+        holder = locks.connect()
+        held = holder.begin()
+        holder.execute(text("SELECT id FROM messages WHERE direction = 'out' AND status = 'pending' AND phone = :p "
+                            "FOR UPDATE"), {"p": "+" + to})
+
+        def drop() -> None:
+            with engine.connect() as observer:
+                _drop_when_blocked(observer, held, "UPDATE messages SET wamid")
+            holder.close()
+            dropped.append(to)
+
+        threading.Thread(target=drop, daemon=True).start()
+
+    try:
+        with graph_stand_in() as graph:
+            graph.before_accepting = drop_the_recording
+            web, env = services(web_apps, database_url, WHATSAPP_API_BASE=graph.base, SWEEP_INTERVAL_SECONDS=2)
+            client = web.test_client()
+            with worker(env, INBOUND), running(env, "scheduler"):
+                for i, p in enumerate(farmers):
+                    assert post(client, text_body(p, "Merhaba", f"wamid.T{i}")) == 200
+                wait_until(lambda: len(graph.sent) == len(farmers), 30, what="the privacy notices")
+                for i, p in enumerate(farmers):
+                    assert post(client, consent_tap(p, f"wamid.TC{i}")) == 200
+                wait_until(lambda: len(graph.sent) == 3 * len(farmers), 30, what="the answers to the consent")
+                wait_until(lambda: all_sent(session), 30, what="every reply recorded as sent")
+                time.sleep(5)  # two more sweeps: nothing is sent again
+    finally:
+        engine.dispose()
+        locks.dispose()
+    assert sorted(dropped) == sorted(farmers * 2)  # each a connection terminated while writing a wamid
+    assert_answered_once_each(session, graph, farmers)
+
+
 # --- N8N ----------------------------------------------------------------------------------------------------
 
 
@@ -275,7 +435,7 @@ def test_n8n_slow_then_down_opens_the_circuit_and_queued_analyses_wait(app, sess
         n8n.mode, n8n.slow_seconds = "slow", 2.5
 
         waiting[0][0].deliver(waiting[0][1])  # the first analysis is queued
-        with worker(env, ANALYSIS, OUTBOUND) as w:
+        with worker(env, ANALYSIS) as w:
             wait_until(lambda: breaker.state() != "closed", 30, what="the circuit to open")
             assert [mode for _, _, mode in n8n.requests] == ["slow"] * 3  # exactly CIRCUIT_FAILURES calls
             n8n.stop()  # and now N8N is down: connections refused
@@ -324,7 +484,7 @@ def test_n8n_flapping_and_failing(app, session, database_url, web_apps):
                                                                                  "mısır"])]
         for farmer, tap in farmers:
             farmer.deliver(tap)
-        with worker(env, ANALYSIS, OUTBOUND):
+        with worker(env, ANALYSIS):
             wait_until(lambda: analyses_done(session, 4), 90, what="every analysis to end")
             wait_until(lambda: all(r.status == "accepted" for r in outbound_rows(session)), 30,
                        what="every answer sent")
@@ -355,9 +515,9 @@ def test_n8n_flapping_and_failing(app, session, database_url, web_apps):
 
 
 def test_graph_api_429_131056_and_5xx_bursts(app, session, database_url, web_apps):
-    """Each farmer's replies meet a burst of refusals: rate limit, pair rate limit, a bare 502, or 500
-    forever. Retried with backoff (RETRY_BACKOFF_BASE=1: RQ's scheduler brings them back) and sent once,
-    or marked failed with Meta's error code in the message log and the job in RQ's failed registry."""
+    """Each farmer's reply meets a burst of refusals: rate limit, pair rate limit, a bare 502, or 500
+    forever. Retried with backoff (RETRY_BACKOFF_BASE=1) by the sender and sent once, or marked failed
+    with Meta's error code in the message log, where support sees it."""
     farmers = [phone(i) for i in range(4)]
     a, b, c, d = farmers
     with graph_stand_in() as graph:
@@ -367,31 +527,60 @@ def test_graph_api_429_131056_and_5xx_bursts(app, session, database_url, web_app
         client = web.test_client()
         for i, p in enumerate(farmers):
             assert post(client, text_body(p, "Merhaba", f"wamid.G{i}")) == 200
-        with worker(env):
+        with worker(env), running(env, "sender"):
             wait_until(lambda: inbound_statuses(session) == {"processed": 4}, 60, what="the messages")
             wait_until(lambda: all(r.status in ("accepted", "failed") for r in outbound_rows(session)), 90,
                        what="every reply sent or given up")
 
         assert_answered_once_each(session, graph, [a, b, d])
         assert [r.attempts for r in outbound_rows(session, a)] == [3]  # one reply: the privacy notice
-        assert [r.attempts for r in outbound_rows(session, b)] == [4]  # one reply: the privacy notice
-        assert [r.attempts for r in outbound_rows(session, d)] == [2]  # one reply: the privacy notice
+        assert [r.attempts for r in outbound_rows(session, b)] == [4]
+        assert [r.attempts for r in outbound_rows(session, d)] == [2]
         assert all(r.error_code is None for p in (a, b, d) for r in outbound_rows(session, p))
 
-        given_up = outbound_rows(session, c)
-        assert given_up and graph.sent_to(c) == []
-        for row in given_up:  # what support sees in the message log
-            assert (row.status, row.error_code, row.error_title) == ("failed", 131000, "Something went wrong")
-            assert row.failed_at is not None and row.attempts == 6 - (row is not given_up[0])
-        failed = FailedJobRegistry(queue=get_queue(OUTBOUND, web.extensions["redis"])).get_job_ids()
-        assert sorted(failed) == sorted(f"outbound-{r.id}" for r in given_up)
+        [given_up] = outbound_rows(session, c)
+        assert graph.sent_to(c) == []
+        assert (given_up.status, given_up.error_code) == ("failed", 131000)
+        assert given_up.error_title == "Something went wrong"
+        assert given_up.failed_at is not None and given_up.attempts == 5  # 1 try + 4 retries
 
-        # Never sent twice once accepted: the sweeper and a repeated delivery find nothing to send.
+        # Never sent twice once accepted or given up: a repeated send finds nothing to do.
         sent = len(graph.sent)
-        run_flask(env, "sweep", "--grace", "0")
         with web.app_context():
-            assert {send_pending(r.id, final=True) for r in outbound_rows(session)} == {"already sent"}
+            assert {send_pending(r.id) for r in outbound_rows(session)} == {"already sent"}
         assert len(graph.sent) == sent
+
+
+def test_graph_refusing_everything_for_20_s_each_farmer_still_reads_the_replies_in_order(
+        app, session, database_url, web_apps):
+    """For 20 s Graph answers every send with 429 or 500, while three farmers keep writing (each message
+    answered with one or two replies), and once more right after. The first reply of each farmer waits
+    for its retries (RETRY_BACKOFF_BASE=2: 2, 6, 14, 30 s) and the later ones wait behind it; then they
+    leave, and the stand-in receives every farmer's replies in the order they were written, none twice."""
+    farmers = [phone(i) for i in range(3)]
+    with graph_stand_in() as graph:
+        web, env = services(web_apps, database_url, WHATSAPP_API_BASE=graph.base, RETRY_BACKOFF_BASE=2)
+        client = web.test_client()
+        steps = [lambda p, w: text_body(p, "Merhaba", w), consent_tap, lambda p, w: text_body(p, "yardım", w)]
+        with worker(env, INBOUND), running(env, "sender"):
+            graph.refuse_until = time.monotonic() + 20
+            for k, step in enumerate(steps):
+                for i, p in enumerate(farmers):
+                    assert post(client, step(p, f"wamid.O{k}-{i}")) == 200
+                time.sleep(3)
+            wait_until(lambda: time.monotonic() > graph.refuse_until, 30, what="the end of the refusals")
+            for i, p in enumerate(farmers):  # their answers could go at once, but wait their turn
+                assert post(client, text_body(p, "kota", f"wamid.O-after-{i}")) == 200
+            wait_until(lambda: inbound_statuses(session) == {"processed": 4 * len(farmers)}, 60, what="the messages")
+            wait_until(lambda: all_sent(session), 60, what="every reply sent")
+
+    assert len(graph.refused) >= 2 * len(farmers)  # every first reply refused, and retried
+    for p in farmers:
+        rows = {r.wamid: r for r in outbound_rows(session, p)}
+        assert len(rows) >= 5  # 1 + 2 + 1 + 1 replies
+        received = [rows[wamid].seq for wamid in graph.wamids_to(p)]
+        assert received == list(range(1, len(rows) + 1)), received  # in order, each once
+    assert_answered_once_each(session, graph, farmers)
 
 
 # --- the same webhook three times at once -------------------------------------------------------------------
@@ -441,7 +630,7 @@ def test_same_webhook_three_times_concurrently_100_times_over_gunicorn(app, sess
         queued = get_queue(INBOUND, web.extensions["redis"]).job_ids
         assert sorted(queued) == sorted(f"inbound-{i}" for i in rows.values())  # one job per message
 
-        workers = [flask_command(env, "worker", "--burst", f"--queue={INBOUND}", f"--queue={OUTBOUND}")
+        workers = [flask_command(env, "worker", "--burst", f"--queue={INBOUND}")
                    for _ in range(2)]
         for w in workers:
             assert w.wait(240) == 0, w.log()[-3000:]

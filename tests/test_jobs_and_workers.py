@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from models import Message
 from services.jobs import handle_inbound
-from services.queue import INBOUND, backoff_intervals
+from services.queue import INBOUND
 from services.ratelimit import SlidingWindowLimiter
-from services.scheduler import LOCK_KEY, Periodic, tick
+from services.scheduler import LOCK_KEY, Periodic, Schedule
 from services.worker import start_embedded_worker
 from settings import PROJECT_ROOT
 from tests.chat import GraphStub
@@ -57,11 +57,6 @@ def test_inbound_job_marks_processed_and_is_safe_twice(app, client, session, gra
     assert handle_inbound(999999) == "missing"
 
 
-def test_backoff_is_four_to_the_n():
-    assert backoff_intervals(4, 4) == [4, 16, 64, 256]
-    assert backoff_intervals(0, 3) == [0, 0, 0]
-
-
 def test_embedded_worker_thread_runs_jobs(app, client, session, graph):
     stop = start_embedded_worker(app, poll=0.05)
     try:
@@ -76,14 +71,14 @@ def test_embedded_worker_thread_runs_jobs(app, client, session, graph):
 
 def test_only_one_scheduler_runs_periodic_work(app):
     runs: list[str] = []
-    a = [Periodic("a", lambda: runs.append("a"), every=0)]
-    b = [Periodic("b", lambda: runs.append("b"), every=0)]
-    tick(a, "scheduler-a", 30)
-    tick(b, "scheduler-b", 30)  # a holds the lock: b waits
-    tick(a, "scheduler-a", 30)
+    a = Schedule([Periodic("a", lambda: runs.append("a"), every=0)], "scheduler-a", 30)
+    b = Schedule([Periodic("b", lambda: runs.append("b"), every=0)], "scheduler-b", 30)
+    a.tick()
+    b.tick()  # a holds the lock: b waits
+    a.tick()
     assert runs == ["a", "a"]
     app.extensions["redis"].delete(LOCK_KEY)  # a died and its lock expired
-    tick(b, "scheduler-b", 30)
+    b.tick()
     assert runs == ["a", "a", "b"]
 
 
@@ -93,8 +88,36 @@ def test_a_failing_periodic_task_does_not_stop_the_others(app):
     def boom() -> None:
         raise RuntimeError("boom")
 
-    tick([Periodic("boom", boom, 0), Periodic("ok", lambda: runs.append("ok"), 0)], "s", 30)
+    Schedule([Periodic("boom", boom, 0), Periodic("ok", lambda: runs.append("ok"), 0)], "s", 30).tick()
     assert runs == ["ok"]
+
+
+def test_after_redis_failed_or_lost_the_lock_every_task_catches_up_at_once(app, monkeypatch):
+    """The first tick, a tick after Redis failed, and one after Redis came back empty run every task now
+    (the catch-up form where there is one); otherwise a task waits for its interval."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from services import scheduler
+
+    runs: list[str] = []
+    schedule = Schedule([Periodic("sweep", lambda: runs.append("sweep"), 3600, catch_up=lambda: runs.append("all")),
+                         Periodic("other", lambda: runs.append("other"), 3600)], "s", 30)
+    schedule.tick()
+    schedule.tick()  # nothing due
+    assert runs == ["all", "other"]
+    real = scheduler._hold_leadership
+
+    def down(me: str, ttl: int) -> str | None:
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(scheduler, "_hold_leadership", down)
+    schedule.tick()
+    monkeypatch.setattr(scheduler, "_hold_leadership", real)
+    schedule.tick()  # Redis answers again, our lock still there
+    assert runs == ["all", "other"] * 2
+    app.extensions["redis"].flushdb()  # restarted empty between two ticks
+    schedule.tick()
+    assert runs == ["all", "other"] * 3
 
 
 def test_rate_limit_is_shared_and_never_exceeded_in_any_second():

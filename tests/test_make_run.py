@@ -1,11 +1,20 @@
 """`make run` on a fresh clone: its launcher (`python -m devtools.run`, what the Makefile's `run` target
 executes after installing) migrates a new SQLite file, seeds the demo data, starts gunicorn with the
 Graph API stand-in and the local analyser, prints where to go; a farmer then goes through the whole
-journey over HTTP via `/dev/chat/api`, and Ctrl-C stops everything."""
+journey over HTTP via `/dev/chat/api`, and Ctrl-C stops everything. It supervises: a killed worker is
+started again while the web server goes on answering. Production's supervision (the systemd units in
+`deploy/systemd/`) runs the Procfile's commands and restarts them always."""
 
 from __future__ import annotations
 
+import configparser
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -13,6 +22,7 @@ from redis import Redis
 
 from devtools.demo import ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
 from devtools.run import port_free
+from settings import PROJECT_ROOT
 from tests.conftest import TEST_REDIS_URL
 from tests.dev_live import SimFarmer, has_text, make_run, offers, wait_for
 
@@ -93,8 +103,8 @@ def test_a_second_run_keeps_the_data_and_does_not_show_the_password_again(tmp_pa
 
 
 @pytest.mark.skipif(not TEST_REDIS_URL, reason="needs TEST_REDIS_URL: with REDIS_URL, make run starts "
-                                               "gunicorn + flask worker + flask scheduler")
-def test_make_run_with_redis_starts_a_worker_and_the_scheduler(tmp_path):
+                                               "gunicorn + flask worker + flask sender + flask scheduler")
+def test_make_run_with_redis_starts_a_worker_a_sender_and_the_scheduler(tmp_path):
     # A fresh SQLite file numbers messages from 1 again: jobs (`inbound-<id>`) left in Redis by earlier
     # tests would make the new ones look like duplicates.
     Redis.from_url(TEST_REDIS_URL).flushdb()
@@ -105,6 +115,7 @@ def test_make_run_with_redis_starts_a_worker_and_the_scheduler(tmp_path):
         log = service.log()
     assert service.process.wait(timeout=30) == 0
     assert "Listening on" in log  # the RQ worker process
+    assert "sender started" in log  # the outbox's sender process
     assert "scheduler started" in log  # the scheduler process
 
 
@@ -130,3 +141,93 @@ def test_seed_demo_is_idempotent_and_shows_the_password_once(runner, session):
     client = runner.app.test_client()
     assert client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": password}).status_code == 401
     assert client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": new_password}).status_code == 200
+
+
+def children_named(pid: int, name: str) -> list[int]:
+    """Processes started by `pid` whose command line contains `name` (e.g. the `flask ... worker` child)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if ppid == pid and name.encode() in argv:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="needs TEST_REDIS_URL: with REDIS_URL the worker is a process")
+def test_a_killed_worker_is_started_again_and_the_webhook_keeps_answering(tmp_path):
+    Redis.from_url(TEST_REDIS_URL).flushdb()  # a fresh SQLite file numbers messages from 1 again
+    with make_run(tmp_path, REDIS_URL=TEST_REDIS_URL) as service:
+        farmer = SimFarmer(service.base, "905551112266")
+        farmer.says("Merhaba")
+        farmer.bot_replies(offers("Kabul ediyorum"))
+        [worker] = children_named(service.process.pid, "worker")
+        os.killpg(worker, signal.SIGKILL)  # the worker and any work-horse of its group
+        farmer.taps("Kabul ediyorum")  # the webhook answers 200 meanwhile (SimFarmer checks)
+        farmer.bot_replies(offers("Analiz gönder"), timeout=60)  # answered by the new worker
+        log = service.log()
+        [again] = children_named(service.process.pid, "worker")
+    assert again != worker
+    assert "supervisor: worker exited with signal SIGKILL; restarting in 1 s" in log
+    assert "supervisor: starting worker again" in log
+    assert service.process.wait(timeout=30) == 0
+
+
+# --- production: the systemd units ------------------------------------------------------------------------
+
+UNITS = PROJECT_ROOT / "deploy" / "systemd"
+
+
+def procfile() -> dict[str, str]:
+    lines = (PROJECT_ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS / name)
+    return parser
+
+
+def expand(command: str, env: dict[str, str]) -> str:
+    """`${NAME}` and `${NAME:-default}` as a shell (Procfile) or systemd (unit) would expand them."""
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: env.get(m.group(1), m.group(2) or ""), command)
+
+
+@pytest.mark.parametrize(("process", "unit_name"), [("web", "ziraai-web.service"), ("worker", "ziraai-worker@.service"),
+                                                    ("sender", "ziraai-sender.service"),
+                                                    ("scheduler", "ziraai-scheduler.service")])
+def test_each_process_of_the_procfile_has_a_systemd_unit_that_restarts_it_always(process, unit_name, tmp_path):
+    service = unit(unit_name)["Service"]
+    assert service["Restart"] == "always"
+    assert unit(unit_name)["Unit"]["StartLimitIntervalSec"] == "0"  # never gives up restarting
+    env = dict(pair.split("=", 1) for pair in service.get("Environment", "").split())
+    program, *args = expand(service["ExecStart"], env).split()
+    assert program.startswith("/srv/ziraai/.venv/bin/")
+    assert " ".join([Path(program).name, *args]) == expand(procfile()[process], {})
+
+    # The command runs here: the flask subcommand exists, gunicorn loads the app.
+    run_env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "EMBEDDED_WORKER": "false"}
+    local = [str(Path(sys.executable).parent / Path(program).name), *args]
+    check = [*local, "--check-config"] if process == "web" else [*local, "--help"]
+    result = subprocess.run(check, cwd=PROJECT_ROOT, env=run_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
+def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("APP_ENV=production\n")
+    venv = Path(sys.executable).parent.parent
+    for source in UNITS.glob("*.service"):
+        text = (source.read_text().replace("/srv/ziraai/.venv", str(venv)).replace("/srv/ziraai", str(PROJECT_ROOT))
+                .replace("/etc/ziraai/env", str(env_file)))
+        (tmp_path / source.name.replace("@.", "@1.")).write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", *map(str, tmp_path.glob("*.service"))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr

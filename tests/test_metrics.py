@@ -22,14 +22,14 @@ from models import Farmer
 from services import quota
 from services.circuit import CircuitBreaker
 from services.n8n import CircuitOpen, N8NClient, N8NTransientError, build_request
-from services.queue import DEFAULT, INBOUND, OUTBOUND, get_queue
+from services.queue import DEFAULT, INBOUND, get_queue
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import GraphAPIError
-from services.whatsapp.outbox import enqueue_delivery, queue_message
+from services.whatsapp.outbox import queue_message
 from settings import PROJECT_ROOT
 from tests.chat import MESSAGES_URL, GraphStub
 from tests.chat import Farmer as ChatFarmer
-from tests.conftest import N8N_SECRET, N8N_URL, make_settings, post_webhook, run_jobs
+from tests.conftest import N8N_SECRET, N8N_URL, make_settings, post_webhook, run_jobs, send_outbox
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SERIES = {
@@ -41,6 +41,7 @@ SERIES = {
     "ziraai_n8n_request_duration_seconds": "histogram",
     "ziraai_n8n_circuit_open": "gauge",
     "ziraai_graph_api_errors_total": "counter",
+    "ziraai_outbound_sends_total": "counter",
     "ziraai_quota_rejections_total": "counter",
     "ziraai_redis_up": "gauge",
 }
@@ -86,7 +87,7 @@ def test_every_series_is_described_with_its_type(client):
 
 def test_queue_and_circuit_gauges_start_at_zero(client):
     samples = scrape(client)
-    for queue in ("inbound", "outbound", "analysis", "default"):
+    for queue in ("inbound", "analysis", "default"):
         assert value(samples, "ziraai_queue_depth", queue=queue) == 0
         assert ("ziraai_failed_jobs", frozenset({("queue", queue)})) in samples
     assert value(samples, "ziraai_n8n_circuit_open") == 0
@@ -147,21 +148,23 @@ def test_a_job_run_by_a_worker_moves_the_jobs_counter_and_histogram(app, client)
     assert value(after, "ziraai_queue_depth", queue="inbound") == 0
 
 
-def test_a_failing_graph_send_counts_errors_by_code_and_retried_then_failed_jobs(app, client):
+def test_a_failing_graph_send_counts_errors_by_code_and_retried_then_failed_sends(app, client):
     before = scrape(client)
     with app.extensions["db"].session() as s, s.begin():
-        message_id = queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Analiziniz hazır")).id
-    enqueue_delivery(app.extensions["redis"], message_id)
+        queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Analiziniz hazır"))
     error = {"error": {"message": "Service temporarily unavailable", "type": "OAuthException", "code": 131000}}
     with responses.RequestsMock() as mock:
         mock.post(MESSAGES_URL, json=error, status=500)
-        run_jobs(app, (OUTBOUND,))  # 1 try + 4 retries (backoff base 0 in tests)
+        send_outbox(app)  # 1 try + 4 retries (backoff base 0 in tests)
+        mock.replace(responses.POST, MESSAGES_URL, json={"messages": [{"id": "wamid.M1"}]})
+        with app.extensions["db"].session() as s, s.begin():
+            queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Tekrar"))
+        send_outbox(app)
     after = scrape(client)
     assert delta(before, after, "ziraai_graph_api_errors_total", code="131000") == 5
-    assert delta(before, after, "ziraai_jobs_total", queue="outbound", outcome="retried") == 4
-    assert delta(before, after, "ziraai_jobs_total", queue="outbound", outcome="failed") == 1
-    assert delta(before, after, "ziraai_job_duration_seconds_count", queue="outbound") == 5
-    assert value(after, "ziraai_failed_jobs", queue="outbound") == 1
+    assert delta(before, after, "ziraai_outbound_sends_total", outcome="retried") == 4
+    assert delta(before, after, "ziraai_outbound_sends_total", outcome="failed") == 1
+    assert delta(before, after, "ziraai_outbound_sends_total", outcome="sent") == 1
 
 
 def test_graph_errors_without_a_code_count_by_http_status_or_network(app, client):
@@ -320,7 +323,7 @@ def test_the_forking_worker_marks_its_work_horses(monkeypatch: pytest.MonkeyPatc
     calls: list[str] = []
     monkeypatch.setattr(worker_module, "enter_work_horse", lambda: calls.append("horse"))
     monkeypatch.setattr(Worker, "main_work_horse", lambda self, job, queue: calls.append("job"))
-    worker = worker_module.make_worker(app)
-    assert isinstance(worker, worker_module.AppWorker)
-    worker.main_work_horse(None, get_queue(INBOUND, app.extensions["redis"]))  # type: ignore[arg-type]
+    redis = app.extensions["redis"]
+    worker = worker_module.AppWorker([get_queue(INBOUND, redis)], connection=redis)
+    worker.main_work_horse(None, get_queue(INBOUND, redis))  # type: ignore[arg-type]
     assert calls == ["horse", "job"]

@@ -277,7 +277,7 @@ def test_dashboard_shows_queues_and_failed_jobs_to_an_admin(app, client, session
     response = client.get("/admin/rq/", headers=basic(ADMIN))
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    for name in ("inbound", "outbound", "analysis", "default"):
+    for name in ("inbound", "analysis", "default"):
         assert f"<td>{name}</td>" in page
     assert re.search(r"<td>inbound</td><td class=\"n\">1</td>", page)  # one waiting
     assert job_id in page and "tests.test_operator_cli.explode" in page

@@ -18,9 +18,10 @@ from services import quota
 from tests.admin_helpers import bearer, token_for
 from tests.chat import Farmer as ChatFarmer
 from tests.conftest import REAL_REDIS, make_settings
+from tests.fault_helpers import SlowN8N
+from tests.fault_helpers import worker_process as worker
 from tests.graph_server import graph_server
 from tests.test_analysis_pipeline import leaf_jpeg
-from tests.test_worker_kill import SlowN8N, worker
 
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="a worker process needs a real Redis (TEST_REDIS_URL)")
 
@@ -47,7 +48,7 @@ def test_a_running_worker_uses_a_changed_setting_for_its_next_job(app, session, 
             web = create_app(make_settings(database_url, WHATSAPP_API_BASE=graph.base, N8N_WEBHOOK_URL=n8n.url))
             with web.extensions["db"].session() as s, s.begin():
                 quota.seed_tiers(s)
-            farmer = ChatFarmer(web, graph, queues=("inbound", "outbound"))  # analyses are the worker's
+            farmer = ChatFarmer(web, graph, queues=("inbound",))  # analyses are the worker's
             farmer.onboard()
             with web.extensions["db"].session() as s, s.begin():  # room for two analyses today
                 farmer_id = s.scalar(select(Farmer.id))

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import responses
 from sqlalchemy import select
 
-from models import Message
+from models import Message, utcnow
 from services import whatsapp
-from services.queue import OUTBOUND
 from services.whatsapp import messages as wa
 from services.whatsapp.client import WhatsAppClient
 from services.whatsapp.errors import GraphAPIError, LimitError, MediaError, Policy, policy_for
-from services.whatsapp.outbox import AUTH_ALERT_KEY, deliver, enqueue_delivery, queue_message
-from tests.conftest import GRAPH, PHONE_NUMBER_ID, queued_job_ids, run_jobs
+from services.whatsapp.outbox import AUTH_ALERT_KEY, queue_message, send_pending, send_queued, sent_key
+from tests.conftest import GRAPH, PHONE_NUMBER_ID, send_outbox
 
 TO = "+905321234567"
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
@@ -140,12 +140,12 @@ def test_network_error_is_retryable(app, graph):
     assert info.value.retryable
 
 
-# --- the outbox: logged before sending, retried, fallen back, never retried on auth -----------
+# --- the outbox: logged before sending, in order, retried, fallen back, never retried on auth ----------
 
 
-def _queue(app, out=None, fallback=None) -> int:  # type: ignore[no-untyped-def]
+def _queue(app, out=None, fallback=None, to: str = TO) -> int:  # type: ignore[no-untyped-def]
     with app.extensions["db"].session() as s, s.begin():
-        row = queue_message(s, TO, out or wa.text(TO, "Analiziniz hazır"), fallback=fallback)
+        row = queue_message(s, to, out or wa.text(to, "Analiziniz hazır"), fallback=fallback)
     return row.id
 
 
@@ -156,15 +156,13 @@ def _row(session, message_id: int) -> Message:  # type: ignore[no-untyped-def]
 def test_logged_before_sending_then_wamid_stored(app, graph, session):
     message_id = _queue(app)
     row = _row(session, message_id)
-    assert (row.direction, row.status, row.wamid, row.text) == ("out", "pending", None, "Analiziniz hazır")
+    assert (row.direction, row.status, row.wamid, row.text, row.seq) == ("out", "pending", None, "Analiziniz hazır", 1)
     assert row.payload["text"]["body"] == "Analiziniz hazır"
     graph.post(MESSAGES_URL, json=ok("wamid.SENT1"))
-    assert enqueue_delivery(app.extensions["redis"], message_id)
-    assert queued_job_ids(app, OUTBOUND) == [f"outbound-{message_id}"]
-    run_jobs(app)
+    send_outbox(app)
     row = _row(session, message_id)
-    assert (row.status, row.wamid, row.attempts) == ("accepted", "wamid.SENT1", 1)
-    assert deliver(message_id) == "already sent"  # safe to run twice
+    assert (row.status, row.wamid, row.attempts, row.lease_owner) == ("accepted", "wamid.SENT1", 1, None)
+    assert send_pending(message_id) == "already sent"  # safe to run twice
     assert len(graph.calls) == 1
 
 
@@ -172,56 +170,101 @@ def test_130429_is_retried_then_sent(app, graph, session):
     graph.post(MESSAGES_URL, **graph_error(130429, "Rate limit hit", 429))
     graph.post(MESSAGES_URL, json=ok("wamid.SENT2"))
     message_id = _queue(app)
-    enqueue_delivery(app.extensions["redis"], message_id)
-    run_jobs(app)  # backoff base 0 in tests: the retry is queued at once
+    send_outbox(app)  # backoff base 0 in tests: the retry is due at once
     row = _row(session, message_id)
     assert (row.status, row.wamid, row.attempts, row.error_code) == ("accepted", "wamid.SENT2", 2, None)
     assert len(graph.calls) == 2
 
 
+def test_a_retry_waits_four_to_the_n_seconds(app, graph, session):
+    graph.post(MESSAGES_URL, **graph_error(131000, "Something went wrong", 500))
+    message_id = _queue(app)
+    with app.app_context():
+        app.extensions["settings"] = replace(app.extensions["settings"], RETRY_BACKOFF_BASE=4)
+        assert send_pending(message_id) == "retry"
+    row = _row(session, message_id)
+    assert abs((row.next_attempt_at - utcnow()).total_seconds() - 4) < 2
+    assert (row.status, row.error_code, row.lease_owner) == ("pending", 131000, None)
+    assert send_pending(message_id) == "waiting"  # not due yet
+
+
 def test_retryable_error_gives_up_after_the_retries(app, graph, session):
     graph.post(MESSAGES_URL, **graph_error(131056, "Pair rate limit", 400))
     message_id = _queue(app)
-    enqueue_delivery(app.extensions["redis"], message_id)
-    run_jobs(app)
+    send_outbox(app)
     row = _row(session, message_id)
     assert (row.status, row.error_code, row.attempts) == ("failed", 131056, 5)  # 1 try + 4 retries
     assert len(graph.calls) == 5
-    from rq.registry import FailedJobRegistry
 
-    from services.queue import get_queue
 
-    assert f"outbound-{message_id}" in FailedJobRegistry(queue=get_queue(OUTBOUND, app.extensions["redis"]))
+def test_a_farmers_later_reply_waits_behind_an_earlier_one_being_retried(app, graph, session):
+    """Per-farmer order: while the first reply waits for its retry (131056 pair rate) the second stays
+    pending; another farmer's message goes at once. Then both leave in order."""
+    other = "+905329999999"
+    graph.post(MESSAGES_URL, **graph_error(131056, "Pair rate limit", 400))
+    graph.post(MESSAGES_URL, json=ok("wamid.OTHER"))
+    first, second = _queue(app, wa.text(TO, "bir")), _queue(app, wa.text(TO, "iki"))
+    third = _queue(app, wa.text(other, "başka"), to=other)
+    with app.app_context():
+        app.extensions["settings"] = replace(app.extensions["settings"], RETRY_BACKOFF_BASE=60)
+        send_queued(TO)
+        send_queued(other)
+        assert send_pending(second) == "waiting"
+    assert [_row(session, i).status for i in (first, second, third)] == ["pending", "pending", "accepted"]
+    wamids = iter(["wamid.LATER1", "wamid.LATER2"])
+    graph.replace(responses.POST, MESSAGES_URL)
+    graph.add_callback(responses.POST, MESSAGES_URL, lambda request: (200, {}, json.dumps(ok(next(wamids)))))
+    with app.extensions["db"].session() as s, s.begin():  # the minute is over
+        s.get_one(Message, first).next_attempt_at = utcnow()
+    send_outbox(app)
+    texts = [b["text"]["body"] for b in sent_bodies(graph) if b["to"] == TO]
+    assert texts == ["bir", "bir", "iki"]  # refused once, then in order
+    assert _row(session, second).attempts == 1
+
+
+def test_a_wamid_remembered_in_redis_is_recorded_not_sent_again(app, graph, session):
+    """The send succeeded but the row never got its wamid (the worker died before the database write):
+    the next sender finds it in Redis."""
+    message_id = _queue(app)
+    with app.extensions["db"].session() as s, s.begin():  # tried once: Graph accepted it, then the worker died
+        s.get_one(Message, message_id).attempts = 1
+    row = _row(session, message_id)
+    app.extensions["redis"].set(sent_key(row), "wamid.EARLIER")
+    with app.app_context():
+        assert send_pending(message_id) == "already sent"
+    assert (_row(session, message_id).status, _row(session, message_id).wamid) == ("accepted", "wamid.EARLIER")
+    assert len(graph.calls) == 0
 
 
 def test_131047_needs_a_template_and_is_never_retried(app, graph, session):
     graph.post(MESSAGES_URL, **graph_error(131047, "Re-engagement message"))
     message_id = _queue(app)
-    assert deliver(message_id) == "needs_template"
+    assert send_pending(message_id) == "needs_template"
     row = _row(session, message_id)
     assert (row.status, row.error_code) == ("failed", 131047)
     assert len(graph.calls) == 1
 
 
-def test_131047_sends_the_fallback_template(app, graph, session):
+def test_131047_sends_the_fallback_template_in_the_replys_place(app, graph, session):
     graph.post(MESSAGES_URL, **graph_error(131047, "Re-engagement message"))
-    graph.post(MESSAGES_URL, json=ok("wamid.TEMPLATE1"))
+    wamids = iter(["wamid.TEMPLATE1", "wamid.LATER"])
+    graph.add_callback(responses.POST, MESSAGES_URL, lambda request: (200, {}, json.dumps(ok(next(wamids)))))
     fallback = wa.template(TO, "analysis_complete_tr", ["Mehmet", "Domates", "7/10"])
-    message_id = _queue(app, fallback=fallback)
-    enqueue_delivery(app.extensions["redis"], message_id)
-    run_jobs(app)
+    _queue(app, fallback=fallback)
+    _queue(app, wa.text(TO, "sonra"))  # written after the result: leaves after its template
+    send_outbox(app)
     rows = session.scalars(select(Message).order_by(Message.id).execution_options(populate_existing=True)).all()
-    assert [(r.type, r.status) for r in rows] == [("text", "failed"), ("template", "accepted")]
-    assert rows[1].template_name == "analysis_complete_tr"
-    assert rows[1].template_params == ["Mehmet", "Domates", "7/10"]
-    assert sent_bodies(graph)[1]["type"] == "template"
+    assert [(r.type, r.status, r.seq) for r in rows] == [("text", "failed", 1), ("text", "accepted", 2),
+                                                        ("template", "accepted", 1)]
+    assert rows[2].template_name == "analysis_complete_tr"
+    assert rows[2].template_params == ["Mehmet", "Domates", "7/10"]
+    assert [b["type"] for b in sent_bodies(graph)] == ["text", "template", "text"]
 
 
 def test_190_is_not_retried_and_turns_readiness_red(app, graph, session, client):
     graph.post(MESSAGES_URL, **graph_error(190, "Error validating access token", 401))
     message_id = _queue(app)
-    enqueue_delivery(app.extensions["redis"], message_id)
-    run_jobs(app)
+    send_outbox(app)
     row = _row(session, message_id)
     assert (row.status, row.error_code) == ("failed", 190)
     assert len(graph.calls) == 1
@@ -231,7 +274,7 @@ def test_190_is_not_retried_and_turns_readiness_red(app, graph, session, client)
     assert ready.json["checks"]["whatsapp_token"]["status"] == "error"
 
     graph.replace(responses.POST, MESSAGES_URL, json=ok("wamid.AFTER"))  # a new token works again
-    deliver(_queue(app))
+    send_pending(_queue(app))
     assert client.get("/health/ready").status_code == 200
 
 
@@ -245,7 +288,7 @@ def test_status_that_arrived_before_the_wamid_is_applied(app, graph, session, cl
     assert post_webhook(client, body).status_code == 200
     graph.post(MESSAGES_URL, json=ok("wamid.EARLY"))
     message_id = _queue(app)
-    deliver(message_id)
+    send_pending(message_id)
     assert _row(session, message_id).status == "delivered"
 
 
@@ -294,7 +337,7 @@ def test_media_checksum_mismatch_refused(app, graph):
 def test_client_never_logs_the_token(app, graph, caplog):
     graph.post(MESSAGES_URL, **graph_error(190, "Error validating access token", 401))
     with caplog.at_level("DEBUG"):
-        deliver(_queue(app))
+        send_pending(_queue(app))
     assert "test-token-abc" not in caplog.text
 
 

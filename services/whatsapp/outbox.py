@@ -1,41 +1,80 @@
-"""The outbox: every outbound message is a row in the message log before it is sent.
+"""The outbox: every outbound message is a row in the message log before it is sent, and leaves in order.
 
-`queue_message` writes the row (status `pending`) in the caller's transaction; after commit the
-caller calls `enqueue_delivery`, and the `deliver` job sends it, stores the wamid and applies any
-status that arrived first. If Redis is down the row waits for the sweeper. Errors follow the
-policy table of WHATSAPP.md: retryable ones are raised for RQ to retry (4^n s backoff), 131047
-sends the row's fallback template, the rest mark the row failed where support sees it.
+`queue_message` writes the row (`pending`, due at once) in the caller's transaction, numbered in its
+recipient's sequence (`seq`). After commit the caller sends what is first in that farmer's line at
+once (`send_queued`); the senders (`send_due`: `flask sender`, the embedded worker) take every other
+due row. The database decides what may go:
+
+- Order: a row is sent only while no earlier row of the same recipient is still pending, so one that
+  waits for a retry (Graph 429/5xx, 131056 pair rate) holds back the later replies to that farmer and
+  nobody else's. Messages we write first (a sponsor's) have no place in the line: they neither wait
+  nor hold anything back.
+- One sender at a time: sending takes a lease on the row (`SEND_LEASE_SECONDS`, longer than a send can
+  take); a sender that dies mid-send leaves it to expire, then another sender takes the row.
+- Never twice from our side: the wamid Graph returns goes to Redis at once, then to the row (retried
+  while the database refuses). A row whose wamid is in Redis is recorded, never sent again. What is
+  left is a crash between Graph's answer and the Redis write (see docs/OPERATIONS.md).
+- Errors follow the policy table of WHATSAPP.md: retryable ones wait `RETRY_BACKOFF_BASE ** attempt`
+  seconds (4, 16, 64, 256) for at most `RETRIES` retries, 131047 sends the row's fallback template
+  in the row's place, the rest mark the row failed where support sees it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, aliased
 
 from models import Direction, Farmer, Message, MessageStatus, utcnow
-from services import context, runtime_settings, whatsapp
+from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import apply_recorded_statuses
-from services.jobs import app_job
-from services.queue import OUTBOUND, get_queue, is_final_attempt, retry_policy, try_enqueue_unique
+from services.leases import claim, lease_free, owner_name
+from services.redis_conn import quick
 from services.whatsapp.errors import GraphAPIError, Policy
 from services.whatsapp.messages import Outbound
 
 log = logging.getLogger(__name__)
 
 AUTH_ALERT_KEY = "ziraai:whatsapp:auth_error"
-DELIVER = "services.whatsapp.outbox.deliver"
-# Messages we write first rather than answers: checked again at delivery for opt-out and quiet hours.
+# Messages we write first rather than answers: checked again at delivery for opt-out and quiet hours,
+# and outside the farmer's line of replies.
 PROACTIVE_TEMPLATES = frozenset({"sponsor_message_tr"})
+RETRIES = 4  # after the first attempt; then a retryable error is final
+SEND_LEASE_SECONDS = 60  # the rate limiter's wait and Graph's timeouts (5 s connect, 20 s read) fit in it
+SENT_KEY_TTL = 24 * 3600
+RECORD_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)  # between tries of writing a wamid the database refused
+DUE_BATCH = 100
+_SEQ_LOCK = 0x5A1A0  # PostgreSQL advisory locks of recipients' sequences: (this, hash of the phone)
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def next_seq(session: Session, phone: str) -> int:
+    """The recipient's next place in line. Numbers are taken under a per-recipient lock held until
+    commit (on SQLite every writer holds the database), so their order is also the order of commits:
+    a sender never sees number 5 before number 4 is visible."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_SEQ_LOCK, func.hashtext(phone))))
+    last = session.scalar(select(func.max(Message.seq)).where(Message.phone == phone,
+                                                             Message.direction == Direction.OUTBOUND.value))
+    return (last or 0) + 1
 
 
 def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int | None = None,
-                  fallback: Outbound | None = None, analysis_id: int | None = None) -> Message:
-    """Log an outbound message as `pending`; the caller commits, then calls `enqueue_delivery`."""
+                  fallback: Outbound | None = None, analysis_id: int | None = None,
+                  seq: int | None = None) -> Message:
+    """Log an outbound message as `pending`, last in its recipient's line (or at `seq`); the caller
+    commits, then calls `send_queued`."""
+    proactive = out.template_name in PROACTIVE_TEMPLATES
+    now = utcnow()
     row = Message(
         direction=Direction.OUTBOUND.value,
         phone=phone,
@@ -48,7 +87,9 @@ def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int
         fallback=_outbound_to_dict(fallback) if fallback else None,
         status=MessageStatus.PENDING.value,
         analysis_id=analysis_id,
-        created_at=utcnow(),
+        created_at=now,
+        next_attempt_at=now,
+        seq=None if proactive else seq or next_seq(session, phone),
         attempts=0,
     )
     session.add(row)
@@ -56,33 +97,81 @@ def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int
     return row
 
 
-def enqueue_delivery(redis: Redis, message_id: int) -> bool:
-    base = context.settings().RETRY_BACKOFF_BASE
-    return try_enqueue_unique(redis, OUTBOUND, DELIVER, f"outbound-{message_id}", message_id,
-                              retry=retry_policy(base))
-
-
 def _outbound_to_dict(out: Outbound) -> dict[str, Any]:
     return {"type": out.type, "body": out.body, "text": out.text, "template_name": out.template_name,
             "template_params": out.template_params}
 
 
-@app_job
-def deliver(message_id: int) -> str:
-    """The `outbound` job: send one pending message; the last RQ attempt marks a retryable failure final."""
-    return send_pending(message_id, final=is_final_attempt())
+# --- what may go now ------------------------------------------------------------------------------------
 
 
-def send_pending(message_id: int, *, final: bool) -> str:
-    """Send one pending outbound message. Safe to run twice: a row with a wamid is not sent again.
-    A retryable error is raised; with `final=False` the row stays `pending` for a later attempt."""
-    db = context.db()
-    with db.session() as session, session.begin():
-        row = session.get(Message, message_id)
-        if row is None or row.direction != Direction.OUTBOUND:
-            log.warning("deliver job for an unknown message", extra={"message_id": message_id})
-            return "missing"
-        if row.wamid or row.status != MessageStatus.PENDING:
+def _sendable(now: datetime) -> list[ColumnElement[bool]]:
+    """Pending, due, and first in its recipient's line."""
+    earlier = aliased(Message)
+    held_back = exists().where(earlier.direction == Direction.OUTBOUND.value,
+                               earlier.status == MessageStatus.PENDING.value,
+                               earlier.phone == Message.phone, earlier.seq < Message.seq)
+    return [Message.direction == Direction.OUTBOUND.value, Message.status == MessageStatus.PENDING.value,
+            Message.next_attempt_at <= now, ~held_back]
+
+
+def _due_ids(now: datetime, *, phone: str | None = None, limit: int = DUE_BATCH) -> list[int]:
+    """Rows that may be sent now and that no sender holds."""
+    query = select(Message.id).where(*_sendable(now), lease_free(Message, now))
+    if phone is not None:
+        query = query.where(Message.phone == phone)
+    with context.db().reader() as session:
+        return list(session.scalars(query.order_by(Message.next_attempt_at, Message.id).limit(limit)))
+
+
+def send_due(limit: int = DUE_BATCH) -> int:
+    """One pass of a sender: try every row that may go now (the first of each recipient's line).
+    Returns how many were tried; a RedisError (the shared rate limit is unreachable) ends the pass."""
+    tried = 0
+    for message_id in _due_ids(utcnow(), limit=limit):
+        tried += send_pending(message_id) != "waiting"
+    return tried
+
+
+def send_queued(phone: str) -> None:
+    """Right after a commit that queued replies: send the farmer's line now, in order, as far as it goes.
+    What cannot go now (an earlier reply waits for its retry, Redis or the database fails) is left to
+    the senders; this never raises, the caller's work is already committed."""
+    try:
+        for _ in range(20):  # a reply is a handful of messages; anything longer the senders finish
+            due = _due_ids(utcnow(), phone=phone, limit=1)
+            if not due or send_pending(due[0]) in ("retry", "waiting"):
+                return
+    except (RedisError, SQLAlchemyError) as exc:
+        log.warning("could not send right away; the senders will", extra={"reason": repr(exc)[:200]})
+
+
+# --- sending one row ---------------------------------------------------------------------------------
+
+
+def sent_key(row: Message) -> str:
+    """Where the wamid of a sent row is kept until the row has it. The creation time makes the key
+    unique even when row ids start again (a database restored from a backup)."""
+    return f"ziraai:outbox:sent:{row.id}:{int(row.created_at.timestamp() * 1_000_000)}"
+
+
+def send_pending(message_id: int) -> str:
+    """Send one row if it may go now: claim it, send it, record the wamid. Safe to call twice and from
+    any number of processes. Returns what happened: `sent`, `already sent`, `retry` (due again later),
+    `failed`, `template` (the fallback takes its place), `needs_template`, `withheld`, `deferred`
+    (quiet hours), `waiting` (not this row's turn, or another sender has it) or `missing`.
+    RedisError propagates (the rate limit and the wamid memory live there); the row is then untouched."""
+    owner = owner_name()
+    with context.db().session() as session, session.begin():
+        if not claim(session, Message, message_id, *_sendable(utcnow()), owner=owner, seconds=SEND_LEASE_SECONDS):
+            return _not_claimed(session, message_id)
+        row = session.get_one(Message, message_id)
+        key = sent_key(row)
+        # Only a row tried before can have been sent; a RedisError here rolls the claim back.
+        known = quick(context.redis()).get(key) if row.attempts else None
+        if known is not None:
+            _accept(session, row, known.decode())
+            log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": message_id})
             return "already sent"
         if row.template_name in PROACTIVE_TEMPLATES:
             held = _hold_proactive(session, row)
@@ -93,17 +182,58 @@ def send_pending(message_id: int, *, final: bool) -> str:
     try:
         wamid = whatsapp.client().send(body)
     except GraphAPIError as exc:
-        return _handle_error(message_id, exc, final=final)
-    with db.session() as session, session.begin():
-        row = session.get_one(Message, message_id)
-        row.wamid = wamid
-        row.status = MessageStatus.ACCEPTED.value
-        row.error_code = row.error_title = None
-        session.flush()
-        apply_recorded_statuses(session, wamid)
+        return _handle_error(message_id, exc)
+    except (RedisError, TimeoutError):  # the shared rate limiter: Meta never saw this attempt
+        with context.db().session() as session, session.begin():
+            row = session.get_one(Message, message_id)
+            row.attempts -= 1
+            _let_go(row)
+        raise
+    _record_sent(message_id, key, wamid)
+    return "sent"
+
+
+def _not_claimed(session: Session, message_id: int) -> str:
+    row = session.get(Message, message_id)
+    if row is None or row.direction != Direction.OUTBOUND:
+        log.warning("send asked for an unknown message", extra={"message_id": message_id})
+        return "missing"
+    return "already sent" if row.wamid or row.status != MessageStatus.PENDING else "waiting"
+
+
+def _let_go(row: Message) -> None:
+    row.lease_owner, row.lease_until = None, utcnow()
+
+
+def _accept(session: Session, row: Message, wamid: str) -> None:
+    row.wamid = wamid
+    row.status = MessageStatus.ACCEPTED.value
+    row.error_code = row.error_title = None
+    _let_go(row)
+    session.flush()
+    apply_recorded_statuses(session, wamid)
+
+
+def _record_sent(message_id: int, key: str, wamid: str) -> None:
+    """Graph accepted the message: remember its wamid in Redis at once, then in the row, trying again
+    while the database refuses. If every try fails the row's lease expires and the next sender finds
+    the wamid in Redis: recorded, not re-sent."""
+    with contextlib.suppress(RedisError):
+        quick(context.redis()).set(key, wamid, ex=SENT_KEY_TTL)
+    for pause in (*RECORD_PAUSES, None):
+        try:
+            with context.db().session() as session, session.begin():
+                _accept(session, session.get_one(Message, message_id), wamid)
+            break
+        except (OperationalError, InterfaceError) as exc:  # the connection, not the statement
+            if pause is None:
+                raise
+            log.warning("could not record a sent message's wamid; trying again",
+                        extra={"message_id": message_id, "reason": type(exc).__name__})
+            time.sleep(pause)
+    metrics.outbound_send("sent")
     _clear_auth_alert()
     log.info("outbound message accepted", extra={"message_id": message_id, "wamid": wamid})
-    return "sent"
 
 
 def _hold_proactive(session: Session, row: Message) -> str | None:
@@ -112,46 +242,49 @@ def _hold_proactive(session: Session, row: Message) -> str | None:
     if farmer is not None and not farmer.accepts_proactive:
         row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
         row.error_title = "withheld: the farmer opted out before delivery"
+        _let_go(row)
         log.info("proactive message withheld: farmer opted out", extra={"message_id": row.id})
         return "withheld"
     until = runtime_settings.current().quiet_until(utcnow())
     if until is None:
         return None
-    base = context.settings().RETRY_BACKOFF_BASE
-    try:  # a distinct job id: this job ("outbound-<id>") is still running
-        get_queue(OUTBOUND, context.redis()).enqueue_at(
-            until, DELIVER, row.id, job_id=f"outbound-{row.id}-after-{int(until.timestamp())}",
-            retry=retry_policy(base), result_ttl=3600, failure_ttl=30 * 86400)
-    except RedisError as exc:  # the row stays pending: the sweeper brings it back here later
-        log.warning("could not schedule a message after quiet hours", extra={"message_id": row.id,
-                                                                               "reason": repr(exc)})
+    row.next_attempt_at = until
+    _let_go(row)
     log.info("proactive message waits for the end of quiet hours",
              extra={"message_id": row.id, "until": until.isoformat()})
     return "deferred"
 
 
-def _mark_failed(message_id: int, exc: GraphAPIError, *, final: bool) -> Message:
-    with context.db().session() as session, session.begin():
-        row = session.get_one(Message, message_id)
-        row.error_code = exc.code
-        row.error_title = exc.title
-        if final:
-            row.status = MessageStatus.FAILED.value
-            row.failed_at = utcnow()
-        return row
+# --- errors -------------------------------------------------------------------------------------------
 
 
-def _handle_error(message_id: int, exc: GraphAPIError, *, final: bool) -> str:
+def retry_delay(attempts: int) -> timedelta:
+    """`base ** n` seconds after attempt n (4, 16, 64, 256 for base 4): WhatsApp's advice for 131056,
+    and gentle enough for throughput limits and transient errors too."""
+    base = context.settings().RETRY_BACKOFF_BASE
+    return timedelta(seconds=base**attempts if base else 0)
+
+
+def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     extra = {"message_id": message_id, "error_code": exc.code, "http_status": exc.http_status,
              "policy": exc.policy.value}
+    with context.db().session() as session, session.begin():
+        row = session.get_one(Message, message_id)
+        row.error_code, row.error_title = exc.code, exc.title
+        _let_go(row)
+        if exc.retryable and row.attempts <= RETRIES:
+            row.next_attempt_at = utcnow() + retry_delay(row.attempts)
+            metrics.outbound_send("retried")
+            log.warning("send failed, will retry", extra={**extra, "attempts": row.attempts,
+                                                          "next_attempt_at": row.next_attempt_at.isoformat()})
+            return "retry"
+        row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+        metrics.outbound_send("failed")
+        if exc.policy is Policy.TEMPLATE:
+            return _queue_fallback(session, row, extra)
     if exc.retryable:
-        _mark_failed(message_id, exc, final=final)
-        log.warning("send failed, %s", "giving up" if final else "will retry", extra=extra)
-        raise exc
-    row = _mark_failed(message_id, exc, final=True)
-    if exc.policy is Policy.TEMPLATE:
-        return _send_fallback(row, extra)
-    if exc.policy is Policy.AUTH:
+        log.warning("send failed, giving up", extra=extra)
+    elif exc.policy is Policy.AUTH:
         log.critical("WhatsApp token rejected: every send will fail until it is replaced", extra=extra)
         _set_auth_alert(exc)
     elif exc.policy is Policy.ALERT:
@@ -162,16 +295,17 @@ def _handle_error(message_id: int, exc: GraphAPIError, *, final: bool) -> str:
     return "failed"
 
 
-def _send_fallback(row: Message, extra: dict[str, Any]) -> str:
+def _queue_fallback(session: Session, row: Message, extra: dict[str, Any]) -> str:
+    """Outside the 24-hour window: the row's template takes its place in the line (same transaction, so
+    no later reply can slip in between)."""
     if not row.fallback:
         log.warning("outside the 24-hour window and no template to fall back to", extra=extra)
         return "needs_template"
     fb = row.fallback
     template = Outbound(fb["type"], fb["body"], fb.get("text"), fb.get("template_name"),
                         fb.get("template_params") or [])
-    with context.db().session() as session, session.begin():
-        new = queue_message(session, row.phone, template, farmer_id=row.farmer_id, analysis_id=row.analysis_id)
-    enqueue_delivery(context.redis(), new.id)
+    new = queue_message(session, row.phone, template, farmer_id=row.farmer_id, analysis_id=row.analysis_id,
+                        seq=row.seq)
     log.info("outside the 24-hour window: template queued instead", extra={**extra, "fallback_id": new.id})
     return "template"
 

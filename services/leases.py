@@ -1,0 +1,94 @@
+"""Leases on work in progress: which worker holds a row, and until when.
+
+A worker claims the row it works on (an inbound message being handled, an analysis `processing`, an
+outbound message being sent) by writing its name and an expiry into `lease_owner` / `lease_until`,
+renews the expiry while the work runs and gives the lease up when done. A worker that dies (SIGKILL,
+a lost machine) stops renewing: once the expiry has passed, the sweeper re-queues the work, and the
+next worker may claim it. The database is the judge, so the same rules hold for every process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from models import utcnow
+from models.db import Database
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30  # how long a claim lasts without renewal; the holder renews it every third of that
+RENEW_EVERY = LEASE_SECONDS / 3
+
+
+def owner_name() -> str:
+    """This process and thread: the holder written into a lease."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{threading.get_ident()}"
+
+
+def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
+    """Nobody holds the row: never claimed, given up, or expired (its holder stopped renewing)."""
+    return or_(model.lease_owner.is_(None), model.lease_until < now)
+
+
+def claim(session: Session, model: Any, row_id: int, *conditions: ColumnElement[bool], owner: str,
+          seconds: float = LEASE_SECONDS, values: dict[str, Any] | None = None, taking_over: str | None = None) -> bool:
+    """Take the lease on a row if it meets `conditions` and nobody else holds it (a lease of our own, or
+    one held under the name `taking_over`, is taken too). `values` are written in the same statement.
+    True if we hold it now."""
+    now = utcnow()
+    result = session.execute(
+        update(model)
+        .where(model.id == row_id, *conditions,
+               or_(lease_free(model, now), model.lease_owner.in_([owner, taking_over or owner])))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(session: Session, model: Any, row_id: int, owner: str) -> None:
+    """Give the lease up (if it is still ours); `lease_until` keeps the time it was given up."""
+    session.execute(update(model).where(model.id == row_id, model.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=utcnow()).execution_options(synchronize_session=False))
+
+
+@contextlib.contextmanager
+def kept(db: Database, model: Any, row_id: int, owner: str) -> Iterator[None]:
+    """Hold a claimed lease while the block runs: a thread renews it every `RENEW_EVERY` seconds; it is
+    given up when the block ends, however it ends (a killed process gives up nothing: it expires)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(RENEW_EVERY):
+            try:
+                with db.session() as session, session.begin():
+                    session.execute(update(model).where(model.id == row_id, model.lease_owner == owner)
+                                    .values(lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
+                                    .execution_options(synchronize_session=False))
+            except SQLAlchemyError as exc:  # the next renewal tries again; the lease lasts 3 renewals
+                log.warning("could not renew a lease", extra={"table": model.__tablename__, "row_id": row_id,
+                                                              "reason": type(exc).__name__})
+
+    renewer = threading.Thread(target=renew, name=f"lease-{model.__tablename__}-{row_id}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            with db.session() as session, session.begin():
+                release(session, model, row_id, owner)
+        except SQLAlchemyError as exc:  # it expires by itself
+            log.warning("could not give up a lease", extra={"table": model.__tablename__, "row_id": row_id,
+                                                            "reason": type(exc).__name__})

@@ -1,0 +1,101 @@
+"""Leases on work in progress, and the sweeper that queues again what a dead worker held (in process; the
+same with real processes, killed for real, is in tests/test_faults.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rq.job import Job, JobStatus
+from sqlalchemy import select
+
+from models import Analysis, Message, utcnow
+from services import leases
+from services.queue import INBOUND, get_queue
+from services.sweeper import requeue_expired, sweep_unqueued
+from tests.conftest import fixture_bytes, post_webhook
+
+
+def _message(app, client) -> int:  # type: ignore[no-untyped-def]
+    post_webhook(client, fixture_bytes("text.json"))
+    with app.extensions["db"].reader() as s:
+        return s.scalar(select(Message.id).where(Message.direction == "in"))
+
+
+def _hold(app, message_id: int, owner: str, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    with app.extensions["db"].session() as s, s.begin():
+        row = s.get_one(Message, message_id)
+        row.lease_owner, row.lease_until = owner, utcnow() + timedelta(seconds=seconds)
+
+
+def _started_long_ago(app, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    """As RQ leaves the job of a worker killed mid-job: `started`, and nobody finishes it."""
+    job = Job.fetch(job_id, connection=app.extensions["redis"])
+    get_queue(INBOUND, app.extensions["redis"]).remove(job)
+    job.set_status(JobStatus.STARTED)
+    job.started_at = utcnow() - timedelta(minutes=5)
+    job.save()
+
+
+def test_a_claim_is_refused_while_another_worker_holds_the_lease_and_taken_once_it_expired(app, client):
+    message_id = _message(app, client)
+    db = app.extensions["db"]
+    with db.session() as s, s.begin():
+        assert leases.claim(s, Message, message_id, owner="worker-a")
+        assert leases.claim(s, Message, message_id, owner="worker-a")  # its own, again
+        assert not leases.claim(s, Message, message_id, owner="worker-b")
+    _hold(app, message_id, "worker-a", -1)  # worker-a stopped renewing
+    with db.session() as s, s.begin():
+        assert leases.claim(s, Message, message_id, owner="worker-b")
+        leases.release(s, Message, message_id, "worker-a")  # not worker-a's any more: nothing happens
+    with db.reader() as s:
+        row = s.get_one(Message, message_id)
+        assert row.lease_owner == "worker-b" and row.lease_until > utcnow()
+
+
+def test_the_job_of_a_worker_that_died_is_queued_again_once_its_lease_expired(app, client):
+    message_id = _message(app, client)
+    job_id = f"inbound-{message_id}"
+    _started_long_ago(app, job_id)
+    _hold(app, message_id, "a worker still renewing", 20)
+    assert requeue_expired() == 0
+    assert sweep_unqueued(grace_seconds=0) == 0
+
+    _hold(app, message_id, "a worker killed with SIGKILL", -1)
+    assert requeue_expired() == 1
+    assert get_queue(INBOUND, app.extensions["redis"]).job_ids == [job_id]
+    assert requeue_expired() == 0  # queued once, however often the sweeper looks
+
+
+def test_work_waiting_in_rq_is_left_alone(app, client):
+    """A job queued or scheduled for a retry has no live lease and must not be queued a second time."""
+    message_id = _message(app, client)
+    assert get_queue(INBOUND, app.extensions["redis"]).job_ids == [f"inbound-{message_id}"]
+    _hold(app, message_id, "gone", -1)
+    assert requeue_expired() == 0 and sweep_unqueued(grace_seconds=0) == 0
+
+
+def test_an_inbound_job_leaves_a_message_held_by_another_worker_to_it(app, client):
+    from services.conversation import handle_inbound
+
+    message_id = _message(app, client)
+    _hold(app, message_id, "another worker", 20)
+    assert handle_inbound(message_id) == "handled elsewhere"
+    with app.extensions["db"].reader() as s:
+        assert s.get_one(Message, message_id).status == "received"
+
+
+def test_an_analysis_waiting_for_the_n8n_circuit_is_taken_over_by_its_waiting_job(app):
+    from models import Farmer
+    from services.analysis import CIRCUIT_WAIT
+
+    db = app.extensions["db"]
+    with db.session() as s, s.begin():
+        farmer = Farmer(phone="+905321234567")
+        s.add(farmer)
+        s.flush()
+        analysis = Analysis(farmer_id=farmer.id, status="processing", lease_owner=CIRCUIT_WAIT,
+                            lease_until=utcnow() + timedelta(seconds=60))
+        s.add(analysis)
+    with db.session() as s, s.begin():
+        assert not leases.claim(s, Analysis, analysis.id, owner="another job")
+        assert leases.claim(s, Analysis, analysis.id, owner="the waiting job", taking_over=CIRCUIT_WAIT)
