@@ -1,7 +1,7 @@
 """leases: who holds work in progress and until when; outbound order per recipient and retry times
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 18:35:48.850832
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 
 revision: str = '0007'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
