@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.db import Database
 from services import context
+from services.json_input import StrictJSONProvider
 from services.logs import configure_logging
 from services.queue import QUEUE_NAMES
 from services.redis_conn import connect
@@ -38,6 +39,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
                     "and anyone who knows the default can sign one. Set it before exposing this service.")
 
     app = Flask(__name__)
+    app.json = StrictJSONProvider(app)  # request.get_json() refuses what services.json_input refuses
     app.config.update(TESTING=settings.TESTING, MAX_CONTENT_LENGTH=3 * 1024 * 1024, JSON_SORT_KEYS=False)
     if settings.TRUSTED_PROXIES > 0:  # client IPs (login limits, audit log) from the trusted proxies' headers
         n = settings.TRUSTED_PROXIES

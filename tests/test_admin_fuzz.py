@@ -240,3 +240,159 @@ def test_an_undocumented_method_is_405_with_allow(fuzz_app: Flask, tokens: dict[
     assert response.status_code == 405
     assert response.mimetype == "application/problem+json"
     assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET", "POST"}
+
+
+# --- hostile input on every documented operation --------------------------------------------------------
+# Read from the document, so an operation added later is covered without touching these tests.
+
+DOCUMENT = schema.raw_schema
+BODY_METHODS = {"post", "patch", "put"}
+# Bare, and inside values that pass each field's own format check (a URL, an email address, a phone number).
+HOSTILE_STRINGS = ["\ud800", "lone \udfff low surrogate", "nul\x00inside", "https://logo.test/a\x00.png",
+                   "info\x00@anadolu.test", "info\udc80@anadolu.test", "+90212\x001234567"]
+# Each overflows once converted to UTC; the same dates in UTC are fine (see the test).
+EXTREME_DATES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00.000001+14:00",
+                 "9999-12-31T23:59:59.999999-00:01"]
+
+
+def _operations() -> Iterator[tuple[str, str, dict]]:
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                yield method.upper(), path, operation
+
+
+def _resolve(node: dict) -> dict:
+    while "$ref" in node:
+        node = DOCUMENT["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _url(path: str, operation: dict, **values: str) -> str:
+    """The path with each parameter replaced by `values` or else the document's example."""
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "path":
+            value = values.get(parameter["name"], parameter.get("example", 1))
+            path = path.replace("{" + parameter["name"] + "}", str(value))
+    return path
+
+
+def _caller(method: str, path: str, tokens: dict[str, dict[str, str]]) -> dict[str, str]:
+    roles = ROLES_BY_OPERATION[f"{method} {path}"]
+    return tokens["admin" if "admin" in roles else roles[0]] if roles else {}
+
+
+def _body_fields(operation: dict) -> list[str]:
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    return sorted(_resolve(content.get("schema", {})).get("properties", {})) or ["anything"]
+
+
+BODY_FIELDS = [(m, p, f) for m, p, op in _operations() if m.lower() in BODY_METHODS and "requestBody" in op
+               for f in _body_fields(op)]
+BODY_OPERATIONS = sorted({(m, p) for m, p, _ in BODY_FIELDS})
+DATE_FILTERS = [(p, q["name"]) for m, p, op in _operations() if m == "GET"
+                for q in op.get("parameters", []) if q["in"] == "query" and q["schema"].get("format") == "date-time"]
+QUERY_PARAMS = [(p, q["name"]) for m, p, op in _operations() if m == "GET"
+                for q in op.get("parameters", []) if q["in"] == "query"]
+STRING_PATH_PARAMS = [(m, p, q["name"]) for m, p, op in _operations() for q in op.get("parameters", [])
+                      if q["in"] == "path" and "string" in str(q["schema"].get("type"))]
+
+
+def _operation(method: str, path: str) -> dict:
+    return DOCUMENT["paths"][path][method.lower()]
+
+
+def _is_problem(response, status: int) -> bool:  # type: ignore[no-untyped-def]
+    return response.status_code == status and response.mimetype == "application/problem+json"
+
+
+def test_the_hostile_input_tests_cover_the_api():
+    """Guards the guards: the lists above come from the document, so they must not be empty."""
+    assert {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/sponsors"), ("PATCH", "/api/v1/settings")} <= set(
+        BODY_OPERATIONS)
+    assert {p for p, _ in DATE_FILTERS} >= {"/api/v1/analyses", "/api/v1/messages",
+                                            "/api/v1/sponsors/{sponsor_id}/analyses"}
+    assert ("POST", "/api/v1/sponsors/{sponsor_id}/codes/{code}/revoke", "code") in STRING_PATH_PARAMS
+
+
+@pytest.mark.parametrize("text", HOSTILE_STRINGS, ids=["surrogate", "low-surrogate", "nul", "nul-url", "nul-email",
+                                                         "surrogate-email", "nul-phone"])
+@pytest.mark.parametrize(("method", "path", "field"), BODY_FIELDS)
+def test_a_lone_surrogate_or_nul_in_any_body_field_is_a_400_naming_it(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], method: str, path: str, field: str, text: str) -> None:
+    """Found by the adversarial review: a lone surrogate was a 500 where a value is hashed or written (login,
+    refresh, logout, sponsors...), and NUL a 500 on PostgreSQL (sponsor logo_url, contact_email...).
+    Also inside a nested value, and in a key."""
+    url = _url(path, _operation(method, path))
+    for body in ({field: text}, {field: [text]}, {field: {text: 1}}):
+        raw = json.dumps(body).encode()  # `\ud800` and `\u0000` escapes: valid JSON, no storable string
+        response = fuzz_app.test_client().open(url, method=method, data=raw, content_type="application/json",
+                                               headers=_caller(method, path, tokens))
+        assert _is_problem(response, 400), (body, response.status_code, response.get_data(as_text=True)[:300])
+        assert field in [e["field"] for e in response.get_json().get("errors", [])], response.get_json()
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # beyond Python's own recursion limit
+    b'{"x": ' + b"[" * 65 + b"]" * 65 + b"}",  # beyond the depth guard
+    b'{"x": 1e400}', b'{"x": -1e400}', b'{"x": NaN}', b'{"x": Infinity}',
+    b'{"x": 1' + b"0" * 5000 + b"}",  # more digits than Python converts
+    b'{"x": "\xff\xfe"}',  # not UTF-8
+], ids=["deeper-than-python", "deeper-than-64", "1e400", "-1e400", "nan", "infinity", "5000-digits", "not-utf8"])
+@pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS)
+def test_a_body_that_is_not_sound_json_is_a_400_on_every_operation(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], method: str, path: str, raw: bytes) -> None:
+    """Deep nesting was a RecursionError (500) on every operation with a body."""
+    response = fuzz_app.test_client().open(_url(path, _operation(method, path)), method=method, data=raw,
+                                           content_type="application/json", headers=_caller(method, path, tokens))
+    assert _is_problem(response, 400), (response.status_code, response.get_data(as_text=True)[:300])
+
+
+def test_every_other_route_with_a_body_refuses_deep_nesting_without_a_5xx(fuzz_app: Flask) -> None:
+    """The webhooks and the development tools too (whatever their answer otherwise: 400, 401, 403...)."""
+    deep = b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    client = fuzz_app.test_client()
+    checked = []
+    for rule in fuzz_app.url_map.iter_rules():
+        methods = (rule.methods or set()) & {"POST", "PATCH", "PUT"}
+        if not methods or rule.rule.startswith("/api/v1/"):
+            continue
+        url = re.sub(r"<(?:int:)?[^>]+>", "1", rule.rule)
+        for method in methods:
+            response = client.open(url, method=method, data=deep, content_type="application/json")
+            assert 400 <= response.status_code < 500, (method, url, response.status_code)
+            checked.append(url)
+    assert "/webhooks/whatsapp" in checked and "/dev/chat/api/text" in checked
+
+
+@pytest.mark.parametrize("value", EXTREME_DATES)
+@pytest.mark.parametrize(("path", "name"), DATE_FILTERS)
+def test_extreme_dates_in_a_date_filter_are_a_400_naming_it(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], path: str, name: str, value: str) -> None:
+    """Found by the adversarial review: converting these to UTC overflowed (OverflowError: 500, for every role)."""
+    url = _url(path, _operation("GET", path))
+    for caller in {role for role in ROLES_BY_OPERATION[f"GET {path}"]}:
+        response = fuzz_app.test_client().get(url, query_string={name: value}, headers=tokens[caller])
+        assert _is_problem(response, 400), (caller, response.status_code)
+        assert [e["field"] for e in response.get_json()["errors"]] == [name]
+    in_range = value[:4] + ("-01-01T00:00:00Z" if value.startswith("0001") else "-12-31T23:59:59Z")
+    response = fuzz_app.test_client().get(url, query_string={name: in_range}, headers=_caller("GET", path, tokens))
+    assert response.status_code == 200, in_range  # the ends of the range themselves are dates like any other
+
+
+@pytest.mark.parametrize(("path", "name"), QUERY_PARAMS)
+def test_nul_in_any_query_parameter_is_a_400(fuzz_app: Flask, tokens: dict[str, dict[str, str]], path: str,
+                                             name: str) -> None:
+    url = _url(path, _operation("GET", path))
+    response = fuzz_app.test_client().get(url, query_string={name: "a\x00b"}, headers=_caller("GET", path, tokens))
+    assert _is_problem(response, 400), response.status_code
+
+
+@pytest.mark.parametrize(("method", "path", "name"), STRING_PATH_PARAMS)
+def test_nul_in_a_path_parameter_is_a_404(fuzz_app: Flask, tokens: dict[str, dict[str, str]], method: str,
+                                          path: str, name: str) -> None:
+    """PostgreSQL cannot compare a string with NUL in it: no row can match, so it is not found (was a 500)."""
+    operation = _operation(method, path)
+    url = _url(path, operation, **{name: "M%00X"})
+    response = fuzz_app.test_client().open(url, method=method, json={}, headers=_caller(method, path, tokens))
+    assert _is_problem(response, 404), (url, response.status_code)

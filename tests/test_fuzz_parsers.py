@@ -30,10 +30,10 @@ from bot.normalize import fold
 from models import Analysis, Message, MessageStatusEvent, UnhandledWebhook
 from models import Farmer as FarmerRow
 from services import quota
+from services.json_input import storable
 from services.whatsapp.updates import InboundMessage, ParsedWebhook, Problem, StatusUpdate, parse_webhook
 from tests.chat import Farmer, GraphStub
 from tests.conftest import FIXTURES, fixture_json, run_jobs, sign
-from webhooks.whatsapp import storable
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 FIXTURE_NAMES = sorted(p.name for p in (FIXTURES / "whatsapp").glob("*.json"))
