@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import responses
@@ -31,6 +32,7 @@ from models import Analysis, Message, MessageStatusEvent, UnhandledWebhook
 from models import Farmer as FarmerRow
 from services import quota
 from services.json_input import storable
+from services.whatsapp import updates
 from services.whatsapp.updates import InboundMessage, ParsedWebhook, Problem, StatusUpdate, parse_webhook
 from tests.chat import Farmer, GraphStub
 from tests.conftest import FIXTURES, fixture_json, run_jobs, sign
@@ -176,6 +178,9 @@ def check_parse(body: Any) -> ParsedWebhook:
     or reported as a problem carrying that very part (so it can be stored, never dropped)."""
     parsed = parse_webhook(body)
     problem_parts = [p.part for p in parsed.problems]
+    # Items beyond the cap are kept together, by kind, in one last problem.
+    problem_parts += [part for p in parsed.problems if p.reason.startswith("delivery has more than")
+                      for parts in p.part.values() for part in parts]
     if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
         assert (parsed.messages, parsed.statuses, len(parsed.problems)) == ([], [], 1)
         return parsed
@@ -229,6 +234,18 @@ def test_parser_on_webhook_shaped_bodies(body):
 @given(mutated_fixtures())
 def test_parser_on_mutated_real_deliveries(body):
     check_parse(body)
+
+
+@fuzz(150)
+@given(webhook_shaped() | mutated_fixtures(), st.integers(1, 6))
+def test_parser_keeps_every_item_beyond_the_cap(body, cap):
+    """With a cap of a few items, fuzzed bodies go over it: the excess is one problem, nothing is dropped."""
+    with mock.patch.object(updates, "MAX_ITEMS_PER_DELIVERY", cap):
+        parsed = check_parse(body)
+    kept = len(parsed.messages) + len(parsed.statuses) + len(parsed.problems)
+    over = [p for p in parsed.problems if p.reason.startswith("delivery has more than")]
+    assert kept <= cap + 1 and len(over) <= 1
+    assert not over or kept == cap + 1
 
 
 def test_parser_examples_found_by_fuzzing():

@@ -12,7 +12,6 @@ import hmac
 import logging
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from services import context, metrics
 from services.inbox import Recorded, record_webhook
@@ -36,6 +35,8 @@ def _error(status: int, title: str) -> tuple[Response, int]:
 
 @bp.get("/webhooks/whatsapp")
 def verify() -> tuple[Response | str, int, dict[str, str]] | tuple[Response, int]:
+    """Meta's subscription handshake: the challenge is echoed as plain text, never as something a browser
+    would render (it comes from the query string, so anyone can choose it)."""
     mode = request.args.get("hub.mode", "")
     token = request.args.get("hub.verify_token", "")
     challenge = request.args.get("hub.challenge", "")
@@ -43,7 +44,15 @@ def verify() -> tuple[Response | str, int, dict[str, str]] | tuple[Response, int
     if mode != "subscribe" or not hmac.compare_digest(token.encode(), expected.encode()):
         log.warning("webhook verification refused", extra={"mode": mode[:20]})
         return _error(403, "verification failed")
-    return challenge, 200, {"Content-Type": "text/plain; charset=utf-8"}
+    if not challenge:
+        return _error(400, "hub.challenge is missing")
+    return challenge, 200, {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+
+
+def _too_large(declared: int | None) -> tuple[Response, int]:
+    log.warning("webhook body refused: too large", extra={"bytes": declared, "chunked": declared is None})
+    metrics.webhook("too_large")
+    return _error(413, "body larger than 3 MB")
 
 
 def signature_ok(raw: bytes, header: str, secret: str) -> bool:
@@ -53,15 +62,14 @@ def signature_ok(raw: bytes, header: str, secret: str) -> bool:
 
 @bp.post("/webhooks/whatsapp")
 def receive() -> tuple[Response, int]:
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        log.warning("webhook body refused: too large", extra={"bytes": request.content_length})
-        metrics.webhook("too_large")
-        return _error(413, "body larger than 3 MB")
-    try:
-        raw = request.get_data(cache=True)  # Flask's MAX_CONTENT_LENGTH bounds bodies without a length
-    except RequestEntityTooLarge:
-        metrics.webhook("too_large")
-        return _error(413, "body larger than 3 MB")
+    if (request.content_length or 0) > MAX_BODY_BYTES:  # refused before reading a byte of it
+        return _too_large(request.content_length)
+    # A body without a Content-Length (chunked) is read up to the limit plus one byte: reading stops at the
+    # limit without an error, so only the extra byte tells a body over the limit from one at it.
+    request.max_content_length = MAX_BODY_BYTES + 1
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY_BYTES:
+        return _too_large(None)
     header = request.headers.get("X-Hub-Signature-256")
     if not header:
         log.warning("webhook refused: no signature header")
