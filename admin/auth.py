@@ -6,8 +6,10 @@
 - Refresh token: 32 random bytes, 30 days, stored as its SHA-256 only. Each use marks it used and
   issues the next token of the same family; presenting a used token again (someone copied it)
   revokes the whole family.
-- Rate limits (Redis fixed windows, shared by every process): failed logins per account and per IP,
-  and requests per user on every authenticated route; over the limit -> 429 with `Retry-After`. The
+- Rate limits (Redis fixed windows, shared by every process): failed logins per IP, failed logins per
+  account that stop the failing addresses but never the right password from an address that has not
+  been failing (`_admit_login_attempt`: nobody can lock an account out), and requests per user on every
+  authenticated route; over a limit -> 429 with `Retry-After`. The
   limits are settings (`ADMIN_LOGIN_FAILURES_PER_ACCOUNT`, `ADMIN_LOGIN_FAILURES_PER_IP`,
   `ADMIN_REQUESTS_PER_MINUTE`), so a test or an operator can change them without touching the code.
 """
@@ -202,9 +204,19 @@ def refund_in_window(key: str) -> None:
         raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
 
 
-def _login_keys(email: str) -> tuple[str, str]:
-    account = hashlib.sha256(email.encode("utf-8")).hexdigest()
-    return f"admin:login-fail:account:{account}", f"admin:login-fail:ip:{client_ip() or 'unknown'}"
+def current_count(key: str) -> int:
+    """A window's count without adding to it (0 when the window is over)."""
+    try:
+        return int(context.redis().get(key) or 0)
+    except RedisError as exc:
+        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
+
+
+def _login_keys(email: str) -> tuple[str, str, str]:
+    """(failures on the account, attempts from this address, attempts from this address on the account)."""
+    account = f"admin:login-fail:account:{hashlib.sha256(email.encode('utf-8')).hexdigest()}"
+    ip = client_ip() or "unknown"
+    return account, f"admin:login-fail:ip:{ip}", f"{account}:ip:{ip}"
 
 
 def _enforce_user_rate(user_id: int) -> None:
@@ -262,6 +274,29 @@ def require_roles(*roles: str) -> Callable[[F], F]:
 # --- endpoints ----------------------------------------------------------------------------------
 
 
+def _admit_login_attempt(account_key: str, ip_key: str, pair_key: str) -> None:
+    """429 unless this attempt may have its password checked.
+
+    - An address gets ADMIN_LOGIN_FAILURES_PER_IP failures in a window, on all accounts together.
+    - An address gets ADMIN_LOGIN_FAILURES_PER_ACCOUNT failures on one account; once the account has had
+      that many from all addresses together, an address that failed on it gets no more in the window.
+    So guesses against an account are slowed to one per window per new address, while its owner, whose
+    address has not been failing, still logs in with the right password: no one can lock an account out.
+    Each attempt takes its slots before the password is checked, so parallel guesses cannot overrun them.
+    """
+    settings = context.settings()
+    ip_count, ip_wait = count_in_window(ip_key, LOGIN_WINDOW_SECONDS)
+    pair_count, pair_wait = count_in_window(pair_key, LOGIN_WINDOW_SECONDS)
+    account_limit = settings.ADMIN_LOGIN_FAILURES_PER_ACCOUNT
+    address_done = pair_count > account_limit or (pair_count > 1 and current_count(account_key) >= account_limit)
+    ip_done = ip_count > settings.ADMIN_LOGIN_FAILURES_PER_IP
+    if ip_done or address_done:
+        refund_in_window(pair_key)  # no password was checked: the attempt does not count
+        refund_in_window(ip_key)
+        wait = max(w for w, done in ((ip_wait, ip_done), (pair_wait, address_done)) if done)
+        raise _too_many(wait, "Too many failed logins; try again later.")
+
+
 @bp.post("/auth/login")
 def login() -> Response:
     body = Body.load()
@@ -270,29 +305,18 @@ def login() -> Response:
     body.raise_if_errors()
     assert email is not None and password is not None
     email = normalize_email(email)
-    # Each attempt takes a slot before the password is checked, so parallel guesses cannot overrun the
-    # limit; a successful login gives its slots back, so only failures count.
-    account_key, ip_key = _login_keys(email)
-    settings = context.settings()
-    ip_limit, account_limit = settings.ADMIN_LOGIN_FAILURES_PER_IP, settings.ADMIN_LOGIN_FAILURES_PER_ACCOUNT
-    ip_count, ip_wait = count_in_window(ip_key, LOGIN_WINDOW_SECONDS)
-    account_count, account_wait = count_in_window(account_key, LOGIN_WINDOW_SECONDS)
-    if ip_count > ip_limit or account_count > account_limit:
-        refund_in_window(account_key)  # no password was checked: the attempt does not count
-        refund_in_window(ip_key)
-        waits = [w for n, limit, w in ((ip_count, ip_limit, ip_wait), (account_count, account_limit, account_wait))
-                 if n > limit]
-        raise _too_many(max(waits), "Too many failed logins; try again later.")
-
+    account_key, ip_key, pair_key = _login_keys(email)
+    _admit_login_attempt(account_key, ip_key, pair_key)
     with context.db().reader() as session:  # the slow hash check holds no write lock
         user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
     if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
+        count_in_window(account_key, LOGIN_WINDOW_SECONDS)  # the attempt's other slots stay taken: failures
         raise _unauthorized(INVALID_CREDENTIALS)
     with context.db().session() as session, session.begin():
         refresh = issue_refresh_token(session, user.id)
         audit("auth.login", "staff_user", user.id, user_id=user.id, session=session)
     access = issue_access_token(user)
-    refund_in_window(account_key)
+    refund_in_window(pair_key)  # a success gives its slots back: only failures count
     refund_in_window(ip_key)
     return _token_pair(access, refresh)
 

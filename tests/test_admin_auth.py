@@ -237,18 +237,39 @@ def test_logout_revokes_the_family(app, client, session):
 # --- rate limits --------------------------------------------------------------------------------
 
 
-def test_login_brute_force_per_account_is_429_with_retry_after(app, client):
+def test_failures_on_an_account_stop_the_failing_addresses_not_its_owner(app, client):
+    """Found by the adversarial review: five wrong passwords from anywhere locked the account for everyone, so
+    anyone could lock the admin out. Now the addresses that failed are stopped, and the right password from
+    an address that has not been failing still works."""
     make_staff(app, "support")
     for i in range(5):
         assert login(client, "support@ziraai.test", f"guess {i}", ip=f"10.0.1.{i}").status_code == 401
 
-    blocked = login(client, "support@ziraai.test", ip="10.0.2.1")  # even the right password, from elsewhere
+    assert login(client, "support@ziraai.test", ip="10.0.2.1").status_code == 200  # the owner, elsewhere
 
+    blocked = login(client, "support@ziraai.test", ip="10.0.1.0")  # an address that failed: no more tries
     assert blocked.status_code == 429
     assert blocked.mimetype == PROBLEM
     assert 1 <= int(blocked.headers["Retry-After"]) <= 300
+    assert login(client, "support@ziraai.test", "guess 6", ip="10.0.3.1").status_code == 401  # one try...
+    assert login(client, "support@ziraai.test", "guess 7", ip="10.0.3.1").status_code == 429  # ...per address
     make_staff(app, "admin")
-    assert login(client, "admin@ziraai.test", ip="10.0.2.1").status_code == 200  # other accounts are not locked
+    assert login(client, "admin@ziraai.test", ip="10.0.1.0").status_code == 200  # other accounts are not locked
+
+
+def test_one_address_gets_the_account_limit_of_guesses(app, client):
+    make_staff(app, "support")
+    for i in range(5):
+        assert login(client, "support@ziraai.test", f"guess {i}", ip="10.0.4.1").status_code == 401
+
+    assert login(client, "support@ziraai.test", ip="10.0.4.1").status_code == 429  # even the right password
+    assert login(client, "support@ziraai.test", ip="10.0.4.2").status_code == 200
+
+
+def test_a_right_password_does_not_use_up_the_limits(app, client):
+    make_staff(app, "support")
+    for _ in range(30):
+        assert login(client, "support@ziraai.test", ip="10.0.5.1").status_code == 200
 
 
 def test_login_brute_force_per_ip_is_429(app, client):
@@ -338,16 +359,18 @@ def test_create_staff_cli(app, client, runner, session):
     assert short.exit_code != 0 and "at least" in short.output
 
 
-def test_parallel_guesses_cannot_overrun_the_account_limit(app, client):
+def test_parallel_guesses_cannot_overrun_the_limits(app, client):
     from concurrent.futures import ThreadPoolExecutor
 
     make_staff(app, "support")
 
-    def guess(i: int) -> int:
+    def guess(i: int, ip: str) -> int:
         with app.app_context():
-            return login(app.test_client(), "support@ziraai.test", f"guess {i}", ip=f"10.3.0.{i}").status_code
+            return login(app.test_client(), "support@ziraai.test", f"guess {i}", ip=ip).status_code
 
     with ThreadPoolExecutor(max_workers=12) as pool:
-        statuses = sorted(pool.map(guess, range(12)))
+        from_one_address = sorted(pool.map(guess, range(12), ["10.3.0.1"] * 12))
+        from_another_account_limit_later = sorted(pool.map(guess, range(12), ["10.3.0.2"] * 12))
 
-    assert statuses == [401] * 5 + [429] * 7
+    assert from_one_address == [401] * 5 + [429] * 7
+    assert from_another_account_limit_later == [401] + [429] * 11  # the account had five failures: one try
