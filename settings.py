@@ -78,7 +78,7 @@ class Settings:
     MEDIA_S3_BUCKET: str = ""  # optional S3-compatible primary store (needs boto3); MEDIA_DIR is then the fallback
     MEDIA_S3_ENDPOINT: str = ""
     ADMIN_REQUESTS_PER_MINUTE: int = 100  # admin API: requests per staff user per minute, then 429
-    ADMIN_LOGIN_FAILURES_PER_ACCOUNT: int = 5  # failed logins on an account in 5 minutes, then 429 for the failing addresses
+    ADMIN_LOGIN_FAILURES_PER_ACCOUNT: int = 5  # failures on an account in 5 min, then 429 for failing addresses
     ADMIN_LOGIN_FAILURES_PER_IP: int = 20  # failed logins per client IP in 5 minutes, then 429
     CORS_ORIGINS: str = ""  # comma-separated browser origins allowed to call /api/v1 (empty: none)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto headers are believed
