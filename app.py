@@ -53,9 +53,13 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["redis"] = connect(settings.REDIS_URL)
     app.extensions["storage"] = storage_from_settings(settings.media_dir, settings.MEDIA_S3_BUCKET,
                                                       settings.MEDIA_S3_ENDPOINT)
-    # Its own key for media links, derived so the JWT signing key is never used for anything else.
-    app.extensions["media_secret"] = hmac.new(settings.JWT_SECRET.encode(), b"ziraai-media-links",
-                                              hashlib.sha256).hexdigest()
+    # Its own key for media and report links, derived so the JWT signing key is never used for anything else;
+    # `media_secrets` in itsdangerous' order (the last signs, any verifies): links signed with the previous
+    # JWT_SECRET key keep working during a rotation.
+    link_keys = [hmac.new(key.encode(), b"ziraai-media-links", hashlib.sha256).hexdigest()
+                 for key in reversed(settings.jwt_keys)]
+    app.extensions["media_secret"] = link_keys[-1]
+    app.extensions["media_secrets"] = link_keys
     app.extensions["media_max_age"] = settings.MEDIA_URL_MAX_AGE
 
     from admin import bp as admin_bp

@@ -29,6 +29,7 @@ DEV_SECRETS = {
 SECRET_NAMES = tuple(DEV_SECRETS)
 WEAK_SECRET_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-")
 MIN_SECRET_LENGTH = {"JWT_SECRET": 32, "WHATSAPP_APP_SECRET": 16, "N8N_SECRET": 16}
+ROTATABLE_SECRETS = ("JWT_SECRET", "N8N_SECRET")  # may hold new,old during a rotation
 MIN_METRICS_TOKEN_LENGTH = 16
 
 
@@ -119,6 +120,11 @@ class Settings:
         return not self.REDIS_URL
 
     @property
+    def jwt_keys(self) -> tuple[str, ...]:
+        """JWT_SECRET's keys (comma-separated, new,old for a rotation): the first signs, any verifies."""
+        return tuple(k.strip() for k in self.JWT_SECRET.split(",") if k.strip()) or ("",)
+
+    @property
     def cors_origins(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.CORS_ORIGINS.split(",") if o.strip()]
 
@@ -129,12 +135,15 @@ class Settings:
         found = []
         for name in SECRET_NAMES:
             value = getattr(self, name)
+            # Secrets that may list a previous value for a rotation (new,old): each must be strong.
+            values = [v.strip() for v in value.split(",")] if name in ROTATABLE_SECRETS else [value]
             if name in self.missing or not value:
                 found.append(f"{name} is not set")
-            elif value == DEV_SECRETS[name] or any(m in value.lower() for m in WEAK_SECRET_MARKERS):
+            elif any(v == DEV_SECRETS[name] or any(m in v.lower() for m in WEAK_SECRET_MARKERS) for v in values):
                 found.append(f"{name} is a default or placeholder value")
-            elif len(value) < MIN_SECRET_LENGTH.get(name, 1):
-                found.append(f"{name} must be at least {MIN_SECRET_LENGTH[name]} characters")
+            elif any(len(v) < MIN_SECRET_LENGTH.get(name, 1) for v in values):
+                found.append(f"{name} must be at least {MIN_SECRET_LENGTH[name]} characters"
+                             + (" (each, when comma-separated)" if len(values) > 1 else ""))
         for name in ("DATABASE_URL", "REDIS_URL", "WHATSAPP_PHONE_NUMBER_ID", "PUBLIC_BASE_URL", "N8N_WEBHOOK_URL"):
             if name in self.missing or not getattr(self, name):
                 found.append(f"{name} is not set")

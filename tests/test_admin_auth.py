@@ -15,6 +15,7 @@ from sqlalchemy import select
 import admin.auth
 import admin.support
 from admin.auth import AUDIENCE, ISSUER, hash_refresh_token
+from app import create_app
 from models import AuditLog, RefreshToken, StaffUser
 from tests.admin_helpers import PASSWORD, bearer, login, make_sponsor, make_staff, token_for
 
@@ -28,7 +29,7 @@ def _b64(data: dict[str, Any]) -> str:
 def _claims(user_id: int, role: str = "support", **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims = {"sub": str(user_id), "role": role, "sponsor_id": None, "iat": now, "exp": now + 600,
-              "iss": ISSUER, "aud": AUDIENCE}
+              "iss": ISSUER, "aud": AUDIENCE, "jti": "0123456789abcdef"}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not ...}
 
@@ -119,6 +120,7 @@ def _attack_tokens(app, user_id: int, valid_token: str) -> dict[str, str]:  # ty
         "hs512_right_key": jwt.encode(_claims(user_id), secret + "-padding-for-hs512-length-0123456789",
                                       algorithm="HS512"),
         "expired": jwt.encode(_claims(user_id, iat=now - 3600, exp=now - 60), secret, algorithm="HS256"),
+        "no_token_id": jwt.encode(_claims(user_id, jti=...), secret, algorithm="HS256"),  # cannot be revoked
         "issued_in_the_future": jwt.encode(_claims(user_id, iat=now + 3600, exp=now + 4000), secret,
                                            algorithm="HS256"),
         "wrong_aud": jwt.encode(_claims(user_id, aud="someone-else"), secret, algorithm="HS256"),
@@ -232,6 +234,82 @@ def test_logout_revokes_the_family(app, client, session):
     assert all(r.revoked_at is not None for r in session.scalars(select(RefreshToken)))
     assert client.post("/api/v1/auth/logout", json={"refresh_token": "unknown"}).status_code == 204
     assert client.post("/api/v1/auth/logout", json={}).status_code == 400
+
+
+# --- rotating JWT_SECRET -------------------------------------------------------------------------
+
+
+def test_jwt_secret_new_comma_old_signs_with_the_new_key_and_accepts_both(app, client, monkeypatch):
+    """A rotation without logging anyone out: set JWT_SECRET=new,old, and drop old after 15 minutes."""
+    old = app.extensions["settings"].JWT_SECRET
+    old_token = token_for(app, client, "support")
+    new = "a-new-jwt-signing-key-0123456789-abcdef"
+    monkeypatch.setitem(app.extensions, "settings", replace(app.extensions["settings"], JWT_SECRET=f"{new},{old}"))
+    assert client.get("/api/v1/messages", headers=bearer(old_token)).status_code == 200
+    fresh = login(client, "support@ziraai.test").get_json()["access_token"]
+    assert jwt.decode(fresh, new, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)["role"] == "support"
+    monkeypatch.setitem(app.extensions, "settings", replace(app.extensions["settings"], JWT_SECRET=new))
+    assert client.get("/api/v1/messages", headers=bearer(fresh)).status_code == 200
+    assert client.get("/api/v1/messages", headers=bearer(old_token)).status_code == 401  # the old key is gone
+
+
+def test_links_signed_with_the_previous_jwt_key_keep_working(database_url):
+    from services.report_links import read_report_token, sign_report
+    from services.storage import sign_token, unsign_media
+    from tests.conftest import make_settings
+
+    old = create_app(make_settings(database_url, JWT_SECRET="the-old-jwt-signing-key-0123456789abc"))
+    rotating = create_app(make_settings(database_url, JWT_SECRET="the-new-jwt-signing-key-0123456789abc,"
+                                                                 "the-old-jwt-signing-key-0123456789abc"))
+    key = "optimized/" + "k" * 24 + ".jpg"
+    media, report = sign_token(key, old.extensions["media_secret"]), sign_report(7, old.extensions["media_secret"])
+    assert unsign_media(media, rotating.extensions["media_secrets"]) == key
+    assert read_report_token(report, rotating.extensions["media_secrets"], 60) == 7
+    assert rotating.extensions["media_secret"] != old.extensions["media_secret"]  # new links: the new key
+    for one in (old, rotating):
+        one.extensions["db"].engine.dispose()
+
+
+# --- revoked access tokens ----------------------------------------------------------------------
+# Found by the adversarial review: an access token stayed valid up to 15 minutes after logout or after its
+# login was revoked. Revoked token ids (jti) and login families are kept in Redis until the tokens expire.
+
+
+def _messages(client, pair) -> int:  # type: ignore[no-untyped-def]
+    return client.get("/api/v1/messages", headers=bearer(pair["access_token"])).status_code
+
+
+def test_logout_refuses_the_logins_access_tokens_at_once(app, client):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+    second = _refresh(client, first["refresh_token"]).get_json()
+    elsewhere = login(client, "support@ziraai.test").get_json()  # another device: another login
+    assert _messages(client, first) == _messages(client, second) == 200
+
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": second["refresh_token"]}).status_code == 204
+
+    assert _messages(client, first) == _messages(client, second) == 401
+    assert _messages(client, elsewhere) == 200
+
+
+def test_logout_with_the_access_token_refuses_that_token(app, client):
+    make_staff(app, "support")
+    pair = login(client, "support@ziraai.test").get_json()
+    response = client.post("/api/v1/auth/logout", json={"refresh_token": "lost"},
+                           headers=bearer(pair["access_token"]))
+    assert response.status_code == 204
+    refused = client.get("/api/v1/messages", headers=bearer(pair["access_token"]))
+    assert refused.status_code == 401 and "revoked" in refused.get_json()["detail"]
+    jti = jwt.decode(pair["access_token"], options={"verify_signature": False})["jti"]
+    assert 0 < app.extensions["redis"].ttl(f"admin:revoked:jti:{jti}") <= 900  # kept only until it expires
+
+
+def test_refresh_reuse_refuses_the_familys_access_tokens_at_once(app, client):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+    second = _refresh(client, first["refresh_token"]).get_json()  # the legitimate holder's
+    assert _refresh(client, first["refresh_token"]).status_code == 401  # a thief replays the spent token
+    assert _messages(client, first) == _messages(client, second) == 401
 
 
 # --- rate limits --------------------------------------------------------------------------------

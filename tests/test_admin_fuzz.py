@@ -10,7 +10,7 @@ prints a `curl` line that reproduces it.
 
 Each case is sent as every role its operation admits (admin; support and/or a sponsor user of sponsor
 1), a public operation without a token. Tokens come from the normal login, once; logout and refresh
-only ever see random refresh tokens, and nothing the API offers revokes an access token. The rate
+only ever see random refresh tokens and no access token (logout would revoke one it is sent with). The rate
 limits are raised through the settings. Seeded first, so the document's path examples (id 1, code
 AGRI-7KQ3-M9XP, job analysis-2, tier M) hit real rows: sponsors 1 (L package) and 2 (S package) with
 codes, farmer 1 with messages, a sponsored analysis, a charge and a redeemed code, a failed analysis

@@ -64,10 +64,19 @@ def test_production_refuses_a_missing_setting(name):
     ("WHATSAPP_APP_SECRET", "change-me"),
     ("N8N_SECRET", "dev-n8n-secret"),
     ("WHATSAPP_TOKEN", "dev-whatsapp-token"),
+    ("JWT_SECRET", STRONG["JWT_SECRET"] + ",short"),  # during a rotation every key must be strong
+    ("JWT_SECRET", STRONG["JWT_SECRET"] + ",dev-jwt-secret-change-me-in-production"),
 ])
 def test_production_refuses_default_or_weak_secrets(name, value):
     with pytest.raises(SettingsError, match=name):
         check_settings(load_settings(environ={**STRONG, name: value}, dotenv_path=None))
+
+
+def test_production_takes_a_new_and_an_old_jwt_key():
+    rotating = load_settings(environ={**STRONG, "JWT_SECRET": "N" * 40 + ", " + STRONG["JWT_SECRET"]},
+                             dotenv_path=None)
+    assert rotating.problems() == []
+    assert rotating.jwt_keys == ("N" * 40, STRONG["JWT_SECRET"])
 
 
 def test_production_refuses_dev_tools_and_sqlite():
