@@ -7,6 +7,7 @@ import hmac
 import logging
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,7 +25,7 @@ from services.logs import configure_logging
 from services.queue import QUEUE_NAMES
 from services.redis_conn import connect
 from services.storage import storage_from_settings
-from settings import Settings, check_settings, load_settings
+from settings import GENERATED_SECRETS, Settings, check_settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else load_settings(config)
     configure_logging(settings.LOG_LEVEL)
     check_settings(settings)
-    if not settings.is_production and settings.WHATSAPP_APP_SECRET == Settings.WHATSAPP_APP_SECRET:
-        log.warning("WHATSAPP_APP_SECRET is the development default: webhooks signed by Meta will be refused "
-                    "and anyone who knows the default can sign one. Set it before exposing this service.")
+    _announce_generated_secrets(settings)
 
     app = Flask(__name__)
     app.json = StrictJSONProvider(app)  # request.get_json() refuses what services.json_input refuses
@@ -85,6 +84,21 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     _register_cli(app)
     _register_operator_cli(app)
     return app
+
+
+_announced: set[Path] = set()
+
+
+def _announce_generated_secrets(settings: Settings) -> None:
+    """Say once per process where the generated development secrets are (never their values)."""
+    path = settings.generated_secrets_file
+    if path is None or path in _announced:
+        return
+    _announced.add(path)
+    names = [name for name in GENERATED_SECRETS if name in settings.missing]
+    log.warning("%s not set: using development values generated once and kept in %s (set them in the "
+                "environment or .env to choose your own; Meta's webhooks need the app's real WHATSAPP_APP_SECRET)",
+                ", ".join(names), path, extra={"file": str(path)})
 
 
 def _register_health(app: Flask) -> None:
