@@ -30,6 +30,14 @@ from settings import GENERATED_SECRETS, Settings, check_settings, load_settings
 log = logging.getLogger(__name__)
 
 
+class ZiraAIApp(Flask):
+    def log_exception(self, exc_info: Any) -> None:
+        """Flask's "Exception on <path>" line, with the route pattern instead of the path: a path can hold a
+        working report or media token (`/r/<token>`), which must never reach the log."""
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        self.logger.error("Exception on %s [%s]", rule, request.method, exc_info=exc_info)
+
+
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     """Build the app from the environment; `config` (a dict of setting names, or Settings) wins."""
     settings = config if isinstance(config, Settings) else load_settings(config)
@@ -37,7 +45,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     check_settings(settings)
     _announce_generated_secrets(settings)
 
-    app = Flask(__name__)
+    app = ZiraAIApp(__name__)
     app.json = StrictJSONProvider(app)  # request.get_json() refuses what services.json_input refuses
     app.config.update(TESTING=settings.TESTING, MAX_CONTENT_LENGTH=3 * 1024 * 1024, JSON_SORT_KEYS=False)
     if settings.TRUSTED_PROXIES > 0:  # client IPs (login limits, audit log) from the trusted proxies' headers
