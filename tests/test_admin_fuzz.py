@@ -16,6 +16,12 @@ AGRI-7KQ3-M9XP, job analysis-2, tier M) hit real rows: sponsors 1 (L package) an
 codes, farmer 1 with messages, a sponsored analysis, a charge and a redeemed code, a failed analysis
 with its failed job, and another failed job.
 
+Schemathesis' own strings hold no lone surrogates and its numbers stay within a float, so two more
+sources of hostile input: the `date-time`, `date` and `email` formats are registered with strategies that
+also produce the ends of the calendar in far-away offsets and addresses with NUL or a lone surrogate; and
+`test_hostile_values_in_any_documented_operation_are_4xx_never_5xx` sends every documented operation bodies
+and query strings from tests/hostile.py (surrogates, NUL, nesting beyond any limit, numbers beyond a float).
+
 Bounded for CI: `FUZZ_EXAMPLES` random cases per operation (default 8; the examples and coverage
 phases add their own), derandomized with a fixed seed (`FUZZ_SEED`), so every run sends the same
 requests. Longer locally: `FUZZ_EXAMPLES=500 .venv/bin/pytest tests/test_admin_fuzz.py -q`;
@@ -29,12 +35,14 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 import schemathesis
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
 from schemathesis.config import SchemathesisConfig
@@ -46,6 +54,7 @@ from services import quota, sponsorship
 from services.queue import get_queue
 from tests.admin_helpers import bearer, login, make_staff
 from tests.conftest import _clean, make_settings
+from tests.hostile import any_dates, hostile_values, raw_json, unstorable_text
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
@@ -107,6 +116,13 @@ def seed(app: Flask) -> None:
     _fail_job(app, "analysis", "analysis-2")
     _fail_job(app, "default", "fuzz-failed-job")
 
+
+# Hostile values inside the formats the document uses, so schemathesis' run sends them too.
+schemathesis.openapi.format("date-time", st.datetimes(timezones=st.just(UTC)).map(
+    lambda d: d.isoformat().replace("+00:00", "Z")) | any_dates)
+schemathesis.openapi.format("date", st.dates().map(str) | st.sampled_from(["0001-01-01", "9999-12-31"]))
+schemathesis.openapi.format("email", st.emails() | st.builds(lambda bad: f"info{bad}@anadolu.test",
+                                                               unstorable_text))
 
 # An app only to read the OpenAPI document and the routes' roles from at collection time (no database).
 DOCUMENT_APP = create_app(make_settings("sqlite://"))
@@ -396,3 +412,42 @@ def test_nul_in_a_path_parameter_is_a_404(fuzz_app: Flask, tokens: dict[str, dic
     url = _url(path, operation, **{name: "M%00X"})
     response = fuzz_app.test_client().open(url, method=method, json={}, headers=_caller(method, path, tokens))
     assert _is_problem(response, 404), (url, response.status_code)
+
+
+# --- hostile values on every documented operation (hypothesis, beside schemathesis) ----------------------
+
+OPERATIONS = sorted((m, p) for m, p, _ in _operations())
+query_values = any_dates | st.text(max_size=10) | st.text(max_size=5).map(lambda t: t + "\x00") | st.sampled_from(
+    ["99999999999999999999", "-1", "1e400", "NaN", str(2**31), str(2**63)])
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes | None]:
+    """An operation, its query string and (if it takes one) a body of documented and other fields, where
+    each value may be hostile."""
+    method, path = draw(st.sampled_from(OPERATIONS))
+    operation = _operation(method, path)
+    names = [q["name"] for q in operation.get("parameters", []) if q["in"] == "query"]
+    query = draw(st.fixed_dictionaries({}, optional={name: query_values for name in names}))
+    body = None
+    if "requestBody" in operation:
+        fields = draw(st.lists(st.sampled_from(_body_fields(operation)) | st.text(max_size=6), max_size=4))
+        value = {name: draw(hostile_values | st.text(max_size=20) | st.integers()) for name in fields}
+        body = raw_json(draw(st.just(value) | hostile_values))  # a body that is not even an object, too
+    return method, path, query, body
+
+
+@settings(max_examples=25 * FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(request=hostile_requests())
+def test_hostile_values_in_any_documented_operation_are_4xx_never_5xx(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], request: tuple) -> None:
+    method, path, query, body = request
+    response = fuzz_app.test_client().open(
+        _url(path, _operation(method, path)), method=method, query_string=query, data=body,
+        content_type="application/json" if body is not None else None, headers=_caller(method, path, tokens))
+    assert response.status_code < 500, (method, path, query, (body or b"")[:300])
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
+        assert str(response.status_code) in _operation(method, path)["responses"], (method, path, response.status_code)
