@@ -142,11 +142,13 @@ def _register_health(app: Flask) -> None:
 def _register_metrics(app: Flask) -> None:
     @app.get("/metrics")
     def metrics_view() -> Response | tuple[Response, int]:
-        """Prometheus exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        """Prometheus exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>` (any of
+        its comma-separated tokens: new,old while Prometheus is switched over)."""
         from services import metrics
 
-        token = app.extensions["settings"].METRICS_TOKEN
-        if token and not metrics.token_ok(request.headers.get("Authorization"), token):
+        tokens = [t.strip() for t in app.extensions["settings"].METRICS_TOKEN.split(",") if t.strip()]
+        given = request.headers.get("Authorization")
+        if tokens and not any([metrics.token_ok(given, token) for token in tokens]):  # every one compared
             response = jsonify({"type": "about:blank", "title": "Unauthorized", "status": 401,
                                 "detail": "A valid bearer token is required."})
             response.mimetype = "application/problem+json"

@@ -171,8 +171,9 @@ class Settings:
             found.append("N8N_MODE must be 'sync' or 'callback'")
         if not self.METRICS_TOKEN:
             found.append("METRICS_TOKEN is not set (GET /metrics would be open to anyone)")
-        elif len(self.METRICS_TOKEN) < MIN_METRICS_TOKEN_LENGTH:
-            found.append(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
+        elif any(len(t.strip()) < MIN_METRICS_TOKEN_LENGTH for t in self.METRICS_TOKEN.split(",")):
+            found.append(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters (each, when "
+                         "comma-separated)")
         for origin in self.cors_origins:
             if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
                 found.append(f"CORS_ORIGINS must list exact https origins (https://host[:port]), not {origin!r}")

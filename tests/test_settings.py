@@ -75,6 +75,7 @@ def test_production_refuses_a_missing_setting(name):
     ("WHATSAPP_TOKEN", "dev-whatsapp-token"),
     ("JWT_SECRET", STRONG["JWT_SECRET"] + ",short"),  # during a rotation every key must be strong
     ("JWT_SECRET", STRONG["JWT_SECRET"] + ",dev-jwt-secret-change-me-in-production"),
+    ("METRICS_TOKEN", STRONG["METRICS_TOKEN"] + ",short"),
 ])
 def test_production_refuses_default_or_weak_secrets(name, value):
     with pytest.raises(SettingsError, match=name):
