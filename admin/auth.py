@@ -39,7 +39,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from admin import bp
 from admin.audit import audit, client_ip
 from admin.errors import ApiError
-from admin.validation import Body
+from admin.validation import Body, refuse_unstorable_arguments
 from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
 from services import context
 
@@ -356,6 +356,7 @@ def require_roles(*roles: str) -> Callable[[F], F]:
             enforce_user_rate(user.id)
             if user.role not in roles:
                 raise ApiError(403, "Your role may not use this endpoint.")
+            refuse_unstorable_arguments()
             g.staff_user = user
             g.jwt_claims = claims
             return view(*args, **kwargs)

@@ -4,8 +4,9 @@
   no number beyond a float, at most 64 levels deep), a JSON object, and no key or string anywhere in
   it holding NUL or a lone surrogate (no database column can store one, and hashing one fails); each
   such field is named in one 400.
-- Every query argument and path value is checked before the view runs (`refuse_unstorable_arguments`):
-  NUL in a query argument is a 400 naming it, in a path value a 404 (no row can have it).
+- Every query argument and path value is checked before the view runs, once the caller is known to be
+  allowed (`refuse_unstorable_arguments`, called by `admin.auth.require_roles`): NUL in a query argument
+  is a 400 naming it, in a path value a 404 (no row can have it).
 - Dates (`parse_datetime`) must stay within what a datetime can hold once converted to UTC.
 """
 
@@ -16,7 +17,6 @@ from typing import Any
 
 from flask import request
 
-from admin import bp
 from admin.errors import ApiError, field_error
 from services.json_input import JsonInputError, has_unstorable, parse_json, storable, unstorable_paths
 
@@ -69,7 +69,6 @@ class Body:
             raise ApiError(400, "Some fields of the request body are invalid.", errors=self.errors)
 
 
-@bp.before_request
 def refuse_unstorable_arguments() -> None:
     """NUL in a path value or a query argument: PostgreSQL can neither store nor compare it (a 500 once)."""
     if any(isinstance(v, str) and has_unstorable(v) for v in (request.view_args or {}).values()):
