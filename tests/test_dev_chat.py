@@ -125,6 +125,17 @@ def test_bad_input_is_a_clear_400(client, path, payload, fragment):
     assert response.mimetype == "application/problem+json"
 
 
+@pytest.mark.parametrize("raw", [b'{"phone": "905301112266", "text": "a\\ud800b"}',
+                                 b'{"phone": "905301112266", "name": "\\udfff", "text": "x"}',
+                                 b'{"phone": "905301112266", "text": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                                 b'{"phone": "905301112266", "latitude": 1e400, "longitude": 0}'])
+def test_hostile_json_is_a_clear_400(client, raw):
+    """A lone surrogate could not be sent on as UTF-8 (a 500 before); deep nesting was a RecursionError."""
+    response = client.post("/dev/chat/api/text", data=raw, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)[:200]
+    assert response.mimetype == "application/problem+json"
+
+
 def test_not_json_and_not_an_image_are_400(client):
     assert client.post("/dev/chat/api/text", data="x", content_type="application/json").status_code == 400
     not_image = client.post("/dev/chat/api/photo", content_type="multipart/form-data",
