@@ -12,7 +12,7 @@
   revokes the whole family.
 - Rate limits (Redis fixed windows, shared by every process): failed logins per IP, failed logins per
   account that stop the failing addresses but never the right password from an address that has not
-  been failing (`_admit_login_attempt`: nobody can lock an account out), and requests per user on every
+  been failing (`begin_login_attempt`: nobody can lock an account out), and requests per user on every
   authenticated route; over a limit -> 429 with `Retry-After`. The
   limits are settings (`ADMIN_LOGIN_FAILURES_PER_ACCOUNT`, `ADMIN_LOGIN_FAILURES_PER_IP`,
   `ADMIN_REQUESTS_PER_MINUTE`), so a test or an operator can change them without touching the code.
