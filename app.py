@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,13 +21,22 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.db import Database
 from services import context
+from services.json_input import StrictJSONProvider
 from services.logs import configure_logging
 from services.queue import QUEUE_NAMES
 from services.redis_conn import connect
 from services.storage import storage_from_settings
-from settings import Settings, check_settings, load_settings
+from settings import GENERATED_SECRETS, Settings, check_settings, load_settings
 
 log = logging.getLogger(__name__)
+
+
+class ZiraAIApp(Flask):
+    def log_exception(self, exc_info: Any) -> None:
+        """Flask's "Exception on <path>" line, with the route pattern instead of the path: a path can hold a
+        working report or media token (`/r/<token>`), which must never reach the log."""
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        self.logger.error("Exception on %s [%s]", rule, request.method, exc_info=exc_info)
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -34,11 +44,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else load_settings(config)
     configure_logging(settings.LOG_LEVEL)
     check_settings(settings)
-    if not settings.is_production and settings.WHATSAPP_APP_SECRET == Settings.WHATSAPP_APP_SECRET:
-        log.warning("WHATSAPP_APP_SECRET is the development default: webhooks signed by Meta will be refused "
-                    "and anyone who knows the default can sign one. Set it before exposing this service.")
+    _announce_generated_secrets(settings)
 
-    app = Flask(__name__)
+    app = ZiraAIApp(__name__)
+    app.json = StrictJSONProvider(app)  # request.get_json() refuses what services.json_input refuses
     app.config.update(TESTING=settings.TESTING, MAX_CONTENT_LENGTH=3 * 1024 * 1024, JSON_SORT_KEYS=False)
     if settings.TRUSTED_PROXIES > 0:  # client IPs (login limits, audit log) from the trusted proxies' headers
         n = settings.TRUSTED_PROXIES
@@ -52,9 +61,13 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["redis"] = connect(settings.REDIS_URL)
     app.extensions["storage"] = storage_from_settings(settings.media_dir, settings.MEDIA_S3_BUCKET,
                                                       settings.MEDIA_S3_ENDPOINT)
-    # Its own key for media links, derived so the JWT signing key is never used for anything else.
-    app.extensions["media_secret"] = hmac.new(settings.JWT_SECRET.encode(), b"ziraai-media-links",
-                                              hashlib.sha256).hexdigest()
+    # Its own key for media and report links, derived so the JWT signing key is never used for anything else;
+    # `media_secrets` in itsdangerous' order (the last signs, any verifies): links signed with the previous
+    # JWT_SECRET key keep working during a rotation.
+    link_keys = [hmac.new(key.encode(), b"ziraai-media-links", hashlib.sha256).hexdigest()
+                 for key in reversed(settings.jwt_keys)]
+    app.extensions["media_secret"] = link_keys[-1]
+    app.extensions["media_secrets"] = link_keys
     app.extensions["media_max_age"] = settings.MEDIA_URL_MAX_AGE
 
     from admin import bp as admin_bp
@@ -80,6 +93,21 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     _register_cli(app)
     _register_operator_cli(app)
     return app
+
+
+_announced: set[Path] = set()
+
+
+def _announce_generated_secrets(settings: Settings) -> None:
+    """Say once per process where the generated development secrets are (never their values)."""
+    path = settings.generated_secrets_file
+    if path is None or path in _announced:
+        return
+    _announced.add(path)
+    names = [name for name in GENERATED_SECRETS if name in settings.missing]
+    log.warning("%s not set: using development values generated once and kept in %s (set them in the "
+                "environment or .env to choose your own; Meta's webhooks need the app's real WHATSAPP_APP_SECRET)",
+                ", ".join(names), path, extra={"file": str(path)})
 
 
 def _register_health(app: Flask) -> None:
@@ -115,11 +143,13 @@ def _register_health(app: Flask) -> None:
 def _register_metrics(app: Flask) -> None:
     @app.get("/metrics")
     def metrics_view() -> Response | tuple[Response, int]:
-        """Prometheus exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        """Prometheus exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>` (any of
+        its comma-separated tokens: new,old while Prometheus is switched over)."""
         from services import metrics
 
-        token = app.extensions["settings"].METRICS_TOKEN
-        if token and not metrics.token_ok(request.headers.get("Authorization"), token):
+        tokens = [t.strip() for t in app.extensions["settings"].METRICS_TOKEN.split(",") if t.strip()]
+        given = request.headers.get("Authorization")
+        if tokens and not any([metrics.token_ok(given, token) for token in tokens]):  # every one compared
             response = jsonify({"type": "about:blank", "title": "Unauthorized", "status": 401,
                                 "detail": "A valid bearer token is required."})
             response.mimetype = "application/problem+json"

@@ -3,13 +3,21 @@
 The process environment always wins over `.env` (python-dotenv never overrides a variable that is
 already set). `load_settings()` is the only place that reads `os.environ`; everything else receives
 a `Settings` object, so tests build one from a plain dict.
+
+Outside production and tests, the secrets the environment does not give (`GENERATED_SECRETS`) are not
+public constants: random ones are generated on the first run and kept in `instance/dev-secrets.env`
+(git-ignored, mode 0600), so every process of this checkout (web, worker, `flask chat`, the dev tools'
+stand-ins) signs and checks with the same ones, and a forged token made with a published default works
+on nobody's machine. Production refuses to start without them; tests pass their own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
-from collections.abc import Mapping
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -27,6 +35,10 @@ DEV_SECRETS = {
     "JWT_SECRET": "dev-jwt-secret-change-me-in-production",
 }
 SECRET_NAMES = tuple(DEV_SECRETS)
+# Generated on the first run outside production and tests when the environment does not give them, and
+# kept in DEV_SECRETS_FILE (the environment still wins). WHATSAPP_TOKEN is Meta's to issue, not ours.
+GENERATED_SECRETS = ("JWT_SECRET", "WHATSAPP_APP_SECRET", "N8N_SECRET", "WHATSAPP_VERIFY_TOKEN")
+DEV_SECRETS_FILE = INSTANCE_DIR / "dev-secrets.env"
 WEAK_SECRET_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-")
 MIN_SECRET_LENGTH = {"JWT_SECRET": 32, "WHATSAPP_APP_SECRET": 16, "N8N_SECRET": 16}
 MIN_METRICS_TOKEN_LENGTH = 16
@@ -78,7 +90,7 @@ class Settings:
     MEDIA_S3_BUCKET: str = ""  # optional S3-compatible primary store (needs boto3); MEDIA_DIR is then the fallback
     MEDIA_S3_ENDPOINT: str = ""
     ADMIN_REQUESTS_PER_MINUTE: int = 100  # admin API: requests per staff user per minute, then 429
-    ADMIN_LOGIN_FAILURES_PER_ACCOUNT: int = 5  # failed logins per account in 5 minutes, then 429
+    ADMIN_LOGIN_FAILURES_PER_ACCOUNT: int = 5  # failures on an account in 5 min, then 429 for failing addresses
     ADMIN_LOGIN_FAILURES_PER_IP: int = 20  # failed logins per client IP in 5 minutes, then 429
     CORS_ORIGINS: str = ""  # comma-separated browser origins allowed to call /api/v1 (empty: none)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto headers are believed
@@ -87,6 +99,8 @@ class Settings:
     TESTING: bool = False
     # Names of settings the environment did not provide (used for the production check).
     missing: frozenset[str] = field(default=frozenset(), compare=False)
+    # Where the secrets the environment did not provide were generated and are kept (None: none were).
+    generated_secrets_file: Path | None = field(default=None, compare=False)
 
     @property
     def is_production(self) -> bool:
@@ -125,6 +139,11 @@ class Settings:
         return not self.REDIS_URL
 
     @property
+    def jwt_keys(self) -> tuple[str, ...]:
+        """JWT_SECRET's keys (comma-separated, new,old for a rotation): the first signs, any verifies."""
+        return tuple(k.strip() for k in self.JWT_SECRET.split(",") if k.strip()) or ("",)
+
+    @property
     def cors_origins(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.CORS_ORIGINS.split(",") if o.strip()]
 
@@ -134,8 +153,8 @@ class Settings:
             return []
         found = []
         for name in SECRET_NAMES:
-            # N8N_SECRET may list several (a rotation): each of them must be strong.
-            values = self.n8n_secrets if name == "N8N_SECRET" else (getattr(self, name),)
+            # JWT_SECRET and N8N_SECRET may list several (new,old during a rotation): each must be strong.
+            values = {"N8N_SECRET": self.n8n_secrets, "JWT_SECRET": self.jwt_keys}.get(name, (getattr(self, name),))
             if name in self.missing or not any(values):
                 found.append(f"{name} is not set")
                 continue
@@ -158,8 +177,9 @@ class Settings:
             found.append("N8N_MODE must be 'sync' or 'callback'")
         if not self.METRICS_TOKEN:
             found.append("METRICS_TOKEN is not set (GET /metrics would be open to anyone)")
-        elif len(self.METRICS_TOKEN) < MIN_METRICS_TOKEN_LENGTH:
-            found.append(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
+        elif any(len(t.strip()) < MIN_METRICS_TOKEN_LENGTH for t in self.METRICS_TOKEN.split(",")):
+            found.append(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters (each, when "
+                         "comma-separated)")
         for origin in self.cors_origins:
             if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
                 found.append(f"CORS_ORIGINS must list exact https origins (https://host[:port]), not {origin!r}")
@@ -191,7 +211,7 @@ def load_settings(overrides: Mapping[str, object] | None = None, *, environ: Map
     values: dict[str, object] = {}
     missing = set()
     for f in fields(Settings):
-        if f.name == "missing":
+        if f.name in ("missing", "generated_secrets_file"):
             continue
         default = f.default
         if f.name == "DEV_TOOLS" and production:
@@ -207,7 +227,31 @@ def load_settings(overrides: Mapping[str, object] | None = None, *, environ: Map
         values[f.name] = _coerce(f.name, raw, default)
     if "PUBLIC_BASE_URL" in missing and not production:
         values["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{values['PORT']}"  # follows PORT in development
-    return Settings(**values, missing=frozenset(missing))  # type: ignore[arg-type]
+    generated_file = None
+    absent = [name for name in GENERATED_SECRETS if name in missing]
+    if absent and not production and values["APP_ENV"] != "test":
+        generated_file = DEV_SECRETS_FILE
+        values.update(kept_secrets(generated_file, absent))
+    return Settings(**values, missing=frozenset(missing), generated_secrets_file=generated_file)  # type: ignore[arg-type]
+
+
+def kept_secrets(path: Path, names: Sequence[str]) -> dict[str, str]:
+    """The values of `names` kept in `path` (a .env file), generating and adding those it lacks. The file
+    is created with mode 0600 and locked while read and written, so processes starting together agree."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+", encoding="utf-8") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)  # released when the file is closed
+        os.fchmod(fd, 0o600)
+        kept = {k: v for k, v in dotenv_values(stream=file).items() if v}
+        new = {name: secrets.token_urlsafe(32) for name in names if name not in kept}
+        if new:
+            file.seek(0, os.SEEK_END)
+            if file.tell() == 0:
+                file.write("# Development secrets generated on the first run (never for production).\n"
+                           "# Values set in the environment or .env win over these.\n")
+            file.writelines(f"{name}={value}\n" for name, value in new.items())
+    return {name: {**kept, **new}[name] for name in names}
 
 
 def check_settings(settings: Settings) -> None:

@@ -1,13 +1,19 @@
 """Staff authentication: passwords, access JWTs, rotating refresh tokens, roles and rate limits.
 
 - Access token: JWT, HS256 only (pinned on decode), 15 minutes, claims `sub`, `role`, `sponsor_id`,
-  `iat`, `exp`, `iss`, `aud`; every request also re-reads the user, so a deactivated account or a
-  changed role stops working at once.
+  `iat`, `exp`, `iss`, `aud`, `jti` (its id) and `fam` (the login it belongs to: its refresh token
+  family); every request also re-reads the user, so a deactivated account or a changed role stops
+  working at once, and checks the denylist in Redis, so a token whose id or login was revoked (logout,
+  refresh-token reuse) stops working at once too, not when it expires.
+- Signing keys: `JWT_SECRET` may hold several keys, comma-separated (new,old): tokens are signed with
+  the first and accepted with any, so the key can be rotated without logging anyone out.
 - Refresh token: 32 random bytes, 30 days, stored as its SHA-256 only. Each use marks it used and
   issues the next token of the same family; presenting a used token again (someone copied it)
   revokes the whole family.
-- Rate limits (Redis fixed windows, shared by every process): failed logins per account and per IP,
-  and requests per user on every authenticated route; over the limit -> 429 with `Retry-After`. The
+- Rate limits (Redis fixed windows, shared by every process): failed logins per IP, failed logins per
+  account that stop the failing addresses but never the right password from an address that has not
+  been failing (`begin_login_attempt`: nobody can lock an account out), and requests per user on every
+  authenticated route; over a limit -> 429 with `Retry-After`. The
   limits are settings (`ADMIN_LOGIN_FAILURES_PER_ACCOUNT`, `ADMIN_LOGIN_FAILURES_PER_IP`,
   `ADMIN_REQUESTS_PER_MINUTE`), so a test or an operator can change them without touching the code.
 """
@@ -18,6 +24,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
@@ -32,7 +39,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from admin import bp
 from admin.audit import audit, client_ip
 from admin.errors import ApiError
-from admin.validation import Body
+from admin.validation import Body, refuse_unstorable_arguments
 from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
 from services import context
 
@@ -104,11 +111,11 @@ def create_staff_user(session: Session, email: str, password: str, role: str,
 # --- tokens -------------------------------------------------------------------------------------
 
 
-def _secret() -> str:
-    return current_app.extensions["settings"].JWT_SECRET
+def _keys() -> tuple[str, ...]:
+    return current_app.extensions["settings"].jwt_keys
 
 
-def issue_access_token(user: StaffUser, now: float | None = None) -> str:
+def issue_access_token(user: StaffUser, now: float | None = None, family_id: str | None = None) -> str:
     issued = int(now if now is not None else time.time())
     claims = {
         "sub": str(user.id),
@@ -120,7 +127,9 @@ def issue_access_token(user: StaffUser, now: float | None = None) -> str:
         "aud": AUDIENCE,
         "jti": secrets.token_hex(8),
     }
-    return jwt.encode(claims, _secret(), algorithm=ALGORITHM)
+    if family_id is not None:
+        claims["fam"] = family_id
+    return jwt.encode(claims, _keys()[0], algorithm=ALGORITHM)
 
 
 def _unauthorized(detail: str = "A valid access token is required.") -> ApiError:
@@ -128,30 +137,77 @@ def _unauthorized(detail: str = "A valid access token is required.") -> ApiError
 
 
 def decode_access_token(token: str) -> dict[str, Any]:
-    """The verified claims, or ApiError 401 (bad signature, other algorithm, expired, wrong iss/aud...)."""
+    """The verified claims, or ApiError 401 (bad signature, other algorithm, expired, wrong iss/aud...).
+    Signed with any of JWT_SECRET's keys: tokens of the previous key stay valid during a rotation."""
+    *previous, last = _keys()
+    for key in previous:
+        try:
+            return _decode(token, key)
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidTokenError as exc:
+            raise _unauthorized("The access token is invalid or expired.") from exc
     try:
-        return jwt.decode(token, _secret(), algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-                          options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+        return _decode(token, last)
     except jwt.InvalidTokenError as exc:
         raise _unauthorized("The access token is invalid or expired.") from exc
+
+
+def _decode(token: str, key: str) -> dict[str, Any]:
+    return jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                      options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]})
+
+
+# --- the denylist: revoked access tokens, until they expire --------------------------------------
+
+_REVOKED = "admin:revoked:"
+
+
+def _denylist(**ids: str | None) -> list[str]:
+    """The denylist keys of these ids (`jti=...`, `family=...`)."""
+    return [f"{_REVOKED}{kind}:{value}" for kind, value in ids.items() if isinstance(value, str) and value]
+
+
+def deny(seconds: int, **ids: str | None) -> None:
+    """Refuse access tokens with these ids (`jti=` one token, `family=` every token of a login) for
+    `seconds`: until the last of them has expired."""
+    try:
+        pipe = context.redis().pipeline()
+        for key in _denylist(**ids):
+            pipe.set(key, "1", ex=max(1, seconds))
+        pipe.execute()
+    except RedisError as exc:
+        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
+
+
+def is_denied(claims: dict[str, Any]) -> bool:
+    keys = _denylist(jti=claims.get("jti"), family=claims.get("fam"))
+    try:
+        return bool(keys) and int(context.redis().exists(*keys)) > 0
+    except RedisError as exc:
+        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
 
 
 def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_refresh_token(session: Session, user_id: int, family_id: str | None = None,
-                        now: datetime | None = None) -> str:
-    """A new opaque refresh token (returned once; only its hash is stored), in `family_id` or a new family."""
+def new_family_id() -> str:
+    return secrets.token_hex(16)
+
+
+def issue_refresh_token(session: Session, user_id: int, family_id: str, now: datetime | None = None) -> str:
+    """A new opaque refresh token (returned once; only its hash is stored) of the login `family_id`."""
     now = now or utcnow()
     token = secrets.token_urlsafe(32)
-    session.add(RefreshToken(user_id=user_id, family_id=family_id or secrets.token_hex(16),
-                             token_hash=hash_refresh_token(token), issued_at=now,
-                             expires_at=now + timedelta(days=REFRESH_TOKEN_DAYS)))
+    session.add(RefreshToken(user_id=user_id, family_id=family_id, token_hash=hash_refresh_token(token),
+                             issued_at=now, expires_at=now + timedelta(days=REFRESH_TOKEN_DAYS)))
     return token
 
 
 def revoke_family(session: Session, family_id: str, now: datetime | None = None) -> None:
+    """Revoke a login: its refresh tokens (in the caller's transaction) and, at once, its access tokens."""
+    deny(ACCESS_TOKEN_SECONDS, family=family_id)
     session.execute(update(RefreshToken)
                     .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=now or utcnow()))
@@ -202,12 +258,61 @@ def refund_in_window(key: str) -> None:
         raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
 
 
-def _login_keys(email: str) -> tuple[str, str]:
-    account = hashlib.sha256(email.encode("utf-8")).hexdigest()
-    return f"admin:login-fail:account:{account}", f"admin:login-fail:ip:{client_ip() or 'unknown'}"
+def current_count(key: str) -> int:
+    """A window's count without adding to it (0 when the window is over)."""
+    try:
+        return int(context.redis().get(key) or 0)
+    except RedisError as exc:
+        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
 
 
-def _enforce_user_rate(user_id: int) -> None:
+@dataclass(frozen=True)
+class LoginAttempt:
+    """The windows one login attempt counts in: failures on the account (all addresses), attempts from
+    this address (all accounts), attempts from this address on this account."""
+
+    account_key: str
+    ip_key: str
+    pair_key: str
+
+
+def begin_login_attempt(email: str) -> LoginAttempt:
+    """429 unless this attempt may have its password checked (API login and RQ dashboard alike).
+
+    - An address gets ADMIN_LOGIN_FAILURES_PER_IP failures in a window, on all accounts together.
+    - An address gets ADMIN_LOGIN_FAILURES_PER_ACCOUNT failures on one account; once the account has had
+      that many from all addresses together, an address that failed on it gets no more in the window.
+    So guesses against an account are slowed to one per window per new address, while its owner, whose
+    address has not been failing, still logs in with the right password: no one can lock an account out.
+    Each attempt takes its slots before the password is checked, so parallel guesses cannot overrun them.
+    """
+    account_key = f"admin:login-fail:account:{hashlib.sha256(email.encode('utf-8')).hexdigest()}"
+    ip = client_ip() or "unknown"
+    attempt = LoginAttempt(account_key, f"admin:login-fail:ip:{ip}", f"{account_key}:ip:{ip}")
+    settings = context.settings()
+    ip_count, ip_wait = count_in_window(attempt.ip_key, LOGIN_WINDOW_SECONDS)
+    pair_count, pair_wait = count_in_window(attempt.pair_key, LOGIN_WINDOW_SECONDS)
+    account_limit = settings.ADMIN_LOGIN_FAILURES_PER_ACCOUNT
+    address_done = pair_count > account_limit or (pair_count > 1 and current_count(account_key) >= account_limit)
+    ip_done = ip_count > settings.ADMIN_LOGIN_FAILURES_PER_IP
+    if ip_done or address_done:
+        refund_in_window(attempt.pair_key)  # no password was checked: the attempt does not count
+        refund_in_window(attempt.ip_key)
+        wait = max(w for w, done in ((ip_wait, ip_done), (pair_wait, address_done)) if done)
+        raise _too_many(wait, "Too many failed logins; try again later.")
+    return attempt
+
+
+def end_login_attempt(attempt: LoginAttempt, *, succeeded: bool) -> None:
+    """A success gives its slots back (only failures count); a failure also counts on the account."""
+    if succeeded:
+        refund_in_window(attempt.pair_key)
+        refund_in_window(attempt.ip_key)
+    else:
+        count_in_window(attempt.account_key, LOGIN_WINDOW_SECONDS)
+
+
+def enforce_user_rate(user_id: int) -> None:
     count, ttl = count_in_window(f"admin:requests:user:{user_id}", 60)
     if count > context.settings().ADMIN_REQUESTS_PER_MINUTE:
         raise _too_many(ttl, "Too many requests; slow down.")
@@ -223,6 +328,8 @@ def authenticate() -> tuple[StaffUser, dict[str, Any]]:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized()
     claims = decode_access_token(token.strip())
+    if is_denied(claims):
+        raise _unauthorized("The access token has been revoked; log in again.")
     try:
         user_id = int(claims["sub"])
     except (TypeError, ValueError) as exc:
@@ -246,9 +353,10 @@ def require_roles(*roles: str, refusal: str = "Your role may not use this endpoi
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             user, claims = authenticate()
-            _enforce_user_rate(user.id)
+            enforce_user_rate(user.id)
             if user.role not in roles:
                 raise ApiError(403, refusal)
+            refuse_unstorable_arguments()
             g.staff_user = user
             g.jwt_claims = claims
             return view(*args, **kwargs)
@@ -270,30 +378,18 @@ def login() -> Response:
     body.raise_if_errors()
     assert email is not None and password is not None
     email = normalize_email(email)
-    # Each attempt takes a slot before the password is checked, so parallel guesses cannot overrun the
-    # limit; a successful login gives its slots back, so only failures count.
-    account_key, ip_key = _login_keys(email)
-    settings = context.settings()
-    ip_limit, account_limit = settings.ADMIN_LOGIN_FAILURES_PER_IP, settings.ADMIN_LOGIN_FAILURES_PER_ACCOUNT
-    ip_count, ip_wait = count_in_window(ip_key, LOGIN_WINDOW_SECONDS)
-    account_count, account_wait = count_in_window(account_key, LOGIN_WINDOW_SECONDS)
-    if ip_count > ip_limit or account_count > account_limit:
-        refund_in_window(account_key)  # no password was checked: the attempt does not count
-        refund_in_window(ip_key)
-        waits = [w for n, limit, w in ((ip_count, ip_limit, ip_wait), (account_count, account_limit, account_wait))
-                 if n > limit]
-        raise _too_many(max(waits), "Too many failed logins; try again later.")
-
+    attempt = begin_login_attempt(email)
     with context.db().reader() as session:  # the slow hash check holds no write lock
         user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
     if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
+        end_login_attempt(attempt, succeeded=False)
         raise _unauthorized(INVALID_CREDENTIALS)
+    family_id = new_family_id()
     with context.db().session() as session, session.begin():
-        refresh = issue_refresh_token(session, user.id)
+        refresh = issue_refresh_token(session, user.id, family_id)
         audit("auth.login", "staff_user", user.id, user_id=user.id, session=session)
-    access = issue_access_token(user)
-    refund_in_window(account_key)
-    refund_in_window(ip_key)
+    access = issue_access_token(user, family_id=family_id)
+    end_login_attempt(attempt, succeeded=True)
     return _token_pair(access, refresh)
 
 
@@ -325,7 +421,7 @@ def refresh() -> Response:
                 user = session.get(StaffUser, row.user_id)
                 if user is not None and user.active:
                     new_token = issue_refresh_token(session, user.id, row.family_id, now)
-                    access = issue_access_token(user)
+                    access = issue_access_token(user, family_id=row.family_id)
     if access is None or new_token is None:
         raise _unauthorized("The refresh token is invalid, expired or revoked.")
     return _token_pair(access, new_token)
@@ -333,10 +429,23 @@ def refresh() -> Response:
 
 @bp.post("/auth/logout")
 def logout() -> tuple[str, int]:
+    """Revokes the refresh token's login, and the access token in `Authorization` if one is sent."""
     token_hash = hash_refresh_token(_refresh_body())
+    _deny_presented_access_token()
     with context.db().session() as session, session.begin():
         row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
         if row is not None:
             revoke_family(session, row.family_id)
             audit("auth.logout", "staff_user", row.user_id, user_id=row.user_id, session=session)
     return "", 204
+
+
+def _deny_presented_access_token() -> None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return
+    try:
+        claims = decode_access_token(token.strip())
+    except ApiError:
+        return  # invalid or expired: nothing to revoke, and logging out still succeeds
+    deny(int(claims["exp"]) - int(time.time()), jti=str(claims["jti"]))

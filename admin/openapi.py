@@ -167,6 +167,8 @@ PATHS: dict[str, Any] = {
     "/api/v1/auth/logout": {
         "post": {
             "operationId": "logout", "summary": "Revoke the refresh token's family.", "tags": ["auth"],
+            "description": "Revokes the login of the refresh token: its refresh tokens and, at once, the access "
+                           "tokens issued with them. An access token sent in `Authorization` is revoked too.",
             "security": [],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("RefreshRequest")}}},
             "responses": {"204": {"description": "Signed out (also for an unknown token)."},

@@ -25,16 +25,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import select
 
 from admin.audit import audit
-from admin.auth import (
-    LOGIN_WINDOW_SECONDS,
-    _enforce_user_rate,
-    _login_keys,
-    _too_many,
-    count_in_window,
-    normalize_email,
-    refund_in_window,
-    verify_password,
-)
+from admin.auth import begin_login_attempt, end_login_attempt, enforce_user_rate, normalize_email, verify_password
 from admin.errors import ApiError, register_error_handlers
 from models import StaffRole, StaffUser
 from services import context, failed_jobs
@@ -51,39 +42,23 @@ def _challenge(detail: str = "Sign in with an admin account.") -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": REALM})
 
 
-def _check_login_limits(email: str) -> tuple[str, str]:
-    """Take a slot in the login-failure windows the API's login uses; 429 when either is full."""
-    settings = context.settings()
-    account_key, ip_key = _login_keys(email)
-    ip_count, ip_wait = count_in_window(ip_key, LOGIN_WINDOW_SECONDS)
-    account_count, account_wait = count_in_window(account_key, LOGIN_WINDOW_SECONDS)
-    over = [wait for count, limit, wait in ((ip_count, settings.ADMIN_LOGIN_FAILURES_PER_IP, ip_wait),
-                                            (account_count, settings.ADMIN_LOGIN_FAILURES_PER_ACCOUNT, account_wait))
-            if count > limit]
-    if over:
-        refund_in_window(account_key)  # no password was checked: the attempt does not count
-        refund_in_window(ip_key)
-        raise _too_many(max(over), "Too many failed logins; try again later.")
-    return account_key, ip_key
-
-
 @bp.before_request
 def _sign_in() -> None:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.username or not auth.password:
         raise _challenge()
     email = normalize_email(auth.username)[:254]
-    account_key, ip_key = _check_login_limits(email)
+    attempt = begin_login_attempt(email)  # the API login's limits, shared
     with context.db().reader() as session:
         user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
     if not verify_password(user.password_hash if user else None, auth.password[:1024]) or user is None \
             or not user.active:
+        end_login_attempt(attempt, succeeded=False)
         raise _challenge("Invalid email or password.")
-    refund_in_window(account_key)  # the password was right: only failures count
-    refund_in_window(ip_key)
+    end_login_attempt(attempt, succeeded=True)
     if user.role != StaffRole.ADMIN:
         raise _challenge("Only admins may use the RQ dashboard.")
-    _enforce_user_rate(user.id)
+    enforce_user_rate(user.id)
     g.staff_user = user
 
 
@@ -99,7 +74,7 @@ def _headers(response: Response) -> Response:
 
 
 def _form_token(user: StaffUser) -> str:
-    key = hmac.new(context.settings().JWT_SECRET.encode(), b"ziraai-rq-dashboard", hashlib.sha256).digest()
+    key = hmac.new(context.settings().jwt_keys[0].encode(), b"ziraai-rq-dashboard", hashlib.sha256).digest()
     return hmac.new(key, f"{user.id}:{user.password_hash}".encode(), hashlib.sha256).hexdigest()
 
 

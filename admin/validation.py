@@ -1,16 +1,30 @@
-"""Request bodies: a JSON object, with field-level errors collected and answered as one 400."""
+"""What the admin API accepts from outside, in one place: JSON bodies, query arguments, path values.
+
+- Every body is read by `Body.load()`: strict JSON (`services.json_input.parse_json`: no NaN/Infinity,
+  no number beyond a float, at most 64 levels deep), a JSON object, and no key or string anywhere in
+  it holding NUL or a lone surrogate (no database column can store one, and hashing one fails); each
+  such field is named in one 400.
+- Every query argument and path value is checked before the view runs, once the caller is known to be
+  allowed (`refuse_unstorable_arguments`, called by `admin.auth.require_roles`): NUL in a query argument
+  is a 400 naming it, in a path value a 404 (no row can have it).
+- Dates (`parse_datetime`) must stay within what a datetime can hold once converted to UTC.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
 
 from admin.errors import ApiError, field_error
+from services.json_input import JsonInputError, has_unstorable, parse_json, storable, unstorable_paths
 
 # Row ids (farmers, sponsors, analyses, staff users...) are INTEGER columns on PostgreSQL: a larger id in a
 # path or a filter matches nothing and must not reach the database, which answers "integer out of range".
 MAX_ROW_ID = 2**31 - 1
+UNSTORABLE = "must not contain NUL characters or lone surrogates (\\u0000, \\ud800-\\udfff)"
+NOT_AN_OBJECT = "The request body must be a JSON object (Content-Type: application/json)."
 
 
 class Body:
@@ -22,9 +36,18 @@ class Body:
 
     @classmethod
     def load(cls) -> Body:
-        data = request.get_json(silent=True)
+        if not request.is_json:
+            raise ApiError(400, NOT_AN_OBJECT)
+        try:
+            data = parse_json(request.get_data(cache=True))
+        except JsonInputError as exc:
+            raise ApiError(400, f"The request body is not usable JSON: {exc}.") from None
         if not isinstance(data, dict):
-            raise ApiError(400, "The request body must be a JSON object (Content-Type: application/json).")
+            raise ApiError(400, NOT_AN_OBJECT)
+        fields = sorted({storable(str(path[0])) for path in unstorable_paths(data)})
+        if fields:
+            raise ApiError(400, "Some fields of the request body are invalid.",
+                           errors=[field_error(name, UNSTORABLE) for name in fields])
         return cls(data)
 
     def string(self, name: str, *, max_length: int = 1000, required: bool = True) -> str | None:
@@ -39,11 +62,30 @@ class Body:
         if len(value) > max_length:
             self.errors.append(field_error(name, f"must be at most {max_length} characters"))
             return None
-        if "\x00" in value:  # PostgreSQL cannot store NUL characters
-            self.errors.append(field_error(name, "must not contain NUL characters"))
-            return None
         return value
 
     def raise_if_errors(self) -> None:
         if self.errors:
             raise ApiError(400, "Some fields of the request body are invalid.", errors=self.errors)
+
+
+def refuse_unstorable_arguments() -> None:
+    """NUL in a path value or a query argument: PostgreSQL can neither store nor compare it (a 500 once)."""
+    if any(isinstance(v, str) and has_unstorable(v) for v in (request.view_args or {}).values()):
+        raise ApiError(404, "Nothing exists at this address.")
+    names = sorted({storable(name) for name, value in request.args.items(multi=True)
+                    if has_unstorable(name) or has_unstorable(value)})
+    if names:
+        raise ApiError(400, "Some query parameters are invalid.", errors=[field_error(n, UNSTORABLE) for n in names])
+
+
+def parse_datetime(text: str) -> datetime:
+    """An ISO 8601 date or date-time in UTC (without an offset it is taken as UTC). ValueError when it is
+    not one, or lies beyond what a datetime holds once converted (`0001-01-01T00:00:00+01:00`)."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None

@@ -42,6 +42,7 @@ from bot.types import (
 IDLE_TIMEOUT = timedelta(minutes=30)
 MAX_PENDING = 25  # submissions waiting for `Gönder`, kept so an older button still works
 LOCATION_TEXT_MAX = 300  # a shared place's name and address, as the analysis keeps them
+MAX_REPLY_NUMBER = 2**31 - 1  # the ids our buttons carry are database ids (INTEGER columns)
 
 Handler = Callable[[Conversation, Event], Step]
 
@@ -59,6 +60,15 @@ def _menu(conv: Conversation, *prefix: replies.Reply, locale: str | None = None,
           before: tuple[Action, ...] = ()) -> Step:
     loc = locale or conv.locale
     return _say(conv, State.MENU, *prefix, replies.menu(loc), data=_keep_pending(conv.data), before=before)
+
+
+def _reply_number(text: str) -> int | None:
+    """The id at the end of a reply id we sent (`history:42` -> 42). A reply id comes back from the phone, so
+    anyone can forge one: None unless it is ASCII digits naming a possible row."""
+    if not (0 < len(text) <= 10 and text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_REPLY_NUMBER else None
 
 
 def _keep_pending(data: dict[str, Any]) -> dict[str, Any]:
@@ -102,14 +112,16 @@ def on_menu_choice(conv: Conversation, event: Event) -> Step:
         return _say(conv, State.MENU, replies.help_text(conv.locale))
     if choice == "menu:language":
         return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
-    if choice.startswith("result:details"):
-        key = choice.removeprefix("result:details").lstrip(":")
-        return _step(conv, conv.state, ShowDetails(int(key) if key.isdigit() else None))
+    if choice == "result:details":  # a template's button: the latest result
+        return _step(conv, conv.state, ShowDetails(None))
+    if choice.startswith("result:details:"):
+        analysis_id = _reply_number(choice.removeprefix("result:details:"))
+        return _step(conv, conv.state, ShowDetails(analysis_id)) if analysis_id else fallback(conv, event)
     if choice == "result:new":
         return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
     if choice == "result:menu":
         return _menu(conv)
-    return menu_fallback(conv, event)
+    return fallback(conv, event)
 
 
 def menu_fallback(conv: Conversation, event: Event) -> Step:
@@ -222,9 +234,11 @@ def on_code_text(conv: Conversation, event: Event) -> Step:
 
 def on_history_choice(conv: Conversation, event: Event) -> Step:
     reply_id = event.reply_id or ""
-    if reply_id.startswith("history:") and reply_id.removeprefix("history:").isdigit():
-        return _step(conv, State.MENU, ShowAnalysis(int(reply_id.removeprefix("history:"))),
-                     data=_keep_pending(conv.data))
+    if reply_id.startswith("history:"):
+        analysis_id = _reply_number(reply_id.removeprefix("history:"))
+        if analysis_id is None:
+            return fallback(conv, event)
+        return _step(conv, State.MENU, ShowAnalysis(analysis_id), data=_keep_pending(conv.data))
     return on_menu_choice(conv, event)
 
 

@@ -22,15 +22,56 @@ production (`APP_ENV=production` refuses to start with `DEV_TOOLS` on).
   remember (transcripts, delivery statuses, media), in the app's Redis, bounded.
 - `devtools.demo`: `flask seed-demo` (tiers, a demo sponsor with codes, an admin user);
   `devtools.run`: what `make run` does; `devtools.make_samples`: draws the sample leaf photos.
+
+Whoever reaches `/dev/*` can sign webhooks as Meta, and a browser sends requests to 127.0.0.1 for any
+page on the internet. So `/dev/*` answers only the service itself (`same_origin_only`): requests a
+browser marks as coming from another site (`Origin`, `Sec-Fetch-Site`) or sent to a host name that is not
+ours (DNS rebinding) are refused with 403. The simulator page calls from its own origin; the Graph API
+stand-in, the local analyser's callers and `flask chat` are not browsers and send neither header.
 """
 
 from __future__ import annotations
 
-from flask import Flask
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, jsonify, request
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+SAME_SITE_FETCHES = frozenset({"same-origin", "none"})  # `none`: typed in the address bar, a bookmark
+REFUSED = ("The development tools answer only this service's own pages (open /dev/chat at the service's "
+           "address) and programs that are not browsers.")
+
+
+def _public_base_url() -> str:
+    return str(getattr(current_app.extensions["settings"], "PUBLIC_BASE_URL", "")).rstrip("/")
+
+
+def _service_host(host: str) -> bool:
+    """The Host header names this service: a loopback address, or PUBLIC_BASE_URL's host and port."""
+    return host == urlsplit(_public_base_url()).netloc or urlsplit(f"//{host}").hostname in LOOPBACK_HOSTS
+
+
+def same_origin_only() -> Response | None:
+    """`before_request` for `/dev/*`: a 403 problem for anything a browser sent from another site."""
+    if not request.path.startswith("/dev/"):
+        return None
+    origin = request.headers.get("Origin")
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    # Opening the page from a link elsewhere only shows it; every call it makes is checked.
+    navigation = request.method in ("GET", "HEAD") and request.headers.get("Sec-Fetch-Mode") == "navigate"
+    own_origins = {f"{request.scheme}://{request.host}", _public_base_url()} - {""}
+    if (not _service_host(request.host)
+            or (origin is not None and origin.rstrip("/") not in own_origins)
+            or (fetch_site is not None and fetch_site not in SAME_SITE_FETCHES and not navigation)):
+        response = jsonify({"type": "about:blank", "title": "Forbidden", "status": 403, "detail": REFUSED})
+        response.status_code = 403
+        response.mimetype = "application/problem+json"
+        return response
+    return None
 
 
 def register(app: Flask) -> None:
-    """Register the development blueprints on `app` (a second call is a no-op).
+    """Register the development blueprints on `app`, behind `same_origin_only` (a second call is a no-op).
 
     The caller decides whether development tools are allowed; this function does not check.
     """
@@ -38,6 +79,8 @@ def register(app: Flask) -> None:
     from devtools.graph_api import bp as graph_bp
     from devtools.local_analyser import bp as analyser_bp
 
+    if chat_bp.name in app.blueprints:
+        return
+    app.before_request(same_origin_only)
     for bp in (analyser_bp, graph_bp, chat_bp):
-        if bp.name not in app.blueprints:
-            app.register_blueprint(bp)
+        app.register_blueprint(bp)

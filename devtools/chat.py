@@ -37,6 +37,7 @@ from redis import Redis
 
 from devtools import store, webhook_bodies
 from devtools.make_samples import SAMPLES
+from services.json_input import unstorable_paths
 from translations.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,12 @@ def _settings() -> Any:
 def _input() -> dict[str, Any]:
     if request.mimetype == "multipart/form-data" or request.mimetype == "application/x-www-form-urlencoded":
         return request.form.to_dict()
-    data = request.get_json(silent=True)
+    data = request.get_json(silent=True)  # the app's strict reader: None for NaN, 1e400, deep nests...
     if not isinstance(data, dict):
         raise BadInput("send a JSON object")
+    bad = sorted({str(path[0]) for path in unstorable_paths(data) if path})
+    if bad:  # a lone surrogate cannot be sent on as UTF-8 (nor kept in Redis): say so, never a 500
+        raise BadInput(f"{', '.join(bad)}: no NUL characters or lone surrogates (\\u0000, \\ud800-\\udfff)")
     return data
 
 

@@ -193,7 +193,7 @@ def _prepare_image(snap: _Snapshot) -> str:
 
 def farmer_ref(farmer_id: int) -> str:
     """A stable pseudonym for N8N: never the phone number."""
-    secret = context.settings().JWT_SECRET.encode()
+    secret = context.settings().jwt_keys[0].encode()
     return "F" + hmac.new(secret, f"farmer:{farmer_id}".encode(), hashlib.sha256).hexdigest()[:16]
 
 

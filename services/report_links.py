@@ -28,7 +28,8 @@ class ReportLinkExpired(ReportLinkInvalid):
         self.analysis_id = analysis_id
 
 
-def _serializer(secret: str) -> URLSafeTimedSerializer:
+def _serializer(secret: str | list[str]) -> URLSafeTimedSerializer:
+    """`secret` may be a list of keys: the last signs, any verifies (a rotation)."""
     if not secret:
         raise ValueError("report links need a secret")
     return URLSafeTimedSerializer(secret, salt=REPORT_SALT)
@@ -42,7 +43,7 @@ def _analysis_id(payload: Any) -> int | None:
     return payload if isinstance(payload, int) and not isinstance(payload, bool) and payload > 0 else None
 
 
-def read_report_token(token: str, secret: str, max_age: int) -> int:
+def read_report_token(token: str, secret: str | list[str], max_age: int) -> int:
     """The analysis id a token was signed for. Raises ReportLinkExpired or ReportLinkInvalid."""
     serializer = _serializer(secret)
     try:
@@ -64,6 +65,11 @@ def read_report_token(token: str, secret: str, max_age: int) -> int:
 def secret() -> str:
     # The app's link-signing key (derived from JWT_SECRET in create_app); REPORT_SALT keeps the purposes apart.
     return str(current_app.extensions["media_secret"])
+
+
+def verifying_secrets() -> str | list[str]:
+    """Every key a link may have been signed with (the previous JWT_SECRET key during a rotation)."""
+    return current_app.extensions.get("media_secrets") or secret()
 
 
 def report_link(analysis_id: int) -> str:

@@ -223,7 +223,8 @@ class MediaLinkExpired(MediaLinkInvalid):
     """The token is ours but older than the allowed age."""
 
 
-def _serializer(secret: str) -> URLSafeTimedSerializer:
+def _serializer(secret: str | list[str]) -> URLSafeTimedSerializer:
+    """`secret` may be a list of keys: the last signs, any verifies (a rotation)."""
     if not secret:
         raise ValueError("media links need a secret")
     return URLSafeTimedSerializer(secret, salt=MEDIA_SALT)
@@ -238,7 +239,7 @@ def sign_media(key: str, secret: str, base_url: str) -> str:
     return f"{base_url.rstrip('/')}/media/{sign_token(key, secret)}"
 
 
-def unsign_media(token: str, secret: str, max_age: int = MEDIA_MAX_AGE) -> str:
+def unsign_media(token: str, secret: str | list[str], max_age: int = MEDIA_MAX_AGE) -> str:
     """The key a token was signed for. Raises MediaLinkExpired (too old) or MediaLinkInvalid."""
     try:
         key = _serializer(secret).loads(token, max_age=max_age)

@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from rq import SimpleWorker
 from sqlalchemy import text
 
+import settings as settings_module
 from app import create_app
 from models import Base
 from services import signing
@@ -75,6 +76,16 @@ def migrate(url: str) -> None:
     cfg.attributes["database_url"] = url
     cfg.attributes["configure_logging"] = False
     command.upgrade(cfg, "head")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def generated_secrets_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Settings built for development in a test keep their generated secrets in a temporary file, not in
+    the checkout's instance/ (processes a test starts, like `make run`'s, use the real one)."""
+    path = tmp_path_factory.mktemp("instance") / "dev-secrets.env"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(settings_module, "DEV_SECRETS_FILE", path)
+        yield path
 
 
 @pytest.fixture(scope="session")

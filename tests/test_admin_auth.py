@@ -15,6 +15,7 @@ from sqlalchemy import select
 import admin.auth
 import admin.support
 from admin.auth import AUDIENCE, ISSUER, hash_refresh_token
+from app import create_app
 from models import AuditLog, RefreshToken, StaffUser
 from tests.admin_helpers import PASSWORD, bearer, login, make_sponsor, make_staff, token_for
 
@@ -28,7 +29,7 @@ def _b64(data: dict[str, Any]) -> str:
 def _claims(user_id: int, role: str = "support", **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims = {"sub": str(user_id), "role": role, "sponsor_id": None, "iat": now, "exp": now + 600,
-              "iss": ISSUER, "aud": AUDIENCE}
+              "iss": ISSUER, "aud": AUDIENCE, "jti": "0123456789abcdef"}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not ...}
 
@@ -119,6 +120,7 @@ def _attack_tokens(app, user_id: int, valid_token: str) -> dict[str, str]:  # ty
         "hs512_right_key": jwt.encode(_claims(user_id), secret + "-padding-for-hs512-length-0123456789",
                                       algorithm="HS512"),
         "expired": jwt.encode(_claims(user_id, iat=now - 3600, exp=now - 60), secret, algorithm="HS256"),
+        "no_token_id": jwt.encode(_claims(user_id, jti=...), secret, algorithm="HS256"),  # cannot be revoked
         "issued_in_the_future": jwt.encode(_claims(user_id, iat=now + 3600, exp=now + 4000), secret,
                                            algorithm="HS256"),
         "wrong_aud": jwt.encode(_claims(user_id, aud="someone-else"), secret, algorithm="HS256"),
@@ -234,21 +236,118 @@ def test_logout_revokes_the_family(app, client, session):
     assert client.post("/api/v1/auth/logout", json={}).status_code == 400
 
 
+# --- rotating JWT_SECRET -------------------------------------------------------------------------
+
+
+def test_jwt_secret_new_comma_old_signs_with_the_new_key_and_accepts_both(app, client, monkeypatch):
+    """A rotation without logging anyone out: set JWT_SECRET=new,old, and drop old after 15 minutes."""
+    old = app.extensions["settings"].JWT_SECRET
+    old_token = token_for(app, client, "support")
+    new = "a-new-jwt-signing-key-0123456789-abcdef"
+    monkeypatch.setitem(app.extensions, "settings", replace(app.extensions["settings"], JWT_SECRET=f"{new},{old}"))
+    assert client.get("/api/v1/messages", headers=bearer(old_token)).status_code == 200
+    fresh = login(client, "support@ziraai.test").get_json()["access_token"]
+    assert jwt.decode(fresh, new, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)["role"] == "support"
+    monkeypatch.setitem(app.extensions, "settings", replace(app.extensions["settings"], JWT_SECRET=new))
+    assert client.get("/api/v1/messages", headers=bearer(fresh)).status_code == 200
+    assert client.get("/api/v1/messages", headers=bearer(old_token)).status_code == 401  # the old key is gone
+
+
+def test_links_signed_with_the_previous_jwt_key_keep_working(database_url):
+    from services.report_links import read_report_token, sign_report
+    from services.storage import sign_token, unsign_media
+    from tests.conftest import make_settings
+
+    old = create_app(make_settings(database_url, JWT_SECRET="the-old-jwt-signing-key-0123456789abc"))
+    rotating = create_app(make_settings(database_url, JWT_SECRET="the-new-jwt-signing-key-0123456789abc,"
+                                                                 "the-old-jwt-signing-key-0123456789abc"))
+    key = "optimized/" + "k" * 24 + ".jpg"
+    media, report = sign_token(key, old.extensions["media_secret"]), sign_report(7, old.extensions["media_secret"])
+    assert unsign_media(media, rotating.extensions["media_secrets"]) == key
+    assert read_report_token(report, rotating.extensions["media_secrets"], 60) == 7
+    assert rotating.extensions["media_secret"] != old.extensions["media_secret"]  # new links: the new key
+    for one in (old, rotating):
+        one.extensions["db"].engine.dispose()
+
+
+# --- revoked access tokens ----------------------------------------------------------------------
+# Found by the adversarial review: an access token stayed valid up to 15 minutes after logout or after its
+# login was revoked. Revoked token ids (jti) and login families are kept in Redis until the tokens expire.
+
+
+def _messages(client, pair) -> int:  # type: ignore[no-untyped-def]
+    return client.get("/api/v1/messages", headers=bearer(pair["access_token"])).status_code
+
+
+def test_logout_refuses_the_logins_access_tokens_at_once(app, client):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+    second = _refresh(client, first["refresh_token"]).get_json()
+    elsewhere = login(client, "support@ziraai.test").get_json()  # another device: another login
+    assert _messages(client, first) == _messages(client, second) == 200
+
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": second["refresh_token"]}).status_code == 204
+
+    assert _messages(client, first) == _messages(client, second) == 401
+    assert _messages(client, elsewhere) == 200
+
+
+def test_logout_with_the_access_token_refuses_that_token(app, client):
+    make_staff(app, "support")
+    pair = login(client, "support@ziraai.test").get_json()
+    response = client.post("/api/v1/auth/logout", json={"refresh_token": "lost"},
+                           headers=bearer(pair["access_token"]))
+    assert response.status_code == 204
+    refused = client.get("/api/v1/messages", headers=bearer(pair["access_token"]))
+    assert refused.status_code == 401 and "revoked" in refused.get_json()["detail"]
+    jti = jwt.decode(pair["access_token"], options={"verify_signature": False})["jti"]
+    assert 0 < app.extensions["redis"].ttl(f"admin:revoked:jti:{jti}") <= 900  # kept only until it expires
+
+
+def test_refresh_reuse_refuses_the_familys_access_tokens_at_once(app, client):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+    second = _refresh(client, first["refresh_token"]).get_json()  # the legitimate holder's
+    assert _refresh(client, first["refresh_token"]).status_code == 401  # a thief replays the spent token
+    assert _messages(client, first) == _messages(client, second) == 401
+
+
 # --- rate limits --------------------------------------------------------------------------------
 
 
-def test_login_brute_force_per_account_is_429_with_retry_after(app, client):
+def test_failures_on_an_account_stop_the_failing_addresses_not_its_owner(app, client):
+    """Found by the adversarial review: five wrong passwords from anywhere locked the account for everyone, so
+    anyone could lock the admin out. Now the addresses that failed are stopped, and the right password from
+    an address that has not been failing still works."""
     make_staff(app, "support")
     for i in range(5):
         assert login(client, "support@ziraai.test", f"guess {i}", ip=f"10.0.1.{i}").status_code == 401
 
-    blocked = login(client, "support@ziraai.test", ip="10.0.2.1")  # even the right password, from elsewhere
+    assert login(client, "support@ziraai.test", ip="10.0.2.1").status_code == 200  # the owner, elsewhere
 
+    blocked = login(client, "support@ziraai.test", ip="10.0.1.0")  # an address that failed: no more tries
     assert blocked.status_code == 429
     assert blocked.mimetype == PROBLEM
     assert 1 <= int(blocked.headers["Retry-After"]) <= 300
+    assert login(client, "support@ziraai.test", "guess 6", ip="10.0.3.1").status_code == 401  # one try...
+    assert login(client, "support@ziraai.test", "guess 7", ip="10.0.3.1").status_code == 429  # ...per address
     make_staff(app, "admin")
-    assert login(client, "admin@ziraai.test", ip="10.0.2.1").status_code == 200  # other accounts are not locked
+    assert login(client, "admin@ziraai.test", ip="10.0.1.0").status_code == 200  # other accounts are not locked
+
+
+def test_one_address_gets_the_account_limit_of_guesses(app, client):
+    make_staff(app, "support")
+    for i in range(5):
+        assert login(client, "support@ziraai.test", f"guess {i}", ip="10.0.4.1").status_code == 401
+
+    assert login(client, "support@ziraai.test", ip="10.0.4.1").status_code == 429  # even the right password
+    assert login(client, "support@ziraai.test", ip="10.0.4.2").status_code == 200
+
+
+def test_a_right_password_does_not_use_up_the_limits(app, client):
+    make_staff(app, "support")
+    for _ in range(30):
+        assert login(client, "support@ziraai.test", ip="10.0.5.1").status_code == 200
 
 
 def test_login_brute_force_per_ip_is_429(app, client):
@@ -338,16 +437,18 @@ def test_create_staff_cli(app, client, runner, session):
     assert short.exit_code != 0 and "at least" in short.output
 
 
-def test_parallel_guesses_cannot_overrun_the_account_limit(app, client):
+def test_parallel_guesses_cannot_overrun_the_limits(app, client):
     from concurrent.futures import ThreadPoolExecutor
 
     make_staff(app, "support")
 
-    def guess(i: int) -> int:
+    def guess(i: int, ip: str) -> int:
         with app.app_context():
-            return login(app.test_client(), "support@ziraai.test", f"guess {i}", ip=f"10.3.0.{i}").status_code
+            return login(app.test_client(), "support@ziraai.test", f"guess {i}", ip=ip).status_code
 
     with ThreadPoolExecutor(max_workers=12) as pool:
-        statuses = sorted(pool.map(guess, range(12)))
+        from_one_address = sorted(pool.map(guess, range(12), ["10.3.0.1"] * 12))
+        from_another_account_limit_later = sorted(pool.map(guess, range(12), ["10.3.0.2"] * 12))
 
-    assert statuses == [401] * 5 + [429] * 7
+    assert from_one_address == [401] * 5 + [429] * 7
+    assert from_another_account_limit_later == [401] + [429] * 11  # the account had five failures: one try

@@ -10,11 +10,17 @@ prints a `curl` line that reproduces it.
 
 Each case is sent as every role its operation admits (admin; support and/or a sponsor user of sponsor
 1), a public operation without a token. Tokens come from the normal login, once; logout and refresh
-only ever see random refresh tokens, and nothing the API offers revokes an access token. The rate
+only ever see random refresh tokens and no access token (logout would revoke one it is sent with). The rate
 limits are raised through the settings. Seeded first, so the document's path examples (id 1, code
 AGRI-7KQ3-M9XP, job analysis-2, tier M) hit real rows: sponsors 1 (L package) and 2 (S package) with
 codes, farmer 1 with messages, an analysis paid for by sponsor 1's redeemed code and its charge, a
 purchase request of sponsor 1, a failed analysis with its failed job, and another failed job.
+
+Schemathesis' own strings hold no lone surrogates and its numbers stay within a float, so two more
+sources of hostile input: the `date-time`, `date` and `email` formats are registered with strategies that
+also produce the ends of the calendar in far-away offsets and addresses with NUL or a lone surrogate; and
+`test_hostile_values_in_any_documented_operation_are_4xx_never_5xx` sends every documented operation bodies
+and query strings from tests/hostile.py (surrogates, NUL, nesting beyond any limit, numbers beyond a float).
 
 Bounded for CI: `FUZZ_EXAMPLES` random cases per operation (default 8; the examples and coverage
 phases add their own), derandomized with a fixed seed (`FUZZ_SEED`), so every run sends the same
@@ -29,12 +35,14 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 import schemathesis
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
 from schemathesis.config import SchemathesisConfig
@@ -46,6 +54,7 @@ from services import quota, sponsorship
 from services.queue import get_queue
 from tests.admin_helpers import bearer, login, make_staff
 from tests.conftest import _clean, make_settings
+from tests.hostile import any_dates, hostile_values, raw_json, unstorable_text
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
@@ -109,6 +118,13 @@ def seed(app: Flask) -> None:
     _fail_job(app, "analysis", "analysis-2")
     _fail_job(app, "default", "fuzz-failed-job")
 
+
+# Hostile values inside the formats the document uses, so schemathesis' run sends them too.
+schemathesis.openapi.format("date-time", st.datetimes(timezones=st.just(UTC)).map(
+    lambda d: d.isoformat().replace("+00:00", "Z")) | any_dates)
+schemathesis.openapi.format("date", st.dates().map(str) | st.sampled_from(["0001-01-01", "9999-12-31"]))
+schemathesis.openapi.format("email", st.emails() | st.builds(lambda bad: f"info{bad}@anadolu.test",
+                                                               unstorable_text))
 
 # An app only to read the OpenAPI document and the routes' roles from at collection time (no database).
 DOCUMENT_APP = create_app(make_settings("sqlite://"))
@@ -246,3 +262,198 @@ def test_an_undocumented_method_is_405_with_allow(fuzz_app: Flask, tokens: dict[
     assert response.status_code == 405
     assert response.mimetype == "application/problem+json"
     assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET", "POST"}
+
+
+# --- hostile input on every documented operation --------------------------------------------------------
+# Read from the document, so an operation added later is covered without touching these tests.
+
+DOCUMENT = schema.raw_schema
+BODY_METHODS = {"post", "patch", "put"}
+# Bare, and inside values that pass each field's own format check (a URL, an email address, a phone number).
+HOSTILE_STRINGS = ["\ud800", "lone \udfff low surrogate", "nul\x00inside", "https://logo.test/a\x00.png",
+                   "info\x00@anadolu.test", "info\udc80@anadolu.test", "+90212\x001234567"]
+# Each overflows once converted to UTC; the same dates in UTC are fine (see the test).
+EXTREME_DATES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00.000001+14:00",
+                 "9999-12-31T23:59:59.999999-00:01"]
+
+
+def _operations() -> Iterator[tuple[str, str, dict]]:
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                yield method.upper(), path, operation
+
+
+def _resolve(node: dict) -> dict:
+    while "$ref" in node:
+        node = DOCUMENT["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _url(path: str, operation: dict, **values: str) -> str:
+    """The path with each parameter replaced by `values` or else the document's example."""
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "path":
+            value = values.get(parameter["name"], parameter.get("example", 1))
+            path = path.replace("{" + parameter["name"] + "}", str(value))
+    return path
+
+
+def _caller(method: str, path: str, tokens: dict[str, dict[str, str]]) -> dict[str, str]:
+    roles = ROLES_BY_OPERATION[f"{method} {path}"]
+    return tokens["admin" if "admin" in roles else roles[0]] if roles else {}
+
+
+def _body_fields(operation: dict) -> list[str]:
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    return sorted(_resolve(content.get("schema", {})).get("properties", {})) or ["anything"]
+
+
+BODY_FIELDS = [(m, p, f) for m, p, op in _operations() if m.lower() in BODY_METHODS and "requestBody" in op
+               for f in _body_fields(op)]
+BODY_OPERATIONS = sorted({(m, p) for m, p, _ in BODY_FIELDS})
+DATE_FILTERS = [(p, q["name"]) for m, p, op in _operations() if m == "GET"
+                for q in op.get("parameters", []) if q["in"] == "query" and q["schema"].get("format") == "date-time"]
+QUERY_PARAMS = [(p, q["name"]) for m, p, op in _operations() if m == "GET"
+                for q in op.get("parameters", []) if q["in"] == "query"]
+STRING_PATH_PARAMS = [(m, p, q["name"]) for m, p, op in _operations() for q in op.get("parameters", [])
+                      if q["in"] == "path" and "string" in str(q["schema"].get("type"))]
+
+
+def _operation(method: str, path: str) -> dict:
+    return DOCUMENT["paths"][path][method.lower()]
+
+
+def _is_problem(response, status: int) -> bool:  # type: ignore[no-untyped-def]
+    return response.status_code == status and response.mimetype == "application/problem+json"
+
+
+def test_the_hostile_input_tests_cover_the_api():
+    """Guards the guards: the lists above come from the document, so they must not be empty."""
+    assert {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/sponsors"), ("PATCH", "/api/v1/settings")} <= set(
+        BODY_OPERATIONS)
+    assert {p for p, _ in DATE_FILTERS} >= {"/api/v1/analyses", "/api/v1/messages",
+                                            "/api/v1/sponsors/{sponsor_id}/analyses"}
+    assert ("POST", "/api/v1/sponsors/{sponsor_id}/codes/{code}/revoke", "code") in STRING_PATH_PARAMS
+
+
+@pytest.mark.parametrize("text", HOSTILE_STRINGS, ids=["surrogate", "low-surrogate", "nul", "nul-url", "nul-email",
+                                                         "surrogate-email", "nul-phone"])
+@pytest.mark.parametrize(("method", "path", "field"), BODY_FIELDS)
+def test_a_lone_surrogate_or_nul_in_any_body_field_is_a_400_naming_it(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], method: str, path: str, field: str, text: str) -> None:
+    """Found by the adversarial review: a lone surrogate was a 500 where a value is hashed or written (login,
+    refresh, logout, sponsors...), and NUL a 500 on PostgreSQL (sponsor logo_url, contact_email...).
+    Also inside a nested value, and in a key."""
+    url = _url(path, _operation(method, path))
+    for body in ({field: text}, {field: [text]}, {field: {text: 1}}):
+        raw = json.dumps(body).encode()  # `\ud800` and `\u0000` escapes: valid JSON, no storable string
+        response = fuzz_app.test_client().open(url, method=method, data=raw, content_type="application/json",
+                                               headers=_caller(method, path, tokens))
+        assert _is_problem(response, 400), (body, response.status_code, response.get_data(as_text=True)[:300])
+        assert field in [e["field"] for e in response.get_json().get("errors", [])], response.get_json()
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # beyond Python's own recursion limit
+    b'{"x": ' + b"[" * 65 + b"]" * 65 + b"}",  # beyond the depth guard
+    b'{"x": 1e400}', b'{"x": -1e400}', b'{"x": NaN}', b'{"x": Infinity}',
+    b'{"x": 1' + b"0" * 5000 + b"}",  # more digits than Python converts
+    b'{"x": "\xff\xfe"}',  # not UTF-8
+], ids=["deeper-than-python", "deeper-than-64", "1e400", "-1e400", "nan", "infinity", "5000-digits", "not-utf8"])
+@pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS)
+def test_a_body_that_is_not_sound_json_is_a_400_on_every_operation(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], method: str, path: str, raw: bytes) -> None:
+    """Deep nesting was a RecursionError (500) on every operation with a body."""
+    response = fuzz_app.test_client().open(_url(path, _operation(method, path)), method=method, data=raw,
+                                           content_type="application/json", headers=_caller(method, path, tokens))
+    assert _is_problem(response, 400), (response.status_code, response.get_data(as_text=True)[:300])
+
+
+def test_every_other_route_with_a_body_refuses_deep_nesting_without_a_5xx(fuzz_app: Flask) -> None:
+    """The webhooks and the development tools too (whatever their answer otherwise: 400, 401, 403...)."""
+    deep = b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    client = fuzz_app.test_client()
+    checked = []
+    for rule in fuzz_app.url_map.iter_rules():
+        methods = (rule.methods or set()) & {"POST", "PATCH", "PUT"}
+        if not methods or rule.rule.startswith("/api/v1/"):
+            continue
+        url = re.sub(r"<(?:int:)?[^>]+>", "1", rule.rule)
+        for method in methods:
+            response = client.open(url, method=method, data=deep, content_type="application/json")
+            assert 400 <= response.status_code < 500, (method, url, response.status_code)
+            checked.append(url)
+    assert "/webhooks/whatsapp" in checked and "/dev/chat/api/text" in checked
+
+
+@pytest.mark.parametrize("value", EXTREME_DATES)
+@pytest.mark.parametrize(("path", "name"), DATE_FILTERS)
+def test_extreme_dates_in_a_date_filter_are_a_400_naming_it(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], path: str, name: str, value: str) -> None:
+    """Found by the adversarial review: converting these to UTC overflowed (OverflowError: 500, for every role)."""
+    url = _url(path, _operation("GET", path))
+    for caller in {role for role in ROLES_BY_OPERATION[f"GET {path}"]}:
+        response = fuzz_app.test_client().get(url, query_string={name: value}, headers=tokens[caller])
+        assert _is_problem(response, 400), (caller, response.status_code)
+        assert [e["field"] for e in response.get_json()["errors"]] == [name]
+    in_range = value[:4] + ("-01-01T00:00:00Z" if value.startswith("0001") else "-12-31T23:59:59Z")
+    response = fuzz_app.test_client().get(url, query_string={name: in_range}, headers=_caller("GET", path, tokens))
+    assert response.status_code == 200, in_range  # the ends of the range themselves are dates like any other
+
+
+@pytest.mark.parametrize(("path", "name"), QUERY_PARAMS)
+def test_nul_in_any_query_parameter_is_a_400(fuzz_app: Flask, tokens: dict[str, dict[str, str]], path: str,
+                                             name: str) -> None:
+    url = _url(path, _operation("GET", path))
+    response = fuzz_app.test_client().get(url, query_string={name: "a\x00b"}, headers=_caller("GET", path, tokens))
+    assert _is_problem(response, 400), response.status_code
+
+
+@pytest.mark.parametrize(("method", "path", "name"), STRING_PATH_PARAMS)
+def test_nul_in_a_path_parameter_is_a_404(fuzz_app: Flask, tokens: dict[str, dict[str, str]], method: str,
+                                          path: str, name: str) -> None:
+    """PostgreSQL cannot compare a string with NUL in it: no row can match, so it is not found (was a 500)."""
+    operation = _operation(method, path)
+    url = _url(path, operation, **{name: "M%00X"})
+    response = fuzz_app.test_client().open(url, method=method, json={}, headers=_caller(method, path, tokens))
+    assert _is_problem(response, 404), (url, response.status_code)
+
+
+# --- hostile values on every documented operation (hypothesis, beside schemathesis) ----------------------
+
+OPERATIONS = sorted((m, p) for m, p, _ in _operations())
+query_values = any_dates | st.text(max_size=10) | st.text(max_size=5).map(lambda t: t + "\x00") | st.sampled_from(
+    ["99999999999999999999", "-1", "1e400", "NaN", str(2**31), str(2**63)])
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes | None]:
+    """An operation, its query string and (if it takes one) a body of documented and other fields, where
+    each value may be hostile."""
+    method, path = draw(st.sampled_from(OPERATIONS))
+    operation = _operation(method, path)
+    names = [q["name"] for q in operation.get("parameters", []) if q["in"] == "query"]
+    query = draw(st.fixed_dictionaries({}, optional={name: query_values for name in names}))
+    body = None
+    if "requestBody" in operation:
+        fields = draw(st.lists(st.sampled_from(_body_fields(operation)) | st.text(max_size=6), max_size=4))
+        value = {name: draw(hostile_values | st.text(max_size=20) | st.integers()) for name in fields}
+        body = raw_json(draw(st.just(value) | hostile_values))  # a body that is not even an object, too
+    return method, path, query, body
+
+
+@settings(max_examples=25 * FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(request=hostile_requests())
+def test_hostile_values_in_any_documented_operation_are_4xx_never_5xx(
+        fuzz_app: Flask, tokens: dict[str, dict[str, str]], request: tuple) -> None:
+    method, path, query, body = request
+    response = fuzz_app.test_client().open(
+        _url(path, _operation(method, path)), method=method, query_string=query, data=body,
+        content_type="application/json" if body is not None else None, headers=_caller(method, path, tokens))
+    assert response.status_code < 500, (method, path, query, (body or b"")[:300])
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
+        assert str(response.status_code) in _operation(method, path)["responses"], (method, path, response.status_code)

@@ -167,3 +167,32 @@ def test_expiry_also_forgets_confirmations_waiting_in_the_menu():
     step = machine.step(old, tap("submit:7"), NOW)
     assert not any(isinstance(a, Submit) for a in step.actions)
     assert sent(step) and step.data == {}  # the farmer is told it was already sent or cancelled
+
+
+# A reply id comes back from the farmer's phone, so anyone can send any: ids that do not parse are text
+# the state did not expect (its fallback hint), never an action with a number no row can have.
+FORGED_REPLY_IDS = ["result:details:99999999999999999999", "result:details:2147483648", "result:details:0",
+                    "result:details:-1", "result:details:²", "result:details:١", "result:details:1:2",
+                    "result:details:", "result:details:abc", "result:detailsx", "result:nothing",
+                    "history:99999999999999999999", "history:²", "history:", "history:1:2", "history:-3"]
+
+
+@pytest.mark.parametrize("reply_id", FORGED_REPLY_IDS)
+@pytest.mark.parametrize("state", [State.MENU, State.HISTORY, State.AWAIT_PHOTO, State.AWAIT_LOCATION])
+def test_a_reply_id_that_does_not_parse_gets_the_states_fallback(reply_id, state):
+    data = {"draft": {"photo_message_id": 7, "media_id": "m1", "notes": None, "crop": "domates"}}
+    before = conv(state, data)
+    step = machine.step(before, tap(reply_id), NOW)
+    expected = machine.fallback(before, tap(reply_id))
+    assert step == expected
+    assert not [a for a in step.actions if not isinstance(a, Send)]
+    assert any("anlayamadım" in t for t in sent(step)), sent(step)
+
+
+@pytest.mark.parametrize(("reply_id", "action"), [
+    ("result:details", machine.ShowDetails(None)), ("result:details:42", machine.ShowDetails(42)),
+    ("result:details:2147483647", machine.ShowDetails(2147483647)), ("history:5", machine.ShowAnalysis(5)),
+])
+def test_reply_ids_we_send_still_work(reply_id, action):
+    step = machine.step(conv(State.HISTORY), tap(reply_id), NOW)
+    assert action in step.actions

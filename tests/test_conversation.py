@@ -382,3 +382,15 @@ def test_a_message_that_always_fails_does_not_block_the_farmer(app, onboarded, s
              for b in onboarded.graph.sent[sent_before:]]
     assert texts[0].startswith("Üzgünüz, son mesajınızı işlerken bir sorun oluştu")
     assert len(texts) == 2  # the apology, then the menu the next message asked for
+
+
+@pytest.mark.parametrize("reply_id", ["result:details:99999999999999999999", "history:99999999999999999999",
+                                      "result:details:2147483648", "result:details:²"])
+def test_a_forged_reply_id_is_answered_like_any_text_the_bot_did_not_expect(onboarded, session, reply_id):
+    """Found by the adversarial review: a number beyond the analyses' id column reached the database (an
+    error on every attempt: the farmer's message failed). Now it is unrecognised input."""
+    replies = onboarded.tap_id(reply_id, "Detaylar")
+    assert replies[0] == "Üzgünüm, bunu anlayamadım." and "Analiz gönder" in replies[-1]
+    tapped = session.scalars(select(Message).where(Message.direction == "in").order_by(Message.id.desc())).first()
+    assert (tapped.status, tapped.error_title) == ("processed", None)
+    assert onboarded.says("kalan hakkım")  # and the conversation goes on

@@ -124,6 +124,17 @@ def test_bad_input_is_a_clear_400(client, path, payload, fragment):
     assert response.mimetype == "application/problem+json"
 
 
+@pytest.mark.parametrize("raw", [b'{"phone": "905301112266", "text": "a\\ud800b"}',
+                                 b'{"phone": "905301112266", "name": "\\udfff", "text": "x"}',
+                                 b'{"phone": "905301112266", "text": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                                 b'{"phone": "905301112266", "latitude": 1e400, "longitude": 0}'])
+def test_hostile_json_is_a_clear_400(client, raw):
+    """A lone surrogate could not be sent on as UTF-8 (a 500 before); deep nesting was a RecursionError."""
+    response = client.post("/dev/chat/api/text", data=raw, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)[:200]
+    assert response.mimetype == "application/problem+json"
+
+
 def test_not_json_and_not_an_image_are_400(client):
     assert client.post("/dev/chat/api/text", data="x", content_type="application/json").status_code == 400
     not_image = client.post("/dev/chat/api/photo", content_type="multipart/form-data",
@@ -216,3 +227,55 @@ def test_the_shared_builders_produce_the_real_webhook_shapes():
     sent = wb.status_body("wamid.X", "sent", "905321234567", phone_number_id=PHONE_NUMBER_ID)
     real_sent = fixture_json("status_sent.json")["entry"][0]["changes"][0]["value"]["statuses"][0]
     assert sent["entry"][0]["changes"][0]["value"]["statuses"][0].keys() == real_sent.keys()
+
+
+# --- only the service itself may use /dev/* -------------------------------------------------------------
+# Anyone who can reach these routes can sign webhooks as Meta, and a browser will send a request to
+# 127.0.0.1 for any page on the internet: a form on another site must not be able to chat as a farmer.
+
+CROSS_SITE = [
+    {"Origin": "https://evil.test"},  # a cross-site form post or fetch
+    {"Origin": "null"},  # a sandboxed frame, a file:// page
+    {"Origin": "http://localhost:3000"},  # another local server is another origin
+    {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"},  # e.g. <img src>, without an Origin
+    {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"},
+    {"Host": "rebound.evil.test"},  # DNS rebinding: a foreign name that resolves to 127.0.0.1
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE, ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()))
+@pytest.mark.parametrize(("method", "path"), [("POST", "/dev/chat/api/text"), ("POST", "/dev/chat/api/clear"),
+                                              ("GET", "/dev/chat/api/conversation?phone=905301112266"),
+                                              ("GET", "/dev/chat/api/config"), ("POST", "/dev/n8n/analyze"),
+                                              ("POST", "/dev/graph/v21.0/106540352242922/messages")])
+def test_a_request_from_another_site_is_403(client, method, path, headers):
+    form = {"phone": "905301112266", "text": "Merhaba"}
+    response = client.open(path, method=method, data=form if method == "POST" else None, headers=headers)
+    assert response.status_code == 403, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert "this service's own pages" in response.json["detail"]
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # not a browser: the Graph API stand-in's and local analyser's callers, curl, the tests
+    {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"},  # the page
+    {"Origin": "https://bot.test"},  # PUBLIC_BASE_URL, the address the page was opened at
+])
+def test_the_simulator_page_and_non_browser_callers_get_through(client, headers):
+    response = client.post("/dev/chat/api/text", json={"phone": "abc", "text": "x"}, headers=headers)
+    assert response.status_code == 400 and "phone" in response.json["detail"]  # past the check: the input's turn
+
+
+def test_a_link_to_the_page_from_elsewhere_opens_it(client):
+    """A top-level navigation (a link in a chat, the README) only shows the page; its calls are checked."""
+    headers = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert client.get("/dev/chat", headers=headers).status_code == 200
+    assert client.post("/dev/chat/api/clear", json={"phone": "905301112266"}, headers=headers).status_code == 403
+
+
+def test_the_simulator_works_through_the_check_over_real_http(live):
+    """The page's own calls as a browser sends them (same origin), the stand-ins' calls back to the app."""
+    farmer = SimFarmer(live.base, "905301112299")
+    farmer.http.headers.update({"Origin": live.base, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})
+    farmer.says("Merhaba")
+    assert farmer.bot_replies(offers("Kabul ediyorum"))

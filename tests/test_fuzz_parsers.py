@@ -1,5 +1,7 @@
-"""Property-based fuzzing (hypothesis) of what anyone on the internet can send us: the webhook
-parser, the signed HTTP webhook, the conversation behind it, and the Turkish intent normaliser.
+"""Property-based fuzzing (hypothesis) of what anyone on the internet can send us: the strict JSON
+reader every body goes through, the webhook parser, the signed HTTP webhook, the conversation behind it,
+dates from anywhere in the calendar, and the Turkish intent normaliser. Besides plain random JSON, the
+strategies of tests/hostile.py send lone surrogates, NUL, deep nesting and numbers beyond a float.
 
 Repeatable in CI (`derandomize=True`, no example database) and bounded (about 20 s in all). For a
 longer hunt multiply every test's example count: `FUZZ_SCALE=20 .venv/bin/pytest tests/test_fuzz_parsers.py`.
@@ -16,7 +18,9 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import responses
@@ -24,16 +28,19 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from admin.validation import parse_datetime
 from bot import intents
 from bot.intents import Intent
 from bot.normalize import fold
 from models import Analysis, Message, MessageStatusEvent, UnhandledWebhook
 from models import Farmer as FarmerRow
 from services import quota
+from services.json_input import MAX_DEPTH, JsonInputError, nested_deeper_than, parse_json, storable
+from services.whatsapp import updates
 from services.whatsapp.updates import InboundMessage, ParsedWebhook, Problem, StatusUpdate, parse_webhook
 from tests.chat import Farmer, GraphStub
 from tests.conftest import FIXTURES, fixture_json, run_jobs, sign
-from webhooks.whatsapp import storable
+from tests.hostile import acceptable, any_dates, hostile_values, is_finite_json, raw_json
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 FIXTURE_NAMES = sorted(p.name for p in (FIXTURES / "whatsapp").glob("*.json"))
@@ -153,6 +160,38 @@ def mutated_fixtures(draw: st.DrawFn) -> Any:
     return body
 
 
+# --- the strict JSON reader (services.json_input) -------------------------------------------------------
+
+
+@fuzz(400)
+@given(hostile_values | json_values, st.sampled_from(["bare", "in an object", "in a list", "deeper"]))
+def test_the_strict_reader_takes_sound_json_and_refuses_the_rest(value, where):
+    """Never anything but a value or JsonInputError (no RecursionError, no OverflowError); a value it
+    returns is finite and at most MAX_DEPTH levels deep, so nothing after it meets either."""
+    document = {"bare": value, "in an object": {"x": value}, "in a list": [1, value],
+                "deeper": {"a": [{"b": [value]}]}}[where]
+    raw = raw_json(document)
+    try:
+        parsed = parse_json(raw)
+    except JsonInputError as exc:
+        assert not acceptable(document), (str(exc), raw[:300])
+        return
+    assert acceptable(document), raw[:300]
+    assert is_finite_json(parsed) and not nested_deeper_than(parsed, MAX_DEPTH)
+
+
+@fuzz(400)
+@given(any_dates)
+def test_a_date_from_anywhere_in_the_calendar_is_a_utc_datetime_or_refused(text):
+    """Found by the adversarial review: `0001-01-01T00:00:00+01:00` overflowed when converted to UTC."""
+    try:
+        value = parse_datetime(text)
+    except ValueError:
+        assert text[:4] in ("0001", "9999"), text  # only the ends of the calendar, in another offset
+        return
+    assert value.utcoffset() == timedelta(0)
+
+
 # --- (a) the parser ------------------------------------------------------------------------------------
 
 
@@ -176,6 +215,9 @@ def check_parse(body: Any) -> ParsedWebhook:
     or reported as a problem carrying that very part (so it can be stored, never dropped)."""
     parsed = parse_webhook(body)
     problem_parts = [p.part for p in parsed.problems]
+    # Items beyond the cap are kept together, by kind, in one last problem.
+    problem_parts += [part for p in parsed.problems if p.reason.startswith("delivery has more than")
+                      for parts in p.part.values() for part in parts]
     if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
         assert (parsed.messages, parsed.statuses, len(parsed.problems)) == ([], [], 1)
         return parsed
@@ -229,6 +271,18 @@ def test_parser_on_webhook_shaped_bodies(body):
 @given(mutated_fixtures())
 def test_parser_on_mutated_real_deliveries(body):
     check_parse(body)
+
+
+@fuzz(150)
+@given(webhook_shaped() | mutated_fixtures(), st.integers(1, 6))
+def test_parser_keeps_every_item_beyond_the_cap(body, cap):
+    """With a cap of a few items, fuzzed bodies go over it: the excess is one problem, nothing is dropped."""
+    with mock.patch.object(updates, "MAX_ITEMS_PER_DELIVERY", cap):
+        parsed = check_parse(body)
+    kept = len(parsed.messages) + len(parsed.statuses) + len(parsed.problems)
+    over = [p for p in parsed.problems if p.reason.startswith("delivery has more than")]
+    assert kept <= cap + 1 and len(over) <= 1
+    assert not over or kept == cap + 1
 
 
 def test_parser_examples_found_by_fuzzing():
@@ -300,6 +354,33 @@ def test_mutated_real_deliveries_over_http(client, session, body):
     response = post_raw(client, json.dumps(body).encode())
     assert response.status_code == 200
     check_stored(session, body, unhandled)
+
+
+@st.composite
+def hostile_deliveries(draw: st.DrawFn) -> Any:
+    """A real delivery with 1-3 nodes replaced by hostile values (surrogates, NUL, numbers beyond a float,
+    deep nests...), written as raw JSON."""
+    body: Any = fixture_json(draw(st.sampled_from(FIXTURE_NAMES)))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(list(_paths(body))))
+        if path:
+            _get(body, path[:-1])[path[-1]] = draw(hostile_values)
+    return body
+
+
+@fuzz(150)
+@given(hostile_deliveries())
+def test_hostile_values_in_a_signed_delivery_are_400_or_kept(client, session, body):
+    """Refused as a whole (400) when the strict reader refuses it, else acknowledged and stored: NUL and
+    lone surrogates replaced, nothing lost, never a 5xx (on PostgreSQL: no NUL, no out-of-range integer)."""
+    raw = raw_json(body)
+    unhandled = _count(session, UnhandledWebhook)
+    response = post_raw(client, raw)
+    if not acceptable(body):
+        assert response.status_code == 400, raw[:300]
+        return
+    assert response.status_code == 200, (response.status_code, raw[:300])
+    check_stored(session, parse_json(raw), unhandled)
 
 
 @st.composite
@@ -385,7 +466,10 @@ def test_values_no_database_column_can_hold(client, session):
 # --- the conversation behind the webhook: every message answered ----------------------------------------
 
 REPLY_IDS = ["consent:yes", "consent:no", "menu:1", "menu:analyze", "crop:domates", "crop:other", "crop:",
-             "location:skip", "submit:1", "submit:abc", "submit:", "details:1", "details:x", "lang:en", "cancel"]
+             "location:skip", "submit:1", "submit:abc", "submit:", "details:1", "details:x", "lang:en", "cancel",
+             # forged: beyond the id columns, digits int() refuses, wrong parts
+             "result:details:99999999999999999999", "history:99999999999999999999", "result:details:²",
+             "history:²", "submit:99999999999999999999", "result:details:1:2", "history:"]
 
 
 @st.composite

@@ -6,6 +6,8 @@ import io
 import json
 import logging
 
+import pytest
+
 from app import create_app
 from services.logs import JsonFormatter, correlation, mask_phone
 from tests.conftest import fixture_bytes, make_settings, post_webhook
@@ -76,3 +78,25 @@ def test_webhook_logs_never_show_a_full_phone_number(client):
     out = stream.getvalue()
     assert "webhook accepted" in out
     assert "5321234567" not in out and "5339876543" not in out
+
+
+@pytest.mark.parametrize(("module", "function", "path", "pattern"), [
+    ("webhooks.report", "read_report_token", "/r/{token}", "/r/<path:token>"),
+    ("webhooks.media", "unsign_media", "/media/{token}", "/media/<token>"),
+])
+def test_an_error_on_a_link_with_a_token_logs_the_route_not_the_token(app, client, caplog, monkeypatch, module,
+                                                                      function, path, pattern):
+    """Found by the adversarial review: Flask's "Exception on /r/<the farmer's token>" line put a working
+    report link in the log. The line names the route pattern instead."""
+    import importlib
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(importlib.import_module(module), function, broken)
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # as outside tests: a 500, and the log line
+    token = "eyJhbGciOiJIUzI1NiJ9.SECRET-TOKEN-1234567890.abcdef"
+    caplog.set_level(logging.ERROR)
+    assert client.get(path.format(token=token)).status_code == 500
+    assert f"Exception on {pattern} [GET]" in caplog.text
+    assert "SECRET-TOKEN" not in caplog.text

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from dotenv import dotenv_values
 from redis import Redis
 
 from devtools.demo import ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
@@ -88,6 +89,10 @@ def test_make_run_serves_the_whole_journey_and_stops_on_ctrl_c(tmp_path):
     assert service.process.wait(timeout=30) == 0
     assert "stopped." in service.log()
     assert port_free(port)  # nothing listens any more
+    # No secret in the environment: generated ones, shared by every process, whose place (not value) is logged.
+    generated = dotenv_values(PROJECT_ROOT / "instance" / "dev-secrets.env")  # the processes' own file
+    assert "dev-secrets.env" in service.log() and generated.get("WHATSAPP_APP_SECRET")
+    assert not [name for name, value in generated.items() if value and value in service.log()]
 
 
 def test_a_second_run_keeps_the_data_and_does_not_show_the_password_again(tmp_path):

@@ -259,6 +259,17 @@ def test_metrics_token_required_when_set(database_url):
     app.extensions["db"].engine.dispose()
 
 
+def test_two_metrics_tokens_for_a_rotation(database_url):
+    """METRICS_TOKEN=old,new while Prometheus is switched over: both scrape, anything else does not."""
+    app = create_app(make_settings(database_url, METRICS_TOKEN="old-metrics-token-0001,new-metrics-token-0002"))
+    client = app.test_client()
+    assert scrape(client, Authorization="Bearer old-metrics-token-0001")
+    assert scrape(client, Authorization="Bearer new-metrics-token-0002")
+    for wrong in ("old-metrics-token-0001,new-metrics-token-0002", "", "new-metrics-token-000"):
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+    app.extensions["db"].engine.dispose()
+
+
 def test_open_without_a_token_in_development(client):
     assert client.get("/metrics").status_code == 200
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
+import time
+
+import jwt
 import pytest
 
+from admin.auth import AUDIENCE, ISSUER
 from app import create_app
-from settings import SettingsError, check_settings, load_settings
+from settings import DEV_SECRETS, GENERATED_SECRETS, SettingsError, check_settings, load_settings
+from tests.admin_helpers import make_staff
+from tests.conftest import TEST_REDIS_URL, _clean
 
 STRONG = {
     "APP_ENV": "production",
@@ -64,10 +73,20 @@ def test_production_refuses_a_missing_setting(name):
     ("WHATSAPP_APP_SECRET", "change-me"),
     ("N8N_SECRET", "dev-n8n-secret"),
     ("WHATSAPP_TOKEN", "dev-whatsapp-token"),
+    ("JWT_SECRET", STRONG["JWT_SECRET"] + ",short"),  # during a rotation every key must be strong
+    ("JWT_SECRET", STRONG["JWT_SECRET"] + ",dev-jwt-secret-change-me-in-production"),
+    ("METRICS_TOKEN", STRONG["METRICS_TOKEN"] + ",short"),
 ])
 def test_production_refuses_default_or_weak_secrets(name, value):
     with pytest.raises(SettingsError, match=name):
         check_settings(load_settings(environ={**STRONG, name: value}, dotenv_path=None))
+
+
+def test_production_takes_a_new_and_an_old_jwt_key():
+    rotating = load_settings(environ={**STRONG, "JWT_SECRET": "N" * 40 + ", " + STRONG["JWT_SECRET"]},
+                             dotenv_path=None)
+    assert rotating.problems() == []
+    assert rotating.jwt_keys == ("N" * 40, STRONG["JWT_SECRET"])
 
 
 def test_production_refuses_dev_tools_and_sqlite():
@@ -87,3 +106,65 @@ def test_problem_messages_never_contain_the_secret():
     with pytest.raises(SettingsError) as info:
         check_settings(load_settings(environ={**STRONG, "JWT_SECRET": bad}, dotenv_path=None))
     assert bad not in str(info.value)
+
+
+# --- development secrets ----------------------------------------------------------------------------------
+# Found by the adversarial review: `make run` used public constant secrets, so an admin JWT forged with the
+# published default worked on any developer's machine.
+
+
+def test_development_generates_its_secrets_once_and_keeps_them_private(generated_secrets_elsewhere):
+    first = load_settings(environ={}, dotenv_path=None)
+    again = load_settings(environ={}, dotenv_path=None)
+    for name in GENERATED_SECRETS:
+        assert getattr(first, name) != DEV_SECRETS[name] and len(getattr(first, name)) >= 32, name
+        assert getattr(again, name) == getattr(first, name), name  # every process of the checkout agrees
+    assert first.generated_secrets_file == generated_secrets_elsewhere
+    assert stat.S_IMODE(os.stat(generated_secrets_elsewhere).st_mode) == 0o600
+    assert f"JWT_SECRET={first.JWT_SECRET}" in generated_secrets_elsewhere.read_text()
+    check_settings(first)
+
+
+def test_the_environment_still_wins_over_generated_secrets(generated_secrets_elsewhere):
+    generated = load_settings(environ={}, dotenv_path=None)
+    mine = load_settings(environ={"JWT_SECRET": "my-own-jwt-secret-of-enough-length-01"}, dotenv_path=None)
+    assert mine.JWT_SECRET == "my-own-jwt-secret-of-enough-length-01"
+    assert mine.N8N_SECRET == generated.N8N_SECRET
+    everything = load_settings(environ={name: f"{name.lower()}-from-the-environment-0123456789"
+                                        for name in GENERATED_SECRETS}, dotenv_path=None)
+    assert everything.generated_secrets_file is None
+
+
+def test_tests_and_production_generate_nothing():
+    assert load_settings({"APP_ENV": "test"}, environ={}, dotenv_path=None).generated_secrets_file is None
+    assert load_settings(environ=STRONG, dotenv_path=None).generated_secrets_file is None
+
+
+def test_an_admin_token_forged_with_the_published_default_is_refused_in_development(database_url):
+    overrides = {"DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL, "EMBEDDED_WORKER": False}
+    app = create_app(load_settings(overrides, environ={}, dotenv_path=None))
+    _clean(app)
+    admin_id = make_staff(app, "admin")
+    now = int(time.time())
+    claims = {"sub": str(admin_id), "role": "admin", "sponsor_id": None, "iat": now, "exp": now + 600,
+              "iss": ISSUER, "aud": AUDIENCE, "jti": "f" * 16}
+    forged = jwt.encode(claims, DEV_SECRETS["JWT_SECRET"], algorithm="HS256")
+    response = app.test_client().get("/api/v1/staff", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    real = jwt.encode(claims, app.extensions["settings"].JWT_SECRET, algorithm="HS256")  # the control
+    assert app.test_client().get("/api/v1/staff", headers={"Authorization": f"Bearer {real}"}).status_code == 200
+    app.extensions["db"].engine.dispose()
+
+
+def test_where_the_generated_secrets_are_is_logged_once_without_them(caplog, generated_secrets_elsewhere):
+    caplog.set_level(logging.WARNING, logger="app")
+    import app as app_module
+
+    app_module._announced.discard(generated_secrets_elsewhere)
+    apps = [create_app(load_settings({"DATABASE_URL": "sqlite://"}, environ={}, dotenv_path=None)) for _ in range(2)]
+    said = [r.getMessage() for r in caplog.records if str(generated_secrets_elsewhere) in r.getMessage()]
+    assert len(said) == 1 and "JWT_SECRET" in said[0]
+    for name in GENERATED_SECRETS:
+        assert getattr(apps[0].extensions["settings"], name) not in caplog.text
+    for one in apps:
+        one.extensions["db"].engine.dispose()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
@@ -42,6 +44,25 @@ def test_verification_answers_the_challenge(client):
     assert r.status_code == 200
     assert r.data == b"1158201444"
     assert r.mimetype == "text/plain"
+
+
+def test_the_echoed_challenge_cannot_be_read_as_a_page(client):
+    """The challenge is echoed as sent: plain text that a browser must not sniff into HTML."""
+    r = client.get("/webhooks/whatsapp", query_string={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN,
+                                                       "hub.challenge": "<script>alert(1)</script>"})
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("challenge", [None, ""])
+def test_verification_without_a_challenge_is_400(client, challenge):
+    query = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN}
+    if challenge is not None:
+        query["hub.challenge"] = challenge
+    r = client.get("/webhooks/whatsapp", query_string=query)
+    assert r.status_code == 400
+    assert r.mimetype == "application/problem+json"
 
 
 @pytest.mark.parametrize("mode,token", [("subscribe", "wrong"), ("unsubscribe", VERIFY_TOKEN), ("", ""),
@@ -96,6 +117,69 @@ def test_body_over_3_mb_is_413(client, session):
     r = client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
                     headers={"X-Hub-Signature-256": sign(raw)})
     assert r.status_code == 413
+    assert session.scalar(select(func.count()).select_from(UnhandledWebhook)) == 0
+
+
+def _webhooks_total(outcome: str) -> float:
+    return REGISTRY.get_sample_value("ziraai_webhooks_total", {"outcome": outcome}) or 0.0
+
+
+@pytest.mark.parametrize("extra", [1, 3 * 1024 * 1024])
+def test_a_chunked_body_over_3_mb_is_413_and_counted_too_large(client, session, extra):
+    """Found by the adversarial review: without a Content-Length the body was cut at 3 MiB and then refused
+    as a bad signature (403), counted as one. A chunked body is now read up to the limit plus one byte."""
+    raw = b'{"object":"whatsapp_business_account","entry":[],"pad":"' + b"a" * (3 * 1024 * 1024) + b'"}'
+    raw += b" " * extra
+    too_large, bad_signature = _webhooks_total("too_large"), _webhooks_total("bad_signature")
+    r = client.post("/webhooks/whatsapp", input_stream=io.BytesIO(raw), content_type="application/json",
+                    headers={"X-Hub-Signature-256": sign(raw), "Transfer-Encoding": "chunked"},
+                    environ_overrides={"wsgi.input_terminated": True})  # as gunicorn says of a chunked body
+    assert r.status_code == 413
+    assert (_webhooks_total("too_large") - too_large, _webhooks_total("bad_signature") - bad_signature) == (1, 0)
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(client, session):
+    raw = fixture_bytes("text.json")
+    r = client.post("/webhooks/whatsapp", input_stream=io.BytesIO(raw), content_type="application/json",
+                    headers={"X-Hub-Signature-256": sign(raw), "Transfer-Encoding": "chunked"},
+                    environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 200
+    assert len(messages(session)) == 1
+
+
+def _statuses_body(count: int, messages_too: int = 0) -> dict:
+    statuses = [{"id": f"wamid.CAP{i}", "status": "delivered", "timestamp": "1763800000",
+                 "recipient_id": "905321234567"} for i in range(count)]
+    inbound = [{"from": "905321234567", "id": f"wamid.CAPIN{i}", "timestamp": "1763800000", "type": "text",
+                "text": {"body": f"mesaj {i}"}} for i in range(messages_too)]
+    value = {"messaging_product": "whatsapp", "statuses": statuses, "messages": inbound,
+             "contacts": [{"wa_id": "905321234567", "profile": {"name": "Mehmet"}}]}
+    return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": value}]}]}
+
+
+def test_a_delivery_with_more_items_than_the_cap_stores_the_cap_and_the_excess_once(client, session, app):
+    """One signed body could hold 300,000 statuses and keep the writer busy for a minute. Meta sends at
+    most a few hundred: the first MAX_ITEMS_PER_DELIVERY are stored as usual, the excess once, as one
+    unhandled row with the reason, and the delivery is still acknowledged. (Before: every item was written.)"""
+    from services.whatsapp.updates import MAX_ITEMS_PER_DELIVERY
+
+    body = _statuses_body(MAX_ITEMS_PER_DELIVERY + 40, messages_too=5)
+    r = post_webhook(client, body)
+    assert r.status_code == 200
+    assert session.scalar(select(func.count()).select_from(MessageStatusEvent)) == MAX_ITEMS_PER_DELIVERY - 5
+    assert len(messages(session)) == 5  # in the body's order: a change's messages before its statuses
+    [excess] = session.scalars(select(UnhandledWebhook)).all()
+    assert f"more than {MAX_ITEMS_PER_DELIVERY} items" in excess.reason and "45 left out" in excess.reason
+    assert len(excess.payload["statuses"]) == 45
+    assert len(queued_job_ids(app, INBOUND)) == 5
+
+
+def test_a_delivery_at_the_cap_is_stored_whole(client, session):
+    from services.whatsapp.updates import MAX_ITEMS_PER_DELIVERY
+
+    assert post_webhook(client, _statuses_body(MAX_ITEMS_PER_DELIVERY)).status_code == 200
+    assert session.scalar(select(func.count()).select_from(MessageStatusEvent)) == MAX_ITEMS_PER_DELIVERY
     assert session.scalar(select(func.count()).select_from(UnhandledWebhook)) == 0
 
 

@@ -41,7 +41,7 @@ def _error(status: int, title: str) -> tuple[Response, int]:
 
 @bp.get("/media/<token>")
 def serve(token: str) -> Response | tuple[Response, int]:
-    secret: str = current_app.extensions["media_secret"]
+    secret: str | list[str] = current_app.extensions.get("media_secrets") or current_app.extensions["media_secret"]
     max_age = int(current_app.extensions.get("media_max_age", MEDIA_MAX_AGE))
     storage: Storage = current_app.extensions["storage"]
     try:

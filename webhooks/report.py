@@ -37,7 +37,7 @@ from services.analysis_result import (
     normalise,
     snake_keys,
 )
-from services.report_links import ReportLinkExpired, ReportLinkInvalid, read_report_token, secret
+from services.report_links import ReportLinkExpired, ReportLinkInvalid, read_report_token, secret, verifying_secrets
 from services.storage import InvalidKey, sign_token
 from translations import N_, format_datetime, format_percent, gettext, resolve_locale
 
@@ -287,7 +287,7 @@ def _photo_url(analysis: Analysis) -> str | None:
 def show(token: str) -> Response:
     max_age = context.settings().REPORT_URL_MAX_AGE
     try:
-        analysis_id: int | None = read_report_token(token, secret(), max_age)
+        analysis_id: int | None = read_report_token(token, verifying_secrets(), max_age)
     except ReportLinkExpired as exc:
         with context.db().reader() as session:
             locale = _locale_of(session, session.get(Analysis, exc.analysis_id) if exc.analysis_id else None)

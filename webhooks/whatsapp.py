@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
-import re
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from services import context, metrics
 from services.inbox import Recorded, record_webhook
+from services.json_input import JsonInputError, may_hold_unstorable, parse_json, storable
 from services.logs import correlation
 from services.queue import INBOUND, inbound_retry, try_enqueue_unique
 from services.sweeper import HANDLE_INBOUND
@@ -28,7 +25,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("whatsapp_webhook", __name__)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
-MAX_DEPTH = 64  # Meta's bodies nest about 8 levels; deeper is refused like malformed JSON
 
 
 def _error(status: int, title: str) -> tuple[Response, int]:
@@ -39,6 +35,8 @@ def _error(status: int, title: str) -> tuple[Response, int]:
 
 @bp.get("/webhooks/whatsapp")
 def verify() -> tuple[Response | str, int, dict[str, str]] | tuple[Response, int]:
+    """Meta's subscription handshake: the challenge is echoed as plain text, never as something a browser
+    would render (it comes from the query string, so anyone can choose it)."""
     mode = request.args.get("hub.mode", "")
     token = request.args.get("hub.verify_token", "")
     challenge = request.args.get("hub.challenge", "")
@@ -46,43 +44,15 @@ def verify() -> tuple[Response | str, int, dict[str, str]] | tuple[Response, int
     if mode != "subscribe" or not hmac.compare_digest(token.encode(), expected.encode()):
         log.warning("webhook verification refused", extra={"mode": mode[:20]})
         return _error(403, "verification failed")
-    return challenge, 200, {"Content-Type": "text/plain; charset=utf-8"}
+    if not challenge:
+        return _error(400, "hub.challenge is missing")
+    return challenge, 200, {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
 
 
-def _not_json(name: str) -> float:
-    """`NaN` / `Infinity` are not JSON (RFC 8259), and PostgreSQL's jsonb refuses them."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# `\u0000` and lone surrogates (`\ud800`..`\udfff`) are valid JSON escapes that no database column
-# can hold (PostgreSQL text/jsonb refuse NUL; no UTF-8 encoder takes a lone surrogate). Only bodies
-# containing such an escape are walked; Meta's real deliveries never do.
-_UNSTORABLE_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
-_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
-
-
-def _nested_deeper_than(value: Any, limit: int) -> bool:
-    """Checked without recursion, so that everything after it (the sanitising walk, JSON encoding) stays far
-    from Python's recursion limit whatever the body."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
-    return False
-
-
-def storable(value: Any) -> Any:
-    """The same JSON value with NUL and lone surrogates replaced by U+FFFD, in keys and strings."""
-    if isinstance(value, str):
-        return _UNSTORABLE_CHARS.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [storable(v) for v in value]
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    return value
+def _too_large(declared: int | None) -> tuple[Response, int]:
+    log.warning("webhook body refused: too large", extra={"bytes": declared, "chunked": declared is None})
+    metrics.webhook("too_large")
+    return _error(413, "body larger than 3 MB")
 
 
 def signature_ok(raw: bytes, header: str, secret: str) -> bool:
@@ -92,15 +62,14 @@ def signature_ok(raw: bytes, header: str, secret: str) -> bool:
 
 @bp.post("/webhooks/whatsapp")
 def receive() -> tuple[Response, int]:
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        log.warning("webhook body refused: too large", extra={"bytes": request.content_length})
-        metrics.webhook("too_large")
-        return _error(413, "body larger than 3 MB")
-    try:
-        raw = request.get_data(cache=True)  # Flask's MAX_CONTENT_LENGTH bounds bodies without a length
-    except RequestEntityTooLarge:
-        metrics.webhook("too_large")
-        return _error(413, "body larger than 3 MB")
+    if (request.content_length or 0) > MAX_BODY_BYTES:  # refused before reading a byte of it
+        return _too_large(request.content_length)
+    # A body without a Content-Length (chunked) is read up to the limit plus one byte: reading stops at the
+    # limit without an error, so only the extra byte tells a body over the limit from one at it.
+    request.max_content_length = MAX_BODY_BYTES + 1
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY_BYTES:
+        return _too_large(None)
     header = request.headers.get("X-Hub-Signature-256")
     if not header:
         log.warning("webhook refused: no signature header")
@@ -111,17 +80,12 @@ def receive() -> tuple[Response, int]:
         metrics.webhook("bad_signature")
         return _error(403, "invalid signature")
     try:
-        body = json.loads(raw, parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than Python parses
-        log.warning("webhook refused: body is not JSON", extra={"bytes": len(raw)})
+        body = parse_json(raw)
+    except JsonInputError as exc:
+        log.warning("webhook refused: %s", exc, extra={"bytes": len(raw)})
         metrics.webhook("malformed")
-        return _error(400, "body is not valid JSON")
-
-    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _nested_deeper_than(body, MAX_DEPTH):
-        log.warning("webhook refused: body nested too deeply", extra={"bytes": len(raw)})
-        metrics.webhook("malformed")
-        return _error(400, f"body nested deeper than {MAX_DEPTH} levels")
-    if _UNSTORABLE_ESCAPE.search(raw):
+        return _error(400, f"body refused: {exc}")
+    if may_hold_unstorable(raw):
         body = storable(body)
     parsed = parse_webhook(body)
     try:

@@ -111,6 +111,10 @@ MAX_MEDIA_ID = 100
 MAX_NAME = 200
 MAX_ERROR_TITLE = 300
 _INT32 = 2**31
+# Meta batches at most a few hundred messages and statuses in one delivery. A signed body can hold far
+# more (300,000 fit in 3 MB) and would keep the writer busy for a minute: the items beyond this many are
+# kept together as one problem (stored once, as one unhandled row with the reason), not written one by one.
+MAX_ITEMS_PER_DELIVERY = 1000
 
 
 def normalize_phone(value: object) -> str | None:
@@ -231,28 +235,42 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
 
 
 def parse_webhook(body: Any) -> ParsedWebhook:
-    """Every entry x change x message/status, in order. Never raises."""
+    """Every entry x change x message/status, in order. Never raises. At most MAX_ITEMS_PER_DELIVERY items
+    (messages, statuses and problems); the rest, in the body's order, is one more problem."""
     messages: list[InboundMessage] = []
     statuses: list[StatusUpdate] = []
     problems: list[Problem] = []
+    excess: dict[str, list[Any]] = {}
+
+    def room(kind: str, part: Any) -> bool:
+        """Whether one more item fits; if not, the part is put aside with the excess of its kind."""
+        if len(messages) + len(statuses) + len(problems) < MAX_ITEMS_PER_DELIVERY:
+            return True
+        excess.setdefault(kind, []).append(part)
+        return False
+
+    def problem(reason: str, part: Any) -> None:
+        if room("not_understood", part):
+            problems.append(Problem(reason, part))
+
     if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
         return ParsedWebhook([], [], [Problem("body is not a WhatsApp webhook (no entry list)", body)])
     if body.get("object") != "whatsapp_business_account":
-        problems.append(Problem(f"unexpected object {str(body.get('object'))[:50]!r}", {"object": body.get("object")}))
+        problem(f"unexpected object {str(body.get('object'))[:50]!r}", {"object": body.get("object")})
     for entry in body["entry"]:
         changes = _dict(entry).get("changes")
         if not isinstance(changes, list):
-            problems.append(Problem("entry without a changes list", entry))
+            problem("entry without a changes list", entry)
             continue
         for part in changes:
             change = _dict(part)
             value = _dict(change.get("value"))
             if change.get("field") != "messages" or not (value.get("messages") or value.get("statuses")):
-                problems.append(Problem(f"change field {str(change.get('field'))[:50]!r} not handled", part))
+                problem(f"change field {str(change.get('field'))[:50]!r} not handled", part)
                 continue
             for key in ("messages", "statuses"):
                 if value.get(key) and not isinstance(value.get(key), list):
-                    problems.append(Problem(f"{key} is not a list", {key: value.get(key)}))
+                    problem(f"{key} is not a list", {key: value.get(key)})
             names = {}
             for contact in _list(value.get("contacts")):
                 phone = normalize_phone(_dict(contact).get("wa_id"))
@@ -260,15 +278,23 @@ def parse_webhook(body: Any) -> ParsedWebhook:
                 if phone and name:
                     names[phone] = name[:MAX_NAME]
             for raw in _list(value.get("messages")):
+                if not room("messages", raw):
+                    continue
                 message = parse_message(raw, names) if isinstance(raw, dict) else Problem("message not an object", raw)
                 if isinstance(message, Problem):
                     problems.append(message)
                 else:
                     messages.append(message)
             for raw in _list(value.get("statuses")):
+                if not room("statuses", raw):
+                    continue
                 status = _parse_status(raw) if isinstance(raw, dict) else Problem("status not an object", raw)
                 if isinstance(status, Problem):
                     problems.append(status)
                 else:
                     statuses.append(status)
+    if excess:
+        left_out = sum(len(parts) for parts in excess.values())
+        problems.append(Problem(f"delivery has more than {MAX_ITEMS_PER_DELIVERY} items: {left_out} left out "
+                                "(kept here, not processed)", excess))
     return ParsedWebhook(messages, statuses, problems)
