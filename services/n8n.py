@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from redis.exceptions import RedisError
 
 from services import metrics, signing
 from services.circuit import CircuitBreaker
+from services.json_input import JsonInputError, parse_json, unstorable_paths
 from services.signing import Purpose
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ _BODY_SNIPPET = 200
 # A farmer reference that is only digits, `+`, spaces, dashes and brackets, with 7 or more digits,
 # is a phone number, which must never reach N8N (ANALYSIS.md: pseudonymous, never the phone).
 _PHONE_LIKE = re.compile(r"^[+\d\s().-]*$")
-MAX_RESULT_DEPTH = 64  # a real result nests about 5 levels
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # no database column holds NUL or a lone surrogate
 
 
 class N8NError(Exception):
@@ -112,54 +110,18 @@ class InvalidResult(ValueError):
     """A result body that is not one JSON object we can store; the message says why."""
 
 
-def _refuse_constant(name: str) -> Any:
-    raise InvalidResult(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise InvalidResult(f"the number {text[:20]} is out of range")
-    return value
-
-
-def _too_deep_or_unstorable(value: Any) -> str | None:
-    """Why the parsed value cannot be stored, or None; walked without recursion, whatever the depth."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if _UNSTORABLE.search(item):
-                return "a string holds NUL or a lone surrogate"
-        elif isinstance(item, dict | list):
-            if depth > MAX_RESULT_DEPTH:
-                return f"nested deeper than {MAX_RESULT_DEPTH} levels"
-            if isinstance(item, dict):
-                stack.extend((k, depth) for k in item)
-                stack.extend((v, depth + 1) for v in item.values())
-            else:
-                stack.extend((v, depth + 1) for v in item)
-    return None
-
-
 def parse_result(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a result (a callback or a sync answer), or InvalidResult: `NaN`, `Infinity`,
-    numbers beyond a float (`1e400`), NUL or lone surrogates in strings, deep nesting and anything but an
-    object are refused, never stored (PostgreSQL's jsonb holds none of them)."""
+    """The JSON object of a result (a callback or a sync answer), or InvalidResult: what the strict reader
+    refuses (`NaN`, `1e400`, deep nesting, not UTF-8), NUL or lone surrogates in keys or strings, and
+    anything but an object are never stored (PostgreSQL's jsonb holds none of them)."""
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
-    except InvalidResult:
-        raise
-    except RecursionError:
-        raise InvalidResult(f"nested deeper than {MAX_RESULT_DEPTH} levels") from None
-    except ValueError as exc:  # not JSON, not UTF-8, or an integer of too many digits
-        raise InvalidResult("not valid JSON" if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError)
-                            else "a number has too many digits") from None
+        value = parse_json(raw)
+    except JsonInputError as exc:
+        raise InvalidResult(str(exc)) from None
     if not isinstance(value, dict):
         raise InvalidResult(f"JSON that is not an object ({type(value).__name__})")
-    problem = _too_deep_or_unstorable(value)
-    if problem:
-        raise InvalidResult(problem)
+    if next(unstorable_paths(value), None) is not None:
+        raise InvalidResult("a string holds NUL or a lone surrogate")
     return value
 
 

@@ -116,7 +116,7 @@ def test_serialise_is_compact_utf8() -> None:
     (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64"),  # deeper than Python parses
     (b"[1, 2]", "not an object"),
     (b"not json", "not valid JSON"),
-    (b'{"note": "\xff"}', "not valid JSON"),  # not UTF-8
+    (b'{"note": "\xff"}', "not UTF-8"),
 ])
 def test_a_result_that_cannot_be_stored_is_invalid(raw: bytes, why: str) -> None:
     with pytest.raises(InvalidResult, match=why):
