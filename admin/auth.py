@@ -429,23 +429,31 @@ def refresh() -> Response:
 
 @bp.post("/auth/logout")
 def logout() -> tuple[str, int]:
-    """Revokes the refresh token's login, and the access token in `Authorization` if one is sent."""
-    token_hash = hash_refresh_token(_refresh_body())
-    _deny_presented_access_token()
-    with context.db().session() as session, session.begin():
-        row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
-        if row is not None:
-            revoke_family(session, row.family_id)
-            audit("auth.logout", "staff_user", row.user_id, user_id=row.user_id, session=session)
+    """Revokes a login at once: the refresh token's in the body, or (no body) the one of the access token in
+    `Authorization`; the presented access token is refused from now on either way."""
+    claims = _presented_access_claims()
+    if claims is None or request.get_data():
+        token_hash = hash_refresh_token(_refresh_body())
+        with context.db().session() as session, session.begin():
+            row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
+            if row is not None:
+                revoke_family(session, row.family_id)
+                audit("auth.logout", "staff_user", row.user_id, user_id=row.user_id, session=session)
+    elif claims.get("fam"):
+        with context.db().session() as session, session.begin():
+            revoke_family(session, str(claims["fam"]))
+            audit("auth.logout", "staff_user", int(claims["sub"]), user_id=int(claims["sub"]), session=session)
+    if claims is not None:
+        deny(int(claims["exp"]) - int(time.time()), jti=str(claims["jti"]))
     return "", 204
 
 
-def _deny_presented_access_token() -> None:
+def _presented_access_claims() -> dict[str, Any] | None:
+    """The claims of a valid access token in `Authorization`, else None (logging out still succeeds)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return
+        return None
     try:
-        claims = decode_access_token(token.strip())
+        return decode_access_token(token.strip())
     except ApiError:
-        return  # invalid or expired: nothing to revoke, and logging out still succeeds
-    deny(int(claims["exp"]) - int(time.time()), jti=str(claims["jti"]))
+        return None

@@ -168,9 +168,10 @@ PATHS: dict[str, Any] = {
         "post": {
             "operationId": "logout", "summary": "Revoke the refresh token's family.", "tags": ["auth"],
             "description": "Revokes the login of the refresh token: its refresh tokens and, at once, the access "
-                           "tokens issued with them. An access token sent in `Authorization` is revoked too.",
+                           "tokens issued with them. An access token sent in `Authorization` is revoked too; "
+                           "sent without a body, it names the login to revoke.",
             "security": [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("RefreshRequest")}}},
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("RefreshRequest")}}},
             "responses": {"204": {"description": "Signed out (also for an unknown token)."},
                           "400": _problem("Malformed body.")},
         },

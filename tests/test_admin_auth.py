@@ -304,6 +304,19 @@ def test_logout_with_the_access_token_refuses_that_token(app, client):
     assert 0 < app.extensions["redis"].ttl(f"admin:revoked:jti:{jti}") <= 900  # kept only until it expires
 
 
+def test_logout_with_only_the_access_token_revokes_its_whole_login(app, client):
+    make_staff(app, "support")
+    first = login(client, "support@ziraai.test").get_json()
+    second = _refresh(client, first["refresh_token"]).get_json()
+    elsewhere = login(client, "support@ziraai.test").get_json()
+
+    assert client.post("/api/v1/auth/logout", headers=bearer(second["access_token"])).status_code == 204
+
+    assert _messages(client, first) == _messages(client, second) == 401
+    assert _refresh(client, second["refresh_token"]).status_code == 401
+    assert _messages(client, elsewhere) == 200
+
+
 def test_refresh_reuse_refuses_the_familys_access_tokens_at_once(app, client):
     make_staff(app, "support")
     first = login(client, "support@ziraai.test").get_json()
