@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from services.problems import problem
+
 log = logging.getLogger(__name__)
 
-PROBLEM_MIMETYPE = "application/problem+json"
 HANDLED_STATUSES = (400, 401, 403, 404, 405, 409, 413, 422, 429)
 
 
@@ -32,25 +32,6 @@ class ApiError(Exception):
         self.title = title
         self.errors = [dict(e) for e in errors] if errors is not None else None
         self.headers = dict(headers or {})
-
-
-def problem(status: int, detail: str | None = None, *, title: str | None = None,
-            errors: list[dict[str, str]] | None = None, headers: Mapping[str, str] | None = None) -> Response:
-    """The problem+json response for `status` (the body's `type` is `about:blank`: the status says it all)."""
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
-        "status": status,
-        "detail": detail or HTTP_STATUS_CODES.get(status, "Error"),
-    }
-    if errors:
-        body["errors"] = errors
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = PROBLEM_MIMETYPE
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
 
 
 def field_error(field: str, message: str) -> dict[str, str]:

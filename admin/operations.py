@@ -41,6 +41,7 @@ from models import (
     utcnow,
 )
 from services import context
+from services.masking import mask_phone
 from services.queue import QUEUE_NAMES, get_queue
 from services.quota import (
     TRIAL,
@@ -63,15 +64,6 @@ MAX_GRANT_DAYS = 3650
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """`+905321234567` -> `+90532*****67`: country code and operator prefix, then only the last two digits."""
-    if phone is None:
-        return None
-    if len(phone) <= 8:
-        return "*" * len(phone)
-    return phone[:6] + "*" * (len(phone) - 8) + phone[-2:]
 
 
 def _phone_for_viewer(phone: str | None) -> str | None:

@@ -11,7 +11,7 @@ The tier that counts is the one of the code that paid for THAT analysis (`paying
 subscription charged at submission -> the code redeemed for it -> the code's purchase -> its tier),
 never the sponsor's highest purchase: buying an XL package later reveals nothing of the farmers who
 redeemed its S or M codes. The list, detail and messaging endpoints all go through `paying_tier`,
-`analysis_view` and `mask_phone` here.
+`analysis_view` here; phones are masked by `services.masking`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlalchemy import ScalarSelect, select
 from sqlalchemy.orm import Session
 
 from models import Analysis, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
+from services.masking import mask_phone
 
 TIER_ORDER: tuple[str, ...] = ("S", "M", "L", "XL")
 
@@ -77,18 +78,6 @@ def paying_tiers(session: Session, analysis_ids: Iterable[int]) -> dict[int, str
         return {}
     rows = session.execute(select(Analysis.id, paying_tier()).where(Analysis.id.in_(ids)))
     return {analysis_id: tier for analysis_id, tier in rows}
-
-
-def mask_phone(e164: str | None) -> str | None:
-    """`+905321234567` -> `+90 532 *** ** 67`; other numbers keep country prefix and last two digits."""
-    if not e164:
-        return None
-    digits = "".join(ch for ch in e164 if ch.isdigit())
-    if digits.startswith("90") and len(digits) == 12:
-        return f"+90 {digits[2:5]} *** ** {digits[-2:]}"
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    return f"+{digits[:2]} {'*' * (len(digits) - 4)}{digits[-2:]}"
 
 
 def _recommendations(result: dict[str, Any] | None) -> Any:

@@ -10,28 +10,13 @@ import contextlib
 import contextvars
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from services.masking import mask_phones_in
+
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
-
-# 11-15 digits, optionally with a leading "+", not part of a longer digit run: a phone number.
-_PHONE_RE = re.compile(r"(?<![\w.])(\+?)(\d{2,5})(\d{3,8})(\d{2})(?!\d)")
-
-
-def mask_phone(text: str) -> str:
-    """`+905321234567` -> `+90532*****67`: enough for support to tell farmers apart, not to call them."""
-
-    def _mask(m: re.Match[str]) -> str:
-        plus, head, middle, tail = m.groups()
-        if len(head) + len(middle) + len(tail) < 11:  # epoch seconds (10 digits) stay readable
-            return m.group(0)
-        return f"{plus}{head}{'*' * len(middle)}{tail}"
-
-    return _PHONE_RE.sub(_mask, text)
-
 
 def get_correlation_id() -> str | None:
     return _correlation_id.get()
@@ -65,7 +50,7 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return mask_phone(json.dumps(data, ensure_ascii=False, default=str))
+        return mask_phones_in(json.dumps(data, ensure_ascii=False, default=str))
 
 
 def configure_logging(level: str = "INFO") -> None:

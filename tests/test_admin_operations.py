@@ -129,14 +129,14 @@ def test_analyses_filters_masking_and_detail(app, client, tokens):
     assert ids(support, crop="DOMATES") == [c, a]
 
     listed = client.get("/api/v1/analyses", query_string={"farmer_id": farmer_id}, headers=support).get_json()
-    assert {item["farmer_phone"] for item in listed["items"]} == {"+90532*****67"}
+    assert {item["farmer_phone"] for item in listed["items"]} == {"+90 532 *** ** 67"}
     admin_listed = client.get("/api/v1/analyses", query_string={"farmer_id": farmer_id},
                               headers=tokens["admin"]).get_json()
     assert {item["farmer_phone"] for item in admin_listed["items"]} == {PHONE}
 
     detail = client.get(f"/api/v1/analyses/{a}", headers=support).get_json()
     assert detail["result"] == {"raw": True, "health_score": 7}
-    assert detail["farmer_phone"] == "+90532*****67"
+    assert detail["farmer_phone"] == "+90 532 *** ** 67"
     assert detail["received_at"].startswith("2026-11-01T09:00")
     failed = client.get(f"/api/v1/analyses/{b}", headers=support).get_json()
     assert failed["failure_reason"] == "n8n timeout" and failed["failed_at"]

@@ -9,7 +9,8 @@ import logging
 import pytest
 
 from app import create_app
-from services.logs import JsonFormatter, correlation, mask_phone
+from services.logs import JsonFormatter, correlation
+from services.masking import mask_phones_in
 from tests.conftest import fixture_bytes, make_settings, post_webhook
 
 
@@ -47,10 +48,10 @@ def test_unknown_route_is_problem_json(client):
     assert r.json["status"] == 404
 
 
-def test_mask_phone():
-    assert mask_phone("farmer +905321234567 wrote") == "farmer +90532*****67 wrote"
-    assert mask_phone("wa_id 905321234567") == "wa_id 90532*****67"
-    assert mask_phone("ts 1763780000 id 42") == "ts 1763780000 id 42"
+def test_phone_numbers_inside_log_text_are_masked_by_the_one_rule():
+    assert mask_phones_in("farmer +905321234567 wrote") == "farmer +90 532 *** ** 67 wrote"
+    assert mask_phones_in("wa_id 905321234567") == "wa_id +90 532 *** ** 67"
+    assert mask_phones_in("ts 1763780000 id 42") == "ts 1763780000 id 42"
 
 
 def test_json_formatter_masks_and_carries_the_correlation_id():
@@ -59,8 +60,8 @@ def test_json_formatter_masks_and_carries_the_correlation_id():
     with correlation("inbound-7"):
         line = JsonFormatter().format(record)
     data = json.loads(line)
-    assert data["msg"] == "from +90532*****67"
-    assert data["phone"] == "+90533*****43"
+    assert data["msg"] == "from +90 532 *** ** 67"
+    assert data["phone"] == "+90 533 *** ** 43"
     assert data["correlation_id"] == "inbound-7"
     assert "905321234567" not in line and "905339876543" not in line
 
