@@ -321,6 +321,20 @@ def end_login_attempt(attempt: LoginAttempt, *, succeeded: bool) -> None:
         count_in_window(attempt.account_key, LOGIN_WINDOW_SECONDS)
 
 
+def check_credentials(email: str, password: str) -> StaffUser | None:
+    """The active staff user with this email and password, else None; within the login limits (429 when
+    over them), counting a failure. For the API's login and the RQ dashboard's HTTP Basic alike."""
+    email = normalize_email(email)
+    attempt = begin_login_attempt(email)
+    with context.db().reader() as session:  # the slow hash check holds no write lock
+        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
+        end_login_attempt(attempt, succeeded=False)
+        return None
+    end_login_attempt(attempt, succeeded=True)
+    return user
+
+
 def enforce_user_rate(user_id: int) -> None:
     count, ttl = count_in_window(f"admin:requests:user:{user_id}", 60)
     if count > context.settings().ADMIN_REQUESTS_PER_MINUTE:
@@ -386,19 +400,14 @@ def login() -> Response:
     password = body.string("password", max_length=1024)
     body.raise_if_errors()
     assert email is not None and password is not None
-    email = normalize_email(email)
-    attempt = begin_login_attempt(email)
-    with context.db().reader() as session:  # the slow hash check holds no write lock
-        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
-    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
-        end_login_attempt(attempt, succeeded=False)
+    user = check_credentials(email, password)
+    if user is None:
         raise _unauthorized(INVALID_CREDENTIALS)
     family_id = new_family_id()
     with context.db().session() as session, session.begin():
         refresh = issue_refresh_token(session, user.id, family_id)
         audit("auth.login", "staff_user", user.id, user_id=user.id, session=session)
     access = issue_access_token(user, family_id=family_id)
-    end_login_attempt(attempt, succeeded=True)
     return _token_pair(access, refresh)
 
 

@@ -102,8 +102,7 @@ def file_request(sponsor_id: int) -> tuple[Response, int]:
     body = Body.load()
     terms = purchase_terms(body)
     note = _note(body)
-    unknown = sorted(set(body.data) - {"tier", "quantity", "code_valid_days", "subscription_days", "note"})
-    body.errors.extend(field_error(name, "is not a known field") for name in unknown)
+    body.refuse_unknown(("tier", "quantity", "code_valid_days", "subscription_days", "note"))
     with context.db().reader() as session:
         own_sponsor(session, sponsor_id)  # 404 before field errors: do not reveal another sponsor's id
     body.raise_if_errors()
@@ -181,8 +180,7 @@ def approve_request(request_id: int) -> Response:
 def reject_request(request_id: int) -> Response:
     body = Body.load()
     reason = body.string("reason", max_length=MAX_NOTE)
-    unknown = sorted(set(body.data) - {"reason"})
-    body.errors.extend(field_error(name, "is not a known field") for name in unknown)
+    body.refuse_unknown(("reason",))
     with context.db().session() as session, session.begin():
         found = _request_or_404(session, request_id)
         body.raise_if_errors()

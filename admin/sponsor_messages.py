@@ -38,8 +38,7 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
     text = body.string("text", max_length=2000)
     if text is not None and not 1 <= len(one_line(text)) <= MAX_TEXT:
         body.errors.append(field_error("text", f"must be 1..{MAX_TEXT} characters (line breaks become spaces)"))
-    unknown = sorted(set(body.data) - {"text"})
-    body.errors.extend(field_error(name, "is not a known field") for name in unknown)
+    body.refuse_unknown(("text",))
     now = utcnow()
     with context.db().session() as session, session.begin():
         sponsor = own_sponsor(session, sponsor_id)  # 404 before field errors: reveal nothing of others

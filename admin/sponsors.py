@@ -122,9 +122,7 @@ def _sponsor_fields(body: Body, *, creating: bool) -> dict[str, Any]:
         if phone is not None and not all(c.isdigit() or c in "+ ()-" for c in phone):
             body.errors.append(field_error("contact_phone", "must be a phone number such as +902121234567"))
         fields["contact_phone"] = phone
-    unknown = set(body.data) - {"name", "logo_url", "contact_email", "contact_phone"}
-    for name in sorted(unknown):
-        body.errors.append(field_error(name, "is not a known field"))
+    body.refuse_unknown(("name", "logo_url", "contact_email", "contact_phone"))
     body.raise_if_errors()
     return fields
 

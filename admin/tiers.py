@@ -76,8 +76,7 @@ def _body_price(body: Body, name: str) -> Decimal | None:
 
 def _changes(body: Body) -> dict[str, Any]:
     """The fields of the body to change, field errors in `body.errors`."""
-    for name in sorted(set(body.data) - set(FIELDS)):
-        body.errors.append(field_error(name, "is not a field of a tier"))
+    body.refuse_unknown(FIELDS, "is not a field of a tier")
     changes: dict[str, Any] = {}
     for name in ("daily_limit", "monthly_limit"):
         if name in body.data:  # present, a null is refused

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -93,6 +94,10 @@ class Body:
             self.errors.append(field_error(name, f"must be between {minimum} and {maximum}"))
             return None
         return value
+
+    def refuse_unknown(self, known: Collection[str], message: str = "is not a known field") -> None:
+        """A field error for each field of the body not in `known` (a typo must not pass silently)."""
+        self.errors.extend(field_error(name, message) for name in sorted(set(self.data) - set(known)))
 
     def raise_if_errors(self) -> None:
         if self.errors:
