@@ -42,6 +42,10 @@ DEV_SECRETS_FILE = INSTANCE_DIR / "dev-secrets.env"
 WEAK_SECRET_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-")
 MIN_SECRET_LENGTH = {"JWT_SECRET": 32, "WHATSAPP_APP_SECRET": 16, "N8N_SECRET": 16}
 MIN_METRICS_TOKEN_LENGTH = 16
+# Staff passwords: werkzeug's method string. The default is scrypt (n=2**15, r=8, p=1); tests use a cheap one.
+DEFAULT_PASSWORD_HASH = "scrypt"
+MIN_SCRYPT_N, MIN_SCRYPT_R = 2**15, 8
+MIN_PBKDF2_ITERATIONS = 600_000  # OWASP's figure for PBKDF2-HMAC-SHA256
 
 
 class SettingsError(RuntimeError):
@@ -95,6 +99,7 @@ class Settings:
     CORS_ORIGINS: str = ""  # comma-separated browser origins allowed to call /api/v1 (empty: none)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto headers are believed
     METRICS_TOKEN: str = ""  # bearer token for GET /metrics; empty: open (development only)
+    PASSWORD_HASH: str = DEFAULT_PASSWORD_HASH  # how new staff passwords are hashed (werkzeug method string)
     EMBEDDED_WORKER: bool = True
     TESTING: bool = False
     # Names of settings the environment did not provide (used for the production check).
@@ -180,10 +185,33 @@ class Settings:
         elif any(len(t.strip()) < MIN_METRICS_TOKEN_LENGTH for t in self.METRICS_TOKEN.split(",")):
             found.append(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters (each, when "
                          "comma-separated)")
+        if not strong_password_hash(self.PASSWORD_HASH):
+            found.append(f"PASSWORD_HASH must be scrypt (n >= {MIN_SCRYPT_N}, r >= {MIN_SCRYPT_R}) or pbkdf2:sha256 "
+                         f"or pbkdf2:sha512 with at least {MIN_PBKDF2_ITERATIONS} iterations, not "
+                         f"{self.PASSWORD_HASH!r}")
         for origin in self.cors_origins:
             if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
                 found.append(f"CORS_ORIGINS must list exact https origins (https://host[:port]), not {origin!r}")
         return found
+
+
+def strong_password_hash(method: str) -> bool:
+    """Is this werkzeug method string (`scrypt[:n:r:p]`, `pbkdf2[:hash[:iterations]]`) fit for production?"""
+    name, *args = method.strip().split(":")
+    if name == "scrypt":
+        if not args:
+            return True
+        if len(args) != 3 or not all(a.isdigit() for a in args):
+            return False
+        n, r, p = map(int, args)
+        return n >= MIN_SCRYPT_N and n & (n - 1) == 0 and r >= MIN_SCRYPT_R and p >= 1
+    if name == "pbkdf2":
+        if not args:
+            return True
+        if len(args) > 2 or args[0] not in ("sha256", "sha512"):
+            return False
+        return len(args) == 1 or (args[1].isdigit() and int(args[1]) >= MIN_PBKDF2_ITERATIONS)
+    return False
 
 
 def _coerce(name: str, raw: object, default: object) -> object:

@@ -1,8 +1,29 @@
 """The admin REST API under `/api/v1`: JSON in and out, problem+json errors, JWT bearer auth.
 
-Modules: `auth` (login/refresh/logout, `require_roles`), `errors` (problem+json), `pagination`
-(query arguments, page envelope), `validation` (JSON bodies), `audit` (the audit log), `support`
-(message log and transcripts), `openapi` (the OpenAPI 3.1 document of every route here).
+Shared parts (no routes of their own):
+- `errors`: `ApiError` and the handlers that answer every error as problem+json (`services.problems`).
+- `validation`: JSON bodies (`Body`), path ids (`row_or_404`), arguments no database can store.
+- `pagination`: query arguments (`QueryArgs`, time ranges), the page envelope, `iso` timestamps.
+- `audit`: writing the audit log.
+- `visibility`: what a sponsor may see of an analysis (the tier table).
+- `openapi`: the helpers every route module documents its operations with, and `/openapi.json`.
+
+Route modules (each declares its OpenAPI paths and schemas next to its views):
+- `auth`: login, refresh, logout, `require_roles`, password hashing, rate limits.
+- `support`: the message log and a farmer's transcript.
+- `analyses`: every analysis, for support and admins.
+- `jobs`: RQ's failed jobs, and retrying one.
+- `farmers`: a farmer's subscriptions and usage ledger; granting a subscription.
+- `tiers`: the subscription tiers (admin).
+- `staff`: staff users (admin).
+- `audit_log`: reading the audit log (admin).
+- `sponsors`: sponsors, purchases, codes and statistics.
+- `sponsored_analyses`: a sponsor's analyses, as the tier of each one's code may see them.
+- `sponsor_messages`: a sponsor writing to the farmer of one of its analyses.
+- `purchase_requests`: sponsors ask to buy, admins approve or reject.
+- `runtime_settings`: the settings admins change while the service runs.
+
+`rq_dashboard` is a separate blueprint (`/admin/rq`), an HTML page for operators.
 """
 
 from __future__ import annotations
@@ -22,17 +43,23 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-# The route modules register themselves on `bp`.
+# The route modules register their views on `bp` and their operations with `openapi.declare`.
 from admin import (  # noqa: E402
+    analyses,
+    audit_log,
     auth,
+    farmers,
+    jobs,
     openapi,
-    operations,
     purchase_requests,
     runtime_settings,
     sponsor_messages,
+    sponsored_analyses,
     sponsors,
+    staff,
     support,
+    tiers,
 )
 
-__all__ = ["auth", "bp", "openapi", "operations", "purchase_requests", "runtime_settings", "sponsor_messages",
-           "sponsors", "support"]
+__all__ = ["analyses", "audit_log", "auth", "bp", "farmers", "jobs", "openapi", "purchase_requests",
+           "runtime_settings", "sponsor_messages", "sponsored_analyses", "sponsors", "staff", "support", "tiers"]

@@ -7,6 +7,8 @@
   refresh-token reuse) stops working at once too, not when it expires.
 - Signing keys: `JWT_SECRET` may hold several keys, comma-separated (new,old): tokens are signed with
   the first and accepted with any, so the key can be rotated without logging anyone out.
+- Passwords: hashed with the `PASSWORD_HASH` setting's method (scrypt by default; production refuses
+  a weak one). A stored hash names its own method, so changing the setting never locks anyone out.
 - Refresh token: 32 random bytes, 30 days, stored as its SHA-256 only. Each use marks it used and
   issues the next token of the same family; presenting a used token again (someone copied it)
   revokes the whole family.
@@ -30,7 +32,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import jwt
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, current_app, g, has_app_context, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -39,16 +41,17 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from admin import bp
 from admin.audit import audit, client_ip
 from admin.errors import ApiError
+from admin.openapi import TOO_MANY, declare, json_body, json_response, problem_response, ref
 from admin.validation import Body, refuse_unstorable_arguments
 from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
 from services import context
+from settings import DEFAULT_PASSWORD_HASH
 
 ISSUER = "ziraai"
 AUDIENCE = "ziraai-admin"
 ALGORITHM = "HS256"
 ACCESS_TOKEN_SECONDS = 15 * 60
 REFRESH_TOKEN_DAYS = 30
-PASSWORD_METHOD = "scrypt"
 MIN_PASSWORD_LENGTH = 10
 
 LOGIN_WINDOW_SECONDS = 5 * 60
@@ -60,20 +63,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # --- passwords and accounts ---------------------------------------------------------------------
 
-_dummy_hash: str | None = None
+_dummy_hashes: dict[str, str] = {}
+
+
+def password_method() -> str:
+    """The app's `PASSWORD_HASH`; outside an app (a script seeding users before one exists) the default."""
+    return context.settings().PASSWORD_HASH if has_app_context() else DEFAULT_PASSWORD_HASH
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=PASSWORD_METHOD)
+    return generate_password_hash(password, method=password_method())
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    """Constant work whether or not the account exists: an unknown email is checked against a dummy hash."""
-    global _dummy_hash
+    """Constant work whether or not the account exists: an unknown email is checked against a dummy hash
+    made with the same method as new passwords."""
     if password_hash is None:
-        if _dummy_hash is None:
-            _dummy_hash = hash_password(secrets.token_urlsafe(16))
-        check_password_hash(_dummy_hash, password)
+        method = password_method()
+        if method not in _dummy_hashes:
+            _dummy_hashes[method] = generate_password_hash(secrets.token_urlsafe(16), method=method)
+        check_password_hash(_dummy_hashes[method], password)
         return False
     return check_password_hash(password_hash, password)
 
@@ -312,6 +321,20 @@ def end_login_attempt(attempt: LoginAttempt, *, succeeded: bool) -> None:
         count_in_window(attempt.account_key, LOGIN_WINDOW_SECONDS)
 
 
+def check_credentials(email: str, password: str) -> StaffUser | None:
+    """The active staff user with this email and password, else None; within the login limits (429 when
+    over them), counting a failure. For the API's login and the RQ dashboard's HTTP Basic alike."""
+    email = normalize_email(email)
+    attempt = begin_login_attempt(email)
+    with context.db().reader() as session:  # the slow hash check holds no write lock
+        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
+        end_login_attempt(attempt, succeeded=False)
+        return None
+    end_login_attempt(attempt, succeeded=True)
+    return user
+
+
 def enforce_user_rate(user_id: int) -> None:
     count, ttl = count_in_window(f"admin:requests:user:{user_id}", 60)
     if count > context.settings().ADMIN_REQUESTS_PER_MINUTE:
@@ -377,19 +400,14 @@ def login() -> Response:
     password = body.string("password", max_length=1024)
     body.raise_if_errors()
     assert email is not None and password is not None
-    email = normalize_email(email)
-    attempt = begin_login_attempt(email)
-    with context.db().reader() as session:  # the slow hash check holds no write lock
-        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
-    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
-        end_login_attempt(attempt, succeeded=False)
+    user = check_credentials(email, password)
+    if user is None:
         raise _unauthorized(INVALID_CREDENTIALS)
     family_id = new_family_id()
     with context.db().session() as session, session.begin():
         refresh = issue_refresh_token(session, user.id, family_id)
         audit("auth.login", "staff_user", user.id, user_id=user.id, session=session)
     access = issue_access_token(user, family_id=family_id)
-    end_login_attempt(attempt, succeeded=True)
     return _token_pair(access, refresh)
 
 
@@ -457,3 +475,71 @@ def _presented_access_claims() -> dict[str, Any] | None:
         return decode_access_token(token.strip())
     except ApiError:
         return None
+
+
+SCHEMAS: dict[str, Any] = {
+    "LoginRequest": {
+        "type": "object",
+        "required": ["email", "password"],
+        "properties": {"email": {"type": "string", "format": "email", "maxLength": 254},
+                       "password": {"type": "string", "minLength": 1, "maxLength": 1024}},
+    },
+    "RefreshRequest": {
+        "type": "object",
+        "required": ["refresh_token"],
+        "properties": {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 200}},
+    },
+    "TokenPair": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"],
+        "properties": {
+            "access_token": {"type": "string", "description": "HS256 JWT: sub, role, sponsor_id, iat, exp, iss, aud."},
+            "token_type": {"const": "Bearer"},
+            "expires_in": {"type": "integer", "const": ACCESS_TOKEN_SECONDS},
+            "refresh_token": {"type": "string", "description": "Opaque; single use (rotated on refresh)."},
+            "refresh_expires_in": {"type": "integer"},
+        },
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/api/v1/auth/login": {
+        "post": {
+            "operationId": "login", "summary": "Email and password -> access and refresh tokens.", "tags": ["auth"],
+            "security": [],
+            "requestBody": json_body("LoginRequest"),
+            "responses": {
+                "200": json_response("Signed in.", ref("TokenPair")),
+                "400": problem_response("Malformed body (`errors` lists each field)."),
+                "401": problem_response("Wrong email or password (the same answer for an unknown email)."),
+                "429": TOO_MANY,
+            },
+        },
+    },
+    "/api/v1/auth/refresh": {
+        "post": {
+            "operationId": "refresh", "tags": ["auth"],
+            "summary": "Rotate a refresh token; presenting a used one revokes its whole family.",
+            "security": [],
+            "requestBody": json_body("RefreshRequest"),
+            "responses": {
+                "200": json_response("A new token pair; the presented refresh token is spent.", ref("TokenPair")),
+                "400": problem_response("Malformed body."),
+                "401": problem_response("Unknown, expired, revoked or reused refresh token."),
+            },
+        },
+    },
+    "/api/v1/auth/logout": {
+        "post": {
+            "operationId": "logout", "summary": "Revoke the refresh token's family.", "tags": ["auth"],
+            "description": "Revokes the login of the refresh token: its refresh tokens and, at once, the access "
+                           "tokens issued with them. An access token sent in `Authorization` is revoked too; "
+                           "sent without a body, it names the login to revoke.",
+            "security": [],
+            "requestBody": json_body("RefreshRequest", required=False),
+            "responses": {"204": {"description": "Signed out (also for an unknown token)."},
+                          "400": problem_response("Malformed body.")},
+        },
+    },
+}
+declare(PATHS, SCHEMAS)

@@ -2,9 +2,12 @@
 
     args = QueryArgs(request.args)
     page, per_page = page_args(args)
-    since = args.datetime("since")
+    since, until = args.time_range()
     args.raise_if_errors()            # 400 problem+json listing every bad field at once
+    stmt = in_range(stmt, Model.created_at, since, until)
     return jsonify(paginate(session, stmt, page, per_page, serialize))
+
+`iso` writes the timestamps of every answer.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from admin.errors import ApiError, field_error
@@ -83,6 +86,13 @@ class QueryArgs:
                                                  "e.g. 2026-11-22T08:30:00Z"))
             return None
 
+    def time_range(self, since: str = "since", until: str = "until") -> tuple[datetime | None, datetime | None]:
+        """`since` (inclusive) and `until` (exclusive), each optional; `until` must be later than `since`."""
+        start, end = self.datetime(since), self.datetime(until)
+        if start is not None and end is not None and start >= end:
+            self.add_error(until, f"must be later than {since}")
+        return start, end
+
     def converted(self, name: str, convert: Callable[[str], T | None], message: str) -> T | None:
         """`convert` returns None for a value it refuses; the field error then says `message`."""
         raw = self._raw(name)
@@ -99,6 +109,21 @@ class QueryArgs:
     def raise_if_errors(self) -> None:
         if self.errors:
             raise ApiError(400, "Some query parameters are invalid.", errors=self.errors)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as JSON writes it (ISO 8601), None as null."""
+    return value.isoformat() if value is not None else None
+
+
+def in_range(stmt: Select[Any], column: ColumnElement[datetime], since: datetime | None,
+             until: datetime | None) -> Select[Any]:
+    """`stmt` limited to rows whose `column` is at or after `since` and before `until` (either may be None)."""
+    if since is not None:
+        stmt = stmt.where(column >= since)
+    if until is not None:
+        stmt = stmt.where(column < until)
+    return stmt
 
 
 def page_args(args: QueryArgs) -> tuple[int, int]:

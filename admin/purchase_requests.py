@@ -19,35 +19,45 @@ from admin import bp
 from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
-from admin.openapi import _AUTHED_ERRORS, _PAGE_PARAMS, _json, _problem, _query, _ref
-from admin.pagination import QueryArgs, page_args, paginate
-from admin.sponsors import MAX_DAYS, PurchaseTerms, own_sponsor, purchase_terms
-from admin.validation import MAX_ROW_ID, Body
-from admin.visibility import TIER_ORDER
+from admin.openapi import (
+    NULLABLE_STR,
+    PAGE_PARAMS,
+    ROW_ID,
+    TIMESTAMP,
+    declare,
+    json_response,
+    operation,
+    page_of,
+    path_param,
+    problem_response,
+    query_param,
+    ref,
+)
+from admin.pagination import QueryArgs, iso, page_args, paginate
+from admin.sponsors import MAX_DAYS, SPONSOR_ID, PurchaseTerms, own_sponsor, purchase_terms
+from admin.validation import MAX_ROW_ID, Body, row_or_404
 from models import PurchaseRequest, PurchaseRequestStatus, Tier, utcnow
 from services import context
 from services.sponsor_stats import invalidate_stats
 from services.sponsorship import (
     MAX_QUANTITY,
+    TIER_ORDER,
     approve_purchase_request,
     file_purchase_request,
     reject_purchase_request,
 )
 
 MAX_NOTE = 500
+NO_REQUEST = "No purchase request with this id."
 STATUSES = tuple(s.value for s in PurchaseRequestStatus)
 FILED_BY_SPONSORS = ("Purchase requests are filed by sponsor users; an admin records a purchase directly: "
                      "POST /api/v1/sponsors/{sponsor_id}/purchases.")
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _request_json(r: PurchaseRequest, tier_codes: dict[int, str]) -> dict[str, Any]:
+def _requestjson_response(r: PurchaseRequest, tier_codes: dict[int, str]) -> dict[str, Any]:
     return {"id": r.id, "sponsor_id": r.sponsor_id, "tier": tier_codes.get(r.tier_id), "quantity": r.quantity,
             "code_valid_days": r.code_valid_days, "subscription_days": r.subscription_days, "note": r.note,
-            "status": r.status, "created_at": _iso(r.created_at), "decided_at": _iso(r.decided_at),
+            "status": r.status, "created_at": iso(r.created_at), "decided_at": iso(r.decided_at),
             "rejection_reason": r.rejection_reason, "purchase_id": r.purchase_id}
 
 
@@ -66,13 +76,13 @@ def _page(session: Session, args: QueryArgs, sponsor_id: int | None) -> dict[str
         stmt = stmt.where(PurchaseRequest.status == status)
     tier_codes = _tier_codes(session)
     return paginate(session, stmt.order_by(PurchaseRequest.id.desc()), page, per_page,
-                    lambda r: _request_json(r, tier_codes))
+                    lambda r: _requestjson_response(r, tier_codes))
 
 
 def _request_or_404(session: Session, request_id: int, sponsor_id: int | None = None) -> PurchaseRequest:
-    found = session.get(PurchaseRequest, request_id) if request_id <= MAX_ROW_ID else None
-    if found is None or (sponsor_id is not None and found.sponsor_id != sponsor_id):
-        raise ApiError(404, "No purchase request with this id.")
+    found = row_or_404(session, PurchaseRequest, request_id, NO_REQUEST)
+    if sponsor_id is not None and found.sponsor_id != sponsor_id:
+        raise ApiError(404, NO_REQUEST)
     return found
 
 
@@ -92,8 +102,7 @@ def file_request(sponsor_id: int) -> tuple[Response, int]:
     body = Body.load()
     terms = purchase_terms(body)
     note = _note(body)
-    unknown = sorted(set(body.data) - {"tier", "quantity", "code_valid_days", "subscription_days", "note"})
-    body.errors.extend(field_error(name, "is not a known field") for name in unknown)
+    body.refuse_unknown(("tier", "quantity", "code_valid_days", "subscription_days", "note"))
     with context.db().reader() as session:
         own_sponsor(session, sponsor_id)  # 404 before field errors: do not reveal another sponsor's id
     body.raise_if_errors()
@@ -108,7 +117,7 @@ def file_request(sponsor_id: int) -> tuple[Response, int]:
               {"sponsor_id": sponsor_id, "tier": terms.tier, "quantity": terms.quantity,
                "code_valid_days": terms.code_valid_days, "subscription_days": terms.subscription_days},
               session=session)
-        result = _request_json(filed, _tier_codes(session))
+        result = _requestjson_response(filed, _tier_codes(session))
     return jsonify(result), 201
 
 
@@ -127,7 +136,7 @@ def list_sponsor_requests(sponsor_id: int) -> Response:
 def get_sponsor_request(sponsor_id: int, request_id: int) -> Response:
     with context.db().reader() as session:
         own_sponsor(session, sponsor_id)
-        result = _request_json(_request_or_404(session, request_id, sponsor_id), _tier_codes(session))
+        result = _requestjson_response(_request_or_404(session, request_id, sponsor_id), _tier_codes(session))
     return jsonify(result)
 
 
@@ -161,7 +170,7 @@ def approve_request(request_id: int) -> Response:
         audit("sponsor.purchase_request.approve", "purchase_request", request_id,
               {"sponsor_id": found.sponsor_id, "purchase_id": purchase.id, "codes": len(codes)}, session=session)
         session.refresh(found)
-        result = _request_json(found, _tier_codes(session))
+        result = _requestjson_response(found, _tier_codes(session))
     invalidate_stats(context.redis(), result["sponsor_id"])
     return jsonify(result)
 
@@ -171,8 +180,7 @@ def approve_request(request_id: int) -> Response:
 def reject_request(request_id: int) -> Response:
     body = Body.load()
     reason = body.string("reason", max_length=MAX_NOTE)
-    unknown = sorted(set(body.data) - {"reason"})
-    body.errors.extend(field_error(name, "is not a known field") for name in unknown)
+    body.refuse_unknown(("reason",))
     with context.db().session() as session, session.begin():
         found = _request_or_404(session, request_id)
         body.raise_if_errors()
@@ -183,37 +191,29 @@ def reject_request(request_id: int) -> Response:
         audit("sponsor.purchase_request.reject", "purchase_request", request_id,
               {"sponsor_id": found.sponsor_id, "reason": reason.strip()}, session=session)
         session.refresh(found)
-        result = _request_json(found, _tier_codes(session))
+        result = _requestjson_response(found, _tier_codes(session))
     return jsonify(result)
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------
 
-_ID = {"type": "integer", "minimum": 0}
-_SPONSOR_ID = {"name": "sponsor_id", "in": "path", "required": True, "schema": _ID, "example": 1}
-_REQUEST_ID = {"name": "request_id", "in": "path", "required": True, "schema": _ID, "example": 1}
-_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
-_NULLABLE_STR = {"type": ["string", "null"]}
-_STATUS = _query("status", {"enum": list(STATUSES)}, "Only requests in this status.")
+_REQUEST_ID = path_param("request_id", ROW_ID, 1)
+_STATUS = query_param("status", {"enum": list(STATUSES)}, "Only requests in this status.")
 
 
 def _op(op_id: str, summary: str, responses: dict[str, Any], params: list[dict[str, Any]],
         body: str | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": ["purchase requests"],
-                          "parameters": params, "responses": {**_AUTHED_ERRORS, **responses}}
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
-    return op
+    return operation(op_id, summary, "purchase requests", responses, params=params, body=body)
 
 
-OPENAPI_SCHEMAS: dict[str, Any] = {
+SCHEMAS: dict[str, Any] = {
     "PurchaseRequestCreate": {
         "type": "object", "required": ["tier", "quantity"], "additionalProperties": False,
         "properties": {"tier": {"enum": list(TIER_ORDER)},
                        "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
                        "code_valid_days": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": 90},
                        "subscription_days": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": 30},
-                       "note": {**_NULLABLE_STR, "maxLength": MAX_NOTE}}},
+                       "note": {**NULLABLE_STR, "maxLength": MAX_NOTE}}},
     "PurchaseRequestRejection": {
         "type": "object", "required": ["reason"], "additionalProperties": False,
         "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": MAX_NOTE,
@@ -225,61 +225,57 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "properties": {"id": {"type": "integer"}, "sponsor_id": {"type": "integer"},
                        "tier": {"type": ["string", "null"]}, "quantity": {"type": "integer"},
                        "code_valid_days": {"type": "integer"}, "subscription_days": {"type": "integer"},
-                       "note": _NULLABLE_STR, "status": {"enum": list(STATUSES)},
-                       "created_at": {"type": "string", "format": "date-time"}, "decided_at": _TIMESTAMP,
-                       "rejection_reason": _NULLABLE_STR,
+                       "note": NULLABLE_STR, "status": {"enum": list(STATUSES)},
+                       "created_at": {"type": "string", "format": "date-time"}, "decided_at": TIMESTAMP,
+                       "rejection_reason": NULLABLE_STR,
                        "purchase_id": {"type": ["integer", "null"],
                                        "description": "Set when approved: the purchase that holds the codes."}}},
-    "PurchaseRequestPage": {
-        "type": "object", "required": ["items", "page", "per_page", "total"],
-        "properties": {"items": {"type": "array", "items": _ref("PurchaseRequest")},
-                       "page": {"type": "integer", "minimum": 1},
-                       "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
-                       "total": {"type": "integer", "minimum": 0}}},
+    "PurchaseRequestPage": page_of("PurchaseRequest"),
 }
 
-_NO_REQUEST = _problem("No such purchase request (or another sponsor's).")
-_NOT_PENDING = _problem("The request is no longer pending (approved or rejected already).")
+_NO_REQUEST = problem_response("No such purchase request (or another sponsor's).")
+_NOT_PENDING = problem_response("The request is no longer pending (approved or rejected already).")
 
-OPENAPI_PATHS: dict[str, Any] = {
+PATHS: dict[str, Any] = {
     "/api/v1/sponsors/{sponsor_id}/purchase-requests": {
         "post": _op("filePurchaseRequest", "Ask for a purchase (the sponsor itself); an admin approves it, creating "
                     "the codes, or rejects it. Audited.",
-                    {"201": _json("The pending request.", _ref("PurchaseRequest")),
-                     "403": _problem("Not a sponsor user (an admin records a purchase directly)."),
-                     "404": _problem("No such sponsor (or another sponsor's).")},
-                    [_SPONSOR_ID], body="PurchaseRequestCreate"),
+                    {"201": json_response("The pending request.", ref("PurchaseRequest")),
+                     "403": problem_response("Not a sponsor user (an admin records a purchase directly)."),
+                     "404": problem_response("No such sponsor (or another sponsor's).")},
+                    [SPONSOR_ID], body="PurchaseRequestCreate"),
         "get": _op("listSponsorPurchaseRequests", "The sponsor's purchase requests and their outcome, newest first "
                    "(admin, or the sponsor itself).",
-                   {"200": _json("A page of requests.", _ref("PurchaseRequestPage")),
-                    "404": _problem("No such sponsor (or another sponsor's).")},
-                   [_SPONSOR_ID, *_PAGE_PARAMS, _STATUS]),
+                   {"200": json_response("A page of requests.", ref("PurchaseRequestPage")),
+                    "404": problem_response("No such sponsor (or another sponsor's).")},
+                   [SPONSOR_ID, *PAGE_PARAMS, _STATUS]),
     },
     "/api/v1/sponsors/{sponsor_id}/purchase-requests/{request_id}": {
         "get": _op("getSponsorPurchaseRequest", "One of the sponsor's purchase requests (admin, or the sponsor "
-                   "itself).", {"200": _json("The request.", _ref("PurchaseRequest")), "404": _NO_REQUEST},
-                   [_SPONSOR_ID, _REQUEST_ID]),
+                   "itself).", {"200": json_response("The request.", ref("PurchaseRequest")), "404": _NO_REQUEST},
+                   [SPONSOR_ID, _REQUEST_ID]),
     },
     "/api/v1/purchase-requests": {
         "get": _op("listPurchaseRequests", "Every sponsor's purchase requests, newest first (admin).",
-                   {"200": _json("A page of requests.", _ref("PurchaseRequestPage"))},
-                   [*_PAGE_PARAMS, _STATUS,
-                    _query("sponsor_id", {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                   {"200": json_response("A page of requests.", ref("PurchaseRequestPage"))},
+                   [*PAGE_PARAMS, _STATUS,
+                    query_param("sponsor_id", {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
                            "Only this sponsor's requests.")]),
     },
     "/api/v1/purchase-requests/{request_id}/approve": {
         "post": _op("approvePurchaseRequest", "Approve a pending request (admin, after payment): its purchase and "
                     "codes are created in the same transaction. Audited.",
-                    {"200": _json("The approved request, with `purchase_id`.", _ref("PurchaseRequest")),
+                    {"200": json_response("The approved request, with `purchase_id`.", ref("PurchaseRequest")),
                      "404": _NO_REQUEST,
-                     "409": _problem("Not pending any more, or its tier is no longer sold.")},
+                     "409": problem_response("Not pending any more, or its tier is no longer sold.")},
                     [_REQUEST_ID]),
     },
     "/api/v1/purchase-requests/{request_id}/reject": {
         "post": _op("rejectPurchaseRequest", "Reject a pending request with a reason the sponsor reads (admin). "
                     "Nothing is created. Audited.",
-                    {"200": _json("The rejected request.", _ref("PurchaseRequest")), "404": _NO_REQUEST,
+                    {"200": json_response("The rejected request.", ref("PurchaseRequest")), "404": _NO_REQUEST,
                      "409": _NOT_PENDING},
                     [_REQUEST_ID], body="PurchaseRequestRejection"),
     },
 }
+declare(PATHS, SCHEMAS)

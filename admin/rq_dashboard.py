@@ -22,10 +22,9 @@ from flask import Blueprint, Response, g, redirect, render_template_string, requ
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.registry import StartedJobRegistry
-from sqlalchemy import select
 
 from admin.audit import audit
-from admin.auth import begin_login_attempt, end_login_attempt, enforce_user_rate, normalize_email, verify_password
+from admin.auth import check_credentials, enforce_user_rate, normalize_email
 from admin.errors import ApiError, register_error_handlers
 from models import StaffRole, StaffUser
 from services import context, failed_jobs
@@ -47,15 +46,9 @@ def _sign_in() -> None:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.username or not auth.password:
         raise _challenge()
-    email = normalize_email(auth.username)[:254]
-    attempt = begin_login_attempt(email)  # the API login's limits, shared
-    with context.db().reader() as session:
-        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
-    if not verify_password(user.password_hash if user else None, auth.password[:1024]) or user is None \
-            or not user.active:
-        end_login_attempt(attempt, succeeded=False)
+    user = check_credentials(normalize_email(auth.username)[:254], auth.password[:1024])  # the API login's limits
+    if user is None:
         raise _challenge("Invalid email or password.")
-    end_login_attempt(attempt, succeeded=True)
     if user.role != StaffRole.ADMIN:
         raise _challenge("Only admins may use the RQ dashboard.")
     enforce_user_rate(user.id)

@@ -15,7 +15,8 @@ from admin import bp
 from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import field_error
-from admin.openapi import _AUTHED_ERRORS, _json, _problem, _ref
+from admin.openapi import AUTHED_ERRORS, declare, json_body, json_response, problem_response, ref
+from admin.pagination import iso
 from admin.validation import Body
 from models import RuntimeSetting, utcnow
 from services import context, runtime_settings
@@ -29,7 +30,7 @@ def _listing(values: Values, rows: dict[str, RuntimeSetting]) -> dict[str, Any]:
         item: dict[str, Any] = {
             "name": name, "value": getattr(values, name), "default": spec.default(context.settings()),
             "overridden": row is not None, "type": spec.kind, "description": spec.description,
-            "updated_at": row.updated_at.isoformat() if row is not None else None,
+            "updated_at": iso(row.updated_at) if row is not None else None,
             "updated_by": row.updated_by if row is not None else None,
         }
         if spec.kind == "integer":
@@ -87,7 +88,7 @@ _SETTINGS_PROPS: dict[str, Any] = {
     for name, spec in SPECS.items()
 }
 
-OPENAPI_SCHEMAS: dict[str, Any] = {
+SCHEMAS: dict[str, Any] = {
     "RuntimeSetting": {
         "type": "object", "required": ["name", "value", "default", "overridden", "type"],
         "properties": {"name": {"enum": list(SPECS)}, "value": _VALUE, "default": _VALUE,
@@ -97,24 +98,25 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                        "updated_at": {"type": ["string", "null"], "format": "date-time"},
                        "updated_by": {"type": ["integer", "null"]}}},
     "RuntimeSettings": {"type": "object", "required": ["items"],
-                        "properties": {"items": {"type": "array", "items": _ref("RuntimeSetting")}}},
+                        "properties": {"items": {"type": "array", "items": ref("RuntimeSetting")}}},
     "RuntimeSettingsUpdate": {"type": "object", "minProperties": 1, "additionalProperties": False,
                               "properties": _SETTINGS_PROPS,
                               "description": "The settings to change; null returns one to its default."},
 }
 
-OPENAPI_PATHS: dict[str, Any] = {
+PATHS: dict[str, Any] = {
     "/api/v1/settings": {
         "get": {"operationId": "listRuntimeSettings", "tags": ["admin"],
                 "summary": "Runtime settings with their values, defaults and bounds (admin).",
-                "responses": {"200": _json("Every runtime setting.", _ref("RuntimeSettings")), **_AUTHED_ERRORS}},
+                "responses": {"200": json_response("Every runtime setting.", ref("RuntimeSettings")), **AUTHED_ERRORS}},
         "patch": {"operationId": "updateRuntimeSettings", "tags": ["admin"],
                   "summary": "Change runtime settings (admin); every process uses them within about a second. "
                              "Audited.",
-                  "requestBody": {"required": True,
-                                  "content": {"application/json": {"schema": _ref("RuntimeSettingsUpdate")}}},
-                  "responses": {"200": _json("Every runtime setting, after the change.", _ref("RuntimeSettings")),
-                                **_AUTHED_ERRORS, "400": _problem("Unknown setting or invalid value "
-                                                                  "(`errors` lists each field).")}},
+                  "requestBody": json_body("RuntimeSettingsUpdate"),
+                  "responses": {"200": json_response("Every runtime setting, after the change.",
+                                                     ref("RuntimeSettings")),
+                                **AUTHED_ERRORS, "400": problem_response("Unknown setting or invalid value "
+                                                                         "(`errors` lists each field).")}},
     },
 }
+declare(PATHS, SCHEMAS)

@@ -17,8 +17,10 @@ from admin import bp
 from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
-from admin.openapi import _AUTHED_ERRORS, _json, _problem, _ref
-from admin.sponsors import own_sponsor, sponsored_analysis
+from admin.openapi import AUTHED_ERRORS, ROW_ID, declare, json_body, json_response, path_param, problem_response, ref
+from admin.pagination import iso
+from admin.sponsored_analyses import sponsored_analysis
+from admin.sponsors import SPONSOR_ID, own_sponsor
 from admin.validation import Body
 from admin.visibility import sees_identity
 from models import utcnow
@@ -36,8 +38,7 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
     text = body.string("text", max_length=2000)
     if text is not None and not 1 <= len(one_line(text)) <= MAX_TEXT:
         body.errors.append(field_error("text", f"must be 1..{MAX_TEXT} characters (line breaks become spaces)"))
-    unknown = sorted(set(body.data) - {"text"})
-    body.errors.extend(field_error(name, "is not a known field") for name in unknown)
+    body.refuse_unknown(("text",))
     now = utcnow()
     with context.db().session() as session, session.begin():
         sponsor = own_sponsor(session, sponsor_id)  # 404 before field errors: reveal nothing of others
@@ -61,12 +62,12 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
     assert result.message_id is not None  # the outbox's senders deliver it (after quiet hours, if need be)
     return jsonify({
         "message_id": result.message_id, "status": "pending", "template": "sponsor_message_tr",
-        "send_after": result.send_after.isoformat() if result.send_after else None,
+        "send_after": iso(result.send_after),
         "sent_today": result.sent_today, "daily_cap": result.daily_cap,
     }), 202
 
 
-OPENAPI_SCHEMAS: dict[str, Any] = {
+SCHEMAS: dict[str, Any] = {
     "SponsorMessageRequest": {
         "type": "object", "required": ["text"], "additionalProperties": False,
         "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 2000,
@@ -81,28 +82,25 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                        "sent_today": {"type": "integer"}, "daily_cap": {"type": "integer"}}},
 }
 
-OPENAPI_PATHS: dict[str, Any] = {
+PATHS: dict[str, Any] = {
     "/api/v1/sponsors/{sponsor_id}/analyses/{analysis_id}/message": {
         "post": {
             "operationId": "messageSponsoredFarmer", "tags": ["sponsors"],
             "summary": "Message the farmer of a sponsored analysis with the `sponsor_message_tr` template "
                        "(when an L or XL code paid for that analysis; admin, or the sponsor itself). Audited.",
-            "parameters": [{"name": "sponsor_id", "in": "path", "required": True, "example": 1,
-                            "schema": {"type": "integer", "minimum": 0}},
-                           {"name": "analysis_id", "in": "path", "required": True, "example": 1,
-                            "schema": {"type": "integer", "minimum": 0}}],
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _ref("SponsorMessageRequest")}}},
+            "parameters": [SPONSOR_ID, path_param("analysis_id", ROW_ID, 1)],
+            "requestBody": json_body("SponsorMessageRequest"),
             "responses": {
-                "202": _json("Queued; sent at once, or when quiet hours end.", _ref("SponsorMessageQueued")),
-                **_AUTHED_ERRORS,
-                "403": _problem("The role may not use this endpoint, or the code that paid for this analysis is "
-                                "below L."),
-                "404": _problem("No such sponsor, or not this sponsor's analysis."),
-                "409": _problem("The farmer opted out of messages."),
-                "429": {**_AUTHED_ERRORS["429"], "description": "The farmer's daily cap of sponsor messages is "
+                "202": json_response("Queued; sent at once, or when quiet hours end.", ref("SponsorMessageQueued")),
+                **AUTHED_ERRORS,
+                "403": problem_response("The role may not use this endpoint, or the code that paid for this "
+                                        "analysis is below L."),
+                "404": problem_response("No such sponsor, or not this sponsor's analysis."),
+                "409": problem_response("The farmer opted out of messages."),
+                "429": {**AUTHED_ERRORS["429"], "description": "The farmer's daily cap of sponsor messages is "
                         "reached (`Retry-After`: seconds to the next Istanbul midnight), or the request rate limit."},
             },
         },
     },
 }
+declare(PATHS, SCHEMAS)

@@ -1,4 +1,4 @@
-"""Support endpoints (roles `support` and `admin`): the message log and a farmer's transcript."""
+"""Support endpoints (roles `support` and `admin`): the message log and a farmer's transcript. Audited."""
 
 from __future__ import annotations
 
@@ -11,9 +11,23 @@ from sqlalchemy import or_, select
 from admin import bp
 from admin.audit import audit
 from admin.auth import require_roles
-from admin.errors import ApiError
-from admin.pagination import QueryArgs, page_args, paginate
-from admin.validation import MAX_ROW_ID
+from admin.openapi import (
+    AUTHED_ERRORS,
+    NULLABLE_INT,
+    NULLABLE_STR,
+    PAGE_PARAMS,
+    ROW_ID,
+    TIMESTAMP,
+    declare,
+    json_response,
+    page_of,
+    path_param,
+    problem_response,
+    query_param,
+    ref,
+)
+from admin.pagination import QueryArgs, in_range, iso, page_args, paginate
+from admin.validation import row_or_404
 from models import Direction, Farmer, Message, MessageStatus
 from services import context
 from services.whatsapp.updates import normalize_phone
@@ -23,10 +37,6 @@ _TYPE = re.compile(r"[a-z_]{1,30}")  # inbound: Meta's types (text, image, butto
 
 def _message_type(value: str) -> str | None:
     return value if _TYPE.fullmatch(value) else None
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def message_json(m: Message) -> dict[str, Any]:
@@ -44,13 +54,13 @@ def message_json(m: Message) -> dict[str, Any]:
         "error_title": m.error_title,
         "attempts": m.attempts,
         "analysis_id": m.analysis_id,
-        "created_at": _iso(m.created_at),
-        "meta_timestamp": _iso(m.meta_timestamp),
-        "processed_at": _iso(m.processed_at),
-        "sent_at": _iso(m.sent_at),
-        "delivered_at": _iso(m.delivered_at),
-        "read_at": _iso(m.read_at),
-        "failed_at": _iso(m.failed_at),
+        "created_at": iso(m.created_at),
+        "meta_timestamp": iso(m.meta_timestamp),
+        "processed_at": iso(m.processed_at),
+        "sent_at": iso(m.sent_at),
+        "delivered_at": iso(m.delivered_at),
+        "read_at": iso(m.read_at),
+        "failed_at": iso(m.failed_at),
     }
 
 
@@ -62,9 +72,7 @@ def farmer_messages(farmer_id: int) -> Response:
     page, per_page = page_args(args)
     args.raise_if_errors()
     with context.db().reader() as session:
-        farmer = session.get(Farmer, farmer_id) if farmer_id <= MAX_ROW_ID else None
-        if farmer is None:
-            raise ApiError(404, "No farmer with this id.")
+        farmer = row_or_404(session, Farmer, farmer_id, "No farmer with this id.")
         stmt = (select(Message)
                 .where(or_(Message.farmer_id == farmer.id, Message.phone == farmer.phone))
                 .order_by(Message.created_at, Message.id))
@@ -85,14 +93,11 @@ def search_messages() -> Response:
     type_ = args.converted("type", _message_type, "must be a message type such as text, image or template")
     status = args.choice("status", [s.value for s in MessageStatus])
     error_code = args.integer("error_code", minimum=0, maximum=2**31 - 1)
-    since = args.datetime("since")
-    until = args.datetime("until")
+    since, until = args.time_range()
     q = args.text("q")
-    if since is not None and until is not None and since >= until:
-        args.add_error("until", "must be later than since")
     args.raise_if_errors()
 
-    stmt = select(Message)
+    stmt = in_range(select(Message), Message.created_at, since, until)
     if phone is not None:
         stmt = stmt.where(Message.phone == phone)
     if direction is not None:
@@ -103,17 +108,80 @@ def search_messages() -> Response:
         stmt = stmt.where(Message.status == status)
     if error_code is not None:
         stmt = stmt.where(Message.error_code == error_code)
-    if since is not None:
-        stmt = stmt.where(Message.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(Message.created_at < until)
     if q is not None:
         stmt = stmt.where(Message.text.icontains(q, autoescape=True))
     stmt = stmt.order_by(Message.created_at.desc(), Message.id.desc())
     with context.db().reader() as session:
         result = paginate(session, stmt, page, per_page, message_json)
     filters = {k: v for k, v in {"phone": phone, "direction": direction, "type": type_, "status": status,
-                                 "error_code": error_code, "since": _iso(since), "until": _iso(until),
+                                 "error_code": error_code, "since": iso(since), "until": iso(until),
                                  "q": q}.items() if v is not None}
     audit("messages.search", "message", None, {"filters": filters, "page": page, "total": result["total"]})
     return jsonify(result)
+
+
+MESSAGE_STATUSES = [s.value for s in MessageStatus]
+
+SCHEMAS: dict[str, Any] = {
+    "Message": {
+        "type": "object",
+        "required": ["id", "direction", "phone", "type", "status", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "wamid": NULLABLE_STR,
+            "direction": {"enum": ["in", "out"]},
+            "phone": {"type": "string", "description": "E.164, e.g. +905321234567"},
+            "farmer_id": NULLABLE_INT,
+            "type": {"type": "string"},
+            "text": NULLABLE_STR,
+            "template_name": NULLABLE_STR,
+            "status": {"enum": MESSAGE_STATUSES},
+            "error_code": NULLABLE_INT,
+            "error_title": NULLABLE_STR,
+            "attempts": {"type": "integer"},
+            "analysis_id": NULLABLE_INT,
+            "created_at": {"type": "string", "format": "date-time"},
+            "meta_timestamp": TIMESTAMP,
+            "processed_at": TIMESTAMP,
+            "sent_at": TIMESTAMP,
+            "delivered_at": TIMESTAMP,
+            "read_at": TIMESTAMP,
+            "failed_at": TIMESTAMP,
+        },
+    },
+    "MessagePage": page_of("Message"),
+}
+
+PATHS: dict[str, Any] = {
+    "/api/v1/messages": {
+        "get": {
+            "operationId": "searchMessages", "tags": ["support"],
+            "summary": "Search the message log, newest first (roles: support, admin). Audited.",
+            "parameters": [
+                *PAGE_PARAMS,
+                query_param("phone", {"type": "string"}, "The farmer's number; any formatting, normalised to E.164."),
+                query_param("direction", {"enum": ["in", "out"]}, "in (from farmers) or out (ours)."),
+                query_param("type", {"type": "string", "pattern": "^[a-z_]{1,30}$"}, "Message type: text, image..."),
+                query_param("status", {"enum": MESSAGE_STATUSES}, "Message status."),
+                query_param("error_code", {"type": "integer", "minimum": 0}, "Meta's error code of a failed message."),
+                query_param("since", {"type": "string", "format": "date-time"},
+                            "Created at or after (UTC if no offset)."),
+                query_param("until", {"type": "string", "format": "date-time"},
+                            "Created before (UTC if no offset); later than `since`."),
+                query_param("q", {"type": "string", "maxLength": 200}, "Text contains (case-insensitive, literal)."),
+            ],
+            "responses": {"200": json_response("A page of messages.", ref("MessagePage")), **AUTHED_ERRORS},
+        },
+    },
+    "/api/v1/farmers/{farmer_id}/messages": {
+        "get": {
+            "operationId": "farmerTranscript", "tags": ["support"],
+            "summary": "A farmer's transcript, oldest first, with statuses and errors (roles: support, admin). "
+                       "Audited.",
+            "parameters": [path_param("farmer_id", ROW_ID, 1), *PAGE_PARAMS],
+            "responses": {"200": json_response("A page of messages.", ref("MessagePage")), **AUTHED_ERRORS,
+                          "404": problem_response("No farmer with this id.")},
+        },
+    },
+}
+declare(PATHS, SCHEMAS)

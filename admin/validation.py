@@ -8,14 +8,18 @@
   allowed (`refuse_unstorable_arguments`, called by `admin.auth.require_roles`): NUL in a query argument
   is a 400 naming it, in a path value a 404 (no row can have it).
 - Dates (`parse_datetime`) must stay within what a datetime can hold once converted to UTC.
+- A row named by a path id is read by `row_or_404`: an id beyond the column (`MAX_ROW_ID`) never
+  reaches the database.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import request
+from sqlalchemy.orm import Session
 
 from admin.errors import ApiError, field_error
 from services.json_input import JsonInputError, has_unstorable, parse_json, storable, unstorable_paths
@@ -25,6 +29,16 @@ from services.json_input import JsonInputError, has_unstorable, parse_json, stor
 MAX_ROW_ID = 2**31 - 1
 UNSTORABLE = "must not contain NUL characters or lone surrogates (\\u0000, \\ud800-\\udfff)"
 NOT_AN_OBJECT = "The request body must be a JSON object (Content-Type: application/json)."
+
+M = TypeVar("M")
+
+
+def row_or_404(session: Session, model: type[M], row_id: int, detail: str) -> M:
+    """The row of `model` with this id, or a 404 saying `detail` (also for an id no row can have)."""
+    row = session.get(model, row_id) if row_id <= MAX_ROW_ID else None
+    if row is None:
+        raise ApiError(404, detail)
+    return row
 
 
 class Body:
@@ -63,6 +77,27 @@ class Body:
             self.errors.append(field_error(name, f"must be at most {max_length} characters"))
             return None
         return value
+
+    def integer(self, name: str, minimum: int, maximum: int, *, default: int | None = None,
+                required: bool = False) -> int | None:
+        """An integer within minimum..maximum (not a boolean); absent or null gives `default`, or the
+        field error "is required" when `required`."""
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                self.errors.append(field_error(name, "is required"))
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.errors.append(field_error(name, "must be an integer"))
+            return None
+        if not minimum <= value <= maximum:
+            self.errors.append(field_error(name, f"must be between {minimum} and {maximum}"))
+            return None
+        return value
+
+    def refuse_unknown(self, known: Collection[str], message: str = "is not a known field") -> None:
+        """A field error for each field of the body not in `known` (a typo must not pass silently)."""
+        self.errors.extend(field_error(name, message) for name in sorted(set(self.data) - set(known)))
 
     def raise_if_errors(self) -> None:
         if self.errors:

@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 
 from models import Analysis, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
 from services.masking import mask_phone
-
-TIER_ORDER: tuple[str, ...] = ("S", "M", "L", "XL")
+from services.sponsorship import TIER_ORDER
 
 # The keys of `analysis_view` for each tier (S sees no analysis at all).
 M_COLUMNS: tuple[str, ...] = ("id", "tier", "date", "crop", "province", "health_score", "main_concern", "diseases",

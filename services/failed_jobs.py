@@ -1,8 +1,8 @@
 """RQ's failed-job registries, for operators: list what failed and why, and put jobs back in their queue.
 
-Used by `flask requeue-failed` and the dashboard at `/admin/rq`. The rule of the admin API holds here
-too: a failed analysis was refunded and the farmer was told, so its job is requeued only when forced
-(the analysis would run for free).
+Used by `flask requeue-failed`, the dashboard at `/admin/rq` and the admin API (`admin.jobs`). One rule
+for all three: a failed analysis was refunded and the farmer was told, so its job is requeued only when
+forced (the analysis would run for free).
 """
 
 from __future__ import annotations

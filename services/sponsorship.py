@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, bindparam, func, literal, select, update
+from sqlalchemy import ColumnElement, String, and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,8 @@ from services.inbox import insert_ignoring_conflicts
 from services.quota import TRIAL, add_subscription, lock_farmer, queued_subscriptions, tier_by_code
 
 MAX_QUANTITY = 10_000
+TIER_ORDER: tuple[str, ...] = ("S", "M", "L", "XL")  # the packages sponsors buy, smallest first
+CODE_STATUSES: tuple[str, ...] = tuple(s.value for s in CodeStatus)
 
 
 class RedeemOutcome(enum.StrEnum):
@@ -155,6 +157,23 @@ def revoke_code(session: Session, code: str, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     ).first()
     return revoked is not None
+
+
+def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
+    """An unused code past its validity counts as expired (the database marks it lazily)."""
+    if status == CodeStatus.UNUSED.value and expires_at <= now:
+        return CodeStatus.EXPIRED.value
+    return status
+
+
+def has_effective_status(status: str, now: datetime) -> ColumnElement[bool]:
+    """The SQL twin of `effective_status`: codes whose effective status is `status`."""
+    if status == CodeStatus.UNUSED.value:
+        return and_(SponsorCode.status == status, SponsorCode.expires_at > now)
+    if status == CodeStatus.EXPIRED.value:
+        return or_(SponsorCode.status == status,
+                   and_(SponsorCode.status == CodeStatus.UNUSED.value, SponsorCode.expires_at <= now))
+    return SponsorCode.status == status
 
 
 def expire_codes(session: Session, now: datetime) -> int:

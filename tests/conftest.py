@@ -130,6 +130,7 @@ def make_settings(database_url: str, **overrides: Any):  # type: ignore[no-untyp
         "MEDIA_DIR": str(_media_dir()),
         "SWEEP_GRACE_SECONDS": 0,
         "LOG_LEVEL": "INFO",
+        "PASSWORD_HASH": "pbkdf2:sha256:1",  # staff passwords: a cheap hash (production refuses it)
     }
     return load_settings({**base, **overrides}, environ={}, dotenv_path=None)
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from admin.sponsors import invalidate_stats, purchased_tiers, stats_key
 from admin.visibility import COLUMNS, analysis_view, paying_tiers
 from models import Analysis, AuditLog, Farmer, SponsorCode, SponsorPurchase, Subscription, utcnow
 from services import quota, sponsorship
 from services.masking import mask_phone
+from services.sponsor_stats import invalidate_stats, purchased_tiers, stats_key
 from services.sponsorship import RedeemOutcome
 from tests.admin_helpers import bearer, login, make_sponsor, make_staff
 

@@ -96,6 +96,21 @@ def test_production_refuses_dev_tools_and_sqlite():
         check_settings(load_settings(environ={**STRONG, "DATABASE_URL": "sqlite:///x.db"}, dotenv_path=None))
 
 
+@pytest.mark.parametrize("method", ["pbkdf2:sha256:1", "pbkdf2:sha256:100000", "scrypt:16384:8:1", "scrypt:32768:1:1",
+                                    "pbkdf2:md5:1000000", "plain", "scrypt:x"])
+def test_production_refuses_a_weak_password_hash(method):
+    with pytest.raises(SettingsError, match="PASSWORD_HASH"):
+        check_settings(load_settings(environ={**STRONG, "PASSWORD_HASH": method}, dotenv_path=None))
+
+
+@pytest.mark.parametrize("method", ["scrypt", "scrypt:65536:8:1", "pbkdf2", "pbkdf2:sha512:600000"])
+def test_production_takes_a_strong_password_hash(method):
+    settings = load_settings(environ={**STRONG, "PASSWORD_HASH": method}, dotenv_path=None)
+    check_settings(settings)
+    assert method == settings.PASSWORD_HASH
+    assert load_settings(environ={}, dotenv_path=None).PASSWORD_HASH == "scrypt"
+
+
 def test_create_app_refuses_unsafe_production():
     with pytest.raises(SettingsError, match="refusing to start"):
         create_app(load_settings(environ={**STRONG, "JWT_SECRET": ""}, dotenv_path=None))
