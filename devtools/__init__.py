@@ -34,7 +34,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, request
+
+from services.problems import problem
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SAME_SITE_FETCHES = frozenset({"same-origin", "none"})  # `none`: typed in the address bar, a bookmark
@@ -63,10 +65,7 @@ def same_origin_only() -> Response | None:
     if (not _service_host(request.host)
             or (origin is not None and origin.rstrip("/") not in own_origins)
             or (fetch_site is not None and fetch_site not in SAME_SITE_FETCHES and not navigation)):
-        response = jsonify({"type": "about:blank", "title": "Forbidden", "status": 403, "detail": REFUSED})
-        response.status_code = 403
-        response.mimetype = "application/problem+json"
-        return response
+        return problem(403, REFUSED, title="Forbidden")
     return None
 
 
