@@ -20,6 +20,7 @@ production (`APP_ENV=production` refuses to start with `DEV_TOOLS` on).
 - `devtools.webhook_bodies`: Meta-shaped webhook bodies and their signature, shared by the simulator,
   the stand-in, `flask chat` and the tests; `devtools.store`: what the simulator and the stand-in
   remember (transcripts, delivery statuses, media), in the app's Redis, bounded.
+- `devtools.terminal_chat`: `flask chat`, the same farmer in a terminal, against a running instance.
 - `devtools.demo`: `flask seed-demo` (tiers, a demo sponsor with codes, an admin user);
   `devtools.run`: what `make run` does; `devtools.make_samples`: draws the sample leaf photos.
 
