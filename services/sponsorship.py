@@ -30,7 +30,7 @@ from models import (
     Tier,
     utcnow,
 )
-from services.inbox import insert_ignoring_conflicts
+from models.db import insert_ignoring_conflicts
 from services.quota import TRIAL, add_subscription, lock_farmer, queued_subscriptions, tier_by_code
 
 MAX_QUANTITY = 10_000

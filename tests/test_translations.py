@@ -13,6 +13,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import write_po
 
 from services.whatsapp.errors import LimitError
+from services.whatsapp.messages import build_template as build
 from settings import PROJECT_ROOT
 from translations import (
     N_,
@@ -33,7 +34,7 @@ from translations import (
 from translations.check import POT, check, extract, main
 from translations.common import button_title, not_understood, sorry, try_again_in
 from translations.fix_headers import fix_headers
-from translations.templates import TEMPLATES, QuickReply, Template, build
+from translations.templates import TEMPLATES, QuickReply, Template
 
 SORRY = "Sorry, something went wrong on our side. Please try again in a few minutes."
 MINUTE = ("Please try again in %(n)d minute.", "Please try again in %(n)d minutes.")
