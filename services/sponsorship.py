@@ -157,18 +157,6 @@ def revoke_code(session: Session, code: str, now: datetime) -> bool:
     return revoked is not None
 
 
-def expire_codes(session: Session, now: datetime) -> int:
-    """Mark every unused code past its validity `expired` (for statistics; `redeem` does it lazily too)."""
-    result = session.execute(
-        update(SponsorCode)
-        .where(SponsorCode.status == CodeStatus.UNUSED.value, SponsorCode.expires_at <= now)
-        .values(status=CodeStatus.EXPIRED.value)
-        .returning(SponsorCode.id)
-        .execution_options(synchronize_session=False)
-    )
-    return len(result.all())
-
-
 # --- purchase requests ---------------------------------------------------------------------------
 
 
