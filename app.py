@@ -1,29 +1,24 @@
-"""The Flask app factory, health endpoints and the operator's CLI commands."""
+"""The Flask app factory: settings, extensions, blueprints (webhooks/, web/, admin/, the `flask` commands
+of cli.py, and devtools/ in development) and the problem+json error handler."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import click
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 from flask_cors import CORS
-from redis.exceptions import RedisError
-from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.db import Database
-from services import context
 from services.json_input import StrictJSONProvider
 from services.logs import configure_logging
-from services.queue import QUEUE_NAMES
+from services.problems import problem
 from services.redis_conn import connect
 from services.storage import storage_from_settings
 from settings import GENERATED_SECRETS, Settings, check_settings, load_settings
@@ -72,27 +67,27 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     from admin import bp as admin_bp
     from admin.rq_dashboard import bp as rq_dashboard_bp
-    from webhooks.media import bp as media_bp
+    from cli import bp as cli_bp
+    from web.health import bp as health_bp
+    from web.media import bp as media_bp
+    from web.report import bp as report_bp
     from webhooks.n8n import bp as n8n_bp
-    from webhooks.report import bp as report_bp
     from webhooks.whatsapp import bp as whatsapp_bp
 
-    app.register_blueprint(whatsapp_bp)
-    app.register_blueprint(n8n_bp)
-    app.register_blueprint(media_bp)
-    app.register_blueprint(report_bp)
-    app.register_blueprint(admin_bp)
-    app.register_blueprint(rq_dashboard_bp)
+    for bp in (whatsapp_bp, n8n_bp, media_bp, report_bp, admin_bp, rq_dashboard_bp, health_bp, cli_bp):
+        app.register_blueprint(bp)
     if settings.DEV_TOOLS and not settings.is_production:
         import devtools
 
         devtools.register(app)
-    _register_health(app)
-    _register_metrics(app)
-    _register_errors(app)
-    _register_cli(app)
-    _register_operator_cli(app)
+    app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Every HTTP error as problem+json, with the exception's own headers (e.g. `Allow` on a 405, RFC 9110)."""
+    headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    return problem(exc.code or 500, exc.description, title=exc.name, headers=headers)
 
 
 _announced: set[Path] = set()
@@ -110,244 +105,3 @@ def _announce_generated_secrets(settings: Settings) -> None:
                 ", ".join(names), path, extra={"file": str(path)})
 
 
-def _register_health(app: Flask) -> None:
-    @app.get("/health/live")
-    def live() -> Response:
-        return jsonify({"status": "ok"})
-
-    @app.get("/health/ready")
-    def ready() -> tuple[Response, int]:
-        from services.whatsapp.outbox import AUTH_ALERT_KEY
-
-        checks: dict[str, dict[str, str]] = {}
-        try:
-            with context.db().reader() as session:
-                session.execute(text("SELECT 1"))
-            checks["database"] = {"status": "ok"}
-        except Exception as exc:
-            checks["database"] = {"status": "error", "error": type(exc).__name__}
-        try:
-            redis = context.redis()
-            redis.ping()
-            checks["redis"] = {"status": "ok"}
-            auth_error = redis.get(AUTH_ALERT_KEY)
-            checks["whatsapp_token"] = (
-                {"status": "error", "error": auth_error.decode()} if auth_error else {"status": "ok"}
-            )
-        except RedisError as exc:
-            checks["redis"] = {"status": "error", "error": type(exc).__name__}
-        ok = all(c["status"] == "ok" for c in checks.values())
-        return jsonify({"status": "ok" if ok else "error", "checks": checks}), 200 if ok else 503
-
-
-def _register_metrics(app: Flask) -> None:
-    @app.get("/metrics")
-    def metrics_view() -> Response | tuple[Response, int]:
-        """Prometheus exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>` (any of
-        its comma-separated tokens: new,old while Prometheus is switched over)."""
-        from services import metrics
-
-        tokens = [t.strip() for t in app.extensions["settings"].METRICS_TOKEN.split(",") if t.strip()]
-        given = request.headers.get("Authorization")
-        if tokens and not any([metrics.token_ok(given, token) for token in tokens]):  # every one compared
-            response = jsonify({"type": "about:blank", "title": "Unauthorized", "status": 401,
-                                "detail": "A valid bearer token is required."})
-            response.mimetype = "application/problem+json"
-            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return response, 401
-        body, content_type = metrics.render(context.redis(), request.headers.get("Accept"))
-        return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
-
-
-def _register_errors(app: Flask) -> None:
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        status = exc.code or 500
-        response = jsonify({"type": "about:blank", "title": exc.name, "status": status, "detail": exc.description})
-        response.mimetype = "application/problem+json"
-        for name, value in exc.get_headers():  # e.g. `Allow` on a 405 (RFC 9110); the body is ours
-            if name.lower() != "content-type":
-                response.headers[name] = value
-        return response, status
-
-
-def _register_cli(app: Flask) -> None:
-    @app.cli.command("worker")
-    @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-    @click.option("--queue", "queues", multiple=True, help="Queue(s) to listen on, in priority order.")
-    def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
-        """Run an RQ worker inside the app's settings (it reconnects when Redis goes away)."""
-        from services.worker import run_worker
-
-        run_worker(app, queues or QUEUE_NAMES, burst=burst)
-
-    @app.cli.command("sender")
-    def sender_command() -> None:
-        """Send the outbox's due messages (run one or more; they share the send rate limit)."""
-        from services.worker import run_sender
-
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            run_sender(app, stop)
-        except KeyboardInterrupt:
-            stop.set()
-
-    @app.cli.command("scheduler")
-    def scheduler_command() -> None:
-        """Run periodic jobs (the sweeper). Run exactly one; a second one waits for the lock."""
-        from services.scheduler import run_scheduler
-
-        stop = threading.Event()
-        try:
-            run_scheduler(app, stop)
-        except KeyboardInterrupt:
-            stop.set()
-
-    @app.cli.command("sweep")
-    @click.option("--grace", default=None, type=int, help="Only messages older than this many seconds.")
-    def sweep_command(grace: int | None) -> None:
-        """Enqueue committed-but-unqueued messages once, now."""
-        from services.sweeper import sweep_unqueued
-
-        click.echo(f"queued {sweep_unqueued(grace)}")
-
-    @app.cli.command("sponsor-codes")
-    @click.option("--sponsor", "sponsor_name", required=True, help="Sponsor name; created if no sponsor has it.")
-    @click.option("--tier", "tier_code", required=True, help="Tier code: S, M, L or XL.")
-    @click.option("--quantity", required=True, type=click.IntRange(1, 10_000))
-    @click.option("--valid-days", default=90, show_default=True, type=click.IntRange(min=1),
-                  help="Days a code can be redeemed.")
-    @click.option("--duration-days", default=30, show_default=True, type=click.IntRange(min=1),
-                  help="Days of subscription a code gives.")
-    def sponsor_codes_command(sponsor_name: str, tier_code: str, quantity: int, valid_days: int,
-                              duration_days: int) -> None:
-        """Record a sponsor purchase and print its codes, one per line.
-
-        An operator's path, equivalent to an admin's: it records the purchase directly (no purchase
-        request), so run it only for a purchase that has been paid for."""
-        from sqlalchemy import select
-
-        from models import Sponsor, utcnow
-        from services.quota import seed_tiers
-        from services.sponsorship import create_purchase, create_sponsor
-
-        now = utcnow()
-        with app.extensions["db"].session() as session, session.begin():
-            seed_tiers(session)
-            sponsor = session.scalars(select(Sponsor).where(Sponsor.name == sponsor_name.strip())
-                                      .order_by(Sponsor.id)).first()
-            if sponsor is None:
-                sponsor = create_sponsor(session, sponsor_name, now)
-            try:
-                _, codes = create_purchase(session, sponsor.id, tier_code, quantity, valid_days, duration_days, now)
-            except ValueError as exc:
-                raise click.UsageError(str(exc)) from exc
-        click.echo("\n".join(codes))
-
-    @app.cli.command("templates")
-    @click.option("--json", "as_json", is_flag=True, help="The JSON of Meta's template-creation API.")
-    def templates_command(as_json: bool) -> None:
-        """Print the WhatsApp template definitions to register at Meta."""
-        import json
-
-        from translations.templates import TEMPLATES
-
-        if as_json:
-            click.echo(json.dumps([t.to_meta() for t in TEMPLATES.values()], ensure_ascii=False, indent=2))
-        else:
-            click.echo("\n\n".join(t.describe() for t in TEMPLATES.values()))
-
-    @app.cli.command("seed-demo")
-    @click.option("--new-admin-password", is_flag=True, help="Give admin@ziraai.local a new random password.")
-    def seed_demo_command(new_admin_password: bool) -> None:
-        """Demo data (idempotent): tiers, sponsor Demo Tarım A.Ş. with 20 M-tier codes, an admin user."""
-        from devtools.demo import seed_demo
-
-        if app.extensions["settings"].is_production:
-            raise click.UsageError("seed-demo is for development; it refuses to run with APP_ENV=production")
-        click.echo("\n".join(seed_demo(app.extensions["db"], new_admin_password=new_admin_password).lines()))
-
-    @app.cli.command("chat")
-    @click.option("--url", default=None, help="The running app (default: http://127.0.0.1:PORT).")
-    @click.option("--phone", default="+905321234567", show_default=True, help="The farmer's number.")
-    @click.option("--name", default="Mehmet Yılmaz", show_default=True, help="The farmer's WhatsApp name.")
-    def chat_command(url: str | None, phone: str, name: str) -> None:
-        """Chat as a farmer with the running app (same settings): real signed webhooks, replies from the log."""
-        from services.terminal_chat import TerminalFarmer, run
-
-        s = app.extensions["settings"]
-        farmer = TerminalFarmer(url or f"http://127.0.0.1:{s.PORT}", s.WHATSAPP_APP_SECRET, app.extensions["db"],
-                                phone, name, s.WHATSAPP_PHONE_NUMBER_ID)
-        run(farmer)
-
-    @app.cli.command("create-staff")
-    @click.option("--email", required=True, help="Login email (stored lower-cased).")
-    @click.option("--role", required=True, type=click.Choice(["admin", "sponsor", "support"]))
-    @click.option("--sponsor-id", type=int, default=None, help="The sponsor a sponsor user belongs to.")
-    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-                  help="Prompted for when not given (give it only in scripts).")
-    def create_staff_command(email: str, role: str, sponsor_id: int | None, password: str) -> None:
-        """Create a staff user of the admin API."""
-        from admin.auth import create_staff_user
-
-        with app.extensions["db"].session() as session, session.begin():
-            try:
-                user = create_staff_user(session, email, password, role, sponsor_id)
-            except ValueError as exc:
-                raise click.UsageError(str(exc)) from exc
-        click.echo(f"created {user.role} {user.email} (id {user.id})")
-
-
-def _register_operator_cli(app: Flask) -> None:
-    @app.cli.command("requeue-failed")
-    @click.option("--queue", type=click.Choice(QUEUE_NAMES), default=None, help="Only this queue's failed jobs.")
-    @click.option("--all", "requeue_all", is_flag=True, help="Every failed job (of --queue, or of all queues).")
-    @click.option("--force", is_flag=True, help="Also jobs of failed analyses, which were refunded (run for free).")
-    @click.argument("job_ids", nargs=-1)
-    def requeue_failed_command(queue: str | None, requeue_all: bool, force: bool, job_ids: tuple[str, ...]) -> None:
-        """Move jobs from RQ's failed registry back to their queue: --all, or the JOB_IDs given."""
-        from services.failed_jobs import Requeue, failed_ids, requeue
-
-        if requeue_all == bool(job_ids):
-            raise click.UsageError("give either --all or one or more JOB_IDs")
-        redis = app.extensions["redis"]
-        wanted = [job_id for _, job_id in failed_ids(redis, queue)] if requeue_all else list(job_ids)
-        done = missing = 0
-        for job_id in wanted:
-            outcome, found_in = requeue(redis, app.extensions["db"], job_id, queue=queue, force=force)
-            if outcome is Requeue.REQUEUED:
-                done += 1
-                click.echo(f"requeued {job_id} ({found_in})")
-            elif outcome is Requeue.REFUNDED:
-                click.echo(f"skipped {job_id} ({found_in}): its analysis failed and was refunded; --force runs it "
-                           "anyway, for free")
-            else:
-                missing += 1
-                click.echo(f"not found {job_id}: in no failed registry" + (f" of {queue}" if queue else ""))
-        click.echo(f"requeued {done} of {len(wanted)} job(s)")
-        if missing:
-            raise SystemExit(1)
-
-    @app.cli.command("purge-media")
-    @click.option("--older-than-days", required=True, type=click.IntRange(min=1),
-                  help="Delete photos stored more than this many days ago.")
-    @click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
-    def purge_media_command(older_than_days: int, dry_run: bool) -> None:
-        """Delete stored originals and optimised photos older than N days (analyses keep their rows)."""
-        from services.media_purge import purge_media
-
-        report = purge_media(app.extensions["storage"], app.extensions["db"], older_than_days, dry_run=dry_run)
-        verb = "would delete" if dry_run else "deleted"
-        click.echo(f"photos stored before {report.cutoff:%Y-%m-%d %H:%M} UTC:")
-        for kind in report.files:
-            click.echo(f"  {kind}: {verb} {report.files[kind]} file(s), {report.bytes[kind]} bytes")
-        click.echo(f"total: {verb} {sum(report.files.values())} file(s), {sum(report.bytes.values())} bytes")
-        if not dry_run:
-            click.echo(f"photo keys cleared on analyses: {report.keys_cleared}")
-        for store in report.unreachable:
-            click.echo(f"could not list {store}; see the log")
-        if report.failed:
-            click.echo(f"could not delete {report.failed} file(s); see the log, they are tried again next time")
-        if report.failed or report.unreachable:
-            raise SystemExit(1)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import http.client
 import json
 import math
@@ -42,6 +40,10 @@ from typing import Any
 
 from redis import Redis
 from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.signing import meta_signature
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -281,16 +283,15 @@ def build_requests(label: str, count: int, farmers: int, port: int) -> list[byte
     value = template["entry"][0]["changes"][0]["value"]
     message, contact = value["messages"][0], value["contacts"][0]
     message["timestamp"] = str(int(time.time()))
-    secret = APP_SECRET.encode()
     requests = []
     for n in range(count):
         phone = f"9053200{n % farmers:05d}"
         message["id"] = f"{label}{n}"
         message["from"] = contact["wa_id"] = phone
         body = json.dumps(template, ensure_ascii=False).encode()
-        signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        signature = meta_signature(body, APP_SECRET)
         head = (f"POST {ROUTE} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nX-Hub-Signature-256: sha256={signature}\r\n\r\n")
+                f"Content-Length: {len(body)}\r\nX-Hub-Signature-256: {signature}\r\n\r\n")
         requests.append(head.encode() + body)
     return requests
 

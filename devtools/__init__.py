@@ -20,6 +20,7 @@ production (`APP_ENV=production` refuses to start with `DEV_TOOLS` on).
 - `devtools.webhook_bodies`: Meta-shaped webhook bodies and their signature, shared by the simulator,
   the stand-in, `flask chat` and the tests; `devtools.store`: what the simulator and the stand-in
   remember (transcripts, delivery statuses, media), in the app's Redis, bounded.
+- `devtools.terminal_chat`: `flask chat`, the same farmer in a terminal, against a running instance.
 - `devtools.demo`: `flask seed-demo` (tiers, a demo sponsor with codes, an admin user);
   `devtools.run`: what `make run` does; `devtools.make_samples`: draws the sample leaf photos.
 
@@ -34,7 +35,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, request
+
+from services.problems import problem
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SAME_SITE_FETCHES = frozenset({"same-origin", "none"})  # `none`: typed in the address bar, a bookmark
@@ -63,10 +66,7 @@ def same_origin_only() -> Response | None:
     if (not _service_host(request.host)
             or (origin is not None and origin.rstrip("/") not in own_origins)
             or (fetch_site is not None and fetch_site not in SAME_SITE_FETCHES and not navigation)):
-        response = jsonify({"type": "about:blank", "title": "Forbidden", "status": 403, "detail": REFUSED})
-        response.status_code = 403
-        response.mimetype = "application/problem+json"
-        return response
+        return problem(403, REFUSED, title="Forbidden")
     return None
 
 

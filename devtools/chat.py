@@ -38,6 +38,7 @@ from redis import Redis
 from devtools import store, webhook_bodies
 from devtools.make_samples import SAMPLES
 from services.json_input import unstorable_paths
+from services.problems import problem
 from translations.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -69,18 +70,9 @@ class BadInput(ValueError):
     """The request cannot be used; the message says what to send instead."""
 
 
-def _problem(status: int, title: str, detail: str = "") -> tuple[Response, int]:
-    payload: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        payload["detail"] = detail
-    response = jsonify(payload)
-    response.mimetype = "application/problem+json"
-    return response, status
-
-
 @bp.errorhandler(BadInput)
-def _bad_input(exc: BadInput) -> tuple[Response, int]:
-    return _problem(400, "bad input", str(exc))
+def _bad_input(exc: BadInput) -> Response:
+    return problem(400, str(exc), title="bad input")
 
 
 def _redis() -> Redis:
@@ -169,7 +161,7 @@ def _image_type(content: bytes) -> str:
 # Sending as the farmer
 
 
-def _deliver(wa_id: str, name: str, message: dict[str, Any]) -> tuple[Response, int]:
+def _deliver(wa_id: str, name: str, message: dict[str, Any]) -> Response | tuple[Response, int]:
     """Record the farmer's message, POST it signed to our webhook, and report what the webhook said."""
     settings, redis = _settings(), _redis()
     store.remember_farmer(redis, wa_id, name)
@@ -184,17 +176,17 @@ def _deliver(wa_id: str, name: str, message: dict[str, Any]) -> tuple[Response, 
     except requests.RequestException as exc:
         store.set_status(redis, message["id"], "failed")
         log.warning("simulator: webhook not reachable", extra={"error": type(exc).__name__})
-        return _problem(502, "webhook not reachable",
-                        f"POST {url} failed ({type(exc).__name__}); is PUBLIC_BASE_URL this server's address?")
+        return problem(502, f"POST {url} failed ({type(exc).__name__}); is PUBLIC_BASE_URL this server's address?",
+                       title="webhook not reachable")
     if response.status_code != 200:
         store.set_status(redis, message["id"], "failed")
-        return _problem(502, "webhook refused the message", f"POST {url} answered {response.status_code}")
+        return problem(502, f"POST {url} answered {response.status_code}", title="webhook refused the message")
     store.set_status(redis, message["id"], "delivered")  # the business received it; `read` comes from mark-read
     return jsonify({"wamid": message["id"], "webhook_status": response.status_code}), 200
 
 
 @bp.post("/dev/chat/api/text")
-def send_text() -> tuple[Response, int]:
+def send_text() -> Response | tuple[Response, int]:
     data = _input()
     wa_id, name = _farmer(data)
     body = _text_field(data, "text", TEXT_MAX, required=True)
@@ -202,7 +194,7 @@ def send_text() -> tuple[Response, int]:
 
 
 @bp.post("/dev/chat/api/photo")
-def send_photo() -> tuple[Response, int]:
+def send_photo() -> Response | tuple[Response, int]:
     data = _input()
     wa_id, name = _farmer(data)
     caption = _text_field(data, "caption", CAPTION_MAX, required=False)
@@ -221,7 +213,7 @@ def send_photo() -> tuple[Response, int]:
 
 
 @bp.post("/dev/chat/api/location")
-def send_location() -> tuple[Response, int]:
+def send_location() -> Response | tuple[Response, int]:
     data = _input()
     wa_id, name = _farmer(data)
     province = data.get("province")
@@ -240,7 +232,7 @@ def send_location() -> tuple[Response, int]:
 
 
 @bp.post("/dev/chat/api/reply")
-def send_reply() -> tuple[Response, int]:
+def send_reply() -> Response | tuple[Response, int]:
     data = _input()
     wa_id, name = _farmer(data)
     wamid = _text_field(data, "wamid", 200, required=False)
@@ -392,7 +384,7 @@ def conversation() -> tuple[Response, int]:
 def media(media_id: str) -> Response | tuple[Response, int]:
     found = store.get_media(_redis(), media_id)
     if found is None:
-        return _problem(404, "no such media", "photos are kept for a day")
+        return problem(404, "photos are kept for a day", title="no such media")
     return Response(found.content, mimetype=found.mime_type, headers={"Cache-Control": "private, max-age=86400"})
 
 

@@ -42,6 +42,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from PIL import Image, UnidentifiedImageError
 
 from services import signing
+from services.problems import problem
 from services.signing import Purpose
 
 log = logging.getLogger(__name__)
@@ -507,44 +508,38 @@ def _callback_worker(req: dict[str, Any], callback_url: str, analysis_id: int, s
 # The route
 
 
-def _problem(status: int, title: str) -> tuple[Response, int]:
-    response = jsonify({"type": "about:blank", "title": title, "status": status})
-    response.mimetype = "application/problem+json"
-    return response, status
-
-
 @bp.post("/dev/n8n/analyze")
-def analyze() -> tuple[Response, int]:
+def analyze() -> Response | tuple[Response, int]:
     if (request.content_length or 0) > MAX_REQUEST_BYTES:
-        return _problem(413, "body larger than 64 KB")
+        return problem(413, title="body larger than 64 KB")
     raw = request.get_data(cache=True)
     settings = current_app.extensions.get("settings")
     secrets = tuple(getattr(settings, "n8n_secrets", ()))
     if not secrets:
         log.error("local analyser: N8N_SECRET is not configured")
-        return _problem(503, "N8N_SECRET is not configured")
+        return problem(503, title="N8N_SECRET is not configured")
     # The signature covers the analysis id the body names, so the body is read first (size-bounded above).
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        return _problem(400, "body is not valid JSON")
+        return problem(400, title="body is not valid JSON")
     if not isinstance(body, dict):
-        return _problem(400, "body must be a JSON object")
+        return problem(400, title="body must be a JSON object")
     analysis_id = signing.body_id(body)
     if analysis_id is None:
-        return _problem(400, "analysis_id (an integer) is required")
+        return problem(400, title="analysis_id (an integer) is required")
     refusal = signing.verify(raw, request.headers.get(signing.HEADER), purpose=Purpose.REQUEST,
                              analysis_id=analysis_id, secrets=secrets, now=time.time())
     if refusal is not None:
         log.warning("local analyser: request refused: signature", extra={"analysis_id": analysis_id,
                                                                          "reason": refusal.value})
-        return _problem(403, "invalid signature")
+        return problem(403, title="invalid signature")
     if not _is_http_url(body.get("image_url")):
-        return _problem(400, "image_url (an http or https URL) is required")
+        return problem(400, title="image_url (an http or https URL) is required")
     callback_url = body.get("callback_url")
     if callback_url:
         if not _is_http_url(callback_url):
-            return _problem(400, "callback_url must be an http or https URL")
+            return problem(400, title="callback_url must be an http or https URL")
         threading.Thread(target=_callback_worker, args=(body, callback_url, analysis_id, secrets),
                          name=f"local-analyser-{analysis_id}", daemon=True).start()
         return jsonify({"accepted": True}), 202

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import secrets
 import time
@@ -18,9 +17,10 @@ from typing import Any
 
 import requests
 
+from services.signing import META_HEADER, meta_signature
+
 WABA_ID = "211497375401331"  # the business account id in `entry[].id`
 DISPLAY_PHONE_NUMBER = "908502221133"  # the business number the farmer writes to, as Meta shows it
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
 def new_wamid() -> str:
@@ -111,14 +111,9 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
-def signature(raw: bytes, app_secret: str) -> str:
-    """The `X-Hub-Signature-256` value: HMAC-SHA256 of the raw bytes with the Meta app secret."""
-    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
-
-
 def post_signed(url: str, body: dict[str, Any], app_secret: str, *, timeout: float = 10,
                 session: requests.Session | None = None) -> requests.Response:
     """POST a body to a webhook URL over real HTTP, signed like Meta signs it."""
     raw = encode(body)
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(raw, app_secret)}
+    headers = {"Content-Type": "application/json", META_HEADER: meta_signature(raw, app_secret)}
     return (session or requests).post(url, data=raw, headers=headers, timeout=timeout)

@@ -1,4 +1,4 @@
-"""A plant analysis as the conversation submits it; the pipeline (issue 4) moves it forward."""
+"""A plant analysis as the conversation submits it; the analysis pipeline (services.analysis) moves it forward."""
 
 from __future__ import annotations
 

@@ -1,11 +1,14 @@
-"""Engine and session setup for PostgreSQL (production) and SQLite (embedded default)."""
+"""Engine and session setup for PostgreSQL (production) and SQLite (embedded default), and the
+dialect-specific INSERTs both databases share (`ON CONFLICT`)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,3 +70,13 @@ class Database:
     def reader(self) -> Session:
         """A session whose every statement sees the latest committed data and locks nothing."""
         return Session(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
+def dialect_insert(dialect_name: str, table: Any) -> Any:
+    """`INSERT` in the dialect that knows `ON CONFLICT` for this database (`postgresql`, else SQLite)."""
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+
+
+def insert_ignoring_conflicts(session: Session, model: type, index_elements: list[str]) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database."""
+    return dialect_insert(session.get_bind().dialect.name, model).on_conflict_do_nothing(index_elements=index_elements)

@@ -39,9 +39,8 @@ from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_e
 from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
-from services.whatsapp.messages import Outbound
+from services.whatsapp.messages import Outbound, build_template
 from services.whatsapp.outbox import queue_message, send_queued
-from translations.templates import build as build_template
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,16 @@ URGENT (only for a completed result) when any of:
 - an *immediate* recommendation's priority is high (a high-priority preventive or short-term step
   is not an emergency);
 - `summary.critical_issues_count > 0` and the health score is 3 or lower.
-"High" is one of `URGENT_LEVELS` (Turkish or English, compared folded: `YÜKSEK` = `yuksek`).
+"High" is `Severity.urgent`: CRITICAL or HIGH (words in Turkish or English, compared folded: `YÜKSEK` = `yuksek`).
+
+SEVERITY: every severity and priority keeps N8N's own words (shown as they are) and is also read once into a
+ranked `Severity` (`severity_level`, `priority_level`): CRITICAL, HIGH, MEDIUM, LOW, or UNKNOWN for a missing
+or unknown word.
+
+WHAT IS WRONG besides diseases and pests: `stresses` holds the `environmental_stress` aspects N8N names a
+problem for (`yok`, `normal`, `stres yok`, `no damage`... mean nothing is wrong and are left out, see
+`is_no_problem`); `signs` the symptoms seen (`health_assessment.stress_indicators` then `disease_symptoms`,
+each once).
 
 LOCAL ESTIMATE: the development stand-in for N8N marks its results with
 `processing_metadata.source == "local-estimate"` (`LOCAL_ESTIMATE_SOURCE`, compared
@@ -37,22 +46,63 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from bot.normalize import fold
 
 LOCAL_ESTIMATE_SOURCE = "local-estimate"
 PLACEHOLDERS = ("Analiz edilemedi", "Belirlenemedi", "Sistem hatası")
-URGENT_LEVELS = frozenset(
-    fold(level) for level in ("yüksek", "çok yüksek", "kritik", "acil", "high", "very high", "critical", "urgent")
-)
 NUTRIENT_ELEMENTS = (
     "nitrogen", "phosphorus", "potassium", "calcium", "magnesium", "sulfur", "iron", "zinc", "manganese",
     "boron", "copper", "molybdenum", "chlorine", "nickel",
 )
+# environmental_stress aspects, in the order a report lists them.
+STRESS_ASPECTS = ("water_status", "temperature_stress", "light_stress", "physical_damage", "chemical_damage",
+                  "soil_indicators")
+# An aspect's whole value (folded) that says nothing is wrong with it.
+NO_PROBLEM_WORDS = frozenset({"yok", "normal", "none", "no", "iyi", "good", "ok", "saglikli", "healthy", "yeterli",
+                              "uygun", "adequate", "sufficient", "optimal"})
 _NORMAL_STATUS = frozenset({"normal"})
 _FOLDED_PLACEHOLDERS = tuple(fold(p) for p in PLACEHOLDERS)
 _REASON_MAX = 200
+
+
+class Severity(Enum):
+    """A severity or priority as N8N writes it, ranked: 0 (CRITICAL) is the most pressing."""
+
+    CRITICAL = 0
+    HIGH = 1
+    MEDIUM = 2
+    LOW = 3
+    UNKNOWN = 4  # missing, or a word not in `_SEVERITY_WORDS`
+
+    @property
+    def rank(self) -> int | None:
+        """0 (critical) .. 3 (low); None when unknown."""
+        return None if self is Severity.UNKNOWN else self.value
+
+    @property
+    def urgent(self) -> bool:
+        """High enough to make a result URGENT."""
+        return self in (Severity.CRITICAL, Severity.HIGH)
+
+    @classmethod
+    def parse(cls, text: str | None) -> Severity:
+        return _SEVERITY_WORDS.get(fold(text), cls.UNKNOWN) if text else cls.UNKNOWN
+
+
+_SEVERITY_WORDS = {fold(word): level for level, words in (
+    (Severity.CRITICAL, ("kritik", "critical", "acil", "urgent", "çok yüksek", "very high")),
+    (Severity.HIGH, ("yüksek", "high")),
+    (Severity.MEDIUM, ("orta", "medium", "moderate")),
+    (Severity.LOW, ("düşük", "low", "hafif", "mild")),
+) for word in words}
+
+
+def _set_level(instance: object, name: str, text: str | None) -> None:
+    """Fill a frozen dataclass's parsed level from its text, once, at construction."""
+    object.__setattr__(instance, name, Severity.parse(text))
 
 
 @dataclass(frozen=True)
@@ -61,9 +111,13 @@ class Finding:
 
     name: str
     category: str | None = None
-    severity: str | None = None
+    severity: str | None = None  # as N8N wrote it
     confidence: float | None = None  # 0-100
     affected_parts: tuple[str, ...] = ()
+    severity_level: Severity = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_level(self, "severity_level", self.severity)
 
 
 @dataclass(frozen=True)
@@ -73,6 +127,10 @@ class Nutrients:
     # (element, status) for every element whose status is not "normal", in NUTRIENT_ELEMENTS order.
     statuses: tuple[tuple[str, str], ...] = ()
     severity: str | None = None
+    severity_level: Severity = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_level(self, "severity_level", self.severity)
 
 
 @dataclass(frozen=True)
@@ -81,6 +139,10 @@ class Recommendation:
     details: str | None = None
     timeline: str | None = None
     priority: str | None = None
+    priority_level: Severity = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_level(self, "priority_level", self.priority)
 
 
 @dataclass(frozen=True)
@@ -126,16 +188,21 @@ class AnalysisResult:
     crop_type: str | None = None
     growth_stage: str | None = None
     health_score: int | None = None  # 1-10
-    severity: str | None = None  # health_assessment.severity
+    severity: str | None = None  # health_assessment.severity, as N8N wrote it
     primary_concern: str | None = None
     secondary_concerns: tuple[str, ...] = ()
     diseases: tuple[Finding, ...] = ()
     pests: tuple[Finding, ...] = ()
+    affected_area: float | None = None  # pest_disease.affected_area_percentage, 0-100 (0 reads as None)
+    spread_risk: str | None = None  # pest_disease.spread_risk
+    stresses: tuple[tuple[str, str], ...] = ()  # (STRESS_ASPECTS key, what N8N says), problems only
+    signs: tuple[str, ...] = ()  # symptoms seen on the plant
     nutrients: Nutrients = field(default_factory=Nutrients)
     recommendations: Recommendations = field(default_factory=Recommendations)
     prognosis: str | None = None
     estimated_yield_impact: str | None = None
     critical_issues_count: int | None = None
+    timeline_to_worsen: str | None = None  # risk_assessment.timeline_to_worsen
     urgent: bool = False
     farmer_summary: str | None = None
     confidence: float | None = None  # summary.confidence_level, 0-100
@@ -145,6 +212,10 @@ class AnalysisResult:
     cost_usd: float | None = None
     model: str | None = None
     is_local_estimate: bool = False
+    severity_level: Severity = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_level(self, "severity_level", self.severity)
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -306,9 +377,16 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
 
 
-def _is_high(level: Any) -> bool:
-    text = _text(level)
-    return text is not None and fold(text) in URGENT_LEVELS
+def is_no_problem(value: str) -> bool:
+    """`yok`, `normal`, `stres yok`, `no damage`: N8N saying there is nothing wrong with this aspect."""
+    words = fold(value).split()
+    return not words or " ".join(words) in NO_PROBLEM_WORDS or words[-1] == "yok" or words[0] in {"no", "none"}
+
+
+def _percent(value: Any) -> float | None:
+    """A share in percent, 0 < share <= 100 (`"35%"`, `"35,5"`, 35); None otherwise."""
+    number = _number(value)
+    return number if number is not None and 0 < number <= 100 else None
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -379,6 +457,11 @@ def _recommendations(section: dict[str, Any]) -> Recommendations:
     )
 
 
+def _stresses(section: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    found = ((aspect, _clean(section.get(aspect))) for aspect in STRESS_ASPECTS)
+    return tuple((aspect, value) for aspect, value in found if value and not is_no_problem(value))
+
+
 def _insights(value: Any) -> tuple[Insight, ...]:
     out = []
     for item in _items(value):
@@ -430,6 +513,7 @@ def normalise(raw: object) -> AnalysisResult:
     pest_disease = _section(data, "pest_disease")
     summary = _section(data, "summary")
     meta = _section(data, "processing_metadata")
+    risk = _section(data, "risk_assessment")
 
     score_value = summary["overall_health_score"] if "overall_health_score" in summary \
         else data.get("overall_health_score")
@@ -456,10 +540,10 @@ def normalise(raw: object) -> AnalysisResult:
     critical = _int(summary.get("critical_issues_count"))
     ok = not reasons
     urgent = ok and (
-        _is_high(severity)
-        or _is_high(nutrients.severity)
-        or any(_is_high(f.severity) for f in diseases + pests)
-        or any(_is_high(r.priority) for r in recommendations.immediate)
+        Severity.parse(severity).urgent
+        or nutrients.severity_level.urgent
+        or any(f.severity_level.urgent for f in diseases + pests)
+        or any(r.priority_level.urgent for r in recommendations.immediate)
         or (critical is not None and critical > 0 and score is not None and score <= 3)
     )
     tokens, cost = _usage(data, meta)
@@ -480,11 +564,16 @@ def normalise(raw: object) -> AnalysisResult:
         secondary_concerns=_texts(summary.get("secondary_concerns")),
         diseases=diseases,
         pests=pests,
+        affected_area=_percent(pest_disease.get("affected_area_percentage")),
+        spread_risk=_clean(pest_disease.get("spread_risk")),
+        stresses=_stresses(_section(data, "environmental_stress")),
+        signs=tuple(dict.fromkeys(_texts(health.get("stress_indicators")) + _texts(health.get("disease_symptoms")))),
         nutrients=nutrients,
         recommendations=recommendations,
         prognosis=_clean(summary.get("prognosis")),
         estimated_yield_impact=_clean(summary.get("estimated_yield_impact")),
         critical_issues_count=critical,
+        timeline_to_worsen=_clean(risk.get("timeline_to_worsen")),
         urgent=urgent,
         farmer_summary=_clean(data.get("farmer_friendly_summary")),
         confidence=confidence(summary.get("confidence_level")),

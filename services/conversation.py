@@ -41,8 +41,8 @@ from bot.types import (
     Submit,
 )
 from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, Subscription, utcnow
+from models.db import insert_ignoring_conflicts
 from services import context, leases, quota, sponsorship, whatsapp
-from services.inbox import insert_ignoring_conflicts
 from services.queue import is_final_attempt
 from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats

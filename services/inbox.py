@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import (
@@ -27,14 +26,10 @@ from models import (
     UnhandledWebhook,
     utcnow,
 )
+from models.db import dialect_insert, insert_ignoring_conflicts
 from services.whatsapp.updates import InboundMessage, ParsedWebhook, StatusKind, StatusUpdate
 
 log = logging.getLogger(__name__)
-
-
-def insert_ignoring_conflicts(session: Session, model: type, index_elements: list[str]) -> Any:
-    """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database."""
-    return _insert(session.get_bind().dialect.name, model).on_conflict_do_nothing(index_elements=index_elements)
 
 
 @dataclass(frozen=True)
@@ -45,16 +40,11 @@ class Recorded:
     unhandled: int
 
 
-def _insert(dialect_name: str, table: Any) -> Any:
-    """`INSERT` in the dialect that knows `ON CONFLICT` for this database."""
-    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
-
-
 @functools.cache
 def _farmer_upsert(dialect_name: str) -> Any:
     """Insert new farmers; for known ones refresh the name and `last_inbound_at` (never backwards)."""
     farmers = Farmer.__table__
-    stmt = _insert(dialect_name, farmers)
+    stmt = dialect_insert(dialect_name, farmers)
     new = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=[farmers.c.phone],
@@ -73,7 +63,7 @@ def _farmer_upsert(dialect_name: str) -> Any:
 @functools.cache
 def _message_insert(dialect_name: str) -> Any:
     messages = Message.__table__
-    stmt = _insert(dialect_name, messages)
+    stmt = dialect_insert(dialect_name, messages)
     return stmt.on_conflict_do_nothing(index_elements=["wamid"]).returning(messages.c.id, messages.c.wamid)
 
 

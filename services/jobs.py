@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,19 +17,20 @@ from services.logs import correlation
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-_worker_app: Flask | None = None
-_worker_app_lock = threading.Lock()
+_bound_app: Flask | None = None
+
+
+def bind_app(app: Flask) -> None:
+    """Make `app` the one this process's jobs run in when no app context is active (a worker's forked
+    work-horse). The entry points that run jobs call it: `flask worker`/`sender`/`scheduler` and wsgi."""
+    global _bound_app
+    _bound_app = app
 
 
 def _app() -> Flask:
-    """The app a worker process runs jobs in, built once from the environment."""
-    global _worker_app
-    with _worker_app_lock:
-        if _worker_app is None:
-            from app import create_app  # late: app imports services
-
-            _worker_app = create_app()
-        return _worker_app
+    if _bound_app is None:
+        raise RuntimeError("no app to run the job in: the process's entry point must call services.jobs.bind_app")
+    return _bound_app
 
 
 def app_job(func: F) -> F:

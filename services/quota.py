@@ -31,8 +31,8 @@ from models import (
     UsageCounter,
     UsageLedger,
 )
+from models.db import insert_ignoring_conflicts
 from services import metrics
-from services.inbox import insert_ignoring_conflicts
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 TRIAL = "TRIAL"

@@ -1,4 +1,4 @@
-"""Links to an analysis's report page (`/r/<token>`, served by `webhooks.report`).
+"""Links to an analysis's report page (`/r/<token>`, served by `web.report`).
 
 The token is the analysis id signed with the same key as the media links but under its own salt,
 so a media token never opens a report and a report token never opens a photo.

@@ -13,6 +13,9 @@ A signature over the body alone could be replayed: a callback captured for analy
   one may match: a rotation runs `new,old` on one side while the other still has only one of them.
 
 Nothing here logs or raises with a secret or a MAC in it; a refusal is a `Refusal` the caller logs.
+
+Meta's signature is here too, so there is one place that signs: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256
+(app secret, raw body)>` on every webhook delivery (`meta_signature`, checked by `meta_signature_ok`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,24 @@ MAX_MACS = 8  # v1 values one header may carry: a rotation needs two
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _HEX_MAC = re.compile(r"[0-9a-fA-F]{64}")
+
+
+META_HEADER = "X-Hub-Signature-256"
+
+
+def meta_signature(raw: bytes, secret: str) -> str:
+    """The `X-Hub-Signature-256` value Meta sends with `raw`: `sha256=` and the hex HMAC-SHA256 by the app secret."""
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def meta_signature_ok(raw: bytes, header: str, secrets: str | Sequence[str]) -> bool:
+    """Whether `header` is Meta's signature of `raw` by the secret (or by any one of several, every one
+    compared in constant time). Surrounding blanks and the hex digits' case do not matter."""
+    given = header.strip().lower().encode()
+    found = False
+    for secret in [secrets] if isinstance(secrets, str) else secrets:
+        found |= hmac.compare_digest(given, meta_signature(raw, secret).encode())
+    return found
 
 
 class Purpose(StrEnum):

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from models import Direction, Farmer, Message
 from services.quota import day_start, lock_farmer, next_day_start
 from services.runtime_settings import Values
+from services.whatsapp.messages import build_template
 from services.whatsapp.outbox import PROACTIVE_TEMPLATES, queue_message
-from translations import templates
 
 TEMPLATE = "sponsor_message_tr"
 assert TEMPLATE in PROACTIVE_TEMPLATES  # so delivery re-checks opt-out and quiet hours
@@ -68,7 +68,7 @@ def queue_sponsor_message(session: Session, sponsor_name: str, farmer_id: int, t
         return SponsorMessageResult(Refusal.OPTED_OUT, count, cap)
     if count >= cap:
         return SponsorMessageResult(Refusal.DAILY_CAP, count, cap, retry_after=next_day_start(now))
-    out = templates.build(TEMPLATE, farmer.phone, {"sponsor name": one_line(sponsor_name),
+    out = build_template(TEMPLATE, farmer.phone, {"sponsor name": one_line(sponsor_name),
                                                    "message text": one_line(text)})
     row = queue_message(session, farmer.phone, out, farmer_id=farmer_id)
     return SponsorMessageResult(None, count + 1, cap, message_id=row.id, send_after=rs.quiet_until(now))

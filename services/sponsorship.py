@@ -30,7 +30,7 @@ from models import (
     Tier,
     utcnow,
 )
-from services.inbox import insert_ignoring_conflicts
+from models.db import insert_ignoring_conflicts
 from services.quota import TRIAL, add_subscription, lock_farmer, queued_subscriptions, tier_by_code
 
 MAX_QUANTITY = 10_000
@@ -174,18 +174,6 @@ def has_effective_status(status: str, now: datetime) -> ColumnElement[bool]:
         return or_(SponsorCode.status == status,
                    and_(SponsorCode.status == CodeStatus.UNUSED.value, SponsorCode.expires_at <= now))
     return SponsorCode.status == status
-
-
-def expire_codes(session: Session, now: datetime) -> int:
-    """Mark every unused code past its validity `expired` (for statistics; `redeem` does it lazily too)."""
-    result = session.execute(
-        update(SponsorCode)
-        .where(SponsorCode.status == CodeStatus.UNUSED.value, SponsorCode.expires_at <= now)
-        .values(status=CodeStatus.EXPIRED.value)
-        .returning(SponsorCode.id)
-        .execution_options(synchronize_session=False)
-    )
-    return len(result.all())
 
 
 # --- purchase requests ---------------------------------------------------------------------------

@@ -7,8 +7,6 @@ PostgreSQL and Redis, on a schema built by the Alembic migrations.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import tempfile
@@ -54,7 +52,7 @@ def fixture_json(name: str) -> dict[str, Any]:
 
 
 def sign(raw: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return signing.meta_signature(raw, secret)
 
 
 def n8n_headers(raw: bytes, analysis_id: int, purpose: signing.Purpose = signing.Purpose.RESULT,

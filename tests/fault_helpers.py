@@ -176,7 +176,7 @@ class GraphStandIn:
                     _digits(phone)]
 
     def texts(self, phone: str | None = None) -> list[str]:
-        from services.terminal_chat import describe
+        from devtools.terminal_chat import describe
 
         bodies = self.sent_to(phone) if phone else list(self.sent)
         return [describe(b) for b in bodies]

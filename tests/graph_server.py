@@ -58,7 +58,7 @@ class GraphServer:
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v21.0"
 
     def texts(self) -> list[str]:
-        from services.terminal_chat import describe
+        from devtools.terminal_chat import describe
 
         with self._lock:
             return [describe(b) for b in self.sent]

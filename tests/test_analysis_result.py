@@ -15,8 +15,10 @@ from services.analysis_result import (
     AnalysisResult,
     Finding,
     Recommendation,
+    Severity,
     confidence,
     health_score,
+    is_no_problem,
     is_placeholder,
     normalise,
     queryable_columns,
@@ -432,3 +434,39 @@ def test_queryable_columns() -> None:
     drifted = queryable_columns(normalise(load("result_drifted_keys.json")))
     assert drifted["pests"] == ["Yaprak biti (Aphididae)"] and drifted["health_score"] == 3 and drifted["urgent"]
     json.dumps(drifted)  # plain JSON-able values
+
+
+@pytest.mark.parametrize(("text", "level"), [
+    ("KRİTİK", Severity.CRITICAL), ("çok yüksek", Severity.CRITICAL), ("Very High", Severity.CRITICAL),
+    ("yüksek", Severity.HIGH), ("high", Severity.HIGH), ("Orta", Severity.MEDIUM), ("moderate", Severity.MEDIUM),
+    ("düşük", Severity.LOW), ("hafif", Severity.LOW), ("", Severity.UNKNOWN), (None, Severity.UNKNOWN),
+    ("biraz", Severity.UNKNOWN),
+])
+def test_a_severity_word_is_read_once_into_a_ranked_level(text: str | None, level: Severity) -> None:
+    assert Severity.parse(text) is level
+    assert level.urgent == (level in (Severity.CRITICAL, Severity.HIGH))
+    assert level.rank == (None if level is Severity.UNKNOWN else level.value)
+    assert Finding("x", severity=text).severity_level is level
+    assert Recommendation("x", priority=text).priority_level is level
+
+
+def test_what_is_wrong_besides_diseases_and_pests() -> None:
+    r = normalise(full(**{
+        "environmental_stress.water_status": "stres yok",
+        "environmental_stress.temperature_stress": "Yüksek sıcaklık",
+        "environmental_stress.light_stress": "NORMAL",
+        "environmental_stress.physical_damage": "no damage",
+        "environmental_stress.chemical_damage": "Belirlenemedi",
+        "environmental_stress.soil_indicators": "Tuzlanma",
+        "health_assessment.stress_indicators": ["solgunluk", "sararma", "solgunluk"],
+        "health_assessment.disease_symptoms": "sararma",
+        "pest_disease.affected_area_percentage": "35,5 %",
+        "pest_disease.spread_risk": "orta",
+        "risk_assessment.timeline_to_worsen": "1 hafta",
+    }))
+    assert r.stresses == (("temperature_stress", "Yüksek sıcaklık"), ("soil_indicators", "Tuzlanma"))
+    assert r.signs == ("solgunluk", "sararma")
+    assert (r.affected_area, r.spread_risk, r.timeline_to_worsen) == (35.5, "orta", "1 hafta")
+    assert normalise(full(**{"pest_disease.affected_area_percentage": 0})).affected_area is None
+    assert all(is_no_problem(v) for v in ("yok", "Stres yok", "None detected", "  ", "Sağlıklı"))
+    assert not is_no_problem("hafif kuraklık")

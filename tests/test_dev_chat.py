@@ -15,9 +15,9 @@ from devtools import webhook_bodies as wb
 from devtools.chat import view
 from models import Direction, Message
 from services.whatsapp import outbox
+from services.whatsapp.messages import build_template as build
 from tests.conftest import PHONE_NUMBER_ID, fixture_json
 from tests.dev_live import SimFarmer, free_port, has_text, live_app, offers, wait_for
-from translations.templates import build
 
 
 @pytest.fixture

@@ -82,8 +82,8 @@ def test_webhook_logs_never_show_a_full_phone_number(client):
 
 
 @pytest.mark.parametrize(("module", "function", "path", "pattern"), [
-    ("webhooks.report", "read_report_token", "/r/{token}", "/r/<path:token>"),
-    ("webhooks.media", "unsign_media", "/media/{token}", "/media/<token>"),
+    ("web.report", "read_report_token", "/r/{token}", "/r/<path:token>"),
+    ("web.media", "unsign_media", "/media/{token}", "/media/<token>"),
 ])
 def test_an_error_on_a_link_with_a_token_logs_the_route_not_the_token(app, client, caplog, monkeypatch, module,
                                                                       function, path, pattern):

@@ -36,7 +36,7 @@ from services.storage import (
     sign_media,
     unsign_media,
 )
-from webhooks.media import bp
+from web.media import bp
 
 SECRET = "media-test-secret-0123456789abcdef"
 BASE = "https://bot.example.com"

@@ -1,5 +1,5 @@
 """Signature version 2 (`services.signing`): the worked example, one test per refusal reason, rotation,
-and the `N8N_SECRET` list in the settings."""
+and the `N8N_SECRET` list in the settings; and Meta's `X-Hub-Signature-256`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import json
 
 import pytest
 
-from services.signing import HEADER, TOLERANCE_SECONDS, Purpose, Refusal, check_body_id, mac, sign, verify
+from services.signing import (
+    HEADER,
+    TOLERANCE_SECONDS,
+    Purpose,
+    Refusal,
+    check_body_id,
+    mac,
+    meta_signature,
+    meta_signature_ok,
+    sign,
+    verify,
+)
 from settings import SettingsError, check_settings, load_settings
 from tests.test_settings import STRONG
 
@@ -176,3 +187,16 @@ def test_production_accepts_a_list_of_strong_secrets() -> None:
 def test_production_refuses_a_list_with_a_weak_secret(value: str, problem: str) -> None:
     with pytest.raises(SettingsError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         check_settings(load_settings(environ={**STRONG, "N8N_SECRET": value}, dotenv_path=None))
+
+
+def test_meta_signature_is_sha256_of_the_raw_body_by_the_app_secret() -> None:
+    expected = "sha256=" + hmac.new(b"app-secret", RAW, hashlib.sha256).hexdigest()
+    assert meta_signature(RAW, "app-secret") == expected
+    assert meta_signature_ok(RAW, expected, "app-secret")
+    assert meta_signature_ok(RAW, f"  {expected.upper().replace('SHA256=', 'sha256=')} ", "app-secret")  # case, blanks
+    assert meta_signature_ok(RAW, expected, ("new-secret", "app-secret"))  # any one of several
+    assert not meta_signature_ok(RAW, expected, "other-secret")
+    assert not meta_signature_ok(RAW + b" ", expected, "app-secret")
+    assert not meta_signature_ok(RAW, expected.removeprefix("sha256="), "app-secret")
+    assert not meta_signature_ok(RAW, "sha256=ünicode", "app-secret")
+    assert not meta_signature_ok(RAW, expected, ())

@@ -200,13 +200,6 @@ def test_revoked_code(app, session):
     assert do(app, redeem, farmer, code, NOW).outcome is RedeemOutcome.REVOKED
 
 
-def test_expire_codes_for_statistics(app, session):
-    buy(app, quantity=3, valid_days=10)
-    assert do(app, sponsorship.expire_codes, NOW + timedelta(days=9)) == 0
-    assert do(app, sponsorship.expire_codes, NOW + timedelta(days=10)) == 3
-    assert set(session.scalars(select(SponsorCode.status))) == {CodeStatus.EXPIRED}
-
-
 def test_two_farmers_race_for_one_code(app, session):
     farmers = [new_farmer(app, "+905321111111"), new_farmer(app, "+905322222222")]
     code = buy(app, quantity=1)[0]

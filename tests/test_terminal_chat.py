@@ -7,8 +7,8 @@ import threading
 import responses
 from werkzeug.serving import make_server
 
+from devtools.terminal_chat import TerminalFarmer, run
 from services import quota
-from services.terminal_chat import TerminalFarmer, run
 from services.worker import start_embedded_worker
 from tests.chat import GraphStub
 from tests.conftest import APP_SECRET, PHONE_NUMBER_ID

@@ -13,6 +13,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import write_po
 
 from services.whatsapp.errors import LimitError
+from services.whatsapp.messages import build_template as build
 from settings import PROJECT_ROOT
 from translations import (
     N_,
@@ -31,12 +32,12 @@ from translations import (
     resolve_locale,
 )
 from translations.check import POT, check, extract, main
-from translations.common import button_title, not_understood, sorry, try_again_in
 from translations.fix_headers import fix_headers
-from translations.templates import TEMPLATES, QuickReply, Template, build
+from translations.templates import TEMPLATES, QuickReply, Template
 
-SORRY = "Sorry, something went wrong on our side. Please try again in a few minutes."
-MINUTE = ("Please try again in %(n)d minute.", "Please try again in %(n)d minutes.")
+CANCEL = "Cancel"
+SPONSORED = "Sponsored by: %(sponsor)s"
+MORE = ("You can send %(num)s more analysis today.", "You can send %(num)s more analyses today.")
 # 2026-11-22 21:30 UTC is already the 23rd in Istanbul (UTC+3).
 MOMENT = datetime(2026, 11, 22, 21, 30, tzinfo=UTC)
 
@@ -62,30 +63,30 @@ def test_turkish_catalog_declares_two_plural_forms() -> None:
 
 
 def test_sentences_come_in_the_farmers_language() -> None:
-    assert sorry("tr") == "Üzgünüz, bizim tarafımızda bir sorun oluştu. Lütfen birkaç dakika sonra tekrar deneyin."
-    assert sorry("en") == SORRY
-    assert button_title("tr", "cancel") == "İptal"
+    assert gettext("tr", CANCEL) == "İptal"
+    assert gettext("en", CANCEL) == "Cancel"
     assert gettext("tr", N_("Menu")) == "Menü"
 
 
 def test_parameters_are_formatted_after_translation() -> None:
-    assert not_understood("tr", "Lütfen bir fotoğraf gönderin.") == "Bunu anlayamadım. Lütfen bir fotoğraf gönderin."
-    assert not_understood("en", "50% done") == "I didn't understand that. 50% done"  # values are not re-read
+    assert gettext("tr", SPONSORED, sponsor="Anadolu Tohum") == "Sponsor: Anadolu Tohum"
+    assert gettext("en", SPONSORED, sponsor="50% done") == "Sponsored by: 50% done"  # values are not re-read
 
 
-def test_turkish_plural_forms() -> None:
-    assert ngettext("tr", *MINUTE, 1) == "Lütfen bir dakika sonra tekrar deneyin."
-    assert ngettext("tr", *MINUTE, 2) == "Lütfen 2 dakika sonra tekrar deneyin."
-    assert ngettext("tr", *MINUTE, 0) == "Lütfen 0 dakika sonra tekrar deneyin."
-    assert try_again_in("en", 1) == "Please try again in 1 minute."
-    assert try_again_in("en", 5) == "Please try again in 5 minutes."
+def test_plural_forms() -> None:
+    assert ngettext("tr", *MORE, 1, num="1") == "Bugün 1 analiz daha gönderebilirsiniz."
+    assert ngettext("tr", *MORE, 2, num="2") == "Bugün 2 analiz daha gönderebilirsiniz."
+    assert ngettext("tr", *MORE, 0, num="0") == "Bugün 0 analiz daha gönderebilirsiniz."
+    assert ngettext("en", *MORE, 1, num="1") == "You can send 1 more analysis today."
+    assert ngettext("en", *MORE, 5, num="5") == "You can send 5 more analyses today."
+    assert ngettext("en", *MORE, 0, num="0") == "You can send 0 more analyses today."
 
 
 @pytest.mark.parametrize("locale", ["de", "", None, "xx_YY", "turkish"])
 def test_unknown_locale_falls_back_to_turkish(locale: str | None) -> None:
     assert resolve_locale(locale) == "tr"
-    assert gettext(locale, SORRY) == gettext("tr", SORRY)
-    assert ngettext(locale, *MINUTE, 1) == "Lütfen bir dakika sonra tekrar deneyin."
+    assert gettext(locale, CANCEL) == gettext("tr", CANCEL) == "İptal"
+    assert ngettext(locale, *MORE, 1, num="1") == "Bugün 1 analiz daha gönderebilirsiniz."
 
 
 @pytest.mark.parametrize(("locale", "resolved"), [("tr_TR", "tr"), ("TR", "tr"), ("en-GB", "en"), ("en_US", "en")])

@@ -1,20 +1,17 @@
-"""The WhatsApp message templates registered at Meta, and the only way to build a template message.
+"""The WhatsApp message templates registered at Meta (`services.whatsapp.messages.build_template` builds them).
 
 Outside the 24-hour window only an approved template may be sent. The bodies are Turkish
 definitions registered at Meta as they are (not gettext strings): positional `{{1}}`, `{{2}}`...
-in one BODY component. A wrong parameter count is Meta's error 132000, so `build` checks it first.
+in one BODY component. A wrong parameter count is Meta's error 132000, so `build_template` checks it first.
 `flask templates --json` prints what Meta's template-creation API expects.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
-
-from services.whatsapp.errors import LimitError
-from services.whatsapp.messages import Outbound, template
 
 Category = Literal["UTILITY", "MARKETING"]
 PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
@@ -180,24 +177,3 @@ _ALL = (
 )
 TEMPLATES: dict[str, Template] = {t.name: t for t in _ALL}
 
-
-def build(name: str, to: str, params: Sequence[str] | Mapping[str, str]) -> Outbound:
-    """A template message for `to`; `params` positional, or by param name. Raises LimitError on a wrong count."""
-    definition = TEMPLATES.get(name)
-    if definition is None:
-        raise KeyError(f"unknown template {name!r}; known: {', '.join(TEMPLATES)}")
-    if isinstance(params, Mapping):
-        if set(params) != set(definition.param_names):
-            raise LimitError(f"template {name} parameters", f"exactly {list(definition.param_names)}",
-                             sorted(params))
-        params = [params[p] for p in definition.param_names]
-    values = [str(p) for p in params]
-    out = template(to, name, values, language=definition.language, expected_params=len(definition.param_names))
-    if definition.buttons:  # the payloads come back in the webhook when the farmer taps a button
-        content = out.body["template"]
-        content["components"] = [*content.get("components", []), *(
-            {"type": "button", "sub_type": "quick_reply", "index": str(i),
-             "parameters": [{"type": "payload", "payload": b.payload}]}
-            for i, b in enumerate(definition.buttons)
-        )]
-    return replace(out, text=definition.render(values))

@@ -1,1 +1,2 @@
-"""Inbound HTTP from Meta (and later N8N): authenticate, parse, persist, enqueue. No business rules."""
+"""Inbound HTTP that other systems post to, Meta (`webhooks.whatsapp`) and N8N (`webhooks.n8n`):
+authenticate, parse, persist, enqueue. No business rules."""

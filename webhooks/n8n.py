@@ -21,6 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from models import Analysis, AnalysisStatus
 from services import context, signing
 from services.n8n import InvalidResult, parse_result
+from services.problems import problem
 from services.queue import ANALYSIS, try_enqueue_unique
 from services.signing import Purpose
 
@@ -30,38 +31,32 @@ bp = Blueprint("n8n_webhook", __name__)
 MAX_ANALYSIS_ID = 2**31 - 1  # analyses.id is a PostgreSQL integer: a larger id names no analysis
 
 
-def _problem(status: int, title: str) -> tuple[Response, int]:
-    response = jsonify({"type": "about:blank", "title": title, "status": status})
-    response.mimetype = "application/problem+json"
-    return response, status
-
-
 @bp.post("/webhooks/n8n/<int:analysis_id>")
-def receive_result(analysis_id: int) -> tuple[Response, int]:
+def receive_result(analysis_id: int) -> Response | tuple[Response, int]:
     ref = {"analysis_id": analysis_id}
     if not 0 < analysis_id <= MAX_ANALYSIS_ID:
-        return _problem(404, "unknown analysis")
+        return problem(404, title="unknown analysis")
     try:
         raw = request.get_data(cache=True)  # Flask's MAX_CONTENT_LENGTH bounds the body
     except RequestEntityTooLarge:
-        return _problem(413, "body too large")
+        return problem(413, title="body too large")
     refusal = signing.verify(raw, request.headers.get(signing.HEADER), purpose=Purpose.RESULT,
                              analysis_id=analysis_id, secrets=context.settings().n8n_secrets, now=time.time())
     if refusal is not None:
         log.warning("N8N callback refused: signature", extra={**ref, "reason": refusal.value})
-        return _problem(403, "invalid signature")
+        return problem(403, title="invalid signature")
     try:
         body = parse_result(raw)
     except InvalidResult as exc:
         log.warning("N8N callback refused: invalid result", extra={**ref, "reason": str(exc)})
-        return _problem(400, f"invalid result: {exc}")
+        return problem(400, title=f"invalid result: {exc}")
     if signing.check_body_id(body, analysis_id) is not None:
         log.warning("N8N callback refused: signature", extra={**ref, "reason": signing.Refusal.WRONG_ID.value})
-        return _problem(403, "invalid signature")
+        return problem(403, title="invalid signature")
     db = context.db()
     with db.session() as session, session.begin():
         if session.scalar(select(Analysis.id).where(Analysis.id == analysis_id)) is None:
-            return _problem(404, "unknown analysis")
+            return problem(404, title="unknown analysis")
         stored = session.execute(
             update(Analysis)
             .where(Analysis.id == analysis_id, Analysis.result.is_(None),

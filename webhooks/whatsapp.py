@@ -7,7 +7,6 @@ acknowledged (a 4xx/5xx makes Meta retry for days); what we cannot understand is
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 
@@ -17,7 +16,9 @@ from services import context, metrics
 from services.inbox import Recorded, record_webhook
 from services.json_input import JsonInputError, may_hold_unstorable, parse_json, storable
 from services.logs import correlation
+from services.problems import problem
 from services.queue import INBOUND, inbound_retry, try_enqueue_unique
+from services.signing import META_HEADER, meta_signature_ok
 from services.sweeper import HANDLE_INBOUND
 from services.whatsapp.updates import parse_webhook
 
@@ -27,14 +28,8 @@ bp = Blueprint("whatsapp_webhook", __name__)
 MAX_BODY_BYTES = 3 * 1024 * 1024
 
 
-def _error(status: int, title: str) -> tuple[Response, int]:
-    response = jsonify({"type": "about:blank", "title": title, "status": status})
-    response.mimetype = "application/problem+json"
-    return response, status
-
-
 @bp.get("/webhooks/whatsapp")
-def verify() -> tuple[Response | str, int, dict[str, str]] | tuple[Response, int]:
+def verify() -> Response | tuple[str, int, dict[str, str]]:
     """Meta's subscription handshake: the challenge is echoed as plain text, never as something a browser
     would render (it comes from the query string, so anyone can choose it)."""
     mode = request.args.get("hub.mode", "")
@@ -43,25 +38,20 @@ def verify() -> tuple[Response | str, int, dict[str, str]] | tuple[Response, int
     expected = context.settings().WHATSAPP_VERIFY_TOKEN
     if mode != "subscribe" or not hmac.compare_digest(token.encode(), expected.encode()):
         log.warning("webhook verification refused", extra={"mode": mode[:20]})
-        return _error(403, "verification failed")
+        return problem(403, title="verification failed")
     if not challenge:
-        return _error(400, "hub.challenge is missing")
+        return problem(400, title="hub.challenge is missing")
     return challenge, 200, {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
 
 
-def _too_large(declared: int | None) -> tuple[Response, int]:
+def _too_large(declared: int | None) -> Response:
     log.warning("webhook body refused: too large", extra={"bytes": declared, "chunked": declared is None})
     metrics.webhook("too_large")
-    return _error(413, "body larger than 3 MB")
-
-
-def signature_ok(raw: bytes, header: str, secret: str) -> bool:
-    expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(header.strip().lower().encode(), expected.encode())
+    return problem(413, title="body larger than 3 MB")
 
 
 @bp.post("/webhooks/whatsapp")
-def receive() -> tuple[Response, int]:
+def receive() -> Response | tuple[Response, int]:
     if (request.content_length or 0) > MAX_BODY_BYTES:  # refused before reading a byte of it
         return _too_large(request.content_length)
     # A body without a Content-Length (chunked) is read up to the limit plus one byte: reading stops at the
@@ -70,21 +60,21 @@ def receive() -> tuple[Response, int]:
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY_BYTES:
         return _too_large(None)
-    header = request.headers.get("X-Hub-Signature-256")
+    header = request.headers.get(META_HEADER)
     if not header:
         log.warning("webhook refused: no signature header")
         metrics.webhook("unsigned")
-        return _error(401, "missing X-Hub-Signature-256")
-    if not signature_ok(raw, header, context.settings().WHATSAPP_APP_SECRET):
+        return problem(401, title="missing X-Hub-Signature-256")
+    if not meta_signature_ok(raw, header, context.settings().WHATSAPP_APP_SECRET):
         log.warning("webhook refused: wrong signature")
         metrics.webhook("bad_signature")
-        return _error(403, "invalid signature")
+        return problem(403, title="invalid signature")
     try:
         body = parse_json(raw)
     except JsonInputError as exc:
         log.warning("webhook refused: %s", exc, extra={"bytes": len(raw)})
         metrics.webhook("malformed")
-        return _error(400, f"body refused: {exc}")
+        return problem(400, title=f"body refused: {exc}")
     if may_hold_unstorable(raw):
         body = storable(body)
     parsed = parse_webhook(body)

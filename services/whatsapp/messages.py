@@ -6,11 +6,12 @@ Pure functions: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.whatsapp.errors import LimitError
+from translations.templates import TEMPLATES
 
 TEXT_BODY_MAX = 4096
 INTERACTIVE_BODY_MAX = 1024
@@ -169,3 +170,26 @@ def template(to: str, name: str, params: Sequence[str], *, language: str = "tr",
         content["components"] = [{"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}]
     return Outbound("template", _envelope(to, "template", content, None), template_name=name,
                     template_params=list(params))
+
+
+def build_template(name: str, to: str, params: Sequence[str] | Mapping[str, str]) -> Outbound:
+    """A template message for `to` from its definition in `translations.templates` (the only way one is built);
+    `params` positional, or by param name. Raises LimitError on a wrong count."""
+    definition = TEMPLATES.get(name)
+    if definition is None:
+        raise KeyError(f"unknown template {name!r}; known: {', '.join(TEMPLATES)}")
+    if isinstance(params, Mapping):
+        if set(params) != set(definition.param_names):
+            raise LimitError(f"template {name} parameters", f"exactly {list(definition.param_names)}",
+                             sorted(params))
+        params = [params[p] for p in definition.param_names]
+    values = [str(p) for p in params]
+    out = template(to, name, values, language=definition.language, expected_params=len(definition.param_names))
+    if definition.buttons:  # the payloads come back in the webhook when the farmer taps a button
+        content = out.body["template"]
+        content["components"] = [*content.get("components", []), *(
+            {"type": "button", "sub_type": "quick_reply", "index": str(i),
+             "parameters": [{"type": "payload", "payload": b.payload}]}
+            for i, b in enumerate(definition.buttons)
+        )]
+    return replace(out, text=definition.render(values))

@@ -24,18 +24,17 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template, url_for
 
-from bot.normalize import fold
 from bot.replies import crop_name
 from models import Analysis, AnalysisStatus, Farmer
 from services import context
 from services.analysis_result import (
+    STRESS_ASPECTS,
     AnalysisResult,
     Finding,
     Recommendation,
     Recommendations,
-    is_placeholder,
+    Severity,
     normalise,
-    snake_keys,
 )
 from services.report_links import ReportLinkExpired, ReportLinkInvalid, read_report_token, secret, verifying_secrets
 from services.storage import InvalidKey, sign_token
@@ -61,14 +60,7 @@ HEADERS = {
 
 # --- what the page shows --------------------------------------------------------------------------
 
-# Levels as N8N writes them (Turkish or English, compared folded), by rank: 0 is the most pressing.
-_LEVELS = (
-    ("kritik", "critical", "acil", "urgent", "cok yuksek", "very high"),
-    ("yuksek", "high"),
-    ("orta", "medium", "moderate"),
-    ("dusuk", "low", "hafif", "mild"),
-)
-_LEVEL_RANK = {word: rank for rank, words in enumerate(_LEVELS) for word in words}
+# A level's colour, by Severity.rank (0 is the most pressing).
 _LEVEL_CLASS = ("high", "high", "mid", "low")
 PRIORITY_TITLES = (
     N_("Critical: do these first"),
@@ -93,22 +85,10 @@ NUTRIENT_NAMES = {
     "copper": N_("Copper (Cu)"), "molybdenum": N_("Molybdenum (Mo)"), "chlorine": N_("Chlorine (Cl)"),
     "nickel": N_("Nickel (Ni)"),
 }
-STRESS_NAMES = (  # environmental_stress keys, in the order shown
-    ("water_status", N_("Water")),
-    ("temperature_stress", N_("Temperature")),
-    ("light_stress", N_("Light")),
-    ("physical_damage", N_("Physical damage")),
-    ("chemical_damage", N_("Chemical damage")),
-    ("soil_indicators", N_("Soil")),
-)
+STRESS_NAMES = dict(zip(STRESS_ASPECTS, (  # environmental_stress aspects
+    N_("Water"), N_("Temperature"), N_("Light"), N_("Physical damage"), N_("Chemical damage"), N_("Soil"),
+), strict=True))
 PROBLEM_LABELS = {"disease": N_("Disease"), "pest": N_("Pest"), "nutrient": N_("Nutrient shortage")}
-_NO_PROBLEM = frozenset({"yok", "normal", "none", "no", "iyi", "good", "ok", "saglikli", "healthy", "yeterli", "uygun",
-                         "adequate", "sufficient", "optimal"})
-
-
-def level_rank(level: str | None) -> int | None:
-    """0 (critical) .. 3 (low) for a severity or priority N8N wrote; None when it is not one we know."""
-    return _LEVEL_RANK.get(fold(level)) if level else None
 
 
 def rank_class(rank: int) -> str:
@@ -116,15 +96,8 @@ def rank_class(rank: int) -> str:
     return _LEVEL_CLASS[rank]
 
 
-def level_class(level: str | None) -> str:
-    rank = level_rank(level)
-    return "" if rank is None else rank_class(rank)
-
-
-def is_no_problem(value: str) -> bool:
-    """`yok`, `normal`, `stres yok`, `no damage`: N8N saying there is nothing wrong with this aspect."""
-    words = fold(value).split()
-    return not words or " ".join(words) in _NO_PROBLEM or words[-1] == "yok" or words[0] in {"no", "none"}
+def level_class(level: Severity) -> str:
+    return "" if level.rank is None else rank_class(level.rank)
 
 
 def score_meaning(score: int) -> str:
@@ -155,68 +128,35 @@ class StepGroup:
 class Problem:
     label: str  # an untranslated msgid: PROBLEM_LABELS or a STRESS_NAMES label
     name: str
-    severity: str | None = None
+    severity: str | None = None  # as N8N wrote it
+    level: Severity = Severity.UNKNOWN
     confidence: float | None = None  # 0-100
     details: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ReportPage:
-    """Everything the completed page shows, read from the normalised result and the raw JSON."""
+    """What the completed page shows grouped its own way; the rest it reads from `result` as it is."""
 
     result: AnalysisResult
     problems: tuple[Problem, ...] = ()
-    signs: tuple[str, ...] = ()
-    nutrient_statuses: tuple[tuple[str, str], ...] = ()  # (element key, status)
     step_groups: tuple[StepGroup, ...] = ()
-    affected_area: float | None = None  # percent
-    spread_risk: str | None = None
-    worsens_within: str | None = None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list, bool)):
-        return None
-    text = str(value).strip()
-    return None if not text or is_placeholder(text) else text
-
-
-def _texts(value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    return tuple(t for t in (_text(v) for v in items) if t)
-
-
-def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.get(name)
-    return value if isinstance(value, dict) else {}
-
-
-def _percent(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(str(value).strip().rstrip("%").replace(",", "."))
-    except ValueError:
-        return None
-    return number if 0 < number <= 100 else None
 
 
 def _problem(label: str, finding: Finding) -> Problem:
-    return Problem(label, finding.name, finding.severity, finding.confidence,
+    return Problem(label, finding.name, finding.severity, finding.severity_level, finding.confidence,
                    tuple(p for p in (finding.category, *finding.affected_parts) if p))
 
 
-def _problems(result: AnalysisResult, stress: dict[str, Any]) -> tuple[Problem, ...]:
+def _problems(result: AnalysisResult) -> tuple[Problem, ...]:
     problems = [_problem(PROBLEM_LABELS["disease"], d) for d in result.diseases]
     problems += [_problem(PROBLEM_LABELS["pest"], p) for p in result.pests]
-    for key, label in STRESS_NAMES:
-        value = _text(stress.get(key))
-        if value and not is_no_problem(value):
-            problems.append(Problem(label, value))
-    deficiencies = tuple(d for d in (result.nutrients.primary_deficiency, *result.nutrients.secondary_deficiencies)
-                         if d)
+    problems += [Problem(STRESS_NAMES[aspect], value) for aspect, value in result.stresses]
+    nutrients = result.nutrients
+    deficiencies = tuple(d for d in (nutrients.primary_deficiency, *nutrients.secondary_deficiencies) if d)
     if deficiencies:
-        problems.append(Problem(PROBLEM_LABELS["nutrient"], ", ".join(deficiencies), result.nutrients.severity))
+        problems.append(Problem(PROBLEM_LABELS["nutrient"], ", ".join(deficiencies), nutrients.severity,
+                                nutrients.severity_level))
     return tuple(problems)
 
 
@@ -229,29 +169,15 @@ def _step_groups(recommendations: Recommendations) -> tuple[StepGroup, ...]:
     )
     for section, items in sections:
         for item in items:
-            rank = level_rank(item.priority)
+            rank = item.priority_level.rank
             rank = _SECTION_RANK[section] if rank is None else rank
             ranked.setdefault(rank, []).append(Step(item.action, item.details, item.timeline, section))
     return tuple(StepGroup(rank, tuple(ranked[rank])) for rank in sorted(ranked))
 
 
-def build_page(analysis: Analysis, result: AnalysisResult) -> ReportPage:
+def build_page(result: AnalysisResult) -> ReportPage:
     """The completed page's content; parts the result does not have are simply empty."""
-    data = snake_keys(analysis.result) if isinstance(analysis.result, dict) else {}
-    health = _section(data, "health_assessment")
-    pest_disease = _section(data, "pest_disease")
-    risk = _section(data, "risk_assessment")
-    signs = tuple(dict.fromkeys(_texts(health.get("stress_indicators")) + _texts(health.get("disease_symptoms"))))
-    return ReportPage(
-        result=result,
-        problems=_problems(result, _section(data, "environmental_stress")),
-        signs=signs,
-        nutrient_statuses=result.nutrients.statuses,
-        step_groups=_step_groups(result.recommendations),
-        affected_area=_percent(pest_disease.get("affected_area_percentage")),
-        spread_risk=_text(pest_disease.get("spread_risk")),
-        worsens_within=_text(risk.get("timeline_to_worsen")),
-    )
+    return ReportPage(result=result, problems=_problems(result), step_groups=_step_groups(result.recommendations))
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -312,7 +238,7 @@ def show(token: str) -> Response:
         when: datetime = analysis.completed_at or analysis.created_at
         return _render(
             "report/page.html", 200, locale,
-            page=build_page(analysis, result),
+            page=build_page(result),
             analysis_id=analysis.id,
             crop=crop_name(locale, analysis.crop or result.crop_type or "") or None,
             date=format_datetime(when, locale),
@@ -320,5 +246,4 @@ def show(token: str) -> Response:
             score_meaning=score_meaning, score_class=score_class, level_class=level_class, rank_class=rank_class,
             format_percent=lambda value: format_percent(value / 100, locale),
             priority_titles=PRIORITY_TITLES, section_names=SECTION_NAMES, nutrient_names=NUTRIENT_NAMES,
-            stress_names=dict(STRESS_NAMES),
         )

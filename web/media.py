@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app
 
+from services.problems import problem
 from services.storage import (
     MEDIA_MAX_AGE,
     InvalidKey,
@@ -31,34 +32,29 @@ bp = Blueprint("media", __name__)
 CACHE_CONTROL = "private, max-age=300"
 
 
-def _error(status: int, title: str) -> tuple[Response, int]:
-    response = jsonify({"type": "about:blank", "title": title, "status": status})
-    response.mimetype = "application/problem+json"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response, status
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 @bp.get("/media/<token>")
-def serve(token: str) -> Response | tuple[Response, int]:
+def serve(token: str) -> Response:
     secret: str | list[str] = current_app.extensions.get("media_secrets") or current_app.extensions["media_secret"]
     max_age = int(current_app.extensions.get("media_max_age", MEDIA_MAX_AGE))
     storage: Storage = current_app.extensions["storage"]
     try:
         key = unsign_media(token, secret, max_age)
     except MediaLinkExpired:
-        return _error(410, "media link expired")
+        return problem(410, title="media link expired", headers=NO_STORE)
     except MediaLinkInvalid:
         log.warning("media link refused: bad signature", extra={"token_chars": len(token)})
-        return _error(403, "media link invalid")
+        return problem(403, title="media link invalid", headers=NO_STORE)
     try:
         data = storage.get(key)
     except (KeyError, InvalidKey):
         log.info("media link to a missing object", extra={"kind": key.split("/", 1)[0]})
-        return _error(404, "media not found")
+        return problem(404, title="media not found", headers=NO_STORE)
     except Exception:
         log.exception("media storage unavailable")
-        return _error(503, "media storage unavailable")
+        return problem(503, title="media storage unavailable", headers=NO_STORE)
     response = Response(data, mimetype=content_type_for(key))
     response.headers["Cache-Control"] = CACHE_CONTROL
     response.headers["X-Content-Type-Options"] = "nosniff"

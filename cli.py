@@ -1,0 +1,219 @@
+"""The operator's `flask` commands: the worker, sender and scheduler processes, sweeps, sponsor codes,
+templates, demo data, the terminal chat, staff users, failed jobs and the media purge.
+
+A blueprint without a command group (`cli_group=None`), so the commands stay top-level (`flask worker`);
+`app.create_app` registers it. Commands run inside the app's context (`current_app`); the long-running
+ones hand that app to the jobs they run (`services.jobs.bind_app`).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+from flask import Blueprint, Flask, current_app
+
+from services import jobs
+from services.queue import QUEUE_NAMES
+
+bp = Blueprint("cli", __name__, cli_group=None)
+
+
+def _worker_app() -> Flask:
+    """The app of this command, bound as the one a process's jobs run in (a forked work-horse has no other)."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    jobs.bind_app(app)
+    return app
+
+
+@bp.cli.command("worker")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--queue", "queues", multiple=True, help="Queue(s) to listen on, in priority order.")
+def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an RQ worker inside the app's settings (it reconnects when Redis goes away)."""
+    from services.worker import run_worker
+
+    run_worker(_worker_app(), queues or QUEUE_NAMES, burst=burst)
+
+
+@bp.cli.command("sender")
+def sender_command() -> None:
+    """Send the outbox's due messages (run one or more; they share the send rate limit)."""
+    from services.worker import run_sender
+
+    app = _worker_app()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_sender(app, stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@bp.cli.command("scheduler")
+def scheduler_command() -> None:
+    """Run periodic jobs (the sweeper). Run exactly one; a second one waits for the lock."""
+    from services.scheduler import run_scheduler
+
+    app = _worker_app()
+    stop = threading.Event()
+    try:
+        run_scheduler(app, stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@bp.cli.command("sweep")
+@click.option("--grace", default=None, type=int, help="Only messages older than this many seconds.")
+def sweep_command(grace: int | None) -> None:
+    """Enqueue committed-but-unqueued messages once, now."""
+    from services.sweeper import sweep_unqueued
+
+    click.echo(f"queued {sweep_unqueued(grace)}")
+
+
+@bp.cli.command("sponsor-codes")
+@click.option("--sponsor", "sponsor_name", required=True, help="Sponsor name; created if no sponsor has it.")
+@click.option("--tier", "tier_code", required=True, help="Tier code: S, M, L or XL.")
+@click.option("--quantity", required=True, type=click.IntRange(1, 10_000))
+@click.option("--valid-days", default=90, show_default=True, type=click.IntRange(min=1),
+              help="Days a code can be redeemed.")
+@click.option("--duration-days", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Days of subscription a code gives.")
+def sponsor_codes_command(sponsor_name: str, tier_code: str, quantity: int, valid_days: int,
+                          duration_days: int) -> None:
+    """Record a sponsor purchase and print its codes, one per line.
+
+    An operator's path, equivalent to an admin's: it records the purchase directly (no purchase
+    request), so run it only for a purchase that has been paid for."""
+    from sqlalchemy import select
+
+    from models import Sponsor, utcnow
+    from services.quota import seed_tiers
+    from services.sponsorship import create_purchase, create_sponsor
+
+    now = utcnow()
+    with current_app.extensions["db"].session() as session, session.begin():
+        seed_tiers(session)
+        sponsor = session.scalars(select(Sponsor).where(Sponsor.name == sponsor_name.strip())
+                                  .order_by(Sponsor.id)).first()
+        if sponsor is None:
+            sponsor = create_sponsor(session, sponsor_name, now)
+        try:
+            _, codes = create_purchase(session, sponsor.id, tier_code, quantity, valid_days, duration_days, now)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    click.echo("\n".join(codes))
+
+
+@bp.cli.command("templates")
+@click.option("--json", "as_json", is_flag=True, help="The JSON of Meta's template-creation API.")
+def templates_command(as_json: bool) -> None:
+    """Print the WhatsApp template definitions to register at Meta."""
+    import json
+
+    from translations.templates import TEMPLATES
+
+    if as_json:
+        click.echo(json.dumps([t.to_meta() for t in TEMPLATES.values()], ensure_ascii=False, indent=2))
+    else:
+        click.echo("\n\n".join(t.describe() for t in TEMPLATES.values()))
+
+
+@bp.cli.command("seed-demo")
+@click.option("--new-admin-password", is_flag=True, help="Give admin@ziraai.local a new random password.")
+def seed_demo_command(new_admin_password: bool) -> None:
+    """Demo data (idempotent): tiers, sponsor Demo Tarım A.Ş. with 20 M-tier codes, an admin user."""
+    from devtools.demo import seed_demo
+
+    if current_app.extensions["settings"].is_production:
+        raise click.UsageError("seed-demo is for development; it refuses to run with APP_ENV=production")
+    click.echo("\n".join(seed_demo(current_app.extensions["db"], new_admin_password=new_admin_password).lines()))
+
+
+@bp.cli.command("chat")
+@click.option("--url", default=None, help="The running app (default: http://127.0.0.1:PORT).")
+@click.option("--phone", default="+905321234567", show_default=True, help="The farmer's number.")
+@click.option("--name", default="Mehmet Yılmaz", show_default=True, help="The farmer's WhatsApp name.")
+def chat_command(url: str | None, phone: str, name: str) -> None:
+    """Chat as a farmer with the running app (same settings): real signed webhooks, replies from the log."""
+    from devtools.terminal_chat import TerminalFarmer, run
+
+    s = current_app.extensions["settings"]
+    farmer = TerminalFarmer(url or f"http://127.0.0.1:{s.PORT}", s.WHATSAPP_APP_SECRET, current_app.extensions["db"],
+                            phone, name, s.WHATSAPP_PHONE_NUMBER_ID)
+    run(farmer)
+
+
+@bp.cli.command("create-staff")
+@click.option("--email", required=True, help="Login email (stored lower-cased).")
+@click.option("--role", required=True, type=click.Choice(["admin", "sponsor", "support"]))
+@click.option("--sponsor-id", type=int, default=None, help="The sponsor a sponsor user belongs to.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Prompted for when not given (give it only in scripts).")
+def create_staff_command(email: str, role: str, sponsor_id: int | None, password: str) -> None:
+    """Create a staff user of the admin API."""
+    from admin.auth import create_staff_user
+
+    with current_app.extensions["db"].session() as session, session.begin():
+        try:
+            user = create_staff_user(session, email, password, role, sponsor_id)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    click.echo(f"created {user.role} {user.email} (id {user.id})")
+
+
+@bp.cli.command("requeue-failed")
+@click.option("--queue", type=click.Choice(QUEUE_NAMES), default=None, help="Only this queue's failed jobs.")
+@click.option("--all", "requeue_all", is_flag=True, help="Every failed job (of --queue, or of all queues).")
+@click.option("--force", is_flag=True, help="Also jobs of failed analyses, which were refunded (run for free).")
+@click.argument("job_ids", nargs=-1)
+def requeue_failed_command(queue: str | None, requeue_all: bool, force: bool, job_ids: tuple[str, ...]) -> None:
+    """Move jobs from RQ's failed registry back to their queue: --all, or the JOB_IDs given."""
+    from services.failed_jobs import Requeue, failed_ids, requeue
+
+    if requeue_all == bool(job_ids):
+        raise click.UsageError("give either --all or one or more JOB_IDs")
+    redis = current_app.extensions["redis"]
+    wanted = [job_id for _, job_id in failed_ids(redis, queue)] if requeue_all else list(job_ids)
+    done = missing = 0
+    for job_id in wanted:
+        outcome, found_in = requeue(redis, current_app.extensions["db"], job_id, queue=queue, force=force)
+        if outcome is Requeue.REQUEUED:
+            done += 1
+            click.echo(f"requeued {job_id} ({found_in})")
+        elif outcome is Requeue.REFUNDED:
+            click.echo(f"skipped {job_id} ({found_in}): its analysis failed and was refunded; --force runs it "
+                       "anyway, for free")
+        else:
+            missing += 1
+            click.echo(f"not found {job_id}: in no failed registry" + (f" of {queue}" if queue else ""))
+    click.echo(f"requeued {done} of {len(wanted)} job(s)")
+    if missing:
+        raise SystemExit(1)
+
+
+@bp.cli.command("purge-media")
+@click.option("--older-than-days", required=True, type=click.IntRange(min=1),
+              help="Delete photos stored more than this many days ago.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
+def purge_media_command(older_than_days: int, dry_run: bool) -> None:
+    """Delete stored originals and optimised photos older than N days (analyses keep their rows)."""
+    from services.media_purge import purge_media
+
+    report = purge_media(current_app.extensions["storage"], current_app.extensions["db"], older_than_days,
+                         dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"photos stored before {report.cutoff:%Y-%m-%d %H:%M} UTC:")
+    for kind in report.files:
+        click.echo(f"  {kind}: {verb} {report.files[kind]} file(s), {report.bytes[kind]} bytes")
+    click.echo(f"total: {verb} {sum(report.files.values())} file(s), {sum(report.bytes.values())} bytes")
+    if not dry_run:
+        click.echo(f"photo keys cleared on analyses: {report.keys_cleared}")
+    for store in report.unreachable:
+        click.echo(f"could not list {store}; see the log")
+    if report.failed:
+        click.echo(f"could not delete {report.failed} file(s); see the log, they are tried again next time")
+    if report.failed or report.unreachable:
+        raise SystemExit(1)

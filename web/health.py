@@ -1,0 +1,55 @@
+"""`/health/live`, `/health/ready` and `/metrics`: what load balancers, orchestrators and Prometheus ask."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from redis.exceptions import RedisError
+from sqlalchemy import text
+
+from services import context, metrics
+from services.problems import problem
+from services.whatsapp.outbox import AUTH_ALERT_KEY
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health/live")
+def live() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/health/ready")
+def ready() -> tuple[Response, int]:
+    """200 when the database and Redis answer and Meta has not refused our token; else 503, with each check."""
+    checks: dict[str, dict[str, str]] = {}
+    try:
+        with context.db().reader() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = {"status": "ok"}
+    except Exception as exc:
+        checks["database"] = {"status": "error", "error": type(exc).__name__}
+    try:
+        redis = context.redis()
+        redis.ping()
+        checks["redis"] = {"status": "ok"}
+        auth_error = redis.get(AUTH_ALERT_KEY)
+        checks["whatsapp_token"] = (
+            {"status": "error", "error": auth_error.decode()} if auth_error else {"status": "ok"}
+        )
+    except RedisError as exc:
+        checks["redis"] = {"status": "error", "error": type(exc).__name__}
+    ok = all(c["status"] == "ok" for c in checks.values())
+    return jsonify({"status": "ok" if ok else "error", "checks": checks}), 200 if ok else 503
+
+
+@bp.get("/metrics")
+def metrics_view() -> Response:
+    """Prometheus exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>` (any of
+    its comma-separated tokens: new,old while Prometheus is switched over)."""
+    tokens = [t.strip() for t in context.settings().METRICS_TOKEN.split(",") if t.strip()]
+    given = request.headers.get("Authorization")
+    if tokens and not any([metrics.token_ok(given, token) for token in tokens]):  # every one compared
+        return problem(401, "A valid bearer token is required.",
+                       headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    body, content_type = metrics.render(context.redis(), request.headers.get("Accept"))
+    return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
