@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.enums import LenientStrEnum
 
-class State(enum.StrEnum):
+
+class State(LenientStrEnum):
     START = "start"  # never consented (or refused): only the privacy notice is shown
     AWAIT_CONSENT = "await_consent"
     MENU = "menu"  # idle: the menu was shown, anything may come
@@ -22,11 +24,8 @@ class State(enum.StrEnum):
     AWAIT_LANGUAGE = "await_language"
 
     @classmethod
-    def parse(cls, value: str | None) -> State:
-        try:
-            return cls(value or "")
-        except ValueError:
-            return cls.MENU  # a state from an older release: start again from the menu
+    def _fallback(cls) -> State:
+        return cls.MENU  # a state from an older release: start again from the menu
 
 
 class EventKind(enum.StrEnum):

@@ -155,7 +155,7 @@ def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception,
 
 def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:
     now = utcnow()
-    view = ConversationView(State.parse(conv.state), dict(conv.data or {}), farmer.locale, farmer.has_consented,
+    view = ConversationView(State(conv.state), dict(conv.data or {}), farmer.locale, farmer.has_consented,
                             conv.expires_at)
     step = machine.step(view, event_from(message), now)
     out: list[Reply] = []
