@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import codes, crops, intents, replies
+from bot import reply_ids as rid
 from bot.intents import Intent
 from bot.types import (
     Action,
@@ -42,7 +43,6 @@ from bot.types import (
 IDLE_TIMEOUT = timedelta(minutes=30)
 MAX_PENDING = 25  # submissions waiting for `Gönder`, kept so an older button still works
 LOCATION_TEXT_MAX = 300  # a shared place's name and address, as the analysis keeps them
-MAX_REPLY_NUMBER = 2**31 - 1  # the ids our buttons carry are database ids (INTEGER columns)
 
 Handler = Callable[[Conversation, Event], Step]
 
@@ -62,15 +62,6 @@ def _menu(conv: Conversation, *prefix: replies.Reply, locale: str | None = None,
     return _say(conv, State.MENU, *prefix, replies.menu(loc), data=_keep_pending(conv.data), before=before)
 
 
-def _reply_number(text: str) -> int | None:
-    """The id at the end of a reply id we sent (`history:42` -> 42). A reply id comes back from the phone, so
-    anyone can forge one: None unless it is ASCII digits naming a possible row."""
-    if not (0 < len(text) <= 10 and text.isascii() and text.isdigit()):
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_REPLY_NUMBER else None
-
-
 def _keep_pending(data: dict[str, Any]) -> dict[str, Any]:
     """Leaving a flow forgets the half-finished draft but keeps submissions waiting for `Gönder`."""
     return {"pending": data["pending"]} if data.get("pending") else {}
@@ -84,43 +75,37 @@ def ask_consent(conv: Conversation, event: Event) -> Step:
 
 
 def on_consent_reply(conv: Conversation, event: Event) -> Step:
-    answer = event.reply_id or ""
-    if answer == "consent:yes" or (event.kind is EventKind.TEXT and intents.is_yes(event.text)):
+    if event.reply == rid.Consent(True) or (event.kind is EventKind.TEXT and intents.is_yes(event.text)):
         return _menu(conv, replies.welcome(conv.locale), before=(RecordConsent(True),))
-    if answer == "consent:no" or (event.kind is EventKind.TEXT and intents.is_no(event.text)):
+    if event.reply == rid.Consent(False) or (event.kind is EventKind.TEXT and intents.is_no(event.text)):
         return _say(conv, State.START, replies.consent_refused(conv.locale), before=(RecordConsent(False),), data={})
     return _say(conv, State.AWAIT_CONSENT, replies.consent_hint(conv.locale))
 
 
 # --- menu ---------------------------------------------------------------------------------------
 
-MENU_CHOICES = {"1": "menu:analyze", "2": "menu:quota", "3": "menu:code", "4": "menu:history", "5": "menu:help",
-                "6": "menu:language"}
+MENU_CHOICES = {str(n): rid.Menu(choice) for n, choice in enumerate(rid.MenuChoice, 1)}  # the list's numbers
 
 
 def on_menu_choice(conv: Conversation, event: Event) -> Step:
-    choice = event.reply_id or MENU_CHOICES.get((event.text or "").strip().rstrip(".)"), "")
-    if choice == "menu:analyze":
-        return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
-    if choice == "menu:quota":
-        return _step(conv, State.MENU, ShowQuota())
-    if choice == "menu:code":
-        return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale), data=_keep_pending(conv.data))
-    if choice == "menu:history":
-        return _step(conv, State.HISTORY, ShowHistory(), data=_keep_pending(conv.data))
-    if choice == "menu:help":
-        return _say(conv, State.MENU, replies.help_text(conv.locale))
-    if choice == "menu:language":
-        return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
-    if choice == "result:details":  # a template's button: the latest result
-        return _step(conv, conv.state, ShowDetails(None))
-    if choice.startswith("result:details:"):
-        analysis_id = _reply_number(choice.removeprefix("result:details:"))
-        return _step(conv, conv.state, ShowDetails(analysis_id)) if analysis_id else fallback(conv, event)
-    if choice == "result:new":
-        return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
-    if choice == "result:menu":
-        return _menu(conv)
+    choice = event.reply or MENU_CHOICES.get((event.text or "").strip().rstrip(".)"))
+    match choice:
+        case rid.Menu(choice=rid.MenuChoice.ANALYZE) | rid.NewAnalysis():
+            return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
+        case rid.Menu(choice=rid.MenuChoice.QUOTA):
+            return _step(conv, State.MENU, ShowQuota())
+        case rid.Menu(choice=rid.MenuChoice.CODE):
+            return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale), data=_keep_pending(conv.data))
+        case rid.Menu(choice=rid.MenuChoice.HISTORY):
+            return _step(conv, State.HISTORY, ShowHistory(), data=_keep_pending(conv.data))
+        case rid.Menu(choice=rid.MenuChoice.HELP):
+            return _say(conv, State.MENU, replies.help_text(conv.locale))
+        case rid.Menu(choice=rid.MenuChoice.LANGUAGE):
+            return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
+        case rid.Details(analysis_id=analysis_id):  # None: a template's button, the latest result
+            return _step(conv, conv.state, ShowDetails(analysis_id))
+        case rid.BackToMenu():
+            return _menu(conv)
     return fallback(conv, event)
 
 
@@ -144,10 +129,9 @@ def on_photo(conv: Conversation, event: Event) -> Step:
 
 
 def on_crop(conv: Conversation, event: Event) -> Step:
-    reply_id = event.reply_id or ""
-    if reply_id == f"crop:{crops.OTHER}":
+    if event.reply == rid.Crop(crops.OTHER):
         return _say(conv, State.AWAIT_CROP_TEXT, replies.ask_crop_text(conv.locale))
-    crop = reply_id.removeprefix("crop:") if reply_id.startswith("crop:") else crops.find_crop(event.text)
+    crop = event.reply.key if isinstance(event.reply, rid.Crop) else crops.find_crop(event.text)
     if not crop or crops.display_name(crop) is None:
         return _say(conv, State.AWAIT_CROP, replies.crop_hint(conv.locale), replies.ask_crop(conv.locale))
     return _with_crop(conv, crop)
@@ -171,7 +155,7 @@ def on_location(conv: Conversation, event: Event) -> Step:
         place = ", ".join(p for p in (event.location_name, event.location_address) if p)
         draft.update(latitude=event.latitude, longitude=event.longitude,
                      location_text=place[:LOCATION_TEXT_MAX] or None)
-    elif event.reply_id == "location:skip" or intents.is_skip(event.text):
+    elif event.reply == rid.SkipLocation() or intents.is_skip(event.text):
         draft.update(latitude=None, longitude=None, location_text=None)
     elif event.kind is EventKind.TEXT and event.text and len(event.text.strip()) <= 100:
         draft.update(latitude=None, longitude=None, location_text=event.text.strip())
@@ -195,8 +179,8 @@ def on_confirm_text(conv: Conversation, event: Event) -> Step:
 
 
 def on_send_button(conv: Conversation, event: Event) -> Step:
-    """`submit:<photo message id>`: works for any submission still waiting, from any state."""
-    key = (event.reply_id or "").removeprefix("submit:")
+    """The `Gönder` of a confirmation: works for any submission still waiting, from any state."""
+    key = str(event.reply.photo_message_id) if isinstance(event.reply, rid.SendPending) else ""
     if key not in conv.data.get("pending", {}):
         return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
     return _submit(conv, key)
@@ -233,17 +217,16 @@ def on_code_text(conv: Conversation, event: Event) -> Step:
 
 
 def on_history_choice(conv: Conversation, event: Event) -> Step:
-    reply_id = event.reply_id or ""
-    if reply_id.startswith("history:"):
-        analysis_id = _reply_number(reply_id.removeprefix("history:"))
-        if analysis_id is None:
-            return fallback(conv, event)
-        return _step(conv, State.MENU, ShowAnalysis(analysis_id), data=_keep_pending(conv.data))
+    if isinstance(event.reply, rid.HistoryPick):
+        return _step(conv, State.MENU, ShowAnalysis(event.reply.analysis_id), data=_keep_pending(conv.data))
     return on_menu_choice(conv, event)
 
 
 def on_language_choice(conv: Conversation, event: Event) -> Step:
-    choice = (event.reply_id or "").removeprefix("lang:") or _language_from_text(event.text)
+    if event.reply is None:
+        choice = _language_from_text(event.text)
+    else:
+        choice = event.reply.code if isinstance(event.reply, rid.Language) else ""
     if choice not in replies.LANGUAGES:
         return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
     return _menu(conv, replies.language_set(choice), locale=choice, before=(SetLocale(choice),))
@@ -342,28 +325,29 @@ def step(conv: Conversation, event: Event, now: datetime) -> Step:
 
 def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> Step:
     """Only the privacy question, language, help and opt-out/in: no personal data is processed."""
-    reply_id = event.reply_id or ""
     if intent is Intent.LANGUAGE:
         return _say(conv, State.AWAIT_CONSENT, replies.ask_language(conv.locale))
-    if reply_id.startswith("lang:") and reply_id.removeprefix("lang:") in replies.LANGUAGES:
-        choice = reply_id.removeprefix("lang:")
+    if isinstance(event.reply, rid.Language) and event.reply.code in replies.LANGUAGES:
+        choice = event.reply.code
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(choice), before=(SetLocale(choice),))
     if intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP):
         return GLOBAL[intent](conv, event)
-    if conv.state is State.AWAIT_CONSENT or reply_id.startswith("consent:"):
+    if conv.state is State.AWAIT_CONSENT or isinstance(event.reply, rid.Consent):
         return on_consent_reply(conv, event)
     return ask_consent(conv, event)
 
 
 # Buttons and list rows stay tappable in old messages: these work whatever the current state.
-GLOBAL_REPLIES: dict[str, Handler] = {
-    "submit": on_send_button,
-    "confirm": lambda conv, event: cancel(conv, event),  # confirm:cancel, the İptal of a confirmation
-    "menu": on_menu_choice,
-    "result": on_menu_choice,
-    "history": on_history_choice,
-    "lang": on_language_choice,
-    "consent": lambda conv, event: _menu(conv),  # consent already given
+GLOBAL_REPLIES: dict[type[rid.ReplyId], Handler] = {
+    rid.SendPending: on_send_button,
+    rid.CancelConfirm: lambda conv, event: cancel(conv, event),  # the İptal of a confirmation
+    rid.Menu: on_menu_choice,
+    rid.Details: on_menu_choice,
+    rid.NewAnalysis: on_menu_choice,
+    rid.BackToMenu: on_menu_choice,
+    rid.HistoryPick: on_history_choice,
+    rid.Language: on_language_choice,
+    rid.Consent: lambda conv, event: _menu(conv),  # consent already given
 }
 
 
@@ -375,9 +359,11 @@ def _decide(conv: Conversation, event: Event) -> Step:
         return on_photo(conv, event)
     if event.kind is EventKind.UNSUPPORTED:
         return unsupported(conv, event)
-    prefix = (event.reply_id or "").split(":", 1)[0]
-    if event.kind is EventKind.REPLY and prefix in GLOBAL_REPLIES:
-        return GLOBAL_REPLIES[prefix](conv, event)
+    if event.kind is EventKind.REPLY:
+        if event.reply is None:  # forged, or cut short: text this state did not expect
+            return fallback(conv, event)
+        if type(event.reply) in GLOBAL_REPLIES:
+            return GLOBAL_REPLIES[type(event.reply)](conv, event)
     if intent is not None:
         return GLOBAL[intent](conv, event)
     if event.kind is EventKind.TEXT and codes.looks_like_code(event.text):

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.enums import LenientStrEnum
+from bot.reply_ids import ReplyId
 
 
 class State(LenientStrEnum):
@@ -41,7 +42,7 @@ class Event:
     kind: EventKind
     message_id: int
     text: str | None = None  # text body, caption, or the tapped title
-    reply_id: str | None = None
+    reply: ReplyId | None = None  # the tapped id, read by `reply_ids.parse`; None also when it did not parse
     media_id: str | None = None
     latitude: float | None = None
     longitude: float | None = None
@@ -63,13 +64,13 @@ class Conversation:
 
 @dataclass(frozen=True)
 class Button:
-    id: str
+    id: ReplyId
     title: str
 
 
 @dataclass(frozen=True)
 class ListRow:
-    id: str
+    id: ReplyId
     title: str
     description: str | None = None
 

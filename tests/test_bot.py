@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import codes, intents, machine
+from bot import codes, intents, machine, reply_ids
 from bot.normalize import fold
 from bot.types import (
     Conversation,
@@ -35,7 +35,7 @@ def text(t: str, mid: int = 1) -> Event:
 
 
 def tap(reply_id: str, mid: int = 1) -> Event:
-    return Event(EventKind.REPLY, mid, reply_id=reply_id)
+    return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
 
 
 def photo(caption: str | None = None, mid: int = 7) -> Event:
