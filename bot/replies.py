@@ -12,6 +12,7 @@ from typing import Any
 
 from bot import crops
 from bot import reply_ids as rid
+from bot.draft import ConversationData, Draft
 from bot.types import Button, ListRow, Reply, State
 from translations import N_, format_date, format_datetime, format_number, gettext, ngettext
 
@@ -165,18 +166,18 @@ def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def confirm(locale: str, draft: dict[str, Any]) -> Reply:
-    lines = [_(locale, "Please check before I send it:"), _(locale, "Crop: %(crop)s", crop=crop_name(locale,
-                                                                                                     draft["crop"]))]
-    if draft.get("location_text") or draft.get("latitude") is not None:
-        place = draft.get("location_text") or f"{draft['latitude']:.4f}, {draft['longitude']:.4f}"
+def confirm(locale: str, draft: Draft) -> Reply:
+    lines = [_(locale, "Please check before I send it:"),
+             _(locale, "Crop: %(crop)s", crop=crop_name(locale, draft.crop or ""))]
+    if draft.location_text or draft.latitude is not None:
+        place = draft.location_text or f"{draft.latitude:.4f}, {draft.longitude:.4f}"
         lines.append(_(locale, "Location: %(place)s", place=_shorten(place)))
     else:
         lines.append(_(locale, "Location: not given"))
-    if draft.get("notes"):
-        lines.append(_(locale, "Your note: %(notes)s", notes=_shorten(draft["notes"])))
+    if draft.notes:
+        lines.append(_(locale, "Your note: %(notes)s", notes=_shorten(draft.notes)))
     lines.append(_(locale, "This uses 1 analysis from your quota."))
-    return Reply("\n".join(lines), buttons=(Button(rid.SendPending(draft['photo_message_id']), _(locale, "Send")),
+    return Reply("\n".join(lines), buttons=(Button(rid.SendPending(draft.photo_message_id), _(locale, "Send")),
                                             Button(rid.CancelConfirm(), _(locale, "Cancel"))))
 
 
@@ -362,7 +363,7 @@ def deletion_requested(locale: str) -> Reply:
 # --- what to ask again after a help text or an unexpected message ------------------------------------
 
 
-def reprompt(state: State, locale: str, data: dict[str, Any]) -> tuple[Reply, ...]:
+def reprompt(state: State, locale: str, data: ConversationData) -> tuple[Reply, ...]:
     """The question the farmer still has to answer in `state` (none when idle)."""
     if state in (State.START, State.AWAIT_CONSENT):
         return (privacy_notice(locale),)
@@ -374,8 +375,8 @@ def reprompt(state: State, locale: str, data: dict[str, Any]) -> tuple[Reply, ..
         return (ask_crop_text(locale),)
     if state is State.AWAIT_LOCATION:
         return (ask_location(locale),)
-    if state is State.CONFIRM and data.get("draft"):
-        return (confirm(locale, data["draft"]),)
+    if state is State.CONFIRM and data.draft is not None:
+        return (confirm(locale, data.draft),)
     if state is State.AWAIT_CODE:
         return (ask_code(locale),)
     if state is State.AWAIT_LANGUAGE:

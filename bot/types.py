@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from bot.draft import ConversationData
 from bot.enums import LenientStrEnum
 from bot.reply_ids import ReplyId
 
@@ -56,7 +56,7 @@ class Conversation:
     """The farmer's conversation as the state machine sees it (loaded from the database by the job)."""
 
     state: State
-    data: dict[str, Any]
+    data: ConversationData
     locale: str
     consented: bool
     expires_at: datetime | None = None
@@ -145,8 +145,8 @@ class Submit:
     """Charge one analysis and queue it. Keyed by the photo's message id: a second tap is a no-op."""
 
     photo_message_id: int
-    media_id: str
-    crop: str
+    media_id: str | None
+    crop: str | None
     notes: str | None
     location_text: str | None
     latitude: float | None
@@ -160,5 +160,5 @@ Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | ShowQ
 @dataclass(frozen=True)
 class Step:
     state: State
-    data: dict[str, Any]
+    data: ConversationData
     actions: tuple[Action, ...] = field(default_factory=tuple)

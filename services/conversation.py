@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import machine, replies, reply_ids
+from bot import draft, machine, replies, reply_ids
 from bot.types import (
     Conversation as ConversationView,
 )
@@ -155,7 +155,7 @@ def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception,
 
 def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:
     now = utcnow()
-    view = ConversationView(State(conv.state), dict(conv.data or {}), farmer.locale, farmer.has_consented,
+    view = ConversationView(State(conv.state), draft.from_json(conv.data), farmer.locale, farmer.has_consented,
                             conv.expires_at)
     step = machine.step(view, event_from(message), now)
     out: list[Reply] = []
@@ -188,7 +188,7 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
             case Submit():
                 out.append(_submit(session, farmer, action, now, outcome))
     conv.state = step.state.value
-    conv.data = step.data
+    conv.data = draft.to_json(step.data)
     conv.expires_at = now + machine.IDLE_TIMEOUT
     conv.last_message_id = message.id
     message.status = MessageStatus.PROCESSED.value
