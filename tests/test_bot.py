@@ -200,3 +200,20 @@ def test_a_reply_id_that_does_not_parse_gets_the_states_fallback(reply_id, state
 def test_reply_ids_we_send_still_work(reply_id, action):
     step = machine.step(conv(State.HISTORY), tap(reply_id), NOW)
     assert action in step.actions
+
+
+def test_bot_imports_nothing_of_ours_but_itself_and_translations():
+    """The conversation stays pure: no database, no HTTP, no settings (services carry out its actions)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    ours = {p.stem if p.is_file() else p.name for p in root.iterdir()
+            if (p.suffix == ".py" or (p.is_dir() and any(p.glob("*.py")))) and p.name not in ("bot", "translations")}
+    found = []
+    for path in (root / "bot").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in ours]
+    assert found == []
