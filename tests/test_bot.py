@@ -217,3 +217,9 @@ def test_bot_imports_nothing_of_ours_but_itself_and_translations():
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
             found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in ours]
     assert found == []
+
+
+@pytest.mark.parametrize("stored", ["await_photo_v0", "", None, "MENU"])
+def test_a_state_from_an_older_release_starts_again_from_the_menu(stored):
+    assert State(stored) is State.MENU
+    assert State("await_crop") is State.AWAIT_CROP

@@ -212,7 +212,7 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
     code, title = _first_error(raw.get("errors"))
     return StatusUpdate(
         wamid=wamid,
-        status=StatusKind(raw.get("status")),
+        status=StatusKind(str(raw.get("status"))),
         timestamp=_timestamp(raw.get("timestamp")),
         recipient=normalize_phone(raw.get("recipient_id")),
         error_code=code,
