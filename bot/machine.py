@@ -14,10 +14,12 @@ Order of decisions for each event (see `step`):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from bot import codes, crops, intents, replies
+from bot import reply_ids as rid
+from bot.draft import ConversationData, Draft
 from bot.intents import Intent
 from bot.types import (
     Action,
@@ -42,16 +44,15 @@ from bot.types import (
 IDLE_TIMEOUT = timedelta(minutes=30)
 MAX_PENDING = 25  # submissions waiting for `Gönder`, kept so an older button still works
 LOCATION_TEXT_MAX = 300  # a shared place's name and address, as the analysis keeps them
-MAX_REPLY_NUMBER = 2**31 - 1  # the ids our buttons carry are database ids (INTEGER columns)
 
 Handler = Callable[[Conversation, Event], Step]
 
 
-def _step(conv: Conversation, state: State, *actions: Action, data: dict[str, Any] | None = None) -> Step:
+def _step(conv: Conversation, state: State, *actions: Action, data: ConversationData | None = None) -> Step:
     return Step(state, conv.data if data is None else data, tuple(actions))
 
 
-def _say(conv: Conversation, state: State, *reply_makers: replies.Reply, data: dict[str, Any] | None = None,
+def _say(conv: Conversation, state: State, *reply_makers: replies.Reply, data: ConversationData | None = None,
          before: tuple[Action, ...] = ()) -> Step:
     return _step(conv, state, *before, *(Send(r) for r in reply_makers), data=data)
 
@@ -59,21 +60,7 @@ def _say(conv: Conversation, state: State, *reply_makers: replies.Reply, data: d
 def _menu(conv: Conversation, *prefix: replies.Reply, locale: str | None = None,
           before: tuple[Action, ...] = ()) -> Step:
     loc = locale or conv.locale
-    return _say(conv, State.MENU, *prefix, replies.menu(loc), data=_keep_pending(conv.data), before=before)
-
-
-def _reply_number(text: str) -> int | None:
-    """The id at the end of a reply id we sent (`history:42` -> 42). A reply id comes back from the phone, so
-    anyone can forge one: None unless it is ASCII digits naming a possible row."""
-    if not (0 < len(text) <= 10 and text.isascii() and text.isdigit()):
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_REPLY_NUMBER else None
-
-
-def _keep_pending(data: dict[str, Any]) -> dict[str, Any]:
-    """Leaving a flow forgets the half-finished draft but keeps submissions waiting for `Gönder`."""
-    return {"pending": data["pending"]} if data.get("pending") else {}
+    return _say(conv, State.MENU, *prefix, replies.menu(loc), data=conv.data.keep_pending(), before=before)
 
 
 # --- consent ------------------------------------------------------------------------------------
@@ -84,43 +71,38 @@ def ask_consent(conv: Conversation, event: Event) -> Step:
 
 
 def on_consent_reply(conv: Conversation, event: Event) -> Step:
-    answer = event.reply_id or ""
-    if answer == "consent:yes" or (event.kind is EventKind.TEXT and intents.is_yes(event.text)):
+    if event.reply == rid.Consent(True) or (event.kind is EventKind.TEXT and intents.is_yes(event.text)):
         return _menu(conv, replies.welcome(conv.locale), before=(RecordConsent(True),))
-    if answer == "consent:no" or (event.kind is EventKind.TEXT and intents.is_no(event.text)):
-        return _say(conv, State.START, replies.consent_refused(conv.locale), before=(RecordConsent(False),), data={})
+    if event.reply == rid.Consent(False) or (event.kind is EventKind.TEXT and intents.is_no(event.text)):
+        return _say(conv, State.START, replies.consent_refused(conv.locale), before=(RecordConsent(False),),
+                    data=ConversationData())
     return _say(conv, State.AWAIT_CONSENT, replies.consent_hint(conv.locale))
 
 
 # --- menu ---------------------------------------------------------------------------------------
 
-MENU_CHOICES = {"1": "menu:analyze", "2": "menu:quota", "3": "menu:code", "4": "menu:history", "5": "menu:help",
-                "6": "menu:language"}
+MENU_CHOICES = {str(n): rid.Menu(choice) for n, choice in enumerate(rid.MenuChoice, 1)}  # the list's numbers
 
 
 def on_menu_choice(conv: Conversation, event: Event) -> Step:
-    choice = event.reply_id or MENU_CHOICES.get((event.text or "").strip().rstrip(".)"), "")
-    if choice == "menu:analyze":
-        return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
-    if choice == "menu:quota":
-        return _step(conv, State.MENU, ShowQuota())
-    if choice == "menu:code":
-        return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale), data=_keep_pending(conv.data))
-    if choice == "menu:history":
-        return _step(conv, State.HISTORY, ShowHistory(), data=_keep_pending(conv.data))
-    if choice == "menu:help":
-        return _say(conv, State.MENU, replies.help_text(conv.locale))
-    if choice == "menu:language":
-        return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
-    if choice == "result:details":  # a template's button: the latest result
-        return _step(conv, conv.state, ShowDetails(None))
-    if choice.startswith("result:details:"):
-        analysis_id = _reply_number(choice.removeprefix("result:details:"))
-        return _step(conv, conv.state, ShowDetails(analysis_id)) if analysis_id else fallback(conv, event)
-    if choice == "result:new":
-        return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=_keep_pending(conv.data))
-    if choice == "result:menu":
-        return _menu(conv)
+    choice = event.reply or MENU_CHOICES.get((event.text or "").strip().rstrip(".)"))
+    match choice:
+        case rid.Menu(choice=rid.MenuChoice.ANALYZE) | rid.NewAnalysis():
+            return _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale), data=conv.data.keep_pending())
+        case rid.Menu(choice=rid.MenuChoice.QUOTA):
+            return _step(conv, State.MENU, ShowQuota())
+        case rid.Menu(choice=rid.MenuChoice.CODE):
+            return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale), data=conv.data.keep_pending())
+        case rid.Menu(choice=rid.MenuChoice.HISTORY):
+            return _step(conv, State.HISTORY, ShowHistory(), data=conv.data.keep_pending())
+        case rid.Menu(choice=rid.MenuChoice.HELP):
+            return _say(conv, State.MENU, replies.help_text(conv.locale))
+        case rid.Menu(choice=rid.MenuChoice.LANGUAGE):
+            return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
+        case rid.Details(analysis_id=analysis_id):  # None: a template's button, the latest result
+            return _step(conv, conv.state, ShowDetails(analysis_id))
+        case rid.BackToMenu():
+            return _menu(conv)
     return fallback(conv, event)
 
 
@@ -133,21 +115,19 @@ def menu_fallback(conv: Conversation, event: Event) -> Step:
 
 def on_photo(conv: Conversation, event: Event) -> Step:
     """A photo in any state starts (or restarts) a submission; a caption naming a crop skips a question."""
-    draft = {"photo_message_id": event.message_id, "media_id": event.media_id, "notes": event.text, "crop": None}
     crop = crops.find_crop(event.text)
-    data = {**_keep_pending(conv.data), "draft": draft}
+    draft = Draft(event.message_id, media_id=event.media_id, notes=event.text, crop=crop)
+    data = replace(conv.data.keep_pending(), draft=draft)
     if crop:
-        draft["crop"] = crop
         return _say(conv, State.AWAIT_LOCATION, replies.photo_received_with_crop(conv.locale, crop),
                     replies.ask_location(conv.locale), data=data)
     return _say(conv, State.AWAIT_CROP, replies.ask_crop(conv.locale), data=data)
 
 
 def on_crop(conv: Conversation, event: Event) -> Step:
-    reply_id = event.reply_id or ""
-    if reply_id == f"crop:{crops.OTHER}":
+    if event.reply == rid.Crop(crops.OTHER):
         return _say(conv, State.AWAIT_CROP_TEXT, replies.ask_crop_text(conv.locale))
-    crop = reply_id.removeprefix("crop:") if reply_id.startswith("crop:") else crops.find_crop(event.text)
+    crop = event.reply.key if isinstance(event.reply, rid.Crop) else crops.find_crop(event.text)
     if not crop or crops.display_name(crop) is None:
         return _say(conv, State.AWAIT_CROP, replies.crop_hint(conv.locale), replies.ask_crop(conv.locale))
     return _with_crop(conv, crop)
@@ -161,64 +141,64 @@ def on_crop_text(conv: Conversation, event: Event) -> Step:
 
 
 def _with_crop(conv: Conversation, crop: str) -> Step:
-    data = {**conv.data, "draft": {**conv.data.get("draft", {}), "crop": crop}}
+    if conv.data.draft is None:  # a question without its photo (a row left half-way): start again
+        return _menu(conv)
+    data = replace(conv.data, draft=replace(conv.data.draft, crop=crop))
     return _say(conv, State.AWAIT_LOCATION, replies.ask_location(conv.locale), data=data)
 
 
 def on_location(conv: Conversation, event: Event) -> Step:
-    draft = dict(conv.data.get("draft", {}))
+    draft = conv.data.draft
+    if draft is None:  # a question without its photo (a row left half-way): start again
+        return _menu(conv)
     if event.kind is EventKind.LOCATION:
         place = ", ".join(p for p in (event.location_name, event.location_address) if p)
-        draft.update(latitude=event.latitude, longitude=event.longitude,
-                     location_text=place[:LOCATION_TEXT_MAX] or None)
-    elif event.reply_id == "location:skip" or intents.is_skip(event.text):
-        draft.update(latitude=None, longitude=None, location_text=None)
+        draft = replace(draft, latitude=event.latitude, longitude=event.longitude,
+                        location_text=place[:LOCATION_TEXT_MAX] or None)
+    elif event.reply == rid.SkipLocation() or intents.is_skip(event.text):
+        draft = replace(draft, latitude=None, longitude=None, location_text=None)
     elif event.kind is EventKind.TEXT and event.text and len(event.text.strip()) <= 100:
-        draft.update(latitude=None, longitude=None, location_text=event.text.strip())
+        draft = replace(draft, latitude=None, longitude=None, location_text=event.text.strip())
     else:
         return _say(conv, State.AWAIT_LOCATION, replies.location_hint(conv.locale), replies.ask_location(conv.locale))
-    pending = dict(conv.data.get("pending", {}))
-    pending[str(draft["photo_message_id"])] = draft
-    while len(pending) > MAX_PENDING:  # forget the oldest
-        pending.pop(next(iter(pending)))
-    data = {"pending": pending, "draft": draft}
+    data = replace(conv.data.with_pending(draft, MAX_PENDING), draft=draft)
     return _say(conv, State.CONFIRM, replies.confirm(conv.locale, draft), data=data)
 
 
 def on_confirm_text(conv: Conversation, event: Event) -> Step:
-    draft = conv.data.get("draft")
-    if draft and intents.is_yes(event.text):
-        return _submit(conv, str(draft["photo_message_id"]))
+    draft = conv.data.draft
+    if draft is not None and intents.is_yes(event.text):
+        return _submit(conv, draft.photo_message_id)
     if intents.is_no(event.text):
         return cancel(conv, event)
     return _say(conv, State.CONFIRM, replies.confirm_hint(conv.locale))
 
 
 def on_send_button(conv: Conversation, event: Event) -> Step:
-    """`submit:<photo message id>`: works for any submission still waiting, from any state."""
-    key = (event.reply_id or "").removeprefix("submit:")
-    if key not in conv.data.get("pending", {}):
+    """The `Gönder` of a confirmation: works for any submission still waiting, from any state."""
+    if not isinstance(event.reply, rid.SendPending):
+        return fallback(conv, event)
+    return _submit(conv, event.reply.photo_message_id)
+
+
+def _submit(conv: Conversation, photo_message_id: int) -> Step:
+    draft = conv.data.pending_draft(photo_message_id)
+    if draft is None:
         return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
-    return _submit(conv, key)
-
-
-def _submit(conv: Conversation, key: str) -> Step:
-    pending = dict(conv.data.get("pending", {}))
-    draft = pending.pop(key)
-    current = conv.data.get("draft")
-    data = {"pending": pending} if pending else {}
-    if current and str(current.get("photo_message_id")) != key and conv.state is not State.CONFIRM:
-        data["draft"] = current  # a tap on an older button does not lose the flow in progress
+    current = conv.data.draft
+    data = ConversationData(pending=conv.data.without_pending(photo_message_id).pending)
+    if current is not None and current.photo_message_id != photo_message_id and conv.state is not State.CONFIRM:
+        data = replace(data, draft=current)  # a tap on an older button does not lose the flow in progress
     submit = Submit(
-        photo_message_id=int(key),
-        media_id=draft["media_id"],
-        crop=draft["crop"],
-        notes=draft.get("notes"),
-        location_text=draft.get("location_text"),
-        latitude=draft.get("latitude"),
-        longitude=draft.get("longitude"),
+        photo_message_id=photo_message_id,
+        media_id=draft.media_id,
+        crop=draft.crop,
+        notes=draft.notes,
+        location_text=draft.location_text,
+        latitude=draft.latitude,
+        longitude=draft.longitude,
     )
-    state = conv.state if "draft" in data else State.MENU
+    state = conv.state if data.draft is not None else State.MENU
     return Step(state, data, (submit,))
 
 
@@ -229,21 +209,20 @@ def on_code_text(conv: Conversation, event: Event) -> Step:
     text = (event.text or "").strip()
     if not text:
         return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale))
-    return _step(conv, State.MENU, RedeemCode(text), data=_keep_pending(conv.data))
+    return _step(conv, State.MENU, RedeemCode(text), data=conv.data.keep_pending())
 
 
 def on_history_choice(conv: Conversation, event: Event) -> Step:
-    reply_id = event.reply_id or ""
-    if reply_id.startswith("history:"):
-        analysis_id = _reply_number(reply_id.removeprefix("history:"))
-        if analysis_id is None:
-            return fallback(conv, event)
-        return _step(conv, State.MENU, ShowAnalysis(analysis_id), data=_keep_pending(conv.data))
+    if isinstance(event.reply, rid.HistoryPick):
+        return _step(conv, State.MENU, ShowAnalysis(event.reply.analysis_id), data=conv.data.keep_pending())
     return on_menu_choice(conv, event)
 
 
 def on_language_choice(conv: Conversation, event: Event) -> Step:
-    choice = (event.reply_id or "").removeprefix("lang:") or _language_from_text(event.text)
+    if event.reply is None:
+        choice = _language_from_text(event.text)
+    else:
+        choice = event.reply.code if isinstance(event.reply, rid.Language) else ""
     if choice not in replies.LANGUAGES:
         return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
     return _menu(conv, replies.language_set(choice), locale=choice, before=(SetLocale(choice),))
@@ -275,18 +254,18 @@ GLOBAL: dict[Intent, Handler] = {
     Intent.HELP: show_help,
     Intent.QUOTA: lambda conv, event: _step(conv, conv.state, ShowQuota()),
     Intent.LANGUAGE: lambda conv, event: _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale),
-                                              data=_keep_pending(conv.data)),
+                                              data=conv.data.keep_pending()),
     Intent.OPT_OUT: lambda conv, event: _say(conv, conv.state, replies.opted_out(conv.locale),
                                              before=(SetOptOut(True),)),
     Intent.OPT_IN: lambda conv, event: _say(conv, conv.state, replies.opted_in(conv.locale),
                                             before=(SetOptOut(False),)),
     Intent.DELETE_DATA: lambda conv, event: _say(conv, conv.state, replies.deletion_requested(conv.locale),
                                                  before=(RequestDeletion(),)),
-    Intent.HISTORY: lambda conv, event: _step(conv, State.HISTORY, ShowHistory(), data=_keep_pending(conv.data)),
+    Intent.HISTORY: lambda conv, event: _step(conv, State.HISTORY, ShowHistory(), data=conv.data.keep_pending()),
     Intent.ANALYZE: lambda conv, event: _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale),
-                                             data=_keep_pending(conv.data)),
+                                             data=conv.data.keep_pending()),
     Intent.CODE: lambda conv, event: _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale),
-                                          data=_keep_pending(conv.data)),
+                                          data=conv.data.keep_pending()),
 }
 # Before consent: only what does not process personal data.
 BEFORE_CONSENT = {Intent.LANGUAGE, Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP}
@@ -335,35 +314,36 @@ def step(conv: Conversation, event: Event, now: datetime) -> Step:
     if conv.consented and conv.expires_at is not None and now >= conv.expires_at:
         if conv.state is not State.MENU:  # a question was left open: say why we start again
             notice = (Send(replies.expired(conv.locale)),)
-        conv = Conversation(State.MENU, {}, conv.locale, conv.consented, None)  # old drafts expire too
+        conv = Conversation(State.MENU, ConversationData(), conv.locale, conv.consented, None)  # drafts expire too
     result = _decide(conv, event)
     return Step(result.state, result.data, notice + result.actions) if notice else result
 
 
 def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> Step:
     """Only the privacy question, language, help and opt-out/in: no personal data is processed."""
-    reply_id = event.reply_id or ""
     if intent is Intent.LANGUAGE:
         return _say(conv, State.AWAIT_CONSENT, replies.ask_language(conv.locale))
-    if reply_id.startswith("lang:") and reply_id.removeprefix("lang:") in replies.LANGUAGES:
-        choice = reply_id.removeprefix("lang:")
+    if isinstance(event.reply, rid.Language) and event.reply.code in replies.LANGUAGES:
+        choice = event.reply.code
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(choice), before=(SetLocale(choice),))
     if intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP):
         return GLOBAL[intent](conv, event)
-    if conv.state is State.AWAIT_CONSENT or reply_id.startswith("consent:"):
+    if conv.state is State.AWAIT_CONSENT or isinstance(event.reply, rid.Consent):
         return on_consent_reply(conv, event)
     return ask_consent(conv, event)
 
 
 # Buttons and list rows stay tappable in old messages: these work whatever the current state.
-GLOBAL_REPLIES: dict[str, Handler] = {
-    "submit": on_send_button,
-    "confirm": lambda conv, event: cancel(conv, event),  # confirm:cancel, the İptal of a confirmation
-    "menu": on_menu_choice,
-    "result": on_menu_choice,
-    "history": on_history_choice,
-    "lang": on_language_choice,
-    "consent": lambda conv, event: _menu(conv),  # consent already given
+GLOBAL_REPLIES: dict[type[rid.ReplyId], Handler] = {
+    rid.SendPending: on_send_button,
+    rid.CancelConfirm: lambda conv, event: cancel(conv, event),  # the İptal of a confirmation
+    rid.Menu: on_menu_choice,
+    rid.Details: on_menu_choice,
+    rid.NewAnalysis: on_menu_choice,
+    rid.BackToMenu: on_menu_choice,
+    rid.HistoryPick: on_history_choice,
+    rid.Language: on_language_choice,
+    rid.Consent: lambda conv, event: _menu(conv),  # consent already given
 }
 
 
@@ -375,11 +355,13 @@ def _decide(conv: Conversation, event: Event) -> Step:
         return on_photo(conv, event)
     if event.kind is EventKind.UNSUPPORTED:
         return unsupported(conv, event)
-    prefix = (event.reply_id or "").split(":", 1)[0]
-    if event.kind is EventKind.REPLY and prefix in GLOBAL_REPLIES:
-        return GLOBAL_REPLIES[prefix](conv, event)
+    if event.kind is EventKind.REPLY:
+        if event.reply is None:  # forged, or cut short: text this state did not expect
+            return fallback(conv, event)
+        if type(event.reply) in GLOBAL_REPLIES:
+            return GLOBAL_REPLIES[type(event.reply)](conv, event)
     if intent is not None:
         return GLOBAL[intent](conv, event)
     if event.kind is EventKind.TEXT and codes.looks_like_code(event.text):
-        return _step(conv, State.MENU, RedeemCode(event.text or ""), data=_keep_pending(conv.data))
+        return _step(conv, State.MENU, RedeemCode(event.text or ""), data=conv.data.keep_pending())
     return TABLE.get((conv.state, event.kind), fallback)(conv, event)

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from bot import crops
+from bot import reply_ids as rid
+from bot.draft import ConversationData, Draft
 from bot.types import Button, ListRow, Reply, State
 from translations import N_, format_date, format_datetime, format_number, gettext, ngettext
 
@@ -47,14 +49,14 @@ def privacy_notice(locale: str) -> Reply:
         "Do you accept?",
         url=PRIVACY_URL,
     )
-    return Reply(text, buttons=(Button("consent:yes", _(locale, "I accept")),
-                                Button("consent:no", _(locale, "I do not accept"))))
+    return Reply(text, buttons=(Button(rid.Consent(True), _(locale, "I accept")),
+                                Button(rid.Consent(False), _(locale, "I do not accept"))))
 
 
 def consent_hint(locale: str) -> Reply:
     return Reply(_(locale, "Please tap one of the buttons: do you accept the privacy notice?"),
-                 buttons=(Button("consent:yes", _(locale, "I accept")),
-                          Button("consent:no", _(locale, "I do not accept"))))
+                 buttons=(Button(rid.Consent(True), _(locale, "I accept")),
+                          Button(rid.Consent(False), _(locale, "I do not accept"))))
 
 
 def consent_refused(locale: str) -> Reply:
@@ -70,13 +72,15 @@ def welcome(locale: str) -> Reply:
 
 
 def menu(locale: str) -> Reply:
+    choice = rid.MenuChoice
     items = (
-        ListRow("menu:analyze", _(locale, "Send analysis"), _(locale, "Send a photo of your plant")),
-        ListRow("menu:quota", _(locale, "My remaining quota"), _(locale, "Analyses left today and this month")),
-        ListRow("menu:code", _(locale, "Use a code"), _(locale, "Redeem a sponsor code")),
-        ListRow("menu:history", _(locale, "My recent analyses"), _(locale, "Your last 5 analyses")),
-        ListRow("menu:help", _(locale, "Help"), None),
-        ListRow("menu:language", "Dil / Language", "Türkçe, English"),
+        ListRow(rid.Menu(choice.ANALYZE), _(locale, "Send analysis"), _(locale, "Send a photo of your plant")),
+        ListRow(rid.Menu(choice.QUOTA), _(locale, "My remaining quota"),
+                _(locale, "Analyses left today and this month")),
+        ListRow(rid.Menu(choice.CODE), _(locale, "Use a code"), _(locale, "Redeem a sponsor code")),
+        ListRow(rid.Menu(choice.HISTORY), _(locale, "My recent analyses"), _(locale, "Your last 5 analyses")),
+        ListRow(rid.Menu(choice.HELP), _(locale, "Help"), None),
+        ListRow(rid.Menu(choice.LANGUAGE), "Dil / Language", "Türkçe, English"),
     )
     rows = tuple(ListRow(row.id, f"{n}. {row.title}", row.description) for n, row in enumerate(items, 1))
     return Reply(_(locale, "What would you like to do? Choose from the list, type its number, or simply send a "
@@ -121,8 +125,8 @@ def ask_photo(locale: str) -> Reply:
 
 
 def crop_rows(locale: str) -> tuple[ListRow, ...]:
-    rows = tuple(ListRow(f"crop:{key}", gettext(locale, name)) for key, name, _aliases in crops.LIST_CROPS)
-    return (*rows, ListRow(f"crop:{crops.OTHER}", _(locale, "Other"), _(locale, "I will type it")))
+    rows = tuple(ListRow(rid.Crop(key), gettext(locale, name)) for key, name, _aliases in crops.LIST_CROPS)
+    return (*rows, ListRow(rid.Crop(crops.OTHER), _(locale, "Other"), _(locale, "I will type it")))
 
 
 def ask_crop(locale: str) -> Reply:
@@ -149,7 +153,7 @@ def photo_received_with_crop(locale: str, crop: str) -> Reply:
 def ask_location(locale: str) -> Reply:
     return Reply(_(locale, "Where is the field? Share your location with 📎 > Location, type the province and "
                            "district, or tap 'Skip'."),
-                 buttons=(Button("location:skip", _(locale, "Skip")),))
+                 buttons=(Button(rid.SkipLocation(), _(locale, "Skip")),))
 
 
 def location_hint(locale: str) -> Reply:
@@ -162,19 +166,19 @@ def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def confirm(locale: str, draft: dict[str, Any]) -> Reply:
-    lines = [_(locale, "Please check before I send it:"), _(locale, "Crop: %(crop)s", crop=crop_name(locale,
-                                                                                                     draft["crop"]))]
-    if draft.get("location_text") or draft.get("latitude") is not None:
-        place = draft.get("location_text") or f"{draft['latitude']:.4f}, {draft['longitude']:.4f}"
+def confirm(locale: str, draft: Draft) -> Reply:
+    lines = [_(locale, "Please check before I send it:"),
+             _(locale, "Crop: %(crop)s", crop=crop_name(locale, draft.crop or ""))]
+    if draft.location_text or draft.latitude is not None:
+        place = draft.location_text or f"{draft.latitude:.4f}, {draft.longitude:.4f}"
         lines.append(_(locale, "Location: %(place)s", place=_shorten(place)))
     else:
         lines.append(_(locale, "Location: not given"))
-    if draft.get("notes"):
-        lines.append(_(locale, "Your note: %(notes)s", notes=_shorten(draft["notes"])))
+    if draft.notes:
+        lines.append(_(locale, "Your note: %(notes)s", notes=_shorten(draft.notes)))
     lines.append(_(locale, "This uses 1 analysis from your quota."))
-    return Reply("\n".join(lines), buttons=(Button(f"submit:{draft['photo_message_id']}", _(locale, "Send")),
-                                            Button("confirm:cancel", _(locale, "Cancel"))))
+    return Reply("\n".join(lines), buttons=(Button(rid.SendPending(draft.photo_message_id), _(locale, "Send")),
+                                            Button(rid.CancelConfirm(), _(locale, "Cancel"))))
 
 
 def confirm_hint(locale: str) -> Reply:
@@ -311,7 +315,7 @@ def history(locale: str, items: list[HistoryItem]) -> Reply:
     for item in items[:5]:
         score = f"{item.health_score}/10" if item.health_score is not None else gettext(locale,
                                                                                          STATUS_NAMES[item.status])
-        rows.append(ListRow(f"history:{item.analysis_id}", crop_name(locale, item.crop)[:24],
+        rows.append(ListRow(rid.HistoryPick(item.analysis_id), crop_name(locale, item.crop)[:24],
                             f"{format_date(item.created_at, locale)} · {score}"[:72]))
     return Reply(_(locale, "Your last analyses. Choose one to see its summary."), rows=tuple(rows),
                  list_button=_(locale, "Analyses"))
@@ -335,7 +339,7 @@ def analysis_summary(locale: str, item: HistoryItem | None, concern: str | None 
 
 def ask_language(locale: str) -> Reply:
     return Reply("Dil seçin / Choose your language",
-                 buttons=tuple(Button(f"lang:{code}", name) for code, name in LANGUAGES.items()))
+                 buttons=tuple(Button(rid.Language(code), name) for code, name in LANGUAGES.items()))
 
 
 def language_set(locale: str) -> Reply:
@@ -359,7 +363,7 @@ def deletion_requested(locale: str) -> Reply:
 # --- what to ask again after a help text or an unexpected message ------------------------------------
 
 
-def reprompt(state: State, locale: str, data: dict[str, Any]) -> tuple[Reply, ...]:
+def reprompt(state: State, locale: str, data: ConversationData) -> tuple[Reply, ...]:
     """The question the farmer still has to answer in `state` (none when idle)."""
     if state in (State.START, State.AWAIT_CONSENT):
         return (privacy_notice(locale),)
@@ -371,8 +375,8 @@ def reprompt(state: State, locale: str, data: dict[str, Any]) -> tuple[Reply, ..
         return (ask_crop_text(locale),)
     if state is State.AWAIT_LOCATION:
         return (ask_location(locale),)
-    if state is State.CONFIRM and data.get("draft"):
-        return (confirm(locale, data["draft"]),)
+    if state is State.CONFIRM and data.draft is not None:
+        return (confirm(locale, data.draft),)
     if state is State.AWAIT_CODE:
         return (ask_code(locale),)
     if state is State.AWAIT_LANGUAGE:
@@ -406,9 +410,9 @@ class ResultView:
 
 
 def result_buttons(locale: str, analysis_id: int) -> tuple[Button, ...]:
-    return (Button(f"result:details:{analysis_id}", _(locale, "Details")),
-            Button("result:new", _(locale, "New analysis")),
-            Button("result:menu", _(locale, "Menu")))
+    return (Button(rid.Details(analysis_id), _(locale, "Details")),
+            Button(rid.NewAnalysis(), _(locale, "New analysis")),
+            Button(rid.BackToMenu(), _(locale, "Menu")))
 
 
 def analysis_result(locale: str, view: ResultView) -> Reply:

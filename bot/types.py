@@ -5,10 +5,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+
+from bot.draft import ConversationData
+from bot.enums import LenientStrEnum
+from bot.reply_ids import ReplyId
 
 
-class State(enum.StrEnum):
+class State(LenientStrEnum):
     START = "start"  # never consented (or refused): only the privacy notice is shown
     AWAIT_CONSENT = "await_consent"
     MENU = "menu"  # idle: the menu was shown, anything may come
@@ -22,11 +25,8 @@ class State(enum.StrEnum):
     AWAIT_LANGUAGE = "await_language"
 
     @classmethod
-    def parse(cls, value: str | None) -> State:
-        try:
-            return cls(value or "")
-        except ValueError:
-            return cls.MENU  # a state from an older release: start again from the menu
+    def _fallback(cls) -> State:
+        return cls.MENU  # a state from an older release: start again from the menu
 
 
 class EventKind(enum.StrEnum):
@@ -42,7 +42,7 @@ class Event:
     kind: EventKind
     message_id: int
     text: str | None = None  # text body, caption, or the tapped title
-    reply_id: str | None = None
+    reply: ReplyId | None = None  # the tapped id, read by `reply_ids.parse`; None also when it did not parse
     media_id: str | None = None
     latitude: float | None = None
     longitude: float | None = None
@@ -56,7 +56,7 @@ class Conversation:
     """The farmer's conversation as the state machine sees it (loaded from the database by the job)."""
 
     state: State
-    data: dict[str, Any]
+    data: ConversationData
     locale: str
     consented: bool
     expires_at: datetime | None = None
@@ -64,13 +64,13 @@ class Conversation:
 
 @dataclass(frozen=True)
 class Button:
-    id: str
+    id: ReplyId
     title: str
 
 
 @dataclass(frozen=True)
 class ListRow:
-    id: str
+    id: ReplyId
     title: str
     description: str | None = None
 
@@ -145,8 +145,8 @@ class Submit:
     """Charge one analysis and queue it. Keyed by the photo's message id: a second tap is a no-op."""
 
     photo_message_id: int
-    media_id: str
-    crop: str
+    media_id: str | None
+    crop: str | None
     notes: str | None
     location_text: str | None
     latitude: float | None
@@ -160,5 +160,5 @@ Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | ShowQ
 @dataclass(frozen=True)
 class Step:
     state: State
-    data: dict[str, Any]
+    data: ConversationData
     actions: tuple[Action, ...] = field(default_factory=tuple)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import machine, replies
+from bot import draft, machine, replies, reply_ids
 from bot.types import (
     Conversation as ConversationView,
 )
@@ -70,7 +70,7 @@ def event_from(message: Message) -> Event:
     if not isinstance(parsed, InboundMessage):
         return Event(EventKind.UNSUPPORTED, message.id, message_type=message.type)
     kind = _EVENT_KIND.get(parsed.type, EventKind.UNSUPPORTED)
-    return Event(kind, message.id, text=parsed.text, reply_id=parsed.reply_id, media_id=parsed.media_id,
+    return Event(kind, message.id, text=parsed.text, reply=reply_ids.parse(parsed.reply_id), media_id=parsed.media_id,
                  latitude=parsed.latitude, longitude=parsed.longitude, location_name=parsed.location_name,
                  location_address=parsed.location_address, message_type=parsed.type.value)
 
@@ -155,7 +155,7 @@ def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception,
 
 def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:
     now = utcnow()
-    view = ConversationView(State.parse(conv.state), dict(conv.data or {}), farmer.locale, farmer.has_consented,
+    view = ConversationView(State(conv.state), draft.from_json(conv.data), farmer.locale, farmer.has_consented,
                             conv.expires_at)
     step = machine.step(view, event_from(message), now)
     out: list[Reply] = []
@@ -188,7 +188,7 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
             case Submit():
                 out.append(_submit(session, farmer, action, now, outcome))
     conv.state = step.state.value
-    conv.data = step.data
+    conv.data = draft.to_json(step.data)
     conv.expires_at = now + machine.IDLE_TIMEOUT
     conv.last_message_id = message.id
     message.status = MessageStatus.PROCESSED.value
@@ -201,9 +201,9 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
 
 def to_outbound(phone: str, reply: Reply) -> wa.Outbound:
     if reply.buttons:
-        return wa.buttons(phone, reply.text, [(b.id, b.title) for b in reply.buttons])
+        return wa.buttons(phone, reply.text, [(reply_ids.encode(b.id), b.title) for b in reply.buttons])
     if reply.rows:
-        rows = [wa.Row(r.id, r.title, r.description) for r in reply.rows]
+        rows = [wa.Row(reply_ids.encode(r.id), r.title, r.description) for r in reply.rows]
         return wa.list_message(phone, reply.text, reply.list_button or "Menü", [wa.Section(None, rows)])
     return wa.text(phone, reply.text)
 

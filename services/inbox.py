@@ -113,7 +113,7 @@ _TIMESTAMP_COLUMN = {
 def apply_status(session: Session, wamid: str, status: str, when: datetime | None,
                  error_code: int | None = None, error_title: str | None = None) -> None:
     """Move an outbound message forward to `status`; never backwards (`read` stays `read`)."""
-    kind = StatusKind.parse(status)
+    kind = StatusKind(status)
     if kind is StatusKind.UNKNOWN:
         return
     new_rank = OUTBOUND_RANK[MessageStatus(kind.value)]

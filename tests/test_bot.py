@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import codes, intents, machine
+from bot import codes, draft, intents, machine, reply_ids
+from bot.draft import ConversationData
 from bot.normalize import fold
 from bot.types import (
     Conversation,
@@ -25,9 +26,12 @@ from bot.types import (
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
-def conv(state: State = State.MENU, data: dict | None = None, consented: bool = True, locale: str = "tr",
-         expires_at: datetime | None = None) -> Conversation:
-    return Conversation(state, data or {}, locale, consented, expires_at or NOW + timedelta(minutes=10))
+def conv(state: State = State.MENU, data: dict | ConversationData | None = None, consented: bool = True,
+         locale: str = "tr", expires_at: datetime | None = None) -> Conversation:
+    """`data` as the machine keeps it, or as stored on the row (read the way the job reads it)."""
+    if not isinstance(data, ConversationData):
+        data = draft.from_json(data)
+    return Conversation(state, data, locale, consented, expires_at or NOW + timedelta(minutes=10))
 
 
 def text(t: str, mid: int = 1) -> Event:
@@ -35,7 +39,7 @@ def text(t: str, mid: int = 1) -> Event:
 
 
 def tap(reply_id: str, mid: int = 1) -> Event:
-    return Event(EventKind.REPLY, mid, reply_id=reply_id)
+    return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
 
 
 def photo(caption: str | None = None, mid: int = 7) -> Event:
@@ -96,14 +100,14 @@ def test_consent_yes_and_no():
 def test_submission_with_caption_skips_the_crop_question():
     step = machine.step(conv(), photo("domates yaprakları sararıyor"), NOW)
     assert step.state is State.AWAIT_LOCATION
-    assert step.data["draft"]["crop"] == "domates"
+    assert step.data.draft is not None and step.data.draft.crop == "domates"
     step = machine.step(conv(step.state, step.data), text("Geç"), NOW)
     assert step.state is State.CONFIRM
     step = machine.step(conv(step.state, step.data), tap("submit:7"), NOW)
     [submit] = [a for a in step.actions if isinstance(a, Submit)]
     assert (submit.crop, submit.notes, submit.location_text, submit.photo_message_id) == (
         "domates", "domates yaprakları sararıyor", None, 7)
-    assert step.state is State.MENU and "pending" not in step.data
+    assert step.state is State.MENU and step.data == ConversationData()
 
 
 def test_a_second_tap_on_the_same_send_button_submits_nothing():
@@ -166,7 +170,7 @@ def test_expiry_also_forgets_confirmations_waiting_in_the_menu():
     old = conv(State.MENU, pending, expires_at=NOW - timedelta(minutes=1))
     step = machine.step(old, tap("submit:7"), NOW)
     assert not any(isinstance(a, Submit) for a in step.actions)
-    assert sent(step) and step.data == {}  # the farmer is told it was already sent or cancelled
+    assert sent(step) and step.data == ConversationData()  # the farmer is told it was already sent or cancelled
 
 
 # A reply id comes back from the farmer's phone, so anyone can send any: ids that do not parse are text
@@ -196,3 +200,26 @@ def test_a_reply_id_that_does_not_parse_gets_the_states_fallback(reply_id, state
 def test_reply_ids_we_send_still_work(reply_id, action):
     step = machine.step(conv(State.HISTORY), tap(reply_id), NOW)
     assert action in step.actions
+
+
+def test_bot_imports_nothing_of_ours_but_itself_and_translations():
+    """The conversation stays pure: no database, no HTTP, no settings (services carry out its actions)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    ours = {p.stem if p.is_file() else p.name for p in root.iterdir()
+            if (p.suffix == ".py" or (p.is_dir() and any(p.glob("*.py")))) and p.name not in ("bot", "translations")}
+    found = []
+    for path in (root / "bot").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in ours]
+    assert found == []
+
+
+@pytest.mark.parametrize("stored", ["await_photo_v0", "", None, "MENU"])
+def test_a_state_from_an_older_release_starts_again_from_the_menu(stored):
+    assert State(stored) is State.MENU
+    assert State("await_crop") is State.AWAIT_CROP

@@ -81,3 +81,10 @@ def test_parser_never_raises_on_damaged_fixtures():
         parsed = parse_webhook(_mutations(rng.choice(bodies), rng))
         for m in parsed.messages:
             assert m.wamid and m.phone and m.phone.startswith("+")
+
+
+@pytest.mark.parametrize("value", ["voice", "", None, 5, [], {}, "TEXT", "text "])
+def test_an_unknown_type_or_status_is_unknown_never_an_error(value):
+    assert MessageType(value) is MessageType.UNKNOWN
+    assert StatusKind(value) is StatusKind.UNKNOWN
+    assert MessageType("text") is MessageType.TEXT and StatusKind("read") is StatusKind.READ

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot import reply_ids as rid
+from bot.reply_ids import encode
+
 Category = Literal["UTILITY", "MARKETING"]
 PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 NAME = re.compile(r"[a-z0-9_]{1,512}")
@@ -93,13 +96,13 @@ class Template:
         return "\n".join(lines)
 
 
-DETAILS = QuickReply("Detaylar", "result:details")
-NEW_ANALYSIS = QuickReply("Yeni analiz", "result:new")
-SEND_ANALYSIS = QuickReply("Analiz gönder", "menu:analyze")
-QUOTA = QuickReply("Kalan hakkım", "menu:quota")
-USE_CODE = QuickReply("Kod kullan", "menu:code")
-HELP = QuickReply("Yardım", "menu:help")
-MENU = QuickReply("Menü", "result:menu")
+DETAILS = QuickReply("Detaylar", encode(rid.Details(None)))
+NEW_ANALYSIS = QuickReply("Yeni analiz", encode(rid.NewAnalysis()))
+SEND_ANALYSIS = QuickReply("Analiz gönder", encode(rid.Menu(rid.MenuChoice.ANALYZE)))
+QUOTA = QuickReply("Kalan hakkım", encode(rid.Menu(rid.MenuChoice.QUOTA)))
+USE_CODE = QuickReply("Kod kullan", encode(rid.Menu(rid.MenuChoice.CODE)))
+HELP = QuickReply("Yardım", encode(rid.Menu(rid.MenuChoice.HELP)))
+MENU = QuickReply("Menü", encode(rid.BackToMenu()))
 
 _ALL = (
     Template(

@@ -7,15 +7,16 @@ anything we cannot use is reported in `problems` with the part of the body it ca
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.enums import LenientStrEnum
 
-class MessageType(enum.StrEnum):
+
+class MessageType(LenientStrEnum):
     TEXT = "text"
     IMAGE = "image"
     BUTTON_REPLY = "button_reply"  # interactive reply button
@@ -32,27 +33,13 @@ class MessageType(enum.StrEnum):
     SYSTEM = "system"
     UNKNOWN = "unknown"
 
-    @classmethod
-    def parse(cls, value: object) -> MessageType:
-        try:
-            return cls(str(value))
-        except ValueError:
-            return cls.UNKNOWN
 
-
-class StatusKind(enum.StrEnum):
+class StatusKind(LenientStrEnum):
     SENT = "sent"
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
     UNKNOWN = "unknown"
-
-    @classmethod
-    def parse(cls, value: object) -> StatusKind:
-        try:
-            return cls(str(value))
-        except ValueError:
-            return cls.UNKNOWN
 
 
 _MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
@@ -208,7 +195,7 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
     return InboundMessage(
         wamid=wamid,
         phone=phone,
-        type=MessageType.parse(meta_type),
+        type=MessageType(meta_type),
         timestamp=_timestamp(raw.get("timestamp")),
         profile_name=names.get(phone),
         error_code=code,
@@ -225,7 +212,7 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
     code, title = _first_error(raw.get("errors"))
     return StatusUpdate(
         wamid=wamid,
-        status=StatusKind.parse(raw.get("status")),
+        status=StatusKind(str(raw.get("status"))),
         timestamp=_timestamp(raw.get("timestamp")),
         recipient=normalize_phone(raw.get("recipient_id")),
         error_code=code,

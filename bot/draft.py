@@ -1,0 +1,106 @@
+"""What the conversation remembers between messages: the submission in progress and the ones waiting for
+their `Gönder`. Frozen values for the machine; `to_json`/`from_json` are the one place that knows the JSON
+stored on the conversation row. Reading is tolerant, since rows written by older releases (or left
+half-way) are still read: unknown keys are ignored, missing or mistyped values take their defaults, and
+an entry without a usable photo id is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A photo on its way to an analysis, with what the farmer has told us about it so far."""
+
+    photo_message_id: int
+    media_id: str | None = None
+    notes: str | None = None  # the photo's caption
+    crop: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    location_text: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationData:
+    draft: Draft | None = None  # the submission being asked about now
+    pending: tuple[Draft, ...] = ()  # confirmed, waiting for their `Gönder` (oldest first)
+
+    def pending_draft(self, photo_message_id: int) -> Draft | None:
+        return next((d for d in self.pending if d.photo_message_id == photo_message_id), None)
+
+    def keep_pending(self) -> ConversationData:
+        """Leaving a flow forgets the half-finished draft but keeps submissions waiting for `Gönder`."""
+        return ConversationData(pending=self.pending)
+
+    def with_pending(self, draft: Draft, limit: int) -> ConversationData:
+        """`draft` waiting too (in its old place if it already was), at most `limit`: the oldest are forgotten."""
+        ids = [d.photo_message_id for d in self.pending]
+        if draft.photo_message_id in ids:
+            pending = tuple(draft if d.photo_message_id == draft.photo_message_id else d for d in self.pending)
+        else:
+            pending = (*self.pending, draft)
+        return replace(self, pending=pending[max(0, len(pending) - limit):])
+
+    def without_pending(self, photo_message_id: int) -> ConversationData:
+        return replace(self, pending=tuple(d for d in self.pending if d.photo_message_id != photo_message_id))
+
+
+EMPTY = ConversationData()
+
+
+def _draft_json(draft: Draft) -> dict[str, Any]:
+    return {"photo_message_id": draft.photo_message_id, "media_id": draft.media_id, "notes": draft.notes,
+            "crop": draft.crop, "latitude": draft.latitude, "longitude": draft.longitude,
+            "location_text": draft.location_text}
+
+
+def to_json(data: ConversationData) -> dict[str, Any]:
+    """`{"draft": {...}, "pending": {"<photo message id>": {...}}}`, each key only when it has something."""
+    out: dict[str, Any] = {}
+    if data.pending:
+        out["pending"] = {str(d.photo_message_id): _draft_json(d) for d in data.pending}
+    if data.draft is not None:
+        out["draft"] = _draft_json(data.draft)
+    return out
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _float(value: object) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _id(value: object) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _draft_from(value: object, key: object = None) -> Draft | None:
+    if not isinstance(value, dict):
+        return None
+    photo_message_id = _id(key) or _id(value.get("photo_message_id"))
+    if photo_message_id is None:
+        return None
+    return Draft(photo_message_id, media_id=_str(value.get("media_id")), notes=_str(value.get("notes")),
+                 crop=_str(value.get("crop")), latitude=_float(value.get("latitude")),
+                 longitude=_float(value.get("longitude")), location_text=_str(value.get("location_text")))
+
+
+def from_json(raw: object) -> ConversationData:
+    """The stored JSON read back; never raises (see the module's docstring)."""
+    if not isinstance(raw, dict):
+        return EMPTY
+    pending: dict[int, Draft] = {}
+    stored = raw.get("pending")
+    for key, value in (stored.items() if isinstance(stored, dict) else ()):
+        draft = _draft_from(value, key)
+        if draft is not None and draft.photo_message_id not in pending:
+            pending[draft.photo_message_id] = draft
+    return ConversationData(draft=_draft_from(raw.get("draft")), pending=tuple(pending.values()))
