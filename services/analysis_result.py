@@ -46,9 +46,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
+from bot.enums import LenientStrEnum
 from bot.normalize import fold
 
 LOCAL_ESTIMATE_SOURCE = "local-estimate"
@@ -68,30 +68,32 @@ _FOLDED_PLACEHOLDERS = tuple(fold(p) for p in PLACEHOLDERS)
 _REASON_MAX = 200
 
 
-class Severity(Enum):
-    """A severity or priority as N8N writes it, ranked: 0 (CRITICAL) is the most pressing."""
+class Severity(LenientStrEnum):
+    """A severity or priority as N8N writes it, ranked; any word in Turkish or English is read once
+    (`Severity("Yüksek")` is HIGH) and an unknown or missing one is UNKNOWN, never an error."""
 
-    CRITICAL = 0
-    HIGH = 1
-    MEDIUM = 2
-    LOW = 3
-    UNKNOWN = 4  # missing, or a word not in `_SEVERITY_WORDS`
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    UNKNOWN = "unknown"  # missing, or a word not in `_SEVERITY_WORDS`
+
+    @classmethod
+    def _missing_(cls, value: Any) -> Severity:
+        return _SEVERITY_WORDS.get(fold(value), cls.UNKNOWN) if isinstance(value, str) else cls.UNKNOWN
 
     @property
     def rank(self) -> int | None:
         """0 (critical) .. 3 (low); None when unknown."""
-        return None if self is Severity.UNKNOWN else self.value
+        return None if self is Severity.UNKNOWN else _RANKS.index(self)
 
     @property
     def urgent(self) -> bool:
         """High enough to make a result URGENT."""
         return self in (Severity.CRITICAL, Severity.HIGH)
 
-    @classmethod
-    def parse(cls, text: str | None) -> Severity:
-        return _SEVERITY_WORDS.get(fold(text), cls.UNKNOWN) if text else cls.UNKNOWN
 
-
+_RANKS = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)
 _SEVERITY_WORDS = {fold(word): level for level, words in (
     (Severity.CRITICAL, ("kritik", "critical", "acil", "urgent", "çok yüksek", "very high")),
     (Severity.HIGH, ("yüksek", "high")),
@@ -102,7 +104,7 @@ _SEVERITY_WORDS = {fold(word): level for level, words in (
 
 def _set_level(instance: object, name: str, text: str | None) -> None:
     """Fill a frozen dataclass's parsed level from its text, once, at construction."""
-    object.__setattr__(instance, name, Severity.parse(text))
+    object.__setattr__(instance, name, Severity(text))
 
 
 @dataclass(frozen=True)
@@ -540,7 +542,7 @@ def normalise(raw: object) -> AnalysisResult:
     critical = _int(summary.get("critical_issues_count"))
     ok = not reasons
     urgent = ok and (
-        Severity.parse(severity).urgent
+        Severity(severity).urgent
         or nutrients.severity_level.urgent
         or any(f.severity_level.urgent for f in diseases + pests)
         or any(r.priority_level.urgent for r in recommendations.immediate)

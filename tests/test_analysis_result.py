@@ -443,9 +443,9 @@ def test_queryable_columns() -> None:
     ("biraz", Severity.UNKNOWN),
 ])
 def test_a_severity_word_is_read_once_into_a_ranked_level(text: str | None, level: Severity) -> None:
-    assert Severity.parse(text) is level
+    assert Severity(text) is level
     assert level.urgent == (level in (Severity.CRITICAL, Severity.HIGH))
-    assert level.rank == (None if level is Severity.UNKNOWN else level.value)
+    assert level.rank == {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}.get(level)
     assert Finding("x", severity=text).severity_level is level
     assert Recommendation("x", priority=text).priority_level is level
 
