@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 from datetime import UTC
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from devtools import store
 from devtools.chat import STATIC_DIR
 from services import n8n, signing
 from services.signing import Purpose
+from tests.stand_ins import HTTPStandIn, Reply, Request, json_reply
 
 NAME = "capacity"
 SAMPLE = STATIC_DIR / "samples" / "lekeli_yaprak.jpg"
@@ -58,73 +58,57 @@ RESULT_TEMPLATE = (harness.ROOT / "tests" / "fixtures" / "n8n" / "result_full_tr
 DRAIN_TIMEOUT_S = 600.0
 
 
-class SlowN8N(BaseHTTPRequestHandler):
+class SlowN8N(HTTPStandIn):
     """N8N taking `delay` seconds per image; counts what it was asked and what went wrong."""
 
-    delay = 10.0
-    lock = threading.Lock()
-    stats: dict[str, int] = {"requests": 0, "bad_signature": 0, "image_failed": 0, "callback_failed": 0}
-    http = threading.local()
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.stats: dict[str, int] = dict.fromkeys(("requests", "bad_signature", "image_failed", "callback_failed"), 0)
+        self._http = threading.local()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def count(self, key: str) -> None:
+        with self.lock:
+            self.stats[key] += 1
 
-    @classmethod
-    def count(cls, key: str) -> None:
-        with cls.lock:
-            cls.stats[key] += 1
+    def session(self) -> requests.Session:
+        """One HTTP session per server thread (a session is not shared between threads)."""
+        if not hasattr(self._http, "session"):
+            self._http.session = requests.Session()
+        return self._http.session
 
-    @classmethod
-    def session(cls) -> requests.Session:
-        if not hasattr(cls.http, "session"):
-            cls.http.session = requests.Session()
-        return cls.http.session
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    def handle(self, request: Request) -> Reply:
         self.count("requests")
-        request = json.loads(raw)
-        if signing.verify(raw, self.headers.get(signing.HEADER), purpose=Purpose.REQUEST,
-                          analysis_id=request["analysis_id"], secrets=(harness.N8N_SECRET,), now=time.time()):
+        body = request.json()
+        if signing.verify(request.body, request.headers.get(signing.HEADER), purpose=Purpose.REQUEST,
+                          analysis_id=body["analysis_id"], secrets=(harness.N8N_SECRET,), now=time.time()):
             self.count("bad_signature")
-            self._answer(403, {"error": "invalid signature"})
-            return
+            return json_reply({"error": "invalid signature"}, 403)
         try:  # N8N fetches the photo from the signed link
-            image = self.session().get(request["image_url"], timeout=30)
+            image = self.session().get(body["image_url"], timeout=30)
             image.raise_for_status()
         except requests.RequestException:
             self.count("image_failed")
-            self._answer(502, {"error": "image not fetched"})
-            return
-        result = json.loads(RESULT_TEMPLATE.replace("{{analysis_id}}", str(request["analysis_id"])))
-        callback = request.get("callback_url")
+            return json_reply({"error": "image not fetched"}, 502)
+        result = json.loads(RESULT_TEMPLATE.replace("{{analysis_id}}", str(body["analysis_id"])))
+        callback = body.get("callback_url")
         if not callback:
             time.sleep(self.delay)
-            self._answer(200, result)
-            return
-        self._answer(202, {"accepted": True})
-        threading.Timer(self.delay, self.call_back, (callback, request["analysis_id"], result)).start()
+            return json_reply(result)
+        threading.Timer(self.delay, self.call_back, (callback, body["analysis_id"], result)).start()
+        return json_reply({"accepted": True}, 202)
 
-    @classmethod
-    def call_back(cls, url: str, analysis_id: int, result: dict[str, Any]) -> None:
+    def call_back(self, url: str, analysis_id: int, result: dict[str, Any]) -> None:
         body = n8n.serialise(result)
         headers = {"Content-Type": "application/json; charset=utf-8",
                    signing.HEADER: signing.sign(body, purpose=Purpose.RESULT, analysis_id=analysis_id,
                                                 secrets=(harness.N8N_SECRET,), now=time.time())}
         try:
-            ok = cls.session().post(url, data=body, headers=headers, timeout=30).status_code == 200
+            ok = self.session().post(url, data=body, headers=headers, timeout=30).status_code == 200
         except requests.RequestException:
             ok = False
         if not ok:
-            cls.count("callback_failed")
+            self.count("callback_failed")
 
 
 def queue_backlog(count: int, redis: Redis) -> list[int]:
@@ -177,12 +161,12 @@ def progress(database_url: str) -> dict[str, Any]:
             "replies": replies}
 
 
-def run_mode(args: argparse.Namespace, mode: str, backlog: int, n8n_port: int) -> dict[str, Any]:
-    for key in SlowN8N.stats:
-        SlowN8N.stats[key] = 0
+def run_mode(args: argparse.Namespace, mode: str, backlog: int, stand_in: SlowN8N) -> dict[str, Any]:
+    for key in stand_in.stats:
+        stand_in.stats[key] = 0
     with tempfile.TemporaryDirectory(prefix="bench-media-") as media_dir:
         env = harness.service_env(args.database_url, args.redis_url, harness.free_port(), Path(media_dir),
-                                  N8N_MODE=mode, N8N_WEBHOOK_URL=f"http://{harness.HOST}:{n8n_port}/analyze")
+                                  N8N_MODE=mode, N8N_WEBHOOK_URL=f"{stand_in.origin}/analyze")
         harness.prepare(env, args.database_url, args.redis_url)
         with harness.service(env, workers=args.workers, tag=f"{NAME}-{mode}") as svc, \
                 Redis.from_url(args.redis_url) as redis:
@@ -206,11 +190,11 @@ def run_mode(args: argparse.Namespace, mode: str, backlog: int, n8n_port: int) -
     completed = state["statuses"].get("completed", 0)
     whole = max(times) - started if times else 0.0
     ok = (completed == backlog and state["replies"].count(1) == backlog and len(state["replies"]) == backlog
-          and not any(SlowN8N.stats[k] for k in ("bad_signature", "image_failed", "callback_failed")))
+          and not any(stand_in.stats[k] for k in ("bad_signature", "image_failed", "callback_failed")))
     return {"mode": mode, "backlog": backlog, "completed": completed, "statuses": state["statuses"],
             "whole_run_s": round(whole, 1), "per_minute_whole_run": round(60 * completed / whole, 1) if whole else 0,
             "first_completion_s": round(min(times) - started, 1) if times else None,
-            "n8n": dict(SlowN8N.stats), "result_messages_accepted": len(state["replies"]),
+            "n8n": dict(stand_in.stats), "result_messages_accepted": len(state["replies"]),
             "result_messages_twice": sum(1 for n in state["replies"] if n > 1), "ok": ok}
 
 
@@ -258,18 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, harness.stop_on_sigterm)
     machine = harness.machine_info()
-    SlowN8N.delay = args.delay
-    server = ThreadingHTTPServer((harness.HOST, 0), SlowN8N)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        modes = [run_mode(args, "sync", args.sync_backlog, server.server_port),
-                 run_mode(args, "callback", args.callback_backlog, server.server_port)]
+        with SlowN8N(args.delay) as stand_in:
+            modes = [run_mode(args, "sync", args.sync_backlog, stand_in),
+                     run_mode(args, "callback", args.callback_backlog, stand_in)]
     except harness.BenchError as exc:
         print(f"benchmark could not run: {exc}", file=sys.stderr)
         return 2
-    finally:
-        server.shutdown()
     sync, callback = modes
     ratio = (round(callback["per_minute_whole_run"] / sync["per_minute_whole_run"], 2)
              if sync["per_minute_whole_run"] else None)

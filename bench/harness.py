@@ -55,22 +55,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def percentiles(seconds: Sequence[float]) -> dict[str, float | None]:
-    """Nearest-rank p50/p95 and max, in milliseconds."""
+def percentiles(seconds: Sequence[float], ranks: Sequence[int] = (50, 95), digits: int = 1) -> dict[str, float | None]:
+    """Nearest-rank percentiles (`p50`, `p95`, ... as `ranks` says) and `max`, in milliseconds."""
     if not seconds:
-        return {"p50": None, "p95": None, "max": None}
+        return {**{f"p{r}": None for r in ranks}, "max": None}
     ordered = sorted(seconds)
 
     def rank(p: float) -> float:
-        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000, 1)
+        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000, digits)
 
-    return {"p50": rank(50), "p95": rank(95), "max": round(ordered[-1] * 1000, 1)}
+    return {**{f"p{r}": rank(r) for r in ranks}, "max": round(ordered[-1] * 1000, digits)}
 
 
 def machine_info() -> dict[str, Any]:
+    """What the figures depend on: cores, Python, platform, commit, and the load already on the machine."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "platform": platform.platform(), "git_commit": commit.stdout.strip(),
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "machine": platform.machine(), "git_commit": commit.stdout.strip(),
             "loadavg_1_5_15_before": os.getloadavg()}
 
 
@@ -205,7 +207,8 @@ def _stop(procs: list[tuple[str, subprocess.Popen[bytes], Path]]) -> None:
         proc.wait()
 
 
-def _http_ok(port: int, path: str) -> bool:
+def http_ok(port: int, path: str) -> bool:
+    """GET `path` on this host answers 200 (never through a proxy from the environment)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=1)  # not urllib: no proxy from the environment
     try:
         conn.request("GET", path)
@@ -241,7 +244,7 @@ def service(env: dict[str, str], *, workers: int, senders: int = 0, web_workers:
             svc.procs.append((f"sender{k + 1}", _spawn(f"sender{k + 1}", [*flask[:-1], "sender"], env, log), log))
         deadline = time.monotonic() + START_TIMEOUT_S
         with Redis.from_url(env["REDIS_URL"]) as redis:
-            while not (_http_ok(port, "/health/live") and Worker.count(connection=redis) >= workers):
+            while not (http_ok(port, "/health/live") and Worker.count(connection=redis) >= workers):
                 svc.check_alive()
                 if time.monotonic() > deadline:
                     raise BenchError(f"the service was not ready after {START_TIMEOUT_S:.0f} s")

@@ -41,7 +41,6 @@ import io
 import json
 import math
 import os
-import platform
 import random
 import resource
 import statistics
@@ -49,21 +48,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, features
 
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, features  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services import images  # noqa: E402
-from services.storage import new_key, sign_media  # noqa: E402
+from bench import harness
+from bench.harness import RESULTS_DIR, ROOT
+from services import images
+from services.storage import new_key, sign_media
 
-RESULTS_DIR = ROOT / "bench" / "results"
-RESULT_FILE = RESULTS_DIR / "image_pipeline.json"
+NAME = "image_pipeline"
 
 BOX = (800, 600)
 TARGET_BYTES = 100_000
@@ -308,9 +305,8 @@ def payload_sizes(optimised: bytes, original: bytes) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    return {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "pillow": Image.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"),
-            "loadavg_1_5_15": os.getloadavg()}
+    """The shared machine section, plus what decodes and encodes the JPEGs."""
+    return {**harness.machine_info(), "pillow": Image.__version__, "libjpeg_turbo": features.version("libjpeg_turbo")}
 
 
 def fmt(value: Any, spec: str = ".1f") -> str:
@@ -320,7 +316,7 @@ def fmt(value: Any, spec: str = ".1f") -> str:
 def report(results: dict[str, Any]) -> None:
     photo, t, out, m = results["photo"], results["timing"], results["outputs"], results["machine"]
     print(f"\nmachine: {m['cpu_count']} CPUs, Python {m['python']}, Pillow {m['pillow']} "
-          f"(libjpeg-turbo {m['libjpeg_turbo']}), load average {m['loadavg_1_5_15'][0]:.2f}")
+          f"(libjpeg-turbo {m['libjpeg_turbo']}), load average {m['loadavg_1_5_15_before'][0]:.2f}")
     vips = results["libvips"]
     print(f"libvips: {vips['versions'] if vips['available'] else vips['why_not']}")
     print(f"photo: {photo['source']}, {photo['width']}x{photo['height']}, {photo['bytes']:,} bytes; "
@@ -361,8 +357,7 @@ def report(results: dict[str, Any]) -> None:
         if target["measured"] is None and "libvips" in target["name"]:
             measured, verdict = "-", "pyvips not installed"
         print(f"{target['name']:<52}{measured:>16}  {verdict}")
-    print(f"\nratio = our median time / libvips' median time on the same file, same run (lower is better). "
-          f"Written to {RESULT_FILE.relative_to(ROOT)}")
+    print("\nratio = our median time / libvips' median time on the same file, same run (lower is better).")
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -452,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
          "pass": payload["url_request_bytes"] < TARGET_PAYLOAD_BYTES},
     ]
     results = {
-        "benchmark": "image_pipeline",
-        "run_id": datetime.now(UTC).strftime("%Y%m%dT%H%M%S"),
+        "benchmark": NAME,
+        "run_id": harness.run_id(),
         "machine": machine_info(),
         "parameters": {"runs": args.runs, "warmup": args.warmup, "quick": args.quick, "box": BOX,
                        "target_bytes": TARGET_BYTES, "libvips_call": f"thumbnail_buffer(data, {BOX[0]}, "
@@ -470,8 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         "payload": payload,
         "targets": targets,
     }
-    RESULT_FILE.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    results["machine"]["loadavg_1_5_15_after"] = os.getloadavg()
     report(results)
+    harness.write_results(NAME, results)
     return 0 if within_bounds else 1
 
 

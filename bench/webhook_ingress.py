@@ -21,20 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
-import math
 import os
-import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +39,20 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.signing import meta_signature
+from bench import harness
+from bench.harness import APP_SECRET, BIN, HOST, RESULTS_DIR, ROOT, BenchError
+from services.signing import META_HEADER, meta_signature
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "bench" / "results"
 FIXTURE = ROOT / "tests" / "fixtures" / "whatsapp" / "text.json"
 GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_bench.py"
 READY_MARKER = "bench-worker-ready"  # logged by GUNICORN_CONFIG once a worker has loaded the app
-BIN = Path(sys.executable).parent  # the virtualenv running this script also holds gunicorn and alembic
 
-HOST = "127.0.0.1"
 ROUTE = "/webhooks/whatsapp"
-APP_SECRET = "bench-app-secret-0123456789"
-TABLES = "farmers, messages, message_status_events, unhandled_webhooks, conversations"
 SERVERS = {"bare": "bench.bare_app:app", "app": "wsgi:app"}
+RANKS = (50, 90, 99)  # the latency percentiles reported (milliseconds, 2 decimals)
+fmt = partial(harness.fmt, digits=2)
 
-# QUALITY.md, "Performance (one 2-core machine)".
+# The targets in bench/README.md ("Performance (one 2-core machine)").
 TARGET_RATIO = 0.5
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 50.0
@@ -74,10 +68,6 @@ FAILURES = (OSError, EOFError, TimeoutError, asyncio.LimitOverrunError, ValueErr
 
 class ProtocolError(ValueError):
     """The server answered something this small HTTP/1.1 client does not handle."""
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run (a server did not start, a migration failed): no figures."""
 
 
 # --------------------------------------------------------------------------- load generator
@@ -203,7 +193,7 @@ async def closed_loop(port: int, requests: list[bytes], concurrency: int, warmup
         raise BenchError(f"ran out of the {len(requests)} precomputed requests: raise --max-rps")
     return {"requests_per_s": round(len(tally.latencies) / duration, 1), "measured_requests": len(tally.latencies),
             "sent_requests": sum(tally.statuses.values()) + sum(tally.failures.values()),
-            "closed_loop_latency_ms": percentiles(tally.latencies), **tally.as_dict()}
+            "closed_loop_latency_ms": harness.percentiles(tally.latencies, RANKS, 2), **tally.as_dict()}
 
 
 async def open_loop(port: int, requests: list[bytes], rate: float) -> dict[str, Any]:
@@ -255,20 +245,8 @@ async def open_loop(port: int, requests: list[bytes], rate: float) -> dict[str, 
     await asyncio.gather(*tasks)
     for conn in idle:
         conn.close()
-    return {"rate": rate, "sent_requests": len(requests), "latency_ms": percentiles(tally.latencies),
-            "send_lag_ms": percentiles(lags), "connections_opened": opened, **tally.as_dict()}
-
-
-def percentiles(seconds: list[float]) -> dict[str, float | None]:
-    """Nearest-rank p50/p90/p99 and max, in milliseconds."""
-    if not seconds:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-    ordered = sorted(seconds)
-
-    def rank(p: float) -> float:
-        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000, 2)
-
-    return {"p50": rank(50), "p90": rank(90), "p99": rank(99), "max": round(ordered[-1] * 1000, 2)}
+    return {"rate": rate, "sent_requests": len(requests), "latency_ms": harness.percentiles(tally.latencies, RANKS, 2),
+            "send_lag_ms": harness.percentiles(lags, RANKS, 2), "connections_opened": opened, **tally.as_dict()}
 
 
 def request_label(run_id: str, server: str) -> str:
@@ -291,7 +269,7 @@ def build_requests(label: str, count: int, farmers: int, port: int) -> list[byte
         body = json.dumps(template, ensure_ascii=False).encode()
         signature = meta_signature(body, APP_SECRET)
         head = (f"POST {ROUTE} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nX-Hub-Signature-256: {signature}\r\n\r\n")
+                f"Content-Length: {len(body)}\r\n{META_HEADER}: {signature}\r\n\r\n")
         requests.append(head.encode() + body)
     return requests
 
@@ -299,20 +277,10 @@ def build_requests(label: str, count: int, farmers: int, port: int) -> list[byte
 # --------------------------------------------------------------------------- servers and stores
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def gunicorn_command(module: str, bind: str, workers: int, threads: int) -> list[str]:
     """The one command line both servers share; only `module` (and the free port) differ."""
     return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONFIG.relative_to(ROOT)), "-w", str(workers),
             "-k", "gthread", "--threads", str(threads), "-b", bind, "--log-level", "warning", module]
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
 
 def wait_ready(proc: subprocess.Popen[bytes], port: int, workers: int, log_path: Path,
@@ -322,19 +290,13 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, workers: int, log_path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchError(f"gunicorn exited with {proc.returncode} before it was ready:\n{log_tail(log_path)}")
-        if log_path.read_text(errors="replace").count(READY_MARKER) >= workers:
-            conn = http.client.HTTPConnection(HOST, port, timeout=1)  # not urllib: no proxy from the environment
-            try:
-                conn.request("GET", "/health/live")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            finally:
-                conn.close()
+            raise BenchError(f"gunicorn exited with {proc.returncode} before it was ready:\n"
+                             f"{harness.log_tail(log_path, 40)}")
+        ready = log_path.read_text(errors="replace").count(READY_MARKER) >= workers
+        if ready and harness.http_ok(port, "/health/live"):
+            return
         time.sleep(0.1)
-    raise BenchError(f"gunicorn not ready after {timeout:.0f} s:\n{log_tail(log_path)}")
+    raise BenchError(f"gunicorn not ready after {timeout:.0f} s:\n{harness.log_tail(log_path, 40)}")
 
 
 @contextlib.contextmanager
@@ -362,24 +324,6 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     """The same environment for both servers; the bare app simply ignores it."""
     return {**os.environ, "APP_ENV": "development", "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url,
             "WHATSAPP_APP_SECRET": APP_SECRET, "LOG_LEVEL": "WARNING"}
-
-
-def migrate(env: dict[str, str]) -> None:
-    done = subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, capture_output=True)
-    if done.returncode != 0:
-        raise BenchError(f"alembic upgrade head failed:\n{done.stdout.decode()}{done.stderr.decode()}")
-
-
-def reset_stores(database_url: str, redis_url: str) -> None:
-    """Start from empty tables and an empty Redis db, so the row count afterwards is this run's."""
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
-    with Redis.from_url(redis_url) as redis:
-        redis.flushdb()
 
 
 def count_stored(database_url: str, redis_url: str, wamid_prefix: str) -> dict[str, int]:
@@ -433,7 +377,7 @@ async def measure(port: int, master_pid: int, closed_requests: list[bytes], open
 
 
 def run_server(name: str, run_id: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    port = free_port()
+    port = harness.free_port()
     closed_count = int((args.warmup + args.duration) * args.max_rps)
     label = request_label(run_id, name)
     closed_requests = build_requests(f"{label}tp-", closed_count, args.farmers, port)
@@ -444,19 +388,9 @@ def run_server(name: str, run_id: str, args: argparse.Namespace, env: dict[str, 
     with gunicorn(SERVERS[name], port, args, env, log_path) as proc:
         result = asyncio.run(measure(port, proc.pid, closed_requests, open_requests, args))
     result["log"] = str(log_path.relative_to(ROOT))
-    result["log_tail"] = log_tail(log_path) if result["throughput"]["errors"] or result["latency"]["errors"] else ""
+    failed = result["throughput"]["errors"] or result["latency"]["errors"]
+    result["log_tail"] = harness.log_tail(log_path, 40) if failed else ""
     return result
-
-
-def machine_info() -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "machine": platform.machine(), "git_commit": commit.stdout.strip()}
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def report(results: dict[str, Any]) -> None:
@@ -512,9 +446,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--farmers", type=int, default=1000, help="distinct senders cycled over (default %(default)s)")
     parser.add_argument("--max-rps", type=int, default=8000,
                         help="ceiling used to size the precomputed closed-loop requests (default %(default)s)")
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
                         help="PostgreSQL the app writes to; its tables are TRUNCATED (default %(default)s)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5",
+    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
                         help="Redis db the app uses; FLUSHED (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="short phases for CI")
     args = parser.parse_args(argv)
@@ -529,22 +463,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    """A CI job killed with SIGTERM still runs the `finally` blocks that stop the servers."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGTERM, harness.stop_on_sigterm)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run_id = harness.run_id()
     env = server_env(args)
     load_before = os.getloadavg()  # other work on the machine skews every figure: record it
     try:
-        migrate(env)
+        harness.migrate(env)
         servers = {"bare": run_server("bare", run_id, args, env)}
-        reset_stores(args.database_url, args.redis_url)
+        harness.reset_stores(args.database_url, args.redis_url)
         servers["app"] = run_server("app", run_id, args, env)
         stored = count_stored(args.database_url, args.redis_url, request_label(run_id, "app"))
     except BenchError as exc:
@@ -568,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "benchmark": "webhook_ingress",
         "run_id": run_id,
-        "machine": {**machine_info(), "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()},
+        "machine": {**harness.machine_info(), "loadavg_1_5_15_before": load_before},
         "parameters": {
             "duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency, "rate": args.rate,
             "rate_duration": args.rate_duration, "workers": args.workers, "threads": args.threads,
@@ -583,10 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         "database_check": check,
         "ok": errors == 0 and check["equal"],
     }
+    results["machine"]["loadavg_1_5_15_after"] = os.getloadavg()  # before the report, as always
     report(results)
-    out = RESULTS_DIR / "webhook_ingress.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten {out.relative_to(ROOT)}")
+    harness.write_results("webhook_ingress", results)
     return 0 if results["ok"] else 1
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 from devtools import webhook_bodies
 from devtools.terminal_chat import describe as render
 from services.queue import QUEUE_NAMES
-from tests.conftest import GRAPH, PHONE_NUMBER_ID, post_webhook, run_jobs
+from tests.helpers import GRAPH, PHONE_NUMBER_ID, post_webhook, run_jobs
 
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
 _ids = itertools.count(1)

@@ -1,79 +1,29 @@
-"""Fixtures in the flaskr style: `app`, `client`, `runner`.
+"""Fixtures in the flaskr style: `app`, `client`, `runner`, plus `session` and `http_stand_in`.
 
 The suite runs on the embedded defaults (a temporary SQLite file + fakeredis) unless
 `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set, in which case the same tests run against real
-PostgreSQL and Redis, on a schema built by the Alembic migrations.
+PostgreSQL and Redis, on a schema built by the Alembic migrations. Only fixtures live here: what
+tests call by name is in `tests/helpers.py`, the HTTP stand-ins in `tests/stand_ins.py`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import time
-from collections.abc import Iterator
-from functools import cache
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import SimpleWorker
 from sqlalchemy import text
 
 import settings as settings_module
 from app import create_app
 from models import Base
-from services import signing
-from services.queue import QUEUE_NAMES, get_queue
-from settings import PROJECT_ROOT, load_settings
+from tests.helpers import TEST_DATABASE_URL, clean_stores, make_settings, migrate
+from tests.stand_ins import HTTPStandIn
 
-FIXTURES = Path(__file__).parent / "fixtures"
-APP_SECRET = "test-app-secret-0123456789"
-VERIFY_TOKEN = "test-verify-token"
-GRAPH = "https://graph.test/v21.0"
-PHONE_NUMBER_ID = "106540352242922"
-N8N_URL = "https://n8n.test/webhook/plant-analysis"
-N8N_SECRET = "test-n8n-secret-0123456789"
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
-REAL_REDIS = bool(TEST_REDIS_URL)
-
-
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / "whatsapp" / name).read_bytes()
-
-
-def fixture_json(name: str) -> dict[str, Any]:
-    return json.loads(fixture_bytes(name))
-
-
-def sign(raw: bytes, secret: str = APP_SECRET) -> str:
-    return signing.meta_signature(raw, secret)
-
-
-def n8n_headers(raw: bytes, analysis_id: int, purpose: signing.Purpose = signing.Purpose.RESULT,
-                secret: str = N8N_SECRET, now: float | None = None) -> dict[str, str]:
-    """The `X-ZiraAI-Signature` header (version 2) N8N or the service would send with `raw`."""
-    return {signing.HEADER: signing.sign(raw, purpose=purpose, analysis_id=analysis_id, secrets=(secret,),
-                                         now=time.time() if now is None else now)}
-
-
-def post_webhook(client: FlaskClient, raw: bytes | dict[str, Any], secret: str = APP_SECRET):  # type: ignore[no-untyped-def]
-    if isinstance(raw, dict):
-        raw = json.dumps(raw).encode()
-    return client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
-                       headers={"X-Hub-Signature-256": sign(raw, secret)})
-
-
-def migrate(url: str) -> None:
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.attributes["database_url"] = url
-    cfg.attributes["configure_logging"] = False
-    command.upgrade(cfg, "head")
+StandIn = TypeVar("StandIn", bound=HTTPStandIn)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -103,52 +53,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@cache
-def _media_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ziraai-media-"))
-
-
-def make_settings(database_url: str, **overrides: Any):  # type: ignore[no-untyped-def]
-    base = {
-        "APP_ENV": "test",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": TEST_REDIS_URL,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
-        "WHATSAPP_API_BASE": GRAPH,
-        "WHATSAPP_TOKEN": "test-token-abc",
-        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-        "TESTING": True,
-        "EMBEDDED_WORKER": False,
-        "RETRY_BACKOFF_BASE": 0,
-        "ANALYSIS_RETRY_SECONDS": 0,
-        "N8N_WEBHOOK_URL": N8N_URL,
-        "N8N_SECRET": N8N_SECRET,
-        "PUBLIC_BASE_URL": "https://bot.test",
-        "MEDIA_DIR": str(_media_dir()),
-        "SWEEP_GRACE_SECONDS": 0,
-        "LOG_LEVEL": "INFO",
-        "PASSWORD_HASH": "pbkdf2:sha256:1",  # staff passwords: a cheap hash (production refuses it)
-    }
-    return load_settings({**base, **overrides}, environ={}, dotenv_path=None)
-
-
-def _clean(app: Flask) -> None:
-    db = app.extensions["db"]
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(table.delete())
-    app.extensions["redis"].flushdb()
-
-
 @pytest.fixture
 def app(database_url: str) -> Iterator[Flask]:
     app = create_app(make_settings(database_url))
-    _clean(app)
+    clean_stores(app)
     with app.app_context():
         yield app
     app.extensions["db"].engine.dispose()
@@ -171,25 +79,16 @@ def session(app: Flask) -> Iterator[Any]:
         yield s
 
 
-def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> None:
-    """Run the queued jobs the way a worker would (same process, no fork), until the queues are empty,
-    then send what the outbox still holds due, as a sender would."""
-    redis = app.extensions["redis"]
-    with app.app_context():  # the jobs run in this app's settings, even inside another app's context
-        SimpleWorker([get_queue(q, redis) for q in queues], connection=redis).work(burst=True)
-    send_outbox(app)
+@pytest.fixture
+def http_stand_in() -> Iterator[Callable[[StandIn], StandIn]]:
+    """Starts the stand-ins a test hands it (`graph = http_stand_in(GraphStandIn())`) and stops every
+    one of them when the test ends, whatever happened."""
+    started: list[HTTPStandIn] = []
 
+    def start(stand_in: StandIn) -> StandIn:
+        started.append(stand_in)
+        return stand_in if stand_in.running else stand_in.start()
 
-def send_outbox(app: Flask) -> None:
-    """Sender passes until nothing is due (retries are due at once: the tests' backoff base is 0)."""
-    from services.whatsapp.outbox import send_due
-
-    with app.app_context():
-        for _ in range(100):
-            if not send_due():
-                return
-    raise AssertionError("the outbox still had due messages after 100 passes")
-
-
-def queued_job_ids(app: Flask, queue: str) -> list[str]:
-    return get_queue(queue, app.extensions["redis"]).job_ids
+    yield start
+    for stand_in in reversed(started):
+        stand_in.stop()

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,20 +17,14 @@ from typing import Any
 
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
 from app import create_app
 from devtools import graph_api
 from services.quota import seed_tiers
 from services.worker import start_embedded_worker
 from settings import PROJECT_ROOT
-from tests.conftest import _clean, make_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import clean_stores, free_port, make_settings, wait_until
+from tests.stand_ins import serve_app
 
 
 @dataclass
@@ -50,36 +42,23 @@ def live_app(database_url: str, *, worker: bool = True, **overrides: Any) -> Ite
     settings = {"PUBLIC_BASE_URL": base, "PORT": port, "WHATSAPP_API_BASE": graph_api.api_base(base),
                 "N8N_WEBHOOK_URL": f"{base}/dev/n8n/analyze", "DEV_TOOLS": True, **overrides}
     app = create_app(make_settings(database_url, **settings))
-    _clean(app)
+    clean_stores(app)
     with app.extensions["db"].session() as session, session.begin():
         seed_tiers(session)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    stop = start_embedded_worker(app, poll=0.05) if worker else None
     try:
-        with app.app_context():
-            yield LiveApp(app, base)
+        with serve_app(app, port):
+            stop = start_embedded_worker(app, poll=0.05) if worker else None
+            try:
+                with app.app_context():
+                    yield LiveApp(app, base)
+            finally:
+                deadline = time.monotonic() + 5
+                while graph_api.sender.pending() and time.monotonic() < deadline:  # let the status webhooks land
+                    time.sleep(0.05)
+                if stop is not None:
+                    stop.set()
     finally:
-        deadline = time.monotonic() + 5
-        while graph_api.sender.pending() and time.monotonic() < deadline:  # let the status webhooks land
-            time.sleep(0.05)
-        if stop is not None:
-            stop.set()
-        server.shutdown()
-        server.server_close()
         app.extensions["db"].engine.dispose()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or check}")
-        time.sleep(interval)
 
 
 class SimFarmer:
@@ -123,7 +102,7 @@ class SimFarmer:
             new = [m for m in self.conversation() if m["seq"] > self.seen and m["dir"] == "out"]
             return new if any(until(m) for m in new) else None
 
-        found = wait_for(check, timeout, 0.2, what="the bot's answer")
+        found = wait_until(check, timeout, 0.2, what="the bot's answer")
         self.seen = max(m["seq"] for m in found)
         return found
 
@@ -169,7 +148,7 @@ def make_run(tmp_path: Path, **env: str) -> Iterator[RunningService]:
                                    stdout=sink, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     service = RunningService(f"http://127.0.0.1:{port}", process, output)
     try:
-        wait_for(lambda: "Ctrl-C stops everything" in service.log() or process.poll() is not None, 90, 0.2,
+        wait_until(lambda: "Ctrl-C stops everything" in service.log() or process.poll() is not None, 90, 0.2,
                  what="make run's banner")
         assert process.poll() is None, service.log()
         yield service

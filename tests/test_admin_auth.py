@@ -257,7 +257,7 @@ def test_jwt_secret_new_comma_old_signs_with_the_new_key_and_accepts_both(app, c
 def test_links_signed_with_the_previous_jwt_key_keep_working(database_url):
     from services.report_links import read_report_token, sign_report
     from services.storage import sign_token, unsign_media
-    from tests.conftest import make_settings
+    from tests.helpers import make_settings
 
     old = create_app(make_settings(database_url, JWT_SECRET="the-old-jwt-signing-key-0123456789abc"))
     rotating = create_app(make_settings(database_url, JWT_SECRET="the-new-jwt-signing-key-0123456789abc,"

@@ -53,7 +53,7 @@ from models import Analysis, AnalysisStatus, Farmer, Message, SponsorCode, utcno
 from services import quota, sponsorship
 from services.queue import get_queue
 from tests.admin_helpers import bearer, login, make_staff
-from tests.conftest import _clean, make_settings
+from tests.helpers import clean_stores, make_settings
 from tests.hostile import any_dates, hostile_values, raw_json, unstorable_text
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
@@ -163,7 +163,7 @@ def fuzz_app(database_url: str) -> Iterator[Flask]:
     """One seeded app for the whole module, with the rate limits out of the way (thousands of requests a
     minute from one user and from one IP)."""
     app = create_app(make_settings(database_url, **NO_LIMITS))
-    _clean(app)
+    clean_stores(app)
     with app.app_context():
         seed(app)
         yield app

@@ -15,7 +15,7 @@ from models import AuditLog, Farmer, Message, utcnow
 from services import runtime_settings
 from services.quota import ISTANBUL, next_day_start
 from tests import test_admin_sponsors as sponsors_tests
-from tests.conftest import GRAPH, PHONE_NUMBER_ID, send_outbox
+from tests.helpers import GRAPH, PHONE_NUMBER_ID, send_outbox
 from tests.test_admin_sponsors import PROBLEM, add_analysis, add_farmer, buy
 
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"

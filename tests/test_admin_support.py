@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from models import AuditLog, Farmer, Message, StaffUser
 from tests.admin_helpers import bearer, make_staff, token_for
-from tests.conftest import fixture_bytes, post_webhook
+from tests.helpers import fixture_bytes, post_webhook
 
 PROBLEM = "application/problem+json"
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

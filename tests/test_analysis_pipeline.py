@@ -20,7 +20,7 @@ from services import quota, signing
 from services.queue import ANALYSIS, get_queue
 from services.signing import Purpose
 from tests.chat import Farmer, GraphStub
-from tests.conftest import FIXTURES, GRAPH, N8N_SECRET, N8N_URL, make_settings, n8n_headers, run_jobs
+from tests.helpers import FIXTURES, GRAPH, N8N_SECRET, N8N_URL, make_settings, n8n_headers, run_jobs
 
 MEDIA_ID = "1234567890123456"
 MEDIA_URL = "https://lookaside.test/whatsapp/media?mid=1"

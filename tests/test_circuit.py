@@ -1,7 +1,8 @@
 """The shared circuit breaker: state in Redis, Redis clock, one half-open probe at a time.
 
-Time is tested with a short cool-down (0.2 s) and brief sleeps past it; nothing asserts how long
-anything took. With TEST_REDIS_URL set the same tests run against a real Redis server.
+Time is tested with a short cool-down (0.2 s): tests poll until the breaker itself says it has
+passed (never a fixed sleep that hopes it has), except where time passing is the subject; nothing
+asserts how long anything took. With TEST_REDIS_URL set the same tests run against a real Redis server.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import pytest
 from redis import Redis
 
 from services.circuit import KEY_PREFIX, CircuitBreaker
+from tests.helpers import wait_until
 
 COOLDOWN = 0.2
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")  # as in conftest, without importing the app
 
 
-def past_cooldown() -> None:
-    time.sleep(COOLDOWN + 0.1)
+def past_cooldown(breaker: CircuitBreaker) -> None:
+    """Wait until the cool-down (or the probe's slot) has passed on the Redis clock: `retry_after()`
+    reads 0 (a peek, which changes nothing)."""
+    wait_until(lambda: breaker.retry_after() == 0, timeout=COOLDOWN + 10, interval=0.01, what="the cool-down")
 
 
 @pytest.fixture
@@ -102,7 +106,7 @@ def test_open_denies_everyone_until_the_cooldown(connect, name) -> None:  # type
 def test_after_the_cooldown_exactly_one_probe(connect, name) -> None:  # type: ignore[no-untyped-def]
     breaker = make(connect, name)
     open_breaker(breaker)
-    past_cooldown()
+    past_cooldown(breaker)
     assert breaker.state() == "half_open"
     assert breaker.retry_after() == 0  # a probe may go now
     assert breaker.allow()  # the probe
@@ -113,7 +117,7 @@ def test_after_the_cooldown_exactly_one_probe(connect, name) -> None:  # type: i
 
 def test_concurrent_callers_get_one_probe(connect, name) -> None:  # type: ignore[no-untyped-def]
     open_breaker(make(connect, name))
-    past_cooldown()
+    past_cooldown(make(connect, name))
     breakers = [make(connect, name) for _ in range(20)]
     barrier = threading.Barrier(len(breakers))
     results: list[bool] = []
@@ -133,7 +137,7 @@ def test_concurrent_callers_get_one_probe(connect, name) -> None:  # type: ignor
 def test_probe_success_closes(connect, name) -> None:  # type: ignore[no-untyped-def]
     breaker = make(connect, name)
     open_breaker(breaker)
-    past_cooldown()
+    past_cooldown(breaker)
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state() == "closed"
@@ -148,23 +152,23 @@ def test_probe_success_closes(connect, name) -> None:  # type: ignore[no-untyped
 def test_probe_failure_reopens_with_a_fresh_cooldown(connect, name) -> None:  # type: ignore[no-untyped-def]
     breaker = make(connect, name)
     open_breaker(breaker)
-    past_cooldown()
+    past_cooldown(breaker)
     assert breaker.allow()
     breaker.record_failure()  # a single failure: the probe's
     assert breaker.state() == "open"
     assert not breaker.allow()
     assert 0 < breaker.retry_after() <= COOLDOWN
-    past_cooldown()
+    past_cooldown(breaker)
     assert breaker.allow()  # a new probe after the new cool-down
 
 
 def test_an_unreported_probe_expires(connect, name) -> None:  # type: ignore[no-untyped-def]
     breaker = make(connect, name)
     open_breaker(breaker)
-    past_cooldown()
+    past_cooldown(breaker)
     assert breaker.allow()  # the probe's worker dies and never reports
     assert not breaker.allow()
-    past_cooldown()
+    past_cooldown(breaker)
     assert breaker.state() == "half_open"
     assert breaker.allow()  # the slot expired: another probe
     assert not breaker.allow()
@@ -173,9 +177,9 @@ def test_an_unreported_probe_expires(connect, name) -> None:  # type: ignore[no-
 def test_a_longer_probe_slot_keeps_a_slow_probe_alone(connect, name) -> None:  # type: ignore[no-untyped-def]
     breaker = CircuitBreaker(connect(), name, failure_threshold=1, cooldown_seconds=COOLDOWN, probe_seconds=30)
     breaker.record_failure()
-    past_cooldown()
+    past_cooldown(breaker)
     assert breaker.allow()  # the probe: a slow N8N call
-    past_cooldown()
+    time.sleep(COOLDOWN + 0.1)  # a whole cool-down passes: the subject
     assert not breaker.allow()  # its slot lasts probe_seconds, not the cool-down
     assert breaker.state() == "half_open"
     assert COOLDOWN < breaker.retry_after() <= 30
@@ -188,7 +192,8 @@ def test_a_stray_failure_while_open_does_not_extend_the_cooldown(connect, name) 
     open_breaker(breaker)
     time.sleep(COOLDOWN / 2)
     breaker.record_failure()  # a request that started before the breaker opened
-    time.sleep(COOLDOWN / 2 + 0.1)
+    assert breaker.retry_after() <= COOLDOWN / 2  # the cool-down still ends when it would have
+    past_cooldown(breaker)
     assert breaker.allow()
 
 
@@ -199,7 +204,7 @@ def test_two_breaker_objects_share_state(connect, name) -> None:  # type: ignore
     worker_b.record_failure()  # consecutive across processes
     assert worker_a.state() == worker_b.state() == "open"
     assert not worker_b.allow()
-    past_cooldown()
+    past_cooldown(worker_a)
     assert worker_a.allow()  # a's probe
     assert not worker_b.allow()  # b waits for it
     worker_a.record_success()

@@ -17,8 +17,8 @@ from models import Analysis, SponsorCode, Subscription, UsageLedger, utcnow
 from services import quota, sponsorship
 from settings import PROJECT_ROOT
 from tests.chat import Farmer
-from tests.conftest import APP_SECRET, REAL_REDIS, TEST_REDIS_URL, make_settings, post_webhook
-from tests.graph_server import graph_server
+from tests.helpers import APP_SECRET, REAL_REDIS, TEST_REDIS_URL, make_settings, post_webhook
+from tests.stand_ins import graph_stand_in
 
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="worker processes need a real Redis (TEST_REDIS_URL)")
 
@@ -53,7 +53,7 @@ def post_concurrently(app, bodies: list[dict]) -> None:  # type: ignore[no-untyp
 
 
 def test_twenty_confirmations_with_five_left_charge_exactly_five(app, session, database_url):
-    with graph_server() as graph:
+    with graph_stand_in() as graph:
         web = create_app(make_settings(database_url, WHATSAPP_API_BASE=graph.base))
         with web.extensions["db"].session() as s, s.begin():
             quota.seed_tiers(s)
@@ -86,7 +86,7 @@ def test_twenty_confirmations_with_five_left_charge_exactly_five(app, session, d
 
 
 def test_two_farmers_one_code_exactly_one_wins(app, session, database_url):
-    with graph_server() as graph:
+    with graph_stand_in() as graph:
         web = create_app(make_settings(database_url, WHATSAPP_API_BASE=graph.base))
         with web.extensions["db"].session() as s, s.begin():
             quota.seed_tiers(s)

@@ -292,7 +292,7 @@ def test_five_messages_in_one_second_are_handled_in_order(onboarded, session, ap
     messages[1] = f._message("interactive", {"type": "list_reply", "list_reply": {"id": "crop:diger", "title": "D"}})
     for m in messages:  # five separate deliveries, jobs queued before any runs
         f.deliver(m, run=False)
-    from tests.conftest import run_jobs
+    from tests.helpers import run_jobs
 
     run_jobs(app, CONVERSATION_QUEUES)
     assert session.scalar(select(Analysis.crop)) == "Kivi"
@@ -311,7 +311,7 @@ def test_analysis_queued_while_redis_was_down_is_swept(onboarded, session, app):
     onboarded.deliver(onboarded._message("interactive", {"type": "button_reply", "button_reply": {
         "id": f"submit:{session.scalar(select(func.max(Message.id)).where(Message.type == 'image'))}",
         "title": "Gönder"}}), run=False)
-    from tests.conftest import run_jobs
+    from tests.helpers import run_jobs
 
     redis = app.extensions["redis"]
     run_jobs(app, CONVERSATION_QUEUES)  # charges and enqueues the analysis job

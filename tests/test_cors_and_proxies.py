@@ -10,7 +10,7 @@ from app import create_app
 from models import AuditLog
 from settings import SettingsError, check_settings, load_settings
 from tests.admin_helpers import make_staff
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 from tests.test_settings import STRONG
 
 PANEL = "https://panel.ziraai.test"

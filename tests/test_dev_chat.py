@@ -16,8 +16,8 @@ from devtools.chat import view
 from models import Direction, Message
 from services.whatsapp import outbox
 from services.whatsapp.messages import build_template as build
-from tests.conftest import PHONE_NUMBER_ID, fixture_json
-from tests.dev_live import SimFarmer, free_port, has_text, live_app, offers, wait_for
+from tests.dev_live import SimFarmer, has_text, live_app, offers
+from tests.helpers import PHONE_NUMBER_ID, fixture_json, free_port, wait_until
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_text_buttons_and_list_rows_become_webhooks_and_the_bot_answers_in_order
         messages = farmer.conversation()
         return messages if all(m["status"] == "read" for m in messages) else []
 
-    messages = wait_for(all_read, 10, what="every tick blue")
+    messages = wait_until(all_read, 10, what="every tick blue")
     assert [m["dir"] for m in messages[:3]] == ["in", "out", "in"]
     assert [m["seq"] for m in messages] == sorted(m["seq"] for m in messages)
 
@@ -100,7 +100,7 @@ def test_a_template_is_rendered_and_its_quick_reply_taps_back(live):
     assert [(b["title"], b["id"]) for b in shown["buttons"]] == [("Detaylar", "result:details"),
                                                                  ("Yeni analiz", "result:new")]
     assert farmer.post("/reply", wamid=shown["wamid"], id="result:details").status_code == 200
-    tapped = wait_for(lambda: _inbound(live, "+905301112255"), 5)[-1]
+    tapped = wait_until(lambda: _inbound(live, "+905301112255"), 5)[-1]
     assert tapped.type == "button"
     assert tapped.payload["button"] == {"payload": "result:details", "text": "Detaylar"}
 

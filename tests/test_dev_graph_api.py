@@ -18,8 +18,8 @@ from services.whatsapp.client import WhatsAppClient
 from services.whatsapp.errors import GraphAPIError, MediaError
 from services.whatsapp.outbox import queue_message
 from settings import load_settings
-from tests.conftest import PHONE_NUMBER_ID
-from tests.dev_live import live_app, wait_for
+from tests.dev_live import live_app
+from tests.helpers import PHONE_NUMBER_ID, wait_until
 
 TOKEN = "test-token-abc"  # make_settings' WHATSAPP_TOKEN
 
@@ -60,8 +60,8 @@ def test_a_send_is_recorded_answered_like_meta_and_followed_by_signed_statuses(l
             found = s.scalars(select(MessageStatusEvent.status).where(MessageStatusEvent.wamid == wamid)).all()
         return sorted(found) if len(found) == 3 else []
 
-    assert wait_for(recorded, 10, what="three status events") == ["delivered", "read", "sent"]
-    assert wait_for(lambda: store.get_status(redis, wamid) == "read", 5)
+    assert wait_until(recorded, 10, what="three status events") == ["delivered", "read", "sent"]
+    assert wait_until(lambda: store.get_status(redis, wamid) == "read", 5)
 
 
 def test_the_outbox_sends_through_the_stand_in_and_the_message_log_ends_read(live):
@@ -75,7 +75,7 @@ def test_the_outbox_sends_through_the_stand_in_and_the_message_log_ends_read(liv
             msg = s.get(Message, message_id)
             return msg.status if msg is not None and msg.status == MessageStatus.READ else None
 
-    assert wait_for(status, 15, what="the message log to show read") == MessageStatus.READ
+    assert wait_until(status, 15, what="the message log to show read") == MessageStatus.READ
     with db.reader() as s:
         wamid = s.get_one(Message, message_id).wamid
     assert store.transcript(redis, "905321234567")[-1]["wamid"] == wamid
@@ -188,7 +188,7 @@ def test_the_app_uses_the_stand_in_only_when_the_environment_sets_no_graph_api()
 
 def test_no_dev_routes_without_dev_tools(database_url):
     from app import create_app
-    from tests.conftest import make_settings
+    from tests.helpers import make_settings
 
     client = create_app(make_settings(database_url, DEV_TOOLS=False)).test_client()
     assert client.post(f"/dev/graph/v21.0/{PHONE_NUMBER_ID}/messages", json={}).status_code == 404

@@ -51,25 +51,18 @@ from services.circuit import CircuitBreaker
 from services.queue import ANALYSIS, INBOUND, get_queue
 from services.whatsapp.outbox import send_pending
 from tests.chat import Farmer as FarmerChat
-from tests.conftest import PHONE_NUMBER_ID, TEST_DATABASE_URL, TEST_REDIS_URL, make_settings, sign
 from tests.fault_helpers import (
-    BAD_GATEWAY,
-    PAIR_RATE,
-    RATE_LIMIT,
-    SERVICE_ERROR,
     Process,
     children,
     flask_command,
-    free_port,
-    graph_stand_in,
-    n8n_stand_in,
     private_redis,
     running,
     service_env,
     supervised,
-    wait_until,
     worker,
 )
+from tests.helpers import PHONE_NUMBER_ID, TEST_DATABASE_URL, TEST_REDIS_URL, free_port, make_settings, sign, wait_until
+from tests.stand_ins import BAD_GATEWAY, PAIR_RATE, RATE_LIMIT, SERVICE_ERROR, graph_stand_in, n8n_stand_in
 from tests.test_analysis_pipeline import leaf_jpeg
 
 REAL_SERVICES = TEST_DATABASE_URL.startswith("postgresql") and bool(TEST_REDIS_URL)

@@ -39,7 +39,7 @@ from services.json_input import MAX_DEPTH, JsonInputError, nested_deeper_than, p
 from services.whatsapp import updates
 from services.whatsapp.updates import InboundMessage, ParsedWebhook, Problem, StatusUpdate, parse_webhook
 from tests.chat import Farmer, GraphStub
-from tests.conftest import FIXTURES, fixture_json, run_jobs, sign
+from tests.helpers import FIXTURES, fixture_json, run_jobs, sign
 from tests.hostile import acceptable, any_dates, hostile_values, is_finite_json, raw_json
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))

@@ -11,7 +11,7 @@ import pytest
 from app import create_app
 from services.logs import JsonFormatter, correlation
 from services.masking import mask_phones_in
-from tests.conftest import fixture_bytes, make_settings, post_webhook
+from tests.helpers import fixture_bytes, make_settings, post_webhook
 
 
 def test_live(client):

@@ -22,7 +22,7 @@ from services.scheduler import LOCK_KEY, Periodic, Schedule
 from services.worker import start_embedded_worker
 from settings import PROJECT_ROOT
 from tests.chat import GraphStub
-from tests.conftest import (
+from tests.helpers import (
     APP_SECRET,
     REAL_REDIS,
     TEST_REDIS_URL,

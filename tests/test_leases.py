@@ -12,7 +12,7 @@ from models import Analysis, Message, utcnow
 from services import leases
 from services.queue import INBOUND, get_queue
 from services.sweeper import requeue_expired, sweep_unqueued
-from tests.conftest import fixture_bytes, post_webhook
+from tests.helpers import fixture_bytes, post_webhook
 
 
 def _message(app, client) -> int:  # type: ignore[no-untyped-def]

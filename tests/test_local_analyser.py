@@ -29,7 +29,7 @@ from devtools.local_analyser import (
 )
 from services import signing
 from services.signing import Purpose, Refusal
-from tests.conftest import n8n_headers
+from tests.helpers import n8n_headers
 
 SECRET = "s3cret-0123456789"
 IMAGE_URL = "https://bot.test/media/SIGNED-TOKEN"

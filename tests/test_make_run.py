@@ -24,8 +24,8 @@ from redis import Redis
 from devtools.demo import ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
 from devtools.run import port_free
 from settings import PROJECT_ROOT
-from tests.conftest import TEST_REDIS_URL
-from tests.dev_live import SimFarmer, has_text, make_run, offers, wait_for
+from tests.dev_live import SimFarmer, has_text, make_run, offers
+from tests.helpers import TEST_REDIS_URL, wait_until
 
 
 def journey(farmer: SimFarmer) -> dict[str, list[dict]]:
@@ -77,7 +77,7 @@ def test_make_run_serves_the_whole_journey_and_stops_on_ctrl_c(tmp_path):
         farmer = SimFarmer(service.base, "905551112233", "Ayşe Demir")
         check_journey(journey(farmer))
         # Every bot message was sent through the stand-in and its signed statuses accepted: all read.
-        messages = wait_for(lambda: (m := farmer.conversation()) and all(x["status"] == "read" for x in m) and m,
+        messages = wait_until(lambda: (m := farmer.conversation()) and all(x["status"] == "read" for x in m) and m,
                             10, what="blue ticks everywhere")
         assert len(messages) > 15
 

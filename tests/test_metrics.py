@@ -29,7 +29,7 @@ from services.whatsapp.outbox import queue_message
 from settings import PROJECT_ROOT
 from tests.chat import MESSAGES_URL, GraphStub
 from tests.chat import Farmer as ChatFarmer
-from tests.conftest import N8N_SECRET, N8N_URL, make_settings, post_webhook, run_jobs, send_outbox
+from tests.helpers import N8N_SECRET, N8N_URL, make_settings, post_webhook, run_jobs, send_outbox
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SERIES = {

@@ -30,7 +30,7 @@ from services.n8n import (
     serialise,
 )
 from services.signing import Purpose, Refusal
-from tests.conftest import n8n_headers
+from tests.helpers import n8n_headers, wait_until
 
 URL = "https://n8n.test/webhook/ziraai-analyze"
 SECRET = "test-n8n-secret-0123456789"
@@ -368,7 +368,7 @@ def test_half_open_probe_through_the_client_closes_on_success() -> None:
         client.submit(body())
     with pytest.raises(CircuitOpen):
         client.submit(body())
-    time.sleep(0.3)
+    wait_until(lambda: b.retry_after() == 0, timeout=10, interval=0.01, what="the cool-down")
     responses.replace(responses.POST, URL, json=full_result())
     assert client.submit(body()) == full_result()  # the probe
     assert b.state() == "closed"

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from models import Analysis, Farmer
 from services.signing import HEADER, Purpose, Refusal
-from tests.conftest import FIXTURES, N8N_SECRET, make_settings, n8n_headers
+from tests.helpers import FIXTURES, N8N_SECRET, make_settings, n8n_headers
 
 OLD_SECRET = "old-n8n-secret-0123456789"
 

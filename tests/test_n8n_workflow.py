@@ -19,12 +19,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,8 @@ from services.analysis_result import normalise
 from services.n8n import N8NClient, build_request, serialise
 from services.signing import Purpose, Refusal
 from settings import PROJECT_ROOT
-from tests.conftest import FIXTURES, N8N_SECRET, n8n_headers
+from tests.helpers import FIXTURES, N8N_SECRET, free_port, n8n_headers, wait_until
+from tests.stand_ins import HTTPStandIn, Reply, Request
 from tests.test_n8n_webhook import new_analysis
 
 WORKFLOW_PATH = PROJECT_ROOT / "n8n" / "plant-analysis.workflow.json"
@@ -632,65 +630,44 @@ N8N_BIN = os.environ.get("N8N_BIN", "")
 TEST_WORKFLOW_ID = "ZiraAITestFlow01"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _StandIn(BaseHTTPRequestHandler):
+class WorkflowStandIn(HTTPStandIn):
     """The photo (`GET /media/photo`), the model (`POST /v1/chat/completions`), and `POST /webhooks/n8n/<id>`
     passed on to `service` (our app's test client)."""
 
-    photo = jpeg()
-    model_status = 200
-    model_calls: list[dict[str, Any]] = []
-    callbacks: list[tuple[int, dict[str, Any]]] = []  # (our webhook's status, the body n8n posted)
-    service: Any = None
+    def __init__(self, service: Any) -> None:
+        super().__init__()
+        self.service = service
+        self.photo = jpeg()
+        self.model_status = 200
+        self.model_calls: list[dict[str, Any]] = []
+        self.callbacks: list[tuple[int, dict[str, Any]]] = []  # (our webhook's status, the body n8n posted)
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        if self.path == "/media/photo":
-            self._send(200, self.photo, "image/jpeg")
-        else:
-            self._send(410, b'{"title": "media link expired"}')
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path == "/v1/chat/completions":
-            type(self).model_calls.append({"authorization": self.headers.get("Authorization"), **json.loads(raw)})
+    def handle(self, request: Request) -> Reply:
+        if request.method == "GET":
+            if request.path == "/media/photo":
+                return Reply(200, self.photo, "image/jpeg")
+            return Reply(410, b'{"title": "media link expired"}')
+        if request.path == "/v1/chat/completions":
+            self.model_calls.append({"authorization": request.headers.get("Authorization"), **request.json()})
             if self.model_status != 200:
-                self._send(self.model_status, b'{"error": {"message": "overloaded", "type": "server_error"}}')
-                return
+                return Reply(self.model_status, b'{"error": {"message": "overloaded", "type": "server_error"}}')
             answer = model_answer(json.dumps(model_sections(), ensure_ascii=False))["json"]["body"]
-            self._send(200, json.dumps(answer).encode())
-        elif self.path.startswith("/webhooks/n8n/"):
-            ours = self.service.post(self.path, data=raw, content_type=self.headers.get("Content-Type"),
-                                     headers={signing.HEADER: self.headers.get(signing.HEADER, "")})
-            type(self).callbacks.append((ours.status_code, json.loads(raw)))
-            self._send(ours.status_code, ours.data)
-        else:
-            self._send(404, b"{}")
+            return Reply(200, json.dumps(answer).encode())
+        if request.path.startswith("/webhooks/n8n/"):
+            ours = self.service.post(request.path, data=request.body, content_type=request.headers.get("Content-Type"),
+                                     headers={signing.HEADER: request.headers.get(signing.HEADER, "")})
+            self.callbacks.append((ours.status_code, json.loads(request.body)))
+            return Reply(ours.status_code, ours.data)
+        return Reply(404, b"{}")
 
 
 @pytest.fixture
-def real_n8n(tmp_path: Path, client) -> Iterator[tuple[str, str, type[_StandIn]]]:  # type: ignore[no-untyped-def]
+def real_n8n(tmp_path: Path, client, http_stand_in) -> Iterator[tuple[str, str, WorkflowStandIn]]:  # type: ignore[no-untyped-def]
     if not N8N_BIN:
         pytest.skip("set N8N_BIN to an n8n executable to run the workflow in a real n8n")
-    _StandIn.service = client
-    stand_in = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
-    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{stand_in.server_address[1]}"
-    port = _free_port()
+    stand_in = http_stand_in(WorkflowStandIn(client))
+    base = stand_in.origin
+    port = free_port()
     env = {**os.environ, "N8N_USER_FOLDER": str(tmp_path / "n8n"), "N8N_PORT": str(port),
            "N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_ENCRYPTION_KEY": "test-encryption-key-0123456789",
            "NODE_FUNCTION_ALLOW_BUILTIN": "crypto", "N8N_BLOCK_ENV_ACCESS_IN_NODE": "false",
@@ -720,8 +697,7 @@ def real_n8n(tmp_path: Path, client) -> Iterator[tuple[str, str, type[_StandIn]]
                 pass
             assert n8n.poll() is None and time.monotonic() < deadline, (tmp_path / "n8n.log").read_text()[-2000:]
             time.sleep(1)
-        _StandIn.model_status, _StandIn.model_calls, _StandIn.callbacks = 200, [], []
-        yield url, base, _StandIn
+        yield url, base, stand_in
     finally:
         n8n.terminate()
         try:
@@ -729,8 +705,6 @@ def real_n8n(tmp_path: Path, client) -> Iterator[tuple[str, str, type[_StandIn]]
         except subprocess.TimeoutExpired:
             n8n.kill()
         log.close()
-        stand_in.shutdown()
-        stand_in.server_close()
 
 
 def _post(url: str, body: dict[str, Any], **sign: Any) -> requests.Response:
@@ -783,9 +757,7 @@ def test_the_workflow_in_a_real_n8n(real_n8n, app) -> None:  # type: ignore[no-u
     stand_in.model_status = 200
     callback = N8NClient(url, (N8N_SECRET,), mode="callback", timeout=60)
     assert callback.submit({**photo, "callback_url": f"{base}/webhooks/n8n/{analysis_id}"}) is None
-    deadline = time.monotonic() + 30
-    while not stand_in.callbacks and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(lambda: stand_in.callbacks, 30, 0.5, what="n8n's callback")
     [(status, posted)] = stand_in.callbacks
     assert status == 200 and normalise(posted).ok and posted["analysis_id"] == analysis_id
     with app.extensions["db"].reader() as s:

@@ -24,7 +24,7 @@ from services.media_purge import purge_media
 from services.queue import ANALYSIS, DEFAULT, INBOUND, get_queue
 from services.storage import FallbackStorage, LocalStorage, S3Storage, new_key
 from tests.admin_helpers import PASSWORD, make_staff
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 DAY = 86400
 

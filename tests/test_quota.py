@@ -23,7 +23,7 @@ from models import (
 )
 from services import quota
 from services.quota import QuotaReason, charge, current_subscription, quota_status, refund, start_trial
-from tests.conftest import migrate
+from tests.helpers import migrate
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)  # 12:00 in Istanbul
 

@@ -25,7 +25,7 @@ from services.report_links import read_report_token, sign_report
 from services.storage import new_key, sign_media
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 from web.report import CSS
 
 DONE_AT = datetime(2026, 11, 21, 10, 16, tzinfo=UTC)  # 13:16 in Istanbul

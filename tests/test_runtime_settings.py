@@ -22,7 +22,7 @@ from services.runtime_settings import SPECS, Values
 from settings import Settings
 from tests import test_analysis_pipeline as pipeline
 from tests.admin_helpers import bearer, token_for
-from tests.conftest import N8N_URL, make_settings
+from tests.helpers import N8N_URL, make_settings
 from tests.test_analysis_pipeline import n8n_result, submit
 
 PROBLEM = "application/problem+json"

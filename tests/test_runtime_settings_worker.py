@@ -4,7 +4,6 @@ job, without a restart (real Redis and a real `flask worker`, as CI runs it)."""
 from __future__ import annotations
 
 import io
-import threading
 import time
 from datetime import timedelta
 
@@ -17,10 +16,9 @@ from models import Analysis, Farmer, utcnow
 from services import quota
 from tests.admin_helpers import bearer, token_for
 from tests.chat import Farmer as ChatFarmer
-from tests.conftest import REAL_REDIS, make_settings
-from tests.fault_helpers import SlowN8N
 from tests.fault_helpers import worker_process as worker
-from tests.graph_server import graph_server
+from tests.helpers import REAL_REDIS, make_settings
+from tests.stand_ins import N8NStandIn, graph_stand_in
 from tests.test_analysis_pipeline import leaf_jpeg
 
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="a worker process needs a real Redis (TEST_REDIS_URL)")
@@ -38,12 +36,11 @@ def wait_completed(session, analysis_id: int, process) -> Analysis:  # type: ign
     raise AssertionError(f"analysis {analysis_id} not finished in 60 s")
 
 
-def test_a_running_worker_uses_a_changed_setting_for_its_next_job(app, session, database_url):
-    n8n = SlowN8N(first_delay=0)
-    threading.Thread(target=n8n.httpd.serve_forever, daemon=True).start()
+def test_a_running_worker_uses_a_changed_setting_for_its_next_job(app, session, database_url, http_stand_in):
+    n8n = http_stand_in(N8NStandIn())
     process = None
     try:
-        with graph_server() as graph:
+        with graph_stand_in() as graph:
             graph.media["1234567890123456"] = leaf_jpeg()  # 1600x1200
             web = create_app(make_settings(database_url, WHATSAPP_API_BASE=graph.base, N8N_WEBHOOK_URL=n8n.url))
             with web.extensions["db"].session() as s, s.begin():
@@ -81,4 +78,3 @@ def test_a_running_worker_uses_a_changed_setting_for_its_next_job(app, session, 
         if process is not None:
             process.terminate()
             process.wait(10)
-        n8n.httpd.shutdown()

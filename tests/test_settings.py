@@ -14,7 +14,7 @@ from admin.auth import AUDIENCE, ISSUER
 from app import create_app
 from settings import DEV_SECRETS, GENERATED_SECRETS, SettingsError, check_settings, load_settings
 from tests.admin_helpers import make_staff
-from tests.conftest import TEST_REDIS_URL, _clean
+from tests.helpers import TEST_REDIS_URL, clean_stores
 
 STRONG = {
     "APP_ENV": "production",
@@ -158,7 +158,7 @@ def test_tests_and_production_generate_nothing():
 def test_an_admin_token_forged_with_the_published_default_is_refused_in_development(database_url):
     overrides = {"DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL, "EMBEDDED_WORKER": False}
     app = create_app(load_settings(overrides, environ={}, dotenv_path=None))
-    _clean(app)
+    clean_stores(app)
     admin_id = make_staff(app, "admin")
     now = int(time.time())
     claims = {"sub": str(admin_id), "role": "admin", "sponsor_id": None, "iat": now, "exp": now + 600,

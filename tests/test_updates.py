@@ -8,7 +8,7 @@ import random
 import pytest
 
 from services.whatsapp.updates import MessageType, StatusKind, normalize_phone, parse_webhook
-from tests.conftest import FIXTURES, fixture_json
+from tests.helpers import FIXTURES, fixture_json
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -16,7 +16,7 @@ from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent
 from services.queue import INBOUND
 from services.redis_conn import connect
 from services.sweeper import sweep_unqueued
-from tests.conftest import (
+from tests.helpers import (
     FIXTURES,
     VERIFY_TOKEN,
     fixture_bytes,

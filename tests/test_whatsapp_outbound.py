@@ -15,7 +15,7 @@ from services.whatsapp import messages as wa
 from services.whatsapp.client import WhatsAppClient
 from services.whatsapp.errors import GraphAPIError, LimitError, MediaError, Policy, policy_for
 from services.whatsapp.outbox import AUTH_ALERT_KEY, queue_message, send_pending, send_queued, sent_key
-from tests.conftest import GRAPH, PHONE_NUMBER_ID, send_outbox
+from tests.helpers import GRAPH, PHONE_NUMBER_ID, send_outbox
 
 TO = "+905321234567"
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
@@ -279,7 +279,7 @@ def test_190_is_not_retried_and_turns_readiness_red(app, graph, session, client)
 
 
 def test_status_that_arrived_before_the_wamid_is_applied(app, graph, session, client):
-    from tests.conftest import post_webhook
+    from tests.helpers import post_webhook
 
     body = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": {"phone_number_id": PHONE_NUMBER_ID},

@@ -1,0 +1,160 @@
+"""Plain helpers the tests import: constants, fixture files, signatures, settings, running jobs, polling.
+
+Fixtures live in `tests/conftest.py` (pytest finds them there); everything a test calls by name lives
+here, so no test imports from conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from flask import Flask
+from flask.testing import FlaskClient
+from rq import SimpleWorker
+from sqlalchemy import text
+
+from models import Base
+from services import signing
+from services.queue import QUEUE_NAMES, get_queue
+from settings import PROJECT_ROOT, load_settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+APP_SECRET = "test-app-secret-0123456789"
+VERIFY_TOKEN = "test-verify-token"
+GRAPH = "https://graph.test/v21.0"
+PHONE_NUMBER_ID = "106540352242922"
+N8N_URL = "https://n8n.test/webhook/plant-analysis"
+N8N_SECRET = "test-n8n-secret-0123456789"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+REAL_REDIS = bool(TEST_REDIS_URL)
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / "whatsapp" / name).read_bytes()
+
+
+def fixture_json(name: str) -> dict[str, Any]:
+    return json.loads(fixture_bytes(name))
+
+
+def sign(raw: bytes, secret: str = APP_SECRET) -> str:
+    return signing.meta_signature(raw, secret)
+
+
+def n8n_headers(raw: bytes, analysis_id: int, purpose: signing.Purpose = signing.Purpose.RESULT,
+                secret: str = N8N_SECRET, now: float | None = None) -> dict[str, str]:
+    """The `X-ZiraAI-Signature` header (version 2) N8N or the service would send with `raw`."""
+    return {signing.HEADER: signing.sign(raw, purpose=purpose, analysis_id=analysis_id, secrets=(secret,),
+                                         now=time.time() if now is None else now)}
+
+
+def post_webhook(client: FlaskClient, raw: bytes | dict[str, Any], secret: str = APP_SECRET):  # type: ignore[no-untyped-def]
+    if isinstance(raw, dict):
+        raw = json.dumps(raw).encode()
+    return client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
+                       headers={"X-Hub-Signature-256": sign(raw, secret)})
+
+
+def migrate(url: str) -> None:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["database_url"] = url
+    cfg.attributes["configure_logging"] = False
+    command.upgrade(cfg, "head")
+
+
+@cache
+def media_dir() -> Path:
+    """One temporary media directory for the whole run (never the checkout's)."""
+    return Path(tempfile.mkdtemp(prefix="ziraai-media-"))
+
+
+def make_settings(database_url: str, **overrides: Any):  # type: ignore[no-untyped-def]
+    base = {
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
+        "WHATSAPP_API_BASE": GRAPH,
+        "WHATSAPP_TOKEN": "test-token-abc",
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+        "TESTING": True,
+        "EMBEDDED_WORKER": False,
+        "RETRY_BACKOFF_BASE": 0,
+        "ANALYSIS_RETRY_SECONDS": 0,
+        "N8N_WEBHOOK_URL": N8N_URL,
+        "N8N_SECRET": N8N_SECRET,
+        "PUBLIC_BASE_URL": "https://bot.test",
+        "MEDIA_DIR": str(media_dir()),
+        "SWEEP_GRACE_SECONDS": 0,
+        "LOG_LEVEL": "INFO",
+    }
+    return load_settings({**base, **overrides}, environ={}, dotenv_path=None)
+
+
+def clean_stores(app: Flask) -> None:
+    """Empty every table and the app's Redis db, so each test starts from nothing."""
+    db = app.extensions["db"]
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+    app.extensions["redis"].flushdb()
+
+
+def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> None:
+    """Run the queued jobs the way a worker would (same process, no fork), until the queues are empty,
+    then send what the outbox still holds due, as a sender would."""
+    redis = app.extensions["redis"]
+    with app.app_context():  # the jobs run in this app's settings, even inside another app's context
+        SimpleWorker([get_queue(q, redis) for q in queues], connection=redis).work(burst=True)
+    send_outbox(app)
+
+
+def send_outbox(app: Flask) -> None:
+    """Sender passes until nothing is due (retries are due at once: the tests' backoff base is 0)."""
+    from services.whatsapp.outbox import send_due
+
+    with app.app_context():
+        for _ in range(100):
+            if not send_due():
+                return
+    raise AssertionError("the outbox still had due messages after 100 passes")
+
+
+def queued_job_ids(app: Flask, queue: str) -> list[str]:
+    return get_queue(queue, app.extensions["redis"]).job_ids
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (for a server that must know its port before it starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
+    """Poll until `predicate()` is truthy and return its value; AssertionError naming `what` after
+    `timeout` seconds. Tests wait for a state this way, never with a fixed sleep that hopes it came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+        time.sleep(interval)
