@@ -28,8 +28,10 @@ run: install
 test: install
 	$(BIN)/pytest
 
+# ruff, then mypy (strict on bot/, services/, models/; the rest checked with its annotations: pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy .
 
 check-migrations: install
 	$(BIN)/alembic check

@@ -219,7 +219,7 @@ def _coerce(name: str, raw: object, default: object) -> object:
         return _bool(raw, default)  # type: ignore[arg-type]
     if isinstance(default, int):
         try:
-            return int(raw)  # type: ignore[arg-type]
+            return int(str(raw).strip())
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
     return str(raw).strip()

@@ -32,7 +32,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import jwt
-from flask import Response, current_app, g, has_app_context, jsonify, request
+from flask import Response, g, has_app_context, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ from admin.errors import ApiError
 from admin.openapi import TOO_MANY, declare, json_body, json_response, problem_response, ref
 from admin.validation import Body, refuse_unstorable_arguments
 from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
+from models.db import affected_rows
 from services import context
 from settings import DEFAULT_PASSWORD_HASH
 
@@ -121,7 +122,7 @@ def create_staff_user(session: Session, email: str, password: str, role: str,
 
 
 def _keys() -> tuple[str, ...]:
-    return current_app.extensions["settings"].jwt_keys
+    return context.settings().jwt_keys
 
 
 def issue_access_token(user: StaffUser, now: float | None = None, family_id: str | None = None) -> str:
@@ -431,7 +432,7 @@ def refresh() -> Response:
                                     .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None),
                                            RefreshToken.revoked_at.is_(None))
                                     .values(used_at=now))
-            if taken.rowcount != 1:  # used before: the token was copied, so no token of this login is safe
+            if affected_rows(taken) != 1:  # used before: the token was copied, so no token of this login is safe
                 revoke_family(session, row.family_id, now)
                 audit("auth.refresh_reuse", "staff_user", row.user_id, {"family_id": row.family_id},
                       user_id=row.user_id, session=session)

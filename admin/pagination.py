@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import Select, SQLColumnExpression, func, select
 from sqlalchemy.orm import Session
 
 from admin.errors import ApiError, field_error
@@ -74,7 +74,7 @@ class QueryArgs:
             return None
         return raw
 
-    def datetime(self, name: str) -> datetime | None:
+    def moment(self, name: str) -> datetime | None:
         """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
         raw = self._raw(name)
         if raw is None:
@@ -88,7 +88,7 @@ class QueryArgs:
 
     def time_range(self, since: str = "since", until: str = "until") -> tuple[datetime | None, datetime | None]:
         """`since` (inclusive) and `until` (exclusive), each optional; `until` must be later than `since`."""
-        start, end = self.datetime(since), self.datetime(until)
+        start, end = self.moment(since), self.moment(until)
         if start is not None and end is not None and start >= end:
             self.add_error(until, f"must be later than {since}")
         return start, end
@@ -116,7 +116,7 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def in_range(stmt: Select[Any], column: ColumnElement[datetime], since: datetime | None,
+def in_range(stmt: Select[Any], column: SQLColumnExpression[datetime], since: datetime | None,
              until: datetime | None) -> Select[Any]:
     """`stmt` limited to rows whose `column` is at or after `since` and before `until` (either may be None)."""
     if since is not None:

@@ -19,6 +19,7 @@ import hmac
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template_string, request, url_for
+from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.registry import StartedJobRegistry
@@ -151,7 +152,7 @@ def index() -> str:
 
 
 @bp.post("/jobs/<job_id>/requeue")
-def requeue_job(job_id: str) -> Response:
+def requeue_job(job_id: str) -> ResponseReturnValue:
     if not hmac.compare_digest(request.form.get("token", ""), _form_token(g.staff_user)):
         raise ApiError(403, "The form is stale or did not come from this page; reload it and try again.")
     force = request.form.get("force") == "1"

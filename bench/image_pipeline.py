@@ -51,6 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import PIL
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -306,7 +307,7 @@ def payload_sizes(optimised: bytes, original: bytes) -> dict[str, Any]:
 
 def machine_info() -> dict[str, Any]:
     """The shared machine section, plus what decodes and encodes the JPEGs."""
-    return {**harness.machine_info(), "pillow": Image.__version__, "libjpeg_turbo": features.version("libjpeg_turbo")}
+    return {**harness.machine_info(), "pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo")}
 
 
 def fmt(value: Any, spec: str = ".1f") -> str:
@@ -446,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         {"name": f"N8N request with image_url < {TARGET_PAYLOAD_BYTES} bytes", "measured": payload["url_request_bytes"],
          "pass": payload["url_request_bytes"] < TARGET_PAYLOAD_BYTES},
     ]
-    results = {
+    results: dict[str, Any] = {
         "benchmark": NAME,
         "run_id": harness.run_id(),
         "machine": machine_info(),

@@ -21,6 +21,7 @@ from bot import codes, crops, intents, replies
 from bot import reply_ids as rid
 from bot.draft import ConversationData, Draft
 from bot.intents import Intent
+from bot.normalize import fold
 from bot.types import (
     Action,
     Conversation,
@@ -229,7 +230,7 @@ def on_language_choice(conv: Conversation, event: Event) -> Step:
 
 
 def _language_from_text(text: str | None) -> str:
-    folded = intents.fold(text)
+    folded = fold(text)
     if folded in {"turkce", "turkish", "tr", "1"}:
         return "tr"
     if folded in {"english", "ingilizce", "en", "2"}:

@@ -33,10 +33,10 @@ from typing import Any
 import requests
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory, url_for
 from PIL import Image, UnidentifiedImageError
-from redis import Redis
 
 from devtools import store, webhook_bodies
 from devtools.make_samples import SAMPLES
+from services import context
 from services.json_input import unstorable_paths
 from services.problems import problem
 from translations.templates import TEMPLATES
@@ -73,10 +73,6 @@ class BadInput(ValueError):
 @bp.errorhandler(BadInput)
 def _bad_input(exc: BadInput) -> Response:
     return problem(400, str(exc), title="bad input")
-
-
-def _redis() -> Redis:
-    return current_app.extensions["redis"]
 
 
 def _settings() -> Any:
@@ -163,7 +159,7 @@ def _image_type(content: bytes) -> str:
 
 def _deliver(wa_id: str, name: str, message: dict[str, Any]) -> Response | tuple[Response, int]:
     """Record the farmer's message, POST it signed to our webhook, and report what the webhook said."""
-    settings, redis = _settings(), _redis()
+    settings, redis = _settings(), context.redis()
     store.remember_farmer(redis, wa_id, name)
     # In the transcript before the webhook sees it: the bot's answer can never come first.
     store.append(redis, wa_id, "in", message["id"], message)
@@ -206,7 +202,7 @@ def send_photo() -> Response | tuple[Response, int]:
         if not isinstance(sample, str) or sample not in SAMPLES:
             raise BadInput(f"send a file, or a sample: one of {', '.join(SAMPLES)}")
         content = (STATIC_DIR / "samples" / f"{sample}.jpg").read_bytes()
-    media = store.put_media(_redis(), content, _image_type(content))
+    media = store.put_media(context.redis(), content, _image_type(content))
     message = webhook_bodies.image(wa_id, media.id, sha256=media.sha256, mime_type=media.mime_type,
                                    caption=caption or None)
     return _deliver(wa_id, name, message)
@@ -240,7 +236,7 @@ def send_reply() -> Response | tuple[Response, int]:
     title = _text_field(data, "title", 100, required=False)
     if not choice_id and not title:
         raise BadInput("give the id or the title of the button or list row to tap")
-    found = _find_choice(store.transcript(_redis(), wa_id), wamid, choice_id, title)
+    found = _find_choice(store.transcript(context.redis(), wa_id), wamid, choice_id, title)
     if found is None:
         what = choice_id or title
         raise BadInput(f"no bot message {'with id ' + wamid + ' ' if wamid else ''}offers {what!r} to tap")
@@ -255,7 +251,7 @@ def send_reply() -> Response | tuple[Response, int]:
 
 @bp.post("/dev/chat/api/clear")
 def clear() -> tuple[Response, int]:
-    store.clear(_redis(), _phone(_input()))
+    store.clear(context.redis(), _phone(_input()))
     return jsonify({"cleared": True}), 200
 
 
@@ -376,13 +372,13 @@ def view(entry: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/dev/chat/api/conversation")
 def conversation() -> tuple[Response, int]:
     wa_id = _phone(request.args.to_dict())
-    messages = [view(entry) for entry in store.transcript(_redis(), wa_id)]
+    messages = [view(entry) for entry in store.transcript(context.redis(), wa_id)]
     return jsonify({"phone": wa_id, "messages": messages}), 200
 
 
 @bp.get("/dev/chat/api/media/<media_id>")
 def media(media_id: str) -> Response | tuple[Response, int]:
-    found = store.get_media(_redis(), media_id)
+    found = store.get_media(context.redis(), media_id)
     if found is None:
         return problem(404, "photos are kept for a day", title="no such media")
     return Response(found.content, mimetype=found.mime_type, headers={"Cache-Control": "private, max-age=86400"})
@@ -395,7 +391,7 @@ def config() -> tuple[Response, int]:
     stand_in = base.startswith(settings.PUBLIC_BASE_URL.rstrip("/") + "/dev/graph/")
     return jsonify({
         "default_farmer": DEFAULT_FARMER,
-        "farmers": store.farmers(_redis()),
+        "farmers": store.farmers(context.redis()),
         "samples": [{"name": key, "label": label, "url": url_for("dev_chat.static", filename=f"samples/{key}.jpg")}
                     for key, (label, _, _) in SAMPLES.items()],
         "provinces": [{"name": name, "latitude": lat, "longitude": lng, "address": address}

@@ -34,6 +34,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
 
 from devtools import store, webhook_bodies
+from services import context
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dev_graph_api", __name__)
@@ -139,10 +140,6 @@ def _settings() -> Any:
     return current_app.extensions["settings"]
 
 
-def _redis() -> Redis:
-    return current_app.extensions["redis"]
-
-
 def _authorised() -> bool:
     header = request.headers.get("Authorization", "")
     expected = f"Bearer {_settings().WHATSAPP_TOKEN}"
@@ -180,7 +177,7 @@ def send_message(version: str, phone_number_id: str) -> tuple[Response, int]:
         wamid = body.get("message_id")
         if not isinstance(wamid, str) or not wamid:
             return _graph_error(400, 100, "(#100) The parameter message_id is required.")
-        store.set_status(_redis(), wamid, "read")  # blue ticks on the farmer's message
+        store.set_status(context.redis(), wamid, "read")  # blue ticks on the farmer's message
         return jsonify({"success": True}), 200
     to, kind = body.get("to"), body.get("type", "text")
     if not isinstance(to, str) or not 5 <= len(store.digits(to)) <= 15:
@@ -190,7 +187,7 @@ def send_message(version: str, phone_number_id: str) -> tuple[Response, int]:
                                       "object.")
     recipient = store.digits(to)
     wamid = webhook_bodies.new_wamid()
-    redis = _redis()
+    redis = context.redis()
     store.append(redis, recipient, "out", wamid, body)
     store.set_status(redis, wamid, "pending")
     url = settings.PUBLIC_BASE_URL.rstrip("/") + "/webhooks/whatsapp"
@@ -206,7 +203,7 @@ def send_message(version: str, phone_number_id: str) -> tuple[Response, int]:
 def media_metadata(version: str, media_id: str) -> tuple[Response, int]:
     if not _authorised():
         return _unauthorised()
-    media = store.get_media(_redis(), media_id) if VERSION.fullmatch(version) else None
+    media = store.get_media(context.redis(), media_id) if VERSION.fullmatch(version) else None
     if media is None:
         return _graph_error(400, 100, f"Unsupported get request. Object with ID '{media_id[:40]}' does not exist.",
                             subcode=33, kind="GraphMethodException")
@@ -228,7 +225,7 @@ def media_file(media_id: str) -> Response | tuple[Response, int]:
         return _graph_error(404, 100, "Media URL is not valid")
     if int(expires) < time.time():
         return _graph_error(404, 100, "Media URL has expired: ask for the media id's URL again")
-    media = store.get_media(_redis(), media_id)
+    media = store.get_media(context.redis(), media_id)
     if media is None:
         return _graph_error(404, 100, "Media not found")
     return Response(media.content, mimetype=media.mime_type, headers={"Cache-Control": "no-store"})

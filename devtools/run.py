@@ -239,6 +239,7 @@ def main() -> int:
         wait_until_up(f"http://127.0.0.1:{settings.PORT}/health/live", children, START_TIMEOUT_SECONDS)
         print(banner(settings, admin_password, admin_email, codes), flush=True)
         supervise(children)
+        return 0
     except Stop:
         print("\nstopping...", flush=True)
         return 0

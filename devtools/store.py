@@ -25,6 +25,8 @@ from typing import Any
 
 from redis import Redis
 
+from services.redis_conn import as_text
+
 PREFIX = "ziraai:dev:"
 TRANSCRIPT_MAX = 500
 TRANSCRIPT_TTL = 7 * 24 * 3600
@@ -78,7 +80,7 @@ def transcript(redis: Redis, wa_id: str) -> list[dict[str, Any]]:
     if entries:
         values = redis.mget([f"{PREFIX}status:{e['wamid']}" for e in entries])
         for entry, value in zip(entries, values, strict=True):
-            entry["status"] = value.decode() if value else None
+            entry["status"] = as_text(value) or None
     return entries
 
 
@@ -96,7 +98,7 @@ def set_status(redis: Redis, wamid: str, status: str) -> bool:
 
 def get_status(redis: Redis, wamid: str) -> str | None:
     value = redis.get(f"{PREFIX}status:{wamid}")
-    return value.decode() if value else None
+    return as_text(value) or None
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,9 @@ def get_media(redis: Redis, media_id: str) -> Media | None:
     found = redis.hgetall(f"{PREFIX}media:{media_id}")
     if not found or b"content" not in found:
         return None
-    return Media(media_id, found[b"content"], found[b"mime_type"].decode(), found[b"sha256"].decode())
+    content = found[b"content"]
+    assert isinstance(content, bytes)
+    return Media(media_id, content, as_text(found[b"mime_type"]) or "", as_text(found[b"sha256"]) or "")
 
 
 def remember_farmer(redis: Redis, wa_id: str, name: str) -> None:
@@ -141,6 +145,6 @@ def farmers(redis: Redis) -> list[dict[str, str]]:
     rows = []
     for phone, raw in redis.hgetall(f"{PREFIX}farmers").items():
         data = json.loads(raw)
-        rows.append({"phone": phone.decode(), "name": str(data.get("name") or ""), "last": data.get("last", 0)})
+        rows.append({"phone": as_text(phone), "name": str(data.get("name") or ""), "last": data.get("last", 0)})
     rows.sort(key=lambda r: r["last"], reverse=True)
     return [{"phone": r["phone"], "name": r["name"]} for r in rows]

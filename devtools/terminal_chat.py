@@ -31,7 +31,7 @@ def describe(body: dict[str, Any]) -> str:
     """An outbound message body as the farmer reads it: text, then [buttons] or (list rows)."""
     kind = body.get("type")
     if kind == "text":
-        return body["text"]["body"]
+        return str(body["text"]["body"])
     if kind == "template":
         params = [p.get("text") for c in body["template"].get("components", []) for p in c.get("parameters", [])]
         return f"<template {body['template']['name']} {params}>"

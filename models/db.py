@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -80,3 +80,8 @@ def dialect_insert(dialect_name: str, table: Any) -> Any:
 def insert_ignoring_conflicts(session: Session, model: type, index_elements: list[str]) -> Any:
     """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database."""
     return dialect_insert(session.get_bind().dialect.name, model).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed (`Session.execute` types its result without `rowcount`)."""
+    return cast(CursorResult[Any], result).rowcount

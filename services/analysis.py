@@ -19,7 +19,7 @@ import hmac
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from redis import Redis
@@ -206,7 +206,7 @@ def n8n_client() -> N8NClient:
                                  probe_seconds=s.N8N_TIMEOUT_SECONDS + 10)
         ext["n8n"] = N8NClient(s.n8n_url, s.n8n_secrets, mode=s.N8N_MODE, timeout=s.N8N_TIMEOUT_SECONDS,
                                breaker=breaker)
-    return ext["n8n"]
+    return cast(N8NClient, ext["n8n"])
 
 
 def _call_n8n(snap: _Snapshot, image_key: str) -> dict[str, Any] | None:
@@ -226,11 +226,11 @@ def _call_n8n(snap: _Snapshot, image_key: str) -> dict[str, Any] | None:
     return n8n_client().submit(body, timeout=runtime_settings.current().n8n_timeout_seconds)
 
 
-def _wait_for_circuit(analysis_id: int, retry_after: float) -> str:
+def _wait_for_circuit(analysis_id: int, retry_after: float | None) -> str:
     """N8N is known to be down: wait for the cool-down without using up one of the retries. The lease is
     handed to the waiting job (it expires a lease's length after the wait is over), so the sweeper
     leaves the analysis alone meanwhile."""
-    delay = timedelta(seconds=max(1.0, retry_after))
+    delay = timedelta(seconds=max(1.0, retry_after or 0.0))
     get_queue(ANALYSIS, context.redis()).enqueue_in(
         delay, RUN_ANALYSIS, analysis_id, retry=retry_policy(), on_failure=ON_FAILURE,
         job_id=f"analysis-{analysis_id}-wait-{int(utcnow().timestamp())}")

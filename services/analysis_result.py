@@ -104,7 +104,7 @@ _SEVERITY_WORDS = {fold(word): level for level, words in (
 
 def _set_level(instance: object, name: str, text: str | None) -> None:
     """Fill a frozen dataclass's parsed level from its text, once, at construction."""
-    object.__setattr__(instance, name, Severity(text))
+    object.__setattr__(instance, name, Severity(text or ""))
 
 
 @dataclass(frozen=True)
@@ -542,7 +542,7 @@ def normalise(raw: object) -> AnalysisResult:
     critical = _int(summary.get("critical_issues_count"))
     ok = not reasons
     urgent = ok and (
-        Severity(severity).urgent
+        Severity(severity or "").urgent
         or nutrients.severity_level.urgent
         or any(f.severity_level.urgent for f in diseases + pests)
         or any(r.priority_level.urgent for r in recommendations.immediate)

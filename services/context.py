@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import current_app
 from redis import Redis
 
@@ -10,12 +12,12 @@ from settings import Settings
 
 
 def settings() -> Settings:
-    return current_app.extensions["settings"]
+    return cast(Settings, current_app.extensions["settings"])
 
 
 def db() -> Database:
-    return current_app.extensions["db"]
+    return cast(Database, current_app.extensions["db"])
 
 
 def redis() -> Redis:
-    return current_app.extensions["redis"]
+    return cast(Redis, current_app.extensions["redis"])

@@ -51,10 +51,11 @@ def app_job(func: F) -> F:
                     with _app().app_context():
                         result = func(*args, **kwargs)
         except BaseException:
-            if counted:  # RQ retries while retries are left (a permanent failure sets them to 0 first)
+            # RQ retries while retries are left (a permanent failure sets them to 0 first)
+            if counted and job is not None:
                 metrics.job(job.origin, "retried" if job.retries_left else "failed", time.perf_counter() - started)
             raise
-        if counted:
+        if counted and job is not None:
             metrics.job(job.origin, "succeeded", time.perf_counter() - started)
         return result
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from models import Analysis
-from models.db import Database
+from models.db import Database, affected_rows
 from services.storage import KEY_RE, FallbackStorage, LocalStorage, S3Storage, Storage
 
 log = logging.getLogger(__name__)
@@ -134,5 +134,5 @@ def _forget_keys(db: Database, keys: list[str]) -> int:
             for column in (Analysis.original_key, Analysis.image_key):
                 result = session.execute(update(Analysis).where(column.in_(batch)).values({column: None})
                                          .execution_options(synchronize_session=False))
-                updated += result.rowcount or 0
+                updated += affected_rows(result)
     return updated

@@ -327,16 +327,19 @@ def charge(session: Session, farmer_id: int, now: datetime, analysis_id: int | N
     session.execute(insert_ignoring_conflicts(session, UsageCounter, ["subscription_id", "period_key"]),
                     [{"subscription_id": sub.id, "period_key": day, "used": 0},
                      {"subscription_id": sub.id, "period_key": month, "used": 0}])
-    refused = {"ok": False, "subscription_id": sub.id, "sponsor_id": sub.sponsor_id}
+
+    def refused(reason: QuotaReason, resets_at: datetime) -> ChargeResult:
+        return _refused(ChargeResult(False, reason, resets_at, subscription_id=sub.id, sponsor_id=sub.sponsor_id))
+
     savepoint = session.begin_nested()
     if _increment(session, sub.id, day, tier.daily_limit) is None:
         savepoint.rollback()
         if _used(session, sub.id, month) >= tier.monthly_limit:
-            return _refused(ChargeResult(reason=QuotaReason.MONTHLY, resets_at=next_month_start(now), **refused))
-        return _refused(ChargeResult(reason=QuotaReason.DAILY, resets_at=next_day_start(now), **refused))
+            return refused(QuotaReason.MONTHLY, next_month_start(now))
+        return refused(QuotaReason.DAILY, next_day_start(now))
     if _increment(session, sub.id, month, tier.monthly_limit) is None:
         savepoint.rollback()  # gives the day's unit back
-        return _refused(ChargeResult(reason=QuotaReason.MONTHLY, resets_at=next_month_start(now), **refused))
+        return refused(QuotaReason.MONTHLY, next_month_start(now))
     ledger = UsageLedger(farmer_id=farmer_id, subscription_id=sub.id, analysis_id=analysis_id,
                          kind=LedgerKind.CHARGE.value, day_key=day, month_key=month, created_at=now)
     session.add(ledger)

@@ -49,3 +49,10 @@ def quick(redis: Redis) -> Redis:
             client = _quick[pool] = Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class,
                                                                          **kwargs))
         return client
+
+
+def as_text(value: bytes | str | None) -> str | None:
+    """A Redis reply as text (our connections answer bytes; the client's types also allow str)."""
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value

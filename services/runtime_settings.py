@@ -173,7 +173,7 @@ class Cache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: Values | None = None
-        self._version: bytes | None = None
+        self._version: bytes | str | None = None
         self._checked = 0.0
         self._loaded = 0.0
 
@@ -204,5 +204,5 @@ class Cache:
 
 def current() -> Values:
     """The runtime settings as this process knows them (at most about a second old)."""
-    cache = current_app.extensions.setdefault("runtime_settings", Cache())
+    cache: Cache = current_app.extensions.setdefault("runtime_settings", Cache())
     return cache.get()

@@ -59,7 +59,7 @@ def n8n_headers(raw: bytes, analysis_id: int, purpose: signing.Purpose = signing
                                          now=time.time() if now is None else now)}
 
 
-def post_webhook(client: FlaskClient, raw: bytes | dict[str, Any], secret: str = APP_SECRET):  # type: ignore[no-untyped-def]
+def post_webhook(client: FlaskClient, raw: bytes | dict[str, Any], secret: str = APP_SECRET):
     if isinstance(raw, dict):
         raw = json.dumps(raw).encode()
     return client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
@@ -79,7 +79,7 @@ def media_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="ziraai-media-"))
 
 
-def make_settings(database_url: str, **overrides: Any):  # type: ignore[no-untyped-def]
+def make_settings(database_url: str, **overrides: Any):
     base = {
         "APP_ENV": "test",
         "DATABASE_URL": database_url,

@@ -28,17 +28,17 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _claims(user_id: int, role: str = "support", **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"sub": str(user_id), "role": role, "sponsor_id": None, "iat": now, "exp": now + 600,
+    claims: dict[str, Any] = {"sub": str(user_id), "role": role, "sponsor_id": None, "iat": now, "exp": now + 600,
               "iss": ISSUER, "aud": AUDIENCE, "jti": "0123456789abcdef"}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not ...}
 
 
-def _secret(app) -> str:  # type: ignore[no-untyped-def]
+def _secret(app) -> str:
     return app.extensions["settings"].JWT_SECRET
 
 
-def _refresh(client, token: str):  # type: ignore[no-untyped-def]
+def _refresh(client, token: str):
     return client.post("/api/v1/auth/refresh", json={"refresh_token": token})
 
 
@@ -108,7 +108,7 @@ def test_login_body_is_validated_with_field_errors(client, body):
 # --- JWT attacks --------------------------------------------------------------------------------
 
 
-def _attack_tokens(app, user_id: int, valid_token: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _attack_tokens(app, user_id: int, valid_token: str) -> dict[str, str]:
     secret = _secret(app)
     header, payload, signature = valid_token.split(".")
     tampered = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -276,7 +276,7 @@ def test_links_signed_with_the_previous_jwt_key_keep_working(database_url):
 # login was revoked. Revoked token ids (jti) and login families are kept in Redis until the tokens expire.
 
 
-def _messages(client, pair) -> int:  # type: ignore[no-untyped-def]
+def _messages(client, pair) -> int:
     return client.get("/api/v1/messages", headers=bearer(pair["access_token"])).status_code
 
 

@@ -324,7 +324,7 @@ def _operation(method: str, path: str) -> dict:
     return DOCUMENT["paths"][path][method.lower()]
 
 
-def _is_problem(response, status: int) -> bool:  # type: ignore[no-untyped-def]
+def _is_problem(response, status: int) -> bool:
     return response.status_code == status and response.mimetype == "application/problem+json"
 
 

@@ -25,7 +25,7 @@ def boom(value: Any) -> None:
     raise RuntimeError(f"kaboom {value}\nsecond line: the summary")
 
 
-def add_farmer(app, phone: str = PHONE) -> int:  # type: ignore[no-untyped-def]
+def add_farmer(app, phone: str = PHONE) -> int:
     with app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
         farmer = Farmer(phone=phone, profile_name="Mehmet", created_at=T0, updated_at=T0)
@@ -34,7 +34,7 @@ def add_farmer(app, phone: str = PHONE) -> int:  # type: ignore[no-untyped-def]
         return farmer.id
 
 
-def add_analysis(app, farmer_id: int, **fields: Any) -> int:  # type: ignore[no-untyped-def]
+def add_analysis(app, farmer_id: int, **fields: Any) -> int:
     row = {"status": "completed", "crop": "Domates", "created_at": T0, "received_at": T0, **fields}
     with app.extensions["db"].session() as s, s.begin():
         a = Analysis(farmer_id=farmer_id, **row)
@@ -43,7 +43,7 @@ def add_analysis(app, farmer_id: int, **fields: Any) -> int:  # type: ignore[no-
         return a.id
 
 
-def fail_job(app, queue: str, job_id: str, value: Any = 1) -> None:  # type: ignore[no-untyped-def]
+def fail_job(app, queue: str, job_id: str, value: Any = 1) -> None:
     redis = app.extensions["redis"]
     get_queue(queue, redis).enqueue("tests.test_admin_operations.boom", value, job_id=job_id)
     with app.app_context():
@@ -52,7 +52,7 @@ def fail_job(app, queue: str, job_id: str, value: Any = 1) -> None:  # type: ign
 
 
 @pytest.fixture
-def tokens(app, client) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+def tokens(app, client) -> dict[str, dict[str, str]]:
     return {role: bearer(token_for(app, client, role)) for role in ("admin", "sponsor", "support")}
 
 
@@ -85,11 +85,12 @@ def test_role_matrix(app, client, tokens):
                 assert response.mimetype == PROBLEM
 
     # state-changing routes: everyone but the admin is refused before anything happens
-    for method, path, body in [
+    changes: list[tuple[str, str, dict[str, Any] | None]] = [
         ("POST", f"/api/v1/farmers/{farmer_id}/subscriptions", {"tier_code": "S", "days": 30}),
         ("POST", "/api/v1/staff", {"email": "x@ziraai.test", "password": "long enough pw", "role": "support"}),
         ("POST", "/api/v1/jobs/failed/nope/retry", None),
-    ]:
+    ]
+    for method, path, body in changes:
         for role, status in {None: 401, "sponsor": 403}.items():
             response = client.open(path, method=method, json=body, headers=tokens[role] if role else {})
             assert response.status_code == status, (path, role)

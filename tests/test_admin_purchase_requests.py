@@ -25,6 +25,7 @@ from models import (
 )
 from services import sponsorship
 from tests import test_admin_sponsors as sponsors_tests
+from tests.admin_helpers import make_sponsor
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
 from tests.test_admin_sponsors import PROBLEM, RESULT, file_request
@@ -34,17 +35,17 @@ REQUEST = {"tier": "L", "quantity": 25, "code_valid_days": 60, "subscription_day
            "note": "Antalya bayileri için, havale yapıldı"}
 
 
-def file(client, world, body: dict[str, Any] | None = None, sponsor: str = "a") -> Any:  # type: ignore[no-untyped-def]
+def file(client, world, body: dict[str, Any] | None = None, sponsor: str = "a") -> Any:
     return client.post(f"/api/v1/sponsors/{world[sponsor]}/purchase-requests", headers=world[f"sponsor_{sponsor}"],
                        json=REQUEST if body is None else body)
 
 
-def decide(client, world, request_id: int, action: str, body: dict[str, Any] | None = None,  # type: ignore[no-untyped-def]
+def decide(client, world, request_id: int, action: str, body: dict[str, Any] | None = None,
            role: str = "admin") -> Any:
     return client.post(f"/api/v1/purchase-requests/{request_id}/{action}", headers=world[role], json=body)
 
 
-def counts(session) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def counts(session) -> tuple[int, int]:
     """(purchases, codes) in the database."""
     return (session.scalar(select(func.count()).select_from(SponsorPurchase)) or 0,
             session.scalar(select(func.count()).select_from(SponsorCode)) or 0)
@@ -169,7 +170,7 @@ def test_approving_twice_is_a_conflict_and_creates_the_codes_once(app, client, w
 
 
 def test_two_admins_approving_at_once_create_one_purchase(app, session):
-    request_id = file_request(app, sponsors_tests.make_sponsor(app), "M", 3)
+    request_id = file_request(app, make_sponsor(app), "M", 3)
     db = app.extensions["db"]
     barrier = threading.Barrier(2)
     outcomes: list[bool] = []

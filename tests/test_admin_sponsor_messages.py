@@ -22,7 +22,7 @@ MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
 tiers, world = sponsors_tests.tiers, sponsors_tests.world  # fixtures: tiers seeded, sponsors A/B and tokens
 
 
-def set_runtime(app, **values) -> None:  # type: ignore[no-untyped-def]
+def set_runtime(app, **values) -> None:
     with app.app_context(), app.extensions["db"].session() as s, s.begin():
         runtime_settings.save(s, values, None)
     with app.app_context():
@@ -30,18 +30,18 @@ def set_runtime(app, **values) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def no_quiet_hours(app):  # type: ignore[no-untyped-def]
+def no_quiet_hours(app):
     set_runtime(app, quiet_hours_start="00:00", quiet_hours_end="00:00")
 
 
 @pytest.fixture
-def graph():  # type: ignore[no-untyped-def]
+def graph():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.post(MESSAGES_URL, json={"messaging_product": "whatsapp", "messages": [{"id": "wamid.SPONSOR1"}]})
         yield mock
 
 
-def sent_bodies(graph) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+def sent_bodies(graph) -> list[dict]:
     return [json.loads(c.request.body) for c in graph.calls if c.request.url == MESSAGES_URL]
 
 
@@ -50,7 +50,7 @@ def url(sponsor_id: int, analysis_id: int) -> str:
 
 
 @pytest.fixture
-def sponsored(app, world):  # type: ignore[no-untyped-def]
+def sponsored(app, world):
     """One analysis of a farmer, paid for by sponsor A's L code."""
     [code] = buy(app, world["a"], "L", 1)
     farmer_id = add_farmer(app)

@@ -28,26 +28,26 @@ RESULT = {"plant_identification": {"species": "Solanum lycopersicum"},
 
 
 @pytest.fixture(autouse=True)
-def tiers(app):  # type: ignore[no-untyped-def]
+def tiers(app):
     with app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
 
 
-def sponsor_token(app, client, sponsor_id: int, email: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def sponsor_token(app, client, sponsor_id: int, email: str) -> dict[str, str]:
     make_staff(app, "sponsor", email, sponsor_id=sponsor_id)
     response = login(client, email)
     assert response.status_code == 200, response.get_json()
     return bearer(response.get_json()["access_token"])
 
 
-def staff_token(app, client, role: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def staff_token(app, client, role: str) -> dict[str, str]:
     email = f"{role}@ziraai.test"
     make_staff(app, role, email)
     return bearer(login(client, email).get_json()["access_token"])
 
 
 @pytest.fixture
-def world(app, client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def world(app, client) -> dict[str | None, Any]:
     """Sponsors A and B, and tokens for admin, support, a user of A and a user of B."""
     a = make_sponsor(app, "Anadolu Tohum")
     b = make_sponsor(app, "Bereket Gübre")
@@ -56,13 +56,13 @@ def world(app, client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             "sponsor_b": sponsor_token(app, client, b, "b@sponsor.test"), None: {}}
 
 
-def buy(app, sponsor_id: int, tier: str = "M", quantity: int = 3, valid_days: int = 90) -> list[str]:  # type: ignore[no-untyped-def]
+def buy(app, sponsor_id: int, tier: str = "M", quantity: int = 3, valid_days: int = 90) -> list[str]:
     with app.extensions["db"].session() as s, s.begin():
         _, codes = sponsorship.create_purchase(s, sponsor_id, tier, quantity, valid_days, 30, utcnow())
     return sorted(codes)
 
 
-def add_farmer(app, phone: str = PHONE, name: str = "Mehmet Yılmaz") -> int:  # type: ignore[no-untyped-def]
+def add_farmer(app, phone: str = PHONE, name: str = "Mehmet Yılmaz") -> int:
     with app.extensions["db"].session() as s, s.begin():
         farmer = Farmer(phone=phone, profile_name=name, created_at=utcnow(), updated_at=utcnow())
         s.add(farmer)
@@ -70,7 +70,7 @@ def add_farmer(app, phone: str = PHONE, name: str = "Mehmet Yılmaz") -> int:  #
         return farmer.id
 
 
-def paid_subscription(app, farmer_id: int, code: str) -> int:  # type: ignore[no-untyped-def]
+def paid_subscription(app, farmer_id: int, code: str) -> int:
     """The subscription `code` gives the farmer: redeemed here for real, unless the farmer already did."""
     with app.extensions["db"].session() as s, s.begin():
         existing = s.scalar(select(Subscription.id).join(SponsorCode, SponsorCode.id == Subscription.code_id)
@@ -82,7 +82,7 @@ def paid_subscription(app, farmer_id: int, code: str) -> int:  # type: ignore[no
         return result.subscription_id
 
 
-def add_analysis(app, sponsor_id: int | None, farmer_id: int, *, code: str | None = None,  # type: ignore[no-untyped-def]
+def add_analysis(app, sponsor_id: int | None, farmer_id: int, *, code: str | None = None,
                  **fields: Any) -> int:
     """A completed analysis attributed to `sponsor_id`; with `code`, paid for by the subscription that code
     gives the farmer, as a submission records it (without, it counts for the sponsor's totals only)."""
@@ -99,7 +99,7 @@ def add_analysis(app, sponsor_id: int | None, farmer_id: int, *, code: str | Non
         return analysis.id
 
 
-def set_code(app, code: str, **values: Any) -> None:  # type: ignore[no-untyped-def]
+def set_code(app, code: str, **values: Any) -> None:
     with app.extensions["db"].session() as s, s.begin():
         s.execute(update(SponsorCode).where(SponsorCode.code == code).values(**values))
 
@@ -225,7 +225,7 @@ def test_reading_sponsored_analyses_is_audited(app, client, world, session):
 ROLES = (None, "admin", "sponsor_a", "sponsor_b", "support")
 
 
-def file_request(app, sponsor_id: int, tier: str = "M", quantity: int = 2) -> int:  # type: ignore[no-untyped-def]
+def file_request(app, sponsor_id: int, tier: str = "M", quantity: int = 2) -> int:
     with app.extensions["db"].session() as s, s.begin():
         return sponsorship.file_purchase_request(s, sponsor_id, tier, quantity, 90, 30, None, None, utcnow()).id
 

@@ -18,7 +18,7 @@ PHONE = "+905321234567"
 OTHER = "+905559876543"
 
 
-def add_farmer(app, phone: str = PHONE) -> int:  # type: ignore[no-untyped-def]
+def add_farmer(app, phone: str = PHONE) -> int:
     with app.extensions["db"].session() as s, s.begin():
         farmer = Farmer(phone=phone, profile_name="Mehmet", created_at=T0, updated_at=T0)
         s.add(farmer)
@@ -26,7 +26,7 @@ def add_farmer(app, phone: str = PHONE) -> int:  # type: ignore[no-untyped-def]
         return farmer.id
 
 
-def add_message(app, **fields: Any) -> int:  # type: ignore[no-untyped-def]
+def add_message(app, **fields: Any) -> int:
     row = {"direction": "in", "phone": PHONE, "type": "text", "text": "Merhaba", "status": "processed",
            "created_at": T0, "attempts": 0, **fields}
     with app.extensions["db"].session() as s, s.begin():
@@ -37,11 +37,11 @@ def add_message(app, **fields: Any) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def support(app, client) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def support(app, client) -> dict[str, str]:
     return bearer(token_for(app, client, "support"))
 
 
-def search(client, headers, **params: Any):  # type: ignore[no-untyped-def]
+def search(client, headers, **params: Any):
     return client.get("/api/v1/messages", query_string=params, headers=headers)
 
 
@@ -63,7 +63,7 @@ def test_role_matrix(app, client):
 # --- search -------------------------------------------------------------------------------------
 
 
-def _ids(response) -> list[int]:  # type: ignore[no-untyped-def]
+def _ids(response) -> list[int]:
     assert response.status_code == 200, response.get_json()
     return [m["id"] for m in response.get_json()["items"]]
 

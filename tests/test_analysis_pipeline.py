@@ -65,7 +65,7 @@ def submit(farmer: Farmer) -> list[str]:
     return farmer.taps("Gönder")  # runs the jobs: the analysis too
 
 
-def sent_to_n8n(mock) -> list[dict]:  # type: ignore[no-untyped-def]
+def sent_to_n8n(mock) -> list[responses.Call]:
     return [c for c in mock.calls if c.request.url == N8N_URL]
 
 

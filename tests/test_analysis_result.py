@@ -82,7 +82,7 @@ def test_full_turkish_result() -> None:
     assert r.prognosis == "iyi"
     assert r.estimated_yield_impact == "orta"
     assert r.critical_issues_count == 1
-    assert r.farmer_summary.startswith("Domatesinizde erken yanıklık")
+    assert r.farmer_summary is not None and r.farmer_summary.startswith("Domatesinizde erken yanıklık")
     assert r.confidence == 85.0
     assert r.cross_factor_insights[0].confidence == 70.0  # 0.7 -> 70
     assert r.confidence_notes[0].confidence == 30.0  # 0.3 -> 30
@@ -117,7 +117,7 @@ def test_drifted_keys_are_normalised() -> None:
     assert r.critical_issues_count == 2
     assert r.prognosis == "zayıf"
     assert r.estimated_yield_impact == "önemli"
-    assert r.farmer_summary.startswith("Biberinizde yaprak biti")
+    assert r.farmer_summary is not None and r.farmer_summary.startswith("Biberinizde yaprak biti")
     assert r.recommendations.short_term[0].details == "Sarı yapışkan tuzak ve ruhsatlı insektisit."
     assert r.recommendations.preventive == () and r.recommendations.monitoring == ()
     assert r.nutrients.statuses == ()
@@ -128,6 +128,7 @@ def test_drifted_keys_are_normalised() -> None:
 def test_failed_fixture() -> None:
     r = normalise(load("result_failed.json"))
     assert r.ok is False
+    assert r.failure_reason is not None
     assert "n8n reported failure" in r.failure_reason
     assert "Görsel indirilemedi: zaman aşımı" in r.failure_reason
     assert r.urgent is False
@@ -156,20 +157,20 @@ def test_result_is_frozen() -> None:
 @pytest.mark.parametrize("raw", [None, [], [load("result_full_tr.json")], "ok", 42, True])
 def test_not_a_dict_fails(raw: object) -> None:
     r = normalise(raw)
-    assert not r.ok and "not a JSON object" in r.failure_reason
+    assert not r.ok and r.failure_reason is not None and "not a JSON object" in r.failure_reason
 
 
 @pytest.mark.parametrize("value", [0, 0.0, "0", None, _DELETE])
 def test_health_score_zero_or_missing_fails(value: object) -> None:
     r = normalise(full(**{"summary.overall_health_score": value}))
-    assert not r.ok and "health score" in r.failure_reason
+    assert not r.ok and r.failure_reason is not None and "health score" in r.failure_reason
     assert r.health_score is None and r.urgent is False
 
 
 @pytest.mark.parametrize("value", [-3, 101, 1000, "çok iyi", True])
 def test_health_score_unusable_fails(value: object) -> None:
     r = normalise(full(**{"summary.overall_health_score": value}))
-    assert not r.ok and "health score" in r.failure_reason
+    assert not r.ok and r.failure_reason is not None and "health score" in r.failure_reason
 
 
 def test_success_false_alone_fails() -> None:
@@ -191,7 +192,8 @@ def test_success_false_spellings_fail(success: object) -> None:
 ])
 def test_an_error_alone_fails_even_with_success_true(changes: dict[str, Any], text: str) -> None:
     r = normalise(full(**changes))
-    assert not r.ok and text in r.failure_reason and r.failure_reason.startswith("n8n reported failure")
+    assert not r.ok and r.failure_reason is not None
+    assert text in r.failure_reason and r.failure_reason.startswith("n8n reported failure")
 
 
 @pytest.mark.parametrize("changes", [{"error": False}, {"error": None}, {"error_message": ""},
@@ -210,7 +212,7 @@ def test_falsy_errors_do_not_fail(changes: dict[str, Any]) -> None:
 ])
 def test_placeholders_in_key_fields_fail(path: str, value: str) -> None:
     r = normalise(full(**{path: value}))
-    assert not r.ok and "placeholder" in r.failure_reason
+    assert not r.ok and r.failure_reason is not None and "placeholder" in r.failure_reason
 
 
 @pytest.mark.parametrize("path", ["plant_identification.variety", "environmental_stress.soil_indicators",
@@ -229,14 +231,14 @@ def test_a_sentence_mentioning_a_placeholder_word_is_not_a_placeholder() -> None
 
 def test_the_first_reason_is_the_most_important() -> None:
     r = normalise(load("result_failed.json"))  # error, score 0 and three placeholders at once
-    assert r.failure_reason.startswith("n8n reported failure (image_fetch_failed)")
+    assert r.failure_reason is not None and r.failure_reason.startswith("n8n reported failure (image_fetch_failed)")
     only_placeholder = normalise(full(**{"summary.primary_concern": "Analiz edilemedi"}))
     assert only_placeholder.failure_reason == "placeholder primary concern: Analiz edilemedi"
 
 
 def test_a_long_error_message_is_shortened() -> None:
     r = normalise(full(error_message="x" * 5000))
-    assert not r.ok and len(r.failure_reason) <= 200
+    assert not r.ok and r.failure_reason is not None and len(r.failure_reason) <= 200
 
 
 # --- scales ----------------------------------------------------------------------------------
@@ -443,7 +445,7 @@ def test_queryable_columns() -> None:
     ("biraz", Severity.UNKNOWN),
 ])
 def test_a_severity_word_is_read_once_into_a_ranked_level(text: str | None, level: Severity) -> None:
-    assert Severity(text) is level
+    assert Severity(text) is level  # type: ignore[arg-type]  # None: a missing word reads as UNKNOWN
     assert level.urgent == (level in (Severity.CRITICAL, Severity.HIGH))
     assert level.rank == {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}.get(level)
     assert Finding("x", severity=text).severity_level is level

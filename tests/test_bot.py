@@ -18,6 +18,8 @@ from bot.types import (
     Send,
     SetLocale,
     SetOptOut,
+    ShowAnalysis,
+    ShowDetails,
     ShowQuota,
     State,
     Submit,
@@ -46,7 +48,7 @@ def photo(caption: str | None = None, mid: int = 7) -> Event:
     return Event(EventKind.PHOTO, mid, text=caption, media_id="m1", message_type="image")
 
 
-def sent(step) -> list[str]:  # type: ignore[no-untyped-def]
+def sent(step) -> list[str]:
     return [a.reply.text for a in step.actions if isinstance(a, Send)]
 
 
@@ -194,8 +196,8 @@ def test_a_reply_id_that_does_not_parse_gets_the_states_fallback(reply_id, state
 
 
 @pytest.mark.parametrize(("reply_id", "action"), [
-    ("result:details", machine.ShowDetails(None)), ("result:details:42", machine.ShowDetails(42)),
-    ("result:details:2147483647", machine.ShowDetails(2147483647)), ("history:5", machine.ShowAnalysis(5)),
+    ("result:details", ShowDetails(None)), ("result:details:42", ShowDetails(42)),
+    ("result:details:2147483647", ShowDetails(2147483647)), ("history:5", ShowAnalysis(5)),
 ])
 def test_reply_ids_we_send_still_work(reply_id, action):
     step = machine.step(conv(State.HISTORY), tap(reply_id), NOW)

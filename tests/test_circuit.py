@@ -31,7 +31,7 @@ def past_cooldown(breaker: CircuitBreaker) -> None:
 
 
 @pytest.fixture
-def connect() -> Iterator:  # type: ignore[type-arg]
+def connect() -> Iterator:
     """A factory of Redis clients that all talk to the same server."""
     if TEST_REDIS_URL:
         clients: list[Redis] = []
@@ -49,13 +49,13 @@ def connect() -> Iterator:  # type: ignore[type-arg]
 
 
 @pytest.fixture
-def name(connect) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def name(connect) -> Iterator[str]:
     value = f"test-{uuid.uuid4().hex[:8]}"
     yield value
     connect().delete(KEY_PREFIX + value)
 
 
-def make(connect, name: str, threshold: int = 3) -> CircuitBreaker:  # type: ignore[no-untyped-def]
+def make(connect, name: str, threshold: int = 3) -> CircuitBreaker:
     return CircuitBreaker(connect(), name, failure_threshold=threshold, cooldown_seconds=COOLDOWN)
 
 
@@ -65,14 +65,14 @@ def open_breaker(breaker: CircuitBreaker) -> None:
     assert breaker.state() == "open"
 
 
-def test_closed_allows_and_reports_zero_wait(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_closed_allows_and_reports_zero_wait(connect, name) -> None:
     breaker = make(connect, name)
     assert breaker.allow()
     assert breaker.state() == "closed"
     assert breaker.retry_after() == 0
 
 
-def test_threshold_of_consecutive_failures_opens(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_threshold_of_consecutive_failures_opens(connect, name) -> None:
     breaker = make(connect, name, threshold=3)
     breaker.record_failure()
     breaker.record_failure()
@@ -84,7 +84,7 @@ def test_threshold_of_consecutive_failures_opens(connect, name) -> None:  # type
     assert connect().exists(f"ziraai:circuit:{name}")
 
 
-def test_a_success_resets_the_count(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_a_success_resets_the_count(connect, name) -> None:
     breaker = make(connect, name, threshold=3)
     for _ in range(2):
         breaker.record_failure()
@@ -96,14 +96,14 @@ def test_a_success_resets_the_count(connect, name) -> None:  # type: ignore[no-u
     assert breaker.state() == "open"
 
 
-def test_open_denies_everyone_until_the_cooldown(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_open_denies_everyone_until_the_cooldown(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     assert [breaker.allow() for _ in range(5)] == [False] * 5
     assert breaker.state() == "open"
 
 
-def test_after_the_cooldown_exactly_one_probe(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_after_the_cooldown_exactly_one_probe(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     past_cooldown(breaker)
@@ -115,7 +115,7 @@ def test_after_the_cooldown_exactly_one_probe(connect, name) -> None:  # type: i
     assert 0 < breaker.retry_after() <= COOLDOWN
 
 
-def test_concurrent_callers_get_one_probe(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_callers_get_one_probe(connect, name) -> None:
     open_breaker(make(connect, name))
     past_cooldown(make(connect, name))
     breakers = [make(connect, name) for _ in range(20)]
@@ -134,7 +134,7 @@ def test_concurrent_callers_get_one_probe(connect, name) -> None:  # type: ignor
     assert sorted(results) == [False] * 19 + [True]
 
 
-def test_probe_success_closes(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_probe_success_closes(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     past_cooldown(breaker)
@@ -149,7 +149,7 @@ def test_probe_success_closes(connect, name) -> None:  # type: ignore[no-untyped
     assert breaker.state() == "closed"
 
 
-def test_probe_failure_reopens_with_a_fresh_cooldown(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_probe_failure_reopens_with_a_fresh_cooldown(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     past_cooldown(breaker)
@@ -162,7 +162,7 @@ def test_probe_failure_reopens_with_a_fresh_cooldown(connect, name) -> None:  # 
     assert breaker.allow()  # a new probe after the new cool-down
 
 
-def test_an_unreported_probe_expires(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreported_probe_expires(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     past_cooldown(breaker)
@@ -174,7 +174,7 @@ def test_an_unreported_probe_expires(connect, name) -> None:  # type: ignore[no-
     assert not breaker.allow()
 
 
-def test_a_longer_probe_slot_keeps_a_slow_probe_alone(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_a_longer_probe_slot_keeps_a_slow_probe_alone(connect, name) -> None:
     breaker = CircuitBreaker(connect(), name, failure_threshold=1, cooldown_seconds=COOLDOWN, probe_seconds=30)
     breaker.record_failure()
     past_cooldown(breaker)
@@ -187,7 +187,7 @@ def test_a_longer_probe_slot_keeps_a_slow_probe_alone(connect, name) -> None:  #
     assert breaker.state() == "open" and breaker.retry_after() <= COOLDOWN
 
 
-def test_a_stray_failure_while_open_does_not_extend_the_cooldown(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_a_stray_failure_while_open_does_not_extend_the_cooldown(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     time.sleep(COOLDOWN / 2)
@@ -197,7 +197,7 @@ def test_a_stray_failure_while_open_does_not_extend_the_cooldown(connect, name) 
     assert breaker.allow()
 
 
-def test_two_breaker_objects_share_state(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_two_breaker_objects_share_state(connect, name) -> None:
     worker_a = make(connect, name, threshold=2)
     worker_b = make(connect, name, threshold=2)
     worker_a.record_failure()
@@ -211,7 +211,7 @@ def test_two_breaker_objects_share_state(connect, name) -> None:  # type: ignore
     assert worker_b.state() == "closed" and worker_b.allow()
 
 
-def test_breakers_with_different_names_are_independent(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_breakers_with_different_names_are_independent(connect, name) -> None:
     breaker = make(connect, name, threshold=1)
     other = make(connect, name + "-other", threshold=1)
     breaker.record_failure()
@@ -219,7 +219,7 @@ def test_breakers_with_different_names_are_independent(connect, name) -> None:  
     assert other.state() == "closed" and other.allow()
 
 
-def test_acquire_reports_the_wait(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_acquire_reports_the_wait(connect, name) -> None:
     breaker = make(connect, name)
     assert breaker.acquire() == (True, 0.0)
     open_breaker(breaker)
@@ -227,7 +227,7 @@ def test_acquire_reports_the_wait(connect, name) -> None:  # type: ignore[no-unt
     assert not allowed and 0 < wait <= COOLDOWN
 
 
-def test_reset_closes(connect, name) -> None:  # type: ignore[no-untyped-def]
+def test_reset_closes(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     breaker.reset()
@@ -235,6 +235,6 @@ def test_reset_closes(connect, name) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("kwargs", [{"failure_threshold": 0}, {"cooldown_seconds": 0}, {"probe_seconds": -1}])
-def test_rejects_bad_settings(kwargs) -> None:  # type: ignore[no-untyped-def]
+def test_rejects_bad_settings(kwargs) -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(fakeredis.FakeRedis(), "x", **kwargs)

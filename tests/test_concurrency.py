@@ -35,7 +35,7 @@ def run_workers(database_url: str, graph_base: str, count: int) -> None:
         assert w.returncode == 0, err[-2000:]
 
 
-def post_concurrently(app, bodies: list[dict]) -> None:  # type: ignore[no-untyped-def]
+def post_concurrently(app, bodies: list[dict]) -> None:
     barrier = threading.Barrier(len(bodies))
     statuses: list[int] = []
 

@@ -37,7 +37,7 @@ def onboarded(farmer):
     return farmer
 
 
-def db_farmer(session, phone: str = "+905321234567") -> Farmer:  # type: ignore[no-untyped-def]
+def db_farmer(session, phone: str = "+905321234567") -> Farmer:
     return session.scalar(select(Farmer).where(Farmer.phone == phone).execution_options(populate_existing=True))
 
 
@@ -353,7 +353,7 @@ def test_a_message_that_always_fails_does_not_block_the_farmer(app, onboarded, s
 
     real_step = machine.step
 
-    def step(view, event, now):  # type: ignore[no-untyped-def]
+    def step(view, event, now):
         if event.text == "BOOM":
             raise RuntimeError("a bug this message always hits")
         return real_step(view, event, now)

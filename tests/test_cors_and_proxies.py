@@ -16,13 +16,13 @@ from tests.test_settings import STRONG
 PANEL = "https://panel.ziraai.test"
 
 
-def preflight(client, path: str, origin: str):  # type: ignore[no-untyped-def]
+def preflight(client, path: str, origin: str):
     return client.options(path, headers={"Origin": origin, "Access-Control-Request-Method": "GET",
                                          "Access-Control-Request-Headers": "Authorization"})
 
 
 @pytest.fixture
-def cors_app(database_url):  # type: ignore[no-untyped-def]
+def cors_app(database_url):
     app = create_app(make_settings(database_url, CORS_ORIGINS=f"{PANEL}, https://ops.ziraai.test"))
     yield app
     app.extensions["db"].engine.dispose()
@@ -66,7 +66,7 @@ def test_production_wants_exact_https_origins(value):
     assert load_settings(environ={**STRONG, "CORS_ORIGINS": PANEL}, dotenv_path=None).problems() == []
 
 
-def login_from(client, forwarded_for: str, password: str = "wrong password!"):  # type: ignore[no-untyped-def]
+def login_from(client, forwarded_for: str, password: str = "wrong password!"):
     return client.post("/api/v1/auth/login", json={"email": "admin@ziraai.test", "password": password},
                        headers={"X-Forwarded-For": forwarded_for}, environ_base={"REMOTE_ADDR": "10.0.0.9"})
 

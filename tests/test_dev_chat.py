@@ -47,6 +47,7 @@ def test_text_buttons_and_list_rows_become_webhooks_and_the_bot_answers_in_order
     rows = _inbound(live, "+905301112233")
     assert [m.type for m in rows] == ["text", "button_reply", "list_reply"]
     assert rows[0].wamid == sent["wamid"] and rows[0].text == "Merhaba"
+    assert rows[1].payload is not None and rows[2].payload is not None
     assert rows[1].payload["interactive"]["button_reply"]["id"] == "consent:yes"
     assert rows[2].payload["interactive"]["type"] == "list_reply"
     assert rows[1].payload["context"]["id"] == consent[-1]["wamid"]  # a reply names the message it answers
@@ -82,6 +83,7 @@ def test_a_photo_upload_and_a_typed_location(live):
     assert farmer.post("/location", latitude=38.42, longitude=27.14, place="Bahçe").status_code == 200
     farmer.bot_replies(offers("Gönder"))
     image, location = _inbound(live, "+905301112244")[-2:]
+    assert image.payload is not None and location.payload is not None
     media = store.get_media(live.app.extensions["redis"], image.payload["image"]["id"])
     assert media is not None and image.payload["image"]["sha256"] == media.sha256
     assert image.payload["image"]["mime_type"] == "image/png"

@@ -49,7 +49,7 @@ INT32 = 2**31
 _wamids = itertools.count(1)
 
 
-def fuzz(examples: int):  # type: ignore[no-untyped-def]
+def fuzz(examples: int):
     """Hypothesis settings for this file: repeatable, no wall-clock deadline, `FUZZ_SCALE` times more examples."""
     return settings(
         max_examples=max(1, int(examples * SCALE)), deadline=None, derandomize=True, database=None,
@@ -306,7 +306,7 @@ def test_parser_examples_found_by_fuzzing():
 # --- (b) the signed HTTP webhook -----------------------------------------------------------------------
 
 
-def post_raw(client, raw: bytes):  # type: ignore[no-untyped-def]
+def post_raw(client, raw: bytes):
     return client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
                        headers={"X-Hub-Signature-256": sign(raw)})
 
@@ -318,11 +318,11 @@ def _strict_json(raw: bytes) -> Any:
     return json.loads(raw, parse_constant=refuse)
 
 
-def _count(session, model) -> int:  # type: ignore[no-untyped-def]
+def _count(session, model) -> int:
     return session.scalar(select(func.count()).select_from(model))
 
 
-def check_stored(session, body: Any, unhandled_before: int) -> None:  # type: ignore[no-untyped-def]
+def check_stored(session, body: Any, unhandled_before: int) -> None:
     """Nothing lost: every message the parser found has its row, every problem its unhandled row."""
     parsed = parse_webhook(storable(body))
     for m in parsed.messages:
@@ -552,7 +552,7 @@ def test_a_submission_goes_through_whatever_the_farmer_wrote(app, session, capti
     assert analysis.status == "queued" and len(analysis.location_text or "") <= 300
 
 
-def farmer_id_of(session, phone: str) -> int:  # type: ignore[no-untyped-def]
+def farmer_id_of(session, phone: str) -> int:
     return session.scalar(select(FarmerRow.id).where(FarmerRow.phone == "+" + phone))
 
 

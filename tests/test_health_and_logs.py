@@ -30,6 +30,7 @@ def test_ready_is_503_when_redis_is_unreachable(database_url):
     app = create_app(make_settings(database_url, REDIS_URL="redis://127.0.0.1:1/0"))
     r = app.test_client().get("/health/ready")
     assert r.status_code == 503
+    assert r.json is not None
     assert r.json["checks"]["redis"]["status"] == "error"
     assert r.json["checks"]["database"]["status"] == "ok"
     app.extensions["db"].engine.dispose()
@@ -39,6 +40,7 @@ def test_ready_is_503_when_the_database_is_unreachable():
     app = create_app(make_settings("postgresql+psycopg://nobody@127.0.0.1:1/none"))
     r = app.test_client().get("/health/ready")
     assert r.status_code == 503
+    assert r.json is not None
     assert r.json["checks"]["database"]["status"] == "error"
 
 

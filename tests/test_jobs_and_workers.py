@@ -33,7 +33,7 @@ from tests.helpers import (
 )
 
 
-def statuses(session) -> list[str]:  # type: ignore[no-untyped-def]
+def statuses(session) -> list[str]:
     """Statuses of the farmers' (inbound) messages, oldest first."""
     return list(session.scalars(select(Message.status).where(Message.direction == "in").order_by(Message.id)))
 

@@ -15,19 +15,19 @@ from services.sweeper import requeue_expired, sweep_unqueued
 from tests.helpers import fixture_bytes, post_webhook
 
 
-def _message(app, client) -> int:  # type: ignore[no-untyped-def]
+def _message(app, client) -> int:
     post_webhook(client, fixture_bytes("text.json"))
     with app.extensions["db"].reader() as s:
         return s.scalar(select(Message.id).where(Message.direction == "in"))
 
 
-def _hold(app, message_id: int, owner: str, seconds: float) -> None:  # type: ignore[no-untyped-def]
+def _hold(app, message_id: int, owner: str, seconds: float) -> None:
     with app.extensions["db"].session() as s, s.begin():
         row = s.get_one(Message, message_id)
         row.lease_owner, row.lease_until = owner, utcnow() + timedelta(seconds=seconds)
 
 
-def _started_long_ago(app, job_id: str) -> None:  # type: ignore[no-untyped-def]
+def _started_long_ago(app, job_id: str) -> None:
     """As RQ leaves the job of a worker killed mid-job: `started`, and nobody finishes it."""
     job = Job.fetch(job_id, connection=app.extensions["redis"])
     get_queue(INBOUND, app.extensions["redis"]).remove(job)

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ FULL_RESULT = json.loads((Path(__file__).parent / "fixtures" / "n8n" / "result_f
 WAIT_SECONDS = 10  # an upper bound for background work, never a timing assertion
 
 
-def leaf_image(fill: tuple[int, int, int], spots: list[tuple[tuple[int, int, int, int], tuple[int, int, int]]] = (),
+def leaf_image(fill: tuple[int, int, int], spots: Sequence[tuple[tuple[int, int, int, int], tuple[int, int, int]]] = (),
                background: tuple[int, int, int] = (245, 245, 245), fmt: str = "PNG") -> bytes:
     """A leaf-shaped ellipse with spots, on a plain background."""
     image = Image.new("RGB", (400, 300), background)
@@ -82,7 +83,7 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def call(client: FlaskClient, body: dict[str, Any] | bytes, secret: str | None = SECRET,  # type: ignore[no-untyped-def]
+def call(client: FlaskClient, body: dict[str, Any] | bytes, secret: str | None = SECRET,
          purpose: Purpose = Purpose.REQUEST, now: float | None = None):
     """POST the body as the service does: signed for `ANALYSIS_ID` with purpose `request` (or as told)."""
     raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
@@ -179,7 +180,7 @@ def test_a_request_not_signed_for_n8n_is_403(client: FlaskClient, caplog: pytest
         response = call(client, request_body(), **changes)
     assert response.status_code == 403
     assert response.mimetype == "application/problem+json"
-    assert [r.reason for r in caplog.records if r.getMessage().startswith("local analyser: request refused")] == [
+    assert [vars(r)["reason"] for r in caplog.records if r.getMessage().startswith("local analyser: request refused")] == [
         reason.value]
 
 
@@ -329,6 +330,7 @@ def test_callback_retries_transient_failures(monkeypatch: pytest.MonkeyPatch, st
         assert len(rsps.calls) == calls
         posted = [call.request for call in rsps.calls]
     assert {request.body for request in posted} == {posted[0].body}  # every attempt posts the same bytes
+    assert isinstance(posted[0].body, bytes)
     assert json.loads(posted[0].body) == result
     assert all(signed_by_the_analyser(posted[0].body, request.headers[signing.HEADER]) is None for request in posted)
 

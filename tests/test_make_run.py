@@ -131,7 +131,9 @@ def test_seed_demo_is_idempotent_and_shows_the_password_once(runner, session):
 
     first = runner.invoke(args=["seed-demo"])
     assert first.exit_code == 0, first.output
-    password = re.search(rf"{re.escape(ADMIN_EMAIL)} / (\S+)", first.output).group(1)
+    shown = re.search(rf"{re.escape(ADMIN_EMAIL)} / (\S+)", first.output)
+    assert shown is not None, first.output
+    password = shown.group(1)
     assert len(password) >= 12
     second = runner.invoke(args=["seed-demo"])
     assert second.exit_code == 0 and password not in second.output
@@ -141,7 +143,9 @@ def test_seed_demo_is_idempotent_and_shows_the_password_once(runner, session):
     assert session.scalar(select(func.count()).select_from(StaffUser)) == 1
 
     renewed = runner.invoke(args=["seed-demo", "--new-admin-password"])
-    new_password = re.search(rf"{re.escape(ADMIN_EMAIL)} / (\S+)", renewed.output).group(1)
+    shown = re.search(rf"{re.escape(ADMIN_EMAIL)} / (\S+)", renewed.output)
+    assert shown is not None, renewed.output
+    new_password = shown.group(1)
     assert new_password != password
     client = runner.app.test_client()
     assert client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": password}).status_code == 401

@@ -274,7 +274,12 @@ def test_s3_without_boto3_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
 def test_s3_builds_its_client_with_boto3_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[tuple[str, str | None]] = []
     fake_boto3 = types.ModuleType("boto3")
-    fake_boto3.client = lambda service, endpoint_url=None: made.append((service, endpoint_url)) or FakeS3Client()  # type: ignore[attr-defined]
+
+    def client(service: str, endpoint_url: str | None = None) -> FakeS3Client:
+        made.append((service, endpoint_url))
+        return FakeS3Client()
+
+    fake_boto3.client = client  # type: ignore[attr-defined]  # a stand-in module, attributes set by hand
     monkeypatch.setitem(sys.modules, "boto3", fake_boto3)
     S3Storage("bucket", endpoint_url="https://minio.local:9000")
     assert made == [("s3", "https://minio.local:9000")]

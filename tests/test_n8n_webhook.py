@@ -39,7 +39,7 @@ def result_raw(analysis_id: int) -> bytes:
     return json.dumps(json.loads(text.replace('"{{analysis_id}}"', str(analysis_id))), ensure_ascii=False).encode()
 
 
-def post(client: FlaskClient, analysis_id: int, raw: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+def post(client: FlaskClient, analysis_id: int, raw: bytes, headers: dict[str, str]):
     return client.post(f"/webhooks/n8n/{analysis_id}", data=raw, content_type="application/json; charset=utf-8",
                        headers=headers)
 
@@ -50,7 +50,7 @@ def stored(app: Flask, analysis_id: int) -> Any:
 
 
 def refusal_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.reason for r in caplog.records if r.getMessage() == "N8N callback refused: signature"]
+    return [vars(r)["reason"] for r in caplog.records if r.getMessage() == "N8N callback refused: signature"]
 
 
 def test_a_signed_result_for_this_analysis_is_accepted_once(app: Flask, client: FlaskClient) -> None:

@@ -46,7 +46,7 @@ needs_node = pytest.mark.skipif(NODE is None, reason="Node.js (`node`) is not in
                                                       "JavaScript cannot be run")
 
 # Node types and versions of n8n-nodes-base as of n8n 1.88 (the ones this workflow may use).
-KNOWN_NODE_TYPES = {
+KNOWN_NODE_TYPES: dict[str, set[float]] = {
     "n8n-nodes-base.webhook": {1, 1.1, 2},
     "n8n-nodes-base.code": {1, 2},
     "n8n-nodes-base.if": {1, 2, 2.1, 2.2},
@@ -275,6 +275,7 @@ def sent_by_our_client(body: dict[str, Any], secrets: tuple[str, ...] = (N8N_SEC
         rsps.post("https://n8n.test/webhook/ziraai/plant-analysis", status=202)
         N8NClient("https://n8n.test/webhook/ziraai/plant-analysis", secrets, mode="callback").submit(body)
         sent = rsps.calls[0].request
+    assert isinstance(sent.body, bytes)
     return sent.body, sent.headers[signing.HEADER]
 
 
@@ -587,7 +588,7 @@ def test_the_callback_is_signed_with_every_secret_of_a_rotation(tmp_path: Path) 
 
 
 @needs_node
-def test_the_callback_endpoint_accepts_the_signed_result(tmp_path: Path, app, client) -> None:  # type: ignore[no-untyped-def]
+def test_the_callback_endpoint_accepts_the_signed_result(tmp_path: Path, app, client) -> None:
     analysis_id = new_analysis(app)
     result = result_for(analysis_id)
     signed = sign_callback(tmp_path, result)
@@ -662,7 +663,7 @@ class WorkflowStandIn(HTTPStandIn):
 
 
 @pytest.fixture
-def real_n8n(tmp_path: Path, client, http_stand_in) -> Iterator[tuple[str, str, WorkflowStandIn]]:  # type: ignore[no-untyped-def]
+def real_n8n(tmp_path: Path, client, http_stand_in) -> Iterator[tuple[str, str, WorkflowStandIn]]:
     if not N8N_BIN:
         pytest.skip("set N8N_BIN to an n8n executable to run the workflow in a real n8n")
     stand_in = http_stand_in(WorkflowStandIn(client))
@@ -716,7 +717,7 @@ def _post(url: str, body: dict[str, Any], **sign: Any) -> requests.Response:
                                                               **headers})
 
 
-def test_the_workflow_in_a_real_n8n(real_n8n, app) -> None:  # type: ignore[no-untyped-def]
+def test_the_workflow_in_a_real_n8n(real_n8n, app) -> None:
     url, base, stand_in = real_n8n
     analysis_id = new_analysis(app)
 

@@ -123,7 +123,7 @@ def test_unknown_job_id_is_reported(app, runner):
 
 
 @pytest.fixture
-def media_app(database_url: str, tmp_path: Path, app: Flask):  # type: ignore[no-untyped-def]
+def media_app(database_url: str, tmp_path: Path, app: Flask):
     """An app whose photos live in a directory of this test only (`app` cleaned the database)."""
     own = create_app(make_settings(database_url, MEDIA_DIR=str(tmp_path / "media")))
     with own.app_context():

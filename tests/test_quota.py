@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from models import (
     Analysis,
@@ -29,12 +29,12 @@ NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)  # 12:00 in Istanbul
 
 
 @pytest.fixture(autouse=True)
-def tiers(app):  # type: ignore[no-untyped-def]
+def tiers(app):
     with app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
 
 
-def new_farmer(app, phone: str = "+905321234567") -> int:  # type: ignore[no-untyped-def]
+def new_farmer(app, phone: str = "+905321234567") -> int:
     with app.extensions["db"].session() as s, s.begin():
         farmer = Farmer(phone=phone)
         s.add(farmer)
@@ -42,7 +42,7 @@ def new_farmer(app, phone: str = "+905321234567") -> int:  # type: ignore[no-unt
         return farmer.id
 
 
-def give(app, farmer_id: int, tier_code: str, starts_at: datetime, days: int = 30,  # type: ignore[no-untyped-def]
+def give(app, farmer_id: int, tier_code: str, starts_at: datetime, days: int = 30,
          status: str = SubscriptionStatus.ACTIVE.value, sponsor_id: int | None = None) -> int:
     with app.extensions["db"].session() as s, s.begin():
         tier = quota.tier_by_code(s, tier_code)
@@ -54,7 +54,7 @@ def give(app, farmer_id: int, tier_code: str, starts_at: datetime, days: int = 3
         return sub.id
 
 
-def new_analysis(app, farmer_id: int) -> int:  # type: ignore[no-untyped-def]
+def new_analysis(app, farmer_id: int) -> int:
     with app.extensions["db"].session() as s, s.begin():
         analysis = Analysis(farmer_id=farmer_id, crop="domates", received_at=NOW)
         s.add(analysis)
@@ -62,13 +62,13 @@ def new_analysis(app, farmer_id: int) -> int:  # type: ignore[no-untyped-def]
         return analysis.id
 
 
-def do(app, fn, *args):  # type: ignore[no-untyped-def]
+def do(app, fn, *args):
     """Run one service call in its own committed transaction, as a worker would."""
     with app.extensions["db"].session() as s, s.begin():
         return fn(s, *args)
 
 
-def counters(session, subscription_id: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def counters(session, subscription_id: int) -> dict[str, int]:
     rows = session.execute(select(UsageCounter.period_key, UsageCounter.used)
                            .where(UsageCounter.subscription_id == subscription_id))
     return {key: used for key, used in rows}
@@ -250,7 +250,7 @@ def test_refund_never_goes_below_zero(app, session):
     sub = give(app, farmer, "S", NOW)
     charged = do(app, charge, farmer, NOW)
     with app.extensions["db"].session() as s, s.begin():  # e.g. an admin reset the counters
-        s.execute(UsageCounter.__table__.update().values(used=0))
+        s.execute(update(UsageCounter).values(used=0))
     assert do(app, refund, charged.ledger_id, NOW) is True
     assert counters(session, sub) == {"D2026-11-22": 0, "M2026-11": 0}
 

@@ -69,7 +69,7 @@ def test_zero_padded_analysis_ids_read_as_before() -> None:
     assert parse("result:details:0000000042") == rid.Details(42)
 
 
-MALFORMED = [
+MALFORMED: list[object] = [
     None, 7, b"menu:analyze", ["menu:analyze"], {}, "", ":", "menu", "menu:", "menu:analyse", "MENU:ANALYZE",
     "menu:analyze ", " menu:analyze", "menu:analyze\n", "consent:maybe", "consent:", "crop:", "crop:Domates",
     "crop:a:b", "crop:" + "a" * 33, "location:", "location:skipx", "submit:", "submit:abc", "submit:007",

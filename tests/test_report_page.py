@@ -94,7 +94,7 @@ def token_for(app, analysis_id: int) -> str:
     return sign_report(analysis_id, app.extensions["media_secret"])
 
 
-def get_page(client, app, analysis_id: int):  # type: ignore[no-untyped-def]
+def get_page(client, app, analysis_id: int):
     return client.get(f"/r/{token_for(app, analysis_id)}")
 
 
@@ -106,7 +106,7 @@ def stored_photo(app) -> tuple[str, bytes]:
     return key, out.getvalue()
 
 
-def assert_safe_headers(response) -> None:  # type: ignore[no-untyped-def]
+def assert_safe_headers(response) -> None:
     assert response.mimetype == "text/html"
     assert response.headers["Cache-Control"] == "private, no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -30,11 +30,11 @@ mock, farmer = pipeline.mock, pipeline.farmer  # the photo-to-diagnosis fixtures
 
 
 @pytest.fixture
-def admin(app, client) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def admin(app, client) -> dict[str, str]:
     return bearer(token_for(app, client, "admin"))
 
 
-def by_name(body: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+def by_name(body: dict) -> dict[str, dict]:
     return {item["name"]: item for item in body["items"]}
 
 
@@ -115,7 +115,7 @@ def test_a_change_reaches_another_process_within_a_second(app, client, admin, da
     other = create_app(make_settings(database_url))
     other.extensions["redis"] = app.extensions["redis"]  # fakeredis is per app; real Redis is shared anyway
     clock = [1000.0]
-    monkeypatch.setattr(runtime_settings.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("services.runtime_settings.time.monotonic", lambda: clock[0])
     with other.app_context():
         assert runtime_settings.current().image_quality == 70
     client.patch("/api/v1/settings", headers=admin, json={"image_quality": 55})
@@ -135,7 +135,7 @@ def test_without_redis_a_change_arrives_by_the_fallback_reload(app, client, admi
 
     other.extensions["redis"] = DownRedis()
     clock = [1000.0]
-    monkeypatch.setattr(runtime_settings.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("services.runtime_settings.time.monotonic", lambda: clock[0])
     with other.app_context():
         assert runtime_settings.current().image_quality == 70
         client.patch("/api/v1/settings", headers=admin, json={"image_quality": 50})
@@ -185,7 +185,7 @@ def test_the_pipeline_uses_the_current_image_and_timeout_settings(app, client, a
 
     original_post = n8n_module.requests.Session.post
 
-    def spy(self, url, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(self, url, *args, **kwargs):
         if url == N8N_URL:
             seen_timeouts.append(kwargs.get("timeout"))
         return original_post(self, url, *args, **kwargs)

@@ -24,7 +24,7 @@ from tests.test_analysis_pipeline import leaf_jpeg
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="a worker process needs a real Redis (TEST_REDIS_URL)")
 
 
-def wait_completed(session, analysis_id: int, process) -> Analysis:  # type: ignore[no-untyped-def]
+def wait_completed(session, analysis_id: int, process) -> Analysis:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         session.expire_all()

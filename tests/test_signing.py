@@ -126,7 +126,7 @@ def test_the_body_must_name_the_signed_analysis(body: object, refusal: Refusal |
     lambda h: h[:-1] + ("0" if h[-1] != "0" else "1"),  # another MAC
     lambda h: h.replace(f"t={int(NOW)}", f"t={int(NOW) + 1}"),  # another time, same MAC
 ])
-def test_a_wrong_mac_is_refused(tamper) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_mac_is_refused(tamper) -> None:
     assert check(tamper(header_for())) is Refusal.BAD_MAC
     assert check(header_for(), raw=RAW + b" ") is Refusal.BAD_MAC  # another body
     assert check(header_for(secrets=("another-secret-0123456789",))) is Refusal.BAD_MAC
@@ -162,7 +162,7 @@ def test_sign_refuses_to_sign_without_a_secret() -> None:
         with pytest.raises(ValueError):
             sign(RAW, purpose=Purpose.RESULT, analysis_id=42, secrets=secrets, now=NOW)
     with pytest.raises(ValueError):
-        sign(RAW, purpose=Purpose.RESULT, analysis_id=42, secrets=SECRET, now=NOW)  # type: ignore[arg-type]
+        sign(RAW, purpose=Purpose.RESULT, analysis_id=42, secrets=SECRET, now=NOW)
 
 
 # --- N8N_SECRET as a list ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.codes import looks_like_code, normalize_code
+from bot.codes import ALPHABET, looks_like_code, normalize_code
 from models import CodeStatus, Farmer, Sponsor, SponsorCode, SponsorPurchase, Subscription, SubscriptionStatus
 from services import quota, sponsorship
 from services.sponsorship import RedeemOutcome, redeem
@@ -20,18 +20,18 @@ CODE_FORMAT = re.compile(r"AGRI-[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}")
 
 
 @pytest.fixture(autouse=True)
-def tiers(app):  # type: ignore[no-untyped-def]
+def tiers(app):
     with app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
 
 
-def do(app, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def do(app, fn, *args, **kwargs):
     """Run one service call in its own committed transaction."""
     with app.extensions["db"].session() as s, s.begin():
         return fn(s, *args, **kwargs)
 
 
-def new_farmer(app, phone: str = "+905321234567") -> int:  # type: ignore[no-untyped-def]
+def new_farmer(app, phone: str = "+905321234567") -> int:
     with app.extensions["db"].session() as s, s.begin():
         farmer = Farmer(phone=phone)
         s.add(farmer)
@@ -39,7 +39,7 @@ def new_farmer(app, phone: str = "+905321234567") -> int:  # type: ignore[no-unt
         return farmer.id
 
 
-def buy(app, tier: str = "M", quantity: int = 3, valid_days: int = 90, days: int = 45,  # type: ignore[no-untyped-def]
+def buy(app, tier: str = "M", quantity: int = 3, valid_days: int = 90, days: int = 45,
         sponsor: str = "Anadolu Tohum") -> list[str]:
     with app.extensions["db"].session() as s, s.begin():
         sponsor_row = sponsorship.create_sponsor(s, sponsor, NOW, contact_email="info@example.com")
@@ -47,7 +47,7 @@ def buy(app, tier: str = "M", quantity: int = 3, valid_days: int = 90, days: int
         return codes
 
 
-def code_row(session, code: str) -> SponsorCode:  # type: ignore[no-untyped-def]
+def code_row(session, code: str) -> SponsorCode:
     return session.scalars(select(SponsorCode).where(SponsorCode.code == code)).one()
 
 
@@ -60,7 +60,7 @@ def test_generated_codes_use_the_unambiguous_alphabet():
     assert all(CODE_FORMAT.fullmatch(c) for c in codes)
     body = "".join(c[5:9] + c[10:] for c in codes)
     assert not set(body) & set("01OIL")
-    assert set(body) == set(sponsorship.ALPHABET)
+    assert set(body) == set(ALPHABET)
 
 
 @pytest.mark.parametrize("text", [

@@ -142,7 +142,7 @@ def hello(locale, name):
 def minutes(locale, n):
     return ngettext(locale, "%(n)d minute", "%(n)d minutes", n)
 '''
-TR = {
+TR: dict[str, str | tuple[str, ...]] = {
     "All right": "Tamam",
     "Hello %(name)s, welcome.": "Merhaba %(name)s, hoş geldiniz.",
     "%(n)d minute": ("bir dakika", "%(n)d dakika"),
@@ -359,7 +359,7 @@ def test_meta_definition_has_the_body_and_its_example() -> None:
 # --- the CLI --------------------------------------------------------------------------------------------
 
 
-def test_templates_command_prints_every_definition(runner) -> None:  # type: ignore[no-untyped-def]
+def test_templates_command_prints_every_definition(runner) -> None:
     result = runner.invoke(args=["templates"])
     assert result.exit_code == 0, result.output
     for name, t in TEMPLATES.items():
@@ -368,7 +368,7 @@ def test_templates_command_prints_every_definition(runner) -> None:  # type: ign
     assert "{{4}} main concern" in result.output
 
 
-def test_templates_command_prints_metas_json(runner) -> None:  # type: ignore[no-untyped-def]
+def test_templates_command_prints_metas_json(runner) -> None:
     result = runner.invoke(args=["templates", "--json"])
     assert result.exit_code == 0, result.output
     definitions = json.loads(result.output)

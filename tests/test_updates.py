@@ -58,7 +58,7 @@ def test_unknown_values_fall_back_to_unknown():
     assert parse_webhook(body).statuses[0].status is StatusKind.UNKNOWN
 
 
-def _mutations(value, rng):  # type: ignore[no-untyped-def]
+def _mutations(value, rng):
     """Replace one node of a JSON document with something of another shape."""
     junk = [None, 0, -1, 1.5, "", "x", [], {}, [None], {"a": None}, True]
     if isinstance(value, dict) and value:
@@ -68,9 +68,9 @@ def _mutations(value, rng):  # type: ignore[no-untyped-def]
         return copy
     if isinstance(value, list) and value:
         i = rng.randrange(len(value))
-        copy = list(value)
-        copy[i] = rng.choice(junk) if rng.random() < 0.4 else _mutations(value[i], rng)
-        return copy
+        items = list(value)
+        items[i] = rng.choice(junk) if rng.random() < 0.4 else _mutations(value[i], rng)
+        return items
     return rng.choice(junk)
 
 

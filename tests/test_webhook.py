@@ -31,7 +31,7 @@ from tests.helpers import (
 FARMER = "+905321234567"
 
 
-def messages(session, direction: str = "in") -> list[Message]:  # type: ignore[no-untyped-def]
+def messages(session, direction: str = "in") -> list[Message]:
     return list(session.scalars(select(Message).where(Message.direction == direction).order_by(Message.id)))
 
 
@@ -277,6 +277,7 @@ def test_two_entries_two_farmers(client, session):
 def test_location_fields(client, session):
     post_webhook(client, fixture_bytes("location_chosen.json"))
     [row] = messages(session)
+    assert row.payload is not None
     assert row.payload["location"] == {"latitude": 36.8969, "longitude": 30.7133, "name": "Serada",
                                        "address": "Muratpaşa, Antalya"}
 
@@ -323,7 +324,7 @@ def test_same_body_three_times_concurrently_one_row_one_job(app, session):
 OUTGOING = "wamid.HBgMOTA1MzIxMjM0NTY3FQIAEhggT1VUR09JTkcwMDAx"
 
 
-def _outbound(session, wamid: str = OUTGOING) -> Message:  # type: ignore[no-untyped-def]
+def _outbound(session, wamid: str = OUTGOING) -> Message:
     row = Message(direction=Direction.OUTBOUND.value, wamid=wamid, phone=FARMER, type="text", text="Merhaba",
                   status=MessageStatus.ACCEPTED.value)
     session.add(row)

@@ -143,13 +143,13 @@ def test_network_error_is_retryable(app, graph):
 # --- the outbox: logged before sending, in order, retried, fallen back, never retried on auth ----------
 
 
-def _queue(app, out=None, fallback=None, to: str = TO) -> int:  # type: ignore[no-untyped-def]
+def _queue(app, out=None, fallback=None, to: str = TO) -> int:
     with app.extensions["db"].session() as s, s.begin():
         row = queue_message(s, to, out or wa.text(to, "Analiziniz hazır"), fallback=fallback)
     return row.id
 
 
-def _row(session, message_id: int) -> Message:  # type: ignore[no-untyped-def]
+def _row(session, message_id: int) -> Message:
     return session.scalar(select(Message).where(Message.id == message_id).execution_options(populate_existing=True))
 
 
@@ -157,7 +157,7 @@ def test_logged_before_sending_then_wamid_stored(app, graph, session):
     message_id = _queue(app)
     row = _row(session, message_id)
     assert (row.direction, row.status, row.wamid, row.text, row.seq) == ("out", "pending", None, "Analiziniz hazır", 1)
-    assert row.payload["text"]["body"] == "Analiziniz hazır"
+    assert row.payload is not None and row.payload["text"]["body"] == "Analiziniz hazır"
     graph.post(MESSAGES_URL, json=ok("wamid.SENT1"))
     send_outbox(app)
     row = _row(session, message_id)
@@ -183,6 +183,7 @@ def test_a_retry_waits_four_to_the_n_seconds(app, graph, session):
         app.extensions["settings"] = replace(app.extensions["settings"], RETRY_BACKOFF_BASE=4)
         assert send_pending(message_id) == "retry"
     row = _row(session, message_id)
+    assert row.next_attempt_at is not None
     assert abs((row.next_attempt_at - utcnow()).total_seconds() - 4) < 2
     assert (row.status, row.error_code, row.lease_owner) == ("pending", 131000, None)
     assert send_pending(message_id) == "waiting"  # not due yet

@@ -136,7 +136,7 @@ def format_datetime(value: datetime, locale: str | None) -> str:
     """A short moment with its date: `23 Kas 2026 00:30` / `Nov 23, 2026, 12:30 AM` in Istanbul."""
     loc = resolve_locale(locale)
     value = _local(value)
-    pattern = dates.get_datetime_format("medium", locale=loc).replace("'", "")
+    pattern = str(dates.get_datetime_format("medium", locale=loc)).replace("'", "")
     return (pattern.replace("{0}", dates.format_time(value, "short", locale=loc))
             .replace("{1}", dates.format_date(value, "medium", locale=loc)))
 

@@ -88,7 +88,7 @@ def _check_locale(locale: str, path: Path, in_pot: dict[Key, Message]) -> list[s
 
 def _msgid_problems(message: Message) -> list[str]:
     """The English source is what a farmer reads when a translation is empty: it must format too."""
-    ids = message.id if isinstance(message.id, tuple) else (message.id,)
+    ids = _texts(message.id)
     if any(not p.startswith("%(") for i in ids for p in _placeholders(i)):
         return ["use named placeholders, %(name)s, not positional ones"]
     formatted = len(ids) > 1 or any(_placeholders(i) for i in ids)
@@ -102,7 +102,7 @@ def _entry_problems(locale: str, catalog: Catalog, source: Message, message: Mes
     problems: list[str] = []
     if message.fuzzy:
         problems.append("fuzzy (ignored at run time): check the translation and remove the flag")
-    forms = message.string if isinstance(message.string, tuple | list) else (message.string,)
+    forms = _texts(message.string)
     plural = isinstance(source.id, tuple)
     if plural and len(forms) != catalog.num_plurals:
         problems.append(f"{len(forms)} plural forms, the catalog declares {catalog.num_plurals}")
@@ -123,7 +123,7 @@ def _placeholder_problems(source: Message, forms: Iterable[str]) -> list[str]:
     is always known because ngettext passes n.
     """
     plural = isinstance(source.id, tuple)
-    ids = source.id if isinstance(source.id, tuple) else (source.id,)
+    ids = _texts(source.id)
     known = set().union(*(_placeholders(i) for i in ids))
     problems: list[str] = []
     for index, form in enumerate(forms):
@@ -145,6 +145,13 @@ def _placeholder_problems(source: Message, forms: Iterable[str]) -> list[str]:
 class _AnyParams(dict[str, object]):
     def __missing__(self, key: str) -> object:
         return 1
+
+
+def _texts(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """A message's id or string as its forms: one for a plain entry, several for a plural one."""
+    if value is None:
+        return ("",)
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _formats(text: str) -> bool:

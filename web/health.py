@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from services import context, metrics
 from services.problems import problem
+from services.redis_conn import as_text
 from services.whatsapp.outbox import AUTH_ALERT_KEY
 
 bp = Blueprint("health", __name__)
@@ -34,7 +35,7 @@ def ready() -> tuple[Response, int]:
         checks["redis"] = {"status": "ok"}
         auth_error = redis.get(AUTH_ALERT_KEY)
         checks["whatsapp_token"] = (
-            {"status": "error", "error": auth_error.decode()} if auth_error else {"status": "ok"}
+            {"status": "error", "error": as_text(auth_error) or ""} if auth_error else {"status": "ok"}
         )
     except RedisError as exc:
         checks["redis"] = {"status": "error", "error": type(exc).__name__}

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from models import Analysis, AnalysisStatus
+from models.db import affected_rows
 from services import context, signing
 from services.n8n import InvalidResult, parse_result
 from services.problems import problem
@@ -57,13 +58,13 @@ def receive_result(analysis_id: int) -> Response | tuple[Response, int]:
     with db.session() as session, session.begin():
         if session.scalar(select(Analysis.id).where(Analysis.id == analysis_id)) is None:
             return problem(404, title="unknown analysis")
-        stored = session.execute(
+        stored = affected_rows(session.execute(
             update(Analysis)
             .where(Analysis.id == analysis_id, Analysis.result.is_(None),
                    Analysis.status.in_([AnalysisStatus.QUEUED.value, AnalysisStatus.PROCESSING.value]))
             .values(result=body)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ))
     if not stored:
         log.info("N8N callback ignored: already answered or analysis ended", extra=ref)
         return jsonify({"status": "ignored"}), 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import current_app
 
 from services import context
@@ -17,4 +19,4 @@ def client() -> WhatsAppClient:
         limiter = SlidingWindowLimiter(context.redis(), f"ziraai:whatsapp:mps:{s.WHATSAPP_PHONE_NUMBER_ID}",
                                        s.WHATSAPP_MAX_MPS)
         ext["whatsapp"] = WhatsAppClient(s.whatsapp_api_base, s.WHATSAPP_TOKEN, s.WHATSAPP_PHONE_NUMBER_ID, limiter)
-    return ext["whatsapp"]
+    return cast(WhatsAppClient, ext["whatsapp"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -70,7 +70,7 @@ class WhatsAppClient:
             self.limiter.acquire()
         response = self._request("POST", self.messages_url, json=body)
         try:
-            return response.json()
+            return cast(dict[str, Any], response.json())
         except ValueError as exc:
             raise GraphAPIError(None, "response is not JSON", response.status_code) from exc
 

@@ -36,7 +36,7 @@ from models import Direction, Farmer, Message, MessageStatus, utcnow
 from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import apply_recorded_statuses
 from services.leases import claim, lease_free, owner_name
-from services.redis_conn import quick
+from services.redis_conn import as_text, quick
 from services.whatsapp.errors import GraphAPIError, Policy
 from services.whatsapp.messages import Outbound
 
@@ -170,7 +170,7 @@ def send_pending(message_id: int) -> str:
         # Only a row tried before can have been sent; a RedisError here rolls the claim back.
         known = quick(context.redis()).get(key) if row.attempts else None
         if known is not None:
-            _accept(session, row, known.decode())
+            _accept(session, row, as_text(known) or "")
             log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": message_id})
             return "already sent"
         if row.template_name in PROACTIVE_TEMPLATES:
