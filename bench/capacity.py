@@ -148,7 +148,8 @@ def progress(database_url: str) -> dict[str, Any]:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            statuses: dict[Any, Any] = dict(conn.execute(text("SELECT status, count(*) FROM analyses GROUP BY status")).all())
+            statuses: dict[Any, Any] = dict(conn.execute(
+                text("SELECT status, count(*) FROM analyses GROUP BY status")).all())
             done = [row[0] for row in conn.execute(text(
                 "SELECT completed_at FROM analyses WHERE completed_at IS NOT NULL ORDER BY completed_at")).all()]
             replies = [int(row[0]) for row in conn.execute(text(

@@ -6,7 +6,7 @@ import itertools
 import json
 import re
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import responses
 from flask import Flask
@@ -37,8 +37,15 @@ class GraphStub:
         return 200, {}, json.dumps({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.OUT{next(_ids)}"}]})
 
 
+class SentMessages(Protocol):
+    """What `Farmer` reads of a Graph API double: the message bodies it accepted, in order
+    (`GraphStub`, or `tests.stand_ins.GraphStandIn` on a real port)."""
+
+    sent: list[dict[str, Any]]
+
+
 class Farmer:
-    def __init__(self, app: Flask, graph: GraphStub, phone: str = "905321234567", name: str = "Mehmet Yılmaz",
+    def __init__(self, app: Flask, graph: SentMessages, phone: str = "905321234567", name: str = "Mehmet Yılmaz",
                  queues: tuple[str, ...] = QUEUE_NAMES):
         self.app = app
         self.client = app.test_client()

@@ -83,6 +83,7 @@ def make_settings(database_url: str, **overrides: Any):
     base = {
         "APP_ENV": "test",
         "DATABASE_URL": database_url,
+        "PASSWORD_HASH": "pbkdf2:sha256:1",  # staff passwords: a cheap hash (production refuses it)
         "REDIS_URL": TEST_REDIS_URL,
         "WHATSAPP_APP_SECRET": APP_SECRET,
         "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,

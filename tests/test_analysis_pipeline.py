@@ -75,12 +75,14 @@ def test_full_result_sync(farmer, mock, session, app):
     replies = submit(farmer)
     assert "sıraya alındı" in replies[0]
     [call] = sent_to_n8n(mock)
-    body = json.loads(call.request.body)
-    assert signing.verify(call.request.body, call.request.headers["X-ZiraAI-Signature"], purpose=Purpose.REQUEST,
+    raw = call.request.body
+    assert isinstance(raw, bytes)
+    body = json.loads(raw)
+    assert signing.verify(raw, call.request.headers["X-ZiraAI-Signature"], purpose=Purpose.REQUEST,
                           analysis_id=body["analysis_id"], secrets=(N8N_SECRET,), now=time.time()) is None
-    assert body["image_url"].startswith("https://bot.test/media/") and "+90" not in call.request.body.decode()
+    assert body["image_url"].startswith("https://bot.test/media/") and "+90" not in raw.decode()
     assert body["crop_type"] == "domates" and body["language"] == "tr" and body["gps_coordinates"] is None
-    assert len(call.request.body) < 1024  # a link, not the image
+    assert len(raw) < 1024  # a link, not the image
     analysis = session.scalar(select(Analysis))
     assert (analysis.status, analysis.health_score, analysis.urgent) == ("completed", 6, True)
     assert analysis.primary_concern == "Erken yanıklık (fungal)"
@@ -105,7 +107,9 @@ def test_image_is_optimised_and_stored(farmer, mock, session, app):
     assert small.size[0] <= 800 and small.size[1] <= 600 and len(storage.get(analysis.image_key)) <= 100_000
     assert storage.get(analysis.original_key) == leaf_jpeg()
     # N8N fetches the signed link from us.
-    link = json.loads(sent_to_n8n(mock)[0].request.body)["image_url"]
+    raw = sent_to_n8n(mock)[0].request.body
+    assert raw is not None
+    link = json.loads(raw)["image_url"]
     response = app.test_client().get(link.removeprefix("https://bot.test"))
     assert response.status_code == 200 and response.data == storage.get(analysis.image_key)
 
@@ -145,7 +149,9 @@ def test_callback_mode(app, mock, session, database_url):
     submit(farmer)
     analysis = session.scalar(select(Analysis))
     assert analysis.status == "processing" and analysis.n8n_requested_at is not None
-    body = json.loads(sent_to_n8n(mock)[0].request.body)
+    raw = sent_to_n8n(mock)[0].request.body
+    assert raw is not None
+    body = json.loads(raw)
     assert body["callback_url"] == f"https://bot.test/webhooks/n8n/{analysis.id}"
 
     client = callback_app.test_client()
@@ -223,6 +229,7 @@ def test_circuit_opens_and_analyses_wait(farmer, mock, session, app):
 
     mock.post(N8N_URL, status=503, body="down")
     breaker = n8n_client().breaker
+    assert breaker is not None
     for _ in range(5):
         breaker.record_failure()
     assert breaker.state() == "open"

@@ -180,8 +180,8 @@ def test_a_request_not_signed_for_n8n_is_403(client: FlaskClient, caplog: pytest
         response = call(client, request_body(), **changes)
     assert response.status_code == 403
     assert response.mimetype == "application/problem+json"
-    assert [vars(r)["reason"] for r in caplog.records if r.getMessage().startswith("local analyser: request refused")] == [
-        reason.value]
+    assert [vars(r)["reason"] for r in caplog.records
+            if r.getMessage().startswith("local analyser: request refused")] == [reason.value]
 
 
 def test_a_request_signed_for_another_analysis_is_403(client: FlaskClient) -> None:

@@ -9,6 +9,7 @@ import json
 from datetime import UTC, date, datetime, time
 
 import pytest
+import requests
 import responses
 from PIL import Image
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -181,16 +182,14 @@ def test_quiet_hours_are_istanbul_times(start, end, now_local, until_local):
 def test_the_pipeline_uses_the_current_image_and_timeout_settings(app, client, admin, farmer, mock, session,
                                                                    monkeypatch):
     seen_timeouts: list[object] = []
-    import services.n8n as n8n_module
-
-    original_post = n8n_module.requests.Session.post
+    original_post = requests.Session.post  # the class services.n8n posts with
 
     def spy(self, url, *args, **kwargs):
         if url == N8N_URL:
             seen_timeouts.append(kwargs.get("timeout"))
         return original_post(self, url, *args, **kwargs)
 
-    monkeypatch.setattr(n8n_module.requests.Session, "post", spy)
+    monkeypatch.setattr(requests.Session, "post", spy)
     mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
         200, {}, json.dumps(n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"]))))
     response = client.patch("/api/v1/settings", headers=admin,
