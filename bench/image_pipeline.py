@@ -1,6 +1,6 @@
 """Image pipeline benchmark: our `services.images.optimise` against libvips, and the N8N payload size.
 
-QUALITY.md: "image optimisation (12 MP JPEG -> <= 800x600, <= 100 KB) <= 0.7 x libvips
+Target: "image optimisation (12 MP JPEG -> <= 800x600, <= 100 KB) <= 0.7 x libvips
 `thumbnail_buffer` (pyvips) on the same file", and "payload sent to N8N per image < 1 KB, baseline
 base64 of the same image".
 
@@ -66,7 +66,7 @@ NAME = "image_pipeline"
 BOX = (800, 600)
 TARGET_BYTES = 100_000
 VIPS_Q = 70
-# QUALITY.md, "Performance (one 2-core machine)".
+# The targets in bench/README.md.
 TARGET_TIME_RATIO = 0.7
 TARGET_PAYLOAD_BYTES = 1024
 
@@ -351,7 +351,7 @@ def report(results: dict[str, Any]) -> None:
           f"(the URL {p['image_url_chars']} chars); with the optimised JPEG in base64 "
           f"{p['base64_optimised_request_bytes']:,} bytes; with the original in base64 "
           f"{p['base64_original_request_bytes']:,} bytes")
-    print(f"\n{'QUALITY.md target':<52}{'measured':>16}  result")
+    print(f"\n{'target':<52}{'measured':>16}  result")
     for target in results["targets"]:
         verdict = "-" if target["pass"] is None else "PASS" if target["pass"] else "MISS"
         measured = fmt(target["measured"], ".3f")
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     photo_path = RESULTS_DIR / "image_pipeline_photo.jpg"
     photo_path.write_bytes(data)
     if info.width * info.height < 11_000_000:
-        print(f"note: {info.width}x{info.height} is not 12 MP; QUALITY.md's bar is about 12 MP", file=sys.stderr)
+        print(f"note: {info.width}x{info.height} is not 12 MP; the bar is about 12 MP", file=sys.stderr)
 
     pyvips, why_not = load_pyvips()
     if pyvips is None:

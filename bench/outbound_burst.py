@@ -1,6 +1,6 @@
 """Outbound burst: 1,000 replies queued at once, sent by several sender processes under the shared rate limit.
 
-QUALITY.md: "outbound burst of 1,000 replies: never above the configured rate in any 1 s window
+Target: "outbound burst of 1,000 replies: never above the configured rate in any 1 s window
 (baseline: the configured 80/s)".
 
 The service runs as in production (gunicorn with the Graph API stand-in, `--workers` `flask sender`

@@ -1,6 +1,6 @@
 """Photo in -> result out: how long a farmer waits, on the real processes with the local analyser.
 
-QUALITY.md: "photo in -> result message out, local analyser, real Redis/PostgreSQL: p50 < 1 s".
+Target: "photo in -> result message out, local analyser, real Redis/PostgreSQL: p50 < 1 s".
 
 The service runs as in production (gunicorn, separate `flask worker` processes, PostgreSQL, Redis) with
 DEV_TOOLS on, so the Graph API stand-in and the local analyser (the N8N stand-in) answer inside the web
@@ -50,7 +50,7 @@ from devtools.chat import STATIC_DIR, choices
 from settings import load_settings
 
 NAME = "pipeline_latency"
-TARGET_P50_MS = 1000.0  # QUALITY.md
+TARGET_P50_MS = 1000.0  # bench/README.md
 SAMPLE = STATIC_DIR / "samples" / "lekeli_yaprak.jpg"
 CAPTION = "domates yapraklarında lekeler var"
 STEP_TIMEOUT_S = 60.0

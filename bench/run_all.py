@@ -1,9 +1,9 @@
-"""`make bench`: the five benchmarks one after the other, then one summary table against QUALITY.md.
+"""`make bench`: the five benchmarks one after the other, then one summary table against the targets in bench/README.md.
 
 Each benchmark runs as its own process (with `--quick` for `make bench-quick`) and writes its
 bench/results/<name>.json; this script reads them back and writes bench/results/summary.json. The
 exit code is 1 when any benchmark lost or failed something (or could not run); a missed speed target
-is reported, not an error (QUALITY.md: benchmarks report numbers).
+is reported, not an error (benchmarks report numbers; they do not judge).
 
     .venv/bin/python bench/run_all.py [--quick] [--database-url URL] [--redis-url URL] [--only NAME ...]
 """
@@ -28,7 +28,7 @@ USES_SERVICES = {"webhook_ingress", "pipeline_latency", "outbound_burst", "capac
 
 
 def info_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Figures worth a line of their own besides the QUALITY.md targets (no target: `pass` is None)."""
+    """Figures worth a line of their own besides the targets (no target: `pass` is None)."""
     if name == "webhook_ingress":
         servers = result["servers"]
         return [{"name": "requests/s, app (bare Flask)", "pass": None,
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{'=' * 100}\nsummary ({'quick' if args.quick else 'full'} sizes; {machine['cpus_usable']} CPUs, "
           f"Python {machine['python']}, load average before {machine['loadavg_1_5_15_before'][0]:.2f})")
-    print(f"{'benchmark':<18}{'figure (QUALITY.md target where there is one)':<52}{'measured':>20}  result")
+    print(f"{'benchmark':<18}{'figure (target where there is one)':<52}{'measured':>20}  result")
     for entry in entries:
         status = "ok" if entry["exit_code"] == 0 else f"EXIT {entry['exit_code']}: something lost, failed or not run"
         print(f"{entry['name']:<18}{'(' + str(entry['seconds']) + ' s) ' + status}")

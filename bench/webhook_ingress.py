@@ -1,6 +1,6 @@
 """Webhook ingress benchmark: our `POST /webhooks/whatsapp` against a bare Flask baseline, in one run.
 
-QUALITY.md sets the ingress bars as a ratio against a bare Flask endpoint on the same gunicorn
+The ingress bars are set as a ratio against a bare Flask endpoint on the same gunicorn
 settings, so both servers are started here with the same command line (only the app module
 differs) and driven by the same load generator, one after the other:
 
@@ -408,7 +408,7 @@ def report(results: dict[str, Any]) -> None:
         print(f"{name:<8}{server['throughput']['requests_per_s']:>12.1f}{errors:>8}"
               f"{fmt(lat['p50']):>9}{fmt(lat['p90']):>9}{fmt(lat['p99']):>9}{fmt(lat['max']):>9}"
               f"{fmt(server['throughput']['worker_cpu_ms_per_request']):>19}")
-    print(f"\n{'QUALITY.md target':<36}{'measured':>10}  result")
+    print(f"\n{'target':<36}{'measured':>10}  result")
     for target in results["targets"]:
         print(f"{target['name']:<36}{fmt(target['measured']):>10}  {'PASS' if target['pass'] else 'MISS'}")
     lags = ", ".join(f"{name} p50 {fmt(lag['p50'])} / p99 {fmt(lag['p99'])}"

@@ -1,4 +1,4 @@
-"""The admin API fuzzed against its own OpenAPI document (QUALITY.md: no 5xx for any input).
+"""The admin API fuzzed against its own OpenAPI document (no 5xx for any input).
 
 Schemathesis loads `/api/v1/openapi.json` from the app itself (in-process WSGI, no server) and, for
 every documented operation, sends the document's examples, boundary and malformed values (the coverage

@@ -1,4 +1,4 @@
-"""Fault injection against real PostgreSQL, real Redis and real worker processes (QUALITY.md, reliability).
+"""Fault injection against real PostgreSQL, real Redis and real worker processes (the reliability bar).
 
 Each test breaks one thing on purpose while farmers are talking to the bot, and then checks the
 same four promises: nothing lost (every message and analysis reaches an end state), nothing charged
