@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from models import utcnow
-from models.db import Database
+from models.db import Database, affected_rows
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def claim(session: Session, model: Any, row_id: int, *conditions: ColumnElement[
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), **(values or {}))
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return affected_rows(result) > 0
 
 
 def release(session: Session, model: Any, row_id: int, owner: str) -> None:
