@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 import responses
@@ -181,10 +182,14 @@ def test_a_retry_waits_four_to_the_n_seconds(app, graph, session):
     message_id = _queue(app)
     with app.app_context():
         app.extensions["settings"] = replace(app.extensions["settings"], RETRY_BACKOFF_BASE=4)
+        before = utcnow()
         assert send_pending(message_id) == "retry"
+        after = utcnow()
     row = _row(session, message_id)
     assert row.next_attempt_at is not None
-    assert abs((row.next_attempt_at - utcnow()).total_seconds() - 4) < 2
+    # Four seconds after the failed attempt, which happened between `before` and `after` (a clock
+    # comparison, not a timing: however slow the machine, the bounds hold).
+    assert before + timedelta(seconds=4) <= row.next_attempt_at <= after + timedelta(seconds=4)
     assert (row.status, row.error_code, row.lease_owner) == ("pending", 131000, None)
     assert send_pending(message_id) == "waiting"  # not due yet
 

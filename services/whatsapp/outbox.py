@@ -14,7 +14,7 @@ due row. The database decides what may go:
 - Never twice from our side: the wamid Graph returns goes to Redis at once, then to the row (retried
   while the database refuses). A row whose wamid is in Redis is recorded, never sent again. What is
   left is a crash between Graph's answer and the Redis write (see docs/OPERATIONS.md).
-- Errors follow the policy table of WHATSAPP.md: retryable ones wait `RETRY_BACKOFF_BASE ** attempt`
+- Errors follow the policy table in `services/whatsapp/errors.py`: retryable ones wait `RETRY_BACKOFF_BASE ** attempt`
   seconds (4, 16, 64, 256) for at most `RETRIES` retries, 131047 sends the row's fallback template
   in the row's place, the rest mark the row failed where support sees it.
 """
