@@ -18,7 +18,7 @@ purchase request of sponsor 1, a failed analysis with its failed job, and anothe
 
 Schemathesis' own strings hold no lone surrogates and its numbers stay within a float, so two more
 sources of hostile input: the `date-time`, `date` and `email` formats are registered with strategies that
-also produce the ends of the calendar in far-away offsets and addresses with NUL or a lone surrogate; and
+also produce the ends of the calendar in far-away offsets and addresses with NUL; and
 `test_hostile_values_in_any_documented_operation_are_4xx_never_5xx` sends every documented operation bodies
 and query strings from tests/hostile.py (surrogates, NUL, nesting beyond any limit, numbers beyond a float).
 
@@ -54,7 +54,7 @@ from services import quota, sponsorship
 from services.queue import get_queue
 from tests.admin_helpers import bearer, login, make_staff
 from tests.helpers import clean_stores, make_settings
-from tests.hostile import any_dates, hostile_values, raw_json, unstorable_text
+from tests.hostile import any_dates, hostile_values, raw_json
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
@@ -123,8 +123,11 @@ def seed(app: Flask) -> None:
 schemathesis.openapi.format("date-time", st.datetimes(timezones=st.just(UTC)).map(
     lambda d: d.isoformat().replace("+00:00", "Z")) | any_dates)
 schemathesis.openapi.format("date", st.dates().map(str) | st.sampled_from(["0001-01-01", "9999-12-31"]))
-schemathesis.openapi.format("email", st.emails() | st.builds(lambda bad: f"info{bad}@anadolu.test",
-                                                               unstorable_text))
+# Only NUL here: schemathesis' negative mode validates what it generates with a validator that cannot
+# encode a lone surrogate (it raises before any request); surrogates in an address are sent by
+# `test_a_lone_surrogate_or_nul_in_any_body_field_is_a_400_naming_it` and the hostile requests below.
+schemathesis.openapi.format("email", st.emails() | st.builds(lambda before: f"info{before}\x00@anadolu.test",
+                                                               st.text(max_size=6)))
 
 # An app only to read the OpenAPI document and the routes' roles from at collection time (no database).
 DOCUMENT_APP = create_app(make_settings("sqlite://"))
