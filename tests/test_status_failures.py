@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 import responses
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
@@ -27,7 +28,8 @@ from services.whatsapp.outbox import (
     send_pending,
 )
 from tests.admin_helpers import bearer, token_for
-from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, send_outbox
+from tests.dev_live import live_app
+from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, send_outbox, wait_until
 from translations.templates import TEMPLATES
 
 TO = "+905321234567"
@@ -370,3 +372,34 @@ def test_pricing_of_each_status_is_stored_for_cost_reports(app, client, session)
     assert (events["sent"].pricing_billable, events["sent"].pricing_model, events["sent"].pricing_category,
             events["sent"].pricing_type) == (True, "PMP", "utility", "regular")
     assert (events["delivered"].pricing_billable, events["delivered"].pricing_type) == (False, "free_customer_service")
+
+
+# --- the dev Graph stand-in fails a send asynchronously; the simulator shows the fallback template ---------
+
+
+def test_the_graph_stand_in_fails_a_send_later_and_the_simulator_shows_the_template(database_url):
+    with live_app(database_url) as live:
+        db = live.app.extensions["db"]
+        chat = f"{live.base}/dev/chat/api"
+        config = requests.get(f"{chat}/config", timeout=5).json()
+        assert {"code": 131047, "title": "Re-engagement message"} in config["async_failures"]
+        assert requests.post(f"{chat}/fail-next", json={"phone": "905321234567", "code": 99}, timeout=5
+                             ).status_code == 400
+        answer = requests.post(f"{chat}/fail-next", json={"phone": "905321234567", "code": 131047}, timeout=5)
+        assert answer.json() == {"phone": "905321234567", "fail_next": 131047}
+        add_farmer(live.app)
+        with db.session() as s, s.begin():  # a result outside the window; the embedded sender sends it
+            row_id = queue_message(s, TO, wa.text(TO, "Analiziniz hazır"),
+                                   fallback=template_of("analysis_complete_tr")).id
+
+        def shown() -> list[dict]:
+            view = requests.get(f"{chat}/conversation", params={"phone": "905321234567"}, timeout=5).json()
+            return view["messages"] if len(view["messages"]) == 2 and view["messages"][1]["status"] else []
+
+        first, second = wait_until(shown, 20, what="the failed reply and the template in the simulator")
+        assert (first["kind"], first["status"]) == ("text", "failed")
+        assert (second["kind"], second["template"]) == ("template", "analysis_complete_tr")
+        with db.reader() as s:
+            assert s.get_one(Message, row_id).error_code == 131047
+            [fallback] = s.scalars(select(Message).where(Message.replaces_id == row_id)).all()
+        assert fallback.template_name == "analysis_complete_tr"

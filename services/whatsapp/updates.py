@@ -283,15 +283,10 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
     )
 
 
-def _value_errors(value: dict[str, Any]) -> list[ValueLevelError]:
-    phone_number_id = _str(_dict(value.get("metadata")).get("phone_number_id"), 50)
-    found = []
-    for item in _list(value.get("errors")):
-        code, title = _first_error([item])
-        details = _str(_dict(_dict(item).get("error_data")).get("details")) or _str(_dict(item).get("message"))
-        found.append(ValueLevelError(code, title, details[:2000] if details else None, phone_number_id,
-                                 item if isinstance(item, dict) else {"item": item}))
-    return found
+def _value_error(item: dict[str, Any], phone_number_id: str | None) -> ValueLevelError:
+    code, title = _first_error([item])
+    details = _str(_dict(item.get("error_data")).get("details")) or _str(item.get("message"))
+    return ValueLevelError(code, title, details[:2000] if details else None, phone_number_id, item)
 
 
 def _preference(raw: object) -> PreferenceUpdate | Problem:
@@ -305,8 +300,9 @@ def _preference(raw: object) -> PreferenceUpdate | Problem:
 
 
 def parse_webhook(body: Any) -> ParsedWebhook:
-    """Every entry x change x message/status, in order. Never raises. At most MAX_ITEMS_PER_DELIVERY items
-    (messages, statuses and problems); the rest, in the body's order, is one more problem."""
+    """Every entry x change x message/status (and value-level error, user preference), in order. Never
+    raises. At most MAX_ITEMS_PER_DELIVERY items (of all kinds, problems included); the rest, in the
+    body's order, is one more problem."""
     messages: list[InboundMessage] = []
     statuses: list[StatusUpdate] = []
     problems: list[Problem] = []
@@ -316,7 +312,7 @@ def parse_webhook(body: Any) -> ParsedWebhook:
 
     def room(kind: str, part: Any) -> bool:
         """Whether one more item fits; if not, the part is put aside with the excess of its kind."""
-        if len(messages) + len(statuses) + len(problems) < MAX_ITEMS_PER_DELIVERY:
+        if len(messages) + len(statuses) + len(problems) + len(errors) + len(preferences) < MAX_ITEMS_PER_DELIVERY:
             return True
         excess.setdefault(kind, []).append(part)
         return False
@@ -337,8 +333,17 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         for part in changes:
             change = _dict(part)
             value = _dict(change.get("value"))
-            if change.get("field") in ("messages", "user_preferences"):
-                errors.extend(_value_errors(value))
+            if change.get("field") in ("messages", "user_preferences") and value.get("errors"):
+                if not isinstance(value["errors"], list):
+                    problem("errors is not a list", {"errors": value["errors"]})
+                phone_number_id = _str(_dict(value.get("metadata")).get("phone_number_id"), 50)
+                for item in _list(value.get("errors")):
+                    if not room("errors", item):
+                        continue
+                    if isinstance(item, dict):
+                        errors.append(_value_error(item, phone_number_id))
+                    else:
+                        problems.append(Problem("error not an object", item))
             if change.get("field") == "user_preferences" and isinstance(value.get("user_preferences"), list):
                 for item in value["user_preferences"]:
                     if not room("user_preferences", item):
