@@ -177,7 +177,8 @@ def send_pending(message_id: int) -> str:
     """Send one row if it may go now: claim it, send it, record the wamid. Safe to call twice and from
     any number of processes. Returns what happened: `sent`, `already sent`, `retry` (due again later),
     `failed`, `template` (the fallback takes its place), `needs_template`, `withheld`, `deferred`
-    (quiet hours), `waiting` (not this row's turn, or another sender has it) or `missing`.
+    (quiet hours, Meta's marketing pause, a blocked account), `waiting` (not this row's turn, another
+    sender has it, or the farmer is paced) or `missing`.
     RedisError propagates (the rate limit and the wamid memory live there); the row is then untouched."""
     owner = owner_name()
     with context.db().session() as session, session.begin():
