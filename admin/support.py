@@ -64,6 +64,19 @@ def message_json(m: Message) -> dict[str, Any]:
     }
 
 
+def farmer_reach_json(farmer: Farmer) -> dict[str, Any]:
+    """What Meta told us about reaching the farmer: support sees why a message did not arrive."""
+    return {
+        "id": farmer.id,
+        "phone": farmer.phone,
+        "unreachable_at": iso(farmer.unreachable_at),
+        "marketing_opt_out_at": iso(farmer.marketing_opt_out_at),
+        "marketing_paused_until": iso(farmer.marketing_paused_until),
+        "paced_until": iso(farmer.paced_until),
+        "accepts_proactive": farmer.accepts_proactive,
+    }
+
+
 @bp.get("/farmers/<int:farmer_id>/messages")
 @require_roles("support", "admin")
 def farmer_messages(farmer_id: int) -> Response:
@@ -77,6 +90,7 @@ def farmer_messages(farmer_id: int) -> Response:
                 .where(or_(Message.farmer_id == farmer.id, Message.phone == farmer.phone))
                 .order_by(Message.created_at, Message.id))
         result = paginate(session, stmt, page, per_page, message_json)
+        result["farmer"] = farmer_reach_json(farmer)
     audit("farmer.messages.read", "farmer", farmer_id, {"page": page, "per_page": per_page})
     return jsonify(result)
 
@@ -150,7 +164,25 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "MessagePage": page_of("Message"),
+    "FarmerReach": {
+        "type": "object",
+        "required": ["id", "phone", "accepts_proactive"],
+        "properties": {
+            "id": {"type": "integer"},
+            "phone": {"type": "string", "description": "E.164"},
+            "unreachable_at": {**TIMESTAMP, "description": "Meta reported the number undeliverable (131026); "
+                                                           "cleared when the farmer writes. No sponsor messages."},
+            "marketing_opt_out_at": {**TIMESTAMP, "description": "The farmer stopped marketing messages in "
+                                                                 "WhatsApp (131050 or a user_preferences event)."},
+            "marketing_paused_until": {**TIMESTAMP, "description": "Meta limits marketing messages to the farmer "
+                                                                   "(131049, 130472) until then."},
+            "paced_until": {**TIMESTAMP, "description": "At most one message per 6 s until then (131056)."},
+            "accepts_proactive": {"type": "boolean", "description": "Whether a sponsor message may be sent."},
+        },
+    },
 }
+SCHEMAS["TranscriptPage"] = {**page_of("Message"), "required": [*page_of("Message")["required"], "farmer"],
+                             "properties": {**page_of("Message")["properties"], "farmer": ref("FarmerReach")}}
 
 PATHS: dict[str, Any] = {
     "/api/v1/messages": {
@@ -179,7 +211,8 @@ PATHS: dict[str, Any] = {
             "summary": "A farmer's transcript, oldest first, with statuses and errors (roles: support, admin). "
                        "Audited.",
             "parameters": [path_param("farmer_id", ROW_ID, 1), *PAGE_PARAMS],
-            "responses": {"200": json_response("A page of messages.", ref("MessagePage")), **AUTHED_ERRORS,
+            "responses": {"200": json_response("A page of messages, and what Meta told us about reaching the "
+                                               "farmer.", ref("TranscriptPage")), **AUTHED_ERRORS,
                           "404": problem_response("No farmer with this id.")},
         },
     },

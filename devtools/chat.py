@@ -16,6 +16,9 @@ API (JSON in and out; bad input is a 400 problem document, a refused webhook a 5
 - `POST /dev/chat/api/reply` `{phone, name, wamid?, id? | title?}`: tap a reply button, a list row or a
   template's quick-reply button of a bot message (the newest one offering it unless `wamid` is given).
 - `POST /dev/chat/api/clear` `{phone}`: empty the page's transcript (the bot's message log stays).
+- `POST /dev/chat/api/fail-next` `{phone, code}`: the Graph API stand-in accepts the bot's next message
+  to this farmer, then reports it `failed` with Meta's error `code` (one of `async_failures` in the
+  config; `null` cancels), so the bot's answer to that failure (a template after 131047) shows.
 - `GET  /dev/chat/api/media/<id>`: a photo the farmer sent, for the page.
 
 Anyone who can reach these routes can sign webhooks as Meta: that is why the dev tools exist only
@@ -249,6 +252,16 @@ def send_reply() -> Response | tuple[Response, int]:
     return _deliver(wa_id, name, message)
 
 
+@bp.post("/dev/chat/api/fail-next")
+def fail_next() -> tuple[Response, int]:
+    data = _input()
+    wa_id, code = _phone(data), data.get("code")
+    if code is not None and (type(code) is not int or code not in webhook_bodies.ASYNC_FAILURES):
+        raise BadInput(f"code: one of {', '.join(map(str, webhook_bodies.ASYNC_FAILURES))}, or null")
+    store.fail_next(context.redis(), wa_id, code)
+    return jsonify({"phone": wa_id, "fail_next": code}), 200
+
+
 @bp.post("/dev/chat/api/clear")
 def clear() -> tuple[Response, int]:
     store.clear(context.redis(), _phone(_input()))
@@ -397,6 +410,7 @@ def config() -> tuple[Response, int]:
         "provinces": [{"name": name, "latitude": lat, "longitude": lng, "address": address}
                       for name, (lat, lng, address) in PROVINCES.items()],
         "graph_api": {"base": base, "stand_in": stand_in},
+        "async_failures": [{"code": code, "title": title} for code, title in webhook_bodies.ASYNC_FAILURES.items()],
         "webhook_url": settings.PUBLIC_BASE_URL.rstrip("/") + "/webhooks/whatsapp",
     }), 200
 

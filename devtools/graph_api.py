@@ -9,11 +9,16 @@ against it (with DEV_TOOLS on and no `WHATSAPP_API_BASE` in the environment, the
   `/webhooks/whatsapp`, from one background thread per process (the send never waits for them). A
   mark-read request (`status: read`) is answered `{"success": true}` and shows blue ticks on the
   farmer's message.
+- An asynchronous failure, as Meta reports one (a 131047 after the 24-hour window, say): the send is
+  answered 200 with a wamid as usual, then a signed `failed` status with the chosen error code follows
+  instead of sent/delivered/read. Chosen per request with the header `X-Dev-Fail-Status: <code>`, or
+  for the next send to a phone with `store.fail_next` (the simulator's "fail next" control).
 - `GET /<media_id>`: media metadata with a `url` to `GET /dev/graph/files/<media_id>`, which expires
   after five minutes like Meta's. Both need the bearer token.
 
 Like Meta, it refuses a wrong bearer token (401, code 190), another phone number id and malformed
-bodies (400, code 100). It does not enforce the 24-hour window, rate limits or template approval.
+bodies (400, code 100). It does not enforce the 24-hour window, rate limits or template approval by
+itself: a failure is asked for (above).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ bp = Blueprint("dev_graph_api", __name__)
 
 VERSION = re.compile(r"v\d{1,2}\.\d{1,2}")
 STATUS_DELAYS = (("sent", 0.2), ("delivered", 0.5), ("read", 1.0))  # seconds after the send
+FAILED_DELAY = 0.3  # seconds after the send, for an asynchronous failure
+FAIL_HEADER = "X-Dev-Fail-Status"
 MEDIA_URL_SECONDS = 300
 MESSAGE_KINDS = {"text", "image", "interactive", "template", "location", "reaction", "audio", "video", "document",
                  "sticker", "contacts"}
@@ -191,7 +198,15 @@ def send_message(version: str, phone_number_id: str) -> tuple[Response, int]:
     store.append(redis, recipient, "out", wamid, body)
     store.set_status(redis, wamid, "pending")
     url = settings.PUBLIC_BASE_URL.rstrip("/") + "/webhooks/whatsapp"
-    for status, delay in STATUS_DELAYS:
+    header = request.headers.get(FAIL_HEADER, "")
+    fail_code = int(header) if header.isdigit() else store.take_fail_next(redis, recipient)
+    if fail_code is not None:
+        log.info("graph stand-in: this send will be reported failed", extra={"error_code": fail_code})
+        sender.schedule(FAILED_DELAY, url, settings.WHATSAPP_APP_SECRET,
+                        webhook_bodies.status_body(wamid, "failed", recipient, phone_number_id=phone_number_id,
+                                                   error_code=fail_code),
+                        wamid, "failed", redis)
+    for status, delay in STATUS_DELAYS if fail_code is None else ():
         sender.schedule(delay, url, settings.WHATSAPP_APP_SECRET,
                         webhook_bodies.status_body(wamid, status, recipient, phone_number_id=phone_number_id),
                         wamid, status, redis)

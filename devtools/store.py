@@ -12,6 +12,8 @@ is dropped after `TRANSCRIPT_TTL` without activity), media and delivery statuses
   backwards (`failed` only replaces `pending`).
 - media `ziraai:dev:media:<id>`: a hash of the bytes, mime type and sha256.
 - farmers `ziraai:dev:farmers`: recently used numbers and names, for the simulator's picker.
+- fail next `ziraai:dev:fail_next:<wa_id>`: a Meta error code; the Graph API stand-in accepts the next
+  send to that phone and then reports it `failed` with that code (taken once, forgotten after an hour).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ TRANSCRIPT_TTL = 7 * 24 * 3600
 STATUS_TTL = 24 * 3600
 MEDIA_TTL = 24 * 3600
 FARMERS_MAX = 30
+FAIL_NEXT_TTL = 3600
 STATUSES = ("pending", "sent", "delivered", "read")
 
 # Set a status only if it moves forward; `failed` only replaces `pending` (or nothing).
@@ -94,6 +97,26 @@ def set_status(redis: Redis, wamid: str, status: str) -> bool:
     if status not in (*STATUSES, "failed"):
         raise ValueError(f"unknown status {status!r}")
     return bool(redis.eval(_SET_STATUS, 1, f"{PREFIX}status:{wamid}", status, STATUS_TTL))
+
+
+def fail_next(redis: Redis, wa_id: str, code: int | None) -> None:
+    """Make the next send to `wa_id` fail asynchronously with `code` (None: no longer)."""
+    key = f"{PREFIX}fail_next:{digits(wa_id)}"
+    if code is None:
+        redis.delete(key)
+    else:
+        redis.set(key, str(code), ex=FAIL_NEXT_TTL)
+
+
+def take_fail_next(redis: Redis, wa_id: str) -> int | None:
+    """The code the next send to `wa_id` fails with, taken (the send after it is not failed)."""
+    key = f"{PREFIX}fail_next:{digits(wa_id)}"
+    with redis.pipeline() as pipe:
+        pipe.get(key)
+        pipe.delete(key)
+        value, _ = pipe.execute()
+    text = as_text(value)
+    return int(text) if text and text.lstrip("-").isdigit() else None
 
 
 def get_status(redis: Redis, wamid: str) -> str | None:

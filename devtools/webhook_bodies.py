@@ -90,11 +90,35 @@ def messages_body(messages: list[dict[str, Any]], *, sender: str, name: str | No
             "entry": [{"id": waba_id, "changes": [{"field": "messages", "value": value}]}]}
 
 
+# What Meta says in a `failed` status for the codes the Graph API stand-in can fail a send with.
+ASYNC_FAILURES = {
+    131047: "Re-engagement message",
+    131026: "Message undeliverable",
+    131049: "This message was not delivered to maintain healthy ecosystem engagement.",
+    131050: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages.",
+    130472: "User's number is part of an experiment",
+    130429: "Rate limit hit",
+    131056: "(Business Account, Consumer Account) pair rate limit hit",
+    131048: "Spam rate limit hit",
+    132015: "Template is paused",
+    132016: "Template is disabled",
+    131042: "Business eligibility payment issue",
+    368: "Temporarily blocked for policies violations",
+    131031: "Account has been locked",
+}
+
+
 def status_body(wamid: str, status: str, recipient: str, *, phone_number_id: str, timestamp: int | None = None,
-                display_phone_number: str = DISPLAY_PHONE_NUMBER, waba_id: str = WABA_ID) -> dict[str, Any]:
-    """A `sent` / `delivered` / `read` status of one of our messages, as Meta reports it."""
+                display_phone_number: str = DISPLAY_PHONE_NUMBER, waba_id: str = WABA_ID,
+                error_code: int | None = None) -> dict[str, Any]:
+    """A `sent` / `delivered` / `read` status of one of our messages, as Meta reports it; or `failed` with
+    `error_code` (its title from ASYNC_FAILURES) in `errors[]`."""
     now = int(time.time()) if timestamp is None else timestamp
     event: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(now), "recipient_id": recipient}
+    if error_code is not None:
+        title = ASYNC_FAILURES.get(error_code, "Message failed to send")
+        event["errors"] = [{"code": error_code, "title": title, "message": title, "error_data": {"details": title},
+                            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}]
     if status == "sent":  # like Meta's: the conversation and its pricing come with `sent`
         event["conversation"] = {"id": hashlib.md5(recipient.encode(), usedforsecurity=False).hexdigest(),
                                  "expiration_timestamp": str(now + 24 * 3600), "origin": {"type": "service"}}

@@ -11,6 +11,7 @@ from models.message import (
     MessageStatus,
     MessageStatusEvent,
     UnhandledWebhook,
+    WebhookError,
 )
 from models.runtime_setting import RuntimeSetting
 from models.sponsorship import (
@@ -53,5 +54,6 @@ __all__ = [
     "UnhandledWebhook",
     "UsageCounter",
     "UsageLedger",
+    "WebhookError",
     "utcnow",
 ]

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, Leased, utcnow
@@ -67,6 +67,10 @@ class Message(Leased, Base):
     context_wamid: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[dict[str, Any] | None]  # inbound: Meta's message object; outbound: the body we POST
     fallback: Mapped[dict[str, Any] | None]  # outbound: the template to send instead if outside 24 h (131047)
+    # outbound: the failed row this one takes the place of (its fallback template, or a resend after an
+    # asynchronous throughput error); unique, so a failure is answered once however often Meta reports it
+    replaces_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("messages.id", ondelete="SET NULL"), unique=True)
     status: Mapped[str] = mapped_column(String(20))
     error_code: Mapped[int | None]
     error_title: Mapped[str | None] = mapped_column(String(300))
@@ -96,8 +100,29 @@ class MessageStatusEvent(Base):
     meta_timestamp: Mapped[datetime | None]
     error_code: Mapped[int | None]
     error_title: Mapped[str | None] = mapped_column(String(300))
+    # Meta's `pricing` of the message, for cost reports (usually on `sent`, sometimes on later statuses)
+    pricing_billable: Mapped[bool | None] = mapped_column(Boolean)
+    pricing_model: Mapped[str | None] = mapped_column(String(30))
+    pricing_category: Mapped[str | None] = mapped_column(String(50))
+    pricing_type: Mapped[str | None] = mapped_column(String(50))
     payload: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookError(Base):
+    """An `errors[]` entry Meta put in a webhook's value (next to messages or statuses, or alone): a
+    problem of the app or account, not of one message. Kept and counted, never taken for a shape we
+    did not understand."""
+
+    __tablename__ = "webhook_errors"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    code: Mapped[int | None]
+    title: Mapped[str | None] = mapped_column(String(300))
+    details: Mapped[str | None] = mapped_column(Text)
+    phone_number_id: Mapped[str | None] = mapped_column(String(50))
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class UnhandledWebhook(Base):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,12 +24,31 @@ from models import (
     MessageStatus,
     MessageStatusEvent,
     UnhandledWebhook,
+    WebhookError,
     utcnow,
 )
-from models.db import dialect_insert, insert_ignoring_conflicts
-from services.whatsapp.updates import InboundMessage, ParsedWebhook, StatusKind, StatusUpdate
+from models.db import affected_rows, dialect_insert, insert_ignoring_conflicts
+from services import metrics
+from services.whatsapp.updates import (
+    InboundMessage,
+    ParsedWebhook,
+    PreferenceUpdate,
+    PreferenceValue,
+    StatusKind,
+    StatusUpdate,
+    ValueLevelError,
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StatusFailure:
+    """A `failed` status seen for the first time: the outbox applies the error policy to its message."""
+
+    wamid: str
+    error_code: int | None
+    error_title: str | None
 
 
 @dataclass(frozen=True)
@@ -38,11 +57,13 @@ class Recorded:
     duplicate_messages: int
     new_statuses: int
     unhandled: int
+    failures: list[StatusFailure] = field(default_factory=list)
 
 
 @functools.cache
 def _farmer_upsert(dialect_name: str) -> Any:
-    """Insert new farmers; for known ones refresh the name and `last_inbound_at` (never backwards)."""
+    """Insert new farmers; for known ones refresh the name and `last_inbound_at` (never backwards). A
+    farmer who writes is reachable again (an earlier 131026 no longer holds)."""
     farmers = Farmer.__table__
     stmt = dialect_insert(dialect_name, farmers)
     new = stmt.excluded
@@ -55,6 +76,7 @@ def _farmer_upsert(dialect_name: str) -> Any:
                  new.last_inbound_at),
                 else_=farmers.c.last_inbound_at,
             ),
+            "unreachable_at": None,
             "updated_at": new.updated_at,
         },
     ).returning(farmers.c.phone, farmers.c.id)
@@ -133,16 +155,30 @@ def apply_status(session: Session, wamid: str, status: str, when: datetime | Non
     )
 
 
-def apply_recorded_statuses(session: Session, wamid: str) -> None:
-    """Statuses that arrived before we stored the wamid of our own send are applied now."""
+def apply_recorded_statuses(session: Session, wamid: str) -> list[StatusFailure]:
+    """Statuses that arrived before we stored the wamid of our own send are applied now; a `failed` one
+    is returned for the outbox to apply the error policy to."""
     events = session.scalars(select(MessageStatusEvent).where(MessageStatusEvent.wamid == wamid))
+    failures = []
     for e in events:
         apply_status(session, wamid, e.status, e.meta_timestamp, e.error_code, e.error_title)
+        if e.status == StatusKind.FAILED.value:
+            failures.append(StatusFailure(wamid, e.error_code, e.error_title))
+    return failures
 
 
-def _record_statuses(session: Session, statuses: list[StatusUpdate]) -> int:
+def _pricing_columns(s: StatusUpdate) -> dict[str, Any]:
+    p = s.pricing
+    return {"pricing_billable": p.billable if p else None, "pricing_model": p.pricing_model if p else None,
+            "pricing_category": p.category if p else None, "pricing_type": p.type if p else None}
+
+
+def _record_statuses(session: Session, statuses: list[StatusUpdate]) -> tuple[int, list[StatusFailure]]:
+    """Store the new status events and move their messages forward; return how many were new and the
+    new `failed` ones. A status is matched by wamid alone: its `contacts` or phone may be missing (a
+    user id instead of a phone, say)."""
     if not statuses:
-        return 0
+        return 0, []
     rows = [
         {
             "wamid": s.wamid,
@@ -151,6 +187,7 @@ def _record_statuses(session: Session, statuses: list[StatusUpdate]) -> int:
             "meta_timestamp": s.timestamp,
             "error_code": s.error_code,
             "error_title": s.error_title,
+            **_pricing_columns(s),
             "payload": s.raw,
             "received_at": utcnow(),
         }
@@ -162,13 +199,45 @@ def _record_statuses(session: Session, statuses: list[StatusUpdate]) -> int:
     inserted: set[tuple[str, str]] = set()
     for row in rows:
         inserted |= {(w, st) for w, st in session.execute(stmt.values(**row))}
+    new, failures = len(inserted), []
     for s in statuses:
         if (s.wamid, s.status.value) in inserted:
+            inserted.discard((s.wamid, s.status.value))  # a body repeating a status applies it once
             apply_status(session, s.wamid, s.status.value, s.timestamp, s.error_code, s.error_title)
+            if s.error_code is not None:
+                metrics.whatsapp_error(s.error_code, "status")
             if s.status is StatusKind.FAILED:
+                failures.append(StatusFailure(s.wamid, s.error_code, s.error_title))
                 log.warning("outbound message failed at Meta", extra={"wamid": s.wamid, "error_code": s.error_code,
                                                                       "error_title": s.error_title})
-    return len(inserted)
+    return new, failures
+
+
+def _record_value_errors(session: Session, errors: list[ValueLevelError]) -> None:
+    """Errors about the app or account, not one message: a row each (for support and operators), counted."""
+    for e in errors:
+        log.error("WhatsApp reported an error in a webhook", extra={"error_code": e.code, "error_title": e.title})
+        metrics.whatsapp_error(e.code, "value")
+        session.add(WebhookError(code=e.code, title=e.title, details=e.details, phone_number_id=e.phone_number_id,
+                                 payload=e.raw))
+
+
+def _apply_preferences(session: Session, preferences: list[PreferenceUpdate]) -> int:
+    """`marketing_messages` stop / resume, in the order Meta reports them: the same marketing opt-out
+    as a 131050 failure. Returns how many farmers were known (a stranger's preference has nothing to change)."""
+    applied = 0
+    for p in sorted(preferences, key=lambda p: (p.phone, p.timestamp or utcnow())):
+        if p.category != "marketing_messages" or p.value is PreferenceValue.UNKNOWN:
+            log.warning("user preference not understood", extra={"category": p.category, "value": p.raw.get("value")})
+            continue
+        opted_out = (p.timestamp or utcnow()) if p.value is PreferenceValue.STOP else None
+        applied += affected_rows(session.execute(
+            update(Farmer).where(Farmer.phone == p.phone)
+            .values(marketing_opt_out_at=opted_out, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ))
+        log.info("farmer's marketing preference", extra={"value": p.value.value})
+    return applied
 
 
 def record_webhook(session: Session, parsed: ParsedWebhook) -> Recorded:
@@ -185,8 +254,10 @@ def record_webhook(session: Session, parsed: ParsedWebhook) -> Recorded:
     for m in parsed.messages:
         if m.wamid in created and created[m.wamid] not in new_ids:
             new_ids.append(created[m.wamid])
-    new_statuses = _record_statuses(session, parsed.statuses)
+    new_statuses, failures = _record_statuses(session, parsed.statuses)
+    _record_value_errors(session, parsed.errors)
+    _apply_preferences(session, parsed.preferences)
     for problem in parsed.problems:
         log.warning("webhook part not understood: %s", problem.reason)
         session.add(UnhandledWebhook(reason=problem.reason[:300], payload=problem.part))
-    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(parsed.problems))
+    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(parsed.problems), failures)

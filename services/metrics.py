@@ -82,6 +82,9 @@ GRAPH_ERRORS = Counter("ziraai_graph_api_errors_total", "WhatsApp Graph API erro
                        "(http_<status> without one, network without a response).", ["code"])
 OUTBOUND_SENDS = Counter("ziraai_outbound_sends_total", "Outbound message send attempts by outcome: sent (Graph "
                          "accepted it), retried (failed, due again later), failed (given up).", ["outcome"])
+WHATSAPP_ERRORS = Counter("ziraai_whatsapp_errors_total", "WhatsApp errors by Meta error code and where they came "
+                          "from: send (Graph's answer), status (a failed status webhook), value (a webhook's "
+                          "value-level errors).", ["code", "where"])
 QUOTA_REJECTIONS = Counter("ziraai_quota_rejections_total", "Analysis charges refused by the quota, by reason.",
                            ["reason"])
 
@@ -111,6 +114,11 @@ def graph_api_error(code: int | None, http_status: int | None) -> None:
     """Count a Graph API error under Meta's code, else `http_<status>`, else `network`."""
     label = str(code) if code is not None else f"http_{http_status}" if http_status else "network"
     _quietly(lambda: GRAPH_ERRORS.labels(label).inc())
+
+
+def whatsapp_error(code: int | None, where: str) -> None:
+    """Count one WhatsApp error under Meta's code (`none` without one); `where` is send, status or value."""
+    _quietly(lambda: WHATSAPP_ERRORS.labels(str(code) if code is not None else "none", where).inc())
 
 
 def outbound_send(outcome: str) -> None:

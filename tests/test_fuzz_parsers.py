@@ -206,8 +206,10 @@ def _changes_of(body: Any) -> Iterator[Any]:
 def _handled(change: Any) -> bool:
     value = change.get("value") if isinstance(change, dict) else None
     value = value if isinstance(value, dict) else {}
+    if isinstance(change, dict) and change.get("field") == "user_preferences":
+        return isinstance(value.get("user_preferences"), list)
     return isinstance(change, dict) and change.get("field") == "messages" and bool(
-        value.get("messages") or value.get("statuses"))
+        value.get("messages") or value.get("statuses") or value.get("errors"))
 
 
 def check_parse(body: Any) -> ParsedWebhook:
@@ -229,7 +231,10 @@ def check_parse(body: Any) -> ParsedWebhook:
             assert any(part is change for part in problem_parts), change
             continue
         value = change["value"]
-        for key, parsed_items in (("messages", parsed.messages), ("statuses", parsed.statuses)):
+        kinds = {"messages": parsed.messages, "statuses": parsed.statuses, "errors": parsed.errors}
+        if change["field"] == "user_preferences":
+            kinds = {"errors": parsed.errors, "user_preferences": parsed.preferences}
+        for key, parsed_items in kinds.items():
             items = value.get(key)
             if isinstance(items, list):
                 for item in items:
@@ -279,7 +284,8 @@ def test_parser_keeps_every_item_beyond_the_cap(body, cap):
     """With a cap of a few items, fuzzed bodies go over it: the excess is one problem, nothing is dropped."""
     with mock.patch.object(updates, "MAX_ITEMS_PER_DELIVERY", cap):
         parsed = check_parse(body)
-    kept = len(parsed.messages) + len(parsed.statuses) + len(parsed.problems)
+    kept = (len(parsed.messages) + len(parsed.statuses) + len(parsed.problems) + len(parsed.errors)
+            + len(parsed.preferences))
     over = [p for p in parsed.problems if p.reason.startswith("delivery has more than")]
     assert kept <= cap + 1 and len(over) <= 1
     assert not over or kept == cap + 1

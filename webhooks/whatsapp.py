@@ -1,7 +1,8 @@
 """`/webhooks/whatsapp`: Meta's verification handshake and the signed event deliveries.
 
 Only what must happen before Meta gets its answer: check the signature over the raw bytes,
-parse, commit the rows, enqueue one job per new inbound message, answer 200. Anything signed is
+parse, commit the rows (with the error policy's answer to a `failed` status: a fallback template or a
+resend, queued for the senders), enqueue one job per new inbound message, answer 200. Anything signed is
 acknowledged (a 4xx/5xx makes Meta retry for days); what we cannot understand is stored.
 """
 
@@ -12,6 +13,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
+from models import utcnow
 from services import context, metrics
 from services.inbox import Recorded, record_webhook
 from services.json_input import JsonInputError, may_hold_unstorable, parse_json, storable
@@ -20,6 +22,7 @@ from services.problems import problem
 from services.queue import INBOUND, inbound_retry, try_enqueue_unique
 from services.signing import META_HEADER, meta_signature_ok
 from services.sweeper import HANDLE_INBOUND
+from services.whatsapp.outbox import apply_status_failures
 from services.whatsapp.updates import parse_webhook
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ def receive() -> Response | tuple[Response, int]:
     try:
         with context.db().session() as session, session.begin():
             recorded = record_webhook(session, parsed)
+            apply_status_failures(session, recorded.failures, utcnow())
     except Exception:
         metrics.webhook("error")  # the database is down, say: Meta retries, and the operator should know
         raise

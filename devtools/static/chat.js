@@ -126,6 +126,7 @@ function render(messages) {
       added = true;
     }
     if (element.dataset.status !== (m.status || "")) {
+      if (m.status === "failed" && m.dir === "out") $("#fail-next").value = "";  // the failure was used
       element.dataset.status = m.status || "";
       element.querySelector(".ticks").outerHTML = ticks(m.status);
     }
@@ -207,6 +208,14 @@ async function init() {
   $("#name").addEventListener("change", () => setFarmer($("#phone").value, $("#name").value));
   $("#farmer-panel").addEventListener("submit", (event) => event.preventDefault());
   $("#farmer-toggle").addEventListener("click", () => $("#farmer-panel").classList.toggle("collapsed"));
+  $("#fail-next").innerHTML = '<option value="">Deliver normally</option>' + config.async_failures.map((f) =>
+    `<option value="${f.code}">Fail next: ${f.code} ${escapeHtml(f.title)}</option>`).join("");
+  $("#fail-next").addEventListener("change", async () => {
+    const value = $("#fail-next").value;
+    await call("/fail-next", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ phone: state.phone, code: value ? Number(value) : null }) })
+      .catch((error) => showError(error.message));
+  });
   $("#clear-btn").addEventListener("click", async () => {
     await call("/clear", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ phone: state.phone }) }).catch((error) => showError(error.message));

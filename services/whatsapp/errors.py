@@ -26,13 +26,44 @@ POLICY_BY_CODE: dict[int, Policy] = {
     131047: Policy.TEMPLATE,
     131026: Policy.FAIL,
     131051: Policy.FAIL,
+    131050: Policy.FAIL,  # the farmer stopped marketing messages
+    130472: Policy.FAIL,  # the farmer's number is in one of Meta's experiments: no marketing message now
     131048: Policy.ALERT,
     131049: Policy.ALERT,
+    131042: Policy.ALERT,  # payment problem of the business account
+    131031: Policy.ALERT,  # business account locked
+    368: Policy.ALERT,  # temporarily blocked for policy (integrity) violations
     131052: Policy.MEDIA,
     131053: Policy.MEDIA,
     **{code: Policy.ALERT for code in (132000, 132001, 132005, 132007, 132012, 132015, 132016)},
     0: Policy.AUTH,
     190: Policy.AUTH,
+}
+
+
+class Effect(enum.StrEnum):
+    """What a failure says beyond the one message (the same whether Graph answered with it or a `failed`
+    status brought it later); services/whatsapp/outbox.py acts on each."""
+
+    UNREACHABLE = "unreachable"  # the number cannot receive WhatsApp messages: no more proactive sends
+    MARKETING_PAUSED = "marketing_paused"  # Meta's per-user marketing limit or experiment: none for a while
+    MARKETING_OPT_OUT = "marketing_opt_out"  # the farmer stopped marketing messages in WhatsApp
+    PACE = "pace"  # too many messages to this farmer: at most one per PACE_SECONDS for a while
+    TEMPLATE_BLOCKED = "template_blocked"  # the template is paused or disabled: stop using it, alert
+    ACCOUNT_BLOCKED = "account_blocked"  # payment, integrity or lock: stop sending, alert
+
+
+EFFECT_BY_CODE: dict[int, Effect] = {
+    131026: Effect.UNREACHABLE,
+    131049: Effect.MARKETING_PAUSED,
+    130472: Effect.MARKETING_PAUSED,
+    131050: Effect.MARKETING_OPT_OUT,
+    131056: Effect.PACE,
+    132015: Effect.TEMPLATE_BLOCKED,
+    132016: Effect.TEMPLATE_BLOCKED,
+    131042: Effect.ACCOUNT_BLOCKED,
+    368: Effect.ACCOUNT_BLOCKED,
+    131031: Effect.ACCOUNT_BLOCKED,
 }
 
 

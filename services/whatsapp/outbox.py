@@ -17,6 +17,11 @@ due row. The database decides what may go:
 - Errors follow the policy table in `services/whatsapp/errors.py`: retryable ones wait `RETRY_BACKOFF_BASE ** attempt`
   seconds (4, 16, 64, 256) for at most `RETRIES` retries, 131047 sends the row's fallback template
   in the row's place, the rest mark the row failed where support sees it.
+- The same table applies when Meta accepted a send and reports it `failed` later (a status webhook,
+  `apply_status_failures`): a fallback template or a resend after the backoff is a new row linked to
+  the failed one (`replaces_id`, unique: once however often Meta reports it). What a failure says
+  beyond its message (`errors.EFFECT_BY_CODE`: the farmer cannot be reached, stopped marketing, must be
+  paced; a template or the account is blocked) is recorded by either path.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,10 +40,10 @@ from sqlalchemy.orm import Session, aliased
 
 from models import Direction, Farmer, Message, MessageStatus, utcnow
 from services import context, metrics, runtime_settings, whatsapp
-from services.inbox import apply_recorded_statuses
+from services.inbox import StatusFailure, apply_recorded_statuses
 from services.leases import claim, lease_free, owner_name
 from services.redis_conn import as_text, quick
-from services.whatsapp.errors import GraphAPIError, Policy
+from services.whatsapp.errors import EFFECT_BY_CODE, POLICY_BY_CODE, Effect, GraphAPIError, Policy
 from services.whatsapp.messages import Outbound
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,17 @@ SENT_KEY_TTL = 24 * 3600
 RECORD_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)  # between tries of writing a wamid the database refused
 DUE_BATCH = 100
 _SEQ_LOCK = 0x5A1A0  # PostgreSQL advisory locks of recipients' sequences: (this, hash of the phone)
+# What a failure says beyond its message (errors.EFFECT_BY_CODE):
+PACE_SECONDS = 6  # 131056: at most one message per this many seconds to that farmer...
+PACE_WINDOW = timedelta(hours=1)  # ...for this long after Meta said so
+MARKETING_PAUSE = timedelta(hours=24)  # 131049 / 130472: no sponsor message to that farmer before this
+PACE_KEY = "ziraai:whatsapp:pace:{phone}"  # the farmer's 6-second token while paced
+# Blocks recorded for the template registry and account-health alerts to read (and clear sooner):
+ACCOUNT_BLOCK_KEY = "ziraai:whatsapp:account_blocked"  # "<code>: <title>"; nothing is sent while it lives
+ACCOUNT_BLOCK_SECONDS = 3600  # then sends are tried again (a new refusal sets it again)
+ACCOUNT_RECHECK = timedelta(minutes=5)  # how long a row waits while the account is blocked
+TEMPLATE_BLOCK_KEY = "ziraai:whatsapp:template_blocked:{name}"  # "<code>: <title>"; that template is not sent
+TEMPLATE_BLOCK_SECONDS = 24 * 3600
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -70,7 +87,7 @@ def next_seq(session: Session, phone: str) -> int:
 
 def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int | None = None,
                   fallback: Outbound | None = None, analysis_id: int | None = None,
-                  seq: int | None = None) -> Message:
+                  seq: int | None = None, replaces_id: int | None = None) -> Message:
     """Log an outbound message as `pending`, last in its recipient's line (or at `seq`); the caller
     commits, then calls `send_queued`."""
     proactive = out.template_name in PROACTIVE_TEMPLATES
@@ -91,6 +108,7 @@ def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int
         next_attempt_at=now,
         seq=None if proactive else seq or next_seq(session, phone),
         attempts=0,
+        replaces_id=replaces_id,
     )
     session.add(row)
     session.flush()
@@ -159,7 +177,8 @@ def send_pending(message_id: int) -> str:
     """Send one row if it may go now: claim it, send it, record the wamid. Safe to call twice and from
     any number of processes. Returns what happened: `sent`, `already sent`, `retry` (due again later),
     `failed`, `template` (the fallback takes its place), `needs_template`, `withheld`, `deferred`
-    (quiet hours), `waiting` (not this row's turn, or another sender has it) or `missing`.
+    (quiet hours, Meta's marketing pause, a blocked account), `waiting` (not this row's turn, another
+    sender has it, or the farmer is paced) or `missing`.
     RedisError propagates (the rate limit and the wamid memory live there); the row is then untouched."""
     owner = owner_name()
     with context.db().session() as session, session.begin():
@@ -177,6 +196,9 @@ def send_pending(message_id: int) -> str:
             held = _hold_proactive(session, row)
             if held is not None:
                 return held
+        held = _hold_blocked(session, row, utcnow())
+        if held is not None:
+            return held
         row.attempts += 1
         body = row.payload or {}
     try:
@@ -211,7 +233,7 @@ def _accept(session: Session, row: Message, wamid: str) -> None:
     row.error_code = row.error_title = None
     _let_go(row)
     session.flush()
-    apply_recorded_statuses(session, wamid)
+    apply_status_failures(session, apply_recorded_statuses(session, wamid), utcnow())
 
 
 def _record_sent(message_id: int, key: str, wamid: str) -> None:
@@ -239,13 +261,22 @@ def _record_sent(message_id: int, key: str, wamid: str) -> None:
 def _hold_proactive(session: Session, row: Message) -> str | None:
     """A message we write first is withheld from a farmer who opted out meanwhile, and waits out quiet hours."""
     farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
+    now = utcnow()
+    if farmer is not None and farmer.marketing_paused_until is not None and farmer.marketing_paused_until > now:
+        row.next_attempt_at = farmer.marketing_paused_until
+        _let_go(row)
+        log.info("proactive message waits: Meta limits marketing messages to this farmer for now",
+                 extra={"message_id": row.id, "until": row.next_attempt_at.isoformat()})
+        return "deferred"
     if farmer is not None and not farmer.accepts_proactive:
         row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
-        row.error_title = "withheld: the farmer opted out before delivery"
+        row.error_title = ("withheld: the farmer opted out before delivery" if farmer.opted_out_at or
+                           farmer.deletion_requested_at else "withheld: the farmer cannot receive it (unreachable "
+                           "or stopped marketing messages)")
         _let_go(row)
         log.info("proactive message withheld: farmer opted out", extra={"message_id": row.id})
         return "withheld"
-    until = runtime_settings.current().quiet_until(utcnow())
+    until = runtime_settings.current().quiet_until(now)
     if until is None:
         return None
     row.next_attempt_at = until
@@ -253,6 +284,37 @@ def _hold_proactive(session: Session, row: Message) -> str | None:
     log.info("proactive message waits for the end of quiet hours",
              extra={"message_id": row.id, "until": until.isoformat()})
     return "deferred"
+
+
+def _hold_blocked(session: Session, row: Message, now: datetime) -> str | None:
+    """Nothing goes while the account is blocked; a blocked template is not sent; a paced farmer gets at
+    most one message per PACE_SECONDS. A RedisError propagates (the caller rolls the claim back)."""
+    redis = quick(context.redis())
+    keys = [ACCOUNT_BLOCK_KEY] + ([TEMPLATE_BLOCK_KEY.format(name=row.template_name)] if row.template_name else [])
+    account, *template = redis.mget(keys)
+    if account is not None:
+        row.next_attempt_at = now + ACCOUNT_RECHECK
+        _let_go(row)
+        log.warning("send held: the WhatsApp account is blocked", extra={"message_id": row.id,
+                                                                         "block": as_text(account)})
+        return "deferred"
+    if template and template[0] is not None:
+        row.status, row.failed_at = MessageStatus.FAILED.value, now
+        row.error_title = f"not sent: template {row.template_name} is blocked at Meta ({as_text(template[0])})"[:300]
+        _let_go(row)
+        metrics.outbound_send("failed")
+        log.error("send refused before Graph: the template is paused or disabled",
+                  extra={"message_id": row.id, "template": row.template_name})
+        return "failed"
+    paced_until = session.scalar(select(Farmer.paced_until).where(Farmer.phone == row.phone))
+    if paced_until is not None and paced_until > now:
+        key = PACE_KEY.format(phone=row.phone)
+        if not redis.set(key, "1", nx=True, px=PACE_SECONDS * 1000):
+            wait_ms = redis.pttl(key)
+            row.next_attempt_at = now + timedelta(milliseconds=wait_ms if wait_ms > 0 else PACE_SECONDS * 1000)
+            _let_go(row)
+            return "waiting"
+    return None
 
 
 # --- errors -------------------------------------------------------------------------------------------
@@ -268,10 +330,12 @@ def retry_delay(attempts: int) -> timedelta:
 def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     extra = {"message_id": message_id, "error_code": exc.code, "http_status": exc.http_status,
              "policy": exc.policy.value}
+    metrics.whatsapp_error(exc.code, "send")
     with context.db().session() as session, session.begin():
         row = session.get_one(Message, message_id)
         row.error_code, row.error_title = exc.code, exc.title
         _let_go(row)
+        apply_effect(session, row, exc.code, exc.title, utcnow())
         if exc.retryable and row.attempts <= RETRIES:
             row.next_attempt_at = utcnow() + retry_delay(row.attempts)
             metrics.outbound_send("retried")
@@ -281,7 +345,7 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
         row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
         metrics.outbound_send("failed")
         if exc.policy is Policy.TEMPLATE:
-            return _queue_fallback(session, row, extra)
+            return "template" if _queue_fallback(session, row, extra) is not None else "needs_template"
     if exc.retryable:
         log.warning("send failed, giving up", extra=extra)
     elif exc.policy is Policy.AUTH:
@@ -295,19 +359,168 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     return "failed"
 
 
-def _queue_fallback(session: Session, row: Message, extra: dict[str, Any]) -> str:
+def _queue_fallback(session: Session, row: Message, extra: dict[str, Any]) -> Message | None:
     """Outside the 24-hour window: the row's template takes its place in the line (same transaction, so
-    no later reply can slip in between)."""
+    no later reply can slip in between), linked to the row it replaces."""
     if not row.fallback:
         log.warning("outside the 24-hour window and no template to fall back to", extra=extra)
-        return "needs_template"
+        return None
     fb = row.fallback
     template = Outbound(fb["type"], fb["body"], fb.get("text"), fb.get("template_name"),
                         fb.get("template_params") or [])
     new = queue_message(session, row.phone, template, farmer_id=row.farmer_id, analysis_id=row.analysis_id,
-                        seq=row.seq)
+                        seq=row.seq, replaces_id=row.id)
     log.info("outside the 24-hour window: template queued instead", extra={**extra, "fallback_id": new.id})
-    return "template"
+    return new
+
+
+# --- failures Meta reports later, in a `failed` status -------------------------------------------------
+
+
+def apply_status_failures(session: Session, failures: list[StatusFailure], now: datetime) -> list[int]:
+    """The error policy for messages Graph accepted and Meta later reported `failed`, in the caller's
+    transaction: the same table as a refused send. Returns the ids of rows queued in the failed ones'
+    place (a fallback template, or a resend after the backoff); the senders send them."""
+    queued = []
+    for failure in failures:
+        row = session.scalar(select(Message).where(Message.wamid == failure.wamid,
+                                                   Message.direction == Direction.OUTBOUND.value))
+        if row is None or failure.error_code is None:
+            continue  # not ours (or not stored yet: applied when it is), or no code to act on
+        new = _after_status_failure(session, row, failure.error_code, failure.error_title, now)
+        if new is not None:
+            queued.append(new.id)
+    return queued
+
+
+def _after_status_failure(session: Session, row: Message, code: int, title: str | None,
+                          now: datetime) -> Message | None:
+    policy = POLICY_BY_CODE.get(code, Policy.FAIL)  # an unknown code in a status: Meta gave up, so do we
+    extra = {"message_id": row.id, "error_code": code, "policy": policy.value, "template": row.template_name}
+    apply_effect(session, row, code, title, now)
+    if session.scalar(select(Message.id).where(Message.replaces_id == row.id)) is not None:
+        log.info("failed status seen again: its replacement is queued already", extra=extra)
+        return None
+    if policy is Policy.TEMPLATE and row.template_name is None:
+        return _queue_fallback(session, row, extra)
+    if policy in (Policy.RETRY, Policy.RETRY_PAIR) and row.attempts <= RETRIES:
+        return _queue_resend(session, row, now, extra)
+    if policy is Policy.TEMPLATE:
+        log.warning("a template failed outside the 24-hour window: nothing to fall back to", extra=extra)
+    elif policy in (Policy.ALERT, Policy.AUTH):
+        log.error("message refused by Meta after acceptance; an operator must look", extra=extra)
+    else:
+        log.warning("message failed at Meta, not retried", extra=extra)
+    return None
+
+
+def _queue_resend(session: Session, row: Message, now: datetime, extra: dict[str, Any]) -> Message:
+    """The same body again after the backoff, in the failed row's place in the line."""
+    due = now + retry_delay(row.attempts)
+    new = Message(direction=Direction.OUTBOUND.value, phone=row.phone, farmer_id=row.farmer_id, type=row.type,
+                  text=row.text, template_name=row.template_name, template_params=row.template_params,
+                  payload=row.payload, fallback=row.fallback, status=MessageStatus.PENDING.value,
+                  analysis_id=row.analysis_id, created_at=now, next_attempt_at=due,
+                  seq=row.seq, attempts=row.attempts, replaces_id=row.id)
+    session.add(new)
+    session.flush()
+    metrics.outbound_send("retried")
+    log.warning("message failed at Meta, will resend", extra={**extra, "resend_id": new.id,
+                                                              "next_attempt_at": due.isoformat()})
+    return new
+
+
+# --- what a failure says beyond its message -----------------------------------------------------------
+
+
+def apply_effect(session: Session, row: Message, code: int | None, title: str | None, now: datetime) -> None:
+    """Record what `errors.EFFECT_BY_CODE` says about the farmer, the template or the account (if anything)."""
+    effect = EFFECT_BY_CODE.get(code) if code is not None else None
+    if effect is not None:
+        _EFFECTS[effect](session, row, f"{code}: {title or ''}".strip(), now)
+
+
+def _farmer_of(session: Session, row: Message) -> Farmer | None:
+    if row.farmer_id is not None:
+        return session.get(Farmer, row.farmer_id)
+    return session.scalar(select(Farmer).where(Farmer.phone == row.phone))
+
+
+def _unreachable(session: Session, row: Message, reason: str, now: datetime) -> None:
+    farmer = _farmer_of(session, row)
+    if farmer is not None:
+        farmer.unreachable_at = farmer.unreachable_at or now
+        log.warning("farmer unreachable on WhatsApp: no proactive messages until they write",
+                    extra={"farmer_id": farmer.id, "reason": reason})
+
+
+def _marketing_paused(session: Session, row: Message, reason: str, now: datetime) -> None:
+    farmer = _farmer_of(session, row)
+    if farmer is not None:
+        farmer.marketing_paused_until = now + MARKETING_PAUSE
+        log.info("marketing messages to the farmer paused", extra={"farmer_id": farmer.id, "reason": reason})
+
+
+def _marketing_opt_out(session: Session, row: Message, reason: str, now: datetime) -> None:
+    farmer = _farmer_of(session, row)
+    if farmer is not None:
+        farmer.marketing_opt_out_at = farmer.marketing_opt_out_at or now
+        log.info("farmer stopped marketing messages", extra={"farmer_id": farmer.id, "reason": reason})
+
+
+def _pace(session: Session, row: Message, reason: str, now: datetime) -> None:
+    farmer = _farmer_of(session, row)
+    if farmer is not None:
+        farmer.paced_until = now + PACE_WINDOW
+        log.info("farmer paced: one message per %s s", PACE_SECONDS, extra={"farmer_id": farmer.id})
+
+
+def _template_blocked(session: Session, row: Message, reason: str, now: datetime) -> None:
+    if row.template_name:
+        block_template(row.template_name, reason)
+
+
+def _account_blocked(session: Session, row: Message, reason: str, now: datetime) -> None:
+    block_account(reason)
+
+
+_EFFECTS: dict[Effect, Callable[[Session, Message, str, datetime], None]] = {
+    Effect.UNREACHABLE: _unreachable,
+    Effect.MARKETING_PAUSED: _marketing_paused,
+    Effect.MARKETING_OPT_OUT: _marketing_opt_out,
+    Effect.PACE: _pace,
+    Effect.TEMPLATE_BLOCKED: _template_blocked,
+    Effect.ACCOUNT_BLOCKED: _account_blocked,
+}
+
+
+def block_template(name: str, reason: str) -> None:
+    """Stop using a template Meta paused or disabled, and alert: while the flag lives (TEMPLATE_BLOCK_SECONDS,
+    or until `unblock_template`) rows with it fail before any Graph call. The template registry may call
+    both from Meta's template status events."""
+    log.critical("WhatsApp template blocked: not sent until it is approved again",
+                 extra={"template": name, "reason": reason})
+    with contextlib.suppress(RedisError):
+        context.redis().set(TEMPLATE_BLOCK_KEY.format(name=name), reason[:300], ex=TEMPLATE_BLOCK_SECONDS)
+
+
+def unblock_template(name: str) -> None:
+    with contextlib.suppress(RedisError):
+        context.redis().delete(TEMPLATE_BLOCK_KEY.format(name=name))
+
+
+def block_account(reason: str) -> None:
+    """Stop sending, and alert: Meta refuses this account's messages (payment, integrity, locked). Sends
+    wait while the flag lives (ACCOUNT_BLOCK_SECONDS, or until `unblock_account`); account-health
+    checks read it."""
+    log.critical("WhatsApp account blocked: no message is sent until it is resolved", extra={"reason": reason})
+    with contextlib.suppress(RedisError):
+        context.redis().set(ACCOUNT_BLOCK_KEY, reason[:300], ex=ACCOUNT_BLOCK_SECONDS)
+
+
+def unblock_account() -> None:
+    with contextlib.suppress(RedisError):
+        context.redis().delete(ACCOUNT_BLOCK_KEY)
 
 
 def _set_auth_alert(exc: GraphAPIError) -> None:

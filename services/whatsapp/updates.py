@@ -66,14 +66,53 @@ class InboundMessage:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+class PreferenceValue(LenientStrEnum):
+    STOP = "stop"
+    RESUME = "resume"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What Meta charges (or not) for a message: kept on the status row for cost reports."""
+
+    billable: bool | None
+    pricing_model: str | None  # CBP, PMP, ...
+    category: str | None  # service, utility, marketing, authentication, ...
+    type: str | None  # regular, free_customer_service, free_entry_point, ...
+
+
 @dataclass(frozen=True)
 class StatusUpdate:
     wamid: str
     status: StatusKind
     timestamp: datetime | None
-    recipient: str | None
+    recipient: str | None  # a phone only; a business-scoped user id stays in `raw`
     error_code: int | None = None
     error_title: str | None = None
+    pricing: Pricing | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ValueLevelError:
+    """An `errors[]` entry of a change's value: about the app or account, not about one message."""
+
+    code: int | None
+    title: str | None
+    details: str | None
+    phone_number_id: str | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class PreferenceUpdate:
+    """A `user_preferences` item: the farmer stopped or resumed marketing messages in WhatsApp."""
+
+    phone: str
+    category: str | None
+    value: PreferenceValue
+    timestamp: datetime | None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -88,9 +127,12 @@ class ParsedWebhook:
     messages: list[InboundMessage]
     statuses: list[StatusUpdate]
     problems: list[Problem]
+    errors: list[ValueLevelError] = field(default_factory=list)
+    preferences: list[PreferenceUpdate] = field(default_factory=list)
 
 
 _NON_DIGITS = re.compile(r"\D")
+_PHONE_SHAPED = re.compile(r"\+?[0-9 ()-]{8,24}")
 # What the message log can hold (column sizes); Meta's own ids are far shorter. An id beyond its
 # bound makes the item a problem (kept raw), another field beyond it is left out (the raw keeps it).
 MAX_ID = 200
@@ -205,6 +247,25 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
     )
 
 
+def _phone_only(value: object) -> str | None:
+    """A recipient that is a phone number, normalised; a user id (`TR.abc123...`) or a group id is not one."""
+    return normalize_phone(value) if isinstance(value, str) and _PHONE_SHAPED.fullmatch(value) else None
+
+
+def _pricing(value: object) -> Pricing | None:
+    raw = _dict(value)
+    if not raw:
+        return None
+    billable = raw.get("billable")
+
+    def short(key: str, limit: int) -> str | None:
+        text = _str(raw.get(key))
+        return text[:limit] if text is not None else None
+
+    return Pricing(billable=billable if isinstance(billable, bool) else None,
+                   pricing_model=short("pricing_model", 30), category=short("category", 50), type=short("type", 50))
+
+
 def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
     wamid = _str(raw.get("id"), MAX_ID)
     if not wamid:
@@ -214,24 +275,44 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
         wamid=wamid,
         status=StatusKind(str(raw.get("status"))),
         timestamp=_timestamp(raw.get("timestamp")),
-        recipient=normalize_phone(raw.get("recipient_id")),
+        recipient=_phone_only(raw.get("recipient_id")),
         error_code=code,
         error_title=title,
+        pricing=_pricing(raw.get("pricing")),
         raw=raw,
     )
 
 
+def _value_error(item: dict[str, Any], phone_number_id: str | None) -> ValueLevelError:
+    code, title = _first_error([item])
+    details = _str(_dict(item.get("error_data")).get("details")) or _str(item.get("message"))
+    return ValueLevelError(code, title, details[:2000] if details else None, phone_number_id, item)
+
+
+def _preference(raw: object) -> PreferenceUpdate | Problem:
+    item = _dict(raw)
+    phone = _phone_only(item.get("wa_id"))
+    if phone is None:
+        return Problem("user preference without a usable wa_id", raw)
+    return PreferenceUpdate(phone=phone, category=_str(item.get("category"), 50),
+                            value=PreferenceValue(_str(item.get("value")) or ""),
+                            timestamp=_timestamp(item.get("timestamp")), raw=item)
+
+
 def parse_webhook(body: Any) -> ParsedWebhook:
-    """Every entry x change x message/status, in order. Never raises. At most MAX_ITEMS_PER_DELIVERY items
-    (messages, statuses and problems); the rest, in the body's order, is one more problem."""
+    """Every entry x change x message/status (and value-level error, user preference), in order. Never
+    raises. At most MAX_ITEMS_PER_DELIVERY items (of all kinds, problems included); the rest, in the
+    body's order, is one more problem."""
     messages: list[InboundMessage] = []
     statuses: list[StatusUpdate] = []
     problems: list[Problem] = []
+    errors: list[ValueLevelError] = []
+    preferences: list[PreferenceUpdate] = []
     excess: dict[str, list[Any]] = {}
 
     def room(kind: str, part: Any) -> bool:
         """Whether one more item fits; if not, the part is put aside with the excess of its kind."""
-        if len(messages) + len(statuses) + len(problems) < MAX_ITEMS_PER_DELIVERY:
+        if len(messages) + len(statuses) + len(problems) + len(errors) + len(preferences) < MAX_ITEMS_PER_DELIVERY:
             return True
         excess.setdefault(kind, []).append(part)
         return False
@@ -252,6 +333,30 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         for part in changes:
             change = _dict(part)
             value = _dict(change.get("value"))
+            if change.get("field") in ("messages", "user_preferences") and value.get("errors"):
+                if not isinstance(value["errors"], list):
+                    problem("errors is not a list", {"errors": value["errors"]})
+                phone_number_id = _str(_dict(value.get("metadata")).get("phone_number_id"), 50)
+                for item in _list(value.get("errors")):
+                    if not room("errors", item):
+                        continue
+                    if isinstance(item, dict):
+                        errors.append(_value_error(item, phone_number_id))
+                    else:
+                        problems.append(Problem("error not an object", item))
+            if change.get("field") == "user_preferences" and isinstance(value.get("user_preferences"), list):
+                for item in value["user_preferences"]:
+                    if not room("user_preferences", item):
+                        continue
+                    pref = _preference(item)
+                    if isinstance(pref, Problem):
+                        problems.append(pref)
+                    else:
+                        preferences.append(pref)
+                continue
+            if change.get("field") == "messages" and value.get("errors") and not (
+                    value.get("messages") or value.get("statuses")):
+                continue  # errors alone: kept above, nothing else to read
             if change.get("field") != "messages" or not (value.get("messages") or value.get("statuses")):
                 problem(f"change field {str(change.get('field'))[:50]!r} not handled", part)
                 continue
@@ -284,4 +389,4 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         left_out = sum(len(parts) for parts in excess.values())
         problems.append(Problem(f"delivery has more than {MAX_ITEMS_PER_DELIVERY} items: {left_out} left out "
                                 "(kept here, not processed)", excess))
-    return ParsedWebhook(messages, statuses, problems)
+    return ParsedWebhook(messages, statuses, problems, errors, preferences)
