@@ -166,7 +166,7 @@ def send_message(version: str, phone_number_id: str) -> tuple[Response, int]:
     settings = _settings()
     if not VERSION.fullmatch(version):
         return _graph_error(400, 100, f"Unknown Graph API version {version[:20]!r}")
-    if phone_number_id != settings.WHATSAPP_PHONE_NUMBER_ID:
+    if phone_number_id not in settings.phone_number_ids:
         return _graph_error(400, 100, f"Unsupported post request. Object with ID '{phone_number_id[:40]}' does not "
                                       "exist, cannot be loaded due to missing permissions, or does not support this "
                                       "operation.", subcode=33, kind="GraphMethodException")

@@ -80,7 +80,7 @@ def receive() -> Response | tuple[Response, int]:
     parsed = parse_webhook(body)
     try:
         with context.db().session() as session, session.begin():
-            recorded = record_webhook(session, parsed)
+            recorded = record_webhook(session, parsed, context.settings().phone_number_ids)
     except Exception:
         metrics.webhook("error")  # the database is down, say: Meta retries, and the operator should know
         raise
