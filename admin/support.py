@@ -74,7 +74,7 @@ def farmer_messages(farmer_id: int) -> Response:
     with context.db().reader() as session:
         farmer = row_or_404(session, Farmer, farmer_id, "No farmer with this id.")
         stmt = (select(Message)
-                .where(or_(Message.farmer_id == farmer.id, Message.phone == farmer.phone))
+                .where(or_(Message.farmer_id == farmer.id, Message.phone == farmer.address))
                 .order_by(Message.created_at, Message.id))
         result = paginate(session, stmt, page, per_page, message_json)
     audit("farmer.messages.read", "farmer", farmer_id, {"page": page, "per_page": per_page})
