@@ -501,8 +501,8 @@ def farmer_messages(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 @given(st.lists(farmer_messages(), min_size=1, max_size=3))
 def test_every_message_from_a_farmer_is_processed_and_answered(app, session, messages):
     """Whatever a farmer (or anyone) sends, in whatever state the conversation is: the inbound job
-    ends `processed` and at least one reply is queued (none for what is never answered). One farmer walks through the whole run, so
-    the states change from example to example."""
+    ends `processed` and at least one reply is queued (none for what is never answered). One farmer walks
+    through the whole run, so the states change from example to example."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         farmer = Farmer(app, GraphStub(mock), queues=("inbound",))
         if _count(session, Message) == 0:
