@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 from models import (
     Analysis,
     Conversation,
+    Direction,
     Farmer,
     Message,
+    MessageStatus,
     SponsorCode,
     Subscription,
     SubscriptionStatus,
@@ -30,6 +32,7 @@ from models import (
     utcnow,
 )
 from models.db import dialect_insert
+from services.whatsapp.messages import address_field
 from services.whatsapp.updates import InboundMessage, SystemKind
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,8 @@ def link_user_id(session: Session, farmer_id: int, user_id: str) -> set[int]:
         merged.add(holder)
     session.execute(update(Farmer).where(Farmer.id == farmer_id).values(user_id=user_id, updated_at=utcnow())
                     .execution_options(synchronize_session=False))
+    if merged:
+        readdress_pending(session, farmer_id)
     return merged
 
 
@@ -142,6 +147,28 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     log.info("farmer rows merged", extra={"farmer_id": keep_id, "merged_farmer_id": drop_id})
 
 
+def readdress_pending(session: Session, farmer_id: int) -> int:
+    """Replies still waiting to go to an old address of the farmer (the old number, the user id now that a
+    phone is known) go to the farmer's current address instead, at the end of that line, in their order.
+    Returns how many moved."""
+    from services.whatsapp.outbox import next_seq  # late: the outbox imports the inbox, which imports this
+
+    farmer = session.get_one(Farmer, farmer_id)
+    address = farmer.address
+    waiting = session.scalars(
+        select(Message).where(Message.farmer_id == farmer_id, Message.direction == Direction.OUTBOUND.value,
+                              Message.status == MessageStatus.PENDING.value, Message.phone != address)
+        .order_by(Message.seq, Message.id)
+    ).all()
+    for row in waiting:
+        body = {k: v for k, v in (row.payload or {}).items() if k not in ("to", "recipient")}
+        row.payload = {**body, **address_field(address)}
+        row.seq = next_seq(session, address) if row.seq is not None else None
+        row.phone = address
+        session.flush()
+    return len(waiting)
+
+
 def _one_active_subscription(session: Session, farmer_id: int) -> None:
     active = session.execute(
         select(Subscription, Tier.code).join(Tier, Tier.id == Subscription.tier_id)
@@ -167,6 +194,7 @@ def change_number(session: Session, farmer_id: int, new_phone: str) -> None:
     farmer.phone = new_phone
     farmer.updated_at = utcnow()
     session.flush()
+    readdress_pending(session, farmer_id)
     log.info("farmer changed number", extra={"farmer_id": farmer_id})
 
 

@@ -333,3 +333,21 @@ def test_a_jpeg_sent_as_a_document_is_handled_as_a_photo(app, graph, session):
                                                             "filename": "rapor.pdf"})))
     assert pdf != photo
     assert session.scalar(select(func.count()).select_from(UsageLedger)) == 0  # nothing charged before sending
+
+
+def test_a_reply_still_waiting_follows_the_farmer_to_the_new_number(app, graph, session):
+    onboard(app, graph, phone=PHONE)
+    farmer_id = farmers(session)[0].id
+    with app.extensions["db"].session() as s, s.begin():
+        waiting = queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Sonucunuz hazır"), farmer_id=farmer_id).id
+    new_phone = "905339876543"
+    notice = message("system", {"body": f"User Mehmet changed from {PHONE} to {new_phone}", "wa_id": new_phone,
+                                "type": "user_changed_number"})
+    assert post_webhook(app.test_client(), delivery(notice, contacts=False)).status_code == 200
+    row = session.get(Message, waiting)
+    assert (row.phone, row.payload["to"], row.status) == ("+" + new_phone, "+" + new_phone, "pending")
+
+
+def test_several_numbers_of_ours_are_read_from_settings():
+    settings = make_settings("sqlite://", WHATSAPP_PHONE_NUMBER_ID=f" {PHONE_NUMBER_ID} ,{OTHER_NUMBER_ID},")
+    assert settings.phone_number_ids == (PHONE_NUMBER_ID, OTHER_NUMBER_ID)
