@@ -142,7 +142,7 @@ def chat_command(url: str | None, phone: str, name: str) -> None:
 
     s = current_app.extensions["settings"]
     farmer = TerminalFarmer(url or f"http://127.0.0.1:{s.PORT}", s.WHATSAPP_APP_SECRET, current_app.extensions["db"],
-                            phone, name, s.WHATSAPP_PHONE_NUMBER_ID)
+                            phone, name, s.phone_number_ids[0])
     run(farmer)
 
 

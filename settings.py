@@ -68,7 +68,7 @@ class Settings:
     REDIS_URL: str = ""  # empty: embedded fakeredis + in-process worker thread
     WHATSAPP_API_BASE: str = "https://graph.facebook.com/v21.0"
     WHATSAPP_TOKEN: str = DEV_SECRETS["WHATSAPP_TOKEN"]
-    WHATSAPP_PHONE_NUMBER_ID: str = "106540352242922"
+    WHATSAPP_PHONE_NUMBER_ID: str = "106540352242922"  # ours; several comma-separated, the first is the default
     WHATSAPP_VERIFY_TOKEN: str = DEV_SECRETS["WHATSAPP_VERIFY_TOKEN"]
     WHATSAPP_APP_SECRET: str = DEV_SECRETS["WHATSAPP_APP_SECRET"]
     WHATSAPP_MAX_MPS: int = 80
@@ -138,6 +138,12 @@ class Settings:
         """`N8N_SECRET` as a list: during a rotation `new,old` (requests carry a signature by each, and a
         result signed with either is accepted)."""
         return tuple(s.strip() for s in self.N8N_SECRET.split(",") if s.strip())
+
+    @property
+    def phone_number_ids(self) -> tuple[str, ...]:
+        """Our WhatsApp numbers (`WHATSAPP_PHONE_NUMBER_ID`, comma-separated): a message written to any other
+        number is not ours to answer. The first is where messages we write first go out from."""
+        return tuple(n.strip() for n in self.WHATSAPP_PHONE_NUMBER_ID.split(",") if n.strip())
 
     @property
     def embedded_redis(self) -> bool:

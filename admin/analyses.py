@@ -106,7 +106,7 @@ def list_analyses() -> Response:
         stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
     stmt = stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc())
     with context.db().reader() as session:
-        phones: dict[int, str] = {}
+        phones: dict[int, str | None] = {}
 
         def load_phones(rows: Sequence[Analysis]) -> None:  # one query per page
             ids = {a.farmer_id for a in rows}

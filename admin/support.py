@@ -30,7 +30,7 @@ from admin.pagination import QueryArgs, in_range, iso, page_args, paginate
 from admin.validation import row_or_404
 from models import Direction, Farmer, Message, MessageStatus
 from services import context
-from services.whatsapp.updates import normalize_phone
+from services.whatsapp.updates import normalize_phone, user_id
 
 _TYPE = re.compile(r"[a-z_]{1,30}")  # inbound: Meta's types (text, image, button_reply...); outbound: ours
 
@@ -87,7 +87,7 @@ def farmer_messages(farmer_id: int) -> Response:
     with context.db().reader() as session:
         farmer = row_or_404(session, Farmer, farmer_id, "No farmer with this id.")
         stmt = (select(Message)
-                .where(or_(Message.farmer_id == farmer.id, Message.phone == farmer.phone))
+                .where(or_(Message.farmer_id == farmer.id, Message.phone == farmer.address))
                 .order_by(Message.created_at, Message.id))
         result = paginate(session, stmt, page, per_page, message_json)
         result["farmer"] = farmer_reach_json(farmer)
@@ -102,7 +102,8 @@ def search_messages() -> Response:
     time range (`since` inclusive, `until` exclusive) and text contained (`q`, case-insensitive)."""
     args = QueryArgs(request.args)
     page, per_page = page_args(args)
-    phone = args.converted("phone", normalize_phone, "must be a phone number such as +905321234567")
+    phone = args.converted("phone", lambda v: normalize_phone(v) or user_id(v),
+                           "must be a phone number such as +905321234567 or a user id such as TR.1234")
     direction = args.choice("direction", [d.value for d in Direction])
     type_ = args.converted("type", _message_type, "must be a message type such as text, image or template")
     status = args.choice("status", [s.value for s in MessageStatus])
@@ -144,7 +145,8 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "wamid": NULLABLE_STR,
             "direction": {"enum": ["in", "out"]},
-            "phone": {"type": "string", "description": "E.164, e.g. +905321234567"},
+            "phone": {"type": "string", "description": "E.164, e.g. +905321234567; for a farmer known only by "
+                                                       "Meta's user id, that id (TR.1234...)"},
             "farmer_id": NULLABLE_INT,
             "type": {"type": "string"},
             "text": NULLABLE_STR,
@@ -191,7 +193,7 @@ PATHS: dict[str, Any] = {
             "summary": "Search the message log, newest first (roles: support, admin). Audited.",
             "parameters": [
                 *PAGE_PARAMS,
-                query_param("phone", {"type": "string"}, "The farmer's number; any formatting, normalised to E.164."),
+                query_param("phone", {"type": "string"}, "The farmer's number (normalised to E.164) or user id."),
                 query_param("direction", {"enum": ["in", "out"]}, "in (from farmers) or out (ours)."),
                 query_param("type", {"type": "string", "pattern": "^[a-z_]{1,30}$"}, "Message type: text, image..."),
                 query_param("status", {"enum": MESSAGE_STATUSES}, "Message status."),

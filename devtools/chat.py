@@ -168,7 +168,7 @@ def _deliver(wa_id: str, name: str, message: dict[str, Any]) -> Response | tuple
     store.append(redis, wa_id, "in", message["id"], message)
     store.set_status(redis, message["id"], "pending")
     body = webhook_bodies.messages_body([message], sender=wa_id, name=name or None,
-                                        phone_number_id=settings.WHATSAPP_PHONE_NUMBER_ID)
+                                        phone_number_id=settings.phone_number_ids[0])
     url = settings.PUBLIC_BASE_URL.rstrip("/") + "/webhooks/whatsapp"
     try:
         response = webhook_bodies.post_signed(url, body, settings.WHATSAPP_APP_SECRET, timeout=10)

@@ -173,7 +173,7 @@ def send_message(version: str, phone_number_id: str) -> tuple[Response, int]:
     settings = _settings()
     if not VERSION.fullmatch(version):
         return _graph_error(400, 100, f"Unknown Graph API version {version[:20]!r}")
-    if phone_number_id != settings.WHATSAPP_PHONE_NUMBER_ID:
+    if phone_number_id not in settings.phone_number_ids:
         return _graph_error(400, 100, f"Unsupported post request. Object with ID '{phone_number_id[:40]}' does not "
                                       "exist, cannot be loaded due to missing permissions, or does not support this "
                                       "operation.", subcode=33, kind="GraphMethodException")
@@ -186,13 +186,15 @@ def send_message(version: str, phone_number_id: str) -> tuple[Response, int]:
             return _graph_error(400, 100, "(#100) The parameter message_id is required.")
         store.set_status(context.redis(), wamid, "read")  # blue ticks on the farmer's message
         return jsonify({"success": True}), 200
-    to, kind = body.get("to"), body.get("type", "text")
-    if not isinstance(to, str) or not 5 <= len(store.digits(to)) <= 15:
+    to, user_id, kind = body.get("to"), body.get("recipient"), body.get("type", "text")
+    if isinstance(user_id, str) and user_id and to is None:  # a farmer known only by user id
+        to = user_id
+    elif not isinstance(to, str) or not 5 <= len(store.digits(to)) <= 15:
         return _graph_error(400, 100, "(#100) The parameter to is required.")
     if kind not in MESSAGE_KINDS or not isinstance(body.get(kind), dict):
         return _graph_error(400, 100, f"(#100) Param {str(kind)[:20]} must be a supported message type with its "
                                       "object.")
-    recipient = store.digits(to)
+    recipient = to if to == user_id else store.digits(to)
     wamid = webhook_bodies.new_wamid()
     redis = context.redis()
     store.append(redis, recipient, "out", wamid, body)

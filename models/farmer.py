@@ -7,14 +7,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
 
+USER_ID_MAX = 150  # two-letter country, a dot, up to 128 alphanumerics (parent ids add `ENT.`)
+
 
 class Farmer(Base):
-    """A WhatsApp user, keyed by an E.164 phone number (`+905321234567`)."""
+    """A WhatsApp user: known by an E.164 phone number (`+905321234567`), by Meta's business-scoped user id
+    (`TR.1234...`, when the phone is withheld behind a username), or both. Each alias is unique, so one
+    person is one row; a message that shows both joins them (`services.farmer_identity`)."""
 
     __tablename__ = "farmers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    user_id: Mapped[str | None] = mapped_column(String(USER_ID_MAX), unique=True)
+    parent_user_id: Mapped[str | None] = mapped_column(String(USER_ID_MAX))
+    username: Mapped[str | None] = mapped_column(String(100))
+    our_number_id: Mapped[str | None] = mapped_column(String(30))  # our phone_number_id they last wrote to
     profile_name: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str] = mapped_column(String(8), default="tr", server_default="tr")
     consent_at: Mapped[datetime | None]
@@ -29,6 +37,14 @@ class Farmer(Base):
     paced_until: Mapped[datetime | None]  # 131056: at most one message per PACE_SECONDS until this
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def address(self) -> str:
+        """Where replies go: the phone when known (Meta prefers it), else the user id."""
+        address = self.phone or self.user_id
+        if address is None:
+            raise ValueError(f"farmer {self.id} has neither a phone nor a user id")
+        return address
 
     @property
     def has_consented(self) -> bool:

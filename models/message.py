@@ -56,7 +56,8 @@ class Message(Leased, Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     direction: Mapped[str] = mapped_column(String(3))
     wamid: Mapped[str | None] = mapped_column(String(200), unique=True)
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(String(150))  # the farmer's phone, or their user id when that is all we know
+    phone_number_id: Mapped[str | None] = mapped_column(String(30))  # ours: written to (in), sent from (out)
     farmer_id: Mapped[int | None] = mapped_column(ForeignKey("farmers.id", ondelete="SET NULL"), index=True)
     type: Mapped[str] = mapped_column(String(30))
     text: Mapped[str | None] = mapped_column(Text)

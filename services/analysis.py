@@ -274,7 +274,7 @@ def complete(analysis_id: int, raw: Any) -> str:
             _queue_result(session, farmer, a, result)
         else:
             _mark_failed(session, a, farmer, result.failure_reason or "invalid result", photo_problem=False)
-    send_queued(farmer.phone)
+    send_queued(farmer.address)
     invalidate_stats(context.redis(), sponsor_id)
     if not result.ok:
         _no_more_retries()
@@ -314,10 +314,10 @@ def _in_window(farmer: Farmer) -> bool:
 def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Outbound:
     crop = replies.crop_name("tr", a.crop or "")
     if result.urgent and result.recommendations.immediate:
-        return build_template("urgent_health_alert_tr", farmer.phone,
+        return build_template("urgent_health_alert_tr", farmer.address,
                               [crop, result.primary_concern or "-", result.recommendations.immediate[0].action])
     score = f"{result.health_score}/10" if result.health_score is not None else "-"
-    return build_template("analysis_complete_tr", farmer.phone,
+    return build_template("analysis_complete_tr", farmer.address,
                           [farmer.profile_name or "Çiftçimiz", crop, score, result.primary_concern or "-"])
 
 
@@ -327,9 +327,9 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
 
     template = _result_template(farmer, a, result)
     if not _in_window(farmer):
-        return queue_message(session, farmer.phone, template, farmer_id=farmer.id, analysis_id=a.id)
+        return queue_message(session, farmer.address, template, farmer_id=farmer.id, analysis_id=a.id)
     reply = replies.analysis_result(farmer.locale, result_view(a, result))
-    return queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id,
+    return queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
                          fallback=template, analysis_id=a.id)
 
 
@@ -346,7 +346,8 @@ def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, phot
     if a.charge_ledger_id is not None:
         quota.refund(session, a.charge_ledger_id, now)
     reply = replies.analysis_failed(farmer.locale, photo_problem)
-    queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id, analysis_id=a.id)
+    queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
+                      analysis_id=a.id)
     log.warning("analysis failed", extra={"analysis_id": a.id, "reason": reason[:300]})
 
 
@@ -358,7 +359,7 @@ def _fail(analysis_id: int, reason: str, *, photo_problem: bool = False) -> bool
             return False
         farmer = session.get_one(Farmer, a.farmer_id)
         _mark_failed(session, a, farmer, reason, photo_problem=photo_problem)
-    send_queued(farmer.phone)
+    send_queued(farmer.address)
     return True
 
 
@@ -383,6 +384,7 @@ def check_deadline(analysis_id: int) -> str:
         farmer = session.get_one(Farmer, a.farmer_id)
         a.delay_notice_at = utcnow()
         reply = replies.analysis_delayed(farmer.locale)
-        queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id, analysis_id=a.id)
-    send_queued(farmer.phone)
+        queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
+                      analysis_id=a.id)
+    send_queued(farmer.address)
     return "notice sent"

@@ -69,7 +69,7 @@ def event_from(message: Message) -> Event:
     parsed = parse_message(message.payload or {})
     if not isinstance(parsed, InboundMessage):
         return Event(EventKind.UNSUPPORTED, message.id, message_type=message.type)
-    kind = _EVENT_KIND.get(parsed.type, EventKind.UNSUPPORTED)
+    kind = EventKind.PHOTO if parsed.image_document else _EVENT_KIND.get(parsed.type, EventKind.UNSUPPORTED)
     return Event(kind, message.id, text=parsed.text, reply=reply_ids.parse(parsed.reply_id), media_id=parsed.media_id,
                  latitude=parsed.latitude, longitude=parsed.longitude, location_name=parsed.location_name,
                  location_address=parsed.location_address, message_type=parsed.type.value)
@@ -81,6 +81,7 @@ class Outcome:
     reply_ids: list[int]
     analyses_to_queue: list[int]
     last_wamid: str | None
+    our_number: str | None = None  # the number the farmer wrote to: marked read from it
 
 
 def handle_inbound(message_id: int) -> str:
@@ -124,7 +125,7 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
                Message.status == MessageStatus.RECEIVED.value, Message.id <= up_to)
         .order_by(Message.meta_timestamp, Message.id)
     ).all()
-    outcome = Outcome(farmer.phone, [], [], None)
+    outcome = Outcome(farmer.address, [], [], None)
     for message in waiting:
         if not isolate:
             _handle_one(session, farmer, conv, message, outcome)
@@ -136,7 +137,7 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
             except Exception as exc:
                 del outcome.reply_ids[done[0]:], outcome.analyses_to_queue[done[1]:]
                 _give_up(session, farmer, message, exc, outcome)
-        outcome.last_wamid = message.wamid
+        outcome.last_wamid, outcome.our_number = message.wamid, message.phone_number_id
     return outcome
 
 
@@ -148,8 +149,8 @@ def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception,
     message.failed_at = message.processed_at = utcnow()
     message.error_title = f"handling failed: {type(exc).__name__}"[:300]
     message.attempts += 1
-    row = queue_message(session, farmer.phone, to_outbound(farmer.phone, replies.handling_failed(farmer.locale)),
-                        farmer_id=farmer.id)
+    reply = to_outbound(farmer.address, replies.handling_failed(farmer.locale))
+    row = queue_message(session, farmer.address, reply, farmer_id=farmer.id)
     outcome.reply_ids.append(row.id)
 
 
@@ -195,7 +196,7 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
     message.processed_at = now
     message.attempts += 1
     for reply in out:
-        row = queue_message(session, farmer.phone, to_outbound(farmer.phone, reply), farmer_id=farmer.id)
+        row = queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id)
         outcome.reply_ids.append(row.id)
 
 
@@ -309,14 +310,14 @@ def _after_commit(outcome: Outcome) -> None:
     for analysis_id in outcome.analyses_to_queue:
         enqueue_analysis(redis, analysis_id)
     if outcome.last_wamid:
-        _mark_read(outcome.last_wamid)
+        _mark_read(outcome.last_wamid, outcome.our_number)
     if outcome.reply_ids:
         send_queued(outcome.phone)
 
 
-def _mark_read(wamid: str) -> None:
+def _mark_read(wamid: str, our_number: str | None = None) -> None:
     """Blue ticks for the farmer. Best effort: a failure here must not cost them their answer."""
     try:
-        whatsapp.client().mark_read(wamid, typing=False)
+        whatsapp.client().mark_read(wamid, typing=False, from_number=our_number)
     except (WhatsAppError, RedisError, TimeoutError) as exc:
         log.info("mark-read failed", extra={"reason": repr(exc)[:200]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,12 +29,14 @@ from models import (
     utcnow,
 )
 from models.db import affected_rows, dialect_insert, insert_ignoring_conflicts
-from services import metrics
+from services import farmer_identity, metrics
 from services.whatsapp.updates import (
     InboundMessage,
+    MessageType,
     ParsedWebhook,
     PreferenceUpdate,
     PreferenceValue,
+    Problem,
     StatusKind,
     StatusUpdate,
     ValueLevelError,
@@ -61,65 +64,34 @@ class Recorded:
 
 
 @functools.cache
-def _farmer_upsert(dialect_name: str) -> Any:
-    """Insert new farmers; for known ones refresh the name and `last_inbound_at` (never backwards). A
-    farmer who writes is reachable again (an earlier 131026 no longer holds)."""
-    farmers = Farmer.__table__
-    stmt = dialect_insert(dialect_name, farmers)
-    new = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=[farmers.c.phone],
-        set_={
-            "profile_name": func.coalesce(new.profile_name, farmers.c.profile_name),
-            "last_inbound_at": case(
-                (farmers.c.last_inbound_at.is_(None) | (farmers.c.last_inbound_at < new.last_inbound_at),
-                 new.last_inbound_at),
-                else_=farmers.c.last_inbound_at,
-            ),
-            "unreachable_at": None,
-            "updated_at": new.updated_at,
-        },
-    ).returning(farmers.c.phone, farmers.c.id)
-
-
-@functools.cache
 def _message_insert(dialect_name: str) -> Any:
     messages = Message.__table__
     stmt = dialect_insert(dialect_name, messages)
     return stmt.on_conflict_do_nothing(index_elements=["wamid"]).returning(messages.c.id, messages.c.wamid)
 
 
-def _upsert_farmers(session: Session, messages: list[InboundMessage]) -> dict[str, int]:
-    """One statement for all senders, returning every id. The webhook's hot path: built once, Core not ORM."""
-    latest: dict[str, InboundMessage] = {}
-    for m in sorted(messages, key=lambda m: (m.phone, m.timestamp or utcnow())):
-        latest[m.phone] = m
-    if not latest:
-        return {}
-    now = utcnow()
-    rows = [{"phone": phone, "profile_name": m.profile_name, "locale": "tr", "last_inbound_at": m.timestamp or now,
-             "created_at": now, "updated_at": now} for phone, m in latest.items()]
-    conn = session.connection()
-    return {phone: fid for phone, fid in conn.execute(_farmer_upsert(conn.dialect.name), rows)}
-
-
 def _message_row(m: InboundMessage, farmer_id: int | None) -> dict[str, Any]:
+    """A message the bot does not answer (a group's, Meta's system notice, a removed reaction) is stored
+    as already processed: kept for support, never handed to the conversation."""
+    now = utcnow()
     return {
         "direction": Direction.INBOUND.value,
         "wamid": m.wamid,
-        "phone": m.phone,
+        "phone": m.address,
+        "phone_number_id": m.phone_number_id,
         "farmer_id": farmer_id,
-        "type": m.type.value,
+        "type": m.meta_type if m.type is MessageType.UNKNOWN and m.meta_type else m.type.value,
         "text": m.text,
         "media_id": m.media_id,
         "mime_type": m.mime_type,
         "context_wamid": m.context_wamid,
         "payload": m.raw,
-        "status": MessageStatus.RECEIVED.value,
+        "status": (MessageStatus.RECEIVED if m.answered else MessageStatus.PROCESSED).value,
+        "processed_at": None if m.answered else now,
         "error_code": m.error_code,
         "error_title": m.error_title,
         "meta_timestamp": m.timestamp,
-        "created_at": utcnow(),
+        "created_at": now,
         "attempts": 0,
     }
 
@@ -240,24 +212,48 @@ def _apply_preferences(session: Session, preferences: list[PreferenceUpdate]) ->
     return applied
 
 
-def record_webhook(session: Session, parsed: ParsedWebhook) -> Recorded:
-    """Write everything in one transaction (the caller commits). Returns the new inbound ids to enqueue."""
-    farmer_ids = _upsert_farmers(session, parsed.messages)
+def _ours(m: InboundMessage, our_numbers: Collection[str] | None) -> bool:
+    """Written to one of our numbers. Meta always names it in `metadata`; a body without one is taken as
+    written to our default number."""
+    return our_numbers is None or m.phone_number_id is None or m.phone_number_id in our_numbers
+
+
+def _not_ours(messages: list[InboundMessage], our_numbers: Collection[str] | None) -> list[Problem]:
+    """Messages written to a number that is not one of ours: kept as unhandled, never answered or charged."""
+    return [Problem(f"message to phone_number_id {str(m.phone_number_id)[:40]!r}, which is not one of ours "
+                    "(WHATSAPP_PHONE_NUMBER_ID): not answered", m.raw)
+            for m in messages if not _ours(m, our_numbers)]
+
+
+def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collection[str] | None = None) -> Recorded:
+    """Write everything in one transaction (the caller commits). Returns the new inbound ids to enqueue.
+    With `our_numbers`, a message to any other `metadata.phone_number_id` is stored as unhandled only."""
+    foreign = _not_ours(parsed.messages, our_numbers)
+    problems = [*parsed.problems, *foreign]
+    messages = [m for m in parsed.messages if _ours(m, our_numbers)]
+    farmer_ids = farmer_identity.upsert_senders(session, [m for m in messages if not m.group_id])
     new_ids: list[int] = []
-    unique = {m.wamid: m for m in parsed.messages}  # one body may repeat a message
+    unique = {m.wamid: m for m in messages}  # one body may repeat a message
     created: dict[str, int] = {}
     if unique:
-        rows = [_message_row(m, farmer_ids.get(m.phone)) for m in sorted(unique.values(), key=lambda m: m.wamid)]
+        rows = [_message_row(m, None if m.group_id else farmer_ids.get(m.address))
+                for m in sorted(unique.values(), key=lambda m: m.wamid)]
         conn = session.connection()
         created = {wamid: row_id for row_id, wamid in conn.execute(_message_insert(conn.dialect.name), rows)}
     # Enqueue in the order Meta sent them (timestamp, then position in the body).
-    for m in parsed.messages:
-        if m.wamid in created and created[m.wamid] not in new_ids:
+    for m in messages:
+        if m.wamid in created and created[m.wamid] not in new_ids and m.answered:
             new_ids.append(created[m.wamid])
+        if m.wamid in created and m.system is not None and not m.group_id:
+            farmer_identity.apply_system_message(session, m, farmer_ids.get(m.address))
+    for change in parsed.user_id_changes:
+        if farmer_identity.change_user_id(session, None, change.current or "", previous=change.previous,
+                                          phone=change.phone) is None:
+            log.info("user_id_update for a farmer we do not know; nothing to change")
     new_statuses, failures = _record_statuses(session, parsed.statuses)
     _record_value_errors(session, parsed.errors)
     _apply_preferences(session, parsed.preferences)
-    for problem in parsed.problems:
+    for problem in problems:
         log.warning("webhook part not understood: %s", problem.reason)
         session.add(UnhandledWebhook(reason=problem.reason[:300], payload=problem.part))
-    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(parsed.problems), failures)
+    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(problems), failures)

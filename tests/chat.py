@@ -115,8 +115,8 @@ class Farmer:
             content.update(name=name, address=address)
         return self.deliver(self._message("location", content))
 
-    def sends(self, kind: str) -> list[str]:
-        return self.deliver(self._message(kind, {"id": "999", "mime_type": "x/y"}))
+    def sends(self, kind: str, content: dict[str, Any] | None = None) -> list[str]:
+        return self.deliver(self._message(kind, content or {"id": "999", "mime_type": "x/y"}))
 
     def onboard(self) -> None:
         self.says("Merhaba")

@@ -83,7 +83,7 @@ def receive() -> Response | tuple[Response, int]:
     parsed = parse_webhook(body)
     try:
         with context.db().session() as session, session.begin():
-            recorded = record_webhook(session, parsed)
+            recorded = record_webhook(session, parsed, context.settings().phone_number_ids)
             apply_status_failures(session, recorded.failures, utcnow())
     except Exception:
         metrics.webhook("error")  # the database is down, say: Meta retries, and the operator should know

@@ -16,7 +16,7 @@ def client() -> WhatsAppClient:
     ext = current_app.extensions
     if "whatsapp" not in ext:
         s = context.settings()
-        limiter = SlidingWindowLimiter(context.redis(), f"ziraai:whatsapp:mps:{s.WHATSAPP_PHONE_NUMBER_ID}",
-                                       s.WHATSAPP_MAX_MPS)
-        ext["whatsapp"] = WhatsAppClient(s.whatsapp_api_base, s.WHATSAPP_TOKEN, s.WHATSAPP_PHONE_NUMBER_ID, limiter)
+        default_number = s.phone_number_ids[0]
+        limiter = SlidingWindowLimiter(context.redis(), f"ziraai:whatsapp:mps:{default_number}", s.WHATSAPP_MAX_MPS)
+        ext["whatsapp"] = WhatsAppClient(s.whatsapp_api_base, s.WHATSAPP_TOKEN, default_number, limiter)
     return cast(WhatsAppClient, ext["whatsapp"])

@@ -51,7 +51,11 @@ class WhatsAppClient:
 
     @property
     def messages_url(self) -> str:
-        return f"{self.api_base}/{self.phone_number_id}/messages"
+        return self.messages_url_of(None)
+
+    def messages_url_of(self, from_number: str | None) -> str:
+        """Where to POST a message sent from one of our numbers (None: the default one)."""
+        return f"{self.api_base}/{from_number or self.phone_number_id}/messages"
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
@@ -65,29 +69,30 @@ class WhatsAppClient:
             raise error
         return response
 
-    def _post_message(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _post_message(self, body: dict[str, Any], from_number: str | None = None) -> dict[str, Any]:
         if self.limiter is not None:
             self.limiter.acquire()
-        response = self._request("POST", self.messages_url, json=body)
+        response = self._request("POST", self.messages_url_of(from_number), json=body)
         try:
             return cast(dict[str, Any], response.json())
         except ValueError as exc:
             raise GraphAPIError(None, "response is not JSON", response.status_code) from exc
 
-    def send(self, body: dict[str, Any]) -> str:
-        """POST a message body built by `services.whatsapp.messages`; returns the new wamid."""
-        data = self._post_message(body)
+    def send(self, body: dict[str, Any], from_number: str | None = None) -> str:
+        """POST a message body built by `services.whatsapp.messages` from one of our numbers (the farmer
+        answers the number they wrote to); returns the new wamid."""
+        data = self._post_message(body, from_number)
         try:
             return str(data["messages"][0]["id"])
         except (KeyError, IndexError, TypeError) as exc:
             raise GraphAPIError(None, "no message id in the response", 200) from exc
 
-    def mark_read(self, wamid: str, *, typing: bool = True) -> None:
+    def mark_read(self, wamid: str, *, typing: bool = True, from_number: str | None = None) -> None:
         """Blue ticks for the farmer's message, and the typing bubble while we work on the answer."""
         body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
         if typing:
             body["typing_indicator"] = {"type": "text"}
-        self._post_message(body)
+        self._post_message(body, from_number)
 
     def media_info(self, media_id: str) -> MediaInfo:
         """Step one of a download: the short-lived URL (5 minutes) and what Meta knows of the file."""

@@ -13,6 +13,7 @@ class Policy(enum.StrEnum):
     FAIL = "fail"  # undeliverable, unsupported: no retry, visible to support
     ALERT = "alert"  # spam limits, template problems: no retry, an operator must look
     AUTH = "auth"  # token invalid/expired: no retry, alert loudly, readiness goes red
+    USER_ID = "user_id"  # 131062: a user id is not allowed for this message; the phone instead, if known
 
 
 POLICY_BY_CODE: dict[int, Policy] = {
@@ -36,6 +37,7 @@ POLICY_BY_CODE: dict[int, Policy] = {
     131052: Policy.MEDIA,
     131053: Policy.MEDIA,
     **{code: Policy.ALERT for code in (132000, 132001, 132005, 132007, 132012, 132015, 132016)},
+    131062: Policy.USER_ID,
     0: Policy.AUTH,
     190: Policy.AUTH,
 }

@@ -61,8 +61,19 @@ def _check_len(name: str, value: str | None, limit: int, *, required: bool = Tru
         raise LimitError(name, f"at most {limit} characters", len(value))
 
 
+def is_phone_address(address: str) -> bool:
+    """A phone number (`+905321234567`), as opposed to Meta's business-scoped user id (`TR.1234...`)."""
+    digits = address.removeprefix("+")
+    return digits.isascii() and digits.isdigit()
+
+
+def address_field(address: str) -> dict[str, str]:
+    """Meta takes a phone in `to` and a user id in `recipient`; never a user id in `to`."""
+    return {"to": address} if is_phone_address(address) else {"recipient": address}
+
+
 def _envelope(to: str, kind: str, content: dict[str, Any], reply_to: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+    body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", **address_field(to),
                             "type": kind, kind: content}
     if reply_to:
         body["context"] = {"message_id": reply_to}

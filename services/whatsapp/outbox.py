@@ -44,7 +44,7 @@ from services.inbox import StatusFailure, apply_recorded_statuses
 from services.leases import claim, lease_free, owner_name
 from services.redis_conn import as_text, quick
 from services.whatsapp.errors import EFFECT_BY_CODE, POLICY_BY_CODE, Effect, GraphAPIError, Policy
-from services.whatsapp.messages import Outbound
+from services.whatsapp.messages import Outbound, address_field
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,19 @@ def next_seq(session: Session, phone: str) -> int:
 
 def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int | None = None,
                   fallback: Outbound | None = None, analysis_id: int | None = None,
-                  seq: int | None = None, replaces_id: int | None = None) -> Message:
+                  seq: int | None = None, replaces_id: int | None = None, from_number: str | None = None) -> Message:
     """Log an outbound message as `pending`, last in its recipient's line (or at `seq`); the caller
-    commits, then calls `send_queued`."""
+    commits, then calls `send_queued`. `phone` is the farmer's address (a user id when that is all we
+    know). It goes out from `from_number`, else from the number the farmer last wrote to, else our default."""
     proactive = out.template_name in PROACTIVE_TEMPLATES
     now = utcnow()
+    if from_number is None and farmer_id is not None:
+        farmer = session.get(Farmer, farmer_id)
+        from_number = farmer.our_number_id if farmer is not None else None
     row = Message(
         direction=Direction.OUTBOUND.value,
         phone=phone,
+        phone_number_id=from_number,
         farmer_id=farmer_id,
         type=out.type,
         text=out.text,
@@ -200,9 +205,9 @@ def send_pending(message_id: int) -> str:
         if held is not None:
             return held
         row.attempts += 1
-        body = row.payload or {}
+        body, from_number = row.payload or {}, row.phone_number_id
     try:
-        wamid = whatsapp.client().send(body)
+        wamid = whatsapp.client().send(body, from_number)
     except GraphAPIError as exc:
         return _handle_error(message_id, exc)
     except (RedisError, TimeoutError):  # the shared rate limiter: Meta never saw this attempt
@@ -336,6 +341,8 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
         row.error_code, row.error_title = exc.code, exc.title
         _let_go(row)
         apply_effect(session, row, exc.code, exc.title, utcnow())
+        if exc.policy is Policy.USER_ID:
+            return _to_phone_instead(session, row, extra)
         if exc.retryable and row.attempts <= RETRIES:
             row.next_attempt_at = utcnow() + retry_delay(row.attempts)
             metrics.outbound_send("retried")
@@ -521,6 +528,25 @@ def block_account(reason: str) -> None:
 def unblock_account() -> None:
     with contextlib.suppress(RedisError):
         context.redis().delete(ACCOUNT_BLOCK_KEY)
+
+
+def _to_phone_instead(session: Session, row: Message, extra: dict[str, Any]) -> str:
+    """131062: Meta will not take this message by user id. Known phone: the same row goes to the phone at
+    once. No phone: the row fails where support sees it (they must reach the farmer another way)."""
+    farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
+    body = dict(row.payload or {})
+    if farmer is not None and farmer.phone and "recipient" in body:
+        body.pop("recipient")
+        row.payload = {**body, **address_field(farmer.phone)}
+        row.next_attempt_at = utcnow()
+        log.warning("user id refused for this message; sending to the farmer's phone", extra=extra)
+        return "retry"
+    row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+    row.error_title = f"{row.error_title or 'user id not allowed'} (no phone known: support must reach the farmer)"[
+        :300]
+    metrics.outbound_send("failed")
+    log.error("user id refused for this message and no phone is known; support must look", extra=extra)
+    return "failed"
 
 
 def _set_auth_alert(exc: GraphAPIError) -> None:

@@ -45,10 +45,37 @@ class StatusKind(LenientStrEnum):
 _MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 
 
+class SystemKind(LenientStrEnum):
+    """What a `system` message reports: Meta speaks here, not the farmer (never answered)."""
+
+    USER_CHANGED_NUMBER = "user_changed_number"
+    USER_CHANGED_USER_ID = "user_changed_user_id"
+    UNKNOWN = "unknown"
+
+
+IMAGE_DOCUMENT_TYPES = frozenset({"image/jpeg", "image/png"})  # a photo sent as a file is still a photo
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who wrote, as Meta names them: a phone (when not withheld), a business-scoped user id, or both."""
+
+    phone: str | None = None  # E.164 with "+"
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    username: str | None = None
+    name: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The farmer's address: the phone when known, else the user id."""
+        return self.phone or self.user_id
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     wamid: str
-    phone: str  # E.164 with "+"
+    phone: str | None  # E.164 with "+"; None when Meta withholds it (a username) and names only the user id
     type: MessageType
     timestamp: datetime | None
     profile_name: str | None = None
@@ -63,6 +90,49 @@ class InboundMessage:
     context_wamid: str | None = None
     error_code: int | None = None
     error_title: str | None = None
+    user_id: str | None = None  # Meta's business-scoped user id (`TR.1234...`)
+    parent_user_id: str | None = None
+    username: str | None = None
+    phone_number_id: str | None = None  # which of our numbers it was written to (`metadata`)
+    group_id: str | None = None  # written in a group: not a conversation with us
+    meta_type: str = ""  # Meta's own type (`order`, `nfm_reply`, `edit`, ...), kept when ours is UNKNOWN
+    system: SystemKind | None = None
+    new_phone: str | None = None  # user_changed_number: the number the farmer moved to
+    new_user_id: str | None = None  # user_changed_user_id: the user id Meta gives them now
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def sender(self) -> Sender:
+        return Sender(self.phone, self.user_id, self.parent_user_id, self.username, self.profile_name)
+
+    @property
+    def address(self) -> str:
+        """The sender's key: phone when known, else user id (one of them is always there)."""
+        return self.phone or self.user_id or ""
+
+    @property
+    def reaction_removed(self) -> bool:
+        """A reaction taken back arrives as a reaction without an emoji: nothing to answer."""
+        return self.type is MessageType.REACTION and not self.text
+
+    @property
+    def image_document(self) -> bool:
+        """A JPEG or PNG sent as a document: handled as a photo (same size limit)."""
+        return self.type is MessageType.DOCUMENT and (self.mime_type or "").lower() in IMAGE_DOCUMENT_TYPES
+
+    @property
+    def answered(self) -> bool:
+        """Whether the bot answers it: not a group's message, Meta's system notice or a removed reaction."""
+        return not (self.group_id or self.type is MessageType.SYSTEM or self.reaction_removed)
+
+
+@dataclass(frozen=True)
+class UserIdChange:
+    """`user_id_update`: Meta gave a farmer a new business-scoped user id."""
+
+    previous: str | None
+    current: str | None
+    phone: str | None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -129,10 +199,13 @@ class ParsedWebhook:
     problems: list[Problem]
     errors: list[ValueLevelError] = field(default_factory=list)
     preferences: list[PreferenceUpdate] = field(default_factory=list)
+    user_id_changes: list[UserIdChange] = field(default_factory=list)
 
 
 _NON_DIGITS = re.compile(r"\D")
 _PHONE_SHAPED = re.compile(r"\+?[0-9 ()-]{8,24}")
+_PHONE_CHARACTERS = re.compile(r"[+\d\s().-]+")
+_USER_ID = re.compile(r"[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}")
 # What the message log can hold (column sizes); Meta's own ids are far shorter. An id beyond its
 # bound makes the item a problem (kept raw), another field beyond it is left out (the raw keeps it).
 MAX_ID = 200
@@ -147,8 +220,9 @@ MAX_ITEMS_PER_DELIVERY = 1000
 
 
 def normalize_phone(value: object) -> str | None:
-    """Any WhatsApp id or typed number -> E.164 with '+' (`905321234567` -> `+905321234567`)."""
-    if value is None:
+    """A WhatsApp phone id or typed number -> E.164 with '+' (`905321234567` -> `+905321234567`). Only
+    phone numbers: anything with letters (a user id, a group's base64 id) is None, never digits picked out."""
+    if value is None or isinstance(value, bool) or not _PHONE_CHARACTERS.fullmatch(str(value)):
         return None
     digits = _NON_DIGITS.sub("", str(value))
     if digits.startswith("00"):
@@ -156,6 +230,11 @@ def normalize_phone(value: object) -> str | None:
     if not 8 <= len(digits) <= 15:
         return None
     return "+" + digits
+
+
+def user_id(value: object) -> str | None:
+    """A business-scoped user id (`TR.1234abc`, parent ids `TR.ENT.1234`) as Meta sends it, else None."""
+    return value if isinstance(value, str) and _USER_ID.fullmatch(value) else None
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -199,14 +278,22 @@ def _first_error(errors: object) -> tuple[int | None, str | None]:
     return (code if usable else None), (title[:MAX_ERROR_TITLE] if title is not None else None)
 
 
-def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> InboundMessage | Problem:
-    """One `messages[]` item; also used by the job to read the stored raw message again."""
+def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None, *,
+                  senders: dict[str, Sender] | None = None, phone_number_id: str | None = None
+                  ) -> InboundMessage | Problem:
+    """One `messages[]` item; also used by the job to read the stored raw message again. `senders` are the
+    delivery's `contacts[]` by phone and by user id; the sender is known by `from`, `from_user_id` or both."""
     names = names or {}
+    senders = senders or {}
     wamid = _str(raw.get("id"), MAX_ID)
     phone = normalize_phone(raw.get("from"))
-    if not wamid or not phone:
+    uid = user_id(raw.get("from_user_id"))
+    contact = senders.get(phone or "") or senders.get(uid or "") or Sender()
+    uid = uid or contact.user_id
+    phone = phone or contact.phone
+    if not wamid or not (phone or uid):
         return Problem("message without a usable id or sender", raw)
-    meta_type = str(raw.get("type", ""))
+    meta_type = str(raw.get("type", ""))[:30]
     fields: dict[str, Any] = {}
     if meta_type == "text":
         fields["text"] = _str(_dict(raw.get("text")).get("body"))
@@ -216,7 +303,7 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
                       mime_type=_str(media.get("mime_type"), MAX_MEDIA_ID), text=_str(media.get("caption")))
     elif meta_type == "interactive":
         interactive = _dict(raw.get("interactive"))
-        meta_type = str(interactive.get("type", "unknown"))
+        meta_type = str(interactive.get("type", "unknown"))[:30]
         reply = _dict(interactive.get(meta_type))
         fields.update(reply_id=_str(reply.get("id")), text=_str(reply.get("title")))
     elif meta_type == "button":
@@ -230,7 +317,10 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
         reaction = _dict(raw.get("reaction"))
         fields.update(text=_str(reaction.get("emoji")), context_wamid=_str(reaction.get("message_id"), MAX_ID))
     elif meta_type == "system":
-        fields["text"] = _str(_dict(raw.get("system")).get("body"))
+        system = _dict(raw.get("system"))
+        fields.update(text=_str(system.get("body")), system=SystemKind(str(system.get("type", ""))),
+                      new_phone=normalize_phone(system.get("wa_id") or system.get("new_wa_id")),
+                      new_user_id=user_id(system.get("user_id") or system.get("new_user_id")))
     code, title = _first_error(raw.get("errors"))
     context = _dict(raw.get("context"))
     fields.setdefault("context_wamid", _str(context.get("id"), MAX_ID))
@@ -239,9 +329,15 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None) -> I
         phone=phone,
         type=MessageType(meta_type),
         timestamp=_timestamp(raw.get("timestamp")),
-        profile_name=names.get(phone),
+        profile_name=names.get(phone or "") or contact.name,
         error_code=code,
         error_title=title,
+        user_id=uid,
+        parent_user_id=user_id(raw.get("from_parent_user_id")) or contact.parent_user_id,
+        username=contact.username,
+        phone_number_id=phone_number_id,
+        group_id=_str(raw.get("group_id"), MAX_ID),
+        meta_type=meta_type,
         raw=raw,
         **fields,
     )
@@ -266,6 +362,24 @@ def _pricing(value: object) -> Pricing | None:
                    pricing_model=short("pricing_model", 30), category=short("category", 50), type=short("type", 50))
 
 
+def _sender(contact: dict[str, Any]) -> Sender:
+    profile = _dict(contact.get("profile"))
+    name, username = _str(profile.get("name")), _str(profile.get("username"))
+    return Sender(phone=normalize_phone(contact.get("wa_id")), user_id=user_id(contact.get("user_id")),
+                  parent_user_id=user_id(contact.get("parent_user_id")),
+                  username=username[:100] if username else None, name=name[:MAX_NAME] if name else None)
+
+
+def _user_id_change(raw: dict[str, Any]) -> UserIdChange | Problem:
+    """One `user_id_update` item: `user_id` {previous, current} (or flat `previous_user_id` / `user_id`)."""
+    ids = raw.get("user_id")
+    previous = user_id(_dict(ids).get("previous") if isinstance(ids, dict) else raw.get("previous_user_id"))
+    current = user_id(_dict(ids).get("current") if isinstance(ids, dict) else ids)
+    if not current:
+        return Problem("user_id_update without a usable new user id", raw)
+    return UserIdChange(previous, current, normalize_phone(raw.get("wa_id")), raw)
+
+
 def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
     wamid = _str(raw.get("id"), MAX_ID)
     if not wamid:
@@ -275,7 +389,7 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
         wamid=wamid,
         status=StatusKind(str(raw.get("status"))),
         timestamp=_timestamp(raw.get("timestamp")),
-        recipient=_phone_only(raw.get("recipient_id")),
+        recipient=None if raw.get("recipient_type") == "group" else _phone_only(raw.get("recipient_id")),
         error_code=code,
         error_title=title,
         pricing=_pricing(raw.get("pricing")),
@@ -308,11 +422,13 @@ def parse_webhook(body: Any) -> ParsedWebhook:
     problems: list[Problem] = []
     errors: list[ValueLevelError] = []
     preferences: list[PreferenceUpdate] = []
+    user_id_changes: list[UserIdChange] = []
     excess: dict[str, list[Any]] = {}
 
     def room(kind: str, part: Any) -> bool:
         """Whether one more item fits; if not, the part is put aside with the excess of its kind."""
-        if len(messages) + len(statuses) + len(problems) + len(errors) + len(preferences) < MAX_ITEMS_PER_DELIVERY:
+        if (len(messages) + len(statuses) + len(problems) + len(errors) + len(preferences)
+                + len(user_id_changes)) < MAX_ITEMS_PER_DELIVERY:
             return True
         excess.setdefault(kind, []).append(part)
         return False
@@ -357,22 +473,36 @@ def parse_webhook(body: Any) -> ParsedWebhook:
             if change.get("field") == "messages" and value.get("errors") and not (
                     value.get("messages") or value.get("statuses")):
                 continue  # errors alone: kept above, nothing else to read
+            if change.get("field") == "user_id_update" and _list(value.get("user_id_update")):
+                for raw in _list(value.get("user_id_update")):
+                    if room("user_id_update", raw):
+                        update = _user_id_change(_dict(raw))
+                        if isinstance(update, Problem):
+                            problems.append(update)
+                        else:
+                            user_id_changes.append(update)
+                continue
             if change.get("field") != "messages" or not (value.get("messages") or value.get("statuses")):
                 problem(f"change field {str(change.get('field'))[:50]!r} not handled", part)
                 continue
             for key in ("messages", "statuses"):
                 if value.get(key) and not isinstance(value.get(key), list):
                     problem(f"{key} is not a list", {key: value.get(key)})
-            names = {}
+            names: dict[str, str] = {}
+            senders: dict[str, Sender] = {}
             for contact in _list(value.get("contacts")):
-                phone = normalize_phone(_dict(contact).get("wa_id"))
-                name = _str(_dict(_dict(contact).get("profile")).get("name"))
-                if phone and name:
-                    names[phone] = name[:MAX_NAME]
+                sender = _sender(_dict(contact))
+                if sender.phone and sender.name:
+                    names[sender.phone] = sender.name
+                for alias in (sender.phone, sender.user_id):
+                    if alias:
+                        senders[alias] = sender
+            our_number = _str(_dict(value.get("metadata")).get("phone_number_id"), MAX_ID)
             for raw in _list(value.get("messages")):
                 if not room("messages", raw):
                     continue
-                message = parse_message(raw, names) if isinstance(raw, dict) else Problem("message not an object", raw)
+                message = (parse_message(raw, names, senders=senders, phone_number_id=our_number)
+                           if isinstance(raw, dict) else Problem("message not an object", raw))
                 if isinstance(message, Problem):
                     problems.append(message)
                 else:
@@ -389,4 +519,4 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         left_out = sum(len(parts) for parts in excess.values())
         problems.append(Problem(f"delivery has more than {MAX_ITEMS_PER_DELIVERY} items: {left_out} left out "
                                 "(kept here, not processed)", excess))
-    return ParsedWebhook(messages, statuses, problems, errors, preferences)
+    return ParsedWebhook(messages, statuses, problems, errors, preferences, user_id_changes)
