@@ -23,6 +23,7 @@ from models.sponsorship import (
 )
 from models.staff import AuditLog, RefreshToken, StaffRole, StaffUser
 from models.subscription import LedgerKind, Subscription, SubscriptionStatus, Tier, UsageCounter, UsageLedger
+from models.whatsapp_health import WhatsAppAccountEvent, WhatsAppAccountState, WhatsAppTemplate
 
 __all__ = [
     "OUTBOUND_RANK",
@@ -53,5 +54,8 @@ __all__ = [
     "UnhandledWebhook",
     "UsageCounter",
     "UsageLedger",
+    "WhatsAppAccountEvent",
+    "WhatsAppAccountState",
+    "WhatsAppTemplate",
     "utcnow",
 ]

@@ -27,6 +27,7 @@ from models import (
     utcnow,
 )
 from models.db import dialect_insert, insert_ignoring_conflicts
+from services.whatsapp.health import record_account_events
 from services.whatsapp.updates import InboundMessage, ParsedWebhook, StatusKind, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Recorded:
     duplicate_messages: int
     new_statuses: int
     unhandled: int
+    account_events: int = 0
 
 
 @functools.cache
@@ -189,4 +191,5 @@ def record_webhook(session: Session, parsed: ParsedWebhook) -> Recorded:
     for problem in parsed.problems:
         log.warning("webhook part not understood: %s", problem.reason)
         session.add(UnhandledWebhook(reason=problem.reason[:300], payload=problem.part))
-    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(parsed.problems))
+    account_events = record_account_events(session, parsed.account)
+    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(parsed.problems), account_events)

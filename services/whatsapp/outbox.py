@@ -37,8 +37,11 @@ from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import apply_recorded_statuses
 from services.leases import claim, lease_free, owner_name
 from services.redis_conn import as_text, quick
-from services.whatsapp.errors import GraphAPIError, Policy
+from services.whatsapp import messages as wa
+from services.whatsapp.errors import GraphAPIError, LimitError, Policy
+from services.whatsapp.health import STATUS_BY_SEND_ERROR, TemplateRefused, set_template_status, template_refusal
 from services.whatsapp.messages import Outbound
+from translations.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ SEND_LEASE_SECONDS = 60  # the rate limiter's wait and Graph's timeouts (5 s con
 SENT_KEY_TTL = 24 * 3600
 RECORD_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)  # between tries of writing a wamid the database refused
 DUE_BATCH = 100
+SERVICE_WINDOW = timedelta(hours=24)  # since the farmer's last message: free-form messages allowed
 _SEQ_LOCK = 0x5A1A0  # PostgreSQL advisory locks of recipients' sequences: (this, hash of the phone)
 
 
@@ -158,7 +162,8 @@ def sent_key(row: Message) -> str:
 def send_pending(message_id: int) -> str:
     """Send one row if it may go now: claim it, send it, record the wamid. Safe to call twice and from
     any number of processes. Returns what happened: `sent`, `already sent`, `retry` (due again later),
-    `failed`, `template` (the fallback takes its place), `needs_template`, `withheld`, `deferred`
+    `failed`, `template` (the fallback takes its place), `needs_template`, `refused` (a template Meta
+    paused, disabled or rejected; not sent), `free_text` (refused, its text goes instead), `withheld`, `deferred`
     (quiet hours), `waiting` (not this row's turn, or another sender has it) or `missing`.
     RedisError propagates (the rate limit and the wamid memory live there); the row is then untouched."""
     owner = owner_name()
@@ -173,6 +178,10 @@ def send_pending(message_id: int) -> str:
             _accept(session, row, as_text(known) or "")
             log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": message_id})
             return "already sent"
+        if row.template_name:
+            refusal = template_refusal(session, row.template_name, _template_language(row))
+            if refusal is not None:
+                return _refuse_template(session, row, refusal)
         if row.template_name in PROACTIVE_TEMPLATES:
             held = _hold_proactive(session, row)
             if held is not None:
@@ -255,6 +264,44 @@ def _hold_proactive(session: Session, row: Message) -> str | None:
     return "deferred"
 
 
+def _template_language(row: Message) -> str:
+    language = ((row.payload or {}).get("template") or {}).get("language") or {}
+    return str(language.get("code") or "tr") if isinstance(language, dict) else "tr"
+
+
+def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -> str:
+    """A template Meta would refuse is not sent: the row fails with the reason. Inside the farmer's 24-hour
+    window its text goes instead (with its quick replies as buttons when they fit), in its place in line."""
+    row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+    row.error_code, row.error_title = None, f"not sent: {refusal.reason}"[:300]
+    _let_go(row)
+    metrics.outbound_send("failed")
+    extra = {"message_id": row.id, "template": refusal.name, "template_status": refusal.status}
+    farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
+    in_window = (farmer is not None and farmer.last_inbound_at is not None
+                 and utcnow() - farmer.last_inbound_at < SERVICE_WINDOW)
+    if not in_window or not row.text:
+        log.error("template refused and no free-text fallback (outside the 24-hour window)", extra=extra)
+        return "refused"
+    new = queue_message(session, row.phone, _free_text(row), farmer_id=row.farmer_id, analysis_id=row.analysis_id,
+                        seq=row.seq)
+    log.warning("template refused: its text is sent as a free-form message instead",
+                extra={**extra, "fallback_id": new.id})
+    return "free_text"
+
+
+def _free_text(row: Message) -> Outbound:
+    """The template's text as a free-form message; its quick replies become reply buttons when they fit."""
+    text = row.text or ""
+    definition = TEMPLATES.get(row.template_name or "")
+    if definition and definition.buttons:
+        try:
+            return wa.buttons(row.phone, text, [(b.payload, b.text) for b in definition.buttons])
+        except LimitError:
+            pass
+    return wa.text(row.phone, text[:wa.TEXT_BODY_MAX])
+
+
 # --- errors -------------------------------------------------------------------------------------------
 
 
@@ -268,10 +315,15 @@ def retry_delay(attempts: int) -> timedelta:
 def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     extra = {"message_id": message_id, "error_code": exc.code, "http_status": exc.http_status,
              "policy": exc.policy.value}
+    metrics.whatsapp_error(exc.code if exc.code is not None else f"http_{exc.http_status}" if exc.http_status
+                           else "network", "send")
     with context.db().session() as session, session.begin():
         row = session.get_one(Message, message_id)
         row.error_code, row.error_title = exc.code, exc.title
         _let_go(row)
+        if exc.code in STATUS_BY_SEND_ERROR and row.template_name:
+            set_template_status(session, row.template_name, _template_language(row), STATUS_BY_SEND_ERROR[exc.code],
+                                f"send refused by Meta ({exc.code}): {exc.title}", utcnow())
         if exc.retryable and row.attempts <= RETRIES:
             row.next_attempt_at = utcnow() + retry_delay(row.attempts)
             metrics.outbound_send("retried")

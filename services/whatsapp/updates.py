@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.enums import LenientStrEnum
+from services.whatsapp.account import ACCOUNT_FIELDS, AccountEvent, parse_account_change
 
 
 class MessageType(LenientStrEnum):
@@ -88,6 +89,7 @@ class ParsedWebhook:
     messages: list[InboundMessage]
     statuses: list[StatusUpdate]
     problems: list[Problem]
+    account: list[AccountEvent] = field(default_factory=list)  # template, number and account health
 
 
 _NON_DIGITS = re.compile(r"\D")
@@ -227,11 +229,12 @@ def parse_webhook(body: Any) -> ParsedWebhook:
     messages: list[InboundMessage] = []
     statuses: list[StatusUpdate] = []
     problems: list[Problem] = []
+    account: list[AccountEvent] = []
     excess: dict[str, list[Any]] = {}
 
     def room(kind: str, part: Any) -> bool:
         """Whether one more item fits; if not, the part is put aside with the excess of its kind."""
-        if len(messages) + len(statuses) + len(problems) < MAX_ITEMS_PER_DELIVERY:
+        if len(messages) + len(statuses) + len(problems) + len(account) < MAX_ITEMS_PER_DELIVERY:
             return True
         excess.setdefault(kind, []).append(part)
         return False
@@ -252,6 +255,13 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         for part in changes:
             change = _dict(part)
             value = _dict(change.get("value"))
+            if change.get("field") in ACCOUNT_FIELDS:
+                event = parse_account_change(str(change.get("field")), value, _dict(entry).get("time"))
+                if isinstance(event, str):
+                    problem(event, part)
+                elif room("account", part):
+                    account.append(event)
+                continue
             if change.get("field") != "messages" or not (value.get("messages") or value.get("statuses")):
                 problem(f"change field {str(change.get('field'))[:50]!r} not handled", part)
                 continue
@@ -284,4 +294,4 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         left_out = sum(len(parts) for parts in excess.values())
         problems.append(Problem(f"delivery has more than {MAX_ITEMS_PER_DELIVERY} items: {left_out} left out "
                                 "(kept here, not processed)", excess))
-    return ParsedWebhook(messages, statuses, problems)
+    return ParsedWebhook(messages, statuses, problems, account)
