@@ -255,8 +255,10 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         for part in changes:
             change = _dict(part)
             value = _dict(change.get("value"))
-            if change.get("field") in ACCOUNT_FIELDS:
-                event = parse_account_change(str(change.get("field")), value, _dict(entry).get("time"))
+            field_name = change.get("field")
+            if isinstance(field_name, str) and field_name in ACCOUNT_FIELDS:
+                event = (parse_account_change(field_name, value, _dict(entry).get("time"))
+                         if isinstance(change.get("value"), dict) else f"{field_name} without a value object")
                 if isinstance(event, str):
                     problem(event, part)
                 elif room("account", part):
