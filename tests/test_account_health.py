@@ -155,7 +155,9 @@ def test_quality_and_category_updates_are_stored(client, session, caplog):
     assert any("RED" in r.getMessage() for r in caplog.records)
     category = template_row(session, "subscription_expiry_tr")
     assert (category.status, category.category) == ("APPROVED", "MARKETING")
-    assert not template_row(session, "subscription_expiry_tr").status == "PAUSED"
+    events = session.scalars(select(WhatsAppAccountEvent).order_by(WhatsAppAccountEvent.id)).all()
+    assert [(e.field, e.event) for e in events] == [("message_template_quality_update", "RED"),
+                                                    ("template_category_update", "MARKETING")]
 
 
 def test_unknown_values_fall_back_and_an_unusable_change_is_kept(client, session):
@@ -196,7 +198,7 @@ def test_a_paused_template_is_refused_outside_the_window(app, client, graph, ses
     assert send_pending(message_id) == "refused"
     (row,) = outbound(session)
     assert (row.status, row.error_code) == ("failed", None)
-    assert row.error_title.startswith("not sent: template analysis_complete_tr (tr) is PAUSED: Paused for 3 hours")
+    assert (row.error_title or "").startswith("not sent: template analysis_complete_tr (tr) is PAUSED: Paused for 3 hours")
     assert sent_bodies(graph) == []
 
 
@@ -225,7 +227,7 @@ def test_the_24_hour_fallback_template_is_refused_when_paused(app, client, graph
     reply, template = outbound(session)
     assert (reply.status, reply.error_code) == ("failed", 131047)
     assert (template.status, template.template_name) == ("failed", "analysis_complete_tr")
-    assert "PAUSED" in template.error_title
+    assert "PAUSED" in (template.error_title or "")
     assert len(sent_bodies(graph)) == 1
 
 
