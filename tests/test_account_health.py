@@ -198,7 +198,8 @@ def test_a_paused_template_is_refused_outside_the_window(app, client, graph, ses
     assert send_pending(message_id) == "refused"
     (row,) = outbound(session)
     assert (row.status, row.error_code) == ("failed", None)
-    assert (row.error_title or "").startswith("not sent: template analysis_complete_tr (tr) is PAUSED: Paused for 3 hours")
+    assert (row.error_title or "").startswith(
+        "not sent: template analysis_complete_tr (tr) is PAUSED: Paused for 3 hours")
     assert sent_bodies(graph) == []
 
 
