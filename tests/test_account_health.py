@@ -216,6 +216,19 @@ def test_a_paused_template_falls_back_to_its_text_inside_the_window(app, client,
     assert [b["reply"]["title"] for b in body["interactive"]["action"]["buttons"]] == ["Detaylar", "Yeni analiz"]
 
 
+def test_a_paused_sponsor_template_is_refused_even_inside_the_window(app, client, graph, session):
+    """A message we write first has no place in the farmer's line: no free-text stand-in."""
+    post(client, "template_status_paused.json", message_template_name="sponsor_message_tr")
+    graph.post(MESSAGES_URL, json=ok("wamid.NEVER"))
+    farmer_id = add_farmer(app, timedelta(hours=1))
+    with app.extensions["db"].session() as s, s.begin():
+        message_id = queue_message(s, TO, wa.build_template("sponsor_message_tr", TO, ["Anadolu Tohum", "Yağış var"]),
+                                   farmer_id=farmer_id).id
+    assert send_pending(message_id) == "refused"
+    assert [r.status for r in outbound(session)] == ["failed"]
+    assert sent_bodies(graph) == []
+
+
 def test_the_24_hour_fallback_template_is_refused_when_paused(app, client, graph, session):
     """A reply outside the window (131047) falls back to its template; a paused one is not sent either."""
     post_webhook(client, fixture_json("template_status_paused.json"))

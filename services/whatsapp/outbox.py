@@ -178,14 +178,14 @@ def send_pending(message_id: int) -> str:
             _accept(session, row, as_text(known) or "")
             log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": message_id})
             return "already sent"
-        if row.template_name:
-            refusal = template_refusal(session, row.template_name, _template_language(row))
-            if refusal is not None:
-                return _refuse_template(session, row, refusal)
         if row.template_name in PROACTIVE_TEMPLATES:
             held = _hold_proactive(session, row)
             if held is not None:
                 return held
+        if row.template_name:
+            refusal = template_refusal(session, row.template_name, _template_language(row))
+            if refusal is not None:
+                return _refuse_template(session, row, refusal)
         row.attempts += 1
         body = row.payload or {}
     try:
@@ -271,7 +271,8 @@ def _template_language(row: Message) -> str:
 
 def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -> str:
     """A template Meta would refuse is not sent: the row fails with the reason. Inside the farmer's 24-hour
-    window its text goes instead (with its quick replies as buttons when they fit), in its place in line."""
+    window a reply's text goes instead (with its quick replies as buttons when they fit), in its place in
+    line; a message we write first (a sponsor's) has no place in line and is only refused."""
     row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
     row.error_code, row.error_title = None, f"not sent: {refusal.reason}"[:300]
     _let_go(row)
@@ -280,7 +281,7 @@ def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -
     farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
     in_window = (farmer is not None and farmer.last_inbound_at is not None
                  and utcnow() - farmer.last_inbound_at < SERVICE_WINDOW)
-    if not in_window or not row.text:
+    if not in_window or not row.text or row.template_name in PROACTIVE_TEMPLATES:
         log.error("template refused and no free-text fallback (outside the 24-hour window)", extra=extra)
         return "refused"
     new = queue_message(session, row.phone, _free_text(row), farmer_id=row.farmer_id, analysis_id=row.analysis_id,
