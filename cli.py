@@ -1,5 +1,5 @@
 """The operator's `flask` commands: the worker, sender and scheduler processes, sweeps, sponsor codes,
-templates, demo data, the terminal chat, staff users, failed jobs and the media purge.
+templates and their status at Meta, demo data, the terminal chat, staff users, failed jobs and the media purge.
 
 A blueprint without a command group (`cli_group=None`), so the commands stay top-level (`flask worker`);
 `app.create_app` registers it. Commands run inside the app's context (`current_app`); the long-running
@@ -119,6 +119,45 @@ def templates_command(as_json: bool) -> None:
         click.echo(json.dumps([t.to_meta() for t in TEMPLATES.values()], ensure_ascii=False, indent=2))
     else:
         click.echo("\n\n".join(t.describe() for t in TEMPLATES.values()))
+
+
+@bp.cli.command("whatsapp-status")
+@click.option("--json", "as_json", is_flag=True, help="The same as /health/ready's whatsapp_account, as JSON.")
+def whatsapp_status_command(as_json: bool) -> None:
+    """Print what Meta reported: account standing, templates, number quality and limits."""
+    import json
+
+    from services.whatsapp.health import SEEDED_AT, snapshot
+    from web.health import account_detail
+
+    with current_app.extensions["db"].reader() as session:
+        health = snapshot(session)
+    if as_json:
+        click.echo(json.dumps(account_detail(health), ensure_ascii=False, indent=2))
+        return
+    since = f" since {health.account_updated_at:%Y-%m-%d %H:%M} UTC" if health.account_updated_at else ""
+    click.echo(f"account: {health.account_status.value}{since}"
+               + (" (RESTRICTED: some or all sends are refused)" if health.restricted else ""))
+    detail = health.account_detail
+    if detail.get("event"):
+        click.echo(f"  last event: {detail['event']}" + (f", ban state {detail['ban_state']}" if detail.get("ban_state")
+                                                         else "")
+                   + (f", violation {detail['violation_type']}" if detail.get("violation_type") else ""))
+    for r in detail.get("restrictions") or []:
+        click.echo(f"  restriction: {r.get('type')} until {r.get('expiration') or '?'}")
+    click.echo("templates:")
+    for t in health.templates:
+        reported = "never reported" if t.updated_at <= SEEDED_AT else f"{t.updated_at:%Y-%m-%d %H:%M} UTC"
+        flag = "  BLOCKED" if t.blocked else ""
+        click.echo(f"  {t.name} ({t.language}): {t.status}, quality {t.quality}, {t.category or '?'}, "
+                   f"{reported}{flag}" + (f" - {t.reason}" if t.reason and t.blocked else ""))
+    click.echo("numbers:" if health.numbers else "numbers: none reported")
+    for number, n in health.numbers.items():
+        click.echo(f"  {number}: {n.get('event')}, limit {n.get('current_limit') or '?'}"
+                   + (f" (was {n['old_limit']})" if n.get("old_limit") else ""))
+    caps = health.capabilities
+    click.echo("limits: " + (", ".join(f"{k} {v}" for k, v in caps.items() if v is not None) if caps
+                             else "none reported"))
 
 
 @bp.cli.command("seed-demo")

@@ -24,6 +24,7 @@ from models.sponsorship import (
 )
 from models.staff import AuditLog, RefreshToken, StaffRole, StaffUser
 from models.subscription import LedgerKind, Subscription, SubscriptionStatus, Tier, UsageCounter, UsageLedger
+from models.whatsapp_health import WhatsAppAccountEvent, WhatsAppAccountState, WhatsAppTemplate
 
 __all__ = [
     "OUTBOUND_RANK",
@@ -55,5 +56,8 @@ __all__ = [
     "UsageCounter",
     "UsageLedger",
     "WebhookError",
+    "WhatsAppAccountEvent",
+    "WhatsAppAccountState",
+    "WhatsAppTemplate",
     "utcnow",
 ]

@@ -30,6 +30,7 @@ from models import (
 )
 from models.db import affected_rows, dialect_insert, insert_ignoring_conflicts
 from services import farmer_identity, metrics
+from services.whatsapp.health import record_account_events
 from services.whatsapp.updates import (
     InboundMessage,
     MessageType,
@@ -61,6 +62,7 @@ class Recorded:
     new_statuses: int
     unhandled: int
     failures: list[StatusFailure] = field(default_factory=list)
+    account_events: int = 0
 
 
 @functools.cache
@@ -256,4 +258,5 @@ def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collect
     for problem in problems:
         log.warning("webhook part not understood: %s", problem.reason)
         session.add(UnhandledWebhook(reason=problem.reason[:300], payload=problem.part))
-    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(problems), failures)
+    account_events = record_account_events(session, parsed.account)
+    return Recorded(new_ids, len(unique) - len(created), new_statuses, len(problems), failures, account_events)

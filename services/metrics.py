@@ -82,9 +82,10 @@ GRAPH_ERRORS = Counter("ziraai_graph_api_errors_total", "WhatsApp Graph API erro
                        "(http_<status> without one, network without a response).", ["code"])
 OUTBOUND_SENDS = Counter("ziraai_outbound_sends_total", "Outbound message send attempts by outcome: sent (Graph "
                          "accepted it), retried (failed, due again later), failed (given up).", ["outcome"])
-WHATSAPP_ERRORS = Counter("ziraai_whatsapp_errors_total", "WhatsApp errors by Meta error code and where they came "
-                          "from: send (Graph's answer), status (a failed status webhook), value (a webhook's "
-                          "value-level errors).", ["code", "where"])
+WHATSAPP_ERRORS = Counter("ziraai_whatsapp_errors_total", "WhatsApp errors by Meta error code and where Meta "
+                          "reported it: send (Graph refused a send), status (a failed status webhook), value "
+                          "(errors of a webhook value).", ["code", "where"])
+WHATSAPP_ERROR_WHERE = ("send", "status", "value")
 QUOTA_REJECTIONS = Counter("ziraai_quota_rejections_total", "Analysis charges refused by the quota, by reason.",
                            ["reason"])
 
@@ -116,14 +117,14 @@ def graph_api_error(code: int | None, http_status: int | None) -> None:
     _quietly(lambda: GRAPH_ERRORS.labels(label).inc())
 
 
-def whatsapp_error(code: int | None, where: str) -> None:
-    """Count one WhatsApp error under Meta's code (`none` without one); `where` is send, status or value."""
-    _quietly(lambda: WHATSAPP_ERRORS.labels(str(code) if code is not None else "none", where).inc())
-
-
 def outbound_send(outcome: str) -> None:
     """Count one send attempt of the outbox: `sent`, `retried` or `failed`."""
     _quietly(lambda: OUTBOUND_SENDS.labels(outcome).inc())
+
+
+def whatsapp_error(code: int | str | None, where: str) -> None:
+    """Count one WhatsApp error by Meta's code (`none` without one) and where it came from (WHATSAPP_ERROR_WHERE)."""
+    _quietly(lambda: WHATSAPP_ERRORS.labels(str(code) if code is not None else "none", where).inc())
 
 
 def quota_rejection(reason: str) -> None:
@@ -205,6 +206,34 @@ class SharedStateCollector(Collector):
         yield from (up, depth, failed, circuit)
 
 
+class WhatsAppHealthCollector(Collector):
+    """Template statuses and the account's standing, read at each scrape from what `read` returns:
+    `(templates, restricted)` with templates as (name, language, current status). Nothing is yielded when
+    it raises (the database is down: readiness says so)."""
+
+    STATUSES = ("APPROVED", "PAUSED", "DISABLED", "REJECTED")  # always present, 0 unless current
+
+    def __init__(self, read: Callable[[], tuple[list[tuple[str, str, str]], bool]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            templates, restricted = self.read()
+        except Exception as exc:
+            log.warning("metrics: WhatsApp health unavailable", extra={"reason": type(exc).__name__})
+            return
+        status = GaugeMetricFamily("ziraai_whatsapp_template_status", "1 for each template's current status at "
+                                   "Meta (APPROVED until Meta reports otherwise).",
+                                   labels=["template", "language", "status"])
+        for name, language, current in templates:
+            for value in dict.fromkeys((*self.STATUSES, current)):
+                status.add_metric([name, language, value], 1 if value == current else 0)
+        account = GaugeMetricFamily("ziraai_whatsapp_account_restricted", "1 while Meta restricts, disables or "
+                                    "is about to disable the WhatsApp Business account.")
+        account.add_metric([], 1 if restricted else 0)
+        yield from (status, account)
+
+
 class _Forward(Collector):
     """The process's own registry as one collector of a per-scrape registry."""
 
@@ -215,14 +244,17 @@ class _Forward(Collector):
         return iter(self.registry.collect())
 
 
-def render(redis: Redis, accept: str | None = None) -> tuple[bytes, str]:
-    """The exposition body and its content type (Prometheus text, or OpenMetrics when asked for)."""
+def render(redis: Redis, accept: str | None = None, *extra: Collector) -> tuple[bytes, str]:
+    """The exposition body and its content type (Prometheus text, or OpenMetrics when asked for), with the
+    `extra` collectors of state read at scrape time."""
     registry = CollectorRegistry()
     if MULTIPROC_DIR:
         MultiProcessCollector(registry, path=MULTIPROC_DIR)
     else:
         registry.register(_Forward(REGISTRY))
     registry.register(SharedStateCollector(redis))
+    for collector in extra:
+        registry.register(collector)
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
 

@@ -37,6 +37,7 @@ from models import Farmer as FarmerRow
 from services import quota
 from services.json_input import MAX_DEPTH, JsonInputError, nested_deeper_than, parse_json, storable
 from services.whatsapp import updates
+from services.whatsapp.account import ACCOUNT_FIELDS
 from services.whatsapp.updates import InboundMessage, ParsedWebhook, Problem, StatusUpdate, parse_webhook
 from tests.chat import Farmer, GraphStub
 from tests.helpers import FIXTURES, PHONE_NUMBER_ID, fixture_json, run_jobs, sign
@@ -114,7 +115,7 @@ def webhook_shaped(draw: st.DrawFn) -> dict[str, Any]:
                 "id": st.text(max_size=250) | json_values, "status": any_text | json_values,
                 "errors": json_values}), max_size=2)),
         }
-        return {"field": draw(st.sampled_from(["messages", "account_update"]) | json_values), "value": value}
+        return {"field": draw(st.sampled_from(["messages", *sorted(ACCOUNT_FIELDS)]) | json_values), "value": value}
 
     entries = [{"id": "1", "changes": [change() for _ in range(draw(st.integers(0, 2)))]}
                for _ in range(draw(st.integers(0, 2)))]
@@ -227,6 +228,11 @@ def check_parse(body: Any) -> ParsedWebhook:
         if not (isinstance(entry, dict) and isinstance(entry.get("changes"), list)):
             assert any(part is entry for part in problem_parts), entry
     for change in _changes_of(body):
+        if isinstance(change, dict) and isinstance(change.get("field"), str) and change["field"] in ACCOUNT_FIELDS:
+            # An account, template or number event, or kept whole as a problem (also beyond the cap).
+            assert (any(e.raw is change.get("value") for e in parsed.account)
+                    or any(part is change for part in problem_parts)), change
+            continue
         if not _handled(change):
             assert any(part is change for part in problem_parts), change
             continue
@@ -285,7 +291,7 @@ def test_parser_keeps_every_item_beyond_the_cap(body, cap):
     with mock.patch.object(updates, "MAX_ITEMS_PER_DELIVERY", cap):
         parsed = check_parse(body)
     kept = (len(parsed.messages) + len(parsed.statuses) + len(parsed.problems) + len(parsed.errors)
-            + len(parsed.preferences))
+            + len(parsed.preferences) + len(parsed.user_id_changes) + len(parsed.account))
     over = [p for p in parsed.problems if p.reason.startswith("delivery has more than")]
     assert kept <= cap + 1 and len(over) <= 1
     assert not over or kept == cap + 1

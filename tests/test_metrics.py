@@ -110,7 +110,7 @@ def test_webhooks_counted_once_each_by_outcome(app, client):
     assert post_webhook(client, body).status_code == 200  # accepted
     assert post_webhook(client, body).status_code == 200  # duplicate
     unknown = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
-        {"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}}]}]}
+        {"field": "a_field_we_do_not_handle", "value": {"event": "VERIFIED_ACCOUNT"}}]}]}
     assert post_webhook(client, unknown).status_code == 200  # unhandled
     assert client.post("/webhooks/whatsapp", data=body, content_type="application/json").status_code == 401
     assert post_webhook(client, body, secret="someone-else").status_code == 403

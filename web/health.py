@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy import text
@@ -9,6 +11,7 @@ from sqlalchemy import text
 from services import context, metrics
 from services.problems import problem
 from services.redis_conn import as_text
+from services.whatsapp.health import Snapshot, snapshot
 from services.whatsapp.outbox import AUTH_ALERT_KEY
 
 bp = Blueprint("health", __name__)
@@ -21,7 +24,8 @@ def live() -> Response:
 
 @bp.get("/health/ready")
 def ready() -> tuple[Response, int]:
-    """200 when the database and Redis answer and Meta has not refused our token; else 503, with each check."""
+    """200 when the database and Redis answer and Meta has not refused our token; else 503, with each check.
+    `whatsapp_account` tells operators of restrictions and blocked templates without changing the answer."""
     checks: dict[str, dict[str, str]] = {}
     try:
         with context.db().reader() as session:
@@ -40,7 +44,41 @@ def ready() -> tuple[Response, int]:
     except RedisError as exc:
         checks["redis"] = {"status": "error", "error": type(exc).__name__}
     ok = all(c["status"] == "ok" for c in checks.values())
-    return jsonify({"status": "ok" if ok else "error", "checks": checks}), 200 if ok else 503
+    body = {"status": "ok" if ok else "error", "checks": checks, "whatsapp_account": _whatsapp_account()}
+    return jsonify(body), 200 if ok else 503
+
+
+def _whatsapp_account() -> dict[str, Any]:
+    """Meta's word on the account, templates and numbers: for operators, never a reason to leave the load
+    balancer (a restricted account still answers farmers inside the 24-hour window)."""
+    try:
+        with context.db().reader() as session:
+            health = snapshot(session)
+    except Exception as exc:
+        return {"status": "unknown", "error": type(exc).__name__}
+    return account_detail(health)
+
+
+def account_detail(health: Snapshot) -> dict[str, Any]:
+    """The `/health/ready` view of a snapshot: `error` while the account is restricted or a template blocked."""
+    return {
+        "status": "ok" if health.ok else "error",
+        "account": health.account_status.value,
+        **({"account_event": health.account_detail.get("event"),
+            "restrictions": health.account_detail.get("restrictions") or [],
+            "since": health.account_updated_at.isoformat() if health.account_updated_at else None}
+           if health.account_detail else {}),
+        "blocked_templates": [{"template": t.name, "language": t.language, "status": t.status, "reason": t.reason}
+                              for t in health.blocked_templates],
+        "numbers": health.numbers,
+        "capabilities": health.capabilities,
+    }
+
+
+def _template_statuses() -> tuple[list[tuple[str, str, str]], bool]:
+    with context.db().reader() as session:
+        health = snapshot(session)
+    return [(t.name, t.language, t.status) for t in health.templates], health.restricted
 
 
 @bp.get("/metrics")
@@ -52,5 +90,6 @@ def metrics_view() -> Response:
     if tokens and not any([metrics.token_ok(given, token) for token in tokens]):  # every one compared
         return problem(401, "A valid bearer token is required.",
                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    body, content_type = metrics.render(context.redis(), request.headers.get("Accept"))
+    body, content_type = metrics.render(context.redis(), request.headers.get("Accept"),
+                                        metrics.WhatsAppHealthCollector(_template_statuses))
     return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})

@@ -1,6 +1,6 @@
 """status failures: fallback link, farmer reachability and marketing flags, pricing, value-level errors
 
-Revision ID: 0008_status_failures
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06 06:14:04.917458
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0008_status_failures'
+revision: str = '0008'
 down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """farmer aliases: a farmer known by phone, by Meta's business-scoped user id, or both; our number per message
 
-Revision ID: 0009_farmer_aliases
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06 06:30:00
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0009_farmer_aliases'
-down_revision: str | None = '0007'
+revision: str = '0009'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

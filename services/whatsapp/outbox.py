@@ -43,8 +43,11 @@ from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import StatusFailure, apply_recorded_statuses
 from services.leases import claim, lease_free, owner_name
 from services.redis_conn import as_text, quick
-from services.whatsapp.errors import EFFECT_BY_CODE, POLICY_BY_CODE, Effect, GraphAPIError, Policy
+from services.whatsapp import messages as wa
+from services.whatsapp.errors import EFFECT_BY_CODE, POLICY_BY_CODE, Effect, GraphAPIError, LimitError, Policy
+from services.whatsapp.health import STATUS_BY_SEND_ERROR, TemplateRefused, set_template_status, template_refusal
 from services.whatsapp.messages import Outbound, address_field
+from translations.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ SEND_LEASE_SECONDS = 60  # the rate limiter's wait and Graph's timeouts (5 s con
 SENT_KEY_TTL = 24 * 3600
 RECORD_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)  # between tries of writing a wamid the database refused
 DUE_BATCH = 100
+SERVICE_WINDOW = timedelta(hours=24)  # since the farmer's last message: free-form messages allowed
 _SEQ_LOCK = 0x5A1A0  # PostgreSQL advisory locks of recipients' sequences: (this, hash of the phone)
 # What a failure says beyond its message (errors.EFFECT_BY_CODE):
 PACE_SECONDS = 6  # 131056: at most one message per this many seconds to that farmer...
@@ -67,8 +71,6 @@ PACE_KEY = "ziraai:whatsapp:pace:{phone}"  # the farmer's 6-second token while p
 ACCOUNT_BLOCK_KEY = "ziraai:whatsapp:account_blocked"  # "<code>: <title>"; nothing is sent while it lives
 ACCOUNT_BLOCK_SECONDS = 3600  # then sends are tried again (a new refusal sets it again)
 ACCOUNT_RECHECK = timedelta(minutes=5)  # how long a row waits while the account is blocked
-TEMPLATE_BLOCK_KEY = "ziraai:whatsapp:template_blocked:{name}"  # "<code>: <title>"; that template is not sent
-TEMPLATE_BLOCK_SECONDS = 24 * 3600
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -181,9 +183,10 @@ def sent_key(row: Message) -> str:
 def send_pending(message_id: int) -> str:
     """Send one row if it may go now: claim it, send it, record the wamid. Safe to call twice and from
     any number of processes. Returns what happened: `sent`, `already sent`, `retry` (due again later),
-    `failed`, `template` (the fallback takes its place), `needs_template`, `withheld`, `deferred`
-    (quiet hours, Meta's marketing pause, a blocked account), `waiting` (not this row's turn, another
-    sender has it, or the farmer is paced) or `missing`.
+    `failed`, `template` (the fallback takes its place), `needs_template`, `refused` (a template Meta
+    paused, disabled or rejected; not sent), `free_text` (refused, its text goes instead), `withheld`,
+    `deferred` (quiet hours, Meta's marketing pause, a blocked account), `waiting` (not this row's turn,
+    another sender has it, or the farmer is paced) or `missing`.
     RedisError propagates (the rate limit and the wamid memory live there); the row is then untouched."""
     owner = owner_name()
     with context.db().session() as session, session.begin():
@@ -204,6 +207,10 @@ def send_pending(message_id: int) -> str:
         held = _hold_blocked(session, row, utcnow())
         if held is not None:
             return held
+        if row.template_name:
+            refusal = template_refusal(session, row.template_name, _template_language(row))
+            if refusal is not None:
+                return _refuse_template(session, row, refusal)
         row.attempts += 1
         body, from_number = row.payload or {}, row.phone_number_id
     try:
@@ -292,25 +299,17 @@ def _hold_proactive(session: Session, row: Message) -> str | None:
 
 
 def _hold_blocked(session: Session, row: Message, now: datetime) -> str | None:
-    """Nothing goes while the account is blocked; a blocked template is not sent; a paced farmer gets at
-    most one message per PACE_SECONDS. A RedisError propagates (the caller rolls the claim back)."""
+    """Nothing goes while the account is blocked; a paced farmer gets at most one message per PACE_SECONDS
+    (a blocked template is the template registry's: `template_refusal`). A RedisError propagates (the
+    caller rolls the claim back)."""
     redis = quick(context.redis())
-    keys = [ACCOUNT_BLOCK_KEY] + ([TEMPLATE_BLOCK_KEY.format(name=row.template_name)] if row.template_name else [])
-    account, *template = redis.mget(keys)
+    account = redis.get(ACCOUNT_BLOCK_KEY)
     if account is not None:
         row.next_attempt_at = now + ACCOUNT_RECHECK
         _let_go(row)
         log.warning("send held: the WhatsApp account is blocked", extra={"message_id": row.id,
                                                                          "block": as_text(account)})
         return "deferred"
-    if template and template[0] is not None:
-        row.status, row.failed_at = MessageStatus.FAILED.value, now
-        row.error_title = f"not sent: template {row.template_name} is blocked at Meta ({as_text(template[0])})"[:300]
-        _let_go(row)
-        metrics.outbound_send("failed")
-        log.error("send refused before Graph: the template is paused or disabled",
-                  extra={"message_id": row.id, "template": row.template_name})
-        return "failed"
     paced_until = session.scalar(select(Farmer.paced_until).where(Farmer.phone == row.phone))
     if paced_until is not None and paced_until > now:
         key = PACE_KEY.format(phone=row.phone)
@@ -320,6 +319,45 @@ def _hold_blocked(session: Session, row: Message, now: datetime) -> str | None:
             _let_go(row)
             return "waiting"
     return None
+
+
+def _template_language(row: Message) -> str:
+    language = ((row.payload or {}).get("template") or {}).get("language") or {}
+    return str(language.get("code") or "tr") if isinstance(language, dict) else "tr"
+
+
+def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -> str:
+    """A template Meta would refuse is not sent: the row fails with the reason. Inside the farmer's 24-hour
+    window a reply's text goes instead (with its quick replies as buttons when they fit), in its place in
+    line; a message we write first (a sponsor's) has no place in line and is only refused."""
+    row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+    row.error_code, row.error_title = None, f"not sent: {refusal.reason}"[:300]
+    _let_go(row)
+    metrics.outbound_send("failed")
+    extra = {"message_id": row.id, "template": refusal.name, "template_status": refusal.status}
+    farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
+    in_window = (farmer is not None and farmer.last_inbound_at is not None
+                 and utcnow() - farmer.last_inbound_at < SERVICE_WINDOW)
+    if not in_window or not row.text or row.template_name in PROACTIVE_TEMPLATES:
+        log.error("template refused and no free-text fallback (outside the 24-hour window)", extra=extra)
+        return "refused"
+    new = queue_message(session, row.phone, _free_text(row), farmer_id=row.farmer_id, analysis_id=row.analysis_id,
+                        seq=row.seq)
+    log.warning("template refused: its text is sent as a free-form message instead",
+                extra={**extra, "fallback_id": new.id})
+    return "free_text"
+
+
+def _free_text(row: Message) -> Outbound:
+    """The template's text as a free-form message; its quick replies become reply buttons when they fit."""
+    text = row.text or ""
+    definition = TEMPLATES.get(row.template_name or "")
+    if definition and definition.buttons:
+        try:
+            return wa.buttons(row.phone, text, [(b.payload, b.text) for b in definition.buttons])
+        except LimitError:
+            pass
+    return wa.text(row.phone, text[:wa.TEXT_BODY_MAX])
 
 
 # --- errors -------------------------------------------------------------------------------------------
@@ -335,7 +373,8 @@ def retry_delay(attempts: int) -> timedelta:
 def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     extra = {"message_id": message_id, "error_code": exc.code, "http_status": exc.http_status,
              "policy": exc.policy.value}
-    metrics.whatsapp_error(exc.code, "send")
+    metrics.whatsapp_error(exc.code if exc.code is not None else f"http_{exc.http_status}" if exc.http_status
+                           else "network", "send")
     with context.db().session() as session, session.begin():
         row = session.get_one(Message, message_id)
         row.error_code, row.error_title = exc.code, exc.title
@@ -444,7 +483,7 @@ def apply_effect(session: Session, row: Message, code: int | None, title: str | 
     """Record what `errors.EFFECT_BY_CODE` says about the farmer, the template or the account (if anything)."""
     effect = EFFECT_BY_CODE.get(code) if code is not None else None
     if effect is not None:
-        _EFFECTS[effect](session, row, f"{code}: {title or ''}".strip(), now)
+        _EFFECTS[effect](session, row, code, f"{code}: {title or ''}".strip(), now)
 
 
 def _farmer_of(session: Session, row: Message) -> Farmer | None:
@@ -453,7 +492,7 @@ def _farmer_of(session: Session, row: Message) -> Farmer | None:
     return session.scalar(select(Farmer).where(Farmer.phone == row.phone))
 
 
-def _unreachable(session: Session, row: Message, reason: str, now: datetime) -> None:
+def _unreachable(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
     farmer = _farmer_of(session, row)
     if farmer is not None:
         farmer.unreachable_at = farmer.unreachable_at or now
@@ -461,37 +500,40 @@ def _unreachable(session: Session, row: Message, reason: str, now: datetime) -> 
                     extra={"farmer_id": farmer.id, "reason": reason})
 
 
-def _marketing_paused(session: Session, row: Message, reason: str, now: datetime) -> None:
+def _marketing_paused(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
     farmer = _farmer_of(session, row)
     if farmer is not None:
         farmer.marketing_paused_until = now + MARKETING_PAUSE
         log.info("marketing messages to the farmer paused", extra={"farmer_id": farmer.id, "reason": reason})
 
 
-def _marketing_opt_out(session: Session, row: Message, reason: str, now: datetime) -> None:
+def _marketing_opt_out(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
     farmer = _farmer_of(session, row)
     if farmer is not None:
         farmer.marketing_opt_out_at = farmer.marketing_opt_out_at or now
         log.info("farmer stopped marketing messages", extra={"farmer_id": farmer.id, "reason": reason})
 
 
-def _pace(session: Session, row: Message, reason: str, now: datetime) -> None:
+def _pace(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
     farmer = _farmer_of(session, row)
     if farmer is not None:
         farmer.paced_until = now + PACE_WINDOW
         log.info("farmer paced: one message per %s s", PACE_SECONDS, extra={"farmer_id": farmer.id})
 
 
-def _template_blocked(session: Session, row: Message, reason: str, now: datetime) -> None:
-    if row.template_name:
-        block_template(row.template_name, reason)
+def _template_blocked(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
+    """132015/132016: the template registry marks it PAUSED/DISABLED (and alerts); it is refused before any
+    Graph call until Meta approves it again (a `message_template_status_update`)."""
+    if row.template_name and code in STATUS_BY_SEND_ERROR:
+        set_template_status(session, row.template_name, _template_language(row), STATUS_BY_SEND_ERROR[code],
+                            f"refused by Meta: {reason}", now)
 
 
-def _account_blocked(session: Session, row: Message, reason: str, now: datetime) -> None:
+def _account_blocked(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
     block_account(reason)
 
 
-_EFFECTS: dict[Effect, Callable[[Session, Message, str, datetime], None]] = {
+_EFFECTS: dict[Effect, Callable[[Session, Message, int | None, str, datetime], None]] = {
     Effect.UNREACHABLE: _unreachable,
     Effect.MARKETING_PAUSED: _marketing_paused,
     Effect.MARKETING_OPT_OUT: _marketing_opt_out,
@@ -499,21 +541,6 @@ _EFFECTS: dict[Effect, Callable[[Session, Message, str, datetime], None]] = {
     Effect.TEMPLATE_BLOCKED: _template_blocked,
     Effect.ACCOUNT_BLOCKED: _account_blocked,
 }
-
-
-def block_template(name: str, reason: str) -> None:
-    """Stop using a template Meta paused or disabled, and alert: while the flag lives (TEMPLATE_BLOCK_SECONDS,
-    or until `unblock_template`) rows with it fail before any Graph call. The template registry may call
-    both from Meta's template status events."""
-    log.critical("WhatsApp template blocked: not sent until it is approved again",
-                 extra={"template": name, "reason": reason})
-    with contextlib.suppress(RedisError):
-        context.redis().set(TEMPLATE_BLOCK_KEY.format(name=name), reason[:300], ex=TEMPLATE_BLOCK_SECONDS)
-
-
-def unblock_template(name: str) -> None:
-    with contextlib.suppress(RedisError):
-        context.redis().delete(TEMPLATE_BLOCK_KEY.format(name=name))
 
 
 def block_account(reason: str) -> None:

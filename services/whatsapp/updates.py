@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.enums import LenientStrEnum
+from services.whatsapp.account import ACCOUNT_FIELDS, AccountEvent, parse_account_change
 
 
 class MessageType(LenientStrEnum):
@@ -200,6 +201,7 @@ class ParsedWebhook:
     errors: list[ValueLevelError] = field(default_factory=list)
     preferences: list[PreferenceUpdate] = field(default_factory=list)
     user_id_changes: list[UserIdChange] = field(default_factory=list)
+    account: list[AccountEvent] = field(default_factory=list)  # template, number and account health
 
 
 _NON_DIGITS = re.compile(r"\D")
@@ -423,12 +425,13 @@ def parse_webhook(body: Any) -> ParsedWebhook:
     errors: list[ValueLevelError] = []
     preferences: list[PreferenceUpdate] = []
     user_id_changes: list[UserIdChange] = []
+    account: list[AccountEvent] = []
     excess: dict[str, list[Any]] = {}
 
     def room(kind: str, part: Any) -> bool:
         """Whether one more item fits; if not, the part is put aside with the excess of its kind."""
         if (len(messages) + len(statuses) + len(problems) + len(errors) + len(preferences)
-                + len(user_id_changes)) < MAX_ITEMS_PER_DELIVERY:
+                + len(user_id_changes) + len(account)) < MAX_ITEMS_PER_DELIVERY:
             return True
         excess.setdefault(kind, []).append(part)
         return False
@@ -449,6 +452,14 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         for part in changes:
             change = _dict(part)
             value = _dict(change.get("value"))
+            field_name = change.get("field")
+            if isinstance(field_name, str) and field_name in ACCOUNT_FIELDS:
+                event = (parse_account_change(field_name, value, _dict(entry).get("time"))
+                         if isinstance(change.get("value"), dict) else f"{field_name} without a value object")
+                if isinstance(event, str):
+                    problem(event, part)
+                elif room("account", part):
+                    account.append(event)
             if change.get("field") in ("messages", "user_preferences") and value.get("errors"):
                 if not isinstance(value["errors"], list):
                     problem("errors is not a list", {"errors": value["errors"]})
@@ -519,4 +530,4 @@ def parse_webhook(body: Any) -> ParsedWebhook:
         left_out = sum(len(parts) for parts in excess.values())
         problems.append(Problem(f"delivery has more than {MAX_ITEMS_PER_DELIVERY} items: {left_out} left out "
                                 "(kept here, not processed)", excess))
-    return ParsedWebhook(messages, statuses, problems, errors, preferences, user_id_changes)
+    return ParsedWebhook(messages, statuses, problems, errors, preferences, user_id_changes, account)

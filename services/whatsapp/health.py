@@ -1,0 +1,265 @@
+"""Template registry and account standing: what Meta told us, kept, and what it forbids.
+
+`record_account_events` stores the parsed health events (caller commits); `template_refusal` tells the
+outbox that a template may not be sent (PAUSED, DISABLED, REJECTED...); `snapshot` is what
+`/health/ready`, `/metrics` and `flask whatsapp-status` show. A template Meta never reported on is
+allowed: the registry is seeded from `translations.templates` as APPROVED with UNKNOWN quality, so
+nothing is refused before Meta says so. An event older than what a row holds changes nothing (Meta
+may deliver out of order), but is still kept in the history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import WhatsAppAccountEvent, WhatsAppAccountState, WhatsAppTemplate, utcnow
+from models.db import dialect_insert
+from services.whatsapp.account import (
+    BLOCKED_STATUSES,
+    RESTRICTING,
+    AccountEvent,
+    AccountStatus,
+    AccountUpdate,
+    CapabilityUpdate,
+    NumberQualityUpdate,
+    Quality,
+    TemplateCategoryUpdate,
+    TemplateQualityUpdate,
+    TemplateStatus,
+    TemplateStatusUpdate,
+)
+from translations.templates import TEMPLATES
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_KEY = "account"
+CAPABILITIES_KEY = "capabilities"
+NUMBER_PREFIX = "number:"
+SEEDED_REASON = "not reported by Meta yet; assumed approved"
+SEEDED_AT = datetime(1970, 1, 1, tzinfo=UTC)  # older than any event, so Meta's first word always applies
+# Graph errors of a send that tell us a template's status (the webhook usually follows, or came first).
+STATUS_BY_SEND_ERROR = {132015: TemplateStatus.PAUSED, 132016: TemplateStatus.DISABLED}
+
+
+class TemplateRefused(Exception):
+    """A template Meta would refuse: the outbox records `reason` on the row and does not call Graph."""
+
+    def __init__(self, name: str, language: str, status: str, reason: str | None) -> None:
+        self.name, self.language, self.status = name, language, status
+        self.reason = f"template {name} ({language}) is {status}" + (f": {reason}" if reason else "")
+        super().__init__(self.reason)
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def _upsert(session: Session, model: type, keys: list[str], row: dict[str, Any], changed: list[str]) -> None:
+    """Insert `row`, or set its `changed` columns when the stored row is not newer than it."""
+    table = model.__table__  # type: ignore[attr-defined]
+    stmt = dialect_insert(session.get_bind().dialect.name, table).values(**row)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=keys, set_={c: stmt.excluded[c] for c in [*changed, "updated_at"]},
+        where=table.c.updated_at <= stmt.excluded.updated_at))
+
+
+def seed_templates(session: Session) -> None:
+    """A row for each template we define that Meta has not reported on (APPROVED, quality UNKNOWN)."""
+    table = WhatsAppTemplate.__table__
+    stmt = dialect_insert(session.get_bind().dialect.name, table).on_conflict_do_nothing(
+        index_elements=["name", "language"])
+    session.execute(stmt, [{"name": t.name, "language": t.language, "status": TemplateStatus.APPROVED.value,
+                            "quality": Quality.UNKNOWN.value, "category": t.category, "reason": SEEDED_REASON,
+                            "updated_at": SEEDED_AT} for t in TEMPLATES.values()])
+
+
+def set_template_status(session: Session, name: str, language: str, status: TemplateStatus, reason: str | None,
+                        when: datetime) -> None:
+    """What Meta says (a webhook, or a send it refused with 132015/132016) becomes the template's status."""
+    _upsert(session, WhatsAppTemplate, ["name", "language"],
+            {"name": name[:200], "language": language[:20], "status": status.value, "quality": Quality.UNKNOWN.value,
+             "category": _defined_category(name), "reason": (reason or "")[:300] or None, "updated_at": when},
+            ["status", "reason"])
+    if status in BLOCKED_STATUSES:
+        log.critical("WhatsApp template %s: sends of it are refused until Meta approves it again", status.value,
+                     extra={"template": name, "language": language, "template_status": status.value,
+                            "reason": reason})
+    elif status is TemplateStatus.FLAGGED:
+        log.error("WhatsApp template flagged for low quality: it will be paused if it does not improve",
+                  extra={"template": name, "language": language})
+
+
+def _defined_category(name: str) -> str | None:
+    definition = TEMPLATES.get(name)
+    return definition.category if definition else None
+
+
+def _set_state(session: Session, key: str, status: str, detail: dict[str, Any], when: datetime) -> None:
+    _upsert(session, WhatsAppAccountState, ["key"],
+            {"key": key[:60], "status": status[:40], "detail": detail, "updated_at": when}, ["status", "detail"])
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _apply(session: Session, event: AccountEvent, when: datetime) -> tuple[str, str, str]:
+    """Store one event's effect; returns (field, subject, event name) for its history row."""
+    if isinstance(event, TemplateStatusUpdate):
+        set_template_status(session, event.name, event.language, event.status, event.reason, when)
+        return "message_template_status_update", f"{event.name}:{event.language}", event.status.value
+    if isinstance(event, TemplateQualityUpdate):
+        _upsert(session, WhatsAppTemplate, ["name", "language"],
+                {"name": event.name, "language": event.language, "status": TemplateStatus.APPROVED.value,
+                 "quality": event.quality.value, "category": _defined_category(event.name), "reason": None,
+                 "updated_at": when}, ["quality"])
+        if event.quality is Quality.RED:
+            log.error("WhatsApp template quality is RED: Meta may pause it",
+                      extra={"template": event.name, "language": event.language, "previous": event.previous.value})
+        return "message_template_quality_update", f"{event.name}:{event.language}", event.quality.value
+    if isinstance(event, TemplateCategoryUpdate):
+        _upsert(session, WhatsAppTemplate, ["name", "language"],
+                {"name": event.name, "language": event.language, "status": TemplateStatus.APPROVED.value,
+                 "quality": Quality.UNKNOWN.value, "category": event.category.value, "reason": None,
+                 "updated_at": when}, ["category"])
+        log.warning("WhatsApp template category changed by Meta (pricing changes with it)",
+                    extra={"template": event.name, "previous": event.previous.value, "category": event.category.value})
+        return "template_category_update", f"{event.name}:{event.language}", event.category.value
+    if isinstance(event, NumberQualityUpdate):
+        _set_state(session, NUMBER_PREFIX + event.display_phone_number, event.event,
+                   {"current_limit": event.current_limit, "old_limit": event.old_limit,
+                    "max_daily_conversations": event.max_daily_conversations}, when)
+        level = logging.ERROR if event.event in ("FLAGGED", "DOWNGRADE") else logging.INFO
+        log.log(level, "WhatsApp number quality: %s", event.event,
+                extra={"current_limit": event.current_limit, "old_limit": event.old_limit})
+        return "phone_number_quality_update", event.display_phone_number, event.event
+    if isinstance(event, CapabilityUpdate):
+        _set_state(session, CAPABILITIES_KEY, "reported",
+                   {"max_daily_conversation_per_phone": event.max_daily_conversation_per_phone,
+                    "max_phone_numbers_per_business": event.max_phone_numbers_per_business,
+                    "max_phone_numbers_per_waba": event.max_phone_numbers_per_waba,
+                    "max_daily_conversations_per_business": event.max_daily_conversations_per_business}, when)
+        log.info("WhatsApp business capabilities reported")
+        return "business_capability_update", CAPABILITIES_KEY, "reported"
+    return _apply_account(session, event, when)
+
+
+def _apply_account(session: Session, event: AccountUpdate, when: datetime) -> tuple[str, str, str]:
+    status = event.status
+    if status is not None:
+        detail = {"event": event.event_name, "ban_state": event.ban_state.value if event.ban_state else None,
+                  "ban_date": event.ban_date, "violation_type": event.violation_type,
+                  "restrictions": [{"type": r.type, "expiration": _iso(r.expiration)} for r in event.restrictions]}
+        _set_state(session, ACCOUNT_KEY, status.value, detail, when)
+        if status in RESTRICTING:
+            log.critical("WhatsApp account %s: Meta refuses some or all sends", status.value, extra=detail)
+        elif status is AccountStatus.VIOLATION:
+            log.error("WhatsApp account policy violation reported", extra=detail)
+        else:
+            log.warning("WhatsApp account standing: %s", status.value, extra={"event": event.event_name})
+    else:
+        log.info("WhatsApp account event", extra={"event": event.event_name})
+    return "account_update", ACCOUNT_KEY, event.event_name
+
+
+def record_account_events(session: Session, events: Iterable[AccountEvent], now: datetime | None = None) -> int:
+    """Store each event's effect and its history row (the caller commits). Returns how many were stored."""
+    now = now or utcnow()
+    count = 0
+    for event in events:
+        if count == 0:
+            seed_templates(session)  # the registry is complete before Meta's first word is applied
+        when = event.time or now
+        field_name, subject, name = _apply(session, event, when)
+        session.add(WhatsAppAccountEvent(field=field_name, subject=subject[:230], event=name[:60], payload=event.raw,
+                                         meta_time=event.time, received_at=now))
+        count += 1
+    return count
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+
+def template_refusal(session: Session, name: str, language: str) -> TemplateRefused | None:
+    """Why `name` in `language` may not be sent now, or None (also when Meta never reported on it)."""
+    row = session.get(WhatsAppTemplate, (name, language))
+    if row is None or TemplateStatus(row.status) not in BLOCKED_STATUSES:
+        return None
+    return TemplateRefused(name, language, row.status, row.reason)
+
+
+@dataclass(frozen=True)
+class TemplateState:
+    name: str
+    language: str
+    status: str
+    quality: str
+    category: str | None
+    reason: str | None
+    updated_at: datetime
+
+    @property
+    def blocked(self) -> bool:
+        return TemplateStatus(self.status) in BLOCKED_STATUSES
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything an operator needs to know of the account at one moment."""
+
+    account_status: AccountStatus
+    account_detail: dict[str, Any]
+    account_updated_at: datetime | None
+    templates: list[TemplateState]
+    numbers: dict[str, dict[str, Any]] = field(default_factory=dict)  # display number -> event and limits
+    capabilities: dict[str, Any] | None = None
+
+    @property
+    def restricted(self) -> bool:
+        return self.account_status in RESTRICTING
+
+    @property
+    def blocked_templates(self) -> list[TemplateState]:
+        return [t for t in self.templates if t.blocked]
+
+    @property
+    def ok(self) -> bool:
+        return not self.restricted and not self.blocked_templates
+
+
+def _effective_account(status: AccountStatus, detail: dict[str, Any], now: datetime) -> AccountStatus:
+    """A restriction whose every expiration has passed no longer holds."""
+    if status is not AccountStatus.RESTRICTED:
+        return status
+    ends = [datetime.fromisoformat(r["expiration"]) for r in detail.get("restrictions") or []
+            if isinstance(r, dict) and r.get("expiration")]
+    return AccountStatus.OK if ends and max(ends) <= now else status
+
+
+def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
+    """The registry (with our definitions Meta has not reported on), the account, numbers and limits."""
+    now = now or utcnow()
+    rows = {(t.name, t.language): TemplateState(t.name, t.language, t.status, t.quality, t.category, t.reason,
+                                                t.updated_at)
+            for t in session.scalars(select(WhatsAppTemplate))}
+    for t in TEMPLATES.values():
+        rows.setdefault((t.name, t.language), TemplateState(t.name, t.language, TemplateStatus.APPROVED.value,
+                                                            Quality.UNKNOWN.value, t.category, SEEDED_REASON,
+                                                            SEEDED_AT))
+    states = {s.key: s for s in session.scalars(select(WhatsAppAccountState))}
+    account = states.get(ACCOUNT_KEY)
+    detail = dict(account.detail or {}) if account else {}
+    status = _effective_account(AccountStatus(account.status), detail, now) if account else AccountStatus.OK
+    numbers = {key.removeprefix(NUMBER_PREFIX): {"event": s.status, **(s.detail or {}),
+                                                  "updated_at": s.updated_at.isoformat()}
+               for key, s in states.items() if key.startswith(NUMBER_PREFIX)}
+    capabilities = states.get(CAPABILITIES_KEY)
+    return Snapshot(status, detail, account.updated_at if account else None,
+                    sorted(rows.values(), key=lambda t: (t.name, t.language)), numbers,
+                    dict(capabilities.detail or {}) if capabilities else None)
