@@ -255,7 +255,7 @@ def test_132015_at_send_pauses_the_template_and_is_counted(app, client, graph, s
     assert after[("ziraai_whatsapp_errors_total", frozenset({"code": "132015", "where": "send"}.items()))] == before + 1
     assert template_status(after, "analysis_complete_tr", "PAUSED") == 1
     row = template_row(session, "analysis_complete_tr")
-    assert (row.status, row.reason) == ("PAUSED", "send refused by Meta (132015): Template is paused")
+    assert (row.status, row.reason) == ("PAUSED", "Meta refused a send (132015: Template is paused)")
     assert send_pending(queue_result_template(app, farmer_id)) == "refused"  # not tried again
     assert len(sent_bodies(graph)) == 1
 

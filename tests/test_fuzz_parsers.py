@@ -17,7 +17,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -237,7 +237,8 @@ def check_parse(body: Any) -> ParsedWebhook:
             assert any(part is change for part in problem_parts), change
             continue
         value = change["value"]
-        kinds = {"messages": parsed.messages, "statuses": parsed.statuses, "errors": parsed.errors}
+        kinds: dict[str, Sequence[Any]] = {"messages": parsed.messages, "statuses": parsed.statuses,
+                                           "errors": parsed.errors}
         if change["field"] == "user_preferences":
             kinds = {"errors": parsed.errors, "user_preferences": parsed.preferences}
         for key, parsed_items in kinds.items():
@@ -249,7 +250,7 @@ def check_parse(body: Any) -> ParsedWebhook:
                 assert any(p == {key: items} for p in problem_parts), items
     for m in parsed.messages:
         assert isinstance(m, InboundMessage)
-        assert PHONE.fullmatch(m.phone), m.phone
+        assert PHONE.fullmatch(m.phone) if m.phone is not None else m.user_id, (m.phone, m.user_id)
         assert isinstance(m.wamid, str) and 0 < len(m.wamid) <= 200
         assert m.error_code is None or -INT32 <= m.error_code < INT32
         assert m.error_title is None or len(m.error_title) <= 300

@@ -526,7 +526,7 @@ def _template_blocked(session: Session, row: Message, code: int | None, reason: 
     Graph call until Meta approves it again (a `message_template_status_update`)."""
     if row.template_name and code in STATUS_BY_SEND_ERROR:
         set_template_status(session, row.template_name, _template_language(row), STATUS_BY_SEND_ERROR[code],
-                            f"refused by Meta: {reason}", now)
+                            f"Meta refused a send ({reason})", now)
 
 
 def _account_blocked(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:

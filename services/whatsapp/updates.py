@@ -460,6 +460,7 @@ def parse_webhook(body: Any) -> ParsedWebhook:
                     problem(event, part)
                 elif room("account", part):
                     account.append(event)
+                continue
             if change.get("field") in ("messages", "user_preferences") and value.get("errors"):
                 if not isinstance(value["errors"], list):
                     problem("errors is not a list", {"errors": value["errors"]})
