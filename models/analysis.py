@@ -40,7 +40,9 @@ class Analysis(Leased, Base):
     message_id: Mapped[int | None] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), ForeignKey("messages.id", ondelete="SET NULL"), index=True
     )
-    media_id: Mapped[str | None] = mapped_column(String(100))
+    media_id: Mapped[str | None] = mapped_column(String(100))  # the first photo (the one the farmer sent first)
+    # Every photo of the submission, first = media_id (an album: up to five). None on older rows: [media_id].
+    media_ids: Mapped[list[Any] | None]
     crop: Mapped[str | None] = mapped_column(String(100))
     notes: Mapped[str | None] = mapped_column(Text)
     location_text: Mapped[str | None] = mapped_column(String(300))
