@@ -83,6 +83,7 @@ class Settings:
     SWEEP_INTERVAL_SECONDS: int = 30
     SWEEP_GRACE_SECONDS: int = 10
     RETRY_BACKOFF_BASE: int = 4  # outbound retries wait base**n seconds (4, 16, 64, 256)
+    ALBUM_WINDOW_SECONDS: int = 5  # photos a farmer sends this soon after the first are one submission (an album)
     N8N_TIMEOUT_SECONDS: int = 120
     ANALYSIS_RETRY_SECONDS: int = 30  # N8N transient errors: retried after 30, 60, 120 s
     ANALYSIS_DEADLINE_MINUTES: int = 15  # no result by then: the farmer is told it is delayed

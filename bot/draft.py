@@ -8,26 +8,57 @@ an entry without a usable photo id is dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
+
+MAX_PHOTOS = 5  # photos in one submission (an album), as the source system takes
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo after the first of a submission: its message (for idempotency) and its media id."""
+
+    message_id: int
+    media_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Draft:
-    """A photo on its way to an analysis, with what the farmer has told us about it so far."""
+    """A submission on its way to an analysis (one photo, or an album of up to `MAX_PHOTOS`), with what the
+    farmer has told us about it so far. The first photo names it (`photo_message_id`, its `Gönder`)."""
 
     photo_message_id: int
     media_id: str | None = None
-    notes: str | None = None  # the photo's caption
+    notes: str | None = None  # the first photo's caption
     crop: str | None = None
     latitude: float | None = None
     longitude: float | None = None
     location_text: str | None = None
+    more_photos: tuple[Photo, ...] = ()  # the album's other photos, in the order they came
+    first_at: datetime | None = None  # when the first photo was sent: an album's photos come within seconds
+
+    @property
+    def photo_count(self) -> int:
+        return 1 + len(self.more_photos)
+
+    @property
+    def media_ids(self) -> tuple[str, ...]:
+        """Every photo's media id, the first photo's first."""
+        return tuple(m for m in (self.media_id, *(p.media_id for p in self.more_photos)) if m)
+
+    def has_photo(self, message_id: int) -> bool:
+        return message_id == self.photo_message_id or any(p.message_id == message_id for p in self.more_photos)
+
+    def with_photo(self, message_id: int, media_id: str | None) -> Draft:
+        """One more photo of the album (the caller checks `has_photo` and `MAX_PHOTOS`)."""
+        return replace(self, more_photos=(*self.more_photos, Photo(message_id, media_id)))
 
 
 @dataclass(frozen=True)
 class ConversationData:
     draft: Draft | None = None  # the submission being asked about now
     pending: tuple[Draft, ...] = ()  # confirmed, waiting for their `Gönder` (oldest first)
+    held_text: str | None = None  # a message written before consent, answered right after it
 
     def pending_draft(self, photo_message_id: int) -> Draft | None:
         return next((d for d in self.pending if d.photo_message_id == photo_message_id), None)
@@ -53,18 +84,27 @@ EMPTY = ConversationData()
 
 
 def _draft_json(draft: Draft) -> dict[str, Any]:
-    return {"photo_message_id": draft.photo_message_id, "media_id": draft.media_id, "notes": draft.notes,
-            "crop": draft.crop, "latitude": draft.latitude, "longitude": draft.longitude,
-            "location_text": draft.location_text}
+    out: dict[str, Any] = {
+        "photo_message_id": draft.photo_message_id, "media_id": draft.media_id, "notes": draft.notes,
+        "crop": draft.crop, "latitude": draft.latitude, "longitude": draft.longitude,
+        "location_text": draft.location_text}
+    if draft.more_photos:  # only when there is an album: a one-photo draft keeps the older shape
+        out["more_photos"] = [[p.message_id, p.media_id] for p in draft.more_photos]
+    if draft.first_at is not None:
+        out["first_at"] = draft.first_at.isoformat()
+    return out
 
 
 def to_json(data: ConversationData) -> dict[str, Any]:
-    """`{"draft": {...}, "pending": {"<photo message id>": {...}}}`, each key only when it has something."""
+    """`{"draft": {...}, "pending": {"<photo message id>": {...}}, "held_text": "..."}`, each key only when
+    it has something."""
     out: dict[str, Any] = {}
     if data.pending:
         out["pending"] = {str(d.photo_message_id): _draft_json(d) for d in data.pending}
     if data.draft is not None:
         out["draft"] = _draft_json(data.draft)
+    if data.held_text is not None:
+        out["held_text"] = data.held_text
     return out
 
 
@@ -82,6 +122,31 @@ def _id(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def _datetime(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _photos(value: object, first: int) -> tuple[Photo, ...]:
+    """The album's other photos: `[[message id, media id], ...]`; malformed or repeated entries are dropped."""
+    photos: list[Photo] = []
+    seen = {first}
+    for entry in value if isinstance(value, list) else ():
+        if not isinstance(entry, list) or len(entry) != 2:
+            continue
+        message_id = _id(entry[0])
+        if message_id is None or message_id in seen or len(photos) >= MAX_PHOTOS - 1:
+            continue
+        seen.add(message_id)
+        photos.append(Photo(message_id, _str(entry[1])))
+    return tuple(photos)
+
+
 def _draft_from(value: object, key: object = None) -> Draft | None:
     if not isinstance(value, dict):
         return None
@@ -90,7 +155,9 @@ def _draft_from(value: object, key: object = None) -> Draft | None:
         return None
     return Draft(photo_message_id, media_id=_str(value.get("media_id")), notes=_str(value.get("notes")),
                  crop=_str(value.get("crop")), latitude=_float(value.get("latitude")),
-                 longitude=_float(value.get("longitude")), location_text=_str(value.get("location_text")))
+                 longitude=_float(value.get("longitude")), location_text=_str(value.get("location_text")),
+                 more_photos=_photos(value.get("more_photos"), photo_message_id),
+                 first_at=_datetime(value.get("first_at")))
 
 
 def from_json(raw: object) -> ConversationData:
@@ -103,4 +170,5 @@ def from_json(raw: object) -> ConversationData:
         draft = _draft_from(value, key)
         if draft is not None and draft.photo_message_id not in pending:
             pending[draft.photo_message_id] = draft
-    return ConversationData(draft=_draft_from(raw.get("draft")), pending=tuple(pending.values()))
+    return ConversationData(draft=_draft_from(raw.get("draft")), pending=tuple(pending.values()),
+                            held_text=_str(raw.get("held_text")))

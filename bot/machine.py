@@ -4,9 +4,11 @@ actions for the job to carry out; it reads no database and sends nothing.
 
 Order of decisions for each event (see `step`):
 1. an expired conversation starts again from the menu;
-2. before consent only the privacy question, language and opt-out/in are possible;
+2. before consent only the privacy question, language and opt-out/in are possible; a photo or a
+   question is kept and taken up right after consent;
 3. global intents (menu, cancel, help, quota, language, opt-out/in, data deletion), a photo
-   (always starts a submission), a sponsor code, a tapped `Gönder` of any pending submission;
+   (starts a submission, or joins the one in progress as an album), a sponsor code, a tapped
+   `Gönder` of any pending submission;
 4. the table for the current state;
 5. the state's fallback: a hint of what is expected now, and the way out.
 """
@@ -19,7 +21,7 @@ from datetime import datetime, timedelta
 
 from bot import codes, crops, intents, replies
 from bot import reply_ids as rid
-from bot.draft import ConversationData, Draft
+from bot.draft import MAX_PHOTOS, ConversationData, Draft
 from bot.intents import Intent
 from bot.normalize import fold
 from bot.types import (
@@ -27,6 +29,7 @@ from bot.types import (
     Conversation,
     Event,
     EventKind,
+    QuotaBlock,
     RecordConsent,
     RedeemCode,
     RequestDeletion,
@@ -66,18 +69,67 @@ def _menu(conv: Conversation, *prefix: replies.Reply, locale: str | None = None,
 
 # --- consent ------------------------------------------------------------------------------------
 
+# What a message written before consent may ask for once consent is given (the rest is a question: a photo
+# is asked for, or a greeting: the menu).
+REPLAYED_INTENTS = {Intent.QUOTA, Intent.HISTORY, Intent.ANALYZE, Intent.CODE}
+
+
+def _held(conv: Conversation, event: Event) -> ConversationData:
+    """A text before consent is kept (the latest one) to be answered once the farmer has accepted."""
+    if event.kind is EventKind.TEXT and (event.text or "").strip():
+        return replace(conv.data, held_text=(event.text or "").strip()[:1000])
+    return conv.data
+
 
 def ask_consent(conv: Conversation, event: Event) -> Step:
-    return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale))
+    return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=_held(conv, event))
 
 
 def on_consent_reply(conv: Conversation, event: Event) -> Step:
     if event.reply == rid.Consent(True) or (event.kind is EventKind.TEXT and intents.is_yes(event.text)):
-        return _menu(conv, replies.welcome(conv.locale), before=(RecordConsent(True),))
+        return _after_consent(conv, event)
     if event.reply == rid.Consent(False) or (event.kind is EventKind.TEXT and intents.is_no(event.text)):
+        # Refusing forgets what was kept: the photo and the question are not processed.
         return _say(conv, State.START, replies.consent_refused(conv.locale), before=(RecordConsent(False),),
                     data=ConversationData())
-    return _say(conv, State.AWAIT_CONSENT, replies.consent_hint(conv.locale))
+    return _say(conv, State.AWAIT_CONSENT, replies.consent_hint(conv.locale), data=_held(conv, event))
+
+
+def _after_consent(conv: Conversation, event: Event) -> Step:
+    """The welcome, then what the farmer came for: the photo they sent, the question they wrote, or the menu."""
+    welcome = replies.welcome(conv.locale)
+    given: tuple[Action, ...] = (RecordConsent(True),)
+    consented = replace(conv, consented=True, state=State.MENU, data=ConversationData(pending=conv.data.pending))
+    if conv.data.draft is not None:
+        return _continue(replace(consented, data=replace(consented.data, draft=conv.data.draft)), conv.data.draft,
+                         welcome, replies.photo_kept(conv.locale), before=given)
+    held = conv.data.held_text
+    if held:
+        intent = intents.match(held)
+        if intent in REPLAYED_INTENTS or (intent is None and codes.looks_like_code(held)):
+            result = _decide(consented, Event(EventKind.TEXT, event.message_id, text=held))
+            return Step(result.state, result.data, (*given, Send(welcome), *result.actions))
+        if intent is None:  # a question: it is answered from a photo
+            return _say(consented, State.AWAIT_PHOTO, welcome, replies.ask_photo(conv.locale), before=given)
+    return _menu(consented, welcome, before=given)
+
+
+def _hold_photo(conv: Conversation, event: Event) -> Step:
+    """A photo before consent waits in the draft (an album too); only the privacy question is answered."""
+    current = conv.data.draft
+    if current is not None and current.has_photo(event.message_id):
+        return _step(conv, conv.state)
+    if current is None:
+        draft = Draft(event.message_id, media_id=event.media_id, notes=event.text,
+                      crop=crops.find_crop(event.text), first_at=event.sent_at)
+        return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale),
+                    data=replace(conv.data, draft=draft))
+    data = conv.data
+    if current.photo_count < MAX_PHOTOS:
+        data = replace(data, draft=current.with_photo(event.message_id, event.media_id))
+    if _in_album_window(conv, current, event):
+        return _step(conv, State.AWAIT_CONSENT, data=data)
+    return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=data)
 
 
 # --- menu ---------------------------------------------------------------------------------------
@@ -111,18 +163,81 @@ def menu_fallback(conv: Conversation, event: Event) -> Step:
     return _menu(conv, replies.not_understood(conv.locale))
 
 
-# --- submission: photo -> crop -> location -> confirm --------------------------------------------
+# --- submission: photo(s) -> crop -> location -> confirm -------------------------------------------
+
+# While the farmer is asked about a submission (before its confirmation), a photo joins it as the album's next.
+ALBUM_STATES = {State.AWAIT_CROP, State.AWAIT_CROP_TEXT, State.AWAIT_LOCATION, State.AWAIT_MORE_PHOTO,
+                State.AWAIT_CODE}
+
+
+def _in_album_window(conv: Conversation, draft: Draft, event: Event) -> bool:
+    if draft.first_at is None or event.sent_at is None:
+        return False
+    return timedelta(0) <= event.sent_at - draft.first_at <= conv.album_window
 
 
 def on_photo(conv: Conversation, event: Event) -> Step:
-    """A photo in any state starts (or restarts) a submission; a caption naming a crop skips a question."""
+    """A photo joins the submission in progress (an album, up to `MAX_PHOTOS`) when it comes within the album
+    window of the first or before the confirmation; otherwise it starts a new submission."""
+    current = conv.data.draft
+    if current is not None and current.has_photo(event.message_id):
+        return _step(conv, conv.state)  # the same photo again: nothing new
+    if current is not None and (conv.state in ALBUM_STATES or _in_album_window(conv, current, event)):
+        if current.photo_count >= MAX_PHOTOS:
+            return _new_submission(conv, event, Send(replies.too_many_photos(conv.locale)))
+        return _add_photo(conv, current, event)
+    return _new_submission(conv, event)
+
+
+def _new_submission(conv: Conversation, event: Event, *before: Action) -> Step:
+    """A caption naming a crop skips a question; with no analysis left, the photo waits for a code."""
     crop = crops.find_crop(event.text)
-    draft = Draft(event.message_id, media_id=event.media_id, notes=event.text, crop=crop)
+    draft = Draft(event.message_id, media_id=event.media_id, notes=event.text, crop=crop, first_at=event.sent_at)
     data = replace(conv.data.keep_pending(), draft=draft)
+    if event.quota is not None:
+        return _say(conv, State.AWAIT_CODE, replies.quota_wait(conv.locale, event.quota.reason,
+                                                               event.quota.resets_at), data=data, before=before)
     if crop:
         return _say(conv, State.AWAIT_LOCATION, replies.photo_received_with_crop(conv.locale, crop),
-                    replies.ask_location(conv.locale), data=data)
-    return _say(conv, State.AWAIT_CROP, replies.ask_crop(conv.locale), data=data)
+                    replies.ask_location(conv.locale), data=data, before=before)
+    return _say(conv, State.AWAIT_CROP, replies.ask_crop(conv.locale), data=data, before=before)
+
+
+def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
+    """An album's next photo. Within the window it joins quietly (the question was asked once); later, the
+    farmer hears it was added; after `Fotoğraf ekle` or in the confirmation, the confirmation comes again."""
+    joined = current.with_photo(event.message_id, event.media_id)
+    data = replace(conv.data, draft=joined)
+    if conv.data.pending_draft(joined.photo_message_id) is not None:
+        data = data.with_pending(joined, MAX_PENDING)
+    if conv.state in (State.CONFIRM, State.AWAIT_MORE_PHOTO):
+        return _say(conv, State.CONFIRM, replies.confirm(conv.locale, joined), data=data)
+    if _in_album_window(conv, current, event):
+        return _step(conv, conv.state, data=data)
+    return _say(conv, conv.state, replies.photo_added(conv.locale, joined.photo_count), data=data)
+
+
+def _continue(conv: Conversation, draft: Draft, *prefix: replies.Reply, before: tuple[Action, ...] = ()) -> Step:
+    """A submission that waited (for consent, or for a code) goes on at its next question."""
+    data = replace(conv.data, draft=draft, held_text=None)
+    if conv.data.pending_draft(draft.photo_message_id) is not None:  # confirmed already: only `Gönder` is left
+        return _say(conv, State.CONFIRM, *prefix, replies.confirm(conv.locale, draft), data=data, before=before)
+    if draft.crop:
+        return _say(conv, State.AWAIT_LOCATION, *prefix, replies.ask_location(conv.locale), data=data, before=before)
+    return _say(conv, State.AWAIT_CROP, *prefix, replies.ask_crop(conv.locale), data=data, before=before)
+
+
+def on_add_photo(conv: Conversation, event: Event) -> Step:
+    """`Fotoğraf ekle` under a confirmation: the next photo joins that submission."""
+    if not isinstance(event.reply, rid.AddPhoto):
+        return fallback(conv, event)
+    pending = conv.data.pending_draft(event.reply.photo_message_id)
+    if pending is None:
+        return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+    data = replace(conv.data, draft=pending)
+    if pending.photo_count >= MAX_PHOTOS:
+        return _say(conv, State.CONFIRM, replies.confirm(conv.locale, pending), data=data)
+    return _say(conv, State.AWAIT_MORE_PHOTO, replies.ask_more_photo(conv.locale, pending.photo_count), data=data)
 
 
 def on_crop(conv: Conversation, event: Event) -> Step:
@@ -198,9 +313,34 @@ def _submit(conv: Conversation, photo_message_id: int) -> Step:
         location_text=draft.location_text,
         latitude=draft.latitude,
         longitude=draft.longitude,
+        media_ids=draft.media_ids,
+        draft=draft,
     )
     state = conv.state if data.draft is not None else State.MENU
     return Step(state, data, (submit,))
+
+
+def charge_refused(conv: Conversation, refused: Draft, quota: QuotaBlock) -> Step:
+    """After the job found no analysis left at `Gönder`: the submission waits again (its `Gönder` keeps
+    working) and, unless another one is in progress, for a code."""
+    data = conv.data.with_pending(refused, MAX_PENDING)
+    reply = replies.quota_wait(conv.locale, quota.reason, quota.resets_at)
+    if conv.data.draft is not None and conv.data.draft.photo_message_id != refused.photo_message_id:
+        return _say(conv, conv.state, replies.quota_exhausted(conv.locale, quota.reason, quota.resets_at), data=data)
+    return _say(conv, State.AWAIT_CODE, reply, data=replace(data, draft=refused))
+
+
+def after_redeem(conv: Conversation, quota: QuotaBlock | None) -> Step:
+    """After the job redeemed a code: a photo waiting for one goes on if an analysis is possible now; a
+    question the code interrupted is asked again. `quota`: what blocks a charge now (None: nothing)."""
+    draft = conv.data.draft
+    if draft is None:
+        return _step(conv, conv.state)
+    if conv.state is State.AWAIT_CODE:
+        if quota is not None:
+            return _step(conv, conv.state)  # the code's answer said why; the photo still waits
+        return _continue(conv, draft, replies.photo_kept(conv.locale))
+    return _say(conv, conv.state, *replies.reprompt(conv.state, conv.locale, conv.data))
 
 
 # --- codes, history, language ------------------------------------------------------------------
@@ -210,6 +350,13 @@ def on_code_text(conv: Conversation, event: Event) -> Step:
     text = (event.text or "").strip()
     if not text:
         return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale))
+    return _redeem(conv, text)
+
+
+def _redeem(conv: Conversation, text: str) -> Step:
+    """A submission in progress (or waiting for this code) stays; the job asks `after_redeem` what next."""
+    if conv.data.draft is not None and conv.state in ALBUM_STATES | {State.CONFIRM}:
+        return _step(conv, conv.state, RedeemCode(text))
     return _step(conv, State.MENU, RedeemCode(text), data=conv.data.keep_pending())
 
 
@@ -242,7 +389,15 @@ def _language_from_text(text: str | None) -> str:
 
 
 def cancel(conv: Conversation, event: Event) -> Step:
+    if conv.data.draft is None and conv.state in (State.MENU, State.HISTORY):
+        return _menu(conv, replies.nothing_to_cancel(conv.locale))
     return _menu(conv, replies.cancelled(conv.locale))
+
+
+def opt_in(conv: Conversation, event: Event) -> Step:
+    if not conv.opted_out:
+        return _say(conv, conv.state, replies.already_opted_in(conv.locale))
+    return _say(conv, conv.state, replies.opted_in(conv.locale), before=(SetOptOut(False),))
 
 
 def show_help(conv: Conversation, event: Event) -> Step:
@@ -258,8 +413,7 @@ GLOBAL: dict[Intent, Handler] = {
                                               data=conv.data.keep_pending()),
     Intent.OPT_OUT: lambda conv, event: _say(conv, conv.state, replies.opted_out(conv.locale),
                                              before=(SetOptOut(True),)),
-    Intent.OPT_IN: lambda conv, event: _say(conv, conv.state, replies.opted_in(conv.locale),
-                                            before=(SetOptOut(False),)),
+    Intent.OPT_IN: opt_in,
     Intent.DELETE_DATA: lambda conv, event: _say(conv, conv.state, replies.deletion_requested(conv.locale),
                                                  before=(RequestDeletion(),)),
     Intent.HISTORY: lambda conv, event: _step(conv, State.HISTORY, ShowHistory(), data=conv.data.keep_pending()),
@@ -293,6 +447,7 @@ TABLE: dict[tuple[State, EventKind], Handler] = {
     (State.AWAIT_LOCATION, EventKind.REPLY): on_location,
     (State.AWAIT_LOCATION, EventKind.LOCATION): on_location,
     (State.CONFIRM, EventKind.TEXT): on_confirm_text,
+    (State.AWAIT_MORE_PHOTO, EventKind.TEXT): on_confirm_text,
     (State.AWAIT_CODE, EventKind.TEXT): on_code_text,
     (State.HISTORY, EventKind.REPLY): on_history_choice,
     (State.HISTORY, EventKind.TEXT): on_menu_choice,
@@ -315,7 +470,7 @@ def step(conv: Conversation, event: Event, now: datetime) -> Step:
     if conv.consented and conv.expires_at is not None and now >= conv.expires_at:
         if conv.state is not State.MENU:  # a question was left open: say why we start again
             notice = (Send(replies.expired(conv.locale)),)
-        conv = Conversation(State.MENU, ConversationData(), conv.locale, conv.consented, None)  # drafts expire too
+        conv = replace(conv, state=State.MENU, data=ConversationData(), expires_at=None)  # drafts expire too
     result = _decide(conv, event)
     return Step(result.state, result.data, notice + result.actions) if notice else result
 
@@ -329,6 +484,8 @@ def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> 
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(choice), before=(SetLocale(choice),))
     if intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP):
         return GLOBAL[intent](conv, event)
+    if event.kind is EventKind.PHOTO:
+        return _hold_photo(conv, event)
     if conv.state is State.AWAIT_CONSENT or isinstance(event.reply, rid.Consent):
         return on_consent_reply(conv, event)
     return ask_consent(conv, event)
@@ -337,6 +494,7 @@ def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> 
 # Buttons and list rows stay tappable in old messages: these work whatever the current state.
 GLOBAL_REPLIES: dict[type[rid.ReplyId], Handler] = {
     rid.SendPending: on_send_button,
+    rid.AddPhoto: on_add_photo,
     rid.CancelConfirm: lambda conv, event: cancel(conv, event),  # the İptal of a confirmation
     rid.Menu: on_menu_choice,
     rid.Details: on_menu_choice,
@@ -364,5 +522,5 @@ def _decide(conv: Conversation, event: Event) -> Step:
     if intent is not None:
         return GLOBAL[intent](conv, event)
     if event.kind is EventKind.TEXT and codes.looks_like_code(event.text):
-        return _step(conv, State.MENU, RedeemCode(event.text or ""), data=conv.data.keep_pending())
+        return _redeem(conv, event.text or "")
     return TABLE.get((conv.state, event.kind), fallback)(conv, event)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot import crops
 from bot import reply_ids as rid
-from bot.draft import ConversationData, Draft
+from bot.draft import MAX_PHOTOS, ConversationData, Draft
 from bot.types import Button, ListRow, Reply, State
 from translations import N_, format_date, format_datetime, format_number, gettext, ngettext
 
@@ -102,6 +102,10 @@ def cancelled(locale: str) -> Reply:
     return Reply(_(locale, "Cancelled. Nothing was sent and nothing was charged."))
 
 
+def nothing_to_cancel(locale: str) -> Reply:
+    return Reply(_(locale, "There is nothing to cancel."))
+
+
 def expired(locale: str) -> Reply:
     return Reply(_(locale, "Your previous request timed out after 30 minutes, so we are starting again."))
 
@@ -122,6 +126,26 @@ def unsupported(locale: str, message_type: str | None) -> Reply:
 
 def ask_photo(locale: str) -> Reply:
     return Reply(_(locale, "Please send a clear photo of the affected leaves, fruit or stem, in daylight."))
+
+
+def photo_kept(locale: str) -> Reply:
+    """The photo that waited (for consent, or for a code) goes on now."""
+    return Reply(_(locale, "I have your photo; let us continue with it."))
+
+
+def photo_added(locale: str, count: int) -> Reply:
+    return Reply(_(locale, "Photo added (%(count)s of %(max)s).", count=format_number(count, locale),
+                   max=format_number(MAX_PHOTOS, locale)))
+
+
+def ask_more_photo(locale: str, count: int) -> Reply:
+    return Reply(_(locale, "Send one more photo of the same plant (%(count)s of %(max)s so far).",
+                   count=format_number(count, locale), max=format_number(MAX_PHOTOS, locale)))
+
+
+def too_many_photos(locale: str) -> Reply:
+    return Reply(_(locale, "One analysis takes at most %(max)s photos, so this photo starts a new analysis.",
+                   max=format_number(MAX_PHOTOS, locale)))
 
 
 def crop_rows(locale: str) -> tuple[ListRow, ...]:
@@ -176,9 +200,14 @@ def confirm(locale: str, draft: Draft) -> Reply:
         lines.append(_(locale, "Location: not given"))
     if draft.notes:
         lines.append(_(locale, "Your note: %(notes)s", notes=_shorten(draft.notes)))
+    lines.append(ngettext(locale, "Photos: %(num)s photo", "Photos: %(num)s photos", draft.photo_count,
+                          num=format_number(draft.photo_count, locale)))
     lines.append(_(locale, "This uses 1 analysis from your quota."))
-    return Reply("\n".join(lines), buttons=(Button(rid.SendPending(draft.photo_message_id), _(locale, "Send")),
-                                            Button(rid.CancelConfirm(), _(locale, "Cancel"))))
+    buttons = [Button(rid.SendPending(draft.photo_message_id), _(locale, "Send"))]
+    if draft.photo_count < MAX_PHOTOS:
+        buttons.append(Button(rid.AddPhoto(draft.photo_message_id), _(locale, "Add a photo")))
+    buttons.append(Button(rid.CancelConfirm(), _(locale, "Cancel")))
+    return Reply("\n".join(lines), buttons=tuple(buttons))
 
 
 def confirm_hint(locale: str) -> Reply:
@@ -208,6 +237,13 @@ def quota_exhausted(locale: str, which: str | None, resets_at: datetime | None) 
     else:
         text = _(locale, "You have no active package at the moment.")
     return Reply(text + "\n" + _(locale, "To get more, redeem a sponsor code: just write the code here."))
+
+
+def quota_wait(locale: str, which: str | None, resets_at: datetime | None) -> Reply:
+    """No analysis left when the photo comes: which limit, when it resets, and that the photo waits for a code."""
+    refused = quota_exhausted(locale, which, resets_at)
+    return Reply(refused.text + "\n" + _(locale, "Your photo is kept: as soon as a code is accepted, we continue "
+                                                 "with it."))
 
 
 # --- quota, codes, history ------------------------------------------------------------------------
@@ -253,7 +289,7 @@ def quota(locale: str, view: QuotaView | None) -> Reply:
 
 @dataclass(frozen=True)
 class RedeemView:
-    outcome: str  # ok, queued, unknown, used, expired, revoked, not_now
+    outcome: str  # ok, queued, unknown, used, expired, revoked, not_now; own_active, own_queued, own_ended
     tier_code: str | None = None
     daily_limit: int | None = None
     monthly_limit: int | None = None
@@ -278,6 +314,17 @@ def redeem(locale: str, view: RedeemView) -> Reply:
             return Reply(_(locale, "Code accepted! %(details)s", details=details))
         return Reply(_(locale, "Code accepted! It starts on %(date)s, when your current package ends. %(details)s",
                        date=format_date(view.starts_at, locale) if view.starts_at else "-", details=details))
+    if view.outcome == "own_active":
+        return Reply(_(locale, "You have already redeemed this code: it is yours and its %(tier)s package is active "
+                               "until %(end)s.", tier=tier_label(locale, view.tier_code or ""),
+                       end=format_date(view.ends_at, locale) if view.ends_at else "-"))
+    if view.outcome == "own_queued":
+        return Reply(_(locale, "You have already redeemed this code: it is yours and its %(tier)s package starts on "
+                               "%(date)s.", tier=tier_label(locale, view.tier_code or ""),
+                       date=format_date(view.starts_at, locale) if view.starts_at else "-"))
+    if view.outcome == "own_ended":
+        return Reply(_(locale, "You redeemed this code yourself; its package has ended. For more analyses, ask your "
+                               "sponsor for a new code."))
     messages = {
         "unknown": N_("I could not find this code. Please check it and try again, letters and digits exactly as "
                       "written."),
@@ -321,7 +368,9 @@ def history(locale: str, items: list[HistoryItem]) -> Reply:
                  list_button=_(locale, "Analyses"))
 
 
-def analysis_summary(locale: str, item: HistoryItem | None, concern: str | None = None) -> Reply:
+def analysis_summary(locale: str, item: HistoryItem | None, concern: str | None = None,
+                     report_url: str | None = None, report_expires_at: datetime | None = None) -> Reply:
+    """A past analysis from the history; a completed one offers its report and `Details`, as the result does."""
     if item is None:
         return Reply(_(locale, "I could not find that analysis."))
     lines = [_(locale, "Analysis of %(date)s: %(crop)s", date=format_date(item.created_at, locale),
@@ -331,7 +380,13 @@ def analysis_summary(locale: str, item: HistoryItem | None, concern: str | None 
         lines.append(_(locale, "Health score: %(score)s/10", score=item.health_score))
     if concern:
         lines.append(_(locale, "Main problem: %(concern)s", concern=concern))
-    return Reply("\n".join(lines))
+    if item.status != "completed":
+        return Reply("\n".join(lines))
+    if report_url:
+        lines.append(_(locale, "Full report: %(url)s", url=report_url))
+        if report_expires_at is not None:
+            lines.append(_(locale, "The link works until %(date)s.", date=format_date(report_expires_at, locale)))
+    return Reply("\n".join(lines), buttons=result_buttons(locale, item.analysis_id))
 
 
 # --- language, opt-out, deletion --------------------------------------------------------------------
@@ -349,6 +404,10 @@ def language_set(locale: str) -> Reply:
 def opted_out(locale: str) -> Reply:
     return Reply(_(locale, "You will not receive any more notifications from us. You can still write to me at any "
                            "time. To receive them again, write 'BAŞLA'."))
+
+
+def already_opted_in(locale: str) -> Reply:
+    return Reply(_(locale, "You are already receiving our messages. Write 'DUR' to stop them."))
 
 
 def opted_in(locale: str) -> Reply:
@@ -377,6 +436,8 @@ def reprompt(state: State, locale: str, data: ConversationData) -> tuple[Reply, 
         return (ask_location(locale),)
     if state is State.CONFIRM and data.draft is not None:
         return (confirm(locale, data.draft),)
+    if state is State.AWAIT_MORE_PHOTO and data.draft is not None:
+        return (ask_more_photo(locale, data.draft.photo_count),)
     if state is State.AWAIT_CODE:
         return (ask_code(locale),)
     if state is State.AWAIT_LANGUAGE:

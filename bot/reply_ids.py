@@ -65,6 +65,13 @@ class SendPending:
 
 
 @dataclass(frozen=True)
+class AddPhoto:
+    """`photo:add:<photo message id>`: the `Fotoğraf ekle` of a confirmation (one more photo of the album)."""
+
+    photo_message_id: int
+
+
+@dataclass(frozen=True)
 class CancelConfirm:
     """`confirm:cancel`: the `İptal` of a confirmation."""
 
@@ -100,8 +107,8 @@ class Language:
     code: str
 
 
-ReplyId = (Consent | Menu | Crop | SkipLocation | SendPending | CancelConfirm | Details | NewAnalysis | BackToMenu
-           | HistoryPick | Language)
+ReplyId = (Consent | Menu | Crop | SkipLocation | SendPending | AddPhoto | CancelConfirm | Details | NewAnalysis
+           | BackToMenu | HistoryPick | Language)
 
 
 def encode(reply: ReplyId) -> str:
@@ -117,6 +124,8 @@ def encode(reply: ReplyId) -> str:
             return "location:skip"
         case SendPending(photo_message_id=number):
             return f"submit:{number}"
+        case AddPhoto(photo_message_id=number):
+            return f"photo:add:{number}"
         case CancelConfirm():
             return "confirm:cancel"
         case Details(analysis_id=None):
@@ -169,6 +178,9 @@ def parse(text: object) -> ReplyId | None:
     if prefix == "submit":
         number = _number(rest, _MESSAGE_NUMBER, MAX_MESSAGE_NUMBER)
         return SendPending(number) if number is not None else None
+    if prefix == "photo" and rest.startswith("add:"):
+        number = _number(rest.removeprefix("add:"), _MESSAGE_NUMBER, MAX_MESSAGE_NUMBER)
+        return AddPhoto(number) if number is not None else None
     if prefix == "crop" and _KEY.fullmatch(rest):
         return Crop(rest)
     if prefix == "lang" and _KEY.fullmatch(rest):

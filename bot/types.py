@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from bot.draft import ConversationData
+from bot.draft import ConversationData, Draft
 from bot.enums import LenientStrEnum
 from bot.reply_ids import ReplyId
+
+ALBUM_WINDOW = timedelta(seconds=5)  # the default; the job passes the setting
 
 
 class State(LenientStrEnum):
@@ -20,6 +22,7 @@ class State(LenientStrEnum):
     AWAIT_CROP_TEXT = "await_crop_text"
     AWAIT_LOCATION = "await_location"
     CONFIRM = "confirm"
+    AWAIT_MORE_PHOTO = "await_more_photo"  # `Fotoğraf ekle` tapped: the next photo joins the confirmed submission
     AWAIT_CODE = "await_code"
     HISTORY = "history"
     AWAIT_LANGUAGE = "await_language"
@@ -38,6 +41,14 @@ class EventKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class QuotaBlock:
+    """Why the farmer cannot be charged for an analysis now (looked up without charging), for the photo."""
+
+    reason: str  # `daily`, `monthly` or `no_subscription`
+    resets_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Event:
     kind: EventKind
     message_id: int
@@ -49,6 +60,8 @@ class Event:
     location_name: str | None = None
     location_address: str | None = None
     message_type: str | None = None  # Meta's type, for unsupported messages
+    sent_at: datetime | None = None  # when the farmer sent it (Meta's timestamp): an album's photos come together
+    quota: QuotaBlock | None = None  # a photo: the farmer has no analysis left now (None: they have, or unknown)
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,8 @@ class Conversation:
     locale: str
     consented: bool
     expires_at: datetime | None = None
+    opted_out: bool = False
+    album_window: timedelta = ALBUM_WINDOW  # photos sent this soon after the first are one album
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,8 @@ class ShowDetails:
 
 @dataclass(frozen=True)
 class RedeemCode:
+    """Redeem the code; then the job asks `machine.after_redeem` whether a waiting photo continues."""
+
     text: str
 
 
@@ -151,6 +168,8 @@ class Submit:
     location_text: str | None
     latitude: float | None
     longitude: float | None
+    media_ids: tuple[str, ...] = ()  # every photo of the submission, first = `media_id`
+    draft: Draft | None = None  # the submission itself: it waits again if the charge is refused
 
 
 Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | ShowQuota | ShowHistory | ShowAnalysis

@@ -12,8 +12,10 @@ runs, its message carries the worker's lease: if the worker dies, the sweeper qu
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -26,6 +28,7 @@ from bot.types import (
 from bot.types import (
     Event,
     EventKind,
+    QuotaBlock,
     RecordConsent,
     RedeemCode,
     Reply,
@@ -38,9 +41,20 @@ from bot.types import (
     ShowHistory,
     ShowQuota,
     State,
+    Step,
     Submit,
 )
-from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, Subscription, utcnow
+from models import (
+    Analysis,
+    Conversation,
+    Direction,
+    Farmer,
+    Message,
+    MessageStatus,
+    SponsorCode,
+    Subscription,
+    utcnow,
+)
 from models.db import insert_ignoring_conflicts
 from services import context, leases, quota, sponsorship, whatsapp
 from services.queue import is_final_attempt
@@ -72,7 +86,8 @@ def event_from(message: Message) -> Event:
     kind = EventKind.PHOTO if parsed.image_document else _EVENT_KIND.get(parsed.type, EventKind.UNSUPPORTED)
     return Event(kind, message.id, text=parsed.text, reply=reply_ids.parse(parsed.reply_id), media_id=parsed.media_id,
                  latitude=parsed.latitude, longitude=parsed.longitude, location_name=parsed.location_name,
-                 location_address=parsed.location_address, message_type=parsed.type.value)
+                 location_address=parsed.location_address, message_type=parsed.type.value,
+                 sent_at=message.meta_timestamp)
 
 
 @dataclass
@@ -154,12 +169,39 @@ def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception,
     outcome.reply_ids.append(row.id)
 
 
+def _view(farmer: Farmer, state: State, data: draft.ConversationData,
+          expires_at: datetime | None = None) -> ConversationView:
+    window = timedelta(seconds=context.settings().ALBUM_WINDOW_SECONDS)
+    return ConversationView(state, data, farmer.locale, farmer.has_consented, expires_at,
+                            opted_out=farmer.opted_out_at is not None, album_window=window)
+
+
 def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:
     now = utcnow()
-    view = ConversationView(State(conv.state), draft.from_json(conv.data), farmer.locale, farmer.has_consented,
-                            conv.expires_at)
-    step = machine.step(view, event_from(message), now)
+    view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at)
+    event = event_from(message)
+    if event.kind is EventKind.PHOTO and farmer.has_consented:  # the photo learns at once if it must wait
+        event = replace(event, quota=quota_block(session, farmer.id, now))
+    step = machine.step(view, event, now)
     out: list[Reply] = []
+    step = _carry_out(session, farmer, step, now, outcome, out)
+    conv.state = step.state.value
+    conv.data = draft.to_json(step.data)
+    conv.expires_at = now + machine.IDLE_TIMEOUT
+    conv.last_message_id = message.id
+    message.status = MessageStatus.PROCESSED.value
+    message.processed_at = now
+    message.attempts += 1
+    for reply in out:
+        row = queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id)
+        outcome.reply_ids.append(row.id)
+
+
+def _carry_out(session: Session, farmer: Farmer, step: Step, now: datetime, outcome: Outcome,
+               out: list[Reply]) -> Step:
+    """Run the step's actions, collecting the replies in `out`. A code redeemed or a charge refused is told
+    back to the machine (it decides what becomes of the waiting photo): the step that results is returned."""
+    follow_ups: list[Callable[[ConversationView], Step]] = []
     for action in step.actions:
         match action:
             case Send(reply=reply):
@@ -186,18 +228,16 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
                 out.extend(_analysis_details(session, farmer, analysis_id))
             case RedeemCode(text=text):
                 out.append(replies.redeem(farmer.locale, redeem_view(session, farmer.id, text, now)))
+                block = quota_block(session, farmer.id, now)
+                follow_ups.append(partial(machine.after_redeem, quota=block))
             case Submit():
-                out.append(_submit(session, farmer, action, now, outcome))
-    conv.state = step.state.value
-    conv.data = draft.to_json(step.data)
-    conv.expires_at = now + machine.IDLE_TIMEOUT
-    conv.last_message_id = message.id
-    message.status = MessageStatus.PROCESSED.value
-    message.processed_at = now
-    message.attempts += 1
-    for reply in out:
-        row = queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id)
-        outcome.reply_ids.append(row.id)
+                refused = _submit(session, farmer, action, now, outcome, out)
+                if refused is not None and action.draft is not None:
+                    follow_ups.append(partial(machine.charge_refused, refused=action.draft, quota=refused))
+    for follow_up in follow_ups:
+        step = follow_up(_view(farmer, step.state, step.data))
+        out.extend(a.reply for a in step.actions if isinstance(a, Send))  # the machine answers these with words only
+    return step
 
 
 def to_outbound(phone: str, reply: Reply) -> wa.Outbound:
@@ -210,6 +250,18 @@ def to_outbound(phone: str, reply: Reply) -> wa.Outbound:
 
 
 # --- effects that need the database ----------------------------------------------------------------
+
+
+def quota_block(session: Session, farmer_id: int, now: datetime) -> QuotaBlock | None:
+    """What would refuse a charge now (looked up without charging); None when an analysis is possible."""
+    status = quota.quota_status(session, farmer_id, now)
+    if status is None:
+        return QuotaBlock(quota.QuotaReason.NO_SUBSCRIPTION.value)
+    if status.monthly_used >= status.monthly_limit:
+        return QuotaBlock(quota.QuotaReason.MONTHLY.value, status.month_resets_at)
+    if status.daily_used >= status.daily_limit:
+        return QuotaBlock(quota.QuotaReason.DAILY.value, status.day_resets_at)
+    return None
 
 
 def quota_view(session: Session, farmer_id: int, now: datetime) -> replies.QuotaView | None:
@@ -226,12 +278,32 @@ def quota_view(session: Session, farmer_id: int, now: datetime) -> replies.Quota
 
 def redeem_view(session: Session, farmer_id: int, text: str, now: datetime) -> replies.RedeemView:
     result = sponsorship.redeem(session, farmer_id, text, now)
+    if result.outcome is sponsorship.RedeemOutcome.USED and result.code is not None:
+        own = _own_code(session, farmer_id, result.code, now)
+        if own is not None:
+            return own
     if result.outcome.value in ("ok", "queued") and result.subscription_id is not None:
         sponsor_id = session.scalar(select(Subscription.sponsor_id).where(Subscription.id == result.subscription_id))
         invalidate_stats(context.redis(), sponsor_id)  # before commit: at worst one needless recount
     return replies.RedeemView(outcome=result.outcome.value, tier_code=result.tier_code,
                               daily_limit=result.daily_limit, monthly_limit=result.monthly_limit,
                               starts_at=result.starts_at, ends_at=result.ends_at, sponsor_name=result.sponsor_name)
+
+
+def _own_code(session: Session, farmer_id: int, code: str, now: datetime) -> replies.RedeemView | None:
+    """A code the farmer redeemed themselves: theirs, and what became of its package (None: someone else's)."""
+    sub_id = session.scalar(select(SponsorCode.subscription_id).where(SponsorCode.code == code,
+                                                                       SponsorCode.redeemed_by_farmer_id == farmer_id))
+    sub = session.get(Subscription, sub_id) if sub_id is not None else None
+    if sub is None:
+        return None
+    status = quota.quota_status(session, farmer_id, now)
+    if sub.status == "active" and status is not None and status.subscription_id == sub.id:
+        return replies.RedeemView(outcome="own_active", tier_code=status.tier_code, ends_at=sub.ends_at)
+    if sub.status == "queued":
+        tier = next((q.tier_code for q in status.queued if q.starts_at == sub.starts_at), None) if status else None
+        return replies.RedeemView(outcome="own_queued", tier_code=tier, starts_at=sub.starts_at)
+    return replies.RedeemView(outcome="own_ended")
 
 
 def history_items(session: Session, farmer_id: int, limit: int = 5) -> list[replies.HistoryItem]:
@@ -250,7 +322,11 @@ def _analysis_summary(session: Session, farmer: Farmer, analysis_id: int) -> Rep
     analysis = session.get(Analysis, analysis_id)
     if analysis is None or analysis.farmer_id != farmer.id:  # never another farmer's analysis
         return replies.analysis_summary(farmer.locale, None)
-    return replies.analysis_summary(farmer.locale, _history_item(analysis), analysis.primary_concern)
+    if analysis.status != "completed":
+        return replies.analysis_summary(farmer.locale, _history_item(analysis), analysis.primary_concern)
+    max_age = timedelta(seconds=context.settings().REPORT_URL_MAX_AGE)
+    return replies.analysis_summary(farmer.locale, _history_item(analysis), analysis.primary_concern,
+                                    report_url=report_link(analysis.id), report_expires_at=utcnow() + max_age)
 
 
 def _analysis_details(session: Session, farmer: Farmer, analysis_id: int | None) -> list[Reply]:
@@ -274,30 +350,39 @@ def _with_report_link(view: replies.ResultView, analysis_id: int) -> replies.Res
     return replace(view, report_url=report_link(analysis_id), report_expires_at=utcnow() + max_age)
 
 
-def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, outcome: Outcome) -> Reply:
-    """Charge once per photo: the farmer's lock serialises this check and the charge."""
+def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, outcome: Outcome,
+            out: list[Reply]) -> QuotaBlock | None:
+    """Charge once per submission (keyed by its first photo): the farmer's lock serialises this check and
+    the charge. One analysis for all the album's photos. Returns why the charge was refused, if it was."""
     existing = session.scalar(select(Analysis.id).where(Analysis.message_id == action.photo_message_id,
                                                         Analysis.farmer_id == farmer.id))
     if existing is not None:
-        return replies.already_submitted(farmer.locale)
+        out.append(replies.already_submitted(farmer.locale))
+        return None
+    media_ids = list(action.media_ids) or ([action.media_id] if action.media_id else [])
     savepoint = session.begin_nested()
     analysis = Analysis(
         farmer_id=farmer.id, message_id=action.photo_message_id, media_id=action.media_id, crop=action.crop,
         notes=action.notes, location_text=action.location_text, latitude=action.latitude,
         longitude=action.longitude, status="queued", received_at=now, queued_at=now, created_at=now,
+        media_ids=media_ids or None,
     )
     session.add(analysis)
     session.flush()
     charge = quota.charge(session, farmer.id, now, analysis_id=analysis.id)
     if not charge.ok:
         savepoint.rollback()
-        return replies.quota_exhausted(farmer.locale, charge.reason, charge.resets_at)
+        block = QuotaBlock(str(charge.reason or quota.QuotaReason.NO_SUBSCRIPTION), charge.resets_at)
+        if action.draft is None:
+            out.append(replies.quota_exhausted(farmer.locale, block.reason, block.resets_at))
+        return block
     savepoint.commit()
     analysis.subscription_id = charge.subscription_id
     analysis.sponsor_id = charge.sponsor_id  # attribution: whoever paid at submission time
     analysis.charge_ledger_id = charge.ledger_id
     outcome.analyses_to_queue.append(analysis.id)
-    return replies.submitted(farmer.locale)
+    out.append(replies.submitted(farmer.locale))
+    return None
 
 
 # --- after commit: queue the analyses, send the farmer's line ----------------------------------------

@@ -164,12 +164,11 @@ def _used_up(app, farmer_phone: str, which: str) -> None:
 @pytest.mark.parametrize("which,words", [("daily", "Günlük"), ("monthly", "Aylık")])
 def test_quota_exhausted_says_when_it_resets(onboarded, session, app, which, words):
     _used_up(app, "+905321234567", which)
-    onboarded.photo("domates")
-    onboarded.taps("Geç")
-    [exhausted] = onboarded.taps("Gönder")
+    [exhausted] = onboarded.photo("domates")  # told at the photo, before any question
     assert words in exhausted and "yenilenir" in exhausted and "00:00" in exhausted
-    assert "kod" in exhausted.lower()
+    assert "kod" in exhausted.lower() and "Fotoğrafınız bekliyor" in exhausted
     assert session.scalar(select(func.count()).select_from(Analysis)) == 0
+    assert session.scalar(select(Conversation.state)) == "await_code"
 
 
 # --- codes --------------------------------------------------------------------------------------
@@ -322,14 +321,15 @@ def test_analysis_queued_while_redis_was_down_is_swept(onboarded, session, app):
     assert Job.fetch(f"analysis-{analysis_id}", connection=redis).args == (analysis_id,)
 
 
-def test_two_photos_in_a_row_the_second_one_counts(onboarded, session):
-    onboarded.photo(media_id="111")
-    [crop_question] = onboarded.photo(media_id="222")  # restarts the submission with the new photo
+def test_two_photos_in_a_row_are_one_submission(onboarded, session):
+    [crop_question] = onboarded.photo(media_id="111")
     assert "(Domates)" in crop_question
+    assert onboarded.photo(media_id="222") == []  # an album's next photo: the question was asked once
     onboarded.taps("Biber")
     onboarded.taps("Geç")
     onboarded.taps("Gönder")
-    assert session.scalar(select(Analysis.media_id)) == "222"
+    assert session.scalar(select(Analysis.media_id)) == "111"
+    assert session.scalar(select(Analysis.media_ids)) == ["111", "222"]
     assert session.scalar(select(func.count()).select_from(Analysis)) == 1
 
 
