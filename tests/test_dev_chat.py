@@ -8,6 +8,7 @@ import json
 import os
 import re
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from devtools.chat_labels import LABELS, file_size
 from models import Direction, Farmer, Message
 from services.whatsapp import outbox
 from services.whatsapp.messages import build_template as build
+from tests.admin_helpers import PASSWORD, make_staff
 from tests.dev_live import SimFarmer, has_text, live_app, offers
 from tests.helpers import PHONE_NUMBER_ID, fixture_json, free_port, wait_until
 
@@ -402,10 +404,11 @@ def test_a_voice_note_a_sticker_a_document_and_a_reaction_as_meta_sends_them(liv
     assert document["document"]["filename"] == "toprak_analizi.pdf"
     assert reaction["reaction"] == {"message_id": consent["wamid"], "emoji": "👍"}
     redis = live.app.extensions["redis"]
-    for payload, kind, content in ((audio, "audio", sample_voice_note()), (sticker, "sticker", sample_sticker()),
-                                   (document, "document", sample_document())):
-        media = store.get_media(redis, payload[kind]["id"])
-        assert media is not None and media.content == content and payload[kind]["sha256"] == media.sha256
+    sent: list[tuple[dict, bytes]] = [(audio["audio"], sample_voice_note()), (sticker["sticker"], sample_sticker()),
+                                      (document["document"], sample_document())]
+    for content, expected in sent:
+        media = store.get_media(redis, content["id"])
+        assert media is not None and media.content == expected and content["sha256"] == media.sha256
 
     # The farmer's bubble for each, as the page shows it.
     shown = [m for m in farmer.conversation() if m["dir"] == "in"][-4:]
@@ -482,3 +485,20 @@ def test_config_gives_the_limits_and_both_languages(client):
     config = client.get("/dev/chat/api/config").json
     assert config["media_limits"] == {"image": 5 * MB, "audio": 16 * MB, "document": 100 * MB, "sticker": 500 * 1024}
     assert config["labels"] == json.loads(json.dumps(LABELS)) and "👍" in config["reactions"]
+
+
+def test_the_jobs_dashboard_lists_the_embedded_worker(live):
+    """The embedded worker thread runs RQ in short bursts (registered only meanwhile): the page lists it."""
+    make_staff(live.app, "admin", "admin@ziraai.test")
+    auth = ("admin@ziraai.test", PASSWORD)
+    page = requests.get(f"{live.base}/admin/rq/", auth=auth, timeout=10).text
+    assert "Workers (1)" in page and "embedded worker (thread in process" in page
+    assert "inbound, analysis, default" in page and "No worker is registered" not in page
+
+
+def test_the_jobs_dashboard_lists_no_embedded_worker_without_the_thread(app, client):
+    make_staff(app, "admin", "admin@ziraai.test")
+    wait_until(lambda: not any(t.name == "embedded-worker" for t in threading.enumerate()), 10,
+               what="earlier tests' worker threads to end")
+    page = client.get("/admin/rq/", auth=("admin@ziraai.test", PASSWORD)).get_data(as_text=True)
+    assert "Workers (0)" in page and "embedded worker" not in page
