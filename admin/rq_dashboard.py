@@ -10,12 +10,19 @@ Sign-in: HTTP Basic with an admin staff user's email and password, checked like 
 password hashing, the same per-account and per-IP failure limits, inactive users refused); anything
 else is 401 with `WWW-Authenticate: Basic`. Page views and requeues are written to the audit log.
 Requeue forms carry a token bound to the user, so another site cannot submit them.
+
+Workers: those registered in Redis (`flask worker`), and, in the embedded mode, the worker thread of
+this process: it runs RQ in short bursts, registered only while a burst lasts, so the page lists it
+itself while the thread is alive (busy when a job of this process is running).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import socket
+import threading
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template_string, request, url_for
@@ -35,6 +42,7 @@ bp = Blueprint("rq_dashboard", __name__, url_prefix="/admin/rq")
 register_error_handlers(bp)
 
 FAILED_SHOWN = 50
+EMBEDDED_THREAD = "embedded-worker"  # the jobs thread of services.worker.start_embedded_worker
 REALM = 'Basic realm="ZiraAI RQ dashboard", charset="UTF-8"'
 
 
@@ -133,8 +141,21 @@ def _queues() -> list[dict[str, Any]]:
 
 
 def _workers() -> list[dict[str, Any]]:
-    return [{"name": w.name, "state": w.get_state(), "queues": ", ".join(w.queue_names()),
-             "job": w.get_current_job_id()} for w in Worker.all(connection=context.redis())]
+    registered = Worker.all(connection=context.redis())
+    rows = [{"name": w.name, "state": w.get_state(), "queues": ", ".join(w.queue_names()),
+             "job": w.get_current_job_id()} for w in registered]
+    here = socket.gethostname(), os.getpid()
+    if _embedded_worker_alive() and not any((w.hostname, w.pid) == here for w in registered):
+        running = [job for name in QUEUE_NAMES
+                   for job in StartedJobRegistry(queue=get_queue(name, context.redis())).get_job_ids(cleanup=False)]
+        rows.append({"name": f"embedded worker (thread in process {here[1]} on {here[0]})",
+                     "state": "busy" if running else "idle", "queues": ", ".join(QUEUE_NAMES),
+                     "job": running[0] if running else None})
+    return rows
+
+
+def _embedded_worker_alive() -> bool:
+    return any(t.name == EMBEDDED_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 @bp.get("/")

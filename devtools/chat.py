@@ -7,11 +7,23 @@ the page through the Graph API stand-in (`devtools.graph_api`), which records it
 transcript in Redis (`devtools.store`) with the delivery statuses our webhook accepted.
 
 API (JSON in and out; bad input is a 400 problem document, a refused webhook a 502):
-- `GET  /dev/chat/api/config`: samples, provinces, recent farmers, which Graph API the bot uses.
+- `GET  /dev/chat/api/config`: samples, provinces, recent farmers, which Graph API the bot uses, the
+  media limits and the page's labels in each language (`devtools.chat_labels`).
 - `GET  /dev/chat/api/conversation?phone=...`: the farmer's and the bot's messages in order, each with
-  its delivery status and a view (`kind`, `text`, `buttons`, `list`, `image_url`, ...).
+  its delivery status and a view (`kind`, `text`, `buttons`, `list`, `image_url`, ...), and the
+  farmer's `locale` (the page's labels follow it).
 - `POST /dev/chat/api/text` `{phone, name, text}`
-- `POST /dev/chat/api/photo` `{phone, name, caption?, sample}` or multipart with a `file`
+- `POST /dev/chat/api/photo` `{phone, name, caption?, sample}` or multipart with a `file` (an album is
+  several of these in a row, as WhatsApp delivers one: a message per photo)
+- `POST /dev/chat/api/voice` `{phone, name}` (a sample voice note) or multipart with an audio `file`
+- `POST /dev/chat/api/document` `{phone, name, caption?}` (a sample PDF) or multipart with a `file`
+- `POST /dev/chat/api/sticker` `{phone, name}` (a sample sticker) or multipart with a WebP `file`
+- `POST /dev/chat/api/reaction` `{phone, name, wamid, emoji}`: react to a bot message (`""` removes it)
+
+Uploads may be as large as WhatsApp lets each kind through (`MEDIA_LIMITS`: image 5 MB, audio 16 MB,
+document 100 MB, sticker 500 KB); the app-wide 3 MB request limit is raised for these routes only. A
+file WhatsApp would not send (too large, wrong format) is not sent: the farmer reads why in the chat, in
+their language (a `note` in the transcript), and the call answers 413 / 400 titled `file not sent`.
 - `POST /dev/chat/api/location` `{phone, name, latitude, longitude, place?, address?}` or `{..., province}`
 - `POST /dev/chat/api/reply` `{phone, name, wamid?, id? | title?}`: tap a reply button, a list row or a
   template's quick-reply button of a bot message (the newest one offering it unless `wamid` is given).
@@ -27,18 +39,25 @@ outside production, and `make run` listens on 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
+import mimetypes
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import requests
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory, url_for
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
+from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from devtools import store, webhook_bodies
+from devtools.chat_labels import KB, LABELS, MB, file_size, label
 from devtools.make_samples import SAMPLES
+from models import Farmer
 from services import context
 from services.json_input import unstorable_paths
 from services.problems import problem
@@ -48,13 +67,20 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 bp = Blueprint("dev_chat", __name__, static_folder=str(STATIC_DIR), static_url_path="/dev/chat/static")
 
-MAX_PHOTO_BYTES = 5 * 1024 * 1024
+# WhatsApp's media limits per kind (Cloud API, supported media types): what a phone lets through.
+MEDIA_LIMITS = {"image": 5 * MB, "audio": 16 * MB, "document": 100 * MB, "sticker": 500 * KB}
+ROUTE_KINDS = {"photo": "image", "voice": "audio", "document": "document", "sticker": "sticker"}
+FORM_OVERHEAD = 64 * KB  # the multipart framing and the other fields around the file
+FILE_NOT_SENT = "file not sent"
+MAX_PHOTO_BYTES = MEDIA_LIMITS["image"]
 TEXT_MAX = 4096
 CAPTION_MAX = 1024
 NAME_MAX = 60
 PHONE_SHAPE = re.compile(r"\+?[\d\s().-]{8,24}")
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 DEFAULT_FARMER = {"phone": "905321234567", "name": "Mehmet Yılmaz"}
+REACTIONS = ("👍", "❤️", "😂", "😮", "😢", "🙏")
+FILENAME_MAX = 240
 
 # A few provinces (centre coordinates) for sharing a location.
 PROVINCES = {
@@ -73,9 +99,44 @@ class BadInput(ValueError):
     """The request cannot be used; the message says what to send instead."""
 
 
+class FileNotSent(Exception):
+    """A file WhatsApp would not send: the farmer is told in the chat (`label_key` in their language)."""
+
+    def __init__(self, status: int, label_key: str, **params: Any) -> None:
+        super().__init__(label_key)
+        self.status, self.label_key, self.params = status, label_key, params
+
+
 @bp.errorhandler(BadInput)
 def _bad_input(exc: BadInput) -> Response:
     return problem(400, str(exc), title="bad input")
+
+
+@bp.errorhandler(FileNotSent)
+def _file_not_sent(exc: FileNotSent, *, form_read: bool = True) -> Response:
+    """Say why in the chat, as the phone would, and answer with the same words."""
+    wa_id = _phone_or_none(request.args.get("phone")) or (
+        _phone_or_none(request.form.get("phone")) if form_read else None)
+    locale = _locale(wa_id) if wa_id else "tr"
+    params = {k: file_size(v, locale) if k in ("limit", "size") else v for k, v in exc.params.items()}
+    if "kind" in params:
+        params["what"] = label(locale, "kind_" + params.pop("kind"))
+    text = label(locale, exc.label_key, **params)
+    if wa_id:
+        store.append(context.redis(), wa_id, "note", "note." + webhook_bodies.new_wamid()[6:],
+                     {"type": "note", "note": {"text": text}})
+    return problem(exc.status, text, title=FILE_NOT_SENT)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> Response:
+    """A body over the route's raised limit: the form is unread, so the phone comes from the query."""
+    route = request.path.rsplit("/", 1)[-1]
+    kind = ROUTE_KINDS.get(route)
+    if kind is None:
+        return problem(413, exc.description, title=exc.name)
+    return _file_not_sent(FileNotSent(413, "too_large", kind=kind, limit=MEDIA_LIMITS[kind],
+                                      size=request.content_length or 0), form_read=False)
 
 
 def _settings() -> Any:
@@ -114,6 +175,20 @@ def _text_field(data: dict[str, Any], name: str, limit: int, *, required: bool) 
     return value
 
 
+def _phone_or_none(value: str | None) -> str | None:
+    if not value or not PHONE_SHAPE.fullmatch(value.strip()):
+        return None
+    wa_id = store.digits(value)
+    return wa_id if 8 <= len(wa_id) <= 15 else None
+
+
+def _locale(wa_id: str) -> str:
+    """The farmer's language as the bot keeps it (Turkish for a farmer it does not know yet)."""
+    with context.db().reader() as session:
+        found = session.scalar(select(Farmer.locale).where(Farmer.phone == "+" + wa_id))
+    return found if found in LABELS else "tr"
+
+
 def _phone(data: dict[str, Any]) -> str:
     value = data.get("phone")
     if not isinstance(value, str) or not PHONE_SHAPE.fullmatch(value.strip()):
@@ -140,20 +215,122 @@ def _number(data: dict[str, Any], name: str, low: float, high: float) -> float:
     return float(value)
 
 
+def _allow_upload(kind: str) -> None:
+    """Raise the app-wide request limit for this request only, to what WhatsApp takes for `kind`
+    (before anything reads the body)."""
+    request.max_content_length = MEDIA_LIMITS[kind] + FORM_OVERHEAD
+
+
+def _uploaded(kind: str) -> tuple[bytes, str, str] | None:
+    """The uploaded `file` (content, declared mime type, file name), None when there is none; refused
+    like a phone refuses it when empty or over WhatsApp's limit for `kind`."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return None
+    content = upload.read(MEDIA_LIMITS[kind] + 1)
+    if not content:
+        raise FileNotSent(400, "empty_file", kind=kind)
+    if len(content) > MEDIA_LIMITS[kind]:
+        raise FileNotSent(413, "too_large", kind=kind, limit=MEDIA_LIMITS[kind],
+                          size=max(len(content), request.content_length or 0))
+    return content, upload.mimetype or "", upload.filename
+
+
 def _image_type(content: bytes) -> str:
     """The photo's mime type, from its bytes (what WhatsApp would send on)."""
     if not content:
-        raise BadInput("the photo is empty")
+        raise FileNotSent(400, "empty_file", kind="image")
     if len(content) > MAX_PHOTO_BYTES:
-        raise BadInput("the photo is larger than 5 MB (WhatsApp's limit)")
+        raise FileNotSent(413, "too_large", kind="image", limit=MAX_PHOTO_BYTES, size=len(content))
     try:
         with Image.open(io.BytesIO(content)) as image:
             kind = image.format or ""
     except (UnidentifiedImageError, OSError):
         kind = ""
     if kind not in IMAGE_TYPES:
-        raise BadInput("the photo must be a JPEG, PNG or WebP image")
+        raise FileNotSent(400, "bad_image")
     return IMAGE_TYPES[kind]
+
+
+def _audio_type(content: bytes) -> str:
+    """An audio file's mime type from its bytes, among those WhatsApp sends (AAC, AMR, MP3, MP4, OGG Opus)."""
+    head = content[:64]
+    if head.startswith(b"OggS"):
+        return "audio/ogg; codecs=opus" if b"OpusHead" in head else "audio/ogg"
+    if head.startswith(b"#!AMR"):
+        return "audio/amr"
+    if head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return "audio/mpeg"
+    if head[4:8] == b"ftyp":
+        return "audio/mp4"
+    if head[:2] in (b"\xff\xf1", b"\xff\xf9"):
+        return "audio/aac"
+    raise FileNotSent(400, "bad_audio")
+
+
+def _filename(name: str) -> str:
+    """The file's own name, as WhatsApp shows it (no folders, no control characters, bounded)."""
+    base = re.sub(r"[\x00-\x1f\x7f]", "", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return base[-FILENAME_MAX:] or "belge"
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples for the kinds a browser cannot easily make (generated once per process, no files kept)
+
+
+def _ogg_crc(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def _ogg_page(packets: list[bytes], *, sequence: int, granule: int, flags: int) -> bytes:
+    lacing = b"".join(bytes([255] * (len(p) // 255) + [len(p) % 255]) for p in packets)
+    page = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, 0x5A1A, sequence, 0, len(lacing)) + lacing
+    page += b"".join(packets)
+    return page[:22] + struct.pack("<I", _ogg_crc(page)) + page[26:]
+
+
+@functools.cache
+def sample_voice_note(seconds: int = 2) -> bytes:
+    """A voice note as WhatsApp records one (Ogg Opus, mono, 48 kHz): `seconds` of silence."""
+    frames = seconds * 50  # 20 ms frames
+    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, 312, 48000, 0, 0)
+    tags = b"OpusTags" + struct.pack("<I", 6) + b"ZiraAI" + struct.pack("<I", 0)
+    silence = b"\xf8\xff\xfe"  # one 20 ms CELT frame of silence
+    return (_ogg_page([head], sequence=0, granule=0, flags=0x02) + _ogg_page([tags], sequence=1, granule=0, flags=0)
+            + _ogg_page([silence] * frames, sequence=2, granule=312 + frames * 960, flags=0x04))
+
+
+@functools.cache
+def sample_sticker() -> bytes:
+    """A 512x512 WebP sticker (a smiling leaf), the size WhatsApp asks stickers to be."""
+    image = Image.new("RGBA", (512, 512), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((56, 56, 456, 456), fill=(76, 175, 80, 255), outline=(27, 94, 32, 255), width=14)
+    draw.line((256, 90, 256, 430), fill=(27, 94, 32, 255), width=10)
+    for x in (200, 312):
+        draw.ellipse((x - 22, 190, x + 22, 240), fill=(255, 255, 255, 255))
+    draw.arc((170, 250, 342, 370), 20, 160, fill=(255, 255, 255, 255), width=14)
+    out = io.BytesIO()
+    image.save(out, "WEBP", quality=80)
+    return out.getvalue()
+
+
+@functools.cache
+def sample_document() -> bytes:
+    """A one-page PDF, like the soil analysis a farmer might forward."""
+    page = Image.new("RGB", (595, 842), "white")
+    draw = ImageDraw.Draw(page)
+    draw.text((60, 60), "Toprak analizi - ornek belge", fill="black")
+    for row, (name, value) in enumerate((("pH", "7.4"), ("Organik madde", "%1.8"), ("Fosfor", "6 ppm"))):
+        draw.text((60, 110 + 24 * row), f"{name}: {value}", fill="black")
+    out = io.BytesIO()
+    page.save(out, "PDF")
+    return out.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,12 +371,13 @@ def send_text() -> Response | tuple[Response, int]:
 
 @bp.post("/dev/chat/api/photo")
 def send_photo() -> Response | tuple[Response, int]:
+    _allow_upload("image")
     data = _input()
     wa_id, name = _farmer(data)
     caption = _text_field(data, "caption", CAPTION_MAX, required=False)
-    upload = request.files.get("file")
-    if upload is not None and upload.filename:
-        content = upload.read(MAX_PHOTO_BYTES + 1)
+    uploaded = _uploaded("image")
+    if uploaded is not None:
+        content = uploaded[0]
     else:
         sample = data.get("sample")
         if not isinstance(sample, str) or sample not in SAMPLES:
@@ -209,6 +387,70 @@ def send_photo() -> Response | tuple[Response, int]:
     message = webhook_bodies.image(wa_id, media.id, sha256=media.sha256, mime_type=media.mime_type,
                                    caption=caption or None)
     return _deliver(wa_id, name, message)
+
+
+@bp.post("/dev/chat/api/voice")
+def send_voice() -> Response | tuple[Response, int]:
+    """A voice note (the sample, recorded "in WhatsApp") or an attached audio file (`voice: false`)."""
+    _allow_upload("audio")
+    data = _input()
+    wa_id, name = _farmer(data)
+    uploaded = _uploaded("audio")
+    content = uploaded[0] if uploaded else sample_voice_note()
+    media = store.put_media(context.redis(), content, _audio_type(content))
+    message = webhook_bodies.audio(wa_id, media.id, sha256=media.sha256, mime_type=media.mime_type,
+                                   voice=uploaded is None)
+    return _deliver(wa_id, name, message)
+
+
+@bp.post("/dev/chat/api/document")
+def send_document() -> Response | tuple[Response, int]:
+    _allow_upload("document")
+    data = _input()
+    wa_id, name = _farmer(data)
+    caption = _text_field(data, "caption", CAPTION_MAX, required=False)
+    uploaded = _uploaded("document")
+    if uploaded is not None:
+        content, declared, filename = uploaded[0], uploaded[1], _filename(uploaded[2])
+        mime_type = declared if declared and declared != "application/octet-stream" else (
+            mimetypes.guess_type(filename)[0] or "application/octet-stream")
+    else:
+        content, mime_type, filename = sample_document(), "application/pdf", "toprak_analizi.pdf"
+    media = store.put_media(context.redis(), content, mime_type)
+    message = webhook_bodies.document(wa_id, media.id, sha256=media.sha256, filename=filename,
+                                      mime_type=mime_type, caption=caption or None)
+    return _deliver(wa_id, name, message)
+
+
+@bp.post("/dev/chat/api/sticker")
+def send_sticker() -> Response | tuple[Response, int]:
+    _allow_upload("sticker")
+    data = _input()
+    wa_id, name = _farmer(data)
+    uploaded = _uploaded("sticker")
+    content = uploaded[0] if uploaded else sample_sticker()
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            webp, animated = image.format == "WEBP", bool(getattr(image, "is_animated", False))
+    except (UnidentifiedImageError, OSError):
+        webp = animated = False
+    if not webp:
+        raise FileNotSent(400, "bad_sticker")
+    media = store.put_media(context.redis(), content, "image/webp")
+    return _deliver(wa_id, name, webhook_bodies.sticker(wa_id, media.id, sha256=media.sha256, animated=animated))
+
+
+@bp.post("/dev/chat/api/reaction")
+def send_reaction() -> Response | tuple[Response, int]:
+    data = _input()
+    wa_id, name = _farmer(data)
+    wamid = _text_field(data, "wamid", 200, required=True)
+    emoji = data.get("emoji")
+    if not isinstance(emoji, str) or len(emoji) > 16 or (emoji and emoji.isascii()):
+        raise BadInput("emoji: one emoji, e.g. 👍, or \"\" to remove the reaction")
+    if not any(e["wamid"] == wamid and e["dir"] == "out" for e in store.transcript(context.redis(), wa_id)):
+        raise BadInput(f"no bot message {wamid} to react to")
+    return _deliver(wa_id, name, webhook_bodies.reaction(wa_id, wamid, emoji))
 
 
 @bp.post("/dev/chat/api/location")
@@ -357,7 +599,17 @@ def view(entry: dict[str, Any]) -> dict[str, Any]:
                      location={"latitude": content.get("latitude"), "longitude": content.get("longitude")})
     elif kind == "template":
         shown.update(text=_template_text(content), template=content.get("name"), buttons=choices(body))
-    elif kind == "button":  # the farmer tapped a template's quick reply
+    elif kind == "audio":
+        shown.update(audio_url=_media_url(content), voice=bool(content.get("voice")))
+    elif kind == "sticker":
+        shown["sticker_url"] = _media_url(content)
+    elif kind == "document":
+        shown.update(text=content.get("caption", ""), document={
+            "filename": content.get("filename") or "", "mime_type": content.get("mime_type") or "",
+            "url": _media_url(content)})
+    elif kind == "reaction":
+        shown.update(text=content.get("emoji", ""), reply_to=content.get("message_id"))
+    elif kind in ("note", "button"):  # the phone's own word (a file it would not send); a quick reply tapped
         shown["text"] = content.get("text", "")
     elif kind == "interactive" and entry["dir"] == "in":
         reply = content.get(content.get("type", ""), {})
@@ -386,7 +638,7 @@ def view(entry: dict[str, Any]) -> dict[str, Any]:
 def conversation() -> tuple[Response, int]:
     wa_id = _phone(request.args.to_dict())
     messages = [view(entry) for entry in store.transcript(context.redis(), wa_id)]
-    return jsonify({"phone": wa_id, "messages": messages}), 200
+    return jsonify({"phone": wa_id, "locale": _locale(wa_id), "messages": messages}), 200
 
 
 @bp.get("/dev/chat/api/media/<media_id>")
@@ -412,6 +664,9 @@ def config() -> tuple[Response, int]:
         "graph_api": {"base": base, "stand_in": stand_in},
         "async_failures": [{"code": code, "title": title} for code, title in webhook_bodies.ASYNC_FAILURES.items()],
         "webhook_url": settings.PUBLIC_BASE_URL.rstrip("/") + "/webhooks/whatsapp",
+        "media_limits": MEDIA_LIMITS,
+        "reactions": REACTIONS,
+        "labels": LABELS,
     }), 200
 
 

@@ -51,6 +51,33 @@ def image(sender: str, media_id: str, *, sha256: str, mime_type: str = "image/jp
     return message(sender, "image", content, **kw)
 
 
+def audio(sender: str, media_id: str, *, sha256: str, mime_type: str = "audio/ogg; codecs=opus", voice: bool = True,
+          **kw: Any) -> dict[str, Any]:
+    """A voice note (`voice: true`, recorded in WhatsApp) or an audio file the farmer attached."""
+    return message(sender, "audio", {"mime_type": mime_type, "sha256": sha256, "id": media_id, "voice": voice},
+                   **kw)
+
+
+def sticker(sender: str, media_id: str, *, sha256: str, animated: bool = False, **kw: Any) -> dict[str, Any]:
+    """A sticker: always WebP, as Meta delivers it."""
+    return message(sender, "sticker", {"mime_type": "image/webp", "sha256": sha256, "id": media_id,
+                                       "animated": animated}, **kw)
+
+
+def document(sender: str, media_id: str, *, sha256: str, filename: str, mime_type: str,
+             caption: str | None = None, **kw: Any) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if caption:
+        content["caption"] = caption
+    content.update(filename=filename, mime_type=mime_type, sha256=sha256, id=media_id)
+    return message(sender, "document", content, **kw)
+
+
+def reaction(sender: str, message_id: str, emoji: str, **kw: Any) -> dict[str, Any]:
+    """An emoji reaction to one of the bot's messages (`emoji: ""` removes it, as in WhatsApp)."""
+    return message(sender, "reaction", {"message_id": message_id, "emoji": emoji}, **kw)
+
+
 def location(sender: str, latitude: float, longitude: float, *, name: str | None = None,
              address: str | None = None, **kw: Any) -> dict[str, Any]:
     content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}

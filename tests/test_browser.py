@@ -1,5 +1,6 @@
 """A farmer's journey in a real headless Chromium at phone size (360x740), against `make run`'s processes:
-consent, the menu, a sample photo with a crop caption, a location, the result, `Detaylar`, the report page.
+consent, the menu, a sample photo with a crop caption, a location, the result, `Detaylar`, an album of
+three photos chosen at once (three farmer bubbles), the report page.
 
 Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`): skipped
 with that reason when they are missing, except in CI (`CI` set), where it fails instead. Screenshots go
@@ -19,6 +20,7 @@ import pytest
 from tests.dev_live import make_run
 
 OUTPUT = Path(__file__).parent / "output"
+SAMPLES = Path(__file__).parent.parent / "devtools" / "static" / "samples"
 WIDTH, HEIGHT = 360, 740
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -128,6 +130,16 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
         browser.save_screenshot(str(OUTPUT / "chat-details.png"))
         browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", result)  # the diagnosis
         browser.save_screenshot(str(OUTPUT / "chat.png"))
+
+        # --- An album: three photos chosen at once, sent as three image messages (as WhatsApp does) -------
+        photos = '.msg[data-dir="in"][data-kind="image"]'
+        before = len(browser.find_elements(By.CSS_SELECTOR, photos))
+        album = [SAMPLES / f"{name}.jpg" for name in ("saglikli_yaprak", "sararan_yaprak", "kuruyan_kenarlar")]
+        last("#attach-btn").click()
+        last("#photo-file").send_keys("\n".join(str(path) for path in album))
+        WebDriverWait(browser, 20, poll_frequency=0.2).until(
+            lambda driver: len(driver.find_elements(By.CSS_SELECTOR, photos)) == before + 3, "three photo bubbles")
+        assert last('[data-label="photo_title"]').get_attribute("textContent") == "Fotoğraf"  # the page's own words
 
         # --- The report page (GET /r/<token>, built separately) -----------------------------------------
         if not has_report:

@@ -4,6 +4,12 @@ and the conversation poll shows the bot's replies (through the Graph API stand-i
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
+import struct
+import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -12,10 +18,12 @@ from sqlalchemy import select
 
 from devtools import store
 from devtools import webhook_bodies as wb
-from devtools.chat import view
-from models import Direction, Message
+from devtools.chat import MEDIA_LIMITS, sample_document, sample_sticker, sample_voice_note, view
+from devtools.chat_labels import LABELS, file_size
+from models import Direction, Farmer, Message
 from services.whatsapp import outbox
 from services.whatsapp.messages import build_template as build
+from tests.admin_helpers import PASSWORD, make_staff
 from tests.dev_live import SimFarmer, has_text, live_app, offers
 from tests.helpers import PHONE_NUMBER_ID, fixture_json, free_port, wait_until
 
@@ -141,7 +149,8 @@ def test_not_json_and_not_an_image_are_400(client):
     assert client.post("/dev/chat/api/text", data="x", content_type="application/json").status_code == 400
     not_image = client.post("/dev/chat/api/photo", content_type="multipart/form-data",
                             data={"phone": "905301112266", "file": (io.BytesIO(b"GIF89a not really"), "x.jpg")})
-    assert not_image.status_code == 400 and "JPEG, PNG or WebP" in not_image.json["detail"]
+    assert not_image.status_code == 400 and "JPEG, PNG ya da WebP" in not_image.json["detail"]
+    assert not_image.json["title"] == "file not sent"
     assert client.get("/dev/chat/api/conversation?phone=x").status_code == 400
     assert client.get("/dev/chat/api/media/123").status_code == 404
 
@@ -216,6 +225,16 @@ def test_the_shared_builders_produce_the_real_webhook_shapes():
         "location_chosen.json": lambda m: wb.location("905321234567", 36.8969, 30.7133, name="Serada",
                                                       address="Muratpaşa, Antalya", wamid=m["id"],
                                                       timestamp=int(m["timestamp"])),
+        "voice.json": lambda m: wb.audio("905321234567", m["audio"]["id"], sha256=m["audio"]["sha256"],
+                                         wamid=m["id"], timestamp=int(m["timestamp"])),
+        "sticker.json": lambda m: wb.sticker("905321234567", m["sticker"]["id"], sha256=m["sticker"]["sha256"],
+                                             wamid=m["id"], timestamp=int(m["timestamp"])),
+        "document.json": lambda m: wb.document("905321234567", m["document"]["id"], sha256=m["document"]["sha256"],
+                                               filename="toprak.pdf", mime_type="application/pdf",
+                                               caption="toprak analizi", wamid=m["id"],
+                                               timestamp=int(m["timestamp"])),
+        "reaction.json": lambda m: wb.reaction("905321234567", m["reaction"]["message_id"], "👍", wamid=m["id"],
+                                               timestamp=int(m["timestamp"])),
         "image_with_caption.json": lambda m: wb.image("905321234567", m["image"]["id"], sha256=m["image"]["sha256"],
                                                       caption="domates yaprakları sararıyor", wamid=m["id"],
                                                       timestamp=int(m["timestamp"])),
@@ -281,3 +300,205 @@ def test_the_simulator_works_through_the_check_over_real_http(live):
     farmer.http.headers.update({"Origin": live.base, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})
     farmer.says("Merhaba")
     assert farmer.bot_replies(offers("Kabul ediyorum"))
+
+
+# --- WhatsApp's media limits, the other kinds of message, the page's own words ------------------------------
+
+MB = 1024 * 1024
+STATIC = Path(__file__).parent.parent / "devtools" / "static"
+
+
+def _png(size: int) -> bytes:
+    """A real PNG of about `size` bytes (noise does not compress)."""
+    side = int((size / 3) ** 0.5) + 8
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(out, "PNG", compress_level=0)
+    return out.getvalue()
+
+
+def _upload(client_or_url, path: str, phone: str, content: bytes, filename: str = "x.jpg", **fields: str):
+    files = {"file": (filename, content)}
+    data = {"phone": phone, **fields}
+    if isinstance(client_or_url, str):
+        return requests.post(f"{client_or_url}/dev/chat/api{path}", params={"phone": phone}, data=data,
+                             files=files, timeout=60)
+    return client_or_url.post(f"/dev/chat/api{path}?phone={phone}", content_type="multipart/form-data",
+                              data={**data, "file": (io.BytesIO(content), filename)})
+
+
+def _notes(client, phone: str) -> list[str]:
+    messages = client.get(f"/dev/chat/api/conversation?phone={phone}").json["messages"]
+    return [m["text"] for m in messages if m["dir"] == "note"]
+
+
+def test_a_4_mb_phone_photo_and_a_10_mb_document_get_through(live):
+    """The app-wide 3 MB request limit would refuse them: the upload routes take what WhatsApp takes."""
+    photo = _png(4 * MB)
+    assert 4 * MB <= len(photo) <= MEDIA_LIMITS["image"]
+    assert _upload(live.base, "/photo", "905301113311", photo, "leaf.png").status_code == 200
+    document = os.urandom(10 * MB)
+    response = _upload(live.base, "/document", "905301113311", document, "tarla raporu.pdf", caption="rapor")
+    assert response.status_code == 200, response.text
+    image, doc = _inbound(live, "+905301113311")[-2:]
+    assert (image.type, doc.type) == ("image", "document")
+    assert doc.payload is not None and doc.payload["document"]["filename"] == "tarla raporu.pdf"
+    assert doc.payload["document"]["mime_type"] == "application/pdf"
+    stored = store.get_media(live.app.extensions["redis"], doc.payload["document"]["id"])
+    assert stored is not None and stored.content == document
+    # Every other route keeps the app-wide limit.
+    assert requests.post(f"{live.base}/dev/chat/api/text", timeout=20,
+                         json={"phone": "905301113311", "text": "x" * (4 * MB)}).status_code == 413
+    assert requests.post(f"{live.base}/api/v1/auth/login", data=b"x" * (4 * MB), timeout=20,
+                         headers={"Content-Type": "application/json"}).status_code == 413
+
+
+@pytest.mark.parametrize(("path", "size", "limit"), [
+    ("/photo", MEDIA_LIMITS["image"] + 1, "5 MB"),  # read, then refused
+    ("/photo", 7 * MB, "5 MB"),  # refused before the body is read
+    ("/sticker", 600 * 1024, "500 KB"),
+    ("/voice", 17 * MB, "16 MB"),
+])
+def test_a_file_over_whatsapps_limit_is_told_in_the_chat_in_turkish(client, path, size, limit):
+    response = _upload(client, path, "905301113322", b"\0" * size)
+    assert response.status_code == 413 and response.json["title"] == "file not sent"
+    [note] = _notes(client, "905301113322")
+    assert note == response.json["detail"]
+    assert "gönderilemedi" in note and f"en fazla {limit}" in note, note
+    shown = re.search(r"\(bu dosya ([\d,]+) (KB|MB)\)", note)  # the request's size: the file and its form
+    assert shown and float(shown[1].replace(",", ".")) * (MB if shown[2] == "MB" else 1024) >= size * 0.99, note
+
+
+def test_the_note_is_in_english_for_a_farmer_who_chose_english(app, client):
+    with app.extensions["db"].session() as s, s.begin():
+        s.add(Farmer(phone="+905301113333", locale="en"))
+    response = _upload(client, "/photo", "905301113333", b"\0" * (6 * MB))
+    assert response.status_code == 413
+    assert _notes(client, "905301113333") == ["This photo was not sent: WhatsApp takes at most 5 MB (this file is "
+                                              f"{file_size(response.request.content_length or 0, 'en')})."]
+    conversation = client.get("/dev/chat/api/conversation?phone=905301113333").json
+    assert conversation["locale"] == "en"
+    assert client.get("/dev/chat/api/conversation?phone=905301113399").json["locale"] == "tr"  # not known yet
+
+
+def test_a_file_of_the_wrong_kind_is_told_in_the_chat(client):
+    assert _upload(client, "/sticker", "905301113344", _png(1000)).status_code == 400
+    assert _upload(client, "/voice", "905301113344", b"RIFF....WAVEfmt ").status_code == 400
+    assert _notes(client, "905301113344") == [LABELS["tr"]["bad_sticker"], LABELS["tr"]["bad_audio"]]
+
+
+def test_a_voice_note_a_sticker_a_document_and_a_reaction_as_meta_sends_them(live):
+    farmer = SimFarmer(live.base, "905301113355")
+    farmer.says("Merhaba")
+    consent = farmer.bot_replies(offers("Kabul ediyorum"))[-1]
+    for path, payload in (("/voice", {}), ("/sticker", {}), ("/document", {"caption": "toprak analizi"}),
+                          ("/reaction", {"wamid": consent["wamid"], "emoji": "👍"})):
+        response = farmer.post(path, **payload)
+        assert response.status_code == 200, response.text
+    rows = _inbound(live, "+905301113355")[-4:]
+    assert [m.type for m in rows] == ["audio", "sticker", "document", "reaction"]
+    audio, sticker, document, reaction = (m.payload for m in rows)
+    assert audio is not None and sticker is not None and document is not None and reaction is not None
+    assert audio["audio"]["voice"] is True and audio["audio"]["mime_type"] == "audio/ogg; codecs=opus"
+    assert sticker["sticker"] | {"id": "", "sha256": ""} == {"mime_type": "image/webp", "animated": False, "id": "",
+                                                             "sha256": ""}
+    assert document["document"]["filename"] == "toprak_analizi.pdf"
+    assert reaction["reaction"] == {"message_id": consent["wamid"], "emoji": "👍"}
+    redis = live.app.extensions["redis"]
+    sent: list[tuple[dict, bytes]] = [(audio["audio"], sample_voice_note()), (sticker["sticker"], sample_sticker()),
+                                      (document["document"], sample_document())]
+    for content, expected in sent:
+        media = store.get_media(redis, content["id"])
+        assert media is not None and media.content == expected and content["sha256"] == media.sha256
+
+    # The farmer's bubble for each, as the page shows it.
+    shown = [m for m in farmer.conversation() if m["dir"] == "in"][-4:]
+    assert [m["kind"] for m in shown] == ["audio", "sticker", "document", "reaction"]
+    assert shown[0]["voice"] is True and requests.get(live.base + shown[0]["audio_url"], timeout=5).ok
+    assert requests.get(live.base + shown[1]["sticker_url"], timeout=5).headers["Content-Type"] == "image/webp"
+    assert shown[2]["document"]["filename"] == "toprak_analizi.pdf" and shown[2]["text"] == "toprak analizi"
+    assert (shown[3]["text"], shown[3]["reply_to"]) == ("👍", consent["wamid"])
+    assert farmer.post("/reaction", wamid="wamid.nope", emoji="👍").status_code == 400
+    assert farmer.post("/reaction", wamid=consent["wamid"], emoji="ok").status_code == 400
+
+
+def test_an_album_is_separate_image_messages_within_a_second(live):
+    """Several photos chosen at once go as WhatsApp delivers an album: one image message each."""
+    farmer = SimFarmer(live.base, "905301113366")
+    photos = [_png(30_000) for _ in range(3)]
+    for index, photo in enumerate(photos):
+        response = _upload(live.base, "/photo", farmer.phone, photo, f"{index}.png", caption="" if index else "üst")
+        assert response.status_code == 200, response.text
+    rows = _inbound(live, "+905301113366")
+    assert [m.type for m in rows] == ["image"] * 3
+    assert len({m.wamid for m in rows}) == 3
+    stamps = [int(m.payload["timestamp"]) for m in rows if m.payload is not None]
+    assert max(stamps) - min(stamps) <= 1
+    assert [m["kind"] for m in farmer.conversation() if m["dir"] == "in"] == ["image"] * 3
+
+
+def test_the_voice_note_is_a_valid_ogg_opus_file():
+    data, pages, offset = sample_voice_note(), [], 0
+    while offset < len(data):
+        header = struct.unpack_from("<4sBBqIIIB", data, offset)
+        assert header[0] == b"OggS"
+        size = 27 + header[7] + sum(data[offset + 27:offset + 27 + header[7]])
+        page = data[offset:offset + size]
+        assert struct.unpack_from("<I", page, 22)[0] == chat_crc(page[:22] + b"\0\0\0\0" + page[26:])
+        pages.append((header[2], header[3], page[27 + header[7]:]))
+        offset += size
+    assert [flags for flags, _, _ in pages] == [0x02, 0, 0x04]  # first, tags, last
+    assert pages[0][2].startswith(b"OpusHead") and pages[1][2].startswith(b"OpusTags")
+    assert pages[-1][1] == 312 + 2 * 48000  # two seconds at 48 kHz after the pre-skip
+
+
+def chat_crc(data: bytes) -> int:
+    """Ogg's CRC-32 (polynomial 0x04C11DB7, not reflected), written independently of the one under test."""
+    table = []
+    for byte in range(256):
+        value = byte << 24
+        for _ in range(8):
+            value = ((value << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if value & 0x80000000 else (value << 1) & 0xFFFFFFFF
+        table.append(value)
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ byte]
+    return crc
+
+
+def test_the_pages_words_are_turkish_with_english_complete():
+    assert LABELS["tr"].keys() == LABELS["en"].keys()
+    for locale, labels in LABELS.items():
+        for key, text in labels.items():
+            assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}", LABELS["tr"][key])), (locale, key)
+    html = (STATIC / "chat.html").read_text()
+    script = (STATIC / "chat.js").read_text()
+    used = set(re.findall(r'data-label(?:-placeholder|-title)?="(\w+)"', html))
+    used |= set(re.findall(r'\bL\("(\w+)"', script))
+    assert used and used <= LABELS["tr"].keys(), used - LABELS["tr"].keys()
+    # What the page shows before its script runs is the Turkish text.
+    for key, text in re.findall(r'data-label="(\w+)"[^>]*>([^<]+)<', html):
+        assert text == LABELS["tr"][key], key
+    assert '<html lang="tr">' in html
+
+
+def test_config_gives_the_limits_and_both_languages(client):
+    config = client.get("/dev/chat/api/config").json
+    assert config["media_limits"] == {"image": 5 * MB, "audio": 16 * MB, "document": 100 * MB, "sticker": 500 * 1024}
+    assert config["labels"] == json.loads(json.dumps(LABELS)) and "👍" in config["reactions"]
+
+
+def test_the_jobs_dashboard_lists_the_embedded_worker(live):
+    """The embedded worker thread runs RQ in short bursts (registered only meanwhile): the page lists it."""
+    make_staff(live.app, "admin", "admin@ziraai.test")
+    auth = ("admin@ziraai.test", PASSWORD)
+    page = requests.get(f"{live.base}/admin/rq/", auth=auth, timeout=10).text
+    assert "Workers (1)" in page and "embedded worker (thread in process" in page
+    assert "inbound, analysis, default" in page and "No worker is registered" not in page
+
+
+def test_the_jobs_dashboard_lists_no_embedded_worker_without_the_thread(app, client):
+    make_staff(app, "admin", "admin@ziraai.test")
+    wait_until(lambda: not any(t.name == "embedded-worker" for t in threading.enumerate()), 10,
+               what="earlier tests' worker threads to end")
+    page = client.get("/admin/rq/", auth=("admin@ziraai.test", PASSWORD)).get_data(as_text=True)
+    assert "Workers (0)" in page and "embedded worker" not in page

@@ -5,7 +5,46 @@
 const API = "/dev/chat/api";
 const POLL_MS = 1000;
 const $ = (selector) => document.querySelector(selector);
-const state = { phone: "", name: "", rendered: new Map(), polling: null, busy: false };
+const state = { phone: "", name: "", rendered: new Map(), polling: null, busy: false, locale: "tr", labels: {},
+  limits: {}, reactions: [], failures: [], graphWarning: "" };
+const FILE_NOT_SENT = "file not sent";  // the server's title for a file WhatsApp would not send
+
+// The simulator's own words in the farmer's language (devtools/chat_labels.py, from /config).
+function L(key, params = {}) {
+  const text = (state.labels[state.locale] || state.labels.tr || {})[key] || key;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+}
+
+// As chat_labels.file_size: 5 MB, 4,2 MB, 500 KB (a decimal comma unless English).
+function formatSize(size) {
+  const [value, unit] = size >= 1024 * 1024 ? [size / (1024 * 1024), "MB"] : [size / 1024, "KB"];
+  const shown = value.toFixed(1).replace(/\.0$/, "");
+  return `${state.locale === "en" ? shown : shown.replace(".", ",")} ${unit}`;
+}
+
+function applyLabels() {
+  document.documentElement.lang = state.locale;
+  for (const element of document.querySelectorAll("[data-label]")) element.textContent = L(element.dataset.label);
+  for (const element of document.querySelectorAll("[data-label-placeholder]")) {
+    element.placeholder = L(element.dataset.labelPlaceholder);
+  }
+  for (const element of document.querySelectorAll("[data-label-title]")) {
+    element.title = L(element.dataset.labelTitle);
+    element.setAttribute("aria-label", element.title);
+  }
+  const chosen = $("#fail-next").value;
+  $("#fail-next").innerHTML = `<option value="">${escapeHtml(L("deliver_normally"))}</option>` +
+    state.failures.map((f) => `<option value="${f.code}">${escapeHtml(L("fail_next", f))}</option>`).join("");
+  $("#fail-next").value = chosen;
+  if (state.graphWarning) $("#graph-warning").textContent = L("graph_warning", { base: state.graphWarning });
+}
+
+function setLocale(locale) {
+  if (!locale || locale === state.locale) return;
+  state.locale = locale;
+  applyLabels();
+  resetView();  // the bubbles' own words ("tapped", "not delivered") in the new language at the next poll
+}
 
 function escapeHtml(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
@@ -30,7 +69,9 @@ async function call(path, options = {}) {
   const response = await fetch(API + path, options);
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new Error(data.detail || data.title || `HTTP ${response.status}`);
+    const error = new Error(data.detail || data.title || `HTTP ${response.status}`);
+    error.inChat = data.title === FILE_NOT_SENT;  // the server put the reason in the chat
+    throw error;
   }
   return data;
 }
@@ -39,9 +80,35 @@ function farmerFields() {
   return { phone: state.phone, name: state.name };
 }
 
+// A file the phone would not send: say why in the chat (as the server does for one it refuses).
+function localNote(text) {
+  const element = document.createElement("div");
+  element.className = "msg";
+  element.dataset.dir = "note";
+  element.dataset.kind = "note";
+  element.innerHTML = `<div class="text">${escapeHtml(text)}</div>`;
+  $("#messages").appendChild(element);
+  $("#messages").scrollTop = $("#messages").scrollHeight;
+}
+
+function fits(kind, file) {
+  if (file.size <= state.limits[kind]) return true;
+  localNote(L("too_large", { what: L(`kind_${kind}`), limit: formatSize(state.limits[kind]),
+    size: formatSize(file.size) }));
+  return false;
+}
+
+async function upload(path, file, fields = {}) {
+  const form = new FormData();
+  form.append("file", file);
+  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  // The phone also in the address: a body over the limit is refused before its fields are read.
+  await send(`${path}?phone=${encodeURIComponent(state.phone)}`, form);
+}
+
 async function send(path, payload) {
   if (!state.phone) {
-    showError("Type the farmer's number first.");
+    showError(L("phone_first"));
     return;
   }
   state.busy = true;
@@ -57,7 +124,7 @@ async function send(path, payload) {
     });
     showError("");
   } catch (error) {
-    showError(error.message);
+    showError(error.inChat ? "" : error.message);
   } finally {
     state.busy = false;
     document.body.classList.remove("busy");
@@ -66,7 +133,7 @@ async function send(path, payload) {
 }
 
 function ticks(status) {
-  const marks = { pending: "○", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "! not delivered" };
+  const marks = { pending: "○", sent: "✓", delivered: "✓✓", read: "✓✓", failed: L("not_delivered") };
   return `<span class="ticks ${escapeHtml(status || "none")}" data-status="${escapeHtml(status || "")}">` +
     `${marks[status] || ""}</span>`;
 }
@@ -81,17 +148,43 @@ function tapButton(choice, wamid) {
     `data-wamid="${escapeHtml(wamid)}" data-kind="${escapeHtml(choice.kind)}">${escapeHtml(choice.title)}</button>`;
 }
 
+function quoted(wamid) {
+  const element = [...state.rendered.values()].find((e) => e.dataset.wamid === wamid);
+  const text = element ? (element._message.text || element._message.kind) : "";
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
+
 function bubbleHtml(m) {
   const parts = [];
+  if (m.kind === "note") return `<div class="text">${escapeHtml(m.text)}</div>`;
   if (m.header) parts.push(`<div class="header">${escapeHtml(m.header)}</div>`);
-  if (m.image_url) parts.push(`<img src="${escapeHtml(m.image_url)}" alt="photo">`);
+  if (m.image_url) parts.push(`<img src="${escapeHtml(m.image_url)}" alt="">`);
+  if (m.sticker_url) parts.push(`<img class="sticker" src="${escapeHtml(m.sticker_url)}" alt="">`);
+  if (m.kind === "audio") {
+    parts.push(`<div class="audio"><span class="audio-tag">${m.voice ? "🎤" : "🎵"} ` +
+      `${escapeHtml(L(m.voice ? "voice_note" : "audio_file"))}</span>` +
+      `<audio controls preload="none" src="${escapeHtml(m.audio_url || "")}"></audio></div>`);
+  }
+  if (m.document) {
+    parts.push(`<a class="document" href="${escapeHtml(m.document.url || "")}" target="_blank" rel="noopener" ` +
+      `download="${escapeHtml(m.document.filename)}">📄 <span>${escapeHtml(m.document.filename)}</span>` +
+      `<small>${escapeHtml(m.document.mime_type)}</small></a>`);
+  }
+  if (m.kind === "reaction") {
+    parts.push(`<div class="reaction">${m.text ? escapeHtml(L("reacted", { emoji: m.text })) :
+      escapeHtml(L("reaction_removed"))}</div>`);
+    const target = quoted(m.reply_to);
+    if (target) parts.push(`<div class="quote">${escapeHtml(L("reacted_to", { text: target }))}</div>`);
+    parts.push(`<div class="meta"><span class="time">${clock(m.at)}</span>${ticks(m.status)}</div>`);
+    return parts.join("");
+  }
   if (m.location) {
-    parts.push(`<span class="location">Konum: ${escapeHtml(m.location.latitude)}, ${escapeHtml(m.location.longitude)}</span>`);
+    parts.push(`<span class="location">${escapeHtml(L("location_shown", m.location))}</span>`);
   }
   if (m.kind === "button_reply" || m.kind === "list_reply" || m.kind === "button") {
-    parts.push('<div class="reply-tag">↩︎ tapped</div>');
+    parts.push(`<div class="reply-tag">${escapeHtml(L("tapped"))}</div>`);
   }
-  if (m.template) parts.push(`<div class="template-tag">template ${escapeHtml(m.template)}</div>`);
+  if (m.template) parts.push(`<div class="template-tag">${escapeHtml(L("template", { name: m.template }))}</div>`);
   if (m.text) parts.push(`<div class="text">${formatText(m.text)}</div>`);
   if (m.footer) parts.push(`<div class="footer">${escapeHtml(m.footer)}</div>`);
   parts.push(`<div class="meta"><span class="time">${clock(m.at)}</span>${ticks(m.status)}</div>`);
@@ -102,7 +195,23 @@ function bubbleHtml(m) {
     parts.push(`<div class="choices"><button type="button" class="list-open" data-wamid="${escapeHtml(m.wamid)}">` +
       `≡ ${escapeHtml(m.list.button)}</button></div>`);
   }
+  if (m.dir === "out") {
+    parts.push(`<button type="button" class="react-btn" title="${escapeHtml(L("react"))}" ` +
+      `aria-label="${escapeHtml(L("react"))}">☺</button><div class="emoji-row" hidden>` +
+      state.reactions.map((emoji) => `<button type="button" class="emoji" data-emoji="${escapeHtml(emoji)}" ` +
+        `data-wamid="${escapeHtml(m.wamid)}">${escapeHtml(emoji)}</button>`).join("") + "</div>" +
+      '<span class="reaction-badge" hidden></span>');
+  }
   return parts.join("");
+}
+
+// Like WhatsApp, the farmer's latest reaction also shows as a badge on the bot's message.
+function showReaction(m) {
+  const target = [...state.rendered.values()].find((e) => e.dataset.wamid === m.reply_to);
+  const badge = target && target.querySelector(".reaction-badge");
+  if (!badge) return;
+  badge.textContent = m.text;
+  badge.hidden = !m.text;
 }
 
 function render(messages) {
@@ -123,12 +232,14 @@ function render(messages) {
       element._message = m;
       box.appendChild(element);
       state.rendered.set(m.seq, element);
+      if (m.kind === "reaction") showReaction(m);
       added = true;
     }
     if (element.dataset.status !== (m.status || "")) {
       if (m.status === "failed" && m.dir === "out") $("#fail-next").value = "";  // the failure was used
       element.dataset.status = m.status || "";
-      element.querySelector(".ticks").outerHTML = ticks(m.status);
+      const shown = element.querySelector(".ticks");
+      if (shown) shown.outerHTML = ticks(m.status);
     }
   }
   if (added && (nearBottom || state.rendered.size === messages.length)) box.scrollTop = box.scrollHeight;
@@ -139,7 +250,9 @@ async function poll() {
   const phone = state.phone;
   try {
     const data = await call(`/conversation?phone=${encodeURIComponent(phone)}`);
-    if (phone === state.phone) render(data.messages);
+    if (phone !== state.phone) return;
+    setLocale(data.locale);
+    render(data.messages);
   } catch (error) {
     showError(error.message);
   }
@@ -181,8 +294,39 @@ function togglePanel(id) {
   }
 }
 
+// An album: several photos chosen at once go as separate image messages, one right after the other,
+// as WhatsApp delivers them; the caption goes with the first.
+async function sendAlbum(files, caption) {
+  let first = true;
+  for (const file of files) {
+    if (!fits("image", file)) continue;
+    await upload("/photo", file, { caption: first ? caption : "" });
+    first = false;
+  }
+}
+
+async function sendSamples(names, caption) {
+  for (const [index, sample] of names.entries()) await send("/photo", { sample, caption: index ? "" : caption });
+}
+
+function takeCaption() {
+  const caption = $("#caption-input").value.trim();
+  $("#caption-input").value = "";
+  return caption;
+}
+
+function takeFiles(input) {
+  const files = [...input.files];
+  input.value = "";
+  togglePanel(null);
+  return files;
+}
+
 async function init() {
   const config = await call("/config");
+  Object.assign(state, { labels: config.labels, limits: config.media_limits, reactions: config.reactions,
+    failures: config.async_failures });
+  applyLabels();
   const saved = JSON.parse(localStorage.getItem("ziraai.sim.farmer") || "null") || config.default_farmer;
   $("#phone").value = saved.phone;
   $("#name").value = saved.name;
@@ -194,10 +338,9 @@ async function init() {
   $("#province-select").innerHTML = config.provinces.map((p) =>
     `<option value="${escapeHtml(p.name)}">${escapeHtml(p.name)} (${p.latitude}, ${p.longitude})</option>`).join("");
   if (!config.graph_api.stand_in) {
-    const warning = $("#graph-warning");
-    warning.textContent = `The bot sends through ${config.graph_api.base}, not the local stand-in: its replies ` +
-      "will not appear here.";
-    warning.hidden = false;
+    state.graphWarning = config.graph_api.base;
+    $("#graph-warning").textContent = L("graph_warning", { base: state.graphWarning });
+    $("#graph-warning").hidden = false;
   }
   const knownNames = new Map(config.farmers.map((f) => [f.phone, f.name]));
   $("#phone").addEventListener("change", () => {
@@ -208,8 +351,6 @@ async function init() {
   $("#name").addEventListener("change", () => setFarmer($("#phone").value, $("#name").value));
   $("#farmer-panel").addEventListener("submit", (event) => event.preventDefault());
   $("#farmer-toggle").addEventListener("click", () => $("#farmer-panel").classList.toggle("collapsed"));
-  $("#fail-next").innerHTML = '<option value="">Deliver normally</option>' + config.async_failures.map((f) =>
-    `<option value="${f.code}">Fail next: ${f.code} ${escapeHtml(f.title)}</option>`).join("");
   $("#fail-next").addEventListener("change", async () => {
     const value = $("#fail-next").value;
     await call("/fail-next", { method: "POST", headers: { "Content-Type": "application/json" },
@@ -235,21 +376,37 @@ async function init() {
     const button = event.target.closest(".sample");
     if (!button) return;
     togglePanel(null);
-    const caption = $("#caption-input").value.trim();
-    $("#caption-input").value = "";
-    await send("/photo", { sample: button.dataset.sample, caption });
+    await send("/photo", { sample: button.dataset.sample, caption: takeCaption() });
+  });
+  $("#sample-album").addEventListener("click", async () => {
+    togglePanel(null);
+    await sendSamples(config.samples.slice(0, 3).map((s) => s.name), takeCaption());
   });
   $("#photo-file").addEventListener("change", async () => {
-    const file = $("#photo-file").files[0];
-    if (!file) return;
-    const form = new FormData();
-    form.append("file", file);
-    form.append("caption", $("#caption-input").value.trim());
-    $("#caption-input").value = "";
-    $("#photo-file").value = "";
-    togglePanel(null);
-    await send("/photo", form);
+    const caption = takeCaption();
+    await sendAlbum(takeFiles($("#photo-file")), caption);
   });
+  $("#document-file").addEventListener("change", async () => {
+    const caption = takeCaption();
+    for (const file of takeFiles($("#document-file"))) {
+      if (fits("document", file)) await upload("/document", file, { caption });
+    }
+  });
+  $("#sample-document").addEventListener("click", async () => {
+    togglePanel(null);
+    await send("/document", { caption: takeCaption() });
+  });
+  $("#audio-file").addEventListener("change", async () => {
+    for (const file of takeFiles($("#audio-file"))) if (fits("audio", file)) await upload("/voice", file);
+  });
+  $("#sticker-file").addEventListener("change", async () => {
+    for (const file of takeFiles($("#sticker-file"))) if (fits("sticker", file)) await upload("/sticker", file);
+  });
+  $("#sample-sticker").addEventListener("click", async () => {
+    togglePanel(null);
+    await send("/sticker", {});
+  });
+  $("#voice-btn").addEventListener("click", () => send("/voice", {}));
   $("#send-location-btn").addEventListener("click", async () => {
     togglePanel(null);
     await send("/location", { province: $("#province-select").value });
@@ -262,6 +419,17 @@ async function init() {
     }
     const open = event.target.closest(".list-open");
     if (open) openList(open.dataset.wamid);
+    const react = event.target.closest(".react-btn");
+    if (react) {
+      const row = react.parentElement.querySelector(".emoji-row");
+      row.hidden = !row.hidden;
+      return;
+    }
+    const emoji = event.target.closest(".emoji");
+    if (emoji) {
+      emoji.parentElement.hidden = true;
+      await send("/reaction", { wamid: emoji.dataset.wamid, emoji: emoji.dataset.emoji });
+    }
   });
   $("#list-rows").addEventListener("click", async (event) => {
     const row = event.target.closest(".list-row");
@@ -275,4 +443,5 @@ async function init() {
   state.polling = setInterval(poll, POLL_MS);
 }
 
-init().catch((error) => showError(`The simulator could not start: ${error.message}`));
+init().catch((error) => showError(state.labels.tr ? L("start_failed", { error: error.message }) :
+  `Simülatör başlatılamadı: ${error.message}`));
