@@ -171,7 +171,8 @@ def confirm(locale: str, draft: Draft) -> Reply:
     lines = [_(locale, "Please check before I send it:"),
              _(locale, "Crop: %(crop)s", crop=crop_name(locale, draft.crop or ""))]
     if draft.location_text or draft.latitude is not None:
-        place = tidy_place(draft.location_text) or f"{draft.latitude:.4f}, {draft.longitude:.4f}"
+        place = tidy_place(draft.location_text) or (f"{draft.latitude:.4f}, {draft.longitude:.4f}"
+                                                    if draft.latitude is not None else draft.location_text or "")
         lines.append(_(locale, "Location: %(place)s", place=_shorten(place)))
     else:
         lines.append(_(locale, "Location: not given"))

@@ -82,3 +82,4 @@ def test_a_place_is_said_once() -> None:
     assert "Konum: Konya, Selçuklu\n" in replies.confirm("tr", draft).text
     pinned = Draft(photo_message_id=1, crop="domates", latitude=37.87461, longitude=32.49321)
     assert "Konum: 37.8746, 32.4932" in replies.confirm("tr", pinned).text
+    assert "Konum: , \n" in replies.confirm("tr", Draft(photo_message_id=1, location_text=", ")).text  # as typed
