@@ -34,7 +34,9 @@ from admin.pagination import QueryArgs, in_range, iso, page_args, paginate
 from admin.validation import MAX_ROW_ID, row_or_404
 from models import Analysis, AnalysisStatus, Farmer
 from services import context
+from services.analysis import photo_ids, stored_keys
 from services.masking import mask_phone
+from services.report_links import photo_links
 
 STATUSES = [s.value for s in AnalysisStatus]
 
@@ -80,6 +82,10 @@ def _analysis_json(a: Analysis, phone: str | None, *, detail: bool = False) -> d
             "processing_at": iso(a.processing_at),
             "n8n_requested_at": iso(a.n8n_requested_at),
             "delay_notice_at": iso(a.delay_notice_at),
+            "media_ids": list(photo_ids(a.media_id, a.media_ids)),
+            # Every photo of the submission, in the farmer's order: fresh signed links (MEDIA_URL_MAX_AGE).
+            "photo_urls": photo_links(stored_keys(a.image_keys, a.image_key)),
+            "original_photo_urls": photo_links(stored_keys(a.original_keys, a.original_key)),
             "result": a.result,
         })
     return body
@@ -155,6 +161,13 @@ SCHEMAS: dict[str, Any] = {
             "cost_usd": {"type": ["number", "null"]}, "charge_ledger_id": NULLABLE_INT, "received_at": TIMESTAMP,
             "queued_at": TIMESTAMP, "processing_at": TIMESTAMP, "n8n_requested_at": TIMESTAMP,
             "delay_notice_at": TIMESTAMP,
+            "media_ids": {"type": "array", "items": {"type": "string"},
+                          "description": "WhatsApp media ids of every photo (an album), first = the first photo."},
+            "photo_urls": {"type": "array", "items": {"type": "string"},
+                           "description": "Signed, expiring `/media/` links to the optimised copy of every photo."},
+            "original_photo_urls": {"type": "array", "items": {"type": "string"},
+                                    "description": "Signed, expiring `/media/` links to every photo as the farmer "
+                                                   "sent it."},
             "result": {"description": "The raw JSON the analyser returned, or null."}}}],
     },
     "AnalysisPage": page_of("Analysis"),

@@ -24,6 +24,7 @@ from bot import reply_ids as rid
 from bot.draft import MAX_PHOTOS, ConversationData, Draft
 from bot.intents import Intent
 from bot.normalize import fold
+from bot.place import tidy_place
 from bot.types import (
     Action,
     Conversation,
@@ -268,7 +269,7 @@ def on_location(conv: Conversation, event: Event) -> Step:
     if draft is None:  # a question without its photo (a row left half-way): start again
         return _menu(conv)
     if event.kind is EventKind.LOCATION:
-        place = ", ".join(p for p in (event.location_name, event.location_address) if p)
+        place = tidy_place(event.location_name, event.location_address)
         draft = replace(draft, latitude=event.latitude, longitude=event.longitude,
                         location_text=place[:LOCATION_TEXT_MAX] or None)
     elif event.reply == rid.SkipLocation() or intents.is_skip(event.text):

@@ -13,6 +13,7 @@ from typing import Any
 from bot import crops
 from bot import reply_ids as rid
 from bot.draft import MAX_PHOTOS, ConversationData, Draft
+from bot.place import tidy_place
 from bot.types import Button, ListRow, Reply, State
 from translations import N_, format_date, format_datetime, format_number, gettext, ngettext
 
@@ -194,7 +195,8 @@ def confirm(locale: str, draft: Draft) -> Reply:
     lines = [_(locale, "Please check before I send it:"),
              _(locale, "Crop: %(crop)s", crop=crop_name(locale, draft.crop or ""))]
     if draft.location_text or draft.latitude is not None:
-        place = draft.location_text or f"{draft.latitude:.4f}, {draft.longitude:.4f}"
+        place = tidy_place(draft.location_text) or (f"{draft.latitude:.4f}, {draft.longitude:.4f}"
+                                                    if draft.latitude is not None else draft.location_text or "")
         lines.append(_(locale, "Location: %(place)s", place=_shorten(place)))
     else:
         lines.append(_(locale, "Location: not given"))
@@ -491,8 +493,8 @@ def analysis_result(locale: str, view: ResultView) -> Reply:
     if view.summary:
         lines.append("")
         lines.append(view.summary)
-    if view.local_estimate:
-        lines.append(_(locale, "(Automatic local estimate from the photo's colours, not an expert diagnosis.)"))
+    if view.local_estimate:  # said once, here: the local analyser's own summary does not repeat it
+        lines.append(_(locale, "Automatic local estimate from the photo's colours, not an expert diagnosis."))
     text = "\n".join(lines)
     if len(text) > 1000:  # Meta's limit for a message with buttons is 1024 characters
         text = text[:997] + "..."
@@ -530,6 +532,13 @@ def analysis_failed(locale: str, photo_problem: bool) -> Reply:
         text = _(locale, "Sorry, the analysis could not be completed because of a problem on our side. Nothing was "
                          "charged; please send the photo again in a little while.")
     return Reply(text)
+
+
+def analysis_gave_up_waiting(locale: str) -> Reply:
+    """The analysis service stayed unreachable for too long: the analysis was ended and refunded."""
+    return Reply(_(locale, "Sorry, our analysis service has been unavailable for a long time, so I could not "
+                           "analyse your photo. Nothing was charged. You can send the photo again whenever you "
+                           "like."))
 
 
 def analysis_delayed(locale: str) -> Reply:

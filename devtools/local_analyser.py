@@ -1,24 +1,28 @@
 """Local stand-in for the N8N plant-analysis webhook (development tool, not a product claim).
 
 `POST /dev/n8n/analyze` accepts exactly what our service sends to N8N (ANALYSIS.md step 5):
-JSON `analysis_id, image_url, farmer_id, crop_type, location, gps_coordinates, notes, language,
-urgency_level, callback_url?`, signed like N8N verifies it (`services.signing`, version 2: purpose
-`request`, the body's `analysis_id`, 5 minutes, any secret of `N8N_SECRET`'s list). It fetches the
-photo from `image_url`, and answers with a result in the schema of a real N8N result
-(`tests/fixtures/n8n/result_full_tr.json`), signed with purpose `result` for the same analysis:
+JSON `analysis_id, image_url, image_urls, farmer_id, crop_type, location, gps_coordinates, notes,
+language, urgency_level, callback_url?`, signed like N8N verifies it (`services.signing`, version 2:
+purpose `request`, the body's `analysis_id`, 5 minutes, any secret of `N8N_SECRET`'s list). It fetches
+every photo of `image_urls` (an album, up to five; just `image_url` when absent), and answers with a
+result in the schema of a real N8N result (`tests/fixtures/n8n/result_full_tr.json`), signed with
+purpose `result` for the same analysis:
 
 - no `callback_url` (sync mode): the result is the response body (200), with its signature header;
 - with `callback_url` (callback mode): `202 {"accepted": true}` at once, then the result is POSTed
   to `callback_url` from a background thread, signed over the exact posted bytes (3 attempts with a
   short backoff; 4xx other than 429 is not retried).
 
-The result is computed by `estimate(image_bytes, request)` (pure, no HTTP) from the photo's own
-colours: each pixel of a small copy of the image is classified in HSV as healthy green, yellowed
-(chlorosis), browned (necrosis) or background (sky, white, grey, very dark, red/blue/purple, and
-dull brown regions connected to the image border, which are taken as soil). The health score
-compares the green share of the leaf area with the yellowed and browned shares. It knows nothing
-about species, pests or real diseases: every result says so. `processing_metadata.source` is
-`"local-estimate"` and `farmer_friendly_summary` begins with `LOCAL_ESTIMATE_NOTE`.
+The result is computed by `estimate(photos, request)` (pure, no HTTP) from the photos' own colours,
+all photos of an album together: each pixel of a small copy of each image is classified in HSV as
+green, yellow, brown or background (sky, white, grey, very dark, red/blue/purple). Then the leaf is
+separated from the background (`segment`): the leaf is the green and yellowed regions (specks too
+small to be a leaf are background), and a brown region counts as a spot on the leaf only when the
+leaf surrounds it; brown reaching the photo's edge or lying against background is soil. The health
+score compares the green share of the leaf area with the yellowed and browned shares. It knows
+nothing about species, pests or real diseases. `processing_metadata.source` is `"local-estimate"`,
+from which the app says once, in the farmer's language, that this is a local estimate; the summary
+itself does not repeat it (`LOCAL_ESTIMATE_NOTE` is in `confidence_notes`).
 
 A photo that cannot be fetched or decoded, or shows almost no leaf, gives a failed result in the
 shape of `tests/fixtures/n8n/result_failed.json` (`success: false`, `error_message` in Turkish,
@@ -33,6 +37,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,12 +70,17 @@ MAX_IMAGE_PIXELS = 40_000_000  # checked from the header, before any pixel is de
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 SAMPLE_SIDE = 160  # pixels are classified on a copy at most this wide and high
 MIN_LEAF_SHARE = 0.03  # below this share of leaf-coloured pixels the photo is refused
+SPECK_SHARE = 0.002  # a green or yellow region smaller than this share of the photo is no leaf
+MIN_SPECK_PIXELS = 4
+MAX_PHOTOS = 5  # an album: the photos of one analysis
 CALLBACK_ATTEMPTS = 3
 CALLBACK_BACKOFF_SECONDS = (0.5, 1.5)  # waits before the 2nd and 3rd attempts
 CALLBACK_TIMEOUT_SECONDS = 10
 
 # Pixel classes.
 GREEN, YELLOW, BROWN, DULL_BROWN, SOIL, BACKGROUND = range(6)
+_LEAFISH = frozenset({GREEN, YELLOW})
+_BROWNISH = frozenset({BROWN, DULL_BROWN})
 
 _NUTRIENTS = ("nitrogen", "phosphorus", "potassium", "calcium", "magnesium", "sulfur", "iron", "zinc",
               "manganese", "boron", "copper", "molybdenum", "chlorine", "nickel")
@@ -159,42 +169,91 @@ def _decode(image_bytes: bytes) -> Image.Image:
         raise ImageProblem("image_invalid", "Görsel açılamadı: geçerli bir JPEG, PNG veya WebP değil") from exc
 
 
-def pixel_counts(image_bytes: bytes) -> dict[str, int]:
-    """How many sampled pixels are healthy green, yellowed, browned, soil-like and background.
+def _neighbours(i: int, width: int, height: int) -> list[int]:
+    x, y = i % width, i // width
+    return [n for n, inside in ((i - 1, x > 0), (i + 1, x < width - 1), (i - width, y > 0),
+                                (i + width, y < height - 1)) if inside]
 
-    Raises ImageProblem when the bytes are not a usable JPEG, PNG or WebP image.
-    """
-    rgba = _decode(image_bytes)
-    width, height = rgba.size
-    alpha = rgba.getchannel("A").tobytes()
-    hsv = rgba.convert("RGB").convert("HSV").tobytes()
+
+def _components(classes: bytearray, width: int, height: int, members: frozenset[int]) -> list[list[int]]:
+    """The 4-connected regions of pixels whose class is in `members`."""
+    seen = bytearray(len(classes))
+    regions = []
+    for start, cls in enumerate(classes):
+        if seen[start] or cls not in members:
+            continue
+        seen[start] = 1
+        region, queue = [start], deque([start])
+        while queue:
+            for n in _neighbours(queue.popleft(), width, height):
+                if not seen[n] and classes[n] in members:
+                    seen[n] = 1
+                    region.append(n)
+                    queue.append(n)
+        regions.append(region)
+    return regions
+
+
+def _on_border(i: int, width: int, height: int) -> bool:
+    x, y = i % width, i // width
+    return x == 0 or y == 0 or x == width - 1 or y == height - 1
+
+
+def segment(classes: bytearray, width: int, height: int) -> bytearray:
+    """Separate the leaf from the background before spots are measured (classes changed in place).
+
+    The leaf is the green and yellowed regions, bar specks too small to be a leaf (a few pixels of soil
+    or sky that happen to have a leaf's hue). A brown region is a spot on the leaf only when the leaf
+    surrounds it more than anything else does; brown that reaches the edge of the photo, or that lies
+    mostly against background, is soil (a healthy leaf on brown soil is not a brown leaf)."""
+    total = width * height
+    speck = max(MIN_SPECK_PIXELS, int(SPECK_SHARE * total))
+    for region in _components(classes, width, height, _LEAFISH):
+        if len(region) < speck:
+            for i in region:
+                classes[i] = BACKGROUND
+    for region in _components(classes, width, height, _BROWNISH):
+        members = set(region)
+        leaf_side = other_side = 0
+        touches_edge = False
+        for i in region:
+            touches_edge = touches_edge or _on_border(i, width, height)
+            for n in _neighbours(i, width, height):
+                if n not in members:
+                    if classes[n] in _LEAFISH:
+                        leaf_side += 1
+                    else:
+                        other_side += 1
+        is_spot = not touches_edge and leaf_side >= other_side
+        for i in region:
+            classes[i] = BROWN if is_spot else SOIL
+    return classes
+
+
+def _classes(image: Image.Image) -> tuple[bytearray, int, int]:
+    width, height = image.size
+    alpha = image.getchannel("A").tobytes()
+    hsv = image.convert("RGB").convert("HSV").tobytes()
     classes = bytearray(width * height)
     for i in range(width * height):
         if alpha[i] < 128:
             classes[i] = BACKGROUND
         else:
             classes[i] = _classify(hsv[3 * i], hsv[3 * i + 1], hsv[3 * i + 2])
+    return segment(classes, width, height), width, height
 
-    # Dull brown regions that reach the edge of the photo are taken as soil (4-connected flood fill).
-    border = list(range(width)) + [(height - 1) * width + x for x in range(width)]
-    border += [y * width for y in range(height)] + [y * width + width - 1 for y in range(height)]
-    queue: deque[int] = deque()
-    for i in border:
-        if classes[i] == DULL_BROWN:
-            classes[i] = SOIL
-            queue.append(i)
-    while queue:
-        i = queue.popleft()
-        x, y = i % width, i // width
-        for n, inside in ((i - 1, x > 0), (i + 1, x < width - 1), (i - width, y > 0), (i + width, y < height - 1)):
-            if inside and classes[n] == DULL_BROWN:
-                classes[n] = SOIL
-                queue.append(n)
 
+def pixel_counts(image_bytes: bytes) -> dict[str, int]:
+    """How many sampled pixels are healthy green, yellowed, browned (spots on the leaf), soil-like and
+    background, after the leaf was separated from the background (`segment`).
+
+    Raises ImageProblem when the bytes are not a usable JPEG, PNG or WebP image.
+    """
+    classes, _, _ = _classes(_decode(image_bytes))
     return {
         "healthy_green": classes.count(GREEN),
         "yellowed": classes.count(YELLOW),
-        "browned": classes.count(BROWN) + classes.count(DULL_BROWN),
+        "browned": classes.count(BROWN),
         "soil_like": classes.count(SOIL),
         "background": classes.count(BACKGROUND),
     }
@@ -295,15 +354,36 @@ _ALSO = {
 }
 
 
-def estimate(image_bytes: bytes, req: dict[str, Any]) -> dict[str, Any]:
-    """The local estimate for one photo and the request that came with it (pure: no HTTP, no app).
+def album_counts(photos: Sequence[bytes]) -> tuple[dict[str, int], int]:
+    """The pixel counts of every usable photo of an album added up, and how many photos were usable.
+    Raises the first photo's ImageProblem when none is usable."""
+    counts: dict[str, int] = {}
+    used = 0
+    problem: ImageProblem | None = None
+    for photo in photos[:MAX_PHOTOS]:
+        try:
+            found = pixel_counts(photo)
+        except ImageProblem as exc:
+            problem = problem or exc
+            continue
+        used += 1
+        counts = {name: counts.get(name, 0) + count for name, count in found.items()}
+    if not used:
+        raise problem or ImageProblem("image_invalid", "Görsel boş")
+    return counts, used
 
-    Returns a result in the schema of a real N8N result; a failed result when the bytes are not a
-    usable image or show almost no leaf.
+
+def estimate(images: bytes | Sequence[bytes], req: dict[str, Any]) -> dict[str, Any]:
+    """The local estimate for one photo, or every photo of an album together, and the request that came
+    with it (pure: no HTTP, no app).
+
+    Returns a result in the schema of a real N8N result; a failed result when no photo is a usable
+    image or the photos show almost no leaf.
     """
     started = time.monotonic()
+    photos = [bytes(images)] if isinstance(images, (bytes, bytearray)) else list(images)
     try:
-        counts = pixel_counts(image_bytes)
+        counts, used = album_counts(photos)
     except ImageProblem as problem:
         return failed_result(req, problem.error_type, problem.message)
     total = sum(counts.values())
@@ -358,7 +438,8 @@ def estimate(image_bytes: bytes, req: dict[str, Any]) -> dict[str, Any]:
     finding = _FINDING[concern].format(**percents)
     if secondary:
         finding += " " + _ALSO[secondary[0]]
-    summary_text = f"{LOCAL_ESTIMATE_NOTE}, bir uzman incelemesinin yerini tutmaz. {finding}"
+    # The app says once, in the farmer's language, that this is a local estimate (processing_metadata.source).
+    summary_text = finding
 
     return {
         "success": True,
@@ -445,23 +526,40 @@ def estimate(image_bytes: bytes, req: dict[str, Any]) -> dict[str, Any]:
              "reason": "Tür fotoğraftan tanınmadı; çiftçinin bildirdiği ürün adı kullanıldı." if crop
              else "Tür fotoğraftan tanınmadı ve ürün adı bildirilmedi."},
             {"aspect": "genel", "confidence": round(confidence / 100, 2),
-             "reason": "Sonuç yalnızca piksel renklerinden hesaplandı; hastalık ve zararlı teşhisi yapılmadı."},
+             "reason": f"{LOCAL_ESTIMATE_NOTE}: sonuç yalnızca piksel renklerinden hesaplandı; hastalık ve zararlı "
+                       "teşhisi yapılmadı."},
         ],
         "farmer_friendly_summary": summary_text,
-        "processing_metadata": _metadata(started, pixel_shares=pixel_shares, sampled_pixels=total),
+        "processing_metadata": _metadata(started, pixel_shares=pixel_shares, sampled_pixels=total,
+                                         photos_analysed=used),
     }
 
 
+def image_urls(req: dict[str, Any]) -> list[str]:
+    """Every photo's link: `image_urls` (an album, at most five), else just `image_url`."""
+    urls = req.get("image_urls")
+    if isinstance(urls, list) and urls and all(_is_http_url(u) for u in urls):
+        return [str(u) for u in urls[:MAX_PHOTOS]]
+    return [str(req.get("image_url") or "")]
+
+
 def analyse_url(req: dict[str, Any]) -> dict[str, Any]:
-    """Fetch `req["image_url"]` and estimate; always a result (a failed one if the fetch fails)."""
+    """Fetch every photo of the request and estimate; always a result (a failed one if no photo could be
+    fetched). A photo that cannot be fetched is left out when another one can."""
     started = time.monotonic()
-    try:
-        image_bytes = fetch_image(str(req.get("image_url") or ""))
-    except ImageProblem as problem:
-        log.warning("local analyser: image not fetched",
-                    extra={"analysis_id": req.get("analysis_id"), "error_type": problem.error_type})
+    photos: list[bytes] = []
+    problem: ImageProblem | None = None
+    for url in image_urls(req):
+        try:
+            photos.append(fetch_image(url))
+        except ImageProblem as exc:
+            problem = problem or exc
+            log.warning("local analyser: image not fetched",
+                        extra={"analysis_id": req.get("analysis_id"), "error_type": exc.error_type})
+    if not photos:
+        assert problem is not None
         return failed_result(req, problem.error_type, problem.message)
-    result = estimate(image_bytes, req)
+    result = estimate(photos, req)
     result["processing_metadata"]["processing_time_ms"] = _round((time.monotonic() - started) * 1000)
     return result
 
@@ -536,6 +634,10 @@ def analyze() -> Response | tuple[Response, int]:
         return problem(403, title="invalid signature")
     if not _is_http_url(body.get("image_url")):
         return problem(400, title="image_url (an http or https URL) is required")
+    urls = body.get("image_urls")
+    if urls is not None and not (isinstance(urls, list) and 1 <= len(urls) <= MAX_PHOTOS
+                                 and all(_is_http_url(u) for u in urls)):
+        return problem(400, title="image_urls must be a list of 1-5 http or https URLs")
     callback_url = body.get("callback_url")
     if callback_url:
         if not _is_http_url(callback_url):

@@ -73,8 +73,11 @@ class Analysis(Leased, Base):
     urgent: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     token_usage: Mapped[int | None]
     cost_usd: Mapped[float | None] = mapped_column(Float)
-    image_key: Mapped[str | None] = mapped_column(String(200))  # optimised JPEG sent to N8N
+    image_key: Mapped[str | None] = mapped_column(String(200))  # optimised JPEG sent to N8N (the first photo)
     original_key: Mapped[str | None] = mapped_column(String(200))  # the farmer's photo, private, for support
+    # Every photo's keys in media_ids order (first = image_key / original_key). None on older rows.
+    image_keys: Mapped[list[Any] | None]
+    original_keys: Mapped[list[Any] | None]
     n8n_requested_at: Mapped[datetime | None]
     delay_notice_at: Mapped[datetime | None]  # when the farmer was told the result is late
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")

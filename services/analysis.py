@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app
@@ -28,13 +28,14 @@ from rq.job import Job
 from sqlalchemy import func, select, update
 
 from bot import replies
+from bot.place import tidy_place
 from models import Analysis, AnalysisStatus, Farmer, utcnow
 from services import context, leases, quota, runtime_settings, whatsapp
-from services.analysis_result import AnalysisResult, normalise, queryable_columns
+from services.analysis_result import AnalysisResult, annotated, normalise, queryable_columns
 from services.circuit import CircuitBreaker
 from services.images import ImageRejected, optimise, validate
 from services.jobs import app_job
-from services.n8n import CircuitOpen, N8NClient, N8NPermanentError, N8NTransientError, build_request
+from services.n8n import MAX_IMAGES, CircuitOpen, N8NClient, N8NPermanentError, N8NTransientError, build_request
 from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_enqueue_unique
 from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
@@ -105,13 +106,28 @@ def _no_more_retries() -> None:
 class _Snapshot:
     id: int
     farmer_id: int
-    media_id: str | None
-    image_key: str | None
+    media_ids: tuple[str, ...]  # every photo, first = media_id
+    image_keys: tuple[str, ...]  # the optimised copies already stored (a retry does not download again)
     crop: str | None
     notes: str | None
     location_text: str | None
     latitude: float | None
     longitude: float | None
+    waiting_since: datetime  # when the analysis was queued: the bound on waiting for N8N counts from here
+
+
+def photo_ids(media_id: str | None, media_ids: list[Any] | None) -> tuple[str, ...]:
+    """Every photo of an analysis, first = media_id; an older row without `media_ids` has its one photo."""
+    ids = [str(m) for m in (media_ids or []) if m]
+    if media_id and (not ids or ids[0] != media_id):
+        ids = [media_id, *(m for m in ids if m != media_id)]
+    return tuple(dict.fromkeys(ids))[:MAX_IMAGES]
+
+
+def stored_keys(keys: list[Any] | None, first: str | None) -> tuple[str, ...]:
+    """The stored keys of every photo (`image_keys`), or the one key of an older row."""
+    found = tuple(str(k) for k in (keys or []) if k)
+    return found or ((first,) if first else ())
 
 
 @app_job
@@ -132,8 +148,9 @@ def run_analysis(analysis_id: int) -> str:
                             values={"status": AnalysisStatus.PROCESSING.value, "attempts": Analysis.attempts + 1,
                                     "processing_at": func.coalesce(Analysis.processing_at, utcnow())}):
             return "running elsewhere"  # a live worker holds it; if that one dies, the sweeper steps in
-        snap = _Snapshot(a.id, a.farmer_id, a.media_id, a.image_key, a.crop, a.notes, a.location_text, a.latitude,
-                         a.longitude)
+        snap = _Snapshot(a.id, a.farmer_id, photo_ids(a.media_id, a.media_ids), stored_keys(a.image_keys, a.image_key),
+                         a.crop, a.notes, a.location_text, a.latitude, a.longitude,
+                         a.queued_at or a.received_at or a.created_at)
     with leases.kept(db, Analysis, analysis_id, owner):
         return _run(analysis_id, snap)
 
@@ -141,8 +158,8 @@ def run_analysis(analysis_id: int) -> str:
 def _run(analysis_id: int, snap: _Snapshot) -> str:
     db = context.db()
     try:
-        image_key = snap.image_key or _prepare_image(snap)
-        raw = _call_n8n(snap, image_key)
+        image_keys = snap.image_keys or _prepare_images(snap)
+        raw = _call_n8n(snap, image_keys)
     except ImageRejected as exc:
         return _fail_now(analysis_id, f"image rejected: {exc.reason}", photo_problem=True)
     except MediaError as exc:
@@ -152,7 +169,7 @@ def _run(analysis_id: int, snap: _Snapshot) -> str:
             raise
         return _fail_now(analysis_id, f"media download failed: Graph API {exc.code} {exc.title}", photo_problem=True)
     except CircuitOpen as exc:
-        return _wait_for_circuit(analysis_id, exc.retry_after)
+        return _wait_for_circuit(analysis_id, exc.retry_after, snap.waiting_since)
     except N8NTransientError as exc:
         if is_final_attempt():
             _fail(analysis_id, f"N8N unavailable after retries: {exc}")
@@ -167,11 +184,38 @@ def _run(analysis_id: int, snap: _Snapshot) -> str:
     return complete(analysis_id, raw)
 
 
-def _prepare_image(snap: _Snapshot) -> str:
-    """Download (two steps, bearer token), check the real content, optimise, store both copies."""
-    if not snap.media_id:
+def _prepare_images(snap: _Snapshot) -> tuple[str, ...]:
+    """Every photo of the analysis downloaded, checked, optimised and stored (original and optimised copy),
+    in the farmer's order. A photo that cannot be read is left out when another one can; when none can,
+    the first one's problem ends the analysis. A transient Graph API error retries the whole job."""
+    if not snap.media_ids:
         raise MediaError("the analysis has no media id")
-    media = whatsapp.client().download_media(snap.media_id)
+    stored: list[tuple[str, str]] = []  # (optimised, original) keys
+    problem: ImageRejected | MediaError | GraphAPIError | None = None
+    for index, media_id in enumerate(snap.media_ids):
+        try:
+            stored.append(_prepare_image(snap.id, media_id))
+        except (ImageRejected, MediaError, GraphAPIError) as exc:
+            if isinstance(exc, GraphAPIError) and exc.retryable and not is_final_attempt():
+                raise
+            problem = problem or exc
+            log.warning("photo left out of the analysis",
+                        extra={"analysis_id": snap.id, "photo": index + 1, "reason": str(exc)[:200]})
+    if not stored:
+        raise problem or MediaError("no photo could be read")
+    image_keys = [k for k, _ in stored]
+    original_keys = [k for _, k in stored]
+    with context.db().session() as session, session.begin():
+        session.execute(update(Analysis).where(Analysis.id == snap.id).values(
+            image_key=image_keys[0], original_key=original_keys[0], image_keys=image_keys,
+            original_keys=original_keys))
+    return tuple(image_keys)
+
+
+def _prepare_image(analysis_id: int, media_id: str) -> tuple[str, str]:
+    """One photo: download (two steps, bearer token), check the real content, optimise, store both copies.
+    Returns the (optimised, original) storage keys."""
+    media = whatsapp.client().download_media(media_id)
     rs = runtime_settings.current()  # admins tune these while the service runs
     # headers, size and pixel bounds; optimise() decodes it
     info = validate(media.content, max_bytes=rs.image_max_upload_kb * 1024, decode=False)
@@ -182,12 +226,9 @@ def _prepare_image(snap: _Snapshot) -> str:
     image_key = new_key("analysis", "jpg")
     storage.put(original_key, media.content, content_type_for(original_key))  # from the bytes, not Meta's MIME
     storage.put(image_key, small.data, "image/jpeg")
-    with context.db().session() as session, session.begin():
-        session.execute(update(Analysis).where(Analysis.id == snap.id)
-                        .values(image_key=image_key, original_key=original_key))
-    log.info("image prepared", extra={"analysis_id": snap.id, "bytes": len(small.data), "quality": small.quality,
+    log.info("image prepared", extra={"analysis_id": analysis_id, "bytes": len(small.data), "quality": small.quality,
                                       "original_bytes": len(media.content)})
-    return image_key
+    return image_key, original_key
 
 
 def farmer_ref(farmer_id: int) -> str:
@@ -209,15 +250,18 @@ def n8n_client() -> N8NClient:
     return cast(N8NClient, ext["n8n"])
 
 
-def _call_n8n(snap: _Snapshot, image_key: str) -> dict[str, Any] | None:
+def _call_n8n(snap: _Snapshot, image_keys: tuple[str, ...]) -> dict[str, Any] | None:
     s = context.settings()
     base = s.PUBLIC_BASE_URL.rstrip("/")
+    secret = current_app.extensions["media_secret"]
+    image_urls = [sign_media(key, secret, base) for key in image_keys]  # fresh links on every attempt
     body = build_request(
         analysis_id=snap.id,
-        image_url=sign_media(image_key, current_app.extensions["media_secret"], base),
+        image_url=image_urls[0],
+        image_urls=image_urls,
         farmer_ref=farmer_ref(snap.farmer_id),
         crop_type=snap.crop,
-        location=snap.location_text,
+        location=tidy_place(snap.location_text) if snap.location_text else None,
         lat=snap.latitude,
         lng=snap.longitude,
         notes=snap.notes,
@@ -226,11 +270,25 @@ def _call_n8n(snap: _Snapshot, image_key: str) -> dict[str, Any] | None:
     return n8n_client().submit(body, timeout=runtime_settings.current().n8n_timeout_seconds)
 
 
-def _wait_for_circuit(analysis_id: int, retry_after: float | None) -> str:
-    """N8N is known to be down: wait for the cool-down without using up one of the retries. The lease is
-    handed to the waiting job (it expires a lease's length after the wait is over), so the sweeper
-    leaves the analysis alone meanwhile."""
-    delay = timedelta(seconds=max(1.0, retry_after or 0.0))
+def wait_decision(waiting_since: datetime, now: datetime, retry_after: float | None,
+                  max_wait_seconds: int) -> timedelta | None:
+    """How long to wait for the open circuit before trying again, or None when the analysis has waited
+    long enough (it then fails). The last wait ends at the bound, so the farmer is never kept past it."""
+    left = waiting_since + timedelta(seconds=max_wait_seconds) - now
+    if left <= timedelta(0):
+        return None
+    return min(timedelta(seconds=max(1.0, retry_after or 0.0)), left)
+
+
+def _wait_for_circuit(analysis_id: int, retry_after: float | None, waiting_since: datetime) -> str:
+    """N8N is known to be down: wait for the cool-down without using up one of the retries, but not past
+    `ANALYSIS_MAX_WAIT_SECONDS` from the submission (then it fails, refunded, the farmer told to send the
+    photo again). The lease is handed to the waiting job (it expires a lease's length after the wait is
+    over), so the sweeper leaves the analysis alone meanwhile."""
+    delay = wait_decision(waiting_since, utcnow(), retry_after, context.settings().ANALYSIS_MAX_WAIT_SECONDS)
+    if delay is None:
+        return _fail_now(analysis_id, "N8N unavailable (circuit open) for longer than the maximum wait",
+                         waited_too_long=True)
     get_queue(ANALYSIS, context.redis()).enqueue_in(
         delay, RUN_ANALYSIS, analysis_id, retry=retry_policy(), on_failure=ON_FAILURE,
         job_id=f"analysis-{analysis_id}-wait-{int(utcnow().timestamp())}")
@@ -238,7 +296,8 @@ def _wait_for_circuit(analysis_id: int, retry_after: float | None) -> str:
         session.execute(update(Analysis).where(Analysis.id == analysis_id).values(
             lease_owner=CIRCUIT_WAIT,
             lease_until=utcnow() + delay + timedelta(seconds=leases.LEASE_SECONDS)))
-    log.warning("N8N circuit open: analysis waits", extra={"analysis_id": analysis_id, "seconds": delay.seconds})
+    log.warning("N8N circuit open: analysis waits",
+                extra={"analysis_id": analysis_id, "seconds": round(delay.total_seconds())})
     return "waiting for the circuit"
 
 
@@ -285,9 +344,9 @@ def complete(analysis_id: int, raw: Any) -> str:
 
 def result_view(a: Analysis, result: AnalysisResult) -> replies.ResultView:
     def rec(r: Any) -> str:
-        return f"{r.action} ({r.timeline})" if r.timeline else r.action
+        return annotated(r.action, r.timeline)
 
-    findings = tuple(f"{f.name} ({f.severity})" if f.severity else f.name for f in (*result.diseases, *result.pests))
+    findings = tuple(annotated(f.name, f.severity) for f in (*result.diseases, *result.pests))
     nutrients = tuple(x for x in (result.nutrients.primary_deficiency, *result.nutrients.secondary_deficiencies) if x)
     return replies.ResultView(
         analysis_id=a.id,
@@ -302,7 +361,7 @@ def result_view(a: Analysis, result: AnalysisResult) -> replies.ResultView:
         nutrients=nutrients,
         short_term=tuple(rec(r) for r in result.recommendations.short_term),
         preventive=tuple(rec(r) for r in result.recommendations.preventive),
-        monitoring=tuple(f"{m.parameter}: {m.frequency}" + (f" ({m.threshold})" if m.threshold else "")
+        monitoring=tuple(annotated(f"{m.parameter}: {m.frequency}" if m.frequency else m.parameter, m.threshold)
                          for m in result.recommendations.monitoring),
     )
 
@@ -336,7 +395,8 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
 # --- failing ------------------------------------------------------------------------------------------
 
 
-def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, photo_problem: bool) -> None:
+def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, photo_problem: bool,
+                 waited_too_long: bool = False) -> None:
     from services.conversation import to_outbound
 
     now = utcnow()
@@ -345,26 +405,27 @@ def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, phot
     a.failure_reason = reason[:300]
     if a.charge_ledger_id is not None:
         quota.refund(session, a.charge_ledger_id, now)
-    reply = replies.analysis_failed(farmer.locale, photo_problem)
+    reply = (replies.analysis_gave_up_waiting(farmer.locale) if waited_too_long
+             else replies.analysis_failed(farmer.locale, photo_problem))
     queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
                       analysis_id=a.id)
     log.warning("analysis failed", extra={"analysis_id": a.id, "reason": reason[:300]})
 
 
-def _fail(analysis_id: int, reason: str, *, photo_problem: bool = False) -> bool:
+def _fail(analysis_id: int, reason: str, *, photo_problem: bool = False, waited_too_long: bool = False) -> bool:
     """Mark failed (refund, tell the farmer) unless already finished. True if it was this call."""
     with context.db().session() as session, session.begin():
         a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
         if a is None or a.status in DONE:
             return False
         farmer = session.get_one(Farmer, a.farmer_id)
-        _mark_failed(session, a, farmer, reason, photo_problem=photo_problem)
+        _mark_failed(session, a, farmer, reason, photo_problem=photo_problem, waited_too_long=waited_too_long)
     send_queued(farmer.address)
     return True
 
 
-def _fail_now(analysis_id: int, reason: str, *, photo_problem: bool = False) -> str:
-    _fail(analysis_id, reason, photo_problem=photo_problem)
+def _fail_now(analysis_id: int, reason: str, *, photo_problem: bool = False, waited_too_long: bool = False) -> str:
+    _fail(analysis_id, reason, photo_problem=photo_problem, waited_too_long=waited_too_long)
     _no_more_retries()
     raise AnalysisFailed(reason)
 

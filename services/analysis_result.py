@@ -32,9 +32,10 @@ ranked `Severity` (`severity_level`, `priority_level`): CRITICAL, HIGH, MEDIUM, 
 or unknown word.
 
 WHAT IS WRONG besides diseases and pests: `stresses` holds the `environmental_stress` aspects N8N names a
-problem for (`yok`, `normal`, `stres yok`, `no damage`... mean nothing is wrong and are left out, see
-`is_no_problem`); `signs` the symptoms seen (`health_assessment.stress_indicators` then `disease_symptoms`,
-each once).
+problem for (`yok`, `normal`, `stres yok`, `no damage`... mean nothing is wrong, and `değerlendirilmedi`,
+`görülmedi`, `bilinmiyor` that nothing was looked at or found: both are left out, see `is_nothing_found`;
+nutrient statuses and deficiencies are read the same way); `signs` the symptoms seen
+(`health_assessment.stress_indicators` then `disease_symptoms`, each once).
 
 LOCAL ESTIMATE: the development stand-in for N8N marks its results with
 `processing_metadata.source == "local-estimate"` (`LOCAL_ESTIMATE_SOURCE`, compared
@@ -64,6 +65,10 @@ STRESS_ASPECTS = ("water_status", "temperature_stress", "light_stress", "physica
 NO_PROBLEM_WORDS = frozenset({"yok", "normal", "none", "no", "iyi", "good", "ok", "saglikli", "healthy", "yeterli",
                               "uygun", "adequate", "sufficient", "optimal"})
 _NORMAL_STATUS = frozenset({"normal"})
+# A value (folded) that says the aspect was not looked at or nothing was found: never shown as a finding.
+NOTHING_FOUND_WORDS = frozenset({"degerlendirilmedi", "gorulmedi", "bulunmadi", "tespit edilmedi", "saptanmadi",
+                                 "belirlenmedi", "bilinmiyor", "not assessed", "not evaluated", "unknown",
+                                 "not detected", "none detected", "not found", "n a"})
 _FOLDED_PLACEHOLDERS = tuple(fold(p) for p in PLACEHOLDERS)
 _REASON_MAX = 200
 
@@ -385,6 +390,26 @@ def is_no_problem(value: str) -> bool:
     return not words or " ".join(words) in NO_PROBLEM_WORDS or words[-1] == "yok" or words[0] in {"no", "none"}
 
 
+def is_nothing_found(value: str | None) -> bool:
+    """Nothing to show the farmer: no problem (`is_no_problem`), or the aspect was not evaluated or nothing
+    was found (`değerlendirilmedi`, `görülmedi`, `bilinmiyor`, `not assessed`)."""
+    return value is None or is_no_problem(value) or is_not_evaluated(value)
+
+
+def is_not_evaluated(value: str | None) -> bool:
+    """`değerlendirilmedi`, `görülmedi`, `bilinmiyor`, `not assessed`: nothing was looked at or found."""
+    words = fold(value).split()
+    return not words or " ".join(words) in NOTHING_FOUND_WORDS or words[-1] in NOTHING_FOUND_WORDS
+
+
+def annotated(text: str, note: str | None) -> str:
+    """`text (note)` for a chat line; when the text already ends in brackets, `text: note` (never
+    two pairs of brackets in a row)."""
+    if not note:
+        return text
+    return f"{text}: {note}" if text.rstrip().endswith(")") else f"{text} ({note})"
+
+
 def _percent(value: Any) -> float | None:
     """A share in percent, 0 < share <= 100 (`"35%"`, `"35,5"`, 35); None otherwise."""
     number = _number(value)
@@ -415,11 +440,13 @@ def _nutrients(section: dict[str, Any]) -> Nutrients:
     statuses = []
     for element in NUTRIENT_ELEMENTS:
         status = _clean(section.get(element))
-        if status and fold(status) not in _NORMAL_STATUS:
+        if status and fold(status) not in _NORMAL_STATUS and not is_nothing_found(status):
             statuses.append((element, status))
+    primary = _clean(section.get("primary_deficiency"))
     return Nutrients(
-        primary_deficiency=_clean(section.get("primary_deficiency")),
-        secondary_deficiencies=_texts(section.get("secondary_deficiencies")),
+        primary_deficiency=None if is_nothing_found(primary) else primary,
+        secondary_deficiencies=tuple(d for d in _texts(section.get("secondary_deficiencies"))
+                                     if not is_nothing_found(d)),
         statuses=tuple(statuses),
         severity=_clean(section.get("severity")),
     )
@@ -461,7 +488,7 @@ def _recommendations(section: dict[str, Any]) -> Recommendations:
 
 def _stresses(section: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     found = ((aspect, _clean(section.get(aspect))) for aspect in STRESS_ASPECTS)
-    return tuple((aspect, value) for aspect, value in found if value and not is_no_problem(value))
+    return tuple((aspect, value) for aspect, value in found if value and not is_nothing_found(value))
 
 
 def _insights(value: Any) -> tuple[Insight, ...]:

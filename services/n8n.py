@@ -1,4 +1,4 @@
-"""The N8N contract (ANALYSIS.md step 5): the request body, its signature, and the HTTP client.
+"""The N8N contract (ANALYSIS.md step 6): the request body, its signature, and the HTTP client.
 
 The body is serialised once and those exact bytes are signed (`services.signing`, version 2: purpose
 `request`, this analysis) and sent, so N8N verifies the MAC over the raw body it received. A sync
@@ -29,6 +29,7 @@ from services.signing import Purpose
 log = logging.getLogger(__name__)
 
 MODES = ("sync", "callback")
+MAX_IMAGES = 5  # photos of one analysis (an album), as the source system takes them
 CONNECT_TIMEOUT = 5.0
 _BODY_SNIPPET = 200
 # A farmer reference that is only digits, `+`, spaces, dashes and brackets, with 7 or more digits,
@@ -74,12 +75,20 @@ def build_request(
     urgency_level: str = "normal",
     callback_url: str | None = None,
     language: str = "tr",
+    image_urls: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The snake_case body N8N receives. `farmer_ref` is a pseudonymous reference (ValueError if it
     looks like a phone number); `gps_coordinates` is null unless both lat and lng are given;
-    `callback_url` is present only when given (callback mode)."""
+    `callback_url` is present only when given (callback mode). `image_urls` is every photo of the
+    analysis (1-5, the first is `image_url`; omitted: just `image_url`), so a workflow that reads only
+    `image_url` still sees the first photo."""
     if not image_url:
         raise ValueError("image_url must not be empty")
+    urls = [image_url] if image_urls is None else list(image_urls)
+    if not urls or urls[0] != image_url:
+        raise ValueError("image_urls must start with image_url")
+    if len(urls) > MAX_IMAGES or not all(urls):
+        raise ValueError(f"image_urls holds 1-{MAX_IMAGES} non-empty links")
     if not farmer_ref:
         raise ValueError("farmer_ref must not be empty")
     if _PHONE_LIKE.match(farmer_ref) and sum(c.isdigit() for c in farmer_ref) >= 7:
@@ -95,6 +104,7 @@ def build_request(
         "notes": notes,
         "language": language,
         "urgency_level": urgency_level,
+        "image_urls": urls,
     }
     if callback_url:
         body["callback_url"] = callback_url

@@ -6,12 +6,14 @@ so a media token never opens a report and a report token never opens a photo.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from flask import current_app
+from flask import current_app, url_for
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 from services import context
+from services.storage import InvalidKey, sign_token
 
 REPORT_SALT = "ziraai-report"
 
@@ -76,3 +78,15 @@ def report_link(analysis_id: int) -> str:
     """The absolute link to an analysis's page (`PUBLIC_BASE_URL/r/<token>`), for the `Detaylar` reply."""
     base = context.settings().PUBLIC_BASE_URL.rstrip("/")
     return f"{base}/r/{sign_report(analysis_id, secret())}"
+
+
+def photo_links(keys: Iterable[str]) -> list[str]:
+    """Fresh signed `/media/<token>` links to stored photos, in order (relative: the same server, whatever
+    host the page was opened on); a key the store could never hold is skipped."""
+    links = []
+    for key in keys:
+        try:
+            links.append(url_for("media.serve", token=sign_token(key, secret())))
+        except InvalidKey:
+            continue
+    return links

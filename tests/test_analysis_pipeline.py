@@ -298,3 +298,169 @@ def test_unexpected_error_after_the_last_retry_still_ends_failed_and_refunded(fa
     assert analysis.status == "failed" and "disk full" in analysis.failure_reason
     assert session.scalar(select(func.count()).select_from(UsageLedger).where(UsageLedger.kind == "refund")) == 1
     assert "hakkınızdan düşülmedi" in farmer.graph.sent[-1]["text"]["body"].lower()
+
+
+# --- an album: several photos, one analysis -------------------------------------------------------------
+
+ALBUM = [MEDIA_ID, "2234567890123456", "3234567890123456"]
+
+
+def album_photos() -> dict[str, bytes]:
+    underside = Image.new("RGB", (1200, 1600), (90, 160, 70))  # portrait, another size
+    out = io.BytesIO()
+    underside.save(out, "PNG")
+    plant = io.BytesIO()
+    Image.new("RGB", (640, 480), (40, 120, 40)).save(plant, "WEBP")
+    return {ALBUM[1]: out.getvalue(), ALBUM[2]: plant.getvalue()}
+
+
+@pytest.fixture
+def album(mock):
+    """The Graph API serves two more photos, and every analysis the conversation submits names all three
+    (the bot side fills `media_ids`; here a mapper event stands in for it)."""
+    from sqlalchemy import event
+
+    for n, (media_id, photo) in enumerate(album_photos().items(), 2):
+        url = f"{MEDIA_URL}{n}"
+        mock.get(f"{GRAPH}/{media_id}", json={"url": url, "mime_type": "image/jpeg", "id": media_id,
+                                              "sha256": hashlib.sha256(photo).hexdigest(), "file_size": len(photo)})
+        mock.get(url, body=photo, content_type="image/jpeg")
+
+    def name_every_photo(mapper, connection, target: Analysis) -> None:
+        target.media_ids = list(ALBUM)
+
+    event.listen(Analysis, "before_insert", name_every_photo)
+    yield ALBUM
+    event.remove(Analysis, "before_insert", name_every_photo)
+
+
+def echo_result(req) -> tuple[int, dict, str]:
+    return 200, {}, json.dumps(n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"]))
+
+
+def test_every_photo_of_an_album_is_stored_and_sent_to_n8n_with_one_charge(farmer, mock, album, session, app,
+                                                                           client):
+    from tests.admin_helpers import bearer, token_for
+
+    mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "completed" and analysis.media_ids == ALBUM
+    storage = app.extensions["storage"]
+    assert len(analysis.image_keys) == len(analysis.original_keys) == 3
+    assert (analysis.image_keys[0], analysis.original_keys[0]) == (analysis.image_key, analysis.original_key)
+    originals = [leaf_jpeg(), *album_photos().values()]
+    assert [storage.get(k) for k in analysis.original_keys] == originals  # as the farmer sent them, in order
+    for key in analysis.image_keys:  # each optimised for the AI
+        small = Image.open(io.BytesIO(storage.get(key)))
+        assert small.format == "JPEG" and small.size[0] <= 800 and small.size[1] <= 600
+    # One request, carrying a signed link to each optimised photo, the first being image_url.
+    [call] = sent_to_n8n(mock)
+    assert call.request.body is not None
+    body = json.loads(call.request.body)
+    assert len(body["image_urls"]) == 3 and body["image_urls"][0] == body["image_url"]
+    served = [app.test_client().get(url.removeprefix("https://bot.test")).data for url in body["image_urls"]]
+    assert served == [storage.get(k) for k in analysis.image_keys]
+    # One analysis, one charge; one download of each photo.
+    kinds = session.scalars(select(UsageLedger.kind)).all()
+    assert kinds == ["charge"]
+    downloads = [c.request.url for c in mock.calls if c.request.url.startswith(MEDIA_URL)]
+    assert sorted(downloads) == sorted([MEDIA_URL, f"{MEDIA_URL}2", f"{MEDIA_URL}3"])
+    # Support sees every photo, through fresh signed links.
+    detail = client.get(f"/api/v1/analyses/{analysis.id}", headers=bearer(token_for(app, client, "support")))
+    assert detail.status_code == 200
+    view = detail.get_json()
+    assert view["media_ids"] == ALBUM and len(view["photo_urls"]) == 3 and len(view["original_photo_urls"]) == 3
+    assert [client.get(u).data for u in view["photo_urls"]] == served
+    assert [client.get(u).data for u in view["original_photo_urls"]] == originals
+
+
+def test_an_unreadable_photo_of_an_album_is_left_out(farmer, mock, album, session, app):
+    mock.replace(responses.GET, f"{MEDIA_URL}2", body=b"not a photo at all" * 10, content_type="image/jpeg")
+    mock.replace(responses.GET, f"{GRAPH}/{ALBUM[1]}", json={"url": f"{MEDIA_URL}2", "mime_type": "image/jpeg",
+                                                              "id": ALBUM[1]})
+    mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "completed" and len(analysis.image_keys) == 2
+    [call] = sent_to_n8n(mock)
+    assert call.request.body is not None and len(json.loads(call.request.body)["image_urls"]) == 2
+
+
+def test_a_retry_sends_the_stored_photos_again_without_downloading_them(farmer, mock, album, session, app):
+    from services.analysis import run_analysis
+
+    mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
+    submit(farmer)
+    analysis_id = session.scalar(select(Analysis.id))
+    keys = session.scalar(select(Analysis.image_keys))
+    downloads = len([c for c in mock.calls if c.request.url.startswith(MEDIA_URL)])
+    with app.extensions["db"].session() as s, s.begin():
+        s.get_one(Analysis, analysis_id).status = "queued"
+    with app.app_context():
+        assert run_analysis(analysis_id) == "completed"
+    assert len([c for c in mock.calls if c.request.url.startswith(MEDIA_URL)]) == downloads
+    second = sent_to_n8n(mock)[-1].request.body
+    assert second is not None and len(json.loads(second)["image_urls"]) == len(keys) == 3
+
+
+def test_older_rows_without_media_ids_have_their_one_photo():
+    from services.analysis import photo_ids, stored_keys
+
+    assert photo_ids("m1", None) == ("m1",)
+    assert photo_ids("m1", ["m1", "m2", "m2"]) == ("m1", "m2")
+    assert photo_ids("m1", ["m2"]) == ("m1", "m2")  # media_id is always first
+    assert photo_ids(None, ["a", "b", "c", "d", "e", "f"]) == ("a", "b", "c", "d", "e")
+    assert stored_keys(None, "k") == ("k",) and stored_keys(["k", "l"], "k") == ("k", "l")
+    assert stored_keys(None, None) == ()
+
+
+# --- the wait for N8N has an end -------------------------------------------------------------------------
+
+
+def test_wait_decision_never_waits_past_the_bound():
+    from datetime import datetime, timedelta
+
+    from services.analysis import wait_decision
+
+    start = datetime(2026, 12, 1, 8, 0)
+    hour = timedelta(hours=1)
+    assert wait_decision(start, start + hour, 60, 7200) == timedelta(seconds=60)
+    assert wait_decision(start, start + hour, None, 7200) == timedelta(seconds=1)
+    assert wait_decision(start, start + 2 * hour - timedelta(seconds=20), 60, 7200) == timedelta(seconds=20)
+    assert wait_decision(start, start + 2 * hour, 60, 7200) is None
+    assert wait_decision(start, start + 3 * hour, 60, 7200) is None
+
+
+def test_an_analysis_that_waited_too_long_for_n8n_fails_refunded_and_the_farmer_may_send_again(
+        farmer, mock, session, app):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models import utcnow
+    from services.analysis import AnalysisFailed, n8n_client, run_analysis
+
+    mock.post(N8N_URL, status=503, body="down")
+    breaker = n8n_client().breaker
+    assert breaker is not None
+    for _ in range(5):
+        breaker.record_failure()
+    submit(farmer)
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "processing"  # waiting, within the bound
+    # Time passes: the analysis was queued longer ago than ANALYSIS_MAX_WAIT_SECONDS (7200), N8N still down.
+    assert app.extensions["settings"].ANALYSIS_MAX_WAIT_SECONDS == 7200
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Analysis).values(queued_at=utcnow() - timedelta(seconds=7201)))
+    with app.app_context(), pytest.raises(AnalysisFailed):
+        run_analysis(analysis.id)  # the scheduled wake-up
+    run_jobs(app)
+    session.expire_all()
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "failed" and "maximum wait" in analysis.failure_reason
+    assert sent_to_n8n(mock) == []
+    assert session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all() == ["charge", "refund"]
+    told = farmer.graph.sent[-1]["text"]["body"]
+    assert "uzun süredir ulaşılamadığı" in told and "yeniden gönderebilirsiniz" in told
+    assert "hakkınızdan düşülmedi" in told.lower()

@@ -118,7 +118,9 @@ def assert_local_result(result: dict[str, Any]) -> None:
     advice = recommendations["immediate"] + recommendations["short_term"] + recommendations["preventive"]
     assert 1 <= len(advice) <= 3
     assert all(set(a) == {"action", "details", "timeline", "priority"} for a in advice)
-    assert result["farmer_friendly_summary"].startswith(LOCAL_ESTIMATE_NOTE)
+    # Said once, by the app (from processing_metadata.source): not in the summary the farmer reads.
+    assert LOCAL_ESTIMATE_NOTE not in result["farmer_friendly_summary"]
+    assert any(LOCAL_ESTIMATE_NOTE in note["reason"] for note in result["confidence_notes"])
     metadata = result["processing_metadata"]
     assert metadata["source"] == "local-estimate"
     assert metadata["ai_model"] == "local-pixel-estimator"
@@ -360,6 +362,69 @@ def test_soil_around_the_plant_is_background_but_dull_spots_on_the_leaf_are_not(
     dull_spots = estimate(leaf_image((60, 140, 50), [((100, 80, 200, 220), (120, 95, 70))]), {})
     assert dull_spots["processing_metadata"]["pixel_shares"]["soil_like"] == 0
     assert dull_spots["processing_metadata"]["pixel_shares"]["browned"] > 0.05
+
+
+def soil_photo(spots: Sequence[tuple[int, int, int, int]] = ()) -> bytes:
+    """A healthy leaf on textured brown soil under a strip of sky, made with Pillow, saved as a phone would (JPEG)."""
+    import random
+
+    rng = random.Random(7)
+    image = Image.new("RGB", (480, 360), (125, 78, 36))  # saturated brown soil
+    draw = ImageDraw.Draw(image)
+    for _ in range(900):  # clods, stones and shadows: darker, duller and redder browns
+        x, y = rng.randrange(480), rng.randrange(60, 360)
+        r = rng.randrange(2, 7)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=rng.choice([(90, 55, 25), (150, 100, 55), (60, 40, 20),
+                                                                    (110, 85, 65), (30, 20, 10)]))
+    draw.rectangle((0, 0, 480, 50), fill=(140, 190, 235))  # sky
+    draw.ellipse((120, 90, 380, 300), fill=(62, 138, 48))  # the leaf
+    draw.line((130, 195, 370, 195), fill=(90, 160, 70), width=3)  # its midrib
+    for box in spots:
+        draw.ellipse(box, fill=(105, 62, 28))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def test_a_healthy_leaf_on_brown_soil_is_healthy_not_a_brown_leaf() -> None:
+    result = estimate(soil_photo(), {"analysis_id": "s", "crop_type": "domates"})
+    assert_local_result(result)
+    shares = result["processing_metadata"]["pixel_shares"]
+    assert shares["soil_like"] > 0.5 and shares["browned"] < 0.01
+    assert result["summary"]["overall_health_score"] >= 8
+    assert result["summary"]["primary_concern"] == CONCERN_NONE
+    assert result["pest_disease"]["diseases_detected"] == []
+    normalise = pytest.importorskip("services.analysis_result").normalise
+    assert normalise(result).urgent is False
+
+
+def test_spots_on_a_leaf_on_brown_soil_are_still_found() -> None:
+    spots = [(170, 140, 210, 175), (260, 200, 300, 240), (220, 120, 250, 150), (300, 150, 335, 185)]
+    result = estimate(soil_photo(spots), {"analysis_id": "s"})
+    assert result["summary"]["primary_concern"] == CONCERN_BROWN
+    assert result["processing_metadata"]["pixel_shares"]["soil_like"] > 0.5
+
+
+def test_every_photo_of_an_album_counts_and_an_unusable_one_is_left_out() -> None:
+    album = estimate([GREEN_LEAF, b"not a photo", YELLOW_LEAF], {"analysis_id": "a"})
+    assert album["success"] is True and album["processing_metadata"]["photos_analysed"] == 2
+    alone = estimate(GREEN_LEAF, {"analysis_id": "a"})
+    assert album["processing_metadata"]["sampled_pixels"] > alone["processing_metadata"]["sampled_pixels"]
+    assert album["summary"]["overall_health_score"] < alone["summary"]["overall_health_score"]
+    assert estimate([b"", b"junk"], {"analysis_id": "a"})["success"] is False
+
+
+def test_the_route_fetches_every_image_url(client: FlaskClient) -> None:
+    urls = [IMAGE_URL, IMAGE_URL + "-2", IMAGE_URL + "-3"]
+    with responses.RequestsMock() as rsps:
+        for url, image in zip(urls, (GREEN_LEAF, GREEN_LEAF, SICK_LEAF), strict=True):
+            rsps.add(responses.GET, url, body=image, status=200, content_type="image/jpeg")
+        response = call(client, request_body(image_urls=urls))
+        fetched = [c.request.url for c in rsps.calls]
+    assert response.status_code == 200 and fetched == urls
+    assert response.get_json()["processing_metadata"]["photos_analysed"] == 3
+    assert call(client, request_body(image_urls="x")).status_code == 400
+    assert call(client, request_body(image_urls=[IMAGE_URL] * 6)).status_code == 400
 
 
 @pytest.mark.parametrize(("image", "error_type"), [

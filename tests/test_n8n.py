@@ -73,7 +73,19 @@ def test_build_request_is_the_snake_case_contract() -> None:
         "notes": "Alt yapraklarda sarı lekeler, güneşte kuruyor",
         "language": "tr",
         "urgency_level": "normal",
+        "image_urls": ["https://bot.example.com/media/SIGNED-TOKEN"],
     }
+
+
+def test_build_request_carries_every_photo_first_equal_to_image_url() -> None:
+    urls = [f"https://bot.example.com/media/T{i}" for i in range(3)]
+    assert body(image_url=urls[0], image_urls=urls)["image_urls"] == urls
+    with pytest.raises(ValueError, match="start with image_url"):
+        body(image_urls=urls)
+    with pytest.raises(ValueError, match="1-5"):
+        body(image_url=urls[0], image_urls=urls * 2)
+    with pytest.raises(ValueError, match="start with image_url"):
+        body(image_urls=[])
 
 
 def test_build_request_optional_parts() -> None:

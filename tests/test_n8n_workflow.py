@@ -76,6 +76,12 @@ globalThis.$ = (name) => {
 const self = {
   helpers: {
     getBinaryDataBuffer: async (index, property) => Buffer.from(items[index].binary[property].data, 'base64'),
+    // n8n's HTTP helper, answered from ctx.http: {url: [status, base64 body]}; any other URL cannot connect.
+    httpRequest: async (options) => {
+      const answer = (ctx.http || {})[options.url];
+      if (!answer) throw new Error('connect ECONNREFUSED ' + options.url);
+      return { statusCode: answer[0], headers: {}, body: Buffer.from(answer[1], 'base64') };
+    },
   },
 };
 const body = new Function('require', 'return (async function () {' + code + '\n}).call(this);');
@@ -104,8 +110,8 @@ def js_of(name: str) -> str:
 
 
 def run_js(tmp_path: Path, name: str, items: list[dict[str, Any]], *, env: dict[str, str] | None = None,
-           nodes: dict[str, Any] | None = None, run_index: int = 0,
-           now: float | None = None) -> subprocess.CompletedProcess[str]:
+           nodes: dict[str, Any] | None = None, run_index: int = 0, now: float | None = None,
+           http: dict[str, tuple[int, bytes]] | None = None) -> subprocess.CompletedProcess[str]:
     """Run Code node `name` on these input items with Node.js; stdout is its output items as JSON."""
     assert NODE is not None
     harness = tmp_path / "harness.js"
@@ -113,8 +119,9 @@ def run_js(tmp_path: Path, name: str, items: list[dict[str, Any]], *, env: dict[
     code = tmp_path / "code.js"
     code.write_text(js_of(name), encoding="utf-8")
     ctx = tmp_path / "ctx.json"
+    answers = {url: [status, base64.b64encode(body).decode()] for url, (status, body) in (http or {}).items()}
     ctx.write_text(json.dumps({"items": items, "env": env or {}, "nodes": nodes or {}, "runIndex": run_index,
-                               "now": now}), encoding="utf-8")
+                               "now": now, "http": answers}), encoding="utf-8")
     return subprocess.run([NODE, str(harness), str(ctx), str(code)], capture_output=True, text=True, timeout=30,
                           check=False)
 
@@ -416,6 +423,39 @@ def test_the_model_request_carries_the_turkish_prompt_and_the_photo(tmp_path: Pa
     assert base64.b64decode(image["image_url"]["url"][len(prefix):]) == photo
 
 
+@needs_node
+def test_every_photo_of_an_album_goes_to_the_model_and_an_unusable_one_is_left_out(tmp_path: Path) -> None:
+    urls = [f"https://bot.test/media/P{i}" for i in range(4)]
+    body = request_body(image_url=urls[0], image_urls=urls)
+    first, second = jpeg(), png()
+    [out] = run_code(tmp_path, "Build model request", [photo_item(first)], nodes={"Verify signature": verified(body)},
+                     http={urls[1]: (200, second), urls[2]: (410, b""), urls[3]: (200, b"not a photo")})
+    told, *images = out["json"]["model_request"]["messages"][1]["content"]
+    assert "Fotoğraf sayısı: 2" in told["text"]
+    sent = [(i["image_url"]["url"].split(",")[0], base64.b64decode(i["image_url"]["url"].split(",")[1]))
+            for i in images]
+    assert sent == [("data:image/jpeg;base64", first), ("data:image/png;base64", second)]
+
+
+@needs_node
+def test_the_verification_code_accepts_image_urls_only_as_our_album(tmp_path: Path) -> None:
+    urls = [f"https://bot.test/media/P{i}" for i in range(3)]
+    raw, header = sent_by_our_client(request_body(image_url=urls[0], image_urls=urls))
+    out = verify_in_node(tmp_path, raw, header)
+    assert out["ok"] is True and out["request"]["image_urls"] == urls
+    for bad in ([*urls[1:], urls[0]], urls * 2, [urls[0], "file:///etc/passwd"], "x"):
+        body = {**request_body(image_url=urls[0], image_urls=urls), "image_urls": bad}
+        raw = serialise(body)
+        out = verify_in_node(tmp_path, raw, signed(raw))
+        assert out["ok"] is False and out["http_status"] == 400, bad
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), (200, 180, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(("item", "kind", "error_type"), [
     (photo_item(b"", status=410), "failed", "image_fetch_failed"),  # the signed link expired
     (photo_item(b"not an image at all"), "failed", "image_invalid"),
@@ -647,6 +687,8 @@ class WorkflowStandIn(HTTPStandIn):
         if request.method == "GET":
             if request.path == "/media/photo":
                 return Reply(200, self.photo, "image/jpeg")
+            if request.path == "/media/photo2":
+                return Reply(200, png(), "image/png")
             return Reply(410, b'{"title": "media link expired"}')
         if request.path == "/v1/chat/completions":
             self.model_calls.append({"authorization": request.headers.get("Authorization"), **request.json()})
@@ -727,6 +769,14 @@ def test_the_workflow_in_a_real_n8n(real_n8n, app) -> None:
     assert result.ok and result.health_score == 6 and result.model == "gpt-4o-mini-2024-07-18"
     [call] = stand_in.model_calls
     assert call["authorization"] == "Bearer test-vision-key" and call["model"] == "stand-in-vision"
+
+    # An album: every photo reaches the vision model (the first through "Fetch photo", the rest fetched after).
+    album = [f"{base}/media/photo", f"{base}/media/photo2"]
+    assert normalise(client.submit(request_body(analysis_id=analysis_id, image_url=album[0],
+                                                image_urls=album))).ok
+    images = [part["image_url"]["url"].split(",")[0] for part in stand_in.model_calls[-1]["messages"][1]["content"][1:]]
+    assert images == ["data:image/jpeg;base64", "data:image/png;base64"]
+    del stand_in.model_calls[1:]
 
     # Requests the workflow must refuse, before anything is fetched or asked.
     photo = request_body(analysis_id=analysis_id, image_url=f"{base}/media/photo")

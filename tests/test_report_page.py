@@ -434,3 +434,65 @@ def test_analysis_details_reply_without_and_with_a_link():
     assert [r.text for r in replies.analysis_details("tr", empty)] == ["Bu analiz için başka ayrıntı yok."]
     only_link = replies.analysis_details("en", replace(empty, report_url="https://bot.test/r/abc"))
     assert [r.text for r in only_link] == ["Full report: https://bot.test/r/abc"]
+
+
+# --- what was found, every photo, small enough for a phone -------------------------------------------------
+
+
+def local_result(spots: bool) -> dict[str, Any]:
+    from PIL import ImageDraw
+
+    from devtools.local_analyser import estimate
+
+    image = Image.new("RGB", (400, 300), (125, 78, 36))  # brown soil
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 30, 360, 270), fill=(60, 140, 50))
+    if spots:
+        draw.ellipse((120, 90, 220, 190), fill=(110, 65, 30))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return estimate(out.getvalue(), {"analysis_id": 1, "crop_type": "domates"})
+
+
+def screen_lines(text: str, chars: int = 40) -> int:
+    """Lines the page's text takes on a 390 px wide phone at the page's 16 px font (about 40 characters a line)."""
+    return sum(max(1, -(-len(line) // chars)) for line in text.splitlines())
+
+
+def test_every_photo_of_an_album_is_shown_in_order(app, client):
+    photos = [stored_photo(app) for _ in range(3)]
+    analysis_id = add_analysis(app, result=fixture_result("result_full_tr.json"), image_key=photos[0][0])
+    with app.extensions["db"].session() as s, s.begin():
+        s.get_one(Analysis, analysis_id).image_keys = [key for key, _ in photos]
+    html = get_page(client, app, analysis_id).get_data(as_text=True)
+    urls = parse(html).urls
+    assert len(urls) == 3 and all(u.startswith("/media/") for u in urls)
+    assert [client.get(u).data for u in urls] == [data for _, data in photos]
+    assert_self_contained(html)
+
+
+def test_only_what_was_found_is_shown(app, client):
+    result = local_result(spots=True)
+    text = parse(get_page(client, app, add_analysis(app, result=result)).get_data(as_text=True)).text
+    assert "Kahverengi yaprak lekeleri" in text
+    assert "Diğer alanlarda sorun görülmedi." in text
+    for never in ("değerlendirilmedi", "bilinmiyor", "görülmedi\n", "Besin durumu", "Besin eksikliği", "Şiddet: yok",
+                  "Yayılma riski: düşük\nYayılma"):
+        assert never not in text, never
+    assert text.count("otomatik bir tahmindir") == 1  # the local estimate is said once
+
+
+def test_a_healthy_local_estimate_has_no_problem_rows(app, client):
+    text = parse(get_page(client, app, add_analysis(app, result=local_result(spots=False))).get_data(
+        as_text=True)).text
+    assert "Hastalık, zararlı ya da başka bir sorun bulunmadı." in text
+    assert "Diğer alanlarda" not in text and "Besin durumu" not in text and "değerlendirilmedi" not in text
+
+
+def test_one_finding_fits_about_two_phone_screens(app, client):
+    """An 844 px high phone shows about 36 lines of 22 px: two screens are some 70 lines, headings and margins
+    included. The page's CSS is compact: 16 px text, small paddings."""
+    text = parse(get_page(client, app, add_analysis(app, result=local_result(spots=True))).get_data(
+        as_text=True)).text
+    assert screen_lines(text) <= 64  # this one measures 60
+    assert "font:16px/1.4" in CSS and "padding:8px 10px" in CSS

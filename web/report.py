@@ -8,8 +8,10 @@ fresh one, anything else that is not ours a 404 page. Every page is HTML in the 
 
 The page loads nothing from anywhere else: the CSS is inline and allowed by its hash in the
 Content-Security-Policy (so a `style="..."` attribute would be blocked: use a class), there is no
-JavaScript, and the photo is the optimised copy served by this server through a fresh `/media/` link.
-Values inside a result come from N8N in Turkish and are shown as they are; labels are translated.
+JavaScript, and the photos (every one of an album) are the optimised copies served by this server through
+fresh `/media/` links. Values inside a result come from N8N in Turkish and are shown as they are; labels
+are translated. The page shows what was found: values that say "no problem" or "not evaluated" are left
+out, and one line says that nothing was seen elsewhere.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, render_template, url_for
+from flask import Blueprint, Response, render_template
 
 from bot.replies import crop_name
 from models import Analysis, AnalysisStatus, Farmer
 from services import context
+from services.analysis import stored_keys
 from services.analysis_result import (
     STRESS_ASPECTS,
     AnalysisResult,
@@ -34,10 +37,17 @@ from services.analysis_result import (
     Recommendation,
     Recommendations,
     Severity,
+    is_not_evaluated,
+    is_nothing_found,
     normalise,
 )
-from services.report_links import ReportLinkExpired, ReportLinkInvalid, read_report_token, secret, verifying_secrets
-from services.storage import InvalidKey, sign_token
+from services.report_links import (
+    ReportLinkExpired,
+    ReportLinkInvalid,
+    photo_links,
+    read_report_token,
+    verifying_secrets,
+)
 from translations import N_, format_datetime, format_percent, gettext, resolve_locale
 
 log = logging.getLogger(__name__)
@@ -141,6 +151,7 @@ class ReportPage:
     result: AnalysisResult
     problems: tuple[Problem, ...] = ()
     step_groups: tuple[StepGroup, ...] = ()
+    signs: tuple[str, ...] = ()  # symptoms seen, without "none seen"
 
 
 def _problem(label: str, finding: Finding) -> Problem:
@@ -149,6 +160,7 @@ def _problem(label: str, finding: Finding) -> Problem:
 
 
 def _problems(result: AnalysisResult) -> tuple[Problem, ...]:
+    """Only what was found: the normalised result already leaves out "no problem" and "not evaluated"."""
     problems = [_problem(PROBLEM_LABELS["disease"], d) for d in result.diseases]
     problems += [_problem(PROBLEM_LABELS["pest"], p) for p in result.pests]
     problems += [Problem(STRESS_NAMES[aspect], value) for aspect, value in result.stresses]
@@ -177,7 +189,8 @@ def _step_groups(recommendations: Recommendations) -> tuple[StepGroup, ...]:
 
 def build_page(result: AnalysisResult) -> ReportPage:
     """The completed page's content; parts the result does not have are simply empty."""
-    return ReportPage(result=result, problems=_problems(result), step_groups=_step_groups(result.recommendations))
+    return ReportPage(result=result, problems=_problems(result), step_groups=_step_groups(result.recommendations),
+                      signs=tuple(sign for sign in result.signs if shown(sign)))
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -199,14 +212,20 @@ def _locale_of(session: Any, analysis: Analysis | None) -> str:
     return resolve_locale(farmer.locale if farmer is not None else None)
 
 
-def _photo_url(analysis: Analysis) -> str | None:
-    """A fresh signed `/media/` link (relative: the same server, whatever host the page was opened on)."""
-    if not analysis.image_key:
-        return None
-    try:
-        return url_for("media.serve", token=sign_token(analysis.image_key, secret()))
-    except InvalidKey:
-        return None
+def photo_urls(analysis: Analysis) -> list[str]:
+    """Fresh signed `/media/` links to every optimised photo of the analysis, in the farmer's order."""
+    return photo_links(stored_keys(analysis.image_keys, analysis.image_key))
+
+
+def shown(value: str | None) -> bool:
+    """A problem-like value worth a line on the page (a severity, a risk): not empty, not "no problem", not
+    "not evaluated"."""
+    return not is_nothing_found(value)
+
+
+def known(value: str | None) -> bool:
+    """A descriptive value worth a line (an outlook, a growth stage): not empty and not "not evaluated"."""
+    return not is_not_evaluated(value)
 
 
 @bp.get("/r/<path:token>")
@@ -242,7 +261,7 @@ def show(token: str) -> Response:
             analysis_id=analysis.id,
             crop=crop_name(locale, analysis.crop or result.crop_type or "") or None,
             date=format_datetime(when, locale),
-            photo_url=_photo_url(analysis),
+            photo_urls=photo_urls(analysis), shown=shown, known=known,
             score_meaning=score_meaning, score_class=score_class, level_class=level_class, rank_class=rank_class,
             format_percent=lambda value: format_percent(value / 100, locale),
             priority_titles=PRIORITY_TITLES, section_names=SECTION_NAMES, nutrient_names=NUTRIENT_NAMES,

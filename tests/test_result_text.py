@@ -1,0 +1,85 @@
+"""What the farmer reads of a result in the chat: the summary and `Detaylar`, built from the normalised
+result (pure: no app, no database). Said once, no brackets in brackets, only what was found."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from types import SimpleNamespace
+
+from PIL import Image, ImageDraw
+
+from bot import replies
+from bot.draft import Draft
+from bot.place import tidy_place
+from devtools.local_analyser import LOCAL_ESTIMATE_NOTE, estimate
+from services.analysis import result_view
+from services.analysis_result import annotated, is_nothing_found, normalise
+from tests.helpers import FIXTURES
+
+
+def spotted_leaf() -> bytes:
+    image = Image.new("RGB", (400, 300), (245, 245, 245))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((40, 30, 360, 270), fill=(60, 140, 50))
+    draw.ellipse((120, 90, 220, 190), fill=(110, 65, 30))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def chat(result: dict, locale: str = "tr") -> tuple[str, list[str]]:
+    view = result_view(SimpleNamespace(id=7, crop="domates"), normalise(result))  # type: ignore[arg-type]
+    return replies.analysis_result(locale, view).text, [r.text for r in replies.analysis_details(locale, view)]
+
+
+def test_a_local_estimate_says_so_once_without_double_brackets_or_empty_nutrients() -> None:
+    summary, details = chat(estimate(spotted_leaf(), {"analysis_id": 7, "crop_type": "domates"}))
+    everything = "\n".join([summary, *details])
+    assert everything.count("yerel tahmin") == 1 and LOCAL_ESTIMATE_NOTE not in everything
+    assert "Fotoğraftaki renklerden yapılmış otomatik yerel tahmindir, uzman teşhisi değildir." in summary
+    assert not re.search(r"\)\s*\(", everything) and "((" not in everything and "))" not in everything
+    assert "(Fotoğraftaki" not in summary  # the notice is a sentence, not a bracket
+    assert re.search(r"Kahverengi yaprak lekeleri \(olası fungal hastalık, renk tahmini\): (düşük|orta|yüksek)\n",
+                     everything)
+    assert "Besin durumu" not in everything and "görülmedi" not in everything  # nothing found: no nutrient part
+
+
+def test_the_english_notice_is_said_once_too() -> None:
+    summary, _ = chat(estimate(spotted_leaf(), {"analysis_id": 7}), "en")
+    assert summary.count("local estimate") == 1
+    assert "Automatic local estimate from the photo's colours, not an expert diagnosis." in summary
+
+
+def test_nutrients_are_listed_when_something_was_found() -> None:
+    full = json.loads((FIXTURES / "n8n" / "result_full_tr.json").read_text().replace("{{analysis_id}}", "7"))
+    summary, details = chat(full)
+    assert any(d.startswith("Besin durumu:") and "azot" in d for d in details)
+    assert "yerel tahmin" not in summary  # a real result carries no local-estimate notice
+
+
+def test_annotated_never_puts_brackets_after_brackets() -> None:
+    assert annotated("Erken yanıklık", "orta") == "Erken yanıklık (orta)"
+    assert annotated("Erken yanıklık (Alternaria solani)", "orta") == "Erken yanıklık (Alternaria solani): orta"
+    assert annotated("Sulayın", None) == "Sulayın"
+
+
+def test_nothing_found_values() -> None:
+    for value in ("değerlendirilmedi", "Görülmedi", "bilinmiyor", "yok", "normal", "Not assessed", None, " "):
+        assert is_nothing_found(value), value
+    for value in ("eksik", "olası eksik", "azot (olası)", "hafif su stresi"):
+        assert not is_nothing_found(value), value
+
+
+def test_a_place_is_said_once() -> None:
+    assert tidy_place("Konya", "Selçuklu, Konya") == "Konya, Selçuklu"
+    assert tidy_place("Konya, Selçuklu, Konya") == "Konya, Selçuklu"
+    assert tidy_place("İzmir", "Konak, izmir") == "İzmir, Konak"
+    assert tidy_place(None, "  ", "Seyhan ,  Adana") == "Seyhan, Adana"
+    draft = Draft(photo_message_id=1, crop="domates", latitude=37.87, longitude=32.49,
+                  location_text="Konya, Selçuklu, Konya")
+    assert "Konum: Konya, Selçuklu\n" in replies.confirm("tr", draft).text
+    pinned = Draft(photo_message_id=1, crop="domates", latitude=37.87461, longitude=32.49321)
+    assert "Konum: 37.8746, 32.4932" in replies.confirm("tr", pinned).text
+    assert "Konum: , \n" in replies.confirm("tr", Draft(photo_message_id=1, location_text=", ")).text  # as typed
