@@ -73,6 +73,19 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
     def bot_says(fragment: str, timeout: float = 30):
         return last('.msg[data-dir="out"]', fragment, timeout)
 
+    def said(fragment: str) -> list:
+        return [e for e in browser.find_elements(By.CSS_SELECTOR, '.msg[data-dir="out"]') if fragment in e.text]
+
+    def report_links() -> list[str]:
+        return [href for a in browser.find_elements(By.CSS_SELECTOR, "#messages a")
+                if "/r/" in (href := a.get_attribute("href") or "")]
+
+    def said_again(fragment: str, seen: int, timeout: float = 30):
+        """The bot's newest message with `fragment` once there are more than `seen` of them (old buttons and
+        bubbles stay on the page, so the newest match alone could be an earlier one)."""
+        return WebDriverWait(browser, timeout, poll_frequency=0.2).until(
+            lambda driver: said(fragment)[seen:], f"a new message with {fragment!r}")[-1]
+
     OUTPUT.mkdir(exist_ok=True)
     with make_run(tmp_path) as service:
         browser.get(f"{service.base}/dev/chat")
@@ -137,18 +150,22 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
         bot_says("Fotoğrafınız bekliyor")
         code = re.search(r"Sponsor codes:\s+(\S+)", service.log())
         assert code, service.log()[-2000:]
+        asked_location = len(said("Tarla nerede"))
+        confirmations = len(said("Göndermeden önce"))
+        results = len(said("Sağlık puanı"))
         last("#text-input").send_keys(code.group(1), Keys.ENTER)
         bot_says("Hangi ürün")
         last("#text-input").send_keys("Domates", Keys.ENTER)
+        said_again("Tarla nerede", asked_location)
         last(".reply-btn", "Geç").click()
-        confirmation = bot_says("Göndermeden önce")
+        confirmation = said_again("Göndermeden önce", confirmations)
         assert "3 fotoğraf" in confirmation.text, confirmation.text
         last(".reply-btn", "Gönder").click()
-        album_result = WebDriverWait(browser, 60, poll_frequency=0.2).until(
-            lambda driver: [e for e in driver.find_elements(By.CSS_SELECTOR, '.msg[data-dir="out"]')
-                            if "Sağlık puanı" in e.text][1:], "a second result")[-1]
-        album_link = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#messages a")
-                      if "/r/" in (a.get_attribute("href") or "")][-1]
+        album_result = said_again("Sağlık puanı", results, timeout=60)
+        links_before = len(report_links())
+        last(".reply-btn", "Detaylar").click()
+        album_link = WebDriverWait(browser, 30, poll_frequency=0.2).until(
+            lambda driver: report_links()[links_before:], "the album's report link")[-1]
         assert album_link != link
         browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", album_result)
         browser.save_screenshot(str(OUTPUT / "chat-album.png"))
