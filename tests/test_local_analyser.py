@@ -38,7 +38,7 @@ ANALYSIS_ID = 41
 CALLBACK_URL = f"https://bot.test/webhooks/n8n/{ANALYSIS_ID}"
 ROUTE = "/dev/n8n/analyze"
 FULL_RESULT = json.loads((Path(__file__).parent / "fixtures" / "n8n" / "result_full_tr.json").read_text("utf-8"))
-WAIT_SECONDS = 10  # an upper bound for background work, never a timing assertion
+WAIT_SECONDS = 30  # an upper bound for background work (a loaded CI machine), never a timing assertion
 
 
 def leaf_image(fill: tuple[int, int, int], spots: Sequence[tuple[tuple[int, int, int, int], tuple[int, int, int]]] = (),
