@@ -25,7 +25,7 @@ from services.whatsapp import outbox
 from services.whatsapp.messages import build_template as build
 from tests.admin_helpers import PASSWORD, make_staff
 from tests.dev_live import SimFarmer, has_text, live_app, offers
-from tests.helpers import PHONE_NUMBER_ID, fixture_json, free_port, wait_until
+from tests.helpers import PHONE_NUMBER_ID, REAL_REDIS, fixture_json, free_port, wait_until
 
 
 @pytest.fixture
@@ -487,6 +487,7 @@ def test_config_gives_the_limits_and_both_languages(client):
     assert config["labels"] == json.loads(json.dumps(LABELS)) and "👍" in config["reactions"]
 
 
+@pytest.mark.skipif(REAL_REDIS, reason="with a real Redis the worker is a `flask worker` process, not a thread")
 def test_the_jobs_dashboard_lists_the_embedded_worker(live):
     """The embedded worker thread runs RQ in short bursts (registered only meanwhile): the page lists it."""
     make_staff(live.app, "admin", "admin@ziraai.test")
