@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import os
 import socket
-import threading
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template_string, request, url_for
@@ -37,12 +36,12 @@ from admin.errors import ApiError, register_error_handlers
 from models import StaffRole, StaffUser
 from services import context, failed_jobs
 from services.queue import QUEUE_NAMES, get_queue
+from services.worker import embedded_worker_alive
 
 bp = Blueprint("rq_dashboard", __name__, url_prefix="/admin/rq")
 register_error_handlers(bp)
 
 FAILED_SHOWN = 50
-EMBEDDED_THREAD = "embedded-worker"  # the jobs thread of services.worker.start_embedded_worker
 REALM = 'Basic realm="ZiraAI RQ dashboard", charset="UTF-8"'
 
 
@@ -145,17 +144,13 @@ def _workers() -> list[dict[str, Any]]:
     rows = [{"name": w.name, "state": w.get_state(), "queues": ", ".join(w.queue_names()),
              "job": w.get_current_job_id()} for w in registered]
     here = socket.gethostname(), os.getpid()
-    if _embedded_worker_alive() and not any((w.hostname, w.pid) == here for w in registered):
+    if embedded_worker_alive() and not any((w.hostname, w.pid) == here for w in registered):
         running = [job for name in QUEUE_NAMES
                    for job in StartedJobRegistry(queue=get_queue(name, context.redis())).get_job_ids(cleanup=False)]
         rows.append({"name": f"embedded worker (thread in process {here[1]} on {here[0]})",
                      "state": "busy" if running else "idle", "queues": ", ".join(QUEUE_NAMES),
                      "job": running[0] if running else None})
     return rows
-
-
-def _embedded_worker_alive() -> bool:
-    return any(t.name == EMBEDDED_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 @bp.get("/")

@@ -112,6 +112,14 @@ class ThreadWorker(SimpleWorker):
         pass
 
 
+EMBEDDED_WORKER_THREAD = "embedded-worker"
+
+
+def embedded_worker_alive() -> bool:
+    """Whether this process runs the embedded worker thread (no REDIS_URL: the jobs run in the web process)."""
+    return any(t.name == EMBEDDED_WORKER_THREAD and t.is_alive() for t in threading.enumerate())
+
+
 def start_embedded_worker(app: Flask, poll: float = 0.2) -> threading.Event:
     """Run jobs with the periodic tasks in one daemon thread and the outbox's sender in another (so
     sends never wait behind a backlog of jobs); set the returned event to stop both."""
@@ -130,7 +138,7 @@ def start_embedded_worker(app: Flask, poll: float = 0.2) -> threading.Event:
                     log.exception("embedded worker loop error")
                 stop.wait(poll)
 
-    threading.Thread(target=jobs, name="embedded-worker", daemon=True).start()
+    threading.Thread(target=jobs, name=EMBEDDED_WORKER_THREAD, daemon=True).start()
     threading.Thread(target=run_sender, args=(app, stop, poll), name="embedded-sender", daemon=True).start()
     log.info("embedded worker threads started (no REDIS_URL: in-process fakeredis)")
     return stop

@@ -5,13 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import uuid
 
 import pytest
+from rq import Worker
 
 from app import create_app
 from services.logs import JsonFormatter, correlation
 from services.masking import mask_phones_in
-from tests.helpers import fixture_bytes, make_settings, post_webhook
+from services.queue import INBOUND, get_queue
+from services.worker import EMBEDDED_WORKER_THREAD, embedded_worker_alive
+from tests.helpers import REAL_REDIS, fixture_bytes, make_settings, post_webhook, wait_until
 
 
 def test_live(client):
@@ -24,6 +29,35 @@ def test_ready_reports_each_check(client):
     assert r.status_code == 200
     assert r.json["checks"]["database"] == {"status": "ok"}
     assert r.json["checks"]["redis"] == {"status": "ok"}
+
+
+@pytest.mark.skipif(REAL_REDIS, reason="embedded mode: no REDIS_URL")
+def test_ready_shows_whether_the_embedded_worker_runs_without_failing_for_it(client):
+    wait_until(lambda: not embedded_worker_alive(), 10, what="earlier tests' worker threads to end")
+    r = client.get("/health/ready")
+    assert r.status_code == 200  # the web server still takes and stores every message
+    assert r.json["workers"] == {"status": "error", "mode": "embedded", "count": 0}
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name=EMBEDDED_WORKER_THREAD, daemon=True)
+    thread.start()
+    try:
+        assert client.get("/health/ready").json["workers"] == {"status": "ok", "mode": "embedded", "count": 1}
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.skipif(not REAL_REDIS, reason="worker processes register in a real Redis (TEST_REDIS_URL)")
+def test_ready_counts_the_worker_processes_registered_in_redis(client, app):
+    redis = app.extensions["redis"]
+    assert client.get("/health/ready").json["workers"]["mode"] == "processes"
+    worker = Worker([get_queue(INBOUND, redis)], connection=redis, name=f"health-test-{uuid.uuid4().hex}")
+    worker.register_birth()
+    try:
+        workers = client.get("/health/ready").json["workers"]
+        assert (workers["status"], workers["mode"]) == ("ok", "processes") and workers["count"] >= 1
+    finally:
+        worker.register_death()
 
 
 def test_ready_is_503_when_redis_is_unreachable(database_url):

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
+from rq import Worker
 from sqlalchemy import text
 
 from services import context, metrics
@@ -13,6 +14,7 @@ from services.problems import problem
 from services.redis_conn import as_text
 from services.whatsapp.health import Snapshot, snapshot
 from services.whatsapp.outbox import AUTH_ALERT_KEY
+from services.worker import embedded_worker_alive
 
 bp = Blueprint("health", __name__)
 
@@ -25,7 +27,8 @@ def live() -> Response:
 @bp.get("/health/ready")
 def ready() -> tuple[Response, int]:
     """200 when the database and Redis answer and Meta has not refused our token; else 503, with each check.
-    `whatsapp_account` tells operators of restrictions and blocked templates without changing the answer."""
+    `whatsapp_account` (restrictions, blocked templates) and `workers` (who runs the jobs) inform operators
+    without changing the answer: a web server without workers still takes and stores every message."""
     checks: dict[str, dict[str, str]] = {}
     try:
         with context.db().reader() as session:
@@ -44,8 +47,22 @@ def ready() -> tuple[Response, int]:
     except RedisError as exc:
         checks["redis"] = {"status": "error", "error": type(exc).__name__}
     ok = all(c["status"] == "ok" for c in checks.values())
-    body = {"status": "ok" if ok else "error", "checks": checks, "whatsapp_account": _whatsapp_account()}
+    body = {"status": "ok" if ok else "error", "checks": checks, "whatsapp_account": _whatsapp_account(),
+            "workers": _workers()}
     return jsonify(body), 200 if ok else 503
+
+
+def _workers() -> dict[str, Any]:
+    """The embedded worker thread (no REDIS_URL), else the RQ workers registered in Redis (each renews its
+    registration while it runs; a worker waiting for a lost Redis to come back is not counted)."""
+    if context.settings().embedded_redis:
+        alive = embedded_worker_alive()
+        return {"status": "ok" if alive else "error", "mode": "embedded", "count": int(alive)}
+    try:
+        count = Worker.count(connection=context.redis())
+    except RedisError as exc:
+        return {"status": "unknown", "mode": "processes", "error": type(exc).__name__}
+    return {"status": "ok" if count else "error", "mode": "processes", "count": count}
 
 
 def _whatsapp_account() -> dict[str, Any]:
