@@ -88,10 +88,14 @@ def num(value: Any, spec: str = ".0f") -> str:
 def info_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
     """Figures worth a line of their own besides the targets (no target: `pass` is None)."""
     if name == "webhook_ingress":
-        servers = dig(result, "servers") or {}
-        rates = " / ".join(f"{server} {num(dig(servers, server, 'throughput', 'requests_per_s'))}"
-                           for server in ("app", "floor", "bare") if server in servers)
-        return [{"name": "requests/s, app / floor / bare Flask", "pass": None, "measured": rates or None}]
+        servers = dig(result, "servers")
+        present = [server for server in ("app", "floor", "bare") if isinstance(servers, dict) and server in servers]
+        rates = " / ".join(num(dig(servers, server, "throughput", "requests_per_s")) for server in present)
+        app, bare = (dig(servers, server, "throughput", "requests_per_s") for server in ("app", "bare"))
+        numbers = isinstance(app, (int, float)) and isinstance(bare, (int, float))
+        to_bare = round(app / bare, 3) if numbers and bare else None
+        return [{"name": f"requests/s, {' / '.join(present) or 'app'}", "pass": None, "measured": rates or None},
+                {"name": "throughput app/bare Flask", "pass": None, "measured": to_bare, "baseline": "bare Flask"}]
     if name == "pipeline_latency":
         total = dig(result, "latency_ms", "total")
         return [{"name": "photo -> result p95 / max ms", "pass": None,
@@ -210,7 +214,7 @@ def print_table(entries: list[dict[str, Any]], sections: list[dict[str, Any]], o
             line(row)
         if not section["rows"]:
             missing = [b for b in section["benchmarks"] if b not in ran]
-            why = ("not run: " + ", ".join(f"bench/{name}.py" for name in missing)
+            why = ("not run: " + ", ".join(missing)
                    if len(missing) == len(section["benchmarks"]) else "no row for it in the results")
             line({"name": why, "measured": None})
     if others:
