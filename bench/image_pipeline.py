@@ -435,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
              if "libvips" in timing else None)
     cpu_ratio = (round(timing["ours"]["cpu_median_ms"] / timing["libvips"]["cpu_median_ms"], 3)
                  if "libvips" in timing else None)
+    # The fastest runs are the ones least disturbed by other work on the machine.
+    min_ratio = (round(timing["ours"]["min_ms"] / timing["libvips"]["min_ms"], 3)
+                 if "libvips" in timing else None)
     within_bounds = ours.width <= BOX[0] and ours.height <= BOX[1] and len(ours.data) <= TARGET_BYTES
     vips_timing, vips_out = timing.get("libvips"), outputs.get("libvips")
     our_psnr, vips_psnr = outputs["ours"]["psnr_db"], vips_out["psnr_db"] if vips_out else None
@@ -444,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
          "baseline": f"libvips {vips_timing['median_ms']:.1f} ms" if vips_timing else None},
         {"name": "  (CPU time ours/libvips, for information)", "measured": cpu_ratio, "pass": None,
          "baseline": f"libvips {vips_timing['cpu_median_ms']:.1f} ms CPU" if vips_timing else None},
+        {"name": "  (fastest run ours/libvips, for information)", "measured": min_ratio, "pass": None,
+         "baseline": f"libvips {vips_timing['min_ms']:.1f} ms" if vips_timing else None},
         {"name": "PSNR ours >= libvips, dB (vs Lanczos reference)", "target": "same or better",
          "measured": our_psnr, "pass": None if None in (our_psnr, vips_psnr) else our_psnr >= vips_psnr,
          "baseline": f"libvips {vips_psnr} dB" if vips_psnr is not None else None},
@@ -468,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "timing": timing,
         "time_ratio_ours_over_libvips": ratio,
         "cpu_time_ratio_ours_over_libvips": cpu_ratio,
+        "min_time_ratio_ours_over_libvips": min_ratio,
         "outputs": outputs,
         "memory": memory,
         "payload": payload,
