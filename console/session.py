@@ -60,6 +60,7 @@ def configure_session(app: Flask) -> None:
 
 
 def _unavailable(exc: RedisError) -> ServiceUnavailable:
+    """Redis down: a 503 page, never a pass (the cause stays in the traceback via `from exc`)."""
     return ServiceUnavailable("The session store is unavailable; try again shortly.")
 
 
