@@ -282,3 +282,21 @@ def test_the_language_switch_after_a_post_page_returns_to_the_start(app: Flask, 
     user_id = make_staff(app, "support", "support@ziraai.test")
     html = post(client, f"/console/admin/staff/{user_id}/reset-link").get_data(as_text=True)
     assert 'name="next" value="/console"' in html
+
+
+def test_an_admin_changes_a_tier_as_the_api_allows(admin: int, client: FlaskClient, session) -> None:
+    saved = post(client, "/console/admin/tiers/M", {"daily_limit": "7", "monthly_limit": "70", "price_try": "149,90"})
+    assert saved.status_code == 302
+    tier = session.scalars(select(Tier).where(Tier.code == "M")).one()
+    assert (tier.daily_limit, tier.monthly_limit, str(tier.price_try), tier.active) == (7, 70, "149.90", False)
+    row = session.scalars(select(AuditLog).where(AuditLog.action == "tier.update")).one()
+    assert row.details["after"]["daily_limit"] == 7 and row.details["via"] == "console"
+    over = post(client, "/console/admin/tiers/M", {"daily_limit": "80", "monthly_limit": "70", "price_try": "1",
+                                                   "active": "on"})
+    bad = post(client, "/console/admin/tiers/M", {"daily_limit": "-1", "monthly_limit": "x", "price_try": "1.999"})
+    assert over.status_code == bad.status_code == 400
+    assert "Günlük sınır aylık sınırı aşamaz." in over.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(Tier.daily_limit).where(Tier.code == "M")).one() == 7
+    assert post(client, "/console/admin/tiers/NOPE", {"daily_limit": "1", "monthly_limit": "2",
+                                                      "price_try": "1"}).status_code == 404
