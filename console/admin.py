@@ -297,6 +297,19 @@ def deactivate(user_id: int) -> ResponseReturnValue:
     return redirect(url_for("console_admin.staff"))
 
 
+@bp.post("/admin/staff/<int:user_id>/activate")
+@staff_required("admin")
+def activate(user_id: int) -> ResponseReturnValue:
+    """Let a deactivated account sign in again (with its old password, or a reset link)."""
+    with context.db().session() as session, session.begin():
+        user = _staff_or_404(session, user_id)
+        user.active = True
+        audit("staff.activate", "staff_user", user_id, {"via": "console"}, session=session)
+        email = user.email
+    flash_text("success", "%(email)s can sign in again.", email=email)
+    return redirect(url_for("console_admin.staff"))
+
+
 @bp.post("/admin/staff/<int:user_id>/reset-link")
 @staff_required("admin")
 def reset_link(user_id: int) -> ResponseReturnValue:

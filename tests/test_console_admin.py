@@ -113,7 +113,9 @@ def test_an_admin_creates_and_deactivates_staff(app: Flask, admin: int, client: 
     session.expire_all()
     assert session.get(StaffUser, user.id).active is False
     assert console_login(client.application.test_client(), "ayse@sponsor.test").status_code == 401
-    assert {"staff.create", "staff.deactivate"} <= set(actions(session))
+    post(client, f"/console/admin/staff/{user.id}/activate")
+    assert console_login(client.application.test_client(), "ayse@sponsor.test").status_code == 302
+    assert {"staff.create", "staff.deactivate", "staff.activate"} <= set(actions(session))
 
 
 def test_a_staff_form_with_a_taken_email_or_short_password_is_refused(admin: int, client: FlaskClient) -> None:
