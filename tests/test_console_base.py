@@ -267,3 +267,22 @@ def test_without_redis_a_signed_in_page_is_a_503_never_a_pass(app: Flask, client
     response = client.get("/console/admin")
     assert response.status_code == 503
     assert "Geçici olarak kullanılamıyor" in response.get_data(as_text=True)
+
+
+def test_the_console_catalog_is_complete_and_the_check_catches_a_missing_turkish_text(tmp_path) -> None:
+    import shutil
+
+    from translations.check import PROJECT_ROOT, check_console
+
+    assert check_console(PROJECT_ROOT) == []
+    shutil.copy(PROJECT_ROOT / "babel-console.cfg", tmp_path / "babel-console.cfg")
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "page.py").write_text('console_text(locale, "A brand new sentence.")\n')
+    for locale in ("tr", "en"):
+        folder = tmp_path / "translations" / locale / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        folder.joinpath("console.po").write_text(
+            'msgid ""\nmsgstr ""\n"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n"Content-Type: text/plain; '
+            'charset=utf-8\\n"\n\nmsgid "A brand new sentence."\nmsgstr ""\n', encoding="utf-8")
+    problems = check_console(tmp_path)
+    assert problems == ["tr (console.po): 'A brand new sentence.': not translated"]
