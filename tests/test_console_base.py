@@ -286,3 +286,19 @@ def test_the_console_catalog_is_complete_and_the_check_catches_a_missing_turkish
             'charset=utf-8\\n"\n\nmsgid "A brand new sentence."\nmsgstr ""\n', encoding="utf-8")
     problems = check_console(tmp_path)
     assert problems == ["tr (console.po): 'A brand new sentence.': not translated"]
+
+
+def test_the_console_imports_nothing_from_admin_web_or_above() -> None:
+    """console/ sits beside admin/ and web/: what it shares with them lives in services/."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    forbidden = {"admin", "web", "webhooks", "devtools", "app", "cli", "tests", "bench"}
+    found = []
+    for path in (root / "console").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in forbidden]
+    assert found == []
