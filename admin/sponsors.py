@@ -4,7 +4,7 @@ Roles: sponsor CRUD is admin only, and so is recording a purchase (purchases are
 user files a purchase request instead, `admin.purchase_requests`). Everything else under
 `/sponsors/<id>/...` is for admins and for a sponsor user of that very sponsor; a sponsor user asking
 about another sponsor gets 404 (never 403, which would confirm the id exists). What a sponsor sees of
-an analysis is `admin.visibility`'s tier table applied to the tier of the code that paid for that
+an analysis is `services.visibility`'s tier table applied to the tier of the code that paid for that
 analysis (`admin.sponsored_analyses`). Totals and statistics (`services.sponsor_stats`, cached here
 for a minute) count everything the sponsor's own purchases paid for.
 """
