@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, redirect, request, url_for
+from flask import Blueprint, Response, abort, redirect, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from console.charts import BarChart, bar_chart_svg
-from console.pages import nav_item, render
+from console.pages import flash_text, nav_item, render
 from console.session import current_locale, current_staff, staff_required
 from models import (
     Analysis,
@@ -67,7 +67,7 @@ from services.visibility import (
     sees_identity,
     sponsored_analyses,
 )
-from translations import console_text
+from translations import N_, console_text
 
 bp = Blueprint("console_sponsor", __name__, url_prefix="/console")
 
@@ -79,18 +79,15 @@ DEFAULT_VALID_DAYS = 90
 DEFAULT_SUBSCRIPTION_DAYS = 30
 
 
-def N_(msgid: str) -> str:
-    return msgid
-
-
 nav_item("console_sponsor.index", N_("Dashboard"), "sponsor", order=10)
 nav_item("console_sponsor.codes_start", N_("Codes"), "sponsor", order=20)
 nav_item("console_sponsor.analyses_start", N_("Analyses"), "sponsor", order=30)
 nav_item("console_sponsor.requests_start", N_("Purchase requests"), "sponsor", order=40)
-nav_item("console_sponsor.index", N_("Sponsors"), "admin", order=40)
+nav_item("console_sponsor.index", N_("Sponsor view"), "admin", order=25)
 
 
-def _t(msgid: str, **params: Any) -> str:
+def _(msgid: str, **params: Any) -> str:
+    """A console text in the page's language (the name `make console-messages` extracts)."""
     return console_text(current_locale(), msgid, **params)
 
 
@@ -188,15 +185,15 @@ def bucket_label(bucket: Bucket, interval: Interval) -> str:
 def activity_charts(series: list[Bucket], interval: Interval) -> list[tuple[BarChart, list[tuple[str, int]]]]:
     """The two charts (redemptions, analyses) with their data as rows for the table beside them."""
     labels = tuple(bucket_label(b, interval) for b in series)
-    x_label = _t(INTERVAL_LABELS[interval])
-    span = _t(SPAN_LABELS[interval])
+    x_label = _(INTERVAL_LABELS[interval])
+    span = _(SPAN_LABELS[interval])
     charts = []
     for chart_id, title, values in (
-        ("chart-redemptions", _t("Codes redeemed"), tuple(b.redemptions for b in series)),
-        ("chart-analyses", _t("Analyses"), tuple(b.analyses for b in series)),
+        ("chart-redemptions", _("Codes redeemed"), tuple(b.redemptions for b in series)),
+        ("chart-analyses", _("Analyses"), tuple(b.analyses for b in series)),
     ):
         chart = BarChart(chart_id=chart_id, title=f"{title} ({span})",
-                         description=_t("%(total)s in %(span)s, per %(unit)s.", total=sum(values), span=span,
+                         description=_("%(total)s in %(span)s, per %(unit)s.", total=sum(values), span=span,
                                         unit=x_label.lower()),
                          x_label=x_label, y_label=title, labels=labels, values=values)
         charts.append((chart, list(zip(labels, values, strict=True))))
@@ -245,8 +242,9 @@ def codes(sponsor_id: int) -> Any:
     items = [{"code": r.code, "tier": r.tier, "status": effective_status(r.status, r.expires_at, now),
               "expires_at": r.expires_at, "redeemed_at": r.redeemed_at, "revoked_at": r.revoked_at,
               "exported_at": r.exported_at} for r in rows]
-    return render("console/sponsor_codes.html", **_base(sponsor, "codes"), items=items, pager=pager, status=status,
-                  statuses=[(s, STATUS_LABELS[s]) for s in CODE_STATUSES], status_labels=STATUS_LABELS)
+    return render("console/sponsor_codes.html", **_base(sponsor, "codes"), items=items, pager=pager,
+                  status_filter=status, statuses=[(s, STATUS_LABELS[s]) for s in CODE_STATUSES],
+                  status_labels=STATUS_LABELS)
 
 
 @bp.get("/sponsors/<int:sponsor_id>/codes.csv")
@@ -277,10 +275,10 @@ def revoke(sponsor_id: int, code: str) -> BaseResponse:
                   {"sponsor_id": sponsor_id, "code": done.code, "via": "console"}, session=session)
     if done.revoked:
         invalidate_stats(context.redis(), sponsor_id)
-        flash(_t("Code %(code)s is revoked: nobody can redeem it now.", code=done.code), "success")
+        flash_text("success", "Code %(code)s is revoked: nobody can redeem it now.", code=done.code)
     else:
-        flash(_t("Only an unused code can be revoked; %(code)s is %(status)s.", code=done.code,
-                 status=_t(STATUS_LABELS.get(done.status or "", done.status or ""))), "error")
+        flash_text("error", "Only an unused code can be revoked; %(code)s is %(status)s.", code=done.code,
+                   status=_(STATUS_LABELS.get(done.status or "", done.status or "")))
     back = request.form.get("status")
     return redirect(url_for(".codes", sponsor_id=sponsor_id, status=back if back in CODE_STATUSES else None))
 
@@ -308,7 +306,7 @@ def _integer(form: Mapping[str, str], name: str, low: int, high: int, default: i
     if not raw and default is not None:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        errors[name] = _t("Enter a whole number from %(low)s to %(high)s.", low=low, high=high)
+        errors[name] = _("Enter a whole number from %(low)s to %(high)s.", low=low, high=high)
         return None
     return int(raw)
 
@@ -318,13 +316,13 @@ def parse_purchase_request(form: Mapping[str, str]) -> tuple[PurchaseRequestForm
     errors: dict[str, str] = {}
     tier = (form.get("tier") or "").strip().upper()
     if tier not in TIER_ORDER:
-        errors["tier"] = _t("Choose a package.")
+        errors["tier"] = _("Choose a package.")
     quantity = _integer(form, "quantity", 1, MAX_QUANTITY, None, errors)
     valid_days = _integer(form, "code_valid_days", 1, MAX_DAYS, DEFAULT_VALID_DAYS, errors)
     days = _integer(form, "subscription_days", 1, MAX_DAYS, DEFAULT_SUBSCRIPTION_DAYS, errors)
     note = " ".join((form.get("note") or "").split()) or None
     if note is not None and len(note) > MAX_NOTE:
-        errors["note"] = _t("At most %(n)s characters.", n=MAX_NOTE)
+        errors["note"] = _("At most %(n)s characters.", n=MAX_NOTE)
     if errors or quantity is None or valid_days is None or days is None:
         return None, errors
     return PurchaseRequestForm(tier, quantity, valid_days, days, note), {}
@@ -332,7 +330,7 @@ def parse_purchase_request(form: Mapping[str, str]) -> tuple[PurchaseRequestForm
 
 def _requests_page(sponsor: Sponsor, form: Mapping[str, str], errors: dict[str, str], status: int = 200) -> Any:
     with context.db().reader() as session:
-        tier_codes = dict(session.execute(select(Tier.id, Tier.code)).tuples().all())
+        tier_codes = {tier_id: code for tier_id, code in session.execute(select(Tier.id, Tier.code))}
         total = session.scalar(select(func.count()).select_from(PurchaseRequest)
                                .where(PurchaseRequest.sponsor_id == sponsor.id)) or 0
         pager = Pager(_page_number(), PER_PAGE, total)
@@ -378,9 +376,9 @@ def file_request(sponsor_id: int) -> Any:
                    "code_valid_days": terms.code_valid_days, "subscription_days": terms.subscription_days,
                    "via": "console"}, session=session)
     if filed is None:
-        return _requests_page(sponsor, request.form, {"tier": _t("This package is not sold at the moment.")}, 422)
-    flash(_t("Your request for %(quantity)s %(tier)s codes is filed; an admin approves it after payment.",
-             quantity=terms.quantity, tier=terms.tier), "success")
+        return _requests_page(sponsor, request.form, {"tier": _("This package is not sold at the moment.")}, 422)
+    flash_text("success", "Your request for %(quantity)s %(tier)s codes is filed; an admin approves it after payment.",
+               quantity=terms.quantity, tier=terms.tier)
     return redirect(url_for(".purchase_requests", sponsor_id=sponsor_id))
 
 
@@ -479,7 +477,7 @@ def message(sponsor_id: int, analysis_id: int) -> Any:
         if not sees_identity(tier):
             abort(404)  # the page offers no form below L
         if not 1 <= len(one_line(text)) <= MAX_TEXT:
-            error = _t("Write 1 to %(n)s characters.", n=MAX_TEXT)
+            error = _("Write 1 to %(n)s characters.", n=MAX_TEXT)
             result = None
         else:
             error = None
@@ -490,15 +488,15 @@ def message(sponsor_id: int, analysis_id: int) -> Any:
                       {"sponsor_id": sponsor_id, "analysis_id": analysis_id, "farmer_id": analysis.farmer_id,
                        "chars": len(one_line(text)), "via": "console"}, session=session)
     if result is not None and result.refusal is Refusal.OPTED_OUT:
-        error = _t("This farmer does not receive messages (opted out).")
+        error = _("This farmer does not receive messages (opted out).")
     elif result is not None and result.refusal is Refusal.DAILY_CAP:
-        error = _t("This farmer has had %(cap)s sponsor messages today; try again tomorrow.", cap=result.daily_cap)
+        error = _("This farmer has had %(cap)s sponsor messages today; try again tomorrow.", cap=result.daily_cap)
     if error is not None or result is None:
         status = 422 if result is None else 429 if result.refusal is Refusal.DAILY_CAP else 409
         return _analysis_page(sponsor, analysis_id, text, error, status)
     if result.send_after is not None:
-        flash(_t("Message queued; it is sent when quiet hours end."), "success")
+        flash_text("success", "Message queued; it is sent when quiet hours end.")
     else:
-        flash(_t("Message queued; it is on its way to the farmer."), "success")
+        flash_text("success", "Message queued; it is on its way to the farmer.")
     return redirect(url_for(".analysis", sponsor_id=sponsor_id, analysis_id=analysis_id))
 

@@ -21,7 +21,8 @@ from services import quota, runtime_settings, sponsorship
 from services.sponsor_messages import TEMPLATE
 from services.sponsor_stats import Interval, activity_series, bucket_starts, province_of, sponsor_figures
 from services.sponsorship import RedeemOutcome
-from tests.admin_helpers import PASSWORD, make_sponsor, make_staff
+from tests.admin_helpers import make_sponsor, make_staff
+from tests.console_helpers import console_login, csrf
 
 RESULT = {"recommendations": {"immediate": [{"action": "Bakırlı ilaç uygula", "priority": "high"}],
                               "preventive": ["Sulamayı sabah yap"]},
@@ -37,14 +38,8 @@ def tiers(app):
 # --- helpers ----------------------------------------------------------------------------------------------
 
 
-def csrf(client) -> str:
-    with client.session_transaction() as s:
-        return str(s["csrf"])
-
-
 def sign_in(client, email: str) -> None:
-    client.get("/console/login")
-    response = client.post("/console/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf(client)})
+    response = console_login(client, email)
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
 
 
