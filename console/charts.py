@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 52, 12, 16, 56  # room for the y ticks, the x labels and the axis titles
+WIDTH, HEIGHT = 480, 260
+LEFT, RIGHT, TOP, BOTTOM = 56, 10, 14, 58  # room for the y ticks, the x labels and the axis titles
 BAR_FILL = "#2e7d32"
 AXIS = "#555555"
 GRID = "#dddddd"
-MAX_X_LABELS = 10
+MAX_X_LABELS = 6
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def bar_chart_svg(chart: BarChart) -> Markup:
     parts: list[str] = [
         f'<svg class="chart" id="{escape(chart.chart_id)}" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{escape(title_id)} {escape(desc_id)}" '
-        f'font-family="system-ui, sans-serif" font-size="12">',
+        f'font-family="system-ui, sans-serif" font-size="14">',
         f'<title id="{escape(title_id)}">{escape(chart.title)}</title>',
         f'<desc id="{escape(desc_id)}">{escape(chart.description)} {escape(spoken)}</desc>',
     ]
@@ -79,7 +79,7 @@ def bar_chart_svg(chart: BarChart) -> Markup:
         y = TOP + plot_h - plot_h * tick / top
         parts.append(f'<line x1="{LEFT}" y1="{_fmt(y)}" x2="{WIDTH - RIGHT}" y2="{_fmt(y)}" stroke="{GRID}" '
                      f'stroke-width="1"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{_fmt(y + 4)}" text-anchor="end" fill="{AXIS}">{tick}</text>')
+        parts.append(f'<text x="{LEFT - 6}" y="{_fmt(y + 5)}" text-anchor="end" fill="{AXIS}">{tick}</text>')
     every = label_every(len(chart.labels))
     for i, (label, value) in enumerate(zip(chart.labels, chart.values, strict=True)):
         height = plot_h * value / top
@@ -89,7 +89,7 @@ def bar_chart_svg(chart: BarChart) -> Markup:
                      f'fill="{BAR_FILL}"><title>{escape(label)}: {value}</title></rect>')
         if i % every == 0:
             cx = LEFT + slot * i + slot / 2
-            parts.append(f'<text x="{_fmt(cx)}" y="{TOP + plot_h + 16}" text-anchor="middle" fill="{AXIS}" '
+            parts.append(f'<text x="{_fmt(cx)}" y="{TOP + plot_h + 18}" text-anchor="middle" fill="{AXIS}" '
                          f'aria-hidden="true">{escape(label)}</text>')
     parts += [
         f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" y2="{TOP + plot_h}" stroke="{AXIS}" '
@@ -97,8 +97,8 @@ def bar_chart_svg(chart: BarChart) -> Markup:
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="{AXIS}" stroke-width="1"/>',
         f'<text class="axis-label" x="{LEFT + plot_w / 2:.0f}" y="{HEIGHT - 8}" text-anchor="middle" '
         f'fill="{AXIS}">{escape(chart.x_label)}</text>',
-        f'<text class="axis-label" x="14" y="{TOP + plot_h / 2:.0f}" text-anchor="middle" fill="{AXIS}" '
-        f'transform="rotate(-90 14 {TOP + plot_h / 2:.0f})">{escape(chart.y_label)}</text>',
+        f'<text class="axis-label" x="16" y="{TOP + plot_h / 2:.0f}" text-anchor="middle" fill="{AXIS}" '
+        f'transform="rotate(-90 16 {TOP + plot_h / 2:.0f})">{escape(chart.y_label)}</text>',
         "</svg>",
     ]
     return Markup("".join(parts))

@@ -36,6 +36,7 @@ from models import (
     utcnow,
 )
 from services import context, runtime_settings
+from services.analysis_result import normalise
 from services.audit import audit
 from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message, sent_today
 from services.sponsor_stats import (
@@ -396,6 +397,31 @@ class AnalysisRow:
     pests: list[str]
 
 
+RECOMMENDATION_GROUPS: tuple[tuple[str, str], ...] = (
+    ("immediate", N_("Now")), ("short_term", N_("In the coming days")), ("preventive", N_("To prevent it")),
+    ("monitoring", N_("To watch")))
+
+
+def recommendation_groups(value: Any) -> list[tuple[str, list[str]]]:
+    """The recommendations an L or XL view holds, as (group label msgid, lines), read the way the farmer's
+    report reads them (`services.analysis_result`); a plain list is one untitled group."""
+    untitled = isinstance(value, list)
+    if untitled:  # no groups: read it as one, without a title
+        value = {"immediate": value}
+    if not isinstance(value, dict):
+        return []
+    found = normalise({"recommendations": value}).recommendations
+    groups: list[tuple[str, list[str]]] = []
+    for key, label in RECOMMENDATION_GROUPS:
+        if key == "monitoring":
+            lines = [", ".join(p for p in (m.parameter, m.frequency, m.threshold) if p) for m in found.monitoring]
+        else:
+            lines = [" - ".join(p for p in (r.action, r.details, r.timeline) if p) for r in getattr(found, key)]
+        if lines:
+            groups.append(("" if untitled else label, lines))
+    return groups
+
+
 def analysis_row(analysis: Analysis, view: dict[str, Any]) -> AnalysisRow:
     names = [n for n in (finding_name(item) for item in view["diseases"]) if n]
     pests = [n for n in (finding_name(item) for item in view["pests"]) if n]
@@ -449,7 +475,7 @@ def _analysis_page(sponsor: Sponsor, analysis_id: int, text: str = "", error: st
     audit("sponsor.analysis.read", "analysis", analysis_id, {"sponsor_id": sponsor.id, "tier": tier, "via": "console"})
     report = json.dumps(view["report"], ensure_ascii=False, indent=2) if view.get("report") is not None else None
     return render("console/sponsor_analysis.html", status, **_base(sponsor, "analyses"),
-                  row=analysis_row(analysis, view),
+                  row=analysis_row(analysis, view), recommendations=recommendation_groups(view.get("recommendations")),
                   report=report, sent_today=today, daily_cap=cap, text=text, error=error, max_text=MAX_TEXT)
 
 

@@ -90,6 +90,8 @@ def test_a_sponsor_signs_in_reads_the_dashboard_codes_and_analyses_and_files_a_r
             assert driver.find_elements(By.CSS_SELECTOR, "#top-provinces tbody tr")
             assert driver.execute_script("return document.documentElement.scrollWidth") <= width
             _shot(driver, "dashboard", size)
+            driver.execute_script("document.getElementById('activity-heading').scrollIntoView()")
+            _shot(driver, "charts", size)
 
             driver.find_element(By.CSS_SELECTOR, "a[href$='interval=day']").click()
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart-analyses rect.bar")) == 30)

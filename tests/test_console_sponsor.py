@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from console.charts import BarChart, bar_chart_svg, label_every, nice_ticks
+from console.sponsor import recommendation_groups
 from devtools.sponsor_demo import seed_sponsor_activity
 from models import Analysis, AuditLog, Farmer, Message, PurchaseRequest, SponsorCode, Subscription, utcnow
 from services import quota, runtime_settings, sponsorship
@@ -108,7 +109,7 @@ def test_nice_ticks_are_round_and_cover_the_maximum():
     assert nice_ticks(3) == [0, 1, 2, 3]
     assert nice_ticks(7) == [0, 2, 4, 6, 8]
     assert nice_ticks(130) == [0, 50, 100, 150]
-    assert label_every(30) == 3 and label_every(12) == 2 and label_every(5) == 1
+    assert label_every(30) == 5 and label_every(12) == 2 and label_every(5) == 1
 
 
 def test_a_chart_is_an_accessible_svg_with_title_description_and_axis_labels():
@@ -123,6 +124,15 @@ def test_a_chart_is_an_accessible_svg_with_title_description_and_axis_labels():
     assert "style=" not in svg and "<script" not in svg  # the console's CSP allows neither
     with pytest.raises(ValueError):
         bar_chart_svg(BarChart("c2", "t", "d", "x", "y", ("a",), (1, 2)))
+
+
+def test_recommendations_are_grouped_as_the_farmers_report_reads_them():
+    groups = recommendation_groups({"immediate": [{"action": "Bakırlı ilaç uygula", "details": "7 günde bir"}],
+                                    "preventive": ["Sulamayı sabah yap"], "monitoring": [{"parameter": "Nem"}]})
+    assert groups == [("Now", ["Bakırlı ilaç uygula - 7 günde bir"]), ("To prevent it", ["Sulamayı sabah yap"]),
+                      ("To watch", ["Nem"])]
+    assert recommendation_groups(["Sulamayı azalt"]) == [("", ["Sulamayı azalt"])]
+    assert recommendation_groups(None) == [] and recommendation_groups("text") == []
 
 
 # --- the statistics ------------------------------------------------------------------------------------------
