@@ -16,6 +16,7 @@ from console.pages import flash_text, nav_item, render
 from console.session import current_locale, current_staff, staff_required
 from models import (
     AuditLog,
+    CodeStatus,
     PurchaseRequest,
     PurchaseRequestStatus,
     Sponsor,
@@ -31,7 +32,12 @@ from services.audit import audit
 from services.password_reset import RESET_SECONDS, issue_reset_token
 from services.runtime_settings import SPECS
 from services.sponsor_stats import invalidate_stats, purchased_tiers
-from services.sponsorship import approve_purchase_request, create_sponsor, reject_purchase_request
+from services.sponsorship import (
+    approve_purchase_request,
+    create_sponsor,
+    has_effective_status,
+    reject_purchase_request,
+)
 from services.staff_auth import ROLES, create_staff_user
 from translations import N_, TIMEZONE, console_text
 
@@ -133,19 +139,24 @@ def sponsor(sponsor_id: int) -> ResponseReturnValue:
         tiers = {t.id: t.code for t in session.scalars(select(Tier))}
         purchases = list(session.scalars(select(SponsorPurchase).where(SponsorPurchase.sponsor_id == sponsor_id)
                                          .order_by(SponsorPurchase.id.desc()).limit(100)))
-        code_status = {status: n for status, n in session.execute(
-            select(SponsorCode.status, func.count()).where(SponsorCode.sponsor_id == sponsor_id)
-            .group_by(SponsorCode.status))}
+        now = utcnow()
+        code_status = {status: session.scalar(select(func.count()).select_from(SponsorCode).where(
+            SponsorCode.sponsor_id == sponsor_id, has_effective_status(status, now))) or 0
+            for status in CODE_STATUSES}
         users = list(session.scalars(select(StaffUser).where(StaffUser.sponsor_id == sponsor_id)
                                      .order_by(StaffUser.id)))
         bought = purchased_tiers(session, sponsor_id)
     return render("console/admin_sponsor.html", sponsor=found, tiers=tiers, purchases=purchases,
-                  code_status=code_status, users=users, bought=bought)
+                  code_status=code_status, users=users, bought=bought, status_labels=STATUS_LABELS)
 
 
 # --- purchase requests ----------------------------------------------------------------------------
 
 STATUSES = tuple(s.value for s in PurchaseRequestStatus)
+CODE_STATUSES = tuple(s.value for s in CodeStatus)
+STATUS_LABELS = {"pending": N_("pending"), "approved": N_("approved"), "rejected": N_("rejected"),
+                 "all": N_("all"), "unused": N_("unused"), "redeemed": N_("redeemed"), "expired": N_("expired"),
+                 "revoked": N_("revoked")}
 
 
 @bp.get("/admin/purchase-requests")
@@ -163,7 +174,7 @@ def purchase_requests() -> ResponseReturnValue:
             Sponsor.id.in_({r.sponsor_id for r in rows})))} if rows else {}
         tiers = {t.id: t.code for t in session.scalars(select(Tier))}
     return render("console/admin_purchase_requests.html", requests=rows, names=names, tiers=tiers,
-                  shown=status, statuses=STATUSES, max_reason=MAX_REASON)
+                  shown=status, statuses=STATUSES, max_reason=MAX_REASON, status_labels=STATUS_LABELS)
 
 
 @bp.post("/admin/purchase-requests/<int:request_id>/approve")
