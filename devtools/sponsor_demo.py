@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from models import Analysis, AnalysisStatus, Farmer, utcnow
-from models.db import Database
+from models import Analysis, AnalysisStatus, Farmer
 from services.sponsorship import create_purchase, redeem
 
 DEMO_PHONE_PREFIX = "+9055500010"  # + two digits: the demo farmers' numbers (no real line starts 555 0001)
@@ -59,41 +59,40 @@ def _result(rng: random.Random, crop: str, diseases: list[str]) -> dict[str, Any
                                 "preventive": ["Sulamayı sabah yap", "Yaprakları kuru tut"]}}
 
 
-def seed_sponsor_activity(db: Database, sponsor_id: int, now: datetime | None = None) -> SponsorDemo:
-    """Add the demo farmers, their redemptions and their analyses to `sponsor_id`, once (a second run,
-    which finds the first demo farmer, changes nothing)."""
-    now = now or utcnow()
+def seed_sponsor_activity(session: Session, sponsor_id: int, now: datetime) -> SponsorDemo:
+    """Add the demo farmers, their redemptions and their analyses to `sponsor_id` in the caller's
+    transaction, once (a second run, which finds the first demo farmer, changes nothing). `seed_demo`
+    calls it after `seed_demo_activity`."""
     rng = random.Random(7)
     start = now - timedelta(weeks=WEEKS)
-    with db.session() as session, session.begin():
-        if session.scalar(select(Farmer.id).where(Farmer.phone == f"{DEMO_PHONE_PREFIX}00")) is not None:
-            return SponsorDemo(0, 0)
-        codes: dict[str, list[str]] = {}
-        for tier in ("S", "M", "L", "XL"):
-            _, bought = create_purchase(session, sponsor_id, tier, 10, 365, 120, start)
-            codes[tier] = sorted(bought)
-        analyses = 0
-        for i, (name, place, tier) in enumerate(FARMERS):
-            redeemed_at = start + timedelta(days=rng.randint(1, 7 * WEEKS - 14), hours=rng.randint(7, 18))
-            farmer = Farmer(phone=f"{DEMO_PHONE_PREFIX}{i:02d}", profile_name=name, created_at=redeemed_at,
-                            updated_at=redeemed_at, consent_at=redeemed_at, consent_version="demo",
-                            last_inbound_at=redeemed_at,
-                            opted_out_at=redeemed_at if i == len(FARMERS) - 1 else None)
-            session.add(farmer)
-            session.flush()
-            result = redeem(session, farmer.id, codes[tier].pop(), redeemed_at)
-            crop = CROPS[i % len(CROPS)]
-            for _ in range(rng.randint(2, 9)):
-                when = redeemed_at + timedelta(days=rng.uniform(0, (now - redeemed_at).days or 1))
-                when = min(when, now - timedelta(minutes=5))
-                found = rng.sample(DISEASES, rng.choice((0, 1, 1, 2)))
-                session.add(Analysis(
-                    farmer_id=farmer.id, sponsor_id=sponsor_id, subscription_id=result.subscription_id,
-                    crop=crop, location_text=place, status=AnalysisStatus.COMPLETED.value,
-                    health_score=rng.randint(3, 9) if found else rng.randint(8, 10),
-                    primary_concern=found[0] if found else None, diseases=found,
-                    pests=rng.sample(PESTS, rng.choice((0, 0, 1))), result=_result(rng, crop, found),
-                    media_id=f"demo-{i}-{analyses}", received_at=when, created_at=when,
-                    completed_at=when + timedelta(seconds=40)))
-                analyses += 1
-        return SponsorDemo(len(FARMERS), analyses)
+    if session.scalar(select(Farmer.id).where(Farmer.phone == f"{DEMO_PHONE_PREFIX}00")) is not None:
+        return SponsorDemo(0, 0)
+    codes: dict[str, list[str]] = {}
+    for tier in ("S", "M", "L", "XL"):
+        _, bought = create_purchase(session, sponsor_id, tier, 10, 365, 120, start)
+        codes[tier] = sorted(bought)
+    analyses = 0
+    for i, (name, place, tier) in enumerate(FARMERS):
+        redeemed_at = start + timedelta(days=rng.randint(1, 7 * WEEKS - 14), hours=rng.randint(7, 18))
+        farmer = Farmer(phone=f"{DEMO_PHONE_PREFIX}{i:02d}", profile_name=name, created_at=redeemed_at,
+                        updated_at=redeemed_at, consent_at=redeemed_at, consent_version="demo",
+                        last_inbound_at=redeemed_at,
+                        opted_out_at=redeemed_at if i == len(FARMERS) - 1 else None)
+        session.add(farmer)
+        session.flush()
+        result = redeem(session, farmer.id, codes[tier].pop(), redeemed_at)
+        crop = CROPS[i % len(CROPS)]
+        for _ in range(rng.randint(2, 9)):
+            when = redeemed_at + timedelta(days=rng.uniform(0, (now - redeemed_at).days or 1))
+            when = min(when, now - timedelta(minutes=5))
+            found = rng.sample(DISEASES, rng.choice((0, 1, 1, 2)))
+            session.add(Analysis(
+                farmer_id=farmer.id, sponsor_id=sponsor_id, subscription_id=result.subscription_id,
+                crop=crop, location_text=place, status=AnalysisStatus.COMPLETED.value,
+                health_score=rng.randint(3, 9) if found else rng.randint(8, 10),
+                primary_concern=found[0] if found else None, diseases=found,
+                pests=rng.sample(PESTS, rng.choice((0, 0, 1))), result=_result(rng, crop, found),
+                media_id=f"demo-{i}-{analyses}", received_at=when, created_at=when,
+                completed_at=when + timedelta(seconds=40)))
+            analyses += 1
+    return SponsorDemo(len(FARMERS), analyses)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from devtools.sponsor_demo import seed_sponsor_activity
+from models import utcnow
 from tests.admin_helpers import PASSWORD, make_sponsor, make_staff
 from tests.dev_live import live_app
 
@@ -70,7 +71,8 @@ def test_a_sponsor_signs_in_reads_the_dashboard_codes_and_analyses_and_files_a_r
 
     with live_app(database_url, worker=False) as live:
         sponsor = make_sponsor(live.app, "Anadolu Tohum A.Ş.")
-        seed_sponsor_activity(live.app.extensions["db"], sponsor)
+        with live.app.extensions["db"].session() as session, session.begin():
+            seed_sponsor_activity(session, sponsor, utcnow())
         make_staff(live.app, "sponsor", EMAIL, sponsor_id=sponsor)
         width, height = SIZES[size]
         driver = _driver(width, height, mobile=size == "phone")

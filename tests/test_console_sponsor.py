@@ -451,8 +451,10 @@ def test_an_empty_or_too_long_message_is_refused_with_a_message(client, session,
 
 def test_the_demo_activity_fills_several_weeks_once(app, session):
     sponsor = make_sponsor(app)
-    first = seed_sponsor_activity(app.extensions["db"], sponsor)
-    again = seed_sponsor_activity(app.extensions["db"], sponsor)
+    with app.extensions["db"].session() as s, s.begin():
+        first = seed_sponsor_activity(s, sponsor, utcnow())
+    with app.extensions["db"].session() as s, s.begin():
+        again = seed_sponsor_activity(s, sponsor, utcnow())
 
     assert first.farmers == 10 and first.analyses > 20 and again.farmers == 0
     weeks = [b for b in activity_series(session, sponsor, Interval.WEEK, utcnow()) if b.analyses]
