@@ -5,7 +5,8 @@ row without the farmer, an L row with the masked phone), one analysis, and filin
 Runs the test app on a real port (`tests.dev_live.live_app`, no worker needed) with the demo activity of
 `devtools.sponsor_demo`. Needs Debian's `chromium` and `chromium-driver`: skipped without them, except in
 CI (`CI` set), where it fails instead. Screenshots go to `tests/output/console/sponsor-*.png` (gitignored;
-CI keeps them); `CONSOLE_DOC_SHOTS=1` also copies the laptop ones to `docs/img/console/`.
+CI keeps them); `CONSOLE_DOC_SHOTS=1` also copies the laptop ones (and the phone's charts) to
+`docs/img/console/`.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def _shot(driver, name: str, size: str) -> None:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     path = OUTPUT / f"sponsor-{name}-{size}.png"
     driver.save_screenshot(str(path))
-    if size == "laptop" and os.environ.get("CONSOLE_DOC_SHOTS"):
+    if os.environ.get("CONSOLE_DOC_SHOTS") and (size == "laptop" or name == "charts"):
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOC_IMAGES / f"sponsor-{name}.png")
+        doc_name = f"sponsor-{name}.png" if size == "laptop" else f"sponsor-{name}-{size}.png"
+        shutil.copyfile(path, DOC_IMAGES / doc_name)
 
 
 @pytest.mark.parametrize("size", list(SIZES))
