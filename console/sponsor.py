@@ -111,9 +111,17 @@ def _own_id() -> int:
     return user.sponsor_id
 
 
+def whole_number(raw: str | None, low: int, high: int) -> int | None:
+    """A plain decimal number within [low, high], else None (no sign, no Unicode digits, no huge strings)."""
+    raw = (raw or "").strip()
+    if not raw or len(raw) > 9 or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
+
+
 def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 100_000 else 1
+    return whole_number(request.args.get("page"), 1, 100_000) or 1
 
 
 @dataclass(frozen=True)
@@ -306,10 +314,10 @@ def _integer(form: Mapping[str, str], name: str, low: int, high: int, default: i
     raw = (form.get(name) or "").strip()
     if not raw and default is not None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = whole_number(raw, low, high)
+    if value is None:
         errors[name] = _("Enter a whole number from %(low)s to %(high)s.", low=low, high=high)
-        return None
-    return int(raw)
+    return value
 
 
 def parse_purchase_request(form: Mapping[str, str]) -> tuple[PurchaseRequestForm | None, dict[str, str]]:

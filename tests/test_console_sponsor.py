@@ -242,6 +242,21 @@ def test_without_a_session_the_pages_send_to_the_login(client, world):
     assert response.status_code == 302 and "/console/login" in response.headers["Location"]
 
 
+def test_hostile_query_and_form_values_get_a_page_never_a_5xx(client, session, world):
+    sign_in(client, "a@sponsor.test")
+    base = f"/console/sponsors/{world['a']}"
+    for path in (f"{base}/codes?page=²", f"{base}/codes?page={'9' * 5000}", f"{base}/codes?page=-1&status=' OR 1=1",
+                 f"{base}/analyses?crop=%25_%27;--&page=0", f"{base}/analyses?crop={'ç' * 5000}",
+                 f"{base}?interval=%00", f"{base}/purchase-requests?page=1e9"):
+        assert client.get(path).status_code == 200, path
+    for quantity in ("²", "١٢", "9" * 5000, "-5", "1.5", ""):
+        response = client.post(f"{base}/purchase-requests", data={"csrf_token": csrf(client), "tier": "M",
+                                                                   "quantity": quantity, "note": "n" * 600})
+        assert response.status_code == 422, quantity
+    assert session.scalar(select(func.count()).select_from(PurchaseRequest)) == 0
+    assert client.post(f"{base}/codes/{'A' * 300}/revoke", data={"csrf_token": csrf(client)}).status_code == 404
+
+
 # --- dashboard --------------------------------------------------------------------------------------------------
 
 
@@ -400,6 +415,16 @@ def test_an_xl_tier_analysis_shows_the_full_phone_and_the_whole_report(client, w
     assert "+905321112203" in page and "overall_health_score" in page
     assert "opted out" in page or "almıyor" in page  # this farmer opted out: no form
     assert "<textarea" not in page
+
+
+def test_the_console_and_the_api_apply_one_tier_table():
+    import admin.sponsored_analyses as api
+    import console.sponsor as pages
+    from services import visibility
+
+    for name in ("analysis_view", "paying_tier", "paying_tiers", "sees_identity", "find_sponsored_analysis"):
+        assert getattr(pages, name) is getattr(visibility, name), name
+    assert api.analysis_view is visibility.analysis_view and api.paying_tier is visibility.paying_tier
 
 
 def test_an_s_tier_analysis_has_no_page(client, world):
