@@ -123,6 +123,7 @@ DEMO_FARMERS = (("905550000101", "Ayşe Demir", True, "domates"),
                 ("905550000102", "Mehmet Yılmaz", True, "biber"),
                 ("905550000103", "Fatma Kaya", False, None))
 UNDELIVERABLE = (131026, "Message undeliverable")
+ACTIVITY_TIER, ACTIVITY_CODES = "S", 10  # a second purchase, so the sponsor has two tiers to show
 
 
 def _result(crop: str, score: int, concern: str) -> dict[str, Any]:
@@ -171,7 +172,8 @@ def seed_demo_activity(session: Session, sponsor_id: int, now: datetime) -> bool
     request, once (False when the demo farmers are there already)."""
     if session.scalar(select(Farmer.id).where(Farmer.phone == DEMO_FARMERS[0][0])) is not None:
         return False
-    create_purchase(session, sponsor_id, "S", 10, CODE_VALID_DAYS, SUBSCRIPTION_DAYS, now - timedelta(days=20))
+    create_purchase(session, sponsor_id, ACTIVITY_TIER, ACTIVITY_CODES, CODE_VALID_DAYS, SUBSCRIPTION_DAYS,
+                    now - timedelta(days=20))
     file_purchase_request(session, sponsor_id, "L", 50, CODE_VALID_DAYS, SUBSCRIPTION_DAYS,
                           "Bahar kampanyası için", None, now - timedelta(hours=3))
     for index, (phone, name, sponsored, crop) in enumerate(DEMO_FARMERS):

@@ -253,3 +253,17 @@ def test_a_password_change_needs_the_current_password_and_the_same_new_one_twice
                                                "new_password_again": "short"})
     assert (wrong.status_code, differ.status_code, short.status_code) == (400, 400, 400)
     assert console_login(app.test_client(), "admin@ziraai.test", PASSWORD).status_code == 302
+
+
+def test_without_redis_a_signed_in_page_is_a_503_never_a_pass(app: Flask, client: FlaskClient, monkeypatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    signed_in(app, client, "admin")
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(app.extensions["redis"], "hgetall", down)
+    response = client.get("/console/admin")
+    assert response.status_code == 503
+    assert "Geçici olarak kullanılamıyor" in response.get_data(as_text=True)
