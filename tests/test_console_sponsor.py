@@ -422,9 +422,9 @@ def test_the_console_and_the_api_apply_one_tier_table():
     import console.sponsor as pages
     from services import visibility
 
-    for name in ("analysis_view", "paying_tier", "paying_tiers", "sees_identity", "find_sponsored_analysis"):
+    for name in ("analysis_view", "paying_tier", "paying_tiers", "find_sponsored_analysis", "sponsored_analyses"):
         assert getattr(pages, name) is getattr(visibility, name), name
-    assert api.analysis_view is visibility.analysis_view and api.paying_tier is visibility.paying_tier
+        assert getattr(api, name) is getattr(visibility, name), name
 
 
 def test_an_s_tier_analysis_has_no_page(client, world):
