@@ -171,6 +171,9 @@ def test_the_figures_count_codes_farmers_crops_provinces_and_diseases(app, clien
         s.execute(update(Analysis).where(Analysis.id == world["analyses"]["L"])
                   .values(created_at=utcnow() - timedelta(days=45), location_text="Selçuklu, Konya",
                           diseases=[{"name": "Külleme"}, "Erken yanıklık"]))
+        s.execute(update(Analysis).where(Analysis.id == world["analyses"]["M"])
+                  .values(diseases=[" Pas ", {"type": "Pas"}, {"other": 1}, 7, "", "Erken yanıklık"]))
+        s.execute(update(Analysis).where(Analysis.id == world["analyses"]["S"]).values(diseases={"not": "a list"}))
 
     figures = sponsor_figures(session, a, utcnow())
 
@@ -178,7 +181,7 @@ def test_the_figures_count_codes_farmers_crops_provinces_and_diseases(app, clien
     assert figures.codes_distributed == 4  # the redeemed ones; nothing was exported yet
     assert (figures.farmers_reached, figures.farmers_active, figures.analyses) == (4, 3, 4)
     assert dict(figures.provinces) == {"Antalya": 3, "Konya": 1}
-    assert figures.diseases[0] == ("Erken yanıklık", 4) and ("Külleme", 1) in figures.diseases
+    assert dict(figures.diseases) == {"Erken yanıklık": 3, "Külleme": 1, "Pas": 1}  # each analysis once per name
     assert len(figures.crops) == 4
 
 
