@@ -5,7 +5,6 @@ Shared parts (no routes of their own):
 - `validation`: JSON bodies (`Body`), path ids (`row_or_404`), arguments no database can store.
 - `pagination`: query arguments (`QueryArgs`, time ranges), the page envelope, `iso` timestamps.
 - `audit`: writing the audit log.
-- `visibility`: what a sponsor may see of an analysis (the tier table).
 - `openapi`: the helpers every route module documents its operations with, and `/openapi.json`.
 
 Route modules (each declares its OpenAPI paths and schemas next to its views):

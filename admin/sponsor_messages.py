@@ -1,5 +1,5 @@
 """A sponsor writes to the farmer of one of its sponsored analyses, if an L or XL code paid for THAT
-analysis (`admin.visibility`: the same per-analysis tier as what the sponsor sees of it).
+analysis (`services.visibility`: the same per-analysis tier as what the sponsor sees of it).
 
 Sponsors know farmers only through their analyses (farmer ids are not theirs to see), so the message
 is addressed by analysis. The rules are `services.sponsor_messages`': never to an opted-out farmer
@@ -22,10 +22,10 @@ from admin.pagination import iso
 from admin.sponsored_analyses import sponsored_analysis
 from admin.sponsors import SPONSOR_ID, own_sponsor
 from admin.validation import Body
-from admin.visibility import sees_identity
 from models import utcnow
 from services import context, runtime_settings
 from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message
+from services.visibility import sees_identity
 
 NOT_IN_PACKAGE = ("Messaging farmers comes with the L and XL packages; the code that paid for this analysis is from "
                   "the {tier} package.")

@@ -1,7 +1,7 @@
 """`/sponsors/<id>/analyses`: the analyses a sponsor's codes paid for, each as that code's tier may see it.
 
 For admins and for a sponsor user of that very sponsor (`admin.sponsors.own_sponsor`). What a tier
-shows is `admin.visibility`'s table, applied to the tier of the code that paid for THAT analysis;
+shows is `services.visibility`'s table, applied to the tier of the code that paid for THAT analysis;
 analyses paid for by S codes count in the statistics only. Admins see what the sponsor sees (their
 unfiltered view is `admin.analyses`). Every read is audited.
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Response, jsonify, request
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin import bp
@@ -36,30 +36,31 @@ from admin.openapi import (
 from admin.pagination import QueryArgs, in_range, page_args, paginate
 from admin.sponsors import SPONSOR_ID, SPONSOR_NOT_FOUND, own_sponsor
 from admin.validation import MAX_ROW_ID
-from admin.visibility import ANALYSIS_TIERS, COLUMNS, analysis_view, paying_tier, paying_tiers, sees_analyses
-from models import Analysis, AnalysisStatus, Farmer
+from models import Analysis, Farmer
 from services import context
+from services.visibility import (
+    ANALYSIS_TIERS,
+    COLUMNS,
+    analysis_view,
+    find_sponsored_analysis,
+    paying_tier,
+    paying_tiers,
+    sees_analyses,
+    sponsored_analyses,
+)
 
 TOTALS_ONLY = ("This analysis was not paid for by one of your M, L or XL codes, so you see it only in the totals; "
                "see the statistics.")
 
 
-def _sponsored(sponsor_id: int) -> Select[Any]:
-    return select(Analysis).where(Analysis.sponsor_id == sponsor_id,
-                                  Analysis.status == AnalysisStatus.COMPLETED.value)
-
-
 def sponsored_analysis(session: Session, sponsor_id: int, analysis_id: int) -> tuple[Analysis, str]:
     """One completed analysis the sponsor paid for, and the tier of the code that paid for it: 404 for
     any other analysis (or an id beyond the columns), 403 when that tier shows totals only."""
-    row = None
-    if analysis_id <= MAX_ROW_ID:
-        row = session.execute(_sponsored(sponsor_id).add_columns(paying_tier())
-                              .where(Analysis.id == analysis_id)).first()
-    if row is None:
+    found = find_sponsored_analysis(session, sponsor_id, analysis_id) if analysis_id <= MAX_ROW_ID else None
+    if found is None:
         raise ApiError(404, "This sponsor has no such analysis.")
-    analysis, tier = row
-    if not sees_analyses(tier):
+    analysis, tier = found
+    if tier is None or not sees_analyses(tier):
         raise ApiError(403, TOTALS_ONLY)
     return analysis, tier
 
@@ -75,7 +76,7 @@ def list_sponsored_analyses(sponsor_id: int) -> Response:
     with context.db().reader() as session:
         own_sponsor(session, sponsor_id)
         args.raise_if_errors()
-        stmt = _sponsored(sponsor_id).where(paying_tier().in_(ANALYSIS_TIERS))
+        stmt = sponsored_analyses(sponsor_id).where(paying_tier().in_(ANALYSIS_TIERS))
         if crop is not None:
             stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
         stmt = in_range(stmt, Analysis.created_at, since, until)

@@ -4,15 +4,13 @@ Roles: sponsor CRUD is admin only, and so is recording a purchase (purchases are
 user files a purchase request instead, `admin.purchase_requests`). Everything else under
 `/sponsors/<id>/...` is for admins and for a sponsor user of that very sponsor; a sponsor user asking
 about another sponsor gets 404 (never 403, which would confirm the id exists). What a sponsor sees of
-an analysis is `admin.visibility`'s tier table applied to the tier of the code that paid for that
+an analysis is `services.visibility`'s tier table applied to the tier of the code that paid for that
 analysis (`admin.sponsored_analyses`). Totals and statistics (`services.sponsor_stats`, cached here
 for a minute) count everything the sponsor's own purchases paid for.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -44,7 +42,6 @@ from admin.openapi import (
 )
 from admin.pagination import QueryArgs, iso, page_args, paginate
 from admin.validation import Body, row_or_404
-from bot.codes import normalize_code
 from models import CodeStatus, Sponsor, SponsorCode, Tier, utcnow
 from services import context
 from services.sponsor_stats import compute_statistics, invalidate_stats, purchased_tiers, stats_key
@@ -55,8 +52,9 @@ from services.sponsorship import (
     create_purchase,
     create_sponsor,
     effective_status,
+    export_codes_csv,
     has_effective_status,
-    revoke_code,
+    revoke_sponsor_code,
 )
 
 log = logging.getLogger(__name__)
@@ -268,17 +266,11 @@ def list_codes(sponsor_id: int) -> Response:
 def export_codes(sponsor_id: int) -> Response:
     """Every code of the sponsor, for distribution: code, tier, status, expires_at, redeemed_at (no farmer)."""
     now = utcnow()
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["code", "tier", "status", "expires_at", "redeemed_at"])
-    with context.db().reader() as session:
+    with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        rows = session.execute(_code_rows(session, sponsor_id).order_by(SponsorCode.id)).all()
-    for r in rows:
-        writer.writerow([r.code, r.tier, effective_status(r.status, r.expires_at, now), iso(r.expires_at),
-                         iso(r.redeemed_at) or ""])
-    audit("sponsor.codes.export", "sponsor", sponsor_id, {"codes": len(rows)})
-    response = Response(out.getvalue(), mimetype="text/csv")
+        body, count = export_codes_csv(session, sponsor_id, now)
+    audit("sponsor.codes.export", "sponsor", sponsor_id, {"codes": count})
+    response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-codes.csv"'
     return response
 
@@ -287,22 +279,17 @@ def export_codes(sponsor_id: int) -> Response:
 @require_roles("admin", "sponsor")
 def revoke_code_view(sponsor_id: int, code: str) -> Response:
     now = utcnow()
-    normalized = normalize_code(code)
     with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        row = None
-        if normalized is not None:
-            row = session.execute(select(SponsorCode.id, SponsorCode.status, SponsorCode.expires_at)
-                                  .where(SponsorCode.code == normalized, SponsorCode.sponsor_id == sponsor_id)).first()
-        if row is None:
+        done = revoke_sponsor_code(session, sponsor_id, code, now)
+        if done.code_id is None:
             raise ApiError(404, "This sponsor has no such code.")
-        current = effective_status(row.status, row.expires_at, now)
-        if current != CodeStatus.UNUSED.value or not revoke_code(session, normalized or "", now):
-            raise ApiError(409, f"Only an unused code can be revoked; this one is {current}.")
-        audit("sponsor.code.revoke", "sponsor_code", row.id, {"sponsor_id": sponsor_id, "code": normalized},
+        if not done.revoked:
+            raise ApiError(409, f"Only an unused code can be revoked; this one is {done.status}.")
+        audit("sponsor.code.revoke", "sponsor_code", done.code_id, {"sponsor_id": sponsor_id, "code": done.code},
               session=session)
     invalidate_stats(context.redis(), sponsor_id)
-    return jsonify({"code": normalized, "status": CodeStatus.REVOKED.value, "revoked_at": iso(now)})
+    return jsonify({"code": done.code, "status": CodeStatus.REVOKED.value, "revoked_at": iso(now)})
 
 
 # --- statistics -------------------------------------------------------------------------------------

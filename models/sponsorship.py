@@ -68,6 +68,8 @@ class SponsorCode(Base):
         ForeignKey("subscriptions.id", ondelete="SET NULL", use_alter=True)
     )
     revoked_at: Mapped[datetime | None]
+    # The first CSV export that held it: the code has been handed out ("distributed" on the dashboard).
+    exported_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -8,7 +8,9 @@ the caller owns the transaction.
 
 from __future__ import annotations
 
+import csv
 import enum
+import io
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -175,6 +177,57 @@ def has_effective_status(status: str, now: datetime) -> ColumnElement[bool]:
         return or_(SponsorCode.status == status,
                    and_(SponsorCode.status == CodeStatus.UNUSED.value, SponsorCode.expires_at <= now))
     return SponsorCode.status == status
+
+
+CSV_COLUMNS: tuple[str, ...] = ("code", "tier", "status", "expires_at", "redeemed_at")
+
+
+def export_codes_csv(session: Session, sponsor_id: int, now: datetime) -> tuple[str, int]:
+    """Every code of the sponsor as CSV for distribution (code, tier, effective status, expiry, redemption;
+    never a farmer) and how many rows; stamps `exported_at` on codes never exported before, in the
+    caller's transaction, since a code in a CSV has been handed out."""
+    rows = session.execute(
+        select(SponsorCode.code, SponsorCode.status, SponsorCode.expires_at, SponsorCode.redeemed_at,
+               Tier.code.label("tier"))
+        .join(Tier, Tier.id == SponsorCode.tier_id).where(SponsorCode.sponsor_id == sponsor_id)
+        .order_by(SponsorCode.id)
+    ).all()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow([r.code, r.tier, effective_status(r.status, r.expires_at, now), r.expires_at.isoformat(),
+                         r.redeemed_at.isoformat() if r.redeemed_at is not None else ""])
+    session.execute(update(SponsorCode)
+                    .where(SponsorCode.sponsor_id == sponsor_id, SponsorCode.exported_at.is_(None))
+                    .values(exported_at=now).execution_options(synchronize_session=False))
+    return out.getvalue(), len(rows)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What `revoke_sponsor_code` did: `code_id` None when the sponsor has no such code; `revoked` False
+    when the code is not unused (`status` says what it is)."""
+
+    code: str | None
+    code_id: int | None
+    status: str | None
+    revoked: bool
+
+
+def revoke_sponsor_code(session: Session, sponsor_id: int, text: str, now: datetime) -> Revocation:
+    """Revoke one of the sponsor's own codes if it is still unused (a sponsor or an admin withdrawing it)."""
+    code = normalize_code(text)
+    row = None
+    if code is not None:
+        row = session.execute(select(SponsorCode.id, SponsorCode.status, SponsorCode.expires_at)
+                              .where(SponsorCode.code == code, SponsorCode.sponsor_id == sponsor_id)).first()
+    if row is None:
+        return Revocation(code, None, None, False)
+    current = effective_status(row.status, row.expires_at, now)
+    if current != CodeStatus.UNUSED.value or not revoke_code(session, code or "", now):
+        return Revocation(code, row.id, current, False)
+    return Revocation(code, row.id, CodeStatus.REVOKED.value, True)
 
 
 # --- purchase requests ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Sponsor endpoints of the admin API: CRUD, purchases and codes, CSV export, revoke, statistics and
-the sponsored analyses, each filtered by the tier of the code that paid for it (`admin.visibility`)."""
+the sponsored analyses, each filtered by the tier of the code that paid for it (`services.visibility`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from admin.visibility import COLUMNS, analysis_view, paying_tiers
 from models import Analysis, AuditLog, Farmer, SponsorCode, SponsorPurchase, Subscription, utcnow
 from services import quota, sponsorship
 from services.masking import mask_phone
 from services.sponsor_stats import invalidate_stats, purchased_tiers, stats_key
 from services.sponsorship import RedeemOutcome
+from services.visibility import COLUMNS, analysis_view, paying_tiers
 from tests.admin_helpers import bearer, login, make_sponsor, make_staff
 
 PROBLEM = "application/problem+json"

@@ -10,8 +10,9 @@
 The tier that counts is the one of the code that paid for THAT analysis (`paying_tier`: the
 subscription charged at submission -> the code redeemed for it -> the code's purchase -> its tier),
 never the sponsor's highest purchase: buying an XL package later reveals nothing of the farmers who
-redeemed its S or M codes. The list, detail and messaging endpoints all go through `paying_tier`,
-`analysis_view` here; phones are masked by `services.masking`.
+redeemed its S or M codes. The admin API and the console both go through `paying_tier`,
+`sponsored_analyses`, `find_sponsored_analysis` and `analysis_view` here (lists, details and
+messaging alike); phones are masked by `services.masking`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ScalarSelect, select
+from sqlalchemy import ScalarSelect, Select, select
 from sqlalchemy.orm import Session
 
-from models import Analysis, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
+from models import Analysis, AnalysisStatus, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
 from services.masking import mask_phone
 from services.sponsorship import TIER_ORDER
 
@@ -68,6 +69,24 @@ def paying_tier() -> ScalarSelect[str]:
         .correlate(Analysis)
         .scalar_subquery()
     )
+
+
+def sponsored_analyses(sponsor_id: int) -> Select[Any]:
+    """The sponsor's completed analyses (every tier: filter on `paying_tier()` for what may be listed)."""
+    return select(Analysis).where(Analysis.sponsor_id == sponsor_id,
+                                  Analysis.status == AnalysisStatus.COMPLETED.value)
+
+
+def find_sponsored_analysis(session: Session, sponsor_id: int,
+                            analysis_id: int) -> tuple[Analysis, str | None] | None:
+    """One completed analysis of the sponsor and the tier of the code that paid for it; None when it is
+    not the sponsor's (the caller decides what a tier below M is told)."""
+    row = session.execute(sponsored_analyses(sponsor_id).add_columns(paying_tier())
+                          .where(Analysis.id == analysis_id)).first()
+    if row is None:
+        return None
+    analysis, tier = row
+    return analysis, tier
 
 
 def paying_tiers(session: Session, analysis_ids: Iterable[int]) -> dict[int, str | None]:
