@@ -103,6 +103,13 @@ def transcript_arrivals(redis: Redis, tag: str) -> list[tuple[float, str, str]]:
     return found
 
 
+def unread(redis: Redis, tag: str) -> int:
+    """This burst's messages whose `read` status webhook the dev stand-in has not delivered yet."""
+    wamids = [entry["wamid"] for n in range(PHONES) for entry in store.transcript(redis, phone(n))
+              if entry["dir"] == "out" and (entry["body"].get("text") or {}).get("body", "").startswith(tag + " #")]
+    return sum(1 for wamid in wamids if store.get_status(redis, wamid) != "read")
+
+
 def lean_arrivals(port: int, tag: str) -> list[tuple[float, str, str]]:
     """The same from the lean stand-in (`GET /bench/received`)."""
     from bench.graph_stand_in import RECEIVED_PATH
@@ -186,7 +193,7 @@ def report(results: dict[str, Any]) -> None:
         f = run["figures"]
         cpu = f["cpu_ms_per_message"]
         graph = cpu.get("stand_in", cpu.get("web"))
-        verdicts = " ".join(f"{'PASS' if t['pass'] else 'MISS'}" for t in run["targets"])
+        verdicts = " ".join("-" if t["pass"] is None else "PASS" if t["pass"] else "MISS" for t in run["targets"])
         print(f"{run['name']:<9}{run['mps']:>8}{run['messages']:>6}{f['max_in_any_1s_window']:>8}"
               f"{f['effective_rate_per_s']:>8.1f}{f['total_s']:>8.2f}{f['lost']:>5}{f['doubled']:>6}"
               f"{f['order_violations']:>6}{cpu['senders']:>14.2f}{graph:>13.2f}  {verdicts}"
@@ -222,6 +229,7 @@ def run_phase(args: argparse.Namespace, name: str, messages: int, mps: int) -> d
     lean = name != "statuses"
     stand_in: subprocess.Popen[bytes] | None = None
     graph_port = 0
+    statuses_done = None
     with tempfile.TemporaryDirectory(prefix="bench-media-") as media_dir:
         extra = {"WHATSAPP_MAX_MPS": str(mps), "WHATSAPP_SEND_CONCURRENCY": str(args.concurrency)}
         try:
@@ -249,6 +257,9 @@ def run_phase(args: argparse.Namespace, name: str, messages: int, mps: int) -> d
                 ids = queue_burst(messages, tag)
                 queued = time.time() - started
                 drain(messages, seen, svc)
+                if not lean:  # the full loop: until the stand-in has posted every `read` back to us
+                    harness.wait_until(lambda: unread(redis, tag) == 0, 120, interval=0.5)
+                    statuses_done = time.time() - started
                 cpu_after = svc.cpu_seconds()
                 graph_after = process_cpu_seconds(stand_in.pid) if stand_in else 0.0
                 arrived = seen()
@@ -280,7 +291,10 @@ def run_phase(args: argparse.Namespace, name: str, messages: int, mps: int) -> d
     check = {**rows, "recorded": len(arrived), "distinct_texts": len(texts)}
     ok = (lost == 0 and doubled == 0 and violations == 0 and rows["rows"] == messages
           and rows["distinct_wamids"] == messages and rows["pending"] == 0 and rows["failed"] == 0)
-    targets = [{"name": f"{name}: max in any 1 s window <= {mps}", "measured": peak, "pass": peak <= mps}]
+    if lean:
+        targets = [{"name": f"{name}: max in any 1 s window <= {mps}", "measured": peak, "pass": peak <= mps}]
+    else:  # the web process timestamps a send when a thread gets to it: its own queue bunches them (no target)
+        targets = [{"name": f"{name}: max in any 1 s window (web stand-in)", "measured": peak, "pass": None}]
     if name == "lean":
         floor = round(RATE_TARGET * mps / 80, 1)
         targets.append({"name": f"{name}: sustained messages/s >= {floor:g} at {mps}/s", "measured": rate,
@@ -290,7 +304,9 @@ def run_phase(args: argparse.Namespace, name: str, messages: int, mps: int) -> d
     return {
         "name": name, "messages": messages, "mps": mps,
         "figures": {"max_in_any_1s_window": peak, "queue_s": round(queued, 2), "total_s": round(last - started, 2),
-                    "sending_s": round(sending, 2), "effective_rate_per_s": rate, "lost": lost, "doubled": doubled,
+                    "sending_s": round(sending, 2), "effective_rate_per_s": rate,
+                    "statuses_done_s": round(statuses_done, 2) if statuses_done is not None else None,
+                    "lost": lost, "doubled": doubled,
                     "order_violations": violations, "cpu_ms_per_message": cpu,
                     "messages_per_core_second": round(messages / senders_cpu, 1) if senders_cpu else None,
                     "per_second": dict(sorted(Counter(int(t - first) for t in times).items()))},

@@ -56,6 +56,7 @@ class SlidingWindowLimiter:
         self.key = key
         self.limit = limit
         self.interval_us = math.ceil(window_seconds * 1_000_000 / limit)
+        self.late_tolerance = max(0.0, window_seconds - 1.0) / 2
         self._clock = clock
         self._sleep = sleep
         self._script = redis.register_script(_SCRIPT)
@@ -79,10 +80,17 @@ class SlidingWindowLimiter:
 
     def acquire(self, timeout: float = 30.0) -> float:
         """Wait for the next free slot (at most `timeout` seconds: TimeoutError, nothing reserved);
-        returns the admission time (Redis clock, seconds)."""
-        taken, slot, wait = self.reserve(timeout)
-        if not taken:
-            raise TimeoutError(f"rate limit {self.key} has no free slot within {timeout} s")
-        if wait > 0:
+        returns the admission time (Redis clock, seconds). A caller that wakes up late for its slot (a
+        busy machine: more than half the window's margin) takes a new one rather than send late and
+        squeeze against the sends after it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            taken, slot, wait = self.reserve(max(0.0, deadline - time.monotonic()))
+            if not taken:
+                raise TimeoutError(f"rate limit {self.key} has no free slot within {timeout} s")
+            if wait <= 0:
+                return slot
+            due = time.monotonic() + wait
             self._sleep(wait)
-        return slot
+            if time.monotonic() - due <= self.late_tolerance:
+                return slot

@@ -7,6 +7,7 @@ so every send's slot is recorded and the test checks how many slots any one-seco
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -245,3 +246,16 @@ def test_a_sender_that_would_wait_longer_than_its_timeout_reserves_nothing(app):
     with pytest.raises(TimeoutError):
         limiter.acquire(timeout=0.5)  # the next is 1.0 s away
     assert limiter.acquire(timeout=5) == pytest.approx(701.0)  # nothing was taken by the refusal
+
+
+def test_a_sender_that_wakes_up_late_for_its_slot_takes_a_new_one_instead_of_sending_late(app):
+    """Woken 200 ms after its slot (a busy machine), a send would squeeze against the ones after it."""
+    oversleep = [0.2]
+
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds + (oversleep.pop() if oversleep else 0.0))
+
+    limiter = SlidingWindowLimiter(app.extensions["redis"], "test:late", LIMIT, 1.08, clock=lambda: 900.0,
+                                   sleep=sleep)
+    assert limiter.acquire() == 900.0
+    assert limiter.acquire() == pytest.approx(900.0 + 2 * 0.108)  # its first slot (900.108) was given up
