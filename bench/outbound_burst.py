@@ -28,7 +28,7 @@ recipient's message arriving before an earlier-queued one), CPU per message. Any
 out of order (or a row not `accepted` with its own wamid) exits 1 (2: it could not run).
 
     .venv/bin/python bench/outbound_burst.py --database-url URL --redis-url URL [--quick] [--messages N]
-        [--mps 80] [--senders 2] [--concurrency 24] [--only lean binding statuses]
+        [--mps 80] [--senders 2] [--concurrency 32] [--only lean binding statuses]
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the limit of the `binding` run, below what the senders reach (default %(default)s)")
     parser.add_argument("--binding-messages", type=int, help="messages of that run (default 100, 40 with --quick)")
     parser.add_argument("--senders", type=int, default=2, help="`flask sender` processes (default %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=24,
+    parser.add_argument("--concurrency", type=int, default=32,
                         help="WHATSAPP_SEND_CONCURRENCY, sends in flight per sender (default %(default)s)")
     parser.add_argument("--only", nargs="+", choices=RUNS, help="run only these")
     parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,

@@ -2,8 +2,9 @@
 
 `queue_message` writes the row (`pending`, due at once) in the caller's transaction, numbered in its
 recipient's sequence (`seq`). After commit the caller sends what is first in that farmer's line at
-once (`send_queued`); the senders (`send_due`: `flask sender`, the embedded worker) take every other
-due row. The database decides what may go:
+once (`send_queued`); the senders (`flask sender`, the embedded sender thread: services/whatsapp/sender.py)
+take every other due row, claimed in batches (`take_due`), sent concurrently (`transmit`) and recorded
+together (`settle`). The database decides what may go:
 
 - Order: a row is sent only while no earlier row of the same recipient is still pending, so one that
   waits for a retry (Graph 429/5xx, 131056 pair rate) holds back the later replies to that farmer and

@@ -8,7 +8,8 @@ slot of the shared rate limit (Redis) and POSTs one message over the client's po
 connections, then writes the wamid to Redis at once. Graph's answer takes 100-300 ms and the rate
 limit spaces sends `1/WHATSAPP_MAX_MPS` apart, so it is the number of sends in flight, not CPU, that
 sets the rate: `WHATSAPP_SEND_CONCURRENCY` sends at Graph's latency L make at most concurrency / L
-messages a second (24 / 0.3 s = 80/s). More sender processes, on any machines, share the same limit.
+messages a second (32 / 0.3 s = 106/s: the limit binds first). More sender processes, on any machines,
+share the same limit.
 """
 
 from __future__ import annotations
@@ -38,24 +39,26 @@ class Sender:
         self.in_flight: set[Future[Transmitted]] = set()
 
     def turn(self) -> int:
-        """Claim due rows for the free threads and start their sends, then record the sends that
-        finished (waiting up to SETTLE_EVERY for some). Returns how many rows it started or settled: 0
-        means nothing is due and nothing is in flight. Redis or the database failing raises (nothing in
-        flight is lost: a row not recorded keeps its lease and its wamid in Redis)."""
+        """Record the sends that finished (waiting up to SETTLE_EVERY for some, so that several share
+        one transaction), then claim due rows for the free threads and start their sends. Returns how
+        many rows it settled, started or still has in flight: 0 means there is nothing to do. Redis or the
+        database failing raises; a send in flight is not lost meanwhile (it is recorded by a later turn,
+        or else its row keeps its lease and its wamid in Redis)."""
+        settled = 0
+        if self.in_flight:
+            done, _ = wait(self.in_flight, timeout=SETTLE_EVERY, return_when=FIRST_COMPLETED)
+            if len(done) < self.refill:  # a few more finish meanwhile: record them in the same transaction
+                done, _ = wait(self.in_flight, timeout=SETTLE_EVERY / 2)
+            settled = self._settle(done)
         started = 0
-        free = self.concurrency - len(self.in_flight)
+        free = self.concurrency - sum(1 for future in self.in_flight if not future.done())  # threads free
         if free >= self.refill:
             batch = take_due(free)
             client, redis = whatsapp.client(), quick(context.redis())
             for out in batch.sends:
                 self.in_flight.add(self.pool.submit(transmit, client, redis, out))
             started = len(batch.sends) + batch.settled
-        if not self.in_flight:
-            return started
-        done, _ = wait(self.in_flight, timeout=SETTLE_EVERY, return_when=FIRST_COMPLETED)
-        if len(done) < self.refill:  # a few more finish meanwhile: record them in the same transaction
-            done, _ = wait(self.in_flight, timeout=SETTLE_EVERY / 2)
-        return started + self._settle(done)
+        return settled + started + len(self.in_flight)
 
     def drain(self) -> None:
         """Wait for the sends in flight and record them (a stop: nothing new is claimed)."""
