@@ -28,7 +28,7 @@ recipient's message arriving before an earlier-queued one), CPU per message. Any
 out of order (or a row not `accepted` with its own wamid) exits 1 (2: it could not run).
 
     .venv/bin/python bench/outbound_burst.py --database-url URL --redis-url URL [--quick] [--messages N]
-        [--mps 80] [--senders 2] [--concurrency 32] [--only lean binding statuses]
+        [--mps 80] [--senders 2] [--concurrency 32] [--graph-latency-ms 0] [--only lean binding statuses]
 """
 
 from __future__ import annotations
@@ -163,6 +163,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--senders", type=int, default=2, help="`flask sender` processes (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=32,
                         help="WHATSAPP_SEND_CONCURRENCY, sends in flight per sender (default %(default)s)")
+    parser.add_argument("--graph-latency-ms", type=int, default=0,
+                        help="the lean stand-in holds each answer this long, as Graph's 100-300 ms (default 0)")
     parser.add_argument("--only", nargs="+", choices=RUNS, help="run only these")
     parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
                         help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
@@ -176,16 +178,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.binding_messages = 40 if args.quick else 100
     if not 1 <= args.messages <= 20_000 or not 1 <= args.mps <= 1000 or not 1 <= args.senders <= 16 \
             or not 1 <= args.binding_mps <= 1000 or not 1 <= args.binding_messages <= 20_000 \
-            or not 1 <= args.concurrency <= 256:
+            or not 1 <= args.concurrency <= 256 or not 0 <= args.graph_latency_ms <= 5000:
         parser.error("--messages 1..20000, --mps 1..1000, --binding-mps 1..1000, --binding-messages 1..20000, "
-                     "--senders 1..16, --concurrency 1..256")
+                     "--senders 1..16, --concurrency 1..256, --graph-latency-ms 0..5000")
     return args
 
 
 def report(results: dict[str, Any]) -> None:
     p = results["parameters"]
     print(f"\noutbound burst: replies queued at once to {PHONES} recipients, {p['senders']} flask senders x "
-          f"{p['concurrency']} sends in flight, PostgreSQL + Redis (load average before "
+          f"{p['concurrency']} sends in flight, lean Graph answering after {p['graph_latency_ms']} ms, PostgreSQL + "
+          f"Redis (load average before "
           f"{results['machine']['loadavg_1_5_15_before'][0]:.2f})")
     print(f"{'run':<9}{'limit/s':>8}{'msgs':>6}{'max 1 s':>8}{'rate/s':>8}{'total s':>8}{'lost':>5}{'twice':>6}"
           f"{'order':>6}{'sender ms/msg':>14}{'Graph ms/msg':>13}  targets")
@@ -234,7 +237,8 @@ def run_phase(args: argparse.Namespace, name: str, messages: int, mps: int) -> d
         extra = {"WHATSAPP_MAX_MPS": str(mps), "WHATSAPP_SEND_CONCURRENCY": str(args.concurrency)}
         try:
             if lean:
-                stand_in = subprocess.Popen([sys.executable, str(harness.ROOT / "bench" / "graph_stand_in.py")],
+                stand_in = subprocess.Popen([sys.executable, str(harness.ROOT / "bench" / "graph_stand_in.py"),
+                                             "--latency-ms", str(args.graph_latency_ms)],
                                             cwd=harness.ROOT, stdout=subprocess.PIPE, start_new_session=True)
                 assert stand_in.stdout is not None
                 graph_port = int(stand_in.stdout.readline() or 0)
@@ -329,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": NAME, "run_id": harness.run_id(), "machine": machine,
         "parameters": {"messages": args.messages, "mps": args.mps, "binding_mps": args.binding_mps,
                        "binding_messages": args.binding_messages, "senders": args.senders,
-                       "concurrency": args.concurrency, "quick": args.quick, "database_url": args.database_url,
+                       "concurrency": args.concurrency, "graph_latency_ms": args.graph_latency_ms,
+                       "quick": args.quick, "database_url": args.database_url,
                        "redis_url": args.redis_url, "recipients": PHONES},
         "runs": runs,
         "targets": [target for run in runs for target in run["targets"]],
