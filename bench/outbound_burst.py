@@ -208,6 +208,23 @@ def report(results: dict[str, Any]) -> None:
             print(f"  check of {run['name']}: {run['check']}")
 
 
+def senders_idle(svc: harness.Service, timeout: float = 60.0) -> None:
+    """Wait until the senders have started (imports, connections) and idle, so that their start-up is not
+    counted as CPU of the burst: their CPU time stops growing."""
+    def senders_cpu() -> float:
+        return sum(v for k, v in svc.cpu_seconds().items() if k.startswith("sender"))
+
+    deadline = time.monotonic() + timeout
+    last = senders_cpu()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        svc.check_alive()
+        now = senders_cpu()
+        if now - last < 0.02:
+            return
+        last = now
+
+
 def drain(count: int, seen: Callable[[], list[tuple[float, str, str]]], svc: harness.Service) -> None:
     """Wait until the stand-in has `count` messages, or nothing new arrived for STALL_S (something was lost)."""
     last_count, last_change = -1, time.monotonic()
@@ -254,6 +271,7 @@ def run_phase(args: argparse.Namespace, name: str, messages: int, mps: int) -> d
                 def seen() -> list[tuple[float, str, str]]:
                     return lean_arrivals(graph_port, tag) if lean else transcript_arrivals(redis, tag)
 
+                senders_idle(svc)
                 print(f"{name}: queueing {messages} replies, WHATSAPP_MAX_MPS={mps} ...", flush=True)
                 cpu_before = svc.cpu_seconds()
                 graph_before = process_cpu_seconds(stand_in.pid) if stand_in else 0.0
