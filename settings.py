@@ -72,6 +72,7 @@ class Settings:
     WHATSAPP_VERIFY_TOKEN: str = DEV_SECRETS["WHATSAPP_VERIFY_TOKEN"]
     WHATSAPP_APP_SECRET: str = DEV_SECRETS["WHATSAPP_APP_SECRET"]
     WHATSAPP_MAX_MPS: int = 80
+    WHATSAPP_SEND_CONCURRENCY: int = 32  # sends in flight per sender process: 74/s x Graph's ~0.3 s, and some
     N8N_WEBHOOK_URL: str = ""
     N8N_MODE: str = "sync"
     N8N_SECRET: str = DEV_SECRETS["N8N_SECRET"]

@@ -25,7 +25,7 @@ from services.metrics import enter_work_horse
 from services.queue import QUEUE_NAMES, get_queue
 from services.redis_conn import connect
 from services.scheduler import Schedule, periodic_tasks
-from services.whatsapp.outbox import send_due
+from services.whatsapp.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -80,26 +80,35 @@ def run_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES, *, burst: bool
 
 
 def run_sender(app: Flask, stop: threading.Event, idle: float = 0.5) -> None:
-    """`flask sender`: send the outbox's due messages until `stop` is set. A pass that finds nothing
-    waits `idle` seconds; Redis or the database failing makes it wait longer (1 s doubling to 10 s)."""
+    """`flask sender`: send the outbox's due messages until `stop` is set, in batches, up to
+    `WHATSAPP_SEND_CONCURRENCY` at once (services/whatsapp/sender.py). With nothing to do it waits
+    `idle` seconds; Redis or the database failing makes it wait longer (1 s doubling to 10 s). On stop
+    it finishes and records the sends in flight."""
     delay = 1.0
-    log.info("sender started")
     with app.app_context():
-        while not stop.is_set():
-            try:
-                busy = send_due()
-                delay = 1.0
-            except (RedisError, SQLAlchemyError, TimeoutError) as exc:
-                log.warning("sender: cannot send now; trying again in %.0f s", delay,
-                            extra={"reason": repr(exc)[:200]})
-                stop.wait(delay)
-                delay = min(RECONNECT_MAX_SECONDS, delay * 2)
-                continue
-            except Exception:
-                log.exception("sender: unexpected error")
-                busy = 0
-            if not busy:
-                stop.wait(idle)
+        sender = Sender(app.extensions["settings"].WHATSAPP_SEND_CONCURRENCY)
+        log.info("sender started", extra={"concurrency": sender.concurrency})
+        try:
+            while not stop.is_set():
+                try:
+                    busy = sender.turn()
+                    delay = 1.0
+                except (RedisError, SQLAlchemyError, TimeoutError) as exc:
+                    log.warning("sender: cannot send now; trying again in %.0f s", delay,
+                                extra={"reason": repr(exc)[:200]})
+                    stop.wait(delay)
+                    delay = min(RECONNECT_MAX_SECONDS, delay * 2)
+                    continue
+                except Exception:
+                    log.exception("sender: unexpected error")
+                    busy = 0
+                if not busy:
+                    stop.wait(idle)
+            sender.drain()
+        except (RedisError, SQLAlchemyError, TimeoutError) as exc:  # their leases expire; their wamids are in Redis
+            log.warning("sender: stopped before the last sends were recorded", extra={"reason": repr(exc)[:200]})
+        finally:
+            sender.close()
 
 
 class ThreadWorker(SimpleWorker):

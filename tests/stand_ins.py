@@ -37,6 +37,7 @@ class Request:
     path: str
     headers: Message
     body: bytes
+    at: float = 0.0  # time.time() when it had arrived (read in full)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -66,11 +67,14 @@ class _Server(ThreadingHTTPServer):
 class HTTPStandIn:
     """A threaded HTTP server answering every request with `handle(request)` (by default the `handler`
     given, else 404). `port=0` takes a free port at the first `start()`; later starts reuse it, so a
-    stopped stand-in (connections refused) can come back where its clients expect it."""
+    stopped stand-in (connections refused) can come back where its clients expect it. `keep_alive`: HTTP/1.1
+    connections that stay open for the client's next request (a benchmark's many sends); off by default,
+    so that a stopped stand-in refuses every client at once."""
 
-    def __init__(self, handler: Handler | None = None, *, port: int = 0) -> None:
+    def __init__(self, handler: Handler | None = None, *, port: int = 0, keep_alive: bool = False) -> None:
         self.handler = handler
         self.port = port
+        self.keep_alive = keep_alive
         self.received: list[Request] = []
         self.errors: list[str] = []  # tracebacks of handler failures (answered 500)
         self.lock = threading.Lock()
@@ -120,9 +124,12 @@ class HTTPStandIn:
         stand_in = self
 
         class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if stand_in.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # the headers and the body leave at once, not 40 ms apart
+
             def _dispatch(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                reply = stand_in._answer(Request(self.command, self.path, self.headers, body))
+                reply = stand_in._answer(Request(self.command, self.path, self.headers, body, time.time()))
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
@@ -187,9 +194,10 @@ class GraphStandIn(HTTPStandIn):
     Mark-as-read calls are always accepted. Media (`media[id] = bytes`) is served by the two-step
     download: `GET /v21.0/<id>` (metadata with a link), then `GET /files/<id>` (the bytes)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, keep_alive: bool = False) -> None:
+        super().__init__(keep_alive=keep_alive)
         self.sent: list[dict[str, Any]] = []  # accepted message bodies: what the farmers received
+        self.sent_at: list[float] = []  # when each of `sent` arrived (time.time())
         self.wamids: list[str] = []  # the wamid answered for each of `sent`
         self.refused: list[tuple[str, int, int | None]] = []  # (recipient digits, HTTP status, code)
         self.refuse_until = 0.0
@@ -230,6 +238,7 @@ class GraphStandIn(HTTPStandIn):
                 self.before_accepting(body)
             with self.lock:
                 self.sent.append(body)
+                self.sent_at.append(request.at)
                 self.wamids.append(wamid)
         return json_reply({"messaging_product": "whatsapp", "messages": [{"id": wamid}]})
 

@@ -2,8 +2,9 @@
 
 `queue_message` writes the row (`pending`, due at once) in the caller's transaction, numbered in its
 recipient's sequence (`seq`). After commit the caller sends what is first in that farmer's line at
-once (`send_queued`); the senders (`send_due`: `flask sender`, the embedded worker) take every other
-due row. The database decides what may go:
+once (`send_queued`); the senders (`flask sender`, the embedded sender thread: services/whatsapp/sender.py)
+take every other due row, claimed in batches (`take_due`), sent concurrently (`transmit`) and recorded
+together (`settle`). The database decides what may go:
 
 - Order: a row is sent only while no earlier row of the same recipient is still pending, so one that
   waits for a retry (Graph 429/5xx, 131056 pair rate) holds back the later replies to that farmer and
@@ -30,20 +31,24 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
-from models import Direction, Farmer, Message, MessageStatus, utcnow
+from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, utcnow
 from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import StatusFailure, apply_recorded_statuses
 from services.leases import claim, lease_free, owner_name
 from services.redis_conn import as_text, quick
 from services.whatsapp import messages as wa
+from services.whatsapp.client import WhatsAppClient
 from services.whatsapp.errors import EFFECT_BY_CODE, POLICY_BY_CODE, Effect, GraphAPIError, LimitError, Policy
 from services.whatsapp.health import STATUS_BY_SEND_ERROR, TemplateRefused, set_template_status, template_refusal
 from services.whatsapp.messages import Outbound, address_field
@@ -149,13 +154,78 @@ def _due_ids(now: datetime, *, phone: str | None = None, limit: int = DUE_BATCH)
         return list(session.scalars(query.order_by(Message.next_attempt_at, Message.id).limit(limit)))
 
 
-def send_due(limit: int = DUE_BATCH) -> int:
-    """One pass of a sender: try every row that may go now (the first of each recipient's line).
-    Returns how many were tried; a RedisError (the shared rate limit is unreachable) ends the pass."""
-    tried = 0
-    for message_id in _due_ids(utcnow(), limit=limit):
-        tried += send_pending(message_id) != "waiting"
-    return tried
+def _claim_due(session: Session, now: datetime, owner: str, limit: int) -> list[Message]:
+    """Take the lease on up to `limit` rows that may go now, in one statement: the first of each
+    recipient's line (so a batch never holds two of one farmer's replies), oldest due first. On
+    PostgreSQL rows another sender is claiming at the same moment are skipped, not waited for."""
+    due = (select(Message.id).where(*_sendable(now), lease_free(Message, now))
+           .order_by(Message.next_attempt_at, Message.id).limit(limit).with_for_update(skip_locked=True))
+    claimed = (update(Message).where(Message.id.in_(due), lease_free(Message, now))
+               .values(lease_owner=owner, lease_until=now + timedelta(seconds=SEND_LEASE_SECONDS))
+               .returning(Message))
+    rows = session.scalars(claimed, execution_options={"synchronize_session": False}).all()
+    return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed row that goes now (its attempt counted): what the send needs outside the claim's transaction."""
+
+    message_id: int
+    key: str  # sent_key(row): where its wamid goes first
+    body: dict[str, Any]
+    from_number: str | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A sender's claim: the rows to send now, and how many others it settled without a send (held,
+    refused, recorded from Redis) or found waiting (a paced farmer's token taken)."""
+
+    sends: list[Outgoing]
+    settled: int
+    waiting: int
+
+
+def take_due(limit: int = DUE_BATCH) -> Batch:
+    """Claim the rows that may go now (at most `limit`, one per recipient) and check each in the same
+    transaction, as `send_pending` does one. A RedisError rolls the whole claim back and propagates."""
+    now = utcnow()
+    redis = quick(context.redis())
+    sends: list[Outgoing] = []
+    settled = waiting = 0
+    with context.db().session() as session, session.begin():
+        rows = _claim_due(session, now, owner_name(), limit)
+        if not rows:
+            return Batch([], 0, 0)
+        blocks = _blocks(session, redis, {row.phone for row in rows}, now)
+        for row in rows:
+            prepared = _prepare(session, row, redis, blocks)
+            if isinstance(prepared, Outgoing):
+                sends.append(prepared)
+            elif prepared == "waiting":
+                waiting += 1
+            else:
+                settled += 1
+    return Batch(sends, settled, waiting)
+
+
+def send_due(limit: int = DUE_BATCH, pool: Executor | None = None) -> int:
+    """One pass of a sender: claim what may go now (the first of each recipient's line, one query),
+    send it (concurrently through `pool` when given, each send taking its slot of the shared rate
+    limit), record it. Returns how many rows were tried or settled; a RedisError (the shared rate
+    limit is unreachable) ends the pass after the sends done so far are recorded."""
+    batch = take_due(limit)
+    client, redis = whatsapp.client(), quick(context.redis())
+    if pool is not None:
+        results = list(pool.map(lambda out: transmit(client, redis, out), batch.sends))
+    else:
+        results = []
+        for out in batch.sends:  # one after the other; after a limiter failure the rest are not tried
+            failed = next((r.unsent for r in results if r.unsent is not None), None)
+            results.append(Transmitted(out, unsent=failed) if failed else transmit(client, redis, out))
+    outcomes = settle(results)
+    return batch.settled + sum(1 for outcome in outcomes if outcome != "waiting")
 
 
 def send_queued(phone: str) -> None:
@@ -189,42 +259,90 @@ def send_pending(message_id: int) -> str:
     another sender has it, or the farmer is paced) or `missing`.
     RedisError propagates (the rate limit and the wamid memory live there); the row is then untouched."""
     owner = owner_name()
+    redis = quick(context.redis())
     with context.db().session() as session, session.begin():
         if not claim(session, Message, message_id, *_sendable(utcnow()), owner=owner, seconds=SEND_LEASE_SECONDS):
             return _not_claimed(session, message_id)
         row = session.get_one(Message, message_id)
-        key = sent_key(row)
-        # Only a row tried before can have been sent; a RedisError here rolls the claim back.
-        known = quick(context.redis()).get(key) if row.attempts else None
-        if known is not None:
-            _accept(session, row, as_text(known) or "")
-            log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": message_id})
-            return "already sent"
-        if row.template_name in PROACTIVE_TEMPLATES:
-            held = _hold_proactive(session, row)
-            if held is not None:
-                return held
-        held = _hold_blocked(session, row, utcnow())
+        prepared = _prepare(session, row, redis, _blocks(session, redis, {row.phone}, utcnow()))
+    if not isinstance(prepared, Outgoing):
+        return prepared
+    return settle([transmit(whatsapp.client(), redis, prepared)])[0]
+
+
+def _prepare(session: Session, row: Message, redis: Redis, blocks: _Blocks) -> Outgoing | str:
+    """Inside the claim's transaction: whether a claimed row goes now. Recorded already (its wamid in
+    Redis), held (a proactive message, a blocked account, a paced farmer) or refused (a blocked
+    template): the outcome. Otherwise its attempt is counted and it is returned, to be sent after the
+    commit. A RedisError propagates (the caller rolls the claim back)."""
+    key = sent_key(row)
+    # Only a row tried before can have been sent.
+    known = redis.get(key) if row.attempts else None
+    if known is not None:
+        _accept(session, row, as_text(known) or "")
+        log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": row.id})
+        return "already sent"
+    if row.template_name in PROACTIVE_TEMPLATES:
+        held = _hold_proactive(session, row)
         if held is not None:
             return held
-        if row.template_name:
-            refusal = template_refusal(session, row.template_name, _template_language(row))
-            if refusal is not None:
-                return _refuse_template(session, row, refusal)
-        row.attempts += 1
-        body, from_number = row.payload or {}, row.phone_number_id
+    held = _hold_blocked(session, row, utcnow(), redis, blocks)
+    if held is not None:
+        return held
+    if row.template_name:
+        refusal = template_refusal(session, row.template_name, _template_language(row))
+        if refusal is not None:
+            return _refuse_template(session, row, refusal)
+    row.attempts += 1
+    return Outgoing(row.id, key, dict(row.payload or {}), row.phone_number_id)
+
+
+@dataclass(frozen=True)
+class Transmitted:
+    """What became of one send: Graph's wamid, Graph's refusal, or not tried at all (`unsent`: the
+    shared rate limiter failed, a RedisError, or had no slot in time, a TimeoutError)."""
+
+    outgoing: Outgoing
+    wamid: str | None = None
+    error: GraphAPIError | None = None
+    unsent: Exception | None = None
+
+
+def transmit(client: WhatsAppClient, redis: Redis, out: Outgoing) -> Transmitted:
+    """Send one prepared row (the client takes a slot of the shared rate limit first) and keep the
+    wamid Graph answers in Redis at once, before anything else: from then on no sender sends the row
+    again. Never raises for Graph or the limiter; `settle` deals with the outcome. Thread-safe: the
+    concurrent senders call it from their pool."""
     try:
-        wamid = whatsapp.client().send(body, from_number)
+        wamid = client.send(out.body, out.from_number)
     except GraphAPIError as exc:
-        return _handle_error(message_id, exc)
-    except (RedisError, TimeoutError):  # the shared rate limiter: Meta never saw this attempt
+        return Transmitted(out, error=exc)
+    except (RedisError, TimeoutError) as exc:  # the shared rate limiter: Meta never saw this attempt
+        return Transmitted(out, unsent=exc)
+    with contextlib.suppress(RedisError):
+        redis.set(out.key, wamid, ex=SENT_KEY_TTL)
+    return Transmitted(out, wamid=wamid)
+
+
+def settle(results: list[Transmitted]) -> list[str]:
+    """After the sends: record the accepted ones (one transaction for all), apply the error policy to
+    the refused ones, give the untried ones back (their attempt not counted). Returns each one's
+    outcome, in order; then raises the limiter's error if one was not tried, so the sender backs off."""
+    accepted = {r.outgoing.message_id: r.wamid for r in results if r.wamid is not None}
+    if accepted:
+        _record_sent(accepted)
+    untried = [r for r in results if r.unsent is not None]
+    if untried:
         with context.db().session() as session, session.begin():
-            row = session.get_one(Message, message_id)
-            row.attempts -= 1
-            _let_go(row)
-        raise
-    _record_sent(message_id, key, wamid)
-    return "sent"
+            for r in untried:
+                row = session.get_one(Message, r.outgoing.message_id)
+                row.attempts -= 1
+                _let_go(row)
+    outcomes = ["sent" if r.wamid is not None else _handle_error(r.outgoing.message_id, r.error)
+                if r.error is not None else "untried" for r in results]
+    if untried:
+        raise untried[0].unsent  # type: ignore[misc]
+    return outcomes
 
 
 def _not_claimed(session: Session, message_id: int) -> str:
@@ -248,26 +366,37 @@ def _accept(session: Session, row: Message, wamid: str) -> None:
     apply_status_failures(session, apply_recorded_statuses(session, wamid), utcnow())
 
 
-def _record_sent(message_id: int, key: str, wamid: str) -> None:
-    """Graph accepted the message: remember its wamid in Redis at once, then in the row, trying again
-    while the database refuses. If every try fails the row's lease expires and the next sender finds
-    the wamid in Redis: recorded, not re-sent."""
-    with contextlib.suppress(RedisError):
-        quick(context.redis()).set(key, wamid, ex=SENT_KEY_TTL)
+def _accept_many(session: Session, wamids: dict[int, str], now: datetime) -> None:
+    """`_accept` for many rows at once: one UPDATE by primary key each (one round trip on PostgreSQL),
+    then the statuses that arrived before the wamids were known (one query finds them)."""
+    session.execute(update(Message), [
+        {"id": message_id, "wamid": wamid, "status": MessageStatus.ACCEPTED.value, "error_code": None,
+         "error_title": None, "lease_owner": None, "lease_until": now} for message_id, wamid in wamids.items()])
+    early = session.scalars(select(MessageStatusEvent.wamid).distinct()
+                            .where(MessageStatusEvent.wamid.in_(list(wamids.values())))).all()
+    for wamid in early:
+        apply_status_failures(session, apply_recorded_statuses(session, wamid), now)
+
+
+def _record_sent(wamids: dict[int, str]) -> None:
+    """Graph accepted these rows and their wamids are in Redis (`transmit`): write them to the rows,
+    trying again while the database refuses. If every try fails the rows' leases expire and the next
+    sender finds the wamids in Redis: recorded, not re-sent."""
     for pause in (*RECORD_PAUSES, None):
         try:
             with context.db().session() as session, session.begin():
-                _accept(session, session.get_one(Message, message_id), wamid)
+                _accept_many(session, wamids, utcnow())
             break
         except (OperationalError, InterfaceError) as exc:  # the connection, not the statement
             if pause is None:
                 raise
-            log.warning("could not record a sent message's wamid; trying again",
-                        extra={"message_id": message_id, "reason": type(exc).__name__})
+            log.warning("could not record sent messages' wamids; trying again",
+                        extra={"message_ids": sorted(wamids)[:20], "reason": type(exc).__name__})
             time.sleep(pause)
-    metrics.outbound_send("sent")
+    for message_id, wamid in wamids.items():
+        metrics.outbound_send("sent")
+        log.info("outbound message accepted", extra={"message_id": message_id, "wamid": wamid})
     _clear_auth_alert()
-    log.info("outbound message accepted", extra={"message_id": message_id, "wamid": wamid})
 
 
 def _hold_proactive(session: Session, row: Message) -> str | None:
@@ -298,20 +427,32 @@ def _hold_proactive(session: Session, row: Message) -> str | None:
     return "deferred"
 
 
-def _hold_blocked(session: Session, row: Message, now: datetime) -> str | None:
+@dataclass(frozen=True)
+class _Blocks:
+    """What holds sends back now, read once per claim: the account block, and which of the claimed
+    rows' recipients Meta asked us to pace."""
+
+    account: str | None
+    paced: frozenset[str]
+
+
+def _blocks(session: Session, redis: Redis, phones: set[str], now: datetime) -> _Blocks:
+    account = redis.get(ACCOUNT_BLOCK_KEY)
+    paced = session.scalars(select(Farmer.phone).where(Farmer.phone.in_(sorted(phones)), Farmer.paced_until > now))
+    return _Blocks(as_text(account) if account is not None else None, frozenset(p for p in paced if p))
+
+
+def _hold_blocked(session: Session, row: Message, now: datetime, redis: Redis, blocks: _Blocks) -> str | None:
     """Nothing goes while the account is blocked; a paced farmer gets at most one message per PACE_SECONDS
     (a blocked template is the template registry's: `template_refusal`). A RedisError propagates (the
     caller rolls the claim back)."""
-    redis = quick(context.redis())
-    account = redis.get(ACCOUNT_BLOCK_KEY)
-    if account is not None:
+    if blocks.account is not None:
         row.next_attempt_at = now + ACCOUNT_RECHECK
         _let_go(row)
         log.warning("send held: the WhatsApp account is blocked", extra={"message_id": row.id,
-                                                                         "block": as_text(account)})
+                                                                         "block": blocks.account})
         return "deferred"
-    paced_until = session.scalar(select(Farmer.paced_until).where(Farmer.phone == row.phone))
-    if paced_until is not None and paced_until > now:
+    if row.phone in blocks.paced:
         key = PACE_KEY.format(phone=row.phone)
         if not redis.set(key, "1", nx=True, px=PACE_SECONDS * 1000):
             wait_ms = redis.pttl(key)
