@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness
 
-BENCHMARKS = ("webhook_ingress", "image_pipeline", "pipeline_latency", "outbound_burst", "capacity")
-USES_SERVICES = {"webhook_ingress", "pipeline_latency", "outbound_burst", "capacity"}
+BENCHMARKS = ("webhook_ingress", "image_pipeline", "pipeline_latency", "inbound_cpu", "burst", "outbound_burst",
+              "capacity")
+USES_SERVICES = {"webhook_ingress", "pipeline_latency", "inbound_cpu", "burst", "outbound_burst", "capacity"}
 
 
 def info_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
