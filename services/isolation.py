@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -40,11 +41,14 @@ class PreparedPhoto:
     small: OptimisedImage
 
 
-def check_and_optimise(data: bytes, limits: PhotoLimits) -> PreparedPhoto:
+def check_and_optimise(data: bytes, limits: PhotoLimits,
+                       run: Callable[[bytes, PhotoLimits], PreparedPhoto | tuple[str, str]] | None = None
+                       ) -> PreparedPhoto:
     """`images.validate` (headers, size and pixel bounds) and `images.optimise` (the full decode), in the
-    helper process. Raises ImageRejected as they do."""
+    helper process (`run`, a module-level function, instead of `prepare_here`: tests). Raises
+    ImageRejected as they do."""
     try:
-        outcome = _helper().submit(prepare_here, data, limits).result()
+        outcome = _helper().submit(run or prepare_here, data, limits).result()
     except BrokenProcessPool:
         _discard_helper()
         log.warning("image helper process died on a photo; refused", extra={"bytes": len(data)})
@@ -63,6 +67,12 @@ def prepare_here(data: bytes, limits: PhotoLimits) -> PreparedPhoto | tuple[str,
     except ImageRejected as exc:
         return exc.reason, exc.detail
     return PreparedPhoto(info, small)
+
+
+def warm_up() -> None:
+    """Start the helper now (a worker that runs analyses calls it at start), so the first photo does not
+    wait for the fork server and the helper to start."""
+    _helper().submit(int).result()
 
 
 def _helper() -> ProcessPoolExecutor:

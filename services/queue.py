@@ -2,9 +2,10 @@
 
 The database is the truth; RQ only carries work. A job id is derived from a database id (RQ
 allows only `[A-Za-z0-9_-]`, a wamid has dots) and enqueued with `unique=True`, so a message is
-queued at most once however many times the webhook, the sweeper or a retry asks for it. Outbound
-messages are not RQ jobs: the outbox's senders take them from the database
-(`services.whatsapp.outbox`).
+queued at most once however many times the sweeper or a retry asks for it. A new inbound message is
+not an RQ job at first: the webhook hands it to the workers on a Redis list (`services.handoff`), and
+only a failed first attempt, or the sweeper, makes it one. Outbound messages are not RQ jobs: the
+outbox's senders take them from the database (`services.whatsapp.outbox`).
 """
 
 from __future__ import annotations

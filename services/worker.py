@@ -30,8 +30,8 @@ from rq.timeouts import JobTimeoutException, TimerDeathPenalty
 from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
 
-from services import handoff
-from services.queue import INBOUND, JOB_TIMEOUT, QUEUE_NAMES, get_queue
+from services import handoff, isolation
+from services.queue import ANALYSIS, INBOUND, JOB_TIMEOUT, QUEUE_NAMES, get_queue
 from services.redis_conn import as_text, connect
 from services.scheduler import Schedule, periodic_tasks
 from services.whatsapp.outbox import send_due
@@ -106,6 +106,8 @@ def make_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> AppWorker:
     """An RQ worker on a Redis connection of its own: RQ stretches its connection's socket timeout to
     its long blocking poll, which the app's calls (rate limits, enqueues) must not inherit."""
     redis = connect(app.extensions["settings"].REDIS_URL)
+    if ANALYSIS in queues:
+        isolation.warm_up()  # the image helper process, started before the first photo needs it
     return AppWorker([get_queue(q, redis) for q in queues], connection=redis)
 
 
