@@ -8,9 +8,10 @@ decides then, so `PROMETHEUS_MULTIPROC_DIR` must be in the environment, not only
   scheduler) writes its counts to files in that directory, and `/metrics` in any web process serves
   their sum. Empty the directory before the machine's processes start, never while they run.
 
-RQ forks a work-horse per job. prometheus-client would give each horse its own file (one per pid, so
-one per job, without end); a horse instead reuses one file per parent worker (`enter_work_horse`),
-which is safe because a worker runs one horse at a time.
+Our RQ workers do not fork (`services.worker`): each writes its own files, like any process. A forking
+worker would give each work-horse its own file (one per pid, so one per job, without end); such a horse
+must instead reuse one file per parent worker (`enter_work_horse`), which is safe because a worker runs
+one horse at a time.
 
 Gauges of shared state (queue depths, failed-job registries, the N8N circuit) are read from Redis at
 scrape time, so they are right whichever process serves `/metrics`. No label holds personal data:
