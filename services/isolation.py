@@ -4,14 +4,15 @@ Workers run their jobs in their own process (no fork per job), so a photo that c
 decoder (a libjpeg/libwebp bug, a memory blow-up) must not take the worker, and every job it runs
 next, down with it. The checking and optimising of a farmer's photo therefore runs in one long-lived
 helper process per worker process (started on first use from a clean fork server, so it inherits no
-threads, locks or connections). A helper that dies is replaced; the photo that killed it is refused
-as `corrupt`.
+threads, locks or connections; it ends by itself when the worker is gone). A helper that dies is
+replaced; the photo that killed it is refused as `corrupt`.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -75,13 +76,32 @@ def warm_up() -> None:
     _helper().submit(int).result()
 
 
+def exit_with_owner(owner_pid: int, poll_seconds: float = 1.0) -> None:
+    """In the helper: end once the worker process that started it is gone. A helper waits for work on a
+    pipe it also holds open, and its parent is the fork server (which outlives the worker while the helper
+    lives), so without this a worker killed with SIGKILL would leave its helper behind forever."""
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(owner_pid, 0)  # signal 0: only asks whether the process exists
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the pid now belongs to another user's process: ours is gone
+                os._exit(0)
+            threading.Event().wait(poll_seconds)
+
+    threading.Thread(target=watch, name="exit-with-owner", daemon=True).start()
+
+
 def _helper() -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["services.images"])
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=exit_with_owner,
+                                        initargs=(os.getpid(),))
         return _pool
 
 
