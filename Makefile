@@ -18,8 +18,8 @@ migrate: install
 
 # Migrate, seed the demo data, start everything, print the simulator's address and the admin login;
 # Ctrl-C stops it all (devtools/run.py). Embedded defaults (no REDIS_URL): one gunicorn process holding
-# the queue, its worker thread and the periodic tasks; with REDIS_URL: gunicorn + `flask worker` +
-# `flask scheduler`. The environment (or .env) wins: PORT, REDIS_URL, WHATSAPP_API_BASE, N8N_WEBHOOK_URL.
+# the queue, its worker thread and the periodic tasks; with REDIS_URL: gunicorn + `flask worker` x
+# WORKER_PROCESSES (2) + `flask sender` + `flask scheduler`. The environment (or .env) wins: PORT, REDIS_URL, WHATSAPP_API_BASE, N8N_WEBHOOK_URL.
 run: install
 	@$(if $(filter command line,$(origin PORT)),PORT=$(PORT) )exec $(BIN)/python -m devtools.run
 

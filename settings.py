@@ -106,6 +106,7 @@ class Settings:
     CONSOLE_SESSION_HOURS: int = 12  # and after this long whatever happens (sign in again)
     PASSWORD_HASH: str = DEFAULT_PASSWORD_HASH  # how new staff passwords are hashed (werkzeug method string)
     EMBEDDED_WORKER: bool = True
+    WORKER_PROCESSES: int = 2  # `make run` with REDIS_URL: how many `flask worker` processes it starts
     TESTING: bool = False
     # Names of settings the environment did not provide (used for the production check).
     missing: frozenset[str] = field(default=frozenset(), compare=False)

@@ -1,8 +1,9 @@
 """Photo in -> result out: how long a farmer waits, on the real processes with the local analyser.
 
-Target: "photo in -> result message out, local analyser, real Redis/PostgreSQL: p50 < 1 s".
+Targets: "photo in -> result message out, local analyser, real Redis/PostgreSQL: p50 < 350 ms, p95 < 600 ms".
 
-The service runs as in production (gunicorn, separate `flask worker` processes, PostgreSQL, Redis) with
+The service runs as in production (gunicorn, separate `flask worker` processes that do not fork and take the
+webhook's hand-off, PostgreSQL, Redis) with
 DEV_TOOLS on, so the Graph API stand-in and the local analyser (the N8N stand-in) answer inside the web
 process. This script plays Meta: N farmers (50; 10 with --quick) first say hello and accept the KVKK
 notice (not timed); then, `--concurrency` farmers at a time (default 1: the wait of a farmer alone on the
@@ -15,8 +16,8 @@ machine), each farmer
 
 and the clock stops when the stand-in records the result message (the one offering `Detaylar`): its
 own arrival timestamp, not the time this script noticed it. The farmer's replies take no thinking
-time, so the figure is the service's share of the wait: three inbound messages through webhook, RQ,
-the conversation and the outbox, plus the analysis (download, checks, optimisation, the N8N call,
+time, so the figure is the service's share of the wait: three inbound messages through the webhook, the
+hand-off, the conversation and the reply, plus the analysis (download, checks, optimisation, the N8N call,
 the result reply). The `Gönder` -> result part (the analysis pipeline alone) is reported too.
 
 Nothing lost: every farmer gets exactly one result message and the database holds one completed
@@ -50,7 +51,8 @@ from devtools.chat import STATIC_DIR, choices
 from settings import load_settings
 
 NAME = "pipeline_latency"
-TARGET_P50_MS = 1000.0  # bench/README.md
+TARGET_P50_MS = 350.0  # bench/README.md
+TARGET_P95_MS = 600.0
 SAMPLE = STATIC_DIR / "samples" / "lekeli_yaprak.jpg"
 CAPTION = "domates yapraklarında lekeler var"
 STEP_TIMEOUT_S = 60.0
@@ -177,8 +179,9 @@ def report(results: dict[str, Any]) -> None:
                        ("to_confirmation", "  -> confirmation"), ("send_to_result", "Gönder tap -> result")):
         print(f"{label:<34}{harness.fmt(lat[key]['p50']):>9}{harness.fmt(lat[key]['p95']):>9}"
               f"{harness.fmt(lat[key]['max']):>9}")
-    target = results["targets"][0]
-    print(f"\n{target['name']:<34}{harness.fmt(target['measured']):>9}  {'PASS' if target['pass'] else 'MISS'}")
+    print()
+    for target in results["targets"]:
+        print(f"{target['name']:<34}{harness.fmt(target['measured']):>9}  {'PASS' if target['pass'] else 'MISS'}")
     check = results["check"]
     print(f"results: {check['result_messages_per_farmer']}, analyses {check['analyses_by_status']} -> "
           f"{'OK, nothing lost' if check['ok'] else 'LOST OR DOUBLED'}; errors {len(results['errors'])}")
@@ -230,15 +233,17 @@ def main(argv: list[str] | None = None) -> int:
 
     latency = {key: harness.percentiles([s[key] for s in samples])
                for key in ("total", "to_location_question", "to_confirmation", "send_to_result")}
-    p50 = latency["total"]["p50"]
+    p50, p95 = latency["total"]["p50"], latency["total"]["p95"]
     results = {
         "benchmark": NAME, "run_id": harness.run_id(), "machine": machine,
         "parameters": {"farmers": args.farmers, "concurrency": args.concurrency, "workers": args.workers,
                        "quick": args.quick, "database_url": args.database_url, "redis_url": args.redis_url,
                        "photo": str(SAMPLE.relative_to(harness.ROOT)), "photo_bytes": len(photo)},
         "latency_ms": latency, "submissions_measured": len(samples), "wall_s": round(wall, 1),
-        "targets": [{"name": f"p50 photo -> result < {TARGET_P50_MS:g} ms", "measured": p50,
-                     "pass": p50 is not None and p50 < TARGET_P50_MS}],
+        "targets": [{"name": f"p50 photo -> result < {TARGET_P50_MS:g} ms", "target": f"< {TARGET_P50_MS:g} ms",
+                     "measured": p50, "pass": p50 is not None and p50 < TARGET_P50_MS},
+                    {"name": f"p95 photo -> result < {TARGET_P95_MS:g} ms", "target": f"< {TARGET_P95_MS:g} ms",
+                     "measured": p95, "pass": p95 is not None and p95 < TARGET_P95_MS}],
         "check": check, "errors": errors, "ok": check["ok"] and not errors,
     }
     report(results)

@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness
 
-BENCHMARKS = ("webhook_ingress", "image_pipeline", "pipeline_latency", "outbound_burst", "capacity")
-USES_SERVICES = {"webhook_ingress", "pipeline_latency", "outbound_burst", "capacity"}
+BENCHMARKS = ("webhook_ingress", "image_pipeline", "pipeline_latency", "inbound_cpu", "burst", "outbound_burst",
+              "capacity")
+USES_SERVICES = {"webhook_ingress", "pipeline_latency", "inbound_cpu", "burst", "outbound_burst", "capacity"}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ process environment, then `.env`, like every process of the app, so `PORT`, `RED
 
 - No `REDIS_URL` (embedded default): one gunicorn process (one worker, 8 threads) holding the
   in-process Redis and the worker threads (jobs with the scheduler's periodic tasks, and the outbox).
-- `REDIS_URL` set: gunicorn (two workers) + `flask worker` + `flask sender` + `flask scheduler`.
+- `REDIS_URL` set: gunicorn (two workers) + `WORKER_PROCESSES` x `flask worker` (default 2) + `flask sender`
+  + `flask scheduler`.
 
 The banner with the simulator's address and the admin login is printed once `/health/live` answers.
 From then on it supervises: a child that exits, whatever the reason, is started again after a pause
@@ -69,8 +70,9 @@ def commands(settings: Settings) -> list[tuple[str, list[str]]]:
     if settings.embedded_redis:
         return [("web", web)]
     flask = [python, "-m", "flask", "--app", "app:create_app"]
-    return [("web", web), ("worker", [*flask, "worker"]), ("sender", [*flask, "sender"]),
-            ("scheduler", [*flask, "scheduler"])]
+    rq_workers = [("worker" if n == 1 else f"worker{n}", [*flask, "worker"])
+                  for n in range(1, max(1, settings.WORKER_PROCESSES) + 1)]
+    return [("web", web), *rq_workers, ("sender", [*flask, "sender"]), ("scheduler", [*flask, "scheduler"])]
 
 
 def banner(settings: Settings, admin_password: str | None, admin_email: str, codes: Sequence[str]) -> str:

@@ -43,7 +43,7 @@ def make_engine(url: str) -> Engine:
         _sqlite_setup(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    # A forked RQ work-horse must not reuse the parent's connections.
+    # A forked child (a gunicorn worker of a preloaded app, say) must not reuse the parent's connections.
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     return engine
 

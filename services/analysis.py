@@ -33,7 +33,8 @@ from models import Analysis, AnalysisStatus, Farmer, utcnow
 from services import context, leases, quota, runtime_settings, whatsapp
 from services.analysis_result import AnalysisResult, annotated, normalise, queryable_columns
 from services.circuit import CircuitBreaker
-from services.images import ImageRejected, optimise, validate
+from services.images import ImageRejected
+from services.isolation import PhotoLimits, check_and_optimise
 from services.jobs import app_job
 from services.n8n import MAX_IMAGES, CircuitOpen, N8NClient, N8NPermanentError, N8NTransientError, build_request
 from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_enqueue_unique
@@ -217,10 +218,12 @@ def _prepare_image(analysis_id: int, media_id: str) -> tuple[str, str]:
     Returns the (optimised, original) storage keys."""
     media = whatsapp.client().download_media(media_id)
     rs = runtime_settings.current()  # admins tune these while the service runs
-    # headers, size and pixel bounds; optimise() decodes it
-    info = validate(media.content, max_bytes=rs.image_max_upload_kb * 1024, decode=False)
-    small = optimise(media.content, max_width=rs.image_max_width, max_height=rs.image_max_height,
-                     target_bytes=rs.image_target_kb * 1000, start_quality=rs.image_quality)
+    # headers, size and pixel bounds, then the decode, in a helper process (a hostile photo cannot take
+    # the worker down)
+    prepared = check_and_optimise(media.content, PhotoLimits(
+        max_bytes=rs.image_max_upload_kb * 1024, max_width=rs.image_max_width, max_height=rs.image_max_height,
+        target_bytes=rs.image_target_kb * 1000, quality=rs.image_quality))
+    info, small = prepared.info, prepared.small
     storage: Storage = current_app.extensions["storage"]
     original_key = new_key("original", {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}.get(info.format, "bin"))
     image_key = new_key("analysis", "jpg")

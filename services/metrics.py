@@ -8,9 +8,10 @@ decides then, so `PROMETHEUS_MULTIPROC_DIR` must be in the environment, not only
   scheduler) writes its counts to files in that directory, and `/metrics` in any web process serves
   their sum. Empty the directory before the machine's processes start, never while they run.
 
-RQ forks a work-horse per job. prometheus-client would give each horse its own file (one per pid, so
-one per job, without end); a horse instead reuses one file per parent worker (`enter_work_horse`),
-which is safe because a worker runs one horse at a time.
+Our RQ workers do not fork (`services.worker`): each writes its own files, like any process. A forking
+worker would give each work-horse its own file (one per pid, so one per job, without end); such a horse
+must instead reuse one file per parent worker (`enter_work_horse`), which is safe because a worker runs
+one horse at a time.
 
 Gauges of shared state (queue depths, failed-job registries, the N8N circuit) are read from Redis at
 scrape time, so they are right whichever process serves `/metrics`. No label holds personal data:
@@ -183,17 +184,20 @@ class SharedStateCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from services.circuit import CLOSED, CircuitBreaker
-        from services.queue import QUEUE_NAMES, get_queue
+        from services.handoff import HANDOFF_KEY
+        from services.queue import INBOUND, QUEUE_NAMES, get_queue
 
         up = GaugeMetricFamily("ziraai_redis_up", "1 when /metrics could read the queues from Redis.")
-        depth = GaugeMetricFamily("ziraai_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
+        depth = GaugeMetricFamily("ziraai_queue_depth", "Jobs waiting in each RQ queue (inbound: "
+                                  "with the messages handed off by the webhook).", labels=["queue"])
         failed = GaugeMetricFamily("ziraai_failed_jobs", "Jobs in each queue's RQ failed registry.", labels=["queue"])
         circuit = GaugeMetricFamily("ziraai_n8n_circuit_open", "1 while the shared N8N circuit breaker is not "
                                     "closed (open, or half-open waiting for its probe).")
         try:
             for name in QUEUE_NAMES:
                 queue = get_queue(name, self.redis)
-                depth.add_metric([name], queue.count)
+                handed_off = int(self.redis.llen(HANDOFF_KEY)) if name == INBOUND else 0
+                depth.add_metric([name], queue.count + handed_off)
                 failed.add_metric([name], queue.failed_job_registry.get_job_count(cleanup=False))
             state = CircuitBreaker(self.redis, N8N_CIRCUIT).state()
             circuit.add_metric([], 0 if state == CLOSED else 1)

@@ -2,8 +2,8 @@
 a worker that died (its lease expired). Runs in the one scheduler process.
 
 - `sweep_unqueued` (every `SWEEP_INTERVAL_SECONDS`, and at once when Redis is back): inbound messages
-  not yet handled, charged analyses (`queued`, or `processing` without a live lease), and callback
-  results stored while Redis was down.
+  not yet handled (and not waiting on the hand-off list, `services.handoff`), charged analyses
+  (`queued`, or `processing` without a live lease), and callback results stored while Redis was down.
 - `requeue_expired` (every `EXPIRED_SWEEP_SECONDS`): rows whose lease expired, so a killed worker's
   message or analysis runs again within a lease's length and a few seconds.
 
@@ -28,12 +28,12 @@ from sqlalchemy import select
 from models import Analysis, AnalysisStatus, Direction, Message, MessageStatus, utcnow
 from services import context
 from services.analysis import FINISH_ANALYSIS, enqueue_analysis
+from services.handoff import HANDLE_INBOUND, waiting
 from services.leases import LEASE_SECONDS, lease_free
 from services.queue import ANALYSIS, INBOUND, enqueue_unique, inbound_retry
 
 log = logging.getLogger(__name__)
 
-HANDLE_INBOUND = "services.jobs.handle_inbound"
 BATCH = 500
 EXPIRED_SWEEP_SECONDS = 5
 
@@ -63,7 +63,8 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
                                                              Analysis.result.is_not(None))
                                    .order_by(Analysis.id).limit(BATCH)).all()
     redis = context.redis()
-    queued = sum(_requeue_inbound(redis, i, now) for i in inbound)
+    handed_off = set(waiting(redis)) if inbound else set()  # a backlog the workers have not reached yet
+    queued = sum(_requeue_inbound(redis, i, now) for i in inbound if i not in handed_off)
     queued += sum(_requeue_analysis(redis, i, now) for i in analyses)
     for analysis_id in answered:
         if not Job.exists(f"finish-{analysis_id}", connection=redis):

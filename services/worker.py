@@ -1,9 +1,16 @@
 """Worker processes, the outbox sender and the embedded worker threads.
 
-Production: `flask worker` runs an RQ worker (a forked work-horse per job) over the queues in
-priority order, inside the app's settings, and keeps running when Redis goes away (`run_worker`);
-`flask sender` sends the outbox (`run_sender`). Embedded default (no REDIS_URL): two threads run the
-queued jobs with the periodic tasks, and the outbox, against the in-process fakeredis.
+Production: `flask worker` runs an RQ worker over the queues in priority order, inside the app's
+settings, and keeps running when Redis goes away (`run_worker`); `flask sender` sends the outbox
+(`run_sender`). Embedded default (no REDIS_URL): two threads run the queued jobs with the periodic
+tasks, and the outbox, against the in-process fakeredis.
+
+The worker does not fork: it runs every job in its own process (RQ's SimpleWorker), so a job reuses
+the process's database pool and HTTP sessions instead of paying a fork and fresh connections each
+time. Job timeouts are still enforced (SIGALRM in the main thread; a timer in the embedded thread).
+A worker on the `inbound` queue also takes the webhook's hand-off (`services.handoff`) first: one
+BLPOP waits on the hand-off list and the RQ queues together. Untrusted images are decoded in a
+separate process (`services.isolation`), so a hostile image cannot take the worker down.
 """
 
 from __future__ import annotations
@@ -12,18 +19,20 @@ import logging
 import threading
 import time
 from types import FrameType
+from typing import Any
 
 from flask import Flask
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker, Worker
-from rq.exceptions import StopRequested
+from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.job import Job
-from rq.timeouts import TimerDeathPenalty
+from rq.timeouts import JobTimeoutException, TimerDeathPenalty
+from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.metrics import enter_work_horse
-from services.queue import QUEUE_NAMES, get_queue
-from services.redis_conn import connect
+from services import handoff, isolation
+from services.queue import ANALYSIS, INBOUND, JOB_TIMEOUT, QUEUE_NAMES, get_queue
+from services.redis_conn import as_text, connect
 from services.scheduler import Schedule, periodic_tasks
 from services.whatsapp.sender import Sender
 
@@ -32,25 +41,73 @@ log = logging.getLogger(__name__)
 RECONNECT_MAX_SECONDS = 10.0
 
 
-class AppWorker(Worker):
-    """RQ's forking worker, whose work-horses share one metrics file per worker (see services.metrics),
-    and which remembers whether it was asked to stop (RQ's loop also ends when Redis fails it)."""
+class AppWorker(SimpleWorker):
+    """RQ's non-forking worker: each job runs in this process (connections reused, no fork per job).
+    On the `inbound` queue it also handles the hand-off's messages, before any RQ job. It remembers
+    whether it was asked to stop (RQ's loop also ends when Redis fails it)."""
 
     stop_requested = False
 
-    def main_work_horse(self, job: Job, queue: Queue) -> None:
-        enter_work_horse()
-        super().main_work_horse(job, queue)
+    def __init__(self, queues: list[Queue], *args: Any, **kwargs: Any) -> None:
+        super().__init__(queues, *args, **kwargs)
+        self.takes_handoff = any(q.name == INBOUND for q in queues)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
+        """The next RQ job, after handling every handed-off message that is waiting. Waiting (`timeout`
+        seconds at a time; None: burst, no wait) watches the hand-off list and the queues in one BLPOP,
+        the hand-off first: a farmer's new message wakes the worker as a job would."""
+        if not self.takes_handoff:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if timeout is None:
+            while (message_id := handoff.take(self.connection)) is not None:
+                if not self.handle_handed_off(message_id):
+                    return None
+            return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+        self.set_state(WorkerStatus.IDLE)
+        keys = [handoff.HANDOFF_KEY, *(q.key for q in self.queues)]
+        while True:
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+            woke = self.connection.blpop(keys, timeout)
+            if woke is None:
+                continue
+            key, value = (as_text(part) for part in woke)
+            if key == handoff.HANDOFF_KEY:
+                message_id = handoff.parse_id(value)
+                if message_id is not None and not self.handle_handed_off(message_id):
+                    return None
+                continue
+            queue = next(q for q in self.queues if q.key == key)
+            try:
+                job = self.job_class.fetch(value or "", connection=self.connection, serializer=self.serializer)
+            except NoSuchJobError:
+                continue
+            self.heartbeat()
+            return job, queue
+
+    def handle_handed_off(self, message_id: int) -> bool:
+        """Handle one handed-off message within the inbound job timeout, busy meanwhile (a stop request
+        waits for it). False when a stop was requested: the worker's loop then ends."""
+        self.set_state(WorkerStatus.BUSY)
+        deadline = self.death_penalty_class(JOB_TIMEOUT[INBOUND], JobTimeoutException,
+                                            job_id=f"inbound-{message_id}")
+        handoff.handle(self.connection, message_id, deadline)
+        self.set_state(WorkerStatus.IDLE)
+        return not self.stop_requested
 
 
 def make_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> AppWorker:
     """An RQ worker on a Redis connection of its own: RQ stretches its connection's socket timeout to
     its long blocking poll, which the app's calls (rate limits, enqueues) must not inherit."""
     redis = connect(app.extensions["settings"].REDIS_URL)
+    if ANALYSIS in queues:
+        isolation.warm_up()  # the image helper process, started before the first photo needs it
     return AppWorker([get_queue(q, redis) for q in queues], connection=redis)
 
 
@@ -111,7 +168,7 @@ def run_sender(app: Flask, stop: threading.Event, idle: float = 0.5) -> None:
             sender.close()
 
 
-class ThreadWorker(SimpleWorker):
+class ThreadWorker(AppWorker):
     """RQ uses signals (stop requests, SIGALRM job timeouts), which Python allows only in the main
     thread: no handlers, and a timer thread enforces job timeouts instead."""
 

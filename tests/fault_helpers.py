@@ -157,14 +157,16 @@ def running(env: dict[str, str], *args: str) -> Iterator[Process]:
 
 
 class Supervisor:
-    """`make run`'s launcher (`python -m devtools.run`) with REDIS_URL: gunicorn, worker, sender and
+    """`make run`'s launcher (`python -m devtools.run`) with REDIS_URL: gunicorn, one worker, sender and
     scheduler, restarted when they exit. Its log (and its children's) is kept."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        # One worker: the tests kill "the" worker and expect its job to come back through its lease.
         self.process = Process([sys.executable, "-m", "devtools.run"],
-                               {**env, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}, new_session=True)
+                               {**env, "PORT": str(self.port), "PYTHONUNBUFFERED": "1", "WORKER_PROCESSES": "1"},
+                               new_session=True)
 
     def child(self, name: str) -> int | None:
         """The pid of the running child whose command line ends with `name` (`worker`, `sender`...)."""

@@ -20,12 +20,12 @@ from alembic import command
 from alembic.config import Config
 from flask import Flask
 from flask.testing import FlaskClient
-from rq import SimpleWorker
 from sqlalchemy import text
 
 from models import Base
-from services import signing
-from services.queue import QUEUE_NAMES, get_queue
+from services import handoff, signing
+from services.queue import INBOUND, QUEUE_NAMES, get_queue
+from services.worker import AppWorker
 from settings import PROJECT_ROOT, load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -118,11 +118,11 @@ def clean_stores(app: Flask) -> None:
 
 
 def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> None:
-    """Run the queued jobs the way a worker would (same process, no fork), until the queues are empty,
-    then send what the outbox still holds due, as a sender would."""
+    """Run the handed-off messages and the queued jobs the way a worker does (same process, no fork),
+    until the hand-off and the queues are empty, then send what the outbox still holds due, as a sender would."""
     redis = app.extensions["redis"]
     with app.app_context():  # the jobs run in this app's settings, even inside another app's context
-        SimpleWorker([get_queue(q, redis) for q in queues], connection=redis).work(burst=True)
+        AppWorker([get_queue(q, redis) for q in queues], connection=redis).work(burst=True)
     send_outbox(app)
 
 
@@ -138,7 +138,11 @@ def send_outbox(app: Flask) -> None:
 
 
 def queued_job_ids(app: Flask, queue: str) -> list[str]:
-    return get_queue(queue, app.extensions["redis"]).job_ids
+    """The jobs waiting on `queue`; on `inbound`, first the handed-off messages, named as the job that
+    would carry each one (`inbound-<id>`): the webhook hands new messages over that way."""
+    redis = app.extensions["redis"]
+    handed_off = [f"inbound-{i}" for i in handoff.waiting(redis)] if queue == INBOUND else []
+    return handed_off + get_queue(queue, redis).job_ids
 
 
 def free_port() -> int:

@@ -61,7 +61,16 @@ from tests.fault_helpers import (
     supervised,
     worker,
 )
-from tests.helpers import PHONE_NUMBER_ID, TEST_DATABASE_URL, TEST_REDIS_URL, free_port, make_settings, sign, wait_until
+from tests.helpers import (
+    PHONE_NUMBER_ID,
+    TEST_DATABASE_URL,
+    TEST_REDIS_URL,
+    free_port,
+    make_settings,
+    queued_job_ids,
+    sign,
+    wait_until,
+)
 from tests.stand_ins import BAD_GATEWAY, PAIR_RATE, RATE_LIMIT, SERVICE_ERROR, graph_stand_in, n8n_stand_in
 from tests.test_analysis_pipeline import leaf_jpeg
 
@@ -621,8 +630,8 @@ def test_same_webhook_three_times_concurrently_100_times_over_gunicorn(app, sess
 
         rows = dict(session.execute(select(Message.wamid, Message.id).where(Message.wamid.in_(wamids))).all())
         assert len(rows) == 100
-        queued = get_queue(INBOUND, web.extensions["redis"]).job_ids
-        assert sorted(queued) == sorted(f"inbound-{i}" for i in rows.values())  # one job per message
+        queued = queued_job_ids(web, INBOUND)  # handed off by the webhook
+        assert sorted(queued) == sorted(f"inbound-{i}" for i in rows.values())  # one entry per message
 
         workers = [flask_command(env, "worker", "--burst", f"--queue={INBOUND}")
                    for _ in range(2)]

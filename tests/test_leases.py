@@ -9,14 +9,18 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from models import Analysis, Message, utcnow
-from services import leases
+from services import handoff, leases
 from services.queue import INBOUND, get_queue
 from services.sweeper import requeue_expired, sweep_unqueued
 from tests.helpers import fixture_bytes, post_webhook
 
 
 def _message(app, client) -> int:
+    """A message carried by an RQ job: its hand-off was lost, and the sweeper queued it."""
     post_webhook(client, fixture_bytes("text.json"))
+    app.extensions["redis"].delete(handoff.HANDOFF_KEY)
+    with app.app_context():
+        assert sweep_unqueued(grace_seconds=0) == 1
     with app.extensions["db"].reader() as s:
         return s.scalar(select(Message.id).where(Message.direction == "in"))
 

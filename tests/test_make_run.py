@@ -22,8 +22,8 @@ from dotenv import dotenv_values
 from redis import Redis
 
 from devtools.demo import ACTIVITY_CODES, ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
-from devtools.run import port_free
-from settings import PROJECT_ROOT
+from devtools.run import commands, port_free
+from settings import PROJECT_ROOT, load_settings
 from tests.dev_live import SimFarmer, has_text, make_run, offers
 from tests.helpers import TEST_REDIS_URL, wait_until
 
@@ -177,6 +177,14 @@ def children_named(pid: int, name: str) -> list[int]:
     return found
 
 
+def test_make_run_with_redis_starts_as_many_worker_processes_as_worker_processes_says():
+    settings = load_settings({"REDIS_URL": "redis://127.0.0.1:6379/0", "WORKER_PROCESSES": "3"}, environ={},
+                             dotenv_path=None)
+    names = [name for name, _ in commands(settings)]
+    assert names == ["web", "worker", "worker2", "worker3", "sender", "scheduler"]
+    assert [name for name, _ in commands(load_settings({}, environ={}, dotenv_path=None))] == ["web"]
+
+
 @pytest.mark.skipif(not TEST_REDIS_URL, reason="needs TEST_REDIS_URL: with REDIS_URL the worker is a process")
 def test_a_killed_worker_is_started_again_and_the_webhook_keeps_answering(tmp_path):
     Redis.from_url(TEST_REDIS_URL).flushdb()  # a fresh SQLite file numbers messages from 1 again
@@ -184,13 +192,16 @@ def test_a_killed_worker_is_started_again_and_the_webhook_keeps_answering(tmp_pa
         farmer = SimFarmer(service.base, "905551112266")
         farmer.says("Merhaba")
         farmer.bot_replies(offers("Kabul ediyorum"))
-        [worker] = children_named(service.process.pid, "worker")
-        os.killpg(worker, signal.SIGKILL)  # the worker and any work-horse of its group
+        workers = children_named(service.process.pid, "worker")
+        assert len(workers) == 2  # WORKER_PROCESSES' default
+        for worker in workers:
+            os.killpg(worker, signal.SIGKILL)  # every worker, and anything of its group
         farmer.taps("Kabul ediyorum")  # the webhook answers 200 meanwhile (SimFarmer checks)
-        farmer.bot_replies(offers("Analiz gönder"), timeout=60)  # answered by the new worker
+        farmer.bot_replies(offers("Analiz gönder"), timeout=60)  # answered by a new worker
         log = service.log()
-        [again] = children_named(service.process.pid, "worker")
-    assert again != worker
+        again = wait_until(lambda: len(children_named(service.process.pid, "worker")) == 2
+                           and children_named(service.process.pid, "worker"), 60, what="both workers back")
+    assert not set(again) & set(workers)
     assert "supervisor: worker exited with signal SIGKILL; restarting in 1 s" in log
     assert "supervisor: starting worker again" in log
     assert service.process.wait(timeout=30) == 0

@@ -327,15 +327,12 @@ def test_multiprocess_mode_adds_up_forked_work_horses(tmp_path: Path):
     assert [f.split("_")[0] for f in horse_files] == ["counter", "histogram"], files  # one of each for 3 horses
 
 
-def test_the_forking_worker_marks_its_work_horses(monkeypatch: pytest.MonkeyPatch, app: Flask):
-    from rq import Worker
-
+def test_the_worker_runs_its_jobs_in_its_own_process_without_forking(app: Flask):
+    """No work-horse: a job's counts go to the worker process's own metrics files."""
     from services import worker as worker_module
 
-    calls: list[str] = []
-    monkeypatch.setattr(worker_module, "enter_work_horse", lambda: calls.append("horse"))
-    monkeypatch.setattr(Worker, "main_work_horse", lambda self, job, queue: calls.append("job"))
     redis = app.extensions["redis"]
-    worker = worker_module.AppWorker([get_queue(INBOUND, redis)], connection=redis)
-    worker.main_work_horse(None, get_queue(INBOUND, redis))  # type: ignore[arg-type]
-    assert calls == ["horse", "job"]
+    job = get_queue(INBOUND, redis).enqueue("os.getpid")
+    worker_module.AppWorker([get_queue(INBOUND, redis)], connection=redis).work(burst=True)
+    job.refresh()
+    assert job.return_value() == os.getpid()

@@ -2,7 +2,8 @@
 
 Only what must happen before Meta gets its answer: check the signature over the raw bytes,
 parse, commit the rows (with the error policy's answer to a `failed` status: a fallback template or a
-resend, queued for the senders), enqueue one job per new inbound message, answer 200. Anything signed is
+resend, queued for the senders), hand the new inbound messages to the workers (one RPUSH of their ids,
+`services.handoff`), answer 200. Anything signed is
 acknowledged (a 4xx/5xx makes Meta retry for days); what we cannot understand is stored.
 """
 
@@ -14,14 +15,11 @@ import logging
 from flask import Blueprint, Response, jsonify, request
 
 from models import utcnow
-from services import context, metrics
+from services import context, handoff, metrics
 from services.inbox import Recorded, record_webhook
 from services.json_input import JsonInputError, may_hold_unstorable, parse_json, storable
-from services.logs import correlation
 from services.problems import problem
-from services.queue import INBOUND, inbound_retry, try_enqueue_unique
 from services.signing import META_HEADER, meta_signature_ok
-from services.sweeper import HANDLE_INBOUND
 from services.whatsapp.outbox import apply_status_failures
 from services.whatsapp.updates import parse_webhook
 
@@ -88,11 +86,7 @@ def receive() -> Response | tuple[Response, int]:
     except Exception:
         metrics.webhook("error")  # the database is down, say: Meta retries, and the operator should know
         raise
-    redis = context.redis()
-    for message_id in recorded.new_message_ids:
-        with correlation(f"inbound-{message_id}"):
-            try_enqueue_unique(redis, INBOUND, HANDLE_INBOUND, f"inbound-{message_id}", message_id,
-                               retry=inbound_retry())
+    handoff.push(context.redis(), recorded.new_message_ids)
     if recorded.new_message_ids or recorded.new_statuses or recorded.unhandled:
         log.info("webhook accepted", extra={
             "new_messages": len(recorded.new_message_ids), "duplicates": recorded.duplicate_messages,

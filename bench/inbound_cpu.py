@@ -1,0 +1,105 @@
+"""CPU per handled inbound message: N signed text messages (200; 60 with --quick) at a steady rate through
+the production topology, and the CPU seconds the processes used for them.
+
+Target: "worker CPU per handled inbound message (webhook + job + reply, worker side) <= 15 ms".
+
+The same topology and checks as `burst.py` (gunicorn 2x8, `flask worker` processes, a `flask sender`,
+PostgreSQL + Redis, the Graph API stand-in inside the web process), at a rate the machine keeps up with
+(default 10 messages/s), so the figure is the cost of a message, not of a queue. Each of N new farmers
+writes "merhaba" once; every one must be answered once, in the reference farmer's order. CPU comes from
+/proc (utime + stime of each process and everything it forked), minus what each process uses idle over
+the same time. Worker side = the `flask worker`s (hand-off, conversation, the reply queued) plus the
+`flask sender` (the reply sent); the web side (signature, parse, rows, the RPUSH; and the Graph API
+stand-in answering the sends) is reported per request, separately. Exit code 1 when something was lost,
+doubled or out of order (2: it could not run); nothing about time is asserted.
+
+    .venv/bin/python bench/inbound_cpu.py [--quick] [--messages N] [--rate R] [--workers W]
+                                          [--database-url URL] [--redis-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+from redis import Redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import burst, harness
+
+NAME = "inbound_cpu"
+TARGET_MS = 15.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, help="messages, one per new farmer (default 200, 60 with --quick)")
+    parser.add_argument("--rate", type=float, default=10.0, help="messages per second (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="`flask worker` processes (default %(default)s)")
+    parser.add_argument("--senders", type=int, default=1, help="`flask sender` processes (default %(default)s)")
+    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
+                        help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
+    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
+                        help="Redis db for the service; FLUSHED (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="60 messages, for CI")
+    args = parser.parse_args(argv)
+    args.messages = args.messages or (60 if args.quick else 200)
+    if not 1 <= args.messages <= 5000 or not 0 < args.rate <= 200 or not 1 <= args.workers <= 16 \
+            or not 1 <= args.senders <= 8:
+        parser.error("--messages 1..5000, --rate 0..200, --workers 1..16, --senders 1..8")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, harness.stop_on_sigterm)
+    machine = harness.machine_info()
+    phones = [f"9055520{n:05d}" for n in range(args.messages)]
+
+    def body(svc: harness.Service, redis: Redis, number_id: str) -> tuple[list[Any], burst.Drive]:
+        print("the reference farmer writes alone ...", flush=True)
+        reference = burst.reference_answers(svc, redis, number_id, "905552999999")
+        print(f"{args.messages} messages at {args.rate:g}/s ...", flush=True)
+        run = burst.drive(svc, redis, phones, args.messages / args.rate, reference, number_id)
+        svc.check_alive()
+        return reference, run
+
+    try:
+        _, run = burst.run_service(args, body, NAME)
+    except (harness.BenchError, requests.RequestException) as exc:
+        print(f"benchmark could not run: {exc}", file=sys.stderr)
+        return 2
+    cpu = burst.cpu_rows(run, args.messages)
+    complete = run.answered == args.messages and not run.doubled and not run.out_of_order
+    measured = cpu["worker_side_ms_per_message"]
+    results = {
+        "benchmark": NAME, "run_id": harness.run_id(), "machine": machine,
+        "parameters": {"messages": args.messages, "rate_per_s": args.rate, "workers": args.workers,
+                       "senders": args.senders, "quick": args.quick, "database_url": args.database_url,
+                       "redis_url": args.redis_url},
+        "cpu": cpu, "wait_ms": {"first_answer": harness.percentiles(run.first_wait_s)},
+        "check": {"answered": run.answered, "doubled": run.doubled, "out_of_order": run.out_of_order},
+        "targets": [{"name": f"worker-side CPU ms per inbound (<= {TARGET_MS:g})", "target": f"<= {TARGET_MS:g} ms",
+                     "measured": measured, "pass": measured <= TARGET_MS}],
+        "errors": run.errors, "ok": complete and not run.errors,
+    }
+    print(f"\n{args.messages} messages at {args.rate:g}/s, {args.workers} flask workers, {args.senders} sender; "
+          f"load avg before {machine['loadavg_1_5_15_before'][0]:.2f}")
+    print(f"CPU ms per message: worker {cpu['worker_ms_per_message']} + sender {cpu['sender_ms_per_message']} "
+          f"= worker side {measured}; web per request {cpu['web_ms_per_request']} (with the Graph stand-in)")
+    print(f"idle CPU ms/s by process: {cpu['idle_cpu_ms_per_s_by_process']}")
+    print(f"answered {run.answered}/{args.messages}, {run.doubled} twice, {run.out_of_order} out of order; "
+          f"first answer p50 {run.first_wait_s and harness.percentiles(run.first_wait_s)['p50']} ms")
+    row = results["targets"][0]
+    print(f"{row['name']:<44}{measured:>10}  {'PASS' if row['pass'] else 'MISS'}")
+    harness.write_results(NAME, results)
+    return 0 if results["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
