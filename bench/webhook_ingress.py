@@ -60,7 +60,7 @@ FLOOR_QUEUE = "floor:inbound"
 RANKS = (50, 90, 99)  # the latency percentiles reported (milliseconds, 2 decimals)
 fmt = partial(harness.fmt, digits=2)
 
-# The targets in bench/README.md ("Performance (one 2-core machine)").
+# The targets in bench/README.md (its `webhook_ingress.py` section).
 TARGET_RATIO = 0.8  # app / floor requests/s
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 20.0
@@ -502,7 +502,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s (default %(default)s)")
     parser.add_argument("--rate-duration", type=float, help="open-loop seconds (default 10, 3 with --quick)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, every server (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=8,
+                        help="gunicorn threads per worker, as the Procfile runs the web (default %(default)s)")
     parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread",
                         help="gunicorn worker class, every server (default %(default)s)")
     parser.add_argument("--only", nargs="+", choices=tuple(SERVERS),
