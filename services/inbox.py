@@ -2,7 +2,11 @@
 
 Idempotency is the database's job: `messages.wamid` and `message_status_events (wamid, status)` are
 unique, inserts skip conflicts, and only rows inserted now come back as work to enqueue. Rows are
-written sorted by key so two concurrent deliveries lock in the same order (no deadlock).
+written sorted by key so two concurrent deliveries lock in the same order (no deadlock): farmers,
+then messages.
+
+Most deliveries hold one message from a farmer known by phone (`plain_message`); on PostgreSQL those
+are one statement (`record_plain_message`), everything else is `record_webhook`'s transaction.
 """
 
 from __future__ import annotations
@@ -246,7 +250,7 @@ def plain_message(parsed: ParsedWebhook, our_numbers: Collection[str] | None = N
 
 
 @functools.cache
-def plain_message_sql() -> str:
+def _plain_message_sql() -> str:
     """PostgreSQL, one statement, as the driver takes it (built once): `WITH sender AS (INSERT INTO farmers
     ... ON CONFLICT (phone) DO UPDATE ... RETURNING id) INSERT INTO messages (..., farmer_id) VALUES (...,
     (SELECT id FROM sender)) ON CONFLICT (wamid) DO NOTHING RETURNING id`. The sender is upserted whether or
@@ -266,8 +270,8 @@ def plain_message_sql() -> str:
     return str(stmt.returning(messages.id).compile(dialect=make_url("postgresql+psycopg://").get_dialect()()))
 
 
-def plain_message_params(m: InboundMessage, now: datetime) -> dict[str, Any]:
-    """`plain_message_sql`'s parameters for `m`, as the driver takes them (the JSON payload as text)."""
+def _plain_message_params(m: InboundMessage, now: datetime) -> dict[str, Any]:
+    """`_plain_message_sql`'s parameters for `m`, as the driver takes them (the JSON payload as text)."""
     row = _message_row(m, None, now)
     row["payload"] = json.dumps(row["payload"])
     del row["farmer_id"]
@@ -276,10 +280,11 @@ def plain_message_params(m: InboundMessage, now: datetime) -> dict[str, Any]:
 
 def record_plain_message(conn: DBAPIConnection, m: InboundMessage, now: datetime) -> Recorded:
     """What `record_webhook` does for a `plain_message`, as one statement on PostgreSQL's driver connection
-    in autocommit (`Database.driver_autocommit`): the delivery costs one round trip, committed by itself."""
+    in autocommit (`Database.driver_autocommit`): one round trip (besides the pool's pre-ping), committed by
+    itself. A wamid stored before inserts nothing: no new id, one duplicate."""
     cursor = conn.cursor()
     try:
-        cursor.execute(plain_message_sql(), plain_message_params(m, now))
+        cursor.execute(_plain_message_sql(), _plain_message_params(m, now))
         row = cursor.fetchone()
     finally:
         cursor.close()
