@@ -64,9 +64,12 @@ def migrate(database_url: str) -> None:
 def commands(settings: Settings) -> list[tuple[str, list[str]]]:
     """The processes to start: (name, argv)."""
     python = sys.executable
+    # As the Procfile: gthread, 8 threads a process (docs/OPERATIONS.md says why); one process when the
+    # queue lives in it (embedded Redis), else one per core of a 2-core machine.
     workers = "1" if settings.embedded_redis else "2"
     web = [python, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{settings.PORT}", "--workers", workers,
-           "--threads", "8", "--log-level", "info", "--no-control-socket", "--graceful-timeout", "5"]
+           "--worker-class", "gthread", "--threads", "8", "--log-level", "info", "--no-control-socket",
+           "--graceful-timeout", "5"]
     if settings.embedded_redis:
         return [("web", web)]
     flask = [python, "-m", "flask", "--app", "app:create_app"]

@@ -3,13 +3,17 @@ dialect-specific INSERTs both databases share (`ON CONFLICT`)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -69,7 +73,30 @@ class Database:
 
     def reader(self) -> Session:
         """A session whose every statement sees the latest committed data and locks nothing."""
-        return Session(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        return Session(self._autocommit_engine, expire_on_commit=False)
+
+    @functools.cached_property
+    def _autocommit_engine(self) -> Engine:
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextlib.contextmanager
+    def driver_autocommit(self) -> Iterator[DBAPIConnection]:
+        """PostgreSQL only: the driver's own connection (psycopg) from the pool, in autocommit, for a hot
+        path that is one statement (the webhook's plain message): every statement commits by itself, so
+        there is no BEGIN or COMMIT round trip, and no SQLAlchemy between the caller and the driver
+        (its per-statement bookkeeping costs more than the driver's whole execute). Parameters are
+        passed as the driver takes them: JSON as text (cast in the SQL), datetimes aware."""
+        if self.dialect != "postgresql":
+            raise RuntimeError("driver_autocommit is for PostgreSQL")
+        pooled = self.engine.raw_connection()  # pre-pinged like every checkout
+        driver = cast(Any, pooled.driver_connection)  # psycopg.Connection
+        try:
+            driver.autocommit = True
+            yield pooled
+        finally:
+            if not driver.closed:
+                driver.autocommit = False  # as the pool hands it to everyone else
+            pooled.close()  # back to the pool
 
 
 def dialect_insert(dialect_name: str, table: Any) -> Any:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, null, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -40,13 +41,18 @@ log = logging.getLogger(__name__)
 TRIAL = "TRIAL"  # the tier code of the one free trial (services.quota seeds it)
 
 
-@functools.cache
-def _farmer_upsert(dialect_name: str, key: str) -> Any:
-    """Insert new farmers by `key` (phone or user_id); for known ones refresh the name, username, the number
-    they wrote to and `last_inbound_at` (never backwards). A farmer who writes is reachable again (an earlier
-    131026 no longer holds)."""
+def sender_row(m: InboundMessage, now: datetime) -> dict[str, Any]:
+    """The `farmers` columns a message tells about its sender (the values `sender_upsert` inserts or refreshes)."""
+    return {"phone": m.phone, "user_id": None if m.phone else m.user_id, "profile_name": m.profile_name,
+            "username": m.username, "parent_user_id": m.parent_user_id, "our_number_id": m.phone_number_id,
+            "locale": "tr", "last_inbound_at": m.timestamp or now, "created_at": now, "updated_at": now}
+
+
+def sender_upsert(stmt: Any, key: str) -> Any:
+    """`stmt` (a dialect `INSERT INTO farmers`) made an upsert by `key` (phone or user_id): new farmers are
+    inserted; for known ones the name, username, the number they wrote to and `last_inbound_at` (never
+    backwards) are refreshed. A farmer who writes is reachable again (an earlier 131026 no longer holds)."""
     farmers = Farmer.__table__
-    stmt = dialect_insert(dialect_name, farmers)
     new = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=[farmers.c[key]],
@@ -60,10 +66,15 @@ def _farmer_upsert(dialect_name: str, key: str) -> Any:
                  new.last_inbound_at),
                 else_=farmers.c.last_inbound_at,
             ),
-            "unreachable_at": None,
+            "unreachable_at": null(),
             "updated_at": new.updated_at,
         },
     ).returning(farmers.c[key], farmers.c.id)
+
+
+@functools.cache
+def _farmer_upsert(dialect_name: str, key: str) -> Any:
+    return sender_upsert(dialect_insert(dialect_name, Farmer.__table__), key)
 
 
 def upsert_senders(session: Session, messages: list[InboundMessage]) -> dict[str, int]:
@@ -81,10 +92,7 @@ def upsert_senders(session: Session, messages: list[InboundMessage]) -> dict[str
                         ("user_id", [m for m in latest.values() if not m.phone])):
         if not chosen:
             continue
-        rows = [{"phone": m.phone, "user_id": None if m.phone else m.user_id, "profile_name": m.profile_name,
-                 "username": m.username, "parent_user_id": m.parent_user_id, "our_number_id": m.phone_number_id,
-                 "locale": "tr", "last_inbound_at": m.timestamp or now, "created_at": now, "updated_at": now}
-                for m in chosen]
+        rows = [sender_row(m, now) for m in chosen]
         ids.update(dict(conn.execute(_farmer_upsert(conn.dialect.name, key), rows).all()))
     for m in latest.values():
         if m.phone and m.user_id:

@@ -2,19 +2,27 @@
 
 Idempotency is the database's job: `messages.wamid` and `message_status_events (wamid, status)` are
 unique, inserts skip conflicts, and only rows inserted now come back as work to enqueue. Rows are
-written sorted by key so two concurrent deliveries lock in the same order (no deadlock).
+written sorted by key so two concurrent deliveries lock in the same order (no deadlock): farmers,
+then messages.
+
+Most deliveries hold one message from a farmer known by phone (`plain_message`); on PostgreSQL those
+are one statement (`record_plain_message`), everything else is `record_webhook`'s transaction.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session
 
 from models import (
@@ -72,10 +80,10 @@ def _message_insert(dialect_name: str) -> Any:
     return stmt.on_conflict_do_nothing(index_elements=["wamid"]).returning(messages.c.id, messages.c.wamid)
 
 
-def _message_row(m: InboundMessage, farmer_id: int | None) -> dict[str, Any]:
+def _message_row(m: InboundMessage, farmer_id: int | None, now: datetime | None = None) -> dict[str, Any]:
     """A message the bot does not answer (a group's, Meta's system notice, a removed reaction) is stored
     as already processed: kept for support, never handed to the conversation."""
-    now = utcnow()
+    now = now or utcnow()
     return {
         "direction": Direction.INBOUND.value,
         "wamid": m.wamid,
@@ -225,6 +233,63 @@ def _not_ours(messages: list[InboundMessage], our_numbers: Collection[str] | Non
     return [Problem(f"message to phone_number_id {str(m.phone_number_id)[:40]!r}, which is not one of ours "
                     "(WHATSAPP_PHONE_NUMBER_ID): not answered", m.raw)
             for m in messages if not _ours(m, our_numbers)]
+
+
+def plain_message(parsed: ParsedWebhook, our_numbers: Collection[str] | None = None) -> InboundMessage | None:
+    """The delivery's one message when that is all it holds and its sender is a farmer known by phone alone,
+    writing to one of our numbers (not a group, not Meta's system notice): most deliveries. Such a delivery
+    needs only the sender's upsert and the message's insert (`record_plain_message`); anything else
+    (None) takes `record_webhook`."""
+    if (len(parsed.messages) != 1 or parsed.statuses or parsed.problems or parsed.errors or parsed.preferences
+            or parsed.user_id_changes or parsed.account):
+        return None
+    m = parsed.messages[0]
+    if not m.phone or m.user_id or m.group_id or m.system is not None or not _ours(m, our_numbers):
+        return None
+    return m
+
+
+@functools.cache
+def _plain_message_sql() -> str:
+    """PostgreSQL, one statement, as the driver takes it (built once): `WITH sender AS (INSERT INTO farmers
+    ... ON CONFLICT (phone) DO UPDATE ... RETURNING id) INSERT INTO messages (..., farmer_id) VALUES (...,
+    (SELECT id FROM sender)) ON CONFLICT (wamid) DO NOTHING RETURNING id`. The sender is upserted whether or
+    not the message is new, as in `record_webhook`. Farmer columns are bound as `farmer_<name>`, message
+    columns by their own names: the keys of `farmer_identity.sender_row` and `_message_row`."""
+    farmers, messages = Farmer.__table__.c, Message.__table__.c
+    sample = InboundMessage(wamid="", phone="", type=MessageType.TEXT, timestamp=None)  # for the column names
+    sender = farmer_identity.sender_upsert(
+        postgresql.insert(Farmer).values({name: bindparam(f"farmer_{name}", type_=farmers[name].type)
+                                           for name in farmer_identity.sender_row(sample, utcnow())}),
+        "phone",
+    ).cte("sender")
+    values: dict[str, Any] = {name: bindparam(name, type_=messages[name].type)
+                              for name in _message_row(sample, None) if name != "farmer_id"}
+    values["farmer_id"] = select(sender.c.id).scalar_subquery()
+    stmt = postgresql.insert(Message).values(values).on_conflict_do_nothing(index_elements=["wamid"])
+    return str(stmt.returning(messages.id).compile(dialect=make_url("postgresql+psycopg://").get_dialect()()))
+
+
+def _plain_message_params(m: InboundMessage, now: datetime) -> dict[str, Any]:
+    """`_plain_message_sql`'s parameters for `m`, as the driver takes them (the JSON payload as text)."""
+    row = _message_row(m, None, now)
+    row["payload"] = json.dumps(row["payload"])
+    del row["farmer_id"]
+    return {**row, **{f"farmer_{name}": value for name, value in farmer_identity.sender_row(m, now).items()}}
+
+
+def record_plain_message(conn: DBAPIConnection, m: InboundMessage, now: datetime) -> Recorded:
+    """What `record_webhook` does for a `plain_message`, as one statement on PostgreSQL's driver connection
+    in autocommit (`Database.driver_autocommit`): one round trip (besides the pool's pre-ping), committed by
+    itself. A wamid stored before inserts nothing: no new id, one duplicate."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(_plain_message_sql(), _plain_message_params(m, now))
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    new_ids = [row[0]] if row is not None and m.answered else []
+    return Recorded(new_ids, 1 if row is None else 0, 0, 0)
 
 
 def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collection[str] | None = None) -> Recorded:

@@ -12,13 +12,18 @@ from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, UnhandledWebhook
+from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, UnhandledWebhook, utcnow
+from services.inbox import plain_message, record_plain_message, record_webhook
 from services.queue import INBOUND
 from services.redis_conn import connect
 from services.sweeper import sweep_unqueued
+from services.whatsapp.updates import parse_webhook
 from tests.helpers import (
     FIXTURES,
+    PHONE_NUMBER_ID,
+    TEST_DATABASE_URL,
     VERIFY_TOKEN,
+    clean_stores,
     fixture_bytes,
     fixture_json,
     make_settings,
@@ -286,6 +291,81 @@ def test_unsupported_keeps_error_code(client, session):
     post_webhook(client, fixture_bytes("unsupported.json"))
     [row] = messages(session)
     assert (row.error_code, row.error_title) == (131051, "Message type unknown")
+
+
+# --- the one-statement path: a delivery of one plain message -----------------------------------
+
+
+def _one_message(**changes: object) -> dict:
+    body = fixture_json("text.json")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["messages"][0].update(changes.pop("message", {}))
+    value.update(changes)
+    return body
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_single_message_fixture_takes_the_one_statement_path(name):
+    parsed = parse_webhook(fixture_json(name))
+    assert plain_message(parsed, (PHONE_NUMBER_ID,)) == parsed.messages[0]
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(fixture_json("two_messages_one_change.json"), id="two messages"),
+    pytest.param(fixture_json("two_entries.json"), id="two entries"),
+    pytest.param(fixture_json("status_sent.json"), id="a status"),
+    pytest.param(_one_message(statuses=fixture_json("status_read.json")["entry"][0]["changes"][0]["value"]["statuses"]),
+                 id="a message and a status"),
+    pytest.param(_one_message(message={"from_user_id": "TR.1234567890"}), id="a phone and a user id to link"),
+    pytest.param(_one_message(message={"group_id": "120363299111024@g.us"}), id="a group's message"),
+    pytest.param(_one_message(message={"type": "system", "system": {"type": "user_changed_number",
+                                                                    "wa_id": "905339876543"}}), id="a system notice"),
+    pytest.param(_one_message(metadata={"phone_number_id": "999999999999999"}), id="to a number not ours"),
+    pytest.param(_one_message(errors=[{"code": 131000, "title": "Something went wrong"}]), id="with errors"),
+    pytest.param({**_one_message(), "object": "page"}, id="with something not understood"),
+])
+def test_a_delivery_with_anything_more_than_one_plain_message_takes_the_general_path(body):
+    assert plain_message(parse_webhook(body), (PHONE_NUMBER_ID,)) is None
+
+
+def _stored(session) -> tuple[dict, dict]:
+    """The message and farmer rows, without what differs between two writes (ids, clocks)."""
+    [message] = messages(session)
+    farmer = session.scalar(select(Farmer))
+    differ = {"id", "farmer_id", "created_at", "updated_at", "processed_at"}
+    return ({c.key: getattr(message, c.key) for c in Message.__table__.c if c.key not in differ},
+            {c.key: getattr(farmer, c.key) for c in Farmer.__table__.c if c.key not in differ})
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="the one statement is PostgreSQL's (SQLite takes the general path)")
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_one_statement_stores_what_the_general_path_stores(app, session, name):
+    db = app.extensions["db"]
+    parsed = parse_webhook(fixture_json(name))
+    with db.session() as s, s.begin():
+        general = record_webhook(s, parsed, (PHONE_NUMBER_ID,))
+    expected = _stored(session)
+    clean_stores(app)
+    with db.driver_autocommit() as conn:
+        plain = record_plain_message(conn, parsed.messages[0], utcnow())
+    assert _stored(session) == expected
+    assert (len(plain.new_message_ids), plain.duplicate_messages) == (len(general.new_message_ids), 0)
+    [message] = messages(session)
+    assert message.farmer_id == session.scalar(select(Farmer.id))
+    with db.driver_autocommit() as conn:  # the same message again: the farmer is refreshed, nothing is new
+        again = record_plain_message(conn, parsed.messages[0], utcnow())
+    assert (again.new_message_ids, again.duplicate_messages) == ([], 1)
+    assert len(messages(session)) == 1
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="the driver's connection is PostgreSQL's")
+def test_a_failed_statement_leaves_the_pooled_connection_usable_and_transactional(app):
+    db = app.extensions["db"]
+    with pytest.raises(Exception, match="syntax"), db.driver_autocommit() as conn:
+        conn.cursor().execute("SELEC 1")
+    with db.engine.connect() as conn:  # the pool hands back a connection in a transaction, as before
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        assert conn.connection.driver_connection.autocommit is False
 
 
 # --- idempotency ------------------------------------------------------------------------------
