@@ -421,6 +421,12 @@ def deletion_requested(locale: str) -> Reply:
                            "and let you know."))
 
 
+def data_deleted(locale: str) -> Reply:
+    """The last message before the farmer's number is erased (services/deletion.py)."""
+    return Reply(_(locale, "Your data has been deleted as you asked: your messages, photos and number. "
+                           "If you write to us again, we will start afresh."))
+
+
 # --- what to ask again after a help text or an unexpected message ------------------------------------
 
 

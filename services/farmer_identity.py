@@ -27,6 +27,7 @@ from models import (
     SponsorCode,
     Subscription,
     SubscriptionStatus,
+    SupportNote,
     Tier,
     UsageLedger,
     utcnow,
@@ -118,7 +119,8 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     active (a paid one before a Trial): a second Trial is cancelled, any other waits as queued."""
     keep, drop = session.get_one(Farmer, keep_id), session.get_one(Farmer, drop_id)
     for model, column in ((Message, Message.farmer_id), (Analysis, Analysis.farmer_id),
-                          (Subscription, Subscription.farmer_id), (UsageLedger, UsageLedger.farmer_id)):
+                          (Subscription, Subscription.farmer_id), (UsageLedger, UsageLedger.farmer_id),
+                          (SupportNote, SupportNote.farmer_id)):
         session.execute(update(model).where(column == drop_id).values({column.key: keep_id})
                         .execution_options(synchronize_session=False))
     session.execute(update(SponsorCode).where(SponsorCode.redeemed_by_farmer_id == drop_id)
