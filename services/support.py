@@ -67,6 +67,11 @@ def conversation_of(session: Session, farmer_id: int) -> Conversation:
                            .with_for_update()).one()
 
 
+def conversation_row(session: Session, farmer_id: int) -> Conversation | None:
+    """The farmer's conversation as it is (None: they never wrote and nobody took over)."""
+    return session.scalars(select(Conversation).where(Conversation.farmer_id == farmer_id)).first()
+
+
 def take_over(session: Session, farmer_id: int, staff_id: int, now: datetime, minutes: int,
               *, ip: str | None = None) -> Conversation:
     """Take (or extend, or take from a colleague) the farmer's conversation until now + minutes."""
