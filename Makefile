@@ -64,5 +64,16 @@ messages: install
 	  --no-fuzzy-matching --ignore-pot-creation-date
 	$(BIN)/python -m translations.fix_headers
 
+# The staff console's text (domain `console`, no .pot kept): extract with babel-console.cfg, update the
+# tr and en console.po, keep Turkish's two plural forms; then fill the empty Turkish msgstr.
+# The keywords must match translations/check.py's CONSOLE_KEYWORDS.
+.PHONY: console-messages
+console-messages: install
+	$(BIN)/pybabel extract -F babel-console.cfg --no-default-keywords -k _ -k _n:1,2 -k console_text:2 \
+	  -k console_ntext:2,3 -k N_ --no-location --sort-output --omit-header -o $(VENV)/console.pot .
+	$(BIN)/pybabel update -i $(VENV)/console.pot -d translations -D console --no-fuzzy-matching \
+	  --ignore-obsolete --ignore-pot-creation-date
+	$(BIN)/python -m translations.fix_headers
+
 check-messages: install
 	$(BIN)/python -m translations.check

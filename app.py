@@ -1,5 +1,6 @@
-"""The Flask app factory: settings, extensions, blueprints (webhooks/, web/, admin/, the `flask` commands
-of cli.py, and devtools/ in development) and the problem+json error handler."""
+"""The Flask app factory: settings, extensions, blueprints (webhooks/, web/, admin/, the staff console of
+console/, the `flask` commands of cli.py, and devtools/ in development) and the error handler (problem+json;
+HTML pages under /console)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from console import init_console
+from console.security import error_page as console_error_page
+from console.security import is_console_path
 from models.db import Database
 from services.json_input import StrictJSONProvider
 from services.logs import configure_logging
@@ -76,6 +80,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     for bp in (whatsapp_bp, n8n_bp, media_bp, report_bp, admin_bp, rq_dashboard_bp, health_bp, cli_bp):
         app.register_blueprint(bp)
+    init_console(app)
     if settings.DEV_TOOLS and not settings.is_production:
         import devtools
 
@@ -84,8 +89,11 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     return app
 
 
-def _http_error(exc: HTTPException) -> Response:
-    """Every HTTP error as problem+json, with the exception's own headers (e.g. `Allow` on a 405, RFC 9110)."""
+def _http_error(exc: HTTPException) -> Any:
+    """Every HTTP error as problem+json, with the exception's own headers (e.g. `Allow` on a 405, RFC 9110);
+    under /console an HTML page for people."""
+    if is_console_path(request.path):
+        return console_error_page(exc)
     headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
     return problem(exc.code or 500, exc.description, title=exc.name, headers=headers)
 

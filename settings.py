@@ -101,6 +101,8 @@ class Settings:
     CORS_ORIGINS: str = ""  # comma-separated browser origins allowed to call /api/v1 (empty: none)
     TRUSTED_PROXIES: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto headers are believed
     METRICS_TOKEN: str = ""  # bearer token for GET /metrics; empty: open (development only)
+    CONSOLE_IDLE_MINUTES: int = 30  # the staff console signs out after this long without a request
+    CONSOLE_SESSION_HOURS: int = 12  # and after this long whatever happens (sign in again)
     PASSWORD_HASH: str = DEFAULT_PASSWORD_HASH  # how new staff passwords are hashed (werkzeug method string)
     EMBEDDED_WORKER: bool = True
     TESTING: bool = False

@@ -1,35 +1,8 @@
-"""The audit log: who read personal data or changed state, which record, when, from where."""
+"""The audit log writer, for the admin API's modules: it lives in `services.audit` (the staff console
+writes the same log)."""
 
 from __future__ import annotations
 
-from typing import Any
+from services.audit import audit, client_ip
 
-from flask import g, has_request_context, request
-from sqlalchemy.orm import Session
-
-from models import AuditLog, utcnow
-from services import context
-
-
-def client_ip() -> str | None:
-    """The address the request came from (the proxy's, unless a trusted ProxyFix rewrote it)."""
-    return request.remote_addr if has_request_context() else None
-
-
-def audit(action: str, record_type: str | None, record_id: object | None, details: dict[str, Any] | None = None,
-          *, user_id: int | None = None, session: Session | None = None) -> AuditLog:
-    """Write one audit row for the signed-in user (`g.staff_user`, or `user_id`) and the request's IP.
-
-    With `session` the row joins the caller's transaction; otherwise it is committed at once in its
-    own (do not hold another write transaction open on SQLite when calling it that way)."""
-    if user_id is None:
-        user = g.get("staff_user") if has_request_context() else None
-        user_id = user.id if user is not None else None
-    row = AuditLog(action=action, record_type=record_type, record_id=None if record_id is None else str(record_id),
-                   ip=client_ip(), at=utcnow(), details=details, user_id=user_id)
-    if session is not None:
-        session.add(row)
-        return row
-    with context.db().session() as own, own.begin():
-        own.add(row)
-    return row
+__all__ = ["audit", "client_ip"]

@@ -7,8 +7,8 @@
   refresh-token reuse) stops working at once too, not when it expires.
 - Signing keys: `JWT_SECRET` may hold several keys, comma-separated (new,old): tokens are signed with
   the first and accepted with any, so the key can be rotated without logging anyone out.
-- Passwords: hashed with the `PASSWORD_HASH` setting's method (scrypt by default; production refuses
-  a weak one). A stored hash names its own method, so changing the setting never locks anyone out.
+- Passwords, accounts and the login limits live in `services.staff_auth` (the staff console signs in
+  with them too); they are re-exported here for the API's modules.
 - Refresh token: 32 random bytes, 30 days, stored as its SHA-256 only. Each use marks it used and
   issues the next token of the same family; presenting a used token again (someone copied it)
   revokes the whole family.
@@ -26,97 +26,55 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
 import jwt
-from flask import Response, g, has_app_context, jsonify, request
+from flask import Response, g, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from admin import bp
-from admin.audit import audit, client_ip
+from admin.audit import audit
 from admin.errors import ApiError
 from admin.openapi import TOO_MANY, declare, json_body, json_response, problem_response, ref
 from admin.validation import Body, refuse_unstorable_arguments
-from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
+from models import RefreshToken, StaffUser, utcnow
 from models.db import affected_rows
 from services import context
-from settings import DEFAULT_PASSWORD_HASH
+from services.staff_auth import (
+    LOGIN_WINDOW_SECONDS,
+    MIN_PASSWORD_LENGTH,
+    ROLES,
+    LoginAttempt,
+    TooManyAttempts,
+    begin_login_attempt,
+    check_credentials,
+    count_in_window,
+    create_staff_user,
+    current_count,
+    end_login_attempt,
+    hash_password,
+    normalize_email,
+    password_method,
+    refund_in_window,
+    verify_password,
+)
 
 ISSUER = "ziraai"
 AUDIENCE = "ziraai-admin"
 ALGORITHM = "HS256"
 ACCESS_TOKEN_SECONDS = 15 * 60
 REFRESH_TOKEN_DAYS = 30
-MIN_PASSWORD_LENGTH = 10
-
-LOGIN_WINDOW_SECONDS = 5 * 60
-
-ROLES = tuple(r.value for r in StaffRole)
 INVALID_CREDENTIALS = "Invalid email or password."
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# --- passwords and accounts ---------------------------------------------------------------------
-
-_dummy_hashes: dict[str, str] = {}
-
-
-def password_method() -> str:
-    """The app's `PASSWORD_HASH`; outside an app (a script seeding users before one exists) the default."""
-    return context.settings().PASSWORD_HASH if has_app_context() else DEFAULT_PASSWORD_HASH
-
-
-def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=password_method())
-
-
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """Constant work whether or not the account exists: an unknown email is checked against a dummy hash
-    made with the same method as new passwords."""
-    if password_hash is None:
-        method = password_method()
-        if method not in _dummy_hashes:
-            _dummy_hashes[method] = generate_password_hash(secrets.token_urlsafe(16), method=method)
-        check_password_hash(_dummy_hashes[method], password)
-        return False
-    return check_password_hash(password_hash, password)
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def create_staff_user(session: Session, email: str, password: str, role: str,
-                      sponsor_id: int | None = None) -> StaffUser:
-    """Create a staff account; ValueError names what is wrong (a sponsor user needs an existing sponsor)."""
-    email = normalize_email(email)
-    if "@" not in email or len(email) > 254:
-        raise ValueError("email must be an email address")
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
-    if role == StaffRole.SPONSOR:
-        if sponsor_id is None:
-            raise ValueError("a sponsor user needs --sponsor-id")
-        if session.get(Sponsor, sponsor_id) is None:
-            raise ValueError(f"no sponsor with id {sponsor_id}")
-    elif sponsor_id is not None:
-        raise ValueError("only sponsor users belong to a sponsor")
-    if session.scalars(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
-        raise ValueError(f"a staff user with email {email} already exists")
-    user = StaffUser(email=email, password_hash=hash_password(password), role=role, sponsor_id=sponsor_id,
-                     active=True, created_at=utcnow())
-    session.add(user)
-    session.flush()
-    return user
-
+__all__ = ["LOGIN_WINDOW_SECONDS", "MIN_PASSWORD_LENGTH", "ROLES", "LoginAttempt", "begin_login_attempt",
+           "check_credentials", "count_in_window", "create_staff_user", "current_count", "end_login_attempt",
+           "hash_password", "normalize_email", "password_method", "refund_in_window", "verify_password"]
 
 # --- tokens -------------------------------------------------------------------------------------
 
@@ -232,114 +190,10 @@ def _token_pair(access: str, refresh: str) -> Response:
 
 # --- rate limits --------------------------------------------------------------------------------
 
-_COUNT_SCRIPT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) ttl = tonumber(ARGV[1]) end
-return {n, ttl}
-"""
-
-
-def _too_many(retry_after: int, detail: str) -> ApiError:
-    return ApiError(429, detail, headers={"Retry-After": str(max(1, retry_after))})
-
-
-def count_in_window(key: str, window_seconds: int) -> tuple[int, int]:
-    """Add one to a fixed-window counter: (count in this window, seconds until the window ends)."""
-    try:
-        n, ttl = context.redis().register_script(_COUNT_SCRIPT)(keys=[key], args=[window_seconds])
-    except RedisError as exc:
-        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
-    return int(n), int(ttl)
-
-
-_REFUND_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
-return 0
-"""
-
-
-def refund_in_window(key: str) -> None:
-    """Take back one count from a window that still exists (never creates a key without expiry)."""
-    try:
-        context.redis().register_script(_REFUND_SCRIPT)(keys=[key])
-    except RedisError as exc:
-        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
-
-
-def current_count(key: str) -> int:
-    """A window's count without adding to it (0 when the window is over)."""
-    try:
-        return int(context.redis().get(key) or 0)
-    except RedisError as exc:
-        raise ApiError(503, "Temporarily unavailable, try again shortly.") from exc
-
-
-@dataclass(frozen=True)
-class LoginAttempt:
-    """The windows one login attempt counts in: failures on the account (all addresses), attempts from
-    this address (all accounts), attempts from this address on this account."""
-
-    account_key: str
-    ip_key: str
-    pair_key: str
-
-
-def begin_login_attempt(email: str) -> LoginAttempt:
-    """429 unless this attempt may have its password checked (API login and RQ dashboard alike).
-
-    - An address gets ADMIN_LOGIN_FAILURES_PER_IP failures in a window, on all accounts together.
-    - An address gets ADMIN_LOGIN_FAILURES_PER_ACCOUNT failures on one account; once the account has had
-      that many from all addresses together, an address that failed on it gets no more in the window.
-    So guesses against an account are slowed to one per window per new address, while its owner, whose
-    address has not been failing, still logs in with the right password: no one can lock an account out.
-    Each attempt takes its slots before the password is checked, so parallel guesses cannot overrun them.
-    """
-    account_key = f"admin:login-fail:account:{hashlib.sha256(email.encode('utf-8')).hexdigest()}"
-    ip = client_ip() or "unknown"
-    attempt = LoginAttempt(account_key, f"admin:login-fail:ip:{ip}", f"{account_key}:ip:{ip}")
-    settings = context.settings()
-    ip_count, ip_wait = count_in_window(attempt.ip_key, LOGIN_WINDOW_SECONDS)
-    pair_count, pair_wait = count_in_window(attempt.pair_key, LOGIN_WINDOW_SECONDS)
-    account_limit = settings.ADMIN_LOGIN_FAILURES_PER_ACCOUNT
-    address_done = pair_count > account_limit or (pair_count > 1 and current_count(account_key) >= account_limit)
-    ip_done = ip_count > settings.ADMIN_LOGIN_FAILURES_PER_IP
-    if ip_done or address_done:
-        refund_in_window(attempt.pair_key)  # no password was checked: the attempt does not count
-        refund_in_window(attempt.ip_key)
-        wait = max(w for w, done in ((ip_wait, ip_done), (pair_wait, address_done)) if done)
-        raise _too_many(wait, "Too many failed logins; try again later.")
-    return attempt
-
-
-def end_login_attempt(attempt: LoginAttempt, *, succeeded: bool) -> None:
-    """A success gives its slots back (only failures count); a failure also counts on the account."""
-    if succeeded:
-        refund_in_window(attempt.pair_key)
-        refund_in_window(attempt.ip_key)
-    else:
-        count_in_window(attempt.account_key, LOGIN_WINDOW_SECONDS)
-
-
-def check_credentials(email: str, password: str) -> StaffUser | None:
-    """The active staff user with this email and password, else None; within the login limits (429 when
-    over them), counting a failure. For the API's login and the RQ dashboard's HTTP Basic alike."""
-    email = normalize_email(email)
-    attempt = begin_login_attempt(email)
-    with context.db().reader() as session:  # the slow hash check holds no write lock
-        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
-    if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
-        end_login_attempt(attempt, succeeded=False)
-        return None
-    end_login_attempt(attempt, succeeded=True)
-    return user
-
-
 def enforce_user_rate(user_id: int) -> None:
     count, ttl = count_in_window(f"admin:requests:user:{user_id}", 60)
     if count > context.settings().ADMIN_REQUESTS_PER_MINUTE:
-        raise _too_many(ttl, "Too many requests; slow down.")
+        raise TooManyAttempts(ttl, "Too many requests; slow down.")  # 429 by admin.errors
 
 
 # --- the current user ---------------------------------------------------------------------------

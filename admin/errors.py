@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from services.problems import problem
+from services.staff_auth import LimiterUnavailable, TooManyAttempts
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,14 @@ def register_error_handlers(bp: Blueprint) -> None:
     @bp.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return problem(exc.status, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers)
+
+    @bp.errorhandler(TooManyAttempts)
+    def _too_many(exc: TooManyAttempts) -> Response:
+        return problem(429, exc.detail, headers={"Retry-After": str(exc.retry_after)})
+
+    @bp.errorhandler(LimiterUnavailable)
+    def _limiter_unavailable(exc: LimiterUnavailable) -> Response:
+        return problem(503, "Temporarily unavailable, try again shortly.")
 
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500

@@ -19,6 +19,12 @@ Convention (the only one `pybabel extract` and `translations.check` understand):
   `msgstr`. An empty English `msgstr` means "use the source sentence". `python -m translations.check`
   (also run by the tests) fails when the catalogs and the code disagree.
 - Dates and times are shown in Europe/Istanbul; a naive datetime is taken as UTC (as Babel does).
+
+The staff console (console/) has its own catalog, `translations/<locale>/LC_MESSAGES/console.po`
+(domain `console`): staff text never mixes with what farmers read. Python calls
+`console_text(locale, "English source")` / `console_ntext(locale, singular, plural, n)`, templates
+`_("...")` / `_n(singular, plural, n)`; `make console-messages` extracts them (babel-console.cfg)
+into the catalogs and `translations.check` fails when the code and console.po disagree.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ __all__ = [
     "SUPPORTED_LOCALES",
     "TIMEZONE",
     "_",
+    "console_ntext",
+    "console_text",
     "format_currency",
     "format_date",
     "format_datetime",
@@ -61,6 +69,7 @@ SOURCE_LOCALE = "en"  # msgids are English: an empty `en` msgstr falls back to t
 TIMEZONE = ZoneInfo("Europe/Istanbul")
 CATALOG_DIR = Path(__file__).resolve().parent
 DOMAIN = "messages"
+CONSOLE_DOMAIN = "console"
 # Written explicitly in each catalog's header: Babel 2.18 writes `nplurals=1` for Turkish, which would
 # leave one form for "1 analiz" and "2 analiz" and no way to say "bir dakika" for n=1.
 PLURAL_FORMS: dict[str, str] = {"tr": "nplurals=2; plural=(n != 1);", "en": "nplurals=2; plural=(n != 1);"}
@@ -68,8 +77,8 @@ PLURAL_FORMS: dict[str, str] = {"tr": "nplurals=2; plural=(n != 1);", "en": "npl
 Number = int | float | Decimal
 
 
-def catalog_path(locale: str, directory: Path = CATALOG_DIR) -> Path:
-    return directory / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+def catalog_path(locale: str, directory: Path = CATALOG_DIR, domain: str = DOMAIN) -> Path:
+    return directory / locale / "LC_MESSAGES" / f"{domain}.po"
 
 
 def resolve_locale(locale: str | None) -> str:
@@ -79,14 +88,14 @@ def resolve_locale(locale: str | None) -> str:
 
 
 @cache
-def _translations(locale: str) -> Translations:
+def _translations(locale: str, domain: str = DOMAIN) -> Translations:
     """The locale's catalog, compiled from the .po into memory once per process (fuzzy entries skipped)."""
-    with catalog_path(locale).open("rb") as po:
-        catalog = read_po(po, locale=locale, domain=DOMAIN)
+    with catalog_path(locale, domain=domain).open("rb") as po:
+        catalog = read_po(po, locale=locale, domain=domain)
     mo = BytesIO()
     write_mo(mo, catalog)
     mo.seek(0)
-    return Translations(mo, domain=DOMAIN)
+    return Translations(mo, domain=domain)
 
 
 def gettext(locale: str | None, msgid: str, /, **params: Any) -> str:
@@ -104,6 +113,20 @@ def ngettext(locale: str | None, singular: str, plural: str, n: int, /, **params
 
 
 _ = gettext
+
+
+def console_text(locale: str | None, msgid: str, /, **params: Any) -> str:
+    """Staff console text in the staff member's language (catalog `console`), formatted with `params`."""
+    if not msgid:
+        raise ValueError("empty msgid: console_text('') is the catalog header, never a sentence")
+    text = _translations(resolve_locale(locale), CONSOLE_DOMAIN).gettext(msgid)
+    return text % params if params else text
+
+
+def console_ntext(locale: str | None, singular: str, plural: str, n: int, /, **params: Any) -> str:
+    """The plural form of a console text for `n`, formatted with `n` and `params`."""
+    text = _translations(resolve_locale(locale), CONSOLE_DOMAIN).ngettext(singular, plural, n)
+    return text % {"n": n, **params}
 
 
 def N_(msgid: str) -> str:

@@ -18,24 +18,28 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_keywords, parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from translations import DOMAIN, PLURAL_FORMS, SOURCE_LOCALE, SUPPORTED_LOCALES, catalog_path
+from translations import CONSOLE_DOMAIN, DOMAIN, PLURAL_FORMS, SOURCE_LOCALE, SUPPORTED_LOCALES, catalog_path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Keep in step with the Makefile's `messages` target (a drift shows up here as an out-of-date messages.pot).
 KEYWORDS = ("gettext:2", "ngettext:2,3", "_:2", "N_")
 COMMENT_TAGS = ("TRANSLATORS:",)
 POT = Path("translations") / f"{DOMAIN}.pot"
+# The staff console's catalog (console.po): checked against its code directly, no .pot in git (several
+# branches add console text at once; a .pot would conflict, the .po files merge by union).
+CONSOLE_CFG = "babel-console.cfg"
+CONSOLE_KEYWORDS = ("_", "_n:1,2", "console_text:2", "console_ntext:2,3", "N_")
 
 Key = tuple[str | None, str | tuple[str, ...]]
 
 
-def extract(root: Path = PROJECT_ROOT) -> Catalog:
-    """What `pybabel extract -F babel.cfg` would write to the .pot, without writing anything."""
-    with (root / "babel.cfg").open(encoding="utf-8") as cfg:
-        method_map, options_map = parse_mapping_cfg(cfg, "babel.cfg")
+def extract(root: Path = PROJECT_ROOT, config: str = "babel.cfg", keywords: Iterable[str] = KEYWORDS) -> Catalog:
+    """What `pybabel extract -F <config>` would write to the .pot, without writing anything."""
+    with (root / config).open(encoding="utf-8") as cfg:
+        method_map, options_map = parse_mapping_cfg(cfg, config)
     template = Catalog()
     for filename, lineno, message, comments, context in extract_from_dir(
-        root, method_map, options_map, keywords=parse_keywords(KEYWORDS), comment_tags=COMMENT_TAGS,
+        root, method_map, options_map, keywords=parse_keywords(list(keywords)), comment_tags=COMMENT_TAGS,
         strip_comment_tags=True,
     ):
         template.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
@@ -64,7 +68,20 @@ def check(root: Path = PROJECT_ROOT) -> list[str]:
     return problems
 
 
-def _check_locale(locale: str, path: Path, in_pot: dict[Key, Message]) -> list[str]:
+def check_console(root: Path = PROJECT_ROOT) -> list[str]:
+    """The console catalogs against the console's code (nothing to check where there is no console)."""
+    if not (root / CONSOLE_CFG).exists():
+        return []
+    in_code = _messages(extract(root, CONSOLE_CFG, CONSOLE_KEYWORDS))
+    problems = [f"console: {_show(_key(m))}: {p}" for m in in_code.values() for p in _msgid_problems(m)]
+    for locale in SUPPORTED_LOCALES:
+        problems.extend(_check_locale(locale, catalog_path(locale, root / "translations", CONSOLE_DOMAIN), in_code,
+                                      source="the console's code", command="make console-messages"))
+    return problems
+
+
+def _check_locale(locale: str, path: Path, in_pot: dict[Key, Message], source: str = "messages.pot",
+                  command: str = "make messages") -> list[str]:
     name = f"{locale} ({path.name})"
     try:
         catalog = _read(path, locale)
@@ -76,13 +93,14 @@ def _check_locale(locale: str, path: Path, in_pot: dict[Key, Message]) -> list[s
         problems.append(f"{name}: header Plural-Forms is {catalog.plural_forms!r}, must be {expected!r}")
     in_po = _messages(catalog)
     for key in sorted(in_po.keys() - in_pot.keys(), key=str):
-        problems.append(f"{name}: {_show(key)} is not in messages.pot; run `make messages`")
-    for key, source in in_pot.items():
+        problems.append(f"{name}: {_show(key)} is not in {source}; run `{command}`")
+    for key, message_source in in_pot.items():
         message = in_po.get(key)
         if message is None:
-            problems.append(f"{name}: {_show(key)} is missing; run `make messages`")
+            problems.append(f"{name}: {_show(key)} is missing; run `{command}`")
             continue
-        problems.extend(f"{name}: {_show(key)}: {p}" for p in _entry_problems(locale, catalog, source, message))
+        problems.extend(f"{name}: {_show(key)}: {p}"
+                        for p in _entry_problems(locale, catalog, message_source, message))
     return problems
 
 
@@ -192,12 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m translations.check", description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", type=Path, default=PROJECT_ROOT, help="project root (with babel.cfg)")
     args = parser.parse_args(argv)
-    problems = check(args.root)
+    problems = check(args.root) + check_console(args.root)
     if problems:
         print(f"translations: {len(problems)} problem(s)", *(f"  - {p}" for p in problems), sep="\n", file=sys.stderr)
         return 1
     count = len(_messages(extract(args.root)))
-    print(f"translations: OK ({count} messages; locales {', '.join(SUPPORTED_LOCALES)})")
+    has_console = (args.root / CONSOLE_CFG).exists()
+    console = len(_messages(extract(args.root, CONSOLE_CFG, CONSOLE_KEYWORDS))) if has_console else 0
+    print(f"translations: OK ({count} messages, {console} console texts; locales {', '.join(SUPPORTED_LOCALES)})")
     return 0
 
 

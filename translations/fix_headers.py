@@ -13,18 +13,19 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po, write_po
 
-from translations import CATALOG_DIR, DOMAIN, PLURAL_FORMS, catalog_path
+from translations import CATALOG_DIR, CONSOLE_DOMAIN, DOMAIN, PLURAL_FORMS, catalog_path
 
 
 def fix_headers(directory: Path = CATALOG_DIR) -> list[Path]:
     """The catalogs that were rewritten."""
     changed: list[Path] = []
-    for locale, plural_forms in PLURAL_FORMS.items():
-        path = catalog_path(locale, directory)
+    pairs = [(domain, locale, forms) for domain in (DOMAIN, CONSOLE_DOMAIN) for locale, forms in PLURAL_FORMS.items()]
+    for domain, locale, plural_forms in pairs:
+        path = catalog_path(locale, directory, domain)
         if not path.exists():
             continue
         before = path.read_bytes()
-        catalog = read_po(BytesIO(before), locale=locale, domain=DOMAIN)
+        catalog = read_po(BytesIO(before), locale=locale, domain=domain)
         catalog.mime_headers = [("Plural-Forms", plural_forms)]  # sets only this header
         after = BytesIO()
         write_po(after, catalog)  # the same defaults as `pybabel update`, so nothing else moves

@@ -1,0 +1,52 @@
+"""The staff console: server-rendered HTML at `/console` for support staff, sponsors and admins.
+
+Same staff accounts, roles and services as the admin API; Turkish by default, English selectable;
+every asset is ours (no CDN, no outside JS), pages work without JavaScript; strict CSP.
+
+Modules: `session` (who is signed in, `staff_required`, idle and absolute expiry), `pages` (`render`,
+`audit_view`, the navigation registry), `security` (CSRF, headers), `auth` (sign-in, sign-out, password
+change, reset links, language), `admin` (admin pages); `support` and `sponsor` are the other areas.
+
+Conventions (how to add...)
+
+- a page: in your area's module (its own `Blueprint("console_<area>", __name__, url_prefix="/console")`,
+  registered below with one line), write a view decorated with `@staff_required("support", "admin")`
+  (the roles are explicit, as in the API: no session -> redirect to the login page, another role ->
+  404, never 403) that returns `render("console/<area>_<page>.html", **context)`. The template
+  `{% extends "console/base.html" %}` and fills `{% block title %}` and `{% block content %}`. An area
+  whose start page is the endpoint `console_<area>.index` is where `/console` sends that role. Add the
+  page to the navigation with `nav_item(...)` (console.pages) at import time. A page that shows a
+  farmer's personal data calls `audit_view(action, target_type, target_id)`.
+- text: every visible string goes through `_("English source")` in templates (`_n(singular, plural, n)`
+  for plurals, `%(name)s` placeholders as keyword arguments) and `console_text(locale, "...")` in Python
+  (`current_locale()` from console.session; a label in a table marked with `N_("...")` and translated
+  where shown). Then `make console-messages` and fill every Turkish msgstr in
+  `translations/tr/LC_MESSAGES/console.po` (`python -m translations.check` fails on a missing one).
+  Dates with `datetime(value)` / `date(value)` in templates: Europe/Istanbul, in the page's language.
+- a form: `<form method="post">` with `{{ csrf_field() }}` inside; every POST under /console without the
+  session's token is refused with a 400 page before any view runs. After a successful POST: `flash(...)`
+  a translated message and redirect (post/redirect/get). Parse the form once into a frozen dataclass;
+  a bad field re-renders the form with its message (status 400 or 422), never a 5xx.
+- styles: `console/static/console/console.css` only (no inline style attributes: the CSP forbids them);
+  inline SVG with presentation attributes (`fill="..."`) is allowed.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from console.security import install_security
+from console.session import configure_session
+
+__all__ = ["init_console"]
+
+
+def init_console(app: Flask) -> None:
+    """Register the console's blueprints, its session cookie, the CSRF check and the security headers."""
+    from console.admin import bp as admin_bp
+    from console.auth import bp as auth_bp
+
+    configure_session(app)
+    install_security(app)
+    app.register_blueprint(auth_bp)  # first: it carries the templates and static files
+    app.register_blueprint(admin_bp)

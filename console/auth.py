@@ -1,0 +1,164 @@
+"""Signing in and out of the console, the start page per role, and the language switch.
+
+Sign-in uses the API login's rules (services.staff_auth.check_credentials): the same accounts, password
+hashing, failure limits per account and per address (429 page with Retry-After), inactive accounts
+refused, and the same `auth.login` audit row (details say `via: console`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.routing import BuildError
+
+from console.pages import render
+from console.session import (
+    current_locale,
+    current_staff,
+    safe_next,
+    set_locale,
+    sign_in,
+    sign_out,
+    staff_required,
+)
+from models import StaffUser
+from services import context
+from services.audit import audit
+from services.staff_auth import (
+    LimiterUnavailable,
+    TooManyAttempts,
+    check_credentials,
+    hash_password,
+    password_problem,
+    verify_password,
+)
+from translations import SUPPORTED_LOCALES, console_text
+
+bp = Blueprint("console_auth", __name__, url_prefix="/console", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+HOME_ENDPOINTS = {"admin": "console_admin.index", "support": "console_support.index",
+                  "sponsor": "console_sponsor.index"}
+
+
+@dataclass(frozen=True)
+class LoginForm:
+    email: str
+    password: str
+
+    @classmethod
+    def parse(cls, form: dict[str, str]) -> LoginForm | None:
+        email = form.get("email", "").strip()
+        password = form.get("password", "")
+        if not email or not password or len(email) > 254 or len(password) > 1024:
+            return None
+        return cls(email, password)
+
+
+@bp.get("/")
+@bp.get("")
+def home() -> ResponseReturnValue:
+    """The start page of the signed-in person's role."""
+    staff = current_staff()
+    if staff is None:
+        return redirect(url_for("console_auth.login"))
+    try:
+        return redirect(url_for(HOME_ENDPOINTS[staff.role]))
+    except (BuildError, KeyError):  # that area is not installed: a plain page with the navigation
+        return render("console/home.html")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    locale = current_locale()
+    target = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_staff() is not None:
+            return redirect(target or url_for("console_auth.home"))
+        notice = console_text(locale, "Your session has ended; sign in again.") if request.args.get("expired") else None
+        return render("console/login.html", next=target, email="", error=None, notice=notice)
+    form = LoginForm.parse(request.form.to_dict())
+    if form is None:
+        return render("console/login.html", status=400, next=target, email=request.form.get("email", "")[:254],
+                      error=console_text(locale, "Enter your email and password."), notice=None)
+    try:
+        user = check_credentials(form.email, form.password)
+    except TooManyAttempts as exc:
+        page, status = render("console/login.html", status=429, next=target, email=form.email, notice=None,
+                              error=console_text(locale, "Too many failed sign-ins. Try again in %(minutes)s min.",
+                                                 minutes=max(1, (exc.retry_after + 59) // 60)))
+        return page, status, {"Retry-After": str(exc.retry_after)}
+    except LimiterUnavailable:
+        return render("console/login.html", status=503, next=target, email=form.email, notice=None,
+                      error=console_text(locale, "Temporarily unavailable; try again shortly."))
+    if user is None:
+        return render("console/login.html", status=401, next=target, email=form.email, notice=None,
+                      error=console_text(locale, "Invalid email or password."))
+    sign_in(user)
+    audit("auth.login", "staff_user", user.id, {"via": "console"}, user_id=user.id)
+    return redirect(target or url_for("console_auth.home"))
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    user_id = sign_out()
+    if user_id is not None:
+        audit("auth.logout", "staff_user", user_id, {"via": "console"}, user_id=user_id)
+    flash(console_text(current_locale(), "You are signed out."), "info")
+    return redirect(url_for("console_auth.login"))
+
+
+@bp.post("/language")
+def language() -> ResponseReturnValue:
+    """Remember the chosen language in the session cookie and go back to the page."""
+    chosen = request.form.get("locale", "")
+    if chosen in SUPPORTED_LOCALES:
+        set_locale(chosen)
+    return redirect(safe_next(request.form.get("next")) or url_for("console_auth.home"))
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    """A new password typed twice (what the change and the reset pages both ask for)."""
+
+    password: str
+    repeated: str
+
+    def problem(self, locale: str) -> str | None:
+        if self.password != self.repeated:
+            return console_text(locale, "The two new passwords differ.")
+        if password_problem(self.password) is not None:
+            return console_text(locale, "The new password must be 10 to 1024 characters long.")
+        return None
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@staff_required("admin", "support", "sponsor")
+def password() -> ResponseReturnValue:
+    """Change one's own password: the current one, then the new one twice. Other sessions end."""
+    locale = current_locale()
+    if request.method == "GET":
+        return render("console/password.html", error=None)
+    staff = current_staff()
+    assert staff is not None
+    current = request.form.get("current_password", "")[:1024]
+    new = NewPassword(request.form.get("new_password", "")[:2048], request.form.get("new_password_again", "")[:2048])
+    if not verify_password(staff.password_hash, current):
+        return render("console/password.html", status=400,
+                      error=console_text(locale, "The current password is not right."))
+    problem = new.problem(locale)
+    if problem is not None:
+        return render("console/password.html", status=400, error=problem)
+    with context.db().session() as session, session.begin():
+        user = session.get(StaffUser, staff.id)
+        assert user is not None
+        user.password_hash = hash_password(new.password)
+        audit("auth.password_change", "staff_user", user.id, {"via": "console"}, user_id=user.id, session=session)
+    with context.db().reader() as session:
+        fresh = session.get(StaffUser, staff.id)
+    assert fresh is not None
+    sign_in(fresh)  # this session goes on with the new password; every other one has ended
+    flash(console_text(locale, "Your password has been changed."), "success")
+    return redirect(url_for("console_auth.home"))

@@ -1,0 +1,78 @@
+"""The console's protections that hold for every page: the CSRF check, the security headers, and
+HTML error pages (the rest of the app answers errors as problem+json).
+
+- CSRF: every POST under /console must carry the session's token (`csrf_token` form field, written by
+  `{{ csrf_field() }}`), compared in constant time; otherwise 400 before any view runs. The cookie is
+  also SameSite=Strict: two locks, so neither alone is trusted.
+- CSP: scripts, styles, images and fonts from our own origin only; no inline script or style, no
+  frames, forms post only to us. `Cache-Control: no-store` (pages hold personal data), no referrer
+  (a reset link's token must not leak), no framing, no MIME sniffing.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, Response, abort, request, session
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
+
+from console.session import csrf_token
+from translations import N_
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+CSRF_FIELD = "csrf_token"
+CSRF_REFUSED = N_("The form has expired or did not come from this site. Reload the page and try again.")
+
+
+def is_console_path(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
+
+
+def csrf_field() -> Markup:
+    """The hidden input every console form carries."""
+    return Markup('<input type="hidden" name="%s" value="%s">') % (CSRF_FIELD, escape(csrf_token()))
+
+
+def check_csrf() -> None:
+    """400 for a POST under /console without the session's token (before the view runs)."""
+    if request.method != "POST" or not is_console_path(request.path):
+        return
+    expected = session.get("csrf")
+    given = request.form.get(CSRF_FIELD, "")
+    if not isinstance(expected, str) or not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+        abort(400, description=CSRF_REFUSED)
+
+
+def add_headers(response: Response) -> Response:
+    if not is_console_path(request.path):
+        return response
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not request.path.startswith("/console/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def install_security(app: Flask) -> None:
+    app.before_request(check_csrf)
+    app.after_request(add_headers)
+
+
+def error_page(exc: HTTPException) -> ResponseReturnValue:
+    """An HTML error page in the console's look and language (the app's handler calls this for /console)."""
+    from console.pages import render_error
+
+    return render_error(exc)

@@ -1,0 +1,219 @@
+"""Who is signed in to the console: a server-side session in Redis named by a signed cookie.
+
+The cookie (Flask's signed session, `ziraai_console`, path /console, HttpOnly, SameSite=Strict, Secure
+in production) carries only a random session id, the CSRF token and the chosen language. What the id
+means lives in Redis (`console:session:<sha256 of the id>`: the user, when it started, a fingerprint of
+the password hash), so:
+- signing out deletes it at once (a copied cookie is worthless afterwards);
+- it expires after `CONSOLE_IDLE_MINUTES` without a request (each request renews the key's TTL) and
+  after `CONSOLE_SESSION_HOURS` whatever happens;
+- a password change or reset ends every other session of that person (the fingerprint no longer
+  matches), and a deactivated account or a changed role counts at once (the user is re-read each request).
+The cookie's signing key is derived from JWT_SECRET (never used as is), so production's strong-secret
+check covers it and a JWT_SECRET rotation (new,old) keeps people signed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from redis.exceptions import RedisError
+from werkzeug.exceptions import ServiceUnavailable
+
+from models import StaffUser
+from services import context
+from services.staff_auth import ROLES
+from translations import resolve_locale
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+COOKIE_NAME = "ziraai_console"
+_KEY = "console:session:"
+_STAFF = "ziraai.console.staff"
+_EXPIRED = "ziraai.console.expired"
+
+
+def configure_session(app: Flask) -> None:
+    """The session cookie's key and flags (the console is the only user of Flask's session)."""
+    settings = app.extensions["settings"]
+    keys = [hmac.new(key.encode(), b"ziraai-console-session", hashlib.sha256).hexdigest()
+            for key in settings.jwt_keys]
+    app.secret_key = keys[0]
+    app.config.update(
+        SECRET_KEY_FALLBACKS=keys[1:],
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_PATH="/console",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.CONSOLE_SESSION_HOURS),
+    )
+
+
+def _unavailable(exc: RedisError) -> ServiceUnavailable:
+    return ServiceUnavailable("The session store is unavailable; try again shortly.")
+
+
+def _key(sid: str) -> str:
+    return _KEY + hashlib.sha256(sid.encode()).hexdigest()
+
+
+def password_fingerprint(user: StaffUser) -> str:
+    """Changes whenever the password does: a session started before a change no longer matches."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
+
+
+def current_locale() -> str:
+    """The language chosen on the page (kept in the cookie), Turkish by default."""
+    return resolve_locale(session.get("locale"))
+
+
+def set_locale(locale: str) -> None:
+    session["locale"] = resolve_locale(locale)
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, made on first use (also before signing in: the login form has one)."""
+    token = session.get("csrf")
+    if not isinstance(token, str) or len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def sign_in(user: StaffUser, now: float | None = None) -> None:
+    """Start a new session for `user` (a new id and CSRF token: nothing from before survives)."""
+    settings = context.settings()
+    locale = session.get("locale")
+    session.clear()
+    sid = secrets.token_urlsafe(32)
+    try:
+        context.redis().hset(_key(sid), mapping={"user_id": user.id, "started": int(now or time.time()),
+                                                  "password": password_fingerprint(user)})
+        context.redis().expire(_key(sid), settings.CONSOLE_IDLE_MINUTES * 60)
+    except RedisError as exc:
+        raise _unavailable(exc) from exc
+    session.permanent = True
+    session["sid"] = sid
+    session["csrf"] = secrets.token_urlsafe(32)
+    if locale:
+        session["locale"] = locale
+    request.environ[_STAFF] = user
+    g.staff_user = user
+
+
+def sign_out() -> int | None:
+    """End the session here and in Redis; the user id it belonged to, if any."""
+    sid = session.get("sid")
+    user_id = None
+    if isinstance(sid, str):
+        try:
+            raw = context.redis().hget(_key(sid), "user_id")
+            context.redis().delete(_key(sid))
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        user_id = int(raw) if raw else None
+    locale = session.get("locale")
+    session.clear()
+    if locale:
+        session["locale"] = locale
+    request.environ[_STAFF] = None
+    g.pop("staff_user", None)
+    return user_id
+
+
+def current_staff() -> StaffUser | None:
+    """The signed-in staff user of this request, re-read from the database; None when there is none,
+    the session expired (idle or absolute), the password changed or the account was deactivated."""
+    if _STAFF in request.environ:  # once per request (kept on the request: an app context may outlive it)
+        return request.environ[_STAFF]  # type: ignore[no-any-return]
+    request.environ[_STAFF] = user = _load_staff(time.time())
+    if user is not None:
+        g.staff_user = user  # services.audit writes rows for this user
+    else:
+        g.pop("staff_user", None)
+    return user
+
+
+def _load_staff(now: float) -> StaffUser | None:
+    sid = session.get("sid")
+    if not isinstance(sid, str):
+        return None
+    settings = context.settings()
+    try:
+        record = context.redis().hgetall(_key(sid))
+    except RedisError as exc:
+        raise _unavailable(exc) from exc
+    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+              for k, v in record.items()}
+    user = None
+    if fields and now - int(fields.get("started", 0)) < settings.CONSOLE_SESSION_HOURS * 3600:
+        with context.db().reader() as db:
+            user = db.get(StaffUser, int(fields["user_id"]))
+        if user is not None and (not user.active or password_fingerprint(user) != fields.get("password")):
+            user = None
+    if user is None:
+        _forget(sid)
+        request.environ[_EXPIRED] = True
+        return None
+    try:
+        context.redis().expire(_key(sid), settings.CONSOLE_IDLE_MINUTES * 60)  # idle time starts again
+    except RedisError as exc:
+        raise _unavailable(exc) from exc
+    return user
+
+
+def _forget(sid: str) -> None:
+    try:
+        context.redis().delete(_key(sid))
+    except RedisError as exc:
+        raise _unavailable(exc) from exc
+    session.pop("sid", None)
+
+
+def safe_next(target: str | None) -> str | None:
+    """A `next` address to go back to after signing in: a path under /console on this site, else None."""
+    if not target or "\\" in target or any(ord(c) < 32 for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not (parts.path == "/console" or parts.path.startswith("/console/")):
+        return None
+    return target
+
+
+def staff_required(*roles: str) -> Callable[[F], F]:
+    """Only these roles see the page. Not signed in (or expired) -> the login page, then back here;
+    another role -> 404, so nobody learns which pages other roles have."""
+    unknown = set(roles) - set(ROLES)
+    if not roles or unknown:
+        raise ValueError(f"staff_required needs known roles, got {roles!r}")
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = current_staff()
+            if user is None:
+                target = request.full_path if request.method == "GET" else request.path
+                expired = "1" if request.environ.get(_EXPIRED) else None
+                return redirect(url_for("console_auth.login", next=target.rstrip("?"), expired=expired))
+            if user.role not in roles:
+                abort(404)
+            return view(*args, **kwargs)
+
+        wrapper.console_roles = roles  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def app_has_endpoint(endpoint: str) -> bool:
+    return endpoint in current_app.view_functions
