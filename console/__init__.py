@@ -45,8 +45,10 @@ def init_console(app: Flask) -> None:
     """Register the console's blueprints, its session cookie, the CSRF check and the security headers."""
     from console.admin import bp as admin_bp
     from console.auth import bp as auth_bp
+    from console.support import bp as support_bp
 
     configure_session(app)
     install_security(app)
     app.register_blueprint(auth_bp)  # first: it carries the templates and static files
     app.register_blueprint(admin_bp)
+    app.register_blueprint(support_bp)

@@ -14,14 +14,15 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from console.pages import audit_view, nav_item, render
 from console.session import current_locale, current_staff, staff_required
 from models import Analysis, AuditLog, Farmer, Message, StaffUser, UsageLedger, utcnow
 from services import context, deletion, failed_jobs, quota, runtime_settings, support
-from services.queue import QUEUE_NAMES
 from services.audit import audit
+from services.queue import QUEUE_NAMES
 from services.report_links import photo_links, report_link
 from services.whatsapp.errors import EFFECT_BY_CODE, Effect, Policy, policy_for
 from services.whatsapp.outbox import send_queued
@@ -89,7 +90,6 @@ EFFECT_MEANINGS = {
     Effect.TEMPLATE_BLOCKED: N_("The template is paused or disabled by Meta."),
     Effect.ACCOUNT_BLOCKED: N_("Our WhatsApp account is blocked (payment, policy or lock)."),
 }
-STATE_LABELS = {"start": N_("start"), "menu": N_("menu")}
 
 
 def failure_meaning(code: int | None) -> str:
@@ -105,16 +105,18 @@ def failure_meaning(code: int | None) -> str:
 
 
 def display_name(farmer: Farmer) -> str:
+    locale = current_locale()
     if farmer.deleted_at is not None:
-        return _t("Deleted farmer #%(id)s", id=farmer.id)
+        return console_text(locale, "Deleted farmer #%(id)s", id=farmer.id)
     return farmer.profile_name or farmer.username or farmer.phone or farmer.user_id or f"#{farmer.id}"
 
 
 def left_text(left: timedelta | None) -> str:
+    locale = current_locale()
     if left is None:
         return ""
     minutes = int(left.total_seconds() // 60)
-    return _t("%(h)s h %(m)s min left", h=minutes // 60, m=minutes % 60)
+    return console_text(locale, "%(h)s h %(m)s min left", h=minutes // 60, m=minutes % 60)
 
 
 # --- forms --------------------------------------------------------------------------------------------
@@ -195,7 +197,8 @@ EVENT_ACTIONS = {
 }
 
 
-def _events(session: Any, farmer: Farmer, emails: dict[int, str]) -> list[Event]:
+def _events(session: Session, farmer: Farmer, emails: dict[int, str]) -> list[Event]:
+    locale = current_locale()
     events = []
     for at, msgid in ((farmer.consent_at, N_("The farmer gave consent (KVKK)")),
                       (farmer.opted_out_at, N_("The farmer opted out (DUR)")),
@@ -207,7 +210,7 @@ def _events(session: Any, farmer: Farmer, emails: dict[int, str]) -> list[Event]
                                                     AuditLog.record_id == str(farmer.id),
                                                     AuditLog.action.in_(list(EVENT_ACTIONS))))
     for row in audits:
-        who = emails.get(row.user_id or 0, _t("someone"))
+        who = emails.get(row.user_id or 0, console_text(locale, "someone"))
         events.append(Event(row.at, _t(EVENT_ACTIONS[row.action], who=who)))
     return events
 
@@ -223,7 +226,7 @@ def _photos(analyses: list[Analysis]) -> dict[str, str]:
     return links
 
 
-def farmer_or_404(session: Any, farmer_id: int) -> Farmer:
+def farmer_or_404(session: Session, farmer_id: int) -> Farmer:
     farmer = session.get(Farmer, farmer_id) if 0 < farmer_id < 2**31 else None
     if farmer is None:
         abort(404)
@@ -238,7 +241,7 @@ def farmer(farmer_id: int) -> ResponseReturnValue:
         f = farmer_or_404(session, farmer_id)
         messages = support.transcript(session, f)
         conv = support.conversation_row(session, farmer_id)
-        emails = dict(session.execute(select(StaffUser.id, StaffUser.email)).tuples().all())
+        emails = {user_id: email for user_id, email in session.execute(select(StaffUser.id, StaffUser.email))}
         analyses = list(session.scalars(select(Analysis).where(Analysis.farmer_id == farmer_id)
                                         .order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(20)))
         ledger = list(session.scalars(select(UsageLedger).where(UsageLedger.farmer_id == farmer_id)
@@ -260,7 +263,7 @@ def farmer(farmer_id: int) -> ResponseReturnValue:
     left = support.window_left(f, now)
     return render(
         "console/support_farmer.html", farmer=f, timeline=timeline, conv=conv, taken=support.is_taken(conv, now),
-        emails=emails, analyses=analyses, ledger=ledger, status=status, notes=notes, canned=canned,
+        emails=emails, analyses=analyses, ledger=ledger, quota_status=status, notes=notes, canned=canned,
         templates=templates, window_left=left, window_text=left_text(left),
         window_deadline=(now + left).isoformat() if left else "", photos=_photos(analyses),
         report_links={a_id: report_link(a_id) for a_id in completed}, ticks=TICKS, status_labels=STATUS_LABELS,
@@ -276,23 +279,25 @@ def _back(farmer_id: int) -> ResponseReturnValue:
 
 
 def _exists(farmer_id: int) -> Farmer:
+    locale = current_locale()
     with context.db().reader() as session:
         f = farmer_or_404(session, farmer_id)
     if f.deleted_at is not None:
-        flash(_t("This farmer's data was deleted."), "error")
+        flash(console_text(locale, "This farmer's data was deleted."), "error")
     return f
 
 
 @bp.post("/support/farmers/<int:farmer_id>/takeover")
 @staff_required(*ROLES)
 def take_over(farmer_id: int) -> ResponseReturnValue:
+    locale = current_locale()
     if _exists(farmer_id).deleted_at is not None:
         return _back(farmer_id)
     minutes = _int(request.form.get("minutes"), 1, 24 * 60) or runtime_settings.current().support_takeover_minutes
     with context.db().session() as session, session.begin():
-        conv = support.take_over(session, farmer_id, _me().id, utcnow(), minutes, ip=request.remote_addr)
+        conv = support.take_over(session, farmer_id, _me().id, utcnow(), minutes)
         until = conv.taken_until
-    flash(_t("You answer this farmer now; the bot stays silent until %(until)s.",
+    flash(console_text(locale, "You answer this farmer now; the bot stays silent until %(until)s.",
              until=_format_time(until)), "success")
     return _back(farmer_id)
 
@@ -304,10 +309,12 @@ def _format_time(value: datetime | None) -> str:
 @bp.post("/support/farmers/<int:farmer_id>/release")
 @staff_required(*ROLES)
 def release(farmer_id: int) -> ResponseReturnValue:
+    locale = current_locale()
     _exists(farmer_id)
     with context.db().session() as session, session.begin():
-        released = support.release(session, farmer_id, _me().id, utcnow(), ip=request.remote_addr)
-    flash(_t("The bot answers this farmer again.") if released else _t("The conversation was not taken."),
+        released = support.release(session, farmer_id, _me().id, utcnow())
+    flash(console_text(locale, "The bot answers this farmer again.") if released
+          else console_text(locale, "The conversation was not taken."),
           "success" if released else "info")
     return _back(farmer_id)
 
@@ -324,12 +331,13 @@ REFUSALS = {
 
 
 def _after_reply(farmer_id: int, result: support.ReplyResult) -> ResponseReturnValue:
+    locale = current_locale()
     if result.refusal is not None:
         flash(_t(REFUSALS[result.refusal]), "error")
         return _back(farmer_id)
     if result.address:
         send_queued(result.address)
-    flash(_t("Your reply is on its way."), "success")
+    flash(console_text(locale, "Your reply is on its way."), "success")
     return _back(farmer_id)
 
 
@@ -339,7 +347,7 @@ def reply(farmer_id: int) -> ResponseReturnValue:
     _exists(farmer_id)
     text = request.form.get("text", "")
     with context.db().session() as session, session.begin():
-        result = support.reply_text(session, farmer_id, _me().id, text, utcnow(), ip=request.remote_addr)
+        result = support.reply_text(session, farmer_id, _me().id, text, utcnow())
     return _after_reply(farmer_id, result)
 
 
@@ -349,55 +357,58 @@ def reply_template(farmer_id: int) -> ResponseReturnValue:
     _exists(farmer_id)
     form = TemplateForm.parse(request.form)
     with context.db().session() as session, session.begin():
-        result = support.reply_template(session, farmer_id, _me().id, form.name, form.params, utcnow(),
-                                        ip=request.remote_addr)
+        result = support.reply_template(session, farmer_id, _me().id, form.name, form.params, utcnow())
     return _after_reply(farmer_id, result)
 
 
 @bp.post("/support/farmers/<int:farmer_id>/notes")
 @staff_required(*ROLES)
 def add_note(farmer_id: int) -> ResponseReturnValue:
+    locale = current_locale()
     if _exists(farmer_id).deleted_at is not None:
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
         note = support.add_note(session, farmer_id, _me().id, request.form.get("text", ""), utcnow())
     if note is None:
-        flash(_t("A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX), "error")
+        flash(console_text(locale, "A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX), "error")
     else:
-        flash(_t("Note saved."), "success")
+        flash(console_text(locale, "Note saved."), "success")
     return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#notes")
 
 
 @bp.post("/support/farmers/<int:farmer_id>/deletion-request")
 @staff_required(*ROLES)
 def request_deletion(farmer_id: int) -> ResponseReturnValue:
+    locale = current_locale()
     _exists(farmer_id)
     with context.db().session() as session, session.begin():
-        recorded = deletion.request_deletion(session, farmer_id, _me().id, utcnow(), ip=request.remote_addr)
-    flash(_t("Deletion request recorded; it is in the queue.") if recorded
-          else _t("A deletion request is already open."), "success" if recorded else "info")
+        recorded = deletion.request_deletion(session, farmer_id, _me().id, utcnow())
+    flash(console_text(locale, "Deletion request recorded; it is in the queue.") if recorded
+          else console_text(locale, "A deletion request is already open."), "success" if recorded else "info")
     return redirect(url_for("console_support.farmer", farmer_id=farmer_id))
 
 
 @bp.post("/support/farmers/<int:farmer_id>/delete")
 @staff_required(*ROLES)
 def erase(farmer_id: int) -> ResponseReturnValue:
+    locale = current_locale()
     _exists(farmer_id)
     if request.form.get("confirm") != "yes":
-        flash(_t("Tick the box to confirm the deletion."), "error")
+        flash(console_text(locale, "Tick the box to confirm the deletion."), "error")
         return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#deletion")
     with context.db().session() as session, session.begin():
-        erased = deletion.erase(session, farmer_id, _me().id, utcnow(), ip=request.remote_addr)
+        erased = deletion.erase(session, farmer_id, _me().id, utcnow())
     if erased is None:
-        flash(_t("This farmer's data was deleted."), "info")
+        flash(console_text(locale, "This farmer's data was deleted."), "info")
         return redirect(url_for("console_support.deletions"))
     deletion.delete_photos(current_app.extensions["storage"], erased.photo_keys)
     if erased.goodbye_address:
         send_queued(erased.goodbye_address)
         with context.db().session() as session, session.begin():
             deletion.forget_goodbyes(session)
-    flash(_t("The farmer's data was deleted; they were told in the chat.") if erased.told else
-          _t("The farmer's data was deleted; they could not be told (no message from them in 24 hours)."),
+    flash(console_text(locale, "The farmer's data was deleted; they were told in the chat.") if erased.told else
+          console_text(locale, "The farmer's data was deleted; they could not be told (no message from them in "
+                               "24 hours)."),
           "success")
     return redirect(url_for("console_support.deletions"))
 
@@ -434,15 +445,18 @@ def failed_jobs_page() -> ResponseReturnValue:
 @bp.post("/support/failed-jobs/retry")
 @staff_required(*ROLES)
 def retry_job() -> ResponseReturnValue:
+    locale = current_locale()
     job_id = request.form.get("job_id", "")[:100]
     queue = request.form.get("queue") if request.form.get("queue") in QUEUE_NAMES else None
     force = request.form.get("force") == "yes"
     outcome, where = failed_jobs.requeue(context.redis(), context.db(), job_id, queue=queue, force=force)
     audit("jobs.requeue", "job", job_id, {"queue": where, "outcome": outcome.value, "force": force, "via": "console"})
     messages = {
-        failed_jobs.Requeue.REQUEUED: (_t("The job is back in its queue."), "success"),
-        failed_jobs.Requeue.NOT_FOUND: (_t("No such failed job (it may have been retried or expired)."), "error"),
-        failed_jobs.Requeue.REFUNDED: (_t("This analysis failed and was refunded: retrying would run it for free. "
+        failed_jobs.Requeue.REQUEUED: (console_text(locale, "The job is back in its queue."), "success"),
+        failed_jobs.Requeue.NOT_FOUND: (console_text(locale, "No such failed job (it may have been retried or "
+                                                             "expired)."), "error"),
+        failed_jobs.Requeue.REFUNDED: (console_text(locale, "This analysis failed and was refunded: retrying would "
+                                                            "run it for free. "
                                           "Tick 'run it anyway' to retry."), "error"),
     }
     text, category = messages[outcome]
@@ -470,21 +484,25 @@ def _admin_only() -> None:
 @bp.post("/support/canned")
 @staff_required(*ROLES)
 def save_canned() -> ResponseReturnValue:
+    locale = current_locale()
     _admin_only()
     canned_id = _int(request.form.get("id"), 1, 2**31 - 1) if request.form.get("id") else None
     with context.db().session() as session, session.begin():
         row = support.save_canned(session, canned_id, request.form.get("title", ""), request.form.get("text", ""),
                                   _me().id, utcnow())
-    flash(_t("Canned reply saved.") if row else _t("A canned reply needs a title (at most 100 characters) and a "
-                                                   "text (at most 4096)."), "success" if row else "error")
+    flash(console_text(locale, "Canned reply saved.") if row
+          else console_text(locale, "A canned reply needs a title (at most 100 characters) and a "
+                                    "text (at most 4096)."), "success" if row else "error")
     return redirect(url_for("console_support.canned"))
 
 
 @bp.post("/support/canned/<int:canned_id>/delete")
 @staff_required(*ROLES)
 def delete_canned(canned_id: int) -> ResponseReturnValue:
+    locale = current_locale()
     _admin_only()
     with context.db().session() as session, session.begin():
         deleted = support.delete_canned(session, canned_id)
-    flash(_t("Canned reply deleted.") if deleted else _t("No such canned reply."), "success" if deleted else "error")
+    flash(console_text(locale, "Canned reply deleted.") if deleted else console_text(locale, "No such canned reply."),
+          "success" if deleted else "error")
     return redirect(url_for("console_support.canned"))

@@ -35,9 +35,10 @@ from sqlalchemy.orm import Session
 from bot import replies
 from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, MessageStatusEvent, SupportNote
 from models.db import Database
+from services.audit import audit
 from services.quota import lock_farmer
 from services.storage import Storage
-from services.support import audit_entry, window_left
+from services.support import window_left
 from services.whatsapp import messages as wa
 from services.whatsapp.outbox import queue_message, send_queued
 
@@ -61,8 +62,7 @@ def anonymous_address(farmer_id: int) -> str:
     return f"deleted:{farmer_id}"
 
 
-def request_deletion(session: Session, farmer_id: int, staff_id: int | None, now: datetime,
-                     *, ip: str | None = None) -> bool:
+def request_deletion(session: Session, farmer_id: int, staff_id: int | None, now: datetime) -> bool:
     """Record a request on the farmer's behalf (as if they had written it). False if one is already open."""
     lock_farmer(session, farmer_id)
     farmer = session.get_one(Farmer, farmer_id)
@@ -70,7 +70,7 @@ def request_deletion(session: Session, farmer_id: int, staff_id: int | None, now
     if farmer.deletion_requested_at is not None or farmer.deleted_at is not None:
         return False
     farmer.deletion_requested_at = now
-    audit_entry(session, "farmer.deletion.request", "farmer", farmer_id, staff_id, now, ip=ip)
+    audit("farmer.deletion.request", "farmer", farmer_id, user_id=staff_id, session=session)
     return True
 
 
@@ -89,8 +89,7 @@ class Erased:
     photo_keys: list[str] = field(default_factory=list)  # delete_photos(these) after commit
 
 
-def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime,
-          *, ip: str | None = None) -> Erased | None:
+def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime) -> Erased | None:
     """Delete the farmer's personal data in the caller's transaction (None: already deleted).
     `staff_id` None means the scheduler did it."""
     lock_farmer(session, farmer_id)
@@ -139,8 +138,9 @@ def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime,
     farmer.opted_out_at = farmer.opted_out_at or now
     farmer.deletion_requested_at = farmer.deletion_requested_at or now
     farmer.deleted_at = now
-    audit_entry(session, "farmer.deletion.done", "farmer", farmer_id, staff_id, now, ip=ip,
-                details={"automatic": staff_id is None, "told": goodbye_id is not None, "photos": len(keys)})
+    audit("farmer.deletion.done", "farmer", farmer_id,
+          {"automatic": staff_id is None, "told": goodbye_id is not None, "photos": len(keys)},
+          user_id=staff_id, session=session)
     log.warning("farmer's personal data deleted", extra={"farmer_id": farmer_id, "automatic": staff_id is None})
     return Erased(farmer_id, goodbye_id is not None, address, keys)
 

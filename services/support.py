@@ -27,8 +27,9 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from bot.types import State
-from models import AuditLog, CannedReply, Conversation, Direction, Farmer, Message, MessageStatus, SupportNote
+from models import CannedReply, Conversation, Direction, Farmer, Message, MessageStatus, SupportNote
 from models.db import insert_ignoring_conflicts
+from services.audit import audit
 from services.quota import lock_farmer
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import LimitError
@@ -38,16 +39,6 @@ from translations.templates import TEMPLATES, Template
 
 NOTE_MAX = 2000
 CANNED_TITLE_MAX = 100
-
-
-def audit_entry(session: Session, action: str, record_type: str | None, record_id: object | None,
-                user_id: int | None, now: datetime, *, ip: str | None = None,
-                details: dict[str, Any] | None = None) -> AuditLog:
-    """One audit row in the caller's transaction: support's changes are audited with the change itself."""
-    row = AuditLog(action=action, record_type=record_type, record_id=None if record_id is None else str(record_id),
-                   user_id=user_id, ip=ip, at=now, details=details)
-    session.add(row)
-    return row
 
 
 # --- takeover ----------------------------------------------------------------------------------------
@@ -72,8 +63,7 @@ def conversation_row(session: Session, farmer_id: int) -> Conversation | None:
     return session.scalars(select(Conversation).where(Conversation.farmer_id == farmer_id)).first()
 
 
-def take_over(session: Session, farmer_id: int, staff_id: int, now: datetime, minutes: int,
-              *, ip: str | None = None) -> Conversation:
+def take_over(session: Session, farmer_id: int, staff_id: int, now: datetime, minutes: int) -> Conversation:
     """Take (or extend, or take from a colleague) the farmer's conversation until now + minutes."""
     if not 1 <= minutes <= 24 * 60:
         raise ValueError("minutes must be 1..1440")
@@ -81,12 +71,12 @@ def take_over(session: Session, farmer_id: int, staff_id: int, now: datetime, mi
     previous = conv.taken_by if is_taken(conv, now) else None
     conv.taken_by, conv.taken_until = staff_id, now + timedelta(minutes=minutes)
     conv.taken_at = conv.taken_at if previous is not None else now
-    audit_entry(session, "farmer.takeover", "farmer", farmer_id, staff_id, now, ip=ip,
-                details={"until": conv.taken_until.isoformat(), "from": previous})
+    audit("farmer.takeover", "farmer", farmer_id, {"until": conv.taken_until.isoformat(), "from": previous},
+          user_id=staff_id, session=session)
     return conv
 
 
-def release(session: Session, farmer_id: int, staff_id: int, now: datetime, *, ip: str | None = None) -> bool:
+def release(session: Session, farmer_id: int, staff_id: int, now: datetime) -> bool:
     """Give the conversation back to the bot. False when it was not taken (or had expired)."""
     conv = session.scalars(select(Conversation).where(Conversation.farmer_id == farmer_id)
                            .with_for_update()).first()
@@ -94,7 +84,7 @@ def release(session: Session, farmer_id: int, staff_id: int, now: datetime, *, i
     if conv is not None:
         conv.taken_by = conv.taken_at = conv.taken_until = None
     if was_taken:
-        audit_entry(session, "farmer.takeover.release", "farmer", farmer_id, staff_id, now, ip=ip)
+        audit("farmer.takeover.release", "farmer", farmer_id, user_id=staff_id, session=session)
     return was_taken
 
 
@@ -132,11 +122,11 @@ def sendable_templates(session: Session) -> list[Template]:
             if t.name not in PROACTIVE_TEMPLATES and template_refusal(session, t.name, t.language) is None]
 
 
-def _queue(session: Session, farmer: Farmer, out: wa.Outbound, staff_id: int, now: datetime, action: str,
-           ip: str | None, details: dict[str, Any]) -> ReplyResult:
+def _queue(session: Session, farmer: Farmer, out: wa.Outbound, staff_id: int, action: str,
+           details: dict[str, Any]) -> ReplyResult:
     row = queue_message(session, farmer.address, out, farmer_id=farmer.id)
     row.staff_user_id = staff_id
-    audit_entry(session, action, "farmer", farmer.id, staff_id, now, ip=ip, details={"message_id": row.id, **details})
+    audit(action, "farmer", farmer.id, {"message_id": row.id, **details}, user_id=staff_id, session=session)
     return ReplyResult(None, row.id, farmer.address)
 
 
@@ -147,8 +137,7 @@ def _reachable(session: Session, farmer_id: int) -> Farmer | None:
     return None if farmer.deleted_at is not None or (farmer.phone is None and farmer.user_id is None) else farmer
 
 
-def reply_text(session: Session, farmer_id: int, staff_id: int, text: str, now: datetime,
-               *, ip: str | None = None) -> ReplyResult:
+def reply_text(session: Session, farmer_id: int, staff_id: int, text: str, now: datetime) -> ReplyResult:
     """Queue a free-text reply; refused outside the 24-hour window (Meta would refuse it with 131047)."""
     text = text.strip()
     if not text:
@@ -160,11 +149,11 @@ def reply_text(session: Session, farmer_id: int, staff_id: int, text: str, now: 
         return ReplyResult(ReplyRefusal.NO_ADDRESS)
     if window_left(farmer, now) is None:
         return ReplyResult(ReplyRefusal.WINDOW_CLOSED)
-    return _queue(session, farmer, wa.text(farmer.address, text), staff_id, now, "farmer.reply", ip, {})
+    return _queue(session, farmer, wa.text(farmer.address, text), staff_id, "farmer.reply", {})
 
 
 def reply_template(session: Session, farmer_id: int, staff_id: int, name: str, params: Sequence[str],
-                   now: datetime, *, ip: str | None = None) -> ReplyResult:
+                   now: datetime) -> ReplyResult:
     """Queue an approved template (allowed inside the window too)."""
     if name not in {t.name for t in sendable_templates(session)}:
         return ReplyResult(ReplyRefusal.UNKNOWN_TEMPLATE)
@@ -175,7 +164,7 @@ def reply_template(session: Session, farmer_id: int, staff_id: int, name: str, p
         out = wa.build_template(name, farmer.address, [" ".join(p.split()) for p in params])
     except LimitError:
         return ReplyResult(ReplyRefusal.BAD_PARAMS)
-    return _queue(session, farmer, out, staff_id, now, "farmer.reply.template", ip, {"template": name})
+    return _queue(session, farmer, out, staff_id, "farmer.reply.template", {"template": name})
 
 
 # --- notes and canned replies ------------------------------------------------------------------------
