@@ -122,6 +122,14 @@ def left_text(left: timedelta | None) -> str:
 # --- forms --------------------------------------------------------------------------------------------
 
 
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+
+
+def clean(value: str | None) -> str:
+    """Form text without control characters (NUL would fail on PostgreSQL); line breaks and tabs stay."""
+    return (value or "").translate(_CONTROL).replace("\r", "")
+
+
 def _int(value: str | None, low: int, high: int) -> int | None:
     if value is None or not value.strip().isdigit() or len(value.strip()) > 9:
         return None
@@ -138,7 +146,7 @@ class ListArgs:
     @classmethod
     def parse(cls, args: MultiDict[str, str]) -> ListArgs:
         """Anything unusable is ignored (a list page never fails on its query string)."""
-        q = " ".join((args.get("q") or "").split())[:SEARCH_MAX] or None
+        q = " ".join(clean(args.get("q")).split())[:SEARCH_MAX] or None
         try:
             kind = support.ListFilter(args.get("filter") or "")
         except ValueError:
@@ -157,8 +165,8 @@ class TemplateForm:
         for i in range(TEMPLATE_PARAMS_MAX):
             if f"p{i}" not in form:
                 break
-            params.append(form.get(f"p{i}", "").strip())
-        return cls(form.get("template", "")[:100], tuple(params))
+            params.append(clean(form.get(f"p{i}")).strip())
+        return cls(clean(form.get("template"))[:100], tuple(params))
 
 
 # --- conversations ------------------------------------------------------------------------------------
@@ -345,7 +353,7 @@ def _after_reply(farmer_id: int, result: support.ReplyResult) -> ResponseReturnV
 @staff_required(*ROLES)
 def reply(farmer_id: int) -> ResponseReturnValue:
     _exists(farmer_id)
-    text = request.form.get("text", "")
+    text = clean(request.form.get("text"))
     with context.db().session() as session, session.begin():
         result = support.reply_text(session, farmer_id, _me().id, text, utcnow())
     return _after_reply(farmer_id, result)
@@ -368,7 +376,7 @@ def add_note(farmer_id: int) -> ResponseReturnValue:
     if _exists(farmer_id).deleted_at is not None:
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
-        note = support.add_note(session, farmer_id, _me().id, request.form.get("text", ""), utcnow())
+        note = support.add_note(session, farmer_id, _me().id, clean(request.form.get("text")), utcnow())
     if note is None:
         flash(console_text(locale, "A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX), "error")
     else:
@@ -488,7 +496,7 @@ def save_canned() -> ResponseReturnValue:
     _admin_only()
     canned_id = _int(request.form.get("id"), 1, 2**31 - 1) if request.form.get("id") else None
     with context.db().session() as session, session.begin():
-        row = support.save_canned(session, canned_id, request.form.get("title", ""), request.form.get("text", ""),
+        row = support.save_canned(session, canned_id, clean(request.form.get("title")), clean(request.form.get("text")),
                                   _me().id, utcnow())
     flash(console_text(locale, "Canned reply saved.") if row
           else console_text(locale, "A canned reply needs a title (at most 100 characters) and a "

@@ -202,6 +202,13 @@ def test_a_canned_reply_fills_the_reply_box(app: Flask, client: FlaskClient, sup
     assert ">Merhaba, size nasıl yardımcı olabilirim?</textarea>" in html
 
 
+def test_control_characters_in_forms_are_dropped_not_an_error(client: FlaskClient, supporter: int, farmer_id: int,
+                                                              graph: GraphStub) -> None:
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Mer\x00haba"})
+    assert response.status_code == 302 and graph.sent[-1]["text"]["body"] == "Merhaba"
+    assert post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "\x00"}).status_code == 302
+
+
 def test_a_note_is_saved_with_its_author(client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
     post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "Seracı, Antalya."})
     note = session.scalar(select(SupportNote))
