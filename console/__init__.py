@@ -24,9 +24,10 @@ Conventions (how to add...)
   `translations/tr/LC_MESSAGES/console.po` (`python -m translations.check` fails on a missing one).
   Dates with `datetime(value)` / `date(value)` in templates: Europe/Istanbul, in the page's language.
 - a form: `<form method="post">` with `{{ csrf_field() }}` inside; every POST under /console without the
-  session's token is refused with a 400 page before any view runs. After a successful POST: `flash(...)`
-  a translated message and redirect (post/redirect/get). Parse the form once into a frozen dataclass;
-  a bad field re-renders the form with its message (status 400 or 422), never a 5xx.
+  session's token is refused with a 400 page before any view runs. After a successful POST:
+  `flash_text("success", "English source", **params)` (console.pages) and redirect (post/redirect/get).
+  Parse the form once into a frozen dataclass; a bad field re-renders the form with its message
+  (`render(..., status=400)`), never a 5xx.
 - styles: `console/static/console/console.css` only (no inline style attributes: the CSP forbids them);
   inline SVG with presentation attributes (`fill="..."`) is allowed.
 """

@@ -1,21 +1,404 @@
-"""Admin pages of the console: the start page; sponsors, purchase requests, staff, tiers, runtime
-settings and the audit log use the same services as the admin API."""
+"""Admin pages of the console: sponsors, purchase requests, staff (with reset links), tiers, runtime
+settings and the audit log, on the same services and audit actions as the admin API."""
 
 from __future__ import annotations
 
-from flask import Blueprint
-from flask.typing import ResponseReturnValue
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
-from console.pages import nav_item, render
-from console.session import staff_required
-from translations import N_
+from flask import Blueprint, abort, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select
+
+from console.pages import flash_text, nav_item, render
+from console.session import current_locale, current_staff, staff_required
+from models import (
+    AuditLog,
+    PurchaseRequest,
+    PurchaseRequestStatus,
+    Sponsor,
+    SponsorCode,
+    SponsorPurchase,
+    StaffRole,
+    StaffUser,
+    Tier,
+    utcnow,
+)
+from services import context, runtime_settings
+from services.audit import audit
+from services.password_reset import RESET_SECONDS, issue_reset_token
+from services.runtime_settings import SPECS
+from services.sponsor_stats import invalidate_stats, purchased_tiers
+from services.sponsorship import approve_purchase_request, create_sponsor, reject_purchase_request
+from services.staff_auth import ROLES, create_staff_user
+from translations import N_, TIMEZONE, console_text
 
 bp = Blueprint("console_admin", __name__, url_prefix="/console")
 
 nav_item("console_admin.index", N_("Overview"), "admin", order=10)
+nav_item("console_admin.sponsors", N_("Sponsors"), "admin", order=20)
+nav_item("console_admin.purchase_requests", N_("Purchase requests"), "admin", order=30)
+nav_item("console_admin.staff", N_("Staff"), "admin", order=40)
+nav_item("console_admin.tiers", N_("Tiers"), "admin", order=50)
+nav_item("console_admin.settings", N_("Settings"), "admin", order=60)
+nav_item("console_admin.audit_log", N_("Audit log"), "admin", order=70)
+
+PER_PAGE = 50
+MAX_REASON = 500
+RQ_DASHBOARD = "/admin/rq/"
+API_DOCS = "/api/v1/docs"
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
 
 
 @bp.get("/admin")
 @staff_required("admin")
 def index() -> ResponseReturnValue:
-    return render("console/admin_index.html")
+    with context.db().reader() as session:
+        pending = session.scalar(select(func.count()).select_from(PurchaseRequest)
+                                 .where(PurchaseRequest.status == PurchaseRequestStatus.PENDING)) or 0
+        sponsors = session.scalar(select(func.count()).select_from(Sponsor)) or 0
+        staff = session.scalar(select(func.count()).select_from(StaffUser).where(StaffUser.active)) or 0
+    return render("console/admin_index.html", pending=pending, sponsors=sponsors, staff_count=staff,
+                  rq_dashboard=RQ_DASHBOARD, api_docs=API_DOCS)
+
+
+# --- sponsors -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SponsorForm:
+    name: str
+    contact_email: str | None
+    contact_phone: str | None
+
+    @classmethod
+    def parse(cls, form: dict[str, str]) -> tuple[SponsorForm | None, dict[str, str]]:
+        """The form, or the problems by field (English msgids)."""
+        errors = {}
+        name = form.get("name", "").strip()
+        email = form.get("contact_email", "").strip() or None
+        phone = form.get("contact_phone", "").strip() or None
+        if not name or len(name) > 200:
+            errors["name"] = N_("Enter a name of up to 200 characters.")
+        if email is not None and ("@" not in email or len(email) > 254 or any(c.isspace() for c in email)):
+            errors["contact_email"] = N_("Enter an email address.")
+        if phone is not None and (len(phone) > 20 or not all(c.isdigit() or c in "+ ()-" for c in phone)):
+            errors["contact_phone"] = N_("Enter a phone number such as +902121234567.")
+        return (None if errors else cls(name, email, phone)), errors
+
+
+@bp.route("/admin/sponsors", methods=["GET", "POST"])
+@staff_required("admin")
+def sponsors() -> ResponseReturnValue:
+    errors: dict[str, str] = {}
+    values = request.form.to_dict() if request.method == "POST" else {}
+    if request.method == "POST":
+        form, errors = SponsorForm.parse(values)
+        if form is not None:
+            with context.db().session() as session, session.begin():
+                sponsor = create_sponsor(session, form.name, contact_email=form.contact_email,
+                                         contact_phone=form.contact_phone)
+                audit("sponsor.create", "sponsor", sponsor.id, {"name": sponsor.name, "via": "console"},
+                      session=session)
+                sponsor_id = sponsor.id
+            flash_text("success", "Sponsor %(name)s created.", name=form.name)
+            return redirect(url_for("console_admin.sponsor", sponsor_id=sponsor_id))
+    q = request.args.get("q", "").strip()[:200]
+    page = _page_number()
+    stmt = select(Sponsor)
+    if q:
+        stmt = stmt.where(Sponsor.name.icontains(q, autoescape=True))
+    with context.db().reader() as session:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = list(session.scalars(stmt.order_by(Sponsor.id).limit(PER_PAGE).offset((page - 1) * PER_PAGE)))
+        codes = {sponsor_id: n for sponsor_id, n in session.execute(
+            select(SponsorCode.sponsor_id, func.count()).group_by(SponsorCode.sponsor_id))}
+    return render("console/admin_sponsors.html", status=400 if errors else 200, sponsors=rows, codes=codes, q=q,
+                  page=page, pages=max(1, -(-total // PER_PAGE)), total=total, errors=errors, values=values)
+
+
+@bp.get("/admin/sponsors/<int:sponsor_id>")
+@staff_required("admin")
+def sponsor(sponsor_id: int) -> ResponseReturnValue:
+    with context.db().reader() as session:
+        found = session.get(Sponsor, sponsor_id)
+        if found is None:
+            abort(404)
+        tiers = {t.id: t.code for t in session.scalars(select(Tier))}
+        purchases = list(session.scalars(select(SponsorPurchase).where(SponsorPurchase.sponsor_id == sponsor_id)
+                                         .order_by(SponsorPurchase.id.desc()).limit(100)))
+        code_status = {status: n for status, n in session.execute(
+            select(SponsorCode.status, func.count()).where(SponsorCode.sponsor_id == sponsor_id)
+            .group_by(SponsorCode.status))}
+        users = list(session.scalars(select(StaffUser).where(StaffUser.sponsor_id == sponsor_id)
+                                     .order_by(StaffUser.id)))
+        bought = purchased_tiers(session, sponsor_id)
+    return render("console/admin_sponsor.html", sponsor=found, tiers=tiers, purchases=purchases,
+                  code_status=code_status, users=users, bought=bought)
+
+
+# --- purchase requests ----------------------------------------------------------------------------
+
+STATUSES = tuple(s.value for s in PurchaseRequestStatus)
+
+
+@bp.get("/admin/purchase-requests")
+@staff_required("admin")
+def purchase_requests() -> ResponseReturnValue:
+    status = request.args.get("status", PurchaseRequestStatus.PENDING.value)
+    if status not in STATUSES and status != "all":
+        status = PurchaseRequestStatus.PENDING.value
+    stmt = select(PurchaseRequest)
+    if status != "all":
+        stmt = stmt.where(PurchaseRequest.status == status)
+    with context.db().reader() as session:
+        rows = list(session.scalars(stmt.order_by(PurchaseRequest.id.desc()).limit(200)))
+        names = {s.id: s.name for s in session.scalars(select(Sponsor).where(
+            Sponsor.id.in_({r.sponsor_id for r in rows})))} if rows else {}
+        tiers = {t.id: t.code for t in session.scalars(select(Tier))}
+    return render("console/admin_purchase_requests.html", requests=rows, names=names, tiers=tiers,
+                  shown=status, statuses=STATUSES, max_reason=MAX_REASON)
+
+
+@bp.post("/admin/purchase-requests/<int:request_id>/approve")
+@staff_required("admin")
+def approve(request_id: int) -> ResponseReturnValue:
+    staff = current_staff()
+    assert staff is not None
+    with context.db().session() as session, session.begin():
+        found = session.get(PurchaseRequest, request_id)
+        if found is None:
+            abort(404)
+        sponsor_id = found.sponsor_id
+        try:
+            approved = approve_purchase_request(session, request_id, staff.id, utcnow())
+        except ValueError as exc:  # the tier was withdrawn since: the request stays pending
+            flash_text("error", "This request cannot be approved now: %(reason)s.", reason=str(exc))
+            return redirect(url_for("console_admin.purchase_requests"))
+        if approved is None:
+            flash_text("error", "Only a pending request can be approved or rejected.")
+            return redirect(url_for("console_admin.purchase_requests"))
+        purchase, codes = approved
+        audit("sponsor.purchase_request.approve", "purchase_request", request_id,
+              {"sponsor_id": sponsor_id, "purchase_id": purchase.id, "codes": len(codes), "via": "console"},
+              session=session)
+    invalidate_stats(context.redis(), sponsor_id)
+    flash_text("success", "Request %(id)s approved: %(n)s codes created.", id=request_id, n=len(codes))
+    return redirect(url_for("console_admin.purchase_requests"))
+
+
+@bp.post("/admin/purchase-requests/<int:request_id>/reject")
+@staff_required("admin")
+def reject(request_id: int) -> ResponseReturnValue:
+    staff = current_staff()
+    assert staff is not None
+    reason = request.form.get("reason", "").strip()
+    if not reason or len(reason) > MAX_REASON:
+        flash_text("error", "Give a reason of up to %(max)s characters to reject a request.", max=MAX_REASON)
+        return redirect(url_for("console_admin.purchase_requests"))
+    with context.db().session() as session, session.begin():
+        found = session.get(PurchaseRequest, request_id)
+        if found is None:
+            abort(404)
+        if not reject_purchase_request(session, request_id, reason, staff.id, utcnow()):
+            flash_text("error", "Only a pending request can be approved or rejected.")
+            return redirect(url_for("console_admin.purchase_requests"))
+        audit("sponsor.purchase_request.reject", "purchase_request", request_id,
+              {"sponsor_id": found.sponsor_id, "reason": reason, "via": "console"}, session=session)
+    flash_text("success", "Request %(id)s rejected.", id=request_id)
+    return redirect(url_for("console_admin.purchase_requests"))
+
+
+# --- staff ----------------------------------------------------------------------------------------
+
+ROLE_LABELS = {StaffRole.ADMIN.value: N_("Admin"), StaffRole.SUPPORT.value: N_("Support"),
+               StaffRole.SPONSOR.value: N_("Sponsor")}
+CREATE_PROBLEMS = (  # create_staff_user's English refusals -> the console's words
+    ("email must", N_("Enter an email address.")),
+    ("already exists", N_("A staff member with this email already exists.")),
+    ("password", N_("The password must be 10 to 1024 characters long.")),
+    ("sponsor", N_("A sponsor user needs a sponsor; other roles have none.")),
+    ("role", N_("Choose a role.")),
+)
+
+
+def _staff_page(status: int = 200, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
+                reset_link: str | None = None, reset_for: str | None = None) -> ResponseReturnValue:
+    with context.db().reader() as session:
+        users = list(session.scalars(select(StaffUser).order_by(StaffUser.id)))
+        sponsors = list(session.scalars(select(Sponsor).order_by(Sponsor.name)))
+    return render("console/admin_staff.html", status=status, users=users, sponsors=sponsors, roles=ROLES,
+                  role_labels=ROLE_LABELS, errors=errors or {}, values=values or {}, reset_link=reset_link,
+                  reset_for=reset_for, reset_hours=RESET_SECONDS // 3600)
+
+
+@bp.route("/admin/staff", methods=["GET", "POST"])
+@staff_required("admin")
+def staff() -> ResponseReturnValue:
+    if request.method == "GET":
+        return _staff_page()
+    values = {k: request.form.get(k, "")[:1024] for k in ("email", "role", "password", "sponsor_id")}
+    sponsor_raw = values["sponsor_id"].strip()
+    sponsor_id = int(sponsor_raw) if sponsor_raw.isdigit() and len(sponsor_raw) < 10 else None
+    try:
+        with context.db().session() as session, session.begin():
+            user = create_staff_user(session, values["email"], values["password"], values["role"],
+                                     sponsor_id if values["role"] == StaffRole.SPONSOR else None)
+            audit("staff.create", "staff_user", user.id, {"role": user.role, "via": "console"}, session=session)
+            email = user.email
+    except ValueError as exc:
+        message = next((text for key, text in CREATE_PROBLEMS if key in str(exc)), N_("Check the form."))
+        values.pop("password")
+        return _staff_page(400, {"form": console_text(current_locale(), message)}, values)
+    flash_text("success", "Staff member %(email)s created.", email=email)
+    return redirect(url_for("console_admin.staff"))
+
+
+def _staff_or_404(session: Any, user_id: int) -> StaffUser:
+    user = session.get(StaffUser, user_id)
+    if user is None:
+        abort(404)
+    return user  # type: ignore[no-any-return]
+
+
+@bp.post("/admin/staff/<int:user_id>/deactivate")
+@staff_required("admin")
+def deactivate(user_id: int) -> ResponseReturnValue:
+    me = current_staff()
+    assert me is not None
+    if user_id == me.id:
+        flash_text("error", "You cannot deactivate yourself.")
+        return redirect(url_for("console_admin.staff"))
+    with context.db().session() as session, session.begin():
+        user = _staff_or_404(session, user_id)
+        user.active = False
+        audit("staff.deactivate", "staff_user", user_id, {"via": "console"}, session=session)
+        email = user.email
+    flash_text("success", "%(email)s can no longer sign in.", email=email)
+    return redirect(url_for("console_admin.staff"))
+
+
+@bp.post("/admin/staff/<int:user_id>/reset-link")
+@staff_required("admin")
+def reset_link(user_id: int) -> ResponseReturnValue:
+    """A one-time link for the person to set a new password, shown once on this page (never stored or
+    flashed: only its hash is kept)."""
+    with context.db().reader() as session:
+        user = _staff_or_404(session, user_id)
+        email, active = user.email, user.active
+    if not active:
+        flash_text("error", "An inactive account cannot sign in, so it gets no reset link.")
+        return redirect(url_for("console_admin.staff"))
+    token = issue_reset_token(context.redis(), user_id)
+    audit("staff.reset_link", "staff_user", user_id, {"via": "console"})
+    link = context.settings().PUBLIC_BASE_URL.rstrip("/") + url_for("console_auth.reset", token=token)
+    return _staff_page(reset_link=link, reset_for=email)
+
+
+# --- tiers and runtime settings ---------------------------------------------------------------------
+
+
+@bp.get("/admin/tiers")
+@staff_required("admin")
+def tiers() -> ResponseReturnValue:
+    with context.db().reader() as session:
+        rows = list(session.scalars(select(Tier).order_by(Tier.daily_limit, Tier.id)))
+    return render("console/admin_tiers.html", tiers=rows)
+
+
+@bp.route("/admin/settings", methods=["GET", "POST"])
+@staff_required("admin")
+def settings() -> ResponseReturnValue:
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        changes: dict[str, Any] = {}
+        for name, spec in SPECS.items():
+            raw = request.form.get(name)
+            if raw is None:
+                continue
+            raw = raw.strip()[:20]
+            value: Any = None if raw == "" else (int(raw) if spec.kind == "integer" and re.fullmatch(r"-?\d{1,9}", raw)
+                                                 else raw)
+            problem = None if value is None else spec.check(value)
+            if problem is not None:
+                errors[name] = problem
+            else:
+                changes[name] = value
+        if not errors:
+            staff = current_staff()
+            assert staff is not None
+            with context.db().session() as session, session.begin():
+                before, _ = runtime_settings.load(session, context.settings())
+                changed = {n: v for n, v in changes.items() if v != getattr(before, n) or v is None}
+                runtime_settings.save(session, changed, staff.id, utcnow())
+                after, _ = runtime_settings.load(session, context.settings())
+                audit("settings.update", "runtime_settings", None,
+                      {n: {"before": getattr(before, n), "after": getattr(after, n)} for n in changed}, session=session)
+            runtime_settings.announce()
+            flash_text("success", "Settings saved.")
+            return redirect(url_for("console_admin.settings"))
+    with context.db().reader() as session:
+        values, rows = runtime_settings.load(session, context.settings())
+    items = [{"name": name, "spec": spec, "value": getattr(values, name), "default": spec.default(context.settings()),
+              "row": rows.get(name), "error": errors.get(name)} for name, spec in SPECS.items()]
+    return render("console/admin_settings.html", status=400 if errors else 200, items=items)
+
+
+# --- the audit log ------------------------------------------------------------------------------------
+
+_ACTION = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    actor: str
+    action: str
+    since: datetime | None
+    until: datetime | None
+
+    @classmethod
+    def parse(cls, args: dict[str, str]) -> AuditFilters:
+        """Lenient: a filter that does not parse is ignored (and shown empty), never an error page."""
+        return cls(args.get("actor", "").strip()[:254], args.get("action", "").strip()[:100],
+                   _day(args.get("from", ""), 0), _day(args.get("to", ""), 1))
+
+
+def _day(raw: str, shift: int) -> datetime | None:
+    """A YYYY-MM-DD day in Istanbul as the UTC moment it starts (shift=1: the moment the day ends)."""
+    try:
+        day = datetime.strptime(raw.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        return None
+    start = datetime.combine(day + timedelta(days=shift), time(0), TIMEZONE)
+    return start.astimezone(UTC)
+
+
+@bp.get("/admin/audit")
+@staff_required("admin")
+def audit_log() -> ResponseReturnValue:
+    filters = AuditFilters.parse(request.args.to_dict())
+    page = _page_number()
+    stmt = select(AuditLog, StaffUser.email).outerjoin(StaffUser, StaffUser.id == AuditLog.user_id)
+    if filters.actor:
+        if filters.actor.isdigit() and len(filters.actor) < 10:
+            stmt = stmt.where(AuditLog.user_id == int(filters.actor))
+        else:
+            stmt = stmt.where(StaffUser.email.icontains(filters.actor.lower(), autoescape=True))
+    if filters.action and _ACTION.fullmatch(filters.action):
+        stmt = stmt.where(AuditLog.action.startswith(filters.action, autoescape=True))
+    if filters.since is not None:
+        stmt = stmt.where(AuditLog.at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(AuditLog.at < filters.until)
+    with context.db().reader() as session:
+        rows = session.execute(stmt.order_by(AuditLog.at.desc(), AuditLog.id.desc())
+                               .limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)).all()
+        actions = sorted(session.scalars(select(AuditLog.action).distinct()))
+    return render("console/admin_audit.html", rows=rows[:PER_PAGE], more=len(rows) > PER_PAGE, page=page,
+                  filters=filters, actions=actions, args=request.args.to_dict())

@@ -1,4 +1,5 @@
-"""Signing in and out of the console, the start page per role, and the language switch.
+"""Signing in and out of the console, the start page per role, the language switch, changing one's
+password and the page of a one-time reset link.
 
 Sign-in uses the API login's rules (services.staff_auth.check_credentials): the same accounts, password
 hashing, failure limits per account and per address (429 page with Retry-After), inactive accounts
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, flash, redirect, request, url_for
+from flask import Blueprint, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import BuildError
 
-from console.pages import render
+from console.pages import flash_text, render
 from console.session import (
     current_locale,
     current_staff,
@@ -26,6 +27,7 @@ from console.session import (
 from models import StaffUser
 from services import context
 from services.audit import audit
+from services.password_reset import peek_reset_token, take_reset_token
 from services.staff_auth import (
     LimiterUnavailable,
     TooManyAttempts,
@@ -106,7 +108,7 @@ def logout() -> ResponseReturnValue:
     user_id = sign_out()
     if user_id is not None:
         audit("auth.logout", "staff_user", user_id, {"via": "console"}, user_id=user_id)
-    flash(console_text(current_locale(), "You are signed out."), "info")
+    flash_text("info", "You are signed out.")
     return redirect(url_for("console_auth.login"))
 
 
@@ -160,5 +162,34 @@ def password() -> ResponseReturnValue:
         fresh = session.get(StaffUser, staff.id)
     assert fresh is not None
     sign_in(fresh)  # this session goes on with the new password; every other one has ended
-    flash(console_text(locale, "Your password has been changed."), "success")
+    flash_text("success", "Your password has been changed.")
     return redirect(url_for("console_auth.home"))
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset(token: str) -> ResponseReturnValue:
+    """The page of a one-time reset link (made by an admin): set a new password; every session ends."""
+    locale = current_locale()
+    redis = context.redis()
+    if request.method == "GET":
+        if peek_reset_token(redis, token) is None:
+            return render("console/reset.html", status=404, valid=False, error=None)
+        return render("console/reset.html", valid=True, error=None)
+    new = NewPassword(request.form.get("new_password", "")[:2048], request.form.get("new_password_again", "")[:2048])
+    problem = new.problem(locale)
+    if peek_reset_token(redis, token) is None:
+        return render("console/reset.html", status=404, valid=False, error=None)
+    if problem is not None:
+        return render("console/reset.html", status=400, valid=True, error=problem)
+    user_id = take_reset_token(redis, token)
+    if user_id is None:  # used in another tab a moment ago
+        return render("console/reset.html", status=404, valid=False, error=None)
+    with context.db().session() as session, session.begin():
+        user = session.get(StaffUser, user_id)
+        if user is None or not user.active:
+            return render("console/reset.html", status=404, valid=False, error=None)
+        user.password_hash = hash_password(new.password)
+        audit("auth.password_reset", "staff_user", user.id, {"via": "console"}, user_id=user.id, session=session)
+    sign_out()
+    flash_text("success", "Your new password is set; sign in with it.")
+    return redirect(url_for("console_auth.login"))

@@ -16,7 +16,7 @@ from datetime import date as date_type
 from datetime import datetime as datetime_type
 from typing import Any
 
-from flask import render_template, request
+from flask import flash, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -94,13 +94,20 @@ def _base_context(staff: StaffUser | None, locale: str) -> dict[str, Any]:
 
 
 def render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
-    """A console page: the template with everything base.html needs (see the module docstring)."""
+    """A console page: the template with everything base.html needs (see the module docstring), answered
+    with HTTP `status` (so a template variable cannot be called `status`)."""
     locale = current_locale()
     staff = current_staff()
     warnings = health_warnings() if staff is not None and staff.role != "sponsor" else []
     here = request.full_path.rstrip("?") if request.method == "GET" else request.path
     page = render_template(template, **_base_context(staff, locale), health_warnings=warnings, here=here, **context)
     return page, status
+
+
+def flash_text(category: str, msgid: str, /, **params: Any) -> None:
+    """Flash a console text in the page's language (`success`, `error`, `info`, `warning`): what a view
+    says after a POST, before it redirects."""
+    flash(console_text(current_locale(), msgid, **params), category)
 
 
 def audit_view(action: str, target_type: str, target_id: object) -> None:

@@ -28,7 +28,7 @@ POT = Path("translations") / f"{DOMAIN}.pot"
 # The staff console's catalog (console.po): checked against its code directly, no .pot in git (several
 # branches add console text at once; a .pot would conflict, the .po files merge by union).
 CONSOLE_CFG = "babel-console.cfg"
-CONSOLE_KEYWORDS = ("_", "_n:1,2", "console_text:2", "console_ntext:2,3", "N_")
+CONSOLE_KEYWORDS = ("_", "_n:1,2", "console_text:2", "console_ntext:2,3", "flash_text:2", "N_")
 
 Key = tuple[str | None, str | tuple[str, ...]]
 

@@ -1,0 +1,244 @@
+"""The console's admin pages: sponsors, purchase requests, staff and reset links, tiers, runtime
+settings and the audit log; each one admin only (404 for other roles), each change audited."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from models import AuditLog, PurchaseRequest, Sponsor, SponsorCode, StaffUser, Tier, utcnow
+from services import quota, sponsorship
+from tests.admin_helpers import PASSWORD, make_sponsor, make_staff
+from tests.console_helpers import console_login, post, signed_in
+
+ADMIN_PAGES = ("/console/admin", "/console/admin/sponsors", "/console/admin/purchase-requests",
+               "/console/admin/staff", "/console/admin/tiers", "/console/admin/settings", "/console/admin/audit")
+
+
+@pytest.fixture
+def admin(app: Flask, client: FlaskClient) -> int:
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    return signed_in(app, client, "admin")
+
+
+def actions(session: Any) -> list[str]:
+    return list(session.scalars(select(AuditLog.action).order_by(AuditLog.id)))
+
+
+def file_request(app: Flask, sponsor_id: int, quantity: int = 5) -> int:
+    with app.extensions["db"].session() as s, s.begin():
+        return sponsorship.file_purchase_request(s, sponsor_id, "M", quantity, 90, 30, None, None, utcnow()).id
+
+
+@pytest.mark.parametrize("page", ADMIN_PAGES)
+def test_every_admin_page_opens_for_an_admin(admin: int, client: FlaskClient, page: str) -> None:
+    response = client.get(page)
+    assert response.status_code == 200, page
+    assert "Content-Security-Policy" in response.headers
+
+
+@pytest.mark.parametrize("role", ["sponsor", "support"])
+def test_admin_pages_are_404_for_other_roles(app: Flask, client: FlaskClient, role: str) -> None:
+    signed_in(app, client, role)
+    for page in ADMIN_PAGES:
+        assert client.get(page).status_code == 404, page
+    assert post(client, "/console/admin/sponsors", {"name": "Sneaky"}).status_code == 404
+
+
+def test_an_admin_creates_a_sponsor_and_sees_its_page(admin: int, client: FlaskClient, session) -> None:
+    created = post(client, "/console/admin/sponsors", {"name": "Tarım A.Ş.", "contact_email": "info@tarim.test"})
+    assert created.status_code == 302
+    sponsor = session.scalars(select(Sponsor)).one()
+    assert created.headers["Location"].endswith(f"/console/admin/sponsors/{sponsor.id}")
+    page = client.get(created.headers["Location"]).get_data(as_text=True)
+    assert "Tarım A.Ş." in page and "info@tarim.test" in page
+    assert "sponsor.create" in actions(session)
+    assert "Tarım" in client.get("/console/admin/sponsors?q=tar").get_data(as_text=True)
+
+
+def test_a_sponsor_form_with_bad_fields_says_what_is_wrong(admin: int, client: FlaskClient, session) -> None:
+    response = post(client, "/console/admin/sponsors", {"name": "", "contact_email": "not-an-email"})
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "En fazla 200 karakterlik bir ad girin." in html and "Bir e-posta adresi girin." in html
+    assert session.scalars(select(Sponsor)).first() is None
+
+
+def test_an_unknown_sponsor_is_404(admin: int, client: FlaskClient) -> None:
+    assert client.get("/console/admin/sponsors/999999").status_code == 404
+
+
+def test_an_admin_approves_a_purchase_request_and_codes_are_made(app: Flask, admin: int, client: FlaskClient,
+                                                                 session) -> None:
+    request_id = file_request(app, make_sponsor(app), quantity=3)
+    assert f">{request_id}<" in client.get("/console/admin/purchase-requests").get_data(as_text=True)
+    approved = post(client, f"/console/admin/purchase-requests/{request_id}/approve")
+    assert approved.status_code == 302
+    assert session.get(PurchaseRequest, request_id).status == "approved"
+    assert len(session.scalars(select(SponsorCode)).all()) == 3
+    row = session.scalars(select(AuditLog).where(AuditLog.action == "sponsor.purchase_request.approve")).one()
+    assert row.user_id == admin and row.details["codes"] == 3
+    again = post(client, f"/console/admin/purchase-requests/{request_id}/approve", follow_redirects=True)
+    assert "Yalnızca bekleyen bir talep" in again.get_data(as_text=True)
+    assert len(session.scalars(select(SponsorCode)).all()) == 3
+
+
+def test_rejecting_a_request_needs_a_reason(app: Flask, admin: int, client: FlaskClient, session) -> None:
+    request_id = file_request(app, make_sponsor(app))
+    no_reason = post(client, f"/console/admin/purchase-requests/{request_id}/reject", {"reason": "  "},
+                     follow_redirects=True)
+    assert "gerekçe" in no_reason.get_data(as_text=True)
+    assert session.get(PurchaseRequest, request_id).status == "pending"
+    post(client, f"/console/admin/purchase-requests/{request_id}/reject", {"reason": "Bütçe onayı yok"})
+    found = session.get(PurchaseRequest, request_id)
+    assert found.status == "rejected" and found.rejection_reason == "Bütçe onayı yok"
+    assert "sponsor.purchase_request.reject" in actions(session)
+
+
+def test_an_admin_creates_and_deactivates_staff(app: Flask, admin: int, client: FlaskClient, session) -> None:
+    sponsor_id = make_sponsor(app)
+    created = post(client, "/console/admin/staff", {"email": "Ayse@Sponsor.test", "role": "sponsor",
+                                                    "sponsor_id": str(sponsor_id), "password": PASSWORD})
+    assert created.status_code == 302
+    user = session.scalars(select(StaffUser).where(StaffUser.email == "ayse@sponsor.test")).one()
+    assert user.sponsor_id == sponsor_id and user.role == "sponsor"
+    assert console_login(client.application.test_client(), "ayse@sponsor.test").status_code == 302
+    post(client, f"/console/admin/staff/{user.id}/deactivate")
+    session.expire_all()
+    assert session.get(StaffUser, user.id).active is False
+    assert console_login(client.application.test_client(), "ayse@sponsor.test").status_code == 401
+    assert {"staff.create", "staff.deactivate"} <= set(actions(session))
+
+
+def test_a_staff_form_with_a_taken_email_or_short_password_is_refused(admin: int, client: FlaskClient) -> None:
+    taken = post(client, "/console/admin/staff", {"email": "admin@ziraai.test", "role": "support",
+                                                  "password": PASSWORD})
+    short = post(client, "/console/admin/staff", {"email": "new@ziraai.test", "role": "support", "password": "short"})
+    assert taken.status_code == short.status_code == 400
+    assert "zaten var" in taken.get_data(as_text=True)
+    assert "10 ile 1024" in short.get_data(as_text=True)
+
+
+def test_an_admin_cannot_deactivate_themselves(admin: int, client: FlaskClient, session) -> None:
+    post(client, f"/console/admin/staff/{admin}/deactivate")
+    assert session.get(StaffUser, admin).active is True
+
+
+def _reset_link(client: FlaskClient, user_id: int) -> str:
+    page = post(client, f"/console/admin/staff/{user_id}/reset-link").get_data(as_text=True)
+    found = re.search(r"https?://[^<\s]+/console/reset/[A-Za-z0-9_\-]+", page)
+    assert found is not None
+    return found.group(0).split("/console", 1)[1]
+
+
+def test_a_reset_link_sets_a_new_password_once(app: Flask, admin: int, client: FlaskClient, session) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    path = "/console" + _reset_link(client, user_id)
+    stored = [k.decode() if isinstance(k, bytes) else k for k in app.extensions["redis"].scan_iter("console:reset:*")]
+    assert len(stored) == 1 and path.rsplit("/", 1)[1] not in stored[0]  # only the token's hash is kept
+    person = app.test_client()
+    assert person.get(path).status_code == 200
+    done = post(person, path, {"new_password": "a fresh passphrase", "new_password_again": "a fresh passphrase"})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/console/login")
+    assert console_login(app.test_client(), "support@ziraai.test", "a fresh passphrase").status_code == 302
+    assert person.get(path).status_code == 404
+    again = post(person, path, {"new_password": "another passphrase", "new_password_again": "another passphrase"})
+    assert again.status_code == 404
+    assert {"staff.reset_link", "auth.password_reset"} <= set(actions(session))
+
+
+def test_a_newer_reset_link_voids_the_older_one(app: Flask, admin: int, client: FlaskClient) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    first = "/console" + _reset_link(client, user_id)
+    second = "/console" + _reset_link(client, user_id)
+    person = app.test_client()
+    assert person.get(first).status_code == 404
+    assert person.get(second).status_code == 200
+
+
+def test_a_reset_ends_the_sessions_of_that_person(app: Flask, admin: int, client: FlaskClient) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    them = app.test_client()
+    console_login(them, "support@ziraai.test")
+    assert them.get("/console/password").status_code == 200
+    path = "/console" + _reset_link(client, user_id)
+    person = app.test_client()
+    person.get(path)
+    post(person, path, {"new_password": "a fresh passphrase", "new_password_again": "a fresh passphrase"})
+    assert them.get("/console/password").status_code == 302
+
+
+def test_a_reset_with_two_different_passwords_keeps_the_link(app: Flask, admin: int, client: FlaskClient) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    path = "/console" + _reset_link(client, user_id)
+    person = app.test_client()
+    person.get(path)
+    differ = post(person, path, {"new_password": "a fresh passphrase", "new_password_again": "other passphrase"})
+    assert differ.status_code == 400
+    assert person.get(path).status_code == 200
+
+
+def test_a_made_up_reset_token_is_404(client: FlaskClient) -> None:
+    assert client.get("/console/reset/not-a-real-token").status_code == 404
+
+
+def test_the_tiers_page_lists_the_tiers(admin: int, client: FlaskClient, session) -> None:
+    html = client.get("/console/admin/tiers").get_data(as_text=True)
+    for code in session.scalars(select(Tier.code)):
+        assert f"<td>{code}</td>" in html
+
+
+def test_an_admin_changes_a_runtime_setting_and_returns_it_to_default(admin: int, client: FlaskClient,
+                                                                      session) -> None:
+    from services.runtime_settings import SPECS
+
+    name, spec = next((n, s) for n, s in SPECS.items() if s.kind == "integer")
+    value = spec.minimum if spec.minimum is not None else 1
+    saved = post(client, "/console/admin/settings", {name: str(value)})
+    assert saved.status_code == 302
+    assert f'value="{value}"' in client.get("/console/admin/settings").get_data(as_text=True)
+    bad = post(client, "/console/admin/settings", {name: "not a number"})
+    assert bad.status_code == 400
+    post(client, "/console/admin/settings", {name: ""})
+    rows = session.scalars(select(AuditLog).where(AuditLog.action == "settings.update")).all()
+    assert len(rows) == 2 and rows[0].details[name]["after"] == value
+
+
+def test_the_audit_log_filters_by_actor_action_and_date(app: Flask, admin: int, client: FlaskClient) -> None:
+    post(client, "/console/admin/sponsors", {"name": "Filtre A.Ş."})
+    by_action = client.get("/console/admin/audit?action=sponsor.create").get_data(as_text=True)
+    assert "sponsor.create" in by_action and "<code>auth.login</code>" not in by_action
+    by_actor = client.get("/console/admin/audit?actor=admin@ziraai").get_data(as_text=True)
+    assert "<code>auth.login</code>" in by_actor
+    nobody = client.get("/console/admin/audit?actor=nobody@x").get_data(as_text=True)
+    assert "<code>auth.login</code>" not in nobody
+    future = client.get("/console/admin/audit?from=2999-01-01").get_data(as_text=True)
+    assert "<code>auth.login</code>" not in future
+    past = client.get("/console/admin/audit?to=2000-01-01").get_data(as_text=True)
+    assert "<code>auth.login</code>" not in past
+    nonsense = client.get("/console/admin/audit?from=yesterday&to=%00&page=abc&action=%27--")
+    assert nonsense.status_code == 200
+
+
+def test_the_overview_links_to_the_jobs_dashboard_and_the_api_docs(admin: int, client: FlaskClient) -> None:
+    html = client.get("/console/admin").get_data(as_text=True)
+    assert 'href="/admin/rq/"' in html and 'href="/api/v1/docs"' in html
+
+
+def test_admin_forms_without_the_csrf_token_are_refused(app: Flask, admin: int, client: FlaskClient,
+                                                        session) -> None:
+    request_id = file_request(app, make_sponsor(app))
+    for path, data in (("/console/admin/sponsors", {"name": "X"}),
+                       (f"/console/admin/purchase-requests/{request_id}/approve", {}),
+                       ("/console/admin/staff", {"email": "x@y.test", "role": "support", "password": PASSWORD}),
+                       (f"/console/admin/staff/{admin}/reset-link", {}),
+                       ("/console/admin/settings", {})):
+        assert client.post(path, data=data).status_code == 400, path
+    assert session.get(PurchaseRequest, request_id).status == "pending"
+    assert session.scalars(select(Sponsor).where(Sponsor.name == "X")).first() is None
