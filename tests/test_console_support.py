@@ -314,3 +314,18 @@ def test_only_an_admin_edits_canned_replies(app: Flask, client: FlaskClient, ses
     assert row.text == "Merhaba, hoş geldiniz!"
     post(client, f"/console/support/canned/{row.id}/delete")
     assert session.scalar(select(func.count()).select_from(CannedReply)) == 0
+
+
+def test_the_demo_data_gives_the_support_pages_something_to_show(app: Flask, client: FlaskClient,
+                                                                  session) -> None:
+    from devtools.demo import seed_demo
+
+    seed_demo(app.extensions["db"])
+    seed_demo(app.extensions["db"])  # idempotent
+    signed_in(app, client, "support")
+    assert "Hasan Çelik" in page(client, "/console/support?filter=human")
+    assert "Zeynep Arslan" in page(client, "/console/support/deletions")
+    assert "Karşılama" in page(client, "/console/support/canned")
+    taken_id = session.scalar(select(Farmer.id).where(Farmer.profile_name == "Hasan Çelik"))
+    html = page(client, f"/console/support/farmers/{taken_id}")
+    assert "Mersin" in html and "admin@ziraai.local" in html
