@@ -9,6 +9,8 @@ business must keep, without identity:
   them; the recipient on the status events; their photos in storage; the notes, location and raw result
   of their analyses; their conversation state and support's notes on them; name, phone, user id,
   parent user id and username on the farmer row.
+- ended: their inbound messages not yet handled (marked processed) and their analyses not yet finished
+  (failed and refunded, as any analysis that failed on our side; a result arriving later is ignored).
 - kept: the farmer row itself (an id with no identity, `deleted_at` set), the quota ledger,
   subscriptions, codes redeemed, analyses' crop/diagnosis figures (sponsor statistics), delivery
   statuses and the audit log.
@@ -33,10 +35,20 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import replies
-from models import Analysis, Conversation, Direction, Farmer, Message, MessageStatus, MessageStatusEvent, SupportNote
+from models import (
+    Analysis,
+    AnalysisStatus,
+    Conversation,
+    Direction,
+    Farmer,
+    Message,
+    MessageStatus,
+    MessageStatusEvent,
+    SupportNote,
+)
 from models.db import Database
 from services.audit import audit
-from services.quota import lock_farmer
+from services.quota import lock_farmer, refund
 from services.storage import Storage
 from services.support import window_left
 from services.whatsapp import messages as wa
@@ -46,6 +58,7 @@ log = logging.getLogger(__name__)
 
 DELETION_DAYS = 30  # KVKK: a request is carried out within 30 days
 AUTO_DELETE_BEFORE = timedelta(days=1)  # the scheduler deletes on the last day of the 30
+FINISHED = (AnalysisStatus.COMPLETED.value, AnalysisStatus.FAILED.value)
 
 
 def due_at(requested_at: datetime) -> datetime:
@@ -106,6 +119,18 @@ def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime)
                     .values(status=MessageStatus.FAILED.value, failed_at=now,
                             error_title="withheld: the farmer's data was deleted")
                     .execution_options(synchronize_session=False))
+    # Nothing of theirs still waiting is handled any more: their messages are done, their analyses end
+    # (refunded, as any analysis that failed on our side; a result arriving later is ignored).
+    session.execute(update(Message).where(mine, Message.direction == Direction.INBOUND.value,
+                                          Message.status == MessageStatus.RECEIVED.value)
+                    .values(status=MessageStatus.PROCESSED.value, processed_at=now)
+                    .execution_options(synchronize_session=False))
+    for analysis in session.scalars(select(Analysis).where(Analysis.farmer_id == farmer_id,
+                                                           Analysis.status.not_in(FINISHED)).with_for_update()):
+        analysis.status, analysis.failed_at = AnalysisStatus.FAILED.value, now
+        analysis.failure_reason = "the farmer's data was deleted"
+        if analysis.charge_ledger_id is not None:
+            refund(session, analysis.charge_ledger_id, now)
     goodbye_id, address = None, None
     if aliases and window_left(farmer, now) is not None:
         address = farmer.address

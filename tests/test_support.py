@@ -278,3 +278,35 @@ def test_a_deleted_farmer_who_writes_again_starts_afresh(app, farmer, session, s
     goodbye, notice = farmer.says("Merhaba")  # the goodbye was still waiting: it leaves first
     assert "silindi" in goodbye and "KVKK" in notice
     assert farmer_row(session).id != farmer_id
+
+
+def test_deleting_ends_a_running_analysis_refunded_and_a_late_result_is_ignored(app, farmer, session, staff_id):
+    from services.analysis import complete
+
+    farmer_id = farmer_row(session).id
+    now = utcnow()
+    with write(app) as s, s.begin():
+        analysis = Analysis(farmer_id=farmer_id, status="processing", crop="domates")
+        s.add(analysis)
+        s.flush()
+        charge = quota.charge(s, farmer_id, now, analysis_id=analysis.id)
+        analysis.charge_ledger_id = charge.ledger_id
+        analysis_id = analysis.id
+    with write(app) as s, s.begin():
+        deletion.erase(s, farmer_id, staff_id, now)
+    row = session.get(Analysis, analysis_id)
+    assert row.status == "failed" and row.failure_reason == "the farmer's data was deleted"
+    kinds = session.scalars(select(UsageLedger.kind).where(UsageLedger.farmer_id == farmer_id)).all()
+    assert sorted(kinds) == ["charge", "refund"]
+    assert complete(analysis_id, {"Success": True}) == "ignored"
+
+
+def test_the_api_transcript_of_a_deleted_farmer_is_not_an_error(app, client, farmer, session, staff_id):
+    from tests.admin_helpers import bearer, token_for
+
+    farmer_id = farmer_row(session).id
+    with write(app) as s, s.begin():
+        deletion.erase(s, farmer_id, staff_id, utcnow())
+    headers = bearer(token_for(app, client, "admin"))
+    response = client.get(f"/api/v1/farmers/{farmer_id}/messages", headers=headers)
+    assert response.status_code == 200 and response.get_json()["farmer"]["phone"] is None
