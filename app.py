@@ -70,6 +70,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["media_max_age"] = settings.MEDIA_URL_MAX_AGE
 
     from admin import bp as admin_bp
+    from admin.api_docs import bp as api_docs_bp
     from admin.rq_dashboard import bp as rq_dashboard_bp
     from cli import bp as cli_bp
     from web.health import bp as health_bp
@@ -78,7 +79,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from webhooks.n8n import bp as n8n_bp
     from webhooks.whatsapp import bp as whatsapp_bp
 
-    for bp in (whatsapp_bp, n8n_bp, media_bp, report_bp, admin_bp, rq_dashboard_bp, health_bp, cli_bp):
+    for bp in (whatsapp_bp, n8n_bp, media_bp, report_bp, admin_bp, api_docs_bp, rq_dashboard_bp, health_bp,
+               cli_bp):
         app.register_blueprint(bp)
     init_console(app)
     if settings.DEV_TOOLS and not settings.is_production:

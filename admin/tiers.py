@@ -6,7 +6,7 @@ A change is audited with the values before and after.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -32,18 +32,14 @@ from admin.pagination import QueryArgs, page_args, paginate
 from admin.validation import Body
 from models import Tier
 from services import context
-from services.quota import tier_by_code
+from services.tiers import DAILY_OVER_MONTHLY, MAX_LIMIT, MAX_PRICE, change_tier, parse_price, tier_values
 
 _TIER_CODE = re.compile(r"[A-Za-z0-9_]{1,10}")
-MAX_LIMIT = 1_000_000
-MAX_PRICE = Decimal("99999999.99")
 FIELDS = ("daily_limit", "monthly_limit", "price_try", "active")
 
 
 def _tier_json(t: Tier) -> dict[str, Any]:
-    return {"id": t.id, "code": t.code, "name": t.name, "daily_limit": t.daily_limit,
-            "monthly_limit": t.monthly_limit, "price_try": str(t.price_try), "default_days": t.default_days,
-            "active": t.active}
+    return tier_values(t)
 
 
 @bp.get("/tiers")
@@ -63,15 +59,10 @@ def _body_price(body: Body, name: str) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         body.errors.append(field_error(name, "must be a number such as 99.99"))
         return None
-    try:
-        price = Decimal(str(value).strip())
-    except InvalidOperation:
-        price = None
-    if price is None or not price.is_finite() or price < 0 or price > MAX_PRICE or price != price.quantize(
-            Decimal("0.01")):
+    price = parse_price(value)
+    if price is None:
         body.errors.append(field_error(name, f"must be a number from 0 to {MAX_PRICE} with at most 2 decimals"))
-        return None
-    return price.quantize(Decimal("0.01"))
+    return price
 
 
 def _changes(body: Body) -> dict[str, Any]:
@@ -106,20 +97,15 @@ def update_tier(code: str) -> Response:
     if not _TIER_CODE.fullmatch(code):
         raise ApiError(404, "No tier with this code.")
     with context.db().session() as session, session.begin():
-        tier = tier_by_code(session, code)
-        if tier is None:
-            raise ApiError(404, "No tier with this code.")
-        before = _tier_json(tier)
-        daily = changes.get("daily_limit", tier.daily_limit)
-        monthly = changes.get("monthly_limit", tier.monthly_limit)
-        if daily > monthly:
+        try:
+            changed = change_tier(session, code, changes)
+        except ValueError as exc:
             raise ApiError(400, "Some fields of the request body are invalid.",
-                           errors=[field_error("daily_limit", "must not exceed monthly_limit")])
-        for name, value in changes.items():
-            setattr(tier, name, value)
-        session.flush()
-        after = _tier_json(tier)
-        audit("tier.update", "tier", tier.code,
+                           errors=[field_error("daily_limit", DAILY_OVER_MONTHLY)]) from exc
+        if changed is None:
+            raise ApiError(404, "No tier with this code.")
+        before, after = changed
+        audit("tier.update", "tier", after["code"],
               {"before": {k: before[k] for k in changes}, "after": {k: after[k] for k in changes}}, session=session)
     return jsonify(after)
 

@@ -4,8 +4,9 @@ settings and the audit log, on the same services and audit actions as the admin 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, abort, redirect, request, url_for
@@ -16,6 +17,7 @@ from console.pages import flash_text, nav_item, render
 from console.session import current_locale, current_staff, staff_required
 from models import (
     AuditLog,
+    CodeStatus,
     PurchaseRequest,
     PurchaseRequestStatus,
     Sponsor,
@@ -31,8 +33,14 @@ from services.audit import audit
 from services.password_reset import RESET_SECONDS, issue_reset_token
 from services.runtime_settings import SPECS
 from services.sponsor_stats import invalidate_stats, purchased_tiers
-from services.sponsorship import approve_purchase_request, create_sponsor, reject_purchase_request
+from services.sponsorship import (
+    approve_purchase_request,
+    create_sponsor,
+    has_effective_status,
+    reject_purchase_request,
+)
 from services.staff_auth import ROLES, create_staff_user
+from services.tiers import MAX_LIMIT, change_tier, parse_price
 from translations import N_, TIMEZONE, console_text
 
 bp = Blueprint("console_admin", __name__, url_prefix="/console")
@@ -133,19 +141,24 @@ def sponsor(sponsor_id: int) -> ResponseReturnValue:
         tiers = {t.id: t.code for t in session.scalars(select(Tier))}
         purchases = list(session.scalars(select(SponsorPurchase).where(SponsorPurchase.sponsor_id == sponsor_id)
                                          .order_by(SponsorPurchase.id.desc()).limit(100)))
-        code_status = {status: n for status, n in session.execute(
-            select(SponsorCode.status, func.count()).where(SponsorCode.sponsor_id == sponsor_id)
-            .group_by(SponsorCode.status))}
+        now = utcnow()
+        code_status = {status: session.scalar(select(func.count()).select_from(SponsorCode).where(
+            SponsorCode.sponsor_id == sponsor_id, has_effective_status(status, now))) or 0
+            for status in CODE_STATUSES}
         users = list(session.scalars(select(StaffUser).where(StaffUser.sponsor_id == sponsor_id)
                                      .order_by(StaffUser.id)))
         bought = purchased_tiers(session, sponsor_id)
     return render("console/admin_sponsor.html", sponsor=found, tiers=tiers, purchases=purchases,
-                  code_status=code_status, users=users, bought=bought)
+                  code_status=code_status, users=users, bought=bought, status_labels=STATUS_LABELS)
 
 
 # --- purchase requests ----------------------------------------------------------------------------
 
 STATUSES = tuple(s.value for s in PurchaseRequestStatus)
+CODE_STATUSES = tuple(s.value for s in CodeStatus)
+STATUS_LABELS = {"pending": N_("pending"), "approved": N_("approved"), "rejected": N_("rejected"),
+                 "all": N_("all"), "unused": N_("unused"), "redeemed": N_("redeemed"), "expired": N_("expired"),
+                 "revoked": N_("revoked")}
 
 
 @bp.get("/admin/purchase-requests")
@@ -163,7 +176,7 @@ def purchase_requests() -> ResponseReturnValue:
             Sponsor.id.in_({r.sponsor_id for r in rows})))} if rows else {}
         tiers = {t.id: t.code for t in session.scalars(select(Tier))}
     return render("console/admin_purchase_requests.html", requests=rows, names=names, tiers=tiers,
-                  shown=status, statuses=STATUSES, max_reason=MAX_REASON)
+                  shown=status, statuses=STATUSES, max_reason=MAX_REASON, status_labels=STATUS_LABELS)
 
 
 @bp.post("/admin/purchase-requests/<int:request_id>/approve")
@@ -284,6 +297,19 @@ def deactivate(user_id: int) -> ResponseReturnValue:
     return redirect(url_for("console_admin.staff"))
 
 
+@bp.post("/admin/staff/<int:user_id>/activate")
+@staff_required("admin")
+def activate(user_id: int) -> ResponseReturnValue:
+    """Let a deactivated account sign in again (with its old password, or a reset link)."""
+    with context.db().session() as session, session.begin():
+        user = _staff_or_404(session, user_id)
+        user.active = True
+        audit("staff.activate", "staff_user", user_id, {"via": "console"}, session=session)
+        email = user.email
+    flash_text("success", "%(email)s can sign in again.", email=email)
+    return redirect(url_for("console_admin.staff"))
+
+
 @bp.post("/admin/staff/<int:user_id>/reset-link")
 @staff_required("admin")
 def reset_link(user_id: int) -> ResponseReturnValue:
@@ -304,12 +330,62 @@ def reset_link(user_id: int) -> ResponseReturnValue:
 # --- tiers and runtime settings ---------------------------------------------------------------------
 
 
+def _tiers_page(status: int = 200, errors: dict[str, str] | None = None) -> ResponseReturnValue:
+    with context.db().reader() as session:
+        rows = list(session.scalars(select(Tier).order_by(Tier.daily_limit, Tier.id)))
+    return render("console/admin_tiers.html", status=status, tiers=rows, errors=errors or {}, max_limit=MAX_LIMIT)
+
+
+@dataclass(frozen=True)
+class TierForm:
+    daily_limit: int
+    monthly_limit: int
+    price_try: Decimal
+    active: bool
+
+    @classmethod
+    def parse(cls, form: dict[str, str]) -> TierForm | None:
+        """None when a field is out of its bounds (the same as the API's: services.tiers)."""
+        def limit(name: str) -> int | None:
+            raw = form.get(name, "").strip()
+            return int(raw) if re.fullmatch(r"\d{1,7}", raw) and int(raw) <= MAX_LIMIT else None
+
+        daily, monthly = limit("daily_limit"), limit("monthly_limit")
+        price = parse_price(form.get("price_try", "")[:20].replace(",", "."))
+        if daily is None or monthly is None or price is None:
+            return None
+        return cls(daily, monthly, price, form.get("active") == "on")
+
+
 @bp.get("/admin/tiers")
 @staff_required("admin")
 def tiers() -> ResponseReturnValue:
-    with context.db().reader() as session:
-        rows = list(session.scalars(select(Tier).order_by(Tier.daily_limit, Tier.id)))
-    return render("console/admin_tiers.html", tiers=rows)
+    return _tiers_page()
+
+
+@bp.post("/admin/tiers/<code>")
+@staff_required("admin")
+def tier(code: str) -> ResponseReturnValue:
+    """Change a tier's limits, price or whether new purchases may use it (as PATCH /api/v1/tiers/{code})."""
+    form = TierForm.parse(request.form.to_dict())
+    if form is None:
+        return _tiers_page(400, {code: console_text(current_locale(), "Limits are whole numbers from 0 to "
+                                                    "%(max)s; the price has at most 2 decimals.", max=MAX_LIMIT)})
+    with context.db().session() as session, session.begin():
+        try:
+            changed = change_tier(session, code[:10], asdict(form))
+        except ValueError:  # nothing was changed
+            return _tiers_page(400, {code: console_text(current_locale(),
+                                                        "The daily limit may not exceed the monthly limit.")})
+        if changed is None:
+            abort(404)
+        before, after = changed
+        names = [k for k in ("daily_limit", "monthly_limit", "price_try", "active") if before[k] != after[k]]
+        audit("tier.update", "tier", after["code"], {"before": {k: before[k] for k in names},
+                                                     "after": {k: after[k] for k in names}, "via": "console"},
+              session=session)
+    flash_text("success", "Tier %(code)s saved.", code=after["code"])
+    return redirect(url_for("console_admin.tiers"))
 
 
 @bp.route("/admin/settings", methods=["GET", "POST"])

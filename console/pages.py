@@ -99,7 +99,8 @@ def render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     locale = current_locale()
     staff = current_staff()
     warnings = health_warnings() if staff is not None and staff.role != "sponsor" else []
-    here = request.full_path.rstrip("?") if request.method == "GET" else request.path
+    # where the language switch returns: this page, or (after a POST, whose address may take no GET) the start
+    here = request.full_path.rstrip("?") if request.method == "GET" else "/console"
     page = render_template(template, **_base_context(staff, locale), health_warnings=warnings, here=here, **context)
     return page, status
 

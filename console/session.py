@@ -59,7 +59,8 @@ def configure_session(app: Flask) -> None:
     )
 
 
-def _unavailable(exc: RedisError) -> ServiceUnavailable:
+def _unavailable() -> ServiceUnavailable:
+    """Redis down: a 503 page, never a pass (raised `from` the Redis error, which stays in the traceback)."""
     return ServiceUnavailable("The session store is unavailable; try again shortly.")
 
 
@@ -97,11 +98,13 @@ def sign_in(user: StaffUser, now: float | None = None) -> None:
     session.clear()
     sid = secrets.token_urlsafe(32)
     try:
-        context.redis().hset(_key(sid), mapping={"user_id": user.id, "started": int(now or time.time()),
-                                                  "password": password_fingerprint(user)})
-        context.redis().expire(_key(sid), settings.CONSOLE_IDLE_MINUTES * 60)
+        pipe = context.redis().pipeline()  # one MULTI: never a session key without its expiry
+        pipe.hset(_key(sid), mapping={"user_id": user.id, "started": int(now or time.time()),
+                                      "password": password_fingerprint(user)})
+        pipe.expire(_key(sid), settings.CONSOLE_IDLE_MINUTES * 60)
+        pipe.execute()
     except RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable() from exc
     session.permanent = True
     session["sid"] = sid
     session["csrf"] = secrets.token_urlsafe(32)
@@ -120,7 +123,7 @@ def sign_out() -> int | None:
             raw = context.redis().hget(_key(sid), "user_id")
             context.redis().delete(_key(sid))
         except RedisError as exc:
-            raise _unavailable(exc) from exc
+            raise _unavailable() from exc
         user_id = int(raw) if raw else None
     locale = session.get("locale")
     session.clear()
@@ -152,7 +155,7 @@ def _load_staff(now: float) -> StaffUser | None:
     try:
         record = context.redis().hgetall(_key(sid))
     except RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable() from exc
     fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
               for k, v in record.items()}
     user = None
@@ -168,7 +171,7 @@ def _load_staff(now: float) -> StaffUser | None:
     try:
         context.redis().expire(_key(sid), settings.CONSOLE_IDLE_MINUTES * 60)  # idle time starts again
     except RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable() from exc
     return user
 
 
@@ -176,7 +179,7 @@ def _forget(sid: str) -> None:
     try:
         context.redis().delete(_key(sid))
     except RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise _unavailable() from exc
     session.pop("sid", None)
 
 

@@ -3,6 +3,12 @@
 Tiers, a demo sponsor "Demo Tarım A.Ş." with one purchase of 20 M-tier codes, and an admin user
 `admin@ziraai.local` whose random password is shown only when the user is created (or when a new one
 is asked for with `--new-admin-password`): it is stored only as a hash.
+
+`seed_demo_activity` (called by `seed_demo`) gives the staff console something to show on a fresh
+machine: three farmers with conversations (messages in and out with their delivery states, one
+delivery failed with Meta's code 131026), two of them on the sponsor's codes with completed
+analyses, a second purchase of S-tier codes, and one pending purchase request. Other areas add their
+own demo rows in their own functions.
 """
 
 from __future__ import annotations
@@ -10,17 +16,20 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from admin.auth import create_staff_user, hash_password
 from models import (
+    Analysis,
+    AnalysisStatus,
     CannedReply,
     CodeStatus,
     Conversation,
     Farmer,
     Message,
+    MessageStatusEvent,
     RefreshToken,
     Sponsor,
     SponsorCode,
@@ -30,8 +39,11 @@ from models import (
     utcnow,
 )
 from models.db import Database
+from services import quota
+from services.analysis_result import normalise, queryable_columns
 from services.quota import seed_tiers
-from services.sponsorship import create_purchase, create_sponsor
+from services.sponsorship import create_purchase, create_sponsor, file_purchase_request, redeem
+from services.staff_auth import create_staff_user, hash_password
 
 SPONSOR_NAME = "Demo Tarım A.Ş."
 ADMIN_EMAIL = "admin@ziraai.local"
@@ -102,8 +114,99 @@ def seed_demo(db: Database, now: datetime | None = None, *, new_admin_password: 
             admin.active = True
             session.execute(update(RefreshToken).where(RefreshToken.user_id == admin.id,
                                                        RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
+        seed_demo_activity(session, sponsor.id, now)
         seed_support_demo(session, now)
         return DemoSeed(tiers_added, sponsor.id, sponsor_created, codes_created, unused, ADMIN_EMAIL, password)
+
+
+# --- activity for the staff console ---------------------------------------------------------------
+
+# (phone, name, sponsored?, the farmer's crop). Phone numbers of a range no real subscriber has.
+DEMO_FARMERS = (("905550000101", "Ayşe Demir", True, "domates"),
+                ("905550000102", "Mehmet Yılmaz", True, "biber"),
+                ("905550000103", "Fatma Kaya", False, None))
+UNDELIVERABLE = (131026, "Message undeliverable")
+ACTIVITY_TIER, ACTIVITY_CODES = "S", 10  # a second purchase, so the sponsor has two tiers to show
+
+
+def _result(crop: str, score: int, concern: str) -> dict[str, Any]:
+    """A small N8N result in the shape the pipeline reads (services.analysis_result)."""
+    return {"Success": True,
+            "PlantIdentification": {"Species": {"domates": "Solanum lycopersicum"}.get(crop, "Capsicum annuum"),
+                                    "Confidence": 0.9},
+            "HealthAssessment": {"VigorScore": score, "Severity": "orta" if score > 4 else "yüksek"},
+            "Summary": {"OverallHealthScore": score, "PrimaryConcern": concern, "Prognosis": "iyi"},
+            "recommendations": {"immediate": [{"action": "Hastalıklı yaprakları toplayın", "priority": "yüksek"}]},
+            "FarmerFriendlySummary": f"{concern}. Hastalıklı yaprakları toplayıp imha edin."}
+
+
+def _messages(session: Session, farmer: Farmer, start: datetime, n: int, *, fail_last: bool = False) -> None:
+    """A short exchange: the farmer writes, the bot answers; outbound rows with their delivery states and
+    the status events Meta sent for them."""
+    script = (("in", "text", "Merhaba"), ("out", "text", "Merhaba! Ne yapmak istersiniz?"),
+              ("in", "image", None), ("out", "text", "Fotoğrafınızı aldım, inceliyorum."),
+              ("out", "text", "Sonuç hazır: ayrıntılar için Detaylar'a dokunun."))
+    assert farmer.phone is not None
+    for i, (direction, kind, text) in enumerate(script):
+        at = start + timedelta(minutes=2 * i)
+        wamid = f"wamid.demo.{farmer.phone}.{n}.{i}"
+        last = i == len(script) - 1
+        row = Message(direction=direction, wamid=wamid, phone=farmer.phone, farmer_id=farmer.id, type=kind,
+                      text=text, media_id=f"demo-media-{farmer.id}-{n}" if kind == "image" else None,
+                      mime_type="image/jpeg" if kind == "image" else None, created_at=at,
+                      status="processed" if direction == "in" else "read", seq=i if direction == "out" else None,
+                      attempts=1 if direction == "out" else 0)
+        if direction == "out":
+            if fail_last and last:
+                row.status, row.error_code, row.error_title, row.failed_at = "failed", *UNDELIVERABLE, at
+                states: tuple[str, ...] = ("failed",)
+            else:
+                row.delivered_at, row.read_at = at + timedelta(seconds=5), at + timedelta(seconds=40)
+                states = ("sent", "delivered", "read")
+            for state in states:
+                code, title = UNDELIVERABLE if state == "failed" else (None, None)
+                session.add(MessageStatusEvent(wamid=wamid, status=state, recipient=farmer.phone, error_code=code,
+                                               error_title=title, received_at=at + timedelta(seconds=5)))
+        session.add(row)
+
+
+def seed_demo_activity(session: Session, sponsor_id: int, now: datetime) -> bool:
+    """Farmers, conversations, redemptions, analyses, a failed delivery, a second purchase and a pending
+    request, once (False when the demo farmers are there already)."""
+    if session.scalar(select(Farmer.id).where(Farmer.phone == DEMO_FARMERS[0][0])) is not None:
+        return False
+    create_purchase(session, sponsor_id, ACTIVITY_TIER, ACTIVITY_CODES, CODE_VALID_DAYS, SUBSCRIPTION_DAYS,
+                    now - timedelta(days=20))
+    file_purchase_request(session, sponsor_id, "L", 50, CODE_VALID_DAYS, SUBSCRIPTION_DAYS,
+                          "Bahar kampanyası için", None, now - timedelta(hours=3))
+    for index, (phone, name, sponsored, crop) in enumerate(DEMO_FARMERS):
+        start = now - timedelta(days=6 - 2 * index, hours=index)
+        farmer = Farmer(phone=phone, profile_name=name, locale="tr", consent_at=start, consent_version="v1",
+                        last_inbound_at=start + timedelta(days=1), created_at=start)
+        session.add(farmer)
+        session.flush()
+        session.add(Conversation(farmer_id=farmer.id, state="start", data={}, updated_at=start))
+        _messages(session, farmer, start, 1)
+        _messages(session, farmer, start + timedelta(days=1), 2, fail_last=not sponsored)
+        if not sponsored or crop is None:
+            continue
+        code = session.scalars(select(SponsorCode.code).where(SponsorCode.sponsor_id == sponsor_id,
+                                                              SponsorCode.status == CodeStatus.UNUSED.value)
+                               .order_by(SponsorCode.id.desc())).first()
+        assert code is not None
+        redeem(session, farmer.id, code, start)
+        for day, (score, concern) in enumerate(((4, "Erken yaprak yanıklığı"), (7, "Hafif besin eksikliği"))):
+            at = start + timedelta(days=day, minutes=5)
+            charged = quota.charge(session, farmer.id, at)
+            raw = _result(crop, score, concern)
+            analysis = Analysis(farmer_id=farmer.id, crop=crop, status=AnalysisStatus.COMPLETED.value,
+                                media_id=f"demo-media-{farmer.id}-{day + 1}", received_at=at, queued_at=at,
+                                completed_at=at + timedelta(seconds=40), result=raw, location_text="Antalya",
+                                sponsor_id=charged.sponsor_id, subscription_id=charged.subscription_id,
+                                charge_ledger_id=charged.ledger_id, **queryable_columns(normalise(raw)))
+            session.add(analysis)
+    session.flush()
+    return True
 
 
 # --- support: a taken conversation, a deletion request, notes, canned replies ------------------------

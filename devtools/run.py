@@ -91,8 +91,9 @@ def banner(settings: Settings, admin_password: str | None, admin_email: str, cod
         "",
         f"  Chat as a farmer:   {base}/dev/chat" if settings.DEV_TOOLS and not settings.is_production else
         "  (development tools are off: no simulator)",
-        f"  Admin API:          {base}/api/v1   (documented at {base}/api/v1/openapi.json)",
+        f"  Staff console:      {base}/console   (sign in with the admin login below)",
         f"  Admin login:        {login}",
+        f"  Admin API:          {base}/api/v1   (docs: {base}/api/v1/docs, document: {base}/api/v1/openapi.json)",
     ]
     if codes:
         lines.append(f"  Sponsor codes:      {'  '.join(codes)}   (Demo Tarım A.Ş., tier M: type one in the chat)")

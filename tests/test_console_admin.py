@@ -113,7 +113,9 @@ def test_an_admin_creates_and_deactivates_staff(app: Flask, admin: int, client: 
     session.expire_all()
     assert session.get(StaffUser, user.id).active is False
     assert console_login(client.application.test_client(), "ayse@sponsor.test").status_code == 401
-    assert {"staff.create", "staff.deactivate"} <= set(actions(session))
+    post(client, f"/console/admin/staff/{user.id}/activate")
+    assert console_login(client.application.test_client(), "ayse@sponsor.test").status_code == 302
+    assert {"staff.create", "staff.deactivate", "staff.activate"} <= set(actions(session))
 
 
 def test_a_staff_form_with_a_taken_email_or_short_password_is_refused(admin: int, client: FlaskClient) -> None:
@@ -242,3 +244,61 @@ def test_admin_forms_without_the_csrf_token_are_refused(app: Flask, admin: int, 
         assert client.post(path, data=data).status_code == 400, path
     assert session.get(PurchaseRequest, request_id).status == "pending"
     assert session.scalars(select(Sponsor).where(Sponsor.name == "X")).first() is None
+
+
+def test_a_paused_template_shows_the_account_banner_to_staff_but_not_to_sponsors(app: Flask, admin: int,
+                                                                                  client: FlaskClient) -> None:
+    from services.whatsapp.account import TemplateStatus
+    from services.whatsapp.health import set_template_status
+
+    assert "WhatsApp hesabı:" not in client.get("/console/admin").get_data(as_text=True)
+    with app.extensions["db"].session() as s, s.begin():
+        set_template_status(s, "analysis_complete_tr", "tr", TemplateStatus.PAUSED, "low quality", utcnow())
+    html = client.get("/console/admin").get_data(as_text=True)
+    assert "WhatsApp hesabı:" in html and "analysis_complete_tr (tr, PAUSED)" in html
+    sponsor = app.test_client()
+    signed_in(app, sponsor, "sponsor")
+    assert "WhatsApp hesabı:" not in sponsor.get("/console/password").get_data(as_text=True)
+
+
+def test_the_demo_data_gives_the_admin_pages_something_to_show(app: Flask, client: FlaskClient, session) -> None:
+    from devtools.demo import ADMIN_EMAIL, seed_demo
+    from models import Analysis, Farmer, Message
+
+    seed = seed_demo(app.extensions["db"])
+    assert seed.admin_password is not None and seed_demo(app.extensions["db"]).admin_password is None
+    assert len(session.scalars(select(Farmer)).all()) == 3  # a second run adds nothing
+    failed = session.scalars(select(Message).where(Message.status == "failed")).one()
+    assert failed.error_code == 131026 and failed.direction == "out"
+    assert {m.status for m in session.scalars(select(Message).where(Message.direction == "out"))} == {"read", "failed"}
+    assert all(a.sponsor_id == seed.sponsor_id and a.health_score for a in session.scalars(select(Analysis)))
+    assert session.scalars(select(SponsorCode).where(SponsorCode.status == "redeemed")).all()
+    assert console_login(client, ADMIN_EMAIL, seed.admin_password).status_code == 302
+    assert "Bahar kampanyası için" in client.get("/console/admin/purchase-requests").get_data(as_text=True)
+    sponsor_page = client.get(f"/console/admin/sponsors/{seed.sponsor_id}").get_data(as_text=True)
+    assert "M, S" in sponsor_page or "S, M" in sponsor_page
+
+
+def test_the_language_switch_after_a_post_page_returns_to_the_start(app: Flask, admin: int,
+                                                                    client: FlaskClient) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    html = post(client, f"/console/admin/staff/{user_id}/reset-link").get_data(as_text=True)
+    assert 'name="next" value="/console"' in html
+
+
+def test_an_admin_changes_a_tier_as_the_api_allows(admin: int, client: FlaskClient, session) -> None:
+    saved = post(client, "/console/admin/tiers/M", {"daily_limit": "7", "monthly_limit": "70", "price_try": "149,90"})
+    assert saved.status_code == 302
+    tier = session.scalars(select(Tier).where(Tier.code == "M")).one()
+    assert (tier.daily_limit, tier.monthly_limit, str(tier.price_try), tier.active) == (7, 70, "149.90", False)
+    row = session.scalars(select(AuditLog).where(AuditLog.action == "tier.update")).one()
+    assert row.details["after"]["daily_limit"] == 7 and row.details["via"] == "console"
+    over = post(client, "/console/admin/tiers/M", {"daily_limit": "80", "monthly_limit": "70", "price_try": "1",
+                                                   "active": "on"})
+    bad = post(client, "/console/admin/tiers/M", {"daily_limit": "-1", "monthly_limit": "x", "price_try": "1.999"})
+    assert over.status_code == bad.status_code == 400
+    assert "Günlük sınır aylık sınırı aşamaz." in over.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(Tier.daily_limit).where(Tier.code == "M")).one() == 7
+    assert post(client, "/console/admin/tiers/NOPE", {"daily_limit": "1", "monthly_limit": "2",
+                                                      "price_try": "1"}).status_code == 404

@@ -253,3 +253,52 @@ def test_a_password_change_needs_the_current_password_and_the_same_new_one_twice
                                                "new_password_again": "short"})
     assert (wrong.status_code, differ.status_code, short.status_code) == (400, 400, 400)
     assert console_login(app.test_client(), "admin@ziraai.test", PASSWORD).status_code == 302
+
+
+def test_without_redis_a_signed_in_page_is_a_503_never_a_pass(app: Flask, client: FlaskClient, monkeypatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    signed_in(app, client, "admin")
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(app.extensions["redis"], "hgetall", down)
+    response = client.get("/console/admin")
+    assert response.status_code == 503
+    assert "Geçici olarak kullanılamıyor" in response.get_data(as_text=True)
+
+
+def test_the_console_catalog_is_complete_and_the_check_catches_a_missing_turkish_text(tmp_path) -> None:
+    import shutil
+
+    from translations.check import PROJECT_ROOT, check_console
+
+    assert check_console(PROJECT_ROOT) == []
+    shutil.copy(PROJECT_ROOT / "babel-console.cfg", tmp_path / "babel-console.cfg")
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "page.py").write_text('console_text(locale, "A brand new sentence.")\n')
+    for locale in ("tr", "en"):
+        folder = tmp_path / "translations" / locale / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        folder.joinpath("console.po").write_text(
+            'msgid ""\nmsgstr ""\n"Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n"Content-Type: text/plain; '
+            'charset=utf-8\\n"\n\nmsgid "A brand new sentence."\nmsgstr ""\n', encoding="utf-8")
+    problems = check_console(tmp_path)
+    assert problems == ["tr (console.po): 'A brand new sentence.': not translated"]
+
+
+def test_the_console_imports_nothing_from_admin_web_or_above() -> None:
+    """console/ sits beside admin/ and web/: what it shares with them lives in services/."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    forbidden = {"admin", "web", "webhooks", "devtools", "app", "cli", "tests", "bench"}
+    found = []
+    for path in (root / "console").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in forbidden]
+    assert found == []

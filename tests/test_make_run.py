@@ -21,7 +21,7 @@ import requests
 from dotenv import dotenv_values
 from redis import Redis
 
-from devtools.demo import ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
+from devtools.demo import ACTIVITY_CODES, ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
 from devtools.run import port_free
 from settings import PROJECT_ROOT
 from tests.dev_live import SimFarmer, has_text, make_run, offers
@@ -66,7 +66,8 @@ def test_make_run_serves_the_whole_journey_and_stops_on_ctrl_c(tmp_path):
     with make_run(tmp_path) as service:
         banner = service.log()
         assert f"{service.base}/dev/chat" in banner
-        assert f"{service.base}/api/v1" in banner
+        assert f"{service.base}/api/v1" in banner and f"{service.base}/api/v1/docs" in banner
+        assert f"Staff console:      {service.base}/console" in banner
         login = re.search(rf"{re.escape(ADMIN_EMAIL)} / (\S+)", banner)
         assert login, banner
         assert "local stand-in" in banner and "local analyser" in banner
@@ -85,6 +86,15 @@ def test_make_run_serves_the_whole_journey_and_stops_on_ctrl_c(tmp_path):
         token = requests.post(f"{service.base}/api/v1/auth/login", timeout=10,
                               json={"email": ADMIN_EMAIL, "password": login.group(1)})
         assert token.status_code == 200, token.text
+        # ... and on the staff console, whose demo data has something to show.
+        browser = requests.Session()
+        form = browser.get(f"{service.base}/console/login", timeout=10)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf, form.text
+        signed = browser.post(f"{service.base}/console/login", timeout=10,
+                              data={"email": ADMIN_EMAIL, "password": login.group(1), "csrf_token": csrf.group(1)})
+        assert signed.url.endswith("/console/admin") and "Demo Tarım A.Ş." in browser.get(
+            f"{service.base}/console/admin/purchase-requests", timeout=10).text
         port = int(service.base.rsplit(":", 1)[1])
     assert service.process.wait(timeout=30) == 0
     assert "stopped." in service.log()
@@ -139,7 +149,7 @@ def test_seed_demo_is_idempotent_and_shows_the_password_once(runner, session):
     assert second.exit_code == 0 and password not in second.output
     assert "already there" in second.output and "password shown when it was created" in second.output
     assert session.scalar(select(func.count()).select_from(Sponsor).where(Sponsor.name == SPONSOR_NAME)) == 1
-    assert session.scalar(select(func.count()).select_from(SponsorCode)) == CODE_QUANTITY
+    assert session.scalar(select(func.count()).select_from(SponsorCode)) == CODE_QUANTITY + ACTIVITY_CODES
     assert session.scalar(select(func.count()).select_from(StaffUser)) == 1
 
     renewed = runner.invoke(args=["seed-demo", "--new-admin-password"])
