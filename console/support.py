@@ -210,6 +210,7 @@ def _events(session: Session, farmer: Farmer, emails: dict[int, str]) -> list[Ev
     events = []
     for at, msgid in ((farmer.consent_at, N_("The farmer gave consent (KVKK)")),
                       (farmer.opted_out_at, N_("The farmer opted out (DUR)")),
+                      (farmer.human_requested_at, N_("The farmer asked for a person")),
                       (farmer.deletion_requested_at, N_("Deletion of the farmer's data was requested")),
                       (farmer.unreachable_at, N_("WhatsApp reported the number unreachable"))):
         if at is not None:

@@ -33,6 +33,7 @@ from bot.types import (
     RedeemCode,
     Reply,
     RequestDeletion,
+    RequestHuman,
     Send,
     SetLocale,
     SetOptOut,
@@ -228,6 +229,8 @@ def _carry_out(session: Session, farmer: Farmer, step: Step, now: datetime, outc
             case RequestDeletion():
                 farmer.deletion_requested_at = farmer.deletion_requested_at or now
                 log.warning("farmer asked for their data to be deleted", extra={"farmer_id": farmer.id})
+            case RequestHuman():
+                farmer.human_requested_at = farmer.human_requested_at or now
             case ShowQuota():
                 out.append(replies.quota(farmer.locale, quota_view(session, farmer.id, now)))
             case ShowHistory():

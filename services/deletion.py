@@ -159,7 +159,7 @@ def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime)
     session.execute(delete(SupportNote).where(SupportNote.farmer_id == farmer_id)
                     .execution_options(synchronize_session=False))
     farmer.phone = farmer.user_id = farmer.parent_user_id = farmer.username = farmer.profile_name = None
-    farmer.consent_at = farmer.consent_version = None
+    farmer.consent_at = farmer.consent_version = farmer.human_requested_at = None
     farmer.opted_out_at = farmer.opted_out_at or now
     farmer.deletion_requested_at = farmer.deletion_requested_at or now
     farmer.deleted_at = now

@@ -139,6 +139,7 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     keep.our_number_id = keep.our_number_id or drop.our_number_id
     keep.opted_out_at = keep.opted_out_at or drop.opted_out_at
     keep.deletion_requested_at = keep.deletion_requested_at or drop.deletion_requested_at
+    keep.human_requested_at = keep.human_requested_at or drop.human_requested_at
     keep.last_inbound_at = max((t for t in (keep.last_inbound_at, drop.last_inbound_at) if t), default=None)
     keep.created_at = min(keep.created_at, drop.created_at)
     alias = drop.user_id if keep.user_id is None else None

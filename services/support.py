@@ -71,9 +71,17 @@ def take_over(session: Session, farmer_id: int, staff_id: int, now: datetime, mi
     previous = conv.taken_by if is_taken(conv, now) else None
     conv.taken_by, conv.taken_until = staff_id, now + timedelta(minutes=minutes)
     conv.taken_at = conv.taken_at if previous is not None else now
+    _answered(session, farmer_id)
     audit("farmer.takeover", "farmer", farmer_id, {"until": conv.taken_until.isoformat(), "from": previous},
           user_id=staff_id, session=session)
     return conv
+
+
+def _answered(session: Session, farmer_id: int) -> None:
+    """A person has the farmer now: their request for one is met."""
+    farmer = session.get(Farmer, farmer_id)
+    if farmer is not None:
+        farmer.human_requested_at = None
 
 
 def release(session: Session, farmer_id: int, staff_id: int, now: datetime) -> bool:
@@ -126,6 +134,7 @@ def _queue(session: Session, farmer: Farmer, out: wa.Outbound, staff_id: int, ac
            details: dict[str, Any]) -> ReplyResult:
     row = queue_message(session, farmer.address, out, farmer_id=farmer.id)
     row.staff_user_id = staff_id
+    farmer.human_requested_at = None
     audit(action, "farmer", farmer.id, {"message_id": row.id, **details}, user_id=staff_id, session=session)
     return ReplyResult(None, row.id, farmer.address)
 
@@ -224,7 +233,7 @@ def transcript(session: Session, farmer: Farmer, limit: int = 500) -> list[Messa
 
 
 class ListFilter(enum.StrEnum):
-    NEEDS_HUMAN = "human"  # taken over, or a message the bot failed to handle
+    NEEDS_HUMAN = "human"  # asked for a person, taken over, or a message the bot failed to handle
     FAILED = "failed"  # a reply that did not reach the farmer
     DELETION = "deletion"  # asked for their data to be deleted (not yet done)
     OPTED_OUT = "opted_out"
@@ -256,7 +265,7 @@ def _filter(kind: ListFilter, now: datetime) -> Any:
         taken = exists().where(c.farmer_id == Farmer.id, c.taken_by.is_not(None), c.taken_until > now)
         stuck = exists().where(m.farmer_id == Farmer.id, m.direction == Direction.INBOUND.value,
                                m.status == MessageStatus.FAILED.value)
-        return or_(taken, stuck)
+        return or_(taken, stuck, Farmer.human_requested_at.is_not(None))
     if kind is ListFilter.FAILED:
         return exists().where(m.farmer_id == Farmer.id, m.direction == Direction.OUTBOUND.value,
                               m.status == MessageStatus.FAILED.value)

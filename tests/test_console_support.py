@@ -107,6 +107,13 @@ def test_the_conversations_search_and_filters(app: Flask, client: FlaskClient, s
     assert "Mehmet Yılmaz" in page(client, "/console/support?filter=human")
 
 
+def test_a_farmer_asking_for_a_person_shows_among_those_needing_a_human(client: FlaskClient, supporter: int,
+                                                                          chat: ChatFarmer) -> None:
+    chat.says("canlı destek")
+    html = page(client, "/console/support?filter=human")
+    assert "Mehmet Yılmaz" in html and "Bir kişiyle görüşmek istedi" in html
+
+
 def test_a_bad_query_string_is_ignored_not_an_error(client: FlaskClient, supporter: int, farmer_id: int) -> None:
     for query in ("page=-1", "page=abc", "filter=nonsense", "page=99999999999", "q=" + "x" * 5000, "q=%00"):
         assert client.get(f"/console/support?{query}").status_code == 200, query

@@ -310,3 +310,17 @@ def test_the_api_transcript_of_a_deleted_farmer_is_not_an_error(app, client, far
     headers = bearer(token_for(app, client, "admin"))
     response = client.get(f"/api/v1/farmers/{farmer_id}/messages", headers=headers)
     assert response.status_code == 200 and response.get_json()["farmer"]["phone"] is None
+
+
+def test_a_farmer_who_asks_for_a_person_needs_a_human_until_support_answers(app, farmer, session, staff_id):
+    [answer] = farmer.says("Müşteri temsilcisi ile görüşmek istiyorum")
+    assert "Destek ekibimizden bir kişi" in answer
+    farmer_id = farmer_row(session).id
+    assert farmer_row(session).human_requested_at is not None
+    rows, total = support.conversations(session, utcnow(), kind=support.ListFilter.NEEDS_HUMAN)
+    assert total == 1 and rows[0].farmer.id == farmer_id
+    with write(app) as s, s.begin():
+        answered = support.reply_text(s, farmer_id, staff_id, "Buradayım, nasıl yardımcı olabilirim?", utcnow())
+        assert answered.refusal is None
+    assert farmer_row(session).human_requested_at is None
+    assert support.conversations(session, utcnow(), kind=support.ListFilter.NEEDS_HUMAN)[1] == 0

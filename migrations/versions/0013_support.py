@@ -1,4 +1,4 @@
-"""support: human takeover, notes, canned replies, who wrote a reply, deleted farmers
+"""support: human takeover, notes, canned replies, who wrote a reply, a farmer asking for a person, deleted farmers
 
 Revision ID: 0013
 Revises: 0012
@@ -27,6 +27,7 @@ def upgrade() -> None:
                                     ['id'], ondelete='SET NULL')
     with op.batch_alter_table('farmers') as batch_op:
         batch_op.add_column(sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('human_requested_at', sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table('messages') as batch_op:
         batch_op.add_column(sa.Column('staff_user_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key(op.f('fk_messages_staff_user_id_staff_users'), 'staff_users', ['staff_user_id'],
@@ -66,6 +67,7 @@ def downgrade() -> None:
         batch_op.drop_constraint(op.f('fk_messages_staff_user_id_staff_users'), type_='foreignkey')
         batch_op.drop_column('staff_user_id')
     with op.batch_alter_table('farmers') as batch_op:
+        batch_op.drop_column('human_requested_at')
         batch_op.drop_column('deleted_at')
     with op.batch_alter_table('conversations') as batch_op:
         batch_op.drop_constraint(op.f('fk_conversations_taken_by_staff_users'), type_='foreignkey')
