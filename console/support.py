@@ -287,20 +287,22 @@ def _back(farmer_id: int) -> ResponseReturnValue:
     return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#reply")
 
 
-def _exists(farmer_id: int) -> Farmer:
+def _deleted(farmer_id: int) -> bool:
+    """404 for an unknown farmer; True (with the reason flashed) when their data was deleted: nothing to do."""
     locale = current_locale()
     with context.db().reader() as session:
         f = farmer_or_404(session, farmer_id)
     if f.deleted_at is not None:
         flash(console_text(locale, "This farmer's data was deleted."), "error")
-    return f
+        return True
+    return False
 
 
 @bp.post("/support/farmers/<int:farmer_id>/takeover")
 @staff_required(*ROLES)
 def take_over(farmer_id: int) -> ResponseReturnValue:
     locale = current_locale()
-    if _exists(farmer_id).deleted_at is not None:
+    if _deleted(farmer_id):
         return _back(farmer_id)
     minutes = _int(request.form.get("minutes"), 1, 24 * 60) or runtime_settings.current().support_takeover_minutes
     with context.db().session() as session, session.begin():
@@ -319,7 +321,8 @@ def _format_time(value: datetime | None) -> str:
 @staff_required(*ROLES)
 def release(farmer_id: int) -> ResponseReturnValue:
     locale = current_locale()
-    _exists(farmer_id)
+    if _deleted(farmer_id):
+        return _back(farmer_id)
     with context.db().session() as session, session.begin():
         released = support.release(session, farmer_id, _me().id, utcnow())
     flash(console_text(locale, "The bot answers this farmer again.") if released
@@ -353,7 +356,8 @@ def _after_reply(farmer_id: int, result: support.ReplyResult) -> ResponseReturnV
 @bp.post("/support/farmers/<int:farmer_id>/reply")
 @staff_required(*ROLES)
 def reply(farmer_id: int) -> ResponseReturnValue:
-    _exists(farmer_id)
+    if _deleted(farmer_id):
+        return _back(farmer_id)
     text = clean(request.form.get("text"))
     with context.db().session() as session, session.begin():
         result = support.reply_text(session, farmer_id, _me().id, text, utcnow())
@@ -363,7 +367,8 @@ def reply(farmer_id: int) -> ResponseReturnValue:
 @bp.post("/support/farmers/<int:farmer_id>/template")
 @staff_required(*ROLES)
 def reply_template(farmer_id: int) -> ResponseReturnValue:
-    _exists(farmer_id)
+    if _deleted(farmer_id):
+        return _back(farmer_id)
     form = TemplateForm.parse(request.form)
     with context.db().session() as session, session.begin():
         result = support.reply_template(session, farmer_id, _me().id, form.name, form.params, utcnow())
@@ -374,7 +379,7 @@ def reply_template(farmer_id: int) -> ResponseReturnValue:
 @staff_required(*ROLES)
 def add_note(farmer_id: int) -> ResponseReturnValue:
     locale = current_locale()
-    if _exists(farmer_id).deleted_at is not None:
+    if _deleted(farmer_id):
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
         note = support.add_note(session, farmer_id, _me().id, clean(request.form.get("text")), utcnow())
@@ -389,7 +394,8 @@ def add_note(farmer_id: int) -> ResponseReturnValue:
 @staff_required(*ROLES)
 def request_deletion(farmer_id: int) -> ResponseReturnValue:
     locale = current_locale()
-    _exists(farmer_id)
+    if _deleted(farmer_id):
+        return _back(farmer_id)
     with context.db().session() as session, session.begin():
         recorded = deletion.request_deletion(session, farmer_id, _me().id, utcnow())
     flash(console_text(locale, "Deletion request recorded; it is in the queue.") if recorded
@@ -401,7 +407,8 @@ def request_deletion(farmer_id: int) -> ResponseReturnValue:
 @staff_required(*ROLES)
 def erase(farmer_id: int) -> ResponseReturnValue:
     locale = current_locale()
-    _exists(farmer_id)
+    if _deleted(farmer_id):
+        return _back(farmer_id)
     if request.form.get("confirm") != "yes":
         flash(console_text(locale, "Tick the box to confirm the deletion."), "error")
         return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#deletion")

@@ -263,6 +263,19 @@ def test_deleting_anonymises_the_farmer_tells_them_and_keeps_the_ledger(
     assert "Mehmet" not in html and "5321234567" not in html
 
 
+def test_a_deleted_farmers_page_offers_no_actions_and_posts_change_nothing(
+        client: FlaskClient, supporter: int, farmer_id: int, graph: GraphStub, session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/delete", {"confirm": "yes"})
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Veriler silindi" in html and 'action$="/reply"' not in html and "/takeover" not in html
+    sent = len(graph.sent)
+    for action, data in (("reply", {"text": "Merhaba"}), ("takeover", {}), ("notes", {"text": "x"}),
+                         ("deletion-request", {}), ("delete", {"confirm": "yes"})):
+        response = post(client, f"/console/support/farmers/{farmer_id}/{action}", data, follow_redirects=True)
+        assert response.status_code == 200 and "Bu çiftçinin verileri silindi." in response.get_data(as_text=True)
+    assert len(graph.sent) == sent and session.scalar(select(func.count()).select_from(SupportNote)) == 0
+
+
 # --- failed jobs and canned replies -----------------------------------------------------------------
 
 
