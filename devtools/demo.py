@@ -211,49 +211,42 @@ def seed_demo_activity(session: Session, sponsor_id: int, now: datetime) -> bool
 
 # --- support: a taken conversation, a deletion request, notes, canned replies ------------------------
 
-SUPPORT_FARMERS = (("+905550000201", "Hasan Çelik"), ("+905550000202", "Zeynep Arslan"))
 CANNED_REPLIES = (
     ("Karşılama", "Merhaba, ben ZiraAI destek ekibinden. Size nasıl yardımcı olabilirim?"),
     ("Fotoğraf ipucu", "Daha iyi bir sonuç için yaprağı gün ışığında, yakından ve net çekip tekrar gönderir misiniz?"),
     ("Kapanış", "Başka bir sorunuz olursa buradan yazabilirsiniz. Bol hasatlar dileriz!"),
 )
+TAKEN_OVER = DEMO_FARMERS[1][0]  # Mehmet Yılmaz asks about his peppers; the demo admin took over
+DELETING = DEMO_FARMERS[2][0]  # Fatma Kaya asked for her data to be deleted
 
 
 def seed_support_demo(session: Session, now: datetime) -> bool:
-    """For the support pages: a conversation taken over by the demo admin (with a note), a farmer who asked
-    for their data to be deleted twelve days ago, and the canned replies; once (False when already there)."""
-    if session.scalar(select(Farmer.id).where(Farmer.phone == SUPPORT_FARMERS[0][0])) is not None:
+    """For the support pages, on the demo farmers: a question twenty minutes ago that the demo admin took over
+    (with a note), a deletion request, and the canned replies; once (False when already there)."""
+    taken = session.scalars(select(Farmer).where(Farmer.phone == TAKEN_OVER)).first()
+    deleting = session.scalars(select(Farmer).where(Farmer.phone == DELETING)).first()
+    if taken is None or deleting is None or session.scalar(
+            select(SupportNote.id).where(SupportNote.farmer_id == taken.id).limit(1)) is not None:
         return False
     admin_id = session.scalar(select(StaffUser.id).where(StaffUser.email == ADMIN_EMAIL))
-    taken_start, deleting_start = now - timedelta(hours=2), now - timedelta(days=12)
-    taken = Farmer(phone=SUPPORT_FARMERS[0][0], profile_name=SUPPORT_FARMERS[0][1], locale="tr",
-                   consent_at=taken_start, consent_version="v1", last_inbound_at=now - timedelta(minutes=20),
-                   created_at=taken_start)
-    deleting = Farmer(phone=SUPPORT_FARMERS[1][0], profile_name=SUPPORT_FARMERS[1][1], locale="tr",
-                      consent_at=deleting_start, consent_version="v1", last_inbound_at=deleting_start,
-                      deletion_requested_at=deleting_start + timedelta(minutes=3), created_at=deleting_start)
-    session.add_all([taken, deleting])
-    session.flush()
-    script = ((taken, taken_start, (("in", "Merhaba"), ("out", "Merhaba! Ne yapmak istersiniz?"),
-                                    ("in", "Biberlerimde yaprak kıvrılması var, ne yapmalıyım?"),
-                                    ("out", "Bu konuda sizi bir uzmanımıza bağlıyorum."),
-                                    ("in", "Teşekkürler, bekliyorum."))),
-              (deleting, deleting_start, (("in", "Merhaba"), ("out", "Merhaba! Ne yapmak istersiniz?"),
-                                          ("in", "verilerimi sil"),
-                                          ("out", "Verilerinizin silinmesi talebiniz kaydedildi."))))
-    for farmer, start, lines in script:
-        assert farmer.phone is not None
-        for i, (direction, text) in enumerate(lines):
-            at = start + timedelta(minutes=i) if farmer is deleting else now - timedelta(minutes=25 - i)
-            session.add(Message(direction=direction, wamid=f"wamid.demo.support.{farmer.id}.{i}", phone=farmer.phone,
-                                farmer_id=farmer.id, type="text", text=text, created_at=at, attempts=1,
-                                status="processed" if direction == "in" else "read",
-                                seq=i if direction == "out" else None,
-                                read_at=at + timedelta(seconds=30) if direction == "out" else None))
-    session.add(Conversation(farmer_id=taken.id, state="start", data={}, updated_at=now, taken_by=admin_id,
-                             taken_at=now - timedelta(minutes=10), taken_until=now + timedelta(hours=2)))
+    lines = (("in", "Biberlerimde yaprak kıvrılması var, ne yapmalıyım?"),
+             ("out", "Bu konuda sizi bir uzmanımıza bağlıyorum."), ("in", "Teşekkürler, bekliyorum."))
+    for i, (direction, text) in enumerate(lines):
+        at = now - timedelta(minutes=25 - 2 * i)
+        session.add(Message(direction=direction, wamid=f"wamid.demo.support.{taken.id}.{i}", phone=TAKEN_OVER,
+                            farmer_id=taken.id, type="text", text=text, created_at=at, attempts=1,
+                            status="processed" if direction == "in" else "read",
+                            seq=100 + i if direction == "out" else None,
+                            read_at=at + timedelta(seconds=30) if direction == "out" else None))
+    taken.last_inbound_at = now - timedelta(minutes=21)
+    conv = session.scalars(select(Conversation).where(Conversation.farmer_id == taken.id)).first()
+    if conv is None:
+        conv = Conversation(farmer_id=taken.id, state="start", data={}, updated_at=now)
+        session.add(conv)
+    conv.taken_by, conv.taken_at, conv.taken_until = admin_id, now - timedelta(minutes=10), now + timedelta(hours=2)
     session.add(SupportNote(farmer_id=taken.id, author_id=admin_id, created_at=now - timedelta(minutes=9),
                             text="Biber üreticisi, Mersin. Yaprak kıvrılması için ziraat mühendisine danışılacak."))
+    deleting.deletion_requested_at = max(deleting.created_at + timedelta(hours=1), now - timedelta(days=12))
     if session.scalar(select(CannedReply.id).limit(1)) is None:
         session.add_all([CannedReply(title=title, text=text, updated_by=admin_id, updated_at=now)
                          for title, text in CANNED_REPLIES])

@@ -145,10 +145,10 @@ def test_support_takes_over_a_conversation_and_replies_in_chromium(browser: Any,
         c.shot("support-farmer-phone", PHONE, max_height=2400)
 
         c.open("/console/support/deletions")
-        assert "Zeynep Arslan" in c.text()
+        assert "Fatma Kaya" in c.text()
         c.shot("support-deletions")
         c.open("/console/support?filter=human")
-        assert "Ali Kara" in c.text() and "Hasan Çelik" in c.text()
+        assert "Ali Kara" in c.text() and "Mehmet Yılmaz" in c.text()
         c.open("/console/support/failed-jobs")
         c.open("/console/support/canned")
         assert "Karşılama" in c.text()

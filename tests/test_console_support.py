@@ -343,9 +343,9 @@ def test_the_demo_data_gives_the_support_pages_something_to_show(app: Flask, cli
     seed_demo(app.extensions["db"])
     seed_demo(app.extensions["db"])  # idempotent
     signed_in(app, client, "support")
-    assert "Hasan Çelik" in page(client, "/console/support?filter=human")
-    assert "Zeynep Arslan" in page(client, "/console/support/deletions")
+    assert "Mehmet Yılmaz" in page(client, "/console/support?filter=human")
+    assert "Fatma Kaya" in page(client, "/console/support/deletions")
     assert "Karşılama" in page(client, "/console/support/canned")
-    taken_id = session.scalar(select(Farmer.id).where(Farmer.profile_name == "Hasan Çelik"))
+    taken_id = session.scalar(select(Farmer.id).where(Farmer.profile_name == "Mehmet Yılmaz"))
     html = page(client, f"/console/support/farmers/{taken_id}")
     assert "Mersin" in html and "admin@ziraai.local" in html
