@@ -127,9 +127,10 @@ def _hold_photo(conv: Conversation, event: Event) -> Step:
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale),
                     data=replace(conv.data, draft=draft))
     data = conv.data
-    if current.photo_count < MAX_PHOTOS:
+    joins = current.photo_count < MAX_PHOTOS
+    if joins:
         data = replace(data, draft=current.with_photo(event.message_id, event.media_id))
-    if _in_album_window(conv, current, event):
+    if joins and _in_album_window(conv, current, event):  # kept quietly; a photo beyond the album is answered
         return _step(conv, State.AWAIT_CONSENT, data=data)
     return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=data)
 
