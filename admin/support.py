@@ -86,8 +86,9 @@ def farmer_messages(farmer_id: int) -> Response:
     args.raise_if_errors()
     with context.db().reader() as session:
         farmer = row_or_404(session, Farmer, farmer_id, "No farmer with this id.")
+        aliases = [a for a in (farmer.phone, farmer.user_id) if a]  # none once the farmer's data is deleted
         stmt = (select(Message)
-                .where(or_(Message.farmer_id == farmer.id, Message.phone == farmer.address))
+                .where(or_(Message.farmer_id == farmer.id, Message.phone.in_(aliases)))
                 .order_by(Message.created_at, Message.id))
         result = paginate(session, stmt, page, per_page, message_json)
         result["farmer"] = farmer_reach_json(farmer)

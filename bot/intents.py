@@ -17,6 +17,7 @@ class Intent(enum.StrEnum):
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
     DELETE_DATA = "delete_data"
+    HUMAN = "human"  # wants a person from support
     HISTORY = "history"
     ANALYZE = "analyze"
     CODE = "code"
@@ -37,11 +38,18 @@ _EXACT: dict[str, Intent] = {
     **dict.fromkeys(["analiz", "analiz gonder", "yeni analiz", "analyze", "analysis", "new analysis"],
                     Intent.ANALYZE),
     **dict.fromkeys(["kod", "kod kullan", "code", "use a code", "kupon"], Intent.CODE),
+    **dict.fromkeys(["temsilci", "insan", "yetkili", "canli destek", "destek", "human", "agent", "support"],
+                    Intent.HUMAN),
 }
 # Phrases that mean the same wherever they appear in the message.
 _CONTAINS: tuple[tuple[str, Intent], ...] = (
     ("verilerimi sil", Intent.DELETE_DATA),
     ("delete my data", Intent.DELETE_DATA),
+    ("musteri temsilcisi", Intent.HUMAN),
+    ("canli destek", Intent.HUMAN),
+    ("bir insanla", Intent.HUMAN),
+    ("talk to a human", Intent.HUMAN),
+    ("real person", Intent.HUMAN),
     ("kalan hakkim", Intent.QUOTA),
     ("kalan kota", Intent.QUOTA),
     ("remaining quota", Intent.QUOTA),

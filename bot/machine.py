@@ -34,6 +34,7 @@ from bot.types import (
     RecordConsent,
     RedeemCode,
     RequestDeletion,
+    RequestHuman,
     Send,
     SetLocale,
     SetOptOut,
@@ -126,9 +127,10 @@ def _hold_photo(conv: Conversation, event: Event) -> Step:
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale),
                     data=replace(conv.data, draft=draft))
     data = conv.data
-    if current.photo_count < MAX_PHOTOS:
+    joins = current.photo_count < MAX_PHOTOS
+    if joins:
         data = replace(data, draft=current.with_photo(event.message_id, event.media_id))
-    if _in_album_window(conv, current, event):
+    if joins and _in_album_window(conv, current, event):  # kept quietly; a photo beyond the album is answered
         return _step(conv, State.AWAIT_CONSENT, data=data)
     return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=data)
 
@@ -417,6 +419,8 @@ GLOBAL: dict[Intent, Handler] = {
     Intent.OPT_IN: opt_in,
     Intent.DELETE_DATA: lambda conv, event: _say(conv, conv.state, replies.deletion_requested(conv.locale),
                                                  before=(RequestDeletion(),)),
+    Intent.HUMAN: lambda conv, event: _say(conv, conv.state, replies.human_requested(conv.locale),
+                                           before=(RequestHuman(),)),
     Intent.HISTORY: lambda conv, event: _step(conv, State.HISTORY, ShowHistory(), data=conv.data.keep_pending()),
     Intent.ANALYZE: lambda conv, event: _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale),
                                              data=conv.data.keep_pending()),

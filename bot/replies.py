@@ -416,9 +416,20 @@ def opted_in(locale: str) -> Reply:
     return Reply(_(locale, "Welcome back! You will receive notifications again. Write 'DUR' to stop them."))
 
 
+def human_requested(locale: str) -> Reply:
+    return Reply(_(locale, "A person from our support team will write to you here as soon as possible. Until then "
+                           "you can keep using the menu."))
+
+
 def deletion_requested(locale: str) -> Reply:
     return Reply(_(locale, "Your request to delete your data has been recorded. Our support team will complete it "
                            "and let you know."))
+
+
+def data_deleted(locale: str) -> Reply:
+    """The last message before the farmer's number is erased (services/deletion.py)."""
+    return Reply(_(locale, "Your data has been deleted as you asked: your messages, photos and number. "
+                           "If you write to us again, we will start afresh."))
 
 
 # --- what to ask again after a help text or an unexpected message ------------------------------------

@@ -129,6 +129,11 @@ class RequestDeletion:
 
 
 @dataclass(frozen=True)
+class RequestHuman:
+    """The farmer asked for a person: support sees it among the conversations that need a human."""
+
+
+@dataclass(frozen=True)
 class ShowQuota:
     pass
 
@@ -172,8 +177,8 @@ class Submit:
     draft: Draft | None = None  # the submission itself: it waits again if the charge is refused
 
 
-Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | ShowQuota | ShowHistory | ShowAnalysis
-          | ShowDetails | RedeemCode | Submit)
+Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | RequestHuman | ShowQuota | ShowHistory
+          | ShowAnalysis | ShowDetails | RedeemCode | Submit)
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,11 @@ def init_console(app: Flask) -> None:
     from console.admin import bp as admin_bp
     from console.auth import bp as auth_bp
     from console.sponsor import bp as sponsor_bp
+    from console.support import bp as support_bp
 
     configure_session(app)
     install_security(app)
     app.register_blueprint(auth_bp)  # first: it carries the templates and static files
     app.register_blueprint(admin_bp)
     app.register_blueprint(sponsor_bp)
+    app.register_blueprint(support_bp)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from models import (
     Analysis,
     AnalysisStatus,
+    CannedReply,
     CodeStatus,
     Conversation,
     Farmer,
@@ -34,6 +35,7 @@ from models import (
     SponsorCode,
     SponsorPurchase,
     StaffUser,
+    SupportNote,
     utcnow,
 )
 from models.db import Database
@@ -113,6 +115,7 @@ def seed_demo(db: Database, now: datetime | None = None, *, new_admin_password: 
             session.execute(update(RefreshToken).where(RefreshToken.user_id == admin.id,
                                                        RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
         seed_demo_activity(session, sponsor.id, now)
+        seed_support_demo(session, now)
         return DemoSeed(tiers_added, sponsor.id, sponsor_created, codes_created, unused, ADMIN_EMAIL, password)
 
 
@@ -202,5 +205,50 @@ def seed_demo_activity(session: Session, sponsor_id: int, now: datetime) -> bool
                                 sponsor_id=charged.sponsor_id, subscription_id=charged.subscription_id,
                                 charge_ledger_id=charged.ledger_id, **queryable_columns(normalise(raw)))
             session.add(analysis)
+    session.flush()
+    return True
+
+
+# --- support: a taken conversation, a deletion request, notes, canned replies ------------------------
+
+CANNED_REPLIES = (
+    ("Karşılama", "Merhaba, ben ZiraAI destek ekibinden. Size nasıl yardımcı olabilirim?"),
+    ("Fotoğraf ipucu", "Daha iyi bir sonuç için yaprağı gün ışığında, yakından ve net çekip tekrar gönderir misiniz?"),
+    ("Kapanış", "Başka bir sorunuz olursa buradan yazabilirsiniz. Bol hasatlar dileriz!"),
+)
+TAKEN_OVER = DEMO_FARMERS[1][0]  # Mehmet Yılmaz asks about his peppers; the demo admin took over
+DELETING = DEMO_FARMERS[2][0]  # Fatma Kaya asked for her data to be deleted
+
+
+def seed_support_demo(session: Session, now: datetime) -> bool:
+    """For the support pages, on the demo farmers: a question twenty minutes ago that the demo admin took over
+    (with a note), a deletion request, and the canned replies; once (False when already there)."""
+    taken = session.scalars(select(Farmer).where(Farmer.phone == TAKEN_OVER)).first()
+    deleting = session.scalars(select(Farmer).where(Farmer.phone == DELETING)).first()
+    if taken is None or deleting is None or session.scalar(
+            select(SupportNote.id).where(SupportNote.farmer_id == taken.id).limit(1)) is not None:
+        return False
+    admin_id = session.scalar(select(StaffUser.id).where(StaffUser.email == ADMIN_EMAIL))
+    lines = (("in", "Biberlerimde yaprak kıvrılması var, ne yapmalıyım?"),
+             ("out", "Bu konuda sizi bir uzmanımıza bağlıyorum."), ("in", "Teşekkürler, bekliyorum."))
+    for i, (direction, text) in enumerate(lines):
+        at = now - timedelta(minutes=25 - 2 * i)
+        session.add(Message(direction=direction, wamid=f"wamid.demo.support.{taken.id}.{i}", phone=TAKEN_OVER,
+                            farmer_id=taken.id, type="text", text=text, created_at=at, attempts=1,
+                            status="processed" if direction == "in" else "read",
+                            seq=100 + i if direction == "out" else None,
+                            read_at=at + timedelta(seconds=30) if direction == "out" else None))
+    taken.last_inbound_at = now - timedelta(minutes=21)
+    conv = session.scalars(select(Conversation).where(Conversation.farmer_id == taken.id)).first()
+    if conv is None:
+        conv = Conversation(farmer_id=taken.id, state="start", data={}, updated_at=now)
+        session.add(conv)
+    conv.taken_by, conv.taken_at, conv.taken_until = admin_id, now - timedelta(minutes=10), now + timedelta(hours=2)
+    session.add(SupportNote(farmer_id=taken.id, author_id=admin_id, created_at=now - timedelta(minutes=9),
+                            text="Biber üreticisi, Mersin. Yaprak kıvrılması için ziraat mühendisine danışılacak."))
+    deleting.deletion_requested_at = max(deleting.created_at + timedelta(hours=1), now - timedelta(days=12))
+    if session.scalar(select(CannedReply.id).limit(1)) is None:
+        session.add_all([CannedReply(title=title, text=text, updated_by=admin_id, updated_at=now)
+                         for title, text in CANNED_REPLIES])
     session.flush()
     return True

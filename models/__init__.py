@@ -24,6 +24,7 @@ from models.sponsorship import (
 )
 from models.staff import AuditLog, RefreshToken, StaffRole, StaffUser
 from models.subscription import LedgerKind, Subscription, SubscriptionStatus, Tier, UsageCounter, UsageLedger
+from models.support import CannedReply, SupportNote
 from models.whatsapp_health import WhatsAppAccountEvent, WhatsAppAccountState, WhatsAppTemplate
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "AnalysisStatus",
     "AuditLog",
     "Base",
+    "CannedReply",
     "CodeStatus",
     "Conversation",
     "Direction",
@@ -51,6 +53,7 @@ __all__ = [
     "StaffUser",
     "Subscription",
     "SubscriptionStatus",
+    "SupportNote",
     "Tier",
     "UnhandledWebhook",
     "UsageCounter",

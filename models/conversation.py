@@ -20,4 +20,9 @@ class Conversation(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     expires_at: Mapped[datetime | None]
     last_message_id: Mapped[int | None]
+    # Human takeover (services/takeover.py): while `taken_until` is in the future and `taken_by` is set,
+    # the bot stays silent for this farmer and a support person answers.
+    taken_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    taken_at: Mapped[datetime | None]
+    taken_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

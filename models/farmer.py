@@ -29,6 +29,8 @@ class Farmer(Base):
     consent_version: Mapped[str | None] = mapped_column(String(20))
     opted_out_at: Mapped[datetime | None]
     deletion_requested_at: Mapped[datetime | None]
+    human_requested_at: Mapped[datetime | None]  # asked for a person; cleared when support takes over or replies
+    deleted_at: Mapped[datetime | None]  # personal data removed (services/deletion.py); the row stays for the ledger
     last_inbound_at: Mapped[datetime | None]
     # Set from Meta's asynchronous failures (and `user_preferences`); see services/whatsapp/outbox.py.
     unreachable_at: Mapped[datetime | None]  # 131026: not on WhatsApp / cannot receive; cleared when they write

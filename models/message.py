@@ -79,6 +79,8 @@ class Message(Leased, Base):
     seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))  # outbound: order per phone
     next_attempt_at: Mapped[datetime | None]  # outbound pending: not before this
     analysis_id: Mapped[int | None] = mapped_column(index=True)  # FK added with the analyses table
+    # outbound: the support person who wrote it in the console (None: the bot)
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     meta_timestamp: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]

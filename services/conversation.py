@@ -33,6 +33,7 @@ from bot.types import (
     RedeemCode,
     Reply,
     RequestDeletion,
+    RequestHuman,
     Send,
     SetLocale,
     SetOptOut,
@@ -56,7 +57,7 @@ from models import (
     utcnow,
 )
 from models.db import insert_ignoring_conflicts
-from services import context, leases, quota, sponsorship, whatsapp
+from services import context, leases, quota, sponsorship, support, whatsapp
 from services.queue import is_final_attempt
 from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats
@@ -141,8 +142,11 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
         .order_by(Message.meta_timestamp, Message.id)
     ).all()
     outcome = Outcome(farmer.address, [], [], None)
+    taken = support.is_taken(conv, utcnow())
     for message in waiting:
-        if not isolate:
+        if taken:  # a person answers this farmer now: the message is kept for them, the bot says nothing
+            _keep_for_support(message)
+        elif not isolate:
             _handle_one(session, farmer, conv, message, outcome)
         else:
             done = (len(outcome.reply_ids), len(outcome.analyses_to_queue))
@@ -154,6 +158,13 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
                 _give_up(session, farmer, message, exc, outcome)
         outcome.last_wamid, outcome.our_number = message.wamid, message.phone_number_id
     return outcome
+
+
+def _keep_for_support(message: Message) -> None:
+    """During a human takeover: stored, shown in the console, marked handled; no step, no reply."""
+    message.status = MessageStatus.PROCESSED.value
+    message.processed_at = utcnow()
+    message.attempts += 1
 
 
 def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception, outcome: Outcome) -> None:
@@ -218,6 +229,8 @@ def _carry_out(session: Session, farmer: Farmer, step: Step, now: datetime, outc
             case RequestDeletion():
                 farmer.deletion_requested_at = farmer.deletion_requested_at or now
                 log.warning("farmer asked for their data to be deleted", extra={"farmer_id": farmer.id})
+            case RequestHuman():
+                farmer.human_requested_at = farmer.human_requested_at or now
             case ShowQuota():
                 out.append(replies.quota(farmer.locale, quota_view(session, farmer.id, now)))
             case ShowHistory():

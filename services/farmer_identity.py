@@ -28,6 +28,7 @@ from models import (
     SponsorCode,
     Subscription,
     SubscriptionStatus,
+    SupportNote,
     Tier,
     UsageLedger,
     utcnow,
@@ -126,7 +127,8 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     active (a paid one before a Trial): a second Trial is cancelled, any other waits as queued."""
     keep, drop = session.get_one(Farmer, keep_id), session.get_one(Farmer, drop_id)
     for model, column in ((Message, Message.farmer_id), (Analysis, Analysis.farmer_id),
-                          (Subscription, Subscription.farmer_id), (UsageLedger, UsageLedger.farmer_id)):
+                          (Subscription, Subscription.farmer_id), (UsageLedger, UsageLedger.farmer_id),
+                          (SupportNote, SupportNote.farmer_id)):
         session.execute(update(model).where(column == drop_id).values({column.key: keep_id})
                         .execution_options(synchronize_session=False))
     session.execute(update(SponsorCode).where(SponsorCode.redeemed_by_farmer_id == drop_id)
@@ -145,6 +147,7 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     keep.our_number_id = keep.our_number_id or drop.our_number_id
     keep.opted_out_at = keep.opted_out_at or drop.opted_out_at
     keep.deletion_requested_at = keep.deletion_requested_at or drop.deletion_requested_at
+    keep.human_requested_at = keep.human_requested_at or drop.human_requested_at
     keep.last_inbound_at = max((t for t in (keep.last_inbound_at, drop.last_inbound_at) if t), default=None)
     keep.created_at = min(keep.created_at, drop.created_at)
     alias = drop.user_id if keep.user_id is None else None

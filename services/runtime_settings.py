@@ -82,6 +82,9 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("quiet_hours_end", "time", lambda _: "08:00", "...until this time; a message written meanwhile waits."),
     Spec("sponsor_message_daily_cap", "integer", lambda _: 10,
          "Sponsor messages one farmer may receive per day (all sponsors together, Europe/Istanbul days).", 0, 10),
+    Spec("support_takeover_minutes", "integer", lambda _: 120,
+         "How long a support person's takeover of a conversation lasts unless they choose otherwise; the bot "
+         "stays silent for that farmer meanwhile.", 5, 1440),
 )}
 
 
@@ -98,6 +101,7 @@ class Values:
     quiet_hours_start: str
     quiet_hours_end: str
     sponsor_message_daily_cap: int
+    support_takeover_minutes: int
 
     def quiet_until(self, now: datetime) -> datetime | None:
         """When the quiet hours around `now` end (UTC), or None if `now` is not in quiet hours."""

@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import Flask
+from flask import Flask, current_app
 from redis.exceptions import RedisError
 
-from services import context
+from models import utcnow
+from services import context, deletion
 from services.redis_conn import quick
 from services.sweeper import EXPIRED_SWEEP_SECONDS, requeue_expired, sweep_unqueued
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "ziraai:scheduler:leader"
+DELETION_CHECK_SECONDS = 3600.0
 
 
 @dataclass
@@ -69,7 +71,13 @@ class Schedule:
 def periodic_tasks(app: Flask) -> list[Periodic]:
     every = app.extensions["settings"].SWEEP_INTERVAL_SECONDS
     return [Periodic("sweep_unqueued", sweep_unqueued, every, catch_up=lambda: sweep_unqueued(grace_seconds=0)),
-            Periodic("requeue_expired", requeue_expired, EXPIRED_SWEEP_SECONDS)]
+            Periodic("requeue_expired", requeue_expired, EXPIRED_SWEEP_SECONDS),
+            Periodic("erase_due_deletions", erase_due_deletions, DELETION_CHECK_SECONDS)]
+
+
+def erase_due_deletions() -> int:
+    """KVKK: a deletion request nobody carried out is carried out on its last day (services/deletion.py)."""
+    return deletion.erase_due(context.db(), current_app.extensions["storage"], utcnow())
 
 
 def _hold_leadership(me: str, ttl: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -90,6 +91,18 @@ def test_photo_before_consent_is_not_analysed():
     step = machine.step(conv(State.AWAIT_CONSENT, consented=False), photo("domates"), NOW)
     assert step.state is State.AWAIT_CONSENT
     assert not any(isinstance(a, Submit) for a in step.actions)
+
+
+def test_a_photo_beyond_a_full_album_before_consent_is_answered_not_dropped_quietly():
+    c = conv(State.AWAIT_CONSENT, consented=False)
+    sent_at = NOW - timedelta(seconds=30)
+    for mid in range(7, 7 + draft.MAX_PHOTOS):
+        step = machine.step(c, replace(photo(mid=mid), sent_at=sent_at), NOW)
+        c = replace(c, state=step.state, data=step.data)
+    assert c.data.draft is not None and c.data.draft.photo_count == draft.MAX_PHOTOS
+    extra = machine.step(c, replace(photo(mid=99), sent_at=sent_at + timedelta(seconds=1)), NOW)
+    assert "KVKK" in sent(extra)[0]
+    assert extra.data.draft is not None and extra.data.draft.photo_count == draft.MAX_PHOTOS
 
 
 def test_consent_yes_and_no():

@@ -1,0 +1,351 @@
+"""The console's support pages: conversations, a farmer's page (transcript, takeover, replies, notes,
+deletion), the deletion queue, failed jobs and canned replies, through the Flask test client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import responses
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from models import AuditLog, CannedReply, Farmer, Message, SupportNote, UsageLedger, utcnow
+from services import quota
+from tests.chat import Farmer as ChatFarmer
+from tests.chat import GraphStub
+from tests.console_helpers import post, signed_in
+
+PHONE = "+905321234567"
+
+
+@pytest.fixture
+def graph():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield GraphStub(mock)
+
+
+@pytest.fixture
+def chat(app: Flask, graph: GraphStub) -> ChatFarmer:
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    farmer = ChatFarmer(app, graph, queues=("inbound",))
+    farmer.onboard()
+    return farmer
+
+
+@pytest.fixture
+def farmer_id(chat: ChatFarmer, session) -> int:
+    return session.scalar(select(Farmer.id).where(Farmer.phone == PHONE))
+
+
+@pytest.fixture
+def supporter(app: Flask, client: FlaskClient) -> int:
+    return signed_in(app, client, "support")
+
+
+def page(client: FlaskClient, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
+
+
+# --- roles ------------------------------------------------------------------------------------------
+
+
+SUPPORT_PAGES = ("/console/support", "/console/support/deletions", "/console/support/failed-jobs",
+                 "/console/support/canned")
+
+
+def test_a_sponsor_gets_404_on_support_pages(app: Flask, client: FlaskClient, farmer_id: int) -> None:
+    signed_in(app, client, "sponsor")
+    for path in (*SUPPORT_PAGES, f"/console/support/farmers/{farmer_id}"):
+        assert client.get(path).status_code == 404, path
+    assert post(client, f"/console/support/farmers/{farmer_id}/takeover").status_code == 404
+
+
+def test_without_a_session_support_pages_send_to_the_login_page(client: FlaskClient) -> None:
+    response = client.get("/console/support")
+    assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+
+
+def test_support_and_admin_open_every_support_page(app: Flask, client: FlaskClient, farmer_id: int) -> None:
+    for role in ("support", "admin"):
+        signed_in(app, client, role)
+        for path in (*SUPPORT_PAGES, f"/console/support/farmers/{farmer_id}"):
+            assert client.get(path).status_code == 200, (role, path)
+
+
+def test_support_lands_on_the_conversations(app: Flask, client: FlaskClient, supporter: int) -> None:
+    response = client.get("/console")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/console/support")
+
+
+def test_an_unknown_farmer_is_a_404(client: FlaskClient, supporter: int) -> None:
+    assert client.get("/console/support/farmers/999999").status_code == 404
+    assert client.get("/console/support/farmers/99999999999999").status_code == 404
+
+
+# --- conversations ----------------------------------------------------------------------------------
+
+
+def test_the_conversations_list_shows_the_farmer_and_the_last_message(client: FlaskClient, supporter: int,
+                                                                    farmer_id: int) -> None:
+    html = page(client, "/console/support")
+    assert "Mehmet Yılmaz" in html and f"/console/support/farmers/{farmer_id}" in html
+    assert "Konuşmalar" in html  # Turkish by default
+
+
+def test_the_conversations_search_and_filters(app: Flask, client: FlaskClient, supporter: int,
+                                             farmer_id: int) -> None:
+    assert "Mehmet Yılmaz" in page(client, "/console/support?q=5321234567")
+    assert "Mehmet Yılmaz" in page(client, f"/console/support?q={farmer_id}")
+    assert "Mehmet Yılmaz" not in page(client, "/console/support?q=nobody-like-this")
+    assert "Mehmet Yılmaz" not in page(client, "/console/support?filter=human")
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
+    assert "Mehmet Yılmaz" in page(client, "/console/support?filter=human")
+
+
+def test_a_farmer_asking_for_a_person_shows_among_those_needing_a_human(client: FlaskClient, supporter: int,
+                                                                          chat: ChatFarmer) -> None:
+    chat.says("canlı destek")
+    html = page(client, "/console/support?filter=human")
+    assert "Mehmet Yılmaz" in html and "Bir kişiyle görüşmek istedi" in html
+
+
+def test_a_bad_query_string_is_ignored_not_an_error(client: FlaskClient, supporter: int, farmer_id: int) -> None:
+    for query in ("page=-1", "page=abc", "filter=nonsense", "page=99999999999", "q=" + "x" * 5000, "q=%00"):
+        assert client.get(f"/console/support?{query}").status_code == 200, query
+
+
+def test_listing_conversations_is_audited(client: FlaskClient, supporter: int, session) -> None:
+    page(client, "/console/support")
+    assert session.scalar(select(AuditLog.user_id).where(AuditLog.action == "console.conversations.read")) == supporter
+
+
+# --- the farmer's page ------------------------------------------------------------------------------
+
+
+def test_the_farmer_page_shows_the_transcript_with_ticks_and_is_audited(client: FlaskClient, supporter: int,
+                                                                       farmer_id: int, session) -> None:
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Merhaba" in html and "bubble in" in html and "bubble out" in html
+    assert "tick-accepted" in html  # the stub accepts; no status webhook came yet
+    assert "KVKK" in html  # the consent event
+    row = session.scalar(select(AuditLog).where(AuditLog.action == "console.farmer.read"))
+    assert row.user_id == supporter and row.record_id == str(farmer_id)
+
+
+def test_a_failed_delivery_shows_metas_code_and_its_meaning(app: Flask, client: FlaskClient, supporter: int,
+                                                           farmer_id: int) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        s.add(Message(direction="out", phone=PHONE, farmer_id=farmer_id, type="text", text="Geç cevap",
+                      status="failed", error_code=131047, error_title="Re-engagement message", attempts=1,
+                      created_at=utcnow()))
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "131047" in html and "yalnızca şablon" in html
+
+
+def test_taking_over_silences_the_bot_and_releasing_restores_it(client: FlaskClient, supporter: int,
+                                                                farmer_id: int, chat: ChatFarmer, session) -> None:
+    response = post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "60"})
+    assert response.status_code == 302
+    assert chat.says("kota") == []
+    assert session.scalar(select(Message.status).where(Message.text == "kota")) == "processed"
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "kota" in html and "support@ziraai.test" in html
+    post(client, f"/console/support/farmers/{farmer_id}/release")
+    assert chat.says("kota") != []
+
+
+def test_a_takeover_expires_by_itself(app: Flask, client: FlaskClient, supporter: int, farmer_id: int,
+                                      chat: ChatFarmer) -> None:
+    from models import Conversation
+
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "60"})
+    with app.extensions["db"].session() as s, s.begin():
+        conv = s.scalars(select(Conversation).where(Conversation.farmer_id == farmer_id)).one()
+        conv.taken_until = utcnow() - timedelta(minutes=1)
+    assert chat.says("kota") != []
+
+
+def test_a_reply_reaches_the_farmer_and_names_its_writer(client: FlaskClient, supporter: int, farmer_id: int,
+                                                         graph: GraphStub, session) -> None:
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Merhaba, ben destekten Ayşe."})
+    assert response.status_code == 302
+    assert graph.sent[-1]["text"]["body"] == "Merhaba, ben destekten Ayşe." and graph.sent[-1]["to"] == PHONE
+    row = session.scalar(select(Message).where(Message.text == "Merhaba, ben destekten Ayşe."))
+    assert row.staff_user_id == supporter
+    assert "Merhaba, ben destekten Ayşe." in page(client, f"/console/support/farmers/{farmer_id}")
+
+
+def test_free_text_is_refused_outside_the_window_and_the_page_offers_templates(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, graph: GraphStub) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        s.get(Farmer, farmer_id).last_inbound_at = utcnow() - timedelta(hours=25)
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert 'name="template"' in html and 'id="reply-text"' not in html
+    before = len(graph.sent)
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Merhaba"}, follow_redirects=True)
+    assert "serbest metin gönderilemez" in response.get_data(as_text=True) and len(graph.sent) == before
+    post(client, f"/console/support/farmers/{farmer_id}/template",
+         {"template": "usage_alert_tr", "p0": "1", "p1": "5", "p2": "yarın 00:00"})
+    assert graph.sent[-1]["type"] == "template" and graph.sent[-1]["template"]["name"] == "usage_alert_tr"
+
+
+def test_inside_the_window_the_page_shows_the_countdown(client: FlaskClient, supporter: int, farmer_id: int) -> None:
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert 'class="countdown"' in html and "data-deadline=" in html and 'id="reply-text"' in html
+
+
+def test_a_canned_reply_fills_the_reply_box(app: Flask, client: FlaskClient, supporter: int, farmer_id: int) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        row = CannedReply(title="Selam", text="Merhaba, size nasıl yardımcı olabilirim?")
+        s.add(row)
+        s.flush()
+        canned_id = row.id
+    html = page(client, f"/console/support/farmers/{farmer_id}?canned={canned_id}")
+    assert ">Merhaba, size nasıl yardımcı olabilirim?</textarea>" in html
+
+
+def test_control_characters_in_forms_are_dropped_not_an_error(client: FlaskClient, supporter: int, farmer_id: int,
+                                                              graph: GraphStub) -> None:
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Mer\x00haba"})
+    assert response.status_code == 302 and graph.sent[-1]["text"]["body"] == "Merhaba"
+    assert post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "\x00"}).status_code == 302
+
+
+def test_a_note_is_saved_with_its_author(client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "Seracı, Antalya."})
+    note = session.scalar(select(SupportNote))
+    assert note.author_id == supporter and note.text == "Seracı, Antalya."
+    assert "Seracı, Antalya." in page(client, f"/console/support/farmers/{farmer_id}")
+    post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "   "})
+    assert session.scalar(select(func.count()).select_from(SupportNote)) == 1
+
+
+# --- deletion ---------------------------------------------------------------------------------------
+
+
+def test_support_records_a_deletion_request_and_it_is_queued_with_days_left(
+        client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/deletion-request")
+    assert session.get(Farmer, farmer_id).deletion_requested_at is not None
+    html = page(client, "/console/support/deletions")
+    assert "Mehmet Yılmaz" in html and ">29<" in html
+
+
+def test_deleting_from_the_console_needs_the_box_ticked(client: FlaskClient, supporter: int, farmer_id: int,
+                                                         session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/delete")
+    assert session.get(Farmer, farmer_id).deleted_at is None
+
+
+def test_deleting_anonymises_the_farmer_tells_them_and_keeps_the_ledger(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, graph: GraphStub, session) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        from models import Analysis
+
+        analysis = Analysis(farmer_id=farmer_id, status="completed", crop="domates")
+        s.add(analysis)
+        s.flush()
+        assert quota.charge(s, farmer_id, utcnow(), analysis_id=analysis.id).ok
+    response = post(client, f"/console/support/farmers/{farmer_id}/delete", {"confirm": "yes"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/console/support/deletions")
+    assert "silindi" in graph.sent[-1]["text"]["body"]
+    farmer = session.get(Farmer, farmer_id)
+    session.refresh(farmer)
+    assert farmer.phone is None and farmer.profile_name is None and farmer.deleted_at is not None
+    assert session.scalar(select(func.count()).select_from(Message).where(Message.phone == PHONE)) == 0
+    assert session.scalar(select(func.count()).select_from(UsageLedger).where(UsageLedger.farmer_id == farmer_id)) == 1
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Mehmet" not in html and "5321234567" not in html
+
+
+def test_a_deleted_farmers_page_offers_no_actions_and_posts_change_nothing(
+        client: FlaskClient, supporter: int, farmer_id: int, graph: GraphStub, session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/delete", {"confirm": "yes"})
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Veriler silindi" in html and 'action$="/reply"' not in html and "/takeover" not in html
+    sent = len(graph.sent)
+    for action, data in (("reply", {"text": "Merhaba"}), ("takeover", {}), ("notes", {"text": "x"}),
+                         ("deletion-request", {}), ("delete", {"confirm": "yes"})):
+        response = post(client, f"/console/support/farmers/{farmer_id}/{action}", data, follow_redirects=True)
+        assert response.status_code == 200 and "Bu çiftçinin verileri silindi." in response.get_data(as_text=True)
+    assert len(graph.sent) == sent and session.scalar(select(func.count()).select_from(SupportNote)) == 0
+
+
+# --- failed jobs and canned replies -----------------------------------------------------------------
+
+
+def boom(value: int) -> None:
+    raise RuntimeError(f"kaboom {value}\nValueError: boom")
+
+
+def fail_job(app: Flask, queue: str, job_id: str) -> None:
+    from rq import SimpleWorker
+
+    from services.queue import get_queue
+
+    redis = app.extensions["redis"]
+    get_queue(queue, redis).enqueue("tests.test_console_support.boom", 1, job_id=job_id)
+    SimpleWorker([get_queue(queue, redis)], connection=redis).work(burst=True)
+
+
+def test_failed_jobs_are_listed_and_retried_with_the_refund_rule(app: Flask, client: FlaskClient, supporter: int,
+                                                                 farmer_id: int) -> None:
+    from models import Analysis
+    from services.queue import get_queue
+
+    with app.extensions["db"].session() as s, s.begin():
+        analysis = Analysis(farmer_id=farmer_id, status="failed", crop="domates")
+        s.add(analysis)
+        s.flush()
+        analysis_job = f"analysis-{analysis.id}"
+    fail_job(app, "inbound", "inbound-77")
+    fail_job(app, "analysis", analysis_job)
+    html = page(client, "/console/support/failed-jobs")
+    assert "inbound-77" in html and "ValueError: boom" in html and analysis_job in html
+    assert 'name="force"' in html  # only the refunded analysis asks for it
+    post(client, "/console/support/failed-jobs/retry", {"job_id": "inbound-77", "queue": "inbound"})
+    assert "inbound-77" in get_queue("inbound", app.extensions["redis"]).job_ids
+    refused = post(client, "/console/support/failed-jobs/retry", {"job_id": analysis_job, "queue": "analysis"},
+                   follow_redirects=True)
+    assert "iade edildi" in refused.get_data(as_text=True)
+    assert analysis_job not in get_queue("analysis", app.extensions["redis"]).job_ids
+    post(client, "/console/support/failed-jobs/retry", {"job_id": analysis_job, "queue": "analysis", "force": "yes"})
+    assert analysis_job in get_queue("analysis", app.extensions["redis"]).job_ids
+    missing = post(client, "/console/support/failed-jobs/retry", {"job_id": "../../etc", "queue": "x"},
+                   follow_redirects=True)
+    assert missing.status_code == 200 and "Böyle bir başarısız iş yok" in missing.get_data(as_text=True)
+
+
+def test_only_an_admin_edits_canned_replies(app: Flask, client: FlaskClient, session) -> None:
+    signed_in(app, client, "support")
+    assert post(client, "/console/support/canned", {"title": "A", "text": "B"}).status_code == 404
+    assert 'name="title"' not in page(client, "/console/support/canned")
+    signed_in(app, client, "admin")
+    post(client, "/console/support/canned", {"title": "Selam", "text": "Merhaba!"})
+    row = session.scalar(select(CannedReply))
+    assert (row.title, row.text) == ("Selam", "Merhaba!")
+    post(client, "/console/support/canned", {"id": str(row.id), "title": "Selam", "text": "Merhaba, hoş geldiniz!"})
+    session.refresh(row)
+    assert row.text == "Merhaba, hoş geldiniz!"
+    post(client, f"/console/support/canned/{row.id}/delete")
+    assert session.scalar(select(func.count()).select_from(CannedReply)) == 0
+
+
+def test_the_demo_data_gives_the_support_pages_something_to_show(app: Flask, client: FlaskClient,
+                                                                  session) -> None:
+    from devtools.demo import seed_demo
+
+    seed_demo(app.extensions["db"])
+    seed_demo(app.extensions["db"])  # idempotent
+    signed_in(app, client, "support")
+    assert "Mehmet Yılmaz" in page(client, "/console/support?filter=human")
+    assert "Fatma Kaya" in page(client, "/console/support/deletions")
+    assert "Karşılama" in page(client, "/console/support/canned")
+    taken_id = session.scalar(select(Farmer.id).where(Farmer.profile_name == "Mehmet Yılmaz"))
+    html = page(client, f"/console/support/farmers/{taken_id}")
+    assert "Mersin" in html and "admin@ziraai.local" in html
