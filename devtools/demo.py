@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from devtools.sponsor_demo import seed_sponsor_activity
 from models import (
     Analysis,
     AnalysisStatus,
@@ -115,6 +116,7 @@ def seed_demo(db: Database, now: datetime | None = None, *, new_admin_password: 
             session.execute(update(RefreshToken).where(RefreshToken.user_id == admin.id,
                                                        RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
         seed_demo_activity(session, sponsor.id, now)
+        seed_sponsor_activity(session, sponsor.id, now)
         seed_support_demo(session, now)
         return DemoSeed(tiers_added, sponsor.id, sponsor_created, codes_created, unused, ADMIN_EMAIL, password)
 

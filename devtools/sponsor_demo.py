@@ -22,6 +22,7 @@ from services.sponsorship import create_purchase, redeem
 
 DEMO_PHONE_PREFIX = "+9055500010"  # + two digits: the demo farmers' numbers (no real line starts 555 0001)
 WEEKS = 12
+CODES_PER_TIER = 10  # one purchase of each tier, S to XL
 # (name, province with a district, tier of the code they redeemed); an S code's analyses count in totals only.
 FARMERS: tuple[tuple[str, str, str], ...] = (
     ("Ayşe Demir", "Kumluca, Antalya", "XL"),
@@ -69,7 +70,7 @@ def seed_sponsor_activity(session: Session, sponsor_id: int, now: datetime) -> S
         return SponsorDemo(0, 0)
     codes: dict[str, list[str]] = {}
     for tier in ("S", "M", "L", "XL"):
-        _, bought = create_purchase(session, sponsor_id, tier, 10, 365, 120, start)
+        _, bought = create_purchase(session, sponsor_id, tier, CODES_PER_TIER, 365, 120, start)
         codes[tier] = sorted(bought)
     analyses = 0
     for i, (name, place, tier) in enumerate(FARMERS):

@@ -23,6 +23,7 @@ from redis import Redis
 
 from devtools.demo import ACTIVITY_CODES, ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
 from devtools.run import commands, port_free
+from devtools.sponsor_demo import CODES_PER_TIER
 from settings import PROJECT_ROOT, load_settings
 from tests.dev_live import SimFarmer, has_text, make_run, offers
 from tests.helpers import TEST_REDIS_URL, wait_until
@@ -149,7 +150,8 @@ def test_seed_demo_is_idempotent_and_shows_the_password_once(runner, session):
     assert second.exit_code == 0 and password not in second.output
     assert "already there" in second.output and "password shown when it was created" in second.output
     assert session.scalar(select(func.count()).select_from(Sponsor).where(Sponsor.name == SPONSOR_NAME)) == 1
-    assert session.scalar(select(func.count()).select_from(SponsorCode)) == CODE_QUANTITY + ACTIVITY_CODES
+    demo_codes = CODE_QUANTITY + ACTIVITY_CODES + 4 * CODES_PER_TIER
+    assert session.scalar(select(func.count()).select_from(SponsorCode)) == demo_codes
     assert session.scalar(select(func.count()).select_from(StaffUser)) == 1
 
     renewed = runner.invoke(args=["seed-demo", "--new-admin-password"])

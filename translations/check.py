@@ -26,7 +26,7 @@ KEYWORDS = ("gettext:2", "ngettext:2,3", "_:2", "N_")
 COMMENT_TAGS = ("TRANSLATORS:",)
 POT = Path("translations") / f"{DOMAIN}.pot"
 # The staff console's catalog (console.po): checked against its code directly, no .pot in git (several
-# branches add console text at once; a .pot would conflict, the .po files merge by union).
+# branches add console text at once, and a .pot would only conflict; `make console-messages` rebuilds it).
 CONSOLE_CFG = "babel-console.cfg"
 CONSOLE_KEYWORDS = ("_", "_n:1,2", "console_text:2", "console_ntext:2,3", "flash_text:2", "N_")
 
