@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from redis import Redis
 
-from services import conversation, metrics
+from services import conversation, metrics, runtime_settings
 from services.logs import correlation
 from services.queue import INBOUND, retried_on_failure, schedule_inbound_retries, try_quickly
 from services.redis_conn import as_text
@@ -81,6 +81,7 @@ def handle(connection: Redis, message_id: int,
     with correlation(f"inbound-{message_id}"):
         try:
             with deadline or contextlib.nullcontext(), retried_on_failure():
+                runtime_settings.start_of_job()
                 conversation.handle_inbound(message_id)
         except Exception:
             log.exception("handed-off message failed; RQ retries it", extra={"message_id": message_id})

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from flask import Flask, has_app_context
 from rq import get_current_job
 
-from services import conversation, metrics
+from services import conversation, metrics, runtime_settings
 from services.logs import correlation
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,11 @@ def app_job(func: F) -> F:
         try:
             with correlation(job.id if job else None):
                 if has_app_context():
+                    runtime_settings.start_of_job()
                     result = func(*args, **kwargs)
                 else:
                     with _app().app_context():
+                        runtime_settings.start_of_job()
                         result = func(*args, **kwargs)
         except BaseException:
             # RQ retries while retries are left (a permanent failure sets them to 0 first)

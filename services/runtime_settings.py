@@ -3,8 +3,8 @@
 The database holds the overrides (`runtime_settings`, one row per changed setting; no row = the
 default). Each process caches the values and, at most once a second, reads one Redis key, a version
 number that every change increments: a changed version means reload. So a change made by one web
-process reaches the other web processes and every worker (a forked work-horse starts from its
-parent's cache and checks too) within about a second. If Redis is unreachable the cache is reloaded
+process reaches the other web processes within about a second, and every worker at the start of its
+next job (`start_of_job`). If Redis is unreachable the cache is reloaded
 from the database every `FALLBACK_SECONDS` instead, so a change is never lost, only slower.
 
 Environment settings stay the defaults (`N8N_TIMEOUT_SECONDS`); a runtime override wins.
@@ -185,6 +185,11 @@ class Cache:
         with self._lock:
             self._values = None
 
+    def check_at_next_use(self) -> None:
+        """Ask Redis for the version at the next read, however recent the last check was."""
+        with self._lock:
+            self._checked = 0.0
+
     def get(self) -> Values:
         now = time.monotonic()
         with self._lock:
@@ -204,6 +209,13 @@ class Cache:
                 self._version, self._loaded = version, now
             assert self._values is not None
             return self._values
+
+
+def start_of_job() -> None:
+    """A job starts with the settings as they are now (one Redis GET), not as a previous job in this
+    long-lived worker process saw them up to a second ago."""
+    cache: Cache = current_app.extensions.setdefault("runtime_settings", Cache())
+    cache.check_at_next_use()
 
 
 def current() -> Values:
