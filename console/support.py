@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from console.pages import audit_view, nav_item, render
+from console.pages import audit_view, nav_item, render, whole_number
 from console.session import current_locale, current_staff, staff_required
 from models import Analysis, AuditLog, Farmer, Message, StaffUser, UsageLedger, utcnow
 from services import context, deletion, failed_jobs, quota, runtime_settings, support
@@ -130,13 +130,6 @@ def clean(value: str | None) -> str:
     return (value or "").translate(_CONTROL).replace("\r", "")
 
 
-def _int(value: str | None, low: int, high: int) -> int | None:
-    if value is None or not value.strip().isdigit() or len(value.strip()) > 9:
-        return None
-    number = int(value)
-    return number if low <= number <= high else None
-
-
 @dataclass(frozen=True)
 class ListArgs:
     q: str | None
@@ -151,7 +144,7 @@ class ListArgs:
             kind = support.ListFilter(args.get("filter") or "")
         except ValueError:
             kind = None
-        return cls(q, kind, _int(args.get("page"), 1, MAX_PAGE) or 1)
+        return cls(q, kind, whole_number(args.get("page"), 1, MAX_PAGE) or 1)
 
 
 @dataclass(frozen=True)
@@ -266,7 +259,7 @@ def farmer(farmer_id: int) -> ResponseReturnValue:
     timeline += [(e.at, 1, e) for e in events]
     timeline.sort(key=lambda item: (item[0], item[1]))
     prefill = ""
-    chosen = _int(request.args.get("canned"), 1, 2**31 - 1)
+    chosen = whole_number(request.args.get("canned"), 1, 2**31 - 1)
     if chosen is not None:
         prefill = next((c.text for c in canned if c.id == chosen), "")
     left = support.window_left(f, now)
@@ -304,7 +297,8 @@ def take_over(farmer_id: int) -> ResponseReturnValue:
     locale = current_locale()
     if _deleted(farmer_id):
         return _back(farmer_id)
-    minutes = _int(request.form.get("minutes"), 1, 24 * 60) or runtime_settings.current().support_takeover_minutes
+    minutes = (whole_number(request.form.get("minutes"), 1, 24 * 60)
+               or runtime_settings.current().support_takeover_minutes)
     with context.db().session() as session, session.begin():
         conv = support.take_over(session, farmer_id, _me().id, utcnow(), minutes)
         until = conv.taken_until
@@ -502,7 +496,7 @@ def _admin_only() -> None:
 def save_canned() -> ResponseReturnValue:
     locale = current_locale()
     _admin_only()
-    canned_id = _int(request.form.get("id"), 1, 2**31 - 1) if request.form.get("id") else None
+    canned_id = whole_number(request.form.get("id"), 1, 2**31 - 1) if request.form.get("id") else None
     with context.db().session() as session, session.begin():
         row = support.save_canned(session, canned_id, clean(request.form.get("title")), clean(request.form.get("text")),
                                   _me().id, utcnow())
