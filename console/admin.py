@@ -283,12 +283,7 @@ def deactivate(user_id: int) -> ResponseReturnValue:
     if user_id == me.id:
         flash_text("error", "You cannot deactivate yourself.")
         return redirect(url_for("console_admin.staff"))
-    with context.db().session() as session, session.begin():
-        user = _staff_or_404(session, user_id)
-        user.active = False
-        audit("staff.deactivate", "staff_user", user_id, {"via": "console"}, session=session)
-        email = user.email
-    flash_text("success", "%(email)s can no longer sign in.", email=email)
+    flash_text("success", "%(email)s can no longer sign in.", email=_set_active(user_id, False))
     return redirect(url_for("console_admin.staff"))
 
 
@@ -296,13 +291,19 @@ def deactivate(user_id: int) -> ResponseReturnValue:
 @staff_required("admin")
 def activate(user_id: int) -> ResponseReturnValue:
     """Let a deactivated account sign in again (with its old password, or a reset link)."""
+    flash_text("success", "%(email)s can sign in again.", email=_set_active(user_id, True))
+    return redirect(url_for("console_admin.staff"))
+
+
+def _set_active(user_id: int, active: bool) -> str:
+    """Switch an account on or off (audited as staff.activate / staff.deactivate); its email, for the notice."""
     with context.db().session() as session, session.begin():
         user = _staff_or_404(session, user_id)
-        user.active = True
-        audit("staff.activate", "staff_user", user_id, {"via": "console"}, session=session)
+        user.active = active
+        audit("staff.activate" if active else "staff.deactivate", "staff_user", user_id, {"via": "console"},
+              session=session)
         email = user.email
-    flash_text("success", "%(email)s can sign in again.", email=email)
-    return redirect(url_for("console_admin.staff"))
+    return email
 
 
 @bp.post("/admin/staff/<int:user_id>/reset-link")
