@@ -235,8 +235,7 @@ def codes_csv(sponsor_id: int) -> Response:
     now = utcnow()
     with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        body, count = export_codes_csv(session, sponsor_id, now)
-    audit("sponsor.codes.export", "sponsor", sponsor_id, {"codes": count, "via": "console"})
+        body = export_codes_csv(session, sponsor_id, now, via="console")
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-codes.csv"'
     return response
@@ -248,12 +247,9 @@ def revoke(sponsor_id: int, code: str) -> BaseResponse:
     now = utcnow()
     with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        done = revoke_sponsor_code(session, sponsor_id, code, now)
+        done = revoke_sponsor_code(session, sponsor_id, code, now, via="console")
         if done.code_id is None:
             abort(404)
-        if done.revoked:
-            audit("sponsor.code.revoke", "sponsor_code", done.code_id,
-                  {"sponsor_id": sponsor_id, "code": done.code, "via": "console"}, session=session)
     if done.revoked:
         invalidate_stats(context.redis(), sponsor_id)
         flash_text("success", "Code %(code)s is revoked: nobody can redeem it now.", code=done.code)
