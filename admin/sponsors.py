@@ -268,8 +268,7 @@ def export_codes(sponsor_id: int) -> Response:
     now = utcnow()
     with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        body, count = export_codes_csv(session, sponsor_id, now)
-    audit("sponsor.codes.export", "sponsor", sponsor_id, {"codes": count})
+        body = export_codes_csv(session, sponsor_id, now)
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-codes.csv"'
     return response
@@ -286,8 +285,6 @@ def revoke_code_view(sponsor_id: int, code: str) -> Response:
             raise ApiError(404, "This sponsor has no such code.")
         if not done.revoked:
             raise ApiError(409, f"Only an unused code can be revoked; this one is {done.status}.")
-        audit("sponsor.code.revoke", "sponsor_code", done.code_id, {"sponsor_id": sponsor_id, "code": done.code},
-              session=session)
     invalidate_stats(context.redis(), sponsor_id)
     return jsonify({"code": done.code, "status": CodeStatus.REVOKED.value, "revoked_at": iso(now)})
 

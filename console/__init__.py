@@ -17,6 +17,9 @@ Conventions (how to add...)
   whose start page is the endpoint `console_<area>.index` is where `/console` sends that role. Add the
   page to the navigation with `nav_item(...)` (console.pages) at import time. A page that shows a
   farmer's personal data calls `audit_view(action, target_type, target_id)`.
+- a list: `Pager(page_number(), PER_PAGE, total)` (console.pages) slices the query; the template shows
+  the rows with the macros of `console/_macros.html` (`table` with its empty-state text, `page_nav`);
+  a form that is one button is `post_button`. Numbers from a query string or form: `whole_number`.
 - text: every visible string goes through `_("English source")` in templates (`_n(singular, plural, n)`
   for plurals, `%(name)s` placeholders as keyword arguments) and `console_text(locale, "...")` in Python
   (`current_locale()` from console.session; a label in a table marked with `N_("...")` and translated

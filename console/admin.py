@@ -13,7 +13,7 @@ from flask import Blueprint, abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from console.pages import flash_text, nav_item, render
+from console.pages import Pager, flash_text, nav_item, page_number, render
 from console.session import current_locale, current_staff, staff_required
 from models import (
     AuditLog,
@@ -57,11 +57,6 @@ PER_PAGE = 50
 MAX_REASON = 500
 RQ_DASHBOARD = "/admin/rq/"
 API_DOCS = "/api/v1/docs"
-
-
-def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
 
 
 @bp.get("/admin")
@@ -118,17 +113,17 @@ def sponsors() -> ResponseReturnValue:
             flash_text("success", "Sponsor %(name)s created.", name=form.name)
             return redirect(url_for("console_admin.sponsor", sponsor_id=sponsor_id))
     q = request.args.get("q", "").strip()[:200]
-    page = _page_number()
     stmt = select(Sponsor)
     if q:
         stmt = stmt.where(Sponsor.name.icontains(q, autoescape=True))
     with context.db().reader() as session:
-        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = list(session.scalars(stmt.order_by(Sponsor.id).limit(PER_PAGE).offset((page - 1) * PER_PAGE)))
+        pager = Pager(page_number(), PER_PAGE,
+                      session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+        rows = list(session.scalars(stmt.order_by(Sponsor.id).limit(PER_PAGE).offset(pager.offset)))
         codes = {sponsor_id: n for sponsor_id, n in session.execute(
             select(SponsorCode.sponsor_id, func.count()).group_by(SponsorCode.sponsor_id))}
     return render("console/admin_sponsors.html", status=400 if errors else 200, sponsors=rows, codes=codes, q=q,
-                  page=page, pages=max(1, -(-total // PER_PAGE)), total=total, errors=errors, values=values)
+                  pager=pager, errors=errors, values=values)
 
 
 @bp.get("/admin/sponsors/<int:sponsor_id>")
@@ -288,12 +283,7 @@ def deactivate(user_id: int) -> ResponseReturnValue:
     if user_id == me.id:
         flash_text("error", "You cannot deactivate yourself.")
         return redirect(url_for("console_admin.staff"))
-    with context.db().session() as session, session.begin():
-        user = _staff_or_404(session, user_id)
-        user.active = False
-        audit("staff.deactivate", "staff_user", user_id, {"via": "console"}, session=session)
-        email = user.email
-    flash_text("success", "%(email)s can no longer sign in.", email=email)
+    flash_text("success", "%(email)s can no longer sign in.", email=_set_active(user_id, False))
     return redirect(url_for("console_admin.staff"))
 
 
@@ -301,13 +291,19 @@ def deactivate(user_id: int) -> ResponseReturnValue:
 @staff_required("admin")
 def activate(user_id: int) -> ResponseReturnValue:
     """Let a deactivated account sign in again (with its old password, or a reset link)."""
+    flash_text("success", "%(email)s can sign in again.", email=_set_active(user_id, True))
+    return redirect(url_for("console_admin.staff"))
+
+
+def _set_active(user_id: int, active: bool) -> str:
+    """Switch an account on or off (audited as staff.activate / staff.deactivate); its email, for the notice."""
     with context.db().session() as session, session.begin():
         user = _staff_or_404(session, user_id)
-        user.active = True
-        audit("staff.activate", "staff_user", user_id, {"via": "console"}, session=session)
+        user.active = active
+        audit("staff.activate" if active else "staff.deactivate", "staff_user", user_id, {"via": "console"},
+              session=session)
         email = user.email
-    flash_text("success", "%(email)s can sign in again.", email=email)
-    return redirect(url_for("console_admin.staff"))
+    return email
 
 
 @bp.post("/admin/staff/<int:user_id>/reset-link")
@@ -459,7 +455,7 @@ def _day(raw: str, shift: int) -> datetime | None:
 @staff_required("admin")
 def audit_log() -> ResponseReturnValue:
     filters = AuditFilters.parse(request.args.to_dict())
-    page = _page_number()
+    page = page_number()
     stmt = select(AuditLog, StaffUser.email).outerjoin(StaffUser, StaffUser.id == AuditLog.user_id)
     if filters.actor:
         if filters.actor.isdigit() and len(filters.actor) < 10:

@@ -5,6 +5,9 @@ Every template is rendered with `render(...)`, which adds: `staff` (the signed-i
 `locale`, `_` / `_n` (console text in the page's language), `csrf_field()`, `datetime(value)` /
 `date(value)` (Europe/Istanbul, localised), `nav` (this role's links), `health_warnings` (the WhatsApp
 account banner), `languages`, and `here` (the current path, for the language switch).
+
+A list page reads its page with `page_number()` and slices with a `Pager`; any number in a query string or
+form goes through `whole_number` (a bad one is ignored, never a 500).
 """
 
 from __future__ import annotations
@@ -30,6 +33,40 @@ log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"tr": "Türkçe", "en": "English"}
 ROLE_NAMES = {"admin": N_("Admin"), "support": N_("Support"), "sponsor": N_("Sponsor")}
+
+
+MAX_PAGE = 100_000
+
+
+def whole_number(raw: str | None, low: int, high: int) -> int | None:
+    """A plain decimal number within [low, high], else None (no sign, no Unicode digits, no huge strings)."""
+    raw = (raw or "").strip()
+    if not raw or len(raw) > 9 or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
+
+
+def page_number() -> int:
+    """The `page` query argument; anything unusable is page 1 (a list page never fails on its query string)."""
+    return whole_number(request.args.get("page"), 1, MAX_PAGE) or 1
+
+
+@dataclass(frozen=True)
+class Pager:
+    """One page of `total` rows, `per_page` at a time: what the query slices and `pager()` in the templates shows."""
+
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
 
 
 @dataclass(frozen=True)

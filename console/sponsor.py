@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from console.charts import BarChart, bar_chart_svg
-from console.pages import flash_text, nav_item, render
+from console.pages import Pager, flash_text, nav_item, page_number, render, whole_number
 from console.session import current_locale, current_staff, staff_required
 from models import (
     Analysis,
@@ -109,34 +109,6 @@ def _own_id() -> int:
     if user is None or user.sponsor_id is None:
         abort(404)
     return user.sponsor_id
-
-
-def whole_number(raw: str | None, low: int, high: int) -> int | None:
-    """A plain decimal number within [low, high], else None (no sign, no Unicode digits, no huge strings)."""
-    raw = (raw or "").strip()
-    if not raw or len(raw) > 9 or not (raw.isascii() and raw.isdigit()):
-        return None
-    value = int(raw)
-    return value if low <= value <= high else None
-
-
-def _page_number() -> int:
-    return whole_number(request.args.get("page"), 1, 100_000) or 1
-
-
-@dataclass(frozen=True)
-class Pager:
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.per_page
 
 
 def _base(sponsor: Sponsor, section: str, **extra: Any) -> dict[str, Any]:
@@ -246,7 +218,7 @@ def codes(sponsor_id: int) -> Any:
         if status is not None:
             stmt = stmt.where(has_effective_status(status, now))
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        pager = Pager(_page_number(), PER_PAGE, total)
+        pager = Pager(page_number(), PER_PAGE, total)
         rows = session.execute(stmt.order_by(SponsorCode.id).limit(PER_PAGE).offset(pager.offset)).all()
     items = [{"code": r.code, "tier": r.tier, "status": effective_status(r.status, r.expires_at, now),
               "expires_at": r.expires_at, "redeemed_at": r.redeemed_at, "revoked_at": r.revoked_at,
@@ -263,8 +235,7 @@ def codes_csv(sponsor_id: int) -> Response:
     now = utcnow()
     with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        body, count = export_codes_csv(session, sponsor_id, now)
-    audit("sponsor.codes.export", "sponsor", sponsor_id, {"codes": count, "via": "console"})
+        body = export_codes_csv(session, sponsor_id, now, via="console")
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-codes.csv"'
     return response
@@ -276,12 +247,9 @@ def revoke(sponsor_id: int, code: str) -> BaseResponse:
     now = utcnow()
     with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        done = revoke_sponsor_code(session, sponsor_id, code, now)
+        done = revoke_sponsor_code(session, sponsor_id, code, now, via="console")
         if done.code_id is None:
             abort(404)
-        if done.revoked:
-            audit("sponsor.code.revoke", "sponsor_code", done.code_id,
-                  {"sponsor_id": sponsor_id, "code": done.code, "via": "console"}, session=session)
     if done.revoked:
         invalidate_stats(context.redis(), sponsor_id)
         flash_text("success", "Code %(code)s is revoked: nobody can redeem it now.", code=done.code)
@@ -342,7 +310,7 @@ def _requests_page(sponsor: Sponsor, form: Mapping[str, str], errors: dict[str, 
         tier_codes = {tier_id: code for tier_id, code in session.execute(select(Tier.id, Tier.code))}
         total = session.scalar(select(func.count()).select_from(PurchaseRequest)
                                .where(PurchaseRequest.sponsor_id == sponsor.id)) or 0
-        pager = Pager(_page_number(), PER_PAGE, total)
+        pager = Pager(page_number(), PER_PAGE, total)
         rows = list(session.scalars(select(PurchaseRequest).where(PurchaseRequest.sponsor_id == sponsor.id)
                                     .order_by(PurchaseRequest.id.desc()).limit(PER_PAGE).offset(pager.offset)))
     user = current_staff()
@@ -452,7 +420,7 @@ def analyses(sponsor_id: int) -> Any:
         if crop is not None:
             stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        pager = Pager(_page_number(), PER_PAGE, total)
+        pager = Pager(page_number(), PER_PAGE, total)
         rows = list(session.scalars(stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc())
                                     .limit(PER_PAGE).offset(pager.offset)))
         farmers = {f.id: f for f in session.scalars(select(Farmer).where(

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from console.pages import audit_view, nav_item, render
+from console.pages import audit_view, flash_text, nav_item, render, whole_number
 from console.session import current_locale, current_staff, staff_required
 from models import Analysis, AuditLog, Farmer, Message, StaffUser, UsageLedger, utcnow
 from services import context, deletion, failed_jobs, quota, runtime_settings, support
@@ -130,13 +130,6 @@ def clean(value: str | None) -> str:
     return (value or "").translate(_CONTROL).replace("\r", "")
 
 
-def _int(value: str | None, low: int, high: int) -> int | None:
-    if value is None or not value.strip().isdigit() or len(value.strip()) > 9:
-        return None
-    number = int(value)
-    return number if low <= number <= high else None
-
-
 @dataclass(frozen=True)
 class ListArgs:
     q: str | None
@@ -151,7 +144,7 @@ class ListArgs:
             kind = support.ListFilter(args.get("filter") or "")
         except ValueError:
             kind = None
-        return cls(q, kind, _int(args.get("page"), 1, MAX_PAGE) or 1)
+        return cls(q, kind, whole_number(args.get("page"), 1, MAX_PAGE) or 1)
 
 
 @dataclass(frozen=True)
@@ -266,7 +259,7 @@ def farmer(farmer_id: int) -> ResponseReturnValue:
     timeline += [(e.at, 1, e) for e in events]
     timeline.sort(key=lambda item: (item[0], item[1]))
     prefill = ""
-    chosen = _int(request.args.get("canned"), 1, 2**31 - 1)
+    chosen = whole_number(request.args.get("canned"), 1, 2**31 - 1)
     if chosen is not None:
         prefill = next((c.text for c in canned if c.id == chosen), "")
     left = support.window_left(f, now)
@@ -289,11 +282,10 @@ def _back(farmer_id: int) -> ResponseReturnValue:
 
 def _deleted(farmer_id: int) -> bool:
     """404 for an unknown farmer; True (with the reason flashed) when their data was deleted: nothing to do."""
-    locale = current_locale()
     with context.db().reader() as session:
         f = farmer_or_404(session, farmer_id)
     if f.deleted_at is not None:
-        flash(console_text(locale, "This farmer's data was deleted."), "error")
+        flash_text("error", "This farmer's data was deleted.")
         return True
     return False
 
@@ -301,15 +293,15 @@ def _deleted(farmer_id: int) -> bool:
 @bp.post("/support/farmers/<int:farmer_id>/takeover")
 @staff_required(*ROLES)
 def take_over(farmer_id: int) -> ResponseReturnValue:
-    locale = current_locale()
     if _deleted(farmer_id):
         return _back(farmer_id)
-    minutes = _int(request.form.get("minutes"), 1, 24 * 60) or runtime_settings.current().support_takeover_minutes
+    minutes = (whole_number(request.form.get("minutes"), 1, 24 * 60)
+               or runtime_settings.current().support_takeover_minutes)
     with context.db().session() as session, session.begin():
         conv = support.take_over(session, farmer_id, _me().id, utcnow(), minutes)
         until = conv.taken_until
-    flash(console_text(locale, "You answer this farmer now; the bot stays silent until %(until)s.",
-             until=_format_time(until)), "success")
+    flash_text("success", "You answer this farmer now; the bot stays silent until %(until)s.",
+               until=_format_time(until))
     return _back(farmer_id)
 
 
@@ -320,14 +312,14 @@ def _format_time(value: datetime | None) -> str:
 @bp.post("/support/farmers/<int:farmer_id>/release")
 @staff_required(*ROLES)
 def release(farmer_id: int) -> ResponseReturnValue:
-    locale = current_locale()
     if _deleted(farmer_id):
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
         released = support.release(session, farmer_id, _me().id, utcnow())
-    flash(console_text(locale, "The bot answers this farmer again.") if released
-          else console_text(locale, "The conversation was not taken."),
-          "success" if released else "info")
+    if released:
+        flash_text("success", "The bot answers this farmer again.")
+    else:
+        flash_text("info", "The conversation was not taken.")
     return _back(farmer_id)
 
 
@@ -343,13 +335,12 @@ REFUSALS = {
 
 
 def _after_reply(farmer_id: int, result: support.ReplyResult) -> ResponseReturnValue:
-    locale = current_locale()
     if result.refusal is not None:
-        flash(_t(REFUSALS[result.refusal]), "error")
+        flash_text("error", REFUSALS[result.refusal])
         return _back(farmer_id)
     if result.address:
         send_queued(result.address)
-    flash(console_text(locale, "Your reply is on its way."), "success")
+    flash_text("success", "Your reply is on its way.")
     return _back(farmer_id)
 
 
@@ -378,54 +369,54 @@ def reply_template(farmer_id: int) -> ResponseReturnValue:
 @bp.post("/support/farmers/<int:farmer_id>/notes")
 @staff_required(*ROLES)
 def add_note(farmer_id: int) -> ResponseReturnValue:
-    locale = current_locale()
     if _deleted(farmer_id):
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
         note = support.add_note(session, farmer_id, _me().id, clean(request.form.get("text")), utcnow())
     if note is None:
-        flash(console_text(locale, "A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX), "error")
+        flash_text("error", "A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX)
     else:
-        flash(console_text(locale, "Note saved."), "success")
+        flash_text("success", "Note saved.")
     return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#notes")
 
 
 @bp.post("/support/farmers/<int:farmer_id>/deletion-request")
 @staff_required(*ROLES)
 def request_deletion(farmer_id: int) -> ResponseReturnValue:
-    locale = current_locale()
     if _deleted(farmer_id):
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
         recorded = deletion.request_deletion(session, farmer_id, _me().id, utcnow())
-    flash(console_text(locale, "Deletion request recorded; it is in the queue.") if recorded
-          else console_text(locale, "A deletion request is already open."), "success" if recorded else "info")
+    if recorded:
+        flash_text("success", "Deletion request recorded; it is in the queue.")
+    else:
+        flash_text("info", "A deletion request is already open.")
     return redirect(url_for("console_support.farmer", farmer_id=farmer_id))
 
 
 @bp.post("/support/farmers/<int:farmer_id>/delete")
 @staff_required(*ROLES)
 def erase(farmer_id: int) -> ResponseReturnValue:
-    locale = current_locale()
     if _deleted(farmer_id):
         return _back(farmer_id)
     if request.form.get("confirm") != "yes":
-        flash(console_text(locale, "Tick the box to confirm the deletion."), "error")
+        flash_text("error", "Tick the box to confirm the deletion.")
         return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#deletion")
     with context.db().session() as session, session.begin():
         erased = deletion.erase(session, farmer_id, _me().id, utcnow())
     if erased is None:
-        flash(console_text(locale, "This farmer's data was deleted."), "info")
+        flash_text("info", "This farmer's data was deleted.")
         return redirect(url_for("console_support.deletions"))
     deletion.delete_photos(current_app.extensions["storage"], erased.photo_keys)
     if erased.goodbye_address:
         send_queued(erased.goodbye_address)
         with context.db().session() as session, session.begin():
             deletion.forget_goodbyes(session)
-    flash(console_text(locale, "The farmer's data was deleted; they were told in the chat.") if erased.told else
-          console_text(locale, "The farmer's data was deleted; they could not be told (no message from them in "
-                               "24 hours)."),
-          "success")
+    if erased.told:
+        flash_text("success", "The farmer's data was deleted; they were told in the chat.")
+    else:
+        flash_text("success", "The farmer's data was deleted; they could not be told (no message from them in "
+                              "24 hours).")
     return redirect(url_for("console_support.deletions"))
 
 
@@ -461,22 +452,18 @@ def failed_jobs_page() -> ResponseReturnValue:
 @bp.post("/support/failed-jobs/retry")
 @staff_required(*ROLES)
 def retry_job() -> ResponseReturnValue:
-    locale = current_locale()
     job_id = request.form.get("job_id", "")[:100]
     queue = request.form.get("queue") if request.form.get("queue") in QUEUE_NAMES else None
     force = request.form.get("force") == "yes"
     outcome, where = failed_jobs.requeue(context.redis(), context.db(), job_id, queue=queue, force=force)
     audit("jobs.requeue", "job", job_id, {"queue": where, "outcome": outcome.value, "force": force, "via": "console"})
-    messages = {
-        failed_jobs.Requeue.REQUEUED: (console_text(locale, "The job is back in its queue."), "success"),
-        failed_jobs.Requeue.NOT_FOUND: (console_text(locale, "No such failed job (it may have been retried or "
-                                                             "expired)."), "error"),
-        failed_jobs.Requeue.REFUNDED: (console_text(locale, "This analysis failed and was refunded: retrying would "
-                                                            "run it for free. "
-                                          "Tick 'run it anyway' to retry."), "error"),
-    }
-    text, category = messages[outcome]
-    flash(text, category)
+    if outcome == failed_jobs.Requeue.REQUEUED:
+        flash_text("success", "The job is back in its queue.")
+    elif outcome == failed_jobs.Requeue.NOT_FOUND:
+        flash_text("error", "No such failed job (it may have been retried or expired).")
+    else:
+        flash_text("error", "This analysis failed and was refunded: retrying would run it for free. "
+                            "Tick 'run it anyway' to retry.")
     return redirect(url_for("console_support.failed_jobs"))
 
 
@@ -500,25 +487,26 @@ def _admin_only() -> None:
 @bp.post("/support/canned")
 @staff_required(*ROLES)
 def save_canned() -> ResponseReturnValue:
-    locale = current_locale()
     _admin_only()
-    canned_id = _int(request.form.get("id"), 1, 2**31 - 1) if request.form.get("id") else None
+    canned_id = whole_number(request.form.get("id"), 1, 2**31 - 1) if request.form.get("id") else None
     with context.db().session() as session, session.begin():
         row = support.save_canned(session, canned_id, clean(request.form.get("title")), clean(request.form.get("text")),
                                   _me().id, utcnow())
-    flash(console_text(locale, "Canned reply saved.") if row
-          else console_text(locale, "A canned reply needs a title (at most 100 characters) and a "
-                                    "text (at most 4096)."), "success" if row else "error")
+    if row:
+        flash_text("success", "Canned reply saved.")
+    else:
+        flash_text("error", "A canned reply needs a title (at most 100 characters) and a text (at most 4096).")
     return redirect(url_for("console_support.canned"))
 
 
 @bp.post("/support/canned/<int:canned_id>/delete")
 @staff_required(*ROLES)
 def delete_canned(canned_id: int) -> ResponseReturnValue:
-    locale = current_locale()
     _admin_only()
     with context.db().session() as session, session.begin():
         deleted = support.delete_canned(session, canned_id)
-    flash(console_text(locale, "Canned reply deleted.") if deleted else console_text(locale, "No such canned reply."),
-          "success" if deleted else "error")
+    if deleted:
+        flash_text("success", "Canned reply deleted.")
+    else:
+        flash_text("error", "No such canned reply.")
     return redirect(url_for("console_support.canned"))

@@ -34,6 +34,7 @@ from models import (
     utcnow,
 )
 from models.db import insert_ignoring_conflicts
+from services.audit import audit
 from services.quota import TRIAL, add_subscription, lock_farmer, queued_subscriptions, tier_by_code
 
 MAX_QUANTITY = 10_000
@@ -182,10 +183,11 @@ def has_effective_status(status: str, now: datetime) -> ColumnElement[bool]:
 CSV_COLUMNS: tuple[str, ...] = ("code", "tier", "status", "expires_at", "redeemed_at")
 
 
-def export_codes_csv(session: Session, sponsor_id: int, now: datetime) -> tuple[str, int]:
+def export_codes_csv(session: Session, sponsor_id: int, now: datetime, *, via: str | None = None) -> str:
     """Every code of the sponsor as CSV for distribution (code, tier, effective status, expiry, redemption;
-    never a farmer) and how many rows; stamps `exported_at` on codes never exported before, in the
-    caller's transaction, since a code in a CSV has been handed out."""
+    never a farmer); stamps `exported_at` on codes never exported before and audits the
+    export, in the caller's transaction, since a code in a CSV has been handed out. `via` names the surface
+    in the audit row (the console says so; the API does not)."""
     rows = session.execute(
         select(SponsorCode.code, SponsorCode.status, SponsorCode.expires_at, SponsorCode.redeemed_at,
                Tier.code.label("tier"))
@@ -201,7 +203,8 @@ def export_codes_csv(session: Session, sponsor_id: int, now: datetime) -> tuple[
     session.execute(update(SponsorCode)
                     .where(SponsorCode.sponsor_id == sponsor_id, SponsorCode.exported_at.is_(None))
                     .values(exported_at=now).execution_options(synchronize_session=False))
-    return out.getvalue(), len(rows)
+    audit("sponsor.codes.export", "sponsor", sponsor_id, _via({"codes": len(rows)}, via), session=session)
+    return out.getvalue()
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,10 @@ class Revocation:
     revoked: bool
 
 
-def revoke_sponsor_code(session: Session, sponsor_id: int, text: str, now: datetime) -> Revocation:
-    """Revoke one of the sponsor's own codes if it is still unused (a sponsor or an admin withdrawing it)."""
+def revoke_sponsor_code(session: Session, sponsor_id: int, text: str, now: datetime, *,
+                        via: str | None = None) -> Revocation:
+    """Revoke one of the sponsor's own codes if it is still unused (a sponsor or an admin withdrawing it),
+    audited in the caller's transaction when it was revoked."""
     code = normalize_code(text)
     row = None
     if code is not None:
@@ -227,7 +232,13 @@ def revoke_sponsor_code(session: Session, sponsor_id: int, text: str, now: datet
     current = effective_status(row.status, row.expires_at, now)
     if current != CodeStatus.UNUSED.value or not revoke_code(session, code or "", now):
         return Revocation(code, row.id, current, False)
+    audit("sponsor.code.revoke", "sponsor_code", row.id, _via({"sponsor_id": sponsor_id, "code": code}, via),
+          session=session)
     return Revocation(code, row.id, CodeStatus.REVOKED.value, True)
+
+
+def _via(details: dict[str, object], via: str | None) -> dict[str, object]:
+    return {**details, "via": via} if via else details
 
 
 # --- purchase requests ---------------------------------------------------------------------------

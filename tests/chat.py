@@ -13,6 +13,7 @@ from flask import Flask
 
 from devtools import webhook_bodies
 from devtools.terminal_chat import describe as render
+from services import quota
 from services.queue import QUEUE_NAMES
 from tests.helpers import GRAPH, PHONE_NUMBER_ID, post_webhook, run_jobs
 
@@ -121,3 +122,13 @@ class Farmer:
     def onboard(self) -> None:
         self.says("Merhaba")
         self.taps("consent:yes")
+
+
+def onboarded_farmer(app: Flask, graph: SentMessages, queues: tuple[str, ...] = ("inbound",)) -> Farmer:
+    """A farmer who said hello and accepted the consent, the tiers seeded: where a support test starts (only
+    the inbound worker runs, so nothing is analysed behind its back)."""
+    with app.extensions["db"].session() as session, session.begin():
+        quota.seed_tiers(session)
+    farmer = Farmer(app, graph, queues=queues)
+    farmer.onboard()
+    return farmer

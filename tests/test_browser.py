@@ -3,59 +3,32 @@ consent, the menu, a sample photo with a crop caption, a location, the result, `
 three photos chosen at once after the day's trial analysis is used: the limit said at the photo, a sponsor
 code typed, the same three photos confirmed ("3 fotoğraf") and analysed once; both report pages at 390 px.
 
-Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`): skipped
-with that reason when they are missing, except in CI (`CI` set), where it fails instead. Screenshots go
-to `tests/output/`: `chat.png` (the diagnosis), `chat-details.png` (the end of the chat), `chat-album.png`,
-`report.png` and `report-album.png` (gitignored; CI keeps them).
+Needs Debian's `chromium` and `chromium-driver` (tests/browser.py says how; skipped without them except in
+CI). Screenshots go to `tests/output/`: `chat.png` (the diagnosis), `chat-details.png` (the end of the
+chat), `chat-album.png`, `report.png` and `report-album.png` (gitignored; CI keeps them).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.browser import chrome, save_screenshot
 from tests.dev_live import make_run
 
-OUTPUT = Path(__file__).parent / "output"
 SAMPLES = Path(__file__).parent.parent / "devtools" / "static" / "samples"
 WIDTH, HEIGHT = 360, 740
 REPORT_WIDTH, REPORT_HEIGHT = 390, 844  # the report page on a common phone
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def _require_browser() -> None:
-    missing = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path]
-    if missing:
-        reason = f"{' and '.join(missing)} not installed (apt-get install -y chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test: {reason}")
-        pytest.skip(reason)
 
 
 @pytest.fixture
-def browser():
-    _require_browser()
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     f"--window-size={WIDTH},{HEIGHT}", "--lang=tr-TR", "--hide-scrollbars"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    # A phone's viewport, exactly: the window size alone leaves room for browser chrome.
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": True})
-    try:
+def browser() -> Iterator[Any]:
+    with chrome(WIDTH, HEIGHT, mobile=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp_path):
@@ -86,7 +59,6 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
         return WebDriverWait(browser, timeout, poll_frequency=0.2).until(
             lambda driver: said(fragment)[seen:], f"a new message with {fragment!r}")[-1]
 
-    OUTPUT.mkdir(exist_ok=True)
     with make_run(tmp_path) as service:
         browser.get(f"{service.base}/dev/chat")
         phone = last("#phone")
@@ -132,9 +104,9 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
 
         link = last("#messages a", "/r/").get_attribute("href")
         browser.execute_script("document.querySelector('#messages').scrollTop = 1e9")
-        browser.save_screenshot(str(OUTPUT / "chat-details.png"))
+        save_screenshot(browser, "chat-details")
         browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", result)  # the diagnosis
-        browser.save_screenshot(str(OUTPUT / "chat.png"))
+        save_screenshot(browser, "chat")
 
         # --- An album: three photos chosen at once, sent as three image messages (as WhatsApp does). The
         # trial's one analysis a day is used up, so the farmer hears it at the photo, types a sponsor code,
@@ -168,7 +140,7 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
             lambda driver: report_links()[links_before:], "the album's report link")[-1]
         assert album_link != link
         browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", album_result)
-        browser.save_screenshot(str(OUTPUT / "chat-album.png"))
+        save_screenshot(browser, "chat-album")
 
         # --- The report page, on a 390 px phone ---------------------------------------------------------
         browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
@@ -181,9 +153,9 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
         action = first_action.group(1).strip()[:30]
         assert action in page, f"the first recommendation {action!r} is not on the report page"
         assert browser.execute_script("return document.documentElement.scrollWidth") <= REPORT_WIDTH
-        browser.save_screenshot(str(OUTPUT / "report.png"))
+        save_screenshot(browser, "report")
         browser.get(album_link)  # the album's report shows its three photos
         WebDriverWait(browser, 10, poll_frequency=0.2).until(
             lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "img")) >= 3, "the album's three photos")
         assert browser.execute_script("return document.documentElement.scrollWidth") <= REPORT_WIDTH
-        browser.save_screenshot(str(OUTPUT / "report-album.png"))
+        save_screenshot(browser, "report-album")

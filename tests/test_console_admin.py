@@ -304,3 +304,17 @@ def test_an_admin_changes_a_tier_as_the_api_allows(admin: int, client: FlaskClie
     assert session.scalars(select(Tier.daily_limit).where(Tier.code == "M")).one() == 7
     assert post(client, "/console/admin/tiers/NOPE", {"daily_limit": "1", "monthly_limit": "2",
                                                       "price_try": "1"}).status_code == 404
+
+
+def test_the_sponsor_list_pages_keep_the_search_and_a_bad_page_number_is_page_one(
+        admin: int, app: Flask, client: FlaskClient) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        s.add_all(Sponsor(name=f"Tohum {n:02}", created_at=utcnow()) for n in range(51))
+    first = client.get("/console/admin/sponsors?q=Tohum").get_data(as_text=True)
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+    assert re.search(r'href="[^"]*q=Tohum[^"]*page=2|href="[^"]*page=2[^"]*q=Tohum', first), first[-1500:]
+    second = client.get("/console/admin/sponsors?q=Tohum&page=2").get_data(as_text=True)
+    assert "Tohum 50" in second and 'rel="prev"' in second and 'rel="next"' not in second
+    for page in ("²", "-1", "0", "99999999999", "abc"):
+        response = client.get(f"/console/admin/sponsors?q=Tohum&page={page}")
+        assert response.status_code == 200 and "Tohum 00" in response.get_data(as_text=True), page

@@ -3,117 +3,27 @@ phone, 390x844): sign in as the demo admin, use every admin page, a reset link, 
 language switch and the API docs; no page may break its Content-Security-Policy (Chromium's console
 would say "Refused to ...").
 
-Needs Debian's `chromium` and `chromium-driver`; skipped without them except in CI (tests/test_browser.py).
+Needs Debian's `chromium` and `chromium-driver`; skipped without them except in CI (tests/browser.py).
 Screenshots go to `tests/output/console/admin-*.png`; with `UPDATE_DOCS_SCREENSHOTS=1` those shown in
 docs/CONSOLE_ADMIN.md are also copied to `docs/img/console/`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devtools.demo import ADMIN_EMAIL, seed_demo
+from tests.browser import LAPTOP, PHONE, Console, chrome
 from tests.dev_live import live_app
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, _require_browser
-
-OUTPUT = Path(__file__).parent / "output" / "console"
-DOCS_IMAGES = Path(__file__).parent.parent / "docs" / "img" / "console"
-DOCS_SHOTS = {"admin-login", "admin-overview", "admin-overview-phone", "admin-purchase-requests", "admin-sponsors",
-              "admin-sponsor", "admin-staff", "admin-settings", "admin-audit", "admin-api-docs"}
-LAPTOP = (1280, 800)
-PHONE = (390, 844)
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    _require_browser()
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     f"--window-size={LAPTOP[0]},{LAPTOP[1]}", "--lang=tr-TR", "--hide-scrollbars"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
+    with chrome(*LAPTOP) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-class Console:
-    """The browser on the live console, with the few moves every step needs."""
-
-    def __init__(self, driver: Any, base: str) -> None:
-        from selenium.webdriver.common.by import By
-
-        self.driver, self.base, self.by = driver, base, By
-
-    def open(self, path: str) -> None:
-        self.driver.get(self.base + path)
-
-    def find(self, css: str) -> Any:
-        return self.driver.find_element(self.by.CSS_SELECTOR, css)
-
-    def all(self, css: str) -> list[Any]:
-        return self.driver.find_elements(self.by.CSS_SELECTOR, css)
-
-    def fill(self, values: dict[str, str], form: str = "main form.stack") -> None:
-        for name, value in values.items():
-            field = self.find(f'{form} [name="{name}"]')
-            if field.tag_name == "select":
-                from selenium.webdriver.support.ui import Select
-
-                Select(field).select_by_value(value)
-            else:
-                field.clear()
-                field.send_keys(value)
-        self.click(f'{form} button[type="submit"]')
-
-    def click(self, css: str, within: Any = None) -> None:
-        """Click a button that submits a form and wait for the next page to replace this one."""
-        from selenium.webdriver.support import expected_conditions
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        page = self.find("html")
-        (within or self.driver).find_element(self.by.CSS_SELECTOR, css).click()
-        WebDriverWait(self.driver, 20, poll_frequency=0.1).until(expected_conditions.staleness_of(page))
-
-    def text(self) -> str:
-        return str(self.find("body").text)
-
-    def path(self) -> str:
-        return str(self.driver.current_url).removeprefix(self.base)
-
-    def shot(self, name: str, size: tuple[int, int] = LAPTOP, max_height: int = 1600) -> None:
-        """A screenshot of the whole page at this width (height grows with the page, up to `max_height`)."""
-        width, height = size
-        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                    {"width": width, "height": height, "deviceScaleFactor": 1,
-                                     "mobile": width < 600})
-        full = min(max_height, int(self.driver.execute_script("return document.documentElement.scrollHeight")))
-        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                    {"width": width, "height": max(height, full), "deviceScaleFactor": 1,
-                                     "mobile": width < 600})
-        OUTPUT.mkdir(parents=True, exist_ok=True)
-        path = OUTPUT / f"{name}.png"
-        self.driver.save_screenshot(str(path))
-        self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-        if os.environ.get("UPDATE_DOCS_SCREENSHOTS") and name in DOCS_SHOTS:
-            DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, DOCS_IMAGES / path.name)
-
-    def csp_violations(self) -> list[str]:
-        return [entry["message"] for entry in self.driver.get_log("browser")
-                if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
 
 
 def test_an_admin_uses_every_admin_page_in_chromium(browser: Any, database_url: str) -> None:
@@ -161,7 +71,7 @@ def test_an_admin_uses_every_admin_page_in_chromium(browser: Any, database_url: 
 
         c.open("/console/admin/tiers")
         assert "Günlük sınır" in c.text()
-        c.shot("admin-tiers")
+        c.shot("admin-tiers", docs=False)
         c.open("/console/admin/settings")
         c.shot("admin-settings")
         c.open("/console/admin/audit?action=staff.reset_link")
@@ -189,7 +99,7 @@ def test_an_admin_uses_every_admin_page_in_chromium(browser: Any, database_url: 
         c.fill({"email": ADMIN_EMAIL, "password": seed.admin_password})
         c.click('form.langswitch button[value="en"]')
         assert "Purchase requests" in c.text() and "Sign out" in c.text()
-        c.shot("admin-overview-en")
+        c.shot("admin-overview-en", docs=False)
         c.open("/console/password")
         c.fill({"current_password": seed.admin_password, "new_password": "a brand new passphrase",
                 "new_password_again": "a brand new passphrase"})

@@ -3,71 +3,33 @@ user, the dashboard with its two SVG charts (switching to days), the codes, the 
 row without the farmer, an L row with the masked phone), one analysis, and filing a purchase request.
 
 Runs the test app on a real port (`tests.dev_live.live_app`, no worker needed) with the demo activity of
-`devtools.sponsor_demo`. Needs Debian's `chromium` and `chromium-driver`: skipped without them, except in
-CI (`CI` set), where it fails instead. Screenshots go to `tests/output/console/sponsor-*.png` (gitignored;
-CI keeps them); `CONSOLE_DOC_SHOTS=1` also copies the laptop ones (and the phone's charts) to
-`docs/img/console/`.
+`devtools.sponsor_demo`. Needs Debian's `chromium` and `chromium-driver`; skipped without them except in CI
+(tests/browser.py). Screenshots go to `tests/output/console/sponsor-*.png`; with `UPDATE_DOCS_SCREENSHOTS=1`
+the laptop ones (and the phone's charts) are also copied to `docs/img/console/` for docs/CONSOLE_SPONSOR.md.
 """
 
 from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
 from devtools.sponsor_demo import seed_sponsor_activity
 from models import utcnow
 from tests.admin_helpers import PASSWORD, make_sponsor, make_staff
+from tests.browser import LAPTOP, PHONE, chrome, save_screenshot
 from tests.dev_live import live_app
 
-ROOT = Path(__file__).parent.parent
-OUTPUT = Path(__file__).parent / "output" / "console"
-DOC_IMAGES = ROOT / "docs" / "img" / "console"
-SIZES = {"laptop": (1280, 800), "phone": (390, 844)}
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+SIZES = {"laptop": LAPTOP, "phone": PHONE}
 EMAIL = "satis@anadolu.test"
 
 
-def _require_browser() -> None:
-    missing = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path]
-    if missing:
-        reason = f"{' and '.join(missing)} not installed (apt-get install -y chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test: {reason}")
-        pytest.skip(reason)
-
-
-def _driver(width: int, height: int, mobile: bool):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     f"--window-size={width},{height}", "--lang=tr-TR", "--hide-scrollbars"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
-    return driver
-
-
 def _shot(driver, name: str, size: str) -> None:
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    path = OUTPUT / f"sponsor-{name}-{size}.png"
-    driver.save_screenshot(str(path))
-    if os.environ.get("CONSOLE_DOC_SHOTS") and (size == "laptop" or name == "charts"):
-        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        doc_name = f"sponsor-{name}.png" if size == "laptop" else f"sponsor-{name}-{size}.png"
-        shutil.copyfile(path, DOC_IMAGES / doc_name)
+    """The laptop's screenshots (and the phone's charts) are the docs' ones; the laptop's carry no size."""
+    save_screenshot(driver, f"console/sponsor-{name}" + ("" if size == "laptop" else f"-{size}"),
+                    docs=size == "laptop" or name == "charts")
 
 
 @pytest.mark.parametrize("size", list(SIZES))
 def test_a_sponsor_signs_in_reads_the_dashboard_codes_and_analyses_and_files_a_request(database_url, size):
-    _require_browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -77,8 +39,7 @@ def test_a_sponsor_signs_in_reads_the_dashboard_codes_and_analyses_and_files_a_r
             seed_sponsor_activity(session, sponsor, utcnow())
         make_staff(live.app, "sponsor", EMAIL, sponsor_id=sponsor)
         width, height = SIZES[size]
-        driver = _driver(width, height, mobile=size == "phone")
-        try:
+        with chrome(width, height, mobile=size == "phone") as driver:
             wait = WebDriverWait(driver, 20, poll_frequency=0.2)
             driver.get(f"{live.base}/console/login")
             driver.find_element(By.NAME, "email").send_keys(EMAIL)
@@ -128,5 +89,3 @@ def test_a_sponsor_signs_in_reads_the_dashboard_codes_and_analyses_and_files_a_r
             row = driver.find_element(By.CSS_SELECTOR, "#requests tbody tr")
             assert "250" in row.text and "Ekim kampanyası" in row.text
             _shot(driver, "requests", size)
-        finally:
-            driver.quit()

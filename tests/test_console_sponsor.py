@@ -327,6 +327,26 @@ def test_revoking_needs_the_csrf_token_and_is_audited(app, client, session, worl
     assert audit_actions(session).count("sponsor.code.revoke") == 1
 
 
+def test_revoking_and_exporting_audit_in_the_callers_transaction_saying_the_surface(app, session, world):
+    [code, other] = buy(app, world["a"], "M", 2)
+    db = app.extensions["db"]
+    with db.session() as s, s.begin():
+        assert sponsorship.revoke_sponsor_code(s, world["a"], code, utcnow(), via="console").revoked
+        sponsorship.export_codes_csv(s, world["a"], utcnow())
+    with db.session() as s:
+        with s.begin():
+            assert sponsorship.revoke_sponsor_code(s, world["a"], other, utcnow()).revoked
+            s.rollback()  # the caller gives up: the revocation and its audit row go together
+    assert not sponsorship.revoke_sponsor_code(session, world["a"], code, utcnow()).revoked  # already revoked
+
+    codes = len(session.scalars(select(SponsorCode.id).where(SponsorCode.sponsor_id == world["a"])).all())
+    rows = session.execute(select(AuditLog.action, AuditLog.details).order_by(AuditLog.id)).all()
+    assert [(a, d) for a, d in rows if a.startswith("sponsor.code")] == [
+        ("sponsor.code.revoke", {"sponsor_id": world["a"], "code": code, "via": "console"}),
+        ("sponsor.codes.export", {"codes": codes})]
+    assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == other)) == "unused"
+
+
 def test_a_redeemed_code_cannot_be_revoked_and_an_unknown_one_is_404(app, client, session, world):
     redeemed = session.scalar(select(SponsorCode.code).where(SponsorCode.sponsor_id == world["a"],
                                                               SponsorCode.status == "redeemed").limit(1))

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from models import AuditLog, CannedReply, Farmer, Message, SupportNote, UsageLedger, utcnow
 from services import quota
 from tests.chat import Farmer as ChatFarmer
-from tests.chat import GraphStub
+from tests.chat import GraphStub, onboarded_farmer
 from tests.console_helpers import post, signed_in
 
 PHONE = "+905321234567"
@@ -28,11 +28,7 @@ def graph():
 
 @pytest.fixture
 def chat(app: Flask, graph: GraphStub) -> ChatFarmer:
-    with app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
-    farmer = ChatFarmer(app, graph, queues=("inbound",))
-    farmer.onboard()
-    return farmer
+    return onboarded_farmer(app, graph)
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ from services import deletion, quota, support
 from services.storage import new_key
 from services.whatsapp.outbox import send_queued
 from tests.admin_helpers import make_staff
-from tests.chat import Farmer as ChatFarmer
-from tests.chat import GraphStub
+from tests.chat import GraphStub, onboarded_farmer
 
 PHONE = "+905321234567"
 
@@ -37,11 +36,7 @@ def graph():
 
 @pytest.fixture
 def farmer(app, graph):
-    with app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
-    chat = ChatFarmer(app, graph, queues=("inbound",))
-    chat.onboard()
-    return chat
+    return onboarded_farmer(app, graph)
 
 
 @pytest.fixture
