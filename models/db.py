@@ -109,9 +109,9 @@ class Database:
         if self.dialect != "postgresql":
             raise RuntimeError("driver_autocommit is for PostgreSQL")
         pool = self._hot_pool if self._hot_pool_pid == os.getpid() and self._hot_pool else self._open_hot_pool()
+        conn = pool.getconn()
         try:
-            with pool.connection() as conn:
-                yield conn
+            yield conn
         except Exception as exc:
             import psycopg
 
@@ -119,6 +119,8 @@ class Database:
                 log.warning("PostgreSQL connection failed; checking the webhook pool's idle connections")
                 pool.check()
             raise
+        finally:
+            pool.putconn(conn)  # a broken connection is discarded, not pooled again
 
     def _open_hot_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         """The pool of this process (a forked child opens its own: the parent's sockets are not its to use)."""
