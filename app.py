@@ -18,7 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console import init_console
 from console.security import error_page as console_error_page
-from console.security import is_console_path
+from console.session import is_console_path
 from models.db import Database
 from services.json_input import StrictJSONProvider
 from services.logs import configure_logging

@@ -14,6 +14,7 @@ on nobody's machine. Production refuses to start without them; tests pass their 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import re
 import secrets
@@ -145,10 +146,11 @@ class Settings:
         result signed with either is accepted)."""
         return tuple(s.strip() for s in self.N8N_SECRET.split(",") if s.strip())
 
-    @property
+    @functools.cached_property
     def phone_number_ids(self) -> tuple[str, ...]:
         """Our WhatsApp numbers (`WHATSAPP_PHONE_NUMBER_ID`, comma-separated): a message written to any other
-        number is not ours to answer. The first is where messages we write first go out from."""
+        number is not ours to answer. The first is where messages we write first go out from. Worked out
+        once (every webhook asks)."""
         return tuple(n.strip() for n in self.WHATSAPP_PHONE_NUMBER_ID.split(",") if n.strip())
 
     @property

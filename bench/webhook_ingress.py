@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness
 from bench.harness import APP_SECRET, BIN, HOST, RESULTS_DIR, ROOT, BenchError
+from services.handoff import HANDOFF_KEY
 from services.signing import META_HEADER, meta_signature
 
 FIXTURE = ROOT / "tests" / "fixtures" / "whatsapp" / "text.json"
@@ -352,7 +353,7 @@ def floor_table(database_url: str, *, create: bool) -> None:
 
 
 def count_stored(database_url: str, redis_url: str, wamid_prefix: str, *, table: str = "messages",
-                 queue: str = "rq:queue:inbound") -> dict[str, int]:
+                 queue: str = HANDOFF_KEY) -> dict[str, int]:
     """This run's message rows (by wamid prefix, so another writer cannot inflate them), all rows,
     farmers and queued inbound work; the last three only help explain a mismatch."""
     engine = create_engine(database_url)
@@ -546,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                 floor_table(args.database_url, create=True)
             servers[name] = run_server(name, run_id, args, env)
             if name != "bare":
-                table, queue = (FLOOR_TABLE, FLOOR_QUEUE) if name == "floor" else ("messages", "rq:queue:inbound")
+                table, queue = (FLOOR_TABLE, FLOOR_QUEUE) if name == "floor" else ("messages", HANDOFF_KEY)
                 checks[name] = count_stored(args.database_url, args.redis_url, request_label(run_id, name),
                                             table=table, queue=queue)
                 answered = sum(servers[name][phase]["statuses"].get("200", 0) for phase in ("throughput", "latency"))

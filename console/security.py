@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
-from console.session import csrf_token
+from console.session import csrf_token, is_console_path
 from translations import N_
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -33,10 +33,6 @@ HEADERS = {
 }
 CSRF_FIELD = "csrf_token"
 CSRF_REFUSED = N_("The form has expired or did not come from this site. Reload the page and try again.")
-
-
-def is_console_path(path: str) -> bool:
-    return path == "/console" or path.startswith("/console/")
 
 
 def csrf_field() -> Markup:

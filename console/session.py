@@ -25,7 +25,8 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask import Flask, Request, abort, current_app, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis.exceptions import RedisError
 from werkzeug.exceptions import ServiceUnavailable
 
@@ -42,8 +43,25 @@ _STAFF = "ziraai.console.staff"
 _EXPIRED = "ziraai.console.expired"
 
 
+def is_console_path(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
+
+
+class ConsoleSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, opened only under /console. The cookie's path is /console, so a
+    browser never sends it anywhere else, and nothing else uses a session: elsewhere (the webhooks, the
+    API, health) a request gets Flask's null session (read as empty; writing to it raises) and pays
+    nothing for one: no serializer built, no cookie parsed, nothing saved."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not is_console_path(request.path):
+            return None  # Flask then uses its null session, which it never saves
+        return super().open_session(app, request)
+
+
 def configure_session(app: Flask) -> None:
     """The session cookie's key and flags (the console is the only user of Flask's session)."""
+    app.session_interface = ConsoleSessionInterface()
     settings = app.extensions["settings"]
     keys = [hmac.new(key.encode(), b"ziraai-console-session", hashlib.sha256).hexdigest()
             for key in settings.jwt_keys]

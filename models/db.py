@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 10  # connections per process kept by the engine's pool (and as many again, briefly, beyond)
+HOT_POOL_MAX = 10  # the hot path's own pool (`Database.driver_autocommit`), per web process
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -46,7 +56,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_setup(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
     # A forked child (a gunicorn worker of a preloaded app, say) must not reuse the parent's connections.
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     return engine
@@ -63,6 +73,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = make_sessionmaker(self.engine)
+        self._hot_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._hot_pool_pid = 0
+        self._hot_lock = threading.Lock()
+        event.listen(self.engine, "engine_disposed", self._close_hot_pool)  # tests and forks dispose the engine
 
     @property
     def dialect(self) -> str:
@@ -80,23 +94,55 @@ class Database:
         return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
-    def driver_autocommit(self) -> Iterator[DBAPIConnection]:
-        """PostgreSQL only: the driver's own connection (psycopg) from the pool, in autocommit, for a hot
-        path that is one statement (the webhook's plain message): every statement commits by itself, so
-        there is no BEGIN or COMMIT round trip, and no SQLAlchemy between the caller and the driver
-        (its per-statement bookkeeping costs more than the driver's whole execute). Parameters are
-        passed as the driver takes them: JSON as text (cast in the SQL), datetimes aware."""
+    def driver_autocommit(self) -> Iterator[psycopg.Connection[Any]]:
+        """PostgreSQL only: a psycopg connection in autocommit for a hot path that is one statement (the
+        webhook's plain message): every statement commits by itself, so there is no BEGIN or COMMIT round
+        trip, and no SQLAlchemy between the caller and the driver (its per-statement bookkeeping, and its
+        pool's checkout, cost more than the driver's whole execute).
+
+        The connections come from a small psycopg pool of their own (`HOT_POOL_MAX`, opened on first use
+        in each process), always in autocommit and checked out WITHOUT a liveness ping: a connection
+        PostgreSQL dropped meanwhile (a restart, an idle timeout) fails the one statement given to it
+        (the webhook answers 500 and Meta delivers again); the failure has every idle connection of the
+        pool checked, so one failure per process, not one per pooled connection. Parameters are passed
+        as the driver takes them: JSON as text (cast in the SQL), datetimes aware."""
         if self.dialect != "postgresql":
             raise RuntimeError("driver_autocommit is for PostgreSQL")
-        pooled = self.engine.raw_connection()  # pre-pinged like every checkout
-        driver = cast(Any, pooled.driver_connection)  # psycopg.Connection
+        pool = self._hot_pool if self._hot_pool_pid == os.getpid() and self._hot_pool else self._open_hot_pool()
+        conn = pool.getconn()
         try:
-            driver.autocommit = True
-            yield pooled
+            yield conn
+        except Exception as exc:
+            import psycopg
+
+            if isinstance(exc, psycopg.OperationalError):  # the server went away, say: replace what it broke
+                log.warning("PostgreSQL connection failed; checking the webhook pool's idle connections")
+                pool.check()
+            raise
         finally:
-            if not driver.closed:
-                driver.autocommit = False  # as the pool hands it to everyone else
-            pooled.close()  # back to the pool
+            pool.putconn(conn)  # a broken connection is discarded, not pooled again
+
+    def _open_hot_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        """The pool of this process (a forked child opens its own: the parent's sockets are not its to use)."""
+        from psycopg_pool import ConnectionPool
+
+        with self._hot_lock:
+            if self._hot_pool is None or self._hot_pool_pid != os.getpid():
+                conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+                self._hot_pool = ConnectionPool(conninfo, min_size=1, max_size=HOT_POOL_MAX,
+                                                kwargs={"autocommit": True}, name="webhook", open=True)
+                self._hot_pool_pid = os.getpid()
+            return self._hot_pool
+
+    def _close_hot_pool(self, _engine: Engine) -> None:
+        """With the engine's disposal: close the hot pool if this process opened it, else just forget it."""
+        if self._hot_pool_pid != os.getpid():  # a forked child (no lock: a parent's thread may have held it)
+            self._hot_pool = None
+            return
+        with self._hot_lock:
+            pool, self._hot_pool = self._hot_pool, None
+        if pool is not None:
+            pool.close()
 
 
 def dialect_insert(dialect_name: str, table: Any) -> Any:

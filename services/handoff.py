@@ -40,9 +40,8 @@ def push(connection: Redis, message_ids: Sequence[int]) -> bool:
     the rows are committed, and the sweeper finds them once Redis is back."""
     if not message_ids:
         return True
-    ids = list(message_ids)
-    return try_quickly(connection, lambda client: bool(client.rpush(HANDOFF_KEY, *ids)),
-                       f"inbound message(s) {ids[:10]}")
+    return try_quickly(connection, lambda client: bool(client.rpush(HANDOFF_KEY, *message_ids)),
+                       lambda: f"inbound message(s) {list(message_ids)[:10]}")
 
 
 def parse_id(value: bytes | str | None) -> int | None:

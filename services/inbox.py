@@ -17,12 +17,11 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session
 
 from models import (
@@ -50,6 +49,9 @@ from services.whatsapp.updates import (
     StatusUpdate,
     ValueLevelError,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -278,16 +280,11 @@ def _plain_message_params(m: InboundMessage, now: datetime) -> dict[str, Any]:
     return {**row, **{f"farmer_{name}": value for name, value in farmer_identity.sender_row(m, now).items()}}
 
 
-def record_plain_message(conn: DBAPIConnection, m: InboundMessage, now: datetime) -> Recorded:
-    """What `record_webhook` does for a `plain_message`, as one statement on PostgreSQL's driver connection
-    in autocommit (`Database.driver_autocommit`): one round trip (besides the pool's pre-ping), committed by
-    itself. A wamid stored before inserts nothing: no new id, one duplicate."""
-    cursor = conn.cursor()
-    try:
-        cursor.execute(_plain_message_sql(), _plain_message_params(m, now))
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
+def record_plain_message(conn: psycopg.Connection[Any], m: InboundMessage, now: datetime) -> Recorded:
+    """What `record_webhook` does for a `plain_message`, as one statement on a psycopg connection in
+    autocommit (`Database.driver_autocommit`): one round trip, committed by itself, a statement the
+    connection prepares on first use. A wamid stored before inserts nothing: no new id, one duplicate."""
+    row = conn.execute(_plain_message_sql(), _plain_message_params(m, now), prepare=True).fetchone()
     new_ids = [row[0]] if row is not None and m.answered else []
     return Recorded(new_ids, 1 if row is None else 0, 0, 0)
 

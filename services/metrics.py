@@ -100,7 +100,13 @@ def _quietly(record: Callable[[], None]) -> None:
 
 def webhook(outcome: str) -> None:
     """Count one POST /webhooks/whatsapp with one of WEBHOOK_OUTCOMES."""
-    _quietly(lambda: WEBHOOKS.labels(outcome).inc())
+    _quietly(lambda: _webhook_series(outcome).inc())
+
+
+@functools.cache
+def _webhook_series(outcome: str) -> Any:
+    """The labelled child of WEBHOOKS, looked up once per outcome (the webhook's path counts every request)."""
+    return WEBHOOKS.labels(outcome)
 
 
 def job(queue: str, outcome: str, seconds: float) -> None:

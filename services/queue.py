@@ -113,18 +113,20 @@ def try_enqueue_unique(connection: Redis, queue: str, func: str, job_id: str, *a
                                                                  on_failure=on_failure), f"job {job_id}")
 
 
-def try_quickly(connection: Redis, action: Callable[[Redis], bool], what: str) -> bool:
+def try_quickly(connection: Redis, action: Callable[[Redis], bool], what: str | Callable[[], str]) -> bool:
     """Run `action` on a quick client of `connection` (200 ms, no retry); when Redis does not answer, log
     that `what` is left for the sweeper and return False. After one unanswered call, the next ones
-    through the same client give up at once for `UNANSWERED_PAUSE_SECONDS`."""
+    through the same client give up at once for `UNANSWERED_PAUSE_SECONDS`. `what` may be a function,
+    called only for that log line (the webhook's path does not format it when all goes well)."""
     client = quick(connection)
-    if time.monotonic() < _unanswered_until.get(client, 0.0):
-        log.warning("redis unavailable, %s left for the sweeper", what,
+    if _unanswered_until and time.monotonic() < _unanswered_until.get(client, 0.0):
+        log.warning("redis unavailable, %s left for the sweeper", what if isinstance(what, str) else what(),
                     extra={"reason": "Redis did not answer a moment ago"})
         return False
     try:
         return action(client)
     except RedisError as exc:
         _unanswered_until[client] = time.monotonic() + UNANSWERED_PAUSE_SECONDS
-        log.warning("redis unavailable, %s left for the sweeper", what, extra={"reason": repr(exc)})
+        log.warning("redis unavailable, %s left for the sweeper", what if isinstance(what, str) else what(),
+                    extra={"reason": repr(exc)})
         return False

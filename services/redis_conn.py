@@ -41,6 +41,9 @@ def quick(redis: Redis) -> Redis:
     if isinstance(redis, fakeredis.FakeRedis):
         return redis
     pool = redis.connection_pool
+    client = _quick.get(pool)  # made once per pool: most calls need no lock
+    if client is not None:
+        return client
     with _quick_lock:
         client = _quick.get(pool)
         if client is None:

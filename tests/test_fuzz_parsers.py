@@ -299,6 +299,32 @@ def test_parser_keeps_every_item_beyond_the_cap(body, cap):
     assert not over or kept == cap + 1
 
 
+def _same_parse(a: ParsedWebhook, b: ParsedWebhook) -> bool:
+    """Equal, raw parts included (the dataclasses leave `raw` out of ==)."""
+    return a == b and [m.raw for m in a.messages] == [m.raw for m in b.messages]
+
+
+@fuzz(300)
+@given(webhook_shaped() | mutated_fixtures() | json_values)
+def test_the_single_message_reading_gives_what_the_full_walk_gives(body):
+    single = updates.parse_single_message(body)
+    assert single is None or _same_parse(single, updates.parse_every_change(body))
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_every_real_delivery_parses_the_same_either_way(name):
+    body = fixture_json(name)
+    single = updates.parse_single_message(body)
+    assert single is None or _same_parse(single, updates.parse_every_change(body))
+    assert _same_parse(parse_webhook(body), updates.parse_every_change(body))
+
+
+def test_a_plain_text_message_takes_the_single_message_reading():
+    """The webhook's most common delivery, so the shortcut must actually be taken for it."""
+    single = updates.parse_single_message(fixture_json("text.json"))
+    assert single is not None and [m.text for m in single.messages] == ["Merhaba"]
+
+
 def test_parser_examples_found_by_fuzzing():
     """Kept from the fuzzing that found them: each crashed the parser or the database insert."""
     base = fixture_json("location_chosen.json")

@@ -7,6 +7,7 @@ import json
 import threading
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
@@ -359,13 +360,35 @@ def test_the_one_statement_stores_what_the_general_path_stores(app, session, nam
 
 
 @pytest.mark.skipif(not TEST_DATABASE_URL, reason="the driver's connection is PostgreSQL's")
-def test_a_failed_statement_leaves_the_pooled_connection_usable_and_transactional(app):
+def test_a_failed_statement_leaves_the_hot_pools_connection_usable_and_in_autocommit(app):
     db = app.extensions["db"]
     with pytest.raises(Exception, match="syntax"), db.driver_autocommit() as conn:
-        conn.cursor().execute("SELEC 1")
-    with db.engine.connect() as conn:  # the pool hands back a connection in a transaction, as before
-        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        conn.execute("SELEC 1")
+    with db.driver_autocommit() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert conn.autocommit is True
+    with db.engine.connect() as conn:  # the engine's pool is not touched: its connections stay transactional
         assert conn.connection.driver_connection.autocommit is False
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="the hot path's pool is PostgreSQL's")
+def test_a_connection_postgresql_dropped_fails_one_delivery_which_meta_delivers_again(app, client, session):
+    """The hot pool checks out without a ping: a connection the server killed (a restart, say) fails the
+    delivery given to it (Meta retries on the 5xx) and has the pool's idle connections checked, so the
+    retry is stored on a fresh connection."""
+    db = app.extensions["db"]
+    with db.driver_autocommit() as conn:
+        backend = conn.info.backend_pid
+    with db.engine.connect() as other:
+        other.exec_driver_sql(f"SELECT pg_terminate_backend({backend})")
+    body = fixture_bytes("text.json")
+    with pytest.raises(psycopg.OperationalError):
+        post_webhook(client, body)  # the test client raises what production answers with a 500
+    assert messages(session) == []
+    r = post_webhook(client, body)
+    assert r.status_code == 200
+    assert len(messages(session)) == 1
+    assert queued_job_ids(app, INBOUND) == [f"inbound-{messages(session)[0].id}"]
 
 
 # --- idempotency ------------------------------------------------------------------------------

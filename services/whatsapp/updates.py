@@ -415,10 +415,57 @@ def _preference(raw: object) -> PreferenceUpdate | Problem:
                             timestamp=_timestamp(item.get("timestamp")), raw=item)
 
 
+# The keys of a change's value that a delivery of messages alone holds (anything more takes the full walk).
+_MESSAGES_ONLY_KEYS = frozenset({"messaging_product", "metadata", "contacts", "messages"})
+
+
 def parse_webhook(body: Any) -> ParsedWebhook:
     """Every entry x change x message/status (and value-level error, user preference), in order. Never
     raises. At most MAX_ITEMS_PER_DELIVERY items (of all kinds, problems included); the rest, in the
-    body's order, is one more problem."""
+    body's order, is one more problem. Most deliveries are one message: read directly
+    (`parse_single_message`), the same result as the full walk (`parse_every_change`) without it."""
+    return parse_single_message(body) or parse_every_change(body)
+
+
+def parse_single_message(body: Any) -> ParsedWebhook | None:
+    """A delivery of exactly one entry, one `messages` change and one message (and its contacts), nothing
+    else, parsed as `parse_every_change` parses it but without its walk; None for any other body, and for
+    a message that is a problem (the full walk reports it)."""
+    entries = body.get("entry") if type(body) is dict and body.get("object") == "whatsapp_business_account" else None
+    if type(entries) is not list or len(entries) != 1 or type(entries[0]) is not dict:
+        return None
+    changes = entries[0].get("changes")
+    if type(changes) is not list or len(changes) != 1 or type(changes[0]) is not dict:
+        return None
+    change = changes[0]
+    value = change.get("value")
+    if change.get("field") != "messages" or type(value) is not dict or not _MESSAGES_ONLY_KEYS.issuperset(value):
+        return None
+    items = value.get("messages")
+    if type(items) is not list or len(items) != 1 or type(items[0]) is not dict:
+        return None
+    names, senders = _contacts(value)
+    our_number = _str(_dict(value.get("metadata")).get("phone_number_id"), MAX_ID)
+    message = parse_message(items[0], names, senders=senders, phone_number_id=our_number)
+    return None if isinstance(message, Problem) else ParsedWebhook([message], [], [])
+
+
+def _contacts(value: dict[str, Any]) -> tuple[dict[str, str], dict[str, Sender]]:
+    """A change's `contacts[]`: the profile names by phone, and the senders by phone and by user id."""
+    names: dict[str, str] = {}
+    senders: dict[str, Sender] = {}
+    for contact in _list(value.get("contacts")):
+        sender = _sender(_dict(contact))
+        if sender.phone and sender.name:
+            names[sender.phone] = sender.name
+        for alias in (sender.phone, sender.user_id):
+            if alias:
+                senders[alias] = sender
+    return names, senders
+
+
+def parse_every_change(body: Any) -> ParsedWebhook:
+    """`parse_webhook` for any body: every entry and change walked."""
     messages: list[InboundMessage] = []
     statuses: list[StatusUpdate] = []
     problems: list[Problem] = []
@@ -500,15 +547,7 @@ def parse_webhook(body: Any) -> ParsedWebhook:
             for key in ("messages", "statuses"):
                 if value.get(key) and not isinstance(value.get(key), list):
                     problem(f"{key} is not a list", {key: value.get(key)})
-            names: dict[str, str] = {}
-            senders: dict[str, Sender] = {}
-            for contact in _list(value.get("contacts")):
-                sender = _sender(_dict(contact))
-                if sender.phone and sender.name:
-                    names[sender.phone] = sender.name
-                for alias in (sender.phone, sender.user_id):
-                    if alias:
-                        senders[alias] = sender
+            names, senders = _contacts(value)
             our_number = _str(_dict(value.get("metadata")).get("phone_number_id"), MAX_ID)
             for raw in _list(value.get("messages")):
                 if not room("messages", raw):
