@@ -58,7 +58,7 @@ from models import (
     Subscription,
     utcnow,
 )
-from models.db import insert_ignoring_conflicts
+from models.db import dialect_insert
 from services import context, leases, quota, sponsorship, support, whatsapp
 from services.queue import is_final_attempt
 from services.report_links import report_link
@@ -132,11 +132,15 @@ def handle_inbound(message_id: int) -> str:
 
 
 def _lock_conversation(session: Session, farmer_id: int) -> Conversation:
-    session.execute(insert_ignoring_conflicts(session, Conversation, ["farmer_id"]),
-                    [{"farmer_id": farmer_id, "state": State.START.value, "data": {}, "updated_at": utcnow()}])
-    return session.scalars(
-        select(Conversation).where(Conversation.farmer_id == farmer_id).with_for_update()
-    ).one()
+    """The farmer's conversation, made if it is new, locked until commit, in one statement: an upsert
+    locks the row it finds (waiting for another worker's commit, then reading its latest version, as
+    `SELECT ... FOR UPDATE` does). The no-op update changes nothing, `updated_at` included."""
+    stmt = dialect_insert(session.get_bind().dialect.name, Conversation).values(
+        farmer_id=farmer_id, state=State.START.value, data={}, updated_at=utcnow())
+    stmt = stmt.on_conflict_do_update(index_elements=["farmer_id"], set_={"farmer_id": stmt.excluded.farmer_id})
+    conv: Conversation = session.scalars(stmt.returning(Conversation),
+                                         execution_options={"populate_existing": True}).one()
+    return conv
 
 
 def _handle_waiting(session: Session, conv: Conversation, farmer_id: int, up_to: int, *,
@@ -417,7 +421,7 @@ def _after_commit(outcome: Outcome) -> None:
     if outcome.last_wamid:
         _mark_read(outcome.last_wamid, outcome.our_number)
     if outcome.reply_ids:
-        send_queued(outcome.phone, len(outcome.reply_ids))
+        send_queued(outcome.phone)
 
 
 def _mark_read(wamid: str, our_number: str | None = None) -> None:

@@ -224,13 +224,13 @@ def send_due(limit: int = DUE_BATCH, pool: Executor | None = None) -> int:
     return batch.settled + sum(1 for outcome in outcomes if outcome != "waiting")
 
 
-def send_queued(phone: str, queued: int = 20) -> None:
+def send_queued(phone: str) -> None:
     """Right after a commit that queued replies: send the farmer's line now, in order, as far as it goes
-    (at most `queued` rows: what the caller just queued; nothing is asked once they are sent). What
-    cannot go now (an earlier reply waits for its retry, Redis or the database fails) is left to the
-    senders; this never raises, the caller's work is already committed."""
+    (also rows other workers queued meanwhile that waited behind ours: nobody else sends those at once).
+    What cannot go now (an earlier reply waits for its retry, or another worker is sending it, Redis or
+    the database fails) is left to the senders; this never raises, the caller's work is already committed."""
     try:
-        for _ in range(min(queued, 20)):  # a reply is a handful of messages; anything longer the senders finish
+        for _ in range(20):  # a reply is a handful of messages; anything longer the senders finish
             if _send_next(phone) in (None, "retry", "waiting"):
                 return
     except (RedisError, SQLAlchemyError) as exc:
