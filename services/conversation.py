@@ -6,9 +6,7 @@ every write transaction is `BEGIN IMMEDIATE`), then handles every earlier messag
 still waiting, oldest first, before its own. State, quota, codes and the replies (as `pending`
 outbound rows, in the farmer's line) are written in one transaction; the farmer's line is sent right
 after it commits. Running the job twice for a message does nothing the second time. While the job
-runs, its message carries the worker's lease, claimed and given up in that one transaction (a lease
-another worker committed makes the job leave the message to it): if the worker dies, nothing is
-committed, the message is still `received`, and the sweeper queues the job again.
+runs, its message carries the worker's lease: if the worker dies, the sweeper queues the job again.
 """
 
 from __future__ import annotations
@@ -58,7 +56,7 @@ from models import (
     Subscription,
     utcnow,
 )
-from models.db import dialect_insert
+from models.db import insert_ignoring_conflicts
 from services import context, leases, quota, sponsorship, support, whatsapp
 from services.queue import is_final_attempt
 from services.report_links import report_link
@@ -103,48 +101,42 @@ class Outcome:
 
 
 def handle_inbound(message_id: int) -> str:
-    """Entry point of the `inbound` job (see `services.jobs`). One transaction: the farmer's conversation
-    locked first (every worker takes that lock before it writes any of the farmer's messages, so two
-    workers never wait on each other the other way round), then the message's lease claimed, the farmer's
-    waiting messages handled and the lease given up. A worker that dies meanwhile commits nothing: the
-    message stays `received` and the sweeper queues it again."""
+    """Entry point of the `inbound` job (see `services.jobs`)."""
+    db = context.db()
     owner = leases.owner_name()
-    with context.db().session() as session, session.begin():
+    with db.session() as session, session.begin():
+        held = leases.claim(session, Message, message_id, Message.direction == Direction.INBOUND.value,
+                            Message.status == MessageStatus.RECEIVED.value, Message.farmer_id.is_not(None),
+                            owner=owner)
         message = session.get(Message, message_id)
-        if message is None or message.direction != Direction.INBOUND or message.farmer_id is None:
-            log.warning("inbound job for an unknown message", extra={"message_id": message_id})
-            return "missing"
-        if message.processed_at is not None or message.status != MessageStatus.RECEIVED:
-            return "already processed"
-        conv = _lock_conversation(session, message.farmer_id)
-        if not leases.claim(session, Message, message_id, Message.status == MessageStatus.RECEIVED.value,
-                            owner=owner):
-            session.refresh(message)
-            if message.status != MessageStatus.RECEIVED:
-                return "already processed"  # by a worker that held the farmer's lock before us
-            return "handled elsewhere"  # another worker's lease; if that one dies, it expires and the sweeper steps in
-        # The last attempt handles each message on its own, so one message that always fails is marked
-        # failed (support sees it) and answered kindly, instead of blocking every later one of the farmer.
-        outcome = _handle_waiting(session, conv, message.farmer_id, message_id, isolate=is_final_attempt())
-        leases.release(session, Message, message_id, owner)
+    if message is None or message.direction != Direction.INBOUND or message.farmer_id is None:
+        log.warning("inbound job for an unknown message", extra={"message_id": message_id})
+        return "missing"
+    if message.processed_at is not None or message.status != MessageStatus.RECEIVED:
+        return "already processed"
+    if not held:  # another worker has it now; if that one dies, its lease expires and the sweeper steps in
+        return "handled elsewhere"
+    with leases.kept(db, Message, message_id, owner) as lease:
+        with db.session() as session, session.begin():
+            # The last attempt handles each message on its own, so one message that always fails is marked
+            # failed (support sees it) and answered kindly, instead of blocking every later one of the farmer.
+            outcome = _handle_waiting(session, message.farmer_id, message_id, isolate=is_final_attempt())
+            lease.release_in(session)  # handled: the lease goes with the same commit
+        lease.done()
     _after_commit(outcome)
     return "processed"
 
 
 def _lock_conversation(session: Session, farmer_id: int) -> Conversation:
-    """The farmer's conversation, made if it is new, locked until commit, in one statement: an upsert
-    locks the row it finds (waiting for another worker's commit, then reading its latest version, as
-    `SELECT ... FOR UPDATE` does). The no-op update changes nothing, `updated_at` included."""
-    stmt = dialect_insert(session.get_bind().dialect.name, Conversation).values(
-        farmer_id=farmer_id, state=State.START.value, data={}, updated_at=utcnow())
-    stmt = stmt.on_conflict_do_update(index_elements=["farmer_id"], set_={"farmer_id": stmt.excluded.farmer_id})
-    conv: Conversation = session.scalars(stmt.returning(Conversation),
-                                         execution_options={"populate_existing": True}).one()
-    return conv
+    session.execute(insert_ignoring_conflicts(session, Conversation, ["farmer_id"]),
+                    [{"farmer_id": farmer_id, "state": State.START.value, "data": {}, "updated_at": utcnow()}])
+    return session.scalars(
+        select(Conversation).where(Conversation.farmer_id == farmer_id).with_for_update()
+    ).one()
 
 
-def _handle_waiting(session: Session, conv: Conversation, farmer_id: int, up_to: int, *,
-                    isolate: bool = False) -> Outcome:
+def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bool = False) -> Outcome:
+    conv = _lock_conversation(session, farmer_id)
     farmer = session.get_one(Farmer, farmer_id)
     waiting = session.scalars(
         select(Message)

@@ -8,8 +8,7 @@ job, no fork, the process's database and HTTP connections reused.
 The database stays the truth, so nothing here must be exactly-once:
 - a push that never reached Redis, or an id popped by a worker that died before claiming the message's
   lease, is found by the sweeper (`services.sweeper`: a received message nobody holds, after a grace);
-- a worker killed while handling commits nothing (the lease is claimed and given up in the handling's
-  transaction): the message is still `received`, and the sweeper queues it again;
+- a worker killed while handling holds the message's lease: it expires and the sweeper queues it again;
 - an id pushed or popped twice is harmless: `handle_inbound` claims the lease and skips what is done;
 - a farmer's messages keep their order: `handle_inbound` locks the farmer's conversation and handles
   every waiting message of the farmer, oldest first, whichever worker popped which id;
