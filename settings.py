@@ -74,6 +74,7 @@ class Settings:
     WHATSAPP_APP_SECRET: str = DEV_SECRETS["WHATSAPP_APP_SECRET"]
     WHATSAPP_MAX_MPS: int = 80
     WHATSAPP_SEND_CONCURRENCY: int = 32  # sends in flight per sender process: 74/s x Graph's ~0.3 s, and some
+    OUTBOUND_PROXY: str = ""  # proxy URL for the calls to Graph and N8N; HTTP(S)_PROXY in the environment are not read
     N8N_WEBHOOK_URL: str = ""
     N8N_MODE: str = "sync"
     N8N_SECRET: str = DEV_SECRETS["N8N_SECRET"]

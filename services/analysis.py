@@ -249,7 +249,7 @@ def n8n_client() -> N8NClient:
                                  cooldown_seconds=s.CIRCUIT_COOLDOWN_SECONDS,
                                  probe_seconds=s.N8N_TIMEOUT_SECONDS + 10)
         ext["n8n"] = N8NClient(s.n8n_url, s.n8n_secrets, mode=s.N8N_MODE, timeout=s.N8N_TIMEOUT_SECONDS,
-                               breaker=breaker)
+                               breaker=breaker, proxy=s.OUTBOUND_PROXY)
     return cast(N8NClient, ext["n8n"])
 
 

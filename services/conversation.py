@@ -116,10 +116,13 @@ def handle_inbound(message_id: int) -> str:
         return "already processed"
     if not held:  # another worker has it now; if that one dies, its lease expires and the sweeper steps in
         return "handled elsewhere"
-    with leases.kept(db, Message, message_id, owner), db.session() as session, session.begin():
-        # The last attempt handles each message on its own, so one message that always fails is marked
-        # failed (support sees it) and answered kindly, instead of blocking every later one of the farmer.
-        outcome = _handle_waiting(session, message.farmer_id, message_id, isolate=is_final_attempt())
+    with leases.kept(db, Message, message_id, owner) as lease:
+        with db.session() as session, session.begin():
+            # The last attempt handles each message on its own, so one message that always fails is marked
+            # failed (support sees it) and answered kindly, instead of blocking every later one of the farmer.
+            outcome = _handle_waiting(session, message.farmer_id, message_id, isolate=is_final_attempt())
+            lease.release_in(session)  # handled: the lease goes with the same commit
+        lease.done()
     _after_commit(outcome)
     return "processed"
 

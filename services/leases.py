@@ -63,11 +63,30 @@ def release(session: Session, model: Any, row_id: int, owner: str) -> None:
                     .values(lease_owner=None, lease_until=utcnow()).execution_options(synchronize_session=False))
 
 
+class Held:
+    """A lease `kept` holds. The block may give it up in its own transaction (`release_in`, a statement
+    fewer than a transaction of its own); `kept` then skips its own release."""
+
+    def __init__(self, model: Any, row_id: int, owner: str) -> None:
+        self.model, self.row_id, self.owner = model, row_id, owner
+        self.released = False
+
+    def release_in(self, session: Session) -> None:
+        """Give the lease up in the caller's transaction; once it commits, call `done`."""
+        release(session, self.model, self.row_id, self.owner)
+
+    def done(self) -> None:
+        """The transaction that gave the lease up has committed."""
+        self.released = True
+
+
 @contextlib.contextmanager
-def kept(db: Database, model: Any, row_id: int, owner: str) -> Iterator[None]:
+def kept(db: Database, model: Any, row_id: int, owner: str) -> Iterator[Held]:
     """Hold a claimed lease while the block runs: a thread renews it every `RENEW_EVERY` seconds; it is
-    given up when the block ends, however it ends (a killed process gives up nothing: it expires)."""
+    given up when the block ends, however it ends (a killed process gives up nothing: it expires),
+    unless the block gave it up itself (`Held.release_in`, then `Held.done`)."""
     stop = threading.Event()
+    held = Held(model, row_id, owner)
 
     def renew() -> None:
         while not stop.wait(RENEW_EVERY):
@@ -83,12 +102,13 @@ def kept(db: Database, model: Any, row_id: int, owner: str) -> Iterator[None]:
     renewer = threading.Thread(target=renew, name=f"lease-{model.__tablename__}-{row_id}", daemon=True)
     renewer.start()
     try:
-        yield
+        yield held
     finally:
         stop.set()
-        try:
-            with db.session() as session, session.begin():
-                release(session, model, row_id, owner)
-        except SQLAlchemyError as exc:  # it expires by itself
-            log.warning("could not give up a lease", extra={"table": model.__tablename__, "row_id": row_id,
-                                                            "reason": type(exc).__name__})
+        if not held.released:
+            try:
+                with db.session() as session, session.begin():
+                    release(session, model, row_id, owner)
+            except SQLAlchemyError as exc:  # it expires by itself
+                log.warning("could not give up a lease", extra={"table": model.__tablename__, "row_id": row_id,
+                                                                "reason": type(exc).__name__})

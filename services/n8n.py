@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from services import metrics, signing
 from services.circuit import CircuitBreaker
+from services.http import http_session
 from services.json_input import JsonInputError, parse_json, unstorable_paths
 from services.signing import Purpose
 
@@ -171,6 +172,7 @@ class N8NClient:
         timeout: float = 120.0,
         breaker: CircuitBreaker | None = None,
         session: requests.Session | None = None,
+        proxy: str = "",
     ) -> None:
         if not url:
             raise ValueError("the N8N webhook URL must not be empty")
@@ -186,7 +188,7 @@ class N8NClient:
         self.mode = mode
         self.timeout = timeout
         self.breaker = breaker
-        self.session = session or requests.Session()
+        self.session = session or http_session(proxy)
         self._secrets = tuple(secrets)
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ from services.whatsapp.sender import Sender
 log = logging.getLogger(__name__)
 
 RECONNECT_MAX_SECONDS = 10.0
+HEARTBEAT_EVERY = 5.0  # seconds between the idle loop's heartbeats (RQ's worker key lives 480 s)
 
 
 class AppWorker(SimpleWorker):
@@ -70,8 +71,11 @@ class AppWorker(SimpleWorker):
             return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
         self.set_state(WorkerStatus.IDLE)
         keys = [handoff.HANDOFF_KEY, *(q.key for q in self.queues)]
+        beat = 0.0
         while True:
-            self.heartbeat()
+            if time.monotonic() - beat >= HEARTBEAT_EVERY:  # not once per message: two round trips each
+                self.heartbeat()
+                beat = time.monotonic()
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
             woke = self.connection.blpop(keys, timeout)
@@ -93,12 +97,16 @@ class AppWorker(SimpleWorker):
 
     def handle_handed_off(self, message_id: int) -> bool:
         """Handle one handed-off message within the inbound job timeout, busy meanwhile (a stop request
-        waits for it). False when a stop was requested: the worker's loop then ends."""
-        self.set_state(WorkerStatus.BUSY)
+        waits for it). False when a stop was requested: the worker's loop then ends. The state is the
+        process's own (what a stop request reads); the copy in Redis that `rq info` shows stays idle, as
+        a message takes milliseconds and writing it twice per message would cost two round trips."""
+        self._state = WorkerStatus.BUSY
         deadline = self.death_penalty_class(JOB_TIMEOUT[INBOUND], JobTimeoutException,
                                             job_id=f"inbound-{message_id}")
-        handoff.handle(self.connection, message_id, deadline)
-        self.set_state(WorkerStatus.IDLE)
+        try:
+            handoff.handle(self.connection, message_id, deadline)
+        finally:
+            self._state = WorkerStatus.IDLE
         return not self.stop_requested
 
 

@@ -20,5 +20,5 @@ def client() -> WhatsAppClient:
         default_number = s.phone_number_ids[0]
         limiter = SlidingWindowLimiter(context.redis(), f"ziraai:whatsapp:mps:{default_number}", s.WHATSAPP_MAX_MPS)
         ext["whatsapp"] = WhatsAppClient(s.whatsapp_api_base, s.WHATSAPP_TOKEN, default_number, limiter,
-                                         pooled_session(s.WHATSAPP_SEND_CONCURRENCY))
+                                         pooled_session(s.WHATSAPP_SEND_CONCURRENCY, s.OUTBOUND_PROXY))
     return cast(WhatsAppClient, ext["whatsapp"])

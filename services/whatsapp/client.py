@@ -16,6 +16,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from services import metrics
+from services.http import http_session
 from services.ratelimit import SlidingWindowLimiter
 from services.whatsapp.errors import GraphAPIError, MediaError
 
@@ -25,11 +26,11 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 TIMEOUT = (5, 20)  # connect, read
 
 
-def pooled_session(connections: int) -> requests.Session:
+def pooled_session(connections: int, proxy: str = "") -> requests.Session:
     """A session keeping up to `connections` keep-alive connections per host (requests' default is 10):
     a send from each of the sender's threads at once reuses a connection instead of opening one (a TLS
     handshake to Graph costs more than the send)."""
-    session = requests.Session()
+    session = http_session(proxy)
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, connections))
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -58,7 +59,7 @@ class WhatsAppClient:
         self.api_base = api_base.rstrip("/")
         self.phone_number_id = phone_number_id
         self.limiter = limiter
-        self.http = session or requests.Session()
+        self.http = session or http_session()
         self.http.headers["Authorization"] = f"Bearer {token}"
 
     @property
