@@ -182,10 +182,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="spread over this many seconds (default 10, 5 with --quick)")
     parser.add_argument("--workers", type=int, default=2, help="`flask worker` processes (default %(default)s)")
     parser.add_argument("--senders", type=int, default=1, help="`flask sender` processes (default %(default)s)")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
-    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
-                        help="Redis db for the service; FLUSHED (default %(default)s)")
+    harness.add_store_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="60 farmers over 5 s, for CI")
     args = parser.parse_args(argv)
     args.farmers = args.farmers or (60 if args.quick else 300)

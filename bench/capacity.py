@@ -207,10 +207,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="analyses queued in sync mode (default 4 rounds of the workers, 2 with --quick)")
     parser.add_argument("--callback-backlog", type=int, help="analyses queued in callback mode (default 150, "
                                                              "40 with --quick)")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
-    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
-                        help="Redis db for the service; FLUSHED (default %(default)s)")
+    harness.add_store_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="2 s per image and small backlogs, for CI")
     args = parser.parse_args(argv)
     if args.delay is None:

@@ -10,6 +10,7 @@ emptied first: never point them at data you keep.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -47,6 +48,14 @@ STOP_GRACE_S = 15.0
 
 class BenchError(RuntimeError):
     """The benchmark could not run (a process did not start, a migration failed): no figures."""
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--database-url` and `--redis-url`: the stores a benchmark empties and runs the service on."""
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
+                        help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
+                        help="Redis db for the service; FLUSHED (default %(default)s)")
 
 
 def free_port() -> int:

@@ -42,10 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=10.0, help="messages per second (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="`flask worker` processes (default %(default)s)")
     parser.add_argument("--senders", type=int, default=1, help="`flask sender` processes (default %(default)s)")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
-    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
-                        help="Redis db for the service; FLUSHED (default %(default)s)")
+    harness.add_store_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="60 messages, for CI")
     args = parser.parse_args(argv)
     args.messages = args.messages or (60 if args.quick else 200)

@@ -166,10 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--graph-latency-ms", type=int, default=0,
                         help="the lean stand-in holds each answer this long, as Graph's 100-300 ms (default 0)")
     parser.add_argument("--only", nargs="+", choices=RUNS, help="run only these")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
-    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
-                        help="Redis db for the service; FLUSHED (default %(default)s)")
+    harness.add_store_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="200 messages (40 in the binding run), for CI")
     args = parser.parse_args(argv)
     if args.messages is None:

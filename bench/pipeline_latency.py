@@ -157,10 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--farmers", type=int, help="submissions, one per farmer (default 50, 10 with --quick)")
     parser.add_argument("--concurrency", type=int, default=1, help="farmers submitting at once (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="`flask worker` processes (default %(default)s)")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL for the service; its tables are TRUNCATED (default %(default)s)")
-    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL,
-                        help="Redis db for the service; FLUSHED (default %(default)s)")
+    harness.add_store_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="10 farmers, for CI")
     args = parser.parse_args(argv)
     if args.farmers is None:

@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL)
-    parser.add_argument("--redis-url", default=harness.DEFAULT_REDIS_URL)
+    harness.add_store_arguments(parser)
     args = parser.parse_args(argv)
 
     graph = subprocess.Popen([sys.executable, str(harness.ROOT / "bench" / "graph_stand_in.py")],
