@@ -4,14 +4,12 @@ Two modes, chosen from the process environment when this module is first importe
 decides then, so `PROMETHEUS_MULTIPROC_DIR` must be in the environment, not only in `.env`):
 
 - Unset (embedded default, tests): plain in-process metrics, served by the process that counted them.
-- Set: every process of the machine (gunicorn workers, RQ workers and their work-horses, the
-  scheduler) writes its counts to files in that directory, and `/metrics` in any web process serves
-  their sum. Empty the directory before the machine's processes start, never while they run.
+- Set: every process of the machine (gunicorn workers, RQ workers, senders, the scheduler) writes its
+  counts to files in that directory, and `/metrics` in any web process serves their sum. Empty the
+  directory before the machine's processes start, never while they run.
 
-Our RQ workers do not fork (`services.worker`): each writes its own files, like any process. A forking
-worker would give each work-horse its own file (one per pid, so one per job, without end); such a horse
-must instead reuse one file per parent worker (`enter_work_horse`), which is safe because a worker runs
-one horse at a time.
+Our RQ workers do not fork (`services.worker`): each writes its own files, like any process, so the
+files grow with the processes, not with the jobs.
 
 Gauges of shared state (queue depths, failed-job registries, the N8N circuit) are read from Redis at
 scrape time, so they are right whichever process serves `/metrics`. No label holds personal data:
@@ -44,25 +42,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 N8N_CIRCUIT = "n8n"  # the breaker name services.analysis.n8n_client uses
 
-# --- multiprocess mode: one file per process, and one per RQ worker for all its work-horses ---------
-
-_horse_of: int | None = None
-
-
-def _process_identifier() -> str:
-    return f"{_horse_of}-horse" if _horse_of is not None else str(os.getpid())
-
-
-def enter_work_horse() -> None:
-    """Call first thing in a forked RQ work-horse: its counts go to its worker's horse file, which
-    the next horse of the same worker continues (prometheus-client re-reads the file on the switch)."""
-    global _horse_of
-    _horse_of = os.getppid()
-
+# --- multiprocess mode: one file per process ----------------------------------------------------------
 
 if MULTIPROC_DIR:
     os.makedirs(MULTIPROC_DIR, exist_ok=True)
-    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)
+    values.ValueClass = values.MultiProcessValue()
 
 # --- the series --------------------------------------------------------------------------------------
 
