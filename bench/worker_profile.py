@@ -4,8 +4,9 @@ N new farmers (100) each write "merhaba": the webhooks are posted through the Fl
 (their CPU is not counted), then this process handles the handed-off messages one by one as a
 `flask worker` does (`services.handoff.handle`: lease, conversation, reply row, mark-read, the reply
 sent), against PostgreSQL and Redis, with the lean Graph stand-in (`bench/graph_stand_in.py`) in a
-process of its own. Printed: CPU ms per message (`time.process_time`: this process, all threads) and,
-with `--profile`, the functions that took it. A profile of the code, not a benchmark of the service:
+process of its own. Printed: CPU ms per message (`time.process_time`: this process, all threads), the SQL
+statements and transactions per message (counted, so repeatable where CPU time is noisy) and, with
+`--profile`, the functions that took it. A profile of the code, not a benchmark of the service:
 `inbound_cpu.py` measures the deployed topology. It TRUNCATES the database and FLUSHES the Redis db.
 
     .venv/bin/python bench/worker_profile.py --database-url URL --redis-url URL [--messages N] [--profile]
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from redis import Redis
+    from sqlalchemy import event
 
     from app import create_app
     from services import handoff, signing
@@ -82,6 +84,21 @@ def run(args: argparse.Namespace) -> int:
         ids = []
         while (message_id := handoff.take(redis)) is not None:
             ids.append(message_id)
+        counted = {"statements": 0, "transactions": 0, "checkouts": 0}
+        engine = app.extensions["db"].engine
+
+        def statement(*_: object) -> None:
+            counted["statements"] += 1
+
+        def transaction(*_: object) -> None:
+            counted["transactions"] += 1
+
+        def checkout(*_: object) -> None:
+            counted["checkouts"] += 1
+
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(engine, "commit", transaction)
+        event.listen(engine.pool, "checkout", checkout)
         profiler = cProfile.Profile(time.process_time) if args.profile else None
         started = time.process_time()
         if profiler:
@@ -91,7 +108,13 @@ def run(args: argparse.Namespace) -> int:
         if profiler:
             profiler.disable()
         used = time.process_time() - started
-    print(f"{len(ids)} messages: {used * 1000 / max(1, len(ids)):.2f} ms of CPU per message (this process)")
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", transaction)
+        event.remove(engine.pool, "checkout", checkout)
+    n = max(1, len(ids))
+    print(f"{len(ids)} messages: {used * 1000 / n:.2f} ms of CPU per message (this process); "
+          f"{counted['statements'] / n:.1f} SQL statements, {counted['transactions'] / n:.1f} commits and "
+          f"{counted['checkouts'] / n:.1f} pool checkouts per message")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)

@@ -105,39 +105,46 @@ def handle_inbound(message_id: int) -> str:
     db = context.db()
     owner = leases.owner_name()
     with db.session() as session, session.begin():
-        held = leases.claim(session, Message, message_id, Message.direction == Direction.INBOUND.value,
-                            Message.status == MessageStatus.RECEIVED.value, Message.farmer_id.is_not(None),
-                            owner=owner)
-        message = session.get(Message, message_id)
-    if message is None or message.direction != Direction.INBOUND or message.farmer_id is None:
-        log.warning("inbound job for an unknown message", extra={"message_id": message_id})
-        return "missing"
-    if message.processed_at is not None or message.status != MessageStatus.RECEIVED:
-        return "already processed"
-    if not held:  # another worker has it now; if that one dies, its lease expires and the sweeper steps in
-        return "handled elsewhere"
+        farmer_id = leases.claim_returning(session, Message, message_id, Message.farmer_id,
+                                           Message.direction == Direction.INBOUND.value,
+                                           Message.status == MessageStatus.RECEIVED.value,
+                                           Message.farmer_id.is_not(None), owner=owner)
+        if farmer_id is None:
+            return _not_claimed(session.get(Message, message_id), message_id)
     with leases.kept(db, Message, message_id, owner) as lease:
         with db.session() as session, session.begin():
             # The last attempt handles each message on its own, so one message that always fails is marked
             # failed (support sees it) and answered kindly, instead of blocking every later one of the farmer.
-            outcome = _handle_waiting(session, message.farmer_id, message_id, isolate=is_final_attempt())
-            lease.release_in(session)  # handled: the lease goes with the same commit
+            outcome = _handle_waiting(session, farmer_id, message_id, isolate=is_final_attempt())
+            lease.release_with(session.get_one(Message, message_id))  # loaded already: no statement of its own
         lease.done()
     _after_commit(outcome)
     return "processed"
 
 
-def _lock_conversation(session: Session, farmer_id: int) -> Conversation:
+def _not_claimed(message: Message | None, message_id: int) -> str:
+    """Why the job's message could not be claimed."""
+    if message is None or message.direction != Direction.INBOUND or message.farmer_id is None:
+        log.warning("inbound job for an unknown message", extra={"message_id": message_id})
+        return "missing"
+    if message.processed_at is not None or message.status != MessageStatus.RECEIVED:
+        return "already processed"
+    return "handled elsewhere"  # another worker has it; if that one dies, its lease expires and the sweeper steps in
+
+
+def _lock_conversation(session: Session, farmer_id: int) -> tuple[Conversation, Farmer]:
+    """The farmer's conversation, locked until commit, and the farmer, read in the same statement."""
     session.execute(insert_ignoring_conflicts(session, Conversation, ["farmer_id"]),
                     [{"farmer_id": farmer_id, "state": State.START.value, "data": {}, "updated_at": utcnow()}])
-    return session.scalars(
-        select(Conversation).where(Conversation.farmer_id == farmer_id).with_for_update()
+    row = session.execute(
+        select(Conversation, Farmer).join(Farmer, Farmer.id == Conversation.farmer_id)
+        .where(Conversation.farmer_id == farmer_id).with_for_update(of=Conversation)
     ).one()
+    return row.Conversation, row.Farmer
 
 
 def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bool = False) -> Outcome:
-    conv = _lock_conversation(session, farmer_id)
-    farmer = session.get_one(Farmer, farmer_id)
+    conv, farmer = _lock_conversation(session, farmer_id)
     waiting = session.scalars(
         select(Message)
         .where(Message.farmer_id == farmer_id, Message.direction == Direction.INBOUND.value,

@@ -16,9 +16,9 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy import ColumnElement, SQLColumnExpression, Update, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from models import utcnow
 from models.db import Database, affected_rows
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LEASE_SECONDS = 30  # how long a claim lasts without renewal; the holder renews it every third of that
 RENEW_EVERY = LEASE_SECONDS / 3
@@ -41,20 +42,31 @@ def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
     return or_(model.lease_owner.is_(None), model.lease_until < now)
 
 
+def _claim_statement(model: Any, row_id: int, conditions: tuple[ColumnElement[bool], ...], owner: str,
+                     seconds: float, values: dict[str, Any] | None, taking_over: str | None) -> Update:
+    now = utcnow()
+    return (update(model)
+            .where(model.id == row_id, *conditions,
+                   or_(lease_free(model, now), model.lease_owner.in_([owner, taking_over or owner])))
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), **(values or {}))
+            .execution_options(synchronize_session=False))
+
+
 def claim(session: Session, model: Any, row_id: int, *conditions: ColumnElement[bool], owner: str,
           seconds: float = LEASE_SECONDS, values: dict[str, Any] | None = None, taking_over: str | None = None) -> bool:
     """Take the lease on a row if it meets `conditions` and nobody else holds it (a lease of our own, or
     one held under the name `taking_over`, is taken too). `values` are written in the same statement.
     True if we hold it now."""
-    now = utcnow()
-    result = session.execute(
-        update(model)
-        .where(model.id == row_id, *conditions,
-               or_(lease_free(model, now), model.lease_owner.in_([owner, taking_over or owner])))
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), **(values or {}))
-        .execution_options(synchronize_session=False)
-    )
-    return affected_rows(result) > 0
+    statement = _claim_statement(model, row_id, conditions, owner, seconds, values, taking_over)
+    return affected_rows(session.execute(statement)) > 0
+
+
+def claim_returning(session: Session, model: Any, row_id: int, column: SQLColumnExpression[T],
+                    *conditions: ColumnElement[bool], owner: str, seconds: float = LEASE_SECONDS) -> T | None:
+    """`claim`, answering one column of the claimed row in the same statement: None when not claimed
+    (so `column` should be one that is never NULL on a row the conditions admit)."""
+    statement = _claim_statement(model, row_id, conditions, owner, seconds, None, None).returning(column)
+    return session.execute(statement).scalar()
 
 
 def release(session: Session, model: Any, row_id: int, owner: str) -> None:
@@ -63,17 +75,24 @@ def release(session: Session, model: Any, row_id: int, owner: str) -> None:
                     .values(lease_owner=None, lease_until=utcnow()).execution_options(synchronize_session=False))
 
 
+def let_go(row: Any) -> None:
+    """Give up the lease on a row loaded in the caller's transaction: written with the row's own UPDATE."""
+    row.lease_owner, row.lease_until = None, utcnow()
+
+
 class Held:
-    """A lease `kept` holds. The block may give it up in its own transaction (`release_in`, a statement
-    fewer than a transaction of its own); `kept` then skips its own release."""
+    """A lease `kept` holds. The block may give it up with its own last write of the row (`release_with`:
+    no statement of its own); `kept` then skips its own release."""
 
     def __init__(self, model: Any, row_id: int, owner: str) -> None:
         self.model, self.row_id, self.owner = model, row_id, owner
         self.released = False
 
-    def release_in(self, session: Session) -> None:
-        """Give the lease up in the caller's transaction; once it commits, call `done`."""
-        release(session, self.model, self.row_id, self.owner)
+    def release_with(self, row: Any) -> None:
+        """Give the lease up with the row's update in the caller's transaction (`let_go`); once that
+        commits, call `done`. The row is the one held, loaded in that transaction: whoever holds it, the
+        work on it is done when this commits."""
+        let_go(row)
 
     def done(self) -> None:
         """The transaction that gave the lease up has committed."""
@@ -84,7 +103,7 @@ class Held:
 def kept(db: Database, model: Any, row_id: int, owner: str) -> Iterator[Held]:
     """Hold a claimed lease while the block runs: a thread renews it every `RENEW_EVERY` seconds; it is
     given up when the block ends, however it ends (a killed process gives up nothing: it expires),
-    unless the block gave it up itself (`Held.release_in`, then `Held.done`)."""
+    unless the block gave it up itself (`Held.release_with`, then `Held.done`)."""
     stop = threading.Event()
     held = Held(model, row_id, owner)
 

@@ -38,14 +38,14 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, exists, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, ScalarSelect, String, exists, func, literal_column, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, utcnow
 from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import StatusFailure, apply_recorded_statuses
-from services.leases import claim, lease_free, owner_name
+from services.leases import claim, lease_free, let_go, owner_name
 from services.redis_conn import as_text, quick
 from services.whatsapp import messages as wa
 from services.whatsapp.client import WhatsAppClient
@@ -81,15 +81,25 @@ ACCOUNT_RECHECK = timedelta(minutes=5)  # how long a row waits while the account
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def next_seq(session: Session, phone: str) -> int:
-    """The recipient's next place in line. Numbers are taken under a per-recipient lock held until
-    commit (on SQLite every writer holds the database), so their order is also the order of commits:
-    a sender never sees number 5 before number 4 is visible."""
+def lock_line(session: Session, phone: str) -> None:
+    """Take the recipient's line until commit before numbering in it (on SQLite every writer holds the
+    database already), so numbers are taken in the order of commits: a sender never sees number 5
+    before number 4 is visible. The number itself is read by the next statement, whose snapshot comes
+    after the lock."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_SEQ_LOCK, func.hashtext(phone))))
-    last = session.scalar(select(func.max(Message.seq)).where(Message.phone == phone,
-                                                             Message.direction == Direction.OUTBOUND.value))
-    return (last or 0) + 1
+
+
+def _seq_after_last(phone: str) -> ScalarSelect[int]:
+    """The recipient's next place in line, as a subquery (written into the row's INSERT: no statement of its own)."""
+    return (select(func.coalesce(func.max(Message.seq), 0) + 1)
+            .where(Message.phone == phone, Message.direction == Direction.OUTBOUND.value).scalar_subquery())
+
+
+def next_seq(session: Session, phone: str) -> int:
+    """The recipient's next place in line, read under the line's lock (`lock_line`)."""
+    lock_line(session, phone)
+    return int(session.scalar(select(_seq_after_last(phone))) or 1)
 
 
 def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int | None = None,
@@ -103,6 +113,8 @@ def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int
     if from_number is None and farmer_id is not None:
         farmer = session.get(Farmer, farmer_id)
         from_number = farmer.our_number_id if farmer is not None else None
+    if not proactive and not seq:
+        lock_line(session, phone)
     row = Message(
         direction=Direction.OUTBOUND.value,
         phone=phone,
@@ -118,7 +130,7 @@ def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int
         analysis_id=analysis_id,
         created_at=now,
         next_attempt_at=now,
-        seq=None if proactive else seq or next_seq(session, phone),
+        seq=None if proactive else seq or _seq_after_last(phone),
         attempts=0,
         replaces_id=replaces_id,
     )
@@ -148,24 +160,42 @@ def _sendable(now: datetime) -> list[ColumnElement[bool]]:
             Message.next_attempt_at <= now, _NOT_HELD_BACK]
 
 
-def _claim_due(session: Session, now: datetime, owner: str, limit: int, phone: str | None = None) -> list[Message]:
-    """Take the lease on up to `limit` rows that may go now (to `phone` only, if given), in one statement:
-    the first of each recipient's line (so a batch never holds two of one farmer's replies), oldest due
-    first. On PostgreSQL rows another sender is claiming at the same moment are skipped, not waited for."""
+# The row being updated, as a RETURNING clause's subqueries name it. SQLAlchemy writes the columns of
+# SQLite's RETURNING without their table, which inside a subquery would name the subquery's own table;
+# written out in full, the reference holds on both databases.
+_UPDATED_PHONE = literal_column("messages.phone", String)
+_UPDATED_ID = literal_column("messages.id", BigInteger)
+
+
+def _paced(now: datetime) -> ColumnElement[bool]:
+    """Meta asked us to pace the recipient of the row being claimed (131056) and the pause is not over."""
+    return exists().where(Farmer.phone == _UPDATED_PHONE, Farmer.paced_until > now)
+
+
+def _claim_due(session: Session, now: datetime, owner: str, limit: int,
+               phone: str | None = None) -> tuple[list[Message], frozenset[str]]:
+    """Take the lease on up to `limit` rows that may go now (to `phone` only, if given), count their
+    attempt and learn which of their recipients Meta asked us to pace, in one statement: the first of
+    each recipient's line (so a batch never holds two of one farmer's replies), oldest due first. On
+    PostgreSQL rows another sender is claiming at the same moment are skipped, not waited for.
+    Returns the rows and the paced recipients."""
     due = select(Message.id).where(*_sendable(now), lease_free(Message, now))
     if phone is not None:
         due = due.where(Message.phone == phone)
     due = due.order_by(Message.next_attempt_at, Message.id).limit(limit).with_for_update(skip_locked=True)
     claimed = (update(Message).where(Message.id.in_(due), lease_free(Message, now))
-               .values(lease_owner=owner, lease_until=now + timedelta(seconds=SEND_LEASE_SECONDS))
-               .returning(Message))
-    rows = session.scalars(claimed, execution_options={"synchronize_session": False}).all()
-    return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
+               .values(lease_owner=owner, lease_until=now + timedelta(seconds=SEND_LEASE_SECONDS),
+                       attempts=Message.attempts + 1)
+               .returning(Message, _paced(now)))
+    rows = session.execute(claimed, execution_options={"synchronize_session": False}).all()
+    paced = frozenset(row.phone for row, is_paced in rows if is_paced)
+    return sorted((row for row, _ in rows), key=lambda row: (row.next_attempt_at, row.id)), paced
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A claimed row that goes now (its attempt counted): what the send needs outside the claim's transaction."""
+    """A claimed row that goes now (its attempt counted by the claim): what the send needs outside the
+    claim's transaction."""
 
     message_id: int
     key: str  # sent_key(row): where its wamid goes first
@@ -191,10 +221,10 @@ def take_due(limit: int = DUE_BATCH) -> Batch:
     sends: list[Outgoing] = []
     settled = waiting = 0
     with context.db().session() as session, session.begin():
-        rows = _claim_due(session, now, owner_name(), limit)
+        rows, paced = _claim_due(session, now, owner_name(), limit)
         if not rows:
             return Batch([], 0, 0)
-        blocks = _blocks(session, redis, {row.phone for row in rows}, now)
+        blocks = _blocks(redis, paced)
         for row in rows:
             prepared = _prepare(session, row, redis, blocks)
             if isinstance(prepared, Outgoing):
@@ -228,28 +258,32 @@ def send_queued(phone: str) -> None:
     """Right after a commit that queued replies: send the farmer's line now, in order, as far as it goes
     (also rows other workers queued meanwhile that waited behind ours: nobody else sends those at once).
     What cannot go now (an earlier reply waits for its retry, or another worker is sending it, Redis or
-    the database fails) is left to the senders; this never raises, the caller's work is already committed."""
+    the database fails) is left to the senders; this never raises, the caller's work is already committed.
+    A row another worker queues in the instant between our recording of the row before it and that
+    commit waits for a sender's next pass (half a second when idle) instead of going at once."""
     try:
         for _ in range(20):  # a reply is a handful of messages; anything longer the senders finish
-            if _send_next(phone) in (None, "retry", "waiting"):
+            if not _send_next(phone):
                 return
     except (RedisError, SQLAlchemyError) as exc:
         log.warning("could not send right away; the senders will", extra={"reason": repr(exc)[:200]})
 
 
-def _send_next(phone: str) -> str | None:
+def _send_next(phone: str) -> bool:
     """`send_pending` for the first row of the farmer's line that may go now, found and claimed in one
-    statement. None when no row of theirs may go now."""
+    statement. True when more of the line may go now (the row was settled and others are pending)."""
     redis = quick(context.redis())
     with context.db().session() as session, session.begin():
-        rows = _claim_due(session, utcnow(), owner_name(), 1, phone)
+        rows, paced = _claim_due(session, utcnow(), owner_name(), 1, phone)
         if not rows:
-            return None
-        row = rows[0]
-        prepared = _prepare(session, row, redis, _blocks(session, redis, {row.phone}, utcnow()))
+            return False
+        prepared = _prepare(session, rows[0], redis, _blocks(redis, paced))
     if not isinstance(prepared, Outgoing):
-        return prepared
-    return settle([transmit(whatsapp.client(), redis, prepared)])[0]
+        return prepared not in ("retry", "waiting")
+    sent = transmit(whatsapp.client(), redis, prepared)
+    if sent.wamid is not None:
+        return _record_sent({prepared.message_id: sent.wamid})
+    return settle([sent])[0] not in ("retry", "waiting")
 
 
 # --- sending one row ---------------------------------------------------------------------------------
@@ -272,10 +306,13 @@ def send_pending(message_id: int) -> str:
     owner = owner_name()
     redis = quick(context.redis())
     with context.db().session() as session, session.begin():
-        if not claim(session, Message, message_id, *_sendable(utcnow()), owner=owner, seconds=SEND_LEASE_SECONDS):
+        now = utcnow()
+        if not claim(session, Message, message_id, *_sendable(now), owner=owner, seconds=SEND_LEASE_SECONDS,
+                     values={"attempts": Message.attempts + 1}):
             return _not_claimed(session, message_id)
         row = session.get_one(Message, message_id)
-        prepared = _prepare(session, row, redis, _blocks(session, redis, {row.phone}, utcnow()))
+        paced = session.scalars(select(Message.phone).where(Message.id == message_id, _paced(now))).all()
+        prepared = _prepare(session, row, redis, _blocks(redis, frozenset(paced)))
     if not isinstance(prepared, Outgoing):
         return prepared
     return settle([transmit(whatsapp.client(), redis, prepared)])[0]
@@ -284,11 +321,19 @@ def send_pending(message_id: int) -> str:
 def _prepare(session: Session, row: Message, redis: Redis, blocks: _Blocks) -> Outgoing | str:
     """Inside the claim's transaction: whether a claimed row goes now. Recorded already (its wamid in
     Redis), held (a proactive message, a blocked account, a paced farmer) or refused (a blocked
-    template): the outcome. Otherwise its attempt is counted and it is returned, to be sent after the
-    commit. A RedisError propagates (the caller rolls the claim back)."""
-    key = sent_key(row)
+    template): the outcome, and the attempt the claim counted is taken back. Otherwise it is returned,
+    to be sent after the commit. A RedisError propagates (the caller rolls the claim back)."""
+    held = _held(session, row, redis, blocks)
+    if held is None:
+        return Outgoing(row.id, sent_key(row), dict(row.payload or {}), row.phone_number_id)
+    row.attempts -= 1
+    return held
+
+
+def _held(session: Session, row: Message, redis: Redis, blocks: _Blocks) -> str | None:
+    """Why a claimed row does not go now (settling it), or None."""
     # Only a row tried before can have been sent.
-    known = redis.get(key) if row.attempts else None
+    known = redis.get(sent_key(row)) if row.attempts > 1 else None
     if known is not None:
         _accept(session, row, as_text(known) or "")
         log.warning("sent before, wamid recorded now (not sent again)", extra={"message_id": row.id})
@@ -304,8 +349,7 @@ def _prepare(session: Session, row: Message, redis: Redis, blocks: _Blocks) -> O
         refusal = template_refusal(session, row.template_name, _template_language(row))
         if refusal is not None:
             return _refuse_template(session, row, refusal)
-    row.attempts += 1
-    return Outgoing(row.id, key, dict(row.payload or {}), row.phone_number_id)
+    return None
 
 
 @dataclass(frozen=True)
@@ -351,7 +395,7 @@ def settle(results: list[Transmitted]) -> list[str]:
             for r in untried:
                 row = session.get_one(Message, r.outgoing.message_id)
                 row.attempts -= 1
-                _let_go(row)
+                let_go(row)
     outcomes = ["sent" if r.wamid is not None else _handle_error(r.outgoing.message_id, r.error)
                 if r.error is not None else "untried" for r in results]
     if untried:
@@ -367,39 +411,65 @@ def _not_claimed(session: Session, message_id: int) -> str:
     return "already sent" if row.wamid or row.status != MessageStatus.PENDING else "waiting"
 
 
-def _let_go(row: Message) -> None:
-    row.lease_owner, row.lease_until = None, utcnow()
-
-
 def _accept(session: Session, row: Message, wamid: str) -> None:
     row.wamid = wamid
     row.status = MessageStatus.ACCEPTED.value
     row.error_code = row.error_title = None
-    _let_go(row)
+    let_go(row)
     session.flush()
     apply_status_failures(session, apply_recorded_statuses(session, wamid), utcnow())
+
+
+def _accepted(wamid: str, now: datetime) -> dict[str, Any]:
+    return {"wamid": wamid, "status": MessageStatus.ACCEPTED.value, "error_code": None, "error_title": None,
+            "lease_owner": None, "lease_until": now}
+
+
+_OTHER = aliased(Message)
+# Built once, as _NOT_HELD_BACK: another row of the same recipient still waits.
+_MORE_PENDING = exists().where(_OTHER.direction == Direction.OUTBOUND.value,
+                               _OTHER.status == MessageStatus.PENDING.value,
+                               _OTHER.phone == _UPDATED_PHONE, _OTHER.id != _UPDATED_ID)
+
+
+def _accept_one(session: Session, message_id: int, wamid: str, now: datetime) -> bool:
+    """`_accept` for one row in one statement, which also tells whether statuses arrived before the wamid
+    was known (then they are applied) and whether more of the recipient's line is pending. Returns the latter."""
+    early = exists().where(MessageStatusEvent.wamid == wamid)
+    flags = session.execute(update(Message).where(Message.id == message_id).values(**_accepted(wamid, now))
+                            .returning(early, _MORE_PENDING),
+                            execution_options={"synchronize_session": False}).first()
+    if flags is None:
+        return False
+    if flags[0]:
+        apply_status_failures(session, apply_recorded_statuses(session, wamid), now)
+    return bool(flags[1])
 
 
 def _accept_many(session: Session, wamids: dict[int, str], now: datetime) -> None:
     """`_accept` for many rows at once: one UPDATE by primary key each (one round trip on PostgreSQL),
     then the statuses that arrived before the wamids were known (one query finds them)."""
-    session.execute(update(Message), [
-        {"id": message_id, "wamid": wamid, "status": MessageStatus.ACCEPTED.value, "error_code": None,
-         "error_title": None, "lease_owner": None, "lease_until": now} for message_id, wamid in wamids.items()])
+    session.execute(update(Message), [{"id": message_id, **_accepted(wamid, now)}
+                                      for message_id, wamid in wamids.items()])
     early = session.scalars(select(MessageStatusEvent.wamid).distinct()
                             .where(MessageStatusEvent.wamid.in_(list(wamids.values())))).all()
     for wamid in early:
         apply_status_failures(session, apply_recorded_statuses(session, wamid), now)
 
 
-def _record_sent(wamids: dict[int, str]) -> None:
+def _record_sent(wamids: dict[int, str]) -> bool:
     """Graph accepted these rows and their wamids are in Redis (`transmit`): write them to the rows,
     trying again while the database refuses. If every try fails the rows' leases expire and the next
-    sender finds the wamids in Redis: recorded, not re-sent."""
+    sender finds the wamids in Redis: recorded, not re-sent. For a row recorded alone, returns whether
+    more of its recipient's line is pending (a batch: False; the senders' next claim finds them)."""
+    more = False
     for pause in (*RECORD_PAUSES, None):
         try:
             with context.db().session() as session, session.begin():
-                _accept_many(session, wamids, utcnow())
+                if len(wamids) == 1:
+                    more = _accept_one(session, *next(iter(wamids.items())), utcnow())
+                else:
+                    _accept_many(session, wamids, utcnow())
             break
         except (OperationalError, InterfaceError) as exc:  # the connection, not the statement
             if pause is None:
@@ -410,6 +480,7 @@ def _record_sent(wamids: dict[int, str]) -> None:
     for message_id, wamid in wamids.items():
         metrics.outbound_send("sent")
         log.info("outbound message accepted", extra={"message_id": message_id, "wamid": wamid})
+    return more
 
 
 def _hold_proactive(session: Session, row: Message) -> str | None:
@@ -418,7 +489,7 @@ def _hold_proactive(session: Session, row: Message) -> str | None:
     now = utcnow()
     if farmer is not None and farmer.marketing_paused_until is not None and farmer.marketing_paused_until > now:
         row.next_attempt_at = farmer.marketing_paused_until
-        _let_go(row)
+        let_go(row)
         log.info("proactive message waits: Meta limits marketing messages to this farmer for now",
                  extra={"message_id": row.id, "until": row.next_attempt_at.isoformat()})
         return "deferred"
@@ -427,14 +498,14 @@ def _hold_proactive(session: Session, row: Message) -> str | None:
         row.error_title = ("withheld: the farmer opted out before delivery" if farmer.opted_out_at or
                            farmer.deletion_requested_at else "withheld: the farmer cannot receive it (unreachable "
                            "or stopped marketing messages)")
-        _let_go(row)
+        let_go(row)
         log.info("proactive message withheld: farmer opted out", extra={"message_id": row.id})
         return "withheld"
     until = runtime_settings.current().quiet_until(now)
     if until is None:
         return None
     row.next_attempt_at = until
-    _let_go(row)
+    let_go(row)
     log.info("proactive message waits for the end of quiet hours",
              extra={"message_id": row.id, "until": until.isoformat()})
     return "deferred"
@@ -449,10 +520,9 @@ class _Blocks:
     paced: frozenset[str]
 
 
-def _blocks(session: Session, redis: Redis, phones: set[str], now: datetime) -> _Blocks:
+def _blocks(redis: Redis, paced: frozenset[str]) -> _Blocks:
     account = redis.get(ACCOUNT_BLOCK_KEY)
-    paced = session.scalars(select(Farmer.phone).where(Farmer.phone.in_(sorted(phones)), Farmer.paced_until > now))
-    return _Blocks(as_text(account) if account is not None else None, frozenset(p for p in paced if p))
+    return _Blocks(as_text(account) if account is not None else None, paced)
 
 
 def _hold_blocked(session: Session, row: Message, now: datetime, redis: Redis, blocks: _Blocks) -> str | None:
@@ -461,7 +531,7 @@ def _hold_blocked(session: Session, row: Message, now: datetime, redis: Redis, b
     caller rolls the claim back)."""
     if blocks.account is not None:
         row.next_attempt_at = now + ACCOUNT_RECHECK
-        _let_go(row)
+        let_go(row)
         log.warning("send held: the WhatsApp account is blocked", extra={"message_id": row.id,
                                                                          "block": blocks.account})
         return "deferred"
@@ -470,7 +540,7 @@ def _hold_blocked(session: Session, row: Message, now: datetime, redis: Redis, b
         if not redis.set(key, "1", nx=True, px=PACE_SECONDS * 1000):
             wait_ms = redis.pttl(key)
             row.next_attempt_at = now + timedelta(milliseconds=wait_ms if wait_ms > 0 else PACE_SECONDS * 1000)
-            _let_go(row)
+            let_go(row)
             return "waiting"
     return None
 
@@ -486,7 +556,7 @@ def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -
     line; a message we write first (a sponsor's) has no place in line and is only refused."""
     row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
     row.error_code, row.error_title = None, f"not sent: {refusal.reason}"[:300]
-    _let_go(row)
+    let_go(row)
     metrics.outbound_send("failed")
     extra = {"message_id": row.id, "template": refusal.name, "template_status": refusal.status}
     farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
@@ -532,7 +602,7 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     with context.db().session() as session, session.begin():
         row = session.get_one(Message, message_id)
         row.error_code, row.error_title = exc.code, exc.title
-        _let_go(row)
+        let_go(row)
         apply_effect(session, row, exc.code, exc.title, utcnow())
         if exc.policy is Policy.USER_ID:
             return _to_phone_instead(session, row, extra)
