@@ -151,8 +151,14 @@ def dialect_insert(dialect_name: str, table: Any) -> Any:
 
 
 def insert_ignoring_conflicts(session: Session, model: type, index_elements: list[str]) -> Any:
-    """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database."""
-    return dialect_insert(session.get_bind().dialect.name, model).on_conflict_do_nothing(index_elements=index_elements)
+    """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database (built once per
+    dialect, table and index: the statement is immutable, and building it costs more than running it)."""
+    return _insert_ignoring(session.get_bind().dialect.name, model, tuple(index_elements))
+
+
+@functools.cache
+def _insert_ignoring(dialect_name: str, model: type, index_elements: tuple[str, ...]) -> Any:
+    return dialect_insert(dialect_name, model).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
 def affected_rows(result: Result[Any]) -> int:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot import draft, machine, replies, reply_ids
@@ -100,15 +100,24 @@ class Outcome:
     our_number: str | None = None  # the number the farmer wrote to: marked read from it
 
 
+# Built once (building a statement costs more CPU than running it); their values are bound when they run.
+_CLAIM = leases.claim_statement(Message, Message.direction == Direction.INBOUND.value,
+                                Message.status == MessageStatus.RECEIVED.value,
+                                Message.farmer_id.is_not(None)).returning(Message.farmer_id)
+_CONVERSATION_AND_FARMER = (select(Conversation, Farmer).join(Farmer, Farmer.id == Conversation.farmer_id)
+                            .where(Conversation.farmer_id == bindparam("farmer_id")).with_for_update(of=Conversation))
+_WAITING = (select(Message)
+            .where(Message.farmer_id == bindparam("farmer_id"), Message.direction == Direction.INBOUND.value,
+                   Message.status == MessageStatus.RECEIVED.value, Message.id <= bindparam("up_to"))
+            .order_by(Message.meta_timestamp, Message.id))
+
+
 def handle_inbound(message_id: int) -> str:
     """Entry point of the `inbound` job (see `services.jobs`)."""
     db = context.db()
     owner = leases.owner_name()
     with db.session() as session, session.begin():
-        farmer_id = leases.claim_returning(session, Message, message_id, Message.farmer_id,
-                                           Message.direction == Direction.INBOUND.value,
-                                           Message.status == MessageStatus.RECEIVED.value,
-                                           Message.farmer_id.is_not(None), owner=owner)
+        farmer_id = session.execute(_CLAIM, leases.claim_params(message_id, owner)).scalar()
         if farmer_id is None:
             return _not_claimed(session.get(Message, message_id), message_id)
     with leases.kept(db, Message, message_id, owner) as lease:
@@ -136,21 +145,13 @@ def _lock_conversation(session: Session, farmer_id: int) -> tuple[Conversation, 
     """The farmer's conversation, locked until commit, and the farmer, read in the same statement."""
     session.execute(insert_ignoring_conflicts(session, Conversation, ["farmer_id"]),
                     [{"farmer_id": farmer_id, "state": State.START.value, "data": {}, "updated_at": utcnow()}])
-    row = session.execute(
-        select(Conversation, Farmer).join(Farmer, Farmer.id == Conversation.farmer_id)
-        .where(Conversation.farmer_id == farmer_id).with_for_update(of=Conversation)
-    ).one()
+    row = session.execute(_CONVERSATION_AND_FARMER, {"farmer_id": farmer_id}).one()
     return row.Conversation, row.Farmer
 
 
 def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bool = False) -> Outcome:
     conv, farmer = _lock_conversation(session, farmer_id)
-    waiting = session.scalars(
-        select(Message)
-        .where(Message.farmer_id == farmer_id, Message.direction == Direction.INBOUND.value,
-               Message.status == MessageStatus.RECEIVED.value, Message.id <= up_to)
-        .order_by(Message.meta_timestamp, Message.id)
-    ).all()
+    waiting = session.scalars(_WAITING, {"farmer_id": farmer_id, "up_to": up_to}).all()
     outcome = Outcome(farmer.address, [], [], None)
     taken = support.is_taken(conv, utcnow())
     for message in waiting:

@@ -16,9 +16,9 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, Update, or_, update
+from sqlalchemy import BindParameter, ColumnElement, Update, bindparam, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,6 @@ from models import utcnow
 from models.db import Database, affected_rows
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 LEASE_SECONDS = 30  # how long a claim lasts without renewal; the holder renews it every third of that
 RENEW_EVERY = LEASE_SECONDS / 3
@@ -37,36 +36,39 @@ def owner_name() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{threading.get_ident()}"
 
 
-def lease_free(model: Any, now: datetime) -> ColumnElement[bool]:
+def lease_free(model: Any, now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     """Nobody holds the row: never claimed, given up, or expired (its holder stopped renewing)."""
     return or_(model.lease_owner.is_(None), model.lease_until < now)
 
 
-def _claim_statement(model: Any, row_id: int, conditions: tuple[ColumnElement[bool], ...], owner: str,
-                     seconds: float, values: dict[str, Any] | None, taking_over: str | None) -> Update:
-    now = utcnow()
+def claim_statement(model: Any, *conditions: ColumnElement[bool], values: dict[str, Any] | None = None) -> Update:
+    """The claim of one row as a statement that can be built once and run many times with `claim_params`
+    (building a statement costs more CPU than running it): the row meets `conditions` and nobody else
+    holds it (a lease of our own, or one held under the name `taking_over`, is taken too). `values`
+    are written in the same statement."""
+    now: BindParameter[datetime] = bindparam("lease_now")
+    holder: BindParameter[str] = bindparam("lease_holder")
     return (update(model)
-            .where(model.id == row_id, *conditions,
-                   or_(lease_free(model, now), model.lease_owner.in_([owner, taking_over or owner])))
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), **(values or {}))
+            .where(model.id == bindparam("lease_row_id"), *conditions,
+                   or_(lease_free(model, now), model.lease_owner.in_([holder, bindparam("lease_taking_over")])))
+            .values(lease_owner=holder, lease_until=bindparam("lease_expiry"), **(values or {}))
             .execution_options(synchronize_session=False))
+
+
+def claim_params(row_id: int, owner: str, seconds: float = LEASE_SECONDS,
+                 taking_over: str | None = None) -> dict[str, Any]:
+    """The parameters of a `claim_statement`."""
+    now = utcnow()
+    return {"lease_row_id": row_id, "lease_now": now, "lease_holder": owner, "lease_taking_over": taking_over or owner,
+            "lease_expiry": now + timedelta(seconds=seconds)}
 
 
 def claim(session: Session, model: Any, row_id: int, *conditions: ColumnElement[bool], owner: str,
           seconds: float = LEASE_SECONDS, values: dict[str, Any] | None = None, taking_over: str | None = None) -> bool:
-    """Take the lease on a row if it meets `conditions` and nobody else holds it (a lease of our own, or
-    one held under the name `taking_over`, is taken too). `values` are written in the same statement.
+    """Take the lease on a row if it meets `conditions` and nobody else holds it (see `claim_statement`).
     True if we hold it now."""
-    statement = _claim_statement(model, row_id, conditions, owner, seconds, values, taking_over)
-    return affected_rows(session.execute(statement)) > 0
-
-
-def claim_returning(session: Session, model: Any, row_id: int, column: SQLColumnExpression[T],
-                    *conditions: ColumnElement[bool], owner: str, seconds: float = LEASE_SECONDS) -> T | None:
-    """`claim`, answering one column of the claimed row in the same statement: None when not claimed
-    (so `column` should be one that is never NULL on a row the conditions admit)."""
-    statement = _claim_statement(model, row_id, conditions, owner, seconds, None, None).returning(column)
-    return session.execute(statement).scalar()
+    statement = claim_statement(model, *conditions, values=values)
+    return affected_rows(session.execute(statement, claim_params(row_id, owner, seconds, taking_over))) > 0
 
 
 def release(session: Session, model: Any, row_id: int, owner: str) -> None:
