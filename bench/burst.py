@@ -4,10 +4,12 @@ Targets: "burst of 300 new farmers within 10 s: p95 < 5 s, last < 15 s, all answ
 
 The service runs as in production (`make run` with REDIS_URL: gunicorn 2x8, `flask worker` processes, a
 `flask sender`) on PostgreSQL and Redis, with DEV_TOOLS on so the Graph API stand-in records the replies
-inside the web process. This script plays Meta: one reference farmer first writes alone (its answers are
-what every farmer must get, in that order), then the N farmers, evenly spread over S seconds, each post
-one signed webhook. A farmer's wait runs from the start of its POST to the stand-in's own timestamp of
-the bot's first answer (and of its last answer); the poll that notices it does not count.
+inside the web process (and posts sent/delivered/read status webhooks back to it); `--graph apart` runs
+`bench/graph_stand_in.py` in a process of its own instead (the same transcripts, no status webhooks).
+This script plays Meta: one reference farmer first writes alone (its answers are what every farmer must
+get, in that order), then the N farmers, evenly spread over S seconds, each post one signed webhook. A
+farmer's wait runs from the start of its POST to the stand-in's own timestamp of the bot's first answer
+(and of its last answer); the poll that notices it does not count.
 
 Checked: every farmer answered, nobody answered twice (the same number of answers as the reference
 farmer), and in order (the same kinds of message, with the same buttons, in the same order). The CPU
@@ -15,7 +17,7 @@ seconds each process used during the burst (Linux /proc, `harness.Service.cpu_se
 per message, minus what the processes use idle over the same time. Exit code 1 when something was
 lost, doubled or out of order (2: it could not run); nothing about time is asserted.
 
-    .venv/bin/python bench/burst.py [--quick] [--farmers N] [--seconds S] [--workers W]
+    .venv/bin/python bench/burst.py [--quick] [--farmers N] [--seconds S] [--workers W] [--graph web|apart]
                                     [--database-url URL] [--redis-url URL]
 """
 
@@ -49,6 +51,7 @@ TARGET_LAST_S = 15.0
 ANSWER_TIMEOUT_S = 180.0
 IDLE_SAMPLE_S = 5.0
 SETTLE_S = 2.0  # after the last answer: a doubled one would arrive now
+GRAPHS = ("web", "apart")  # where the Graph API stand-in runs: see `run_service`
 
 
 def shape(entry: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
@@ -154,24 +157,34 @@ def reference_answers(svc: harness.Service, redis: Redis, number_id: str, phone:
 
 
 def cpu_rows(run: Drive, messages: int) -> dict[str, Any]:
-    """CPU milliseconds per message: the worker side (workers + senders), and the web side."""
+    """CPU milliseconds per message: the worker side (workers + senders), and the web side. When the Graph
+    stand-in ran in a process of its own (`graph`), also its CPU and the total of the service's own
+    processes (web + workers + senders: webhook + job + reply)."""
     workers = sum(v for k, v in run.cpu_s.items() if k.startswith("worker"))
     senders = sum(v for k, v in run.cpu_s.items() if k.startswith("sender"))
+    web = run.cpu_s.get("web", 0.0)
     per = max(1, messages)
-    return {"worker_ms_per_message": round(workers * 1000 / per, 2),
+    rows = {"worker_ms_per_message": round(workers * 1000 / per, 2),
             "sender_ms_per_message": round(senders * 1000 / per, 2),
             "worker_side_ms_per_message": round((workers + senders) * 1000 / per, 2),
-            "web_ms_per_request": round(run.cpu_s.get("web", 0.0) * 1000 / per, 2),
-            "cpu_s_by_process": {k: round(v, 3) for k, v in run.cpu_s.items()},
+            "web_ms_per_request": round(web * 1000 / per, 2)}
+    if "graph" in run.cpu_s:
+        rows["graph_stand_in_ms_per_message"] = round(run.cpu_s["graph"] * 1000 / per, 2)
+        rows["total_ms_per_message"] = round((web + workers + senders) * 1000 / per, 2)
+    return {**rows, "cpu_s_by_process": {k: round(v, 3) for k, v in run.cpu_s.items()},
             "idle_cpu_ms_per_s_by_process": {k: round(v * 1000, 2) for k, v in run.cpu_idle_per_s.items()}}
 
 
 def run_service(args: argparse.Namespace, body: Callable[[harness.Service, Redis, str], Any], tag: str = NAME) -> Any:
-    """Start the production topology on clean stores and run `body(svc, redis, phone_number_id)` in it."""
+    """Start the production topology on clean stores and run `body(svc, redis, phone_number_id)` in it.
+    `args.graph == "apart"`: the Graph API stand-in is `bench/graph_stand_in.py` in a process of its own
+    (no status webhooks); else the development stand-in inside the web process (status webhooks back)."""
+    graph_port = harness.free_port() if args.graph == "apart" else None
+    extra = {} if graph_port is None else {"WHATSAPP_API_BASE": harness.graph_api_base(graph_port)}
     with tempfile.TemporaryDirectory(prefix="bench-media-") as media_dir:
-        env = harness.service_env(args.database_url, args.redis_url, harness.free_port(), Path(media_dir))
+        env = harness.service_env(args.database_url, args.redis_url, harness.free_port(), Path(media_dir), **extra)
         harness.prepare(env, args.database_url, args.redis_url)
-        with harness.service(env, workers=args.workers, senders=args.senders, tag=tag) as svc, \
+        with harness.service(env, workers=args.workers, senders=args.senders, tag=tag, graph_port=graph_port) as svc, \
                 Redis.from_url(args.redis_url) as redis:
             return body(svc, redis, load_settings().WHATSAPP_PHONE_NUMBER_ID)
 
@@ -182,6 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="spread over this many seconds (default 10, 5 with --quick)")
     parser.add_argument("--workers", type=int, default=2, help="`flask worker` processes (default %(default)s)")
     parser.add_argument("--senders", type=int, default=1, help="`flask sender` processes (default %(default)s)")
+    parser.add_argument("--graph", choices=GRAPHS, default="web",
+                        help="the Graph API stand-in inside the web process, with status webhooks back, or apart: "
+                             "bench/graph_stand_in.py in its own process, none (default %(default)s)")
     harness.add_store_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="60 farmers over 5 s, for CI")
     args = parser.parse_args(argv)
@@ -202,9 +218,10 @@ def report(results: dict[str, Any]) -> None:
     for key, label in (("first_answer", "POST -> first answer"), ("last_answer", "POST -> last answer")):
         print(f"{label:<32}{harness.fmt(w[key]['p50']):>9}{harness.fmt(w[key]['p95']):>9}"
               f"{harness.fmt(w[key]['max']):>9}")
+    where = ("the Graph stand-in answers inside web" if p["graph"] == "web" else
+             f"the Graph stand-in apart: {c['graph_stand_in_ms_per_message']}")
     print(f"CPU ms per message: worker {c['worker_ms_per_message']}, sender {c['sender_ms_per_message']}, "
-          f"worker side {c['worker_side_ms_per_message']}; web per request {c['web_ms_per_request']} "
-          f"(the Graph stand-in answers inside web)")
+          f"worker side {c['worker_side_ms_per_message']}; web per request {c['web_ms_per_request']} ({where})")
     print()
     for row in results["targets"]:
         print(f"{row['name']:<44}{row['measured']!s:>12}  {'PASS' if row['pass'] else 'MISS'}")
@@ -239,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "benchmark": NAME, "run_id": harness.run_id(), "machine": machine,
         "parameters": {"farmers": args.farmers, "seconds": args.seconds, "workers": args.workers,
-                       "senders": args.senders, "quick": args.quick, "database_url": args.database_url,
-                       "redis_url": args.redis_url, "answers_per_farmer": len(reference)},
+                       "senders": args.senders, "graph": args.graph, "quick": args.quick,
+                       "database_url": args.database_url, "redis_url": args.redis_url,
+                       "answers_per_farmer": len(reference)},
         "wait_ms": {"first_answer": first, "last_answer": last}, "wall_s": round(run.wall_s, 1),
         "check": {"answered": run.answered, "doubled": run.doubled, "out_of_order": run.out_of_order,
                   "webhook_200": run.statuses.count(200)},

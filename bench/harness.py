@@ -230,10 +230,12 @@ def http_ok(port: int, path: str) -> bool:
 
 @contextlib.contextmanager
 def service(env: dict[str, str], *, workers: int, senders: int = 0, web_workers: int = 2, web_threads: int = 8,
-            tag: str = "bench") -> Iterator[Service]:
+            tag: str = "bench", graph_port: int | None = None) -> Iterator[Service]:
     """gunicorn (wsgi:app) + `workers` x `flask worker` + `senders` x `flask sender` (the outbox), ready
     when `/health/live` answers and every RQ worker has registered in Redis; everything is stopped when
-    the block ends, whatever happened."""
+    the block ends, whatever happened. With `graph_port`, `bench/graph_stand_in.py` also runs there as the
+    process `graph`, writing the replies to the dev tools' transcripts in `REDIS_URL` (`env` must point
+    `WHATSAPP_API_BASE` at it: `graph_api_base`)."""
     from rq import Worker
 
     port = int(env["PORT"])
@@ -243,6 +245,11 @@ def service(env: dict[str, str], *, workers: int, senders: int = 0, web_workers:
            "--threads", str(web_threads), "--log-level", "warning", "--no-control-socket", "--graceful-timeout", "5"]
     flask = [str(BIN / "flask"), "--app", "app:create_app", "worker"]
     try:
+        if graph_port is not None:
+            graph = [sys.executable, str(ROOT / "bench" / "graph_stand_in.py"), "--port", str(graph_port),
+                     "--redis-url", env["REDIS_URL"]]
+            log = RESULTS_DIR / f"{tag}-graph.log"
+            svc.procs.append(("graph", _spawn("graph", graph, env, log), log))
         log = RESULTS_DIR / f"{tag}-web.log"
         svc.procs.append(("web", _spawn("web", web, env, log), log))
         for k in range(workers):
@@ -253,7 +260,8 @@ def service(env: dict[str, str], *, workers: int, senders: int = 0, web_workers:
             svc.procs.append((f"sender{k + 1}", _spawn(f"sender{k + 1}", [*flask[:-1], "sender"], env, log), log))
         deadline = time.monotonic() + START_TIMEOUT_S
         with Redis.from_url(env["REDIS_URL"]) as redis:
-            while not (http_ok(port, "/health/live") and Worker.count(connection=redis) >= workers):
+            while not (http_ok(port, "/health/live") and Worker.count(connection=redis) >= workers
+                       and (graph_port is None or http_ok(graph_port, "/bench/received"))):
                 svc.check_alive()
                 if time.monotonic() > deadline:
                     raise BenchError(f"the service was not ready after {START_TIMEOUT_S:.0f} s")
@@ -261,6 +269,11 @@ def service(env: dict[str, str], *, workers: int, senders: int = 0, web_workers:
         yield svc
     finally:
         _stop(svc.procs)
+
+
+def graph_api_base(graph_port: int) -> str:
+    """The `WHATSAPP_API_BASE` of the service when `bench/graph_stand_in.py` listens on `graph_port`."""
+    return f"http://{HOST}:{graph_port}/v21.0"
 
 
 # --------------------------------------------------------------------------- playing Meta
