@@ -8,7 +8,6 @@ import functools
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -27,7 +25,6 @@ log = logging.getLogger(__name__)
 
 POOL_SIZE = 10  # connections per process kept by the engine's pool (and as many again, briefly, beyond)
 HOT_POOL_MAX = 10  # the hot path's own pool (`Database.driver_autocommit`), per web process
-PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before it is used again
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -51,27 +48,6 @@ def _sqlite_setup(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _ping_after_idle(engine: Engine) -> None:
-    """SQLAlchemy's pre-ping costs a round trip on every checkout, and a worker checks a connection out
-    for each transaction: four per message. A connection given back moments ago is alive unless the
-    server went away in those moments (then its first statement fails, and the work is retried as after
-    any dropped connection); one idle longer is pinged first, and a dead one is replaced, as the pool
-    does with `pool_pre_ping`."""
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_conn, record):  # type: ignore[no-untyped-def]
-        record.info["checked_in"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_conn, record, _proxy):  # type: ignore[no-untyped-def]
-        if time.monotonic() - record.info.get("checked_in", 0.0) < PING_AFTER_IDLE:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_conn)
-        except engine.dialect.loaded_dbapi.Error as exc:
-            raise DisconnectionError("the connection did not answer a ping") from exc  # the pool connects anew
-
-
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -80,8 +56,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_setup(engine)
     else:
-        engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
-        _ping_after_idle(engine)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
     # A forked child (a gunicorn worker of a preloaded app, say) must not reuse the parent's connections.
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     return engine
