@@ -129,7 +129,7 @@ def _renew(db: Database, held: Held) -> None:
             session.execute(update(model).where(model.id == row_id, model.lease_owner == held.owner)
                             .values(lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
                             .execution_options(synchronize_session=False))
-    except SQLAlchemyError as exc:  # the next renewal tries again; the lease lasts 3 renewals
+    except Exception as exc:  # the next renewal tries again (the lease lasts 3); the thread serves them all
         log.warning("could not renew a lease", extra={"table": model.__tablename__, "row_id": row_id,
                                                       "reason": type(exc).__name__})
 
