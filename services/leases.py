@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,31 +102,83 @@ class Held:
         self.released = True
 
 
+class _Renewer:
+    """The one thread of a process that renews the leases its `kept` blocks hold, each `RENEW_EVERY`
+    seconds after it was taken or last renewed: starting a thread per lease cost more CPU than anything
+    else a short message's handling does outside its statements. A worker runs one job at a time, so a
+    renewal that waits (on the row its own job has locked, say) holds up no other lease."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.held: dict[Held, tuple[Database, float]] = {}  # the lease, its database and when it is due
+        self.wakes_at = 0.0
+        self.thread: threading.Thread | None = None
+
+    def add(self, held: Held, db: Database) -> None:
+        due = time.monotonic() + RENEW_EVERY
+        with self.changed:
+            self.held[held] = (db, due)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.run, name="lease-renewer", daemon=True)
+                self.thread.start()
+            elif due < self.wakes_at:  # never with a fixed RENEW_EVERY: a lease added later is due later
+                self.changed.notify()
+
+    def remove(self, held: Held) -> None:
+        with self.changed:
+            self.held.pop(held, None)
+
+    def run(self) -> None:
+        while True:
+            with self.changed:
+                now = time.monotonic()
+                due = [(held, db) for held, (db, at) in self.held.items() if at <= now]
+                if not due:
+                    self.wakes_at = min((at for _, at in self.held.values()), default=now + RENEW_EVERY)
+                    self.changed.wait(self.wakes_at - now)
+                    continue
+                for held, db in due:
+                    self.held[held] = (db, now + RENEW_EVERY)
+            for held, db in due:  # outside the lock: `kept` adds and removes leases meanwhile
+                _renew(db, held)
+
+
+def _renew(db: Database, held: Held) -> None:
+    model, row_id = held.model, held.row_id
+    try:
+        with db.session() as session, session.begin():
+            session.execute(update(model).where(model.id == row_id, model.lease_owner == held.owner)
+                            .values(lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
+                            .execution_options(synchronize_session=False))
+    except Exception as exc:  # the next renewal tries again (the lease lasts 3); the thread serves them all
+        log.warning("could not renew a lease", extra={"table": model.__tablename__, "row_id": row_id,
+                                                      "reason": type(exc).__name__})
+
+
+_renewer = _Renewer()
+
+
+def _forked() -> None:
+    """A forked child has none of its parent's threads, and holds none of its leases."""
+    global _renewer
+    _renewer = _Renewer()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 @contextlib.contextmanager
 def kept(db: Database, model: Any, row_id: int, owner: str) -> Iterator[Held]:
-    """Hold a claimed lease while the block runs: a thread renews it every `RENEW_EVERY` seconds; it is
-    given up when the block ends, however it ends (a killed process gives up nothing: it expires),
-    unless the block gave it up itself (`Held.release_with`, then `Held.done`)."""
-    stop = threading.Event()
+    """Hold a claimed lease while the block runs: the process's renewer thread renews it every
+    `RENEW_EVERY` seconds; it is given up when the block ends, however it ends (a killed process gives
+    up nothing: it expires), unless the block gave it up itself (`Held.release_with`, then `Held.done`)."""
     held = Held(model, row_id, owner)
-
-    def renew() -> None:
-        while not stop.wait(RENEW_EVERY):
-            try:
-                with db.session() as session, session.begin():
-                    session.execute(update(model).where(model.id == row_id, model.lease_owner == owner)
-                                    .values(lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
-                                    .execution_options(synchronize_session=False))
-            except SQLAlchemyError as exc:  # the next renewal tries again; the lease lasts 3 renewals
-                log.warning("could not renew a lease", extra={"table": model.__tablename__, "row_id": row_id,
-                                                              "reason": type(exc).__name__})
-
-    renewer = threading.Thread(target=renew, name=f"lease-{model.__tablename__}-{row_id}", daemon=True)
-    renewer.start()
+    renewer = _renewer
+    renewer.add(held, db)
     try:
         yield held
     finally:
-        stop.set()
+        renewer.remove(held)
         if not held.released:
             try:
                 with db.session() as session, session.begin():

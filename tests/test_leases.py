@@ -12,7 +12,7 @@ from models import Analysis, Message, utcnow
 from services import handoff, leases
 from services.queue import INBOUND, get_queue
 from services.sweeper import requeue_expired, sweep_unqueued
-from tests.helpers import fixture_bytes, post_webhook
+from tests.helpers import fixture_bytes, post_webhook, wait_until
 
 
 def _message(app, client) -> int:
@@ -103,3 +103,32 @@ def test_an_analysis_waiting_for_the_n8n_circuit_is_taken_over_by_its_waiting_jo
     with db.session() as s, s.begin():
         assert not leases.claim(s, Analysis, analysis.id, owner="another job")
         assert leases.claim(s, Analysis, analysis.id, owner="the waiting job", taking_over=CIRCUIT_WAIT)
+
+
+def test_every_kept_lease_is_renewed_while_its_work_runs_and_given_up_when_it_ends(app, client, monkeypatch):
+    """One renewer thread per process serves every lease held at once; a block's end stops its renewals."""
+    from models import Farmer
+
+    monkeypatch.setattr(leases, "RENEW_EVERY", 0.05)
+    message_id = _message(app, client)
+    db = app.extensions["db"]
+    with db.session() as s, s.begin():
+        farmer = Farmer(phone="+905321234568")
+        s.add(farmer)
+        s.flush()
+        analysis = Analysis(farmer_id=farmer.id, status="processing")
+        s.add(analysis)
+        s.flush()
+        assert leases.claim(s, Message, message_id, owner="me", seconds=1)
+        assert leases.claim(s, Analysis, analysis.id, owner="me", seconds=1)
+
+    def renewed() -> bool:
+        with db.reader() as s:
+            soon = utcnow() + timedelta(seconds=leases.LEASE_SECONDS / 2)
+            return all(s.get_one(m, i).lease_until > soon for m, i in ((Message, message_id), (Analysis, analysis.id)))
+
+    with leases.kept(db, Message, message_id, "me"), leases.kept(db, Analysis, analysis.id, "me"):
+        wait_until(renewed, 10, 0.05, what="both leases renewed")
+    with db.reader() as s:
+        assert s.get_one(Message, message_id).lease_owner is None
+        assert s.get_one(Analysis, analysis.id).lease_owner is None

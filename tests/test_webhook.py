@@ -391,6 +391,38 @@ def test_a_connection_postgresql_dropped_fails_one_delivery_which_meta_delivers_
     assert queued_job_ids(app, INBOUND) == [f"inbound-{messages(session)[0].id}"]
 
 
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="the engine pings PostgreSQL connections only")
+def test_the_engine_pings_a_connection_only_after_it_sat_idle(app, monkeypatch):
+    """A pooled connection PostgreSQL dropped is found by the ping before use once it sat idle for
+    `PING_AFTER_IDLE_SECONDS`; one used a moment ago is handed out unchecked: the work it is given fails
+    once, and the pool replaces its connections."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from models import db as database
+
+    def drop_the_pooled_connection() -> None:
+        with db.engine.connect() as conn:
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with app.extensions["db"].engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({backend})")
+
+    db = database.Database(app.extensions["settings"].DATABASE_URL)
+    try:
+        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)
+        drop_the_pooled_connection()
+        with db.session() as s:
+            assert s.execute(text("SELECT 1")).scalar() == 1
+        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)
+        drop_the_pooled_connection()
+        with pytest.raises(OperationalError), db.session() as s:
+            s.execute(text("SELECT 1"))
+        with db.session() as s:
+            assert s.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        db.engine.dispose()
+
+
 # --- idempotency ------------------------------------------------------------------------------
 
 
