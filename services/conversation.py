@@ -63,7 +63,7 @@ from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import WhatsAppError
-from services.whatsapp.outbox import queue_message, send_queued
+from services.whatsapp.outbox import Outgoing, may_take_now, queue_message, queue_reply, send_queued
 from services.whatsapp.updates import InboundMessage, MessageType, parse_message
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class Outcome:
     analyses_to_queue: list[int]
     last_wamid: str | None
     our_number: str | None = None  # the number the farmer wrote to: marked read from it
+    first: Outgoing | None = None  # the first reply, taken for us to send right after commit
+    may_take: bool | None = None  # whether replies may be taken as they are written (asked once)
 
 
 # Built once (building a statement costs more CPU than running it); their values are bound when they run.
@@ -160,12 +162,13 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
         elif not isolate:
             _handle_one(session, farmer, conv, message, outcome)
         else:
-            done = (len(outcome.reply_ids), len(outcome.analyses_to_queue))
+            done = (len(outcome.reply_ids), len(outcome.analyses_to_queue), outcome.first)
             try:
                 with session.begin_nested():
                     _handle_one(session, farmer, conv, message, outcome)
             except Exception as exc:
                 del outcome.reply_ids[done[0]:], outcome.analyses_to_queue[done[1]:]
+                outcome.first = done[2]
                 _give_up(session, farmer, message, exc, outcome)
         outcome.last_wamid, outcome.our_number = message.wamid, message.phone_number_id
     return outcome
@@ -215,8 +218,18 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
     message.processed_at = now
     message.attempts += 1
     for reply in out:
-        row = queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id)
-        outcome.reply_ids.append(row.id)
+        _queue_reply(session, farmer, to_outbound(farmer.address, reply), outcome, now)
+
+
+def _queue_reply(session: Session, farmer: Farmer, out: wa.Outbound, outcome: Outcome, now: datetime) -> None:
+    """Write a reply to the outbox; the first one is taken for sending right after commit, when it may go."""
+    take = not outcome.reply_ids
+    if take and outcome.may_take is None:
+        outcome.may_take = may_take_now(context.redis(), farmer, now)
+    queued = queue_reply(session, farmer, out, take=take and bool(outcome.may_take))
+    outcome.reply_ids.append(queued.message_id)
+    if queued.outgoing is not None:
+        outcome.first = queued.outgoing
 
 
 def _carry_out(session: Session, farmer: Farmer, step: Step, now: datetime, outcome: Outcome,
@@ -421,7 +434,7 @@ def _after_commit(outcome: Outcome) -> None:
     if outcome.last_wamid:
         _mark_read(outcome.last_wamid, outcome.our_number)
     if outcome.reply_ids:
-        send_queued(outcome.phone)
+        send_queued(outcome.phone, outcome.first)
 
 
 def _mark_read(wamid: str, our_number: str | None = None) -> None:

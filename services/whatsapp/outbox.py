@@ -42,13 +42,16 @@ from sqlalchemy import (
     BigInteger,
     BindParameter,
     ColumnElement,
+    Insert,
     Integer,
     ScalarSelect,
     String,
     Update,
     bindparam,
+    case,
     exists,
     func,
+    insert,
     literal_column,
     select,
     update,
@@ -107,7 +110,7 @@ def lock_line(session: Session, phone: str) -> None:
         session.execute(_LOCK_LINE, {"line_phone": phone})
 
 
-def _seq_after_last(phone: str) -> ScalarSelect[int]:
+def _seq_after_last(phone: str | ColumnElement[str]) -> ScalarSelect[int]:
     """The recipient's next place in line, as a subquery (written into the row's INSERT: no statement of its own)."""
     return (select(func.coalesce(func.max(Message.seq), 0) + 1)
             .where(Message.phone == phone, Message.direction == Direction.OUTBOUND.value).scalar_subquery())
@@ -165,6 +168,7 @@ def _outbound_to_dict(out: Outbound) -> dict[str, Any]:
 
 
 _EARLIER = aliased(Message)
+_OTHER = aliased(Message)
 # Built once: an alias of the 30-column model costs about a millisecond to make, on every send.
 _NOT_HELD_BACK = ~exists().where(_EARLIER.direction == Direction.OUTBOUND.value,
                                  _EARLIER.status == MessageStatus.PENDING.value,
@@ -242,6 +246,68 @@ class Batch:
     waiting: int
 
 
+def _queue_reply_statement(held: bool) -> Insert:
+    """`queue_message`'s INSERT for a reply, built once. Held: the row is taken for its sender at once
+    (lease and attempt, as a claim would) when nothing of its recipient's line is still pending."""
+    phone: BindParameter[str] = bindparam("reply_phone")
+    values: dict[str, Any] = {
+        "direction": Direction.OUTBOUND.value, "phone": phone, "phone_number_id": bindparam("reply_from"),
+        "farmer_id": bindparam("reply_farmer"), "type": bindparam("reply_type"), "text": bindparam("reply_text"),
+        "payload": bindparam("reply_payload", type_=Message.__table__.c.payload.type),
+        "status": MessageStatus.PENDING.value, "created_at": bindparam("reply_now"),
+        "next_attempt_at": bindparam("reply_now"), "seq": _seq_after_last(phone), "attempts": 0}
+    if held:
+        first = ~exists().where(_OTHER.phone == phone, _OTHER.direction == Direction.OUTBOUND.value,
+                                _OTHER.status == MessageStatus.PENDING.value)
+        values |= {"attempts": case((first, 1), else_=0),
+                   "lease_owner": case((first, bindparam("reply_holder", type_=String)), else_=None),
+                   "lease_until": case((first, bindparam("reply_until", type_=Message.__table__.c.lease_until.type)),
+                                       else_=None)}
+    return insert(Message).values(values).returning(Message.id, Message.lease_owner)
+
+
+_QUEUE_REPLY = {False: _queue_reply_statement(False), True: _queue_reply_statement(True)}
+
+
+@dataclass(frozen=True)
+class QueuedReply:
+    """A reply written to the outbox: its row, and what to send right after commit if the row was
+    taken for us (first in its line)."""
+
+    message_id: int
+    outgoing: Outgoing | None
+
+
+def queue_reply(session: Session, farmer: Farmer, out: Outbound, *, take: bool) -> QueuedReply:
+    """`queue_message` for an answer to the farmer's message (no template, no fallback), in one prebuilt
+    statement. With `take` (see `may_take_now`), a row that is first in the farmer's line is taken for
+    this process to send after commit (`send_queued(phone, first=...)`): the claim of the send is part
+    of the INSERT. A process that dies before sending leaves it to the senders once the lease expires."""
+    if out.template_name:
+        raise ValueError("a template goes through queue_message (the claim checks whether it may be sent)")
+    lock_line(session, farmer.address)
+    now = utcnow()
+    params = {"reply_phone": farmer.address, "reply_from": farmer.our_number_id, "reply_farmer": farmer.id,
+              "reply_type": out.type, "reply_text": out.text, "reply_payload": out.body, "reply_now": now,
+              "reply_holder": owner_name(), "reply_until": now + timedelta(seconds=SEND_LEASE_SECONDS)}
+    row = session.execute(_QUEUE_REPLY[take], params).one()
+    if row.lease_owner is None:
+        return QueuedReply(row.id, None)
+    return QueuedReply(row.id, Outgoing(row.id, _sent_key(row.id, now), dict(out.body), farmer.our_number_id))
+
+
+def may_take_now(redis: Redis, farmer: Farmer, now: datetime) -> bool:
+    """Whether a reply to this farmer may be taken for sending as it is written (`queue_reply`): neither
+    the account blocked nor the farmer paced; otherwise, or when Redis does not answer, the claim's
+    checks (`_prepare`) decide after commit."""
+    if farmer.paced_until is not None and farmer.paced_until > now:
+        return False
+    try:
+        return quick(redis).get(ACCOUNT_BLOCK_KEY) is None
+    except RedisError:
+        return False
+
+
 def take_due(limit: int = DUE_BATCH) -> Batch:
     """Claim the rows that may go now (at most `limit`, one per recipient) and check each in the same
     transaction, as `send_pending` does one. A RedisError rolls the whole claim back and propagates."""
@@ -283,14 +349,17 @@ def send_due(limit: int = DUE_BATCH, pool: Executor | None = None) -> int:
     return batch.settled + sum(1 for outcome in outcomes if outcome != "waiting")
 
 
-def send_queued(phone: str) -> None:
+def send_queued(phone: str, first: Outgoing | None = None) -> None:
     """Right after a commit that queued replies: send the farmer's line now, in order, as far as it goes
-    (also rows other workers queued meanwhile that waited behind ours: nobody else sends those at once).
+    (also rows other workers queued meanwhile that waited behind ours: nobody else sends those at once),
+    starting with `first` when the commit took that row for us (`queue_reply`).
     What cannot go now (an earlier reply waits for its retry, or another worker is sending it, Redis or
     the database fails) is left to the senders; this never raises, the caller's work is already committed.
     A row another worker queues in the instant between our recording of the row before it and that
     commit waits for a sender's next pass (half a second when idle) instead of going at once."""
     try:
+        if first is not None and not _send(first):
+            return
         for _ in range(20):  # a reply is a handful of messages; anything longer the senders finish
             if not _send_next(phone):
                 return
@@ -309,9 +378,14 @@ def _send_next(phone: str) -> bool:
         prepared = _prepare(session, rows[0], redis, _blocks(redis, paced))
     if not isinstance(prepared, Outgoing):
         return prepared not in ("retry", "waiting")
-    sent = transmit(whatsapp.client(), redis, prepared)
+    return _send(prepared)
+
+
+def _send(out: Outgoing) -> bool:
+    """Send a claimed row and record it. True when more of its recipient's line may go now."""
+    sent = transmit(whatsapp.client(), quick(context.redis()), out)
     if sent.wamid is not None:
-        return _record_sent({prepared.message_id: sent.wamid})
+        return _record_sent({out.message_id: sent.wamid})
     return settle([sent])[0] not in ("retry", "waiting")
 
 
@@ -321,7 +395,11 @@ def _send_next(phone: str) -> bool:
 def sent_key(row: Message) -> str:
     """Where the wamid of a sent row is kept until the row has it. The creation time makes the key
     unique even when row ids start again (a database restored from a backup)."""
-    return f"ziraai:outbox:sent:{row.id}:{int(row.created_at.timestamp() * 1_000_000)}"
+    return _sent_key(row.id, row.created_at)
+
+
+def _sent_key(message_id: int, created_at: datetime) -> str:
+    return f"ziraai:outbox:sent:{message_id}:{int(created_at.timestamp() * 1_000_000)}"
 
 
 def send_pending(message_id: int) -> str:
@@ -454,7 +532,6 @@ def _accepted(wamid: str, now: datetime) -> dict[str, Any]:
             "lease_owner": None, "lease_until": now}
 
 
-_OTHER = aliased(Message)
 # Built once, as _NOT_HELD_BACK: another row of the same recipient still waits.
 _MORE_PENDING = exists().where(_OTHER.direction == Direction.OUTBOUND.value,
                                _OTHER.status == MessageStatus.PENDING.value,
