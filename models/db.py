@@ -114,6 +114,11 @@ class Database:
 
     def reader(self) -> Session:
         """A session whose every statement sees the latest committed data and locks nothing."""
+        return self.autocommit()
+
+    def autocommit(self) -> Session:
+        """A session whose every statement commits by itself, for work that is one statement (a claim):
+        no BEGIN and COMMIT round trips around it."""
         return Session(self._autocommit_engine, expire_on_commit=False)
 
     @functools.cached_property

@@ -118,7 +118,7 @@ def handle_inbound(message_id: int) -> str:
     """Entry point of the `inbound` job (see `services.jobs`)."""
     db = context.db()
     owner = leases.owner_name()
-    with db.session() as session, session.begin():
+    with db.autocommit() as session:  # the claim is one statement: it commits by itself
         farmer_id = session.execute(_CLAIM, leases.claim_params(message_id, owner)).scalar()
         if farmer_id is None:
             return _not_claimed(session.get(Message, message_id), message_id)
