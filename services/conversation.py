@@ -103,6 +103,8 @@ class Outcome:
 
 
 # Built once (building a statement costs more CPU than running it); their values are bound when they run.
+# Those that load no ORM object run on the session's connection: the ORM's handling of a statement costs
+# about half a millisecond more (and nothing is pending for it to flush first).
 _CLAIM = leases.claim_statement(Message, Message.direction == Direction.INBOUND.value,
                                 Message.status == MessageStatus.RECEIVED.value,
                                 Message.farmer_id.is_not(None)).returning(Message.farmer_id)
@@ -119,7 +121,7 @@ def handle_inbound(message_id: int) -> str:
     db = context.db()
     owner = leases.owner_name()
     with db.autocommit() as session:  # the claim is one statement: it commits by itself
-        farmer_id = session.execute(_CLAIM, leases.claim_params(message_id, owner)).scalar()
+        farmer_id = session.connection().execute(_CLAIM, leases.claim_params(message_id, owner)).scalar()
         if farmer_id is None:
             return _not_claimed(session.get(Message, message_id), message_id)
     with leases.kept(db, Message, message_id, owner) as lease:
@@ -145,8 +147,8 @@ def _not_claimed(message: Message | None, message_id: int) -> str:
 
 def _lock_conversation(session: Session, farmer_id: int) -> tuple[Conversation, Farmer]:
     """The farmer's conversation, locked until commit, and the farmer, read in the same statement."""
-    session.execute(insert_ignoring_conflicts(session, Conversation, ["farmer_id"]),
-                    [{"farmer_id": farmer_id, "state": State.START.value, "data": {}, "updated_at": utcnow()}])
+    new = {"farmer_id": farmer_id, "state": State.START.value, "data": {}, "updated_at": utcnow()}
+    session.connection().execute(insert_ignoring_conflicts(session, Conversation, ["farmer_id"]), new)
     row = session.execute(_CONVERSATION_AND_FARMER, {"farmer_id": farmer_id}).one()
     return row.Conversation, row.Farmer
 

@@ -105,9 +105,10 @@ def lock_line(session: Session, phone: str) -> None:
     """Take the recipient's line until commit before numbering in it (on SQLite every writer holds the
     database already), so numbers are taken in the order of commits: a sender never sees number 5
     before number 4 is visible. The number itself is read by the next statement, whose snapshot comes
-    after the lock."""
+    after the lock. (On the session's connection, as the other statements here that load no ORM object:
+    the ORM's handling costs more than the statement; ORM rows are flushed by the INSERT that numbers them.)"""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK_LINE, {"line_phone": phone})
+        session.connection().execute(_LOCK_LINE, {"line_phone": phone})
 
 
 def _seq_after_last(phone: str | ColumnElement[str]) -> ScalarSelect[int]:
@@ -290,7 +291,7 @@ def queue_reply(session: Session, farmer: Farmer, out: Outbound, *, take: bool) 
     params = {"reply_phone": farmer.address, "reply_from": farmer.our_number_id, "reply_farmer": farmer.id,
               "reply_type": out.type, "reply_text": out.text, "reply_payload": out.body, "reply_now": now,
               "reply_holder": owner_name(), "reply_until": now + timedelta(seconds=SEND_LEASE_SECONDS)}
-    row = session.execute(_QUEUE_REPLY[take], params).one()
+    row = session.connection().execute(_QUEUE_REPLY[take], params).one()
     if row.lease_owner is None:
         return QueuedReply(row.id, None)
     return QueuedReply(row.id, Outgoing(row.id, _sent_key(row.id, now), dict(out.body), farmer.our_number_id))
@@ -548,8 +549,8 @@ def _accept_one(session: Session, message_id: int, wamid: str, now: datetime) ->
     """`_accept` for one row in one statement (built once), which also tells whether statuses arrived
     before the wamid was known (then they are applied) and whether more of the recipient's line is
     pending. Returns the latter."""
-    flags = session.execute(_ACCEPT_ONE, {"accepted_id": message_id, "accepted_wamid": wamid, "accepted_at": now},
-                            execution_options={"synchronize_session": False}).first()
+    flags = session.connection().execute(_ACCEPT_ONE, {"accepted_id": message_id, "accepted_wamid": wamid,
+                                                       "accepted_at": now}).first()
     if flags is None:
         return False
     if flags[0]:
