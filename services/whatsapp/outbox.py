@@ -528,7 +528,8 @@ def _accept(session: Session, row: Message, wamid: str) -> None:
     apply_status_failures(session, apply_recorded_statuses(session, wamid), utcnow())
 
 
-def _accepted(wamid: str, now: datetime) -> dict[str, Any]:
+def _accepted(wamid: str | BindParameter[str], now: datetime | BindParameter[datetime]) -> dict[str, Any]:
+    """What a row Graph accepted becomes: its wamid, `accepted`, no error, no lease."""
     return {"wamid": wamid, "status": MessageStatus.ACCEPTED.value, "error_code": None, "error_title": None,
             "lease_owner": None, "lease_until": now}
 
@@ -540,8 +541,7 @@ _MORE_PENDING = exists().where(_OTHER.direction == Direction.OUTBOUND.value,
 
 
 _ACCEPT_ONE = (update(Message).where(Message.id == bindparam("accepted_id"))
-               .values(wamid=bindparam("accepted_wamid"), status=MessageStatus.ACCEPTED.value, error_code=None,
-                       error_title=None, lease_owner=None, lease_until=bindparam("accepted_at"))
+               .values(_accepted(bindparam("accepted_wamid"), bindparam("accepted_at")))
                .returning(exists().where(MessageStatusEvent.wamid == bindparam("accepted_wamid")), _MORE_PENDING))
 
 
