@@ -352,3 +352,66 @@ def test_client_is_built_from_settings(app):
     assert isinstance(client, WhatsAppClient)
     assert client.messages_url == MESSAGES_URL
     assert client.limiter is not None and client.limiter.limit == 80
+
+
+# --- a reply taken for its sender by its own INSERT ------------------------------------------------------
+
+
+def _farmer(app, **values):
+    from models import Farmer
+
+    with app.extensions["db"].session() as s, s.begin():
+        farmer = Farmer(phone=TO, **values)
+        s.add(farmer)
+    return farmer
+
+
+def _queue_reply(app, farmer, text: str, take: bool = True):
+    from services.whatsapp.outbox import queue_reply
+
+    with app.extensions["db"].session() as s, s.begin():
+        return queue_reply(s, s.merge(farmer), wa.text(TO, text), take=take)
+
+
+def test_a_reply_first_in_its_line_is_taken_for_this_worker_and_sent_without_a_claim(app, graph, session):
+    from services.leases import owner_name
+
+    graph.post(MESSAGES_URL, json=ok())
+    queued = _queue_reply(app, _farmer(app), "Merhaba")
+    row = _row(session, queued.message_id)
+    assert queued.outgoing is not None and queued.outgoing.message_id == row.id
+    assert (row.lease_owner, row.attempts, row.seq, row.status) == (owner_name(), 1, 1, "pending")
+    assert queued.outgoing.key == sent_key(row)
+    send_queued(TO, queued.outgoing)
+    row = _row(session, queued.message_id)
+    assert (row.status, row.wamid, row.lease_owner, row.attempts) == ("accepted", "wamid.OUT1", None, 1)
+    assert [b["text"]["body"] for b in sent_bodies(graph)] == ["Merhaba"]
+
+
+def test_a_reply_behind_a_pending_one_is_not_taken_and_follows_it_in_order(app, graph, session):
+    graph.post(MESSAGES_URL, json=ok("wamid.OUT1"))
+    graph.post(MESSAGES_URL, json=ok("wamid.OUT2"))
+    farmer = _farmer(app)
+    earlier = _queue(app, wa.text(TO, "birinci"))  # pending, first in line
+    queued = _queue_reply(app, farmer, "ikinci")
+    row = _row(session, queued.message_id)
+    assert queued.outgoing is None
+    assert (row.lease_owner, row.attempts, row.seq) == (None, 0, _row(session, earlier).seq + 1)
+    send_queued(TO)
+    assert [b["text"]["body"] for b in sent_bodies(graph)] == ["birinci", "ikinci"]
+
+
+def test_no_reply_is_taken_while_the_account_is_blocked_or_meta_asked_to_pace_the_farmer(app):
+    from services.whatsapp.outbox import ACCOUNT_BLOCK_KEY, may_take_now
+
+    now = utcnow()
+    redis = app.extensions["redis"]
+    farmer = _farmer(app)
+    assert may_take_now(redis, farmer, now)
+    farmer.paced_until = now + timedelta(minutes=5)
+    assert not may_take_now(redis, farmer, now)
+    farmer.paced_until = now - timedelta(minutes=1)  # the pause is over
+    assert may_take_now(redis, farmer, now)
+    redis.set(ACCOUNT_BLOCK_KEY, "131031: account locked")
+    assert not may_take_now(redis, farmer, now)
+    assert _queue_reply(app, farmer, "Merhaba", take=False).outgoing is None  # not asked: never taken
