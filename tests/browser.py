@@ -117,12 +117,26 @@ class Console:
 
     def click(self, css: str, within: Any = None) -> None:
         """Click what submits a form or follows a link, and wait for the next page to replace this one."""
-        from selenium.webdriver.support import expected_conditions
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
         page = self.find("html")
         (within or self.driver).find_element(self.by.CSS_SELECTOR, css).click()
-        WebDriverWait(self.driver, 20, poll_frequency=0.1).until(expected_conditions.staleness_of(page))
+
+        def replaced(_driver: Any) -> bool:
+            # While the next page is being swapped in, chromedriver can answer about the old node with an
+            # "unknown error" instead of "stale": that node belongs to a document that is going away.
+            try:
+                page.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as error:
+                if "does not belong to the document" in str(error.msg):
+                    return True
+                raise
+            return False
+
+        WebDriverWait(self.driver, 20, poll_frequency=0.1).until(replaced)
 
     def text(self) -> str:
         return str(self.find("body").text)
