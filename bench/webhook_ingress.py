@@ -3,12 +3,16 @@
 The ingress bar is a ratio against the "same-work floor" (`bench/floor_app.py`: the HMAC check, the JSON
 parse, one prepared INSERT per message through a psycopg pool, one RPUSH, written by hand), and the ratio
 to a bare Flask endpoint (`bench/bare_app.py`) is reported beside it. All three servers are started here
-with the same gunicorn command line (only the app module differs) and driven by the same load generator,
-one after the other, so the ratios are fair on a machine that other work keeps busy:
+with the same gunicorn command line (only the app module differs), run side by side, and are driven by the
+same load generator, one at a time:
 
-1. throughput: a closed loop of C keep-alive connections for D seconds after a warm-up -> requests/s;
-2. latency: an open loop at R requests/s for S seconds, each latency measured from the time the
-   request was *scheduled*, so a slow server cannot slow the client down and hide its queueing.
+1. throughput, in rounds: each round gives every server a closed loop of C keep-alive connections for D
+   seconds after a warm-up (in an order that rotates from round to round) -> requests/s. A server's
+   figure is the median of its rounds, and a ratio is the median of the ratios within each round, so a
+   moment when other work slowed the machine, or a round whose connections landed unevenly on the
+   gunicorn workers, weighs on one round's pair and not on one server;
+2. latency: an open loop at R requests/s for S seconds per server, each latency measured from the time
+   the request was *scheduled*, so a slow server cannot slow the client down and hide its queueing.
 
 The load generator is this process: asyncio and raw HTTP/1.1 over `asyncio.open_connection`, with
 every body and signature computed before the load starts. It prints figures and writes them to
@@ -29,6 +33,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -413,41 +418,100 @@ def per_request_ms(seconds: dict[Any, float], requests: int) -> float | None:
     return round(1000 * sum(seconds.values()) / requests, 3) if seconds and requests else None
 
 
-async def measure(port: int, master_pid: int, closed_requests: list[bytes], open_requests: list[bytes],
-                  args: argparse.Namespace) -> dict[str, Any]:
-    db_before = database_cpu_seconds(args.database_url)
+async def measure_throughput(port: int, master_pid: int, requests: list[bytes], args: argparse.Namespace, *,
+                             database: bool) -> dict[str, Any]:
+    """One closed-loop phase, with the CPU the server's workers and (`database`) the database backends used
+    during it."""
+    db_before = database_cpu_seconds(args.database_url) if database else {}
     before, client_before = worker_cpu_seconds(master_pid), time.process_time()
-    throughput = await closed_loop(port, closed_requests, args.concurrency, args.warmup, args.duration)
+    throughput = await closed_loop(port, requests, args.concurrency, args.warmup, args.duration)
     after, client_cpu = worker_cpu_seconds(master_pid), time.process_time() - client_before
-    db_after = database_cpu_seconds(args.database_url)
+    db_after = database_cpu_seconds(args.database_url) if database else {}
     throughput["client_cpu_s"] = round(client_cpu, 2)  # the load generator shares the machine's cores
-    cpu = {str(pid): round(after[pid] - before.get(pid, 0.0), 2) for pid in after}
-    throughput["worker_cpu_s"] = cpu  # whole phase, warm-up included; a lopsided split means unbalanced load
-    sent = throughput["sent_requests"]
-    throughput["worker_cpu_ms_per_request"] = per_request_ms(cpu, sent)
-    db_cpu = {str(pid): round(db_after[pid] - db_before.get(pid, 0.0), 2) for pid in db_after}
-    throughput["database_cpu_s"] = db_cpu  # the backends of the server's connections (a new one: all its CPU)
-    throughput["database_cpu_ms_per_request"] = per_request_ms(db_cpu, sent)
-    await asyncio.sleep(0.5)  # let the server drain before the latency phase
-    latency = await open_loop(port, open_requests, args.rate)
-    return {"throughput": throughput, "latency": latency}
+    # whole phase, warm-up included; a lopsided split between the workers means unbalanced load
+    throughput["worker_cpu_s"] = {str(pid): round(after[pid] - before.get(pid, 0.0), 2) for pid in after}
+    # the backends of the server's connections (a new one: all its CPU)
+    throughput["database_cpu_s"] = {str(pid): round(db_after[pid] - db_before.get(pid, 0.0), 2) for pid in db_after}
+    return throughput
 
 
-def run_server(name: str, run_id: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    port = harness.free_port()
+def combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's throughput over its rounds: the median requests/s, everything else summed (CPU per
+    request over all the requests sent)."""
+    sent = sum(r["sent_requests"] for r in rounds)
+    statuses: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    worker_cpu: Counter[str] = Counter()
+    database_cpu: Counter[str] = Counter()
+    for r in rounds:
+        statuses.update(r["statuses"])
+        failures.update(r["failures"])
+        worker_cpu.update(r["worker_cpu_s"])
+        database_cpu.update(r["database_cpu_s"])
+    return {
+        "requests_per_s": round(statistics.median(r["requests_per_s"] for r in rounds), 1),
+        "rounds_requests_per_s": [r["requests_per_s"] for r in rounds],
+        "measured_requests": sum(r["measured_requests"] for r in rounds),
+        "sent_requests": sent,
+        "rounds_closed_loop_latency_ms": [r["closed_loop_latency_ms"] for r in rounds],
+        "statuses": dict(sorted(statuses.items())),
+        "failures": dict(failures),
+        "errors": sum(r["errors"] for r in rounds),
+        "error_samples": list(dict.fromkeys(line for r in rounds for line in r["error_samples"]))[:5],
+        "client_cpu_s": round(sum(r["client_cpu_s"] for r in rounds), 2),
+        "worker_cpu_s": {pid: round(cpu, 2) for pid, cpu in worker_cpu.items()},
+        "worker_cpu_ms_per_request": per_request_ms(dict(worker_cpu), sent),
+        "database_cpu_s": {pid: round(cpu, 2) for pid, cpu in database_cpu.items()},
+        "database_cpu_ms_per_request": per_request_ms(dict(database_cpu), sent),
+    }
+
+
+def run_servers(names: list[str], run_id: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """Start every server, measure throughput in `args.rounds` rounds (each server once per round, the
+    order rotating), then each server's latency; stop them all."""
     closed_count = int((args.warmup + args.duration) * args.max_rps)
-    label = request_label(run_id, name)
-    closed_requests = build_requests(f"{label}tp-", closed_count, args.farmers, port)
-    open_requests = build_requests(f"{label}lat-", int(args.rate * args.rate_duration), args.farmers, port)
-    log_path = RESULTS_DIR / f"gunicorn-{name}.log"
-    print(f"[{name}] {SERVERS[name]} on port {port}; {len(closed_requests) + len(open_requests)} requests "
-          f"precomputed; log {log_path.relative_to(ROOT)}", flush=True)
-    with gunicorn(SERVERS[name], port, args, env, log_path) as proc:
-        result = asyncio.run(measure(port, proc.pid, closed_requests, open_requests, args))
-    result["log"] = str(log_path.relative_to(ROOT))
-    failed = result["throughput"]["errors"] or result["latency"]["errors"]
-    result["log_tail"] = harness.log_tail(log_path, 40) if failed else ""
-    return result
+    phases: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    latency: dict[str, dict[str, Any]] = {}
+    logs = {name: RESULTS_DIR / f"gunicorn-{name}.log" for name in names}
+    with contextlib.ExitStack() as running:
+        ports, pids = {}, {}
+        for name in names:
+            ports[name] = harness.free_port()
+            print(f"[{name}] {SERVERS[name]} on port {ports[name]}; log {logs[name].relative_to(ROOT)}", flush=True)
+            pids[name] = running.enter_context(gunicorn(SERVERS[name], ports[name], args, env, logs[name])).pid
+        for round_no in range(args.rounds):
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                requests = build_requests(f"{request_label(run_id, name)}tp{round_no}-", closed_count,
+                                          args.farmers, ports[name])
+                phases[name].append(asyncio.run(measure_throughput(ports[name], pids[name], requests, args,
+                                                                   database=name != "bare")))
+                del requests
+            print(f"round {round_no + 1}/{args.rounds}: " + ", ".join(
+                f"{name} {phases[name][-1]['requests_per_s']:.0f}" for name in names) + " requests/s", flush=True)
+        for name in names:
+            time.sleep(0.5)  # let the servers drain before the latency phase
+            requests = build_requests(f"{request_label(run_id, name)}lat-", int(args.rate * args.rate_duration),
+                                      args.farmers, ports[name])
+            latency[name] = asyncio.run(open_loop(ports[name], requests, args.rate))
+    results = {}
+    for name in names:
+        result: dict[str, Any] = {"throughput": combine_rounds(phases[name]), "latency": latency[name],
+                  "log": str(logs[name].relative_to(ROOT))}
+        failed = result["throughput"]["errors"] or result["latency"]["errors"]
+        result["log_tail"] = harness.log_tail(logs[name], 40) if failed else ""
+        results[name] = result
+    return results
+
+
+def paired_ratio(servers: dict[str, Any], a: str, b: str) -> float | None:
+    """The median over the rounds of a's requests/s over b's in the same round."""
+    if a not in servers or b not in servers:
+        return None
+    pairs = zip(servers[a]["throughput"]["rounds_requests_per_s"], servers[b]["throughput"]["rounds_requests_per_s"],
+                strict=True)
+    ratios = [x / y for x, y in pairs if y]
+    return round(statistics.median(ratios), 3) if ratios else None
 
 
 def report(results: dict[str, Any]) -> None:
@@ -455,7 +519,8 @@ def report(results: dict[str, Any]) -> None:
     print(f"\nmachine: {m['cpu_count']} CPUs, Python {m['python']}, {m['platform']}, "
           f"1-min load average before the run {m['loadavg_1_5_15_before'][0]:.2f}")
     print(f"webhook ingress: {' '.join(p['gunicorn'])}\n"
-          f"throughput: {p['concurrency']} connections, closed loop, {p['duration']} s after {p['warmup']} s warm-up; "
+          f"throughput: {p['rounds']} rounds, each server {p['duration']} s after {p['warmup']} s warm-up in each, "
+          f"{p['concurrency']} connections, closed loop; "
           f"latency: open loop at {p['rate']} req/s for {p['rate_duration']} s\n")
     print(f"{'server':<8}{'requests/s':>12}{'errors':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
           f"{'worker CPU ms/req':>19}{'db CPU ms/req':>15}")
@@ -467,7 +532,10 @@ def report(results: dict[str, Any]) -> None:
               f"{harness.fmt(server['throughput']['worker_cpu_ms_per_request'], 3):>19}"
               f"{harness.fmt(server['throughput']['database_cpu_ms_per_request'], 3):>15}")
     ratios = ", ".join(f"{name} {harness.fmt(value, 3)}" for name, value in results["ratio"].items())
-    print(f"\nthroughput ratios: {ratios}")
+    print(f"\nthroughput ratios (median of the rounds' ratios): {ratios}")
+    for name, server in results["servers"].items():
+        per_round = ", ".join(f"{x:.0f}" for x in server["throughput"]["rounds_requests_per_s"])
+        print(f"  {name} requests/s per round: {per_round}")
     print(f"\n{'target':<36}{'measured':>10}  result")
     for target in results["targets"]:
         print(f"{target['name']:<36}{fmt(target['measured']):>10}  {'PASS' if target['pass'] else 'MISS'}")
@@ -476,7 +544,7 @@ def report(results: dict[str, Any]) -> None:
     print(f"\nopen-loop client send lag, ms (already inside the latencies above): {lags}")
     cpu = ", ".join(f"{name} workers {sum(s['throughput']['worker_cpu_s'].values()):.1f} s / client "
                     f"{s['throughput']['client_cpu_s']:.1f} s" for name, s in results["servers"].items())
-    print(f"CPU used in the throughput phase ({p['warmup'] + p['duration']:g} s wall): {cpu}")
+    print(f"CPU used in the throughput phases ({p['rounds']} x {p['warmup'] + p['duration']:g} s wall): {cpu}")
     for name, check in results["database_check"].items():
         print(f"\n[{name}] this run's messages in the database: {check['messages']}; 200 responses: "
               f"{check['responses_200']} -> {'OK, nothing lost' if check['equal'] else 'MISMATCH'}  (all message "
@@ -497,8 +565,10 @@ def report(results: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, help="throughput phase seconds (default 10, 3 with --quick)")
-    parser.add_argument("--warmup", type=float, help="uncounted seconds before it (default 2, 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="throughput rounds, every server once in each (default 5, 3 with "
+                                                    "--quick)")
+    parser.add_argument("--duration", type=float, help="throughput seconds per round (default 4, 2 with --quick)")
+    parser.add_argument("--warmup", type=float, help="uncounted seconds before them (default 1, 0.5 with --quick)")
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop connections (default %(default)s)")
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s (default %(default)s)")
     parser.add_argument("--rate-duration", type=float, help="open-loop seconds (default 10, 3 with --quick)")
@@ -518,10 +588,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Redis db the app uses; FLUSHED (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="short phases for CI")
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 5
     if args.duration is None:
-        args.duration = 3.0 if args.quick else 10.0
+        args.duration = 2.0 if args.quick else 4.0
     if args.warmup is None:
-        args.warmup = 1.0 if args.quick else 2.0
+        args.warmup = 0.5 if args.quick else 1.0
     if args.rate_duration is None:
         args.rate_duration = 3.0 if args.quick else 10.0
     if not 1 <= args.farmers <= 100_000:
@@ -537,15 +609,13 @@ def main(argv: list[str] | None = None) -> int:
     env = server_env(args)
     load_before = os.getloadavg()  # other work on the machine skews every figure: record it
     names = [name for name in SERVERS if not args.only or name in args.only]
-    servers: dict[str, Any] = {}
     checks: dict[str, dict[str, Any]] = {}
     try:
         harness.migrate(env)
-        for name in names:  # back to back, each on emptied stores
-            harness.reset_stores(args.database_url, args.redis_url)
-            if name == "floor":
-                floor_table(args.database_url, create=True)
-            servers[name] = run_server(name, run_id, args, env)
+        harness.reset_stores(args.database_url, args.redis_url)
+        floor_table(args.database_url, create="floor" in names)
+        servers = run_servers(names, run_id, args, env)
+        for name in names:
             if name != "bare":
                 table, queue = (FLOOR_TABLE, FLOOR_QUEUE) if name == "floor" else ("messages", HANDOFF_KEY)
                 checks[name] = count_stored(args.database_url, args.redis_url, request_label(run_id, name),
@@ -558,13 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         floor_table(args.database_url, create=False)
 
-    rps = {name: server["throughput"]["requests_per_s"] for name, server in servers.items()}
-
-    def ratio_of(a: str, b: str) -> float | None:
-        return round(rps[a] / rps[b], 3) if rps.get(a) and rps.get(b) else None
-
-    ratio = {"app/floor": ratio_of("app", "floor"), "app/bare": ratio_of("app", "bare"),
-             "floor/bare": ratio_of("floor", "bare")}
+    ratio = {"app/floor": paired_ratio(servers, "app", "floor"), "app/bare": paired_ratio(servers, "app", "bare"),
+             "floor/bare": paired_ratio(servers, "floor", "bare")}
     app_latency = servers["app"]["latency"]["latency_ms"] if "app" in servers else {"p50": None, "p99": None}
     targets = [
         {"name": f"throughput app/floor >= {TARGET_RATIO}", "measured": ratio["app/floor"],
@@ -580,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         "run_id": run_id,
         "machine": {**harness.machine_info(), "loadavg_1_5_15_before": load_before},
         "parameters": {
-            "duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency, "rate": args.rate,
+            "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency,
+            "rate": args.rate,
             "rate_duration": args.rate_duration, "workers": args.workers, "threads": args.threads,
             "worker_class": args.worker_class, "farmers": args.farmers, "quick": args.quick,
             "database_url": args.database_url, "redis_url": args.redis_url,
