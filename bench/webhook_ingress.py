@@ -497,7 +497,7 @@ def run_servers(names: list[str], run_id: str, args: argparse.Namespace, env: di
     results = {}
     for name in names:
         result: dict[str, Any] = {"throughput": combine_rounds(phases[name]), "latency": latency[name],
-                  "log": str(logs[name].relative_to(ROOT))}
+                                  "log": str(logs[name].relative_to(ROOT))}
         failed = result["throughput"]["errors"] or result["latency"]["errors"]
         result["log_tail"] = harness.log_tail(logs[name], 40) if failed else ""
         results[name] = result
@@ -646,8 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**harness.machine_info(), "loadavg_1_5_15_before": load_before},
         "parameters": {
             "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup, "concurrency": args.concurrency,
-            "rate": args.rate,
-            "rate_duration": args.rate_duration, "workers": args.workers, "threads": args.threads,
+            "rate": args.rate, "rate_duration": args.rate_duration, "workers": args.workers, "threads": args.threads,
             "worker_class": args.worker_class, "farmers": args.farmers, "quick": args.quick,
             "database_url": args.database_url, "redis_url": args.redis_url,
             "gunicorn": gunicorn_command("<module>", f"{HOST}:<port>", args),
