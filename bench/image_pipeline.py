@@ -262,10 +262,11 @@ def draft_decode(data: bytes, target: tuple[int, int]) -> Image.Image:
 def stages(data: bytes, target: tuple[int, int]) -> dict[str, Callable[[], object]]:
     """optimise()'s three costly steps, separately (the same Pillow calls, for the breakdown only)."""
     decoded = draft_decode(data, target)
-    resized = decoded.resize(target, images.RESAMPLE, reducing_gap=3.0)
+    resized = images.resize(decoded, target)
+    resize_label = f"stage: resize {decoded.size[0]}x{decoded.size[1]} -> {target[0]}x{target[1]}"
     return {"stage: draft decode": lambda: draft_decode(data, target),
-            f"stage: resize {decoded.size[0]}x{decoded.size[1]} -> {target[0]}x{target[1]}":
-                lambda: decoded.resize(target, images.RESAMPLE, reducing_gap=3.0),
+            f"{resize_label}, halves": lambda: images.resize(decoded, target),
+            f"{resize_label}, one call": lambda: decoded.resize(target, images.RESAMPLE, reducing_gap=3.0),
             "stage: encode Q70": lambda: images.encode_within(resized, [70], TARGET_BYTES)}
 
 

@@ -10,6 +10,7 @@ import io
 import math
 import random
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable
@@ -517,6 +518,51 @@ def test_a_non_srgb_profile_is_converted_with_a_cached_transform(monkeypatch: py
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     optimise(encode(Image.new("RGB", (200, 100)), icc_profile=srgb))
     assert len(built) == 1  # an sRGB profile needs no transform
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "CMYK"])
+@pytest.mark.parametrize("source, target", [((1000, 750), (800, 600)), ((1003, 751), (799, 599)),
+                                            ((3000, 4000), (450, 600))])
+def test_a_big_picture_is_resized_in_two_halves_that_meet_without_a_seam(
+        mode: str, source: tuple[int, int], target: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    picture = photo(source).convert(mode)
+    threads: list[str] = []
+    real_resize = Image.Image.resize
+
+    def spy(self: Image.Image, *args: object, **kwargs: object) -> Image.Image:
+        threads.append(threading.current_thread().name)
+        return real_resize(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    halves = images.resize(picture, target)
+    assert threading.current_thread().name in threads and len(set(threads)) == 2  # one half on a helper thread
+    whole = real_resize(picture, target, images.RESAMPLE, reducing_gap=3.0)
+    assert halves.mode == mode and halves.size == target
+    for band in ImageChops.difference(halves, whole).split():
+        assert not any(band.histogram()[3:])  # no pixel off by more than 2 (rounding): no seam, no shifted row
+
+
+def test_a_small_picture_is_resized_in_one_call() -> None:
+    picture = photo((400, 300))
+    assert images.resize(picture, (300, 225)).tobytes() == picture.resize((300, 225), images.RESAMPLE).tobytes()
+
+
+@pytest.mark.parametrize("size", [(200, 100), (2000, 1000)])
+def test_a_profile_is_applied_to_small_and_big_photos_alike(size: tuple[int, int],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # The profile must survive the resize (in one call or in halves) to be applied after it.
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc = icc.replace("sRGB built-in".encode("utf-16-be"), "Test built-in".encode("utf-16-be"))
+    applied: list[str] = []
+    real_apply = ImageCms.ImageCmsTransform.apply
+
+    def spy(self: ImageCms.ImageCmsTransform, img: Image.Image, *args: object) -> Image.Image:
+        applied.append(img.mode)
+        return real_apply(self, img, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ImageCms.ImageCmsTransform, "apply", spy)
+    optimise(encode(photo(size), quality=95, icc_profile=icc))
+    assert applied == ["RGB"]
 
 
 def test_broken_icc_profile_and_broken_exif_do_not_fail() -> None:
