@@ -306,9 +306,10 @@ def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resize") as helper:
         top = helper.submit(img.resize, (width, top_rows), RESAMPLE, (0, 0, img.size[0], middle), 3.0)
         bottom = img.resize((width, height - top_rows), RESAMPLE, (0, middle, *img.size), 3.0)
-        whole = Image.new(img.mode, size)
-        whole.paste(top.result(), (0, 0))
-        whole.info = dict(img.info)  # the ICC profile is still to be applied
+        top_half = top.result()
+    whole = Image.new(img.mode, size)
+    whole.info = dict(img.info)  # the ICC profile is still to be applied
+    whole.paste(top_half, (0, 0))
     whole.paste(bottom, (0, top_rows))
     return whole
 
