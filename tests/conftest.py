@@ -1,4 +1,4 @@
-"""Fixtures in the flaskr style: `app`, `client`, `runner`, plus `session` and `http_stand_in`.
+"""Fixtures in the flaskr style: `app`, `client`, `runner`, plus `session`, `no_quiet_hours` and `http_stand_in`.
 
 The suite runs on the embedded defaults (a temporary SQLite file + fakeredis) unless
 `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set, in which case the same tests run against real
@@ -20,7 +20,7 @@ from sqlalchemy import text
 import settings as settings_module
 from app import create_app
 from models import Base
-from tests.helpers import TEST_DATABASE_URL, clean_stores, make_settings, migrate
+from tests.helpers import TEST_DATABASE_URL, clean_stores, make_settings, migrate, set_runtime
 from tests.stand_ins import HTTPStandIn
 
 StandIn = TypeVar("StandIn", bound=HTTPStandIn)
@@ -70,6 +70,13 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def no_quiet_hours(app: Flask) -> None:
+    """Quiet hours off: a message we write first is sent whatever the hour in Istanbul, so a test about
+    something else gives the same result at 23:00 as at noon."""
+    set_runtime(app, quiet_hours_start="00:00", quiet_hours_end="00:00")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from models import Base
-from services import handoff, signing
+from services import handoff, runtime_settings, signing
 from services.queue import INBOUND, QUEUE_NAMES, get_queue
 from services.worker import AppWorker
 from settings import PROJECT_ROOT, load_settings
@@ -115,6 +115,14 @@ def clean_stores(app: Flask) -> None:
             for table in reversed(Base.metadata.sorted_tables):
                 conn.execute(table.delete())
     app.extensions["redis"].flushdb()
+
+
+def set_runtime(app: Flask, **values: Any) -> None:
+    """Change runtime settings (e.g. quiet hours) as the admin API does, and tell every process."""
+    with app.app_context(), app.extensions["db"].session() as s, s.begin():
+        runtime_settings.save(s, values, None)
+    with app.app_context():
+        runtime_settings.announce()
 
 
 def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> None:

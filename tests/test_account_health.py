@@ -31,6 +31,7 @@ from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, se
 TO = "+905321234567"
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
 RESULT_PARAMS = ["Mehmet", "Domates", "6/10", "Erken yanıklık"]
+pytestmark = pytest.mark.usefixtures("no_quiet_hours")  # sponsor templates are sent at any hour here
 
 
 @pytest.fixture

@@ -12,26 +12,14 @@ import responses
 from sqlalchemy import select, update
 
 from models import AuditLog, Farmer, Message, utcnow
-from services import runtime_settings
 from services.quota import ISTANBUL, next_day_start
 from tests import test_admin_sponsors as sponsors_tests
-from tests.helpers import GRAPH, PHONE_NUMBER_ID, send_outbox
+from tests.helpers import GRAPH, PHONE_NUMBER_ID, send_outbox, set_runtime
 from tests.test_admin_sponsors import PROBLEM, add_analysis, add_farmer, buy
 
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
 tiers, world = sponsors_tests.tiers, sponsors_tests.world  # fixtures: tiers seeded, sponsors A/B and tokens
-
-
-def set_runtime(app, **values) -> None:
-    with app.app_context(), app.extensions["db"].session() as s, s.begin():
-        runtime_settings.save(s, values, None)
-    with app.app_context():
-        runtime_settings.announce()
-
-
-@pytest.fixture(autouse=True)
-def no_quiet_hours(app):
-    set_runtime(app, quiet_hours_start="00:00", quiet_hours_end="00:00")
+pytestmark = pytest.mark.usefixtures("no_quiet_hours")  # a test about quiet hours sets its own
 
 
 @pytest.fixture

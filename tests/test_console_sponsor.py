@@ -18,12 +18,13 @@ from console.charts import BarChart, bar_chart_svg, label_every, nice_ticks
 from console.sponsor import recommendation_groups
 from devtools.sponsor_demo import seed_sponsor_activity
 from models import Analysis, AuditLog, Farmer, Message, PurchaseRequest, SponsorCode, Subscription, utcnow
-from services import quota, runtime_settings, sponsorship
+from services import quota, sponsorship
 from services.sponsor_messages import TEMPLATE
 from services.sponsor_stats import Interval, activity_series, bucket_starts, province_of, sponsor_figures
 from services.sponsorship import RedeemOutcome
 from tests.admin_helpers import make_sponsor, make_staff
 from tests.console_helpers import console_login, csrf
+from tests.helpers import set_runtime
 
 RESULT = {"recommendations": {"immediate": [{"action": "Bakırlı ilaç uygula", "priority": "high"}],
                               "preventive": ["Sulamayı sabah yap"]},
@@ -473,9 +474,7 @@ def test_a_message_to_an_l_tier_farmer_is_queued_and_audited(client, session, wo
 
 
 def test_the_daily_cap_stops_the_next_message_and_is_shown(app, client, session, world):
-    with app.extensions["db"].session() as s, s.begin():
-        runtime_settings.save(s, {"sponsor_message_daily_cap": 2}, None)
-    runtime_settings.announce()
+    set_runtime(app, sponsor_message_daily_cap=2)
     sign_in(client, "a@sponsor.test")
     path = f"/console/sponsors/{world['a']}/analyses/{world['analyses']['L']}/message"
     for _ in range(2):

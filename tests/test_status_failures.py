@@ -33,6 +33,7 @@ from translations.templates import TEMPLATES
 
 TO = "+905321234567"
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
+pytestmark = pytest.mark.usefixtures("no_quiet_hours")
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -50,12 +51,6 @@ def graph():
         mock.add_callback(responses.POST, MESSAGES_URL, callback=accept, content_type="application/json")
         yield mock
 
-
-@pytest.fixture(autouse=True)
-def no_quiet_hours(app):
-    with app.extensions["db"].session() as s, s.begin():
-        runtime_settings.save(s, {"quiet_hours_start": "00:00", "quiet_hours_end": "00:00"}, None)
-    runtime_settings.announce()
 
 
 def sent(graph) -> list[dict]:
