@@ -2,6 +2,7 @@
 consent, the menu, a sample photo with a crop caption, a location, the result, `Detaylar`; then an album of
 three photos chosen at once after the day's trial analysis is used: the limit said at the photo, a sponsor
 code typed, the same three photos confirmed ("3 fotoğraf") and analysed once; both report pages at 390 px.
+And the simulator's sends keep their order when one request is slow.
 
 Needs Debian's `chromium` and `chromium-driver` (tests/browser.py says how; skipped without them except in
 CI). Screenshots go to `tests/output/`: `chat.png` (the diagnosis), `chat-details.png` (the end of the
@@ -31,17 +32,24 @@ def browser() -> Iterator[Any]:
         yield driver
 
 
+def newest(browser: Any, css: str, text: str | None = None, timeout: float = 30) -> Any:
+    """The newest element matching `css` (whose text contains `text`), waiting for it to appear."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def find(driver: Any) -> Any:
+        found = [e for e in driver.find_elements(By.CSS_SELECTOR, css) if text is None or text in e.text]
+        return found[-1] if found else None
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(find, f"{css} {text or ''}")
+
+
 def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     def last(css: str, text: str | None = None, timeout: float = 30):
-        """The newest element matching `css` (whose text contains `text`), waiting for it to appear."""
-        def find(driver):
-            found = [e for e in driver.find_elements(By.CSS_SELECTOR, css) if text is None or text in e.text]
-            return found[-1] if found else None
-        return WebDriverWait(browser, timeout, poll_frequency=0.2).until(find, f"{css} {text or ''}")
+        return newest(browser, css, text, timeout)
 
     def bot_says(fragment: str, timeout: float = 30):
         return last('.msg[data-dir="out"]', fragment, timeout)
@@ -74,8 +82,11 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
 
         bot_says("Ne yapmak istersiniz")
         last(".list-open").click()
+        # The welcome and the menu say "fotoğrafını gönderin" too: wait for the answer to this tap, or the
+        # photo below may reach the bot before the tap does.
+        photo_prompts = len(said("fotoğrafını gönderin"))
         last("#list-sheet .list-row", "Analiz gönder").click()
-        bot_says("fotoğrafını gönderin")
+        said_again("fotoğrafını gönderin", photo_prompts)
 
         last("#attach-btn").click()
         last("#caption-input").send_keys("domates yapraklarında lekeler var")
@@ -159,3 +170,39 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
             lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "img")) >= 3, "the album's three photos")
         assert browser.execute_script("return document.documentElement.scrollWidth") <= REPORT_WIDTH
         save_screenshot(browser, "report-album")
+
+
+def test_the_simulator_sends_a_tap_and_the_photo_right_behind_it_in_that_order(browser, tmp_path):
+    """As a phone does: here the tap's request is held back half a second in the page, and the photo sent
+    right after it must still reach the bot second (else the bot takes the photo at the menu and the tap
+    then starts the analysis over)."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with make_run(tmp_path) as service:
+        browser.get(f"{service.base}/dev/chat")
+        phone = newest(browser, "#phone")
+        phone.clear()
+        phone.send_keys("905557778800", Keys.TAB)
+        newest(browser, "#text-input").send_keys("Merhaba", Keys.ENTER)
+        newest(browser, ".reply-btn", "Kabul ediyorum").click()
+        newest(browser, '.msg[data-dir="out"]', "Ne yapmak istersiniz")
+        browser.execute_script("""
+            const real = window.fetch;
+            window.fetch = (url, options) => String(url).endsWith("/reply")
+                ? new Promise((resolve) => setTimeout(resolve, 500)).then(() => real(url, options))
+                : real(url, options);
+        """)
+        newest(browser, ".list-open").click()
+        newest(browser, "#list-sheet .list-row", "Analiz gönder").click()
+        newest(browser, "#attach-btn").click()
+        newest(browser, "#sample-lekeli_yaprak").click()
+
+        inbound = WebDriverWait(browser, 30, poll_frequency=0.2).until(lambda driver: driver.execute_script("""
+            const kinds = [...document.querySelectorAll('.msg[data-dir="in"]')]
+                .map((e) => e.dataset.kind === "image" ? "photo"
+                    : e.textContent.includes("Analiz gönder") ? "tap" : "");
+            return kinds.includes("photo") && kinds.includes("tap") ? kinds.filter(Boolean) : null;
+        """), "the tap and the photo in the chat")
+        assert inbound == ["tap", "photo"]
+        newest(browser, '.msg[data-dir="out"]', "Hangi ürün")  # the photo taken into the analysis

@@ -106,7 +106,17 @@ async function upload(path, file, fields = {}) {
   await send(`${path}?phone=${encodeURIComponent(state.phone)}`, form);
 }
 
-async function send(path, payload) {
+// One message at a time, in the order the farmer made them, as a phone sends: a list row tapped just
+// before a photo must not reach the bot after it.
+let outbox = Promise.resolve();
+
+function send(path, payload) {
+  const sent = outbox.then(() => deliver(path, payload));
+  outbox = sent.catch(() => {});  // a send that failed does not hold back the ones after it
+  return sent;
+}
+
+async function deliver(path, payload) {
   if (!state.phone) {
     showError(L("phone_first"));
     return;
