@@ -2,7 +2,7 @@
 consent, the menu, a sample photo with a crop caption, a location, the result, `Detaylar`; then an album of
 three photos chosen at once after the day's trial analysis is used: the limit said at the photo, a sponsor
 code typed, the same three photos confirmed ("3 fotoğraf") and analysed once; both report pages at 390 px.
-And the simulator's sends keep their order when one request is slow.
+And the simulator sends a farmer's messages in the order made, none dropped, when a request is slow.
 
 Needs Debian's `chromium` and `chromium-driver` (tests/browser.py says how; skipped without them except in
 CI). Screenshots go to `tests/output/`: `chat.png` (the diagnosis), `chat-details.png` (the end of the
@@ -172,12 +172,23 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
         save_screenshot(browser, "report-album")
 
 
-def test_the_simulator_sends_a_tap_and_the_photo_right_behind_it_in_that_order(browser, tmp_path):
-    """As a phone does: here the tap's request is held back half a second in the page, and the photo sent
-    right after it must still reach the bot second (else the bot takes the photo at the menu and the tap
-    then starts the analysis over)."""
+def test_the_simulator_sends_a_farmer_s_messages_in_the_order_made_even_when_one_is_slow(browser, tmp_path):
+    """As a phone does: here each tap's and each text's request is held back half a second in the page, and
+    what the farmer sends right behind it must still reach the bot after it (else the bot takes a photo at the
+    menu and the tap then starts the analysis over), and text typed meanwhile is sent, not dropped."""
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def inbound_in_order(labels: dict[str, str]) -> list[str]:
+        """The labels of the farmer's bubbles that contain each label's text (or are photos), in page order,
+        once every label has its bubble."""
+        return WebDriverWait(browser, 30, poll_frequency=0.2).until(lambda driver: driver.execute_script("""
+            const labels = arguments[0];
+            const seen = [...document.querySelectorAll('.msg[data-dir="in"]')].map((e) => Object.keys(labels)
+                .find((label) => labels[label] === "photo" ? e.dataset.kind === "image"
+                                                            : e.textContent.includes(labels[label]))).filter(Boolean);
+            return Object.keys(labels).every((label) => seen.includes(label)) ? seen : null;
+        """, labels), f"the farmer's bubbles {sorted(labels)}")
 
     with make_run(tmp_path) as service:
         browser.get(f"{service.base}/dev/chat")
@@ -189,7 +200,7 @@ def test_the_simulator_sends_a_tap_and_the_photo_right_behind_it_in_that_order(b
         newest(browser, '.msg[data-dir="out"]', "Ne yapmak istersiniz")
         browser.execute_script("""
             const real = window.fetch;
-            window.fetch = (url, options) => String(url).endsWith("/reply")
+            window.fetch = (url, options) => /[/](reply|text)$/.test(String(url))
                 ? new Promise((resolve) => setTimeout(resolve, 500)).then(() => real(url, options))
                 : real(url, options);
         """)
@@ -197,12 +208,9 @@ def test_the_simulator_sends_a_tap_and_the_photo_right_behind_it_in_that_order(b
         newest(browser, "#list-sheet .list-row", "Analiz gönder").click()
         newest(browser, "#attach-btn").click()
         newest(browser, "#sample-lekeli_yaprak").click()
-
-        inbound = WebDriverWait(browser, 30, poll_frequency=0.2).until(lambda driver: driver.execute_script("""
-            const kinds = [...document.querySelectorAll('.msg[data-dir="in"]')]
-                .map((e) => e.dataset.kind === "image" ? "photo"
-                    : e.textContent.includes("Analiz gönder") ? "tap" : "");
-            return kinds.includes("photo") && kinds.includes("tap") ? kinds.filter(Boolean) : null;
-        """), "the tap and the photo in the chat")
-        assert inbound == ["tap", "photo"]
+        assert inbound_in_order({"tap": "Analiz gönder", "photo": "photo"}) == ["tap", "photo"]
         newest(browser, '.msg[data-dir="out"]', "Hangi ürün")  # the photo taken into the analysis
+
+        newest(browser, "#text-input").send_keys("Domates", Keys.ENTER)
+        newest(browser, "#text-input").send_keys("yapraklarda lekeler", Keys.ENTER)
+        assert inbound_in_order({"first": "Domates", "second": "yapraklarda lekeler"}) == ["first", "second"]

@@ -5,7 +5,7 @@
 const API = "/dev/chat/api";
 const POLL_MS = 1000;
 const $ = (selector) => document.querySelector(selector);
-const state = { phone: "", name: "", rendered: new Map(), polling: null, busy: false, locale: "tr", labels: {},
+const state = { phone: "", name: "", rendered: new Map(), polling: null, locale: "tr", labels: {},
   limits: {}, reactions: [], failures: [], graphWarning: "" };
 const FILE_NOT_SENT = "file not sent";  // the server's title for a file WhatsApp would not send
 
@@ -121,7 +121,6 @@ async function deliver(path, payload) {
     showError(L("phone_first"));
     return;
   }
-  state.busy = true;
   document.body.classList.add("busy");
   try {
     const isForm = payload instanceof FormData;
@@ -136,7 +135,6 @@ async function deliver(path, payload) {
   } catch (error) {
     showError(error.inChat ? "" : error.message);
   } finally {
-    state.busy = false;
     document.body.classList.remove("busy");
     poll();
   }
@@ -376,7 +374,7 @@ async function init() {
   $("#composer").addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = $("#text-input").value.trim();
-    if (!text || state.busy) return;
+    if (!text) return;
     $("#text-input").value = "";
     await send("/text", { text });
   });
