@@ -52,7 +52,6 @@ def graph():
         yield mock
 
 
-
 def sent(graph) -> list[dict]:
     return [json.loads(c.request.body) for c in graph.calls if c.request.url == MESSAGES_URL]
 
