@@ -32,6 +32,13 @@ def browser() -> Iterator[Any]:
         yield driver
 
 
+def open_chat(browser: Any, base: str) -> None:
+    """The simulator, once its script has filled the farmer's fields and listens: typed into earlier, a
+    number would be overwritten and a message submitted as a plain form, never sent."""
+    browser.get(f"{base}/dev/chat")
+    newest(browser, 'body[data-ready="true"]')
+
+
 def newest(browser: Any, css: str, text: str | None = None, timeout: float = 30) -> Any:
     """The newest element matching `css` (whose text contains `text`), waiting for it to appear."""
     from selenium.webdriver.common.by import By
@@ -68,7 +75,7 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
             lambda driver: said(fragment)[seen:], f"a new message with {fragment!r}")[-1]
 
     with make_run(tmp_path) as service:
-        browser.get(f"{service.base}/dev/chat")
+        open_chat(browser, service.base)
         phone = last("#phone")
         phone.clear()
         phone.send_keys("905557778899", Keys.TAB)
@@ -191,7 +198,7 @@ def test_the_simulator_sends_a_farmer_s_messages_in_the_order_made_even_when_one
         """, labels), f"the farmer's bubbles {sorted(labels)}")
 
     with make_run(tmp_path) as service:
-        browser.get(f"{service.base}/dev/chat")
+        open_chat(browser, service.base)
         phone = newest(browser, "#phone")
         phone.clear()
         phone.send_keys("905557778800", Keys.TAB)

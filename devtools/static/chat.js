@@ -449,6 +449,7 @@ async function init() {
 
   setFarmer($("#phone").value, $("#name").value);
   state.polling = setInterval(poll, POLL_MS);
+  document.body.dataset.ready = "true";  // the farmer's fields filled and every control listening
 }
 
 init().catch((error) => showError(state.labels.tr ? L("start_failed", { error: error.message }) :
