@@ -33,9 +33,10 @@ stand-in, the local analyser's callers and `flask chat` are not browsers and sen
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from services.problems import problem
 
@@ -55,9 +56,8 @@ def _service_host(host: str) -> bool:
 
 
 def same_origin_only() -> Response | None:
-    """`before_request` for `/dev/*`: a 403 problem for anything a browser sent from another site."""
-    if not request.path.startswith("/dev/"):
-        return None
+    """`before_request` of every development blueprint: a 403 problem for anything a browser sent from
+    another site."""
     origin = request.headers.get("Origin")
     fetch_site = request.headers.get("Sec-Fetch-Site")
     # Opening the page from a link elsewhere only shows it; every call it makes is checked.
@@ -70,8 +70,16 @@ def same_origin_only() -> Response | None:
     return None
 
 
+def dev_blueprint(name: str, import_name: str, **options: Any) -> Blueprint:
+    """A development tool's blueprint, behind `same_origin_only` (its routes are all under `/dev/`; the
+    check runs for them alone, not for every request the app serves)."""
+    bp = Blueprint(name, import_name, **options)
+    bp.before_request(same_origin_only)
+    return bp
+
+
 def register(app: Flask) -> None:
-    """Register the development blueprints on `app`, behind `same_origin_only` (a second call is a no-op).
+    """Register the development blueprints on `app` (a second call is a no-op).
 
     The caller decides whether development tools are allowed; this function does not check.
     """
@@ -81,6 +89,5 @@ def register(app: Flask) -> None:
 
     if chat_bp.name in app.blueprints:
         return
-    app.before_request(same_origin_only)
     for bp in (analyser_bp, graph_bp, chat_bp):
         app.register_blueprint(bp)

@@ -49,12 +49,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory, url_for
+from flask import Response, current_app, jsonify, request, send_from_directory, url_for
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from devtools import store, webhook_bodies
+from devtools import dev_blueprint, store, webhook_bodies
 from devtools.chat_labels import KB, LABELS, MB, file_size, label
 from devtools.make_samples import SAMPLES
 from models import Farmer
@@ -65,7 +65,7 @@ from translations.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
-bp = Blueprint("dev_chat", __name__, static_folder=str(STATIC_DIR), static_url_path="/dev/chat/static")
+bp = dev_blueprint("dev_chat", __name__, static_folder=str(STATIC_DIR), static_url_path="/dev/chat/static")
 
 # WhatsApp's media limits per kind (Cloud API, supported media types): what a phone lets through.
 MEDIA_LIMITS = {"image": 5 * MB, "audio": 16 * MB, "document": 100 * MB, "sticker": 500 * KB}

@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 from redis import Redis
 
-from devtools import store, webhook_bodies
+from devtools import dev_blueprint, store, webhook_bodies
 from services import context
 
 log = logging.getLogger(__name__)
-bp = Blueprint("dev_graph_api", __name__)
+bp = dev_blueprint("dev_graph_api", __name__)
 
 VERSION = re.compile(r"v\d{1,2}\.\d{1,2}")
 STATUS_DELAYS = (("sent", 0.2), ("delivered", 0.5), ("read", 1.0))  # seconds after the send

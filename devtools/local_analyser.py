@@ -43,15 +43,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 from PIL import Image, UnidentifiedImageError
 
+from devtools import dev_blueprint
 from services import signing
 from services.problems import problem
 from services.signing import Purpose
 
 log = logging.getLogger(__name__)
-bp = Blueprint("dev_local_analyser", __name__)
+bp = dev_blueprint("dev_local_analyser", __name__)
 
 SOURCE = "local-estimate"
 AI_MODEL = "local-pixel-estimator"
