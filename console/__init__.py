@@ -9,8 +9,9 @@ change, reset links, language), `admin` (admin pages); `support` and `sponsor` a
 
 Conventions (how to add...)
 
-- a page: in your area's module (its own `Blueprint("console_<area>", __name__, url_prefix="/console")`,
-  registered below with one line), write a view decorated with `@staff_required("support", "admin")`
+- a page: in your area's module (its own `console_blueprint("console_<area>", __name__)` from
+  console.security: under /console, with the CSRF check and the security headers; registered below with
+  one line), write a view decorated with `@staff_required("support", "admin")`
   (the roles are explicit, as in the API: no session -> redirect to the login page, another role ->
   404, never 403) that returns `render("console/<area>_<page>.html", **context)`. The template
   `{% extends "console/base.html" %}` and fills `{% block title %}` and `{% block content %}`. An area
@@ -26,7 +27,7 @@ Conventions (how to add...)
   where shown). Then `make console-messages` and fill every Turkish msgstr in
   `translations/tr/LC_MESSAGES/console.po` (`python -m translations.check` fails on a missing one).
   Dates with `datetime(value)` / `date(value)` in templates: Europe/Istanbul, in the page's language.
-- a form: `<form method="post">` with `{{ csrf_field() }}` inside; every POST under /console without the
+- a form: `<form method="post">` with `{{ csrf_field() }}` inside; every POST to a console page without the
   session's token is refused with a 400 page before any view runs. After a successful POST:
   `flash_text("success", "English source", **params)` (console.pages) and redirect (post/redirect/get).
   Parse the form once into a frozen dataclass; a bad field re-renders the form with its message
@@ -39,21 +40,20 @@ from __future__ import annotations
 
 from flask import Flask
 
-from console.security import install_security
 from console.session import configure_session
 
 __all__ = ["init_console"]
 
 
 def init_console(app: Flask) -> None:
-    """Register the console's blueprints, its session cookie, the CSRF check and the security headers."""
+    """Register the console's blueprints (each behind the CSRF check, with the security headers) and its
+    session cookie."""
     from console.admin import bp as admin_bp
     from console.auth import bp as auth_bp
     from console.sponsor import bp as sponsor_bp
     from console.support import bp as support_bp
 
     configure_session(app)
-    install_security(app)
     app.register_blueprint(auth_bp)  # first: it carries the templates and static files
     app.register_blueprint(admin_bp)
     app.register_blueprint(sponsor_bp)

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, abort, redirect, request, url_for
+from flask import abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from console.pages import Pager, flash_text, nav_item, page_number, render
+from console.security import console_blueprint
 from console.session import current_locale, current_staff, staff_required
 from models import (
     AuditLog,
@@ -43,7 +44,7 @@ from services.staff_auth import ROLES, create_staff_user
 from services.tiers import MAX_LIMIT, change_tier, parse_price
 from translations import N_, TIMEZONE, console_text
 
-bp = Blueprint("console_admin", __name__, url_prefix="/console")
+bp = console_blueprint("console_admin", __name__)
 
 nav_item("console_admin.index", N_("Overview"), "admin", order=10)
 nav_item("console_admin.sponsors", N_("Sponsors"), "admin", order=20)

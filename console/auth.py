@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, redirect, request, url_for
+from flask import redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import BuildError
 
 from console.pages import flash_text, render
+from console.security import console_blueprint
 from console.session import (
     current_locale,
     current_staff,
@@ -38,8 +39,8 @@ from services.staff_auth import (
 )
 from translations import SUPPORTED_LOCALES, console_text
 
-bp = Blueprint("console_auth", __name__, url_prefix="/console", template_folder="templates",
-               static_folder="static", static_url_path="/static")
+bp = console_blueprint("console_auth", __name__, template_folder="templates", static_folder="static",
+                       static_url_path="/static")
 
 HOME_ENDPOINTS = {"admin": "console_admin.index", "support": "console_support.index",
                   "sponsor": "console_sponsor.index"}

@@ -1,7 +1,10 @@
 """The console's protections that hold for every page: the CSRF check, the security headers, and
-HTML error pages (the rest of the app answers errors as problem+json).
+HTML error pages (the rest of the app answers errors as problem+json). Every console area's blueprint
+comes from `console_blueprint`, which puts the first two on its routes; the error pages carry the
+headers themselves (a path under /console that no route matches still gets them). Nothing here runs for
+requests outside the console.
 
-- CSRF: every POST under /console must carry the session's token (`csrf_token` form field, written by
+- CSRF: every POST to a console page must carry the session's token (`csrf_token` form field, written by
   `{{ csrf_field() }}`), compared in constant time; otherwise 400 before any view runs. The cookie is
   also SameSite=Strict: two locks, so neither alone is trusted.
 - CSP: scripts, styles, images and fonts from our own origin only; no inline script or style, no
@@ -12,13 +15,13 @@ HTML error pages (the rest of the app answers errors as problem+json).
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
-from flask import Flask, Response, abort, request, session
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, Response, abort, make_response, request, session
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
-from console.session import csrf_token, is_console_path
+from console.session import csrf_token
 from translations import N_
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -41,8 +44,8 @@ def csrf_field() -> Markup:
 
 
 def check_csrf() -> None:
-    """400 for a POST under /console without the session's token (before the view runs)."""
-    if request.method != "POST" or not is_console_path(request.path):
+    """400 for a POST without the session's token (before the view runs)."""
+    if request.method != "POST":
         return
     expected = session.get("csrf")
     given = request.form.get(CSRF_FIELD, "")
@@ -51,8 +54,6 @@ def check_csrf() -> None:
 
 
 def add_headers(response: Response) -> Response:
-    if not is_console_path(request.path):
-        return response
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
     if not request.path.startswith("/console/static/"):
@@ -62,13 +63,18 @@ def add_headers(response: Response) -> Response:
     return response
 
 
-def install_security(app: Flask) -> None:
-    app.before_request(check_csrf)
-    app.after_request(add_headers)
+def console_blueprint(name: str, import_name: str, **options: Any) -> Blueprint:
+    """A console area's blueprint: under /console, the CSRF check before its views and the security
+    headers on its answers."""
+    bp = Blueprint(name, import_name, url_prefix="/console", **options)
+    bp.before_request(check_csrf)
+    bp.after_request(add_headers)
+    return bp
 
 
-def error_page(exc: HTTPException) -> ResponseReturnValue:
-    """An HTML error page in the console's look and language (the app's handler calls this for /console)."""
+def error_page(exc: HTTPException) -> Response:
+    """An HTML error page in the console's look and language, with the console's headers (the app's
+    handler calls this for any path under /console, routed or not)."""
     from console.pages import render_error
 
-    return render_error(exc)
+    return add_headers(make_response(render_error(exc)))

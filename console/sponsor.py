@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, request, url_for
+from flask import Response, abort, redirect, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from console.charts import BarChart, bar_chart_svg
 from console.pages import Pager, flash_text, nav_item, page_number, render, whole_number
+from console.security import console_blueprint
 from console.session import current_locale, current_staff, staff_required
 from models import (
     Analysis,
@@ -70,7 +71,7 @@ from services.visibility import (
 )
 from translations import N_, console_text
 
-bp = Blueprint("console_sponsor", __name__, url_prefix="/console")
+bp = console_blueprint("console_sponsor", __name__)
 
 MAX_ROW_ID = 2**31 - 1  # ids beyond a 32-bit column are nobody's: 404 without asking the database
 PER_PAGE = 50

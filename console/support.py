@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, request, url_for
+from flask import abort, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from console.pages import audit_view, flash_text, nav_item, render, whole_number
+from console.security import console_blueprint
 from console.session import current_locale, current_staff, staff_required
 from models import Analysis, AuditLog, Farmer, Message, StaffUser, UsageLedger, utcnow
 from services import context, deletion, failed_jobs, quota, runtime_settings, support
@@ -28,7 +29,7 @@ from services.whatsapp.errors import EFFECT_BY_CODE, Effect, Policy, policy_for
 from services.whatsapp.outbox import send_queued
 from translations import N_, console_text, format_datetime
 
-bp = Blueprint("console_support", __name__, url_prefix="/console")
+bp = console_blueprint("console_support", __name__)
 ROLES = ("support", "admin")
 PER_PAGE = 25
 MAX_PAGE = 10_000

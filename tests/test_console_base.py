@@ -187,6 +187,20 @@ def test_console_pages_carry_a_strict_csp_and_no_store(client: FlaskClient) -> N
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
+def test_a_console_path_no_page_answers_still_gets_the_console_headers(client: FlaskClient) -> None:
+    response = client.get("/console/no-such-page")
+    assert response.status_code == 404 and "text/html" in response.headers["Content-Type"]
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_console_headers_and_csrf_check_stay_out_of_the_api(client: FlaskClient) -> None:
+    live = client.get("/health/live")
+    assert live.status_code == 200 and "Content-Security-Policy" not in live.headers
+    refused = client.post("/webhooks/whatsapp", data=b"{}", content_type="application/json")
+    assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/problem+json"
+
+
 def test_the_stylesheet_is_served_by_us(client: FlaskClient) -> None:
     html = client.get("/console/login").get_data(as_text=True)
     assert "/console/static/console/console.css" in html and "http" not in html.split("console.css")[0][-80:]
