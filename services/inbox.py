@@ -274,10 +274,12 @@ def _plain_message_sql() -> str:
 
 def _plain_message_params(m: InboundMessage, now: datetime) -> dict[str, Any]:
     """`_plain_message_sql`'s parameters for `m`, as the driver takes them (the JSON payload as text)."""
-    row = _message_row(m, None, now)
-    row["payload"] = json.dumps(row["payload"])
-    del row["farmer_id"]
-    return {**row, **{f"farmer_{name}": value for name, value in farmer_identity.sender_row(m, now).items()}}
+    params = _message_row(m, None, now)
+    params["payload"] = json.dumps(params["payload"])
+    del params["farmer_id"]
+    for name, value in farmer_identity.sender_row(m, now).items():
+        params["farmer_" + name] = value
+    return params
 
 
 def record_plain_message(conn: psycopg.Connection[Any], m: InboundMessage, now: datetime) -> Recorded:

@@ -454,6 +454,19 @@ def test_any_signed_bytes_are_200_or_400_never_5xx(client, raw):
     assert response.status_code == (200 if valid else 400), (response.status_code, raw[:200])
 
 
+@fuzz(300)
+@given(st.text("0123456789", max_size=18))
+def test_a_phone_in_metas_digits_only_form_reads_as_the_same_number_spelt_with_spaces(digits):
+    assert updates.normalize_phone(digits) == updates.normalize_phone(" ".join(digits))
+
+
+@fuzz(100)
+@given(json_values.filter(is_finite_json), st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32-le"]))
+def test_json_bytes_in_any_encoding_json_loads_reads_are_read_alike(value, encoding):
+    raw = json.dumps(value).encode(encoding)
+    assert parse_json(raw) == json.loads(raw)
+
+
 def _text_body(wamid: str, text: Any, junk: Any, extra: dict[str, Any]) -> dict[str, Any]:
     message = {**extra, "from": "905321234567", "id": wamid, "timestamp": str(int(time.time())), "type": "text",
                "text": {"body": text}}
