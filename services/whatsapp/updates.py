@@ -278,6 +278,8 @@ def _float(value: object) -> float | None:
 
 
 def _first_error(errors: object) -> tuple[int | None, str | None]:
+    if not errors:  # most messages and statuses
+        return None, None
     first = _dict(_list(errors)[0]) if _list(errors) else {}
     code = first.get("code")
     usable = isinstance(code, int) and not isinstance(code, bool) and -_INT32 <= code < _INT32
