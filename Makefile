@@ -36,7 +36,7 @@ lint: install
 check-migrations: install
 	$(BIN)/alembic check
 
-# All five benchmarks and one summary table (bench/README.md). They TRUNCATE the database and FLUSH the
+# All the benchmarks and one summary table (bench/README.md). They TRUNCATE the database and FLUSH the
 # Redis db they use: by default PostgreSQL `test` and Redis db 5; BENCH_DATABASE_URL / BENCH_REDIS_URL move them.
 BENCH_ARGS = $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL)) $(if $(BENCH_REDIS_URL),--redis-url $(BENCH_REDIS_URL))
 

@@ -28,9 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness
 
-BENCHMARKS = ("webhook_ingress", "image_pipeline", "pipeline_latency", "inbound_cpu", "burst", "outbound_burst",
-              "capacity")
-USES_SERVICES = {"webhook_ingress", "pipeline_latency", "inbound_cpu", "burst", "outbound_burst", "capacity"}
+BENCHMARKS = ("webhook_ingress", "instructions", "image_pipeline", "pipeline_latency", "inbound_cpu", "burst",
+              "outbound_burst", "capacity")
+# Not in the short forms: counting under valgrind takes several minutes whatever the sizes (CI keeps its time).
+FULL_ONLY = {"instructions"}
+USES_SERVICES = {"webhook_ingress", "instructions", "pipeline_latency", "inbound_cpu", "burst",
+                 "outbound_burst", "capacity"}
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,12 @@ class Target:
 
 TARGETS = (
     Target("webhook ingress throughput (verify, persist, enqueue, 200)", ">= 0.8 x floor",
-           "the same-work floor app; also bare Flask", ("webhook_ingress",),
+           "the same-work floor app; also bare Flask", ("webhook_ingress", "instructions"),
            ("throughput", "floor", "bare", "requests/s")),
     Target("webhook latency at 100 requests/s", "p50 < 5 ms, p99 < 20 ms", "Meta asks median <= 250 ms",
            ("webhook_ingress",), ("p50", "p99", "latency")),
     Target("image optimisation, 12 MP JPEG -> <= 800x600, <= 100 KB", "<= 0.7 x, same or better PSNR",
-           "libvips thumbnail_buffer, same file", ("image_pipeline",), ("libvips", "psnr", "800x600")),
+           "libvips thumbnail_buffer, same file", ("image_pipeline", "instructions"), ("libvips", "psnr", "800x600")),
     Target("payload sent to N8N per image", "< 1 KB (< 2 KB for 5 photos)", "base64 of the same image",
            ("image_pipeline",), ("n8n", "payload")),
     Target("worker CPU per handled inbound message (webhook + job + reply)", "<= 15 ms", "~160 ms before",
@@ -95,6 +98,16 @@ def info_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"name": f"requests/s, {' / '.join(present) or 'app'}", "pass": None, "measured": rates or None},
                 {"name": "throughput app/bare Flask", "pass": None, "measured": dig(result, "ratio", "app/bare"),
                  "baseline": "bare Flask"}]
+    if name == "instructions":
+        servers, subjects = dig(result, "ingress", "servers"), dig(result, "image", "subjects")
+        requests = " / ".join(num(dig(servers, server, "instructions_per_request")) for server in ("app", "floor"))
+        photos = " / ".join(num(dig(subjects, subject, "instructions_per_photo")) for subject in ("ours", "libvips"))
+        return [{"name": "instructions per request, app / floor", "pass": None, "measured": requests},
+                {"name": "instructions floor/app (callgrind)", "pass": None,
+                 "measured": dig(result, "ingress", "floor/app"), "baseline": "the floor, counted alike"},
+                {"name": "instructions per photo, ours / libvips", "pass": None, "measured": photos},
+                {"name": "instructions ours/libvips (callgrind)", "pass": None,
+                 "measured": dig(result, "image", "ours/libvips"), "baseline": "libvips, counted alike"}]
     if name == "pipeline_latency":
         total = dig(result, "latency_ms", "total")
         return [{"name": "photo -> result p95 / max ms", "pass": None,
@@ -232,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
     args = parser.parse_args(argv)
     machine = harness.machine_info()
-    entries = [run(name, args) for name in (args.only or BENCHMARKS)]
+    names = args.only or [name for name in BENCHMARKS if not (args.quick and name in FULL_ONLY)]
+    entries = [run(name, args) for name in names]
     machine["loadavg_1_5_15_after"] = os.getloadavg()
     sections, others = group(entries)
 

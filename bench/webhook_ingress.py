@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -316,15 +316,16 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, workers: int, log_path:
 
 
 @contextlib.contextmanager
-def gunicorn(module: str, port: int, args: argparse.Namespace, env: dict[str, str],
-             log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run gunicorn until the block ends, then SIGTERM it and wait, whatever happened inside."""
+def gunicorn(module: str, port: int, args: argparse.Namespace, env: dict[str, str], log_path: Path, *,
+             wrapper: Sequence[str] = (), ready_timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run gunicorn (under `wrapper`, a command that runs the one after it, if any) until the block ends,
+    then SIGTERM it and wait, whatever happened inside."""
     with log_path.open("wb") as log:
-        command = gunicorn_command(module, f"{HOST}:{port}", args)
+        command = [*wrapper, *gunicorn_command(module, f"{HOST}:{port}", args)]
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # Ctrl-C reaches us only; we stop it below
         try:
-            wait_ready(proc, port, args.workers, log_path)
+            wait_ready(proc, port, args.workers, log_path, ready_timeout)
             yield proc
         finally:
             if proc.poll() is None:
