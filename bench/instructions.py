@@ -32,14 +32,15 @@ It prints the figures and writes bench/results/instructions.json. Exit 0; 1 when
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -77,21 +78,17 @@ def pair(run: Any, sizes: tuple[int, int]) -> list[Any]:
 # --------------------------------------------------------------------------- ingress
 
 
-def send_one_by_one(port: int, requests: list[bytes]) -> dict[str, int]:
+async def send_one_by_one(port: int, requests: list[bytes]) -> dict[str, int]:
     """Send each request after the previous answer, over one keep-alive connection: the answers' statuses."""
-    statuses: dict[str, int] = {}
-    with socket.create_connection((HOST, port), timeout=120) as sock, sock.makefile("rb") as answers:
+    statuses: Counter[str] = Counter()
+    connection = await webhook_ingress.Connection.open(port)
+    try:
         for request in requests:
-            sock.sendall(request)
-            status = answers.readline().split(b" ")[1].decode()
-            statuses[status] = statuses.get(status, 0) + 1
-            length = 0
-            while (line := answers.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            answers.read(length)
-    return statuses
+            status, _, _ = await connection.exchange(request)
+            statuses[str(status)] += 1
+    finally:
+        connection.close()
+    return dict(statuses)
 
 
 def server_run(server: str, count: int, run_id: str, args: argparse.Namespace, env: dict[str, str],
@@ -103,7 +100,7 @@ def server_run(server: str, count: int, run_id: str, args: argparse.Namespace, e
                                               args.farmers, port)
     with webhook_ingress.gunicorn(webhook_ingress.SERVERS[server], port, args, env, log_path,
                                   wrapper=callgrind(out_dir / "callgrind.%p"), ready_timeout=READY_SECONDS):
-        statuses = send_one_by_one(port, requests)
+        statuses = asyncio.run(send_one_by_one(port, requests))
     worker = _WORKER_PID.search(log_path.read_text(errors="replace"))
     instructions = counted(out_dir / f"callgrind.{worker.group(1)}") if worker else None
     if instructions is None:
