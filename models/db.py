@@ -161,9 +161,12 @@ class Database:
         with self._hot_lock:
             if self._hot_pool is None or self._hot_pool_pid != os.getpid():
                 conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
-                self._hot_pool = ConnectionPool(conninfo, min_size=1, max_size=HOT_POOL_MAX,
-                                                kwargs={"autocommit": True}, name="webhook", open=True)
-                self._hot_pool_pid = os.getpid()
+                pool = ConnectionPool(conninfo, min_size=1, max_size=HOT_POOL_MAX,
+                                      kwargs={"autocommit": True}, name="webhook", open=True)
+                # Its first connection made before the first checkout: a checkout that has to wait makes the
+                # pool open a second one meanwhile, and which of the two the next delivery gets is then luck.
+                pool.wait()  # on failure (PostgreSQL unreachable for the pool's timeout) it closes the pool
+                self._hot_pool, self._hot_pool_pid = pool, os.getpid()
             return self._hot_pool
 
     def _close_hot_pool(self, _engine: Engine) -> None:
