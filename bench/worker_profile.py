@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy import event
 
     from app import create_app
+    from models.db import DriverStatement
     from services import handoff, signing
 
     app = create_app()
@@ -97,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
             counted["checkouts"] += 1
 
         event.listen(engine, "before_cursor_execute", statement)
+        on_driver = DriverStatement.rows  # these run on the driver, past SQLAlchemy's events: counted here
+
+        def driver_statement(self: DriverStatement, *args: Any, **kwargs: Any) -> Any:
+            if engine.dialect.name == "postgresql":
+                counted["statements"] += 1
+            return on_driver(self, *args, **kwargs)
+
+        DriverStatement.rows = driver_statement  # type: ignore[method-assign]
         event.listen(engine, "commit", transaction)
         event.listen(engine.pool, "checkout", checkout)
         profiler = cProfile.Profile(time.process_time) if args.profile else None
@@ -108,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if profiler:
             profiler.disable()
         used = time.process_time() - started
+        DriverStatement.rows = on_driver  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", statement)
         event.remove(engine, "commit", transaction)
         event.remove(engine.pool, "checkout", checkout)

@@ -56,7 +56,7 @@ from models import (
     Subscription,
     utcnow,
 )
-from models.db import insert_ignoring_conflicts
+from models.db import DriverStatement, insert_ignoring_conflicts
 from services import context, leases, quota, sponsorship, support, whatsapp
 from services.queue import is_final_attempt
 from services.report_links import report_link
@@ -105,9 +105,9 @@ class Outcome:
 # Built once (building a statement costs more CPU than running it); their values are bound when they run.
 # Those that load no ORM object run on the session's connection: the ORM's handling of a statement costs
 # about half a millisecond more (and nothing is pending for it to flush first).
-_CLAIM = leases.claim_statement(Message, Message.direction == Direction.INBOUND.value,
-                                Message.status == MessageStatus.RECEIVED.value,
-                                Message.farmer_id.is_not(None)).returning(Message.farmer_id)
+_CLAIM = DriverStatement(leases.claim_statement(Message, Message.direction == Direction.INBOUND.value,
+                                                Message.status == MessageStatus.RECEIVED.value,
+                                                Message.farmer_id.is_not(None)).returning(Message.farmer_id))
 _CONVERSATION_AND_FARMER = (select(Conversation, Farmer).join(Farmer, Farmer.id == Conversation.farmer_id)
                             .where(Conversation.farmer_id == bindparam("farmer_id")).with_for_update(of=Conversation))
 _WAITING = (select(Message)
@@ -121,7 +121,8 @@ def handle_inbound(message_id: int) -> str:
     db = context.db()
     owner = leases.owner_name()
     with db.autocommit() as session:  # the claim is one statement: it commits by itself
-        farmer_id = session.connection().execute(_CLAIM, leases.claim_params(message_id, owner)).scalar()
+        claimed = _CLAIM.rows(session, leases.claim_params(message_id, owner))
+        farmer_id = claimed[0][0] if claimed else None
         if farmer_id is None:
             return _not_claimed(session.get(Message, message_id), message_id)
     with leases.kept(db, Message, message_id, owner) as lease:

@@ -60,6 +60,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, utcnow
+from models.db import DriverStatement
 from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import StatusFailure, apply_recorded_statuses
 from services.leases import claim, lease_free, let_go, owner_name
@@ -98,17 +99,17 @@ ACCOUNT_RECHECK = timedelta(minutes=5)  # how long a row waits while the account
 # --- writing ------------------------------------------------------------------------------------------
 
 
-_LOCK_LINE = select(func.pg_advisory_xact_lock(_SEQ_LOCK, func.hashtext(bindparam("line_phone"))))
+_LOCK_LINE = DriverStatement(select(func.pg_advisory_xact_lock(_SEQ_LOCK, func.hashtext(bindparam("line_phone")))))
 
 
 def lock_line(session: Session, phone: str) -> None:
     """Take the recipient's line until commit before numbering in it (on SQLite every writer holds the
     database already), so numbers are taken in the order of commits: a sender never sees number 5
     before number 4 is visible. The number itself is read by the next statement, whose snapshot comes
-    after the lock. (On the session's connection, as the other statements here that load no ORM object:
-    the ORM's handling costs more than the statement; ORM rows are flushed by the INSERT that numbers them.)"""
+    after the lock. (A `DriverStatement`, as the reply's INSERT and the wamid's record: SQLAlchemy's work
+    around a statement costs more than the statement; ORM rows are flushed by the INSERT that numbers them.)"""
     if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(_LOCK_LINE, {"line_phone": phone})
+        _LOCK_LINE.rows(session, {"line_phone": phone})
 
 
 def _seq_after_last(phone: str | ColumnElement[str]) -> ScalarSelect[int]:
@@ -267,7 +268,7 @@ def _queue_reply_statement(held: bool) -> Insert:
     return insert(Message).values(values).returning(Message.id, Message.lease_owner)
 
 
-_QUEUE_REPLY = {False: _queue_reply_statement(False), True: _queue_reply_statement(True)}
+_QUEUE_REPLY = {held: DriverStatement(_queue_reply_statement(held)) for held in (False, True)}
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def queue_reply(session: Session, farmer: Farmer, out: Outbound, *, take: bool) 
     params = {"reply_phone": farmer.address, "reply_from": farmer.our_number_id, "reply_farmer": farmer.id,
               "reply_type": out.type, "reply_text": out.text, "reply_payload": out.body, "reply_now": now,
               "reply_holder": owner_name(), "reply_until": now + timedelta(seconds=SEND_LEASE_SECONDS)}
-    row = session.connection().execute(_QUEUE_REPLY[take], params).one()
+    row = _QUEUE_REPLY[take].rows(session, params)[0]
     if row.lease_owner is None:
         return QueuedReply(row.id, None)
     return QueuedReply(row.id, Outgoing(row.id, _sent_key(row.id, now), dict(out.body), farmer.our_number_id))
@@ -540,19 +541,20 @@ _MORE_PENDING = exists().where(_OTHER.direction == Direction.OUTBOUND.value,
                                _OTHER.phone == _UPDATED_PHONE, _OTHER.id != _UPDATED_ID)
 
 
-_ACCEPT_ONE = (update(Message).where(Message.id == bindparam("accepted_id"))
-               .values(_accepted(bindparam("accepted_wamid"), bindparam("accepted_at")))
-               .returning(exists().where(MessageStatusEvent.wamid == bindparam("accepted_wamid")), _MORE_PENDING))
+_ACCEPT_ONE = DriverStatement(
+    update(Message).where(Message.id == bindparam("accepted_id"))
+    .values(_accepted(bindparam("accepted_wamid"), bindparam("accepted_at")))
+    .returning(exists().where(MessageStatusEvent.wamid == bindparam("accepted_wamid")), _MORE_PENDING))
 
 
 def _accept_one(session: Session, message_id: int, wamid: str, now: datetime) -> bool:
     """`_accept` for one row in one statement (built once), which also tells whether statuses arrived
     before the wamid was known (then they are applied) and whether more of the recipient's line is
     pending. Returns the latter."""
-    flags = session.connection().execute(_ACCEPT_ONE, {"accepted_id": message_id, "accepted_wamid": wamid,
-                                                       "accepted_at": now}).first()
-    if flags is None:
+    found = _ACCEPT_ONE.rows(session, {"accepted_id": message_id, "accepted_wamid": wamid, "accepted_at": now})
+    if not found:
         return False
+    flags = found[0]
     if flags[0]:
         apply_status_failures(session, apply_recorded_statuses(session, wamid), now)
     return bool(flags[1])
