@@ -103,8 +103,8 @@ class Outcome:
 
 
 # Built once (building a statement costs more CPU than running it); their values are bound when they run.
-# Those that load no ORM object run on the session's connection: the ORM's handling of a statement costs
-# about half a millisecond more (and nothing is pending for it to flush first).
+# Those that load no ORM object run on the session's connection, the claim on its driver (`DriverStatement`):
+# the ORM's handling of a statement costs about half a millisecond more (and nothing is pending to flush first).
 _CLAIM = DriverStatement(leases.claim_statement(Message, Message.direction == Direction.INBOUND.value,
                                                 Message.status == MessageStatus.RECEIVED.value,
                                                 Message.farmer_id.is_not(None)).returning(Message.farmer_id))
