@@ -207,9 +207,15 @@ class DriverStatement:
     dropped is invalidated, as SQLAlchemy's own execution does. Elsewhere (SQLite) it runs through
     SQLAlchemy. Rows come back as named tuples (or SQLAlchemy rows): by position or by column name, as
     the driver reads them (no result types applied: for statements that answer ids, flags and text).
-    Not for statements with expanding (`IN`) parameters, nor an INSERT without its values."""
+    Not for statements with expanding (`IN`) parameters, nor an INSERT without its values; one that leaves
+    a column to a Python-side default (`default=`, `onupdate=`) is refused when it is built: SQLAlchemy
+    computes those per execution, the driver would write NULL."""
 
     def __init__(self, statement: Insert | Update | Select[Any]) -> None:
+        compiled = statement.compile(dialect=make_url("postgresql+psycopg://").get_dialect()())
+        left = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+        if left:
+            raise ValueError(f"give these columns values of their own (Python-side defaults): {', '.join(left)}")
         self.statement = statement
         self._compiled: tuple[str, dict[str, Any], dict[str, Callable[[Any], Any]]] | None = None
 
@@ -231,7 +237,8 @@ class DriverStatement:
         """Run it with `params` on the session's connection; what it returns (no rows: empty)."""
         connection = session.connection()
         if connection.dialect.name != "postgresql":
-            return list(connection.execute(self.statement, dict(params)).all())
+            result = connection.execute(self.statement, dict(params))
+            return list(result.all()) if result.returns_rows else []
         sql, constants, processors = self._postgresql(connection.dialect)
         values = constants | dict(params)
         for name, process in processors.items():

@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Integer, bindparam, func, insert, select
+from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from models import Conversation, Farmer, utcnow
 from models.db import DriverStatement
 from tests.helpers import TEST_DATABASE_URL
 
+UTC_DATETIME = Conversation.__table__.c.updated_at.type
 _NEW_CONVERSATION = DriverStatement(
     insert(Conversation).values(farmer_id=bindparam("farmer"), state=bindparam("state"),
                                 data=bindparam("data", type_=Conversation.__table__.c.data.type),
-                                updated_at=bindparam("now", type_=Conversation.__table__.c.updated_at.type))
+                                updated_at=bindparam("now", type_=UTC_DATETIME))
     .returning(Conversation.id, Conversation.state))
 
 
@@ -51,6 +52,24 @@ def test_a_driver_statement_keeps_the_constants_written_into_it(app):
     with app.extensions["db"].session() as s:
         assert doubled_or_seven.rows(s, {"x": None})[0][0] == 7
         assert doubled_or_seven.rows(s, {"x": 4})[0][0] == 8
+
+
+def test_a_driver_statement_that_returns_nothing_answers_no_rows(app):
+    farmer_id = _farmer(app)
+    db = app.extensions["db"]
+    rename = DriverStatement(update(Conversation).where(Conversation.farmer_id == bindparam("farmer"))
+                             .values(state=bindparam("state"), updated_at=bindparam("now", type_=UTC_DATETIME)))
+    with db.session() as s, s.begin():
+        _NEW_CONVERSATION.rows(s, {"farmer": farmer_id, "state": "start", "data": {}, "now": utcnow()})
+        assert rename.rows(s, {"farmer": farmer_id, "state": "menu", "now": utcnow()}) == []
+    with db.reader() as s:
+        assert s.scalar(select(Conversation.state).where(Conversation.farmer_id == farmer_id)) == "menu"
+
+
+def test_a_statement_that_leaves_a_column_to_its_python_default_is_refused_when_built():
+    with pytest.raises(ValueError, match="updated_at"):  # `onupdate=utcnow`: SQLAlchemy's to compute, not the driver's
+        DriverStatement(update(Conversation).where(Conversation.farmer_id == bindparam("farmer"))
+                        .values(state=bindparam("state")))
 
 
 def test_a_database_error_on_the_driver_is_sqlalchemys_and_the_session_goes_on_after_rollback(app):
