@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from models import Analysis, Farmer
-from services.signing import HEADER, Purpose, Refusal
+from services.signing import HEADER, TOLERANCE_SECONDS, Purpose, Refusal
 from tests.helpers import FIXTURES, N8N_SECRET, make_settings, n8n_headers
 
 OLD_SECRET = "old-n8n-secret-0123456789"
@@ -62,11 +62,14 @@ def test_a_signed_result_for_this_analysis_is_accepted_once(app: Flask, client: 
 
 
 # Each case: (raw, headers) for analysis `a` (`b` is another analysis in progress), and the logged reason.
+# The clock cases sit a minute past the tolerance: the header's `t` is whole seconds, so one second past it could
+# round back inside on a slow run. The exact boundary is `tests/test_signing.py`'s, on a fixed clock.
+OUTSIDE = TOLERANCE_SECONDS + 60
 REFUSED: dict[str, tuple[Callable[[int, int], tuple[bytes, dict[str, str]]], Refusal]] = {
     "missing header": (lambda a, b: (result_raw(a), {}), Refusal.MISSING),
     "malformed (version 1)": (lambda a, b: (result_raw(a), {HEADER: "sha256=" + "0" * 64}), Refusal.MALFORMED),
-    "stale": (lambda a, b: (result_raw(a), n8n_headers(result_raw(a), a, now=time.time() - 301)), Refusal.STALE),
-    "from the future": (lambda a, b: (result_raw(a), n8n_headers(result_raw(a), a, now=time.time() + 301)),
+    "stale": (lambda a, b: (result_raw(a), n8n_headers(result_raw(a), a, now=time.time() - OUTSIDE)), Refusal.STALE),
+    "from the future": (lambda a, b: (result_raw(a), n8n_headers(result_raw(a), a, now=time.time() + OUTSIDE)),
                         Refusal.STALE),
     "our own request replayed as a result": (
         lambda a, b: (result_raw(a), n8n_headers(result_raw(a), a, Purpose.REQUEST)), Refusal.WRONG_PURPOSE),
