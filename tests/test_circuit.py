@@ -20,7 +20,9 @@ from redis import Redis
 from services.circuit import KEY_PREFIX, CircuitBreaker
 from tests.helpers import wait_until
 
-COOLDOWN = 0.2
+# Long enough that no pause of a busy CI machine between two calls outlasts it (a test would then see the
+# breaker a cool-down later than it asks about), short enough to wait for.
+COOLDOWN = 1.0
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")  # as in conftest, without importing the app
 
 

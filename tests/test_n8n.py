@@ -376,7 +376,7 @@ def test_a_success_between_failures_resets_the_count() -> None:
 @responses.activate
 def test_half_open_probe_through_the_client_closes_on_success() -> None:
     responses.post(URL, status=503)
-    b = breaker(threshold=1, cooldown=0.2)
+    b = breaker(threshold=1, cooldown=1.0)  # the second call must still find it open
     client = N8NClient(URL, SECRETS, breaker=b)
     with pytest.raises(N8NTransientError):
         client.submit(body())
