@@ -34,9 +34,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 import requests
 from flask import Response, current_app, jsonify, request
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from devtools import dev_blueprint
 from services import signing
@@ -134,19 +134,47 @@ def fetch_image(url: str) -> bytes:
 # Pixels
 
 
-def _classify(hue: int, saturation: int, value: int) -> int:
-    """One HSV pixel (Pillow's 0-255 scales) -> a pixel class."""
-    if value < 35 or saturation < 45:  # very dark, or white / grey / washed out
-        return BACKGROUND
+# Pillow's HSV scales are 0-255: a pixel darker than DARK_VALUE or greyer than GREY_SATURATION is background;
+# a brown duller than DULL_SATURATION may be soil (decided by `segment`).
+DARK_VALUE = 35
+GREY_SATURATION = 45
+DULL_SATURATION = 120
+
+
+def _hue_class(hue: int) -> int:
+    """GREEN, YELLOW, BROWN or BACKGROUND (red, blue, purple: fruit, flowers, sky, tools) by hue alone."""
     degrees = hue * 360 / 255
     if 72 <= degrees < 170:
         return GREEN
     if 45 <= degrees < 72:
         return YELLOW
     if 8 <= degrees < 45:
-        # Soil is usually a duller brown than dead leaf tissue; dull brown may become soil below.
-        return DULL_BROWN if saturation < 120 else BROWN
-    return BACKGROUND  # red, blue, purple: fruit, flowers, sky, tools
+        return BROWN
+    return BACKGROUND
+
+
+# `_classes` classifies every pixel in Pillow's C code rather than in a Python loop: each channel is mapped
+# to a small band number (hue: its `_hue_class`; saturation: grey, dull, vivid; value: dark or not; alpha:
+# transparent or not), the bands are added into one index per pixel, and the index is mapped to its class.
+# The bands are spaced so that the sum tells them apart: hue 0-5, saturation 0/6/12, dark 18, transparent 36.
+_HUE_BAND = [_hue_class(h) for h in range(256)]
+_SATURATION_BAND = [0 if s < GREY_SATURATION else 6 if s < DULL_SATURATION else 12 for s in range(256)]
+_DARK_BAND = [18 if v < DARK_VALUE else 0 for v in range(256)]
+_TRANSPARENT_BAND = [36 if a < 128 else 0 for a in range(256)]
+
+
+def _class_of_index(index: int) -> int:
+    """The class of a pixel whose bands add up to `index`."""
+    transparent, rest = divmod(index, 36)
+    dark, rest = divmod(rest, 18)
+    saturation_band, hue_class = divmod(rest, 6)
+    if transparent or dark or saturation_band == 0:  # very dark, or white / grey / washed out
+        return BACKGROUND
+    # Soil is usually a duller brown than dead leaf tissue; dull brown may become soil (`segment`).
+    return DULL_BROWN if hue_class == BROWN and saturation_band == 1 else hue_class
+
+
+_CLASS_OF_INDEX = [_class_of_index(i) for i in range(256)]
 
 
 def _decode(image_bytes: bytes) -> Image.Image:
@@ -170,34 +198,52 @@ def _decode(image_bytes: bytes) -> Image.Image:
         raise ImageProblem("image_invalid", "Görsel açılamadı: geçerli bir JPEG, PNG veya WebP değil") from exc
 
 
-def _neighbours(i: int, width: int, height: int) -> list[int]:
-    x, y = i % width, i // width
-    return [n for n, inside in ((i - 1, x > 0), (i + 1, x < width - 1), (i - width, y > 0),
-                                (i + width, y < height - 1)) if inside]
+_RUN = re.compile(rb"\x01+")
 
 
-def _components(classes: bytearray, width: int, height: int, members: frozenset[int]) -> list[list[int]]:
-    """The 4-connected regions of pixels whose class is in `members`."""
-    seen = bytearray(len(classes))
-    regions = []
-    for start, cls in enumerate(classes):
-        if seen[start] or cls not in members:
-            continue
-        seen[start] = 1
-        region, queue = [start], deque([start])
-        while queue:
-            for n in _neighbours(queue.popleft(), width, height):
-                if not seen[n] and classes[n] in members:
-                    seen[n] = 1
-                    region.append(n)
-                    queue.append(n)
-        regions.append(region)
-    return regions
+def _member_table(members: frozenset[int]) -> bytes:
+    """For `bytes.translate`: 1 for the classes in `members`, 0 for the others."""
+    return bytes(1 if cls in members else 0 for cls in range(256))
 
 
-def _on_border(i: int, width: int, height: int) -> bool:
-    x, y = i % width, i // width
-    return x == 0 or y == 0 or x == width - 1 or y == height - 1
+def _regions(classes: bytearray, width: int, members: frozenset[int]) -> list[list[tuple[int, int]]]:
+    """The 4-connected regions of pixels whose class is in `members`, each as its runs: `(start, end)`
+    index ranges of one row. Runs of a row are joined to the runs of the row above that share a column
+    (union-find), so the work is per run, not per pixel."""
+    mask = classes.translate(_member_table(members))
+    runs: list[tuple[int, int]] = []
+    parent: list[int] = []
+
+    def root(r: int) -> int:
+        while parent[r] != r:
+            parent[r] = parent[parent[r]]
+            r = parent[r]
+        return r
+
+    above: list[int] = []  # the run numbers of the row above
+    for row in range(0, len(classes), width):
+        here = []
+        k = 0
+        for match in _RUN.finditer(mask, row, row + width):
+            start, end = match.span()
+            number = len(runs)
+            runs.append((start, end))
+            parent.append(number)
+            here.append(number)
+            # the runs above overlapping columns [start - width, end - width)
+            while k < len(above) and runs[above[k]][1] <= start - width:
+                k += 1
+            j = k
+            while j < len(above) and runs[above[j]][0] < end - width:
+                a, b = root(above[j]), root(number)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                j += 1
+        above = here
+    regions: dict[int, list[tuple[int, int]]] = {}
+    for number, run in enumerate(runs):
+        regions.setdefault(root(number), []).append(run)
+    return list(regions.values())
 
 
 def segment(classes: bytearray, width: int, height: int) -> bytearray:
@@ -205,42 +251,45 @@ def segment(classes: bytearray, width: int, height: int) -> bytearray:
 
     The leaf is the green and yellowed regions, bar specks too small to be a leaf (a few pixels of soil
     or sky that happen to have a leaf's hue). A brown region is a spot on the leaf only when the leaf
-    surrounds it more than anything else does; brown that reaches the edge of the photo, or that lies
-    mostly against background, is soil (a healthy leaf on brown soil is not a brown leaf)."""
+    surrounds it more than anything else does (its pixels' 4-neighbours outside it, counted); brown that
+    reaches the edge of the photo, or that lies mostly against background, is soil (a healthy leaf on
+    brown soil is not a brown leaf)."""
     total = width * height
     speck = max(MIN_SPECK_PIXELS, int(SPECK_SHARE * total))
-    for region in _components(classes, width, height, _LEAFISH):
-        if len(region) < speck:
-            for i in region:
-                classes[i] = BACKGROUND
-    for region in _components(classes, width, height, _BROWNISH):
-        members = set(region)
+    for region in _regions(classes, width, _LEAFISH):
+        if sum(end - start for start, end in region) < speck:
+            for start, end in region:
+                classes[start:end] = bytes([BACKGROUND]) * (end - start)
+    leaf = classes.translate(_member_table(_LEAFISH))
+    brownish = classes.translate(_member_table(_BROWNISH))
+    for region in _regions(classes, width, _BROWNISH):
+        # A neighbour outside the region is never brownish (it would belong to the region): leaf or other.
         leaf_side = other_side = 0
         touches_edge = False
-        for i in region:
-            touches_edge = touches_edge or _on_border(i, width, height)
-            for n in _neighbours(i, width, height):
-                if n not in members:
-                    if classes[n] in _LEAFISH:
-                        leaf_side += 1
-                    else:
-                        other_side += 1
+        for start, end in region:
+            x, length = start % width, end - start
+            touches_edge = touches_edge or start < width or end > total - width or x == 0 or x + length == width
+            for offset in (-width, width):  # the row above and the row below
+                if 0 <= start + offset < total:
+                    leafy = leaf.count(1, start + offset, end + offset)
+                    leaf_side += leafy
+                    other_side += length - leafy - brownish.count(1, start + offset, end + offset)
+            for side in ((start - 1) if x > 0 else None, end if x + length < width else None):
+                if side is not None:
+                    leaf_side += leaf[side]
+                    other_side += 1 - leaf[side]
         is_spot = not touches_edge and leaf_side >= other_side
-        for i in region:
-            classes[i] = BROWN if is_spot else SOIL
+        for start, end in region:
+            classes[start:end] = bytes([BROWN if is_spot else SOIL]) * (end - start)
     return classes
 
 
 def _classes(image: Image.Image) -> tuple[bytearray, int, int]:
     width, height = image.size
-    alpha = image.getchannel("A").tobytes()
-    hsv = image.convert("RGB").convert("HSV").tobytes()
-    classes = bytearray(width * height)
-    for i in range(width * height):
-        if alpha[i] < 128:
-            classes[i] = BACKGROUND
-        else:
-            classes[i] = _classify(hsv[3 * i], hsv[3 * i + 1], hsv[3 * i + 2])
+    hue, saturation, value = image.convert("RGB").convert("HSV").split()
+    index = ImageChops.add(ImageChops.add(hue.point(_HUE_BAND), saturation.point(_SATURATION_BAND)),
+                           ImageChops.add(value.point(_DARK_BAND), image.getchannel("A").point(_TRANSPARENT_BAND)))
+    classes = bytearray(index.point(_CLASS_OF_INDEX).tobytes())
     return segment(classes, width, height), width, height
 
 

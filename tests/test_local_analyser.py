@@ -405,6 +405,82 @@ def test_spots_on_a_leaf_on_brown_soil_are_still_found() -> None:
     assert result["processing_metadata"]["pixel_shares"]["soil_like"] > 0.5
 
 
+# The pixel rules written the plain way, pixel by pixel (the analyser runs them in Pillow and over runs of rows).
+def rule_class(hue: int, saturation: int, value: int, alpha: int) -> int:
+    if alpha < 128 or value < 35 or saturation < 45:
+        return local_analyser.BACKGROUND
+    degrees = hue * 360 / 255
+    if 72 <= degrees < 170:
+        return local_analyser.GREEN
+    if 45 <= degrees < 72:
+        return local_analyser.YELLOW
+    if 8 <= degrees < 45:
+        return local_analyser.DULL_BROWN if saturation < 120 else local_analyser.BROWN
+    return local_analyser.BACKGROUND
+
+
+def rule_regions(classes: bytearray, width: int, members: set[int]) -> list[list[int]]:
+    height, seen, regions = len(classes) // width, set(), []
+    for first in range(len(classes)):
+        if first in seen or classes[first] not in members:
+            continue
+        seen.add(first)
+        region, todo = [], [first]
+        while todo:
+            i = todo.pop()
+            region.append(i)
+            for n in rule_neighbours(i, width, height):
+                if n not in seen and classes[n] in members:
+                    seen.add(n)
+                    todo.append(n)
+        regions.append(region)
+    return regions
+
+
+def rule_neighbours(i: int, width: int, height: int) -> list[int]:
+    x, y = i % width, i // width
+    return [n for n, inside in ((i - 1, x > 0), (i + 1, x < width - 1), (i - width, y > 0), (i + width, y < height - 1))
+            if inside]
+
+
+def rule_segment(classes: bytearray, width: int) -> bytearray:
+    height = len(classes) // width
+    leafish, brownish = {local_analyser.GREEN, local_analyser.YELLOW}, {local_analyser.BROWN, local_analyser.DULL_BROWN}
+    speck = max(local_analyser.MIN_SPECK_PIXELS, int(local_analyser.SPECK_SHARE * len(classes)))
+    for region in rule_regions(classes, width, leafish):
+        for i in region if len(region) < speck else ():
+            classes[i] = local_analyser.BACKGROUND
+    for region in rule_regions(classes, width, brownish):
+        inside = set(region)
+        outside = [classes[n] for i in region for n in rule_neighbours(i, width, height) if n not in inside]
+        edge = any(i % width in (0, width - 1) or i // width in (0, height - 1) for i in region)
+        spot = not edge and sum(c in leafish for c in outside) >= sum(c not in leafish for c in outside)
+        for i in region:
+            classes[i] = local_analyser.BROWN if spot else local_analyser.SOIL
+    return classes
+
+
+def test_pixels_are_classed_and_segmented_as_the_rules_say_pixel_by_pixel() -> None:
+    import random
+
+    rng = random.Random(3)
+    for trial in range(400):  # random class maps, some smoothed into regions with holes and shared edges
+        width, height = rng.randint(1, 24), rng.randint(1, 24)
+        classes = bytearray(rng.choices(range(6), [rng.random() for _ in range(6)], k=width * height))
+        for _ in range(trial % 3):
+            classes = bytearray(rng.choice([classes[i], *(classes[n] for n in rule_neighbours(i, width, height))])
+                                for i in range(width * height))
+        assert local_analyser.segment(bytearray(classes), width, height) == rule_segment(bytearray(classes), width)
+    noise = io.BytesIO()  # every hue, saturation, value and transparency at random
+    Image.frombytes("RGBA", (48, 40), rng.randbytes(48 * 40 * 4)).save(noise, "PNG")
+    for photo in (soil_photo([(170, 140, 210, 175)]), GREEN_LEAF, SICK_LEAF, YELLOW_LEAF, noise.getvalue()):
+        image = local_analyser._decode(photo)
+        hsv, alpha = image.convert("RGB").convert("HSV").tobytes(), image.getchannel("A").tobytes()
+        plain = bytearray(rule_class(hsv[3 * i], hsv[3 * i + 1], hsv[3 * i + 2], alpha[i]) for i in range(len(alpha)))
+        got, width, _ = local_analyser._classes(image)
+        assert got == rule_segment(plain, width)
+
+
 def test_every_photo_of_an_album_counts_and_an_unusable_one_is_left_out() -> None:
     album = estimate([GREEN_LEAF, b"not a photo", YELLOW_LEAF], {"analysis_id": "a"})
     assert album["success"] is True and album["processing_metadata"]["photos_analysed"] == 2
