@@ -196,6 +196,11 @@ def _insert_ignoring(dialect_name: str, model: type, index_elements: tuple[str, 
     return dialect_insert(dialect_name, model).on_conflict_do_nothing(index_elements=list(index_elements))
 
 
+def psycopg_dialect() -> Dialect:
+    """SQLAlchemy's PostgreSQL dialect for psycopg, without an engine: to compile a statement once, when built."""
+    return make_url("postgresql+psycopg://").get_dialect()()
+
+
 class DriverStatement:
     """A Core statement that loads no ORM object, for a hot path: on PostgreSQL it runs on the session's
     own psycopg connection (in its transaction), compiled once and prepared by the server, without
@@ -212,7 +217,7 @@ class DriverStatement:
     computes those per execution, the driver would write NULL."""
 
     def __init__(self, statement: Insert | Update | Select[Any]) -> None:
-        compiled = statement.compile(dialect=make_url("postgresql+psycopg://").get_dialect()())
+        compiled = statement.compile(dialect=psycopg_dialect())
         left = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
         if left:
             raise ValueError(f"give these columns values of their own (Python-side defaults): {', '.join(left)}")

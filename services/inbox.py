@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from models import (
@@ -35,7 +34,7 @@ from models import (
     WebhookError,
     utcnow,
 )
-from models.db import affected_rows, dialect_insert, insert_ignoring_conflicts
+from models.db import affected_rows, dialect_insert, insert_ignoring_conflicts, psycopg_dialect
 from services import farmer_identity, metrics
 from services.whatsapp.health import record_account_events
 from services.whatsapp.updates import (
@@ -269,7 +268,7 @@ def _plain_message_sql() -> str:
                               for name in _message_row(sample, None) if name != "farmer_id"}
     values["farmer_id"] = select(sender.c.id).scalar_subquery()
     stmt = postgresql.insert(Message).values(values).on_conflict_do_nothing(index_elements=["wamid"])
-    return str(stmt.returning(messages.id).compile(dialect=make_url("postgresql+psycopg://").get_dialect()()))
+    return str(stmt.returning(messages.id).compile(dialect=psycopg_dialect()))
 
 
 def _plain_message_params(m: InboundMessage, now: datetime) -> dict[str, Any]:
