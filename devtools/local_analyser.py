@@ -153,7 +153,7 @@ def _hue_class(hue: int) -> int:
     return BACKGROUND
 
 
-# `_classes` classifies every pixel in Pillow's C code rather than in a Python loop: each channel is mapped
+# `pixel_classes` classifies every pixel in Pillow's C code rather than in a Python loop: each channel is mapped
 # to a small band number (hue: its `_hue_class`; saturation: grey, dull, vivid; value: dark or not; alpha:
 # transparent or not), the bands are added into one index per pixel, and the index is mapped to its class.
 # The bands are spaced so that the sum tells them apart: hue 0-5, saturation 0/6/12, dark 18, transparent 36.
@@ -177,7 +177,8 @@ def _class_of_index(index: int) -> int:
 _CLASS_OF_INDEX = [_class_of_index(i) for i in range(256)]
 
 
-def _decode(image_bytes: bytes) -> Image.Image:
+def decode_sample(image_bytes: bytes) -> Image.Image:
+    """The photo as a small RGBA sample (at most SAMPLE_SIDE a side), or ImageProblem for bytes we cannot use."""
     if not image_bytes:
         raise ImageProblem("image_invalid", "Görsel boş")
     if len(image_bytes) > MAX_IMAGE_BYTES:
@@ -284,7 +285,8 @@ def segment(classes: bytearray, width: int, height: int) -> bytearray:
     return classes
 
 
-def _classes(image: Image.Image) -> tuple[bytearray, int, int]:
+def pixel_classes(image: Image.Image) -> tuple[bytearray, int, int]:
+    """Each pixel's class after `segment`, row by row, with the width and height."""
     width, height = image.size
     hue, saturation, value = image.convert("RGB").convert("HSV").split()
     index = ImageChops.add(ImageChops.add(hue.point(_HUE_BAND), saturation.point(_SATURATION_BAND)),
@@ -299,7 +301,7 @@ def pixel_counts(image_bytes: bytes) -> dict[str, int]:
 
     Raises ImageProblem when the bytes are not a usable JPEG, PNG or WebP image.
     """
-    classes, _, _ = _classes(_decode(image_bytes))
+    classes, _, _ = pixel_classes(decode_sample(image_bytes))
     return {
         "healthy_green": classes.count(GREEN),
         "yellowed": classes.count(YELLOW),

@@ -474,10 +474,10 @@ def test_pixels_are_classed_and_segmented_as_the_rules_say_pixel_by_pixel() -> N
     noise = io.BytesIO()  # every hue, saturation, value and transparency at random
     Image.frombytes("RGBA", (48, 40), rng.randbytes(48 * 40 * 4)).save(noise, "PNG")
     for photo in (soil_photo([(170, 140, 210, 175)]), GREEN_LEAF, SICK_LEAF, YELLOW_LEAF, noise.getvalue()):
-        image = local_analyser._decode(photo)
+        image = local_analyser.decode_sample(photo)
         hsv, alpha = image.convert("RGB").convert("HSV").tobytes(), image.getchannel("A").tobytes()
         plain = bytearray(rule_class(hsv[3 * i], hsv[3 * i + 1], hsv[3 * i + 2], alpha[i]) for i in range(len(alpha)))
-        got, width, _ = local_analyser._classes(image)
+        got, width, _ = local_analyser.pixel_classes(image)
         assert got == rule_segment(plain, width)
 
 
