@@ -140,15 +140,18 @@ def _queues() -> list[dict[str, Any]]:
 
 
 def _workers() -> list[dict[str, Any]]:
-    registered = Worker.all(connection=context.redis())
-    rows = [{"name": w.name, "state": w.get_state(), "queues": ", ".join(w.queue_names()),
-             "job": w.get_current_job_id()} for w in registered]
+    """RQ's registered workers, with the embedded worker thread (no REDIS_URL) shown under one name
+    whether or not it is inside one of its short bursts, when RQ registers it."""
     here = socket.gethostname(), os.getpid()
-    if embedded_worker_alive() and not any((w.hostname, w.pid) == here for w in registered):
+    embedded = embedded_worker_alive()
+    embedded_name = f"embedded worker (thread in process {here[1]} on {here[0]})"
+    rows = [{"name": embedded_name if embedded and (w.hostname, w.pid) == here else w.name,
+             "state": w.get_state(), "queues": ", ".join(w.queue_names()), "job": w.get_current_job_id()}
+            for w in Worker.all(connection=context.redis())]
+    if embedded and not any(row["name"] == embedded_name for row in rows):
         running = [job for name in QUEUE_NAMES
                    for job in StartedJobRegistry(queue=get_queue(name, context.redis())).get_job_ids(cleanup=False)]
-        rows.append({"name": f"embedded worker (thread in process {here[1]} on {here[0]})",
-                     "state": "busy" if running else "idle", "queues": ", ".join(QUEUE_NAMES),
+        rows.append({"name": embedded_name, "state": "busy" if running else "idle", "queues": ", ".join(QUEUE_NAMES),
                      "job": running[0] if running else None})
     return rows
 

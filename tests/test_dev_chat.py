@@ -21,8 +21,10 @@ from devtools import webhook_bodies as wb
 from devtools.chat import MEDIA_LIMITS, sample_document, sample_sticker, sample_voice_note, view
 from devtools.chat_labels import LABELS, file_size
 from models import Direction, Farmer, Message
+from services.queue import QUEUE_NAMES, get_queue
 from services.whatsapp import outbox
 from services.whatsapp.messages import build_template as build
+from services.worker import EMBEDDED_WORKER_THREAD, ThreadWorker
 from tests.admin_helpers import PASSWORD, make_staff
 from tests.dev_live import SimFarmer, has_text, live_app, offers
 from tests.helpers import PHONE_NUMBER_ID, REAL_REDIS, fixture_json, free_port, wait_until
@@ -495,6 +497,26 @@ def test_the_jobs_dashboard_lists_the_embedded_worker(live):
     page = requests.get(f"{live.base}/admin/rq/", auth=auth, timeout=10).text
     assert "Workers (1)" in page and "embedded worker (thread in process" in page
     assert "inbound, analysis, default" in page and "No worker is registered" not in page
+
+
+def test_the_jobs_dashboard_names_the_embedded_worker_alike_inside_its_burst(app, client):
+    """Inside a burst RQ registers the thread's worker under a generated name: the page shows it once,
+    under the same name as between bursts."""
+    make_staff(app, "admin", "admin@ziraai.test")
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name=EMBEDDED_WORKER_THREAD, daemon=True)
+    thread.start()
+    redis = app.extensions["redis"]
+    worker = ThreadWorker([get_queue(q, redis) for q in QUEUE_NAMES], connection=redis)
+    worker.register_birth()
+    try:
+        page = client.get("/admin/rq/", auth=("admin@ziraai.test", PASSWORD)).get_data(as_text=True)
+    finally:
+        worker.register_death()
+        stop.set()
+        thread.join()
+    assert "Workers (1)" in page and page.count("embedded worker (thread in process") == 1
+    assert worker.name not in page
 
 
 def test_the_jobs_dashboard_lists_no_embedded_worker_without_the_thread(app, client):
