@@ -24,7 +24,7 @@ from models import Direction, Farmer, Message
 from services.queue import QUEUE_NAMES, get_queue
 from services.whatsapp import outbox
 from services.whatsapp.messages import build_template as build
-from services.worker import EMBEDDED_WORKER_THREAD, ThreadWorker
+from services.worker import EMBEDDED_WORKER_THREAD, ThreadWorker, embedded_worker_alive
 from tests.admin_helpers import PASSWORD, make_staff
 from tests.dev_live import SimFarmer, has_text, live_app, offers
 from tests.helpers import PHONE_NUMBER_ID, REAL_REDIS, fixture_json, free_port, wait_until
@@ -503,6 +503,7 @@ def test_the_jobs_dashboard_names_the_embedded_worker_alike_inside_its_burst(app
     """Inside a burst RQ registers the thread's worker under a generated name: the page shows it once,
     under the same name as between bursts."""
     make_staff(app, "admin", "admin@ziraai.test")
+    wait_until(lambda: not embedded_worker_alive(), 10, what="earlier tests' worker threads to end")
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, name=EMBEDDED_WORKER_THREAD, daemon=True)
     thread.start()
@@ -521,7 +522,6 @@ def test_the_jobs_dashboard_names_the_embedded_worker_alike_inside_its_burst(app
 
 def test_the_jobs_dashboard_lists_no_embedded_worker_without_the_thread(app, client):
     make_staff(app, "admin", "admin@ziraai.test")
-    wait_until(lambda: not any(t.name == "embedded-worker" for t in threading.enumerate()), 10,
-               what="earlier tests' worker threads to end")
+    wait_until(lambda: not embedded_worker_alive(), 10, what="earlier tests' worker threads to end")
     page = client.get("/admin/rq/", auth=("admin@ziraai.test", PASSWORD)).get_data(as_text=True)
     assert "Workers (0)" in page and "embedded worker" not in page
