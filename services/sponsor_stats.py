@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, and_, distinct, func, select, text, union
 from sqlalchemy.orm import Session
 
+from bot.place import province_in
 from models import Analysis, AnalysisStatus, CodeStatus, SponsorCode, SponsorPurchase, Tier
 from services.quota import ISTANBUL
 from services.sponsorship import CODE_STATUSES, TIER_ORDER, effective_status
@@ -191,12 +192,6 @@ def activity_series(session: Session, sponsor_id: int, interval: Interval, now: 
     return [Bucket(s, redemptions[s], analyses[s]) for s in starts]
 
 
-def province_of(place: str) -> str:
-    """The province of a place as farmers give it ("Selçuklu, Konya" -> "Konya"): its last comma piece."""
-    pieces = [p.strip() for p in place.split(",") if p.strip()]
-    return pieces[-1] if pieces else ""
-
-
 def finding_name(item: object) -> str | None:
     """A disease as stored: a name, or an object named by `name` or `type`."""
     if isinstance(item, str):
@@ -272,7 +267,7 @@ def sponsor_figures(session: Session, sponsor_id: int, now: datetime) -> Sponsor
             crops[crop.strip()] += n
     for place, n in session.execute(select(Analysis.location_text, func.count()).where(
             Analysis.sponsor_id == sponsor_id, Analysis.location_text.is_not(None)).group_by(Analysis.location_text)):
-        province = province_of(place or "")
+        province = province_in(place)
         if province:
             provinces[province] += n
     return SponsorFigures(

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import ScalarSelect, Select, select
 from sqlalchemy.orm import Session
 
+from bot.place import province_in
 from models import Analysis, AnalysisStatus, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
 from services.masking import mask_phone
 from services.sponsorship import TIER_ORDER
@@ -117,7 +118,7 @@ def analysis_view(analysis: Analysis, farmer: Farmer | None, tier: str | None) -
         "tier": tier,
         "date": when.isoformat() if when is not None else None,
         "crop": analysis.crop,
-        "province": analysis.location_text,
+        "province": province_in(analysis.location_text),
         "health_score": analysis.health_score,
         "main_concern": analysis.primary_concern,
         "diseases": list(analysis.diseases or []),

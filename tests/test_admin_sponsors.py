@@ -178,6 +178,25 @@ def test_each_tier_sees_exactly_its_columns(app, client, world, tier):
         assert row["farmer_phone_masked"] == "+90 532 *** ** 67"
 
 
+@pytest.mark.parametrize("tier", ["M", "L"])
+def test_a_sponsor_sees_the_province_of_a_place_never_the_address_or_a_name_in_it(app, client, world, tier):
+    a = world["a"]
+    [code] = buy(app, a, tier, 1)
+    place = "Hüseyin Evil Çiftliği, Karaköy Mah. Lale Sk. No:5, 42250 Selçuklu/Konya"
+    analysis_id = add_analysis(app, a, add_farmer(app), code=code, location_text=place)
+    unknown_id = add_analysis(app, a, add_farmer(app, "+905321112200"), code=buy(app, a, tier, 1)[0],
+                              location_text="Ali'nin bağı, dere kenarı")
+
+    listing = client.get(f"/api/v1/sponsors/{a}/analyses", headers=world["sponsor_a"])
+    detail = client.get(f"/api/v1/sponsors/{a}/analyses/{analysis_id}", headers=world["sponsor_a"])
+
+    rows = {row["id"]: row for row in listing.get_json()["items"]}
+    assert rows[analysis_id]["province"] == detail.get_json()["province"] == "Konya"
+    assert rows[unknown_id]["province"] is None
+    body = listing.get_data(as_text=True) + detail.get_data(as_text=True)
+    assert "Hüseyin" not in body and "Karaköy" not in body and "42250" not in body and "Ali'nin" not in body
+
+
 def test_an_analysis_paid_for_by_an_s_code_shows_in_the_totals_only(app, client, world):
     a = world["a"]
     codes = buy(app, a, "S", 2)

@@ -20,7 +20,7 @@ from devtools.sponsor_demo import seed_sponsor_activity
 from models import Analysis, AuditLog, Farmer, Message, PurchaseRequest, SponsorCode, Subscription, utcnow
 from services import quota, sponsorship
 from services.sponsor_messages import TEMPLATE
-from services.sponsor_stats import Interval, activity_series, bucket_starts, province_of, sponsor_figures
+from services.sponsor_stats import Interval, activity_series, bucket_starts, sponsor_figures
 from services.sponsorship import RedeemOutcome
 from tests.admin_helpers import make_sponsor, make_staff
 from tests.console_helpers import console_login, csrf
@@ -146,8 +146,6 @@ def test_buckets_are_istanbul_days_monday_weeks_and_calendar_months():
     assert weeks[-1] == date(2026, 11, 30) and weeks[0] == date(2026, 9, 14) and len(weeks) == 12
     months = bucket_starts(today, Interval.MONTH)
     assert months[0] == date(2026, 1, 1) and months[-1] == date(2026, 12, 1) and len(months) == 12
-    assert province_of("Selçuklu, Konya") == "Konya" and province_of("Antalya") == "Antalya"
-    assert province_of(" , ") == ""
 
 
 def test_redemptions_and_analyses_fall_in_the_istanbul_day_they_happened(app, session):
@@ -170,7 +168,7 @@ def test_the_figures_count_codes_farmers_crops_provinces_and_diseases(app, clien
     buy(app, a, "M", 3)
     with app.extensions["db"].session() as s, s.begin():
         s.execute(update(Analysis).where(Analysis.id == world["analyses"]["L"])
-                  .values(created_at=utcnow() - timedelta(days=45), location_text="Selçuklu, Konya",
+                  .values(created_at=utcnow() - timedelta(days=45), location_text="Karaköy Mah. No:5, 42250 Selçuklu/Konya",
                           diseases=[{"name": "Külleme"}, "Erken yanıklık"]))
         s.execute(update(Analysis).where(Analysis.id == world["analyses"]["M"])
                   .values(diseases=[" Pas ", {"type": "Pas"}, {"other": 1}, 7, "", "Erken yanıklık"]))

@@ -8,11 +8,12 @@ import json
 import re
 from types import SimpleNamespace
 
+import pytest
 from PIL import Image, ImageDraw
 
 from bot import replies
 from bot.draft import Draft
-from bot.place import tidy_place
+from bot.place import PROVINCES, province_in, tidy_place
 from devtools.local_analyser import LOCAL_ESTIMATE_NOTE, estimate
 from services.analysis import result_view
 from services.analysis_result import annotated, is_nothing_found, normalise
@@ -70,6 +71,30 @@ def test_nothing_found_values() -> None:
         assert is_nothing_found(value), value
     for value in ("eksik", "olası eksik", "azot (olası)", "hafif su stresi"):
         assert not is_nothing_found(value), value
+
+
+@pytest.mark.parametrize("place,province", [
+    ("Hüseyin Evil Çiftliği, Karaköy Mah. Lale Sk. No:5, 42250 Selçuklu/Konya", "Konya"),
+    ("Konya, Selçuklu", "Konya"),
+    ("ŞANLIURFA merkez", "Şanlıurfa"),
+    ("Urfa", "Şanlıurfa"),
+    ("Agri merkez", "Ağrı"),  # typed without Turkish letters
+    ("IĞDIR", "Iğdır"),
+    ("istanbul", "İstanbul"),
+    ("Ankara Yolu No:12, Meram/Konya", "Konya"),
+    ("Konya Cad. 4, Muratpaşa", None),  # a street named after a province is not the province
+    ("Ali'nin bağı, dere kenarı", None),
+    ("37.8746, 32.4932", None),
+    ("", None),
+    (None, None),
+])
+def test_the_province_of_a_place_is_one_of_the_81_or_none(place, province) -> None:
+    assert province_in(place) == province
+
+
+def test_every_province_is_found_by_its_own_name() -> None:
+    assert len(set(PROVINCES)) == 81
+    assert [province_in(f"Merkez, {name}") for name in PROVINCES] == list(PROVINCES)
 
 
 def test_a_place_is_said_once() -> None:
