@@ -446,10 +446,9 @@ def _day(raw: str, shift: int) -> datetime | None:
     """A YYYY-MM-DD day in Istanbul as the UTC moment it starts (shift=1: the moment the day ends)."""
     try:
         day = datetime.strptime(raw.strip(), "%Y-%m-%d").date()
-    except ValueError:
+        return datetime.combine(day + timedelta(days=shift), time(0), TIMEZONE).astimezone(UTC)
+    except (ValueError, OverflowError):  # not a day, or one at the calendar's edge (0001-01-01, 9999-12-31)
         return None
-    start = datetime.combine(day + timedelta(days=shift), time(0), TIMEZONE)
-    return start.astimezone(UTC)
 
 
 @bp.get("/admin/audit")

@@ -226,6 +226,9 @@ def test_the_audit_log_filters_by_actor_action_and_date(app: Flask, admin: int, 
     assert "<code>auth.login</code>" not in past
     nonsense = client.get("/console/admin/audit?from=yesterday&to=%00&page=abc&action=%27--")
     assert nonsense.status_code == 200
+    for edge in ("from=0001-01-01", "to=9999-12-31", "from=0001-01-01&to=9999-12-31"):
+        everything = client.get(f"/console/admin/audit?{edge}")
+        assert everything.status_code == 200 and "<code>auth.login</code>" in everything.get_data(as_text=True), edge
 
 
 def test_the_overview_links_to_the_jobs_dashboard_and_the_api_docs(admin: int, client: FlaskClient) -> None:
