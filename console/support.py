@@ -296,8 +296,11 @@ def _deleted(farmer_id: int) -> bool:
 def take_over(farmer_id: int) -> ResponseReturnValue:
     if _deleted(farmer_id):
         return _back(farmer_id)
-    minutes = (whole_number(request.form.get("minutes"), 1, 24 * 60)
-               or runtime_settings.current().support_takeover_minutes)
+    typed = (request.form.get("minutes") or "").strip()
+    minutes = whole_number(typed, 1, 24 * 60) if typed else runtime_settings.current().support_takeover_minutes
+    if minutes is None:
+        flash_text("error", "The minutes must be a whole number from 1 to 1440; the conversation was not taken over.")
+        return _back(farmer_id)
     with context.db().session() as session, session.begin():
         conv = support.take_over(session, farmer_id, _me().id, utcnow(), minutes)
         until = conv.taken_until

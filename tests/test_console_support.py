@@ -155,6 +155,20 @@ def test_taking_over_silences_the_bot_and_releasing_restores_it(client: FlaskCli
     assert chat.says("kota") != []
 
 
+@pytest.mark.parametrize("minutes", ["0", "-5", "1441", "abc", "99999999999"])
+def test_a_takeover_for_minutes_out_of_range_is_refused_not_taken_for_the_default(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, minutes: str) -> None:
+    from models import Conversation
+
+    response = post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": minutes})
+    assert response.status_code == 302
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "1 ile 1440" in html
+    with app.extensions["db"].session() as s:
+        conv = s.scalars(select(Conversation).where(Conversation.farmer_id == farmer_id)).first()
+        assert conv is None or conv.taken_by is None
+
+
 def test_a_takeover_expires_by_itself(app: Flask, client: FlaskClient, supporter: int, farmer_id: int,
                                       chat: ChatFarmer) -> None:
     from models import Conversation
