@@ -123,10 +123,11 @@ def seed_demo(db: Database, now: datetime | None = None, *, new_admin_password: 
 
 # --- activity for the staff console ---------------------------------------------------------------
 
-# (phone, name, sponsored?, the farmer's crop). Phone numbers of a range no real subscriber has.
-DEMO_FARMERS = (("905550000101", "Ayşe Demir", True, "domates"),
-                ("905550000102", "Mehmet Yılmaz", True, "biber"),
-                ("905550000103", "Fatma Kaya", False, None))
+# (phone, name, sponsored?, the farmer's crop). Phone numbers of a range no real subscriber has, in the form
+# every farmer's phone is stored in (E.164 with "+"), so the simulator reaches the same farmers.
+DEMO_FARMERS = (("+905550000101", "Ayşe Demir", True, "domates"),
+                ("+905550000102", "Mehmet Yılmaz", True, "biber"),
+                ("+905550000103", "Fatma Kaya", False, None))
 UNDELIVERABLE = (131026, "Message undeliverable")
 ACTIVITY_TIER, ACTIVITY_CODES = "S", 10  # a second purchase, so the sponsor has two tiers to show
 
@@ -161,6 +162,7 @@ def _messages(session: Session, farmer: Farmer, start: datetime, n: int, *, fail
         if direction == "out":
             if fail_last and last:
                 row.status, row.error_code, row.error_title, row.failed_at = "failed", *UNDELIVERABLE, at
+                farmer.unreachable_at = at  # what the error policy does with a 131026
                 states: tuple[str, ...] = ("failed",)
             else:
                 row.delivered_at, row.read_at = at + timedelta(seconds=5), at + timedelta(seconds=40)

@@ -268,12 +268,15 @@ def test_the_demo_data_gives_the_admin_pages_something_to_show(app: Flask, clien
     from devtools.demo import ADMIN_EMAIL, seed_demo
     from devtools.sponsor_demo import FARMERS as SPONSOR_DEMO_FARMERS
     from models import Analysis, Farmer, Message
+    from services.whatsapp.updates import normalize_phone
 
     seed = seed_demo(app.extensions["db"])
     assert seed.admin_password is not None and seed_demo(app.extensions["db"]).admin_password is None
     assert len(session.scalars(select(Farmer)).all()) == 3 + len(SPONSOR_DEMO_FARMERS)  # a second run adds nothing
     failed = session.scalars(select(Message).where(Message.status == "failed")).one()
     assert failed.error_code == 131026 and failed.direction == "out"
+    assert session.get(Farmer, failed.farmer_id).unreachable_at is not None  # the policy's effect, as it would be
+    assert all(f.phone and normalize_phone(f.phone) == f.phone for f in session.scalars(select(Farmer)))
     assert {m.status for m in session.scalars(select(Message).where(Message.direction == "out"))} == {"read", "failed"}
     assert all(a.sponsor_id == seed.sponsor_id and a.health_score for a in session.scalars(select(Analysis)))
     assert session.scalars(select(SponsorCode).where(SponsorCode.status == "redeemed")).all()
