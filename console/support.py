@@ -239,6 +239,11 @@ def farmer_or_404(session: Session, farmer_id: int) -> Farmer:
 @bp.get("/support/farmers/<int:farmer_id>")
 @staff_required(*ROLES)
 def farmer(farmer_id: int) -> ResponseReturnValue:
+    return _farmer_page(farmer_id)
+
+
+def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 200) -> ResponseReturnValue:
+    """The farmer's page; `typed`: a refused reply's text, put back in the box (not lost to a redirect)."""
     now = utcnow()
     with context.db().reader() as session:
         f = farmer_or_404(session, farmer_id)
@@ -259,13 +264,13 @@ def farmer(farmer_id: int) -> ResponseReturnValue:
     timeline: list[tuple[datetime, int, Any]] = [(m.created_at, 0, m) for m in messages]
     timeline += [(e.at, 1, e) for e in events]
     timeline.sort(key=lambda item: (item[0], item[1]))
-    prefill = ""
+    prefill = typed or ""
     chosen = whole_number(request.args.get("canned"), 1, 2**31 - 1)
-    if chosen is not None:
+    if chosen is not None and typed is None:
         prefill = next((c.text for c in canned if c.id == chosen), "")
     left = support.window_left(f, now)
     return render(
-        "console/support_farmer.html", farmer=f, timeline=timeline, conv=conv, taken=support.is_taken(conv, now),
+        "console/support_farmer.html", http_status, farmer=f, timeline=timeline, conv=conv, taken=support.is_taken(conv, now),
         emails=emails, analyses=analyses, ledger=ledger, quota_status=status, notes=notes, canned=canned,
         templates=templates, window_left=left, window_text=left_text(left),
         window_deadline=(now + left).isoformat() if left else "", photos=_photos(analyses),
@@ -338,10 +343,12 @@ REFUSALS = {
 }
 
 
-def _after_reply(farmer_id: int, result: support.ReplyResult) -> ResponseReturnValue:
+def _after_reply(farmer_id: int, result: support.ReplyResult, typed: str = "") -> ResponseReturnValue:
+    """Sent: back to the page. Refused: the page again with the reason, and with the text typed still in
+    the box (the window may have closed while it was being written)."""
     if result.refusal is not None:
         flash_text("error", REFUSALS[result.refusal])
-        return _back(farmer_id)
+        return _farmer_page(farmer_id, typed, 400) if typed else _back(farmer_id)
     if result.address:
         send_queued(result.address)
     flash_text("success", "Your reply is on its way.")
@@ -356,7 +363,7 @@ def reply(farmer_id: int) -> ResponseReturnValue:
     text = clean(request.form.get("text"))
     with context.db().session() as session, session.begin():
         result = support.reply_text(session, farmer_id, _me().id, text, utcnow())
-    return _after_reply(farmer_id, result)
+    return _after_reply(farmer_id, result, request.form.get("text") or "")
 
 
 @bp.post("/support/farmers/<int:farmer_id>/template")

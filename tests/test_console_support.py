@@ -197,11 +197,23 @@ def test_free_text_is_refused_outside_the_window_and_the_page_offers_templates(
     html = page(client, f"/console/support/farmers/{farmer_id}")
     assert 'name="template"' in html and 'id="reply-text"' not in html
     before = len(graph.sent)
-    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Merhaba"}, follow_redirects=True)
-    assert "serbest metin gönderilemez" in response.get_data(as_text=True) and len(graph.sent) == before
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Merhaba, ilacı akşam sıkın"})
+    refused = response.get_data(as_text=True)
+    assert response.status_code == 400 and "serbest metin gönderilemez" in refused and len(graph.sent) == before
+    assert "Merhaba, ilacı akşam sıkın" in refused  # what was typed is not lost
     post(client, f"/console/support/farmers/{farmer_id}/template",
          {"template": "usage_alert_tr", "p0": "1", "p1": "5", "p2": "yarın 00:00"})
     assert graph.sent[-1]["type"] == "template" and graph.sent[-1]["template"]["name"] == "usage_alert_tr"
+
+
+def test_a_reply_refused_as_too_long_comes_back_in_the_box(client: FlaskClient, supporter: int, farmer_id: int,
+                                                            graph: GraphStub) -> None:
+    before = len(graph.sent)
+    typed = "Ayrıntılı bilgi: " + "ş" * 4096
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": typed})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and "en çok 4096" in html and len(graph.sent) == before
+    assert f'id="reply-text" maxlength="4096" required>{typed}</textarea>' in html
 
 
 def test_inside_the_window_the_page_shows_the_countdown(client: FlaskClient, supporter: int, farmer_id: int) -> None:
