@@ -21,6 +21,22 @@ def turkish_lower(text: str) -> str:
     return text.translate(_TURKISH_UPPER).lower()
 
 
+# `fold_letters` as pairs a database's replace() can apply, around its lower(): Turkish capitals first, then
+# the letters lower() may leave (SQLite lowers ASCII only).
+FOLD_BEFORE_LOWER: tuple[tuple[str, str], ...] = (("İ", "i"), ("I", "ı"))
+FOLD_AFTER_LOWER: tuple[tuple[str, str], ...] = (
+    ("ı", "i"), ("ğ", "g"), ("ü", "u"), ("ş", "s"), ("ö", "o"), ("ç", "c"),
+    ("Ğ", "g"), ("Ü", "u"), ("Ş", "s"), ("Ö", "o"), ("Ç", "c"),
+)
+
+
+def fold_letters(text: str) -> str:
+    """Turkish lower case with `ı ğ ü ş ö ç` read as `i g u s o c`, nothing else changed: `YILMAZ`, `Yılmaz`
+    and `yilmaz` -> `yilmaz`, `İbrahim` -> `ibrahim` (for a search the database does the same to, as
+    `services.support` does with `FOLD_BEFORE_LOWER` and `FOLD_AFTER_LOWER`)."""
+    return turkish_lower(text).translate(_FOLD)
+
+
 def fold(text: str | None) -> str:
     """`"  KALAN HAKKIM?! "` -> `"kalan hakkim"`; `"İPTAL"` and `"Iptal"` -> `"iptal"`."""
     if not text:

@@ -18,6 +18,7 @@ Every function takes the session and `now`; the caller owns the transaction, the
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from bot.normalize import FOLD_AFTER_LOWER, FOLD_BEFORE_LOWER, fold_letters
 from bot.types import State
 from models import CannedReply, Conversation, Direction, Farmer, Message, MessageStatus, SupportNote
 from models.db import insert_ignoring_conflicts
@@ -247,12 +249,31 @@ class ConversationRow:
     conversation: Conversation | None
 
 
+_PHONE_AS_WRITTEN = re.compile(r"\+?[\d\s().-]+")
+
+
+def _folded(column: Any) -> Any:
+    """`column` as `bot.normalize.fold_letters` would write it, in SQL: `Yılmaz` and `YILMAZ` alike."""
+    for letter, plain in FOLD_BEFORE_LOWER:
+        column = func.replace(column, letter, plain)
+    column = func.lower(column)
+    for letter, plain in FOLD_AFTER_LOWER:
+        column = func.replace(column, letter, plain)
+    return column
+
+
 def _search(q: str) -> Any:
+    """A farmer by phone (as people write it too: `0555 000 01 02`, `+90 555 000 01 02`), user id, username,
+    name (whatever its case and Turkish letters: `YILMAZ` finds Yılmaz, `ibrahim` İbrahim), id, or the text
+    of a message."""
     m = aliased(Message)  # not the outer query's latest message
     by_text = exists().where(m.farmer_id == Farmer.id, m.text.icontains(q, autoescape=True))
     conditions = [Farmer.phone.icontains(q, autoescape=True), Farmer.user_id.icontains(q, autoescape=True),
-                  Farmer.username.icontains(q, autoescape=True), Farmer.profile_name.icontains(q, autoescape=True),
-                  by_text]
+                  Farmer.username.icontains(q, autoescape=True),
+                  _folded(Farmer.profile_name).contains(fold_letters(q), autoescape=True), by_text]
+    digits = re.sub(r"\D", "", q).lstrip("0")  # a national number's trunk 0, an international call's 00
+    if _PHONE_AS_WRITTEN.fullmatch(q) and len(digits) >= 7:
+        conditions.append(Farmer.phone.contains(digits, autoescape=True))
     if q.isdigit() and len(q) <= 9:
         conditions.append(Farmer.id == int(q))
     return or_(*conditions)

@@ -162,6 +162,27 @@ def test_the_conversations_list_filters_and_searches(app, farmer, session, staff
     assert support.conversations(session, utcnow(), q="no such farmer")[1] == 0
 
 
+@pytest.mark.parametrize("q", ["ŞÜKRÜ YILMAZ", "şükrü yılmaz", "sukru yilmaz", "Yılmaz", "0532 123 45 67",
+                               "+90 532 123 45 67", "(532) 123-4567", "905321234567"])
+def test_support_finds_a_farmer_by_name_or_phone_as_people_write_them(app, farmer, session, q):
+    with write(app) as s, s.begin():
+        farmer_row(s).profile_name = "Şükrü Yılmaz"
+    rows, total = support.conversations(session, utcnow(), q=q)
+    assert total == 1 and rows[0].farmer.phone == PHONE
+
+
+@pytest.mark.parametrize("q", ["İbrahim", "ibrahim", "IBRAHIM", "İBRAHİM"])
+def test_a_dotted_capital_i_is_found_either_way(app, farmer, session, q):
+    with write(app) as s, s.begin():
+        farmer_row(s).profile_name = "İbrahim Çelik"
+    assert support.conversations(session, utcnow(), q=q)[1] == 1
+
+
+def test_a_short_or_unlike_number_is_not_taken_for_a_phone(app, farmer, session):
+    assert support.conversations(session, utcnow(), q="0 532")[1] == 0
+    assert support.conversations(session, utcnow(), q="4567 domates")[1] == 0
+
+
 # --- deletion ---------------------------------------------------------------------------------------
 
 
