@@ -38,7 +38,8 @@ PROVINCES: tuple[str, ...] = (
 _SHORT_NAMES = {"afyon": "Afyonkarahisar", "antep": "Gaziantep", "maras": "Kahramanmaraş", "urfa": "Şanlıurfa",
                 "icel": "Mersin", "izmit": "Kocaeli", "adapazari": "Sakarya", "dersim": "Tunceli"}
 _PROVINCE_BY_FOLDED = {fold(name): name for name in PROVINCES} | _SHORT_NAMES
-# A province's name followed by one of these names a street or a quarter ("Ankara Yolu", "Konya Cad."), not the province.
+# A province's name followed by one of these names a street or a quarter ("Ankara Yolu", "Konya Cad."), not
+# the province.
 _STREET_WORDS = frozenset({"yolu", "caddesi", "cad", "cd", "sokak", "sokagi", "sk", "bulvari", "blv", "mahallesi",
                            "mah", "mh"})
 

@@ -270,7 +270,8 @@ def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 20
         prefill = next((c.text for c in canned if c.id == chosen), "")
     left = support.window_left(f, now)
     return render(
-        "console/support_farmer.html", http_status, farmer=f, timeline=timeline, conv=conv, taken=support.is_taken(conv, now),
+        "console/support_farmer.html", http_status, farmer=f, timeline=timeline, conv=conv,
+        taken=support.is_taken(conv, now),
         emails=emails, analyses=analyses, ledger=ledger, quota_status=status, notes=notes, canned=canned,
         templates=templates, window_left=left, window_text=left_text(left),
         window_deadline=(now + left).isoformat() if left else "", photos=_photos(analyses),

@@ -168,7 +168,8 @@ def test_the_figures_count_codes_farmers_crops_provinces_and_diseases(app, clien
     buy(app, a, "M", 3)
     with app.extensions["db"].session() as s, s.begin():
         s.execute(update(Analysis).where(Analysis.id == world["analyses"]["L"])
-                  .values(created_at=utcnow() - timedelta(days=45), location_text="Karaköy Mah. No:5, 42250 Selçuklu/Konya",
+                  .values(created_at=utcnow() - timedelta(days=45),
+                          location_text="Karaköy Mah. No:5, 42250 Selçuklu/Konya",
                           diseases=[{"name": "Külleme"}, "Erken yanıklık"]))
         s.execute(update(Analysis).where(Analysis.id == world["analyses"]["M"])
                   .values(diseases=[" Pas ", {"type": "Pas"}, {"other": 1}, 7, "", "Erken yanıklık"]))
