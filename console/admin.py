@@ -385,10 +385,38 @@ def tier(code: str) -> ResponseReturnValue:
     return redirect(url_for("console_admin.tiers"))
 
 
+# What each runtime setting does, in the staff's language (the API's English is `Spec.description`).
+SETTING_DESCRIPTIONS = {
+    "image_max_upload_kb": N_("Largest photo accepted from a farmer, in KB (WhatsApp itself allows at most 5 MB)."),
+    "image_max_width": N_("Width the photo is fitted into before N8N sees it (px)."),
+    "image_max_height": N_("Height the photo is fitted into before N8N sees it (px)."),
+    "image_target_kb": N_("Size the optimised photo must fit in (KB); quality is lowered step by step until it does."),
+    "image_quality": N_("JPEG quality the optimisation starts from (it goes down to 20 if the photo does not fit "
+                        "otherwise)."),
+    "n8n_timeout_seconds": N_("How long one N8N call may take before it counts as failed and is retried."),
+    "quiet_hours_start": N_("Proactive messages (sponsor messages) are not sent from this time (Europe/Istanbul)...; "
+                            "equal start and end mean no quiet hours."),
+    "quiet_hours_end": N_("...until this time; a message written meanwhile waits."),
+    "sponsor_message_daily_cap": N_("Sponsor messages one farmer may receive per day (all sponsors together, "
+                                    "Europe/Istanbul days)."),
+    "support_takeover_minutes": N_("How long a support person's takeover of a conversation lasts unless they choose "
+                                   "otherwise; the bot stays silent for that farmer meanwhile."),
+}
+
+
+def _setting_refusal(spec: runtime_settings.Spec) -> str:
+    """Why a value was refused, in the staff's language."""
+    if spec.kind == "integer":
+        return console_text(current_locale(), "Must be a whole number from %(low)s to %(high)s.",
+                            low=spec.minimum, high=spec.maximum)
+    return console_text(current_locale(), "Must be a time of day as HH:MM (00:00 to 23:59).")
+
+
 @bp.route("/admin/settings", methods=["GET", "POST"])
 @staff_required("admin")
 def settings() -> ResponseReturnValue:
     errors: dict[str, str] = {}
+    typed: dict[str, str] = {}  # refused values, shown again as typed
     if request.method == "POST":
         changes: dict[str, Any] = {}
         for name, spec in SPECS.items():
@@ -398,9 +426,9 @@ def settings() -> ResponseReturnValue:
             raw = raw.strip()[:20]
             value: Any = None if raw == "" else (int(raw) if spec.kind == "integer" and re.fullmatch(r"-?\d{1,9}", raw)
                                                  else raw)
-            problem = None if value is None else spec.check(value)
-            if problem is not None:
-                errors[name] = problem
+            if value is not None and spec.check(value) is not None:
+                errors[name] = _setting_refusal(spec)
+                typed[name] = raw
             else:
                 changes[name] = value
         if not errors:
@@ -419,7 +447,8 @@ def settings() -> ResponseReturnValue:
     with context.db().reader() as session:
         values, rows = runtime_settings.load(session, context.settings())
     items = [{"name": name, "spec": spec, "value": getattr(values, name), "default": spec.default(context.settings()),
-              "row": rows.get(name), "error": errors.get(name)} for name, spec in SPECS.items()]
+              "row": rows.get(name), "error": errors.get(name), "typed": typed.get(name),
+              "description": SETTING_DESCRIPTIONS[name]} for name, spec in SPECS.items()]
     return render("console/admin_settings.html", status=400 if errors else 200, items=items)
 
 

@@ -67,6 +67,26 @@ STATUS_LABELS = {
     "accepted": N_("accepted by WhatsApp"), "sent": N_("sent"), "delivered": N_("delivered"), "read": N_("read"),
     "failed": N_("failed"),
 }
+# The bot's step, a ledger row's kind and an analysis' state, in the staff's language (raw values elsewhere).
+STATE_LABELS = {
+    "start": N_("not consented yet"), "await_consent": N_("asked for consent"), "menu": N_("at the menu"),
+    "await_photo": N_("waiting for a photo"), "await_crop": N_("waiting for the crop"),
+    "await_crop_text": N_("waiting for the crop's name"), "await_location": N_("waiting for the location"),
+    "confirm": N_("confirming a submission"), "await_more_photo": N_("waiting for one more photo"),
+    "await_code": N_("waiting for a code"), "history": N_("reading past analyses"),
+    "await_language": N_("choosing a language"),
+}
+LEDGER_LABELS = {"charge": N_("analysis charged"), "refund": N_("analysis refunded")}
+ANALYSIS_LABELS = {"received": N_("received"), "queued": N_("queued"), "processing": N_("in progress"),
+                   "completed": N_("completed"), "failed": N_("failed")}
+# What a template's parameters mean (`translations.templates`' `param_names`), for the fields support fills in.
+PARAM_LABELS = {
+    "farmer name": N_("farmer name"), "crop": N_("crop"), "health score (x/10)": N_("health score (x/10)"),
+    "main concern": N_("main concern"), "problem": N_("problem"), "first urgent action": N_("first urgent action"),
+    "tier": N_("package"), "end date": N_("end date"), "days left": N_("days left"), "sponsor": N_("sponsor"),
+    "daily limit": N_("daily limit"), "monthly limit": N_("monthly limit"), "used today": N_("used today"),
+    "reset time": N_("reset time"), "sponsor name": N_("sponsor name"), "message text": N_("message text"),
+}
 TICKS = {"pending": "◷", "accepted": "✓", "sent": "✓", "delivered": "✓✓", "read": "✓✓", "failed": "✗"}
 # What Meta's error codes mean for support (services/whatsapp/errors.py holds what we do about them).
 ERROR_MEANINGS = {
@@ -177,7 +197,7 @@ def index() -> ResponseReturnValue:
     audit_view("console.conversations.read", "farmer", None)
     pages = max(1, -(-total // PER_PAGE))
     return render("console/support_conversations.html", rows=rows, total=total, args=args, pages=pages,
-                  filters=FILTER_LABELS, status_labels=STATUS_LABELS, ticks=TICKS, now=now,
+                  filters=FILTER_LABELS, status_labels=STATUS_LABELS, state_labels=STATE_LABELS, ticks=TICKS, now=now,
                   display_name=display_name, is_taken=support.is_taken)
 
 
@@ -276,6 +296,8 @@ def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 20
         templates=templates, window_left=left, window_text=left_text(left),
         window_deadline=(now + left).isoformat() if left else "", photos=_photos(analyses),
         report_links={a_id: report_link(a_id) for a_id in completed}, ticks=TICKS, status_labels=STATUS_LABELS,
+        state_labels=STATE_LABELS, ledger_labels=LEDGER_LABELS, analysis_labels=ANALYSIS_LABELS,
+        param_labels=PARAM_LABELS,
         failure_meaning=failure_meaning, display_name=display_name, prefill=prefill, now=now,
         takeover_minutes=runtime_settings.current().support_takeover_minutes,
         days_left=deletion.days_left(f.deletion_requested_at, now) if f.deletion_requested_at else None,

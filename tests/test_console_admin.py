@@ -212,6 +212,21 @@ def test_an_admin_changes_a_runtime_setting_and_returns_it_to_default(admin: int
     assert len(rows) == 2 and rows[0].details[name]["after"] == value
 
 
+def test_the_settings_page_explains_and_refuses_in_turkish_and_keeps_what_was_typed(admin: int,
+                                                                                   client: FlaskClient) -> None:
+    from console.admin import SETTING_DESCRIPTIONS
+    from services.runtime_settings import SPECS
+
+    assert set(SETTING_DESCRIPTIONS) == set(SPECS)
+    html = client.get("/console/admin/settings").get_data(as_text=True)
+    assert "Bir çiftçiden kabul edilen en büyük fotoğraf" in html and "Largest photo" not in html
+    refused = post(client, "/console/admin/settings", {"image_quality": "-3", "quiet_hours_start": "25:00"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    assert "20 ile 95 arasında bir tam sayı olmalı" in html and "SS:DD biçiminde" in html and "must be" not in html
+    assert 'name="image_quality" value="-3"' in html and 'name="quiet_hours_start" value="25:00"' in html
+
+
 def test_the_audit_log_filters_by_actor_action_and_date(app: Flask, admin: int, client: FlaskClient) -> None:
     post(client, "/console/admin/sponsors", {"name": "Filtre A.Ş."})
     by_action = client.get("/console/admin/audit?action=sponsor.create").get_data(as_text=True)

@@ -103,6 +103,25 @@ def test_the_conversations_search_and_filters(app: Flask, client: FlaskClient, s
     assert "Mehmet Yılmaz" in page(client, "/console/support?filter=human")
 
 
+def test_every_state_kind_status_and_template_field_has_a_label_for_staff() -> None:
+    from bot.types import State
+    from console.support import ANALYSIS_LABELS, LEDGER_LABELS, PARAM_LABELS, STATE_LABELS
+    from models import AnalysisStatus, LedgerKind
+    from translations.templates import TEMPLATES
+
+    assert set(STATE_LABELS) == {s.value for s in State}
+    assert set(LEDGER_LABELS) == {k.value for k in LedgerKind}
+    assert set(ANALYSIS_LABELS) == {s.value for s in AnalysisStatus}
+    assert {name for t in TEMPLATES.values() for name in t.param_names} <= set(PARAM_LABELS)
+
+
+def test_the_farmers_page_speaks_turkish_not_raw_values(client: FlaskClient, supporter: int, farmer_id: int) -> None:
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "<dd>menüde</dd>" in html and "<dd>menu</dd>" not in html
+    assert "çiftçinin adı" in html and ". farmer name<input" not in html
+    assert "menüde" in page(client, "/console/support")
+
+
 def test_a_farmer_asking_for_a_person_shows_among_those_needing_a_human(client: FlaskClient, supporter: int,
                                                                           chat: ChatFarmer) -> None:
     chat.says("canlı destek")
