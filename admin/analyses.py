@@ -31,8 +31,9 @@ from admin.openapi import (
     ref,
 )
 from admin.pagination import QueryArgs, in_range, iso, page_args, paginate
-from admin.validation import MAX_ROW_ID, row_or_404
+from admin.validation import row_or_404
 from models import Analysis, AnalysisStatus, Farmer
+from models.db import MAX_ROW_ID
 from services import context
 from services.analysis import photo_ids, stored_keys
 from services.masking import mask_phone

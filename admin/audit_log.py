@@ -25,8 +25,8 @@ from admin.openapi import (
     ref,
 )
 from admin.pagination import QueryArgs, iso, page_args, paginate
-from admin.validation import MAX_ROW_ID
 from models import AuditLog
+from models.db import MAX_ROW_ID
 from services import context
 
 _ACTION = re.compile(r"[A-Za-z0-9_.\-]{1,100}")

@@ -35,8 +35,9 @@ from admin.openapi import (
 )
 from admin.pagination import QueryArgs, iso, page_args, paginate
 from admin.sponsors import MAX_DAYS, SPONSOR_ID, PurchaseTerms, own_sponsor, purchase_terms
-from admin.validation import MAX_ROW_ID, Body, row_or_404
+from admin.validation import Body, row_or_404
 from models import PurchaseRequest, PurchaseRequestStatus, Tier, utcnow
+from models.db import MAX_ROW_ID
 from services import context
 from services.sponsor_stats import invalidate_stats
 from services.sponsorship import (

@@ -35,8 +35,8 @@ from admin.openapi import (
 )
 from admin.pagination import QueryArgs, in_range, page_args, paginate
 from admin.sponsors import SPONSOR_ID, SPONSOR_NOT_FOUND, own_sponsor
-from admin.validation import MAX_ROW_ID
 from models import Analysis, Farmer
+from models.db import MAX_ROW_ID
 from services import context
 from services.visibility import (
     ANALYSIS_TIERS,

@@ -27,8 +27,9 @@ from admin.openapi import (
     ref,
 )
 from admin.pagination import QueryArgs, iso, page_args, paginate
-from admin.validation import MAX_ROW_ID, Body
+from admin.validation import Body
 from models import StaffUser
+from models.db import MAX_ROW_ID
 from services import context
 
 EMAIL_TAKEN = "A staff user with this email already exists."

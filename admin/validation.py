@@ -22,11 +22,9 @@ from flask import request
 from sqlalchemy.orm import Session
 
 from admin.errors import ApiError, field_error
+from models.db import MAX_ROW_ID
 from services.json_input import JsonInputError, has_unstorable, parse_json, storable, unstorable_paths
 
-# Row ids (farmers, sponsors, analyses, staff users...) are INTEGER columns on PostgreSQL: a larger id in a
-# path or a filter matches nothing and must not reach the database, which answers "integer out of range".
-MAX_ROW_ID = 2**31 - 1
 UNSTORABLE = "must not contain NUL characters or lone surrogates (\\u0000, \\ud800-\\udfff)"
 NOT_AN_OBJECT = "The request body must be a JSON object (Content-Type: application/json)."
 

@@ -19,9 +19,12 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, make_response, request, session
 from markupsafe import Markup, escape
+from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
 from console.session import csrf_token
+from models.db import MAX_ROW_ID
+from services.json_input import UNSTORABLE_CHARS, has_unstorable
 from translations import N_
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -63,10 +66,25 @@ def add_headers(response: Response) -> Response:
     return response
 
 
+def storable_input() -> None:
+    """What PostgreSQL cannot take never reaches it: a path id beyond a 32-bit column, or a path value with
+    NUL or a lone surrogate, names nothing (404); those characters are dropped from the query string and
+    the form (as the text fields drop other control characters), so a filter or a form never fails on them."""
+    for value in (request.view_args or {}).values():
+        if (isinstance(value, int) and value > MAX_ROW_ID) or (isinstance(value, str) and has_unstorable(value)):
+            abort(404)
+    for name in ("args", "form"):
+        given = getattr(request, name)
+        if any(has_unstorable(k) or has_unstorable(v) for k, v in given.items(multi=True)):
+            setattr(request, name, ImmutableMultiDict([(UNSTORABLE_CHARS.sub("", k), UNSTORABLE_CHARS.sub("", v))
+                                                       for k, v in given.items(multi=True)]))
+
+
 def console_blueprint(name: str, import_name: str, **options: Any) -> Blueprint:
-    """A console area's blueprint: under /console, the CSRF check before its views and the security
-    headers on its answers."""
+    """A console area's blueprint: under /console, the input guard and the CSRF check before its views,
+    and the security headers on its answers."""
     bp = Blueprint(name, import_name, url_prefix="/console", **options)
+    bp.before_request(storable_input)
     bp.before_request(check_csrf)
     bp.after_request(add_headers)
     return bp

@@ -36,6 +36,7 @@ from models import (
     Tier,
     utcnow,
 )
+from models.db import MAX_ROW_ID
 from services import context, runtime_settings
 from services.analysis_result import normalise
 from services.audit import audit
@@ -73,7 +74,6 @@ from translations import N_, console_text
 
 bp = console_blueprint("console_sponsor", __name__)
 
-MAX_ROW_ID = 2**31 - 1  # ids beyond a 32-bit column are nobody's: 404 without asking the database
 PER_PAGE = 50
 MAX_DAYS = 3650
 MAX_NOTE = 500

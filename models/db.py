@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 POOL_SIZE = 10  # connections per process kept by the engine's pool (and as many again, briefly, beyond)
 HOT_POOL_MAX = 10  # the hot path's own pool (`Database.driver_autocommit`), per web process
+MAX_ROW_ID = 2**31 - 1  # ids are 32-bit integer columns: a larger id names no row (and PostgreSQL refuses it)
 PING_AFTER_IDLE_SECONDS = 1.0  # a pooled connection unused this long is pinged before it is handed out
 
 

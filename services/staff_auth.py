@@ -24,6 +24,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from models import Sponsor, StaffRole, StaffUser, utcnow
 from services import context
 from services.audit import client_ip
+from services.json_input import has_unstorable
 from settings import DEFAULT_PASSWORD_HASH
 
 MIN_PASSWORD_LENGTH = 10
@@ -205,7 +206,9 @@ def check_credentials(email: str, password: str) -> StaffUser | None:
     email = normalize_email(email)
     attempt = begin_login_attempt(email)
     with context.db().reader() as session:  # the slow hash check holds no write lock
-        user = session.scalars(select(StaffUser).where(StaffUser.email == email)).first()
+        # an address PostgreSQL cannot compare (NUL, a lone surrogate) is nobody's, not an error
+        user = None if has_unstorable(email) else session.scalars(
+            select(StaffUser).where(StaffUser.email == email)).first()
     if not verify_password(user.password_hash if user else None, password) or user is None or not user.active:
         end_login_attempt(attempt, succeeded=False)
         return None

@@ -90,11 +90,34 @@ def test_a_page_without_a_session_sends_to_the_login_page_and_back(app: Flask, c
 def test_next_never_leads_off_the_console(app: Flask, client: FlaskClient) -> None:
     make_staff(app, "admin", "admin@ziraai.test")
     client.get("/console/login")
-    for target in ("https://evil.example/", "//evil.example/console", "/api/v1/staff", "/\\evil.example"):
+    for target in ("https://evil.example/", "//evil.example/console", "/api/v1/staff", "/\\evil.example",
+                   "/console/../dev/chat", "/console/%2e%2e/api/v1/staff", "/console/./../dev"):
         response = post(client, "/console/login", {"email": "admin@ziraai.test", "password": PASSWORD,
                                                    "next": target})
         assert response.headers["Location"] == "/console", target
         post(client, "/console/logout")
+
+
+def test_nul_in_a_sign_in_form_is_dropped_like_any_console_form_not_an_error(app: Flask, client: FlaskClient) -> None:
+    make_staff(app, "admin", "admin@ziraai.test")
+    client.get("/console/login")
+    assert post(client, "/console/login", {"email": "admin\x00@ziraai.test", "password": "wrong\x00"}).status_code == 401
+    assert post(client, "/console/login", {"email": "admin\x00@ziraai.test", "password": PASSWORD}).status_code == 302
+
+
+def test_console_input_postgresql_cannot_take_never_reaches_it(app: Flask, client: FlaskClient, session) -> None:
+    from models import Sponsor
+
+    signed_in(app, client, "admin")
+    for path in ("/console/admin/sponsors/2147483648", "/console/admin/sponsors/99999999999999999999"):
+        assert client.get(path).status_code == 404, path
+    for path in ("/console/admin/staff/2147483648/deactivate", "/console/admin/purchase-requests/2147483648/approve",
+                 "/console/support/canned/99999999999999999999/delete"):
+        assert post(client, path, {}).status_code == 404, path
+    for query in ("/console/admin/sponsors?q=%00", "/console/admin/audit?actor=%00", "/console/support?q=a%00b"):
+        assert client.get(query).status_code == 200, query
+    assert post(client, "/console/admin/sponsors", {"name": "Tohum\x00 A.Ş."}).status_code == 302
+    assert session.scalar(select(Sponsor.name).where(Sponsor.name == "Tohum A.Ş.")) == "Tohum A.Ş."
 
 
 def test_a_sponsor_gets_404_on_admin_pages(app: Flask, client: FlaskClient) -> None:

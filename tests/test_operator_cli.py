@@ -255,6 +255,8 @@ def test_dashboard_refuses_without_credentials(client: FlaskClient):
     assert response.headers["WWW-Authenticate"].startswith("Basic realm=")
     assert client.post("/admin/rq/jobs/x/requeue").status_code == 401
     assert client.get("/admin/rq/", headers={"Authorization": "Bearer abc"}).status_code == 401
+    nul = base64.b64encode(b"a\x00@x.com:pw").decode()
+    assert client.get("/admin/rq/", headers={"Authorization": f"Basic {nul}"}).status_code == 401
 
 
 def test_dashboard_refuses_a_support_user_and_a_wrong_password(app, client, admin):
