@@ -1,7 +1,8 @@
 """JSON from outside (webhook deliveries, admin API bodies, the development tools): parsed once, strictly.
 
 Every body anyone can send goes through `parse_json`, so the same rules hold everywhere:
-- UTF-8 JSON (RFC 8259) only: `NaN`, `Infinity` and numbers beyond a float (`1e400`) are refused, like
+- JSON (RFC 8259) in UTF-8, or UTF-16/32 as `json.loads` recognises them from the first bytes: `NaN`,
+  `Infinity` and numbers beyond a float (`1e400`) are refused, like
   integers of more digits than Python converts; PostgreSQL's jsonb could not store them anyway.
 - At most `MAX_DEPTH` levels of arrays and objects (Meta's deliveries nest about 8), checked without
   recursion, so that nothing after parsing (walks, encoding, the database driver) comes near Python's
