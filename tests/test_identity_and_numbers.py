@@ -97,7 +97,7 @@ def text(body: str, **kw: Any) -> dict[str, Any]:
 
 def delivery(*items: dict[str, Any], phone: str | None = PHONE, user_id: str | None = None,
              username: str | None = None, parent_user_id: str | None = None, name: str | None = "Mehmet",
-             number_id: str = PHONE_NUMBER_ID, contacts: bool = True) -> dict[str, Any]:
+             number_id: str | int = PHONE_NUMBER_ID, contacts: bool = True) -> dict[str, Any]:
     contact: dict[str, Any] = {"profile": {k: v for k, v in (("name", name), ("username", username)) if v}}
     for key, alias in (("wa_id", phone), ("user_id", user_id), ("parent_user_id", parent_user_id)):
         if alias:
@@ -250,6 +250,22 @@ def test_a_message_to_another_number_is_stored_as_unhandled_and_never_answered(a
     assert farmers(session) == []
     [unhandled] = session.scalars(select(UnhandledWebhook)).all()
     assert OTHER_NUMBER_ID in unhandled.reason and "not one of ours" in unhandled.reason
+
+
+@pytest.mark.parametrize("messages", [1, 2])  # one message: the parser's fast path; two: its full walk
+def test_a_message_to_another_number_given_as_a_json_number_is_stored_as_unhandled(app, graph, session, messages):
+    deliver(app, graph, delivery(*(text("Merhaba") for _ in range(messages)), number_id=int(OTHER_NUMBER_ID)))
+    assert graph.sent == []
+    assert session.scalar(select(func.count()).select_from(Message)) == 0
+    unhandled = session.scalars(select(UnhandledWebhook)).all()
+    assert len(unhandled) == messages and all(OTHER_NUMBER_ID in u.reason for u in unhandled)
+
+
+@pytest.mark.parametrize("messages", [1, 2])
+def test_our_number_given_as_a_json_number_is_answered_from_it(app, graph, session, messages):
+    deliver(app, graph, delivery(*(text("Merhaba") for _ in range(messages)), number_id=int(PHONE_NUMBER_ID)))
+    assert graph.sent and set(graph.from_numbers) == {PHONE_NUMBER_ID}
+    assert set(session.scalars(select(Message.phone_number_id).where(Message.direction == "in"))) == {PHONE_NUMBER_ID}
 
 
 def test_replies_go_out_from_the_number_the_farmer_wrote_to(database_url, graph):

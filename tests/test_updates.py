@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from services.whatsapp.updates import MessageType, StatusKind, normalize_phone, parse_webhook
+from services.whatsapp.updates import (
+    MessageType,
+    StatusKind,
+    normalize_phone,
+    parse_every_change,
+    parse_single_message,
+    parse_webhook,
+)
 from tests.helpers import FIXTURES, fixture_json
 
 
@@ -45,6 +52,28 @@ def test_location_and_image():
 def test_statuses():
     [failed] = parse_webhook(fixture_json("status_failed_window.json")).statuses
     assert (failed.status, failed.error_code, failed.recipient) == (StatusKind.FAILED, 131047, "+905321234567")
+
+
+@pytest.mark.parametrize("number_id,expected", [
+    ("106540352242922", "106540352242922"),
+    (999999999999, "999999999999"),  # a JSON number: its digits, never "no metadata"
+    (None, None),  # absent: our default number
+    (True, "<bool>"),
+    (1.5, "<float>"),
+    ({"id": "106540352242922"}, "<dict>"),
+])
+def test_the_number_a_message_was_written_to_is_read_as_text_whatever_its_json_type(number_id, expected):
+    body = fixture_json("text.json")
+    body["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = number_id
+    fast = parse_single_message(body)
+    assert fast is not None and fast.messages[0].phone_number_id == expected
+    assert parse_every_change(body).messages[0].phone_number_id == expected
+
+
+def test_a_value_level_error_keeps_a_numeric_phone_number_id_as_its_digits():
+    body = fixture_json("value_errors_only.json")
+    body["entry"][0]["changes"][0]["value"]["metadata"] = {"phone_number_id": 106540352242922}
+    assert {e.phone_number_id for e in parse_webhook(body).errors} == {"106540352242922"}
 
 
 def test_unknown_values_fall_back_to_unknown():

@@ -217,7 +217,9 @@ MAX_ID = 200
 MAX_MEDIA_ID = 100
 MAX_NAME = 200
 MAX_ERROR_TITLE = 300
+MAX_ERROR_NUMBER_ID = 50
 _INT32 = 2**31
+_INT64 = 2**63
 # Meta batches at most a few hundred messages and statuses in one delivery. A signed body can hold far
 # more (300,000 fit in 3 MB) and would keep the writer busy for a minute: the items beyond this many are
 # kept together as one problem (stored once, as one unhandled row with the reason), not written one by one.
@@ -257,6 +259,18 @@ def _dict(value: object) -> dict[str, Any]:
 
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _number_id(value: object) -> str | None:
+    """`metadata.phone_number_id`: None only when absent. Meta sends a string; a JSON number is read as its
+    decimal digits, and any other value as a text that names none of our numbers (never our default)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value[:MAX_ID]
+    if isinstance(value, int) and not isinstance(value, bool) and -_INT64 < value < _INT64:
+        return str(value)
+    return f"<{type(value).__name__}>"
 
 
 def _str(value: object, max_len: int | None = None) -> str | None:
@@ -452,7 +466,7 @@ def parse_single_message(body: Any) -> ParsedWebhook | None:
     if type(items) is not list or len(items) != 1 or type(items[0]) is not dict:
         return None
     names, senders = _contacts(value)
-    our_number = _str(_dict(value.get("metadata")).get("phone_number_id"), MAX_ID)
+    our_number = _number_id(_dict(value.get("metadata")).get("phone_number_id"))
     message = parse_message(items[0], names, senders=senders, phone_number_id=our_number)
     return None if isinstance(message, Problem) else ParsedWebhook([message], [], [])
 
@@ -518,7 +532,8 @@ def parse_every_change(body: Any) -> ParsedWebhook:
             if change.get("field") in ("messages", "user_preferences") and value.get("errors"):
                 if not isinstance(value["errors"], list):
                     problem("errors is not a list", {"errors": value["errors"]})
-                phone_number_id = _str(_dict(value.get("metadata")).get("phone_number_id"), 50)
+                phone_number_id = _number_id(_dict(value.get("metadata")).get("phone_number_id"))
+                phone_number_id = phone_number_id[:MAX_ERROR_NUMBER_ID] if phone_number_id else None
                 for item in _list(value.get("errors")):
                     if not room("errors", item):
                         continue
@@ -555,7 +570,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
                 if value.get(key) and not isinstance(value.get(key), list):
                     problem(f"{key} is not a list", {key: value.get(key)})
             names, senders = _contacts(value)
-            our_number = _str(_dict(value.get("metadata")).get("phone_number_id"), MAX_ID)
+            our_number = _number_id(_dict(value.get("metadata")).get("phone_number_id"))
             for raw in _list(value.get("messages")):
                 if not room("messages", raw):
                     continue
