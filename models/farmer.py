@@ -35,6 +35,7 @@ class Farmer(Base):
     # Set from Meta's asynchronous failures (and `user_preferences`); see services/whatsapp/outbox.py.
     unreachable_at: Mapped[datetime | None]  # 131026: not on WhatsApp / cannot receive; cleared when they write
     marketing_opt_out_at: Mapped[datetime | None]  # 131050 or `marketing_messages: stop`; cleared by `resume`
+    marketing_preference_at: Mapped[datetime | None]  # when the last `user_preferences` event applied was made
     marketing_paused_until: Mapped[datetime | None]  # 131049 / 130472: no marketing message before this
     paced_until: Mapped[datetime | None]  # 131056: at most one message per PACE_SECONDS until this
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

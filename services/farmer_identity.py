@@ -123,8 +123,9 @@ def link_user_id(session: Session, farmer_id: int, user_id: str) -> set[int]:
 
 def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     """One person seen as two rows: everything of `drop_id` moves to `keep_id`, which keeps its aliases and
-    gains consent, name and settings it lacked; then `drop_id` is deleted. Two active subscriptions leave one
-    active (a paid one before a Trial): a second Trial is cancelled, any other waits as queued."""
+    gains consent, name and settings it lacked, and the newer of their marketing stop / resume; then `drop_id`
+    is deleted. Two active subscriptions leave one active (a paid one before a Trial): a second Trial is
+    cancelled, any other waits as queued."""
     keep, drop = session.get_one(Farmer, keep_id), session.get_one(Farmer, drop_id)
     for model, column in ((Message, Message.farmer_id), (Analysis, Analysis.farmer_id),
                           (Subscription, Subscription.farmer_id), (UsageLedger, UsageLedger.farmer_id),
@@ -148,6 +149,10 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     keep.opted_out_at = keep.opted_out_at or drop.opted_out_at
     keep.deletion_requested_at = keep.deletion_requested_at or drop.deletion_requested_at
     keep.human_requested_at = keep.human_requested_at or drop.human_requested_at
+    if drop.marketing_preference_at and (keep.marketing_preference_at is None
+                                         or keep.marketing_preference_at < drop.marketing_preference_at):
+        keep.marketing_opt_out_at = drop.marketing_opt_out_at  # the newer stop / resume of the two
+        keep.marketing_preference_at = drop.marketing_preference_at
     keep.last_inbound_at = max((t for t in (keep.last_inbound_at, drop.last_inbound_at) if t), default=None)
     keep.created_at = min(keep.created_at, drop.created_at)
     alias = drop.user_id if keep.user_id is None else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -206,17 +206,25 @@ def _record_value_errors(session: Session, errors: list[ValueLevelError]) -> Non
 
 
 def _apply_preferences(session: Session, preferences: list[PreferenceUpdate]) -> int:
-    """`marketing_messages` stop / resume, in the order Meta reports them: the same marketing opt-out
-    as a 131050 failure. Returns how many farmers were known (a stranger's preference has nothing to change)."""
-    applied = 0
-    for p in sorted(preferences, key=lambda p: (p.phone, p.timestamp or utcnow())):
+    """`marketing_messages` stop / resume: the same marketing opt-out as a 131050 failure. The newest event by
+    its own timestamp wins whatever order they arrive in (a retried or late one older than the last applied
+    changes nothing); one without a timestamp counts as made now; at the same second a stop wins over a
+    resume. The farmer is matched by phone and by user id, whichever the event names. Returns how many
+    farmers changed (a stranger's preference has nothing to change)."""
+    now, applied = utcnow(), 0
+    for p in sorted(preferences, key=lambda p: (p.phone or "", p.user_id or "", p.timestamp or now)):
         if p.category != "marketing_messages" or p.value is PreferenceValue.UNKNOWN:
             log.warning("user preference not understood", extra={"category": p.category, "value": p.raw.get("value")})
             continue
-        opted_out = (p.timestamp or utcnow()) if p.value is PreferenceValue.STOP else None
+        made_at = p.timestamp or now
+        stop = p.value is PreferenceValue.STOP
+        last = Farmer.marketing_preference_at
         applied += affected_rows(session.execute(
-            update(Farmer).where(Farmer.phone == p.phone)
-            .values(marketing_opt_out_at=opted_out, updated_at=utcnow())
+            update(Farmer)
+            .where(or_(*([Farmer.phone == p.phone] if p.phone else []),
+                       *([Farmer.user_id == p.user_id] if p.user_id else [])),
+                   last.is_(None) | ((last <= made_at) if stop else (last < made_at)))
+            .values(marketing_opt_out_at=made_at if stop else None, marketing_preference_at=made_at, updated_at=now)
             .execution_options(synchronize_session=False)
         ))
         log.info("farmer's marketing preference", extra={"value": p.value.value})

@@ -164,6 +164,21 @@ def test_a_later_message_with_phone_and_user_id_merges_the_two_farmers(app, grap
                                        for b in graph.sent[before:])
 
 
+def test_a_marketing_stop_given_to_the_user_id_row_survives_the_merge_with_the_phone_row(app, graph, session):
+    deliver(app, graph, delivery(text("Merhaba", phone=PHONE), phone=PHONE))
+    deliver(app, graph, delivery(text("Merhaba", phone=None, user_id=USER_ID), phone=None, user_id=USER_ID))
+    stop = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "user_preferences", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "908502221133", "phone_number_id": PHONE_NUMBER_ID},
+            "user_preferences": [{"user_id": USER_ID, "category": "marketing_messages", "value": "stop",
+                                  "timestamp": next(_clock)}]}}]}]}
+    assert post_webhook(app.test_client(), stop).status_code == 200
+    deliver(app, graph, delivery(text("menü", phone=PHONE, user_id=USER_ID), phone=PHONE, user_id=USER_ID))
+    [farmer] = farmers(session)
+    assert farmer.marketing_opt_out_at is not None and not farmer.accepts_proactive
+
+
 def test_a_user_id_linked_to_a_phone_finds_the_farmer_and_replies_go_to_the_phone(app, graph, session):
     onboard(app, graph, phone=PHONE, user_id=USER_ID)
     before = len(graph.sent)

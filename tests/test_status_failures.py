@@ -246,6 +246,63 @@ def test_user_preferences_stop_and_resume_mirror_the_marketing_opt_out(app, clie
     assert session.scalar(select(func.count()).select_from(UnhandledWebhook)) == 0
 
 
+def preference(value: str, timestamp: int | None, **who: str) -> dict[str, Any]:
+    """A `user_preferences` body about the farmer named in `who` (`wa_id`, `user_id`), as Meta sends it."""
+    body = fixture_json("user_preferences_marketing.json")
+    item: dict[str, Any] = {**who, "category": "marketing_messages", "value": value}
+    if timestamp is not None:
+        item["timestamp"] = timestamp
+    body["entry"][0]["changes"][0]["value"]["user_preferences"] = [item]
+    return body
+
+
+@pytest.mark.parametrize("newer,older,opted_out", [("stop", "resume", True), ("resume", "stop", False)])
+def test_an_older_user_preference_arriving_later_does_not_undo_a_newer_one(app, client, newer, older, opted_out):
+    farmer_id = add_farmer(app)
+    now = int(utcnow().timestamp())
+    post_ok(client, preference(newer, now, wa_id="905321234567"))
+    post_ok(client, preference(older, now - 3600, wa_id="905321234567"))  # a retry, or delivered out of order
+    assert (farmer_by_id(app, farmer_id).marketing_opt_out_at is not None) is opted_out
+    post_ok(client, preference(older, now + 60, wa_id="905321234567"))  # a newer one still applies
+    assert (farmer_by_id(app, farmer_id).marketing_opt_out_at is not None) is not opted_out
+
+
+def test_a_user_preference_without_a_timestamp_counts_as_made_on_arrival(app, client):
+    farmer_id = add_farmer(app)
+    now = int(utcnow().timestamp())
+    post_ok(client, preference("stop", now - 3600, wa_id="905321234567"))
+    post_ok(client, preference("resume", None, wa_id="905321234567"))
+    farmer = farmer_by_id(app, farmer_id)
+    assert farmer.marketing_opt_out_at is None
+    made_at = farmer.marketing_preference_at
+    assert made_at is not None and made_at > utcnow() - timedelta(minutes=1)
+    post_ok(client, preference("stop", now - 60, wa_id="905321234567"))  # made before the resume arrived
+    assert farmer_by_id(app, farmer_id).marketing_opt_out_at is None
+
+
+def test_a_stop_and_a_resume_made_in_the_same_second_leave_the_farmer_opted_out(app, client):
+    farmer_id = add_farmer(app)
+    now = int(utcnow().timestamp())
+    post_ok(client, preference("stop", now, wa_id="905321234567"))
+    post_ok(client, preference("resume", now, wa_id="905321234567"))
+    assert farmer_by_id(app, farmer_id).marketing_opt_out_at is not None
+
+
+def test_a_user_preference_naming_only_a_user_id_applies_to_the_username_farmer(app, client, session):
+    now = utcnow()
+    with app.extensions["db"].session() as s, s.begin():
+        farmer = Farmer(user_id="TR.Sync62User1", consent_at=now, consent_version="v1", created_at=now,
+                        updated_at=now)
+        s.add(farmer)
+        s.flush()
+        farmer_id = farmer.id
+    post_ok(client, preference("stop", int(now.timestamp()), user_id="TR.Sync62User1"))
+    assert farmer_by_id(app, farmer_id).marketing_opt_out_at is not None
+    assert session.scalar(select(func.count()).select_from(UnhandledWebhook)) == 0
+    post_ok(client, preference("resume", int(now.timestamp()) + 1, wa_id="905321234567", user_id="TR.Sync62User1"))
+    assert farmer_by_id(app, farmer_id).marketing_opt_out_at is None  # no farmer has the phone: the user id finds it
+
+
 # --- 130429 / 131056 / 131048: back off as the send path does --------------------------------------------
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from services.whatsapp.updates import (
     MessageType,
+    PreferenceValue,
     StatusKind,
     normalize_phone,
     parse_every_change,
@@ -74,6 +75,30 @@ def test_a_value_level_error_keeps_a_numeric_phone_number_id_as_its_digits():
     body = fixture_json("value_errors_only.json")
     body["entry"][0]["changes"][0]["value"]["metadata"] = {"phone_number_id": 106540352242922}
     assert {e.phone_number_id for e in parse_webhook(body).errors} == {"106540352242922"}
+
+
+@pytest.mark.parametrize("item,phone,user_id", [
+    ({"wa_id": "905321234567"}, "+905321234567", None),
+    ({"user_id": "TR.Sync62User1"}, None, "TR.Sync62User1"),
+    ({"wa_id": "905321234567", "user_id": "TR.Sync62User1", "parent_user_id": "TR.ENT.1"},
+     "+905321234567", "TR.Sync62User1"),
+])
+def test_a_user_preference_names_the_farmer_by_phone_by_user_id_or_both(item, phone, user_id):
+    body = fixture_json("user_preferences_marketing.json")
+    body["entry"][0]["changes"][0]["value"]["user_preferences"] = [
+        {**item, "category": "marketing_messages", "value": "stop", "timestamp": 1764990100}]
+    parsed = parse_webhook(body)
+    assert parsed.problems == []
+    [preference] = parsed.preferences
+    assert (preference.phone, preference.user_id, preference.value) == (phone, user_id, PreferenceValue.STOP)
+
+
+def test_a_user_preference_naming_nobody_is_a_problem():
+    body = fixture_json("user_preferences_marketing.json")
+    body["entry"][0]["changes"][0]["value"]["user_preferences"] = [
+        {"wa_id": "not a phone", "user_id": "nobody", "category": "marketing_messages", "value": "stop"}]
+    parsed = parse_webhook(body)
+    assert parsed.preferences == [] and parsed.problems[0].reason.startswith("user preference without")
 
 
 def test_unknown_values_fall_back_to_unknown():

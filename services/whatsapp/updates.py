@@ -181,9 +181,11 @@ class ValueLevelError:
 
 @dataclass(frozen=True, slots=True)
 class PreferenceUpdate:
-    """A `user_preferences` item: the farmer stopped or resumed marketing messages in WhatsApp."""
+    """A `user_preferences` item: the farmer stopped or resumed marketing messages in WhatsApp. The farmer is
+    named by phone (`wa_id`), by business-scoped user id (`user_id`, a username without a phone), or both."""
 
-    phone: str
+    phone: str | None
+    user_id: str | None
     category: str | None
     value: PreferenceValue
     timestamp: datetime | None
@@ -428,10 +430,10 @@ def _value_error(item: dict[str, Any], phone_number_id: str | None) -> ValueLeve
 
 def _preference(raw: object) -> PreferenceUpdate | Problem:
     item = _dict(raw)
-    phone = _phone_only(item.get("wa_id"))
-    if phone is None:
-        return Problem("user preference without a usable wa_id", raw)
-    return PreferenceUpdate(phone=phone, category=_str(item.get("category"), 50),
+    phone, uid = _phone_only(item.get("wa_id")), user_id(item.get("user_id"))
+    if phone is None and uid is None:
+        return Problem("user preference without a usable wa_id or user_id", raw)
+    return PreferenceUpdate(phone=phone, user_id=uid, category=_str(item.get("category"), 50),
                             value=PreferenceValue(_str(item.get("value")) or ""),
                             timestamp=_timestamp(item.get("timestamp")), raw=item)
 
