@@ -23,7 +23,11 @@ class WhatsAppTemplate(Base):
     quality: Mapped[str] = mapped_column(String(20), default="UNKNOWN")
     category: Mapped[str | None] = mapped_column(String(30))
     reason: Mapped[str | None] = mapped_column(String(300))
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When Meta dated each attribute's latest word: an older event of that attribute changes nothing,
+    # whatever Meta said of the others since (it may deliver out of order).
+    status_at: Mapped[datetime] = mapped_column(default=utcnow)
+    quality_at: Mapped[datetime] = mapped_column(default=utcnow)
+    category_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class WhatsAppAccountState(Base):

@@ -161,6 +161,45 @@ def test_quality_and_category_updates_are_stored(client, session, caplog):
                                                     ("template_category_update", "MARKETING")]
 
 
+def test_a_status_event_is_stale_only_against_an_earlier_status_event_not_a_later_quality_one(client, session):
+    start = fixture_json("template_quality_red.json")["entry"][0]["time"]
+    quality = with_time("template_quality_red.json", start + 100)
+    quality["entry"][0]["changes"][0]["value"]["message_template_name"] = "urgent_health_alert_tr"
+    post_webhook(client, quality)
+    paused = with_time("template_status_paused.json", start + 90)
+    paused["entry"][0]["changes"][0]["value"]["message_template_name"] = "urgent_health_alert_tr"
+    post_webhook(client, paused)
+    row = template_row(session, "urgent_health_alert_tr")
+    assert (row.status, row.quality) == ("PAUSED", "RED")
+    category = with_time("template_category_update.json", start + 80)
+    category["entry"][0]["changes"][0]["value"]["message_template_name"] = "urgent_health_alert_tr"
+    post_webhook(client, category)
+    older_quality = with_time("template_quality_red.json", start + 95)
+    older_quality["entry"][0]["changes"][0]["value"].update(message_template_name="urgent_health_alert_tr",
+                                                           new_quality_score="GREEN")
+    post_webhook(client, older_quality)  # older than the RED one: changes nothing
+    older_status = with_time("template_status_paused.json", start + 85)
+    older_status["entry"][0]["changes"][0]["value"].update(message_template_name="urgent_health_alert_tr",
+                                                          event="APPROVED", other_info=None)
+    post_webhook(client, older_status)  # older than the pause: changes nothing
+    row = template_row(session, "urgent_health_alert_tr")
+    assert (row.status, row.quality, row.category) == ("PAUSED", "RED", "MARKETING")
+    assert client.get("/health/ready").json["whatsapp_account"]["blocked_templates"][0]["template"] == \
+        "urgent_health_alert_tr"
+
+
+def test_a_pause_inferred_from_a_send_yields_to_a_later_dated_meta_status(app, client, graph, session):
+    graph.post(MESSAGES_URL, status=400, json={"error": {"message": "Template is paused", "code": 132015}})
+    post_webhook(client, with_time("template_quality_red.json", int(utcnow().timestamp()) + 300))
+    assert send_pending(queue_result_template(app, add_farmer(app, timedelta(days=2)))) == "failed"
+    assert template_row(session, "analysis_complete_tr").status == "PAUSED"
+    approved = with_time("template_status_paused.json", int(utcnow().timestamp()) + 60)
+    approved["entry"][0]["changes"][0]["value"].update(event="APPROVED", other_info=None)
+    post_webhook(client, approved)
+    row = template_row(session, "analysis_complete_tr")
+    assert (row.status, row.quality) == ("APPROVED", "RED")
+
+
 def test_unknown_values_fall_back_and_an_unusable_change_is_kept(client, session):
     post(client, "template_status_paused.json", event="SOMETHING_NEW_2027")
     assert template_row(session, "analysis_complete_tr").status == "UNKNOWN"  # not blocked: sends go on

@@ -4,8 +4,9 @@
 outbox that a template may not be sent (PAUSED, DISABLED, REJECTED...); `snapshot` is what
 `/health/ready`, `/metrics` and `flask whatsapp-status` show. A template Meta never reported on is
 allowed: the registry is seeded from `translations.templates` as APPROVED with UNKNOWN quality, so
-nothing is refused before Meta says so. An event older than what a row holds changes nothing (Meta
-may deliver out of order), but is still kept in the history.
+nothing is refused before Meta says so. Meta may deliver out of order: an event older than the latest
+one of the same kind changes nothing (a template's status, quality and category are each ordered on
+their own), but is still kept in the history.
 """
 
 from __future__ import annotations
@@ -60,13 +61,22 @@ class TemplateRefused(Exception):
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def _upsert(session: Session, model: type, keys: list[str], row: dict[str, Any], changed: list[str]) -> None:
-    """Insert `row`, or set its `changed` columns when the stored row is not newer than it."""
+def _upsert(session: Session, model: type, keys: list[str], row: dict[str, Any], changed: list[str],
+            stamp: str = "updated_at") -> None:
+    """Insert `row`, or set its `changed` columns and their `stamp` when the stored stamp is not newer."""
     table = model.__table__  # type: ignore[attr-defined]
     stmt = dialect_insert(session.get_bind().dialect.name, table).values(**row)
     session.execute(stmt.on_conflict_do_update(
-        index_elements=keys, set_={c: stmt.excluded[c] for c in [*changed, "updated_at"]},
-        where=table.c.updated_at <= stmt.excluded.updated_at))
+        index_elements=keys, set_={c: stmt.excluded[c] for c in [*changed, stamp]},
+        where=table.c[stamp] <= stmt.excluded[stamp]))
+
+
+def _template_row(name: str, language: str, **values: Any) -> dict[str, Any]:
+    """A registry row as seeded (APPROVED, quality UNKNOWN, our category, every stamp SEEDED_AT), with
+    `values` (an attribute and its stamp) over it: the attributes Meta did not speak of yield to its first word."""
+    return {"name": name[:200], "language": language[:20], "status": TemplateStatus.APPROVED.value,
+            "quality": Quality.UNKNOWN.value, "category": _defined_category(name), "reason": None,
+            "status_at": SEEDED_AT, "quality_at": SEEDED_AT, "category_at": SEEDED_AT, **values}
 
 
 def seed_templates(session: Session) -> None:
@@ -74,18 +84,16 @@ def seed_templates(session: Session) -> None:
     table = WhatsAppTemplate.__table__
     stmt = dialect_insert(session.get_bind().dialect.name, table).on_conflict_do_nothing(
         index_elements=["name", "language"])
-    session.execute(stmt, [{"name": t.name, "language": t.language, "status": TemplateStatus.APPROVED.value,
-                            "quality": Quality.UNKNOWN.value, "category": t.category, "reason": SEEDED_REASON,
-                            "updated_at": SEEDED_AT} for t in TEMPLATES.values()])
+    session.execute(stmt, [_template_row(t.name, t.language, reason=SEEDED_REASON) for t in TEMPLATES.values()])
 
 
 def set_template_status(session: Session, name: str, language: str, status: TemplateStatus, reason: str | None,
                         when: datetime) -> None:
-    """What Meta says (a webhook, or a send it refused with 132015/132016) becomes the template's status."""
+    """What Meta says (a webhook, or a send it refused with 132015/132016) becomes the template's status,
+    unless a status event dated later is stored (quality and category events do not count here)."""
     _upsert(session, WhatsAppTemplate, ["name", "language"],
-            {"name": name[:200], "language": language[:20], "status": status.value, "quality": Quality.UNKNOWN.value,
-             "category": _defined_category(name), "reason": (reason or "")[:300] or None, "updated_at": when},
-            ["status", "reason"])
+            _template_row(name, language, status=status.value, reason=(reason or "")[:300] or None, status_at=when),
+            ["status", "reason"], "status_at")
     if status in BLOCKED_STATUSES:
         log.critical("WhatsApp template %s: sends of it are refused until Meta approves it again", status.value,
                      extra={"template": name, "language": language, "template_status": status.value,
@@ -116,18 +124,16 @@ def _apply(session: Session, event: AccountEvent, when: datetime) -> tuple[str, 
         return "message_template_status_update", f"{event.name}:{event.language}", event.status.value
     if isinstance(event, TemplateQualityUpdate):
         _upsert(session, WhatsAppTemplate, ["name", "language"],
-                {"name": event.name, "language": event.language, "status": TemplateStatus.APPROVED.value,
-                 "quality": event.quality.value, "category": _defined_category(event.name), "reason": None,
-                 "updated_at": when}, ["quality"])
+                _template_row(event.name, event.language, quality=event.quality.value, quality_at=when), ["quality"],
+                "quality_at")
         if event.quality is Quality.RED:
             log.error("WhatsApp template quality is RED: Meta may pause it",
                       extra={"template": event.name, "language": event.language, "previous": event.previous.value})
         return "message_template_quality_update", f"{event.name}:{event.language}", event.quality.value
     if isinstance(event, TemplateCategoryUpdate):
         _upsert(session, WhatsAppTemplate, ["name", "language"],
-                {"name": event.name, "language": event.language, "status": TemplateStatus.APPROVED.value,
-                 "quality": Quality.UNKNOWN.value, "category": event.category.value, "reason": None,
-                 "updated_at": when}, ["category"])
+                _template_row(event.name, event.language, category=event.category.value, category_at=when),
+                ["category"], "category_at")
         log.warning("WhatsApp template category changed by Meta (pricing changes with it)",
                     extra={"template": event.name, "previous": event.previous.value, "category": event.category.value})
         return "template_category_update", f"{event.name}:{event.language}", event.category.value
@@ -202,11 +208,18 @@ class TemplateState:
     quality: str
     category: str | None
     reason: str | None
-    updated_at: datetime
+    status_at: datetime
+    quality_at: datetime
+    category_at: datetime
 
     @property
     def blocked(self) -> bool:
         return TemplateStatus(self.status) in BLOCKED_STATUSES
+
+    @property
+    def updated_at(self) -> datetime:
+        """When Meta last said anything of it (SEEDED_AT: never)."""
+        return max(self.status_at, self.quality_at, self.category_at)
 
 
 @dataclass(frozen=True)
@@ -246,12 +259,12 @@ def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
     """The registry (with our definitions Meta has not reported on), the account, numbers and limits."""
     now = now or utcnow()
     rows = {(t.name, t.language): TemplateState(t.name, t.language, t.status, t.quality, t.category, t.reason,
-                                                t.updated_at)
+                                                t.status_at, t.quality_at, t.category_at)
             for t in session.scalars(select(WhatsAppTemplate))}
     for t in TEMPLATES.values():
         rows.setdefault((t.name, t.language), TemplateState(t.name, t.language, TemplateStatus.APPROVED.value,
                                                             Quality.UNKNOWN.value, t.category, SEEDED_REASON,
-                                                            SEEDED_AT))
+                                                            SEEDED_AT, SEEDED_AT, SEEDED_AT))
     states = {s.key: s for s in session.scalars(select(WhatsAppAccountState))}
     account = states.get(ACCOUNT_KEY)
     detail = dict(account.detail or {}) if account else {}
