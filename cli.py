@@ -141,8 +141,9 @@ def whatsapp_status_command(as_json: bool) -> None:
     detail = health.account_detail
     if detail.get("event"):
         click.echo(f"  last event: {detail['event']}" + (f", ban state {detail['ban_state']}" if detail.get("ban_state")
-                                                         else "")
-                   + (f", violation {detail['violation_type']}" if detail.get("violation_type") else ""))
+                                                         else ""))
+    if health.violation:
+        click.echo(f"  violation: {health.violation.get('violation_type') or '?'} reported {health.violation['since']}")
     for r in detail.get("restrictions") or []:
         click.echo(f"  restriction: {r.get('type')} until {r.get('expiration') or '?'}")
     click.echo("templates:")

@@ -353,6 +353,49 @@ def test_a_disabled_account(client, session):
     assert scrape(client)[("ziraai_whatsapp_account_restricted", frozenset())] == 1
 
 
+def violation_at(time: int) -> dict[str, Any]:
+    body = with_time("account_restriction.json", time)
+    body["entry"][0]["changes"][0]["value"] = {"event": "ACCOUNT_VIOLATION",
+                                               "violation_info": {"violation_type": "SCAM"}}
+    return body
+
+
+@pytest.mark.parametrize("standing", ["account_restriction.json", "account_disabled.json"])
+def test_a_violation_is_a_warning_that_leaves_a_restriction_or_disablement_in_force(client, runner, session,
+                                                                                    standing):
+    start = fixture_json(standing)["entry"][0]["time"]
+    post_webhook(client, fixture_json(standing))
+    post_webhook(client, violation_at(start + 10))
+    detail = client.get("/health/ready").json["whatsapp_account"]
+    expected = "restricted" if standing == "account_restriction.json" else "disabled"
+    assert (detail["status"], detail["account"]) == ("error", expected)
+    assert len(detail["restrictions"]) == (2 if expected == "restricted" else 0)
+    assert detail["violation"]["violation_type"] == "SCAM"
+    assert scrape(client)[("ziraai_whatsapp_account_restricted", frozenset())] == 1
+    out = runner.invoke(args=["whatsapp-status"]).output
+    assert out.startswith(f"account: {expected} since") and "violation: SCAM reported" in out
+    assert session.get(WhatsAppAccountState, "account").status == expected
+
+
+def test_a_lift_dated_before_a_later_violation_still_lifts_and_the_violation_remains(client):
+    start = fixture_json("account_restriction.json")["entry"][0]["time"]
+    post_webhook(client, fixture_json("account_restriction.json"))
+    post_webhook(client, violation_at(start + 10))
+    lifted = with_time("account_restriction.json", start + 5)  # delivered late
+    lifted["entry"][0]["changes"][0]["value"]["restriction_info"] = []
+    post_webhook(client, lifted)
+    detail = client.get("/health/ready").json["whatsapp_account"]
+    assert (detail["account"], detail["restrictions"], detail["violation"]["violation_type"]) == (
+        "violation", [], "SCAM")
+    assert detail["status"] == "ok"  # a warning: sending works
+    assert scrape(client)[("ziraai_whatsapp_account_restricted", frozenset())] == 0
+    reinstated = with_time("account_disabled.json", start + 20)
+    reinstated["entry"][0]["changes"][0]["value"]["ban_info"]["waba_ban_state"] = ["REINSTATE"]
+    post_webhook(client, reinstated)
+    detail = client.get("/health/ready").json["whatsapp_account"]
+    assert detail["account"] == "ok" and "violation" not in detail
+
+
 # --- the operator's command ---------------------------------------------------------------------------
 
 

@@ -85,6 +85,7 @@ def account_detail(health: Snapshot) -> dict[str, Any]:
             "restrictions": health.account_detail.get("restrictions") or [],
             "since": health.account_updated_at.isoformat() if health.account_updated_at else None}
            if health.account_detail else {}),
+        **({"violation": health.violation} if health.violation else {}),
         "blocked_templates": [{"template": t.name, "language": t.language, "status": t.status, "reason": t.reason}
                               for t in health.blocked_templates],
         "numbers": health.numbers,

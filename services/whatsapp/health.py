@@ -41,6 +41,7 @@ from translations.templates import TEMPLATES
 log = logging.getLogger(__name__)
 
 ACCOUNT_KEY = "account"
+VIOLATION_KEY = "violation"  # the latest ACCOUNT_VIOLATION: a warning, kept apart from the standing it does not change
 CAPABILITIES_KEY = "capabilities"
 NUMBER_PREFIX = "number:"
 SEEDED_REASON = "not reported by Meta yet; assumed approved"
@@ -157,16 +158,20 @@ def _apply(session: Session, event: AccountEvent, when: datetime) -> tuple[str, 
 
 
 def _apply_account(session: Session, event: AccountUpdate, when: datetime) -> tuple[str, str, str]:
+    """A violation is stored apart (`VIOLATION_KEY`): it warns, but neither lifts a restriction or a
+    disablement nor makes a later-dated lift of them look stale."""
     status = event.status
-    if status is not None:
+    if status is AccountStatus.VIOLATION:
+        violation = {"event": event.event_name, "violation_type": event.violation_type}
+        _set_state(session, VIOLATION_KEY, status.value, violation, when)
+        log.error("WhatsApp account policy violation reported", extra=violation)
+    elif status is not None:
         detail = {"event": event.event_name, "ban_state": event.ban_state.value if event.ban_state else None,
-                  "ban_date": event.ban_date, "violation_type": event.violation_type,
+                  "ban_date": event.ban_date,
                   "restrictions": [{"type": r.type, "expiration": _iso(r.expiration)} for r in event.restrictions]}
         _set_state(session, ACCOUNT_KEY, status.value, detail, when)
         if status in RESTRICTING:
             log.critical("WhatsApp account %s: Meta refuses some or all sends", status.value, extra=detail)
-        elif status is AccountStatus.VIOLATION:
-            log.error("WhatsApp account policy violation reported", extra=detail)
         else:
             log.warning("WhatsApp account standing: %s", status.value, extra={"event": event.event_name})
     else:
@@ -232,6 +237,7 @@ class Snapshot:
     templates: list[TemplateState]
     numbers: dict[str, dict[str, Any]] = field(default_factory=dict)  # display number -> event and limits
     capabilities: dict[str, Any] | None = None
+    violation: dict[str, Any] | None = None  # a violation Meta reported since the standing's last event
 
     @property
     def restricted(self) -> bool:
@@ -269,10 +275,16 @@ def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
     account = states.get(ACCOUNT_KEY)
     detail = dict(account.detail or {}) if account else {}
     status = _effective_account(AccountStatus(account.status), detail, now) if account else AccountStatus.OK
+    since = account.updated_at if account else None
+    reported = states.get(VIOLATION_KEY)
+    violation = None
+    if reported is not None and (account is None or reported.updated_at >= account.updated_at):
+        violation = {**(reported.detail or {}), "since": reported.updated_at.isoformat()}
+        if status is AccountStatus.OK:  # a restriction or a disablement says more than a warning
+            status, since = AccountStatus.VIOLATION, reported.updated_at
     numbers = {key.removeprefix(NUMBER_PREFIX): {"event": s.status, **(s.detail or {}),
                                                   "updated_at": s.updated_at.isoformat()}
                for key, s in states.items() if key.startswith(NUMBER_PREFIX)}
     capabilities = states.get(CAPABILITIES_KEY)
-    return Snapshot(status, detail, account.updated_at if account else None,
-                    sorted(rows.values(), key=lambda t: (t.name, t.language)), numbers,
-                    dict(capabilities.detail or {}) if capabilities else None)
+    return Snapshot(status, detail, since, sorted(rows.values(), key=lambda t: (t.name, t.language)), numbers,
+                    dict(capabilities.detail or {}) if capabilities else None, violation)
