@@ -127,11 +127,10 @@ def whatsapp_status_command(as_json: bool) -> None:
     """Print what Meta reported: account standing, templates, number quality and limits."""
     import json
 
-    from services.whatsapp.health import SEEDED_AT, snapshot
-    from web.health import account_detail
+    from services.whatsapp.health import SEEDED_AT
+    from web.health import account_detail, whatsapp_snapshot
 
-    with current_app.extensions["db"].reader() as session:
-        health = snapshot(session)
+    health = whatsapp_snapshot()
     if as_json:
         click.echo(json.dumps(account_detail(health), ensure_ascii=False, indent=2))
         return
@@ -146,6 +145,11 @@ def whatsapp_status_command(as_json: bool) -> None:
         click.echo(f"  violation: {health.violation.get('violation_type') or '?'} reported {health.violation['since']}")
     for r in detail.get("restrictions") or []:
         click.echo(f"  restriction: {r.get('type')} until {r.get('expiration') or '?'}")
+    block = health.send_block
+    if block:
+        click.echo(f"sends: BLOCKED ({block.reason})"
+                   + (f" since {block.since:%Y-%m-%d %H:%M} UTC" if block.since else "")
+                   + (f", tried again at {block.until:%Y-%m-%d %H:%M} UTC" if block.until else ", until lifted"))
     click.echo("templates:")
     for t in health.templates:
         reported = "never reported" if t.updated_at <= SEEDED_AT else f"{t.updated_at:%Y-%m-%d %H:%M} UTC"

@@ -201,18 +201,18 @@ class SharedStateCollector(Collector):
 
 
 class WhatsAppHealthCollector(Collector):
-    """Template statuses and the account's standing, read at each scrape from what `read` returns:
-    `(templates, restricted)` with templates as (name, language, current status). Nothing is yielded when
-    it raises (the database is down: readiness says so)."""
+    """Template statuses, the account's standing and the send block, read at each scrape from what `read`
+    returns: `(templates, restricted, sends_blocked)` with templates as (name, language, current status).
+    Nothing is yielded when it raises (the database is down: readiness says so)."""
 
     STATUSES = ("APPROVED", "PAUSED", "DISABLED", "REJECTED")  # always present, 0 unless current
 
-    def __init__(self, read: Callable[[], tuple[list[tuple[str, str, str]], bool]]) -> None:
+    def __init__(self, read: Callable[[], tuple[list[tuple[str, str, str]], bool, bool]]) -> None:
         self.read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            templates, restricted = self.read()
+            templates, restricted, sends_blocked = self.read()
         except Exception as exc:
             log.warning("metrics: WhatsApp health unavailable", extra={"reason": type(exc).__name__})
             return
@@ -223,9 +223,13 @@ class WhatsAppHealthCollector(Collector):
             for value in dict.fromkeys((*self.STATUSES, current)):
                 status.add_metric([name, language, value], 1 if value == current else 0)
         account = GaugeMetricFamily("ziraai_whatsapp_account_restricted", "1 while Meta restricts, disables or "
-                                    "is about to disable the WhatsApp Business account.")
-        account.add_metric([], 1 if restricted else 0)
-        yield from (status, account)
+                                    "is about to disable the WhatsApp Business account, or refuses its sends "
+                                    "(ziraai_whatsapp_sends_blocked).")
+        account.add_metric([], 1 if restricted or sends_blocked else 0)
+        blocked = GaugeMetricFamily("ziraai_whatsapp_sends_blocked", "1 while every send is held because Meta "
+                                    "refused the account's sends (131042 payment, 368 integrity, 131031 locked).")
+        blocked.add_metric([], 1 if sends_blocked else 0)
+        yield from (status, account, blocked)
 
 
 class _Forward(Collector):

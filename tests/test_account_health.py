@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from services.whatsapp.account import (
     TemplateStatusUpdate,
     parse_account_change,
 )
-from services.whatsapp.outbox import queue_message, send_pending
+from services.whatsapp.outbox import queue_message, send_pending, unblock_account
 from services.whatsapp.updates import parse_webhook
 from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, send_outbox
 
@@ -394,6 +394,37 @@ def test_a_lift_dated_before_a_later_violation_still_lifts_and_the_violation_rem
     post_webhook(client, reinstated)
     detail = client.get("/health/ready").json["whatsapp_account"]
     assert detail["account"] == "ok" and "violation" not in detail
+
+
+def test_a_send_block_after_368_is_shown_until_it_is_lifted(app, client, runner, graph):
+    graph.post(MESSAGES_URL, status=400, json={"error": {"message": "Temporarily blocked for policies violations",
+                                                         "code": 368}})
+    before = utcnow()
+    assert send_pending(queue_result_template(app, add_farmer(app, timedelta(days=2)))) == "failed"
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200  # a blocked account still takes and stores every message
+    detail = ready.json["whatsapp_account"]
+    assert (detail["status"], detail["account"]) == ("error", "ok")
+    block = detail["send_block"]
+    assert block["reason"] == "368: Temporarily blocked for policies violations"
+    since, until = (datetime.fromisoformat(block[k]) for k in ("since", "until"))
+    assert before - timedelta(seconds=5) <= since <= utcnow() and until - since == timedelta(hours=1)
+    samples = scrape(client)
+    assert samples[("ziraai_whatsapp_sends_blocked", frozenset())] == 1
+    assert samples[("ziraai_whatsapp_account_restricted", frozenset())] == 1
+    out = runner.invoke(args=["whatsapp-status"]).output
+    assert "sends: BLOCKED (368: Temporarily blocked for policies violations) since" in out
+    assert json.loads(runner.invoke(args=["whatsapp-status", "--json"]).output)["send_block"]["reason"].startswith(
+        "368:")
+
+    with app.app_context():
+        unblock_account()
+    detail = client.get("/health/ready").json["whatsapp_account"]
+    assert (detail["status"], detail["send_block"]) == ("ok", None)
+    samples = scrape(client)
+    assert samples[("ziraai_whatsapp_sends_blocked", frozenset())] == 0
+    assert samples[("ziraai_whatsapp_account_restricted", frozenset())] == 0
+    assert "sends:" not in runner.invoke(args=["whatsapp-status"]).output
 
 
 # --- the operator's command ---------------------------------------------------------------------------

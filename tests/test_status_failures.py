@@ -20,8 +20,8 @@ from models import Farmer, Message, MessageStatusEvent, UnhandledWebhook, Webhoo
 from services import runtime_settings
 from services.sponsor_messages import Refusal, queue_sponsor_message
 from services.whatsapp import messages as wa
+from services.whatsapp.health import ACCOUNT_BLOCK_KEY
 from services.whatsapp.outbox import (
-    ACCOUNT_BLOCK_KEY,
     PACE_SECONDS,
     queue_message,
     send_pending,

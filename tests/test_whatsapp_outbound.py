@@ -403,7 +403,8 @@ def test_a_reply_behind_a_pending_one_is_not_taken_and_follows_it_in_order(app, 
 
 
 def test_no_reply_is_taken_while_the_account_is_blocked_or_meta_asked_to_pace_the_farmer(app):
-    from services.whatsapp.outbox import ACCOUNT_BLOCK_KEY, may_take_now
+    from services.whatsapp.health import ACCOUNT_BLOCK_KEY
+    from services.whatsapp.outbox import may_take_now
 
     now = utcnow()
     redis = app.extensions["redis"]

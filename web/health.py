@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -9,10 +10,11 @@ from redis.exceptions import RedisError
 from rq import Worker
 from sqlalchemy import text
 
+from models import utcnow
 from services import context, metrics
 from services.problems import problem
 from services.redis_conn import as_text
-from services.whatsapp.health import Snapshot, snapshot
+from services.whatsapp.health import SendBlock, Snapshot, send_block, snapshot
 from services.whatsapp.outbox import AUTH_ALERT_KEY
 from services.worker import embedded_worker_alive
 
@@ -69,15 +71,27 @@ def _whatsapp_account() -> dict[str, Any]:
     """Meta's word on the account, templates and numbers: for operators, never a reason to leave the load
     balancer (a restricted account still answers farmers inside the 24-hour window)."""
     try:
-        with context.db().reader() as session:
-            health = snapshot(session)
+        health = whatsapp_snapshot()
     except Exception as exc:
         return {"status": "unknown", "error": type(exc).__name__}
     return account_detail(health)
 
 
+def whatsapp_snapshot() -> Snapshot:
+    """What Meta reported (the database) with the send block of the error policy (Redis; none shown when
+    Redis does not answer: the `redis` check says so, and nothing is sent then anyway)."""
+    now = utcnow()
+    block: SendBlock | None = None
+    with contextlib.suppress(RedisError):
+        block = send_block(context.redis(), now)
+    with context.db().reader() as session:
+        return snapshot(session, now, block)
+
+
 def account_detail(health: Snapshot) -> dict[str, Any]:
-    """The `/health/ready` view of a snapshot: `error` while the account is restricted or a template blocked."""
+    """The `/health/ready` view of a snapshot: `error` while the account is restricted, its sends are
+    blocked or a template is blocked."""
+    block = health.send_block
     return {
         "status": "ok" if health.ok else "error",
         "account": health.account_status.value,
@@ -86,6 +100,8 @@ def account_detail(health: Snapshot) -> dict[str, Any]:
             "since": health.account_updated_at.isoformat() if health.account_updated_at else None}
            if health.account_detail else {}),
         **({"violation": health.violation} if health.violation else {}),
+        "send_block": {"reason": block.reason, "since": block.since.isoformat() if block.since else None,
+                       "until": block.until.isoformat() if block.until else None} if block else None,
         "blocked_templates": [{"template": t.name, "language": t.language, "status": t.status, "reason": t.reason}
                               for t in health.blocked_templates],
         "numbers": health.numbers,
@@ -93,10 +109,9 @@ def account_detail(health: Snapshot) -> dict[str, Any]:
     }
 
 
-def _template_statuses() -> tuple[list[tuple[str, str, str]], bool]:
-    with context.db().reader() as session:
-        health = snapshot(session)
-    return [(t.name, t.language, t.status) for t in health.templates], health.restricted
+def _template_statuses() -> tuple[list[tuple[str, str, str]], bool, bool]:
+    health = whatsapp_snapshot()
+    return [(t.name, t.language, t.status) for t in health.templates], health.restricted, health.send_block is not None
 
 
 @bp.get("/metrics")

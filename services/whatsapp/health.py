@@ -1,8 +1,9 @@
 """Template registry and account standing: what Meta told us, kept, and what it forbids.
 
 `record_account_events` stores the parsed health events (caller commits); `template_refusal` tells the
-outbox that a template may not be sent (PAUSED, DISABLED, REJECTED...); `snapshot` is what
-`/health/ready`, `/metrics` and `flask whatsapp-status` show. A template Meta never reported on is
+outbox that a template may not be sent (PAUSED, DISABLED, REJECTED...); `send_block` reads the block the
+outbox sets when Meta refuses the account's sends; `snapshot` is what `/health/ready`, `/metrics` and
+`flask whatsapp-status` show. A template Meta never reported on is
 allowed: the registry is seeded from `translations.templates` as APPROVED with UNKNOWN quality, so
 nothing is refused before Meta says so. Meta may deliver out of order: an event older than the latest
 one of the same kind changes nothing (a template's status, quality and category are each ordered on
@@ -14,14 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import WhatsAppAccountEvent, WhatsAppAccountState, WhatsAppTemplate, utcnow
 from models.db import dialect_insert
+from services.redis_conn import as_text
 from services.whatsapp.account import (
     BLOCKED_STATUSES,
     RESTRICTING,
@@ -48,6 +51,10 @@ SEEDED_REASON = "not reported by Meta yet; assumed approved"
 SEEDED_AT = datetime(1970, 1, 1, tzinfo=UTC)  # older than any event, so Meta's first word always applies
 # Graph errors of a send that tell us a template's status (the webhook usually follows, or came first).
 STATUS_BY_SEND_ERROR = {132015: TemplateStatus.PAUSED, 132016: TemplateStatus.DISABLED}
+# Sends Meta refuses for the whole account (131042 payment, 368 integrity, 131031 locked): the outbox sets
+# this flag (`outbox.block_account`) anew at each such refusal, and sends nothing while it lives.
+ACCOUNT_BLOCK_KEY = "ziraai:whatsapp:account_blocked"  # "<code>: <title>"
+ACCOUNT_BLOCK_SECONDS = 3600  # then sends are tried again (a new refusal sets it again)
 
 
 class TemplateRefused(Exception):
@@ -228,6 +235,29 @@ class TemplateState:
 
 
 @dataclass(frozen=True)
+class SendBlock:
+    """Every send held because Meta refused the account's (`ACCOUNT_BLOCK_KEY`): what, since, until."""
+
+    reason: str  # "<code>: <title>" of the refusal
+    since: datetime | None  # the refusal that set it (None: set by hand, without an expiry)
+    until: datetime | None  # when sends are tried again, unless lifted sooner
+
+
+def send_block(redis: Redis, now: datetime) -> SendBlock | None:
+    """The account block, or None. Its age tells when it was set: every setting lives ACCOUNT_BLOCK_SECONDS.
+    A RedisError propagates."""
+    pipe = redis.pipeline()
+    pipe.get(ACCOUNT_BLOCK_KEY)
+    pipe.pttl(ACCOUNT_BLOCK_KEY)
+    reason, ttl_ms = pipe.execute()
+    if reason is None:
+        return None
+    until = now + timedelta(milliseconds=ttl_ms) if ttl_ms > 0 else None
+    return SendBlock(as_text(reason) or "", until - timedelta(seconds=ACCOUNT_BLOCK_SECONDS) if until else None,
+                     until)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything an operator needs to know of the account at one moment."""
 
@@ -238,6 +268,7 @@ class Snapshot:
     numbers: dict[str, dict[str, Any]] = field(default_factory=dict)  # display number -> event and limits
     capabilities: dict[str, Any] | None = None
     violation: dict[str, Any] | None = None  # a violation Meta reported since the standing's last event
+    send_block: SendBlock | None = None
 
     @property
     def restricted(self) -> bool:
@@ -249,7 +280,7 @@ class Snapshot:
 
     @property
     def ok(self) -> bool:
-        return not self.restricted and not self.blocked_templates
+        return not self.restricted and not self.blocked_templates and self.send_block is None
 
 
 def _effective_account(status: AccountStatus, detail: dict[str, Any], now: datetime) -> AccountStatus:
@@ -261,8 +292,9 @@ def _effective_account(status: AccountStatus, detail: dict[str, Any], now: datet
     return AccountStatus.OK if ends and max(ends) <= now else status
 
 
-def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
-    """The registry (with our definitions Meta has not reported on), the account, numbers and limits."""
+def snapshot(session: Session, now: datetime | None = None, block: SendBlock | None = None) -> Snapshot:
+    """The registry (with our definitions Meta has not reported on), the account, numbers and limits, with
+    the send block the caller read (`send_block`)."""
     now = now or utcnow()
     rows = {(t.name, t.language): TemplateState(t.name, t.language, t.status, t.quality, t.category, t.reason,
                                                 t.status_at, t.quality_at, t.category_at)
@@ -287,4 +319,4 @@ def snapshot(session: Session, now: datetime | None = None) -> Snapshot:
                for key, s in states.items() if key.startswith(NUMBER_PREFIX)}
     capabilities = states.get(CAPABILITIES_KEY)
     return Snapshot(status, detail, since, sorted(rows.values(), key=lambda t: (t.name, t.language)), numbers,
-                    dict(capabilities.detail or {}) if capabilities else None, violation)
+                    dict(capabilities.detail or {}) if capabilities else None, violation, block)

@@ -68,7 +68,14 @@ from services.redis_conn import as_text, quick
 from services.whatsapp import messages as wa
 from services.whatsapp.client import WhatsAppClient
 from services.whatsapp.errors import EFFECT_BY_CODE, POLICY_BY_CODE, Effect, GraphAPIError, LimitError, Policy
-from services.whatsapp.health import STATUS_BY_SEND_ERROR, TemplateRefused, set_template_status, template_refusal
+from services.whatsapp.health import (
+    ACCOUNT_BLOCK_KEY,
+    ACCOUNT_BLOCK_SECONDS,
+    STATUS_BY_SEND_ERROR,
+    TemplateRefused,
+    set_template_status,
+    template_refusal,
+)
 from services.whatsapp.messages import Outbound, address_field
 from translations.templates import TEMPLATES
 
@@ -90,9 +97,6 @@ PACE_SECONDS = 6  # 131056: at most one message per this many seconds to that fa
 PACE_WINDOW = timedelta(hours=1)  # ...for this long after Meta said so
 MARKETING_PAUSE = timedelta(hours=24)  # 131049 / 130472: no sponsor message to that farmer before this
 PACE_KEY = "ziraai:whatsapp:pace:{phone}"  # the farmer's 6-second token while paced
-# Blocks recorded for the template registry and account-health alerts to read (and clear sooner):
-ACCOUNT_BLOCK_KEY = "ziraai:whatsapp:account_blocked"  # "<code>: <title>"; nothing is sent while it lives
-ACCOUNT_BLOCK_SECONDS = 3600  # then sends are tried again (a new refusal sets it again)
 ACCOUNT_RECHECK = timedelta(minutes=5)  # how long a row waits while the account is blocked
 
 
@@ -883,8 +887,8 @@ _EFFECTS: dict[Effect, Callable[[Session, Message, int | None, str, datetime], N
 
 def block_account(reason: str) -> None:
     """Stop sending, and alert: Meta refuses this account's messages (payment, integrity, locked). Sends
-    wait while the flag lives (ACCOUNT_BLOCK_SECONDS, or until `unblock_account`); account-health
-    checks read it."""
+    wait while the flag lives (ACCOUNT_BLOCK_SECONDS, or until `unblock_account`); `/health/ready`,
+    `/metrics` and `flask whatsapp-status` show it (`health.send_block`)."""
     log.critical("WhatsApp account blocked: no message is sent until it is resolved", extra={"reason": reason})
     with contextlib.suppress(RedisError):
         context.redis().set(ACCOUNT_BLOCK_KEY, reason[:300], ex=ACCOUNT_BLOCK_SECONDS)
