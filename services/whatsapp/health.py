@@ -3,11 +3,11 @@
 `record_account_events` stores the parsed health events (caller commits); `template_refusal` tells the
 outbox that a template may not be sent (PAUSED, DISABLED, REJECTED...); `send_block` reads the block the
 outbox sets when Meta refuses the account's sends; `snapshot` is what `/health/ready`, `/metrics` and
-`flask whatsapp-status` show. A template Meta never reported on is
-allowed: the registry is seeded from `translations.templates` as APPROVED with UNKNOWN quality, so
-nothing is refused before Meta says so. Meta may deliver out of order: an event older than the latest
-one of the same kind changes nothing (a template's status, quality and category are each ordered on
-their own), but is still kept in the history.
+`flask whatsapp-status` show. A template Meta never reported on is allowed: the registry is seeded
+from `translations.templates` as APPROVED with UNKNOWN quality, so nothing is refused before Meta says
+so. Meta may deliver out of order: an event older than the latest one of the same kind changes nothing
+(a template's status, quality and category are each ordered on their own), but is still kept in the
+history.
 """
 
 from __future__ import annotations
