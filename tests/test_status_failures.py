@@ -32,7 +32,10 @@ from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, se
 from translations.templates import TEMPLATES
 
 TO = "+905321234567"
+USER_ID = "TR.13491208655302741918"
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
+OTHER_NUMBER_ID = "222333444555666"  # a second number of ours
+OTHER_MESSAGES_URL = f"{GRAPH}/{OTHER_NUMBER_ID}/messages"
 pytestmark = pytest.mark.usefixtures("no_quiet_hours")
 
 
@@ -48,7 +51,8 @@ def graph():
         return 200, {}, json.dumps({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.OUT{next(count)}"}]})
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add_callback(responses.POST, MESSAGES_URL, callback=accept, content_type="application/json")
+        for url in (MESSAGES_URL, OTHER_MESSAGES_URL):
+            mock.add_callback(responses.POST, url, callback=accept, content_type="application/json")
         yield mock
 
 
@@ -75,10 +79,11 @@ def template_of(name: str, to: str = TO) -> wa.Outbound:
 
 
 def send_one(app, out: wa.Outbound | None = None, *, fallback: wa.Outbound | None = None,
-             farmer_id: int | None = None) -> Message:
+             farmer_id: int | None = None, to: str = TO, from_number: str | None = None) -> Message:
     """Queue a row and send it (Graph accepts): the row, with its wamid."""
     with app.extensions["db"].session() as s, s.begin():
-        row = queue_message(s, TO, out or wa.text(TO, "Analiziniz hazır"), fallback=fallback, farmer_id=farmer_id)
+        row = queue_message(s, to, out or wa.text(to, "Analiziniz hazır"), fallback=fallback, farmer_id=farmer_id,
+                            from_number=from_number)
         row_id = row.id
     assert send_pending(row_id) == "sent"
     return row_by_id(app, row_id)
@@ -345,6 +350,78 @@ def test_131048_status_is_not_resent_and_alerts(app, client, graph, caplog):
         post_ok(client, failed_status(row.wamid, 131048, "Spam rate limit hit"))
     assert replacements(app, row.id) == []
     assert any(r.levelname == "ERROR" and getattr(r, "error_code", None) == 131048 for r in caplog.records)
+
+
+def posted_from(graph) -> list[str]:
+    """The number of ours each send went out from (the id in Graph's URL)."""
+    return [c.request.url.split("/")[-2] for c in graph.calls]
+
+
+@pytest.mark.parametrize("code", [130429, 131056])
+def test_a_resend_goes_out_from_the_number_the_farmer_wrote_to(app, client, graph, code):
+    farmer_id = add_farmer(app)
+    with app.extensions["db"].session() as s, s.begin():
+        s.get_one(Farmer, farmer_id).our_number_id = OTHER_NUMBER_ID  # the farmer wrote to our second number
+    row = send_one(app, farmer_id=farmer_id)
+    post_ok(client, failed_status(row.wamid, code, "Rate limit hit"))
+    [resend] = replacements(app, row.id)
+    assert resend.phone_number_id == OTHER_NUMBER_ID
+    send_outbox(app)
+    assert posted_from(graph) == [OTHER_NUMBER_ID, OTHER_NUMBER_ID]
+    assert row_by_id(app, resend.id).status == "accepted"
+
+
+def test_a_fallback_template_goes_out_from_the_number_the_failed_message_went_from(app, client, graph):
+    row = send_one(app, fallback=template_of("analysis_complete_tr"), from_number=OTHER_NUMBER_ID)
+    post_ok(client, failed_status(row.wamid, 131047, "Re-engagement message"))
+    [fallback] = replacements(app, row.id)
+    assert fallback.phone_number_id == OTHER_NUMBER_ID
+    send_outbox(app)
+    assert posted_from(graph) == [OTHER_NUMBER_ID, OTHER_NUMBER_ID]
+
+
+# --- 131062: a user id is not allowed for this message -> the phone, as the send path does -----------------
+
+
+def add_farmer_by_user_id(app, phone: str | None) -> int:
+    with app.extensions["db"].session() as s, s.begin():
+        farmer = Farmer(phone=phone, user_id=USER_ID, locale="tr")
+        s.add(farmer)
+        s.flush()
+        return farmer.id
+
+
+def test_131062_status_resends_to_the_farmers_phone_once_it_is_known(app, client, graph):
+    farmer_id = add_farmer_by_user_id(app, None)
+    row = send_one(app, farmer_id=farmer_id, to=USER_ID, from_number=OTHER_NUMBER_ID)
+    with app.extensions["db"].session() as s, s.begin():
+        s.get_one(Farmer, farmer_id).phone = TO  # learned since (the farmer wrote with their phone)
+    body = failed_status(row.wamid, 131062, "User ID not allowed for this message", recipient=None)
+    post_ok(client, body)
+    [resend] = replacements(app, row.id)
+    assert (resend.status, resend.seq, resend.phone_number_id) == ("pending", row.seq, OTHER_NUMBER_ID)
+    send_outbox(app)
+    first, second = [json.loads(c.request.body) for c in graph.calls]
+    assert first["recipient"] == USER_ID and "to" not in first
+    assert second["to"] == TO and "recipient" not in second
+    assert second["text"] == first["text"]
+    assert row_by_id(app, resend.id).status == "accepted"
+    assert (row_by_id(app, row.id).status, row_by_id(app, row.id).error_code) == ("failed", 131062)
+
+
+def test_131062_status_without_a_phone_tells_support_to_reach_the_farmer(app, client, graph, caplog):
+    farmer_id = add_farmer_by_user_id(app, None)
+    row = send_one(app, farmer_id=farmer_id, to=USER_ID)
+    with caplog.at_level("ERROR"):
+        post_ok(client, failed_status(row.wamid, 131062, "User ID not allowed for this message", recipient=None))
+    assert replacements(app, row.id) == []
+    failed = row_by_id(app, row.id)
+    assert (failed.status, failed.error_code) == ("failed", 131062)
+    assert failed.error_title is not None and "support must reach the farmer" in failed.error_title
+    assert failed.error_title.startswith("User ID not allowed for this message")
+    assert any(r.levelname == "ERROR" and getattr(r, "error_code", None) == 131062 for r in caplog.records)
+    send_outbox(app)
+    assert len(graph.calls) == 1
 
 
 # --- 132015 / 132016 and 131042 / 368 / 131031: stop using the template / stop sending, alert --------------

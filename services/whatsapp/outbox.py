@@ -684,7 +684,7 @@ def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -
         log.error("template refused and no free-text fallback (outside the 24-hour window)", extra=extra)
         return "refused"
     new = queue_message(session, row.phone, _free_text(row), farmer_id=row.farmer_id, analysis_id=row.analysis_id,
-                        seq=row.seq)
+                        seq=row.seq, from_number=row.phone_number_id)
     log.warning("template refused: its text is sent as a free-form message instead",
                 extra={**extra, "fallback_id": new.id})
     return "free_text"
@@ -757,7 +757,7 @@ def _queue_fallback(session: Session, row: Message, extra: dict[str, Any]) -> Me
     template = Outbound(fb["type"], fb["body"], fb.get("text"), fb.get("template_name"),
                         fb.get("template_params") or [])
     new = queue_message(session, row.phone, template, farmer_id=row.farmer_id, analysis_id=row.analysis_id,
-                        seq=row.seq, replaces_id=row.id)
+                        seq=row.seq, replaces_id=row.id, from_number=row.phone_number_id)
     log.info("outside the 24-hour window: template queued instead", extra={**extra, "fallback_id": new.id})
     return new
 
@@ -793,6 +793,9 @@ def _after_status_failure(session: Session, row: Message, code: int, title: str 
         return _queue_fallback(session, row, extra)
     if policy in (Policy.RETRY, Policy.RETRY_PAIR) and row.attempts <= RETRIES:
         return _queue_resend(session, row, now, extra)
+    if policy is Policy.USER_ID:  # as on the send path: to the phone at once, else support must look
+        to_phone = _to_phone(session, row, title, extra)
+        return _queue_resend(session, row, now, extra, payload=to_phone, due=now) if to_phone else None
     if policy is Policy.TEMPLATE:
         log.warning("a template failed outside the 24-hour window: nothing to fall back to", extra=extra)
     elif policy in (Policy.ALERT, Policy.AUTH):
@@ -802,14 +805,16 @@ def _after_status_failure(session: Session, row: Message, code: int, title: str 
     return None
 
 
-def _queue_resend(session: Session, row: Message, now: datetime, extra: dict[str, Any]) -> Message:
-    """The same body again after the backoff, in the failed row's place in the line."""
-    due = now + retry_delay(row.attempts)
-    new = Message(direction=Direction.OUTBOUND.value, phone=row.phone, farmer_id=row.farmer_id, type=row.type,
-                  text=row.text, template_name=row.template_name, template_params=row.template_params,
-                  payload=row.payload, fallback=row.fallback, status=MessageStatus.PENDING.value,
-                  analysis_id=row.analysis_id, created_at=now, next_attempt_at=due,
-                  seq=row.seq, attempts=row.attempts, replaces_id=row.id)
+def _queue_resend(session: Session, row: Message, now: datetime, extra: dict[str, Any], *,
+                  payload: dict[str, Any] | None = None, due: datetime | None = None) -> Message:
+    """The same body (or `payload`) again after the backoff (or at `due`), from the same number of ours
+    and in the failed row's place in the line."""
+    due = due or now + retry_delay(row.attempts)
+    new = Message(direction=Direction.OUTBOUND.value, phone=row.phone, phone_number_id=row.phone_number_id,
+                  farmer_id=row.farmer_id, type=row.type, text=row.text, template_name=row.template_name,
+                  template_params=row.template_params, payload=payload or row.payload, fallback=row.fallback,
+                  status=MessageStatus.PENDING.value, analysis_id=row.analysis_id, created_at=now,
+                  next_attempt_at=due, seq=row.seq, attempts=row.attempts, replaces_id=row.id)
     session.add(new)
     session.flush()
     metrics.outbound_send("retried")
@@ -900,22 +905,30 @@ def unblock_account() -> None:
 
 
 def _to_phone_instead(session: Session, row: Message, extra: dict[str, Any]) -> str:
-    """131062: Meta will not take this message by user id. Known phone: the same row goes to the phone at
-    once. No phone: the row fails where support sees it (they must reach the farmer another way)."""
+    """131062 on the send path: the same row goes to the farmer's phone at once, or fails (`_to_phone`)."""
+    to_phone = _to_phone(session, row, row.error_title, extra)
+    if to_phone is None:
+        row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+        metrics.outbound_send("failed")
+        return "failed"
+    row.payload = to_phone
+    row.next_attempt_at = utcnow()
+    return "retry"
+
+
+def _to_phone(session: Session, row: Message, title: str | None, extra: dict[str, Any]) -> dict[str, Any] | None:
+    """131062, refused at send or reported later: Meta will not take this message by user id. Returns its
+    body addressed to the farmer's phone when one is known; otherwise None, and the row's error says
+    support must reach the farmer another way (the support view shows failed rows)."""
     farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
     body = dict(row.payload or {})
     if farmer is not None and farmer.phone and "recipient" in body:
         body.pop("recipient")
-        row.payload = {**body, **address_field(farmer.phone)}
-        row.next_attempt_at = utcnow()
         log.warning("user id refused for this message; sending to the farmer's phone", extra=extra)
-        return "retry"
-    row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
-    row.error_title = f"{row.error_title or 'user id not allowed'} (no phone known: support must reach the farmer)"[
-        :300]
-    metrics.outbound_send("failed")
+        return {**body, **address_field(farmer.phone)}
+    row.error_title = f"{title or 'user id not allowed'} (no phone known: support must reach the farmer)"[:300]
     log.error("user id refused for this message and no phone is known; support must look", extra=extra)
-    return "failed"
+    return None
 
 
 def _set_auth_alert(exc: GraphAPIError) -> None:
