@@ -2,9 +2,11 @@
 analysis (`services.visibility`: the same per-analysis tier as what the sponsor sees of it).
 
 Sponsors know farmers only through their analyses (farmer ids are not theirs to see), so the message
-is addressed by analysis. The rules are `services.sponsor_messages`': never to an opted-out farmer
-(409), at most `sponsor_message_daily_cap` a day per farmer (429 with `Retry-After`), and held until
-quiet hours end (the answer's `send_after`).
+is addressed by analysis. The rules are `services.sponsor_messages`': never to a farmer who opted out,
+whose number WhatsApp reported unreachable or who stopped marketing messages (409, saying which), not
+while Meta has paused, disabled or rejected the template (503: no sponsor message can go), at most
+`sponsor_message_daily_cap` a day per farmer (429 with `Retry-After`), and held until quiet hours or
+Meta's marketing pause for the farmer end (the answer's `send_after`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from services.visibility import sees_identity
 
 NOT_IN_PACKAGE = ("Messaging farmers comes with the L and XL packages; the code that paid for this analysis is from "
                   "the {tier} package.")
+FARMER_REFUSALS = {
+    Refusal.OPTED_OUT: "This farmer does not receive messages (opted out).",
+    Refusal.UNREACHABLE: "WhatsApp reported this farmer's number unreachable: no sponsor message can be sent to it "
+                         "until the farmer writes to us again.",
+    Refusal.MARKETING_OPT_OUT: "This farmer stopped marketing messages in WhatsApp, so sponsor messages are not sent.",
+}
+TEMPLATE_BLOCKED = "Sponsor messages cannot be sent at the moment: {reason}. Nothing was queued; try again later."
 
 
 @bp.post("/sponsors/<int:sponsor_id>/analyses/<int:analysis_id>/message")
@@ -49,8 +58,11 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
         assert text is not None
         result = queue_sponsor_message(session, sponsor.name, analysis.farmer_id, text, now,
                                        runtime_settings.current())
-        if result.refusal is Refusal.OPTED_OUT:
-            raise ApiError(409, "This farmer does not receive messages (opted out).")
+        if result.refusal in FARMER_REFUSALS:
+            raise ApiError(409, FARMER_REFUSALS[result.refusal])
+        if result.refusal is Refusal.TEMPLATE_BLOCKED:
+            assert result.template is not None
+            raise ApiError(503, TEMPLATE_BLOCKED.format(reason=result.template.reason))
         if result.refusal is Refusal.DAILY_CAP:
             assert result.retry_after is not None
             wait = max(1, int((result.retry_after - now).total_seconds()))
@@ -78,7 +90,9 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"message_id": {"type": "integer"}, "status": {"const": "pending"},
                        "template": {"const": "sponsor_message_tr"},
                        "send_after": {"type": ["string", "null"], "format": "date-time",
-                                      "description": "Written in quiet hours: sent when they end."},
+                                      "description": "Not sent before this: written in quiet hours, or while "
+                                                     "Meta pauses marketing messages to this farmer (after "
+                                                     "131049 / 130472); null: sent at once."},
                        "sent_today": {"type": "integer"}, "daily_cap": {"type": "integer"}}},
 }
 
@@ -91,12 +105,16 @@ PATHS: dict[str, Any] = {
             "parameters": [SPONSOR_ID, path_param("analysis_id", ROW_ID, 1)],
             "requestBody": json_body("SponsorMessageRequest"),
             "responses": {
-                "202": json_response("Queued; sent at once, or when quiet hours end.", ref("SponsorMessageQueued")),
+                "202": json_response("Queued; sent at once, or at `send_after`.", ref("SponsorMessageQueued")),
                 **AUTHED_ERRORS,
                 "403": problem_response("The role may not use this endpoint, or the code that paid for this "
                                         "analysis is below L."),
                 "404": problem_response("No such sponsor, or not this sponsor's analysis."),
-                "409": problem_response("The farmer opted out of messages."),
+                "409": problem_response("The farmer does not receive sponsor messages; `detail` says why: opted "
+                                        "out, number reported unreachable by WhatsApp, or marketing messages "
+                                        "stopped in WhatsApp."),
+                "503": problem_response("WhatsApp does not allow the `sponsor_message_tr` template now (paused, "
+                                        "disabled or rejected: `detail` names it); nothing was queued."),
                 "429": {**AUTHED_ERRORS["429"], "description": "The farmer's daily cap of sponsor messages is "
                         "reached (`Retry-After`: seconds to the next Istanbul midnight), or the request rate limit."},
             },

@@ -40,7 +40,16 @@ from models.db import MAX_ROW_ID
 from services import context, runtime_settings
 from services.analysis_result import normalise
 from services.audit import audit
-from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message, sent_today
+from services.sponsor_messages import (
+    MAX_TEXT,
+    Refusal,
+    SponsorMessageResult,
+    farmer_refusal,
+    one_line,
+    queue_sponsor_message,
+    sent_today,
+    template_blocked,
+)
 from services.sponsor_stats import (
     Bucket,
     Interval,
@@ -437,9 +446,29 @@ def analyses(sponsor_id: int) -> Any:
                   crop=crop or "", hidden=hidden)
 
 
+# Why a message is refused (`services.sponsor_messages`, the API's reasons), and the page's status then.
+REFUSALS: dict[Refusal, str] = {
+    Refusal.OPTED_OUT: N_("This farmer does not receive messages (opted out)."),
+    Refusal.UNREACHABLE: N_("WhatsApp reported this farmer's number unreachable: no message can be sent to it until "
+                            "the farmer writes to us again."),
+    Refusal.MARKETING_OPT_OUT: N_("This farmer stopped marketing messages in WhatsApp, so sponsor messages are not "
+                                  "sent."),
+    Refusal.TEMPLATE_BLOCKED: N_("Sponsor messages cannot be sent at the moment: WhatsApp has set their template to "
+                                 "%(status)s. Nothing was sent; try again later."),
+    Refusal.DAILY_CAP: N_("This farmer has had %(cap)s sponsor messages today; try again tomorrow."),
+}
+REFUSAL_STATUS: dict[Refusal, int] = {Refusal.TEMPLATE_BLOCKED: 503, Refusal.DAILY_CAP: 429}  # otherwise 409
+
+
+def _refusal_text(refusal: Refusal, template_status: str | None, cap: int) -> str:
+    return _(REFUSALS[refusal], status=template_status or "", cap=cap)
+
+
 def _analysis_page(sponsor: Sponsor, analysis_id: int, text: str = "", error: str | None = None,
                    status: int = 200) -> Any:
     now = utcnow()
+    cap = runtime_settings.current().sponsor_message_daily_cap
+    refused = None  # why no message can go now, known before the sponsor writes one
     with context.db().reader() as session:
         found = find_sponsored_analysis(session, sponsor.id, analysis_id) if analysis_id <= MAX_ROW_ID else None
         if found is None or not sees_analyses(found[1]):
@@ -448,12 +477,16 @@ def _analysis_page(sponsor: Sponsor, analysis_id: int, text: str = "", error: st
         farmer = session.get(Farmer, analysis.farmer_id)
         view = analysis_view(analysis, farmer, tier) or {}
         today = sent_today(session, analysis.farmer_id, now) if sees_identity(tier) else 0
-    cap = runtime_settings.current().sponsor_message_daily_cap
+        if sees_identity(tier) and farmer is not None:
+            blocked = template_blocked(session)
+            refusal = farmer_refusal(farmer) or (Refusal.TEMPLATE_BLOCKED if blocked is not None else None)
+            refused = _refusal_text(refusal, blocked.status if blocked else None, cap) if refusal else None
     audit("sponsor.analysis.read", "analysis", analysis_id, {"sponsor_id": sponsor.id, "tier": tier, "via": "console"})
     report = json.dumps(view["report"], ensure_ascii=False, indent=2) if view.get("report") is not None else None
     return render("console/sponsor_analysis.html", status, **_base(sponsor, "analyses"),
                   row=analysis_row(analysis, view), recommendations=recommendation_groups(view.get("recommendations")),
-                  report=report, sent_today=today, daily_cap=cap, text=text, error=error, max_text=MAX_TEXT)
+                  report=report, sent_today=today, daily_cap=cap, text=text, error=error, max_text=MAX_TEXT,
+                  refused=refused)
 
 
 @bp.get("/sponsors/<int:sponsor_id>/analyses/<int:analysis_id>")
@@ -467,10 +500,12 @@ def analysis(sponsor_id: int, analysis_id: int) -> Any:
 @bp.post("/sponsors/<int:sponsor_id>/analyses/<int:analysis_id>/message")
 @staff_required("sponsor", "admin")
 def message(sponsor_id: int, analysis_id: int) -> Any:
-    """The API's rules: an L or XL code paid for this analysis, 1..MAX_TEXT characters on one line, never
-    to an opted-out farmer, at most the daily cap a day per farmer, held until quiet hours end."""
+    """The API's rules and refusals: an L or XL code paid for this analysis, 1..MAX_TEXT characters on one
+    line, never to a farmer who opted out, is unreachable or stopped marketing messages, not while Meta
+    blocks the template, at most the daily cap a day per farmer, held until quiet hours end."""
     text = request.form.get("text", "")[:2000]
     now = utcnow()
+    result: SponsorMessageResult | None = None
     with context.db().session() as session, session.begin():
         sponsor = own_sponsor(session, sponsor_id)
         found = find_sponsored_analysis(session, sponsor_id, analysis_id) if analysis_id <= MAX_ROW_ID else None
@@ -479,27 +514,24 @@ def message(sponsor_id: int, analysis_id: int) -> Any:
         analysis, tier = found
         if not sees_identity(tier):
             abort(404)  # the page offers no form below L
-        if not 1 <= len(one_line(text)) <= MAX_TEXT:
-            error = _("Write 1 to %(n)s characters.", n=MAX_TEXT)
-            result = None
-        else:
-            error = None
+        if 1 <= len(one_line(text)) <= MAX_TEXT:
             result = queue_sponsor_message(session, sponsor.name, analysis.farmer_id, text, now,
                                            runtime_settings.current())
             if result.refusal is None:
                 audit("sponsor.message.send", "message", result.message_id,
                       {"sponsor_id": sponsor_id, "analysis_id": analysis_id, "farmer_id": analysis.farmer_id,
                        "chars": len(one_line(text)), "via": "console"}, session=session)
-    if result is not None and result.refusal is Refusal.OPTED_OUT:
-        error = _("This farmer does not receive messages (opted out).")
-    elif result is not None and result.refusal is Refusal.DAILY_CAP:
-        error = _("This farmer has had %(cap)s sponsor messages today; try again tomorrow.", cap=result.daily_cap)
-    if error is not None or result is None:
-        status = 422 if result is None else 429 if result.refusal is Refusal.DAILY_CAP else 409
-        return _analysis_page(sponsor, analysis_id, text, error, status)
-    if result.send_after is not None:
+    if result is None:
+        return _analysis_page(sponsor, analysis_id, text, _("Write 1 to %(n)s characters.", n=MAX_TEXT), 422)
+    if result.refusal is not None:
+        error = _refusal_text(result.refusal, result.template.status if result.template else None, result.daily_cap)
+        return _analysis_page(sponsor, analysis_id, text, error, REFUSAL_STATUS.get(result.refusal, 409))
+    if result.send_after is None:
+        flash_text("success", "Message queued; it is on its way to the farmer.")
+    elif result.send_after == runtime_settings.current().quiet_until(now):
         flash_text("success", "Message queued; it is sent when quiet hours end.")
     else:
-        flash_text("success", "Message queued; it is on its way to the farmer.")
+        flash_text("success", "Message queued; WhatsApp holds marketing messages to this farmer for now, so it is "
+                              "sent later.")
     return redirect(url_for(".analysis", sponsor_id=sponsor_id, analysis_id=analysis_id))
 

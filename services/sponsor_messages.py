@@ -1,11 +1,14 @@
 """A sponsor's message to a farmer it sponsors (L and XL packages), sent as `sponsor_message_tr`.
 
 The rules farmers rely on, checked under the farmer's row lock so two sponsors writing at once
-cannot both take the last slot: never to a farmer who opted out (or asked for deletion), at most
+cannot both take the last slot: never to a farmer who opted out (or asked for deletion), whose
+number WhatsApp reported unreachable or who stopped marketing messages; at most
 `sponsor_message_daily_cap` a day per farmer over all sponsors (Europe/Istanbul days, counting every
-message queued that day), and never sent during quiet hours: a message written then waits in the
-outbox until they end. Opt-out and quiet hours are checked again when the message is delivered,
-since a farmer may write `DUR` while a message waits.
+message queued that day); and never sent during quiet hours or Meta's marketing pause for that
+farmer: a message written then waits in the outbox until they end. Opt-out and quiet hours are
+checked again when the message is delivered, since a farmer may write `DUR` while a message waits.
+What is known when the sponsor writes is refused at once rather than failing later: a template
+registry that says Meta paused, disabled or rejected `sponsor_message_tr` refuses every message.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from sqlalchemy.orm import Session
 from models import Direction, Farmer, Message
 from services.quota import day_start, lock_farmer, next_day_start
 from services.runtime_settings import Values
+from services.whatsapp.health import TemplateRefused, template_refusal
 from services.whatsapp.messages import build_template
 from services.whatsapp.outbox import PROACTIVE_TEMPLATES, queue_message
+from translations.templates import TEMPLATES
 
 TEMPLATE = "sponsor_message_tr"
 assert TEMPLATE in PROACTIVE_TEMPLATES  # so delivery re-checks opt-out and quiet hours
@@ -29,7 +34,10 @@ MAX_TEXT = 500
 
 
 class Refusal(enum.StrEnum):
-    OPTED_OUT = "opted_out"
+    OPTED_OUT = "opted_out"  # the farmer wrote DUR or asked for their data to be deleted
+    UNREACHABLE = "unreachable"  # WhatsApp reported the number cannot receive messages (131026)
+    MARKETING_OPT_OUT = "marketing_opt_out"  # the farmer stopped marketing messages in WhatsApp
+    TEMPLATE_BLOCKED = "template_blocked"  # Meta paused, disabled or rejected the template: nobody gets one
     DAILY_CAP = "daily_cap"
 
 
@@ -39,8 +47,9 @@ class SponsorMessageResult:
     sent_today: int  # this farmer's sponsor messages today, this one included when queued
     daily_cap: int
     message_id: int | None = None
-    send_after: datetime | None = None  # the end of quiet hours when written during them
+    send_after: datetime | None = None  # when delivery may begin, if not at once (quiet hours, Meta's pause)
     retry_after: datetime | None = None  # the next day, when the cap is reached
+    template: TemplateRefused | None = None  # why the template may not be sent (TEMPLATE_BLOCKED)
 
 
 def one_line(text: str) -> str:
@@ -56,19 +65,50 @@ def sent_today(session: Session, farmer_id: int, now: datetime) -> int:
     ) or 0
 
 
+def farmer_refusal(farmer: Farmer) -> Refusal | None:
+    """Why this farmer gets no message we write first (`Farmer.accepts_proactive`), most lasting reason
+    first, or None."""
+    if farmer.opted_out_at is not None or farmer.deletion_requested_at is not None:
+        return Refusal.OPTED_OUT
+    if farmer.unreachable_at is not None:
+        return Refusal.UNREACHABLE
+    if farmer.marketing_opt_out_at is not None:
+        return Refusal.MARKETING_OPT_OUT
+    return None
+
+
+def template_blocked(session: Session) -> TemplateRefused | None:
+    """Whether the template registry says Meta would refuse `sponsor_message_tr` now (the outbox would
+    fail every such row before any Graph call)."""
+    return template_refusal(session, TEMPLATE, TEMPLATES[TEMPLATE].language)
+
+
+def send_after(farmer: Farmer, now: datetime, rs: Values) -> datetime | None:
+    """When a message written now may be delivered, if not at once: after Meta's marketing pause for this
+    farmer (131049, 130472), then after quiet hours, the order the outbox holds it in."""
+    paused = farmer.marketing_paused_until
+    start = paused if paused is not None and paused > now else now
+    return rs.quiet_until(start) or (start if start > now else None)
+
+
 def queue_sponsor_message(session: Session, sponsor_name: str, farmer_id: int, text: str, now: datetime,
                           rs: Values) -> SponsorMessageResult:
-    """Queue the message in the caller's transaction (the caller commits, then enqueues delivery)."""
+    """Queue the message in the caller's transaction (the caller commits, then enqueues delivery), or
+    say why not."""
     lock_farmer(session, farmer_id)
     farmer = session.get_one(Farmer, farmer_id)
     session.refresh(farmer)  # the values under the lock, not an earlier read
     cap = rs.sponsor_message_daily_cap
     count = sent_today(session, farmer_id, now)
-    if not farmer.accepts_proactive:
-        return SponsorMessageResult(Refusal.OPTED_OUT, count, cap)
+    refusal = farmer_refusal(farmer)
+    if refusal is not None:
+        return SponsorMessageResult(refusal, count, cap)
+    blocked = template_blocked(session)
+    if blocked is not None:
+        return SponsorMessageResult(Refusal.TEMPLATE_BLOCKED, count, cap, template=blocked)
     if count >= cap:
         return SponsorMessageResult(Refusal.DAILY_CAP, count, cap, retry_after=next_day_start(now))
     out = build_template(TEMPLATE, farmer.address, {"sponsor name": one_line(sponsor_name),
                                                    "message text": one_line(text)})
     row = queue_message(session, farmer.address, out, farmer_id=farmer_id)
-    return SponsorMessageResult(None, count + 1, cap, message_id=row.id, send_after=rs.quiet_until(now))
+    return SponsorMessageResult(None, count + 1, cap, message_id=row.id, send_after=send_after(farmer, now, rs))

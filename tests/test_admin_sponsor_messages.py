@@ -12,10 +12,15 @@ import responses
 from sqlalchemy import select, update
 
 from models import AuditLog, Farmer, Message, utcnow
+from services import runtime_settings
 from services.quota import ISTANBUL, next_day_start
+from services.sponsor_messages import TEMPLATE, farmer_refusal, send_after
+from services.whatsapp.account import TemplateStatus
+from services.whatsapp.health import set_template_status
 from tests import test_admin_sponsors as sponsors_tests
 from tests.helpers import GRAPH, PHONE_NUMBER_ID, send_outbox, set_runtime
 from tests.test_admin_sponsors import PROBLEM, add_analysis, add_farmer, buy
+from translations.templates import TEMPLATES
 
 MESSAGES_URL = f"{GRAPH}/{PHONE_NUMBER_ID}/messages"
 tiers, world = sponsors_tests.tiers, sponsors_tests.world  # fixtures: tiers seeded, sponsors A/B and tokens
@@ -198,3 +203,70 @@ def test_written_in_quiet_hours_it_waits_until_they_end(app, client, world, spon
     assert len(sent_bodies(graph)) == 1
     session.expire_all()
     assert session.get(Message, message_id).status == "accepted"
+
+
+# --- refused when it is written, saying why, rather than failing later ---------------------------------------
+
+
+@pytest.mark.parametrize(("column", "said", "not_said"), [
+    ("unreachable_at", "reported this farmer's number unreachable", "opted out"),
+    ("marketing_opt_out_at", "stopped marketing messages", "opted out"),
+    ("opted_out_at", "opted out", "unreachable"),
+])
+def test_a_farmer_who_cannot_get_it_is_refused_saying_why(app, client, world, sponsored, session, column, said,
+                                                          not_said):
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Farmer).values({column: utcnow()}))
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "Merhaba"})
+    assert response.status_code == 409 and response.mimetype == PROBLEM
+    detail = response.get_json()["detail"]
+    assert said in detail and not_said not in detail
+    assert session.scalar(select(Message.id)) is None
+
+
+@pytest.mark.parametrize("status", [TemplateStatus.PAUSED, TemplateStatus.DISABLED, TemplateStatus.REJECTED])
+def test_a_blocked_template_is_refused_at_once_and_nothing_is_queued(app, client, world, sponsored, session, status):
+    with app.extensions["db"].session() as s, s.begin():
+        set_template_status(s, TEMPLATE, TEMPLATES[TEMPLATE].language, status, "Low quality", utcnow())
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "Merhaba"})
+    assert response.status_code == 503 and response.mimetype == PROBLEM
+    detail = response.get_json()["detail"]
+    assert TEMPLATE in detail and status.value in detail and "Low quality" in detail
+    assert session.scalar(select(Message.id)) is None
+    assert session.scalar(select(AuditLog.id).where(AuditLog.action == "sponsor.message.send")) is None
+
+
+def test_a_held_message_says_until_when_metas_marketing_pause_lasts(app, client, world, sponsored, graph, session):
+    paused_until = utcnow() + timedelta(hours=20)  # a 131049 four hours ago
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Farmer).values(marketing_paused_until=paused_until))
+    response = client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"], json={"text": "Merhaba"})
+    assert response.status_code == 202
+    said = datetime.fromisoformat(response.get_json()["send_after"])
+    assert abs((said - paused_until).total_seconds()) < 1
+    send_outbox(app)
+    assert sent_bodies(graph) == []
+    row = session.get(Message, response.get_json()["message_id"])
+    assert row.status == "pending" and abs((row.next_attempt_at - paused_until).total_seconds()) < 1
+
+
+def test_a_pause_that_ends_in_quiet_hours_waits_for_their_end(app, world, sponsored):
+    local = utcnow().astimezone(ISTANBUL)
+    paused_until = utcnow() + timedelta(hours=2)
+    start = (local + timedelta(hours=1)).strftime("%H:%M")  # quiet from in an hour to in three hours
+    end = (local + timedelta(hours=3)).strftime("%H:%M")
+    set_runtime(app, quiet_hours_start=start, quiet_hours_end=end)
+    with app.extensions["db"].session() as s, s.begin():
+        farmer = s.get_one(Farmer, sponsored["farmer"])
+        farmer.marketing_paused_until = paused_until
+        s.flush()
+        after = send_after(farmer, utcnow(), runtime_settings.current())
+    assert after is not None and timedelta(hours=2, minutes=58) < after - utcnow() <= timedelta(hours=3)
+
+
+def test_every_farmer_who_accepts_no_proactive_message_has_a_reason():
+    now = utcnow()
+    columns = ("opted_out_at", "deletion_requested_at", "unreachable_at", "marketing_opt_out_at")
+    for mask in range(2 ** len(columns)):
+        farmer = Farmer(**{c: now if mask & (1 << i) else None for i, c in enumerate(columns)})
+        assert (farmer_refusal(farmer) is None) == farmer.accepts_proactive

@@ -22,9 +22,12 @@ from services import quota, sponsorship
 from services.sponsor_messages import TEMPLATE
 from services.sponsor_stats import Interval, activity_series, bucket_starts, sponsor_figures
 from services.sponsorship import RedeemOutcome
+from services.whatsapp.account import TemplateStatus
+from services.whatsapp.health import set_template_status
 from tests.admin_helpers import make_sponsor, make_staff
 from tests.console_helpers import console_login, csrf
 from tests.helpers import set_runtime
+from translations.templates import TEMPLATES
 
 RESULT = {"recommendations": {"immediate": [{"action": "Bakırlı ilaç uygula", "priority": "high"}],
                               "preventive": ["Sulamayı sabah yap"]},
@@ -507,3 +510,27 @@ def test_the_demo_activity_fills_several_weeks_once(app, session):
     assert len(weeks) >= 4
     figures = sponsor_figures(session, sponsor, utcnow())
     assert len(figures.provinces) >= 4 and len(figures.diseases) >= 4 and len(figures.crops) >= 4
+
+
+def test_a_farmer_reported_unreachable_is_refused_saying_so_not_opted_out(app, client, session, world):
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Farmer).where(Farmer.phone == "+905321112202").values(unreachable_at=utcnow()))
+    sign_in(client, "a@sponsor.test")
+    path = f"/console/sponsors/{world['a']}/analyses/{world['analyses']['L']}"
+    page = client.get(path).get_data(as_text=True)
+    assert "ulaşılamadığını" in page and "almıyor" not in page and "<textarea" not in page
+    refused = client.post(f"{path}/message", data={"csrf_token": csrf(client), "text": "Merhaba"})
+    assert refused.status_code == 409 and "ulaşılamadığını" in refused.get_data(as_text=True)
+    assert sponsor_messages(session) == 0
+
+
+def test_a_paused_template_refuses_the_message_with_the_apis_reason(app, client, session, world):
+    with app.extensions["db"].session() as s, s.begin():
+        set_template_status(s, TEMPLATE, TEMPLATES[TEMPLATE].language, TemplateStatus.PAUSED, "Low quality", utcnow())
+    sign_in(client, "a@sponsor.test")
+    path = f"/console/sponsors/{world['a']}/analyses/{world['analyses']['L']}"
+    page = client.get(path).get_data(as_text=True)
+    assert "Sponsor mesajları şu anda gönderilemiyor" in page and "PAUSED" in page and "<textarea" not in page
+    refused = client.post(f"{path}/message", data={"csrf_token": csrf(client), "text": "Merhaba"})
+    assert refused.status_code == 503 and "PAUSED" in refused.get_data(as_text=True)
+    assert sponsor_messages(session) == 0

@@ -189,7 +189,7 @@ def test_131026_marks_the_farmer_unreachable_until_they_write(app, client, graph
     # no sponsor message is queued to them
     with app.extensions["db"].session() as s, s.begin():
         refused = queue_sponsor_message(s, "Agro A.Ş.", farmer_id, "Merhaba", utcnow(), runtime_settings.current())
-    assert refused.refusal is Refusal.OPTED_OUT
+    assert refused.refusal is Refusal.UNREACHABLE
     # a message from them clears it
     post_ok(client, fixture_json("text.json"))
     assert farmer_by_id(app, farmer_id).unreachable_at is None
@@ -235,7 +235,7 @@ def test_131050_is_a_marketing_opt_out(app, client, graph):
     assert replacements(app, row.id) == []
     with app.extensions["db"].session() as s, s.begin():
         refused = queue_sponsor_message(s, "Agro A.Ş.", farmer_id, "Merhaba", utcnow(), runtime_settings.current())
-    assert refused.refusal is Refusal.OPTED_OUT
+    assert refused.refusal is Refusal.MARKETING_OPT_OUT
 
 
 def test_user_preferences_stop_and_resume_mirror_the_marketing_opt_out(app, client, session):
