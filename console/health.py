@@ -1,16 +1,18 @@
 """The WhatsApp account banner: what Meta told us that staff must know now (services.whatsapp.health).
 
 Shown on every staff page (not to sponsors) while something is wrong: the account restricted,
-scheduled for disabling or disabled, a policy violation, templates paused/disabled/rejected (the
-bot cannot send them), a template whose quality is RED, a number flagged or downgraded.
+scheduled for disabling or disabled, a policy violation (beside a restriction too), every send held
+after Meta refused the account's messages (368, 131031, 131042), templates paused/disabled/rejected
+(the bot cannot send them), a template whose quality is RED, a number flagged or downgraded.
 """
 
 from __future__ import annotations
 
+from models import utcnow
 from services import context
 from services.whatsapp.account import AccountStatus, Quality
-from services.whatsapp.health import snapshot
-from translations import N_, console_text
+from services.whatsapp.health import send_block, snapshot
+from translations import N_, console_text, format_datetime
 
 ACCOUNT_TEXT = {
     AccountStatus.VIOLATION: N_("Meta reported a policy violation on the WhatsApp account."),
@@ -29,6 +31,16 @@ def account_warnings(locale: str) -> list[str]:
     warnings = []
     if shot.account_status in ACCOUNT_TEXT:
         warnings.append(console_text(locale, ACCOUNT_TEXT[shot.account_status]))
+    if shot.violation is not None and shot.account_status is not AccountStatus.VIOLATION:
+        warnings.append(console_text(locale, ACCOUNT_TEXT[AccountStatus.VIOLATION]))
+    block = send_block(context.redis(), utcnow())
+    if block is not None and block.until is not None:
+        warnings.append(console_text(
+            locale, "WhatsApp refused the account's messages (%(reason)s): every message waits, tried again at "
+            "%(until)s.", reason=block.reason, until=format_datetime(block.until, locale)))
+    elif block is not None:
+        warnings.append(console_text(locale, "WhatsApp refused the account's messages (%(reason)s): every message "
+                                     "waits until the block is lifted.", reason=block.reason))
     blocked = sorted({f"{t.name} ({t.language}, {t.status})" for t in shot.blocked_templates})
     if blocked:
         warnings.append(console_text(locale, "Templates the bot cannot send: %(names)s.", names=", ".join(blocked)))

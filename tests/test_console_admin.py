@@ -279,6 +279,27 @@ def test_a_paused_template_shows_the_account_banner_to_staff_but_not_to_sponsors
     assert "WhatsApp hesabı:" not in sponsor.get("/console/password").get_data(as_text=True)
 
 
+def test_held_sends_and_a_violation_beside_a_restriction_show_in_the_banner(app: Flask, admin: int,
+                                                                          client: FlaskClient) -> None:
+    from services.whatsapp.account import parse_account_change
+    from services.whatsapp.health import ACCOUNT_BLOCK_KEY, ACCOUNT_BLOCK_SECONDS, record_account_events
+
+    app.extensions["redis"].set(ACCOUNT_BLOCK_KEY, "368: Temporarily blocked for policy violations",
+                                ex=ACCOUNT_BLOCK_SECONDS)
+    html = client.get("/console/admin").get_data(as_text=True)
+    assert "WhatsApp hesabın mesajlarını reddetti (368: Temporarily blocked" in html
+    now = int(utcnow().timestamp())
+    restriction = {"event": "ACCOUNT_RESTRICTION", "restriction_info": [
+        {"restriction_type": "RESTRICTED_BIZ_INITIATED_MESSAGING", "expiration": now + 86400}]}
+    violation = {"event": "ACCOUNT_VIOLATION", "violation_info": {"violation_type": "SCAM"}}
+    events = [parse_account_change("account_update", value, when)
+              for when, value in ((now, restriction), (now + 10, violation))]
+    with app.extensions["db"].session() as s, s.begin():
+        record_account_events(s, [e for e in events if not isinstance(e, str)])
+    html = client.get("/console/admin").get_data(as_text=True)
+    assert "hesabı kısıtlandı" in html and "politika ihlali" in html
+
+
 def test_the_demo_data_gives_the_admin_pages_something_to_show(app: Flask, client: FlaskClient, session) -> None:
     from devtools.demo import ADMIN_EMAIL, seed_demo
     from devtools.sponsor_demo import FARMERS as SPONSOR_DEMO_FARMERS
