@@ -30,6 +30,7 @@ from models import (
     SubscriptionStatus,
     SupportNote,
     Tier,
+    UsageCounter,
     UsageLedger,
     utcnow,
 )
@@ -196,8 +197,22 @@ def _one_active_subscription(session: Session, farmer_id: int) -> None:
     if len(active) < 2:
         return
     ranked = sorted(active, key=lambda row: row[1] == TRIAL)  # stable: paid first, each oldest first
+    kept, kept_code = ranked[0]
     for subscription, code in ranked[1:]:
         subscription.status = (SubscriptionStatus.CANCELLED if code == TRIAL else SubscriptionStatus.QUEUED).value
+        if code == TRIAL and kept_code == TRIAL:  # one Trial, used as much as both were: a merge adds no quota
+            _add_usage(session, kept.id, subscription.id)
+
+
+def _add_usage(session: Session, to_id: int, from_id: int) -> None:
+    """The analyses counted on subscription `from_id`, each period's, counted on `to_id` too."""
+    counters = {c.period_key: c
+                for c in session.scalars(select(UsageCounter).where(UsageCounter.subscription_id == to_id))}
+    for moved in session.scalars(select(UsageCounter).where(UsageCounter.subscription_id == from_id)):
+        if moved.period_key in counters:
+            counters[moved.period_key].used += moved.used
+        else:
+            session.add(UsageCounter(subscription_id=to_id, period_key=moved.period_key, used=moved.used))
 
 
 def change_number(session: Session, farmer_id: int, new_phone: str) -> None:

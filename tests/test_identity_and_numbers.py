@@ -164,6 +164,24 @@ def test_a_later_message_with_phone_and_user_id_merges_the_two_farmers(app, grap
                                        for b in graph.sent[before:])
 
 
+def test_a_merge_adds_no_quota_the_kept_trial_counts_what_the_cancelled_one_used(app, session):
+    from models import utcnow
+    from services.farmer_identity import merge_farmers
+
+    now = utcnow()
+    with app.extensions["db"].session() as s, s.begin():
+        kept, dropped = Farmer(phone="+905321110001"), Farmer(user_id=USER_ID)
+        s.add_all([kept, dropped])
+        s.flush()
+        for farmer in (kept, dropped):
+            assert quota.start_trial(s, farmer.id, now) is not None
+        assert quota.charge(s, dropped.id, now).ok  # the Trial's one analysis of the day, on the other row
+        merge_farmers(s, keep_id=kept.id, drop_id=dropped.id)
+        status = quota.quota_status(s, kept.id, now)
+        assert status is not None and status.daily_used == status.daily_limit == 1
+        assert not quota.charge(s, kept.id, now).ok  # no second analysis today
+
+
 def test_a_marketing_stop_given_to_the_user_id_row_survives_the_merge_with_the_phone_row(app, graph, session):
     deliver(app, graph, delivery(text("Merhaba", phone=PHONE), phone=PHONE))
     deliver(app, graph, delivery(text("Merhaba", phone=None, user_id=USER_ID), phone=None, user_id=USER_ID))
