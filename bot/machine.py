@@ -148,7 +148,7 @@ def on_menu_choice(conv: Conversation, event: Event) -> Step:
         case rid.Menu(choice=rid.MenuChoice.QUOTA):
             return _step(conv, State.MENU, ShowQuota())
         case rid.Menu(choice=rid.MenuChoice.CODE):
-            return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale), data=conv.data.keep_pending())
+            return ask_code(conv, event)
         case rid.Menu(choice=rid.MenuChoice.HISTORY):
             return _step(conv, State.HISTORY, ShowHistory(), data=conv.data.keep_pending())
         case rid.Menu(choice=rid.MenuChoice.HELP):
@@ -171,6 +171,7 @@ def menu_fallback(conv: Conversation, event: Event) -> Step:
 # While the farmer is asked about a submission (before its confirmation), a photo joins it as the album's next.
 ALBUM_STATES = {State.AWAIT_CROP, State.AWAIT_CROP_TEXT, State.AWAIT_LOCATION, State.AWAIT_MORE_PHOTO,
                 State.AWAIT_CODE}
+SUBMISSION_STATES = ALBUM_STATES | {State.CONFIRM}  # a draft is in progress: a code keeps it
 
 
 def _in_album_window(conv: Conversation, draft: Draft, event: Event) -> bool:
@@ -349,6 +350,14 @@ def after_redeem(conv: Conversation, quota: QuotaBlock | None) -> Step:
 # --- codes, history, language ------------------------------------------------------------------
 
 
+def ask_code(conv: Conversation, event: Event) -> Step:
+    """`Kod kullan`: a submission in progress (or a photo waiting for a code) waits for the code and goes on
+    after it, as when the code is typed straight away."""
+    keeps = conv.data.draft is not None and conv.state in SUBMISSION_STATES
+    return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale),
+                data=conv.data if keeps else conv.data.keep_pending())
+
+
 def on_code_text(conv: Conversation, event: Event) -> Step:
     text = (event.text or "").strip()
     if not text:
@@ -358,7 +367,7 @@ def on_code_text(conv: Conversation, event: Event) -> Step:
 
 def _redeem(conv: Conversation, text: str) -> Step:
     """A submission in progress (or waiting for this code) stays; the job asks `after_redeem` what next."""
-    if conv.data.draft is not None and conv.state in ALBUM_STATES | {State.CONFIRM}:
+    if conv.data.draft is not None and conv.state in SUBMISSION_STATES:
         return _step(conv, conv.state, RedeemCode(text))
     return _step(conv, State.MENU, RedeemCode(text), data=conv.data.keep_pending())
 
@@ -424,8 +433,7 @@ GLOBAL: dict[Intent, Handler] = {
     Intent.HISTORY: lambda conv, event: _step(conv, State.HISTORY, ShowHistory(), data=conv.data.keep_pending()),
     Intent.ANALYZE: lambda conv, event: _say(conv, State.AWAIT_PHOTO, replies.ask_photo(conv.locale),
                                              data=conv.data.keep_pending()),
-    Intent.CODE: lambda conv, event: _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale),
-                                          data=conv.data.keep_pending()),
+    Intent.CODE: ask_code,
 }
 # Before consent: only what does not process personal data.
 BEFORE_CONSENT = {Intent.LANGUAGE, Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP}

@@ -1,0 +1,79 @@
+"""What the farmer started stays theirs: a photo or a half-finished submission survives `Kod kullan`, a
+second consent and an album's later photos (their captions too); a cancelled one cannot be sent by an
+older button. Pure decisions first (bot/), then the same through signed webhooks and the real jobs."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+from sqlalchemy import select
+
+from bot import machine
+from bot.types import RedeemCode, State
+from models import Analysis
+from services import quota
+from tests.chat import Farmer as ChatFarmer
+from tests.chat import GraphStub
+from tests.test_journey_second_pass import DAILY, NOW, _code, _use_today, conv, photo, run, sent, tap, text
+
+
+@pytest.fixture
+def graph():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield GraphStub(mock)
+
+
+@pytest.fixture
+def farmer(app, graph):
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    f = ChatFarmer(app, graph, queues=("inbound",))
+    f.onboard()
+    return f
+
+
+# --- `Kod kullan` keeps the submission --------------------------------------------------------------
+
+
+def test_kod_keeps_a_photo_waiting_for_a_code_and_it_goes_on_after_the_code():
+    for asks in (text("kod"), tap("menu:code")):
+        _step, c = run(conv(), photo(7, quota=DAILY), asks)
+        assert c.state is State.AWAIT_CODE and c.data.draft is not None and c.data.draft.photo_message_id == 7
+        step, c = run(c, text("AGRI-7KQ3-M9XP"))
+        assert RedeemCode("AGRI-7KQ3-M9XP") in step.actions
+        resumed = machine.after_redeem(c, None)
+        assert resumed.state is State.AWAIT_CROP and resumed.data.draft == c.data.draft
+
+
+def test_kod_in_the_middle_of_the_questions_keeps_the_submission():
+    _step, c = run(conv(), photo(7, caption="domates"), text("kod"), text("AGRI-7KQ3-M9XP"))
+    assert c.data.draft is not None and c.data.draft.crop == "domates"
+    resumed = machine.after_redeem(c, None)
+    assert resumed.state is State.AWAIT_LOCATION and "Tarla nerede" in " ".join(sent(resumed))
+
+
+def test_kod_in_the_menu_asks_for_the_code_with_nothing_to_keep():
+    step = machine.step(conv(), text("kod"), NOW)
+    assert step.state is State.AWAIT_CODE and step.data.draft is None
+
+
+def test_a_photo_waiting_for_a_code_goes_on_after_kod_and_the_code(farmer, app, session):
+    _use_today(app)
+    farmer.photo(media_id="555")
+    farmer.taps("Kod kullan")
+    accepted, kept, crop_question = farmer.says(_code(app))
+    assert "Kod kabul edildi" in accepted and "Fotoğrafınızı aldım" in kept and "(Domates)" in crop_question
+    farmer.taps("Biber")
+    farmer.taps("Geç")
+    [queued] = farmer.taps("Gönder")
+    assert "sıraya alındı" in queued and session.scalar(select(Analysis.media_id)) == "555"
+
+
+def test_a_submission_interrupted_by_kod_goes_on_after_the_code(farmer, app, session):
+    farmer.photo("domates", media_id="556")
+    farmer.says("kod")
+    accepted, *rest = farmer.says(_code(app))
+    assert "Kod kabul edildi" in accepted and "Tarla nerede" in rest[-1]
+    farmer.taps("Geç")
+    farmer.taps("Gönder")
+    assert session.scalar(select(Analysis.media_id)) == "556"
