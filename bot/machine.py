@@ -401,9 +401,28 @@ def _language_from_text(text: str | None) -> str:
 
 
 def cancel(conv: Conversation, event: Event) -> Step:
-    if conv.data.draft is None and conv.state in (State.MENU, State.HISTORY):
+    """The submission in progress is dropped, and so is its `Gönder`: an older confirmation cannot send it."""
+    current = conv.data.draft
+    if current is None and conv.state in (State.MENU, State.HISTORY):
         return _menu(conv, replies.nothing_to_cancel(conv.locale))
+    if current is not None:
+        conv = replace(conv, data=conv.data.without_pending(current.photo_message_id))
     return _menu(conv, replies.cancelled(conv.locale))
+
+
+def on_cancel_button(conv: Conversation, event: Event) -> Step:
+    """The `İptal` of a confirmation cancels that submission, whichever confirmation it was; one in progress
+    that it does not name goes on."""
+    if not isinstance(event.reply, rid.CancelConfirm):
+        return fallback(conv, event)
+    number = event.reply.photo_message_id
+    current = conv.data.draft
+    if number is None or (current is not None and current.photo_message_id == number):
+        return cancel(conv, event)
+    if conv.data.pending_draft(number) is None:
+        return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+    return _say(conv, conv.state, replies.cancelled(conv.locale), *replies.reprompt(conv.state, conv.locale, conv.data),
+                data=conv.data.without_pending(number))
 
 
 def opt_in(conv: Conversation, event: Event) -> Step:
@@ -508,7 +527,7 @@ def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> 
 GLOBAL_REPLIES: dict[type[rid.ReplyId], Handler] = {
     rid.SendPending: on_send_button,
     rid.AddPhoto: on_add_photo,
-    rid.CancelConfirm: lambda conv, event: cancel(conv, event),  # the İptal of a confirmation
+    rid.CancelConfirm: on_cancel_button,
     rid.Menu: on_menu_choice,
     rid.Details: on_menu_choice,
     rid.NewAnalysis: on_menu_choice,

@@ -208,7 +208,7 @@ def confirm(locale: str, draft: Draft) -> Reply:
     buttons = [Button(rid.SendPending(draft.photo_message_id), _(locale, "Send"))]
     if draft.photo_count < MAX_PHOTOS:
         buttons.append(Button(rid.AddPhoto(draft.photo_message_id), _(locale, "Add a photo")))
-    buttons.append(Button(rid.CancelConfirm(), _(locale, "Cancel")))
+    buttons.append(Button(rid.CancelConfirm(draft.photo_message_id), _(locale, "Cancel")))
     return Reply("\n".join(lines), buttons=tuple(buttons))
 
 

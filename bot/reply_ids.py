@@ -73,7 +73,10 @@ class AddPhoto:
 
 @dataclass(frozen=True)
 class CancelConfirm:
-    """`confirm:cancel`: the `İptal` of a confirmation."""
+    """`confirm:cancel:<photo message id>`: the `İptal` of a confirmation, naming the submission it cancels
+    (`confirm:cancel`, as sent before: the submission in progress)."""
+
+    photo_message_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,10 @@ def encode(reply: ReplyId) -> str:
             return f"submit:{number}"
         case AddPhoto(photo_message_id=number):
             return f"photo:add:{number}"
-        case CancelConfirm():
+        case CancelConfirm(photo_message_id=None):
             return "confirm:cancel"
+        case CancelConfirm(photo_message_id=number):
+            return f"confirm:cancel:{number}"
         case Details(analysis_id=None):
             return "result:details"
         case Details(analysis_id=number):
@@ -181,6 +186,9 @@ def parse(text: object) -> ReplyId | None:
     if prefix == "photo" and rest.startswith("add:"):
         number = _number(rest.removeprefix("add:"), _MESSAGE_NUMBER, MAX_MESSAGE_NUMBER)
         return AddPhoto(number) if number is not None else None
+    if prefix == "confirm" and rest.startswith("cancel:"):
+        number = _number(rest.removeprefix("cancel:"), _MESSAGE_NUMBER, MAX_MESSAGE_NUMBER)
+        return CancelConfirm(number) if number is not None else None
     if prefix == "crop" and _KEY.fullmatch(rest):
         return Crop(rest)
     if prefix == "lang" and _KEY.fullmatch(rest):

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 import responses
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot import machine
-from bot.types import RedeemCode, State
+from bot.types import RedeemCode, State, Submit
 from models import Analysis
 from services import quota
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
-from tests.test_journey_second_pass import DAILY, NOW, _code, _use_today, conv, photo, run, sent, tap, text
+from tests.test_journey_second_pass import DAILY, NOW, _charges, _code, _use_today, conv, photo, run, sent, tap, text
 
 
 @pytest.fixture
@@ -77,3 +77,38 @@ def test_a_submission_interrupted_by_kod_goes_on_after_the_code(farmer, app, ses
     farmer.taps("Geç")
     farmer.taps("Gönder")
     assert session.scalar(select(Analysis.media_id)) == "556"
+
+
+# --- a cancelled submission stays cancelled ---------------------------------------------------------
+
+
+def test_a_cancelled_submission_cannot_be_sent_by_its_older_button():
+    _step, c = run(conv(), photo(7, caption="domates"), text("Geç"))
+    assert c.state is State.CONFIRM and c.data.pending_draft(7) is not None
+    for cancels in (tap("confirm:cancel:7"), tap("confirm:cancel"), text("iptal")):
+        step, cancelled = run(c, cancels)
+        assert "İptal edildi" in sent(step)[0] and cancelled.data.pending_draft(7) is None
+        stale = machine.step(cancelled, tap("submit:7"), NOW)
+        assert not any(isinstance(a, Submit) for a in stale.actions)
+        assert "iptal edildi" in sent(stale)[0] and "yeni bir fotoğraf" in sent(stale)[0].lower()
+
+
+def test_cancelling_an_older_confirmation_keeps_the_submission_in_progress():
+    _step, c = run(conv(), photo(7, caption="domates"), text("Geç"), photo(8, 120, caption="biber"))
+    assert c.state is State.AWAIT_LOCATION and c.data.draft is not None and c.data.draft.photo_message_id == 8
+    step, c = run(c, tap("confirm:cancel:7"))
+    assert c.state is State.AWAIT_LOCATION and c.data.draft.photo_message_id == 8 and c.data.pending_draft(7) is None
+    assert "İptal edildi" in sent(step)[0] and "Tarla nerede" in sent(step)[-1]
+    again, _c = run(c, tap("confirm:cancel:7"))
+    assert "iptal edildi" in sent(again)[0] and _c.data == c.data
+
+
+def test_after_cancel_the_old_send_button_charges_nothing(farmer, session):
+    farmer.photo("domates")
+    farmer.taps("Geç")
+    before = _charges(session)
+    cancelled, _menu = farmer.taps("İptal")
+    assert "İptal edildi" in cancelled
+    [answer] = farmer.taps("Gönder")
+    assert "iptal edildi" in answer
+    assert session.scalar(select(func.count()).select_from(Analysis)) == 0 and _charges(session) == before
