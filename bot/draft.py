@@ -35,7 +35,9 @@ class Draft:
     longitude: float | None = None
     location_text: str | None = None
     more_photos: tuple[Photo, ...] = ()  # the album's other photos, in the order they came
-    first_at: datetime | None = None  # when the first photo was sent: an album's photos come within seconds
+    # When the album's first photo was sent (after `Fotoğraf ekle`, the first one added): an album's photos
+    # come within seconds.
+    first_at: datetime | None = None
 
     @property
     def photo_count(self) -> int:

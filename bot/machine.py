@@ -209,8 +209,11 @@ def _new_submission(conv: Conversation, event: Event, *before: Action) -> Step:
 
 def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
     """An album's next photo. Within the window it joins quietly (the question was asked once); later, the
-    farmer hears it was added; after `Fotoğraf ekle` or in the confirmation, the confirmation comes again."""
+    farmer hears it was added; after `Fotoğraf ekle` or in the confirmation, the confirmation comes again.
+    The first photo after `Fotoğraf ekle` opens a window of its own, so the rest of its album joins too."""
     joined = current.with_photo(event.message_id, event.media_id)
+    if conv.state is State.AWAIT_MORE_PHOTO:  # the first photo after `Fotoğraf ekle`: an album may follow it
+        joined = replace(joined, first_at=event.sent_at)
     data = replace(conv.data, draft=joined)
     if conv.data.pending_draft(joined.photo_message_id) is not None:
         data = data.with_pending(joined, MAX_PENDING)

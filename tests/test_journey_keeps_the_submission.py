@@ -112,3 +112,40 @@ def test_after_cancel_the_old_send_button_charges_nothing(farmer, session):
     [answer] = farmer.taps("Gönder")
     assert "iptal edildi" in answer
     assert session.scalar(select(func.count()).select_from(Analysis)) == 0 and _charges(session) == before
+
+
+# --- an album after `Fotoğraf ekle` -------------------------------------------------------------------
+
+
+def test_an_album_sent_after_add_a_photo_joins_the_submission():
+    _step, c = run(conv(), photo(7, 0, caption="elma"), text("Geç"), tap("photo:add:7"))
+    _first, c = run(c, photo(8, 120))
+    second, c = run(c, photo(9, 121))
+    assert c.state is State.CONFIRM and "3 fotoğraf" in sent(second)[0]
+    assert c.data.draft is not None and c.data.draft.photo_message_id == 7
+    assert c.data.pending_draft(7).media_ids == ("m7", "m8", "m9")
+    _later, c = run(c, photo(10, 300))  # outside the window, without the button: a new submission
+    assert c.data.draft.photo_message_id == 10 and c.data.pending_draft(7).photo_count == 3
+
+
+def test_beyond_five_after_add_a_photo_the_limit_is_said_before_a_new_submission():
+    _step, c = run(conv(), *(photo(n, n - 7) for n in range(7, 11)), tap("crop:elma"), text("Geç"),
+                   tap("photo:add:7"))
+    assert c.data.pending_draft(7).photo_count == 4
+    _fifth, c = run(c, photo(11, 120))
+    sixth, c = run(c, photo(12, 121))
+    assert "en fazla 5" in sent(sixth)[0]
+    assert c.data.draft.photo_message_id == 12 and c.data.pending_draft(7).photo_count == 5
+
+
+def test_an_album_after_add_a_photo_through_the_webhook(farmer, session):
+    farmer.photo("elma", media_id="a-1")
+    farmer.taps("Geç")
+    farmer.taps("Fotoğraf ekle")
+    farmer.timestamp += 60  # a minute later: well after the first photo's album
+    album = [farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media})
+             for media in ("a-2", "a-3")]
+    answers = farmer.deliver(*album)
+    assert "3 fotoğraf" in answers[-1] and not any("Hangi ürün" in a for a in answers)
+    farmer.taps("Gönder")
+    assert session.scalar(select(Analysis.media_ids)) == ["a-1", "a-2", "a-3"]
