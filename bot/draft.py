@@ -29,7 +29,7 @@ class Draft:
 
     photo_message_id: int
     media_id: str | None = None
-    notes: str | None = None  # the first photo's caption
+    notes: str | None = None  # the photos' captions, one a line
     crop: str | None = None
     latitude: float | None = None
     longitude: float | None = None

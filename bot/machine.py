@@ -129,7 +129,7 @@ def _hold_photo(conv: Conversation, event: Event) -> Step:
     data = conv.data
     joins = current.photo_count < MAX_PHOTOS
     if joins:
-        data = replace(data, draft=current.with_photo(event.message_id, event.media_id))
+        data = replace(data, draft=_with_photo(current, event))
     if joins and _in_album_window(conv, current, event):  # kept quietly; a photo beyond the album is answered
         return _step(conv, State.AWAIT_CONSENT, data=data)
     return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=data)
@@ -211,7 +211,7 @@ def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
     """An album's next photo. Within the window it joins quietly (the question was asked once); later, the
     farmer hears it was added; after `Fotoğraf ekle` or in the confirmation, the confirmation comes again.
     The first photo after `Fotoğraf ekle` opens a window of its own, so the rest of its album joins too."""
-    joined = current.with_photo(event.message_id, event.media_id)
+    joined = _with_photo(current, event)
     if conv.state is State.AWAIT_MORE_PHOTO:  # the first photo after `Fotoğraf ekle`: an album may follow it
         joined = replace(joined, first_at=event.sent_at)
     data = replace(conv.data, draft=joined)
@@ -219,9 +219,23 @@ def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
         data = data.with_pending(joined, MAX_PENDING)
     if conv.state in (State.CONFIRM, State.AWAIT_MORE_PHOTO):
         return _say(conv, State.CONFIRM, replies.confirm(conv.locale, joined), data=data)
+    if conv.state in (State.AWAIT_CROP, State.AWAIT_CROP_TEXT) and joined.crop:  # its caption named the crop
+        return _say(conv, State.AWAIT_LOCATION, replies.photo_received_with_crop(conv.locale, joined.crop),
+                    replies.ask_location(conv.locale), data=data)
     if _in_album_window(conv, current, event):
         return _step(conv, conv.state, data=data)
     return _say(conv, conv.state, replies.photo_added(conv.locale, joined.photo_count), data=data)
+
+
+def _with_photo(current: Draft, event: Event) -> Draft:
+    """An album's next photo with its caption, which counts as the first photo's does: it is added to the
+    note, and names the crop unless one is known already."""
+    joined = current.with_photo(event.message_id, event.media_id)
+    caption = (event.text or "").strip()
+    if not caption:
+        return joined
+    return replace(joined, notes=f"{current.notes}\n{caption}" if current.notes else caption,
+                   crop=current.crop or crops.find_crop(caption))
 
 
 def _continue(conv: Conversation, draft: Draft, *prefix: replies.Reply, before: tuple[Action, ...] = ()) -> Step:

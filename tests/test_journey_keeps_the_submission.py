@@ -149,3 +149,35 @@ def test_an_album_after_add_a_photo_through_the_webhook(farmer, session):
     assert "3 fotoğraf" in answers[-1] and not any("Hangi ürün" in a for a in answers)
     farmer.taps("Gönder")
     assert session.scalar(select(Analysis.media_ids)) == ["a-1", "a-2", "a-3"]
+
+
+# --- captions on an album's later photos ----------------------------------------------------------------
+
+
+def test_a_caption_on_a_later_photo_of_the_album_gives_the_crop_and_the_note():
+    first, c = run(conv(), photo(7, 0))
+    assert first.state is State.AWAIT_CROP
+    step, c = run(c, photo(8, 1, caption="domates, alt yüzünde beyaz toz var"))
+    assert c.state is State.AWAIT_LOCATION and "Tarla nerede" in sent(step)[-1]
+    assert c.data.draft.crop == "domates" and c.data.draft.notes == "domates, alt yüzünde beyaz toz var"
+    step, c = run(c, photo(9, 2, caption="biber gibi"), text("Geç"))
+    assert c.data.draft.crop == "domates" and "Notunuz" in sent(step)[0] and "3 fotoğraf" in sent(step)[0]
+    step, c = run(c, tap("submit:7"))
+    [submit] = [a for a in step.actions if isinstance(a, Submit)]
+    assert submit.notes == "domates, alt yüzünde beyaz toz var\nbiber gibi" and submit.crop == "domates"
+
+
+def test_a_caption_on_a_later_photo_kept_before_consent_counts_too():
+    _step, c = run(conv(State.START, consented=False), photo(7, 0), photo(8, 1, caption="biber yaprakları"))
+    assert c.data.draft.crop == "biber" and c.data.draft.notes == "biber yaprakları"
+    _yes, c = run(c, tap("consent:yes"))
+    assert c.state is State.AWAIT_LOCATION
+
+
+def test_an_album_caption_on_the_second_photo_through_the_webhook(farmer, session):
+    album = [farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": "c-1"}),
+             farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": "c-2",
+                                       "caption": "domates, alt yüzünde beyaz toz var"})]
+    farmer.deliver(*album)
+    [confirmation] = farmer.taps("Geç")
+    assert "Notunuz" in confirmation and "Domates" in confirmation and "2 fotoğraf" in confirmation
