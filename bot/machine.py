@@ -116,6 +116,13 @@ def _after_consent(conv: Conversation, event: Event) -> Step:
     return _menu(consented, welcome, before=given)
 
 
+def on_consent_again(conv: Conversation, event: Event) -> Step:
+    """A privacy button tapped once consent is given (a double tap, or typed then tapped): harmless, the open
+    question comes again and what was kept goes on; with none open, the menu."""
+    again = replies.reprompt(conv.state, conv.locale, conv.data)
+    return _say(conv, conv.state, *again) if again else _menu(conv)
+
+
 def _hold_photo(conv: Conversation, event: Event) -> Step:
     """A photo before consent waits in the draft (an album too); only the privacy question is answered."""
     current = conv.data.draft
@@ -551,7 +558,7 @@ GLOBAL_REPLIES: dict[type[rid.ReplyId], Handler] = {
     rid.BackToMenu: on_menu_choice,
     rid.HistoryPick: on_history_choice,
     rid.Language: on_language_choice,
-    rid.Consent: lambda conv, event: _menu(conv),  # consent already given
+    rid.Consent: on_consent_again,
 }
 
 

@@ -4,12 +4,14 @@ older button. Pure decisions first (bot/), then the same through signed webhooks
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import responses
 from sqlalchemy import func, select
 
 from bot import machine
-from bot.types import RedeemCode, State, Submit
+from bot.types import RecordConsent, RedeemCode, State, Submit
 from models import Analysis
 from services import quota
 from tests.chat import Farmer as ChatFarmer
@@ -181,3 +183,31 @@ def test_an_album_caption_on_the_second_photo_through_the_webhook(farmer, sessio
     farmer.deliver(*album)
     [confirmation] = farmer.taps("Geç")
     assert "Notunuz" in confirmation and "Domates" in confirmation and "2 fotoğraf" in confirmation
+
+
+# --- consent given twice ----------------------------------------------------------------------------
+
+
+def test_a_second_consent_keeps_the_photo_kept_before_it():
+    _step, c = run(conv(State.START, consented=False), photo(7, 0), photo(8, 1))
+    for first in (tap("consent:yes"), text("Kabul ediyorum")):
+        _yes, accepted = run(c, first)
+        accepted = replace(accepted, consented=True)  # as the job reads the farmer back
+        again, after = run(accepted, tap("consent:yes"))
+        assert after.state is State.AWAIT_CROP and after.data == accepted.data
+        assert "Hangi ürün" in sent(again)[0] and not any(isinstance(a, RecordConsent) for a in again.actions)
+    assert machine.step(conv(), tap("consent:yes"), NOW).state is State.MENU  # nothing kept: the menu
+
+
+def test_a_double_tap_on_consent_keeps_the_album_through_the_webhook(app, graph, session):
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    f = ChatFarmer(app, graph, queues=("inbound",))
+    f.photo(media_id="early")
+    f.taps("Kabul ediyorum")
+    [again] = f.taps("Kabul ediyorum")
+    assert "Hangi ürün" in again
+    f.taps("Domates")
+    f.taps("Geç")
+    f.taps("Gönder")
+    assert session.scalar(select(Analysis.media_id)) == "early"
