@@ -35,9 +35,10 @@ class Draft:
     longitude: float | None = None
     location_text: str | None = None
     more_photos: tuple[Photo, ...] = ()  # the album's other photos, in the order they came
-    # When the album's first photo was sent (after `Fotoğraf ekle`, the first one added): an album's photos
-    # come within seconds.
+    # When the album's first photo was sent (after `Fotoğraf ekle`, the first one added; kept before consent
+    # and full, the first photo beyond it): an album's photos come within seconds.
     first_at: datetime | None = None
+    limit_said: bool = False  # kept before consent and full: a photo beyond it came and the farmer heard the limit
 
     @property
     def photo_count(self) -> int:
@@ -94,6 +95,8 @@ def _draft_json(draft: Draft) -> dict[str, Any]:
         out["more_photos"] = [[p.message_id, p.media_id] for p in draft.more_photos]
     if draft.first_at is not None:
         out["first_at"] = draft.first_at.isoformat()
+    if draft.limit_said:
+        out["limit_said"] = True
     return out
 
 
@@ -159,7 +162,7 @@ def _draft_from(value: object, key: object = None) -> Draft | None:
                  crop=_str(value.get("crop")), latitude=_float(value.get("latitude")),
                  longitude=_float(value.get("longitude")), location_text=_str(value.get("location_text")),
                  more_photos=_photos(value.get("more_photos"), photo_message_id),
-                 first_at=_datetime(value.get("first_at")))
+                 first_at=_datetime(value.get("first_at")), limit_said=value.get("limit_said") is True)
 
 
 def from_json(raw: object) -> ConversationData:

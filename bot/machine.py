@@ -124,7 +124,8 @@ def on_consent_again(conv: Conversation, event: Event) -> Step:
 
 
 def _hold_photo(conv: Conversation, event: Event) -> Step:
-    """A photo before consent waits in the draft (an album too); only the privacy question is answered."""
+    """A photo before consent waits in the draft (an album too, up to `MAX_PHOTOS`); only the privacy question
+    is answered, once for the album."""
     current = conv.data.draft
     if current is not None and current.has_photo(event.message_id):
         return _step(conv, conv.state)
@@ -133,13 +134,21 @@ def _hold_photo(conv: Conversation, event: Event) -> Step:
                       crop=crops.find_crop(event.text), first_at=event.sent_at)
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale),
                     data=replace(conv.data, draft=draft))
-    data = conv.data
-    joins = current.photo_count < MAX_PHOTOS
-    if joins:
-        data = replace(data, draft=_with_photo(current, event))
-    if joins and _in_album_window(conv, current, event):  # kept quietly; a photo beyond the album is answered
-        return _step(conv, State.AWAIT_CONSENT, data=data)
-    return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=data)
+    in_window = _in_album_window(conv, current, event)
+    if current.photo_count < MAX_PHOTOS:
+        data = replace(conv.data, draft=_with_photo(current, event))
+        if in_window:  # kept quietly: the notice was given for the album
+            return _step(conv, State.AWAIT_CONSENT, data=data)
+        return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=data)
+    # Beyond a full album: not kept. The farmer hears the limit, and the photo opens a window of its own (as
+    # after consent, where it would start a new submission): the rest of its album is not answered again; a
+    # photo sent later hears the notice again too.
+    if in_window and current.limit_said:
+        return _step(conv, State.AWAIT_CONSENT)
+    notice = () if in_window else (replies.privacy_notice(conv.locale),)
+    held = replace(current, limit_said=True, first_at=event.sent_at or current.first_at)
+    return _say(conv, State.AWAIT_CONSENT, replies.photo_limit_kept(conv.locale), *notice,
+                data=replace(conv.data, draft=held))
 
 
 # --- menu ---------------------------------------------------------------------------------------

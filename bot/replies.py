@@ -149,6 +149,12 @@ def too_many_photos(locale: str) -> Reply:
                    max=format_number(MAX_PHOTOS, locale)))
 
 
+def photo_limit_kept(locale: str) -> Reply:
+    """Before consent: a photo beyond a full album is not kept (there is one submission to take up)."""
+    return Reply(_(locale, "One analysis takes at most %(max)s photos, so I kept the first %(max)s.",
+                   max=format_number(MAX_PHOTOS, locale)))
+
+
 def crop_rows(locale: str) -> tuple[ListRow, ...]:
     rows = tuple(ListRow(rid.Crop(key), gettext(locale, name)) for key, name, _aliases in crops.LIST_CROPS)
     return (*rows, ListRow(rid.Crop(crops.OTHER), _(locale, "Other"), _(locale, "I will type it")))

@@ -211,3 +211,32 @@ def test_a_double_tap_on_consent_keeps_the_album_through_the_webhook(app, graph,
     f.taps("Geç")
     f.taps("Gönder")
     assert session.scalar(select(Analysis.media_id)) == "early"
+
+
+# --- an album beyond five before consent ----------------------------------------------------------------
+
+
+def test_an_album_of_seven_before_consent_gets_one_notice_and_the_limit_once():
+    steps = []
+    c = conv(State.START, consented=False)
+    for n in range(7, 14):
+        step, c = run(c, photo(n, n - 7))
+        steps.append(step)
+    said = [t for step in steps for t in sent(step)]
+    assert sum("KVKK" in t for t in said) == 1 and sum("en fazla 5" in t for t in said) == 1
+    assert "ilk 5" in next(t for t in said if "en fazla 5" in t)
+    assert c.data.draft.photo_count == 5 and c.data.draft.media_ids == ("m7", "m8", "m9", "m10", "m11")
+    _yes, c = run(c, tap("consent:yes"))
+    assert c.state is State.AWAIT_CROP and c.data.draft.photo_count == 5
+
+
+def test_an_album_of_seven_before_consent_through_the_webhook(app, graph):
+    with app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    f = ChatFarmer(app, graph, queues=("inbound",))
+    album = []
+    for n in range(7):  # sent within the same second, as WhatsApp sends an album
+        album.append(f._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": f"s-{n}"}))
+        f.timestamp -= 1
+    answers = f.deliver(*album)
+    assert sum("KVKK" in a for a in answers) == 1 and sum("en fazla 5" in a for a in answers) == 1

@@ -195,7 +195,7 @@ def test_the_confirmation_offers_another_photo_until_five():
 
 
 def test_album_drafts_round_trip_and_older_rows_still_read():
-    d = Draft(7, media_id="m7", more_photos=(Photo(8, "m8"), Photo(9, None)), first_at=NOW)
+    d = Draft(7, media_id="m7", more_photos=(Photo(8, "m8"), Photo(9, None)), first_at=NOW, limit_said=True)
     data = ConversationData(d, (d,), held_text="kota")
     assert draft.from_json(draft.to_json(data)) == data
     assert draft.from_json({"draft": {"photo_message_id": 7, "more_photos": [[7, "x"], [8, "a"], [8, "b"], "z",
