@@ -31,6 +31,10 @@ SEVERITY: every severity and priority keeps N8N's own words (shown as they are) 
 ranked `Severity` (`severity_level`, `priority_level`): CRITICAL, HIGH, MEDIUM, LOW, or UNKNOWN for a missing
 or unknown word.
 
+NO FINDING: a disease or pest entry that says nothing was found (`{"type": "yok", "severity": "yok",
+"confidence": 0}`, `Sağlıklı`, `Zararlı tespit edilmedi`, or 0% confidence with no severity) is left out of
+`diseases` and `pests`, as "none" values are left out of stresses and nutrients (`is_no_finding`).
+
 WHAT IS WRONG besides diseases and pests: `stresses` holds the `environmental_stress` aspects N8N names a
 problem for (`yok`, `normal`, `stres yok`, `no damage`... mean nothing is wrong, and `değerlendirilmedi`,
 `görülmedi`, `bilinmiyor` that nothing was looked at or found: both are left out, see `is_nothing_found`;
@@ -399,7 +403,8 @@ def is_nothing_found(value: str | None) -> bool:
 def is_not_evaluated(value: str | None) -> bool:
     """`değerlendirilmedi`, `görülmedi`, `bilinmiyor`, `not assessed`: nothing was looked at or found."""
     words = fold(value).split()
-    return not words or " ".join(words) in NOTHING_FOUND_WORDS or words[-1] in NOTHING_FOUND_WORDS
+    text = " ".join(words)
+    return not words or text in NOTHING_FOUND_WORDS or any(text.endswith(" " + w) for w in NOTHING_FOUND_WORDS)
 
 
 def annotated(text: str, note: str | None) -> str:
@@ -418,6 +423,12 @@ def _percent(value: Any) -> float | None:
 
 # --- sections --------------------------------------------------------------------------------
 
+def is_no_finding(finding: Finding) -> bool:
+    """A disease or pest entry that says nothing was found: named `yok`, `sağlıklı`, `no pests`, `tespit
+    edilmedi` (`is_nothing_found`), or given 0% confidence with no severity (or a "none" one)."""
+    return is_nothing_found(finding.name) or (finding.confidence == 0 and is_nothing_found(finding.severity))
+
+
 def _findings(value: Any) -> tuple[Finding, ...]:
     found = []
     for item in _items(value):
@@ -433,7 +444,7 @@ def _findings(value: Any) -> tuple[Finding, ...]:
                 ))
         elif (name := _clean(item)) is not None:
             found.append(Finding(name=name))
-    return tuple(found)
+    return tuple(f for f in found if not is_no_finding(f))
 
 
 def _nutrients(section: dict[str, Any]) -> Nutrients:

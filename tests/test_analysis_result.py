@@ -348,6 +348,29 @@ def test_findings_without_a_name_are_skipped() -> None:
     assert r.pests == ()
 
 
+@pytest.mark.parametrize("entry", [
+    {"type": "yok", "severity": "yok", "confidence": 0},
+    {"type": "Zararlı yok"}, {"name": "Sağlıklı"}, {"type": "healthy", "confidence": 0.9}, {"type": "No pests"},
+    {"type": "Zararlı tespit edilmedi"}, {"type": "none"}, "yok",
+    {"type": "Yaprak biti", "severity": "yok", "confidence": 0},  # 0% and no severity: nothing was found
+])
+def test_disease_and_pest_entries_that_say_none_are_left_out(entry: Any) -> None:
+    data = full()
+    data["pest_disease"]["pests_detected"] = [entry]
+    data["pest_disease"]["diseases_detected"].append(entry)
+    data["pest_disease"]["pests"] = [entry]
+    r = normalise(data)
+    assert r.pests == ()
+    assert [d.name for d in r.diseases] == ["Erken yanıklık (Alternaria solani)"]
+    assert queryable_columns(r)["pests"] == []
+
+
+def test_a_pest_with_zero_confidence_but_a_severity_is_kept() -> None:
+    data = full()
+    data["pest_disease"]["pests_detected"] = [{"type": "Yaprak biti", "severity": "orta", "confidence": 0}]
+    assert [p.name for p in normalise(data).pests] == ["Yaprak biti"]
+
+
 def test_token_usage_as_a_plain_number() -> None:
     r = normalise(full(token_usage=1500, cost_usd=0.002))
     assert r.token_usage == 1500 and r.cost_usd == 0.002

@@ -156,12 +156,13 @@ def test_full_result_in_turkish_shows_every_section(app, client):
     assert "Hastalık Erken yanıklık (Alternaria solani)\nfungal · alt yapraklar\nŞiddet: orta Kesinlik: %85" in text
     assert "Su hafif su stresi" in text
     assert "yok" not in text.split()  # "no temperature stress" etc. is not a problem
-    assert "Besin eksikliği azot, magnezyum\nŞiddet: düşük" in text
+    assert "Besin eksikliği azot, magnezyum\nAzot (N): eksik · Magnezyum (Mg): eksik\nŞiddet: düşük" in text
     assert "Etkilenen alan: %20" in text and "Yayılma riski: orta" in text
     assert "Önlem alınmazsa kötüleşebileceği süre: 1-2 hafta" in text
     assert "konsantrik halkalı kahverengi lekeler" in text and "alt yapraklarda kloroz" in text
-    # Nutrients: only what is not normal.
-    assert "Azot (N): eksik" in text and "Magnezyum (Mg): eksik" in text and "Fosfor" not in text
+    # Nutrients: only what is not normal, said once (with the shortage), its severity once.
+    assert "Fosfor" not in text and text.count("Azot (N)") == 1 and "Besin durumu" not in text
+    assert text.count("Şiddet: düşük") == 1
     # Every recommendation, grouped by priority (most pressing first), with its timeline.
     steps = text[text.index("Ne yapmalı"):text.index("Takip edin")]
     expected = [
@@ -480,6 +481,23 @@ def test_only_what_was_found_is_shown(app, client):
                   "Yayılma riski: düşük\nYayılma"):
         assert never not in text, never
     assert text.count("otomatik bir tahmindir") == 1  # the local estimate is said once
+
+
+def test_no_problem_entries_of_diseases_and_pests_are_not_shown_as_findings(app, client):
+    result = fixture_result("result_full_tr.json")
+    result["pest_disease"]["pests_detected"] = [{"type": "yok", "severity": "yok", "confidence": 0}]
+    result["pest_disease"]["diseases_detected"] = [{"type": "Hastalık tespit edilmedi", "confidence": 0}]
+    text = parse(get_page(client, app, add_analysis(app, result=result)).get_data(as_text=True)).text
+    assert "Zararlı" not in text and "Hastalık tespit" not in text and "Kesinlik: %0" not in text
+    assert "Şiddet: yok" not in text and "Besin eksikliği azot, magnezyum" in text  # real findings stay
+
+
+def test_nutrient_statuses_without_a_named_shortage_keep_their_own_section(app, client):
+    result = fixture_result("result_full_tr.json")
+    result["nutrient_status"].update(primary_deficiency="yok", secondary_deficiencies=[])
+    text = parse(get_page(client, app, add_analysis(app, result=result)).get_data(as_text=True)).text
+    assert "Besin eksikliği" not in text
+    assert "Besin durumu\nAzot (N): eksik\nMagnezyum (Mg): eksik\nŞiddet: düşük" in text
 
 
 def test_a_healthy_local_estimate_has_no_problem_rows(app, client):

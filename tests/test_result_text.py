@@ -60,6 +60,15 @@ def test_nutrients_are_listed_when_something_was_found() -> None:
     assert "yerel tahmin" not in summary  # a real result carries no local-estimate notice
 
 
+def test_details_leave_out_disease_and_pest_entries_that_say_none() -> None:
+    full = json.loads((FIXTURES / "n8n" / "result_full_tr.json").read_text().replace("{{analysis_id}}", "7"))
+    full["pest_disease"]["pests_detected"] = [{"type": "yok", "severity": "yok", "confidence": 0}]
+    _, details = chat(full)
+    everything = "\n".join(details)
+    assert "• yok" not in everything and "(yok)" not in everything
+    assert "Erken yanıklık (Alternaria solani): orta" in everything  # the real disease is still there
+
+
 def test_annotated_never_puts_brackets_after_brackets() -> None:
     assert annotated("Erken yanıklık", "orta") == "Erken yanıklık (orta)"
     assert annotated("Erken yanıklık (Alternaria solani)", "orta") == "Erken yanıklık (Alternaria solani): orta"

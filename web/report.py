@@ -142,6 +142,7 @@ class Problem:
     level: Severity = Severity.UNKNOWN
     confidence: float | None = None  # 0-100
     details: tuple[str, ...] = ()
+    elements: tuple[tuple[str, str], ...] = ()  # a nutrient shortage: (NUTRIENT_NAMES key, status) not normal
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class ReportPage:
     problems: tuple[Problem, ...] = ()
     step_groups: tuple[StepGroup, ...] = ()
     signs: tuple[str, ...] = ()  # symptoms seen, without "none seen"
+    # Nutrient statuses for their own section: only when no shortage is named (otherwise the shortage's
+    # problem carries them, so the page says each thing once).
+    nutrients: tuple[tuple[str, str], ...] = ()
 
 
 def _problem(label: str, finding: Finding) -> Problem:
@@ -168,7 +172,7 @@ def _problems(result: AnalysisResult) -> tuple[Problem, ...]:
     deficiencies = tuple(d for d in (nutrients.primary_deficiency, *nutrients.secondary_deficiencies) if d)
     if deficiencies:
         problems.append(Problem(PROBLEM_LABELS["nutrient"], ", ".join(deficiencies), nutrients.severity,
-                                nutrients.severity_level))
+                                nutrients.severity_level, elements=nutrients.statuses))
     return tuple(problems)
 
 
@@ -189,8 +193,11 @@ def _step_groups(recommendations: Recommendations) -> tuple[StepGroup, ...]:
 
 def build_page(result: AnalysisResult) -> ReportPage:
     """The completed page's content; parts the result does not have are simply empty."""
-    return ReportPage(result=result, problems=_problems(result), step_groups=_step_groups(result.recommendations),
-                      signs=tuple(sign for sign in result.signs if shown(sign)))
+    problems = _problems(result)
+    merged = any(p.elements for p in problems)
+    return ReportPage(result=result, problems=problems, step_groups=_step_groups(result.recommendations),
+                      signs=tuple(sign for sign in result.signs if shown(sign)),
+                      nutrients=() if merged else result.nutrients.statuses)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
