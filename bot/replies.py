@@ -551,6 +551,14 @@ def analysis_failed(locale: str, photo_problem: bool) -> Reply:
     return Reply(text)
 
 
+def analysis_photo_unusable(locale: str) -> Reply:
+    """The analyser could not judge the plant in the photo (none seen, blurred, dark): the same photo would
+    fail again, so say what to photograph instead."""
+    return Reply(_(locale, "I could not see a plant clearly enough in your photo to analyse it. Please take a new "
+                           "photo of the affected leaves, fruit or stem from close up (about a hand's width away), "
+                           "in daylight and in focus, and send it. Nothing was charged for this one."))
+
+
 def analysis_gave_up_waiting(locale: str) -> Reply:
     """The analysis service stayed unreachable for too long: the analysis was ended and refunded."""
     return Reply(_(locale, "Sorry, our analysis service has been unavailable for a long time, so I could not "

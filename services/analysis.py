@@ -14,9 +14,11 @@ tells the farmer kindly, and leaves the job in RQ's failed registry for support.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -56,6 +58,29 @@ CIRCUIT_WAIT = "waiting for the N8N circuit"  # the lease's holder while the ana
 
 class AnalysisFailed(Exception):
     """Raised after an analysis was marked failed, so the job lands in RQ's failed registry."""
+
+
+class Failure(enum.StrEnum):
+    """Whose problem ended an analysis: it decides what the farmer is told."""
+
+    OURS = "ours"  # the service, N8N or the model: "a problem on our side, send it again in a while"
+    PHOTO_FILE = "photo_file"  # the photo could not be downloaded or read: "send it again as a clear photo"
+    PHOTO_CONTENT = "photo_content"  # the analyser could not judge what it shows: what to photograph instead
+    WAITED_TOO_LONG = "waited_too_long"  # N8N stayed unreachable past ANALYSIS_MAX_WAIT_SECONDS
+
+
+# N8N's `error_type` of a failed result (OPERATIONS.md, section 5) that means the photo itself cannot be
+# assessed: sending the same photo again would fail again. Any other code is ours.
+FAILURE_BY_ERROR_TYPE: dict[str, Failure] = {
+    "no_plant_detected": Failure.PHOTO_CONTENT,
+    "image_unusable": Failure.PHOTO_CONTENT,
+    "not_analysable": Failure.PHOTO_CONTENT,
+}
+
+
+def failure_of(result: AnalysisResult) -> Failure:
+    """What a failed result means for the farmer, from N8N's error code."""
+    return FAILURE_BY_ERROR_TYPE.get(result.error_type or "", Failure.OURS)
 
 
 # --- queueing ---------------------------------------------------------------------------------------
@@ -162,13 +187,13 @@ def _run(analysis_id: int, snap: _Snapshot) -> str:
         image_keys = snap.image_keys or _prepare_images(snap)
         raw = _call_n8n(snap, image_keys)
     except ImageRejected as exc:
-        return _fail_now(analysis_id, f"image rejected: {exc.reason}", photo_problem=True)
+        return _fail_now(analysis_id, f"image rejected: {exc.reason}", Failure.PHOTO_FILE)
     except MediaError as exc:
-        return _fail_now(analysis_id, f"media download failed: {exc}", photo_problem=True)
+        return _fail_now(analysis_id, f"media download failed: {exc}", Failure.PHOTO_FILE)
     except GraphAPIError as exc:
         if exc.retryable and not is_final_attempt():
             raise
-        return _fail_now(analysis_id, f"media download failed: Graph API {exc.code} {exc.title}", photo_problem=True)
+        return _fail_now(analysis_id, f"media download failed: Graph API {exc.code} {exc.title}", Failure.PHOTO_FILE)
     except CircuitOpen as exc:
         return _wait_for_circuit(analysis_id, exc.retry_after, snap.waiting_since)
     except N8NTransientError as exc:
@@ -291,7 +316,7 @@ def _wait_for_circuit(analysis_id: int, retry_after: float | None, waiting_since
     delay = wait_decision(waiting_since, utcnow(), retry_after, context.settings().ANALYSIS_MAX_WAIT_SECONDS)
     if delay is None:
         return _fail_now(analysis_id, "N8N unavailable (circuit open) for longer than the maximum wait",
-                         waited_too_long=True)
+                         Failure.WAITED_TOO_LONG)
     get_queue(ANALYSIS, context.redis()).enqueue_in(
         delay, RUN_ANALYSIS, analysis_id, retry=retry_policy(), on_failure=ON_FAILURE,
         job_id=f"analysis-{analysis_id}-wait-{int(utcnow().timestamp())}")
@@ -335,7 +360,7 @@ def complete(analysis_id: int, raw: Any) -> str:
             a.completed_at = now
             _queue_result(session, farmer, a, result)
         else:
-            _mark_failed(session, a, farmer, result.failure_reason or "invalid result", photo_problem=False)
+            _mark_failed(session, a, farmer, result.failure_reason or "invalid result", failure_of(result))
     send_queued(farmer.address)
     invalidate_stats(context.redis(), sponsor_id)
     if not result.ok:
@@ -398,8 +423,15 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
 # --- failing ------------------------------------------------------------------------------------------
 
 
-def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, photo_problem: bool,
-                 waited_too_long: bool = False) -> None:
+FAILURE_REPLIES: dict[Failure, Callable[[str], replies.Reply]] = {
+    Failure.OURS: lambda locale: replies.analysis_failed(locale, False),
+    Failure.PHOTO_FILE: lambda locale: replies.analysis_failed(locale, True),
+    Failure.PHOTO_CONTENT: replies.analysis_photo_unusable,
+    Failure.WAITED_TOO_LONG: replies.analysis_gave_up_waiting,
+}
+
+
+def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, failure: Failure) -> None:
     from services.conversation import to_outbound
 
     now = utcnow()
@@ -408,27 +440,26 @@ def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, *, phot
     a.failure_reason = reason[:300]
     if a.charge_ledger_id is not None:
         quota.refund(session, a.charge_ledger_id, now)
-    reply = (replies.analysis_gave_up_waiting(farmer.locale) if waited_too_long
-             else replies.analysis_failed(farmer.locale, photo_problem))
+    reply = FAILURE_REPLIES[failure](farmer.locale)
     queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
                       analysis_id=a.id)
     log.warning("analysis failed", extra={"analysis_id": a.id, "reason": reason[:300]})
 
 
-def _fail(analysis_id: int, reason: str, *, photo_problem: bool = False, waited_too_long: bool = False) -> bool:
+def _fail(analysis_id: int, reason: str, failure: Failure = Failure.OURS) -> bool:
     """Mark failed (refund, tell the farmer) unless already finished. True if it was this call."""
     with context.db().session() as session, session.begin():
         a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
         if a is None or a.status in DONE:
             return False
         farmer = session.get_one(Farmer, a.farmer_id)
-        _mark_failed(session, a, farmer, reason, photo_problem=photo_problem, waited_too_long=waited_too_long)
+        _mark_failed(session, a, farmer, reason, failure)
     send_queued(farmer.address)
     return True
 
 
-def _fail_now(analysis_id: int, reason: str, *, photo_problem: bool = False, waited_too_long: bool = False) -> str:
-    _fail(analysis_id, reason, photo_problem=photo_problem, waited_too_long=waited_too_long)
+def _fail_now(analysis_id: int, reason: str, failure: Failure = Failure.OURS) -> str:
+    _fail(analysis_id, reason, failure)
     _no_more_retries()
     raise AnalysisFailed(reason)
 

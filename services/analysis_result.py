@@ -192,6 +192,7 @@ class ConfidenceNote:
 class AnalysisResult:
     ok: bool
     failure_reason: str | None = None
+    error_type: str | None = None  # N8N's code for a failure it reported (`no_plant_detected`), lower case
     analysis_id: str | None = None  # as echoed by N8N (a string), for checking it matches
     species: str | None = None
     variety: str | None = None
@@ -592,6 +593,7 @@ def normalise(raw: object) -> AnalysisResult:
     return AnalysisResult(
         ok=ok,
         failure_reason=_shorten(reasons[0]) if reasons else None,
+        error_type=error_type.lower() if error_type and not ok else None,
         analysis_id=None if analysis_id is None else str(analysis_id),
         species=_clean(plant.get("species")),
         variety=_clean(plant.get("variety")),

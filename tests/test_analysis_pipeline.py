@@ -137,6 +137,37 @@ def test_failed_result_refunds_and_tells_the_farmer(farmer, mock, session, app):
     assert f"analysis-{analysis.id}" in failed.get_job_ids()
 
 
+@pytest.mark.parametrize("error_type", ["no_plant_detected", "image_unusable", "not_analysable"])
+def test_a_photo_the_analyser_cannot_judge_asks_for_a_better_photo_and_is_not_retried(farmer, mock, session, app,
+                                                                                       error_type):
+    def photo_problem(req):
+        result = n8n_result("result_failed.json", json.loads(req.body)["analysis_id"])
+        result.update(error_type=error_type, error_message="Fotoğrafta bitki görünmüyor.")
+        return 200, {}, json.dumps(result)
+
+    mock.add_callback(responses.POST, N8N_URL, callback=photo_problem)
+    submit(farmer)
+    assert len(sent_to_n8n(mock)) == 1  # the same photo would fail again: no retry
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "failed" and error_type in analysis.failure_reason
+    kinds = session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all()
+    assert kinds == ["charge", "refund"]
+    said = farmer.graph.sent[-1]["text"]["body"]
+    assert "net bir bitki göremedim" in said and "yakından" in said and "hakkınızdan düşülmedi" in said
+    assert "bizden kaynaklanan" not in said and "biraz sonra" not in said
+
+
+def test_other_failures_reported_by_n8n_stay_ours(farmer, mock, session, app):
+    def model_error(req):
+        result = n8n_result("result_failed.json", json.loads(req.body)["analysis_id"])
+        result.update(error_type="model_error")
+        return 200, {}, json.dumps(result)
+
+    mock.add_callback(responses.POST, N8N_URL, callback=model_error)
+    submit(farmer)
+    assert "bizden kaynaklanan" in farmer.graph.sent[-1]["text"]["body"]
+
+
 def test_callback_mode(app, mock, session, database_url):
     from app import create_app
 
