@@ -214,13 +214,22 @@ def _new_submission(conv: Conversation, event: Event, *before: Action) -> Step:
     crop = crops.find_crop(event.text)
     draft = Draft(event.message_id, media_id=event.media_id, notes=event.text, crop=crop, first_at=event.sent_at)
     data = replace(conv.data.keep_pending(), draft=draft)
+    if event.quota is not None and not event.quota.code_helps:
+        return _no_analysis_now(conv, event.quota, data, before)
     if event.quota is not None:
-        return _say(conv, State.AWAIT_CODE, replies.quota_wait(conv.locale, event.quota.reason,
-                                                               event.quota.resets_at), data=data, before=before)
+        return _say(conv, State.AWAIT_CODE, replies.quota_wait(conv.locale, event.quota), data=data, before=before)
     if crop:
         return _say(conv, State.AWAIT_LOCATION, replies.photo_received_with_crop(conv.locale, crop),
                     replies.ask_location(conv.locale), data=data, before=before)
     return _say(conv, State.AWAIT_CROP, replies.ask_crop(conv.locale), data=data, before=before)
+
+
+def _no_analysis_now(conv: Conversation, quota: QuotaBlock, data: ConversationData,
+                     before: tuple[Action, ...] = ()) -> Step:
+    """No analysis left and a code would only be queued: nothing to wait for. Say when analyses come back,
+    and the menu (the photo does not wait; a confirmed submission keeps its `Gönder`)."""
+    return _say(conv, State.MENU, replies.quota_wait(conv.locale, quota), replies.menu(conv.locale),
+                data=data.keep_pending(), before=before)
 
 
 def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
@@ -361,10 +370,11 @@ def charge_refused(conv: Conversation, refused: Draft, quota: QuotaBlock) -> Ste
     """After the job found no analysis left at `Gönder`: the submission waits again (its `Gönder` keeps
     working) and, unless another one is in progress, for a code."""
     data = conv.data.with_pending(refused, MAX_PENDING)
-    reply = replies.quota_wait(conv.locale, quota.reason, quota.resets_at)
     if conv.data.draft is not None and conv.data.draft.photo_message_id != refused.photo_message_id:
-        return _say(conv, conv.state, replies.quota_exhausted(conv.locale, quota.reason, quota.resets_at), data=data)
-    return _say(conv, State.AWAIT_CODE, reply, data=replace(data, draft=refused))
+        return _say(conv, conv.state, replies.quota_exhausted(conv.locale, quota), data=data)
+    if not quota.code_helps:
+        return _no_analysis_now(conv, quota, data)
+    return _say(conv, State.AWAIT_CODE, replies.quota_wait(conv.locale, quota), data=replace(data, draft=refused))
 
 
 def after_redeem(conv: Conversation, quota: QuotaBlock | None) -> Step:
@@ -374,6 +384,8 @@ def after_redeem(conv: Conversation, quota: QuotaBlock | None) -> Step:
     if draft is None:
         return _step(conv, conv.state)
     if conv.state is State.AWAIT_CODE:
+        if quota is not None and not quota.code_helps:  # the code was queued: it cannot help this photo today
+            return _no_analysis_now(conv, quota, conv.data)
         if quota is not None:
             return _step(conv, conv.state)  # the code's answer said why; the photo still waits
         return _continue(conv, draft, replies.photo_kept(conv.locale))

@@ -14,7 +14,7 @@ from bot import crops
 from bot import reply_ids as rid
 from bot.draft import MAX_PHOTOS, ConversationData, Draft
 from bot.place import tidy_place
-from bot.types import Button, ListRow, Reply, State
+from bot.types import Button, ListRow, QuotaBlock, Reply, State
 from translations import N_, format_date, format_datetime, format_number, gettext, ngettext
 
 __all__ = ["LANGUAGES", "Reply"]
@@ -234,24 +234,38 @@ def already_submitted(locale: str) -> Reply:
     return Reply(_(locale, "This photo is already in the queue; you were charged only once."))
 
 
-def quota_exhausted(locale: str, which: str | None, resets_at: datetime | None) -> Reply:
-    """`which`: `daily`, `monthly`, or `no_subscription`."""
-    if which == "daily" and resets_at:
-        text = _(locale, "Your daily analyses are used up; they renew on %(when)s.", when=format_datetime(resets_at,
-                                                                                                        locale))
-    elif which == "monthly" and resets_at:
-        text = _(locale, "Your monthly analyses are used up; they renew on %(when)s.", when=format_datetime(resets_at,
-                                                                                                          locale))
+def quota_exhausted(locale: str, block: QuotaBlock | None) -> Reply:
+    """Which limit is reached and when analyses come back (or that the package ends); a sponsor code is offered
+    only where it helps: at once (`block.code_helps`), or to continue after the package ends."""
+    which = block.reason if block is not None else None
+    if block is not None and block.package_ends_at is not None and which in ("daily", "monthly"):
+        when = format_datetime(block.package_ends_at, locale)
+        text = (_(locale, "Your daily analyses are used up, and your package ends on %(when)s.", when=when)
+                if which == "daily" else
+                _(locale, "Your monthly analyses are used up, and your package ends on %(when)s.", when=when))
+        return Reply(text + "\n" + _(locale, "To continue, redeem a sponsor code: just write the code here."))
+    if which == "daily" and block is not None and block.resets_at:
+        text = _(locale, "Your daily analyses are used up; they renew on %(when)s.",
+                 when=format_datetime(block.resets_at, locale))
+    elif which == "monthly" and block is not None and block.resets_at:
+        text = _(locale, "Your monthly analyses are used up; they renew on %(when)s.",
+                 when=format_datetime(block.resets_at, locale))
     else:
         text = _(locale, "You have no active package at the moment.")
+    if block is not None and not block.code_helps:
+        return Reply(text)
     return Reply(text + "\n" + _(locale, "To get more, redeem a sponsor code: just write the code here."))
 
 
-def quota_wait(locale: str, which: str | None, resets_at: datetime | None) -> Reply:
-    """No analysis left when the photo comes: which limit, when it resets, and that the photo waits for a code."""
-    refused = quota_exhausted(locale, which, resets_at)
-    return Reply(refused.text + "\n" + _(locale, "Your photo is kept: as soon as a code is accepted, we continue "
-                                                 "with it."))
+def quota_wait(locale: str, block: QuotaBlock) -> Reply:
+    """No analysis left when the photo comes: which limit, when it resets, and what becomes of the photo: it
+    waits for a code when one would start at once; otherwise it cannot be analysed now."""
+    refused = quota_exhausted(locale, block)
+    if block.code_helps:
+        return Reply(refused.text + "\n" + _(locale, "Your photo is kept: as soon as a code is accepted, we continue "
+                                                     "with it."))
+    return Reply(refused.text + "\n" + _(locale, "I cannot analyse this photo now; please send it again when you "
+                                                 "have analyses left."))
 
 
 # --- quota, codes, history ------------------------------------------------------------------------
@@ -273,7 +287,7 @@ class QuotaView:
 
 def quota(locale: str, view: QuotaView | None) -> Reply:
     if view is None:
-        return quota_exhausted(locale, "no_subscription", None)
+        return quota_exhausted(locale, None)
     n = format_number
     lines = [
         _(locale, "Package: %(tier)s", tier=tier_label(locale, view.tier_code)),

@@ -45,7 +45,9 @@ class QuotaBlock:
     """Why the farmer cannot be charged for an analysis now (looked up without charging), for the photo."""
 
     reason: str  # `daily`, `monthly` or `no_subscription`
-    resets_at: datetime | None = None
+    resets_at: datetime | None = None  # when analyses are possible again: the limit renews or the next package starts
+    package_ends_at: datetime | None = None  # the package ends before the limit renews (and none follows it)
+    code_helps: bool = True  # a redeemed code starts at once (no package, or the Trial); False: it would only queue
 
 
 @dataclass(frozen=True)

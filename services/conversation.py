@@ -294,14 +294,7 @@ def to_outbound(phone: str, reply: Reply) -> wa.Outbound:
 
 def quota_block(session: Session, farmer_id: int, now: datetime) -> QuotaBlock | None:
     """What would refuse a charge now (looked up without charging); None when an analysis is possible."""
-    status = quota.quota_status(session, farmer_id, now)
-    if status is None:
-        return QuotaBlock(quota.QuotaReason.NO_SUBSCRIPTION.value)
-    if status.monthly_used >= status.monthly_limit:
-        return QuotaBlock(quota.QuotaReason.MONTHLY.value, status.month_resets_at)
-    if status.daily_used >= status.daily_limit:
-        return QuotaBlock(quota.QuotaReason.DAILY.value, status.day_resets_at)
-    return None
+    return quota.quota_block(session, farmer_id, now)
 
 
 def quota_view(session: Session, farmer_id: int, now: datetime) -> replies.QuotaView | None:
@@ -412,9 +405,10 @@ def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, out
     charge = quota.charge(session, farmer.id, now, analysis_id=analysis.id)
     if not charge.ok:
         savepoint.rollback()
-        block = QuotaBlock(str(charge.reason or quota.QuotaReason.NO_SUBSCRIPTION), charge.resets_at)
+        block = quota.quota_block(session, farmer.id, now) or QuotaBlock(
+            str(charge.reason or quota.QuotaReason.NO_SUBSCRIPTION), charge.resets_at)
         if action.draft is None:
-            out.append(replies.quota_exhausted(farmer.locale, block.reason, block.resets_at))
+            out.append(replies.quota_exhausted(farmer.locale, block))
         return block
     savepoint.commit()
     analysis.subscription_id = charge.subscription_id

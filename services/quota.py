@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.types import QuotaBlock
 from models import (
     Farmer,
     LedgerKind,
@@ -295,6 +296,34 @@ def quota_status(session: Session, farmer_id: int, now: datetime) -> QuotaStatus
         sponsor_name=sponsor_name,
         queued=tuple(queued),
     )
+
+
+def code_starts_now(status: QuotaStatus | None) -> bool:
+    """Would a sponsor code redeemed now start at once? With no package, or the Trial (which it replaces);
+    on top of any other package it is only queued, and with one queued already it is refused for now
+    (`services.sponsorship.redeem`)."""
+    return status is None or (status.tier_code == TRIAL and not status.queued)
+
+
+def quota_block(session: Session, farmer_id: int, now: datetime) -> QuotaBlock | None:
+    """What would refuse a charge now (looked up without charging); None when an analysis is possible.
+    Says when analyses come back: the limit's renewal, or the queued package's start when that is sooner;
+    when the package ends first and nothing follows, that it ends (a renewal time would be untrue)."""
+    status = quota_status(session, farmer_id, now)
+    if status is None:
+        return QuotaBlock(QuotaReason.NO_SUBSCRIPTION.value)
+    if status.monthly_used >= status.monthly_limit:
+        reason, resets_at = QuotaReason.MONTHLY, status.month_resets_at
+    elif status.daily_used >= status.daily_limit:
+        reason, resets_at = QuotaReason.DAILY, status.day_resets_at
+    else:
+        return None
+    helps = code_starts_now(status)
+    if status.queued:
+        return QuotaBlock(reason.value, min(resets_at, status.queued[0].starts_at), code_helps=helps)
+    if status.ends_at <= resets_at:
+        return QuotaBlock(reason.value, None, package_ends_at=status.ends_at, code_helps=helps)
+    return QuotaBlock(reason.value, resets_at, code_helps=helps)
 
 
 def _increment(session: Session, subscription_id: int, period_key: str, limit: int) -> int | None:

@@ -26,7 +26,8 @@ from bot.types import (
     State,
     Submit,
 )
-from models import Analysis, Farmer, UsageLedger, utcnow
+from models import Analysis, Farmer, Subscription, UsageLedger, utcnow
+from models import Conversation as ConversationRow
 from services import quota, sponsorship
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
@@ -103,6 +104,41 @@ def test_a_charge_refused_at_send_keeps_the_submission_and_its_button():
     assert resumed.state is State.CONFIRM and "Gönder" in str(resumed.actions)
     again = machine.step(conv(resumed.state, resumed.data), tap("submit:7"), NOW)  # the old button works too
     assert any(isinstance(a, Submit) for a in again.actions)
+
+
+PAID_DAILY = QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC), code_helps=False)
+
+
+def test_when_a_code_would_only_queue_the_photo_does_not_wait_for_one():
+    step = machine.step(conv(), photo(7, quota=PAID_DAILY), NOW)
+    assert step.state is State.MENU and step.data.draft is None
+    said, _menu = sent(step)
+    assert "Günlük" in said and "yenilenir" in said and "kod" not in said.lower() and "tekrar gönderin" in said
+
+
+def test_a_charge_refused_on_a_paid_package_goes_back_to_the_menu_keeping_the_button():
+    step, c = run(conv(), photo(7, caption="biber"), text("Geç"), tap("submit:7"))
+    [submit] = [a for a in step.actions if isinstance(a, Submit)]
+    assert submit.draft is not None
+    refused = machine.charge_refused(c, submit.draft, PAID_DAILY)
+    assert refused.state is State.MENU and refused.data.draft is None and refused.data.pending_draft(7) is not None
+    assert "kod" not in sent(refused)[0].lower()
+
+
+def test_a_code_that_was_only_queued_ends_the_wait_for_a_code():
+    waiting = machine.step(conv(), photo(7, quota=DAILY), NOW)
+    assert waiting.state is State.AWAIT_CODE
+    after = machine.after_redeem(conv(waiting.state, waiting.data), PAID_DAILY)
+    assert after.state is State.MENU and after.data.draft is None
+    assert "Bu fotoğrafı şu an analiz edemiyorum" in sent(after)[0]
+
+
+def test_on_the_packages_last_day_the_photo_hears_that_the_package_ends():
+    ending = QuotaBlock("daily", None, package_ends_at=datetime(2026, 11, 22, 15, 0, tzinfo=UTC))
+    step = machine.step(conv(), photo(7, quota=ending), NOW)
+    [said] = sent(step)
+    assert "paketiniz 22 Kas 2026 18:00 itibarıyla sona eriyor" in said and "yenilenir" not in said
+    assert "Devam etmek için bir sponsor kodu" in said and step.state is State.AWAIT_CODE
 
 
 # --- consent ----------------------------------------------------------------------------------------
@@ -282,6 +318,34 @@ def test_a_send_refused_waits_and_the_old_send_works_after_a_code(farmer, app, s
     [queued] = farmer.tap_id(f"submit:{_photo_id(session)}", "Gönder")  # the first confirmation's button
     assert "sıraya alındı" in queued and "zaten gönderildi" not in queued
     assert session.scalar(select(func.count()).select_from(Analysis)) == 1
+
+
+def _use_all_of_today(app) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        farmer_id = s.scalar(select(Farmer.id))
+        while quota.charge(s, farmer_id, utcnow()).ok:
+            pass
+
+
+def test_on_a_paid_package_the_daily_limit_offers_no_code_and_waits_for_none(farmer, app, session):
+    farmer.says(_code(app, "S"))  # replaces the Trial
+    _use_all_of_today(app)
+    refused, _menu = farmer.photo(media_id="555")
+    assert "Günlük" in refused and "yenilenir" in refused and "kod" not in refused.lower()
+    assert "tekrar gönderin" in refused and session.scalar(select(ConversationRow.state)) == "menu"
+    [queued] = farmer.says(_code(app, "M"))  # a code now only queues
+    assert "başlayacak" in queued
+    assert "bulunamadı" not in " ".join(farmer.says("Geç"))
+    assert session.scalar(select(func.count()).select_from(Analysis)) == 0
+
+
+def test_a_trial_on_its_last_day_hears_that_it_ends_instead_of_a_renewal(farmer, app, session):
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Subscription).values(ends_at=quota.next_day_start(utcnow())))
+    _use_today(app)
+    [refused] = farmer.photo(media_id="555")
+    assert "sona eriyor" in refused and "yenilenir" not in refused and "sponsor kodu" in refused
+    assert session.scalar(select(ConversationRow.state)) == "await_code"
 
 
 def _photo_id(session) -> int:

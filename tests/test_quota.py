@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, update
 
+from bot.types import QuotaBlock
 from models import (
     Analysis,
     Farmer,
@@ -334,3 +335,53 @@ def test_twenty_workers_race_for_five_units(app, session):
     assert {r.reason for r in results if not r.ok} == {QuotaReason.DAILY}
     assert counters(session, sub) == {"D2026-11-22": 5, "M2026-11": 5}
     assert session.scalar(select(func.count()).select_from(UsageLedger)) == 5
+
+
+# --- what blocks a charge, as the farmer hears it ---------------------------------------------------------
+
+
+def use_today(app, farmer_id: int, times: int = 1) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        for _ in range(times):
+            assert charge(s, farmer_id, NOW).ok
+
+
+def block(app, farmer_id: int):
+    with app.extensions["db"].session() as s, s.begin():
+        return quota.quota_block(s, farmer_id, NOW)
+
+
+def test_a_trial_out_of_analyses_renews_at_midnight_and_a_code_would_help_now(app):
+    farmer_id = new_farmer(app)
+    give(app, farmer_id, "TRIAL", NOW - timedelta(days=3))
+    assert block(app, farmer_id) is None
+    use_today(app, farmer_id)
+    assert block(app, farmer_id) == QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC), code_helps=True)
+
+
+def test_on_the_packages_last_day_the_limit_does_not_renew_the_package_ends(app):
+    farmer_id = new_farmer(app)
+    give(app, farmer_id, "TRIAL", NOW - timedelta(days=30) + timedelta(hours=3))  # its 30th day, ends at 12:00
+    use_today(app, farmer_id)
+    found = block(app, farmer_id)
+    assert found is not None and found.reason == "daily" and found.resets_at is None
+    assert found.package_ends_at == NOW + timedelta(hours=3) and found.code_helps
+
+
+def test_on_a_paid_package_a_code_would_only_queue(app):
+    farmer_id = new_farmer(app)
+    give(app, farmer_id, "S", NOW - timedelta(days=3))
+    use_today(app, farmer_id, 5)
+    found = block(app, farmer_id)
+    assert found is not None and found.reason == "daily" and not found.code_helps
+    assert found.resets_at == datetime(2026, 11, 22, 21, 0, tzinfo=UTC)
+
+
+def test_a_queued_package_starting_before_the_renewal_is_when_analyses_come_back(app):
+    farmer_id = new_farmer(app)
+    give(app, farmer_id, "S", NOW - timedelta(days=30) + timedelta(hours=2))  # ends at 11:00 UTC today
+    give(app, farmer_id, "M", NOW + timedelta(hours=2), status=SubscriptionStatus.QUEUED.value)
+    use_today(app, farmer_id, 5)
+    found = block(app, farmer_id)
+    assert found is not None and found.resets_at == NOW + timedelta(hours=2) and found.package_ends_at is None
+    assert not found.code_helps
