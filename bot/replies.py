@@ -62,7 +62,7 @@ def consent_hint(locale: str) -> Reply:
 
 def consent_refused(locale: str) -> Reply:
     return Reply(_(locale, "All right, I will not process any of your data. If you change your mind, just write "
-                           "'Merhaba' and you will see the notice again."))
+                           "'hello' and you will see the notice again."))
 
 
 def welcome(locale: str) -> Reply:
@@ -91,8 +91,9 @@ def menu(locale: str) -> Reply:
 def help_text(locale: str) -> Reply:
     return Reply(_(locale, "How it works: send a photo of the sick leaf, fruit or stem, tell me the crop and, if "
                            "you like, the place; I will send the diagnosis in a few minutes.\n\nYou can write at any "
-                           "time: 'menü' for the menu, 'iptal' to cancel, 'kota' for your remaining analyses, "
-                           "a sponsor code to redeem it, 'dil' to change the language, 'DUR' to stop messages."))
+                           "time: 'menu' for the menu, 'cancel' to cancel, 'quota' for your remaining analyses, "
+                           "a sponsor code to redeem it, 'language' to change the language, 'STOP' to stop "
+                           "messages."))
 
 
 def not_understood(locale: str) -> Reply:
@@ -118,7 +119,7 @@ def unsupported(locale: str, message_type: str | None) -> Reply:
         text = _(locale, "Thank you! Send a photo whenever you want a new analysis.")
     else:
         text = _(locale, "I can only read text messages and photos (JPEG or PNG). Please send a photo of your plant "
-                         "or write 'menü'.")
+                         "or write 'menu'.")
     return Reply(text)
 
 
@@ -425,15 +426,15 @@ def language_set(locale: str) -> Reply:
 
 def opted_out(locale: str) -> Reply:
     return Reply(_(locale, "You will not receive any more notifications from us. You can still write to me at any "
-                           "time. To receive them again, write 'BAŞLA'."))
+                           "time. To receive them again, write 'START'."))
 
 
 def already_opted_in(locale: str) -> Reply:
-    return Reply(_(locale, "You are already receiving our messages. Write 'DUR' to stop them."))
+    return Reply(_(locale, "You are already receiving our messages. Write 'STOP' to stop them."))
 
 
 def opted_in(locale: str) -> Reply:
-    return Reply(_(locale, "Welcome back! You will receive notifications again. Write 'DUR' to stop them."))
+    return Reply(_(locale, "Welcome back! You will receive notifications again. Write 'STOP' to stop them."))
 
 
 def human_requested(locale: str) -> Reply:
@@ -587,7 +588,7 @@ def analysis_delayed(locale: str) -> Reply:
 
 def handling_failed(locale: str) -> Reply:
     return Reply(_(locale, "Sorry, something went wrong with your last message. Please send it again, or write "
-                           "Menü to start over."))
+                           "'menu' to start over."))
 
 
 def no_result_yet(locale: str) -> Reply:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import codes, draft, intents, machine, reply_ids
+from bot import codes, draft, intents, machine, replies, reply_ids
 from bot.draft import ConversationData
 from bot.normalize import fold
 from bot.types import (
@@ -71,6 +72,25 @@ def test_fold(raw, folded):
 ])
 def test_intents(raw, intent):
     assert intents.match(raw) is intent
+
+
+@pytest.mark.parametrize("reply,commands", [
+    (replies.help_text, {"menu": intents.Intent.MENU, "cancel": intents.Intent.CANCEL,
+                         "quota": intents.Intent.QUOTA, "language": intents.Intent.LANGUAGE,
+                         "STOP": intents.Intent.OPT_OUT}),
+    (replies.opted_out, {"START": intents.Intent.OPT_IN}),
+    (replies.already_opted_in, {"STOP": intents.Intent.OPT_OUT}),
+    (replies.opted_in, {"STOP": intents.Intent.OPT_OUT}),
+    (lambda locale: replies.unsupported(locale, "sticker"), {"menu": intents.Intent.MENU}),
+    (replies.handling_failed, {"menu": intents.Intent.MENU}),
+    (replies.consent_refused, {"hello": intents.Intent.MENU}),
+])
+def test_english_text_names_the_english_commands_that_work(reply, commands):
+    named = re.findall(r"'([^']+)'", reply("en").text)
+    assert named == list(commands)
+    assert {word: intents.match(word) for word in named} == commands
+    turkish = re.findall(r"'([^']+)'", reply("tr").text)  # Turkish keeps its own words, which work too
+    assert all(intents.match(word) is not None for word in turkish) and "DUR" not in named
 
 
 @pytest.mark.parametrize("raw,ok", [("AGRI-7KQ3-M9XP", True), ("agri 7kq3 m9xp", True), ("AGRI7KQ3M9XP", True),
