@@ -22,8 +22,9 @@ API (JSON in and out; bad input is a 400 problem document, a refused webhook a 5
 
 Uploads may be as large as WhatsApp lets each kind through (`MEDIA_LIMITS`: image 5 MB, audio 16 MB,
 document 100 MB, sticker 500 KB); the app-wide 3 MB request limit is raised for these routes only. A
-file WhatsApp would not send (too large, wrong format) is not sent: the farmer reads why in the chat, in
-their language (a `note` in the transcript), and the call answers 413 / 400 titled `file not sent`.
+file WhatsApp would not send (too large, wrong format, too many pixels) is not sent: the farmer reads
+why in the chat, in their language (a `note` in the transcript), and the call answers 413 / 400 titled
+`file not sent`.
 - `POST /dev/chat/api/location` `{phone, name, latitude, longitude, place?, address?}` or `{..., province}`
 - `POST /dev/chat/api/reply` `{phone, name, wamid?, id? | title?}`: tap a reply button, a list row or a
   template's quick-reply button of a bot message (the newest one offering it unless `wamid` is given).
@@ -245,6 +246,8 @@ def _image_type(content: bytes) -> str:
     try:
         with Image.open(io.BytesIO(content)) as image:
             kind = image.format or ""
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FileNotSent(400, "too_many_pixels") from None
     except (UnidentifiedImageError, OSError):
         kind = ""
     if kind not in IMAGE_TYPES:
@@ -432,6 +435,8 @@ def send_sticker() -> Response | tuple[Response, int]:
     try:
         with Image.open(io.BytesIO(content)) as image:
             webp, animated = image.format == "WEBP", bool(getattr(image, "is_animated", False))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FileNotSent(400, "too_many_pixels") from None
     except (UnidentifiedImageError, OSError):
         webp = animated = False
     if not webp:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -171,3 +173,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def png_of_size(width: int, height: int) -> bytes:
+    """A valid 1-bit greyscale PNG of any size, written row by row: it costs neither memory nor time.
+
+    20000 x 20000 zero pixels compress to about 50 KB; decoding them would take 400 MB.
+    """
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

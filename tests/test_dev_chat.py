@@ -27,7 +27,7 @@ from services.whatsapp.messages import build_template as build
 from services.worker import EMBEDDED_WORKER_THREAD, ThreadWorker, embedded_worker_alive
 from tests.admin_helpers import PASSWORD, make_staff
 from tests.dev_live import SimFarmer, has_text, live_app, offers
-from tests.helpers import PHONE_NUMBER_ID, REAL_REDIS, fixture_json, free_port, wait_until
+from tests.helpers import PHONE_NUMBER_ID, REAL_REDIS, fixture_json, free_port, png_of_size, wait_until
 
 
 @pytest.fixture
@@ -155,6 +155,15 @@ def test_not_json_and_not_an_image_are_400(client):
     assert not_image.json["title"] == "file not sent"
     assert client.get("/dev/chat/api/conversation?phone=x").status_code == 400
     assert client.get("/dev/chat/api/media/123").status_code == 404
+
+
+@pytest.mark.parametrize("endpoint", ["photo", "sticker"])
+def test_a_decompression_bomb_is_a_file_not_sent_note_not_a_500(client, endpoint):
+    bomb = png_of_size(20000, 20000)  # about 50 KB, 400 million pixels
+    response = client.post(f"/dev/chat/api/{endpoint}", content_type="multipart/form-data",
+                           data={"phone": "905301112266", "file": (io.BytesIO(bomb), "huge.png")})
+    assert response.status_code == 400 and response.json["title"] == "file not sent"
+    assert "çözünürlüğü çok yüksek" in response.json["detail"]
 
 
 def test_an_unreachable_webhook_is_a_502_and_the_message_shows_failed(database_url):

@@ -12,7 +12,6 @@ import random
 import struct
 import threading
 import warnings
-import zlib
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +20,7 @@ from PIL import _imaging as pil_core  # what Image.core is
 
 from services import images
 from services.images import ImageRejected, optimise, validate
+from tests.helpers import png_of_size
 
 # --- making images -------------------------------------------------------------------------------
 
@@ -42,22 +42,6 @@ def photo(size: tuple[int, int] = (640, 480), seed: int = 1) -> Image.Image:
         draw.ellipse((x - r, y - r, x + r, y + r), fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)))
     noise = Image.effect_noise(size, 20).convert("RGB")
     return Image.blend(img, noise, 0.15)
-
-
-def png_of_size(width: int, height: int) -> bytes:
-    """A valid 1-bit greyscale PNG of any size, written row by row: it costs neither memory nor time.
-
-    20000 x 20000 zero pixels compress to about 50 KB; decoding them would take 400 MB.
-    """
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, greyscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def exif_with_gps(orientation: int = 1) -> Image.Exif:
