@@ -566,6 +566,12 @@ def analysis_failed(locale: str, photo_problem: bool) -> Reply:
     return Reply(text)
 
 
+def photos_left_out(locale: str, left_out: int, used: int) -> Reply:
+    """Some photos of an album could not be read (corrupt, not a photo): the result that follows is the others'."""
+    return Reply(_(locale, "%(num)s of your photos could not be read, so the result below is based on the other "
+                           "%(used)s.", num=format_number(left_out, locale), used=format_number(used, locale)))
+
+
 def analysis_photo_unusable(locale: str) -> Reply:
     """The analyser could not judge the plant in the photo (none seen, blurred, dark): the same photo would
     fail again, so say what to photograph instead."""

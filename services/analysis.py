@@ -415,6 +415,11 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
     template = _result_template(farmer, a, result)
     if not _in_window(farmer):
         return queue_message(session, farmer.address, template, farmer_id=farmer.id, analysis_id=a.id)
+    sent, used = len(photo_ids(a.media_id, a.media_ids)), len(stored_keys(a.image_keys, a.image_key))
+    if 0 < used < sent:  # photos of the album were left out unread: say the result rests on the others
+        note = replies.photos_left_out(farmer.locale, sent - used, used)
+        queue_message(session, farmer.address, to_outbound(farmer.address, note), farmer_id=farmer.id,
+                      analysis_id=a.id)
     reply = replies.analysis_result(farmer.locale, result_view(a, result))
     return queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
                          fallback=template, analysis_id=a.id)

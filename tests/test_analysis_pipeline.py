@@ -411,11 +411,14 @@ def test_an_unreadable_photo_of_an_album_is_left_out(farmer, mock, album, sessio
     mock.replace(responses.GET, f"{GRAPH}/{ALBUM[1]}", json={"url": f"{MEDIA_URL}2", "mime_type": "image/jpeg",
                                                               "id": ALBUM[1]})
     mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
-    submit(farmer)
+    replies = submit(farmer)
     analysis = session.scalar(select(Analysis))
     assert analysis.status == "completed" and len(analysis.image_keys) == 2
     [call] = sent_to_n8n(mock)
     assert call.request.body is not None and len(json.loads(call.request.body)["image_urls"]) == 2
+    told = [r for r in replies if "okunamadı" in r]
+    assert told == ["Fotoğraflarınızdan 1 tanesi okunamadı; aşağıdaki sonuç diğer 2 fotoğrafa göre."]
+    assert replies.index(told[0]) < next(i for i, r in enumerate(replies) if "Domates" in r or "domates" in r)
 
 
 def test_a_retry_sends_the_stored_photos_again_without_downloading_them(farmer, mock, album, session, app):
