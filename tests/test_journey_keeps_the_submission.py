@@ -16,7 +16,7 @@ from models import Analysis
 from services import quota
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub
-from tests.test_journey_second_pass import DAILY, NOW, _charges, _code, _use_today, conv, photo, run, sent, tap, text
+from tests.test_journey_second_pass import DAILY, NOW, charges, conv, new_code, photo, run, sent, tap, text, use_today
 
 
 @pytest.fixture
@@ -60,10 +60,10 @@ def test_kod_in_the_menu_asks_for_the_code_with_nothing_to_keep():
 
 
 def test_a_photo_waiting_for_a_code_goes_on_after_kod_and_the_code(farmer, app, session):
-    _use_today(app)
+    use_today(app)
     farmer.photo(media_id="555")
     farmer.taps("Kod kullan")
-    accepted, kept, crop_question = farmer.says(_code(app))
+    accepted, kept, crop_question = farmer.says(new_code(app))
     assert "Kod kabul edildi" in accepted and "Fotoğrafınızı aldım" in kept and "(Domates)" in crop_question
     farmer.taps("Biber")
     farmer.taps("Geç")
@@ -74,7 +74,7 @@ def test_a_photo_waiting_for_a_code_goes_on_after_kod_and_the_code(farmer, app, 
 def test_a_submission_interrupted_by_kod_goes_on_after_the_code(farmer, app, session):
     farmer.photo("domates", media_id="556")
     farmer.says("kod")
-    accepted, *rest = farmer.says(_code(app))
+    accepted, *rest = farmer.says(new_code(app))
     assert "Kod kabul edildi" in accepted and "Tarla nerede" in rest[-1]
     farmer.taps("Geç")
     farmer.taps("Gönder")
@@ -108,12 +108,12 @@ def test_cancelling_an_older_confirmation_keeps_the_submission_in_progress():
 def test_after_cancel_the_old_send_button_charges_nothing(farmer, session):
     farmer.photo("domates")
     farmer.taps("Geç")
-    before = _charges(session)
+    before = charges(session)
     cancelled, _menu = farmer.taps("İptal")
     assert "İptal edildi" in cancelled
     [answer] = farmer.taps("Gönder")
     assert "iptal edildi" in answer
-    assert session.scalar(select(func.count()).select_from(Analysis)) == 0 and _charges(session) == before
+    assert session.scalar(select(func.count()).select_from(Analysis)) == 0 and charges(session) == before
 
 
 # --- an album after `Fotoğraf ekle` -------------------------------------------------------------------

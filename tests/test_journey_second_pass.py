@@ -276,27 +276,27 @@ def _farmer_id(session) -> int:
     return session.scalar(select(Farmer.id))
 
 
-def _use_today(app) -> None:
+def use_today(app) -> None:
     with app.extensions["db"].session() as s, s.begin():
         assert quota.charge(s, s.scalar(select(Farmer.id)), utcnow()).ok
 
 
-def _code(app, tier: str = "M") -> str:
+def new_code(app, tier: str = "M") -> str:
     with app.extensions["db"].session() as s, s.begin():
         sponsor = sponsorship.create_sponsor(s, name="Tarım A.Ş.")
         _purchase, [code] = sponsorship.create_purchase(s, sponsor.id, tier, 1, 90, 30, utcnow())
     return code
 
 
-def _charges(session) -> int:
+def charges(session) -> int:
     return session.scalar(select(func.count()).select_from(UsageLedger).where(UsageLedger.kind == "charge"))
 
 
 def test_the_photo_waits_for_a_code_and_goes_on_without_being_sent_again(farmer, app, session):
-    _use_today(app)
+    use_today(app)
     [refused] = farmer.photo(media_id="555")
     assert "Günlük" in refused and "bekliyor" in refused
-    accepted, kept, crop_question = farmer.says(_code(app))
+    accepted, kept, crop_question = farmer.says(new_code(app))
     assert "Kod kabul edildi" in accepted and "Fotoğrafınızı aldım" in kept and "(Domates)" in crop_question
     farmer.taps("Biber")
     farmer.taps("Geç")
@@ -310,10 +310,10 @@ def test_the_photo_waits_for_a_code_and_goes_on_without_being_sent_again(farmer,
 def test_a_send_refused_waits_and_the_old_send_works_after_a_code(farmer, app, session):
     farmer.photo("domates")
     farmer.taps("Geç")
-    _use_today(app)  # the day's analysis went elsewhere meanwhile
+    use_today(app)  # the day's analysis went elsewhere meanwhile
     [refused] = farmer.taps("Gönder")
     assert "Günlük" in refused and "bekliyor" in refused
-    _accepted, _kept, confirmation = farmer.says(_code(app))
+    _accepted, _kept, confirmation = farmer.says(new_code(app))
     assert "Gönder" in confirmation
     [queued] = farmer.tap_id(f"submit:{_photo_id(session)}", "Gönder")  # the first confirmation's button
     assert "sıraya alındı" in queued and "zaten gönderildi" not in queued
@@ -328,12 +328,12 @@ def _use_all_of_today(app) -> None:
 
 
 def test_on_a_paid_package_the_daily_limit_offers_no_code_and_waits_for_none(farmer, app, session):
-    farmer.says(_code(app, "S"))  # replaces the Trial
+    farmer.says(new_code(app, "S"))  # replaces the Trial
     _use_all_of_today(app)
     refused, _menu = farmer.photo(media_id="555")
     assert "Günlük" in refused and "yenilenir" in refused and "kod" not in refused.lower()
     assert "tekrar gönderin" in refused and session.scalar(select(ConversationRow.state)) == "menu"
-    [queued] = farmer.says(_code(app, "M"))  # a code now only queues
+    [queued] = farmer.says(new_code(app, "M"))  # a code now only queues
     assert "başlayacak" in queued
     assert "bulunamadı" not in " ".join(farmer.says("Geç"))
     assert session.scalar(select(func.count()).select_from(Analysis)) == 0
@@ -342,7 +342,7 @@ def test_on_a_paid_package_the_daily_limit_offers_no_code_and_waits_for_none(far
 def test_a_trial_on_its_last_day_hears_that_it_ends_instead_of_a_renewal(farmer, app, session):
     with app.extensions["db"].session() as s, s.begin():
         s.execute(update(Subscription).values(ends_at=quota.next_day_start(utcnow())))
-    _use_today(app)
+    use_today(app)
     [refused] = farmer.photo(media_id="555")
     assert "sona eriyor" in refused and "yenilenir" not in refused and "sponsor kodu" in refused
     assert session.scalar(select(ConversationRow.state)) == "await_code"
@@ -355,7 +355,7 @@ def _photo_id(session) -> int:
 
 
 def test_an_album_of_three_is_one_analysis_one_charge_all_photos_in_order(farmer, app, session):
-    before = _charges(session)
+    before = charges(session)
     messages = [farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media})
                 for media in ("m-1", "m-2", "m-3")]
     [crop_question] = farmer.deliver(*messages)  # WhatsApp delivers an album as separate messages
@@ -367,7 +367,7 @@ def test_an_album_of_three_is_one_analysis_one_charge_all_photos_in_order(farmer
     farmer.taps("Gönder")
     [analysis] = session.scalars(select(Analysis)).all()
     assert analysis.media_id == "m-1" and analysis.media_ids == ["m-1", "m-2", "m-3"]
-    assert _charges(session) == before + 1
+    assert charges(session) == before + 1
 
 
 def test_a_photo_added_with_the_button_joins_the_submission(farmer, session):
@@ -382,7 +382,7 @@ def test_a_photo_added_with_the_button_joins_the_submission(farmer, session):
 
 
 def test_a_farmer_typing_their_own_code_is_told_it_is_theirs(farmer, app):
-    code = _code(app)
+    code = new_code(app)
     farmer.says(code)
     [answer] = farmer.says(code)
     assert "zaten siz kullandınız" in answer and "etkin" in answer and "sponsor" not in answer
