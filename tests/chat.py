@@ -57,7 +57,8 @@ class Farmer:
         self.last_bodies: list[dict[str, Any]] = []
         self.queues = queues  # which workers run after each message (conversation tests leave analyses queued)
 
-    def _message(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
+    def message(self, kind: str, content: dict[str, Any]) -> dict[str, Any]:
+        """One inbound message body of this farmer (a second later than the last), for a delivery built by hand."""
         self.timestamp += 1
         return webhook_bodies.message(self.phone, kind, content, wamid=f"wamid.IN{next(_ids)}",
                                       timestamp=self.timestamp)
@@ -80,13 +81,13 @@ class Farmer:
         return self.deliver(self.text(text))
 
     def text(self, text: str) -> dict[str, Any]:
-        return self._message("text", {"body": text})
+        return self.message("text", {"body": text})
 
     def photo(self, caption: str | None = None, media_id: str = "1234567890123456") -> list[str]:
         content = {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media_id}
         if caption:
             content["caption"] = caption
-        return self.deliver(self._message("image", content))
+        return self.deliver(self.message("image", content))
 
     def taps(self, title_or_id: str) -> list[str]:
         """Tap a button or list row of the bot's last message, by its title or id."""
@@ -102,22 +103,22 @@ class Farmer:
                 kind = "list_reply"
             for choice_id, title in choices:
                 if title_or_id in (choice_id, title) or re.sub(r"^\d+\. ", "", title) == title_or_id:
-                    return self.deliver(self._message("interactive", {
+                    return self.deliver(self.message("interactive", {
                         "type": kind, kind: {"id": choice_id, "title": title}}))
         raise AssertionError(f"no button or row {title_or_id!r} in the bot's messages")
 
     def tap_id(self, reply_id: str, title: str = "") -> list[str]:
-        return self.deliver(self._message("interactive", {"type": "button_reply",
+        return self.deliver(self.message("interactive", {"type": "button_reply",
                                                           "button_reply": {"id": reply_id, "title": title}}))
 
     def location(self, lat: float, lng: float, name: str | None = None, address: str | None = None) -> list[str]:
         content: dict[str, Any] = {"latitude": lat, "longitude": lng}
         if name:
             content.update(name=name, address=address)
-        return self.deliver(self._message("location", content))
+        return self.deliver(self.message("location", content))
 
     def sends(self, kind: str, content: dict[str, Any] | None = None) -> list[str]:
-        return self.deliver(self._message(kind, content or {"id": "999", "mime_type": "x/y"}))
+        return self.deliver(self.message(kind, content or {"id": "999", "mime_type": "x/y"}))
 
     def onboard(self) -> None:
         self.says("Merhaba")

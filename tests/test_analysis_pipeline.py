@@ -298,7 +298,7 @@ def test_result_outside_the_window_uses_the_template(farmer, mock, session, app)
         200, {}, json.dumps(n8n_result("result_drifted_keys.json", json.loads(req.body)["analysis_id"]))))
     farmer.photo("biber", media_id=MEDIA_ID)
     farmer.taps("Geç")
-    farmer.deliver(farmer._message("interactive", {"type": "button_reply", "button_reply": {
+    farmer.deliver(farmer.message("interactive", {"type": "button_reply", "button_reply": {
         "id": farmer.last_bodies[-1]["interactive"]["action"]["buttons"][0]["reply"]["id"], "title": "Gönder"}}),
         run=False)
     run_jobs(app)  # the submission is handled... then the farmer goes quiet for a day

@@ -71,7 +71,7 @@ def test_twenty_confirmations_with_five_left_charge_exactly_five(app, session, d
             farmer.taps("Geç")
             [send] = [b["reply"]["id"] for b in farmer.last_bodies[-1]["interactive"]["action"]["buttons"]
                       if b["reply"]["id"].startswith("submit:")]
-            taps.append(farmer._message("interactive", {"type": "button_reply",
+            taps.append(farmer.message("interactive", {"type": "button_reply",
                                                         "button_reply": {"id": send, "title": "Gönder"}}))
         before = len(graph.sent)
         post_concurrently(web, [farmer.body(tap) for tap in taps])  # all twenty Gönder at once

@@ -287,9 +287,9 @@ def test_help_variant_yardim(onboarded):
 
 def test_five_messages_in_one_second_are_handled_in_order(onboarded, session, app):
     f = onboarded
-    messages = [f._message("image", {"mime_type": "image/jpeg", "sha256": "ab", "id": "55"}), f.text("Diğer"),
+    messages = [f.message("image", {"mime_type": "image/jpeg", "sha256": "ab", "id": "55"}), f.text("Diğer"),
                 f.text("Kivi"), f.text("Rize"), f.text("gönder")]
-    messages[1] = f._message("interactive", {"type": "list_reply", "list_reply": {"id": "crop:diger", "title": "D"}})
+    messages[1] = f.message("interactive", {"type": "list_reply", "list_reply": {"id": "crop:diger", "title": "D"}})
     for m in messages:  # five separate deliveries, jobs queued before any runs
         f.deliver(m, run=False)
     from tests.helpers import run_jobs
@@ -308,7 +308,7 @@ def test_analysis_queued_while_redis_was_down_is_swept(onboarded, session, app):
 
     onboarded.photo("domates")
     onboarded.taps("Geç")
-    onboarded.deliver(onboarded._message("interactive", {"type": "button_reply", "button_reply": {
+    onboarded.deliver(onboarded.message("interactive", {"type": "button_reply", "button_reply": {
         "id": f"submit:{session.scalar(select(func.max(Message.id)).where(Message.type == 'image'))}",
         "title": "Gönder"}}), run=False)
     from tests.helpers import run_jobs

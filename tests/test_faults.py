@@ -154,7 +154,7 @@ def submit_button(farmer: FarmerChat) -> dict[str, Any]:
     """The farmer's tap on `Gönder` of the confirmation just shown, as a message (not yet delivered)."""
     [send] = [b["reply"]["id"] for b in farmer.last_bodies[-1]["interactive"]["action"]["buttons"]
               if b["reply"]["id"].startswith("submit:")]
-    return farmer._message("interactive", {"type": "button_reply", "button_reply": {"id": send, "title": "Gönder"}})
+    return farmer.message("interactive", {"type": "button_reply", "button_reply": {"id": send, "title": "Gönder"}})
 
 
 def ready_to_submit(web: Flask, graph: Any, i: int, crop: str = "domates") -> tuple[FarmerChat, dict[str, Any]]:

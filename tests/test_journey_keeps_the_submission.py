@@ -145,7 +145,7 @@ def test_an_album_after_add_a_photo_through_the_webhook(farmer, session):
     farmer.taps("Geç")
     farmer.taps("Fotoğraf ekle")
     farmer.timestamp += 60  # a minute later: well after the first photo's album
-    album = [farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media})
+    album = [farmer.message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media})
              for media in ("a-2", "a-3")]
     answers = farmer.deliver(*album)
     assert "3 fotoğraf" in answers[-1] and not any("Hangi ürün" in a for a in answers)
@@ -177,8 +177,8 @@ def test_a_caption_on_a_later_photo_kept_before_consent_counts_too():
 
 
 def test_an_album_caption_on_the_second_photo_through_the_webhook(farmer, session):
-    album = [farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": "c-1"}),
-             farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": "c-2",
+    album = [farmer.message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": "c-1"}),
+             farmer.message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": "c-2",
                                        "caption": "domates, alt yüzünde beyaz toz var"})]
     farmer.deliver(*album)
     [confirmation] = farmer.taps("Geç")
@@ -237,7 +237,7 @@ def test_an_album_of_seven_before_consent_through_the_webhook(app, graph):
     f = ChatFarmer(app, graph, queues=("inbound",))
     album = []
     for n in range(7):  # sent within the same second, as WhatsApp sends an album
-        album.append(f._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": f"s-{n}"}))
+        album.append(f.message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": f"s-{n}"}))
         f.timestamp -= 1
     answers = f.deliver(*album)
     assert sum("KVKK" in a for a in answers) == 1 and sum("en fazla 5" in a for a in answers) == 1

@@ -356,7 +356,7 @@ def _photo_id(session) -> int:
 
 def test_an_album_of_three_is_one_analysis_one_charge_all_photos_in_order(farmer, app, session):
     before = charges(session)
-    messages = [farmer._message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media})
+    messages = [farmer.message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media})
                 for media in ("m-1", "m-2", "m-3")]
     [crop_question] = farmer.deliver(*messages)  # WhatsApp delivers an album as separate messages
     assert "(Domates)" in crop_question
