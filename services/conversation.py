@@ -209,7 +209,7 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
     view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at)
     event = event_from(message)
     if event.kind is EventKind.PHOTO and farmer.has_consented:  # the photo learns at once if it must wait
-        event = replace(event, quota=quota_block(session, farmer.id, now))
+        event = replace(event, quota=quota.quota_block(session, farmer.id, now))
     step = machine.step(view, event, now)
     out: list[Reply] = []
     step = _carry_out(session, farmer, step, now, outcome, out)
@@ -268,7 +268,7 @@ def _carry_out(session: Session, farmer: Farmer, step: Step, now: datetime, outc
                 out.extend(_analysis_details(session, farmer, analysis_id))
             case RedeemCode(text=text):
                 out.append(replies.redeem(farmer.locale, redeem_view(session, farmer.id, text, now)))
-                block = quota_block(session, farmer.id, now)
+                block = quota.quota_block(session, farmer.id, now)
                 follow_ups.append(partial(machine.after_redeem, quota=block))
             case Submit():
                 refused = _submit(session, farmer, action, now, outcome, out)
@@ -290,11 +290,6 @@ def to_outbound(phone: str, reply: Reply) -> wa.Outbound:
 
 
 # --- effects that need the database ----------------------------------------------------------------
-
-
-def quota_block(session: Session, farmer_id: int, now: datetime) -> QuotaBlock | None:
-    """What would refuse a charge now (looked up without charging); None when an analysis is possible."""
-    return quota.quota_block(session, farmer_id, now)
 
 
 def quota_view(session: Session, farmer_id: int, now: datetime) -> replies.QuotaView | None:
