@@ -1,4 +1,5 @@
-"""Fixtures in the flaskr style: `app`, `client`, `runner`, plus `session`, `no_quiet_hours` and `http_stand_in`.
+"""Fixtures in the flaskr style: `app`, `client`, `runner`, plus `session`, `no_quiet_hours`, `graph` and
+`http_stand_in`.
 
 The suite runs on the embedded defaults (a temporary SQLite file + fakeredis) unless
 `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set, in which case the same tests run against real
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -20,6 +22,7 @@ from sqlalchemy import text
 import settings as settings_module
 from app import create_app
 from models import Base
+from tests.chat import GraphStub
 from tests.helpers import TEST_DATABASE_URL, clean_stores, make_settings, migrate, set_runtime
 from tests.stand_ins import HTTPStandIn
 
@@ -77,6 +80,14 @@ def no_quiet_hours(app: Flask) -> None:
     """Quiet hours off: a message we write first is sent whatever the hour in Istanbul, so a test about
     something else gives the same result at 23:00 as at noon."""
     set_runtime(app, quiet_hours_start="00:00", quiet_hours_end="00:00")
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphStub]:
+    """Meta's Graph API answered in-process: every message the bot sends is recorded, nothing leaves the
+    machine. A test file whose Graph must answer otherwise (errors, fixed wamids) defines its own."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield GraphStub(mock)
 
 
 @pytest.fixture

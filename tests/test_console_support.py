@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -18,12 +17,6 @@ from tests.chat import GraphStub, onboarded_farmer
 from tests.console_helpers import post, signed_in
 
 PHONE = "+905321234567"
-
-
-@pytest.fixture
-def graph():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield GraphStub(mock)
 
 
 @pytest.fixture

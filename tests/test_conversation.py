@@ -6,22 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import responses
 from rq.job import Job
 from sqlalchemy import func, select, update
 
 from models import Analysis, Conversation, Farmer, Message, SponsorCode, Subscription, utcnow
 from services import quota, sponsorship
 from tests.chat import Farmer as ChatFarmer
-from tests.chat import GraphStub
 
 CONVERSATION_QUEUES = ("inbound",)  # the analysis pipeline has tests of its own
-
-
-@pytest.fixture
-def graph():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield GraphStub(mock)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-import responses
 from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, select
@@ -21,7 +20,6 @@ from services.queue import INBOUND, JOB_TIMEOUT, get_queue
 from services.sweeper import sweep_unqueued
 from services.worker import AppWorker
 from settings import PROJECT_ROOT
-from tests.chat import GraphStub
 from tests.helpers import (
     APP_SECRET,
     REAL_REDIS,
@@ -32,12 +30,6 @@ from tests.helpers import (
     run_jobs,
     wait_until,
 )
-
-
-@pytest.fixture
-def graph():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield GraphStub(mock)
 
 
 def inbound(session) -> list[Message]:

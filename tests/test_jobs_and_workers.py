@@ -11,7 +11,6 @@ import time
 
 import fakeredis
 import pytest
-import responses
 from sqlalchemy import select
 
 from models import Message
@@ -21,7 +20,6 @@ from services.ratelimit import SlidingWindowLimiter
 from services.scheduler import LOCK_KEY, Periodic, Schedule
 from services.worker import start_embedded_worker
 from settings import PROJECT_ROOT
-from tests.chat import GraphStub
 from tests.helpers import (
     APP_SECRET,
     REAL_REDIS,
@@ -36,13 +34,6 @@ from tests.helpers import (
 def statuses(session) -> list[str]:
     """Statuses of the farmers' (inbound) messages, oldest first."""
     return list(session.scalars(select(Message.status).where(Message.direction == "in").order_by(Message.id)))
-
-
-@pytest.fixture
-def graph():
-    """The inbound job now answers the farmer: record what it sends instead of calling Meta."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield GraphStub(mock)
 
 
 def test_inbound_job_marks_processed_and_is_safe_twice(app, client, session, graph):

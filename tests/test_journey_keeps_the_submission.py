@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-import responses
 from sqlalchemy import func, select
 
 from bot import machine
@@ -15,23 +14,13 @@ from bot.types import RecordConsent, RedeemCode, State, Submit
 from models import Analysis
 from services import quota
 from tests.chat import Farmer as ChatFarmer
-from tests.chat import GraphStub
+from tests.chat import onboarded_farmer
 from tests.test_journey_second_pass import DAILY, NOW, charges, conv, new_code, photo, run, sent, tap, text, use_today
 
 
 @pytest.fixture
-def graph():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield GraphStub(mock)
-
-
-@pytest.fixture
 def farmer(app, graph):
-    with app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
-    f = ChatFarmer(app, graph, queues=("inbound",))
-    f.onboard()
-    return f
+    return onboarded_farmer(app, graph)
 
 
 # --- `Kod kullan` keeps the submission --------------------------------------------------------------

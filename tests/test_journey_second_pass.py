@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import responses
 from sqlalchemy import func, select, update
 
 from bot import draft, machine, reply_ids
@@ -30,7 +29,7 @@ from models import Analysis, Farmer, Subscription, UsageLedger, utcnow
 from models import Conversation as ConversationRow
 from services import quota, sponsorship
 from tests.chat import Farmer as ChatFarmer
-from tests.chat import GraphStub
+from tests.chat import onboarded_farmer
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 DAILY = QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC))
@@ -258,18 +257,8 @@ def test_start_when_not_stopped_says_messages_are_coming():
 
 
 @pytest.fixture
-def graph():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield GraphStub(mock)
-
-
-@pytest.fixture
 def farmer(app, graph):
-    with app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
-    f = ChatFarmer(app, graph, queues=("inbound",))
-    f.onboard()
-    return f
+    return onboarded_farmer(app, graph)
 
 
 def _farmer_id(session) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import responses
 from sqlalchemy import func, select
 
 from models import (
@@ -23,15 +22,9 @@ from services import deletion, quota, support
 from services.storage import new_key
 from services.whatsapp.outbox import send_queued
 from tests.admin_helpers import make_staff
-from tests.chat import GraphStub, onboarded_farmer
+from tests.chat import onboarded_farmer
 
 PHONE = "+905321234567"
-
-
-@pytest.fixture
-def graph():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield GraphStub(mock)
 
 
 @pytest.fixture
