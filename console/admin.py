@@ -327,10 +327,19 @@ def reset_link(user_id: int) -> ResponseReturnValue:
 # --- tiers and runtime settings ---------------------------------------------------------------------
 
 
-def _tiers_page(status: int = 200, errors: dict[str, str] | None = None) -> ResponseReturnValue:
+def _tiers_page(status: int = 200, errors: dict[str, str] | None = None,
+                typed: dict[str, dict[str, str]] | None = None) -> ResponseReturnValue:
+    """The tiers table; a refused row shows what was typed (`typed`, by tier code), not the stored values."""
     with context.db().reader() as session:
         rows = list(session.scalars(select(Tier).order_by(Tier.daily_limit, Tier.id)))
-    return render("console/admin_tiers.html", status=status, tiers=rows, errors=errors or {}, max_limit=MAX_LIMIT)
+    return render("console/admin_tiers.html", status=status, tiers=rows, errors=errors or {}, typed=typed or {},
+                  max_limit=MAX_LIMIT)
+
+
+def _typed_tier(code: str) -> dict[str, dict[str, str]]:
+    """The refused tier form as typed, to be shown again."""
+    typed = {name: request.form.get(name, "")[:20] for name in ("daily_limit", "monthly_limit", "price_try")}
+    return {code: typed | {"active": "on" if request.form.get("active") == "on" else ""}}
 
 
 @dataclass(frozen=True)
@@ -367,13 +376,15 @@ def tier(code: str) -> ResponseReturnValue:
     form = TierForm.parse(request.form.to_dict())
     if form is None:
         return _tiers_page(400, {code: console_text(current_locale(), "Limits are whole numbers from 0 to "
-                                                    "%(max)s; the price has at most 2 decimals.", max=MAX_LIMIT)})
+                                                    "%(max)s; the price has at most 2 decimals.", max=MAX_LIMIT)},
+                           _typed_tier(code))
     with context.db().session() as session, session.begin():
         try:
             changed = change_tier(session, code[:10], asdict(form))
         except ValueError:  # nothing was changed
             return _tiers_page(400, {code: console_text(current_locale(),
-                                                        "The daily limit may not exceed the monthly limit.")})
+                                                        "The daily limit may not exceed the monthly limit.")},
+                               _typed_tier(code))
         if changed is None:
             abort(404)
         before, after = changed

@@ -348,6 +348,16 @@ def test_an_admin_changes_a_tier_as_the_api_allows(admin: int, client: FlaskClie
                                                       "price_try": "1"}).status_code == 404
 
 
+def test_a_refused_tier_edit_shows_what_was_typed_not_the_stored_values(admin: int, client: FlaskClient) -> None:
+    refused = post(client, "/console/admin/tiers/M", {"daily_limit": "80", "monthly_limit": "70",
+                                                      "price_try": "12,5", "active": "on"})
+    form = refused.get_data(as_text=True).split('id="tier-M"')[0].rsplit("<tr>", 1)[1]
+    assert refused.status_code == 400
+    assert 'value="80"' in form and 'value="70"' in form and 'value="12,5"' in form and " checked" in form
+    other = refused.get_data(as_text=True).split('id="tier-M"')[1]
+    assert 'value="80"' not in other  # the other tiers show their stored values
+
+
 def test_the_sponsor_list_pages_keep_the_search_and_a_bad_page_number_is_page_one(
         admin: int, app: Flask, client: FlaskClient) -> None:
     with app.extensions["db"].session() as s, s.begin():
