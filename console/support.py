@@ -262,8 +262,10 @@ def farmer(farmer_id: int) -> ResponseReturnValue:
     return _farmer_page(farmer_id)
 
 
-def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 200) -> ResponseReturnValue:
-    """The farmer's page; `typed`: a refused reply's text, put back in the box (not lost to a redirect)."""
+def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 200,
+                 note_typed: str = "") -> ResponseReturnValue:
+    """The farmer's page; `typed` / `note_typed`: a refused reply's or note's text, put back in its box (not lost
+    to a redirect)."""
     now = utcnow()
     with context.db().reader() as session:
         f = farmer_or_404(session, farmer_id)
@@ -297,7 +299,7 @@ def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 20
         window_deadline=(now + left).isoformat() if left else "", photos=_photos(analyses),
         report_links={a_id: report_link(a_id) for a_id in completed}, ticks=TICKS, status_labels=STATUS_LABELS,
         state_labels=STATE_LABELS, ledger_labels=LEDGER_LABELS, analysis_labels=ANALYSIS_LABELS,
-        param_labels=PARAM_LABELS,
+        param_labels=PARAM_LABELS, note_typed=note_typed,
         failure_meaning=failure_meaning, display_name=display_name, prefill=prefill, now=now,
         takeover_minutes=runtime_settings.current().support_takeover_minutes,
         days_left=deletion.days_left(f.deletion_requested_at, now) if f.deletion_requested_at else None,
@@ -409,8 +411,8 @@ def add_note(farmer_id: int) -> ResponseReturnValue:
         note = support.add_note(session, farmer_id, _me().id, clean(request.form.get("text")), utcnow())
     if note is None:
         flash_text("error", "A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX)
-    else:
-        flash_text("success", "Note saved.")
+        return _farmer_page(farmer_id, http_status=400, note_typed=request.form.get("text") or "")
+    flash_text("success", "Note saved.")
     return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#notes")
 
 

@@ -247,7 +247,7 @@ def test_control_characters_in_forms_are_dropped_not_an_error(client: FlaskClien
                                                               graph: GraphStub) -> None:
     response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Mer\x00haba"})
     assert response.status_code == 302 and graph.sent[-1]["text"]["body"] == "Merhaba"
-    assert post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "\x00"}).status_code == 302
+    assert post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "\x00"}).status_code == 400
 
 
 def test_a_note_is_saved_with_its_author(client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
@@ -257,6 +257,15 @@ def test_a_note_is_saved_with_its_author(client: FlaskClient, supporter: int, fa
     assert "Seracı, Antalya." in page(client, f"/console/support/farmers/{farmer_id}")
     post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "   "})
     assert session.scalar(select(func.count()).select_from(SupportNote)) == 1
+
+
+def test_a_refused_note_keeps_its_text_in_the_box(client: FlaskClient, supporter: int, farmer_id: int,
+                                                   session) -> None:
+    long_note = "Sera " * 450  # 2,250 characters: over the limit
+    refused = post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": long_note})
+    assert refused.status_code == 400
+    assert f'required>{long_note}</textarea>' in refused.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(SupportNote)) == 0
 
 
 # --- deletion ---------------------------------------------------------------------------------------
