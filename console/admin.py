@@ -228,12 +228,12 @@ def reject(request_id: int) -> ResponseReturnValue:
 
 ROLE_LABELS = {StaffRole.ADMIN.value: N_("Admin"), StaffRole.SUPPORT.value: N_("Support"),
                StaffRole.SPONSOR.value: N_("Sponsor")}
-CREATE_PROBLEMS = (  # create_staff_user's English refusals -> the console's words
+CREATE_PROBLEMS = (  # create_staff_user's English refusals -> the console's words, the first that matches
     ("email must", N_("Enter an email address.")),
     ("already exists", N_("A staff member with this email already exists.")),
     ("password", N_("The password must be 10 to 1024 characters long.")),
+    ("role must", N_("Choose a role.")),
     ("sponsor", N_("A sponsor user needs a sponsor; other roles have none.")),
-    ("role", N_("Choose a role.")),
 )
 
 

@@ -20,7 +20,7 @@ from werkzeug.datastructures import MultiDict
 from console.pages import audit_view, flash_text, nav_item, render, whole_number
 from console.security import console_blueprint
 from console.session import current_locale, current_staff, staff_required
-from models import Analysis, AuditLog, Farmer, Message, StaffUser, UsageLedger, utcnow
+from models import Analysis, AuditLog, CannedReply, Farmer, Message, StaffUser, UsageLedger, utcnow
 from services import context, deletion, failed_jobs, quota, runtime_settings, support
 from services.audit import audit
 from services.queue import QUEUE_NAMES
@@ -524,8 +524,12 @@ def _admin_only() -> None:
 @staff_required(*ROLES)
 def save_canned() -> ResponseReturnValue:
     _admin_only()
-    canned_id = whole_number(request.form.get("id"), 1, 2**31 - 1) if request.form.get("id") else None
+    raw_id = request.form.get("id")
+    canned_id = whole_number(raw_id, 1, 2**31 - 1) if raw_id else None
     with context.db().session() as session, session.begin():
+        if raw_id and (canned_id is None or session.get(CannedReply, canned_id) is None):
+            flash_text("error", "No such canned reply.")  # deleted meanwhile, or a form not ours
+            return redirect(url_for("console_support.canned"))
         row = support.save_canned(session, canned_id, clean(request.form.get("title")), clean(request.form.get("text")),
                                   _me().id, utcnow())
     if row:

@@ -125,6 +125,9 @@ def test_a_staff_form_with_a_taken_email_or_short_password_is_refused(admin: int
     assert taken.status_code == short.status_code == 400
     assert "zaten var" in taken.get_data(as_text=True)
     assert "10 ile 1024" in short.get_data(as_text=True)
+    unknown_role = post(client, "/console/admin/staff", {"email": "new@ziraai.test", "role": "owner",
+                                                         "password": PASSWORD})
+    assert unknown_role.status_code == 400 and "Bir rol seçin." in unknown_role.get_data(as_text=True)
 
 
 def test_an_admin_cannot_deactivate_themselves(admin: int, client: FlaskClient, session) -> None:

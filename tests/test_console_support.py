@@ -377,6 +377,10 @@ def test_only_an_admin_edits_canned_replies(app: Flask, client: FlaskClient, ses
     assert row.text == "Merhaba, hoş geldiniz!"
     post(client, f"/console/support/canned/{row.id}/delete")
     assert session.scalar(select(func.count()).select_from(CannedReply)) == 0
+    for stale_or_forged in (str(row.id), "abc"):  # an edit of a deleted reply, or a form not ours, creates nothing
+        post(client, "/console/support/canned", {"id": stale_or_forged, "title": "Selam", "text": "Merhaba"})
+        assert "Böyle bir hazır yanıt yok." in page(client, "/console/support/canned")
+    assert session.scalar(select(func.count()).select_from(CannedReply)) == 0
 
 
 def test_the_demo_data_gives_the_support_pages_something_to_show(app: Flask, client: FlaskClient,
