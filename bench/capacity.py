@@ -1,6 +1,6 @@
 """Capacity: analyses per minute one machine completes when N8N takes 10 s per image, sync vs callback mode.
 
-No target is set for this; ANALYSIS.md offers both `N8N_MODE`s, and this shows what each costs.
+No target is set for this; docs/ANALYSIS.md offers both `N8N_MODE`s, and this shows what each costs.
 
 The service runs as in production (gunicorn with the Graph API stand-in, `--workers` `flask worker`
 processes, PostgreSQL, Redis). N8N is a slow stand-in served by this script: it checks the request's

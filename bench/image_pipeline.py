@@ -21,7 +21,7 @@ reading under which "<=" is a quality bar; the images/s figures are printed too.
    decode, Lanczos to 800x600, not compressed), so speed is not bought with a worse picture.
 4. Peak memory of one `optimise` (and one libvips run) in a fresh subprocess: the growth of
    ru_maxrss across the call.
-5. The N8N request of ANALYSIS.md step 5 with `image_url` (a signed link as `sign_media` makes
+5. The N8N request (docs/ANALYSIS.md, "Request and answers") with `image_url` (a signed link as `sign_media` makes
    it), against the same request carrying the photo base64-encoded (optimised, and original).
 
 Prints a table and writes bench/results/image_pipeline.json. Asserts nothing about time; exits 1
@@ -274,7 +274,7 @@ def stages(data: bytes, target: tuple[int, int]) -> dict[str, Callable[[], objec
 
 
 def n8n_request(image: dict[str, str]) -> bytes:
-    """ANALYSIS.md step 5, snake_case, as the pipeline would POST it (compact JSON, UTF-8)."""
+    """The N8N request of docs/ANALYSIS.md, snake_case, as the pipeline would POST it (compact JSON, UTF-8)."""
     analysis_id = 48213
     body = {
         "analysis_id": analysis_id,
@@ -346,7 +346,7 @@ def report(results: dict[str, Any]) -> None:
           f"ours {fmt(memory['ours'].get('peak_growth_mib'))} MiB, libvips {vips_memory} MiB "
           f"(the decoded 12 MP picture alone would be {photo['width'] * photo['height'] * 3 / 2**20:.0f} MiB)")
     p = results["payload"]
-    print(f"\nN8N request (ANALYSIS.md step 5): with image_url {p['url_request_bytes']:,} bytes "
+    print(f"\nN8N request (docs/ANALYSIS.md): with image_url {p['url_request_bytes']:,} bytes "
           f"(the URL {p['image_url_chars']} chars); with the optimised JPEG in base64 "
           f"{p['base64_optimised_request_bytes']:,} bytes; with the original in base64 "
           f"{p['base64_original_request_bytes']:,} bytes")

@@ -1,6 +1,6 @@
 """Outbound burst: 1,000 replies queued at once, sent by `flask sender` processes under the shared rate limit.
 
-Target (QUALITY.md): "outbound burst of 1,000 replies, WHATSAPP_MAX_MPS=80, this 2-core machine, a lean
+Target (bench/README.md): "outbound burst of 1,000 replies, WHATSAPP_MAX_MPS=80, this 2-core machine, a lean
 Graph stand-in (no status webhooks posted back): >= 70 messages/s sustained, never above 80 in any 1 s
 window, none lost or doubled" (and each farmer's replies in order).
 

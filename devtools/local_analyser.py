@@ -1,6 +1,6 @@
 """Local stand-in for the N8N plant-analysis webhook (development tool, not a product claim).
 
-`POST /dev/n8n/analyze` accepts exactly what our service sends to N8N (ANALYSIS.md step 5):
+`POST /dev/n8n/analyze` accepts exactly what our service sends to N8N (docs/ANALYSIS.md, "Request and answers"):
 JSON `analysis_id, image_url, image_urls, farmer_id, crop_type, location, gps_coordinates, notes,
 language, urgency_level, callback_url?`, signed like N8N verifies it (`services.signing`, version 2:
 purpose `request`, the body's `analysis_id`, 5 minutes, any secret of `N8N_SECRET`'s list). It fetches

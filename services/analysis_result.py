@@ -1,4 +1,4 @@
-"""Validate and normalise an N8N analysis result (ANALYSIS.md, "Result normalisation").
+"""Validate and normalise an N8N analysis result (docs/ANALYSIS.md, "Reading the result").
 
 `normalise(raw)` never raises: anything it cannot use makes the result FAILED with a short English
 `failure_reason` for operators. The caller stores the raw JSON untouched next to the result (unknown

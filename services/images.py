@@ -1,4 +1,4 @@
-"""Photo validation and optimisation for the analysis pipeline (ANALYSIS.md steps 2 and 3).
+"""Photo validation and optimisation for the analysis pipeline (docs/ANALYSIS.md, pipeline steps 3 and 4).
 
 Pure functions over bytes: no files, no network, only Pillow.
 

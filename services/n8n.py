@@ -1,4 +1,4 @@
-"""The N8N contract (ANALYSIS.md step 6): the request body, its signature, and the HTTP client.
+"""The N8N contract (docs/ANALYSIS.md, "The contract with N8N"): the request body, its signature, and the HTTP client.
 
 The body is serialised once and those exact bytes are signed (`services.signing`, version 2: purpose
 `request`, this analysis) and sent, so N8N verifies the MAC over the raw body it received. A sync
@@ -34,7 +34,7 @@ MAX_IMAGES = 5  # photos of one analysis (an album), as the source system takes 
 CONNECT_TIMEOUT = 5.0
 _BODY_SNIPPET = 200
 # A farmer reference that is only digits, `+`, spaces, dashes and brackets, with 7 or more digits,
-# is a phone number, which must never reach N8N (ANALYSIS.md: pseudonymous, never the phone).
+# is a phone number, which must never reach N8N (docs/ANALYSIS.md: pseudonymous, never the phone).
 _PHONE_LIKE = re.compile(r"^[+\d\s().-]*$")
 
 

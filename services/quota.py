@@ -38,7 +38,7 @@ from services import metrics
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 TRIAL = "TRIAL"
 
-# The tiers of DOMAIN.md. Migration 0002 seeds the same rows (it must not import app code).
+# The tiers (docs/CONVERSATION.md, "Packages"). Migration 0002 seeds the same rows (it must not import app code).
 TIERS: tuple[dict[str, object], ...] = (
     {"code": "TRIAL", "name": "Deneme", "daily_limit": 1, "monthly_limit": 30, "price_try": Decimal("0.00")},
     {"code": "S", "name": "S Paketi", "daily_limit": 5, "monthly_limit": 50, "price_try": Decimal("99.99")},

@@ -1,4 +1,4 @@
-"""Where photos are kept (ANALYSIS.md step 4) and the signed, expiring links N8N fetches them by.
+"""Where photos are kept (docs/ANALYSIS.md, pipeline step 5) and the signed, expiring links N8N fetches them by.
 
 A `Storage` keeps bytes under a key. Keys come from `new_key` only: `<kind>/<32 random URL-safe
 characters>.<ext>` (`secrets.token_urlsafe(24)`, 192 bits), so a key cannot be guessed, and every

@@ -1,4 +1,4 @@
-"""What a sponsor may see of its sponsored analyses: THE one implementation of DOMAIN.md's tier table.
+"""What a sponsor may see of its sponsored analyses: THE one implementation of the tier table in docs/ADMIN_API.md.
 
 | tier | sees |
 |---|---|

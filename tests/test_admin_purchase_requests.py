@@ -51,7 +51,7 @@ def counts(session) -> tuple[int, int]:
             session.scalar(select(func.count()).select_from(SponsorCode)) or 0)
 
 
-# --- the example: visibility follows the code that paid for the analysis --------------------------
+# --- visibility follows the code that paid for the analysis --------------------------
 
 
 def test_a_sponsor_sold_xl_after_a_farmer_redeemed_its_m_code_still_sees_that_analysis_without_name_or_phone(

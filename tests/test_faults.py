@@ -279,8 +279,8 @@ def test_redis_killed_mid_job_and_restarted_empty_the_worker_carries_on(app, ses
 @needs_redis_server
 def test_redis_frozen_the_webhook_answers_within_half_a_second(app, session, database_url, web_apps):
     """Redis stops answering (SIGSTOP) with its connections open: each webhook gives up its enqueue after
-    200 ms, the next ones at once for a second, so the p99 (measured, the issue's bound) stays under
-    0.5 s. Once Redis answers, the scheduler queues what the webhooks could not, and everyone is answered."""
+    200 ms, the next ones at once for a second, so the p99 stays under 0.5 s (docs/OPERATIONS.md, section 9).
+    Once Redis answers, the scheduler queues what the webhooks could not, and everyone is answered."""
     farmers = [phone(i) for i in range(30)]
     with private_redis() as red, graph_stand_in() as graph:
         web, env = services(web_apps, database_url, REDIS_URL=red.url, WHATSAPP_API_BASE=graph.base)

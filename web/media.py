@@ -1,4 +1,4 @@
-"""`GET /media/<token>`: the signed, expiring photo links N8N fetches (ANALYSIS.md step 4).
+"""`GET /media/<token>`: the signed, expiring photo links N8N fetches (docs/ANALYSIS.md, pipeline step 6).
 
 The token is the storage key signed by `services.storage.sign_media`; nothing else is served, so
 keys cannot be guessed, enumerated or walked out of the store (`/media/` alone is no route, and a

@@ -1,7 +1,7 @@
 """HTTP client for the WhatsApp Cloud API (Graph API): send, mark read, download media.
 
 Every POST first takes a slot from the shared rate limiter. Errors come back as `GraphAPIError`
-carrying the policy of WHATSAPP.md; the caller decides what to do with it. The token is sent as a
+carrying the policy of `errors.py`; the caller decides what to do with it. The token is sent as a
 header and never logged.
 """
 

@@ -1,4 +1,4 @@
-"""Typed WhatsApp errors and the policy table of WHATSAPP.md, keyed by Graph API error code."""
+"""Typed WhatsApp errors and the policy table (docs/OPERATIONS.md, section 7), keyed by Graph API error code."""
 
 from __future__ import annotations
 
