@@ -153,6 +153,7 @@ class Child:
         code = self.process.poll()
         if code is None:
             return
+        _signal_group(self.process, signal.SIGKILL)  # what it started (RQ's scheduler child) goes with it
         if now - self.started_at >= HEALTHY_AFTER_SECONDS:
             self.pause = RESTART_FIRST_SECONDS
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"

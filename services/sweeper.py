@@ -6,6 +6,10 @@ a worker that died (its lease expired). Runs in the one scheduler process.
   (`queued`, or `processing` without a live lease), and callback results stored while Redis was down.
 - `requeue_expired` (every `EXPIRED_SWEEP_SECONDS`): rows whose lease expired, so a killed worker's
   message or analysis runs again within a lease's length and a few seconds.
+- `release_overdue` (every `EXPIRED_SWEEP_SECONDS`): RQ's scheduled jobs (retries after a backoff, deadline
+  checks) overdue by more than `OVERDUE_GRACE_SECONDS`, queued. RQ moves them in one worker that holds
+  its scheduler lock; when that worker dies, the lock outlives it by up to a minute and the others try for
+  it only at their maintenance pass, ten minutes apart. This is the net under that gap.
 
 A row's job is queued again only when RQ holds no live work for it: no job, a finished one, or one
 that started longer ago than a lease lasts (its worker, if alive, would have renewed the row's lease).
@@ -30,12 +34,13 @@ from services import context
 from services.analysis import FINISH_ANALYSIS, enqueue_analysis
 from services.handoff import HANDLE_INBOUND, waiting
 from services.leases import LEASE_SECONDS, lease_free
-from services.queue import ANALYSIS, INBOUND, enqueue_unique, inbound_retry
+from services.queue import ANALYSIS, INBOUND, QUEUE_NAMES, enqueue_unique, get_queue, inbound_retry
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 EXPIRED_SWEEP_SECONDS = 5
+OVERDUE_GRACE_SECONDS = 15  # RQ's own scheduler moves a due job within a second or two
 
 
 def sweep_unqueued(grace_seconds: int | None = None) -> int:
@@ -130,3 +135,24 @@ def abandoned(job: Job | None, now: datetime) -> bool:
     if status == JobStatus.STARTED:
         return job.started_at is None or job.started_at < now - timedelta(seconds=LEASE_SECONDS)
     return False  # waiting in RQ (queued, scheduled for a retry), or failed/stopped/canceled: support's
+
+
+def release_overdue(now: datetime | None = None) -> int:
+    """Queue the scheduled RQ jobs whose time passed more than `OVERDUE_GRACE_SECONDS` ago (RQ's scheduler
+    is not running). A job queued twice by a race with RQ's scheduler runs twice: every job is idempotent."""
+    redis = context.redis()
+    due_by = int(((now or utcnow()) - timedelta(seconds=OVERDUE_GRACE_SECONDS)).timestamp())
+    released = 0
+    for name in QUEUE_NAMES:
+        queue = get_queue(name, redis)
+        registry = queue.scheduled_job_registry
+        job_ids = registry.get_jobs_to_schedule(due_by)
+        for job in Job.fetch_many(job_ids, connection=redis):
+            if job is not None:
+                queue.enqueue_job(job)
+                released += 1
+        for job_id in job_ids:
+            registry.remove(job_id)
+    if released:
+        log.warning("sweeper queued %d scheduled job(s) RQ's scheduler left overdue", released)
+    return released

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from models import Analysis, Message, utcnow
 from services import handoff, leases
 from services.queue import INBOUND, get_queue
-from services.sweeper import requeue_expired, sweep_unqueued
+from services.sweeper import release_overdue, requeue_expired, sweep_unqueued
 from tests.helpers import fixture_bytes, post_webhook, wait_until
 
 
@@ -132,3 +132,16 @@ def test_every_kept_lease_is_renewed_while_its_work_runs_and_given_up_when_it_en
     with db.reader() as s:
         assert s.get_one(Message, message_id).lease_owner is None
         assert s.get_one(Analysis, analysis.id).lease_owner is None
+
+
+def test_a_retry_rqs_scheduler_left_overdue_is_queued_by_the_sweeper_and_a_due_one_left_to_rq(app):
+    """A worker killed with its RQ scheduler leaves RQ's scheduler lock behind: nothing moves retries out of
+    the scheduled registry for minutes. Those overdue past the grace are queued; fresh ones stay RQ's."""
+    queue = get_queue(INBOUND, app.extensions["redis"])
+    now = utcnow()
+    queue.enqueue_at(now - timedelta(seconds=60), "builtins.print", job_id="inbound-retry-overdue")
+    queue.enqueue_at(now - timedelta(seconds=2), "builtins.print", job_id="inbound-retry-just-due")
+    assert release_overdue(now) == 1
+    assert queue.job_ids == ["inbound-retry-overdue"]
+    assert queue.scheduled_job_registry.get_job_ids() == ["inbound-retry-just-due"]
+    assert release_overdue(now) == 0

@@ -22,7 +22,7 @@ from dotenv import dotenv_values
 from redis import Redis
 
 from devtools.demo import ACTIVITY_CODES, ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
-from devtools.run import commands, port_free
+from devtools.run import Child, commands, port_free
 from devtools.sponsor_demo import CODES_PER_TIER
 from settings import PROJECT_ROOT, load_settings
 from tests.dev_live import SimFarmer, has_text, make_run, offers
@@ -263,3 +263,26 @@ def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path):
     result = subprocess.run(["systemd-analyze", "verify", *map(str, tmp_path.glob("*.service"))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_a_child_that_exits_takes_what_it_started_with_it(tmp_path: Path) -> None:
+    """A worker killed with SIGKILL leaves RQ's scheduler child behind in its process group: the supervisor
+    kills the group when it notices, so nothing outlives the process it restarts (nor Ctrl-C)."""
+    pid_file = tmp_path / "grandchild.pid"
+    child = Child("worker", ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; exit 3"])
+    child.start()
+    assert child.process is not None and child.process.wait(timeout=10) == 3
+    wait_until(pid_file.exists, timeout=5)
+    grandchild = int(pid_file.read_text())
+    os.kill(grandchild, 0)  # still running, orphaned
+    child.check(now=child.started_at + 1)
+    assert child.restart_at is not None
+    wait_until(lambda: not _alive(grandchild), timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie nobody reaped yet is gone as far as we care
