@@ -116,7 +116,12 @@ _ANALYSIS_PROPS: dict[str, Any] = {
     "health_score": {"type": ["integer", "null"]}, "main_concern": NULLABLE_STR,
     "diseases": {"type": "array"}, "pests": {"type": "array"},
     "farmer_name": NULLABLE_STR, "farmer_phone_masked": {**NULLABLE_STR, "description": "e.g. +90 532 *** ** 67"},
-    "recommendations": {"type": ["object", "array", "null"]}, "can_message": {"type": "boolean"},
+    "recommendations": {
+        "type": ["object", "null"], "description": "As the farmer's report reads them: `immediate`, `short_term` "
+        "and `preventive` steps (`action`, `details`, `timeline`, `priority` as the AI wrote it, `priority_level` "
+        "one of critical, high, medium, low, unknown) and `monitoring` (`parameter`, `frequency`, `threshold`); "
+        "null when there are none."},
+    "can_message": {"type": "boolean"},
     "farmer_phone": NULLABLE_STR, "report": {"type": ["object", "null"]},
 }
 assert set(_ANALYSIS_PROPS) == set(COLUMNS["XL"])

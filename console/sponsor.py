@@ -38,7 +38,7 @@ from models import (
 )
 from models.db import MAX_ROW_ID
 from services import context, runtime_settings
-from services.analysis_result import normalise
+from services.analysis_result import Recommendations
 from services.audit import audit
 from services.sponsor_messages import (
     MAX_TEXT,
@@ -388,15 +388,11 @@ RECOMMENDATION_GROUPS: tuple[tuple[str, str], ...] = (
     ("monitoring", N_("To watch")))
 
 
-def recommendation_groups(value: Any) -> list[tuple[str, list[str]]]:
-    """The recommendations an L or XL view holds, as (group label msgid, lines), read the way the farmer's
-    report reads them (`services.analysis_result`); a plain list is one untitled group."""
-    untitled = isinstance(value, list)
-    if untitled:  # no groups: read it as one, without a title
-        value = {"immediate": value}
-    if not isinstance(value, dict):
+def recommendation_groups(found: Recommendations | None) -> list[tuple[str, list[str]]]:
+    """An L or XL view's recommendations (`services.visibility`) as (group label msgid, lines), in the
+    farmer's report's order."""
+    if found is None:
         return []
-    found = normalise({"recommendations": value}).recommendations
     groups: list[tuple[str, list[str]]] = []
     for key, label in RECOMMENDATION_GROUPS:
         if key == "monitoring":
@@ -404,7 +400,7 @@ def recommendation_groups(value: Any) -> list[tuple[str, list[str]]]:
         else:
             lines = [" - ".join(p for p in (r.action, r.details, r.timeline) if p) for r in getattr(found, key)]
         if lines:
-            groups.append(("" if untitled else label, lines))
+            groups.append((label, lines))
     return groups
 
 

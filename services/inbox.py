@@ -165,7 +165,7 @@ def _record_statuses(session: Session, statuses: list[StatusUpdate]) -> tuple[in
     rows = [
         {
             "wamid": s.wamid,
-            "status": s.status.value if s.status is not StatusKind.UNKNOWN else str(s.raw.get("status"))[:20],
+            "status": s.status.value if s.status is not StatusKind.UNKNOWN else s.status_text,
             "recipient": s.recipient,
             "meta_timestamp": s.timestamp,
             "error_code": s.error_code,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from bot.place import province_in
 from models import Analysis, AnalysisStatus, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
+from services.analysis_result import Recommendations, normalise
 from services.masking import mask_phone
 from services.sponsorship import TIER_ORDER
 
@@ -99,12 +100,11 @@ def paying_tiers(session: Session, analysis_ids: Iterable[int]) -> dict[int, str
     return {analysis_id: tier for analysis_id, tier in rows}
 
 
-def _recommendations(result: dict[str, Any] | None) -> Any:
-    if isinstance(result, dict):
-        value = result.get("recommendations")
-        if isinstance(value, (dict, list)):
-            return value
-    return None
+def _recommendations(analysis: Analysis) -> Recommendations | None:
+    """The recommendations as `services.analysis_result` reads them (any key spelling, a plain step as an
+    action), so the API and the console show what the farmer's report shows; None when there are none."""
+    found = normalise(analysis.result).recommendations
+    return found if found != Recommendations() else None
 
 
 def analysis_view(analysis: Analysis, farmer: Farmer | None, tier: str | None) -> dict[str, Any] | None:
@@ -129,7 +129,7 @@ def analysis_view(analysis: Analysis, farmer: Farmer | None, tier: str | None) -
         view.update({
             "farmer_name": farmer.profile_name if farmer is not None else None,
             "farmer_phone_masked": mask_phone(phone),
-            "recommendations": _recommendations(analysis.result),
+            "recommendations": _recommendations(analysis),
             "can_message": farmer is not None and farmer.accepts_proactive,
         })
     if sees_full_report(tier):

@@ -19,6 +19,7 @@ from console.sponsor import recommendation_groups
 from devtools.sponsor_demo import seed_sponsor_activity
 from models import Analysis, AuditLog, Farmer, Message, PurchaseRequest, SponsorCode, Subscription, utcnow
 from services import quota, sponsorship
+from services.analysis_result import normalise
 from services.sponsor_messages import TEMPLATE
 from services.sponsor_stats import Interval, activity_series, bucket_starts, sponsor_figures
 from services.sponsorship import RedeemOutcome
@@ -131,12 +132,12 @@ def test_a_chart_is_an_accessible_svg_with_title_description_and_axis_labels():
 
 
 def test_recommendations_are_grouped_as_the_farmers_report_reads_them():
-    groups = recommendation_groups({"immediate": [{"action": "Bakırlı ilaç uygula", "details": "7 günde bir"}],
-                                    "preventive": ["Sulamayı sabah yap"], "monitoring": [{"parameter": "Nem"}]})
-    assert groups == [("Now", ["Bakırlı ilaç uygula - 7 günde bir"]), ("To prevent it", ["Sulamayı sabah yap"]),
-                      ("To watch", ["Nem"])]
-    assert recommendation_groups(["Sulamayı azalt"]) == [("", ["Sulamayı azalt"])]
-    assert recommendation_groups(None) == [] and recommendation_groups("text") == []
+    found = normalise({"recommendations": {
+        "immediate": [{"action": "Bakırlı ilaç uygula", "details": "7 günde bir"}],
+        "preventive": ["Sulamayı sabah yap"], "monitoring": [{"parameter": "Nem"}]}}).recommendations
+    assert recommendation_groups(found) == [("Now", ["Bakırlı ilaç uygula - 7 günde bir"]),
+                                            ("To prevent it", ["Sulamayı sabah yap"]), ("To watch", ["Nem"])]
+    assert recommendation_groups(None) == []
 
 
 # --- the statistics ------------------------------------------------------------------------------------------

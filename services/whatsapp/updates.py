@@ -162,6 +162,7 @@ class StatusUpdate:
     status: StatusKind
     timestamp: datetime | None
     recipient: str | None  # a phone only; a business-scoped user id stays in `raw`
+    status_text: str  # Meta's word as sent (at most 20 characters, the column's), stored for an UNKNOWN one
     error_code: int | None = None
     error_title: str | None = None
     pricing: Pricing | None = None
@@ -413,6 +414,7 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
     return StatusUpdate(
         wamid=wamid,
         status=StatusKind(str(raw.get("status"))),
+        status_text=str(raw.get("status"))[:20],
         timestamp=_timestamp(raw.get("timestamp")),
         recipient=None if raw.get("recipient_type") == "group" else _phone_only(raw.get("recipient_id")),
         error_code=code,
