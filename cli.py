@@ -198,7 +198,7 @@ def chat_command(url: str | None, phone: str, name: str) -> None:
               help="Prompted for when not given (give it only in scripts).")
 def create_staff_command(email: str, role: str, sponsor_id: int | None, password: str) -> None:
     """Create a staff user of the admin API."""
-    from admin.auth import create_staff_user
+    from services.staff_auth import create_staff_user
 
     with current_app.extensions["db"].session() as session, session.begin():
         try:

@@ -13,7 +13,6 @@ from flask import Response, g, jsonify, request
 from sqlalchemy import select
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.openapi import (
     AUTHED_ERRORS,
@@ -30,12 +29,14 @@ from admin.openapi import (
     query_param,
     ref,
 )
-from admin.pagination import QueryArgs, in_range, iso, page_args, paginate
+from admin.pagination import QueryArgs, in_range, page_args, paginate
 from admin.validation import row_or_404
 from models import Analysis, AnalysisStatus, Farmer
 from models.db import MAX_ROW_ID
 from services import context
 from services.analysis import photo_ids, stored_keys
+from services.audit import audit
+from services.json_input import iso
 from services.masking import mask_phone
 from services.report_links import photo_links
 

@@ -1,11 +1,10 @@
 """`/audit`: reading the audit log, newest first, by user and action (admin only).
 
-Rows are written by `admin.audit.audit`.
+Rows are written by `services.audit.audit`.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -24,12 +23,12 @@ from admin.openapi import (
     query_param,
     ref,
 )
-from admin.pagination import QueryArgs, iso, page_args, paginate
+from admin.pagination import QueryArgs, page_args, paginate
 from models import AuditLog
 from models.db import MAX_ROW_ID
 from services import context
-
-_ACTION = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+from services.audit import ACTION_PATTERN
+from services.json_input import iso
 
 
 def _audit_json(row: AuditLog) -> dict[str, Any]:
@@ -38,7 +37,7 @@ def _audit_json(row: AuditLog) -> dict[str, Any]:
 
 
 def _action(value: str) -> str | None:
-    return value if _ACTION.fullmatch(value) else None
+    return value if ACTION_PATTERN.fullmatch(value) else None
 
 
 @bp.get("/audit")

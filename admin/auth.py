@@ -8,7 +8,7 @@
 - Signing keys: `JWT_SECRET` may hold several keys, comma-separated (new,old): tokens are signed with
   the first and accepted with any, so the key can be rotated without logging anyone out.
 - Passwords, accounts and the login limits live in `services.staff_auth` (the staff console signs in
-  with them too); they are re-exported here for the API's modules.
+  with them too): the API's modules import them from there.
 - Refresh token: 32 random bytes, 30 days, stored as its SHA-256 only. Each use marks it used and
   issues the next token of the same family; presenting a used token again (someone copied it)
   revokes the whole family.
@@ -37,31 +37,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from admin import bp
-from admin.audit import audit
 from admin.errors import ApiError
 from admin.openapi import TOO_MANY, declare, json_body, json_response, problem_response, ref
 from admin.validation import Body, refuse_unstorable_arguments
 from models import RefreshToken, StaffUser, utcnow
 from models.db import affected_rows
 from services import context
-from services.staff_auth import (
-    LOGIN_WINDOW_SECONDS,
-    MIN_PASSWORD_LENGTH,
-    ROLES,
-    LoginAttempt,
-    TooManyAttempts,
-    begin_login_attempt,
-    check_credentials,
-    count_in_window,
-    create_staff_user,
-    current_count,
-    end_login_attempt,
-    hash_password,
-    normalize_email,
-    password_method,
-    refund_in_window,
-    verify_password,
-)
+from services.audit import audit
+from services.staff_auth import ROLES, TooManyAttempts, check_credentials, count_in_window
 
 ISSUER = "ziraai"
 AUDIENCE = "ziraai-admin"
@@ -71,10 +54,6 @@ REFRESH_TOKEN_DAYS = 30
 INVALID_CREDENTIALS = "Invalid email or password."
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-__all__ = ["LOGIN_WINDOW_SECONDS", "MIN_PASSWORD_LENGTH", "ROLES", "LoginAttempt", "begin_login_attempt",
-           "check_credentials", "count_in_window", "create_staff_user", "current_count", "end_login_attempt",
-           "hash_password", "normalize_email", "password_method", "refund_in_window", "verify_password"]
 
 # --- tokens -------------------------------------------------------------------------------------
 

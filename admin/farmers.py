@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import (
@@ -32,10 +31,12 @@ from admin.openapi import (
     problem_response,
     ref,
 )
-from admin.pagination import QueryArgs, iso, page_args, paginate
+from admin.pagination import QueryArgs, page_args, paginate
 from admin.validation import Body, row_or_404
 from models import Farmer, Subscription, SubscriptionStatus, Tier, UsageLedger, utcnow
 from services import context
+from services.audit import audit
+from services.json_input import iso
 from services.quota import (
     TRIAL,
     add_subscription,

@@ -14,7 +14,6 @@ from redis.exceptions import RedisError
 from rq.job import Job
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError
 from admin.openapi import (
@@ -30,34 +29,19 @@ from admin.openapi import (
     query_param,
     ref,
 )
-from admin.pagination import QueryArgs, iso, page_args
+from admin.pagination import QueryArgs, page_args
 from services import context, failed_jobs
+from services.audit import audit
+from services.json_input import iso
 from services.queue import QUEUE_NAMES
 
 UNAVAILABLE = "The job queue is unavailable, try again shortly."
 NO_SUCH_JOB = "No failed job with this id."
 
 
-def _safe_repr(value: Any, limit: int = 500) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _job_json(job: Job, queue: str) -> dict[str, Any]:
-    try:
-        func_name = job.func_name
-        args = [_safe_repr(a) for a in job.args]
-    except Exception:  # undeserialisable payload
-        func_name, args = None, []
-    return {
-        "id": job.id,
-        "queue": queue,
-        "function": func_name,
-        "args": args,
-        "exc_summary": failed_jobs.exc_summary(job),
-        "ended_at": iso(job.ended_at),
-        "enqueued_at": iso(job.enqueued_at),
-    }
+def _job_json(job: failed_jobs.FailedJob) -> dict[str, Any]:
+    return {"id": job.id, "queue": job.queue, "function": job.function, "args": list(job.args),
+            "exc_summary": job.exc_summary, "ended_at": iso(job.ended_at), "enqueued_at": iso(job.enqueued_at)}
 
 
 @bp.get("/jobs/failed")
@@ -79,7 +63,7 @@ def list_failed_jobs() -> Response:
                 ids = registry.get_job_ids(lo, hi - 1)
                 for job in Job.fetch_many(ids, connection=redis):
                     if job is not None:
-                        items.append(_job_json(job, registry.name))
+                        items.append(_job_json(failed_jobs.describe(job, registry.name)))
             total += count
     except RedisError as exc:
         raise ApiError(503, UNAVAILABLE) from exc

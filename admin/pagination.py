@@ -111,11 +111,6 @@ class QueryArgs:
             raise ApiError(400, "Some query parameters are invalid.", errors=self.errors)
 
 
-def iso(value: datetime | None) -> str | None:
-    """A timestamp as JSON writes it (ISO 8601), None as null."""
-    return value.isoformat() if value is not None else None
-
-
 def in_range(stmt: Select[Any], column: SQLColumnExpression[datetime], since: datetime | None,
              until: datetime | None) -> Select[Any]:
     """`stmt` limited to rows whose `column` is at or after `since` and before `until` (either may be None)."""

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import (
@@ -33,12 +32,14 @@ from admin.openapi import (
     query_param,
     ref,
 )
-from admin.pagination import QueryArgs, iso, page_args, paginate
+from admin.pagination import QueryArgs, page_args, paginate
 from admin.sponsors import MAX_DAYS, SPONSOR_ID, PurchaseTerms, own_sponsor, purchase_terms
 from admin.validation import Body, row_or_404
 from models import PurchaseRequest, PurchaseRequestStatus, Tier, utcnow
 from models.db import MAX_ROW_ID
 from services import context
+from services.audit import audit
+from services.json_input import iso
 from services.sponsor_stats import invalidate_stats
 from services.sponsorship import (
     MAX_QUANTITY,

@@ -30,12 +30,13 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.registry import StartedJobRegistry
 
-from admin.audit import audit
-from admin.auth import check_credentials, enforce_user_rate, normalize_email
+from admin.auth import enforce_user_rate
 from admin.errors import ApiError, register_error_handlers
 from models import StaffRole, StaffUser
 from services import context, failed_jobs
+from services.audit import audit
 from services.queue import QUEUE_NAMES, get_queue
+from services.staff_auth import check_credentials, normalize_email
 from services.worker import embedded_worker_alive
 
 bp = Blueprint("rq_dashboard", __name__, url_prefix="/admin/rq")

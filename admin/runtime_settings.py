@@ -12,14 +12,14 @@ from typing import Any
 from flask import Response, g, jsonify
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import field_error
 from admin.openapi import AUTHED_ERRORS, declare, json_body, json_response, problem_response, ref
-from admin.pagination import iso
 from admin.validation import Body
 from models import RuntimeSetting, utcnow
 from services import context, runtime_settings
+from services.audit import audit
+from services.json_input import iso
 from services.runtime_settings import SPECS, Values
 
 

@@ -16,16 +16,16 @@ from typing import Any
 from flask import Response, jsonify
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import AUTHED_ERRORS, ROW_ID, declare, json_body, json_response, path_param, problem_response, ref
-from admin.pagination import iso
 from admin.sponsored_analyses import sponsored_analysis
 from admin.sponsors import SPONSOR_ID, own_sponsor
 from admin.validation import Body
 from models import utcnow
 from services import context, runtime_settings
+from services.audit import audit
+from services.json_input import iso
 from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message
 from services.visibility import sees_identity
 

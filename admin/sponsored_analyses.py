@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError
 from admin.openapi import (
@@ -38,6 +37,7 @@ from admin.sponsors import SPONSOR_ID, SPONSOR_NOT_FOUND, own_sponsor
 from models import Analysis, Farmer
 from models.db import MAX_ROW_ID
 from services import context
+from services.audit import audit
 from services.visibility import (
     ANALYSIS_TIERS,
     COLUMNS,

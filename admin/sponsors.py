@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import (
@@ -40,10 +39,12 @@ from admin.openapi import (
     query_param,
     ref,
 )
-from admin.pagination import QueryArgs, iso, page_args, paginate
+from admin.pagination import QueryArgs, page_args, paginate
 from admin.validation import Body, row_or_404
 from models import CodeStatus, Sponsor, SponsorCode, Tier, utcnow
 from services import context
+from services.audit import audit
+from services.json_input import iso
 from services.sponsor_stats import compute_statistics, invalidate_stats, purchased_tiers, stats_key
 from services.sponsorship import (
     CODE_STATUSES,
@@ -56,6 +57,7 @@ from services.sponsorship import (
     has_effective_status,
     revoke_sponsor_code,
 )
+from services.visibility import may_see_sponsor
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +78,7 @@ def sponsor_json(s: Sponsor) -> dict[str, Any]:
 
 def own_sponsor(session: Session, sponsor_id: int) -> Sponsor:
     """The sponsor, if the signed-in user may see it: admins any, a sponsor user only its own; else 404."""
-    user = g.staff_user
-    if user.role != "admin" and user.sponsor_id != sponsor_id:
+    if not may_see_sponsor(g.staff_user, sponsor_id):
         raise ApiError(404, NO_SPONSOR)
     return row_or_404(session, Sponsor, sponsor_id, NO_SPONSOR)
 

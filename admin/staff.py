@@ -9,8 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from admin import bp
-from admin.audit import audit
-from admin.auth import ROLES, create_staff_user, require_roles
+from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import (
     AUTHED_ERRORS,
@@ -26,11 +25,14 @@ from admin.openapi import (
     query_param,
     ref,
 )
-from admin.pagination import QueryArgs, iso, page_args, paginate
+from admin.pagination import QueryArgs, page_args, paginate
 from admin.validation import Body
 from models import StaffUser
 from models.db import MAX_ROW_ID
 from services import context
+from services.audit import audit
+from services.json_input import iso
+from services.staff_auth import ROLES, create_staff_user
 
 EMAIL_TAKEN = "A staff user with this email already exists."
 

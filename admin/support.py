@@ -9,7 +9,6 @@ from flask import Response, jsonify, request
 from sqlalchemy import or_, select
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.openapi import (
     AUTHED_ERRORS,
@@ -26,10 +25,12 @@ from admin.openapi import (
     query_param,
     ref,
 )
-from admin.pagination import QueryArgs, in_range, iso, page_args, paginate
+from admin.pagination import QueryArgs, in_range, page_args, paginate
 from admin.validation import row_or_404
 from models import Direction, Farmer, Message, MessageStatus
 from services import context
+from services.audit import audit
+from services.json_input import iso
 from services.whatsapp.updates import normalize_phone, user_id
 
 _TYPE = re.compile(r"[a-z_]{1,30}")  # inbound: Meta's types (text, image, button_reply...); outbound: ours

@@ -13,7 +13,6 @@ from flask import Response, jsonify, request
 from sqlalchemy import select
 
 from admin import bp
-from admin.audit import audit
 from admin.auth import require_roles
 from admin.errors import ApiError, field_error
 from admin.openapi import (
@@ -32,6 +31,7 @@ from admin.pagination import QueryArgs, page_args, paginate
 from admin.validation import Body
 from models import Tier
 from services import context
+from services.audit import audit
 from services.tiers import DAILY_OVER_MONTHLY, MAX_LIMIT, MAX_PRICE, change_tier, parse_price, tier_values
 
 _TIER_CODE = re.compile(r"[A-Za-z0-9_]{1,10}")

@@ -30,7 +30,7 @@ from models import (
     utcnow,
 )
 from services import context, runtime_settings
-from services.audit import audit
+from services.audit import ACTION_PATTERN, audit
 from services.password_reset import RESET_SECONDS, issue_reset_token
 from services.runtime_settings import SPECS
 from services.sponsor_stats import invalidate_stats, purchased_tiers
@@ -465,9 +465,6 @@ def settings() -> ResponseReturnValue:
 
 # --- the audit log ------------------------------------------------------------------------------------
 
-_ACTION = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-
-
 @dataclass(frozen=True)
 class AuditFilters:
     actor: str
@@ -502,7 +499,7 @@ def audit_log() -> ResponseReturnValue:
             stmt = stmt.where(AuditLog.user_id == int(filters.actor))
         else:
             stmt = stmt.where(StaffUser.email.icontains(filters.actor.lower(), autoescape=True))
-    if filters.action and _ACTION.fullmatch(filters.action):
+    if filters.action and ACTION_PATTERN.fullmatch(filters.action):
         stmt = stmt.where(AuditLog.action.startswith(filters.action, autoescape=True))
     if filters.since is not None:
         stmt = stmt.where(AuditLog.at >= filters.since)

@@ -73,6 +73,7 @@ from services.visibility import (
     ANALYSIS_TIERS,
     analysis_view,
     find_sponsored_analysis,
+    may_see_sponsor,
     paying_tier,
     paying_tiers,
     sees_analyses,
@@ -104,8 +105,7 @@ def _(msgid: str, **params: Any) -> str:
 
 def own_sponsor(session: Session, sponsor_id: int) -> Sponsor:
     """The sponsor if the signed-in person may see it (an admin any, a sponsor user only its own); else 404."""
-    user = current_staff()
-    if user is None or (user.role != StaffRole.ADMIN.value and user.sponsor_id != sponsor_id):
+    if not may_see_sponsor(current_staff(), sponsor_id):
         abort(404)
     sponsor = session.get(Sponsor, sponsor_id) if 1 <= sponsor_id <= MAX_ROW_ID else None
     if sponsor is None:

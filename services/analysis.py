@@ -43,7 +43,7 @@ from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_e
 from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
-from services.whatsapp.messages import Outbound, build_template
+from services.whatsapp.messages import Outbound, build_template, to_outbound
 from services.whatsapp.outbox import queue_message, send_queued
 
 log = logging.getLogger(__name__)
@@ -410,8 +410,6 @@ def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Out
 
 def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisResult) -> Any:
     """Free text inside the 24-hour window (with the template as fallback), the template outside it."""
-    from services.conversation import to_outbound
-
     template = _result_template(farmer, a, result)
     if not _in_window(farmer):
         return queue_message(session, farmer.address, template, farmer_id=farmer.id, analysis_id=a.id)
@@ -437,8 +435,6 @@ FAILURE_REPLIES: dict[Failure, Callable[[str], replies.Reply]] = {
 
 
 def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, failure: Failure) -> None:
-    from services.conversation import to_outbound
-
     now = utcnow()
     a.status = AnalysisStatus.FAILED.value
     a.failed_at = now
@@ -475,8 +471,6 @@ def _fail_now(analysis_id: int, reason: str, failure: Failure = Failure.OURS) ->
 @app_job
 def check_deadline(analysis_id: int) -> str:
     """Still no result after the deadline: say so once, so the farmer is never left wondering."""
-    from services.conversation import to_outbound
-
     with context.db().session() as session, session.begin():
         a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
         if a is None or a.status in DONE or a.delay_notice_at is not None:

@@ -4,6 +4,7 @@ Shared by the admin API and the staff console (both sit above services/): the wr
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import g, has_request_context, request
@@ -11,6 +12,9 @@ from sqlalchemy.orm import Session
 
 from models import AuditLog, utcnow
 from services import context
+
+# What an action name may be (`sponsor.analysis.read`): the one check of a filter of the log by action.
+ACTION_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 
 def client_ip() -> str | None:

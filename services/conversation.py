@@ -63,6 +63,7 @@ from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import WhatsAppError
+from services.whatsapp.messages import to_outbound
 from services.whatsapp.outbox import Outgoing, may_take_now, queue_message, queue_reply, send_queued
 from services.whatsapp.updates import InboundMessage, MessageType, parse_message
 
@@ -280,15 +281,6 @@ def _carry_out(session: Session, farmer: Farmer, step: Step, now: datetime, outc
     return step
 
 
-def to_outbound(phone: str, reply: Reply) -> wa.Outbound:
-    if reply.buttons:
-        return wa.buttons(phone, reply.text, [(reply_ids.encode(b.id), b.title) for b in reply.buttons])
-    if reply.rows:
-        rows = [wa.Row(reply_ids.encode(r.id), r.title, r.description) for r in reply.rows]
-        return wa.list_message(phone, reply.text, reply.list_button or "Menü", [wa.Section(None, rows)])
-    return wa.text(phone, reply.text)
-
-
 # --- effects that need the database ----------------------------------------------------------------
 
 
@@ -418,7 +410,7 @@ def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, out
 
 
 def _after_commit(outcome: Outcome) -> None:
-    from services.analysis import enqueue_analysis  # late: the pipeline imports this module's to_outbound
+    from services.analysis import enqueue_analysis  # late: the pipeline imports services.jobs, which imports us
 
     redis = context.redis()
     for analysis_id in outcome.analyses_to_queue:

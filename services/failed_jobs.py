@@ -39,6 +39,8 @@ class FailedJob:
     function: str | None
     exc_summary: str | None  # the exception's last line
     ended_at: datetime | None
+    args: tuple[str, ...] = ()  # each as repr() shows it, shortened
+    enqueued_at: datetime | None = None
 
 
 def registries(redis: Redis, queue: str | None = None) -> list[FailedJobRegistry]:
@@ -57,15 +59,22 @@ def latest_failed(redis: Redis, queue: str, limit: int = 50) -> list[FailedJob]:
     """The queue's most recent failures, newest first."""
     registry = registries(redis, queue)[0]
     ids = registry.get_job_ids(0, limit - 1, desc=True)
-    return [_describe(job, queue) for job in Job.fetch_many(ids, connection=redis) if job is not None]
+    return [describe(job, queue) for job in Job.fetch_many(ids, connection=redis) if job is not None]
 
 
-def _describe(job: Job, queue: str) -> FailedJob:
+def _safe_repr(value: object, limit: int = 500) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(job: Job, queue: str) -> FailedJob:
+    """What operators are shown of a failed job, wherever they look (API, dashboard, console)."""
     try:
         function = job.func_name
+        args = tuple(_safe_repr(a) for a in job.args)
     except Exception:  # a payload that cannot be deserialised must not hide the job
-        function = None
-    return FailedJob(job.id, queue, function, exc_summary(job), job.ended_at)
+        function, args = None, ()
+    return FailedJob(job.id, queue, function, exc_summary(job), job.ended_at, args, job.enqueued_at)
 
 
 def exc_summary(job: Job) -> str | None:

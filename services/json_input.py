@@ -12,6 +12,9 @@ What a string may contain is the caller's decision: `\\u0000` and lone surrogate
 JSON escapes that no database column can hold (PostgreSQL refuses NUL; no UTF-8 encoder takes a lone
 surrogate). The admin API refuses them (`unstorable_paths`); a signed webhook, which must be kept
 whatever it says, replaces them (`storable`).
+
+After parsing, `json_object` reads a section that must be an object (anything else is empty), and the
+JSON we write shows a timestamp one way: `iso`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
@@ -119,6 +123,16 @@ def unstorable_paths(value: Any) -> Iterator[tuple[Any, ...]]:
                 stack.append((child, (*path, key)))
         elif isinstance(item, list):
             stack.extend((child, (*path, i)) for i, child in enumerate(item))
+
+
+def json_object(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: a missing or malformed section reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as our JSON writes it (ISO 8601; Flask's provider would write an HTTP date), None as null."""
+    return value.isoformat() if value is not None else None
 
 
 class StrictJSONProvider(DefaultJSONProvider):

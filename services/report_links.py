@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app, url_for
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired
 
 from services import context
-from services.storage import InvalidKey, sign_token
+from services.storage import InvalidKey, link_serializer, sign_token
 
 REPORT_SALT = "ziraai-report"
 
@@ -30,15 +30,8 @@ class ReportLinkExpired(ReportLinkInvalid):
         self.analysis_id = analysis_id
 
 
-def _serializer(secret: str | list[str]) -> URLSafeTimedSerializer:
-    """`secret` may be a list of keys: the last signs, any verifies (a rotation)."""
-    if not secret:
-        raise ValueError("report links need a secret")
-    return URLSafeTimedSerializer(secret, salt=REPORT_SALT)
-
-
 def sign_report(analysis_id: int, secret: str) -> str:
-    return str(_serializer(secret).dumps(int(analysis_id)))
+    return str(link_serializer(secret, REPORT_SALT).dumps(int(analysis_id)))
 
 
 def _analysis_id(payload: Any) -> int | None:
@@ -47,7 +40,7 @@ def _analysis_id(payload: Any) -> int | None:
 
 def read_report_token(token: str, secret: str | list[str], max_age: int) -> int:
     """The analysis id a token was signed for. Raises ReportLinkExpired or ReportLinkInvalid."""
-    serializer = _serializer(secret)
+    serializer = link_serializer(secret, REPORT_SALT)
     try:
         payload = serializer.loads(token, max_age=max_age)
     except SignatureExpired as exc:  # the signature is good, only the age is wrong

@@ -223,15 +223,16 @@ class MediaLinkExpired(MediaLinkInvalid):
     """The token is ours but older than the allowed age."""
 
 
-def _serializer(secret: str | list[str]) -> URLSafeTimedSerializer:
-    """`secret` may be a list of keys: the last signs, any verifies (a rotation)."""
+def link_serializer(secret: str | list[str], salt: str) -> URLSafeTimedSerializer:
+    """The signer of one kind of link (its own `salt`: a token of one kind never opens another); `secret`
+    may be a list of keys: the last signs, any verifies (a rotation)."""
     if not secret:
-        raise ValueError("media links need a secret")
-    return URLSafeTimedSerializer(secret, salt=MEDIA_SALT)
+        raise ValueError(f"{salt} links need a secret")
+    return URLSafeTimedSerializer(secret, salt=salt)
 
 
 def sign_token(key: str, secret: str) -> str:
-    return str(_serializer(secret).dumps(check_key(key)))
+    return str(link_serializer(secret, MEDIA_SALT).dumps(check_key(key)))
 
 
 def sign_media(key: str, secret: str, base_url: str) -> str:
@@ -242,7 +243,7 @@ def sign_media(key: str, secret: str, base_url: str) -> str:
 def unsign_media(token: str, secret: str | list[str], max_age: int = MEDIA_MAX_AGE) -> str:
     """The key a token was signed for. Raises MediaLinkExpired (too old) or MediaLinkInvalid."""
     try:
-        key = _serializer(secret).loads(token, max_age=max_age)
+        key = link_serializer(secret, MEDIA_SALT).loads(token, max_age=max_age)
     except SignatureExpired:
         raise MediaLinkExpired("media link expired") from None
     except BadData:

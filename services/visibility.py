@@ -24,8 +24,19 @@ from sqlalchemy import ScalarSelect, Select, select
 from sqlalchemy.orm import Session
 
 from bot.place import province_in
-from models import Analysis, AnalysisStatus, Farmer, SponsorCode, SponsorPurchase, Subscription, Tier
+from models import (
+    Analysis,
+    AnalysisStatus,
+    Farmer,
+    SponsorCode,
+    SponsorPurchase,
+    StaffRole,
+    StaffUser,
+    Subscription,
+    Tier,
+)
 from services.analysis_result import Recommendations, normalise
+from services.json_input import iso
 from services.masking import mask_phone
 from services.sponsorship import TIER_ORDER
 
@@ -35,6 +46,12 @@ M_COLUMNS: tuple[str, ...] = ("id", "tier", "date", "crop", "province", "health_
 L_COLUMNS: tuple[str, ...] = (*M_COLUMNS, "farmer_name", "farmer_phone_masked", "recommendations", "can_message")
 XL_COLUMNS: tuple[str, ...] = (*L_COLUMNS, "farmer_phone", "report")
 COLUMNS: dict[str, tuple[str, ...]] = {"S": (), "M": M_COLUMNS, "L": L_COLUMNS, "XL": XL_COLUMNS}
+
+
+def may_see_sponsor(user: StaffUser | None, sponsor_id: int) -> bool:
+    """An admin sees any sponsor, a sponsor user only its own: the one rule of the API and the console (each
+    answers a refusal its own way)."""
+    return user is not None and (user.role == StaffRole.ADMIN.value or user.sponsor_id == sponsor_id)
 
 
 def tier_rank(tier: str | None) -> int:
@@ -116,7 +133,7 @@ def analysis_view(analysis: Analysis, farmer: Farmer | None, tier: str | None) -
     view: dict[str, Any] = {
         "id": analysis.id,
         "tier": tier,
-        "date": when.isoformat() if when is not None else None,
+        "date": iso(when),
         "crop": analysis.crop,
         "province": province_in(analysis.location_text),
         "health_score": analysis.health_score,

@@ -7,8 +7,8 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from admin.auth import create_staff_user
 from models import Sponsor, utcnow
+from services.staff_auth import create_staff_user
 
 PASSWORD = "correct horse battery staple"
 

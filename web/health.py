@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from models import utcnow
 from services import context, metrics
+from services.json_input import iso
 from services.problems import problem
 from services.redis_conn import as_text, quick
 from services.whatsapp.health import SendBlock, Snapshot, send_block, snapshot
@@ -98,11 +99,11 @@ def account_detail(health: Snapshot) -> dict[str, Any]:
         "account": health.account_status.value,
         **({"account_event": health.account_detail.get("event"),
             "restrictions": health.account_detail.get("restrictions") or [],
-            "since": health.account_updated_at.isoformat() if health.account_updated_at else None}
+            "since": iso(health.account_updated_at)}
            if health.account_detail else {}),
         **({"violation": health.violation} if health.violation else {}),
-        "send_block": {"reason": block.reason, "since": block.since.isoformat() if block.since else None,
-                       "until": block.until.isoformat() if block.until else None} if block else None,
+        "send_block": {"reason": block.reason, "since": iso(block.since),
+                       "until": iso(block.until)} if block else None,
         "blocked_templates": [{"template": t.name, "language": t.language, "status": t.status, "reason": t.reason}
                               for t in health.blocked_templates],
         "numbers": health.numbers,

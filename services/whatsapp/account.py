@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.enums import LenientStrEnum
+from services.json_input import json_object
 
 TEMPLATE_STATUS = "message_template_status_update"
 TEMPLATE_QUALITY = "message_template_quality_update"
@@ -216,10 +217,6 @@ def _time(value: object) -> datetime | None:
     return None
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _template_key(value: dict[str, Any]) -> tuple[str, str] | None:
     name = _text(value.get("message_template_name"), 200)
     language = _text(value.get("message_template_language"), 20) or "UNKNOWN"
@@ -235,7 +232,7 @@ def parse_account_change(field_name: str, value: dict[str, Any], entry_time: obj
             return f"{field_name} without a template name"
         template_id = _text(value.get("message_template_id"), 100)
         if field_name == TEMPLATE_STATUS:
-            other = _dict(value.get("other_info"))
+            other = json_object(value.get("other_info"))
             reason = _text(value.get("reason"))
             if reason in (None, "NONE"):
                 reason = _text(other.get("description")) or _text(other.get("title")) or reason
@@ -256,7 +253,7 @@ def parse_account_change(field_name: str, value: dict[str, Any], entry_time: obj
                                    _int(limit), when, value)
     if field_name == ACCOUNT:
         event_name = _text(value.get("event"), 60) or "UNKNOWN"
-        ban = _dict(value.get("ban_info"))
+        ban = json_object(value.get("ban_info"))
         state = ban.get("waba_ban_state")
         state = state[-1] if isinstance(state, list) and state else state  # sent as a list by some versions
         listed = value.get("restriction_info")
@@ -266,7 +263,7 @@ def parse_account_change(field_name: str, value: dict[str, Any], entry_time: obj
         )
         return AccountUpdate(AccountEventKind(event_name), event_name, _text(value.get("phone_number"), 30),
                              BanState(str(state)) if ban else None, _text(ban.get("waba_ban_date"), 40),
-                             _text(_dict(value.get("violation_info")).get("violation_type"), 80), restrictions,
+                             _text(json_object(value.get("violation_info")).get("violation_type"), 80), restrictions,
                              when, value)
     if field_name == CAPABILITY:
         return CapabilityUpdate(_int(value.get("max_daily_conversation_per_phone")),

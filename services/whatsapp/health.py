@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from models import WhatsAppAccountEvent, WhatsAppAccountState, WhatsAppTemplate, utcnow
 from models.db import dialect_insert
+from services.json_input import iso
 from services.redis_conn import as_text
 from services.whatsapp.account import (
     BLOCKED_STATUSES,
@@ -121,10 +122,6 @@ def _set_state(session: Session, key: str, status: str, detail: dict[str, Any], 
             {"key": key[:60], "status": status[:40], "detail": detail, "updated_at": when}, ["status", "detail"])
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _apply(session: Session, event: AccountEvent, when: datetime) -> tuple[str, str, str]:
     """Store one event's effect; returns (field, subject, event name) for its history row."""
     if isinstance(event, TemplateStatusUpdate):
@@ -175,7 +172,7 @@ def _apply_account(session: Session, event: AccountUpdate, when: datetime) -> tu
     elif status is not None:
         detail = {"event": event.event_name, "ban_state": event.ban_state.value if event.ban_state else None,
                   "ban_date": event.ban_date,
-                  "restrictions": [{"type": r.type, "expiration": _iso(r.expiration)} for r in event.restrictions]}
+                  "restrictions": [{"type": r.type, "expiration": iso(r.expiration)} for r in event.restrictions]}
         _set_state(session, ACCOUNT_KEY, status.value, detail, when)
         if status in RESTRICTING:
             log.critical("WhatsApp account %s: Meta refuses some or all sends", status.value, extra=detail)

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot import reply_ids
+from bot.types import Reply
 from services.whatsapp.errors import LimitError
 from translations.templates import TEMPLATES
 
@@ -153,6 +155,17 @@ def list_message(to: str, body: str, button: str, sections: Sequence[Section], *
     }
     _header_footer(content, header, footer)
     return Outbound("interactive", _envelope(to, "interactive", content, reply_to), text=body)
+
+
+def to_outbound(phone: str, reply: Reply) -> Outbound:
+    """A reply of the conversation (`bot`) as the message that carries it: buttons, a list or text; here
+    so that the inbound job and the analysis pipeline build it alike."""
+    if reply.buttons:
+        return buttons(phone, reply.text, [(reply_ids.encode(b.id), b.title) for b in reply.buttons])
+    if reply.rows:
+        rows = [Row(reply_ids.encode(r.id), r.title, r.description) for r in reply.rows]
+        return list_message(phone, reply.text, reply.list_button or "Menü", [Section(None, rows)])
+    return text(phone, reply.text)
 
 
 def image(to: str, *, link: str | None = None, media_id: str | None = None, caption: str | None = None,

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.enums import LenientStrEnum
+from services.json_input import json_object
 from services.whatsapp.account import ACCOUNT_FIELDS, AccountEvent, parse_account_change
 
 
@@ -256,10 +257,6 @@ def _timestamp(value: object) -> datetime | None:
         return None
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -297,7 +294,7 @@ def _float(value: object) -> float | None:
 def _first_error(errors: object) -> tuple[int | None, str | None]:
     if not errors:  # most messages and statuses
         return None, None
-    first = _dict(_list(errors)[0]) if _list(errors) else {}
+    first = json_object(_list(errors)[0]) if _list(errors) else {}
     code = first.get("code")
     usable = isinstance(code, int) and not isinstance(code, bool) and -_INT32 <= code < _INT32
     title = _str(first.get("title"))
@@ -322,33 +319,33 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None, *,
     meta_type = str(raw.get("type", ""))[:30]
     fields: dict[str, Any] = {}
     if meta_type == "text":
-        fields["text"] = _str(_dict(raw.get("text")).get("body"))
+        fields["text"] = _str(json_object(raw.get("text")).get("body"))
     elif meta_type in _MEDIA_TYPES:
-        media = _dict(raw.get(meta_type))
+        media = json_object(raw.get(meta_type))
         fields.update(media_id=_str(media.get("id"), MAX_MEDIA_ID),
                       mime_type=_str(media.get("mime_type"), MAX_MEDIA_ID), text=_str(media.get("caption")))
     elif meta_type == "interactive":
-        interactive = _dict(raw.get("interactive"))
+        interactive = json_object(raw.get("interactive"))
         meta_type = str(interactive.get("type", "unknown"))[:30]
-        reply = _dict(interactive.get(meta_type))
+        reply = json_object(interactive.get(meta_type))
         fields.update(reply_id=_str(reply.get("id")), text=_str(reply.get("title")))
     elif meta_type == "button":
-        button = _dict(raw.get("button"))
+        button = json_object(raw.get("button"))
         fields.update(reply_id=_str(button.get("payload")), text=_str(button.get("text")))
     elif meta_type == "location":
-        loc = _dict(raw.get("location"))
+        loc = json_object(raw.get("location"))
         fields.update(latitude=_float(loc.get("latitude")), longitude=_float(loc.get("longitude")),
                       location_name=_str(loc.get("name")), location_address=_str(loc.get("address")))
     elif meta_type == "reaction":
-        reaction = _dict(raw.get("reaction"))
+        reaction = json_object(raw.get("reaction"))
         fields.update(text=_str(reaction.get("emoji")), context_wamid=_str(reaction.get("message_id"), MAX_ID))
     elif meta_type == "system":
-        system = _dict(raw.get("system"))
+        system = json_object(raw.get("system"))
         fields.update(text=_str(system.get("body")), system=SystemKind(str(system.get("type", ""))),
                       new_phone=normalize_phone(system.get("wa_id") or system.get("new_wa_id")),
                       new_user_id=user_id(system.get("user_id") or system.get("new_user_id")))
     code, title = _first_error(raw.get("errors"))
-    context = _dict(raw.get("context"))
+    context = json_object(raw.get("context"))
     fields.setdefault("context_wamid", _str(context.get("id"), MAX_ID))
     return InboundMessage(
         wamid=wamid,
@@ -375,7 +372,7 @@ def _phone_only(value: object) -> str | None:
 
 
 def _pricing(value: object) -> Pricing | None:
-    raw = _dict(value)
+    raw = json_object(value)
     if not raw:
         return None
     billable = raw.get("billable")
@@ -389,7 +386,7 @@ def _pricing(value: object) -> Pricing | None:
 
 
 def _sender(contact: dict[str, Any]) -> Sender:
-    profile = _dict(contact.get("profile"))
+    profile = json_object(contact.get("profile"))
     name, username = _str(profile.get("name")), _str(profile.get("username"))
     return Sender(phone=normalize_phone(contact.get("wa_id")), user_id=user_id(contact.get("user_id")),
                   parent_user_id=user_id(contact.get("parent_user_id")),
@@ -399,8 +396,8 @@ def _sender(contact: dict[str, Any]) -> Sender:
 def _user_id_change(raw: dict[str, Any]) -> UserIdChange | Problem:
     """One `user_id_update` item: `user_id` {previous, current} (or flat `previous_user_id` / `user_id`)."""
     ids = raw.get("user_id")
-    previous = user_id(_dict(ids).get("previous") if isinstance(ids, dict) else raw.get("previous_user_id"))
-    current = user_id(_dict(ids).get("current") if isinstance(ids, dict) else ids)
+    previous = user_id(json_object(ids).get("previous") if isinstance(ids, dict) else raw.get("previous_user_id"))
+    current = user_id(json_object(ids).get("current") if isinstance(ids, dict) else ids)
     if not current:
         return Problem("user_id_update without a usable new user id", raw)
     return UserIdChange(previous, current, normalize_phone(raw.get("wa_id")), raw)
@@ -426,12 +423,12 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
 
 def _value_error(item: dict[str, Any], phone_number_id: str | None) -> ValueLevelError:
     code, title = _first_error([item])
-    details = _str(_dict(item.get("error_data")).get("details")) or _str(item.get("message"))
+    details = _str(json_object(item.get("error_data")).get("details")) or _str(item.get("message"))
     return ValueLevelError(code, title, details[:2000] if details else None, phone_number_id, item)
 
 
 def _preference(raw: object) -> PreferenceUpdate | Problem:
-    item = _dict(raw)
+    item = json_object(raw)
     phone, uid = _phone_only(item.get("wa_id")), user_id(item.get("user_id"))
     if phone is None and uid is None:
         return Problem("user preference without a usable wa_id or user_id", raw)
@@ -470,7 +467,7 @@ def parse_single_message(body: Any) -> ParsedWebhook | None:
     if type(items) is not list or len(items) != 1 or type(items[0]) is not dict:
         return None
     names, senders = _contacts(value)
-    our_number = _number_id(_dict(value.get("metadata")).get("phone_number_id"))
+    our_number = _number_id(json_object(value.get("metadata")).get("phone_number_id"))
     message = parse_message(items[0], names, senders=senders, phone_number_id=our_number)
     return None if isinstance(message, Problem) else ParsedWebhook([message], [], [])
 
@@ -480,7 +477,7 @@ def _contacts(value: dict[str, Any]) -> tuple[dict[str, str], dict[str, Sender]]
     names: dict[str, str] = {}
     senders: dict[str, Sender] = {}
     for contact in _list(value.get("contacts")):
-        sender = _sender(_dict(contact))
+        sender = _sender(json_object(contact))
         if sender.phone and sender.name:
             names[sender.phone] = sender.name
         for alias in (sender.phone, sender.user_id):
@@ -517,16 +514,16 @@ def parse_every_change(body: Any) -> ParsedWebhook:
     if body.get("object") != "whatsapp_business_account":
         problem(f"unexpected object {str(body.get('object'))[:50]!r}", {"object": body.get("object")})
     for entry in body["entry"]:
-        changes = _dict(entry).get("changes")
+        changes = json_object(entry).get("changes")
         if not isinstance(changes, list):
             problem("entry without a changes list", entry)
             continue
         for part in changes:
-            change = _dict(part)
-            value = _dict(change.get("value"))
+            change = json_object(part)
+            value = json_object(change.get("value"))
             field_name = change.get("field")
             if isinstance(field_name, str) and field_name in ACCOUNT_FIELDS:
-                event = (parse_account_change(field_name, value, _dict(entry).get("time"))
+                event = (parse_account_change(field_name, value, json_object(entry).get("time"))
                          if isinstance(change.get("value"), dict) else f"{field_name} without a value object")
                 if isinstance(event, str):
                     problem(event, part)
@@ -536,7 +533,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
             if change.get("field") in ("messages", "user_preferences") and value.get("errors"):
                 if not isinstance(value["errors"], list):
                     problem("errors is not a list", {"errors": value["errors"]})
-                phone_number_id = _number_id(_dict(value.get("metadata")).get("phone_number_id"))
+                phone_number_id = _number_id(json_object(value.get("metadata")).get("phone_number_id"))
                 phone_number_id = phone_number_id[:MAX_ERROR_NUMBER_ID] if phone_number_id else None
                 for item in _list(value.get("errors")):
                     if not room("errors", item):
@@ -561,7 +558,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
             if change.get("field") == "user_id_update" and _list(value.get("user_id_update")):
                 for raw in _list(value.get("user_id_update")):
                     if room("user_id_update", raw):
-                        update = _user_id_change(_dict(raw))
+                        update = _user_id_change(json_object(raw))
                         if isinstance(update, Problem):
                             problems.append(update)
                         else:
@@ -574,7 +571,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
                 if value.get(key) and not isinstance(value.get(key), list):
                     problem(f"{key} is not a list", {key: value.get(key)})
             names, senders = _contacts(value)
-            our_number = _number_id(_dict(value.get("metadata")).get("phone_number_id"))
+            our_number = _number_id(json_object(value.get("metadata")).get("phone_number_id"))
             for raw in _list(value.get("messages")):
                 if not room("messages", raw):
                     continue
