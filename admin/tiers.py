@@ -38,10 +38,6 @@ _TIER_CODE = re.compile(r"[A-Za-z0-9_]{1,10}")
 FIELDS = ("daily_limit", "monthly_limit", "price_try", "active")
 
 
-def _tier_json(t: Tier) -> dict[str, Any]:
-    return tier_values(t)
-
-
 @bp.get("/tiers")
 @require_roles("admin")
 def list_tiers() -> Response:
@@ -49,7 +45,7 @@ def list_tiers() -> Response:
     page, per_page = page_args(args)
     args.raise_if_errors()
     with context.db().reader() as session:
-        return jsonify(paginate(session, select(Tier).order_by(Tier.id), page, per_page, _tier_json))
+        return jsonify(paginate(session, select(Tier).order_by(Tier.id), page, per_page, tier_values))
 
 
 def _body_price(body: Body, name: str) -> Decimal | None:

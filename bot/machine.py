@@ -499,8 +499,6 @@ GLOBAL: dict[Intent, Handler] = {
                                              data=conv.data.keep_pending()),
     Intent.CODE: ask_code,
 }
-# Before consent: only what does not process personal data.
-BEFORE_CONSENT = {Intent.LANGUAGE, Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP}
 
 
 def unsupported(conv: Conversation, event: Event) -> Step:

@@ -120,7 +120,6 @@ LABELS: dict[str, dict[str, str]] = {
         "bad_audio": "This file was not sent: WhatsApp sends audio as AAC, AMR, MP3, M4A or OGG (Opus).",
     },
 }
-LOCALES = tuple(LABELS)
 
 
 def label(locale: str, key: str, **params: str) -> str:

@@ -22,8 +22,6 @@ from __future__ import annotations
 from redis import Redis
 
 CLOSED = "closed"
-OPEN = "open"
-HALF_OPEN = "half_open"
 KEY_PREFIX = "ziraai:circuit:"
 
 _SCRIPT = """

@@ -56,7 +56,6 @@ Image.MAX_IMAGE_PIXELS = PILLOW_MAX_PIXELS
 # A truncated file must be refused, never half-decoded with a grey bottom.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP")
 # Bicubic rather than Lanczos: after the JPEG draft decode the last step is small (4000 -> 1000 by
 # DCT scaling, then 1000 -> 800), and once the result is saved at quality <= 70 the two filters
 # measure the same (PSNR against a full-resolution Lanczos reference, bench/image_pipeline.py's

@@ -73,11 +73,6 @@ class SlidingWindowLimiter:
         slot, now = int(result[1]), int(result[2])
         return True, slot / 1_000_000, (slot - now) / 1_000_000
 
-    def try_acquire(self) -> tuple[bool, float]:
-        """(True, admission time in Redis seconds) if a slot is free now, else (False, seconds to wait)."""
-        taken, slot, wait = self.reserve(0.0)
-        return (True, slot) if taken else (False, wait)
-
     def acquire(self, timeout: float = 30.0) -> float:
         """Wait for the next free slot (at most `timeout` seconds: TimeoutError, nothing reserved);
         returns the admission time (Redis clock, seconds). A caller that wakes up late for its slot (a

@@ -229,11 +229,11 @@ def test_a_burst_across_the_edge_of_a_second_still_gets_no_more_than_the_limit_i
 def test_the_limiter_spaces_sends_evenly_and_lets_an_idle_sender_go_at_once(app):
     now = [500.0]
     first, second = limiters(app, now)
-    assert first.try_acquire() == (True, 500.0)
-    taken, wait = second.try_acquire()  # the other "process" must wait a tenth of a second
+    assert first.reserve(0.0) == (True, 500.0, 0.0)
+    taken, _, wait = second.reserve(0.0)  # the other "process" must wait a tenth of a second
     assert (taken, round(wait, 6)) == (False, 0.1)
     now[0] = 500.1
-    assert second.try_acquire() == (True, 500.1)
+    assert second.reserve(0.0) == (True, 500.1, 0.0)
     now[0] = 600.0  # idle for long: no backlog of slots, no burst either
     assert [first.acquire(timeout=1) for _ in range(3)] == [600.0, 600.1, 600.2]
 

@@ -350,7 +350,7 @@ def test_client_never_logs_the_token(app, graph, caplog):
 def test_client_is_built_from_settings(app):
     client = whatsapp.client()
     assert isinstance(client, WhatsAppClient)
-    assert client.messages_url == MESSAGES_URL
+    assert client.messages_url_of(None) == MESSAGES_URL
     assert client.limiter is not None and client.limiter.limit == 80
 
 

@@ -65,10 +65,6 @@ class WhatsAppClient:
         self.http.headers["Authorization"] = f"Bearer {token}"
         self._urls: dict[str | None, str] = {}
 
-    @property
-    def messages_url(self) -> str:
-        return self.messages_url_of(None)
-
     def messages_url_of(self, from_number: str | None) -> str:
         """Where to POST a message sent from one of our numbers (None: the default one)."""
         return f"{self.api_base}/{from_number or self.phone_number_id}/messages"
