@@ -3,12 +3,12 @@
 Shared parts (no routes of their own):
 - `errors`: `ApiError` and the handlers that answer every error as problem+json (`services.problems`).
 - `validation`: JSON bodies (`Body`), path ids (`row_or_404`), arguments no database can store.
-- `pagination`: query arguments (`QueryArgs`, time ranges), the page envelope, `iso` timestamps.
-- `audit`: writing the audit log.
+- `pagination`: query arguments (`QueryArgs`, time ranges), the page envelope.
 - `openapi`: the helpers every route module documents its operations with, and `/openapi.json`.
 
 Route modules (each declares its OpenAPI paths and schemas next to its views):
-- `auth`: login, refresh, logout, `require_roles`, password hashing, rate limits.
+- `auth`: login, refresh, logout, access tokens, `require_roles`, the per-user request limit (passwords,
+  accounts and login limits are `services.staff_auth`'s).
 - `support`: the message log and a farmer's transcript.
 - `analyses`: every analysis, for support and admins.
 - `jobs`: RQ's failed jobs, and retrying one.
@@ -22,7 +22,8 @@ Route modules (each declares its OpenAPI paths and schemas next to its views):
 - `purchase_requests`: sponsors ask to buy, admins approve or reject.
 - `runtime_settings`: the settings admins change while the service runs.
 
-`rq_dashboard` is a separate blueprint (`/admin/rq`), an HTML page for operators.
+Two separate blueprints, HTML pages: `rq_dashboard` (`/admin/rq`, for operators) and `api_docs` (Swagger UI
+at `/api/v1/docs`, reading `/openapi.json`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ every asset is ours (no CDN, no outside JS), pages work without JavaScript; stri
 
 Modules: `session` (who is signed in, `staff_required`, idle and absolute expiry), `pages` (`render`,
 `audit_view`, the navigation registry), `security` (CSRF, headers), `auth` (sign-in, sign-out, password
-change, reset links, language), `admin` (admin pages); `support` and `sponsor` are the other areas.
+change, reset links, language), `health` (the WhatsApp account banner on staff pages), `admin` (admin pages);
+`support` and `sponsor` (with `charts`, its inline SVG bar charts) are the other areas.
 
 Conventions (how to add...)
 
