@@ -628,6 +628,15 @@ def normalise(raw: object) -> AnalysisResult:
     )
 
 
+def recommendations_of(raw: object) -> Recommendations:
+    """`normalise(raw).recommendations` without reading the rest (a few times cheaper): for views of many
+    results at once."""
+    if not isinstance(raw, dict):
+        return Recommendations()
+    data = snake_keys({k: v for k, v in raw.items() if isinstance(k, str) and snake_key(k) == "recommendations"})
+    return _recommendations(_section(data, "recommendations"))
+
+
 def queryable_columns(result: AnalysisResult) -> dict[str, Any]:
     """The columns an analysis row stores next to the raw JSON."""
     return {

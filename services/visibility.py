@@ -35,7 +35,7 @@ from models import (
     Subscription,
     Tier,
 )
-from services.analysis_result import Recommendations, normalise
+from services.analysis_result import Recommendations, recommendations_of
 from services.json_input import iso
 from services.masking import mask_phone
 from services.sponsorship import TIER_ORDER
@@ -120,7 +120,7 @@ def paying_tiers(session: Session, analysis_ids: Iterable[int]) -> dict[int, str
 def _recommendations(analysis: Analysis) -> Recommendations | None:
     """The recommendations as `services.analysis_result` reads them (any key spelling, a plain step as an
     action), so the API and the console show what the farmer's report shows; None when there are none."""
-    found = normalise(analysis.result).recommendations
+    found = recommendations_of(analysis.result)
     return found if found != Recommendations() else None
 
 

@@ -22,6 +22,7 @@ from services.analysis_result import (
     is_placeholder,
     normalise,
     queryable_columns,
+    recommendations_of,
     snake_key,
 )
 
@@ -495,3 +496,12 @@ def test_what_is_wrong_besides_diseases_and_pests() -> None:
     assert normalise(full(**{"pest_disease.affected_area_percentage": 0})).affected_area is None
     assert all(is_no_problem(v) for v in ("yok", "Stres yok", "None detected", "  ", "Sağlıklı"))
     assert not is_no_problem("hafif kuraklık")
+
+
+@pytest.mark.parametrize("raw", [
+    load("result_full_tr.json"), load("result_drifted_keys.json"), load("result_failed.json"), None, [], {},
+    {"Recommendations": {"Immediate": ["Sula"]}, "recommendations": {"immediate": ["Budama yap"]}},
+    {"recommendations": ["Sula"]},
+])
+def test_recommendations_alone_read_as_the_whole_result_reads_them(raw: Any) -> None:
+    assert recommendations_of(raw) == normalise(raw).recommendations
