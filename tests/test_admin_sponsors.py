@@ -204,6 +204,21 @@ def test_a_sponsor_sees_the_province_of_a_place_never_the_address_or_a_name_in_i
     assert "Hüseyin" not in body and "Karaköy" not in body and "42250" not in body and "Ali'nin" not in body
 
 
+def test_an_l_sponsor_never_sees_the_place_the_ai_wrote_into_its_recommendations(app, client, world):
+    """N8N's prompt feeds the farmer's place to the AI, which writes it back in `localized_recommendations`;
+    an L sponsor reads the recommendations as the farmer's report shows them, where it is not."""
+    a = world["a"]
+    place = "Hasan Amca'nın Bahçesi, Çamlık Sk. No 12, Kumluca, Antalya"
+    result = {**RESULT, "recommendations": {"immediate": [{"action": "Bakırlı ilaç uygula"}],
+                                            "localized_recommendations": {"region": place, "notes": place}}}
+    analysis_id = add_analysis(app, a, add_farmer(app), code=buy(app, a, "L", 1)[0], result=result)
+    listing = client.get(f"/api/v1/sponsors/{a}/analyses", headers=world["sponsor_a"])
+    detail = client.get(f"/api/v1/sponsors/{a}/analyses/{analysis_id}", headers=world["sponsor_a"])
+    assert detail.get_json()["recommendations"]["immediate"][0]["action"] == "Bakırlı ilaç uygula"
+    body = listing.get_data(as_text=True) + detail.get_data(as_text=True)
+    assert "Hasan" not in body and "Çamlık" not in body and "Kumluca" not in body
+
+
 def test_an_analysis_paid_for_by_an_s_code_shows_in_the_totals_only(app, client, world):
     a = world["a"]
     codes = buy(app, a, "S", 2)
