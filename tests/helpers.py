@@ -14,6 +14,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from models import Base
-from services import handoff, runtime_settings, signing
+from services import context, handoff, runtime_settings, signing, whatsapp
 from services.queue import INBOUND, QUEUE_NAMES, get_queue
+from services.redis_conn import quick
+from services.whatsapp.outbox import DUE_BATCH, Transmitted, settle, take_due, transmit
 from services.worker import AppWorker
 from settings import PROJECT_ROOT, load_settings
 
@@ -136,10 +139,26 @@ def run_jobs(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> None:
     send_outbox(app)
 
 
+def send_due(limit: int = DUE_BATCH, pool: Executor | None = None) -> int:
+    """One pass of a sender, made of the senders' own steps (`take_due`, `transmit`, `settle`) but
+    finished before it returns, so a test can count what one pass did: claim what may go now, send it
+    (concurrently through `pool` when given), record it. Returns how many rows were tried or settled; a
+    RedisError (the shared rate limit is unreachable) ends the pass after the sends done so far are recorded."""
+    batch = take_due(limit)
+    client, redis = whatsapp.client(), quick(context.redis())
+    if pool is not None:
+        results = list(pool.map(lambda out: transmit(client, redis, out), batch.sends))
+    else:
+        results = []
+        for out in batch.sends:  # one after the other; after a limiter failure the rest are not tried
+            failed = next((r.unsent for r in results if r.unsent is not None), None)
+            results.append(Transmitted(out, unsent=failed) if failed else transmit(client, redis, out))
+    outcomes = settle(results)
+    return batch.settled + sum(1 for outcome in outcomes if outcome != "waiting")
+
+
 def send_outbox(app: Flask) -> None:
     """Sender passes until nothing is due (retries are due at once: the tests' backoff base is 0)."""
-    from services.whatsapp.outbox import send_due
-
     with app.app_context():
         for _ in range(100):
             if not send_due():

@@ -15,10 +15,9 @@ from sqlalchemy import func, select
 from app import create_app
 from models import Analysis, SponsorCode, Subscription, UsageLedger, utcnow
 from services import quota, sponsorship
-from services.whatsapp.outbox import send_due
 from settings import PROJECT_ROOT
 from tests.chat import Farmer
-from tests.helpers import APP_SECRET, REAL_REDIS, TEST_REDIS_URL, make_settings, post_webhook
+from tests.helpers import APP_SECRET, REAL_REDIS, TEST_REDIS_URL, make_settings, post_webhook, send_due
 from tests.stand_ins import graph_stand_in
 
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="worker processes need a real Redis (TEST_REDIS_URL)")

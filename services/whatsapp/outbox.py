@@ -31,7 +31,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -335,24 +334,6 @@ def take_due(limit: int = DUE_BATCH) -> Batch:
             else:
                 settled += 1
     return Batch(sends, settled, waiting)
-
-
-def send_due(limit: int = DUE_BATCH, pool: Executor | None = None) -> int:
-    """One pass of a sender: claim what may go now (the first of each recipient's line, one query),
-    send it (concurrently through `pool` when given, each send taking its slot of the shared rate
-    limit), record it. Returns how many rows were tried or settled; a RedisError (the shared rate
-    limit is unreachable) ends the pass after the sends done so far are recorded."""
-    batch = take_due(limit)
-    client, redis = whatsapp.client(), quick(context.redis())
-    if pool is not None:
-        results = list(pool.map(lambda out: transmit(client, redis, out), batch.sends))
-    else:
-        results = []
-        for out in batch.sends:  # one after the other; after a limiter failure the rest are not tried
-            failed = next((r.unsent for r in results if r.unsent is not None), None)
-            results.append(Transmitted(out, unsent=failed) if failed else transmit(client, redis, out))
-    outcomes = settle(results)
-    return batch.settled + sum(1 for outcome in outcomes if outcome != "waiting")
 
 
 def send_queued(phone: str, first: Outgoing | None = None) -> None:
