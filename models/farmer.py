@@ -32,7 +32,7 @@ class Farmer(Base):
     human_requested_at: Mapped[datetime | None]  # asked for a person; cleared when support takes over or replies
     deleted_at: Mapped[datetime | None]  # personal data removed (services/deletion.py); the row stays for the ledger
     last_inbound_at: Mapped[datetime | None]
-    # Set from Meta's asynchronous failures (and `user_preferences`); see services/whatsapp/outbox.py.
+    # Set from Meta's failures (and `user_preferences`); see services/whatsapp/failures.py.
     unreachable_at: Mapped[datetime | None]  # 131026: not on WhatsApp / cannot receive; cleared when they write
     marketing_opt_out_at: Mapped[datetime | None]  # 131050 or `marketing_messages: stop`; cleared by `resume`
     marketing_preference_at: Mapped[datetime | None]  # when the last `user_preferences` event applied was made

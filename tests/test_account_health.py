@@ -24,7 +24,8 @@ from services.whatsapp.account import (
     TemplateStatusUpdate,
     parse_account_change,
 )
-from services.whatsapp.outbox import queue_message, send_pending, unblock_account
+from services.whatsapp.failures import unblock_account
+from services.whatsapp.outbox import queue_message, send_pending
 from services.whatsapp.updates import parse_webhook
 from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, send_outbox
 

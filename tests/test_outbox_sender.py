@@ -20,7 +20,8 @@ from models import Farmer, Message, utcnow
 from services.ratelimit import SlidingWindowLimiter
 from services.whatsapp import messages as wa
 from services.whatsapp.client import WhatsAppClient
-from services.whatsapp.outbox import PACE_SECONDS, queue_message, settle, take_due, transmit
+from services.whatsapp.failures import PACE_SECONDS
+from services.whatsapp.outbox import queue_message, settle, take_due, transmit
 from services.whatsapp.sender import Sender
 from tests.helpers import PHONE_NUMBER_ID, make_settings, send_due, send_outbox
 from tests.stand_ins import SERVICE_ERROR, GraphStandIn

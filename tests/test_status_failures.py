@@ -20,12 +20,9 @@ from models import Farmer, Message, MessageStatusEvent, UnhandledWebhook, Webhoo
 from services import runtime_settings
 from services.sponsor_messages import Refusal, queue_sponsor_message
 from services.whatsapp import messages as wa
+from services.whatsapp.failures import PACE_SECONDS
 from services.whatsapp.health import ACCOUNT_BLOCK_KEY
-from services.whatsapp.outbox import (
-    PACE_SECONDS,
-    queue_message,
-    send_pending,
-)
+from services.whatsapp.outbox import queue_message, send_pending
 from tests.admin_helpers import bearer, token_for
 from tests.dev_live import live_app
 from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, send_outbox, wait_until

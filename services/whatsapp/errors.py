@@ -45,7 +45,7 @@ POLICY_BY_CODE: dict[int, Policy] = {
 
 class Effect(enum.StrEnum):
     """What a failure says beyond the one message (the same whether Graph answered with it or a `failed`
-    status brought it later); services/whatsapp/outbox.py acts on each."""
+    status brought it later); services/whatsapp/failures.py acts on each."""
 
     UNREACHABLE = "unreachable"  # the number cannot receive WhatsApp messages: no more proactive sends
     MARKETING_PAUSED = "marketing_paused"  # Meta's per-user marketing limit or experiment: none for a while

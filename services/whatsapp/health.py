@@ -53,7 +53,7 @@ SEEDED_AT = datetime(1970, 1, 1, tzinfo=UTC)  # older than any event, so Meta's 
 # Graph errors of a send that tell us a template's status (the webhook usually follows, or came first).
 STATUS_BY_SEND_ERROR = {132015: TemplateStatus.PAUSED, 132016: TemplateStatus.DISABLED}
 # Sends Meta refuses for the whole account (131042 payment, 368 integrity, 131031 locked): the outbox sets
-# this flag (`outbox.block_account`) anew at each such refusal, and sends nothing while it lives.
+# this flag (`failures.block_account`) anew at each such refusal, and sends nothing while it lives.
 ACCOUNT_BLOCK_KEY = "ziraai:whatsapp:account_blocked"  # "<code>: <title>"
 ACCOUNT_BLOCK_SECONDS = 3600  # then sends are tried again (a new refusal sets it again)
 

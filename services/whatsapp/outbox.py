@@ -22,7 +22,8 @@ together (`settle`). The database decides what may go:
   `apply_status_failures`): a fallback template or a resend after the backoff is a new row linked to
   the failed one (`replaces_id`, unique: once however often Meta reports it). What a failure says
   beyond its message (`errors.EFFECT_BY_CODE`: the farmer cannot be reached, stopped marketing, must be
-  paced; a template or the account is blocked) is recorded by either path.
+  paced; a template or the account is blocked) is recorded by either path; that, the resend and the
+  move to the farmer's phone live in services/whatsapp/failures.py.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,16 +66,18 @@ from services.leases import claim, lease_free, let_go, owner_name
 from services.redis_conn import as_text, quick
 from services.whatsapp import messages as wa
 from services.whatsapp.client import WhatsAppClient
-from services.whatsapp.errors import EFFECT_BY_CODE, POLICY_BY_CODE, Effect, GraphAPIError, LimitError, Policy
-from services.whatsapp.health import (
-    ACCOUNT_BLOCK_KEY,
-    ACCOUNT_BLOCK_SECONDS,
-    STATUS_BY_SEND_ERROR,
-    TemplateRefused,
-    set_template_status,
-    template_refusal,
+from services.whatsapp.errors import POLICY_BY_CODE, GraphAPIError, LimitError, Policy
+from services.whatsapp.failures import (
+    PACE_SECONDS,
+    apply_effect,
+    queue_resend,
+    retry_delay,
+    template_language,
+    to_phone,
+    to_phone_instead,
 )
-from services.whatsapp.messages import Outbound, address_field
+from services.whatsapp.health import ACCOUNT_BLOCK_KEY, TemplateRefused, template_refusal
+from services.whatsapp.messages import Outbound
 from translations.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -91,10 +93,6 @@ RECORD_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)  # between tries of writing a wamid th
 DUE_BATCH = 100
 SERVICE_WINDOW = timedelta(hours=24)  # since the farmer's last message: free-form messages allowed
 _SEQ_LOCK = 0x5A1A0  # PostgreSQL advisory locks of recipients' sequences: (this, hash of the phone)
-# What a failure says beyond its message (errors.EFFECT_BY_CODE):
-PACE_SECONDS = 6  # 131056: at most one message per this many seconds to that farmer...
-PACE_WINDOW = timedelta(hours=1)  # ...for this long after Meta said so
-MARKETING_PAUSE = timedelta(hours=24)  # 131049 / 130472: no sponsor message to that farmer before this
 PACE_KEY = "ziraai:whatsapp:pace:{phone}"  # the farmer's 6-second token while paced
 ACCOUNT_RECHECK = timedelta(minutes=5)  # how long a row waits while the account is blocked
 
@@ -440,7 +438,7 @@ def _held(session: Session, row: Message, redis: Redis, blocks: _Blocks) -> str 
     if held is not None:
         return held
     if row.template_name:
-        refusal = template_refusal(session, row.template_name, _template_language(row))
+        refusal = template_refusal(session, row.template_name, template_language(row))
         if refusal is not None:
             return _refuse_template(session, row, refusal)
     return None
@@ -644,11 +642,6 @@ def _hold_blocked(session: Session, row: Message, now: datetime, redis: Redis, b
     return None
 
 
-def _template_language(row: Message) -> str:
-    language = ((row.payload or {}).get("template") or {}).get("language") or {}
-    return str(language.get("code") or "tr") if isinstance(language, dict) else "tr"
-
-
 def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -> str:
     """A template Meta would refuse is not sent: the row fails with the reason. Inside the farmer's 24-hour
     window a reply's text goes instead (with its quick replies as buttons when they fit), in its place in
@@ -686,13 +679,6 @@ def _free_text(row: Message) -> Outbound:
 # --- errors -------------------------------------------------------------------------------------------
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """`base ** n` seconds after attempt n (4, 16, 64, 256 for base 4): WhatsApp's advice for 131056,
-    and gentle enough for throughput limits and transient errors too."""
-    base = context.settings().RETRY_BACKOFF_BASE
-    return timedelta(seconds=base**attempts if base else 0)
-
-
 def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     extra = {"message_id": message_id, "error_code": exc.code, "http_status": exc.http_status,
              "policy": exc.policy.value}
@@ -704,7 +690,7 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
         let_go(row)
         apply_effect(session, row, exc.code, exc.title, utcnow())
         if exc.policy is Policy.USER_ID:
-            return _to_phone_instead(session, row, extra)
+            return to_phone_instead(session, row, extra)
         if exc.retryable and row.attempts <= RETRIES:
             row.next_attempt_at = utcnow() + retry_delay(row.attempts)
             metrics.outbound_send("retried")
@@ -773,142 +759,16 @@ def _after_status_failure(session: Session, row: Message, code: int, title: str 
     if policy is Policy.TEMPLATE and row.template_name is None:
         return _queue_fallback(session, row, extra)
     if policy in (Policy.RETRY, Policy.RETRY_PAIR) and row.attempts <= RETRIES:
-        return _queue_resend(session, row, now, extra)
+        return queue_resend(session, row, now, extra)
     if policy is Policy.USER_ID:  # as on the send path: to the phone at once, else support must look
-        to_phone = _to_phone(session, row, title, extra)
-        return _queue_resend(session, row, now, extra, payload=to_phone, due=now) if to_phone else None
+        by_phone = to_phone(session, row, title, extra)
+        return queue_resend(session, row, now, extra, payload=by_phone, due=now) if by_phone else None
     if policy is Policy.TEMPLATE:
         log.warning("a template failed outside the 24-hour window: nothing to fall back to", extra=extra)
     elif policy in (Policy.ALERT, Policy.AUTH):
         log.error("message refused by Meta after acceptance; an operator must look", extra=extra)
     else:
         log.warning("message failed at Meta, not retried", extra=extra)
-    return None
-
-
-def _queue_resend(session: Session, row: Message, now: datetime, extra: dict[str, Any], *,
-                  payload: dict[str, Any] | None = None, due: datetime | None = None) -> Message:
-    """The same body (or `payload`) again after the backoff (or at `due`), from the same number of ours
-    and in the failed row's place in the line."""
-    due = due or now + retry_delay(row.attempts)
-    new = Message(direction=Direction.OUTBOUND.value, phone=row.phone, phone_number_id=row.phone_number_id,
-                  farmer_id=row.farmer_id, type=row.type, text=row.text, template_name=row.template_name,
-                  template_params=row.template_params, payload=payload or row.payload, fallback=row.fallback,
-                  status=MessageStatus.PENDING.value, analysis_id=row.analysis_id, created_at=now,
-                  next_attempt_at=due, seq=row.seq, attempts=row.attempts, replaces_id=row.id)
-    session.add(new)
-    session.flush()
-    metrics.outbound_send("retried")
-    log.warning("message failed at Meta, will resend", extra={**extra, "resend_id": new.id,
-                                                              "next_attempt_at": due.isoformat()})
-    return new
-
-
-# --- what a failure says beyond its message -----------------------------------------------------------
-
-
-def apply_effect(session: Session, row: Message, code: int | None, title: str | None, now: datetime) -> None:
-    """Record what `errors.EFFECT_BY_CODE` says about the farmer, the template or the account (if anything)."""
-    effect = EFFECT_BY_CODE.get(code) if code is not None else None
-    if effect is not None:
-        _EFFECTS[effect](session, row, code, f"{code}: {title or ''}".strip(), now)
-
-
-def _farmer_of(session: Session, row: Message) -> Farmer | None:
-    if row.farmer_id is not None:
-        return session.get(Farmer, row.farmer_id)
-    return session.scalar(select(Farmer).where(Farmer.phone == row.phone))
-
-
-def _unreachable(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
-    farmer = _farmer_of(session, row)
-    if farmer is not None:
-        farmer.unreachable_at = farmer.unreachable_at or now
-        log.warning("farmer unreachable on WhatsApp: no proactive messages until they write",
-                    extra={"farmer_id": farmer.id, "reason": reason})
-
-
-def _marketing_paused(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
-    farmer = _farmer_of(session, row)
-    if farmer is not None:
-        farmer.marketing_paused_until = now + MARKETING_PAUSE
-        log.info("marketing messages to the farmer paused", extra={"farmer_id": farmer.id, "reason": reason})
-
-
-def _marketing_opt_out(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
-    farmer = _farmer_of(session, row)
-    if farmer is not None:
-        farmer.marketing_opt_out_at = farmer.marketing_opt_out_at or now
-        log.info("farmer stopped marketing messages", extra={"farmer_id": farmer.id, "reason": reason})
-
-
-def _pace(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
-    farmer = _farmer_of(session, row)
-    if farmer is not None:
-        farmer.paced_until = now + PACE_WINDOW
-        log.info("farmer paced: one message per %s s", PACE_SECONDS, extra={"farmer_id": farmer.id})
-
-
-def _template_blocked(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
-    """132015/132016: the template registry marks it PAUSED/DISABLED (and alerts); it is refused before any
-    Graph call until Meta approves it again (a `message_template_status_update`)."""
-    if row.template_name and code in STATUS_BY_SEND_ERROR:
-        set_template_status(session, row.template_name, _template_language(row), STATUS_BY_SEND_ERROR[code],
-                            f"Meta refused a send ({reason})", now)
-
-
-def _account_blocked(session: Session, row: Message, code: int | None, reason: str, now: datetime) -> None:
-    block_account(reason)
-
-
-_EFFECTS: dict[Effect, Callable[[Session, Message, int | None, str, datetime], None]] = {
-    Effect.UNREACHABLE: _unreachable,
-    Effect.MARKETING_PAUSED: _marketing_paused,
-    Effect.MARKETING_OPT_OUT: _marketing_opt_out,
-    Effect.PACE: _pace,
-    Effect.TEMPLATE_BLOCKED: _template_blocked,
-    Effect.ACCOUNT_BLOCKED: _account_blocked,
-}
-
-
-def block_account(reason: str) -> None:
-    """Stop sending, and alert: Meta refuses this account's messages (payment, integrity, locked). Sends
-    wait while the flag lives (ACCOUNT_BLOCK_SECONDS, or until `unblock_account`); `/health/ready`,
-    `/metrics` and `flask whatsapp-status` show it (`health.send_block`)."""
-    log.critical("WhatsApp account blocked: no message is sent until it is resolved", extra={"reason": reason})
-    with contextlib.suppress(RedisError):
-        context.redis().set(ACCOUNT_BLOCK_KEY, reason[:300], ex=ACCOUNT_BLOCK_SECONDS)
-
-
-def unblock_account() -> None:
-    with contextlib.suppress(RedisError):
-        context.redis().delete(ACCOUNT_BLOCK_KEY)
-
-
-def _to_phone_instead(session: Session, row: Message, extra: dict[str, Any]) -> str:
-    """131062 on the send path: the same row goes to the farmer's phone at once, or fails (`_to_phone`)."""
-    to_phone = _to_phone(session, row, row.error_title, extra)
-    if to_phone is None:
-        row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
-        metrics.outbound_send("failed")
-        return "failed"
-    row.payload = to_phone
-    row.next_attempt_at = utcnow()
-    return "retry"
-
-
-def _to_phone(session: Session, row: Message, title: str | None, extra: dict[str, Any]) -> dict[str, Any] | None:
-    """131062, refused at send or reported later: Meta will not take this message by user id. Returns its
-    body addressed to the farmer's phone when one is known; otherwise None, and the row's error says
-    support must reach the farmer another way (the support view shows failed rows)."""
-    farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
-    body = dict(row.payload or {})
-    if farmer is not None and farmer.phone and "recipient" in body:
-        body.pop("recipient")
-        log.warning("user id refused for this message; sending to the farmer's phone", extra=extra)
-        return {**body, **address_field(farmer.phone)}
-    row.error_title = f"{title or 'user id not allowed'} (no phone known: support must reach the farmer)"[:300]
-    log.error("user id refused for this message and no phone is known; support must look", extra=extra)
     return None
 
 
