@@ -198,11 +198,12 @@ def chat_command(url: str | None, phone: str, name: str) -> None:
               help="Prompted for when not given (give it only in scripts).")
 def create_staff_command(email: str, role: str, sponsor_id: int | None, password: str) -> None:
     """Create a staff user of the admin API."""
+    from models import utcnow
     from services.staff_auth import create_staff_user
 
     with current_app.extensions["db"].session() as session, session.begin():
         try:
-            user = create_staff_user(session, email, password, role, sponsor_id)
+            user = create_staff_user(session, email, password, role, sponsor_id, utcnow())
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
     click.echo(f"created {user.role} {user.email} (id {user.id})")

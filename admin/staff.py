@@ -27,7 +27,7 @@ from admin.openapi import (
 )
 from admin.pagination import QueryArgs, page_args, paginate
 from admin.validation import Body
-from models import StaffUser
+from models import StaffUser, utcnow
 from models.db import MAX_ROW_ID
 from services import context
 from services.audit import audit
@@ -79,7 +79,7 @@ def create_staff() -> tuple[Response, int]:
     try:
         with context.db().session() as session, session.begin():
             try:
-                user = create_staff_user(session, email, password, role, sponsor_id)
+                user = create_staff_user(session, email, password, role, sponsor_id, utcnow())
             except ValueError as exc:
                 message = str(exc).replace("--sponsor-id", "sponsor_id")
                 if "already exists" in message:

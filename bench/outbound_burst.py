@@ -79,6 +79,7 @@ def queue_burst(count: int, tag: str) -> list[int]:
     """Write `count` pending outbound messages in one transaction, the way the conversation and the
     analysis pipeline hand replies to the outbox; the senders take it from there."""
     from app import create_app
+    from models import utcnow
     from services.whatsapp import messages
     from services.whatsapp.outbox import queue_message
 
@@ -86,7 +87,7 @@ def queue_burst(count: int, tag: str) -> list[int]:
     with app.app_context():
         db = app.extensions["db"]
         with db.session() as session, session.begin():
-            ids = [queue_message(session, "+" + phone(n), messages.text(phone(n), f"{tag} #{n}")).id
+            ids = [queue_message(session, "+" + phone(n), messages.text(phone(n), f"{tag} #{n}"), utcnow()).id
                    for n in range(count)]
     db.engine.dispose()
     return ids

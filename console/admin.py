@@ -258,7 +258,7 @@ def staff() -> ResponseReturnValue:
     try:
         with context.db().session() as session, session.begin():
             user = create_staff_user(session, values["email"], values["password"], values["role"],
-                                     sponsor_id if values["role"] == StaffRole.SPONSOR else None)
+                                     sponsor_id if values["role"] == StaffRole.SPONSOR else None, utcnow())
             audit("staff.create", "staff_user", user.id, {"role": user.role, "via": "console"}, session=session)
             email = user.email
     except ValueError as exc:

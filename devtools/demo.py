@@ -108,7 +108,7 @@ def seed_demo(db: Database, now: datetime | None = None, *, new_admin_password: 
         admin = session.scalars(select(StaffUser).where(StaffUser.email == ADMIN_EMAIL)).first()
         if admin is None:
             password = secrets.token_urlsafe(12)
-            create_staff_user(session, ADMIN_EMAIL, password, "admin")
+            create_staff_user(session, ADMIN_EMAIL, password, "admin", None, now)
         elif new_admin_password:
             password = secrets.token_urlsafe(12)
             admin.password_hash = hash_password(password)

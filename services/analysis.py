@@ -358,7 +358,7 @@ def complete(analysis_id: int, raw: Any) -> str:
                 setattr(a, column, value)
             a.status = AnalysisStatus.COMPLETED.value
             a.completed_at = now
-            _queue_result(session, farmer, a, result)
+            _queue_result(session, farmer, a, result, now)
         else:
             _mark_failed(session, a, farmer, result.failure_reason or "invalid result", failure_of(result))
     send_queued(farmer.address)
@@ -394,8 +394,8 @@ def result_view(a: Analysis, result: AnalysisResult) -> replies.ResultView:
     )
 
 
-def _in_window(farmer: Farmer) -> bool:
-    return farmer.last_inbound_at is not None and utcnow() - farmer.last_inbound_at < WINDOW
+def _in_window(farmer: Farmer, now: datetime) -> bool:
+    return farmer.last_inbound_at is not None and now - farmer.last_inbound_at < WINDOW
 
 
 def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Outbound:
@@ -408,18 +408,18 @@ def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Out
                           [farmer.profile_name or "Çiftçimiz", crop, score, result.primary_concern or "-"])
 
 
-def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisResult) -> Any:
+def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisResult, now: datetime) -> Any:
     """Free text inside the 24-hour window (with the template as fallback), the template outside it."""
     template = _result_template(farmer, a, result)
-    if not _in_window(farmer):
-        return queue_message(session, farmer.address, template, farmer_id=farmer.id, analysis_id=a.id)
+    if not _in_window(farmer, now):
+        return queue_message(session, farmer.address, template, now, farmer_id=farmer.id, analysis_id=a.id)
     sent, used = len(photo_ids(a.media_id, a.media_ids)), len(stored_keys(a.image_keys, a.image_key))
     if 0 < used < sent:  # photos of the album were left out unread: say the result rests on the others
         note = replies.photos_left_out(farmer.locale, sent - used, used)
-        queue_message(session, farmer.address, to_outbound(farmer.address, note), farmer_id=farmer.id,
+        queue_message(session, farmer.address, to_outbound(farmer.address, note), now, farmer_id=farmer.id,
                       analysis_id=a.id)
     reply = replies.analysis_result(farmer.locale, result_view(a, result))
-    return queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
+    return queue_message(session, farmer.address, to_outbound(farmer.address, reply), now, farmer_id=farmer.id,
                          fallback=template, analysis_id=a.id)
 
 
@@ -442,8 +442,8 @@ def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, failure
     if a.charge_ledger_id is not None:
         quota.refund(session, a.charge_ledger_id, now)
     reply = FAILURE_REPLIES[failure](farmer.locale)
-    queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
-                      analysis_id=a.id)
+    queue_message(session, farmer.address, to_outbound(farmer.address, reply), now, farmer_id=farmer.id,
+                  analysis_id=a.id)
     log.warning("analysis failed", extra={"analysis_id": a.id, "reason": reason[:300]})
 
 
@@ -476,9 +476,10 @@ def check_deadline(analysis_id: int) -> str:
         if a is None or a.status in DONE or a.delay_notice_at is not None:
             return "nothing to say"
         farmer = session.get_one(Farmer, a.farmer_id)
-        a.delay_notice_at = utcnow()
+        now = utcnow()
+        a.delay_notice_at = now
         reply = replies.analysis_delayed(farmer.locale)
-        queue_message(session, farmer.address, to_outbound(farmer.address, reply), farmer_id=farmer.id,
+        queue_message(session, farmer.address, to_outbound(farmer.address, reply), now, farmer_id=farmer.id,
                       analysis_id=a.id)
     send_queued(farmer.address)
     return "notice sent"

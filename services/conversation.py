@@ -190,11 +190,12 @@ def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception,
     log.exception("inbound message failed on every attempt; marked failed", extra={"message_id": message.id})
     session.refresh(message)
     message.status = MessageStatus.FAILED.value
-    message.failed_at = message.processed_at = utcnow()
+    now = utcnow()
+    message.failed_at = message.processed_at = now
     message.error_title = f"handling failed: {type(exc).__name__}"[:300]
     message.attempts += 1
     reply = to_outbound(farmer.address, replies.handling_failed(farmer.locale))
-    row = queue_message(session, farmer.address, reply, farmer_id=farmer.id)
+    row = queue_message(session, farmer.address, reply, now, farmer_id=farmer.id)
     outcome.reply_ids.append(row.id)
 
 
@@ -230,7 +231,7 @@ def _queue_reply(session: Session, farmer: Farmer, out: wa.Outbound, outcome: Ou
     take = not outcome.reply_ids
     if take and outcome.may_take is None:
         outcome.may_take = may_take_now(context.redis(), farmer, now)
-    queued = queue_reply(session, farmer, out, take=take and bool(outcome.may_take))
+    queued = queue_reply(session, farmer, out, now, take=take and bool(outcome.may_take))
     outcome.reply_ids.append(queued.message_id)
     if queued.outgoing is not None:
         outcome.first = queued.outgoing

@@ -134,7 +134,7 @@ def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime)
     goodbye_id, address = None, None
     if aliases and window_left(farmer, now) is not None:
         address = farmer.address
-        row = queue_message(session, address, wa.text(address, replies.data_deleted(farmer.locale).text),
+        row = queue_message(session, address, wa.text(address, replies.data_deleted(farmer.locale).text), now,
                             farmer_id=farmer_id)
         goodbye_id = row.id
     wamids = list(session.scalars(select(Message.wamid).where(mine, Message.wamid.is_not(None))))

@@ -32,7 +32,6 @@ from models import (
     Tier,
     UsageCounter,
     UsageLedger,
-    utcnow,
 )
 from models.db import dialect_insert
 from services.whatsapp.messages import address_field
@@ -79,15 +78,14 @@ def _farmer_upsert(dialect_name: str, key: str) -> Any:
     return sender_upsert(dialect_insert(dialect_name, Farmer.__table__), key)
 
 
-def upsert_senders(session: Session, messages: list[InboundMessage]) -> dict[str, int]:
+def upsert_senders(session: Session, messages: list[InboundMessage], now: datetime) -> dict[str, int]:
     """Every sender's farmer id by address (phone when known, else user id): one statement per kind of
     key, then the user ids seen next to a phone are linked to that phone's farmer (merging rows)."""
     latest: dict[str, InboundMessage] = {}
-    for m in sorted(messages, key=lambda m: (m.address, m.timestamp or utcnow())):
+    for m in sorted(messages, key=lambda m: (m.address, m.timestamp or now)):
         latest[m.address] = m
     if not latest:
         return {}
-    now = utcnow()
     conn = session.connection()
     ids: dict[str, int] = {}
     for key, chosen in (("phone", [m for m in latest.values() if m.phone]),
@@ -98,14 +96,14 @@ def upsert_senders(session: Session, messages: list[InboundMessage]) -> dict[str
         ids.update(dict(conn.execute(_farmer_upsert(conn.dialect.name, key), rows).all()))
     for m in latest.values():
         if m.phone and m.user_id:
-            kept = link_user_id(session, ids[m.phone], m.user_id)
+            kept = link_user_id(session, ids[m.phone], m.user_id, now)
             for address, farmer_id in ids.items():
                 if farmer_id in kept:
                     ids[address] = ids[m.phone]
     return ids
 
 
-def link_user_id(session: Session, farmer_id: int, user_id: str) -> set[int]:
+def link_user_id(session: Session, farmer_id: int, user_id: str, now: datetime) -> set[int]:
     """Give the farmer this user id; a row that held it already is merged into the farmer. Returns the ids
     of rows merged away."""
     holder = session.scalar(select(Farmer.id).where(Farmer.user_id == user_id))
@@ -115,7 +113,7 @@ def link_user_id(session: Session, farmer_id: int, user_id: str) -> set[int]:
     if holder is not None:
         merge_farmers(session, keep_id=farmer_id, drop_id=holder)
         merged.add(holder)
-    session.execute(update(Farmer).where(Farmer.id == farmer_id).values(user_id=user_id, updated_at=utcnow())
+    session.execute(update(Farmer).where(Farmer.id == farmer_id).values(user_id=user_id, updated_at=now)
                     .execution_options(synchronize_session=False))
     if merged:
         readdress_pending(session, farmer_id)
@@ -215,7 +213,7 @@ def _add_usage(session: Session, to_id: int, from_id: int) -> None:
             session.add(UsageCounter(subscription_id=to_id, period_key=moved.period_key, used=moved.used))
 
 
-def change_number(session: Session, farmer_id: int, new_phone: str) -> None:
+def change_number(session: Session, farmer_id: int, new_phone: str, now: datetime) -> None:
     """`user_changed_number`: the farmer, with consent, subscriptions, quota and history, now answers at
     `new_phone`; the old number matches nobody. A row already made for the new number is merged in."""
     farmer = session.get_one(Farmer, farmer_id)
@@ -225,14 +223,14 @@ def change_number(session: Session, farmer_id: int, new_phone: str) -> None:
     if holder is not None:
         merge_farmers(session, keep_id=farmer_id, drop_id=holder)
     farmer.phone = new_phone
-    farmer.updated_at = utcnow()
+    farmer.updated_at = now
     session.flush()
     readdress_pending(session, farmer_id)
     log.info("farmer changed number", extra={"farmer_id": farmer_id})
 
 
-def change_user_id(session: Session, farmer_id: int | None, new_user_id: str, *, previous: str | None = None,
-                   phone: str | None = None) -> int | None:
+def change_user_id(session: Session, farmer_id: int | None, new_user_id: str, now: datetime, *,
+                   previous: str | None = None, phone: str | None = None) -> int | None:
     """`user_changed_user_id` / `user_id_update`: the farmer (by id, else by the previous user id, else by
     phone) is known by `new_user_id` from now on. Returns the farmer's id, or None when nobody matches."""
     if farmer_id is None and previous:
@@ -241,17 +239,17 @@ def change_user_id(session: Session, farmer_id: int | None, new_user_id: str, *,
         farmer_id = session.scalar(select(Farmer.id).where(Farmer.phone == phone))
     if farmer_id is None:
         return None
-    link_user_id(session, farmer_id, new_user_id)
+    link_user_id(session, farmer_id, new_user_id, now)
     return farmer_id
 
 
-def apply_system_message(session: Session, m: InboundMessage, farmer_id: int | None) -> None:
+def apply_system_message(session: Session, m: InboundMessage, farmer_id: int | None, now: datetime) -> None:
     """What Meta tells us in a `system` message, applied once (when the message is first stored)."""
     if farmer_id is None:
         return
     if m.system is SystemKind.USER_CHANGED_NUMBER and m.new_phone:
-        change_number(session, farmer_id, m.new_phone)
+        change_number(session, farmer_id, m.new_phone, now)
     elif m.system is SystemKind.USER_CHANGED_USER_ID and m.new_user_id:
-        change_user_id(session, farmer_id, m.new_user_id)
+        change_user_id(session, farmer_id, m.new_user_id, now)
     else:
         log.info("system message not acted on", extra={"farmer_id": farmer_id, "system": str(m.system)})

@@ -156,7 +156,7 @@ def _pricing_columns(s: StatusUpdate) -> dict[str, Any]:
             "pricing_category": p.category if p else None, "pricing_type": p.type if p else None}
 
 
-def _record_statuses(session: Session, statuses: list[StatusUpdate]) -> tuple[int, list[StatusFailure]]:
+def _record_statuses(session: Session, statuses: list[StatusUpdate], now: datetime) -> tuple[int, list[StatusFailure]]:
     """Store the new status events and move their messages forward; return how many were new and the
     new `failed` ones. A status is matched by wamid alone: its `contacts` or phone may be missing (a
     user id instead of a phone, say)."""
@@ -172,7 +172,7 @@ def _record_statuses(session: Session, statuses: list[StatusUpdate]) -> tuple[in
             "error_title": s.error_title,
             **_pricing_columns(s),
             "payload": s.raw,
-            "received_at": utcnow(),
+            "received_at": now,
         }
         for s in sorted(statuses, key=lambda s: (s.wamid, s.status.value))
     ]
@@ -205,13 +205,13 @@ def _record_value_errors(session: Session, errors: list[ValueLevelError]) -> Non
                                  payload=e.raw))
 
 
-def _apply_preferences(session: Session, preferences: list[PreferenceUpdate]) -> int:
+def _apply_preferences(session: Session, preferences: list[PreferenceUpdate], now: datetime) -> int:
     """`marketing_messages` stop / resume: the same marketing opt-out as a 131050 failure. The newest event by
     its own timestamp wins whatever order they arrive in (a retried or late one older than the last applied
     changes nothing); one without a timestamp counts as made now; at the same second a stop wins over a
     resume. The farmer is matched by phone and by user id, whichever the event names. Returns how many
     farmers changed (a stranger's preference has nothing to change)."""
-    now, applied = utcnow(), 0
+    applied = 0
     for p in sorted(preferences, key=lambda p: (p.phone or "", p.user_id or "", p.timestamp or now)):
         if p.category != "marketing_messages" or p.value is PreferenceValue.UNKNOWN:
             log.warning("user preference not understood", extra={"category": p.category, "value": p.raw.get("value")})
@@ -298,18 +298,19 @@ def record_plain_message(conn: psycopg.Connection[Any], m: InboundMessage, now: 
     return Recorded(new_ids, 1 if row is None else 0, 0, 0)
 
 
-def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collection[str] | None = None) -> Recorded:
+def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collection[str] | None,
+                   now: datetime) -> Recorded:
     """Write everything in one transaction (the caller commits). Returns the new inbound ids to enqueue.
     With `our_numbers`, a message to any other `metadata.phone_number_id` is stored as unhandled only."""
     foreign = _not_ours(parsed.messages, our_numbers)
     problems = [*parsed.problems, *foreign]
     messages = [m for m in parsed.messages if _ours(m, our_numbers)]
-    farmer_ids = farmer_identity.upsert_senders(session, [m for m in messages if not m.group_id])
+    farmer_ids = farmer_identity.upsert_senders(session, [m for m in messages if not m.group_id], now)
     new_ids: list[int] = []
     unique = {m.wamid: m for m in messages}  # one body may repeat a message
     created: dict[str, int] = {}
     if unique:
-        rows = [_message_row(m, None if m.group_id else farmer_ids.get(m.address))
+        rows = [_message_row(m, None if m.group_id else farmer_ids.get(m.address), now)
                 for m in sorted(unique.values(), key=lambda m: m.wamid)]
         conn = session.connection()
         created = {wamid: row_id for row_id, wamid in conn.execute(_message_insert(conn.dialect.name), rows)}
@@ -318,16 +319,16 @@ def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collect
         if m.wamid in created and created[m.wamid] not in new_ids and m.answered:
             new_ids.append(created[m.wamid])
         if m.wamid in created and m.system is not None and not m.group_id:
-            farmer_identity.apply_system_message(session, m, farmer_ids.get(m.address))
+            farmer_identity.apply_system_message(session, m, farmer_ids.get(m.address), now)
     for change in parsed.user_id_changes:
-        if farmer_identity.change_user_id(session, None, change.current or "", previous=change.previous,
+        if farmer_identity.change_user_id(session, None, change.current or "", now, previous=change.previous,
                                           phone=change.phone) is None:
             log.info("user_id_update for a farmer we do not know; nothing to change")
-    new_statuses, failures = _record_statuses(session, parsed.statuses)
+    new_statuses, failures = _record_statuses(session, parsed.statuses, now)
     _record_value_errors(session, parsed.errors)
-    _apply_preferences(session, parsed.preferences)
+    _apply_preferences(session, parsed.preferences, now)
     for problem in problems:
         log.warning("webhook part not understood: %s", problem.reason)
         session.add(UnhandledWebhook(reason=problem.reason[:300], payload=problem.part))
-    account_events = record_account_events(session, parsed.account)
+    account_events = record_account_events(session, parsed.account, now)
     return Recorded(new_ids, len(unique) - len(created), new_statuses, len(problems), failures, account_events)

@@ -110,5 +110,5 @@ def queue_sponsor_message(session: Session, sponsor_name: str, farmer_id: int, t
         return SponsorMessageResult(Refusal.DAILY_CAP, count, cap, retry_after=next_day_start(now))
     out = build_template(TEMPLATE, farmer.address, {"sponsor name": one_line(sponsor_name),
                                                    "message text": one_line(text)})
-    row = queue_message(session, farmer.address, out, farmer_id=farmer_id)
+    row = queue_message(session, farmer.address, out, now, farmer_id=farmer_id)
     return SponsorMessageResult(None, count + 1, cap, message_id=row.id, send_after=send_after(farmer, now, rs))

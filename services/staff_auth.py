@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import has_app_context
 from redis.exceptions import RedisError
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from models import Sponsor, StaffRole, StaffUser, utcnow
+from models import Sponsor, StaffRole, StaffUser
 from services import context
 from services.audit import client_ip
 from services.json_input import has_unstorable
@@ -85,8 +86,8 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def create_staff_user(session: Session, email: str, password: str, role: str,
-                      sponsor_id: int | None = None) -> StaffUser:
+def create_staff_user(session: Session, email: str, password: str, role: str, sponsor_id: int | None,
+                      now: datetime) -> StaffUser:
     """Create a staff account; ValueError names what is wrong (a sponsor user needs an existing sponsor)."""
     email = normalize_email(email)
     if "@" not in email or len(email) > 254:
@@ -106,7 +107,7 @@ def create_staff_user(session: Session, email: str, password: str, role: str,
     if session.scalars(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
         raise ValueError(f"a staff user with email {email} already exists")
     user = StaffUser(email=email, password_hash=hash_password(password), role=role, sponsor_id=sponsor_id,
-                     active=True, created_at=utcnow())
+                     active=True, created_at=now)
     session.add(user)
     session.flush()
     return user

@@ -133,8 +133,8 @@ def sendable_templates(session: Session) -> list[Template]:
 
 
 def _queue(session: Session, farmer: Farmer, out: wa.Outbound, staff_id: int, action: str,
-           details: dict[str, Any]) -> ReplyResult:
-    row = queue_message(session, farmer.address, out, farmer_id=farmer.id)
+           details: dict[str, Any], now: datetime) -> ReplyResult:
+    row = queue_message(session, farmer.address, out, now, farmer_id=farmer.id)
     row.staff_user_id = staff_id
     farmer.human_requested_at = None
     audit(action, "farmer", farmer.id, {"message_id": row.id, **details}, user_id=staff_id, session=session)
@@ -160,7 +160,7 @@ def reply_text(session: Session, farmer_id: int, staff_id: int, text: str, now: 
         return ReplyResult(ReplyRefusal.NO_ADDRESS)
     if window_left(farmer, now) is None:
         return ReplyResult(ReplyRefusal.WINDOW_CLOSED)
-    return _queue(session, farmer, wa.text(farmer.address, text), staff_id, "farmer.reply", {})
+    return _queue(session, farmer, wa.text(farmer.address, text), staff_id, "farmer.reply", {}, now)
 
 
 def reply_template(session: Session, farmer_id: int, staff_id: int, name: str, params: Sequence[str],
@@ -175,7 +175,7 @@ def reply_template(session: Session, farmer_id: int, staff_id: int, name: str, p
         out = wa.build_template(name, farmer.address, [" ".join(p.split()) for p in params])
     except LimitError:
         return ReplyResult(ReplyRefusal.BAD_PARAMS)
-    return _queue(session, farmer, out, staff_id, "farmer.reply.template", {"template": name})
+    return _queue(session, farmer, out, staff_id, "farmer.reply.template", {"template": name}, now)
 
 
 # --- notes and canned replies ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def make_staff(app: Flask, role: str, email: str | None = None, password: str = 
     if role == "sponsor" and sponsor_id is None:
         sponsor_id = make_sponsor(app)
     with app.extensions["db"].session() as s, s.begin():
-        return create_staff_user(s, email or f"{role}@ziraai.test", password, role, sponsor_id).id
+        return create_staff_user(s, email or f"{role}@ziraai.test", password, role, sponsor_id, utcnow()).id
 
 
 def login(client: FlaskClient, email: str, password: str = PASSWORD, ip: str = "10.0.0.1") -> Any:

@@ -90,7 +90,7 @@ def add_farmer(app, last_inbound_ago: timedelta | None) -> int:
 
 def queue_result_template(app, farmer_id: int | None) -> int:
     with app.extensions["db"].session() as s, s.begin():
-        return queue_message(s, TO, wa.build_template("analysis_complete_tr", TO, RESULT_PARAMS),
+        return queue_message(s, TO, wa.build_template("analysis_complete_tr", TO, RESULT_PARAMS), utcnow(),
                              farmer_id=farmer_id).id
 
 
@@ -264,7 +264,7 @@ def test_a_paused_sponsor_template_is_refused_even_inside_the_window(app, client
     farmer_id = add_farmer(app, timedelta(hours=1))
     with app.extensions["db"].session() as s, s.begin():
         message_id = queue_message(s, TO, wa.build_template("sponsor_message_tr", TO, ["Anadolu Tohum", "Yağış var"]),
-                                   farmer_id=farmer_id).id
+                                   utcnow(), farmer_id=farmer_id).id
     assert send_pending(message_id) == "refused"
     assert [r.status for r in outbound(session)] == ["failed"]
     assert sent_bodies(graph) == []
@@ -276,7 +276,7 @@ def test_the_24_hour_fallback_template_is_refused_when_paused(app, client, graph
     graph.post(MESSAGES_URL, status=400, json={"error": {"message": "Re-engagement message", "code": 131047}})
     farmer_id = add_farmer(app, timedelta(days=2))
     with app.extensions["db"].session() as s, s.begin():
-        queue_message(s, TO, wa.text(TO, "sonuç"), farmer_id=farmer_id,
+        queue_message(s, TO, wa.text(TO, "sonuç"), utcnow(), farmer_id=farmer_id,
                       fallback=wa.build_template("analysis_complete_tr", TO, RESULT_PARAMS))
     send_outbox(app)
     reply, template = outbound(session)

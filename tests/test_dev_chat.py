@@ -20,7 +20,7 @@ from devtools import store
 from devtools import webhook_bodies as wb
 from devtools.chat import MEDIA_LIMITS, sample_document, sample_sticker, sample_voice_note, view
 from devtools.chat_labels import LABELS, file_size
-from models import Direction, Farmer, Message
+from models import Direction, Farmer, Message, utcnow
 from services.queue import QUEUE_NAMES, get_queue
 from services.whatsapp import outbox
 from services.whatsapp.messages import build_template as build
@@ -104,7 +104,7 @@ def test_a_template_is_rendered_and_its_quick_reply_taps_back(live):
     db = live.app.extensions["db"]
     out = build("analysis_complete_tr", "905301112255", ["Ayşe", "Domates", "7/10", "Erken yanıklık"])
     with db.session() as s, s.begin():  # the embedded sender thread sends it
-        outbox.queue_message(s, "+905301112255", out)
+        outbox.queue_message(s, "+905301112255", out, utcnow())
     farmer = SimFarmer(live.base, "905301112255")
     [shown] = farmer.bot_replies(lambda m: m["kind"] == "template")
     assert "Merhaba Ayşe, Domates fotoğrafınızın analizi tamamlandı" in shown["text"]

@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from devtools import graph_api, store
-from models import Message, MessageStatus, MessageStatusEvent
+from models import Message, MessageStatus, MessageStatusEvent, utcnow
 from services.whatsapp import messages
 from services.whatsapp.client import WhatsAppClient
 from services.whatsapp.errors import GraphAPIError, MediaError
@@ -67,7 +67,8 @@ def test_a_send_is_recorded_answered_like_meta_and_followed_by_signed_statuses(l
 def test_the_outbox_sends_through_the_stand_in_and_the_message_log_ends_read(live):
     db, redis = live.app.extensions["db"], live.app.extensions["redis"]
     with db.session() as s, s.begin():  # the embedded sender thread sends it
-        row = queue_message(s, "+905321234567", messages.buttons("905321234567", "Devam?", [("yes", "Evet")]))
+        row = queue_message(s, "+905321234567", messages.buttons("905321234567", "Devam?", [("yes", "Evet")]),
+                            utcnow())
         message_id = row.id
 
     def status() -> str | None:

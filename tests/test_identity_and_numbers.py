@@ -17,7 +17,7 @@ import responses
 from sqlalchemy import func, select
 
 from app import create_app
-from models import Farmer, Message, MessageStatusEvent, Subscription, UnhandledWebhook, UsageLedger
+from models import Farmer, Message, MessageStatusEvent, Subscription, UnhandledWebhook, UsageLedger, utcnow
 from services import quota
 from services.whatsapp import messages as wa
 from services.whatsapp.outbox import queue_message, send_pending
@@ -165,7 +165,6 @@ def test_a_later_message_with_phone_and_user_id_merges_the_two_farmers(app, grap
 
 
 def test_a_merge_adds_no_quota_the_kept_trial_counts_what_the_cancelled_one_used(app, session):
-    from models import utcnow
     from services.farmer_identity import merge_farmers
 
     now = utcnow()
@@ -211,7 +210,7 @@ def _queued_to_user_id(app, farmer_phone: str | None) -> int:
         farmer = Farmer(phone=farmer_phone, user_id=USER_ID, locale="tr")
         s.add(farmer)
         s.flush()
-        return queue_message(s, USER_ID, wa.text(USER_ID, "Sonucunuz hazır"), farmer_id=farmer.id).id
+        return queue_message(s, USER_ID, wa.text(USER_ID, "Sonucunuz hazır"), utcnow(), farmer_id=farmer.id).id
 
 
 def test_error_131062_falls_back_to_the_phone_when_it_is_known(app, graph, session):
@@ -388,7 +387,8 @@ def test_a_reply_still_waiting_follows_the_farmer_to_the_new_number(app, graph, 
     onboard(app, graph, phone=PHONE)
     farmer_id = farmers(session)[0].id
     with app.extensions["db"].session() as s, s.begin():
-        waiting = queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Sonucunuz hazır"), farmer_id=farmer_id).id
+        waiting = queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Sonucunuz hazır"), utcnow(),
+                                farmer_id=farmer_id).id
     new_phone = "905339876543"
     notice = message("system", {"body": f"User Mehmet changed from {PHONE} to {new_phone}", "wa_id": new_phone,
                                 "type": "user_changed_number"})

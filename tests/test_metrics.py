@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from models import Farmer
+from models import Farmer, utcnow
 from services import quota
 from services.circuit import CircuitBreaker
 from services.n8n import CircuitOpen, N8NClient, N8NTransientError, build_request
@@ -151,14 +151,14 @@ def test_a_job_run_by_a_worker_moves_the_jobs_counter_and_histogram(app, client)
 def test_a_failing_graph_send_counts_errors_by_code_and_retried_then_failed_sends(app, client):
     before = scrape(client)
     with app.extensions["db"].session() as s, s.begin():
-        queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Analiziniz hazır"))
+        queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Analiziniz hazır"), utcnow())
     error = {"error": {"message": "Service temporarily unavailable", "type": "OAuthException", "code": 131000}}
     with responses.RequestsMock() as mock:
         mock.post(MESSAGES_URL, json=error, status=500)
         send_outbox(app)  # 1 try + 4 retries (backoff base 0 in tests)
         mock.replace(responses.POST, MESSAGES_URL, json={"messages": [{"id": "wamid.M1"}]})
         with app.extensions["db"].session() as s, s.begin():
-            queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Tekrar"))
+            queue_message(s, "+" + PHONE, wa.text("+" + PHONE, "Tekrar"), utcnow())
         send_outbox(app)
     after = scrape(client)
     assert delta(before, after, "ziraai_graph_api_errors_total", code="131000") == 5

@@ -72,7 +72,7 @@ def sending(app, graph, slots) -> GraphStandIn:
 def queue(app, replies: list[tuple[str, str]]) -> list[int]:
     """Queue (phone, text) replies in one transaction, in this order; their ids."""
     with app.extensions["db"].session() as s, s.begin():
-        return [queue_message(s, phone, wa.text(phone, text)).id for phone, text in replies]
+        return [queue_message(s, phone, wa.text(phone, text), utcnow()).id for phone, text in replies]
 
 
 def texts_to(graph: GraphStandIn, phone: str) -> list[str]:

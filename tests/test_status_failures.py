@@ -79,8 +79,8 @@ def send_one(app, out: wa.Outbound | None = None, *, fallback: wa.Outbound | Non
              farmer_id: int | None = None, to: str = TO, from_number: str | None = None) -> Message:
     """Queue a row and send it (Graph accepts): the row, with its wamid."""
     with app.extensions["db"].session() as s, s.begin():
-        row = queue_message(s, to, out or wa.text(to, "Analiziniz hazır"), fallback=fallback, farmer_id=farmer_id,
-                            from_number=from_number)
+        row = queue_message(s, to, out or wa.text(to, "Analiziniz hazır"), utcnow(), fallback=fallback,
+                            farmer_id=farmer_id, from_number=from_number)
         row_id = row.id
     assert send_pending(row_id) == "sent"
     return row_by_id(app, row_id)
@@ -217,7 +217,7 @@ def test_marketing_limits_are_not_retried_and_hold_later_sponsor_messages(app, c
     paused_until = farmer_by_id(app, farmer_id).marketing_paused_until
     assert paused_until is not None and paused_until > utcnow() + timedelta(hours=23)
     with app.extensions["db"].session() as s, s.begin():
-        later = queue_message(s, TO, template_of("sponsor_message_tr"), farmer_id=farmer_id).id
+        later = queue_message(s, TO, template_of("sponsor_message_tr"), utcnow(), farmer_id=farmer_id).id
     assert send_pending(later) == "deferred"
     assert row_by_id(app, later).next_attempt_at == paused_until
     assert len(sent(graph)) == 1
@@ -327,7 +327,7 @@ def test_131056_resends_and_paces_the_farmer_to_one_message_per_6_s(app, client,
     assert paced_until is not None and paced_until > utcnow()
     [resend] = replacements(app, row.id)
     with app.extensions["db"].session() as s, s.begin():
-        later = queue_message(s, TO, wa.text(TO, "Başka bir şey?"), farmer_id=farmer_id).id
+        later = queue_message(s, TO, wa.text(TO, "Başka bir şey?"), utcnow(), farmer_id=farmer_id).id
     before = utcnow()
     send_outbox(app)
     assert [b["text"]["body"] for b in sent(graph)] == ["Analiziniz hazır"] * 2  # the resend went, not the next
@@ -436,8 +436,8 @@ def test_a_paused_template_is_not_used_again(app, client, graph, caplog, code):
         registered = s.scalar(select(WhatsAppTemplate).where(WhatsAppTemplate.name == "analysis_complete_tr"))
     assert registered is not None and registered.status == {132015: "PAUSED", 132016: "DISABLED"}[code]
     with app.extensions["db"].session() as s, s.begin():
-        again = queue_message(s, TO, template_of("analysis_complete_tr"), farmer_id=farmer_id).id
-        other = queue_message(s, TO, wa.text(TO, "Metin gider"), farmer_id=farmer_id).id
+        again = queue_message(s, TO, template_of("analysis_complete_tr"), utcnow(), farmer_id=farmer_id).id
+        other = queue_message(s, TO, wa.text(TO, "Metin gider"), utcnow(), farmer_id=farmer_id).id
     send_outbox(app)
     refused = row_by_id(app, again)
     assert refused.status == "failed" and "not sent" in (refused.error_title or "")
@@ -454,7 +454,7 @@ def test_an_account_block_stops_sending_and_alerts(app, client, graph, caplog, c
     assert any(r.levelname == "CRITICAL" for r in caplog.records)
     assert app.extensions["redis"].get(ACCOUNT_BLOCK_KEY) is not None
     with app.extensions["db"].session() as s, s.begin():
-        held = queue_message(s, TO, wa.text(TO, "Bekler")).id
+        held = queue_message(s, TO, wa.text(TO, "Bekler"), utcnow()).id
     assert send_pending(held) == "deferred"
     due = row_by_id(app, held).next_attempt_at
     assert due is not None and due > utcnow() + timedelta(minutes=4)
@@ -468,7 +468,7 @@ def test_a_refused_send_records_the_same_effects_and_counts_where_send(app, grap
         "message": "Message undeliverable", "type": "OAuthException", "code": 131026, "fbtrace_id": "A1"}})
     before = errors_counted(131026, "send")
     with app.extensions["db"].session() as s, s.begin():
-        row_id = queue_message(s, TO, wa.text(TO, "Merhaba"), farmer_id=farmer_id).id
+        row_id = queue_message(s, TO, wa.text(TO, "Merhaba"), utcnow(), farmer_id=farmer_id).id
     assert send_pending(row_id) == "failed"
     assert farmer_by_id(app, farmer_id).unreachable_at is not None
     assert errors_counted(131026, "send") == before + 1
@@ -521,7 +521,7 @@ def test_the_graph_stand_in_fails_a_send_later_and_the_simulator_shows_the_templ
         assert answer.json() == {"phone": "905321234567", "fail_next": 131047}
         add_farmer(live.app)
         with db.session() as s, s.begin():  # a result outside the window; the embedded sender sends it
-            row_id = queue_message(s, TO, wa.text(TO, "Analiziniz hazır"),
+            row_id = queue_message(s, TO, wa.text(TO, "Analiziniz hazır"), utcnow(),
                                    fallback=template_of("analysis_complete_tr")).id
 
         def shown() -> list[dict]:

@@ -344,7 +344,7 @@ def test_the_one_statement_stores_what_the_general_path_stores(app, session, nam
     db = app.extensions["db"]
     parsed = parse_webhook(fixture_json(name))
     with db.session() as s, s.begin():
-        general = record_webhook(s, parsed, (PHONE_NUMBER_ID,))
+        general = record_webhook(s, parsed, (PHONE_NUMBER_ID,), utcnow())
     expected = _stored(session)
     clean_stores(app)
     with db.driver_autocommit() as conn:

@@ -146,7 +146,7 @@ def test_network_error_is_retryable(app, graph):
 
 def _queue(app, out=None, fallback=None, to: str = TO) -> int:
     with app.extensions["db"].session() as s, s.begin():
-        row = queue_message(s, to, out or wa.text(to, "Analiziniz hazır"), fallback=fallback)
+        row = queue_message(s, to, out or wa.text(to, "Analiziniz hazır"), utcnow(), fallback=fallback)
     return row.id
 
 
@@ -370,7 +370,7 @@ def _queue_reply(app, farmer, text: str, take: bool = True):
     from services.whatsapp.outbox import queue_reply
 
     with app.extensions["db"].session() as s, s.begin():
-        return queue_reply(s, s.merge(farmer), wa.text(TO, text), take=take)
+        return queue_reply(s, s.merge(farmer), wa.text(TO, text), utcnow(), take=take)
 
 
 def test_a_reply_first_in_its_line_is_taken_for_this_worker_and_sent_without_a_claim(app, graph, session):

@@ -83,15 +83,15 @@ def receive() -> Response:
     parsed = parse_webhook(body)
     our_numbers = settings.phone_number_ids
     plain = plain_message(parsed, our_numbers)
-    db = context.db()
+    db, now = context.db(), utcnow()
     try:
         if plain is not None and db.dialect == "postgresql":  # most deliveries: one statement, committed by itself
             with db.driver_autocommit() as conn:
-                recorded = record_plain_message(conn, plain, utcnow())
+                recorded = record_plain_message(conn, plain, now)
         else:
             with db.session() as session, session.begin():
-                recorded = record_webhook(session, parsed, our_numbers)
-                apply_status_failures(session, recorded.failures, utcnow())
+                recorded = record_webhook(session, parsed, our_numbers, now)
+                apply_status_failures(session, recorded.failures, now)
     except Exception:
         metrics.webhook("error")  # the database is down, say: Meta retries, and the operator should know
         raise

@@ -125,14 +125,13 @@ def next_seq(session: Session, phone: str) -> int:
     return int(session.scalar(select(_seq_after_last(phone))) or 1)
 
 
-def queue_message(session: Session, phone: str, out: Outbound, *, farmer_id: int | None = None,
+def queue_message(session: Session, phone: str, out: Outbound, now: datetime, *, farmer_id: int | None = None,
                   fallback: Outbound | None = None, analysis_id: int | None = None,
                   seq: int | None = None, replaces_id: int | None = None, from_number: str | None = None) -> Message:
     """Log an outbound message as `pending`, last in its recipient's line (or at `seq`); the caller
     commits, then calls `send_queued`. `phone` is the farmer's address (a user id when that is all we
     know). It goes out from `from_number`, else from the number the farmer last wrote to, else our default."""
     proactive = out.template_name in PROACTIVE_TEMPLATES
-    now = utcnow()
     if from_number is None and farmer_id is not None:
         farmer = session.get(Farmer, farmer_id)
         from_number = farmer.our_number_id if farmer is not None else None
@@ -281,7 +280,7 @@ class QueuedReply:
     outgoing: Outgoing | None
 
 
-def queue_reply(session: Session, farmer: Farmer, out: Outbound, *, take: bool) -> QueuedReply:
+def queue_reply(session: Session, farmer: Farmer, out: Outbound, now: datetime, *, take: bool) -> QueuedReply:
     """`queue_message` for an answer to the farmer's message (no template, no fallback), in one prebuilt
     statement. With `take` (see `may_take_now`), a row that is first in the farmer's line is taken for
     this process to send after commit (`send_queued(phone, first=...)`): the claim of the send is part
@@ -289,7 +288,6 @@ def queue_reply(session: Session, farmer: Farmer, out: Outbound, *, take: bool) 
     if out.template_name:
         raise ValueError("a template goes through queue_message (the claim checks whether it may be sent)")
     lock_line(session, farmer.address)
-    now = utcnow()
     params = {"reply_phone": farmer.address, "reply_from": farmer.our_number_id, "reply_farmer": farmer.id,
               "reply_type": out.type, "reply_text": out.text, "reply_payload": out.body, "reply_now": now,
               "reply_holder": owner_name(), "reply_until": now + timedelta(seconds=SEND_LEASE_SECONDS)}
@@ -646,19 +644,20 @@ def _refuse_template(session: Session, row: Message, refusal: TemplateRefused) -
     """A template Meta would refuse is not sent: the row fails with the reason. Inside the farmer's 24-hour
     window a reply's text goes instead (with its quick replies as buttons when they fit), in its place in
     line; a message we write first (a sponsor's) has no place in line and is only refused."""
-    row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+    now = utcnow()
+    row.status, row.failed_at = MessageStatus.FAILED.value, now
     row.error_code, row.error_title = None, f"not sent: {refusal.reason}"[:300]
     let_go(row)
     metrics.outbound_send("failed")
     extra = {"message_id": row.id, "template": refusal.name, "template_status": refusal.status}
     farmer = session.get(Farmer, row.farmer_id) if row.farmer_id is not None else None
     in_window = (farmer is not None and farmer.last_inbound_at is not None
-                 and utcnow() - farmer.last_inbound_at < SERVICE_WINDOW)
+                 and now - farmer.last_inbound_at < SERVICE_WINDOW)
     if not in_window or not row.text or row.template_name in PROACTIVE_TEMPLATES:
         log.error("template refused and no free-text fallback (outside the 24-hour window)", extra=extra)
         return "refused"
-    new = queue_message(session, row.phone, _free_text(row), farmer_id=row.farmer_id, analysis_id=row.analysis_id,
-                        seq=row.seq, from_number=row.phone_number_id)
+    new = queue_message(session, row.phone, _free_text(row), now, farmer_id=row.farmer_id,
+                        analysis_id=row.analysis_id, seq=row.seq, from_number=row.phone_number_id)
     log.warning("template refused: its text is sent as a free-form message instead",
                 extra={**extra, "fallback_id": new.id})
     return "free_text"
@@ -685,22 +684,23 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     metrics.whatsapp_error(exc.code if exc.code is not None else f"http_{exc.http_status}" if exc.http_status
                            else "network", "send")
     with context.db().session() as session, session.begin():
+        now = utcnow()
         row = session.get_one(Message, message_id)
         row.error_code, row.error_title = exc.code, exc.title
         let_go(row)
-        apply_effect(session, row, exc.code, exc.title, utcnow())
+        apply_effect(session, row, exc.code, exc.title, now)
         if exc.policy is Policy.USER_ID:
             return to_phone_instead(session, row, extra)
         if exc.retryable and row.attempts <= RETRIES:
-            row.next_attempt_at = utcnow() + retry_delay(row.attempts)
+            row.next_attempt_at = now + retry_delay(row.attempts)
             metrics.outbound_send("retried")
             log.warning("send failed, will retry", extra={**extra, "attempts": row.attempts,
                                                           "next_attempt_at": row.next_attempt_at.isoformat()})
             return "retry"
-        row.status, row.failed_at = MessageStatus.FAILED.value, utcnow()
+        row.status, row.failed_at = MessageStatus.FAILED.value, now
         metrics.outbound_send("failed")
         if exc.policy is Policy.TEMPLATE:
-            return "template" if _queue_fallback(session, row, extra) is not None else "needs_template"
+            return "template" if _queue_fallback(session, row, extra, now) is not None else "needs_template"
     if exc.retryable:
         log.warning("send failed, giving up", extra=extra)
     elif exc.policy is Policy.AUTH:
@@ -714,7 +714,7 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
     return "failed"
 
 
-def _queue_fallback(session: Session, row: Message, extra: dict[str, Any]) -> Message | None:
+def _queue_fallback(session: Session, row: Message, extra: dict[str, Any], now: datetime) -> Message | None:
     """Outside the 24-hour window: the row's template takes its place in the line (same transaction, so
     no later reply can slip in between), linked to the row it replaces."""
     if not row.fallback:
@@ -723,7 +723,7 @@ def _queue_fallback(session: Session, row: Message, extra: dict[str, Any]) -> Me
     fb = row.fallback
     template = Outbound(fb["type"], fb["body"], fb.get("text"), fb.get("template_name"),
                         fb.get("template_params") or [])
-    new = queue_message(session, row.phone, template, farmer_id=row.farmer_id, analysis_id=row.analysis_id,
+    new = queue_message(session, row.phone, template, now, farmer_id=row.farmer_id, analysis_id=row.analysis_id,
                         seq=row.seq, replaces_id=row.id, from_number=row.phone_number_id)
     log.info("outside the 24-hour window: template queued instead", extra={**extra, "fallback_id": new.id})
     return new
@@ -757,7 +757,7 @@ def _after_status_failure(session: Session, row: Message, code: int, title: str 
         log.info("failed status seen again: its replacement is queued already", extra=extra)
         return None
     if policy is Policy.TEMPLATE and row.template_name is None:
-        return _queue_fallback(session, row, extra)
+        return _queue_fallback(session, row, extra, now)
     if policy in (Policy.RETRY, Policy.RETRY_PAIR) and row.attempts <= RETRIES:
         return queue_resend(session, row, now, extra)
     if policy is Policy.USER_ID:  # as on the send path: to the phone at once, else support must look
