@@ -25,7 +25,7 @@ class Intent(enum.StrEnum):
 
 # Whole-message matches (folded). Short words only match alone, so "dur" inside a sentence is not
 # an opt-out and "kota" as a village name in a location would need to be the whole message.
-_EXACT: dict[str, Intent] = {
+EXACT: dict[str, Intent] = {
     **dict.fromkeys(["menu", "ana menu", "0", "merhaba", "selam", "selamlar", "hello", "hi"], Intent.MENU),
     **dict.fromkeys(["iptal", "vazgec", "vazgectim", "cancel", "iptal et"], Intent.CANCEL),
     **dict.fromkeys(["yardim", "help", "nasil", "yardim lazim"], Intent.HELP),
@@ -65,8 +65,8 @@ def match(text: str | None) -> Intent | None:
     folded = fold(text)
     if not folded:
         return None
-    if folded in _EXACT:
-        return _EXACT[folded]
+    if folded in EXACT:
+        return EXACT[folded]
     for phrase, intent in _CONTAINS:
         if phrase in folded:
             return intent

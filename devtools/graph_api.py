@@ -157,7 +157,8 @@ def _unauthorised() -> tuple[Response, int]:
     return _graph_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
 
 
-def _media_signature(media_id: str, expires: int) -> str:
+def media_signature(media_id: str, expires: int) -> str:
+    """The `hash` of a media download link, as Graph's CDN links carry one: valid for this media id until `expires`."""
     key = _settings().WHATSAPP_TOKEN.encode()
     return hmac.new(key, f"{media_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -226,7 +227,7 @@ def media_metadata(version: str, media_id: str) -> tuple[Response, int]:
                             subcode=33, kind="GraphMethodException")
     expires = int(time.time()) + MEDIA_URL_SECONDS
     url = (f"{_settings().PUBLIC_BASE_URL.rstrip('/')}/dev/graph/files/{media.id}"
-           f"?ext={expires}&hash={_media_signature(media.id, expires)}")
+           f"?ext={expires}&hash={media_signature(media.id, expires)}")
     return jsonify({"messaging_product": "whatsapp", "url": url, "mime_type": media.mime_type,
                     "sha256": media.sha256, "file_size": len(media.content), "id": media.id}), 200
 
@@ -238,7 +239,7 @@ def media_file(media_id: str) -> Response | tuple[Response, int]:
     expires = request.args.get("ext", "")
     signature = request.args.get("hash", "")
     if not expires.isdigit() or not hmac.compare_digest(signature.encode(),
-                                                        _media_signature(media_id, int(expires)).encode()):
+                                                        media_signature(media_id, int(expires)).encode()):
         return _graph_error(404, 100, "Media URL is not valid")
     if int(expires) < time.time():
         return _graph_error(404, 100, "Media URL has expired: ask for the media id's URL again")

@@ -48,7 +48,7 @@ class Schedule:
     def tick(self) -> None:
         """One pass: run every task that is due, if we are the leader. Errors are logged, never fatal."""
         try:
-            leadership = _hold_leadership(self.me, self.lock_ttl)
+            leadership = hold_leadership(self.me, self.lock_ttl)
         except RedisError as exc:
             log.warning("scheduler: redis unavailable, skipping this tick", extra={"reason": repr(exc)})
             self.catching_up = True
@@ -81,7 +81,7 @@ def erase_due_deletions() -> int:
     return deletion.erase_due(context.db(), current_app.extensions["storage"], utcnow())
 
 
-def _hold_leadership(me: str, ttl: int) -> str | None:
+def hold_leadership(me: str, ttl: int) -> str | None:
     """`kept` (we were leader), `taken` (we became leader: at start, after the lock expired or Redis lost
     it) or None (another scheduler leads). Asked with short timeouts, so a Redis that hangs is noticed
     (and caught up with once it answers) like one that is down."""

@@ -347,7 +347,7 @@ def test_an_expired_restriction_no_longer_counts(client):
     assert client.get("/health/ready").json["whatsapp_account"]["account"] == AccountStatus.OK.value
 
 
-def test_a_disabled_account(client, session):
+def test_a_disabled_account_is_stored_and_counted_as_restricted(client, session):
     post_webhook(client, fixture_json("account_disabled.json"))
     state = session.get(WhatsAppAccountState, "account")
     assert (state.status, state.detail["ban_state"]) == ("disabled", "DISABLE")

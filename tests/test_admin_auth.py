@@ -425,7 +425,7 @@ def test_wrong_method_and_unknown_route_are_problems(client):
 # --- CLI ----------------------------------------------------------------------------------------
 
 
-def test_create_staff_cli(app, client, runner, session):
+def test_the_create_staff_command_creates_users_and_refuses_bad_ones(app, client, runner, session):
     result = runner.invoke(args=["create-staff", "--email", "Ops@ZiraAI.test", "--role", "support"],
                            input="a long password 1\na long password 1\n")
     assert result.exit_code == 0, result.output

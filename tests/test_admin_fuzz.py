@@ -198,8 +198,8 @@ def test_the_fuzzed_document_is_the_one_the_app_serves(fuzz_app: Flask) -> None:
 @schema.parametrize()
 def test_api_answers_as_documented(case: schemathesis.Case, fuzz_app: Flask, tokens: dict[str, dict[str, str]]) -> None:
     """Each case is sent as every role the operation admits (a public one: without a token). A role it
-    does not admit gets a 403 before the input is read (`test_role_matrix`), and schemathesis' `ignored_auth`
-    check replays protected cases without a token and with a wrong one (401)."""
+    does not admit gets a 403 before the input is read (each admin test file's role test), and schemathesis'
+    `ignored_auth` check replays protected cases without a token and with a wrong one (401)."""
     for role in ROLES_BY_OPERATION[case.operation.label] or ("anonymous",):
         response = case.call_and_validate(app=fuzz_app, headers=tokens[role])
         STATUSES[(case.operation.label, role, response.status_code)] += 1

@@ -59,7 +59,7 @@ def tokens(app, client) -> dict[str, dict[str, str]]:
 # --- role matrix ---------------------------------------------------------------------------------
 
 
-def test_role_matrix(app, client, tokens):
+def test_each_operations_route_admits_only_the_roles_it_should(app, client, tokens):
     farmer_id = add_farmer(app)
     analysis_id = add_analysis(app, farmer_id)
     support_ok = {None: 401, "sponsor": 403, "support": 200, "admin": 200}

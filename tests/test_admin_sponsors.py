@@ -107,7 +107,7 @@ def set_code(app, code: str, **values: Any) -> None:
 # --- the visibility table ---------------------------------------------------------------------------
 
 
-def test_mask_phone():
+def test_a_masked_phone_keeps_only_its_prefix_and_last_two_digits():
     assert mask_phone("+905321234567") == "+90 532 *** ** 67"
     assert mask_phone("+4915112345678") == "+49 *********78"
     assert mask_phone(None) is None
@@ -271,7 +271,7 @@ def file_request(app, sponsor_id: int, tier: str = "M", quantity: int = 2) -> in
         return sponsorship.file_purchase_request(s, sponsor_id, tier, quantity, 90, 30, None, None, utcnow()).id
 
 
-def test_role_matrix(app, client, world):
+def test_each_sponsor_route_admits_only_the_roles_it_should(app, client, world):
     a = world["a"]
     *codes, paying = buy(app, a, "L", 6)
     analysis_id = add_analysis(app, a, add_farmer(app), code=paying)
@@ -359,7 +359,7 @@ def test_create_list_get_and_update_a_sponsor(app, client, world, session):
     ({"name": "ok", "contact_email": ["a@b.c"]}, {"contact_email"}),
     ({"name": "ok", "is_admin": True}, {"is_admin"}),
 ])
-def test_sponsor_field_errors(client, world, body, fields):
+def test_an_invalid_sponsor_body_names_exactly_the_fields_at_fault(client, world, body, fields):
     response = client.post("/api/v1/sponsors", headers=world["admin"], json=body)
     assert response.status_code == 400 and response.mimetype == PROBLEM
     assert {e["field"] for e in response.get_json()["errors"]} == fields
@@ -424,7 +424,7 @@ def test_a_sponsor_cannot_record_a_purchase_for_itself(app, client, world, sessi
     ({"tier": "M", "quantity": 1, "code_valid_days": 0}, "code_valid_days"),
     ({"tier": "M", "quantity": 1, "subscription_days": "30; DROP TABLE tiers"}, "subscription_days"),
 ])
-def test_purchase_field_errors(client, world, body, field):
+def test_an_invalid_purchase_body_names_the_field_at_fault(client, world, body, field):
     response = client.post(f"/api/v1/sponsors/{world['a']}/purchases", headers=world["admin"], json=body)
     assert response.status_code == 400 and response.mimetype == PROBLEM
     assert field in {e["field"] for e in response.get_json()["errors"]}
@@ -449,7 +449,7 @@ def test_codes_by_status_count_unused_past_expiry_as_expired(app, client, world)
 # --- revoke -------------------------------------------------------------------------------------------------
 
 
-def test_revoke(app, client, world, session):
+def test_a_sponsor_revokes_only_its_own_unused_codes(app, client, world, session):
     a, b = world["a"], world["b"]
     codes = buy(app, a, "M", 3)
     other = buy(app, b, "M", 1)[0]
@@ -475,7 +475,7 @@ def test_revoke(app, client, world, session):
 # --- statistics ------------------------------------------------------------------------------------------
 
 
-def test_statistics_numbers(app, client, world):
+def test_sponsor_statistics_count_the_sponsors_codes_by_status_and_analyses_by_day(app, client, world):
     a = world["a"]
     codes = buy(app, a, "M", 5)
     buy(app, world["b"], "XL", 7)

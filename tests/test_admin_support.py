@@ -48,7 +48,7 @@ def search(client, headers, **params: Any):
 # --- roles --------------------------------------------------------------------------------------
 
 
-def test_role_matrix(app, client):
+def test_the_message_routes_admit_only_support_and_admins(app, client):
     farmer_id = add_farmer(app)
     tokens = {role: bearer(token_for(app, client, role)) for role in ("admin", "sponsor", "support")}
     expected = {None: 401, "sponsor": 403, "support": 200, "admin": 200}
@@ -68,7 +68,7 @@ def _ids(response) -> list[int]:
     return [m["id"] for m in response.get_json()["items"]]
 
 
-def test_each_filter(app, client, support):
+def test_each_message_filter_narrows_the_search_newest_first(app, client, support):
     a = add_message(app, text="Domates yaprağında LEKE var", created_at=T0)
     b = add_message(app, direction="out", type="template", text=None, template_name="analysis_ready_tr",
                     status="failed", error_code=131047, error_title="Re-engagement message",

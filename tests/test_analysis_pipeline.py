@@ -69,7 +69,7 @@ def sent_to_n8n(mock) -> list[responses.Call]:
     return [c for c in mock.calls if c.request.url == N8N_URL]
 
 
-def test_full_result_sync(farmer, mock, session, app):
+def test_a_sync_result_is_stored_and_summarised_to_the_farmer(farmer, mock, session, app):
     mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
         200, {}, json.dumps(n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"]))))
     replies = submit(farmer)
@@ -168,7 +168,7 @@ def test_other_failures_reported_by_n8n_stay_ours(farmer, mock, session, app):
     assert "bizden kaynaklanan" in farmer.graph.sent[-1]["text"]["body"]
 
 
-def test_callback_mode(app, mock, session, database_url):
+def test_in_callback_mode_only_a_signed_result_for_a_known_analysis_is_taken_once(app, mock, session, database_url):
     from app import create_app
 
     callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
@@ -272,7 +272,7 @@ def test_circuit_opens_and_analyses_wait(farmer, mock, session, app):
     assert any(job_id.startswith(f"analysis-{analysis.id}-wait-") for job_id in scheduled)
 
 
-def test_delay_notice_once(farmer, mock, session, app):
+def test_the_delay_notice_is_sent_once(farmer, mock, session, app):
     from services.analysis import check_deadline
 
     mock.post(N8N_URL, status=202, json={})  # sync mode but nothing useful: treated below directly
@@ -314,7 +314,7 @@ def test_result_outside_the_window_uses_the_template(farmer, mock, session, app)
     assert last["type"] == "template" and last["template"]["name"] == "urgent_health_alert_tr"
 
 
-def test_pipeline_fixtures_exist():
+def test_the_pipeline_fixtures_exist():
     assert Path(FIXTURES / "n8n" / "result_full_tr.json").exists()
 
 

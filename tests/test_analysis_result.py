@@ -54,7 +54,7 @@ _DELETE = object()
 
 # --- the fixtures ----------------------------------------------------------------------------
 
-def test_full_turkish_result() -> None:
+def test_a_full_turkish_result_is_read_field_by_field() -> None:
     r = normalise(load("result_full_tr.json"))
     assert r.ok and r.failure_reason is None
     assert r.analysis_id == "42"
@@ -126,7 +126,7 @@ def test_drifted_keys_are_normalised() -> None:
     assert r.urgent is True
 
 
-def test_failed_fixture() -> None:
+def test_a_failed_result_carries_its_reason_and_no_score() -> None:
     r = normalise(load("result_failed.json"))
     assert r.ok is False
     assert r.failure_reason is not None
@@ -248,7 +248,7 @@ def test_a_long_error_message_is_shortened() -> None:
     (6, 6), (1, 1), (10, 10), (6.5, 7), ("6", 6), ("6/10", 6), (0.4, 1),
     (75, 8), (85, 9), (100, 10), (11, 1), (34, 3), ("75/100", 8), ("75", 8),
 ])
-def test_health_score_scale(value: object, expected: int) -> None:
+def test_a_health_score_on_any_scale_becomes_1_to_10(value: object, expected: int) -> None:
     assert health_score(value) == (expected, None)
     r = normalise(full(**{"summary.overall_health_score": value}))
     assert r.ok and r.health_score == expected
@@ -258,7 +258,7 @@ def test_health_score_scale(value: object, expected: int) -> None:
     (0.88, 88.0), (0.9, 90.0), (70, 70.0), (0.07, 7.0), (1, 100.0), (0, 0.0), (100, 100.0),
     ("85%", 85.0), ("0,5", 50.0), (None, None), (150, None), (-0.2, None), ("yüksek", None), (True, None),
 ])
-def test_confidence_scale(value: object, expected: float | None) -> None:
+def test_a_confidence_on_any_scale_becomes_a_percentage_or_none(value: object, expected: float | None) -> None:
     assert confidence(value) == expected
 
 
@@ -281,7 +281,7 @@ def test_all_confidences_are_0_to_100() -> None:
     ("AnalysisId", "analysis_id"), ("pest-disease", "pest_disease"), ("Success", "success"),
     ("FarmerFriendlySummary", "farmer_friendly_summary"), ("pests_detected", "pests_detected"),
 ])
-def test_snake_key(key: str, expected: str) -> None:
+def test_keys_in_any_case_become_snake_case(key: str, expected: str) -> None:
     assert snake_key(key) == expected
 
 
@@ -435,7 +435,7 @@ def test_a_failed_result_is_never_urgent() -> None:
 
 # --- local estimate and columns ----------------------------------------------------------------
 
-def test_local_estimate_marker() -> None:
+def test_a_local_estimate_is_recognised_by_its_source_marker() -> None:
     assert LOCAL_ESTIMATE_SOURCE == "local-estimate"
     assert normalise(full(**{"processing_metadata.source": "local-estimate"})).is_local_estimate is True
     assert normalise(full(processingMetadata={"Source": "Local-Estimate"}, processing_metadata=_DELETE)
@@ -444,7 +444,7 @@ def test_local_estimate_marker() -> None:
     assert normalise(full()).is_local_estimate is False
 
 
-def test_queryable_columns() -> None:
+def test_the_queryable_columns_hold_the_key_fields_as_plain_json() -> None:
     assert queryable_columns(normalise(load("result_full_tr.json"))) == {
         "health_score": 6,
         "severity": "orta",

@@ -57,7 +57,7 @@ def sent(step) -> list[str]:
 @pytest.mark.parametrize("raw,folded", [("İPTAL", "iptal"), ("Iptal", "iptal"), ("iptal", "iptal"),
                                         ("KOTA", "kota"), ("Kalan hakkım", "kalan hakkim"), ("yardim", "yardim"),
                                         ("  Menü!! ", "menu"), ("BAŞLA", "basla"), ("ÇİFTÇİ", "ciftci")])
-def test_fold(raw, folded):
+def test_fold_lowercases_and_drops_turkish_letters_and_punctuation(raw, folded):
     assert fold(raw) == folded
 
 
@@ -70,7 +70,7 @@ def test_fold(raw, folded):
     ("Verilerimi sil lütfen", intents.Intent.DELETE_DATA), ("dil", intents.Intent.LANGUAGE),
     ("domates", None), ("durum nasıl", None),
 ])
-def test_intents(raw, intent):
+def test_commands_are_recognised_in_any_case_and_spelling(raw, intent):
     assert intents.match(raw) is intent
 
 
@@ -95,7 +95,7 @@ def test_english_text_names_the_english_commands_that_work(reply, commands):
 
 @pytest.mark.parametrize("raw,ok", [("AGRI-7KQ3-M9XP", True), ("agri 7kq3 m9xp", True), ("AGRI7KQ3M9XP", True),
                                     ("AGRI-7KQ3-M9X0", True), ("AGRI-7KQ", False), ("merhaba", False)])
-def test_looks_like_code(raw, ok):
+def test_a_code_typed_loosely_or_mistyped_still_looks_like_a_code(raw, ok):
     """A mistyped code (`0` is not in the alphabet) still counts as a code attempt: answered "unknown"."""
     assert codes.looks_like_code(raw) is ok
 
@@ -182,7 +182,7 @@ def test_expiry_starts_again_from_the_menu():
     assert "30" in sent(step)[0]
 
 
-def test_language_switch():
+def test_choosing_english_confirms_in_english_and_returns_to_the_menu():
     step = machine.step(conv(State.AWAIT_LANGUAGE), tap("lang:en"), NOW)
     assert SetLocale("en") in step.actions
     assert "English" in sent(step)[0]  # the confirmation is already in the new language

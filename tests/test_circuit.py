@@ -136,7 +136,7 @@ def test_concurrent_callers_get_one_probe(connect, name) -> None:
     assert sorted(results) == [False] * 19 + [True]
 
 
-def test_probe_success_closes(connect, name) -> None:
+def test_a_successful_probe_closes_the_breaker_and_clears_redis(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     past_cooldown(breaker)
@@ -229,7 +229,7 @@ def test_acquire_reports_the_wait(connect, name) -> None:
     assert not allowed and 0 < wait <= COOLDOWN
 
 
-def test_reset_closes(connect, name) -> None:
+def test_a_reset_closes_an_open_breaker(connect, name) -> None:
     breaker = make(connect, name)
     open_breaker(breaker)
     breaker.reset()
@@ -237,6 +237,6 @@ def test_reset_closes(connect, name) -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"failure_threshold": 0}, {"cooldown_seconds": 0}, {"probe_seconds": -1}])
-def test_rejects_bad_settings(kwargs) -> None:
+def test_the_breaker_refuses_settings_out_of_range(kwargs) -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(fakeredis.FakeRedis(), "x", **kwargs)

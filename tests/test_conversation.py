@@ -71,7 +71,7 @@ def test_refusal_processes_nothing_and_can_come_back(farmer, session):
 # --- the menu -----------------------------------------------------------------------------------
 
 
-def test_every_menu_item(onboarded):
+def test_every_menu_item_answers(onboarded):
     assert "fotoğraf" in onboarded.taps("Analiz gönder")[0].lower()
     onboarded.says("menü")
     [quota_reply] = onboarded.taps("Kalan hakkım")
@@ -174,7 +174,7 @@ def test_code_ok_replaces_the_trial(onboarded, session, app):
     assert len(active) == 1 and active[0].sponsor_id is not None
 
 
-def test_code_outcomes(onboarded, app, session):
+def test_each_code_outcome_gets_its_own_answer(onboarded, app, session):
     first, second, third, fourth = codes(app, "S", quantity=4)
     assert "bulunamadı" in onboarded.says("AGRI-ZZZZ-ZZZZ")[0]
     onboarded.says(first)
@@ -260,7 +260,7 @@ def test_expiry_after_30_minutes(onboarded, session, app):
 
 
 @pytest.mark.parametrize("variant", ["İPTAL", "Iptal", "iptal"])
-def test_cancel_variants(onboarded, variant, session):
+def test_cancel_in_any_case_cancels_the_photo(onboarded, variant, session):
     onboarded.photo()
     [cancelled, _menu] = onboarded.says(variant)
     assert "İptal edildi" in cancelled
@@ -268,12 +268,12 @@ def test_cancel_variants(onboarded, variant, session):
 
 
 @pytest.mark.parametrize("variant", ["KOTA", "Kalan hakkım", "kalan hakkim"])
-def test_quota_variants(onboarded, variant):
+def test_each_way_of_asking_for_the_quota_gets_it(onboarded, variant):
     [answer] = onboarded.says(variant)
     assert "Deneme" in answer
 
 
-def test_help_variant_yardim(onboarded):
+def test_yardim_without_turkish_letters_gets_help(onboarded):
     assert "iptal" in onboarded.says("yardim")[0].lower()
 
 

@@ -117,7 +117,7 @@ def test_media_two_step_download_through_the_production_client(live):
 
 def _signature(live, media_id: str, expires: int) -> str:
     with live.app.test_request_context():
-        return graph_api._media_signature(media_id, expires)
+        return graph_api.media_signature(media_id, expires)
 
 
 def test_unknown_media_is_a_graph_error_and_too_large_media_is_refused_before_download(live):

@@ -16,7 +16,7 @@ drafts = st.builds(Draft, st.integers(1, 2**63 - 1), texts, texts, texts, coords
 
 
 @given(st.none() | drafts, st.lists(drafts, max_size=5, unique_by=lambda d: d.photo_message_id))
-def test_round_trip(draft: Draft | None, pending: list[Draft]) -> None:
+def test_conversation_data_survives_a_json_round_trip(draft: Draft | None, pending: list[Draft]) -> None:
     data = ConversationData(draft, tuple(pending))
     assert from_json(to_json(data)) == data
 

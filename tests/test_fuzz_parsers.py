@@ -490,7 +490,7 @@ def test_a_wellformed_message_among_junk_is_stored(client, session, text, junk, 
 
 
 @pytest.mark.parametrize("depth, status", [(60, 200), (65, 400), (990, 400), (5000, 400)])
-def test_deeply_nested_json(client, session, depth, status):
+def test_a_body_nested_deeper_than_64_levels_is_a_400_not_a_500(client, session, depth, status):
     """Found by fuzzing: beyond Python's own limit `json.loads` raised RecursionError (a 500). A body
     nested deeper than 64 levels (Meta's nest about 8) is now malformed (400), which also keeps the
     recursive steps after parsing far from the limit."""
@@ -671,7 +671,7 @@ PHRASES: list[tuple[str, Intent]] = [
     ("analiz gönder", Intent.ANALYZE), ("kod kullan", Intent.CODE), ("kupon", Intent.CODE),
     ("verilerimi sil", Intent.DELETE_DATA), ("lütfen verilerimi sil", Intent.DELETE_DATA),
     ("delete my data", Intent.DELETE_DATA), ("help", Intent.HELP), ("cancel", Intent.CANCEL),
-    *intents._EXACT.items(),
+    *intents.EXACT.items(),
 ]
 # Spellings that fold to the same letter: Turkish and English keyboards, accents, styled text.
 VARIANTS = {"i": "iıîíİIÍ", "g": "gğĞG", "u": "uüûúÜU", "s": "sşŞS", "o": "oöóÖO", "c": "cçÇC", "a": "aâáÂA",

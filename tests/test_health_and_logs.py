@@ -19,7 +19,7 @@ from services.worker import EMBEDDED_WORKER_THREAD, embedded_worker_alive
 from tests.helpers import REAL_REDIS, fixture_bytes, make_settings, post_webhook, wait_until
 
 
-def test_live(client):
+def test_health_live_answers_ok(client):
     r = client.get("/health/live")
     assert r.status_code == 200 and r.json == {"status": "ok"}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import random
+import secrets
 import struct
 import threading
 import warnings
@@ -179,7 +180,7 @@ def test_tiny_images_are_too_small(size: tuple[int, int], fmt: str) -> None:
     assert rejected(encode(Image.new("RGB", size, "green"), fmt)) == "too_small"
 
 
-def test_smallest_accepted_side() -> None:
+def test_a_photo_at_the_smallest_side_is_accepted_and_below_it_refused() -> None:
     assert validate(encode(Image.new("RGB", (32, 32), "green"), "PNG")).width == 32
     assert rejected(encode(Image.new("RGB", (64, 64), "green"), "PNG"), min_side=65) == "too_small"
 
@@ -309,7 +310,7 @@ def test_a_photo_that_fits_only_with_optimised_huffman_tables_keeps_its_quality(
     assert optimise(data, target_bytes=optimised - 1).quality == 60
 
 
-def test_bad_quality_arguments() -> None:
+def test_optimise_refuses_quality_settings_that_make_no_sense() -> None:
     data = encode(photo((64, 64)))
     with pytest.raises(ValueError):
         optimise(data, start_quality=10, min_quality=20)
@@ -480,8 +481,9 @@ def test_output_is_converted_to_srgb_when_the_input_has_a_profile() -> None:
 
 def test_a_non_srgb_profile_is_converted_with_a_cached_transform(monkeypatch: pytest.MonkeyPatch) -> None:
     # Pillow ships no wide-gamut profile: this is sRGB under another name, so the colours must survive.
+    # The name is new on every run (same length), so no other test or run left its transform in the cache.
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    icc = icc.replace("sRGB built-in".encode("utf-16-be"), "Test built-in".encode("utf-16-be"))
+    icc = icc.replace("sRGB built-in".encode("utf-16-be"), f"Test {secrets.token_hex(4)}".encode("utf-16-be"))
     built: list[object] = []
     real_build = ImageCms.buildTransform
 
@@ -490,7 +492,6 @@ def test_a_non_srgb_profile_is_converted_with_a_cached_transform(monkeypatch: py
         return real_build(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ImageCms, "buildTransform", spy)
-    images._srgb_transform.cache_clear()
     data = encode(Image.new("RGB", (200, 100), (40, 90, 200)), quality=95, icc_profile=icc)
     for _ in range(3):
         result = Image.open(io.BytesIO(optimise(data).data))

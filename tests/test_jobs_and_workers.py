@@ -96,14 +96,14 @@ def test_after_redis_failed_or_lost_the_lock_every_task_catches_up_at_once(app, 
     schedule.tick()
     schedule.tick()  # nothing due
     assert runs == ["all", "other"]
-    real = scheduler._hold_leadership
+    real = scheduler.hold_leadership
 
     def down(me: str, ttl: int) -> str | None:
         raise RedisConnectionError("Connection refused")
 
-    monkeypatch.setattr(scheduler, "_hold_leadership", down)
+    monkeypatch.setattr(scheduler, "hold_leadership", down)
     schedule.tick()
-    monkeypatch.setattr(scheduler, "_hold_leadership", real)
+    monkeypatch.setattr(scheduler, "hold_leadership", real)
     schedule.tick()  # Redis answers again, our lock still there
     assert runs == ["all", "other"] * 2
     app.extensions["redis"].flushdb()  # restarted empty between two ticks

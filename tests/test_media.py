@@ -453,7 +453,8 @@ def assert_problem(response: Any, status: int) -> None:
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_serves_the_photo(media_client: FlaskClient, store: LocalStorage, clock: Clock) -> None:
+def test_a_signed_link_serves_the_photo_with_its_type_and_private_caching(
+        media_client: FlaskClient, store: LocalStorage, clock: Clock) -> None:
     data = jpeg_bytes()
     _, path = stored_link(store, data)
     response = media_client.get(path)
@@ -541,7 +542,7 @@ def test_route_reads_a_fallback_store(media_app: Flask, media_client: FlaskClien
     assert response.status_code == 200 and response.data == b"from the old store"
 
 
-def test_storage_from_settings(tmp_path, monkeypatch):
+def test_storage_is_local_without_a_bucket_and_falls_back_to_local_with_one(tmp_path, monkeypatch):
     import sys
     import types
 

@@ -233,7 +233,7 @@ def test_503_with_an_http_date_retry_after() -> None:
     assert caught.value.retry_after is not None and 60 < caught.value.retry_after <= 120
 
 
-def test_parse_retry_after() -> None:
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("") is None
     assert parse_retry_after(" 30 ") == 30.0

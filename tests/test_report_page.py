@@ -212,7 +212,7 @@ def test_full_result_in_english(app, client):
     assert_self_contained(html)
 
 
-def test_drifted_keys_result(app, client):
+def test_a_result_with_drifted_keys_still_renders_in_full(app, client):
     analysis_id = add_analysis(app, crop="biber", result=fixture_result("result_drifted_keys.json"))
     text = parse(get_page(client, app, analysis_id).get_data(as_text=True)).text
     assert "Biber analiz raporu" in text and "3/10" in text and "Kötü: bitkinin hemen tedavi edilmesi" in text

@@ -75,7 +75,7 @@ def test_annotated_never_puts_brackets_after_brackets() -> None:
     assert annotated("Sulayın", None) == "Sulayın"
 
 
-def test_nothing_found_values() -> None:
+def test_words_meaning_nothing_found_are_recognised_and_findings_are_not() -> None:
     for value in ("değerlendirilmedi", "Görülmedi", "bilinmiyor", "yok", "normal", "Not assessed", None, " "):
         assert is_nothing_found(value), value
     for value in ("eksik", "olası eksik", "azot (olası)", "hafif su stresi"):

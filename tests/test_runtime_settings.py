@@ -104,7 +104,7 @@ def test_an_empty_change_is_refused(client, admin):
 
 
 @pytest.mark.parametrize("role", ["support", "sponsor"])
-def test_only_admins(app, client, role):
+def test_only_admins_read_or_change_runtime_settings(app, client, role):
     headers = bearer(token_for(app, client, role))
     assert client.get("/api/v1/settings", headers=headers).status_code == 403
     assert client.patch("/api/v1/settings", headers=headers, json={"image_quality": 60}).status_code == 403

@@ -10,6 +10,7 @@ import time
 import jwt
 import pytest
 
+import settings as settings_module
 from admin.auth import AUDIENCE, ISSUER
 from app import create_app
 from settings import DEV_SECRETS, GENERATED_SECRETS, SettingsError, check_settings, load_settings
@@ -171,13 +172,12 @@ def test_an_admin_token_forged_with_the_published_default_is_refused_in_developm
     app.extensions["db"].engine.dispose()
 
 
-def test_where_the_generated_secrets_are_is_logged_once_without_them(caplog, generated_secrets_elsewhere):
+def test_where_the_generated_secrets_are_is_logged_once_without_them(caplog, tmp_path, monkeypatch):
     caplog.set_level(logging.WARNING, logger="app")
-    import app as app_module
-
-    app_module._announced.discard(generated_secrets_elsewhere)
+    secrets_file = tmp_path / "dev-secrets.env"  # a file no app of this process has announced yet
+    monkeypatch.setattr(settings_module, "DEV_SECRETS_FILE", secrets_file)
     apps = [create_app(load_settings({"DATABASE_URL": "sqlite://"}, environ={}, dotenv_path=None)) for _ in range(2)]
-    said = [r.getMessage() for r in caplog.records if str(generated_secrets_elsewhere) in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if str(secrets_file) in r.getMessage()]
     assert len(said) == 1 and "JWT_SECRET" in said[0]
     for name in GENERATED_SECRETS:
         assert getattr(apps[0].extensions["settings"], name) not in caplog.text

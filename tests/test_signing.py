@@ -40,7 +40,7 @@ def header_for(raw: bytes = RAW, *, purpose: Purpose = Purpose.RESULT, analysis_
     return sign(raw, purpose=purpose, analysis_id=analysis_id, secrets=secrets, now=now)
 
 
-def test_the_worked_example() -> None:
+def test_the_documented_worked_example_signs_and_verifies() -> None:
     # secret s3cret, t 1767225600, purpose result, id 42, body {"analysis_id":42}
     raw = b'{"analysis_id":42}'
     expected = "f5ad3498e2ba74749d8af776b37ed192126d164effd03253777b28372b6413f6"

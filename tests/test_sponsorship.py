@@ -73,7 +73,7 @@ def test_codes_are_matched_whatever_the_case_spaces_and_dashes(text):
 
 
 @pytest.mark.parametrize("text", ["AGRI-7KQ3-M9X0", "AGRI-7KQ3-M9XPQ", "AGRI-7KQ3", "7KQ3-M9XP", "domates", "", None])
-def test_not_a_code(text):
+def test_text_of_the_wrong_shape_normalises_to_no_code(text):
     assert normalize_code(text) is None
 
 
@@ -85,7 +85,7 @@ def test_not_a_code(text):
     ("domates yaprağında leke", False),
     (None, False),
 ])
-def test_looks_like_code(text, looks):
+def test_a_mistyped_code_looks_like_one_but_the_word_agri_does_not(text, looks):
     assert looks_like_code(text) is looks
 
 
@@ -105,7 +105,7 @@ def test_purchase_of_ten_thousand_codes(app, session):
 
 
 @pytest.mark.parametrize("tier,quantity", [("M", 0), ("M", 10_001), ("TRIAL", 5), ("XXL", 5)])
-def test_purchase_limits(app, tier, quantity):
+def test_a_purchase_outside_the_limits_or_of_an_unknown_tier_is_refused(app, tier, quantity):
     with pytest.raises(ValueError):
         buy(app, tier=tier, quantity=quantity)
 
@@ -165,13 +165,13 @@ def test_a_second_queued_code_is_not_now_and_stays_unused(app, session):
 
 
 @pytest.mark.parametrize("text", ["merhaba", "AGRI-2222-3333"])
-def test_unknown_code(app, text):
+def test_an_unknown_code_is_answered_unknown(app, text):
     farmer = new_farmer(app)
     buy(app)
     assert do(app, redeem, farmer, text, NOW).outcome is RedeemOutcome.UNKNOWN
 
 
-def test_used_code(app, session):
+def test_a_code_is_redeemed_once_and_then_is_used_for_everyone(app, session):
     one, two = new_farmer(app, "+905321111111"), new_farmer(app, "+905322222222")
     code = buy(app)[0]
     assert do(app, redeem, one, code, NOW).outcome is RedeemOutcome.OK
@@ -190,7 +190,7 @@ def test_expired_code_is_marked_expired(app, session):
     assert session.scalar(select(func.count()).select_from(Subscription)) == 0
 
 
-def test_revoked_code(app, session):
+def test_a_revoked_code_is_revoked_once_and_cannot_be_redeemed(app, session):
     farmer = new_farmer(app)
     code = buy(app)[0]
     assert do(app, sponsorship.revoke_code, code.lower(), NOW) is True

@@ -73,7 +73,7 @@ def test_parameters_are_formatted_after_translation() -> None:
     assert gettext("en", SPONSORED, sponsor="50% done") == "Sponsored by: 50% done"  # values are not re-read
 
 
-def test_plural_forms() -> None:
+def test_turkish_keeps_one_plural_form_and_english_two() -> None:
     assert ngettext("tr", *MORE, 1, num="1") == "Bugün 1 analiz daha gönderebilirsiniz."
     assert ngettext("tr", *MORE, 2, num="2") == "Bugün 2 analiz daha gönderebilirsiniz."
     assert ngettext("tr", *MORE, 0, num="0") == "Bugün 0 analiz daha gönderebilirsiniz."

@@ -28,7 +28,7 @@ from tests.helpers import FIXTURES, fixture_json
     (None, None),
     ("1" * 16, None),
 ])
-def test_normalize_phone(raw, expected):
+def test_phone_numbers_normalise_to_e164_or_none(raw, expected):
     assert normalize_phone(raw) == expected
 
 
@@ -42,7 +42,7 @@ def test_interactive_and_template_replies():
     assert (quick.type, quick.reply_id, quick.text) == (MessageType.BUTTON, "result:details", "Detaylar")
 
 
-def test_location_and_image():
+def test_a_location_and_an_image_are_parsed_into_their_fields():
     [loc] = parse_webhook(fixture_json("location_current.json")).messages
     assert (loc.latitude, loc.longitude, loc.location_name) == (38.4192, 27.1287, None)
     [img] = parse_webhook(fixture_json("image_with_caption.json")).messages
@@ -50,7 +50,7 @@ def test_location_and_image():
         MessageType.IMAGE, "1234567890123456", "image/jpeg", "domates yaprakları sararıyor")
 
 
-def test_statuses():
+def test_a_failed_status_is_parsed_with_its_code_and_recipient():
     [failed] = parse_webhook(fixture_json("status_failed_window.json")).statuses
     assert (failed.status, failed.error_code, failed.recipient) == (StatusKind.FAILED, 131047, "+905321234567")
 

@@ -73,7 +73,7 @@ def test_verification_without_a_challenge_is_400(client, challenge):
 
 @pytest.mark.parametrize("mode,token", [("subscribe", "wrong"), ("unsubscribe", VERIFY_TOKEN), ("", ""),
                                         ("subscribe", "")])
-def test_verification_refused(client, mode, token):
+def test_verification_with_a_wrong_mode_or_token_is_refused(client, mode, token):
     r = client.get("/webhooks/whatsapp", query_string={"hub.mode": mode, "hub.verify_token": token,
                                                        "hub.challenge": "x"})
     assert r.status_code == 403
@@ -83,7 +83,7 @@ def test_verification_refused(client, mode, token):
 # --- authentication and malformed bodies ---------------------------------------------------------
 
 
-def test_unsigned_is_401(client, session):
+def test_an_unsigned_post_is_401_and_stores_nothing(client, session):
     r = client.post("/webhooks/whatsapp", data=fixture_bytes("text.json"), content_type="application/json")
     assert r.status_code == 401
     assert r.mimetype == "application/problem+json"
@@ -280,7 +280,7 @@ def test_two_entries_two_farmers(client, session):
     assert names == {FARMER: "Mehmet Yılmaz", "+905339876543": "Ayşe Demir"}
 
 
-def test_location_fields(client, session):
+def test_a_chosen_location_keeps_its_name_and_address(client, session):
     post_webhook(client, fixture_bytes("location_chosen.json"))
     [row] = messages(session)
     assert row.payload is not None

@@ -46,7 +46,7 @@ def sent_bodies(graph) -> list[dict]:
 # --- building messages and Meta's limits -------------------------------------------------------
 
 
-def test_each_send_kind(app, graph):
+def test_each_kind_of_message_is_sent_as_graph_expects(app, graph):
     graph.post(MESSAGES_URL, json=ok())
     client = whatsapp.client()
     client.send(wa.text(TO, "Merhaba", reply_to="wamid.IN").body)
@@ -122,7 +122,7 @@ def test_limits_at_the_edge_are_accepted():
     (132005, Policy.ALERT), (132007, Policy.ALERT), (132012, Policy.ALERT), (132015, Policy.ALERT),
     (132016, Policy.ALERT), (0, Policy.AUTH), (190, Policy.AUTH),
 ])
-def test_policy_table(code, policy):
+def test_each_graph_error_code_has_its_policy(code, policy):
     assert policy_for(code, 400) is policy
 
 
