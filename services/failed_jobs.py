@@ -8,11 +8,13 @@ forced (the analysis would run for free).
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
@@ -21,6 +23,8 @@ from sqlalchemy import select
 from models import Analysis, AnalysisStatus
 from models.db import Database
 from services.queue import QUEUE_NAMES, get_queue
+
+log = logging.getLogger(__name__)
 
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _ANALYSIS_JOB_RE = re.compile(r"analysis-(\d{1,18})(?:-wait-\d+)?")
@@ -78,10 +82,18 @@ def describe(job: Job, queue: str) -> FailedJob:
 
 
 def exc_summary(job: Job) -> str | None:
+    """The last line of the job's exception; None when it has none or it cannot be read, so that one
+    unreadable result never hides the other failed jobs from a listing (the reason is logged)."""
     try:
         result = job.latest_result()
         text = result.exc_string if result is not None else None
-    except Exception:
+    except RedisError as exc:
+        log.warning("failed job's exception not read: Redis failed",
+                    extra={"job_id": job.id, "reason": repr(exc)[:200]})
+        return None
+    except Exception as exc:  # a stored result rq cannot restore (its base64, zlib or pickle is broken)
+        log.warning("failed job's exception not read: its result is unreadable",
+                    extra={"job_id": job.id, "reason": repr(exc)[:200]})
         return None
     lines = [line for line in str(text or "").strip().splitlines() if line.strip()]
     return lines[-1][:500] if lines else None
