@@ -4,8 +4,9 @@ Both of the outbox's failure paths use it: Graph refusing a send, and Meta repor
 `failed` later (`outbox.apply_status_failures`). A code may say something about the farmer (cannot be
 reached, stopped marketing, must be paced), a template or the whole account (`errors.EFFECT_BY_CODE`,
 recorded by `apply_effect`); a retryable failure is sent again after `retry_delay`; one Meta will not
-take by user id goes to the farmer's phone (`to_phone`). The outbox imports this module and this
-module nothing of the outbox: a fallback template is queued there (`queue_message`).
+take by user id goes to the farmer's phone (`to_phone`). The outbox imports this module, never the
+reverse: a fallback template is queued with `queue_message`, so that and `apply_status_failures`
+(which queues one) stay in the outbox.
 """
 
 from __future__ import annotations
