@@ -2,7 +2,8 @@
 consent, the menu, a sample photo with a crop caption, a location, the result, `Detaylar`; then an album of
 three photos chosen at once after the day's trial analysis is used: the limit said at the photo, a sponsor
 code typed, the same three photos confirmed ("3 fotoğraf") and analysed once; both report pages at 390 px.
-And the simulator sends a farmer's messages in the order made, none dropped, when a request is slow.
+And the simulator sends a farmer's messages in the order made, none dropped, when a request is slow, each as
+the farmer who made it when the number is changed meanwhile.
 
 Needs Debian's `chromium` and `chromium-driver` (tests/browser.py says how; skipped without them except in
 CI). Screenshots go to `tests/output/`: `chat.png` (the diagnosis), `chat-details.png` (the end of the
@@ -221,3 +222,48 @@ def test_the_simulator_sends_a_farmer_s_messages_in_the_order_made_even_when_one
         newest(browser, "#text-input").send_keys("Domates", Keys.ENTER)
         newest(browser, "#text-input").send_keys("yapraklarda lekeler", Keys.ENTER)
         assert inbound_in_order({"first": "Domates", "second": "yapraklarda lekeler"}) == ["first", "second"]
+
+
+def test_the_simulator_sends_each_message_as_the_farmer_who_made_it_when_the_number_changes_meanwhile(
+        browser, tmp_path):
+    """The sample album's three photos and an album chosen from the computer are made by the farmer whose
+    number is in the field when they are made: changing the number right after (while the first photo's
+    request is still under way) must not send the rest as the other farmer."""
+    import requests
+    from selenium.webdriver.common.keys import Keys
+
+    from tests.helpers import wait_until
+
+    def images(base: str, phone: str) -> int:
+        messages = requests.get(f"{base}/dev/chat/api/conversation", params={"phone": phone}, timeout=10)
+        return sum(1 for m in messages.json()["messages"] if m["dir"] == "in" and m["kind"] == "image")
+
+    def set_phone(number: str) -> None:
+        phone = newest(browser, "#phone")
+        phone.clear()
+        phone.send_keys(number, Keys.TAB)
+
+    farmer_a, farmer_b = "905551110012", "905551110013"
+    with make_run(tmp_path) as service:
+        open_chat(browser, service.base)
+        set_phone(farmer_a)
+        browser.execute_script("""
+            const real = window.fetch;
+            window.fetch = (url, options) => /[/]photo([?]|$)/.test(String(url))
+                ? new Promise((resolve) => setTimeout(resolve, 400)).then(() => real(url, options))
+                : real(url, options);
+        """)
+        newest(browser, "#attach-btn").click()
+        newest(browser, "#sample-album").click()
+        set_phone(farmer_b)
+        wait_until(lambda: images(service.base, farmer_a) + images(service.base, farmer_b) == 3, 30, 0.2,
+                   what="the sample album's three photos")
+        assert (images(service.base, farmer_a), images(service.base, farmer_b)) == (3, 0)
+
+        newest(browser, "#attach-btn").click()
+        album = [SAMPLES / f"{name}.jpg" for name in ("saglikli_yaprak", "lekeli_yaprak")]
+        newest(browser, "#photo-file").send_keys("\n".join(str(path) for path in album))
+        set_phone(farmer_a)
+        wait_until(lambda: images(service.base, farmer_a) + images(service.base, farmer_b) == 5, 30, 0.2,
+                   what="the chosen album's two photos")
+        assert (images(service.base, farmer_a), images(service.base, farmer_b)) == (3, 2)

@@ -98,38 +98,36 @@ function fits(kind, file) {
   return false;
 }
 
-async function upload(path, file, fields = {}) {
+function upload(path, file, fields = {}) {
+  const farmer = farmerFields();
   const form = new FormData();
   form.append("file", file);
-  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  for (const [key, value] of Object.entries({ ...fields, ...farmer })) form.append(key, value);
   // The phone also in the address: a body over the limit is refused before its fields are read.
-  await send(`${path}?phone=${encodeURIComponent(state.phone)}`, form);
+  return send(`${path}?phone=${encodeURIComponent(farmer.phone)}`, form, farmer);
 }
 
 // One message at a time, in the order the farmer made them, as a phone sends: a list row tapped just
-// before a photo must not reach the bot after it.
+// before a photo must not reach the bot after it. Each goes as the farmer who made it: the number typed
+// meanwhile is the next messages' sender, not these.
 let outbox = Promise.resolve();
 
-function send(path, payload) {
-  const sent = outbox.then(() => deliver(path, payload));
+function send(path, payload, farmer = farmerFields()) {
+  const sent = outbox.then(() => deliver(path, payload, farmer));
   outbox = sent.catch(() => {});  // a send that failed does not hold back the ones after it
   return sent;
 }
 
-async function deliver(path, payload) {
-  if (!state.phone) {
+async function deliver(path, payload, farmer) {
+  if (!farmer.phone) {
     showError(L("phone_first"));
     return;
   }
   document.body.classList.add("busy");
   try {
-    const isForm = payload instanceof FormData;
-    if (isForm) {
-      for (const [key, value] of Object.entries(farmerFields())) payload.append(key, value);
-    }
-    await call(path, isForm ? { method: "POST", body: payload } : {
+    await call(path, payload instanceof FormData ? { method: "POST", body: payload } : {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ ...farmerFields(), ...payload }),
+      body: JSON.stringify({ ...farmer, ...payload }),
     });
     showError("");
   } catch (error) {
@@ -303,18 +301,15 @@ function togglePanel(id) {
 }
 
 // An album: several photos chosen at once go as separate image messages, one right after the other,
-// as WhatsApp delivers them; the caption goes with the first.
-async function sendAlbum(files, caption) {
-  let first = true;
-  for (const file of files) {
-    if (!fits("image", file)) continue;
-    await upload("/photo", file, { caption: first ? caption : "" });
-    first = false;
-  }
+// as WhatsApp delivers them; the caption goes with the first. All are made (queued) at once, so all go
+// as the farmer who chose them.
+function sendAlbum(files, caption) {
+  const photos = files.filter((file) => fits("image", file));
+  return Promise.all(photos.map((file, index) => upload("/photo", file, { caption: index ? "" : caption })));
 }
 
-async function sendSamples(names, caption) {
-  for (const [index, sample] of names.entries()) await send("/photo", { sample, caption: index ? "" : caption });
+function sendSamples(names, caption) {
+  return Promise.all(names.map((sample, index) => send("/photo", { sample, caption: index ? "" : caption })));
 }
 
 function takeCaption() {
@@ -396,19 +391,20 @@ async function init() {
   });
   $("#document-file").addEventListener("change", async () => {
     const caption = takeCaption();
-    for (const file of takeFiles($("#document-file"))) {
-      if (fits("document", file)) await upload("/document", file, { caption });
-    }
+    const files = takeFiles($("#document-file")).filter((file) => fits("document", file));
+    await Promise.all(files.map((file) => upload("/document", file, { caption })));
   });
   $("#sample-document").addEventListener("click", async () => {
     togglePanel(null);
     await send("/document", { caption: takeCaption() });
   });
   $("#audio-file").addEventListener("change", async () => {
-    for (const file of takeFiles($("#audio-file"))) if (fits("audio", file)) await upload("/voice", file);
+    const files = takeFiles($("#audio-file")).filter((file) => fits("audio", file));
+    await Promise.all(files.map((file) => upload("/voice", file)));
   });
   $("#sticker-file").addEventListener("change", async () => {
-    for (const file of takeFiles($("#sticker-file"))) if (fits("sticker", file)) await upload("/sticker", file);
+    const files = takeFiles($("#sticker-file")).filter((file) => fits("sticker", file));
+    await Promise.all(files.map((file) => upload("/sticker", file)));
   });
   $("#sample-sticker").addEventListener("click", async () => {
     togglePanel(null);
