@@ -237,14 +237,16 @@ def already_submitted(locale: str) -> Reply:
 
 def quota_exhausted(locale: str, block: QuotaBlock | None) -> Reply:
     """Which limit is reached and when analyses come back (or that the package ends); a sponsor code is offered
-    only where it helps: at once (`block.code_helps`), or to continue after the package ends."""
+    only where it helps: at once (`block.code_helps`), or to continue after the package ends. Without a `block`
+    (the `kota` answer to a farmer with no package) nothing was refused."""
     which = block.reason if block is not None else None
     if block is not None and block.package_ends_at is not None and which in ("daily", "monthly"):
         when = format_datetime(block.package_ends_at, locale)
         text = (_(locale, "Your daily analyses are used up, and your package ends on %(when)s.", when=when)
                 if which == "daily" else
                 _(locale, "Your monthly analyses are used up, and your package ends on %(when)s.", when=when))
-        return Reply(text + "\n" + _(locale, "To continue, redeem a sponsor code: just write the code here."))
+        return Reply(text + "\n" + _(locale, "To continue, redeem a sponsor code: just write the code here."),
+                     quota_refusal=which)
     if which == "daily" and block is not None and block.resets_at:
         text = _(locale, "Your daily analyses are used up; they renew on %(when)s.",
                  when=format_datetime(block.resets_at, locale))
@@ -254,8 +256,9 @@ def quota_exhausted(locale: str, block: QuotaBlock | None) -> Reply:
     else:
         text = _(locale, "You have no active package at the moment.")
     if block is not None and not block.code_helps:
-        return Reply(text)
-    return Reply(text + "\n" + _(locale, "To get more, redeem a sponsor code: just write the code here."))
+        return Reply(text, quota_refusal=which)
+    return Reply(text + "\n" + _(locale, "To get more, redeem a sponsor code: just write the code here."),
+                 quota_refusal=which)
 
 
 def quota_wait(locale: str, block: QuotaBlock) -> Reply:
@@ -264,9 +267,9 @@ def quota_wait(locale: str, block: QuotaBlock) -> Reply:
     refused = quota_exhausted(locale, block)
     if block.code_helps:
         return Reply(refused.text + "\n" + _(locale, "Your photo is kept: as soon as a code is accepted, we continue "
-                                                     "with it."))
+                                                     "with it."), quota_refusal=block.reason)
     return Reply(refused.text + "\n" + _(locale, "I cannot analyse this photo now; please send it again when you "
-                                                 "have analyses left."))
+                                                 "have analyses left."), quota_refusal=block.reason)
 
 
 # --- quota, codes, history ------------------------------------------------------------------------

@@ -100,6 +100,9 @@ class Reply:
     buttons: tuple[Button, ...] = ()
     rows: tuple[ListRow, ...] = ()
     list_button: str | None = None
+    # The reply turns an analysis away: the quota's reason (`QuotaBlock.reason`), for the operators' count of
+    # refusals, taken where the farmer is told rather than where a charge fails (most never reach one).
+    quota_refusal: str | None = None
 
 
 # --- actions: what the job must do after the state machine has decided ----------------------------

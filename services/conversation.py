@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -57,7 +57,7 @@ from models import (
     utcnow,
 )
 from models.db import DriverStatement, insert_ignoring_conflicts
-from services import context, leases, quota, sponsorship, support, whatsapp
+from services import context, leases, metrics, quota, sponsorship, support, whatsapp
 from services.queue import is_final_attempt
 from services.report_links import report_link
 from services.sponsor_stats import invalidate_stats
@@ -101,6 +101,7 @@ class Outcome:
     our_number: str | None = None  # the number the farmer wrote to: marked read from it
     first: Outgoing | None = None  # the first reply, taken for us to send right after commit
     may_take: bool | None = None  # whether replies may be taken as they are written (asked once)
+    quota_refusals: list[str] = field(default_factory=list)  # the reason of each analysis the farmer is told is refused
 
 
 # Built once (building a statement costs more CPU than running it); their values are bound when they run.
@@ -166,12 +167,12 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
         elif not isolate:
             _handle_one(session, farmer, conv, message, outcome)
         else:
-            done = (len(outcome.reply_ids), len(outcome.analyses_to_queue), outcome.first)
+            done = (len(outcome.reply_ids), len(outcome.analyses_to_queue), outcome.first, len(outcome.quota_refusals))
             try:
                 with session.begin_nested():
                     _handle_one(session, farmer, conv, message, outcome)
             except Exception as exc:
-                del outcome.reply_ids[done[0]:], outcome.analyses_to_queue[done[1]:]
+                del outcome.reply_ids[done[0]:], outcome.analyses_to_queue[done[1]:], outcome.quota_refusals[done[3]:]
                 outcome.first = done[2]
                 _give_up(session, farmer, message, exc, outcome)
         outcome.last_wamid, outcome.our_number = message.wamid, message.phone_number_id
@@ -224,6 +225,8 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
     message.attempts += 1
     for reply in out:
         _queue_reply(session, farmer, to_outbound(farmer.address, reply), outcome, now)
+        if reply.quota_refusal is not None:
+            outcome.quota_refusals.append(reply.quota_refusal)
 
 
 def _queue_reply(session: Session, farmer: Farmer, out: wa.Outbound, outcome: Outcome, now: datetime) -> None:
@@ -414,6 +417,8 @@ def _after_commit(outcome: Outcome) -> None:
     from services.analysis import enqueue_analysis  # late: the pipeline imports services.jobs, which imports us
 
     redis = context.redis()
+    for reason in outcome.quota_refusals:  # counted once the farmer's answer is committed, not per attempt
+        metrics.quota_rejection(reason)
     for analysis_id in outcome.analyses_to_queue:
         enqueue_analysis(redis, analysis_id)
     if outcome.last_wamid:

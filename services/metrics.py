@@ -71,8 +71,8 @@ WHATSAPP_ERRORS = Counter("ziraai_whatsapp_errors_total", "WhatsApp errors by Me
                           "reported it: send (Graph refused a send), status (a failed status webhook), value "
                           "(errors of a webhook value).", ["code", "where"])
 WHATSAPP_ERROR_WHERE = ("send", "status", "value")
-QUOTA_REJECTIONS = Counter("ziraai_quota_rejections_total", "Analysis charges refused by the quota, by reason.",
-                           ["reason"])
+QUOTA_REJECTIONS = Counter("ziraai_quota_rejections_total", "Analyses refused by the quota, counted as the farmer is "
+                           "told (at the photo or at Gönder), by reason.", ["reason"])
 
 
 def _quietly(record: Callable[[], None]) -> None:
@@ -119,6 +119,7 @@ def whatsapp_error(code: int | str | None, where: str) -> None:
 
 
 def quota_rejection(reason: str) -> None:
+    """Count one analysis the farmer was told the quota refuses (`daily`, `monthly`, `no_subscription`)."""
     _quietly(lambda: QUOTA_REJECTIONS.labels(str(reason)).inc())
 
 

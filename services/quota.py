@@ -33,7 +33,6 @@ from models import (
     UsageLedger,
 )
 from models.db import insert_ignoring_conflicts
-from services import metrics
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 TRIAL = "TRIAL"
@@ -338,18 +337,12 @@ def _increment(session: Session, subscription_id: int, period_key: str, limit: i
     ).scalar_one_or_none()
 
 
-def _refused(result: ChargeResult) -> ChargeResult:
-    """Count the refusal for the operators' metrics (`ziraai_quota_rejections_total`)."""
-    metrics.quota_rejection(str(result.reason))
-    return result
-
-
 def charge(session: Session, farmer_id: int, now: datetime, analysis_id: int | None = None) -> ChargeResult:
     """Take one analysis from the current subscription's day and month, atomically, and write a
     `charge` ledger row. A refusal says which limit (the month when both are spent) and when it resets."""
     sub = current_subscription(session, farmer_id, now)
     if sub is None:
-        return _refused(ChargeResult(ok=False, reason=QuotaReason.NO_SUBSCRIPTION))
+        return ChargeResult(ok=False, reason=QuotaReason.NO_SUBSCRIPTION)
     tier = session.get_one(Tier, sub.tier_id)
     day, month = day_key(now), month_key(now)
     # Both counter rows exist before anyone updates them (D... sorts before M...: one lock order for all).
@@ -358,7 +351,7 @@ def charge(session: Session, farmer_id: int, now: datetime, analysis_id: int | N
                      {"subscription_id": sub.id, "period_key": month, "used": 0}])
 
     def refused(reason: QuotaReason, resets_at: datetime) -> ChargeResult:
-        return _refused(ChargeResult(False, reason, resets_at, subscription_id=sub.id, sponsor_id=sub.sponsor_id))
+        return ChargeResult(False, reason, resets_at, subscription_id=sub.id, sponsor_id=sub.sponsor_id)
 
     savepoint = session.begin_nested()
     if _increment(session, sub.id, day, tier.daily_limit) is None:

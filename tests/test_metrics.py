@@ -16,6 +16,7 @@ import responses
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from app import create_app
 from models import Farmer, utcnow
@@ -216,24 +217,32 @@ def test_circuit_gauge_reads_the_shared_breaker(app, client):
     assert value(scrape(client), "ziraai_n8n_circuit_open") == 0
 
 
-def test_quota_rejections_by_reason(app, client):
-    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+def test_quota_rejections_count_each_refusal_the_farmer_is_told_by_reason(app, client, graph):
+    """The farmer meets the limit at the photo (no charge is even tried) and at `Gönder` (the charge fails):
+    each is one refusal, counted once; the `kota` answer and a charge refused without a word count nothing."""
+    farmer = ChatFarmer(app, graph, phone=PHONE, queues=("inbound",))
     with app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
-        farmer = Farmer(phone="+" + PHONE)
-        s.add(farmer)
-        s.flush()
-        farmer_id = farmer.id
-    before = scrape(client)
-    with app.extensions["db"].session() as s, s.begin():
-        assert quota.charge(s, farmer_id, now).reason == "no_subscription"
-        quota.start_trial(s, farmer_id, now)
-        assert quota.charge(s, farmer_id, now).ok  # the Trial allows one a day
-        assert quota.charge(s, farmer_id, now).reason == "daily"
+    farmer.onboard()
+    farmer.photo("domates")
+    farmer.taps("Geç")
+    with app.extensions["db"].session() as s, s.begin():  # the Trial's one analysis of the day goes elsewhere
+        farmer_id = s.scalar(select(Farmer.id).where(Farmer.phone == "+" + PHONE))
+        assert quota.charge(s, farmer_id, datetime.now(UTC)).ok
+        before = scrape(client)
+        assert quota.charge(s, farmer_id, datetime.now(UTC)).reason == "daily"  # no farmer told: not counted
+    assert delta(before, scrape(client), "ziraai_quota_rejections_total", reason="daily") == 0
+
+    [refused] = farmer.taps("Gönder")
+    assert "Günlük analiz hakkınız doldu" in refused
+    farmer.says("iptal")  # the refused photo is let go; the next one starts anew
+    [waits] = farmer.photo()
+    assert "Günlük analiz hakkınız doldu" in waits
+    farmer.says("kota")
     after = scrape(client)
-    assert delta(before, after, "ziraai_quota_rejections_total", reason="no_subscription") == 1
-    assert delta(before, after, "ziraai_quota_rejections_total", reason="daily") == 1
+    assert delta(before, after, "ziraai_quota_rejections_total", reason="daily") == 2
     assert delta(before, after, "ziraai_quota_rejections_total", reason="monthly") == 0
+    assert delta(before, after, "ziraai_quota_rejections_total", reason="no_subscription") == 0
 
 
 def test_no_personal_data_in_the_metrics(app, client):
