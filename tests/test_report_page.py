@@ -500,6 +500,25 @@ def test_nutrient_statuses_without_a_named_shortage_keep_their_own_section(app, 
     assert "Besin durumu\nAzot (N): eksik\nMagnezyum (Mg): eksik\nŞiddet: düşük" in text
 
 
+@pytest.mark.parametrize("summary", [
+    {"overall_health_score": 8, "primary_concern": "Hafif besin eksikliği"},
+    {"overall_health_score": 4},
+    {"overall_health_score": 8, "critical_issues_count": 1, "secondary_concerns": ["Yaprak kıvrılması"]},
+], ids=["main concern", "low score", "other concerns"])
+def test_a_thin_result_never_says_nothing_was_found_beside_a_concern_or_a_low_score(app, client, summary):
+    text = parse(get_page(client, app, add_analysis(app, result={"summary": summary})).get_data(as_text=True)).text
+    assert "bulunmadı" not in text
+    assert "Analiz, sorun hakkında daha fazla ayrıntı vermedi." in text
+
+
+def test_an_urgent_thin_result_in_english_says_no_detail_was_given(app, client):
+    result = {"summary": {"overall_health_score": 8}, "health_assessment": {"severity": "kritik"}}
+    text = parse(get_page(client, app, add_analysis(app, locale="en", result=result, phone="+905321234599"))
+                 .get_data(as_text=True)).text
+    assert "URGENT" in text and "No disease" not in text
+    assert "The analysis gave no further detail about the problem." in text
+
+
 def test_a_healthy_local_estimate_has_no_problem_rows(app, client):
     text = parse(get_page(client, app, add_analysis(app, result=local_result(spots=False))).get_data(
         as_text=True)).text

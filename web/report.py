@@ -11,7 +11,9 @@ Content-Security-Policy (so a `style="..."` attribute would be blocked: use a cl
 JavaScript, and the photos (every one of an album) are the optimised copies served by this server through
 fresh `/media/` links. Values inside a result come from N8N in Turkish and are shown as they are; labels
 are translated. The page shows what was found: values that say "no problem" or "not evaluated" are left
-out, and one line says that nothing was seen elsewhere.
+out, and one line says that nothing was seen elsewhere. It says nothing was found only when the whole
+result agrees (`nothing_found`); a thin result that names a main concern, is urgent or scores low is told
+as giving no detail instead.
 """
 
 from __future__ import annotations
@@ -156,6 +158,10 @@ class ReportPage:
     # Nutrient statuses for their own section: only when no shortage is named (otherwise the shortage's
     # problem carries them, so the page says each thing once).
     nutrients: tuple[tuple[str, str], ...] = ()
+    # No problem listed, and the rest of the result agrees (no main concern, not urgent, a good score): the page
+    # may say nothing was found. Otherwise it says the analysis gave no detail, never "nothing found" beside
+    # an `ACİL` banner or a 4/10.
+    nothing_found: bool = False
 
 
 def _problem(label: str, finding: Finding) -> Problem:
@@ -191,13 +197,21 @@ def _step_groups(recommendations: Recommendations) -> tuple[StepGroup, ...]:
     return tuple(StepGroup(rank, tuple(ranked[rank])) for rank in sorted(ranked))
 
 
+def nothing_found(result: AnalysisResult, problems: tuple[Problem, ...], signs: tuple[str, ...]) -> bool:
+    """Whether "no problem was found" is true of the whole result, not only of its (maybe thin) problem lists."""
+    good_score = result.health_score is None or score_class(result.health_score) == "good"
+    concerns = [c for c in (result.primary_concern, *result.secondary_concerns) if shown(c)]  # not "görülmedi"
+    return not (problems or signs or concerns or result.urgent) and good_score
+
+
 def build_page(result: AnalysisResult) -> ReportPage:
     """The completed page's content; parts the result does not have are simply empty."""
     problems = _problems(result)
     merged = any(p.elements for p in problems)
+    signs = tuple(sign for sign in result.signs if shown(sign))
     return ReportPage(result=result, problems=problems, step_groups=_step_groups(result.recommendations),
-                      signs=tuple(sign for sign in result.signs if shown(sign)),
-                      nutrients=() if merged else result.nutrients.statuses)
+                      signs=signs, nutrients=() if merged else result.nutrients.statuses,
+                      nothing_found=nothing_found(result, problems, signs))
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
