@@ -13,12 +13,22 @@ import re
 import unicodedata
 
 _TURKISH_UPPER = str.maketrans({"İ": "i", "I": "ı"})
+_TURKISH_LOWER = str.maketrans({"i": "İ", "ı": "I"})
 _FOLD = str.maketrans({"ı": "i", "ğ": "g", "ü": "u", "ş": "s", "ö": "o", "ç": "c", "â": "a", "î": "i", "û": "u"})
 _NOT_WORD = re.compile(r"[\W_]+")  # punctuation, spaces and underscores: one space
 
 
 def turkish_lower(text: str) -> str:
     return text.translate(_TURKISH_UPPER).lower()
+
+
+def upper_first(text: str, locale: str = "tr") -> str:
+    """The first letter capitalised, the rest as written, for a name shown as a heading: in Turkish `i` is `İ`
+    and `ı` is `I` (`incir` -> `İncir`; Python's `upper()` would give `Incir`)."""
+    if not text:
+        return text
+    first = text[0].translate(_TURKISH_LOWER) if locale == "tr" else text[0]
+    return first.upper() + text[1:]
 
 
 # `fold_letters` as pairs a database's replace() can apply, around its lower(): Turkish capitals first, then

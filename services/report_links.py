@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app, url_for
 from itsdangerous import BadData, SignatureExpired
 
+from models.db import MAX_ROW_ID
 from services import context
 from services.storage import InvalidKey, link_serializer, sign_token
 
@@ -35,7 +36,9 @@ def sign_report(analysis_id: int, secret: str) -> str:
 
 
 def _analysis_id(payload: Any) -> int | None:
-    return payload if isinstance(payload, int) and not isinstance(payload, bool) and payload > 0 else None
+    """A row id, or None: an id past the column's range names no analysis (and the database would refuse it)."""
+    return payload if isinstance(payload, int) and not isinstance(payload, bool) and 0 < payload <= MAX_ROW_ID \
+        else None
 
 
 def read_report_token(token: str, secret: str | list[str], max_age: int) -> int:

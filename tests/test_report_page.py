@@ -361,6 +361,20 @@ def test_a_good_signature_for_a_missing_analysis_is_a_404(app, client):
     assert client.get(f"/r/{token_for(app, 987654)}").status_code == 404
 
 
+@pytest.mark.parametrize("analysis_id", [2**31, 2**63, 2**64 + 5])
+def test_a_good_signature_for_an_id_no_row_can_have_is_the_404_page(app, client, analysis_id):
+    response = client.get(f"/r/{token_for(app, analysis_id)}")
+    assert response.status_code == 404 and "Rapor bulunamadı" in parse(response.get_data(as_text=True)).text
+
+
+@pytest.mark.parametrize("path", ["/r", "/r/"])
+def test_a_link_without_its_token_is_the_kind_404_page(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert_safe_headers(response)
+    assert "Rapor bulunamadı" in parse(response.get_data(as_text=True)).text
+
+
 def test_other_keys_and_salts_cannot_open_a_report(app, client):
     analysis_id = add_analysis(app, result=fixture_result("result_full_tr.json"))
     assert client.get(f"/r/{sign_report(analysis_id, 'another-secret-entirely')}").status_code == 404
@@ -517,6 +531,14 @@ def test_an_urgent_thin_result_in_english_says_no_detail_was_given(app, client):
                  .get_data(as_text=True)).text
     assert "URGENT" in text and "No disease" not in text
     assert "The analysis gave no further detail about the problem." in text
+
+
+def test_a_crop_and_plant_the_bot_does_not_know_are_capitalised_the_turkish_way(app, client):
+    result = {"summary": {"overall_health_score": 9}, "plant_identification": {"species": "incir"}}
+    text = parse(get_page(client, app, add_analysis(app, crop="ıhlamur", result=result)).get_data(as_text=True)).text
+    assert "Ihlamur analiz raporu" in text and "Bitki: İncir" in text
+    text = parse(get_page(client, app, add_analysis(app, crop="buğday", result=result)).get_data(as_text=True)).text
+    assert "Buğday analiz raporu" in text
 
 
 def test_a_healthy_local_estimate_has_no_problem_rows(app, client):

@@ -28,6 +28,7 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template
 
+from bot.normalize import upper_first
 from bot.replies import crop_name
 from models import Analysis, AnalysisStatus, Farmer
 from services import context
@@ -249,6 +250,13 @@ def known(value: str | None) -> bool:
     return not is_not_evaluated(value)
 
 
+@bp.get("/r")
+@bp.get("/r/")
+def no_token() -> Response:
+    """A link cut short (no token at all): the same kind 404 page as a token that is not ours."""
+    return _message(404, "tr", "not_found")
+
+
 @bp.get("/r/<path:token>")
 def show(token: str) -> Response:
     max_age = context.settings().REPORT_URL_MAX_AGE
@@ -280,7 +288,8 @@ def show(token: str) -> Response:
             "report/page.html", 200, locale,
             page=build_page(result),
             analysis_id=analysis.id,
-            crop=crop_name(locale, analysis.crop or result.crop_type or "") or None,
+            crop=upper_first(crop_name(locale, analysis.crop or result.crop_type or ""), locale) or None,
+            species=upper_first(result.species or "", locale) or None,
             date=format_datetime(when, locale),
             photo_urls=photo_urls(analysis), shown=shown, known=known,
             score_meaning=score_meaning, score_class=score_class, level_class=level_class, rank_class=rank_class,
