@@ -464,7 +464,7 @@ def send_location() -> Response | tuple[Response, int]:
     wa_id, name = _farmer(data)
     province = data.get("province")
     if province is not None:
-        if province not in PROVINCES:
+        if not isinstance(province, str) or province not in PROVINCES:  # a list or an object is no key
             raise BadInput(f"province: one of {', '.join(PROVINCES)}")
         latitude, longitude, address = PROVINCES[province]
         place = province

@@ -10,6 +10,7 @@ import re
 import struct
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -133,6 +134,34 @@ def test_bad_input_is_a_clear_400(client, path, payload, fragment):
     response = client.post(f"/dev/chat/api{path}", json=payload)
     assert response.status_code == 400
     assert fragment in response.json["detail"]
+    assert response.mimetype == "application/problem+json"
+
+
+# Every field of every endpoint, each given a value of the wrong JSON type while the others are good.
+FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "/text": ({"text": "x"}, ["phone", "name", "text"]),
+    "/photo": ({"sample": "lekeli_yaprak"}, ["phone", "name", "caption", "sample"]),
+    "/voice": ({}, ["phone", "name"]),
+    "/document": ({}, ["phone", "name", "caption"]),
+    "/sticker": ({}, ["phone", "name"]),
+    "/reaction": ({"wamid": "wamid.X", "emoji": "👍"}, ["phone", "name", "wamid", "emoji"]),
+    "/location": ({"latitude": 1, "longitude": 1}, ["phone", "name", "latitude", "longitude", "place", "address"]),
+    "/location ": ({"province": "Konya"}, ["province"]),
+    "/reply": ({"id": "x"}, ["phone", "name", "wamid", "id", "title"]),
+    "/fail-next": ({"code": None}, ["phone", "code"]),
+    "/clear": ({}, ["phone"]),
+}
+
+
+@pytest.mark.parametrize("path, field", [(path, field) for path, (_, fields) in FIELDS.items() for field in fields])
+@pytest.mark.parametrize("wrong", [["Konya"], {"a": 1}, 12, True], ids=["list", "object", "number", "bool"])
+def test_a_field_of_the_wrong_json_type_is_a_400_never_a_500(client, path, field, wrong):
+    base, _ = FIELDS[path]
+    payload = {"phone": "905551110030", "name": "A", **base, field: wrong}
+    if field in ("latitude", "longitude") and wrong == 12:
+        return  # a number is the right type here
+    response = client.post(f"/dev/chat/api{path.strip()}", json=payload)
+    assert response.status_code == 400, (response.status_code, response.get_data(as_text=True)[:200])
     assert response.mimetype == "application/problem+json"
 
 
