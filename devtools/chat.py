@@ -6,7 +6,8 @@ Every action on the page is a JSON call under `/dev/chat/api/`, which builds the
 the page through the Graph API stand-in (`devtools.graph_api`), which records it in the farmer's
 transcript in Redis (`devtools.store`) with the delivery statuses our webhook accepted.
 
-API (JSON in and out; bad input is a 400 problem document, a refused webhook a 502):
+API (JSON in and out; bad input is a 400 problem document in the simulator's words, in the language of
+`Accept-Language` (the page's), else the farmer's, else Turkish; a refused webhook a 502):
 - `GET  /dev/chat/api/config`: samples, provinces, recent farmers, which Graph API the bot uses, the
   media limits and the page's labels in each language (`devtools.chat_labels`).
 - `GET  /dev/chat/api/conversation?phone=...`: the farmer's and the bot's messages in order, each with
@@ -56,7 +57,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from devtools import dev_blueprint, store, webhook_bodies
-from devtools.chat_labels import KB, LABELS, MB, file_size, label
+from devtools.chat_labels import KB, LABELS, LOCALES, MB, file_size, label
 from devtools.make_samples import SAMPLES
 from models import Farmer
 from services import context
@@ -97,7 +98,12 @@ PROVINCES = {
 
 
 class BadInput(ValueError):
-    """The request cannot be used; the message says what to send instead."""
+    """The request cannot be used; the label (`devtools.chat_labels`) says what to send instead, in the
+    reader's language."""
+
+    def __init__(self, label_key: str, **params: Any) -> None:
+        super().__init__(label_key)
+        self.label_key, self.params = label_key, {k: str(v) for k, v in params.items()}
 
 
 class FileNotSent(Exception):
@@ -110,7 +116,18 @@ class FileNotSent(Exception):
 
 @bp.errorhandler(BadInput)
 def _bad_input(exc: BadInput) -> Response:
-    return problem(400, str(exc), title="bad input")
+    return problem(400, label(_reader_locale(), exc.label_key, **exc.params), title="bad input")
+
+
+def _reader_locale() -> str:
+    """Whose language an error is in: the page's (it sends `Accept-Language`), else the farmer's when the
+    request names one, else Turkish."""
+    if request.accept_languages:
+        return request.accept_languages.best_match(LOCALES) or "tr"
+    data = request.get_json(silent=True) if request.is_json else None
+    phone = data.get("phone") if isinstance(data, dict) else request.values.get("phone")
+    wa_id = _phone_or_none(phone) if isinstance(phone, str) else None
+    return _locale(wa_id) if wa_id else "tr"
 
 
 @bp.errorhandler(FileNotSent)
@@ -153,10 +170,10 @@ def _input() -> dict[str, Any]:
         return request.form.to_dict()
     data = request.get_json(silent=True)  # the app's strict reader: None for NaN, 1e400, deep nests...
     if not isinstance(data, dict):
-        raise BadInput("send a JSON object")
+        raise BadInput("bad_json")
     bad = sorted({str(path[0]) for path in unstorable_paths(data) if path})
     if bad:  # a lone surrogate cannot be sent on as UTF-8 (nor kept in Redis): say so, never a 500
-        raise BadInput(f"{', '.join(bad)}: no NUL characters or lone surrogates (\\u0000, \\ud800-\\udfff)")
+        raise BadInput("bad_characters", fields=", ".join(bad))
     return data
 
 
@@ -164,15 +181,15 @@ def _text_field(data: dict[str, Any], name: str, limit: int, *, required: bool) 
     value = data.get(name)
     if value is None or value == "":
         if required:
-            raise BadInput(f"{name} is required")
+            raise BadInput("field_required", field=name)
         return ""
     if not isinstance(value, str):
-        raise BadInput(f"{name} must be a string")
+        raise BadInput("field_not_text", field=name)
     value = value.strip()
     if required and not value:
-        raise BadInput(f"{name} must not be blank")
+        raise BadInput("field_blank", field=name)
     if len(value) > limit:
-        raise BadInput(f"{name}: at most {limit} characters")
+        raise BadInput("field_too_long", field=name, limit=limit)
     return value
 
 
@@ -193,10 +210,10 @@ def _locale(wa_id: str) -> str:
 def _phone(data: dict[str, Any]) -> str:
     value = data.get("phone")
     if not isinstance(value, str) or not PHONE_SHAPE.fullmatch(value.strip()):
-        raise BadInput("phone: a number with country code, e.g. 905321234567 or +90 532 123 45 67")
+        raise BadInput("bad_phone")
     wa_id = store.digits(value)
     if not 8 <= len(wa_id) <= 15:
-        raise BadInput("phone: 8 to 15 digits with the country code")
+        raise BadInput("phone_digits")
     return wa_id
 
 
@@ -210,9 +227,9 @@ def _number(data: dict[str, Any], name: str, low: float, high: float) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise BadInput(f"{name} must be a number") from None
+            raise BadInput("field_number", field=name, low=f"{low:g}", high=f"{high:g}") from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise BadInput(f"{name} must be a number from {low:g} to {high:g}")
+        raise BadInput("field_number", field=name, low=f"{low:g}", high=f"{high:g}")
     return float(value)
 
 
@@ -384,7 +401,7 @@ def send_photo() -> Response | tuple[Response, int]:
     else:
         sample = data.get("sample")
         if not isinstance(sample, str) or sample not in SAMPLES:
-            raise BadInput(f"send a file, or a sample: one of {', '.join(SAMPLES)}")
+            raise BadInput("bad_sample", samples=", ".join(SAMPLES))
         content = (STATIC_DIR / "samples" / f"{sample}.jpg").read_bytes()
     media = store.put_media(context.redis(), content, _image_type(content))
     message = webhook_bodies.image(wa_id, media.id, sha256=media.sha256, mime_type=media.mime_type,
@@ -452,9 +469,9 @@ def send_reaction() -> Response | tuple[Response, int]:
     wamid = _text_field(data, "wamid", 200, required=True)
     emoji = data.get("emoji")
     if not isinstance(emoji, str) or len(emoji) > 16 or (emoji and emoji.isascii()):
-        raise BadInput("emoji: one emoji, e.g. 👍, or \"\" to remove the reaction")
+        raise BadInput("bad_emoji")
     if not any(e["wamid"] == wamid and e["dir"] == "out" for e in store.transcript(context.redis(), wa_id)):
-        raise BadInput(f"no bot message {wamid} to react to")
+        raise BadInput("no_message_to_react", wamid=wamid)
     return _deliver(wa_id, name, webhook_bodies.reaction(wa_id, wamid, emoji))
 
 
@@ -465,7 +482,7 @@ def send_location() -> Response | tuple[Response, int]:
     province = data.get("province")
     if province is not None:
         if not isinstance(province, str) or province not in PROVINCES:  # a list or an object is no key
-            raise BadInput(f"province: one of {', '.join(PROVINCES)}")
+            raise BadInput("bad_province", provinces=", ".join(PROVINCES))
         latitude, longitude, address = PROVINCES[province]
         place = province
     else:
@@ -485,11 +502,11 @@ def send_reply() -> Response | tuple[Response, int]:
     choice_id = _text_field(data, "id", 256, required=False)
     title = _text_field(data, "title", 100, required=False)
     if not choice_id and not title:
-        raise BadInput("give the id or the title of the button or list row to tap")
+        raise BadInput("reply_what")
     found = _find_choice(store.transcript(context.redis(), wa_id), wamid, choice_id, title)
     if found is None:
         what = choice_id or title
-        raise BadInput(f"no bot message {'with id ' + wamid + ' ' if wamid else ''}offers {what!r} to tap")
+        raise BadInput("nothing_to_tap_in", wamid=wamid, what=what) if wamid else BadInput("nothing_to_tap", what=what)
     bot_wamid, choice = found
     if choice["kind"] == "template":
         message = webhook_bodies.template_button(wa_id, choice["id"], choice["title"], context_id=bot_wamid)
@@ -504,7 +521,7 @@ def fail_next() -> tuple[Response, int]:
     data = _input()
     wa_id, code = _phone(data), data.get("code")
     if code is not None and (type(code) is not int or code not in webhook_bodies.ASYNC_FAILURES):
-        raise BadInput(f"code: one of {', '.join(map(str, webhook_bodies.ASYNC_FAILURES))}, or null")
+        raise BadInput("bad_fail_code", codes=", ".join(map(str, webhook_bodies.ASYNC_FAILURES)))
     store.fail_next(context.redis(), wa_id, code)
     return jsonify({"phone": wa_id, "fail_next": code}), 200
 
@@ -662,8 +679,8 @@ def config() -> tuple[Response, int]:
     return jsonify({
         "default_farmer": DEFAULT_FARMER,
         "farmers": store.farmers(context.redis()),
-        "samples": [{"name": key, "label": label, "url": url_for("dev_chat.static", filename=f"samples/{key}.jpg")}
-                    for key, (label, _, _) in SAMPLES.items()],
+        "samples": [{"name": key, "label": "sample_" + key,  # a key of `labels`: the page says it in its language
+                     "url": url_for("dev_chat.static", filename=f"samples/{key}.jpg")} for key in SAMPLES],
         "provinces": [{"name": name, "latitude": lat, "longitude": lng, "address": address}
                       for name, (lat, lng, address) in PROVINCES.items()],
         "graph_api": {"base": base, "stand_in": stand_in},

@@ -3,7 +3,9 @@
 The simulator plays the farmer's phone, so it speaks as the phone would: Turkish, or English once the
 farmer chose English in the bot. These are not the bot's messages (those are in `translations/`); the
 page gets both languages from `GET /dev/chat/api/config` and switches with the farmer's `locale`. A
-`{name}` is filled in by whoever shows the text (the page, or `chat.py` for a refused file).
+`{name}` is filled in by whoever shows the text (the page, or `chat.py` for a refused file or bad input: in
+the page's language, which it sends as `Accept-Language`). The sample leaves' names are here too
+(`sample_<name>`, one per `devtools.make_samples.SAMPLES`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,27 @@ LABELS: dict[str, dict[str, str]] = {
         "too_many_pixels": "Bu dosya gönderilemedi: çözünürlüğü çok yüksek (çok fazla piksel).",
         "bad_sticker": "Bu dosya gönderilemedi: çıkartma WebP olmalı.",
         "bad_audio": "Bu dosya gönderilemedi: WhatsApp sesi AAC, AMR, MP3, M4A ya da OGG (Opus) olarak gönderir.",
+        "sample_saglikli_yaprak": "Sağlıklı yaprak",
+        "sample_sararan_yaprak": "Sararan yaprak",
+        "sample_lekeli_yaprak": "Lekeli yaprak",
+        "sample_kuruyan_kenarlar": "Kuruyan kenarlar",
+        "bad_json": "Bir JSON nesnesi gönderin.",
+        "bad_characters": "{fields}: NUL karakteri ya da eşsiz vekil karakter olamaz (\\u0000, \\ud800-\\udfff).",
+        "field_required": "{field} gerekli.",
+        "field_not_text": "{field} bir metin olmalı.",
+        "field_blank": "{field} boş olamaz.",
+        "field_too_long": "{field}: en fazla {limit} karakter.",
+        "field_number": "{field}: {low} ile {high} arasında bir sayı olmalı.",
+        "bad_phone": "phone: ülke koduyla bir numara yazın, örn. 905321234567 ya da +90 532 123 45 67.",
+        "phone_digits": "phone: ülke koduyla birlikte 8 ile 15 rakam olmalı.",
+        "bad_sample": "Bir dosya ya da bir örnek (sample) gönderin: {samples}.",
+        "bad_emoji": "emoji: tek bir emoji, örn. 👍; tepkiyi kaldırmak için \"\".",
+        "no_message_to_react": "Tepki verilecek {wamid} bot mesajı yok.",
+        "bad_province": "province: şunlardan biri olmalı: {provinces}.",
+        "reply_what": "Dokunulacak düğmenin ya da liste satırının id'sini veya başlığını (title) verin.",
+        "nothing_to_tap": "Hiçbir bot mesajında dokunulacak “{what}” yok.",
+        "nothing_to_tap_in": "{wamid} bot mesajında dokunulacak “{what}” yok.",
+        "bad_fail_code": "code: şunlardan biri ya da null olmalı: {codes}.",
     },
     "en": {
         "subtitle": "development simulator · every action is a signed webhook",
@@ -118,6 +141,27 @@ LABELS: dict[str, dict[str, str]] = {
         "too_many_pixels": "This file was not sent: its resolution is too high (too many pixels).",
         "bad_sticker": "This file was not sent: a sticker must be a WebP image.",
         "bad_audio": "This file was not sent: WhatsApp sends audio as AAC, AMR, MP3, M4A or OGG (Opus).",
+        "sample_saglikli_yaprak": "Healthy leaf",
+        "sample_sararan_yaprak": "Yellowing leaf",
+        "sample_lekeli_yaprak": "Spotted leaf",
+        "sample_kuruyan_kenarlar": "Dried edges",
+        "bad_json": "Send a JSON object.",
+        "bad_characters": "{fields}: no NUL characters or lone surrogates (\\u0000, \\ud800-\\udfff).",
+        "field_required": "{field} is required.",
+        "field_not_text": "{field} must be a string.",
+        "field_blank": "{field} must not be blank.",
+        "field_too_long": "{field}: at most {limit} characters.",
+        "field_number": "{field} must be a number from {low} to {high}.",
+        "bad_phone": "phone: a number with country code, e.g. 905321234567 or +90 532 123 45 67.",
+        "phone_digits": "phone: 8 to 15 digits with the country code.",
+        "bad_sample": "Send a file, or a sample: one of {samples}.",
+        "bad_emoji": "emoji: one emoji, e.g. 👍, or \"\" to remove the reaction.",
+        "no_message_to_react": "There is no bot message {wamid} to react to.",
+        "bad_province": "province: one of {provinces}.",
+        "reply_what": "Give the id or the title of the button or list row to tap.",
+        "nothing_to_tap": "No bot message offers “{what}” to tap.",
+        "nothing_to_tap_in": "Bot message {wamid} does not offer “{what}” to tap.",
+        "bad_fail_code": "code: one of {codes}, or null.",
     },
 }
 

@@ -132,16 +132,18 @@ def _dry_margins(leaf: Image.Image, mask: Image.Image) -> Image.Image:
     return Image.composite(brown, leaf, band)
 
 
+# name: (background, symptom). What the simulator calls each, in both languages, is in
+# `devtools.chat_labels` (`sample_<name>`).
 SAMPLES = {
-    "saglikli_yaprak": ("Sağlıklı yaprak", "foliage", None),
-    "sararan_yaprak": ("Sararan yaprak", "soil", "yellowing"),
-    "lekeli_yaprak": ("Lekeli yaprak", "soil", "spots"),
-    "kuruyan_kenarlar": ("Kuruyan kenarlar", "soil", "margins"),
+    "saglikli_yaprak": ("foliage", None),
+    "sararan_yaprak": ("soil", "yellowing"),
+    "lekeli_yaprak": ("soil", "spots"),
+    "kuruyan_kenarlar": ("soil", "margins"),
 }
 
 
 def draw_sample(name: str, seed: int) -> Image.Image:
-    _, background_kind, symptom = SAMPLES[name]
+    background_kind, symptom = SAMPLES[name]
     rng = random.Random(seed)
     background = _background(background_kind, rng)
     leaf, mask, _ = _leaf(rng, tilt=rng.uniform(-0.35, 0.35))

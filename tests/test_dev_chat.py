@@ -21,6 +21,7 @@ from devtools import store
 from devtools import webhook_bodies as wb
 from devtools.chat import MEDIA_LIMITS, sample_document, sample_sticker, sample_voice_note, view
 from devtools.chat_labels import LABELS, file_size
+from devtools.make_samples import SAMPLES
 from models import Direction, Farmer, Message, utcnow
 from services.queue import QUEUE_NAMES, get_queue
 from services.whatsapp import outbox
@@ -119,22 +120,35 @@ def test_a_template_is_rendered_and_its_quick_reply_taps_back(live):
 
 
 @pytest.mark.parametrize("path, payload, fragment", [
-    ("/text", {"phone": "905301112266"}, "text is required"),
-    ("/text", {"phone": "abc", "text": "x"}, "phone"),
-    ("/text", {"phone": "12", "text": "x"}, "phone"),
-    ("/text", {"phone": "905301112266", "text": "x" * 4097}, "at most 4096"),
-    ("/photo", {"phone": "905301112266", "sample": "../../app.py"}, "sample"),
-    ("/location", {"phone": "905301112266", "latitude": 91, "longitude": 0}, "latitude"),
+    ("/text", {"phone": "905301112266"}, "text gerekli"),
+    ("/text", {"phone": "abc", "text": "x"}, "phone: ülke koduyla"),
+    ("/text", {"phone": "12", "text": "x"}, "phone: ülke koduyla"),
+    ("/text", {"phone": "1234567890123456789", "text": "x"}, "phone: ülke koduyla birlikte 8 ile 15"),
+    ("/text", {"phone": "905301112266", "text": "x" * 4097}, "en fazla 4096"),
+    ("/photo", {"phone": "905301112266", "sample": "../../app.py"}, "lekeli_yaprak"),
+    ("/location", {"phone": "905301112266", "latitude": 91, "longitude": 0}, "latitude: -90 ile 90"),
     ("/location", {"phone": "905301112266", "latitude": True, "longitude": 0}, "latitude"),
-    ("/location", {"phone": "905301112266", "province": "Atlantis"}, "province"),
-    ("/reply", {"phone": "905301112266", "title": "Nothing"}, "no bot message"),
-    ("/reply", {"phone": "905301112266"}, "id or the title"),
+    ("/location", {"phone": "905301112266", "province": "Atlantis"}, "province: şunlardan biri"),
+    ("/reply", {"phone": "905301112266", "title": "Nothing"}, "Hiçbir bot mesajında"),
+    ("/reply", {"phone": "905301112266"}, "id'sini veya başlığını"),
 ])
-def test_bad_input_is_a_clear_400(client, path, payload, fragment):
+def test_bad_input_is_a_clear_400_in_the_simulators_turkish(client, path, payload, fragment):
     response = client.post(f"/dev/chat/api{path}", json=payload)
     assert response.status_code == 400
     assert fragment in response.json["detail"]
     assert response.mimetype == "application/problem+json"
+
+
+def test_bad_input_is_in_the_pages_language_else_the_farmers(app, client):
+    """The page sends its language as Accept-Language; a caller that does not gets the farmer's, else Turkish."""
+    english = client.post("/dev/chat/api/text", json={"phone": "abc", "text": "x"}, headers={"Accept-Language": "en"})
+    assert english.json["detail"] == LABELS["en"]["bad_phone"]
+    turkish = client.post("/dev/chat/api/text", json={"phone": "abc", "text": "x"}, headers={"Accept-Language": "tr"})
+    assert turkish.json["detail"] == LABELS["tr"]["bad_phone"]
+    with app.extensions["db"].session() as s, s.begin():
+        s.add(Farmer(phone="+905301114444", locale="en"))
+    assert client.post("/dev/chat/api/location", json={"phone": "905301114444", "province": "Atlantis"}
+                       ).json["detail"].startswith("province: one of Antalya")
 
 
 # Every field of every endpoint, each given a value of the wrong JSON type while the others are good.
@@ -519,6 +533,14 @@ def test_the_pages_words_are_turkish_with_english_complete():
     for key, text in re.findall(r'data-label="(\w+)"[^>]*>([^<]+)<', html):
         assert text == LABELS["tr"][key], key
     assert '<html lang="tr">' in html
+
+
+def test_the_sample_leaves_are_named_in_both_languages(client):
+    samples = client.get("/dev/chat/api/config").json["samples"]
+    assert [s["name"] for s in samples] == list(SAMPLES)
+    assert [LABELS["en"][s["label"]] for s in samples] == ["Healthy leaf", "Yellowing leaf", "Spotted leaf",
+                                                           "Dried edges"]
+    assert LABELS["tr"][samples[0]["label"]] == "Sağlıklı yaprak"
 
 
 def test_config_gives_the_limits_and_both_languages(client):

@@ -66,7 +66,9 @@ function showError(message) {
 }
 
 async function call(path, options = {}) {
-  const response = await fetch(API + path, options);
+  // The server's words (a refused input) in the page's language.
+  const headers = { "Accept-Language": state.locale, ...(options.headers || {}) };
+  const response = await fetch(API + path, { ...options, headers });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = new Error(data.detail || data.title || `HTTP ${response.status}`);
@@ -337,7 +339,8 @@ async function init() {
     `<option value="${escapeHtml(f.phone)}">${escapeHtml(f.name)}</option>`).join("");
   $("#samples").innerHTML = config.samples.map((s) =>
     `<button type="button" class="sample" id="sample-${escapeHtml(s.name)}" data-sample="${escapeHtml(s.name)}" ` +
-    `title="${escapeHtml(s.label)}"><img src="${escapeHtml(s.url)}" alt="">${escapeHtml(s.label)}</button>`).join("");
+    `data-label-title="${escapeHtml(s.label)}" title="${escapeHtml(L(s.label))}"><img src="${escapeHtml(s.url)}" ` +
+    `alt=""><span data-label="${escapeHtml(s.label)}">${escapeHtml(L(s.label))}</span></button>`).join("");
   $("#province-select").innerHTML = config.provinces.map((p) =>
     `<option value="${escapeHtml(p.name)}">${escapeHtml(p.name)} (${p.latitude}, ${p.longitude})</option>`).join("");
   if (!config.graph_api.stand_in) {
