@@ -74,13 +74,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from admin.rq_dashboard import bp as rq_dashboard_bp
     from cli import bp as cli_bp
     from web.health import bp as health_bp
+    from web.icon import bp as icon_bp
     from web.media import bp as media_bp
     from web.report import bp as report_bp
     from webhooks.n8n import bp as n8n_bp
     from webhooks.whatsapp import bp as whatsapp_bp
 
     for bp in (whatsapp_bp, n8n_bp, media_bp, report_bp, admin_bp, api_docs_bp, rq_dashboard_bp, health_bp,
-               cli_bp):
+               icon_bp, cli_bp):
         app.register_blueprint(bp)
     init_console(app)
     if settings.DEV_TOOLS and not settings.is_production:

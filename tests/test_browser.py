@@ -178,6 +178,8 @@ def test_a_farmer_in_chromium_gets_a_diagnosis_and_opens_the_report(browser, tmp
             lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "img")) >= 3, "the album's three photos")
         assert browser.execute_script("return document.documentElement.scrollWidth") <= REPORT_WIDTH
         save_screenshot(browser, "report-album")
+        # The simulator and the report page have their tab's icon: no 404 in the browser's console for it.
+        assert not [e["message"] for e in browser.get_log("browser") if "favicon" in e["message"]]
 
 
 def test_the_simulator_sends_a_farmer_s_messages_in_the_order_made_even_when_one_is_slow(browser, tmp_path):

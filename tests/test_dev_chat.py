@@ -231,6 +231,8 @@ def test_the_page_and_its_files_are_served(live):
     for element in ('id="messages"', 'id="text-input"', 'id="attach-btn"', 'id="location-btn"', 'id="list-sheet"'):
         assert element in page.text
     assert "cdn" not in page.text.lower()  # everything from the app itself
+    assert '<link rel="icon" href="/favicon.svg"' in page.text
+    assert requests.get(f"{live.base}/favicon.svg", timeout=5).status_code == 200
     for asset in ("chat.js", "chat.css", "samples/lekeli_yaprak.jpg"):
         assert requests.get(f"{live.base}/dev/chat/static/{asset}", timeout=5).status_code == 200
     config = requests.get(f"{live.base}/dev/chat/api/config", timeout=5).json()

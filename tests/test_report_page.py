@@ -184,7 +184,7 @@ def test_full_result_in_turkish_shows_every_section(app, client):
     assert "Analizin genel güven düzeyi: %85" in text
     assert "otomatik bir tahmindir" not in text
     # The photo: the optimised copy, through a fresh signed link on this same server.
-    [photo_url] = page.urls
+    [photo_url] = [u for u in page.urls if u != "/favicon.svg"]  # the photo, beside the tab's icon
     assert photo_url.startswith("/media/")
     image = client.get(photo_url)
     assert image.status_code == 200 and image.data == photo
@@ -278,7 +278,7 @@ def test_values_from_n8n_are_escaped(app, client):
     html = get_page(client, app, add_analysis(app, result=result)).get_data(as_text=True)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert '<img src="https' not in html and "&lt;img" in html
-    assert parse(html).urls == []
+    assert parse(html).urls == ["/favicon.svg"]  # the tab's icon alone: no link from a value
 
 
 # --- analyses that have no report (yet) -----------------------------------------------------------
@@ -365,6 +365,17 @@ def test_a_good_signature_for_a_missing_analysis_is_a_404(app, client):
 def test_a_good_signature_for_an_id_no_row_can_have_is_the_404_page(app, client, analysis_id):
     response = client.get(f"/r/{token_for(app, analysis_id)}")
     assert response.status_code == 404 and "Rapor bulunamadı" in parse(response.get_data(as_text=True)).text
+
+
+def test_the_page_has_its_tab_icon_from_this_server_which_its_policy_allows(app, client):
+    response = get_page(client, app, add_analysis(app, result=fixture_result("result_full_tr.json")))
+    icons = [attrs for tag, attrs in parse(response.get_data(as_text=True)).tags
+             if tag == "link" and attrs.get("rel") == "icon"]
+    assert [icon["href"] for icon in icons] == ["/favicon.svg"]
+    assert "img-src 'self'" in response.headers["Content-Security-Policy"]
+    icon = client.get("/favicon.svg")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and b"<svg" in icon.data
+    assert client.get("/favicon.ico").status_code == 204  # a page without a link asks here: no error
 
 
 @pytest.mark.parametrize("path", ["/r", "/r/"])
@@ -480,7 +491,7 @@ def test_every_photo_of_an_album_is_shown_in_order(app, client):
     with app.extensions["db"].session() as s, s.begin():
         s.get_one(Analysis, analysis_id).image_keys = [key for key, _ in photos]
     html = get_page(client, app, analysis_id).get_data(as_text=True)
-    urls = parse(html).urls
+    urls = [u for u in parse(html).urls if u != "/favicon.svg"]
     assert len(urls) == 3 and all(u.startswith("/media/") for u in urls)
     assert [client.get(u).data for u in urls] == [data for _, data in photos]
     assert_self_contained(html)
