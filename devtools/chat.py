@@ -33,7 +33,7 @@ why in the chat, in their language (a `note` in the transcript), and the call an
 - `POST /dev/chat/api/fail-next` `{phone, code}`: the Graph API stand-in accepts the bot's next message
   to this farmer, then reports it `failed` with Meta's error `code` (one of `async_failures` in the
   config; `null` cancels), so the bot's answer to that failure (a template after 131047) shows.
-- `GET  /dev/chat/api/media/<id>`: a photo the farmer sent, for the page.
+- `GET  /dev/chat/api/media/<id>`: a file the farmer sent, for the page (a document as a download, sandboxed).
 
 Anyone who can reach these routes can sign webhooks as Meta: that is why the dev tools exist only
 outside production, and `make run` listens on 127.0.0.1.
@@ -663,12 +663,24 @@ def conversation() -> tuple[Response, int]:
     return jsonify({"phone": wa_id, "locale": _locale(wa_id), "messages": messages}), 200
 
 
+# What the page shows in place (its <img> and <audio>); anything else a farmer sent is a download.
+INLINE_MEDIA = frozenset({*IMAGE_TYPES.values(), "audio/ogg", "audio/ogg; codecs=opus", "audio/amr", "audio/mpeg",
+                          "audio/mp4", "audio/aac"})
+
+
 @bp.get("/dev/chat/api/media/<media_id>")
 def media(media_id: str) -> Response | tuple[Response, int]:
+    """A file the farmer sent, as the page shows it. An uploaded document may be HTML: on this origin (which
+    also serves /console) it must never be a live page, so it is a download, unsniffed and sandboxed."""
     found = store.get_media(context.redis(), media_id)
     if found is None:
         return problem(404, "photos are kept for a day", title="no such media")
-    return Response(found.content, mimetype=found.mime_type, headers={"Cache-Control": "private, max-age=86400"})
+    return Response(found.content, mimetype=found.mime_type, headers={
+        "Cache-Control": "private, max-age=86400",
+        "Content-Disposition": "inline" if found.mime_type in INLINE_MEDIA else "attachment",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    })
 
 
 @bp.get("/dev/chat/api/config")

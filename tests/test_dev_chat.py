@@ -382,6 +382,23 @@ def _upload(client_or_url, path: str, phone: str, content: bytes, filename: str 
                               data={**data, "file": (io.BytesIO(content), filename)})
 
 
+def test_a_document_is_served_as_a_download_that_runs_nothing_on_the_apps_origin(client):
+    """The app's origin also serves /console: an uploaded HTML file must never run there as a page."""
+    html = b"<html><script>fetch('/console')</script></html>"
+    _upload(client, "/document", "905301117777", html, filename="evil.html")  # the webhook is not reachable: 502
+    _upload(client, "/photo", "905301117777", png_of_size(40, 30), filename="leaf.png")
+    shown = client.get("/dev/chat/api/conversation?phone=905301117777").json["messages"]
+    document = client.get(next(m["document"]["url"] for m in shown if m["kind"] == "document"))
+    assert document.data == html
+    assert document.headers["Content-Disposition"] == "attachment"
+    assert document.headers["X-Content-Type-Options"] == "nosniff"
+    assert document.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    photo = client.get(next(m["image_url"] for m in shown if m["kind"] == "image"))
+    assert photo.mimetype == "image/png" and photo.headers["Content-Disposition"] == "inline"
+    assert photo.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in photo.headers["Content-Security-Policy"]
+
+
 def _notes(client, phone: str) -> list[str]:
     messages = client.get(f"/dev/chat/api/conversation?phone={phone}").json["messages"]
     return [m["text"] for m in messages if m["dir"] == "note"]
