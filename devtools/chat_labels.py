@@ -164,6 +164,7 @@ LABELS: dict[str, dict[str, str]] = {
         "bad_fail_code": "code: one of {codes}, or null.",
     },
 }
+LOCALES = tuple(LABELS)  # the languages a page may ask for (Accept-Language)
 
 
 def label(locale: str, key: str, **params: str) -> str:
