@@ -38,3 +38,17 @@ def looks_like_code(text: str | None) -> bool:
     if not text:
         return False
     return normalize_code(text) is not None or bool(_LOOSE.fullmatch(re.sub(f"{_SEP}+", "", _upper(text))))
+
+
+_ATTEMPT = re.compile(r"(?=[A-Z0-9]*[0-9])[A-Z0-9]{6,14}")
+
+
+def is_code_attempt(text: str | None) -> bool:
+    """While a code is awaited: is this message meant as one? Anything that looks like a code, starts with
+    `AGRI`, or is one run of 6-14 letters and digits with a digit in it (a code typed without its `AGRI`).
+    `kodum yok`, `tamam`, `no idea` are words, not codes: they are answered with the way out instead of
+    "code not found"."""
+    if not text:
+        return False
+    compact = re.sub(f"{_SEP}+", "", _upper(text.strip()))
+    return looks_like_code(text) or compact.startswith(PREFIX) or bool(_ATTEMPT.fullmatch(compact))

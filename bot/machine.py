@@ -407,6 +407,8 @@ def on_code_text(conv: Conversation, event: Event) -> Step:
     text = (event.text or "").strip()
     if not text:
         return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale))
+    if not codes.is_code_attempt(text):  # `kodum yok`, `tamam`: words, not a code; say the way out
+        return _say(conv, State.AWAIT_CODE, replies.not_a_code(conv.locale, photo_waits=conv.data.draft is not None))
     return _redeem(conv, text)
 
 

@@ -267,7 +267,8 @@ def quota_wait(locale: str, block: QuotaBlock) -> Reply:
     refused = quota_exhausted(locale, block)
     if block.code_helps:
         return Reply(refused.text + "\n" + _(locale, "Your photo is kept: as soon as a code is accepted, we continue "
-                                                     "with it."), quota_refusal=block.reason)
+                                                     "with it. No code? Write 'cancel', and send the photo again "
+                                                     "when you have analyses left."), quota_refusal=block.reason)
     return Reply(refused.text + "\n" + _(locale, "I cannot analyse this photo now; please send it again when you "
                                                  "have analyses left."), quota_refusal=block.reason)
 
@@ -328,6 +329,16 @@ def ask_code(locale: str) -> Reply:
     return Reply(_(locale, "Please type your sponsor code (for example AGRI-7KQ3-M9XP)."))
 
 
+def not_a_code(locale: str, photo_waits: bool) -> Reply:
+    """While a code is awaited, a message that is not one (`kodum yok`, `tamam`): the way out, not "not found"."""
+    if photo_waits:
+        way_out = _(locale, "If you have no code, write 'cancel': nothing is sent or charged, and you can send the "
+                            "photo again when you have analyses left.")
+    else:
+        way_out = _(locale, "If you have no code, write 'menu' to go back to the menu.")
+    return Reply(_(locale, "That does not look like a code: a code is written like AGRI-7KQ3-M9XP.") + " " + way_out)
+
+
 def redeem(locale: str, view: RedeemView) -> Reply:
     if view.outcome in ("ok", "queued"):
         details = _(locale, "%(tier)s package from %(sponsor)s: %(daily)s analyses a day, %(monthly)s a month, "
@@ -353,7 +364,7 @@ def redeem(locale: str, view: RedeemView) -> Reply:
                                "sponsor for a new code."))
     messages = {
         "unknown": N_("I could not find this code. Please check it and try again, letters and digits exactly as "
-                      "written."),
+                      "written. If you have no code, write 'menu'."),
         "used": N_("This code has already been used. Each code works once; please ask your sponsor for a new one."),
         "expired": N_("This code has expired. Please ask your sponsor for a new one."),
         "revoked": N_("This code has been cancelled by its sponsor. Please ask your sponsor for a new one."),

@@ -1,0 +1,110 @@
+"""The farmer's third pass, from an outside probe of the journey: no message leaves the farmer stuck (a
+farmer waiting for a code who has none, a crop outside the list, a place that is not one), `devam` is not
+an opt-in, consent can be taken back and deletion asked for in every state. Pure decisions first (bot/),
+then the same through signed webhooks and the real jobs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot import codes, machine, replies, reply_ids
+from bot.draft import ConversationData
+from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, Send, State
+from models import Conversation as ConversationRow
+from models import Farmer, utcnow
+from services import quota
+from tests.chat import onboarded_farmer
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+DAILY = QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC))
+
+
+def conv(state: State = State.MENU, data: ConversationData | None = None, consented: bool = True,
+         locale: str = "tr") -> Conversation:
+    return Conversation(state, data or ConversationData(), locale, consented, NOW + timedelta(minutes=10))
+
+
+def text(t: str, mid: int = 1) -> Event:
+    return Event(EventKind.TEXT, mid, text=t)
+
+
+def tap(reply_id: str, mid: int = 1) -> Event:
+    return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
+
+
+def photo(mid: int = 7, caption: str | None = None, quota: QuotaBlock | None = None) -> Event:
+    return Event(EventKind.PHOTO, mid, text=caption, media_id=f"m{mid}", message_type="image", sent_at=NOW,
+                 quota=quota)
+
+
+def sent(step) -> list[str]:
+    return [a.reply.text for a in step.actions if isinstance(a, Send)]
+
+
+def run(c: Conversation, *events: Event):
+    step = None
+    for event in events:
+        step = machine.step(c, event, NOW)
+        c = replace(c, state=step.state, data=step.data)
+    return step, c
+
+
+# --- waiting for a code, without one ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("words", ["kodum yok", "tamam", "ne yapayım", "no idea", "Kodum yok ne yapacağım?"])
+def test_words_while_a_photo_waits_for_a_code_are_not_a_code_and_hear_the_way_out(words):
+    step, _c = run(conv(), photo(quota=DAILY), text(words))
+    assert not any(isinstance(a, RedeemCode) for a in step.actions)
+    [said] = sent(step)
+    assert "bulunamadı" not in said and "'iptal'" in said and "AGRI-" in said
+    assert step.state is State.AWAIT_CODE and step.data.draft is not None  # the photo still waits
+
+
+def test_words_after_use_a_code_from_the_menu_point_to_the_menu():
+    step, _c = run(conv(), tap("menu:code"), text("no idea"))
+    [said] = sent(step)
+    assert "'menü'" in said and "bulunamadı" not in said and not any(isinstance(a, RedeemCode) for a in step.actions)
+
+
+@pytest.mark.parametrize("typed", ["AGRI-7KQ3-M9XP", "agri 7kq3", "AGRIABCD", "7KQ3M9XP", "7kq3-m9xp"])
+def test_anything_shaped_like_a_code_is_still_tried_as_one(typed):
+    assert codes.is_code_attempt(typed)
+    step, _c = run(conv(), photo(quota=DAILY), text(typed))
+    assert RedeemCode(typed) in step.actions
+
+
+def test_the_waiting_photo_and_the_unknown_code_name_the_way_out():
+    step, _c = run(conv(), photo(quota=DAILY))
+    assert "'iptal'" in sent(step)[0]
+    assert "'menü'" in replies.redeem("tr", replies.RedeemView("unknown")).text
+    assert "'menu'" in replies.redeem("en", replies.RedeemView("unknown")).text
+
+
+# --- through the webhook and the jobs ------------------------------------------------------------------
+
+
+@pytest.fixture
+def farmer(app, graph):
+    return onboarded_farmer(app, graph)
+
+
+def use_today(app) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        assert quota.charge(s, s.scalar(select(Farmer.id)), utcnow()).ok
+
+
+def test_a_trial_farmer_without_a_code_is_not_told_the_code_was_not_found(farmer, app, session):
+    use_today(app)
+    [waits] = farmer.photo(media_id="555")
+    assert "bekliyor" in waits and "'iptal'" in waits
+    for words in ("kodum yok", "tamam", "ne yapayım"):
+        [said] = farmer.says(words)
+        assert "bulunamadı" not in said and "'iptal'" in said
+    cancelled, _menu = farmer.says("iptal")
+    assert "İptal edildi" in cancelled
+    assert session.scalar(select(ConversationRow.state)) == "menu"
