@@ -553,7 +553,8 @@ def step(conv: Conversation, event: Event, now: datetime) -> Step:
 
 
 def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> Step:
-    """Only the privacy question, language, help and opt-out/in: no personal data is processed."""
+    """Only the privacy question, language, help, opt-out/in and a deletion request: no personal data is
+    processed."""
     if intent is Intent.LANGUAGE:
         return _say(conv, State.AWAIT_CONSENT, replies.ask_language(conv.locale))
     if isinstance(event.reply, rid.Language) and event.reply.code in replies.LANGUAGES:
@@ -561,6 +562,9 @@ def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> 
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(choice), before=(SetLocale(choice),))
     if intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP):
         return GLOBAL[intent](conv, event)
+    if intent is Intent.DELETE_DATA:  # recorded as after consent; what was kept for after consent is forgotten
+        return _say(conv, conv.state, replies.deletion_requested(conv.locale), before=(RequestDeletion(),),
+                    data=ConversationData())
     if event.kind is EventKind.PHOTO:
         return _hold_photo(conv, event)
     if conv.state is State.AWAIT_CONSENT or isinstance(event.reply, rid.Consent):

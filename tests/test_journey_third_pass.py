@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from bot import codes, machine, replies, reply_ids
 from bot.draft import ConversationData
-from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, Send, State
+from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, RequestDeletion, Send, State
 from models import Conversation as ConversationRow
 from models import Farmer, utcnow
 from services import quota
@@ -85,6 +85,20 @@ def test_the_waiting_photo_and_the_unknown_code_name_the_way_out():
     assert "'menu'" in replies.redeem("en", replies.RedeemView("unknown")).text
 
 
+# --- a deletion request, in every state ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", [State.START, State.AWAIT_CONSENT])
+def test_a_deletion_request_before_consent_is_recorded_and_forgets_what_was_kept(state):
+    before, c = run(conv(state, consented=False), photo(), text("ne zaman cevap verirsiniz"))
+    assert before.data.draft is not None and before.data.held_text
+    step, _c = run(replace(c, state=state), text("Verilerimi silin lütfen"))
+    assert RequestDeletion() in step.actions and step.state is state
+    assert step.data == ConversationData()  # the photo and the question are not taken up after a later consent
+    [said] = sent(step)
+    assert "silinmesi talebiniz" in said
+
+
 # --- through the webhook and the jobs ------------------------------------------------------------------
 
 
@@ -108,3 +122,27 @@ def test_a_trial_farmer_without_a_code_is_not_told_the_code_was_not_found(farmer
     cancelled, _menu = farmer.says("iptal")
     assert "İptal edildi" in cancelled
     assert session.scalar(select(ConversationRow.state)) == "menu"
+
+
+def _deletion_requested(session) -> bool:
+    session.expire_all()
+    return session.scalar(select(Farmer.deletion_requested_at)) is not None
+
+
+def test_a_deletion_request_before_consent_is_recorded(app, graph, session):
+    from tests.chat import Farmer as ChatFarmer
+
+    farmer = ChatFarmer(app, graph)
+    farmer.says("Merhaba")
+    [said] = farmer.says("verilerimi silin")
+    assert "silinmesi talebiniz" in said and _deletion_requested(session)
+
+
+def test_a_deletion_request_after_refusing_consent_is_recorded(app, graph, session):
+    from tests.chat import Farmer as ChatFarmer
+
+    farmer = ChatFarmer(app, graph)
+    farmer.says("Merhaba")
+    farmer.taps("consent:no")
+    [said] = farmer.says("verilerimi silin")
+    assert "silinmesi talebiniz" in said and "KVKK" not in said and _deletion_requested(session)
