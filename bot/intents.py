@@ -17,6 +17,7 @@ class Intent(enum.StrEnum):
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
     DELETE_DATA = "delete_data"
+    WITHDRAW_CONSENT = "withdraw_consent"  # after accepting the privacy notice; before it, a refusal
     HUMAN = "human"  # wants a person from support
     HISTORY = "history"
     ANALYZE = "analyze"
@@ -34,6 +35,8 @@ EXACT: dict[str, Intent] = {
                     Intent.LANGUAGE),
     **dict.fromkeys(["dur", "stop", "abonelikten cik", "unsubscribe"], Intent.OPT_OUT),
     **dict.fromkeys(["basla", "start", "devam"], Intent.OPT_IN),
+    **dict.fromkeys(["kabul etmiyorum", "onayimi geri aliyorum", "onayimi geri cekiyorum", "i do not accept",
+                     "i withdraw my consent"], Intent.WITHDRAW_CONSENT),
     **dict.fromkeys(["son analizlerim", "analizlerim", "gecmis", "history", "my analyses"], Intent.HISTORY),
     **dict.fromkeys(["analiz", "analiz gonder", "yeni analiz", "analyze", "analysis", "new analysis"],
                     Intent.ANALYZE),
@@ -57,7 +60,8 @@ _CONTAINS: tuple[tuple[str, Intent], ...] = (
 
 YES = {"evet", "kabul", "kabul ediyorum", "onay", "onayliyorum", "tamam", "olur", "yes", "ok", "okay", "accept",
        "i accept", "gonder", "send"}
-NO = {"hayir", "kabul etmiyorum", "etmiyorum", "istemiyorum", "red", "reddet", "no", "decline", "i decline"}
+NO = {"hayir", "kabul etmiyorum", "etmiyorum", "istemiyorum", "red", "reddet", "no", "decline", "i decline",
+      "i do not accept"}
 SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
 
 

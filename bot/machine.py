@@ -117,10 +117,22 @@ def _after_consent(conv: Conversation, event: Event) -> Step:
 
 
 def on_consent_again(conv: Conversation, event: Event) -> Step:
-    """A privacy button tapped once consent is given (a double tap, or typed then tapped): harmless, the open
-    question comes again and what was kept goes on; with none open, the menu."""
+    """A privacy button tapped once consent is given. `Kabul etmiyorum` takes consent back. `Kabul ediyorum`
+    (a double tap, or typed then tapped) is harmless: the open question comes again and what was kept goes on;
+    with none open, the menu."""
+    if event.reply == rid.Consent(False):
+        return withdraw_consent(conv, event)
     again = replies.reprompt(conv.state, conv.locale, conv.data)
     return _say(conv, conv.state, *again) if again else _menu(conv)
+
+
+def withdraw_consent(conv: Conversation, event: Event) -> Step:
+    """Consent taken back (`Kabul etmiyorum` tapped on the notice, or written, after accepting): nothing more is
+    processed (as after a refusal: the conversation forgets its drafts and starts from the notice) and we write
+    first no more (as after `DUR`). What is stored stays until the farmer asks for its deletion, as the reply
+    says (`verilerimi sil`, honoured in every state)."""
+    return _say(conv, State.START, replies.consent_withdrawn(conv.locale),
+                before=(RecordConsent(False), SetOptOut(True)), data=ConversationData())
 
 
 def _hold_photo(conv: Conversation, event: Event) -> Step:
@@ -494,6 +506,7 @@ GLOBAL: dict[Intent, Handler] = {
     Intent.OPT_IN: opt_in,
     Intent.DELETE_DATA: lambda conv, event: _say(conv, conv.state, replies.deletion_requested(conv.locale),
                                                  before=(RequestDeletion(),)),
+    Intent.WITHDRAW_CONSENT: withdraw_consent,
     Intent.HUMAN: lambda conv, event: _say(conv, conv.state, replies.human_requested(conv.locale),
                                            before=(RequestHuman(),)),
     Intent.HISTORY: lambda conv, event: _step(conv, State.HISTORY, ShowHistory(), data=conv.data.keep_pending()),

@@ -65,6 +65,14 @@ def consent_refused(locale: str) -> Reply:
                            "'hello' and you will see the notice again."))
 
 
+def consent_withdrawn(locale: str) -> Reply:
+    """Consent taken back after it was given: what stops, what stays, and how to have it deleted."""
+    return Reply(_(locale, "All right, you have withdrawn your consent: from now on I will not process your messages "
+                           "or photos, and we will not write to you first. To have what we have stored so far "
+                           "deleted, write 'delete my data': our support team will delete it within 30 days. To "
+                           "use the service again, write 'hello'."))
+
+
 def welcome(locale: str) -> Reply:
     return Reply(_(locale, "Thank you! Your free trial has started: 1 analysis a day for 30 days."))
 

@@ -13,7 +13,18 @@ from sqlalchemy import select
 
 from bot import codes, machine, replies, reply_ids
 from bot.draft import ConversationData
-from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, RequestDeletion, Send, State
+from bot.types import (
+    Conversation,
+    Event,
+    EventKind,
+    QuotaBlock,
+    RecordConsent,
+    RedeemCode,
+    RequestDeletion,
+    Send,
+    SetOptOut,
+    State,
+)
 from models import Conversation as ConversationRow
 from models import Farmer, utcnow
 from services import quota
@@ -85,6 +96,23 @@ def test_the_waiting_photo_and_the_unknown_code_name_the_way_out():
     assert "'menu'" in replies.redeem("en", replies.RedeemView("unknown")).text
 
 
+# --- consent taken back ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", [tap("consent:no"), text("Kabul etmiyorum"), text("I do not accept")])
+def test_refusing_consent_after_giving_it_withdraws_it(event):
+    step, _c = run(conv(State.AWAIT_CROP), photo(), event)
+    assert RecordConsent(False) in step.actions and SetOptOut(True) in step.actions
+    assert step.state is State.START and step.data == ConversationData()
+    [said] = sent(step)
+    assert "geri aldınız" in said and "'verilerimi sil'" in said and "'merhaba'" in said
+
+
+def test_a_second_accept_is_still_harmless():
+    step, _c = run(conv(State.AWAIT_PHOTO), tap("consent:yes"))
+    assert not any(isinstance(a, RecordConsent) for a in step.actions) and step.state is State.AWAIT_PHOTO
+
+
 # --- a deletion request, in every state ------------------------------------------------------------
 
 
@@ -146,3 +174,17 @@ def test_a_deletion_request_after_refusing_consent_is_recorded(app, graph, sessi
     farmer.taps("consent:no")
     [said] = farmer.says("verilerimi silin")
     assert "silinmesi talebiniz" in said and "KVKK" not in said and _deletion_requested(session)
+
+
+def test_a_farmer_who_takes_consent_back_is_told_what_stops_and_how_to_delete(app, graph, session):
+    farmer = onboarded_farmer(app, graph)
+    farmer.says("analiz")
+    [said] = farmer.taps("consent:no")  # the old notice's button
+    assert "geri aldınız" in said and "'verilerimi sil'" in said
+    session.expire_all()
+    row = session.scalars(select(Farmer)).one()
+    assert row.consent_at is None and row.opted_out_at is not None
+    [deletion] = farmer.says("verilerimi silin")
+    assert "silinmesi talebiniz" in deletion and _deletion_requested(session)
+    [notice] = farmer.says("Merhaba")
+    assert "KVKK" in notice
