@@ -34,7 +34,7 @@ EXACT: dict[str, Intent] = {
     **dict.fromkeys(["dil", "language", "lang", "dil language", "english", "ingilizce", "turkce", "turkish"],
                     Intent.LANGUAGE),
     **dict.fromkeys(["dur", "stop", "abonelikten cik", "unsubscribe"], Intent.OPT_OUT),
-    **dict.fromkeys(["basla", "start", "devam"], Intent.OPT_IN),
+    **dict.fromkeys(["basla", "start"], Intent.OPT_IN),  # not `devam`: mid-flow it means "go on" (CONTINUE)
     **dict.fromkeys(["kabul etmiyorum", "onayimi geri aliyorum", "onayimi geri cekiyorum", "i do not accept",
                      "i withdraw my consent"], Intent.WITHDRAW_CONSENT),
     **dict.fromkeys(["son analizlerim", "analizlerim", "gecmis", "history", "my analyses"], Intent.HISTORY),
@@ -62,6 +62,8 @@ YES = {"evet", "kabul", "kabul ediyorum", "onay", "onayliyorum", "tamam", "olur"
        "i accept", "gonder", "send"}
 NO = {"hayir", "kabul etmiyorum", "etmiyorum", "istemiyorum", "red", "reddet", "no", "decline", "i decline",
       "i do not accept"}
+# "Go on": sends at the confirmation, skips the place; elsewhere the open question comes again.
+CONTINUE = {"devam", "devam et", "devam edelim", "devam edin", "continue", "go on"}
 SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
 
 
@@ -83,6 +85,10 @@ def is_yes(text: str | None) -> bool:
 
 def is_no(text: str | None) -> bool:
     return fold(text) in NO
+
+
+def is_continue(text: str | None) -> bool:
+    return fold(text) in CONTINUE
 
 
 def is_skip(text: str | None) -> bool:

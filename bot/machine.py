@@ -329,7 +329,7 @@ def on_location(conv: Conversation, event: Event) -> Step:
         place = tidy_place(event.location_name, event.location_address)
         draft = replace(draft, latitude=event.latitude, longitude=event.longitude,
                         location_text=place[:LOCATION_TEXT_MAX] or None)
-    elif event.reply == rid.SkipLocation() or intents.is_skip(event.text):
+    elif event.reply == rid.SkipLocation() or intents.is_skip(event.text) or intents.is_continue(event.text):
         draft = replace(draft, latitude=None, longitude=None, location_text=None)
     elif event.kind is EventKind.TEXT and event.text and len(event.text.strip()) <= 100:
         draft = replace(draft, latitude=None, longitude=None, location_text=event.text.strip())
@@ -341,7 +341,7 @@ def on_location(conv: Conversation, event: Event) -> Step:
 
 def on_confirm_text(conv: Conversation, event: Event) -> Step:
     draft = conv.data.draft
-    if draft is not None and intents.is_yes(event.text):
+    if draft is not None and (intents.is_yes(event.text) or intents.is_continue(event.text)):
         return _submit(conv, draft.photo_message_id)
     if intents.is_no(event.text):
         return cancel(conv, event)
@@ -547,7 +547,11 @@ TABLE: dict[tuple[State, EventKind], Handler] = {
 
 
 def fallback(conv: Conversation, event: Event) -> Step:
-    """Anything the state does not expect: a short hint of what is expected now, and the way out."""
+    """Anything the state does not expect: a short hint of what is expected now, and the way out. `devam`
+    ("go on") where there is nothing to go on with: the open question again, or the menu."""
+    if event.kind is EventKind.TEXT and intents.is_continue(event.text):
+        again = replies.reprompt(conv.state, conv.locale, conv.data)
+        return _say(conv, conv.state, *again) if again else _menu(conv)
     if conv.state in (State.MENU, State.HISTORY):
         return menu_fallback(conv, event)
     return _say(conv, conv.state, replies.not_understood(conv.locale),

@@ -666,7 +666,7 @@ PHRASES: list[tuple[str, Intent]] = [
     ("yardım", Intent.HELP), ("yardım lazım", Intent.HELP), ("kota", Intent.QUOTA), ("kalan hakkım", Intent.QUOTA),
     ("kaç hakkım var", Intent.QUOTA), ("bugün kalan hakkım ne kadar", Intent.QUOTA), ("dil", Intent.LANGUAGE),
     ("türkçe", Intent.LANGUAGE), ("ingilizce", Intent.LANGUAGE), ("dur", Intent.OPT_OUT),
-    ("abonelikten çık", Intent.OPT_OUT), ("başla", Intent.OPT_IN), ("devam", Intent.OPT_IN),
+    ("abonelikten çık", Intent.OPT_OUT), ("başla", Intent.OPT_IN),
     ("son analizlerim", Intent.HISTORY), ("geçmiş", Intent.HISTORY), ("yeni analiz", Intent.ANALYZE),
     ("analiz gönder", Intent.ANALYZE), ("kod kullan", Intent.CODE), ("kupon", Intent.CODE),
     ("verilerimi sil", Intent.DELETE_DATA), ("lütfen verilerimi sil", Intent.DELETE_DATA),

@@ -24,6 +24,7 @@ from bot.types import (
     Send,
     SetOptOut,
     State,
+    Submit,
 )
 from models import Conversation as ConversationRow
 from models import Farmer, utcnow
@@ -94,6 +95,27 @@ def test_the_waiting_photo_and_the_unknown_code_name_the_way_out():
     assert "'iptal'" in sent(step)[0]
     assert "'menü'" in replies.redeem("tr", replies.RedeemView("unknown")).text
     assert "'menu'" in replies.redeem("en", replies.RedeemView("unknown")).text
+
+
+# --- `devam` goes on ------------------------------------------------------------------------------------
+
+
+def test_devam_at_the_confirmation_sends_and_at_the_place_skips():
+    at_place, c = run(conv(), photo(caption="domates"), text("devam"))
+    assert at_place.state is State.CONFIRM and at_place.data.draft.location_text is None
+    assert "zaten alıyorsunuz" not in " ".join(sent(at_place))
+    sends, _c = run(c, text("Devam"))
+    assert any(isinstance(a, Submit) for a in sends.actions)
+
+
+@pytest.mark.parametrize("state", [State.MENU, State.AWAIT_PHOTO])
+def test_devam_elsewhere_asks_the_open_question_again_and_is_no_opt_in(state):
+    step, _c = run(conv(state), text("devam"))
+    said = " ".join(sent(step))
+    assert "zaten alıyorsunuz" not in said and "anlayamadım" not in said and said
+    assert not any(isinstance(a, SetOptOut) for a in step.actions)
+    back, _c = run(replace(conv(state), opted_out=True), text("BAŞLA"))
+    assert SetOptOut(False) in back.actions
 
 
 # --- consent taken back ---------------------------------------------------------------------------------
@@ -188,3 +210,11 @@ def test_a_farmer_who_takes_consent_back_is_told_what_stops_and_how_to_delete(ap
     assert "silinmesi talebiniz" in deletion and _deletion_requested(session)
     [notice] = farmer.says("Merhaba")
     assert "KVKK" in notice
+
+
+def test_devam_mid_flow_goes_on_instead_of_saying_messages_are_coming(farmer):
+    farmer.photo("biber yaprakları")
+    confirmation = " ".join(farmer.says("devam"))
+    assert "zaten alıyorsunuz" not in confirmation and "Konum: belirtilmedi" in confirmation
+    [queued] = farmer.says("devam")
+    assert "sıraya alındı" in queued
