@@ -43,3 +43,12 @@ def find_crop(text: str | None) -> str | None:
             if len(alias) >= 4 and word.startswith(alias):
                 return key
     return None
+
+
+def looks_like_name(text: str | None) -> bool:
+    """Could this be a crop's name the list does not have (`fasulye`, `kiraz`, `şeker pancarı`)? A few words
+    of letters only, short; not a sentence, a number or an emoji. (The conversation also leaves out words
+    such as `evet` or `merhaba`: `intents.is_small_talk`.)"""
+    words = (text or "").split()
+    return (0 < len(words) <= 3 and 2 <= len(" ".join(words)) <= 30
+            and all(all(c.isalpha() or c in "-'’" for c in word) for word in words))

@@ -62,6 +62,13 @@ YES = {"evet", "kabul", "kabul ediyorum", "onay", "onayliyorum", "tamam", "olur"
        "i accept", "gonder", "send"}
 NO = {"hayir", "kabul etmiyorum", "etmiyorum", "istemiyorum", "red", "reddet", "no", "decline", "i decline",
       "i do not accept"}
+# Greetings and thanks: never a crop's or a place's name.
+GREETINGS = {"merhaba", "merhabalar", "mrb", "mrhb", "selam", "selamlar", "slm", "sa", "selamun aleykum",
+             "selamunaleykum", "iyi gunler", "gunaydin", "iyi aksamlar", "hello", "hi", "hey", "good morning",
+             "good afternoon", "good evening"}
+THANKS = {"tesekkurler", "tesekkur ederim", "cok tesekkurler", "cok tesekkur ederim", "sagol", "sag ol", "sagolun",
+          "sag olun", "eyvallah", "tsk", "tsk ederim", "eline saglik", "allah razi olsun", "thanks", "thank you",
+          "thanks a lot", "thx"}
 # "Go on": sends at the confirmation, skips the place; elsewhere the open question comes again.
 CONTINUE = {"devam", "devam et", "devam edelim", "devam edin", "continue", "go on"}
 SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
@@ -93,3 +100,11 @@ def is_continue(text: str | None) -> bool:
 
 def is_skip(text: str | None) -> bool:
     return fold(text) in SKIP
+
+
+def is_small_talk(text: str | None) -> bool:
+    """A word of conversation rather than an answer's content (a crop's or a place's name): a command, yes, no,
+    skip, go on, a greeting or thanks."""
+    folded = fold(text)
+    return (folded in YES or folded in NO or folded in SKIP or folded in CONTINUE or folded in GREETINGS
+            or folded in THANKS or match(text) is not None)

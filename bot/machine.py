@@ -302,14 +302,20 @@ def on_crop(conv: Conversation, event: Event) -> Step:
     if event.reply == rid.Crop(crops.OTHER):
         return _say(conv, State.AWAIT_CROP_TEXT, replies.ask_crop_text(conv.locale))
     crop = event.reply.key if isinstance(event.reply, rid.Crop) else crops.find_crop(event.text)
-    if not crop or crops.display_name(crop) is None:
-        return _say(conv, State.AWAIT_CROP, replies.crop_hint(conv.locale), replies.ask_crop(conv.locale))
-    return _with_crop(conv, crop)
+    if crop and crops.display_name(crop) is not None:
+        return _with_crop(conv, crop)
+    if event.kind is EventKind.TEXT and _crop_name(event.text):  # a crop the list does not have, as `Diğer` takes it
+        return _with_crop(conv, (event.text or "").strip())
+    return _say(conv, State.AWAIT_CROP, replies.crop_hint(conv.locale), replies.ask_crop(conv.locale))
+
+
+def _crop_name(text: str | None) -> bool:
+    return crops.looks_like_name(text) and not intents.is_small_talk(text)
 
 
 def on_crop_text(conv: Conversation, event: Event) -> Step:
     text = (event.text or "").strip()
-    if not text or len(text) > 60:
+    if not text or len(text) > 60 or intents.is_small_talk(text):
         return _say(conv, State.AWAIT_CROP_TEXT, replies.crop_text_hint(conv.locale))
     return _with_crop(conv, crops.find_crop(text) or text)
 

@@ -175,7 +175,8 @@ def ask_crop(locale: str) -> Reply:
 
 
 def crop_hint(locale: str) -> Reply:
-    return Reply(_(locale, "I do not know that crop."))
+    return Reply(_(locale, "I could not take that as a crop's name. If your crop is not in the list, choose "
+                           "'Other' and type its name."))
 
 
 def ask_crop_text(locale: str) -> Reply:

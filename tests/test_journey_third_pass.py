@@ -97,6 +97,30 @@ def test_the_waiting_photo_and_the_unknown_code_name_the_way_out():
     assert "'menu'" in replies.redeem("en", replies.RedeemView("unknown")).text
 
 
+# --- a crop outside the list ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["fasulye", "Kiraz", "şeker pancarı", "Antep fıstığı"])
+def test_a_typed_crop_outside_the_list_is_taken_as_written(name):
+    step, _c = run(conv(), photo(), text(name))
+    assert step.state is State.AWAIT_LOCATION and step.data.draft.crop == name
+
+
+@pytest.mark.parametrize("words", ["evet", "slm", "teşekkürler", "devam", "123", "👍",
+                                   "yapraklarda sarı lekeler var ne yapmalıyım"])
+def test_what_is_not_a_crop_name_points_to_other_instead_of_looping(words):
+    step, _c = run(conv(), photo(), text(words))
+    assert step.state is State.AWAIT_CROP and step.data.draft.crop is None
+    assert "'Diğer'" in sent(step)[0]
+
+
+def test_small_talk_is_not_taken_as_the_crop_typed_after_other():
+    step, _c = run(conv(), photo(), tap("crop:diger"), text("tamam"))
+    assert step.state is State.AWAIT_CROP_TEXT and step.data.draft.crop is None
+    named, _c = run(conv(), photo(), tap("crop:diger"), text("fasulye"))
+    assert named.data.draft.crop == "fasulye"
+
+
 # --- `devam` goes on ------------------------------------------------------------------------------------
 
 
@@ -218,3 +242,11 @@ def test_devam_mid_flow_goes_on_instead_of_saying_messages_are_coming(farmer):
     assert "zaten alıyorsunuz" not in confirmation and "Konum: belirtilmedi" in confirmation
     [queued] = farmer.says("devam")
     assert "sıraya alındı" in queued
+
+
+def test_a_crop_outside_the_list_goes_on_to_the_place(farmer, session):
+    farmer.photo()
+    [place_question] = farmer.says("fasulye")
+    assert "Tarla nerede" in place_question or "nerede" in place_question
+    [confirmation] = farmer.taps("Geç")
+    assert "fasulye" in confirmation
