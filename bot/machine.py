@@ -24,7 +24,7 @@ from bot import reply_ids as rid
 from bot.draft import MAX_PHOTOS, ConversationData, Draft
 from bot.intents import Intent
 from bot.normalize import fold
-from bot.place import tidy_place
+from bot.place import province_in, tidy_place
 from bot.types import (
     Action,
     Conversation,
@@ -337,12 +337,20 @@ def on_location(conv: Conversation, event: Event) -> Step:
                         location_text=place[:LOCATION_TEXT_MAX] or None)
     elif event.reply == rid.SkipLocation() or intents.is_skip(event.text) or intents.is_continue(event.text):
         draft = replace(draft, latitude=None, longitude=None, location_text=None)
-    elif event.kind is EventKind.TEXT and event.text and len(event.text.strip()) <= 100:
+    elif event.kind is EventKind.TEXT and event.text and len(event.text.strip()) <= 100 and _place_text(event.text):
         draft = replace(draft, latitude=None, longitude=None, location_text=event.text.strip())
     else:
         return _say(conv, State.AWAIT_LOCATION, replies.location_hint(conv.locale), replies.ask_location(conv.locale))
     data = replace(conv.data.with_pending(draft, MAX_PENDING), draft=draft)
     return _say(conv, State.CONFIRM, replies.confirm(conv.locale, draft), data=data)
+
+
+def _place_text(text: str) -> bool:
+    """Could the farmer mean a place? A province named (`Konya`, `Of, Trabzon`), or at least three letters that
+    are not a word of conversation (`slm`, `evet`, `teşekkürler`); an emoji or a number alone is not a place."""
+    if province_in(text):
+        return True
+    return sum(c.isalpha() for c in text) >= 3 and not intents.is_small_talk(text)
 
 
 def on_confirm_text(conv: Conversation, event: Event) -> Step:

@@ -198,7 +198,7 @@ def ask_location(locale: str) -> Reply:
 
 
 def location_hint(locale: str) -> Reply:
-    return Reply(_(locale, "I could not read that location."))
+    return Reply(_(locale, "I could not take that as a place (for example: Konya Selçuklu)."))
 
 
 def _shorten(text: str, limit: int = 200) -> str:

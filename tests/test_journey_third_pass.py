@@ -121,6 +121,23 @@ def test_small_talk_is_not_taken_as_the_crop_typed_after_other():
     assert named.data.draft.crop == "fasulye"
 
 
+# --- a place that is not one ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("words", ["slm", "👍", "evet", "tamam", "teşekkürler", "12", "ok 👍"])
+def test_a_word_that_is_no_place_asks_for_the_place_again(words):
+    step, _c = run(conv(), photo(caption="domates"), text(words))
+    assert step.state is State.AWAIT_LOCATION and step.data.draft.location_text is None
+    hint, _question = sent(step)
+    assert "yer adı olarak anlayamadım" in hint and "Konum:" not in hint and "Geç" in str(step.actions)
+
+
+@pytest.mark.parametrize("place", ["Konya Selçuklu", "Of, Trabzon", "Yeşilyurt köyü", "Ula"])
+def test_a_plausible_place_is_still_taken(place):
+    step, _c = run(conv(), photo(caption="domates"), text(place))
+    assert step.state is State.CONFIRM and step.data.draft.location_text == place
+
+
 # --- `devam` goes on ------------------------------------------------------------------------------------
 
 
@@ -250,3 +267,14 @@ def test_a_crop_outside_the_list_goes_on_to_the_place(farmer, session):
     assert "Tarla nerede" in place_question or "nerede" in place_question
     [confirmation] = farmer.taps("Geç")
     assert "fasulye" in confirmation
+
+
+def test_a_greeting_at_the_place_question_is_not_stored_as_the_place(farmer, session):
+    from models import Analysis
+
+    farmer.photo("domates")
+    hint, _question = farmer.says("evet")
+    assert "anlayamadım" in hint
+    farmer.says("Manisa Akhisar")
+    farmer.taps("Gönder")
+    assert session.scalar(select(Analysis.location_text)) == "Manisa Akhisar"
