@@ -4,12 +4,15 @@ diacritics, punctuation and extra spaces do not matter."""
 from __future__ import annotations
 
 import enum
+import re
 
 from bot.normalize import fold
 
 
 class Intent(enum.StrEnum):
     MENU = "menu"
+    GREETING = "greeting"  # the menu, but a submission in progress goes on
+    THANKS = "thanks"
     CANCEL = "cancel"
     HELP = "help"
     QUOTA = "quota"
@@ -27,7 +30,7 @@ class Intent(enum.StrEnum):
 # Whole-message matches (folded). Short words only match alone, so "dur" inside a sentence is not
 # an opt-out and "kota" as a village name in a location would need to be the whole message.
 EXACT: dict[str, Intent] = {
-    **dict.fromkeys(["menu", "ana menu", "0", "merhaba", "selam", "selamlar", "hello", "hi"], Intent.MENU),
+    **dict.fromkeys(["menu", "ana menu", "0"], Intent.MENU),
     **dict.fromkeys(["iptal", "vazgec", "vazgectim", "cancel", "iptal et"], Intent.CANCEL),
     **dict.fromkeys(["yardim", "help", "nasil", "yardim lazim"], Intent.HELP),
     **dict.fromkeys(["kota", "hakkim", "haklarim", "kalan", "quota", "kalan hak", "kac hakkim var"], Intent.QUOTA),
@@ -74,12 +77,23 @@ CONTINUE = {"devam", "devam et", "devam edelim", "devam edin", "continue", "go o
 SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
 
 
+# Emoji alone (fold drops them): a wave is a hello, folded hands a thank-you.
+_EMOJI = {"👋": Intent.GREETING, "🙋": Intent.GREETING, "🙏": Intent.THANKS}
+_EMOJI_MODIFIERS = re.compile("[\ufe0f\u200d\U0001f3fb-\U0001f3ff\u2642\u2640\\s]")
+
+
 def match(text: str | None) -> Intent | None:
     folded = fold(text)
     if not folded:
-        return None
+        emoji = set(_EMOJI_MODIFIERS.sub("", text or ""))
+        kinds = {_EMOJI.get(e) for e in emoji}
+        return kinds.pop() if len(kinds) == 1 else None
     if folded in EXACT:
         return EXACT[folded]
+    if folded in GREETINGS:
+        return Intent.GREETING
+    if folded in THANKS:
+        return Intent.THANKS
     for phrase, intent in _CONTAINS:
         if phrase in folded:
             return intent

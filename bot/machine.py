@@ -508,8 +508,33 @@ def show_help(conv: Conversation, event: Event) -> Step:
     return _say(conv, conv.state, replies.help_text(conv.locale), *replies.reprompt(conv.state, conv.locale, conv.data))
 
 
+def to_menu(conv: Conversation, event: Event) -> Step:
+    """`menü`: the menu. A submission in progress that is not yet waiting for its `Gönder` is dropped: say so."""
+    draft = conv.data.draft
+    if draft is not None and conv.state in SUBMISSION_STATES and not conv.data.pending_draft(draft.photo_message_id):
+        return _menu(conv, replies.submission_dropped(conv.locale))
+    return _menu(conv)
+
+
+def greet(conv: Conversation, event: Event) -> Step:
+    """`Merhaba`, `slm`, 👋: the menu; in the middle of a submission, a hello back and its question again (the
+    photos are kept; `iptal` drops them)."""
+    if conv.data.draft is not None and conv.state in SUBMISSION_STATES:
+        return _say(conv, conv.state, replies.hello_mid_submission(conv.locale),
+                    *replies.reprompt(conv.state, conv.locale, conv.data))
+    return _menu(conv)
+
+
+def thank(conv: Conversation, event: Event) -> Step:
+    """`Teşekkürler`, `sağol`, 🙏: a kind word, and the open question again if there is one."""
+    return _say(conv, conv.state, replies.you_are_welcome(conv.locale),
+                *replies.reprompt(conv.state, conv.locale, conv.data))
+
+
 GLOBAL: dict[Intent, Handler] = {
-    Intent.MENU: lambda conv, event: _menu(conv),
+    Intent.MENU: to_menu,
+    Intent.GREETING: greet,
+    Intent.THANKS: thank,
     Intent.CANCEL: cancel,
     Intent.HELP: show_help,
     Intent.QUOTA: lambda conv, event: _step(conv, conv.state, ShowQuota()),

@@ -112,6 +112,19 @@ def cancelled(locale: str) -> Reply:
     return Reply(_(locale, "Cancelled. Nothing was sent and nothing was charged."))
 
 
+def submission_dropped(locale: str) -> Reply:
+    """`menü` in the middle of a submission: it is dropped, nothing was charged."""
+    return Reply(_(locale, "Your unfinished submission was cancelled: nothing was sent and nothing was charged."))
+
+
+def hello_mid_submission(locale: str) -> Reply:
+    return Reply(_(locale, "Hello! What you started is kept, so let us go on (write 'cancel' to drop it)."))
+
+
+def you_are_welcome(locale: str) -> Reply:
+    return Reply(_(locale, "You are welcome! I am here whenever you need me."))
+
+
 def nothing_to_cancel(locale: str) -> Reply:
     return Reply(_(locale, "There is nothing to cancel."))
 

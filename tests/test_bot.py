@@ -83,7 +83,12 @@ def test_commands_are_recognised_in_any_case_and_spelling(raw, intent):
     (replies.opted_in, {"STOP": intents.Intent.OPT_OUT}),
     (lambda locale: replies.unsupported(locale, "sticker"), {"menu": intents.Intent.MENU}),
     (replies.handling_failed, {"menu": intents.Intent.MENU}),
-    (replies.consent_refused, {"hello": intents.Intent.MENU}),
+    (replies.consent_refused, {"hello": intents.Intent.GREETING}),
+    (replies.consent_withdrawn, {"delete my data": intents.Intent.DELETE_DATA, "hello": intents.Intent.GREETING}),
+    (lambda locale: replies.not_a_code(locale, photo_waits=True), {"cancel": intents.Intent.CANCEL}),
+    (lambda locale: replies.not_a_code(locale, photo_waits=False), {"menu": intents.Intent.MENU}),
+    (lambda locale: replies.redeem(locale, replies.RedeemView("unknown")), {"menu": intents.Intent.MENU}),
+    (replies.hello_mid_submission, {"cancel": intents.Intent.CANCEL}),
 ])
 def test_english_text_names_the_english_commands_that_work(reply, commands):
     named = re.findall(r"'([^']+)'", reply("en").text)

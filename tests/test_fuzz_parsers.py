@@ -661,7 +661,8 @@ def check_fold(text: str) -> None:
 
 # What farmers type, with the intent it must keep however it is typed.
 PHRASES: list[tuple[str, Intent]] = [
-    ("menü", Intent.MENU), ("Ana menü", Intent.MENU), ("merhaba", Intent.MENU), ("selam", Intent.MENU),
+    ("menü", Intent.MENU), ("Ana menü", Intent.MENU), ("merhaba", Intent.GREETING), ("selam", Intent.GREETING),
+    ("slm", Intent.GREETING), ("iyi günler", Intent.GREETING), ("teşekkürler", Intent.THANKS), ("sağol", Intent.THANKS),
     ("iptal", Intent.CANCEL), ("vazgeç", Intent.CANCEL), ("iptal et", Intent.CANCEL),
     ("yardım", Intent.HELP), ("yardım lazım", Intent.HELP), ("kota", Intent.QUOTA), ("kalan hakkım", Intent.QUOTA),
     ("kaç hakkım var", Intent.QUOTA), ("bugün kalan hakkım ne kadar", Intent.QUOTA), ("dil", Intent.LANGUAGE),
@@ -672,6 +673,8 @@ PHRASES: list[tuple[str, Intent]] = [
     ("verilerimi sil", Intent.DELETE_DATA), ("lütfen verilerimi sil", Intent.DELETE_DATA),
     ("delete my data", Intent.DELETE_DATA), ("help", Intent.HELP), ("cancel", Intent.CANCEL),
     *intents.EXACT.items(),
+    *((word, Intent.GREETING) for word in intents.GREETINGS),
+    *((word, Intent.THANKS) for word in intents.THANKS),
 ]
 # Spellings that fold to the same letter: Turkish and English keyboards, accents, styled text.
 VARIANTS = {"i": "iıîíİIÍ", "g": "gğĞG", "u": "uüûúÜU", "s": "sşŞS", "o": "oöóÖO", "c": "cçÇC", "a": "aâáÂA",

@@ -106,7 +106,7 @@ def test_a_typed_crop_outside_the_list_is_taken_as_written(name):
     assert step.state is State.AWAIT_LOCATION and step.data.draft.crop == name
 
 
-@pytest.mark.parametrize("words", ["evet", "slm", "teşekkürler", "devam", "123", "👍",
+@pytest.mark.parametrize("words", ["evet", "hayır", "devam", "123", "👍",
                                    "yapraklarda sarı lekeler var ne yapmalıyım"])
 def test_what_is_not_a_crop_name_points_to_other_instead_of_looping(words):
     step, _c = run(conv(), photo(), text(words))
@@ -124,7 +124,7 @@ def test_small_talk_is_not_taken_as_the_crop_typed_after_other():
 # --- a place that is not one ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("words", ["slm", "👍", "evet", "tamam", "teşekkürler", "12", "ok 👍"])
+@pytest.mark.parametrize("words", ["👍", "evet", "tamam", "hayır", "12", "ok 👍"])
 def test_a_word_that_is_no_place_asks_for_the_place_again(words):
     step, _c = run(conv(), photo(caption="domates"), text(words))
     assert step.state is State.AWAIT_LOCATION and step.data.draft.location_text is None
@@ -157,6 +157,43 @@ def test_devam_elsewhere_asks_the_open_question_again_and_is_no_opt_in(state):
     assert not any(isinstance(a, SetOptOut) for a in step.actions)
     back, _c = run(replace(conv(state), opted_out=True), text("BAŞLA"))
     assert SetOptOut(False) in back.actions
+
+
+# --- greetings and thanks --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hello", ["slm", "İyi günler", "Günaydın", "👋", "Merhaba", "selamün aleyküm"])
+def test_a_greeting_is_a_hello_and_shows_the_menu(hello):
+    step, _c = run(conv(), text(hello))
+    assert step.state is State.MENU and "anlayamadım" not in " ".join(sent(step))
+
+
+@pytest.mark.parametrize("thanks", ["teşekkürler", "Sağol", "çok teşekkür ederim", "🙏"])
+def test_thanks_are_answered_kindly_with_the_open_question_again(thanks):
+    step, _c = run(conv(), photo(caption="domates"), text(thanks))
+    said = sent(step)
+    assert "Rica ederim" in said[0] and "anlayamadım" not in " ".join(said)
+    assert step.state is State.AWAIT_LOCATION and step.data.draft is not None and len(said) == 2
+    assert step.data.draft.location_text is None  # nor taken as the place
+
+
+def test_hello_in_the_middle_of_an_album_keeps_every_photo():
+    album = [photo(mid) for mid in range(7, 12)]
+    _step, c = run(conv(), *album)
+    assert c.data.draft.photo_count == 5
+    step, _c = run(c, text("Merhaba"))
+    assert step.state is State.AWAIT_CROP and step.data.draft.photo_count == 5
+    hello, question = sent(step)
+    assert "Merhaba" in hello and "'iptal'" in hello and "Hangi ürün" in question
+
+
+def test_the_menu_in_the_middle_of_a_submission_says_it_was_dropped():
+    step, _c = run(conv(), photo(), text("menü"))
+    assert step.state is State.MENU and step.data.draft is None
+    assert "Yarım kalan gönderiminiz iptal edildi" in sent(step)[0]
+    _confirmed, c = run(conv(), photo(caption="domates"), text("Geç"))
+    kept, _c = run(c, text("menü"))  # confirmed: its `Gönder` keeps working, nothing was dropped
+    assert "iptal edildi" not in " ".join(sent(kept)) and kept.data.pending_draft(7) is not None
 
 
 # --- consent taken back ---------------------------------------------------------------------------------
@@ -278,3 +315,15 @@ def test_a_greeting_at_the_place_question_is_not_stored_as_the_place(farmer, ses
     farmer.says("Manisa Akhisar")
     farmer.taps("Gönder")
     assert session.scalar(select(Analysis.location_text)) == "Manisa Akhisar"
+
+
+def test_hello_mid_submission_keeps_the_photos_through_the_webhook(farmer, session):
+    farmer.photo(media_id="111")
+    hello, _question = farmer.says("Selam")
+    assert "devam edelim" in hello
+    farmer.says("domates")
+    farmer.taps("Geç")
+    [queued] = farmer.taps("Gönder")
+    assert "sıraya alındı" in queued
+    [thanks] = farmer.says("teşekkürler")
+    assert "Rica ederim" in thanks
