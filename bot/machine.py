@@ -6,9 +6,9 @@ Order of decisions for each event (see `step`):
 1. an expired conversation starts again from the menu;
 2. before consent only the privacy question, language and opt-out/in are possible; a photo or a
    question is kept and taken up right after consent;
-3. global intents (menu, cancel, help, quota, language, opt-out/in, data deletion), a photo
-   (starts a submission, or joins the one in progress as an album), a sponsor code, a tapped
-   `Gönder` of any pending submission;
+3. global intents (menu, hello, thanks, cancel, help, quota, language, opt-out/in, data deletion,
+   consent taken back), a photo (starts a submission, or joins the one in progress as an album), a
+   sponsor code, a tapped `Gönder` of any pending submission;
 4. the table for the current state;
 5. the state's fallback: a hint of what is expected now, and the way out.
 """
@@ -129,8 +129,8 @@ def on_consent_again(conv: Conversation, event: Event) -> Step:
 def withdraw_consent(conv: Conversation, event: Event) -> Step:
     """Consent taken back (`Kabul etmiyorum` tapped on the notice, or written, after accepting): nothing more is
     processed (as after a refusal: the conversation forgets its drafts and starts from the notice) and we write
-    first no more (as after `DUR`). What is stored stays until the farmer asks for its deletion, as the reply
-    says (`verilerimi sil`, honoured in every state)."""
+    first no more (as after `DUR`). Nothing is deleted by this: the reply says how to ask for that
+    (`verilerimi sil`, honoured in every state)."""
     return _say(conv, State.START, replies.consent_withdrawn(conv.locale),
                 before=(RecordConsent(False), SetOptOut(True)), data=ConversationData())
 
