@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, null, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import (
@@ -105,26 +106,50 @@ def upsert_senders(session: Session, messages: list[InboundMessage], now: dateti
 
 def link_user_id(session: Session, farmer_id: int, user_id: str, now: datetime) -> set[int]:
     """Give the farmer this user id; a row that held it already is merged into the farmer. Returns the ids
-    of rows merged away."""
-    holder = session.scalar(select(Farmer.id).where(Farmer.user_id == user_id))
-    if holder == farmer_id:
-        return set()
+    of rows merged away. A row given the user id by a delivery still being written when we looked is seen
+    once that delivery commits (the alias is then taken): it is merged too, on a second look."""
     merged: set[int] = set()
-    if holder is not None:
-        merge_farmers(session, keep_id=farmer_id, drop_id=holder)
-        merged.add(holder)
-    session.execute(update(Farmer).where(Farmer.id == farmer_id).values(user_id=user_id, updated_at=now)
-                    .execution_options(synchronize_session=False))
+    for last_look in (False, True):
+        holder = holder_locked(session, Farmer.user_id, user_id)
+        if holder == farmer_id:
+            break
+        if holder is not None:
+            merge_farmers(session, keep_id=farmer_id, drop_id=holder)
+            merged.add(holder)
+        try:
+            with session.begin_nested():
+                session.execute(update(Farmer).where(Farmer.id == farmer_id)
+                                .values(user_id=user_id, updated_at=now)
+                                .execution_options(synchronize_session=False))
+        except IntegrityError:
+            if last_look:
+                raise
+            continue
+        break
     if merged:
         readdress_pending(session, farmer_id)
     return merged
+
+
+def holder_locked(session: Session, alias: Any, value: str) -> int | None:
+    """The farmer whose `alias` column (phone or user id) is `value`, its row locked until the caller commits.
+    A merge takes the row it drops this way: a delivery already writing a message of that row commits first
+    (so the merge moves the message), and one that comes after waits, then finds the row that stays. Without
+    the lock a message could be written to the dropped row and lose its farmer when the row is deleted. The
+    lock is the one a delivery's upsert takes (FOR NO KEY UPDATE): rows that only refer to the farmer are
+    not held up by it."""
+    return session.scalar(select(Farmer.id).where(alias == value).with_for_update(key_share=True))
 
 
 def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     """One person seen as two rows: everything of `drop_id` moves to `keep_id`, which keeps its aliases and
     gains consent, name and settings it lacked, and the newer of their marketing stop / resume; then `drop_id`
     is deleted. Two active subscriptions leave one active (a paid one before a Trial): a second Trial is
-    cancelled, any other waits as queued."""
+    cancelled, any other waits as queued. The caller found `drop_id` with `holder_locked`. A worker answering
+    either farmer finishes first (their conversations are locked before anything moves), so what it writes
+    moves too."""
+    session.execute(select(Conversation.id).where(Conversation.farmer_id.in_((keep_id, drop_id)))
+                    .order_by(Conversation.id).with_for_update())
     keep, drop = session.get_one(Farmer, keep_id), session.get_one(Farmer, drop_id)
     for model, column in ((Message, Message.farmer_id), (Analysis, Analysis.farmer_id),
                           (Subscription, Subscription.farmer_id), (UsageLedger, UsageLedger.farmer_id),
@@ -162,6 +187,37 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
     _one_active_subscription(session, keep_id)
     session.flush()
     log.info("farmer rows merged", extra={"farmer_id": keep_id, "merged_farmer_id": drop_id})
+
+
+def reattach_orphans(session: Session, stored_before: datetime, now: datetime) -> list[int]:
+    """Inbound messages still to answer, stored before `stored_before`, whose farmer row is gone (a deleted
+    row sets `farmer_id` to NULL) go to the farmer their sender is known by now: the stored address (a phone,
+    else a user id) is an alias of the row a merge kept. A safety net behind `holder_locked`: such a message
+    could never be claimed, and would be queued again and again unanswered. One whose sender nobody is
+    known by is marked failed, for support. Returns the ids given a farmer."""
+    orphans = session.execute(
+        select(Message.id, Message.phone)
+        .where(Message.direction == Direction.INBOUND.value, Message.status == MessageStatus.RECEIVED.value,
+               Message.farmer_id.is_(None), Message.created_at <= stored_before)
+        .order_by(Message.id).limit(500)
+    ).all()
+    moved = []
+    for message_id, address in orphans:
+        farmer_id = session.scalar(select(Farmer.id).where((Farmer.phone == address) | (Farmer.user_id == address))
+                                   .order_by(Farmer.id).limit(1))
+        values: dict[str, Any] = {"farmer_id": farmer_id}
+        if farmer_id is None:
+            log.error("inbound message without a farmer, and nobody is known by its sender: marked failed",
+                      extra={"message_id": message_id})
+            values = {"status": MessageStatus.FAILED.value, "failed_at": now, "processed_at": now,
+                      "error_title": "no farmer is known by its sender"}
+        else:
+            moved.append(message_id)
+        session.execute(update(Message).where(Message.id == message_id, Message.farmer_id.is_(None))
+                        .values(values).execution_options(synchronize_session=False))
+    if moved:
+        log.warning("inbound messages without a farmer given their farmer again", extra={"message_ids": moved[:20]})
+    return moved
 
 
 def readdress_pending(session: Session, farmer_id: int) -> int:
@@ -219,7 +275,7 @@ def change_number(session: Session, farmer_id: int, new_phone: str, now: datetim
     farmer = session.get_one(Farmer, farmer_id)
     if farmer.phone == new_phone:
         return
-    holder = session.scalar(select(Farmer.id).where(Farmer.phone == new_phone))
+    holder = holder_locked(session, Farmer.phone, new_phone)
     if holder is not None:
         merge_farmers(session, keep_id=farmer_id, drop_id=holder)
     farmer.phone = new_phone

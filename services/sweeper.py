@@ -2,8 +2,9 @@
 a worker that died (its lease expired). Runs in the one scheduler process.
 
 - `sweep_unqueued` (every `SWEEP_INTERVAL_SECONDS`, and at once when Redis is back): inbound messages
-  not yet handled (and not waiting on the hand-off list, `services.handoff`), charged analyses
-  (`queued`, or `processing` without a live lease), and callback results stored while Redis was down.
+  not yet handled (and not waiting on the hand-off list, `services.handoff`; one whose farmer row is
+  gone is given its farmer again first), charged analyses (`queued`, or `processing` without a live
+  lease), and callback results stored while Redis was down.
 - `requeue_expired` (every `EXPIRED_SWEEP_SECONDS`): rows whose lease expired, so a killed worker's
   message or analysis runs again within a lease's length and a few seconds.
 - `release_overdue` (every `EXPIRED_SWEEP_SECONDS`): RQ's scheduled jobs (retries after a backoff, deadline
@@ -32,6 +33,7 @@ from sqlalchemy import select
 from models import Analysis, AnalysisStatus, Direction, Message, MessageStatus, utcnow
 from services import context
 from services.analysis import FINISH_ANALYSIS, enqueue_analysis
+from services.farmer_identity import reattach_orphans
 from services.handoff import HANDLE_INBOUND, waiting
 from services.leases import LEASE_SECONDS, lease_free
 from services.queue import ANALYSIS, INBOUND, QUEUE_NAMES, enqueue_unique, get_queue, inbound_retry
@@ -49,6 +51,8 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
     grace = settings.SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
     now = utcnow()
     cutoff = now - timedelta(seconds=grace)
+    with context.db().session() as session, session.begin():
+        reattach_orphans(session, cutoff, now)  # a message that lost its farmer could not be claimed
     with context.db().reader() as session:
         inbound = session.scalars(
             select(Message.id)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,9 +21,18 @@ from sqlalchemy import func, select
 from app import create_app
 from models import Farmer, Message, MessageStatusEvent, Subscription, UnhandledWebhook, UsageLedger, utcnow
 from services import quota
+from services.sweeper import sweep_unqueued
 from services.whatsapp import messages as wa
 from services.whatsapp.outbox import queue_message, send_pending
-from tests.helpers import GRAPH, PHONE_NUMBER_ID, clean_stores, make_settings, post_webhook, run_jobs
+from tests.helpers import (
+    GRAPH,
+    PHONE_NUMBER_ID,
+    TEST_DATABASE_URL,
+    clean_stores,
+    make_settings,
+    post_webhook,
+    run_jobs,
+)
 
 PHONE = "905321234567"
 USER_ID = "TR.13491208655302741918"
@@ -400,3 +411,91 @@ def test_a_reply_still_waiting_follows_the_farmer_to_the_new_number(app, graph, 
 def test_several_numbers_of_ours_are_read_from_settings():
     settings = make_settings("sqlite://", WHATSAPP_PHONE_NUMBER_ID=f" {PHONE_NUMBER_ID} ,{OTHER_NUMBER_ID},")
     assert settings.phone_number_ids == (PHONE_NUMBER_ID, OTHER_NUMBER_ID)
+
+
+# --- merges racing with more messages ----------------------------------------------------------------
+
+
+def post_together(app, bodies: list[dict[str, Any]]) -> None:
+    """Every body posted at once, each from its own thread (as Meta's concurrent deliveries arrive)."""
+    barrier = threading.Barrier(len(bodies))
+    statuses: list[int] = []
+
+    def post(body: dict[str, Any]) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(post_webhook(client, body).status_code)
+
+    threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * len(bodies)
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="SQLite lets one writer in at a time: the race needs PostgreSQL")
+def test_messages_arriving_while_two_rows_merge_all_stay_with_the_farmer_and_are_answered(app, graph, session):
+    """The phone and the user id of one farmer on two rows; a message naming both merges them while eight
+    more name the user id alone. Each of those lands on the farmer, whichever row it found, and is answered."""
+    for round_ in range(3):
+        phone, uid = f"90532111005{round_}", f"TR.MAx{round_}"
+        assert post_webhook(app.test_client(), delivery(text("Merhaba", phone=phone), phone=phone)).status_code == 200
+        assert post_webhook(app.test_client(), delivery(text("Merhaba", phone=None, user_id=uid), phone=None,
+                                                        user_id=uid)).status_code == 200
+        both = delivery(text("menü", phone=phone, user_id=uid), phone=phone, user_id=uid)
+        post_together(app, [both, *(delivery(text(f"soru {i}", phone=None, user_id=uid), phone=None, user_id=uid)
+                                    for i in range(8))])
+    rows = session.execute(select(Message.farmer_id, Message.phone).where(Message.direction == "in")).all()
+    assert len(rows) == 33 and all(farmer_id is not None for farmer_id, _ in rows), rows
+    assert len(farmers(session)) == 3 and len({farmer_id for farmer_id, _ in rows}) == 3
+    run_jobs(app)
+    statuses = session.scalars(select(Message.status).where(Message.direction == "in")).all()
+    assert statuses == ["processed"] * 33
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="SQLite lets one writer in at a time: the race needs PostgreSQL")
+def test_thirty_first_messages_at_once_by_phone_user_id_or_both_make_one_farmer_who_gets_every_answer(app, graph,
+                                                                                                    session):
+    phone, uid = "905321110060", "TR.MAy0"
+    senders: list[dict[str, Any]] = [{"phone": phone}, {"phone": None, "user_id": uid},
+                                     {"phone": phone, "user_id": uid}]
+    post_together(app, [delivery(text(f"soru {i}", **senders[i % 3]), **senders[i % 3]) for i in range(30)])
+    rows = session.execute(select(Message.farmer_id).where(Message.direction == "in")).scalars().all()
+    assert len(rows) == 30 and None not in rows
+    run_jobs(app)
+    [farmer] = farmers(session)
+    assert (farmer.phone, farmer.user_id) == ("+" + phone, uid)
+    inbound = session.execute(select(Message.farmer_id, Message.status).where(Message.direction == "in")).all()
+    assert set(inbound) == {(farmer.id, "processed")}
+
+
+def _orphan(app, sender: str, wamid: str) -> int:
+    """An inbound message left as a lost merge would leave it: still to answer, its farmer row gone."""
+    with app.extensions["db"].session() as s, s.begin():
+        row = Message(direction="in", wamid=wamid, phone=sender, phone_number_id=PHONE_NUMBER_ID, type="text",
+                      text="menü", status="received", attempts=0,
+                      payload={"from_user_id": sender, "id": wamid, "type": "text", "text": {"body": "menü"}},
+                      created_at=utcnow() - timedelta(minutes=1), meta_timestamp=utcnow() - timedelta(minutes=1))
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def test_the_sweeper_gives_a_message_whose_farmer_row_is_gone_to_the_farmer_its_sender_is_now(app, graph, session):
+    onboard(app, graph, phone=PHONE, user_id=USER_ID)
+    [farmer] = farmers(session)
+    orphan = _orphan(app, USER_ID, "wamid.ORPHAN1")
+    before = len(graph.sent)
+    assert sweep_unqueued(grace_seconds=0) == 1
+    assert session.get(Message, orphan).farmer_id == farmer.id
+    run_jobs(app)
+    assert session.get(Message, orphan).status == "processed"
+    assert graph.sent[before:] and all(b.get("to") == "+" + PHONE for b in graph.sent[before:])
+
+
+def test_a_message_whose_farmer_row_is_gone_and_whose_sender_nobody_is_is_marked_failed_for_support(app, session):
+    orphan = _orphan(app, "TR.nobody000", "wamid.ORPHAN2")
+    assert sweep_unqueued(grace_seconds=0) == 0
+    row = session.get(Message, orphan)
+    assert (row.status, row.farmer_id, row.error_title) == ("failed", None, "no farmer is known by its sender")
