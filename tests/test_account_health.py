@@ -453,3 +453,31 @@ def test_whatsapp_status_before_meta_said_anything(runner):
     out = runner.invoke(args=["whatsapp-status"]).output
     assert out.startswith("account: ok\n")
     assert "numbers: none reported" in out and "limits: none reported" in out
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+10:00", "2999-06-01T00:00:00Z"])
+def test_an_event_dated_beyond_utc_or_any_sane_time_is_undated_and_the_message_beside_it_is_kept(client, session,
+                                                                                                 when):
+    """Such a time was once read as a date whose conversion to UTC overflowed on storing: a 500 for the
+    signed body, and the farmer's message in its other entry lost."""
+    body = fixture_json("text.json")
+    body["entry"].append({"id": "211497375401331", "time": when, "changes": [{
+        "field": "message_template_quality_update",
+        "value": {"previous_quality_score": "GREEN", "new_quality_score": "YELLOW", "message_template_id": 1,
+                  "message_template_name": "analysis_complete_tr", "message_template_language": "tr"}}]})
+    assert post_webhook(client, body).status_code == 200
+    assert session.scalars(select(Message.text).where(Message.direction == "in")).all() == ["Merhaba"]
+    event = session.scalars(select(WhatsAppAccountEvent)).one()
+    assert (event.event, event.meta_time) == ("YELLOW", None)
+    assert template_row(session, "analysis_complete_tr").quality == "YELLOW"
+
+
+def test_a_restriction_whose_expiry_utc_cannot_hold_is_kept_without_an_expiry(client, session):
+    body = fixture_json("account_restriction.json")
+    value = body["entry"][0]["changes"][0]["value"]
+    for restriction in value["restriction_info"]:
+        restriction["expiration"] = "9999-12-31T23:59:59-10:00"
+    assert post_webhook(client, body).status_code == 200
+    state = session.get(WhatsAppAccountState, "account")
+    assert state.status == "restricted"
+    assert all(r["expiration"] is None for r in state.detail["restrictions"])

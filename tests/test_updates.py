@@ -142,3 +142,16 @@ def test_an_unknown_type_or_status_is_unknown_never_an_error(value):
     assert MessageType(value) is MessageType.UNKNOWN
     assert StatusKind(value) is StatusKind.UNKNOWN
     assert MessageType("text") is MessageType.TEXT and StatusKind("read") is StatusKind.READ
+
+
+@pytest.mark.parametrize("timestamp", ["0", "946684799", "7258118400", "32503680000", "253402300800", "-1", "1e3"])
+def test_a_message_timestamp_outside_this_era_or_unreadable_is_no_timestamp(timestamp):
+    body = fixture_json("text.json")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = timestamp
+    [message] = parse_every_change(body).messages
+    assert message.timestamp is None
+
+
+def test_a_message_timestamp_of_this_era_is_read_in_utc():
+    [message] = parse_webhook(fixture_json("text.json")).messages
+    assert message.timestamp is not None and message.timestamp.isoformat() == "2025-11-22T02:53:20+00:00"

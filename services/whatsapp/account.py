@@ -201,11 +201,27 @@ def _int(value: object) -> int | None:
     return number if 0 <= number < 2**31 else None
 
 
+# The times Meta can mean; anything outside is read as no time at all.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def meta_time(value: datetime) -> datetime | None:
+    """A time read from Meta's JSON, in UTC (naive: taken as UTC), or None when it lies outside EARLIEST and
+    LATEST. A readable ISO time can lie beyond what a datetime holds once in UTC (`9999-12-31T23:59:59-10:00`,
+    `0001-01-01T00:00:00+10:00`): storing it would raise and lose the whole delivery."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        return None
+    return utc if EARLIEST <= utc < LATEST else None
+
+
 def _time(value: object) -> datetime | None:
-    """Unix seconds (entry.time) or ISO 8601 (`2026-04-19T13:59:20+0000`)."""
+    """Unix seconds (entry.time) or ISO 8601 (`2026-04-19T13:59:20+0000`); None when unreadable or out of range."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(int(value), UTC)
+            return meta_time(datetime.fromtimestamp(int(value), UTC))
         except (ValueError, OverflowError, OSError):
             return None
     if isinstance(value, str):
@@ -213,7 +229,7 @@ def _time(value: object) -> datetime | None:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return _time(_int(value)) if _int(value) is not None else None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return meta_time(parsed)
     return None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.enums import LenientStrEnum
 from services.json_input import json_object
-from services.whatsapp.account import ACCOUNT_FIELDS, AccountEvent, parse_account_change
+from services.whatsapp.account import ACCOUNT_FIELDS, AccountEvent, meta_time, parse_account_change
 
 
 class MessageType(LenientStrEnum):
@@ -251,8 +251,9 @@ def user_id(value: object) -> str | None:
 
 
 def _timestamp(value: object) -> datetime | None:
+    """Unix seconds as Meta sends them; None when unreadable or out of range (`meta_time`)."""
     try:
-        return datetime.fromtimestamp(int(str(value)), UTC)
+        return meta_time(datetime.fromtimestamp(int(str(value)), UTC))
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
