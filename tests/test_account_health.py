@@ -481,3 +481,16 @@ def test_a_restriction_whose_expiry_utc_cannot_hold_is_kept_without_an_expiry(cl
     state = session.get(WhatsAppAccountState, "account")
     assert state.status == "restricted"
     assert all(r["expiration"] is None for r in state.detail["restrictions"])
+
+
+def test_a_template_event_dated_in_the_far_future_counts_as_received_now_and_a_later_one_still_applies(client,
+                                                                                                      session):
+    """A PAUSED dated 2100 once outranked every later status: the template stayed paused for good."""
+    post_webhook(client, with_time("template_status_paused.json", 4102444800))
+    assert template_row(session, "analysis_complete_tr").status == "PAUSED"
+    event = session.scalars(select(WhatsAppAccountEvent)).one()
+    assert event.meta_time is not None and event.meta_time <= utcnow()
+    approved = with_time("template_status_paused.json", int(utcnow().timestamp()) + 1)
+    approved["entry"][0]["changes"][0]["value"].update(event="APPROVED", other_info=None)
+    post_webhook(client, approved)
+    assert template_row(session, "analysis_complete_tr").status == "APPROVED"

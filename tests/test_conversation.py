@@ -3,12 +3,14 @@ inbound job and the real state machine, with the Graph API stubbed to record wha
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 from rq.job import Job
 from sqlalchemy import func, select, update
 
+from devtools.terminal_chat import describe as render
 from models import Analysis, Conversation, Farmer, Message, SponsorCode, Subscription, utcnow
 from services import quota, sponsorship
 from tests.chat import Farmer as ChatFarmer
@@ -387,3 +389,28 @@ def test_a_forged_reply_id_is_answered_like_any_text_the_bot_did_not_expect(onbo
     tapped = session.scalars(select(Message).where(Message.direction == "in").order_by(Message.id.desc())).first()
     assert (tapped.status, tapped.error_title) == ("processed", None)
     assert onboarded.says("kalan hakkım")  # and the conversation goes on
+
+
+def test_a_message_dated_in_the_far_future_counts_as_sent_when_it_arrived(onboarded, session, app):
+    """Meta's word for when it was sent once went unchecked: a message dated 2100 kept the farmer's 24-hour
+    window open for good and was handled after every later message."""
+    f = onboarded
+    far, later = f.text("kota"), f.text("menü")
+    far["timestamp"] = "4102444800"
+    later["timestamp"] = str(int(time.time()) + 60)  # a minute ahead: Meta's clock may run a little ahead of ours
+    before = len(f.graph.sent)
+    f.deliver(far, run=False)
+    arrived = utcnow()
+    f.deliver(later, run=False)
+    stored = session.scalars(select(Message.meta_timestamp).where(Message.text == "kota")).one()
+    assert stored is not None and stored <= arrived
+    from services.conversation import handle_inbound
+    from tests.helpers import run_jobs
+
+    # The later message's worker comes first: it handles every waiting message of the farmer, oldest first.
+    handle_inbound(session.scalars(select(Message.id).where(Message.text == "menü")).one())
+    run_jobs(app, CONVERSATION_QUEUES)
+    replies = [render(b) for b in f.graph.sent[before:]]
+    assert "Deneme" in replies[0] and "Analiz gönder" in replies[-1], replies
+    last_inbound = db_farmer(session).last_inbound_at
+    assert last_inbound is not None and last_inbound < utcnow() + timedelta(minutes=5)

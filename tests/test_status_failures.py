@@ -535,3 +535,14 @@ def test_the_graph_stand_in_fails_a_send_later_and_the_simulator_shows_the_templ
             assert s.get_one(Message, row_id).error_code == 131047
             [fallback] = s.scalars(select(Message).where(Message.replaces_id == row_id)).all()
         assert fallback.template_name == "analysis_complete_tr"
+
+
+def test_a_stop_dated_in_the_far_future_counts_as_made_on_arrival_so_a_later_resume_applies(app, client):
+    """A stop dated 2100 once outranked every resume the farmer would ever give."""
+    farmer_id = add_farmer(app)
+    post_ok(client, preference("stop", 4102444800, wa_id="905321234567"))
+    farmer = farmer_by_id(app, farmer_id)
+    made_at = farmer.marketing_preference_at
+    assert farmer.marketing_opt_out_at is not None and made_at is not None and made_at <= utcnow()
+    post_ok(client, preference("resume", int(utcnow().timestamp()) + 1, wa_id="905321234567"))
+    assert farmer_by_id(app, farmer_id).marketing_opt_out_at is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -155,3 +156,17 @@ def test_a_message_timestamp_outside_this_era_or_unreadable_is_no_timestamp(time
 def test_a_message_timestamp_of_this_era_is_read_in_utc():
     [message] = parse_webhook(fixture_json("text.json")).messages
     assert message.timestamp is not None and message.timestamp.isoformat() == "2025-11-22T02:53:20+00:00"
+
+
+def test_a_time_later_than_the_delivery_beyond_a_clocks_skew_is_taken_as_the_delivery_time():
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    body = fixture_json("text.json")
+    [message] = body["entry"][0]["changes"][0]["value"]["messages"]
+    for seconds_ahead, read_as in ((299, now + timedelta(seconds=299)), (301, now), (10**9, now)):
+        message["timestamp"] = str(int(now.timestamp()) + seconds_ahead)
+        assert parse_webhook(body, now).messages[0].timestamp == read_as
+        assert parse_every_change(body, now).messages[0].timestamp == read_as
+    status = fixture_json("status_read.json")
+    status["entry"][0]["changes"][0]["value"]["statuses"][0]["timestamp"] = "4102444800"
+    assert parse_webhook(status, now).statuses[0].timestamp == now
+    assert parse_webhook(status).statuses[0].timestamp == datetime(2100, 1, 1, tzinfo=UTC)  # no `now`: as sent

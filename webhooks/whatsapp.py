@@ -80,7 +80,8 @@ def receive() -> Response:
         return problem(400, title=f"body refused: {exc}")
     if may_hold_unstorable(raw):
         body = storable(body)
-    parsed = parse_webhook(body)
+    now = utcnow()  # when the delivery arrived: no time in it is believed to be much later
+    parsed = parse_webhook(body, now)
     our_numbers = settings.phone_number_ids
     plain = plain_message(parsed, our_numbers)
     db, now = context.db(), utcnow()

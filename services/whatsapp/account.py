@@ -9,7 +9,7 @@ support, in `raw`). Never raises on shape.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.enums import LenientStrEnum
@@ -217,6 +217,19 @@ def meta_time(value: datetime) -> datetime | None:
     return utc if EARLIEST <= utc < LATEST else None
 
 
+CLOCK_SKEW = timedelta(minutes=5)  # how far Meta's clock may run ahead of ours before we doubt it
+
+
+def not_after(value: datetime | None, now: datetime | None) -> datetime | None:
+    """When Meta says something happened, but never later than when we heard of it (`now`, the delivery's
+    arrival) by more than CLOCK_SKEW: a later time is taken as `now`. Trusted as sent, a message dated 2100
+    would keep the farmer's 24-hour window open for good and sort after every later message, and an event
+    dated 2100 would outrank every later one. Without `now` (a stored message read again), as it is."""
+    if value is None or now is None or value <= now + CLOCK_SKEW:
+        return value
+    return now
+
+
 def _time(value: object) -> datetime | None:
     """Unix seconds (entry.time) or ISO 8601 (`2026-04-19T13:59:20+0000`); None when unreadable or out of range."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -239,9 +252,11 @@ def _template_key(value: dict[str, Any]) -> tuple[str, str] | None:
     return (name, language) if name else None
 
 
-def parse_account_change(field_name: str, value: dict[str, Any], entry_time: object = None) -> AccountEvent | str:
-    """One `changes[]` item of one of ACCOUNT_FIELDS -> its event, or the reason it cannot be used."""
-    when = _time(entry_time)
+def parse_account_change(field_name: str, value: dict[str, Any], entry_time: object = None,
+                         now: datetime | None = None) -> AccountEvent | str:
+    """One `changes[]` item of one of ACCOUNT_FIELDS -> its event, or the reason it cannot be used. `now`: when
+    the delivery arrived (`not_after`)."""
+    when = not_after(_time(entry_time), now)
     if field_name in (TEMPLATE_STATUS, TEMPLATE_QUALITY, TEMPLATE_CATEGORY):
         key = _template_key(value)
         if key is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.enums import LenientStrEnum
 from services.json_input import json_object
-from services.whatsapp.account import ACCOUNT_FIELDS, AccountEvent, meta_time, parse_account_change
+from services.whatsapp.account import ACCOUNT_FIELDS, AccountEvent, meta_time, not_after, parse_account_change
 
 
 class MessageType(LenientStrEnum):
@@ -250,10 +250,11 @@ def user_id(value: object) -> str | None:
     return value if isinstance(value, str) and _USER_ID.fullmatch(value) else None
 
 
-def _timestamp(value: object) -> datetime | None:
-    """Unix seconds as Meta sends them; None when unreadable or out of range (`meta_time`)."""
+def _timestamp(value: object, now: datetime | None) -> datetime | None:
+    """Unix seconds as Meta sends them; None when unreadable or out of range (`meta_time`); never much later
+    than `now` (`not_after`)."""
     try:
-        return meta_time(datetime.fromtimestamp(int(str(value)), UTC))
+        return not_after(meta_time(datetime.fromtimestamp(int(str(value)), UTC)), now)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
@@ -303,10 +304,11 @@ def _first_error(errors: object) -> tuple[int | None, str | None]:
 
 
 def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None, *,
-                  senders: dict[str, Sender] | None = None, phone_number_id: str | None = None
-                  ) -> InboundMessage | Problem:
+                  senders: dict[str, Sender] | None = None, phone_number_id: str | None = None,
+                  now: datetime | None = None) -> InboundMessage | Problem:
     """One `messages[]` item; also used by the job to read the stored raw message again. `senders` are the
-    delivery's `contacts[]` by phone and by user id; the sender is known by `from`, `from_user_id` or both."""
+    delivery's `contacts[]` by phone and by user id; the sender is known by `from`, `from_user_id` or both.
+    `now`: when the delivery arrived (a later timestamp is not believed, `not_after`)."""
     names = names or {}
     senders = senders or {}
     wamid = _str(raw.get("id"), MAX_ID)
@@ -352,7 +354,7 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None, *,
         wamid=wamid,
         phone=phone,
         type=MessageType(meta_type),
-        timestamp=_timestamp(raw.get("timestamp")),
+        timestamp=_timestamp(raw.get("timestamp"), now),
         profile_name=names.get(phone or "") or contact.name,
         error_code=code,
         error_title=title,
@@ -404,7 +406,7 @@ def _user_id_change(raw: dict[str, Any]) -> UserIdChange | Problem:
     return UserIdChange(previous, current, normalize_phone(raw.get("wa_id")), raw)
 
 
-def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
+def _parse_status(raw: dict[str, Any], now: datetime | None) -> StatusUpdate | Problem:
     wamid = _str(raw.get("id"), MAX_ID)
     if not wamid:
         return Problem("status without a usable id", raw)
@@ -413,7 +415,7 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | Problem:
         wamid=wamid,
         status=StatusKind(str(raw.get("status"))),
         status_text=str(raw.get("status"))[:20],
-        timestamp=_timestamp(raw.get("timestamp")),
+        timestamp=_timestamp(raw.get("timestamp"), now),
         recipient=None if raw.get("recipient_type") == "group" else _phone_only(raw.get("recipient_id")),
         error_code=code,
         error_title=title,
@@ -428,29 +430,30 @@ def _value_error(item: dict[str, Any], phone_number_id: str | None) -> ValueLeve
     return ValueLevelError(code, title, details[:2000] if details else None, phone_number_id, item)
 
 
-def _preference(raw: object) -> PreferenceUpdate | Problem:
+def _preference(raw: object, now: datetime | None) -> PreferenceUpdate | Problem:
     item = json_object(raw)
     phone, uid = _phone_only(item.get("wa_id")), user_id(item.get("user_id"))
     if phone is None and uid is None:
         return Problem("user preference without a usable wa_id or user_id", raw)
     return PreferenceUpdate(phone=phone, user_id=uid, category=_str(item.get("category"), 50),
                             value=PreferenceValue(_str(item.get("value")) or ""),
-                            timestamp=_timestamp(item.get("timestamp")), raw=item)
+                            timestamp=_timestamp(item.get("timestamp"), now), raw=item)
 
 
 # The keys of a change's value that a delivery of messages alone holds (anything more takes the full walk).
 _MESSAGES_ONLY_KEYS = frozenset({"messaging_product", "metadata", "contacts", "messages"})
 
 
-def parse_webhook(body: Any) -> ParsedWebhook:
+def parse_webhook(body: Any, now: datetime | None = None) -> ParsedWebhook:
     """Every entry x change x message/status (and value-level error, user preference), in order. Never
     raises. At most MAX_ITEMS_PER_DELIVERY items (of all kinds, problems included); the rest, in the
     body's order, is one more problem. Most deliveries are one message: read directly
-    (`parse_single_message`), the same result as the full walk (`parse_every_change`) without it."""
-    return parse_single_message(body) or parse_every_change(body)
+    (`parse_single_message`), the same result as the full walk (`parse_every_change`) without it. `now`
+    is when the delivery arrived: no time in it is believed to be much later (`not_after`)."""
+    return parse_single_message(body, now) or parse_every_change(body, now)
 
 
-def parse_single_message(body: Any) -> ParsedWebhook | None:
+def parse_single_message(body: Any, now: datetime | None = None) -> ParsedWebhook | None:
     """A delivery of exactly one entry, one `messages` change and one message (and its contacts), nothing
     else, parsed as `parse_every_change` parses it but without its walk; None for any other body, and for
     a message that is a problem (the full walk reports it)."""
@@ -469,7 +472,7 @@ def parse_single_message(body: Any) -> ParsedWebhook | None:
         return None
     names, senders = _contacts(value)
     our_number = _number_id(json_object(value.get("metadata")).get("phone_number_id"))
-    message = parse_message(items[0], names, senders=senders, phone_number_id=our_number)
+    message = parse_message(items[0], names, senders=senders, phone_number_id=our_number, now=now)
     return None if isinstance(message, Problem) else ParsedWebhook([message], [], [])
 
 
@@ -487,7 +490,7 @@ def _contacts(value: dict[str, Any]) -> tuple[dict[str, str], dict[str, Sender]]
     return names, senders
 
 
-def parse_every_change(body: Any) -> ParsedWebhook:
+def parse_every_change(body: Any, now: datetime | None = None) -> ParsedWebhook:
     """`parse_webhook` for any body: every entry and change walked."""
     messages: list[InboundMessage] = []
     statuses: list[StatusUpdate] = []
@@ -524,7 +527,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
             value = json_object(change.get("value"))
             field_name = change.get("field")
             if isinstance(field_name, str) and field_name in ACCOUNT_FIELDS:
-                event = (parse_account_change(field_name, value, json_object(entry).get("time"))
+                event = (parse_account_change(field_name, value, json_object(entry).get("time"), now)
                          if isinstance(change.get("value"), dict) else f"{field_name} without a value object")
                 if isinstance(event, str):
                     problem(event, part)
@@ -547,7 +550,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
                 for item in value["user_preferences"]:
                     if not room("user_preferences", item):
                         continue
-                    pref = _preference(item)
+                    pref = _preference(item, now)
                     if isinstance(pref, Problem):
                         problems.append(pref)
                     else:
@@ -576,7 +579,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
             for raw in _list(value.get("messages")):
                 if not room("messages", raw):
                     continue
-                message = (parse_message(raw, names, senders=senders, phone_number_id=our_number)
+                message = (parse_message(raw, names, senders=senders, phone_number_id=our_number, now=now)
                            if isinstance(raw, dict) else Problem("message not an object", raw))
                 if isinstance(message, Problem):
                     problems.append(message)
@@ -585,7 +588,7 @@ def parse_every_change(body: Any) -> ParsedWebhook:
             for raw in _list(value.get("statuses")):
                 if not room("statuses", raw):
                     continue
-                status = _parse_status(raw) if isinstance(raw, dict) else Problem("status not an object", raw)
+                status = _parse_status(raw, now) if isinstance(raw, dict) else Problem("status not an object", raw)
                 if isinstance(status, Problem):
                     problems.append(status)
                 else:
