@@ -3,7 +3,7 @@
 Idempotency is the database's job: `messages.wamid` and `message_status_events (wamid, status)` are
 unique, inserts skip conflicts, and only rows inserted now come back as work to enqueue. Rows are
 written sorted by key so two concurrent deliveries lock in the same order (no deadlock): farmers,
-then messages.
+then messages; a message's id still follows its place in the body.
 
 Most deliveries hold one message from a farmer known by phone (`plain_message`); on PostgreSQL those
 are one statement (`record_plain_message`), everything else is `record_webhook`'s transaction.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -298,6 +298,24 @@ def record_plain_message(conn: psycopg.Connection[Any], m: InboundMessage, now: 
     return Recorded(new_ids, 1 if row is None else 0, 0, 0)
 
 
+def _in_body_order_locked_by_wamid(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A delivery's message rows, given in the body's order, as they are inserted. Their ids must follow the
+    body (the workers break a tie of timestamps by id), while on PostgreSQL the inserts go in wamid order, so
+    two deliveries holding the same wamids take their locks in the same order and cannot deadlock: there the
+    ids are drawn from the sequence first, in the body's order, and the rows then sorted. SQLite lets one
+    writer in at a time: rows go as they are, and take their ids in that order."""
+    by_wamid = sorted(rows, key=lambda row: row["wamid"])
+    if conn.dialect.name != "postgresql" or by_wamid == rows:
+        return rows
+    for row, row_id in zip(rows, sorted(conn.execute(_NEXT_MESSAGE_IDS, {"n": len(rows)}).scalars()), strict=True):
+        row["id"] = row_id
+    return by_wamid
+
+
+_NEXT_MESSAGE_IDS = (select(func.nextval(func.pg_get_serial_sequence(Message.__tablename__, "id")))
+                     .select_from(func.generate_series(1, bindparam("n"))))
+
+
 def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collection[str] | None,
                    now: datetime) -> Recorded:
     """Write everything in one transaction (the caller commits). Returns the new inbound ids to enqueue.
@@ -310,11 +328,11 @@ def record_webhook(session: Session, parsed: ParsedWebhook, our_numbers: Collect
     unique = {m.wamid: m for m in messages}  # one body may repeat a message
     created: dict[str, int] = {}
     if unique:
-        rows = [_message_row(m, None if m.group_id else farmer_ids.get(m.address), now)
-                for m in sorted(unique.values(), key=lambda m: m.wamid)]
         conn = session.connection()
+        rows = _in_body_order_locked_by_wamid(conn, [_message_row(m, None if m.group_id else farmer_ids.get(m.address),
+                                                                  now) for m in unique.values()])
         created = {wamid: row_id for row_id, wamid in conn.execute(_message_insert(conn.dialect.name), rows)}
-    # Enqueue in the order Meta sent them (timestamp, then position in the body).
+    # Handed over in the body's order; the workers handle a farmer's messages by timestamp, then id (its place here).
     for m in messages:
         if m.wamid in created and created[m.wamid] not in new_ids and m.answered:
             new_ids.append(created[m.wamid])

@@ -414,3 +414,14 @@ def test_a_message_dated_in_the_far_future_counts_as_sent_when_it_arrived(onboar
     assert "Deneme" in replies[0] and "Analiz gönder" in replies[-1], replies
     last_inbound = db_farmer(session).last_inbound_at
     assert last_inbound is not None and last_inbound < utcnow() + timedelta(minutes=5)
+
+
+def test_messages_of_one_second_in_one_delivery_are_handled_in_the_bodys_order_not_their_wamids(onboarded):
+    """Rows were once written in wamid order (so concurrent deliveries lock alike), and their ids, which break
+    a tie of timestamps, followed: `menü` (wamid.AA1) was answered before `kota` (wamid.ZZ1) sent first."""
+    f = onboarded
+    first, second = f.text("kota"), f.text("menü")
+    first["id"], second["id"] = "wamid.ZZ1", "wamid.AA1"
+    second["timestamp"] = first["timestamp"]
+    replies = f.deliver(first, second)
+    assert "Deneme" in replies[0] and "Analiz gönder" in replies[-1], replies
