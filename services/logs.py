@@ -1,7 +1,7 @@
-"""Structured JSON logs with a correlation id, and phone numbers masked on the way out.
+"""Structured JSON logs with a correlation id, and phone numbers (also those inside wamids) masked on the way out.
 
-Support reads these logs next to the message log: the correlation id is the wamid of the message
-being handled or the RQ job id, so one grep follows a message from the webhook to its reply.
+Support reads these logs next to the message log: the correlation id is `inbound-<message id>` for a
+handed-off message or the RQ job id, so one grep follows a message from the webhook to its reply.
 """
 
 from __future__ import annotations

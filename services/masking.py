@@ -1,7 +1,8 @@
 """The one rule for showing a phone number to someone who should not have all of it.
 
 `+905321234567` -> `+90 532 *** ** 67`: support can tell farmers apart and read a number back to
-them, nobody can call them. The same rule masks numbers inside free text (log lines).
+them, nobody can call them. The same rule masks numbers inside free text (log lines), and the numbers
+carried inside Meta's message ids: a wamid is base64 of a blob that starts with the phone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,20 @@ def mask_phone(phone: str | None) -> str | None:
     return f"+{digits[:2]} {'*' * (len(digits) - 4)}{digits[-2:]}"
 
 
+# `wamid.` and base64 (standard or URL-safe): Meta's message ids, ours and the farmers'.
+_WAMID_IN_TEXT = re.compile(r"wamid\.[A-Za-z0-9+/=_-]+")
+WAMID_TAIL = 12
+
+
+def mask_wamid(wamid: str) -> str:
+    """`wamid.HBgMOTA1MzIxMTEwMDgx...Njc4OUFCQ0QA` -> `wamid…Njc4OUFCQ0QA`: its last WAMID_TAIL characters,
+    which encode the end of Meta's own message id (the phone is at the blob's start), enough to find the
+    message (`wamid LIKE '%Njc4OUFCQ0QA'`) and never enough to decode the farmer's number."""
+    return "wamid…" + wamid.removeprefix("wamid.")[-WAMID_TAIL:]
+
+
 def mask_phones_in(text: str) -> str:
-    """Every phone number inside `text` masked by `mask_phone` (for log lines and error messages)."""
+    """Every phone number inside `text` masked by `mask_phone`, and every wamid by `mask_wamid` (for log
+    lines and error messages)."""
+    text = _WAMID_IN_TEXT.sub(lambda m: mask_wamid(m.group(0)), text)
     return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)) or "", text)

@@ -117,6 +117,48 @@ def test_webhook_logs_never_show_a_full_phone_number(client):
     assert "5321234567" not in out and "5339876543" not in out
 
 
+FARMERS_WAMID = "wamid.HBgMOTA1MzIxMTEwMDgxFQIAEhgUQUJDREVGMDEyMzQ1Njc4OUFCQ0QA"  # base64 of 905321110081 and more
+OUR_WAMID = "wamid.HBgMOTA1MzIxMTEwMDgxFQIAERgSOUEzQ0E1QjNENENENkU2N0U3AA=="
+
+
+def test_a_wamid_in_any_log_field_keeps_only_its_end_which_cannot_be_decoded_to_the_phone():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "reply to %s", (FARMERS_WAMID,), None)
+    record.wamid = OUR_WAMID
+    record.wamids = [FARMERS_WAMID, "wamid.IN7"]
+    line = JsonFormatter().format(record)
+    data = json.loads(line)
+    assert data["msg"] == "reply to wamid…Njc4OUFCQ0QA"
+    assert data["wamid"] == "wamid…NkU2N0U3AA=="
+    assert data["wamids"] == ["wamid…Njc4OUFCQ0QA", "wamid…IN7"]
+    assert "HBgM" not in line and "OTA1MzIx" not in line
+
+
+def test_the_webhook_and_the_outbox_log_wamids_without_the_phone_inside_them(app, client):
+    import responses
+
+    from tests.helpers import GRAPH, PHONE_NUMBER_ID, run_jobs
+
+    body = json.loads(fixture_bytes("text.json"))
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = FARMERS_WAMID
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    try:
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as graph:
+            graph.add(responses.POST, f"{GRAPH}/{PHONE_NUMBER_ID}/messages",
+                      json={"messaging_product": "whatsapp", "messages": [{"id": OUR_WAMID}]})
+            assert post_webhook(client, body).status_code == 200
+            run_jobs(app)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [accepted] = [line for line in lines if line["msg"] == "webhook accepted"]
+    assert accepted["wamids"] == ["wamid…Njc4OUFCQ0QA"]
+    assert any(line["msg"] == "outbound message accepted" and line["wamid"] == "wamid…NkU2N0U3AA==" for line in lines)
+    assert "HBgM" not in stream.getvalue()
+
+
 @pytest.mark.parametrize(("module", "function", "path", "pattern"), [
     ("web.report", "read_report_token", "/r/{token}", "/r/<path:token>"),
     ("web.media", "unsign_media", "/media/{token}", "/media/<token>"),
