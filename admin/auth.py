@@ -41,7 +41,7 @@ from admin.errors import ApiError
 from admin.openapi import TOO_MANY, declare, json_body, json_response, problem_response, ref
 from admin.validation import Body, refuse_unstorable_arguments
 from models import RefreshToken, StaffUser, utcnow
-from models.db import affected_rows
+from models.db import MAX_ROW_ID, affected_rows
 from services import context
 from services.audit import audit
 from services.staff_auth import ROLES, TooManyAttempts, check_credentials, count_in_window
@@ -191,6 +191,8 @@ def authenticate() -> tuple[StaffUser, dict[str, Any]]:
         user_id = int(claims["sub"])
     except (TypeError, ValueError) as exc:
         raise _unauthorized("The access token is invalid or expired.") from exc
+    if not 1 <= user_id <= MAX_ROW_ID:  # no row can have it; the database would refuse the comparison
+        raise _unauthorized("The access token is invalid or expired.")
     with context.db().reader() as session:
         user = session.get(StaffUser, user_id)
     if (user is None or not user.active or claims.get("role") != user.role

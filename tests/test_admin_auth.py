@@ -152,6 +152,13 @@ def test_jwt_attacks_are_401(app, client):
         assert response.headers["WWW-Authenticate"].startswith("Bearer"), name
 
 
+@pytest.mark.parametrize("subject", ["99999999999999999999", "2147483648", "0", "-1"])
+def test_a_signed_token_naming_an_id_no_row_can_have_is_401(app, client, subject):
+    token = jwt.encode(_claims(1, sub=subject), _secret(app), algorithm="HS256")
+    response = client.get("/api/v1/messages", headers=bearer(token))
+    assert response.status_code == 401 and response.mimetype == PROBLEM
+
+
 @pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc"])
 def test_missing_or_malformed_authorization_is_401(client, header):
     response = client.get("/api/v1/messages", headers={"Authorization": header} if header else {})
