@@ -247,8 +247,8 @@ def login() -> Response:
     return _token_pair(access, refresh)
 
 
-def _refresh_body() -> str:
-    body = Body.load()
+def _refresh_body(body: Body | None = None) -> str:
+    body = body or Body.load()
     token = body.string("refresh_token", max_length=200)
     body.raise_if_errors()
     assert token is not None
@@ -283,17 +283,18 @@ def refresh() -> Response:
 
 @bp.post("/auth/logout")
 def logout() -> tuple[str, int]:
-    """Revokes a login at once: the refresh token's in the body, or (no body) the one of the access token in
-    `Authorization`; the presented access token is refused from now on either way."""
+    """Revokes a login at once: the refresh token's in the body, or (no body, or `{}`) the one of the access
+    token in `Authorization`; the presented access token is refused from now on either way."""
     claims = _presented_access_claims()
-    if claims is None or request.get_data():
-        token_hash = hash_refresh_token(_refresh_body())
+    body = Body.load() if claims is None or request.get_data() else None
+    if body is not None and (body.data or claims is None):
+        token_hash = hash_refresh_token(_refresh_body(body))
         with context.db().session() as session, session.begin():
             row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
             if row is not None:
                 revoke_family(session, row.family_id)
                 audit("auth.logout", "staff_user", row.user_id, user_id=row.user_id, session=session)
-    elif claims.get("fam"):
+    elif claims is not None and claims.get("fam"):
         with context.db().session() as session, session.begin():
             revoke_family(session, str(claims["fam"]))
             audit("auth.logout", "staff_user", int(claims["sub"]), user_id=int(claims["sub"]), session=session)
@@ -370,7 +371,7 @@ PATHS: dict[str, Any] = {
             "operationId": "logout", "summary": "Revoke the refresh token's family.", "tags": ["auth"],
             "description": "Revokes the login of the refresh token: its refresh tokens and, at once, the access "
                            "tokens issued with them. An access token sent in `Authorization` is revoked too; "
-                           "sent without a body, it names the login to revoke.",
+                           "sent without a body (or with `{}`), it names the login to revoke.",
             "security": [],
             "requestBody": json_body("RefreshRequest", required=False),
             "responses": {"204": {"description": "Signed out (also for an unknown token)."},

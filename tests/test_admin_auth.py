@@ -325,6 +325,22 @@ def test_logout_with_only_the_access_token_revokes_its_whole_login(app, client):
     assert _messages(client, elsewhere) == 200
 
 
+def test_logout_with_the_access_token_and_an_empty_object_revokes_its_login(app, client):
+    make_staff(app, "support")
+    pair = login(client, "support@ziraai.test").get_json()
+
+    assert client.post("/api/v1/auth/logout", json={}, headers=bearer(pair["access_token"])).status_code == 204
+
+    assert _messages(client, pair) == 401
+    assert _refresh(client, pair["refresh_token"]).status_code == 401
+
+
+def test_logout_with_an_empty_object_and_no_access_token_names_the_missing_field(client):
+    response = client.post("/api/v1/auth/logout", json={})
+    assert response.status_code == 400
+    assert [e["field"] for e in response.get_json()["errors"]] == ["refresh_token"]
+
+
 def test_refresh_reuse_refuses_the_familys_access_tokens_at_once(app, client):
     make_staff(app, "support")
     first = login(client, "support@ziraai.test").get_json()
