@@ -125,6 +125,7 @@ def grant_subscription(farmer_id: int) -> tuple[Response, int]:
     body = Body.load()
     tier_code = body.string("tier_code", max_length=10)
     days = body.integer("days", 1, MAX_GRANT_DAYS, required=True)
+    body.refuse_unknown(("tier_code", "days"))
     body.raise_if_errors()
     assert tier_code is not None and days is not None
     now = utcnow()
@@ -180,7 +181,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "LedgerPage": page_of("LedgerEntry"),
     "SubscriptionGrant": {
-        "type": "object", "required": ["tier_code", "days"], "examples": [{"tier_code": "M", "days": 30}],
+        "type": "object", "required": ["tier_code", "days"], "additionalProperties": False,
+        "examples": [{"tier_code": "M", "days": 30}],
         "properties": {"tier_code": {"type": "string", "minLength": 1, "maxLength": 10,
                                      "description": "An active paid tier."},
                        "days": {"type": "integer", "minimum": 1, "maximum": MAX_GRANT_DAYS}},

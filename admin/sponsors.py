@@ -212,6 +212,7 @@ def update_sponsor(sponsor_id: int) -> Response:
 def create_purchase_view(sponsor_id: int) -> tuple[Response, int]:
     body = Body.load()
     terms = purchase_terms(body)
+    body.refuse_unknown(("tier", "quantity", "code_valid_days", "subscription_days"))
     with context.db().reader() as session:
         row_or_404(session, Sponsor, sponsor_id, NO_SPONSOR)
     body.raise_if_errors()
@@ -346,7 +347,7 @@ SCHEMAS: dict[str, Any] = {
                                      "logo_url": _LOGO_URL,
                                      "contact_email": {**NULLABLE_STR, "maxLength": 254},
                                      "contact_phone": {**NULLABLE_STR, "maxLength": 20}}},
-    "PurchaseTerms": {"type": "object", "required": ["tier", "quantity"],
+    "PurchaseTerms": {"type": "object", "required": ["tier", "quantity"], "additionalProperties": False,
                       "properties": {"tier": {"enum": list(TIER_ORDER)},
                                      "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
                                      "code_valid_days": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,

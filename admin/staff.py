@@ -74,6 +74,7 @@ def create_staff() -> tuple[Response, int]:
     password = body.string("password", max_length=1024)
     role = body.string("role", max_length=10)
     sponsor_id = body.integer("sponsor_id", 1, MAX_ROW_ID)
+    body.refuse_unknown(("email", "password", "role", "sponsor_id"))  # e.g. `active`: every new account is active
     body.raise_if_errors()
     assert email is not None and password is not None and role is not None
     try:
@@ -102,7 +103,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "StaffUserPage": page_of("StaffUser"),
     "StaffUserCreate": {
-        "type": "object", "required": ["email", "password", "role"],
+        "type": "object", "required": ["email", "password", "role"], "additionalProperties": False,
         "properties": {"email": {"type": "string", "format": "email", "maxLength": 254},
                        "password": {"type": "string", "minLength": 10, "maxLength": 1024},
                        "role": {"enum": list(ROLES)},

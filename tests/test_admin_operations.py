@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import Analysis, AuditLog, Farmer, StaffUser, Subscription, UsageLedger, utcnow
 from services import quota
@@ -294,6 +294,20 @@ def test_tier_edit_and_validation(app, client, tokens):
 
 
 # --- staff ---------------------------------------------------------------------------------------
+
+
+def test_unknown_fields_of_a_new_staff_user_or_a_grant_are_400s_naming_them(app, client, tokens, session):
+    admin = tokens["admin"]
+    farmer_id = add_farmer(app)
+    staff = client.post("/api/v1/staff", json={"email": "x@ziraai.test", "password": "long enough pw",
+                                               "role": "support", "active": False}, headers=admin)
+    grant = client.post(f"/api/v1/farmers/{farmer_id}/subscriptions", json={"tier_code": "M", "day": 365},
+                        headers=admin)
+    for response, field in ((staff, "active"), (grant, "day")):
+        assert response.status_code == 400 and response.mimetype == PROBLEM
+        assert field in [e["field"] for e in response.get_json()["errors"]]
+    assert session.scalars(select(StaffUser).where(StaffUser.email == "x@ziraai.test")).first() is None
+    assert session.scalar(select(func.count()).select_from(Subscription)) == 0
 
 
 def test_staff_creation_never_returns_hashes(app, client, tokens):

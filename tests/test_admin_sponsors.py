@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from models import Analysis, AuditLog, Farmer, SponsorCode, SponsorPurchase, Subscription, utcnow
 from services import quota, sponsorship
@@ -428,6 +428,14 @@ def test_an_invalid_purchase_body_names_the_field_at_fault(client, world, body, 
     response = client.post(f"/api/v1/sponsors/{world['a']}/purchases", headers=world["admin"], json=body)
     assert response.status_code == 400 and response.mimetype == PROBLEM
     assert field in {e["field"] for e in response.get_json()["errors"]}
+
+
+def test_an_unknown_purchase_field_is_a_400_naming_it_and_nothing_is_bought(app, client, world, session):
+    response = client.post(f"/api/v1/sponsors/{world['a']}/purchases", headers=world["admin"],
+                           json={"tier": "M", "quantity": 2, "subscription_day": 365})
+    assert response.status_code == 400 and response.mimetype == PROBLEM
+    assert [e["field"] for e in response.get_json()["errors"]] == ["subscription_day"]
+    assert session.scalar(select(func.count()).select_from(SponsorCode)) == 0
 
 
 def test_codes_by_status_count_unused_past_expiry_as_expired(app, client, world):
