@@ -376,7 +376,9 @@ SCHEMAS: dict[str, Any] = {
             "codes": {"type": "object", "properties": {k: {"type": "integer"} for k in ("bought", *CODE_STATUSES)}},
             "analyses": {"type": "object", "properties": {
                 "total": {"type": "integer"},
-                "per_day": {"type": "array", "items": {"type": "object", "properties": {
+                "per_day": {"type": "array", "description": "The last 30 days, oldest first, each an Istanbul "
+                            "calendar day (as the console's dashboard counts them).",
+                            "items": {"type": "object", "properties": {
                     "date": {"type": "string", "format": "date"}, "count": {"type": "integer"}}}},
                 "crops": {"type": "array", "items": {"type": "object", "properties": {
                     "crop": {"type": "string"}, "count": {"type": "integer"}}}},

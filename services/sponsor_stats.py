@@ -53,7 +53,8 @@ def purchased_tiers(session: Session, sponsor_id: int) -> list[str]:
 
 def compute_statistics(session: Session, sponsor_id: int, now: datetime) -> dict[str, Any]:
     """Totals every tier may see (S included): codes by effective status, analyses per day over the last
-    30 days (UTC dates), crops and the health-score distribution of the sponsored analyses (JSON-ready)."""
+    30 days (Istanbul days, as the console's dashboard counts them: a sponsor's day is a Turkish one),
+    crops and the health-score distribution of the sponsored analyses (JSON-ready)."""
     counts = Counter({s: 0 for s in CODE_STATUSES})
     rows = session.execute(  # the codes of one purchase share their expiry: few groups
         select(SponsorCode.status, SponsorCode.expires_at, func.count())
@@ -61,14 +62,12 @@ def compute_statistics(session: Session, sponsor_id: int, now: datetime) -> dict
     ).all()
     for status, expires_at, n in rows:
         counts[effective_status(status, expires_at, now)] += n
-    start = (now - timedelta(days=STATS_DAYS - 1)).date()
-    per_day = {(start + timedelta(days=i)).isoformat(): 0 for i in range(STATS_DAYS)}
-    since = datetime.combine(start, datetime.min.time(), tzinfo=now.tzinfo)
-    for created in session.scalars(select(Analysis.created_at).where(Analysis.sponsor_id == sponsor_id,
-                                                                       Analysis.created_at >= since)):
-        day = created.date().isoformat()
-        if day in per_day:
-            per_day[day] += 1
+    start = now.astimezone(ISTANBUL).date() - timedelta(days=STATS_DAYS - 1)
+    per_day = {start + timedelta(days=i): 0 for i in range(STATS_DAYS)}
+    for day, n in per_local_day(session, Analysis.created_at, and_(
+            Analysis.sponsor_id == sponsor_id, Analysis.created_at >= _local_midnight(start))).items():
+        if day in per_day:  # not a later one (a clock ahead of ours)
+            per_day[day] += n
     crops = session.execute(
         select(Analysis.crop, func.count()).where(Analysis.sponsor_id == sponsor_id, Analysis.crop.is_not(None))
         .group_by(Analysis.crop).order_by(func.count().desc(), Analysis.crop)
@@ -87,7 +86,7 @@ def compute_statistics(session: Session, sponsor_id: int, now: datetime) -> dict
         "tiers": purchased_tiers(session, sponsor_id),
         "codes": {"bought": sum(counts.values()), **{s: counts[s] for s in CODE_STATUSES}},
         "analyses": {"total": total_analyses,
-                     "per_day": [{"date": d, "count": n} for d, n in per_day.items()],
+                     "per_day": [{"date": d.isoformat(), "count": n} for d, n in per_day.items()],
                      "crops": [{"crop": c, "count": n} for c, n in crops],
                      "health_scores": health},
         "generated_at": now.isoformat(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,8 @@ from sqlalchemy import func, select, update
 from models import Analysis, AuditLog, Farmer, SponsorCode, SponsorPurchase, Subscription, utcnow
 from services import quota, sponsorship
 from services.masking import mask_phone
-from services.sponsor_stats import invalidate_stats, purchased_tiers, stats_key
+from services.quota import ISTANBUL
+from services.sponsor_stats import compute_statistics, invalidate_stats, purchased_tiers, stats_key
 from services.sponsorship import RedeemOutcome
 from services.visibility import COLUMNS, analysis_view, paying_tiers
 from tests.admin_helpers import bearer, login, make_sponsor, make_staff
@@ -505,10 +506,26 @@ def test_sponsor_statistics_count_the_sponsors_codes_by_status_and_analyses_by_d
     assert stats["codes"] == {"bought": 5, "unused": 2, "redeemed": 1, "expired": 1, "revoked": 1}
     per_day = {d["date"]: d["count"] for d in stats["analyses"]["per_day"]}
     assert len(per_day) == 30 and sum(per_day.values()) == 3
-    assert per_day[recent[0].date().isoformat()] >= 1
+    assert per_day[recent[0].astimezone(ISTANBUL).date().isoformat()] >= 1
     assert stats["analyses"]["total"] == 4
     assert stats["analyses"]["crops"] == [{"crop": "domates", "count": 3}, {"crop": "biber", "count": 1}]
     assert stats["analyses"]["health_scores"] == {**{str(i): 0 for i in range(1, 11)}, "4": 2, "9": 1}
+
+
+def test_statistics_count_analyses_per_istanbul_day(app, world, session):
+    a = world["a"]
+    farmer = add_farmer(app)
+    now = datetime(2026, 3, 10, 23, 30, tzinfo=UTC)  # 02:30 on the 11th in Istanbul
+    add_analysis(app, a, farmer, created_at=datetime(2026, 3, 10, 22, 53, tzinfo=UTC))  # 01:53 on the 11th
+    add_analysis(app, a, farmer, created_at=datetime(2026, 3, 10, 20, 59, tzinfo=UTC))  # 23:59 on the 10th
+    add_analysis(app, a, farmer, created_at=datetime(2026, 2, 9, 21, 0, tzinfo=UTC))  # 00:00 on 10 Feb: 30th day
+    add_analysis(app, a, farmer, created_at=datetime(2026, 2, 9, 20, 59, tzinfo=UTC))  # 23:59 on 9 Feb: before
+
+    per_day = compute_statistics(session, a, now)["analyses"]["per_day"]
+
+    assert per_day[0]["date"] == "2026-02-10" and per_day[-1]["date"] == "2026-03-11" and len(per_day) == 30
+    counted = {d["date"]: d["count"] for d in per_day if d["count"]}
+    assert counted == {"2026-02-10": 1, "2026-03-10": 1, "2026-03-11": 1}
 
 
 def test_statistics_are_cached_and_invalidated(app, client, world):
