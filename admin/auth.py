@@ -1,10 +1,12 @@
 """Staff authentication: passwords, access JWTs, rotating refresh tokens, roles and rate limits.
 
 - Access token: JWT, HS256 only (pinned on decode), 15 minutes, claims `sub`, `role`, `sponsor_id`,
-  `iat`, `exp`, `iss`, `aud`, `jti` (its id) and `fam` (the login it belongs to: its refresh token
-  family); every request also re-reads the user, so a deactivated account or a changed role stops
-  working at once, and checks the denylist in Redis, so a token whose id or login was revoked (logout,
-  refresh-token reuse) stops working at once too, not when it expires.
+  `iat`, `exp`, `iss`, `aud`, `jti` (its id), `fam` (the login it belongs to: its refresh token
+  family) and `pwf` (the user's password fingerprint); every request also re-reads the user, so a
+  deactivated account, a changed role or a changed password (`services.staff_auth.set_password`, which
+  also revokes the user's refresh tokens) stops it at once, and checks the denylist in Redis, so a
+  token whose id or login was revoked (logout, refresh-token reuse) stops working at once too, not
+  when it expires.
 - Signing keys: `JWT_SECRET` may hold several keys, comma-separated (new,old): tokens are signed with
   the first and accepted with any, so the key can be rotated without logging anyone out.
 - Passwords, accounts and the login limits live in `services.staff_auth` (the staff console signs in
@@ -73,6 +75,7 @@ def issue_access_token(user: StaffUser, now: float | None = None, family_id: str
         "iss": ISSUER,
         "aud": AUDIENCE,
         "jti": secrets.token_hex(8),
+        "pwf": user.password_fingerprint,
     }
     if family_id is not None:
         claims["fam"] = family_id
@@ -198,6 +201,8 @@ def authenticate() -> tuple[StaffUser, dict[str, Any]]:
     if (user is None or not user.active or claims.get("role") != user.role
             or claims.get("sponsor_id") != user.sponsor_id):
         raise _unauthorized("The access token is invalid or expired.")
+    if claims.get("pwf") != user.password_fingerprint:
+        raise _unauthorized("The password has changed since this token was issued; log in again.")
     return user, claims
 
 
@@ -262,6 +267,9 @@ def refresh() -> Response:
     access = new_token = None
     with context.db().session() as session, session.begin():
         row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
+        if row is not None:  # a password change holds the user's row until it has revoked every token: wait
+            session.get(StaffUser, row.user_id, with_for_update=True)
+            session.refresh(row)
         if row is not None and row.revoked_at is None and row.expires_at > now:
             taken = session.execute(update(RefreshToken)
                                     .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None),
@@ -330,7 +338,9 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"],
         "properties": {
-            "access_token": {"type": "string", "description": "HS256 JWT: sub, role, sponsor_id, iat, exp, iss, aud."},
+            "access_token": {"type": "string", "description": "HS256 JWT: sub, role, sponsor_id, iat, exp, iss, "
+                                                               "aud, jti, fam, pwf (refused once the password "
+                                                               "changes)."},
             "token_type": {"const": "Bearer"},
             "expires_in": {"type": "integer", "const": ACCESS_TOKEN_SECONDS},
             "refresh_token": {"type": "string", "description": "Opaque; single use (rotated on refresh)."},

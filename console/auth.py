@@ -25,7 +25,7 @@ from console.session import (
     sign_out,
     staff_required,
 )
-from models import StaffUser
+from models import StaffUser, utcnow
 from services import context
 from services.audit import audit
 from services.password_reset import peek_reset_token, take_reset_token
@@ -33,8 +33,8 @@ from services.staff_auth import (
     LimiterUnavailable,
     TooManyAttempts,
     check_credentials,
-    hash_password,
     password_problem,
+    set_password,
     verify_password,
 )
 from translations import SUPPORTED_LOCALES, console_text
@@ -157,7 +157,7 @@ def password() -> ResponseReturnValue:
     with context.db().session() as session, session.begin():
         user = session.get(StaffUser, staff.id)
         assert user is not None
-        user.password_hash = hash_password(new.password)
+        set_password(session, user, new.password, utcnow())  # ends the API logins too
         audit("auth.password_change", "staff_user", user.id, {"via": "console"}, user_id=user.id, session=session)
     with context.db().reader() as session:
         fresh = session.get(StaffUser, staff.id)
@@ -189,7 +189,7 @@ def reset(token: str) -> ResponseReturnValue:
         user = session.get(StaffUser, user_id)
         if user is None or not user.active:
             return render("console/reset.html", status=404, valid=False, error=None)
-        user.password_hash = hash_password(new.password)
+        set_password(session, user, new.password, utcnow())  # ends the API logins too
         audit("auth.password_reset", "staff_user", user.id, {"via": "console"}, user_id=user.id, session=session)
     sign_out()
     flash_text("success", "Your new password is set; sign in with it.")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from devtools.sponsor_demo import seed_sponsor_activity
@@ -31,7 +31,6 @@ from models import (
     Farmer,
     Message,
     MessageStatusEvent,
-    RefreshToken,
     Sponsor,
     SponsorCode,
     SponsorPurchase,
@@ -44,7 +43,7 @@ from services import quota
 from services.analysis_result import normalise, queryable_columns
 from services.quota import seed_tiers
 from services.sponsorship import create_purchase, create_sponsor, file_purchase_request, redeem
-from services.staff_auth import create_staff_user, hash_password
+from services.staff_auth import create_staff_user, set_password
 
 SPONSOR_NAME = "Demo Tarım A.Ş."
 ADMIN_EMAIL = "admin@ziraai.local"
@@ -111,10 +110,8 @@ def seed_demo(db: Database, now: datetime | None = None, *, new_admin_password: 
             create_staff_user(session, ADMIN_EMAIL, password, "admin", None, now)
         elif new_admin_password:
             password = secrets.token_urlsafe(12)
-            admin.password_hash = hash_password(password)
+            set_password(session, admin, password, now)
             admin.active = True
-            session.execute(update(RefreshToken).where(RefreshToken.user_id == admin.id,
-                                                       RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
         seed_demo_activity(session, sponsor.id, now)
         seed_sponsor_activity(session, sponsor.id, now)
         seed_support_demo(session, now)

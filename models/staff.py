@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,12 @@ class StaffUser(Base):
     sponsor_id: Mapped[int | None] = mapped_column(ForeignKey("sponsors.id", ondelete="SET NULL"), index=True)
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def password_fingerprint(self) -> str:
+        """Changes whenever the password does (a new hash has a new salt, even for the same password):
+        console sessions and API access tokens hold it, so those made before a change stop matching."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:32]
 
 
 class RefreshToken(Base):

@@ -2,7 +2,9 @@
 
 - Passwords: hashed with the `PASSWORD_HASH` setting's method (scrypt by default; production refuses
   a weak one). A stored hash names its own method, so changing the setting never locks anyone out.
-  The policy (`password_problem`) is one rule for every place a password is set.
+  The policy (`password_problem`) is one rule for every place a password is set, and `set_password`
+  the one way to set it: a change or a reset ends every login of that person (API tokens and console
+  sessions alike).
 - Login limits (Redis fixed windows, shared by every process): failed logins per IP, and failed logins
   per account that stop the failing addresses but never the right password from an address that has
   not been failing (`begin_login_attempt`: nobody can lock an account out). Over a limit ->
@@ -18,11 +20,11 @@ from datetime import datetime
 
 from flask import has_app_context
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from models import Sponsor, StaffRole, StaffUser
+from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
 from services import context
 from services.audit import client_ip
 from services.json_input import has_unstorable
@@ -111,6 +113,20 @@ def create_staff_user(session: Session, email: str, password: str, role: str, sp
     session.add(user)
     session.flush()
     return user
+
+
+def set_password(session: Session, user: StaffUser, password: str, now: datetime) -> None:
+    """Give `user` a new password (their own change, or a reset link) and end every login made with the
+    old one, whoever holds it: the refresh tokens of all their API logins are revoked here, and their
+    access tokens and console sessions hold the old `password_fingerprint`, so they are refused on their
+    next request. ValueError when the policy refuses the password."""
+    problem = password_problem(password)
+    if problem is not None:
+        raise ValueError(problem)
+    user.password_hash = hash_password(password)
+    session.flush()  # the user's row first: a token refresh waits on it (admin.auth.refresh), never a token row
+    session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
 
 
 # --- rate limits --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import admin.auth
 import admin.support
 from admin.auth import AUDIENCE, ISSUER, hash_refresh_token
 from app import create_app
-from models import AuditLog, RefreshToken, StaffUser
+from models import AuditLog, RefreshToken, StaffUser, utcnow
+from services.staff_auth import hash_password, set_password
 from tests.admin_helpers import PASSWORD, bearer, login, make_sponsor, make_staff, token_for
 
 PROBLEM = "application/problem+json"
@@ -32,6 +33,11 @@ def _claims(user_id: int, role: str = "support", **overrides: Any) -> dict[str, 
               "iss": ISSUER, "aud": AUDIENCE, "jti": "0123456789abcdef"}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not ...}
+
+
+def _fingerprint(app, user_id: int) -> str:
+    with app.extensions["db"].reader() as s:
+        return s.get(StaffUser, user_id).password_fingerprint
 
 
 def _secret(app) -> str:
@@ -114,21 +120,26 @@ def _attack_tokens(app, user_id: int, valid_token: str) -> dict[str, str]:
     tampered = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     tampered["role"] = "admin"
     now = int(time.time())
+    fingerprint = _fingerprint(app, user_id)
+
+    def claims(user_id: int, **overrides: Any) -> dict[str, Any]:  # right but for what each attack changes
+        return _claims(user_id, pwf=fingerprint, **overrides)
+
     return {
-        "alg_none": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(_claims(user_id)) + ".",
-        "alg_none_with_signature": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(_claims(user_id)) + "." + signature,
-        "wrong_key": jwt.encode(_claims(user_id), "another-secret-of-the-same-length-000000", algorithm="HS256"),
-        "hs512_right_key": jwt.encode(_claims(user_id), secret + "-padding-for-hs512-length-0123456789",
+        "alg_none": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims(user_id)) + ".",
+        "alg_none_with_signature": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims(user_id)) + "." + signature,
+        "wrong_key": jwt.encode(claims(user_id), "another-secret-of-the-same-length-000000", algorithm="HS256"),
+        "hs512_right_key": jwt.encode(claims(user_id), secret + "-padding-for-hs512-length-0123456789",
                                       algorithm="HS512"),
-        "expired": jwt.encode(_claims(user_id, iat=now - 3600, exp=now - 60), secret, algorithm="HS256"),
-        "no_token_id": jwt.encode(_claims(user_id, jti=...), secret, algorithm="HS256"),  # cannot be revoked
-        "issued_in_the_future": jwt.encode(_claims(user_id, iat=now + 3600, exp=now + 4000), secret,
+        "expired": jwt.encode(claims(user_id, iat=now - 3600, exp=now - 60), secret, algorithm="HS256"),
+        "no_token_id": jwt.encode(claims(user_id, jti=...), secret, algorithm="HS256"),  # cannot be revoked
+        "issued_in_the_future": jwt.encode(claims(user_id, iat=now + 3600, exp=now + 4000), secret,
                                            algorithm="HS256"),
-        "wrong_aud": jwt.encode(_claims(user_id, aud="someone-else"), secret, algorithm="HS256"),
-        "wrong_iss": jwt.encode(_claims(user_id, iss="evil"), secret, algorithm="HS256"),
-        "no_exp": jwt.encode(_claims(user_id, exp=...), secret, algorithm="HS256"),
-        "no_sub": jwt.encode(_claims(user_id, sub=...), secret, algorithm="HS256"),
-        "unknown_user": jwt.encode(_claims(user_id + 1000), secret, algorithm="HS256"),
+        "wrong_aud": jwt.encode(claims(user_id, aud="someone-else"), secret, algorithm="HS256"),
+        "wrong_iss": jwt.encode(claims(user_id, iss="evil"), secret, algorithm="HS256"),
+        "no_exp": jwt.encode(claims(user_id, exp=...), secret, algorithm="HS256"),
+        "no_sub": jwt.encode(claims(user_id, sub=...), secret, algorithm="HS256"),
+        "unknown_user": jwt.encode(claims(user_id + 1000), secret, algorithm="HS256"),
         "tampered_role": header + "." + _b64(tampered) + "." + signature,
         "garbage": "not-a-jwt",
     }
@@ -139,7 +150,7 @@ def test_jwt_attacks_are_401(app, client):
     support_id = make_staff(app, "support")
     # The controls: the real sponsor token is forbidden (403) and a correctly signed support token works.
     assert client.get("/api/v1/messages", headers=bearer(sponsor_token)).status_code == 403
-    good = jwt.encode(_claims(support_id), _secret(app), algorithm="HS256")
+    good = jwt.encode(_claims(support_id, pwf=_fingerprint(app, support_id)), _secret(app), algorithm="HS256")
     assert client.get("/api/v1/messages", headers=bearer(good)).status_code == 200
 
     sponsor_id = jwt.decode(sponsor_token, options={"verify_signature": False})["sub"]
@@ -164,6 +175,29 @@ def test_missing_or_malformed_authorization_is_401(client, header):
     response = client.get("/api/v1/messages", headers={"Authorization": header} if header else {})
     assert response.status_code == 401
     assert response.mimetype == PROBLEM
+
+
+def test_set_password_revokes_every_refresh_token_of_that_user_only(app, client, session):
+    user_id = make_staff(app, "support")
+    make_staff(app, "admin")
+    login(client, "support@ziraai.test")
+    login(client, "support@ziraai.test")
+    login(client, "admin@ziraai.test")
+    with app.extensions["db"].session() as s, s.begin():
+        set_password(s, s.get(StaffUser, user_id), "a fresh passphrase", utcnow())
+    revoked = session.execute(select(RefreshToken.user_id, RefreshToken.revoked_at.is_not(None))).all()
+    assert sorted(revoked) == sorted([(user_id, True), (user_id, True), (user_id + 1, False)])
+    with app.extensions["db"].session() as s, s.begin(), pytest.raises(ValueError):
+        set_password(s, s.get(StaffUser, user_id), "short", utcnow())  # the one policy
+
+
+def test_an_access_token_of_an_earlier_password_is_401_saying_so(app, client):
+    make_staff(app, "support")
+    pair = login(client, "support@ziraai.test").get_json()
+    with app.extensions["db"].session() as s, s.begin():
+        s.scalars(select(StaffUser)).one().password_hash = hash_password("a fresh passphrase")
+    refused = client.get("/api/v1/messages", headers=bearer(pair["access_token"]))
+    assert refused.status_code == 401 and "password has changed" in refused.get_json()["detail"]
 
 
 def test_a_token_whose_role_changed_in_the_database_stops_working(app, client):
@@ -489,3 +523,48 @@ def test_parallel_guesses_cannot_overrun_the_limits(app, client):
 
     assert from_one_address == [401] * 5 + [429] * 7
     assert from_another_account_limit_later == [401] + [429] * 11  # the account had five failures: one try
+
+
+def test_a_refresh_racing_a_password_change_leaves_no_token_of_the_old_password(app, client, monkeypatch):
+    """The refresh has marked its token used and is about to issue the next one when the password changes:
+    the change must wait for it and revoke the new token too (on PostgreSQL, where the two really overlap)."""
+    import threading
+
+    user_id = make_staff(app, "support")
+    pair = login(client, "support@ziraai.test").get_json()
+    issuing, go_on = threading.Event(), threading.Event()
+    real_issue = admin.auth.issue_refresh_token
+
+    def slow_issue(*args: Any, **kwargs: Any) -> str:
+        issuing.set()
+        go_on.wait(10)
+        return real_issue(*args, **kwargs)
+
+    monkeypatch.setattr(admin.auth, "issue_refresh_token", slow_issue)
+    answers: list[Any] = []
+
+    def refresh_it() -> None:
+        with app.app_context():
+            answers.append(_refresh(app.test_client(), pair["refresh_token"]))
+
+    def change_password() -> None:
+        with app.app_context(), app.extensions["db"].session() as s, s.begin():
+            set_password(s, s.get(StaffUser, user_id), "a fresh passphrase", utcnow())
+
+    refreshing = threading.Thread(target=refresh_it)
+    refreshing.start()
+    assert issuing.wait(10)
+    changing = threading.Thread(target=change_password)
+    changing.start()
+    time.sleep(0.5)  # the change reaches its statements (and waits, on PostgreSQL)
+    go_on.set()
+    refreshing.join(20)
+    changing.join(20)
+    monkeypatch.setattr(admin.auth, "issue_refresh_token", real_issue)
+
+    [answer] = answers
+    if answer.status_code == 200:  # the refresh went first: what it gave must be dead all the same
+        assert _refresh(client, answer.get_json()["refresh_token"]).status_code == 401
+        assert _messages(client, answer.get_json()) == 401
+    else:
+        assert answer.status_code == 401

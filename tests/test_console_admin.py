@@ -179,6 +179,50 @@ def test_a_reset_ends_the_sessions_of_that_person(app: Flask, admin: int, client
     assert them.get("/console/password").status_code == 302
 
 
+def _api_login(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _api_answers(client: FlaskClient, pair: dict[str, str]) -> tuple[int, int]:
+    """What the access token gets from an API page, and what the refresh token gets from a refresh."""
+    page = client.get("/api/v1/messages", headers={"Authorization": f"Bearer {pair['access_token']}"})
+    refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    return page.status_code, refreshed.status_code
+
+
+def test_a_reset_ends_the_api_logins_of_that_person(app: Flask, admin: int, client: FlaskClient) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    api = app.test_client()
+    pairs = [_api_login(api, "support@ziraai.test"), _api_login(api, "support@ziraai.test")]  # two devices
+    bystander = _api_login(api, "admin@ziraai.test")
+    path = "/console" + _reset_link(client, user_id)
+    person = app.test_client()
+    person.get(path)
+    post(person, path, {"new_password": "a fresh passphrase", "new_password_again": "a fresh passphrase"})
+
+    assert [_api_answers(api, pair) for pair in pairs] == [(401, 401), (401, 401)]
+    assert _api_answers(api, bystander) == (200, 200)
+    fresh = _api_login(api, "support@ziraai.test", "a fresh passphrase")
+    assert _api_answers(api, fresh) == (200, 200)
+
+
+def test_a_password_change_ends_the_api_logins_and_other_sessions_but_not_this_one(app: Flask) -> None:
+    make_staff(app, "support", "support@ziraai.test")
+    here, elsewhere, api = app.test_client(), app.test_client(), app.test_client()
+    console_login(here, "support@ziraai.test")
+    console_login(elsewhere, "support@ziraai.test")
+    pair = _api_login(api, "support@ziraai.test")
+    changed = post(here, "/console/password", {"current_password": PASSWORD, "new_password": "a fresh passphrase",
+                                               "new_password_again": "a fresh passphrase"})
+    assert changed.status_code == 302
+
+    assert _api_answers(api, pair) == (401, 401)
+    assert elsewhere.get("/console/password").status_code == 302  # to the login page
+    assert here.get("/console/password").status_code == 200
+
+
 def test_a_reset_with_two_different_passwords_keeps_the_link(app: Flask, admin: int, client: FlaskClient) -> None:
     user_id = make_staff(app, "support", "support@ziraai.test")
     path = "/console" + _reset_link(client, user_id)

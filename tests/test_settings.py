@@ -13,6 +13,7 @@ import pytest
 import settings as settings_module
 from admin.auth import AUDIENCE, ISSUER
 from app import create_app
+from models import StaffUser
 from settings import DEV_SECRETS, GENERATED_SECRETS, SettingsError, check_settings, load_settings
 from tests.admin_helpers import make_staff
 from tests.helpers import TEST_REDIS_URL, clean_stores
@@ -162,8 +163,10 @@ def test_an_admin_token_forged_with_the_published_default_is_refused_in_developm
     clean_stores(app)
     admin_id = make_staff(app, "admin")
     now = int(time.time())
+    with app.extensions["db"].reader() as s:
+        fingerprint = s.get(StaffUser, admin_id).password_fingerprint
     claims = {"sub": str(admin_id), "role": "admin", "sponsor_id": None, "iat": now, "exp": now + 600,
-              "iss": ISSUER, "aud": AUDIENCE, "jti": "f" * 16}
+              "iss": ISSUER, "aud": AUDIENCE, "jti": "f" * 16, "pwf": fingerprint}
     forged = jwt.encode(claims, DEV_SECRETS["JWT_SECRET"], algorithm="HS256")
     response = app.test_client().get("/api/v1/staff", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
