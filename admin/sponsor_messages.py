@@ -5,8 +5,8 @@ Sponsors know farmers only through their analyses (farmer ids are not theirs to 
 is addressed by analysis. The rules are `services.sponsor_messages`': never to a farmer who opted out,
 whose number WhatsApp reported unreachable or who stopped marketing messages (409, saying which), not
 while Meta has paused, disabled or rejected the template (503: no sponsor message can go), at most
-`sponsor_message_daily_cap` a day per farmer (429 with `Retry-After`), and held until quiet hours or
-Meta's marketing pause for the farmer end (the answer's `send_after`).
+`sponsor_message_daily_cap` a day per farmer by the Istanbul day it reaches them (429 with `Retry-After`),
+and held until quiet hours or Meta's marketing pause for the farmer end (the answer's `send_after`).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def message_farmer(sponsor_id: int, analysis_id: int) -> tuple[Response, int]:
         if result.refusal is Refusal.DAILY_CAP:
             assert result.retry_after is not None
             wait = max(1, int((result.retry_after - now).total_seconds()))
-            raise ApiError(429, f"This farmer has had {result.daily_cap} sponsor messages today; try tomorrow.",
+            raise ApiError(429, f"This farmer already gets {result.daily_cap} sponsor messages on the day this one "
+                                "would reach them; try again once that day is over.",
                            headers={"Retry-After": str(wait)})
         audit("sponsor.message.send", "message", result.message_id,
               {"sponsor_id": sponsor_id, "analysis_id": analysis_id, "farmer_id": analysis.farmer_id,
@@ -93,7 +94,10 @@ SCHEMAS: dict[str, Any] = {
                                       "description": "Not sent before this: written in quiet hours, or while "
                                                      "Meta pauses marketing messages to this farmer (after "
                                                      "131049 / 130472); null: sent at once."},
-                       "sent_today": {"type": "integer"}, "daily_cap": {"type": "integer"}}},
+                       "sent_today": {"type": "integer", "description": "The farmer's sponsor messages (all "
+                                      "sponsors, this one included) of the Istanbul day this one reaches them: "
+                                      "today, or the day `send_after` falls on."},
+                       "daily_cap": {"type": "integer"}}},
 }
 
 PATHS: dict[str, Any] = {
@@ -116,7 +120,8 @@ PATHS: dict[str, Any] = {
                 "503": problem_response("WhatsApp does not allow the `sponsor_message_tr` template now (paused, "
                                         "disabled or rejected: `detail` names it); nothing was queued."),
                 "429": {**AUTHED_ERRORS["429"], "description": "The farmer's daily cap of sponsor messages is "
-                        "reached (`Retry-After`: seconds to the next Istanbul midnight), or the request rate limit."},
+                        "reached on the Istanbul day this one would reach them (`Retry-After`: seconds to the end "
+                        "of that day), or the request rate limit."},
             },
         },
     },

@@ -44,10 +44,10 @@ from services.sponsor_messages import (
     MAX_TEXT,
     Refusal,
     SponsorMessageResult,
+    counted_against_cap,
     farmer_refusal,
     one_line,
     queue_sponsor_message,
-    sent_today,
     template_blocked,
 )
 from services.sponsor_stats import (
@@ -451,7 +451,8 @@ REFUSALS: dict[Refusal, str] = {
                                   "sent."),
     Refusal.TEMPLATE_BLOCKED: N_("Sponsor messages cannot be sent at the moment: WhatsApp has set their template to "
                                  "%(status)s. Nothing was sent; try again later."),
-    Refusal.DAILY_CAP: N_("This farmer has had %(cap)s sponsor messages today; try again tomorrow."),
+    Refusal.DAILY_CAP: N_("This farmer already gets %(cap)s sponsor messages on the day this one would reach them; "
+                          "try again once that day is over."),
 }
 REFUSAL_STATUS: dict[Refusal, int] = {Refusal.TEMPLATE_BLOCKED: 503, Refusal.DAILY_CAP: 429}  # otherwise 409
 
@@ -463,7 +464,8 @@ def _refusal_text(refusal: Refusal, template_status: str | None, cap: int) -> st
 def _analysis_page(sponsor: Sponsor, analysis_id: int, text: str = "", error: str | None = None,
                    status: int = 200) -> Any:
     now = utcnow()
-    cap = runtime_settings.current().sponsor_message_daily_cap
+    rs = runtime_settings.current()
+    cap = rs.sponsor_message_daily_cap
     refused = None  # why no message can go now, known before the sponsor writes one
     with context.db().reader() as session:
         found = find_sponsored_analysis(session, sponsor.id, analysis_id) if analysis_id <= MAX_ROW_ID else None
@@ -472,7 +474,7 @@ def _analysis_page(sponsor: Sponsor, analysis_id: int, text: str = "", error: st
         analysis, tier = found
         farmer = session.get(Farmer, analysis.farmer_id)
         view = analysis_view(analysis, farmer, tier) or {}
-        today = sent_today(session, analysis.farmer_id, now) if sees_identity(tier) else 0
+        today = counted_against_cap(session, farmer, now, rs) if sees_identity(tier) and farmer else 0
         if sees_identity(tier) and farmer is not None:
             blocked = template_blocked(session)
             refusal = farmer_refusal(farmer) or (Refusal.TEMPLATE_BLOCKED if blocked is not None else None)

@@ -5,16 +5,24 @@ opted-out farmer, held through quiet hours."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, literal, select, update
 
 from models import AuditLog, Farmer, Message, utcnow
 from services import runtime_settings
 from services.quota import ISTANBUL, next_day_start
-from services.sponsor_messages import TEMPLATE, farmer_refusal, send_after
+from services.sponsor_messages import (
+    TEMPLATE,
+    Refusal,
+    SponsorMessageResult,
+    farmer_refusal,
+    queue_sponsor_message,
+    send_after,
+)
 from services.whatsapp.account import TemplateStatus
 from services.whatsapp.health import set_template_status
 from tests import test_admin_sponsors as sponsors_tests
@@ -163,10 +171,65 @@ def test_at_most_the_daily_cap_per_farmer_over_all_sponsors(app, client, world, 
     assert len(session.scalars(select(Message.id)).all()) == 10
 
     # Yesterday's messages do not count.
+    yesterday = utcnow() - timedelta(days=1)
     with app.extensions["db"].session() as s, s.begin():
-        s.execute(update(Message).values(created_at=utcnow() - timedelta(days=1)))
+        s.execute(update(Message).values(status="delivered", wamid=literal("wamid.") + cast(Message.id, String),
+                                         created_at=yesterday, next_attempt_at=yesterday, sent_at=yesterday))
     assert client.post(url(world["a"], sponsored["analysis"]), headers=world["sponsor_a"],
                        json={"text": "Yeni gün"}).status_code == 202
+
+
+def _istanbul(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=ISTANBUL).astimezone(UTC)
+
+
+def _write(app, farmer_id: int, now: datetime) -> SponsorMessageResult:
+    rs = replace(runtime_settings.current(), quiet_hours_start="21:00", quiet_hours_end="08:00",
+                 sponsor_message_daily_cap=10)
+    with app.extensions["db"].session() as s, s.begin():
+        result = queue_sponsor_message(s, "Agro A.Ş.", farmer_id, "Merhaba", now, rs)
+        if result.message_id is not None:  # stamped as the outbox stamps a row written at `now`
+            s.execute(update(Message).where(Message.id == result.message_id)
+                      .values(created_at=now, next_attempt_at=now))
+        return result
+
+
+def _all_sent(app, written: datetime, sent: datetime) -> None:
+    """Every waiting sponsor message was written at `written` and Graph took it at `sent`."""
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Message).where(Message.status == "pending").values(
+            status="sent", wamid=literal("wamid.") + cast(Message.id, String), created_at=written,
+            next_attempt_at=max(written, sent), sent_at=sent))
+
+
+def test_messages_written_in_the_evenings_quiet_hours_count_on_the_morning_they_are_sent(app, sponsored):
+    farmer = sponsored["farmer"]
+    evening = _istanbul(9, 22, 30)
+    for _ in range(10):
+        written = _write(app, farmer, evening)
+        assert written.refusal is None and written.send_after == _istanbul(10, 8)
+    _all_sent(app, evening, _istanbul(10, 8))
+
+    next_morning = _write(app, farmer, _istanbul(10, 10))
+
+    assert next_morning.refusal is Refusal.DAILY_CAP and next_morning.sent_today == 10
+    assert next_morning.retry_after == _istanbul(11, 0)
+    assert _write(app, farmer, _istanbul(11, 10)).refusal is None
+
+
+def test_the_cap_is_of_the_day_a_message_reaches_the_farmer_not_the_day_it_is_written(app, sponsored):
+    farmer = sponsored["farmer"]
+    for _ in range(10):
+        assert _write(app, farmer, _istanbul(9, 15)).refusal is None  # sent at once, on the 9th
+    _all_sent(app, _istanbul(9, 15), _istanbul(9, 15))
+    assert _write(app, farmer, _istanbul(9, 20, 30)).refusal is Refusal.DAILY_CAP
+
+    in_quiet_hours = [_write(app, farmer, _istanbul(9, 22, 30)) for _ in range(10)]  # they go on the 10th
+
+    assert [r.refusal for r in in_quiet_hours] == [None] * 10
+    assert [r.sent_today for r in in_quiet_hours] == list(range(1, 11))
+    eleventh = _write(app, farmer, _istanbul(9, 23))
+    assert eleventh.refusal is Refusal.DAILY_CAP and eleventh.retry_after == _istanbul(11, 0)  # the 10th is full
 
 
 def test_an_admin_lowers_the_cap_and_it_applies_at_once(app, client, world, sponsored):
