@@ -3,7 +3,8 @@
 For admins and for a sponsor user of that very sponsor (`admin.sponsors.own_sponsor`). What a tier
 shows is `services.visibility`'s table, applied to the tier of the code that paid for THAT analysis;
 analyses paid for by S codes count in the statistics only. Admins see what the sponsor sees (their
-unfiltered view is `admin.analyses`). Every read is audited.
+unfiltered view is `admin.analyses`). `analyses.csv` is the list's analyses as CSV, each row as its
+tier may see it (`services.sponsor_export`). Every read is audited.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from models import Analysis, Farmer
 from models.db import MAX_ROW_ID
 from services import context
 from services.audit import audit
+from services.sponsor_export import export_sponsored_analyses_csv
 from services.visibility import (
     ANALYSIS_TIERS,
     COLUMNS,
@@ -97,6 +99,22 @@ def list_sponsored_analyses(sponsor_id: int) -> Response:
     return jsonify(result)
 
 
+@bp.get("/sponsors/<int:sponsor_id>/analyses.csv")
+@require_roles("admin", "sponsor")
+def export_sponsored_analyses(sponsor_id: int) -> Response:
+    """Every analysis the list would show (same filters, no pages), each row as its own code's tier may see it."""
+    args = QueryArgs(request.args)
+    crop = args.text("crop")
+    since, until = args.time_range()
+    with context.db().session() as session, session.begin():
+        own_sponsor(session, sponsor_id)
+        args.raise_if_errors()
+        body = export_sponsored_analyses_csv(session, sponsor_id, crop=crop, since=since, until=until)
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-analyses.csv"'
+    return response
+
+
 @bp.get("/sponsors/<int:sponsor_id>/analyses/<int:analysis_id>")
 @require_roles("admin", "sponsor")
 def get_sponsored_analysis(sponsor_id: int, analysis_id: int) -> Response:
@@ -136,6 +154,10 @@ SCHEMAS: dict[str, Any] = {
     "SponsoredAnalysisPage": page_of("SponsoredAnalysis"),
 }
 
+_FILTERS = [query_param("crop", {"type": "string", "maxLength": 200}, "Crop contains (literal)."),
+            query_param("since", {"type": "string", "format": "date-time"}, "Created at or after."),
+            query_param("until", {"type": "string", "format": "date-time"}, "Created before; later than `since`.")]
+
 PATHS: dict[str, Any] = {
     "/api/v1/sponsors/{sponsor_id}/analyses": {
         "get": operation("listSponsoredAnalyses", "The analyses paid for by the sponsor's M, L and XL codes, each "
@@ -143,12 +165,17 @@ PATHS: dict[str, Any] = {
                          "only). Audited.", "sponsors",
                          {"200": json_response("A page of analyses.", ref("SponsoredAnalysisPage")),
                           "404": SPONSOR_NOT_FOUND},
-                         params=[SPONSOR_ID, *PAGE_PARAMS,
-                                 query_param("crop", {"type": "string", "maxLength": 200}, "Crop contains (literal)."),
-                                 query_param("since", {"type": "string", "format": "date-time"},
-                                             "Created at or after."),
-                                 query_param("until", {"type": "string", "format": "date-time"},
-                                             "Created before; later than `since`.")]),
+                         params=[SPONSOR_ID, *PAGE_PARAMS, *_FILTERS]),
+    },
+    "/api/v1/sponsors/{sponsor_id}/analyses.csv": {
+        "get": operation("exportSponsoredAnalyses", "The analyses of the list (same filters, every page) as CSV, "
+                         "each row as the tier of its own code may see it: the header has the columns of the highest "
+                         "tier among the rows, a row leaves the others empty; lists and objects are JSON, text that "
+                         "a spreadsheet would run as a formula is prefixed with `'`. Audited.", "sponsors",
+                         {"200": {"description": "CSV with a header row.",
+                                  "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          "404": SPONSOR_NOT_FOUND},
+                         params=[SPONSOR_ID, *_FILTERS]),
     },
     "/api/v1/sponsors/{sponsor_id}/analyses/{analysis_id}": {
         "get": operation("getSponsoredAnalysis", "One sponsored analysis as the tier of the code that paid for it "

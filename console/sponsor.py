@@ -40,6 +40,7 @@ from models.db import MAX_ROW_ID
 from services import context, runtime_settings
 from services.analysis_result import Recommendations
 from services.audit import audit
+from services.sponsor_export import export_sponsored_analyses_csv
 from services.sponsor_messages import (
     MAX_TEXT,
     Refusal,
@@ -248,6 +249,20 @@ def codes_csv(sponsor_id: int) -> Response:
         body = export_codes_csv(session, sponsor_id, now, via="console")
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-codes.csv"'
+    return response
+
+
+@bp.get("/sponsors/<int:sponsor_id>/analyses.csv")
+@staff_required("sponsor", "admin")
+def analyses_csv(sponsor_id: int) -> Response:
+    """The API's CSV of the sponsored analyses (each row as its own code's tier may see it), with the page's
+    crop filter."""
+    crop = (request.args.get("crop") or "").strip()[:100] or None
+    with context.db().session() as session, session.begin():
+        own_sponsor(session, sponsor_id)
+        body = export_sponsored_analyses_csv(session, sponsor_id, crop=crop, via="console")
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-analyses.csv"'
     return response
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -260,6 +261,77 @@ def test_reading_sponsored_analyses_is_audited(app, client, world, session):
     assert (listed.action, listed.details["ids"], listed.details["tiers"]) == ("sponsor.analyses.read", [analysis_id],
                                                                                ["L"])
     assert (read.action, read.record_id, read.details["tier"]) == ("sponsor.analysis.read", str(analysis_id), "L")
+
+
+def _csv_rows(response) -> list[dict[str, str]]:
+    assert response.status_code == 200 and response.mimetype == "text/csv", response.get_data(as_text=True)
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+
+
+def test_the_analyses_csv_gives_each_row_exactly_what_its_own_tier_shows(app, client, world, session):
+    a = world["a"]
+    m_id = add_analysis(app, a, add_farmer(app, "+905321110001", "Ayşe"), code=buy(app, a, "M", 1)[0])
+    l_id = add_analysis(app, a, add_farmer(app, "+905321110002", "Veli"), code=buy(app, a, "L", 1)[0])
+    xl_id = add_analysis(app, a, add_farmer(app, PHONE), code=buy(app, a, "XL", 1)[0])
+    add_analysis(app, a, add_farmer(app, "+905321110004", "Sadece Toplam"), code=buy(app, a, "S", 1)[0])
+
+    response = client.get(f"/api/v1/sponsors/{a}/analyses.csv", headers=world["sponsor_a"])
+
+    rows = {int(r["id"]): r for r in _csv_rows(response)}
+    assert list(rows) == [xl_id, l_id, m_id]  # newest first, as the list; the S-paid one is not there
+    assert response.headers["Content-Disposition"] == f'attachment; filename="sponsor-{a}-analyses.csv"'
+    assert response.headers["Cache-Control"] == "no-store"
+    header = response.get_data(as_text=True).split("\r\n", 1)[0].split(",")
+    assert tuple(header) == COLUMNS["XL"]
+    for analysis_id, tier in ((m_id, "M"), (l_id, "L"), (xl_id, "XL")):
+        row = rows[analysis_id]
+        assert row["tier"] == tier
+        assert {c for c, v in row.items() if v} <= set(COLUMNS[tier])  # nothing beyond its tier
+        assert (row["crop"], row["province"], row["health_score"]) == ("domates", "Antalya", "4")
+        assert json.loads(row["diseases"]) == [{"type": "Alternaria solani"}]
+    assert rows[m_id]["farmer_name"] == "" and "Ayşe" not in response.get_data(as_text=True)
+    assert rows[l_id]["farmer_name"] == "Veli" and rows[l_id]["farmer_phone"] == ""
+    assert rows[l_id]["farmer_phone_masked"] == "'+90 532 *** ** 02"  # made inert, as every cell starting with +
+    assert json.loads(rows[l_id]["recommendations"]) == RESULT["recommendations"]
+    assert rows[xl_id]["farmer_phone"] == "'" + PHONE and json.loads(rows[xl_id]["report"]) == RESULT
+    assert "+905321110002" not in response.get_data(as_text=True)
+    exported = session.scalars(select(AuditLog).where(AuditLog.action == "sponsor.analyses.export")).one()
+    assert (exported.record_id, exported.details["ids"], exported.details["tiers"]) == (
+        str(a), [xl_id, l_id, m_id], ["XL", "L", "M"])
+
+
+def test_the_analyses_csv_has_only_the_columns_of_the_highest_tier_in_it(app, client, world):
+    a = world["a"]
+    add_analysis(app, a, add_farmer(app), code=buy(app, a, "M", 1)[0])
+    response = client.get(f"/api/v1/sponsors/{a}/analyses.csv", headers=world["sponsor_a"])
+    assert tuple(response.get_data(as_text=True).split("\r\n", 1)[0].split(",")) == COLUMNS["M"]
+    assert "Mehmet" not in response.get_data(as_text=True)
+
+
+def test_the_analyses_csv_makes_formula_cells_inert(app, client, world):
+    a = world["a"]
+    farmer = add_farmer(app, name='=HYPERLINK("http://evil.test","Tıkla")')
+    add_analysis(app, a, farmer, code=buy(app, a, "L", 1)[0], crop="@SUM(A1:A9)", primary_concern="-2+3")
+    [row] = _csv_rows(client.get(f"/api/v1/sponsors/{a}/analyses.csv", headers=world["sponsor_a"]))
+    assert row["farmer_name"] == '\'=HYPERLINK("http://evil.test","Tıkla")'
+    assert (row["crop"], row["main_concern"]) == ("'@SUM(A1:A9)", "'-2+3")
+
+
+def test_the_analyses_csv_follows_the_lists_filters_and_access(app, client, world):
+    a, b = world["a"], world["b"]
+    tomato = add_analysis(app, a, add_farmer(app), code=buy(app, a, "M", 1)[0])
+    add_analysis(app, a, add_farmer(app, "+905321110005"), code=buy(app, a, "M", 1)[0], crop="biber")
+    add_analysis(app, b, add_farmer(app, "+905321110006"), code=buy(app, b, "XL", 1)[0])
+    url = f"/api/v1/sponsors/{a}/analyses.csv"
+
+    assert [int(r["id"]) for r in _csv_rows(client.get(url, query_string={"crop": "DOMA"},
+                                                       headers=world["sponsor_a"]))] == [tomato]
+    assert len(_csv_rows(client.get(url, headers=world["admin"]))) == 2
+    assert client.get(url, headers=world["sponsor_b"]).status_code == 404
+    assert client.get(url, headers=world["support"]).status_code == 403
+    assert client.get(url).status_code == 401
+    assert client.get(url, query_string={"since": "2026-01-02", "until": "2026-01-01"},
+                      headers=world["sponsor_a"]).status_code == 400
 
 
 # --- role matrix --------------------------------------------------------------------------------------

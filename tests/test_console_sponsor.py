@@ -6,6 +6,7 @@ charts and the dashboard's statistics."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -196,7 +197,8 @@ def pages_of(sponsor_id: int, world: dict[str, Any]) -> list[str]:
     m = world["analyses"]["M"]
     return [f"/console/sponsors/{sponsor_id}", f"/console/sponsors/{sponsor_id}/codes",
             f"/console/sponsors/{sponsor_id}/codes.csv", f"/console/sponsors/{sponsor_id}/purchase-requests",
-            f"/console/sponsors/{sponsor_id}/analyses", f"/console/sponsors/{sponsor_id}/analyses/{m}"]
+            f"/console/sponsors/{sponsor_id}/analyses", f"/console/sponsors/{sponsor_id}/analyses.csv",
+            f"/console/sponsors/{sponsor_id}/analyses/{m}"]
 
 
 def test_a_sponsor_opens_each_of_its_own_pages(client, world):
@@ -415,6 +417,19 @@ def test_the_list_shows_each_analysis_as_its_own_codes_tier_allows(client, sessi
     assert "Çiftçi L" in page and "+90 532 *** ** 02" in page and "+905321112202" not in page
     assert "Çiftçi XL" in page and "+905321112203" in page
     assert "sponsor.analyses.read" in audit_actions(session)
+
+
+def test_the_analyses_page_links_the_apis_csv_of_its_filter_audited_from_the_console(client, session, world):
+    sign_in(client, "a@sponsor.test")
+    page = client.get(f"/console/sponsors/{world['a']}/analyses?crop=%C3%BCr%C3%BCn-l").get_data(as_text=True)
+    link = re.search(r'href="([^"]*/analyses\.csv[^"]*)"', page)
+    assert link is not None
+    response = client.get(html.unescape(link.group(1)))
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [(r["id"], r["tier"], r["farmer_name"]) for r in rows] == [(str(world["analyses"]["L"]), "L", "Çiftçi L")]
+    exported = session.scalars(select(AuditLog).where(AuditLog.action == "sponsor.analyses.export")).one()
+    assert exported.details["via"] == "console" and exported.details["ids"] == [world["analyses"]["L"]]
 
 
 def test_an_m_tier_analysis_shows_no_name_or_phone_and_offers_no_message(client, world):
