@@ -98,6 +98,7 @@ def _http_error(exc: HTTPException) -> Any:
     if is_console_path(request.path):
         return console_error_page(exc)
     headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    headers.setdefault("Cache-Control", "no-store")  # as every answer of the API: no route's after_request ran
     return problem(exc.code or 500, exc.description, title=exc.name, headers=headers)
 
 

@@ -477,6 +477,13 @@ def test_wrong_method_and_unknown_route_are_problems(client):
     assert wrong.status_code == 405 and wrong.mimetype == PROBLEM
     missing = client.get("/api/v1/nothing-here")
     assert missing.status_code == 404 and missing.mimetype == PROBLEM
+    assert wrong.headers["Cache-Control"] == missing.headers["Cache-Control"] == "no-store"
+
+
+def test_a_page_number_that_is_not_digits_is_a_400_naming_it(app, client):
+    token = token_for(app, client, "admin")
+    response = client.get("/api/v1/sponsors", query_string={"page": "5.0"}, headers=bearer(token))
+    assert response.status_code == 400 and [e["field"] for e in response.get_json()["errors"]] == ["page"]
 
 
 # --- CLI ----------------------------------------------------------------------------------------
