@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from models import RefreshToken, Sponsor, StaffRole, StaffUser, utcnow
+from models import RefreshToken, Sponsor, StaffRole, StaffUser
 from services import context
 from services.audit import client_ip
 from services.json_input import has_unstorable
