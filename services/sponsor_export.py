@@ -12,6 +12,7 @@ list, with every analysis id it holds.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from datetime import datetime
@@ -29,9 +30,11 @@ _FARMERS_PER_QUERY = 500
 
 
 def csv_cell(value: object) -> str:
-    """One cell as text: empty for None, JSON for lists and objects, formula-looking text made inert."""
+    """One cell as text: empty for None, JSON for lists, objects and dataclasses, formula-looking text made inert."""
     if value is None:
         return ""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)  # as the API's JSON writes it
     if isinstance(value, (dict, list)):
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
     elif isinstance(value, bool):
