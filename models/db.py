@@ -13,7 +13,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, Engine, Insert, Result, Select, Update, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    Engine,
+    Insert,
+    Integer,
+    Result,
+    Select,
+    SmallInteger,
+    String,
+    Update,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
@@ -179,6 +192,32 @@ class Database:
             pool, self._hot_pool = self._hot_pool, None
         if pool is not None:
             pool.close()
+
+
+def _integer_range(column_type: Integer) -> tuple[int, int]:
+    """What PostgreSQL stores in the column (SQLite stores more: 64 bits in any integer column)."""
+    bits = 64 if isinstance(column_type, BigInteger) else 16 if isinstance(column_type, SmallInteger) else 32
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def fitted_to_columns(model: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` (column name -> value) fitted to `model`'s columns, so outside data can never make the INSERT
+    or UPDATE fail: a string longer than its `String(n)` column is cut to it, ending in an ellipsis; an integer
+    outside its column's range is None (PostgreSQL refuses both, SQLite an integer beyond 64 bits). Other
+    values, and values of other column types, are left as they are."""
+    columns = model.__table__.c
+    fitted: dict[str, Any] = {}
+    for name, value in values.items():
+        column_type = columns[name].type
+        length = column_type.length if isinstance(column_type, String) else None
+        if isinstance(value, str) and length is not None and len(value) > length:
+            value = value[: length - 1].rstrip() + "…"
+        elif isinstance(value, int) and not isinstance(value, bool) and isinstance(column_type, Integer):
+            low, high = _integer_range(column_type)
+            if not low <= value <= high:
+                value = None
+        fitted[name] = value
+    return fitted
 
 
 def dialect_insert(dialect_name: str, table: Any) -> Any:

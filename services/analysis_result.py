@@ -55,6 +55,8 @@ from typing import Any
 
 from bot.enums import LenientStrEnum
 from bot.normalize import fold
+from models import Analysis
+from models.db import fitted_to_columns
 
 LOCAL_ESTIMATE_SOURCE = "local-estimate"
 PLACEHOLDERS = ("Analiz edilemedi", "Belirlenemedi", "Sistem hatası")
@@ -638,8 +640,10 @@ def recommendations_of(raw: object) -> Recommendations:
 
 
 def queryable_columns(result: AnalysisResult) -> dict[str, Any]:
-    """The columns an analysis row stores next to the raw JSON."""
-    return {
+    """The columns an analysis row stores next to the raw JSON, each value fitted to its column
+    (`fitted_to_columns`: a text longer than the column cut, a number beyond it None), so no value N8N
+    sends can make storing the result fail; the raw JSON keeps every value whole."""
+    return fitted_to_columns(Analysis, {
         "health_score": result.health_score,
         "severity": result.severity,
         "primary_concern": result.primary_concern,
@@ -650,4 +654,4 @@ def queryable_columns(result: AnalysisResult) -> dict[str, Any]:
         "prognosis": result.prognosis,
         "token_usage": result.token_usage,
         "cost_usd": result.cost_usd,
-    }
+    })

@@ -314,6 +314,32 @@ def test_result_outside_the_window_uses_the_template(farmer, mock, session, app)
     assert last["type"] == "template" and last["template"]["name"] == "urgent_health_alert_tr"
 
 
+@pytest.mark.parametrize("path, value", [
+    ("health_assessment.severity", "orta (alt yaprakların yaklaşık %20'si etkilenmiş, yayılma riski var)"),
+    ("summary.prognosis", "İyi; erken müdahale edilirse hastalık kontrol altına alınır, verim kaybı sınırlı kalır, "
+                          "ürün pazara zamanında çıkar."),
+    ("summary.primary_concern", "Erken yanıklık (Alternaria solani) " * 10),
+    ("token_usage.total_tokens", 3_000_000_000),
+    ("token_usage.total_tokens", 1e20),
+])
+def test_a_value_longer_or_larger_than_its_column_is_stored_fitted_not_lost(farmer, mock, session, path, value):
+    section, key = path.split(".")
+
+    def answer(req):
+        result = n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"])
+        result.setdefault(section, {})[key] = value
+        return 200, {}, json.dumps(result)
+
+    mock.add_callback(responses.POST, N8N_URL, callback=answer)
+    submit(farmer)
+    assert len(sent_to_n8n(mock)) == 1
+    analysis = session.scalar(select(Analysis))
+    assert (analysis.status, analysis.failure_reason) == ("completed", None)
+    assert session.scalars(select(UsageLedger.kind)).all() == ["charge"]
+    assert analysis.result[section][key] == value  # the raw JSON whole
+    assert "6/10" in farmer.graph.sent[-1]["interactive"]["body"]["text"]
+
+
 def test_the_pipeline_fixtures_exist():
     assert Path(FIXTURES / "n8n" / "result_full_tr.json").exists()
 

@@ -462,6 +462,26 @@ def test_the_queryable_columns_hold_the_key_fields_as_plain_json() -> None:
     json.dumps(drifted)  # plain JSON-able values
 
 
+LONG_SEVERITY = "orta (alt yaprakların yaklaşık %20'si etkilenmiş, yayılma riski var)"
+
+
+def test_every_queryable_value_fits_its_column_and_the_raw_json_keeps_it_whole() -> None:
+    raw = full(**{"health_assessment.severity": LONG_SEVERITY, "summary.prognosis": "iyi, " * 40,
+                  "summary.primary_concern": "Erken yanıklık " * 30, "plant_identification.species": "S" * 250,
+                  "token_usage": {"total_tokens": 3_000_000_000}})
+    before = copy.deepcopy(raw)
+    columns = queryable_columns(normalise(raw))
+    assert len(columns["severity"]) == 50 and columns["severity"].endswith("…")
+    assert LONG_SEVERITY.startswith(columns["severity"][:-1])
+    assert len(columns["prognosis"]) <= 100 and columns["prognosis"].endswith("…")
+    assert len(columns["primary_concern"]) <= 300 and len(columns["species"]) == 200
+    assert columns["token_usage"] is None  # beyond the column's 32 bits: unknown, not wrong
+    assert raw == before  # the raw JSON is stored whole
+    for tokens, kept in ((2_147_483_647, 2_147_483_647), (10**20, None), (-5, None)):
+        assert queryable_columns(normalise(full(token_usage={"total_tokens": tokens})))["token_usage"] == kept
+    assert queryable_columns(normalise(full(token_usage=1e20)))["token_usage"] is None
+
+
 @pytest.mark.parametrize(("text", "level"), [
     ("KRİTİK", Severity.CRITICAL), ("çok yüksek", Severity.CRITICAL), ("Very High", Severity.CRITICAL),
     ("yüksek", Severity.HIGH), ("high", Severity.HIGH), ("Orta", Severity.MEDIUM), ("moderate", Severity.MEDIUM),
