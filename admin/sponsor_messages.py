@@ -26,8 +26,9 @@ from models import utcnow
 from services import context, runtime_settings
 from services.audit import audit
 from services.json_input import iso
-from services.sponsor_messages import MAX_TEXT, Refusal, one_line, queue_sponsor_message
+from services.sponsor_messages import MAX_TEXT, Refusal, queue_sponsor_message
 from services.visibility import sees_identity
+from services.whatsapp.messages import one_line
 
 NOT_IN_PACKAGE = ("Messaging farmers comes with the L and XL packages; the code that paid for this analysis is from "
                   "the {tier} package.")

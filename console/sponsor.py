@@ -47,7 +47,6 @@ from services.sponsor_messages import (
     SponsorMessageResult,
     counted_against_cap,
     farmer_refusal,
-    one_line,
     queue_sponsor_message,
     template_blocked,
 )
@@ -81,6 +80,7 @@ from services.visibility import (
     sees_identity,
     sponsored_analyses,
 )
+from services.whatsapp.messages import one_line
 from translations import N_, console_text
 
 bp = console_blueprint("console_sponsor", __name__)

@@ -43,7 +43,7 @@ from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_e
 from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
-from services.whatsapp.messages import Outbound, build_template, to_outbound
+from services.whatsapp.messages import Outbound, build_template, template_param_text, to_outbound
 from services.whatsapp.outbox import queue_message, send_queued
 
 log = logging.getLogger(__name__)
@@ -398,14 +398,25 @@ def _in_window(farmer: Farmer, now: datetime) -> bool:
     return farmer.last_inbound_at is not None and now - farmer.last_inbound_at < WINDOW
 
 
+# Bounds on the result templates' parameters (N8N's and the farmer's words), so the filled-in body stays
+# within Meta's 1,024 characters.
+NAME_PARAM_MAX = 60
+CROP_PARAM_MAX = 60
+CONCERN_PARAM_MAX = 300
+ACTION_PARAM_MAX = 400
+
+
 def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Outbound:
-    crop = replies.crop_name("tr", a.crop or "")
+    """`urgent_health_alert_tr` or `analysis_complete_tr`, every parameter from N8N's or the farmer's words
+    made valid (`template_param_text`): a line break or a long text in the result never loses the diagnosis."""
+    crop = template_param_text(replies.crop_name("tr", a.crop or ""), CROP_PARAM_MAX)
+    concern = template_param_text(result.primary_concern, CONCERN_PARAM_MAX)
     if result.urgent and result.recommendations.immediate:
-        return build_template("urgent_health_alert_tr", farmer.address,
-                              [crop, result.primary_concern or "-", result.recommendations.immediate[0].action])
+        action = template_param_text(result.recommendations.immediate[0].action, ACTION_PARAM_MAX)
+        return build_template("urgent_health_alert_tr", farmer.address, [crop, concern, action])
     score = f"{result.health_score}/10" if result.health_score is not None else "-"
-    return build_template("analysis_complete_tr", farmer.address,
-                          [farmer.profile_name or "Çiftçimiz", crop, score, result.primary_concern or "-"])
+    name = template_param_text(farmer.profile_name, NAME_PARAM_MAX, empty="Çiftçimiz")
+    return build_template("analysis_complete_tr", farmer.address, [name, crop, score, concern])
 
 
 def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisResult, now: datetime) -> Any:

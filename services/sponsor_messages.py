@@ -25,7 +25,7 @@ from models import Direction, Farmer, Message, MessageStatus
 from services.quota import day_start, lock_farmer, next_day_start
 from services.runtime_settings import Values
 from services.whatsapp.health import TemplateRefused, template_refusal
-from services.whatsapp.messages import build_template
+from services.whatsapp.messages import build_template, template_param_text
 from services.whatsapp.outbox import PROACTIVE_TEMPLATES, queue_message
 from translations.templates import TEMPLATES
 
@@ -51,11 +51,6 @@ class SponsorMessageResult:
     send_after: datetime | None = None  # when delivery may begin, if not at once (quiet hours, Meta's pause)
     retry_after: datetime | None = None  # when the cap is reached: the start of the day after that day
     template: TemplateRefused | None = None  # why the template may not be sent (TEMPLATE_BLOCKED)
-
-
-def one_line(text: str) -> str:
-    """WhatsApp template parameters may not hold line breaks, tabs or runs of spaces: collapse them."""
-    return " ".join(text.split())
 
 
 def goes_out_at(farmer: Farmer, due: datetime, now: datetime, rs: Values) -> datetime:
@@ -138,7 +133,7 @@ def queue_sponsor_message(session: Session, sponsor_name: str, farmer_id: int, t
     if count >= cap:
         # written before the next day starts, it would go out on the same full day
         return SponsorMessageResult(Refusal.DAILY_CAP, count, cap, retry_after=next_day_start(goes_out))
-    out = build_template(TEMPLATE, farmer.address, {"sponsor name": one_line(sponsor_name),
-                                                   "message text": one_line(text)})
+    out = build_template(TEMPLATE, farmer.address, {"sponsor name": template_param_text(sponsor_name),
+                                                   "message text": template_param_text(text)})
     row = queue_message(session, farmer.address, out, now, farmer_id=farmer_id)
     return SponsorMessageResult(None, count + 1, cap, message_id=row.id, send_after=send_after(farmer, now, rs))

@@ -172,7 +172,7 @@ def reply_template(session: Session, farmer_id: int, staff_id: int, name: str, p
     if farmer is None:
         return ReplyResult(ReplyRefusal.NO_ADDRESS)
     try:
-        out = wa.build_template(name, farmer.address, [" ".join(p.split()) for p in params])
+        out = wa.build_template(name, farmer.address, [wa.one_line(p) for p in params])
     except LimitError:
         return ReplyResult(ReplyRefusal.BAD_PARAMS)
     return _queue(session, farmer, out, staff_id, "farmer.reply.template", {"template": name}, now)

@@ -340,6 +340,78 @@ def test_a_value_longer_or_larger_than_its_column_is_stored_fitted_not_lost(farm
     assert "6/10" in farmer.graph.sent[-1]["interactive"]["body"]["text"]
 
 
+# --- N8N's words in a template parameter ----------------------------------------------------------------
+
+AWKWARD_TEXT = {
+    "a line break": "Erken yanıklık\n(fungal)",
+    "a tab": "Erken\tyanıklık",
+    "five spaces": "Erken     yanıklık",
+    "more than 1,024 characters": "Erken yanıklık " * 80,
+}
+
+
+def answer_with(concern: str, action: str):
+    def answer(req):
+        result = n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"])
+        result["summary"]["primary_concern"] = concern
+        result["recommendations"]["immediate"][0]["action"] = action
+        return 200, {}, json.dumps(result)
+    return answer
+
+
+def go_quiet_for_a_day(farmer: Farmer, app) -> int:
+    """Submit, then the farmer is out of the 24-hour window when the analysis runs; its id."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models import Farmer as FarmerRow
+    from models import utcnow
+
+    farmer.photo("biber", media_id=MEDIA_ID)
+    farmer.taps("Geç")
+    farmer.deliver(farmer.message("interactive", {"type": "button_reply", "button_reply": {
+        "id": farmer.last_bodies[-1]["interactive"]["action"]["buttons"][0]["reply"]["id"], "title": "Gönder"}}),
+        run=False)
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(FarmerRow).values(last_inbound_at=utcnow() - timedelta(hours=25)))
+    run_jobs(app)
+    with app.extensions["db"].reader() as s:
+        return s.scalar(select(Analysis.id))
+
+
+@pytest.mark.parametrize("field", ["primary concern", "first immediate action"])
+@pytest.mark.parametrize("awkward", list(AWKWARD_TEXT))
+def test_awkward_text_from_n8n_in_a_template_parameter_never_loses_the_diagnosis(farmer, mock, session, app,
+                                                                                  field, awkward):
+    text = AWKWARD_TEXT[awkward]
+    plain = "Hastalıklı alt yaprakları toplayıp imha edin"
+    concern, action = (text, plain) if field == "primary concern" else ("Erken yanıklık (fungal)", text)
+    mock.add_callback(responses.POST, N8N_URL, callback=answer_with(concern, action))
+    go_quiet_for_a_day(farmer, app)
+    assert len(sent_to_n8n(mock)) == 1  # answered once, never asked again
+    analysis = session.scalar(select(Analysis))
+    assert (analysis.status, analysis.failure_reason) == ("completed", None)
+    assert session.scalars(select(UsageLedger.kind)).all() == ["charge"]
+    last = farmer.graph.sent[-1]
+    assert last["type"] == "template" and last["template"]["name"] == "urgent_health_alert_tr"
+    params = [p["text"] for p in last["template"]["components"][0]["parameters"]]
+    for param in params:
+        assert "\n" not in param and "\t" not in param and "     " not in param and len(param) <= 400
+    expected = " ".join(text.split())
+    shown = params[1] if field == "primary concern" else params[2]
+    assert shown == expected or (shown.endswith("…") and expected.startswith(shown[:-1]))
+
+
+def test_awkward_text_inside_the_window_completes_with_the_summary(farmer, mock, session):
+    mock.add_callback(responses.POST, N8N_URL, callback=answer_with("Erken\nyanıklık", "Yaprakları\ttoplayın"))
+    submit(farmer)
+    assert len(sent_to_n8n(mock)) == 1
+    assert session.scalar(select(Analysis.status)) == "completed"
+    text = farmer.graph.sent[-1]["interactive"]["body"]["text"]
+    assert "Erken\nyanıklık" in text and "Yaprakları\ttoplayın" in text  # the chat may hold them as written
+
+
 def test_the_pipeline_fixtures_exist():
     assert Path(FIXTURES / "n8n" / "result_full_tr.json").exists()
 

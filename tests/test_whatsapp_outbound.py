@@ -111,6 +111,25 @@ def test_limits_at_the_edge_are_accepted():
     wa.list_message(TO, "body", "b" * 20, [wa.Section("A", ROWS[:5]), wa.Section("B", ROWS[5:10])])
 
 
+@pytest.mark.parametrize("value, limit, expected", [
+    ("Erken yanıklık\n(fungal)", 1024, "Erken yanıklık (fungal)"),
+    ("\tYaprakları\t\ttoplayın  ", 1024, "Yaprakları toplayın"),
+    ("bir" + " " * 5 + "iki\r\n\u2028üç", 1024, "bir iki üç"),
+    ("x" * 2000, 1024, "x" * 1023 + "…"),
+    ("uzun bir sorun tarifi", 10, "uzun bir…"),
+    ("", 1024, "-"),
+    (" \n\t ", 1024, "-"),
+    (None, 1024, "-"),
+    (7, 1024, "7"),
+])
+def test_outside_text_becomes_a_template_parameter_meta_accepts(value, limit, expected):
+    text = wa.template_param_text(value, limit)
+    assert text == expected and len(text) <= limit
+    out = wa.build_template("urgent_health_alert_tr", TO, ["domates", text, text])  # no LimitError
+    assert out.template_params[1] == expected
+    assert wa.template_param_text("  ", empty="Çiftçimiz") == "Çiftçimiz"
+
+
 # --- the error policy table --------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ SECTION_TITLE_MAX = 24
 HEADER_MAX = 60
 FOOTER_MAX = 60
 CAPTION_MAX = 1024
+TEMPLATE_PARAM_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,22 @@ def image(to: str, *, link: str | None = None, media_id: str | None = None, capt
     return Outbound("image", _envelope(to, "image", content, reply_to), text=caption)
 
 
+def one_line(value: str) -> str:
+    """Every run of whitespace (line breaks, tabs, runs of spaces) as one space, the ends trimmed."""
+    return " ".join(value.split())
+
+
+def template_param_text(value: object, limit: int = TEMPLATE_PARAM_MAX, *, empty: str = "-") -> str:
+    """Outside or farmer text (N8N's words, a farmer's name or crop, a sponsor's message) made a valid template
+    parameter, which Meta refuses with line breaks, tabs, five spaces in a row or more than 1,024 characters:
+    on one line (`one_line`), cut to `limit` with an ellipsis, and `empty` when nothing is left (a parameter
+    may not be empty). Every template parameter built from such text goes through here."""
+    text = one_line("" if value is None else str(value))
+    if len(text) > limit:
+        text = text[: max(0, limit - 1)].rstrip() + "…"
+    return text or empty
+
+
 def template(to: str, name: str, params: Sequence[str], *, language: str = "tr",
              expected_params: int | None = None) -> Outbound:
     """Positional body parameters; the count is checked when the definition is known (132000 otherwise)."""
@@ -186,7 +203,7 @@ def template(to: str, name: str, params: Sequence[str], *, language: str = "tr",
     if expected_params is not None and len(params) != expected_params:
         raise LimitError(f"template {name} parameters", f"exactly {expected_params}", len(params))
     for i, value in enumerate(params):
-        _check_len(f"template {name} parameter {i + 1}", value, 1024)
+        _check_len(f"template {name} parameter {i + 1}", value, TEMPLATE_PARAM_MAX)
         if "\n" in value or "\t" in value or "     " in value:
             raise LimitError(f"template {name} parameter {i + 1}", "no newlines, tabs or 5+ spaces in a row", value)
     content: dict[str, Any] = {"name": name, "language": {"code": language}}
@@ -198,7 +215,8 @@ def template(to: str, name: str, params: Sequence[str], *, language: str = "tr",
 
 def build_template(name: str, to: str, params: Sequence[str] | Mapping[str, str]) -> Outbound:
     """A template message for `to` from its definition in `translations.templates` (the only way one is built);
-    `params` positional, or by param name. Raises LimitError on a wrong count."""
+    `params` positional, or by param name. Raises LimitError on a wrong count, or on a parameter Meta would refuse:
+    build parameters from outside text with `template_param_text`."""
     definition = TEMPLATES.get(name)
     if definition is None:
         raise KeyError(f"unknown template {name!r}; known: {', '.join(TEMPLATES)}")
