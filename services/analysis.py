@@ -343,14 +343,39 @@ def finish_analysis(analysis_id: int) -> str:
 
 
 def complete(analysis_id: int, raw: Any) -> str:
-    """Store the result (or the failure), refund a failure, answer the farmer. A finished analysis is left alone."""
+    """Store the result (or the failure), refund a failure, answer the farmer. A finished analysis is left alone.
+
+    N8N has answered by now, so nothing here asks it again: when the result cannot be stored or its reply
+    cannot be written (a bug, a value the database refuses, a lost connection), the analysis ends at once,
+    failed, refunded and the farmer told, with no retry. A summary that cannot be built is replaced by the
+    result template (`_queue_result`)."""
     result = normalise(raw)
+    try:
+        stored = _store_result(analysis_id, raw, result)
+    except Exception as exc:
+        log.exception("the result could not be stored or answered", extra={"analysis_id": analysis_id})
+        _no_more_retries()
+        return _fail_now(analysis_id, f"the result could not be stored or answered: {type(exc).__name__}: {exc}")
+    if stored is None:
+        return "ignored"
+    address, sponsor_id = stored
+    send_queued(address)
+    invalidate_stats(context.redis(), sponsor_id)
+    if not result.ok:
+        _no_more_retries()
+        raise AnalysisFailed(result.failure_reason)
+    log.info("analysis completed", extra={"analysis_id": analysis_id, "health_score": result.health_score})
+    return "completed"
+
+
+def _store_result(analysis_id: int, raw: Any, result: AnalysisResult) -> tuple[str, int | None] | None:
+    """In one transaction: the raw result and its columns, the status, and the reply (or the failure, refunded).
+    The farmer's address and the analysis's sponsor, or None when the analysis had already ended."""
     with context.db().session() as session, session.begin():
         a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
         if a is None or a.status in DONE:
-            return "ignored"
+            return None
         farmer = session.get_one(Farmer, a.farmer_id)
-        sponsor_id = a.sponsor_id
         a.result = raw if isinstance(raw, dict) else {"raw": raw}
         now = utcnow()
         if result.ok:
@@ -361,13 +386,7 @@ def complete(analysis_id: int, raw: Any) -> str:
             _queue_result(session, farmer, a, result, now)
         else:
             _mark_failed(session, a, farmer, result.failure_reason or "invalid result", failure_of(result))
-    send_queued(farmer.address)
-    invalidate_stats(context.redis(), sponsor_id)
-    if not result.ok:
-        _no_more_retries()
-        raise AnalysisFailed(result.failure_reason)
-    log.info("analysis completed", extra={"analysis_id": analysis_id, "health_score": result.health_score})
-    return "completed"
+        return farmer.address, a.sponsor_id
 
 
 def result_view(a: Analysis, result: AnalysisResult) -> replies.ResultView:
@@ -424,14 +443,19 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
     template = _result_template(farmer, a, result)
     if not _in_window(farmer, now):
         return queue_message(session, farmer.address, template, now, farmer_id=farmer.id, analysis_id=a.id)
-    sent, used = len(photo_ids(a.media_id, a.media_ids)), len(stored_keys(a.image_keys, a.image_key))
-    if 0 < used < sent:  # photos of the album were left out unread: say the result rests on the others
-        note = replies.photos_left_out(farmer.locale, sent - used, used)
-        queue_message(session, farmer.address, to_outbound(farmer.address, note), now, farmer_id=farmer.id,
-                      analysis_id=a.id)
-    reply = replies.analysis_result(farmer.locale, result_view(a, result))
-    return queue_message(session, farmer.address, to_outbound(farmer.address, reply), now, farmer_id=farmer.id,
-                         fallback=template, analysis_id=a.id)
+    try:  # built from N8N's words: if the summary cannot be built, the template alone still brings the result
+        out = []
+        sent, used = len(photo_ids(a.media_id, a.media_ids)), len(stored_keys(a.image_keys, a.image_key))
+        if 0 < used < sent:  # photos of the album were left out unread: say the result rests on the others
+            out.append(to_outbound(farmer.address, replies.photos_left_out(farmer.locale, sent - used, used)))
+        out.append(to_outbound(farmer.address, replies.analysis_result(farmer.locale, result_view(a, result))))
+    except Exception:
+        log.exception("the result's summary could not be built: the template is sent instead",
+                      extra={"analysis_id": a.id})
+        return queue_message(session, farmer.address, template, now, farmer_id=farmer.id, analysis_id=a.id)
+    for note in out[:-1]:
+        queue_message(session, farmer.address, note, now, farmer_id=farmer.id, analysis_id=a.id)
+    return queue_message(session, farmer.address, out[-1], now, farmer_id=farmer.id, fallback=template, analysis_id=a.id)
 
 
 # --- failing ------------------------------------------------------------------------------------------

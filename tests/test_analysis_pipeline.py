@@ -412,6 +412,73 @@ def test_awkward_text_inside_the_window_completes_with_the_summary(farmer, mock,
     assert "Erken\nyanıklık" in text and "Yaprakları\ttoplayın" in text  # the chat may hold them as written
 
 
+# --- a result that cannot be answered as planned ------------------------------------------------------
+
+
+def test_a_summary_that_cannot_be_built_is_replaced_by_the_result_template(farmer, mock, session, monkeypatch):
+    from bot import replies
+
+    def broken(locale, view):
+        raise ValueError("a word the summary cannot hold")
+
+    monkeypatch.setattr(replies, "analysis_result", broken)
+    mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
+    submit(farmer)
+    assert len(sent_to_n8n(mock)) == 1
+    assert session.scalar(select(Analysis.status)) == "completed"
+    last = farmer.graph.sent[-1]
+    assert last["type"] == "template" and last["template"]["name"] == "urgent_health_alert_tr"
+
+
+def break_the_reply(monkeypatch) -> None:
+    import services.analysis
+
+    def broken(farmer, a, result):
+        raise RuntimeError("the reply cannot be built")
+
+    monkeypatch.setattr(services.analysis, "_result_template", broken)
+
+
+def test_a_result_that_cannot_be_answered_ends_failed_and_refunded_without_asking_n8n_again(farmer, mock, session,
+                                                                                            monkeypatch):
+    break_the_reply(monkeypatch)
+    mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
+    submit(farmer)
+    assert len(sent_to_n8n(mock)) == 1  # N8N answered: it is never asked again
+    analysis = session.scalar(select(Analysis))
+    assert analysis.status == "failed" and "the reply cannot be built" in analysis.failure_reason
+    assert session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all() == ["charge", "refund"]
+    told = farmer.graph.sent[-1]["text"]["body"]
+    assert "bizden kaynaklanan" in told and "hakkınızdan düşülmedi" in told.lower()
+
+
+def test_a_callback_result_that_cannot_be_answered_ends_failed_not_processing_forever(app, mock, session,
+                                                                                     database_url, monkeypatch):
+    from app import create_app
+
+    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
+    with callback_app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    farmer = Farmer(callback_app, GraphStub(mock))
+    farmer.onboard()
+    mock.post(N8N_URL, status=202, json={"accepted": True})
+    submit(farmer)
+    analysis_id = session.scalar(select(Analysis.id))
+    break_the_reply(monkeypatch)
+    client = callback_app.test_client()
+    raw = json.dumps(n8n_result("result_full_tr.json", analysis_id)).encode()
+    url = f"/webhooks/n8n/{analysis_id}"
+    assert client.post(url, data=raw, headers=n8n_headers(raw, analysis_id)).json == {"status": "accepted"}
+    run_jobs(callback_app)
+    session.expire_all()
+    analysis = session.get_one(Analysis, analysis_id)
+    assert analysis.status == "failed" and "the reply cannot be built" in analysis.failure_reason
+    assert session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all() == ["charge", "refund"]
+    assert "bizden kaynaklanan" in farmer.graph.sent[-1]["text"]["body"]
+    assert len(sent_to_n8n(mock)) == 1
+    callback_app.extensions["db"].engine.dispose()
+
+
 def test_the_pipeline_fixtures_exist():
     assert Path(FIXTURES / "n8n" / "result_full_tr.json").exists()
 
