@@ -90,7 +90,8 @@ class Settings:
     N8N_TIMEOUT_SECONDS: int = 120
     ANALYSIS_RETRY_SECONDS: int = 30  # N8N transient errors: retried after 30, 60, 120 s
     ANALYSIS_DEADLINE_MINUTES: int = 15  # no result by then: the farmer is told it is delayed
-    ANALYSIS_MAX_WAIT_SECONDS: int = 7200  # an analysis waits this long for an open N8N circuit, then fails (refunded)
+    # An analysis waits this long for N8N (an open circuit, a callback that never comes), then fails (refunded).
+    ANALYSIS_MAX_WAIT_SECONDS: int = 7200
     CIRCUIT_FAILURES: int = 5  # consecutive N8N failures that open the circuit
     CIRCUIT_COOLDOWN_SECONDS: int = 60
     MEDIA_DIR: str = ""  # empty: instance/media

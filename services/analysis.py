@@ -66,7 +66,7 @@ class Failure(enum.StrEnum):
     OURS = "ours"  # the service, N8N or the model: "a problem on our side, send it again in a while"
     PHOTO_FILE = "photo_file"  # the photo could not be downloaded or read: "send it again as a clear photo"
     PHOTO_CONTENT = "photo_content"  # the analyser could not judge what it shows: what to photograph instead
-    WAITED_TOO_LONG = "waited_too_long"  # N8N stayed unreachable past ANALYSIS_MAX_WAIT_SECONDS
+    WAITED_TOO_LONG = "waited_too_long"  # no result from N8N (unreachable, or silent) within ANALYSIS_MAX_WAIT_SECONDS
 
 
 # N8N's `error_type` of a failed result (OPERATIONS.md, section 5) that means the photo itself cannot be
@@ -347,8 +347,9 @@ def complete(analysis_id: int, raw: Any) -> str:
 
     N8N has answered by now, so nothing here asks it again: when the result cannot be stored or its reply
     cannot be written (a bug, a value the database refuses, a lost connection), the analysis ends at once,
-    failed, refunded and the farmer told, with no retry. A summary that cannot be built is replaced by the
-    result template (`_queue_result`)."""
+    failed, refunded and the farmer told, with no retry (if even that fails, the sweeper ends it once it is
+    overdue: `end_if_overdue`). A summary that cannot be built is replaced by the result template
+    (`_queue_result`)."""
     result = normalise(raw)
     try:
         stored = _store_result(analysis_id, raw, result)
@@ -498,6 +499,36 @@ def _fail_now(analysis_id: int, reason: str, failure: Failure = Failure.OURS) ->
     _fail(analysis_id, reason, failure)
     _no_more_retries()
     raise AnalysisFailed(reason)
+
+
+# --- the end of the wait -----------------------------------------------------------------------------
+
+OVERDUE_REASON = "no result from N8N within the maximum wait"
+
+
+def overdue_since(now: datetime) -> datetime:
+    """An analysis queued before this and still `processing`, held by no worker, will get no result: every
+    wait on N8N (its retries, an open circuit, a callback) ends within `ANALYSIS_MAX_WAIT_SECONDS`."""
+    return now - timedelta(seconds=context.settings().ANALYSIS_MAX_WAIT_SECONDS)
+
+
+def end_if_overdue(analysis_id: int, now: datetime) -> bool:
+    """End an overdue analysis (`overdue_since`): failed, refunded, the farmer told kindly that nothing was
+    charged and they may send the photo again (as after a long N8N outage). Checked again under the row's lock,
+    so a worker that took it meanwhile, or a result that completed it, wins; a second call does nothing.
+    A callback arriving later is ignored. True if this call ended it."""
+    with context.db().session() as session, session.begin():
+        a = session.scalars(select(Analysis).where(Analysis.id == analysis_id).with_for_update()).one_or_none()
+        if a is None or a.status != AnalysisStatus.PROCESSING.value:
+            return False
+        held = a.lease_owner is not None and a.lease_until is not None and a.lease_until >= now
+        waiting_since = a.queued_at or a.received_at or a.created_at
+        if held or waiting_since > overdue_since(now):
+            return False
+        farmer = session.get_one(Farmer, a.farmer_id)
+        _mark_failed(session, a, farmer, OVERDUE_REASON, Failure.WAITED_TOO_LONG)
+    send_queued(farmer.address)
+    return True
 
 
 # --- the late result notice ---------------------------------------------------------------------------

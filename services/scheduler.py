@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from models import utcnow
 from services import context, deletion
 from services.redis_conn import quick
-from services.sweeper import EXPIRED_SWEEP_SECONDS, release_overdue, requeue_expired, sweep_unqueued
+from services.sweeper import EXPIRED_SWEEP_SECONDS, end_overdue, release_overdue, requeue_expired, sweep_unqueued
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def periodic_tasks(app: Flask) -> list[Periodic]:
     return [Periodic("sweep_unqueued", sweep_unqueued, every, catch_up=lambda: sweep_unqueued(grace_seconds=0)),
             Periodic("requeue_expired", requeue_expired, EXPIRED_SWEEP_SECONDS),
             Periodic("release_overdue", release_overdue, EXPIRED_SWEEP_SECONDS),
+            Periodic("end_overdue", end_overdue, every),
             Periodic("erase_due_deletions", erase_due_deletions, DELETION_CHECK_SECONDS)]
 
 

@@ -11,6 +11,9 @@ a worker that died (its lease expired). Runs in the one scheduler process.
   checks) overdue by more than `OVERDUE_GRACE_SECONDS`, queued. RQ moves them in one worker that holds
   its scheduler lock; when that worker dies, the lock outlives it by up to a minute and the others try for
   it only at their maintenance pass, ten minutes apart. This is the net under that gap.
+- `end_overdue` (every `SWEEP_INTERVAL_SECONDS`): analyses still `processing`, held by no worker,
+  `ANALYSIS_MAX_WAIT_SECONDS` after they were queued (N8N accepted one in callback mode and never posted
+  its result, or every attempt to end it failed): ended failed, refunded once, the farmer told.
 
 A row's job is queued again only when RQ holds no live work for it: no job, a finished one, or one
 that started longer ago than a lease lasts (its worker, if alive, would have renewed the row's lease).
@@ -28,11 +31,11 @@ from datetime import datetime, timedelta
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import Analysis, AnalysisStatus, Direction, Message, MessageStatus, utcnow
 from services import context
-from services.analysis import FINISH_ANALYSIS, enqueue_analysis
+from services.analysis import FINISH_ANALYSIS, end_if_overdue, enqueue_analysis, overdue_since
 from services.farmer_identity import reattach_orphans
 from services.handoff import HANDLE_INBOUND, waiting
 from services.leases import LEASE_SECONDS, lease_free
@@ -103,6 +106,22 @@ def requeue_expired() -> int:
     if queued:
         log.warning("sweeper queued %d job(s) whose worker stopped holding them", queued)
     return queued
+
+
+def end_overdue() -> int:
+    """End the analyses that waited longer than `ANALYSIS_MAX_WAIT_SECONDS` with nobody working on them
+    (`services.analysis.end_if_overdue`, which checks each again under its row's lock). How many it ended."""
+    now = utcnow()
+    with context.db().reader() as session:
+        overdue = session.scalars(
+            select(Analysis.id).where(
+                Analysis.status == AnalysisStatus.PROCESSING.value, lease_free(Analysis, now),
+                func.coalesce(Analysis.queued_at, Analysis.received_at, Analysis.created_at) <= overdue_since(now))
+            .order_by(Analysis.id).limit(BATCH)).all()
+    ended = sum(end_if_overdue(analysis_id, now) for analysis_id in overdue)
+    if ended:
+        log.warning("sweeper ended %d analysis(es) that got no result within the maximum wait", ended)
+    return ended
 
 
 def _requeue_inbound(redis: Redis, message_id: int, now: datetime) -> bool:

@@ -496,6 +496,127 @@ def test_unexpected_error_after_the_last_retry_still_ends_failed_and_refunded(fa
     assert "hakkınızdan düşülmedi" in farmer.graph.sent[-1]["text"]["body"].lower()
 
 
+# --- N8N accepted it and never answered ---------------------------------------------------------------
+
+
+@pytest.fixture
+def callback_app(app, database_url):
+    from app import create_app
+
+    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
+    with callback_app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    yield callback_app
+    callback_app.extensions["db"].engine.dispose()
+
+
+def time_passes(app, seconds: int) -> None:
+    """The analysis was queued (and first taken) `seconds` ago."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models import utcnow
+
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Analysis).values(queued_at=utcnow() - timedelta(seconds=seconds),
+                                          processing_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_a_callback_that_never_comes_ends_the_analysis_failed_and_refunded_after_the_maximum_wait(
+        callback_app, mock, session):
+    from services.scheduler import periodic_tasks
+    from services.sweeper import end_overdue
+
+    assert "end_overdue" in [t.name for t in periodic_tasks(callback_app)]  # the scheduler runs it
+    farmer = Farmer(callback_app, GraphStub(mock))
+    farmer.onboard()
+    mock.post(N8N_URL, status=202, json={"accepted": True})
+    submit(farmer)
+    analysis_id = session.scalar(select(Analysis.id))
+    assert session.scalar(select(Analysis.status)) == "processing"
+    max_wait = callback_app.extensions["settings"].ANALYSIS_MAX_WAIT_SECONDS
+    time_passes(callback_app, max_wait - 60)
+    with callback_app.app_context():
+        assert end_overdue() == 0  # still within the bound: N8N may yet answer
+    time_passes(callback_app, max_wait + 1)
+    with callback_app.app_context():
+        assert end_overdue() == 1
+        assert end_overdue() == 0  # once
+    run_jobs(callback_app)
+    session.expire_all()
+    analysis = session.get_one(Analysis, analysis_id)
+    assert analysis.status == "failed" and analysis.failure_reason == "no result from N8N within the maximum wait"
+    assert session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all() == ["charge", "refund"]
+    told = farmer.graph.sent[-1]["text"]["body"]
+    assert "yeniden gönderebilirsiniz" in told and "hakkınızdan düşülmedi" in told.lower()
+    # A result that arrives after that is ignored: the farmer was told and refunded.
+    raw = json.dumps(n8n_result("result_full_tr.json", analysis_id)).encode()
+    response = callback_app.test_client().post(f"/webhooks/n8n/{analysis_id}", data=raw,
+                                               headers=n8n_headers(raw, analysis_id))
+    assert response.json == {"status": "ignored"}
+    run_jobs(callback_app)
+    session.expire_all()
+    assert session.get_one(Analysis, analysis_id).status == "failed"
+    assert len(sent_to_n8n(mock)) == 1
+
+
+def test_an_overdue_analysis_a_worker_holds_or_that_completed_is_left_alone(callback_app, mock, session):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models import utcnow
+    from services.analysis import end_if_overdue
+    from services.sweeper import end_overdue
+
+    farmer = Farmer(callback_app, GraphStub(mock))
+    farmer.onboard()
+    mock.post(N8N_URL, status=202, json={"accepted": True})
+    submit(farmer)
+    analysis_id = session.scalar(select(Analysis.id))
+    time_passes(callback_app, 3 * 3600)
+    with callback_app.extensions["db"].session() as s, s.begin():  # a live worker holds it
+        s.execute(update(Analysis).values(lease_owner="another worker", lease_until=utcnow() + timedelta(seconds=20)))
+    with callback_app.app_context():
+        assert end_overdue() == 0
+        assert end_if_overdue(analysis_id, utcnow()) is False  # checked again under the row's lock
+    with callback_app.extensions["db"].session() as s, s.begin():
+        s.execute(update(Analysis).values(lease_owner=None, lease_until=utcnow(), status="completed"))
+    with callback_app.app_context():
+        assert end_overdue() == 0 and end_if_overdue(analysis_id, utcnow()) is False
+    assert session.scalars(select(UsageLedger.kind)).all() == ["charge"]
+
+
+def test_two_sweepers_ending_the_same_overdue_analysis_refund_it_once(callback_app, mock, session):
+    import threading
+
+    from models import utcnow
+    from services.analysis import end_if_overdue
+
+    farmer = Farmer(callback_app, GraphStub(mock))
+    farmer.onboard()
+    mock.post(N8N_URL, status=202, json={"accepted": True})
+    submit(farmer)
+    analysis_id = session.scalar(select(Analysis.id))
+    time_passes(callback_app, 3 * 3600)
+    results: list[bool] = []
+    start = threading.Barrier(2)
+
+    def sweep() -> None:
+        with callback_app.app_context():
+            start.wait()
+            results.append(end_if_overdue(analysis_id, utcnow()))
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True]
+    assert session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all() == ["charge", "refund"]
+
+
 # --- an album: several photos, one analysis -------------------------------------------------------------
 
 ALBUM = [MEDIA_ID, "2234567890123456", "3234567890123456"]
