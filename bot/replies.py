@@ -546,6 +546,17 @@ def result_buttons(locale: str, analysis_id: int) -> tuple[Button, ...]:
             Button(rid.BackToMenu(), _(locale, "Menu")))
 
 
+# A finding's severity as the chat names it, by its ranked level (`services.analysis_result.Severity`'s values):
+# N8N may write it in English or Turkish, the farmer reads it in their own language.
+SEVERITY_NAMES = {"critical": N_("critical"), "high": N_("high"), "medium": N_("medium"), "low": N_("low")}
+
+
+def severity_name(locale: str, level: str) -> str | None:
+    """`high` -> `yüksek` for a Turkish farmer; None for an unknown level (nothing is shown then)."""
+    msgid = SEVERITY_NAMES.get(level)
+    return gettext(locale, msgid) if msgid else None
+
+
 def analysis_result(locale: str, view: ResultView) -> Reply:
     lines = []
     if view.urgent:

@@ -390,11 +390,14 @@ def _store_result(analysis_id: int, raw: Any, result: AnalysisResult) -> tuple[s
         return farmer.address, a.sponsor_id
 
 
-def result_view(a: Analysis, result: AnalysisResult) -> replies.ResultView:
+def result_view(a: Analysis, result: AnalysisResult, locale: str) -> replies.ResultView:
+    """What the chat shows of a result; a finding's severity named by its level in the farmer's language
+    (an unknown one left out)."""
     def rec(r: Any) -> str:
         return annotated(r.action, r.timeline)
 
-    findings = tuple(annotated(f.name, f.severity) for f in (*result.diseases, *result.pests))
+    findings = tuple(annotated(f.name, replies.severity_name(locale, f.severity_level.value))
+                     for f in (*result.diseases, *result.pests))
     nutrients = tuple(x for x in (result.nutrients.primary_deficiency, *result.nutrients.secondary_deficiencies) if x)
     return replies.ResultView(
         analysis_id=a.id,
@@ -449,7 +452,8 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
         sent, used = len(photo_ids(a.media_id, a.media_ids)), len(stored_keys(a.image_keys, a.image_key))
         if 0 < used < sent:  # photos of the album were left out unread: say the result rests on the others
             out.append(to_outbound(farmer.address, replies.photos_left_out(farmer.locale, sent - used, used)))
-        out.append(to_outbound(farmer.address, replies.analysis_result(farmer.locale, result_view(a, result))))
+        summary = replies.analysis_result(farmer.locale, result_view(a, result, farmer.locale))
+        out.append(to_outbound(farmer.address, summary))
     except Exception:
         log.exception("the result's summary could not be built: the template is sent instead",
                       extra={"analysis_id": a.id})

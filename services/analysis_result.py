@@ -27,9 +27,13 @@ URGENT (only for a completed result) when any of:
 - `summary.critical_issues_count > 0` and the health score is 3 or lower.
 "High" is `Severity.urgent`: CRITICAL or HIGH (words in Turkish or English, compared folded: `YÜKSEK` = `yuksek`).
 
-SEVERITY: every severity and priority keeps N8N's own words (shown as they are) and is also read once into a
-ranked `Severity` (`severity_level`, `priority_level`): CRITICAL, HIGH, MEDIUM, LOW, or UNKNOWN for a missing
-or unknown word.
+SEVERITY: every severity and priority keeps N8N's own words (the report page shows them as they are) and is
+also read once into a ranked `Severity` (`severity_level`, `priority_level`): CRITICAL, HIGH, MEDIUM, LOW, or
+UNKNOWN for a missing or unknown word. The chat names a finding's severity by its level, in the farmer's
+language (`high` reads `yüksek` in Turkish), and leaves an unknown one out.
+
+WORDS ONLY: a name (disease, pest, step, monitored parameter), a severity or a priority that is not a string
+(`{"type": 5, "severity": 3}`, an immediate step `7`) is left out, never shown as a number.
 
 NO FINDING: a disease or pest entry that says nothing was found (`{"type": "yok", "severity": "yok",
 "confidence": 0}`, `Sağlıklı`, `Zararlı tespit edilmedi`, or 0% confidence with no severity) is left out of
@@ -106,10 +110,11 @@ class Severity(LenientStrEnum):
 
 _RANKS = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)
 _SEVERITY_WORDS = {fold(word): level for level, words in (
-    (Severity.CRITICAL, ("kritik", "critical", "acil", "urgent", "çok yüksek", "very high")),
-    (Severity.HIGH, ("yüksek", "high")),
-    (Severity.MEDIUM, ("orta", "medium", "moderate")),
-    (Severity.LOW, ("düşük", "low", "hafif", "mild")),
+    (Severity.CRITICAL, ("kritik", "critical", "acil", "urgent", "çok yüksek", "very high", "çok şiddetli",
+                         "very severe", "extreme")),
+    (Severity.HIGH, ("yüksek", "high", "şiddetli", "ciddi", "severe", "serious")),
+    (Severity.MEDIUM, ("orta", "medium", "moderate", "orta düzey", "intermediate")),
+    (Severity.LOW, ("düşük", "low", "hafif", "mild", "çok düşük", "very low", "minor", "slight")),
 ) for word in words}
 
 
@@ -298,6 +303,12 @@ def _clean(value: Any) -> str | None:
     return None if text is None or is_placeholder(text) else text
 
 
+def _word(value: Any) -> str | None:
+    """A name, a step, a severity or a priority: words only (`_clean`). A number or any other JSON value is
+    none of these (`{"type": 5, "severity": 3}` names no disease), so the farmer never reads "• 5 (3)"."""
+    return _clean(value) if isinstance(value, str) else None
+
+
 def _texts(value: Any) -> tuple[str, ...]:
     return tuple(t for t in (_clean(v) for v in _items(value)) if t)
 
@@ -436,16 +447,16 @@ def _findings(value: Any) -> tuple[Finding, ...]:
     found = []
     for item in _items(value):
         if isinstance(item, dict):
-            name = _clean(item.get("type")) or _clean(item.get("name"))
+            name = _word(item.get("type")) or _word(item.get("name"))
             if name:
                 found.append(Finding(
                     name=name,
                     category=_clean(item.get("category")),
-                    severity=_clean(item.get("severity")),
+                    severity=_word(item.get("severity")),
                     confidence=confidence(item.get("confidence")),
                     affected_parts=_texts(item.get("affected_parts")),
                 ))
-        elif (name := _clean(item)) is not None:
+        elif (name := _word(item)) is not None:
             found.append(Finding(name=name))
     return tuple(f for f in found if not is_no_finding(f))
 
@@ -462,7 +473,7 @@ def _nutrients(section: dict[str, Any]) -> Nutrients:
         secondary_deficiencies=tuple(d for d in _texts(section.get("secondary_deficiencies"))
                                      if not is_nothing_found(d)),
         statuses=tuple(statuses),
-        severity=_clean(section.get("severity")),
+        severity=_word(section.get("severity")),
     )
 
 
@@ -470,15 +481,15 @@ def _recommendation_list(value: Any) -> tuple[Recommendation, ...]:
     out = []
     for item in _items(value):
         if isinstance(item, dict):
-            action = _clean(item.get("action")) or _clean(item.get("recommendation"))
+            action = _word(item.get("action")) or _word(item.get("recommendation"))
             if action:
                 out.append(Recommendation(
                     action=action,
                     details=_clean(item.get("details")),
                     timeline=_clean(item.get("timeline")),
-                    priority=_clean(item.get("priority")),
+                    priority=_word(item.get("priority")),
                 ))
-        elif (action := _clean(item)) is not None:
+        elif (action := _word(item)) is not None:
             out.append(Recommendation(action=action))
     return tuple(out)
 
@@ -487,10 +498,10 @@ def _recommendations(section: dict[str, Any]) -> Recommendations:
     monitoring = []
     for item in _items(section.get("monitoring")):
         if isinstance(item, dict):
-            parameter = _clean(item.get("parameter"))
+            parameter = _word(item.get("parameter"))
             if parameter:
                 monitoring.append(Monitoring(parameter, _clean(item.get("frequency")), _clean(item.get("threshold"))))
-        elif (parameter := _clean(item)) is not None:
+        elif (parameter := _word(item)) is not None:
             monitoring.append(Monitoring(parameter))
     return Recommendations(
         immediate=_recommendation_list(section.get("immediate")),
@@ -579,7 +590,7 @@ def normalise(raw: object) -> AnalysisResult:
     pests = _findings(pest_disease.get("pests_detected", pest_disease.get("pests")))
     nutrients = _nutrients(_section(data, "nutrient_status"))
     recommendations = _recommendations(_section(data, "recommendations"))
-    severity = _clean(health.get("severity"))
+    severity = _word(health.get("severity"))
     critical = _int(summary.get("critical_issues_count"))
     ok = not reasons
     urgent = ok and (

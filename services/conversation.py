@@ -364,7 +364,7 @@ def _analysis_details(session: Session, farmer: Farmer, analysis_id: int | None)
     analysis = session.scalars(query.order_by(Analysis.completed_at.desc(), Analysis.id.desc())).first()
     if analysis is None or analysis.result is None:
         return [replies.no_result_yet(farmer.locale)]
-    view = result_view(analysis, normalise(analysis.result))
+    view = result_view(analysis, normalise(analysis.result), farmer.locale)
     return replies.analysis_details(farmer.locale, _with_report_link(view, analysis.id))
 
 

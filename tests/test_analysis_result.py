@@ -486,7 +486,8 @@ def test_every_queryable_value_fits_its_column_and_the_raw_json_keeps_it_whole()
     ("KRİTİK", Severity.CRITICAL), ("çok yüksek", Severity.CRITICAL), ("Very High", Severity.CRITICAL),
     ("yüksek", Severity.HIGH), ("high", Severity.HIGH), ("Orta", Severity.MEDIUM), ("moderate", Severity.MEDIUM),
     ("düşük", Severity.LOW), ("hafif", Severity.LOW), ("", Severity.UNKNOWN), (None, Severity.UNKNOWN),
-    ("biraz", Severity.UNKNOWN),
+    ("biraz", Severity.UNKNOWN), ("Severe", Severity.HIGH), ("şiddetli", Severity.HIGH),
+    ("very severe", Severity.CRITICAL), ("minor", Severity.LOW), (3, Severity.UNKNOWN),
 ])
 def test_a_severity_word_is_read_once_into_a_ranked_level(text: str | None, level: Severity) -> None:
     assert Severity(text) is level  # type: ignore[arg-type]  # None: a missing word reads as UNKNOWN

@@ -31,7 +31,7 @@ def spotted_leaf() -> bytes:
 
 
 def chat(result: dict, locale: str = "tr") -> tuple[str, list[str]]:
-    view = result_view(SimpleNamespace(id=7, crop="domates"), normalise(result))  # type: ignore[arg-type]
+    view = result_view(SimpleNamespace(id=7, crop="domates"), normalise(result), locale)  # type: ignore[arg-type]
     return replies.analysis_result(locale, view).text, [r.text for r in replies.analysis_details(locale, view)]
 
 
@@ -67,6 +67,44 @@ def test_details_leave_out_disease_and_pest_entries_that_say_none() -> None:
     everything = "\n".join(details)
     assert "• yok" not in everything and "(yok)" not in everything
     assert "Erken yanıklık (Alternaria solani): orta" in everything  # the real disease is still there
+
+
+def full_result() -> dict:
+    return json.loads((FIXTURES / "n8n" / "result_full_tr.json").read_text().replace("{{analysis_id}}", "7"))
+
+
+def test_a_name_or_step_that_is_not_words_is_left_out_never_shown_as_a_number() -> None:
+    full = full_result()
+    full["pest_disease"]["diseases_detected"] = [{"type": 5, "severity": 3}, {"type": 6, "name": "Külleme"}, 8,
+                                                 {"type": "Erken yanıklık", "severity": 2}]
+    full["recommendations"]["immediate"] = [7, {"action": 9, "priority": "kritik"}, "Sulamayı azaltın"]
+    full["recommendations"]["monitoring"] = [{"parameter": 4, "frequency": "haftalık"}]
+    summary, details = chat(full)
+    everything = "\n".join([summary, *details])
+    assert "1. Sulamayı azaltın" in summary and "1. 7" not in summary and "9" not in summary
+    assert "• Külleme\n" in everything + "\n" and "• Erken yanıklık\n" in everything + "\n"
+    assert not re.search(r"• [0-9]", everything) and "(3)" not in everything and "(2)" not in everything
+    assert "haftalık" not in everything  # the monitored parameter had no name
+
+
+@pytest.mark.parametrize("written, tr, en", [
+    ("high", "yüksek", "high"), ("Severe", "yüksek", "high"), ("moderate", "orta", "medium"),
+    ("low", "düşük", "low"), ("CRITICAL", "kritik", "critical"), ("Yüksek", "yüksek", "high"),
+    ("hafif", "düşük", "low"),
+])
+def test_a_known_severity_reads_in_the_farmers_language_whatever_language_n8n_wrote_it_in(written, tr, en) -> None:
+    full = full_result()
+    full["pest_disease"]["diseases_detected"] = [{"type": "Early blight", "severity": written}]
+    assert "• Early blight (" + tr + ")" in "\n".join(chat(full)[1])
+    assert "• Early blight (" + en + ")" in "\n".join(chat(full, "en")[1])
+
+
+@pytest.mark.parametrize("written", ["süper-kötü", "3/5", "biraz"])
+def test_an_unknown_severity_is_not_shown(written) -> None:
+    full = full_result()
+    full["pest_disease"]["diseases_detected"] = [{"type": "Erken yanıklık (Alternaria solani)", "severity": written}]
+    everything = "\n".join(chat(full)[1])
+    assert "• Erken yanıklık (Alternaria solani)\n" in everything + "\n" and written not in everything
 
 
 def test_annotated_never_puts_brackets_after_brackets() -> None:
