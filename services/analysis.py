@@ -18,6 +18,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from redis import Redis
 from rq import Callback, Retry, get_current_job
 from rq.job import Job
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot import replies
 from bot.place import tidy_place
@@ -54,6 +56,9 @@ CHECK_DEADLINE = "services.analysis.check_deadline"
 WINDOW = timedelta(hours=24)
 DONE = (AnalysisStatus.COMPLETED.value, AnalysisStatus.FAILED.value)
 CIRCUIT_WAIT = "waiting for the N8N circuit"  # the lease's holder while the analysis waits for N8N
+# A database connection lost while the result is stored: stored again on a new one after these pauses
+# (seconds), in the same job, so N8N is not asked again for an answer it already gave.
+STORE_PAUSES = (0.5, 2.0)
 
 
 class AnalysisFailed(Exception):
@@ -345,18 +350,27 @@ def finish_analysis(analysis_id: int) -> str:
 def complete(analysis_id: int, raw: Any) -> str:
     """Store the result (or the failure), refund a failure, answer the farmer. A finished analysis is left alone.
 
-    N8N has answered by now, so nothing here asks it again: when the result cannot be stored or its reply
-    cannot be written (a bug, a value the database refuses, a lost connection), the analysis ends at once,
-    failed, refunded and the farmer told, with no retry (if even that fails, the sweeper ends it once it is
-    overdue: `end_if_overdue`). A summary that cannot be built is replaced by the result template
-    (`_queue_result`)."""
+    N8N has answered by now, so nothing here asks it again for a fault of ours: a lost database connection
+    is tried again on a new one (`STORE_PAUSES`); when the result cannot be stored or its reply cannot be
+    written for any other reason (a bug, a value the database refuses), the analysis ends at once, failed,
+    refunded and the farmer told, with no retry (if even that fails, the sweeper ends it once it is overdue:
+    `end_if_overdue`). Only a database away for longer than the pauses leaves it to RQ's retry, which asks
+    N8N again. A summary that cannot be built is replaced by the result template (`_queue_result`)."""
     result = normalise(raw)
-    try:
-        stored = _store_result(analysis_id, raw, result)
-    except Exception as exc:
-        log.exception("the result could not be stored or answered", extra={"analysis_id": analysis_id})
-        _no_more_retries()
-        return _fail_now(analysis_id, f"the result could not be stored or answered: {type(exc).__name__}: {exc}")
+    for pause in (*STORE_PAUSES, None):
+        try:
+            stored = _store_result(analysis_id, raw, result)
+            break
+        except (OperationalError, InterfaceError) as exc:  # the connection, not the statement
+            if pause is None:
+                raise
+            log.warning("could not store the result; trying again on a new connection",
+                        extra={"analysis_id": analysis_id, "reason": repr(exc)[:300]})
+            time.sleep(pause)
+        except Exception as exc:
+            log.exception("the result could not be stored or answered", extra={"analysis_id": analysis_id})
+            _no_more_retries()
+            return _fail_now(analysis_id, f"the result could not be stored or answered: {type(exc).__name__}: {exc}")
     if stored is None:
         return "ignored"
     address, sponsor_id = stored

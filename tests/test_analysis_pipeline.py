@@ -430,6 +430,32 @@ def test_a_summary_that_cannot_be_built_is_replaced_by_the_result_template(farme
     assert last["type"] == "template" and last["template"]["name"] == "urgent_health_alert_tr"
 
 
+def test_a_connection_lost_while_storing_the_result_stores_it_again_without_asking_n8n_again(farmer, mock, session,
+                                                                                           monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import services.analysis
+
+    store = services.analysis._store_result
+    lost: list[int] = []
+
+    def once_lost(analysis_id, raw, result):
+        if not lost:
+            lost.append(analysis_id)
+            raise OperationalError("UPDATE analyses", {}, Exception("terminating connection"))
+        return store(analysis_id, raw, result)
+
+    monkeypatch.setattr(services.analysis, "STORE_PAUSES", (0.0, 0.0), raising=False)
+    monkeypatch.setattr(services.analysis, "_store_result", once_lost)
+    mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
+    submit(farmer)
+    assert lost and len(sent_to_n8n(mock)) == 1
+    analysis = session.scalar(select(Analysis))
+    assert (analysis.status, analysis.attempts) == ("completed", 1)
+    assert session.scalars(select(UsageLedger.kind)).all() == ["charge"]
+    assert "6/10" in farmer.graph.sent[-1]["interactive"]["body"]["text"]
+
+
 def break_the_reply(monkeypatch) -> None:
     import services.analysis
 
