@@ -446,13 +446,14 @@ ACTION_PARAM_MAX = 400
 def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Outbound:
     """`urgent_health_alert_tr` or `analysis_complete_tr`, every parameter from N8N's or the farmer's words
     made valid (`template_param_text`): a line break or a long text in the result never loses the diagnosis."""
-    crop = template_param_text(replies.crop_name("tr", a.crop or ""), CROP_PARAM_MAX)
-    concern = template_param_text(result.primary_concern, CONCERN_PARAM_MAX)
+    param = whatsapp.messages.template_param_text
+    crop = param(replies.crop_name("tr", a.crop or ""), CROP_PARAM_MAX)
+    concern = param(result.primary_concern, CONCERN_PARAM_MAX)
     if result.urgent and result.recommendations.immediate:
-        action = template_param_text(result.recommendations.immediate[0].action, ACTION_PARAM_MAX)
+        action = param(result.recommendations.immediate[0].action, ACTION_PARAM_MAX)
         return build_template("urgent_health_alert_tr", farmer.address, [crop, concern, action])
     score = f"{result.health_score}/10" if result.health_score is not None else "-"
-    name = template_param_text(farmer.profile_name, NAME_PARAM_MAX, empty="Çiftçimiz")
+    name = param(farmer.profile_name, NAME_PARAM_MAX, empty="Çiftçimiz")
     return build_template("analysis_complete_tr", farmer.address, [name, crop, score, concern])
 
 
