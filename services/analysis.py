@@ -45,7 +45,7 @@ from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_e
 from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
-from services.whatsapp.messages import Outbound, build_template, template_param_text, to_outbound
+from services.whatsapp.messages import Outbound, build_template, to_outbound
 from services.whatsapp.outbox import queue_message, send_queued
 
 log = logging.getLogger(__name__)
@@ -475,7 +475,8 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
         return queue_message(session, farmer.address, template, now, farmer_id=farmer.id, analysis_id=a.id)
     for note in out[:-1]:
         queue_message(session, farmer.address, note, now, farmer_id=farmer.id, analysis_id=a.id)
-    return queue_message(session, farmer.address, out[-1], now, farmer_id=farmer.id, fallback=template, analysis_id=a.id)
+    return queue_message(session, farmer.address, out[-1], now, farmer_id=farmer.id, fallback=template,
+                         analysis_id=a.id)
 
 
 # --- failing ------------------------------------------------------------------------------------------
