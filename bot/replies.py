@@ -345,6 +345,7 @@ class RedeemView:
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     sponsor_name: str | None = None
+    code_expires_at: datetime | None = None  # not_now: until when the code itself is valid
 
 
 def ask_code(locale: str) -> Reply:
@@ -390,10 +391,27 @@ def redeem(locale: str, view: RedeemView) -> Reply:
         "used": N_("This code has already been used. Each code works once; please ask your sponsor for a new one."),
         "expired": N_("This code has expired. Please ask your sponsor for a new one."),
         "revoked": N_("This code has been cancelled by its sponsor. Please ask your sponsor for a new one."),
-        "not_now": N_("You already have a package waiting to start. You can redeem this code after it has "
-                      "started; the code stays valid until then."),
     }
+    if view.outcome == "not_now":
+        return not_now(locale, view.starts_at, view.code_expires_at)
     return Reply(gettext(locale, messages.get(view.outcome, messages["unknown"])))
+
+
+def not_now(locale: str, starts_at: datetime | None, code_expires_at: datetime | None) -> Reply:
+    """A package is waiting to start already: the code can be redeemed once that one has started (`starts_at`),
+    and only if it is still valid then; it may expire before, and the farmer must hear that, not "later"."""
+    if starts_at is None or code_expires_at is None:
+        return Reply(_(locale, "You already have a package waiting to start. You can redeem this code after it has "
+                               "started, if the code is still valid then."))
+    same_day = format_date(starts_at, locale) == format_date(code_expires_at, locale)
+    fmt = format_datetime if same_day else format_date  # on one day, the hours tell which comes first
+    start, expires = fmt(starts_at, locale), fmt(code_expires_at, locale)
+    if code_expires_at > starts_at:
+        return Reply(_(locale, "You already have a package waiting to start on %(start)s. You can redeem this code "
+                               "from then on: it is valid until %(expires)s.", start=start, expires=expires))
+    return Reply(_(locale, "You already have a package waiting to start on %(start)s, and this code expires on "
+                           "%(expires)s, before that. So you cannot use this code before it expires; please contact "
+                           "your sponsor about it.", start=start, expires=expires))
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,8 @@ def redeem_view(session: Session, farmer_id: int, text: str, now: datetime) -> r
         invalidate_stats(context.redis(), sponsor_id)  # before commit: at worst one needless recount
     return replies.RedeemView(outcome=result.outcome.value, tier_code=result.tier_code,
                               daily_limit=result.daily_limit, monthly_limit=result.monthly_limit,
-                              starts_at=result.starts_at, ends_at=result.ends_at, sponsor_name=result.sponsor_name)
+                              starts_at=result.starts_at, ends_at=result.ends_at, sponsor_name=result.sponsor_name,
+                              code_expires_at=result.code_expires_at)
 
 
 def _own_code(session: Session, farmer_id: int, code: str, now: datetime) -> replies.RedeemView | None:

@@ -12,7 +12,7 @@ import csv
 import enum
 import io
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -54,7 +54,8 @@ class RedeemOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class RedeemResult:
-    """For `ok`/`queued`: the new subscription. For `not_now`: the subscription already queued.
+    """For `ok`/`queued`: the new subscription. For `not_now`: the subscription already queued, and until when
+    the code is valid (`code_expires_at`: it can be redeemed once that package has started, if still valid then).
     Otherwise only `outcome` (and `code` when the text was a well-formed code)."""
 
     outcome: RedeemOutcome
@@ -67,6 +68,7 @@ class RedeemResult:
     ends_at: datetime | None = None
     sponsor_name: str | None = None
     subscription_id: int | None = None
+    code_expires_at: datetime | None = None  # `not_now`: the code's own validity
 
 
 # --- codes as text ---------------------------------------------------------------------------------
@@ -329,7 +331,8 @@ def _result(session: Session, outcome: RedeemOutcome, code: str, sub: Subscripti
 def redeem(session: Session, farmer_id: int, text: str, now: datetime) -> RedeemResult:
     """Redeem the code in `text` for the farmer. No subscription or a Trial: the new one is active now
     (the Trial is cancelled). Another active subscription: the new one is queued to start when it ends.
-    Already one queued: `not_now`, and the code stays unused for later."""
+    Already one queued: `not_now`, and the code stays unused for later (the result says until when it is valid:
+    it may expire before the waiting package starts)."""
     code = normalize_code(text)
     if code is None:
         return RedeemResult(RedeemOutcome.UNKNOWN)
@@ -346,7 +349,7 @@ def redeem(session: Session, farmer_id: int, text: str, now: datetime) -> Redeem
     lock_farmer(session, farmer_id)  # one subscription change per farmer at a time
     waiting = queued_subscriptions(session, farmer_id)
     if waiting:
-        return _result(session, RedeemOutcome.NOT_NOW, code, waiting[0])
+        return replace(_result(session, RedeemOutcome.NOT_NOW, code, waiting[0]), code_expires_at=found.expires_at)
 
     claimed = session.execute(
         update(SponsorCode)

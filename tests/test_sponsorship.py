@@ -164,6 +164,17 @@ def test_a_second_queued_code_is_not_now_and_stays_unused(app, session):
     assert code_row(session, codes[2]).status == CodeStatus.UNUSED
 
 
+def test_a_not_now_code_says_until_when_it_is_valid(app):
+    farmer = new_farmer(app)
+    codes = buy(app, quantity=2, valid_days=90)
+    [short_lived] = buy(app, quantity=1, valid_days=5)
+    do(app, redeem, farmer, codes[0], NOW)
+    queued = do(app, redeem, farmer, codes[1], NOW)
+    result = do(app, redeem, farmer, short_lived, NOW)
+    assert result.outcome is RedeemOutcome.NOT_NOW and result.starts_at == queued.starts_at
+    assert result.code_expires_at == NOW + timedelta(days=5) < result.starts_at
+
+
 @pytest.mark.parametrize("text", ["merhaba", "AGRI-2222-3333"])
 def test_an_unknown_code_is_answered_unknown(app, text):
     farmer = new_farmer(app)

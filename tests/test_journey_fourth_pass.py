@@ -1,0 +1,99 @@
+"""The farmer's fourth pass: sentences that must be true. A code that cannot wait for the package already
+waiting is not promised to stay valid; a confirmation that expired unsent says so (not "already sent"); a code
+in a photo's caption is redeemed while the photo waits for one; and smaller wording. Pure decisions first
+(bot/), then the same through signed webhooks and the real jobs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot import machine, replies, reply_ids
+from bot.draft import ConversationData
+from bot.types import Conversation, Event, EventKind, QuotaBlock, Send, State
+from models import SponsorCode, utcnow
+from services import sponsorship
+from tests.chat import onboarded_farmer
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+DAILY = QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC))
+
+
+def conv(state: State = State.MENU, data: ConversationData | None = None, consented: bool = True,
+         locale: str = "tr") -> Conversation:
+    return Conversation(state, data or ConversationData(), locale, consented, NOW + timedelta(minutes=10))
+
+
+def text(t: str, mid: int = 1) -> Event:
+    return Event(EventKind.TEXT, mid, text=t)
+
+
+def tap(reply_id: str, mid: int = 1) -> Event:
+    return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
+
+
+def photo(mid: int = 7, caption: str | None = None, quota: QuotaBlock | None = None,
+          sent_at: datetime = NOW) -> Event:
+    return Event(EventKind.PHOTO, mid, text=caption, media_id=f"m{mid}", message_type="image", sent_at=sent_at,
+                 quota=quota)
+
+
+def sent(step) -> list[str]:
+    return [a.reply.text for a in step.actions if isinstance(a, Send)]
+
+
+def run(c: Conversation, *events: Event, now: datetime = NOW):
+    step = None
+    for event in events:
+        step = machine.step(c, event, now)
+        c = replace(c, state=step.state, data=step.data)
+    return step, c
+
+
+@pytest.fixture
+def farmer(app, graph):
+    return onboarded_farmer(app, graph)
+
+
+def new_codes(app, tier: str = "S", quantity: int = 1, valid_days: int = 90, days: int = 30) -> list[str]:
+    with app.extensions["db"].session() as s, s.begin():
+        sponsor = sponsorship.create_sponsor(s, name="Tarım A.Ş.")
+        _purchase, created = sponsorship.create_purchase(s, sponsor.id, tier, quantity, valid_days, days, utcnow())
+    return created
+
+
+# --- a code that cannot wait for the package already waiting -----------------------------------------
+
+
+def test_a_code_that_expires_before_the_waiting_package_starts_is_not_promised_to_stay_valid():
+    view = replies.RedeemView("not_now", starts_at=datetime(2026, 12, 17, 9, 0, tzinfo=UTC),
+                              code_expires_at=datetime(2026, 12, 8, 9, 0, tzinfo=UTC))
+    said = replies.redeem("tr", view).text
+    assert "geçerli kalır" not in said and "17 Aralık 2026" in said and "8 Aralık 2026" in said
+    assert "süresi dolmadan kullanamazsınız" in said and "sponsor" in said
+    english = replies.redeem("en", view).text
+    assert "December 8, 2026" in english and "cannot use this code before it expires" in english
+
+
+def test_a_code_valid_beyond_the_waiting_package_start_says_until_when():
+    view = replies.RedeemView("not_now", starts_at=datetime(2026, 12, 17, 9, 0, tzinfo=UTC),
+                              code_expires_at=datetime(2027, 2, 1, 9, 0, tzinfo=UTC))
+    said = replies.redeem("tr", view).text
+    assert "17 Aralık 2026" in said and "1 Şubat 2027 tarihine kadar geçerli" in said
+    assert "kullanamazsınız" not in said
+
+
+def test_the_not_now_answer_through_the_webhook_tells_the_truth_about_the_code(farmer, app, session):
+    first, second = new_codes(app, quantity=2, days=30)
+    farmer.says(first)
+    farmer.says(second)  # queued: starts in 30 days
+    [short_lived] = new_codes(app, valid_days=10)
+    [said] = farmer.says(short_lived)
+    assert "geçerli kalır" not in said and "süresi dolmadan kullanamazsınız" in said
+    [long_lived] = new_codes(app, valid_days=90)
+    [said] = farmer.says(long_lived)
+    assert "tarihine kadar geçerli" in said and "kullanamazsınız" not in said
+    assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == long_lived)) == "unused"
