@@ -601,11 +601,22 @@ def step(conv: Conversation, event: Event, now: datetime) -> Step:
     """Decide what happens with one message. The caller stores `Step.state`/`data` and runs the actions."""
     notice: tuple[Action, ...] = ()
     if conv.consented and conv.expires_at is not None and now >= conv.expires_at:
+        if _lapsed_confirmation(conv, event):  # said once: it expired unsent (not "already sent or cancelled")
+            return _say(conv, State.MENU, replies.confirmation_expired(conv.locale), data=ConversationData())
         if conv.state is not State.MENU:  # a question was left open: say why we start again
             notice = (Send(replies.expired(conv.locale)),)
         conv = replace(conv, state=State.MENU, data=ConversationData(), expires_at=None)  # drafts expire too
     result = _decide(conv, event)
     return Step(result.state, result.data, notice + result.actions) if notice else result
+
+
+def _lapsed_confirmation(conv: Conversation, event: Event) -> bool:
+    """A button of a confirmation (`Gönder`, `Fotoğraf ekle`, `İptal`) whose submission was still waiting when the
+    conversation timed out: it expires with it, never sent and never charged."""
+    reply = event.reply
+    if not isinstance(reply, (rid.SendPending, rid.AddPhoto, rid.CancelConfirm)) or reply.photo_message_id is None:
+        return False
+    return conv.data.pending_draft(reply.photo_message_id) is not None
 
 
 def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> Step:

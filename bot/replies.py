@@ -133,6 +133,12 @@ def expired(locale: str) -> Reply:
     return Reply(_(locale, "Your previous request timed out after 30 minutes, so we are starting again."))
 
 
+def confirmation_expired(locale: str) -> Reply:
+    """A confirmation's button tapped after the conversation timed out: that submission was never sent."""
+    return Reply(_(locale, "That confirmation timed out after 30 minutes without being sent: nothing was sent and "
+                           "nothing was charged. To have the plant analysed, send the photo again."))
+
+
 def unsupported(locale: str, message_type: str | None) -> Reply:
     if message_type in ("audio", "voice"):
         text = _(locale, "I cannot listen to voice messages yet. Please write to me, or send a photo of your plant.")

@@ -9,11 +9,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import machine, replies, reply_ids
 from bot.draft import ConversationData
 from bot.types import Conversation, Event, EventKind, QuotaBlock, Send, State
+from models import Conversation as ConversationRow
 from models import SponsorCode, utcnow
 from services import sponsorship
 from tests.chat import onboarded_farmer
@@ -97,3 +98,40 @@ def test_the_not_now_answer_through_the_webhook_tells_the_truth_about_the_code(f
     [said] = farmer.says(long_lived)
     assert "tarihine kadar geçerli" in said and "kullanamazsınız" not in said
     assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == long_lived)) == "unused"
+
+
+# --- a confirmation that timed out unsent -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("button", ["submit:7", "photo:add:7", "confirm:cancel:7"])
+def test_a_confirmation_tapped_after_it_timed_out_says_once_that_it_expired_unsent(button):
+    _confirmed, c = run(conv(), photo(caption="domates"), tap("location:skip"))
+    assert c.state is State.CONFIRM and c.data.pending_draft(7) is not None
+    step = machine.step(c, tap(button), NOW + timedelta(minutes=41))
+    [said] = sent(step)
+    assert "zaman aşımına uğradı" in said and "düşülmedi" in said and "yeniden gönderin" in said
+    assert "zaten gönderildi" not in said and not any(not isinstance(a, Send) for a in step.actions)
+    assert step.state is State.MENU and step.data == ConversationData()
+
+
+def test_a_confirmation_sent_before_the_timeout_is_not_called_expired():
+    _sent, c = run(conv(), photo(caption="domates"), tap("location:skip"), tap("submit:7"))
+    step = machine.step(c, tap("submit:7"), NOW + timedelta(minutes=41))
+    assert "zaman aşımına uğradı" not in " ".join(sent(step))
+
+
+def _time_out(app) -> None:
+    with app.extensions["db"].session() as s, s.begin():
+        s.execute(update(ConversationRow).values(expires_at=utcnow() - timedelta(minutes=1)))
+
+
+@pytest.mark.parametrize("button", ["Gönder", "Fotoğraf ekle"])
+def test_an_expired_confirmation_tapped_through_the_webhook_is_said_to_have_expired(farmer, app, session, button):
+    from models import Analysis
+
+    farmer.photo("domates")
+    farmer.taps("Geç")
+    _time_out(app)
+    [said] = farmer.taps(button)
+    assert "zaman aşımına uğradı" in said and "zaten gönderildi" not in said and "kapandı" not in said
+    assert session.scalar(select(Analysis.id)) is None
