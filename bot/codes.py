@@ -13,6 +13,7 @@ _SEP = r"[\s\-\u2010-\u2015_.]"
 _GROUP = f"[{ALPHABET}]{{4}}"
 _EXACT = re.compile(f"{PREFIX}({_GROUP})({_GROUP})")
 _IN_TEXT = re.compile(f"(?<![A-Z0-9]){PREFIX}{_SEP}*({_GROUP}){_SEP}*({_GROUP})(?![A-Z0-9])")
+_IN_TEXT_ANY_CASE = re.compile(_IN_TEXT.pattern, re.IGNORECASE)
 _LOOSE = re.compile(f"{PREFIX}(?=[A-Z0-9]*[0-9])[A-Z0-9]{{6,10}}")  # a mistyped code still "looks like" one
 
 
@@ -52,3 +53,13 @@ def is_code_attempt(text: str | None) -> bool:
         return False
     compact = re.sub(f"{_SEP}+", "", _upper(text.strip()))
     return looks_like_code(text) or compact.startswith(PREFIX) or bool(_ATTEMPT.fullmatch(compact))
+
+
+def without_code(text: str) -> str:
+    """The text with its code taken out (a photo's caption that carried one: what is left is the farmer's note);
+    a text that is nothing but a code attempt leaves nothing."""
+    same_length = text.replace("İ", "I").replace("ı", "i")  # positions stay those of `text`
+    match = _IN_TEXT_ANY_CASE.search(same_length)
+    if match is None:
+        return "" if is_code_attempt(text) else text
+    return " ".join(f"{text[:match.start()]} {text[match.end():]}".split())

@@ -217,6 +217,8 @@ def on_photo(conv: Conversation, event: Event) -> Step:
     if current is not None and (conv.state in ALBUM_STATES or _in_album_window(conv, current, event)):
         if current.photo_count >= MAX_PHOTOS:
             return _new_submission(conv, event, Send(replies.too_many_photos(conv.locale)))
+        if conv.state is State.AWAIT_CODE and codes.is_code_attempt(event.text):
+            return _add_photo_with_code(conv, current, event)
         return _add_photo(conv, current, event)
     return _new_submission(conv, event)
 
@@ -262,6 +264,17 @@ def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
     if _in_album_window(conv, current, event):
         return _step(conv, conv.state, data=data)
     return _say(conv, conv.state, replies.photo_added(conv.locale, joined.photo_count), data=data)
+
+
+def _add_photo_with_code(conv: Conversation, current: Draft, event: Event) -> Step:
+    """While the submission waits for a code, a photo whose caption carries one: the photo joins, and the code is
+    redeemed as typed text would be (the rest of the caption counts as a caption); the job then asks
+    `after_redeem` whether the submission goes on."""
+    joined = _with_photo(current, replace(event, text=codes.without_code(event.text or "")))
+    data = replace(conv.data, draft=joined)
+    if conv.data.pending_draft(joined.photo_message_id) is not None:
+        data = data.with_pending(joined, MAX_PENDING)
+    return _step(conv, State.AWAIT_CODE, RedeemCode(event.text or ""), data=data)
 
 
 def _with_photo(current: Draft, event: Event) -> Draft:

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot import machine, replies, reply_ids
+from bot import codes, machine, replies, reply_ids
 from bot.draft import ConversationData
-from bot.types import Conversation, Event, EventKind, QuotaBlock, Send, State
+from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, Send, State
+from models import Analysis, Farmer, SponsorCode, utcnow
 from models import Conversation as ConversationRow
-from models import SponsorCode, utcnow
-from services import sponsorship
+from services import quota, sponsorship
 from tests.chat import onboarded_farmer
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -36,10 +36,10 @@ def tap(reply_id: str, mid: int = 1) -> Event:
     return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
 
 
-def photo(mid: int = 7, caption: str | None = None, quota: QuotaBlock | None = None,
+def photo(mid: int = 7, caption: str | None = None, block: QuotaBlock | None = None,
           sent_at: datetime = NOW) -> Event:
     return Event(EventKind.PHOTO, mid, text=caption, media_id=f"m{mid}", message_type="image", sent_at=sent_at,
-                 quota=quota)
+                 quota=block)
 
 
 def sent(step) -> list[str]:
@@ -121,8 +121,8 @@ def test_a_confirmation_sent_before_the_timeout_is_not_called_expired():
 
 
 def _time_out(app) -> None:
-    with app.extensions["db"].session() as s, s.begin():
-        s.execute(update(ConversationRow).values(expires_at=utcnow() - timedelta(minutes=1)))
+    with app.extensions["db"].session() as db, db.begin():
+        db.execute(update(ConversationRow).values(expires_at=utcnow() - timedelta(minutes=1)))
 
 
 @pytest.mark.parametrize("button", ["Gönder", "Fotoğraf ekle"])
@@ -135,3 +135,40 @@ def test_an_expired_confirmation_tapped_through_the_webhook_is_said_to_have_expi
     [said] = farmer.taps(button)
     assert "zaman aşımına uğradı" in said and "zaten gönderildi" not in said and "kapandı" not in said
     assert session.scalar(select(Analysis.id)) is None
+
+
+# --- a code in a photo's caption while the photo waits for one ----------------------------------------
+
+
+def test_a_code_in_a_later_photos_caption_is_redeemed_while_the_photo_waits_for_a_code():
+    step, _c = run(conv(), photo(block=DAILY), photo(8, caption="kodum AGRI-UFF2-M5GV domates"))
+    assert RedeemCode("kodum AGRI-UFF2-M5GV domates") in step.actions
+    assert step.state is State.AWAIT_CODE and step.data.draft.photo_count == 2
+    assert step.data.draft.crop == "domates" and "AGRI" not in (step.data.draft.notes or "")
+    assert "Fotoğraf eklendi" not in " ".join(sent(step))
+
+
+def test_a_caption_without_a_code_still_just_joins_the_waiting_photo():
+    step, _c = run(conv(), photo(block=DAILY), photo(8, caption="yapraklar sararıyor"))
+    assert not any(isinstance(a, RedeemCode) for a in step.actions) and step.data.draft.photo_count == 2
+
+
+@pytest.mark.parametrize("caption,left", [("kodum agri uff2 m5gv domates", "kodum domates"),
+                                          ("AGRİ-UFF2-M5GV", ""), ("UFF2M5GV", ""), ("domates", "domates")])
+def test_the_code_is_taken_out_of_the_caption_and_the_rest_kept(caption, left):
+    assert codes.without_code(caption) == left
+
+
+def test_a_code_in_a_caption_through_the_webhook_lets_the_waiting_photo_go_on(farmer, app, session):
+    with app.extensions["db"].session() as db, db.begin():
+        assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok
+    [waits] = farmer.photo(media_id="555")
+    assert "bekliyor" in waits
+    [code] = new_codes(app)
+    said = farmer.photo(f"kodum {code} domates", media_id="556")
+    assert any("Kod kabul edildi" in s for s in said) and not any("Fotoğraf eklendi" in s for s in said)
+    assert "Tarla nerede" in said[-1]
+    farmer.taps("Geç")
+    farmer.taps("Gönder")
+    analysis = session.scalar(select(Analysis))
+    assert analysis.media_ids == ["555", "556"] and analysis.crop == "domates" and "AGRI" not in (analysis.notes or "")
