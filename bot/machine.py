@@ -544,6 +544,13 @@ def thank(conv: Conversation, event: Event) -> Step:
                 *replies.reprompt(conv.state, conv.locale, conv.data))
 
 
+def choose_language(conv: Conversation, event: Event) -> Step:
+    """`dil`: the language question; `Türkçe`, `English` typed: that language at once (asking would be a loop)."""
+    if _language_from_text(event.text):
+        return on_language_choice(conv, event)
+    return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale), data=conv.data.keep_pending())
+
+
 GLOBAL: dict[Intent, Handler] = {
     Intent.MENU: to_menu,
     Intent.GREETING: greet,
@@ -551,8 +558,7 @@ GLOBAL: dict[Intent, Handler] = {
     Intent.CANCEL: cancel,
     Intent.HELP: show_help,
     Intent.QUOTA: lambda conv, event: _step(conv, conv.state, ShowQuota()),
-    Intent.LANGUAGE: lambda conv, event: _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale),
-                                              data=conv.data.keep_pending()),
+    Intent.LANGUAGE: choose_language,
     Intent.OPT_OUT: lambda conv, event: _say(conv, conv.state, replies.opted_out(conv.locale),
                                              before=(SetOptOut(True),)),
     Intent.OPT_IN: opt_in,
@@ -635,10 +641,11 @@ def _lapsed_confirmation(conv: Conversation, event: Event) -> bool:
 def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> Step:
     """Only the privacy question, language, help, opt-out/in and a deletion request: no personal data is
     processed."""
-    if intent is Intent.LANGUAGE:
+    typed = _language_from_text(event.text) if intent is Intent.LANGUAGE else ""
+    if intent is Intent.LANGUAGE and not typed:
         return _say(conv, State.AWAIT_CONSENT, replies.ask_language(conv.locale))
-    if isinstance(event.reply, rid.Language) and event.reply.code in replies.LANGUAGES:
-        choice = event.reply.code
+    if typed or (isinstance(event.reply, rid.Language) and event.reply.code in replies.LANGUAGES):
+        choice = typed or (event.reply.code if isinstance(event.reply, rid.Language) else conv.locale)
         return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(choice), before=(SetLocale(choice),))
     if intent in (Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP):
         return GLOBAL[intent](conv, event)

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from bot import codes, machine, replies, reply_ids
 from bot.draft import ConversationData
-from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, Send, State
+from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, Send, SetLocale, State
 from models import Analysis, Farmer, SponsorCode, utcnow
 from models import Conversation as ConversationRow
 from services import quota, sponsorship
@@ -172,3 +172,21 @@ def test_a_code_in_a_caption_through_the_webhook_lets_the_waiting_photo_go_on(fa
     farmer.taps("Gönder")
     analysis = session.scalar(select(Analysis))
     assert analysis.media_ids == ["555", "556"] and analysis.crop == "domates" and "AGRI" not in (analysis.notes or "")
+
+
+# --- smaller wording --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed,code", [("English", "en"), ("İngilizce", "en"), ("Türkçe", "tr"), ("turkish", "tr")])
+def test_typing_a_languages_name_switches_to_it_at_once(typed, code):
+    step, _c = run(conv(locale="en" if code == "tr" else "tr"), text(typed))
+    assert SetLocale(code) in step.actions and step.state is State.MENU
+    assert "Dil seçin / Choose your language" not in " ".join(sent(step))
+    before, _c = run(conv(State.AWAIT_CONSENT, consented=False), text(typed))
+    assert SetLocale(code) in before.actions and before.state is State.AWAIT_CONSENT
+    assert "KVKK" in " ".join(sent(before))
+
+
+def test_dil_still_asks_which_language():
+    step, _c = run(conv(), text("dil"))
+    assert step.state is State.AWAIT_LANGUAGE and not any(isinstance(a, SetLocale) for a in step.actions)
