@@ -322,16 +322,27 @@ def quota(locale: str, view: QuotaView | None) -> Reply:
     if view is None:
         return quota_exhausted(locale, None)
     n = format_number
-    lines = [
-        _(locale, "Package: %(tier)s", tier=tier_label(locale, view.tier_code)),
-        _(locale, "Today: %(used)s of %(limit)s used (renews %(when)s)", used=n(view.daily_used, locale),
-          limit=n(view.daily_limit, locale), when=format_datetime(view.day_resets_at, locale)),
-        _(locale, "This month: %(used)s of %(limit)s used (renews %(when)s)", used=n(view.monthly_used, locale),
-          limit=n(view.monthly_limit, locale), when=format_date(view.month_resets_at, locale)),
-    ]
+    daily, monthly = n(view.daily_used, locale), n(view.monthly_used, locale)
+    # A limit that would renew only after the package has ended does not renew: say when the package ends.
+    if view.ends_at is not None and view.day_resets_at >= view.ends_at:
+        today = _(locale, "Today: %(used)s of %(limit)s used (your package ends %(when)s)", used=daily,
+                  limit=n(view.daily_limit, locale), when=format_datetime(view.ends_at, locale))
+    else:
+        today = _(locale, "Today: %(used)s of %(limit)s used (renews %(when)s)", used=daily,
+                  limit=n(view.daily_limit, locale), when=format_datetime(view.day_resets_at, locale))
+    if view.ends_at is not None and view.month_resets_at >= view.ends_at:
+        month = _(locale, "This month: %(used)s of %(limit)s used (your package ends %(when)s)", used=monthly,
+                  limit=n(view.monthly_limit, locale), when=format_date(view.ends_at, locale))
+    else:
+        month = _(locale, "This month: %(used)s of %(limit)s used (renews %(when)s)", used=monthly,
+                  limit=n(view.monthly_limit, locale), when=format_date(view.month_resets_at, locale))
+    lines = [_(locale, "Package: %(tier)s", tier=tier_label(locale, view.tier_code)), today, month]
     left = max(0, min(view.daily_limit - view.daily_used, view.monthly_limit - view.monthly_used))
-    lines.append(ngettext(locale, "You can send %(num)s more analysis today.",
-                          "You can send %(num)s more analyses today.", left, num=n(left, locale)))
+    if left:
+        lines.append(ngettext(locale, "You can send %(num)s more analysis today.",
+                              "You can send %(num)s more analyses today.", left, num=n(left, locale)))
+    else:
+        lines.append(_(locale, "You cannot send any more analyses today."))
     if view.ends_at:
         lines.append(_(locale, "Valid until: %(date)s", date=format_date(view.ends_at, locale)))
     if view.sponsor_name:

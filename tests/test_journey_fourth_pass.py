@@ -190,3 +190,26 @@ def test_typing_a_languages_name_switches_to_it_at_once(typed, code):
 def test_dil_still_asks_which_language():
     step, _c = run(conv(), text("dil"))
     assert step.state is State.AWAIT_LANGUAGE and not any(isinstance(a, SetLocale) for a in step.actions)
+
+
+def _quota_view(**changes) -> replies.QuotaView:
+    view = replies.QuotaView("S", 5, 5, 12, 50, day_resets_at=datetime(2026, 12, 10, 21, 0, tzinfo=UTC),
+                             month_resets_at=datetime(2026, 12, 31, 21, 0, tzinfo=UTC),
+                             ends_at=datetime(2027, 3, 1, 9, 0, tzinfo=UTC), sponsor_name=None)
+    return replace(view, **changes)
+
+
+def test_the_quota_view_says_none_is_left_today_instead_of_zero():
+    said = replies.quota("tr", _quota_view()).text
+    assert "0 analiz" not in said and "Bugün başka analiz gönderemezsiniz." in said
+    assert "You cannot send any more analyses today." in replies.quota("en", _quota_view()).text
+    assert "Bugün 3 analiz daha gönderebilirsiniz." in replies.quota("tr", _quota_view(daily_used=2)).text
+
+
+def test_the_quota_view_gives_no_renewal_date_after_the_package_has_ended():
+    ends = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
+    said = replies.quota("tr", _quota_view(ends_at=ends)).text
+    assert "1 Ocak 2027" not in said and "paketinizin bitişi: 20 Aralık 2026" in said
+    assert "Bugün: 5/5 kullanıldı (yenilenme:" in said  # the day renews before the end
+    last_day = replies.quota("tr", _quota_view(ends_at=datetime(2026, 12, 10, 15, 0, tzinfo=UTC))).text
+    assert "yenilenme" not in last_day and "Bugün: 5/5 kullanıldı (paketinizin bitişi: 10 Ara 2026 18:00)" in last_day
