@@ -104,7 +104,7 @@ def _after_consent(conv: Conversation, event: Event) -> Step:
     consented = replace(conv, consented=True, state=State.MENU, data=ConversationData(pending=conv.data.pending))
     if conv.data.draft is not None:
         return _continue(replace(consented, data=replace(consented.data, draft=conv.data.draft)), conv.data.draft,
-                         welcome, replies.photo_kept(conv.locale), before=given)
+                         welcome, replies.photo_kept(conv.locale, conv.data.draft.photo_count), before=given)
     held = conv.data.held_text
     if held:
         intent = intents.match(held)
@@ -427,7 +427,7 @@ def after_redeem(conv: Conversation, quota: QuotaBlock | None) -> Step:
             return _no_analysis_now(conv, quota, conv.data)
         if quota is not None:
             return _step(conv, conv.state)  # the code's answer said why; the photo still waits
-        return _continue(conv, draft, replies.photo_kept(conv.locale))
+        return _continue(conv, draft, replies.photo_kept(conv.locale, draft.photo_count))
     return _say(conv, conv.state, *replies.reprompt(conv.state, conv.locale, conv.data))
 
 

@@ -157,9 +157,10 @@ def ask_photo(locale: str) -> Reply:
     return Reply(_(locale, "Please send a clear photo of the affected leaves, fruit or stem, in daylight."))
 
 
-def photo_kept(locale: str) -> Reply:
-    """The photo that waited (for consent, or for a code) goes on now."""
-    return Reply(_(locale, "I have your photo; let us continue with it."))
+def photo_kept(locale: str, count: int = 1) -> Reply:
+    """The photo (or the album's `count` photos) that waited, for consent or for a code, goes on now."""
+    return Reply(ngettext(locale, "I have your photo; let us continue with it.",
+                          "I have your photos; let us continue with them.", count))
 
 
 def photo_added(locale: str, count: int) -> Reply:

@@ -213,3 +213,20 @@ def test_the_quota_view_gives_no_renewal_date_after_the_package_has_ended():
     assert "Bugün: 5/5 kullanıldı (yenilenme:" in said  # the day renews before the end
     last_day = replies.quota("tr", _quota_view(ends_at=datetime(2026, 12, 10, 15, 0, tzinfo=UTC))).text
     assert "yenilenme" not in last_day and "Bugün: 5/5 kullanıldı (paketinizin bitişi: 10 Ara 2026 18:00)" in last_day
+
+
+def test_photos_kept_for_a_code_are_spoken_of_in_the_plural():
+    _step, c = run(conv(), photo(block=DAILY), photo(8, sent_at=NOW + timedelta(seconds=2)))
+    assert c.state is State.AWAIT_CODE and c.data.draft.photo_count == 2
+    [kept, _question] = sent(machine.after_redeem(c, None))
+    assert kept.startswith("Fotoğraflarınızı aldım")
+    _step, single = run(conv(), photo(block=DAILY))
+    assert sent(machine.after_redeem(single, None))[0].startswith("Fotoğrafınızı aldım")
+
+
+def test_photos_kept_for_consent_are_spoken_of_in_the_plural():
+    album = [photo(mid, sent_at=NOW + timedelta(seconds=mid - 7)) for mid in (7, 8, 9)]
+    step, _c = run(conv(State.START, consented=False), *album, tap("consent:yes"))
+    assert "Fotoğraflarınızı aldım, onlarla devam edelim." in sent(step)
+    assert "I have your photos; let us continue with them." in sent(machine.after_redeem(
+        replace(_c, locale="en", state=State.AWAIT_CODE), None))
