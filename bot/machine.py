@@ -575,7 +575,7 @@ GLOBAL: dict[Intent, Handler] = {
 
 
 def unsupported(conv: Conversation, event: Event) -> Step:
-    return _say(conv, conv.state, replies.unsupported(conv.locale, event.message_type),
+    return _say(conv, conv.state, replies.unsupported(conv.locale, event.message_type, event.quota is not None),
                 *replies.reprompt(conv.state, conv.locale, conv.data))
 
 

@@ -139,9 +139,12 @@ def confirmation_expired(locale: str) -> Reply:
                            "nothing was charged. To have the plant analysed, send the photo again."))
 
 
-def unsupported(locale: str, message_type: str | None) -> Reply:
+def unsupported(locale: str, message_type: str | None, no_analysis_left: bool = False) -> Reply:
+    """`no_analysis_left`: the quota is used up now, so a reaction's thanks invites no photo (it would wait)."""
     if message_type in ("audio", "voice"):
         text = _(locale, "I cannot listen to voice messages yet. Please write to me, or send a photo of your plant.")
+    elif message_type == "reaction" and no_analysis_left:
+        text = _(locale, "Thank you!")
     elif message_type == "reaction":
         text = _(locale, "Thank you! Send a photo whenever you want a new analysis.")
     else:

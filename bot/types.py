@@ -63,7 +63,7 @@ class Event:
     location_address: str | None = None
     message_type: str | None = None  # Meta's type, for unsupported messages
     sent_at: datetime | None = None  # when the farmer sent it (Meta's timestamp): an album's photos come together
-    quota: QuotaBlock | None = None  # a photo: the farmer has no analysis left now (None: they have, or unknown)
+    quota: QuotaBlock | None = None  # a photo, a reaction: no analysis left now (None: there is, or unknown)
 
 
 @dataclass(frozen=True)

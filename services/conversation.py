@@ -211,7 +211,8 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
     now = utcnow()
     view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at)
     event = event_from(message)
-    if event.kind is EventKind.PHOTO and farmer.has_consented:  # the photo learns at once if it must wait
+    # The photo learns at once if it must wait; a reaction's thanks must not invite a photo that would wait.
+    if farmer.has_consented and (event.kind is EventKind.PHOTO or event.message_type == "reaction"):
         event = replace(event, quota=quota.quota_block(session, farmer.id, now))
     step = machine.step(view, event, now)
     out: list[Reply] = []

@@ -230,3 +230,24 @@ def test_photos_kept_for_consent_are_spoken_of_in_the_plural():
     assert "Fotoğraflarınızı aldım, onlarla devam edelim." in sent(step)
     assert "I have your photos; let us continue with them." in sent(machine.after_redeem(
         replace(_c, locale="en", state=State.AWAIT_CODE), None))
+
+
+def _reaction() -> Event:
+    return Event(EventKind.UNSUPPORTED, 1, message_type="reaction")
+
+
+def test_a_reaction_with_no_analysis_left_is_thanked_without_inviting_a_photo():
+    step, _c = run(conv(), replace(_reaction(), quota=DAILY))
+    assert sent(step) == ["Teşekkürler!"]
+    step, _c = run(conv(), _reaction())
+    assert "fotoğraf göndermeniz yeterli" in sent(step)[0]
+
+
+def test_a_reaction_through_the_webhook_knows_the_quota(farmer, app):
+    reaction = {"message_id": "wamid.OUT1", "emoji": "👍"}
+    [thanks] = farmer.sends("reaction", reaction)
+    assert "fotoğraf göndermeniz yeterli" in thanks
+    with app.extensions["db"].session() as db, db.begin():
+        assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok
+    [thanks] = farmer.sends("reaction", reaction)
+    assert thanks == "Teşekkürler!"
