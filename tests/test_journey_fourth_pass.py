@@ -11,47 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot import codes, machine, replies, reply_ids
+from bot import codes, machine, replies
 from bot.draft import ConversationData
-from bot.types import Conversation, Event, EventKind, QuotaBlock, RedeemCode, Send, SetLocale, State
+from bot.types import Event, EventKind, RedeemCode, Send, SetLocale, State
 from models import Analysis, Farmer, SponsorCode, utcnow
 from models import Conversation as ConversationRow
 from services import quota, sponsorship
 from tests.chat import onboarded_farmer
-
-NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-DAILY = QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC))
-
-
-def conv(state: State = State.MENU, data: ConversationData | None = None, consented: bool = True,
-         locale: str = "tr") -> Conversation:
-    return Conversation(state, data or ConversationData(), locale, consented, NOW + timedelta(minutes=10))
-
-
-def text(t: str, mid: int = 1) -> Event:
-    return Event(EventKind.TEXT, mid, text=t)
-
-
-def tap(reply_id: str, mid: int = 1) -> Event:
-    return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
-
-
-def photo(mid: int = 7, caption: str | None = None, block: QuotaBlock | None = None,
-          sent_at: datetime = NOW) -> Event:
-    return Event(EventKind.PHOTO, mid, text=caption, media_id=f"m{mid}", message_type="image", sent_at=sent_at,
-                 quota=block)
-
-
-def sent(step) -> list[str]:
-    return [a.reply.text for a in step.actions if isinstance(a, Send)]
-
-
-def run(c: Conversation, *events: Event, now: datetime = NOW):
-    step = None
-    for event in events:
-        step = machine.step(c, event, now)
-        c = replace(c, state=step.state, data=step.data)
-    return step, c
+from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
 
 
 @pytest.fixture
@@ -141,7 +108,7 @@ def test_an_expired_confirmation_tapped_through_the_webhook_is_said_to_have_expi
 
 
 def test_a_code_in_a_later_photos_caption_is_redeemed_while_the_photo_waits_for_a_code():
-    step, _c = run(conv(), photo(block=DAILY), photo(8, caption="kodum AGRI-UFF2-M5GV domates"))
+    step, _c = run(conv(), photo(quota=DAILY), photo(8, caption="kodum AGRI-UFF2-M5GV domates"))
     assert RedeemCode("kodum AGRI-UFF2-M5GV domates") in step.actions
     assert step.state is State.AWAIT_CODE and step.data.draft.photo_count == 2
     assert step.data.draft.crop == "domates" and "AGRI" not in (step.data.draft.notes or "")
@@ -149,7 +116,7 @@ def test_a_code_in_a_later_photos_caption_is_redeemed_while_the_photo_waits_for_
 
 
 def test_a_caption_without_a_code_still_just_joins_the_waiting_photo():
-    step, _c = run(conv(), photo(block=DAILY), photo(8, caption="yapraklar sararıyor"))
+    step, _c = run(conv(), photo(quota=DAILY), photo(8, caption="yapraklar sararıyor"))
     assert not any(isinstance(a, RedeemCode) for a in step.actions) and step.data.draft.photo_count == 2
 
 
@@ -216,16 +183,16 @@ def test_the_quota_view_gives_no_renewal_date_after_the_package_has_ended():
 
 
 def test_photos_kept_for_a_code_are_spoken_of_in_the_plural():
-    _step, c = run(conv(), photo(block=DAILY), photo(8, sent_at=NOW + timedelta(seconds=2)))
+    _step, c = run(conv(), photo(quota=DAILY), photo(8, 2))
     assert c.state is State.AWAIT_CODE and c.data.draft.photo_count == 2
     [kept, _question] = sent(machine.after_redeem(c, None))
     assert kept.startswith("Fotoğraflarınızı aldım")
-    _step, single = run(conv(), photo(block=DAILY))
+    _step, single = run(conv(), photo(quota=DAILY))
     assert sent(machine.after_redeem(single, None))[0].startswith("Fotoğrafınızı aldım")
 
 
 def test_photos_kept_for_consent_are_spoken_of_in_the_plural():
-    album = [photo(mid, sent_at=NOW + timedelta(seconds=mid - 7)) for mid in (7, 8, 9)]
+    album = [photo(mid, mid - 7) for mid in (7, 8, 9)]
     step, _c = run(conv(State.START, consented=False), *album, tap("consent:yes"))
     assert "Fotoğraflarınızı aldım, onlarla devam edelim." in sent(step)
     assert "I have your photos; let us continue with them." in sent(machine.after_redeem(

@@ -15,7 +15,8 @@ from models import Analysis
 from services import quota
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import onboarded_farmer
-from tests.test_journey_second_pass import DAILY, NOW, charges, conv, new_code, photo, run, sent, tap, text, use_today
+from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
+from tests.test_journey_second_pass import charges, new_code, use_today
 
 
 @pytest.fixture

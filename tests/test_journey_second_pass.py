@@ -4,22 +4,17 @@ analysis's report). Pure decisions first (bot/), then the same through signed we
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, update
 
-from bot import draft, machine, reply_ids
+from bot import draft, machine
 from bot.draft import MAX_PHOTOS, ConversationData, Draft, Photo
 from bot.types import (
-    Conversation,
-    Event,
-    EventKind,
     QuotaBlock,
     RecordConsent,
     RedeemCode,
-    Send,
     SetOptOut,
     ShowQuota,
     State,
@@ -30,42 +25,7 @@ from models import Conversation as ConversationRow
 from services import quota, sponsorship
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import onboarded_farmer
-
-NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-DAILY = QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC))
-
-
-def conv(state: State = State.MENU, data: ConversationData | None = None, consented: bool = True,
-         opted_out: bool = False) -> Conversation:
-    return Conversation(state, data or ConversationData(), "tr", consented, NOW + timedelta(minutes=10),
-                        opted_out=opted_out)
-
-
-def photo(mid: int, at: float = 0, caption: str | None = None, quota: QuotaBlock | None = None) -> Event:
-    return Event(EventKind.PHOTO, mid, text=caption, media_id=f"m{mid}", message_type="image",
-                 sent_at=NOW + timedelta(seconds=at), quota=quota)
-
-
-def text(t: str, mid: int = 1) -> Event:
-    return Event(EventKind.TEXT, mid, text=t)
-
-
-def tap(reply_id: str, mid: int = 1) -> Event:
-    return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
-
-
-def sent(step) -> list[str]:
-    return [a.reply.text for a in step.actions if isinstance(a, Send)]
-
-
-def run(c: Conversation, *events: Event):
-    """The steps of `events` one after another, as the job stores each step's state and data."""
-    step = None
-    for event in events:
-        step = machine.step(c, event, NOW)
-        c = replace(c, state=step.state, data=step.data)
-    return step, c
-
+from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
 
 # --- the quota at the photo ------------------------------------------------------------------------
 

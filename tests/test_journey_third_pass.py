@@ -6,64 +6,25 @@ then the same through signed webhooks and the real jobs."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from bot import codes, machine, replies, reply_ids
+from bot import codes, replies
 from bot.draft import ConversationData
 from bot.types import (
-    Conversation,
-    Event,
-    EventKind,
-    QuotaBlock,
     RecordConsent,
     RedeemCode,
     RequestDeletion,
-    Send,
     SetOptOut,
     State,
     Submit,
 )
 from models import Conversation as ConversationRow
-from models import Farmer, utcnow
-from services import quota
+from models import Farmer
 from tests.chat import onboarded_farmer
-
-NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-DAILY = QuotaBlock("daily", datetime(2026, 11, 22, 21, 0, tzinfo=UTC))
-
-
-def conv(state: State = State.MENU, data: ConversationData | None = None, consented: bool = True,
-         locale: str = "tr") -> Conversation:
-    return Conversation(state, data or ConversationData(), locale, consented, NOW + timedelta(minutes=10))
-
-
-def text(t: str, mid: int = 1) -> Event:
-    return Event(EventKind.TEXT, mid, text=t)
-
-
-def tap(reply_id: str, mid: int = 1) -> Event:
-    return Event(EventKind.REPLY, mid, reply=reply_ids.parse(reply_id))
-
-
-def photo(mid: int = 7, caption: str | None = None, quota: QuotaBlock | None = None) -> Event:
-    return Event(EventKind.PHOTO, mid, text=caption, media_id=f"m{mid}", message_type="image", sent_at=NOW,
-                 quota=quota)
-
-
-def sent(step) -> list[str]:
-    return [a.reply.text for a in step.actions if isinstance(a, Send)]
-
-
-def run(c: Conversation, *events: Event):
-    step = None
-    for event in events:
-        step = machine.step(c, event, NOW)
-        c = replace(c, state=step.state, data=step.data)
-    return step, c
-
+from tests.journey import DAILY, conv, photo, run, sent, tap, text
+from tests.test_journey_second_pass import use_today
 
 # --- waiting for a code, without one ------------------------------------------------------------------
 
@@ -233,11 +194,6 @@ def test_a_deletion_request_before_consent_is_recorded_and_forgets_what_was_kept
 @pytest.fixture
 def farmer(app, graph):
     return onboarded_farmer(app, graph)
-
-
-def use_today(app) -> None:
-    with app.extensions["db"].session() as s, s.begin():
-        assert quota.charge(s, s.scalar(select(Farmer.id)), utcnow()).ok
 
 
 def test_a_trial_farmer_without_a_code_is_not_told_the_code_was_not_found(farmer, app, session):
