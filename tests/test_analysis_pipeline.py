@@ -6,19 +6,39 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import responses
 from PIL import Image, ImageDraw
 from rq.registry import FailedJobRegistry
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
 
-from models import Analysis, UsageLedger
+import services.analysis
+from app import create_app
+from bot import replies
+from models import Analysis, UsageLedger, utcnow
+from models import Farmer as FarmerRow
 from services import quota, signing
+from services.analysis import (
+    AnalysisFailed,
+    check_deadline,
+    end_if_overdue,
+    n8n_client,
+    photo_ids,
+    run_analysis,
+    stored_keys,
+    wait_decision,
+)
 from services.queue import ANALYSIS, get_queue
+from services.scheduler import periodic_tasks
 from services.signing import Purpose
+from services.sweeper import end_overdue
+from tests.admin_helpers import bearer, token_for
 from tests.chat import Farmer, GraphStub
 from tests.helpers import FIXTURES, GRAPH, N8N_SECRET, N8N_URL, make_settings, n8n_headers, run_jobs
 
@@ -169,8 +189,6 @@ def test_other_failures_reported_by_n8n_stay_ours(farmer, mock, session, app):
 
 
 def test_in_callback_mode_only_a_signed_result_for_a_known_analysis_is_taken_once(app, mock, session, database_url):
-    from app import create_app
-
     callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
     with callback_app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
@@ -202,8 +220,6 @@ def test_in_callback_mode_only_a_signed_result_for_a_known_analysis_is_taken_onc
 
 
 def test_callback_for_a_failed_analysis_is_ignored(app, mock, session, database_url):
-    from app import create_app
-
     callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
     with callback_app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
@@ -256,8 +272,6 @@ def test_unreadable_photo_is_refunded_with_a_photo_message(app, session):
 
 
 def test_circuit_opens_and_analyses_wait(farmer, mock, session, app):
-    from services.analysis import n8n_client
-
     mock.post(N8N_URL, status=503, body="down")
     breaker = n8n_client().breaker
     assert breaker is not None
@@ -273,8 +287,6 @@ def test_circuit_opens_and_analyses_wait(farmer, mock, session, app):
 
 
 def test_the_delay_notice_is_sent_once(farmer, mock, session, app):
-    from services.analysis import check_deadline
-
     mock.post(N8N_URL, status=202, json={})  # sync mode but nothing useful: treated below directly
     with app.extensions["db"].session() as s, s.begin():
         s.add(Analysis(farmer_id=1, crop="domates", status="processing", media_id=MEDIA_ID))
@@ -287,13 +299,6 @@ def test_the_delay_notice_is_sent_once(farmer, mock, session, app):
 
 
 def test_result_outside_the_window_uses_the_template(farmer, mock, session, app):
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from models import Farmer as FarmerRow
-    from models import utcnow
-
     mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
         200, {}, json.dumps(n8n_result("result_drifted_keys.json", json.loads(req.body)["analysis_id"]))))
     farmer.photo("biber", media_id=MEDIA_ID)
@@ -305,7 +310,6 @@ def test_result_outside_the_window_uses_the_template(farmer, mock, session, app)
     with app.extensions["db"].session() as s, s.begin():
         s.execute(update(FarmerRow).values(last_inbound_at=utcnow() - timedelta(hours=25)))
         s.execute(update(Analysis).values(status="queued", health_score=None))
-    from services.analysis import run_analysis
 
     with app.app_context():
         run_analysis(session.scalar(select(Analysis.id)))
@@ -361,13 +365,6 @@ def answer_with(concern: str, action: str):
 
 def go_quiet_for_a_day(farmer: Farmer, app) -> int:
     """Submit, then the farmer is out of the 24-hour window when the analysis runs; its id."""
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from models import Farmer as FarmerRow
-    from models import utcnow
-
     farmer.photo("biber", media_id=MEDIA_ID)
     farmer.taps("Geç")
     farmer.deliver(farmer.message("interactive", {"type": "button_reply", "button_reply": {
@@ -416,8 +413,6 @@ def test_awkward_text_inside_the_window_completes_with_the_summary(farmer, mock,
 
 
 def test_a_summary_that_cannot_be_built_is_replaced_by_the_result_template(farmer, mock, session, monkeypatch):
-    from bot import replies
-
     def broken(locale, view):
         raise ValueError("a word the summary cannot hold")
 
@@ -432,9 +427,7 @@ def test_a_summary_that_cannot_be_built_is_replaced_by_the_result_template(farme
 
 def test_a_connection_lost_while_storing_the_result_stores_it_again_without_asking_n8n_again(farmer, mock, session,
                                                                                            monkeypatch):
-    from sqlalchemy.exc import OperationalError
 
-    import services.analysis
 
     store = services.analysis._store_result
     lost: list[int] = []
@@ -457,8 +450,6 @@ def test_a_connection_lost_while_storing_the_result_stores_it_again_without_aski
 
 
 def break_the_reply(monkeypatch) -> None:
-    import services.analysis
-
     def broken(farmer, a, result):
         raise RuntimeError("the reply cannot be built")
 
@@ -480,7 +471,6 @@ def test_a_result_that_cannot_be_answered_ends_failed_and_refunded_without_askin
 
 def test_a_callback_result_that_cannot_be_answered_ends_failed_not_processing_forever(app, mock, session,
                                                                                      database_url, monkeypatch):
-    from app import create_app
 
     callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
     with callback_app.extensions["db"].session() as s, s.begin():
@@ -527,8 +517,6 @@ def test_unexpected_error_after_the_last_retry_still_ends_failed_and_refunded(fa
 
 @pytest.fixture
 def callback_app(app, database_url):
-    from app import create_app
-
     callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
     with callback_app.extensions["db"].session() as s, s.begin():
         quota.seed_tiers(s)
@@ -538,12 +526,6 @@ def callback_app(app, database_url):
 
 def time_passes(app, seconds: int) -> None:
     """The analysis was queued (and first taken) `seconds` ago."""
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from models import utcnow
-
     with app.extensions["db"].session() as s, s.begin():
         s.execute(update(Analysis).values(queued_at=utcnow() - timedelta(seconds=seconds),
                                           processing_at=utcnow() - timedelta(seconds=seconds)))
@@ -551,8 +533,6 @@ def time_passes(app, seconds: int) -> None:
 
 def test_a_callback_that_never_comes_ends_the_analysis_failed_and_refunded_after_the_maximum_wait(
         callback_app, mock, session):
-    from services.scheduler import periodic_tasks
-    from services.sweeper import end_overdue
 
     assert "end_overdue" in [t.name for t in periodic_tasks(callback_app)]  # the scheduler runs it
     farmer = Farmer(callback_app, GraphStub(mock))
@@ -588,14 +568,6 @@ def test_a_callback_that_never_comes_ends_the_analysis_failed_and_refunded_after
 
 
 def test_an_overdue_analysis_a_worker_holds_or_that_completed_is_left_alone(callback_app, mock, session):
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from models import utcnow
-    from services.analysis import end_if_overdue
-    from services.sweeper import end_overdue
-
     farmer = Farmer(callback_app, GraphStub(mock))
     farmer.onboard()
     mock.post(N8N_URL, status=202, json={"accepted": True})
@@ -615,11 +587,6 @@ def test_an_overdue_analysis_a_worker_holds_or_that_completed_is_left_alone(call
 
 
 def test_two_sweepers_ending_the_same_overdue_analysis_refund_it_once(callback_app, mock, session):
-    import threading
-
-    from models import utcnow
-    from services.analysis import end_if_overdue
-
     farmer = Farmer(callback_app, GraphStub(mock))
     farmer.onboard()
     mock.post(N8N_URL, status=202, json={"accepted": True})
@@ -661,7 +628,6 @@ def album_photos() -> dict[str, bytes]:
 def album(mock):
     """The Graph API serves two more photos, and every analysis the conversation submits names all three
     (the bot side fills `media_ids`; here a mapper event stands in for it)."""
-    from sqlalchemy import event
 
     for n, (media_id, photo) in enumerate(album_photos().items(), 2):
         url = f"{MEDIA_URL}{n}"
@@ -683,7 +649,6 @@ def echo_result(req) -> tuple[int, dict, str]:
 
 def test_every_photo_of_an_album_is_stored_and_sent_to_n8n_with_one_charge(farmer, mock, album, session, app,
                                                                            client):
-    from tests.admin_helpers import bearer, token_for
 
     mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
     submit(farmer)
@@ -734,8 +699,6 @@ def test_an_unreadable_photo_of_an_album_is_left_out(farmer, mock, album, sessio
 
 
 def test_a_retry_sends_the_stored_photos_again_without_downloading_them(farmer, mock, album, session, app):
-    from services.analysis import run_analysis
-
     mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
     submit(farmer)
     analysis_id = session.scalar(select(Analysis.id))
@@ -751,8 +714,6 @@ def test_a_retry_sends_the_stored_photos_again_without_downloading_them(farmer, 
 
 
 def test_older_rows_without_media_ids_have_their_one_photo():
-    from services.analysis import photo_ids, stored_keys
-
     assert photo_ids("m1", None) == ("m1",)
     assert photo_ids("m1", ["m1", "m2", "m2"]) == ("m1", "m2")
     assert photo_ids("m1", ["m2"]) == ("m1", "m2")  # media_id is always first
@@ -765,10 +726,6 @@ def test_older_rows_without_media_ids_have_their_one_photo():
 
 
 def test_wait_decision_never_waits_past_the_bound():
-    from datetime import datetime, timedelta
-
-    from services.analysis import wait_decision
-
     start = datetime(2026, 12, 1, 8, 0)
     hour = timedelta(hours=1)
     assert wait_decision(start, start + hour, 60, 7200) == timedelta(seconds=60)
@@ -780,12 +737,8 @@ def test_wait_decision_never_waits_past_the_bound():
 
 def test_an_analysis_that_waited_too_long_for_n8n_fails_refunded_and_the_farmer_may_send_again(
         farmer, mock, session, app):
-    from datetime import timedelta
 
-    from sqlalchemy import update
 
-    from models import utcnow
-    from services.analysis import AnalysisFailed, n8n_client, run_analysis
 
     mock.post(N8N_URL, status=503, body="down")
     breaker = n8n_client().breaker
