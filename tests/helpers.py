@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -69,6 +70,25 @@ def post_webhook(client: FlaskClient, raw: bytes | dict[str, Any], secret: str =
         raw = json.dumps(raw).encode()
     return client.post("/webhooks/whatsapp", data=raw, content_type="application/json",
                        headers={"X-Hub-Signature-256": sign(raw, secret)})
+
+
+def post_concurrently(app: Flask, bodies: list[dict[str, Any]]) -> None:
+    """Every body posted to the webhook at once, each from its own thread (as Meta's concurrent deliveries
+    arrive); each must be answered 200."""
+    barrier = threading.Barrier(len(bodies))
+    statuses: list[int] = []
+
+    def post(body: dict[str, Any]) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(post_webhook(client, body).status_code)
+
+    threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * len(bodies)
 
 
 def migrate(url: str) -> None:

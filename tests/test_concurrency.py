@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +16,7 @@ from models import Analysis, SponsorCode, Subscription, UsageLedger, utcnow
 from services import quota, sponsorship
 from settings import PROJECT_ROOT
 from tests.chat import Farmer
-from tests.helpers import APP_SECRET, REAL_REDIS, TEST_REDIS_URL, make_settings, post_webhook, send_due
+from tests.helpers import APP_SECRET, REAL_REDIS, TEST_REDIS_URL, make_settings, post_concurrently, send_due
 from tests.stand_ins import graph_stand_in
 
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="worker processes need a real Redis (TEST_REDIS_URL)")
@@ -35,23 +34,6 @@ def run_workers(database_url: str, graph_base: str, count: int, queues: tuple[st
     for w in workers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err[-2000:]
-
-
-def post_concurrently(app, bodies: list[dict]) -> None:
-    barrier = threading.Barrier(len(bodies))
-    statuses: list[int] = []
-
-    def post(body: dict) -> None:
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(post_webhook(client, body).status_code)
-
-    threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert statuses == [200] * len(bodies)
 
 
 def test_twenty_confirmations_with_five_left_charge_exactly_five(app, session, database_url):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from tests.helpers import (
     TEST_DATABASE_URL,
     clean_stores,
     make_settings,
+    post_concurrently,
     post_webhook,
     run_jobs,
 )
@@ -416,24 +416,6 @@ def test_several_numbers_of_ours_are_read_from_settings():
 # --- merges racing with more messages ----------------------------------------------------------------
 
 
-def post_together(app, bodies: list[dict[str, Any]]) -> None:
-    """Every body posted at once, each from its own thread (as Meta's concurrent deliveries arrive)."""
-    barrier = threading.Barrier(len(bodies))
-    statuses: list[int] = []
-
-    def post(body: dict[str, Any]) -> None:
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(post_webhook(client, body).status_code)
-
-    threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert statuses == [200] * len(bodies)
-
-
 @pytest.mark.skipif(not TEST_DATABASE_URL, reason="SQLite lets one writer in at a time: the race needs PostgreSQL")
 def test_messages_arriving_while_two_rows_merge_all_stay_with_the_farmer_and_are_answered(app, graph, session):
     """The phone and the user id of one farmer on two rows; a message naming both merges them while eight
@@ -444,7 +426,7 @@ def test_messages_arriving_while_two_rows_merge_all_stay_with_the_farmer_and_are
         assert post_webhook(app.test_client(), delivery(text("Merhaba", phone=None, user_id=uid), phone=None,
                                                         user_id=uid)).status_code == 200
         both = delivery(text("menü", phone=phone, user_id=uid), phone=phone, user_id=uid)
-        post_together(app, [both, *(delivery(text(f"soru {i}", phone=None, user_id=uid), phone=None, user_id=uid)
+        post_concurrently(app, [both, *(delivery(text(f"soru {i}", phone=None, user_id=uid), phone=None, user_id=uid)
                                     for i in range(8))])
     rows = session.execute(select(Message.farmer_id, Message.phone).where(Message.direction == "in")).all()
     assert len(rows) == 33 and all(farmer_id is not None for farmer_id, _ in rows), rows
@@ -460,7 +442,7 @@ def test_thirty_first_messages_at_once_by_phone_user_id_or_both_make_one_farmer_
     phone, uid = "905321110060", "TR.MAy0"
     senders: list[dict[str, Any]] = [{"phone": phone}, {"phone": None, "user_id": uid},
                                      {"phone": phone, "user_id": uid}]
-    post_together(app, [delivery(text(f"soru {i}", **senders[i % 3]), **senders[i % 3]) for i in range(30)])
+    post_concurrently(app, [delivery(text(f"soru {i}", **senders[i % 3]), **senders[i % 3]) for i in range(30)])
     rows = session.execute(select(Message.farmer_id).where(Message.direction == "in")).scalars().all()
     assert len(rows) == 30 and None not in rows
     run_jobs(app)
