@@ -45,7 +45,7 @@ from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_e
 from services.sponsor_stats import invalidate_stats
 from services.storage import Storage, content_type_for, new_key, sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
-from services.whatsapp.messages import Outbound, build_template, to_outbound
+from services.whatsapp.messages import Outbound, build_template, template_param_text, to_outbound
 from services.whatsapp.outbox import queue_message, send_queued
 
 log = logging.getLogger(__name__)
@@ -359,7 +359,7 @@ def complete(analysis_id: int, raw: Any) -> str:
     result = normalise(raw)
     for pause in (*STORE_PAUSES, None):
         try:
-            stored = _store_result(analysis_id, raw, result)
+            stored = store_result(analysis_id, raw, result)
             break
         except (OperationalError, InterfaceError) as exc:  # the connection, not the statement
             if pause is None:
@@ -383,7 +383,7 @@ def complete(analysis_id: int, raw: Any) -> str:
     return "completed"
 
 
-def _store_result(analysis_id: int, raw: Any, result: AnalysisResult) -> tuple[str, int | None] | None:
+def store_result(analysis_id: int, raw: Any, result: AnalysisResult) -> tuple[str, int | None] | None:
     """In one transaction: the raw result and its columns, the status, and the reply (or the failure, refunded).
     The farmer's address and the analysis's sponsor, or None when the analysis had already ended."""
     with context.db().session() as session, session.begin():
@@ -443,10 +443,10 @@ CONCERN_PARAM_MAX = 300
 ACTION_PARAM_MAX = 400
 
 
-def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Outbound:
+def result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Outbound:
     """`urgent_health_alert_tr` or `analysis_complete_tr`, every parameter from N8N's or the farmer's words
     made valid (`template_param_text`): a line break or a long text in the result never loses the diagnosis."""
-    param = whatsapp.messages.template_param_text
+    param = template_param_text
     crop = param(replies.crop_name("tr", a.crop or ""), CROP_PARAM_MAX)
     concern = param(result.primary_concern, CONCERN_PARAM_MAX)
     if result.urgent and result.recommendations.immediate:
@@ -459,7 +459,7 @@ def _result_template(farmer: Farmer, a: Analysis, result: AnalysisResult) -> Out
 
 def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisResult, now: datetime) -> Any:
     """Free text inside the 24-hour window (with the template as fallback), the template outside it."""
-    template = _result_template(farmer, a, result)
+    template = result_template(farmer, a, result)
     if not _in_window(farmer, now):
         return queue_message(session, farmer.address, template, now, farmer_id=farmer.id, analysis_id=a.id)
     try:  # built from N8N's words: if the summary cannot be built, the template alone still brings the result

@@ -429,7 +429,7 @@ def test_a_connection_lost_while_storing_the_result_stores_it_again_without_aski
                                                                                            monkeypatch):
 
 
-    store = services.analysis._store_result
+    store = services.analysis.store_result
     lost: list[int] = []
 
     def once_lost(analysis_id, raw, result):
@@ -438,8 +438,8 @@ def test_a_connection_lost_while_storing_the_result_stores_it_again_without_aski
             raise OperationalError("UPDATE analyses", {}, Exception("terminating connection"))
         return store(analysis_id, raw, result)
 
-    monkeypatch.setattr(services.analysis, "STORE_PAUSES", (0.0, 0.0), raising=False)
-    monkeypatch.setattr(services.analysis, "_store_result", once_lost)
+    monkeypatch.setattr(services.analysis, "STORE_PAUSES", (0.0, 0.0))
+    monkeypatch.setattr(services.analysis, "store_result", once_lost)
     mock.add_callback(responses.POST, N8N_URL, callback=echo_result)
     submit(farmer)
     assert lost and len(sent_to_n8n(mock)) == 1
@@ -453,7 +453,7 @@ def break_the_reply(monkeypatch) -> None:
     def broken(farmer, a, result):
         raise RuntimeError("the reply cannot be built")
 
-    monkeypatch.setattr(services.analysis, "_result_template", broken)
+    monkeypatch.setattr(services.analysis, "result_template", broken)
 
 
 def test_a_result_that_cannot_be_answered_ends_failed_and_refunded_without_asking_n8n_again(farmer, mock, session,
