@@ -89,6 +89,25 @@ def sent_to_n8n(mock) -> list[responses.Call]:
     return [c for c in mock.calls if c.request.url == N8N_URL]
 
 
+@pytest.fixture
+def callback_app(app, database_url):
+    """The app with `N8N_MODE=callback`: N8N accepts a request and posts its result back later."""
+    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
+    with callback_app.extensions["db"].session() as s, s.begin():
+        quota.seed_tiers(s)
+    yield callback_app
+    callback_app.extensions["db"].engine.dispose()
+
+
+def accepted_in_callback_mode(callback_app, mock) -> Farmer:
+    """A farmer's photo sent to N8N, which accepts it (202) and has not answered yet."""
+    farmer = Farmer(callback_app, GraphStub(mock))
+    farmer.onboard()
+    mock.post(N8N_URL, status=202, json={"accepted": True})
+    submit(farmer)
+    return farmer
+
+
 def test_a_sync_result_is_stored_and_summarised_to_the_farmer(farmer, mock, session, app):
     mock.add_callback(responses.POST, N8N_URL, callback=lambda req: (
         200, {}, json.dumps(n8n_result("result_full_tr.json", json.loads(req.body)["analysis_id"]))))
@@ -188,14 +207,8 @@ def test_other_failures_reported_by_n8n_stay_ours(farmer, mock, session, app):
     assert "bizden kaynaklanan" in farmer.graph.sent[-1]["text"]["body"]
 
 
-def test_in_callback_mode_only_a_signed_result_for_a_known_analysis_is_taken_once(app, mock, session, database_url):
-    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
-    with callback_app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
-    farmer = Farmer(callback_app, GraphStub(mock))
-    farmer.onboard()
-    mock.post(N8N_URL, status=202, json={"accepted": True})
-    submit(farmer)
+def test_in_callback_mode_only_a_signed_result_for_a_known_analysis_is_taken_once(callback_app, mock, session):
+    farmer = accepted_in_callback_mode(callback_app, mock)
     analysis = session.scalar(select(Analysis))
     assert analysis.status == "processing" and analysis.n8n_requested_at is not None
     raw = sent_to_n8n(mock)[0].request.body
@@ -216,13 +229,9 @@ def test_in_callback_mode_only_a_signed_result_for_a_known_analysis_is_taken_onc
     session.expire_all()
     assert session.scalar(select(Analysis.status)) == "completed"
     assert "6/10" in farmer.graph.sent[-1]["interactive"]["body"]["text"]
-    callback_app.extensions["db"].engine.dispose()
 
 
-def test_callback_for_a_failed_analysis_is_ignored(app, mock, session, database_url):
-    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
-    with callback_app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
+def test_callback_for_a_failed_analysis_is_ignored(callback_app, mock, session):
     farmer = Farmer(callback_app, GraphStub(mock))
     farmer.onboard()
     mock.post(N8N_URL, status=400, json={"error": "bad request"})  # permanent: the analysis fails
@@ -234,7 +243,6 @@ def test_callback_for_a_failed_analysis_is_ignored(app, mock, session, database_
                                                headers=n8n_headers(raw, analysis.id))
     assert response.json == {"status": "ignored"}
     assert session.scalar(select(Analysis.status)) == "failed"
-    callback_app.extensions["db"].engine.dispose()
 
 
 @pytest.mark.parametrize("make_response,retried", [
@@ -469,16 +477,10 @@ def test_a_result_that_cannot_be_answered_ends_failed_and_refunded_without_askin
     assert "bizden kaynaklanan" in told and "hakkınızdan düşülmedi" in told.lower()
 
 
-def test_a_callback_result_that_cannot_be_answered_ends_failed_not_processing_forever(app, mock, session,
-                                                                                     database_url, monkeypatch):
+def test_a_callback_result_that_cannot_be_answered_ends_failed_not_processing_forever(callback_app, mock, session,
+                                                                                     monkeypatch):
 
-    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
-    with callback_app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
-    farmer = Farmer(callback_app, GraphStub(mock))
-    farmer.onboard()
-    mock.post(N8N_URL, status=202, json={"accepted": True})
-    submit(farmer)
+    farmer = accepted_in_callback_mode(callback_app, mock)
     analysis_id = session.scalar(select(Analysis.id))
     break_the_reply(monkeypatch)
     client = callback_app.test_client()
@@ -492,7 +494,6 @@ def test_a_callback_result_that_cannot_be_answered_ends_failed_not_processing_fo
     assert session.scalars(select(UsageLedger.kind).order_by(UsageLedger.id)).all() == ["charge", "refund"]
     assert "bizden kaynaklanan" in farmer.graph.sent[-1]["text"]["body"]
     assert len(sent_to_n8n(mock)) == 1
-    callback_app.extensions["db"].engine.dispose()
 
 
 def test_the_pipeline_fixtures_exist():
@@ -515,15 +516,6 @@ def test_unexpected_error_after_the_last_retry_still_ends_failed_and_refunded(fa
 # --- N8N accepted it and never answered ---------------------------------------------------------------
 
 
-@pytest.fixture
-def callback_app(app, database_url):
-    callback_app = create_app(make_settings(database_url, N8N_MODE="callback"))
-    with callback_app.extensions["db"].session() as s, s.begin():
-        quota.seed_tiers(s)
-    yield callback_app
-    callback_app.extensions["db"].engine.dispose()
-
-
 def time_passes(app, seconds: int) -> None:
     """The analysis was queued (and first taken) `seconds` ago."""
     with app.extensions["db"].session() as s, s.begin():
@@ -535,10 +527,7 @@ def test_a_callback_that_never_comes_ends_the_analysis_failed_and_refunded_after
         callback_app, mock, session):
 
     assert "end_overdue" in [t.name for t in periodic_tasks(callback_app)]  # the scheduler runs it
-    farmer = Farmer(callback_app, GraphStub(mock))
-    farmer.onboard()
-    mock.post(N8N_URL, status=202, json={"accepted": True})
-    submit(farmer)
+    farmer = accepted_in_callback_mode(callback_app, mock)
     analysis_id = session.scalar(select(Analysis.id))
     assert session.scalar(select(Analysis.status)) == "processing"
     max_wait = callback_app.extensions["settings"].ANALYSIS_MAX_WAIT_SECONDS
@@ -568,10 +557,7 @@ def test_a_callback_that_never_comes_ends_the_analysis_failed_and_refunded_after
 
 
 def test_an_overdue_analysis_a_worker_holds_or_that_completed_is_left_alone(callback_app, mock, session):
-    farmer = Farmer(callback_app, GraphStub(mock))
-    farmer.onboard()
-    mock.post(N8N_URL, status=202, json={"accepted": True})
-    submit(farmer)
+    accepted_in_callback_mode(callback_app, mock)
     analysis_id = session.scalar(select(Analysis.id))
     time_passes(callback_app, 3 * 3600)
     with callback_app.extensions["db"].session() as s, s.begin():  # a live worker holds it
@@ -587,10 +573,7 @@ def test_an_overdue_analysis_a_worker_holds_or_that_completed_is_left_alone(call
 
 
 def test_two_sweepers_ending_the_same_overdue_analysis_refund_it_once(callback_app, mock, session):
-    farmer = Farmer(callback_app, GraphStub(mock))
-    farmer.onboard()
-    mock.post(N8N_URL, status=202, json={"accepted": True})
-    submit(farmer)
+    accepted_in_callback_mode(callback_app, mock)
     analysis_id = session.scalar(select(Analysis.id))
     time_passes(callback_app, 3 * 3600)
     results: list[bool] = []
