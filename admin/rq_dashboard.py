@@ -8,7 +8,8 @@ bypass the refund rule of failed analyses. This page is the part operators need.
 
 Sign-in: HTTP Basic with an admin staff user's email and password, checked like the API's login (same
 password hashing, the same per-account and per-IP failure limits, inactive users refused); anything
-else is 401 with `WWW-Authenticate: Basic`. Page views and requeues are written to the audit log.
+else, an `Authorization` header that cannot be decoded included, is 401 with `WWW-Authenticate: Basic`.
+Page views and requeues are written to the audit log.
 Requeue forms carry a token bound to the user, so another site cannot submit them.
 
 Workers: those registered in Redis (`flask worker`), and, in the embedded mode, the worker thread of
@@ -29,6 +30,7 @@ from flask.typing import ResponseReturnValue
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.registry import StartedJobRegistry
+from werkzeug.datastructures import Authorization
 
 from admin.auth import enforce_user_rate
 from admin.errors import ApiError, register_error_handlers
@@ -50,9 +52,19 @@ def _challenge(detail: str = "Sign in with an admin account.") -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": REALM})
 
 
+def _basic_credentials() -> Authorization | None:
+    """The request's `Authorization`, or None when there is none or it cannot be read. Werkzeug answers
+    None for most undecodable Basic credentials but raises ValueError for non-ASCII text where the base64
+    goes; either way they are bad credentials (401), never an error."""
+    try:
+        return request.authorization
+    except ValueError:
+        return None
+
+
 @bp.before_request
 def _sign_in() -> None:
-    auth = request.authorization
+    auth = _basic_credentials()
     if auth is None or auth.type != "basic" or not auth.username or not auth.password:
         raise _challenge()
     user = check_credentials(normalize_email(auth.username)[:254], auth.password[:1024])  # the API login's limits

@@ -1,7 +1,8 @@
 """Hypothesis strategies for what only an attacker (or a broken client) sends: lone surrogates and NUL in
 strings, JSON nested far deeper than anyone needs, numbers beyond a float or beyond Python's digit limit,
-and dates at the ends of the calendar in far-away time zones. Shared by the parser fuzzing
-(tests/test_fuzz_parsers.py) and the admin API fuzzing (tests/test_admin_fuzz.py).
+dates at the ends of the calendar in far-away time zones, and request headers no client would send
+(credentials that cannot be decoded). Shared by the parser fuzzing (tests/test_fuzz_parsers.py) and the
+admin API fuzzing (tests/test_admin_fuzz.py).
 
 Raw JSON is built as text, because `json.dumps` cannot write `1e400` or 5,000 levels of nesting:
 `raw_json(value)` writes a value whose `Raw` parts go into the text as they are.
@@ -9,6 +10,7 @@ Raw JSON is built as text, because `json.dumps` cannot write `1e400` or 5,000 le
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from dataclasses import dataclass
@@ -124,3 +126,30 @@ any_dates = (calendar_ends | st.datetimes()).flatmap(
     lambda d: st.sampled_from([d.isoformat(), d.date().isoformat()])
     | offsets.map(lambda tz: d.replace(tzinfo=tz).isoformat())
     | st.just(d.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")))
+
+
+# --- headers ------------------------------------------------------------------------------------------
+
+# A header's bytes as a WSGI server hands them over: Latin-1 text, so `Basic \\xc3\\xa9` from curl is
+# "Basic Ã©" (gunicorn refuses control characters, so none here).
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
+# Base64 that decodes, to bytes that may not be UTF-8 (a lone surrogate's bytes, Latin-1) or hold NUL.
+_encoded = (st.binary(max_size=30) | (unstorable_text | st.text(max_size=12)).map(
+    lambda t: t.encode("utf-8", "surrogatepass"))).map(lambda b: base64.b64encode(b).decode())
+# The credentials part: Latin-1 text where the base64 goes (werkzeug raised ValueError on it), base64 of
+# anything, base64 with its padding or alphabet wrong.
+_credentials = header_text | _encoded | _encoded.map(lambda t: t.rstrip("=") + "=" * 3) | st.sampled_from(
+    ["\u00c3\u00a9", "\u00e9", "//79", "=", "", "Og==", "A", "-_-_", "a b c", "e30.e30.", "x.y.z"])
+authorization_headers = st.builds(lambda scheme, gap, rest: scheme + gap + rest,
+                                  st.sampled_from(["Basic", "basic", "BASIC", "Bearer", "bearer", "Digest", "",
+                                                   "\u00c3\u00a9"]),
+                                  st.sampled_from([" ", "", "  ", "\t"]), _credentials)
+# Headers the app, Flask or werkzeug read: credentials, the console's cookie, content negotiation,
+# conditional and partial requests (static files), the proxy's and the browsers' headers, signatures.
+PARSED_HEADERS = ("Cookie", "Accept", "Accept-Language", "Accept-Encoding", "If-Modified-Since", "If-None-Match",
+                  "If-Range", "Range", "X-Forwarded-For", "X-Forwarded-Proto", "Origin", "Referer",
+                  "Sec-Fetch-Site", "Sec-Fetch-Mode", "X-Hub-Signature-256", "X-ZiraAI-Signature", "Content-Type")
+hostile_headers = st.fixed_dictionaries({"Authorization": authorization_headers}, optional={
+    name: header_text | st.sampled_from(["ziraai_console=" + "\u00e9" * 8, "bytes=-0-", "bytes=9-1,", "W/\"\u00e9",
+                                         "Thu, 01 Jan 0000 00:00:00 GMT", "*;q=NaN", "tr;q=1e400,en"])
+    for name in PARSED_HEADERS})

@@ -54,7 +54,7 @@ from services import quota, sponsorship
 from services.queue import get_queue
 from tests.admin_helpers import bearer, login, make_staff
 from tests.helpers import clean_stores, make_settings
-from tests.hostile import any_dates, hostile_values, raw_json
+from tests.hostile import any_dates, hostile_headers, hostile_values, raw_json
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
@@ -460,3 +460,51 @@ def test_hostile_values_in_any_documented_operation_are_4xx_never_5xx(
     if response.status_code >= 400:
         assert response.mimetype == "application/problem+json"
         assert str(response.status_code) in _operation(method, path)["responses"], (method, path, response.status_code)
+
+
+# --- hostile headers on every route (the API, the RQ dashboard, the console, the webhooks, the rest) -------
+
+
+def _routes() -> list[tuple[str, str, str]]:
+    """(blueprint, method, url) of every route, its variable parts as 1; POST too, but not the development
+    tools' (they act without a login)."""
+    routes = set()
+    for rule in DOCUMENT_APP.url_map.iter_rules():
+        for method in (rule.methods or set()) & {"GET", "POST"}:
+            if method == "GET" or not rule.rule.startswith("/dev/"):
+                url = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "1", rule.rule)
+                routes.add((rule.endpoint.rpartition(".")[0], method, url))
+    return sorted(routes)
+
+
+ROUTES = [(method, url) for _, method, url in _routes()]
+# One route per blueprint and method (they share their sign-in and header handling), and /metrics (its own).
+SAMPLE_ROUTES = sorted({*{(bp, method): (method, url) for bp, method, url in reversed(_routes())}.values(),
+                        ("GET", "/metrics")})
+# What the security probe sent: Latin-1 text where Basic's base64 goes was a 500 on the RQ dashboard.
+PROBE_AUTHORIZATION = ["Basic \u00c3\u00a9", "Bearer \u00c3\u00a9", "Basic //79", "Basic ="]
+
+
+def _refused_properly(method: str, url: str, response) -> None:
+    assert response.status_code < 500, (method, url, response.status_code, response.get_data(as_text=True)[:300])
+    if url.startswith("/admin/rq/"):
+        assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize("value", PROBE_AUTHORIZATION)
+def test_an_authorization_header_that_cannot_be_decoded_is_refused_on_every_route(fuzz_app: Flask, value: str) -> None:
+    assert {("GET", "/admin/rq/"), ("GET", "/metrics"), ("POST", "/api/v1/sponsors")} <= set(ROUTES)  # the app's
+    client = fuzz_app.test_client()
+    for method, url in ROUTES:
+        _refused_properly(method, url, client.open(url, method=method, headers={"Authorization": value}))
+
+
+@settings(max_examples=25 * FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(headers=hostile_headers)
+def test_hostile_headers_are_never_a_5xx(fuzz_app: Flask, headers: dict[str, str]) -> None:
+    """Each set of headers on a route of every blueprint: credentials that cannot be decoded, a cookie,
+    dates, ranges and languages no client sends."""
+    client = fuzz_app.test_client()
+    for method, url in SAMPLE_ROUTES:
+        _refused_properly(method, url, client.open(url, method=method, headers=headers))

@@ -259,6 +259,16 @@ def test_dashboard_refuses_without_credentials(client: FlaskClient):
     assert client.get("/admin/rq/", headers={"Authorization": f"Basic {nul}"}).status_code == 401
 
 
+@pytest.mark.parametrize("value", ["Basic \u00c3\u00a9", "Basic \u00e9", "basic \u00ff\u00fe==", "Basic //79",
+                                   "Basic =", "Basic", "Basic \u00c3\u00a9:\u00c3\u00a9"])
+def test_dashboard_answers_undecodable_basic_credentials_with_a_challenge(client: FlaskClient, value: str):
+    """Found by the security probe: non-ASCII text where the base64 goes (`Basic \\xc3\\xa9` from curl) was a
+    500 with a traceback; it is bad credentials like any other (the header arrives as Latin-1 text)."""
+    response = client.get("/admin/rq/", headers={"Authorization": value})
+    assert response.status_code == 401, response.get_data(as_text=True)[:300]
+    assert response.headers["WWW-Authenticate"].startswith("Basic realm=")
+
+
 def test_dashboard_refuses_a_support_user_and_a_wrong_password(app, client, admin):
     make_staff(app, "support", "support@ziraai.test")
     support = client.get("/admin/rq/", headers=basic("support@ziraai.test"))
