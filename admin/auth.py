@@ -2,9 +2,10 @@
 
 - Access token: JWT, HS256 only (pinned on decode), 15 minutes, claims `sub`, `role`, `sponsor_id`,
   `iat`, `exp`, `iss`, `aud`, `jti` (its id), `fam` (the login it belongs to: its refresh token
-  family) and `pwf` (the user's password fingerprint); every request also re-reads the user, so a
-  deactivated account, a changed role or a changed password (`services.staff_auth.set_password`, which
-  also revokes the user's refresh tokens) stops it at once, and checks the denylist in Redis, so a
+  family) and `pwf` (the user's `login_fingerprint`); every request also re-reads the user, so a
+  deactivated account, a changed role or a changed password stops it at once, and a password change or
+  a deactivation (`services.staff_auth.end_every_login`, which also revokes the user's refresh tokens)
+  for good: reactivating the account does not bring it back. It also checks the denylist in Redis, so a
   token whose id or login was revoked (logout, refresh-token reuse) stops working at once too, not
   when it expires.
 - Signing keys: `JWT_SECRET` may hold several keys, comma-separated (new,old): tokens are signed with
@@ -75,7 +76,7 @@ def issue_access_token(user: StaffUser, now: float | None = None, family_id: str
         "iss": ISSUER,
         "aud": AUDIENCE,
         "jti": secrets.token_hex(8),
-        "pwf": user.password_fingerprint,
+        "pwf": user.login_fingerprint,
     }
     if family_id is not None:
         claims["fam"] = family_id
@@ -201,8 +202,9 @@ def authenticate() -> tuple[StaffUser, dict[str, Any]]:
     if (user is None or not user.active or claims.get("role") != user.role
             or claims.get("sponsor_id") != user.sponsor_id):
         raise _unauthorized("The access token is invalid or expired.")
-    if claims.get("pwf") != user.password_fingerprint:
-        raise _unauthorized("The password has changed since this token was issued; log in again.")
+    if claims.get("pwf") != user.login_fingerprint:
+        raise _unauthorized("This login has ended (the password was changed or the account deactivated); "
+                            "log in again.")
     return user, claims
 
 
@@ -246,6 +248,10 @@ def login() -> Response:
         raise _unauthorized(INVALID_CREDENTIALS)
     family_id = new_family_id()
     with context.db().session() as session, session.begin():
+        # ended while the password was checked (a deactivation, a new password): this login would outlive it
+        current = session.get(StaffUser, user.id, with_for_update=True)
+        if current is None or not current.active or current.login_fingerprint != user.login_fingerprint:
+            raise _unauthorized(INVALID_CREDENTIALS)
         refresh = issue_refresh_token(session, user.id, family_id)
         audit("auth.login", "staff_user", user.id, user_id=user.id, session=session)
     access = issue_access_token(user, family_id=family_id)
@@ -340,7 +346,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "access_token": {"type": "string", "description": "HS256 JWT: sub, role, sponsor_id, iat, exp, iss, "
                                                                "aud, jti, fam, pwf (refused once the password "
-                                                               "changes)."},
+                                                               "changes or the account is deactivated)."},
             "token_type": {"const": "Bearer"},
             "expires_in": {"type": "integer", "const": ACCESS_TOKEN_SECONDS},
             "refresh_token": {"type": "string", "description": "Opaque; single use (rotated on refresh)."},

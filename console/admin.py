@@ -40,7 +40,7 @@ from services.sponsorship import (
     has_effective_status,
     reject_purchase_request,
 )
-from services.staff_auth import ROLES, create_staff_user
+from services.staff_auth import ROLES, create_staff_user, set_active
 from services.tiers import MAX_LIMIT, change_tier, parse_price
 from translations import N_, TIMEZONE, console_text
 
@@ -291,16 +291,18 @@ def deactivate(user_id: int) -> ResponseReturnValue:
 @bp.post("/admin/staff/<int:user_id>/activate")
 @staff_required("admin")
 def activate(user_id: int) -> ResponseReturnValue:
-    """Let a deactivated account sign in again (with its old password, or a reset link)."""
+    """Let a deactivated account sign in again (with its password, or a reset link); the logins it had
+    before it was deactivated stay ended."""
     flash_text("success", "%(email)s can sign in again.", email=_set_active(user_id, True))
     return redirect(url_for("console_admin.staff"))
 
 
 def _set_active(user_id: int, active: bool) -> str:
-    """Switch an account on or off (audited as staff.activate / staff.deactivate); its email, for the notice."""
+    """Switch an account on or off (audited as staff.activate / staff.deactivate; switching it off ends
+    its logins); its email, for the notice."""
     with context.db().session() as session, session.begin():
         user = _staff_or_404(session, user_id)
-        user.active = active
+        set_active(session, user, active, utcnow())
         audit("staff.activate" if active else "staff.deactivate", "staff_user", user_id, {"via": "console"},
               session=session)
         email = user.email

@@ -7,9 +7,10 @@ the password hash), so:
 - signing out deletes it at once (a copied cookie is worthless afterwards);
 - it expires after `CONSOLE_IDLE_MINUTES` without a request (each request renews the key's TTL) and
   after `CONSOLE_SESSION_HOURS` whatever happens;
-- a password change or reset ends every other session of that person (`StaffUser.password_fingerprint`
-  no longer matches; the same rule refuses the person's API tokens), and a deactivated account or a
-  changed role counts at once (the user is re-read each request).
+- a password change or reset ends every other session of that person, and a deactivation every one of
+  them, for good (`StaffUser.login_fingerprint` no longer matches; the same rule refuses the person's
+  API tokens), and a deactivated account or a changed role counts at once (the user is re-read each
+  request).
 The cookie's signing key is derived from JWT_SECRET (never used as is), so production's strong-secret
 check covers it and a JWT_SECRET rotation (new,old) keeps people signed in.
 """
@@ -114,7 +115,7 @@ def sign_in(user: StaffUser, now: float | None = None) -> None:
     try:
         pipe = context.redis().pipeline()  # one MULTI: never a session key without its expiry
         pipe.hset(_key(sid), mapping={"user_id": user.id, "started": int(now or time.time()),
-                                      "password": user.password_fingerprint})
+                                      "password": user.login_fingerprint})
         pipe.expire(_key(sid), settings.CONSOLE_IDLE_MINUTES * 60)
         pipe.execute()
     except RedisError as exc:
@@ -176,7 +177,7 @@ def _load_staff(now: float) -> StaffUser | None:
     if fields and now - int(fields.get("started", 0)) < settings.CONSOLE_SESSION_HOURS * 3600:
         with context.db().reader() as db:
             user = db.get(StaffUser, int(fields["user_id"]))
-        if user is not None and (not user.active or user.password_fingerprint != fields.get("password")):
+        if user is not None and (not user.active or user.login_fingerprint != fields.get("password")):
             user = None
     if user is None:
         _forget(sid)

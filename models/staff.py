@@ -33,12 +33,15 @@ class StaffUser(Base):
     sponsor_id: Mapped[int | None] = mapped_column(ForeignKey("sponsors.id", ondelete="SET NULL"), index=True)
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    logins_ended: Mapped[int] = mapped_column(default=0, server_default="0")  # `staff_auth.end_every_login`
 
     @property
-    def password_fingerprint(self) -> str:
-        """Changes whenever the password does (a new hash has a new salt, even for the same password):
-        console sessions and API access tokens hold it, so those made before a change stop matching."""
-        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:32]
+    def login_fingerprint(self) -> str:
+        """Changes whenever the password does (a new hash has a new salt, even for the same password) and
+        whenever every login is ended (`logins_ended`): console sessions and API access tokens hold it, so
+        those made before stop matching. Never ended: the password hash alone, as before that count existed."""
+        basis = f"{self.password_hash}#{self.logins_ended}" if self.logins_ended else self.password_hash
+        return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
 class RefreshToken(Base):

@@ -3,8 +3,9 @@
 - Passwords: hashed with the `PASSWORD_HASH` setting's method (scrypt by default; production refuses
   a weak one). A stored hash names its own method, so changing the setting never locks anyone out.
   The policy (`password_problem`) is one rule for every place a password is set, and `set_password`
-  the one way to set it: a change or a reset ends every login of that person (API tokens and console
-  sessions alike).
+  the one way to set it. A password change or reset and a deactivation (`set_active`) end every login
+  of that person, API tokens and console sessions alike (`end_every_login`), so reactivating an account
+  brings none of them back.
 - Login limits (Redis fixed windows, shared by every process): failed logins per IP, and failed logins
   per account that stop the failing addresses but never the right password from an address that has
   not been failing (`begin_login_attempt`: nobody can lock an account out). Over a limit ->
@@ -115,18 +116,32 @@ def create_staff_user(session: Session, email: str, password: str, role: str, sp
     return user
 
 
+def end_every_login(session: Session, user: StaffUser, now: datetime) -> None:
+    """End every login of `user`, whoever holds it: the refresh tokens of all their API logins are revoked
+    here, and their access tokens and console sessions hold the old `login_fingerprint`, so they are
+    refused on their next request, whatever happens to the account afterwards."""
+    user.logins_ended += 1
+    session.flush()  # the user's row first: a token refresh waits on it (admin.auth.refresh), never a token row
+    session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+
+
 def set_password(session: Session, user: StaffUser, password: str, now: datetime) -> None:
     """Give `user` a new password (their own change, or a reset link) and end every login made with the
-    old one, whoever holds it: the refresh tokens of all their API logins are revoked here, and their
-    access tokens and console sessions hold the old `password_fingerprint`, so they are refused on their
-    next request. ValueError when the policy refuses the password."""
+    old one. ValueError when the policy refuses the password."""
     problem = password_problem(password)
     if problem is not None:
         raise ValueError(problem)
     user.password_hash = hash_password(password)
-    session.flush()  # the user's row first: a token refresh waits on it (admin.auth.refresh), never a token row
-    session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
+    end_every_login(session, user, now)
+
+
+def set_active(session: Session, user: StaffUser, active: bool, now: datetime) -> None:
+    """Let an account sign in or not. Deactivating ends every login of it, so reactivating brings none back:
+    the person signs in again with their password."""
+    user.active = active
+    if not active:
+        end_every_login(session, user, now)
 
 
 # --- rate limits --------------------------------------------------------------------------------

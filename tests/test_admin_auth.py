@@ -17,7 +17,7 @@ import admin.support
 from admin.auth import AUDIENCE, ISSUER, hash_refresh_token
 from app import create_app
 from models import AuditLog, RefreshToken, StaffUser, utcnow
-from services.staff_auth import hash_password, set_password
+from services.staff_auth import check_credentials, hash_password, set_active, set_password
 from tests.admin_helpers import PASSWORD, bearer, login, make_sponsor, make_staff, token_for
 
 PROBLEM = "application/problem+json"
@@ -37,7 +37,7 @@ def _claims(user_id: int, role: str = "support", **overrides: Any) -> dict[str, 
 
 def _fingerprint(app, user_id: int) -> str:
     with app.extensions["db"].reader() as s:
-        return s.get(StaffUser, user_id).password_fingerprint
+        return s.get(StaffUser, user_id).login_fingerprint
 
 
 def _secret(app) -> str:
@@ -191,13 +191,49 @@ def test_set_password_revokes_every_refresh_token_of_that_user_only(app, client,
         set_password(s, s.get(StaffUser, user_id), "short", utcnow())  # the one policy
 
 
+def test_deactivating_revokes_every_refresh_token_of_that_user_only_and_activating_revokes_none(app, client,
+                                                                                                session):
+    user_id = make_staff(app, "support")
+    make_staff(app, "admin")
+    login(client, "support@ziraai.test")
+    login(client, "admin@ziraai.test")
+    with app.extensions["db"].session() as s, s.begin():
+        set_active(s, s.get(StaffUser, user_id), False, utcnow())
+    with app.extensions["db"].session() as s, s.begin():
+        set_active(s, s.get(StaffUser, user_id), True, utcnow())
+    login(client, "support@ziraai.test")
+    with app.extensions["db"].session() as s, s.begin():
+        set_active(s, s.get(StaffUser, user_id), True, utcnow())  # already active: nothing ends
+    revoked = session.execute(select(RefreshToken.user_id, RefreshToken.revoked_at.is_not(None))).all()
+    assert sorted(revoked) == sorted([(user_id, True), (user_id, False), (user_id + 1, False)])
+
+
+def test_a_login_whose_account_is_deactivated_while_its_password_is_checked_is_refused(app, client, monkeypatch):
+    """Its refresh token would have been issued after the deactivation revoked the others, and so have
+    outlived it (working again once the account is reactivated)."""
+    user_id = make_staff(app, "support")
+    real_check = check_credentials
+
+    def check_then_deactivate(email: str, password: str) -> StaffUser | None:
+        user = real_check(email, password)
+        with app.extensions["db"].session() as s, s.begin():
+            set_active(s, s.get(StaffUser, user_id), False, utcnow())
+            set_active(s, s.get(StaffUser, user_id), True, utcnow())
+        return user
+
+    monkeypatch.setattr(admin.auth, "check_credentials", check_then_deactivate)
+    assert login(client, "support@ziraai.test").status_code == 401
+    monkeypatch.setattr(admin.auth, "check_credentials", real_check)
+    assert login(client, "support@ziraai.test").status_code == 200
+
+
 def test_an_access_token_of_an_earlier_password_is_401_saying_so(app, client):
     make_staff(app, "support")
     pair = login(client, "support@ziraai.test").get_json()
     with app.extensions["db"].session() as s, s.begin():
         s.scalars(select(StaffUser)).one().password_hash = hash_password("a fresh passphrase")
     refused = client.get("/api/v1/messages", headers=bearer(pair["access_token"]))
-    assert refused.status_code == 401 and "password has changed" in refused.get_json()["detail"]
+    assert refused.status_code == 401 and "login has ended" in refused.get_json()["detail"]
 
 
 def test_a_token_whose_role_changed_in_the_database_stops_working(app, client):

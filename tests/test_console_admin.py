@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from models import AuditLog, PurchaseRequest, Sponsor, SponsorCode, StaffUser, Tier, utcnow
 from services import quota, sponsorship
-from tests.admin_helpers import PASSWORD, make_sponsor, make_staff
+from tests.admin_helpers import PASSWORD, bearer, login, make_sponsor, make_staff
 from tests.console_helpers import console_login, post, signed_in
 
 ADMIN_PAGES = ("/console/admin", "/console/admin/sponsors", "/console/admin/purchase-requests",
@@ -116,6 +116,33 @@ def test_an_admin_creates_and_deactivates_staff(app: Flask, admin: int, client: 
     post(client, f"/console/admin/staff/{user.id}/activate")
     assert console_login(client.application.test_client(), "ayse@sponsor.test").status_code == 302
     assert {"staff.create", "staff.deactivate", "staff.activate"} <= set(actions(session))
+
+
+def test_deactivating_staff_ends_their_api_logins_and_console_sessions_for_good(app: Flask, admin: int,
+                                                                               client: FlaskClient) -> None:
+    """Found by the security probe: deactivating only refused requests while it lasted, so reactivating
+    brought back every login made before it (refresh tokens for 30 days, access tokens, console sessions)."""
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    api, browser = app.test_client(), app.test_client()
+    pair = login(api, "support@ziraai.test").get_json()
+    assert console_login(browser, "support@ziraai.test").status_code == 302
+    assert browser.get("/console/support").status_code == 200
+
+    post(client, f"/console/admin/staff/{user_id}/deactivate")
+    post(client, f"/console/admin/staff/{user_id}/activate")
+
+    assert api.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    assert api.get("/api/v1/jobs/failed", headers=bearer(pair["access_token"])).status_code == 401
+    assert browser.get("/console/support").headers["Location"].startswith("/console/login")
+    again = login(api, "support@ziraai.test")  # the person signs in again with their password
+    assert api.get("/api/v1/jobs/failed", headers=bearer(again.get_json()["access_token"])).status_code == 200
+    assert _refresh_works(api, again.get_json()["refresh_token"])
+    assert console_login(browser, "support@ziraai.test").status_code == 302
+    assert browser.get("/console/support").status_code == 200
+
+
+def _refresh_works(api: FlaskClient, token: str) -> bool:
+    return api.post("/api/v1/auth/refresh", json={"refresh_token": token}).status_code == 200
 
 
 def test_a_staff_form_with_a_taken_email_or_short_password_is_refused(admin: int, client: FlaskClient) -> None:

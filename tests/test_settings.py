@@ -164,7 +164,7 @@ def test_an_admin_token_forged_with_the_published_default_is_refused_in_developm
     admin_id = make_staff(app, "admin")
     now = int(time.time())
     with app.extensions["db"].reader() as s:
-        fingerprint = s.get(StaffUser, admin_id).password_fingerprint
+        fingerprint = s.get(StaffUser, admin_id).login_fingerprint
     claims = {"sub": str(admin_id), "role": "admin", "sponsor_id": None, "iat": now, "exp": now + 600,
               "iss": ISSUER, "aud": AUDIENCE, "jti": "f" * 16, "pwf": fingerprint}
     forged = jwt.encode(claims, DEV_SECRETS["JWT_SECRET"], algorithm="HS256")
