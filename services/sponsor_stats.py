@@ -2,7 +2,8 @@
 
 `compute_statistics` reads them (the admin API caches the result in Redis under `stats_key`); the
 cache is dropped when its numbers change: a purchase or revocation (admin API), a redemption
-(conversation), a finished analysis (pipeline). `sponsor_figures` and `activity_series` are the
+(conversation), a finished analysis (pipeline). Every analysis figure counts only the completed analyses
+the sponsor paid for (`services.visibility.paid_for_by`). `sponsor_figures` and `activity_series` are the
 console dashboard's: farmers reached and active, crops, provinces and diseases, and redemptions and
 analyses per Istanbul day, week or month.
 """
@@ -25,6 +26,7 @@ from bot.place import province_in
 from models import Analysis, AnalysisStatus, CodeStatus, SponsorCode, SponsorPurchase, Tier
 from services.quota import ISTANBUL
 from services.sponsorship import CODE_STATUSES, TIER_ORDER, effective_status
+from services.visibility import paid_for_by
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +67,22 @@ def compute_statistics(session: Session, sponsor_id: int, now: datetime) -> dict
     start = now.astimezone(ISTANBUL).date() - timedelta(days=STATS_DAYS - 1)
     per_day = {start + timedelta(days=i): 0 for i in range(STATS_DAYS)}
     for day, n in per_local_day(session, Analysis.created_at, and_(
-            Analysis.sponsor_id == sponsor_id, Analysis.created_at >= _local_midnight(start))).items():
+            paid_for_by(sponsor_id), Analysis.created_at >= _local_midnight(start))).items():
         if day in per_day:  # not a later one (a clock ahead of ours)
             per_day[day] += n
     crops = session.execute(
-        select(Analysis.crop, func.count()).where(Analysis.sponsor_id == sponsor_id, Analysis.crop.is_not(None))
+        select(Analysis.crop, func.count()).where(paid_for_by(sponsor_id), Analysis.crop.is_not(None))
         .group_by(Analysis.crop).order_by(func.count().desc(), Analysis.crop)
     ).all()
     health = {str(i): 0 for i in range(1, 11)}
     for score, n in session.execute(
-        select(Analysis.health_score, func.count()).where(Analysis.sponsor_id == sponsor_id,
+        select(Analysis.health_score, func.count()).where(paid_for_by(sponsor_id),
                                                           Analysis.health_score.between(1, 10))
         .group_by(Analysis.health_score)
     ):
         health[str(score)] += n
     total_analyses = session.scalar(select(func.count()).select_from(Analysis)
-                                    .where(Analysis.sponsor_id == sponsor_id)) or 0
+                                    .where(paid_for_by(sponsor_id))) or 0
     return {
         "sponsor_id": sponsor_id,
         "tiers": purchased_tiers(session, sponsor_id),
@@ -186,7 +188,7 @@ def activity_series(session: Session, sponsor_id: int, interval: Interval, now: 
         redemptions[bucket_start(day, interval)] += n
     analyses: Counter[date] = Counter()
     for day, n in per_local_day(session, Analysis.created_at, and_(
-            Analysis.sponsor_id == sponsor_id, Analysis.created_at >= since)).items():
+            paid_for_by(sponsor_id), Analysis.created_at >= since)).items():
         analyses[bucket_start(day, interval)] += n
     return [Bucket(s, redemptions[s], analyses[s]) for s in starts]
 
@@ -253,19 +255,19 @@ def sponsor_figures(session: Session, sponsor_id: int, now: datetime) -> Sponsor
     reached = session.scalar(select(func.count()).select_from(union(
         select(SponsorCode.redeemed_by_farmer_id.label("farmer_id"))
         .where(SponsorCode.sponsor_id == sponsor_id, SponsorCode.redeemed_by_farmer_id.is_not(None)),
-        select(Analysis.farmer_id).where(Analysis.sponsor_id == sponsor_id),
+        select(Analysis.farmer_id).where(paid_for_by(sponsor_id)),
     ).subquery())) or 0
     active = session.scalar(select(func.count(distinct(Analysis.farmer_id))).where(
-        Analysis.sponsor_id == sponsor_id, Analysis.created_at >= now - timedelta(days=ACTIVE_DAYS))) or 0
-    total = session.scalar(select(func.count()).select_from(Analysis).where(Analysis.sponsor_id == sponsor_id)) or 0
+        paid_for_by(sponsor_id), Analysis.created_at >= now - timedelta(days=ACTIVE_DAYS))) or 0
+    total = session.scalar(select(func.count()).select_from(Analysis).where(paid_for_by(sponsor_id))) or 0
     crops: Counter[str] = Counter()
     provinces: Counter[str] = Counter()
     for crop, n in session.execute(select(Analysis.crop, func.count()).where(
-            Analysis.sponsor_id == sponsor_id, Analysis.crop.is_not(None)).group_by(Analysis.crop)):
+            paid_for_by(sponsor_id), Analysis.crop.is_not(None)).group_by(Analysis.crop)):
         if crop and crop.strip():
             crops[crop.strip()] += n
     for place, n in session.execute(select(Analysis.location_text, func.count()).where(
-            Analysis.sponsor_id == sponsor_id, Analysis.location_text.is_not(None)).group_by(Analysis.location_text)):
+            paid_for_by(sponsor_id), Analysis.location_text.is_not(None)).group_by(Analysis.location_text)):
         province = province_in(place)
         if province:
             provinces[province] += n

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, select
 from sqlalchemy.orm import Session
 
 from bot.place import province_in
@@ -90,10 +90,15 @@ def paying_tier() -> ScalarSelect[str]:
     )
 
 
+def paid_for_by(sponsor_id: int) -> ColumnElement[bool]:
+    """The analyses the sponsor paid for: its completed ones. A failed analysis was refunded and one in
+    progress may still be, so neither counts anywhere a sponsor looks (lists, pages, figures, statistics)."""
+    return and_(Analysis.sponsor_id == sponsor_id, Analysis.status == AnalysisStatus.COMPLETED.value)
+
+
 def sponsored_analyses(sponsor_id: int) -> Select[Any]:
     """The sponsor's completed analyses (every tier: filter on `paying_tier()` for what may be listed)."""
-    return select(Analysis).where(Analysis.sponsor_id == sponsor_id,
-                                  Analysis.status == AnalysisStatus.COMPLETED.value)
+    return select(Analysis).where(paid_for_by(sponsor_id))
 
 
 def find_sponsored_analysis(session: Session, sponsor_id: int,

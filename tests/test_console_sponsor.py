@@ -22,7 +22,7 @@ from models import Analysis, AuditLog, Farmer, Message, PurchaseRequest, Sponsor
 from services import quota, sponsorship
 from services.analysis_result import normalise
 from services.sponsor_messages import TEMPLATE
-from services.sponsor_stats import Interval, activity_series, bucket_starts, sponsor_figures
+from services.sponsor_stats import Interval, activity_series, bucket_starts, compute_statistics, sponsor_figures
 from services.sponsorship import RedeemOutcome
 from services.whatsapp.account import TemplateStatus
 from services.whatsapp.health import set_template_status
@@ -188,6 +188,28 @@ def test_the_figures_count_codes_farmers_crops_provinces_and_diseases(app, clien
     assert dict(figures.provinces) == {"Antalya": 3, "Konya": 1}
     assert dict(figures.diseases) == {"Erken yanıklık": 3, "Külleme": 1, "Pas": 1}  # each analysis once per name
     assert len(figures.crops) == 4
+
+
+def test_a_refunded_or_unfinished_analysis_is_not_counted_anywhere_a_sponsor_looks(app, session, world):
+    a = world["a"]
+    [m1, m2] = buy(app, a, "M", 2)
+    failed = add_analysis(app, a, add_farmer(app, "+905321112290"), m1, crop="bugday", location_text="Konya",
+                          status="failed", health_score=None, diseases=[], completed_at=None)
+    add_analysis(app, a, add_farmer(app, "+905321112291"), m2, crop="misir", location_text="Bursa",
+                 status="processing", health_score=None, diseases=[], completed_at=None)
+    now = utcnow()
+
+    figures = sponsor_figures(session, a, now)
+    stats = compute_statistics(session, a, now)
+
+    assert (figures.analyses, figures.farmers_active) == (4, 4)  # the world's four completed ones
+    assert figures.farmers_reached == 6  # both new farmers redeemed a code: reached, not active
+    assert {c for c, _ in figures.crops} == {"ürün-s", "ürün-m", "ürün-l", "ürün-xl"}
+    assert dict(figures.provinces) == {"Antalya": 4}
+    assert sum(b.analyses for b in activity_series(session, a, Interval.DAY, now)) == 4
+    assert stats["analyses"]["total"] == 4 and sum(d["count"] for d in stats["analyses"]["per_day"]) == 4
+    assert {c["crop"] for c in stats["analyses"]["crops"]} == {"ürün-s", "ürün-m", "ürün-l", "ürün-xl"}
+    assert session.get(Analysis, failed).status == "failed"
 
 
 # --- who may open the pages -----------------------------------------------------------------------------------
