@@ -35,6 +35,7 @@ from admin.openapi import (
 )
 from admin.pagination import QueryArgs, in_range, page_args, paginate
 from admin.sponsors import SPONSOR_ID, SPONSOR_NOT_FOUND, own_sponsor
+from bot.crops import CROPS
 from models import Analysis, Farmer
 from models.db import MAX_ROW_ID
 from services import context
@@ -44,6 +45,7 @@ from services.visibility import (
     ANALYSIS_TIERS,
     COLUMNS,
     analysis_view,
+    crop_matches,
     find_sponsored_analysis,
     paying_tier,
     paying_tiers,
@@ -80,7 +82,7 @@ def list_sponsored_analyses(sponsor_id: int) -> Response:
         args.raise_if_errors()
         stmt = sponsored_analyses(sponsor_id).where(paying_tier().in_(ANALYSIS_TIERS))
         if crop is not None:
-            stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
+            stmt = stmt.where(crop_matches(crop))
         stmt = in_range(stmt, Analysis.created_at, since, until)
         stmt = stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc())
         farmers: dict[int, Farmer] = {}
@@ -130,7 +132,11 @@ _ANALYSIS_PROPS: dict[str, Any] = {
     "id": {"type": "integer"},
     "tier": {"enum": list(ANALYSIS_TIERS), "description": "The tier of the code that paid for this analysis: "
              "it decides what is shown, not the sponsor's highest purchase."},
-    "date": TIMESTAMP, "crop": NULLABLE_STR, "province": NULLABLE_STR,
+    "date": TIMESTAMP,
+    "crop": {**NULLABLE_STR, "description": "A machine value, stable: a known crop's key "
+             f"({', '.join(key for key, _, _ in CROPS)}), or the crop as the farmer typed it. Show a key by "
+             "its name in your reader's language."},
+    "province": NULLABLE_STR,
     "health_score": {"type": ["integer", "null"]}, "main_concern": NULLABLE_STR,
     "diseases": {"type": "array"}, "pests": {"type": "array"},
     "farmer_name": NULLABLE_STR, "farmer_phone_masked": {**NULLABLE_STR, "description": "e.g. +90 532 *** ** 67"},
@@ -154,7 +160,9 @@ SCHEMAS: dict[str, Any] = {
     "SponsoredAnalysisPage": page_of("SponsoredAnalysis"),
 }
 
-_FILTERS = [query_param("crop", {"type": "string", "maxLength": 200}, "Crop contains (literal)."),
+_FILTERS = [query_param("crop", {"type": "string", "maxLength": 200}, "A crop's key, its Turkish or English name, "
+                         "or part of one (`salatalik`, `Salatalık`, `Cucumber`, `sala`); case and Turkish letters "
+                         "are folded (`MISIR` finds misir)."),
             query_param("since", {"type": "string", "format": "date-time"}, "Created at or after."),
             query_param("until", {"type": "string", "format": "date-time"}, "Created before; later than `since`.")]
 

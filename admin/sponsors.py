@@ -375,13 +375,16 @@ SCHEMAS: dict[str, Any] = {
             "sponsor_id": {"type": "integer"}, "tiers": {"type": "array", "items": {"enum": list(TIER_ORDER)}},
             "codes": {"type": "object", "properties": {k: {"type": "integer"} for k in ("bought", *CODE_STATUSES)}},
             "analyses": {"type": "object", "properties": {
-                "total": {"type": "integer"},
+                "total": {"type": "integer", "description": "Completed analyses its codes paid for (as every "
+                          "figure here: a failed analysis was refunded, one in progress may still be)."},
                 "per_day": {"type": "array", "description": "The last 30 days, oldest first, each an Istanbul "
                             "calendar day (as the console's dashboard counts them).",
                             "items": {"type": "object", "properties": {
                     "date": {"type": "string", "format": "date"}, "count": {"type": "integer"}}}},
                 "crops": {"type": "array", "items": {"type": "object", "properties": {
-                    "crop": {"type": "string"}, "count": {"type": "integer"}}}},
+                    "crop": {"type": "string", "description": "As a sponsored analysis' `crop`: a known crop's "
+                             "key (stable) or the farmer's own text."},
+                    "count": {"type": "integer"}}}},
                 "health_scores": {"type": "object", "description": "Score 1..10 -> number of analyses.",
                                   "additionalProperties": {"type": "integer"}}}},
             "generated_at": {"type": "string", "format": "date-time"}}},

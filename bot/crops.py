@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.normalize import fold
-from translations import N_
+from bot.normalize import fold, fold_letters
+from translations import N_, SUPPORTED_LOCALES, gettext
 
 # (key, display name to translate, other names farmers write). The first ten fit one WhatsApp list
 # (10 rows at most, "Diğer" included); the rest are still understood when typed or in a caption.
@@ -30,6 +30,18 @@ _ALIASES = {alias: key for key, _, aliases in CROPS for alias in aliases}
 def display_name(key: str) -> str | None:
     """The msgid of a known crop's name (translate it), or None for a farmer's own free text."""
     return _BY_KEY.get(key)
+
+
+def keys_named(text: str) -> list[str]:
+    """The known crops whose key, a name farmers write, or displayed name in any language contains `text`,
+    folded (`Buğday`, `bugday`, `Wheat`, `salatalık`, `Cucum`): what a search for a crop as people read it
+    must also find, since analyses store the key."""
+    wanted = fold_letters(text.strip())
+    if not wanted:
+        return []
+    return [key for key, name, aliases in CROPS
+            if any(wanted in fold_letters(n)
+                   for n in (key, *aliases, *(gettext(locale, name) for locale in SUPPORTED_LOCALES)))]
 
 
 def find_crop(text: str | None) -> str | None:

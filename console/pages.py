@@ -3,7 +3,8 @@ and the error page.
 
 Every template is rendered with `render(...)`, which adds: `staff` (the signed-in user or None),
 `locale`, `_` / `_n` (console text in the page's language), `csrf_field()`, `datetime(value)` /
-`date(value)` (Europe/Istanbul, localised), `nav` (this role's links), `health_warnings` (the WhatsApp
+`date(value)` (Europe/Istanbul, localised), `crop(value)` (a known crop's name as the farmer reads it, in
+the page's language; a typed one as typed), `nav` (this role's links), `health_warnings` (the WhatsApp
 account banner), `languages`, and `here` (the current path, for the language switch).
 
 A list page reads its page with `page_number()` and slices with a `Pager`; any number in a query string or
@@ -23,6 +24,7 @@ from flask import flash, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from bot.replies import crop_name
 from console.security import CSRF_REFUSED, csrf_field
 from console.session import app_has_endpoint, current_locale, current_staff
 from models import StaffUser
@@ -96,7 +98,7 @@ def navigation(role: str | None) -> list[NavItem]:
 
 
 def text_helpers(locale: str) -> dict[str, Callable[..., str]]:
-    """`_`, `_n`, `datetime`, `date` bound to one language, for templates."""
+    """`_`, `_n`, `datetime`, `date`, `crop` bound to one language, for templates."""
     def _(msgid: str, **params: Any) -> str:
         return console_text(locale, msgid, **params)
 
@@ -109,7 +111,10 @@ def text_helpers(locale: str) -> dict[str, Callable[..., str]]:
     def show_date(value: date_type | datetime_type | None) -> str:
         return "" if value is None else format_date(value, locale, "medium")
 
-    return {"_": _, "_n": _n, "datetime": show_datetime, "date": show_date}
+    def show_crop(value: str | None) -> str:
+        return crop_name(locale, value) if value else ""
+
+    return {"_": _, "_n": _n, "datetime": show_datetime, "date": show_date, "crop": show_crop}
 
 
 def health_warnings() -> list[str]:

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
+from bot.replies import crop_name
 from console.charts import BarChart, bar_chart_svg
 from console.pages import Pager, flash_text, nav_item, page_number, render, whole_number
 from console.security import console_blueprint
@@ -72,6 +73,7 @@ from services.sponsorship import (
 from services.visibility import (
     ANALYSIS_TIERS,
     analysis_view,
+    crop_matches,
     find_sponsored_analysis,
     may_see_sponsor,
     paying_tier,
@@ -204,8 +206,9 @@ def dashboard(sponsor_id: int) -> Any:
         series = activity_series(session, sponsor_id, interval, now)
         tiers = purchased_tiers(session, sponsor_id)
     charts = [(bar_chart_svg(chart), chart, rows) for chart, rows in activity_charts(series, interval)]
+    crops = [(crop_name(current_locale(), name), n) for name, n in figures.crops]
     return render("console/sponsor_dashboard.html", **_base(sponsor, "dashboard"), figures=figures, charts=charts,
-                  interval=interval, intervals=[(i, INTERVAL_LABELS[i]) for i in Interval], tiers=tiers)
+                  crops=crops, interval=interval, intervals=[(i, INTERVAL_LABELS[i]) for i in Interval], tiers=tiers)
 
 
 # --- codes ----------------------------------------------------------------------------------------------
@@ -260,7 +263,8 @@ def analyses_csv(sponsor_id: int) -> Response:
     crop = (request.args.get("crop") or "").strip()[:100] or None
     with context.db().session() as session, session.begin():
         own_sponsor(session, sponsor_id)
-        body = export_sponsored_analyses_csv(session, sponsor_id, crop=crop, via="console")
+        body = export_sponsored_analyses_csv(session, sponsor_id, crop=crop, via="console",
+                                             locale=current_locale())
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="sponsor-{sponsor_id}-analyses.csv"'
     return response
@@ -439,7 +443,7 @@ def analyses(sponsor_id: int) -> Any:
         sponsor = own_sponsor(session, sponsor_id)
         stmt = sponsored_analyses(sponsor_id).where(paying_tier().in_(ANALYSIS_TIERS))
         if crop is not None:
-            stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
+            stmt = stmt.where(crop_matches(crop))
         total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
         pager = Pager(page_number(), PER_PAGE, total)
         rows = list(session.scalars(stmt.order_by(Analysis.created_at.desc(), Analysis.id.desc())
@@ -454,7 +458,7 @@ def analyses(sponsor_id: int) -> Any:
           {"page": pager.page, "total": total, "ids": [i.view["id"] for i in items],
            "tiers": [i.view["tier"] for i in items], "via": "console"})
     return render("console/sponsor_analyses.html", **_base(sponsor, "analyses"), items=items, pager=pager,
-                  crop=crop or "", hidden=hidden)
+                  crop_filter=crop or "", hidden=hidden)
 
 
 # Why a message is refused (`services.sponsor_messages`, the API's reasons), and the page's status then.

@@ -21,9 +21,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.replies import crop_name
 from models import Analysis, Farmer
 from services.audit import audit
-from services.visibility import ANALYSIS_TIERS, COLUMNS, analysis_view, paying_tier, sponsored_analyses, tier_rank
+from services.visibility import (
+    ANALYSIS_TIERS,
+    COLUMNS,
+    analysis_view,
+    crop_matches,
+    paying_tier,
+    sponsored_analyses,
+    tier_rank,
+)
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _FARMERS_PER_QUERY = 500
@@ -46,13 +55,14 @@ def csv_cell(value: object) -> str:
 
 def export_sponsored_analyses_csv(session: Session, sponsor_id: int, *, crop: str | None = None,
                                   since: datetime | None = None, until: datetime | None = None,
-                                  via: str | None = None) -> str:
-    """The sponsor's M, L and XL analyses (newest first, filtered like the list: crop contains, created
+                                  via: str | None = None, locale: str | None = None) -> str:
+    """The sponsor's M, L and XL analyses (newest first, filtered like the list: `crop_matches`, created
     at or after `since`, before `until`) as CSV, audited in the caller's transaction. `via` names the
-    surface in the audit row (the console says so; the API does not)."""
+    surface in the audit row (the console says so; the API does not). With `locale` (the console's reader)
+    a known crop is written by its name in that language; without (the API) by its stable key."""
     stmt = sponsored_analyses(sponsor_id).add_columns(paying_tier()).where(paying_tier().in_(ANALYSIS_TIERS))
     if crop is not None:
-        stmt = stmt.where(Analysis.crop.icontains(crop, autoescape=True))
+        stmt = stmt.where(crop_matches(crop))
     if since is not None:
         stmt = stmt.where(Analysis.created_at >= since)
     if until is not None:
@@ -71,6 +81,8 @@ def export_sponsored_analyses_csv(session: Session, sponsor_id: int, *, crop: st
     writer.writerow(columns)
     for analysis, tier in rows:
         view: dict[str, Any] = analysis_view(analysis, farmers.get(analysis.farmer_id), tier) or {}
+        if locale is not None and view.get("crop"):
+            view["crop"] = crop_name(locale, view["crop"])
         writer.writerow([csv_cell(view[c]) if c in view else "" for c in columns])
     details: dict[str, object] = {"total": len(rows), "ids": [a.id for a, _ in rows], "tiers": [t for _, t in rows],
                                   "crop": crop, "since": since.isoformat() if since else None,

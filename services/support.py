@@ -27,11 +27,12 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from bot.normalize import FOLD_AFTER_LOWER, FOLD_BEFORE_LOWER, fold_letters
+from bot.normalize import fold_letters
 from bot.types import State
 from models import CannedReply, Conversation, Direction, Farmer, Message, MessageStatus, SupportNote
 from models.db import insert_ignoring_conflicts
 from services.audit import audit
+from services.folding import folded
 from services.quota import lock_farmer
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import LimitError
@@ -252,16 +253,6 @@ class ConversationRow:
 _PHONE_AS_WRITTEN = re.compile(r"\+?[\d\s().-]+")
 
 
-def _folded(column: Any) -> Any:
-    """`column` as `bot.normalize.fold_letters` would write it, in SQL: `Yılmaz` and `YILMAZ` alike."""
-    for letter, plain in FOLD_BEFORE_LOWER:
-        column = func.replace(column, letter, plain)
-    column = func.lower(column)
-    for letter, plain in FOLD_AFTER_LOWER:
-        column = func.replace(column, letter, plain)
-    return column
-
-
 def _search(q: str) -> Any:
     """A farmer by phone (as people write it too: `0555 000 01 02`, `+90 555 000 01 02`), user id, username,
     name (whatever its case and Turkish letters: `YILMAZ` finds Yılmaz, `ibrahim` İbrahim), id, or the text
@@ -270,7 +261,7 @@ def _search(q: str) -> Any:
     by_text = exists().where(m.farmer_id == Farmer.id, m.text.icontains(q, autoescape=True))
     conditions = [Farmer.phone.icontains(q, autoescape=True), Farmer.user_id.icontains(q, autoescape=True),
                   Farmer.username.icontains(q, autoescape=True),
-                  _folded(Farmer.profile_name).contains(fold_letters(q), autoescape=True), by_text]
+                  folded(Farmer.profile_name).contains(fold_letters(q), autoescape=True), by_text]
     digits = re.sub(r"\D", "", q).lstrip("0")  # a national number's trunk 0, an international call's 00
     if _PHONE_AS_WRITTEN.fullmatch(q) and len(digits) >= 7:
         conditions.append(Farmer.phone.contains(digits, autoescape=True))

@@ -20,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from bot.crops import keys_named
+from bot.normalize import fold_letters
 from bot.place import province_in
 from models import (
     Analysis,
@@ -36,6 +38,7 @@ from models import (
     Tier,
 )
 from services.analysis_result import Recommendations, recommendations_of
+from services.folding import folded
 from services.json_input import iso
 from services.masking import mask_phone
 from services.sponsorship import TIER_ORDER
@@ -99,6 +102,14 @@ def paid_for_by(sponsor_id: int) -> ColumnElement[bool]:
 def sponsored_analyses(sponsor_id: int) -> Select[Any]:
     """The sponsor's completed analyses (every tier: filter on `paying_tier()` for what may be listed)."""
     return select(Analysis).where(paid_for_by(sponsor_id))
+
+
+def crop_matches(text: str) -> ColumnElement[bool]:
+    """The crop filter of the sponsor's lists and CSVs: an analysis stores a known crop by its key
+    (`salatalik`) and shows its name (`Salatalık`, `Cucumber`), so any of them finds it, whatever the case
+    and Turkish letters; a crop the farmer typed is found by what it contains, folded the same way."""
+    return or_(folded(Analysis.crop).contains(fold_letters(text), autoescape=True),
+               Analysis.crop.in_(keys_named(text)))
 
 
 def find_sponsored_analysis(session: Session, sponsor_id: int,

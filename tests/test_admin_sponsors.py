@@ -149,6 +149,25 @@ def test_analysis_view_is_none_for_s_and_no_tier(app, session):
     assert set(analysis_view(analysis, farmer, "XL") or {}) == set(COLUMNS["XL"])
 
 
+def test_the_api_keeps_a_crops_key_and_its_filter_finds_the_crop_by_its_name_too(app, client, world):
+    a = world["a"]
+    [m1, m2] = buy(app, a, "M", 2)
+    cucumber = add_analysis(app, a, add_farmer(app), code=m1, crop="salatalik")
+    add_analysis(app, a, add_farmer(app, "+905321234599"), code=m2, crop="Şeker pancarı")  # typed, not listed
+    headers = world["sponsor_a"]
+
+    for given in ("salatalik", "Salatalık", "SALATALIK", "Cucumber", "hıyar", "sala"):
+        items = client.get(f"/api/v1/sponsors/{a}/analyses", query_string={"crop": given},
+                           headers=headers).get_json()["items"]
+        assert [(i["id"], i["crop"]) for i in items] == [(cucumber, "salatalik")], given
+        rows = list(csv.DictReader(io.StringIO(client.get(f"/api/v1/sponsors/{a}/analyses.csv",
+                                                          query_string={"crop": given},
+                                                          headers=headers).get_data(as_text=True))))
+        assert [r["crop"] for r in rows] == ["salatalik"], given
+    typed = client.get(f"/api/v1/sponsors/{a}/analyses", query_string={"crop": "SEKER"}, headers=headers)
+    assert [i["crop"] for i in typed.get_json()["items"]] == ["Şeker pancarı"]
+
+
 @pytest.mark.parametrize("tier", ["M", "L", "XL"])
 def test_each_tier_sees_exactly_its_columns(app, client, world, tier):
     a = world["a"]

@@ -27,7 +27,7 @@ from services.sponsorship import RedeemOutcome
 from services.whatsapp.account import TemplateStatus
 from services.whatsapp.health import set_template_status
 from tests.admin_helpers import make_sponsor, make_staff
-from tests.console_helpers import console_login, csrf
+from tests.console_helpers import console_login, csrf, post
 from tests.helpers import set_runtime
 from translations.templates import TEMPLATES
 
@@ -439,6 +439,54 @@ def test_the_list_shows_each_analysis_as_its_own_codes_tier_allows(client, sessi
     assert "Çiftçi L" in page and "+90 532 *** ** 02" in page and "+905321112202" not in page
     assert "Çiftçi XL" in page and "+905321112203" in page
     assert "sponsor.analyses.read" in audit_actions(session)
+
+
+def crop_world(app, world) -> tuple[int, int]:
+    """Sponsor A's M analyses of a cucumber (stored by its key) and of a crop the farmer typed."""
+    [m1, m2] = buy(app, world["a"], "M", 2)
+    cucumber = add_analysis(app, world["a"], add_farmer(app, "+905321112280"), m1, crop="salatalik")
+    typed = add_analysis(app, world["a"], add_farmer(app, "+905321112281"), m2, crop="Şeker pancarı")
+    return cucumber, typed
+
+
+def test_a_known_crop_is_shown_by_its_name_in_the_readers_language_and_a_typed_one_as_typed(app, client, world):
+    cucumber, typed = crop_world(app, world)
+    a = world["a"]
+    sign_in(client, "a@sponsor.test")
+    for language, name in (("tr", "Salatalık"), ("en", "Cucumber")):
+        post(client, "/console/language", {"locale": language, "next": "/console"})
+        dashboard = client.get(f"/console/sponsors/{a}").get_data(as_text=True)
+        crops = dashboard[dashboard.index('id="top-crops"'):]
+        crops = crops[:crops.index("</table>")]
+        listing = client.get(f"/console/sponsors/{a}/analyses").get_data(as_text=True)
+        page = client.get(f"/console/sponsors/{a}/analyses/{cucumber}").get_data(as_text=True)
+        rows = list(csv.DictReader(io.StringIO(client.get(f"/console/sponsors/{a}/analyses.csv")
+                                               .get_data(as_text=True))))
+        for shown in (crops, listing, page):
+            assert f">{name}<" in shown and "salatalik" not in shown, language
+        assert ">Şeker pancarı<" in crops and ">Şeker pancarı<" in listing
+        assert {r["id"]: r["crop"] for r in rows}[str(cucumber)] == name
+        assert {r["id"]: r["crop"] for r in rows}[str(typed)] == "Şeker pancarı"
+
+
+@pytest.mark.parametrize("given", ["salatalik", "Salatalık", "SALATALIK", "salatalık", "Cucumber", "cucum"])
+def test_the_crop_filter_finds_an_analysis_by_the_name_shown_or_its_key(app, client, world, given):
+    cucumber, _ = crop_world(app, world)
+    a = world["a"]
+    sign_in(client, "a@sponsor.test")
+
+    listing = client.get(f"/console/sponsors/{a}/analyses", query_string={"crop": given}).get_data(as_text=True)
+    exported = client.get(f"/console/sponsors/{a}/analyses.csv", query_string={"crop": given})
+
+    assert re.findall(r'<tr data-tier="[A-Z]+" data-id="(\d+)"', listing) == [str(cucumber)], given
+    assert [r["id"] for r in csv.DictReader(io.StringIO(exported.get_data(as_text=True)))] == [str(cucumber)]
+
+
+def test_the_crop_filter_folds_turkish_letters_of_a_typed_crop(app, client, world):
+    _, typed = crop_world(app, world)
+    sign_in(client, "a@sponsor.test")
+    listing = client.get(f"/console/sponsors/{world['a']}/analyses", query_string={"crop": "SEKER PANCARI"})
+    assert re.findall(r'<tr data-tier="[A-Z]+" data-id="(\d+)"', listing.get_data(as_text=True)) == [str(typed)]
 
 
 def test_the_analyses_page_links_the_apis_csv_of_its_filter_audited_from_the_console(client, session, world):
