@@ -28,9 +28,11 @@ Conventions (how to add...)
   where shown). Then `make console-messages` and fill every Turkish msgstr in
   `translations/tr/LC_MESSAGES/console.po` (`python -m translations.check` fails on a missing one).
   Dates with `datetime(value)` / `date(value)` in templates: Europe/Istanbul, in the page's language.
-- a form: `<form method="post">` with `{{ csrf_field() }}` inside; every POST to a console page without the
-  session's token is refused with a 400 page before any view runs. After a successful POST:
-  `flash_text("success", "English source", **params)` (console.pages) and redirect (post/redirect/get).
+- a form: `<form method="post">` with `{{ csrf_field() }}` inside (the CSRF token and a one-time form token);
+  every POST to a console page without the session's token is refused with a 400 page before any view runs,
+  and a form posted twice is done once (console.security: the second lands where the first did). After a
+  successful POST: `flash_text("success", "English source", **params)` (console.pages) and redirect
+  (post/redirect/get).
   Parse the form once into a frozen dataclass; a bad field re-renders the form with its message
   (`render(..., status=400)`), never a 5xx.
 - styles: `console/static/console/console.css` only (no inline style attributes: the CSP forbids them);

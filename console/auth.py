@@ -39,8 +39,9 @@ from services.staff_auth import (
 )
 from translations import SUPPORTED_LOCALES, console_text
 
-bp = console_blueprint("console_auth", __name__, template_folder="templates", static_folder="static",
-                       static_url_path="/static")
+# Not once-only: these forms act on the session cookie itself, and each is harmless twice (console.security).
+bp = console_blueprint("console_auth", __name__, once_only=False, template_folder="templates",
+                       static_folder="static", static_url_path="/static")
 
 HOME_ENDPOINTS = {"admin": "console_admin.index", "support": "console_support.index",
                   "sponsor": "console_sponsor.index"}

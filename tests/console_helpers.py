@@ -1,15 +1,19 @@
-"""Helpers for the console tests: the CSRF token of a test client's session, signing in, posting a form."""
+"""Helpers for the console tests: the CSRF token of a test client's session, signing in, posting a form, a
+form's one-time token, and posting one form twice at once from the same session (a double click)."""
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from console.session import COOKIE_NAME
 from tests.admin_helpers import PASSWORD, make_staff
+from tests.helpers import run_concurrently
 
 
 def csrf(client: FlaskClient) -> str:
@@ -46,3 +50,23 @@ def signed_in(app: Flask, client: FlaskClient, role: str, email: str | None = No
 
 def form_fields(html: str) -> set[str]:
     return set(re.findall(r'name="([^"]+)"', html))
+
+
+def form_nonce(html: str, action: str) -> str:
+    """The one-time form token of the form posting to `action` on a rendered page."""
+    form = re.search(r'<form[^>]*action="' + re.escape(action) + r'"[^>]*>(.*?)</form>', html, re.S)
+    assert form is not None, action
+    nonce = re.search(r'name="form_nonce" value="([^"]+)"', form.group(1))
+    assert nonce is not None
+    return nonce.group(1)
+
+
+def post_twice_at_once(app: Flask, client: FlaskClient, path: str, data: dict[str, Any]) -> list[TestResponse]:
+    """The same form posted twice at once from the client's session (a double click): two test clients with
+    the same cookie, released together."""
+    twin = app.test_client()
+    cookie = client.get_cookie(COOKIE_NAME, path="/console")
+    assert cookie is not None
+    twin.set_cookie(COOKIE_NAME, cookie.value, path="/console")
+    body = {"csrf_token": csrf(client), **data}
+    return run_concurrently([partial(c.post, path, data=body) for c in (client, twin)])

@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -72,23 +72,28 @@ def post_webhook(client: FlaskClient, raw: bytes | dict[str, Any], secret: str =
                        headers={"X-Hub-Signature-256": sign(raw, secret)})
 
 
-def post_concurrently(app: Flask, bodies: list[dict[str, Any]]) -> None:
-    """Every body posted to the webhook at once, each from its own thread (as Meta's concurrent deliveries
-    arrive); each must be answered 200."""
-    barrier = threading.Barrier(len(bodies))
-    statuses: list[int] = []
+def run_concurrently(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Every call at once, each from its own thread released together; their results in the calls' order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
 
-    def post(body: dict[str, Any]) -> None:
-        client = app.test_client()
+    def run(i: int) -> None:
         barrier.wait()
-        statuses.append(post_webhook(client, body).status_code)
+        results[i] = calls[i]()
 
-    threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert statuses == [200] * len(bodies)
+    return results
+
+
+def post_concurrently(app: Flask, bodies: list[dict[str, Any]]) -> None:
+    """Every body posted to the webhook at once, each from its own thread (as Meta's concurrent deliveries
+    arrive); each must be answered 200."""
+    responses = run_concurrently([partial(post_webhook, app.test_client(), body) for body in bodies])
+    assert [r.status_code for r in responses] == [200] * len(bodies)
 
 
 def migrate(url: str) -> None:

@@ -27,7 +27,7 @@ from services.sponsorship import RedeemOutcome
 from services.whatsapp.account import TemplateStatus
 from services.whatsapp.health import set_template_status
 from tests.admin_helpers import make_sponsor, make_staff
-from tests.console_helpers import console_login, csrf, post
+from tests.console_helpers import console_login, csrf, form_nonce, post, post_twice_at_once
 from tests.helpers import set_runtime
 from translations.templates import TEMPLATES
 
@@ -409,6 +409,23 @@ def test_a_sponsor_files_a_purchase_request_and_sees_it_pending(client, session,
     assert "250" in page and "Ekim kampanyası" in page
 
 
+def test_a_purchase_request_posted_twice_at_once_or_again_files_one_request(app, client, session, world):
+    sign_in(client, "a@sponsor.test")
+    path = f"/console/sponsors/{world['a']}/purchase-requests"
+    terms = {"tier": "L", "quantity": "250", "code_valid_days": "120", "subscription_days": "60"}
+
+    at_once = post_twice_at_once(app, client, path, {**terms, "form_nonce": form_nonce(client.get(path).get_data(
+        as_text=True), path)})
+    nonce = form_nonce(client.get(path).get_data(as_text=True), path)
+    first = client.post(path, data={"csrf_token": csrf(client), **terms, "form_nonce": nonce})
+    again = client.post(path, data={"csrf_token": csrf(client), **terms, "form_nonce": nonce}, follow_redirects=True)
+
+    assert [a.status_code for a in at_once] == [302, 302] and first.status_code == 302
+    assert again.request.path == path and "Bu form zaten gönderildi" in again.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(PurchaseRequest)) == 2  # one per form shown
+    assert audit_actions(session).count("sponsor.purchase_request.create") == 2
+
+
 def test_a_wrong_purchase_request_is_shown_again_with_its_message(client, session, world):
     sign_in(client, "a@sponsor.test")
     response = client.post(f"/console/sponsors/{world['a']}/purchase-requests",
@@ -559,6 +576,48 @@ def test_a_message_to_an_l_tier_farmer_is_queued_and_audited(client, session, wo
     assert sponsor_messages(session) == 1
     assert "sponsor.message.send" in audit_actions(session)
     assert re.search(r"1\D+10", client.get(path).get_data(as_text=True).split('id="cap"')[1][:200])
+
+
+def message_form(client, world) -> tuple[str, str]:
+    """The L analysis' page and its message form's one-time token, as the sponsor's browser has them."""
+    path = f"/console/sponsors/{world['a']}/analyses/{world['analyses']['L']}"
+    return path, form_nonce(client.get(path).get_data(as_text=True), f"{path}/message")
+
+
+def test_a_message_form_posted_twice_at_once_queues_one_message(app, client, session, world):
+    sign_in(client, "a@sponsor.test")
+    path, nonce = message_form(client, world)
+
+    answers = post_twice_at_once(app, client, f"{path}/message", {"text": "Yeni gübremiz çıktı", "form_nonce": nonce})
+
+    assert [a.status_code for a in answers] == [302, 302]
+    assert {a.headers["Location"] for a in answers} == {path}
+    assert sponsor_messages(session) == 1
+    assert audit_actions(session).count("sponsor.message.send") == 1
+    assert re.search(r"1\D+10", client.get(path).get_data(as_text=True).split('id="cap"')[1][:200])
+
+
+def test_a_message_form_sent_again_lands_on_the_analysis_saying_it_was_already_done(client, session, world):
+    sign_in(client, "a@sponsor.test")
+    path, nonce = message_form(client, world)
+    form = {"csrf_token": csrf(client), "text": "Yeni gübremiz çıktı", "form_nonce": nonce}
+
+    first = client.post(f"{path}/message", data=form)
+    again = client.post(f"{path}/message", data=form, follow_redirects=True)
+
+    assert first.status_code == 302 and again.status_code == 200 and again.request.path == path
+    assert "Bu form zaten gönderildi; işlem ikinci kez yapılmadı." in again.get_data(as_text=True)
+    assert sponsor_messages(session) == 1 and audit_actions(session).count("sponsor.message.send") == 1
+
+
+def test_a_refused_message_lets_its_form_be_sent_again(client, session, world):
+    sign_in(client, "a@sponsor.test")
+    path, nonce = message_form(client, world)
+    form = {"csrf_token": csrf(client), "form_nonce": nonce}
+
+    assert client.post(f"{path}/message", data={**form, "text": " "}).status_code == 422  # nothing done
+    assert client.post(f"{path}/message", data={**form, "text": "Yeni gübremiz çıktı"}).status_code == 302
+    assert sponsor_messages(session) == 1
 
 
 def test_the_daily_cap_stops_the_next_message_and_is_shown(app, client, session, world):

@@ -14,7 +14,7 @@ from models import AuditLog, CannedReply, Farmer, Message, SupportNote, UsageLed
 from services import quota
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub, onboarded_farmer
-from tests.console_helpers import post, signed_in
+from tests.console_helpers import form_nonce, post, post_twice_at_once, signed_in
 
 PHONE = "+905321234567"
 
@@ -257,6 +257,23 @@ def test_a_note_is_saved_with_its_author(client: FlaskClient, supporter: int, fa
     assert "Seracı, Antalya." in page(client, f"/console/support/farmers/{farmer_id}")
     post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "   "})
     assert session.scalar(select(func.count()).select_from(SupportNote)) == 1
+
+
+def test_a_note_form_posted_twice_at_once_or_again_saves_one_note(app: Flask, client: FlaskClient, supporter: int,
+                                                                  farmer_id: int, session) -> None:
+    farmer_page = f"/console/support/farmers/{farmer_id}"
+    action = f"{farmer_page}/notes"
+
+    at_once = post_twice_at_once(app, client, action, {"text": "Seracı, Antalya.",
+                                                       "form_nonce": form_nonce(page(client, farmer_page), action)})
+    nonce = form_nonce(page(client, farmer_page), action)
+    post(client, action, {"text": "Bahçe, Konya.", "form_nonce": nonce})
+    again = post(client, action, {"text": "Bahçe, Konya.", "form_nonce": nonce}, follow_redirects=True)
+
+    assert [a.status_code for a in at_once] == [302, 302]
+    assert again.request.path == farmer_page and "Bu form zaten gönderildi" in again.get_data(as_text=True)
+    notes = session.scalars(select(SupportNote.text).order_by(SupportNote.id)).all()
+    assert notes == ["Seracı, Antalya.", "Bahçe, Konya."]
 
 
 def test_a_refused_note_keeps_its_text_in_the_box(client: FlaskClient, supporter: int, farmer_id: int,
