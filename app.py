@@ -13,7 +13,8 @@ from typing import Any
 
 from flask import Flask, request
 from flask_cors import CORS
-from werkzeug.exceptions import HTTPException
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console import init_console
@@ -36,6 +37,16 @@ class ZiraAIApp(Flask):
         working report or media token (`/r/<token>`), which must never reach the log."""
         rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
         self.logger.error("Exception on %s [%s]", rule, request.method, exc_info=exc_info)
+
+    def handle_user_exception(self, e: Exception) -> Any:
+        """A body gunicorn cannot parse (a bad chunk size, a chunk without its CRLF, the client gone mid-body)
+        is the client's mistake: a 400 wherever the body was read, never a 500 with a traceback. Mapped here,
+        before any blueprint's catch-all handler sees it."""
+        if isinstance(e, ParseException | NoMoreData):
+            rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+            log.warning("request body refused: %s", str(e)[:200], extra={"route": rule, "method": request.method})
+            e = BadRequest("The request body could not be read: it is not valid HTTP (e.g. a malformed chunk).")
+        return super().handle_user_exception(e)
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
