@@ -254,7 +254,7 @@ def staff() -> ResponseReturnValue:
         return _staff_page()
     values = {k: request.form.get(k, "")[:1024] for k in ("email", "role", "password", "sponsor_id")}
     sponsor_raw = values["sponsor_id"].strip()
-    sponsor_id = int(sponsor_raw) if sponsor_raw.isdigit() and len(sponsor_raw) < 10 else None
+    sponsor_id = int(sponsor_raw) if sponsor_raw.isascii() and sponsor_raw.isdigit() and len(sponsor_raw) < 10 else None
     try:
         with context.db().session() as session, session.begin():
             user = create_staff_user(session, values["email"], values["password"], values["role"],
@@ -356,10 +356,10 @@ class TierForm:
         """None when a field is out of its bounds (the same as the API's: services.tiers)."""
         def limit(name: str) -> int | None:
             raw = form.get(name, "").strip()
-            return int(raw) if re.fullmatch(r"\d{1,7}", raw) and int(raw) <= MAX_LIMIT else None
+            return int(raw) if re.fullmatch(r"[0-9]{1,7}", raw) and int(raw) <= MAX_LIMIT else None
 
         daily, monthly = limit("daily_limit"), limit("monthly_limit")
-        price = parse_price(form.get("price_try", "")[:20].replace(",", "."))
+        price = parse_price(form.get("price_try", "")[:20].strip().replace(",", "."))
         if daily is None or monthly is None or price is None:
             return None
         return cls(daily, monthly, price, form.get("active") == "on")
@@ -437,7 +437,7 @@ def settings() -> ResponseReturnValue:
             if raw is None:
                 continue
             raw = raw.strip()[:20]
-            value: Any = None if raw == "" else (int(raw) if spec.kind == "integer" and re.fullmatch(r"-?\d{1,9}", raw)
+            value: Any = None if raw == "" else (int(raw) if spec.kind == "integer" and re.fullmatch(r"-?[0-9]{1,9}", raw)
                                                  else raw)
             if value is not None and spec.check(value) is not None:
                 errors[name] = _setting_refusal(spec)
@@ -497,7 +497,7 @@ def audit_log() -> ResponseReturnValue:
     page = page_number()
     stmt = select(AuditLog, StaffUser.email).outerjoin(StaffUser, StaffUser.id == AuditLog.user_id)
     if filters.actor:
-        if filters.actor.isdigit() and len(filters.actor) < 10:
+        if filters.actor.isascii() and filters.actor.isdigit() and len(filters.actor) < 10:
             stmt = stmt.where(AuditLog.user_id == int(filters.actor))
         else:
             stmt = stmt.where(StaffUser.email.icontains(filters.actor.lower(), autoescape=True))

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 VERSION_KEY = "ziraai:runtime-settings:version"
 CHECK_SECONDS = 1.0
 FALLBACK_SECONDS = 30.0
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Spec:
             if self.minimum is not None and self.maximum is not None and not self.minimum <= value <= self.maximum:
                 return f"must be {self.minimum}..{self.maximum}"
             return None
-        if not isinstance(value, str) or not _HHMM.match(value):
+        if not isinstance(value, str) or not _HHMM.fullmatch(value):
             return "must be a time of day as HH:MM (00:00..23:59)"
         return None
 

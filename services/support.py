@@ -250,7 +250,7 @@ class ConversationRow:
     conversation: Conversation | None
 
 
-_PHONE_AS_WRITTEN = re.compile(r"\+?[\d\s().-]+")
+_PHONE_AS_WRITTEN = re.compile(r"\+?[0-9\s().-]+", re.ASCII)
 
 
 def _search(q: str) -> Any:
@@ -262,10 +262,10 @@ def _search(q: str) -> Any:
     conditions = [Farmer.phone.icontains(q, autoescape=True), Farmer.user_id.icontains(q, autoescape=True),
                   Farmer.username.icontains(q, autoescape=True),
                   folded(Farmer.profile_name).contains(fold_letters(q), autoescape=True), by_text]
-    digits = re.sub(r"\D", "", q).lstrip("0")  # a national number's trunk 0, an international call's 00
+    digits = re.sub(r"[^0-9]", "", q).lstrip("0")  # a national number's trunk 0, an international call's 00
     if _PHONE_AS_WRITTEN.fullmatch(q) and len(digits) >= 7:
         conditions.append(Farmer.phone.contains(digits, autoescape=True))
-    if q.isdigit() and len(q) <= 9:
+    if q.isascii() and q.isdigit() and len(q) <= 9:
         conditions.append(Farmer.id == int(q))
     return or_(*conditions)
 

@@ -157,6 +157,28 @@ def test_a_staff_form_with_a_taken_email_or_short_password_is_refused(admin: int
     assert unknown_role.status_code == 400 and "Bir rol seçin." in unknown_role.get_data(as_text=True)
 
 
+def test_numbers_in_other_digits_than_ascii_are_refused_by_the_admin_forms(app: Flask, admin: int,
+                                                                          client: FlaskClient, session) -> None:
+    """`int()` reads `٧` as 7: a form took a limit, a setting or a sponsor typed in Arabic-Indic digits as
+    the number. They are refused now, as the API refuses them."""
+    tier = post(client, "/console/admin/tiers/M", {"daily_limit": "٧", "monthly_limit": "70", "price_try": "1"})
+    assert tier.status_code == 400
+    assert session.scalars(select(Tier.daily_limit).where(Tier.code == "M")).one() != 7
+    setting = post(client, "/console/admin/settings", {"n8n_timeout_seconds": "٣٠"})
+    assert setting.status_code == 400
+    sponsor_id = make_sponsor(app)
+    staff = post(client, "/console/admin/staff", {"email": "arabic@sponsor.test", "role": "sponsor",
+                                                  "sponsor_id": str(sponsor_id).translate(ARABIC_INDIC),
+                                                  "password": PASSWORD})
+    assert staff.status_code == 400
+    assert session.scalars(select(StaffUser).where(StaffUser.email == "arabic@sponsor.test")).all() == []
+    by_actor = client.get(f"/console/admin/audit?actor={str(admin).translate(ARABIC_INDIC)}").get_data(as_text=True)
+    assert "<code>auth.login</code>" not in by_actor
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
 def test_an_admin_cannot_deactivate_themselves(admin: int, client: FlaskClient, session) -> None:
     post(client, f"/console/admin/staff/{admin}/deactivate")
     assert session.get(StaffUser, admin).active is True

@@ -86,6 +86,8 @@ def test_patch_changes_audits_and_null_resets(app, client, admin, session):
     ({"sponsor_message_daily_cap": 11}, "sponsor_message_daily_cap", "0..10"),
     ({"quiet_hours_end": "24:00"}, "quiet_hours_end", "HH:MM"),
     ({"quiet_hours_end": 8}, "quiet_hours_end", "HH:MM"),
+    ({"quiet_hours_end": "٠٨:٠٠"}, "quiet_hours_end", "HH:MM"),  # Arabic-Indic digits
+    ({"quiet_hours_end": "08:00\n"}, "quiet_hours_end", "HH:MM"),
     ({"max_upload": 1}, "max_upload", "not a runtime setting"),
 ])
 def test_bad_values_are_field_errors_and_change_nothing(app, client, admin, body, field, message):

@@ -171,6 +171,15 @@ def test_a_dotted_capital_i_is_found_either_way(app, farmer, session, q):
     assert support.conversations(session, utcnow(), q=q)[1] == 1
 
 
+def test_a_farmer_id_or_phone_in_other_digits_than_ascii_finds_nobody(app, farmer, session):
+    """The support search reads numbers in ASCII digits only, as the webhook does (an id typed `١` was farmer 1)."""
+    farmer_id = farmer_row(session).id
+    other_digits = str(farmer_id).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert support.conversations(session, utcnow(), q=str(farmer_id))[1] == 1
+    assert support.conversations(session, utcnow(), q=other_digits)[1] == 0
+    assert support.conversations(session, utcnow(), q="٠٥٣٢ ١٢٣ ٤٥ ٦٧")[1] == 0
+
+
 def test_a_short_or_unlike_number_is_not_taken_for_a_phone(app, farmer, session):
     assert support.conversations(session, utcnow(), q="0 532")[1] == 0
     assert support.conversations(session, utcnow(), q="4567 domates")[1] == 0

@@ -28,6 +28,9 @@ from tests.helpers import FIXTURES, fixture_json
     ("", None),
     (None, None),
     ("1" * 16, None),
+    ("٩٠٥٣٢١٢٣٤٥٦٧", None),  # Arabic-Indic digits: Meta sends ASCII, so not a number of ours
+    ("９０５３２１２３４５６７", None),  # full-width
+    ("+90 532 ۱۲۳ 45 67", None),  # Persian digits among ASCII ones
 ])
 def test_phone_numbers_normalise_to_e164_or_none(raw, expected):
     assert normalize_phone(raw) == expected

@@ -207,6 +207,21 @@ def test_message_missing_fields_is_kept_not_crashed(client, session):
     assert session.scalar(select(UnhandledWebhook.reason)) == "message without a usable id or sender"
 
 
+@pytest.mark.parametrize("sender", ["٩٠٥٣٢١٢٣٤٥٦٧", "９０５３２１２３４５６７", "۹۰۵۳۲۱۷۷۷۷۷۷", "+90 532 ١٢٣ 45 67"])
+def test_a_sender_in_other_digits_than_ascii_is_kept_unhandled_never_a_second_farmer(client, session, sender):
+    """Meta writes `from` in ASCII digits. A number in Arabic-Indic, full-width or Persian digits is not a
+    usable sender: kept with the reason like `"abc"`. (Before: it became a farmer `+٩٠٥...` beside
+    `+905...`, and the bot welcomed it.)"""
+    body = fixture_json("text.json")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["messages"][0]["from"] = sender
+    value["contacts"][0]["wa_id"] = sender
+    assert post_webhook(client, body).status_code == 200
+    assert messages(session) == []
+    assert session.scalar(select(func.count()).select_from(Farmer)) == 0
+    assert session.scalar(select(UnhandledWebhook.reason)) == "message without a usable id or sender"
+
+
 # --- every fixture ----------------------------------------------------------------------------
 
 EXPECTED = {

@@ -211,9 +211,9 @@ class ParsedWebhook:
     account: list[AccountEvent] = field(default_factory=list)  # template, number and account health
 
 
-_NON_DIGITS = re.compile(r"\D")
+_NON_DIGITS = re.compile(r"[^0-9]")
 _PHONE_SHAPED = re.compile(r"\+?[0-9 ()-]{8,24}")
-_PHONE_CHARACTERS = re.compile(r"[+\d\s().-]+")
+_PHONE_CHARACTERS = re.compile(r"[+0-9\s().-]+", re.ASCII)
 _USER_ID = re.compile(r"[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}")
 # What the message log can hold (column sizes); Meta's own ids are far shorter. An id beyond its
 # bound makes the item a problem (kept raw), another field beyond it is left out (the raw keeps it).
@@ -232,7 +232,9 @@ MAX_ITEMS_PER_DELIVERY = 1000
 
 def normalize_phone(value: object) -> str | None:
     """A WhatsApp phone id or typed number -> E.164 with '+' (`905321234567` -> `+905321234567`). Only
-    phone numbers: anything with letters (a user id, a group's base64 id) is None, never digits picked out."""
+    phone numbers: anything with letters (a user id, a group's base64 id) is None, never digits picked out; so
+    is a number in other digits (`٩٠٥...`, `９０５...`): Meta sends ASCII digits, and such a number would be a
+    second farmer beside the same number in ASCII."""
     if type(value) is str and value.isascii() and value.isdigit() and 8 <= len(value) <= 15 and value[:2] != "00":
         return "+" + value  # Meta's own form (digits only): the same answer as below, without the regexes
     if value is None or isinstance(value, bool) or not _PHONE_CHARACTERS.fullmatch(str(value)):
