@@ -195,7 +195,8 @@ PATHS: dict[str, Any] = {
             "summary": "Search the message log, newest first (roles: support, admin). Audited.",
             "parameters": [
                 *PAGE_PARAMS,
-                query_param("phone", {"type": "string"}, "The farmer's number in ASCII digits (normalised to E.164) or user id."),
+                query_param("phone", {"type": "string"},
+                            "The farmer's number in ASCII digits (normalised to E.164) or user id."),
                 query_param("direction", {"enum": ["in", "out"]}, "in (from farmers) or out (ours)."),
                 query_param("type", {"type": "string", "pattern": "^[a-z_]{1,30}$"}, "Message type: text, image..."),
                 query_param("status", {"enum": MESSAGE_STATUSES}, "Message status."),

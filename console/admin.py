@@ -254,7 +254,7 @@ def staff() -> ResponseReturnValue:
         return _staff_page()
     values = {k: request.form.get(k, "")[:1024] for k in ("email", "role", "password", "sponsor_id")}
     sponsor_raw = values["sponsor_id"].strip()
-    sponsor_id = int(sponsor_raw) if sponsor_raw.isascii() and sponsor_raw.isdigit() and len(sponsor_raw) < 10 else None
+    sponsor_id = int(sponsor_raw) if re.fullmatch(r"[0-9]{1,9}", sponsor_raw) else None
     try:
         with context.db().session() as session, session.begin():
             user = create_staff_user(session, values["email"], values["password"], values["role"],
@@ -437,8 +437,8 @@ def settings() -> ResponseReturnValue:
             if raw is None:
                 continue
             raw = raw.strip()[:20]
-            value: Any = None if raw == "" else (int(raw) if spec.kind == "integer" and re.fullmatch(r"-?[0-9]{1,9}", raw)
-                                                 else raw)
+            integer = spec.kind == "integer" and re.fullmatch(r"-?[0-9]{1,9}", raw)
+            value: Any = None if raw == "" else (int(raw) if integer else raw)
             if value is not None and spec.check(value) is not None:
                 errors[name] = _setting_refusal(spec)
                 typed[name] = raw
