@@ -44,6 +44,7 @@ from admin.validation import Body, row_or_404
 from models import CodeStatus, Sponsor, SponsorCode, Tier, utcnow
 from services import context
 from services.audit import audit
+from services.contact_details import PHONE_EXAMPLE, is_email_address, is_phone_number
 from services.json_input import iso
 from services.sponsor_stats import compute_statistics, invalidate_stats, purchased_tiers, stats_key
 from services.sponsorship import (
@@ -113,13 +114,13 @@ def _sponsor_fields(body: Body, *, creating: bool) -> dict[str, Any]:
         fields["logo_url"] = logo
     present, email = _optional_text(body, "contact_email", 254)
     if present:
-        if email is not None and ("@" not in email or any(c.isspace() for c in email)):
-            body.errors.append(field_error("contact_email", "must be an email address"))
+        if email is not None and not is_email_address(email):
+            body.errors.append(field_error("contact_email", "must be an email address such as name@example.com"))
         fields["contact_email"] = email
     present, phone = _optional_text(body, "contact_phone", 20)
     if present:
-        if phone is not None and not all(c.isdigit() or c in "+ ()-" for c in phone):
-            body.errors.append(field_error("contact_phone", "must be a phone number such as +902121234567"))
+        if phone is not None and not is_phone_number(phone):
+            body.errors.append(field_error("contact_phone", f"must be a phone number such as {PHONE_EXAMPLE}"))
         fields["contact_phone"] = phone
     body.refuse_unknown(("name", "logo_url", "contact_email", "contact_phone"))
     body.raise_if_errors()
@@ -328,6 +329,12 @@ def _op(op_id: str, summary: str, responses: dict[str, Any], *, params: list[dic
     return operation(op_id, summary, "sponsors", responses, params=params, body=body)
 
 
+_CONTACT_EMAIL = {**NULLABLE_STR, "format": "email", "maxLength": 254,
+                  "description": "local@domain: an ASCII local part, a domain of two or more labels (IDNA allowed)."}
+_CONTACT_PHONE = {**NULLABLE_STR, "maxLength": 20, "pattern": r"^[+(0-9][0-9 ()+-]*$",
+                  "description": f"ASCII digits, e.g. {PHONE_EXAMPLE}, +90 (212) 123-45-67 or 0212 123 45 67: `+` "
+                                 "(or 00) and a country code, or the trunk 0, then 7-15 digits."}
+
 SCHEMAS: dict[str, Any] = {
     "Sponsor": {"type": "object", "required": ["id", "name", "created_at"],
                 "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "logo_url": NULLABLE_STR,
@@ -340,13 +347,11 @@ SCHEMAS: dict[str, Any] = {
     "SponsorCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
                       "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
                                      "logo_url": _LOGO_URL,
-                                     "contact_email": {**NULLABLE_STR, "maxLength": 254},
-                                     "contact_phone": {**NULLABLE_STR, "maxLength": 20}}},
+                                     "contact_email": _CONTACT_EMAIL, "contact_phone": _CONTACT_PHONE}},
     "SponsorUpdate": {"type": "object", "additionalProperties": False,
                       "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
                                      "logo_url": _LOGO_URL,
-                                     "contact_email": {**NULLABLE_STR, "maxLength": 254},
-                                     "contact_phone": {**NULLABLE_STR, "maxLength": 20}}},
+                                     "contact_email": _CONTACT_EMAIL, "contact_phone": _CONTACT_PHONE}},
     "PurchaseTerms": {"type": "object", "required": ["tier", "quantity"], "additionalProperties": False,
                       "properties": {"tier": {"enum": list(TIER_ORDER)},
                                      "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},

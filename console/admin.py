@@ -31,6 +31,7 @@ from models import (
 )
 from services import context, runtime_settings
 from services.audit import ACTION_PATTERN, audit
+from services.contact_details import is_email_address, is_phone_number
 from services.password_reset import RESET_SECONDS, issue_reset_token
 from services.runtime_settings import SPECS
 from services.sponsor_stats import invalidate_stats, purchased_tiers
@@ -90,9 +91,9 @@ class SponsorForm:
         phone = form.get("contact_phone", "").strip() or None
         if not name or len(name) > 200:
             errors["name"] = N_("Enter a name of up to 200 characters.")
-        if email is not None and ("@" not in email or len(email) > 254 or any(c.isspace() for c in email)):
+        if email is not None and not is_email_address(email):
             errors["contact_email"] = N_("Enter an email address.")
-        if phone is not None and (len(phone) > 20 or not all(c.isdigit() or c in "+ ()-" for c in phone)):
+        if phone is not None and (len(phone) > 20 or not is_phone_number(phone)):
             errors["contact_phone"] = N_("Enter a phone number such as +902121234567.")
         return (None if errors else cls(name, email, phone)), errors
 

@@ -28,6 +28,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from models import RefreshToken, Sponsor, StaffRole, StaffUser
 from services import context
 from services.audit import client_ip
+from services.contact_details import is_email_address
 from services.json_input import has_unstorable
 from settings import DEFAULT_PASSWORD_HASH
 
@@ -93,8 +94,8 @@ def create_staff_user(session: Session, email: str, password: str, role: str, sp
                       now: datetime) -> StaffUser:
     """Create a staff account; ValueError names what is wrong (a sponsor user needs an existing sponsor)."""
     email = normalize_email(email)
-    if "@" not in email or len(email) > 254:
-        raise ValueError("email must be an email address")
+    if not is_email_address(email):
+        raise ValueError("email must be an email address such as name@example.com")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     problem = password_problem(password)

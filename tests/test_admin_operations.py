@@ -334,6 +334,8 @@ def test_staff_creation_never_returns_hashes(app, client, tokens):
     for body, field in [
         ({"email": "x@ziraai.test", "password": "short", "role": "support"}, "password"),
         ({"email": "not-an-email", "password": "a long password", "role": "support"}, "email"),
+        ({"email": "a@b", "password": "a long password", "role": "support"}, "email"),
+        ({"email": "ı@ı.ı", "password": "a long password", "role": "support"}, "email"),
         ({"email": "y@ziraai.test", "password": "a long password", "role": "root"}, "role"),
         ({"email": "y@ziraai.test", "password": "a long password", "role": "sponsor"}, "sponsor_id"),
         ({"email": "y@ziraai.test", "password": "a long password", "role": "sponsor", "sponsor_id": 99999},

@@ -458,6 +458,31 @@ def test_an_invalid_sponsor_body_names_exactly_the_fields_at_fault(client, world
     assert {e["field"] for e in response.get_json()["errors"]} == fields
 
 
+@pytest.mark.parametrize("phone", ["١٢٣", "2026-02-30", "-0", "00012", "((((-)))", "+90 555 ١١١", "+0 212 123 45 67"])
+def test_a_contact_phone_that_is_not_a_phone_number_is_refused(client, world, phone):
+    """Before: any mix of digits (of any script) and `+ ()-` was stored."""
+    response = client.patch(f"/api/v1/sponsors/{world['a']}", headers=world["admin"], json={"contact_phone": phone})
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [{"field": "contact_phone",
+                                              "message": "must be a phone number such as +902121234567"}]
+
+
+@pytest.mark.parametrize("email", ["a@b", "ı@ı.ı", "a b@c.com", "a@b..com", "a@-b.com", "@b.com"])
+def test_a_contact_email_that_is_not_an_email_address_is_refused(client, world, email):
+    response = client.patch(f"/api/v1/sponsors/{world['a']}", headers=world["admin"], json={"contact_email": email})
+    assert response.status_code == 400 and response.get_json()["errors"][0]["field"] == "contact_email"
+
+
+@pytest.mark.parametrize(("phone", "email"), [("+902121234567", "info@anadolu.test"),
+                                              ("+90 (212) 123-45-67", "satis@çiftçi.com.tr"),
+                                              ("0212 123 45 67", "a.b+c@Example.COM")])
+def test_phone_numbers_and_email_addresses_as_people_write_them_are_kept_as_written(client, world, phone, email):
+    response = client.patch(f"/api/v1/sponsors/{world['a']}", headers=world["admin"],
+                            json={"contact_phone": phone, "contact_email": email})
+    assert response.status_code == 200, response.get_json()
+    assert (response.get_json()["contact_phone"], response.get_json()["contact_email"]) == (phone, email)
+
+
 def test_a_body_that_is_not_a_json_object_is_400(client, world):
     for data in ("[1, 2]", "not json", '"name"'):
         response = client.post("/api/v1/sponsors", headers=world["admin"], data=data, content_type="application/json")

@@ -70,6 +70,18 @@ def test_a_sponsor_form_with_bad_fields_says_what_is_wrong(admin: int, client: F
     assert session.scalars(select(Sponsor)).first() is None
 
 
+def test_the_sponsor_and_staff_forms_refuse_what_the_api_refuses(admin: int, client: FlaskClient, session) -> None:
+    """The same checks as the API (services.contact_details): before, `a@b` and `2026-02-30` were taken."""
+    response = post(client, "/console/admin/sponsors", {"name": "Tarım", "contact_email": "a@b",
+                                                        "contact_phone": "2026-02-30"})
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Bir e-posta adresi girin." in html and "+902121234567" in html
+    assert session.scalars(select(Sponsor)).first() is None
+    staff = post(client, "/console/admin/staff", {"email": "ı@ı.ı", "role": "support", "password": PASSWORD})
+    assert staff.status_code == 400 and "Bir e-posta adresi girin." in staff.get_data(as_text=True)
+
+
 def test_an_unknown_sponsor_is_404(admin: int, client: FlaskClient) -> None:
     assert client.get("/console/admin/sponsors/999999").status_code == 404
 
