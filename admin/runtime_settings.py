@@ -19,7 +19,7 @@ from admin.validation import Body
 from models import RuntimeSetting, utcnow
 from services import context, runtime_settings
 from services.audit import audit
-from services.json_input import iso
+from services.json_input import iso, json_integer
 from services.runtime_settings import SPECS, Values
 
 
@@ -61,7 +61,7 @@ def update_runtime_settings() -> Response:
         elif value is not None and (problem := spec.check(value)) is not None:
             body.errors.append(field_error(name, problem))
         else:
-            changes[name] = value
+            changes[name] = json_integer(value) if spec.kind == "integer" and value is not None else value
     if not body.data:
         body.errors.append(field_error("(body)", "name at least one setting to change"))
     body.raise_if_errors()

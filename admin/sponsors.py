@@ -141,7 +141,7 @@ def purchase_terms(body: Body) -> PurchaseTerms | None:
     """`tier`, `quantity` (1..10,000), `code_valid_days` (default 90) and `subscription_days` (default 30)
     from the body; None, with the field errors in `body.errors`, when one is wrong."""
     tier = body.data.get("tier")
-    if not isinstance(tier, str) or tier.strip().upper() not in TIER_ORDER:
+    if tier not in TIER_ORDER:  # exactly as the schema's enum: "XL", not "xl" or " XL"
         body.errors.append(field_error("tier", "must be one of: " + ", ".join(TIER_ORDER)))
         tier = None
     quantity = body.integer("quantity", 1, MAX_QUANTITY, required=True)
@@ -149,7 +149,7 @@ def purchase_terms(body: Body) -> PurchaseTerms | None:
     days = body.integer("subscription_days", 1, MAX_DAYS, default=30)
     if tier is None or quantity is None or valid_days is None or days is None:
         return None
-    return PurchaseTerms(tier.strip().upper(), quantity, valid_days, days)
+    return PurchaseTerms(tier, quantity, valid_days, days)
 
 
 # --- sponsors (admin) -----------------------------------------------------------------------------

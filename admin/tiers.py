@@ -32,7 +32,15 @@ from admin.validation import Body
 from models import Tier
 from services import context
 from services.audit import audit
-from services.tiers import DAILY_OVER_MONTHLY, MAX_LIMIT, MAX_PRICE, change_tier, parse_price, tier_values
+from services.tiers import (
+    DAILY_OVER_MONTHLY,
+    MAX_LIMIT,
+    MAX_PRICE,
+    PRICE_PATTERN,
+    change_tier,
+    parse_price,
+    tier_values,
+)
 
 _TIER_CODE = re.compile(r"[A-Za-z0-9_]{1,10}")
 FIELDS = ("daily_limit", "monthly_limit", "price_try", "active")
@@ -121,7 +129,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"daily_limit": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
                        "monthly_limit": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
                        "price_try": {"type": ["number", "string"], "minimum": 0, "maximum": 99999999.99,
-                                     "pattern": "^[0-9]{1,8}([.][0-9]{1,2})?$",
+                                     "pattern": PRICE_PATTERN,
                                      "description": "0 to 99999999.99, at most 2 decimals, e.g. 99.99 or \"99.99\""},
                        "active": {"type": "boolean"}},
     },

@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session
 
 from admin.errors import ApiError, field_error
 from models.db import MAX_ROW_ID
-from services.json_input import JsonInputError, has_unstorable, parse_json, storable, unstorable_paths
+from services.json_input import (
+    JsonInputError,
+    has_unstorable,
+    json_integer,
+    parse_json,
+    storable,
+    unstorable_paths,
+)
 
 UNSTORABLE = "must not contain NUL characters or lone surrogates (\\u0000, \\ud800-\\udfff)"
 NOT_AN_OBJECT = "The request body must be a JSON object (Content-Type: application/json)."
@@ -78,14 +85,19 @@ class Body:
 
     def integer(self, name: str, minimum: int, maximum: int, *, default: int | None = None,
                 required: bool = False) -> int | None:
-        """An integer within minimum..maximum (not a boolean); absent or null gives `default`, or the
-        field error "is required" when `required`."""
-        value = self.data.get(name)
-        if value is None:
+        """An integer within minimum..maximum (`141.0` counts, as in JSON Schema; a boolean does not); absent
+        gives `default`, or the field error "is required" when `required`. Null is what absent is, except for a
+        field with a default: the schema says integer there, so null is refused rather than read as the default."""
+        raw = self.data.get(name)
+        if raw is None:
             if required:
                 self.errors.append(field_error(name, "is required"))
+            elif default is not None and name in self.data:
+                self.errors.append(field_error(name, f"must be an integer; leave it out for the default {default}"))
+                return None
             return default
-        if isinstance(value, bool) or not isinstance(value, int):
+        value = json_integer(raw)
+        if value is None:
             self.errors.append(field_error(name, "must be an integer"))
             return None
         if not minimum <= value <= maximum:

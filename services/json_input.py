@@ -125,6 +125,18 @@ def unstorable_paths(value: Any) -> Iterator[tuple[Any, ...]]:
             stack.extend((child, (*path, i)) for i, child in enumerate(item))
 
 
+def json_integer(value: object) -> int | None:
+    """An integer as JSON Schema counts one, as an int: `141`, and `141.0` too (a number whose fraction is
+    zero is an integer there); None for a boolean, `141.5`, `"141"` or anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def json_object(value: object) -> dict[str, Any]:
     """`value` if it is a JSON object, else an empty one: a missing or malformed section reads as empty."""
     return value if isinstance(value, dict) else {}

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from models import RuntimeSetting, utcnow
 from services import context
+from services.json_input import json_integer
 from services.quota import ISTANBUL
 from settings import Settings
 
@@ -54,9 +55,10 @@ class Spec:
     def check(self, value: Any) -> str | None:
         """None if `value` is acceptable, else what is wrong (for a field error)."""
         if self.kind == "integer":
-            if isinstance(value, bool) or not isinstance(value, int):
+            number = json_integer(value)
+            if number is None:
                 return "must be an integer"
-            if self.minimum is not None and self.maximum is not None and not self.minimum <= value <= self.maximum:
+            if self.minimum is not None and self.maximum is not None and not self.minimum <= number <= self.maximum:
                 return f"must be {self.minimum}..{self.maximum}"
             return None
         if not isinstance(value, str) or not _HHMM.fullmatch(value):

@@ -3,6 +3,7 @@ rule between them, so both places refuse the same values."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -13,20 +14,25 @@ from services.quota import tier_by_code
 
 MAX_LIMIT = 1_000_000
 MAX_PRICE = Decimal("99999999.99")
+PRICE_PATTERN = "^[0-9]{1,8}([.][0-9]{1,2})?$"  # a price as text (the OpenAPI document's `pattern` too)
 DAILY_OVER_MONTHLY = "must not exceed monthly_limit"
 
 
 def parse_price(value: object) -> Decimal | None:
-    """A price in TRY from 0 to MAX_PRICE with at most two decimals, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+    """A price in TRY from 0 to MAX_PRICE with at most two decimals, else None. A text is read only when written
+    as PRICE_PATTERN says (ASCII digits and a point: no sign, exponent, `_` or spaces, which Decimal() would
+    take); a JSON number is taken at its value."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, str) and not re.fullmatch(PRICE_PATTERN, value):
         return None
     try:
-        price = Decimal(str(value).strip())
+        price = Decimal(str(value))
     except InvalidOperation:
         return None
     if not price.is_finite() or price < 0 or price > MAX_PRICE or price != price.quantize(Decimal("0.01")):
         return None
-    return price.quantize(Decimal("0.01"))
+    return abs(price).quantize(Decimal("0.01"))  # abs: a JSON -0.0 is stored as 0.00
 
 
 def tier_values(t: Tier) -> dict[str, Any]:

@@ -275,6 +275,7 @@ def test_tier_edit_and_validation(app, client, tokens):
         ({"price_try": -3}, "price_try"),
         ({"price_try": "1.234"}, "price_try"),
         ({"price_try": "NaN"}, "price_try"),
+        *(({"price_try": text}, "price_try") for text in ("-0", "١٢٣", "1e2", " 5 ", "5_000", "0E-10", "+5")),
         ({"active": "yes"}, "active"),
         ({"name": "x"}, "name"),
         ({"daily_limit": 1000}, "daily_limit"),  # more than the monthly limit

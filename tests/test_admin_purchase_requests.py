@@ -206,6 +206,11 @@ def test_a_request_whose_tier_was_withdrawn_cannot_be_approved_and_stays_pending
 @pytest.mark.parametrize(("body", "field"), [
     ({"tier": "XXL", "quantity": 1}, "tier"),
     ({"tier": "TRIAL", "quantity": 1}, "tier"),
+    ({"tier": "xl", "quantity": 1}, "tier"),  # the schema's enum is exact
+    ({"tier": " M", "quantity": 1}, "tier"),
+    ({"tier": "M", "quantity": 1, "code_valid_days": None}, "code_valid_days"),  # integer, not nullable
+    ({"tier": "M", "quantity": 1, "subscription_days": None}, "subscription_days"),
+    ({"tier": "M", "quantity": 1.5}, "quantity"),
     ({"tier": "M", "quantity": 0}, "quantity"),
     ({"tier": "M", "quantity": 10_001}, "quantity"),
     ({"tier": "M", "quantity": "5"}, "quantity"),
@@ -224,9 +229,16 @@ def test_a_bad_request_is_a_field_error_and_files_nothing(app, client, world, se
     assert session.scalar(select(PurchaseRequest.id)) is None
 
 
+def test_an_integer_written_with_a_zero_fraction_is_an_integer_as_in_json_schema(app, client, world):
+    """JSON Schema counts 141.0 as an integer (before: 400 "must be an integer")."""
+    response = file(client, world, {"tier": "S", "quantity": 141.0, "code_valid_days": 60.0})
+    assert response.status_code == 201, response.get_json()
+    assert (response.get_json()["quantity"], response.get_json()["code_valid_days"]) == (141, 60)
+
+
 def test_quantity_is_one_to_ten_thousand(app, client, world):
     for quantity in (1, 10_000):
-        response = file(client, world, {"tier": "xl", "quantity": quantity})
+        response = file(client, world, {"tier": "XL", "quantity": quantity})
         assert response.status_code == 201 and response.get_json()["quantity"] == quantity
         assert response.get_json()["tier"] == "XL" and response.get_json()["note"] is None
 

@@ -497,7 +497,7 @@ def test_a_body_that_is_not_a_json_object_is_400(client, world):
 def test_purchase_of_10000_codes_all_unique_and_the_csv_lists_exactly_them(app, client, world):
     a = world["a"]
     response = client.post(f"/api/v1/sponsors/{a}/purchases", headers=world["admin"],
-                           json={"tier": "m", "quantity": 10_000, "code_valid_days": 60, "subscription_days": 45})
+                           json={"tier": "M", "quantity": 10_000, "code_valid_days": 60, "subscription_days": 45})
     assert response.status_code == 201, response.get_json()
     purchase = response.get_json()
     codes = purchase["codes"]

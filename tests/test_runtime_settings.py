@@ -58,6 +58,16 @@ def test_environment_gives_the_defaults(database_url):
     app.extensions["db"].engine.dispose()
 
 
+def test_an_integer_setting_written_with_a_zero_fraction_is_stored_as_an_integer(app, client, admin):
+    """JSON Schema counts 566.0 as an integer (before: 400 "must be an integer")."""
+    response = client.patch("/api/v1/settings", headers=admin, json={"image_max_upload_kb": 566.0})
+    assert response.status_code == 200, response.get_json()
+    value = by_name(response.get_json())["image_max_upload_kb"]["value"]
+    assert value == 566 and type(value) is int
+    with app.app_context():
+        assert runtime_settings.current().image_max_upload_kb == 566
+
+
 def test_patch_changes_audits_and_null_resets(app, client, admin, session):
     response = client.patch("/api/v1/settings", headers=admin,
                             json={"image_max_width": 640, "quiet_hours_start": "22:30", "n8n_timeout_seconds": 30})
