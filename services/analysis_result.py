@@ -29,8 +29,10 @@ URGENT (only for a completed result) when any of:
 
 SEVERITY: every severity and priority keeps N8N's own words (the report page shows them as they are) and is
 also read once into a ranked `Severity` (`severity_level`, `priority_level`): CRITICAL, HIGH, MEDIUM, LOW, or
-UNKNOWN for a missing or unknown word. The chat names a finding's severity by its level, in the farmer's
-language (`high` reads `yüksek` in Turkish), and leaves an unknown one out.
+UNKNOWN for a missing or unknown word. A compound reads as its higher level (`Orta-Yüksek`: high), `çok`/`very`
+raises a high word to critical (`çok ciddi`), and `seviye`/`level`/`derecede` are passed over. The chat names a
+finding's severity by its level, in the farmer's language (`high` reads `yüksek` in Turkish), and leaves an
+unknown one out.
 
 WORDS ONLY: a name (disease, pest, step, monitored parameter), a severity or a priority that is not a string
 (`{"type": 5, "severity": 3}`, an immediate step `7`) is left out, never shown as a number.
@@ -85,7 +87,9 @@ _REASON_MAX = 200
 
 class Severity(LenientStrEnum):
     """A severity or priority as N8N writes it, ranked; any word in Turkish or English is read once
-    (`Severity("Yüksek")` is HIGH) and an unknown or missing one is UNKNOWN, never an error."""
+    (`Severity("Yüksek")` is HIGH) and an unknown or missing one is UNKNOWN, never an error. A compound takes
+    its higher level (`Orta-Yüksek` is HIGH, `low to moderate` MEDIUM), an intensifier raises a high one
+    (`çok ciddi` is CRITICAL, as `çok yüksek` is) and filler words are passed over (`kritik seviye`)."""
 
     CRITICAL = "critical"
     HIGH = "high"
@@ -95,7 +99,7 @@ class Severity(LenientStrEnum):
 
     @classmethod
     def _missing_(cls, value: Any) -> Severity:
-        return _SEVERITY_WORDS.get(fold(value), cls.UNKNOWN) if isinstance(value, str) else cls.UNKNOWN
+        return _severity_of(fold(value)) if isinstance(value, str) else cls.UNKNOWN
 
     @property
     def rank(self) -> int | None:
@@ -116,6 +120,31 @@ _SEVERITY_WORDS = {fold(word): level for level, words in (
     (Severity.MEDIUM, ("orta", "medium", "moderate", "orta düzey", "intermediate")),
     (Severity.LOW, ("düşük", "low", "hafif", "mild", "çok düşük", "very low", "minor", "slight")),
 ) for word in words}
+_INTENSIFIERS = frozenset(fold(w) for w in ("çok", "very", "extremely", "highly", "aşırı"))
+_FILLERS = frozenset(fold(w) for w in ("seviye", "seviyede", "seviyesi", "level", "düzey", "düzeyde", "düzeyi",
+                                       "derece", "derecede", "degree", "to", "ile", "arası", "ve", "and"))
+
+
+def _severity_of(folded: str) -> Severity:
+    """A folded severity: a known phrase, else its words, each a level, an intensifier or a filler (any other
+    word, `yüksek değil` say, makes it UNKNOWN); the highest level named wins."""
+    known = _SEVERITY_WORDS.get(folded)
+    if known is not None:
+        return known
+    levels: list[Severity] = []
+    intensified = False
+    for word in folded.split():
+        if word in _FILLERS:
+            continue
+        if word in _INTENSIFIERS:
+            intensified = True
+            continue
+        level = _SEVERITY_WORDS.get(word)
+        if level is None:
+            return Severity.UNKNOWN
+        levels.append(Severity.CRITICAL if intensified and level is Severity.HIGH else level)
+        intensified = False
+    return min(levels, key=_RANKS.index) if levels else Severity.UNKNOWN
 
 
 def _set_level(instance: object, name: str, text: str | None) -> None:

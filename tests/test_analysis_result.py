@@ -483,6 +483,26 @@ def test_every_queryable_value_fits_its_column_and_the_raw_json_keeps_it_whole()
 
 
 @pytest.mark.parametrize(("text", "level"), [
+    ("Orta-Yüksek", Severity.HIGH), ("medium-high", Severity.HIGH), ("Düşük-Orta", Severity.MEDIUM),
+    ("low to moderate", Severity.MEDIUM), ("çok ciddi", Severity.CRITICAL), ("ÇOK CİDDİ", Severity.CRITICAL),
+    ("kritik seviye", Severity.CRITICAL), ("Orta seviye", Severity.MEDIUM), ("high level", Severity.HIGH),
+    ("yüksek derecede", Severity.HIGH), ("extremely severe", Severity.CRITICAL), ("çok düşük", Severity.LOW),
+    ("yüksek değil", Severity.UNKNOWN), ("süper-kötü", Severity.UNKNOWN), ("çok", Severity.UNKNOWN),
+    ("seviye", Severity.UNKNOWN),
+])
+def test_a_compound_intensified_or_padded_severity_reads_as_its_higher_level(text: str, level: Severity) -> None:
+    """Before: each of these was UNKNOWN, so it was left out of the farmer's text and made nothing urgent."""
+    assert Severity(text) is level
+    assert Finding("x", severity=text).severity_level is level
+
+
+def test_a_very_serious_finding_is_at_least_as_pressing_as_a_serious_one() -> None:
+    assert Severity("çok ciddi").rank <= Severity("ciddi").rank  # type: ignore[operator]
+    assert Severity("kritik seviye").rank <= Severity("kritik").rank  # type: ignore[operator]
+    assert Severity("Orta-Yüksek").urgent and not Severity("Düşük-Orta").urgent
+
+
+@pytest.mark.parametrize(("text", "level"), [
     ("KRİTİK", Severity.CRITICAL), ("çok yüksek", Severity.CRITICAL), ("Very High", Severity.CRITICAL),
     ("yüksek", Severity.HIGH), ("high", Severity.HIGH), ("Orta", Severity.MEDIUM), ("moderate", Severity.MEDIUM),
     ("düşük", Severity.LOW), ("hafif", Severity.LOW), ("", Severity.UNKNOWN), (None, Severity.UNKNOWN),

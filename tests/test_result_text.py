@@ -91,6 +91,8 @@ def test_a_name_or_step_that_is_not_words_is_left_out_never_shown_as_a_number() 
     ("high", "yüksek", "high"), ("Severe", "yüksek", "high"), ("moderate", "orta", "medium"),
     ("low", "düşük", "low"), ("CRITICAL", "kritik", "critical"), ("Yüksek", "yüksek", "high"),
     ("hafif", "düşük", "low"),
+    ("Orta-Yüksek", "yüksek", "high"), ("Düşük-Orta", "orta", "medium"), ("çok ciddi", "kritik", "critical"),
+    ("kritik seviye", "kritik", "critical"), ("Orta seviye", "orta", "medium"),  # before: left out (unknown)
 ])
 def test_a_known_severity_reads_in_the_farmers_language_whatever_language_n8n_wrote_it_in(written, tr, en) -> None:
     full = full_result()
