@@ -182,7 +182,7 @@ def on_menu_choice(conv: Conversation, event: Event) -> Step:
         case rid.Menu(choice=rid.MenuChoice.HELP):
             return _say(conv, State.MENU, replies.help_text(conv.locale))
         case rid.Menu(choice=rid.MenuChoice.LANGUAGE):
-            return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
+            return choose_language(conv, event)
         case rid.Details(analysis_id=analysis_id):  # None: a template's button, the latest result
             return _step(conv, conv.state, ShowDetails(analysis_id))
         case rid.BackToMenu():
@@ -471,6 +471,9 @@ def on_language_choice(conv: Conversation, event: Event) -> Step:
         choice = event.reply.code if isinstance(event.reply, rid.Language) else ""
     if choice not in replies.LANGUAGES:
         return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale))
+    again = replies.reprompt(conv.state, choice, conv.data) if conv.state is not State.AWAIT_LANGUAGE else ()
+    if again:  # a question was open (the photos of a submission too): it stays open, asked in the new language
+        return _say(conv, conv.state, replies.language_set(choice), *again, before=(SetLocale(choice),))
     return _menu(conv, replies.language_set(choice), locale=choice, before=(SetLocale(choice),))
 
 
@@ -545,9 +548,12 @@ def thank(conv: Conversation, event: Event) -> Step:
 
 
 def choose_language(conv: Conversation, event: Event) -> Step:
-    """`dil`: the language question; `Türkçe`, `English` typed: that language at once (asking would be a loop)."""
+    """`dil`: the language question; `Türkçe`, `English` typed: that language at once (asking would be a loop).
+    With a question open, its buttons come and the question stays open: a tap switches and asks it again."""
     if _language_from_text(event.text):
         return on_language_choice(conv, event)
+    if conv.state is not State.AWAIT_LANGUAGE and replies.reprompt(conv.state, conv.locale, conv.data):
+        return _say(conv, conv.state, replies.ask_language(conv.locale))
     return _say(conv, State.AWAIT_LANGUAGE, replies.ask_language(conv.locale), data=conv.data.keep_pending())
 
 
