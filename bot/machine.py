@@ -99,7 +99,7 @@ def on_consent_reply(conv: Conversation, event: Event) -> Step:
 
 def _after_consent(conv: Conversation, event: Event) -> Step:
     """The welcome, then what the farmer came for: the photo they sent, the question they wrote, or the menu."""
-    welcome = replies.welcome(conv.locale)
+    welcome = replies.welcome(conv.locale, trial_started=conv.new_trial)
     given: tuple[Action, ...] = (RecordConsent(True),)
     consented = replace(conv, consented=True, state=State.MENU, data=ConversationData(pending=conv.data.pending))
     if conv.data.draft is not None:

@@ -73,8 +73,12 @@ def consent_withdrawn(locale: str) -> Reply:
                            "use the service again, write 'hello'."))
 
 
-def welcome(locale: str) -> Reply:
-    return Reply(_(locale, "Thank you! Your free trial has started: 1 analysis a day for 30 days."))
+def welcome(locale: str, trial_started: bool) -> Reply:
+    """Consent given: the Trial is named only when accepting started it (a farmer who had one, or has a package,
+    accepts again without one)."""
+    if trial_started:
+        return Reply(_(locale, "Thank you! Your free trial has started: 1 analysis a day for 30 days."))
+    return Reply(_(locale, "Thank you! Your consent is recorded."))
 
 
 # --- menu, help ------------------------------------------------------------------------------------

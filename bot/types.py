@@ -77,6 +77,7 @@ class Conversation:
     expires_at: datetime | None = None
     opted_out: bool = False
     album_window: timedelta = ALBUM_WINDOW  # photos sent this soon after the first are one album
+    new_trial: bool = True  # before consent: accepting would start the free Trial (never had one, no package)
 
 
 @dataclass(frozen=True)

@@ -201,15 +201,17 @@ def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception,
 
 
 def _view(farmer: Farmer, state: State, data: draft.ConversationData,
-          expires_at: datetime | None = None) -> ConversationView:
+          expires_at: datetime | None = None, new_trial: bool = False) -> ConversationView:
     window = timedelta(seconds=context.settings().ALBUM_WINDOW_SECONDS)
     return ConversationView(state, data, farmer.locale, farmer.has_consented, expires_at,
-                            opted_out=farmer.opted_out_at is not None, album_window=window)
+                            opted_out=farmer.opted_out_at is not None, album_window=window, new_trial=new_trial)
 
 
 def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:
     now = utcnow()
-    view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at)
+    # Before consent the welcome must know whether accepting starts the Trial (the charge-free look-up is rare).
+    new_trial = not farmer.has_consented and quota.trial_would_start(session, farmer.id, now)
+    view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at, new_trial)
     event = event_from(message)
     # The photo learns at once if it must wait; a reaction's thanks must not invite a photo that would wait.
     if farmer.has_consented and (event.kind is EventKind.PHOTO or event.message_type == "reaction"):

@@ -167,10 +167,7 @@ def start_trial(session: Session, farmer_id: int, now: datetime) -> Subscription
     tier = tier_by_code(session, TRIAL)
     if tier is None:
         raise LookupError("tier TRIAL missing: run the migrations or seed_tiers")
-    existing = session.scalars(
-        select(Subscription).where(Subscription.farmer_id == farmer_id, Subscription.tier_id == tier.id)
-        .order_by(Subscription.id)
-    ).first()
+    existing = _trial_of(session, farmer_id, tier.id)
     if existing is not None:
         return existing
     if current_subscription(session, farmer_id, now) is not None or queued_subscriptions(session, farmer_id):
@@ -180,6 +177,22 @@ def start_trial(session: Session, farmer_id: int, now: datetime) -> Subscription
     session.add(trial)
     session.flush()
     return trial
+
+
+def _trial_of(session: Session, farmer_id: int, tier_id: int) -> Subscription | None:
+    return session.scalars(
+        select(Subscription).where(Subscription.farmer_id == farmer_id, Subscription.tier_id == tier_id)
+        .order_by(Subscription.id)
+    ).first()
+
+
+def trial_would_start(session: Session, farmer_id: int, now: datetime) -> bool:
+    """Would `start_trial` start a new Trial now (none ever, no package active or waiting)? Read before consent, so
+    the welcome names the Trial only when accepting starts it."""
+    tier = tier_by_code(session, TRIAL)
+    if tier is None or _trial_of(session, farmer_id, tier.id) is not None:
+        return False
+    return current_subscription(session, farmer_id, now) is None and not queued_subscriptions(session, farmer_id)
 
 
 def _move(session: Session, subscription_id: int, old: str, new: str) -> None:

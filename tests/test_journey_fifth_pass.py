@@ -10,9 +10,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from bot import replies
-from bot.types import Event, EventKind, SetLocale, State
+from bot.types import Event, EventKind, RecordConsent, SetLocale, State
+from models import Farmer, utcnow
+from services import quota, sponsorship
+from tests.chat import onboarded_farmer
 from tests.journey import NOW, conv, photo, run, sent, tap, text
 
 LATER = NOW + timedelta(minutes=41)  # the conversation (10 minutes left at NOW) has timed out
@@ -46,3 +50,44 @@ def test_a_language_switch_at_the_crop_question_asks_the_crop_again_in_the_new_l
 def test_a_language_chosen_from_the_menu_still_ends_in_the_menu():
     step, c = run(conv(), text("dil"), tap("lang:en"))
     assert c.state is State.MENU and SetLocale("en") in step.actions
+
+
+# --- the welcome says a Trial started only when one did --------------------------------------------------
+
+
+def test_consent_that_starts_no_trial_does_not_say_a_trial_started():
+    step, _c = run(replace(conv(State.START, consented=False), new_trial=False), text("merhaba"), tap("consent:yes"))
+    assert RecordConsent(True) in step.actions
+    said = " ".join(sent(step))
+    assert "deneme" not in said.lower() and "Teşekkürler" in said
+    first, _c = run(conv(State.START, consented=False), text("merhaba"), tap("consent:yes"))
+    assert "Ücretsiz deneme paketiniz başladı" in sent(first)[0]
+
+
+@pytest.fixture
+def farmer(app, graph):
+    return onboarded_farmer(app, graph)
+
+
+def new_code(app, tier: str = "M") -> str:
+    with app.extensions["db"].session() as s, s.begin():
+        sponsor = sponsorship.create_sponsor(s, name="Tarım A.Ş.")
+        _purchase, [code] = sponsorship.create_purchase(s, sponsor.id, tier, 1, 90, 30, utcnow())
+    return code
+
+
+def test_accepting_again_with_a_sponsored_package_does_not_say_a_trial_started(farmer, app):
+    farmer.says(new_code(app))
+    farmer.says("onayımı geri alıyorum")
+    farmer.says("merhaba")
+    said = " ".join(farmer.taps("Kabul ediyorum"))
+    assert "deneme" not in said.lower() and "Teşekkürler" in said
+
+
+def test_accepting_again_with_the_trial_half_used_does_not_say_it_started(farmer, app):
+    with app.extensions["db"].session() as db, db.begin():
+        assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok
+    farmer.says("onayımı geri alıyorum")
+    farmer.says("merhaba")
+    said = " ".join(farmer.taps("Kabul ediyorum"))
+    assert "başladı" not in said and "Teşekkürler" in said
