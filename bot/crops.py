@@ -25,6 +25,9 @@ LIST_CROPS = CROPS[:9]
 OTHER = "diger"
 _BY_KEY = {key: name for key, name, _ in CROPS}
 _ALIASES = {alias: key for key, _, aliases in CROPS for alias in aliases}
+# A crop's emoji names it too (folding drops emoji, so they are looked up as written).
+_EMOJI = {"🍅": "domates", "🌶": "biber", "🫑": "biber", "🥒": "salatalik", "🍆": "patlican", "🌾": "bugday",
+          "🌽": "misir", "🍇": "uzum", "🫒": "zeytin", "🍎": "elma", "🍏": "elma", "🍊": "narenciye", "🍋": "narenciye"}
 
 
 def display_name(key: str) -> str | None:
@@ -45,7 +48,8 @@ def keys_named(text: str) -> list[str]:
 
 
 def find_crop(text: str | None) -> str | None:
-    """The crop named anywhere in the text: `domates yaprakları sararıyor` -> `domates`."""
+    """The crop named anywhere in the text: `domates yaprakları sararıyor` -> `domates`; a word first, else an
+    emoji (`🍅`)."""
     words = fold(text).split()
     for word in words:
         if word in _ALIASES:
@@ -54,7 +58,7 @@ def find_crop(text: str | None) -> str | None:
         for alias, key in _ALIASES.items():
             if len(alias) >= 4 and word.startswith(alias):
                 return key
-    return None
+    return next((_EMOJI[c] for c in text or "" if c in _EMOJI), None)
 
 
 def looks_like_name(text: str | None) -> bool:

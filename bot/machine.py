@@ -327,10 +327,14 @@ def _crop_name(text: str | None) -> bool:
 
 
 def on_crop_text(conv: Conversation, event: Event) -> Step:
-    text = (event.text or "").strip()
-    if not text or len(text) > 60 or intents.is_small_talk(text):
-        return _say(conv, State.AWAIT_CROP_TEXT, replies.crop_text_hint(conv.locale))
-    return _with_crop(conv, crops.find_crop(text) or text)
+    """After `Diğer`: a known crop named (or its emoji), or a short name as the crop question takes it; a number,
+    an emoji or a sentence hears an example."""
+    crop = crops.find_crop(event.text)
+    if crop:
+        return _with_crop(conv, crop)
+    if _crop_name(event.text):
+        return _with_crop(conv, (event.text or "").strip())
+    return _say(conv, State.AWAIT_CROP_TEXT, replies.crop_text_hint(conv.locale))
 
 
 def _with_crop(conv: Conversation, crop: str) -> Step:

@@ -211,7 +211,7 @@ def ask_crop_text(locale: str) -> Reply:
 
 
 def crop_text_hint(locale: str) -> Reply:
-    return Reply(_(locale, "Please type just the crop's name, in a few words."))
+    return Reply(_(locale, "Please type just the crop's name, in a few words (for example: fasulye)."))
 
 
 def photo_received_with_crop(locale: str, crop: str) -> Reply:

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import replies
+from bot import crops, replies
 from bot.types import Event, EventKind, RecordConsent, SetLocale, State
 from models import Farmer, utcnow
 from services import quota, sponsorship
@@ -91,3 +91,26 @@ def test_accepting_again_with_the_trial_half_used_does_not_say_it_started(farmer
     farmer.says("merhaba")
     said = " ".join(farmer.taps("Kabul ediyorum"))
     assert "başladı" not in said and "Teşekkürler" in said
+
+
+# --- a number or an emoji after `Diğer` ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["12", "👍", "?!", "1.5"])
+def test_a_number_or_an_emoji_after_other_is_not_taken_as_the_crop(typed):
+    step, c = run(conv(), photo(), tap("crop:diger"), text(typed))
+    assert c.state is State.AWAIT_CROP_TEXT and c.data.draft.crop is None
+    assert "Ürün:" not in " ".join(sent(step))
+
+
+def test_a_crop_emoji_names_its_crop():
+    assert crops.find_crop("🍅") == "domates" and crops.find_crop("🌶️ yapraklar") == "biber"
+    _step, c = run(conv(), photo(), tap("crop:diger"), text("🍅"))
+    assert c.state is State.AWAIT_LOCATION and c.data.draft.crop == "domates"
+    _step, c = run(conv(), photo(), text("🍆"))
+    assert c.data.draft.crop == "patlican"
+
+
+def test_a_crop_name_after_other_is_still_taken_as_written():
+    _step, c = run(conv(), photo(), tap("crop:diger"), text("şeker pancarı"))
+    assert c.state is State.AWAIT_LOCATION and c.data.draft.crop == "şeker pancarı"
