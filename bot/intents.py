@@ -67,18 +67,22 @@ NO = {"hayir", "kabul etmiyorum", "etmiyorum", "istemiyorum", "red", "reddet", "
       "i do not accept"}
 # Greetings and thanks: never a crop's or a place's name.
 GREETINGS = {"merhaba", "merhabalar", "mrb", "mrhb", "selam", "selamlar", "slm", "sa", "selamun aleykum",
-             "selamunaleykum", "iyi gunler", "gunaydin", "iyi aksamlar", "hello", "hi", "hey", "good morning",
-             "good afternoon", "good evening"}
-THANKS = {"tesekkurler", "tesekkur ederim", "cok tesekkurler", "cok tesekkur ederim", "sagol", "sag ol", "sagolun",
-          "sag olun", "eyvallah", "tsk", "tsk ederim", "eline saglik", "allah razi olsun", "thanks", "thank you",
-          "thanks a lot", "thx"}
+             "selamunaleykum", "iyi gunler", "gunaydin", "iyi aksamlar", "iyi geceler", "iyi sabahlar",
+             "hayirli gunler", "hayirli aksamlar", "hayirli sabahlar", "kolay gelsin", "hello", "hi", "hey",
+             "good morning", "good afternoon", "good evening"}
+# "How are you", alone or after a greeting (`merhaba nasılsınız`): a hello too.
+HOW_ARE_YOU = {"nasilsiniz", "nasilsin", "how are you"}
+THANKS = {"tesekkurler", "tesekkur ederim", "cok tesekkurler", "cok tesekkur ederim", "tesekkur", "sagol", "sag ol",
+          "sagolun", "sag olun", "saol", "saolun", "sagolasin", "cok sagol", "eyvallah", "tsk", "tskler",
+          "tsk ederim", "eline saglik", "allah razi olsun", "thanks", "thank you", "thanks a lot", "thx"}
 # "Go on": sends at the confirmation, skips the place; elsewhere the open question comes again.
 CONTINUE = {"devam", "devam et", "devam edelim", "devam edin", "continue", "go on"}
 SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
 
 
-# Emoji alone (fold drops them): a wave is a hello, folded hands a thank-you.
-_EMOJI = {"👋": Intent.GREETING, "🙋": Intent.GREETING, "🙏": Intent.THANKS}
+# Emoji alone (fold drops them): a wave is a hello; folded hands a thank-you, and a thumbs up the same kind word
+# (as a 👍 reaction is thanked): an acknowledgement, never an answer's content.
+_EMOJI = {"👋": Intent.GREETING, "🙋": Intent.GREETING, "🙏": Intent.THANKS, "👍": Intent.THANKS}
 _EMOJI_MODIFIERS = re.compile("[\ufe0f\u200d\U0001f3fb-\U0001f3ff\u2642\u2640\\s]")
 
 
@@ -90,7 +94,7 @@ def match(text: str | None) -> Intent | None:
         return kinds.pop() if len(kinds) == 1 else None
     if folded in EXACT:
         return EXACT[folded]
-    if folded in GREETINGS:
+    if folded in GREETINGS or _asks_how_we_are(folded):
         return Intent.GREETING
     if folded in THANKS:
         return Intent.THANKS
@@ -98,6 +102,11 @@ def match(text: str | None) -> Intent | None:
         if phrase in folded:
             return intent
     return None
+
+
+def _asks_how_we_are(folded: str) -> bool:
+    return any(folded == ask or (folded.endswith(" " + ask) and folded[:-len(ask) - 1] in GREETINGS)
+               for ask in HOW_ARE_YOU)
 
 
 def is_yes(text: str | None) -> bool:

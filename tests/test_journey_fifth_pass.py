@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import crops, replies
+from bot import crops, intents, replies
+from bot.intents import Intent
 from bot.types import Event, EventKind, RecordConsent, SetLocale, State
 from models import Farmer, utcnow
 from services import quota, sponsorship
@@ -114,3 +115,26 @@ def test_a_crop_emoji_names_its_crop():
 def test_a_crop_name_after_other_is_still_taken_as_written():
     _step, c = run(conv(), photo(), tap("crop:diger"), text("şeker pancarı"))
     assert c.state is State.AWAIT_LOCATION and c.data.draft.crop == "şeker pancarı"
+
+
+# --- greetings and thanks are never a crop or a place -------------------------------------------------------
+
+
+@pytest.mark.parametrize("words,intent", [
+    ("kolay gelsin", Intent.GREETING), ("hayırlı günler", Intent.GREETING), ("iyi geceler", Intent.GREETING),
+    ("merhaba nasılsınız", Intent.GREETING), ("Selam, nasılsın?", Intent.GREETING),
+    ("saol", Intent.THANKS), ("tşkler", Intent.THANKS), ("👍", Intent.THANKS), ("👍🏽", Intent.THANKS),
+])
+def test_common_greetings_and_thanks_are_understood(words, intent):
+    assert intents.match(words) is intent and intents.is_small_talk(words)
+
+
+@pytest.mark.parametrize("words", ["kolay gelsin", "saol", "👍", "merhaba nasılsınız", "tşkler"])
+def test_a_greeting_or_thanks_at_a_question_is_not_the_crop_or_the_place(words):
+    for asked in ([photo()], [photo(), tap("crop:diger")], [photo(caption="domates")]):
+        step, c = run(conv(), *asked)
+        state = c.state
+        step, c = run(c, text(words))
+        assert c.state is state and c.data.draft.location_text is None
+        assert c.data.draft.crop in (None, "domates")
+        assert sent(step)[-1] == replies.reprompt(state, "tr", c.data)[-1].text
