@@ -447,12 +447,22 @@ def ask_code(conv: Conversation, event: Event) -> Step:
 
 
 def on_code_text(conv: Conversation, event: Event) -> Step:
+    """While a code is awaited, what is shaped like one is tried; words (`kodum yok`, `tamam`) hear the way out.
+    A submission waiting here while an analysis is possible (`kod` typed at one of its questions; the job looks the
+    quota up) goes back to its question at `devam`, `yok`, `Geç` (its old button too): the code was optional."""
     text = (event.text or "").strip()
-    if not text:
+    if event.kind is EventKind.TEXT and not text:
         return _say(conv, State.AWAIT_CODE, replies.ask_code(conv.locale))
-    if not codes.is_code_attempt(text):  # `kodum yok`, `tamam`: words, not a code; say the way out
-        return _say(conv, State.AWAIT_CODE, replies.not_a_code(conv.locale, photo_waits=conv.data.draft is not None))
-    return _redeem(conv, text)
+    if event.kind is EventKind.TEXT and codes.is_code_attempt(text):
+        return _redeem(conv, text)
+    draft = conv.data.draft
+    analysis_left = draft is not None and event.quota is None
+    going_on = (event.reply == rid.SkipLocation() or intents.is_continue(text) or intents.is_skip(text)
+                or intents.is_no(text))
+    if draft is not None and analysis_left and going_on:
+        return _continue(conv, draft, replies.photo_kept(conv.locale, draft.photo_count))
+    return _say(conv, State.AWAIT_CODE, replies.not_a_code(conv.locale, photo_waits=draft is not None,
+                                                           analysis_left=analysis_left))
 
 
 def _redeem(conv: Conversation, text: str) -> Step:
@@ -607,6 +617,7 @@ TABLE: dict[tuple[State, EventKind], Handler] = {
     (State.CONFIRM, EventKind.TEXT): on_confirm_text,
     (State.AWAIT_MORE_PHOTO, EventKind.TEXT): on_confirm_text,
     (State.AWAIT_CODE, EventKind.TEXT): on_code_text,
+    (State.AWAIT_CODE, EventKind.REPLY): on_code_text,
     (State.HISTORY, EventKind.REPLY): on_history_choice,
     (State.HISTORY, EventKind.TEXT): on_menu_choice,
     (State.AWAIT_LANGUAGE, EventKind.TEXT): on_language_choice,

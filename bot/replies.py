@@ -377,9 +377,12 @@ def ask_code(locale: str) -> Reply:
     return Reply(_(locale, "Please type your sponsor code (for example AGRI-7KQ3-M9XP)."))
 
 
-def not_a_code(locale: str, photo_waits: bool) -> Reply:
-    """While a code is awaited, a message that is not one (`kodum yok`, `tamam`): the way out, not "not found"."""
-    if photo_waits:
+def not_a_code(locale: str, photo_waits: bool, analysis_left: bool = False) -> Reply:
+    """While a code is awaited, a message that is not one (`kodum yok`, `tamam`): the way out, not "not found".
+    `analysis_left`: the photo could go on without a code (the way back to its question)."""
+    if photo_waits and analysis_left:
+        way_out = _(locale, "If you have no code, write 'continue' to go on with your photo.")
+    elif photo_waits:
         way_out = _(locale, "If you have no code, write 'cancel': nothing is sent or charged, and you can send the "
                             "photo again when you have analyses left.")
     else:

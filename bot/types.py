@@ -63,7 +63,9 @@ class Event:
     location_address: str | None = None
     message_type: str | None = None  # Meta's type, for unsupported messages
     sent_at: datetime | None = None  # when the farmer sent it (Meta's timestamp): an album's photos come together
-    quota: QuotaBlock | None = None  # a photo, a reaction: no analysis left now (None: there is, or unknown)
+    # A photo, a reaction, anything while a submission waits for a code: no analysis left now (None: there is, or
+    # the job did not look: other events).
+    quota: QuotaBlock | None = None
 
 
 @dataclass(frozen=True)

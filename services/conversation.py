@@ -213,8 +213,10 @@ def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: M
     new_trial = not farmer.has_consented and quota.trial_would_start(session, farmer.id, now)
     view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at, new_trial)
     event = event_from(message)
-    # The photo learns at once if it must wait; a reaction's thanks must not invite a photo that would wait.
-    if farmer.has_consented and (event.kind is EventKind.PHOTO or event.message_type == "reaction"):
+    # The photo learns at once if it must wait; a reaction's thanks must not invite a photo that would wait; a
+    # submission waiting for a code may go on without one while an analysis is left.
+    waits_for_code = view.state is State.AWAIT_CODE and view.data.draft is not None
+    if farmer.has_consented and (event.kind is EventKind.PHOTO or event.message_type == "reaction" or waits_for_code):
         event = replace(event, quota=quota.quota_block(session, farmer.id, now))
     step = machine.step(view, event, now)
     out: list[Reply] = []

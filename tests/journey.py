@@ -26,8 +26,9 @@ def photo(mid: int = 7, at: float = 0, caption: str | None = None, quota: QuotaB
                  sent_at=NOW + timedelta(seconds=at), quota=quota)
 
 
-def text(t: str, mid: int = 1) -> Event:
-    return Event(EventKind.TEXT, mid, text=t)
+def text(t: str, mid: int = 1, quota: QuotaBlock | None = None) -> Event:
+    """`quota`: what would refuse an analysis, as the job finds it while a submission waits for a code."""
+    return Event(EventKind.TEXT, mid, text=t, quota=quota)
 
 
 def tap(reply_id: str, mid: int = 1) -> Event:

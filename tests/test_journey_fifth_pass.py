@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from bot import crops, intents, replies
 from bot.intents import Intent
-from bot.types import Event, EventKind, RecordConsent, SetLocale, State
-from models import Farmer, utcnow
+from bot.types import Event, EventKind, RecordConsent, RedeemCode, SetLocale, State
+from models import Analysis, Farmer, utcnow
 from services import quota, sponsorship
 from tests.chat import onboarded_farmer
-from tests.journey import NOW, conv, photo, run, sent, tap, text
+from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
 
 LATER = NOW + timedelta(minutes=41)  # the conversation (10 minutes left at NOW) has timed out
 
@@ -138,3 +138,39 @@ def test_a_greeting_or_thanks_at_a_question_is_not_the_crop_or_the_place(words):
         assert c.state is state and c.data.draft.location_text is None
         assert c.data.draft.crop in (None, "domates")
         assert sent(step)[-1] == replies.reprompt(state, "tr", c.data)[-1].text
+
+
+# --- `kod` in the middle of a submission, with analyses left --------------------------------------------
+
+
+@pytest.mark.parametrize("words", ["yok", "devam", "Geç", "kodum yok"])
+def test_after_kod_mid_submission_words_without_a_code_go_back_to_the_question(words):
+    step, c = run(conv(), photo(caption="biber yaprağı"), text("kod"), text(words))
+    assert not any(isinstance(a, RedeemCode) for a in step.actions)
+    if words == "kodum yok":  # not a "go on": the hint names the way back, the photo still kept
+        [said] = sent(step)
+        assert "'devam'" in said and "analiz hakkınız olduğunda" not in said
+        step, c = run(c, text("devam"))
+    assert c.state is State.AWAIT_LOCATION and c.data.draft.crop == "biber"
+    assert sent(step)[-1] == replies.ask_location("tr").text
+
+
+def test_the_skip_button_after_kod_mid_submission_goes_back_to_the_question():
+    step, c = run(conv(), photo(caption="biber"), text("kod"), tap("location:skip"))
+    assert c.state is State.AWAIT_LOCATION and c.data.draft is not None
+    assert "anlayamadım" not in " ".join(sent(step))
+
+
+def test_a_photo_waiting_for_a_code_without_analyses_left_still_waits_after_devam():
+    step, c = run(conv(), photo(quota=DAILY), text("devam", quota=DAILY))
+    assert c.state is State.AWAIT_CODE and c.data.draft is not None and "'iptal'" in sent(step)[0]
+
+
+def test_kod_mid_submission_through_the_webhook_goes_back_with_the_photo(farmer, session):
+    farmer.photo("biber yaprağı")
+    farmer.says("kod")
+    said = farmer.says("yok")
+    assert said[-1].startswith(replies.ask_location("tr").text.split("?")[0])
+    farmer.taps("Geç")
+    farmer.taps("Gönder")
+    assert session.scalar(select(Analysis.crop)) == "biber"
