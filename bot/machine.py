@@ -224,10 +224,15 @@ def on_photo(conv: Conversation, event: Event) -> Step:
 
 
 def _new_submission(conv: Conversation, event: Event, *before: Action) -> Step:
-    """A caption naming a crop skips a question; with no analysis left, the photo waits for a code."""
-    crop = crops.find_crop(event.text)
-    draft = Draft(event.message_id, media_id=event.media_id, notes=event.text, crop=crop, first_at=event.sent_at)
+    """A caption naming a crop skips a question; with no analysis left, the photo waits for a code, and a code in
+    its caption is redeemed as if typed (the rest of the caption is the caption; `after_redeem` decides)."""
+    code_in_caption = event.quota is not None and codes.looks_like_code(event.text)
+    caption = codes.without_code(event.text or "") or None if code_in_caption else event.text
+    crop = crops.find_crop(caption)
+    draft = Draft(event.message_id, media_id=event.media_id, notes=caption, crop=crop, first_at=event.sent_at)
     data = replace(conv.data.keep_pending(), draft=draft)
+    if code_in_caption:
+        return _step(conv, State.AWAIT_CODE, *before, RedeemCode(event.text or ""), data=data)
     if event.quota is not None and not event.quota.code_helps:
         return _no_analysis_now(conv, event.quota, data, before)
     if event.quota is not None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot import crops, intents, replies
 from bot.intents import Intent
 from bot.types import Event, EventKind, RecordConsent, RedeemCode, SetLocale, State
-from models import Analysis, Farmer, utcnow
+from models import Analysis, Farmer, SponsorCode, utcnow
 from services import quota, sponsorship
 from tests.chat import onboarded_farmer
 from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
@@ -171,6 +171,34 @@ def test_kod_mid_submission_through_the_webhook_goes_back_with_the_photo(farmer,
     farmer.says("kod")
     said = farmer.says("yok")
     assert said[-1].startswith(replies.ask_location("tr").text.split("?")[0])
+    farmer.taps("Geç")
+    farmer.taps("Gönder")
+    assert session.scalar(select(Analysis.crop)) == "biber"
+
+
+# --- a code in the caption of the first refused photo ---------------------------------------------------
+
+
+@pytest.mark.parametrize("caption", ["AGRI-U664-BWZ5 biber", "kodum AGRI-VCYB-4A57"])
+def test_a_code_in_the_caption_of_a_refused_photo_is_redeemed(caption):
+    step, c = run(conv(), photo(caption=caption, quota=DAILY))
+    assert RedeemCode(caption) in step.actions and c.state is State.AWAIT_CODE
+    assert "AGRI" not in (c.data.draft.notes or "")
+    assert c.data.draft.crop == ("biber" if "biber" in caption else None)
+
+
+def test_a_code_in_the_caption_of_a_photo_with_analyses_left_is_not_redeemed():
+    step, _c = run(conv(), photo(caption="AGRI-U664-BWZ5 biber"))
+    assert not any(isinstance(a, RedeemCode) for a in step.actions)
+
+
+def test_a_code_in_the_first_refused_photos_caption_through_the_webhook(farmer, app, session):
+    with app.extensions["db"].session() as db, db.begin():
+        assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok
+    code = new_code(app)
+    said = farmer.photo(f"{code} biber")
+    assert said[0].startswith("Kod kabul edildi") and said[-1].startswith(replies.ask_location("tr").text)
+    assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == code)) == "redeemed"
     farmer.taps("Geç")
     farmer.taps("Gönder")
     assert session.scalar(select(Analysis.crop)) == "biber"
