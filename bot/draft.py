@@ -62,13 +62,23 @@ class ConversationData:
     draft: Draft | None = None  # the submission being asked about now
     pending: tuple[Draft, ...] = ()  # confirmed, waiting for their `Gönder` (oldest first)
     held_text: str | None = None  # a message written before consent, answered right after it
+    # Confirmations that timed out unsent (their first photos' message ids): a later tap on one hears that, not
+    # "already sent or cancelled". Kept while the farmer goes on, at most `MAX_PENDING` of them.
+    lapsed: tuple[int, ...] = ()
 
     def pending_draft(self, photo_message_id: int) -> Draft | None:
         return next((d for d in self.pending if d.photo_message_id == photo_message_id), None)
 
     def keep_pending(self) -> ConversationData:
-        """Leaving a flow forgets the half-finished draft but keeps submissions waiting for `Gönder`."""
-        return ConversationData(pending=self.pending)
+        """Leaving a flow forgets the half-finished draft but keeps submissions waiting for `Gönder` (and those
+        that timed out, for their buttons' answer)."""
+        return ConversationData(pending=self.pending, lapsed=self.lapsed)
+
+    def timed_out(self, limit: int) -> ConversationData:
+        """After 30 idle minutes: nothing in progress or waiting; the waiting confirmations become lapsed ones (at
+        most `limit`, the newest)."""
+        lapsed = (*self.lapsed, *(d.photo_message_id for d in self.pending))
+        return ConversationData(lapsed=lapsed[max(0, len(lapsed) - limit):])
 
     def with_pending(self, draft: Draft, limit: int) -> ConversationData:
         """`draft` waiting too (in its old place if it already was), at most `limit`: the oldest are forgotten."""
@@ -101,8 +111,8 @@ def _draft_json(draft: Draft) -> dict[str, Any]:
 
 
 def to_json(data: ConversationData) -> dict[str, Any]:
-    """`{"draft": {...}, "pending": {"<photo message id>": {...}}, "held_text": "..."}`, each key only when
-    it has something."""
+    """`{"draft": {...}, "pending": {"<photo message id>": {...}}, "held_text": "...", "lapsed": [id, ...]}`,
+    each key only when it has something."""
     out: dict[str, Any] = {}
     if data.pending:
         out["pending"] = {str(d.photo_message_id): _draft_json(d) for d in data.pending}
@@ -110,6 +120,8 @@ def to_json(data: ConversationData) -> dict[str, Any]:
         out["draft"] = _draft_json(data.draft)
     if data.held_text is not None:
         out["held_text"] = data.held_text
+    if data.lapsed:
+        out["lapsed"] = list(data.lapsed)
     return out
 
 
@@ -175,5 +187,7 @@ def from_json(raw: object) -> ConversationData:
         draft = _draft_from(value, key)
         if draft is not None and draft.photo_message_id not in pending:
             pending[draft.photo_message_id] = draft
+    stored_lapsed = raw.get("lapsed")
+    lapsed = (_id(v) for v in (stored_lapsed if isinstance(stored_lapsed, list) else ()))
     return ConversationData(draft=_draft_from(raw.get("draft")), pending=tuple(pending.values()),
-                            held_text=_str(raw.get("held_text")))
+                            held_text=_str(raw.get("held_text")), lapsed=tuple(v for v in lapsed if v is not None))

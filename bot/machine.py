@@ -303,13 +303,21 @@ def _continue(conv: Conversation, draft: Draft, *prefix: replies.Reply, before: 
     return _say(conv, State.AWAIT_CROP, *prefix, replies.ask_crop(conv.locale), data=data, before=before)
 
 
+def _not_pending(conv: Conversation, photo_message_id: int | None) -> Step:
+    """A confirmation's button whose submission no longer waits: it timed out unsent (said on every tap), or it
+    was sent or cancelled."""
+    if photo_message_id in conv.data.lapsed:
+        return _step(conv, conv.state, Send(replies.confirmation_expired(conv.locale)))
+    return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+
+
 def on_add_photo(conv: Conversation, event: Event) -> Step:
     """`Fotoğraf ekle` under a confirmation: the next photo joins that submission."""
     if not isinstance(event.reply, rid.AddPhoto):
         return fallback(conv, event)
     pending = conv.data.pending_draft(event.reply.photo_message_id)
     if pending is None:
-        return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+        return _not_pending(conv, event.reply.photo_message_id)
     data = replace(conv.data, draft=pending)
     if pending.photo_count >= MAX_PHOTOS:
         return _say(conv, State.CONFIRM, replies.confirm(conv.locale, pending), data=data)
@@ -394,9 +402,9 @@ def on_send_button(conv: Conversation, event: Event) -> Step:
 def _submit(conv: Conversation, photo_message_id: int) -> Step:
     draft = conv.data.pending_draft(photo_message_id)
     if draft is None:
-        return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+        return _not_pending(conv, photo_message_id)
     current = conv.data.draft
-    data = ConversationData(pending=conv.data.without_pending(photo_message_id).pending)
+    data = conv.data.without_pending(photo_message_id).keep_pending()
     if current is not None and current.photo_message_id != photo_message_id and conv.state is not State.CONFIRM:
         data = replace(data, draft=current)  # a tap on an older button does not lose the flow in progress
     submit = Submit(
@@ -528,7 +536,7 @@ def on_cancel_button(conv: Conversation, event: Event) -> Step:
     if number is None or (current is not None and current.photo_message_id == number):
         return cancel(conv, event)
     if conv.data.pending_draft(number) is None:
-        return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+        return _not_pending(conv, number)
     return _say(conv, conv.state, replies.cancelled(conv.locale), *replies.reprompt(conv.state, conv.locale, conv.data),
                 data=conv.data.without_pending(number))
 
@@ -636,6 +644,10 @@ def fallback(conv: Conversation, event: Event) -> Step:
     if event.kind is EventKind.TEXT and intents.is_continue(event.text):
         again = replies.reprompt(conv.state, conv.locale, conv.data)
         return _say(conv, conv.state, *again) if again else _menu(conv)
+    if conv.data.draft is None and _answers_a_submission(event):  # our own old button: say what to do instead
+        again = replies.reprompt(conv.state, conv.locale, conv.data)
+        return (_say(conv, conv.state, replies.nothing_in_progress(conv.locale), *again) if again
+                else _menu(conv, replies.nothing_in_progress(conv.locale)))
     if conv.state in (State.MENU, State.HISTORY):
         return menu_fallback(conv, event)
     return _say(conv, conv.state, replies.not_understood(conv.locale),
@@ -644,24 +656,46 @@ def fallback(conv: Conversation, event: Event) -> Step:
 
 def step(conv: Conversation, event: Event, now: datetime) -> Step:
     """Decide what happens with one message. The caller stores `Step.state`/`data` and runs the actions."""
-    notice: tuple[Action, ...] = ()
     if conv.consented and conv.expires_at is not None and now >= conv.expires_at:
-        if _lapsed_confirmation(conv, event):  # said once: it expired unsent (not "already sent or cancelled")
-            return _say(conv, State.MENU, replies.confirmation_expired(conv.locale), data=ConversationData())
-        if conv.state is not State.MENU:  # a question was left open: say why we start again
-            notice = (Send(replies.expired(conv.locale)),)
-        conv = replace(conv, state=State.MENU, data=ConversationData(), expires_at=None)  # drafts expire too
-    result = _decide(conv, event)
-    return Step(result.state, result.data, notice + result.actions) if notice else result
+        return _after_timeout(conv, event)
+    return _decide(conv, event)
 
 
-def _lapsed_confirmation(conv: Conversation, event: Event) -> bool:
-    """A button of a confirmation (`Gönder`, `Fotoğraf ekle`, `İptal`) whose submission was still waiting when the
-    conversation timed out: it expires with it, never sent and never charged."""
+def _after_timeout(conv: Conversation, event: Event) -> Step:
+    """30 idle minutes: the conversation starts again from the menu and its drafts expire (a waiting confirmation
+    becomes a lapsed one: its buttons say it timed out unsent, on every tap). With a question left open, the farmer
+    hears why we start again, and to send the photo again if one went with it; an answer to that question (a
+    place, a crop, its button) hears only that, with the menu: never "I did not understand"."""
+    fresh = replace(conv, state=State.MENU, data=conv.data.timed_out(MAX_PENDING), expires_at=None)
+    result = _decide(fresh, event)
+    if conv.state is State.MENU or _confirmation_of(event) in fresh.data.lapsed:
+        return result  # nothing was open, or the button's own answer says it timed out
+    had_photo = conv.data.draft is not None or bool(conv.data.pending)
+    notice = replies.expired(conv.locale, photo_lost=had_photo and event.kind is not EventKind.PHOTO)
+    if _answers_a_question(event):
+        return _menu(fresh, notice)
+    return Step(result.state, result.data, (Send(notice), *result.actions))
+
+
+def _confirmation_of(event: Event) -> int | None:
+    """The submission a confirmation's button (`Gönder`, `Fotoğraf ekle`, `İptal`) names."""
     reply = event.reply
-    if not isinstance(reply, (rid.SendPending, rid.AddPhoto, rid.CancelConfirm)) or reply.photo_message_id is None:
-        return False
-    return conv.data.pending_draft(reply.photo_message_id) is not None
+    return reply.photo_message_id if isinstance(reply, (rid.SendPending, rid.AddPhoto, rid.CancelConfirm)) else None
+
+
+def _answers_a_submission(event: Event) -> bool:
+    """A submission question's own button or list row (`Geç`, a crop), or a shared place."""
+    return event.kind is EventKind.LOCATION or isinstance(event.reply, (rid.Crop, rid.SkipLocation))
+
+
+def _answers_a_question(event: Event) -> bool:
+    """After a timeout: an answer to the question left open (text the menu takes as no command, choice or code;
+    a submission question's button; a place) rather than something new."""
+    if event.kind is EventKind.TEXT:
+        text = event.text or ""
+        return (intents.match(text) is None and not codes.looks_like_code(text)
+                and text.strip().rstrip(".)") not in MENU_CHOICES)
+    return _answers_a_submission(event) or (event.kind is EventKind.REPLY and event.reply is None)
 
 
 def _before_consent(conv: Conversation, event: Event, intent: Intent | None) -> Step:

@@ -133,8 +133,20 @@ def nothing_to_cancel(locale: str) -> Reply:
     return Reply(_(locale, "There is nothing to cancel."))
 
 
-def expired(locale: str) -> Reply:
+def expired(locale: str, photo_lost: bool = False) -> Reply:
+    """The conversation timed out with a question open. `photo_lost`: a submission's photo went with it (never
+    sent): the farmer is told to send it again, whatever they wrote now (a code, an answer to the old question)."""
+    if photo_lost:
+        return Reply(_(locale, "Your previous request timed out after 30 minutes without being sent: nothing was "
+                               "charged. To have the plant analysed, send the photo again."))
     return Reply(_(locale, "Your previous request timed out after 30 minutes, so we are starting again."))
+
+
+def nothing_in_progress(locale: str) -> Reply:
+    """A button or row of a question no longer open (`Geç`, a crop), or a place shared, with no analysis in
+    progress: not "I did not understand" (it is our own button), but what to do instead."""
+    return Reply(_(locale, "No analysis is in progress, so there is nothing to add this to. To have a plant "
+                           "analysed, send its photo."))
 
 
 def confirmation_expired(locale: str) -> Reply:

@@ -212,7 +212,7 @@ def test_expiry_also_forgets_confirmations_waiting_in_the_menu():
     old = conv(State.MENU, pending, expires_at=NOW - timedelta(minutes=1))
     step = machine.step(old, tap("submit:7"), NOW)
     assert not any(isinstance(a, Submit) for a in step.actions)
-    assert sent(step) and step.data == ConversationData()  # the farmer is told it was already sent or cancelled
+    assert sent(step) and step.data == ConversationData(lapsed=(7,))  # the farmer is told it timed out unsent
 
 
 # A reply id comes back from the farmer's phone, so anyone can send any: ids that do not parse are text

@@ -10,12 +10,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bot import crops, intents, replies
+from bot import crops, intents, machine, replies
 from bot.intents import Intent
 from bot.types import Event, EventKind, RecordConsent, RedeemCode, SetLocale, State
 from models import Analysis, Farmer, SponsorCode, utcnow
+from models import Conversation as ConversationRow
 from services import quota, sponsorship
 from tests.chat import onboarded_farmer
 from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
@@ -202,3 +203,73 @@ def test_a_code_in_the_first_refused_photos_caption_through_the_webhook(farmer, 
     farmer.taps("Geç")
     farmer.taps("Gönder")
     assert session.scalar(select(Analysis.crop)) == "biber"
+
+
+# --- after a timeout: one true sentence ---------------------------------------------------------------------
+
+
+def test_a_code_redeemed_after_the_waiting_photo_timed_out_says_to_send_the_photo_again():
+    _step, c = run(conv(), photo(quota=DAILY))
+    step = machine.step(c, text("AGRI-7KQ3-M9XP"), LATER)
+    assert RedeemCode("AGRI-7KQ3-M9XP") in step.actions
+    assert "yeniden gönderin" in sent(step)[0]
+
+
+@pytest.mark.parametrize("answer", [text("Konya Ereğli"), tap("location:skip"), tap("crop:domates"), location()])
+def test_an_answer_after_the_timeout_hears_one_true_sentence_and_the_menu(answer):
+    _step, c = run(conv(), photo(caption="domates"))
+    step = machine.step(c, answer, LATER)
+    said = sent(step)
+    assert len(said) == 2 and said[1] == replies.menu("tr").text
+    assert "kapandı" in said[0] and "yeniden gönderin" in said[0] and "anlayamadım" not in said[0]
+    assert step.state is State.MENU and step.data.draft is None
+
+
+@pytest.mark.parametrize("old", [tap("location:skip"), tap("crop:domates"), location()])
+def test_our_own_old_buttons_after_the_submission_ended_are_not_called_not_understood(old):
+    _step, c = run(conv(), photo(caption="domates"), text("iptal"))
+    step, c = run(c, old)
+    said = sent(step)
+    assert "anlayamadım" not in " ".join(said) and said[-1] == replies.menu("tr").text
+    assert "fotoğraf" in said[0]
+
+
+def test_every_tap_on_a_timed_out_confirmation_says_it_timed_out():
+    _confirmed, c = run(conv(), photo(caption="domates"), tap("location:skip"))
+    step = machine.step(c, tap("submit:7"), LATER)
+    c = replace(c, state=step.state, data=step.data, expires_at=LATER + timedelta(minutes=30))
+    for button in ("submit:7", "photo:add:7", "confirm:cancel:7"):
+        step, c = run(c, tap(button), now=LATER)
+        [said] = sent(step)
+        assert "zaman aşımına uğradı" in said and "zaten gönderildi" not in said
+
+
+def _time_out(app) -> None:
+    with app.extensions["db"].session() as db, db.begin():
+        db.execute(update(ConversationRow).values(expires_at=utcnow() - timedelta(minutes=1)))
+
+
+def test_a_timed_out_confirmation_tapped_twice_through_the_webhook(farmer, app, session):
+    farmer.photo("domates")
+    farmer.taps("Geç")
+    _time_out(app)
+    [first] = farmer.taps("Gönder")
+    [second] = farmer.taps("Gönder")
+    assert "zaman aşımına uğradı" in first and "zaman aşımına uğradı" in second
+    assert "zaten gönderildi" not in second and session.scalar(select(Analysis.id)) is None
+
+
+def test_a_code_after_the_waiting_photo_timed_out_through_the_webhook(farmer, app):
+    with app.extensions["db"].session() as db, db.begin():
+        assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok
+    farmer.photo()
+    _time_out(app)
+    said = farmer.says(new_code(app))
+    assert "yeniden gönderin" in said[0] and said[1].startswith("Kod kabul edildi")
+
+
+def test_an_answer_after_the_timeout_through_the_webhook_gets_one_sentence(farmer, app):
+    farmer.photo("domates")
+    _time_out(app)
+    said = farmer.says("Konya Ereğli")
+    assert len(said) == 2 and "kapandı" in said[0] and "anlayamadım" not in " ".join(said)

@@ -71,14 +71,14 @@ def test_the_not_now_answer_through_the_webhook_tells_the_truth_about_the_code(f
 
 
 @pytest.mark.parametrize("button", ["submit:7", "photo:add:7", "confirm:cancel:7"])
-def test_a_confirmation_tapped_after_it_timed_out_says_once_that_it_expired_unsent(button):
+def test_a_confirmation_tapped_after_it_timed_out_says_that_it_expired_unsent(button):
     _confirmed, c = run(conv(), photo(caption="domates"), tap("location:skip"))
     assert c.state is State.CONFIRM and c.data.pending_draft(7) is not None
     step = machine.step(c, tap(button), NOW + timedelta(minutes=41))
     [said] = sent(step)
     assert "zaman aşımına uğradı" in said and "düşülmedi" in said and "yeniden gönderin" in said
     assert "zaten gönderildi" not in said and not any(not isinstance(a, Send) for a in step.actions)
-    assert step.state is State.MENU and step.data == ConversationData()
+    assert step.state is State.MENU and step.data == ConversationData(lapsed=(7,))
 
 
 def test_a_confirmation_sent_before_the_timeout_is_not_called_expired():
