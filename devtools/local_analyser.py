@@ -14,7 +14,8 @@ purpose `result` for the same analysis:
   short backoff; 4xx other than 429 is not retried).
 
 The result is computed by `estimate(photos, request)` (pure, no HTTP) from the photos' own colours,
-all photos of an album together: each pixel of a small copy of each image is classified in HSV as
+each photo of an album on its own (the worst one gives the result: a healthy photo does not hide a
+spotted leaf): each pixel of a small copy of each image is classified in HSV as
 green, yellow, brown or background (sky, white, grey, very dark, red/blue/purple). Then the leaf is
 separated from the background (`segment`): the leaf is the green and yellowed regions (specks too
 small to be a leaf are background), and a brown region counts as a spot on the leaf only when the
@@ -406,28 +407,45 @@ _ALSO = {
 }
 
 
+def _healthy_ratio(green: int, yellow: int, brown: int) -> float:
+    """The leaf's healthy share; browned tissue weighs more than yellowed: it is dead, yellowed tissue may still
+    recover."""
+    return green / (green + yellow + 1.5 * brown)
+
+
+def _shows_leaf(counts: dict[str, int]) -> bool:
+    leaf = counts["healthy_green"] + counts["yellowed"] + counts["browned"]
+    return leaf >= max(MIN_LEAF_SHARE * sum(counts.values()), 1)
+
+
+def _sickness(counts: dict[str, int]) -> tuple[bool, float]:
+    """Orders photos by how pressing their finding is: a photo showing a leaf before one that shows none, then
+    the least healthy leaf first."""
+    if not _shows_leaf(counts):
+        return (False, 0.0)
+    return (True, 1 - _healthy_ratio(counts["healthy_green"], counts["yellowed"], counts["browned"]))
+
+
 def album_counts(photos: Sequence[bytes]) -> tuple[dict[str, int], int]:
-    """The pixel counts of every usable photo of an album added up, and how many photos were usable.
-    Raises the first photo's ImageProblem when none is usable."""
-    counts: dict[str, int] = {}
-    used = 0
+    """The pixel counts of the album's worst photo, and how many photos were usable. Each photo is judged on its
+    own and the most pressing finding wins, as an analyser of an album (top, underside, whole plant) reports: a
+    healthy photo beside a spotted leaf does not hide the spots. Raises the first photo's ImageProblem when
+    none is usable."""
+    found: list[dict[str, int]] = []
     problem: ImageProblem | None = None
     for photo in photos[:MAX_PHOTOS]:
         try:
-            found = pixel_counts(photo)
+            found.append(pixel_counts(photo))
         except ImageProblem as exc:
             problem = problem or exc
-            continue
-        used += 1
-        counts = {name: counts.get(name, 0) + count for name, count in found.items()}
-    if not used:
+    if not found:
         raise problem or ImageProblem("image_invalid", "Görsel boş")
-    return counts, used
+    return max(found, key=_sickness), len(found)
 
 
 def estimate(images: bytes | Sequence[bytes], req: dict[str, Any]) -> dict[str, Any]:
-    """The local estimate for one photo, or every photo of an album together, and the request that came
-    with it (pure: no HTTP, no app).
+    """The local estimate for one photo, or an album (its worst photo: `album_counts`), and the request that
+    came with it (pure: no HTTP, no app).
 
     Returns a result in the schema of a real N8N result; a failed result when no photo is a usable
     image or the photos show almost no leaf.
@@ -448,8 +466,7 @@ def estimate(images: bytes | Sequence[bytes], req: dict[str, Any]) -> dict[str, 
         return result
 
     green_part, yellow_part, brown_part = green / leaf, yellow / leaf, brown / leaf
-    # Browned tissue weighs more than yellowed: it is dead, yellowed tissue may still recover.
-    healthy_ratio = green_part / (green_part + yellow_part + 1.5 * brown_part)
+    healthy_ratio = _healthy_ratio(green, yellow, brown)
     score = max(1, min(10, _round(1 + 9 * healthy_ratio)))
     severity = "düşük" if score >= 7 else "orta" if score >= 4 else "yüksek"
     yellow_issue, brown_issue = yellow_part >= 0.10, brown_part >= 0.05

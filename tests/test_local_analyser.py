@@ -485,9 +485,23 @@ def test_every_photo_of_an_album_counts_and_an_unusable_one_is_left_out() -> Non
     album = estimate([GREEN_LEAF, b"not a photo", YELLOW_LEAF], {"analysis_id": "a"})
     assert album["success"] is True and album["processing_metadata"]["photos_analysed"] == 2
     alone = estimate(GREEN_LEAF, {"analysis_id": "a"})
-    assert album["processing_metadata"]["sampled_pixels"] > alone["processing_metadata"]["sampled_pixels"]
     assert album["summary"]["overall_health_score"] < alone["summary"]["overall_health_score"]
     assert estimate([b"", b"junk"], {"analysis_id": "a"})["success"] is False
+
+
+def test_a_healthy_photo_in_an_album_does_not_hide_a_spotted_leaf() -> None:
+    spotted = estimate(SICK_LEAF, {"analysis_id": "a"})
+    for album in ([SICK_LEAF, GREEN_LEAF], [GREEN_LEAF, GREEN_LEAF, SICK_LEAF]):
+        result = estimate(album, {"analysis_id": "a"})
+        assert result["summary"]["overall_health_score"] == spotted["summary"]["overall_health_score"]
+        assert result["summary"]["primary_concern"] == spotted["summary"]["primary_concern"]
+
+
+def test_an_album_photo_showing_no_leaf_does_not_decide_the_result() -> None:
+    sky = leaf_image((150, 190, 240), background=(150, 190, 240))
+    result = estimate([sky, GREEN_LEAF], {"analysis_id": "a"})
+    assert result["success"] is True
+    assert result["summary"]["overall_health_score"] == estimate(GREEN_LEAF, {})["summary"]["overall_health_score"]
 
 
 def test_the_route_fetches_every_image_url(client: FlaskClient) -> None:
