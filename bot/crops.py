@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bot.intents import is_sentence
 from bot.normalize import fold, fold_letters
+from bot.place import province_in
 from translations import N_, SUPPORTED_LOCALES, gettext
 
 # (key, display name to translate, other names farmers write). The first ten fit one WhatsApp list
@@ -67,4 +69,10 @@ def looks_like_name(text: str | None) -> bool:
     such as `evet` or `merhaba`: `intents.is_small_talk`.)"""
     words = (text or "").split()
     return (0 < len(words) <= 3 and 2 <= len(" ".join(words)) <= 30
-            and all(all(c.isalpha() or c in "-'’" for c in word) for word in words))
+            and all(all(c.isalpha() or c in "-'’" for c in word) for word in words) and not never_a_name(text))
+
+
+def never_a_name(text: str | None) -> bool:
+    """Words that are no crop's name, whatever their shape: a sentence (`bunlar aynı bitki`, `same plant`) or a
+    province's name alone (`Konya`; `Antep fıstığı`, `Malatya kayısısı` are crops)."""
+    return is_sentence(text) or (len(fold(text).split()) == 1 and province_in(text) is not None)

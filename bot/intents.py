@@ -125,6 +125,32 @@ def is_skip(text: str | None) -> bool:
     return fold(text) in SKIP
 
 
+# Words that make a message a sentence about the plant rather than a name (a crop's, a place's): pronouns,
+# question words and particles, the plant and its parts, little words of grammar (folded, Turkish and English).
+_SENTENCE_WORDS = frozenset({
+    "bu", "bunlar", "bunu", "bunun", "sunlar", "ayni", "hepsi", "hep", "benim", "bizim", "bende", "neden", "niye",
+    "nicin", "nasil", "ne", "neler", "mi", "mu", "misin", "miyim", "midir", "mudur", "var", "ve", "ile", "icin",
+    "ama", "cok", "gibi", "acaba", "lutfen", "olmus", "oldu", "yapmaliyim", "yapayim",
+    "the", "same", "plant", "plants", "leaf", "leaves", "why", "what", "how", "is", "are", "this", "these", "that",
+    "my", "it", "its", "and", "with", "please", "does", "do", "have", "has",
+})
+# Beginnings of words about the plant itself (`yapraklar`, `bitkim`, `lekeler`, `hastalığı`, `sarardı`).
+_SENTENCE_STEMS = ("yaprak", "bitki", "leke", "hastalik", "sarar", "kurudu", "kuruyor", "curudu", "curuyor", "curumus")
+# Endings of Turkish verbs farmers write in a sentence: `sararıyor`, `yapmalıyım`, `olmuş`.
+_VERB_ENDINGS = ("iyor", "uyor", "meli", "mali", "meliyim", "maliyim", "yorum")
+
+
+def is_sentence(text: str | None) -> bool:
+    """A sentence or a question rather than a name: a question mark, a word of conversation about the plant
+    (`bunlar aynı bitki`, `yapraklar neden sarardı`, `same plant`), or a verb's ending. Names typed freely
+    (`Konya Ereğli`, `Çumra köyü`, `şeker pancarı`) have none of these."""
+    if "?" in (text or ""):
+        return True
+    words = fold(text).split()
+    return any(word in _SENTENCE_WORDS or word.startswith(_SENTENCE_STEMS)
+               or (len(word) > 5 and word.endswith(_VERB_ENDINGS)) for word in words)
+
+
 def is_small_talk(text: str | None) -> bool:
     """A word of conversation rather than an answer's content (a crop's or a place's name): a command, yes, no,
     skip, go on, a greeting or thanks."""

@@ -30,6 +30,7 @@ from bot.types import (
     Conversation,
     Event,
     EventKind,
+    ExplainNotPending,
     QuotaBlock,
     RecordConsent,
     RedeemCode,
@@ -102,10 +103,11 @@ def _after_consent(conv: Conversation, event: Event) -> Step:
     welcome = replies.welcome(conv.locale, trial_started=conv.new_trial)
     given: tuple[Action, ...] = (RecordConsent(True),)
     consented = replace(conv, consented=True, state=State.MENU, data=ConversationData(pending=conv.data.pending))
-    if conv.data.draft is not None:
-        return _continue(replace(consented, data=replace(consented.data, draft=conv.data.draft)), conv.data.draft,
-                         welcome, replies.photo_kept(conv.locale, conv.data.draft.photo_count), before=given)
     held = conv.data.held_text
+    if conv.data.draft is not None:
+        draft = _with_note(conv.data.draft, held)
+        return _continue(replace(consented, data=replace(consented.data, draft=draft)), draft,
+                         welcome, replies.photo_kept(conv.locale, draft.photo_count), before=given)
     if held:
         intent = intents.match(held)
         if intent in REPLAYED_INTENTS or (intent is None and codes.looks_like_code(held)):
@@ -114,6 +116,15 @@ def _after_consent(conv: Conversation, event: Event) -> Step:
         if intent is None:  # a question: it is answered from a photo
             return _say(consented, State.AWAIT_PHOTO, welcome, replies.ask_photo(conv.locale), before=given)
     return _menu(consented, welcome, before=given)
+
+
+def _with_note(draft: Draft, held: str | None) -> Draft:
+    """A question written with the photos before consent (`domatesimde lekeler var ne yapmalıyım`) is about
+    them: it counts as a caption would (the note, and the crop if it names one). A command or a code does not."""
+    if not held or intents.match(held) is not None or codes.looks_like_code(held):
+        return draft
+    return replace(draft, notes=f"{draft.notes}\n{held}" if draft.notes else held,
+                   crop=draft.crop or crops.find_crop(held))
 
 
 def on_consent_again(conv: Conversation, event: Event) -> Step:
@@ -210,13 +221,14 @@ def _in_album_window(conv: Conversation, draft: Draft, event: Event) -> bool:
 
 def on_photo(conv: Conversation, event: Event) -> Step:
     """A photo joins the submission in progress (an album, up to `MAX_PHOTOS`) when it comes within the album
-    window of the first or before the confirmation; otherwise it starts a new submission."""
+    window of the first or before the confirmation; otherwise it starts a new submission. A full album is kept
+    whole (`_album_full`)."""
     current = conv.data.draft
     if current is not None and current.has_photo(event.message_id):
         return _step(conv, conv.state)  # the same photo again: nothing new
     if current is not None and (conv.state in ALBUM_STATES or _in_album_window(conv, current, event)):
         if current.photo_count >= MAX_PHOTOS:
-            return _new_submission(conv, event, Send(replies.too_many_photos(conv.locale)))
+            return _album_full(conv, current, event)
         if conv.state is State.AWAIT_CODE and codes.is_code_attempt(event.text):
             return _add_photo_with_code(conv, current, event)
         return _add_photo(conv, current, event)
@@ -243,6 +255,21 @@ def _new_submission(conv: Conversation, event: Event, *before: Action) -> Step:
     return _say(conv, State.AWAIT_CROP, replies.ask_crop(conv.locale), data=data, before=before)
 
 
+def _album_full(conv: Conversation, current: Draft, event: Event) -> Step:
+    """A photo beyond a full album is not added, and the album is kept: starting again with this photo would lose
+    five photos and the answers given for them. The farmer hears it once for a burst (`limit_said`, the photo
+    opening a window of its own, as before consent), and the open question again."""
+    in_window = _in_album_window(conv, current, event)
+    if in_window and current.limit_said:
+        return _step(conv, conv.state)
+    held = replace(current, limit_said=True, first_at=event.sent_at or current.first_at)
+    data = replace(conv.data, draft=held)
+    if conv.data.pending_draft(held.photo_message_id) is not None:
+        data = data.with_pending(held, MAX_PENDING)
+    return _say(conv, conv.state, replies.photo_not_added(conv.locale),
+                *replies.reprompt(conv.state, conv.locale, data), data=data)
+
+
 def _no_analysis_now(conv: Conversation, quota: QuotaBlock, data: ConversationData,
                      before: tuple[Action, ...] = ()) -> Step:
     """No analysis left and a code would only be queued: nothing to wait for. Say when analyses come back,
@@ -253,21 +280,24 @@ def _no_analysis_now(conv: Conversation, quota: QuotaBlock, data: ConversationDa
 
 def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
     """An album's next photo. Within the window it joins quietly (the question was asked once); later, the
-    farmer hears it was added; after `Fotoğraf ekle` or in the confirmation, the confirmation comes again.
-    The first photo after `Fotoğraf ekle` opens a window of its own, so the rest of its album joins too."""
+    farmer hears it was added. The first photo after `Fotoğraf ekle` brings the confirmation again and opens a
+    window of its own, so the rest of its album joins too, quietly: one confirmation for the burst (its
+    `Gönder` carries the count it showed, see `_submit`)."""
     joined = _with_photo(current, event)
     if conv.state is State.AWAIT_MORE_PHOTO:  # the first photo after `Fotoğraf ekle`: an album may follow it
         joined = replace(joined, first_at=event.sent_at)
     data = replace(conv.data, draft=joined)
     if conv.data.pending_draft(joined.photo_message_id) is not None:
         data = data.with_pending(joined, MAX_PENDING)
-    if conv.state in (State.CONFIRM, State.AWAIT_MORE_PHOTO):
+    if conv.state is State.AWAIT_MORE_PHOTO:
         return _say(conv, State.CONFIRM, replies.confirm(conv.locale, joined), data=data)
     if conv.state in (State.AWAIT_CROP, State.AWAIT_CROP_TEXT) and joined.crop:  # its caption named the crop
         return _say(conv, State.AWAIT_LOCATION, replies.photo_received_with_crop(conv.locale, joined.crop),
                     replies.ask_location(conv.locale), data=data)
     if _in_album_window(conv, current, event):
         return _step(conv, conv.state, data=data)
+    if conv.state is State.CONFIRM:
+        return _say(conv, State.CONFIRM, replies.confirm(conv.locale, joined), data=data)
     return _say(conv, conv.state, replies.photo_added(conv.locale, joined.photo_count), data=data)
 
 
@@ -303,16 +333,17 @@ def _continue(conv: Conversation, draft: Draft, *prefix: replies.Reply, before: 
     return _say(conv, State.AWAIT_CROP, *prefix, replies.ask_crop(conv.locale), data=data, before=before)
 
 
-def _not_pending(conv: Conversation, photo_message_id: int | None) -> Step:
+def _not_pending(conv: Conversation, photo_message_id: int) -> Step:
     """A confirmation's button whose submission no longer waits: it timed out unsent (said on every tap), or it
     was sent or cancelled."""
     if photo_message_id in conv.data.lapsed:
         return _step(conv, conv.state, Send(replies.confirmation_expired(conv.locale)))
-    return _step(conv, conv.state, Send(replies.submission_not_pending(conv.locale)))
+    return _step(conv, conv.state, ExplainNotPending(photo_message_id))
 
 
 def on_add_photo(conv: Conversation, event: Event) -> Step:
-    """`Fotoğraf ekle` under a confirmation: the next photo joins that submission."""
+    """`Fotoğraf ekle` under a confirmation: the next photo joins that submission. A full one says why no photo
+    can join, with its confirmation."""
     if not isinstance(event.reply, rid.AddPhoto):
         return fallback(conv, event)
     pending = conv.data.pending_draft(event.reply.photo_message_id)
@@ -320,7 +351,8 @@ def on_add_photo(conv: Conversation, event: Event) -> Step:
         return _not_pending(conv, event.reply.photo_message_id)
     data = replace(conv.data, draft=pending)
     if pending.photo_count >= MAX_PHOTOS:
-        return _say(conv, State.CONFIRM, replies.confirm(conv.locale, pending), data=data)
+        return _say(conv, State.CONFIRM, replies.album_full(conv.locale), replies.confirm(conv.locale, pending),
+                    data=data)
     return _say(conv, State.AWAIT_MORE_PHOTO, replies.ask_more_photo(conv.locale, pending.photo_count), data=data)
 
 
@@ -377,10 +409,12 @@ def on_location(conv: Conversation, event: Event) -> Step:
 
 def _place_text(text: str) -> bool:
     """Could the farmer mean a place? A province named (`Konya`, `Of, Trabzon`), or at least three letters that
-    are not a word of conversation (`slm`, `evet`, `teşekkürler`); an emoji or a number alone is not a place."""
+    are neither a word of conversation (`slm`, `evet`, `teşekkürler`) nor a sentence (`bunlar aynı bitki`,
+    `yapraklar neden sarardı`); an emoji or a number alone is not a place."""
     if province_in(text):
         return True
-    return sum(c.isalpha() for c in text) >= 3 and not intents.is_small_talk(text)
+    return (sum(c.isalpha() for c in text) >= 3 and not intents.is_small_talk(text)
+            and not intents.is_sentence(text))
 
 
 def on_confirm_text(conv: Conversation, event: Event) -> Step:
@@ -393,10 +427,20 @@ def on_confirm_text(conv: Conversation, event: Event) -> Step:
 
 
 def on_send_button(conv: Conversation, event: Event) -> Step:
-    """The `Gönder` of a confirmation: works for any submission still waiting, from any state."""
+    """The `Gönder` of a confirmation: works for any submission still waiting, from any state. One that is no
+    longer waiting: the job says whether it was sent (and how far it got) or cancelled (`ExplainNotPending`).
+    One whose album changed since that confirmation was shown (photos joined after it) is not sent unseen: the
+    confirmation comes again with the photos it has now."""
     if not isinstance(event.reply, rid.SendPending):
         return fallback(conv, event)
-    return _submit(conv, event.reply.photo_message_id)
+    number, shown = event.reply.photo_message_id, event.reply.photo_count
+    draft = conv.data.pending_draft(number)
+    if draft is None:
+        return _not_pending(conv, number)
+    if shown is not None and shown != draft.photo_count:
+        return _say(conv, conv.state, replies.album_changed(conv.locale, draft.photo_count),
+                    replies.confirm(conv.locale, draft))
+    return _submit(conv, number)
 
 
 def _submit(conv: Conversation, photo_message_id: int) -> Step:

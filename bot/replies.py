@@ -192,9 +192,24 @@ def ask_more_photo(locale: str, count: int) -> Reply:
                    count=format_number(count, locale), max=format_number(MAX_PHOTOS, locale)))
 
 
-def too_many_photos(locale: str) -> Reply:
-    return Reply(_(locale, "One analysis takes at most %(max)s photos, so this photo starts a new analysis.",
-                   max=format_number(MAX_PHOTOS, locale)))
+def photo_not_added(locale: str) -> Reply:
+    """A photo beyond a full album: not added, and the album is kept as it is."""
+    return Reply(_(locale, "One analysis takes at most %(max)s photos and this one has %(max)s already, so I did not "
+                           "add this photo; your %(max)s photos are kept. To have it analysed too, send it again "
+                           "once this analysis is sent or cancelled.", max=format_number(MAX_PHOTOS, locale)))
+
+
+def album_full(locale: str) -> Reply:
+    """`Fotoğraf ekle` under a confirmation whose album is full."""
+    return Reply(_(locale, "One analysis takes at most %(max)s photos and this one has %(max)s already, so no photo "
+                           "can be added to it.", max=format_number(MAX_PHOTOS, locale)))
+
+
+def album_changed(locale: str, count: int) -> Reply:
+    """`Gönder` under a confirmation that showed fewer photos than the submission has now: check it again."""
+    return Reply(ngettext(locale, "This analysis now has %(num)s photo; please check it again before I send it.",
+                          "This analysis now has %(num)s photos; please check it again before I send it.", count,
+                          num=format_number(count, locale)))
 
 
 def photo_limit_kept(locale: str) -> Reply:
@@ -209,7 +224,7 @@ def crop_rows(locale: str) -> tuple[ListRow, ...]:
 
 
 def ask_crop(locale: str) -> Reply:
-    return Reply(_(locale, "Which crop is it? Choose from the list or type its name (for example: fındık, elma)."),
+    return Reply(_(locale, "Which crop is it? Choose from the list or type its name (for example: hazelnut, apple)."),
                  rows=crop_rows(locale), list_button=_(locale, "Crops"))
 
 
@@ -260,7 +275,7 @@ def confirm(locale: str, draft: Draft) -> Reply:
     lines.append(ngettext(locale, "Photos: %(num)s photo", "Photos: %(num)s photos", draft.photo_count,
                           num=format_number(draft.photo_count, locale)))
     lines.append(_(locale, "This uses 1 analysis from your quota."))
-    buttons = [Button(rid.SendPending(draft.photo_message_id), _(locale, "Send"))]
+    buttons = [Button(rid.SendPending(draft.photo_message_id, draft.photo_count), _(locale, "Send"))]
     if draft.photo_count < MAX_PHOTOS:
         buttons.append(Button(rid.AddPhoto(draft.photo_message_id), _(locale, "Add a photo")))
     buttons.append(Button(rid.CancelConfirm(draft.photo_message_id), _(locale, "Cancel")))
@@ -279,8 +294,17 @@ def submitted(locale: str) -> Reply:
     return Reply(_(locale, "Your analysis is in the queue; the result will arrive in a few minutes."))
 
 
-def already_submitted(locale: str) -> Reply:
-    return Reply(_(locale, "This photo is already in the queue; you were charged only once."))
+def already_sent(locale: str, status: str) -> Reply:
+    """`Gönder` of a submission that was sent already (a second tap, another confirmation of it): where its
+    analysis is (`status`, the analysis's), and that it was charged once."""
+    if status == "completed":
+        return Reply(_(locale, "This analysis was already sent and its result has arrived (see above, or write "
+                               "'my analyses'). You were charged only once."))
+    if status == "failed":
+        return Reply(_(locale, "This analysis was already sent and could not be completed; the reason came above, "
+                               "and nothing was charged for it. Send a new photo for a new analysis."))
+    return Reply(_(locale, "This analysis was already sent and is being analysed; the result will arrive here in a "
+                           "few minutes. You were charged only once."))
 
 
 def quota_exhausted(locale: str, block: QuotaBlock | None) -> Reply:
@@ -615,6 +639,9 @@ def severity_name(locale: str, level: str) -> str | None:
     return gettext(locale, msgid) if msgid else None
 
 
+RESULT_ACTIONS = 3  # immediate actions in the result's summary; `Detaylar` lists them all
+
+
 def analysis_result(locale: str, view: ResultView) -> Reply:
     lines = []
     if view.urgent:
@@ -626,7 +653,7 @@ def analysis_result(locale: str, view: ResultView) -> Reply:
         lines.append(_(locale, "Main problem: %(concern)s", concern=view.primary_concern))
     if view.urgent_actions:
         lines.append(_(locale, "What to do first:"))
-        lines.extend(f"{n}. {action}" for n, action in enumerate(view.urgent_actions[:3], 1))
+        lines.extend(f"{n}. {action}" for n, action in enumerate(view.urgent_actions[:RESULT_ACTIONS], 1))
     if view.summary:
         lines.append("")
         lines.append(view.summary)
@@ -639,8 +666,13 @@ def analysis_result(locale: str, view: ResultView) -> Reply:
 
 
 def analysis_details(locale: str, view: ResultView) -> list[Reply]:
-    """The rest of the result in readable parts, one message per topic that has something to say."""
+    """The rest of the result in readable parts, one message per topic that has something to say. Every
+    immediate action comes first: the result's summary shows only the first few (`RESULT_ACTIONS`), and one
+    picked from the history none."""
     parts = []
+    if view.urgent_actions:
+        parts.append(_(locale, "What to do first:") + "\n"
+                     + "\n".join(f"{n}. {action}" for n, action in enumerate(view.urgent_actions, 1)))
     if view.findings:
         parts.append(_(locale, "Diseases and pests:") + "\n" + "\n".join(f"• {f}" for f in view.findings))
     if view.nutrients:
@@ -672,9 +704,13 @@ def analysis_failed(locale: str, photo_problem: bool) -> Reply:
 
 
 def photos_left_out(locale: str, left_out: int, used: int) -> Reply:
-    """Some photos of an album could not be read (corrupt, not a photo): the result that follows is the others'."""
-    return Reply(_(locale, "%(num)s of your photos could not be read, so the result below is based on the other "
-                           "%(used)s.", num=format_number(left_out, locale), used=format_number(used, locale)))
+    """Some photos of an album could not be used (too large, corrupt, not a photo): the result that follows is the
+    others'. Which of those it was is not kept with the analysis, so both are named."""
+    return Reply(ngettext(locale, "%(num)s of your photos could not be used (too large or unreadable), so the result "
+                                  "below is based on the other photo.",
+                          "%(num)s of your photos could not be used (too large or unreadable), so the result below "
+                          "is based on the other %(used)s photos.", used,
+                          num=format_number(left_out, locale), used=format_number(used, locale)))
 
 
 def analysis_photo_unusable(locale: str) -> Reply:

@@ -18,6 +18,7 @@ MAX_MESSAGE_NUMBER = 2**63 - 1  # messages' ids (BIGINT columns): a photo's `Gö
 MAX_LENGTH = 256  # Meta's limit for a button or row id
 _ROW_NUMBER = re.compile(r"[0-9]{1,10}")  # as read since the first release: `history:007` is analysis 7
 _MESSAGE_NUMBER = re.compile(r"[1-9][0-9]{0,18}")  # canonical, as the pending submissions are keyed
+_PHOTO_COUNT = re.compile(r"[1-9]")  # photos a confirmation showed (an album has at most five)
 _KEY = re.compile(r"[a-z0-9_]{1,32}")  # crop keys, language codes
 
 
@@ -59,9 +60,11 @@ class SkipLocation:
 
 @dataclass(frozen=True)
 class SendPending:
-    """`submit:<photo message id>`: the `Gönder` of a confirmation, tappable as long as it is pending."""
+    """`submit:<photo message id>:<photo count>`: the `Gönder` of a confirmation, tappable as long as it is
+    pending; the count is what that confirmation showed (`submit:<id>`, as sent before: not known)."""
 
     photo_message_id: int
+    photo_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,10 @@ def encode(reply: ReplyId) -> str:
             return f"crop:{key}"
         case SkipLocation():
             return "location:skip"
-        case SendPending(photo_message_id=number):
+        case SendPending(photo_message_id=number, photo_count=None):
             return f"submit:{number}"
+        case SendPending(photo_message_id=number, photo_count=count):
+            return f"submit:{number}:{count}"
         case AddPhoto(photo_message_id=number):
             return f"photo:add:{number}"
         case CancelConfirm(photo_message_id=None):
@@ -181,8 +186,11 @@ def parse(text: object) -> ReplyId | None:
         number = _number(rest, _ROW_NUMBER, MAX_ID_NUMBER)
         return HistoryPick(number) if number is not None else None
     if prefix == "submit":
+        rest, colon, shown = rest.partition(":")
         number = _number(rest, _MESSAGE_NUMBER, MAX_MESSAGE_NUMBER)
-        return SendPending(number) if number is not None else None
+        if number is None or (colon and not _PHOTO_COUNT.fullmatch(shown)):
+            return None
+        return SendPending(number, int(shown) if shown else None)
     if prefix == "photo" and rest.startswith("add:"):
         number = _number(rest.removeprefix("add:"), _MESSAGE_NUMBER, MAX_MESSAGE_NUMBER)
         return AddPhoto(number) if number is not None else None

@@ -185,8 +185,16 @@ class Submit:
     draft: Draft | None = None  # the submission itself: it waits again if the charge is refused
 
 
+@dataclass(frozen=True)
+class ExplainNotPending:
+    """A `Gönder` whose submission no longer waits: the job looks up whether it was sent (and how far its
+    analysis got) or cancelled, and says so."""
+
+    photo_message_id: int
+
+
 Action = (Send | RecordConsent | SetLocale | SetOptOut | RequestDeletion | RequestHuman | ShowQuota | ShowHistory
-          | ShowAnalysis | ShowDetails | RedeemCode | Submit)
+          | ShowAnalysis | ShowDetails | RedeemCode | Submit | ExplainNotPending)
 
 
 @dataclass(frozen=True)

@@ -419,7 +419,7 @@ def result_view(a: Analysis, result: AnalysisResult, locale: str) -> replies.Res
         health_score=result.health_score,
         primary_concern=result.primary_concern,
         urgent=result.urgent,
-        urgent_actions=tuple(rec(r) for r in result.recommendations.immediate[:3]),
+        urgent_actions=tuple(rec(r) for r in result.recommendations.immediate),
         summary=result.farmer_summary,
         local_estimate=result.is_local_estimate,
         findings=findings,

@@ -28,6 +28,7 @@ from bot.types import (
 from bot.types import (
     Event,
     EventKind,
+    ExplainNotPending,
     QuotaBlock,
     RecordConsent,
     RedeemCode,
@@ -280,6 +281,8 @@ def _carry_out(session: Session, farmer: Farmer, step: Step, now: datetime, outc
                 out.append(replies.redeem(farmer.locale, redeem_view(session, farmer.id, text, now)))
                 block = quota.quota_block(session, farmer.id, now)
                 follow_ups.append(partial(machine.after_redeem, quota=block))
+            case ExplainNotPending(photo_message_id=number):
+                out.append(_not_pending(session, farmer, number))
             case Submit():
                 refused = _submit(session, farmer, action, now, outcome, out)
                 if refused is not None and action.draft is not None:
@@ -380,14 +383,27 @@ def _with_report_link(view: replies.ResultView, analysis_id: int) -> replies.Res
     return replace(view, report_url=report_link(analysis_id), report_expires_at=utcnow() + max_age)
 
 
+def _sent_status(session: Session, farmer: Farmer, photo_message_id: int) -> str | None:
+    """The status of the analysis a submission (keyed by its first photo) became, None if it was never sent."""
+    return session.scalar(select(Analysis.status).where(Analysis.message_id == photo_message_id,
+                                                        Analysis.farmer_id == farmer.id))
+
+
+def _not_pending(session: Session, farmer: Farmer, photo_message_id: int) -> Reply:
+    """A `Gönder` whose submission no longer waits: sent (where its analysis is), or cancelled."""
+    sent = _sent_status(session, farmer, photo_message_id)
+    if sent is None:
+        return replies.submission_not_pending(farmer.locale)
+    return replies.already_sent(farmer.locale, sent)
+
+
 def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, outcome: Outcome,
             out: list[Reply]) -> QuotaBlock | None:
     """Charge once per submission (keyed by its first photo): the farmer's lock serialises this check and
     the charge. One analysis for all the album's photos. Returns why the charge was refused, if it was."""
-    existing = session.scalar(select(Analysis.id).where(Analysis.message_id == action.photo_message_id,
-                                                        Analysis.farmer_id == farmer.id))
-    if existing is not None:
-        out.append(replies.already_submitted(farmer.locale))
+    sent = _sent_status(session, farmer, action.photo_message_id)
+    if sent is not None:
+        out.append(replies.already_sent(farmer.locale, sent))
         return None
     media_ids = list(action.media_ids) or ([action.media_id] if action.media_id else [])
     savepoint = session.begin_nested()

@@ -676,8 +676,9 @@ def test_an_unreadable_photo_of_an_album_is_left_out(farmer, mock, album, sessio
     assert analysis.status == "completed" and len(analysis.image_keys) == 2
     [call] = sent_to_n8n(mock)
     assert call.request.body is not None and len(json.loads(call.request.body)["image_urls"]) == 2
-    told = [r for r in replies if "okunamadı" in r]
-    assert told == ["Fotoğraflarınızdan 1 tanesi okunamadı; aşağıdaki sonuç diğer 2 fotoğrafa göre."]
+    told = [r for r in replies if "kullanılamadı" in r]
+    assert told == ["Fotoğraflarınızdan 1 tanesi kullanılamadı (çok büyük ya da okunamıyor); aşağıdaki sonuç diğer 2 "
+                    "fotoğrafa göre."]
     assert replies.index(told[0]) < next(i for i, r in enumerate(replies) if "Domates" in r or "domates" in r)
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import machine
-from bot.types import RecordConsent, RedeemCode, State, Submit
+from bot.types import ExplainNotPending, RecordConsent, RedeemCode, State, Submit
 from models import Analysis
 from services import quota
 from tests.chat import Farmer as ChatFarmer
@@ -81,8 +81,7 @@ def test_a_cancelled_submission_cannot_be_sent_by_its_older_button():
         step, cancelled = run(c, cancels)
         assert "İptal edildi" in sent(step)[0] and cancelled.data.pending_draft(7) is None
         stale = machine.step(cancelled, tap("submit:7"), NOW)
-        assert not any(isinstance(a, Submit) for a in stale.actions)
-        assert "iptal edildi" in sent(stale)[0] and "yeni bir fotoğraf" in sent(stale)[0].lower()
+        assert stale.actions == (ExplainNotPending(7),)  # the job says it was cancelled: nothing was sent
 
 
 def test_cancelling_an_older_confirmation_keeps_the_submission_in_progress():
@@ -111,23 +110,24 @@ def test_after_cancel_the_old_send_button_charges_nothing(farmer, session):
 
 def test_an_album_sent_after_add_a_photo_joins_the_submission():
     _step, c = run(conv(), photo(7, 0, caption="elma"), text("Geç"), tap("photo:add:7"))
-    _first, c = run(c, photo(8, 120))
+    first, c = run(c, photo(8, 120))
     second, c = run(c, photo(9, 121))
-    assert c.state is State.CONFIRM and "3 fotoğraf" in sent(second)[0]
-    assert c.data.draft is not None and c.data.draft.photo_message_id == 7
+    assert "2 fotoğraf" in sent(first)[0] and sent(second) == []  # one confirmation for the burst
+    assert c.state is State.CONFIRM and c.data.draft is not None and c.data.draft.photo_message_id == 7
     assert c.data.pending_draft(7).media_ids == ("m7", "m8", "m9")
     _later, c = run(c, photo(10, 300))  # outside the window, without the button: a new submission
     assert c.data.draft.photo_message_id == 10 and c.data.pending_draft(7).photo_count == 3
 
 
-def test_beyond_five_after_add_a_photo_the_limit_is_said_before_a_new_submission():
+def test_beyond_five_after_add_a_photo_the_limit_is_said_and_the_album_is_kept():
     _step, c = run(conv(), *(photo(n, n - 7) for n in range(7, 11)), tap("crop:elma"), text("Geç"),
                    tap("photo:add:7"))
     assert c.data.pending_draft(7).photo_count == 4
     _fifth, c = run(c, photo(11, 120))
     sixth, c = run(c, photo(12, 121))
-    assert "en fazla 5" in sent(sixth)[0]
-    assert c.data.draft.photo_message_id == 12 and c.data.pending_draft(7).photo_count == 5
+    assert "en fazla 5" in sent(sixth)[0] and "5 fotoğraf" in sent(sixth)[-1]
+    assert c.data.draft.photo_message_id == 7 and c.data.pending_draft(7).photo_count == 5
+    assert not c.data.draft.has_photo(12)
 
 
 def test_an_album_after_add_a_photo_through_the_webhook(farmer, session):
@@ -138,7 +138,10 @@ def test_an_album_after_add_a_photo_through_the_webhook(farmer, session):
     album = [farmer.message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": media})
              for media in ("a-2", "a-3")]
     answers = farmer.deliver(*album)
-    assert "3 fotoğraf" in answers[-1] and not any("Hangi ürün" in a for a in answers)
+    assert [a for a in answers if "Göndermeden önce" in a] == [answers[-1]]
+    assert not any("Hangi ürün" in a for a in answers)
+    farmer.taps("Gönder")  # under a confirmation of fewer photos than the album has now: asked again
+    assert "3 fotoğraf" in farmer.last_bodies[-1]["interactive"]["body"]["text"]
     farmer.taps("Gönder")
     assert session.scalar(select(Analysis.media_ids)) == ["a-1", "a-2", "a-3"]
 

@@ -159,13 +159,15 @@ def test_a_photo_later_in_the_wizard_joins_and_is_acknowledged():
     assert "2/5" in sent(step)[0]
 
 
-def test_a_sixth_photo_starts_a_new_submission_after_saying_the_limit():
+def test_a_sixth_photo_is_not_added_and_the_five_are_kept_with_the_question_again():
     _step, c = run(conv(), *(photo(n, n - 7) for n in range(7, 7 + MAX_PHOTOS)))
     assert c.data.draft is not None and c.data.draft.photo_count == MAX_PHOTOS
-    step = machine.step(c, photo(20, 5), NOW)
-    assert "en fazla 5" in sent(step)[0]
-    assert step.data.draft is not None and step.data.draft.photo_message_id == 20
-    assert step.data.draft.photo_count == 1 and step.state is State.AWAIT_CROP
+    sixth, c = run(c, photo(20, 5))
+    assert "en fazla 5" in sent(sixth)[0] and "eklemedim" in sent(sixth)[0] and "Hangi ürün" in sent(sixth)[-1]
+    seventh, c = run(c, photo(21, 6))
+    assert sent(seventh) == []  # the rest of that burst: said once
+    assert c.state is State.AWAIT_CROP and c.data.draft.photo_message_id == 7
+    assert c.data.draft.photo_count == MAX_PHOTOS and not c.data.draft.has_photo(20) and not c.data.draft.has_photo(21)
 
 
 def test_after_the_confirmation_a_photo_starts_a_new_submission_unless_added_with_the_button():

@@ -419,8 +419,8 @@ def chat_farmer(app):
 def test_detaylar_reply_carries_a_working_link(app, client, chat_farmer):
     analysis_id = add_analysis(app, result=fixture_result("result_full_tr.json"))
     details = chat_farmer.tap_id(f"result:details:{analysis_id}", "Detaylar")
-    # The topics as before, then the link as a line of plain text.
-    assert details[0].startswith("Hastalıklar ve zararlılar:")
+    # Every immediate action, the topics as before, then the link as a line of plain text.
+    assert details[0].startswith("Önce yapmanız gerekenler:") and details[1].startswith("Hastalıklar ve zararlılar:")
     last = details[-1]
     match = re.fullmatch(r"Tüm rapor: (https://bot\.test/r/(\S+))\nBağlantı (.+) tarihine kadar açılır\.", last)
     assert match, last
