@@ -612,6 +612,7 @@ class ResultView:
     urgent_actions: tuple[str, ...]
     summary: str | None
     local_estimate: bool = False
+    photos: int = 1  # how many photos the result rests on (an album: several)
     findings: tuple[str, ...] = ()  # diseases and pests, "name (severity)"
     nutrients: tuple[str, ...] = ()
     short_term: tuple[str, ...] = ()
@@ -658,7 +659,9 @@ def analysis_result(locale: str, view: ResultView) -> Reply:
         lines.append("")
         lines.append(view.summary)
     if view.local_estimate:  # said once, here: the local analyser's own summary does not repeat it
-        lines.append(_(locale, "Automatic local estimate from the photo's colours, not an expert diagnosis."))
+        lines.append(ngettext(locale, "Automatic local estimate from the photo's colours, not an expert diagnosis.",
+                              "Automatic local estimate from the photos' colours, not an expert diagnosis.",
+                              view.photos))
     text = "\n".join(lines)
     if len(text) > 1000:  # Meta's limit for a message with buttons is 1024 characters
         text = text[:997] + "..."
@@ -693,13 +696,18 @@ def analysis_details(locale: str, view: ResultView) -> list[Reply]:
     return [Reply(p[:4000]) for p in parts]
 
 
-def analysis_failed(locale: str, photo_problem: bool) -> Reply:
+def analysis_failed(locale: str, photo_problem: bool, photos: int = 1) -> Reply:
+    """`photos`: how many the analysis had (an album is spoken of in the plural)."""
     if photo_problem:
-        text = _(locale, "I could not read your photo. Please send it again as a clear photo (JPEG or PNG, under "
-                         "5 MB). Nothing was charged for this one.")
+        text = ngettext(locale, "I could not read your photo. Please send it again as a clear photo (JPEG or PNG, "
+                                "under 5 MB). Nothing was charged for this one.",
+                        "I could not read your photos. Please send them again as clear photos (JPEG or PNG, under "
+                        "5 MB each). Nothing was charged for this analysis.", photos)
     else:
-        text = _(locale, "Sorry, the analysis could not be completed because of a problem on our side. Nothing was "
-                         "charged; please send the photo again in a little while.")
+        text = ngettext(locale, "Sorry, the analysis could not be completed because of a problem on our side. "
+                                "Nothing was charged; please send the photo again in a little while.",
+                        "Sorry, the analysis could not be completed because of a problem on our side. Nothing was "
+                        "charged; please send the photos again in a little while.", photos)
     return Reply(text)
 
 
@@ -713,19 +721,26 @@ def photos_left_out(locale: str, left_out: int, used: int) -> Reply:
                           num=format_number(left_out, locale), used=format_number(used, locale)))
 
 
-def analysis_photo_unusable(locale: str) -> Reply:
+def analysis_photo_unusable(locale: str, photos: int = 1) -> Reply:
     """The analyser could not judge the plant in the photo (none seen, blurred, dark): the same photo would
     fail again, so say what to photograph instead."""
-    return Reply(_(locale, "I could not see a plant clearly enough in your photo to analyse it. Please take a new "
-                           "photo of the affected leaves, fruit or stem from close up (about a hand's width away), "
-                           "in daylight and in focus, and send it. Nothing was charged for this one."))
+    return Reply(ngettext(locale, "I could not see a plant clearly enough in your photo to analyse it. Please take a "
+                                  "new photo of the affected leaves, fruit or stem from close up (about a hand's "
+                                  "width away), in daylight and in focus, and send it. Nothing was charged for this "
+                                  "one.",
+                          "I could not see a plant clearly enough in your photos to analyse them. Please take new "
+                          "photos of the affected leaves, fruit or stem from close up (about a hand's width away), "
+                          "in daylight and in focus, and send them. Nothing was charged for this analysis.", photos))
 
 
-def analysis_gave_up_waiting(locale: str) -> Reply:
+def analysis_gave_up_waiting(locale: str, photos: int = 1) -> Reply:
     """The analysis service stayed unreachable for too long: the analysis was ended and refunded."""
-    return Reply(_(locale, "Sorry, our analysis service has been unavailable for a long time, so I could not "
-                           "analyse your photo. Nothing was charged. You can send the photo again whenever you "
-                           "like."))
+    return Reply(ngettext(locale, "Sorry, our analysis service has been unavailable for a long time, so I could not "
+                                  "analyse your photo. Nothing was charged. You can send the photo again whenever "
+                                  "you like.",
+                          "Sorry, our analysis service has been unavailable for a long time, so I could not analyse "
+                          "your photos. Nothing was charged. You can send the photos again whenever you like.",
+                          photos))
 
 
 def analysis_delayed(locale: str) -> Reply:

@@ -155,6 +155,11 @@ def photo_ids(media_id: str | None, media_ids: list[Any] | None) -> tuple[str, .
     return tuple(dict.fromkeys(ids))[:MAX_IMAGES]
 
 
+def photos_used(a: Analysis) -> int:
+    """How many photos an analysis rests on: those stored for it (the ones it was sent with, until then)."""
+    return len(stored_keys(a.image_keys, a.image_key)) or len(photo_ids(a.media_id, a.media_ids)) or 1
+
+
 def stored_keys(keys: list[Any] | None, first: str | None) -> tuple[str, ...]:
     """The stored keys of every photo (`image_keys`), or the one key of an older row."""
     found = tuple(str(k) for k in (keys or []) if k)
@@ -404,9 +409,9 @@ def store_result(analysis_id: int, raw: Any, result: AnalysisResult) -> tuple[st
         return farmer.address, a.sponsor_id
 
 
-def result_view(a: Analysis, result: AnalysisResult, locale: str) -> replies.ResultView:
+def result_view(a: Analysis, result: AnalysisResult, locale: str, photos: int = 1) -> replies.ResultView:
     """What the chat shows of a result; a finding's severity named by its level in the farmer's language
-    (an unknown one left out)."""
+    (an unknown one left out). `photos`: how many the result rests on (`photos_used`)."""
     def rec(r: Any) -> str:
         return annotated(r.action, r.timeline)
 
@@ -422,6 +427,7 @@ def result_view(a: Analysis, result: AnalysisResult, locale: str) -> replies.Res
         urgent_actions=tuple(rec(r) for r in result.recommendations.immediate),
         summary=result.farmer_summary,
         local_estimate=result.is_local_estimate,
+        photos=photos,
         findings=findings,
         nutrients=nutrients,
         short_term=tuple(rec(r) for r in result.recommendations.short_term),
@@ -467,7 +473,7 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
         sent, used = len(photo_ids(a.media_id, a.media_ids)), len(stored_keys(a.image_keys, a.image_key))
         if 0 < used < sent:  # photos of the album were left out unread: say the result rests on the others
             out.append(to_outbound(farmer.address, replies.photos_left_out(farmer.locale, sent - used, used)))
-        summary = replies.analysis_result(farmer.locale, result_view(a, result, farmer.locale))
+        summary = replies.analysis_result(farmer.locale, result_view(a, result, farmer.locale, photos_used(a)))
         out.append(to_outbound(farmer.address, summary))
     except Exception:
         log.exception("the result's summary could not be built: the template is sent instead",
@@ -482,9 +488,10 @@ def _queue_result(session: Any, farmer: Farmer, a: Analysis, result: AnalysisRes
 # --- failing ------------------------------------------------------------------------------------------
 
 
-FAILURE_REPLIES: dict[Failure, Callable[[str], replies.Reply]] = {
-    Failure.OURS: lambda locale: replies.analysis_failed(locale, False),
-    Failure.PHOTO_FILE: lambda locale: replies.analysis_failed(locale, True),
+# Each says "photo" or "photos" by how many the analysis had (the second argument).
+FAILURE_REPLIES: dict[Failure, Callable[[str, int], replies.Reply]] = {
+    Failure.OURS: lambda locale, photos: replies.analysis_failed(locale, False, photos),
+    Failure.PHOTO_FILE: lambda locale, photos: replies.analysis_failed(locale, True, photos),
     Failure.PHOTO_CONTENT: replies.analysis_photo_unusable,
     Failure.WAITED_TOO_LONG: replies.analysis_gave_up_waiting,
 }
@@ -497,7 +504,7 @@ def _mark_failed(session: Any, a: Analysis, farmer: Farmer, reason: str, failure
     a.failure_reason = reason[:300]
     if a.charge_ledger_id is not None:
         quota.refund(session, a.charge_ledger_id, now)
-    reply = FAILURE_REPLIES[failure](farmer.locale)
+    reply = FAILURE_REPLIES[failure](farmer.locale, len(photo_ids(a.media_id, a.media_ids)) or 1)
     queue_message(session, farmer.address, to_outbound(farmer.address, reply), now, farmer_id=farmer.id,
                   analysis_id=a.id)
     log.warning("analysis failed", extra={"analysis_id": a.id, "reason": reason[:300]})

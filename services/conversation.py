@@ -364,7 +364,7 @@ def _analysis_summary(session: Session, farmer: Farmer, analysis_id: int) -> Rep
 
 def _analysis_details(session: Session, farmer: Farmer, analysis_id: int | None) -> list[Reply]:
     """The rest of a completed result; without an id (a template's button), the latest one."""
-    from services.analysis import result_view
+    from services.analysis import photos_used, result_view
     from services.analysis_result import normalise
 
     query = select(Analysis).where(Analysis.farmer_id == farmer.id, Analysis.status == "completed")
@@ -373,7 +373,7 @@ def _analysis_details(session: Session, farmer: Farmer, analysis_id: int | None)
     analysis = session.scalars(query.order_by(Analysis.completed_at.desc(), Analysis.id.desc())).first()
     if analysis is None or analysis.result is None:
         return [replies.no_result_yet(farmer.locale)]
-    view = result_view(analysis, normalise(analysis.result), farmer.locale)
+    view = result_view(analysis, normalise(analysis.result), farmer.locale, photos_used(analysis))
     return replies.analysis_details(farmer.locale, _with_report_link(view, analysis.id))
 
 

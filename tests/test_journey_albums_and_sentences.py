@@ -194,3 +194,14 @@ def test_details_list_every_immediate_action_even_beyond_the_first_three():
     details = "\n".join(r.text for r in replies.analysis_details("tr", view))
     assert "Adım 3" in summary and "Adım 4" not in summary
     assert all(f"Adım {n}" in details for n in range(1, 6))
+
+
+def test_an_album_is_spoken_of_in_the_plural_in_the_chat():
+    result = json.loads((FIXTURES / "n8n" / "result_full_tr.json").read_text("utf-8"))
+    result["processing_metadata"]["source"] = "local-estimate"
+    album = result_view(SimpleNamespace(id=7, crop="domates"), normalise(result), "tr", 3)  # type: ignore[arg-type]
+    assert "Fotoğraflardaki renklerden" in replies.analysis_result("tr", album).text
+    assert "Fotoğraflarınızda" in replies.analysis_photo_unusable("tr", 3).text
+    assert "Fotoğraflarınızı okuyamadım" in replies.analysis_failed("tr", True, 3).text
+    assert "your photos" in replies.analysis_gave_up_waiting("en", 3).text
+    assert "Fotoğrafınızda" in replies.analysis_photo_unusable("tr").text

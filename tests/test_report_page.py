@@ -566,3 +566,18 @@ def test_one_finding_fits_about_two_phone_screens(app, client):
         as_text=True)).text
     assert screen_lines(text) <= 64  # this one measures 60
     assert "font:16px/1.4" in CSS and "padding:8px 10px" in CSS
+
+
+def test_an_album_is_spoken_of_in_the_plural_on_the_report_page(app, client):
+    result = fixture_result("result_full_tr.json")
+    result["processing_metadata"]["source"] = "local-estimate"
+    photos = [stored_photo(app) for _ in range(3)]
+    analysis_id = add_analysis(app, result=result, image_key=photos[0][0])
+    pending_id = add_analysis(app, status="queued")
+    with app.extensions["db"].session() as s, s.begin():
+        s.get_one(Analysis, analysis_id).image_keys = [key for key, _ in photos]
+        s.get_one(Analysis, pending_id).media_ids = ["m1", "m2", "m3"]
+    text = parse(get_page(client, app, analysis_id).get_data(as_text=True)).text
+    assert "fotoğraflarınızdaki renklerden" in text and "fotoğrafınızdaki" not in text
+    pending = parse(get_page(client, app, pending_id).get_data(as_text=True)).text
+    assert "Fotoğraflarınızı hâlâ inceliyoruz" in pending

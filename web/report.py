@@ -32,7 +32,7 @@ from bot.normalize import upper_first
 from bot.replies import crop_name
 from models import Analysis, AnalysisStatus, Farmer
 from services import context
-from services.analysis import stored_keys
+from services.analysis import photos_used, stored_keys
 from services.analysis_result import (
     STRESS_ASPECTS,
     AnalysisResult,
@@ -51,7 +51,7 @@ from services.report_links import (
     read_report_token,
     verifying_secrets,
 )
-from translations import N_, format_datetime, format_percent, gettext, resolve_locale
+from translations import N_, format_datetime, format_percent, gettext, ngettext, resolve_locale
 
 log = logging.getLogger(__name__)
 bp = Blueprint("report", __name__, template_folder="templates")
@@ -219,14 +219,15 @@ def build_page(result: AnalysisResult) -> ReportPage:
 
 
 def _render(template: str, status: int, locale: str, **values: Any) -> Response:
-    html = render_template(template, css=CSS, locale=locale, _=gettext, **values)
+    html = render_template(template, css=CSS, locale=locale, _=gettext, ngettext=ngettext, **values)
     response = Response(html, status=status, mimetype="text/html")
     response.headers.update(HEADERS)
     return response
 
 
-def _message(status: int, locale: str, kind: str) -> Response:
-    return _render("report/message.html", status, locale, kind=kind)
+def _message(status: int, locale: str, kind: str, photos: int = 1) -> Response:
+    """`photos`: how many the analysis has, so that an album is spoken of in the plural."""
+    return _render("report/message.html", status, locale, kind=kind, photos=photos)
 
 
 def _locale_of(session: Any, analysis: Analysis | None) -> str:
@@ -276,13 +277,13 @@ def show(token: str) -> Response:
             return _message(404, "tr", "not_found")
         locale = _locale_of(session, analysis)
         if analysis.status == AnalysisStatus.FAILED.value:
-            return _message(200, locale, "failed")
+            return _message(200, locale, "failed", photos_used(analysis))
         if analysis.status != AnalysisStatus.COMPLETED.value or analysis.result is None:
-            return _message(200, locale, "pending")
+            return _message(200, locale, "pending", photos_used(analysis))
         result = normalise(analysis.result)
         if not result.ok:  # stored as completed but unusable: say so kindly rather than show an empty page
             log.warning("completed analysis with an unusable result", extra={"analysis_id": analysis.id})
-            return _message(200, locale, "failed")
+            return _message(200, locale, "failed", photos_used(analysis))
         when: datetime = analysis.completed_at or analysis.created_at
         return _render(
             "report/page.html", 200, locale,
