@@ -428,7 +428,7 @@ def on_confirm_text(conv: Conversation, event: Event) -> Step:
 
 def on_send_button(conv: Conversation, event: Event) -> Step:
     """The `Gönder` of a confirmation: works for any submission still waiting, from any state. One that is no
-    longer waiting: the job says whether it was sent (and how far it got) or cancelled (`ExplainNotPending`).
+    longer waiting: the job says whether it was sent (and how far it got) or never sent (`ExplainNotPending`).
     One whose album changed since that confirmation was shown (photos joined after it) is not sent unseen: the
     confirmation comes again with the photos it has now."""
     if not isinstance(event.reply, rid.SendPending):

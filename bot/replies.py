@@ -286,8 +286,11 @@ def confirm_hint(locale: str) -> Reply:
     return Reply(_(locale, "Tap 'Send' to send the photo for analysis, or 'Cancel'."))
 
 
-def submission_not_pending(locale: str) -> Reply:
-    return Reply(_(locale, "That request was already sent or cancelled. Send a new photo for a new analysis."))
+def submission_not_sent(locale: str) -> Reply:
+    """A confirmation's button whose submission no longer waits and never became an analysis (cancelled, or
+    forgotten among too many confirmations)."""
+    return Reply(_(locale, "That request was never sent and nothing was charged: it was cancelled or is no longer "
+                           "waiting. Send a new photo for a new analysis."))
 
 
 def submitted(locale: str) -> Reply:

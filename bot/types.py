@@ -187,8 +187,8 @@ class Submit:
 
 @dataclass(frozen=True)
 class ExplainNotPending:
-    """A `Gönder` whose submission no longer waits: the job looks up whether it was sent (and how far its
-    analysis got) or cancelled, and says so."""
+    """A confirmation's button (`Gönder`, `Fotoğraf ekle`, `İptal`) whose submission no longer waits: the job
+    looks up whether it was sent (and how far its analysis got) or never sent, and says so."""
 
     photo_message_id: int
 

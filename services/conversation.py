@@ -390,10 +390,10 @@ def _sent_status(session: Session, farmer: Farmer, photo_message_id: int) -> str
 
 
 def _not_pending(session: Session, farmer: Farmer, photo_message_id: int) -> Reply:
-    """A `Gönder` whose submission no longer waits: sent (where its analysis is), or cancelled."""
+    """A confirmation's button whose submission no longer waits: sent (where its analysis is), or never sent."""
     sent = _sent_status(session, farmer, photo_message_id)
     if sent is None:
-        return replies.submission_not_pending(farmer.locale)
+        return replies.submission_not_sent(farmer.locale)
     return replies.already_sent(farmer.locale, sent)
 
 

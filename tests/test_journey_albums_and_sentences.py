@@ -90,11 +90,20 @@ def test_add_a_photo_on_a_full_album_says_why_no_photo_can_join():
 # --- a second `Gönder` ------------------------------------------------------------------------------
 
 
-def test_send_of_a_submission_no_longer_waiting_is_explained_by_the_job():
+def test_a_button_of_a_submission_no_longer_waiting_is_explained_by_the_job():
     c = confirmed_album_of_three()
     _step, c = run(c, tap("submit:7:3"))
-    again = machine.step(c, tap("submit:7:3"), NOW)
-    assert again.actions == (ExplainNotPending(7),)
+    for button in ("submit:7:3", "photo:add:7", "confirm:cancel:7"):
+        assert machine.step(c, tap(button), NOW).actions == (ExplainNotPending(7),)
+
+
+def test_cancel_under_a_confirmation_already_sent_says_it_is_being_analysed(farmer, session):
+    farmer.photo("biber")
+    farmer.taps("Geç")
+    farmer.taps("Gönder")
+    [again] = farmer.taps("İptal")
+    assert "zaten gönderildi ve inceleniyor" in again
+    assert session.scalar(select(Analysis.status)) == "queued"
 
 
 def test_a_second_send_says_the_analysis_is_on_its_way_and_charges_once(farmer, session):
@@ -111,7 +120,7 @@ def test_send_of_a_cancelled_submission_says_it_was_not_sent(farmer, session):
     farmer.taps("Geç")
     farmer.taps("İptal")
     [again] = farmer.taps("Gönder")
-    assert "iptal edildi" in again and "inceleniyor" not in again
+    assert "hiç gönderilmedi" in again and "iptal edildi" in again and "inceleniyor" not in again
     assert session.scalar(select(func.count()).select_from(Analysis)) == 0
 
 
