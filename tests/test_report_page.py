@@ -309,6 +309,21 @@ def test_completed_but_unusable_result_is_not_an_error(app, client):
 # --- links that do not open a report -------------------------------------------------------------
 
 
+def test_a_deleted_farmers_report_link_says_the_report_was_deleted_not_that_it_is_still_running(app, client):
+    from services import deletion
+
+    analysis_id = add_analysis(app, result=fixture_result("result_full_tr.json"))
+    with app.extensions["db"].session() as s, s.begin():
+        farmer_id = s.get_one(Analysis, analysis_id).farmer_id
+        deletion.erase(s, farmer_id, None, datetime.now(UTC))
+    response = get_page(client, app, analysis_id)
+    assert response.status_code == 410
+    assert_safe_headers(response)
+    text = parse(response.get_data(as_text=True)).text
+    assert "Bu rapor silindi" in text and "henüz hazır değil" not in text and "Erken yanıklık" not in text
+
+
+
 def signed_days_ago(app, analysis_id: int, days: float, monkeypatch: pytest.MonkeyPatch) -> str:
     signed_at = time.time() - days * DAY
     with monkeypatch.context() as m:

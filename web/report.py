@@ -276,6 +276,9 @@ def show(token: str) -> Response:
         if analysis is None:
             return _message(404, "tr", "not_found")
         locale = _locale_of(session, analysis)
+        farmer = session.get(Farmer, analysis.farmer_id)
+        if farmer is not None and farmer.deleted_at is not None:  # nothing of theirs is shown, nor "still running"
+            return _message(410, locale, "deleted")
         if analysis.status == AnalysisStatus.FAILED.value:
             return _message(200, locale, "failed", photos_used(analysis))
         if analysis.status != AnalysisStatus.COMPLETED.value or analysis.result is None:
