@@ -223,9 +223,11 @@ def _events(session: Session, farmer: Farmer, emails: dict[int, str]) -> list[Ev
     locale = current_locale()
     events = []
     for at, msgid in ((farmer.consent_at, N_("The farmer gave consent (KVKK)")),
-                      (farmer.opted_out_at, N_("The farmer opted out (DUR)")),
+                      (farmer.opted_out_at if support.opted_out_themselves(farmer) else None,
+                       N_("The farmer opted out (DUR)")),
                       (farmer.human_requested_at, N_("The farmer asked for a person")),
                       (farmer.deletion_requested_at, N_("Deletion of the farmer's data was requested")),
+                      (farmer.deleted_at, N_("The farmer's data was deleted")),
                       (farmer.unreachable_at, N_("WhatsApp reported the number unreachable"))):
         if at is not None:
             events.append(Event(at, _t(msgid)))
@@ -303,7 +305,7 @@ def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 20
         failure_meaning=failure_meaning, display_name=display_name, prefill=prefill, now=now,
         takeover_minutes=runtime_settings.current().support_takeover_minutes,
         days_left=deletion.days_left(f.deletion_requested_at, now) if f.deletion_requested_at else None,
-        is_message=lambda item: isinstance(item, Message),
+        is_message=lambda item: isinstance(item, Message), opted_out=support.opted_out_themselves(f),
     )
 
 

@@ -102,6 +102,14 @@ def release(session: Session, farmer_id: int, staff_id: int, now: datetime) -> b
 # --- replies -----------------------------------------------------------------------------------------
 
 
+def opted_out_themselves(farmer: Farmer) -> bool:
+    """The farmer said DUR. Deleting their data also sets `opted_out_at` (so nothing is ever sent to them), but
+    that is not an opt-out of theirs: only one before the deletion counts."""
+    if farmer.opted_out_at is None:
+        return False
+    return farmer.deleted_at is None or farmer.opted_out_at < farmer.deleted_at
+
+
 def window_left(farmer: Farmer, now: datetime) -> timedelta | None:
     """What is left of the 24-hour customer-service window (None: closed, only a template may go)."""
     if farmer.last_inbound_at is None:
@@ -283,8 +291,8 @@ def _filter(kind: ListFilter, now: datetime) -> Any:
                               m.status == MessageStatus.FAILED.value)
     if kind is ListFilter.DELETION:
         return and_(Farmer.deletion_requested_at.is_not(None), Farmer.deleted_at.is_(None))
-    if kind is ListFilter.OPTED_OUT:
-        return Farmer.opted_out_at.is_not(None)
+    if kind is ListFilter.OPTED_OUT:  # a deleted farmer is silenced by the deletion, not by a DUR of theirs
+        return and_(Farmer.opted_out_at.is_not(None), Farmer.deleted_at.is_(None))
     return Farmer.unreachable_at.is_not(None)
 
 

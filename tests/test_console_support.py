@@ -336,6 +336,16 @@ def test_a_deleted_farmers_page_offers_no_actions_and_posts_change_nothing(
     assert len(graph.sent) == sent and session.scalar(select(func.count()).select_from(SupportNote)) == 0
 
 
+def test_a_deleted_farmer_is_shown_as_deleted_not_as_opted_out(client: FlaskClient, supporter: int,
+                                                               farmer_id: int, session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/delete", {"confirm": "yes"})
+    assert session.get(Farmer, farmer_id).opted_out_at is not None  # still: nothing is ever sent to them
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Çiftçinin verileri silindi" in html
+    assert "DUR" not in html and "Bildirimleri kapattı" not in html
+    assert f"/console/support/farmers/{farmer_id}" not in page(client, "/console/support?filter=opted_out")
+
+
 # --- failed jobs and canned replies -----------------------------------------------------------------
 
 
