@@ -7,7 +7,7 @@ in one transaction, sends what was queued after the commit, and redirects (post/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -194,8 +194,12 @@ def index() -> ResponseReturnValue:
     with context.db().reader() as session:
         rows, total = support.conversations(session, now, q=args.q, kind=args.kind, page=args.page,
                                             per_page=PER_PAGE)
+        pages = max(1, -(-total // PER_PAGE))
+        if args.page > pages:  # a page past the end (an old link, a hand-typed number) shows the last one
+            args = replace(args, page=pages)
+            rows, total = support.conversations(session, now, q=args.q, kind=args.kind, page=args.page,
+                                                per_page=PER_PAGE)
     audit_view("console.conversations.read", "farmer", None)
-    pages = max(1, -(-total // PER_PAGE))
     return render("console/support_conversations.html", rows=rows, total=total, args=args, pages=pages,
                   filters=FILTER_LABELS, status_labels=STATUS_LABELS, state_labels=STATE_LABELS, ticks=TICKS, now=now,
                   display_name=display_name, is_taken=support.is_taken)

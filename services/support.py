@@ -259,10 +259,12 @@ class ConversationRow:
 
 
 _PHONE_AS_WRITTEN = re.compile(r"\+?[0-9\s().-]+", re.ASCII)
+PHONE_FRAGMENT_DIGITS = 4  # fewer digits than this would match nearly every number
 
 
 def _search(q: str) -> Any:
-    """A farmer by phone (as people write it too: `0555 000 01 02`, `+90 555 000 01 02`), user id, username,
+    """A farmer by phone (as people write it too: `0555 000 01 02`, `+90 555 000 01 02`, or a piece of it such as
+    `0532 12`: a query of digits, spaces, `+()-` with at least PHONE_FRAGMENT_DIGITS digits), user id, username,
     name (whatever its case and Turkish letters: `YILMAZ` finds Yılmaz, `ibrahim` İbrahim), id, or the text
     of a message."""
     m = aliased(Message)  # not the outer query's latest message
@@ -271,7 +273,7 @@ def _search(q: str) -> Any:
                   Farmer.username.icontains(q, autoescape=True),
                   folded(Farmer.profile_name).contains(fold_letters(q), autoescape=True), by_text]
     digits = re.sub(r"[^0-9]", "", q).lstrip("0")  # a national number's trunk 0, an international call's 00
-    if _PHONE_AS_WRITTEN.fullmatch(q) and len(digits) >= 7:
+    if _PHONE_AS_WRITTEN.fullmatch(q) and len(digits) >= PHONE_FRAGMENT_DIGITS:
         conditions.append(Farmer.phone.contains(digits, autoescape=True))
     if q.isascii() and q.isdigit() and len(q) <= 9:
         conditions.append(Farmer.id == int(q))

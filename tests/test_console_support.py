@@ -4,6 +4,7 @@ deletion), the deletion queue, failed jobs and canned replies, through the Flask
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from flask import Flask
@@ -94,6 +95,18 @@ def test_the_conversations_search_and_filters(app: Flask, client: FlaskClient, s
     assert "Mehmet Yılmaz" not in page(client, "/console/support?filter=human")
     post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
     assert "Mehmet Yılmaz" in page(client, "/console/support?filter=human")
+
+
+def test_a_page_past_the_end_of_the_conversations_shows_the_last_page(client: FlaskClient, supporter: int,
+                                                                     farmer_id: int) -> None:
+    html = page(client, "/console/support?page=999")
+    assert "Mehmet Yılmaz" in html and "999" not in html
+
+
+@pytest.mark.parametrize("fragment", ["0532 123", "532 123", "0532 12", "(532) 12", "+90 532-12"])
+def test_a_piece_of_a_phone_number_is_found_as_people_write_it(client: FlaskClient, supporter: int,
+                                                               farmer_id: int, fragment: str) -> None:
+    assert "Mehmet Yılmaz" in page(client, "/console/support?q=" + quote(fragment))
 
 
 def test_every_state_kind_status_and_template_field_has_a_label_for_staff() -> None:
