@@ -100,7 +100,7 @@ def test_the_conversations_search_and_filters(app: Flask, client: FlaskClient, s
 def test_a_page_past_the_end_of_the_conversations_shows_the_last_page(client: FlaskClient, supporter: int,
                                                                      farmer_id: int) -> None:
     html = page(client, "/console/support?page=999")
-    assert "Mehmet Yılmaz" in html and "999" not in html
+    assert "Mehmet Yılmaz" in html and "Eşleşen konuşma yok" not in html and "999 /" not in html
 
 
 @pytest.mark.parametrize("fragment", ["0532 123", "532 123", "0532 12", "(532) 12", "+90 532-12"])
