@@ -503,7 +503,7 @@ def audit_log() -> ResponseReturnValue:
         else:
             stmt = stmt.where(StaffUser.email.icontains(filters.actor.lower(), autoescape=True))
     if filters.action and ACTION_PATTERN.fullmatch(filters.action):
-        stmt = stmt.where(AuditLog.action.startswith(filters.action, autoescape=True))
+        stmt = stmt.where(AuditLog.action == filters.action)  # exact, as the API's filter
     if filters.since is not None:
         stmt = stmt.where(AuditLog.at >= filters.since)
     if filters.until is not None:

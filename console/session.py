@@ -34,6 +34,7 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from models import StaffUser
 from services import context
+from services.audit import record_via
 from services.staff_auth import ROLES
 from translations import resolve_locale
 
@@ -227,6 +228,7 @@ def staff_required(*roles: str) -> Callable[[F], F]:
                 return redirect(url_for("console_auth.login", next=target.rstrip("?"), expired=expired))
             if user.role not in roles:
                 abort(404)
+            record_via("console")  # what a service audits for this view says it came from the console
             return view(*args, **kwargs)
 
         wrapper.console_roles = roles  # type: ignore[attr-defined]

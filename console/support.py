@@ -415,6 +415,8 @@ def add_note(farmer_id: int) -> ResponseReturnValue:
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
         note = support.add_note(session, farmer_id, _me().id, clean(request.form.get("text")), utcnow())
+        if note is not None:  # the note's text stays out of the log (it may hold personal data)
+            audit("farmer.note", "farmer", farmer_id, {"note_id": note.id}, session=session)
     if note is None:
         flash_text("error", "A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX)
         return _farmer_page(farmer_id, http_status=400, note_typed=request.form.get("text") or "")
@@ -538,6 +540,9 @@ def save_canned() -> ResponseReturnValue:
             return redirect(url_for("console_support.canned"))
         row = support.save_canned(session, canned_id, clean(request.form.get("title")), clean(request.form.get("text")),
                                   _me().id, utcnow())
+        if row is not None:
+            audit("canned_reply.update" if canned_id else "canned_reply.create", "canned_reply", row.id,
+                  {"title": row.title}, session=session)
     if row:
         flash_text("success", "Canned reply saved.")
     else:
@@ -551,6 +556,8 @@ def delete_canned(canned_id: int) -> ResponseReturnValue:
     _admin_only()
     with context.db().session() as session, session.begin():
         deleted = support.delete_canned(session, canned_id)
+        if deleted:
+            audit("canned_reply.delete", "canned_reply", canned_id, session=session)
     if deleted:
         flash_text("success", "Canned reply deleted.")
     else:

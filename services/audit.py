@@ -22,6 +22,16 @@ def client_ip() -> str | None:
     return request.remote_addr if has_request_context() else None
 
 
+_VIA = "ziraai_audit_via"
+
+
+def record_via(channel: str) -> None:
+    """Every audit row of this request says where the action was done (`"via": channel` in its details), also
+    those a service writes on the caller's behalf (a reply, a takeover, a deletion): the console calls this for
+    each of its requests."""
+    g.setdefault(_VIA, channel)
+
+
 def audit(action: str, record_type: str | None, record_id: object | None, details: dict[str, Any] | None = None,
           *, user_id: int | None = None, session: Session | None = None) -> AuditLog:
     """Write one audit row for the signed-in user (`g.staff_user`, or `user_id`) and the request's IP.
@@ -31,6 +41,9 @@ def audit(action: str, record_type: str | None, record_id: object | None, detail
     if user_id is None:
         user = g.get("staff_user") if has_request_context() else None
         user_id = user.id if user is not None else None
+    via = g.get(_VIA) if has_request_context() else None
+    if via is not None and "via" not in (details or {}):
+        details = {**(details or {}), "via": via}
     row = AuditLog(action=action, record_type=record_type, record_id=None if record_id is None else str(record_id),
                    ip=client_ip(), at=utcnow(), details=details, user_id=user_id)
     if session is not None:

@@ -335,6 +335,17 @@ def test_the_settings_page_explains_and_refuses_in_turkish_and_keeps_what_was_ty
     assert 'name="image_quality" value="-3"' in html and 'name="quiet_hours_start" value="25:00"' in html
 
 
+def test_the_audit_log_action_filter_matches_the_action_exactly_not_as_a_prefix(
+        app: Flask, admin: int, client: FlaskClient) -> None:
+    from services.audit import audit
+
+    with app.app_context():
+        audit("farmer.reply", "farmer", 1, {"message_id": 1})
+        audit("farmer.reply.template", "farmer", 1, {"message_id": 2})
+    html = client.get("/console/admin/audit?action=farmer.reply").get_data(as_text=True)
+    assert "<code>farmer.reply</code>" in html and "<code>farmer.reply.template</code>" not in html
+
+
 def test_the_audit_log_filters_by_actor_action_and_date(app: Flask, admin: int, client: FlaskClient) -> None:
     post(client, "/console/admin/sponsors", {"name": "Filtre A.Ş."})
     by_action = client.get("/console/admin/audit?action=sponsor.create").get_data(as_text=True)

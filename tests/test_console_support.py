@@ -436,3 +436,32 @@ def test_the_demo_data_gives_the_support_pages_something_to_show(app: Flask, cli
     taken_id = session.scalar(select(Farmer.id).where(Farmer.profile_name == "Mehmet Yılmaz"))
     html = page(client, f"/console/support/farmers/{taken_id}")
     assert "Mersin" in html and "admin@ziraai.local" in html
+
+
+def actions_via_console(session) -> dict[str, object]:
+    session.expire_all()
+    return {row.action: (row.details or {}).get("via") for row in session.scalars(select(AuditLog))}
+
+
+def test_every_change_made_in_the_support_pages_is_audited_as_done_in_the_console(
+        app: Flask, client: FlaskClient, farmer_id: int, session) -> None:
+    signed_in(app, client, "admin")
+    post(client, "/console/support/canned", {"title": "Selam", "text": "Merhaba!"})
+    canned_id = session.scalar(select(CannedReply.id))
+    post(client, "/console/support/canned", {"id": str(canned_id), "title": "Selam", "text": "Merhaba, hoş geldiniz!"})
+    post(client, f"/console/support/canned/{canned_id}/delete")
+    base = f"/console/support/farmers/{farmer_id}"
+    post(client, base + "/notes", {"text": "Domates tarlası, sulama sorunu"})
+    post(client, base + "/takeover", {"minutes": "30"})
+    post(client, base + "/reply", {"text": "Merhaba, size yardımcı olayım."})
+    post(client, base + "/release")
+    post(client, base + "/deletion-request")
+    post(client, base + "/delete", {"confirm": "yes"})
+    via = actions_via_console(session)
+    for action in ("canned_reply.create", "canned_reply.update", "canned_reply.delete", "farmer.note",
+                   "farmer.takeover", "farmer.reply", "farmer.takeover.release", "farmer.deletion.request",
+                   "farmer.deletion.done"):
+        assert via.get(action) == "console", action
+    note = session.scalar(select(AuditLog).where(AuditLog.action == "farmer.note"))
+    assert "sulama" not in str(note.details)  # what the note says stays out of the log
+
