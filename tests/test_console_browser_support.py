@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from devtools.demo import seed_demo
-from models import Direction, Farmer, Message
+from models import AuditLog, CannedReply, Direction, Farmer, Message, SupportNote, utcnow
 from tests.admin_helpers import PASSWORD, make_staff
 from tests.browser import LAPTOP, PHONE, Console, chrome
 from tests.dev_live import SimFarmer, has_text, live_app, offers
@@ -81,6 +81,33 @@ def test_support_takes_over_a_conversation_and_replies_in_chromium(browser: Any,
         c.open("/console/support/canned")
         assert "Karşılama" in c.text()
         assert c.csp_violations() == []
+
+
+def test_a_long_unbroken_text_wraps_instead_of_widening_any_page(database_url: str) -> None:
+    long_word = "x" * 2000
+    with live_app(database_url, worker=False) as live:
+        admin_id = make_staff(live.app, "admin", "yonetici@ziraai.local")
+        with live.app.extensions["db"].session() as session, session.begin():
+            farmer = Farmer(phone="+905551112299", profile_name="Ali" + "k" * 300, locale="tr")
+            session.add(farmer)
+            session.flush()
+            session.add(SupportNote(farmer_id=farmer.id, author_id=admin_id, text=long_word, created_at=utcnow()))
+            session.add(CannedReply(title="T" + "t" * 99, text=long_word, updated_by=admin_id, updated_at=utcnow()))
+            session.add(AuditLog(action="farmer.note", record_type="farmer", record_id=str(farmer.id), at=utcnow(),
+                                 details={"text": long_word}, user_id=admin_id))
+            farmer_id = farmer.id
+        for size in (LAPTOP, PHONE):
+            with chrome(*size, mobile=size == PHONE) as driver:
+                c = Console(driver, live.base)
+                c.open("/console/login")
+                c.type('input[name="email"]', "yonetici@ziraai.local")
+                c.type('input[name="password"]', PASSWORD)
+                c.click('main form button[type="submit"]')
+                for path in (f"/console/support/farmers/{farmer_id}", "/console/support/canned", "/console/support",
+                             "/console/admin/audit"):
+                    c.open(path)
+                    width = driver.execute_script("return document.documentElement.scrollWidth")
+                    assert width <= size[0], (path, size, width)
 
 
 def _farmer_id(app: Any) -> int:
