@@ -418,51 +418,115 @@ SETTING_DESCRIPTIONS = {
 }
 
 
-def _setting_refusal(spec: runtime_settings.Spec) -> str:
+SHOWN = "shown_"  # the hidden field carrying what the page showed in a setting's field when it was opened
+
+
+def shown_value(values: runtime_settings.Values, rows: dict[str, Any], name: str) -> str:
+    """What the settings page shows in a setting's field: its stored override, or nothing (the default applies)."""
+    return str(getattr(values, name)) if name in rows else ""
+
+
+def _setting_value(spec: runtime_settings.Spec, raw: str) -> Any:
+    """A field as the value to store (None: back to the default; a string that is no number stays a string and
+    fails the spec's check)."""
+    if raw == "":
+        return None
+    return int(raw) if spec.kind == "integer" and re.fullmatch(r"-?[0-9]{1,9}", raw) else raw
+
+
+@dataclass(frozen=True)
+class SettingsForm:
+    """The settings form: what was typed in each field and what the page showed there when it was opened.
+    Only a field whose text differs from what it showed was changed by this person."""
+
+    typed: dict[str, str]
+    shown: dict[str, str | None]  # None: a form without the hidden field (compared with the stored value)
+
+    @classmethod
+    def parse(cls, form: dict[str, str]) -> SettingsForm:
+        typed = {name: form[name].strip()[:20] for name in SPECS if name in form}
+        shown = {name: form[SHOWN + name].strip()[:20] if SHOWN + name in form else None for name in typed}
+        return cls(typed, shown)
+
+
+def settings_decisions(form: SettingsForm, current: dict[str, str], values: runtime_settings.Values
+                       ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """What to save (the fields this person changed, as values), the refused fields by name (bounds: the
+    English reason key "bounds"; changed by someone else meanwhile: "conflict"), from the form and the stored
+    state (`current`: each field as the page would show it now). Fields nobody touched are never saved."""
+    changes: dict[str, Any] = {}
+    refused: dict[str, str] = {}
+    for name, raw in form.typed.items():
+        spec = SPECS[name]
+        shown = form.shown[name]
+        seen = current[name] if shown is None else shown
+        if raw == seen:
+            continue  # not touched: whatever is stored now stays
+        value = _setting_value(spec, raw)
+        if value is not None and spec.check(value) is not None:
+            refused[name] = "bounds"
+        elif current[name] != seen and raw != current[name]:
+            refused[name] = "conflict"  # someone else saved this field since the page was opened
+        elif value != getattr(values, name) or (value is None and current[name] != ""):
+            changes[name] = value
+    return changes, refused, {n: current[n] for n, why in refused.items() if why == "conflict"}
+
+
+def _setting_refusal(spec: runtime_settings.Spec, why: str, now_value: str) -> str:
     """Why a value was refused, in the staff's language."""
+    locale = current_locale()
+    if why == "conflict":
+        return console_text(locale, "Someone else changed this setting meanwhile; it is now %(value)s. Nothing was "
+                                    "saved: check your value and save again.",
+                            value=now_value or console_text(locale, "the default"))
     if spec.kind == "integer":
-        return console_text(current_locale(), "Must be a whole number from %(low)s to %(high)s.",
+        return console_text(locale, "Must be a whole number from %(low)s to %(high)s.",
                             low=spec.minimum, high=spec.maximum)
-    return console_text(current_locale(), "Must be a time of day as HH:MM (00:00 to 23:59).")
+    return console_text(locale, "Must be a time of day as HH:MM (00:00 to 23:59).")
+
+
+def _bounds(spec: runtime_settings.Spec) -> str:
+    return f"{spec.minimum}–{spec.maximum}" if spec.kind == "integer" else "00:00–23:59"
 
 
 @bp.route("/admin/settings", methods=["GET", "POST"])
 @staff_required("admin")
 def settings() -> ResponseReturnValue:
     errors: dict[str, str] = {}
-    typed: dict[str, str] = {}  # refused values, shown again as typed
+    form = SettingsForm({}, {})
+    shown_now: dict[str, str] = {}  # a refused field's hidden "shown" value: the stored one it was compared with
     if request.method == "POST":
-        changes: dict[str, Any] = {}
-        for name, spec in SPECS.items():
-            raw = request.form.get(name)
-            if raw is None:
-                continue
-            raw = raw.strip()[:20]
-            integer = spec.kind == "integer" and re.fullmatch(r"-?[0-9]{1,9}", raw)
-            value: Any = None if raw == "" else (int(raw) if integer else raw)
-            if value is not None and spec.check(value) is not None:
-                errors[name] = _setting_refusal(spec)
-                typed[name] = raw
-            else:
-                changes[name] = value
-        if not errors:
-            staff = current_staff()
-            assert staff is not None
-            with context.db().session() as session, session.begin():
-                before, _ = runtime_settings.load(session, context.settings())
-                changed = {n: v for n, v in changes.items() if v != getattr(before, n) or v is None}
-                runtime_settings.save(session, changed, staff.id, utcnow())
+        form = SettingsForm.parse(request.form.to_dict())
+        staff = current_staff()
+        assert staff is not None
+        with context.db().session() as session, session.begin():
+            before, rows = runtime_settings.load(session, context.settings())
+            current = {name: shown_value(before, rows, name) for name in SPECS}
+            changes, refused, shown_now = settings_decisions(form, current, before)
+            if not refused and changes:
+                runtime_settings.save(session, changes, staff.id, utcnow())
                 after, _ = runtime_settings.load(session, context.settings())
                 audit("settings.update", "runtime_settings", None,
-                      {n: {"before": getattr(before, n), "after": getattr(after, n)} for n in changed}, session=session)
-            runtime_settings.announce()
-            flash_text("success", "Settings saved.")
+                      {n: {"before": getattr(before, n), "after": getattr(after, n)} for n in changes},
+                      session=session)
+        errors = {name: _setting_refusal(SPECS[name], why, current[name]) for name, why in refused.items()}
+        if not errors:
+            if changes:
+                runtime_settings.announce()
+                flash_text("success", "Settings saved.")
+            else:
+                flash_text("info", "Nothing was changed.")
             return redirect(url_for("console_admin.settings"))
     with context.db().reader() as session:
         values, rows = runtime_settings.load(session, context.settings())
-    items = [{"name": name, "spec": spec, "value": getattr(values, name), "default": spec.default(context.settings()),
-              "row": rows.get(name), "error": errors.get(name), "typed": typed.get(name),
-              "description": SETTING_DESCRIPTIONS[name]} for name, spec in SPECS.items()]
+    items = []
+    for name, spec in SPECS.items():
+        stored = shown_value(values, rows, name)
+        shown = shown_now.get(name, form.shown.get(name))
+        items.append({"name": name, "spec": spec, "default": spec.default(context.settings()), "row": rows.get(name),
+                      "bounds": _bounds(spec), "error": errors.get(name), "description": SETTING_DESCRIPTIONS[name],
+                      # a refused form keeps every field as typed, and what the page had shown when opened
+                      "field": form.typed.get(name, stored), "shown": stored if shown is None else shown})
     return render("console/admin_settings.html", status=400 if errors else 200, items=items)
 
 

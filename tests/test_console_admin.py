@@ -335,6 +335,70 @@ def test_the_settings_page_explains_and_refuses_in_turkish_and_keeps_what_was_ty
     assert 'name="image_quality" value="-3"' in html and 'name="quiet_hours_start" value="25:00"' in html
 
 
+def settings_form(html: str) -> dict[str, str]:
+    """Every field of the settings form as the page fills it (the inputs, hidden ones included)."""
+    return {name: value for name, value in re.findall(r'<input[^>]*name="([^"]+)" value="([^"]*)"', html)
+            if name != "csrf_token"}
+
+
+def stored_settings(session: Any) -> dict[str, Any]:
+    from models import RuntimeSetting
+
+    session.expire_all()
+    return {row.name: row.value for row in session.scalars(select(RuntimeSetting))}
+
+
+def test_saving_the_settings_page_changes_only_what_this_admin_changed_not_another_admins_change(
+        app: Flask, admin: int, client: FlaskClient, session) -> None:
+    opened = settings_form(client.get("/console/admin/settings").get_data(as_text=True))  # admin A opens the page
+    other = app.test_client()
+    signed_in(app, other, "admin", "b@ziraai.test")
+    b_form = settings_form(other.get("/console/admin/settings").get_data(as_text=True))
+    assert post(other, "/console/admin/settings", b_form | {"sponsor_message_daily_cap": "3"}).status_code == 302
+    saved = post(client, "/console/admin/settings", opened | {"support_takeover_minutes": "50"})
+    assert saved.status_code == 302
+    assert stored_settings(session) == {"sponsor_message_daily_cap": 3, "support_takeover_minutes": 50}
+    row = session.scalars(select(AuditLog).where(AuditLog.action == "settings.update").order_by(AuditLog.id)).all()[-1]
+    assert set(row.details) == {"support_takeover_minutes", "via"} and row.details["via"] == "console"
+
+
+def test_a_setting_changed_by_someone_else_meanwhile_is_refused_with_its_current_value(
+        app: Flask, admin: int, client: FlaskClient, session) -> None:
+    opened = settings_form(client.get("/console/admin/settings").get_data(as_text=True))
+    other = app.test_client()
+    signed_in(app, other, "admin", "b@ziraai.test")
+    post(other, "/console/admin/settings", {"sponsor_message_daily_cap": "3"})
+    refused = post(client, "/console/admin/settings", opened | {"sponsor_message_daily_cap": "7",
+                                                               "support_takeover_minutes": "50"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    assert "başka biri değiştirdi; şu an 3" in html
+    assert 'name="sponsor_message_daily_cap" value="7"' in html and 'name="support_takeover_minutes" value="50"' in html
+    assert stored_settings(session) == {"sponsor_message_daily_cap": 3}  # nothing silently overwritten
+    again = post(client, "/console/admin/settings", settings_form(html))  # saved again, knowingly
+    assert again.status_code == 302
+    assert stored_settings(session) == {"sponsor_message_daily_cap": 7, "support_takeover_minutes": 50}
+
+
+def test_a_refused_settings_form_keeps_every_value_typed(admin: int, client: FlaskClient, session) -> None:
+    opened = settings_form(client.get("/console/admin/settings").get_data(as_text=True))
+    refused = post(client, "/console/admin/settings", opened | {"quiet_hours_start": "25:00", "image_quality": "55",
+                                                               "n8n_timeout_seconds": "45"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and stored_settings(session) == {}
+    for name, value in (("quiet_hours_start", "25:00"), ("image_quality", "55"), ("n8n_timeout_seconds", "45")):
+        assert f'name="{name}" value="{value}"' in html, name
+
+
+def test_the_settings_page_shows_each_settings_bounds(admin: int, client: FlaskClient) -> None:
+    from services.runtime_settings import SPECS
+
+    html = client.get("/console/admin/settings").get_data(as_text=True)
+    assert "Sınırlar" in html
+    spec = SPECS["image_quality"]
+    assert f"{spec.minimum}–{spec.maximum}" in html and "00:00–23:59" in html
+
+
 def test_the_audit_log_action_filter_matches_the_action_exactly_not_as_a_prefix(
         app: Flask, admin: int, client: FlaskClient) -> None:
     from services.audit import audit

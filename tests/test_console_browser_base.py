@@ -119,3 +119,19 @@ def test_an_admin_uses_every_admin_page_in_chromium(browser: Any, database_url: 
         c.shot("admin-api-docs", max_height=LAPTOP[1])
         violations += c.csp_violations()
         assert violations == []
+
+
+def test_on_a_phone_every_settings_field_is_wide_enough_for_its_value(database_url: str) -> None:
+    with live_app(database_url, worker=False) as live, chrome(*PHONE, mobile=True) as driver:
+        seed = seed_demo(live.app.extensions["db"])
+        assert seed.admin_password is not None
+        c = Console(driver, live.base)
+        c.open("/console/login")
+        c.fill({"email": ADMIN_EMAIL, "password": seed.admin_password})
+        c.open("/console/admin/settings")
+        fields = c.all('table.settings input:not([type="hidden"])')
+        assert fields
+        for field in fields:
+            driver.execute_script("arguments[0].value = '23:59';", field)
+            cut = driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth;", field)
+            assert not cut, field.get_attribute("name")
