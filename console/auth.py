@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import redirect, request, url_for
+from flask import redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import BuildError
 
@@ -82,6 +82,9 @@ def login() -> ResponseReturnValue:
         if current_staff() is not None:
             return redirect(target or url_for("console_auth.home"))
         notice = console_text(locale, "Your session has ended; sign in again.") if request.args.get("expired") else None
+        if session.get("draft"):
+            notice = console_text(locale, "Your session has ended; sign in again. What you typed is kept and comes "
+                                          "back on its page.")
         return render("console/login.html", next=target, email="", error=None, notice=notice)
     form = LoginForm.parse(request.form.to_dict())
     if form is None:

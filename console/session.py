@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 from flask import Flask, Request, abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis.exceptions import RedisError
-from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from models import StaffUser
 from services import context
@@ -42,6 +43,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 COOKIE_NAME = "ziraai_console"
 _KEY = "console:session:"
+_DRAFT_KEY = "console:draft:"
+DRAFT_SECONDS = 3600  # how long a form's text waits for its writer to sign in again
+DRAFT_FIELDS = ("text",)  # the free text a form may carry (a reply, a note): kept when a session has ended
 _STAFF = "ziraai.console.staff"
 _EXPIRED = "ziraai.console.expired"
 
@@ -110,7 +114,7 @@ def csrf_token() -> str:
 def sign_in(user: StaffUser, now: float | None = None) -> None:
     """Start a new session for `user` (a new id and CSRF token: nothing from before survives)."""
     settings = context.settings()
-    locale = session.get("locale")
+    locale, draft = session.get("locale"), session.get("draft")
     session.clear()
     sid = secrets.token_urlsafe(32)
     try:
@@ -122,6 +126,8 @@ def sign_in(user: StaffUser, now: float | None = None) -> None:
     except RedisError as exc:
         raise _unavailable() from exc
     session.permanent = True
+    if draft:  # what was typed before signing in again is still to be shown on its page
+        session["draft"] = draft
     session["sid"] = sid
     session["csrf"] = secrets.token_urlsafe(32)
     if locale:
@@ -141,10 +147,12 @@ def sign_out() -> int | None:
         except RedisError as exc:
             raise _unavailable() from exc
         user_id = int(raw) if raw else None
-    locale = session.get("locale")
+    locale, csrf = session.get("locale"), session.get("csrf")
     session.clear()
     if locale:
         session["locale"] = locale
+    if csrf:  # a form still open in another tab then reaches its page, which keeps its text through the sign-in
+        session["csrf"] = csrf
     request.environ[_STAFF] = None
     g.pop("staff_user", None)
     return user_id
@@ -211,6 +219,61 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def form_page() -> str:
+    """Where to return after signing in when a form was posted without a session (its address takes a POST,
+    not a GET): the page the form was on. That is the Referer when the browser sent one of ours, else the
+    form's address or the nearest address above it that shows a page (`/console/support/farmers/14/reply` ->
+    `/console/support/farmers/14`), else the console's start."""
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.netloc == request.host:
+        back = safe_next(referer.path + (f"?{referer.query}" if referer.query else ""))
+        if back:
+            return back
+    adapter = current_app.create_url_adapter(request)
+    path = request.path
+    while adapter is not None and is_console_path(path) and path != "/console":
+        try:
+            adapter.match(path, method="GET")
+            return path
+        except HTTPException:  # no page here (405, 404, a redirect): one step up
+            path = path.rsplit("/", 1)[0]
+    return "/console"
+
+
+def keep_draft(page: str) -> None:
+    """Keep a posted form's free text (DRAFT_FIELDS) for `page`, where it is shown again once the person signed
+    in again (`take_draft`): a reply being written is not lost to a session that ended meanwhile. In Redis for
+    DRAFT_SECONDS, named by a random id in the cookie (which survives the sign-in)."""
+    fields = {name: request.form[name][:10_000] for name in DRAFT_FIELDS if request.form.get(name, "").strip()}
+    if not fields:
+        return
+    token = secrets.token_urlsafe(16)
+    draft = {"page": urlsplit(page).path, "action": request.path, "fields": fields}
+    try:
+        context.redis().set(_DRAFT_KEY + token, json.dumps(draft), ex=DRAFT_SECONDS)
+    except RedisError as exc:
+        raise _unavailable() from exc
+    session["draft"] = token
+
+
+def take_draft(page: str) -> dict[str, Any] | None:
+    """The text kept for this page (`{"action": the form's address, "fields": {name: text}}`), once; None if
+    there is none, or it is for another page (it waits for that one)."""
+    token = session.get("draft")
+    if not isinstance(token, str):
+        return None
+    try:
+        raw = context.redis().get(_DRAFT_KEY + token)
+        draft = json.loads(raw) if raw else None
+        if draft is not None and draft.get("page") != page:
+            return None
+        context.redis().delete(_DRAFT_KEY + token)
+    except RedisError as exc:
+        raise _unavailable() from exc
+    session.pop("draft", None)
+    return draft
+
+
 def staff_required(*roles: str) -> Callable[[F], F]:
     """Only these roles see the page. Not signed in (or expired) -> the login page, then back here;
     another role -> 404, so nobody learns which pages other roles have."""
@@ -223,9 +286,11 @@ def staff_required(*roles: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             user = current_staff()
             if user is None:
-                target = request.full_path if request.method == "GET" else request.path
+                target = request.full_path.rstrip("?") if request.method == "GET" else form_page()
+                if request.method == "POST":
+                    keep_draft(target)
                 expired = "1" if request.environ.get(_EXPIRED) else None
-                return redirect(url_for("console_auth.login", next=target.rstrip("?"), expired=expired))
+                return redirect(url_for("console_auth.login", next=target, expired=expired))
             if user.role not in roles:
                 abort(404)
             record_via("console")  # what a service audits for this view says it came from the console

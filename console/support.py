@@ -19,7 +19,7 @@ from werkzeug.datastructures import MultiDict
 
 from console.pages import audit_view, flash_text, nav_item, render, whole_number
 from console.security import console_blueprint
-from console.session import current_locale, current_staff, staff_required
+from console.session import current_locale, current_staff, staff_required, take_draft
 from models import Analysis, AuditLog, CannedReply, Farmer, Message, StaffUser, UsageLedger, utcnow
 from services import context, deletion, failed_jobs, quota, runtime_settings, support
 from services.audit import audit
@@ -265,7 +265,14 @@ def farmer_or_404(session: Session, farmer_id: int) -> Farmer:
 @bp.get("/support/farmers/<int:farmer_id>")
 @staff_required(*ROLES)
 def farmer(farmer_id: int) -> ResponseReturnValue:
-    return _farmer_page(farmer_id)
+    draft = take_draft(request.path)  # a reply or note posted after the session had ended
+    if draft is None:
+        return _farmer_page(farmer_id)
+    text = str(draft["fields"].get("text", ""))
+    flash_text("warning", "Your session had ended, so this was not sent or saved; what you typed is back in its box.")
+    if str(draft["action"]).endswith("/notes"):
+        return _farmer_page(farmer_id, note_typed=text)
+    return _farmer_page(farmer_id, typed=text)
 
 
 def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 200,

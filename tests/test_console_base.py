@@ -4,7 +4,9 @@ security headers, roles (404 for pages of other roles), language switch and the 
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -169,6 +171,20 @@ def test_an_idle_session_expires(app: Flask, client: FlaskClient) -> None:
     response = client.get("/console/admin")
     assert response.status_code == 302 and "expired=1" in response.headers["Location"]
     assert "Oturumunuz sona erdi" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("action", "referer", "page"), [
+    ("/console/admin/staff/5/deactivate", None, "/console/admin/staff"),
+    ("/console/admin/settings", None, "/console/admin/settings"),
+    ("/console/admin/staff/5/deactivate", "http://localhost/console/admin/staff?x=1", "/console/admin/staff?x=1"),
+    ("/console/admin/staff/5/deactivate", "http://elsewhere.example/console/admin/tiers", "/console/admin/staff"),
+])
+def test_a_form_posted_without_a_session_signs_in_to_the_page_the_form_was_on(
+        app: Flask, client: FlaskClient, action: str, referer: str | None, page: str) -> None:
+    headers = {"Referer": referer} if referer else {}
+    response = post(client, action, headers=headers)
+    assert response.status_code == 302
+    assert parse_qs(urlsplit(response.headers["Location"]).query)["next"] == [page]
 
 
 def test_a_session_ends_after_its_absolute_lifetime_even_when_busy(app: Flask, client: FlaskClient,

@@ -4,7 +4,8 @@ deletion), the deletion queue, failed jobs and canned replies, through the Flask
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from flask import Flask
@@ -13,9 +14,10 @@ from sqlalchemy import func, select
 
 from models import AuditLog, CannedReply, Farmer, Message, SupportNote, UsageLedger, utcnow
 from services import quota
+from tests.admin_helpers import PASSWORD
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub, onboarded_farmer
-from tests.console_helpers import form_nonce, post, post_twice_at_once, signed_in
+from tests.console_helpers import csrf, form_nonce, post, post_twice_at_once, signed_in
 
 PHONE = "+905321234567"
 
@@ -261,6 +263,45 @@ def test_control_characters_in_forms_are_dropped_not_an_error(client: FlaskClien
     response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Mer\x00haba"})
     assert response.status_code == 302 and graph.sent[-1]["text"]["body"] == "Merhaba"
     assert post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "\x00"}).status_code == 400
+
+
+def sign_in_again(client: FlaskClient, login_address: str) -> Any:
+    """Sign in on the login page a refused form was sent to, as a browser does (its `next` kept)."""
+    target = parse_qs(urlsplit(login_address).query)["next"][0]
+    return post(client, "/console/login", {"email": "support@ziraai.test", "password": PASSWORD, "next": target})
+
+
+def test_a_reply_sent_after_the_session_expired_comes_back_in_its_box_after_signing_in_again(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, graph: GraphStub, session) -> None:
+    redis = app.extensions["redis"]
+    for key in list(redis.scan_iter("console:session:*")):  # the idle time ran out
+        redis.delete(key)
+    sent = len(graph.sent)
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Yazdığım uzun yanıt"})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert "next=/console/support/farmers/" in location.replace("%2F", "/") and "expired=1" in location
+    assert "/reply" not in location.replace("%2F", "/")
+    assert "Yazdıklarınız saklandı" in client.get(location).get_data(as_text=True)
+    signed = sign_in_again(client, location)
+    assert signed.headers["Location"].endswith(f"/console/support/farmers/{farmer_id}")
+    html = page(client, signed.headers["Location"])
+    assert ">Yazdığım uzun yanıt</textarea>" in html and "gönderilmedi" in html
+    assert len(graph.sent) == sent
+    assert ">Yazdığım uzun yanıt</textarea>" not in page(client, f"/console/support/farmers/{farmer_id}")  # once
+
+
+def test_a_note_saved_from_a_tab_signed_out_elsewhere_comes_back_in_its_box(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
+    stale_token = csrf(client)
+    post(client, "/console/logout")  # in another tab
+    response = client.post(f"/console/support/farmers/{farmer_id}/notes",
+                           data={"csrf_token": stale_token, "text": "Tarla notu, kaybolmasın"})
+    assert response.status_code == 302 and "login" in response.headers["Location"]
+    signed = sign_in_again(client, response.headers["Location"])
+    html = page(client, signed.headers["Location"])
+    assert ">Tarla notu, kaybolmasın</textarea>" in html
+    assert session.scalar(select(func.count()).select_from(SupportNote)) == 0
 
 
 def test_a_note_is_saved_with_its_author(client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
