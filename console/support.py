@@ -244,15 +244,36 @@ def _events(session: Session, farmer: Farmer, emails: dict[int, str]) -> list[Ev
     return events
 
 
-def _photos(analyses: list[Analysis]) -> dict[str, str]:
-    """Signed links to the stored photos, by the WhatsApp media id they came as."""
+PHOTO_DELETED = N_("Photo deleted with the farmer's data.")
+PHOTO_WAITING = N_("Photo not stored yet: its analysis is downloading it.")
+PHOTO_FAILED = N_("Photo not stored: it could not be downloaded for its analysis.")
+PHOTO_NOT_KEPT = N_("Photo not stored: we download a farmer's photo only for an analysis, and this one was not "
+                    "analysed (sent during a takeover, before consent, or never submitted).")
+
+
+def photos_of(session: Session, farmer: Farmer, messages: list[Message]) -> tuple[dict[str, str], dict[int, str]]:
+    """The farmer's photos as support may see them: signed links to the stored ones, by the WhatsApp media id
+    they came as; and for each photo message of theirs we hold no copy of, why (a msgid, by message id). We
+    download a photo only for its analysis, so a photo that never became one was never kept."""
     links: dict[str, str] = {}
-    for a in analyses:
-        media = a.media_ids or ([a.media_id] if a.media_id else [])
-        keys = a.image_keys or ([a.image_key] if a.image_key else [])
-        for media_id, link in zip(media, photo_links(keys), strict=False):
-            links[str(media_id)] = link
-    return links
+    pending: dict[str, str] = {}  # media id -> why it has no copy though an analysis took it
+    if farmer.deleted_at is None:
+        for a in session.scalars(select(Analysis).where(Analysis.farmer_id == farmer.id)):
+            media = [str(m) for m in (a.media_ids or ([a.media_id] if a.media_id else []))]
+            keys = a.image_keys or ([a.image_key] if a.image_key else [])
+            if keys:
+                links.update(zip(media, photo_links(keys), strict=False))
+            for media_id in media:
+                pending[media_id] = PHOTO_FAILED if a.status == "failed" else PHOTO_WAITING
+    missing = {}
+    for m in messages:
+        if m.direction == "out" or m.type != "image" or (m.media_id and m.media_id in links):
+            continue
+        if farmer.deleted_at is not None or not m.media_id:
+            missing[m.id] = PHOTO_DELETED
+        else:
+            missing[m.id] = pending.get(m.media_id, PHOTO_NOT_KEPT)
+    return links, missing
 
 
 def farmer_or_404(session: Session, farmer_id: int) -> Farmer:
@@ -294,6 +315,7 @@ def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 20
         canned = support.canned_replies(session)
         templates = support.sendable_templates(session)
         events = _events(session, f, emails)
+        photos, missing_photos = photos_of(session, f, messages)
     audit_view("console.farmer.read", "farmer", farmer_id)
     completed = {a.id for a in analyses if a.status == "completed"}
     timeline: list[tuple[datetime, int, Any]] = [(m.created_at, 0, m) for m in messages]
@@ -309,7 +331,7 @@ def _farmer_page(farmer_id: int, typed: str | None = None, http_status: int = 20
         taken=support.is_taken(conv, now),
         emails=emails, analyses=analyses, ledger=ledger, quota_status=status, notes=notes, canned=canned,
         templates=templates, window_left=left, window_text=left_text(left),
-        window_deadline=(now + left).isoformat() if left else "", photos=_photos(analyses),
+        window_deadline=(now + left).isoformat() if left else "", photos=photos, missing_photos=missing_photos,
         report_links={a_id: report_link(a_id) for a_id in completed}, ticks=TICKS, status_labels=STATUS_LABELS,
         state_labels=STATE_LABELS, ledger_labels=LEDGER_LABELS, analysis_labels=ANALYSIS_LABELS,
         param_labels=PARAM_LABELS, note_typed=note_typed,

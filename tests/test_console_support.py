@@ -207,6 +207,40 @@ def test_a_takeover_expires_by_itself(app: Flask, client: FlaskClient, supporter
     assert chat.says("kota") != []
 
 
+def test_a_photo_sent_during_a_takeover_says_why_it_is_not_shown_instead_of_image(
+        client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
+    chat.photo(caption="bu yapraklara bakar mısınız", media_id="5550001")
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "bu yapraklara bakar mısınız" in html and "[image]" not in html
+    assert "Fotoğraf saklanmadı" in html and "analiz edilmedi" in html
+
+
+def test_a_photo_of_an_analysis_is_shown_inline_and_one_being_analysed_says_so(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer) -> None:
+    from models import Analysis
+    from services.storage import new_key
+
+    key = new_key("analysis", "jpg")
+    chat.photo(media_id="5550002")
+    chat.photo(media_id="5550003")
+    with app.extensions["db"].session() as s, s.begin():
+        s.add(Analysis(farmer_id=farmer_id, status="completed", media_id="5550002", media_ids=["5550002"],
+                       image_key=key, image_keys=[key]))
+        s.add(Analysis(farmer_id=farmer_id, status="processing", media_id="5550003", media_ids=["5550003"]))
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert html.count('<img class="photo" src="/media/') == 1
+    assert "analizi onu indiriyor" in html and "[image]" not in html
+
+
+def test_a_deleted_farmers_photo_says_it_was_deleted(client: FlaskClient, supporter: int, farmer_id: int,
+                                                     chat: ChatFarmer) -> None:
+    chat.photo(media_id="5550004")
+    post(client, f"/console/support/farmers/{farmer_id}/delete", {"confirm": "yes"})
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Fotoğraf, çiftçinin verileriyle birlikte silindi." in html and "[image]" not in html
+
+
 def test_a_reply_reaches_the_farmer_and_names_its_writer(client: FlaskClient, supporter: int, farmer_id: int,
                                                          graph: GraphStub, session) -> None:
     response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": "Merhaba, ben destekten Ayşe."})
