@@ -171,19 +171,30 @@ def password() -> ResponseReturnValue:
     return redirect(url_for("console_auth.home"))
 
 
+def _reset_refusal(user_id: int | None) -> ResponseReturnValue | None:
+    """The page for a reset link that cannot set a password (unknown, used, too old, or its account deactivated:
+    said so, rather than taking a new password and then refusing it); None when it can."""
+    if user_id is None:
+        return render("console/reset.html", status=404, valid=False, error=None, inactive=False)
+    with context.db().reader() as session:
+        user = session.get(StaffUser, user_id)
+    if user is None or not user.active:
+        return render("console/reset.html", status=404, valid=False, error=None, inactive=user is not None)
+    return None
+
+
 @bp.route("/reset/<token>", methods=["GET", "POST"])
 def reset(token: str) -> ResponseReturnValue:
     """The page of a one-time reset link (made by an admin): set a new password; every session ends."""
     locale = current_locale()
     redis = context.redis()
+    refused = _reset_refusal(peek_reset_token(redis, token))
+    if refused is not None:
+        return refused
     if request.method == "GET":
-        if peek_reset_token(redis, token) is None:
-            return render("console/reset.html", status=404, valid=False, error=None)
         return render("console/reset.html", valid=True, error=None)
     new = NewPassword(request.form.get("new_password", "")[:2048], request.form.get("new_password_again", "")[:2048])
     problem = new.problem(locale)
-    if peek_reset_token(redis, token) is None:
-        return render("console/reset.html", status=404, valid=False, error=None)
     if problem is not None:
         return render("console/reset.html", status=400, valid=True, error=problem)
     user_id = take_reset_token(redis, token)
@@ -192,7 +203,7 @@ def reset(token: str) -> ResponseReturnValue:
     with context.db().session() as session, session.begin():
         user = session.get(StaffUser, user_id)
         if user is None or not user.active:
-            return render("console/reset.html", status=404, valid=False, error=None)
+            return render("console/reset.html", status=404, valid=False, error=None, inactive=user is not None)
         set_password(session, user, new.password, utcnow())  # ends the API logins too
         audit("auth.password_reset", "staff_user", user.id, {"via": "console"}, user_id=user.id, session=session)
     sign_out()

@@ -403,12 +403,13 @@ REFUSALS = {
 }
 
 
-def _after_reply(farmer_id: int, result: support.ReplyResult, typed: str = "") -> ResponseReturnValue:
-    """Sent: back to the page. Refused: the page again with the reason, and with the text typed still in
-    the box (the window may have closed while it was being written)."""
+def _after_reply(farmer_id: int, result: support.ReplyResult, typed: str | None = None) -> ResponseReturnValue:
+    """Sent: back to the page. Refused: a free-text reply (`typed`, even empty) gets the page again with the
+    reason and the text still in the box (the window may have closed while it was being written); a template
+    goes back to the page with the reason."""
     if result.refusal is not None:
         flash_text("error", REFUSALS[result.refusal])
-        return _farmer_page(farmer_id, typed, 400) if typed else _back(farmer_id)
+        return _farmer_page(farmer_id, typed, 400) if typed is not None else _back(farmer_id)
     if result.address:
         send_queued(result.address)
     flash_text("success", "Your reply is on its way.")
@@ -442,13 +443,18 @@ def reply_template(farmer_id: int) -> ResponseReturnValue:
 def add_note(farmer_id: int) -> ResponseReturnValue:
     if _deleted(farmer_id):
         return _back(farmer_id)
+    text = clean(request.form.get("text")).strip()
+    if not text or len(text) > support.NOTE_MAX:
+        if text:
+            flash_text("error", "The note is too long: at most %(n)s characters, it has %(length)s.",
+                       n=support.NOTE_MAX, length=len(text))
+        else:
+            flash_text("error", "Write the note first.")
+        return _farmer_page(farmer_id, http_status=400, note_typed=request.form.get("text") or "")
     with context.db().session() as session, session.begin():
-        note = support.add_note(session, farmer_id, _me().id, clean(request.form.get("text")), utcnow())
+        note = support.add_note(session, farmer_id, _me().id, text, utcnow())
         if note is not None:  # the note's text stays out of the log (it may hold personal data)
             audit("farmer.note", "farmer", farmer_id, {"note_id": note.id}, session=session)
-    if note is None:
-        flash_text("error", "A note needs some text (at most %(n)s characters).", n=support.NOTE_MAX)
-        return _farmer_page(farmer_id, http_status=400, note_typed=request.form.get("text") or "")
     flash_text("success", "Note saved.")
     return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#notes")
 

@@ -219,6 +219,17 @@ def test_a_reset_link_sets_a_new_password_once(app: Flask, admin: int, client: F
     assert {"staff.reset_link", "auth.password_reset"} <= set(actions(session))
 
 
+def test_a_reset_link_of_a_deactivated_account_says_so_when_opened(app: Flask, admin: int,
+                                                                  client: FlaskClient) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    path = "/console" + _reset_link(client, user_id)
+    post(client, f"/console/admin/staff/{user_id}/deactivate")
+    opened = app.test_client().get(path)
+    html = opened.get_data(as_text=True)
+    assert opened.status_code == 404 and "Bu hesap devre dışı" in html and 'name="new_password"' not in html
+    assert "daha önce kullanılmış" not in html
+
+
 def test_a_newer_reset_link_voids_the_older_one(app: Flask, admin: int, client: FlaskClient) -> None:
     user_id = make_staff(app, "support", "support@ziraai.test")
     first = "/console" + _reset_link(client, user_id)

@@ -277,6 +277,17 @@ def test_a_reply_refused_as_too_long_comes_back_in_the_box(client: FlaskClient, 
     assert f'id="reply-text" maxlength="4096" required>{typed}</textarea>' in html
 
 
+@pytest.mark.parametrize("typed", ["", "   \n  "])
+def test_an_empty_and_a_blank_reply_are_refused_alike_with_the_text_kept(client: FlaskClient, supporter: int,
+                                                                        farmer_id: int, graph: GraphStub,
+                                                                        typed: str) -> None:
+    before = len(graph.sent)
+    response = post(client, f"/console/support/farmers/{farmer_id}/reply", {"text": typed})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and "Önce bir mesaj yazın." in html and len(graph.sent) == before
+    assert f'id="reply-text" maxlength="4096" required>{typed}</textarea>' in html
+
+
 def test_inside_the_window_the_page_shows_the_countdown(client: FlaskClient, supporter: int, farmer_id: int) -> None:
     html = page(client, f"/console/support/farmers/{farmer_id}")
     assert 'class="countdown"' in html and "data-deadline=" in html and 'id="reply-text"' in html
@@ -371,6 +382,14 @@ def test_a_refused_note_keeps_its_text_in_the_box(client: FlaskClient, supporter
     assert refused.status_code == 400
     assert f'required>{long_note}</textarea>' in refused.get_data(as_text=True)
     assert session.scalar(select(func.count()).select_from(SupportNote)) == 0
+
+
+def test_a_note_too_long_is_refused_as_too_long_with_the_limit_not_as_empty(client: FlaskClient, supporter: int,
+                                                                            farmer_id: int) -> None:
+    html = post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "x" * 2001}).get_data(as_text=True)
+    assert "Not çok uzun: en fazla 2000 karakter olabilir, bu not 2001 karakter." in html
+    empty = post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "  "}).get_data(as_text=True)
+    assert "Önce notu yazın." in empty and "çok uzun" not in empty
 
 
 # --- deletion ---------------------------------------------------------------------------------------
