@@ -258,13 +258,15 @@ def photos_of(session: Session, farmer: Farmer, messages: list[Message]) -> tupl
     links: dict[str, str] = {}
     pending: dict[str, str] = {}  # media id -> why it has no copy though an analysis took it
     if farmer.deleted_at is None:
-        for a in session.scalars(select(Analysis).where(Analysis.farmer_id == farmer.id)):
-            media = [str(m) for m in (a.media_ids or ([a.media_id] if a.media_id else []))]
-            keys = a.image_keys or ([a.image_key] if a.image_key else [])
+        for media_ids, media_id, image_keys, image_key, status in session.execute(
+                select(Analysis.media_ids, Analysis.media_id, Analysis.image_keys, Analysis.image_key, Analysis.status)
+                .where(Analysis.farmer_id == farmer.id)):  # not the results: only what names the photos
+            media = [str(m) for m in (media_ids or ([media_id] if media_id else []))]
+            keys = image_keys or ([image_key] if image_key else [])
             if keys:
                 links.update(zip(media, photo_links(keys), strict=False))
-            for media_id in media:
-                pending[media_id] = PHOTO_FAILED if a.status == "failed" else PHOTO_WAITING
+            for one in media:
+                pending[one] = PHOTO_FAILED if status == "failed" else PHOTO_WAITING
     missing = {}
     for m in messages:
         if m.direction == "out" or m.type != "image" or (m.media_id and m.media_id in links):
