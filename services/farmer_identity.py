@@ -4,7 +4,8 @@ Meta withholds the phone of a farmer who adopts a username and names them by use
 same person may later show up with both. Each alias is unique on `farmers`, so a lookup by either
 finds the one row; when a message shows a phone and a user id that belong to two rows, the rows are
 merged (`merge_farmers`): history, consent, subscriptions and quota move to the row that stays. A number
-change (`user_changed_number`) moves the farmer to the new phone, and a user-id change re-points the alias.
+change (`user_changed_number`) moves the farmer to the new phone, and a user-id change re-points the alias
+(never merging two farmers who both have a phone: that is kept for support instead).
 Functions take the caller's session; the caller owns the transaction.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy import case, delete, func, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.types import State
 from models import (
     Analysis,
     Conversation,
@@ -31,6 +33,7 @@ from models import (
     SubscriptionStatus,
     SupportNote,
     Tier,
+    UnhandledWebhook,
     UsageCounter,
     UsageLedger,
 )
@@ -166,6 +169,12 @@ def merge_farmers(session: Session, *, keep_id: int, drop_id: int) -> None:
                         .execution_options(synchronize_session=False))
     if keep.consent_at is None and drop.consent_at is not None:
         keep.consent_at, keep.consent_version, keep.locale = drop.consent_at, drop.consent_version, drop.locale
+    if keep.consent_at is not None:  # the conversation that stays may be the unconsented row's: not asked again
+        session.execute(update(Conversation)
+                        .where(Conversation.farmer_id == keep_id,
+                               Conversation.state.in_((State.START.value, State.AWAIT_CONSENT.value)))
+                        .values(state=State.MENU.value, data={}, expires_at=None)
+                        .execution_options(synchronize_session=False))
     keep.profile_name = keep.profile_name or drop.profile_name
     keep.username = keep.username or drop.username
     keep.parent_user_id = keep.parent_user_id or drop.parent_user_id
@@ -288,15 +297,35 @@ def change_number(session: Session, farmer_id: int, new_phone: str, now: datetim
 def change_user_id(session: Session, farmer_id: int | None, new_user_id: str, now: datetime, *,
                    previous: str | None = None, phone: str | None = None) -> int | None:
     """`user_changed_user_id` / `user_id_update`: the farmer (by id, else by the previous user id, else by
-    phone) is known by `new_user_id` from now on. Returns the farmer's id, or None when nobody matches."""
+    phone) is known by `new_user_id` from now on; a row holding it is merged in only if it has no phone.
+    Returns the farmer's id, or None when nobody matches."""
     if farmer_id is None and previous:
         farmer_id = session.scalar(select(Farmer.id).where(Farmer.user_id == previous))
     if farmer_id is None and phone:
         farmer_id = session.scalar(select(Farmer.id).where(Farmer.phone == phone))
     if farmer_id is None:
         return None
+    holder = holder_locked(session, Farmer.user_id, new_user_id)
+    if holder is not None and holder != farmer_id and _both_have_phones(session, farmer_id, holder):
+        _refuse_user_id_change(session, farmer_id, holder, new_user_id)
+        return farmer_id
     link_user_id(session, farmer_id, new_user_id, now)
     return farmer_id
+
+
+def _both_have_phones(session: Session, farmer_id: int, other_id: int) -> bool:
+    phones = session.scalars(select(Farmer.phone).where(Farmer.id.in_((farmer_id, other_id)))).all()
+    return len(phones) == 2 and all(phones)
+
+
+def _refuse_user_id_change(session: Session, farmer_id: int, holder_id: int, new_user_id: str) -> None:
+    """Two farmers with two known phones are two people: a user-id event naming the other's id moves nothing
+    (a merge would give one farmer's history, quota and consent to the other and leave a phone to nobody).
+    Kept for support, as a body we could not act on."""
+    reason = "user id change refused: the new user id belongs to another farmer with another phone"
+    log.error(reason, extra={"farmer_id": farmer_id, "holder_farmer_id": holder_id})
+    session.add(UnhandledWebhook(reason=reason, payload={"farmer_id": farmer_id, "holder_farmer_id": holder_id,
+                                                         "user_id": new_user_id}))
 
 
 def apply_system_message(session: Session, m: InboundMessage, farmer_id: int | None, now: datetime) -> None:

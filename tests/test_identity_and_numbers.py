@@ -18,7 +18,16 @@ import responses
 from sqlalchemy import func, select
 
 from app import create_app
-from models import Farmer, Message, MessageStatusEvent, Subscription, UnhandledWebhook, UsageLedger, utcnow
+from models import (
+    Conversation,
+    Farmer,
+    Message,
+    MessageStatusEvent,
+    Subscription,
+    UnhandledWebhook,
+    UsageLedger,
+    utcnow,
+)
 from services import quota
 from services.sweeper import sweep_unqueued
 from services.whatsapp import messages as wa
@@ -256,6 +265,33 @@ def test_user_changed_user_id_moves_the_alias(app, graph, session):
     assert len(graph.sent) == before  # Meta's notice is not answered
     deliver(app, graph, delivery(text("menü", phone=None, user_id=NEW_USER_ID), phone=None, user_id=NEW_USER_ID))
     assert len(farmers(session)) == 1 and CONSENT_QUESTION not in graph.button_ids(before)
+
+
+def test_a_user_id_change_to_the_id_of_another_farmer_with_another_phone_merges_nobody(app, graph, session):
+    a_phone, b_phone, a_id, b_id = "905551110501", "905551110502", "TR.AAA501", "TR.BBB502"
+    onboard(app, graph, phone=a_phone, user_id=a_id)
+    onboard(app, graph, phone=b_phone, user_id=b_id)
+    notice = message("system", {"body": "User changed their user id", "type": "user_changed_user_id",
+                                 "user_id": a_id}, phone=b_phone, user_id=b_id)
+    deliver(app, graph, delivery(notice, phone=b_phone, user_id=b_id))
+    assert [(f.phone, f.user_id) for f in farmers(session)] == [("+" + a_phone, a_id), ("+" + b_phone, b_id)]
+    kept = session.scalars(select(UnhandledWebhook)).one()
+    assert "another farmer with another phone" in kept.reason and kept.payload["user_id"] == a_id
+    before = len(graph.sent)
+    deliver(app, graph, delivery(text("menü", phone=a_phone, user_id=a_id), phone=a_phone, user_id=a_id))
+    assert len(farmers(session)) == 2 and CONSENT_QUESTION not in graph.button_ids(before)
+
+
+def test_a_merge_into_a_row_still_asked_for_consent_keeps_the_consent_and_does_not_ask_again(app, graph, session):
+    deliver(app, graph, delivery(text("Merhaba", phone=PHONE), phone=PHONE))  # asked, never answered
+    onboard(app, graph, phone=None, user_id=USER_ID)  # the same person, known by user id, accepted
+    before = len(graph.sent)
+    deliver(app, graph, delivery(text("domateste leke var", phone=PHONE, user_id=USER_ID), phone=PHONE,
+                                 user_id=USER_ID))
+    [farmer] = farmers(session)
+    assert farmer.consent_at is not None
+    assert graph.sent[before:] and CONSENT_QUESTION not in graph.button_ids(before)
+    assert session.scalars(select(Conversation.state)).one() not in ("start", "await_consent")
 
 
 def test_user_id_update_event_moves_the_alias(app, graph, session):
