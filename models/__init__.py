@@ -6,6 +6,7 @@ from models.conversation import Conversation
 from models.farmer import Farmer
 from models.message import (
     OUTBOUND_RANK,
+    REACHED_FARMER,
     Direction,
     Message,
     MessageStatus,
@@ -29,6 +30,7 @@ from models.whatsapp_health import WhatsAppAccountEvent, WhatsAppAccountState, W
 
 __all__ = [
     "OUTBOUND_RANK",
+    "REACHED_FARMER",
     "Analysis",
     "AnalysisStatus",
     "AuditLog",

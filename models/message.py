@@ -38,6 +38,8 @@ OUTBOUND_RANK = {
     MessageStatus.READ: 4,
     MessageStatus.FAILED: 5,
 }
+# A message Meta reported delivered or read reached the farmer: a later `failed` for it is kept as an event only.
+REACHED_FARMER = (MessageStatus.DELIVERED.value, MessageStatus.READ.value)
 
 
 class Message(Leased, Base):

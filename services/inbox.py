@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from models import (
     OUTBOUND_RANK,
+    REACHED_FARMER,
     Direction,
     Farmer,
     Message,
@@ -117,10 +118,12 @@ _TIMESTAMP_COLUMN = {
 
 def apply_status(session: Session, wamid: str, status: str, when: datetime | None,
                  error_code: int | None = None, error_title: str | None = None) -> None:
-    """Move an outbound message forward to `status`; never backwards (`read` stays `read`)."""
+    """Move an outbound message forward to `status`; never backwards (`read` stays `read`). A `failed` for a
+    message already delivered or read changes nothing (its event row is what support sees)."""
     kind = StatusKind(status)
     if kind is StatusKind.UNKNOWN:
         return
+    reached = (Message.status.notin_(REACHED_FARMER) if kind is StatusKind.FAILED else true())
     new_rank = OUTBOUND_RANK[MessageStatus(kind.value)]
     current_rank = case({s.value: r for s, r in OUTBOUND_RANK.items()}, value=Message.status, else_=-1)
     ts_column = getattr(Message, _TIMESTAMP_COLUMN[kind])
@@ -132,7 +135,7 @@ def apply_status(session: Session, wamid: str, status: str, when: datetime | Non
         values.update(error_code=error_code, error_title=error_title)
     session.execute(
         update(Message)
-        .where(Message.wamid == wamid, Message.direction == Direction.OUTBOUND.value)
+        .where(Message.wamid == wamid, Message.direction == Direction.OUTBOUND.value, reached)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -141,13 +144,18 @@ def apply_status(session: Session, wamid: str, status: str, when: datetime | Non
 def apply_recorded_statuses(session: Session, wamid: str) -> list[StatusFailure]:
     """Statuses that arrived before we stored the wamid of our own send are applied now; a `failed` one
     is returned for the outbox to apply the error policy to."""
-    events = session.scalars(select(MessageStatusEvent).where(MessageStatusEvent.wamid == wamid))
+    events = session.scalars(select(MessageStatusEvent).where(MessageStatusEvent.wamid == wamid)).all()
     failures = []
-    for e in events:
+    for e in sorted(events, key=_rank_of_event):  # forward, as Meta sent them: a `failed` after `read` is moot
         apply_status(session, wamid, e.status, e.meta_timestamp, e.error_code, e.error_title)
         if e.status == StatusKind.FAILED.value:
             failures.append(StatusFailure(wamid, e.error_code, e.error_title))
     return failures
+
+
+def _rank_of_event(event: MessageStatusEvent) -> int:
+    kind = StatusKind(event.status)
+    return -1 if kind is StatusKind.UNKNOWN else OUTBOUND_RANK[MessageStatus(kind.value)]
 
 
 def _pricing_columns(s: StatusUpdate) -> dict[str, Any]:

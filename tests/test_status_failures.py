@@ -169,6 +169,39 @@ def test_a_failed_status_before_the_wamid_is_stored_is_acted_on_when_it_is(app, 
     assert fallback.template_name == "analysis_complete_tr"
 
 
+def status(wamid: str | None, kind: str) -> dict[str, Any]:
+    body = failed_status(wamid, 0, "")
+    event = body["entry"][0]["changes"][0]["value"]["statuses"][0]
+    del event["errors"]
+    event["status"] = kind
+    return body
+
+
+@pytest.mark.parametrize("reached", ["delivered", "read"])
+@pytest.mark.parametrize(("code", "fallback"), [(131000, None), (131047, "analysis_complete_tr")])
+def test_a_failed_status_after_delivered_or_read_is_kept_but_neither_fails_the_row_nor_sends_again(
+        app, client, graph, session, reached, code, fallback):
+    farmer_id = add_farmer(app)
+    row = send_one(app, fallback=template_of(fallback) if fallback else None, farmer_id=farmer_id)
+    post_ok(client, status(row.wamid, reached))
+    post_ok(client, failed_status(row.wamid, code, "Something went wrong"))
+    assert row_by_id(app, row.id).status == reached
+    assert replacements(app, row.id) == []
+    kept = session.scalars(select(MessageStatusEvent.status).where(MessageStatusEvent.wamid == row.wamid)).all()
+    assert sorted(kept) == sorted([reached, "failed"])
+    send_outbox(app)
+    assert len(sent(graph)) == 1
+
+
+def test_a_read_and_a_failed_status_both_before_the_wamid_is_stored_leave_the_row_read(app, client, graph):
+    add_farmer(app)
+    post_ok(client, failed_status("wamid.OUT1", 131000, "Something went wrong"))  # the wamid Graph will answer
+    post_ok(client, status("wamid.OUT1", "read"))
+    row = send_one(app)
+    assert row_by_id(app, row.id).status == "read"
+    assert replacements(app, row.id) == []
+
+
 # --- 131026: undeliverable -> unreachable, no proactive sends, until the farmer writes ----------------------
 
 

@@ -58,7 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
-from models import Direction, Farmer, Message, MessageStatus, MessageStatusEvent, utcnow
+from models import REACHED_FARMER, Direction, Farmer, Message, MessageStatus, MessageStatusEvent, utcnow
 from models.db import DriverStatement
 from services import context, metrics, runtime_settings, whatsapp
 from services.inbox import StatusFailure, apply_recorded_statuses
@@ -742,6 +742,10 @@ def apply_status_failures(session: Session, failures: list[StatusFailure], now: 
                                                    Message.direction == Direction.OUTBOUND.value))
         if row is None or failure.error_code is None:
             continue  # not ours (or not stored yet: applied when it is), or no code to act on
+        if row.status in REACHED_FARMER:  # Meta said delivered or read before: nothing to resend or fall back to
+            log.warning("failed status for a message the farmer already received: kept, not acted on",
+                        extra={"message_id": row.id, "status": row.status, "error_code": failure.error_code})
+            continue
         new = _after_status_failure(session, row, failure.error_code, failure.error_title, now)
         if new is not None:
             queued.append(new.id)
