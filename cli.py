@@ -1,5 +1,6 @@
 """The operator's `flask` commands: the worker, sender and scheduler processes, sweeps, sponsor codes,
-templates and their status at Meta, demo data, the terminal chat, staff users, failed jobs and the media purge.
+templates and their status at Meta, lifting a send block, demo data, the terminal chat, staff users, failed
+jobs and the media purge.
 
 A blueprint without a command group (`cli_group=None`), so the commands stay top-level (`flask worker`);
 `app.create_app` registers it. Commands run inside the app's context (`current_app`); the long-running
@@ -163,6 +164,17 @@ def whatsapp_status_command(as_json: bool) -> None:
     caps = health.capabilities
     click.echo("limits: " + (", ".join(f"{k} {v}" for k, v in caps.items() if v is not None) if caps
                              else "none reported"))
+
+
+@bp.cli.command("whatsapp-unblock")
+def whatsapp_unblock_command() -> None:
+    """Lift the send block (131042, 368, 131031) once the account is fixed: held replies go now, in order."""
+    from models import utcnow
+    from services.whatsapp.outbox import lift_account_block
+
+    with current_app.extensions["db"].session() as session, session.begin():
+        released = lift_account_block(session, utcnow())
+    click.echo(f"send block lifted; {released} held message(s) due now")
 
 
 @bp.cli.command("seed-demo")

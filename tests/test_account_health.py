@@ -24,7 +24,6 @@ from services.whatsapp.account import (
     TemplateStatusUpdate,
     parse_account_change,
 )
-from services.whatsapp.failures import unblock_account
 from services.whatsapp.outbox import queue_message, send_pending
 from services.whatsapp.updates import parse_webhook
 from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, send_outbox
@@ -418,8 +417,7 @@ def test_a_send_block_after_368_is_shown_until_it_is_lifted(app, client, runner,
     assert json.loads(runner.invoke(args=["whatsapp-status", "--json"]).output)["send_block"]["reason"].startswith(
         "368:")
 
-    with app.app_context():
-        unblock_account()
+    assert "send block lifted" in runner.invoke(args=["whatsapp-unblock"]).output
     detail = client.get("/health/ready").json["whatsapp_account"]
     assert (detail["status"], detail["send_block"]) == ("ok", None)
     samples = scrape(client)

@@ -495,6 +495,26 @@ def test_an_account_block_stops_sending_and_alerts(app, client, graph, caplog, c
     assert errors_counted(code, "status") >= 1
 
 
+@pytest.mark.parametrize("code", [131042, 368])
+def test_the_unblock_command_lifts_the_block_and_sends_the_held_replies_at_once_in_order(app, client, graph,
+                                                                                         runner, code):
+    add_farmer(app)
+    row = send_one(app)
+    post_ok(client, failed_status(row.wamid, code, "Business eligibility payment issue"))
+    with app.extensions["db"].session() as s, s.begin():
+        held = [queue_message(s, TO, wa.text(TO, body), utcnow()).id for body in ("Bir", "İki")]
+    send_outbox(app)
+    assert [row_by_id(app, i).status for i in held] == ["pending", "pending"]
+    due = row_by_id(app, held[0]).next_attempt_at
+    assert due is not None and due > utcnow() + timedelta(minutes=4)
+    result = runner.invoke(args=["whatsapp-unblock"])
+    assert result.exit_code == 0 and "1 held message(s) due now" in result.output  # the first of the line
+    assert app.extensions["redis"].get(ACCOUNT_BLOCK_KEY) is None
+    send_outbox(app)
+    assert [b["text"]["body"] for b in sent(graph)[1:]] == ["Bir", "İki"]
+    assert [row_by_id(app, i).status for i in held] == ["accepted", "accepted"]
+
+
 def test_a_refused_send_records_the_same_effects_and_counts_where_send(app, graph):
     farmer_id = add_farmer(app)
     graph.replace(responses.POST, MESSAGES_URL, status=400, json={"error": {

@@ -132,16 +132,11 @@ _EFFECTS: dict[Effect, Callable[[Session, Message, int | None, str, datetime], N
 
 def block_account(reason: str) -> None:
     """Stop sending, and alert: Meta refuses this account's messages (payment, integrity, locked). Sends
-    wait while the flag lives (ACCOUNT_BLOCK_SECONDS, or until `unblock_account`); `/health/ready`,
+    wait while the flag lives (ACCOUNT_BLOCK_SECONDS, or until `outbox.lift_account_block`); `/health/ready`,
     `/metrics` and `flask whatsapp-status` show it (`health.send_block`)."""
     log.critical("WhatsApp account blocked: no message is sent until it is resolved", extra={"reason": reason})
     with contextlib.suppress(RedisError):
         context.redis().set(ACCOUNT_BLOCK_KEY, reason[:300], ex=ACCOUNT_BLOCK_SECONDS)
-
-
-def unblock_account() -> None:
-    with contextlib.suppress(RedisError):
-        context.redis().delete(ACCOUNT_BLOCK_KEY)
 
 
 def to_phone_instead(session: Session, row: Message, extra: dict[str, Any]) -> str:

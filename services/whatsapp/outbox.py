@@ -309,6 +309,25 @@ def may_take_now(redis: Redis, farmer: Farmer, now: datetime) -> bool:
         return False
 
 
+def lift_account_block(session: Session, now: datetime) -> int:
+    """The operator's way to resume sending at once (`flask whatsapp-unblock`), once the account is fixed in
+    WhatsApp Manager: the block goes, and every reply it held (due again within ACCOUNT_RECHECK) is due now,
+    each farmer's line still in its order. A row that was waiting a shorter backoff or a farmer's pace goes
+    now too (the claim checks pace and quiet hours again). Returns how many rows were made due. A RedisError
+    propagates: the block must never look lifted when it is not."""
+    context.redis().delete(ACCOUNT_BLOCK_KEY)
+    released = session.scalars(
+        update(Message)
+        .where(Message.direction == Direction.OUTBOUND.value, Message.status == MessageStatus.PENDING.value,
+               Message.next_attempt_at > now, Message.next_attempt_at <= now + ACCOUNT_RECHECK)
+        .values(next_attempt_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    log.warning("WhatsApp send block lifted by an operator", extra={"released": len(released)})
+    return len(released)
+
+
 def take_due(limit: int = DUE_BATCH) -> Batch:
     """Claim the rows that may go now (at most `limit`, one per recipient) and check each in the same
     transaction, as `send_pending` does one. A RedisError rolls the whole claim back and propagates."""
