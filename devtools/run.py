@@ -9,6 +9,10 @@ process environment, then `.env`, like every process of the app, so `PORT`, `RED
 - `REDIS_URL` set: gunicorn (two workers) + `WORKER_PROCESSES` x `flask worker` (default 2) + `flask sender`
   + `flask scheduler`.
 
+Every child shares one metrics directory (`PROMETHEUS_MULTIPROC_DIR`), made fresh and empty at each start
+and removed at the stop, as docs/OPERATIONS.md asks of production: `/metrics` from either gunicorn worker
+serves the counts of every process (the sender's sends too), not only its own.
+
 The banner with the simulator's address and the admin login is printed once `/health/live` answers.
 From then on it supervises: a child that exits, whatever the reason, is started again after a pause
 (1 s, doubling up to 30 s while it keeps failing within a minute of starting) with a log line; the
@@ -21,13 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 import requests
@@ -76,6 +83,17 @@ def commands(settings: Settings) -> list[tuple[str, list[str]]]:
     rq_workers = [("worker" if n == 1 else f"worker{n}", [*flask, "worker"])
                   for n in range(1, max(1, settings.WORKER_PROCESSES) + 1)]
     return [("web", web), *rq_workers, ("sender", [*flask, "sender"]), ("scheduler", [*flask, "scheduler"])]
+
+
+def metrics_directory() -> Path:
+    """A new, empty directory for the children's metrics files: counts of an earlier run never add up with
+    this one's (prometheus-client reads every file in it)."""
+    return Path(tempfile.mkdtemp(prefix="ziraai-metrics-"))
+
+
+def child_environment(metrics_dir: Path) -> dict[str, str]:
+    """The children's environment: ours, with the metrics directory they share."""
+    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
 
 def banner(settings: Settings, admin_password: str | None, admin_email: str, codes: Sequence[str]) -> str:
@@ -132,13 +150,14 @@ class Child:
 
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     pause: float = RESTART_FIRST_SECONDS
     restart_at: float | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, cwd=PROJECT_ROOT, env=os.environ.copy(), start_new_session=True)
+        self.process = subprocess.Popen(self.argv, cwd=PROJECT_ROOT, env=self.env, start_new_session=True)
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -236,7 +255,9 @@ def main() -> int:
                 print(f"demo data: {line}", flush=True)
         admin_password, admin_email, codes = seed.admin_password, seed.admin_email, seed.unused_codes
 
-    children = [Child(name, argv) for name, argv in commands(settings)]
+    metrics_dir = metrics_directory()
+    env = child_environment(metrics_dir)
+    children = [Child(name, argv, env) for name, argv in commands(settings)]
     # Both explicitly: a shell that starts us in the background would have left SIGINT ignored.
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -257,6 +278,7 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop(children)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         print("stopped.", flush=True)
 
 

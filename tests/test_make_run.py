@@ -22,7 +22,7 @@ from dotenv import dotenv_values
 from redis import Redis
 
 from devtools.demo import ACTIVITY_CODES, ADMIN_EMAIL, CODE_QUANTITY, SPONSOR_NAME
-from devtools.run import Child, commands, port_free
+from devtools.run import Child, child_environment, commands, metrics_directory, port_free
 from devtools.sponsor_demo import CODES_PER_TIER
 from settings import PROJECT_ROOT, load_settings
 from tests.dev_live import SimFarmer, has_text, make_run, offers
@@ -129,10 +129,45 @@ def test_make_run_with_redis_starts_a_worker_a_sender_and_the_scheduler(tmp_path
         farmer = SimFarmer(service.base, "905551112244")
         check_journey(journey(farmer))
         log = service.log()
+        sends = [_sent_count(requests.get(f"{service.base}/metrics", timeout=10).text) for _ in range(6)]
     assert service.process.wait(timeout=30) == 0
+    assert sends[0] > 0 and len(set(sends)) == 1, sends  # the sender's count, whichever web worker answers
     assert "Listening on" in log  # the RQ worker process
     assert "sender started" in log  # the outbox's sender process
     assert "scheduler started" in log  # the scheduler process
+
+
+COUNT_A_SEND = "from services import metrics; metrics.outbound_send('sent')"
+SERVE_METRICS = ("import sys, fakeredis; from services import metrics; "
+                 "sys.stdout.write(metrics.render(fakeredis.FakeRedis())[0].decode())")
+
+
+def test_a_count_made_in_one_child_of_make_run_is_served_by_another():
+    """The sender counts its sends, a gunicorn worker serves /metrics: both are children of `make run`."""
+    directory = metrics_directory()
+    try:
+        assert directory.is_dir() and list(directory.iterdir()) == []
+        env = child_environment(directory)
+        for script in (COUNT_A_SEND, COUNT_A_SEND):
+            subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT_ROOT, check=True, timeout=60)
+        served = subprocess.run([sys.executable, "-c", SERVE_METRICS], env=env, cwd=PROJECT_ROOT, check=True,
+                                capture_output=True, text=True, timeout=60).stdout
+        assert 'ziraai_outbound_sends_total{outcome="sent"} 2.0' in served
+    finally:
+        shutil.rmtree(directory)
+    assert metrics_directory() != directory  # a new one each start
+
+
+def test_make_run_gives_its_children_a_metrics_directory_and_removes_it_at_the_stop(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with make_run(tmp_path, TMPDIR=str(temp)) as service:
+        [directory] = temp.glob("ziraai-metrics-*")
+        SimFarmer(service.base, "905551112255").says("Merhaba")
+        assert list(directory.iterdir()), "no process wrote its metrics there"
+        assert "ziraai_webhooks_total" in requests.get(f"{service.base}/metrics", timeout=10).text
+    assert service.process.wait(timeout=30) == 0
+    assert list(temp.glob("ziraai-metrics-*")) == []
 
 
 def test_seed_demo_is_idempotent_and_shows_the_password_once(runner, session):
@@ -278,6 +313,11 @@ def test_a_child_that_exits_takes_what_it_started_with_it(tmp_path: Path) -> Non
     child.check(now=child.started_at + 1)
     assert child.restart_at is not None
     wait_until(lambda: not _alive(grandchild), timeout=5)
+
+
+def _sent_count(exposition: str) -> float:
+    found = re.search(r'^ziraai_outbound_sends_total\{outcome="sent"\} (\S+)$', exposition, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 def _alive(pid: int) -> bool:
