@@ -86,7 +86,8 @@ def event_from(message: Message) -> Event:
     parsed = parse_message(message.payload or {})
     if not isinstance(parsed, InboundMessage):
         return Event(EventKind.UNSUPPORTED, message.id, message_type=message.type)
-    kind = EventKind.PHOTO if parsed.image_document else _EVENT_KIND.get(parsed.type, EventKind.UNSUPPORTED)
+    kind = (EventKind.PHOTO if parsed.image_document else EventKind.TEXT if parsed.edited_text
+            else _EVENT_KIND.get(parsed.type, EventKind.UNSUPPORTED))
     return Event(kind, message.id, text=parsed.text, reply=reply_ids.parse(parsed.reply_id), media_id=parsed.media_id,
                  latitude=parsed.latitude, longitude=parsed.longitude, location_name=parsed.location_name,
                  location_address=parsed.location_address, message_type=parsed.type.value,

@@ -410,6 +410,19 @@ def test_metas_own_message_type_is_kept(app, graph, session, kind, content):
     assert session.scalars(select(Message.type).where(Message.direction == "in")).one() == kind
 
 
+def test_an_edited_text_is_kept_with_its_original_and_answered_as_the_text_it_now_says(app, graph, session):
+    onboard(app, graph, phone=PHONE)
+    original = text("domatesimde leke var")
+    deliver(app, graph, delivery(original))
+    edited = {"original_message_id": original["id"],
+              "message": {"type": "text", "text": {"body": "domatesimde sarı leke var"}}}
+    answer = deliver(app, graph, delivery(message("edit", edited)))
+    row = session.scalars(select(Message).where(Message.direction == "in", Message.type == "edit")).one()
+    assert (row.text, row.context_wamid, row.status) == ("domatesimde sarı leke var", original["id"], "processed")
+    again = deliver(app, graph, delivery(text("domatesimde sarı leke var")))
+    assert answer and answer == again  # the same answer as the text itself, never "I can only read text"
+
+
 def test_an_interactive_flow_reply_keeps_its_type(app, graph, session):
     flow = {"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent", "response_json": "{}"}}
     deliver(app, graph, delivery(message("interactive", flow)))

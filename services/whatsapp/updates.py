@@ -116,6 +116,12 @@ class InboundMessage:
         return self.phone or self.user_id or ""
 
     @property
+    def edited_text(self) -> bool:
+        """An edit (`type: edit`) that carries text (a message's new body or a photo's new caption): read as a
+        new text message from the farmer. The original's wamid is in `context_wamid`."""
+        return self.meta_type == "edit" and bool(self.text)
+
+    @property
     def reaction_removed(self) -> bool:
         """A reaction taken back arrives as a reaction without an emoji: nothing to answer."""
         return self.type is MessageType.REACTION and not self.text
@@ -344,6 +350,12 @@ def parse_message(raw: dict[str, Any], names: dict[str, str] | None = None, *,
     elif meta_type == "reaction":
         reaction = json_object(raw.get("reaction"))
         fields.update(text=_str(reaction.get("emoji")), context_wamid=_str(reaction.get("message_id"), MAX_ID))
+    elif meta_type == "edit":  # the farmer changed an earlier message: its new text, linked to the original
+        edit = json_object(raw.get("edit"))
+        edited = json_object(edit.get("message"))
+        content = json_object(edited.get(str(edited.get("type", ""))))
+        fields.update(text=_str(content.get("body") or content.get("caption")),
+                      context_wamid=_str(edit.get("original_message_id"), MAX_ID))
     elif meta_type == "system":
         system = json_object(raw.get("system"))
         fields.update(text=_str(system.get("body")), system=SystemKind(str(system.get("type", ""))),
