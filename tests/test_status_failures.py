@@ -22,7 +22,7 @@ from services.sponsor_messages import Refusal, queue_sponsor_message
 from services.whatsapp import messages as wa
 from services.whatsapp.failures import PACE_SECONDS
 from services.whatsapp.health import ACCOUNT_BLOCK_KEY
-from services.whatsapp.outbox import queue_message, send_pending
+from services.whatsapp.outbox import queue_message, send_pending, sent_key
 from tests.admin_helpers import bearer, token_for
 from tests.dev_live import live_app
 from tests.helpers import GRAPH, PHONE_NUMBER_ID, fixture_json, post_webhook, send_outbox, wait_until
@@ -200,6 +200,23 @@ def test_a_read_and_a_failed_status_both_before_the_wamid_is_stored_leave_the_ro
     row = send_one(app)
     assert row_by_id(app, row.id).status == "read"
     assert replacements(app, row.id) == []
+
+
+def test_a_read_and_a_failed_status_for_a_send_found_in_redis_leave_the_row_read(app, client, graph):
+    """The send's wamid is recorded by the next sender from Redis (the first died): statuses that came
+    meanwhile are applied then, to the row it holds."""
+    add_farmer(app)
+    with app.extensions["db"].session() as s, s.begin():
+        row = queue_message(s, TO, wa.text(TO, "Analiziniz hazır"), utcnow())
+        row.attempts = 1  # tried once: Graph accepted it, then the sender died
+        row_id = row.id
+    app.extensions["redis"].set(sent_key(row_by_id(app, row_id)), "wamid.EARLIER")
+    post_ok(client, status("wamid.EARLIER", "read"))
+    post_ok(client, failed_status("wamid.EARLIER", 131000, "Something went wrong"))
+    with app.app_context():
+        assert send_pending(row_id) == "already sent"
+    assert row_by_id(app, row_id).status == "read"
+    assert replacements(app, row_id) == []
 
 
 # --- 131026: undeliverable -> unreachable, no proactive sends, until the farmer writes ----------------------

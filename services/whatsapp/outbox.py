@@ -758,7 +758,8 @@ def apply_status_failures(session: Session, failures: list[StatusFailure], now: 
     queued = []
     for failure in failures:
         row = session.scalar(select(Message).where(Message.wamid == failure.wamid,
-                                                   Message.direction == Direction.OUTBOUND.value))
+                                                   Message.direction == Direction.OUTBOUND.value)
+                             .execution_options(populate_existing=True))  # the status apply_status just wrote
         if row is None or failure.error_code is None:
             continue  # not ours (or not stored yet: applied when it is), or no code to act on
         if row.status in REACHED_FARMER:  # Meta said delivered or read before: nothing to resend or fall back to
