@@ -133,15 +133,6 @@ def test_typed_location_and_other_crop(onboarded, session):
     assert session.scalar(select(Analysis.crop)) == "Kivi"
 
 
-def test_second_tap_on_send_charges_once(onboarded, session):
-    onboarded.photo("biber")
-    onboarded.taps("Geç")
-    onboarded.taps("Gönder")
-    [again] = onboarded.taps("Gönder")
-    assert "zaten" in again.lower() or "gönderildi" in again.lower()
-    assert session.scalar(select(func.count()).select_from(Analysis)) == 1
-
-
 def _used_up(app, farmer_phone: str, which: str) -> None:
     """Use up the farmer's daily or monthly quota directly through the quota service."""
     with app.extensions["db"].session() as s, s.begin():
