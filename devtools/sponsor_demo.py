@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.crops import find_crop
 from models import Analysis, AnalysisStatus, Farmer
 from services.sponsorship import create_purchase, redeem
 
@@ -36,9 +37,16 @@ FARMERS: tuple[tuple[str, str, str], ...] = (
     ("Emine Öztürk", "Akşehir, Konya", "S"),
     ("İbrahim Kurt", "Nilüfer, Bursa", "L"),
 )
+# What the demo farmers answered to the crop question; stored as the bot stores it (`crop_as_stored`).
 CROPS: tuple[str, ...] = ("domates", "biber", "buğday", "üzüm", "salatalık", "patates")
 DISEASES: tuple[str, ...] = ("Erken yanıklık", "Külleme", "Mildiyö", "Pas", "Kurşuni küf", "Yaprak lekesi")
 PESTS: tuple[str, ...] = ("Yaprak biti", "Beyaz sinek", "Kırmızı örümcek")
+
+
+def crop_as_stored(typed: str) -> str:
+    """A crop as the bot stores what a farmer typed: a known crop's key (`buğday` -> `bugday`), any other name as
+    typed (`patates`), so the dashboard names the demo's crops in the page's language and its filter finds them."""
+    return find_crop(typed) or typed
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ def seed_sponsor_activity(session: Session, sponsor_id: int, now: datetime) -> S
         session.add(farmer)
         session.flush()
         result = redeem(session, farmer.id, codes[tier].pop(), redeemed_at)
-        crop = CROPS[i % len(CROPS)]
+        crop = crop_as_stored(CROPS[i % len(CROPS)])
         for _ in range(rng.randint(2, 9)):
             when = redeemed_at + timedelta(days=rng.uniform(0, (now - redeemed_at).days or 1))
             when = min(when, now - timedelta(minutes=5))

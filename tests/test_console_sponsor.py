@@ -657,6 +657,24 @@ def test_the_demo_activity_fills_several_weeks_once(app, session):
     assert len(figures.provinces) >= 4 and len(figures.diseases) >= 4 and len(figures.crops) >= 4
 
 
+def test_the_demo_stores_crops_as_the_bot_does_so_the_english_dashboard_names_them_and_the_filter_finds_them(
+        app, client, session):
+    sponsor = make_sponsor(app)
+    make_staff(app, "sponsor", "demo@sponsor.test", sponsor_id=sponsor)
+    with app.extensions["db"].session() as s, s.begin():
+        seed_sponsor_activity(s, sponsor, utcnow())
+    sign_in(client, "demo@sponsor.test")
+    post(client, "/console/language", {"locale": "en", "next": "/console"})
+
+    stored = set(session.scalars(select(Analysis.crop).where(Analysis.sponsor_id == sponsor)))
+    dashboard = client.get(f"/console/sponsors/{sponsor}").get_data(as_text=True)
+    wheat = client.get(f"/console/sponsors/{sponsor}/analyses?crop=Wheat").get_data(as_text=True)
+
+    assert {"bugday", "uzum", "salatalik"} <= stored and "buğday" not in stored
+    assert "Wheat" in dashboard and "Grape" in dashboard and "buğday" not in dashboard and "patates" in dashboard
+    assert "No analyses to show yet." not in wheat and "Wheat" in wheat
+
+
 def test_a_farmer_reported_unreachable_is_refused_saying_so_not_opted_out(app, client, session, world):
     with app.extensions["db"].session() as s, s.begin():
         s.execute(update(Farmer).where(Farmer.phone == "+905321112202").values(unreachable_at=utcnow()))
