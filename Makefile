@@ -70,7 +70,7 @@ messages: install
 .PHONY: console-messages
 console-messages: install
 	$(BIN)/pybabel extract -F babel-console.cfg --no-default-keywords -k _ -k _n:1,2 -k console_text:2 \
-	  -k console_ntext:2,3 -k flash_text:2 -k N_ --no-location --sort-output --omit-header -o $(VENV)/console.pot .
+	  -k console_ntext:2,3 -k flash_text:2 -k refuse -k N_ --no-location --sort-output --omit-header -o $(VENV)/console.pot .
 	$(BIN)/pybabel update -i $(VENV)/console.pot -d translations -D console --no-fuzzy-matching \
 	  --ignore-obsolete --ignore-pot-creation-date
 	$(BIN)/python -m translations.fix_headers

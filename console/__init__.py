@@ -33,8 +33,11 @@ Conventions (how to add...)
   and a form posted twice is done once (console.security: the second lands where the first did). After a
   successful POST: `flash_text("success", "English source", **params)` (console.pages) and redirect
   (post/redirect/get).
-  Parse the form once into a frozen dataclass; a bad field re-renders the form with its message
-  (`render(..., status=400)`), never a 5xx.
+  Parse the form once into a frozen dataclass; a bad field re-renders the form with its message and what was
+  typed (`render(..., status=400)`), never a 5xx. A refusal that redirects instead says why with
+  `refuse("English source")` (console.pages), which lets the one-time token go (an error flashed by
+  `flash_text` would not), so the corrected form is done rather than taken for a repeat. A form with free text (`text`,
+  `title`) restores it on its page after a sign-in (`take_draft`, console.session).
 - styles: `console/static/console/console.css` only (no inline style attributes: the CSP forbids them);
   inline SVG with presentation attributes (`fill="..."`) is allowed.
 """

@@ -13,8 +13,8 @@ from flask import abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from console.pages import Pager, flash_text, nav_item, page_number, render
-from console.security import console_blueprint
+from console.pages import Pager, flash_text, nav_item, page_number, refuse, render
+from console.security import console_blueprint, note_for_repeat
 from console.session import current_locale, current_staff, staff_required
 from models import (
     AuditLog,
@@ -161,7 +161,13 @@ STATUS_LABELS = {"pending": N_("pending"), "approved": N_("approved"), "rejected
 @bp.get("/admin/purchase-requests")
 @staff_required("admin")
 def purchase_requests() -> ResponseReturnValue:
-    status = request.args.get("status", PurchaseRequestStatus.PENDING.value)
+    return _requests_page(request.args.get("status", PurchaseRequestStatus.PENDING.value))
+
+
+def _requests_page(status: str, http_status: int = 200, typed: dict[int, str] | None = None,
+                   errors: dict[int, str] | None = None) -> ResponseReturnValue:
+    """The purchase requests in `status`; a refused rejection shows its reason as typed (`typed`) and why
+    (`errors`), by request id."""
     if status not in STATUSES and status != "all":
         status = PurchaseRequestStatus.PENDING.value
     stmt = select(PurchaseRequest)
@@ -172,8 +178,9 @@ def purchase_requests() -> ResponseReturnValue:
         names = {s.id: s.name for s in session.scalars(select(Sponsor).where(
             Sponsor.id.in_({r.sponsor_id for r in rows})))} if rows else {}
         tiers = {t.id: t.code for t in session.scalars(select(Tier))}
-    return render("console/admin_purchase_requests.html", requests=rows, names=names, tiers=tiers,
-                  shown=status, statuses=STATUSES, max_reason=MAX_REASON, status_labels=STATUS_LABELS)
+    return render("console/admin_purchase_requests.html", status=http_status, requests=rows, names=names,
+                  tiers=tiers, shown=status, statuses=STATUSES, max_reason=MAX_REASON, status_labels=STATUS_LABELS,
+                  typed=typed or {}, errors=errors or {})
 
 
 @bp.post("/admin/purchase-requests/<int:request_id>/approve")
@@ -189,10 +196,10 @@ def approve(request_id: int) -> ResponseReturnValue:
         try:
             approved = approve_purchase_request(session, request_id, staff.id, utcnow())
         except ValueError as exc:  # the tier was withdrawn since: the request stays pending
-            flash_text("error", "This request cannot be approved now: %(reason)s.", reason=str(exc))
+            refuse("This request cannot be approved now: %(reason)s.", reason=str(exc))
             return redirect(url_for("console_admin.purchase_requests"))
         if approved is None:
-            flash_text("error", "Only a pending request can be approved or rejected.")
+            refuse("Only a pending request can be approved or rejected.")
             return redirect(url_for("console_admin.purchase_requests"))
         purchase, codes = approved
         audit("sponsor.purchase_request.approve", "purchase_request", request_id,
@@ -209,15 +216,17 @@ def reject(request_id: int) -> ResponseReturnValue:
     staff = current_staff()
     assert staff is not None
     reason = request.form.get("reason", "").strip()
-    if not reason or len(reason) > MAX_REASON:
-        flash_text("error", "Give a reason of up to %(max)s characters to reject a request.", max=MAX_REASON)
-        return redirect(url_for("console_admin.purchase_requests"))
+    if not reason or len(reason) > MAX_REASON:  # the page again, the reason as typed in its box
+        why = console_text(current_locale(), "Give a reason of up to %(max)s characters to reject a request; it "
+                                             "has %(length)s.", max=MAX_REASON, length=len(reason))
+        return _requests_page(PurchaseRequestStatus.PENDING.value, 400, {request_id: reason[:10_000]},
+                              {request_id: why})
     with context.db().session() as session, session.begin():
         found = session.get(PurchaseRequest, request_id)
         if found is None:
             abort(404)
         if not reject_purchase_request(session, request_id, reason, staff.id, utcnow()):
-            flash_text("error", "Only a pending request can be approved or rejected.")
+            refuse("Only a pending request can be approved or rejected.")
             return redirect(url_for("console_admin.purchase_requests"))
         audit("sponsor.purchase_request.reject", "purchase_request", request_id,
               {"sponsor_id": found.sponsor_id, "reason": reason, "via": "console"}, session=session)
@@ -283,7 +292,7 @@ def deactivate(user_id: int) -> ResponseReturnValue:
     me = current_staff()
     assert me is not None
     if user_id == me.id:
-        flash_text("error", "You cannot deactivate yourself.")
+        refuse("You cannot deactivate yourself.")
         return redirect(url_for("console_admin.staff"))
     flash_text("success", "%(email)s can no longer sign in.", email=_set_active(user_id, False))
     return redirect(url_for("console_admin.staff"))
@@ -310,6 +319,10 @@ def _set_active(user_id: int, active: bool) -> str:
     return email
 
 
+LINK_ALREADY_SHOWN = N_("A reset link was already made with this form and shown once; it cannot be shown again. To "
+                        "give the person a link, press Reset link again: the new link replaces the old one.")
+
+
 @bp.post("/admin/staff/<int:user_id>/reset-link")
 @staff_required("admin")
 def reset_link(user_id: int) -> ResponseReturnValue:
@@ -319,10 +332,11 @@ def reset_link(user_id: int) -> ResponseReturnValue:
         user = _staff_or_404(session, user_id)
         email, active = user.email, user.active
     if not active:
-        flash_text("error", "An inactive account cannot sign in, so it gets no reset link.")
+        refuse("An inactive account cannot sign in, so it gets no reset link.")
         return redirect(url_for("console_admin.staff"))
     token = issue_reset_token(context.redis(), user_id)
     audit("staff.reset_link", "staff_user", user_id, {"via": "console"})
+    note_for_repeat(LINK_ALREADY_SHOWN)  # a double click or a refresh lands on the staff page, saying so
     link = context.settings().PUBLIC_BASE_URL.rstrip("/") + url_for("console_auth.reset", token=token)
     return _staff_page(reset_link=link, reset_for=email)
 

@@ -25,7 +25,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from bot.replies import crop_name
-from console.security import CSRF_REFUSED, csrf_field
+from console.security import CSRF_REFUSED, csrf_field, release_form
 from console.session import app_has_endpoint, current_locale, current_staff
 from models import StaffUser
 from services.audit import audit
@@ -151,6 +151,13 @@ def flash_text(category: str, msgid: str, /, **params: Any) -> None:
     """Flash a console text in the page's language (`success`, `error`, `info`, `warning`): what a view
     says after a POST, before it redirects."""
     flash(console_text(current_locale(), msgid, **params), category)
+
+
+def refuse(msgid: str, /, **params: Any) -> None:
+    """Flash why a POST was refused (it did nothing) before the view redirects: its one-time form token is let
+    go (console.security), so the corrected form is done, not taken for a repeat."""
+    flash_text("error", msgid, **params)
+    release_form()
 
 
 def audit_view(action: str, target_type: str, target_id: object) -> None:

@@ -11,12 +11,15 @@ requests outside the console.
   the form is rendered, by the same `{{ csrf_field() }}`). Before the view runs, the token is claimed in
   Redis (`SET NX` with an expiry, keyed by the session's CSRF token and the nonce); a second post of the
   same form (a double click, a resubmission from the browser's history) does nothing: it waits for the
-  first to finish and lands where the first one did, with a note that it was already done. A first post
-  that failed (an answer of 400 or more: a wrong field, a refusal) did nothing and lets the token go, so
-  the form can be sent again. A post without a token (a page rendered before tokens existed) still works.
-  The sign-in pages' forms (`console_auth`: signing in and out, the language, the password, a reset link)
-  act on the session cookie itself and are harmless twice, so they are not claimed: a second answer
-  carrying the note would put the old cookie back over the new session's.
+  first to finish and lands where the first one did (when that is not known, or was not a redirect: the
+  page the form's address belongs to, `console.session.page_above`), with a note that it was already done
+  (or the view's own, `note_for_repeat`). A first post that was refused did nothing and lets the token go,
+  so the corrected form can be sent: an answer of 400 or more (a wrong field re-rendered), or a refusal
+  that redirects with its reason flashed (`console.pages.refuse`, which calls `release_form`). A post
+  without a token (a page rendered before tokens existed) still works. The sign-in pages' forms
+  (`console_auth`: signing in and out, the language, the password, a reset link) act on the session cookie
+  itself and are harmless twice, so they are not claimed: a second answer carrying the note would put the
+  old cookie back over the new session's.
 - CSP: scripts, styles, images and fonts from our own origin only; no inline script or style, no
   frames, forms post only to us. `Cache-Control: no-store` (pages hold personal data), no referrer
   (a reset link's token must not leak), no framing, no MIME sniffing.
@@ -31,14 +34,14 @@ import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, make_response, redirect, request, session, url_for
+from flask import Blueprint, Response, abort, flash, make_response, redirect, request, session
 from markupsafe import Markup, escape
 from redis.exceptions import RedisError
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.wrappers import Response as BaseResponse
 
-from console.session import csrf_token, current_locale
+from console.session import csrf_token, current_locale, page_above
 from models.db import MAX_ROW_ID
 from services import context
 from services.json_input import UNSTORABLE_CHARS, has_unstorable
@@ -64,6 +67,8 @@ _CLAIM_KEY = "console:form:"
 _PENDING = "-"
 WAIT_FOR_FIRST = 10.0  # seconds a second post waits for the first one's answer to learn where it landed
 _CLAIM = "ziraai.console.form_claim"
+_REFUSED = "ziraai.console.form_refused"
+_NOTE = "ziraai.console.form_note"
 
 
 def csrf_field() -> Markup:
@@ -87,11 +92,16 @@ def _claim_key(nonce: str) -> str:
     return _CLAIM_KEY + hashlib.sha256(f"{session.get('csrf')}:{nonce}".encode()).hexdigest()
 
 
-def _fallback_landing() -> str:
-    """Where a repeated post lands when the first one's answer is not known: this address if it shows a
-    page, else the console's start."""
-    rule = request.url_rule
-    return request.path if rule is not None and "GET" in (rule.methods or ()) else url_for("console_auth.home")
+def release_form() -> None:
+    """This post was refused and did nothing, though it answers with a redirect (a flashed reason): its token is
+    let go, as for an answer of 400 or more, so the corrected form can be sent (console.pages' `refuse`)."""
+    request.environ[_REFUSED] = True
+
+
+def note_for_repeat(msgid: str) -> None:
+    """What a repeated post of this form is told where it lands, instead of ALREADY_DONE (an English msgid
+    marked with N_): for a form whose first answer cannot be shown again (a reset link, shown once)."""
+    request.environ[_NOTE] = msgid
 
 
 def claim_form() -> BaseResponse | None:
@@ -117,22 +127,26 @@ def claim_form() -> BaseResponse | None:
             time.sleep(0.05)
     except RedisError as exc:
         raise ServiceUnavailable("The session store is unavailable; try again shortly.") from exc
-    flash(console_text(current_locale(), ALREADY_DONE), "info")
-    return redirect(landing if landing != _PENDING else _fallback_landing())
+    landing, _, note = (landing if landing != _PENDING else page_above(request.path)).partition("\n")
+    flash(console_text(current_locale(), note or ALREADY_DONE), "info")
+    return redirect(landing)
 
 
 def record_form(response: Response) -> Response:
-    """After the claimed post's answer: where it landed, for a repeated post; or, when it failed (400 or
-    more: nothing was done), the token let go so the form can be sent again."""
+    """After the claimed post's answer: where it landed (and what to say there, `note_for_repeat`), for a
+    repeated post; or, when it failed (400 or more, or a refusal marked by `release_form`: nothing was done),
+    the token let go so the form can be sent again."""
     key = request.environ.pop(_CLAIM, None)
     if key is None:
         return response
     try:
-        if response.status_code >= 400:
+        if response.status_code >= 400 or request.environ.get(_REFUSED):
             context.redis().delete(key)
         else:
             landing = response.location if 300 <= response.status_code < 400 and response.location else None
-            context.redis().set(key, landing or _fallback_landing(), xx=True, keepttl=True)
+            note = request.environ.get(_NOTE)
+            landing = (landing or page_above(request.path)) + (f"\n{note}" if note else "")
+            context.redis().set(key, landing, xx=True, keepttl=True)
     except RedisError:
         log.warning("console: could not record the outcome of a form", exc_info=True)
     return response

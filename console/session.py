@@ -45,7 +45,8 @@ COOKIE_NAME = "ziraai_console"
 _KEY = "console:session:"
 _DRAFT_KEY = "console:draft:"
 DRAFT_SECONDS = 3600  # how long a form's text waits for its writer to sign in again
-DRAFT_FIELDS = ("text",)  # the free text a form may carry (a reply, a note): kept when a session has ended
+DRAFT_TEXT = ("text", "title")  # the free text a form may carry (a reply, a note, a message, a canned reply)
+DRAFT_FIELDS = (*DRAFT_TEXT, "id")  # kept when a session has ended, with the row the form was for (a canned reply)
 _STAFF = "ziraai.console.staff"
 _EXPIRED = "ziraai.console.expired"
 
@@ -126,9 +127,10 @@ def sign_in(user: StaffUser, now: float | None = None) -> None:
     except RedisError as exc:
         raise _unavailable() from exc
     session.permanent = True
-    if draft:  # what was typed before signing in again is still to be shown on its page
+    if isinstance(draft, str) and _draft_owned_by(draft, user.id):  # typed before signing in again: its page shows it
         session["draft"] = draft
     session["sid"] = sid
+    session["uid"] = user.id  # whose session it was, once it has ended: a draft kept then is theirs only
     session["csrf"] = secrets.token_urlsafe(32)
     if locale:
         session["locale"] = locale
@@ -147,10 +149,12 @@ def sign_out() -> int | None:
         except RedisError as exc:
             raise _unavailable() from exc
         user_id = int(raw) if raw else None
-    locale, csrf = session.get("locale"), session.get("csrf")
+    locale, csrf, uid = session.get("locale"), session.get("csrf"), session.get("uid")
     session.clear()
     if locale:
         session["locale"] = locale
+    if uid:  # a form then posted from another tab is kept for this person only
+        session["uid"] = uid
     if csrf:  # a form still open in another tab then reaches its page, which keeps its text through the sign-in
         session["csrf"] = csrf
     request.environ[_STAFF] = None
@@ -221,16 +225,21 @@ def safe_next(target: str | None) -> str | None:
 
 def form_page() -> str:
     """Where to return after signing in when a form was posted without a session (its address takes a POST,
-    not a GET): the page the form was on. That is the Referer when the browser sent one of ours, else the
-    form's address or the nearest address above it that shows a page (`/console/support/farmers/14/reply` ->
-    `/console/support/farmers/14`), else the console's start."""
+    not a GET): the page the form was on. That is the Referer when the browser sent one of ours, else
+    `page_above(the form's address)`."""
     referer = urlsplit(request.headers.get("Referer", ""))
     if referer.netloc == request.host:
         back = safe_next(referer.path + (f"?{referer.query}" if referer.query else ""))
         if back:
             return back
+    return page_above(request.path)
+
+
+def page_above(path: str) -> str:
+    """The page a form's address belongs to: the address itself if it shows a page (takes a GET), else the
+    nearest address above it that does (`/console/support/farmers/14/reply` -> `/console/support/farmers/14`),
+    else the console's start. The sign-in's `next` and a repeated form's landing both follow this rule."""
     adapter = current_app.create_url_adapter(request)
-    path = request.path
     while adapter is not None and is_console_path(path) and path != "/console":
         try:
             adapter.match(path, method="GET")
@@ -243,17 +252,32 @@ def form_page() -> str:
 def keep_draft(page: str) -> None:
     """Keep a posted form's free text (DRAFT_FIELDS) for `page`, where it is shown again once the person signed
     in again (`take_draft`): a reply being written is not lost to a session that ended meanwhile. In Redis for
-    DRAFT_SECONDS, named by a random id in the cookie (which survives the sign-in)."""
+    DRAFT_SECONDS, named by a random id in the cookie; it belongs to the person whose session ended (`uid`), and
+    the sign-in of anyone else drops it."""
+    owner = session.get("uid")
     fields = {name: request.form[name][:10_000] for name in DRAFT_FIELDS if request.form.get(name, "").strip()}
-    if not fields:
-        return
+    if not isinstance(owner, int) or not fields.keys() & set(DRAFT_TEXT):
+        return  # nothing typed, or nobody known to give it back to
     token = secrets.token_urlsafe(16)
-    draft = {"page": urlsplit(page).path, "action": request.path, "fields": fields}
+    draft = {"page": urlsplit(page).path, "action": request.path, "fields": fields, "owner": owner}
     try:
         context.redis().set(_DRAFT_KEY + token, json.dumps(draft), ex=DRAFT_SECONDS)
     except RedisError as exc:
         raise _unavailable() from exc
     session["draft"] = token
+
+
+def _draft_owned_by(token: str, user_id: int) -> bool:
+    """Whether the kept draft is this person's; someone else's is deleted (never shown to another staff user
+    signing in in the same browser)."""
+    try:
+        raw = context.redis().get(_DRAFT_KEY + token)
+        if raw and json.loads(raw).get("owner") == user_id:
+            return True
+        context.redis().delete(_DRAFT_KEY + token)
+    except RedisError as exc:
+        raise _unavailable() from exc
+    return False
 
 
 def take_draft(page: str) -> dict[str, Any] | None:

@@ -24,9 +24,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from bot.replies import crop_name
 from console.charts import BarChart, bar_chart_svg
-from console.pages import Pager, flash_text, nav_item, page_number, render, whole_number
+from console.pages import Pager, flash_text, nav_item, page_number, refuse, render, whole_number
 from console.security import console_blueprint
-from console.session import current_locale, current_staff, staff_required
+from console.session import current_locale, current_staff, staff_required, take_draft
 from models import (
     Analysis,
     Farmer,
@@ -283,7 +283,7 @@ def revoke(sponsor_id: int, code: str) -> BaseResponse:
         invalidate_stats(context.redis(), sponsor_id)
         flash_text("success", "Code %(code)s is revoked: nobody can redeem it now.", code=done.code)
     else:
-        flash_text("error", "Only an unused code can be revoked; %(code)s is %(status)s.", code=done.code,
+        refuse("Only an unused code can be revoked; %(code)s is %(status)s.", code=done.code,
                    status=_(STATUS_LABELS.get(done.status or "", done.status or "")))
     back = request.form.get("status")
     return redirect(url_for(".codes", sponsor_id=sponsor_id, status=back if back in CODE_STATUSES else None))
@@ -511,7 +511,11 @@ def _analysis_page(sponsor: Sponsor, analysis_id: int, text: str = "", error: st
 def analysis(sponsor_id: int, analysis_id: int) -> Any:
     with context.db().reader() as session:
         sponsor = own_sponsor(session, sponsor_id)
-    return _analysis_page(sponsor, analysis_id)
+    draft = take_draft(request.path)  # a message posted after the session had ended
+    if draft is None:
+        return _analysis_page(sponsor, analysis_id)
+    flash_text("warning", "Your session had ended, so this was not sent or saved; what you typed is back in its box.")
+    return _analysis_page(sponsor, analysis_id, str(draft["fields"].get("text", "")))
 
 
 @bp.post("/sponsors/<int:sponsor_id>/analyses/<int:analysis_id>/message")

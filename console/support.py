@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from console.pages import audit_view, flash_text, nav_item, render, whole_number
+from console.pages import audit_view, flash_text, nav_item, refuse, render, whole_number
 from console.security import console_blueprint
 from console.session import current_locale, current_staff, staff_required, take_draft
 from models import Analysis, AuditLog, CannedReply, Farmer, Message, StaffUser, UsageLedger, utcnow
@@ -353,7 +353,7 @@ def _deleted(farmer_id: int) -> bool:
     with context.db().reader() as session:
         f = farmer_or_404(session, farmer_id)
     if f.deleted_at is not None:
-        flash_text("error", "This farmer's data was deleted.")
+        refuse("This farmer's data was deleted.")
         return True
     return False
 
@@ -366,7 +366,7 @@ def take_over(farmer_id: int) -> ResponseReturnValue:
     typed = (request.form.get("minutes") or "").strip()
     minutes = whole_number(typed, 1, 24 * 60) if typed else runtime_settings.current().support_takeover_minutes
     if minutes is None:
-        flash_text("error", "The minutes must be a whole number from 1 to 1440; the conversation was not taken over.")
+        refuse("The minutes must be a whole number from 1 to 1440; the conversation was not taken over.")
         return _back(farmer_id)
     with context.db().session() as session, session.begin():
         conv = support.take_over(session, farmer_id, _me().id, utcnow(), minutes)
@@ -410,7 +410,7 @@ def _after_reply(farmer_id: int, result: support.ReplyResult, typed: str | None 
     reason and the text still in the box (the window may have closed while it was being written); a template
     goes back to the page with the reason."""
     if result.refusal is not None:
-        flash_text("error", REFUSALS[result.refusal])
+        refuse(REFUSALS[result.refusal])
         return _farmer_page(farmer_id, typed, 400) if typed is not None else _back(farmer_id)
     if result.address:
         send_queued(result.address)
@@ -448,10 +448,10 @@ def add_note(farmer_id: int) -> ResponseReturnValue:
     text = clean(request.form.get("text")).strip()
     if not text or len(text) > support.NOTE_MAX:
         if text:
-            flash_text("error", "The note is too long: at most %(n)s characters, it has %(length)s.",
+            refuse("The note is too long: at most %(n)s characters, it has %(length)s.",
                        n=support.NOTE_MAX, length=len(text))
         else:
-            flash_text("error", "Write the note first.")
+            refuse("Write the note first.")
         return _farmer_page(farmer_id, http_status=400, note_typed=request.form.get("text") or "")
     with context.db().session() as session, session.begin():
         note = support.add_note(session, farmer_id, _me().id, text, utcnow())
@@ -481,7 +481,7 @@ def erase(farmer_id: int) -> ResponseReturnValue:
     if _deleted(farmer_id):
         return _back(farmer_id)
     if request.form.get("confirm") != "yes":
-        flash_text("error", "Tick the box to confirm the deletion.")
+        refuse("Tick the box to confirm the deletion.")
         return redirect(url_for("console_support.farmer", farmer_id=farmer_id) + "#deletion")
     with context.db().session() as session, session.begin():
         erased = deletion.erase(session, farmer_id, _me().id, utcnow())
@@ -541,9 +541,9 @@ def retry_job() -> ResponseReturnValue:
     if outcome == failed_jobs.Requeue.REQUEUED:
         flash_text("success", "The job is back in its queue.")
     elif outcome == failed_jobs.Requeue.NOT_FOUND:
-        flash_text("error", "No such failed job (it may have been retried or expired).")
+        refuse("No such failed job (it may have been retried or expired).")
     else:
-        flash_text("error", "This analysis failed and was refunded: retrying would run it for free. "
+        refuse("This analysis failed and was refunded: retrying would run it for free. "
                             "Tick 'run it anyway' to retry.")
     return redirect(url_for("console_support.failed_jobs"))
 
@@ -554,10 +554,31 @@ def retry_job() -> ResponseReturnValue:
 @bp.get("/support/canned")
 @staff_required(*ROLES)
 def canned() -> ResponseReturnValue:
+    draft = take_draft(request.path)  # a canned reply saved after the session had ended
+    if draft is None:
+        return _canned_page()
+    flash_text("warning", "Your session had ended, so this was not sent or saved; what you typed is back in its box.")
+    fields = draft["fields"]
+    return _canned_page(typed=CannedTyped(whole_number(fields.get("id"), 1, 2**31 - 1),
+                                          str(fields.get("title", "")), str(fields.get("text", ""))))
+
+
+@dataclass(frozen=True)
+class CannedTyped:
+    """A canned reply's form as typed (`id`: the row it edits, None for a new one), shown again in its box."""
+
+    id: int | None
+    title: str
+    text: str
+
+
+def _canned_page(http_status: int = 200, typed: CannedTyped | None = None) -> ResponseReturnValue:
     with context.db().reader() as session:
         rows = support.canned_replies(session)
-    return render("console/support_canned.html", rows=rows, can_edit=_me().role == "admin",
-                  title_max=support.CANNED_TITLE_MAX)
+    if typed is not None and typed.id is not None and all(row.id != typed.id for row in rows):
+        typed = replace(typed, id=None)  # its row was deleted meanwhile: the text goes to the new reply's form
+    return render("console/support_canned.html", http_status, rows=rows, can_edit=_me().role == "admin",
+                  title_max=support.CANNED_TITLE_MAX, typed=typed)
 
 
 def _admin_only() -> None:
@@ -568,22 +589,25 @@ def _admin_only() -> None:
 @bp.post("/support/canned")
 @staff_required(*ROLES)
 def save_canned() -> ResponseReturnValue:
+    """A refused form (no such reply any more, or a title or text missing or too long) comes back with what was
+    typed, in its box (HTTP 400)."""
     _admin_only()
     raw_id = request.form.get("id")
     canned_id = whole_number(raw_id, 1, 2**31 - 1) if raw_id else None
+    typed = CannedTyped(canned_id, request.form.get("title", "")[:10_000], request.form.get("text", "")[:10_000])
     with context.db().session() as session, session.begin():
         if raw_id and (canned_id is None or session.get(CannedReply, canned_id) is None):
-            flash_text("error", "No such canned reply.")  # deleted meanwhile, or a form not ours
-            return redirect(url_for("console_support.canned"))
+            refuse("No such canned reply.")  # deleted meanwhile, or a form not ours
+            return _canned_page(400, replace(typed, id=None))
         row = support.save_canned(session, canned_id, clean(request.form.get("title")), clean(request.form.get("text")),
                                   _me().id, utcnow())
         if row is not None:
             audit("canned_reply.update" if canned_id else "canned_reply.create", "canned_reply", row.id,
                   {"title": row.title}, session=session)
-    if row:
-        flash_text("success", "Canned reply saved.")
-    else:
-        flash_text("error", "A canned reply needs a title (at most 100 characters) and a text (at most 4096).")
+    if row is None:
+        refuse("A canned reply needs a title (at most 100 characters) and a text (at most 4096).")
+        return _canned_page(400, typed)
+    flash_text("success", "Canned reply saved.")
     return redirect(url_for("console_support.canned"))
 
 
@@ -598,5 +622,5 @@ def delete_canned(canned_id: int) -> ResponseReturnValue:
     if deleted:
         flash_text("success", "Canned reply deleted.")
     else:
-        flash_text("error", "No such canned reply.")
+        refuse("No such canned reply.")
     return redirect(url_for("console_support.canned"))

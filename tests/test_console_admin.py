@@ -14,7 +14,7 @@ from sqlalchemy import select
 from models import AuditLog, PurchaseRequest, Sponsor, SponsorCode, StaffUser, Tier, utcnow
 from services import quota, sponsorship
 from tests.admin_helpers import PASSWORD, bearer, login, make_sponsor, make_staff
-from tests.console_helpers import console_login, post, signed_in
+from tests.console_helpers import console_login, post, post_twice_at_once, signed_in
 
 ADMIN_PAGES = ("/console/admin", "/console/admin/sponsors", "/console/admin/purchase-requests",
                "/console/admin/staff", "/console/admin/tiers", "/console/admin/settings", "/console/admin/audit")
@@ -111,6 +111,32 @@ def test_rejecting_a_request_needs_a_reason(app: Flask, admin: int, client: Flas
     found = session.get(PurchaseRequest, request_id)
     assert found.status == "rejected" and found.rejection_reason == "Bütçe onayı yok"
     assert "sponsor.purchase_request.reject" in actions(session)
+
+
+def test_a_refused_rejection_lets_the_same_form_reject_once_corrected_sent_again_or_twice_at_once(
+        app: Flask, admin: int, client: FlaskClient, session) -> None:
+    request_id = file_request(app, make_sponsor(app))
+    path = f"/console/admin/purchase-requests/{request_id}/reject"
+
+    twice = post_twice_at_once(app, client, path, {"reason": " ", "form_nonce": "one-form"})
+    corrected = post(client, path, {"reason": "Bütçe onayı yok", "form_nonce": "one-form"}, follow_redirects=True)
+
+    assert [r.status_code for r in twice] == [400, 400]
+    assert "zaten gönderildi" not in corrected.get_data(as_text=True)
+    assert session.get(PurchaseRequest, request_id).status == "rejected"
+
+
+def test_a_reason_too_long_to_reject_with_stays_in_its_box(app: Flask, admin: int, client: FlaskClient,
+                                                            session) -> None:
+    request_id = file_request(app, make_sponsor(app))
+    long_reason = "Ödeme gelmedi " * 43  # 601 characters once trimmed, over the 500 allowed
+
+    refused = post(client, f"/console/admin/purchase-requests/{request_id}/reject", {"reason": long_reason})
+
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and f'value="{long_reason.strip()}"' in html
+    assert "en fazla 500 karakterlik" in html and "yazılan 601 karakter" in html
+    assert session.get(PurchaseRequest, request_id).status == "pending"
 
 
 def test_an_admin_creates_and_deactivates_staff(app: Flask, admin: int, client: FlaskClient, session) -> None:
@@ -217,6 +243,23 @@ def test_a_reset_link_sets_a_new_password_once(app: Flask, admin: int, client: F
     again = post(person, path, {"new_password": "another passphrase", "new_password_again": "another passphrase"})
     assert again.status_code == 404
     assert {"staff.reset_link", "auth.password_reset"} <= set(actions(session))
+
+
+def test_a_reset_link_form_sent_twice_lands_on_the_staff_page_saying_how_to_get_another(
+        app: Flask, admin: int, client: FlaskClient) -> None:
+    user_id = make_staff(app, "support", "support@ziraai.test")
+    path = f"/console/admin/staff/{user_id}/reset-link"
+
+    first = post(client, path, {"form_nonce": "one-form"})
+    again = post(client, path, {"form_nonce": "one-form"})
+    at_once = post_twice_at_once(app, client, path, {"form_nonce": "another-form"})
+
+    assert first.status_code == 200 and "/console/reset/" in first.get_data(as_text=True)
+    assert again.status_code == 302 and again.headers["Location"] == "/console/admin/staff"
+    landed = client.get("/console/admin/staff").get_data(as_text=True)
+    assert "zaten bir sıfırlama bağlantısı oluşturuldu" in landed and "yeniden basın" in landed
+    assert sorted(r.status_code for r in at_once) == [200, 302]
+    assert [r.headers["Location"] for r in at_once if r.status_code == 302] == ["/console/admin/staff"]
 
 
 def test_a_reset_link_of_a_deactivated_account_says_so_when_opened(app: Flask, admin: int,

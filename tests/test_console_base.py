@@ -4,6 +4,7 @@ security headers, roles (404 for pages of other roles), language switch and the 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -356,3 +357,12 @@ def test_the_console_imports_nothing_from_admin_web_or_above() -> None:
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
             found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in forbidden]
     assert found == []
+
+
+def test_every_console_refusal_that_redirects_lets_its_form_be_sent_again() -> None:
+    """A view says why it refused with `refuse` (which lets the one-time form token go), never with a bare error
+    flash, which would leave the token used and swallow the corrected form."""
+    console = Path(__file__).resolve().parent.parent / "console"
+    bare = [f"{path.name}:{n}" for path in console.glob("*.py") if path.name != "pages.py"
+            for n, line in enumerate(path.read_text().splitlines(), 1) if 'flash_text("error"' in line]
+    assert bare == []

@@ -11,6 +11,7 @@ import io
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, select, update
@@ -26,7 +27,7 @@ from services.sponsor_stats import Interval, activity_series, bucket_starts, com
 from services.sponsorship import RedeemOutcome
 from services.whatsapp.account import TemplateStatus
 from services.whatsapp.health import set_template_status
-from tests.admin_helpers import make_sponsor, make_staff
+from tests.admin_helpers import PASSWORD, make_sponsor, make_staff
 from tests.console_helpers import console_login, csrf, form_nonce, post, post_twice_at_once
 from tests.helpers import set_runtime
 from translations.templates import TEMPLATES
@@ -618,6 +619,33 @@ def test_a_refused_message_lets_its_form_be_sent_again(client, session, world):
     assert client.post(f"{path}/message", data={**form, "text": " "}).status_code == 422  # nothing done
     assert client.post(f"{path}/message", data={**form, "text": "Yeni gübremiz çıktı"}).status_code == 302
     assert sponsor_messages(session) == 1
+
+
+def signed_out_elsewhere_then_posted(client, world) -> tuple[str, str]:
+    """The sponsor's message form, sent from a tab left open after signing out in another one: the analysis'
+    page and where the answer sends the browser."""
+    sign_in(client, "a@sponsor.test")
+    path, nonce = message_form(client, world)
+    stale = csrf(client)
+    post(client, "/console/logout")
+    response = client.post(f"{path}/message", data={"csrf_token": stale, "form_nonce": nonce,
+                                                    "text": "Yeni gübremiz çıktı, bekleriz"})
+    assert response.status_code == 302
+    return path, response.headers["Location"]
+
+
+def test_a_message_typed_after_the_session_ended_comes_back_in_its_box_after_signing_in_again(
+        client, session, world):
+    path, login = signed_out_elsewhere_then_posted(client, world)
+    assert "Yazdıklarınız saklandı" in client.get(login).get_data(as_text=True)
+
+    signed = post(client, "/console/login", {"email": "a@sponsor.test", "password": PASSWORD,
+                                              "next": parse_qs(urlsplit(login).query)["next"][0]})
+    html = client.get(signed.headers["Location"]).get_data(as_text=True)
+
+    assert signed.headers["Location"] == path
+    assert ">Yeni gübremiz çıktı, bekleriz</textarea>" in html and "gönderilmedi" in html
+    assert sponsor_messages(session) == 0
 
 
 def test_the_daily_cap_stops_the_next_message_and_is_shown(app, client, session, world):

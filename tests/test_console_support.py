@@ -349,6 +349,25 @@ def test_a_note_saved_from_a_tab_signed_out_elsewhere_comes_back_in_its_box(
     assert session.scalar(select(func.count()).select_from(SupportNote)) == 0
 
 
+def test_a_reply_kept_for_one_person_is_never_shown_to_another_signing_in_in_that_browser(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
+    signed_in(app, app.test_client(), "support", "colleague@ziraai.test")
+    farmer_page = f"/console/support/farmers/{farmer_id}"
+    stale_token = csrf(client)
+    post(client, "/console/logout")  # in another tab
+    client.post(f"{farmer_page}/reply", data={"csrf_token": stale_token, "text": "Özel yanıt taslağım"})
+
+    post(client, "/console/login", {"email": "colleague@ziraai.test", "password": PASSWORD, "next": farmer_page})
+    as_colleague = page(client, farmer_page)
+    post(client, "/console/logout")
+    post(client, "/console/login", {"email": "support@ziraai.test", "password": PASSWORD, "next": farmer_page})
+    as_writer = page(client, farmer_page)
+
+    assert "Özel yanıt taslağım" not in as_colleague  # never shown to someone else
+    assert "Özel yanıt taslağım" not in as_writer  # dropped when someone else signed in, not passed on
+    assert not list(app.extensions["redis"].scan_iter("console:draft:*"))
+
+
 def test_a_note_is_saved_with_its_author(client: FlaskClient, supporter: int, farmer_id: int, session) -> None:
     post(client, f"/console/support/farmers/{farmer_id}/notes", {"text": "Seracı, Antalya."})
     note = session.scalar(select(SupportNote))
@@ -428,6 +447,52 @@ def test_deleting_anonymises_the_farmer_tells_them_and_keeps_the_ledger(
     assert session.scalar(select(func.count()).select_from(UsageLedger).where(UsageLedger.farmer_id == farmer_id)) == 1
     html = page(client, f"/console/support/farmers/{farmer_id}")
     assert "Mehmet" not in html and "5321234567" not in html
+
+
+@pytest.mark.parametrize(("action", "refused", "corrected"), [
+    ("delete", {}, {"confirm": "yes"}),
+    ("takeover", {"minutes": "abc"}, {"minutes": "30"}),
+])
+def test_a_form_refused_with_a_redirect_is_done_when_sent_again_corrected(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, session, action: str,
+        refused: dict[str, str], corrected: dict[str, str]) -> None:
+    path = f"/console/support/farmers/{farmer_id}/{action}"
+    nonce = "one-form-shown-once"
+
+    first = post(client, path, {**refused, "form_nonce": nonce}, follow_redirects=True)
+    again = post(client, path, {**corrected, "form_nonce": nonce}, follow_redirects=True)
+
+    assert "zaten gönderildi" not in first.get_data(as_text=True)
+    assert "zaten gönderildi" not in again.get_data(as_text=True)
+    farmer = session.get(Farmer, farmer_id)
+    session.refresh(farmer)
+    if action == "delete":
+        assert farmer.deleted_at is not None
+    else:
+        assert session.scalar(select(func.count()).select_from(AuditLog)
+                              .where(AuditLog.action == "farmer.takeover")) == 1
+
+
+def test_a_canned_reply_typed_after_the_session_ended_comes_back_in_its_box(
+        app: Flask, client: FlaskClient, session) -> None:
+    signed_in(app, client, "admin")
+    post(client, "/console/support/canned", {"title": "Selam", "text": "Merhaba!"})
+    row_id = session.scalar(select(CannedReply.id))
+    stale = csrf(client)
+    post(client, "/console/logout")  # in another tab
+    for form in ({"title": "Yeni başlık", "text": "Yeni yanıt, kaybolmasın"},
+                 {"id": str(row_id), "title": "Selam", "text": "Merhaba, değişti"}):
+        response = client.post("/console/support/canned", data={"csrf_token": stale, **form})
+        login = response.headers["Location"]
+        assert "Yazdıklarınız saklandı" in client.get(login).get_data(as_text=True)
+        signed = post(client, "/console/login", {"email": "admin@ziraai.test", "password": PASSWORD,
+                                                  "next": parse_qs(urlsplit(login).query)["next"][0]})
+        html = page(client, signed.headers["Location"])
+        assert signed.headers["Location"] == "/console/support/canned" and form["text"] + "</textarea>" in html
+        assert f'value="{form["title"]}"' in html
+        stale = csrf(client)
+        post(client, "/console/logout")
+    assert session.scalars(select(CannedReply.text)).all() == ["Merhaba!"]
 
 
 def test_a_deleted_farmers_page_offers_no_actions_and_posts_change_nothing(
@@ -512,8 +577,10 @@ def test_only_an_admin_edits_canned_replies(app: Flask, client: FlaskClient, ses
     post(client, f"/console/support/canned/{row.id}/delete")
     assert session.scalar(select(func.count()).select_from(CannedReply)) == 0
     for stale_or_forged in (str(row.id), "abc"):  # an edit of a deleted reply, or a form not ours, creates nothing
-        post(client, "/console/support/canned", {"id": stale_or_forged, "title": "Selam", "text": "Merhaba"})
-        assert "Böyle bir hazır yanıt yok." in page(client, "/console/support/canned")
+        refused = post(client, "/console/support/canned", {"id": stale_or_forged, "title": "Selam", "text": "Merhaba"})
+        html = refused.get_data(as_text=True)
+        assert refused.status_code == 400 and "Böyle bir hazır yanıt yok." in html
+        assert ">Merhaba</textarea>" in html  # what was typed, in the new reply's box
     assert session.scalar(select(func.count()).select_from(CannedReply)) == 0
 
 

@@ -28,7 +28,7 @@ POT = Path("translations") / f"{DOMAIN}.pot"
 # The staff console's catalog (console.po): checked against its code directly, no .pot in git (several
 # branches add console text at once, and a .pot would only conflict; `make console-messages` rebuilds it).
 CONSOLE_CFG = "babel-console.cfg"
-CONSOLE_KEYWORDS = ("_", "_n:1,2", "console_text:2", "console_ntext:2,3", "flash_text:2", "N_")
+CONSOLE_KEYWORDS = ("_", "_n:1,2", "console_text:2", "console_ntext:2,3", "flash_text:2", "refuse", "N_")
 
 Key = tuple[str | None, str | tuple[str, ...]]
 
