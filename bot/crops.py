@@ -72,7 +72,23 @@ def looks_like_name(text: str | None) -> bool:
             and all(all(c.isalpha() or c in "-'’" for c in word) for word in words) and not never_a_name(text))
 
 
+# Produce a province's name is often given to (`Antep fıstığı`, `Malatya kayısısı`, `Aydın inciri`, `Rize çayı`):
+# after a province, one of these words (folded, bare or with its compound ending) makes the text a crop's name.
+REGIONAL_PRODUCE = frozenset({
+    "fistik", "fistigi", "kayisi", "kayisisi", "incir", "inciri", "cay", "cayi", "kiraz", "kirazi", "ceviz",
+    "cevizi", "kestane", "kestanesi", "nar", "nari", "badem", "bademi", "cilek", "cilegi", "seftali", "seftalisi",
+    "armut", "armudu", "kavun", "kavunu", "karpuz", "karpuzu", "sogan", "sogani", "patates", "patatesi", "pirinc",
+    "pirinci", "biberi", "domatesi", "elmasi", "uzumu", "zeytini", "findigi", "portakali", "limonu", "mandalinasi",
+    "tutun", "tutunu", "lahana", "lahanasi", "havuc", "havucu", "mercimek", "mercimegi", "nohut", "nohudu",
+})
+
+
 def never_a_name(text: str | None) -> bool:
     """Words that are no crop's name, whatever their shape: a sentence (`bunlar aynı bitki`, `same plant`) or a
-    province's name alone (`Konya`; `Antep fıstığı`, `Malatya kayısısı` are crops)."""
-    return is_sentence(text) or (len(fold(text).split()) == 1 and province_in(text) is not None)
+    text that names a province (`Konya`, `Konya Selçuklu`, `İzmir Bornova`: a place) unless it names a crop too
+    (`Amasya elması`, a known crop; `Antep fıstığı`, `Malatya kayısısı`: `REGIONAL_PRODUCE`)."""
+    if is_sentence(text):
+        return True
+    if province_in(text) is None or find_crop(text) is not None:
+        return False
+    return not any(word in REGIONAL_PRODUCE for word in fold(text).split())

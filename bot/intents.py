@@ -65,16 +65,29 @@ YES = {"evet", "kabul", "kabul ediyorum", "onay", "onayliyorum", "tamam", "olur"
        "i accept", "gonder", "send"}
 NO = {"hayir", "kabul etmiyorum", "etmiyorum", "istemiyorum", "red", "reddet", "no", "decline", "i decline",
       "i do not accept"}
-# Greetings and thanks: never a crop's or a place's name.
+# Greetings and thanks: never a crop's or a place's name. Said with words of address around them (`kolay gelsin usta`,
+# `merhaba hocam`, `hi there`), or two together (`merhaba kolay gelsin`): see `_pleasantry`.
 GREETINGS = {"merhaba", "merhabalar", "mrb", "mrhb", "selam", "selamlar", "slm", "sa", "selamun aleykum",
              "selamunaleykum", "iyi gunler", "gunaydin", "iyi aksamlar", "iyi geceler", "iyi sabahlar",
-             "hayirli gunler", "hayirli aksamlar", "hayirli sabahlar", "kolay gelsin", "hello", "hi", "hey",
-             "good morning", "good afternoon", "good evening"}
+             "hayirli gunler", "hayirli aksamlar", "hayirli sabahlar", "hayirli isler", "iyi calismalar",
+             "kolay gelsin", "bereket versin", "allah bereket versin", "hello", "hi", "hey", "good morning",
+             "good afternoon", "good evening"}
 # "How are you", alone or after a greeting (`merhaba nasılsınız`): a hello too.
 HOW_ARE_YOU = {"nasilsiniz", "nasilsin", "how are you"}
 THANKS = {"tesekkurler", "tesekkur ederim", "cok tesekkurler", "cok tesekkur ederim", "tesekkur", "sagol", "sag ol",
-          "sagolun", "sag olun", "saol", "saolun", "sagolasin", "cok sagol", "eyvallah", "tsk", "tskler",
-          "tsk ederim", "eline saglik", "allah razi olsun", "thanks", "thank you", "thanks a lot", "thx"}
+          "sagolun", "sag olun", "saol", "saolun", "sagolasin", "cok sagol", "cok sag ol", "cok sagolun",
+          "cok sag olun", "cok saol", "eyvallah", "tsk", "tskler", "tsk ederim", "eline saglik",
+          "allah razi olsun", "thanks", "thank you", "thanks a lot", "thx", "thank you so much", "thanks so much",
+          "thank you very much", "thanks very much", "many thanks", "cheers"}
+# Words of address said with a greeting or thanks (`kolay gelsin abi`, `sağ olun hocam`, `hi there`, `thanks guys`):
+# they change nothing of what it means.
+ADDRESS_WORDS = frozenset({
+    "abi", "abim", "agabey", "abla", "ablam", "hocam", "hoca", "usta", "ustam", "kardes", "kardesim", "efendim",
+    "bey", "beyefendi", "hanim", "hanimefendi", "arkadaslar", "arkadasim", "dostum", "herkese", "size", "kanka",
+    "reis", "there", "guys", "friend", "friends", "all", "everyone", "sir", "madam", "mate", "bro", "team",
+})
+_PLEASANTRIES = {**dict.fromkeys(GREETINGS | HOW_ARE_YOU, Intent.GREETING), **dict.fromkeys(THANKS, Intent.THANKS)}
+_LONGEST_PLEASANTRY = max(len(p.split()) for p in _PLEASANTRIES)
 # "Go on": sends at the confirmation, skips the place; elsewhere the open question comes again.
 CONTINUE = {"devam", "devam et", "devam edelim", "devam edin", "continue", "go on"}
 SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
@@ -94,19 +107,37 @@ def match(text: str | None) -> Intent | None:
         return kinds.pop() if len(kinds) == 1 else None
     if folded in EXACT:
         return EXACT[folded]
-    if folded in GREETINGS or _asks_how_we_are(folded):
-        return Intent.GREETING
-    if folded in THANKS:
-        return Intent.THANKS
+    pleasantry = _pleasantry(folded)
+    if pleasantry is not None:
+        return pleasantry
     for phrase, intent in _CONTAINS:
         if phrase in folded:
             return intent
     return None
 
 
-def _asks_how_we_are(folded: str) -> bool:
-    return any(folded == ask or (folded.endswith(" " + ask) and folded[:-len(ask) - 1] in GREETINGS)
-               for ask in HOW_ARE_YOU)
+def _pleasantry(folded: str) -> Intent | None:
+    """A hello or a thank-you, as a rule rather than a list of every way to say it: greetings and thanks
+    (`GREETINGS`, `HOW_ARE_YOU`, `THANKS`), one or more, with words of address anywhere (`ADDRESS_WORDS`):
+    `kolay gelsin usta`, `merhaba hocam nasılsınız`, `hayırlı işler abi kolay gelsin`, `thank you so much guys`.
+    A thank-you among them makes it thanks; anything else in the message makes it neither."""
+    words = [word for word in folded.split() if word not in ADDRESS_WORDS]
+    found = _phrases(words)
+    if not found:
+        return None
+    return Intent.THANKS if Intent.THANKS in found else Intent.GREETING
+
+
+def _phrases(words: list[str]) -> list[Intent]:
+    """What the words say, phrase by phrase (longest first), or nothing when one word belongs to no phrase."""
+    if not words:
+        return []
+    for size in range(min(_LONGEST_PLEASANTRY, len(words)), 0, -1):
+        intent = _PLEASANTRIES.get(" ".join(words[:size]))
+        rest = _phrases(words[size:]) if intent is not None else []
+        if intent is not None and (rest or size == len(words)):
+            return [intent, *rest]
+    return []
 
 
 def is_yes(text: str | None) -> bool:
@@ -153,7 +184,8 @@ def is_sentence(text: str | None) -> bool:
 
 def is_small_talk(text: str | None) -> bool:
     """A word of conversation rather than an answer's content (a crop's or a place's name): a command, yes, no,
-    skip, go on, a greeting or thanks."""
+    skip, go on, a greeting or thanks (with words of address: `kolay gelsin usta`), or words of address alone."""
     folded = fold(text)
-    return (folded in YES or folded in NO or folded in SKIP or folded in CONTINUE or folded in GREETINGS
-            or folded in THANKS or match(text) is not None)
+    only_address = bool(folded) and all(word in ADDRESS_WORDS for word in folded.split())
+    return (folded in YES or folded in NO or folded in SKIP or folded in CONTINUE or only_address
+            or match(text) is not None)
