@@ -91,6 +91,11 @@ _LONGEST_PLEASANTRY = max(len(p.split()) for p in _PLEASANTRIES)
 # "Go on": sends at the confirmation, skips the place; elsewhere the open question comes again.
 CONTINUE = {"devam", "devam et", "devam edelim", "devam edin", "continue", "go on"}
 SKIP = {"gec", "atla", "skip", "yok", "bilmiyorum", "gecmek istiyorum", "pas"}
+# The `Gönder` button's own word typed: the one word that sends where a yes would not (after `Fotoğraf ekle`).
+SEND = {"gonder", "send", "gonderin", "gonder gitsin"}
+# "No more photos" after `Fotoğraf ekle`: back to the confirmation (nothing is cancelled).
+NO_MORE = {"ekleme", "eklemeyecegim", "eklemiyorum", "vazgectim ekleme", "baska yok", "baska fotograf yok",
+           "bu kadar", "yeter", "no more", "that is all", "thats all", "no more photos"}
 
 
 # Emoji alone (fold drops them): a wave is a hello; folded hands a thank-you, and a thumbs up the same kind word
@@ -154,6 +159,16 @@ def is_continue(text: str | None) -> bool:
 
 def is_skip(text: str | None) -> bool:
     return fold(text) in SKIP
+
+
+def is_send(text: str | None) -> bool:
+    return fold(text) in SEND
+
+
+def is_no_more(text: str | None) -> bool:
+    """No more photos: a no, a skip, or words that say so (`vazgeçtim ekleme`, `bu kadar`)."""
+    folded = fold(text)
+    return folded in NO_MORE or folded in NO or folded in SKIP
 
 
 # Words that make a message a sentence about the plant rather than a name (a crop's, a place's): pronouns,

@@ -271,10 +271,10 @@ def _album_full(conv: Conversation, current: Draft, event: Event) -> Step:
 
 
 def _no_analysis_now(conv: Conversation, quota: QuotaBlock, data: ConversationData,
-                     before: tuple[Action, ...] = ()) -> Step:
+                     before: tuple[Action, ...] = (), photos: int = 1) -> Step:
     """No analysis left and a code would only be queued: nothing to wait for. Say when analyses come back,
-    and the menu (the photo does not wait; a confirmed submission keeps its `Gönder`)."""
-    return _say(conv, State.MENU, replies.quota_wait(conv.locale, quota), replies.menu(conv.locale),
+    and the menu (the `photos` do not wait; a confirmed submission keeps its `Gönder`)."""
+    return _say(conv, State.MENU, replies.quota_wait(conv.locale, quota, photos), replies.menu(conv.locale),
                 data=data.keep_pending(), before=before)
 
 
@@ -333,11 +333,11 @@ def _continue(conv: Conversation, draft: Draft, *prefix: replies.Reply, before: 
     return _say(conv, State.AWAIT_CROP, *prefix, replies.ask_crop(conv.locale), data=data, before=before)
 
 
-def _not_pending(conv: Conversation, photo_message_id: int) -> Step:
+def _not_pending(conv: Conversation, photo_message_id: int, photos: int = 1) -> Step:
     """A confirmation's button whose submission no longer waits: it timed out unsent (said on every tap), or it
-    was sent or cancelled."""
+    was sent or cancelled. `photos`: how many its confirmation showed, when the button says (`Gönder` does)."""
     if photo_message_id in conv.data.lapsed:
-        return _step(conv, conv.state, Send(replies.confirmation_expired(conv.locale)))
+        return _step(conv, conv.state, Send(replies.confirmation_expired(conv.locale, photos)))
     return _step(conv, conv.state, ExplainNotPending(photo_message_id))
 
 
@@ -418,12 +418,29 @@ def _place_text(text: str) -> bool:
 
 
 def on_confirm_text(conv: Conversation, event: Event) -> Step:
+    """Words at the confirmation, which asks whether to send: a yes (`evet`, `tamam`, `gönder`, `devam`) sends as
+    its `Gönder` does, a no (`hayır`) cancels as its `İptal` does."""
     draft = conv.data.draft
     if draft is not None and (intents.is_yes(event.text) or intents.is_continue(event.text)):
         return _submit(conv, draft.photo_message_id)
     if intents.is_no(event.text):
         return cancel(conv, event)
-    return _say(conv, State.CONFIRM, replies.confirm_hint(conv.locale))
+    return _say(conv, State.CONFIRM, replies.confirm_hint(conv.locale, draft.photo_count if draft else 1))
+
+
+def on_more_photo_text(conv: Conversation, event: Event) -> Step:
+    """Words after `Fotoğraf ekle`, where the photo is awaited, not an answer to "send it?": `tamam`, `evet`
+    ("I will send one") hear how to go on, with the confirmation's buttons, and send nothing; `hayır`, `yok`,
+    `vazgeçtim ekleme` ("no more photos") bring the confirmation again. Only the button's own word, `gönder`
+    typed, sends (`iptal` cancels, as anywhere)."""
+    draft = conv.data.draft
+    if draft is None:
+        return fallback(conv, event)
+    if intents.is_send(event.text):
+        return _submit(conv, draft.photo_message_id)
+    if intents.is_no_more(event.text):
+        return _say(conv, State.CONFIRM, replies.confirm(conv.locale, draft))
+    return _say(conv, State.AWAIT_MORE_PHOTO, replies.more_photo_hint(conv.locale, draft))
 
 
 def on_send_button(conv: Conversation, event: Event) -> Step:
@@ -436,7 +453,7 @@ def on_send_button(conv: Conversation, event: Event) -> Step:
     number, shown = event.reply.photo_message_id, event.reply.photo_count
     draft = conv.data.pending_draft(number)
     if draft is None:
-        return _not_pending(conv, number)
+        return _not_pending(conv, number, shown or 1)
     if shown is not None and shown != draft.photo_count:
         return _say(conv, conv.state, replies.album_changed(conv.locale, draft.photo_count),
                     replies.confirm(conv.locale, draft))
@@ -473,8 +490,9 @@ def charge_refused(conv: Conversation, refused: Draft, quota: QuotaBlock) -> Ste
     if conv.data.draft is not None and conv.data.draft.photo_message_id != refused.photo_message_id:
         return _say(conv, conv.state, replies.quota_exhausted(conv.locale, quota), data=data)
     if not quota.code_helps:
-        return _no_analysis_now(conv, quota, data)
-    return _say(conv, State.AWAIT_CODE, replies.quota_wait(conv.locale, quota), data=replace(data, draft=refused))
+        return _no_analysis_now(conv, quota, data, photos=refused.photo_count)
+    return _say(conv, State.AWAIT_CODE, replies.quota_wait(conv.locale, quota, refused.photo_count),
+                data=replace(data, draft=refused))
 
 
 def after_redeem(conv: Conversation, quota: QuotaBlock | None) -> Step:
@@ -485,7 +503,7 @@ def after_redeem(conv: Conversation, quota: QuotaBlock | None) -> Step:
         return _step(conv, conv.state)
     if conv.state is State.AWAIT_CODE:
         if quota is not None and not quota.code_helps:  # the code was queued: it cannot help this photo today
-            return _no_analysis_now(conv, quota, conv.data)
+            return _no_analysis_now(conv, quota, conv.data, photos=draft.photo_count)
         if quota is not None:
             return _step(conv, conv.state)  # the code's answer said why; the photo still waits
         return _continue(conv, draft, replies.photo_kept(conv.locale, draft.photo_count))
@@ -519,7 +537,8 @@ def on_code_text(conv: Conversation, event: Event) -> Step:
     if draft is not None and analysis_left and going_on:
         return _continue(conv, draft, replies.photo_kept(conv.locale, draft.photo_count))
     return _say(conv, State.AWAIT_CODE, replies.not_a_code(conv.locale, photo_waits=draft is not None,
-                                                           analysis_left=analysis_left))
+                                                           analysis_left=analysis_left,
+                                                           photos=draft.photo_count if draft else 1))
 
 
 def _redeem(conv: Conversation, text: str) -> Step:
@@ -672,7 +691,7 @@ TABLE: dict[tuple[State, EventKind], Handler] = {
     (State.AWAIT_LOCATION, EventKind.REPLY): on_location,
     (State.AWAIT_LOCATION, EventKind.LOCATION): on_location,
     (State.CONFIRM, EventKind.TEXT): on_confirm_text,
-    (State.AWAIT_MORE_PHOTO, EventKind.TEXT): on_confirm_text,
+    (State.AWAIT_MORE_PHOTO, EventKind.TEXT): on_more_photo_text,
     (State.AWAIT_CODE, EventKind.TEXT): on_code_text,
     (State.AWAIT_CODE, EventKind.REPLY): on_code_text,
     (State.HISTORY, EventKind.REPLY): on_history_choice,
@@ -714,8 +733,9 @@ def _after_timeout(conv: Conversation, event: Event) -> Step:
     result = _decide(fresh, event)
     if conv.state is State.MENU or _confirmation_of(event) in fresh.data.lapsed:
         return result  # nothing was open, or the button's own answer says it timed out
-    had_photo = conv.data.draft is not None or bool(conv.data.pending)
-    notice = replies.expired(conv.locale, photo_lost=had_photo and event.kind is not EventKind.PHOTO)
+    lost = {d.photo_message_id: d.photo_count for d in (*conv.data.pending, conv.data.draft) if d is not None}
+    notice = replies.expired(conv.locale, photo_lost=bool(lost) and event.kind is not EventKind.PHOTO,
+                             photos=sum(lost.values()))
     if _answers_a_question(event):
         return _menu(fresh, notice)
     return Step(result.state, result.data, (Send(notice), *result.actions))

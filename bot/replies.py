@@ -133,12 +133,14 @@ def nothing_to_cancel(locale: str) -> Reply:
     return Reply(_(locale, "There is nothing to cancel."))
 
 
-def expired(locale: str, photo_lost: bool = False) -> Reply:
-    """The conversation timed out with a question open. `photo_lost`: a submission's photo went with it (never
-    sent): the farmer is told to send it again, whatever they wrote now (a code, an answer to the old question)."""
+def expired(locale: str, photo_lost: bool = False, photos: int = 1) -> Reply:
+    """The conversation timed out with a question open. `photo_lost`: a submission's `photos` went with it (never
+    sent): the farmer is told to send them again, whatever they wrote now (a code, an answer to the old question)."""
     if photo_lost:
-        return Reply(_(locale, "Your previous request timed out after 30 minutes without being sent: nothing was "
-                               "charged. To have the plant analysed, send the photo again."))
+        return Reply(ngettext(locale, "Your previous request timed out after 30 minutes without being sent: nothing "
+                                      "was charged. To have the plant analysed, send the photo again.",
+                              "Your previous request timed out after 30 minutes without being sent: nothing was "
+                              "charged. To have the plant analysed, send the photos again.", photos))
     return Reply(_(locale, "Your previous request timed out after 30 minutes, so we are starting again."))
 
 
@@ -149,10 +151,13 @@ def nothing_in_progress(locale: str) -> Reply:
                            "analysed, send its photo."))
 
 
-def confirmation_expired(locale: str) -> Reply:
-    """A confirmation's button tapped after the conversation timed out: that submission was never sent."""
-    return Reply(_(locale, "That confirmation timed out after 30 minutes without being sent: nothing was sent and "
-                           "nothing was charged. To have the plant analysed, send the photo again."))
+def confirmation_expired(locale: str, photos: int = 1) -> Reply:
+    """A confirmation's button tapped after the conversation timed out: that submission (of `photos`) was never
+    sent."""
+    return Reply(ngettext(locale, "That confirmation timed out after 30 minutes without being sent: nothing was sent "
+                                  "and nothing was charged. To have the plant analysed, send the photo again.",
+                          "That confirmation timed out after 30 minutes without being sent: nothing was sent and "
+                          "nothing was charged. To have the plant analysed, send the photos again.", photos))
 
 
 def unsupported(locale: str, message_type: str | None, no_analysis_left: bool = False) -> Reply:
@@ -275,15 +280,31 @@ def confirm(locale: str, draft: Draft) -> Reply:
     lines.append(ngettext(locale, "Photos: %(num)s photo", "Photos: %(num)s photos", draft.photo_count,
                           num=format_number(draft.photo_count, locale)))
     lines.append(_(locale, "This uses 1 analysis from your quota."))
+    return Reply("\n".join(lines), buttons=confirm_buttons(locale, draft))
+
+
+def confirm_buttons(locale: str, draft: Draft) -> tuple[Button, ...]:
+    """`Gönder`, `Fotoğraf ekle` (below a full album) and `İptal` of the submission `draft`."""
     buttons = [Button(rid.SendPending(draft.photo_message_id, draft.photo_count), _(locale, "Send"))]
     if draft.photo_count < MAX_PHOTOS:
         buttons.append(Button(rid.AddPhoto(draft.photo_message_id), _(locale, "Add a photo")))
     buttons.append(Button(rid.CancelConfirm(draft.photo_message_id), _(locale, "Cancel")))
-    return Reply("\n".join(lines), buttons=tuple(buttons))
+    return tuple(buttons)
 
 
-def confirm_hint(locale: str) -> Reply:
-    return Reply(_(locale, "Tap 'Send' to send the photo for analysis, or 'Cancel'."))
+def confirm_hint(locale: str, photos: int = 1) -> Reply:
+    return Reply(ngettext(locale, "Tap 'Send' to send the photo for analysis, or 'Cancel'.",
+                          "Tap 'Send' to send the photos for analysis, or 'Cancel'.", photos))
+
+
+def more_photo_hint(locale: str, draft: Draft) -> Reply:
+    """After `Fotoğraf ekle`, words instead of the photo (`tamam`, `evet`): nothing is sent; the photo is awaited,
+    and the confirmation's buttons send or cancel what there is."""
+    return Reply(ngettext(locale, "Send the photo now; or tap 'Send' to send the %(num)s photo you have, or "
+                                  "'Cancel'.",
+                          "Send the photo now; or tap 'Send' to send the %(num)s photos you have, or 'Cancel'.",
+                          draft.photo_count, num=format_number(draft.photo_count, locale)),
+                 buttons=confirm_buttons(locale, draft))
 
 
 def submission_not_sent(locale: str) -> Reply:
@@ -336,16 +357,20 @@ def quota_exhausted(locale: str, block: QuotaBlock | None) -> Reply:
                  quota_refusal=which)
 
 
-def quota_wait(locale: str, block: QuotaBlock) -> Reply:
-    """No analysis left when the photo comes: which limit, when it resets, and what becomes of the photo: it
-    waits for a code when one would start at once; otherwise it cannot be analysed now."""
+def quota_wait(locale: str, block: QuotaBlock, photos: int = 1) -> Reply:
+    """No analysis left when the photo comes (or at `Gönder` of an album of `photos`): which limit, when it resets,
+    and what becomes of the photos: they wait for a code when one would start at once; otherwise they cannot be
+    analysed now."""
     refused = quota_exhausted(locale, block)
     if block.code_helps:
-        return Reply(refused.text + "\n" + _(locale, "Your photo is kept: as soon as a code is accepted, we continue "
-                                                     "with it. No code? Write 'cancel', and send the photo again "
-                                                     "when you have analyses left."), quota_refusal=block.reason)
-    return Reply(refused.text + "\n" + _(locale, "I cannot analyse this photo now; please send it again when you "
-                                                 "have analyses left."), quota_refusal=block.reason)
+        kept = ngettext(locale, "Your photo is kept: as soon as a code is accepted, we continue with it. No code? "
+                                "Write 'cancel', and send the photo again when you have analyses left.",
+                        "Your photos are kept: as soon as a code is accepted, we continue with them. No code? Write "
+                        "'cancel', and send the photos again when you have analyses left.", photos)
+        return Reply(refused.text + "\n" + kept, quota_refusal=block.reason)
+    later = ngettext(locale, "I cannot analyse this photo now; please send it again when you have analyses left.",
+                     "I cannot analyse these photos now; please send them again when you have analyses left.", photos)
+    return Reply(refused.text + "\n" + later, quota_refusal=block.reason)
 
 
 # --- quota, codes, history ------------------------------------------------------------------------
@@ -416,14 +441,17 @@ def ask_code(locale: str) -> Reply:
     return Reply(_(locale, "Please type your sponsor code (for example AGRI-7KQ3-M9XP)."))
 
 
-def not_a_code(locale: str, photo_waits: bool, analysis_left: bool = False) -> Reply:
+def not_a_code(locale: str, photo_waits: bool, analysis_left: bool = False, photos: int = 1) -> Reply:
     """While a code is awaited, a message that is not one (`kodum yok`, `tamam`): the way out, not "not found".
-    `analysis_left`: the photo could go on without a code (the way back to its question)."""
+    `analysis_left`: the `photos` could go on without a code (the way back to their question)."""
     if photo_waits and analysis_left:
-        way_out = _(locale, "If you have no code, write 'continue' to go on with your photo.")
+        way_out = ngettext(locale, "If you have no code, write 'continue' to go on with your photo.",
+                           "If you have no code, write 'continue' to go on with your photos.", photos)
     elif photo_waits:
-        way_out = _(locale, "If you have no code, write 'cancel': nothing is sent or charged, and you can send the "
-                            "photo again when you have analyses left.")
+        way_out = ngettext(locale, "If you have no code, write 'cancel': nothing is sent or charged, and you can "
+                                   "send the photo again when you have analyses left.",
+                           "If you have no code, write 'cancel': nothing is sent or charged, and you can send the "
+                           "photos again when you have analyses left.", photos)
     else:
         way_out = _(locale, "If you have no code, write 'menu' to go back to the menu.")
     return Reply(_(locale, "That does not look like a code: a code is written like AGRI-7KQ3-M9XP.") + " " + way_out)

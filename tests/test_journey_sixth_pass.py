@@ -1,22 +1,40 @@
 """The farmer's sixth pass: what an outside probe of the running service found. A greeting or thanks with words of
 address (`kolay gelsin usta`, `merhaba hocam`, `hi there`) is a hello or a thank-you, never a crop or a place; a
-province with its district is a place, not a crop. Pure decisions first (bot/), then the same through signed
-webhooks and the real jobs."""
+province with its district is a place, not a crop; an album is spoken of in the plural in every sentence about
+it; and after `Fotoğraf ekle` a `tamam` sends nothing. Pure decisions
+first (bot/), then the same through signed webhooks and the real jobs."""
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
+from datetime import timedelta
 
-from bot import crops, intents, replies
+import pytest
+from sqlalchemy import select
+
+from bot import crops, intents, machine, replies
 from bot.intents import Intent
-from bot.types import State
+from bot.types import State, Submit
+from models import Analysis, Farmer, utcnow
+from services import quota
 from tests.chat import onboarded_farmer
-from tests.journey import conv, photo, run, sent, tap, text
+from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
+
+LATER = NOW + timedelta(minutes=41)  # the conversation (10 minutes left at NOW) has timed out
 
 
 @pytest.fixture
 def farmer(app, graph):
     return onboarded_farmer(app, graph)
+
+
+def use_todays_analysis(app) -> None:
+    with app.extensions["db"].session() as db, db.begin():
+        assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok
+
+
+def submitted(step) -> bool:
+    return any(isinstance(a, Submit) for a in step.actions)
 
 
 # --- greetings and thanks with words of address --------------------------------------------------------------
@@ -89,3 +107,99 @@ def test_a_crop_named_after_its_province_is_still_a_crop(said, crop):
 def test_the_bots_own_place_example_is_still_a_place():
     _step, c = run(conv(), photo(7, caption="domates"), text("Konya Selçuklu"))
     assert c.state is State.CONFIRM and c.data.draft.location_text == "Konya Selçuklu"
+
+
+# --- an album is spoken of in the plural --------------------------------------------------------------------------
+
+
+def album_of_three(caption: str = "elma"):
+    _step, c = run(conv(), photo(7, 0, caption=caption), photo(8, 1), photo(9, 2), text("Geç"))
+    assert c.state is State.CONFIRM and c.data.pending_draft(7).photo_count == 3
+    return c
+
+
+def test_words_at_an_albums_confirmation_hear_of_the_photos():
+    step, _c = run(album_of_three(), text("tamam mı"))
+    assert sent(step) == ["Fotoğrafları analize göndermek için 'Gönder'e, vazgeçmek için 'İptal'e dokunun."]
+    step, _c = run(conv(), photo(7, caption="elma"), text("Geç"), text("tamam mı"))
+    assert sent(step)[0].startswith("Fotoğrafı analize")
+
+
+def test_an_albums_confirmation_tapped_after_the_timeout_says_to_send_the_photos_again():
+    c = album_of_three()
+    step = machine.step(c, tap("submit:7:3"), LATER)
+    assert "fotoğrafları yeniden gönderin" in sent(step)[0]
+    step = machine.step(c, text("Konya Ereğli"), LATER)
+    assert "fotoğrafları yeniden gönderin" in sent(step)[0]
+    single = machine.step(run(conv(), photo(7, caption="elma"), text("Geç"))[1], tap("submit:7:1"), LATER)
+    assert "fotoğrafı yeniden gönderin" in sent(single)[0]
+
+
+def test_an_album_waiting_for_a_code_hears_of_its_photos():
+    c = album_of_three()
+    refused = machine.charge_refused(c, c.data.pending_draft(7), DAILY)
+    assert "Fotoğraflarınız bekliyor" in sent(refused)[0] and "fotoğrafları yeniden" in sent(refused)[0]
+    waiting = replace(c, state=refused.state, data=refused.data)
+    assert waiting.state is State.AWAIT_CODE
+    step, _c = run(waiting, text("kodum yok", quota=DAILY))
+    assert "fotoğrafları yeniden" in sent(step)[0]
+    step, _c = run(waiting, text("kodum yok"))
+    assert "fotoğraflarınızla devam" in sent(step)[0]
+
+
+def test_an_album_refused_at_send_through_the_webhook_is_spoken_of_in_the_plural(farmer, app):
+    farmer.deliver(*(farmer.message("image", {"mime_type": "image/jpeg", "sha256": "ab" * 32, "id": f"10{n}"})
+                     for n in range(3)))
+    farmer.taps("Domates")
+    confirmation = farmer.taps("Geç")
+    assert "3 fotoğraf" in confirmation[-1]
+    use_todays_analysis(app)
+    said = farmer.taps("Gönder")
+    assert "Fotoğraflarınız bekliyor" in said[0] and "fotoğrafı" not in said[0]
+
+
+# --- after `Fotoğraf ekle`, words send nothing -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("words", ["tamam", "evet", "ok", "Tamam 👍🏻", "devam"])
+def test_a_yes_after_add_a_photo_sends_nothing_and_says_how_to_go_on(words):
+    step, c = run(album_of_three(), tap("photo:add:7"), text(words))
+    assert not submitted(step) and c.state is State.AWAIT_MORE_PHOTO and c.data.pending_draft(7) is not None
+    [hint] = [a.reply for a in step.actions]
+    assert "Fotoğrafı şimdi gönderin" in hint.text and "3 fotoğrafı" in hint.text
+    assert [b.title for b in hint.buttons] == ["Gönder", "Fotoğraf ekle", "İptal"]
+
+
+@pytest.mark.parametrize("words", ["hayır", "yok", "vazgeçtim ekleme", "bu kadar", "no more"])
+def test_a_no_after_add_a_photo_brings_the_confirmation_again_and_cancels_nothing(words):
+    step, c = run(album_of_three(), tap("photo:add:7"), text(words))
+    assert not submitted(step) and c.state is State.CONFIRM and c.data.pending_draft(7) is not None
+    assert sent(step) == [replies.confirm("tr", c.data.pending_draft(7)).text]
+
+
+def test_cancel_or_the_send_word_after_add_a_photo_still_work():
+    step, c = run(album_of_three(), tap("photo:add:7"), text("iptal"))
+    assert c.state is State.MENU and c.data.pending_draft(7) is None and "İptal edildi" in sent(step)[0]
+    step, _c = run(album_of_three(), tap("photo:add:7"), text("gönder"))
+    assert submitted(step)
+
+
+def test_a_yes_at_the_confirmation_itself_still_sends_as_documented():
+    step, _c = run(album_of_three(), text("evet"))
+    assert submitted(step)
+
+
+def test_tamam_after_add_a_photo_through_the_webhook_charges_nothing(farmer, app, session):
+    farmer.photo("domates")
+    farmer.taps("Geç")
+    farmer.taps("Fotoğraf ekle")
+    said = farmer.says("tamam")
+    assert "Fotoğrafı şimdi gönderin" in said[0]
+    assert session.scalar(select(Analysis.id)) is None
+    with app.extensions["db"].session() as db:
+        status = quota.quota_status(db, db.scalar(select(Farmer.id)), utcnow())
+        assert status is not None and status.daily_used == 0
+    farmer.says("hayır")
+    farmer.taps("Gönder")
+    assert session.scalar(select(Analysis.crop)) == "domates"
+
