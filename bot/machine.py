@@ -106,6 +106,11 @@ def _after_consent(conv: Conversation, event: Event) -> Step:
     held = conv.data.held_text
     if conv.data.draft is not None:
         draft = _with_note(conv.data.draft, held)
+        code = held if held and codes.looks_like_code(held) else _code_line(draft.notes)
+        if code is not None:  # redeemed now, as typed after consent; `after_redeem` takes the photos on
+            draft = replace(draft, notes=_without_code_lines(draft.notes))
+            return _step(consented, State.AWAIT_CODE, *given, Send(welcome), RedeemCode(code),
+                         data=replace(consented.data, draft=draft))
         return _continue(replace(consented, data=replace(consented.data, draft=draft)), draft,
                          welcome, replies.photo_kept(conv.locale, draft.photo_count), before=given)
     if held:
@@ -116,6 +121,17 @@ def _after_consent(conv: Conversation, event: Event) -> Step:
         if intent is None:  # a question: it is answered from a photo
             return _say(consented, State.AWAIT_PHOTO, welcome, replies.ask_photo(conv.locale), before=given)
     return _menu(consented, welcome, before=given)
+
+
+def _code_line(notes: str | None) -> str | None:
+    """The caption (a line of the note) that carries a code, kept before consent."""
+    return next((line for line in (notes or "").split("\n") if codes.looks_like_code(line)), None)
+
+
+def _without_code_lines(notes: str | None) -> str | None:
+    """The note with its captions' codes taken out (what is left of each caption stays)."""
+    lines = (codes.without_code(line) if codes.looks_like_code(line) else line for line in (notes or "").split("\n"))
+    return "\n".join(line for line in lines if line) or None
 
 
 def _with_note(draft: Draft, held: str | None) -> Draft:
@@ -229,16 +245,17 @@ def on_photo(conv: Conversation, event: Event) -> Step:
     if current is not None and (conv.state in ALBUM_STATES or _in_album_window(conv, current, event)):
         if current.photo_count >= MAX_PHOTOS:
             return _album_full(conv, current, event)
-        if conv.state is State.AWAIT_CODE and codes.is_code_attempt(event.text):
+        if codes.looks_like_code(event.text) or (conv.state is State.AWAIT_CODE and codes.is_code_attempt(event.text)):
             return _add_photo_with_code(conv, current, event)
         return _add_photo(conv, current, event)
     return _new_submission(conv, event)
 
 
 def _new_submission(conv: Conversation, event: Event, *before: Action) -> Step:
-    """A caption naming a crop skips a question; with no analysis left, the photo waits for a code, and a code in
-    its caption is redeemed as if typed (the rest of the caption is the caption; `after_redeem` decides)."""
-    code_in_caption = event.quota is not None and codes.looks_like_code(event.text)
+    """A caption naming a crop skips a question; with no analysis left, the photo waits for a code. A code in the
+    caption is redeemed as if typed, whatever the quota (the rest of the caption is the caption): the photo waits
+    for the redemption's outcome, and `after_redeem` takes it on to its question when an analysis is possible."""
+    code_in_caption = codes.looks_like_code(event.text)
     caption = codes.without_code(event.text or "") or None if code_in_caption else event.text
     crop = crops.find_crop(caption)
     draft = Draft(event.message_id, media_id=event.media_id, notes=caption, crop=crop, first_at=event.sent_at)
@@ -302,14 +319,18 @@ def _add_photo(conv: Conversation, current: Draft, event: Event) -> Step:
 
 
 def _add_photo_with_code(conv: Conversation, current: Draft, event: Event) -> Step:
-    """While the submission waits for a code, a photo whose caption carries one: the photo joins, and the code is
-    redeemed as typed text would be (the rest of the caption counts as a caption); the job then asks
-    `after_redeem` whether the submission goes on."""
+    """An album's next photo whose caption carries a code (or, while a code is awaited, is a code attempt): the
+    photo joins, and the code is redeemed as typed text would be (the rest of the caption counts as a caption);
+    the job then asks `after_redeem` what comes next (the open question again, or, waiting for a code, whether the
+    submission goes on). The first photo after `Fotoğraf ekle` leads to the confirmation, as without a code."""
     joined = _with_photo(current, replace(event, text=codes.without_code(event.text or "")))
+    state = conv.state
+    if state is State.AWAIT_MORE_PHOTO:
+        joined, state = replace(joined, first_at=event.sent_at), State.CONFIRM
     data = replace(conv.data, draft=joined)
     if conv.data.pending_draft(joined.photo_message_id) is not None:
         data = data.with_pending(joined, MAX_PENDING)
-    return _step(conv, State.AWAIT_CODE, RedeemCode(event.text or ""), data=data)
+    return _step(conv, state, RedeemCode(event.text or ""), data=data)
 
 
 def _with_photo(current: Draft, event: Event) -> Draft:

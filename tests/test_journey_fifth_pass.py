@@ -188,11 +188,6 @@ def test_a_code_in_the_caption_of_a_refused_photo_is_redeemed(caption):
     assert c.data.draft.crop == ("biber" if "biber" in caption else None)
 
 
-def test_a_code_in_the_caption_of_a_photo_with_analyses_left_is_not_redeemed():
-    step, _c = run(conv(), photo(caption="AGRI-U664-BWZ5 biber"))
-    assert not any(isinstance(a, RedeemCode) for a in step.actions)
-
-
 def test_a_code_in_the_first_refused_photos_caption_through_the_webhook(farmer, app, session):
     with app.extensions["db"].session() as db, db.begin():
         assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok

@@ -1,7 +1,7 @@
 """The farmer's sixth pass: what an outside probe of the running service found. A greeting or thanks with words of
 address (`kolay gelsin usta`, `merhaba hocam`, `hi there`) is a hello or a thank-you, never a crop or a place; a
 province with its district is a place, not a crop; an album is spoken of in the plural in every sentence about
-it; and after `Fotoğraf ekle` a `tamam` sends nothing. Pure decisions
+it; a code in any photo's caption is redeemed; and after `Fotoğraf ekle` a `tamam` sends nothing. Pure decisions
 first (bot/), then the same through signed webhooks and the real jobs."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from bot import crops, intents, machine, replies
 from bot.intents import Intent
-from bot.types import State, Submit
-from models import Analysis, Farmer, utcnow
-from services import quota
+from bot.types import RedeemCode, State, Submit
+from models import Analysis, Farmer, SponsorCode, utcnow
+from services import quota, sponsorship
+from tests.chat import Farmer as ChatFarmer
 from tests.chat import onboarded_farmer
 from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
 
@@ -26,6 +27,13 @@ LATER = NOW + timedelta(minutes=41)  # the conversation (10 minutes left at NOW)
 @pytest.fixture
 def farmer(app, graph):
     return onboarded_farmer(app, graph)
+
+
+def new_code(app, tier: str = "M") -> str:
+    with app.extensions["db"].session() as s, s.begin():
+        sponsor = sponsorship.create_sponsor(s, name="Tarım A.Ş.")
+        _purchase, [code] = sponsorship.create_purchase(s, sponsor.id, tier, 1, 90, 30, utcnow())
+    return code
 
 
 def use_todays_analysis(app) -> None:
@@ -156,6 +164,72 @@ def test_an_album_refused_at_send_through_the_webhook_is_spoken_of_in_the_plural
     use_todays_analysis(app)
     said = farmer.taps("Gönder")
     assert "Fotoğraflarınız bekliyor" in said[0] and "fotoğrafı" not in said[0]
+
+
+# --- a code in any photo's caption ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("caption,note,crop", [("domates AGRI-EH59-BZB5", "domates", "domates"),
+                                               ("AGRI-EH59-BZB5", None, None)])
+def test_a_code_in_the_caption_of_a_photo_with_analyses_left_is_redeemed(caption, note, crop):
+    step, c = run(conv(), photo(caption=caption))
+    assert RedeemCode(caption) in step.actions and c.state is State.AWAIT_CODE
+    assert c.data.draft.notes == note and c.data.draft.crop == crop
+
+
+@pytest.mark.parametrize("state_of", [lambda: [photo(7)], lambda: [photo(7, caption="biber")]])
+def test_a_code_in_an_album_photos_caption_is_redeemed_and_the_photo_joins(state_of):
+    _step, c = run(conv(), *state_of())
+    state = c.state
+    step, c = run(c, photo(8, 60, caption="AGRI-EH59-BZB5 aynı yaprak"))
+    assert RedeemCode("AGRI-EH59-BZB5 aynı yaprak") in step.actions and c.state is state
+    assert c.data.draft.photo_count == 2 and "AGRI" not in (c.data.draft.notes or "")
+
+
+def test_a_code_in_the_caption_of_the_photo_after_add_a_photo_leads_to_the_confirmation():
+    step, c = run(album_of_three(), tap("photo:add:7"), photo(20, 300, caption="AGRI-EH59-BZB5"))
+    assert RedeemCode("AGRI-EH59-BZB5") in step.actions
+    assert c.state is State.CONFIRM and c.data.pending_draft(7).photo_count == 4
+    assert "AGRI" not in (c.data.pending_draft(7).notes or "")
+
+
+def test_a_code_in_a_caption_before_consent_is_redeemed_once_consent_is_given():
+    _step, c = run(conv(State.START, consented=False), photo(7, caption="domates AGRI-EH59-BZB5"), photo(8, 1))
+    step, c = run(c, tap("consent:yes"))
+    assert RedeemCode("domates AGRI-EH59-BZB5") in step.actions and c.state is State.AWAIT_CODE
+    assert c.data.draft.notes == "domates" and c.data.draft.photo_count == 2
+    assert machine.after_redeem(c, None).state is State.AWAIT_LOCATION
+
+
+def test_a_code_in_a_caption_before_consent_through_the_webhook(app, graph, session):
+    with app.extensions["db"].session() as db, db.begin():
+        quota.seed_tiers(db)
+    code = new_code(app)
+    farmer = ChatFarmer(app, graph)
+    farmer.photo(f"biber {code}")
+    said = farmer.taps("consent:yes")
+    assert any(s.startswith("Kod kabul edildi") for s in said) and said[-1].startswith(replies.ask_location("tr").text)
+    assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == code)) == "redeemed"
+
+
+def test_a_code_in_a_caption_with_an_analysis_left_through_the_webhook(farmer, session):
+    code = new_code(farmer.app)
+    said = farmer.photo(f"domates {code}")
+    assert said[0].startswith("Kod kabul edildi") and said[-1].startswith(replies.ask_location("tr").text)
+    assert session.scalar(select(SponsorCode.status).where(SponsorCode.code == code)) == "redeemed"
+    confirmation = farmer.taps("Geç")
+    assert "Notunuz: domates" in confirmation[-1] and "AGRI" not in confirmation[-1]
+    farmer.taps("Gönder")
+    assert session.execute(select(Analysis.crop, Analysis.notes)).one() == ("domates", "domates")
+
+
+def test_an_unknown_code_in_a_caption_with_an_analysis_left_still_goes_on_with_the_photo(farmer, session):
+    said = farmer.photo("AGRI-2222-3333")
+    assert "bulunamadı" in said[0] and "Hangi ürün" in said[-1]
+    farmer.taps("Domates")
+    farmer.taps("Geç")
+    farmer.taps("Gönder")
+    assert session.scalar(select(Analysis.notes)) is None
 
 
 # --- after `Fotoğraf ekle`, words send nothing -----------------------------------------------------------------------
