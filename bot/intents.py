@@ -125,24 +125,26 @@ def _pleasantry(folded: str) -> Intent | None:
     """A hello or a thank-you, as a rule rather than a list of every way to say it: greetings and thanks
     (`GREETINGS`, `HOW_ARE_YOU`, `THANKS`), one or more, with words of address anywhere (`ADDRESS_WORDS`):
     `kolay gelsin usta`, `merhaba hocam nasılsınız`, `hayırlı işler abi kolay gelsin`, `thank you so much guys`.
-    A thank-you among them makes it thanks; anything else in the message makes it neither."""
+    A thank-you among them makes it thanks; anything else in the message makes it neither.
+
+    The words are split into phrases from left to right, one position at a time (no recursion: a message of
+    a thousand `hi` is as safe as one): `thanks[i]` says whether the words before `i` split into phrases
+    (None: they do not) and whether a thank-you is among them."""
     words = [word for word in folded.split() if word not in ADDRESS_WORDS]
-    found = _phrases(words)
-    if not found:
-        return None
-    return Intent.THANKS if Intent.THANKS in found else Intent.GREETING
-
-
-def _phrases(words: list[str]) -> list[Intent]:
-    """What the words say, phrase by phrase (longest first), or nothing when one word belongs to no phrase."""
     if not words:
-        return []
-    for size in range(min(_LONGEST_PLEASANTRY, len(words)), 0, -1):
-        intent = _PLEASANTRIES.get(" ".join(words[:size]))
-        rest = _phrases(words[size:]) if intent is not None else []
-        if intent is not None and (rest or size == len(words)):
-            return [intent, *rest]
-    return []
+        return None
+    thanks: list[bool | None] = [False] + [None] * len(words)
+    for start in range(len(words)):
+        said_thanks = thanks[start]
+        if said_thanks is None:
+            continue
+        for size in range(1, min(_LONGEST_PLEASANTRY, len(words) - start) + 1):
+            intent = _PLEASANTRIES.get(" ".join(words[start:start + size]))
+            if intent is not None:
+                thanks[start + size] = bool(thanks[start + size]) or said_thanks or intent is Intent.THANKS
+    if thanks[-1] is None:
+        return None
+    return Intent.THANKS if thanks[-1] else Intent.GREETING
 
 
 def is_yes(text: str | None) -> bool:

@@ -61,6 +61,12 @@ def test_a_greeting_or_thanks_with_words_of_address_is_understood(words, intent)
     assert intents.match(words) is intent and intents.is_small_talk(words)
 
 
+def test_a_message_as_long_as_whatsapp_allows_made_of_greetings_is_read_without_error():
+    """4,096 characters of `hi`: the phrases are read one position at a time, never one call deep per word."""
+    assert intents.match(" ".join(["hi"] * 2048)) is Intent.GREETING
+    assert intents.match(" ".join(["thank you so much"] * 240) + " domates") is None
+
+
 @pytest.mark.parametrize("words", ["merhaba domates", "usta domates", "Konya Selçuklu", "hayırlı olsun bahçe"])
 def test_words_of_address_make_no_greeting_of_other_words(words):
     assert intents.match(words) is None
