@@ -17,9 +17,10 @@ from bot.intents import Intent
 from bot.types import Event, EventKind, RecordConsent, RedeemCode, SetLocale, State
 from models import Analysis, Farmer, SponsorCode, utcnow
 from models import Conversation as ConversationRow
-from services import quota, sponsorship
+from services import quota
 from tests.chat import onboarded_farmer
 from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
+from tests.test_journey_second_pass import new_code
 
 LATER = NOW + timedelta(minutes=41)  # the conversation (10 minutes left at NOW) has timed out
 
@@ -69,13 +70,6 @@ def test_consent_that_starts_no_trial_does_not_say_a_trial_started():
 @pytest.fixture
 def farmer(app, graph):
     return onboarded_farmer(app, graph)
-
-
-def new_code(app, tier: str = "M") -> str:
-    with app.extensions["db"].session() as s, s.begin():
-        sponsor = sponsorship.create_sponsor(s, name="Tarım A.Ş.")
-        _purchase, [code] = sponsorship.create_purchase(s, sponsor.id, tier, 1, 90, 30, utcnow())
-    return code
 
 
 def test_accepting_again_with_a_sponsored_package_does_not_say_a_trial_started(farmer, app):

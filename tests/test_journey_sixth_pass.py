@@ -16,10 +16,11 @@ from bot import crops, intents, machine, replies
 from bot.intents import Intent
 from bot.types import RedeemCode, State, Submit
 from models import Analysis, Farmer, SponsorCode, utcnow
-from services import quota, sponsorship
+from services import quota
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import onboarded_farmer
 from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
+from tests.test_journey_second_pass import new_code, use_today
 
 LATER = NOW + timedelta(minutes=41)  # the conversation (10 minutes left at NOW) has timed out
 
@@ -27,18 +28,6 @@ LATER = NOW + timedelta(minutes=41)  # the conversation (10 minutes left at NOW)
 @pytest.fixture
 def farmer(app, graph):
     return onboarded_farmer(app, graph)
-
-
-def new_code(app, tier: str = "M") -> str:
-    with app.extensions["db"].session() as s, s.begin():
-        sponsor = sponsorship.create_sponsor(s, name="Tarım A.Ş.")
-        _purchase, [code] = sponsorship.create_purchase(s, sponsor.id, tier, 1, 90, 30, utcnow())
-    return code
-
-
-def use_todays_analysis(app) -> None:
-    with app.extensions["db"].session() as db, db.begin():
-        assert quota.charge(db, db.scalar(select(Farmer.id)), utcnow()).ok
 
 
 def submitted(step) -> bool:
@@ -167,7 +156,7 @@ def test_an_album_refused_at_send_through_the_webhook_is_spoken_of_in_the_plural
     farmer.taps("Domates")
     confirmation = farmer.taps("Geç")
     assert "3 fotoğraf" in confirmation[-1]
-    use_todays_analysis(app)
+    use_today(app)
     said = farmer.taps("Gönder")
     assert "Fotoğraflarınız bekliyor" in said[0] and "fotoğrafı" not in said[0]
 
