@@ -88,7 +88,7 @@ def test_a_long_unbroken_text_wraps_instead_of_widening_any_page(database_url: s
     with live_app(database_url, worker=False) as live:
         admin_id = make_staff(live.app, "admin", "yonetici@ziraai.local")
         with live.app.extensions["db"].session() as session, session.begin():
-            farmer = Farmer(phone="+905551112299", profile_name="Ali" + "k" * 300, locale="tr")
+            farmer = Farmer(phone="+905551112299", profile_name="Ali" + "k" * 197, locale="tr")
             session.add(farmer)
             session.flush()
             session.add(SupportNote(farmer_id=farmer.id, author_id=admin_id, text=long_word, created_at=utcnow()))
