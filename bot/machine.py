@@ -88,8 +88,14 @@ def ask_consent(conv: Conversation, event: Event) -> Step:
     return _say(conv, State.AWAIT_CONSENT, replies.privacy_notice(conv.locale), data=_held(conv, event))
 
 
+def accepts_consent(event: Event) -> bool:
+    """Is this event a yes to the privacy question (when one is open)? The caller reads whether accepting starts
+    the Trial only for such events, so the welcome's look-up is not paid on every message before consent."""
+    return event.reply == rid.Consent(True) or (event.kind is EventKind.TEXT and intents.is_yes(event.text))
+
+
 def on_consent_reply(conv: Conversation, event: Event) -> Step:
-    if event.reply == rid.Consent(True) or (event.kind is EventKind.TEXT and intents.is_yes(event.text)):
+    if accepts_consent(event):
         return _after_consent(conv, event)
     if event.reply == rid.Consent(False) or (event.kind is EventKind.TEXT and intents.is_no(event.text)):
         # Refusing forgets what was kept: the photo and the question are not processed.

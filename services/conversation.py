@@ -211,10 +211,11 @@ def _view(farmer: Farmer, state: State, data: draft.ConversationData,
 
 def _handle_one(session: Session, farmer: Farmer, conv: Conversation, message: Message, outcome: Outcome) -> None:
     now = utcnow()
-    # Before consent the welcome must know whether accepting starts the Trial (the charge-free look-up is rare).
-    new_trial = not farmer.has_consented and quota.trial_would_start(session, farmer.id, now)
-    view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at, new_trial)
     event = event_from(message)
+    # The welcome must know whether accepting starts the Trial: read only for a yes before consent.
+    new_trial = (not farmer.has_consented and machine.accepts_consent(event)
+                 and quota.trial_would_start(session, farmer.id, now))
+    view = _view(farmer, State(conv.state), draft.from_json(conv.data), conv.expires_at, new_trial)
     # The photo learns at once if it must wait; a reaction's thanks must not invite a photo that would wait; a
     # submission waiting for a code may go on without one while an analysis is left.
     waits_for_code = view.state is State.AWAIT_CODE and view.data.draft is not None

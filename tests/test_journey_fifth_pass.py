@@ -18,6 +18,7 @@ from bot.types import Event, EventKind, RecordConsent, RedeemCode, SetLocale, St
 from models import Analysis, Farmer, SponsorCode, utcnow
 from models import Conversation as ConversationRow
 from services import quota
+from tests.chat import Farmer as ChatFarmer
 from tests.chat import onboarded_farmer
 from tests.journey import DAILY, NOW, conv, photo, run, sent, tap, text
 from tests.test_journey_second_pass import new_code
@@ -87,6 +88,33 @@ def test_accepting_again_with_the_trial_half_used_does_not_say_it_started(farmer
     farmer.says("merhaba")
     said = " ".join(farmer.taps("Kabul ediyorum"))
     assert "başladı" not in said and "Teşekkürler" in said
+
+
+def test_a_typed_yes_with_a_sponsored_package_does_not_say_a_trial_started_either(farmer, app):
+    farmer.says(new_code(app))
+    farmer.says("onayımı geri alıyorum")
+    farmer.says("merhaba")
+    said = " ".join(farmer.says("evet"))
+    assert "deneme" not in said.lower() and "Teşekkürler" in said
+
+
+def test_whether_a_trial_would_start_is_read_only_for_a_yes_to_the_privacy_question(app, graph, monkeypatch):
+    asked: list[int] = []
+    real = quota.trial_would_start
+
+    def counting(session, farmer_id, now):
+        asked.append(farmer_id)
+        return real(session, farmer_id, now)
+
+    monkeypatch.setattr(quota, "trial_would_start", counting)
+    with app.extensions["db"].session() as db, db.begin():
+        quota.seed_tiers(db)
+    farmer = ChatFarmer(app, graph, "905551112233")
+    farmer.says("merhaba")
+    farmer.says("bu ne işe yarıyor")
+    assert asked == []
+    assert "Ücretsiz deneme paketiniz başladı" in " ".join(farmer.taps("Kabul ediyorum"))
+    assert len(asked) == 1
 
 
 # --- a number or an emoji after `Diğer` ---------------------------------------------------------------------
