@@ -45,6 +45,7 @@ from models import CodeStatus, Sponsor, SponsorCode, Tier, utcnow
 from services import context
 from services.audit import audit
 from services.contact_details import PHONE_EXAMPLE, is_email_address, is_phone_number
+from services.folding import contains_folded
 from services.json_input import iso
 from services.sponsor_stats import compute_statistics, invalidate_stats, purchased_tiers, stats_key
 from services.sponsorship import (
@@ -175,7 +176,7 @@ def list_sponsors() -> Response:
     args.raise_if_errors()
     stmt = select(Sponsor)
     if q is not None:
-        stmt = stmt.where(Sponsor.name.icontains(q, autoescape=True))
+        stmt = stmt.where(contains_folded(Sponsor.name, q))
     with context.db().reader() as session:
         result = paginate(session, stmt.order_by(Sponsor.id), page, per_page, sponsor_json)
     return jsonify(result)
@@ -401,8 +402,9 @@ PATHS: dict[str, Any] = {
                     {"201": json_response("Created.", ref("Sponsor"))}, body="SponsorCreate"),
         "get": _op("listSponsors", "List sponsors (admin).",
                    {"200": json_response("A page of sponsors.", ref("SponsorPage"))},
-                   params=[*PAGE_PARAMS, query_param("q", {"type": "string", "maxLength": 200},
-                                                 "Name contains (case-insensitive, literal).")]),
+                   params=[*PAGE_PARAMS, query_param(
+                       "q", {"type": "string", "maxLength": 200},
+                       "Name contains (literal; case and Turkish letters folded: `TARIM` finds `Tarım`).")]),
     },
     "/api/v1/sponsors/{sponsor_id}": {
         "get": _op("getSponsor", "A sponsor and the tiers it has bought (admin).",

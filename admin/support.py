@@ -34,6 +34,7 @@ from services.json_input import iso
 from services.whatsapp.updates import normalize_phone, user_id
 
 _TYPE = re.compile(r"[a-z_]{1,30}")  # inbound: Meta's types (text, image, button_reply...); outbound: ours
+MAX_ERROR_CODE = 2**31 - 1  # the column is a 32-bit integer
 
 
 def _message_type(value: str) -> str | None:
@@ -109,7 +110,7 @@ def search_messages() -> Response:
     direction = args.choice("direction", [d.value for d in Direction])
     type_ = args.converted("type", _message_type, "must be a message type such as text, image or template")
     status = args.choice("status", [s.value for s in MessageStatus])
-    error_code = args.integer("error_code", minimum=0, maximum=2**31 - 1)
+    error_code = args.integer("error_code", minimum=0, maximum=MAX_ERROR_CODE)
     since, until = args.time_range()
     q = args.text("q")
     args.raise_if_errors()
@@ -200,7 +201,8 @@ PATHS: dict[str, Any] = {
                 query_param("direction", {"enum": ["in", "out"]}, "in (from farmers) or out (ours)."),
                 query_param("type", {"type": "string", "pattern": "^[a-z_]{1,30}$"}, "Message type: text, image..."),
                 query_param("status", {"enum": MESSAGE_STATUSES}, "Message status."),
-                query_param("error_code", {"type": "integer", "minimum": 0}, "Meta's error code of a failed message."),
+                query_param("error_code", {"type": "integer", "minimum": 0, "maximum": MAX_ERROR_CODE},
+                            "Meta's error code of a failed message."),
                 query_param("since", {"type": "string", "format": "date-time"},
                             "Created at or after (UTC if no offset)."),
                 query_param("until", {"type": "string", "format": "date-time"},

@@ -32,6 +32,7 @@ from models import (
 from services import context, runtime_settings
 from services.audit import ACTION_PATTERN, audit
 from services.contact_details import is_email_address, is_phone_number
+from services.folding import contains_folded
 from services.password_reset import RESET_SECONDS, issue_reset_token
 from services.runtime_settings import SPECS
 from services.sponsor_stats import invalidate_stats, purchased_tiers
@@ -117,7 +118,7 @@ def sponsors() -> ResponseReturnValue:
     q = request.args.get("q", "").strip()[:200]
     stmt = select(Sponsor)
     if q:
-        stmt = stmt.where(Sponsor.name.icontains(q, autoescape=True))
+        stmt = stmt.where(contains_folded(Sponsor.name, q))
     with context.db().reader() as session:
         pager = Pager(page_number(), PER_PAGE,
                       session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)

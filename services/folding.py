@@ -1,5 +1,6 @@
 """Turkish folding in SQL: a column as `bot.normalize.fold_letters` would write it, so a search typed as
-`YILMAZ`, `yilmaz` or `Yılmaz` finds the same rows (support's farmer search, the sponsor's crop filter)."""
+`YILMAZ`, `yilmaz` or `Yılmaz` finds the same rows (support's farmer search, the sponsor's crop filter, the
+sponsor name search)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func
 
-from bot.normalize import FOLD_AFTER_LOWER, FOLD_BEFORE_LOWER
+from bot.normalize import FOLD_AFTER_LOWER, FOLD_BEFORE_LOWER, fold_letters
 
 
 def folded(column: Any) -> Any:
@@ -19,3 +20,9 @@ def folded(column: Any) -> Any:
     for letter, plain in FOLD_AFTER_LOWER:
         column = func.replace(column, letter, plain)
     return column
+
+
+def contains_folded(column: Any, typed: str) -> Any:
+    """`column` contains `typed` (literally: `%` and `_` are not wildcards), Turkish letters and case folded:
+    `TARIM` finds `Tarım`."""
+    return folded(column).contains(fold_letters(typed), autoescape=True)

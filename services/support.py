@@ -27,12 +27,11 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from bot.normalize import fold_letters
 from bot.types import State
 from models import CannedReply, Conversation, Direction, Farmer, Message, MessageStatus, SupportNote
 from models.db import insert_ignoring_conflicts
 from services.audit import audit
-from services.folding import folded
+from services.folding import contains_folded
 from services.quota import lock_farmer
 from services.whatsapp import messages as wa
 from services.whatsapp.errors import LimitError
@@ -271,7 +270,7 @@ def _search(q: str) -> Any:
     by_text = exists().where(m.farmer_id == Farmer.id, m.text.icontains(q, autoescape=True))
     conditions = [Farmer.phone.icontains(q, autoescape=True), Farmer.user_id.icontains(q, autoescape=True),
                   Farmer.username.icontains(q, autoescape=True),
-                  folded(Farmer.profile_name).contains(fold_letters(q), autoescape=True), by_text]
+                  contains_folded(Farmer.profile_name, q), by_text]
     digits = re.sub(r"[^0-9]", "", q).lstrip("0")  # a national number's trunk 0, an international call's 00
     if _PHONE_AS_WRITTEN.fullmatch(q) and len(digits) >= PHONE_FRAGMENT_DIGITS:
         conditions.append(Farmer.phone.contains(digits, autoescape=True))

@@ -24,7 +24,6 @@ from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from bot.crops import keys_named
-from bot.normalize import fold_letters
 from bot.place import province_in
 from models import (
     Analysis,
@@ -38,7 +37,7 @@ from models import (
     Tier,
 )
 from services.analysis_result import Recommendations, recommendations_of
-from services.folding import folded
+from services.folding import contains_folded
 from services.json_input import iso
 from services.masking import mask_phone
 from services.sponsorship import TIER_ORDER
@@ -108,7 +107,7 @@ def crop_matches(text: str) -> ColumnElement[bool]:
     """The crop filter of the sponsor's lists and CSVs: an analysis stores a known crop by its key
     (`salatalik`) and shows its name (`Salatalık`, `Cucumber`), so any of them finds it, whatever the case
     and Turkish letters; a crop the farmer typed is found by what it contains, folded the same way."""
-    return or_(folded(Analysis.crop).contains(fold_letters(text), autoescape=True),
+    return or_(contains_folded(Analysis.crop, text),
                Analysis.crop.in_(keys_named(text)))
 
 

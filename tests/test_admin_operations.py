@@ -415,3 +415,27 @@ def test_crop_filter_is_literal(app, client, tokens):
     assert set(QUEUE_NAMES) >= {ANALYSIS, DEFAULT}
     with app.extensions["db"].reader() as s:
         assert s.scalar(select(Subscription.id)) is None
+
+
+def test_a_per_page_of_any_length_is_capped_and_a_huge_page_says_its_bound(app, client, tokens):
+    for per_page in ("9" * 19, "9" * 400):
+        capped = client.get("/api/v1/tiers", query_string={"per_page": per_page}, headers=tokens["admin"])
+        assert capped.status_code == 200 and capped.get_json()["per_page"] == 100, per_page
+    far = client.get("/api/v1/tiers", query_string={"page": "9" * 20}, headers=tokens["admin"])
+    assert far.status_code == 400 and far.get_json()["errors"] == [
+        {"field": "page", "message": "must be at most 1000000"}]
+    for value in ("--5", "-", "+5", "5-", "٥", "9" * 4001):
+        refused = client.get("/api/v1/tiers", query_string={"per_page": value}, headers=tokens["admin"])
+        assert refused.status_code == 400 and refused.mimetype == PROBLEM, value
+        assert refused.get_json()["errors"] == [{"field": "per_page", "message": "must be an integer"}], value
+
+
+def test_the_error_code_filter_is_bounded_as_the_document_says(app, client, tokens):
+    document = client.get("/api/v1/openapi.json").get_json()
+    params = document["paths"]["/api/v1/messages"]["get"]["parameters"]
+    schema = next(p["schema"] for p in params if p["name"] == "error_code")
+    assert schema["maximum"] == 2**31 - 1
+    over = client.get("/api/v1/messages", query_string={"error_code": 2**31}, headers=tokens["support"])
+    assert over.status_code == 400 and over.get_json()["errors"][0]["field"] == "error_code"
+    assert client.get("/api/v1/messages", query_string={"error_code": 2**31 - 1},
+                      headers=tokens["support"]).status_code == 200

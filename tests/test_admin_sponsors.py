@@ -19,7 +19,7 @@ from services.quota import ISTANBUL
 from services.sponsor_stats import compute_statistics, invalidate_stats, purchased_tiers, stats_key
 from services.sponsorship import RedeemOutcome
 from services.visibility import COLUMNS, analysis_view, paying_tiers
-from tests.admin_helpers import bearer, login, make_sponsor, make_staff
+from tests.admin_helpers import bearer, login, make_sponsor, make_staff, token_for
 
 PROBLEM = "application/problem+json"
 PHONE = "+905321234567"
@@ -709,3 +709,13 @@ def test_literal_matching_of_like_wildcards(app, client, world):
     listing = client.get("/api/v1/sponsors", headers=world["admin"], query_string={"q": "%"}).get_json()
     assert [s["name"] for s in listing["items"]] == ["100% Organik"]
     assert client.get("/api/v1/sponsors", headers=world["admin"], query_string={"q": "_"}).get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("typed", ["TARIM", "tarim", "Tarım", "TARİM", "tarım a.ş"])
+def test_the_sponsor_search_folds_case_and_turkish_letters(app, client, typed):
+    make_sponsor(app, "Demo Tarım A.Ş.")
+    make_sponsor(app, "Bereket Gübre")
+    admin = bearer(token_for(app, client, "admin"))
+    found = client.get("/api/v1/sponsors", query_string={"q": typed}, headers=admin).get_json()
+    assert [s["name"] for s in found["items"]] == ["Demo Tarım A.Ş."], typed
+    assert client.get("/api/v1/sponsors", query_string={"q": "%"}, headers=admin).get_json()["total"] == 0

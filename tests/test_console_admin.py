@@ -60,6 +60,7 @@ def test_an_admin_creates_a_sponsor_and_sees_its_page(admin: int, client: FlaskC
     assert "Tarım A.Ş." in page and "info@tarim.test" in page
     assert "sponsor.create" in actions(session)
     assert "Tarım" in client.get("/console/admin/sponsors?q=tar").get_data(as_text=True)
+    assert "Tarım" in client.get("/console/admin/sponsors?q=TARIM").get_data(as_text=True)  # folded, as typed
 
 
 def test_a_sponsor_form_with_bad_fields_says_what_is_wrong(admin: int, client: FlaskClient, session) -> None:
