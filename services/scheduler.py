@@ -44,6 +44,7 @@ class Schedule:
     me: str
     lock_ttl: int
     catching_up: bool = field(default=True)  # at start, and after Redis failed or lost our lock
+    leading: bool | None = None  # as last said in the log (None: not yet)
 
     def tick(self) -> None:
         """One pass: run every task that is due, if we are the leader. Errors are logged, never fatal."""
@@ -53,6 +54,7 @@ class Schedule:
             log.warning("scheduler: redis unavailable, skipping this tick", extra={"reason": repr(exc)})
             self.catching_up = True
             return
+        self._say_role(leadership is not None)
         if leadership is None:
             return
         catching_up = self.catching_up or leadership == "taken"
@@ -66,6 +68,17 @@ class Schedule:
                 (task.catch_up if catching_up and task.catch_up else task.func)()
             except Exception:
                 log.exception("periodic task %s failed", task.name)
+
+
+    def _say_role(self, leading: bool) -> None:
+        """One log line when this scheduler starts or stops leading: which one does the periodic work."""
+        if leading == self.leading:
+            return
+        self.leading = leading
+        if leading:
+            log.info("scheduler: leading; the periodic tasks run here")
+        else:
+            log.info("scheduler: standing by; another scheduler leads (this one takes over if it stops)")
 
 
 def periodic_tasks(app: Flask) -> list[Periodic]:

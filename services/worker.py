@@ -16,12 +16,15 @@ separate process (`services.isolation`), so a hostile image cannot take the work
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from types import FrameType
 from typing import Any
 
 from flask import Flask
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError, StopRequested
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 
 RECONNECT_MAX_SECONDS = 10.0
 HEARTBEAT_EVERY = 5.0  # seconds between the idle loop's heartbeats (RQ's worker key lives 480 s)
+PRESENCE_KEY = "ziraai:workers:alive"  # sorted set: worker name -> when it was last heard from
+PRESENCE_SECONDS = 3 * HEARTBEAT_EVERY  # a worker not heard from for this long is not counted
 
 
 class AppWorker(SimpleWorker):
@@ -120,12 +125,24 @@ def make_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES) -> AppWorker:
 
 
 def run_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES, *, burst: bool = False) -> None:
-    """`flask worker`: RQ's work loop, started again with backoff (1 s doubling to 10 s) whenever it
-    ends without a stop request. RQ's loop ends or raises when Redis goes away while a job runs; a job
-    in progress meanwhile finishes in its work-horse. SIGTERM/SIGINT stop it as RQ does."""
+    """`flask worker`: RQ's work loop, started again with backoff (1 s doubling to 10 s, from 1 s again for
+    each outage) whenever it ends without a stop request. RQ's loop ends or raises when Redis goes away
+    while a job runs. SIGTERM/SIGINT stop it as RQ does. While it runs, the process says it is alive
+    (`keep_present`), which `/health/ready` counts."""
+    stop = threading.Event()
+    if not burst:
+        keep_present(connect(app.extensions["settings"].REDIS_URL), stop)
+    try:
+        _work_until_stopped(app, queues, burst)
+    finally:
+        stop.set()
+
+
+def _work_until_stopped(app: Flask, queues: tuple[str, ...], burst: bool) -> None:
     delay = 1.0
     while True:
         worker = None
+        started = time.monotonic()
         try:
             worker = make_worker(app, queues)  # RQ asks Redis already here
             worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
@@ -136,12 +153,45 @@ def run_worker(app: Flask, queues: tuple[str, ...] = QUEUE_NAMES, *, burst: bool
             reason = repr(exc)[:200]
         if burst or (worker is not None and worker.stop_requested):
             return
+        if time.monotonic() - started > RECONNECT_MAX_SECONDS:
+            delay = 1.0  # it worked for a while: a new outage, not the same one
         log.warning("worker: Redis unavailable; reconnecting in %.0f s", delay, extra={"reason": reason})
         try:
             time.sleep(delay)  # RQ's signal handlers are still installed: SIGTERM raises StopRequested here
         except StopRequested:
             return
         delay = min(RECONNECT_MAX_SECONDS, delay * 2)
+
+
+def keep_present(redis: Redis, stop: threading.Event) -> threading.Thread:
+    """Every `HEARTBEAT_EVERY` seconds, from a thread of its own (a long job does not delay it), this
+    process writes that it is alive; a killed worker stops at once, so `/health/ready` stops counting it
+    within `PRESENCE_SECONDS` (RQ's own registration outlives a SIGKILL by minutes). On stop it leaves."""
+    name = f"{socket.gethostname()[:60]}:{os.getpid()}"
+
+    def beat() -> None:
+        while True:
+            now = time.time()
+            try:
+                if stop.is_set():
+                    redis.zrem(PRESENCE_KEY, name)
+                    return
+                pipe = redis.pipeline(transaction=False)
+                pipe.zadd(PRESENCE_KEY, {name: now})
+                pipe.zremrangebyscore(PRESENCE_KEY, "-inf", now - 60 * PRESENCE_SECONDS)  # the long gone
+                pipe.execute()
+            except RedisError:
+                pass  # Redis away: not counted meanwhile, and the work loop says so
+            stop.wait(HEARTBEAT_EVERY)
+
+    thread = threading.Thread(target=beat, name="worker-presence", daemon=True)
+    thread.start()
+    return thread
+
+
+def workers_present(redis: Redis, now: float) -> int:
+    """How many worker processes said they were alive in the last `PRESENCE_SECONDS`."""
+    return int(redis.zcount(PRESENCE_KEY, now - PRESENCE_SECONDS, "+inf"))
 
 
 def run_sender(app: Flask, stop: threading.Event, idle: float = 0.5) -> None:

@@ -6,16 +6,22 @@ import io
 import json
 import logging
 import threading
-import uuid
+import time
 
 import pytest
-from rq import Worker
 
 from app import create_app
 from services.logs import JsonFormatter, correlation
 from services.masking import mask_phones_in
-from services.queue import INBOUND, get_queue
-from services.worker import EMBEDDED_WORKER_THREAD, embedded_worker_alive
+from services.worker import (
+    EMBEDDED_WORKER_THREAD,
+    PRESENCE_KEY,
+    PRESENCE_SECONDS,
+    embedded_worker_alive,
+    keep_present,
+    workers_present,
+)
+from tests.fault_helpers import worker_process
 from tests.helpers import REAL_REDIS, fixture_bytes, make_settings, post_webhook, wait_until
 
 
@@ -47,17 +53,36 @@ def test_ready_shows_whether_the_embedded_worker_runs_without_failing_for_it(cli
         thread.join()
 
 
-@pytest.mark.skipif(not REAL_REDIS, reason="worker processes register in a real Redis (TEST_REDIS_URL)")
-def test_ready_counts_the_worker_processes_registered_in_redis(client, app):
-    redis = app.extensions["redis"]
+@pytest.mark.skipif(not REAL_REDIS, reason="worker processes say they are alive in a real Redis (TEST_REDIS_URL)")
+def test_ready_counts_a_worker_process_while_it_runs_and_not_a_minute_after_it_was_killed(client, app, database_url):
     assert client.get("/health/ready").json["workers"]["mode"] == "processes"
-    worker = Worker([get_queue(INBOUND, redis)], connection=redis, name=f"health-test-{uuid.uuid4().hex}")
-    worker.register_birth()
+    app.extensions["redis"].delete(PRESENCE_KEY)  # earlier tests' workers
+    process = worker_process(database_url, "http://127.0.0.1:9", "http://127.0.0.1:9/n8n", burst=False)
     try:
-        workers = client.get("/health/ready").json["workers"]
-        assert (workers["status"], workers["mode"]) == ("ok", "processes") and workers["count"] >= 1
+        wait_until(lambda: client.get("/health/ready").json["workers"]["count"] == 1, 30, what="the worker counted")
+        assert client.get("/health/ready").json["workers"]["status"] == "ok"
+        process.kill()  # SIGKILL: no goodbye; RQ's own registration of it lives on for minutes
+        process.wait(10)
+        started = time.monotonic()
+        wait_until(lambda: client.get("/health/ready").json["workers"] == {
+            "status": "error", "mode": "processes", "count": 0}, PRESENCE_SECONDS + 10, what="the dead worker dropped")
+        assert time.monotonic() - started <= PRESENCE_SECONDS + 10
     finally:
-        worker.register_death()
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def test_a_worker_is_counted_while_it_says_it_is_alive_and_leaves_when_it_stops(client, app):
+    redis = app.extensions["redis"]
+    redis.delete(PRESENCE_KEY)
+    stop = threading.Event()
+    thread = keep_present(redis, stop)
+    wait_until(lambda: workers_present(redis, time.time()) == 1, 5, what="the first beat")
+    assert workers_present(redis, time.time() + PRESENCE_SECONDS + 1) == 0  # silent that long: not counted
+    stop.set()
+    thread.join(10)
+    assert workers_present(redis, time.time()) == 0
 
 
 def test_ready_is_503_when_redis_is_unreachable(database_url):

@@ -3,11 +3,13 @@ worker thread, the scheduler's single leader, and the shared send-rate limit."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import fakeredis
 import pytest
@@ -71,6 +73,21 @@ def test_only_one_scheduler_runs_periodic_work(app):
     app.extensions["redis"].delete(LOCK_KEY)  # a died and its lock expired
     b.tick()
     assert runs == ["a", "a", "b"]
+
+
+def test_a_scheduler_says_once_when_it_starts_leading_and_when_it_stands_by(app, caplog):
+    a = Schedule([], "scheduler-a", 30)
+    b = Schedule([], "scheduler-b", 30)
+    with caplog.at_level(logging.INFO, logger="services.scheduler"):
+        a.tick()
+        b.tick()
+        a.tick()
+        b.tick()
+        app.extensions["redis"].delete(LOCK_KEY)  # a was killed and its lock expired
+        b.tick()
+        b.tick()
+    said = [(r.getMessage().split(";")[0]) for r in caplog.records if r.name == "services.scheduler"]
+    assert said == ["scheduler: leading", "scheduler: standing by", "scheduler: leading"]
 
 
 def test_a_failing_periodic_task_does_not_stop_the_others(app):
@@ -154,3 +171,31 @@ def test_real_worker_process_handles_the_queue(app, client, session, database_ur
     assert result.returncode == 0, result.stderr[-2000:]
     assert statuses(session) == ["processed", "processed"]
     assert queued_job_ids(app, INBOUND) == []
+
+
+def test_each_redis_outage_starts_the_workers_reconnect_backoff_again_at_one_second(app, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq.exceptions import StopRequested
+
+    from services import worker as worker_module
+
+    clock = [0.0]
+    slept: list[float] = []
+    # Each entry: how long RQ's loop ran (fake seconds) before Redis failed it; None: the stop request.
+    runs = iter([0.0, 0.0, 0.0, 120.0, 0.0, None])
+
+    class Loop:
+        stop_requested = False
+
+        def work(self, **_kwargs):
+            ran = next(runs)
+            if ran is None:
+                raise StopRequested()
+            clock[0] += ran
+            raise RedisConnectionError("Redis went away")
+
+    monkeypatch.setattr(worker_module, "make_worker", lambda _app, _queues: Loop())
+    monkeypatch.setattr(worker_module, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=slept.append,
+                                                               time=time.time))
+    worker_module.run_worker(app, (INBOUND,), burst=False)
+    assert slept == [1.0, 2.0, 4.0, 1.0, 2.0]  # the fourth failure came after two minutes of work

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
-from rq import Worker
 from sqlalchemy import text
 
 from models import utcnow
@@ -17,7 +17,7 @@ from services.problems import problem
 from services.redis_conn import as_text, quick
 from services.whatsapp.health import SendBlock, Snapshot, send_block, snapshot
 from services.whatsapp.outbox import AUTH_ALERT_KEY
-from services.worker import embedded_worker_alive
+from services.worker import embedded_worker_alive, workers_present
 
 bp = Blueprint("health", __name__)
 
@@ -57,13 +57,13 @@ def ready() -> tuple[Response, int]:
 
 
 def _workers() -> dict[str, Any]:
-    """The embedded worker thread (no REDIS_URL), else the RQ workers registered in Redis (each renews its
-    registration while it runs; a worker waiting for a lost Redis to come back is not counted)."""
+    """The embedded worker thread (no REDIS_URL), else the `flask worker` processes heard from in the last
+    15 s (each says so every 5 s; a killed one stops at once)."""
     if context.settings().embedded_redis:
         alive = embedded_worker_alive()
         return {"status": "ok" if alive else "error", "mode": "embedded", "count": int(alive)}
     try:
-        count = Worker.count(connection=quick(context.redis()))
+        count = workers_present(quick(context.redis()), time.time())
     except RedisError as exc:
         return {"status": "unknown", "mode": "processes", "error": type(exc).__name__}
     return {"status": "ok" if count else "error", "mode": "processes", "count": count}
