@@ -28,11 +28,25 @@ def _worker_app() -> Flask:
     return app
 
 
+APART = ("the service on its embedded defaults (no REDIS_URL) keeps its queues, jobs and send block in a Redis "
+         "inside its own process, which a command started apart cannot reach: it would act on an empty Redis of "
+         "its own. ")
+
+
+def refuse_without_a_shared_redis(why: str) -> None:
+    """Stop a command that acts through Redis when there is no REDIS_URL, saying what to do instead. (The
+    tests run commands inside the service's own process, where the embedded Redis is the same one.)"""
+    settings = current_app.extensions["settings"]
+    if settings.embedded_redis and not settings.TESTING:
+        raise click.ClickException("no REDIS_URL: " + APART + why)
+
+
 @bp.cli.command("worker")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--queue", "queues", multiple=True, help="Queue(s) to listen on, in priority order.")
 def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
     """Run an RQ worker inside the app's settings (it reconnects when Redis goes away)."""
+    refuse_without_a_shared_redis("It runs its own worker; to run workers apart, give every process one REDIS_URL.")
     from services.worker import run_worker
 
     run_worker(_worker_app(), queues or QUEUE_NAMES, burst=burst)
@@ -41,6 +55,7 @@ def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
 @bp.cli.command("sender")
 def sender_command() -> None:
     """Send the outbox's due messages (run one or more; they share the send rate limit)."""
+    refuse_without_a_shared_redis("It runs its own sender; to run senders apart, give every process one REDIS_URL.")
     from services.worker import run_sender
 
     app = _worker_app()
@@ -55,6 +70,7 @@ def sender_command() -> None:
 @bp.cli.command("scheduler")
 def scheduler_command() -> None:
     """Run periodic jobs (the sweeper). Run exactly one; a second one waits for the lock."""
+    refuse_without_a_shared_redis("It runs its own scheduler; to run one apart, give every process one REDIS_URL.")
     from services.scheduler import run_scheduler
 
     app = _worker_app()
@@ -69,6 +85,7 @@ def scheduler_command() -> None:
 @click.option("--grace", default=None, type=int, help="Only messages older than this many seconds.")
 def sweep_command(grace: int | None) -> None:
     """Enqueue committed-but-unqueued messages once, now."""
+    refuse_without_a_shared_redis("Its own sweeper queues what is waiting every SWEEP_INTERVAL_SECONDS (30 s).")
     from services.sweeper import sweep_unqueued
 
     click.echo(f"queued {sweep_unqueued(grace)}")
@@ -147,7 +164,11 @@ def whatsapp_status_command(as_json: bool) -> None:
     for r in detail.get("restrictions") or []:
         click.echo(f"  restriction: {r.get('type')} until {r.get('expiration') or '?'}")
     block = health.send_block
-    if block:
+    settings = current_app.extensions["settings"]
+    if settings.embedded_redis and not settings.TESTING:
+        click.echo("sends: unknown here (no REDIS_URL: the running service keeps its send block in its own "
+                   "process; GET /health/ready shows it)")
+    elif block:
         click.echo(f"sends: BLOCKED ({block.reason})"
                    + (f" since {block.since:%Y-%m-%d %H:%M} UTC" if block.since else "")
                    + (f", tried again at {block.until:%Y-%m-%d %H:%M} UTC" if block.until else ", until lifted"))
@@ -169,6 +190,8 @@ def whatsapp_status_command(as_json: bool) -> None:
 @bp.cli.command("whatsapp-unblock")
 def whatsapp_unblock_command() -> None:
     """Lift the send block (131042, 368, 131031) once the account is fixed: held replies go now, in order."""
+    refuse_without_a_shared_redis("It tries a blocked send again by itself every 5 minutes, and the held replies "
+                                  "go once Meta accepts one.")
     from models import utcnow
     from services.whatsapp.outbox import lift_account_block
 
@@ -228,6 +251,7 @@ def create_staff_command(email: str, role: str, sponsor_id: int | None, password
 @click.argument("job_ids", nargs=-1)
 def requeue_failed_command(queue: str | None, requeue_all: bool, force: bool, job_ids: tuple[str, ...]) -> None:
     """Move jobs from RQ's failed registry back to their queue: --all, or the JOB_IDs given."""
+    refuse_without_a_shared_redis("Use the console's failed jobs page (Retry) instead.")
     from services.failed_jobs import Requeue, failed_ids, requeue
 
     if requeue_all == bool(job_ids):

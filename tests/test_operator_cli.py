@@ -361,3 +361,23 @@ def test_purge_media_still_purges_the_local_store_when_the_bucket_is_out_of_reac
     assert report.files["analysis"] == 1
     with pytest.raises(KeyError):
         local.get(old)
+
+
+@pytest.mark.parametrize("command", [["whatsapp-unblock"], ["sweep"], ["requeue-failed", "--all"], ["sender"],
+                                     ["scheduler"], ["worker", "--burst"]])
+def test_a_command_that_needs_the_services_redis_refuses_without_a_redis_url(database_url, command):
+    """Started apart from a service on its embedded defaults, it would act on an empty Redis of its own and
+    report success: it says why it cannot, and fails."""
+    app = create_app(make_settings(database_url, REDIS_URL="", TESTING=False))
+    result = app.test_cli_runner().invoke(args=command)
+    assert result.exit_code == 1, result.output
+    assert "no REDIS_URL" in result.output and "cannot reach" in result.output
+    assert "lifted" not in result.output and "queued" not in result.output and "requeued" not in result.output
+    app.extensions["db"].engine.dispose()
+
+
+def test_whatsapp_status_without_a_redis_url_does_not_claim_sends_are_fine(database_url):
+    app = create_app(make_settings(database_url, REDIS_URL="", TESTING=False))
+    result = app.test_cli_runner().invoke(args=["whatsapp-status"])
+    assert result.exit_code == 0 and "sends: unknown here (no REDIS_URL" in result.output
+    app.extensions["db"].engine.dispose()
