@@ -345,6 +345,19 @@ def test_expired_link_is_410_with_a_kind_turkish_page(app, client, monkeypatch):
     assert_self_contained(html)
 
 
+def test_an_expired_link_to_a_deleted_farmers_report_says_it_was_deleted_not_to_ask_again(app, client, monkeypatch):
+    from services import deletion
+
+    analysis_id = add_analysis(app, result=fixture_result("result_full_tr.json"))
+    old = signed_days_ago(app, analysis_id, 8, monkeypatch)
+    with app.extensions["db"].session() as s, s.begin():
+        deletion.erase(s, s.get_one(Analysis, analysis_id).farmer_id, None, datetime.now(UTC))
+    response = client.get(f"/r/{old}")
+    assert response.status_code == 410
+    text = parse(response.get_data(as_text=True)).text
+    assert "Bu rapor silindi" in text and "Detaylar" not in text and "süresi doldu" not in text
+
+
 def test_expired_link_speaks_the_farmers_language(app, client, monkeypatch):
     analysis_id = add_analysis(app, locale="en", result=fixture_result("result_full_tr.json"))
     response = client.get(f"/r/{signed_days_ago(app, analysis_id, 8, monkeypatch)}")

@@ -265,8 +265,11 @@ def show(token: str) -> Response:
         analysis_id: int | None = read_report_token(token, verifying_secrets(), max_age)
     except ReportLinkExpired as exc:
         with context.db().reader() as session:
-            locale = _locale_of(session, session.get(Analysis, exc.analysis_id) if exc.analysis_id else None)
-        return _message(410, locale, "expired")
+            expired = session.get(Analysis, exc.analysis_id) if exc.analysis_id else None
+            locale = _locale_of(session, expired)
+            owner = session.get(Farmer, expired.farmer_id) if expired is not None else None
+        # A deleted farmer's report: "tap Details again" for a fresh link could not work.
+        return _message(410, locale, "deleted" if owner is not None and owner.deleted_at is not None else "expired")
     except ReportLinkInvalid:
         log.info("report link refused: bad signature", extra={"token_chars": len(token)})
         return _message(404, "tr", "not_found")
