@@ -217,12 +217,19 @@ def seed_demo_command(new_admin_password: bool) -> None:
 @click.option("--name", default="Mehmet Yılmaz", show_default=True, help="The farmer's WhatsApp name.")
 def chat_command(url: str | None, phone: str, name: str) -> None:
     """Chat as a farmer with the running app (same settings): real signed webhooks, replies from the log."""
+    import requests
+
     from devtools.terminal_chat import TerminalFarmer, run
 
     s = current_app.extensions["settings"]
-    farmer = TerminalFarmer(url or f"http://127.0.0.1:{s.PORT}", s.WHATSAPP_APP_SECRET, current_app.extensions["db"],
-                            phone, name, s.phone_number_ids[0])
-    run(farmer)
+    base = url or f"http://127.0.0.1:{s.PORT}"
+    farmer = TerminalFarmer(base, s.WHATSAPP_APP_SECRET, current_app.extensions["db"], phone, name,
+                            s.phone_number_ids[0])
+    try:
+        run(farmer)
+    except requests.ConnectionError:
+        raise click.ClickException(f"cannot reach the app at {base}: is `make run` going? (give --url, or the "
+                                   "PORT it runs on)") from None
 
 
 @bp.cli.command("create-staff")

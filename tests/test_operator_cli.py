@@ -381,3 +381,9 @@ def test_whatsapp_status_without_a_redis_url_does_not_claim_sends_are_fine(datab
     result = app.test_cli_runner().invoke(args=["whatsapp-status"])
     assert result.exit_code == 0 and "sends: unknown here (no REDIS_URL" in result.output
     app.extensions["db"].engine.dispose()
+
+
+def test_flask_chat_says_in_one_line_when_the_app_cannot_be_reached(runner):
+    result = runner.invoke(args=["chat", "--url", "http://127.0.0.1:9"], input="merhaba\n")
+    assert result.exit_code == 1
+    assert "cannot reach the app at http://127.0.0.1:9" in result.output and "Traceback" not in result.output
