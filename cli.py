@@ -105,17 +105,16 @@ def sponsor_codes_command(sponsor_name: str, tier_code: str, quantity: int, vali
 
     An operator's path, equivalent to an admin's: it records the purchase directly (no purchase
     request), so run it only for a purchase that has been paid for."""
-    from sqlalchemy import select
-
-    from models import Sponsor, utcnow
+    from models import utcnow
     from services.quota import seed_tiers
-    from services.sponsorship import create_purchase, create_sponsor
+    from services.sponsorship import create_purchase, create_sponsor, sponsor_named
 
+    if not 1 <= len(sponsor_name.strip()) <= 200:  # as the admin API and the console take a sponsor's name
+        raise click.BadParameter("a name of 1 to 200 characters", param_hint="--sponsor")
     now = utcnow()
     with current_app.extensions["db"].session() as session, session.begin():
         seed_tiers(session)
-        sponsor = session.scalars(select(Sponsor).where(Sponsor.name == sponsor_name.strip())
-                                  .order_by(Sponsor.id)).first()
+        sponsor = sponsor_named(session, sponsor_name)
         if sponsor is None:
             sponsor = create_sponsor(session, sponsor_name, now)
         try:

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bot.codes import ALPHABET, PREFIX, normalize_code
+from bot.normalize import fold_letters
 from models import (
     CodeStatus,
     PurchaseRequest,
@@ -35,6 +36,7 @@ from models import (
 )
 from models.db import insert_ignoring_conflicts
 from services.audit import audit
+from services.folding import folded
 from services.quota import TRIAL, add_subscription, lock_farmer, queued_subscriptions, tier_by_code
 
 MAX_QUANTITY = 10_000
@@ -91,6 +93,13 @@ def create_sponsor(session: Session, name: str, now: datetime | None = None, *, 
     session.add(sponsor)
     session.flush()
     return sponsor
+
+
+def sponsor_named(session: Session, name: str) -> Sponsor | None:
+    """The sponsor of this name as people write it, case, Turkish letters and spaces around aside (`test tohum`
+    is `Test Tohum`): an operator's typing never makes a second sponsor of the same company."""
+    return session.scalars(select(Sponsor).where(folded(Sponsor.name) == fold_letters(name.strip()))
+                           .order_by(Sponsor.id)).first()
 
 
 def purchase_tier(session: Session, tier_code: str, quantity: int, code_valid_days: int,

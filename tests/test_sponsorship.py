@@ -256,6 +256,21 @@ def test_cli_prints_the_codes_and_reuses_the_sponsor(runner, session):
     assert (purchase.quantity, purchase.code_valid_days, purchase.subscription_days) == (3, 90, 30)
 
 
+def test_cli_finds_the_sponsor_however_its_name_is_typed(runner, session):
+    for typed in ("Test Tohum", "test tohum", "  TEST TOHUM "):
+        result = runner.invoke(args=["sponsor-codes", "--sponsor", typed, "--tier", "S", "--quantity", "1"])
+        assert result.exit_code == 0, result.output
+    assert session.scalars(select(Sponsor.name)).all() == ["Test Tohum"]
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_cli_refuses_a_sponsor_name_the_api_would_refuse(runner, session, name):
+    result = runner.invoke(args=["sponsor-codes", "--sponsor", name, "--tier", "S", "--quantity", "1"])
+    assert result.exit_code == 2 and "--sponsor" in result.output and "1 to 200 characters" in result.output
+    assert session.scalar(select(func.count()).select_from(Sponsor)) == 0
+    assert session.scalar(select(func.count()).select_from(SponsorCode)) == 0
+
+
 def test_cli_refuses_an_unknown_tier(runner, session):
     result = runner.invoke(args=["sponsor-codes", "--sponsor", "X", "--tier", "XXL", "--quantity", "1"])
     assert result.exit_code == 2
