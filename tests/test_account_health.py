@@ -400,7 +400,7 @@ def test_a_send_block_after_368_is_shown_until_it_is_lifted(app, client, runner,
     graph.post(MESSAGES_URL, status=400, json={"error": {"message": "Temporarily blocked for policies violations",
                                                          "code": 368}})
     before = utcnow()
-    assert send_pending(queue_result_template(app, add_farmer(app, timedelta(days=2)))) == "failed"
+    assert send_pending(queue_result_template(app, add_farmer(app, timedelta(days=2)))) == "deferred"  # held
     ready = client.get("/health/ready")
     assert ready.status_code == 200  # a blocked account still takes and stores every message
     detail = ready.json["whatsapp_account"]

@@ -7,6 +7,7 @@ and checks the rows stored, what Graph received next, and `ziraai_whatsapp_error
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -503,11 +504,13 @@ def test_an_account_block_stops_sending_and_alerts(app, client, graph, caplog, c
         post_ok(client, failed_status(row.wamid, code, "Business eligibility payment issue"))
     assert any(r.levelname == "CRITICAL" for r in caplog.records)
     assert app.extensions["redis"].get(ACCOUNT_BLOCK_KEY) is not None
+    with app.extensions["db"].session() as s:  # the refused message is queued again in its place, after the block
+        again = s.scalars(select(Message).where(Message.replaces_id == row.id)).one()
+    assert again.status == "pending" and again.seq == row.seq and again.payload == row.payload
+    assert again.next_attempt_at is not None and again.next_attempt_at > utcnow() + timedelta(minutes=4)
     with app.extensions["db"].session() as s, s.begin():
         held = queue_message(s, TO, wa.text(TO, "Bekler"), utcnow()).id
-    assert send_pending(held) == "deferred"
-    due = row_by_id(app, held).next_attempt_at
-    assert due is not None and due > utcnow() + timedelta(minutes=4)
+    assert send_pending(held) == "waiting"  # behind the refused one, in the farmer's line
     assert len(sent(graph)) == 1
     assert errors_counted(code, "status") >= 1
 
@@ -522,14 +525,39 @@ def test_the_unblock_command_lifts_the_block_and_sends_the_held_replies_at_once_
         held = [queue_message(s, TO, wa.text(TO, body), utcnow()).id for body in ("Bir", "İki")]
     send_outbox(app)
     assert [row_by_id(app, i).status for i in held] == ["pending", "pending"]
-    due = row_by_id(app, held[0]).next_attempt_at
-    assert due is not None and due > utcnow() + timedelta(minutes=4)
     result = runner.invoke(args=["whatsapp-unblock"])
     assert result.exit_code == 0 and "1 held message(s) due now" in result.output  # the first of the line
     assert app.extensions["redis"].get(ACCOUNT_BLOCK_KEY) is None
     send_outbox(app)
-    assert [b["text"]["body"] for b in sent(graph)[1:]] == ["Bir", "İki"]
+    # The refused message goes again first, in its place, then the replies held behind it.
+    assert [b["text"]["body"] for b in sent(graph)[1:]] == ["Analiziniz hazır", "Bir", "İki"]
     assert [row_by_id(app, i).status for i in held] == ["accepted", "accepted"]
+
+
+@pytest.mark.parametrize("code", [131042, 368, 131031])
+def test_a_send_refused_for_an_account_block_is_held_in_its_place_and_goes_once_the_block_lifts(
+        app, graph, runner, code):
+    refusal = json.dumps({"error": {"message": "Business eligibility payment issue", "type": "OAuthException",
+                                    "code": code, "fbtrace_id": "A"}})
+    answers: Iterator[tuple[int, dict[str, str], str]] = iter([(400, {}, refusal)])
+
+    def refuse_once(request: Any) -> tuple[int, dict[str, str], str]:
+        return next(answers, (200, {}, json.dumps({"messages": [{"id": f"wamid.HELD{len(graph.calls)}"}]})))
+
+    graph.remove(responses.POST, MESSAGES_URL)
+    graph.add_callback(responses.POST, MESSAGES_URL, callback=refuse_once, content_type="application/json")
+    with app.extensions["db"].session() as s, s.begin():
+        first = queue_message(s, TO, wa.text(TO, "Kotanız: 2 analiz"), utcnow()).id
+        second = queue_message(s, TO, wa.text(TO, "Sonra"), utcnow()).id
+    assert send_pending(first) == "deferred"
+    refused = row_by_id(app, first)
+    assert refused.status == "pending" and refused.error_code == code
+    assert refused.next_attempt_at is not None and refused.next_attempt_at > utcnow() + timedelta(minutes=4)
+    assert app.extensions["redis"].get(ACCOUNT_BLOCK_KEY) is not None
+    assert runner.invoke(args=["whatsapp-unblock"]).exit_code == 0
+    send_outbox(app)
+    assert [row_by_id(app, i).status for i in (first, second)] == ["accepted", "accepted"]
+    assert [b["text"]["body"] for b in sent(graph)] == ["Kotanız: 2 analiz"] * 2 + ["Sonra"]  # refused, then sent
 
 
 def test_a_refused_send_records_the_same_effects_and_counts_where_send(app, graph):

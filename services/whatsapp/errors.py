@@ -12,6 +12,7 @@ class Policy(enum.StrEnum):
     MEDIA = "media"  # 131052/131053: ask the farmer to send the photo again
     FAIL = "fail"  # undeliverable, unsupported: no retry, visible to support
     ALERT = "alert"  # spam limits, template problems: no retry, an operator must look
+    HOLD = "hold"  # the account is blocked (payment, integrity, lock): held with every other send until lifted
     AUTH = "auth"  # token invalid/expired: no retry, alert loudly, readiness goes red
     USER_ID = "user_id"  # 131062: a user id is not allowed for this message; the phone instead, if known
 
@@ -31,9 +32,9 @@ POLICY_BY_CODE: dict[int, Policy] = {
     130472: Policy.FAIL,  # the farmer's number is in one of Meta's experiments: no marketing message now
     131048: Policy.ALERT,
     131049: Policy.ALERT,
-    131042: Policy.ALERT,  # payment problem of the business account
-    131031: Policy.ALERT,  # business account locked
-    368: Policy.ALERT,  # temporarily blocked for policy (integrity) violations
+    131042: Policy.HOLD,  # payment problem of the business account
+    131031: Policy.HOLD,  # business account locked
+    368: Policy.HOLD,  # temporarily blocked for policy (integrity) violations
     131052: Policy.MEDIA,
     131053: Policy.MEDIA,
     **{code: Policy.ALERT for code in (132000, 132001, 132005, 132007, 132012, 132015, 132016)},

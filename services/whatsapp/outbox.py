@@ -710,6 +710,11 @@ def _handle_error(message_id: int, exc: GraphAPIError) -> str:
         apply_effect(session, row, exc.code, exc.title, now)
         if exc.policy is Policy.USER_ID:
             return to_phone_instead(session, row, extra)
+        if exc.policy is Policy.HOLD:  # kept in its place in line, and sent with the rest once the block lifts
+            row.next_attempt_at = now + ACCOUNT_RECHECK
+            log.error("send refused: the WhatsApp account is blocked; the message is held with the others",
+                      extra=extra)
+            return "deferred"
         if exc.retryable and row.attempts <= RETRIES:
             row.next_attempt_at = now + retry_delay(row.attempts)
             metrics.outbound_send("retried")
@@ -784,6 +789,8 @@ def _after_status_failure(session: Session, row: Message, code: int, title: str 
         return _queue_fallback(session, row, extra, now)
     if policy in (Policy.RETRY, Policy.RETRY_PAIR) and row.attempts <= RETRIES:
         return queue_resend(session, row, now, extra)
+    if policy is Policy.HOLD:  # as on the send path: again in its place once the account block lifts
+        return queue_resend(session, row, now, extra, due=now + ACCOUNT_RECHECK)
     if policy is Policy.USER_ID:  # as on the send path: to the phone at once, else support must look
         by_phone = to_phone(session, row, title, extra)
         return queue_resend(session, row, now, extra, payload=by_phone, due=now) if by_phone else None
