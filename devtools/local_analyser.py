@@ -72,6 +72,8 @@ MAX_IMAGE_PIXELS = 40_000_000  # checked from the header, before any pixel is de
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 SAMPLE_SIDE = 160  # pixels are classified on a copy at most this wide and high
 MIN_LEAF_SHARE = 0.03  # below this share of leaf-coloured pixels the photo is refused
+YELLOW_ISSUE_SHARE = 0.10  # of the leaf: yellowing worth naming
+BROWN_ISSUE_SHARE = 0.05  # of the leaf: brown spots worth naming (a possible disease)
 SPECK_SHARE = 0.002  # a green or yellow region smaller than this share of the photo is no leaf
 MIN_SPECK_PIXELS = 4
 MAX_PHOTOS = 5  # an album: the photos of one analysis
@@ -418,12 +420,14 @@ def _shows_leaf(counts: dict[str, int]) -> bool:
     return leaf >= max(MIN_LEAF_SHARE * sum(counts.values()), 1)
 
 
-def _sickness(counts: dict[str, int]) -> tuple[bool, float]:
+def _sickness(counts: dict[str, int]) -> tuple[bool, bool, float]:
     """Orders photos by how pressing their finding is: a photo showing a leaf before one that shows none, then
-    the least healthy leaf first."""
+    one with brown spots (a possible disease) before one without (yellowing: a likely deficiency), then the
+    least healthy leaf first."""
     if not _shows_leaf(counts):
-        return (False, 0.0)
-    return (True, 1 - _healthy_ratio(counts["healthy_green"], counts["yellowed"], counts["browned"]))
+        return (False, False, 0.0)
+    green, yellow, brown = counts["healthy_green"], counts["yellowed"], counts["browned"]
+    return (True, brown >= BROWN_ISSUE_SHARE * (green + yellow + brown), 1 - _healthy_ratio(green, yellow, brown))
 
 
 def album_counts(photos: Sequence[bytes]) -> tuple[dict[str, int], int]:
@@ -469,7 +473,7 @@ def estimate(images: bytes | Sequence[bytes], req: dict[str, Any]) -> dict[str, 
     healthy_ratio = _healthy_ratio(green, yellow, brown)
     score = max(1, min(10, _round(1 + 9 * healthy_ratio)))
     severity = "düşük" if score >= 7 else "orta" if score >= 4 else "yüksek"
-    yellow_issue, brown_issue = yellow_part >= 0.10, brown_part >= 0.05
+    yellow_issue, brown_issue = yellow_part >= YELLOW_ISSUE_SHARE, brown_part >= BROWN_ISSUE_SHARE
     if brown_issue and (brown_part * 1.5 >= yellow_part or not yellow_issue):
         concern = CONCERN_BROWN
         secondary = [CONCERN_YELLOW] if yellow_issue else []

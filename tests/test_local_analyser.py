@@ -497,6 +497,16 @@ def test_a_healthy_photo_in_an_album_does_not_hide_a_spotted_leaf() -> None:
         assert result["summary"]["primary_concern"] == spotted["summary"]["primary_concern"]
 
 
+def test_a_yellowed_leaf_in_an_album_does_not_hide_a_spotted_one() -> None:
+    samples = Path(__file__).resolve().parent.parent / "devtools" / "static" / "samples"
+    spotted, yellowed, dry = (samples.joinpath(f"{name}.jpg").read_bytes()
+                              for name in ("lekeli_yaprak", "sararan_yaprak", "kuruyan_kenarlar"))
+    alone = estimate(spotted, {"analysis_id": "a"})["summary"]["primary_concern"]
+    assert "leke" in alone.lower()
+    for album in ([spotted, yellowed, dry], [yellowed, spotted], [dry, yellowed, spotted]):
+        assert estimate(album, {"analysis_id": "a"})["summary"]["primary_concern"] == alone
+
+
 def test_an_album_photo_showing_no_leaf_does_not_decide_the_result() -> None:
     sky = leaf_image((150, 190, 240), background=(150, 190, 240))
     result = estimate([sky, GREEN_LEAF], {"analysis_id": "a"})
