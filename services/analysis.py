@@ -34,16 +34,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from bot import replies
 from bot.place import tidy_place
 from models import Analysis, AnalysisStatus, Farmer, utcnow
-from services import context, leases, quota, runtime_settings, whatsapp
+from services import context, leases, quota, runtime_settings
 from services.analysis_result import AnalysisResult, annotated, normalise, queryable_columns
 from services.circuit import CircuitBreaker
 from services.images import ImageRejected
-from services.isolation import PhotoLimits, check_and_optimise
 from services.jobs import app_job
 from services.n8n import MAX_IMAGES, CircuitOpen, N8NClient, N8NPermanentError, N8NTransientError, build_request
+from services.photos import fetch_and_store
 from services.queue import ANALYSIS, DEFAULT, get_queue, is_final_attempt, try_enqueue_unique
 from services.sponsor_stats import invalidate_stats
-from services.storage import Storage, content_type_for, new_key, sign_media
+from services.storage import sign_media
 from services.whatsapp.errors import GraphAPIError, MediaError
 from services.whatsapp.messages import Outbound, build_template, template_param_text, to_outbound
 from services.whatsapp.outbox import queue_message, send_queued
@@ -249,24 +249,12 @@ def _prepare_images(snap: _Snapshot) -> tuple[str, ...]:
 
 
 def _prepare_image(analysis_id: int, media_id: str) -> tuple[str, str]:
-    """One photo: download (two steps, bearer token), check the real content, optimise, store both copies.
-    Returns the (optimised, original) storage keys."""
-    media = whatsapp.client().download_media(media_id)
-    rs = runtime_settings.current()  # admins tune these while the service runs
-    # headers, size and pixel bounds, then the decode, in a helper process (a hostile photo cannot take
-    # the worker down)
-    prepared = check_and_optimise(media.content, PhotoLimits(
-        max_bytes=rs.image_max_upload_kb * 1024, max_width=rs.image_max_width, max_height=rs.image_max_height,
-        target_bytes=rs.image_target_kb * 1000, quality=rs.image_quality))
-    info, small = prepared.info, prepared.small
-    storage: Storage = current_app.extensions["storage"]
-    original_key = new_key("original", {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}.get(info.format, "bin"))
-    image_key = new_key("analysis", "jpg")
-    storage.put(original_key, media.content, content_type_for(original_key))  # from the bytes, not Meta's MIME
-    storage.put(image_key, small.data, "image/jpeg")
-    log.info("image prepared", extra={"analysis_id": analysis_id, "bytes": len(small.data), "quality": small.quality,
-                                      "original_bytes": len(media.content)})
-    return image_key, original_key
+    """One photo, both copies kept (`services.photos`). Returns the (optimised, original) storage keys."""
+    stored = fetch_and_store(media_id, current_app.extensions["storage"], "analysis", keep_original=True)
+    log.info("image prepared", extra={"analysis_id": analysis_id, "bytes": stored.bytes, "quality": stored.quality,
+                                      "original_bytes": stored.original_bytes})
+    assert stored.original_key is not None  # keep_original
+    return stored.image_key, stored.original_key
 
 
 def farmer_ref(farmer_id: int) -> str:
