@@ -286,7 +286,7 @@ def requeue_failed_command(queue: str | None, requeue_all: bool, force: bool, jo
               help="Delete photos stored more than this many days ago.")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
 def purge_media_command(older_than_days: int, dry_run: bool) -> None:
-    """Delete stored originals and optimised photos older than N days (analyses keep their rows)."""
+    """Delete stored originals and optimised photos older than N days (analyses and messages keep their rows)."""
     from services.media_purge import purge_media
 
     report = purge_media(current_app.extensions["storage"], current_app.extensions["db"], older_than_days,
@@ -297,7 +297,7 @@ def purge_media_command(older_than_days: int, dry_run: bool) -> None:
         click.echo(f"  {kind}: {verb} {report.files[kind]} file(s), {report.bytes[kind]} bytes")
     click.echo(f"total: {verb} {sum(report.files.values())} file(s), {sum(report.bytes.values())} bytes")
     if not dry_run:
-        click.echo(f"photo keys cleared on analyses: {report.keys_cleared}")
+        click.echo(f"photo keys cleared on analyses and messages: {report.keys_cleared}")
     for store in report.unreachable:
         click.echo(f"could not list {store}; see the log")
     if report.failed:

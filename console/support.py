@@ -20,7 +20,7 @@ from werkzeug.datastructures import MultiDict
 from console.pages import audit_view, flash_text, nav_item, refuse, render, whole_number
 from console.security import console_blueprint
 from console.session import current_locale, current_staff, staff_required, take_draft
-from models import Analysis, AuditLog, CannedReply, Farmer, Message, StaffUser, UsageLedger, utcnow
+from models import Analysis, AuditLog, CannedReply, Farmer, Message, PhotoState, StaffUser, UsageLedger, utcnow
 from services import context, deletion, failed_jobs, quota, runtime_settings, support
 from services.audit import audit
 from services.queue import QUEUE_NAMES
@@ -247,14 +247,22 @@ def _events(session: Session, farmer: Farmer, emails: dict[int, str]) -> list[Ev
 PHOTO_DELETED = N_("Photo deleted with the farmer's data.")
 PHOTO_WAITING = N_("Photo not stored yet: its analysis is downloading it.")
 PHOTO_FAILED = N_("Photo not stored: it could not be downloaded for its analysis.")
-PHOTO_NOT_KEPT = N_("Photo not stored: we download a farmer's photo only for an analysis, and this one was not "
-                    "analysed (sent during a takeover, before consent, or never submitted).")
+PHOTO_NOT_KEPT = N_("Photo not stored: we download a farmer's photo only for an analysis or when it is sent during "
+                    "a takeover, and this one was neither (sent before consent, or never submitted).")
+# A photo sent during a takeover, by what became of the copy kept for support (`PhotoState`; stored: shown).
+KEPT_PHOTO_STATES = {
+    PhotoState.WAITING.value: N_("Photo sent during the takeover: not stored yet, it is being downloaded."),
+    PhotoState.NOT_DOWNLOADED.value: N_("Photo sent during the takeover: it could not be downloaded from WhatsApp."),
+    PhotoState.REJECTED.value: N_("Photo sent during the takeover: rejected, it is not a photo we can read."),
+    PhotoState.PURGED.value: N_("Photo sent during the takeover: deleted after the media retention period."),
+}
 
 
 def photos_of(session: Session, farmer: Farmer, messages: list[Message]) -> tuple[dict[str, str], dict[int, str]]:
     """The farmer's photos as support may see them: signed links to the stored ones, by the WhatsApp media id
     they came as; and for each photo message of theirs we hold no copy of, why (a msgid, by message id). We
-    download a photo only for its analysis, so a photo that never became one was never kept."""
+    download a photo for its analysis, or for support when it was sent during a takeover (its copy's key is on
+    the message); any other photo was never kept."""
     links: dict[str, str] = {}
     pending: dict[str, str] = {}  # media id -> why it has no copy though an analysis took it
     if farmer.deleted_at is None:
@@ -267,6 +275,9 @@ def photos_of(session: Session, farmer: Farmer, messages: list[Message]) -> tupl
                 links.update(zip(media, photo_links(keys), strict=False))
             for one in media:
                 pending[one] = PHOTO_FAILED if status == "failed" else PHOTO_WAITING
+        for m in messages:  # a photo kept for support: its own copy, unless an analysis holds one
+            if m.media_id and m.photo_key and m.media_id not in links:
+                links.update((m.media_id, link) for link in photo_links([m.photo_key]))
     missing = {}
     for m in messages:
         if m.direction == "out" or m.type != "image" or (m.media_id and m.media_id in links):
@@ -274,7 +285,7 @@ def photos_of(session: Session, farmer: Farmer, messages: list[Message]) -> tupl
         if farmer.deleted_at is not None or not m.media_id:
             missing[m.id] = PHOTO_DELETED
         else:
-            missing[m.id] = pending.get(m.media_id, PHOTO_NOT_KEPT)
+            missing[m.id] = pending.get(m.media_id) or KEPT_PHOTO_STATES.get(m.photo_state or "", PHOTO_NOT_KEPT)
     return links, missing
 
 

@@ -11,6 +11,7 @@ from models.message import (
     Message,
     MessageStatus,
     MessageStatusEvent,
+    PhotoState,
     UnhandledWebhook,
     WebhookError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Message",
     "MessageStatus",
     "MessageStatusEvent",
+    "PhotoState",
     "PurchaseRequest",
     "PurchaseRequestStatus",
     "RefreshToken",

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, Leased, utcnow
@@ -38,6 +39,18 @@ OUTBOUND_RANK = {
     MessageStatus.READ: 4,
     MessageStatus.FAILED: 5,
 }
+class PhotoState(enum.StrEnum):
+    """A farmer's photo kept for support during a takeover (`messages.photo_state`; None: not kept, as a
+    photo outside a takeover: only its analysis downloads it). waiting -> stored | not_downloaded | rejected;
+    stored -> purged when the retention purge deletes the copy."""
+
+    WAITING = "waiting"
+    STORED = "stored"
+    NOT_DOWNLOADED = "not_downloaded"
+    REJECTED = "rejected"
+    PURGED = "purged"
+
+
 # A message Meta reported delivered or read reached the farmer: a later `failed` for it is kept as an event only.
 REACHED_FARMER = (MessageStatus.DELIVERED.value, MessageStatus.READ.value)
 
@@ -53,6 +66,11 @@ class Message(Leased, Base):
         Index("ix_messages_phone_created", "phone", "created_at"),
         Index("ix_messages_unprocessed", "direction", "status", "created_at"),
         Index("ix_messages_phone_seq", "phone", "seq"),
+        # Partial: almost no message has a photo kept for support (the purge and the sweeper look these up).
+        Index("ix_messages_photo_key", "photo_key", postgresql_where=sql_text("photo_key IS NOT NULL"),
+              sqlite_where=sql_text("photo_key IS NOT NULL")),
+        Index("ix_messages_photo_waiting", "id", postgresql_where=sql_text("photo_state = 'waiting'"),
+              sqlite_where=sql_text("photo_state = 'waiting'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -90,6 +108,10 @@ class Message(Leased, Base):
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
+    # inbound photo sent during a takeover: what became of the copy kept for support (`PhotoState`), and the
+    # optimised copy's storage key once stored
+    photo_state: Mapped[str | None] = mapped_column(String(20))
+    photo_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class MessageStatusEvent(Base):

@@ -53,6 +53,7 @@ from models import (
     Farmer,
     Message,
     MessageStatus,
+    PhotoState,
     SponsorCode,
     Subscription,
     utcnow,
@@ -104,6 +105,7 @@ class Outcome:
     first: Outgoing | None = None  # the first reply, taken for us to send right after commit
     may_take: bool | None = None  # whether replies may be taken as they are written (asked once)
     quota_refusals: list[str] = field(default_factory=list)  # the reason of each analysis the farmer is told is refused
+    photos_to_keep: list[int] = field(default_factory=list)  # photos sent during a takeover, downloaded for support
 
 
 # Built once (building a statement costs more CPU than running it); their values are bound when they run.
@@ -165,7 +167,7 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
     taken = support.is_taken(conv, utcnow())
     for message in waiting:
         if taken:  # a person answers this farmer now: the message is kept for them, the bot says nothing
-            _keep_for_support(message)
+            _keep_for_support(message, outcome)
         elif not isolate:
             _handle_one(session, farmer, conv, message, outcome)
         else:
@@ -181,11 +183,15 @@ def _handle_waiting(session: Session, farmer_id: int, up_to: int, *, isolate: bo
     return outcome
 
 
-def _keep_for_support(message: Message) -> None:
-    """During a human takeover: stored, shown in the console, marked handled; no step, no reply."""
+def _keep_for_support(message: Message, outcome: Outcome) -> None:
+    """During a human takeover: stored, shown in the console, marked handled; no step, no reply. A photo waits
+    to be downloaded after the commit (`services.support_photos`): the person who took over must see it."""
     message.status = MessageStatus.PROCESSED.value
     message.processed_at = utcnow()
     message.attempts += 1
+    if message.type == MessageType.IMAGE.value and message.media_id and message.photo_state is None:
+        message.photo_state = PhotoState.WAITING.value
+        outcome.photos_to_keep.append(message.id)
 
 
 def _give_up(session: Session, farmer: Farmer, message: Message, exc: Exception, outcome: Outcome) -> None:
@@ -439,12 +445,15 @@ def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, out
 
 def _after_commit(outcome: Outcome) -> None:
     from services.analysis import enqueue_analysis  # late: the pipeline imports services.jobs, which imports us
+    from services.support_photos import enqueue_keep  # late, likewise
 
     redis = context.redis()
     for reason in outcome.quota_refusals:  # counted once the farmer's answer is committed, not per attempt
         metrics.quota_rejection(reason)
     for analysis_id in outcome.analyses_to_queue:
         enqueue_analysis(redis, analysis_id)
+    for message_id in outcome.photos_to_keep:
+        enqueue_keep(redis, message_id)
     if outcome.last_wamid:
         _mark_read(outcome.last_wamid, outcome.our_number)
     if outcome.reply_ids:

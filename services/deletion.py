@@ -7,7 +7,8 @@ business must keep, without identity:
 
 - removed: the text, media ids and raw payloads of their messages (both directions) and the address on
   them; the recipient on the status events; their photos in storage; the notes, location and raw result
-  of their analyses; their conversation state and support's notes on them; name, phone, user id,
+  of their analyses; the copies of photos kept for support during a takeover (and their keys on the
+  messages); their conversation state and support's notes on them; name, phone, user id,
   parent user id and username on the farmer row.
 - ended: their inbound messages not yet handled (marked processed) and their analyses not yet finished
   (failed and refunded, as any analysis that failed on our side; a result arriving later is ignored).
@@ -138,9 +139,15 @@ def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime)
                             farmer_id=farmer_id)
         goodbye_id = row.id
     wamids = list(session.scalars(select(Message.wamid).where(mine, Message.wamid.is_not(None))))
+    # The copies of photos kept for support during a takeover. Their rows are locked first: a download that
+    # stored its copy meanwhile is read here, one that finishes later finds its photo no longer waiting and
+    # drops its copy (services.support_photos.settle).
+    kept = [key for key in session.scalars(select(Message.photo_key).where(mine, Message.photo_state.is_not(None))
+                                           .with_for_update()) if key]
     session.execute(update(Message).where(mine, Message.id != (goodbye_id or 0))
                     .values(text=None, payload=None, media_id=None, template_params=None, fallback=None,
-                            context_wamid=None, phone=placeholder, farmer_id=farmer_id)
+                            context_wamid=None, phone=placeholder, farmer_id=farmer_id, photo_key=None,
+                            photo_state=None)
                     .execution_options(synchronize_session=False))
     for i in range(0, len(wamids), 500):
         session.execute(update(MessageStatusEvent).where(MessageStatusEvent.wamid.in_(wamids[i:i + 500]))
@@ -148,7 +155,7 @@ def erase(session: Session, farmer_id: int, staff_id: int | None, now: datetime)
     if aliases:
         session.execute(update(MessageStatusEvent).where(MessageStatusEvent.recipient.in_(aliases))
                         .values(recipient=None, payload=None).execution_options(synchronize_session=False))
-    keys = _photo_keys(session, farmer_id)
+    keys = sorted({*_photo_keys(session, farmer_id), *kept})
     session.execute(update(Analysis).where(Analysis.farmer_id == farmer_id)
                     .values(notes=None, location_text=None, latitude=None, longitude=None, result=None,
                             media_id=None, media_ids=None, image_key=None, original_key=None, image_keys=None,

@@ -2,8 +2,9 @@
 
 Age is the time the file was stored (a local file's modification time, an S3 object's LastModified),
 so a photo stored after the cut-off is never touched. Every store behind the app's storage is purged
-on its own (both stores of a FallbackStorage). Analyses keep their rows; the keys of deleted photos
-are cleared on them, so nothing points at a file that is gone.
+on its own (both stores of a FallbackStorage). Analyses and messages keep their rows; the keys of deleted
+photos are cleared on them (a photo kept for support during a takeover is marked `purged`, so the console
+says why it is gone), so nothing points at a file that is gone.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from models import Analysis
+from models import Analysis, Message, PhotoState
 from models.db import Database, affected_rows
 from services.storage import KEY_RE, FallbackStorage, LocalStorage, S3Storage, Storage
 
 log = logging.getLogger(__name__)
 
-# The kinds of key the pipeline writes (services.analysis._prepare_image): farmer's photo, optimised JPEG.
-PHOTO_KINDS = ("original", "analysis")
+# The kinds of key photos are stored under (services.photos.fetch_and_store): an analysis's farmer's photo and
+# optimised JPEG, and the optimised copy of a photo kept for support during a takeover (services.support_photos).
+PHOTO_KINDS = ("original", "analysis", "support")
 _UPDATE_BATCH = 500
 
 
@@ -43,7 +45,7 @@ class PurgeReport:
     bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHOTO_KINDS, 0))
     failed: int = 0  # files that could not be deleted (logged; tried again next time)
     unreachable: list[str] = field(default_factory=list)  # stores that could not be listed
-    keys_cleared: int = 0  # image_key / original_key values set to NULL on analyses
+    keys_cleared: int = 0  # image_key / original_key on analyses and photo_key on messages set to NULL
 
 
 def leaf_stores(storage: Storage) -> list[Storage]:
@@ -126,7 +128,7 @@ def _purge_store(store: Storage, report: PurgeReport, deleted: set[str]) -> None
 
 
 def _forget_keys(db: Database, keys: list[str]) -> int:
-    """Clear the keys of deleted photos on their analyses (the rows stay)."""
+    """Clear the keys of deleted photos on their analyses and messages (the rows stay)."""
     updated = 0
     with db.session() as session, session.begin():
         for i in range(0, len(keys), _UPDATE_BATCH):
@@ -135,4 +137,8 @@ def _forget_keys(db: Database, keys: list[str]) -> int:
                 result = session.execute(update(Analysis).where(column.in_(batch)).values({column: None})
                                          .execution_options(synchronize_session=False))
                 updated += affected_rows(result)
+            result = session.execute(update(Message).where(Message.photo_key.in_(batch))
+                                     .values(photo_key=None, photo_state=PhotoState.PURGED.value)
+                                     .execution_options(synchronize_session=False))
+            updated += affected_rows(result)
     return updated

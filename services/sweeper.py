@@ -4,7 +4,8 @@ a worker that died (its lease expired). Runs in the one scheduler process.
 - `sweep_unqueued` (every `SWEEP_INTERVAL_SECONDS`, and at once when Redis is back): inbound messages
   not yet handled (and not waiting on the hand-off list, `services.handoff`; one whose farmer row is
   gone is given its farmer again first), charged analyses (`queued`, or `processing` without a live
-  lease), and callback results stored while Redis was down.
+  lease), callback results stored while Redis was down, and photos kept for support during a takeover
+  still waiting to be downloaded (`services.support_photos`).
 - `requeue_expired` (every `EXPIRED_SWEEP_SECONDS`): rows whose lease expired, so a killed worker's
   message or analysis runs again within a lease's length and a few seconds.
 - `release_overdue` (every `EXPIRED_SWEEP_SECONDS`): RQ's scheduled jobs (retries after a backoff, deadline
@@ -33,8 +34,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 
-from models import Analysis, AnalysisStatus, Direction, Message, MessageStatus, utcnow
-from services import context
+from models import Analysis, AnalysisStatus, Direction, Message, MessageStatus, PhotoState, utcnow
+from services import context, support_photos
 from services.analysis import FINISH_ANALYSIS, end_if_overdue, enqueue_analysis, overdue_since
 from services.farmer_identity import reattach_orphans
 from services.handoff import HANDLE_INBOUND, waiting
@@ -49,7 +50,8 @@ OVERDUE_GRACE_SECONDS = 15  # RQ's own scheduler moves a due job within a second
 
 
 def sweep_unqueued(grace_seconds: int | None = None) -> int:
-    """Queue inbound messages not yet handled and charged analyses whose job RQ does not hold."""
+    """Queue inbound messages not yet handled, charged analyses and photos kept for support whose job RQ does
+    not hold."""
     settings = context.settings()
     grace = settings.SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
     now = utcnow()
@@ -74,6 +76,9 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
         answered = session.scalars(select(Analysis.id).where(Analysis.status == AnalysisStatus.PROCESSING.value,
                                                              Analysis.result.is_not(None))
                                    .order_by(Analysis.id).limit(BATCH)).all()
+        photos = session.scalars(select(Message.id).where(Message.photo_state == PhotoState.WAITING.value,
+                                                          Message.processed_at <= cutoff)
+                                 .order_by(Message.id).limit(BATCH)).all()
     redis = context.redis()
     handed_off = set(waiting(redis)) if inbound else set()  # a backlog the workers have not reached yet
     queued = sum(_requeue_inbound(redis, i, now) for i in inbound if i not in handed_off)
@@ -81,6 +86,7 @@ def sweep_unqueued(grace_seconds: int | None = None) -> int:
     for analysis_id in answered:
         if not Job.exists(f"finish-{analysis_id}", connection=redis):
             queued += enqueue_unique(redis, ANALYSIS, FINISH_ANALYSIS, f"finish-{analysis_id}", analysis_id)
+    queued += sum(_requeue_photo(redis, i, now) for i in photos)
     if queued:
         log.warning("sweeper queued %d job(s) that were missing", queued)
     return queued
@@ -132,6 +138,11 @@ def _requeue_inbound(redis: Redis, message_id: int, now: datetime) -> bool:
 
 def _requeue_analysis(redis: Redis, analysis_id: int, now: datetime) -> bool:
     return _requeue(redis, f"analysis-{analysis_id}", now, lambda: enqueue_analysis(redis, analysis_id))
+
+
+def _requeue_photo(redis: Redis, message_id: int, now: datetime) -> bool:
+    return _requeue(redis, support_photos.job_id(message_id), now,
+                    lambda: support_photos.enqueue_keep(redis, message_id))
 
 
 def _requeue(redis: Redis, job_id: str, now: datetime, enqueue: Callable[[], bool]) -> bool:

@@ -27,7 +27,21 @@ class GraphStub:
     def __init__(self, mock: responses.RequestsMock) -> None:
         self.sent: list[dict[str, Any]] = []
         self.reads: list[str] = []
+        self.mock = mock
         mock.add_callback(responses.POST, MESSAGES_URL, callback=self._on_post, content_type="application/json")
+
+    def serves_media(self, media_id: str, content: bytes = b"", *, status: int = 200, code: int | None = None) -> str:
+        """Answer the media download of `media_id` as Meta does (its URL, then the bytes from the lookaside host),
+        or with a Graph API error (`status`, `code`) at the first step. Returns the bytes' URL."""
+        url = f"https://lookaside.test/whatsapp/media?mid={media_id}"
+        if status != 200:
+            error = {"error": {"message": "media error", "code": code}}
+            self.mock.get(f"{GRAPH}/{media_id}", status=status, json=error)
+            return url
+        self.mock.get(f"{GRAPH}/{media_id}", json={"url": url, "mime_type": "image/jpeg", "id": media_id,
+                                                    "file_size": len(content)})
+        self.mock.get(url, body=content, content_type="image/jpeg")
+        return url
 
     def _on_post(self, request: Any) -> tuple[int, dict[str, str], str]:
         body = json.loads(request.body)

@@ -3,21 +3,27 @@ deletion), the deletion queue, failed jobs and canned replies, through the Flask
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import timedelta
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
-from models import AuditLog, CannedReply, Farmer, Message, SupportNote, UsageLedger, utcnow
+from models import Analysis, AuditLog, CannedReply, Farmer, Message, SupportNote, UsageLedger, utcnow
 from services import quota
+from services.queue import ANALYSIS, get_queue
 from tests.admin_helpers import PASSWORD
 from tests.chat import Farmer as ChatFarmer
 from tests.chat import GraphStub, onboarded_farmer
 from tests.console_helpers import csrf, form_nonce, post, post_twice_at_once, signed_in
+from tests.helpers import GRAPH, run_jobs
 
 PHONE = "+905321234567"
 
@@ -207,13 +213,146 @@ def test_a_takeover_expires_by_itself(app: Flask, client: FlaskClient, supporter
     assert chat.says("kota") != []
 
 
-def test_a_photo_sent_during_a_takeover_says_why_it_is_not_shown_instead_of_image(
-        client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer) -> None:
+def leaf_photo() -> bytes:
+    image = Image.new("RGB", (640, 480), (60, 140, 50))
+    ImageDraw.Draw(image).ellipse((100, 80, 400, 300), fill=(200, 180, 40))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def media_calls(graph: GraphStub, media_id: str) -> int:
+    return sum(1 for c in graph.mock.calls if c.request.url == f"{GRAPH}/{media_id}")
+
+
+def kept_photo(session, media_id: str) -> tuple[str | None, str | None]:
+    row = session.execute(select(Message.photo_state, Message.photo_key).where(Message.media_id == media_id)).one()
+    return row.photo_state, row.photo_key
+
+
+def test_a_photo_sent_during_a_takeover_is_downloaded_and_shown_inline(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer, graph: GraphStub,
+        session) -> None:
     post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
-    chat.photo(caption="bu yapraklara bakar mısınız", media_id="5550001")
+    graph.serves_media("5550001", leaf_photo())
+    assert chat.photo(caption="bu yapraklara bakar mısınız", media_id="5550001") == []  # only the inbound worker ran
     html = page(client, f"/console/support/farmers/{farmer_id}")
-    assert "bu yapraklara bakar mısınız" in html and "[image]" not in html
-    assert "Fotoğraf saklanmadı" in html and "analiz edilmedi" in html
+    assert "henüz saklanmadı, indiriliyor" in html and "[image]" not in html
+    run_jobs(app)
+    state, key = kept_photo(session, "5550001")
+    assert state == "stored" and key is not None and key.startswith("support/")
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "bu yapraklara bakar mısınız" in html and "[image]" not in html and "saklanmadı" not in html
+    [src] = re.findall(r'<img class="photo" src="(/media/[^"]+)"', html)
+    shown = client.get(src)
+    assert shown.status_code == 200 and shown.data == app.extensions["storage"].get(key)
+    assert Image.open(io.BytesIO(shown.data)).size == (640, 480)  # the optimised copy: within 800x600
+    assert media_calls(graph, "5550001") == 1 and session.scalar(select(func.count()).select_from(Analysis)) == 0
+
+
+def test_a_takeover_photo_whose_graph_error_is_transient_is_retried_and_kept(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer, graph: GraphStub,
+        session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
+    graph.serves_media("5550006", status=500)
+    graph.serves_media("5550006", leaf_photo())  # the second answer: responses gives them in order
+    chat.photo(media_id="5550006")
+    run_jobs(app)
+    assert media_calls(graph, "5550006") == 2
+    assert kept_photo(session, "5550006")[0] == "stored"
+    assert page(client, f"/console/support/farmers/{farmer_id}").count('<img class="photo" src="/media/') == 1
+
+
+@pytest.mark.parametrize(("answer", "says", "state", "calls"), [
+    (lambda g: g.serves_media("5550007", status=500), "WhatsApp'tan indirilemedi", "not_downloaded", 4),
+    (lambda g: g.serves_media("5550007", status=400, code=131052), "WhatsApp'tan indirilemedi", "not_downloaded", 1),
+    (lambda g: g.serves_media("5550007", b"this is not a photo at all" * 10), "okunabilir bir fotoğraf değil",
+     "rejected", 1),
+])
+def test_a_takeover_photo_that_cannot_be_kept_says_why(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer, graph: GraphStub,
+        session, answer: Any, says: str, state: str, calls: int) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
+    answer(graph)
+    chat.photo(media_id="5550007")
+    run_jobs(app)
+    assert kept_photo(session, "5550007") == (state, None)
+    assert media_calls(graph, "5550007") == calls  # a transient error: the first try and 3 retries
+    html = unescape(page(client, f"/console/support/farmers/{farmer_id}"))
+    assert "Devralma sırasında gönderilen fotoğraf" in html and says in html
+    assert "[image]" not in html and '<img class="photo"' not in html
+
+
+def test_a_photo_outside_a_takeover_never_submitted_is_not_downloaded(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer, graph: GraphStub,
+        session) -> None:
+    graph.serves_media("5550008", leaf_photo())
+    assert chat.photo(media_id="5550008")  # the bot asks for the crop
+    run_jobs(app)
+    assert media_calls(graph, "5550008") == 0 and kept_photo(session, "5550008") == (None, None)
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Fotoğraf saklanmadı" in html and "ikisi de değil" in html and "[image]" not in html
+
+
+def test_deleting_the_farmers_data_removes_the_photo_kept_during_a_takeover(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer, graph: GraphStub,
+        session) -> None:
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
+    graph.serves_media("5550009", leaf_photo())
+    chat.photo(media_id="5550009")
+    run_jobs(app)
+    key = session.scalar(select(Message.photo_key).where(Message.media_id == "5550009"))
+    assert app.extensions["storage"].get(key)
+    post(client, f"/console/support/farmers/{farmer_id}/delete", {"confirm": "yes"})
+    with pytest.raises(KeyError):
+        app.extensions["storage"].get(key)
+    assert session.scalar(select(func.count()).select_from(Message).where(Message.photo_key.is_not(None))) == 0
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Fotoğraf, çiftçinin verileriyle birlikte silindi." in html and '<img class="photo"' not in html
+
+
+def test_a_takeover_photo_downloaded_after_the_farmers_data_was_deleted_is_not_kept(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer, graph: GraphStub,
+        session, monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.support_photos
+    from services import deletion
+    from services.photos import fetch_and_store
+
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
+    graph.serves_media("5550010", leaf_photo())
+    chat.photo(media_id="5550010")
+    stored: list[str] = []
+
+    def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:  # the farmer's data goes while the photo downloads
+        photo = fetch_and_store(*args, **kwargs)
+        stored.append(photo.image_key)
+        with app.extensions["db"].session() as s, s.begin():
+            deletion.erase(s, farmer_id, supporter, utcnow())
+        return photo
+
+    monkeypatch.setattr(services.support_photos, "fetch_and_store", deleted_meanwhile)
+    run_jobs(app)
+    [key] = stored
+    with pytest.raises(KeyError):
+        app.extensions["storage"].get(key)
+    assert session.scalar(select(func.count()).select_from(Message).where(Message.photo_key.is_not(None))) == 0
+
+
+def test_a_takeover_photo_whose_job_was_lost_is_queued_by_the_sweeper(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer, graph: GraphStub,
+        session) -> None:
+    from services.sweeper import sweep_unqueued
+
+    post(client, f"/console/support/farmers/{farmer_id}/takeover", {"minutes": "30"})
+    graph.serves_media("5550011", leaf_photo())
+    chat.photo(media_id="5550011")
+    message_id = session.scalar(select(Message.id).where(Message.media_id == "5550011"))
+    app.extensions["redis"].delete(f"rq:job:support-photo-{message_id}")  # as if the enqueue never reached Redis
+    get_queue(ANALYSIS, app.extensions["redis"]).empty()
+    assert sweep_unqueued(grace_seconds=0) == 1
+    run_jobs(app)
+    assert kept_photo(session, "5550011")[0] == "stored"
+    assert sweep_unqueued(grace_seconds=0) == 0  # settled: nothing left to queue
 
 
 def test_a_photo_of_an_analysis_is_shown_inline_and_one_being_analysed_says_so(

@@ -18,7 +18,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from app import create_app
-from models import Analysis, AuditLog, Farmer, StaffUser
+from models import Analysis, AuditLog, Farmer, Message, StaffUser
 from services import quota
 from services.media_purge import purge_media
 from services.queue import ANALYSIS, DEFAULT, INBOUND, get_queue
@@ -162,7 +162,7 @@ def test_purge_media_deletes_only_photos_older_than_n_days(media_app, session):
     result = runner.invoke(args=["purge-media", "--older-than-days", "30"])
     assert result.exit_code == 0, result.output
     assert "total: deleted 2 file(s), 3900 bytes" in result.output
-    assert "photo keys cleared on analyses: 2" in result.output
+    assert "photo keys cleared on analyses and messages: 2" in result.output
     storage = app.extensions["storage"]
     for key in (old_original, old_small):
         with pytest.raises(KeyError):
@@ -175,6 +175,25 @@ def test_purge_media_deletes_only_photos_older_than_n_days(media_app, session):
 
     again = runner.invoke(args=["purge-media", "--older-than-days", "30"])
     assert "total: deleted 0 file(s), 0 bytes" in again.output
+
+
+def test_purge_media_deletes_an_old_photo_kept_for_support_and_says_so_on_its_message(media_app, session):
+    app = media_app
+    old, new = store(app, "support", b"s" * 700, 40), store(app, "support", b"t" * 600, 2)
+    farmer_id = session.scalar(select(Analysis.farmer_id).where(Analysis.id == failed_analysis(app)))
+    with app.extensions["db"].session() as s, s.begin():
+        for n, key in enumerate((old, new)):
+            s.add(Message(direction="in", phone="+905321234567", farmer_id=farmer_id, type="image",
+                          media_id=f"55500{n}", status="processed", photo_state="stored", photo_key=key))
+
+    result = app.test_cli_runner().invoke(args=["purge-media", "--older-than-days", "30"])
+    assert result.exit_code == 0, result.output
+    assert "support: deleted 1 file(s), 700 bytes" in result.output
+    assert "photo keys cleared on analyses and messages: 1" in result.output
+    with pytest.raises(KeyError):
+        app.extensions["storage"].get(old)
+    rows = session.execute(select(Message.photo_state, Message.photo_key).order_by(Message.id)).all()
+    assert [tuple(r) for r in rows] == [("purged", None), ("stored", new)]
 
 
 def test_purge_media_refuses_a_bad_age(media_app):
@@ -228,7 +247,8 @@ def test_purge_media_on_s3_and_its_local_fallback(app, tmp_path):
     os.utime(local.root / fallback_old, (time.time() - 10 * DAY,) * 2)
 
     report = purge_media(storage, app.extensions["db"], 7, now=now)
-    assert report.files == {"original": 2, "analysis": 2} and sum(report.bytes.values()) == 3 * 5 + len(b"local!")
+    assert report.files == {"original": 2, "analysis": 2, "support": 0}
+    assert sum(report.bytes.values()) == 3 * 5 + len(b"local!")
     assert sorted(s3.objects) == sorted(["ziraai/" + k for k in new_keys] + ["ziraai/original/not-a-key.txt"])
     with pytest.raises(KeyError):
         local.get(fallback_old)
