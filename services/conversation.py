@@ -445,15 +445,17 @@ def _submit(session: Session, farmer: Farmer, action: Submit, now: datetime, out
 
 def _after_commit(outcome: Outcome) -> None:
     from services.analysis import enqueue_analysis  # late: the pipeline imports services.jobs, which imports us
-    from services.support_photos import enqueue_keep  # late, likewise
 
     redis = context.redis()
     for reason in outcome.quota_refusals:  # counted once the farmer's answer is committed, not per attempt
         metrics.quota_rejection(reason)
     for analysis_id in outcome.analyses_to_queue:
         enqueue_analysis(redis, analysis_id)
-    for message_id in outcome.photos_to_keep:
-        enqueue_keep(redis, message_id)
+    if outcome.photos_to_keep:
+        from services.support_photos import enqueue_keep  # late, as above
+
+        for message_id in outcome.photos_to_keep:
+            enqueue_keep(redis, message_id)
     if outcome.last_wamid:
         _mark_read(outcome.last_wamid, outcome.our_number)
     if outcome.reply_ids:
