@@ -247,6 +247,7 @@ def _events(session: Session, farmer: Farmer, emails: dict[int, str]) -> list[Ev
 PHOTO_DELETED = N_("Photo deleted with the farmer's data.")
 PHOTO_WAITING = N_("Photo not stored yet: its analysis is downloading it.")
 PHOTO_FAILED = N_("Photo not stored: it could not be downloaded for its analysis.")
+PHOTO_PURGED = N_("Photo of an analysis: deleted after the media retention period.")
 PHOTO_NOT_KEPT = N_("Photo not stored: we download a farmer's photo only for an analysis or when it is sent during "
                     "a takeover, and this one was neither (sent before consent, or never submitted).")
 # A photo sent during a takeover, by what became of the copy kept for support (`PhotoState`; stored: shown).
@@ -273,8 +274,9 @@ def photos_of(session: Session, farmer: Farmer, messages: list[Message]) -> tupl
             keys = image_keys or ([image_key] if image_key else [])
             if keys:
                 links.update(zip(media, photo_links(keys), strict=False))
-            for one in media:
-                pending[one] = PHOTO_FAILED if status == "failed" else PHOTO_WAITING
+            for one in media:  # completed without a copy: the retention purge took them
+                pending[one] = (PHOTO_FAILED if status == "failed"
+                                else PHOTO_PURGED if status == "completed" and not keys else PHOTO_WAITING)
         for m in messages:  # a photo kept for support: its own copy, unless an analysis holds one
             if m.media_id and m.photo_key and m.media_id not in links:
                 links.update((m.media_id, link) for link in photo_links([m.photo_key]))

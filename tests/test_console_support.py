@@ -372,6 +372,15 @@ def test_a_photo_of_an_analysis_is_shown_inline_and_one_being_analysed_says_so(
     assert "analizi onu indiriyor" in html and "[image]" not in html
 
 
+def test_an_analysed_photo_the_retention_purge_deleted_says_so_not_that_it_is_downloading(
+        app: Flask, client: FlaskClient, supporter: int, farmer_id: int, chat: ChatFarmer) -> None:
+    chat.photo(media_id="5550010")
+    with app.extensions["db"].session() as s, s.begin():  # as `flask purge-media` leaves a completed analysis
+        s.add(Analysis(farmer_id=farmer_id, status="completed", media_id="5550010", media_ids=["5550010"]))
+    html = page(client, f"/console/support/farmers/{farmer_id}")
+    assert "Analiz fotoğrafı: saklama süresi dolunca silindi." in html and "indiriyor" not in html
+
+
 def test_a_deleted_farmers_photo_says_it_was_deleted(client: FlaskClient, supporter: int, farmer_id: int,
                                                      chat: ChatFarmer) -> None:
     chat.photo(media_id="5550004")
