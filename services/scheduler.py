@@ -69,7 +69,6 @@ class Schedule:
             except Exception:
                 log.exception("periodic task %s failed", task.name)
 
-
     def _say_role(self, leading: bool) -> None:
         """One log line when this scheduler starts or stops leading: which one does the periodic work."""
         if leading == self.leading:
