@@ -33,11 +33,16 @@ APART = ("the service on its embedded defaults (no REDIS_URL) keeps its queues, 
          "its own. ")
 
 
-def refuse_without_a_shared_redis(why: str) -> None:
-    """Stop a command that acts through Redis when there is no REDIS_URL, saying what to do instead. (The
-    tests run commands inside the service's own process, where the embedded Redis is the same one.)"""
+def apart_from_the_services_redis() -> bool:
+    """No REDIS_URL: this command's Redis is not the running service's. (The tests run commands inside the
+    service's own process, where the embedded Redis is the same one.)"""
     settings = current_app.extensions["settings"]
-    if settings.embedded_redis and not settings.TESTING:
+    return settings.embedded_redis and not settings.TESTING
+
+
+def refuse_without_a_shared_redis(why: str) -> None:
+    """Stop a command that acts through Redis when it cannot reach the service's, saying what to do instead."""
+    if apart_from_the_services_redis():
         raise click.ClickException("no REDIS_URL: " + APART + why)
 
 
@@ -163,8 +168,7 @@ def whatsapp_status_command(as_json: bool) -> None:
     for r in detail.get("restrictions") or []:
         click.echo(f"  restriction: {r.get('type')} until {r.get('expiration') or '?'}")
     block = health.send_block
-    settings = current_app.extensions["settings"]
-    if settings.embedded_redis and not settings.TESTING:
+    if apart_from_the_services_redis():
         click.echo("sends: unknown here (no REDIS_URL: the running service keeps its send block in its own "
                    "process; GET /health/ready shows it)")
     elif block:
